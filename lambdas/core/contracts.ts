@@ -1,0 +1,102 @@
+/**
+ * The messages that cross the state machine: execution input, the Distributed Map batch event,
+ * the featurize summary and the aggregate step's input. One place, validated with zod, shared by
+ * the CDK definition's documentation, the handlers and the local runner.
+ *
+ * Everything here stays small on purpose: a state's input/output is capped at 256 KiB
+ * (https://docs.aws.amazon.com/step-functions/latest/dg/limits-overview.html), so only pointers to
+ * S3 objects travel through the state machine, never feature vectors.
+ */
+import { z } from 'zod';
+
+/** Fixed top-level prefixes; IAM grants are scoped to them (see lib/constructs). */
+export const BUCKET_LAYOUT = {
+  /** Images live under `input/<dataset>/<label>/<file>`. */
+  inputRoot: 'input/',
+  /** Intermediate artifacts of a run (feature shards, map results): expired by a lifecycle rule. */
+  workRoot: 'work/',
+  /** Final outputs of a run (CSV, model, plots, report): kept. */
+  resultsRoot: 'results/',
+  /** Name of the marker object that starts a run for the folder it sits in. */
+  startMarker: '_START',
+} as const;
+
+/** Execution input after the definition filled in its defaults. */
+export const RunSettingsSchema = z.object({
+  bucket: z.string().min(3),
+  inputPrefix: z.string().min(1),
+  runId: z.string().min(1).max(80),
+  outputPrefix: z.string().min(1),
+  workPrefix: z.string().min(1),
+});
+export type RunSettings = z.infer<typeof RunSettingsSchema>;
+
+/** One object as the Distributed Map's ItemReader (S3 ListObjectsV2) hands it over. */
+export const ListedObjectSchema = z
+  .object({
+    Key: z.string().min(1),
+    Size: z.number().int().nonnegative().optional(),
+    ETag: z.string().optional(),
+    LastModified: z.string().optional(),
+    StorageClass: z.string().optional(),
+  })
+  .passthrough();
+export type ListedObject = z.infer<typeof ListedObjectSchema>;
+
+/** The ItemBatcher event a featurize child receives: `{ Items, BatchInput }`. */
+export const FeaturizeBatchEventSchema = z.object({
+  Items: z.array(ListedObjectSchema).min(1),
+  BatchInput: RunSettingsSchema,
+});
+export type FeaturizeBatchEvent = z.infer<typeof FeaturizeBatchEventSchema>;
+
+/** Per-image outcome that is not a feature vector. */
+export interface ItemProblem {
+  key: string;
+  reason: string;
+}
+
+/** What a featurize child returns: a pointer and counts, never the vectors. */
+export interface FeaturizeBatchSummary {
+  /** S3 key of the batch's feature shard (in BatchInput.bucket), or null if no image succeeded. */
+  shard: string | null;
+  /** Images featurized into the shard. */
+  count: number;
+  /** Images that could not be featurized, at most SUMMARY_LIST_LIMIT of them (all are in the shard). */
+  failed: ItemProblem[];
+  failedCount: number;
+  /** Keys that are not images of a label folder (marker, notes, misplaced files). */
+  skipped: ItemProblem[];
+  skippedCount: number;
+  /** True when `failed`/`skipped` were cut to SUMMARY_LIST_LIMIT entries. */
+  truncated: boolean;
+}
+export const SUMMARY_LIST_LIMIT = 100;
+
+/** Where the Distributed Map's ResultWriter put its manifest (the Map state's output). */
+export const ResultWriterDetailsSchema = z.object({
+  Bucket: z.string().min(3),
+  Key: z.string().min(1),
+});
+
+/** The aggregate step's input: run settings plus the ResultWriter manifest location. */
+export const AggregateEventSchema = RunSettingsSchema.extend({
+  mapResult: z.object({
+    MapRunArn: z.string().optional(),
+    ResultWriterDetails: ResultWriterDetailsSchema,
+  }),
+});
+export type AggregateEvent = z.infer<typeof AggregateEventSchema>;
+
+/** Thrown for an event that does not match its schema: a wiring bug, never retried. */
+export class MalformedEventError extends Error {
+  override readonly name = 'MalformedEventError';
+}
+
+/**
+ * Thrown for transient storage failures that survived the SDK's own retries (5xx, throttling,
+ * connection resets). The state machine retries it with backoff; bad images never throw it.
+ */
+export class TransientStorageError extends Error {
+  override readonly name = 'TransientStorageError';
+}

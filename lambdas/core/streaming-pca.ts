@@ -1,0 +1,368 @@
+/**
+ * Streaming PCA over feature vectors that never sit in memory all at once.
+ *
+ * Pass 1 feeds rows, shard by shard, to a `ScatterAccumulator`: count, mean and the centred
+ * scatter matrix (sum of outer products of deviations) in float64. Rows are gathered into a block
+ * of `blockRows` rows held feature-major in one Float64Array; a full block is centred on its own
+ * mean, added with a cache-friendly symmetric rank-k update, and merged into the running totals
+ * with Chan et al.'s pairwise formula, so mean and covariance stay accurate even when the features'
+ * means are large against their spread (no `E[x^2] - E[x]^2` cancellation). Blocks are cut by row
+ * count, not by shard, so the result is bit-for-bit the same however the rows are sharded.
+ *
+ * `fitPca` then standardises like scikit-learn's StandardScaler (mean 0, unit variance, population
+ * standard deviation), takes the eigen-decomposition of the standardised covariance (that is, the
+ * correlation matrix) and keeps k components. `PcaProjector` is pass 2: one row in, k scores out.
+ *
+ * Memory is O(dim^2 + blockRows * dim), independent of the number of rows: 13 MB of scatter plus
+ * 2.6 MB of block at 1,280 features.
+ */
+import { EVD, Matrix } from 'ml-matrix';
+
+/** Rows per block of the rank-k update: 256 x 1,280 float64 is 2.6 MB, near a core's L2/L3 share. */
+export const DEFAULT_BLOCK_ROWS = 256;
+
+/** The moments pass 1 produces. */
+export interface FeatureMoments {
+  count: number;
+  dim: number;
+  mean: Float64Array;
+  /** dim x dim, row-major, symmetric: sum over rows of (x - mean)(x - mean)^T. */
+  scatter: Float64Array;
+}
+
+/** Thrown when the data cannot give a PCA at all (no rows, one row, or no feature varies). */
+export class InsufficientDataError extends Error {
+  override readonly name = 'InsufficientDataError';
+}
+
+export class ScatterAccumulator {
+  readonly dim: number;
+  readonly blockRows: number;
+  /** dim rounded up to the register tile (4) so the kernel needs no edge cases; padding stays 0. */
+  private readonly paddedDim: number;
+  /** Feature-major block: block[f * blockRows + r] is feature f of buffered row r. */
+  private readonly block: Float64Array;
+  private readonly blockMean: Float64Array;
+  /** paddedDim x paddedDim; only the upper triangle (j >= i) is meaningful until `moments()`. */
+  private readonly scatter: Float64Array;
+  private readonly mean: Float64Array;
+  private buffered = 0;
+  private count = 0;
+
+  constructor(dim: number, blockRows: number = DEFAULT_BLOCK_ROWS) {
+    if (!Number.isInteger(dim) || dim < 1) throw new RangeError(`feature dimension must be a positive integer, got ${dim}`);
+    if (!Number.isInteger(blockRows) || blockRows < 1) throw new RangeError(`blockRows must be a positive integer, got ${blockRows}`);
+    this.dim = dim;
+    this.blockRows = blockRows;
+    this.paddedDim = Math.ceil(dim / 4) * 4;
+    this.block = new Float64Array(this.paddedDim * blockRows);
+    this.blockMean = new Float64Array(this.paddedDim);
+    this.scatter = new Float64Array(this.paddedDim * this.paddedDim);
+    this.mean = new Float64Array(this.paddedDim);
+  }
+
+  /** Rows seen so far (buffered ones included). */
+  get rows(): number {
+    return this.count + this.buffered;
+  }
+
+  /** Adds the row of `dim` values starting at `offset` in `vectors`. */
+  addRow(vectors: ArrayLike<number>, offset: number): void {
+    const { block, blockRows, dim } = this;
+    const r = this.buffered;
+    for (let f = 0; f < dim; f++) block[f * blockRows + r] = vectors[offset + f];
+    this.buffered = r + 1;
+    if (this.buffered === blockRows) this.flushBlock();
+  }
+
+  /** Adds every row of a row-major `rows x dim` array. */
+  addRows(vectors: ArrayLike<number>, rows: number): void {
+    for (let i = 0; i < rows; i++) this.addRow(vectors, i * this.dim);
+  }
+
+  /** The moments of every row added so far (flushes the partial block). */
+  moments(): FeatureMoments {
+    this.flushBlock();
+    const { dim, paddedDim } = this;
+    const scatter = new Float64Array(dim * dim);
+    for (let i = 0; i < dim; i++) {
+      for (let j = i; j < dim; j++) {
+        const value = this.scatter[i * paddedDim + j];
+        scatter[i * dim + j] = value;
+        scatter[j * dim + i] = value;
+      }
+    }
+    return { count: this.count, dim, mean: this.mean.slice(0, dim), scatter };
+  }
+
+  private flushBlock(): void {
+    const m = this.buffered;
+    if (m === 0) return;
+    const { block, blockRows: B, paddedDim: dp, blockMean, scatter, mean } = this;
+
+    // Centre the block on its own mean (Chan et al. merge below adds the between-block part).
+    for (let f = 0; f < dp; f++) {
+      const base = f * B;
+      let sum = 0;
+      for (let r = 0; r < m; r++) sum += block[base + r];
+      const mu = sum / m;
+      blockMean[f] = mu;
+      for (let r = 0; r < m; r++) block[base + r] -= mu;
+    }
+
+    // Symmetric rank-m update of the upper triangle, 4 x 2 register tiles: each pass over r loads
+    // 6 contiguous values for 8 multiply-adds, and the 4 rows of the tile stay in L1 while the
+    // j sweep streams the rest of the block.
+    for (let i = 0; i < dp; i += 4) {
+      const a0 = i * B;
+      const a1 = a0 + B;
+      const a2 = a1 + B;
+      const a3 = a2 + B;
+      for (let j = i; j < dp; j += 2) {
+        const b0 = j * B;
+        const b1 = b0 + B;
+        let s00 = 0, s01 = 0, s10 = 0, s11 = 0, s20 = 0, s21 = 0, s30 = 0, s31 = 0;
+        for (let r = 0; r < m; r++) {
+          const x0 = block[b0 + r];
+          const x1 = block[b1 + r];
+          const y0 = block[a0 + r];
+          const y1 = block[a1 + r];
+          const y2 = block[a2 + r];
+          const y3 = block[a3 + r];
+          s00 += y0 * x0;
+          s01 += y0 * x1;
+          s10 += y1 * x0;
+          s11 += y1 * x1;
+          s20 += y2 * x0;
+          s21 += y2 * x1;
+          s30 += y3 * x0;
+          s31 += y3 * x1;
+        }
+        const o = i * dp + j;
+        scatter[o] += s00;
+        scatter[o + 1] += s01;
+        scatter[o + dp] += s10;
+        scatter[o + dp + 1] += s11;
+        scatter[o + 2 * dp] += s20;
+        scatter[o + 2 * dp + 1] += s21;
+        scatter[o + 3 * dp] += s30;
+        scatter[o + 3 * dp + 1] += s31;
+      }
+    }
+
+    // Chan, Golub & LeVeque pairwise merge of (count, mean, scatter) with the block's.
+    const na = this.count;
+    const n = na + m;
+    if (na === 0) {
+      mean.set(blockMean);
+    } else {
+      const coefficient = (na * m) / n;
+      const delta = new Float64Array(dp);
+      for (let f = 0; f < dp; f++) delta[f] = blockMean[f] - mean[f];
+      for (let i = 0; i < dp; i++) {
+        const di = coefficient * delta[i];
+        if (di === 0) continue;
+        const row = i * dp;
+        for (let j = i; j < dp; j++) scatter[row + j] += di * delta[j];
+      }
+      for (let f = 0; f < dp; f++) mean[f] += (delta[f] * m) / n;
+    }
+    this.count = n;
+    this.buffered = 0;
+  }
+}
+
+/** How many components to keep. */
+export interface ComponentSelection {
+  /** Fixed number of components (clamped to what the data supports). */
+  components: number;
+  /**
+   * When set (0 < t <= 1), the smallest k whose cumulative explained variance ratio reaches t
+   * wins over `components`.
+   */
+  varianceThreshold?: number;
+}
+
+export interface PcaFit {
+  count: number;
+  dim: number;
+  /** Feature means. */
+  mean: Float64Array;
+  /** Population standard deviation per feature, 1 where the feature is constant (as sklearn). */
+  scale: Float64Array;
+  /** Indices of constant features: standardised to 0, so they carry no weight in any component. */
+  constantFeatures: number[];
+  /** Number of components kept. */
+  k: number;
+  /** k x dim row-major unit vectors, sign fixed so each one's largest-magnitude entry is positive. */
+  components: Float64Array;
+  /**
+   * Every eigenvalue of the standardised population covariance (the correlation matrix), in
+   * descending order, tiny negative round-off clamped to 0. scikit-learn's `explained_variance_`
+   * uses n - 1 and so equals these times n / (n - 1); the ratios are identical.
+   */
+  eigenvalues: Float64Array;
+  /** eigenvalues / their sum (the number of non-constant features). */
+  explainedVarianceRatio: Float64Array;
+  /** Sum of the first k ratios. */
+  explainedVariance: number;
+  /** Things a person reading the report should know (clamped k, constant features). */
+  warnings: string[];
+}
+
+/**
+ * Features whose standard deviation is below this fraction of their mean's magnitude are
+ * constant: float32 inputs cannot vary that little, so such spread is float64 round-off of a
+ * constant column, not signal.
+ */
+const CONSTANT_RELATIVE_STD = 1e-11;
+
+export function fitPca(moments: FeatureMoments, selection: ComponentSelection): PcaFit {
+  const { count: n, dim: d, mean } = moments;
+  if (n === 0) throw new InsufficientDataError('no feature vectors to analyse: every image failed or was skipped');
+  if (n < 2) throw new InsufficientDataError(`PCA needs at least 2 images, got ${n}`);
+  validateSelection(selection);
+
+  const scale = new Float64Array(d);
+  const constant = new Uint8Array(d);
+  const constantFeatures: number[] = [];
+  for (let f = 0; f < d; f++) {
+    const std = Math.sqrt(Math.max(0, moments.scatter[f * d + f] / n));
+    if (std === 0 || std <= CONSTANT_RELATIVE_STD * Math.abs(mean[f])) {
+      scale[f] = 1;
+      constant[f] = 1;
+      constantFeatures.push(f);
+    } else {
+      scale[f] = std;
+    }
+  }
+  const varying = d - constantFeatures.length;
+  if (varying === 0) throw new InsufficientDataError(`all ${d} features are constant over the ${n} images: nothing to analyse`);
+
+  // Covariance of the standardised features = correlation matrix; constant rows/columns are 0.
+  const correlation = new Matrix(d, d);
+  for (let i = 0; i < d; i++) {
+    for (let j = i; j < d; j++) {
+      const value = constant[i] || constant[j] ? 0 : moments.scatter[i * d + j] / n / (scale[i] * scale[j]);
+      correlation.set(i, j, value);
+      correlation.set(j, i, value);
+    }
+  }
+  const evd = new EVD(correlation, { assumeSymmetric: true });
+  // EVD returns ascending eigenvalues with eigenvectors as columns.
+  const ascending = evd.realEigenvalues;
+  const vectors = evd.eigenvectorMatrix;
+  const eigenvalues = new Float64Array(d);
+  let total = 0;
+  for (let c = 0; c < d; c++) {
+    eigenvalues[c] = Math.max(0, ascending[d - 1 - c]);
+    total += eigenvalues[c];
+  }
+  const explainedVarianceRatio = eigenvalues.map((value) => value / total);
+
+  const warnings: string[] = [];
+  if (constantFeatures.length > 0) {
+    warnings.push(`${constantFeatures.length} of ${d} features are constant: scaled by 1 and left out of the components`);
+  }
+  const k = chooseComponentCount(explainedVarianceRatio, selection, Math.min(d, n - 1), warnings);
+
+  const components = new Float64Array(k * d);
+  for (let c = 0; c < k; c++) {
+    const column = d - 1 - c;
+    let largest = 0;
+    for (let f = 0; f < d; f++) {
+      const value = vectors.get(f, column);
+      if (Math.abs(value) > Math.abs(largest)) largest = value;
+    }
+    const sign = largest < 0 ? -1 : 1;
+    // Constant features have all-zero rows in the correlation matrix; clear EVD round-off there.
+    for (let f = 0; f < d; f++) components[c * d + f] = constant[f] ? 0 : sign * vectors.get(f, column);
+  }
+  let explainedVariance = 0;
+  for (let c = 0; c < k; c++) explainedVariance += explainedVarianceRatio[c];
+
+  return {
+    count: n,
+    dim: d,
+    mean: mean.slice(),
+    scale,
+    constantFeatures,
+    k,
+    components,
+    eigenvalues,
+    explainedVarianceRatio,
+    explainedVariance,
+    warnings,
+  };
+}
+
+function validateSelection(selection: ComponentSelection): void {
+  if (!Number.isInteger(selection.components) || selection.components < 1) {
+    throw new RangeError(`components must be a positive integer, got ${selection.components}`);
+  }
+  const t = selection.varianceThreshold;
+  if (t !== undefined && !(t > 0 && t <= 1)) throw new RangeError(`varianceThreshold must be in (0, 1], got ${t}`);
+}
+
+/**
+ * k from the selection, clamped to `limit` = min(dim, n - 1): n centred rows span at most n - 1
+ * directions, so further components would be arbitrary vectors of zero variance.
+ */
+export function chooseComponentCount(
+  ratios: ArrayLike<number>,
+  selection: ComponentSelection,
+  limit: number,
+  warnings: string[] = [],
+): number {
+  if (selection.varianceThreshold !== undefined) {
+    const target = selection.varianceThreshold;
+    let cumulative = 0;
+    for (let k = 1; k <= limit; k++) {
+      cumulative += ratios[k - 1];
+      // A tolerance so a threshold of 1 is reachable despite round-off in the ratios' sum.
+      if (cumulative >= target - 1e-12) return k;
+    }
+    warnings.push(`explained variance threshold ${target} not reached within the ${limit} components the data supports; kept ${limit}`);
+    return limit;
+  }
+  if (selection.components > limit) {
+    warnings.push(`asked for ${selection.components} components but the data supports at most ${limit} (min(features, images - 1)); kept ${limit}`);
+    return limit;
+  }
+  return selection.components;
+}
+
+/** Pass 2: standardise a row and project it on the kept components. */
+export class PcaProjector {
+  readonly k: number;
+  private readonly dim: number;
+  private readonly mean: Float64Array;
+  /** components with 1/scale folded in: k x dim. */
+  private readonly weights: Float64Array;
+  private readonly centred: Float64Array;
+
+  constructor(fit: Pick<PcaFit, 'dim' | 'k' | 'mean' | 'scale' | 'components'>) {
+    this.k = fit.k;
+    this.dim = fit.dim;
+    this.mean = fit.mean;
+    this.weights = new Float64Array(fit.k * fit.dim);
+    for (let c = 0; c < fit.k; c++) {
+      for (let f = 0; f < fit.dim; f++) this.weights[c * fit.dim + f] = fit.components[c * fit.dim + f] / fit.scale[f];
+    }
+    this.centred = new Float64Array(fit.dim);
+  }
+
+  /** Scores of the row at `offset` of `vectors`, written into `out` (length >= k). */
+  project(vectors: ArrayLike<number>, offset: number, out: Float64Array = new Float64Array(this.k)): Float64Array {
+    const { dim, mean, weights, centred } = this;
+    // Centre first, then weight: subtracting mean . w afterwards would cancel badly.
+    for (let f = 0; f < dim; f++) centred[f] = vectors[offset + f] - mean[f];
+    for (let c = 0; c < this.k; c++) {
+      const base = c * dim;
+      let sum = 0;
+      for (let f = 0; f < dim; f++) sum += centred[f] * weights[base + f];
+      out[c] = sum;
+    }
+    return out;
+  }
+}

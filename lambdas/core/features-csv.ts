@@ -1,0 +1,109 @@
+/**
+ * The CSV files of a run, as RFC 4180 text (https://www.rfc-editor.org/rfc/rfc4180):
+ * CRLF line breaks, and a field is quoted, with inner quotes doubled, whenever it holds a comma,
+ * a quote, CR or LF, or leading/trailing white space (which some readers would otherwise trim).
+ * Object keys can hold all of these, and any unicode, so keys and labels always go through
+ * `csvField`.
+ */
+
+export const CSV_LINE_BREAK = '\r\n';
+
+/** Significant digits of a score: the features are float32 (~7 digits), one more avoids drift. */
+export const SCORE_DIGITS = 8;
+
+export function csvField(value: string): string {
+  if (/[",\r\n]/.test(value) || /^\s|\s$/.test(value)) return `"${value.replace(/"/g, '""')}"`;
+  return value;
+}
+
+export function csvLine(fields: readonly string[]): string {
+  return fields.map(csvField).join(',') + CSV_LINE_BREAK;
+}
+
+/** Shortest text of `value` rounded to `digits` significant digits (no trailing zeros). */
+export function formatNumber(value: number, digits: number = SCORE_DIGITS): string {
+  if (!Number.isFinite(value)) throw new RangeError(`cannot write a non-finite number (${value}) to CSV`);
+  if (value === 0) return '0';
+  return String(Number(value.toPrecision(digits)));
+}
+
+export function componentNames(k: number): string[] {
+  return Array.from({ length: k }, (_, c) => `pc_${c + 1}`);
+}
+
+/** `key,label,pc_1..pc_k` */
+export function featuresCsvHeader(k: number): string {
+  return csvLine(['key', 'label', ...componentNames(k)]);
+}
+
+export function featuresCsvRow(key: string, label: string, scores: ArrayLike<number>, k: number = scores.length): string {
+  let line = `${csvField(key)},${csvField(label)}`;
+  for (let c = 0; c < k; c++) line += `,${formatNumber(scores[c])}`;
+  return line + CSV_LINE_BREAK;
+}
+
+/** One row per component: eigenvalue, ratio and cumulative ratio, and whether it was kept. */
+export function explainedVarianceCsv(eigenvalues: ArrayLike<number>, ratios: ArrayLike<number>, kept: number): string {
+  let out = csvLine(['component', 'eigenvalue', 'explained_variance_ratio', 'cumulative_explained_variance_ratio', 'kept']);
+  let cumulative = 0;
+  for (let c = 0; c < ratios.length; c++) {
+    cumulative += ratios[c];
+    out += csvLine([
+      `pc_${c + 1}`,
+      formatNumber(eigenvalues[c], 12),
+      formatNumber(ratios[c], 12),
+      formatNumber(Math.min(1, cumulative), 12),
+      c < kept ? 'true' : 'false',
+    ]);
+  }
+  return out;
+}
+
+/**
+ * Parses RFC 4180 text back into rows: for tests and for tools reading `features.csv`
+ * (a quoted field may span lines).
+ */
+export function parseCsv(text: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let field = '';
+  let quoted = false;
+  let i = 0;
+  while (i < text.length) {
+    const ch = text[i];
+    if (quoted) {
+      if (ch === '"') {
+        if (text[i + 1] === '"') {
+          field += '"';
+          i += 2;
+          continue;
+        }
+        quoted = false;
+      } else {
+        field += ch;
+      }
+      i++;
+      continue;
+    }
+    if (ch === '"' && field === '') {
+      quoted = true;
+    } else if (ch === ',') {
+      row.push(field);
+      field = '';
+    } else if (ch === '\r' || ch === '\n') {
+      row.push(field);
+      rows.push(row);
+      row = [];
+      field = '';
+      if (ch === '\r' && text[i + 1] === '\n') i++;
+    } else {
+      field += ch;
+    }
+    i++;
+  }
+  if (field !== '' || row.length > 0) {
+    row.push(field);
+    rows.push(row);
+  }
+  return rows;
+}

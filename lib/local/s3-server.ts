@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +28,7 @@ export interface LocalS3Server {
 
 /** An S3-compatible server (s3rver) on loopback: the embedded default's storage and the tests'. */
 export async function startLocalS3Server(options: LocalS3ServerOptions = {}): Promise<LocalS3Server> {
+  allowS3rverContinuationTokens();
   const ownsDirectory = options.directory === undefined;
   const directory = options.directory ?? mkdtempSync(join(tmpdir(), 'fruits-s3-'));
   const server = new S3rver({ address: '127.0.0.1', port: options.port ?? 0, directory, silent: true });
@@ -50,4 +52,30 @@ export async function startLocalS3Server(options: LocalS3ServerOptions = {}): Pr
       if (ownsDirectory) rmSync(directory, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * s3rver encrypts ListObjectsV2 continuation tokens with single DES, which OpenSSL 3 (Node >= 17)
+ * no longer provides: every listing longer than one page (1,000 keys) fails with a 500. Route
+ * s3rver's `des` calls to AES-128-CBC with the 8-byte key and IV doubled: the token stays opaque
+ * and round-trips, which is all S3 promises. Nothing else in the process asks for single DES.
+ */
+function allowS3rverContinuationTokens(): void {
+  const mutable = crypto as unknown as Record<string, unknown>;
+  if (mutable.__s3rverDesPatched) return;
+  const createCipheriv = crypto.createCipheriv;
+  const createDecipheriv = crypto.createDecipheriv;
+  const widen = (bytes: crypto.BinaryLike | crypto.CipherKey | null): Buffer => {
+    const buffer = Buffer.from(bytes as Buffer);
+    return Buffer.concat([buffer, buffer]);
+  };
+  mutable.createCipheriv = (algorithm: string, key: crypto.CipherKey, iv: crypto.BinaryLike | null, opts?: unknown) =>
+    algorithm === 'des'
+      ? createCipheriv('aes-128-cbc', widen(key), widen(iv))
+      : (createCipheriv as (...args: unknown[]) => unknown)(algorithm, key, iv, opts);
+  mutable.createDecipheriv = (algorithm: string, key: crypto.CipherKey, iv: crypto.BinaryLike | null, opts?: unknown) =>
+    algorithm === 'des'
+      ? createDecipheriv('aes-128-cbc', widen(key), widen(iv))
+      : (createDecipheriv as (...args: unknown[]) => unknown)(algorithm, key, iv, opts);
+  mutable.__s3rverDesPatched = true;
 }

@@ -1,0 +1,211 @@
+/**
+ * Preprocessed RGB images -> one float32 feature vector each.
+ *
+ * Two featurizers share one interface:
+ * - `cnn`: an ImageNet-pretrained CNN (TF.js layers model), activations of a feature layer
+ *   averaged over space (MobileNet v1: `conv_pw_13_relu` -> 7x7xC -> C floats at 224 px);
+ * - `pixels`: the original notebook's 16x16x3 raw pixels in [0, 1]. It is also the fallback when
+ *   no CNN weights are present, with a warning the shard carries to the run report.
+ *
+ * Loading a model costs seconds, so featurizers are cached per configuration for the life of the
+ * process (one Lambda container serves many batches).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { defaultModelCacheDir, hasLayersModel, readLayersModelArtifacts } from './model-loader';
+import { PixelScaling, scalePixels } from './preprocess';
+
+export type FeaturizerKind = 'cnn' | 'pixels';
+/** `avg`: global average pool. `avg-max`: average and max pools side by side (2 x channels). */
+export type Pooling = 'avg' | 'avg-max';
+
+export interface FeaturizerConfig {
+  readonly kind: FeaturizerKind;
+  /** Model id (manifest key), e.g. `mobilenet_v1_0.25_224`. Only for `cnn`. */
+  readonly modelId: string;
+  /** Directory with model.json + shards. @default the cache directory of `modelId` */
+  readonly modelDir?: string;
+  /** Square input side the CNN runs at. @default the model's own (224 for MobileNet v1) */
+  readonly imageSize?: number;
+  /** @default 'conv_pw_13_relu' (MobileNet v1's last convolution block) */
+  readonly featureLayer?: string;
+  /** @default 'avg' */
+  readonly pooling?: Pooling;
+  /** @default 'minus-one-to-one' (MobileNet v1's training scaling) */
+  readonly scaling?: PixelScaling;
+  /** Images per inference call: bounds tensor memory. @default 32 */
+  readonly inferBatchSize?: number;
+  /** Force a backend (`tensorflow`, `wasm`, `cpu`). @default the first that works */
+  readonly backend?: string;
+}
+
+export interface Featurizer {
+  /** Names the features, e.g. `mobilenet_v1_0.25_224/conv_pw_13_relu/avg@224` or `pixels-16x16`. */
+  readonly id: string;
+  readonly kind: FeaturizerKind;
+  readonly modelId: string | null;
+  readonly dim: number;
+  /** The side preprocessing must produce. */
+  readonly imageSize: number;
+  readonly backend: string;
+  /** Loud problems (a fallback) that belong in the shard meta and the run report. */
+  readonly warnings: readonly string[];
+  /** `images`: imageSize x imageSize x 3 uint8 RGB each. Returns count x dim, row-major. */
+  featurize(images: readonly Uint8Array[]): Promise<Float32Array>;
+}
+
+export const DEFAULT_MODEL_ID = 'mobilenet_v1_0.25_224';
+export const DEFAULT_FEATURE_LAYER = 'conv_pw_13_relu';
+export const PIXELS_SIZE = 16;
+
+/** Backends in order of speed; `tensorflow` (tfjs-node) only exists in the Lambda image. */
+const BACKEND_ORDER = ['tensorflow', 'wasm', 'cpu'] as const;
+let backendReady: Promise<string> | undefined;
+
+/** Pick and initialise the fastest available backend once per process. */
+export function initBackend(preferred?: string): Promise<string> {
+  backendReady ??= selectBackend(preferred);
+  return backendReady;
+}
+
+async function selectBackend(preferred?: string): Promise<string> {
+  const candidates = preferred ? [preferred] : [...BACKEND_ORDER];
+  const failures: string[] = [];
+  for (const name of candidates) {
+    try {
+      registerBackend(name);
+      if (await tf.setBackend(name)) {
+        await tf.ready();
+        return tf.getBackend();
+      }
+      failures.push(`${name}: setBackend returned false`);
+    } catch (error) {
+      failures.push(`${name}: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`);
+    }
+  }
+  throw new Error(`no TensorFlow.js backend could start (${failures.join('; ')})`);
+}
+
+/* eslint-disable @typescript-eslint/no-require-imports */
+function registerBackend(name: string): void {
+  // Required lazily: tfjs-node is absent outside the image, and each import registers a backend.
+  if (name === 'tensorflow') require('@tensorflow/tfjs-node');
+  else if (name === 'wasm') require('@tensorflow/tfjs-backend-wasm');
+  else if (name === 'cpu') require('@tensorflow/tfjs-backend-cpu');
+  else throw new Error(`unknown backend ${name}`);
+}
+/* eslint-enable @typescript-eslint/no-require-imports */
+
+const cache = new Map<string, Promise<Featurizer>>();
+
+/** The featurizer for `config`, created once per process. */
+export function getFeaturizer(config: FeaturizerConfig): Promise<Featurizer> {
+  const key = JSON.stringify(config);
+  let featurizer = cache.get(key);
+  if (!featurizer) {
+    featurizer = createFeaturizer(config);
+    // A failed load must not poison the cache: the next batch retries it.
+    featurizer.catch(() => cache.delete(key));
+    cache.set(key, featurizer);
+  }
+  return featurizer;
+}
+
+export async function createFeaturizer(config: FeaturizerConfig): Promise<Featurizer> {
+  if (config.kind === 'pixels') return createPixelsFeaturizer([]);
+  const modelDir = config.modelDir ?? defaultModelCacheDir(config.modelId);
+  if (!hasLayersModel(modelDir)) {
+    return createPixelsFeaturizer([
+      `FEATURIZER=cnn but no model at ${modelDir} (model ${config.modelId}): fell back to raw 16x16 pixels, ` +
+        'expect much lower accuracy. Fetch it with `npx tsx lib/model/fetch-model.ts --model ' + config.modelId + '`.',
+    ]);
+  }
+  return createCnnFeaturizer(config, modelDir);
+}
+
+function createPixelsFeaturizer(warnings: string[]): Featurizer {
+  const dim = PIXELS_SIZE * PIXELS_SIZE * 3;
+  return {
+    id: `pixels-${PIXELS_SIZE}x${PIXELS_SIZE}`,
+    kind: 'pixels',
+    modelId: null,
+    dim,
+    imageSize: PIXELS_SIZE,
+    backend: 'none',
+    warnings,
+    async featurize(images) {
+      const out = new Float32Array(images.length * dim);
+      images.forEach((rgb, i) => {
+        assertImage(rgb, PIXELS_SIZE);
+        scalePixels(rgb, 'zero-to-one', out.subarray(i * dim, (i + 1) * dim));
+      });
+      return out;
+    },
+  };
+}
+
+async function createCnnFeaturizer(config: FeaturizerConfig, modelDir: string): Promise<Featurizer> {
+  const backend = await initBackend(config.backend);
+  const featureLayer = config.featureLayer ?? DEFAULT_FEATURE_LAYER;
+  const pooling = config.pooling ?? 'avg';
+  const scaling = config.scaling ?? 'minus-one-to-one';
+  const batchSize = config.inferBatchSize ?? 32;
+
+  const artifacts = readLayersModelArtifacts(modelDir, config.imageSize);
+  const full = await tfl.loadLayersModel(tf.io.fromMemory(artifacts));
+  const inputShape = full.inputs[0].shape;
+  const imageSize = inputShape[1];
+  if (inputShape.length !== 4 || imageSize === null || imageSize !== inputShape[2] || inputShape[3] !== 3) {
+    throw new Error(`model ${config.modelId} takes input ${JSON.stringify(inputShape)}, expected [null, n, n, 3]`);
+  }
+  let layer: tfl.layers.Layer;
+  try {
+    layer = full.getLayer(featureLayer);
+  } catch {
+    throw new Error(`model ${config.modelId} has no layer "${featureLayer}"`);
+  }
+  const extractor = tfl.model({ inputs: full.inputs, outputs: layer.output as tfl.SymbolicTensor });
+  const featureShape = extractor.outputs[0].shape;
+  const channels = featureShape[featureShape.length - 1] as number;
+  const spatial = featureShape.length === 4;
+  const dim = spatial && pooling === 'avg-max' ? 2 * channels : spatial ? channels : featureShape.slice(1).reduce<number>((a, b) => a * (b ?? 1), 1);
+
+  const pool = (maps: tf.Tensor): tf.Tensor2D => {
+    if (!spatial) return tf.reshape(maps, [maps.shape[0], -1]);
+    const avg = tf.mean(maps, [1, 2]) as tf.Tensor2D;
+    return pooling === 'avg-max' ? tf.concat([avg, tf.max(maps, [1, 2]) as tf.Tensor2D], 1) : avg;
+  };
+
+  const pixelsPerImage = imageSize * imageSize * 3;
+  return {
+    id: `${config.modelId}/${featureLayer}/${pooling}@${imageSize}`,
+    kind: 'cnn',
+    modelId: config.modelId,
+    dim,
+    imageSize,
+    backend,
+    warnings: [],
+    async featurize(images) {
+      const out = new Float32Array(images.length * dim);
+      for (let start = 0; start < images.length; start += batchSize) {
+        const chunk = images.slice(start, start + batchSize);
+        const input = new Float32Array(chunk.length * pixelsPerImage);
+        chunk.forEach((rgb, i) => {
+          assertImage(rgb, imageSize);
+          scalePixels(rgb, scaling, input.subarray(i * pixelsPerImage, (i + 1) * pixelsPerImage));
+        });
+        const features = tf.tidy(() => pool(extractor.predict(tf.tensor4d(input, [chunk.length, imageSize, imageSize, 3])) as tf.Tensor));
+        try {
+          out.set(await features.data<'float32'>(), start * dim);
+        } finally {
+          features.dispose();
+        }
+      }
+      return out;
+    },
+  };
+}
+
+function assertImage(rgb: Uint8Array, size: number): void {
+  if (rgb.length !== size * size * 3) throw new Error(`image holds ${rgb.length} bytes, expected ${size}x${size}x3`);
+}

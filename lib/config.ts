@@ -1,0 +1,130 @@
+/**
+ * The pipeline's deployment settings: one zod schema with defaults, filled from the `cdk.json`
+ * context key `fruits-pipeline` and passed down as a `readonly config` prop.
+ *
+ * Usage:
+ *   const config = configFromContext(app);   // cdk.json context (or `-c fruits-pipeline='{...}'`)
+ *   const config = defaultConfig();          // every default, e.g. for tests
+ *   const config = defaultConfig({ batchSize: 10 });
+ *
+ * Every limit below mirrors a service limit or a contract, with the doc behind it.
+ */
+import type { IConstruct } from 'constructs';
+import { z } from 'zod';
+
+/** The context key in cdk.json that holds the pipeline settings. */
+export const CONFIG_CONTEXT_KEY = 'fruits-pipeline';
+
+/** Retention values CloudWatch Logs accepts (RetentionDays), 9999 being "never expire". */
+const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653, 9999] as const;
+
+// https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
+const lambdaMemoryMb = z.number().int().min(128).max(10240);
+const lambdaTimeoutSeconds = z.number().int().min(1).max(900);
+
+export const PipelineConfigSchema = z
+  .object({
+    /**
+     * Images per Distributed Map child (ItemBatcher MaxItemsPerBatch). A batch travels as the
+     * child's input, capped at 256 KiB; a listed S3 object is ~200 bytes, so 1,000 is a safe top.
+     */
+    batchSize: z.number().int().min(1).max(1000).default(100),
+    /** Concurrent featurize children (Distributed Map MaxConcurrency, service maximum 10,000). */
+    maxConcurrency: z.number().int().min(1).max(10000).default(50),
+    /** Share of failed batches a run tolerates before the Map state fails. */
+    toleratedFailurePercentage: z.number().min(0).max(100).default(5),
+
+    /** Featurize function memory; 3,008 MB buys ~2 vCPUs for the CNN forward pass. */
+    featurizeMemoryMb: lambdaMemoryMb.default(3008),
+    featurizeTimeoutSeconds: lambdaTimeoutSeconds.default(300),
+    /** Reserved concurrency of the featurize function; unset = share the account's pool. */
+    featurizeReservedConcurrency: z.number().int().min(1).optional(),
+    /** Aggregate function memory, sized for 100,000+ feature vectors held for the PCA. */
+    aggregateMemoryMb: lambdaMemoryMb.default(6144),
+    aggregateTimeoutSeconds: lambdaTimeoutSeconds.default(900),
+
+    /** Principal components kept (upper bound when pcaVarianceThreshold is set). */
+    pcaComponents: z.number().int().min(1).max(4096).default(50),
+    /** Keep the smallest k whose cumulative explained variance reaches this share. */
+    pcaVarianceThreshold: z.number().gt(0).max(1).optional(),
+
+    /** Square input side of the CNN, in pixels. */
+    imageSize: z.number().int().min(32).max(1024).default(224),
+    /** Pretrained model baked into the image at /opt/model (an id of layers/model/manifest.json). */
+    modelId: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'must be a model id of layers/model/manifest.json (letters, digits, _ . -)')
+      .default('mobilenet_v1_0.25_224'),
+    /** `cnn`: pooled CNN features; `pixels`: downscaled raw pixels (no model needed). */
+    featurizer: z.enum(['cnn', 'pixels']).default('cnn'),
+    /** Images larger than this many pixels are reported as failed instead of decoded. */
+    maxInputPixels: z.number().int().min(1).default(40_000_000),
+    /** Concurrent S3 reads inside one featurize batch. */
+    readConcurrency: z.number().int().min(1).max(64).default(8),
+
+    /** CPU architecture of both functions and platform of their image. */
+    architecture: z.enum(['x86_64', 'arm64']).default('x86_64'),
+    /** Days before intermediate artifacts under work/ expire. */
+    intermediateRetentionDays: z.number().int().min(1).default(7),
+    /** CloudWatch Logs retention of the functions and state machine (9999 = never expire). */
+    logRetentionDays: z
+      .number()
+      .int()
+      .refine((days) => (LOG_RETENTION_DAYS as readonly number[]).includes(days), {
+        message: `must be one of ${LOG_RETENTION_DAYS.join(', ')} (CloudWatch Logs retention values)`,
+      })
+      .default(30),
+    /** What happens to the buckets and log groups when the stack is deleted. */
+    removalPolicy: z.enum(['retain', 'destroy']).default('retain'),
+  })
+  .strict()
+  .superRefine((config, ctx) => {
+    const reserved = config.featurizeReservedConcurrency;
+    if (reserved !== undefined && config.maxConcurrency > reserved) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['maxConcurrency'],
+        message: `${config.maxConcurrency} exceeds featurizeReservedConcurrency (${reserved}): the extra children would only be throttled`,
+      });
+    }
+  });
+
+export type PipelineConfig = z.output<typeof PipelineConfigSchema>;
+/** What a person writes in cdk.json: every key optional. */
+export type PipelineConfigInput = z.input<typeof PipelineConfigSchema>;
+
+/** Thrown for settings that do not match the schema; the message lists every problem. */
+export class PipelineConfigError extends Error {
+  override readonly name = 'PipelineConfigError';
+}
+
+/** Validate raw settings and fill the defaults. */
+export function parsePipelineConfig(raw: unknown, source = 'config'): PipelineConfig {
+  const result = PipelineConfigSchema.safeParse(raw ?? {});
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => `  - ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  throw new PipelineConfigError(`Invalid ${source}:\n${problems.join('\n')}`);
+}
+
+/** Every default, optionally overridden: the one factory tests build their apps from. */
+export function defaultConfig(overrides: PipelineConfigInput = {}): PipelineConfig {
+  return parsePipelineConfig(overrides, 'config overrides');
+}
+
+/**
+ * Settings from the `fruits-pipeline` context key of any construct's tree (the App usually).
+ * A value given on the command line (`-c fruits-pipeline='{"batchSize":10}'`) arrives as a string
+ * and is parsed as JSON.
+ */
+export function configFromContext(scope: IConstruct): PipelineConfig {
+  const source = `cdk.json context "${CONFIG_CONTEXT_KEY}"`;
+  let raw: unknown = scope.node.tryGetContext(CONFIG_CONTEXT_KEY);
+  if (typeof raw === 'string') {
+    try {
+      raw = JSON.parse(raw);
+    } catch (error) {
+      throw new PipelineConfigError(`Invalid ${source}: not JSON (${(error as Error).message})`);
+    }
+  }
+  return parsePipelineConfig(raw, source);
+}

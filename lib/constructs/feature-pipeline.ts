@@ -1,0 +1,287 @@
+import { CfnElement, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { Construct } from 'constructs';
+import { BUCKET_LAYOUT, RunSettingsSchema } from '../../lambdas/core/contracts';
+import { DataBucket } from './data-bucket';
+import { ScopedResultWriterV2, ScopedS3ObjectsItemReader } from './map-io';
+
+export interface FeaturePipelineProps {
+  /** The bucket runs default to and the only one the state machine may read and write. */
+  readonly data: DataBucket;
+  /** Featurizes one ItemBatcher batch into a feature shard (`lambdas/featurize/handler`). */
+  readonly featurizeFunction: lambda.IFunction;
+  /** Turns the shards into features.csv, model, plots and report (`lambdas/aggregate/handler`). */
+  readonly aggregateFunction: lambda.IFunction;
+  /** Images per featurize child (ItemBatcher MaxItemsPerBatch). */
+  readonly batchSize: number;
+  /** Concurrent featurize children. */
+  readonly maxConcurrency: number;
+  /** Share of failed children the Map state tolerates. */
+  readonly toleratedFailurePercentage: number;
+  readonly logRetention: logs.RetentionDays;
+  /** Fate of the log group when the stack is deleted. @default RemovalPolicy.RETAIN */
+  readonly logRemovalPolicy?: RemovalPolicy;
+}
+
+/** Errors worth another attempt: Lambda's own hiccups and throttling, and our named transient error. */
+const TRANSIENT_ERRORS = [
+  'Lambda.ServiceException',
+  'Lambda.AWSLambdaException',
+  'Lambda.SdkClientException',
+  'Lambda.TooManyRequestsException',
+  'TransientStorageError',
+];
+const TRANSIENT_RETRY: sfn.RetryProps = {
+  errors: TRANSIENT_ERRORS,
+  interval: Duration.seconds(2),
+  maxAttempts: 6,
+  backoffRate: 2,
+  maxDelay: Duration.seconds(60),
+  // Throttled children of one Map run fail together; jitter spreads their retries apart.
+  jitterStrategy: sfn.JitterType.FULL,
+};
+
+/** `{ "bucket.$": "<root>.bucket", ... }` for every RunSettings field (contracts.ts). */
+function runSettingsAt(root: string): Record<string, string> {
+  return Object.fromEntries(Object.keys(RunSettingsSchema.shape).map((field) => [`${field}.$`, `${root}.${field}`]));
+}
+
+/**
+ * The run's state machine, as docs/DESIGN.md specifies (JSONPath only: the local runner's
+ * interpreter has no JSONata). State names are a contract with the local runner and the CLI.
+ *
+ * How the synthesized definition refers to other resources (all through `Fn::Join`, no
+ * DefinitionSubstitutions): the featurize and aggregate functions by `Fn::GetAtt [<id>, Arn]` in
+ * `FunctionName` of `FeaturizeBatch` and `AggregateFeatures`; the default bucket by `Ref <bucket>`
+ * in `DefaultBucketAndRunId`; service ARNs by `Ref AWS::Partition`.
+ */
+export class FeaturePipeline extends Construct {
+  public readonly stateMachine: sfn.StateMachine;
+  public readonly logGroup: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: FeaturePipelineProps) {
+    super(scope, id);
+    const { data } = props;
+
+    // 1. Execution input: `{ bucket?, inputPrefix, runId?, outputPrefix? }` or `{ trigger: { bucket, key } }`.
+    const missingInputPrefix = new sfn.Fail(this, 'MissingInputPrefix', {
+      error: 'MissingInputPrefix',
+      cause: 'The execution input needs "inputPrefix" (e.g. {"inputPrefix": "input/fruits/"}) or a "trigger" from the upload rule.',
+    });
+    const invalidStartMarker = new sfn.Fail(this, 'InvalidStartMarker', {
+      error: 'InvalidStartMarker',
+      causePath: sfn.JsonPath.format(
+        `A start marker must be ${BUCKET_LAYOUT.inputRoot}<dataset>/${BUCKET_LAYOUT.startMarker}, one folder below ${BUCKET_LAYOUT.inputRoot}; got {}`,
+        sfn.JsonPath.stringAt('$.key'),
+      ),
+    });
+    const invalidRunSettings = new sfn.Fail(this, 'InvalidRunSettings', {
+      error: 'InvalidRunSettings',
+      cause:
+        `"inputPrefix" must look like "${BUCKET_LAYOUT.inputRoot}<dataset>/" and "outputPrefix" like "${BUCKET_LAYOUT.resultsRoot}<name>/": ` +
+        'the pipeline may only list and write there, and a prefix without its trailing slash would also match sibling folders.',
+    });
+
+    // The marker key becomes the input prefix: `input/<dataset>/_START` -> `input/<dataset>/`.
+    const parseStartMarker = new sfn.Pass(this, 'ParseStartMarker', {
+      parameters: {
+        bucket: sfn.JsonPath.stringAt('$.trigger.bucket'),
+        key: sfn.JsonPath.stringAt('$.trigger.key'),
+        folders: sfn.JsonPath.stringSplit(sfn.JsonPath.stringAt('$.trigger.key'), '/'),
+        depth: sfn.JsonPath.arrayLength(sfn.JsonPath.stringSplit(sfn.JsonPath.stringAt('$.trigger.key'), '/')),
+      },
+    });
+    const runRequestFromMarker = new sfn.Pass(this, 'RunRequestFromMarker', {
+      parameters: {
+        bucket: sfn.JsonPath.stringAt('$.bucket'),
+        inputPrefix: sfn.JsonPath.format(
+          `${BUCKET_LAYOUT.inputRoot}{}/`,
+          sfn.JsonPath.arrayGetItem(sfn.JsonPath.listAt('$.folders'), 1),
+        ),
+      },
+    });
+    const checkStartMarker = new sfn.Choice(this, 'CheckStartMarker')
+      .when(
+        sfn.Condition.and(
+          sfn.Condition.numberEquals('$.depth', 3),
+          sfn.Condition.stringMatches('$.key', `${BUCKET_LAYOUT.inputRoot}*/${BUCKET_LAYOUT.startMarker}`),
+        ),
+        runRequestFromMarker,
+      )
+      .otherwise(invalidStartMarker);
+
+    // 2. Defaults, two merges because outputPrefix defaults from the (possibly defaulted) runId.
+    const defaultBucketAndRunId = new sfn.Pass(this, 'DefaultBucketAndRunId', {
+      parameters: {
+        request: sfn.JsonPath.objectAt('$'),
+        defaults: { bucket: data.bucket.bucketName, runId: sfn.JsonPath.executionName },
+      },
+    });
+    const applyBucketAndRunId = new sfn.Pass(this, 'ApplyBucketAndRunId', {
+      parameters: {
+        request: sfn.JsonPath.jsonMerge(sfn.JsonPath.objectAt('$.defaults'), sfn.JsonPath.objectAt('$.request')),
+      },
+    });
+    const defaultOutputPrefix = new sfn.Pass(this, 'DefaultOutputPrefix', {
+      parameters: {
+        request: sfn.JsonPath.objectAt('$.request'),
+        defaults: {
+          outputPrefix: sfn.JsonPath.format(`${BUCKET_LAYOUT.resultsRoot}{}/`, sfn.JsonPath.stringAt('$.request.runId')),
+        },
+      },
+    });
+    const applyOutputPrefix = new sfn.Pass(this, 'ApplyOutputPrefix', {
+      parameters: {
+        request: sfn.JsonPath.jsonMerge(sfn.JsonPath.objectAt('$.defaults'), sfn.JsonPath.objectAt('$.request')),
+      },
+    });
+    // Exactly the RunSettings fields (contracts.ts), whatever else the input carried.
+    const runSettings = new sfn.Pass(this, 'RunSettings', {
+      parameters: {
+        ...runSettingsAt('$.request'),
+        workPrefix: sfn.JsonPath.format(`${BUCKET_LAYOUT.workRoot}{}/`, sfn.JsonPath.stringAt('$.request.runId')),
+      },
+    });
+
+    // 3. Featurize every listed object, one child per batch; only counts and shard keys come back.
+    const featurizeBatch = new tasks.LambdaInvoke(this, 'FeaturizeBatch', {
+      lambdaFunction: props.featurizeFunction,
+      payload: sfn.TaskInput.fromJsonPathAt('$'),
+      outputPath: '$.Payload',
+      retryOnServiceExceptions: false, // replaced by TRANSIENT_RETRY, which adds throttling and jitter
+    }).addRetry(TRANSIENT_RETRY);
+    const featurizeImages = new sfn.DistributedMap(this, 'FeaturizeImages', {
+      itemReader: new ScopedS3ObjectsItemReader({
+        bucketNamePath: '$.bucket',
+        prefixPath: '$.inputPrefix',
+        policyStatements: [data.listStatement(BUCKET_LAYOUT.inputRoot)],
+      }),
+      itemBatcher: new sfn.ItemBatcher({ maxItemsPerBatch: props.batchSize, batchInput: runSettingsAt('$') }),
+      maxConcurrency: props.maxConcurrency,
+      toleratedFailurePercentage: props.toleratedFailurePercentage,
+      mapExecutionType: sfn.StateMachineType.STANDARD,
+      // The children's results can exceed the 256 KiB state payload limit
+      // (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html), so they go to S3.
+      resultWriterV2: new ScopedResultWriterV2({
+        bucketNamePath: '$.bucket',
+        prefix: sfn.JsonPath.format('{}map-results', sfn.JsonPath.stringAt('$.workPrefix')),
+        policyStatements: [
+          data.objectsStatement(
+            ['s3:PutObject', 's3:GetObject', 's3:ListMultipartUploadParts', 's3:AbortMultipartUpload'],
+            BUCKET_LAYOUT.workRoot,
+          ),
+        ],
+      }),
+      resultSelector: {
+        MapRunArn: sfn.JsonPath.stringAt('$.MapRunArn'),
+        ResultWriterDetails: sfn.JsonPath.objectAt('$.ResultWriterDetails'),
+      },
+      resultPath: '$.mapResult',
+    });
+    featurizeImages.itemProcessor(featurizeBatch);
+
+    // 4. One aggregation over all shards, fed the ResultWriter manifest location.
+    const aggregateFeatures = new tasks.LambdaInvoke(this, 'AggregateFeatures', {
+      lambdaFunction: props.aggregateFunction,
+      payload: sfn.TaskInput.fromJsonPathAt('$'),
+      outputPath: '$.Payload',
+      retryOnServiceExceptions: false,
+    }).addRetry(TRANSIENT_RETRY);
+
+    // 5. A failed run leaves <outputPrefix>failure.json next to where its results would be.
+    const runFailed = new sfn.Fail(this, 'RunFailed', { errorPath: '$.error.Error', causePath: '$.error.Cause' });
+    const writeFailureReport = new tasks.CallAwsService(this, 'WriteFailureReport', {
+      service: 's3',
+      action: 'putObject',
+      iamAction: 's3:PutObject',
+      iamResources: [data.bucket.arnForObjects(`${BUCKET_LAYOUT.resultsRoot}*`)],
+      parameters: {
+        Bucket: sfn.JsonPath.stringAt('$.bucket'),
+        Key: sfn.JsonPath.format('{}failure.json', sfn.JsonPath.stringAt('$.outputPrefix')),
+        ContentType: 'application/json',
+        Body: {
+          runId: sfn.JsonPath.stringAt('$.runId'),
+          inputPrefix: sfn.JsonPath.stringAt('$.inputPrefix'),
+          execution: sfn.JsonPath.executionId,
+          error: sfn.JsonPath.objectAt('$.error'),
+        },
+      },
+      resultPath: sfn.JsonPath.DISCARD,
+    });
+    // The run fails with its own error even when the report cannot be written.
+    writeFailureReport.addCatch(runFailed, { resultPath: '$.failureReportError' }).next(runFailed);
+    featurizeImages.addCatch(writeFailureReport, { resultPath: '$.error' });
+    aggregateFeatures.addCatch(writeFailureReport, { resultPath: '$.error' });
+
+    const checkRunSettings = new sfn.Choice(this, 'CheckRunSettings')
+      .when(
+        sfn.Condition.and(
+          sfn.Condition.isString('$.inputPrefix'),
+          sfn.Condition.stringMatches('$.inputPrefix', `${BUCKET_LAYOUT.inputRoot}*/`),
+          sfn.Condition.isString('$.outputPrefix'),
+          sfn.Condition.stringMatches('$.outputPrefix', `${BUCKET_LAYOUT.resultsRoot}*/`),
+        ),
+        featurizeImages.next(aggregateFeatures),
+      )
+      .otherwise(invalidRunSettings);
+    const fillDefaults = defaultBucketAndRunId
+      .next(applyBucketAndRunId)
+      .next(defaultOutputPrefix)
+      .next(applyOutputPrefix)
+      .next(runSettings)
+      .next(checkRunSettings);
+    parseStartMarker.next(checkStartMarker);
+    runRequestFromMarker.next(defaultBucketAndRunId);
+
+    const readRunRequest = new sfn.Choice(this, 'ReadRunRequest')
+      .when(sfn.Condition.isPresent('$.trigger'), parseStartMarker)
+      .when(sfn.Condition.isPresent('$.inputPrefix'), fillDefaults)
+      .otherwise(missingInputPrefix);
+
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      // Step Functions delivers logs through CloudWatch vended logs, whose resource policy size
+      // limit is avoided for groups under this prefix (https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html).
+      logGroupName: `/aws/vendedlogs/states/${Stack.of(this).stackName}-${id}`,
+      retention: props.logRetention,
+      removalPolicy: props.logRemovalPolicy ?? RemovalPolicy.RETAIN,
+    });
+    this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
+      definitionBody: sfn.DefinitionBody.fromChainable(readRunRequest),
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      tracingEnabled: true,
+      logs: { destination: this.logGroup, level: sfn.LogLevel.ALL, includeExecutionData: true },
+    });
+    this.acknowledgeGrants(props);
+  }
+
+  /** The state machine role's findings of cdk-nag AwsSolutions-IAM5 ("wildcard permissions"), each with its reason. */
+  private acknowledgeGrants(props: FeaturePipelineProps): void {
+    const stack = Stack.of(this);
+    const logicalId = (construct: Construct) => stack.getLogicalId(construct.node.defaultChild as CfnElement);
+    const acknowledge = (resource: string, reason: string) =>
+      Validations.of(this.stateMachine).acknowledge({ id: `AwsSolutions-IAM5[Resource::${resource}]`, reason });
+
+    // ResultWriter (work/) and WriteFailureReport (results/).
+    props.data.acknowledgePrefixScope(this.stateMachine, BUCKET_LAYOUT.workRoot);
+    props.data.acknowledgePrefixScope(this.stateMachine, BUCKET_LAYOUT.resultsRoot);
+    for (const fn of [props.featurizeFunction, props.aggregateFunction]) {
+      acknowledge(
+        `<${logicalId(fn)}.Arn>:*`,
+        'LambdaInvoke grants the versions and aliases of this one function (<arn>:*) next to the function itself.',
+      );
+    }
+    acknowledge(
+      '*',
+      'Log delivery (logs:CreateLogDelivery, PutResourcePolicy, ...) and X-Ray (xray:PutTraceSegments, GetSampling*) ' +
+        'do not support resource-level permissions (https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html).',
+    );
+    // Distributed Map child executions and map runs get generated names under this state machine.
+    const executions = `arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"${logicalId(this.stateMachine)}"}]}]}`;
+    const childReason = 'Distributed Map runs and child executions of this state machine only: their names are generated per run.';
+    acknowledge(`${executions}:*`, childReason);
+    acknowledge(`${executions}/*:*`, childReason);
+  }
+}

@@ -1,0 +1,105 @@
+import * as path from 'node:path';
+import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+
+/** CPU architecture of a function; its image is built for the matching platform. */
+export type FunctionArchitecture = 'x86_64' | 'arm64';
+
+/** How the handlers' image is built. Functions given equal builds share one image asset. */
+export interface ImageBuild {
+  /** Docker build context. */
+  readonly directory: string;
+  /** Dockerfile, relative to `directory`. */
+  readonly file: string;
+  readonly buildArgs: Record<string, string>;
+  readonly architecture: FunctionArchitecture;
+}
+
+/**
+ * The pipeline's one image: built from the project root (so it can bundle `lambdas/` and run the
+ * model fetch tool) with `lambdas/featurize/Dockerfile`. What is left out of the build context is
+ * listed once, in the root `.dockerignore`, which both `docker build` and the CDK asset staging
+ * read, so `cdk synth` does not copy node_modules or cdk.out.
+ */
+export function pipelineImageBuild(options: { modelId: string; architecture: FunctionArchitecture }): ImageBuild {
+  return {
+    directory: path.join(__dirname, '..', '..'),
+    file: path.join('lambdas', 'featurize', 'Dockerfile'),
+    buildArgs: { MODEL_ID: options.modelId },
+    architecture: options.architecture,
+  };
+}
+
+const ARCHITECTURES: Record<FunctionArchitecture, { lambda: lambda.Architecture; platform: ecrAssets.Platform }> = {
+  x86_64: { lambda: lambda.Architecture.X86_64, platform: ecrAssets.Platform.LINUX_AMD64 },
+  arm64: { lambda: lambda.Architecture.ARM_64, platform: ecrAssets.Platform.LINUX_ARM64 },
+};
+
+export interface ImageFunctionProps {
+  readonly image: ImageBuild;
+  /** Handler of the image to run, `<module path>.<export>` (the image's CMD). */
+  readonly handler: string;
+  readonly description: string;
+  /** Memory in MB (CPU share grows with it). */
+  readonly memorySize: number;
+  readonly timeout: Duration;
+  /** @default - no reserved concurrency (shares the account's pool) */
+  readonly reservedConcurrentExecutions?: number;
+  /** @default - none */
+  readonly environment?: Record<string, string>;
+  readonly logRetention: logs.RetentionDays;
+  /** Fate of the log group when the stack is deleted. @default RemovalPolicy.RETAIN */
+  readonly logRemovalPolicy?: RemovalPolicy;
+}
+
+/**
+ * A container-image Lambda function with the house defaults: architecture matching the image
+ * platform, X-Ray tracing, its own log group with retention, and a role that can write to that
+ * log group only (no AWSLambdaBasicExecutionRole managed policy, which grants every log group).
+ */
+export class ImageFunction extends Construct {
+  public readonly function: lambda.DockerImageFunction;
+  public readonly role: iam.Role;
+  public readonly logGroup: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: ImageFunctionProps) {
+    super(scope, id);
+    const architecture = ARCHITECTURES[props.image.architecture];
+
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: props.logRetention,
+      removalPolicy: props.logRemovalPolicy ?? RemovalPolicy.RETAIN,
+    });
+    this.role = new iam.Role(this, 'Role', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `Runs ${props.handler}`,
+    });
+    this.logGroup.grantWrite(this.role);
+    Validations.of(this.role).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: 'X-Ray tracing: xray:PutTraceSegments and xray:PutTelemetryRecords do not support resource-level permissions.',
+    });
+
+    this.function = new lambda.DockerImageFunction(this, 'Function', {
+      description: props.description,
+      code: lambda.DockerImageCode.fromImageAsset(props.image.directory, {
+        file: props.image.file,
+        buildArgs: props.image.buildArgs,
+        platform: architecture.platform,
+        cmd: [props.handler],
+      }),
+      architecture: architecture.lambda,
+      memorySize: props.memorySize,
+      timeout: props.timeout,
+      reservedConcurrentExecutions: props.reservedConcurrentExecutions,
+      environment: props.environment,
+      tracing: lambda.Tracing.ACTIVE,
+      logGroup: this.logGroup,
+      role: this.role,
+    });
+  }
+}

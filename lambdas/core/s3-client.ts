@@ -28,3 +28,36 @@ export function createS3Client(env: NodeJS.ProcessEnv = process.env, overrides: 
   }
   return new S3Client({ ...config, ...overrides });
 }
+
+/** Error names S3 and the SDK use for throttling and server-side trouble worth retrying later. */
+const TRANSIENT_S3_ERRORS = new Set([
+  'SlowDown', 'Throttling', 'ThrottlingException', 'TooManyRequestsException', 'RequestTimeout',
+  'RequestTimeoutException', 'InternalError', 'ServiceUnavailable', 'TimeoutError', 'NetworkingError',
+]);
+const TRANSIENT_NETWORK_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND', 'UND_ERR_SOCKET']);
+
+/**
+ * True for failures that a later attempt may not see (5xx, throttling, connection trouble): by
+ * the time this is asked the SDK's own retries are spent, so the caller hands it to the state
+ * machine's retry (`TransientStorageError`) instead of failing an item.
+ */
+export function isTransientS3Error(error: unknown): boolean {
+  const e = error as { name?: string; code?: string; $metadata?: { httpStatusCode?: number }; $retryable?: unknown; cause?: unknown };
+  if (!e || typeof e !== 'object') return false;
+  const status = e.$metadata?.httpStatusCode;
+  if (status !== undefined && (status >= 500 || status === 429)) return true;
+  if (e.name && TRANSIENT_S3_ERRORS.has(e.name)) return true;
+  if (e.code && TRANSIENT_NETWORK_CODES.has(e.code)) return true;
+  if (e.$retryable) return true;
+  // The SDK may wrap a socket error into a plain Error whose message alone keeps the code
+  // (its \`instanceof Error\` check fails for errors from another realm, e.g. under jest).
+  const message = (error as { message?: unknown }).message;
+  if (typeof message === 'string' && [...TRANSIENT_NETWORK_CODES].some((code) => message.includes(code))) return true;
+  return e.cause !== undefined && e.cause !== error && isTransientS3Error(e.cause);
+}
+
+/** True when the object is gone (deleted between listing and reading). */
+export function isMissingObjectError(error: unknown): boolean {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
+}

@@ -1,0 +1,221 @@
+/**
+ * One Distributed Map batch: read its images from S3, featurize them, write one feature shard,
+ * return a small summary. Bad images become per-item reasons; only transient storage trouble
+ * throws (`TransientStorageError`), for the state machine to retry.
+ */
+import { createHash } from 'node:crypto';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  FeaturizeBatchEvent,
+  FeaturizeBatchEventSchema,
+  FeaturizeBatchSummary,
+  ItemProblem,
+  ListedObject,
+  MalformedEventError,
+  SUMMARY_LIST_LIMIT,
+  TransientStorageError,
+} from '../core/contracts';
+import { encodeFeatureShard, ShardHeader } from '../core/feature-shard';
+import type { Featurizer } from '../core/featurizer';
+import { classifyKey } from '../core/image-keys';
+import { preprocessImage, PreprocessOptions } from '../core/preprocess';
+import { isMissingObjectError, isTransientS3Error } from '../core/s3-client';
+
+export interface FeaturizeBatchSettings {
+  readonly maxInputPixels: number;
+  readonly maxInputBytes: number;
+  /** Objects read (and decoded) at the same time. */
+  readonly readConcurrency: number;
+  /** Images decoded before each inference call: bounds the memory a 1,000-item batch needs. */
+  readonly chunkSize: number;
+}
+
+export interface FeaturizeBatchDeps {
+  readonly s3: S3Client;
+  readonly featurizer: Featurizer;
+  readonly settings: FeaturizeBatchSettings;
+  readonly log?: { info(message: string, ...extra: Record<string, unknown>[]): void };
+}
+
+/**
+ * Step Functions caps a state's result at 256 KiB; the summary's lists stay far below that
+ * whatever the keys look like (keys alone may be 1 KiB each).
+ * https://docs.aws.amazon.com/step-functions/latest/dg/limits-overview.html
+ */
+const SUMMARY_LISTS_BYTE_BUDGET = 96 * 1024;
+
+export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps): Promise<FeaturizeBatchSummary> {
+  const event = parseEvent(rawEvent);
+  const { bucket, inputPrefix, workPrefix } = event.BatchInput;
+  const { featurizer, settings } = deps;
+  const started = performance.now();
+
+  const failed: ItemProblem[] = [];
+  const skipped: ItemProblem[] = [];
+  const toRead: { key: string; label: string; item: ListedObject }[] = [];
+  for (const item of event.Items) {
+    const classified = classifyKey(item.Key, inputPrefix);
+    if (classified.kind === 'skip') skipped.push({ key: item.Key, reason: classified.reason });
+    else if (item.Size === 0) failed.push({ key: item.Key, reason: 'empty object (0 bytes)' });
+    else if (item.Size !== undefined && item.Size > settings.maxInputBytes) failed.push({ key: item.Key, reason: tooLarge(item.Size, settings) });
+    else toRead.push({ key: item.Key, label: classified.label, item });
+  }
+
+  const preprocessOptions: PreprocessOptions = { size: featurizer.imageSize, maxInputPixels: settings.maxInputPixels, maxInputBytes: settings.maxInputBytes };
+  const keys: string[] = [];
+  const labels: string[] = [];
+  const vectorChunks: Float32Array[] = [];
+  let readDecodeMs = 0;
+  let decodeMs = 0;
+  let inferMs = 0;
+  for (let start = 0; start < toRead.length; start += settings.chunkSize) {
+    const chunk = toRead.slice(start, start + settings.chunkSize);
+    const chunkStarted = performance.now();
+    const outcomes = await mapWithConcurrency(chunk, settings.readConcurrency, async ({ item }): Promise<{ rgb: Uint8Array } | { reason: string }> => {
+      const read = await readObject(deps.s3, bucket, item, settings);
+      if ('reason' in read) return read;
+      const decodeStarted = performance.now();
+      const result = await preprocessImage(read.bytes, preprocessOptions);
+      decodeMs += performance.now() - decodeStarted;
+      return result.ok ? { rgb: result.rgb } : { reason: result.reason };
+    });
+    readDecodeMs += performance.now() - chunkStarted;
+    const images: Uint8Array[] = [];
+    outcomes.forEach((outcome, i) => {
+      if ('reason' in outcome) failed.push({ key: chunk[i].key, reason: outcome.reason });
+      else {
+        images.push(outcome.rgb);
+        keys.push(chunk[i].key);
+        labels.push(chunk[i].label);
+      }
+    });
+    if (images.length > 0) {
+      const inferStarted = performance.now();
+      vectorChunks.push(await featurizer.featurize(images));
+      inferMs += performance.now() - inferStarted;
+    }
+  }
+
+  const header: ShardHeader = {
+    featurizer: featurizer.id,
+    dim: featurizer.dim,
+    keys,
+    labels,
+    failed,
+    skipped,
+    meta: {
+      featurizerKind: featurizer.kind,
+      modelId: featurizer.modelId,
+      backend: featurizer.backend,
+      imageSize: featurizer.imageSize,
+      warnings: featurizer.warnings,
+      items: event.Items.length,
+      timingsMs: { readDecode: round(readDecodeMs), decode: round(decodeMs), infer: round(inferMs), total: round(performance.now() - started) },
+    },
+  };
+  const shardKey = `${withSlash(workPrefix)}shards/${batchHash(event.Items)}.fsh`;
+  const body = encodeFeatureShard({ header, vectors: concat(vectorChunks, keys.length * featurizer.dim) });
+  try {
+    await deps.s3.send(new PutObjectCommand({ Bucket: bucket, Key: shardKey, Body: body, ContentType: 'application/octet-stream' }));
+  } catch (error) {
+    if (isTransientS3Error(error)) throw new TransientStorageError(`writing shard ${shardKey}: ${describe(error)}`);
+    throw error;
+  }
+  deps.log?.info('batch featurized', { shard: shardKey, count: keys.length, failed: failed.length, skipped: skipped.length, ...header.meta });
+  return summarise(shardKey, keys.length, failed, skipped);
+}
+
+function parseEvent(rawEvent: unknown): FeaturizeBatchEvent {
+  const parsed = FeaturizeBatchEventSchema.safeParse(rawEvent);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.slice(0, 5).map((issue) => `${issue.path.join('.') || '(event)'}: ${issue.message}`);
+    throw new MalformedEventError(`featurize batch event does not match FeaturizeBatchEventSchema: ${issues.join('; ')}`);
+  }
+  return parsed.data;
+}
+
+type ReadOutcome = { bytes: Uint8Array } | { reason: string };
+
+async function readObject(s3: S3Client, bucket: string, item: ListedObject, settings: FeaturizeBatchSettings): Promise<ReadOutcome> {
+  try {
+    const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: item.Key }));
+    const length = response.ContentLength;
+    if (length !== undefined && length > settings.maxInputBytes) {
+      (response.Body as { destroy?: () => void } | undefined)?.destroy?.();
+      return { reason: tooLarge(length, settings) };
+    }
+    if (!response.Body) return { reason: 'empty object (no body)' };
+    const bytes = await response.Body.transformToByteArray();
+    return bytes.length === 0 ? { reason: 'empty object (0 bytes)' } : { bytes };
+  } catch (error) {
+    if (isMissingObjectError(error)) return { reason: 'object no longer exists (deleted after listing: NoSuchKey)' };
+    if (isTransientS3Error(error)) throw new TransientStorageError(`reading s3://${bucket}/${item.Key}: ${describe(error)}`);
+    return { reason: `cannot read object: ${describe(error)}` };
+  }
+}
+
+const tooLarge = (bytes: number, settings: FeaturizeBatchSettings) =>
+  `object is ${bytes} bytes, above the limit of ${settings.maxInputBytes} bytes (MAX_INPUT_BYTES)`;
+
+/**
+ * Names the shard after the batch's content (keys + ETags, order-independent), so a retried or
+ * redriven batch overwrites its earlier shard instead of adding a duplicate.
+ */
+export function batchHash(items: readonly ListedObject[]): string {
+  const lines = items.map((item) => `${item.Key}\u0000${item.ETag ?? ''}`).sort();
+  return createHash('sha256').update(lines.join('\n')).digest('hex').slice(0, 32);
+}
+
+/** Lists cut to SUMMARY_LIST_LIMIT entries and a byte budget; the shard keeps them whole. */
+export function summarise(shard: string | null, count: number, failed: ItemProblem[], skipped: ItemProblem[]): FeaturizeBatchSummary {
+  let budget = SUMMARY_LISTS_BYTE_BUDGET;
+  const cut = (problems: ItemProblem[]) => {
+    const kept: ItemProblem[] = [];
+    for (const problem of problems) {
+      const size = Buffer.byteLength(JSON.stringify(problem), 'utf8') + 1;
+      if (kept.length >= SUMMARY_LIST_LIMIT || size > budget) break;
+      kept.push(problem);
+      budget -= size;
+    }
+    return kept;
+  };
+  const keptFailed = cut(failed);
+  const keptSkipped = cut(skipped);
+  return {
+    shard,
+    count,
+    failed: keptFailed,
+    failedCount: failed.length,
+    skipped: keptSkipped,
+    skippedCount: skipped.length,
+    truncated: keptFailed.length < failed.length || keptSkipped.length < skipped.length,
+  };
+}
+
+/** Like Promise.all over `items`, with at most `limit` calls of `fn` running at once; keeps order. */
+async function mapWithConcurrency<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await fn(items[index]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+function concat(chunks: Float32Array[], length: number): Float32Array {
+  const out = new Float32Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+const withSlash = (prefix: string) => (prefix.endsWith('/') ? prefix : `${prefix}/`);
+const round = (ms: number) => Math.round(ms);
+const describe = (error: unknown) => (error instanceof Error ? `${error.name}: ${error.message}` : String(error)).slice(0, 300);

@@ -1,0 +1,90 @@
+/**
+ * Lambda entry point of the Distributed Map child (`FeaturizeBatch`): env read once at init,
+ * the featurizer loaded once per container, the work done by `featurizeBatch`.
+ */
+import { Logger } from '@aws-lambda-powertools/logger';
+import { z } from 'zod';
+import type { FeaturizeBatchSummary } from '../core/contracts';
+import { DEFAULT_MODEL_ID, Featurizer, FeaturizerConfig, getFeaturizer } from '../core/featurizer';
+import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS } from '../core/preprocess';
+import { createS3Client } from '../core/s3-client';
+import { featurizeBatch, FeaturizeBatchSettings } from './featurize-batch';
+
+export { featurizeBatch, batchHash, summarise } from './featurize-batch';
+export type { FeaturizeBatchDeps, FeaturizeBatchSettings } from './featurize-batch';
+
+const positiveInt = (max: number) => z.coerce.number().int().positive().max(max);
+
+/** The handler's environment (docs/DESIGN.md lists it). Unset values take the defaults. */
+export const FeaturizeEnvSchema = z.object({
+  FEATURIZER: z.enum(['cnn', 'pixels']).default('cnn'),
+  MODEL_ID: z.string().regex(/^[A-Za-z0-9._-]+$/).default(DEFAULT_MODEL_ID),
+  MODEL_DIR: z.string().min(1).optional(),
+  /** CNN input side; unset = the model's own size. */
+  IMAGE_SIZE: z.coerce.number().int().min(32).max(1024).optional(),
+  FEATURE_LAYER: z.string().min(1).optional(),
+  MAX_INPUT_PIXELS: positiveInt(1_000_000_000).default(DEFAULT_MAX_INPUT_PIXELS),
+  MAX_INPUT_BYTES: positiveInt(1024 ** 3).default(DEFAULT_MAX_INPUT_BYTES),
+  READ_CONCURRENCY: positiveInt(64).default(8),
+  /** Images decoded, then featurized, at a time. */
+  INFER_BATCH_SIZE: positiveInt(256).default(32),
+  TF_BACKEND: z.enum(['tensorflow', 'wasm', 'cpu']).optional(),
+});
+export type FeaturizeEnv = z.infer<typeof FeaturizeEnvSchema>;
+
+/** Parse the environment; throws with every bad variable named (a cold start fails fast). */
+export function readFeaturizeEnv(env: NodeJS.ProcessEnv = process.env): FeaturizeEnv {
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const parsed = FeaturizeEnvSchema.safeParse(present);
+  if (!parsed.success) {
+    throw new Error(`bad featurize configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  }
+  return parsed.data;
+}
+
+export function featurizerConfigFrom(env: FeaturizeEnv): FeaturizerConfig {
+  return {
+    kind: env.FEATURIZER,
+    modelId: env.MODEL_ID,
+    modelDir: env.MODEL_DIR,
+    imageSize: env.IMAGE_SIZE,
+    featureLayer: env.FEATURE_LAYER,
+    inferBatchSize: env.INFER_BATCH_SIZE,
+    backend: env.TF_BACKEND,
+  };
+}
+
+export function batchSettingsFrom(env: FeaturizeEnv): FeaturizeBatchSettings {
+  return {
+    maxInputPixels: env.MAX_INPUT_PIXELS,
+    maxInputBytes: env.MAX_INPUT_BYTES,
+    readConcurrency: env.READ_CONCURRENCY,
+    chunkSize: env.INFER_BATCH_SIZE,
+  };
+}
+
+const env = readFeaturizeEnv();
+const logger = new Logger({ serviceName: 'fruits-pipeline', persistentKeys: { function: 'featurize' } });
+const s3 = createS3Client();
+const settings = batchSettingsFrom(env);
+let featurizerLoaded: Promise<Featurizer> | undefined;
+
+function loadFeaturizer(): Promise<Featurizer> {
+  featurizerLoaded ??= getFeaturizer(featurizerConfigFrom(env)).then(
+    (featurizer) => {
+      logger.info('featurizer ready', { featurizer: featurizer.id, backend: featurizer.backend, dim: featurizer.dim, imageSize: featurizer.imageSize });
+      for (const warning of featurizer.warnings) logger.warn(warning);
+      return featurizer;
+    },
+    (error: unknown) => {
+      featurizerLoaded = undefined;
+      throw error;
+    },
+  );
+  return featurizerLoaded;
+}
+
+export async function handler(event: unknown): Promise<FeaturizeBatchSummary> {
+  const featurizer = await loadFeaturizer();
+  return featurizeBatch(event, { s3, featurizer, settings, log: logger });
+}

@@ -22,7 +22,7 @@ describe('featurizeBatch against a local S3 server', () => {
   beforeAll(async () => {
     s3 = await startLocalS3Server({ buckets: [BUCKET] });
     featurizer = await createFeaturizer({ kind: 'pixels', modelId: 'pixels' });
-    const noisy = await sharp({ create: { width: 200, height: 200, channels: 3, noise: { type: 'gaussian', mean: 120, sigma: 40 } } }).jpeg().toBuffer();
+    const noisy = await sharp({ create: { width: 200, height: 200, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 120, sigma: 40 } } }).jpeg().toBuffer();
     Object.assign(objects, {
       // Odd but valid keys: spaces, unicode, '+', '%' (they must come back exactly).
       'input/d/Training/Apple Red 1/r_1 100.jpg': await jpeg(200, 20, 20),

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import { preprocessImage, PreprocessOptions, PreprocessResult, scalePixels, sniffImageFormat } from '../lambdas/core/preprocess';
 
 const SIZE = 20;
@@ -86,10 +86,10 @@ describe('preprocessImage accepts odd but valid encodings as 3-channel sRGB', ()
   });
 
   it.each([
-    ['webp', (s: sharp.Sharp) => s.webp({ lossless: true })],
-    ['tiff', (s: sharp.Sharp) => s.tiff()],
-    ['gif', (s: sharp.Sharp) => s.gif()],
-    ['heif', (s: sharp.Sharp) => s.avif({ quality: 90 })],
+    ['webp', (s: Sharp) => s.webp({ lossless: true })],
+    ['tiff', (s: Sharp) => s.tiff()],
+    ['gif', (s: Sharp) => s.gif()],
+    ['heif', (s: Sharp) => s.avif({ quality: 90 })],
   ])('%s', async (format, encode) => {
     const result = await accepted(await encode(solid(12, 12, BLUE)).toBuffer());
     expect(result.format).toBe(format);
@@ -127,7 +127,7 @@ describe('preprocessImage accepts odd but valid encodings as 3-channel sRGB', ()
 describe('preprocessImage rejects bad input with a reason and never throws', () => {
   let jpeg: Buffer;
   beforeAll(async () => {
-    jpeg = await sharp({ create: { width: 300, height: 300, channels: 3, noise: { type: 'gaussian', mean: 128, sigma: 40 } } }).jpeg().toBuffer();
+    jpeg = await sharp({ create: { width: 300, height: 300, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 128, sigma: 40 } } }).jpeg().toBuffer();
   });
 
   const rejected = async (bytes: Buffer, overrides: Partial<PreprocessOptions> = {}) => {

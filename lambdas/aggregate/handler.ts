@@ -1,0 +1,41 @@
+/**
+ * Lambda entry point of `AggregateFeatures`: env read once at init, the work done by
+ * `aggregateRun` (streaming PCA, features.csv, model, plots, report).
+ */
+import { Logger } from '@aws-lambda-powertools/logger';
+import { z } from 'zod';
+import { createS3Client } from '../core/s3-client';
+import { AggregateResult, aggregateRun, AggregateSettings } from './aggregate-run';
+
+export { aggregateRun, outputKeys, OUTPUT_FILES, parseAggregateEvent } from './aggregate-run';
+export type { AggregateResult, AggregateRunDeps, AggregateSettings } from './aggregate-run';
+
+/** The handler's environment (docs/DESIGN.md lists it). Unset values take the defaults. */
+export const AggregateEnvSchema = z.object({
+  PCA_COMPONENTS: z.coerce.number().int().positive().max(10_000).default(50),
+  /** When set, the smallest k whose cumulative explained variance reaches it wins over PCA_COMPONENTS. */
+  PCA_VARIANCE_THRESHOLD: z.coerce.number().gt(0).lte(1).optional(),
+});
+export type AggregateEnv = z.infer<typeof AggregateEnvSchema>;
+
+/** Parse the environment; throws with every bad variable named (a cold start fails fast). */
+export function readAggregateEnv(env: NodeJS.ProcessEnv = process.env): AggregateEnv {
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const parsed = AggregateEnvSchema.safeParse(present);
+  if (!parsed.success) {
+    throw new Error(`bad aggregate configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  }
+  return parsed.data;
+}
+
+export function aggregateSettingsFrom(env: AggregateEnv): AggregateSettings {
+  return { components: env.PCA_COMPONENTS, varianceThreshold: env.PCA_VARIANCE_THRESHOLD };
+}
+
+const settings = aggregateSettingsFrom(readAggregateEnv());
+const logger = new Logger({ serviceName: 'fruits-pipeline', persistentKeys: { function: 'aggregate' } });
+const s3 = createS3Client();
+
+export async function handler(event: unknown): Promise<AggregateResult> {
+  return aggregateRun(event, { s3, settings, log: logger });
+}

@@ -50,7 +50,8 @@ export type LocalTaskHandlers = Record<string, LocalTaskHandler>;
 export type MapRunEvent =
   | { type: 'started'; mapRunArn: string; totalItems: number; totalBatches: number }
   | { type: 'childSucceeded'; items: number; output: Json }
-  | { type: 'childFailed'; items: number; error: string; cause: string };
+  | { type: 'childFailed'; items: number; error: string; cause: string }
+  | { type: 'finished'; mapRunArn: string; result: Json };
 
 export interface DistributedMapDeps {
   readonly s3: S3Client;
@@ -155,6 +156,7 @@ class MapRun {
 
     const finished = records.filter((r): r is ChildExecutionRecord => r !== undefined);
     const result = await this.writeResults(finished, input);
+    this.deps.onEvent?.({ type: 'finished', mapRunArn: this.mapRunArn, result });
     if (tolerance.exceeded) {
       throw namedError(
         'States.ExceedToleratedFailureThreshold',

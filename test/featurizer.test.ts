@@ -49,7 +49,7 @@ describe('cnn featurizer on a small model saved by the test (no shared files nee
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('loads through the disk IO handler, pools the feature layer, is deterministic', async () => {
-    const featurizer = await createFeaturizer({ kind: 'cnn', modelId: 'tiny', modelDir: dir, featureLayer: 'features', inferBatchSize: 2 });
+    const featurizer = await createFeaturizer({ kind: 'cnn', modelId: 'tiny', modelDir: dir, featureLayers: ['features'], inferBatchSize: 2 });
     expect(featurizer).toMatchObject({ kind: 'cnn', dim: 6, imageSize: 32, modelId: 'tiny', warnings: [] });
     expect(['wasm', 'cpu']).toContain(featurizer.backend);
     const images = [0, 80, 160, 240, 80].map((v) => new Uint8Array(32 * 32 * 3).map((_, i) => (v + i) % 256));
@@ -62,17 +62,17 @@ describe('cnn featurizer on a small model saved by the test (no shared files nee
   });
 
   it('runs at another input size (weights unchanged)', async () => {
-    const featurizer = await createFeaturizer({ kind: 'cnn', modelId: 'tiny', modelDir: dir, featureLayer: 'features', imageSize: 48 });
+    const featurizer = await createFeaturizer({ kind: 'cnn', modelId: 'tiny', modelDir: dir, featureLayers: ['features'], imageSize: 48 });
     expect([featurizer.imageSize, featurizer.dim]).toEqual([48, 6]);
     expect(await featurizer.featurize([new Uint8Array(48 * 48 * 3).fill(200)])).toHaveLength(6);
   });
 
   it('names a missing feature layer', async () => {
-    await expect(createFeaturizer({ kind: 'cnn', modelId: 'tiny', modelDir: dir, featureLayer: 'nope' })).rejects.toThrow(/no layer "nope"/);
+    await expect(createFeaturizer({ kind: 'cnn', modelId: 'tiny', modelDir: dir, featureLayers: ['nope'] })).rejects.toThrow(/no layer "nope"/);
   });
 
   it('refuses images of the wrong size', async () => {
-    const featurizer = await getFeaturizer({ kind: 'cnn', modelId: 'tiny', modelDir: dir, featureLayer: 'features' });
+    const featurizer = await getFeaturizer({ kind: 'cnn', modelId: 'tiny', modelDir: dir, featureLayers: ['features'] });
     await expect(featurizer.featurize([new Uint8Array(10)])).rejects.toThrow(/expected 32x32x3/);
   });
 });

@@ -27,8 +27,13 @@ export interface FeaturizerConfig {
   readonly modelDir?: string;
   /** Square input side the CNN runs at. @default the model's own (224 for MobileNet v1) */
   readonly imageSize?: number;
-  /** @default 'conv_pw_13_relu' (MobileNet v1's last convolution block) */
-  readonly featureLayer?: string;
+  /**
+   * Layers whose spatially pooled activations, side by side, are the features.
+   * @default ['conv_pw_13_relu'] (MobileNet v1's last convolution block)
+   */
+  readonly featureLayers?: readonly string[];
+  /** Take the signed square root of the pooled features. @default false */
+  readonly sqrt?: boolean;
   /** @default 'avg' */
   readonly pooling?: Pooling;
   /** @default 'minus-one-to-one' (MobileNet v1's training scaling) */
@@ -146,7 +151,7 @@ function createPixelsFeaturizer(warnings: string[]): Featurizer {
 
 async function createCnnFeaturizer(config: FeaturizerConfig, modelDir: string): Promise<Featurizer> {
   const backend = await initBackend(config.backend);
-  const featureLayer = config.featureLayer ?? DEFAULT_FEATURE_LAYER;
+  const featureLayers = config.featureLayers?.length ? config.featureLayers : [DEFAULT_FEATURE_LAYER];
   const pooling = config.pooling ?? 'avg';
   const scaling = config.scaling ?? 'minus-one-to-one';
   const batchSize = config.inferBatchSize ?? 32;
@@ -158,27 +163,28 @@ async function createCnnFeaturizer(config: FeaturizerConfig, modelDir: string): 
   if (inputShape.length !== 4 || imageSize === null || imageSize !== inputShape[2] || inputShape[3] !== 3) {
     throw new Error(`model ${config.modelId} takes input ${JSON.stringify(inputShape)}, expected [null, n, n, 3]`);
   }
-  let layer: tfl.layers.Layer;
-  try {
-    layer = full.getLayer(featureLayer);
-  } catch {
-    throw new Error(`model ${config.modelId} has no layer "${featureLayer}"`);
-  }
-  const extractor = tfl.model({ inputs: full.inputs, outputs: layer.output as tfl.SymbolicTensor });
-  const featureShape = extractor.outputs[0].shape;
-  const channels = featureShape[featureShape.length - 1] as number;
-  const spatial = featureShape.length === 4;
-  const dim = spatial && pooling === 'avg-max' ? 2 * channels : spatial ? channels : featureShape.slice(1).reduce<number>((a, b) => a * (b ?? 1), 1);
+  const outputs = featureLayers.map((name) => {
+    try {
+      return full.getLayer(name).output as tfl.SymbolicTensor;
+    } catch {
+      throw new Error(`model ${config.modelId} has no layer "${name}"`);
+    }
+  });
+  const extractor = tfl.model({ inputs: full.inputs, outputs });
+  const widths = extractor.outputs.map(({ shape }) =>
+    shape.length === 4 ? (shape[3] as number) * (pooling === 'avg-max' ? 2 : 1) : shape.slice(1).reduce<number>((a, b) => a * (b ?? 1), 1),
+  );
+  const dim = widths.reduce((a, b) => a + b, 0);
 
   const pool = (maps: tf.Tensor): tf.Tensor2D => {
-    if (!spatial) return tf.reshape(maps, [maps.shape[0], -1]);
+    if (maps.rank !== 4) return tf.reshape(maps, [maps.shape[0], -1]);
     const avg = tf.mean(maps, [1, 2]) as tf.Tensor2D;
     return pooling === 'avg-max' ? tf.concat([avg, tf.max(maps, [1, 2]) as tf.Tensor2D], 1) : avg;
   };
 
   const pixelsPerImage = imageSize * imageSize * 3;
   return {
-    id: `${config.modelId}/${featureLayer}/${pooling}@${imageSize}`,
+    id: `${config.modelId}/${featureLayers.join('+')}/${pooling}${config.sqrt ? '-sqrt' : ''}@${imageSize}`,
     kind: 'cnn',
     modelId: config.modelId,
     dim,
@@ -194,7 +200,13 @@ async function createCnnFeaturizer(config: FeaturizerConfig, modelDir: string): 
           assertImage(rgb, imageSize);
           scalePixels(rgb, scaling, input.subarray(i * pixelsPerImage, (i + 1) * pixelsPerImage));
         });
-        const features = tf.tidy(() => pool(extractor.predict(tf.tensor4d(input, [chunk.length, imageSize, imageSize, 3])) as tf.Tensor));
+        const features = tf.tidy(() => {
+          const maps = [extractor.predict(tf.tensor4d(input, [chunk.length, imageSize, imageSize, 3]))].flat() as tf.Tensor[];
+          const pooled = maps.length === 1 ? pool(maps[0]) : tf.concat(maps.map(pool), 1);
+          // Signed square root ("power normalisation"): damps the few channels that fire hard on
+          // every image, so the distance is not dominated by them.
+          return config.sqrt ? tf.mul(tf.sign(pooled), tf.sqrt(tf.abs(pooled))) : pooled;
+        });
         try {
           out.set(await features.data<'float32'>(), start * dim);
         } finally {

@@ -48,7 +48,7 @@ export function featurizerConfigFrom(env: FeaturizeEnv): FeaturizerConfig {
     modelId: env.MODEL_ID,
     modelDir: env.MODEL_DIR,
     imageSize: env.IMAGE_SIZE,
-    featureLayer: env.FEATURE_LAYER,
+    featureLayers: env.FEATURE_LAYER?.split(',').map((name) => name.trim()).filter(Boolean),
     inferBatchSize: env.INFER_BATCH_SIZE,
     backend: env.TF_BACKEND,
   };

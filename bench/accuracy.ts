@@ -1,0 +1,188 @@
+/**
+ * Accuracy bench for featurizer settings on the shared Fruits-360 sample.
+ *
+ * For each (model, input size, feature layer, pooling) it featurizes the 720 sample images with the
+ * product's own preprocess + featurizer modules, then evaluates the way the end-to-end test does:
+ * StandardScaler and PCA fitted on all images (as the aggregate step does over a run), 5-nearest-
+ * neighbours (Euclidean, majority vote) trained on the Training split, scored on the Test split.
+ *
+ *   npx tsx bench/accuracy.ts                      # the default grid
+ *   npx tsx bench/accuracy.ts --models mobilenet_v1_0.25_224 --sizes 224,128 --ks 15,50
+ *
+ * Needs ../shared (sample images, reference models); exits with a message when it is absent.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Command } from 'commander';
+import { Matrix } from 'ml-matrix';
+import { PCA } from 'ml-pca';
+import { createFeaturizer, Featurizer, FeaturizerConfig, Pooling } from '../lambdas/core/featurizer';
+import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, preprocessImage } from '../lambdas/core/preprocess';
+
+const SHARED = resolve(__dirname, '..', '..', 'shared');
+const SAMPLE = join(SHARED, 'datasets', 'fruits-360-sample');
+const MODELS = join(SHARED, 'models');
+
+interface SampleImage {
+  split: 'Training' | 'Test';
+  label: string;
+  bytes: Buffer;
+}
+
+function loadSample(): SampleImage[] {
+  const images: SampleImage[] = [];
+  for (const split of ['Training', 'Test'] as const) {
+    for (const label of readdirSync(join(SAMPLE, split)).sort()) {
+      for (const file of readdirSync(join(SAMPLE, split, label)).sort()) {
+        images.push({ split, label, bytes: readFileSync(join(SAMPLE, split, label, file)) });
+      }
+    }
+  }
+  return images;
+}
+
+async function featurizeAll(featurizer: Featurizer, images: SampleImage[]): Promise<Matrix> {
+  const rgb: Uint8Array[] = [];
+  for (const image of images) {
+    const result = await preprocessImage(image.bytes, {
+      size: featurizer.imageSize,
+      maxInputPixels: DEFAULT_MAX_INPUT_PIXELS,
+      maxInputBytes: DEFAULT_MAX_INPUT_BYTES,
+    });
+    if (!result.ok) throw new Error(`sample image rejected: ${result.reason}`);
+    rgb.push(result.rgb);
+  }
+  const flat = await featurizer.featurize(rgb);
+  const rows = images.map((_, i) => Array.from(flat.subarray(i * featurizer.dim, (i + 1) * featurizer.dim)));
+  return new Matrix(rows);
+}
+
+/** Feature transforms applied before the evaluator's own StandardScaler. */
+const TRANSFORMS: Record<string, (x: Matrix) => Matrix> = {
+  none: (x) => x,
+  /** Each vector scaled to unit length: removes overall activation strength (image contrast). */
+  l2: (x) => x.clone().divColumnVector(rowNorms(x)),
+  /** Square root of the (non-negative, ReLU) activations: tames a few dominant channels. */
+  sqrt: (x) => new Matrix(x.to2DArray().map((row) => row.map((v) => Math.sqrt(Math.max(0, v))))),
+};
+
+function rowNorms(x: Matrix): number[] {
+  return x.to2DArray().map((row) => Math.sqrt(row.reduce((s, v) => s + v * v, 0)) || 1);
+}
+
+/** Population-std standardisation, as sklearn's StandardScaler; constant columns stay 0. */
+function standardise(x: Matrix): Matrix {
+  const means = x.mean('column');
+  const stds = x.standardDeviation('column', { mean: means, unbiased: false }).map((s) => s || 1);
+  return x.clone().subRowVector(means).divRowVector(stds);
+}
+
+function knnAccuracy(train: Matrix, trainLabels: string[], test: Matrix, testLabels: string[], neighbours = 5): number {
+  const classes = [...new Set(trainLabels)].sort();
+  let correct = 0;
+  for (let i = 0; i < test.rows; i++) {
+    const t = test.getRow(i);
+    const distances = trainLabels.map((label, j) => {
+      const r = train.getRow(j);
+      let d = 0;
+      for (let c = 0; c < r.length; c++) d += (r[c] - t[c]) ** 2;
+      return { d, label };
+    });
+    distances.sort((a, b) => a.d - b.d);
+    const votes = new Map<string, number>();
+    for (const { label } of distances.slice(0, neighbours)) votes.set(label, (votes.get(label) ?? 0) + 1);
+    // Ties go to the first class in sorted order, like scikit-learn's KNeighborsClassifier.
+    const best = Math.max(...votes.values());
+    const predicted = classes.find((c) => votes.get(c) === best);
+    if (predicted === testLabels[i]) correct++;
+  }
+  return correct / test.rows;
+}
+
+function evaluate(features: Matrix, images: SampleImage[], components: number[], varianceThresholds: number[]) {
+  const x = standardise(features);
+  const pca = new PCA(x, { center: true, scale: false });
+  const cumulative = pca.getCumulativeVariance();
+  const projected = pca.predict(x, { nComponents: Math.min(x.columns, x.rows) });
+  const trainIdx = images.flatMap((im, i) => (im.split === 'Training' ? [i] : []));
+  const testIdx = images.flatMap((im, i) => (im.split === 'Test' ? [i] : []));
+  const score = (k: number) => {
+    const p = projected.subMatrix(0, projected.rows - 1, 0, k - 1);
+    return knnAccuracy(
+      p.selection(trainIdx, range(k)), trainIdx.map((i) => images[i].label),
+      p.selection(testIdx, range(k)), testIdx.map((i) => images[i].label),
+    );
+  };
+  const rows: { k: string; accuracy: number }[] = components.map((k) => ({ k: String(k), accuracy: score(k) }));
+  for (const threshold of varianceThresholds) {
+    const k = cumulative.findIndex((c) => c >= threshold) + 1 || cumulative.length;
+    rows.push({ k: `${k} (var ${threshold})`, accuracy: score(k) });
+  }
+  return rows;
+}
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+const list = (value: string) => value.split(',').map((v) => v.trim()).filter(Boolean);
+
+async function main() {
+  const options = new Command()
+    .option('--models <ids>', 'model ids under ../shared/models, plus "pixels"', 'pixels,mobilenet_v1_0.25_224,mobilenet_v1_0.75_224')
+    .option('--sizes <px>', 'CNN input sizes', '224,160,128')
+    .option('--layers <names>', 'feature layers (a+b: pooled side by side)', 'conv_pw_13_relu')
+    .option('--poolings <kinds>', 'avg and/or avg-max', 'avg')
+    .option('--transforms <names>', `before StandardScaler: ${Object.keys(TRANSFORMS).join(', ')}`, 'none,l2')
+    .option('--ks <numbers>', 'PCA components', '15,30,50,100')
+    .option('--variance <thresholds>', 'cumulative explained-variance thresholds', '0.8,0.9')
+    .option('--backend <name>', 'force a TF.js backend')
+    .parse()
+    .opts<{ models: string; sizes: string; layers: string; poolings: string; transforms: string; ks: string; variance: string; backend?: string }>();
+
+  if (!existsSync(SAMPLE)) {
+    console.error(`skipped: the shared Fruits-360 sample is not at ${SAMPLE}`);
+    return;
+  }
+  const images = loadSample();
+  const ks = list(options.ks).map(Number);
+  const thresholds = list(options.variance).map(Number);
+  console.log(`${images.length} images (${images.filter((i) => i.split === 'Training').length} Training / ${images.filter((i) => i.split === 'Test').length} Test); scaler + PCA fitted on all, 5-NN Euclidean`);
+  console.log(['featurizer', 'dim', 'backend', 'featurize s', 'img/s', 'transform', 'k', 'test accuracy'].join('\t'));
+
+  const summary: string[] = [];
+  for (const model of list(options.models)) {
+    const settings: FeaturizerConfig[] = model === 'pixels'
+      ? [{ kind: 'pixels', modelId: 'pixels' }]
+      : list(options.sizes).flatMap((size) => list(options.layers).flatMap((layer) => list(options.poolings).map((pooling) => ({
+          kind: 'cnn' as const, modelId: model, modelDir: join(MODELS, model), imageSize: Number(size), featureLayers: layer.split('+'),
+          pooling: pooling as Pooling, backend: options.backend,
+        }))));
+    for (const config of settings) {
+      if (config.modelDir && !existsSync(config.modelDir)) {
+        console.log(`${model}: skipped, no reference copy at ${config.modelDir}`);
+        continue;
+      }
+      const featurizer = await createFeaturizer(config);
+      const started = performance.now();
+      const features = await featurizeAll(featurizer, images);
+      const seconds = (performance.now() - started) / 1000;
+      for (const transform of list(options.transforms)) {
+        const rows = evaluate(TRANSFORMS[transform](features), images, ks, thresholds);
+        for (const row of rows) {
+          console.log([featurizer.id, featurizer.dim, featurizer.backend, seconds.toFixed(1), (images.length / seconds).toFixed(0), transform, row.k, row.accuracy.toFixed(3)].join('\t'));
+        }
+        // One lucky k on 240 test images proves little (one image = 0.004): judge a setting by
+        // its accuracy across all the fixed k values.
+        const fixed = rows.slice(0, ks.length).map((row) => row.accuracy);
+        const mean = fixed.reduce((a, b) => a + b, 0) / fixed.length;
+        summary.push([featurizer.id, transform, mean.toFixed(3), Math.min(...fixed).toFixed(3), Math.max(...fixed).toFixed(3), (images.length / seconds).toFixed(0)].join('\t'));
+      }
+    }
+  }
+  console.log(`\nacross k = ${ks.join(', ')}:`);
+  console.log(['featurizer', 'transform', 'mean', 'min', 'max', 'img/s'].join('\t'));
+  for (const line of summary) console.log(line);
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exitCode = 1;
+});

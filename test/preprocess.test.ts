@@ -96,6 +96,14 @@ describe('preprocessImage accepts odd but valid encodings as 3-channel sRGB', ()
     expectClose(pixel(result, 10, 10), [BLUE.r, BLUE.g, BLUE.b], 20);
   });
 
+  it('animated GIF: the first frame only', async () => {
+    const frames = await Promise.all([RED, BLUE].map((c) => solid(10, 10, c).png().toBuffer()));
+    const gif = await sharp(frames, { join: { animated: true } }).gif().toBuffer();
+    const result = await accepted(gif);
+    expect([result.sourceWidth, result.sourceHeight]).toEqual([10, 10]);
+    expectClose(pixel(result, 10, 10), [RED.r, RED.g, RED.b], 20);
+  });
+
   it('EXIF orientation is applied (orientation 6: rotate 90 degrees clockwise)', async () => {
     // Stored 40x20: left half red, right half blue. Displayed: 20x40, red on top.
     const stored = await solid(40, 20, BLUE)

@@ -1,0 +1,270 @@
+/**
+ * Benchmark of the aggregate step's PCA at Lambda scale: can 100,000 x 1,280 features be
+ * aggregated inside one function (15 min, up to 10 GB)?
+ *
+ *   npx tsx bench/aggregate.ts                      # the default table (each case in its own process)
+ *   npx tsx bench/aggregate.ts --case stream --rows 100000 --dim 1280
+ *   npx tsx bench/aggregate.ts --case ml-pca --rows 10000 --dim 1280
+ *   npx tsx bench/aggregate.ts --case handler --rows 10000 --dim 1280   # aggregateRun against s3rver
+ *
+ * Cases:
+ * - `stream`: what `aggregateRun` does, minus S3: synthetic shards of `--shard-rows` rows are made
+ *   one at a time, encoded and decoded (the shard format), fed to the ScatterAccumulator; then the
+ *   fit; then pass 2 regenerates the same shards, projects them and formats CSV rows into a
+ *   counting sink. Shard generation is timed apart and left out of the figures.
+ * - `ml-pca`: ml-pca's own `new PCA(matrix, { scale: true })` (SVD) on the same data held whole.
+ * - `handler`: the real `aggregateRun` against a local S3 server (s3rver on loopback, disk-backed).
+ *
+ * Each case runs in a fresh child process so its peak RSS (`process.resourceUsage().maxRSS`) is
+ * its own.
+ */
+import { spawnSync } from 'node:child_process';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../lambdas/core/feature-shard';
+import { featuresCsvRow } from '../lambdas/core/features-csv';
+import { fitPca, PcaProjector, ScatterAccumulator } from '../lambdas/core/streaming-pca';
+
+interface Options {
+  case?: 'stream' | 'ml-pca' | 'handler';
+  rows: number;
+  dim: number;
+  shardRows: number;
+  components: number;
+  timeoutMinutes: number;
+}
+
+function parseArgs(argv: string[]): Options {
+  const options: Options = { rows: 100_000, dim: 1280, shardRows: 500, components: 50, timeoutMinutes: 20 };
+  for (let i = 0; i < argv.length; i += 2) {
+    const [name, value] = [argv[i].replace(/^--/, ''), argv[i + 1]];
+    if (name === 'case') options.case = value as Options['case'];
+    else if (name === 'rows') options.rows = Number(value);
+    else if (name === 'dim') options.dim = Number(value);
+    else if (name === 'shard-rows') options.shardRows = Number(value);
+    else if (name === 'components') options.components = Number(value);
+    else if (name === 'timeout-minutes') options.timeoutMinutes = Number(value);
+    else throw new Error(`unknown option --${name}`);
+  }
+  return options;
+}
+
+const LABELS = ['Apple Braeburn', 'Banana', 'Kiwi', 'Lemon', 'Orange', 'Pineapple', 'Raspberry', 'Strawberry', 'Tomato 1', 'Apple Red 1'];
+const LATENT = 6;
+
+/**
+ * Shard `index` of a synthetic run, the same every time it is asked for: rows are a class centre,
+ * a few shared latent factors and noise, non-negative like pooled ReLU features, a few dead
+ * (constant zero) channels as real CNN features have.
+ */
+function syntheticShard(index: number, rows: number, dim: number): { header: ShardHeader; vectors: Float32Array } {
+  let state = (0x9e3779b9 ^ Math.imul(index + 1, 0x85ebca6b)) >>> 0;
+  const random = () => {
+    state ^= state << 13;
+    state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    return state / 4294967296;
+  };
+  const vectors = new Float32Array(rows * dim);
+  const keys: string[] = [];
+  const labels: string[] = [];
+  const factor = new Float64Array(LATENT);
+  for (let r = 0; r < rows; r++) {
+    const row = index * rows + r;
+    const label = LABELS[row % LABELS.length];
+    keys.push(`input/bench/${label}/${row}_100.jpg`);
+    labels.push(label);
+    for (let l = 0; l < LATENT; l++) factor[l] = random() - 0.5;
+    const c = row % LABELS.length;
+    for (let f = 0; f < dim; f++) {
+      if (f % 97 === 0) continue; // dead channel
+      let value = Math.abs(Math.sin(c * 1.7 + f * 0.37)) * 2 + random() * 0.5;
+      for (let l = 0; l < LATENT; l++) value += factor[l] * Math.cos((l + 1) * f * 0.013);
+      vectors[r * dim + f] = Math.max(0, value);
+    }
+  }
+  return { header: { featurizer: `synthetic-${dim}`, dim, keys, labels, failed: [], skipped: [] }, vectors };
+}
+
+function shardCount(o: Options): number {
+  return Math.ceil(o.rows / o.shardRows);
+}
+function rowsOfShard(o: Options, s: number): number {
+  return Math.min(o.shardRows, o.rows - s * o.shardRows);
+}
+
+function peakRssMb(): number {
+  return Math.round(process.resourceUsage().maxRSS / 1024);
+}
+
+async function runStream(o: Options): Promise<Record<string, unknown>> {
+  const baselineRss = peakRssMb();
+  let generateMs = 0;
+  const shard = (s: number) => {
+    const t = performance.now();
+    const bytes = encodeFeatureShard(syntheticShard(s, rowsOfShard(o, s), o.dim));
+    generateMs += performance.now() - t;
+    return decodeFeatureShard(bytes);
+  };
+  const started = performance.now();
+  const accumulator = new ScatterAccumulator(o.dim);
+  for (let s = 0; s < shardCount(o); s++) {
+    const { header, vectors } = shard(s);
+    for (let r = 0; r < header.keys.length; r++) accumulator.addRow(vectors, r * o.dim);
+  }
+  const moments = accumulator.moments();
+  const pass1Ms = performance.now() - started - generateMs;
+
+  let t = performance.now();
+  const fit = fitPca(moments, { components: o.components });
+  const fitMs = performance.now() - t;
+
+  const generatedBefore = generateMs;
+  t = performance.now();
+  const projector = new PcaProjector(fit);
+  const scores = new Float64Array(fit.k);
+  let csvBytes = 0;
+  for (let s = 0; s < shardCount(o); s++) {
+    const { header, vectors } = shard(s);
+    for (let r = 0; r < header.keys.length; r++) {
+      projector.project(vectors, r * o.dim, scores);
+      csvBytes += featuresCsvRow(header.keys[r], header.labels[r], scores, fit.k).length;
+    }
+  }
+  const pass2Ms = performance.now() - t - (generateMs - generatedBefore);
+  return {
+    case: 'stream',
+    rows: o.rows,
+    dim: o.dim,
+    k: fit.k,
+    pass1_s: +(pass1Ms / 1000).toFixed(1),
+    fit_s: +(fitMs / 1000).toFixed(1),
+    pass2_s: +(pass2Ms / 1000).toFixed(1),
+    total_s: +((pass1Ms + fitMs + pass2Ms) / 1000).toFixed(1),
+    explainedVariance: +fit.explainedVariance.toFixed(4),
+    csvMB: +(csvBytes / 1e6).toFixed(1),
+    syntheticDataGeneration_s: +(generateMs / 1000).toFixed(1),
+    baselineRssMB: baselineRss,
+    peakRssMB: peakRssMb(),
+  };
+}
+
+async function runMlPca(o: Options): Promise<Record<string, unknown>> {
+  // Loaded here so the stream case's RSS does not include it.
+  const { PCA } = await import('ml-pca');
+  const { Matrix } = await import('ml-matrix');
+  const matrix = new Matrix(o.rows, o.dim);
+  for (let s = 0; s < shardCount(o); s++) {
+    const { header, vectors } = syntheticShard(s, rowsOfShard(o, s), o.dim);
+    for (let r = 0; r < header.keys.length; r++) {
+      const row = s * o.shardRows + r;
+      for (let f = 0; f < o.dim; f++) matrix.set(row, f, vectors[r * o.dim + f]);
+    }
+  }
+  const dataRss = peakRssMb();
+  const started = performance.now();
+  // ignoreZeroVariance: the synthetic data has dead channels, as CNN features do.
+  const pca = new PCA(matrix, { scale: true, ignoreZeroVariance: true });
+  const fitMs = performance.now() - started;
+  const ratios = pca.getExplainedVariance();
+  let explained = 0;
+  for (let c = 0; c < Math.min(o.components, ratios.length); c++) explained += ratios[c];
+  return {
+    case: 'ml-pca new PCA(matrix, {scale: true})',
+    rows: o.rows,
+    dim: o.dim,
+    fit_s: +(fitMs / 1000).toFixed(1),
+    explainedVariance: +explained.toFixed(4),
+    rssWithDataMB: dataRss,
+    peakRssMB: peakRssMb(),
+  };
+}
+
+async function runHandler(o: Options): Promise<Record<string, unknown>> {
+  const { startLocalS3Server } = await import('../lib/local/s3-server');
+  const { aggregateRun } = await import('../lambdas/aggregate/aggregate-run');
+  const bucket = 'bench-aggregate';
+  const server = await startLocalS3Server({ buckets: [bucket] });
+  try {
+    const runId = 'bench';
+    const records = [];
+    for (let s = 0; s < shardCount(o); s++) {
+      const data = syntheticShard(s, rowsOfShard(o, s), o.dim);
+      const key = `work/${runId}/shards/${String(s).padStart(6, '0')}.fsh`;
+      await server.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: encodeFeatureShard(data) }));
+      const output = { shard: key, count: data.header.keys.length, failed: [], failedCount: 0, skipped: [], skippedCount: 0, truncated: false };
+      records.push({ ExecutionArn: `arn:aws:states:::execution:bench:${s}`, Status: 'SUCCEEDED', Output: JSON.stringify(output) });
+    }
+    const resultsKey = `work/${runId}/map-results/m/SUCCEEDED_0.json`;
+    await server.client.send(new PutObjectCommand({ Bucket: bucket, Key: resultsKey, Body: JSON.stringify(records) }));
+    const manifest = { DestinationBucket: bucket, MapRunArn: 'arn:bench', ResultFiles: { SUCCEEDED: [{ Key: resultsKey, Size: 1 }], FAILED: [], PENDING: [] } };
+    await server.client.send(new PutObjectCommand({ Bucket: bucket, Key: `work/${runId}/map-results/m/manifest.json`, Body: JSON.stringify(manifest) }));
+    const before = peakRssMb();
+    const started = performance.now();
+    const result = await aggregateRun(
+      {
+        bucket,
+        inputPrefix: 'input/bench/',
+        runId,
+        outputPrefix: `results/${runId}/`,
+        workPrefix: `work/${runId}/`,
+        mapResult: { ResultWriterDetails: { Bucket: bucket, Key: `work/${runId}/map-results/m/manifest.json` } },
+      },
+      { s3: server.client, settings: { components: o.components } },
+    );
+    return {
+      case: 'handler aggregateRun (s3rver on loopback)',
+      rows: result.rows,
+      dim: o.dim,
+      k: result.components,
+      total_s: +((performance.now() - started) / 1000).toFixed(1),
+      explainedVariance: +result.explainedVariance.toFixed(4),
+      rssBeforeRunMB: before,
+      peakRssMB: peakRssMb(),
+      note: 'peak RSS includes the in-process s3rver',
+    };
+  } finally {
+    await server.close();
+  }
+}
+
+function runChild(args: string[], timeoutMinutes: number): Record<string, unknown> {
+  const child = spawnSync(process.execPath, [...process.execArgv, __filename, ...args], {
+    encoding: 'utf8',
+    timeout: timeoutMinutes * 60_000,
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  if (child.error || child.status !== 0) {
+    const reason = child.error?.message.includes('ETIMEDOUT') ? `did not finish within ${timeoutMinutes} min` : (child.stderr || String(child.error)).trim().split('\n').slice(-3).join(' ');
+    return { case: args.join(' '), result: reason };
+  }
+  return JSON.parse(child.stdout.trim().split('\n').pop()!);
+}
+
+async function main(): Promise<void> {
+  const options = parseArgs(process.argv.slice(2));
+  if (options.case) {
+    const run = { stream: runStream, 'ml-pca': runMlPca, handler: runHandler }[options.case];
+    console.log(JSON.stringify(await run(options)));
+    return;
+  }
+  const d = String(options.dim);
+  const cases = [
+    ['--case', 'stream', '--rows', '100000', '--dim', d],
+    ['--case', 'stream', '--rows', '10000', '--dim', d],
+    ['--case', 'ml-pca', '--rows', '10000', '--dim', d],
+    ['--case', 'ml-pca', '--rows', '50000', '--dim', d],
+    ['--case', 'handler', '--rows', '10000', '--dim', d],
+  ];
+  console.log(`aggregate benchmark: node ${process.version}, ${new Date().toISOString()}`);
+  for (const args of cases) {
+    const result = runChild(args, options.timeoutMinutes);
+    console.log(JSON.stringify(result));
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

@@ -1,0 +1,15 @@
+#!/usr/bin/env node
+/** `npm start -- <command>` / `fruits <command>`: see lib/cli/program.ts. */
+import { CommanderError } from 'commander';
+import { buildProgram } from '../lib/cli/program';
+
+buildProgram()
+  .parseAsync(process.argv)
+  .catch((error: unknown) => {
+    if (error instanceof CommanderError) {
+      process.exitCode = error.exitCode;
+      return;
+    }
+    process.stderr.write(`fruits: ${(error as Error).message ?? error}\n`);
+    process.exitCode = 1;
+  });

@@ -73,10 +73,7 @@ export class FeaturePipeline extends Construct {
     });
     const invalidStartMarker = new sfn.Fail(this, 'InvalidStartMarker', {
       error: 'InvalidStartMarker',
-      causePath: sfn.JsonPath.format(
-        `A start marker must be ${BUCKET_LAYOUT.inputRoot}<dataset>/${BUCKET_LAYOUT.startMarker}, one folder below ${BUCKET_LAYOUT.inputRoot}; got {}`,
-        sfn.JsonPath.stringAt('$.key'),
-      ),
+      causePath: '$.invalidMarkerCause',
     });
     const invalidRunSettings = new sfn.Fail(this, 'InvalidRunSettings', {
       error: 'InvalidRunSettings',
@@ -92,6 +89,12 @@ export class FeaturePipeline extends Construct {
         key: sfn.JsonPath.stringAt('$.trigger.key'),
         folders: sfn.JsonPath.stringSplit(sfn.JsonPath.stringAt('$.trigger.key'), '/'),
         depth: sfn.JsonPath.arrayLength(sfn.JsonPath.stringSplit(sfn.JsonPath.stringAt('$.trigger.key'), '/')),
+        // Made here, not in the Fail state's CausePath: the local runner's interpreter only takes a
+        // plain path there.
+        invalidMarkerCause: sfn.JsonPath.format(
+          `A start marker must be ${BUCKET_LAYOUT.inputRoot}<dataset>/${BUCKET_LAYOUT.startMarker}, one folder below ${BUCKET_LAYOUT.inputRoot}; got {}`,
+          sfn.JsonPath.stringAt('$.trigger.key'),
+        ),
       },
     });
     const runRequestFromMarker = new sfn.Pass(this, 'RunRequestFromMarker', {

@@ -1,0 +1,102 @@
+import { App } from 'aws-cdk-lib';
+import {
+  CONFIG_CONTEXT_KEY,
+  configFromContext,
+  defaultConfig,
+  parsePipelineConfig,
+  PipelineConfigError,
+  PipelineConfigSchema,
+} from '../../lib/config';
+import { cdkJson } from './synth';
+
+function appWith(value: unknown): App {
+  return new App({ context: value === undefined ? {} : { [CONFIG_CONTEXT_KEY]: value } });
+}
+
+describe('pipeline config', () => {
+  test('defaults fill every setting', () => {
+    const config = defaultConfig();
+    expect(config).toMatchObject({
+      batchSize: 100,
+      maxConcurrency: 50,
+      toleratedFailurePercentage: 5,
+      featurizeMemoryMb: 3008,
+      featurizeTimeoutSeconds: 300,
+      aggregateMemoryMb: 6144,
+      aggregateTimeoutSeconds: 900,
+      pcaComponents: 50,
+      imageSize: 224,
+      modelId: 'mobilenet_v1_0.25_224',
+      featurizer: 'cnn',
+      architecture: 'x86_64',
+      intermediateRetentionDays: 7,
+      logRetentionDays: 30,
+      removalPolicy: 'retain',
+    });
+    expect(config.featurizeReservedConcurrency).toBeUndefined();
+    expect(config.pcaVarianceThreshold).toBeUndefined();
+  });
+
+  test('cdk.json holds a valid config under its one key', () => {
+    const context = cdkJson().context;
+    expect(context[CONFIG_CONTEXT_KEY]).toBeDefined();
+    expect(() => PipelineConfigSchema.parse(context[CONFIG_CONTEXT_KEY])).not.toThrow();
+    expect(context['@aws-cdk/aws-stepfunctions:useDistributedMapResultWriterV2']).toBe(true);
+  });
+
+  test('reads the context key, missing key means defaults', () => {
+    expect(configFromContext(appWith({ batchSize: 10, architecture: 'arm64' }))).toMatchObject({ batchSize: 10, architecture: 'arm64', maxConcurrency: 50 });
+    expect(configFromContext(appWith(undefined))).toEqual(defaultConfig());
+  });
+
+  test('a -c value arrives as a JSON string and is parsed', () => {
+    expect(configFromContext(appWith('{"pcaVarianceThreshold":0.95,"featurizer":"pixels"}'))).toMatchObject({
+      pcaVarianceThreshold: 0.95,
+      featurizer: 'pixels',
+    });
+    expect(() => configFromContext(appWith('{batchSize: 1'))).toThrow(/not JSON/);
+  });
+
+  test('accepts good values at the limits', () => {
+    expect(() =>
+      defaultConfig({
+        batchSize: 1000,
+        maxConcurrency: 10,
+        featurizeReservedConcurrency: 10,
+        toleratedFailurePercentage: 0,
+        featurizeMemoryMb: 10240,
+        aggregateTimeoutSeconds: 900,
+        logRetentionDays: 9999,
+        pcaVarianceThreshold: 1,
+        removalPolicy: 'destroy',
+      }),
+    ).not.toThrow();
+  });
+
+  test.each([
+    [{ batchSize: 0 }, /batchSize/],
+    [{ batchSize: 1001 }, /batchSize/],
+    [{ batchSize: 2.5 }, /batchSize/],
+    [{ maxConcurrency: 20000 }, /maxConcurrency/],
+    [{ toleratedFailurePercentage: 101 }, /toleratedFailurePercentage/],
+    [{ featurizeMemoryMb: 64 }, /featurizeMemoryMb/],
+    [{ aggregateTimeoutSeconds: 901 }, /aggregateTimeoutSeconds/],
+    [{ pcaVarianceThreshold: 0 }, /pcaVarianceThreshold/],
+    [{ architecture: 'x86' }, /architecture/],
+    [{ featurizer: 'resnet' }, /featurizer/],
+    [{ modelId: '../etc/passwd' }, /modelId: must be a model id/],
+    [{ logRetentionDays: 10 }, /logRetentionDays: must be one of 1, 3, 5/],
+    [{ removalPolicy: 'snapshot' }, /removalPolicy/],
+    [{ batchsize: 10 }, /Unrecognized key.*batchsize/],
+    [{ maxConcurrency: 100, featurizeReservedConcurrency: 20 }, /maxConcurrency: 100 exceeds featurizeReservedConcurrency \(20\)/],
+  ])('rejects %j', (settings, message) => {
+    expect(() => configFromContext(appWith(settings))).toThrow(PipelineConfigError);
+    expect(() => configFromContext(appWith(settings))).toThrow(message);
+  });
+
+  test('the error names its source and lists every problem', () => {
+    expect(() => parsePipelineConfig({ batchSize: -1, featurizer: 'x' }, 'cdk.json')).toThrow(
+      /^Invalid cdk\.json:\n {2}- batchSize: .*\n {2}- featurizer: /,
+    );
+  });
+});

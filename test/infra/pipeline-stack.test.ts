@@ -1,0 +1,388 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Match } from 'aws-cdk-lib/assertions';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { maskAssetHashes, stateMachineDefinition, synthesizePipeline, SynthesizedPipeline } from './synth';
+// asl-validator ships CommonJS with a default-style export.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const aslValidator = require('asl-validator') as (definition: unknown) => { isValid: boolean; errorsText: (separator?: string) => string };
+
+const STATE_NAMES = ['FeaturizeImages', 'FeaturizeBatch', 'AggregateFeatures', 'WriteFailureReport', 'RunFailed'];
+
+let pipeline: SynthesizedPipeline;
+let definition: Record<string, any>;
+beforeAll(() => {
+  pipeline = synthesizePipeline();
+  definition = stateMachineDefinition(pipeline);
+});
+
+type Statement = { Action: string | string[]; Resource: unknown; Effect: string; Condition?: unknown };
+function policyStatements(): Statement[] {
+  const policies = Object.values(pipeline.template.findResources('AWS::IAM::Policy'));
+  return policies.flatMap((policy) => policy.Properties.PolicyDocument.Statement as Statement[]);
+}
+function asList<T>(value: T | T[]): T[] {
+  return Array.isArray(value) ? value : [value];
+}
+function policyOf(roleIdPrefix: string): Statement[] {
+  const policies = pipeline.template.findResources('AWS::IAM::Policy');
+  const [id] = Object.keys(policies).filter((logicalId) => logicalId.startsWith(roleIdPrefix));
+  return policies[id].Properties.PolicyDocument.Statement;
+}
+/** The container images of the stack's asset manifest (what `cdk deploy` would build). */
+function dockerImageAssets(synthesized: SynthesizedPipeline): Record<string, { source: Record<string, any> }> {
+  const assembly = synthesized.app.synth();
+  const manifest = JSON.parse(readFileSync(join(assembly.directory, 'FruitsPipeline.assets.json'), 'utf8'));
+  return manifest.dockerImages;
+}
+const bucketId = () => pipeline.stack.getLogicalId(pipeline.stack.bucket.node.defaultChild as any);
+const objectsUnder = (prefix: string) => ({ 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId(), 'Arn'] }, `/${prefix}*`]] });
+
+test('template snapshot (asset hashes masked)', () => {
+  expect(maskAssetHashes(pipeline.template.toJSON())).toMatchSnapshot();
+});
+
+describe('state machine', () => {
+  test('keeps the contract state names', () => {
+    const map = definition.States.FeaturizeImages;
+    expect(Object.keys(definition.States)).toEqual(expect.arrayContaining(STATE_NAMES.filter((name) => name !== 'FeaturizeBatch')));
+    expect(Object.keys(map.ItemProcessor.States)).toEqual(['FeaturizeBatch']);
+  });
+
+  test('FeaturizeImages is a Distributed Map with reader, batcher, V2 result writer and the configured numbers', () => {
+    const map = definition.States.FeaturizeImages;
+    expect(map).toMatchObject({
+      Type: 'Map',
+      MaxConcurrency: 50,
+      ToleratedFailurePercentage: 5,
+      ItemProcessor: { ProcessorConfig: { Mode: 'DISTRIBUTED', ExecutionType: 'STANDARD' } },
+      ItemReader: {
+        Resource: 'arn:aws:states:::s3:listObjectsV2',
+        Parameters: { 'Bucket.$': '$.bucket', 'Prefix.$': '$.inputPrefix' },
+      },
+      ItemBatcher: {
+        MaxItemsPerBatch: 100,
+        BatchInput: {
+          'bucket.$': '$.bucket',
+          'inputPrefix.$': '$.inputPrefix',
+          'runId.$': '$.runId',
+          'outputPrefix.$': '$.outputPrefix',
+          'workPrefix.$': '$.workPrefix',
+        },
+      },
+      // `Bucket.$` from the input only exists in the V2 ResultWriter (feature flag in cdk.json).
+      ResultWriter: {
+        Resource: 'arn:aws:states:::s3:putObject',
+        Parameters: { 'Bucket.$': '$.bucket', 'Prefix.$': "States.Format('{}map-results', $.workPrefix)" },
+      },
+      ResultSelector: { 'MapRunArn.$': '$.MapRunArn', 'ResultWriterDetails.$': '$.ResultWriterDetails' },
+      ResultPath: '$.mapResult',
+      Next: 'AggregateFeatures',
+      Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'WriteFailureReport' }],
+    });
+  });
+
+  test('batch size and concurrency follow the config', () => {
+    const other = stateMachineDefinition(synthesizePipeline({ batchSize: 25, maxConcurrency: 7, toleratedFailurePercentage: 0 }));
+    expect(other.States.FeaturizeImages.ItemBatcher.MaxItemsPerBatch).toBe(25);
+    expect(other.States.FeaturizeImages.MaxConcurrency).toBe(7);
+    expect(other.States.FeaturizeImages.ToleratedFailurePercentage ?? 0).toBe(0);
+  });
+
+  test('Lambda tasks pass the whole state, return the payload and retry transient errors with jittered backoff', () => {
+    const featurizeId = pipeline.stack.getLogicalId(pipeline.stack.featurizeFunction.node.defaultChild as any);
+    const aggregateId = pipeline.stack.getLogicalId(pipeline.stack.aggregateFunction.node.defaultChild as any);
+    const retry = [
+      {
+        ErrorEquals: [
+          'Lambda.ServiceException',
+          'Lambda.AWSLambdaException',
+          'Lambda.SdkClientException',
+          'Lambda.TooManyRequestsException',
+          'TransientStorageError',
+        ],
+        BackoffRate: 2,
+        JitterStrategy: 'FULL',
+      },
+    ];
+    for (const [task, id] of [
+      [definition.States.FeaturizeImages.ItemProcessor.States.FeaturizeBatch, featurizeId],
+      [definition.States.AggregateFeatures, aggregateId],
+    ]) {
+      expect(task).toMatchObject({
+        Type: 'Task',
+        Resource: 'arn:aws:states:::lambda:invoke',
+        Parameters: { FunctionName: `arn:aws:lambda:us-east-1:123456789012:function:${id}`, 'Payload.$': '$' },
+        OutputPath: '$.Payload',
+        Retry: retry,
+      });
+      expect(task.Retry).toHaveLength(1);
+    }
+    expect(definition.States.AggregateFeatures.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'WriteFailureReport' }]);
+  });
+
+  test('a failed run writes <outputPrefix>failure.json, then fails with the original error', () => {
+    expect(definition.States.WriteFailureReport).toMatchObject({
+      Type: 'Task',
+      Resource: 'arn:aws:states:::aws-sdk:s3:putObject',
+      Parameters: { 'Bucket.$': '$.bucket', 'Key.$': "States.Format('{}failure.json', $.outputPrefix)", Body: { 'error.$': '$.error' } },
+      ResultPath: null,
+      Next: 'RunFailed',
+    });
+    expect(definition.States.RunFailed).toEqual({ Type: 'Fail', ErrorPath: '$.error.Error', CausePath: '$.error.Cause' });
+  });
+
+  test('uses JSONPath only (the local interpreter has no JSONata)', () => {
+    expect(JSON.stringify(definition)).not.toMatch(/JSONata|\{%/);
+  });
+
+  test('validates with asl-validator', () => {
+    const { isValid, errorsText } = aslValidator(definition);
+    if (!isValid) throw new Error(errorsText('\n'));
+    expect(isValid).toBe(true);
+  });
+
+  test('logs everything to a vended-logs group named after the stack, with X-Ray tracing', () => {
+    pipeline.template.hasResourceProperties('AWS::Logs::LogGroup', {
+      LogGroupName: Match.stringLikeRegexp('^/aws/vendedlogs/states/FruitsPipeline-'),
+      RetentionInDays: 30,
+    });
+    pipeline.template.hasResourceProperties('AWS::StepFunctions::StateMachine', {
+      TracingConfiguration: { Enabled: true },
+      LoggingConfiguration: { Level: 'ALL', IncludeExecutionData: true },
+    });
+  });
+});
+
+describe('upload trigger', () => {
+  test('starts a run only for input/<dataset>/_START of this bucket, with { trigger: { bucket, key } }', () => {
+    pipeline.template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.s3'],
+        'detail-type': ['Object Created'],
+        detail: {
+          bucket: { name: [{ Ref: bucketId() }] },
+          object: { key: [{ wildcard: 'input/*/_START' }] },
+        },
+      },
+      Targets: [
+        Match.objectLike({
+          Arn: { Ref: Match.stringLikeRegexp('StateMachine') },
+          InputTransformer: {
+            InputPathsMap: { 'detail-bucket-name': '$.detail.bucket.name', 'detail-object-key': '$.detail.object.key' },
+            InputTemplate: '{"trigger":{"bucket":<detail-bucket-name>,"key":<detail-object-key>}}',
+          },
+        }),
+      ],
+    });
+    expect(Object.keys(pipeline.template.findResources('AWS::Events::Rule'))).toHaveLength(1);
+  });
+});
+
+describe('data bucket', () => {
+  test('is private, encrypted, versioned, logged and announces uploads to EventBridge', () => {
+    pipeline.template.hasResourceProperties('AWS::S3::Bucket', {
+      PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
+      BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+      VersioningConfiguration: { Status: 'Enabled' },
+      LoggingConfiguration: { DestinationBucketName: Match.anyValue() },
+      NotificationConfiguration: { EventBridgeConfiguration: { EventBridgeEnabled: true } },
+    });
+    pipeline.template.resourceCountIs('Custom::S3BucketNotifications', 0);
+  });
+
+  test('expires work/ after the configured days, keeps results/, cleans old versions and uploads', () => {
+    const [bucket] = Object.values(pipeline.template.findResources('AWS::S3::Bucket', { Properties: { VersioningConfiguration: Match.anyValue() } }));
+    const rules = bucket.Properties.LifecycleConfiguration.Rules;
+    expect(rules).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ Prefix: 'work/', ExpirationInDays: 7, Status: 'Enabled' }),
+        expect.objectContaining({ NoncurrentVersionExpiration: { NoncurrentDays: 30 }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } }),
+      ]),
+    );
+    expect(JSON.stringify(rules)).not.toMatch(/results\//);
+    const other = synthesizePipeline({ intermediateRetentionDays: 2, removalPolicy: 'destroy' }).template;
+    other.hasResourceProperties('AWS::S3::Bucket', {
+      LifecycleConfiguration: { Rules: Match.arrayWith([Match.objectLike({ Prefix: 'work/', ExpirationInDays: 2 })]) },
+    });
+    other.hasResource('AWS::S3::Bucket', { DeletionPolicy: 'Delete' });
+  });
+
+  test('is retained by default', () => {
+    const buckets = Object.values(pipeline.template.findResources('AWS::S3::Bucket'));
+    expect(buckets.map((bucket) => bucket.DeletionPolicy)).toEqual(['Retain', 'Retain']);
+  });
+
+  test('bucket policies deny requests without TLS', () => {
+    const policies = Object.values(pipeline.template.findResources('AWS::S3::BucketPolicy'));
+    expect(policies).toHaveLength(2);
+    for (const policy of policies) {
+      expect(policy.Properties.PolicyDocument.Statement).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ Effect: 'Deny', Action: 's3:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } }, Principal: { AWS: '*' } }),
+        ]),
+      );
+    }
+  });
+});
+
+describe('functions', () => {
+  test('both run the one image, with their own CMD, architecture, tracing and log group', () => {
+    const functions = Object.values(pipeline.template.findResources('AWS::Lambda::Function'));
+    expect(functions).toHaveLength(2);
+    const imageUris = new Set(functions.map((fn) => JSON.stringify(fn.Properties.Code.ImageUri)));
+    expect(imageUris.size).toBe(1);
+    expect(functions.map((fn) => fn.Properties.ImageConfig.Command[0]).sort()).toEqual([
+      'lambdas/aggregate/handler.handler',
+      'lambdas/featurize/handler.handler',
+    ]);
+    for (const fn of functions) {
+      expect(fn.Properties).toMatchObject({
+        PackageType: 'Image',
+        Architectures: ['x86_64'],
+        TracingConfig: { Mode: 'Active' },
+        LoggingConfig: { LogGroup: { Ref: expect.any(String) } },
+      });
+    }
+  });
+
+  test('featurize: memory, timeout and handler env from config', () => {
+    pipeline.template.hasResourceProperties('AWS::Lambda::Function', {
+      ImageConfig: { Command: ['lambdas/featurize/handler.handler'] },
+      MemorySize: 3008,
+      Timeout: 300,
+      Environment: {
+        Variables: {
+          FEATURIZER: 'cnn',
+          MODEL_ID: 'mobilenet_v1_0.25_224',
+          MODEL_DIR: '/opt/model',
+          IMAGE_SIZE: '224',
+          MAX_INPUT_PIXELS: '40000000',
+          READ_CONCURRENCY: '8',
+        },
+      },
+    });
+  });
+
+  test('aggregate: sized for 100,000+ vectors, PCA env from config', () => {
+    pipeline.template.hasResourceProperties('AWS::Lambda::Function', {
+      ImageConfig: { Command: ['lambdas/aggregate/handler.handler'] },
+      MemorySize: 6144,
+      Timeout: 900,
+      Environment: { Variables: { PCA_COMPONENTS: '50' } },
+    });
+  });
+
+  test('arm64 sets the function architecture and the image platform together; model id is the build arg', () => {
+    const arm = synthesizePipeline({
+      architecture: 'arm64',
+      modelId: 'mobilenet_v1_0.75_224',
+      featurizeReservedConcurrency: 60,
+      pcaVarianceThreshold: 0.9,
+    });
+    arm.template.allResourcesProperties('AWS::Lambda::Function', { Architectures: ['arm64'] });
+    arm.template.hasResourceProperties('AWS::Lambda::Function', { ReservedConcurrentExecutions: 60 });
+    arm.template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: { PCA_COMPONENTS: '50', PCA_VARIANCE_THRESHOLD: '0.9' } },
+    });
+    const images = Object.values(dockerImageAssets(arm));
+    expect(images).toHaveLength(1);
+    expect(images[0].source).toMatchObject({ platform: 'linux/arm64', dockerBuildArgs: { MODEL_ID: 'mobilenet_v1_0.75_224' } });
+  });
+
+  test('the image asset leaves out node_modules, cdk.out, .git, test, docs, out, bench, coverage', () => {
+    const images = Object.values(dockerImageAssets(pipeline));
+    expect(images).toHaveLength(1);
+    const [image] = images;
+    const staged = readdirSync(join(pipeline.app.synth().directory, image.source.directory));
+    expect(staged).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', 'lambdas', 'layers']));
+    for (const excluded of ['node_modules', 'cdk.out', '.git', 'test', 'docs', 'out', 'bench', 'coverage']) {
+      expect(staged).not.toContain(excluded);
+    }
+    expect(image.source).toMatchObject({ dockerFile: 'lambdas/featurize/Dockerfile', platform: 'linux/amd64' });
+  });
+});
+
+describe('IAM', () => {
+  test('no statement has a wildcard action', () => {
+    for (const statement of policyStatements()) {
+      for (const action of asList(statement.Action)) expect(action).not.toMatch(/\*/);
+    }
+    const roles = Object.values(pipeline.template.findResources('AWS::IAM::Role'));
+    for (const role of roles) expect(role.Properties.ManagedPolicyArns).toBeUndefined();
+  });
+
+  test('Resource "*" only for X-Ray and log delivery, which have no resource-level permissions', () => {
+    for (const statement of policyStatements()) {
+      if (!asList(statement.Resource).includes('*')) continue;
+      for (const action of asList(statement.Action)) expect(action).toMatch(/^(xray|logs):/);
+    }
+  });
+
+  test('S3 access is scoped to the bucket and its prefixes', () => {
+    for (const statement of policyStatements()) {
+      if (!asList(statement.Action).some((action) => action.startsWith('s3:'))) continue;
+      for (const resource of asList(statement.Resource)) {
+        expect([
+          objectsUnder('input/'),
+          objectsUnder('work/'),
+          objectsUnder('results/'),
+          { 'Fn::GetAtt': [bucketId(), 'Arn'] },
+        ]).toContainEqual(resource);
+      }
+    }
+  });
+
+  test('featurize reads input/ and writes work/; aggregate reads work/ and writes results/', () => {
+    expect(policyOf('FeaturizeRole')).toEqual(
+      expect.arrayContaining([
+        { Action: 's3:GetObject', Effect: 'Allow', Resource: objectsUnder('input/') },
+        { Action: ['s3:AbortMultipartUpload', 's3:PutObject'], Effect: 'Allow', Resource: objectsUnder('work/') },
+      ]),
+    );
+    expect(policyOf('AggregateRole')).toEqual(
+      expect.arrayContaining([
+        { Action: 's3:GetObject', Effect: 'Allow', Resource: objectsUnder('work/') },
+        { Action: ['s3:AbortMultipartUpload', 's3:PutObject'], Effect: 'Allow', Resource: objectsUnder('results/') },
+      ]),
+    );
+    const s3Resources = (statements: Statement[]) =>
+      statements.filter((statement) => asList(statement.Action).some((action) => action.startsWith('s3:'))).map((statement) => statement.Resource);
+    expect(s3Resources(policyOf('FeaturizeRole'))).toHaveLength(2);
+    expect(s3Resources(policyOf('AggregateRole'))).toHaveLength(2);
+  });
+
+  test('the state machine lists input/ only (s3:prefix condition), writes work/ and results/', () => {
+    const statements = policyOf('PipelineStateMachineRole');
+    expect(statements).toEqual(
+      expect.arrayContaining([
+        {
+          Action: 's3:ListBucket',
+          Effect: 'Allow',
+          Resource: { 'Fn::GetAtt': [bucketId(), 'Arn'] },
+          Condition: { StringLike: { 's3:prefix': ['input/*'] } },
+        },
+        expect.objectContaining({ Action: expect.arrayContaining(['s3:PutObject']), Resource: objectsUnder('work/') }),
+        { Action: 's3:PutObject', Effect: 'Allow', Resource: objectsUnder('results/') },
+      ]),
+    );
+  });
+});
+
+test('cdk-nag AwsSolutions reports no unacknowledged finding', () => {
+  for (const checked of [pipeline, synthesizePipeline({ removalPolicy: 'destroy', architecture: 'arm64' })]) {
+    const report = new AwsSolutionsChecks().validateScope(checked.stack);
+    const findings = report.violations.flatMap((violation) =>
+      violation.violatingResources.map((resource) => `${violation.ruleName} at ${resource.constructPath ?? resource.resourceLogicalId}`),
+    );
+    expect(findings).toEqual([]);
+    expect(report.success).toBe(true);
+  }
+});
+
+test('outputs: bucket, state machine and example commands', () => {
+  const outputs = pipeline.template.findOutputs('*');
+  expect(Object.keys(outputs).sort()).toEqual(['BucketName', 'StartExecutionCommand', 'StateMachineArn', 'UploadAndStartCommand']);
+  expect(JSON.stringify(outputs.UploadAndStartCommand.Value)).toMatch(/aws s3 sync .* && .*aws s3 cp _START s3:\/\//);
+  expect(JSON.stringify(outputs.StartExecutionCommand.Value)).toMatch(/aws stepfunctions start-execution --state-machine-arn/);
+});

@@ -1,0 +1,185 @@
+/**
+ * Runs the synthesized definition (with placeholder ARNs) in aws-local-stepfunctions, the
+ * interpreter the local runner uses, to check what the Pass/Choice states compute: defaults,
+ * the start marker's prefix, clear failures for bad input, and the failure-report path. The
+ * Distributed Map is swapped for a Task stand-in, since the interpreter has none, and the tasks
+ * run local stand-ins that record their input.
+ */
+import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
+import { AggregateEventSchema } from '../../lambdas/core/contracts';
+import { PLACEHOLDERS, stateMachineDefinition, synthesizePipeline } from './synth';
+
+const EXECUTION_NAME = 'run-0042';
+const CONTEXT = {
+  Execution: {
+    Id: `arn:aws:states:us-east-1:123456789012:execution:Pipeline:${EXECUTION_NAME}`,
+    Name: EXECUTION_NAME,
+  },
+};
+
+let definition: Record<string, any>;
+beforeAll(() => {
+  definition = stateMachineDefinition(synthesizePipeline());
+});
+
+const MAP_RESULT = {
+  MapRunArn: 'arn:aws:states:us-east-1:123456789012:mapRun:Pipeline/map:1',
+  ResultWriterDetails: { Bucket: PLACEHOLDERS.bucket, Key: `work/${EXECUTION_NAME}/map-results/1/manifest.json` },
+};
+
+/**
+ * The definition with FeaturizeImages as a Task that keeps the Map's ResultSelector, ResultPath,
+ * Catch and Next, so what follows it runs as deployed.
+ */
+function withMapStandIn(): StateMachine {
+  // A JSON copy, not structuredClone: under jest that makes objects of another realm, which the
+  // interpreter's plain-object checks (States.JsonMerge) reject.
+  const copy = JSON.parse(JSON.stringify(definition));
+  const { ResultSelector, ResultPath, Catch, Next } = copy.States.FeaturizeImages;
+  copy.States.FeaturizeImages = { Type: 'Task', Resource: 'arn:aws:states:::lambda:invoke', ResultSelector, ResultPath, Catch, Next };
+  return new StateMachine(copy);
+}
+
+interface RunOutcome {
+  /** What AggregateFeatures was invoked with (RunSettings + mapResult), if it ran. */
+  aggregateEvent?: unknown;
+  /** What WriteFailureReport was called with, if it ran. */
+  failureReport?: unknown;
+  /** The Fail state the run ended in. */
+  failure?: { error: string; cause: string };
+}
+
+async function run(input: unknown, featurizeImages: () => Promise<unknown> = async () => MAP_RESULT): Promise<RunOutcome> {
+  const outcome: RunOutcome = {};
+  const execution = withMapStandIn().run(input, {
+    context: CONTEXT,
+    overrides: {
+      taskResourceLocalHandlers: {
+        FeaturizeImages: featurizeImages,
+        // A task handler gets the state's Parameters: `{ FunctionName, Payload }` for lambda:invoke.
+        AggregateFeatures: async (parameters: { Payload: unknown }) => {
+          outcome.aggregateEvent = parameters.Payload;
+          return { Payload: { ok: true } };
+        },
+        WriteFailureReport: async (parameters: unknown) => {
+          outcome.failureReport = parameters;
+          return {};
+        },
+      },
+    },
+  });
+  try {
+    await execution.result;
+  } catch (error) {
+    if (!(error instanceof ExecutionError)) throw error;
+    const failed = error.cause as Error;
+    outcome.failure = { error: failed.name, cause: failed.message };
+  }
+  return outcome;
+}
+
+async function runSettingsFor(input: unknown): Promise<unknown> {
+  const outcome = await run(input);
+  if (outcome.failure) throw new Error(`run failed: ${JSON.stringify(outcome.failure)}`);
+  const { mapResult, ...settings } = outcome.aggregateEvent as Record<string, unknown>;
+  expect(mapResult).toEqual(MAP_RESULT);
+  return settings;
+}
+
+async function failureOf(input: unknown): Promise<{ error: string; cause: string }> {
+  const outcome = await run(input);
+  expect(outcome.aggregateEvent).toBeUndefined();
+  expect(outcome.failureReport).toBeUndefined();
+  if (!outcome.failure) throw new Error('the run succeeded');
+  return outcome.failure;
+}
+
+describe('run settings from the execution input', () => {
+  test('defaults: the stack bucket, the execution name as run id, results/ and work/ prefixes', async () => {
+    await expect(runSettingsFor({ inputPrefix: 'input/fruits/' })).resolves.toEqual({
+      bucket: PLACEHOLDERS.bucket,
+      inputPrefix: 'input/fruits/',
+      runId: EXECUTION_NAME,
+      outputPrefix: `results/${EXECUTION_NAME}/`,
+      workPrefix: `work/${EXECUTION_NAME}/`,
+    });
+  });
+
+  test('given values win over defaults; unknown fields are dropped', async () => {
+    await expect(
+      runSettingsFor({ bucket: 'other-bucket', inputPrefix: 'input/x/', runId: 'nightly', outputPrefix: 'results/custom/', note: 'hi' }),
+    ).resolves.toEqual({
+      bucket: 'other-bucket',
+      inputPrefix: 'input/x/',
+      runId: 'nightly',
+      outputPrefix: 'results/custom/',
+      workPrefix: 'work/nightly/',
+    });
+    await expect(runSettingsFor({ inputPrefix: 'input/x/', runId: 'nightly' })).resolves.toMatchObject({
+      outputPrefix: 'results/nightly/',
+    });
+  });
+
+  test('the upload trigger: input/<dataset>/_START runs input/<dataset>/ of the event bucket', async () => {
+    await expect(runSettingsFor({ trigger: { bucket: 'event-bucket', key: 'input/fruits-360/_START' } })).resolves.toEqual({
+      bucket: 'event-bucket',
+      inputPrefix: 'input/fruits-360/',
+      runId: EXECUTION_NAME,
+      outputPrefix: `results/${EXECUTION_NAME}/`,
+      workPrefix: `work/${EXECUTION_NAME}/`,
+    });
+  });
+
+  test.each(['input/a/b/_START', 'input/_START', 'other/a/_START', 'input/a/_START.txt'])(
+    'a marker at the wrong place (%s) fails with a clear cause',
+    async (key) => {
+      const failure = await failureOf({ trigger: { bucket: 'b', key } });
+      expect(failure.error).toBe('InvalidStartMarker');
+      expect(failure.cause).toContain('input/<dataset>/_START');
+      expect(failure.cause).toContain(key);
+    },
+  );
+
+  test('a missing inputPrefix fails with a clear cause', async () => {
+    const failure = await failureOf({ bucket: 'b' });
+    expect(failure.error).toBe('MissingInputPrefix');
+    expect(failure.cause).toContain('"inputPrefix"');
+  });
+
+  test.each([{ inputPrefix: 'input/fruits' }, { inputPrefix: 'elsewhere/fruits/' }, { inputPrefix: 'input/fruits/', outputPrefix: 'out/' }, { inputPrefix: 7 }])(
+    'prefixes outside the layout (%j) fail with a clear cause',
+    async (input) => {
+      const failure = await failureOf(input);
+      expect(failure.error).toBe('InvalidRunSettings');
+      expect(failure.cause).toContain('input/<dataset>/');
+    },
+  );
+});
+
+describe('aggregate input and failure path', () => {
+  test('AggregateFeatures gets an AggregateEvent (contracts.ts)', async () => {
+    const outcome = await run({ inputPrefix: 'input/fruits/' });
+    expect(AggregateEventSchema.safeParse(outcome.aggregateEvent).success).toBe(true);
+  });
+
+  test('an error in FeaturizeImages writes <outputPrefix>failure.json and fails the run with that error', async () => {
+    const outcome = await run({ inputPrefix: 'input/fruits/' }, async () => {
+      const error = new Error('More than 5% of the batches failed');
+      error.name = 'States.ExceedToleratedFailureThreshold';
+      throw error;
+    });
+    expect(outcome.aggregateEvent).toBeUndefined();
+    expect(outcome.failure).toEqual({ error: 'States.ExceedToleratedFailureThreshold', cause: 'More than 5% of the batches failed' });
+    expect(outcome.failureReport).toEqual({
+      Bucket: PLACEHOLDERS.bucket,
+      Key: `results/${EXECUTION_NAME}/failure.json`,
+      ContentType: 'application/json',
+      Body: {
+        runId: EXECUTION_NAME,
+        inputPrefix: 'input/fruits/',
+        execution: CONTEXT.Execution.Id,
+        error: { Error: 'States.ExceedToleratedFailureThreshold', Cause: 'More than 5% of the batches failed' },
+      },
+    });
+  });
+});

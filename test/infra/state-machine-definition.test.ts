@@ -49,19 +49,19 @@ interface RunOutcome {
   failure?: { error: string; cause: string };
 }
 
-async function run(input: unknown, featurizeImages: () => Promise<unknown> = async () => MAP_RESULT): Promise<RunOutcome> {
+async function run(input: unknown, featurizeImages: () => Promise<any> = async () => MAP_RESULT): Promise<RunOutcome> {
   const outcome: RunOutcome = {};
-  const execution = withMapStandIn().run(input, {
+  const execution = withMapStandIn().run(input as Parameters<StateMachine['run']>[0], {
     context: CONTEXT,
     overrides: {
       taskResourceLocalHandlers: {
         FeaturizeImages: featurizeImages,
         // A task handler gets the state's Parameters: `{ FunctionName, Payload }` for lambda:invoke.
-        AggregateFeatures: async (parameters: { Payload: unknown }) => {
+        AggregateFeatures: async (parameters: any) => {
           outcome.aggregateEvent = parameters.Payload;
           return { Payload: { ok: true } };
         },
-        WriteFailureReport: async (parameters: unknown) => {
+        WriteFailureReport: async (parameters: any) => {
           outcome.failureReport = parameters;
           return {};
         },

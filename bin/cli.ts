@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S npx tsx
 /** `npm start -- <command>` / `fruits <command>`: see lib/cli/program.ts. */
 import { CommanderError } from 'commander';
 import { buildProgram } from '../lib/cli/program';

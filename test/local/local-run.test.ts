@@ -1,0 +1,97 @@
+/**
+ * The embedded default end to end: real S3 server on loopback, the synthesized definition, the
+ * real featurize and aggregate handlers in worker threads.
+ */
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { RunReport } from '../../lambdas/core/run-report';
+import { knnAccuracy, readFeaturesCsv } from '../../lib/evaluate/knn';
+import { runLocally } from '../../lib/local/local-run';
+
+const SHARED = join(__dirname, '..', '..', '..', 'shared');
+const SAMPLE = join(SHARED, 'datasets', 'fruits-360-sample');
+const MODEL_DIR = join(SHARED, 'models', 'mobilenet_v1_0.25_224');
+
+function listFiles(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => join(entry.parentPath, entry.name))
+    .sort();
+}
+
+describe('local run (embedded default)', () => {
+  let work: string;
+  beforeAll(() => {
+    work = mkdtempSync(join(tmpdir(), 'fruits-local-run-'));
+  });
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  it('runs the generated demo set offline, and a second run duplicates nothing', async () => {
+    const dataDir = join(work, 'demo-s3');
+    const outDir = join(work, 'demo-out');
+    // No model anywhere: the offline clone case, the run falls back to the pixels featurizer.
+    const options = { dataDir, outDir, config: { featurizer: 'pixels' as const, batchSize: 40 }, workers: 2 };
+    const first = (await runLocally(options)).summary;
+    expect(first).toMatchObject({ status: 'SUCCEEDED', dataset: 'demo', processed: 120, failed: 0, uploaded: 120 });
+    expect(first.knn?.scored).toBe(40);
+    const outputs = readdirSync(join(outDir, first.runId)).sort();
+    expect(outputs).toEqual(expect.arrayContaining(['features.csv', 'pca-model.json', 'report.json', 'scree.svg', 'pca-scatter.svg', 'explained-variance.csv']));
+    const storedAfterFirst = listFiles(dataDir);
+
+    const second = (await runLocally(options)).summary;
+    expect(second).toMatchObject({ status: 'SUCCEEDED', runId: first.runId, uploaded: 0, alreadyPresent: 120, processed: 120 });
+    // Same objects in the store (shards, map results, outputs overwritten in place), same output folder.
+    expect(listFiles(dataDir)).toEqual(storedAfterFirst);
+    expect(readdirSync(outDir)).toEqual([first.runId]);
+  });
+
+  const withShared = existsSync(join(SAMPLE, 'Training')) && existsSync(join(MODEL_DIR, 'model.json'));
+  if (!withShared) {
+    it.skip(`Fruits-360 sample with the pretrained model: skipped, ${SAMPLE} or ${MODEL_DIR} is absent`, () => undefined);
+    return;
+  }
+
+  it('featurizes the Fruits-360 sample with bad files mixed in: one CSV row per good image, each bad file reported', async () => {
+    const dataset = join(work, 'fruits-with-bad-files');
+    cpSync(SAMPLE, dataset, { recursive: true });
+    const apple = readdirSync(join(dataset, 'Training', 'Apple Braeburn'))[0];
+    const bad: Record<string, string> = {
+      'Training/Apple Braeburn/random-bytes.jpg': 'x',
+      'Test/Kiwi/truncated.jpg': 'x',
+      'Training/Banana/empty.jpg': 'x',
+      'Test/Lemon/not-an-image.png': 'x',
+    };
+    writeFileSync(join(dataset, 'Training/Apple Braeburn/random-bytes.jpg'), Buffer.from(Array.from({ length: 3000 }, (_, i) => (i * 7919) % 256)));
+    writeFileSync(join(dataset, 'Test/Kiwi/truncated.jpg'), readFileSync(join(dataset, 'Training', 'Apple Braeburn', apple)).subarray(0, 600));
+    writeFileSync(join(dataset, 'Training/Banana/empty.jpg'), Buffer.alloc(0));
+    writeFileSync(join(dataset, 'Test/Lemon/not-an-image.png'), 'just text pretending to be a PNG');
+    const goodImages = listFiles(SAMPLE).filter((file) => file.endsWith('.jpg')).length;
+
+    const outDir = join(work, 'fruits-out');
+    const { summary } = await runLocally({ inputDir: dataset, dataDir: join(work, 'fruits-s3'), outDir, modelDir: MODEL_DIR, workers: 2 });
+    expect(summary.status).toBe('SUCCEEDED');
+    expect(summary.processed).toBe(goodImages);
+    expect(summary.failed).toBe(Object.keys(bad).length);
+
+    const rows = readFeaturesCsv(readFileSync(join(outDir, summary.runId, 'features.csv'), 'utf8'));
+    expect(rows).toHaveLength(goodImages);
+    expect(new Set(rows.map((row) => row.key)).size).toBe(goodImages);
+    const report = JSON.parse(readFileSync(join(outDir, summary.runId, 'report.json'), 'utf8')) as RunReport;
+    for (const path of Object.keys(bad)) {
+      const item = report.failed.items.find((problem) => problem.key === `input/fruits-with-bad-files/${path}`);
+      expect(item?.reason).toEqual(expect.any(String));
+      expect(item!.reason.length).toBeGreaterThan(5);
+    }
+
+    const knn = knnAccuracy(rows);
+    expect(summary.knn).toEqual(knn);
+    expect(knn.scored).toBe(240 - 0);
+    // eslint-disable-next-line no-console
+    console.log(
+      `5-NN accuracy on the principal components (Training -> Test): ${knn.accuracy.toFixed(3)} ` +
+        `(${summary.featurizer}, k=${summary.components}, explained variance ${summary.explainedVariance?.toFixed(3)}, ${summary.seconds.toFixed(1)} s)`,
+    );
+    expect(knn.accuracy).toBeGreaterThan(0.8);
+  });
+});

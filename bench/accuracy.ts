@@ -6,8 +6,11 @@
  * StandardScaler and PCA fitted on all images (as the aggregate step does over a run), 5-nearest-
  * neighbours (Euclidean, majority vote) trained on the Training split, scored on the Test split.
  *
- *   npx tsx bench/accuracy.ts                      # the default grid
- *   npx tsx bench/accuracy.ts --models mobilenet_v1_0.25_224 --sizes 224,128 --ks 15,50
+ *   npx tsx bench/accuracy.ts                      # raw pixels, product default, MobileNet's last block
+ *   npx tsx bench/accuracy.ts --models mobilenet_v1_0.25_224,mobilenet_v1_0.75_224 --sizes 224,160,128,96 \
+ *     --layers conv_pw_13_relu,conv_pw_11_relu,conv_pw_11_relu+conv_pw_13_relu --poolings avg,avg-max --transforms none,l2,sqrt
+ *
+ * `default` in --models is the product's featurizer exactly as the handler builds it with no env.
  *
  * Needs ../shared (sample images, reference models); exits with a message when it is absent.
  */
@@ -16,7 +19,7 @@ import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { Matrix } from 'ml-matrix';
 import { PCA } from 'ml-pca';
-import { createFeaturizer, Featurizer, FeaturizerConfig, Pooling } from '../lambdas/core/featurizer';
+import { createFeaturizer, DEFAULT_MODEL_ID, Featurizer, FeaturizerConfig, Pooling } from '../lambdas/core/featurizer';
 import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, preprocessImage } from '../lambdas/core/preprocess';
 
 const SHARED = resolve(__dirname, '..', '..', 'shared');
@@ -126,13 +129,13 @@ const list = (value: string) => value.split(',').map((v) => v.trim()).filter(Boo
 
 async function main() {
   const options = new Command()
-    .option('--models <ids>', 'model ids under ../shared/models, plus "pixels"', 'pixels,mobilenet_v1_0.25_224,mobilenet_v1_0.75_224')
-    .option('--sizes <px>', 'CNN input sizes', '224,160,128')
+    .option('--models <ids>', 'model ids under ../shared/models, "pixels", "default"', 'pixels,default,mobilenet_v1_0.25_224')
+    .option('--sizes <px>', 'CNN input sizes', '224')
     .option('--layers <names>', 'feature layers (a+b: pooled side by side)', 'conv_pw_13_relu')
     .option('--poolings <kinds>', 'avg and/or avg-max', 'avg')
-    .option('--transforms <names>', `before StandardScaler: ${Object.keys(TRANSFORMS).join(', ')}`, 'none,l2')
-    .option('--ks <numbers>', 'PCA components', '15,30,50,100')
-    .option('--variance <thresholds>', 'cumulative explained-variance thresholds', '0.8,0.9')
+    .option('--transforms <names>', `before StandardScaler: ${Object.keys(TRANSFORMS).join(', ')}`, 'none')
+    .option('--ks <numbers>', 'PCA components', '10,15,20,30,50,100')
+    .option('--variance <thresholds>', 'cumulative explained-variance thresholds', '0.9,0.95')
     .option('--backend <name>', 'force a TF.js backend')
     .parse()
     .opts<{ models: string; sizes: string; layers: string; poolings: string; transforms: string; ks: string; variance: string; backend?: string }>();
@@ -151,9 +154,11 @@ async function main() {
   for (const model of list(options.models)) {
     const settings: FeaturizerConfig[] = model === 'pixels'
       ? [{ kind: 'pixels', modelId: 'pixels' }]
+      : model === 'default'
+      ? [{ kind: 'cnn', modelId: DEFAULT_MODEL_ID, modelDir: join(MODELS, DEFAULT_MODEL_ID), backend: options.backend }]
       : list(options.sizes).flatMap((size) => list(options.layers).flatMap((layer) => list(options.poolings).map((pooling) => ({
           kind: 'cnn' as const, modelId: model, modelDir: join(MODELS, model), imageSize: Number(size), featureLayers: layer.split('+'),
-          pooling: pooling as Pooling, backend: options.backend,
+          pooling: pooling as Pooling, sqrt: false, backend: options.backend,
         }))));
     for (const config of settings) {
       if (config.modelDir && !existsSync(config.modelDir)) {

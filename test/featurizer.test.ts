@@ -49,7 +49,7 @@ describe('cnn featurizer on a small model saved by the test (no shared files nee
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('loads through the disk IO handler, pools the feature layer, is deterministic', async () => {
-    const featurizer = await createFeaturizer({ kind: 'cnn', modelId: 'tiny', modelDir: dir, featureLayers: ['features'], inferBatchSize: 2 });
+    const featurizer = await createFeaturizer({ kind: 'cnn', modelId: 'tiny', modelDir: dir, featureLayers: ['features'], imageSize: 32, inferBatchSize: 2 });
     expect(featurizer).toMatchObject({ kind: 'cnn', dim: 6, imageSize: 32, modelId: 'tiny', warnings: [] });
     expect(['wasm', 'cpu']).toContain(featurizer.backend);
     const images = [0, 80, 160, 240, 80].map((v) => new Uint8Array(32 * 32 * 3).map((_, i) => (v + i) % 256));
@@ -72,7 +72,7 @@ describe('cnn featurizer on a small model saved by the test (no shared files nee
   });
 
   it('refuses images of the wrong size', async () => {
-    const featurizer = await getFeaturizer({ kind: 'cnn', modelId: 'tiny', modelDir: dir, featureLayers: ['features'] });
+    const featurizer = await getFeaturizer({ kind: 'cnn', modelId: 'tiny', modelDir: dir, featureLayers: ['features'], imageSize: 32 });
     await expect(featurizer.featurize([new Uint8Array(10)])).rejects.toThrow(/expected 32x32x3/);
   });
 });
@@ -103,9 +103,13 @@ describe('pixels featurizer', () => {
     featurizer = await getFeaturizer({ kind: 'cnn', modelId: 'mobilenet_v1_0.25_224', modelDir: MOBILENET });
   });
 
-  it('gives vectors of the documented length', () => {
-    expect(featurizer.id).toBe('mobilenet_v1_0.25_224/conv_pw_13_relu/avg@224');
-    expect(featurizer.dim).toBe(256);
+  it('gives vectors of the documented length', async () => {
+    expect(featurizer.id).toBe('mobilenet_v1_0.25_224/conv_pw_11_relu/avg-sqrt@128');
+    expect([featurizer.dim, featurizer.imageSize]).toEqual([128, 128]);
+    const lastBlock = await createFeaturizer({ kind: 'cnn', modelId: 'mobilenet_v1_0.25_224', modelDir: MOBILENET, featureLayers: ['conv_pw_13_relu'], imageSize: 224, sqrt: false });
+    expect([lastBlock.id, lastBlock.dim]).toEqual(['mobilenet_v1_0.25_224/conv_pw_13_relu/avg@224', 256]);
+    const both = await createFeaturizer({ kind: 'cnn', modelId: 'mobilenet_v1_0.25_224', modelDir: MOBILENET, featureLayers: ['conv_pw_11_relu', 'conv_pw_13_relu'] });
+    expect(both.dim).toBe(128 + 256);
   });
 
   it('is deterministic and puts same-fruit photos closer than different fruit', async () => {

@@ -44,7 +44,7 @@ describe('fetchModel against a loopback HTTP server', () => {
     http = await serveDirectory(join(work, 'server'));
     manifest = ModelManifestSchema.parse({
       defaultModel: 'tiny',
-      models: { tiny: { baseUrl: http.url, format: 'tfjs-layers', inputSize: 32, featureLayer: 'f', scaling: 'zero-to-one', pinnedFrom: 'test', files: pinModelFiles(served) } },
+      models: { tiny: { baseUrl: http.url, format: 'tfjs-layers', pinnedFrom: 'test', files: pinModelFiles(served) } },
     });
   });
   afterAll(async () => {

@@ -20,9 +20,12 @@ export const FeaturizeEnvSchema = z.object({
   FEATURIZER: z.enum(['cnn', 'pixels']).default('cnn'),
   MODEL_ID: z.string().regex(/^[A-Za-z0-9._-]+$/).default(DEFAULT_MODEL_ID),
   MODEL_DIR: z.string().min(1).optional(),
-  /** CNN input side; unset = the model's own size. */
+  /** CNN input side; unset = DEFAULT_IMAGE_SIZE (featurizer.ts). */
   IMAGE_SIZE: z.coerce.number().int().min(32).max(1024).optional(),
+  /** Comma-separated layer names, pooled side by side; unset = DEFAULT_FEATURE_LAYERS. */
   FEATURE_LAYER: z.string().min(1).optional(),
+  /** `true`/`false`: signed square root of the pooled features; unset = DEFAULT_SQRT. */
+  FEATURE_SQRT: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
   MAX_INPUT_PIXELS: positiveInt(1_000_000_000).default(DEFAULT_MAX_INPUT_PIXELS),
   MAX_INPUT_BYTES: positiveInt(1024 ** 3).default(DEFAULT_MAX_INPUT_BYTES),
   READ_CONCURRENCY: positiveInt(64).default(8),
@@ -49,6 +52,7 @@ export function featurizerConfigFrom(env: FeaturizeEnv): FeaturizerConfig {
     modelDir: env.MODEL_DIR,
     imageSize: env.IMAGE_SIZE,
     featureLayers: env.FEATURE_LAYER?.split(',').map((name) => name.trim()).filter(Boolean),
+    sqrt: env.FEATURE_SQRT,
     inferBatchSize: env.INFER_BATCH_SIZE,
     backend: env.TF_BACKEND,
   };

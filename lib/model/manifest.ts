@@ -1,6 +1,7 @@
 /**
  * The model manifest (`layers/model/manifest.json`): for each model id, where the public TF.js
- * files live and the exact bytes we accept (size + SHA-256 of every file). Fetching verifies
+ * files live and the exact bytes we accept (size + SHA-256 of every file). How a model is used
+ * (feature layer, input size) is the featurizer's business (lambdas/core/featurizer.ts). Fetching verifies
  * against it, so a changed or tampered upstream file fails the build instead of changing features.
  */
 import { createHash } from 'node:crypto';
@@ -21,10 +22,6 @@ export const PinnedModelSchema = z.object({
   /** Directory URL the files are fetched from (ends with `/`). */
   baseUrl: z.url().refine((url) => url.endsWith('/'), 'baseUrl must end with /'),
   format: z.literal('tfjs-layers'),
-  /** Side of the square input the model was trained at. */
-  inputSize: z.number().int().positive(),
-  featureLayer: z.string().min(1),
-  scaling: z.enum(['minus-one-to-one', 'zero-to-one']),
   /** Where the pinned bytes were taken from (hashes are never typed in by hand). */
   pinnedFrom: z.string().min(1),
   files: z.array(PinnedFileSchema).min(2),

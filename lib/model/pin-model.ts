@@ -16,22 +16,16 @@ function main(): void {
     .requiredOption('--model <id>', 'model id (manifest key)')
     .requiredOption('--from <dir>', 'directory holding the reference copy (model.json + shards)')
     .requiredOption('--base-url <url>', 'public directory URL the files are fetched from')
-    .option('--input-size <px>', 'square input size the model was trained at', '224')
-    .option('--feature-layer <name>', 'layer whose pooled activations are the features', 'conv_pw_13_relu')
-    .option('--scaling <kind>', 'minus-one-to-one or zero-to-one', 'minus-one-to-one')
     .option('--pinned-from <text>', 'provenance of the reference copy')
     .option('--default', 'make it the default model')
     .parse()
-    .opts<{ model: string; from: string; baseUrl: string; inputSize: string; featureLayer: string; scaling: string; pinnedFrom?: string; default?: boolean }>();
+    .opts<{ model: string; from: string; baseUrl: string; pinnedFrom?: string; default?: boolean }>();
 
   const dir = resolve(options.from);
   const files = pinModelFiles(dir);
   const entry: PinnedModel = {
     baseUrl: options.baseUrl.endsWith('/') ? options.baseUrl : `${options.baseUrl}/`,
     format: 'tfjs-layers',
-    inputSize: Number(options.inputSize),
-    featureLayer: options.featureLayer,
-    scaling: options.scaling as PinnedModel['scaling'],
     pinnedFrom: options.pinnedFrom ?? `reference copy ${options.from}`,
     files,
   };

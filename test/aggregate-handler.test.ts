@@ -1,6 +1,6 @@
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { PCA } from 'ml-pca';
-import { aggregateRun, AggregateSettings } from '../lambdas/aggregate/handler';
+import { aggregateRun, aggregateSettingsFrom, AggregateSettings, readAggregateEnv } from '../lambdas/aggregate/handler';
 import { MalformedEventError, TransientStorageError } from '../lambdas/core/contracts';
 import { encodeFeatureShard, ShardHeader } from '../lambdas/core/feature-shard';
 import { parseCsv } from '../lambdas/core/features-csv';
@@ -308,5 +308,12 @@ describe('aggregate handler against a local S3 server', () => {
     };
     await expect(aggregateRun(event, { s3: throttled, settings })).rejects.toThrow(TransientStorageError);
     await expect(aggregateRun(event, { s3: client, settings })).rejects.toThrow(/manifest .* does not exist/);
+  });
+
+  it('reads PCA_COMPONENTS and PCA_VARIANCE_THRESHOLD once, failing fast on bad values', () => {
+    expect(aggregateSettingsFrom(readAggregateEnv({}))).toEqual({ components: 50, varianceThreshold: undefined });
+    expect(aggregateSettingsFrom(readAggregateEnv({ PCA_COMPONENTS: '20', PCA_VARIANCE_THRESHOLD: '0.9' }))).toEqual({ components: 20, varianceThreshold: 0.9 });
+    expect(() => readAggregateEnv({ PCA_COMPONENTS: '0' })).toThrow(/PCA_COMPONENTS/);
+    expect(() => readAggregateEnv({ PCA_VARIANCE_THRESHOLD: '1.5' })).toThrow(/PCA_VARIANCE_THRESHOLD/);
   });
 });

@@ -174,13 +174,17 @@ describe('fitPca', () => {
   });
 
   it('picks the smallest k reaching the variance threshold', () => {
-    const fit = fitPca(accumulate(vectors, n, d), { components: 1, varianceThreshold: 0.9 });
+    const fit = fitPca(accumulate(vectors, n, d), { components: d, varianceThreshold: 0.9 });
     let cumulative = 0;
     let expected = 0;
     while (cumulative < 0.9) cumulative += fit.explainedVarianceRatio[expected++];
     expect(fit.k).toBe(expected);
     expect(fit.explainedVariance).toBeGreaterThanOrEqual(0.9);
     expect(fit.explainedVariance - fit.explainedVarianceRatio[fit.k - 1]).toBeLessThan(0.9);
+    // PCA_COMPONENTS stays an upper bound.
+    const capped = fitPca(accumulate(vectors, n, d), { components: 1, varianceThreshold: 0.9 });
+    expect(capped.k).toBe(1);
+    expect(capped.warnings.join(' ')).toMatch(/threshold 0.9 not reached within PCA_COMPONENTS = 1/);
   });
 
   it('clamps k to min(features, images - 1) with a warning', () => {
@@ -204,9 +208,9 @@ describe('fitPca', () => {
 
   it('chooseComponentCount reaches a threshold of 1 despite round-off', () => {
     const ratios = [0.5, 0.3, 0.2 - 1e-15];
-    expect(chooseComponentCount(ratios, { components: 1, varianceThreshold: 1 }, 3)).toBe(3);
+    expect(chooseComponentCount(ratios, { components: 50, varianceThreshold: 1 }, 3)).toBe(3);
     const warnings: string[] = [];
-    expect(chooseComponentCount([0.5, 0.3, 0.2], { components: 1, varianceThreshold: 0.95 }, 2, warnings)).toBe(2);
+    expect(chooseComponentCount([0.5, 0.3, 0.2], { components: 50, varianceThreshold: 0.95 }, 2, warnings)).toBe(2);
     expect(warnings[0]).toMatch(/not reached/);
   });
 });

@@ -12,8 +12,9 @@ export type { AggregateResult, AggregateRunDeps, AggregateSettings } from './agg
 
 /** The handler's environment (docs/DESIGN.md lists it). Unset values take the defaults. */
 export const AggregateEnvSchema = z.object({
+  /** Components kept; the most kept when PCA_VARIANCE_THRESHOLD is set. */
   PCA_COMPONENTS: z.coerce.number().int().positive().max(10_000).default(50),
-  /** When set, the smallest k whose cumulative explained variance reaches it wins over PCA_COMPONENTS. */
+  /** When set, the smallest k (up to PCA_COMPONENTS) whose cumulative explained variance reaches it. */
   PCA_VARIANCE_THRESHOLD: z.coerce.number().gt(0).lte(1).optional(),
 });
 export type AggregateEnv = z.infer<typeof AggregateEnvSchema>;

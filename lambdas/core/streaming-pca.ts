@@ -174,11 +174,14 @@ export class ScatterAccumulator {
 
 /** How many components to keep. */
 export interface ComponentSelection {
-  /** Fixed number of components (clamped to what the data supports). */
+  /**
+   * Number of components kept, or the most kept when `varianceThreshold` is set; clamped to
+   * what the data supports either way.
+   */
   components: number;
   /**
-   * When set (0 < t <= 1), the smallest k whose cumulative explained variance ratio reaches t
-   * wins over `components`.
+   * When set (0 < t <= 1), the smallest k whose cumulative explained variance ratio reaches t,
+   * at most `components` (which bounds the width of features.csv).
    */
   varianceThreshold?: number;
 }
@@ -314,22 +317,23 @@ export function chooseComponentCount(
   limit: number,
   warnings: string[] = [],
 ): number {
+  const cap = Math.min(selection.components, limit);
   if (selection.varianceThreshold !== undefined) {
     const target = selection.varianceThreshold;
     let cumulative = 0;
-    for (let k = 1; k <= limit; k++) {
+    for (let k = 1; k <= cap; k++) {
       cumulative += ratios[k - 1];
       // A tolerance so a threshold of 1 is reachable despite round-off in the ratios' sum.
       if (cumulative >= target - 1e-12) return k;
     }
-    warnings.push(`explained variance threshold ${target} not reached within the ${limit} components the data supports; kept ${limit}`);
-    return limit;
+    const bound = cap < selection.components ? `the ${limit} components the data supports` : `PCA_COMPONENTS = ${selection.components}`;
+    warnings.push(`explained variance threshold ${target} not reached within ${bound} (${cumulative.toFixed(4)}); kept ${cap}`);
+    return cap;
   }
   if (selection.components > limit) {
     warnings.push(`asked for ${selection.components} components but the data supports at most ${limit} (min(features, images - 1)); kept ${limit}`);
-    return limit;
   }
-  return selection.components;
+  return cap;
 }
 
 /** Pass 2: standardise a row and project it on the kept components. */

@@ -83,7 +83,7 @@ export async function uploadFolder(s3: S3Client, options: UploadFolderOptions): 
   let bytes = 0;
   await mapLimit(files, options.concurrency ?? 8, async ({ file, key, size }) => {
     const present = existing.get(key);
-    const same = present !== undefined && present.Size === size && present.ETag?.replace(/"/g, '') === (await localETag(file, size));
+    const same = present !== undefined && present.Size === size && (await localETags(file, size)).includes(present.ETag?.replace(/"/g, '') ?? '');
     if (!same) {
       await new Upload({
         client: s3,
@@ -99,12 +99,18 @@ export async function uploadFolder(s3: S3Client, options: UploadFolderOptions): 
   return { uploaded, skipped: files.length - uploaded, bytes };
 }
 
-/** The ETag S3 gives an object uploaded as we upload it: MD5, or MD5 of part MD5s + `-<parts>`. */
-export async function localETag(file: string, size: number): Promise<string> {
+/**
+ * The ETags an object uploaded as we upload it may carry: S3 gives a multipart object
+ * MD5-of-part-MD5s + `-<parts>`, a single-part one its MD5; some S3-compatible servers (s3rver)
+ * give every object its MD5. Either one matching means the object is already there.
+ */
+export async function localETags(file: string, size: number): Promise<string[]> {
+  const whole = createHash('md5');
   const digests: Buffer[] = [];
   let part = createHash('md5');
   let inPart = 0;
   for await (const chunk of createReadStream(file) as AsyncIterable<Buffer>) {
+    whole.update(chunk);
     let offset = 0;
     while (offset < chunk.length) {
       const take = Math.min(chunk.length - offset, UPLOAD_PART_SIZE - inPart);
@@ -118,9 +124,10 @@ export async function localETag(file: string, size: number): Promise<string> {
       }
     }
   }
-  if (size <= UPLOAD_PART_SIZE) return digests.length === 1 ? digests[0].toString('hex') : part.digest('hex');
+  const md5 = whole.digest('hex');
+  if (size <= UPLOAD_PART_SIZE) return [md5];
   if (inPart > 0) digests.push(part.digest());
-  return `${createHash('md5').update(Buffer.concat(digests)).digest('hex')}-${digests.length}`;
+  return [`${createHash('md5').update(Buffer.concat(digests)).digest('hex')}-${digests.length}`, md5];
 }
 
 function* walk(dir: string): Generator<string> {

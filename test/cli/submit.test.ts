@@ -1,0 +1,165 @@
+/**
+ * `submit`, `status`, `results` against a real S3 server on loopback, with Step Functions and
+ * CloudFormation mocked (aws-sdk-client-mock).
+ */
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import {
+  DescribeExecutionCommand,
+  DescribeMapRunCommand,
+  ListExecutionsCommand,
+  ListMapRunsCommand,
+  SFNClient,
+  StartExecutionCommand,
+} from '@aws-sdk/client-sfn';
+import { mockClient } from 'aws-sdk-client-mock';
+import { localETags, resolveDeployment, startRun, uploadFolder, UPLOAD_PART_SIZE } from '../../lib/cli/deployed';
+import { buildProgram } from '../../lib/cli/program';
+import { LocalS3Server, startLocalS3Server } from '../../lib/local/s3-server';
+
+const BUCKET = 'deployed-bucket';
+const SM_ARN = 'arn:aws:states:eu-west-1:123456789012:stateMachine:FruitsPipelineStateMachine';
+const execArn = (name: string) => `arn:aws:states:eu-west-1:123456789012:execution:FruitsPipelineStateMachine:${name}`;
+
+describe('deployed stack commands', () => {
+  let s3: LocalS3Server;
+  let work: string;
+  const sfn = mockClient(SFNClient);
+  const cfn = mockClient(CloudFormationClient);
+  const clients = () => ({ s3: s3.client, sfn: new SFNClient({ region: 'eu-west-1' }), cfn: new CloudFormationClient({ region: 'eu-west-1' }) });
+
+  beforeAll(async () => {
+    s3 = await startLocalS3Server({ buckets: [BUCKET] });
+    work = mkdtempSync(join(tmpdir(), 'fruits-submit-'));
+  });
+  afterAll(async () => {
+    await s3.close();
+    rmSync(work, { recursive: true, force: true });
+  });
+  beforeEach(() => {
+    sfn.reset();
+    cfn.reset();
+  });
+
+  function dataset(name: string): string {
+    const dir = join(work, name);
+    mkdirSync(join(dir, 'Apple'), { recursive: true });
+    mkdirSync(join(dir, 'Kiwi'), { recursive: true });
+    writeFileSync(join(dir, 'Apple', 'a.jpg'), 'apple');
+    writeFileSync(join(dir, 'Kiwi', 'k.jpg'), 'kiwi');
+    // Over one part: uploaded multipart.
+    writeFileSync(join(dir, 'Kiwi', 'big.jpg'), Buffer.alloc(UPLOAD_PART_SIZE + 1000, 7));
+    return dir;
+  }
+
+  it('finds the bucket and state machine in the stack outputs', async () => {
+    cfn.on(DescribeStacksCommand, { StackName: 'FruitsPipeline' }).resolves({
+      Stacks: [{ StackName: 'FruitsPipeline', CreationTime: new Date(), StackStatus: 'CREATE_COMPLETE', Outputs: [
+        { OutputKey: 'BucketName', OutputValue: BUCKET },
+        { OutputKey: 'StateMachineArn', OutputValue: SM_ARN },
+      ] }],
+    });
+    await expect(resolveDeployment(new CloudFormationClient({}), { stackName: 'FruitsPipeline' })).resolves.toEqual({ bucket: BUCKET, stateMachineArn: SM_ARN });
+    cfn.on(DescribeStacksCommand).resolves({ Stacks: [{ StackName: 'X', CreationTime: new Date(), StackStatus: 'CREATE_COMPLETE', Outputs: [] }] });
+    await expect(resolveDeployment(new CloudFormationClient({}), { stackName: 'X' })).rejects.toThrow(/--bucket/);
+  });
+
+  it('uploads a folder (multipart above the part size) and resumes: unchanged objects are skipped', async () => {
+    const dir = dataset('resume');
+    const first = await uploadFolder(s3.client, { bucket: BUCKET, prefix: 'input/resume/', dir });
+    expect(first).toMatchObject({ uploaded: 3, skipped: 0 });
+    const got = await s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'input/resume/Kiwi/big.jpg' }));
+    expect(createHash('md5').update(await got.Body!.transformToByteArray()).digest('hex')).toBe(createHash('md5').update(readFileSync(join(dir, 'Kiwi', 'big.jpg'))).digest('hex'));
+
+    writeFileSync(join(dir, 'Apple', 'a.jpg'), 'a changed apple');
+    const second = await uploadFolder(s3.client, { bucket: BUCKET, prefix: 'input/resume/', dir });
+    expect(second).toMatchObject({ uploaded: 1, skipped: 2 });
+  });
+
+  it('computes the multipart ETag S3 reports', async () => {
+    const file = join(work, 'two-parts.bin');
+    const body = Buffer.alloc(UPLOAD_PART_SIZE + 5, 1);
+    writeFileSync(file, body);
+    const partMd5s = Buffer.concat([body.subarray(0, UPLOAD_PART_SIZE), body.subarray(UPLOAD_PART_SIZE)].map((p) => createHash('md5').update(p).digest()));
+    expect((await localETags(file, body.length))[0]).toBe(`${createHash('md5').update(partMd5s).digest('hex')}-2`);
+  });
+
+  it('starts the run through the upload trigger: writes _START, finds the execution by its input', async () => {
+    sfn.on(ListExecutionsCommand).resolves({
+      executions: [
+        { executionArn: execArn('other'), stateMachineArn: SM_ARN, name: 'other', status: 'RUNNING', startDate: new Date() },
+        { executionArn: execArn('ours'), stateMachineArn: SM_ARN, name: 'ours', status: 'RUNNING', startDate: new Date() },
+      ],
+    });
+    sfn.on(DescribeExecutionCommand, { executionArn: execArn('other') }).resolves({ input: JSON.stringify({ trigger: { bucket: BUCKET, key: 'input/else/_START' } }) } as never);
+    sfn.on(DescribeExecutionCommand, { executionArn: execArn('ours') }).resolves({ input: JSON.stringify({ trigger: { bucket: BUCKET, key: 'input/trig/_START' } }) } as never);
+    const arn = await startRun(clients(), { bucket: BUCKET, stateMachineArn: SM_ARN }, { dataset: 'trig', trigger: true, pollMs: 10 });
+    expect(arn).toBe(execArn('ours'));
+    await expect(s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'input/trig/_START' }))).resolves.toBeDefined();
+  });
+
+  async function runCli(args: string[]): Promise<{ stdout: string; exitCode: number }> {
+    let stdout = '';
+    const write = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((stdout += String(chunk)), true));
+    const writeErr = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    process.exitCode = 0;
+    try {
+      await buildProgram(clients).parseAsync(['node', 'fruits', ...args]);
+    } finally {
+      write.mockRestore();
+      writeErr.mockRestore();
+    }
+    const exitCode = Number(process.exitCode ?? 0);
+    process.exitCode = 0;
+    return { stdout, exitCode };
+  }
+  const deployedFlags = ['--bucket', BUCKET, '--state-machine-arn', SM_ARN];
+
+  it('submit --no-trigger: uploads, starts the execution, follows the map run, downloads the results', async () => {
+    const dir = dataset('fruits');
+    await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'results/run-ok/features.csv', Body: 'key,label,pc_1\r\n' }));
+    await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'results/run-ok/report.json', Body: '{}' }));
+    sfn.on(StartExecutionCommand).resolves({ executionArn: execArn('run-ok'), startDate: new Date() });
+    sfn
+      .on(DescribeExecutionCommand, { executionArn: execArn('run-ok') })
+      .resolvesOnce({ executionArn: execArn('run-ok'), name: 'run-ok', status: 'RUNNING', startDate: new Date() } as never)
+      .resolves({ executionArn: execArn('run-ok'), name: 'run-ok', status: 'SUCCEEDED', startDate: new Date(), stopDate: new Date(), output: '{"rows":3}' } as never);
+    sfn.on(ListMapRunsCommand).resolves({ mapRuns: [{ mapRunArn: 'arn:aws:states:eu-west-1:123456789012:mapRun:x/FeaturizeImages:1', executionArn: execArn('run-ok'), stateMachineArn: SM_ARN, startDate: new Date() }] });
+    sfn.on(DescribeMapRunCommand).resolves({ itemCounts: { total: 3, succeeded: 3, failed: 0, running: 0, pending: 0, timedOut: 0, aborted: 0, resultsWritten: 3 } } as never);
+
+    const out = join(work, 'out');
+    const { stdout, exitCode } = await runCli(['submit', dir, ...deployedFlags, '--no-trigger', '--run-id', 'run-ok', '--poll-seconds', '1', '--json', '--out', out]);
+    expect(exitCode).toBe(0);
+    const start = sfn.commandCalls(StartExecutionCommand)[0].args[0].input;
+    expect(start).toMatchObject({ stateMachineArn: SM_ARN, name: 'run-ok' });
+    expect(JSON.parse(start.input!)).toEqual({ bucket: BUCKET, inputPrefix: 'input/fruits/', runId: 'run-ok' });
+    const printed = JSON.parse(stdout);
+    expect(printed).toMatchObject({ status: 'SUCCEEDED', runId: 'run-ok', items: { total: 3, succeeded: 3 } });
+    expect(readFileSync(join(out, 'run-ok', 'features.csv'), 'utf8')).toBe('key,label,pc_1\r\n');
+    await expect(s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'input/fruits/Kiwi/big.jpg' }))).resolves.toBeDefined();
+  });
+
+  it('status/results of a failed run print the cause and the failed items from the map results', async () => {
+    const prefix = 'work/run-bad/map-results/0000/';
+    const succeeded = [{ ExecutionArn: 'c1', Status: 'SUCCEEDED', Input: '{"Items":[{"Key":"input/f/A/1.jpg"},{"Key":"input/f/A/bad.jpg"}]}', Output: JSON.stringify({ shard: 'work/run-bad/shards/x.fsh', count: 1, failed: [{ key: 'input/f/A/bad.jpg', reason: 'not a decodable image' }], failedCount: 1, skipped: [], skippedCount: 0, truncated: false }) }];
+    const failed = [{ ExecutionArn: 'c2', Status: 'FAILED', Input: '{"Items":[{"Key":"input/f/B/2.jpg"}]}', Error: 'States.Timeout', Cause: 'child timed out' }];
+    await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${prefix}SUCCEEDED_0.json`, Body: JSON.stringify(succeeded) }));
+    await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${prefix}FAILED_0.json`, Body: JSON.stringify(failed) }));
+    await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${prefix}manifest.json`, Body: JSON.stringify({ DestinationBucket: BUCKET, MapRunArn: 'm', ResultFiles: { SUCCEEDED: [{ Key: `${prefix}SUCCEEDED_0.json`, Size: 1 }], FAILED: [{ Key: `${prefix}FAILED_0.json`, Size: 1 }], PENDING: [] } }) }));
+    sfn.on(DescribeExecutionCommand, { executionArn: execArn('run-bad') }).resolves({ executionArn: execArn('run-bad'), name: 'run-bad', status: 'FAILED', startDate: new Date(), error: 'States.ExceedToleratedFailureThreshold', cause: 'too many failed items' } as never);
+    sfn.on(ListMapRunsCommand).resolves({ mapRuns: [] });
+
+    const status = await runCli(['status', 'run-bad', ...deployedFlags]);
+    expect(status.stdout).toContain('Run run-bad: FAILED');
+    expect(status.stdout).toContain('States.ExceedToleratedFailureThreshold: too many failed items');
+
+    const results = await runCli(['results', 'run-bad', ...deployedFlags]);
+    expect(results.exitCode).toBe(1);
+    expect(results.stdout).toContain('input/f/A/bad.jpg: not a decodable image');
+    expect(results.stdout).toContain('input/f/B/2.jpg: batch failed: States.Timeout: child timed out');
+  });
+});

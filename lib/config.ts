@@ -9,7 +9,7 @@
  *
  * Every limit below mirrors a service limit or a contract, with the doc behind it.
  */
-import type { IConstruct } from 'constructs';
+import type { IConstruct, Node } from 'constructs';
 import { z } from 'zod';
 
 /** The context key in cdk.json that holds the pipeline settings. */
@@ -112,13 +112,14 @@ export function defaultConfig(overrides: PipelineConfigInput = {}): PipelineConf
 }
 
 /**
- * Settings from the `fruits-pipeline` context key of any construct's tree (the App usually).
- * A value given on the command line (`-c fruits-pipeline='{"batchSize":10}'`) arrives as a string
- * and is parsed as JSON.
+ * Settings from the `fruits-pipeline` context key, seen from any construct (the App usually) or
+ * its node. A value given on the command line (`-c fruits-pipeline='{"batchSize":10}'`) arrives
+ * as a string and is parsed as JSON.
  */
-export function configFromContext(scope: IConstruct): PipelineConfig {
+export function configFromContext(scope: IConstruct | Node): PipelineConfig {
   const source = `cdk.json context "${CONFIG_CONTEXT_KEY}"`;
-  let raw: unknown = scope.node.tryGetContext(CONFIG_CONTEXT_KEY);
+  const node = 'node' in scope ? scope.node : scope;
+  let raw: unknown = node.tryGetContext(CONFIG_CONTEXT_KEY);
   if (typeof raw === 'string') {
     try {
       raw = JSON.parse(raw);

@@ -87,7 +87,7 @@ export class FeaturePipeline extends Construct {
       parameters: {
         bucket: sfn.JsonPath.stringAt('$.trigger.bucket'),
         key: sfn.JsonPath.stringAt('$.trigger.key'),
-        folders: sfn.JsonPath.stringSplit(sfn.JsonPath.stringAt('$.trigger.key'), '/'),
+        keyParts: sfn.JsonPath.stringSplit(sfn.JsonPath.stringAt('$.trigger.key'), '/'),
         depth: sfn.JsonPath.arrayLength(sfn.JsonPath.stringSplit(sfn.JsonPath.stringAt('$.trigger.key'), '/')),
         // Made here, not in the Fail state's CausePath: the local runner's interpreter only takes a
         // plain path there.
@@ -102,7 +102,7 @@ export class FeaturePipeline extends Construct {
         bucket: sfn.JsonPath.stringAt('$.bucket'),
         inputPrefix: sfn.JsonPath.format(
           `${BUCKET_LAYOUT.inputRoot}{}/`,
-          sfn.JsonPath.arrayGetItem(sfn.JsonPath.listAt('$.folders'), 1),
+          sfn.JsonPath.arrayGetItem(sfn.JsonPath.listAt('$.keyParts'), 1),
         ),
       },
     });

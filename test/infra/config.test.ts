@@ -47,6 +47,7 @@ describe('pipeline config', () => {
   test('reads the context key, missing key means defaults', () => {
     expect(configFromContext(appWith({ batchSize: 10, architecture: 'arm64' }))).toMatchObject({ batchSize: 10, architecture: 'arm64', maxConcurrency: 50 });
     expect(configFromContext(appWith(undefined))).toEqual(defaultConfig());
+    expect(configFromContext(appWith({ batchSize: 10 }).node)).toMatchObject({ batchSize: 10 });
   });
 
   test('a -c value arrives as a JSON string and is parsed', () => {

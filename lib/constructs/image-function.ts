@@ -21,9 +21,10 @@ export interface ImageBuild {
 
 /**
  * The pipeline's one image: built from the project root (so it can bundle `lambdas/` and run the
- * model fetch tool) with `lambdas/featurize/Dockerfile`. What is left out of the build context is
- * listed once, in the root `.dockerignore`, which both `docker build` and the CDK asset staging
- * read, so `cdk synth` does not copy node_modules or cdk.out.
+ * model fetch tool) with `lambdas/featurize/Dockerfile`. What goes into the build context is said
+ * once, in the root `.dockerignore`, which both `docker build` and the CDK asset staging read: only
+ * the build's inputs, so `cdk synth` copies no node_modules or cdk.out and the image hash changes
+ * only with them.
  */
 export function pipelineImageBuild(options: { modelId: string; architecture: FunctionArchitecture }): ImageBuild {
   return {

@@ -302,13 +302,14 @@ describe('functions', () => {
     expect(images[0].source).toMatchObject({ platform: 'linux/arm64', dockerBuildArgs: { MODEL_ID: 'mobilenet_v1_0.75_224' } });
   });
 
-  test('the image asset leaves out node_modules, cdk.out, .git, test, docs, out, bench, coverage', () => {
+  test('the image asset holds only the build inputs: no node_modules, cdk.out, .git, test, docs, out, bench, coverage', () => {
     const images = Object.values(dockerImageAssets(pipeline));
     expect(images).toHaveLength(1);
     const [image] = images;
     const staged = readdirSync(join(pipeline.app.synth().directory, image.source.directory));
     expect(staged).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', 'lambdas', 'layers']));
-    for (const excluded of ['node_modules', 'cdk.out', '.git', 'test', 'docs', 'out', 'bench', 'coverage']) {
+    // cdk.json and bin/ too: a config edit changes the build args, not the build context.
+    for (const excluded of ['node_modules', 'cdk.out', '.git', 'test', 'docs', 'out', 'bench', 'coverage', 'bin', 'cdk.json']) {
       expect(staged).not.toContain(excluded);
     }
     expect(image.source).toMatchObject({ dockerFile: 'lambdas/featurize/Dockerfile', platform: 'linux/amd64' });

@@ -69,7 +69,12 @@ export async function runCommand(dir: string | undefined, options: RunCommandOpt
 export function formatRunSummary(summary: LocalRunSummary): string {
   const lines: string[] = [];
   const percent = (value: number) => `${(100 * value).toFixed(1)}%`;
+  const t = summary.phaseSeconds;
+  const rate = t.featurize > 0 ? ` (${((summary.processed + summary.failed) / t.featurize).toFixed(1)} images/s)` : '';
   lines.push(`Run ${summary.runId}: ${summary.status} in ${summary.seconds.toFixed(1)} s`);
+  lines.push(
+    `  time        upload ${t.upload.toFixed(1)} s, synth ${t.synth.toFixed(1)} s, featurize ${t.featurize.toFixed(1)} s${rate} on ${summary.workers} worker thread(s), aggregate ${t.aggregate.toFixed(1)} s`,
+  );
   lines.push(`  input       s3://${summary.bucket}/${summary.inputPrefix} (${summary.uploaded} uploaded, ${summary.alreadyPresent} already there)`);
   lines.push(`  images      ${summary.processed} featurized, ${summary.failed} failed, ${summary.skipped} skipped (${summary.listed} objects listed)`);
   for (const { reason, count } of summary.failuresByReason.slice(0, 10)) lines.push(`    ${String(count).padStart(5)} x ${reason}`);

@@ -102,6 +102,10 @@ export interface LocalRunSummary {
   readonly explainedVariance?: number;
   readonly knn?: KnnResult;
   readonly seconds: number;
+  /** Wall time of each phase, seconds: upload, synth (definition), featurize (the map run), aggregate. */
+  readonly phaseSeconds: Record<'upload' | 'synth' | 'featurize' | 'aggregate', number>;
+  /** Featurize worker threads. */
+  readonly workers: number;
   /** Where the outputs were copied. */
   readonly outDir?: string;
   readonly error?: { error: string; cause: string };
@@ -139,9 +143,12 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
   const s3 = server.client;
   const pools: FunctionWorkerPool[] = [];
   try {
+    const mark = { start: performance.now(), uploaded: 0, synthesized: 0, mapStarted: 0, mapFinished: 0, finished: 0 };
     const upload = await syncInput(s3, inputPrefix, files, (done) => options.onProgress?.({ phase: 'upload', total: files.length, done, failed: 0 }));
 
+    mark.uploaded = performance.now();
     const pipeline = synthesizePipeline({ bucketName: LOCAL_BUCKET, config: options.config });
+    mark.synthesized = performance.now();
     // The handlers' structured logs would bury the progress display; warnings still come through.
     const quiet = { POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN' };
     const featurizeEnv = { ...pipeline.featurize.environment, ...server.env, ...quiet, ...localModelEnv(pipeline.featurize.environment, options.modelDir, notice) };
@@ -160,14 +167,20 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
     const progress = { total: 0, done: 0, failed: 0 };
     let mapResult: Json | undefined;
     const onMapRunEvent = (_state: string, event: MapRunEvent) => {
-      if (event.type === 'started') progress.total = event.totalItems;
+      if (event.type === 'started') {
+        progress.total = event.totalItems;
+        mark.mapStarted = performance.now();
+      }
       else if (event.type === 'childFailed') {
         progress.done += event.items;
         progress.failed += event.items;
       } else if (event.type === 'childSucceeded') {
         progress.done += event.items;
         progress.failed += Number((event.output as JsonObject)?.failedCount ?? 0);
-      } else if (event.type === 'finished') mapResult = event.result;
+      } else if (event.type === 'finished') {
+        mapResult = event.result;
+        mark.mapFinished = performance.now();
+      }
       const phase = event.type === 'finished' ? 'aggregate' : 'featurize';
       options.onProgress?.({ phase, ...progress });
     };
@@ -186,6 +199,7 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
       runId,
       { inputPrefix },
     );
+    mark.finished = performance.now();
 
     const outputPrefix = `${BUCKET_LAYOUT.resultsRoot}${runId}/`;
     const outDir = join(resolve(options.outDir ?? 'out'), runId);
@@ -215,6 +229,13 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
       explainedVariance: aggregate?.explainedVariance,
       knn: knn && knn.scored > 0 ? knn : undefined,
       seconds: (performance.now() - started) / 1000,
+      phaseSeconds: {
+        upload: (mark.uploaded - mark.start) / 1000,
+        synth: (mark.synthesized - mark.uploaded) / 1000,
+        featurize: mark.mapFinished ? (mark.mapFinished - mark.mapStarted) / 1000 : 0,
+        aggregate: mark.mapFinished ? (mark.finished - mark.mapFinished) / 1000 : 0,
+      },
+      workers: featurizePool.size,
       outDir: copied.length > 0 ? outDir : undefined,
       error: execution.status === 'FAILED' ? { error: execution.error, cause: execution.cause } : undefined,
       notices,

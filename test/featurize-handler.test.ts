@@ -167,6 +167,23 @@ describe('featurizeBatch storage error classes (mocked S3)', () => {
     await expect(withGetObjectError({ name: 'InternalError', $metadata: { httpStatusCode: 500 } })).rejects.toThrow(TransientStorageError);
   });
 
+  it('a transient error in a prefetched chunk surfaces as TransientStorageError', async () => {
+    const s3 = mockClient(S3Client);
+    const body = await jpeg(10, 200, 10);
+    s3.on(GetObjectCommand).callsFake(async ({ Key }: { Key: string }) => {
+      if (Key.endsWith('5.jpg')) throw Object.assign(new Error('slow down'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } });
+      return { Body: { transformToByteArray: async () => new Uint8Array(body) }, ContentLength: body.length };
+    });
+    try {
+      const Items = [1, 2, 3, 4, 5].map((i) => ({ Key: `input/d/Kiwi/${i}.jpg`, Size: body.length }));
+      const deps = { s3: new S3Client({ region: 'us-east-1' }), featurizer: await createFeaturizer({ kind: 'pixels', modelId: 'p' }), settings };
+      await expect(featurizeBatch({ Items, BatchInput: run }, deps)).rejects.toThrow(/SlowDown/);
+      expect(s3.commandCalls(PutObjectCommand)).toHaveLength(0);
+    } finally {
+      s3.restore();
+    }
+  });
+
   it('a permanent problem with one object: a per-image failure', async () => {
     const summary = await withGetObjectError({ name: 'AccessDenied', $metadata: { httpStatusCode: 403 } });
     expect(summary.failed).toEqual([{ key: 'input/d/Kiwi/1.jpg', reason: 'cannot read object: AccessDenied: boom' }]);

@@ -65,21 +65,33 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
   const keys: string[] = [];
   const labels: string[] = [];
   const vectorChunks: Float32Array[] = [];
-  let readDecodeMs = 0;
-  let decodeMs = 0;
-  let inferMs = 0;
-  for (let start = 0; start < toRead.length; start += settings.chunkSize) {
-    const chunk = toRead.slice(start, start + settings.chunkSize);
+  const timings = { readDecode: 0, decode: 0, infer: 0 };
+  type Outcome = { rgb: Uint8Array } | { reason: string };
+  const readChunk = async (chunk: typeof toRead): Promise<Outcome[]> => {
     const chunkStarted = performance.now();
-    const outcomes = await mapWithConcurrency(chunk, settings.readConcurrency, async ({ item }): Promise<{ rgb: Uint8Array } | { reason: string }> => {
+    const outcomes = await mapWithConcurrency(chunk, settings.readConcurrency, async ({ item }): Promise<Outcome> => {
       const read = await readObject(deps.s3, bucket, item, settings);
       if ('reason' in read) return read;
       const decodeStarted = performance.now();
       const result = await preprocessImage(read.bytes, preprocessOptions);
-      decodeMs += performance.now() - decodeStarted;
+      timings.decode += performance.now() - decodeStarted;
       return result.ok ? { rgb: result.rgb } : { reason: result.reason };
     });
-    readDecodeMs += performance.now() - chunkStarted;
+    timings.readDecode += performance.now() - chunkStarted;
+    return outcomes;
+  };
+
+  // Chunks bound memory (a 1,000-item batch is never decoded at once); the next chunk is read
+  // and decoded (I/O, sharp's thread pool) while the current one runs through the model.
+  const chunks = Array.from({ length: Math.ceil(toRead.length / settings.chunkSize) }, (_, i) => toRead.slice(i * settings.chunkSize, (i + 1) * settings.chunkSize));
+  let next = chunks.length > 0 ? readChunk(chunks[0]) : undefined;
+  for (let c = 0; c < chunks.length; c++) {
+    const outcomes = await next!;
+    next = c + 1 < chunks.length ? readChunk(chunks[c + 1]) : undefined;
+    // Its failure (TransientStorageError) is awaited on the next turn; until then it must not
+    // count as an unhandled rejection, which would end the Lambda process.
+    next?.catch(() => undefined);
+    const chunk = chunks[c];
     const images: Uint8Array[] = [];
     outcomes.forEach((outcome, i) => {
       if ('reason' in outcome) failed.push({ key: chunk[i].key, reason: outcome.reason });
@@ -92,7 +104,7 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
     if (images.length > 0) {
       const inferStarted = performance.now();
       vectorChunks.push(await featurizer.featurize(images));
-      inferMs += performance.now() - inferStarted;
+      timings.infer += performance.now() - inferStarted;
     }
   }
 
@@ -110,7 +122,7 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
       imageSize: featurizer.imageSize,
       warnings: featurizer.warnings,
       items: event.Items.length,
-      timingsMs: { readDecode: round(readDecodeMs), decode: round(decodeMs), infer: round(inferMs), total: round(performance.now() - started) },
+      timingsMs: { readDecode: round(timings.readDecode), decode: round(timings.decode), infer: round(timings.infer), total: round(performance.now() - started) },
     },
   };
   const shardKey = `${withSlash(workPrefix)}shards/${batchHash(event.Items)}.fsh`;

@@ -44,6 +44,10 @@ export interface FeaturizeBatchDeps {
  */
 const SUMMARY_LISTS_BYTE_BUDGET = 96 * 1024;
 
+/**
+ * The shard is written for every batch, even one without a single good image: its header is the
+ * only complete record of the batch's failures and skips (the summary's lists are capped).
+ */
 export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps): Promise<FeaturizeBatchSummary> {
   const event = parseEvent(rawEvent);
   const { bucket, inputPrefix, workPrefix } = event.BatchInput;

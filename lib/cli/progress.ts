@@ -62,7 +62,7 @@ class BarDisplay implements ProgressDisplay {
   constructor(private readonly stream: NodeJS.WriteStream) {
     this.bar = new SingleBar({
       stream,
-      format: '{phase} |{bar}| {value}/{total} | {rate}/s | ETA {eta} | failures {failed}',
+      format: '{phase} |{bar}| {value}/{total} | {rate}/s | ETA {remaining} | failures {failed}',
       hideCursor: true,
       clearOnComplete: false,
       etaBuffer: 50,
@@ -71,7 +71,7 @@ class BarDisplay implements ProgressDisplay {
 
   update(progress: ProgressUpdate): void {
     const { rate, etaSeconds } = this.rate.of(progress);
-    const payload = { phase: progress.phase.padEnd(9), rate: rate.toFixed(1), eta: formatSeconds(etaSeconds), failed: progress.failed };
+    const payload = { phase: progress.phase.padEnd(9), rate: rate.toFixed(1), remaining: formatSeconds(etaSeconds), failed: progress.failed };
     if (!this.started) {
       this.bar.start(Math.max(progress.total, 1), progress.done, payload);
       this.started = true;

@@ -48,8 +48,6 @@ export const PipelineConfigSchema = z
     /** Keep the smallest k whose cumulative explained variance reaches this share. */
     pcaVarianceThreshold: z.number().gt(0).max(1).optional(),
 
-    /** Square input side of the CNN, in pixels. */
-    imageSize: z.number().int().min(32).max(1024).default(224),
     /** Pretrained model baked into the image at /opt/model (an id of layers/model/manifest.json). */
     modelId: z
       .string()
@@ -57,10 +55,20 @@ export const PipelineConfigSchema = z
       .default('mobilenet_v1_0.25_224'),
     /** `cnn`: pooled CNN features; `pixels`: downscaled raw pixels (no model needed). */
     featurizer: z.enum(['cnn', 'pixels']).default('cnn'),
-    /** Images larger than this many pixels are reported as failed instead of decoded. */
-    maxInputPixels: z.number().int().min(1).default(40_000_000),
-    /** Concurrent S3 reads inside one featurize batch. */
-    readConcurrency: z.number().int().min(1).max(64).default(8),
+
+    // Featurizer tuning. Unset = the featurize handler's own defaults, which live next to the code
+    // they tune and were chosen with bench/accuracy.ts (lambdas/core/featurizer.ts,
+    // lambdas/core/preprocess.ts): set these only to deploy something else.
+    /** Square input side of the CNN, in pixels (IMAGE_SIZE). */
+    imageSize: z.number().int().min(32).max(1024).optional(),
+    /** Model layers whose pooled activations make the features, side by side (FEATURE_LAYER). */
+    featureLayers: z.array(z.string().regex(/^[A-Za-z0-9_]+$/, 'must be a layer name')).min(1).optional(),
+    /** Signed square root of the pooled features (FEATURE_SQRT). */
+    featureSqrt: z.boolean().optional(),
+    /** Images larger than this many pixels are reported as failed, not decoded (MAX_INPUT_PIXELS). */
+    maxInputPixels: z.number().int().min(1).optional(),
+    /** Concurrent S3 reads inside one featurize batch (READ_CONCURRENCY). */
+    readConcurrency: z.number().int().min(1).max(64).optional(),
 
     /** CPU architecture of both functions and platform of their image. */
     architecture: z.enum(['x86_64', 'arm64']).default('x86_64'),

@@ -11,6 +11,11 @@ import { FeaturePipeline } from './constructs/feature-pipeline';
 import { ImageFunction, pipelineImageBuild } from './constructs/image-function';
 import { UploadTrigger } from './constructs/upload-trigger';
 
+/** Environment variables for the settings that are set, as strings. */
+function definedOnly(values: Record<string, string | number | boolean | undefined>): Record<string, string> {
+  return Object.fromEntries(Object.entries(values).flatMap(([name, value]) => (value === undefined ? [] : [[name, String(value)]])));
+}
+
 export interface FruitsPipelineStackProps extends StackProps {
   readonly config: PipelineConfig;
 }
@@ -55,9 +60,14 @@ export class FruitsPipelineStack extends Stack {
         FEATURIZER: config.featurizer,
         MODEL_ID: config.modelId,
         MODEL_DIR: '/opt/model', // where the Dockerfile bakes the model
-        IMAGE_SIZE: String(config.imageSize),
-        MAX_INPUT_PIXELS: String(config.maxInputPixels),
-        READ_CONCURRENCY: String(config.readConcurrency),
+        // Tuning left unset takes the handler's defaults.
+        ...definedOnly({
+          IMAGE_SIZE: config.imageSize,
+          FEATURE_LAYER: config.featureLayers?.join(','),
+          FEATURE_SQRT: config.featureSqrt,
+          MAX_INPUT_PIXELS: config.maxInputPixels,
+          READ_CONCURRENCY: config.readConcurrency,
+        }),
       },
       logRetention,
       logRemovalPolicy: removalPolicy,
@@ -74,7 +84,7 @@ export class FruitsPipelineStack extends Stack {
       timeout: Duration.seconds(config.aggregateTimeoutSeconds),
       environment: {
         PCA_COMPONENTS: String(config.pcaComponents),
-        ...(config.pcaVarianceThreshold !== undefined && { PCA_VARIANCE_THRESHOLD: String(config.pcaVarianceThreshold) }),
+        ...definedOnly({ PCA_VARIANCE_THRESHOLD: config.pcaVarianceThreshold }),
       },
       logRetention,
       logRemovalPolicy: removalPolicy,

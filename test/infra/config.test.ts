@@ -25,7 +25,6 @@ describe('pipeline config', () => {
       aggregateMemoryMb: 6144,
       aggregateTimeoutSeconds: 900,
       pcaComponents: 50,
-      imageSize: 224,
       modelId: 'mobilenet_v1_0.25_224',
       featurizer: 'cnn',
       architecture: 'x86_64',
@@ -33,8 +32,10 @@ describe('pipeline config', () => {
       logRetentionDays: 30,
       removalPolicy: 'retain',
     });
-    expect(config.featurizeReservedConcurrency).toBeUndefined();
-    expect(config.pcaVarianceThreshold).toBeUndefined();
+    // Unset: the handlers' own defaults apply.
+    for (const key of ['featurizeReservedConcurrency', 'pcaVarianceThreshold', 'imageSize', 'featureLayers', 'featureSqrt', 'maxInputPixels', 'readConcurrency'] as const) {
+      expect(config[key]).toBeUndefined();
+    }
   });
 
   test('cdk.json holds a valid config under its one key', () => {
@@ -86,6 +87,11 @@ describe('pipeline config', () => {
     [{ architecture: 'x86' }, /architecture/],
     [{ featurizer: 'resnet' }, /featurizer/],
     [{ modelId: '../etc/passwd' }, /modelId: must be a model id/],
+    [{ imageSize: 16 }, /imageSize/],
+    [{ featureLayers: [] }, /featureLayers/],
+    [{ featureLayers: ['conv_pw_11_relu,x'] }, /featureLayers.0: must be a layer name/],
+    [{ featureSqrt: 'yes' }, /featureSqrt/],
+    [{ readConcurrency: 0 }, /readConcurrency/],
     [{ logRetentionDays: 10 }, /logRetentionDays: must be one of 1, 3, 5/],
     [{ removalPolicy: 'snapshot' }, /removalPolicy/],
     [{ batchsize: 10 }, /Unrecognized key.*batchsize/],

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Match } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
+import type { PipelineConfigInput } from '../../lib/config';
 import { maskAssetHashes, stateMachineDefinition, synthesizePipeline, SynthesizedPipeline } from './synth';
 // asl-validator ships CommonJS with a default-style export.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -10,7 +11,7 @@ const aslValidator = require('asl-validator') as (definition: unknown) => { isVa
 const STATE_NAMES = ['FeaturizeImages', 'FeaturizeBatch', 'AggregateFeatures', 'WriteFailureReport', 'RunFailed'];
 
 /** Every setting the tests check away from its cdk.json value, in one second synth. */
-const VARIANT = {
+const VARIANT: PipelineConfigInput = {
   batchSize: 25,
   maxConcurrency: 7,
   toleratedFailurePercentage: 0,
@@ -20,7 +21,12 @@ const VARIANT = {
   modelId: 'mobilenet_v1_0.75_224',
   featurizeReservedConcurrency: 60,
   pcaVarianceThreshold: 0.9,
-} as const;
+  imageSize: 160,
+  featureLayers: ['conv_pw_11_relu', 'conv_pw_13_relu'],
+  featureSqrt: false,
+  maxInputPixels: 1_000_000,
+  readConcurrency: 4,
+};
 
 let pipeline: SynthesizedPipeline;
 let variant: SynthesizedPipeline;
@@ -261,19 +267,25 @@ describe('functions', () => {
     }
   });
 
-  test('featurize: memory, timeout and handler env from config', () => {
+  test('featurize: memory, timeout and handler env from config; unset tuning is left to the handler', () => {
     pipeline.template.hasResourceProperties('AWS::Lambda::Function', {
       ImageConfig: { Command: ['lambdas/featurize/handler.handler'] },
       MemorySize: 3008,
       Timeout: 300,
+      Environment: { Variables: { FEATURIZER: 'cnn', MODEL_ID: 'mobilenet_v1_0.25_224', MODEL_DIR: '/opt/model' } },
+    });
+    variant.template.hasResourceProperties('AWS::Lambda::Function', {
+      ImageConfig: { Command: ['lambdas/featurize/handler.handler'] },
       Environment: {
         Variables: {
           FEATURIZER: 'cnn',
-          MODEL_ID: 'mobilenet_v1_0.25_224',
+          MODEL_ID: 'mobilenet_v1_0.75_224',
           MODEL_DIR: '/opt/model',
-          IMAGE_SIZE: '224',
-          MAX_INPUT_PIXELS: '40000000',
-          READ_CONCURRENCY: '8',
+          IMAGE_SIZE: '160',
+          FEATURE_LAYER: 'conv_pw_11_relu,conv_pw_13_relu',
+          FEATURE_SQRT: 'false',
+          MAX_INPUT_PIXELS: '1000000',
+          READ_CONCURRENCY: '4',
         },
       },
     });

@@ -183,6 +183,23 @@ describe('Distributed Map emulation', () => {
     expect([...attempts.values()]).toEqual([2, 2, 2, 2]);
   });
 
+  it('applies ItemSelector per item and returns child outputs in order without a ResultWriter', async () => {
+    const def = definition({
+      ItemReader: undefined,
+      ItemsPath: '$.things',
+      ItemSelector: { 'index.$': '$$.Map.Item.Index', 'name.$': '$$.Map.Item.Value.name', 'bucket.$': '$.bucket' },
+      ItemBatcher: { MaxItemsPerBatch: 2 },
+      ResultWriter: undefined,
+      ResultSelector: undefined,
+    });
+    const result = await runLocalExecution(
+      { definition: JSON.parse(JSON.stringify(def)), functions: new Map([[FN_ARN, async (p: Json) => (p as unknown as Batch).Items.map((i) => `${i.index}:${i.name}:${i.bucket}`)]]), s3: s3.client },
+      'exec-2',
+      { bucket: BUCKET, things: [{ name: 'a' }, { name: 'b' }, { name: 'c' }] },
+    );
+    expect(result).toMatchObject({ status: 'SUCCEEDED', output: { mapResult: [[`0:a:${BUCKET}`, `1:b:${BUCKET}`], [`2:c:${BUCKET}`]] } });
+  });
+
   it('bounds the child executions in flight by MaxConcurrency', async () => {
     const peak = async (maxConcurrency: number) => {
       let inFlight = 0;

@@ -14,7 +14,7 @@ import { App } from 'aws-cdk-lib';
 import { CfnFunction } from 'aws-cdk-lib/aws-lambda';
 import { CfnBucket } from 'aws-cdk-lib/aws-s3';
 import { CfnStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
-import { CONFIG_CONTEXT_KEY, defaultConfig, PipelineConfig, PipelineConfigInput } from '../config';
+import { CONFIG_CONTEXT_KEY, parsePipelineConfig, PipelineConfig, PipelineConfigInput } from '../config';
 import { FruitsPipelineStack } from '../fruits-pipeline-stack';
 import { AslDefinition, LOCAL_ARN_SCOPE, LocalArnScope } from './asl';
 
@@ -37,7 +37,7 @@ export interface SynthesizedPipeline {
 type CfnTemplate = { Resources: Record<string, { Type: string; Properties?: Record<string, unknown> }> };
 
 export interface SynthesizeOptions {
-  /** Settings, as in cdk.json's `fruits-pipeline` context. @default every default */
+  /** Settings over the ones in cdk.json's `fruits-pipeline` context (what `cdk synth` would use). @default none */
   readonly config?: PipelineConfigInput;
   /** Name the bucket Ref resolves to. */
   readonly bucketName: string;
@@ -46,12 +46,13 @@ export interface SynthesizeOptions {
 
 /** Synthesize FruitsPipelineStack in-process and return its resolved definition and functions. */
 export function synthesizePipeline(options: SynthesizeOptions): SynthesizedPipeline {
-  const config = defaultConfig(options.config ?? {});
+  const { flags, settings } = cdkJson();
+  const config = parsePipelineConfig({ ...settings, ...options.config }, `cdk.json "${CONFIG_CONTEXT_KEY}" with local overrides`);
   const outdir = mkdtempSync(join(tmpdir(), 'fruits-synth-'));
   try {
     // cdk.json's context (feature flags) makes the in-process synth the same as `cdk synth`'s.
     // Staging would copy the whole image build context into outdir: the definition does not need it.
-    const app = new App({ outdir, context: { ...cdkJsonContext(), 'aws:cdk:disable-asset-staging': true } });
+    const app = new App({ outdir, context: { ...flags, 'aws:cdk:disable-asset-staging': true } });
     const stack = new FruitsPipelineStack(app, 'FruitsPipeline', { config });
     const template = app.synth().getStackByName(stack.stackName).template as CfnTemplate;
     const scope = options.scope ?? LOCAL_ARN_SCOPE;
@@ -73,14 +74,14 @@ export function synthesizePipeline(options: SynthesizeOptions): SynthesizedPipel
   }
 }
 
-/** The context of the project's cdk.json, as the CDK CLI would pass it to the app. */
-function cdkJsonContext(): Record<string, unknown> {
+/** The project's cdk.json context: feature flags, and the pipeline settings `cdk synth` would use. */
+function cdkJson(): { flags: Record<string, unknown>; settings: Record<string, unknown> } {
   const file = join(__dirname, '..', '..', 'cdk.json');
-  if (!existsSync(file)) return {};
+  if (!existsSync(file)) return { flags: {}, settings: {} };
   const context = (JSON.parse(readFileSync(file, 'utf8')) as { context?: Record<string, unknown> }).context ?? {};
-  // The pipeline settings come from SynthesizeOptions.config, not from cdk.json.
-  const { [CONFIG_CONTEXT_KEY]: _settings, ...flags } = context;
-  return flags;
+  // The settings reach the stack as its `config` prop, not through the context.
+  const { [CONFIG_CONTEXT_KEY]: settings, ...flags } = context;
+  return { flags, settings: typeof settings === 'object' && settings !== null ? (settings as Record<string, unknown>) : {} };
 }
 
 export function placeholderFunctionArn(scope: LocalArnScope, logicalId: string): string {

@@ -23,7 +23,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { BUCKET_LAYOUT } from '../../lambdas/core/contracts';
 import { readMapRunResults } from '../../lambdas/core/map-results';
 import type { RunReport } from '../../lambdas/core/run-report';
-import { copyPrefix, listAll, mapLimit } from '../local/local-run';
+import { batchFailureReason, copyPrefix, listAll, mapLimit } from '../local/local-run';
 import type { ProgressUpdate } from './progress';
 
 export interface DeployedClients {
@@ -277,7 +277,7 @@ export async function explainFailure(s3: S3Client, bucket: string, status: RunSt
     for (const outcome of outcomes) {
       if (outcome.kind === 'succeeded') failedItems.push(...outcome.summary.failed);
       else {
-        const reason = `batch failed: ${outcome.error}: ${outcome.cause}`;
+        const reason = batchFailureReason(outcome);
         if (outcome.inputKeys?.length) failedItems.push(...outcome.inputKeys.map((key) => ({ key, reason })));
         else failedItems.push({ key: outcome.executionArn ?? '(batch)', reason });
       }

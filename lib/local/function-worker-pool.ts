@@ -79,7 +79,9 @@ export class FunctionWorkerPool {
     const needsTsx = workerFile.endsWith('.ts') || this.props.modulePath.endsWith('.ts');
     // Under tsx or jest the sources are TypeScript: the worker registers tsx's require hook itself,
     // so it works whichever way the parent was started.
-    const bootstrap = `${needsTsx ? "require('tsx/cjs/api').register();" : ''}require(${JSON.stringify(workerFile)});`;
+    // Resolved here: an eval'd worker resolves bare specifiers from the current directory, not from this project.
+    const tsx = needsTsx ? `require(${JSON.stringify(require.resolve('tsx/cjs/api'))}).register();` : '';
+    const bootstrap = `${tsx}require(${JSON.stringify(workerFile)});`;
     const worker = new Worker(bootstrap, {
       eval: true,
       workerData: { modulePath: this.props.modulePath, exportName: this.props.exportName ?? 'handler' },

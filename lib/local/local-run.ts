@@ -403,10 +403,15 @@ async function mapRunFacts(s3: S3Client, mapResult: Json | undefined) {
     } else {
       const count = outcome.inputKeys?.length ?? 0;
       facts.failed += count;
-      const reason = `batch failed: ${outcome.error}: ${outcome.cause}`;
+      const reason = batchFailureReason(outcome);
       reasons.set(reason, (reasons.get(reason) ?? 0) + Math.max(1, count));
     }
   }
   facts.byReason = [...reasons].map(([reason, count]) => ({ reason, count })).sort((a, b) => b.count - a.count);
   return facts;
+}
+
+/** One line for a failed batch; a Lambda error's readable cause already starts with its name. */
+export function batchFailureReason(outcome: { error: string; cause: string }): string {
+  return outcome.cause.startsWith(`${outcome.error}:`) ? `batch failed: ${outcome.cause}` : `batch failed: ${outcome.error}: ${outcome.cause}`;
 }

@@ -275,6 +275,39 @@ describe('aggregate handler against a local S3 server', () => {
     expect(threshold.explainedVariance).toBeGreaterThanOrEqual(0.5);
   });
 
+  it('fails the images of a missing shard and of a shard from another featurizer, and goes on', async () => {
+    const runId = 'run-mixed';
+    const good = makeRows(20, 8, 31, runId);
+    const other = makeRows(3, 6, 32, runId, 'other');
+    const gone = makeRows(2, 8, 33, runId, 'gone');
+    const goodHeader = header(good.keys, good.labels, 8);
+    const otherHeader = header(other.keys, other.labels, 6, { featurizer: 'pixels-16x16' });
+    await put(client, `work/${runId}/shards/1.fsh`, encodeFeatureShard({ header: goodHeader, vectors: good.vectors }));
+    await put(client, `work/${runId}/shards/2.fsh`, encodeFeatureShard({ header: otherHeader, vectors: other.vectors }));
+    const event = await writeMapRun(
+      client,
+      runId,
+      [
+        childRecord('SUCCEEDED', good.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/1.fsh`, goodHeader)) }),
+        childRecord('SUCCEEDED', other.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/2.fsh`, otherHeader)) }),
+        childRecord('SUCCEEDED', gone.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/3.fsh`, header(gone.keys, gone.labels, 8))) }),
+      ],
+      [],
+    );
+    const result = await aggregateRun(event, { s3: client, settings });
+    expect(result.rows).toBe(20);
+    const report = JSON.parse(await getText(client, result.outputs.report));
+    expect(report.counts).toMatchObject({ images: 25, processed: 20, failed: 5, failedBatches: 1 });
+    const reasons = report.failed.byReason.map((r: { reason: string }) => r.reason);
+    expect(reasons).toEqual(
+      expect.arrayContaining([
+        'features from pixels-16x16 (6 values) cannot be mixed with the run\'s mobilenet_v1_0.25_224@224 (8 values)',
+        `batch failed (UnreadableShard): feature shard work/${runId}/shards/3.fsh: missing (no such key)`,
+      ]),
+    );
+    expect(report.warnings.join('\n')).toMatch(/raw-pixels fallback/);
+  });
+
   it('fails clearly, with a report, when every image failed', async () => {
     const runId = 'run-all-failed';
     const noShard = { keys: [], failed: [{ key: `input/${runId}/Kiwi/a.jpg`, reason: 'cannot decode image' }], skipped: [] };

@@ -123,13 +123,12 @@ async function runStream(o: Options): Promise<Record<string, unknown>> {
   const generatedBefore = generateMs;
   t = performance.now();
   const projector = new PcaProjector(fit);
-  const scores = new Float64Array(fit.k);
   let csvBytes = 0;
   for (let s = 0; s < shardCount(o); s++) {
     const { header, vectors } = shard(s);
+    const scores = projector.projectRows(vectors, header.keys.length);
     for (let r = 0; r < header.keys.length; r++) {
-      projector.project(vectors, r * o.dim, scores);
-      csvBytes += featuresCsvRow(header.keys[r], header.labels[r], scores, fit.k).length;
+      csvBytes += featuresCsvRow(header.keys[r], header.labels[r], scores.subarray(r * fit.k, (r + 1) * fit.k), fit.k).length;
     }
   }
   const pass2Ms = performance.now() - t - (generateMs - generatedBefore);

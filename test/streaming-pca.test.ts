@@ -148,6 +148,16 @@ describe('fitPca', () => {
     }
   });
 
+  it('projects a block of rows exactly as row by row (odd k, rows not a multiple of the tile)', () => {
+    const fit = fitPca(accumulate(vectors, n, d), { components: 3 });
+    const projector = new PcaProjector(fit);
+    const rows = 7;
+    const block = projector.projectRows(vectors, rows);
+    for (let r = 0; r < rows; r++) {
+      expect(Array.from(block.subarray(r * 3, r * 3 + 3))).toEqual(Array.from(projector.project(vectors, r * d)));
+    }
+  });
+
   it('scales zero-variance features by 1 and leaves them out of every component (no NaN)', () => {
     const wide = d + 2;
     const withConstants = new Float32Array(n * wide);

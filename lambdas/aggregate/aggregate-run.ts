@@ -194,7 +194,6 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
   const projector = new PcaProjector(fit);
   const sample = new ScatterSample(settings.scatterPoints);
   const csv = new StreamedTextUpload(s3, bucket, outputs.features, 'text/csv; charset=utf-8');
-  const scores = new Float64Array(fit.k);
   let rows = 0;
   try {
     await csv.write(featuresCsvHeader(fit.k));
@@ -206,11 +205,13 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
         throw new TransientStorageError(`shard s3://${bucket}/${read.key} changed between the two passes`);
       }
       const { header, vectors } = read.shard;
+      const k = fit.k;
+      const scores = projector.projectRows(vectors, header.keys.length);
       for (let row = 0; row < header.keys.length; row++) {
         if (expected.excluded.has(row)) continue;
-        projector.project(vectors, row * fit.dim, scores);
-        await csv.write(featuresCsvRow(header.keys[row], header.labels[row], scores, fit.k));
-        sample.offer({ x: scores[0], y: fit.k > 1 ? scores[1] : 0, label: header.labels[row] });
+        const rowScores = scores.subarray(row * k, (row + 1) * k);
+        await csv.write(featuresCsvRow(header.keys[row], header.labels[row], rowScores, k));
+        sample.offer({ x: rowScores[0], y: k > 1 ? rowScores[1] : 0, label: header.labels[row] });
         rows++;
       }
     }

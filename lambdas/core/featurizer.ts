@@ -63,10 +63,12 @@ export interface Featurizer {
 /*
  * Product defaults, chosen with bench/accuracy.ts on the shared Fruits-360 sample (StandardScaler,
  * PCA, 5-NN Training -> Test): MobileNet v1 0.25, block 11 (`conv_pw_11_relu`, 128 channels)
- * rather than the last block (13), at 128 px, average-pooled, signed square root. The last block is
- * tuned to ImageNet's 1,000 classes; block 11 keeps more colour and texture, which is what tells
- * these fruits apart, and 100 px photos gain nothing from being blown up to 224 px (4x slower).
- * Measured: 0.950-0.963 for PCA k = 20..100, against 0.93-0.95 for block 13 at 224 px.
+ * rather than the last block (13), at 128 px, average-pooled, signed square root. Block 11 keeps
+ * more colour and texture, which is what separates frames of the same fruits; 100 px photos gain
+ * nothing from being blown up to 224 px (4x slower). Measured: 0.954-0.963 for PCA k = 20..100
+ * (block 13 at 224 px: 0.93-0.95). Trade-off, also measured: across two different recordings of
+ * each fruit the last block generalises better (0.75-0.77 vs 0.66); for that use
+ * FEATURE_LAYER=conv_pw_11_relu,conv_pw_13_relu IMAGE_SIZE=224 (0.95 / 0.77, half the speed).
  */
 export const DEFAULT_MODEL_ID = 'mobilenet_v1_0.25_224';
 export const DEFAULT_FEATURE_LAYERS: readonly string[] = ['conv_pw_11_relu'];

@@ -52,6 +52,8 @@ describe('cnn featurizer on a small model saved by the test (no shared files nee
     const featurizer = await createFeaturizer({ kind: 'cnn', modelId: 'tiny', modelDir: dir, featureLayers: ['features'], imageSize: 32, inferBatchSize: 2 });
     expect(featurizer).toMatchObject({ kind: 'cnn', dim: 6, imageSize: 32, modelId: 'tiny', warnings: [] });
     expect(['wasm', 'cpu']).toContain(featurizer.backend);
+    // tfjs-node exists only in the Lambda image: here it is tried first and reported as skipped.
+    expect(featurizer.backendsSkipped[0]).toMatch(/^tensorflow: /);
     const images = [0, 80, 160, 240, 80].map((v) => new Uint8Array(32 * 32 * 3).map((_, i) => (v + i) % 256));
     const vectors = await featurizer.featurize(images);
     expect(vectors).toHaveLength(5 * 6);

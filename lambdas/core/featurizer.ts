@@ -54,6 +54,8 @@ export interface Featurizer {
   /** The side preprocessing must produce. */
   readonly imageSize: number;
   readonly backend: string;
+  /** Faster backends that could not start here, with why (e.g. tfjs-node absent outside the image). */
+  readonly backendsSkipped: readonly string[];
   /** Loud problems (a fallback) that belong in the shard meta and the run report. */
   readonly warnings: readonly string[];
   /** `images`: imageSize x imageSize x 3 uint8 RGB each. Returns count x dim, row-major. */
@@ -78,15 +80,19 @@ export const PIXELS_SIZE = 16;
 
 /** Backends in order of speed; `tensorflow` (tfjs-node) only exists in the Lambda image. */
 const BACKEND_ORDER = ['tensorflow', 'wasm', 'cpu'] as const;
-let backendReady: Promise<string> | undefined;
+export interface BackendChoice {
+  readonly name: string;
+  readonly skipped: readonly string[];
+}
+let backendReady: Promise<BackendChoice> | undefined;
 
 /** Pick and initialise the fastest available backend once per process. */
-export function initBackend(preferred?: string): Promise<string> {
+export function initBackend(preferred?: string): Promise<BackendChoice> {
   backendReady ??= selectBackend(preferred);
   return backendReady;
 }
 
-async function selectBackend(preferred?: string): Promise<string> {
+async function selectBackend(preferred?: string): Promise<BackendChoice> {
   const candidates = preferred ? [preferred] : [...BACKEND_ORDER];
   const failures: string[] = [];
   for (const name of candidates) {
@@ -94,7 +100,7 @@ async function selectBackend(preferred?: string): Promise<string> {
       registerBackend(name);
       if (await tf.setBackend(name)) {
         await tf.ready();
-        return tf.getBackend();
+        return { name: tf.getBackend(), skipped: failures };
       }
       failures.push(`${name}: setBackend returned false`);
     } catch (error) {
@@ -150,6 +156,7 @@ function createPixelsFeaturizer(warnings: string[]): Featurizer {
     dim,
     imageSize: PIXELS_SIZE,
     backend: 'none',
+    backendsSkipped: [],
     warnings,
     async featurize(images) {
       const out = new Float32Array(images.length * dim);
@@ -163,7 +170,7 @@ function createPixelsFeaturizer(warnings: string[]): Featurizer {
 }
 
 async function createCnnFeaturizer(config: FeaturizerConfig, modelDir: string): Promise<Featurizer> {
-  const backend = await initBackend(config.backend);
+  const { name: backend, skipped: backendsSkipped } = await initBackend(config.backend);
   const featureLayers = config.featureLayers?.length ? config.featureLayers : DEFAULT_FEATURE_LAYERS;
   const sqrt = config.sqrt ?? DEFAULT_SQRT;
   const pooling = config.pooling ?? 'avg';
@@ -204,6 +211,7 @@ async function createCnnFeaturizer(config: FeaturizerConfig, modelDir: string): 
     dim,
     imageSize,
     backend,
+    backendsSkipped,
     warnings: [],
     async featurize(images) {
       const out = new Float32Array(images.length * dim);

@@ -123,6 +123,7 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
       featurizerKind: featurizer.kind,
       modelId: featurizer.modelId,
       backend: featurizer.backend,
+      backendsSkipped: featurizer.backendsSkipped,
       imageSize: featurizer.imageSize,
       warnings: featurizer.warnings,
       items: event.Items.length,

@@ -76,7 +76,13 @@ let featurizerLoaded: Promise<Featurizer> | undefined;
 function loadFeaturizer(): Promise<Featurizer> {
   featurizerLoaded ??= getFeaturizer(featurizerConfigFrom(env)).then(
     (featurizer) => {
-      logger.info('featurizer ready', { featurizer: featurizer.id, backend: featurizer.backend, dim: featurizer.dim, imageSize: featurizer.imageSize });
+      logger.info('featurizer ready', {
+        featurizer: featurizer.id,
+        backend: featurizer.backend,
+        backendsSkipped: featurizer.backendsSkipped,
+        dim: featurizer.dim,
+        imageSize: featurizer.imageSize,
+      });
       for (const warning of featurizer.warnings) logger.warn(warning);
       return featurizer;
     },

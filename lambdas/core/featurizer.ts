@@ -86,9 +86,15 @@ export interface BackendChoice {
 }
 let backendReady: Promise<BackendChoice> | undefined;
 
-/** Pick and initialise the fastest available backend once per process. */
+/**
+ * Pick and initialise the fastest available backend once per process (TF.js has one active
+ * backend, so the first call's preference wins).
+ */
 export function initBackend(preferred?: string): Promise<BackendChoice> {
-  backendReady ??= selectBackend(preferred);
+  backendReady ??= selectBackend(preferred).catch((error: unknown) => {
+    backendReady = undefined;
+    throw error;
+  });
   return backendReady;
 }
 

@@ -92,6 +92,7 @@ describe('local run (embedded default)', () => {
       `5-NN accuracy on the principal components (Training -> Test): ${knn.accuracy.toFixed(3)} ` +
         `(${summary.featurizer}, k=${summary.components}, explained variance ${summary.explainedVariance?.toFixed(3)}, ${summary.seconds.toFixed(1)} s)`,
     );
-    expect(knn.accuracy).toBeGreaterThan(0.8);
+    // The bar from the stages issue: the pretrained CNN must clearly beat raw 16x16 pixels (0.88).
+    expect(knn.accuracy).toBeGreaterThanOrEqual(0.95);
   });
 });

@@ -164,7 +164,7 @@ export async function startRun(clients: DeployedClients, deployment: Deployment,
   }
   const markerKey = `${inputPrefix}${BUCKET_LAYOUT.startMarker}`;
   const since = new Date(Date.now() - 5_000);
-  await clients.s3.send(new PutObjectCommand({ Bucket: deployment.bucket, Key: markerKey, Body: '' }));
+  await clients.s3.send(new PutObjectCommand({ Bucket: deployment.bucket, Key: markerKey, Body: '', ContentLength: 0 }));
   return findTriggeredExecution(clients.sfn, deployment.stateMachineArn, markerKey, since, options.triggerTimeoutMs ?? 120_000, options.pollMs ?? 2_000);
 }
 

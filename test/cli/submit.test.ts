@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
-import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import {
   DescribeExecutionCommand,
   DescribeMapRunCommand,
@@ -140,7 +140,8 @@ describe('deployed stack commands', () => {
     const printed = JSON.parse(stdout);
     expect(printed).toMatchObject({ status: 'SUCCEEDED', runId: 'run-ok', items: { total: 3, succeeded: 3 } });
     expect(readFileSync(join(out, 'run-ok', 'features.csv'), 'utf8')).toBe('key,label,pc_1\r\n');
-    await expect(s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'input/fruits/Kiwi/big.jpg' }))).resolves.toBeDefined();
+    // HEAD, not GET: an unread GET body would keep the server streaming after the test ends.
+    await expect(s3.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'input/fruits/Kiwi/big.jpg' }))).resolves.toMatchObject({ ContentLength: UPLOAD_PART_SIZE + 1000 });
   });
 
   it('status/results of a failed run print the cause and the failed items from the map results', async () => {

@@ -6,25 +6,15 @@ import { encodeFeatureShard, ShardHeader } from '../lambdas/core/feature-shard';
 import { parseCsv } from '../lambdas/core/features-csv';
 import { InsufficientDataError } from '../lambdas/core/streaming-pca';
 import { LocalS3Server, startLocalS3Server } from '../lib/local/s3-server';
+import { seededRandom } from '../lambdas/core/seeded-random';
 
 const BUCKET = 'fruits-aggregate-test';
 const LABELS = ['Apple Red 1', 'Kiwi', 'Lemon, "Meyer"', 'Fraise été 🍓'];
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Labelled vectors with class structure: each label has its own centre. */
 function makeRows(count: number, dim: number, seed: number, runId: string, prefix = 'img') {
-  const random = rng(seed);
+  const random = seededRandom(seed);
   const centres = LABELS.map((_, l) => Array.from({ length: dim }, (_, f) => Math.sin(l * 7 + f) * 3 + f));
   const keys: string[] = [];
   const labels: string[] = [];

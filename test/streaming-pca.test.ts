@@ -6,22 +6,12 @@ import {
   PcaProjector,
   ScatterAccumulator,
 } from '../lambdas/core/streaming-pca';
+import { seededRandom } from '../lambdas/core/seeded-random';
 
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** n x d correlated data (a few latent factors + noise), features on different scales and offsets. */
 function syntheticFeatures(n: number, d: number, seed = 1, latent = 3): Float32Array {
-  const random = rng(seed);
+  const random = seededRandom(seed);
   const normal = () => Math.sqrt(-2 * Math.log(random() + 1e-12)) * Math.cos(2 * Math.PI * random());
   const loadings = Array.from({ length: latent }, () => Array.from({ length: d }, normal));
   const out = new Float32Array(n * d);
@@ -63,7 +53,7 @@ describe('ScatterAccumulator', () => {
   it('matches a two-pass float64 mean and scatter, even with large offsets', () => {
     const n = 700;
     const d = 7;
-    const random = rng(7);
+    const random = seededRandom(7);
     const data = new Float64Array(n * d);
     for (let i = 0; i < data.length; i++) data[i] = 1e6 + (i % d) * 1e5 + random() * 1e-2;
     const acc = new ScatterAccumulator(d, 64);

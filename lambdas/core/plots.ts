@@ -8,6 +8,7 @@
  */
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
+import { seededRandom } from './seeded-random';
 
 /** Points drawn in the scatter: more only makes a larger SVG, not a clearer picture. */
 export const SCATTER_POINT_LIMIT = 5000;
@@ -120,13 +121,13 @@ export const scatterPlotSvg = (input: ScatterPlotInput): Promise<string> => rend
 export class ScatterSample {
   readonly points: ScatterPoint[] = [];
   private seen = 0;
-  private state: number;
+  private readonly random: () => number;
 
   constructor(
     readonly limit: number = SCATTER_POINT_LIMIT,
     seed = 0x5eed,
   ) {
-    this.state = seed >>> 0;
+    this.random = seededRandom(seed);
   }
 
   get total(): number {
@@ -143,12 +144,4 @@ export class ScatterSample {
     if (j < this.limit) this.points[j] = point;
   }
 
-  /** mulberry32: small, fast, good enough to pick points. */
-  private random(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
 }

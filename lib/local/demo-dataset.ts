@@ -7,6 +7,7 @@
  * machine (same sharp/libvips version), the same run id follows, and a second run is a no-op upload.
  */
 import sharp from 'sharp';
+import { seededRandom } from '../../lambdas/core/seeded-random';
 
 export interface DemoImage {
   /** Path relative to the dataset root, `/`-separated. */
@@ -45,7 +46,7 @@ export interface DemoDatasetOptions {
 }
 
 export async function generateDemoDataset(options: DemoDatasetOptions = {}): Promise<DemoImage[]> {
-  const random = mulberry32(options.seed ?? 360);
+  const random = seededRandom(options.seed ?? 360);
   const splits: [string, number][] = [
     ['Training', options.trainingPerClass ?? 16],
     ['Test', options.testPerClass ?? 8],
@@ -105,14 +106,3 @@ function drawFruit(shape: FruitShape, random: () => number): Buffer {
   return out;
 }
 
-/** Small, fast, seedable PRNG (public-domain mulberry32). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

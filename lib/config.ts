@@ -31,7 +31,11 @@ export const PipelineConfigSchema = z
     batchSize: z.number().int().min(1).max(1000).default(100),
     /** Concurrent featurize children (Distributed Map MaxConcurrency, service maximum 10,000). */
     maxConcurrency: z.number().int().min(1).max(10000).default(50),
-    /** Share of failed batches a run tolerates before the Map state fails. */
+    /**
+     * Share of items a run tolerates failing before the Map state fails. AWS counts items: a child
+     * that fails after its retries fails every image of its batch. Bad images never fail a child
+     * (they are reported), so this only trips on systemic errors.
+     */
     toleratedFailurePercentage: z.number().min(0).max(100).default(5),
 
     /** Featurize function memory; 3,008 MB buys ~2 vCPUs for the CNN forward pass. */
@@ -39,8 +43,12 @@ export const PipelineConfigSchema = z
     featurizeTimeoutSeconds: lambdaTimeoutSeconds.default(300),
     /** Reserved concurrency of the featurize function; unset = share the account's pool. */
     featurizeReservedConcurrency: z.number().int().min(1).optional(),
-    /** Aggregate function memory, sized for 100,000+ feature vectors held for the PCA. */
-    aggregateMemoryMb: lambdaMemoryMb.default(6144),
+    /**
+     * Aggregate function memory. The streaming PCA holds no vectors, only a dim x dim scatter
+     * matrix (peak RSS ~330 MB at 100,000 x 1,280, docs/BENCHMARKS.md); memory buys CPU here
+     * (1,769 MB = one vCPU) and the PCA is single-threaded, so more does not help.
+     */
+    aggregateMemoryMb: lambdaMemoryMb.default(3008),
     aggregateTimeoutSeconds: lambdaTimeoutSeconds.default(900),
 
     /** Principal components kept (upper bound when pcaVarianceThreshold is set). */

@@ -22,7 +22,7 @@ describe('pipeline config', () => {
       toleratedFailurePercentage: 5,
       featurizeMemoryMb: 3008,
       featurizeTimeoutSeconds: 300,
-      aggregateMemoryMb: 6144,
+      aggregateMemoryMb: 3008,
       aggregateTimeoutSeconds: 900,
       pcaComponents: 50,
       modelId: 'mobilenet_v1_0.25_224',

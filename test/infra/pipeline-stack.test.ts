@@ -294,7 +294,7 @@ describe('functions', () => {
   test('aggregate: sized for 100,000+ vectors, PCA env from config', () => {
     pipeline.template.hasResourceProperties('AWS::Lambda::Function', {
       ImageConfig: { Command: ['lambdas/aggregate/handler.handler'] },
-      MemorySize: 6144,
+      MemorySize: 3008,
       Timeout: 900,
       Environment: { Variables: { PCA_COMPONENTS: '50' } },
     });

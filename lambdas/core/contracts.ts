@@ -58,7 +58,11 @@ export interface ItemProblem {
 
 /** What a featurize child returns: a pointer and counts, never the vectors. */
 export interface FeaturizeBatchSummary {
-  /** S3 key of the batch's feature shard (in BatchInput.bucket), or null if no image succeeded. */
+  /**
+   * S3 key of the batch's feature shard (in BatchInput.bucket). The featurize handler writes it even
+   * when no image succeeded, since its header is the only complete list of the batch's failures;
+   * readers still accept null (a batch with no shard contributes no rows).
+   */
   shard: string | null;
   /** Images featurized into the shard. */
   count: number;

@@ -68,6 +68,11 @@ export interface LocalRunOptions {
   readonly onProgress?: (progress: RunProgress) => void;
   /** One line of information for the user (notices, not progress). */
   readonly onNotice?: (line: string) => void;
+  /**
+   * Root of bundled handlers (`<root>/lambdas/<name>/handler.js`, as `lambdas/bundle-handlers.ts`
+   * writes them for the image), to run exactly the image's code. @default the TypeScript sources
+   */
+  readonly bundledHandlersDir?: string;
   /** Milliseconds between retries, by state name (tests). @default the definition's */
   readonly retryIntervalOverrides?: Record<string, number | number[]>;
 }
@@ -153,12 +158,12 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
     const quiet = { POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN' };
     const featurizeEnv = { ...pipeline.featurize.environment, ...server.env, ...quiet, ...localModelEnv(pipeline.featurize.environment, options.modelDir, notice) };
     const featurizePool = new FunctionWorkerPool({
-      modulePath: join(PROJECT_ROOT, 'lambdas', 'featurize', 'handler.ts'),
+      modulePath: handlerModule('featurize', options.bundledHandlersDir),
       size: Math.min(options.workers ?? availableParallelism(), pipeline.config.maxConcurrency),
       environment: featurizeEnv,
     });
     const aggregatePool = new FunctionWorkerPool({
-      modulePath: join(PROJECT_ROOT, 'lambdas', 'aggregate', 'handler.ts'),
+      modulePath: handlerModule('aggregate', options.bundledHandlersDir),
       size: 1,
       environment: { ...pipeline.aggregate.environment, ...server.env, ...quiet },
     });
@@ -279,6 +284,13 @@ function* walk(dir: string): Generator<string> {
 }
 
 /** A folder name as a dataset name: one path segment the state machine's prefix checks accept. */
+/** The module a local task runs: the handler's source, or its bundle when one is given. */
+function handlerModule(name: 'featurize' | 'aggregate', bundledHandlersDir: string | undefined): string {
+  return bundledHandlersDir
+    ? join(resolve(bundledHandlersDir), 'lambdas', name, 'handler.js')
+    : join(PROJECT_ROOT, 'lambdas', name, 'handler.ts');
+}
+
 export function datasetName(folder: string): string {
   const name = folder.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[-.]+|[-.]+$/g, '');
   return name || 'dataset';

@@ -29,10 +29,12 @@ import { createFeaturizer, DEFAULT_MODEL_ID, Featurizer, FeaturizerConfig, Pooli
 import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, preprocessImage } from '../lambdas/core/preprocess';
 
 const SHARED = resolve(__dirname, '..', '..', 'shared');
-const SAMPLE = join(SHARED, 'datasets', 'fruits-360-sample');
-const MODELS = join(SHARED, 'models');
+export const SAMPLE = join(SHARED, 'datasets', 'fruits-360-sample');
+export const MODELS = join(SHARED, 'models');
 
-interface SampleImage {
+export interface SampleImage {
+  /** `<split>/<label>/<file>` under SAMPLE. */
+  path: string;
   split: 'Training' | 'Test';
   /** Fruits-360 `r_` files come from a second recording of the fruit. */
   secondAxis: boolean;
@@ -40,12 +42,12 @@ interface SampleImage {
   bytes: Buffer;
 }
 
-function loadSample(): SampleImage[] {
+export function loadSample(): SampleImage[] {
   const images: SampleImage[] = [];
   for (const split of ['Training', 'Test'] as const) {
     for (const label of readdirSync(join(SAMPLE, split)).sort()) {
       for (const file of readdirSync(join(SAMPLE, split, label)).sort()) {
-        images.push({ split, label, secondAxis: file.startsWith('r_'), bytes: readFileSync(join(SAMPLE, split, label, file)) });
+        images.push({ path: `${split}/${label}/${file}`, split, label, secondAxis: file.startsWith('r_'), bytes: readFileSync(join(SAMPLE, split, label, file)) });
       }
     }
   }
@@ -110,7 +112,8 @@ function knnAccuracy(train: Matrix, trainLabels: string[], test: Matrix, testLab
   return correct / test.rows;
 }
 
-function evaluate(features: Matrix, images: SampleImage[], components: number[], varianceThresholds: number[]) {
+/** Test accuracy and axis-holdout accuracy of 5-NN on the PCA of `features` (rows in `images` order). */
+export function evaluate(features: Matrix, images: SampleImage[], components: number[], varianceThresholds: number[]) {
   const x = standardise(features);
   const pca = new PCA(x, { center: true, scale: false });
   const cumulative = pca.getCumulativeVariance();
@@ -198,7 +201,10 @@ async function main() {
   for (const line of summary) console.log(line);
 }
 
-main().catch((error) => {
-  console.error(error);
-  process.exitCode = 1;
-});
+// bench/featurize.ts reuses the evaluation; only a direct run is the command line tool.
+if (require.main === module) {
+  main().catch((error) => {
+    console.error(error);
+    process.exitCode = 1;
+  });
+}

@@ -2,7 +2,8 @@
  * Benchmark of the aggregate step's PCA at Lambda scale: can 100,000 x 1,280 features be
  * aggregated inside one function (15 min, up to 10 GB)?
  *
- *   npx tsx bench/aggregate.ts                      # the default table (each case in its own process)
+ *   npx tsx bench/aggregate.ts                      # 10k/50k/100k rows, stream vs ml-pca, then the handler at 10k
+ *   npx tsx bench/aggregate.ts --dim 128            # the same at the product featurizer's length
  *   npx tsx bench/aggregate.ts --case stream --rows 100000 --dim 1280
  *   npx tsx bench/aggregate.ts --case ml-pca --rows 10000 --dim 1280
  *   npx tsx bench/aggregate.ts --case handler --rows 10000 --dim 1280   # aggregateRun against s3rver
@@ -18,11 +19,11 @@
  * Each case runs in a fresh child process so its peak RSS (`process.resourceUsage().maxRSS`) is
  * its own.
  */
-import { spawnSync } from 'node:child_process';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../lambdas/core/feature-shard';
 import { featuresCsvRow } from '../lambdas/core/features-csv';
 import { fitPca, PcaProjector, ScatterAccumulator } from '../lambdas/core/streaming-pca';
+import { ChildResult, load, peakRssMb, runChild } from './bench-support';
 
 interface Options {
   case?: 'stream' | 'ml-pca' | 'handler';
@@ -92,10 +93,6 @@ function shardCount(o: Options): number {
 }
 function rowsOfShard(o: Options, s: number): number {
   return Math.min(o.shardRows, o.rows - s * o.shardRows);
-}
-
-function peakRssMb(): number {
-  return Math.round(process.resourceUsage().maxRSS / 1024);
 }
 
 async function runStream(o: Options): Promise<Record<string, unknown>> {
@@ -228,18 +225,68 @@ async function runHandler(o: Options): Promise<Record<string, unknown>> {
   }
 }
 
-function runChild(args: string[], timeoutMinutes: number): Record<string, unknown> {
-  const child = spawnSync(process.execPath, [...process.execArgv, __filename, ...args], {
-    encoding: 'utf8',
-    timeout: timeoutMinutes * 60_000,
-    maxBuffer: 16 * 1024 * 1024,
-  });
-  if (child.error || child.status !== 0) {
-    const reason = child.error?.message.includes('ETIMEDOUT') ? `did not finish within ${timeoutMinutes} min` : (child.stderr || String(child.error)).trim().split('\n').slice(-3).join(' ');
-    return { case: args.join(' '), result: reason };
-  }
-  return JSON.parse(child.stdout.trim().split('\n').pop()!);
+export interface AggregateBenchOptions {
+  /** Feature lengths: the product featurizer's and a large model's. */
+  readonly dims: readonly number[];
+  readonly rows: readonly number[];
+  readonly components: number;
+  /** ml-pca is not started when its time, extrapolated linearly from a smaller N, exceeds this. */
+  readonly mlPcaCapMinutes: number;
+  readonly timeoutMinutes: number;
 }
+
+export interface AggregateBenchRow {
+  dim: number;
+  rows: number;
+  stream: ChildResult;
+  mlPca: ChildResult | { skipped: string };
+  load: string;
+}
+
+/**
+ * Streaming PCA vs ml-pca, each (dim, N) side by side (alternating which runs first), each case
+ * in its own process. ml-pca's SVD grows with N x dim^2 and holds the whole matrix (and U): once
+ * a smaller N shows it would pass the cap, larger N are skipped, and the table says so.
+ */
+export async function aggregateBench(options: AggregateBenchOptions): Promise<AggregateBenchRow[]> {
+  const results: AggregateBenchRow[] = [];
+  let turn = 0;
+  for (const dim of options.dims) {
+    let mlPcaRate: { rows: number; seconds: number } | undefined;
+    for (const rows of options.rows) {
+      const args = (kind: string) => ['--case', kind, '--rows', String(rows), '--dim', String(dim), '--components', String(options.components)];
+      const predicted = mlPcaRate ? (mlPcaRate.seconds * rows) / mlPcaRate.rows : 0;
+      const skip = predicted > options.mlPcaCapMinutes * 60
+        ? `not run: ${mlPcaRate!.rows.toLocaleString('en-US')} rows took ${mlPcaRate!.seconds.toFixed(0)} s, so about ${(predicted / 60).toFixed(0)} min expected (cap ${options.mlPcaCapMinutes} min)`
+        : undefined;
+      const runStream = () => runChild(__filename, args('stream'), { timeoutMinutes: options.timeoutMinutes });
+      const runMl = async (): Promise<ChildResult | { skipped: string }> => (skip ? { skipped: skip } : runChild(__filename, args('ml-pca'), { timeoutMinutes: options.mlPcaCapMinutes * 2 }));
+      let stream: ChildResult;
+      let mlPca: ChildResult | { skipped: string };
+      if (turn++ % 2 === 0) {
+        stream = await runStream();
+        mlPca = await runMl();
+      } else {
+        mlPca = await runMl();
+        stream = await runStream();
+      }
+      if ('fit_s' in mlPca) mlPcaRate = { rows, seconds: Number(mlPca.fit_s) };
+      else if ('error' in mlPca) mlPcaRate = { rows, seconds: options.mlPcaCapMinutes * 2 * 60 };
+      const row = { dim, rows, stream, mlPca, load: load() };
+      console.log(`  aggregate ${rows} x ${dim}: stream ${stream.error ?? `${stream.total_s} s`}, ml-pca ${'skipped' in mlPca ? 'skipped' : (mlPca.error ?? `${mlPca.fit_s} s`)}`);
+      results.push(row);
+    }
+  }
+  return results;
+}
+
+export const DEFAULT_AGGREGATE_OPTIONS: AggregateBenchOptions = {
+  dims: [128, 1280],
+  rows: [10_000, 50_000, 100_000],
+  components: 50,
+  mlPcaCapMinutes: 5,
+  timeoutMinutes: 20,
+};
 
 async function main(): Promise<void> {
   const options = parseArgs(process.argv.slice(2));
@@ -248,22 +295,15 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(await run(options)));
     return;
   }
-  const d = String(options.dim);
-  const cases = [
-    ['--case', 'stream', '--rows', '100000', '--dim', d],
-    ['--case', 'stream', '--rows', '10000', '--dim', d],
-    ['--case', 'ml-pca', '--rows', '10000', '--dim', d],
-    ['--case', 'ml-pca', '--rows', '50000', '--dim', d],
-    ['--case', 'handler', '--rows', '10000', '--dim', d],
-  ];
-  console.log(`aggregate benchmark: node ${process.version}, ${new Date().toISOString()}`);
-  for (const args of cases) {
-    const result = runChild(args, options.timeoutMinutes);
-    console.log(JSON.stringify(result));
-  }
+  console.log(`aggregate benchmark: node ${process.version}, ${new Date().toISOString()}, ${load()}`);
+  const rows = await aggregateBench({ ...DEFAULT_AGGREGATE_OPTIONS, dims: [options.dim], timeoutMinutes: options.timeoutMinutes });
+  for (const row of rows) console.log(JSON.stringify(row));
+  console.log(JSON.stringify(await runChild(__filename, ['--case', 'handler', '--rows', '10000', '--dim', String(options.dim)], { timeoutMinutes: options.timeoutMinutes })));
 }
 
-main().catch((error) => {
-  console.error(error);
-  process.exit(1);
-});
+if (require.main === module) {
+  main().catch((error) => {
+    console.error(error);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,105 @@
+/**
+ * What every benchmark script shares: the machine description, load, peak RSS, running one case
+ * in a fresh child process (so its peak RSS is its own and TF.js can pick another backend), and
+ * tables for the terminal and for docs/BENCHMARKS.md.
+ */
+import { spawn } from 'node:child_process';
+import { cpus, loadavg, totalmem } from 'node:os';
+
+export interface Machine {
+  readonly cores: number;
+  readonly cpuModel: string;
+  readonly memoryGb: number;
+  readonly node: string;
+  readonly platform: string;
+}
+
+export function machine(): Machine {
+  const list = cpus();
+  return {
+    cores: list.length,
+    cpuModel: list[0]?.model.trim() ?? 'unknown',
+    memoryGb: Math.round(totalmem() / 1024 ** 3),
+    node: process.version,
+    platform: `${process.platform}/${process.arch}`,
+  };
+}
+
+/** `uptime`'s load averages (1, 5, 15 min): how busy the machine was around a measurement. */
+export function load(): string {
+  return `load ${loadavg().map((l) => l.toFixed(2)).join(' / ')} (1/5/15 min)`;
+}
+
+export function peakRssMb(): number {
+  return Math.round(process.resourceUsage().maxRSS / 1024);
+}
+
+export type ChildResult = Record<string, unknown> & { error?: string };
+
+/**
+ * Run `file` (a bench script) with `args` in a fresh Node process with the same loader (tsx);
+ * the case prints its result as JSON on its last stdout line. Asynchronous, so a server in this
+ * process (s3rver) keeps answering the child.
+ */
+export function runChild(file: string, args: readonly string[], options: { timeoutMinutes: number; env?: NodeJS.ProcessEnv }): Promise<ChildResult> {
+  return new Promise((resolvePromise) => {
+    const child = spawn(process.execPath, [...process.execArgv, file, ...args], { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-8192)));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, options.timeoutMinutes * 60_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      if (timedOut) return resolvePromise({ error: `did not finish within ${options.timeoutMinutes} min (stopped)` });
+      const last = stdout.trim().split('\n').pop() ?? '';
+      if (code !== 0 || !last.startsWith('{')) {
+        return resolvePromise({ error: (stderr || `exit ${code}`).trim().split('\n').slice(-3).join(' ') });
+      }
+      resolvePromise(JSON.parse(last) as ChildResult);
+    });
+  });
+}
+
+export const median = (values: readonly number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
+
+export type Cell = string | number | undefined;
+
+export interface Table {
+  readonly title: string;
+  readonly headers: readonly string[];
+  readonly rows: readonly Cell[][];
+  /** Lines printed under the table (how it was measured, caveats). */
+  readonly notes?: readonly string[];
+}
+
+const cellText = (cell: Cell) => (cell === undefined ? '' : String(cell));
+
+export function markdownTable(table: Table): string {
+  const lines = [
+    `| ${table.headers.join(' | ')} |`,
+    `| ${table.headers.map(() => '---').join(' | ')} |`,
+    ...table.rows.map((row) => `| ${row.map((cell) => cellText(cell).replace(/\|/g, '\\|')).join(' | ')} |`),
+  ];
+  return lines.join('\n');
+}
+
+export function printTable(table: Table): void {
+  const widths = table.headers.map((header, c) => Math.max(header.length, ...table.rows.map((row) => cellText(row[c]).length)));
+  const line = (cells: readonly Cell[]) => cells.map((cell, c) => cellText(cell).padEnd(widths[c])).join('  ');
+  console.log(`\n${table.title}`);
+  console.log(line(table.headers));
+  for (const row of table.rows) console.log(line(row));
+  for (const note of table.notes ?? []) console.log(`  ${note}`);
+}
+
+/** Fixed decimals, as a number (tables stay numeric until printed). */
+export const fixed = (value: number, digits = 1): number => +value.toFixed(digits);

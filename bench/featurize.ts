@@ -1,0 +1,291 @@
+/**
+ * Featurization throughput: the model's ceiling vs the featurize handler's whole path, per TF.js
+ * backend and CNN input size, measured side by side in one process.
+ *
+ *   npx tsx bench/featurize.ts                          # wasm + cpu, 96/128/160/224 px
+ *   npx tsx bench/featurize.ts --backends wasm --sizes 128 --rounds 2
+ *
+ * - ceiling: `featurizer.featurize` on images already decoded and resized to the input size
+ *   (uint8 RGB in memory): scaling, inference, pooling. Nothing a batch could do is faster.
+ * - handler: `featurizeBatch` on real JPEGs in an S3-compatible server (s3rver on loopback, run
+ *   by the parent process so its memory is not counted): GET, sniff, decode + resize (sharp),
+ *   inference, shard encode + PUT, in batches of the deployed batch size, one batch at a time as
+ *   one Lambda container runs them.
+ * Both use the featurizer and batch settings the handler builds from its environment
+ * (`readFeaturizeEnv`), the product's defaults except IMAGE_SIZE and TF_BACKEND.
+ *
+ * Each (backend, size) runs in a fresh child process: TF.js has one backend per process, and the
+ * peak RSS is that case's own. Inside it, after a warm-up, ceiling and handler rounds alternate
+ * (C H H C C H ...) so a burst of load elsewhere hits both; the figures are medians over rounds.
+ * With --accuracy the 5-NN accuracy of the handler's own features is scored as bench/accuracy.ts
+ * scores (StandardScaler + PCA on all 720 images, Training -> Test).
+ *
+ * Needs ../shared (sample images, reference model); exits with a message when it is absent.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { Matrix } from 'ml-matrix';
+import { defaultConfig } from '../lib/config';
+import type { ListedObject } from '../lambdas/core/contracts';
+import { decodeFeatureShard } from '../lambdas/core/feature-shard';
+import { DEFAULT_MODEL_ID, getFeaturizer } from '../lambdas/core/featurizer';
+import { preprocessImage } from '../lambdas/core/preprocess';
+import { createS3Client } from '../lambdas/core/s3-client';
+import { evaluate, loadSample, MODELS, SAMPLE, SampleImage } from './accuracy';
+import { ChildResult, fixed, load, median, peakRssMb, runChild } from './bench-support';
+
+const BUCKET = 'bench-featurize';
+const PREFIX = 'input/fruits-360-sample/';
+/** PCA components the accuracy is scored at: the shared README's reference (15) and the product default. */
+const ACCURACY_KS = [15, defaultConfig().pcaComponents];
+
+export interface FeaturizeBenchOptions {
+  readonly backends: readonly string[];
+  readonly sizes: readonly number[];
+  /** Images per round on each backend (the cpu backend is slow: fewer). */
+  readonly images: Readonly<Record<string, number>>;
+  readonly rounds: number;
+  /** Score 5-NN accuracy per size (on the first backend, from the handler's features). */
+  readonly accuracy: boolean;
+  readonly timeoutMinutes: number;
+}
+
+export interface FeaturizeCaseResult {
+  backend: string;
+  size: number;
+  images: number;
+  rounds: number;
+  featurizer: string;
+  dim: number;
+  /** Seconds to load the model and build the featurizer (a Lambda cold start's share). */
+  modelLoadSeconds: number;
+  /** Seconds of the first batch through the handler (kernels compiled, pools filled): cold-start share. */
+  firstBatchSeconds: number;
+  ceilingImagesPerSecond: number;
+  handlerImagesPerSecond: number;
+  /** (handler time - ceiling time) / ceiling time per image, %. */
+  overheadPercent: number;
+  /** Process CPU seconds (all threads: JS, wasm, sharp's pool) per image on the handler path. */
+  handlerCpuMsPerImage: number;
+  ceilingCpuMsPerImage: number;
+  /** GET + body read of every image alone (READ_CONCURRENCY at a time): wall and CPU ms per image. */
+  readOnlyMsPerImage: number;
+  readOnlyCpuMsPerImage: number;
+  /** Per image, summed over batches, from the shard meta's timings. */
+  handlerReadDecodeMsPerImage: number;
+  handlerInferMsPerImage: number;
+  peakRssMb: number;
+  accuracy?: { k: number; test: number; axisHoldout: number }[];
+  load: string;
+}
+
+export type FeaturizeBenchRow = FeaturizeCaseResult | { backend: string; size: number; error: string };
+
+export async function featurizeBench(options: FeaturizeBenchOptions): Promise<FeaturizeBenchRow[] | { skipped: string }> {
+  if (!existsSync(SAMPLE)) return { skipped: `the shared Fruits-360 sample is not at ${SAMPLE}` };
+  const modelDir = join(MODELS, DEFAULT_MODEL_ID);
+  if (!existsSync(modelDir)) return { skipped: `no reference copy of ${DEFAULT_MODEL_ID} at ${modelDir}` };
+  // Loaded here, not at the top: a case child must not carry s3rver in its RSS.
+  const { startLocalS3Server } = await import('../lib/local/s3-server');
+  const server = await startLocalS3Server({ buckets: [BUCKET] });
+  const scratch = mkdtempSync(join(tmpdir(), 'bench-featurize-'));
+  try {
+    const sample = loadSample();
+    for (const image of sample) {
+      const body = readFileSync(join(SAMPLE, image.path));
+      await server.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${PREFIX}${image.path}`, Body: body }));
+    }
+    const items = await listItems(server.client);
+    const itemsFile = join(scratch, 'items.json');
+    writeFileSync(itemsFile, JSON.stringify(items));
+    const rows: FeaturizeBenchRow[] = [];
+    for (const backend of options.backends) {
+      for (const size of options.sizes) {
+        const args = ['--case', itemsFile, '--images', String(options.images[backend] ?? items.length), '--rounds', String(options.rounds)];
+        if (options.accuracy && backend === options.backends[0]) args.push('--accuracy');
+        const env = { ...server.env, MODEL_DIR: modelDir, IMAGE_SIZE: String(size), TF_BACKEND: backend, POWERTOOLS_LOG_LEVEL: 'WARN' };
+        const result: ChildResult = await runChild(__filename, args, { timeoutMinutes: options.timeoutMinutes, env });
+        const row = result.error ? { backend, size, error: result.error } : (result as unknown as FeaturizeCaseResult);
+        rows.push(row);
+        console.log(`  featurize ${backend} ${size}px: ${'error' in row ? row.error : `ceiling ${row.ceilingImagesPerSecond} img/s, handler ${row.handlerImagesPerSecond} img/s`}`);
+      }
+    }
+    return rows;
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+    await server.close();
+  }
+}
+
+async function listItems(s3: S3Client): Promise<ListedObject[]> {
+  const items: ListedObject[] = [];
+  let token: string | undefined;
+  do {
+    const page = await s3.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: PREFIX, ContinuationToken: token }));
+    for (const object of page.Contents ?? []) items.push({ Key: object.Key!, Size: object.Size, ETag: object.ETag });
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return items;
+}
+
+/** One (backend, size) in this process; the environment carries the handler settings. */
+async function runCase(itemsFile: string, imageCount: number, rounds: number, withAccuracy: boolean): Promise<FeaturizeCaseResult> {
+  // The handler module reads its environment once at import: the same settings a Lambda gets.
+  const { batchSettingsFrom, featurizeBatch, featurizerConfigFrom, readFeaturizeEnv } = await import('../lambdas/featurize/handler');
+  const env = readFeaturizeEnv();
+  const s3 = createS3Client();
+  const settings = batchSettingsFrom(env);
+  const batchSize = defaultConfig().batchSize;
+  const loadStarted = performance.now();
+  const featurizer = await getFeaturizer(featurizerConfigFrom(env));
+  const modelLoadSeconds = (performance.now() - loadStarted) / 1000;
+  if (env.TF_BACKEND && featurizer.backend !== env.TF_BACKEND) throw new Error(`asked for backend ${env.TF_BACKEND}, got ${featurizer.backend}`);
+
+  const items = (JSON.parse(readFileSync(itemsFile, 'utf8')) as ListedObject[]).slice(0, imageCount);
+  const bucket = BUCKET;
+  const runSettings = (round: number) => ({ bucket, inputPrefix: PREFIX, runId: `bench-${round}`, outputPrefix: `results/bench-${round}/`, workPrefix: `work/bench-${round}/` });
+
+  // The ceiling's input: every image decoded and resized once, up front.
+  const rgb: Uint8Array[] = [];
+  for (const item of items) {
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: item.Key }));
+    const result = await preprocessImage(await got.Body!.transformToByteArray(), { size: featurizer.imageSize, maxInputPixels: settings.maxInputPixels, maxInputBytes: settings.maxInputBytes });
+    if (!result.ok) throw new Error(`${item.Key}: ${result.reason}`);
+    rgb.push(result.rgb);
+  }
+
+  const ceiling = async () => {
+    for (let start = 0; start < rgb.length; start += batchSize) await featurizer.featurize(rgb.slice(start, start + batchSize));
+  };
+  const shardMeta: { readDecode: number; infer: number }[] = [];
+  let lastShards: string[] = [];
+  const handler = async (round: number) => {
+    shardMeta.length = 0;
+    lastShards = [];
+    for (let start = 0; start < items.length; start += batchSize) {
+      const summary = await featurizeBatch({ Items: items.slice(start, start + batchSize), BatchInput: runSettings(round) }, { s3, featurizer, settings });
+      if (summary.failedCount > 0 || !summary.shard) throw new Error(`batch failed: ${JSON.stringify(summary.failed.slice(0, 2))}`);
+      lastShards.push(summary.shard);
+    }
+  };
+  const timed = async (run: () => Promise<void>) => {
+    const cpu = process.cpuUsage();
+    const started = performance.now();
+    await run();
+    const used = process.cpuUsage(cpu);
+    return { seconds: (performance.now() - started) / 1000, cpuSeconds: (used.user + used.system) / 1e6 };
+  };
+
+  // Warm-up: the first calls compile kernels and fill sharp's and the SDK's pools.
+  const firstStarted = performance.now();
+  await featurizeBatch({ Items: items.slice(0, Math.min(batchSize, items.length)), BatchInput: runSettings(0) }, { s3, featurizer, settings });
+  const firstBatchSeconds = (performance.now() - firstStarted) / 1000;
+  await featurizer.featurize(rgb.slice(0, Math.min(32, rgb.length)));
+
+  // What the S3 reads alone cost (the SDK's share of the handler's CPU), as the handler reads.
+  const readOnly = async () => {
+    let next = 0;
+    const lane = async () => {
+      while (next < items.length) {
+        const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: items[next++].Key }));
+        await got.Body!.transformToByteArray();
+      }
+    };
+    await Promise.all(Array.from({ length: settings.readConcurrency }, lane));
+  };
+
+  type Run = { seconds: number; cpuSeconds: number };
+  const runs = { ceiling: [] as Run[], handler: [] as Run[], reads: [] as Run[] };
+  for (let round = 1; round <= rounds; round++) {
+    // C H, H C, C H ...: neither side always runs first.
+    const order = round % 2 ? (['ceiling', 'handler'] as const) : (['handler', 'ceiling'] as const);
+    for (const side of order) runs[side].push(await timed(side === 'ceiling' ? ceiling : () => handler(round)));
+    runs.reads.push(await timed(readOnly));
+  }
+  let readDecode = 0;
+  let infer = 0;
+  const vectors = new Map<string, Float32Array>();
+  for (const key of lastShards) {
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    const shard = decodeFeatureShard(await got.Body!.transformToByteArray());
+    const timings = shard.header.meta?.timingsMs as { readDecode: number; infer: number };
+    readDecode += timings.readDecode;
+    infer += timings.infer;
+    shard.header.keys.forEach((k, r) => vectors.set(k, shard.vectors.subarray(r * shard.header.dim, (r + 1) * shard.header.dim)));
+  }
+
+  const n = items.length;
+  const ceilingSeconds = median(runs.ceiling.map((r) => r.seconds));
+  const handlerSeconds = median(runs.handler.map((r) => r.seconds));
+  const perImageMs = (seconds: number) => fixed((seconds * 1000) / n, 2);
+  const result: FeaturizeCaseResult = {
+    backend: featurizer.backend,
+    size: featurizer.imageSize,
+    images: n,
+    rounds,
+    featurizer: featurizer.id,
+    dim: featurizer.dim,
+    modelLoadSeconds: fixed(modelLoadSeconds, 2),
+    firstBatchSeconds: fixed(firstBatchSeconds, 2),
+    ceilingImagesPerSecond: fixed(n / ceilingSeconds),
+    handlerImagesPerSecond: fixed(n / handlerSeconds),
+    overheadPercent: fixed(((handlerSeconds - ceilingSeconds) / ceilingSeconds) * 100),
+    handlerCpuMsPerImage: perImageMs(median(runs.handler.map((r) => r.cpuSeconds))),
+    ceilingCpuMsPerImage: perImageMs(median(runs.ceiling.map((r) => r.cpuSeconds))),
+    readOnlyMsPerImage: perImageMs(median(runs.reads.map((r) => r.seconds))),
+    readOnlyCpuMsPerImage: perImageMs(median(runs.reads.map((r) => r.cpuSeconds))),
+    handlerReadDecodeMsPerImage: perImageMs(readDecode / 1000),
+    handlerInferMsPerImage: perImageMs(infer / 1000),
+    peakRssMb: peakRssMb(),
+    load: load(),
+  };
+  if (withAccuracy) result.accuracy = accuracyOf(vectors);
+  return result;
+}
+
+/** 5-NN accuracy of the handler's features, scored exactly as bench/accuracy.ts scores. */
+function accuracyOf(vectors: Map<string, Float32Array>): { k: number; test: number; axisHoldout: number }[] {
+  const sample: SampleImage[] = loadSample().filter((image) => vectors.has(`${PREFIX}${image.path}`));
+  const features = new Matrix(sample.map((image) => Array.from(vectors.get(`${PREFIX}${image.path}`)!)));
+  return evaluate(features, sample, ACCURACY_KS, []).map((row) => ({ k: Number(row.k), test: fixed(row.accuracy, 3), axisHoldout: fixed(row.axisHoldout, 3) }));
+}
+
+export const DEFAULT_FEATURIZE_OPTIONS: FeaturizeBenchOptions = {
+  backends: ['wasm', 'cpu'],
+  sizes: [96, 128, 160, 224],
+  images: { wasm: 720, cpu: 100 },
+  rounds: 3,
+  accuracy: true,
+  timeoutMinutes: 20,
+};
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const value = (name: string) => {
+    const i = argv.indexOf(`--${name}`);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const caseFile = value('case');
+  if (caseFile) {
+    const result = await runCase(caseFile, Number(value('images')), Number(value('rounds')), argv.includes('--accuracy'));
+    console.log(JSON.stringify(result));
+    return;
+  }
+  const options: FeaturizeBenchOptions = {
+    ...DEFAULT_FEATURIZE_OPTIONS,
+    backends: value('backends')?.split(',') ?? DEFAULT_FEATURIZE_OPTIONS.backends,
+    sizes: value('sizes')?.split(',').map(Number) ?? DEFAULT_FEATURIZE_OPTIONS.sizes,
+    rounds: Number(value('rounds') ?? DEFAULT_FEATURIZE_OPTIONS.rounds),
+    images: value('images') ? { wasm: Number(value('images')), cpu: Number(value('images')) } : DEFAULT_FEATURIZE_OPTIONS.images,
+  };
+  console.log(JSON.stringify(await featurizeBench(options), null, 1));
+}
+
+if (require.main === module) {
+  main().catch((error) => {
+    console.error(error);
+    process.exit(1);
+  });
+}

@@ -65,6 +65,22 @@ export function runChild(file: string, args: readonly string[], options: { timeo
   });
 }
 
+/** `--name value` from a command line, or undefined. */
+export function argValue(argv: readonly string[], name: string): string | undefined {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+
+/** Whether tfjs-node (the `tensorflow` backend) can be loaded here: it is only in the Lambda image. */
+export function tfjsNodeInstalled(): boolean {
+  try {
+    require.resolve('@tensorflow/tfjs-node');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export const median = (values: readonly number[]): number => {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);

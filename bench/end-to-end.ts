@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DEFAULT_MODEL_ID } from '../lambdas/core/featurizer';
 import { loadSample, MODELS, SAMPLE } from './accuracy';
-import { ChildResult, fixed, load, peakRssMb, runChild } from './bench-support';
+import { argValue, ChildResult, fixed, load, peakRssMb, runChild } from './bench-support';
 
 export interface EndToEndOptions {
   readonly images: readonly number[];
@@ -127,10 +127,7 @@ export const DEFAULT_END_TO_END_OPTIONS: EndToEndOptions = { images: [2000], wor
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const value = (name: string) => {
-    const i = argv.indexOf(`--${name}`);
-    return i >= 0 ? argv[i + 1] : undefined;
-  };
+  const value = (name: string) => argValue(argv, name);
   const caseDir = value('case');
   if (caseDir) {
     console.log(JSON.stringify(await runCase(caseDir, Number(value('workers')), value('run-dir')!)));

@@ -2,7 +2,7 @@
  * Featurization throughput: the model's ceiling vs the featurize handler's whole path, per TF.js
  * backend and CNN input size, measured side by side in one process.
  *
- *   npx tsx bench/featurize.ts                          # wasm + cpu, 96/128/160/224 px
+ *   npx tsx bench/featurize.ts                          # (tfjs-node,) wasm, cpu at 96/128/160/224 px
  *   npx tsx bench/featurize.ts --backends wasm --sizes 128 --rounds 2
  *
  * - ceiling: `featurizer.featurize` on images already decoded and resized to the input size
@@ -34,7 +34,7 @@ import { DEFAULT_MODEL_ID, getFeaturizer } from '../lambdas/core/featurizer';
 import { preprocessImage } from '../lambdas/core/preprocess';
 import { createS3Client } from '../lambdas/core/s3-client';
 import { evaluate, loadSample, MODELS, SAMPLE, SampleImage } from './accuracy';
-import { ChildResult, fixed, load, median, peakRssMb, runChild } from './bench-support';
+import { argValue, ChildResult, fixed, load, median, peakRssMb, runChild, tfjsNodeInstalled } from './bench-support';
 
 const BUCKET = 'bench-featurize';
 const PREFIX = 'input/fruits-360-sample/';
@@ -253,9 +253,10 @@ function accuracyOf(vectors: Map<string, Float32Array>): { k: number; test: numb
 }
 
 export const DEFAULT_FEATURIZE_OPTIONS: FeaturizeBenchOptions = {
-  backends: ['wasm', 'cpu'],
+  // tfjs-node only where it is installed (the Lambda image); wasm and cpu always.
+  backends: [...(tfjsNodeInstalled() ? ['tensorflow'] : []), 'wasm', 'cpu'],
   sizes: [96, 128, 160, 224],
-  images: { wasm: 720, cpu: 100 },
+  images: { tensorflow: 720, wasm: 720, cpu: 100 },
   rounds: 3,
   accuracy: true,
   timeoutMinutes: 20,
@@ -263,10 +264,7 @@ export const DEFAULT_FEATURIZE_OPTIONS: FeaturizeBenchOptions = {
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const value = (name: string) => {
-    const i = argv.indexOf(`--${name}`);
-    return i >= 0 ? argv[i + 1] : undefined;
-  };
+  const value = (name: string) => argValue(argv, name);
   const caseFile = value('case');
   if (caseFile) {
     const result = await runCase(caseFile, Number(value('images')), Number(value('rounds')), argv.includes('--accuracy'));

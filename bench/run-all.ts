@@ -2,9 +2,9 @@
  * The benchmark suite: featurization, aggregation, the local run end to end, and the AWS cost
  * model built from those figures. Prints tables; a full run rewrites docs/BENCHMARKS.md.
  *
- *   npm run bench                    # full suite (~25 min on 2 cores), writes docs/BENCHMARKS.md
+ *   npm run bench                    # full suite (~12 min on 2 cores), writes docs/BENCHMARKS.md
  *   npm run bench -- --quick         # smoke run of every part (~2 min), prints only
- *   npm run bench -- --e2e-10k       # full suite plus the 10,000-image local run (~+6 min)
+ *   npm run bench -- --e2e-10k       # full suite plus the 10,000-image local run (~+7 min)
  *   npm run bench -- --quick --write # write the doc from a quick run anyway (marked as such)
  *   npm run bench -- --render out/bench/results-<date>.json   # re-render the doc from saved figures
  *
@@ -33,7 +33,7 @@ interface SuiteOptions {
 function suiteOptions(quick: boolean, tenThousand: boolean): SuiteOptions {
   if (quick) {
     return {
-      featurize: { ...DEFAULT_FEATURIZE_OPTIONS, sizes: [96, DEFAULT_IMAGE_SIZE], images: { wasm: 720, cpu: 20 }, rounds: 1 },
+      featurize: { ...DEFAULT_FEATURIZE_OPTIONS, sizes: [96, DEFAULT_IMAGE_SIZE], images: { ...DEFAULT_FEATURIZE_OPTIONS.images, cpu: 20 }, rounds: 1 },
       aggregate: { ...DEFAULT_AGGREGATE_OPTIONS, rows: [2_000], mlPcaCapMinutes: 1 },
       endToEnd: { ...DEFAULT_END_TO_END_OPTIONS, images: [300], rounds: 1 },
     };
@@ -66,8 +66,8 @@ function featurizeTables(rows: FeaturizeBenchRow[], options: FeaturizeBenchOptio
       'ceiling: featurizer.featurize on images already decoded and resized in memory (scaling + inference + pooling), in batches of the deployed batch size.',
       'handler: featurizeBatch on the JPEGs in s3rver on loopback (GET, decode + resize with sharp, inference, shard PUT), one batch at a time as one Lambda container runs them.',
       'overhead = (handler time - ceiling time) / ceiling time. read+decode and infer are the shard meta timings: read+decode overlaps inference (the next chunk is read during the current one), so they do not add up to the wall time.',
-      `Images: the shared Fruits-360 sample (100x100 JPEG); the cpu backend on ${options.images.cpu} images only (it is ~5-10x slower), wasm on ${options.images.wasm}. ` +
-        'tfjs-node: not installed here (it needs native binaries from the web), so it is not measured.',
+      `Images: the shared Fruits-360 sample (100x100 JPEG); the cpu backend on ${options.images.cpu} images only (it is ~5-10x slower), wasm on ${options.images.wasm}.` +
+        (options.backends.includes('tensorflow') ? '' : ' tfjs-node: not installed here (it needs native binaries from the web), so it is not measured.'),
       'Peak RSS: the case process (model, featurizer, decoded images of the ceiling, SDK); s3rver runs in the parent and is not counted.',
       'CPU ms/img: process CPU time (user + system, all threads: JS, wasm, sharp) per image. The s3rver side of each GET is not in it, but s3rver shares the 2 cores, so it slows the handler\'s wall time.',
       'GET only: the same GETs alone (READ_CONCURRENCY at a time, body read into memory), wall (CPU) ms per image: the AWS SDK\'s share of the handler path.',
@@ -220,7 +220,7 @@ function sectionsOf(r: SuiteResults): { heading: string; tables: Table[]; text?:
   if ('skipped' in r.endToEnd) sections.push({ heading: '3. End to end (local)', tables: [], text: [`skipped: ${r.endToEnd.skipped}`] });
   else {
     const text = [`Load after this part: ${r.loadAfter.endToEnd}.`];
-    if (!r.tenThousand) text.push('The 10,000-image case is behind `--e2e-10k` (about 2 min per run on this machine, 4 runs).');
+    if (!r.tenThousand) text.push('The 10,000-image case is behind `--e2e-10k` (about 1.5-2 min per run on this machine, 4 runs).');
     sections.push({ heading: '3. End to end (local)', tables: endToEndTables(r.endToEnd), text });
   }
   const measured = 'skipped' in r.featurize ? undefined : measuredForCost(r.featurize, r.aggregate);
@@ -239,7 +239,7 @@ function renderDoc(r: SuiteResults): string {
     '',
     `- Date: ${r.started} to ${r.finished} (${minutes} min)`,
     `- Machine: ${r.host.cores} cores, ${r.host.cpuModel}, ${r.host.memoryGb} GB, ${r.host.platform}, Node ${r.host.node}`,
-    '- TF.js backends: wasm and cpu measured; tfjs-node (`tensorflow`): not installed here. The product picks the first that starts: tfjs-node (in the Lambda image), else wasm, else cpu.',
+    `- TF.js backends measured: ${r.options.featurize.backends.join(', ')}${r.options.featurize.backends.includes('tensorflow') ? '' : '; tfjs-node (`tensorflow`): not installed here, not measured'}. The product picks the first that starts: tfjs-node (in the Lambda image), else wasm, else cpu.`,
     `- Load (\`uptime\`): ${r.loadAtStart} at start, ${r.loadAfter.endToEnd} at the end. Each comparison is measured side by side (alternating order) within this run, so its ratio holds even when the absolute figures move with the load.`,
     '- Benchmarks measure; no test asserts a time limit.',
     '',

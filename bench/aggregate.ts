@@ -259,16 +259,16 @@ export async function aggregateBench(options: AggregateBenchOptions): Promise<Ag
       const skip = predicted > options.mlPcaCapMinutes * 60
         ? `not run: ${mlPcaRate!.rows.toLocaleString('en-US')} rows took ${mlPcaRate!.seconds.toFixed(0)} s, so about ${(predicted / 60).toFixed(0)} min expected (cap ${options.mlPcaCapMinutes} min)`
         : undefined;
-      const runStream = () => runChild(__filename, args('stream'), { timeoutMinutes: options.timeoutMinutes });
-      const runMl = async (): Promise<ChildResult | { skipped: string }> => (skip ? { skipped: skip } : runChild(__filename, args('ml-pca'), { timeoutMinutes: options.mlPcaCapMinutes * 2 }));
+      const streamCase = () => runChild(__filename, args('stream'), { timeoutMinutes: options.timeoutMinutes });
+      const mlPcaCase = async (): Promise<ChildResult | { skipped: string }> => (skip ? { skipped: skip } : runChild(__filename, args('ml-pca'), { timeoutMinutes: options.mlPcaCapMinutes * 2 }));
       let stream: ChildResult;
       let mlPca: ChildResult | { skipped: string };
       if (turn++ % 2 === 0) {
-        stream = await runStream();
-        mlPca = await runMl();
+        stream = await streamCase();
+        mlPca = await mlPcaCase();
       } else {
-        mlPca = await runMl();
-        stream = await runStream();
+        mlPca = await mlPcaCase();
+        stream = await streamCase();
       }
       if ('fit_s' in mlPca) mlPcaRate = { rows, seconds: Number(mlPca.fit_s) };
       else if ('error' in mlPca) mlPcaRate = { rows, seconds: options.mlPcaCapMinutes * 2 * 60 };

@@ -6,6 +6,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { z } from 'zod';
 import { createS3Client } from '../core/s3-client';
 import { AggregateResult, aggregateRun, AggregateSettings } from './aggregate-run';
+import { parseHandlerEnv } from '../core/handler-env';
 
 export { aggregateRun, outputKeys, OUTPUT_FILES, parseAggregateEvent } from './aggregate-run';
 export type { AggregateResult, AggregateRunDeps, AggregateSettings } from './aggregate-run';
@@ -21,12 +22,7 @@ export type AggregateEnv = z.infer<typeof AggregateEnvSchema>;
 
 /** Parse the environment; throws with every bad variable named (a cold start fails fast). */
 export function readAggregateEnv(env: NodeJS.ProcessEnv = process.env): AggregateEnv {
-  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
-  const parsed = AggregateEnvSchema.safeParse(present);
-  if (!parsed.success) {
-    throw new Error(`bad aggregate configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  }
-  return parsed.data;
+  return parseHandlerEnv(AggregateEnvSchema, env, 'aggregate');
 }
 
 export function aggregateSettingsFrom(env: AggregateEnv): AggregateSettings {

@@ -9,6 +9,7 @@ import { DEFAULT_MODEL_ID, Featurizer, FeaturizerConfig, getFeaturizer } from '.
 import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS } from '../core/preprocess';
 import { createS3Client } from '../core/s3-client';
 import { featurizeBatch, FeaturizeBatchSettings } from './featurize-batch';
+import { parseHandlerEnv } from '../core/handler-env';
 
 export { featurizeBatch, batchHash, summarise } from './featurize-batch';
 export type { FeaturizeBatchDeps, FeaturizeBatchSettings } from './featurize-batch';
@@ -37,12 +38,7 @@ export type FeaturizeEnv = z.infer<typeof FeaturizeEnvSchema>;
 
 /** Parse the environment; throws with every bad variable named (a cold start fails fast). */
 export function readFeaturizeEnv(env: NodeJS.ProcessEnv = process.env): FeaturizeEnv {
-  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
-  const parsed = FeaturizeEnvSchema.safeParse(present);
-  if (!parsed.success) {
-    throw new Error(`bad featurize configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  }
-  return parsed.data;
+  return parseHandlerEnv(FeaturizeEnvSchema, env, 'featurize');
 }
 
 export function featurizerConfigFrom(env: FeaturizeEnv): FeaturizerConfig {

@@ -25,7 +25,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Matrix } from 'ml-matrix';
 import { defaultConfig } from '../lib/config';
 import type { ListedObject } from '../lambdas/core/contracts';
@@ -35,6 +35,7 @@ import { preprocessImage } from '../lambdas/core/preprocess';
 import { createS3Client } from '../lambdas/core/s3-client';
 import { evaluate, loadSample, MODELS, SAMPLE, SampleImage } from './accuracy';
 import { argValue, ChildResult, fixed, load, median, peakRssMb, runChild, tfjsNodeInstalled } from './bench-support';
+import { listAllObjects } from '../lambdas/core/s3-client';
 
 const BUCKET = 'bench-featurize';
 const PREFIX = 'input/fruits-360-sample/';
@@ -120,14 +121,7 @@ export async function featurizeBench(options: FeaturizeBenchOptions): Promise<Fe
 }
 
 async function listItems(s3: S3Client): Promise<ListedObject[]> {
-  const items: ListedObject[] = [];
-  let token: string | undefined;
-  do {
-    const page = await s3.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: PREFIX, ContinuationToken: token }));
-    for (const object of page.Contents ?? []) items.push({ Key: object.Key!, Size: object.Size, ETag: object.ETag });
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
-  return items;
+  return (await listAllObjects(s3, BUCKET, PREFIX)).map((object) => ({ Key: object.Key!, Size: object.Size, ETag: object.ETag }));
 }
 
 /** One (backend, size) in this process; the environment carries the handler settings. */

@@ -1,4 +1,4 @@
-import { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, S3Client, S3ClientConfig, type _Object } from '@aws-sdk/client-s3';
 
 /**
  * One S3 client factory for Lambda, the local runner and tests.
@@ -60,4 +60,21 @@ export function isTransientS3Error(error: unknown): boolean {
 export function isMissingObjectError(error: unknown): boolean {
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
   return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
+}
+
+/** Every page of a ListObjectsV2 listing, following continuation tokens; stop early by breaking. */
+export async function* listObjectPages(s3: S3Client, bucket: string, prefix: string, pageSize?: number): AsyncGenerator<_Object[]> {
+  let token: string | undefined;
+  do {
+    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token, MaxKeys: pageSize }));
+    yield page.Contents ?? [];
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+}
+
+/** Every object under `prefix`, all pages. */
+export async function listAllObjects(s3: S3Client, bucket: string, prefix: string): Promise<_Object[]> {
+  const objects: _Object[] = [];
+  for await (const page of listObjectPages(s3, bucket, prefix)) objects.push(...page);
+  return objects;
 }

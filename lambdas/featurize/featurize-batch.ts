@@ -20,6 +20,7 @@ import type { Featurizer } from '../core/featurizer';
 import { classifyKey } from '../core/image-keys';
 import { preprocessImage, PreprocessOptions } from '../core/preprocess';
 import { isMissingObjectError, isTransientS3Error } from '../core/s3-client';
+import { mapWithConcurrency } from '../core/concurrency';
 
 export interface FeaturizeBatchSettings {
   readonly maxInputPixels: number;
@@ -209,19 +210,6 @@ export function summarise(shard: string | null, count: number, failed: ItemProbl
   };
 }
 
-/** Like Promise.all over `items`, with at most `limit` calls of `fn` running at once; keeps order. */
-async function mapWithConcurrency<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await fn(items[index]);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
 
 function concat(chunks: Float32Array[], length: number): Float32Array {
   const out = new Float32Array(length);

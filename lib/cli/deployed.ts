@@ -23,7 +23,9 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { BUCKET_LAYOUT } from '../../lambdas/core/contracts';
 import { readMapRunResults } from '../../lambdas/core/map-results';
 import type { RunReport } from '../../lambdas/core/run-report';
-import { batchFailureReason, copyPrefix, listAll, mapLimit } from '../local/local-run';
+import { mapWithConcurrency } from '../../lambdas/core/concurrency';
+import { listAllObjects } from '../../lambdas/core/s3-client';
+import { batchFailureReason, copyPrefix } from '../local/local-run';
 import type { ProgressUpdate } from './progress';
 
 export interface DeployedClients {
@@ -77,11 +79,11 @@ export interface UploadFolderOptions {
 export async function uploadFolder(s3: S3Client, options: UploadFolderOptions): Promise<{ uploaded: number; skipped: number; bytes: number }> {
   const root = resolve(options.dir);
   const files = [...walk(root)].map((file) => ({ file, key: `${options.prefix}${relative(root, file).split(sep).join('/')}`, size: statSync(file).size }));
-  const existing = new Map<string, _Object>((await listAll(s3, options.bucket, options.prefix)).map((o) => [o.Key!, o]));
+  const existing = new Map<string, _Object>((await listAllObjects(s3, options.bucket, options.prefix)).map((o) => [o.Key!, o]));
   let uploaded = 0;
   let done = 0;
   let bytes = 0;
-  await mapLimit(files, options.concurrency ?? 8, async ({ file, key, size }) => {
+  await mapWithConcurrency(files, options.concurrency ?? 8, async ({ file, key, size }) => {
     const present = existing.get(key);
     const same = present !== undefined && present.Size === size && (await localETags(file, size)).includes(present.ETag?.replace(/"/g, '') ?? '');
     if (!same) {
@@ -270,7 +272,7 @@ export async function explainFailure(s3: S3Client, bucket: string, status: RunSt
   const report = await readJson<RunReport>(s3, bucket, `${BUCKET_LAYOUT.resultsRoot}${runId}/report.json`);
   if (report) return { error: status.error, cause: status.cause, failedItems: report.failed.items };
   const failedItems: { key: string; reason: string }[] = [];
-  const manifests = (await listAll(s3, bucket, `${BUCKET_LAYOUT.workRoot}${runId}/map-results/`)).filter((o) => o.Key!.endsWith('/manifest.json'));
+  const manifests = (await listAllObjects(s3, bucket, `${BUCKET_LAYOUT.workRoot}${runId}/map-results/`)).filter((o) => o.Key!.endsWith('/manifest.json'));
   for (const manifest of manifests) {
     const readText = async (b: string, key: string) => (await (await s3.send(new GetObjectCommand({ Bucket: b, Key: key }))).Body!.transformToString()) as string;
     const { outcomes } = await readMapRunResults(await readText(bucket, manifest.Key!), readText);

@@ -22,7 +22,7 @@
  * https://docs.aws.amazon.com/step-functions/latest/dg/state-map-distributed.html
  * https://docs.aws.amazon.com/step-functions/latest/dg/input-output-resultwriter.html
  */
-import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { StateMachine } from 'aws-local-stepfunctions';
 import {
   AslDefinition,
@@ -37,6 +37,7 @@ import {
   numberOrPath,
   rootCause,
 } from './asl';
+import { listObjectPages } from '../../lambdas/core/s3-client';
 
 /** Step Functions' cap on a state's input/output, which also caps a batch. */
 const MAX_PAYLOAD_BYTES = 256 * 1024;
@@ -181,20 +182,11 @@ class MapRun {
     const params = (await evaluatePayloadTemplate(reader.Parameters ?? {}, input, ctx)) as JsonObject;
     const maxItems = reader.ReaderConfig ? await numberOrPath(reader.ReaderConfig, 'MaxItems', input, ctx) : undefined;
     const objects: Json[] = [];
-    let token: string | undefined;
     try {
-      do {
-        const page = await this.deps.s3.send(
-          new ListObjectsV2Command({
-            Bucket: params.Bucket as string,
-            Prefix: (params.Prefix as string | undefined) ?? undefined,
-            ContinuationToken: token,
-            MaxKeys: LIST_PAGE_SIZE,
-          }),
-        );
-        for (const object of page.Contents ?? []) objects.push(listedObject(object));
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
-      } while (token && (maxItems === undefined || objects.length < maxItems));
+      for await (const page of listObjectPages(this.deps.s3, params.Bucket as string, (params.Prefix as string | undefined) ?? '', LIST_PAGE_SIZE)) {
+        for (const object of page) objects.push(listedObject(object));
+        if (maxItems !== undefined && objects.length >= maxItems) break;
+      }
     } catch (error) {
       throw namedError('States.ItemReaderFailed', `listing s3://${params.Bucket}/${params.Prefix ?? ''} failed: ${(error as Error).message}`);
     }

@@ -22,7 +22,6 @@ import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import {
   DeleteObjectsCommand,
   GetObjectCommand,
-  ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
   _Object,
@@ -42,6 +41,8 @@ import { FunctionWorkerPool } from './function-worker-pool';
 import { runLocalExecution } from './local-execution';
 import { LocalS3Server, startLocalS3Server } from './s3-server';
 import { synthesizePipeline } from './synthesized-definition';
+import { mapWithConcurrency } from '../../lambdas/core/concurrency';
+import { listAllObjects } from '../../lambdas/core/s3-client';
 
 /** The local bucket: what `Ref <bucket>` resolves to in the local definition. */
 export const LOCAL_BUCKET = 'fruits-pipeline-local';
@@ -312,7 +313,7 @@ function md5(body: Buffer): string {
  * (single-part uploads, so the ETag is the MD5), delete what the folder no longer has.
  */
 async function syncInput(s3: S3Client, prefix: string, files: readonly InputFile[], onDone: (done: number) => void): Promise<{ uploaded: number; alreadyPresent: number }> {
-  const existing = new Map((await listAll(s3, LOCAL_BUCKET, prefix)).map((object) => [object.Key!, object.ETag?.replace(/"/g, '')]));
+  const existing = new Map((await listAllObjects(s3, LOCAL_BUCKET, prefix)).map((object) => [object.Key!, object.ETag?.replace(/"/g, '')]));
   const wanted = new Set(files.map((file) => `${prefix}${file.path}`));
   const stale = [...existing.keys()].filter((key) => !wanted.has(key));
   for (let i = 0; i < stale.length; i += 1000) {
@@ -320,7 +321,7 @@ async function syncInput(s3: S3Client, prefix: string, files: readonly InputFile
   }
   let uploaded = 0;
   let done = 0;
-  await mapLimit(files, UPLOAD_CONCURRENCY, async (file) => {
+  await mapWithConcurrency(files, UPLOAD_CONCURRENCY, async (file) => {
     const key = `${prefix}${file.path}`;
     if (existing.get(key) !== file.md5) {
       await s3.send(new PutObjectCommand({ Bucket: LOCAL_BUCKET, Key: key, Body: file.body() }));
@@ -329,25 +330,6 @@ async function syncInput(s3: S3Client, prefix: string, files: readonly InputFile
     onDone(++done);
   });
   return { uploaded, alreadyPresent: files.length - uploaded };
-}
-
-export async function listAll(s3: S3Client, bucket: string, prefix: string): Promise<_Object[]> {
-  const objects: _Object[] = [];
-  let token: string | undefined;
-  do {
-    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
-    objects.push(...(page.Contents ?? []));
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
-  return objects;
-}
-
-export async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const lane = async () => {
-    while (next < items.length) await fn(items[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
 }
 
 /**
@@ -366,7 +348,7 @@ function localModelEnv(templateEnv: Record<string, string>, modelDir: string | u
 
 /** Copy every object under `prefix` to `dir` (replacing it): returns the relative names. */
 export async function copyPrefix(s3: S3Client, prefix: string, dir: string, bucket = LOCAL_BUCKET): Promise<string[]> {
-  const objects = await listAll(s3, bucket, prefix);
+  const objects = await listAllObjects(s3, bucket, prefix);
   if (objects.length === 0) return [];
   rmSync(dir, { recursive: true, force: true });
   const names: string[] = [];

@@ -19,7 +19,7 @@ export interface FeaturePipelineProps {
   readonly batchSize: number;
   /** Concurrent featurize children. */
   readonly maxConcurrency: number;
-  /** Share of failed children the Map state tolerates. */
+  /** Share of items (images of failed children) the Map state tolerates failing. */
   readonly toleratedFailurePercentage: number;
   readonly logRetention: logs.RetentionDays;
   /** Fate of the log group when the stack is deleted. @default RemovalPolicy.RETAIN */

@@ -8,8 +8,8 @@ import { createS3Client } from '../core/s3-client';
 import { AggregateResult, aggregateRun, AggregateSettings } from './aggregate-run';
 import { parseHandlerEnv } from '../core/handler-env';
 
-export { aggregateRun, outputKeys, OUTPUT_FILES, parseAggregateEvent } from './aggregate-run';
-export type { AggregateResult, AggregateRunDeps, AggregateSettings } from './aggregate-run';
+export { aggregateRun } from './aggregate-run';
+export type { AggregateResult, AggregateSettings } from './aggregate-run';
 
 /** The handler's environment (docs/DESIGN.md lists it). Unset values take the defaults. */
 export const AggregateEnvSchema = z.object({

@@ -51,30 +51,32 @@ export const FeaturizeBatchEventSchema = z.object({
 export type FeaturizeBatchEvent = z.infer<typeof FeaturizeBatchEventSchema>;
 
 /** Per-image outcome that is not a feature vector. */
-export interface ItemProblem {
-  key: string;
-  reason: string;
-}
+export const ItemProblemSchema = z.object({ key: z.string(), reason: z.string() });
+export type ItemProblem = z.infer<typeof ItemProblemSchema>;
 
-/** What a featurize child returns: a pointer and counts, never the vectors. */
-export interface FeaturizeBatchSummary {
+/**
+ * What a featurize child returns: a pointer and counts, never the vectors. The aggregator checks
+ * each child's output against this schema on the way in.
+ */
+export const FeaturizeBatchSummarySchema = z.object({
   /**
    * S3 key of the batch's feature shard (in BatchInput.bucket). The featurize handler writes it even
    * when no image succeeded, since its header is the only complete list of the batch's failures;
    * readers still accept null (a batch with no shard contributes no rows).
    */
-  shard: string | null;
+  shard: z.string().min(1).nullable(),
   /** Images featurized into the shard. */
-  count: number;
+  count: z.number().int().nonnegative(),
   /** Images that could not be featurized, at most SUMMARY_LIST_LIMIT of them (all are in the shard). */
-  failed: ItemProblem[];
-  failedCount: number;
+  failed: z.array(ItemProblemSchema),
+  failedCount: z.number().int().nonnegative(),
   /** Keys that are not images of a label folder (marker, notes, misplaced files). */
-  skipped: ItemProblem[];
-  skippedCount: number;
+  skipped: z.array(ItemProblemSchema),
+  skippedCount: z.number().int().nonnegative(),
   /** True when `failed`/`skipped` were cut to SUMMARY_LIST_LIMIT entries. */
-  truncated: boolean;
-}
+  truncated: z.boolean(),
+});
+export type FeaturizeBatchSummary = z.infer<typeof FeaturizeBatchSummarySchema>;
 export const SUMMARY_LIST_LIMIT = 100;
 
 /** Where the Distributed Map's ResultWriter put its manifest (the Map state's output). */

@@ -11,6 +11,8 @@
  * The header is JSON so a person can `head -c` a shard; the vectors are raw float32 so the
  * aggregator reads them with one Float32Array view, no parsing.
  */
+import type { ItemProblem } from './contracts';
+
 export const SHARD_MAGIC = 'FSH1';
 
 export interface ShardHeader {
@@ -23,9 +25,9 @@ export interface ShardHeader {
   /** Label of each image (its parent folder name), parallel to `keys`. */
   labels: string[];
   /** Images of the batch that failed, with the reason. */
-  failed: { key: string; reason: string }[];
+  failed: ItemProblem[];
   /** Keys of the batch that are not images to featurize, with the reason. */
-  skipped: { key: string; reason: string }[];
+  skipped: ItemProblem[];
   /** Free-form facts about how the shard was made (backend, image size, timings). */
   meta?: Record<string, unknown>;
 }

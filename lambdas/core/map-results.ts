@@ -19,7 +19,7 @@
  * image goes unaccounted for.
  */
 import { z } from 'zod';
-import type { FeaturizeBatchSummary } from './contracts';
+import { FeaturizeBatchSummarySchema, type FeaturizeBatchSummary } from './contracts';
 
 const ResultFileSchema = z.object({ Key: z.string().min(1), Size: z.number().optional() }).passthrough();
 
@@ -37,19 +37,6 @@ export const ResultWriterManifestSchema = z
   })
   .passthrough();
 export type ResultWriterManifest = z.infer<typeof ResultWriterManifestSchema>;
-
-const ItemProblemSchema = z.object({ key: z.string(), reason: z.string() });
-
-/** What a featurize child returns (contracts.ts `FeaturizeBatchSummary`), checked on the way in. */
-export const FeaturizeBatchSummarySchema = z.object({
-  shard: z.string().min(1).nullable(),
-  count: z.number().int().nonnegative(),
-  failed: z.array(ItemProblemSchema),
-  failedCount: z.number().int().nonnegative(),
-  skipped: z.array(ItemProblemSchema),
-  skippedCount: z.number().int().nonnegative(),
-  truncated: z.boolean(),
-});
 
 /** Thrown when the manifest or a result file cannot be read as ResultWriter output at all. */
 export class MalformedMapResultError extends Error {

@@ -11,7 +11,7 @@ import { createS3Client } from '../core/s3-client';
 import { featurizeBatch, FeaturizeBatchSettings } from './featurize-batch';
 import { parseHandlerEnv } from '../core/handler-env';
 
-export { featurizeBatch, batchHash, summarise } from './featurize-batch';
+export { featurizeBatch, batchHash } from './featurize-batch';
 export type { FeaturizeBatchDeps, FeaturizeBatchSettings } from './featurize-batch';
 
 const positiveInt = (max: number) => z.coerce.number().int().positive().max(max);
@@ -67,30 +67,25 @@ const env = readFeaturizeEnv();
 const logger = new Logger({ serviceName: 'fruits-pipeline', persistentKeys: { function: 'featurize' } });
 const s3 = createS3Client();
 const settings = batchSettingsFrom(env);
-let featurizerLoaded: Promise<Featurizer> | undefined;
+const featurizerConfig = featurizerConfigFrom(env);
+let featurizerAnnounced = false;
 
-function loadFeaturizer(): Promise<Featurizer> {
-  featurizerLoaded ??= getFeaturizer(featurizerConfigFrom(env)).then(
-    (featurizer) => {
-      logger.info('featurizer ready', {
-        featurizer: featurizer.id,
-        backend: featurizer.backend,
-        backendsSkipped: featurizer.backendsSkipped,
-        dim: featurizer.dim,
-        imageSize: featurizer.imageSize,
-      });
-      for (const warning of featurizer.warnings) logger.warn(warning);
-      return featurizer;
-    },
-    (error: unknown) => {
-      featurizerLoaded = undefined;
-      throw error;
-    },
-  );
-  return featurizerLoaded;
+/** getFeaturizer caches the model per container (and retries a failed load); this logs it once. */
+function announce(featurizer: Featurizer): void {
+  if (featurizerAnnounced) return;
+  featurizerAnnounced = true;
+  logger.info('featurizer ready', {
+    featurizer: featurizer.id,
+    backend: featurizer.backend,
+    backendsSkipped: featurizer.backendsSkipped,
+    dim: featurizer.dim,
+    imageSize: featurizer.imageSize,
+  });
+  for (const warning of featurizer.warnings) logger.warn(warning);
 }
 
 export async function handler(event: unknown): Promise<FeaturizeBatchSummary> {
-  const featurizer = await loadFeaturizer();
+  const featurizer = await getFeaturizer(featurizerConfig);
+  announce(featurizer);
   return featurizeBatch(event, { s3, featurizer, settings, log: logger });
 }

@@ -21,7 +21,8 @@ import { FailedBatch, readMapRunResults } from '../core/map-results';
 import { scatterPlotSvg, ScatterSample, screePlotSvg } from '../core/plots';
 import { RunReportBuilder } from '../core/run-report';
 import { ComponentSelection, DEFAULT_BLOCK_ROWS, fitPca, InsufficientDataError, PcaFit, PcaProjector, ScatterAccumulator } from '../core/streaming-pca';
-import { describeError, MissingObjectError, putObject, readBytes, readText, StreamedTextUpload } from './storage';
+import { describeError, MissingObjectError, putObject, readBytes, readText } from '../core/s3-client';
+import { StreamedTextUpload } from './storage';
 
 /** Object names under the run's outputPrefix (docs/DESIGN.md, bucket layout). */
 export const OUTPUT_FILES = {

@@ -1,51 +1,12 @@
 /**
- * The aggregate step's S3 I/O: whole-object reads, small puts, and one streamed multipart upload
- * for features.csv. Transient failures that outlived the SDK's retries become
- * `TransientStorageError` for the state machine to retry; a missing object is reported as such.
+ * The aggregate step's streamed multipart upload of features.csv. Whole-object reads and small
+ * puts are shared with the other handlers in `../core/s3-client.ts`.
  */
 import { once } from 'node:events';
 import { PassThrough } from 'node:stream';
-import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { TransientStorageError } from '../core/contracts';
-import { isMissingObjectError, isTransientS3Error } from '../core/s3-client';
-
-export class MissingObjectError extends Error {
-  override readonly name = 'MissingObjectError';
-}
-
-export function describeError(error: unknown): string {
-  const e = error as { name?: string; message?: string };
-  return e?.name && e.message ? `${e.name}: ${e.message}` : String(error);
-}
-
-function storageError(action: string, error: unknown): Error {
-  if (isMissingObjectError(error)) return new MissingObjectError(`${action}: object not found`);
-  if (isTransientS3Error(error)) return new TransientStorageError(`${action}: ${describeError(error)}`);
-  return error instanceof Error ? error : new Error(`${action}: ${describeError(error)}`);
-}
-
-export async function readBytes(s3: S3Client, bucket: string, key: string): Promise<Uint8Array> {
-  try {
-    const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    if (!response.Body) return new Uint8Array(0);
-    return await response.Body.transformToByteArray();
-  } catch (error) {
-    throw storageError(`reading s3://${bucket}/${key}`, error);
-  }
-}
-
-export async function readText(s3: S3Client, bucket: string, key: string): Promise<string> {
-  return Buffer.from(await readBytes(s3, bucket, key)).toString('utf8');
-}
-
-export async function putObject(s3: S3Client, bucket: string, key: string, body: string | Uint8Array, contentType: string): Promise<void> {
-  try {
-    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }));
-  } catch (error) {
-    throw storageError(`writing s3://${bucket}/${key}`, error);
-  }
-}
+import { storageError } from '../core/s3-client';
 
 /** Bytes gathered before a write to the upload stream: fewer, larger writes keep the CPU on PCA. */
 const WRITE_CHUNK_BYTES = 1024 * 1024;

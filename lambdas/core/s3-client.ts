@@ -1,4 +1,5 @@
-import { ListObjectsV2Command, S3Client, S3ClientConfig, type _Object } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ClientConfig, type _Object } from '@aws-sdk/client-s3';
+import { TransientStorageError } from './contracts';
 
 /**
  * One S3 client factory for Lambda, the local runner and tests.
@@ -77,4 +78,56 @@ export async function listAllObjects(s3: S3Client, bucket: string, prefix: strin
   const objects: _Object[] = [];
   for await (const page of listObjectPages(s3, bucket, prefix)) objects.push(...page);
   return objects;
+}
+
+/*
+ * Whole-object reads and small puts for the handlers and tools. Transient failures that outlived
+ * the SDK's retries become `TransientStorageError` for the state machine to retry; a missing
+ * object is reported as such.
+ */
+
+export class MissingObjectError extends Error {
+  override readonly name = 'MissingObjectError';
+}
+
+export function describeError(error: unknown): string {
+  const e = error as { name?: string; message?: string };
+  return e?.name && e.message ? `${e.name}: ${e.message}` : String(error);
+}
+
+export function storageError(action: string, error: unknown): Error {
+  if (isMissingObjectError(error)) return new MissingObjectError(`${action}: object not found`);
+  if (isTransientS3Error(error)) return new TransientStorageError(`${action}: ${describeError(error)}`);
+  return error instanceof Error ? error : new Error(`${action}: ${describeError(error)}`);
+}
+
+export async function readBytes(s3: S3Client, bucket: string, key: string): Promise<Uint8Array> {
+  try {
+    const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    if (!response.Body) return new Uint8Array(0);
+    return await response.Body.transformToByteArray();
+  } catch (error) {
+    throw storageError(`reading s3://${bucket}/${key}`, error);
+  }
+}
+
+export async function readText(s3: S3Client, bucket: string, key: string): Promise<string> {
+  return Buffer.from(await readBytes(s3, bucket, key)).toString('utf8');
+}
+
+export async function putObject(s3: S3Client, bucket: string, key: string, body: string | Uint8Array, contentType: string): Promise<void> {
+  try {
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }));
+  } catch (error) {
+    throw storageError(`writing s3://${bucket}/${key}`, error);
+  }
+}
+
+/** A JSON object parsed, or undefined when it cannot be read or parsed (an optional output). */
+export async function readJsonIfPresent<T>(s3: S3Client, bucket: string, key: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readText(s3, bucket, key)) as T;
+  } catch {
+    return undefined;
+  }
 }

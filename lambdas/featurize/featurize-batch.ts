@@ -4,7 +4,7 @@
  * throws (`TransientStorageError`), for the state machine to retry.
  */
 import { createHash } from 'node:crypto';
-import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import {
   FeaturizeBatchEvent,
   FeaturizeBatchEventSchema,
@@ -19,7 +19,7 @@ import { encodeFeatureShard, ShardHeader } from '../core/feature-shard';
 import type { Featurizer } from '../core/featurizer';
 import { classifyKey } from '../core/image-keys';
 import { preprocessImage, PreprocessOptions } from '../core/preprocess';
-import { isMissingObjectError, isTransientS3Error } from '../core/s3-client';
+import { isMissingObjectError, isTransientS3Error, putObject } from '../core/s3-client';
 import { mapWithConcurrency } from '../core/concurrency';
 
 export interface FeaturizeBatchSettings {
@@ -133,12 +133,7 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
   };
   const shardKey = `${withSlash(workPrefix)}shards/${batchHash(event.Items)}.fsh`;
   const body = encodeFeatureShard({ header, vectors: concat(vectorChunks, keys.length * featurizer.dim) });
-  try {
-    await deps.s3.send(new PutObjectCommand({ Bucket: bucket, Key: shardKey, Body: body, ContentType: 'application/octet-stream' }));
-  } catch (error) {
-    if (isTransientS3Error(error)) throw new TransientStorageError(`writing shard ${shardKey}: ${describe(error)}`);
-    throw error;
-  }
+  await putObject(deps.s3, bucket, shardKey, body, 'application/octet-stream');
   deps.log?.info('batch featurized', { shard: shardKey, count: keys.length, failed: failed.length, skipped: skipped.length, ...header.meta });
   return summarise(shardKey, keys.length, failed, skipped);
 }

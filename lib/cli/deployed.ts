@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
-import { GetObjectCommand, PutObjectCommand, S3Client, _Object } from '@aws-sdk/client-s3';
+import { PutObjectCommand, S3Client, _Object } from '@aws-sdk/client-s3';
 import {
   DescribeExecutionCommand,
   DescribeExecutionCommandOutput,
@@ -24,7 +24,7 @@ import { BUCKET_LAYOUT } from '../../lambdas/core/contracts';
 import { readMapRunResults } from '../../lambdas/core/map-results';
 import type { RunReport } from '../../lambdas/core/run-report';
 import { mapWithConcurrency } from '../../lambdas/core/concurrency';
-import { listAllObjects } from '../../lambdas/core/s3-client';
+import { listAllObjects, readJsonIfPresent, readText } from '../../lambdas/core/s3-client';
 import { batchFailureReason, copyPrefix } from '../local/local-run';
 import type { ProgressUpdate } from './progress';
 
@@ -269,13 +269,13 @@ export interface FailureExplanation {
 /** Why a run failed: the execution's error, and the failed items' reasons where they were written. */
 export async function explainFailure(s3: S3Client, bucket: string, status: RunStatus): Promise<FailureExplanation> {
   const runId = status.runId;
-  const report = await readJson<RunReport>(s3, bucket, `${BUCKET_LAYOUT.resultsRoot}${runId}/report.json`);
+  const report = await readJsonIfPresent<RunReport>(s3, bucket, `${BUCKET_LAYOUT.resultsRoot}${runId}/report.json`);
   if (report) return { error: status.error, cause: status.cause, failedItems: report.failed.items };
   const failedItems: { key: string; reason: string }[] = [];
   const manifests = (await listAllObjects(s3, bucket, `${BUCKET_LAYOUT.workRoot}${runId}/map-results/`)).filter((o) => o.Key!.endsWith('/manifest.json'));
   for (const manifest of manifests) {
-    const readText = async (b: string, key: string) => (await (await s3.send(new GetObjectCommand({ Bucket: b, Key: key }))).Body!.transformToString()) as string;
-    const { outcomes } = await readMapRunResults(await readText(bucket, manifest.Key!), readText);
+    const readMapFile = (b: string, key: string) => readText(s3, b, key);
+    const { outcomes } = await readMapRunResults(await readMapFile(bucket, manifest.Key!), readMapFile);
     for (const outcome of outcomes) {
       if (outcome.kind === 'succeeded') failedItems.push(...outcome.summary.failed);
       else {
@@ -286,15 +286,6 @@ export async function explainFailure(s3: S3Client, bucket: string, status: RunSt
     }
   }
   return { error: status.error, cause: status.cause, failedItems };
-}
-
-async function readJson<T>(s3: S3Client, bucket: string, key: string): Promise<T | undefined> {
-  try {
-    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    return JSON.parse(await got.Body!.transformToString()) as T;
-  } catch {
-    return undefined;
-  }
 }
 
 function parseJson(text: string | undefined): unknown {

@@ -21,7 +21,6 @@ import { availableParallelism } from 'node:os';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import {
   DeleteObjectsCommand,
-  GetObjectCommand,
   PutObjectCommand,
   S3Client,
   _Object,
@@ -42,7 +41,7 @@ import { runLocalExecution } from './local-execution';
 import { LocalS3Server, startLocalS3Server } from './s3-server';
 import { synthesizePipeline } from './synthesized-definition';
 import { mapWithConcurrency } from '../../lambdas/core/concurrency';
-import { listAllObjects } from '../../lambdas/core/s3-client';
+import { listAllObjects, readBytes, readJsonIfPresent, readText } from '../../lambdas/core/s3-client';
 
 /** The local bucket: what `Ref <bucket>` resolves to in the local definition. */
 export const LOCAL_BUCKET = 'fruits-pipeline-local';
@@ -210,7 +209,7 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
     const outputPrefix = `${BUCKET_LAYOUT.resultsRoot}${runId}/`;
     const outDir = join(resolve(options.outDir ?? 'out'), runId);
     const copied = await copyPrefix(s3, outputPrefix, outDir);
-    const report = await readJsonObject<RunReport>(s3, `${outputPrefix}report.json`);
+    const report = await readJsonIfPresent<RunReport>(s3, LOCAL_BUCKET, `${outputPrefix}report.json`);
     const aggregate = execution.status === 'SUCCEEDED' ? (execution.output as unknown as AggregateResult) : undefined;
     // Only a fallback for a run without report.json: a problem reading it must not hide the run's outcome.
     const batches = await mapRunFacts(s3, mapResult).catch(() => mapRunFacts(s3, undefined));
@@ -356,20 +355,10 @@ export async function copyPrefix(s3: S3Client, prefix: string, dir: string, buck
     const name = object.Key!.slice(prefix.length);
     const target = join(dir, ...name.split('/'));
     mkdirSync(dirname(target), { recursive: true });
-    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: object.Key }));
-    writeFileSync(target, await got.Body!.transformToByteArray());
+    writeFileSync(target, await readBytes(s3, bucket, object.Key!));
     names.push(name);
   }
   return names;
-}
-
-async function readJsonObject<T>(s3: S3Client, key: string, bucket = LOCAL_BUCKET): Promise<T | undefined> {
-  try {
-    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    return JSON.parse(await got.Body!.transformToString()) as T;
-  } catch {
-    return undefined;
-  }
 }
 
 /**
@@ -380,9 +369,8 @@ async function mapRunFacts(s3: S3Client, mapResult: Json | undefined) {
   const facts = { processed: 0, failed: 0, skipped: 0, byReason: [] as { reason: string; count: number }[], backends: [] as string[], featurizer: undefined as string | undefined };
   const details = (mapResult as { ResultWriterDetails?: { Bucket: string; Key: string } } | undefined)?.ResultWriterDetails;
   if (!details) return facts;
-  const readText = async (bucket: string, key: string) =>
-    (await (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }))).Body!.transformToString()) as string;
-  const { outcomes } = await readMapRunResults(await readText(details.Bucket, details.Key), readText);
+  const readMapFile = (bucket: string, key: string) => readText(s3, bucket, key);
+  const { outcomes } = await readMapRunResults(await readMapFile(details.Bucket, details.Key), readMapFile);
   const reasons = new Map<string, number>();
   for (const outcome of outcomes) {
     if (outcome.kind === 'succeeded') {
@@ -391,7 +379,7 @@ async function mapRunFacts(s3: S3Client, mapResult: Json | undefined) {
       facts.skipped += outcome.summary.skippedCount;
       for (const problem of outcome.summary.failed) reasons.set(problem.reason, (reasons.get(problem.reason) ?? 0) + 1);
       if (!facts.featurizer && outcome.summary.shard) {
-        const shard = decodeFeatureShard(await (await s3.send(new GetObjectCommand({ Bucket: details.Bucket, Key: outcome.summary.shard }))).Body!.transformToByteArray());
+        const shard = decodeFeatureShard(await readBytes(s3, details.Bucket, outcome.summary.shard));
         facts.featurizer = shard.header.featurizer;
         if (typeof shard.header.meta?.backend === 'string') facts.backends.push(shard.header.meta.backend);
       }

@@ -11,6 +11,7 @@
  */
 import type { IConstruct, Node } from 'constructs';
 import { z } from 'zod';
+import { MAX_INPUT_PIXELS_LIMIT } from '../lambdas/core/contracts';
 
 /** The context key in cdk.json that holds the pipeline settings. */
 export const CONFIG_CONTEXT_KEY = 'fruits-pipeline';
@@ -74,7 +75,7 @@ export const PipelineConfigSchema = z
     /** Signed square root of the pooled features (FEATURE_SQRT). */
     featureSqrt: z.boolean().optional(),
     /** Images larger than this many pixels are reported as failed, not decoded (MAX_INPUT_PIXELS). */
-    maxInputPixels: z.number().int().min(1).optional(),
+    maxInputPixels: z.number().int().min(1).max(MAX_INPUT_PIXELS_LIMIT).optional(),
     /** Concurrent S3 reads inside one featurize batch (READ_CONCURRENCY). */
     readConcurrency: z.number().int().min(1).max(64).optional(),
 

@@ -21,6 +21,13 @@ export const BUCKET_LAYOUT = {
   startMarker: '_START',
 } as const;
 
+/**
+ * Upper bound of MAX_INPUT_PIXELS, the decompression-bomb limit: the deployment config and the
+ * featurize handler's environment check against this one value, so a synthesizable setting never
+ * fails the function's cold start.
+ */
+export const MAX_INPUT_PIXELS_LIMIT = 1_000_000_000;
+
 /** Execution input after the definition filled in its defaults. */
 export const RunSettingsSchema = z.object({
   bucket: z.string().min(3),

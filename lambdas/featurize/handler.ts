@@ -4,7 +4,7 @@
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { z } from 'zod';
-import type { FeaturizeBatchSummary } from '../core/contracts';
+import { MAX_INPUT_PIXELS_LIMIT, type FeaturizeBatchSummary } from '../core/contracts';
 import { DEFAULT_MODEL_ID, Featurizer, FeaturizerConfig, getFeaturizer } from '../core/featurizer';
 import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS } from '../core/preprocess';
 import { createS3Client } from '../core/s3-client';
@@ -27,7 +27,7 @@ export const FeaturizeEnvSchema = z.object({
   FEATURE_LAYER: z.string().min(1).optional(),
   /** `true`/`false`: signed square root of the pooled features; unset = DEFAULT_SQRT. */
   FEATURE_SQRT: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
-  MAX_INPUT_PIXELS: positiveInt(1_000_000_000).default(DEFAULT_MAX_INPUT_PIXELS),
+  MAX_INPUT_PIXELS: positiveInt(MAX_INPUT_PIXELS_LIMIT).default(DEFAULT_MAX_INPUT_PIXELS),
   MAX_INPUT_BYTES: positiveInt(1024 ** 3).default(DEFAULT_MAX_INPUT_BYTES),
   READ_CONCURRENCY: positiveInt(64).default(8),
   /** Images decoded, then featurized, at a time. */

@@ -70,6 +70,7 @@ describe('pipeline config', () => {
         aggregateTimeoutSeconds: 900,
         logRetentionDays: 9999,
         pcaVarianceThreshold: 1,
+        maxInputPixels: 1_000_000_000,
         removalPolicy: 'destroy',
       }),
     ).not.toThrow();
@@ -92,6 +93,8 @@ describe('pipeline config', () => {
     [{ featureLayers: ['conv_pw_11_relu,x'] }, /featureLayers.0: must be a layer name/],
     [{ featureSqrt: 'yes' }, /featureSqrt/],
     [{ readConcurrency: 0 }, /readConcurrency/],
+    // Above what the featurize handler's environment accepts: it would fail every cold start.
+    [{ maxInputPixels: 2_000_000_000 }, /maxInputPixels/],
     [{ logRetentionDays: 10 }, /logRetentionDays: must be one of 1, 3, 5/],
     [{ removalPolicy: 'snapshot' }, /removalPolicy/],
     [{ batchsize: 10 }, /Unrecognized key.*batchsize/],

@@ -141,15 +141,13 @@ function resolveIntrinsics(value: unknown, template: CfnTemplate, refs: Record<s
 }
 
 function resolveRef(name: string, template: CfnTemplate, refs: Record<string, string>, scope: LocalArnScope): string {
+  // Only what the pipeline's definition uses: anything else is a change worth failing on.
   const pseudo: Record<string, string> = {
     'AWS::Partition': scope.partition,
     'AWS::Region': scope.region,
     'AWS::AccountId': scope.account,
-    'AWS::URLSuffix': 'amazonaws.com',
-    'AWS::StackName': 'FruitsPipeline',
   };
   if (name in pseudo) return pseudo[name];
   if (name in refs) return refs[name];
-  if (template.Resources[name]?.Type === 'AWS::Lambda::Function') return name;
   throw new Error(`cannot resolve Ref ${name} locally (${template.Resources[name]?.Type ?? 'not in the template'})`);
 }

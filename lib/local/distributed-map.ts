@@ -111,6 +111,7 @@ class MapRun {
   private readonly mapRunId: string;
   private readonly mapRunArn: string;
   private readonly childMachineArn: string;
+  private childStateMachine: StateMachine | undefined;
 
   constructor(
     private readonly stateName: string,
@@ -236,8 +237,16 @@ class MapRun {
     return batches;
   }
 
+  /** The ItemProcessor as a state machine, validated once and run for every batch. */
+  private childMachine(): StateMachine {
+    if (!this.childStateMachine) {
+      const { ProcessorConfig: _config, ...definition } = this.state.ItemProcessor as AslDefinition & { ProcessorConfig?: unknown };
+      this.childStateMachine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
+    }
+    return this.childStateMachine;
+  }
+
   private async runChild(index: number, batch: { payload: Json }): Promise<ChildExecutionRecord> {
-    const { ProcessorConfig: _config, ...definition } = this.state.ItemProcessor as AslDefinition & { ProcessorConfig?: unknown };
     const name = deterministicUuid(this.mapRunId, String(index));
     const arn = `${this.childMachineArn.replace(':stateMachine:', ':execution:')}:${name}`;
     const startDate = new Date().toISOString();
@@ -255,8 +264,7 @@ class MapRun {
       StateMachineArn: this.childMachineArn,
     };
     try {
-      const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
-      const execution = machine.run(batch.payload as never, {
+      const execution = this.childMachine().run(batch.payload as never, {
         overrides: { taskResourceLocalHandlers: this.deps.taskHandlers as never, retryIntervalOverrides: this.deps.retryIntervalOverrides },
         context: context as never,
       });

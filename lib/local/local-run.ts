@@ -211,8 +211,9 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
     const copied = await copyPrefix(s3, outputPrefix, outDir);
     const report = await readJsonIfPresent<RunReport>(s3, LOCAL_BUCKET, `${outputPrefix}report.json`);
     const aggregate = execution.status === 'SUCCEEDED' ? (execution.output as unknown as AggregateResult) : undefined;
-    // Only a fallback for a run without report.json: a problem reading it must not hide the run's outcome.
-    const batches = await mapRunFacts(s3, mapResult).catch(() => mapRunFacts(s3, undefined));
+    // Only a fallback for a run without report.json (read only then): a problem reading it must not
+    // hide the run's outcome.
+    const batches = await mapRunFacts(s3, report ? undefined : mapResult).catch(() => mapRunFacts(s3, undefined));
     const knn = copied.includes('features.csv') ? knnAccuracy(readFeaturesCsv(readFileSync(join(outDir, 'features.csv'), 'utf8'))) : undefined;
 
     const summary: LocalRunSummary = {

@@ -5,7 +5,7 @@
  * CloudFormation.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, readdirSync, statSync } from 'node:fs';
+import { createReadStream, statSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { PutObjectCommand, S3Client, _Object } from '@aws-sdk/client-s3';
@@ -27,6 +27,7 @@ import { mapWithConcurrency } from '../../lambdas/core/concurrency';
 import { listAllObjects, readJsonIfPresent, readText } from '../../lambdas/core/s3-client';
 import { batchFailureReason, copyPrefix } from '../local/local-run';
 import type { ProgressUpdate } from './progress';
+import { datasetFiles } from '../local/dataset-folder';
 
 export interface DeployedClients {
   readonly s3: S3Client;
@@ -78,7 +79,7 @@ export interface UploadFolderOptions {
  */
 export async function uploadFolder(s3: S3Client, options: UploadFolderOptions): Promise<{ uploaded: number; skipped: number; bytes: number }> {
   const root = resolve(options.dir);
-  const files = [...walk(root)].map((file) => ({ file, key: `${options.prefix}${relative(root, file).split(sep).join('/')}`, size: statSync(file).size }));
+  const files = [...datasetFiles(root)].map((file) => ({ file, key: `${options.prefix}${relative(root, file).split(sep).join('/')}`, size: statSync(file).size }));
   const existing = new Map<string, _Object>((await listAllObjects(s3, options.bucket, options.prefix)).map((o) => [o.Key!, o]));
   let uploaded = 0;
   let done = 0;
@@ -130,15 +131,6 @@ export async function localETags(file: string, size: number): Promise<string[]> 
   if (size <= UPLOAD_PART_SIZE) return [md5];
   if (inPart > 0) digests.push(part.digest());
   return [`${createHash('md5').update(Buffer.concat(digests)).digest('hex')}-${digests.length}`, md5];
-}
-
-function* walk(dir: string): Generator<string> {
-  for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-    if (entry.name.startsWith('.')) continue;
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) yield* walk(path);
-    else if (entry.isFile()) yield path;
-  }
 }
 
 export interface StartRunOptions {

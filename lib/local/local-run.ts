@@ -16,7 +16,7 @@
  * overwrites the first run's results instead of adding new ones.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import {
@@ -42,6 +42,7 @@ import { LocalS3Server, startLocalS3Server } from './s3-server';
 import { synthesizePipeline } from './synthesized-definition';
 import { mapWithConcurrency } from '../../lambdas/core/concurrency';
 import { listAllObjects, readBytes, readJsonIfPresent, readText } from '../../lambdas/core/s3-client';
+import { datasetFiles } from './dataset-folder';
 
 /** The local bucket: what `Ref <bucket>` resolves to in the local definition. */
 export const LOCAL_BUCKET = 'fruits-pipeline-local';
@@ -266,25 +267,14 @@ async function readInput(inputDir: string | undefined): Promise<{ dataset: strin
   const root = resolve(inputDir);
   if (!statSync(root).isDirectory()) throw new Error(`${inputDir} is not a directory`);
   const files: InputFile[] = [];
-  for (const file of walk(root)) {
+  for (const file of datasetFiles(root)) {
     const path = relative(root, file).split(sep).join('/');
-    // Hidden files (.DS_Store, editor droppings) are not part of a dataset a user would upload.
-    if (path.split('/').some((part) => part.startsWith('.'))) continue;
     files.push({ path, body: () => readFileSync(file), md5: md5(readFileSync(file)) });
   }
   if (files.length === 0) throw new Error(`${inputDir} holds no files`);
   return { dataset: datasetName(basename(root)), files };
 }
 
-function* walk(dir: string): Generator<string> {
-  for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) yield* walk(path);
-    else if (entry.isFile()) yield path;
-  }
-}
-
-/** A folder name as a dataset name: one path segment the state machine's prefix checks accept. */
 /** The module a local task runs: the handler's source, or its bundle when one is given. */
 function handlerModule(name: 'featurize' | 'aggregate', bundledHandlersDir: string | undefined): string {
   return bundledHandlersDir
@@ -292,6 +282,7 @@ function handlerModule(name: 'featurize' | 'aggregate', bundledHandlersDir: stri
     : join(PROJECT_ROOT, 'lambdas', name, 'handler.ts');
 }
 
+/** A folder name as a dataset name: one path segment the state machine's prefix checks accept. */
 export function datasetName(folder: string): string {
   const name = folder.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[-.]+|[-.]+$/g, '');
   return name || 'dataset';

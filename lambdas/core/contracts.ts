@@ -28,6 +28,11 @@ export const BUCKET_LAYOUT = {
  */
 export const MAX_INPUT_PIXELS_LIMIT = 1_000_000_000;
 
+/** Where a dataset's images live in the bucket: `input/<dataset>/`. */
+export function datasetInputPrefix(dataset: string): string {
+  return `${BUCKET_LAYOUT.inputRoot}${dataset}/`;
+}
+
 /** Execution input after the definition filled in its defaults. */
 export const RunSettingsSchema = z.object({
   bucket: z.string().min(3),

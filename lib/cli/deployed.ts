@@ -20,7 +20,7 @@ import {
   StartExecutionCommand,
 } from '@aws-sdk/client-sfn';
 import { Upload } from '@aws-sdk/lib-storage';
-import { BUCKET_LAYOUT } from '../../lambdas/core/contracts';
+import { BUCKET_LAYOUT, datasetInputPrefix } from '../../lambdas/core/contracts';
 import { readMapRunResults } from '../../lambdas/core/map-results';
 import type { RunReport } from '../../lambdas/core/run-report';
 import { mapWithConcurrency } from '../../lambdas/core/concurrency';
@@ -145,7 +145,7 @@ export interface StartRunOptions {
 
 /** Start a run for `input/<dataset>/`; returns its execution ARN. */
 export async function startRun(clients: DeployedClients, deployment: Deployment, options: StartRunOptions): Promise<string> {
-  const inputPrefix = `${BUCKET_LAYOUT.inputRoot}${options.dataset}/`;
+  const inputPrefix = datasetInputPrefix(options.dataset);
   if (!options.trigger) {
     const { executionArn } = await clients.sfn.send(
       new StartExecutionCommand({

@@ -23,6 +23,7 @@ import {
 } from './deployed';
 import { createProgressDisplay } from './progress';
 import { runCommand } from './run-command';
+import { datasetInputPrefix } from '../../lambdas/core/contracts';
 
 const positiveInt = (value: string): number => {
   const n = Number(value);
@@ -107,7 +108,7 @@ export function buildProgram(clients: ClientFactory = defaultClients): Command {
     const display = createProgressDisplay({ silent: options.json });
     const upload = await uploadFolder(c.s3, {
       bucket: deployment.bucket,
-      prefix: `input/${dataset}/`,
+      prefix: datasetInputPrefix(dataset),
       dir,
       concurrency: options.uploadConcurrency,
       onProgress: (p) => display.update(p),

@@ -26,7 +26,7 @@ import {
   _Object,
 } from '@aws-sdk/client-s3';
 import type { AggregateResult } from '../../lambdas/aggregate/aggregate-run';
-import { BUCKET_LAYOUT } from '../../lambdas/core/contracts';
+import { BUCKET_LAYOUT, datasetInputPrefix } from '../../lambdas/core/contracts';
 import { decodeFeatureShard } from '../../lambdas/core/feature-shard';
 import { readMapRunResults } from '../../lambdas/core/map-results';
 import { defaultModelCacheDir, hasLayersModel } from '../../lambdas/core/model-loader';
@@ -141,7 +141,7 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
   };
 
   const { dataset, files } = await readInput(options.inputDir);
-  const inputPrefix = `${BUCKET_LAYOUT.inputRoot}${dataset}/`;
+  const inputPrefix = datasetInputPrefix(dataset);
   const runId = options.runId ?? contentRunId(dataset, files);
   const dataDir = resolve(options.dataDir ?? '.s3-data');
   mkdirSync(dataDir, { recursive: true });

@@ -14,7 +14,7 @@
  * second shard) is kept once.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
-import { AggregateEvent, AggregateEventSchema, FeaturizeBatchSummary, MalformedEventError, TransientStorageError } from '../core/contracts';
+import { AggregateEvent, AggregateEventSchema, FeaturizeBatchSummary, parseEvent, TransientStorageError } from '../core/contracts';
 import { decodeFeatureShard, FeatureShard } from '../core/feature-shard';
 import { explainedVarianceCsv, featuresCsvHeader, featuresCsvRow } from '../core/features-csv';
 import { FailedBatch, readMapRunResults } from '../core/map-results';
@@ -74,12 +74,7 @@ interface UsableShard {
 }
 
 export function parseAggregateEvent(rawEvent: unknown): AggregateEvent {
-  const parsed = AggregateEventSchema.safeParse(rawEvent);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.slice(0, 5).map((issue) => `${issue.path.join('.') || '(event)'}: ${issue.message}`);
-    throw new MalformedEventError(`aggregate event does not match AggregateEventSchema: ${issues.join('; ')}`);
-  }
-  return parsed.data;
+  return parseEvent(AggregateEventSchema, rawEvent, 'aggregate event (AggregateEventSchema)');
 }
 
 export function outputKeys(outputPrefix: string): Record<OutputName, string> {

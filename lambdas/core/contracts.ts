@@ -111,6 +111,16 @@ export class MalformedEventError extends Error {
   override readonly name = 'MalformedEventError';
 }
 
+/** A handler's event checked against its schema; the first problems are named in the error. */
+export function parseEvent<S extends z.ZodType>(schema: S, rawEvent: unknown, what: string): z.output<S> {
+  const parsed = schema.safeParse(rawEvent);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.slice(0, 5).map((issue) => `${issue.path.join('.') || '(event)'}: ${issue.message}`);
+    throw new MalformedEventError(`${what} does not match its schema: ${issues.join('; ')}`);
+  }
+  return parsed.data;
+}
+
 /**
  * Thrown for transient storage failures that survived the SDK's own retries (5xx, throttling,
  * connection resets). The state machine retries it with backoff; bad images never throw it.

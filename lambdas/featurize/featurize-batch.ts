@@ -6,12 +6,11 @@
 import { createHash } from 'node:crypto';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import {
-  FeaturizeBatchEvent,
   FeaturizeBatchEventSchema,
   FeaturizeBatchSummary,
   ItemProblem,
   ListedObject,
-  MalformedEventError,
+  parseEvent,
   SUMMARY_LIST_LIMIT,
   TransientStorageError,
 } from '../core/contracts';
@@ -50,7 +49,7 @@ const SUMMARY_LISTS_BYTE_BUDGET = 96 * 1024;
  * only complete record of the batch's failures and skips (the summary's lists are capped).
  */
 export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps): Promise<FeaturizeBatchSummary> {
-  const event = parseEvent(rawEvent);
+  const event = parseEvent(FeaturizeBatchEventSchema, rawEvent, 'featurize batch event (FeaturizeBatchEventSchema)');
   const { bucket, inputPrefix, workPrefix } = event.BatchInput;
   const { featurizer, settings } = deps;
   const started = performance.now();
@@ -136,15 +135,6 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
   await putObject(deps.s3, bucket, shardKey, body, 'application/octet-stream');
   deps.log?.info('batch featurized', { shard: shardKey, count: keys.length, failed: failed.length, skipped: skipped.length, ...header.meta });
   return summarise(shardKey, keys.length, failed, skipped);
-}
-
-function parseEvent(rawEvent: unknown): FeaturizeBatchEvent {
-  const parsed = FeaturizeBatchEventSchema.safeParse(rawEvent);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.slice(0, 5).map((issue) => `${issue.path.join('.') || '(event)'}: ${issue.message}`);
-    throw new MalformedEventError(`featurize batch event does not match FeaturizeBatchEventSchema: ${issues.join('; ')}`);
-  }
-  return parsed.data;
 }
 
 type ReadOutcome = { bytes: Uint8Array } | { reason: string };

@@ -25,7 +25,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Matrix } from 'ml-matrix';
 import { defaultConfig } from '../lib/config';
 import type { ListedObject } from '../lambdas/core/contracts';
@@ -35,7 +35,8 @@ import { preprocessImage } from '../lambdas/core/preprocess';
 import { createS3Client } from '../lambdas/core/s3-client';
 import { evaluate, loadSample, MODELS, SAMPLE, SampleImage } from './accuracy';
 import { argValue, ChildResult, fixed, load, median, peakRssMb, runChild, tfjsNodeInstalled } from './bench-support';
-import { listAllObjects } from '../lambdas/core/s3-client';
+import { listAllObjects, readBytes } from '../lambdas/core/s3-client';
+import { mapWithConcurrency } from '../lambdas/core/concurrency';
 
 const BUCKET = 'bench-featurize';
 const PREFIX = 'input/fruits-360-sample/';
@@ -144,8 +145,7 @@ async function runCase(itemsFile: string, imageCount: number, rounds: number, wi
   // The ceiling's input: every image decoded and resized once, up front.
   const rgb: Uint8Array[] = [];
   for (const item of items) {
-    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: item.Key }));
-    const result = await preprocessImage(await got.Body!.transformToByteArray(), { size: featurizer.imageSize, maxInputPixels: settings.maxInputPixels, maxInputBytes: settings.maxInputBytes });
+    const result = await preprocessImage(await readBytes(s3, bucket, item.Key), { size: featurizer.imageSize, maxInputPixels: settings.maxInputPixels, maxInputBytes: settings.maxInputBytes });
     if (!result.ok) throw new Error(`${item.Key}: ${result.reason}`);
     rgb.push(result.rgb);
   }
@@ -179,15 +179,10 @@ async function runCase(itemsFile: string, imageCount: number, rounds: number, wi
   await featurizer.featurize(rgb.slice(0, Math.min(32, rgb.length)));
 
   // What the S3 reads alone cost (the SDK's share of the handler's CPU), as the handler reads.
-  const readOnly = async () => {
-    let next = 0;
-    const lane = async () => {
-      while (next < items.length) {
-        const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: items[next++].Key }));
-        await got.Body!.transformToByteArray();
-      }
-    };
-    await Promise.all(Array.from({ length: settings.readConcurrency }, lane));
+  const readOnly = async (): Promise<void> => {
+    await mapWithConcurrency(items, settings.readConcurrency, async (item) => {
+      await readBytes(s3, bucket, item.Key);
+    });
   };
 
   type Run = { seconds: number; cpuSeconds: number };
@@ -202,8 +197,7 @@ async function runCase(itemsFile: string, imageCount: number, rounds: number, wi
   let infer = 0;
   const vectors = new Map<string, Float32Array>();
   for (const key of lastShards) {
-    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    const shard = decodeFeatureShard(await got.Body!.transformToByteArray());
+    const shard = decodeFeatureShard(await readBytes(s3, bucket, key));
     const timings = shard.header.meta?.timingsMs as { readDecode: number; infer: number };
     readDecode += timings.readDecode;
     infer += timings.infer;

@@ -93,11 +93,6 @@ export class DataBucket extends Construct {
     return this.grantStatement(grantee, this.objectsStatement(['s3:PutObject', 's3:AbortMultipartUpload'], prefix));
   }
 
-  /** List keys under `prefix` only. */
-  public grantListObjects(grantee: iam.IGrantable, prefix: string): iam.Grant {
-    return this.grantStatement(grantee, this.listStatement(prefix));
-  }
-
   /** Exact object actions on the keys under `prefix`. */
   public objectsStatement(actions: string[], prefix: string): iam.PolicyStatement {
     return new iam.PolicyStatement({ actions, resources: [this.bucket.arnForObjects(`${prefix}*`)] });

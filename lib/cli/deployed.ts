@@ -265,8 +265,8 @@ export async function explainFailure(s3: S3Client, bucket: string, status: RunSt
   if (report) return { error: status.error, cause: status.cause, failedItems: report.failed.items };
   const failedItems: { key: string; reason: string }[] = [];
   const manifests = (await listAllObjects(s3, bucket, `${BUCKET_LAYOUT.workRoot}${runId}/map-results/`)).filter((o) => o.Key!.endsWith('/manifest.json'));
+  const readMapFile = (b: string, key: string) => readText(s3, b, key);
   for (const manifest of manifests) {
-    const readMapFile = (b: string, key: string) => readText(s3, b, key);
     const { outcomes } = await readMapRunResults(await readMapFile(bucket, manifest.Key!), readMapFile);
     for (const outcome of outcomes) {
       if (outcome.kind === 'succeeded') failedItems.push(...outcome.summary.failed);

@@ -3,6 +3,7 @@ import { PCA } from 'ml-pca';
 import { aggregateRun, aggregateSettingsFrom, AggregateSettings, readAggregateEnv } from '../lambdas/aggregate/handler';
 import { MalformedEventError, TransientStorageError } from '../lambdas/core/contracts';
 import { encodeFeatureShard, ShardHeader } from '../lambdas/core/feature-shard';
+import { IncompleteRunError } from '../lambdas/core/input-accounting';
 import { parseCsv } from '../lambdas/core/features-csv';
 import { InsufficientDataError } from '../lambdas/core/streaming-pca';
 import { LocalS3Server, startLocalS3Server } from '../lib/local/s3-server';
@@ -110,10 +111,9 @@ describe('aggregate handler against a local S3 server', () => {
       failed: [{ key: `input/${runId}/Kiwi/broken.jpg`, reason: 'cannot decode image: unsupported image format' }],
       skipped: [{ key: `input/${runId}/_START`, reason: 'start marker' }],
     });
-    // Shard B: a NaN row and a key already in shard A (a redriven image).
+    // Shard B: a NaN row.
     const b = makeRows(30, dim, 2, runId);
     b.vectors[5 * dim + 3] = Number.NaN;
-    b.keys[7] = a.keys[3];
     const headerB = header(b.keys, b.labels, dim);
     // Shard C: listed, but its object is corrupt.
     const c = makeRows(4, dim, 3, runId);
@@ -142,14 +142,14 @@ describe('aggregate handler against a local S3 server', () => {
 
     const result = await aggregateRun(event, { s3: client, settings: { ...settings, blockRows: 16 } });
 
-    const processedKeys = [...a.keys, ...b.keys.filter((_, r) => r !== 5 && r !== 7)];
+    const processedKeys = [...a.keys, ...b.keys.filter((_, r) => r !== 5)];
     expect(result).toEqual({
       runId,
       bucket: BUCKET,
       rows: processedKeys.length,
       components: 3,
       explainedVariance: expect.any(Number),
-      counts: { processed: 68, failed: 1 + 1 + 4 + 1 + 2, skipped: 2, failedBatches: 2 },
+      counts: { processed: 69, failed: 1 + 1 + 4 + 1 + 2, skipped: 1, failedBatches: 2 },
       outputs: {
         features: `results/${runId}/features.csv`,
         model: `results/${runId}/pca-model.json`,
@@ -172,7 +172,7 @@ describe('aggregate handler against a local S3 server', () => {
     const vectorOf = new Map<string, number[]>();
     a.keys.forEach((key, r) => vectorOf.set(key, Array.from(a.vectors.subarray(r * dim, (r + 1) * dim))));
     b.keys.forEach((key, r) => {
-      if (r !== 5 && r !== 7) vectorOf.set(key, Array.from(b.vectors.subarray(r * dim, (r + 1) * dim)));
+      if (r !== 5) vectorOf.set(key, Array.from(b.vectors.subarray(r * dim, (r + 1) * dim)));
     });
     for (const key of processedKeys) matrix.push(vectorOf.get(key)!);
     const reference = new PCA(matrix, { scale: true });
@@ -187,7 +187,7 @@ describe('aggregate handler against a local S3 server', () => {
     }
 
     const model = JSON.parse(await getText(client, result.outputs.model));
-    expect(model).toMatchObject({ featurizer: 'mobilenet_v1_0.25_224@224', modelId: 'mobilenet_v1_0.25_224', imageSize: 224, count: 68, dim, k: 3 });
+    expect(model).toMatchObject({ featurizer: 'mobilenet_v1_0.25_224@224', modelId: 'mobilenet_v1_0.25_224', imageSize: 224, count: 69, dim, k: 3 });
     expect(model.mean).toHaveLength(dim);
     expect(model.scale).toHaveLength(dim);
     expect(model.components).toHaveLength(3);
@@ -212,21 +212,55 @@ describe('aggregate handler against a local S3 server', () => {
 
     const report = JSON.parse(await getText(client, result.outputs.report));
     expect(report.status).toBe('SUCCEEDED');
-    expect(report.counts).toEqual({ images: 79, processed: 68, failed: 9, skipped: 2, batches: 5, failedBatches: 2, batchesWithUnknownKeys: 0 });
+    expect(report.counts).toEqual({ images: 79, processed: 69, failed: 9, skipped: 1, batches: 5, failedBatches: 2, batchesWithUnknownKeys: 0 });
     const reasons = Object.fromEntries(report.failed.byReason.map((r: { reason: string; count: number }) => [r.reason, r.count]));
     expect(reasons['feature vector holds NaN or infinite values']).toBe(1);
     expect(reasons['image too small']).toBe(1);
     expect(reasons['batch failed (Lambda.Unknown): Runtime.ExitError: RequestId: x Error: Runtime exited with error: signal: killed']).toBe(2);
     expect(Object.keys(reasons).find((r) => r.startsWith('batch failed (UnreadableShard)'))).toBeDefined();
     expect(report.failedBatches.map((f: { error: string }) => f.error).sort()).toEqual(['Lambda.Unknown', 'UnreadableShard']);
-    expect(report.skipped.items.map((s: { reason: string }) => s.reason)).toEqual(['start marker', expect.stringMatching(/^duplicate/)]);
-    expect(report.featurizer).toMatchObject({ ids: { 'mobilenet_v1_0.25_224@224': 68 }, dim, backends: ['wasm'], imageSizes: [224] });
-    expect(report.pca).toMatchObject({ rows: 68, k: 3, requestedComponents: 3 });
+    expect(report.skipped.items.map((s: { reason: string }) => s.reason)).toEqual(['start marker']);
+    expect(report.featurizer).toMatchObject({ ids: { 'mobilenet_v1_0.25_224@224': 69 }, dim, backends: ['wasm'], imageSizes: [224] });
+    expect(report.pca).toMatchObject({ rows: 69, k: 3, requestedComponents: 3 });
     expect(Object.keys(report.timingsMs)).toEqual(expect.arrayContaining(['pass1', 'fit', 'pass2', 'total']));
     // Every listed object is accounted for exactly once.
     const accounted = [...processedKeys, ...report.failed.items.map((i: { key: string }) => i.key), ...report.skipped.items.map((i: { key: string }) => i.key)];
     const listed = [...a.keys, headerA.failed[0].key, headerA.skipped[0].key, ...b.keys, ...c.keys, noShard.failed[0].key, ...failedKeys];
     expect(accounted.sort()).toEqual(listed.sort());
+    expect(report.accounting).toMatchObject({ complete: true, listed: 79, accounted: 79, unaccounted: { count: 0 }, listedTwice: { count: 0 }, problems: [] });
+  });
+
+  it('fails the run, naming the keys, when the listing handed out a key twice or a batch lost one', async () => {
+    const runId = 'run-not-accounted';
+    const dim = 8;
+    const a = makeRows(12, dim, 21, runId);
+    const b = makeRows(12, dim, 22, runId);
+    b.keys[4] = a.keys[4]; // listed twice: a listing that repeats keys across pages
+    const lost = `input/${runId}/Kiwi/never-came-back.jpg`; // in the batch input, in no outcome
+    await put(client, `work/${runId}/shards/a.fsh`, encodeFeatureShard({ header: header(a.keys, a.labels, dim), vectors: a.vectors }));
+    await put(client, `work/${runId}/shards/b.fsh`, encodeFeatureShard({ header: header(b.keys, b.labels, dim), vectors: b.vectors }));
+    const event = await writeMapRun(
+      client,
+      runId,
+      [
+        childRecord('SUCCEEDED', [...a.keys, lost], runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/a.fsh`, header(a.keys, a.labels, dim))) }),
+        childRecord('SUCCEEDED', b.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/b.fsh`, header(b.keys, b.labels, dim))) }),
+      ],
+      [],
+    );
+    await expect(aggregateRun(event, { s3: client, settings })).rejects.toThrow(IncompleteRunError);
+    const report = JSON.parse(await getText(client, `results/${runId}/report.json`));
+    expect(report.status).toBe('FAILED');
+    expect(report.error.name).toBe('IncompleteRunError');
+    expect(report.accounting).toMatchObject({
+      complete: false,
+      listed: 25,
+      unaccounted: { count: 1, keys: [lost] },
+      listedTwice: { count: 1, keys: [a.keys[4]] },
+    });
+    expect(report.error.message).toContain(lost);
+    // Nothing is published for an unproven run.
+    await expect(getText(client, `results/${runId}/features.csv`)).rejects.toThrow();
   });
 
   it('streams a features.csv larger than one multipart part', async () => {
@@ -304,7 +338,7 @@ describe('aggregate handler against a local S3 server', () => {
     const event = await writeMapRun(
       client,
       runId,
-      [childRecord('SUCCEEDED', ['a'], runId, { Output: JSON.stringify(summaryOf(null, noShard)) })],
+      [childRecord('SUCCEEDED', [noShard.failed[0].key], runId, { Output: JSON.stringify(summaryOf(null, noShard)) })],
       [childRecord('FAILED', [`input/${runId}/Kiwi/b.jpg`], runId, { Error: 'States.Timeout', Cause: '' })],
     );
     await expect(aggregateRun(event, { s3: client, settings })).rejects.toThrow(InsufficientDataError);

@@ -9,6 +9,10 @@
  *   5. write `pca-model.json`, `explained-variance.csv`, `scree.svg`, `pca-scatter.svg` and
  *      `report.json` (which accounts for every listed object).
  *
+ * Between passes 1 and 2 the run proves it accounted for every key the map run handed out
+ * (`input-accounting.ts`): if it cannot, report.json says so and the step fails with
+ * `IncompleteRunError` instead of writing outputs that silently lack images.
+ *
  * Shards are visited in key order, so the same map run always gives the same bytes whatever
  * order the ResultWriter listed its children in. An image key met twice (a batch redriven into a
  * second shard) is kept once.
@@ -17,6 +21,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { AggregateEvent, AggregateEventSchema, FeaturizeBatchSummary, parseEvent, TransientStorageError } from '../core/contracts';
 import { decodeFeatureShard, FeatureShard } from '../core/feature-shard';
 import { explainedVarianceCsv, featuresCsvHeader, featuresCsvRow } from '../core/features-csv';
+import { IncompleteRunError, InputAccounting, describeIncompleteAccounting } from '../core/input-accounting';
 import { FailedBatch, readMapRunResults } from '../core/map-results';
 import { scatterPlotSvg, ScatterSample, screePlotSvg } from '../core/plots';
 import { RunReportBuilder } from '../core/run-report';
@@ -105,12 +110,18 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
   const mapRunArn = event.mapResult.MapRunArn ?? manifest.MapRunArn;
 
   const shardBatches = new Map<string, { summary: FeaturizeBatchSummary; inputKeys?: string[] }>();
+  const accounting = new InputAccounting();
   for (const outcome of outcomes) {
+    const sameShardAgain = outcome.kind === 'succeeded' && outcome.summary.shard !== null && shardBatches.has(outcome.summary.shard);
+    if (!sameShardAgain) {
+      if (outcome.inputKeys) accounting.list(outcome.inputKeys);
+      else accounting.cannotProve(`a ${outcome.kind} batch's result record does not include its input (${outcome.executionArn ?? 'execution unknown'})`);
+    }
     if (outcome.kind === 'failed') {
       report.addFailedBatch(outcome);
     } else if (outcome.summary.shard === null) {
       report.addSummary(outcome.summary);
-    } else if (shardBatches.has(outcome.summary.shard)) {
+    } else if (sameShardAgain) {
       // The same batch twice (a redrive re-wrote the same content-named shard): count it once.
       report.warn(`shard ${outcome.summary.shard} is listed by more than one child execution; counted once`);
     } else {
@@ -162,11 +173,26 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
         accumulator!.addRow(vectors, row * dim);
       }
     });
+    accounting.account(header.keys.filter((_, row) => !excluded.has(row)));
     report.addProcessed(header.featurizer, header.keys.length - excluded.size);
     usable.push({ key: read.key, rows: header.keys.length, excluded });
   }
   seenKeys.clear();
   timings.pass1 = clock.lap();
+
+  // Every key handed out must have come out exactly once before anything is published.
+  const problems = report.problemKeys();
+  accounting.account(problems.keys);
+  if (!problems.complete) accounting.cannotProve('some failed or skipped images are known only by count (capped batch summaries without a readable shard)');
+  if (manifest.ResultFiles.PENDING?.length) accounting.cannotProve('the map run ended with child executions still pending');
+  const accountingReport = accounting.report();
+  if (!accountingReport.complete) {
+    const error = new IncompleteRunError(describeIncompleteAccounting(accountingReport));
+    const failure = report.build({ ...runFields(event, mapRunArn), error, accounting: accountingReport, timingsMs: timings, outputs: { report: outputs.report }, now: now() });
+    await putObject(s3, bucket, outputs.report, JSON.stringify(failure, null, 2), 'application/json');
+    log?.warn('run incomplete', { reason: error.message, accounting: accountingReport });
+    throw error;
+  }
 
   // 3. Fit, or explain why not.
   let fit: PcaFit;
@@ -175,7 +201,7 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
     fit = fitPca(accumulator.moments(), settings);
   } catch (error) {
     if (error instanceof InsufficientDataError) {
-      const failure = report.build({ ...runFields(event, mapRunArn), error, timingsMs: timings, outputs: { report: outputs.report }, now: now() });
+      const failure = report.build({ ...runFields(event, mapRunArn), error, accounting: accountingReport, timingsMs: timings, outputs: { report: outputs.report }, now: now() });
       await putObject(s3, bucket, outputs.report, JSON.stringify(failure, null, 2), 'application/json');
       log?.warn('no PCA possible', { reason: error.message, counts: failure.counts });
     }
@@ -237,6 +263,7 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
 
   const runReport = report.build({
     ...runFields(event, mapRunArn),
+    accounting: accountingReport,
     pca: {
       rows: fit.count,
       dim: fit.dim,

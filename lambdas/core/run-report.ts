@@ -9,6 +9,7 @@
  */
 import type { FeaturizeBatchSummary, ItemProblem } from './contracts';
 import type { ShardHeader } from './feature-shard';
+import type { InputAccountingReport } from './input-accounting';
 import type { FailedBatch } from './map-results';
 
 export interface ReasonCount {
@@ -71,6 +72,8 @@ export interface RunReport {
   failed: ProblemReport;
   skipped: ProblemReport;
   failedBatches: FailedBatchReport[];
+  /** Whether every listed key came out exactly once (input-accounting.ts); a run is SUCCEEDED only then. */
+  accounting?: InputAccountingReport;
   featurizer: FeaturizerReport;
   pca?: Record<string, unknown>;
   timingsMs: Record<string, number>;
@@ -204,6 +207,12 @@ export class RunReportBuilder {
     return this.processed;
   }
 
+  /** Keys of every failed and skipped image seen so far, and whether those lists are whole. */
+  problemKeys(): { keys: string[]; complete: boolean } {
+    const keys = [...this.failed.items, ...this.skipped.items].map((problem) => problem.key);
+    return { keys, complete: this.failed.complete && this.skipped.complete };
+  }
+
   /** How the features were made, as far as the shards read so far tell. */
   featurizerReport(): FeaturizerReport {
     return {
@@ -223,6 +232,7 @@ export class RunReportBuilder {
     outputPrefix: string;
     mapRunArn?: string;
     error?: Error;
+    accounting?: InputAccountingReport;
     pca?: Record<string, unknown>;
     timingsMs?: Record<string, number>;
     outputs?: Record<string, string>;
@@ -250,6 +260,7 @@ export class RunReportBuilder {
       failed,
       skipped,
       failedBatches: this.failedBatches,
+      ...(run.accounting ? { accounting: run.accounting } : {}),
       featurizer: this.featurizerReport(),
       ...(run.pca ? { pca: run.pca } : {}),
       timingsMs: run.timingsMs ?? {},

@@ -1,5 +1,7 @@
 import {
   csvField,
+  csvTextField,
+  restoreTextField,
   explainedVarianceCsv,
   featuresCsvHeader,
   featuresCsvRow,
@@ -44,6 +46,23 @@ describe('features CSV', () => {
       expect(Number(rows[i + 1][3])).toBeCloseTo(-i * 1e-9, 15);
     });
     expect(text.endsWith('\r\n')).toBe(true);
+  });
+
+  it('never writes a key or label a spreadsheet would run as a formula, and reads them back exactly', () => {
+    const labels = ['=2+5', '+1', '-1', '@SUM(A1)', '\tTab', '\rCR', "'quoted", 'Apple Red 1'];
+    let text = featuresCsvHeader(1);
+    labels.forEach((label, i) => {
+      text += featuresCsvRow(`input/fruits/${label}/${i}.jpg`, label, [-(i + 1)]);
+    });
+    const rows = parseCsv(text).slice(1);
+    rows.forEach((row, i) => {
+      // OWASP: a leading ' makes the cell text; numbers (negative ones too) stay numbers.
+      expect(row[1]).toBe(labels[i] === 'Apple Red 1' ? 'Apple Red 1' : `'${labels[i]}`);
+      expect(restoreTextField(row[1])).toBe(labels[i]);
+      expect(restoreTextField(row[0])).toBe(`input/fruits/${labels[i]}/${i}.jpg`);
+      expect(row[2]).toBe(String(-(i + 1)));
+    });
+    expect(csvTextField('=cmd|calc')).toBe("'=cmd|calc");
   });
 
   it('writes scores with 8 significant digits and no trailing zeros', () => {

@@ -28,6 +28,25 @@ export const BUCKET_LAYOUT = {
  */
 export const MAX_INPUT_PIXELS_LIMIT = 1_000_000_000;
 
+/**
+ * A run id names the run's execution and its `work/<runId>/` and `results/<runId>/` folders, so it
+ * is one safe path segment: 1-80 characters (the Step Functions execution name limit,
+ * https://docs.aws.amazon.com/step-functions/latest/apireference/API_StartExecution.html), letters,
+ * digits, `.`, `_` and `-`, starting with a letter or digit, never `..`. Dataset names follow the
+ * same rule, as `input/<dataset>/` is a prefix the IAM grants and the start-marker rule match on.
+ */
+export const RUN_ID_PATTERN = /^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/;
+export const DATASET_NAME_PATTERN = RUN_ID_PATTERN;
+export const NAME_RULE = '1-80 characters: letters, digits, ".", "_" and "-", starting with a letter or digit, without ".."';
+
+/** Why `value` is not a valid run id or dataset name, or undefined when it is one. */
+export function invalidName(value: string, what: 'run id' | 'dataset name'): string | undefined {
+  return RUN_ID_PATTERN.test(value) ? undefined : `${what} ${JSON.stringify(value)} is not valid: use ${NAME_RULE}`;
+}
+
+/** S3's longest object key, in UTF-8 bytes (https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html). */
+export const S3_KEY_MAX_BYTES = 1024;
+
 /** Where a dataset's images live in the bucket: `input/<dataset>/`. */
 export function datasetInputPrefix(dataset: string): string {
   return `${BUCKET_LAYOUT.inputRoot}${dataset}/`;
@@ -37,7 +56,7 @@ export function datasetInputPrefix(dataset: string): string {
 export const RunSettingsSchema = z.object({
   bucket: z.string().min(3),
   inputPrefix: z.string().min(1),
-  runId: z.string().min(1).max(80),
+  runId: z.string().regex(RUN_ID_PATTERN, `runId: ${NAME_RULE}`),
   outputPrefix: z.string().min(1),
   workPrefix: z.string().min(1),
 });

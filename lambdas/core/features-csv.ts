@@ -3,13 +3,31 @@
  * CRLF line breaks, and a field is quoted, with inner quotes doubled, whenever it holds a comma,
  * a quote, CR or LF, or leading/trailing white space (which some readers would otherwise trim).
  * Object keys can hold all of these, and any unicode, so keys and labels always go through
- * `csvField`.
+ * `csvTextField`.
+ *
+ * CSV injection (https://owasp.org/www-community/attacks/CSV_Injection): a spreadsheet runs a
+ * cell that starts with `=`, `+`, `-`, `@`, TAB or CR as a formula, and label folders are named by
+ * whoever uploads images. Such text cells are written with a leading `'`, as OWASP advises, and so
+ * is a text cell that itself starts with `'`, so that `restoreTextField` (drop one leading `'`)
+ * gives back every key and label exactly. Numbers are never prefixed.
  */
 
 export const CSV_LINE_BREAK = '\r\n';
 
 /** Significant digits of a score: the features are float32 (~7 digits), one more avoids drift. */
 export const SCORE_DIGITS = 8;
+
+const FORMULA_START = /^[=+\-@\t\r']/;
+
+/** A key or label as a CSV cell: quoted as needed, and never a live spreadsheet formula. */
+export function csvTextField(value: string): string {
+  return csvField(FORMULA_START.test(value) ? `'${value}` : value);
+}
+
+/** The key or label a `csvTextField` cell was written from. */
+export function restoreTextField(cell: string): string {
+  return cell.startsWith("'") ? cell.slice(1) : cell;
+}
 
 export function csvField(value: string): string {
   if (/[",\r\n]/.test(value) || /^\s|\s$/.test(value)) return `"${value.replace(/"/g, '""')}"`;
@@ -37,7 +55,7 @@ export function featuresCsvHeader(k: number): string {
 }
 
 export function featuresCsvRow(key: string, label: string, scores: ArrayLike<number>, k: number = scores.length): string {
-  let line = `${csvField(key)},${csvField(label)}`;
+  let line = `${csvTextField(key)},${csvTextField(label)}`;
   for (let c = 0; c < k; c++) line += `,${formatNumber(scores[c])}`;
   return line + CSV_LINE_BREAK;
 }

@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
-import { join, relative, resolve, sep } from 'node:path';
+import { basename, join, relative, resolve, sep } from 'node:path';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { PutObjectCommand, S3Client, _Object } from '@aws-sdk/client-s3';
 import {
@@ -75,11 +75,22 @@ export interface UploadFolderOptions {
 
 /**
  * Upload a folder under `prefix`, skipping objects already there with the same size and ETag
- * (so an interrupted upload resumes), multipart for files above UPLOAD_PART_SIZE.
+ * (so an interrupted upload resumes), multipart for files above UPLOAD_PART_SIZE. A `_START` file
+ * inside the folder is left out (and named in the result): uploaded with the images it would start
+ * a run on a half-uploaded dataset, or a failed run for a marker at the wrong depth.
  */
-export async function uploadFolder(s3: S3Client, options: UploadFolderOptions): Promise<{ uploaded: number; skipped: number; bytes: number }> {
+export async function uploadFolder(
+  s3: S3Client,
+  options: UploadFolderOptions,
+): Promise<{ uploaded: number; skipped: number; bytes: number; markersLeftOut: string[] }> {
   const root = resolve(options.dir);
-  const files = [...datasetFiles(root)].map((file) => ({ file, key: `${options.prefix}${relative(root, file).split(sep).join('/')}`, size: statSync(file).size }));
+  const markersLeftOut: string[] = [];
+  const files: { file: string; key: string; size: number }[] = [];
+  for (const file of datasetFiles(root)) {
+    const path = relative(root, file).split(sep).join('/');
+    if (basename(file) === BUCKET_LAYOUT.startMarker) markersLeftOut.push(path);
+    else files.push({ file, key: `${options.prefix}${path}`, size: statSync(file).size });
+  }
   const existing = new Map<string, _Object>((await listAllObjects(s3, options.bucket, options.prefix)).map((o) => [o.Key!, o]));
   let uploaded = 0;
   let done = 0;
@@ -99,7 +110,7 @@ export async function uploadFolder(s3: S3Client, options: UploadFolderOptions): 
     }
     options.onProgress?.({ phase: 'upload', total: files.length, done: ++done, failed: 0 });
   });
-  return { uploaded, skipped: files.length - uploaded, bytes };
+  return { uploaded, skipped: files.length - uploaded, bytes, markersLeftOut };
 }
 
 /**

@@ -23,7 +23,7 @@ import {
 } from './deployed';
 import { createProgressDisplay } from './progress';
 import { runCommand } from './run-command';
-import { datasetInputPrefix } from '../../lambdas/core/contracts';
+import { BUCKET_LAYOUT, datasetInputPrefix, invalidName } from '../../lambdas/core/contracts';
 
 const positiveInt = (value: string): number => {
   const n = Number(value);
@@ -34,6 +34,17 @@ const ratio = (value: string): number => {
   const n = Number(value);
   if (!(n > 0 && n <= 1)) throw new InvalidArgumentError('expected a number in (0, 1], e.g. 0.95');
   return n;
+};
+
+const runId = (value: string): string => {
+  const problem = invalidName(value, 'run id');
+  if (problem) throw new InvalidArgumentError(problem);
+  return value;
+};
+const dataset = (value: string): string => {
+  const problem = invalidName(value, 'dataset name');
+  if (problem) throw new InvalidArgumentError(problem);
+  return value;
 };
 
 /** The deployed-stack clients; tests pass their own (mocked) ones. */
@@ -81,7 +92,7 @@ export function buildProgram(clients: ClientFactory = defaultClients): Command {
     .addOption(new Option('--featurizer <kind>', 'cnn (pretrained model) or pixels (no model)').choices(['cnn', 'pixels']))
     .option('--model-dir <dir>', 'TF.js layers model directory (default: $MODEL_DIR, then the fetch-model cache)')
     .option('--workers <n>', 'featurize worker threads (default: CPU cores)', positiveInt)
-    .option('--run-id <id>', 'run id (default: derived from the input content, so a re-run overwrites)')
+    .option('--run-id <id>', 'run id (default: derived from the input content, so a re-run overwrites)', runId)
     .option('--keep-server', 'leave the S3 server up afterwards to inspect it, and print its endpoint')
     .option('--json', 'print the summary as JSON')
     .option('--data-dir <dir>', 'where the local S3 server keeps its objects', '.s3-data')
@@ -95,9 +106,9 @@ export function buildProgram(clients: ClientFactory = defaultClients): Command {
       .command('submit')
       .description('upload a folder to the deployed stack, start a run and follow it')
       .argument('<dir>', 'folder of <label>/<image> (or <split>/<label>/<image>)')
-      .option('--dataset <name>', 'dataset name: the run reads input/<dataset>/ (default: the folder name)')
+      .option('--dataset <name>', 'dataset name: the run reads input/<dataset>/ (default: the folder name)', dataset)
       .option('--no-trigger', 'start the execution directly instead of uploading the _START marker')
-      .option('--run-id <id>', 'execution name / run id (with --no-trigger)')
+      .option('--run-id <id>', 'execution name / run id (with --no-trigger)', runId)
       .option('--upload-concurrency <n>', 'files uploaded at once', positiveInt, 8)
       .option('--no-wait', 'return once the run started')
       .option('--poll-seconds <s>', 'status polling interval', positiveInt, 5),
@@ -114,6 +125,9 @@ export function buildProgram(clients: ClientFactory = defaultClients): Command {
       onProgress: (p) => display.update(p),
     });
     display.log(`uploaded ${upload.uploaded} files (${(upload.bytes / 1e6).toFixed(1)} MB), ${upload.skipped} already there`);
+    if (upload.markersLeftOut.length > 0) {
+      display.log(`left out ${upload.markersLeftOut.join(', ')}: a ${BUCKET_LAYOUT.startMarker} file would start a run before the upload is complete; submit uploads the marker itself, last`);
+    }
     const executionArn = await startRun(c, deployment, { dataset, trigger: options.trigger, runId: options.runId });
     display.log(`run started: ${executionArn}`);
     if (!options.wait) {
@@ -126,7 +140,7 @@ export function buildProgram(clients: ClientFactory = defaultClients): Command {
     process.exitCode = await reportOutcome(c, deployment.bucket, status, options);
   });
 
-  deployedOptions(program.command('status').description('show a run of the deployed stack').argument('<runId>', 'run id (the execution name)')).action(
+  deployedOptions(program.command('status').description('show a run of the deployed stack').argument('<runId>', 'run id (the execution name)', runId)).action(
     async (runId: string, options: DeployedOptions) => {
       const c = clients(options.region);
       const deployment = await resolveDeployment(c.cfn, { stackName: options.stack, bucket: options.bucket, stateMachineArn: options.stateMachineArn });
@@ -135,7 +149,7 @@ export function buildProgram(clients: ClientFactory = defaultClients): Command {
     },
   );
 
-  deployedOptions(program.command('results').description("download a finished run's outputs").argument('<runId>', 'run id (the execution name)')).action(
+  deployedOptions(program.command('results').description("download a finished run's outputs").argument('<runId>', 'run id (the execution name)', runId)).action(
     async (runId: string, options: DeployedOptions) => {
       const c = clients(options.region);
       const deployment = await resolveDeployment(c.cfn, { stackName: options.stack, bucket: options.bucket, stateMachineArn: options.stateMachineArn });

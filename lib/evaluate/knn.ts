@@ -5,7 +5,7 @@
  * Split by key path, as Fruits-360 ships it: an image under a `Training/` (or `Train/`) folder is
  * a reference, one under `Test/` (or `Validation/`) is scored against them.
  */
-import { parseCsv } from '../../lambdas/core/features-csv';
+import { parseCsv, restoreTextField } from '../../lambdas/core/features-csv';
 
 export interface LabelledVector {
   readonly key: string;
@@ -107,8 +107,8 @@ export function readFeaturesCsv(text: string): LabelledVector[] {
     throw new Error(`features.csv header must have key, label and pc_<n> columns, got: ${header.slice(0, 5).join(',')}...`);
   }
   return rows.map((row) => ({
-    key: row[keyAt],
-    label: row[labelAt],
+    key: restoreTextField(row[keyAt]),
+    label: restoreTextField(row[labelAt]),
     vector: Float64Array.from(components, (index) => Number(row[index])),
   }));
 }

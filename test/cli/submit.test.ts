@@ -80,6 +80,32 @@ describe('deployed stack commands', () => {
     expect(second).toMatchObject({ uploaded: 1, skipped: 2 });
   });
 
+  it('never uploads a _START file found in the folder (it would start a run on a half-uploaded dataset)', async () => {
+    const dir = dataset('with-markers');
+    writeFileSync(join(dir, '_START'), '');
+    writeFileSync(join(dir, 'Kiwi', '_START'), '');
+    const upload = await uploadFolder(s3.client, { bucket: BUCKET, prefix: 'input/with-markers/', dir });
+    expect(upload).toMatchObject({ uploaded: 3 });
+    expect(upload.markersLeftOut.sort()).toEqual(['Kiwi/_START', '_START']);
+    for (const key of ['input/with-markers/_START', 'input/with-markers/Kiwi/_START']) {
+      await expect(s3.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
+    }
+  });
+
+  it('refuses a run id or dataset name that could leave its folder, before anything is read or sent', async () => {
+    const dir = dataset('refused');
+    for (const args of [
+      ['submit', dir, ...deployedFlags, '--dataset', '../results/x'],
+      ['submit', dir, ...deployedFlags, '--no-trigger', '--run-id', '../../x'],
+      ['status', '../../x', ...deployedFlags],
+      ['results', 'a/b', ...deployedFlags],
+      ['run', dir, '--run-id', '..'],
+    ]) {
+      await expect(runCli(args)).rejects.toMatchObject({ code: 'commander.invalidArgument', message: expect.stringMatching(/is not valid: use 1-80 characters/) });
+    }
+    expect(sfn.calls()).toHaveLength(0);
+  });
+
   it('computes the multipart ETag S3 reports', async () => {
     const file = join(work, 'two-parts.bin');
     const body = Buffer.alloc(UPLOAD_PART_SIZE + 5, 1);

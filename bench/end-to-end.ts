@@ -4,6 +4,9 @@
  *
  *   npx tsx bench/end-to-end.ts                         # 2,000 images, 1 and 2 workers
  *   npx tsx bench/end-to-end.ts --images 10000 --rounds 1
+ *   npx tsx bench/end-to-end.ts --dataset <fruits-360>   # one run on a whole dataset folder, default settings
+ *   npx tsx bench/end-to-end.ts --whole-dataset          # fruits-360-103 replicated to 71,022 images (the
+ *                                                        # whole Fruits-360's count), default settings
  *
  * N images are the shared Fruits-360 sample replicated under new keys
  * (`copy<i>/<split>/<label>/<file>`, same label and split folders): the same bytes as real
@@ -11,12 +14,14 @@
  * directory, so the upload is measured too, and runs in its own child process (peak RSS is the
  * run's: the worker threads live in that process). Worker counts alternate (1 2 2 1 ...).
  */
-import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
+import { datasetFiles } from '../lib/local/dataset-folder';
 import { DEFAULT_MODEL_ID } from '../lambdas/core/featurizer';
 import { loadSample, MODELS, SAMPLE } from './accuracy';
 import { argValue, ChildResult, fixed, load, peakRssMb, runChild } from './bench-support';
+import { readFeaturesCsv } from '../lib/evaluate/knn';
 
 export interface EndToEndOptions {
   readonly images: readonly number[];
@@ -42,6 +47,47 @@ export interface EndToEndCaseResult {
 }
 
 export type EndToEndRow = EndToEndCaseResult | { images: number; workers: number; error: string };
+
+/** Images in the whole Fruits-360 (Training + Test, 103 classes, version 2019.05.06.1). */
+export const WHOLE_FRUITS_360_IMAGES = 71_022;
+export const FRUITS_360_103 = join(__dirname, '..', '..', 'shared', 'datasets', 'fruits-360-103');
+
+export interface WholeDatasetOptions {
+  /** A dataset folder to run as it is. @default fruits-360-103 replicated to `images` */
+  readonly dir?: string;
+  /** @default WHOLE_FRUITS_360_IMAGES */
+  readonly images?: number;
+  readonly timeoutMinutes?: number;
+}
+
+export type WholeDatasetResult = (EndToEndCaseResult & { dataset: string; files: number; rowsPerFile: number }) | { skipped: string } | { error: string };
+
+/**
+ * One local run at default settings (workers = cores, the configured concurrency and batch size,
+ * the default featurizer) on the product's real scale, from an empty store: the figures of the
+ * speed goal, with each phase's wall time, and whether every file became exactly one row.
+ */
+export async function wholeDatasetBench(options: WholeDatasetOptions = {}): Promise<WholeDatasetResult> {
+  const scratch = mkdtempSync(join(tmpdir(), 'bench-whole-'));
+  try {
+    let inputDir = options.dir ? resolve(options.dir) : undefined;
+    let dataset = inputDir ?? '';
+    if (!inputDir) {
+      if (!existsSync(FRUITS_360_103)) return { skipped: `the shared fruits-360-103 set is not at ${FRUITS_360_103}; pass --dataset <dir>` };
+      const images = options.images ?? WHOLE_FRUITS_360_IMAGES;
+      inputDir = join(scratch, 'fruits-360');
+      replicateFolder(FRUITS_360_103, inputDir, images);
+      dataset = `fruits-360-103 replicated to ${images} images`;
+    }
+    const files = [...datasetFiles(inputDir)].length;
+    const result = await runChild(__filename, ['--case', inputDir, '--run-dir', join(scratch, 'run')], { timeoutMinutes: options.timeoutMinutes ?? 60 });
+    if (result.error) return { error: result.error };
+    const row = result as unknown as EndToEndCaseResult & { rows: number };
+    return { ...row, dataset, files, rowsPerFile: fixed(row.rows / files, 4) };
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
 
 export async function endToEndBench(options: EndToEndOptions): Promise<EndToEndRow[] | { skipped: string }> {
   if (!existsSync(SAMPLE)) return { skipped: `the shared Fruits-360 sample is not at ${SAMPLE}` };
@@ -72,20 +118,28 @@ export async function endToEndBench(options: EndToEndOptions): Promise<EndToEndR
 
 /** `count` images: copies of the sample under `copy<i>/`, hard-linked where the filesystem allows. */
 function replicateSample(dir: string, count: number): void {
-  const sample = loadSample();
+  replicateFolder(SAMPLE, dir, count, loadSample().map((image) => image.path));
+}
+
+/**
+ * `count` files of `source` (its `<split>/<label>/<file>` paths, cycled) under `copy<i>/` in `dir`:
+ * the same bytes as real photos under new keys, hard-linked where the filesystem allows.
+ */
+function replicateFolder(source: string, dir: string, count: number, paths = [...datasetFiles(source)].map((file) => relative(source, file))): void {
   for (let i = 0; i < count; i++) {
-    const image = sample[i % sample.length];
-    const target = join(dir, `copy${Math.floor(i / sample.length)}`, image.path);
+    const path = paths[i % paths.length];
+    const target = join(dir, `copy${Math.floor(i / paths.length)}`, path);
     mkdirSync(dirname(target), { recursive: true });
     try {
-      linkSync(join(SAMPLE, image.path), target);
+      linkSync(join(source, path), target);
     } catch {
-      copyFileSync(join(SAMPLE, image.path), target);
+      copyFileSync(join(source, path), target);
     }
   }
 }
 
-async function runCase(inputDir: string, workers: number, runDir: string): Promise<EndToEndCaseResult> {
+/** One local run in this process; `workers` undefined: the default (one per core). */
+async function runCase(inputDir: string, workers: number | undefined, runDir: string): Promise<EndToEndCaseResult & { rows: number }> {
   const { runLocally } = await import('../lib/local/local-run');
   const { summary } = await runLocally({
     inputDir,
@@ -94,6 +148,8 @@ async function runCase(inputDir: string, workers: number, runDir: string): Promi
     modelDir: join(MODELS, DEFAULT_MODEL_ID),
     workers,
   });
+  const csv = summary.outDir ? join(summary.outDir, 'features.csv') : undefined;
+  const rows = csv && existsSync(csv) ? readFeaturesCsv(readFileSync(csv, 'utf8')).length : 0;
   const images = summary.processed + summary.failed;
   const rate = (seconds: number) => (seconds > 0 ? fixed(images / seconds) : 0);
   return {
@@ -118,6 +174,7 @@ async function runCase(inputDir: string, workers: number, runDir: string): Promi
     featurizer: summary.featurizer,
     backends: summary.backends,
     knnAccuracy: summary.knn ? fixed(summary.knn.accuracy, 3) : undefined,
+    rows,
     peakRssMb: peakRssMb(),
     load: load(),
   };
@@ -130,7 +187,14 @@ async function main(): Promise<void> {
   const value = (name: string) => argValue(argv, name);
   const caseDir = value('case');
   if (caseDir) {
-    console.log(JSON.stringify(await runCase(caseDir, Number(value('workers')), value('run-dir')!)));
+    const workers = value('workers');
+    console.log(JSON.stringify(await runCase(caseDir, workers === undefined ? undefined : Number(workers), value('run-dir')!)));
+    return;
+  }
+  const dataset = value('dataset');
+  if (dataset !== undefined || argv.includes('--whole-dataset')) {
+    const images = value('images');
+    console.log(JSON.stringify(await wholeDatasetBench({ dir: dataset, images: images === undefined ? undefined : Number(images) }), null, 1));
     return;
   }
   const options: EndToEndOptions = {

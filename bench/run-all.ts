@@ -5,6 +5,8 @@
  *   npm run bench                    # full suite (~12 min on 2 cores), writes docs/BENCHMARKS.md
  *   npm run bench -- --quick         # smoke run of every part (~2 min), prints only
  *   npm run bench -- --e2e-10k       # full suite plus the 10,000-image local run (~+7 min)
+ *   npm run bench -- --whole-dataset [dir]   # plus one default-settings run on the whole dataset: the
+ *                                    # folder given, else fruits-360-103 replicated to 71,022 images (~15 min)
  *   npm run bench -- --quick --write # write the doc from a quick run anyway (marked as such)
  *   npm run bench -- --render out/bench/results-<date>.json   # re-render the doc from saved figures
  *
@@ -18,7 +20,7 @@ import { defaultConfig } from '../lib/config';
 import { AggregateBenchOptions, aggregateBench, AggregateBenchRow, DEFAULT_AGGREGATE_OPTIONS } from './aggregate';
 import { Cell, ChildResult, fixed, load, machine, markdownTable, median, printTable, Table } from './bench-support';
 import { costModel, costTable } from './cost';
-import { DEFAULT_END_TO_END_OPTIONS, endToEndBench, EndToEndCaseResult, EndToEndOptions, EndToEndRow } from './end-to-end';
+import { DEFAULT_END_TO_END_OPTIONS, endToEndBench, EndToEndCaseResult, EndToEndOptions, EndToEndRow, wholeDatasetBench, WholeDatasetResult } from './end-to-end';
 import { DEFAULT_FEATURIZE_OPTIONS, featurizeBench, FeaturizeBenchOptions, FeaturizeBenchRow, FeaturizeCaseResult } from './featurize';
 
 const DOC = join(__dirname, '..', 'docs', 'BENCHMARKS.md');
@@ -186,6 +188,7 @@ interface SuiteResults {
   featurize: FeaturizeBenchRow[] | { skipped: string };
   aggregate: AggregateBenchRow[];
   endToEnd: EndToEndRow[] | { skipped: string };
+  wholeDataset?: WholeDatasetResult;
 }
 
 async function measure(argv: string[]): Promise<SuiteResults> {
@@ -205,10 +208,18 @@ async function measure(argv: string[]): Promise<SuiteResults> {
   const afterAggregate = load();
   console.log('\n3. end to end');
   const endToEnd = await endToEndBench(options.endToEnd);
+  const wholeAt = argv.indexOf('--whole-dataset');
+  let wholeDataset: WholeDatasetResult | undefined;
+  if (wholeAt >= 0) {
+    const dir = argv[wholeAt + 1]?.startsWith('--') === false ? argv[wholeAt + 1] : undefined;
+    console.log('\n3b. the whole dataset, default settings');
+    wholeDataset = await wholeDatasetBench({ dir });
+    console.log(JSON.stringify(wholeDataset));
+  }
   return {
     command, quick, tenThousand, started, finished: new Date().toISOString(), host, loadAtStart,
     loadAfter: { featurize: afterFeaturize, aggregate: afterAggregate, endToEnd: load() },
-    options, featurize, aggregate, endToEnd,
+    options, featurize, aggregate, endToEnd, wholeDataset,
   };
 }
 
@@ -223,11 +234,30 @@ function sectionsOf(r: SuiteResults): { heading: string; tables: Table[]; text?:
     if (!r.tenThousand) text.push('The 10,000-image case is behind `--e2e-10k` (about 1.5-2 min per run on this machine, 4 runs).');
     sections.push({ heading: '3. End to end (local)', tables: endToEndTables(r.endToEnd), text });
   }
+  if (r.wholeDataset) sections.push({ heading: '3b. The whole dataset, default settings (local)', tables: wholeDatasetTables(r.wholeDataset), text: wholeDatasetText(r.wholeDataset) });
   const measured = 'skipped' in r.featurize ? undefined : measuredForCost(r.featurize, r.aggregate);
   sections.push(measured
     ? { heading: '4. Cost model (AWS)', tables: [costTable(measured)] }
     : { heading: '4. Cost model (AWS)', tables: [], text: ['skipped: needs the featurize and aggregate figures'] });
   return sections;
+}
+
+function wholeDatasetTables(result: WholeDatasetResult): Table[] {
+  if ('skipped' in result || 'error' in result) return [];
+  const t = result.phaseSeconds;
+  return [
+    {
+      title: `${result.dataset}: one run of \`npm start -- run <dir>\` at default settings, from an empty store`,
+      headers: ['files', 'rows / file', 'status', 'total s', 'upload s', 'synth s', 'featurize s', 'aggregate s', 'featurize img/s', 'workers', 'featurizer', 'backend', '5-NN', 'peak RSS MB'],
+      rows: [[result.files, result.rowsPerFile, result.status, result.seconds, t.upload, t.synth, t.featurize, t.aggregate, result.imagesPerSecond.featurize, result.workers, result.featurizer ?? '', result.backends.join(', '), result.knnAccuracy ?? '', result.peakRssMb]],
+    },
+  ];
+}
+
+function wholeDatasetText(result: WholeDatasetResult): string[] {
+  if ('skipped' in result) return [`skipped: ${result.skipped}`];
+  if ('error' in result) return [`failed: ${result.error}`];
+  return [`Load: ${result.load}. Rows per file 1 means every input file became exactly one CSV row (the run's own accounting also checks it).`];
 }
 
 function renderDoc(r: SuiteResults): string {

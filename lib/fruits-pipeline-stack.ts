@@ -49,12 +49,14 @@ export class FruitsPipelineStack extends Stack {
     // image does not matter: it runs once per run.
     const image = pipelineImageBuild({ modelId: config.modelId, architecture: config.architecture });
 
+    const featurizeTimeout = Duration.seconds(config.featurizeTimeoutSeconds);
+    const aggregateTimeout = Duration.seconds(config.aggregateTimeoutSeconds);
     const featurize = new ImageFunction(this, 'Featurize', {
       image,
       handler: 'lambdas/featurize/handler.handler',
       description: 'Featurizes one batch of images into a feature shard',
       memorySize: config.featurizeMemoryMb,
-      timeout: Duration.seconds(config.featurizeTimeoutSeconds),
+      timeout: featurizeTimeout,
       reservedConcurrentExecutions: config.featurizeReservedConcurrency,
       environment: {
         FEATURIZER: config.featurizer,
@@ -81,7 +83,7 @@ export class FruitsPipelineStack extends Stack {
       handler: 'lambdas/aggregate/handler.handler',
       description: 'Standardises all feature shards of a run, fits the PCA, writes the results',
       memorySize: config.aggregateMemoryMb,
-      timeout: Duration.seconds(config.aggregateTimeoutSeconds),
+      timeout: aggregateTimeout,
       environment: {
         PCA_COMPONENTS: String(config.pcaComponents),
         ...definedOnly({ PCA_VARIANCE_THRESHOLD: config.pcaVarianceThreshold }),
@@ -97,6 +99,8 @@ export class FruitsPipelineStack extends Stack {
       data,
       featurizeFunction: this.featurizeFunction,
       aggregateFunction: this.aggregateFunction,
+      featurizeTimeout,
+      aggregateTimeout,
       batchSize: config.batchSize,
       maxConcurrency: config.maxConcurrency,
       toleratedFailurePercentage: config.toleratedFailurePercentage,

@@ -15,6 +15,10 @@ export interface FeaturePipelineProps {
   readonly featurizeFunction: lambda.IFunction;
   /** Turns the shards into features.csv, model, plots and report (`lambdas/aggregate/handler`). */
   readonly aggregateFunction: lambda.IFunction;
+  /** The featurize function's own timeout: `FeaturizeBatch` times out INVOCATION_MARGIN after it. */
+  readonly featurizeTimeout: Duration;
+  /** The aggregate function's own timeout: `AggregateFeatures` times out INVOCATION_MARGIN after it. */
+  readonly aggregateTimeout: Duration;
   /** Images per featurize child (ItemBatcher MaxItemsPerBatch). */
   readonly batchSize: number;
   /** Concurrent featurize children. */
@@ -43,6 +47,26 @@ const TRANSIENT_RETRY: sfn.RetryProps = {
   // Throttled children of one Map run fail together; jitter spreads their retries apart.
   jitterStrategy: sfn.JitterType.FULL,
 };
+
+/**
+ * What a Lambda Task's TimeoutSeconds adds to the function's own timeout. A Task without
+ * TimeoutSeconds waits without limit, so AWS advises one on every Task
+ * (https://docs.aws.amazon.com/step-functions/latest/dg/sfn-best-practices.html#use-timeouts-to-avoid-stuck-executions);
+ * it is a backstop for an invocation whose answer never arrives. The Task's clock also runs
+ * through what the function timeout does not count: the Init phase of a cold start (up to 10 s,
+ * https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html), before it the
+ * creation of the execution environment for a container image (seconds, more on the first
+ * invocations after a deploy, while the image is not cached yet), and the Invoke round trip.
+ * 60 s covers these with room to spare, so a function that runs out of time still fails with its
+ * own error (`Sandbox.Timedout`) rather than the Task's `States.Timeout`, and a stuck child is
+ * still given up one minute after its function would have been stopped.
+ */
+export const INVOCATION_MARGIN = Duration.seconds(60);
+
+/** TimeoutSeconds of a Task that invokes a function with this timeout. */
+function invocationTimeout(functionTimeout: Duration): sfn.Timeout {
+  return sfn.Timeout.duration(functionTimeout.plus(INVOCATION_MARGIN));
+}
 
 /** `{ "bucket.$": "<root>.bucket", ... }` for every RunSettings field (contracts.ts). */
 function runSettingsAt(root: string): Record<string, string> {
@@ -154,6 +178,7 @@ export class FeaturePipeline extends Construct {
       lambdaFunction: props.featurizeFunction,
       payload: sfn.TaskInput.fromJsonPathAt('$'),
       outputPath: '$.Payload',
+      taskTimeout: invocationTimeout(props.featurizeTimeout),
       retryOnServiceExceptions: false, // replaced by TRANSIENT_RETRY, which adds throttling and jitter
     }).addRetry(TRANSIENT_RETRY);
     const featurizeImages = new sfn.DistributedMap(this, 'FeaturizeImages', {
@@ -191,6 +216,7 @@ export class FeaturePipeline extends Construct {
       lambdaFunction: props.aggregateFunction,
       payload: sfn.TaskInput.fromJsonPathAt('$'),
       outputPath: '$.Payload',
+      taskTimeout: invocationTimeout(props.aggregateTimeout),
       retryOnServiceExceptions: false,
     }).addRetry(TRANSIENT_RETRY);
 

@@ -89,6 +89,13 @@ export function isDistributedMap(state: AslState): boolean {
   return state.Type === 'Map' && processor.ProcessorConfig?.Mode === 'DISTRIBUTED';
 }
 
+/**
+ * TimeoutSeconds that keeps aws-local-stepfunctions' own Task clock out of the way where Step
+ * Functions has none or the runner keeps time itself. 20 days: the longest a timer can wait
+ * (2^31 ms) with margin.
+ */
+export const NO_LIBRARY_TIMEOUT_SECONDS = 20 * 24 * 3600;
+
 /** The Task that stands in for a Distributed Map state: same wiring, the run happens in the handler. */
 export function distributedMapStandIn(state: AslState): AslState {
   const kept: AslState = { Type: 'Task', Resource: 'arn:aws:states:::local:distributedMap' };
@@ -96,8 +103,7 @@ export function distributedMapStandIn(state: AslState): AslState {
     if (field in state) kept[field] = state[field];
   }
   // The library's Task default (60 s) would cut a Map Run short; Step Functions has no such limit.
-  // 20 days: the longest a timer can wait (2^31 ms) with margin.
-  kept.TimeoutSeconds = 20 * 24 * 3600;
+  kept.TimeoutSeconds = NO_LIBRARY_TIMEOUT_SECONDS;
   return kept;
 }
 

@@ -1,13 +1,15 @@
 /**
  * Run a resolved state machine definition locally: Distributed Map states become Tasks run by
  * the emulation in `distributed-map.ts`, service-integration Tasks call local functions and the
- * local S3 server, everything else is aws-local-stepfunctions as is.
+ * local S3 server, everything else is aws-local-stepfunctions as is. Lambda Tasks' TimeoutSeconds
+ * is kept by the functions, from when a worker takes the invocation, not by the library
+ * (`withLocalTaskTimeouts`).
  */
 import { S3Client } from '@aws-sdk/client-s3';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { AslDefinition, executionContext, Json, LOCAL_ARN_SCOPE, LocalArnScope, rootCause } from './asl';
 import { distributedMapHandler, distributedMapStandIn, isDistributedMap, LocalTaskHandlers, MapRunEvent } from './distributed-map';
-import { LocalFunctions, serviceIntegrationHandlers } from './service-integrations';
+import { LocalFunctions, serviceIntegrationHandlers, withLocalTaskTimeouts } from './service-integrations';
 
 export interface LocalExecutionProps {
   readonly definition: AslDefinition;
@@ -35,7 +37,9 @@ export async function runLocalExecution(props: LocalExecutionProps, executionNam
     if (!isDistributedMap(state)) continue;
     const processor = state.ItemProcessor as AslDefinition;
     states[name] = distributedMapStandIn(state);
-    handlers[name] = distributedMapHandler(name, state, {
+    // The children run the processor with the library's Task clocks lifted; their handlers keep
+    // the TimeoutSeconds of the processor as synthesized.
+    handlers[name] = distributedMapHandler(name, { ...state, ItemProcessor: withLocalTaskTimeouts(processor) }, {
       s3: props.s3,
       scope,
       context,
@@ -44,8 +48,9 @@ export async function runLocalExecution(props: LocalExecutionProps, executionNam
       onEvent: (event) => props.onMapRunEvent?.(name, event),
     });
   }
-  const definition: AslDefinition = { ...props.definition, States: states };
-  Object.assign(handlers, serviceIntegrationHandlers(definition, props));
+  const withStandIns: AslDefinition = { ...props.definition, States: states };
+  Object.assign(handlers, serviceIntegrationHandlers(withStandIns, props));
+  const definition = withLocalTaskTimeouts(withStandIns);
 
   const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
   const execution = machine.run(input as never, {

@@ -162,11 +162,13 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
       modulePath: handlerModule('featurize', options.bundledHandlersDir),
       size: Math.min(options.workers ?? availableParallelism(), pipeline.config.maxConcurrency),
       environment: featurizeEnv,
+      timeoutSeconds: pipeline.featurize.timeoutSeconds,
     });
     const aggregatePool = new FunctionWorkerPool({
       modulePath: handlerModule('aggregate', options.bundledHandlersDir),
       size: 1,
       environment: { ...pipeline.aggregate.environment, ...server.env, ...quiet },
+      timeoutSeconds: pipeline.aggregate.timeoutSeconds,
     });
     pools.push(featurizePool, aggregatePool);
 

@@ -25,6 +25,8 @@ export interface SynthesizedFunction {
   readonly arn: string;
   /** The function's environment in the template (the local run overrides some of it). */
   readonly environment: Record<string, string>;
+  /** The function's `Timeout` in the template, seconds (Lambda's default, 3, when absent). */
+  readonly timeoutSeconds: number;
 }
 
 export interface SynthesizedPipeline {
@@ -33,6 +35,9 @@ export interface SynthesizedPipeline {
   readonly featurize: SynthesizedFunction;
   readonly aggregate: SynthesizedFunction;
 }
+
+/** https://docs.aws.amazon.com/lambda/latest/api/API_CreateFunction.html (Timeout) */
+const LAMBDA_DEFAULT_TIMEOUT_SECONDS = 3;
 
 type CfnTemplate = { Resources: Record<string, { Type: string; Properties?: Record<string, unknown> }> };
 
@@ -58,8 +63,10 @@ export function synthesizePipeline(options: SynthesizeOptions): SynthesizedPipel
     const scope = options.scope ?? LOCAL_ARN_SCOPE;
     const fn = (construct: { node: { defaultChild?: unknown } }): SynthesizedFunction => {
       const logicalId = stack.getLogicalId(construct.node.defaultChild as CfnFunction);
-      const variables = ((template.Resources[logicalId]?.Properties?.Environment as { Variables?: Record<string, string> }) ?? {}).Variables ?? {};
-      return { logicalId, arn: placeholderFunctionArn(scope, logicalId), environment: { ...variables } };
+      const properties = template.Resources[logicalId]?.Properties ?? {};
+      const variables = ((properties.Environment as { Variables?: Record<string, string> }) ?? {}).Variables ?? {};
+      const timeoutSeconds = typeof properties.Timeout === 'number' ? properties.Timeout : LAMBDA_DEFAULT_TIMEOUT_SECONDS;
+      return { logicalId, arn: placeholderFunctionArn(scope, logicalId), environment: { ...variables }, timeoutSeconds };
     };
     const featurize = fn(stack.featurizeFunction);
     const aggregate = fn(stack.aggregateFunction);

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Match } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { PipelineConfigInput } from '../../lib/config';
+import { INVOCATION_MARGIN } from '../../lib/constructs/feature-pipeline';
 import { maskAssetHashes, stateMachineDefinition, synthesizePipeline, SynthesizedPipeline } from './synth';
 // asl-validator ships CommonJS with a default-style export.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -140,6 +141,25 @@ describe('state machine', () => {
       expect(task.Retry).toHaveLength(1);
     }
     expect(definition.States.AggregateFeatures.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'WriteFailureReport' }]);
+  });
+
+  test('both Lambda tasks time out INVOCATION_MARGIN after their function, which follows the config', () => {
+    // The margin covers what the function timeout does not count (cold start, the invoke itself).
+    expect(INVOCATION_MARGIN.toSeconds()).toBe(60);
+    const withTimeouts = synthesizePipeline({ featurizeTimeoutSeconds: 120, aggregateTimeoutSeconds: 600 });
+    for (const [synthesized, featurizeSeconds, aggregateSeconds] of [
+      [pipeline, 300, 900],
+      [withTimeouts, 120, 600],
+    ] as const) {
+      const { stack, template } = synthesized;
+      const functionTimeout = (fn: typeof stack.featurizeFunction) =>
+        template.toJSON().Resources[stack.getLogicalId(fn.node.defaultChild as any)].Properties.Timeout;
+      expect(functionTimeout(stack.featurizeFunction)).toBe(featurizeSeconds);
+      expect(functionTimeout(stack.aggregateFunction)).toBe(aggregateSeconds);
+      const states = stateMachineDefinition(synthesized).States;
+      expect(states.FeaturizeImages.ItemProcessor.States.FeaturizeBatch.TimeoutSeconds).toBe(featurizeSeconds + 60);
+      expect(states.AggregateFeatures.TimeoutSeconds).toBe(aggregateSeconds + 60);
+    }
   });
 
   test('a failed run writes <outputPrefix>failure.json, then fails with the original error', () => {

@@ -1,6 +1,8 @@
+import { join } from 'node:path';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { AslDefinition, Json, JsonObject } from '../../lib/local/asl';
 import { MapRunEvent } from '../../lib/local/distributed-map';
+import { FunctionWorkerPool } from '../../lib/local/function-worker-pool';
 import { runLocalExecution } from '../../lib/local/local-execution';
 import { LocalFunction } from '../../lib/local/service-integrations';
 import { LocalS3Server, startLocalS3Server } from '../../lib/local/s3-server';
@@ -9,7 +11,7 @@ const BUCKET = 'map-test';
 const FN_ARN = 'arn:aws:lambda:us-east-1:000000000000:function:Worker';
 
 /** A definition shaped like the pipeline's: Distributed Map over a listing, results in S3, Catch. */
-function definition(map: Record<string, unknown> = {}, childRetry: unknown[] = []): AslDefinition {
+function definition(map: Record<string, unknown> = {}, childRetry: unknown[] = [], work: Record<string, unknown> = {}): AslDefinition {
   return {
     StartAt: 'Map',
     States: {
@@ -28,6 +30,7 @@ function definition(map: Record<string, unknown> = {}, childRetry: unknown[] = [
               OutputPath: '$.Payload',
               ...(childRetry.length ? { Retry: childRetry } : {}),
               End: true,
+              ...work,
             },
           },
         },
@@ -216,5 +219,53 @@ describe('Distributed Map emulation', () => {
     };
     expect(await peak(1)).toBe(1);
     expect(await peak(3)).toBe(3);
+  });
+
+  describe('with far fewer workers than MaxConcurrency, time limits run from when a worker takes the batch', () => {
+    const pools: FunctionWorkerPool[] = [];
+    /** Two worker threads with the slow-echo fixture; each batch asks for `ms(batch)` of running. */
+    const workers = (ms: (batch: Batch) => number, timeoutSeconds?: number): LocalFunction => {
+      const pool = new FunctionWorkerPool({ modulePath: join(__dirname, 'fixtures', 'slow-echo-handler.ts'), size: 2, timeoutSeconds });
+      pools.push(pool);
+      return (payload, options) => pool.invoke({ ms: ms(payload as unknown as Batch) }, options);
+    };
+    afterAll(() => Promise.all(pools.map((pool) => pool.close())));
+    // 21 batches of the 1,005-object listing, all in flight at once on two workers; one failed
+    // batch (50 items) is tolerated.
+    const manyBatches = (work: Record<string, unknown>) =>
+      definition({ MaxConcurrency: 50, ItemBatcher: { MaxItemsPerBatch: 50 }, ToleratedFailureCount: 50 }, [], work);
+
+    it('every batch succeeds within TimeoutSeconds 1 although the last ones wait ~3 s for a worker', async () => {
+      const events: MapRunEvent[] = [];
+      const started = performance.now();
+      const result = await run(manyBatches({ TimeoutSeconds: 1 }), workers(() => 300), 'big/', events);
+      expect(result.status).toBe('SUCCEEDED');
+      expect(events.filter((e) => e.type === 'childSucceeded')).toHaveLength(21);
+      // 21 x 300 ms on 2 workers: the run outlasts the timeout several times over.
+      expect(performance.now() - started).toBeGreaterThan(3000);
+    });
+
+    it('a batch that runs longer than TimeoutSeconds fails with States.Timeout, and the others still run', async () => {
+      const events: MapRunEvent[] = [];
+      const slowBatch = (batch: Batch) => (batch.Items[0].Key === 'big/0500.txt' ? 5000 : 100);
+      const result = await run(manyBatches({ TimeoutSeconds: 1 }), workers(slowBatch), 'big/', events);
+      expect(result.status).toBe('SUCCEEDED');
+      const failed = events.filter((e) => e.type === 'childFailed');
+      expect(failed).toEqual([expect.objectContaining({ error: 'States.Timeout', cause: expect.stringMatching(/after 1 s of running.*not counted/) })]);
+      // The worker of the slow batch was replaced: the batches after it were served.
+      expect(events.filter((e) => e.type === 'childSucceeded')).toHaveLength(20);
+    });
+
+    it("the function's own timeout fails the batch with Lambda's Sandbox.Timedout", async () => {
+      const events: MapRunEvent[] = [];
+      const slowBatch = (batch: Batch) => (batch.Items[0].Key === 'big/0500.txt' ? 5000 : 100);
+      const result = await run(manyBatches({ TimeoutSeconds: 60 }), workers(slowBatch, 1), 'big/', events);
+      expect(result.status).toBe('SUCCEEDED');
+      const failed = events.filter((e) => e.type === 'childFailed') as Extract<MapRunEvent, { type: 'childFailed' }>[];
+      expect(failed).toHaveLength(1);
+      expect(failed[0].error).toBe('Sandbox.Timedout');
+      expect(JSON.parse(failed[0].cause)).toMatchObject({ errorType: 'Sandbox.Timedout', errorMessage: 'Task timed out after 1.00 seconds' });
+      expect(events.filter((e) => e.type === 'childSucceeded')).toHaveLength(20);
+    });
   });
 });

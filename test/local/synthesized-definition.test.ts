@@ -1,6 +1,7 @@
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { Json } from '../../lib/local/asl';
 import { runLocalExecution } from '../../lib/local/local-execution';
+import type { LocalFunction } from '../../lib/local/service-integrations';
 import { LocalS3Server, startLocalS3Server } from '../../lib/local/s3-server';
 import { resolveStateMachineDefinition, synthesizePipeline, SynthesizedPipeline } from '../../lib/local/synthesized-definition';
 
@@ -22,6 +23,8 @@ describe('state machine definition from the synthesized stack', () => {
     expect(pipeline.featurize.arn).toMatch(/^arn:aws:lambda:us-east-1:\d{12}:function:Featurize/);
     expect(text).toContain('"local-bucket"');
     expect(pipeline.featurize.environment).toMatchObject({ MODEL_ID: expect.any(String), FEATURIZER: expect.any(String) });
+    expect(pipeline.featurize.timeoutSeconds).toBe(pipeline.config.featurizeTimeoutSeconds);
+    expect(pipeline.aggregate.timeoutSeconds).toBe(pipeline.config.aggregateTimeoutSeconds);
     expect(Object.keys(pipeline.definition.States)).toEqual(expect.arrayContaining(['FeaturizeImages', 'AggregateFeatures', 'WriteFailureReport']));
   });
 
@@ -39,13 +42,14 @@ describe('state machine definition from the synthesized stack', () => {
 
     it('passes RunSettings to the batches and the ResultWriter location to the aggregate step', async () => {
       const seen: Record<string, Json[]> = { featurize: [], aggregate: [] };
+      const timeouts: Record<string, (number | undefined)[]> = { featurize: [], aggregate: [] };
       const result = await runLocalExecution(
         {
           definition: pipeline.definition,
           s3: s3.client,
-          functions: new Map([
-            [pipeline.featurize.arn, async (p: Json) => (seen.featurize.push(p), summary((p as { Items: Json[] }).Items.length))],
-            [pipeline.aggregate.arn, async (p: Json) => (seen.aggregate.push(p), { ok: true })],
+          functions: new Map<string, LocalFunction>([
+            [pipeline.featurize.arn, async (p, options) => (seen.featurize.push(p), timeouts.featurize.push(options?.timeoutMs), summary((p as { Items: Json[] }).Items.length))],
+            [pipeline.aggregate.arn, async (p, options) => (seen.aggregate.push(p), timeouts.aggregate.push(options?.timeoutMs), { ok: true })],
           ]),
         },
         'run-1',
@@ -59,6 +63,12 @@ describe('state machine definition from the synthesized stack', () => {
         runId: 'run-1',
         mapResult: { ResultWriterDetails: { Bucket: 'local-bucket', Key: expect.stringMatching(/^work\/run-1\/map-results\/[0-9a-f-]{36}\/manifest\.json$/) } },
       });
+      // Each Task's TimeoutSeconds reaches its function, which keeps the time (not the interpreter).
+      const stateTimeoutMs = (state: unknown) => (state as { TimeoutSeconds: number }).TimeoutSeconds * 1000;
+      const map = pipeline.definition.States.FeaturizeImages as Record<string, any>;
+      expect(timeouts.featurize).toEqual([stateTimeoutMs(map.ItemProcessor.States.FeaturizeBatch)]);
+      expect(timeouts.aggregate).toEqual([stateTimeoutMs(pipeline.definition.States.AggregateFeatures)]);
+      expect(timeouts.featurize[0]).toBe((pipeline.featurize.timeoutSeconds + 60) * 1000);
     });
 
     it('catches a failing aggregate step into WriteFailureReport and fails with its error', async () => {

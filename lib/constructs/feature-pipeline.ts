@@ -4,7 +4,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { BUCKET_LAYOUT, RunSettingsSchema } from '../../lambdas/core/contracts';
+import { BUCKET_LAYOUT, NAME_RULE, RunSettingsSchema } from '../../lambdas/core/contracts';
 import { DataBucket } from './data-bucket';
 import { ScopedResultWriterV2, ScopedS3ObjectsItemReader } from './map-io';
 
@@ -90,7 +90,7 @@ export class FeaturePipeline extends Construct {
     super(scope, id);
     const { data } = props;
 
-    // 1. Execution input: `{ bucket?, inputPrefix, runId?, outputPrefix? }` or `{ trigger: { bucket, key } }`.
+    // 1. Execution input: `{ bucket?, inputPrefix, runId? }` or `{ trigger: { bucket, key } }`.
     const missingInputPrefix = new sfn.Fail(this, 'MissingInputPrefix', {
       error: 'MissingInputPrefix',
       cause: 'The execution input needs "inputPrefix" (e.g. {"inputPrefix": "input/fruits/"}) or a "trigger" from the upload rule.',
@@ -102,8 +102,9 @@ export class FeaturePipeline extends Construct {
     const invalidRunSettings = new sfn.Fail(this, 'InvalidRunSettings', {
       error: 'InvalidRunSettings',
       cause:
-        `"inputPrefix" must look like "${BUCKET_LAYOUT.inputRoot}<dataset>/" and "outputPrefix" like "${BUCKET_LAYOUT.resultsRoot}<name>/": ` +
-        'the pipeline may only list and write there, and a prefix without its trailing slash would also match sibling folders.',
+        `"inputPrefix" must look like "${BUCKET_LAYOUT.inputRoot}<dataset>/" (the pipeline may only list there, and a prefix without its trailing slash ` +
+        `would also match sibling folders) and "runId" must be ${NAME_RULE}. There is no "outputPrefix" input: a run writes to ` +
+        `${BUCKET_LAYOUT.resultsRoot}<runId>/ only, so no run can overwrite another's results.`,
     });
 
     // The marker key becomes the input prefix: `input/<dataset>/_START` -> `input/<dataset>/`.
@@ -140,7 +141,7 @@ export class FeaturePipeline extends Construct {
       )
       .otherwise(invalidStartMarker);
 
-    // 2. Defaults, two merges because outputPrefix defaults from the (possibly defaulted) runId.
+    // 2. Defaults for bucket and runId; the output and work prefixes derive from the runId.
     const defaultBucketAndRunId = new sfn.Pass(this, 'DefaultBucketAndRunId', {
       parameters: {
         request: sfn.JsonPath.objectAt('$'),
@@ -152,23 +153,11 @@ export class FeaturePipeline extends Construct {
         request: sfn.JsonPath.jsonMerge(sfn.JsonPath.objectAt('$.defaults'), sfn.JsonPath.objectAt('$.request')),
       },
     });
-    const defaultOutputPrefix = new sfn.Pass(this, 'DefaultOutputPrefix', {
-      parameters: {
-        request: sfn.JsonPath.objectAt('$.request'),
-        defaults: {
-          outputPrefix: sfn.JsonPath.format(`${BUCKET_LAYOUT.resultsRoot}{}/`, sfn.JsonPath.stringAt('$.request.runId')),
-        },
-      },
-    });
-    const applyOutputPrefix = new sfn.Pass(this, 'ApplyOutputPrefix', {
-      parameters: {
-        request: sfn.JsonPath.jsonMerge(sfn.JsonPath.objectAt('$.defaults'), sfn.JsonPath.objectAt('$.request')),
-      },
-    });
     // Exactly the RunSettings fields (contracts.ts), whatever else the input carried.
     const runSettings = new sfn.Pass(this, 'RunSettings', {
       parameters: {
         ...runSettingsAt('$.request'),
+        outputPrefix: sfn.JsonPath.format(`${BUCKET_LAYOUT.resultsRoot}{}/`, sfn.JsonPath.stringAt('$.request.runId')),
         workPrefix: sfn.JsonPath.format(`${BUCKET_LAYOUT.workRoot}{}/`, sfn.JsonPath.stringAt('$.request.runId')),
       },
     });
@@ -250,22 +239,24 @@ export class FeaturePipeline extends Construct {
         sfn.Condition.and(
           sfn.Condition.isString('$.inputPrefix'),
           sfn.Condition.stringMatches('$.inputPrefix', `${BUCKET_LAYOUT.inputRoot}*/`),
-          sfn.Condition.isString('$.outputPrefix'),
-          sfn.Condition.stringMatches('$.outputPrefix', `${BUCKET_LAYOUT.resultsRoot}*/`),
+          sfn.Condition.isString('$.runId'),
+          // RUN_ID_PATTERN as far as wildcards can say it: nothing that leaves results/<runId>/ or
+          // work/<runId>/. The handlers' RunSettingsSchema and the CLI check the whole pattern.
+          sfn.Condition.not(
+            sfn.Condition.or(
+              ...['', '*/*', '*..*', '* *', '.*'].map((pattern) => sfn.Condition.stringMatches('$.runId', pattern)),
+            ),
+          ),
         ),
         featurizeImages.next(aggregateFeatures),
       )
       .otherwise(invalidRunSettings);
-    const fillDefaults = defaultBucketAndRunId
-      .next(applyBucketAndRunId)
-      .next(defaultOutputPrefix)
-      .next(applyOutputPrefix)
-      .next(runSettings)
-      .next(checkRunSettings);
+    const fillDefaults = defaultBucketAndRunId.next(applyBucketAndRunId).next(runSettings).next(checkRunSettings);
     parseStartMarker.next(checkStartMarker);
     runRequestFromMarker.next(defaultBucketAndRunId);
 
     const readRunRequest = new sfn.Choice(this, 'ReadRunRequest')
+      .when(sfn.Condition.isPresent('$.outputPrefix'), invalidRunSettings)
       .when(sfn.Condition.isPresent('$.trigger'), parseStartMarker)
       .when(sfn.Condition.isPresent('$.inputPrefix'), fillDefaults)
       .otherwise(missingInputPrefix);

@@ -105,14 +105,12 @@ describe('run settings from the execution input', () => {
     });
   });
 
-  test('given values win over defaults; unknown fields are dropped', async () => {
-    await expect(
-      runSettingsFor({ bucket: 'other-bucket', inputPrefix: 'input/x/', runId: 'nightly', outputPrefix: 'results/custom/', note: 'hi' }),
-    ).resolves.toEqual({
+  test('given values win over defaults; the output prefix derives from the run id; unknown fields are dropped', async () => {
+    await expect(runSettingsFor({ bucket: 'other-bucket', inputPrefix: 'input/x/', runId: 'nightly', note: 'hi' })).resolves.toEqual({
       bucket: 'other-bucket',
       inputPrefix: 'input/x/',
       runId: 'nightly',
-      outputPrefix: 'results/custom/',
+      outputPrefix: 'results/nightly/',
       workPrefix: 'work/nightly/',
     });
     await expect(runSettingsFor({ inputPrefix: 'input/x/', runId: 'nightly' })).resolves.toMatchObject({
@@ -146,7 +144,19 @@ describe('run settings from the execution input', () => {
     expect(failure.cause).toContain('"inputPrefix"');
   });
 
-  test.each([{ inputPrefix: 'input/fruits' }, { inputPrefix: 'elsewhere/fruits/' }, { inputPrefix: 'input/fruits/', outputPrefix: 'out/' }, { inputPrefix: 7 }])(
+  test.each([
+    { inputPrefix: 'input/fruits' },
+    { inputPrefix: 'elsewhere/fruits/' },
+    { inputPrefix: 7 },
+    // One run must never write into another's results.
+    { inputPrefix: 'input/fruits/', outputPrefix: 'results/other-run/' },
+    { inputPrefix: 'input/fruits/', runId: '../../x' },
+    { inputPrefix: 'input/fruits/', runId: 'a/b' },
+    { inputPrefix: 'input/fruits/', runId: '..' },
+    { inputPrefix: 'input/fruits/', runId: 'with space' },
+    { inputPrefix: 'input/fruits/', runId: '' },
+    { inputPrefix: 'input/fruits/', runId: 42 },
+  ])(
     'prefixes outside the layout (%j) fail with a clear cause',
     async (input) => {
       const failure = await failureOf(input);

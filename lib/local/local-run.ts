@@ -26,7 +26,8 @@ import {
   _Object,
 } from '@aws-sdk/client-s3';
 import type { AggregateResult } from '../../lambdas/aggregate/aggregate-run';
-import { BUCKET_LAYOUT, datasetInputPrefix } from '../../lambdas/core/contracts';
+import { BUCKET_LAYOUT, datasetInputPrefix, invalidName, ItemProblem, S3_KEY_MAX_BYTES } from '../../lambdas/core/contracts';
+import { describeIncompleteAccounting, InputAccounting, InputAccountingReport } from '../../lambdas/core/input-accounting';
 import { decodeFeatureShard } from '../../lambdas/core/feature-shard';
 import { readMapRunResults } from '../../lambdas/core/map-results';
 import { defaultModelCacheDir, hasLayersModel } from '../../lambdas/core/model-loader';
@@ -41,7 +42,7 @@ import { runLocalExecution } from './local-execution';
 import { LocalS3Server, startLocalS3Server } from './s3-server';
 import { synthesizePipeline } from './synthesized-definition';
 import { mapWithConcurrency } from '../../lambdas/core/concurrency';
-import { listAllObjects, readBytes, readJsonIfPresent, readText } from '../../lambdas/core/s3-client';
+import { describeError, isTransientS3Error, listAllObjects, readBytes, readJsonIfPresent, readText } from '../../lambdas/core/s3-client';
 import { datasetFiles } from './dataset-folder';
 
 /** The local bucket: what `Ref <bucket>` resolves to in the local definition. */
@@ -102,6 +103,13 @@ export interface LocalRunSummary {
   readonly failed: number;
   readonly skipped: number;
   readonly failuresByReason: { reason: string; count: number }[];
+  /** Files of the folder the store refused (a key S3 would refuse too), each with the reason. */
+  readonly notUploaded: ItemProblem[];
+  /**
+   * The input folder held against the run's outputs: every file must be one row of features.csv,
+   * a failed or a skipped image, exactly once; a run that cannot show it is FAILED.
+   */
+  readonly accounting?: InputAccountingReport;
   readonly featurizer?: string;
   readonly backends: string[];
   readonly components?: number;
@@ -140,6 +148,8 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
     options.onNotice?.(line);
   };
 
+  const badRunId = options.runId === undefined ? undefined : invalidName(options.runId, 'run id');
+  if (badRunId) throw new Error(badRunId);
   const { dataset, files } = await readInput(options.inputDir);
   const inputPrefix = datasetInputPrefix(dataset);
   const runId = options.runId ?? contentRunId(dataset, files);
@@ -217,11 +227,18 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
     // Only a fallback for a run without report.json (read only then): a problem reading it must not
     // hide the run's outcome.
     const batches = await mapRunFacts(s3, report ? undefined : mapResult).catch(() => mapRunFacts(s3, undefined));
-    const knn = copied.includes('features.csv') ? knnAccuracy(readFeaturesCsv(readFileSync(join(outDir, 'features.csv'), 'utf8'))) : undefined;
+    const rows = copied.includes('features.csv') ? readFeaturesCsv(readFileSync(join(outDir, 'features.csv'), 'utf8')) : undefined;
+    const knn = rows ? knnAccuracy(rows) : undefined;
+    // What the run must account for is the folder itself, not the store's listing of it.
+    const accounting =
+      execution.status === 'SUCCEEDED' ? accountForInputFolder(files.map((file) => `${inputPrefix}${file.path}`), upload.refused, rows, report) : undefined;
+    const incomplete = accounting && !accounting.complete ? describeIncompleteAccounting(accounting, 'files of the input folder') : undefined;
+    if (incomplete) notice(`Run ${runId} FAILED: ${incomplete}`);
+    const refusedReasons = countReasons(upload.refused);
 
     const summary: LocalRunSummary = {
       runId,
-      status: execution.status,
+      status: incomplete ? 'FAILED' : execution.status,
       dataset,
       inputPrefix,
       endpoint: server.endpoint,
@@ -230,9 +247,11 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
       alreadyPresent: upload.alreadyPresent,
       listed: progress.total,
       processed: report?.counts.processed ?? aggregate?.counts.processed ?? batches.processed,
-      failed: report?.counts.failed ?? aggregate?.counts.failed ?? batches.failed,
+      failed: (report?.counts.failed ?? aggregate?.counts.failed ?? batches.failed) + upload.refused.length,
       skipped: report?.counts.skipped ?? aggregate?.counts.skipped ?? batches.skipped,
-      failuresByReason: report?.failed.byReason ?? batches.byReason,
+      failuresByReason: [...refusedReasons, ...(report?.failed.byReason ?? batches.byReason)],
+      notUploaded: upload.refused,
+      accounting,
       featurizer: report ? Object.keys(report.featurizer.ids).join(', ') || undefined : batches.featurizer,
       backends: report?.featurizer.backends ?? batches.backends,
       components: aggregate?.components,
@@ -247,7 +266,12 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
       },
       workers: featurizePool.size,
       outDir: copied.length > 0 ? outDir : undefined,
-      error: execution.status === 'FAILED' ? { error: execution.error, cause: execution.cause } : undefined,
+      error:
+        execution.status === 'FAILED'
+          ? { error: execution.error, cause: execution.cause }
+          : incomplete
+            ? { error: 'IncompleteRunError', cause: incomplete }
+            : undefined,
       notices,
     };
     if (!options.keepServer) await server.close();
@@ -286,7 +310,8 @@ function handlerModule(name: 'featurize' | 'aggregate', bundledHandlersDir: stri
 
 /** A folder name as a dataset name: one path segment the state machine's prefix checks accept. */
 export function datasetName(folder: string): string {
-  const name = folder.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[-.]+|[-.]+$/g, '');
+  const trim = (text: string) => text.replace(/^[-._]+|[-.]+$/g, '');
+  const name = trim(trim(folder.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/\.{2,}/g, '.')).slice(0, 60));
   return name || 'dataset';
 }
 
@@ -303,9 +328,16 @@ function md5(body: Buffer): string {
 
 /**
  * Make `input/<dataset>/` hold exactly the given files: upload what is missing or different
- * (single-part uploads, so the ETag is the MD5), delete what the folder no longer has.
+ * (single-part uploads, so the ETag is the MD5), delete what the folder no longer has. A file the
+ * store refuses (a key longer than S3 allows, say) is reported with the reason, not fatal; only
+ * trouble that outlived the SDK's retries ends the run.
  */
-async function syncInput(s3: S3Client, prefix: string, files: readonly InputFile[], onDone: (done: number) => void): Promise<{ uploaded: number; alreadyPresent: number }> {
+async function syncInput(
+  s3: S3Client,
+  prefix: string,
+  files: readonly InputFile[],
+  onDone: (done: number) => void,
+): Promise<{ uploaded: number; alreadyPresent: number; refused: ItemProblem[] }> {
   const existing = new Map((await listAllObjects(s3, LOCAL_BUCKET, prefix)).map((object) => [object.Key!, object.ETag?.replace(/"/g, '')]));
   const wanted = new Set(files.map((file) => `${prefix}${file.path}`));
   const stale = [...existing.keys()].filter((key) => !wanted.has(key));
@@ -314,15 +346,24 @@ async function syncInput(s3: S3Client, prefix: string, files: readonly InputFile
   }
   let uploaded = 0;
   let done = 0;
+  const refused: ItemProblem[] = [];
   await mapWithConcurrency(files, UPLOAD_CONCURRENCY, async (file) => {
     const key = `${prefix}${file.path}`;
-    if (existing.get(key) !== file.md5) {
-      await s3.send(new PutObjectCommand({ Bucket: LOCAL_BUCKET, Key: key, Body: file.body() }));
-      uploaded++;
+    const keyBytes = Buffer.byteLength(key);
+    if (keyBytes > S3_KEY_MAX_BYTES) {
+      refused.push({ key, reason: `not uploaded: the object key is longer than the ${S3_KEY_MAX_BYTES} bytes S3 allows (shorten the file or folder name)` });
+    } else if (existing.get(key) !== file.md5) {
+      try {
+        await s3.send(new PutObjectCommand({ Bucket: LOCAL_BUCKET, Key: key, Body: file.body() }));
+        uploaded++;
+      } catch (error) {
+        if (isTransientS3Error(error)) throw error;
+        refused.push({ key, reason: `not uploaded: ${describeError(error)}` });
+      }
     }
     onDone(++done);
   });
-  return { uploaded, alreadyPresent: files.length - uploaded };
+  return { uploaded, alreadyPresent: files.length - uploaded - refused.length, refused };
 }
 
 /**
@@ -391,4 +432,31 @@ async function mapRunFacts(s3: S3Client, mapResult: Json | undefined) {
 /** One line for a failed batch; a Lambda error's readable cause already starts with its name. */
 export function batchFailureReason(outcome: { error: string; cause: string }): string {
   return outcome.cause.startsWith(`${outcome.error}:`) ? `batch failed: ${outcome.cause}` : `batch failed: ${outcome.error}: ${outcome.cause}`;
+}
+
+/** Every file of the folder against the run's outputs: rows, failed and skipped images, refused uploads. */
+export function accountForInputFolder(
+  expectedKeys: readonly string[],
+  refused: readonly ItemProblem[],
+  rows: readonly { key: string }[] | undefined,
+  report: RunReport | undefined,
+): InputAccountingReport {
+  const accounting = new InputAccounting();
+  accounting.list(expectedKeys);
+  accounting.account(refused.map((problem) => problem.key));
+  if (rows) accounting.account(rows.map((row) => row.key));
+  else accounting.cannotProve('the run wrote no features.csv');
+  if (report) {
+    accounting.account([...report.failed.items, ...report.skipped.items].map((problem) => problem.key));
+    if (!report.failed.complete || !report.skipped.complete) accounting.cannotProve('report.json knows some failed or skipped images only by count');
+  } else {
+    accounting.cannotProve('the run wrote no report.json');
+  }
+  return accounting.report();
+}
+
+function countReasons(problems: readonly ItemProblem[]): { reason: string; count: number }[] {
+  const counts = new Map<string, number>();
+  for (const { reason } of problems) counts.set(reason, (counts.get(reason) ?? 0) + 1);
+  return [...counts].map(([reason, count]) => ({ reason, count }));
 }

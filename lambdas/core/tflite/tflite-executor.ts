@@ -1,0 +1,287 @@
+/**
+ * Runs a TFLite model's float plan (tflite-graph.ts) with TF.js ops, on whichever backend is
+ * active (wasm, cpu, or tfjs-node's `tensorflow`), at any square input size, and pools the chosen
+ * tensor globally into one feature vector per image.
+ *
+ * Convolutions use TF.js's fused kernels (bias and ReLU/ReLU6 in the same call), which the wasm
+ * backend hands to XNNPACK. TF.js 'same' padding is TensorFlow's, which TFLite follows (the extra
+ * row/column of an even pad goes at the bottom/right).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { Activation } from './tflite-schema';
+import { FloatGraphPlan, inferShapesAt, planFloatGraph, PlanOp, PlanOptions, ValueId } from './tflite-graph';
+import type { TfliteModel } from './tflite-model';
+
+/** `avg`: mean over space. `max`: maximum. `gem`: generalised mean (mean of x^p)^(1/p), p = 3 by default. */
+export type GlobalPooling = 'avg' | 'max' | 'gem';
+
+/** GeM is defined on non-negative inputs: values are floored here first (linear bottleneck layers go negative). */
+export const GEM_EPSILON = 1e-6;
+
+type FusedActivation = 'linear' | 'relu' | 'relu6';
+
+/** Weights of one op as tensors, created once. */
+interface OpWeights {
+  readonly filter?: tf.Tensor4D;
+  readonly matrix?: tf.Tensor2D;
+  readonly bias?: tf.Tensor1D;
+}
+
+export class TfliteExecutor {
+  private readonly weights: OpWeights[];
+  private readonly constants = new Map<ValueId, tf.Tensor>();
+  /** Index of the last op reading each value: it is disposed right after (bounds memory at batch 32, 224 px). */
+  private readonly lastUse = new Map<ValueId, number>();
+  private disposed = false;
+
+  constructor(readonly plan: FloatGraphPlan) {
+    for (const [id, constant] of plan.constants) this.constants.set(id, tf.tensor(constant.data, [...constant.shape], 'float32'));
+    this.weights = plan.ops.map(createWeights);
+    plan.ops.forEach((op, i) => op.inputs.forEach((id) => this.lastUse.set(id, i)));
+  }
+
+  static fromModel(model: TfliteModel, options: PlanOptions = {}): TfliteExecutor {
+    return new TfliteExecutor(planFloatGraph(model, options));
+  }
+
+  get outputName(): string {
+    return this.plan.outputName;
+  }
+
+  /**
+   * `pixels`: [batch, size, size, channels] raw uint8 values (any dtype) -> the plan's output
+   * tensor, e.g. [batch, h, w, c] for a feature map or [batch, 1001] for probabilities. The
+   * caller disposes the result.
+   */
+  run(pixels: tf.Tensor4D): tf.Tensor {
+    if (this.disposed) throw new Error('TfliteExecutor was disposed');
+    if (pixels.shape[3] !== this.plan.inputChannels) throw new Error(`input has ${pixels.shape[3]} channels, model takes ${this.plan.inputChannels}`);
+    const values = new Map<ValueId, tf.Tensor>();
+    const { inputScale, inputZeroPoint } = this.plan;
+    values.set(this.plan.input, tf.tidy(() => tf.mul(tf.sub(tf.cast(pixels, 'float32'), inputZeroPoint), inputScale)));
+    try {
+      this.plan.ops.forEach((op, i) => {
+        const inputs = op.inputs.map((id) => {
+          const value = values.get(id) ?? this.constants.get(id);
+          if (!value) throw new Error(`${op.opName} #${op.opIndex}: input ${id} was not computed`);
+          return value;
+        });
+        values.set(op.output, tf.tidy(() => applyClip(op, runOp(op, inputs, this.weights[i]))));
+        for (const id of op.inputs) {
+          if (this.lastUse.get(id) === i && id !== this.plan.output) {
+            values.get(id)?.dispose();
+            values.delete(id);
+          }
+        }
+      });
+      const out = values.get(this.plan.output);
+      if (!out) throw new Error(`output ${this.plan.outputName} was not computed`);
+      values.delete(this.plan.output);
+      return out;
+    } finally {
+      for (const value of values.values()) value.dispose();
+    }
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    for (const w of this.weights) for (const t of Object.values(w)) (t as tf.Tensor).dispose();
+    for (const t of this.constants.values()) t.dispose();
+  }
+}
+
+function createWeights(op: PlanOp): OpWeights {
+  const bias = 'bias' in op && op.bias ? tf.tensor1d(op.bias) : undefined;
+  if (op.kind === 'conv2d') {
+    const [o, h, w, i] = op.filterShape;
+    // OHWI (TFLite) -> HWIO (TF.js)
+    return { filter: tf.tidy(() => tf.transpose(tf.tensor4d(op.filter, [o, h, w, i]), [1, 2, 3, 0])), bias };
+  }
+  if (op.kind === 'depthwiseConv2d') {
+    const [, h, w, channels] = op.filterShape;
+    // [1, H, W, C*M] -> [H, W, C, M]: output channel c*M + m is already C-major.
+    return { filter: tf.tensor4d(op.filter, [h, w, channels / op.depthMultiplier, op.depthMultiplier]), bias };
+  }
+  if (op.kind === 'fullyConnected') return { matrix: tf.tensor2d(op.weights, [...op.weightsShape]), bias };
+  return {};
+}
+
+/** The activation TF.js can fuse into the kernel, and what is left to apply after it. */
+function splitActivation(activation: Activation): { fused: FusedActivation; after: Activation } {
+  if (activation === 'none') return { fused: 'linear', after: 'none' };
+  if (activation === 'relu' || activation === 'relu6') return { fused: activation, after: 'none' };
+  return { fused: 'linear', after: activation };
+}
+
+function applyActivation(x: tf.Tensor, activation: Activation, where: string): tf.Tensor {
+  switch (activation) {
+    case 'none':
+      return x;
+    case 'relu':
+      return tf.relu(x);
+    case 'relu6':
+      return tf.relu6(x);
+    case 'relu_n1_to_1':
+      return tf.clipByValue(x, -1, 1);
+    case 'tanh':
+      return tf.tanh(x);
+    default:
+      throw new Error(`${where}: fused activation ${activation} is not supported`);
+  }
+}
+
+function applyClip(op: PlanOp, x: tf.Tensor): tf.Tensor {
+  return op.clip ? tf.clipByValue(x, op.clip[0], op.clip[1]) : x;
+}
+
+function runOp(op: PlanOp, inputs: tf.Tensor[], weights: OpWeights): tf.Tensor {
+  const where = `${op.opName} #${op.opIndex}`;
+  const [x] = inputs;
+  const { fused, after } = splitActivation(op.activation);
+  const post = (y: tf.Tensor) => applyActivation(y, after, where);
+  switch (op.kind) {
+    case 'conv2d':
+      return post(
+        tf.fused.conv2d({
+          x: x as tf.Tensor4D,
+          filter: weights.filter as tf.Tensor4D,
+          strides: [...op.strides] as [number, number],
+          pad: op.padding,
+          dilations: [...op.dilations] as [number, number],
+          bias: weights.bias,
+          activation: fused,
+        }),
+      );
+    case 'depthwiseConv2d':
+      return post(
+        tf.fused.depthwiseConv2d({
+          x: x as tf.Tensor4D,
+          filter: weights.filter as tf.Tensor4D,
+          strides: [...op.strides] as [number, number],
+          pad: op.padding,
+          dilations: [...op.dilations] as [number, number],
+          bias: weights.bias,
+          activation: fused,
+        }),
+      );
+    case 'fullyConnected': {
+      const flat = tf.reshape(x, [-1, op.weightsShape[1]]) as tf.Tensor2D;
+      return post(tf.fused.matMul({ a: flat, b: weights.matrix as tf.Tensor2D, transposeB: true, bias: weights.bias, activation: fused }));
+    }
+    case 'add':
+      return applyActivation(tf.add(inputs[0], inputs[1]), op.activation, where);
+    case 'sub':
+      return applyActivation(tf.sub(inputs[0], inputs[1]), op.activation, where);
+    case 'mul':
+      return applyActivation(tf.mul(inputs[0], inputs[1]), op.activation, where);
+    case 'avgPool':
+    case 'maxPool': {
+      let y: tf.Tensor;
+      if (op.global) y = op.kind === 'avgPool' ? tf.mean(x, [1, 2], true) : tf.max(x, [1, 2], true);
+      else if (op.kind === 'avgPool') y = tf.avgPool(x as tf.Tensor4D, [...op.filter] as [number, number], [...op.strides] as [number, number], op.padding);
+      else y = tf.maxPool(x as tf.Tensor4D, [...op.filter] as [number, number], [...op.strides] as [number, number], op.padding);
+      return applyActivation(y, op.activation, where);
+    }
+    case 'concat':
+      return applyActivation(tf.concat(inputs, op.axis), op.activation, where);
+    case 'mean':
+      return tf.mean(x, [...op.axes], op.keepDims);
+    case 'reduceMax':
+      return tf.max(x, [...op.axes], op.keepDims);
+    case 'reshape':
+      return tf.reshape(x, [...op.shape]);
+    case 'squeeze':
+      return tf.squeeze(x, [...op.axes]);
+    case 'softmax':
+      return tf.softmax(op.beta === 1 ? x : tf.mul(x, op.beta));
+    case 'relu':
+      return tf.relu(x);
+    case 'relu6':
+      return tf.relu6(x);
+    case 'logistic':
+      return tf.sigmoid(x);
+    case 'hardSwish':
+      return tf.div(tf.mul(x, tf.relu6(tf.add(x, 3))), 6);
+    case 'identity':
+      return tf.clone(x);
+  }
+}
+
+/** [batch, h, w, c] -> [batch, c], pooled over h and w. */
+export function globalPool(maps: tf.Tensor4D, pooling: GlobalPooling, gemP = 3): tf.Tensor2D {
+  return tf.tidy(() => {
+    if (pooling === 'avg') return tf.mean(maps, [1, 2]) as tf.Tensor2D;
+    if (pooling === 'max') return tf.max(maps, [1, 2]) as tf.Tensor2D;
+    const powered = tf.mean(tf.pow(tf.maximum(maps, GEM_EPSILON), gemP), [1, 2]);
+    return tf.pow(powered, 1 / gemP) as tf.Tensor2D;
+  });
+}
+
+export interface TfliteFeatureExtractorOptions extends PlanOptions {
+  /** Square side of the images given to `extract`. @default the model's own (224) */
+  readonly imageSize?: number;
+  /** @default 'avg' */
+  readonly pooling?: GlobalPooling;
+  /** Exponent of `gem` pooling. @default 3 */
+  readonly gemP?: number;
+  /** Images per inference call: bounds tensor memory. @default 32 */
+  readonly batchSize?: number;
+}
+
+export interface TfliteFeatureExtractor {
+  /** Short name of the pooled tensor, e.g. `MobilenetEdgeTPU/expanded_conv_12/add`. */
+  readonly outputName: string;
+  readonly imageSize: number;
+  /** Floats per image: the pooled tensor's channels (or its flattened size if it is not a map). */
+  readonly dim: number;
+  readonly executor: TfliteExecutor;
+  /** `images`: imageSize x imageSize x 3 uint8 RGB each. Returns count x dim, row-major. */
+  extract(images: readonly Uint8Array[]): Promise<Float32Array>;
+  dispose(): void;
+}
+
+/** Features of one tensor of a TFLite model, pooled globally, on the active TF.js backend. */
+export function createTfliteFeatureExtractor(model: TfliteModel, options: TfliteFeatureExtractorOptions = {}): TfliteFeatureExtractor {
+  const executor = TfliteExecutor.fromModel(model, options);
+  const { plan } = executor;
+  const imageSize = options.imageSize ?? plan.nominalSize;
+  const pooling = options.pooling ?? 'avg';
+  const batchSize = options.batchSize ?? 32;
+  const shape = inferShapesAt(model, imageSize).get(plan.output);
+  if (!shape) throw new Error(`cannot infer the shape of ${plan.outputName} at ${imageSize} px`);
+  const dim = shape.length === 4 ? shape[3] : shape.slice(1).reduce((a, b) => a * b, 1);
+  const pixelsPerImage = imageSize * imageSize * plan.inputChannels;
+  return {
+    outputName: plan.outputName,
+    imageSize,
+    dim,
+    executor,
+    async extract(images) {
+      const out = new Float32Array(images.length * dim);
+      for (let start = 0; start < images.length; start += batchSize) {
+        const chunk = images.slice(start, start + batchSize);
+        const pixels = new Uint8Array(chunk.length * pixelsPerImage);
+        chunk.forEach((rgb, i) => {
+          if (rgb.length !== pixelsPerImage) throw new Error(`image holds ${rgb.length} bytes, expected ${imageSize}x${imageSize}x${plan.inputChannels}`);
+          pixels.set(rgb, i * pixelsPerImage);
+        });
+        const input = tf.tensor4d(Int32Array.from(pixels), [chunk.length, imageSize, imageSize, plan.inputChannels], 'int32');
+        let features: tf.Tensor;
+        try {
+          const maps = executor.run(input);
+          features = tf.tidy(() => (maps.rank === 4 ? globalPool(maps as tf.Tensor4D, pooling, options.gemP) : tf.reshape(maps, [chunk.length, -1])));
+          maps.dispose();
+        } finally {
+          input.dispose();
+        }
+        try {
+          out.set(await features.data<'float32'>(), start * dim);
+        } finally {
+          features.dispose();
+        }
+      }
+      return out;
+    },
+    dispose: () => executor.dispose(),
+  };
+}

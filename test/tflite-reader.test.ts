@@ -284,8 +284,9 @@ describe('TFLite reader (synthetic model)', () => {
     expect(() => resolveActivation(model, 'block/conv/weights')).toThrow(/no activation tensor/);
     const at9 = new Map(listActivations(model, 9).map((a) => [a.name, a.shape]));
     expect(at9.get('block/add')).toEqual([1, 5, 5, 4]);
-    expect(at9.get('head/pool')).toEqual([1, 3, 3, 4]);
-    // The plan treats the 3x3 VALID pool as the global pool it is at the saved size.
+    // The 3x3 VALID pool covers the whole map at the saved 5 px: a global pool at any size.
+    expect(at9.get('head/pool')).toEqual([1, 1, 1, 4]);
+    expect(at9.get('probabilities')).toEqual([1, 4]);
     const pool = planFloatGraph(model).ops.find((op) => op.kind === 'avgPool');
     expect(pool && pool.kind === 'avgPool' && pool.global).toBe(true);
   });

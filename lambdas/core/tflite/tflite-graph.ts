@@ -200,7 +200,7 @@ export function planFloatGraph(model: TfliteModel, options: PlanOptions = {}): F
     const out = model.tensors[op.outputs[0]];
     names.set(out.index, shortTensorName(out));
     const range = options.clampToQuantizedRange ? quantizedRange(out) : null;
-    ops.push(planOp(model, op, range, constants, inputTensor.shape[1]));
+    ops.push(planOp(model, op, range, constants));
   }
   return {
     input: inputTensor.index,
@@ -221,7 +221,6 @@ function planOp(
   op: TfliteOperator,
   clip: readonly [number, number] | null,
   constants: Map<ValueId, ConstantValue>,
-  nominalSize: number,
 ): PlanOp {
   const tensors = model.tensors;
   const base = { opIndex: op.index, opName: op.opName, output: op.outputs[0], activation: 'none' as Activation, clip };
@@ -279,8 +278,7 @@ function planOp(
     case BuiltinOperator.AVERAGE_POOL_2D:
     case BuiltinOperator.MAX_POOL_2D: {
       if (o.kind !== 'pool2d') throw new Error(`${op.opName} #${op.index}: options ${o.kind}`);
-      const inputShape = inferShapesAt(model, nominalSize).get(op.inputs[0]);
-      const global = o.padding === 'valid' && !!inputShape && inputShape[1] === o.filterH && inputShape[2] === o.filterW;
+      const global = isGlobalHeadPool(model, op);
       return {
         kind: op.builtinCode === BuiltinOperator.AVERAGE_POOL_2D ? 'avgPool' : 'maxPool',
         ...base,
@@ -326,6 +324,17 @@ function planOp(
   }
 }
 
+/**
+ * A VALID pool whose window is its whole input at the model's own size (the classifier head's
+ * 7x7 average at 224 px): the plan runs it as a global pool, so the head works at any size.
+ */
+function isGlobalHeadPool(model: TfliteModel, op: TfliteOperator): boolean {
+  const o = op.options;
+  if (o.kind !== 'pool2d' || o.padding !== 'valid') return false;
+  const nominal = inferShapesAt(model, model.tensors[model.inputs[0]].shape[1]).get(op.inputs[0]);
+  return !!nominal && nominal[1] === o.filterH && nominal[2] === o.filterW;
+}
+
 function constantInts(model: TfliteModel, id: number, op: TfliteOperator): number[] {
   const t = id >= 0 ? model.tensors[id] : undefined;
   if (!t?.data || t.type !== 'int32') throw new Error(`${op.opName} #${op.index}: input ${id} is not a constant int32 tensor`);
@@ -355,7 +364,7 @@ export function inferShapesAt(model: TfliteModel, size: number): ReadonlyMap<Val
   for (const t of model.tensors) if (t.data) shapes.set(t.index, t.shape);
   for (const op of model.operators) {
     const inShape = shapes.get(op.inputs[0]);
-    const shape = inShape ? outputShape(model, op, inShape, shapes) : null;
+    const shape = inShape ? outputShape(model, op, inShape, shapes, size === input.shape[1]) : null;
     if (!shape) break;
     shapes.set(op.outputs[0], shape);
   }
@@ -373,6 +382,7 @@ function outputShape(
   op: TfliteOperator,
   input: readonly number[],
   shapes: ReadonlyMap<ValueId, readonly number[]>,
+  atNominalSize: boolean,
 ): readonly number[] | null {
   const o = op.options;
   const filter = op.inputs[1] >= 0 ? model.tensors[op.inputs[1]] : undefined;
@@ -387,6 +397,7 @@ function outputShape(
     case BuiltinOperator.AVERAGE_POOL_2D:
     case BuiltinOperator.MAX_POOL_2D:
       if (o.kind !== 'pool2d') return null;
+      if (!atNominalSize && isGlobalHeadPool(model, op)) return [input[0], 1, 1, input[3]];
       return [input[0], spatial(input[1], o.filterH, o.strideH, 1, o.padding), spatial(input[2], o.filterW, o.strideW, 1, o.padding), input[3]];
     case BuiltinOperator.FULLY_CONNECTED:
       return filter ? [input[0], filter.shape[0]] : null;

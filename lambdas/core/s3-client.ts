@@ -63,6 +63,15 @@ export function isMissingObjectError(error: unknown): boolean {
   return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
 }
 
+/**
+ * True for 403 AccessDenied. On a read, that is how S3 answers a missing key to a caller without
+ * s3:ListBucket, which the pipeline's Lambda roles are not granted:
+ * https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html
+ */
+export function isAccessDeniedError(error: unknown): boolean {
+  return (error as { name?: string })?.name === 'AccessDenied';
+}
+
 /** Every page of a ListObjectsV2 listing, following continuation tokens; stop early by breaking. */
 export async function* listObjectPages(s3: S3Client, bucket: string, prefix: string, pageSize?: number): AsyncGenerator<_Object[]> {
   let token: string | undefined;
@@ -95,8 +104,10 @@ export function describeError(error: unknown): string {
   return e?.name && e.message ? `${e.name}: ${e.message}` : String(error);
 }
 
-export function storageError(action: string, error: unknown): Error {
+/** `operation`: a refused read most likely means a missing key (see isAccessDeniedError); a refused write does not. */
+export function storageError(action: string, error: unknown, operation: 'read' | 'write' = 'write'): Error {
   if (isMissingObjectError(error)) return new MissingObjectError(`${action}: object not found`);
+  if (operation === 'read' && isAccessDeniedError(error)) return new MissingObjectError(`${action}: object missing or not readable (403 AccessDenied)`);
   if (isTransientS3Error(error)) return new TransientStorageError(`${action}: ${describeError(error)}`);
   return error instanceof Error ? error : new Error(`${action}: ${describeError(error)}`);
 }
@@ -107,7 +118,7 @@ export async function readBytes(s3: S3Client, bucket: string, key: string): Prom
     if (!response.Body) return new Uint8Array(0);
     return await response.Body.transformToByteArray();
   } catch (error) {
-    throw storageError(`reading s3://${bucket}/${key}`, error);
+    throw storageError(`reading s3://${bucket}/${key}`, error, 'read');
   }
 }
 

@@ -1,10 +1,13 @@
-import crypto from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { createS3Client } from '../../lambdas/core/s3-client';
-// s3rver ships no types; its API is small and stable (run/close).
+import { listObjectsV2 } from './list-objects-v2';
+import { JournaledObjectStore } from './object-store';
+import type { KoaMiddleware } from './s3rver-models';
+import { abortMultipartUpload, keyAsOnePathSegment, missingObjectsAsAccessDenied, xmlWithLineBreaksEscaped } from './s3rver-middleware';
+// s3rver ships no types; its API is small and stable (run/close, `store`, `middleware`).
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const S3rver = require('s3rver');
 
@@ -15,6 +18,13 @@ export interface LocalS3ServerOptions {
   readonly port?: number;
   /** Buckets to create once the server is up. @default none */
   readonly buckets?: readonly string[];
+  /**
+   * How a GET or HEAD of a missing key is answered. AWS answers 404 NoSuchKey only to a caller
+   * allowed s3:ListBucket, and 403 AccessDenied otherwise, which is what the pipeline's Lambda
+   * roles get (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html).
+   * @default 'NoSuchKey'
+   */
+  readonly missingObjectAnswer?: 'NoSuchKey' | 'AccessDenied';
 }
 
 export interface LocalS3Server {
@@ -26,12 +36,30 @@ export interface LocalS3Server {
   close(): Promise<void>;
 }
 
-/** An S3-compatible server (s3rver) on loopback: the embedded default's storage and the tests'. */
+/**
+ * An S3-compatible server on loopback: the embedded default's storage and the tests'. s3rver
+ * parses requests and writes S3's XML; objects live in our JournaledObjectStore, which lists in
+ * S3's order and takes any key S3 takes.
+ */
 export async function startLocalS3Server(options: LocalS3ServerOptions = {}): Promise<LocalS3Server> {
-  allowS3rverContinuationTokens();
   const ownsDirectory = options.directory === undefined;
   const directory = options.directory ?? mkdtempSync(join(tmpdir(), 'fruits-s3-'));
+  const store = await JournaledObjectStore.open(directory);
   const server = new S3rver({ address: '127.0.0.1', port: options.port ?? 0, directory, silent: true });
+  // s3rver's controllers reach the store as `ctx.store` and `ctx.app.store`.
+  server.store = server.context.store = store;
+  const ours: KoaMiddleware[] = [
+    xmlWithLineBreaksEscaped,
+    keyAsOnePathSegment,
+    ...(options.missingObjectAnswer === 'AccessDenied' ? [missingObjectsAsAccessDenied] : []),
+    abortMultipartUpload(store),
+    listObjectsV2(store),
+  ];
+  // Just before s3rver's router: after its host-style bucket rewrite, around its controllers.
+  const middleware = server.middleware as unknown[];
+  const routerAt = middleware.findIndex((layer) => (layer as { router?: unknown }).router !== undefined);
+  if (routerAt < 0) throw new Error('s3rver has no router middleware to put ours before: its internals changed');
+  middleware.splice(routerAt, 0, ...ours);
   const { port } = await server.run();
   const endpoint = `http://127.0.0.1:${port}`;
   const env = { S3_ENDPOINT: endpoint, AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' };
@@ -49,33 +77,8 @@ export async function startLocalS3Server(options: LocalS3ServerOptions = {}): Pr
     async close() {
       client.destroy();
       await server.close();
+      await store.close();
       if (ownsDirectory) rmSync(directory, { recursive: true, force: true });
     },
   };
-}
-
-/**
- * s3rver encrypts ListObjectsV2 continuation tokens with single DES, which OpenSSL 3 (Node >= 17)
- * no longer provides: every listing longer than one page (1,000 keys) fails with a 500. Route
- * s3rver's `des` calls to AES-128-CBC with the 8-byte key and IV doubled: the token stays opaque
- * and round-trips, which is all S3 promises. Nothing else in the process asks for single DES.
- */
-function allowS3rverContinuationTokens(): void {
-  const mutable = crypto as unknown as Record<string, unknown>;
-  if (mutable.__s3rverDesPatched) return;
-  const createCipheriv = crypto.createCipheriv;
-  const createDecipheriv = crypto.createDecipheriv;
-  const widen = (bytes: crypto.BinaryLike | crypto.CipherKey | null): Buffer => {
-    const buffer = Buffer.from(bytes as Buffer);
-    return Buffer.concat([buffer, buffer]);
-  };
-  mutable.createCipheriv = (algorithm: string, key: crypto.CipherKey, iv: crypto.BinaryLike | null, opts?: unknown) =>
-    algorithm === 'des'
-      ? createCipheriv('aes-128-cbc', widen(key), widen(iv))
-      : (createCipheriv as (...args: unknown[]) => unknown)(algorithm, key, iv, opts);
-  mutable.createDecipheriv = (algorithm: string, key: crypto.CipherKey, iv: crypto.BinaryLike | null, opts?: unknown) =>
-    algorithm === 'des'
-      ? createDecipheriv('aes-128-cbc', widen(key), widen(iv))
-      : (createDecipheriv as (...args: unknown[]) => unknown)(algorithm, key, iv, opts);
-  mutable.__s3rverDesPatched = true;
 }

@@ -1,8 +1,11 @@
 /**
+ * @jest-environment ./tools/jest-native-typed-arrays-environment.js
+ *
  * The TFLite reader and float executor on a tiny model built here with flatbuffers' Builder
  * (runs offline, without ../shared): every field the reader decodes, both operator-code fields,
  * per-tensor and per-axis dequantisation, name lookup, shape inference, and the TF.js execution
- * checked against the plain-loop uint8 reference.
+ * checked against the plain-loop uint8 reference, and the ONNX conversion run by ONNX Runtime
+ * against the TF.js executor.
  */
 import { Builder } from 'flatbuffers';
 import * as tf from '@tensorflow/tfjs-core';
@@ -11,6 +14,8 @@ import { dequantize, describeOperators, parseTfliteModel, TfliteModel } from '..
 import { listActivations, planFloatGraph, resolveActivation } from '../lambdas/core/tflite/tflite-graph';
 import { createTfliteFeatureExtractor, globalPool, TfliteExecutor } from '../lambdas/core/tflite/tflite-executor';
 import { dequantizeActivation, runUint8Reference } from '../lambdas/core/tflite/tflite-uint8-reference';
+import * as ort from 'onnxruntime-node';
+import { ONNX_INPUT, ONNX_OUTPUT, tfliteToOnnx, toNchwPixels } from '../tools/tflite-to-onnx';
 
 interface TensorSpec {
   name: string;
@@ -353,5 +358,31 @@ describe('TFLite float executor (synthetic model, cpu backend)', () => {
 
   it('refuses operators the float plan cannot run', () => {
     expect(() => planFloatGraph(model, { output: 'extended_op_output' })).toThrow(/BUILTIN_150.*not supported/);
+  });
+});
+
+describe('TFLite -> ONNX (synthetic model, onnxruntime-node)', () => {
+  let model: TfliteModel;
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+    model = parseTfliteModel(syntheticModelBytes());
+  });
+
+  it.each([
+    ['block/add', 'avg', 7, 'block/add'],
+    ['block/add', 'gem', 7, 'block/add'],
+    ['block/conv/Relu6', 'max', 9, 'block/conv/Relu6'],
+    ['the model output (softmax)', 'none', 9, undefined],
+  ] as const)('%s, pooling %s, at %i px: ONNX Runtime matches the TF.js executor', async (_label, pooling, size, output) => {
+    const images = Array.from({ length: 3 }, (_, i) => pseudoRandomBytes(size * size * 2, 40 + i));
+    const session = await ort.InferenceSession.create(tfliteToOnnx(model, { output, pooling }));
+    const result = await session.run({ [ONNX_INPUT]: new ort.Tensor('float32', toNchwPixels(images, size, 2), [3, 2, size, size]) });
+    const fromOnnx = result[ONNX_OUTPUT].data as Float32Array;
+    const extractor = createTfliteFeatureExtractor(model, { output, imageSize: size, pooling: pooling === 'none' ? 'avg' : pooling });
+    const fromTfjs = await extractor.extract(images);
+    extractor.dispose();
+    expect(result[ONNX_OUTPUT].dims).toEqual([3, 4]);
+    expect(fromOnnx.length).toBe(fromTfjs.length);
+    fromTfjs.forEach((v, i) => expect(Math.abs(v - fromOnnx[i])).toBeLessThan(1e-5));
   });
 });

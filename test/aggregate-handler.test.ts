@@ -332,6 +332,31 @@ describe('aggregate handler against a local S3 server', () => {
     expect(report.warnings.join('\n')).toMatch(/raw-pixels fallback/);
   });
 
+  it('fails the images of a shard that answers 403 AccessDenied (AWS, no s3:ListBucket) as missing, and goes on', async () => {
+    // On AWS the aggregate role cannot list, so S3 answers a missing key with 403, not 404.
+    const denying = await startLocalS3Server({ buckets: [BUCKET], missingObjectAnswer: 'AccessDenied' });
+    try {
+      const runId = 'run-403';
+      const good = makeRows(20, 8, 41, runId);
+      const gone = makeRows(3, 8, 42, runId, 'gone');
+      const goodHeader = header(good.keys, good.labels, 8);
+      await put(denying.client, `work/${runId}/shards/1.fsh`, encodeFeatureShard({ header: goodHeader, vectors: good.vectors }));
+      const event = await writeMapRun(denying.client, runId, [
+        childRecord('SUCCEEDED', good.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/1.fsh`, goodHeader)) }),
+        childRecord('SUCCEEDED', gone.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/2.fsh`, header(gone.keys, gone.labels, 8))) }),
+      ], []);
+      const result = await aggregateRun(event, { s3: denying.client, settings });
+      expect(result).toMatchObject({ rows: 20, counts: { processed: 20, failed: 3, failedBatches: 1 } });
+      const report = JSON.parse(await (await denying.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: result.outputs.report }))).Body!.transformToString());
+      expect(report.failed.byReason.map((r: { reason: string }) => r.reason)).toEqual([
+        `batch failed (UnreadableShard): feature shard work/${runId}/shards/2.fsh: missing or not readable (403 AccessDenied)`,
+      ]);
+      expect(report.accounting.complete).toBe(true);
+    } finally {
+      await denying.close();
+    }
+  });
+
   it('fails clearly, with a report, when every image failed', async () => {
     const runId = 'run-all-failed';
     const noShard = { keys: [], failed: [{ key: `input/${runId}/Kiwi/a.jpg`, reason: 'cannot decode image' }], skipped: [] };

@@ -186,7 +186,8 @@ describe('featurizeBatch storage error classes (mocked S3)', () => {
 
   it('a permanent problem with one object: a per-image failure', async () => {
     const summary = await withGetObjectError({ name: 'AccessDenied', $metadata: { httpStatusCode: 403 } });
-    expect(summary.failed).toEqual([{ key: 'input/d/Kiwi/1.jpg', reason: 'cannot read object: AccessDenied: boom' }]);
+    // A 403 on a read is also how S3 answers a missing key to a role without s3:ListBucket.
+    expect(summary.failed).toEqual([{ key: 'input/d/Kiwi/1.jpg', reason: 'object missing or not readable (403 AccessDenied: deleted after listing, or no read permission)' }]);
   });
 });
 

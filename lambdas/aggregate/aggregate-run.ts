@@ -340,7 +340,10 @@ async function* readShards(s3: S3Client, bucket: string, keys: readonly string[]
           return { key, problem: `unreadable (${(error as Error).message})` };
         }
       },
-      (error: unknown) => (error instanceof MissingObjectError ? { key, problem: 'missing (no such key)' } : { key, error }),
+      (error: unknown) =>
+        error instanceof MissingObjectError
+          ? { key, problem: error.accessDenied ? 'missing or not readable (403 AccessDenied)' : 'missing (no such key)' }
+          : { key, error },
     );
   const inFlight: Promise<ShardRead | { key: string; error: unknown }>[] = [];
   let next = 0;

@@ -97,6 +97,10 @@ export async function listAllObjects(s3: S3Client, bucket: string, prefix: strin
 
 export class MissingObjectError extends Error {
   override readonly name = 'MissingObjectError';
+  /** True when S3 answered 403 AccessDenied, which is how it answers a missing key to a reader without s3:ListBucket. */
+  constructor(message: string, readonly accessDenied = false) {
+    super(message);
+  }
 }
 
 export function describeError(error: unknown): string {
@@ -107,7 +111,7 @@ export function describeError(error: unknown): string {
 /** `operation`: a refused read most likely means a missing key (see isAccessDeniedError); a refused write does not. */
 export function storageError(action: string, error: unknown, operation: 'read' | 'write' = 'write'): Error {
   if (isMissingObjectError(error)) return new MissingObjectError(`${action}: object not found`);
-  if (operation === 'read' && isAccessDeniedError(error)) return new MissingObjectError(`${action}: object missing or not readable (403 AccessDenied)`);
+  if (operation === 'read' && isAccessDeniedError(error)) return new MissingObjectError(`${action}: object missing or not readable (403 AccessDenied)`, true);
   if (isTransientS3Error(error)) return new TransientStorageError(`${action}: ${describeError(error)}`);
   return error instanceof Error ? error : new Error(`${action}: ${describeError(error)}`);
 }

@@ -18,7 +18,7 @@ import { encodeFeatureShard, ShardHeader } from '../core/feature-shard';
 import type { Featurizer } from '../core/featurizer';
 import { classifyKey } from '../core/image-keys';
 import { preprocessImage, PreprocessOptions } from '../core/preprocess';
-import { isMissingObjectError, isTransientS3Error, putObject } from '../core/s3-client';
+import { isAccessDeniedError, isMissingObjectError, isTransientS3Error, putObject } from '../core/s3-client';
 import { mapWithConcurrency } from '../core/concurrency';
 
 export interface FeaturizeBatchSettings {
@@ -152,6 +152,8 @@ async function readObject(s3: S3Client, bucket: string, item: ListedObject, sett
     return bytes.length === 0 ? { reason: 'empty object (0 bytes)' } : { bytes };
   } catch (error) {
     if (isMissingObjectError(error)) return { reason: 'object no longer exists (deleted after listing: NoSuchKey)' };
+    // What S3 answers for a missing key to a role without s3:ListBucket, as the featurize role is.
+    if (isAccessDeniedError(error)) return { reason: 'object missing or not readable (403 AccessDenied: deleted after listing, or no read permission)' };
     if (isTransientS3Error(error)) throw new TransientStorageError(`reading s3://${bucket}/${item.Key}: ${describe(error)}`);
     return { reason: `cannot read object: ${describe(error)}` };
   }

@@ -1,0 +1,66 @@
+/**
+ * The local run at a scale where listing pages, folder names that are prefixes of one another and
+ * odd keys all matter: over 3,000 images under label folders such as `Peach`, `Peach 2` and
+ * `Peach Flat` (a space sorts before `/`), unicode, a 240-byte file name and a key longer than S3
+ * allows. Every file must come out exactly once, and a re-run must upload nothing.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { restoreTextField } from '../../lambdas/core/features-csv';
+import { readFeaturesCsv } from '../../lib/evaluate/knn';
+import { generateDemoDataset } from '../../lib/local/demo-dataset';
+import { runLocally } from '../../lib/local/local-run';
+import { readFileSync } from 'node:fs';
+import type { RunReport } from '../../lambdas/core/run-report';
+
+// One per demo shape (5): prefixes of one another, a space, unicode.
+const LABELS = ['Peach', 'Peach 2', 'Peach Flat', 'Grape White', 'Grape White 2 été 🍇'];
+
+describe('local run at scale (3,000+ images, prefix-named folders)', () => {
+  let work: string;
+  beforeAll(() => {
+    work = mkdtempSync(join(tmpdir(), 'fruits-scale-'));
+  });
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  it('accounts for every file exactly once, and a re-run uploads nothing', async () => {
+    const dataset = join(work, 'scale');
+    const images = await generateDemoDataset({ trainingPerClass: 520, testPerClass: 100 });
+    const labelOf = new Map<string, string>();
+    const written: string[] = [];
+    const write = (path: string, body: Buffer) => {
+      mkdirSync(dirname(join(dataset, path)), { recursive: true });
+      writeFileSync(join(dataset, path), body);
+      written.push(path);
+    };
+    for (const image of images) {
+      const [split, demoLabel, file] = image.path.split('/');
+      if (!labelOf.has(demoLabel)) labelOf.set(demoLabel, LABELS[labelOf.size]);
+      write(`${split}/${labelOf.get(demoLabel)}/${file}`, image.body);
+    }
+    const longName = `${'n'.repeat(236)}.jpg`; // 240 bytes: the longest file names filesystems take are 255
+    write(`Training/Peach/${longName}`, images[0].body);
+    const tooLong = `Training/Peach/${Array.from({ length: 5 }, (_, i) => `${i}${'d'.repeat(219)}`).join('/')}/x.jpg`;
+    write(tooLong, images[1].body);
+    expect(written.length).toBeGreaterThan(3000);
+
+    const options = { inputDir: dataset, dataDir: join(work, 's3'), outDir: join(work, 'out'), workers: 2, config: { featurizer: 'pixels' as const } };
+    const first = (await runLocally(options)).summary;
+    expect({ status: first.status, error: first.error }).toEqual({ status: 'SUCCEEDED', error: undefined });
+    expect(first.accounting).toMatchObject({ complete: true, listed: written.length, accounted: written.length });
+    expect(first).toMatchObject({ uploaded: written.length - 1, processed: written.length - 1, failed: 1, skipped: 0 });
+    expect(first.notUploaded).toEqual([{ key: `input/scale/${tooLong}`, reason: expect.stringMatching(/longer than the 1024 bytes S3 allows/) }]);
+
+    const rows = readFeaturesCsv(readFileSync(join(first.outDir!, 'features.csv'), 'utf8'));
+    const keys = rows.map((row) => row.key);
+    expect(new Set(keys).size).toBe(keys.length);
+    expect(keys.sort()).toEqual(written.filter((path) => path !== tooLong).map((path) => `input/scale/${path}`).sort());
+    expect(new Set(rows.map((row) => restoreTextField(row.label)))).toEqual(new Set(LABELS));
+    const report = JSON.parse(readFileSync(join(first.outDir!, 'report.json'), 'utf8')) as RunReport;
+    expect(report.accounting).toMatchObject({ complete: true, listed: written.length - 1 });
+
+    const second = (await runLocally(options)).summary;
+    expect(second).toMatchObject({ status: 'SUCCEEDED', runId: first.runId, uploaded: 0, alreadyPresent: written.length - 1, processed: written.length - 1 });
+  }, 600_000);
+});

@@ -118,6 +118,7 @@ const SUPPORTED = new Set<number>([
   BuiltinOperator.MAX_POOL_2D,
   BuiltinOperator.CONCATENATION,
   BuiltinOperator.MEAN,
+  BuiltinOperator.REDUCE_MAX,
   BuiltinOperator.RESHAPE,
   BuiltinOperator.SQUEEZE,
   BuiltinOperator.SOFTMAX,
@@ -293,9 +294,11 @@ function planOp(
     case BuiltinOperator.CONCATENATION:
       if (o.kind !== 'concatenation') throw new Error(`${op.opName} #${op.index}: options ${o.kind}`);
       return { kind: 'concat', ...base, inputs: valueInputs(op.inputs), axis: o.axis, activation: o.activation };
-    case BuiltinOperator.MEAN: {
+    case BuiltinOperator.MEAN:
+    case BuiltinOperator.REDUCE_MAX: {
       const axes = constantInts(model, op.inputs[1], op);
-      return { kind: 'mean', ...base, inputs: [op.inputs[0]], axes, keepDims: o.kind === 'reducer' && o.keepDims };
+      const kind = op.builtinCode === BuiltinOperator.MEAN ? 'mean' : 'reduceMax';
+      return { kind, ...base, inputs: [op.inputs[0]], axes, keepDims: o.kind === 'reducer' && o.keepDims };
     }
     case BuiltinOperator.RESHAPE: {
       const target = o.kind === 'reshape' && o.newShape ? o.newShape : constantInts(model, op.inputs[1], op);
@@ -414,7 +417,8 @@ function outputShape(
       const axis = o.axis < 0 ? o.axis + input.length : o.axis;
       return input.map((d, i) => (i === axis ? parts.reduce((sum, p) => sum + (p as readonly number[])[i], 0) : d));
     }
-    case BuiltinOperator.MEAN: {
+    case BuiltinOperator.MEAN:
+    case BuiltinOperator.REDUCE_MAX: {
       const axesTensor = model.tensors[op.inputs[1]];
       if (!axesTensor?.data) return null;
       const axes = readIntegers(axesTensor).map((a) => (a < 0 ? a + input.length : a));

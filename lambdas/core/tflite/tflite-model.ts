@@ -295,6 +295,7 @@ function readOptions(builtinCode: number, optionsType: number, table: FbTable | 
     case BuiltinOperator.SQUEEZE:
       return { kind: 'squeeze', squeezeDims: empty(expect(BuiltinOptionsType.SqueezeOptions)).int32s(SqueezeOptionsField.squeezeDims) };
     case BuiltinOperator.MEAN:
+    case BuiltinOperator.REDUCE_MAX:
       return { kind: 'reducer', keepDims: empty(expect(BuiltinOptionsType.ReducerOptions)).bool(ReducerOptionsField.keepDims) };
     default:
       return optionsType === BuiltinOptionsType.NONE ? { kind: 'none' } : { kind: 'unparsed', optionsType };
@@ -303,16 +304,6 @@ function readOptions(builtinCode: number, optionsType: number, table: FbTable | 
 
 /** A table with an empty vtable (every field absent), read as the schema defaults. */
 const EMPTY_TABLE = new Uint8Array([4, 0, 4, 0, 4, 0, 0, 0]);
-
-/** The tensor called `name`, or the one whose name ends with `/<name>` when that is unique. */
-export function findTensor(model: TfliteModel, name: string): TfliteTensor {
-  const exact = model.tensors.find((t) => t.name === name);
-  if (exact) return exact;
-  const suffixed = model.tensors.filter((t) => t.name.endsWith(`/${name}`));
-  if (suffixed.length === 1) return suffixed[0];
-  if (suffixed.length > 1) throw new Error(`tensor name "${name}" is ambiguous: ${suffixed.map((t) => t.name).join(', ')}`);
-  throw new Error(`model has no tensor "${name}"`);
-}
 
 /**
  * A quantised (uint8, int8, int32, int16) or float32 constant tensor as float32:

@@ -231,6 +231,7 @@ export const BuiltinOperator = {
   MEAN: 40,
   SUB: 41,
   SQUEEZE: 43,
+  REDUCE_MAX: 82,
   HARD_SWISH: 117,
   QUANTIZE: 114,
   PLACEHOLDER_FOR_GREATER_OP_CODES: 127,

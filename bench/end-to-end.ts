@@ -36,6 +36,8 @@ export interface EndToEndCaseResult {
   status: string;
   processed: number;
   failed: number;
+  /** Files that are not images of a label folder (a LICENSE beside the images, say). */
+  skippedFiles: number;
   seconds: number;
   phaseSeconds: Record<'upload' | 'synth' | 'featurize' | 'aggregate', number>;
   imagesPerSecond: { overall: number; upload: number; featurize: number; aggregate: number };
@@ -60,7 +62,7 @@ export interface WholeDatasetOptions {
   readonly timeoutMinutes?: number;
 }
 
-export type WholeDatasetResult = (EndToEndCaseResult & { dataset: string; files: number; rowsPerFile: number }) | { skipped: string } | { error: string };
+export type WholeDatasetResult = (EndToEndCaseResult & { dataset: string; files: number; rows: number; accountedPerFile: number }) | { skipped: string } | { error: string };
 
 /**
  * One local run at default settings (workers = cores, the configured concurrency and batch size,
@@ -83,7 +85,8 @@ export async function wholeDatasetBench(options: WholeDatasetOptions = {}): Prom
     const result = await runChild(__filename, ['--case', inputDir, '--run-dir', join(scratch, 'run')], { timeoutMinutes: options.timeoutMinutes ?? 60 });
     if (result.error) return { error: result.error };
     const row = result as unknown as EndToEndCaseResult & { rows: number };
-    return { ...row, dataset, files, rowsPerFile: fixed(row.rows / files, 4) };
+    // 1 when every file is exactly one CSV row, one failed or one skipped file.
+    return { ...row, dataset, files, accountedPerFile: fixed((row.rows + row.failed + row.skippedFiles) / files, 6) };
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
@@ -158,6 +161,7 @@ async function runCase(inputDir: string, workers: number | undefined, runDir: st
     status: summary.status,
     processed: summary.processed,
     failed: summary.failed,
+    skippedFiles: summary.skipped,
     seconds: fixed(summary.seconds),
     phaseSeconds: {
       upload: fixed(summary.phaseSeconds.upload),

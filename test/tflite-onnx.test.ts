@@ -74,5 +74,21 @@ if (!present) {
       console.log(`${key} ${tensor} ${pooling}@${size}: max |onnx - tfjs| = ${worst.toExponential(2)} over ${fromTfjs.length} floats`);
       expect(worst).toBeLessThan(1e-4);
     });
+
+    it('taps: two layers of one pass, pooled and side by side, match the TF.js executor within 1e-4', async () => {
+      const model = parseTfliteModel(readFileSync(MODEL_FILES.edgetpu));
+      const taps = [{ tensor: 'expanded_conv_12/add', pooling: 'avg' as const }, { tensor: 'expanded_conv_16/add', pooling: 'gem' as const }];
+      const images = await sampleImages(128);
+      const session = await ort.InferenceSession.create(tfliteToOnnx(model, { taps }), { intraOpNumThreads: 1 });
+      const result = await session.run({ [ONNX_INPUT]: new ort.Tensor('float32', toNchwPixels(images, 128), [images.length, 3, 128, 128]) });
+      await session.release();
+      const extractor = createTfliteFeatureExtractor(model, { taps, imageSize: 128 });
+      const fromTfjs = await extractor.extract(images);
+      extractor.dispose();
+      expect(extractor.dim).toBe(96 + 96);
+      expect(result[ONNX_OUTPUT].dims).toEqual([images.length, 192]);
+      const fromOnnx = result[ONNX_OUTPUT].data as Float32Array;
+      expect(fromTfjs.reduce((max, v, i) => Math.max(max, Math.abs(v - fromOnnx[i])), 0)).toBeLessThan(1e-4);
+    });
   });
 }

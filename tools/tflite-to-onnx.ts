@@ -24,9 +24,21 @@ import { parseTfliteModel, TfliteModel } from '../lambdas/core/tflite/tflite-mod
 /** `none`: the tensor itself (e.g. the probabilities of the full graph). */
 export type OnnxPooling = 'avg' | 'max' | 'gem' | 'none';
 
+/** One pooled tensor of a multi-tensor model. */
+export interface OnnxTap {
+  readonly tensor: string;
+  /** @default the options' pooling */
+  readonly pooling?: Exclude<OnnxPooling, 'none'>;
+}
+
 export interface TfliteToOnnxOptions {
   /** Tensor to stop at (full name, short name, or unique suffix). @default the model's output */
   readonly output?: string;
+  /**
+   * Several feature maps from one pass, each pooled globally, side by side in `features` (in this
+   * order); overrides `output`.
+   */
+  readonly taps?: readonly OnnxTap[];
   /** @default 'avg' (ignored when the tensor is not a 4-D map) */
   readonly pooling?: OnnxPooling;
   /** GeM exponent. @default 3 */
@@ -44,9 +56,17 @@ const GEM_EPSILON = 1e-6;
 
 /** Build the ONNX model bytes. */
 export function tfliteToOnnx(model: TfliteModel, options: TfliteToOnnxOptions = {}): Uint8Array {
-  const plan = planFloatGraph(model, { output: options.output, clampToQuantizedRange: options.clampToQuantizedRange });
+  const taps = options.taps ?? [];
+  const plan = planFloatGraph(model, {
+    output: options.output,
+    outputs: taps.map((tap) => tap.tensor),
+    clampToQuantizedRange: options.clampToQuantizedRange,
+  });
   const graph = new OnnxGraphBuilder(plan, inferShapesAt(model, plan.nominalSize));
-  const features = graph.convert(options.pooling ?? 'avg', options.gemP ?? 3);
+  const gemP = options.gemP ?? 3;
+  const features = taps.length
+    ? graph.convertTaps(taps.map((tap) => tap.pooling ?? (options.pooling === 'none' ? 'avg' : options.pooling ?? 'avg')), gemP)
+    : graph.convert(options.pooling ?? 'avg', gemP);
   const proto = onnx.ModelProto.create({
     irVersion: 8,
     producerName: 'fruits-pipeline tools/tflite-to-onnx.ts',
@@ -94,24 +114,14 @@ class OnnxGraphBuilder {
 
   convert(pooling: OnnxPooling, gemP: number): { name: string; dims: (number | string)[] } {
     const { plan } = this;
-    const shifted = this.node('Sub', [ONNX_INPUT, this.constant('input_zero_point', [plan.inputZeroPoint], [])]);
-    this.valueNames.set(plan.input, this.node('Mul', [shifted, this.constant('input_scale', [plan.inputScale], [])]));
-    for (const op of plan.ops) this.valueNames.set(op.output, this.clip(op, this.convertOp(op)));
+    this.convertBody();
 
     const out = this.name(plan.output);
     const shape = this.rankOf(plan.output) === 4 ? (this.shapes.get(plan.output) as readonly number[]) : null;
     let features: string;
     let dims: (number | string)[];
     if (shape && pooling !== 'none') {
-      let pooled: string;
-      if (pooling === 'avg') pooled = this.node('GlobalAveragePool', [out]);
-      else if (pooling === 'max') pooled = this.node('GlobalMaxPool', [out]);
-      else {
-        const floored = this.node('Max', [out, this.constant('gem_epsilon', [GEM_EPSILON], [])]);
-        const mean = this.node('GlobalAveragePool', [this.node('Pow', [floored, this.constant('gem_p', [gemP], [])])]);
-        pooled = this.node('Pow', [mean, this.constant('gem_inverse_p', [1 / gemP], [])]);
-      }
-      features = this.node('Flatten', [pooled], { axis: 1 }, ONNX_OUTPUT);
+      features = this.node('Flatten', [this.pool(out, pooling, gemP)], { axis: 1 }, ONNX_OUTPUT);
       dims = ['batch', shape[3]];
     } else {
       // A map returned as is goes back to NHWC, the layout the TF.js executor returns.
@@ -120,6 +130,37 @@ class OnnxGraphBuilder {
       dims = shape ? ['batch', 'out_height', 'out_width', shape[3]] : ['batch', ...outShape.slice(1)];
     }
     return { name: features, dims };
+  }
+
+  /** Each of `plan.outputs` pooled globally with its pooling, concatenated: [batch, sum of channels]. */
+  convertTaps(poolings: readonly Exclude<OnnxPooling, 'none'>[], gemP: number): { name: string; dims: (number | string)[] } {
+    this.convertBody();
+    let channels = 0;
+    const pooled = this.plan.outputs.map((id, i) => {
+      const shape = this.shapes.get(id);
+      if (!shape || shape.length !== 4) throw new Error(`tap ${this.plan.names.get(id)} is not a feature map`);
+      channels += shape[3];
+      return this.node('Flatten', [this.pool(this.name(id), poolings[i], gemP)], { axis: 1 });
+    });
+    const features = pooled.length === 1 ? this.node('Identity', pooled, {}, ONNX_OUTPUT) : this.node('Concat', pooled, { axis: 1 }, ONNX_OUTPUT);
+    return { name: features, dims: ['batch', channels] };
+  }
+
+  /** The input scaling and every op of the plan. */
+  private convertBody(): void {
+    const { plan } = this;
+    const shifted = this.node('Sub', [ONNX_INPUT, this.constant('input_zero_point', [plan.inputZeroPoint], [])]);
+    this.valueNames.set(plan.input, this.node('Mul', [shifted, this.constant('input_scale', [plan.inputScale], [])]));
+    for (const op of plan.ops) this.valueNames.set(op.output, this.clip(op, this.convertOp(op)));
+  }
+
+  /** [batch, C, H, W] -> [batch, C, 1, 1]. */
+  private pool(map: string, pooling: Exclude<OnnxPooling, 'none'>, gemP: number): string {
+    if (pooling === 'avg') return this.node('GlobalAveragePool', [map]);
+    if (pooling === 'max') return this.node('GlobalMaxPool', [map]);
+    const floored = this.node('Max', [map, this.constant('gem_epsilon', [GEM_EPSILON], [])]);
+    const mean = this.node('GlobalAveragePool', [this.node('Pow', [floored, this.constant('gem_p', [gemP], [])])]);
+    return this.node('Pow', [mean, this.constant('gem_inverse_p', [1 / gemP], [])]);
   }
 
   private rankOf(id: ValueId): number {

@@ -8,7 +8,7 @@
  *
  * Deterministic: the same image, alteration and seed give the same bytes on every machine.
  */
-import sharp from 'sharp';
+import sharp, { type Sharp, type SharpOptions } from 'sharp';
 import { seededRandom } from '../../lambdas/core/seeded-random';
 
 export type FieldCondition = 'background' | 'lighting' | 'white-balance' | 'blur' | 'rotation' | 'crop' | 'combined';
@@ -32,7 +32,7 @@ interface Raster {
 export async function alterImage(image: Uint8Array, condition: FieldCondition, seed: number): Promise<Buffer> {
   const random = seededRandom(seed);
   let raster = await decode(image);
-  const steps: FieldCondition[] = condition === 'combined' ? ['background', 'lighting', 'white-balance', 'rotation', 'crop', 'blur'] : [condition];
+  const steps: Exclude<FieldCondition, 'combined'>[] = condition === 'combined' ? ['background', 'lighting', 'white-balance', 'rotation', 'crop', 'blur'] : [condition];
   for (const step of steps) raster = await STEPS[step](raster, random);
   return sharp(raster.data, { raw: { width: raster.width, height: raster.height, channels: 3 } }).jpeg({ quality: 92 }).toBuffer();
 }
@@ -103,12 +103,12 @@ async function decode(image: Uint8Array): Promise<Raster> {
   return fromSharp(sharp(image).removeAlpha().toColourspace('srgb'));
 }
 
-async function fromSharp(pipeline: sharp.Sharp): Promise<Raster> {
+async function fromSharp(pipeline: Sharp): Promise<Raster> {
   const { data, info } = await pipeline.removeAlpha().raw().toBuffer({ resolveWithObject: true });
   return { data, width: info.width, height: info.height };
 }
 
-function rawOf(raster: Raster): sharp.SharpOptions {
+function rawOf(raster: Raster): SharpOptions {
   return { raw: { width: raster.width, height: raster.height, channels: 3 } };
 }
 

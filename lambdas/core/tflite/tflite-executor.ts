@@ -54,8 +54,17 @@ export class TfliteExecutor {
    * caller disposes the result.
    */
   run(pixels: tf.Tensor4D): tf.Tensor {
+    const all = this.runAll(pixels);
+    const last = all.pop() as tf.Tensor;
+    for (const other of all) other.dispose();
+    return last;
+  }
+
+  /** Every tensor of `plan.outputs`, in that order, from one pass. The caller disposes them. */
+  runAll(pixels: tf.Tensor4D): tf.Tensor[] {
     if (this.disposed) throw new Error('TfliteExecutor was disposed');
     if (pixels.shape[3] !== this.plan.inputChannels) throw new Error(`input has ${pixels.shape[3]} channels, model takes ${this.plan.inputChannels}`);
+    const kept = new Set(this.plan.outputs);
     const values = new Map<ValueId, tf.Tensor>();
     const { inputScale, inputZeroPoint } = this.plan;
     values.set(this.plan.input, tf.tidy(() => tf.mul(tf.sub(tf.cast(pixels, 'float32'), inputZeroPoint), inputScale)));
@@ -68,16 +77,23 @@ export class TfliteExecutor {
         });
         values.set(op.output, tf.tidy(() => applyClip(op, runOp(op, inputs, this.weights[i]))));
         for (const id of op.inputs) {
-          if (this.lastUse.get(id) === i && id !== this.plan.output) {
+          if (this.lastUse.get(id) === i && !kept.has(id)) {
             values.get(id)?.dispose();
             values.delete(id);
           }
         }
       });
-      const out = values.get(this.plan.output);
-      if (!out) throw new Error(`output ${this.plan.outputName} was not computed`);
-      values.delete(this.plan.output);
-      return out;
+      for (const id of this.plan.outputs) if (!values.has(id)) throw new Error(`output ${this.plan.names.get(id) ?? id} was not computed`);
+      const outputs = new Map([...kept].map((id) => [id, values.get(id) as tf.Tensor]));
+      for (const id of kept) values.delete(id);
+      // An output asked for twice is handed out as a clone, so that each can be disposed on its own.
+      const handed = new Set<ValueId>();
+      return this.plan.outputs.map((id) => {
+        const out = outputs.get(id) as tf.Tensor;
+        if (handed.has(id)) return out.clone();
+        handed.add(id);
+        return out;
+      });
     } finally {
       for (const value of values.values()) value.dispose();
     }
@@ -226,13 +242,18 @@ export interface TfliteFeatureExtractorOptions extends PlanOptions {
   readonly gemP?: number;
   /** Images per inference call: bounds tensor memory. @default 32 */
   readonly batchSize?: number;
+  /**
+   * Several feature maps from one pass, each pooled globally (its own pooling, else `pooling`),
+   * side by side in this order; overrides `output`/`outputs`.
+   */
+  readonly taps?: readonly { readonly tensor: string; readonly pooling?: GlobalPooling }[];
 }
 
 export interface TfliteFeatureExtractor {
-  /** Short name of the pooled tensor, e.g. `MobilenetEdgeTPU/expanded_conv_12/add`. */
+  /** Short name of the pooled tensor(s), e.g. `MobilenetEdgeTPU/expanded_conv_12/add` (`+` between taps). */
   readonly outputName: string;
   readonly imageSize: number;
-  /** Floats per image: the pooled tensor's channels (or its flattened size if it is not a map). */
+  /** Floats per image: the pooled tensors' channels (or the flattened size of a tensor that is not a map). */
   readonly dim: number;
   readonly executor: TfliteExecutor;
   /** `images`: imageSize x imageSize x 3 uint8 RGB each. Returns count x dim, row-major. */
@@ -240,19 +261,24 @@ export interface TfliteFeatureExtractor {
   dispose(): void;
 }
 
-/** Features of one tensor of a TFLite model, pooled globally, on the active TF.js backend. */
+/** Features of one or more tensors of a TFLite model, pooled globally, on the active TF.js backend. */
 export function createTfliteFeatureExtractor(model: TfliteModel, options: TfliteFeatureExtractorOptions = {}): TfliteFeatureExtractor {
-  const executor = TfliteExecutor.fromModel(model, options);
+  const taps = options.taps ?? [];
+  const executor = TfliteExecutor.fromModel(model, taps.length ? { ...options, outputs: taps.map((tap) => tap.tensor) } : options);
   const { plan } = executor;
   const imageSize = options.imageSize ?? plan.nominalSize;
-  const pooling = options.pooling ?? 'avg';
+  const poolings = plan.outputs.map((_, i) => taps[i]?.pooling ?? options.pooling ?? 'avg');
   const batchSize = options.batchSize ?? 32;
-  const shape = inferShapesAt(model, imageSize).get(plan.output);
-  if (!shape) throw new Error(`cannot infer the shape of ${plan.outputName} at ${imageSize} px`);
-  const dim = shape.length === 4 ? shape[3] : shape.slice(1).reduce((a, b) => a * b, 1);
+  const shapes = inferShapesAt(model, imageSize);
+  const dims = plan.outputs.map((id) => {
+    const shape = shapes.get(id);
+    if (!shape) throw new Error(`cannot infer the shape of ${plan.names.get(id)} at ${imageSize} px`);
+    return shape.length === 4 ? shape[3] : shape.slice(1).reduce((a, b) => a * b, 1);
+  });
+  const dim = dims.reduce((a, b) => a + b, 0);
   const pixelsPerImage = imageSize * imageSize * plan.inputChannels;
   return {
-    outputName: plan.outputName,
+    outputName: plan.outputs.map((id) => plan.names.get(id)).join('+'),
     imageSize,
     dim,
     executor,
@@ -268,9 +294,12 @@ export function createTfliteFeatureExtractor(model: TfliteModel, options: Tflite
         const input = tf.tensor4d(Int32Array.from(pixels), [chunk.length, imageSize, imageSize, plan.inputChannels], 'int32');
         let features: tf.Tensor;
         try {
-          const maps = executor.run(input);
-          features = tf.tidy(() => (maps.rank === 4 ? globalPool(maps as tf.Tensor4D, pooling, options.gemP) : tf.reshape(maps, [chunk.length, -1])));
-          maps.dispose();
+          const maps = executor.runAll(input);
+          features = tf.tidy(() => {
+            const pooled = maps.map((map, i) => (map.rank === 4 ? globalPool(map as tf.Tensor4D, poolings[i], options.gemP) : tf.reshape(map, [chunk.length, -1])));
+            return pooled.length === 1 ? pooled[0] : tf.concat(pooled, 1);
+          });
+          maps.forEach((map) => map.dispose());
         } finally {
           input.dispose();
         }

@@ -90,8 +90,11 @@ export interface FloatGraphPlan {
   readonly inputChannels: number;
   readonly ops: readonly PlanOp[];
   readonly constants: ReadonlyMap<ValueId, ConstantValue>;
+  /** The tensor a single-output plan stops at: the last of `outputs`. */
   readonly output: ValueId;
   readonly outputName: string;
+  /** Every tensor the plan computes for its caller, in the order asked (one pass for all). */
+  readonly outputs: readonly ValueId[];
   /** Value names (short: see shortTensorName), for debugging and ONNX value names. */
   readonly names: ReadonlyMap<ValueId, string>;
 }
@@ -99,6 +102,8 @@ export interface FloatGraphPlan {
 export interface PlanOptions {
   /** Tensor to stop at (see resolveActivation). @default the model's output */
   readonly output?: string | ValueId;
+  /** Several tensors from one pass (e.g. a middle and a late layer); overrides `output`. */
+  readonly outputs?: readonly (string | ValueId)[];
   /**
    * Also clamp every op's output to the range its uint8 tensor can hold, as the quantised model
    * saturates (e.g. [0, 35] after a ReLU). @default false: plain float semantics.
@@ -167,18 +172,15 @@ export function planFloatGraph(model: TfliteModel, options: PlanOptions = {}): F
   }
   const inputQuant = inputTensor.quantization;
   if (inputTensor.type === 'uint8' && !inputQuant) throw new Error(`uint8 input ${inputTensor.name} has no quantisation parameters`);
-  const output =
-    options.output === undefined
-      ? model.outputs[0]
-      : typeof options.output === 'number'
-        ? options.output
-        : resolveActivation(model, options.output).index;
+  const resolve = (name: string | ValueId): ValueId => (typeof name === 'number' ? name : resolveActivation(model, name).index);
+  const outputs = options.outputs?.length ? options.outputs.map(resolve) : [options.output === undefined ? model.outputs[0] : resolve(options.output)];
+  const output = outputs[outputs.length - 1];
 
   // Producer of each activation, then the ops the output needs, in file (= execution) order.
   const producer = new Map<ValueId, TfliteOperator>();
   for (const op of model.operators) for (const out of op.outputs) producer.set(out, op);
   const needed = new Set<number>();
-  const stack = [output];
+  const stack = [...outputs];
   const visited = new Set<ValueId>();
   while (stack.length) {
     const id = stack.pop() as ValueId;
@@ -189,7 +191,7 @@ export function planFloatGraph(model: TfliteModel, options: PlanOptions = {}): F
     needed.add(op.index);
     for (const input of op.inputs) if (input >= 0 && !model.tensors[input].data) stack.push(input);
   }
-  if (output !== inputTensor.index && !producer.has(output)) throw new Error(`tensor ${output} is not produced by any operator`);
+  for (const id of outputs) if (id !== inputTensor.index && !producer.has(id)) throw new Error(`tensor ${id} is not produced by any operator`);
 
   const constants = new Map<ValueId, ConstantValue>();
   const names = new Map<ValueId, string>([[inputTensor.index, shortTensorName(inputTensor)]]);
@@ -213,6 +215,7 @@ export function planFloatGraph(model: TfliteModel, options: PlanOptions = {}): F
     constants,
     output,
     outputName: names.get(output) ?? shortTensorName(model.tensors[output]),
+    outputs,
     names,
   };
 }

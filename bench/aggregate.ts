@@ -178,7 +178,7 @@ async function runMlPca(o: Options): Promise<Record<string, unknown>> {
 }
 
 async function runHandler(o: Options): Promise<Record<string, unknown>> {
-  const { startLocalS3Server } = await import('../lib/local/s3-server');
+  const { startLocalS3Server } = await import('../local/emulator/s3/s3-server');
   const { aggregateRun } = await import('../lambdas/aggregate/aggregate-run');
   const bucket = 'bench-aggregate';
   const server = await startLocalS3Server({ buckets: [bucket] });

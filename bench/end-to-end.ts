@@ -17,11 +17,11 @@
 import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
-import { datasetFiles } from '../lib/local/dataset-folder';
+import { datasetFiles } from '../client/dataset-folder';
 import { DEFAULT_MODEL_ID } from '../lambdas/core/featurizer';
 import { loadSample, MODELS, SAMPLE } from './accuracy';
 import { argValue, ChildResult, fixed, load, peakRssMb, runChild } from './bench-support';
-import { readFeaturesCsv } from '../lib/evaluate/knn';
+import { readFeaturesCsv } from '../evaluate/knn';
 
 export interface EndToEndOptions {
   readonly images: readonly number[];
@@ -140,7 +140,7 @@ function replicateFolder(source: string, dir: string, count: number, paths = [..
 
 /** One local run in this process; `workers` undefined: the default (one per core). */
 async function runCase(inputDir: string, workers: number | undefined, runDir: string): Promise<EndToEndCaseResult & { rows: number }> {
-  const { runLocally } = await import('../lib/local/local-run');
+  const { runLocally } = await import('../local/local-run');
   const { summary } = await runLocally({
     inputDir,
     dataDir: join(runDir, 's3'),

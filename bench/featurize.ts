@@ -28,14 +28,14 @@ import { join } from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Matrix } from 'ml-matrix';
 import { defaultConfig } from '../lib/config';
-import type { ListedObject } from '../lambdas/core/contracts';
+import type { ListedObject } from '../lambdas/contracts/events';
 import { decodeFeatureShard } from '../lambdas/core/feature-shard';
 import { DEFAULT_MODEL_ID, getFeaturizer } from '../lambdas/core/featurizer';
 import { preprocessImage } from '../lambdas/core/preprocess';
-import { createS3Client } from '../lambdas/core/s3-client';
+import { createS3Client } from '../lambdas/aws/s3-client';
 import { evaluate, loadSample, MODELS, SAMPLE, SampleImage } from './accuracy';
 import { argValue, ChildResult, fixed, load, median, peakRssMb, runChild, tfjsNodeInstalled } from './bench-support';
-import { listAllObjects, readBytes } from '../lambdas/core/s3-client';
+import { listAllObjects, readBytes } from '../lambdas/aws/s3-client';
 import { mapWithConcurrency } from '../lambdas/core/concurrency';
 
 const BUCKET = 'bench-featurize';
@@ -90,7 +90,7 @@ export async function featurizeBench(options: FeaturizeBenchOptions): Promise<Fe
   const modelDir = join(MODELS, DEFAULT_MODEL_ID);
   if (!existsSync(modelDir)) return { skipped: `no reference copy of ${DEFAULT_MODEL_ID} at ${modelDir}` };
   // Loaded here, not at the top: a case child must not carry s3rver in its RSS.
-  const { startLocalS3Server } = await import('../lib/local/s3-server');
+  const { startLocalS3Server } = await import('../local/emulator/s3/s3-server');
   const server = await startLocalS3Server({ buckets: [BUCKET] });
   const scratch = mkdtempSync(join(tmpdir(), 'bench-featurize-'));
   try {

@@ -11,7 +11,7 @@
  */
 import type { IConstruct, Node } from 'constructs';
 import { z } from 'zod';
-import { MAX_INPUT_PIXELS_LIMIT } from '../lambdas/core/contracts';
+import { MAX_INPUT_PIXELS_LIMIT } from '../lambdas/contracts/events';
 
 /** The context key in cdk.json that holds the pipeline settings. */
 export const CONFIG_CONTEXT_KEY = 'fruits-pipeline';
@@ -57,10 +57,10 @@ export const PipelineConfigSchema = z
     /** Keep the smallest k whose cumulative explained variance reaches this share. */
     pcaVarianceThreshold: z.number().gt(0).max(1).optional(),
 
-    /** Pretrained model baked into the image at /opt/model (an id of layers/model/manifest.json). */
+    /** Pretrained model baked into the image at /opt/model (an id of tools/model/manifest.json). */
     modelId: z
       .string()
-      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'must be a model id of layers/model/manifest.json (letters, digits, _ . -)')
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'must be a model id of tools/model/manifest.json (letters, digits, _ . -)')
       .default('mobilenet_v1_0.25_224'),
     /** `cnn`: pooled CNN features; `pixels`: downscaled raw pixels (no model needed). */
     featurizer: z.enum(['cnn', 'pixels']).default('cnn'),

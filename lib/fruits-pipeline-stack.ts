@@ -4,7 +4,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { BUCKET_LAYOUT } from '../lambdas/core/contracts';
+import { BUCKET_LAYOUT } from '../lambdas/contracts/events';
 import type { PipelineConfig } from './config';
 import { DataBucket } from './constructs/data-bucket';
 import { FeaturePipeline } from './constructs/feature-pipeline';

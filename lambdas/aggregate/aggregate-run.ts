@@ -18,7 +18,7 @@
  * second shard) is kept once.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
-import { AggregateEvent, AggregateEventSchema, FeaturizeBatchSummary, parseEvent, TransientStorageError } from '../core/contracts';
+import { AggregateEvent, AggregateEventSchema, FeaturizeBatchSummary, parseEvent, TransientStorageError } from '../contracts/events';
 import { decodeFeatureShard, FeatureShard } from '../core/feature-shard';
 import { explainedVarianceCsv, featuresCsvHeader, featuresCsvRow } from '../core/features-csv';
 import { IncompleteRunError, InputAccounting, describeIncompleteAccounting } from '../core/input-accounting';
@@ -26,8 +26,8 @@ import { FailedBatch, readMapRunResults } from '../core/map-results';
 import { scatterPlotSvg, ScatterSample, screePlotSvg } from '../core/plots';
 import { RunReportBuilder } from '../core/run-report';
 import { ComponentSelection, DEFAULT_BLOCK_ROWS, fitPca, InsufficientDataError, PcaFit, PcaProjector, ScatterAccumulator } from '../core/streaming-pca';
-import { describeError, MissingObjectError, putObject, readBytes, readText } from '../core/s3-client';
-import { StreamedTextUpload } from './storage';
+import { describeError, MissingObjectError, putObject, readBytes, readText } from '../aws/s3-client';
+import { StreamedTextUpload } from '../aws/streamed-upload';
 
 /** Object names under the run's outputPrefix (docs/DESIGN.md, bucket layout). */
 export const OUTPUT_FILES = {

@@ -4,9 +4,9 @@
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { z } from 'zod';
-import { createS3Client } from '../core/s3-client';
+import { createS3Client } from '../aws/s3-client';
 import { AggregateResult, aggregateRun, AggregateSettings } from './aggregate-run';
-import { parseHandlerEnv } from '../core/handler-env';
+import { parseHandlerEnv } from '../contracts/handler-env';
 
 export { aggregateRun } from './aggregate-run';
 export type { AggregateResult, AggregateSettings } from './aggregate-run';

@@ -19,7 +19,7 @@
  * image goes unaccounted for.
  */
 import { z } from 'zod';
-import { FeaturizeBatchSummarySchema, type FeaturizeBatchSummary } from './contracts';
+import { FeaturizeBatchSummarySchema, type FeaturizeBatchSummary } from '../contracts/events';
 
 const ResultFileSchema = z.object({ Key: z.string().min(1), Size: z.number().optional() }).passthrough();
 

@@ -13,12 +13,12 @@ import {
   parseEvent,
   SUMMARY_LIST_LIMIT,
   TransientStorageError,
-} from '../core/contracts';
+} from '../contracts/events';
 import { encodeFeatureShard, ShardHeader } from '../core/feature-shard';
 import type { Featurizer } from '../core/featurizer';
 import { classifyKey } from '../core/image-keys';
 import { preprocessImage, PreprocessOptions } from '../core/preprocess';
-import { isAccessDeniedError, isMissingObjectError, isTransientS3Error, putObject } from '../core/s3-client';
+import { isAccessDeniedError, isMissingObjectError, isTransientS3Error, putObject } from '../aws/s3-client';
 import { mapWithConcurrency } from '../core/concurrency';
 
 export interface FeaturizeBatchSettings {

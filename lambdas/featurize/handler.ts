@@ -4,12 +4,12 @@
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { z } from 'zod';
-import { MAX_INPUT_PIXELS_LIMIT, type FeaturizeBatchSummary } from '../core/contracts';
+import { MAX_INPUT_PIXELS_LIMIT, type FeaturizeBatchSummary } from '../contracts/events';
 import { DEFAULT_MODEL_ID, Featurizer, FeaturizerConfig, getFeaturizer } from '../core/featurizer';
 import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS } from '../core/preprocess';
-import { createS3Client } from '../core/s3-client';
+import { createS3Client } from '../aws/s3-client';
 import { featurizeBatch, FeaturizeBatchSettings } from './featurize-batch';
-import { parseHandlerEnv } from '../core/handler-env';
+import { parseHandlerEnv } from '../contracts/handler-env';
 
 export { featurizeBatch, batchHash } from './featurize-batch';
 export type { FeaturizeBatchDeps, FeaturizeBatchSettings } from './featurize-batch';

@@ -4,7 +4,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { BUCKET_LAYOUT, NAME_RULE, RunSettingsSchema } from '../../lambdas/core/contracts';
+import { BUCKET_LAYOUT, NAME_RULE, RunSettingsSchema } from '../../lambdas/contracts/events';
 import { DataBucket } from './data-bucket';
 import { ScopedResultWriterV2, ScopedS3ObjectsItemReader } from './map-io';
 

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { generateDemoDataset } from '../../lib/local/demo-dataset';
+import { generateDemoDataset } from '../../local/demo-dataset';
 
 describe('fruits run (process)', () => {
   let work: string;

@@ -17,9 +17,9 @@ import {
   StartExecutionCommand,
 } from '@aws-sdk/client-sfn';
 import { mockClient } from 'aws-sdk-client-mock';
-import { localETags, resolveDeployment, startRun, uploadFolder, UPLOAD_PART_SIZE } from '../../lib/cli/deployed';
-import { buildProgram } from '../../lib/cli/program';
-import { LocalS3Server, startLocalS3Server } from '../../lib/local/s3-server';
+import { localETags, resolveDeployment, startRun, uploadFolder, UPLOAD_PART_SIZE } from '../../cli/deployed';
+import { buildProgram } from '../../cli/program';
+import { LocalS3Server, startLocalS3Server } from '../../local/emulator/s3/s3-server';
 
 const BUCKET = 'deployed-bucket';
 const SM_ARN = 'arn:aws:states:eu-west-1:123456789012:stateMachine:FruitsPipelineStateMachine';

@@ -6,7 +6,7 @@
  * run local stand-ins that record their input.
  */
 import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
-import { AggregateEventSchema } from '../../lambdas/core/contracts';
+import { AggregateEventSchema } from '../../lambdas/contracts/events';
 import { PLACEHOLDERS, stateMachineDefinition, synthesizePipeline } from './synth';
 
 const EXECUTION_NAME = 'run-0042';

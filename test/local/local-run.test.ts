@@ -6,8 +6,8 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunReport } from '../../lambdas/core/run-report';
-import { knnAccuracy, readFeaturesCsv } from '../../lib/evaluate/knn';
-import { runLocally } from '../../lib/local/local-run';
+import { knnAccuracy, readFeaturesCsv } from '../../evaluate/knn';
+import { runLocally } from '../../local/local-run';
 
 const SHARED = join(__dirname, '..', '..', '..', 'shared');
 const SAMPLE = join(SHARED, 'datasets', 'fruits-360-sample');

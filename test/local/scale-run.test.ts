@@ -8,9 +8,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { restoreTextField } from '../../lambdas/core/features-csv';
-import { readFeaturesCsv } from '../../lib/evaluate/knn';
-import { generateDemoDataset } from '../../lib/local/demo-dataset';
-import { runLocally } from '../../lib/local/local-run';
+import { readFeaturesCsv } from '../../evaluate/knn';
+import { generateDemoDataset } from '../../local/demo-dataset';
+import { runLocally } from '../../local/local-run';
 import { readFileSync } from 'node:fs';
 import type { RunReport } from '../../lambdas/core/run-report';
 

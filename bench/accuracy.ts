@@ -25,7 +25,8 @@ import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { Matrix } from 'ml-matrix';
 import { PCA } from 'ml-pca';
-import { createFeaturizer, DEFAULT_MODEL_ID, Featurizer, FeaturizerConfig, Pooling } from '../lambdas/core/featurizer';
+import { createFeaturizer, Featurizer, FeaturizerConfig, Pooling } from '../lambdas/core/featurizer';
+import { DEFAULT_MODEL_ID } from '../lambdas/contracts/handler-env';
 import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, preprocessImage } from '../lambdas/core/preprocess';
 
 const SHARED = resolve(__dirname, '..', '..', 'shared');

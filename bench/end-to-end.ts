@@ -18,7 +18,7 @@ import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { datasetFiles } from '../client/dataset-folder';
-import { DEFAULT_MODEL_ID } from '../lambdas/core/featurizer';
+import { DEFAULT_MODEL_ID } from '../lambdas/contracts/handler-env';
 import { loadSample, MODELS, SAMPLE } from './accuracy';
 import { argValue, ChildResult, fixed, load, peakRssMb, runChild } from './bench-support';
 import { readFeaturesCsv } from '../evaluate/knn';

@@ -20,7 +20,7 @@ import {
   StartExecutionCommand,
 } from '@aws-sdk/client-sfn';
 import { Upload } from '@aws-sdk/lib-storage';
-import { BUCKET_LAYOUT, datasetInputPrefix } from '../lambdas/contracts/events';
+import { BUCKET_LAYOUT, datasetInputPrefix, runLayout } from '../lambdas/contracts/bucket-layout';
 import { readMapRunResults } from '../lambdas/core/map-results';
 import type { RunReport } from '../lambdas/core/run-report';
 import { mapWithConcurrency } from '../lambdas/core/concurrency';
@@ -259,7 +259,7 @@ export function executionArnOf(stateMachineArn: string, runId: string): string {
 /** Download `results/<runId>/` to `<outDir>/<runId>/`; returns the file names. */
 export async function downloadResults(s3: S3Client, bucket: string, runId: string, outDir: string): Promise<{ dir: string; files: string[] }> {
   const dir = join(resolve(outDir), runId);
-  return { dir, files: await copyPrefix(s3, `${BUCKET_LAYOUT.resultsRoot}${runId}/`, dir, bucket) };
+  return { dir, files: await copyPrefix(s3, runLayout(runId).outputPrefix, dir, bucket) };
 }
 
 export interface FailureExplanation {
@@ -272,10 +272,10 @@ export interface FailureExplanation {
 /** Why a run failed: the execution's error, and the failed items' reasons where they were written. */
 export async function explainFailure(s3: S3Client, bucket: string, status: RunStatus): Promise<FailureExplanation> {
   const runId = status.runId;
-  const report = await readJsonIfPresent<RunReport>(s3, bucket, `${BUCKET_LAYOUT.resultsRoot}${runId}/report.json`);
+  const report = await readJsonIfPresent<RunReport>(s3, bucket, runLayout(runId).resultKey('report'));
   if (report) return { error: status.error, cause: status.cause, failedItems: report.failed.items };
   const failedItems: { key: string; reason: string }[] = [];
-  const manifests = (await listAllObjects(s3, bucket, `${BUCKET_LAYOUT.workRoot}${runId}/map-results/`)).filter((o) => o.Key!.endsWith('/manifest.json'));
+  const manifests = (await listAllObjects(s3, bucket, runLayout(runId).mapResultsPrefix)).filter((o) => o.Key!.endsWith('/manifest.json'));
   const readMapFile = (b: string, key: string) => readText(s3, b, key);
   for (const manifest of manifests) {
     const { outcomes } = await readMapRunResults(await readMapFile(bucket, manifest.Key!), readMapFile);

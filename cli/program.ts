@@ -23,7 +23,7 @@ import {
 } from './deployed';
 import { createProgressDisplay } from './progress';
 import { runCommand } from './run-command';
-import { BUCKET_LAYOUT, datasetInputPrefix, invalidName } from '../lambdas/contracts/events';
+import { BUCKET_LAYOUT, datasetInputPrefix, invalidName } from '../lambdas/contracts/bucket-layout';
 
 const positiveInt = (value: string): number => {
   const n = Number(value);

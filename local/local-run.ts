@@ -26,7 +26,9 @@ import {
   _Object,
 } from '@aws-sdk/client-s3';
 import type { AggregateResult } from '../lambdas/aggregate/aggregate-run';
-import { BUCKET_LAYOUT, datasetInputPrefix, invalidName, ItemProblem, S3_KEY_MAX_BYTES } from '../lambdas/contracts/events';
+import { ItemProblem } from '../lambdas/contracts/events';
+import { datasetInputPrefix, invalidName, runLayout, S3_KEY_MAX_BYTES } from '../lambdas/contracts/bucket-layout';
+import { FEATURIZE_ENV } from '../lambdas/contracts/handler-env';
 import { describeIncompleteAccounting, InputAccounting, InputAccountingReport } from '../lambdas/core/input-accounting';
 import { decodeFeatureShard } from '../lambdas/core/feature-shard';
 import { readMapRunResults } from '../lambdas/core/map-results';
@@ -219,10 +221,10 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
     );
     mark.finished = performance.now();
 
-    const outputPrefix = `${BUCKET_LAYOUT.resultsRoot}${runId}/`;
+    const layout = runLayout(runId);
     const outDir = join(resolve(options.outDir ?? 'out'), runId);
-    const copied = await copyPrefix(s3, outputPrefix, outDir);
-    const report = await readJsonIfPresent<RunReport>(s3, LOCAL_BUCKET, `${outputPrefix}report.json`);
+    const copied = await copyPrefix(s3, layout.outputPrefix, outDir);
+    const report = await readJsonIfPresent<RunReport>(s3, LOCAL_BUCKET, layout.resultKey('report'));
     const aggregate = execution.status === 'SUCCEEDED' ? (execution.output as unknown as AggregateResult) : undefined;
     // Only a fallback for a run without report.json (read only then): a problem reading it must not
     // hide the run's outcome.
@@ -371,13 +373,14 @@ async function syncInput(
  * fetch-model cache. Without any model the run still works, with the `pixels` featurizer.
  */
 function localModelEnv(templateEnv: Record<string, string>, modelDir: string | undefined, notice: (line: string) => void): Record<string, string> {
-  const modelId = templateEnv.MODEL_ID ?? '';
-  const candidate = modelDir ?? process.env.MODEL_DIR ?? defaultModelCacheDir(modelId);
-  if (templateEnv.FEATURIZER === 'pixels') return { MODEL_DIR: resolve(candidate) };
-  if (hasLayersModel(candidate)) return { MODEL_DIR: resolve(candidate) };
+  const modelId = templateEnv[FEATURIZE_ENV.modelId] ?? '';
+  const candidate = modelDir ?? process.env[FEATURIZE_ENV.modelDir] ?? defaultModelCacheDir(modelId);
+  const found = { [FEATURIZE_ENV.modelDir]: resolve(candidate) };
+  if (templateEnv[FEATURIZE_ENV.featurizer] === 'pixels') return found;
+  if (hasLayersModel(candidate)) return found;
   if (modelDir !== undefined) throw new Error(`--model-dir ${modelDir} holds no TF.js layers model (model.json)`);
   notice(`No model ${modelId} at ${candidate}: featurizing raw pixels instead. Run \`npm run model:fetch\` or pass --model-dir for CNN features.`);
-  return { FEATURIZER: 'pixels', MODEL_DIR: resolve(candidate) };
+  return { ...found, [FEATURIZE_ENV.featurizer]: 'pixels' };
 }
 
 /** Copy every object under `prefix` to `dir` (replacing it): returns the relative names. */

@@ -22,6 +22,7 @@ import { AggregateEvent, AggregateEventSchema, FeaturizeBatchSummary, parseEvent
 import { decodeFeatureShard, FeatureShard } from '../core/feature-shard';
 import { explainedVarianceCsv, featuresCsvHeader, featuresCsvRow } from '../core/features-csv';
 import { IncompleteRunError, InputAccounting, describeIncompleteAccounting } from '../core/input-accounting';
+import { resultKey, type ResultFile } from '../contracts/bucket-layout';
 import { FailedBatch, readMapRunResults } from '../core/map-results';
 import { scatterPlotSvg, ScatterSample, screePlotSvg } from '../core/plots';
 import { RunReportBuilder } from '../core/run-report';
@@ -29,16 +30,9 @@ import { ComponentSelection, DEFAULT_BLOCK_ROWS, fitPca, InsufficientDataError, 
 import { describeError, MissingObjectError, putObject, readBytes, readText } from '../aws/s3-client';
 import { StreamedTextUpload } from '../aws/streamed-upload';
 
-/** Object names under the run's outputPrefix (docs/DESIGN.md, bucket layout). */
-export const OUTPUT_FILES = {
-  features: 'features.csv',
-  model: 'pca-model.json',
-  explainedVariance: 'explained-variance.csv',
-  scree: 'scree.svg',
-  scatter: 'pca-scatter.svg',
-  report: 'report.json',
-} as const;
-export type OutputName = keyof typeof OUTPUT_FILES;
+/** The outputs the aggregate step writes under the run's outputPrefix (failure.json is the state machine's). */
+const OUTPUT_FILES = ['features', 'model', 'explainedVariance', 'scree', 'scatter', 'report'] as const satisfies readonly ResultFile[];
+export type OutputName = (typeof OUTPUT_FILES)[number];
 
 /** What the aggregate step returns to the state machine: small, pointers only. */
 export interface AggregateResult {
@@ -82,9 +76,8 @@ export function parseAggregateEvent(rawEvent: unknown): AggregateEvent {
   return parseEvent(AggregateEventSchema, rawEvent, 'aggregate event (AggregateEventSchema)');
 }
 
-export function outputKeys(outputPrefix: string): Record<OutputName, string> {
-  const prefix = outputPrefix.endsWith('/') ? outputPrefix : `${outputPrefix}/`;
-  return Object.fromEntries(Object.entries(OUTPUT_FILES).map(([name, file]) => [name, `${prefix}${file}`])) as Record<OutputName, string>;
+function outputKeys(outputPrefix: string): Record<OutputName, string> {
+  return Object.fromEntries(OUTPUT_FILES.map((name) => [name, resultKey(outputPrefix, name)])) as Record<OutputName, string>;
 }
 
 export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): Promise<AggregateResult> {

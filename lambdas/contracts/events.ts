@@ -1,56 +1,15 @@
 /**
  * The messages that cross the state machine: execution input, the Distributed Map batch event,
  * the featurize summary and the aggregate step's input. One place, validated with zod, shared by
- * the CDK definition's documentation, the handlers and the local runner.
+ * the CDK definition's documentation, the handlers and the local runner. The bucket layout is in
+ * `bucket-layout.ts`, the handlers' environment in `handler-env.ts`.
  *
  * Everything here stays small on purpose: a state's input/output is capped at 256 KiB
  * (https://docs.aws.amazon.com/step-functions/latest/dg/limits-overview.html), so only pointers to
  * S3 objects travel through the state machine, never feature vectors.
  */
 import { z } from 'zod';
-
-/** Fixed top-level prefixes; IAM grants are scoped to them (see lib/constructs). */
-export const BUCKET_LAYOUT = {
-  /** Images live under `input/<dataset>/<label>/<file>`. */
-  inputRoot: 'input/',
-  /** Intermediate artifacts of a run (feature shards, map results): expired by a lifecycle rule. */
-  workRoot: 'work/',
-  /** Final outputs of a run (CSV, model, plots, report): kept. */
-  resultsRoot: 'results/',
-  /** Name of the marker object that starts a run for the folder it sits in. */
-  startMarker: '_START',
-} as const;
-
-/**
- * Upper bound of MAX_INPUT_PIXELS, the decompression-bomb limit: the deployment config and the
- * featurize handler's environment check against this one value, so a synthesizable setting never
- * fails the function's cold start.
- */
-export const MAX_INPUT_PIXELS_LIMIT = 1_000_000_000;
-
-/**
- * A run id names the run's execution and its `work/<runId>/` and `results/<runId>/` folders, so it
- * is one safe path segment: 1-80 characters (the Step Functions execution name limit,
- * https://docs.aws.amazon.com/step-functions/latest/apireference/API_StartExecution.html), letters,
- * digits, `.`, `_` and `-`, starting with a letter or digit, never `..`. Dataset names follow the
- * same rule, as `input/<dataset>/` is a prefix the IAM grants and the start-marker rule match on.
- */
-export const RUN_ID_PATTERN = /^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/;
-export const DATASET_NAME_PATTERN = RUN_ID_PATTERN;
-export const NAME_RULE = '1-80 characters: letters, digits, ".", "_" and "-", starting with a letter or digit, without ".."';
-
-/** Why `value` is not a valid run id or dataset name, or undefined when it is one. */
-export function invalidName(value: string, what: 'run id' | 'dataset name'): string | undefined {
-  return RUN_ID_PATTERN.test(value) ? undefined : `${what} ${JSON.stringify(value)} is not valid: use ${NAME_RULE}`;
-}
-
-/** S3's longest object key, in UTF-8 bytes (https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html). */
-export const S3_KEY_MAX_BYTES = 1024;
-
-/** Where a dataset's images live in the bucket: `input/<dataset>/`. */
-export function datasetInputPrefix(dataset: string): string {
-  return `${BUCKET_LAYOUT.inputRoot}${dataset}/`;
-}
+import { NAME_RULE, RUN_ID_PATTERN } from './bucket-layout';
 
 /** Execution input after the definition filled in its defaults. */
 export const RunSettingsSchema = z.object({

@@ -72,7 +72,6 @@ export interface Featurizer {
  * each fruit the last block generalises better (0.75-0.77 vs 0.66); for that use
  * FEATURE_LAYER=conv_pw_11_relu,conv_pw_13_relu IMAGE_SIZE=224 (0.95 / 0.77, half the speed).
  */
-export const DEFAULT_MODEL_ID = 'mobilenet_v1_0.25_224';
 export const DEFAULT_FEATURE_LAYERS: readonly string[] = ['conv_pw_11_relu'];
 export const DEFAULT_IMAGE_SIZE = 128;
 export const DEFAULT_SQRT = true;

@@ -4,7 +4,7 @@
  * Keys are used exactly as ListObjectsV2 returned them: the Distributed Map's ItemReader already
  * hands over decoded keys, so decoding them again would corrupt names holding `%` or `+`.
  */
-import { BUCKET_LAYOUT } from '../contracts/events';
+import { BUCKET_LAYOUT } from '../contracts/bucket-layout';
 
 /**
  * Extensions worth reading. Anything else (notes, manifests, `.svg`) is skipped without a read;

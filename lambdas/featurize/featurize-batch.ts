@@ -14,6 +14,7 @@ import {
   SUMMARY_LIST_LIMIT,
   TransientStorageError,
 } from '../contracts/events';
+import { shardKey } from '../contracts/bucket-layout';
 import { encodeFeatureShard, ShardHeader } from '../core/feature-shard';
 import type { Featurizer } from '../core/featurizer';
 import { classifyKey } from '../core/image-keys';
@@ -130,11 +131,11 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
       timingsMs: { readDecode: round(timings.readDecode), decode: round(timings.decode), infer: round(timings.infer), total: round(performance.now() - started) },
     },
   };
-  const shardKey = `${withSlash(workPrefix)}shards/${batchHash(event.Items)}.fsh`;
+  const shard = shardKey(workPrefix, batchHash(event.Items));
   const body = encodeFeatureShard({ header, vectors: concat(vectorChunks, keys.length * featurizer.dim) });
-  await putObject(deps.s3, bucket, shardKey, body, 'application/octet-stream');
-  deps.log?.info('batch featurized', { shard: shardKey, count: keys.length, failed: failed.length, skipped: skipped.length, ...header.meta });
-  return summarise(shardKey, keys.length, failed, skipped);
+  await putObject(deps.s3, bucket, shard, body, 'application/octet-stream');
+  deps.log?.info('batch featurized', { shard, count: keys.length, failed: failed.length, skipped: skipped.length, ...header.meta });
+  return summarise(shard, keys.length, failed, skipped);
 }
 
 type ReadOutcome = { bytes: Uint8Array } | { reason: string };
@@ -208,6 +209,5 @@ function concat(chunks: Float32Array[], length: number): Float32Array {
   return out;
 }
 
-const withSlash = (prefix: string) => (prefix.endsWith('/') ? prefix : `${prefix}/`);
 const round = (ms: number) => Math.round(ms);
 const describe = (error: unknown) => (error instanceof Error ? `${error.name}: ${error.message}` : String(error)).slice(0, 300);

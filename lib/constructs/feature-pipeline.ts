@@ -4,7 +4,8 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { BUCKET_LAYOUT, NAME_RULE, RunSettingsSchema } from '../../lambdas/contracts/events';
+import { RunSettingsSchema } from '../../lambdas/contracts/events';
+import { BUCKET_LAYOUT, NAME_RULE, RESULT_FILES, runLayout, WORK_FOLDERS } from '../../lambdas/contracts/bucket-layout';
 import { DataBucket } from './data-bucket';
 import { ScopedResultWriterV2, ScopedS3ObjectsItemReader } from './map-io';
 
@@ -31,6 +32,9 @@ export interface FeaturePipelineProps {
 }
 
 /** Errors worth another attempt: Lambda's own hiccups and throttling, and our named transient error. */
+/** `results/{}/` and `work/{}/`: the run layout as `States.Format` templates of the run id. */
+const RUN_LAYOUT_TEMPLATE = runLayout('{}');
+
 const TRANSIENT_ERRORS = [
   'Lambda.ServiceException',
   'Lambda.AWSLambdaException',
@@ -157,8 +161,8 @@ export class FeaturePipeline extends Construct {
     const runSettings = new sfn.Pass(this, 'RunSettings', {
       parameters: {
         ...runSettingsAt('$.request'),
-        outputPrefix: sfn.JsonPath.format(`${BUCKET_LAYOUT.resultsRoot}{}/`, sfn.JsonPath.stringAt('$.request.runId')),
-        workPrefix: sfn.JsonPath.format(`${BUCKET_LAYOUT.workRoot}{}/`, sfn.JsonPath.stringAt('$.request.runId')),
+        outputPrefix: sfn.JsonPath.format(RUN_LAYOUT_TEMPLATE.outputPrefix, sfn.JsonPath.stringAt('$.request.runId')),
+        workPrefix: sfn.JsonPath.format(RUN_LAYOUT_TEMPLATE.workPrefix, sfn.JsonPath.stringAt('$.request.runId')),
       },
     });
 
@@ -184,7 +188,7 @@ export class FeaturePipeline extends Construct {
       // (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html), so they go to S3.
       resultWriterV2: new ScopedResultWriterV2({
         bucketNamePath: '$.bucket',
-        prefix: sfn.JsonPath.format('{}map-results', sfn.JsonPath.stringAt('$.workPrefix')),
+        prefix: sfn.JsonPath.format(`{}${WORK_FOLDERS.mapResults}`, sfn.JsonPath.stringAt('$.workPrefix')),
         policyStatements: [
           data.objectsStatement(
             ['s3:PutObject', 's3:GetObject', 's3:ListMultipartUploadParts', 's3:AbortMultipartUpload'],
@@ -218,7 +222,7 @@ export class FeaturePipeline extends Construct {
       iamResources: [data.bucket.arnForObjects(`${BUCKET_LAYOUT.resultsRoot}*`)],
       parameters: {
         Bucket: sfn.JsonPath.stringAt('$.bucket'),
-        Key: sfn.JsonPath.format('{}failure.json', sfn.JsonPath.stringAt('$.outputPrefix')),
+        Key: sfn.JsonPath.format(`{}${RESULT_FILES.failure}`, sfn.JsonPath.stringAt('$.outputPrefix')),
         ContentType: 'application/json',
         Body: {
           runId: sfn.JsonPath.stringAt('$.runId'),

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
+import { MODEL_ID_PATTERN, MODEL_ID_RULE } from '../../lambdas/contracts/handler-env';
 
 export const MANIFEST_PATH = resolve(__dirname, 'manifest.json');
 
@@ -30,7 +31,7 @@ export type PinnedModel = z.infer<typeof PinnedModelSchema>;
 
 export const ModelManifestSchema = z.object({
   defaultModel: z.string().min(1),
-  models: z.record(z.string().regex(/^[A-Za-z0-9._-]+$/), PinnedModelSchema),
+  models: z.record(z.string().regex(MODEL_ID_PATTERN, MODEL_ID_RULE), PinnedModelSchema),
 }).refine((m) => m.defaultModel in m.models, 'defaultModel must be one of models');
 export type ModelManifest = z.infer<typeof ModelManifestSchema>;
 

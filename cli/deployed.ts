@@ -1,14 +1,11 @@
 /**
- * Driving the deployed stack without the console: find it, upload a dataset, start a run, follow
- * it, fetch its results, explain its failures. Plain functions over injected SDK clients, so the
- * commands are thin and the tests use a real S3 server on loopback plus mocked Step Functions and
- * CloudFormation.
+ * Driving the deployed stack without the console: find it in CloudFormation, start a run, follow
+ * it in Step Functions. What the bucket holds (uploads, outputs, failed items) is client/'s, shared
+ * with the local run. Plain functions over injected SDK clients, so the commands are thin and the
+ * tests use a real S3 server on loopback plus mocked Step Functions and CloudFormation.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, statSync } from 'node:fs';
-import { basename, join, relative, resolve, sep } from 'node:path';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
-import { PutObjectCommand, S3Client, _Object } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import {
   DescribeExecutionCommand,
   DescribeExecutionCommandOutput,
@@ -19,15 +16,9 @@ import {
   SFNClient,
   StartExecutionCommand,
 } from '@aws-sdk/client-sfn';
-import { Upload } from '@aws-sdk/lib-storage';
-import { BUCKET_LAYOUT, datasetInputPrefix, runLayout } from '../lambdas/contracts/bucket-layout';
-import { readMapRunResults } from '../lambdas/core/map-results';
-import type { RunReport } from '../lambdas/core/run-report';
-import { mapWithConcurrency } from '../lambdas/core/concurrency';
-import { listAllObjects, readJsonIfPresent, readText } from '../lambdas/aws/s3-client';
-import { batchFailureReason, copyPrefix } from '../local/local-run';
+import { datasetInputPrefix } from '../lambdas/contracts/bucket-layout';
+import { uploadStartMarker } from '../client/folder-upload';
 import type { ProgressUpdate } from './progress';
-import { datasetFiles } from '../client/dataset-folder';
 
 export interface DeployedClients {
   readonly s3: S3Client;
@@ -60,90 +51,6 @@ export async function resolveDeployment(
   return { bucket, stateMachineArn };
 }
 
-/** lib-storage's part size; also what a multipart ETag is computed over. */
-export const UPLOAD_PART_SIZE = 8 * 1024 * 1024;
-
-export interface UploadFolderOptions {
-  readonly bucket: string;
-  /** `input/<dataset>/` */
-  readonly prefix: string;
-  readonly dir: string;
-  /** Files in flight. @default 8 */
-  readonly concurrency?: number;
-  readonly onProgress?: (progress: ProgressUpdate) => void;
-}
-
-/**
- * Upload a folder under `prefix`, skipping objects already there with the same size and ETag
- * (so an interrupted upload resumes), multipart for files above UPLOAD_PART_SIZE. A `_START` file
- * inside the folder is left out (and named in the result): uploaded with the images it would start
- * a run on a half-uploaded dataset, or a failed run for a marker at the wrong depth.
- */
-export async function uploadFolder(
-  s3: S3Client,
-  options: UploadFolderOptions,
-): Promise<{ uploaded: number; skipped: number; bytes: number; markersLeftOut: string[] }> {
-  const root = resolve(options.dir);
-  const markersLeftOut: string[] = [];
-  const files: { file: string; key: string; size: number }[] = [];
-  for (const file of datasetFiles(root)) {
-    const path = relative(root, file).split(sep).join('/');
-    if (basename(file) === BUCKET_LAYOUT.startMarker) markersLeftOut.push(path);
-    else files.push({ file, key: `${options.prefix}${path}`, size: statSync(file).size });
-  }
-  const existing = new Map<string, _Object>((await listAllObjects(s3, options.bucket, options.prefix)).map((o) => [o.Key!, o]));
-  let uploaded = 0;
-  let done = 0;
-  let bytes = 0;
-  await mapWithConcurrency(files, options.concurrency ?? 8, async ({ file, key, size }) => {
-    const present = existing.get(key);
-    const same = present !== undefined && present.Size === size && (await localETags(file, size)).includes(present.ETag?.replace(/"/g, '') ?? '');
-    if (!same) {
-      await new Upload({
-        client: s3,
-        params: { Bucket: options.bucket, Key: key, Body: createReadStream(file) },
-        partSize: UPLOAD_PART_SIZE,
-        queueSize: 4,
-      }).done();
-      uploaded++;
-      bytes += size;
-    }
-    options.onProgress?.({ phase: 'upload', total: files.length, done: ++done, failed: 0 });
-  });
-  return { uploaded, skipped: files.length - uploaded, bytes, markersLeftOut };
-}
-
-/**
- * The ETags an object uploaded as we upload it may carry: S3 gives a multipart object
- * MD5-of-part-MD5s + `-<parts>`, a single-part one its MD5; some S3-compatible servers (s3rver)
- * give every object its MD5. Either one matching means the object is already there.
- */
-export async function localETags(file: string, size: number): Promise<string[]> {
-  const whole = createHash('md5');
-  const digests: Buffer[] = [];
-  let part = createHash('md5');
-  let inPart = 0;
-  for await (const chunk of createReadStream(file) as AsyncIterable<Buffer>) {
-    whole.update(chunk);
-    let offset = 0;
-    while (offset < chunk.length) {
-      const take = Math.min(chunk.length - offset, UPLOAD_PART_SIZE - inPart);
-      part.update(chunk.subarray(offset, offset + take));
-      inPart += take;
-      offset += take;
-      if (inPart === UPLOAD_PART_SIZE) {
-        digests.push(part.digest());
-        part = createHash('md5');
-        inPart = 0;
-      }
-    }
-  }
-  const md5 = whole.digest('hex');
-  if (size <= UPLOAD_PART_SIZE) return [md5];
-  if (inPart > 0) digests.push(part.digest());
-  return [`${createHash('md5').update(Buffer.concat(digests)).digest('hex')}-${digests.length}`, md5];
-}
-
 export interface StartRunOptions {
   readonly dataset: string;
   /** Write the start marker (the upload trigger starts the run) instead of StartExecution. */
@@ -167,9 +74,8 @@ export async function startRun(clients: DeployedClients, deployment: Deployment,
     );
     return executionArn!;
   }
-  const markerKey = `${inputPrefix}${BUCKET_LAYOUT.startMarker}`;
   const since = new Date(Date.now() - 5_000);
-  await clients.s3.send(new PutObjectCommand({ Bucket: deployment.bucket, Key: markerKey, Body: '', ContentLength: 0 }));
+  const markerKey = await uploadStartMarker(clients.s3, deployment.bucket, inputPrefix);
   return findTriggeredExecution(clients.sfn, deployment.stateMachineArn, markerKey, since, options.triggerTimeoutMs ?? 120_000, options.pollMs ?? 2_000);
 }
 
@@ -254,41 +160,6 @@ export async function followRun(sfn: SFNClient, executionArn: string, options: {
 /** The execution ARN of a run id, from the state machine's ARN (the run id is the execution name). */
 export function executionArnOf(stateMachineArn: string, runId: string): string {
   return `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${runId}`;
-}
-
-/** Download `results/<runId>/` to `<outDir>/<runId>/`; returns the file names. */
-export async function downloadResults(s3: S3Client, bucket: string, runId: string, outDir: string): Promise<{ dir: string; files: string[] }> {
-  const dir = join(resolve(outDir), runId);
-  return { dir, files: await copyPrefix(s3, runLayout(runId).outputPrefix, dir, bucket) };
-}
-
-export interface FailureExplanation {
-  readonly error?: string;
-  readonly cause?: string;
-  /** Per-image and per-batch reasons, from report.json or the map run's own results. */
-  readonly failedItems: { key: string; reason: string }[];
-}
-
-/** Why a run failed: the execution's error, and the failed items' reasons where they were written. */
-export async function explainFailure(s3: S3Client, bucket: string, status: RunStatus): Promise<FailureExplanation> {
-  const runId = status.runId;
-  const report = await readJsonIfPresent<RunReport>(s3, bucket, runLayout(runId).resultKey('report'));
-  if (report) return { error: status.error, cause: status.cause, failedItems: report.failed.items };
-  const failedItems: { key: string; reason: string }[] = [];
-  const manifests = (await listAllObjects(s3, bucket, runLayout(runId).mapResultsPrefix)).filter((o) => o.Key!.endsWith('/manifest.json'));
-  const readMapFile = (b: string, key: string) => readText(s3, b, key);
-  for (const manifest of manifests) {
-    const { outcomes } = await readMapRunResults(await readMapFile(bucket, manifest.Key!), readMapFile);
-    for (const outcome of outcomes) {
-      if (outcome.kind === 'succeeded') failedItems.push(...outcome.summary.failed);
-      else {
-        const reason = batchFailureReason(outcome);
-        if (outcome.inputKeys?.length) failedItems.push(...outcome.inputKeys.map((key) => ({ key, reason })));
-        else failedItems.push({ key: outcome.executionArn ?? '(batch)', reason });
-      }
-    }
-  }
-  return { error: status.error, cause: status.cause, failedItems };
 }
 
 function parseJson(text: string | undefined): unknown {

@@ -1,25 +1,25 @@
 /**
  * The `fruits` command line: `run` (the default, everything on this machine), `submit`, `status`
  * and `results` (the deployed stack). Parsing and wiring only; the work is in run-command.ts,
- * deployed.ts and local/.
+ * deployed.ts, client/ and local/.
  */
 import { basename, resolve } from 'node:path';
 import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createS3Client } from '../lambdas/aws/s3-client';
-import { datasetName } from '../local/local-run';
+import { datasetName } from '../client/dataset-folder';
+import { failedItemsOfRun } from '../client/failed-run';
+import { uploadFolder } from '../client/folder-upload';
+import { downloadRunOutputs } from '../client/run-outputs';
 import {
   DeployedClients,
   describeRun,
-  downloadResults,
   executionArnOf,
-  explainFailure,
   followRun,
   resolveDeployment,
   RunStatus,
   startRun,
-  uploadFolder,
 } from './deployed';
 import { createProgressDisplay } from './progress';
 import { runCommand } from './run-command';
@@ -122,11 +122,17 @@ export function buildProgram(clients: ClientFactory = defaultClients): Command {
       prefix: datasetInputPrefix(dataset),
       dir,
       concurrency: options.uploadConcurrency,
-      onProgress: (p) => display.update(p),
+      onProgress: (done, total) => display.update({ phase: 'upload', total, done, failed: 0 }),
     });
     display.log(`uploaded ${upload.uploaded} files (${(upload.bytes / 1e6).toFixed(1)} MB), ${upload.skipped} already there`);
     if (upload.markersLeftOut.length > 0) {
       display.log(`left out ${upload.markersLeftOut.join(', ')}: a ${BUCKET_LAYOUT.startMarker} file would start a run before the upload is complete; submit uploads the marker itself, last`);
+    }
+    if (upload.refused.length > 0) {
+      // A run started now would not hold these files; the upload resumes once they are fixed.
+      display.stop();
+      const lines = upload.refused.slice(0, 20).map(({ key, reason }) => `  ${key}: ${reason}`);
+      throw new Error(`${upload.refused.length} file(s) not uploaded, run not started:\n${lines.join('\n')}`);
     }
     const executionArn = await startRun(c, deployment, { dataset, trigger: options.trigger, runId: options.runId });
     display.log(`run started: ${executionArn}`);
@@ -163,7 +169,7 @@ export function buildProgram(clients: ClientFactory = defaultClients): Command {
 /** Downloads the outputs of a succeeded run, or explains a failed one; returns the exit code. */
 async function reportOutcome(c: DeployedClients, bucket: string, status: RunStatus, options: DeployedOptions): Promise<number> {
   if (status.status === 'SUCCEEDED') {
-    const { dir, files } = await downloadResults(c.s3, bucket, status.runId, options.out);
+    const { dir, files } = await downloadRunOutputs(c.s3, bucket, status.runId, options.out);
     print(options.json, { ...status, downloaded: { dir, files } }, `${formatStatus(status)}  outputs     ${dir} (${files.join(', ')})\n`);
     return 0;
   }
@@ -171,7 +177,7 @@ async function reportOutcome(c: DeployedClients, bucket: string, status: RunStat
     print(options.json, status, formatStatus(status));
     return 0;
   }
-  const failure = await explainFailure(c.s3, bucket, status);
+  const failure = { error: status.error, cause: status.cause, failedItems: await failedItemsOfRun(c.s3, bucket, status.runId) };
   const lines = failure.failedItems.slice(0, 20).map((item) => `    ${item.key}: ${item.reason}`);
   if (failure.failedItems.length > 20) lines.push(`    ... ${failure.failedItems.length - 20} more`);
   print(options.json, { ...status, failure }, `${formatStatus(status)}${lines.length ? `  failed items\n${lines.join('\n')}\n` : ''}`);

@@ -2,6 +2,7 @@
  * `run [dir]`: the whole pipeline on this machine (local/local-run.ts), with progress and a
  * summary for people, or one JSON document with `--json`.
  */
+import { readableCause } from '../lambdas/core/map-results';
 import type { PipelineConfigInput } from '../lib/config';
 import { LocalRunSummary, runLocally } from '../local/local-run';
 import { createProgressDisplay } from './progress';
@@ -86,18 +87,7 @@ export function formatRunSummary(summary: LocalRunSummary): string {
   if (summary.knn) {
     lines.push(`  5-NN        ${percent(summary.knn.accuracy)} accuracy (${summary.knn.correct}/${summary.knn.scored} Test images, ${summary.knn.references} Training references)`);
   }
-  if (summary.error) lines.push(`  error       ${summary.error.error}: ${readableCause(summary.error.cause)}`);
+  if (summary.error) lines.push(`  error       ${summary.error.error}: ${readableCause(summary.error.cause, summary.error.error)}`);
   if (summary.outDir) lines.push(`  outputs     ${summary.outDir}`);
   return `${lines.join('\n')}\n`;
-}
-
-/** A Lambda error's cause is JSON (`errorType`, `errorMessage`, `trace`): people need the message. */
-function readableCause(cause: string): string {
-  try {
-    const parsed = JSON.parse(cause) as { errorMessage?: unknown };
-    if (typeof parsed.errorMessage === 'string') return parsed.errorMessage;
-  } catch {
-    // Not JSON: a States.* cause is already a sentence.
-  }
-  return cause;
 }

@@ -16,36 +16,31 @@
  * overwrites the first run's results instead of adding new ones.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { basename, dirname, join, relative, resolve, sep } from 'node:path';
-import {
-  DeleteObjectsCommand,
-  PutObjectCommand,
-  S3Client,
-  _Object,
-} from '@aws-sdk/client-s3';
+import { basename, join, resolve } from 'node:path';
+import type { S3Client } from '@aws-sdk/client-s3';
 import type { AggregateResult } from '../lambdas/aggregate/aggregate-run';
-import { ItemProblem } from '../lambdas/contracts/events';
-import { datasetInputPrefix, invalidName, runLayout, S3_KEY_MAX_BYTES } from '../lambdas/contracts/bucket-layout';
+import { datasetInputPrefix, invalidName, runLayout } from '../lambdas/contracts/bucket-layout';
+import type { ItemProblem } from '../lambdas/contracts/events';
 import { FEATURIZE_ENV } from '../lambdas/contracts/handler-env';
+import { readJsonIfPresent } from '../lambdas/aws/s3-client';
 import { describeIncompleteAccounting, InputAccounting, InputAccountingReport } from '../lambdas/core/input-accounting';
-import { decodeFeatureShard } from '../lambdas/core/feature-shard';
-import { readMapRunResults } from '../lambdas/core/map-results';
 import { defaultModelCacheDir, hasLayersModel } from '../lambdas/core/model-loader';
 import type { RunReport } from '../lambdas/core/run-report';
+import { DatasetFile, datasetName, folderFiles, memoryFiles } from '../client/dataset-folder';
+import { countReasons, readMapRunFacts } from '../client/failed-run';
+import { uploadFiles } from '../client/folder-upload';
+import { downloadRunOutputs } from '../client/run-outputs';
 import type { PipelineConfigInput } from '../lib/config';
 import { knnAccuracy, KnnResult, readFeaturesCsv } from '../evaluate/knn';
-import { Json, JsonObject } from './emulator/asl';
 import { generateDemoDataset } from './demo-dataset';
+import { Json, JsonObject } from './emulator/asl';
 import { MapRunEvent } from './emulator/distributed-map';
 import { FunctionWorkerPool } from './emulator/function-worker-pool';
 import { runLocalExecution } from './emulator/local-execution';
 import { LocalS3Server, startLocalS3Server } from './emulator/s3/s3-server';
 import { synthesizePipeline } from './emulator/synthesized-definition';
-import { mapWithConcurrency } from '../lambdas/core/concurrency';
-import { describeError, isTransientS3Error, listAllObjects, readBytes, readJsonIfPresent, readText } from '../lambdas/aws/s3-client';
-import { datasetFiles } from '../client/dataset-folder';
 
 /** The local bucket: what `Ref <bucket>` resolves to in the local definition. */
 export const LOCAL_BUCKET = 'fruits-pipeline-local';
@@ -135,13 +130,6 @@ export interface LocalRunResult {
   close(): Promise<void>;
 }
 
-interface InputFile {
-  /** Path relative to the dataset root, `/`-separated. */
-  readonly path: string;
-  readonly body: () => Buffer;
-  readonly md5: string;
-}
-
 export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRunResult> {
   const started = performance.now();
   const notices: string[] = [];
@@ -154,7 +142,7 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
   if (badRunId) throw new Error(badRunId);
   const { dataset, files } = await readInput(options.inputDir);
   const inputPrefix = datasetInputPrefix(dataset);
-  const runId = options.runId ?? contentRunId(dataset, files);
+  const runId = options.runId ?? contentRunId(dataset, await Promise.all(files.map(async (file) => ({ path: file.path, md5: (await file.digests()).md5 }))));
   const dataDir = resolve(options.dataDir ?? '.s3-data');
   mkdirSync(dataDir, { recursive: true });
   const server = await startLocalS3Server({ directory: dataDir, buckets: [LOCAL_BUCKET] });
@@ -162,7 +150,15 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
   const pools: FunctionWorkerPool[] = [];
   try {
     const mark = { start: performance.now(), uploaded: 0, synthesized: 0, mapStarted: 0, mapFinished: 0, finished: 0 };
-    const upload = await syncInput(s3, inputPrefix, files, (done) => options.onProgress?.({ phase: 'upload', total: files.length, done, failed: 0 }));
+    // The prefix holds exactly the folder: the local store is the run's own, so stale objects go.
+    const upload = await uploadFiles(s3, {
+      bucket: LOCAL_BUCKET,
+      prefix: inputPrefix,
+      files,
+      concurrency: UPLOAD_CONCURRENCY,
+      deleteStale: true,
+      onProgress: (done, total) => options.onProgress?.({ phase: 'upload', total, done, failed: 0 }),
+    });
 
     mark.uploaded = performance.now();
     const pipeline = synthesizePipeline({ bucketName: LOCAL_BUCKET, config: options.config });
@@ -222,8 +218,7 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
     mark.finished = performance.now();
 
     const layout = runLayout(runId);
-    const outDir = join(resolve(options.outDir ?? 'out'), runId);
-    const copied = await copyPrefix(s3, layout.outputPrefix, outDir);
+    const { dir: outDir, files: copied } = await downloadRunOutputs(s3, LOCAL_BUCKET, runId, options.outDir ?? 'out');
     const report = await readJsonIfPresent<RunReport>(s3, LOCAL_BUCKET, layout.resultKey('report'));
     const aggregate = execution.status === 'SUCCEEDED' ? (execution.output as unknown as AggregateResult) : undefined;
     // Only a fallback for a run without report.json (read only then): a problem reading it must not
@@ -246,7 +241,7 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
       endpoint: server.endpoint,
       bucket: LOCAL_BUCKET,
       uploaded: upload.uploaded,
-      alreadyPresent: upload.alreadyPresent,
+      alreadyPresent: upload.skipped,
       listed: progress.total,
       processed: report?.counts.processed ?? aggregate?.counts.processed ?? batches.processed,
       failed: (report?.counts.failed ?? aggregate?.counts.failed ?? batches.failed) + upload.refused.length,
@@ -287,18 +282,11 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
 }
 
 /** The images to upload: the folder's files, or the demo set. */
-async function readInput(inputDir: string | undefined): Promise<{ dataset: string; files: InputFile[] }> {
-  if (inputDir === undefined) {
-    const demo = await generateDemoDataset();
-    return { dataset: 'demo', files: demo.map((image) => ({ path: image.path, body: () => image.body, md5: md5(image.body) })) };
-  }
+async function readInput(inputDir: string | undefined): Promise<{ dataset: string; files: DatasetFile[] }> {
+  if (inputDir === undefined) return { dataset: 'demo', files: memoryFiles(await generateDemoDataset()) };
   const root = resolve(inputDir);
   if (!statSync(root).isDirectory()) throw new Error(`${inputDir} is not a directory`);
-  const files: InputFile[] = [];
-  for (const file of datasetFiles(root)) {
-    const path = relative(root, file).split(sep).join('/');
-    files.push({ path, body: () => readFileSync(file), md5: md5(readFileSync(file)) });
-  }
+  const files = folderFiles(root);
   if (files.length === 0) throw new Error(`${inputDir} holds no files`);
   return { dataset: datasetName(basename(root)), files };
 }
@@ -310,62 +298,11 @@ function handlerModule(name: 'featurize' | 'aggregate', bundledHandlersDir: stri
     : join(PROJECT_ROOT, 'lambdas', name, 'handler.ts');
 }
 
-/** A folder name as a dataset name: one path segment the state machine's prefix checks accept. */
-export function datasetName(folder: string): string {
-  const trim = (text: string) => text.replace(/^[-._]+|[-.]+$/g, '');
-  const name = trim(trim(folder.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/\.{2,}/g, '.')).slice(0, 60));
-  return name || 'dataset';
-}
-
 /** `<dataset>-<12 hex of the content hash>`: a valid execution name (80 chars, no spaces). */
 export function contentRunId(dataset: string, files: readonly { path: string; md5: string }[]): string {
   const hash = createHash('sha256');
   for (const file of [...files].sort((a, b) => (a.path < b.path ? -1 : 1))) hash.update(`${file.path}\u0000${file.md5}\n`);
   return `${dataset.slice(0, 60)}-${hash.digest('hex').slice(0, 12)}`;
-}
-
-function md5(body: Buffer): string {
-  return createHash('md5').update(body).digest('hex');
-}
-
-/**
- * Make `input/<dataset>/` hold exactly the given files: upload what is missing or different
- * (single-part uploads, so the ETag is the MD5), delete what the folder no longer has. A file the
- * store refuses (a key longer than S3 allows, say) is reported with the reason, not fatal; only
- * trouble that outlived the SDK's retries ends the run.
- */
-async function syncInput(
-  s3: S3Client,
-  prefix: string,
-  files: readonly InputFile[],
-  onDone: (done: number) => void,
-): Promise<{ uploaded: number; alreadyPresent: number; refused: ItemProblem[] }> {
-  const existing = new Map((await listAllObjects(s3, LOCAL_BUCKET, prefix)).map((object) => [object.Key!, object.ETag?.replace(/"/g, '')]));
-  const wanted = new Set(files.map((file) => `${prefix}${file.path}`));
-  const stale = [...existing.keys()].filter((key) => !wanted.has(key));
-  for (let i = 0; i < stale.length; i += 1000) {
-    await s3.send(new DeleteObjectsCommand({ Bucket: LOCAL_BUCKET, Delete: { Objects: stale.slice(i, i + 1000).map((Key) => ({ Key })) } }));
-  }
-  let uploaded = 0;
-  let done = 0;
-  const refused: ItemProblem[] = [];
-  await mapWithConcurrency(files, UPLOAD_CONCURRENCY, async (file) => {
-    const key = `${prefix}${file.path}`;
-    const keyBytes = Buffer.byteLength(key);
-    if (keyBytes > S3_KEY_MAX_BYTES) {
-      refused.push({ key, reason: `not uploaded: the object key is longer than the ${S3_KEY_MAX_BYTES} bytes S3 allows (shorten the file or folder name)` });
-    } else if (existing.get(key) !== file.md5) {
-      try {
-        await s3.send(new PutObjectCommand({ Bucket: LOCAL_BUCKET, Key: key, Body: file.body() }));
-        uploaded++;
-      } catch (error) {
-        if (isTransientS3Error(error)) throw error;
-        refused.push({ key, reason: `not uploaded: ${describeError(error)}` });
-      }
-    }
-    onDone(++done);
-  });
-  return { uploaded, alreadyPresent: files.length - uploaded - refused.length, refused };
 }
 
 /**
@@ -383,58 +320,13 @@ function localModelEnv(templateEnv: Record<string, string>, modelDir: string | u
   return { ...found, [FEATURIZE_ENV.featurizer]: 'pixels' };
 }
 
-/** Copy every object under `prefix` to `dir` (replacing it): returns the relative names. */
-export async function copyPrefix(s3: S3Client, prefix: string, dir: string, bucket = LOCAL_BUCKET): Promise<string[]> {
-  const objects = await listAllObjects(s3, bucket, prefix);
-  if (objects.length === 0) return [];
-  rmSync(dir, { recursive: true, force: true });
-  const names: string[] = [];
-  for (const object of objects) {
-    const name = object.Key!.slice(prefix.length);
-    const target = join(dir, ...name.split('/'));
-    mkdirSync(dirname(target), { recursive: true });
-    writeFileSync(target, await readBytes(s3, bucket, object.Key!));
-    names.push(name);
-  }
-  return names;
-}
-
 /**
  * Counts and reasons from the map run's own results, for when the aggregate step did not get to
  * write its report (a failed run).
  */
 async function mapRunFacts(s3: S3Client, mapResult: Json | undefined) {
-  const facts = { processed: 0, failed: 0, skipped: 0, byReason: [] as { reason: string; count: number }[], backends: [] as string[], featurizer: undefined as string | undefined };
   const details = (mapResult as { ResultWriterDetails?: { Bucket: string; Key: string } } | undefined)?.ResultWriterDetails;
-  if (!details) return facts;
-  const readMapFile = (bucket: string, key: string) => readText(s3, bucket, key);
-  const { outcomes } = await readMapRunResults(await readMapFile(details.Bucket, details.Key), readMapFile);
-  const reasons = new Map<string, number>();
-  for (const outcome of outcomes) {
-    if (outcome.kind === 'succeeded') {
-      facts.processed += outcome.summary.count;
-      facts.failed += outcome.summary.failedCount;
-      facts.skipped += outcome.summary.skippedCount;
-      for (const problem of outcome.summary.failed) reasons.set(problem.reason, (reasons.get(problem.reason) ?? 0) + 1);
-      if (!facts.featurizer && outcome.summary.shard) {
-        const shard = decodeFeatureShard(await readBytes(s3, details.Bucket, outcome.summary.shard));
-        facts.featurizer = shard.header.featurizer;
-        if (typeof shard.header.meta?.backend === 'string') facts.backends.push(shard.header.meta.backend);
-      }
-    } else {
-      const count = outcome.inputKeys?.length ?? 0;
-      facts.failed += count;
-      const reason = batchFailureReason(outcome);
-      reasons.set(reason, (reasons.get(reason) ?? 0) + Math.max(1, count));
-    }
-  }
-  facts.byReason = [...reasons].map(([reason, count]) => ({ reason, count })).sort((a, b) => b.count - a.count);
-  return facts;
-}
-
-/** One line for a failed batch; a Lambda error's readable cause already starts with its name. */
-export function batchFailureReason(outcome: { error: string; cause: string }): string {
-  return outcome.cause.startsWith(`${outcome.error}:`) ? `batch failed: ${outcome.cause}` : `batch failed: ${outcome.error}: ${outcome.cause}`;
+  return readMapRunFacts(s3, details ? [{ bucket: details.Bucket, key: details.Key }] : [], { withFeaturizer: true });
 }
 
 /** Every file of the folder against the run's outputs: rows, failed and skipped images, refused uploads. */
@@ -456,10 +348,4 @@ export function accountForInputFolder(
     accounting.cannotProve('the run wrote no report.json');
   }
   return accounting.report();
-}
-
-function countReasons(problems: readonly ItemProblem[]): { reason: string; count: number }[] {
-  const counts = new Map<string, number>();
-  for (const { reason } of problems) counts.set(reason, (counts.get(reason) ?? 0) + 1);
-  return [...counts].map(([reason, count]) => ({ reason, count }));
 }

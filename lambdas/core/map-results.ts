@@ -179,11 +179,15 @@ function batchInputKeys(input: unknown): string[] | undefined {
   return keys.every((key): key is string => key !== undefined) ? keys : undefined;
 }
 
-/** A Lambda error's Cause is itself JSON `{ errorType, errorMessage, trace }`: keep the message. */
-function readableCause(cause: string): string {
+/**
+ * A Lambda error's Cause is itself JSON `{ errorType, errorMessage, trace }`: people need
+ * `errorType: errorMessage`, or only the message where it is shown after an error name that is
+ * already the errorType. Any other cause (a States.* one is already a sentence) is kept as it is.
+ */
+export function readableCause(cause: string, shownAfter?: string): string {
   const json = parseJsonString(cause);
   if (isObject(json) && typeof json.errorMessage === 'string') {
-    return typeof json.errorType === 'string' ? `${json.errorType}: ${json.errorMessage}` : json.errorMessage;
+    return typeof json.errorType === 'string' && json.errorType !== shownAfter ? `${json.errorType}: ${json.errorMessage}` : json.errorMessage;
   }
   return cause;
 }

@@ -17,7 +17,9 @@ import {
   StartExecutionCommand,
 } from '@aws-sdk/client-sfn';
 import { mockClient } from 'aws-sdk-client-mock';
-import { localETags, resolveDeployment, startRun, uploadFolder, UPLOAD_PART_SIZE } from '../../cli/deployed';
+import { resolveDeployment, startRun } from '../../cli/deployed';
+import { localETags, UPLOAD_PART_SIZE } from '../../client/dataset-folder';
+import { uploadFolder } from '../../client/folder-upload';
 import { buildProgram } from '../../cli/program';
 import { LocalS3Server, startLocalS3Server } from '../../local/emulator/s3/s3-server';
 

@@ -5,7 +5,8 @@
  * Split by key path, as Fruits-360 ships it: an image under a `Training/` (or `Train/`) folder is
  * a reference, one under `Test/` (or `Validation/`) is scored against them.
  */
-import { parseCsv, restoreTextField } from '../lambdas/core/features-csv';
+import { restoreTextField } from '../lambdas/core/features-csv';
+import { parseCsv } from './csv';
 
 export interface LabelledVector {
   readonly key: string;
@@ -60,19 +61,33 @@ export function knnAccuracy(rows: readonly LabelledVector[], options: KnnOptions
     else if (split === 'test') test.push(row);
     else unsplit++;
   }
-  const dims = Math.min(options.dims ?? Number.POSITIVE_INFINITY, ...rows.slice(0, 1).map((r) => r.vector.length));
-  let correct = 0;
-  if (train.length > 0) {
-    for (const query of test) {
-      if (predict(query.vector, train, k, dims) === query.label) correct++;
-    }
-  }
-  const scored = train.length > 0 ? test.length : 0;
+  const { correct, scored } = scoreKnn(train, test, { k, dims: options.dims });
   return { k, accuracy: scored > 0 ? correct / scored : Number.NaN, correct, scored, references: train.length, unsplit };
 }
 
-/** Majority label of the k nearest references (Euclidean); ties go to the label nearest in total. */
-function predict(query: ArrayLike<number>, references: readonly LabelledVector[], k: number, dims: number): string {
+/**
+ * The one k-NN scorer (the run summary, the benchmarks and the tests use it): each query gets the
+ * majority label of its k nearest references (Euclidean distance over the first `dims`
+ * components). A tie in votes goes to the tied label whose voting neighbours are nearest in total
+ * (sum of their distances); a tie in distance among the k-th neighbours keeps the reference that
+ * comes first. Nothing is scored without references.
+ */
+export function scoreKnn(
+  references: readonly { label: string; vector: ArrayLike<number> }[],
+  queries: readonly { label: string; vector: ArrayLike<number> }[],
+  options: { k?: number; dims?: number } = {},
+): { correct: number; scored: number } {
+  if (references.length === 0) return { correct: 0, scored: 0 };
+  const k = options.k ?? 5;
+  const dims = Math.min(options.dims ?? Number.POSITIVE_INFINITY, references[0].vector.length);
+  let correct = 0;
+  for (const query of queries) {
+    if (predict(query.vector, references, k, dims) === query.label) correct++;
+  }
+  return { correct, scored: queries.length };
+}
+
+function predict(query: ArrayLike<number>, references: readonly { label: string; vector: ArrayLike<number> }[], k: number, dims: number): string {
   const nearest: { distance: number; label: string }[] = [];
   for (const reference of references) {
     let distance = 0;

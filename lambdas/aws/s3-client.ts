@@ -1,4 +1,4 @@
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ClientConfig, type _Object } from '@aws-sdk/client-s3';
+import { GetObjectCommand, paginateListObjectsV2, PutObjectCommand, S3Client, S3ClientConfig, type _Object } from '@aws-sdk/client-s3';
 import { TransientStorageError } from '../contracts/events';
 
 /**
@@ -72,20 +72,10 @@ export function isAccessDeniedError(error: unknown): boolean {
   return (error as { name?: string })?.name === 'AccessDenied';
 }
 
-/** Every page of a ListObjectsV2 listing, following continuation tokens; stop early by breaking. */
-export async function* listObjectPages(s3: S3Client, bucket: string, prefix: string, pageSize?: number): AsyncGenerator<_Object[]> {
-  let token: string | undefined;
-  do {
-    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token, MaxKeys: pageSize }));
-    yield page.Contents ?? [];
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
-}
-
-/** Every object under `prefix`, all pages. */
+/** Every object under `prefix`, all pages (the SDK's paginator follows the continuation tokens). */
 export async function listAllObjects(s3: S3Client, bucket: string, prefix: string): Promise<_Object[]> {
   const objects: _Object[] = [];
-  for await (const page of listObjectPages(s3, bucket, prefix)) objects.push(...page);
+  for await (const page of paginateListObjectsV2({ client: s3 }, { Bucket: bucket, Prefix: prefix })) objects.push(...(page.Contents ?? []));
   return objects;
 }
 

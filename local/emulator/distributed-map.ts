@@ -22,7 +22,7 @@
  * https://docs.aws.amazon.com/step-functions/latest/dg/state-map-distributed.html
  * https://docs.aws.amazon.com/step-functions/latest/dg/input-output-resultwriter.html
  */
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { paginateListObjectsV2, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { StateMachine } from 'aws-local-stepfunctions';
 import {
   AslDefinition,
@@ -37,7 +37,6 @@ import {
   numberOrPath,
   rootCause,
 } from './asl';
-import { listObjectPages } from '../../lambdas/aws/s3-client';
 
 /** Step Functions' cap on a state's input/output, which also caps a batch. */
 const MAX_PAYLOAD_BYTES = 256 * 1024;
@@ -190,8 +189,9 @@ class MapRun {
     const maxItems = reader.ReaderConfig ? await numberOrPath(reader.ReaderConfig, 'MaxItems', input, ctx) : undefined;
     const objects: Json[] = [];
     try {
-      for await (const page of listObjectPages(this.deps.s3, params.Bucket as string, (params.Prefix as string | undefined) ?? '', LIST_PAGE_SIZE)) {
-        for (const object of page) objects.push(listedObject(object));
+      const pages = paginateListObjectsV2({ client: this.deps.s3, pageSize: LIST_PAGE_SIZE }, { Bucket: params.Bucket as string, Prefix: (params.Prefix as string | undefined) ?? '' });
+      for await (const page of pages) {
+        for (const object of page.Contents ?? []) objects.push(listedObject(object));
         if (maxItems !== undefined && objects.length >= maxItems) break;
       }
     } catch (error) {

@@ -4,7 +4,7 @@ import { aggregateRun, aggregateSettingsFrom, AggregateSettings, readAggregateEn
 import { MalformedEventError, TransientStorageError } from '../../../lambdas/contracts/events';
 import { encodeFeatureShard, ShardHeader } from '../../../lambdas/core/feature-shard';
 import { IncompleteRunError } from '../../../lambdas/core/input-accounting';
-import { parseCsv } from '../../../lambdas/core/features-csv';
+import { parseCsv } from '../../../evaluate/csv';
 import { InsufficientDataError } from '../../../lambdas/core/streaming-pca';
 import { LocalS3Server, startLocalS3Server } from '../../../local/emulator/s3/s3-server';
 import { seededRandom } from '../../../lambdas/core/seeded-random';

@@ -1,13 +1,5 @@
-import {
-  csvField,
-  csvTextField,
-  restoreTextField,
-  explainedVarianceCsv,
-  featuresCsvHeader,
-  featuresCsvRow,
-  formatNumber,
-  parseCsv,
-} from '../../../lambdas/core/features-csv';
+import { csvField, csvTextField, restoreTextField, explainedVarianceCsv, featuresCsvHeader, featuresCsvRow, formatNumber } from '../../../lambdas/core/features-csv';
+import { parseCsv } from '../../../evaluate/csv';
 
 describe('features CSV', () => {
   const oddKeys = [

@@ -7,6 +7,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
+import { scoreKnn } from '../../../evaluate/knn';
 import { fitPca, PcaProjector, ScatterAccumulator } from '../../../lambdas/core/streaming-pca';
 
 const DATASET = join(__dirname, '..', '..', '..', '..', 'shared', 'datasets', 'fruits-360-sample');
@@ -41,20 +42,8 @@ async function pixels(split: string): Promise<{ labels: string[]; vectors: Float
     accumulator.addRows(train.vectors, train.labels.length);
     const fit = fitPca(accumulator.moments(), { components: 15 });
     const projector = new PcaProjector(fit);
-    const project = (vectors: Float32Array, n: number) => Array.from({ length: n }, (_, i) => Array.from(projector.project(vectors, i * DIM)));
-    const trainScores = project(train.vectors, train.labels.length);
-    const testScores = project(test.vectors, test.labels.length);
-    let correct = 0;
-    testScores.forEach((scores, i) => {
-      const nearest = trainScores
-        .map((other, j) => ({ j, d: other.reduce((s, v, c) => s + (v - scores[c]) ** 2, 0) }))
-        .sort((a, b) => a.d - b.d)
-        .slice(0, 5);
-      const votes = new Map<string, number>();
-      for (const { j } of nearest) votes.set(train.labels[j], (votes.get(train.labels[j]) ?? 0) + 1);
-      const predicted = [...votes].sort((a, b) => b[1] - a[1])[0][0];
-      if (predicted === test.labels[i]) correct++;
-    });
+    const project = (vectors: Float32Array, labels: string[]) => labels.map((label, i) => ({ label, vector: projector.project(vectors, i * DIM) }));
+    const { correct } = scoreKnn(project(train.vectors, train.labels), project(test.vectors, test.labels), { k: 5 });
     const accuracy = correct / test.labels.length;
     console.log(`Fruits-360 sample, pixels + StandardScaler + PCA(15) + 5-NN: accuracy ${accuracy.toFixed(3)}, explained variance ${fit.explainedVariance.toFixed(3)}`);
     expect(accuracy).toBeGreaterThan(0.85);

@@ -8,7 +8,7 @@ import { defaultConfig, PipelineConfig } from '../lib/config';
 import { Table } from './bench-support';
 
 /** USD, us-east-1 list prices assumed (the figures). */
-export const PRICES = {
+const PRICES = {
   lambdaGbSecond: { x86_64: 0.0000166667, arm64: 0.0000133334 },
   lambdaRequest: 0.2 / 1e6,
   stepFunctionsTransition: 0.025 / 1000,
@@ -32,7 +32,7 @@ export interface MeasuredInputs {
 }
 
 /** Assumptions that are not measured here; each is printed with the table. */
-export const ASSUMED = {
+const ASSUMED = {
   /** Container-image cold start (image pull, runtime, module init), billed since Aug 2025. */
   coldStartSeconds: 5,
   /** Step Functions transitions of the parent on the happy path (the upload-trigger route). */

@@ -49,8 +49,8 @@ export interface EndToEndCaseResult {
 export type EndToEndRow = EndToEndCaseResult | { images: number; workers: number; error: string };
 
 /** Images in the whole Fruits-360 (Training + Test, 103 classes, version 2019.05.06.1). */
-export const WHOLE_FRUITS_360_IMAGES = 71_022;
-export const FRUITS_360_103 = join(__dirname, '..', '..', 'shared', 'datasets', 'fruits-360-103');
+const WHOLE_FRUITS_360_IMAGES = 71_022;
+const FRUITS_360_103 = join(__dirname, '..', '..', 'shared', 'datasets', 'fruits-360-103');
 
 export interface WholeDatasetOptions {
   /** A dataset folder to run as it is. @default fruits-360-103 replicated to `images` */

@@ -184,7 +184,7 @@ async function reportOutcome(c: DeployedClients, bucket: string, status: RunStat
   return 1;
 }
 
-export function formatStatus(status: RunStatus): string {
+function formatStatus(status: RunStatus): string {
   const lines = [`Run ${status.runId}: ${status.status}`, `  execution   ${status.executionArn}`];
   if (status.startDate) lines.push(`  started     ${status.startDate.toISOString()}${status.stopDate ? `, stopped ${status.stopDate.toISOString()}` : ''}`);
   if (status.items) {

@@ -67,7 +67,7 @@ export async function runCommand(dir: string | undefined, options: RunCommandOpt
   return summary.status === 'SUCCEEDED' ? 0 : 1;
 }
 
-export function formatRunSummary(summary: LocalRunSummary): string {
+function formatRunSummary(summary: LocalRunSummary): string {
   const lines: string[] = [];
   const percent = (value: number) => `${(100 * value).toFixed(1)}%`;
   const t = summary.phaseSeconds;

@@ -65,7 +65,7 @@ export async function readMapRunFacts(s3: S3Client, manifests: readonly Manifest
 }
 
 /** The ResultWriter manifests of a run: one per map run under `work/<runId>/map-results/`. */
-export async function mapRunManifests(s3: S3Client, bucket: string, runId: string): Promise<ManifestLocation[]> {
+async function mapRunManifests(s3: S3Client, bucket: string, runId: string): Promise<ManifestLocation[]> {
   const objects = await listAllObjects(s3, bucket, runLayout(runId).mapResultsPrefix);
   return objects.filter((object) => object.Key!.endsWith('/manifest.json')).map((object) => ({ bucket, key: object.Key! }));
 }
@@ -78,7 +78,7 @@ export async function failedItemsOfRun(s3: S3Client, bucket: string, runId: stri
 }
 
 /** One line for a failed batch; a Lambda error's readable cause already starts with its name. */
-export function batchFailureReason(outcome: { error: string; cause: string }): string {
+function batchFailureReason(outcome: { error: string; cause: string }): string {
   return outcome.cause.startsWith(`${outcome.error}:`) ? `batch failed: ${outcome.cause}` : `batch failed: ${outcome.error}: ${outcome.cause}`;
 }
 

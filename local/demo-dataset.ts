@@ -34,7 +34,7 @@ const SHAPES: readonly FruitShape[] = [
   { label: 'Watermelon', rgb: [40, 120, 50], rx: 0.42, ry: 0.36, texture: 'stripes' },
 ];
 
-export const DEMO_SIDE = 100;
+const DEMO_SIDE = 100;
 
 export interface DemoDatasetOptions {
   /** Images per class in Training/. @default 16 */

@@ -13,7 +13,7 @@
  */
 import type { ItemProblem } from '../contracts/events';
 
-export const SHARD_MAGIC = 'FSH1';
+const SHARD_MAGIC = 'FSH1';
 
 export interface ShardHeader {
   /** Featurizer id, e.g. `mobilenet_v1_0.25_224@224` or `pixels-16x16`. */

@@ -13,10 +13,10 @@
  * evaluate/csv.ts's job.
  */
 
-export const CSV_LINE_BREAK = '\r\n';
+const CSV_LINE_BREAK = '\r\n';
 
 /** Significant digits of a score: the features are float32 (~7 digits), one more avoids drift. */
-export const SCORE_DIGITS = 8;
+const SCORE_DIGITS = 8;
 
 const FORMULA_START = /^[=+\-@\t\r']/;
 
@@ -35,7 +35,7 @@ export function csvField(value: string): string {
   return value;
 }
 
-export function csvLine(fields: readonly string[]): string {
+function csvLine(fields: readonly string[]): string {
   return fields.map(csvField).join(',') + CSV_LINE_BREAK;
 }
 
@@ -46,7 +46,7 @@ export function formatNumber(value: number, digits: number = SCORE_DIGITS): stri
   return String(Number(value.toPrecision(digits)));
 }
 
-export function componentNames(k: number): string[] {
+function componentNames(k: number): string[] {
   return Array.from({ length: k }, (_, c) => `pc_${c + 1}`);
 }
 

@@ -72,10 +72,10 @@ export interface Featurizer {
  * each fruit the last block generalises better (0.75-0.77 vs 0.66); for that use
  * FEATURE_LAYER=conv_pw_11_relu,conv_pw_13_relu IMAGE_SIZE=224 (0.95 / 0.77, half the speed).
  */
-export const DEFAULT_FEATURE_LAYERS: readonly string[] = ['conv_pw_11_relu'];
+const DEFAULT_FEATURE_LAYERS: readonly string[] = ['conv_pw_11_relu'];
 export const DEFAULT_IMAGE_SIZE = 128;
-export const DEFAULT_SQRT = true;
-export const PIXELS_SIZE = 16;
+const DEFAULT_SQRT = true;
+const PIXELS_SIZE = 16;
 
 /** Backends in order of speed; `tensorflow` (tfjs-node) only exists in the Lambda image. */
 const BACKEND_ORDER = ['tensorflow', 'wasm', 'cpu'] as const;

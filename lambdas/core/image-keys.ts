@@ -10,7 +10,7 @@ import { BUCKET_LAYOUT } from '../contracts/bucket-layout';
  * Extensions worth reading. Anything else (notes, manifests, `.svg`) is skipped without a read;
  * the content of a listed image is still checked (preprocess.ts sniffs the real format).
  */
-export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([
+const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([
   'jpg', 'jpeg', 'jpe', 'png', 'webp', 'tif', 'tiff', 'gif', 'avif', 'heic', 'heif',
 ]);
 

@@ -10,7 +10,7 @@
  */
 
 /** Keys named per kind of discrepancy in a report; the counts are always exact. */
-export const ACCOUNTING_KEY_LIMIT = 100;
+const ACCOUNTING_KEY_LIMIT = 100;
 
 export interface KeySample {
   count: number;

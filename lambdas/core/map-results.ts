@@ -23,7 +23,7 @@ import { FeaturizeBatchSummarySchema, type FeaturizeBatchSummary } from '../cont
 
 const ResultFileSchema = z.object({ Key: z.string().min(1), Size: z.number().optional() }).passthrough();
 
-export const ResultWriterManifestSchema = z
+const ResultWriterManifestSchema = z
   .object({
     DestinationBucket: z.string().min(1),
     MapRunArn: z.string().optional(),
@@ -44,7 +44,7 @@ export class MalformedMapResultError extends Error {
 }
 
 export type ResultStatus = 'SUCCEEDED' | 'FAILED' | 'PENDING';
-export const RESULT_STATUSES: readonly ResultStatus[] = ['SUCCEEDED', 'FAILED', 'PENDING'];
+const RESULT_STATUSES: readonly ResultStatus[] = ['SUCCEEDED', 'FAILED', 'PENDING'];
 
 export interface SucceededBatch {
   kind: 'succeeded';

@@ -12,7 +12,7 @@ import { homedir } from 'node:os';
 import { isAbsolute, join, normalize, sep } from 'node:path';
 import type * as tfjs from '@tensorflow/tfjs-core';
 
-export const MODEL_JSON = 'model.json';
+const MODEL_JSON = 'model.json';
 
 /** Where models live when MODEL_DIR is not set: shared by the featurizer and `fetch-model`. */
 export function defaultModelCacheDir(modelId: string, env: NodeJS.ProcessEnv = process.env): string {
@@ -69,7 +69,7 @@ function shardPath(dir: string, path: string): string {
  * [null, size, size, channels]. Handles converted Keras models (`model_config`) and models saved
  * by tfjs-layers itself (Sequential or functional).
  */
-export function withInputSize(topology: Record<string, unknown>, size: number): Record<string, unknown> {
+function withInputSize(topology: Record<string, unknown>, size: number): Record<string, unknown> {
   // A JSON round trip, not structuredClone: under jest the latter yields objects of another realm.
   const copy = JSON.parse(JSON.stringify(topology)) as Record<string, any>;
   const modelConfig = copy.model_config ?? copy;

@@ -173,7 +173,7 @@ export function batchHash(items: readonly ListedObject[]): string {
 }
 
 /** Lists cut to SUMMARY_LIST_LIMIT entries and a byte budget; the shard keeps them whole. */
-export function summarise(shard: string | null, count: number, failed: ItemProblem[], skipped: ItemProblem[]): FeaturizeBatchSummary {
+function summarise(shard: string | null, count: number, failed: ItemProblem[], skipped: ItemProblem[]): FeaturizeBatchSummary {
   let budget = SUMMARY_LISTS_BYTE_BUDGET;
   const cut = (problems: ItemProblem[]) => {
     const kept: ItemProblem[] = [];

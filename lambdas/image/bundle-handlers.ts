@@ -17,7 +17,7 @@ export const HANDLER_ENTRIES = ['lambdas/featurize/handler.ts', 'lambdas/aggrega
  * files next to their own modules, and every tfjs package must share one tfjs-core instance for a
  * backend registered by tfjs-node to be the one the model runs on.
  */
-export const RUNTIME_EXTERNALS = ['sharp', '@tensorflow/*'] as const;
+const RUNTIME_EXTERNALS = ['sharp', '@tensorflow/*'] as const;
 
 /** Writes `<outdir>/lambdas/<name>/handler.js` (CommonJS, Node 22, with source maps). */
 export async function bundleHandlers(outdir: string, projectRoot = join(__dirname, '..', '..')): Promise<void> {

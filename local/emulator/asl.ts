@@ -47,11 +47,11 @@ export interface LocalArnScope {
 }
 export const LOCAL_ARN_SCOPE: LocalArnScope = { partition: 'aws', region: 'us-east-1', account: '000000000000' };
 
-export function stateMachineArn(scope: LocalArnScope, name: string): string {
+function stateMachineArn(scope: LocalArnScope, name: string): string {
   return `arn:${scope.partition}:states:${scope.region}:${scope.account}:stateMachine:${name}`;
 }
 
-export function executionArn(scope: LocalArnScope, stateMachineName: string, executionName: string): string {
+function executionArn(scope: LocalArnScope, stateMachineName: string, executionName: string): string {
   return `arn:${scope.partition}:states:${scope.region}:${scope.account}:execution:${stateMachineName}:${executionName}`;
 }
 

@@ -32,8 +32,8 @@ export type LocalFunction = (payload: Json, options?: LocalFunctionOptions) => P
 /** Lambda function ARNs (as they appear in the resolved definition) to local implementations. */
 export type LocalFunctions = ReadonlyMap<string, LocalFunction>;
 
-export const LAMBDA_INVOKE = 'arn:aws:states:::lambda:invoke';
-export const S3_PUT_OBJECT = 'arn:aws:states:::aws-sdk:s3:putObject';
+const LAMBDA_INVOKE = 'arn:aws:states:::lambda:invoke';
+const S3_PUT_OBJECT = 'arn:aws:states:::aws-sdk:s3:putObject';
 
 export interface ServiceIntegrationDeps {
   readonly functions: LocalFunctions;

@@ -91,7 +91,7 @@ function cdkJson(): { flags: Record<string, unknown>; settings: Record<string, u
   return { flags, settings: typeof settings === 'object' && settings !== null ? (settings as Record<string, unknown>) : {} };
 }
 
-export function placeholderFunctionArn(scope: LocalArnScope, logicalId: string): string {
+function placeholderFunctionArn(scope: LocalArnScope, logicalId: string): string {
   return `arn:${scope.partition}:lambda:${scope.region}:${scope.account}:function:${logicalId}`;
 }
 

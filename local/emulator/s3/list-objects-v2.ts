@@ -54,11 +54,11 @@ export function listObjectsV2(store: JournaledObjectStore): KoaMiddleware {
 }
 
 /** An opaque token naming the bucket and the byte position the next page starts at: any key round-trips. */
-export function encodeContinuationToken(bucket: string, startAt: Buffer): string {
+function encodeContinuationToken(bucket: string, startAt: Buffer): string {
   return Buffer.from(JSON.stringify({ bucket, startAt: startAt.toString('base64') })).toString('base64');
 }
 
-export function decodeContinuationToken(token: string, bucket: string): Buffer {
+function decodeContinuationToken(token: string, bucket: string): Buffer {
   try {
     const decoded = JSON.parse(Buffer.from(token, 'base64').toString('utf8')) as { bucket?: unknown; startAt?: unknown };
     if (decoded.bucket === bucket && typeof decoded.startAt === 'string') return Buffer.from(decoded.startAt, 'base64');

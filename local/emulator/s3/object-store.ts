@@ -20,6 +20,7 @@ import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { S3_KEY_MAX_BYTES } from '../../../lambdas/contracts/bucket-layout';
 import { JournalWriter, replayJournal, rewriteJournal, type JournalRecord, type StoredObject } from './object-journal';
 import {
   ALLOWED_METADATA,
@@ -41,8 +42,6 @@ import { positionAfterKey, Utf8KeyIndex, type ListPage, type ListQuery } from '.
  */
 export const STORE_FOLDER = 'objects-v1';
 
-/** https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html: up to 1,024 bytes of UTF-8. */
-export const MAX_KEY_BYTES = 1024;
 /** Every part but the last must be at least 5 MiB: https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html */
 const MIN_PART_BYTES = 5 * 1024 * 1024;
 const MAX_PART_NUMBER = 10_000;
@@ -432,9 +431,9 @@ function applyRecord(objects: Map<string, StoredObject>, record: JournalRecord):
  */
 function refuseLongKey(key: string, body?: Readable | Buffer | null): void {
   const bytes = Buffer.byteLength(key);
-  if (bytes <= MAX_KEY_BYTES) return;
+  if (bytes <= S3_KEY_MAX_BYTES) return;
   if (body && !Buffer.isBuffer(body)) body.resume();
-  throw new S3Error('KeyTooLongError', 'Your key is too long', { Size: bytes, MaxSizeAllowed: MAX_KEY_BYTES });
+  throw new S3Error('KeyTooLongError', 'Your key is too long', { Size: bytes, MaxSizeAllowed: S3_KEY_MAX_BYTES });
 }
 
 /**

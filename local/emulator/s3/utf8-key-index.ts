@@ -34,7 +34,7 @@ export function positionAfterKey(key: string): Buffer {
  * The smallest position after every key that starts with `prefix`: its last byte plus one. UTF-8
  * never contains 0xFF, so the increment cannot overflow.
  */
-export function positionAfterPrefix(prefix: string): Buffer {
+function positionAfterPrefix(prefix: string): Buffer {
   const bytes = Buffer.from(prefix);
   bytes[bytes.length - 1] += 1;
   return bytes;

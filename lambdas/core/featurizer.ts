@@ -115,7 +115,7 @@ async function selectBackend(preferred?: string): Promise<BackendChoice> {
   throw new Error(`no TensorFlow.js backend could start (${failures.join('; ')})`);
 }
 
-/* eslint-disable @typescript-eslint/no-require-imports */
+/* eslint-disable @typescript-eslint/no-require-imports -- backends load on demand: each import registers one */
 function registerBackend(name: string): void {
   // Required lazily: tfjs-node is absent outside the image, and each import registers a backend.
   if (name === 'tensorflow') require('@tensorflow/tfjs-node');

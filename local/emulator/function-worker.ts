@@ -25,7 +25,7 @@ export type InvokeReply =
 export type WorkerMessage = { readonly id: number; readonly started: true } | InvokeReply;
 
 const { modulePath, exportName } = workerData as FunctionWorkerData;
-// eslint-disable-next-line @typescript-eslint/no-require-imports
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- the handler module is named at run time
 const handler = require(modulePath)[exportName] as (event: unknown) => Promise<unknown>;
 if (typeof handler !== 'function') throw new Error(`${modulePath} does not export a function "${exportName}"`);
 

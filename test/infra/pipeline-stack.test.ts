@@ -6,7 +6,7 @@ import type { PipelineConfigInput } from '../../lib/config';
 import { INVOCATION_MARGIN } from '../../lib/constructs/feature-pipeline';
 import { maskAssetHashes, stateMachineDefinition, synthesizePipeline, SynthesizedPipeline } from './synth';
 // asl-validator ships CommonJS with a default-style export.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- asl-validator has no types
 const aslValidator = require('asl-validator') as (definition: unknown) => { isValid: boolean; errorsText: (separator?: string) => string };
 
 const STATE_NAMES = ['FeaturizeImages', 'FeaturizeBatch', 'AggregateFeatures', 'WriteFailureReport', 'RunFailed'];

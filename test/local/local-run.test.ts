@@ -88,7 +88,6 @@ describe('local run (embedded default)', () => {
     const knn = knnAccuracy(rows);
     expect(summary.knn).toEqual(knn);
     expect(knn.scored).toBe(240 - 0);
-    // eslint-disable-next-line no-console
     console.log(
       `5-NN accuracy on the principal components (Training -> Test): ${knn.accuracy.toFixed(3)} ` +
         `(${summary.featurizer}, k=${summary.components}, explained variance ${summary.explainedVariance?.toFixed(3)}, ${summary.seconds.toFixed(1)} s)`,

@@ -8,7 +8,7 @@ import { JournaledObjectStore } from './object-store';
 import type { KoaMiddleware } from './s3rver-models';
 import { abortMultipartUpload, keyAsOnePathSegment, missingObjectsAsAccessDenied, xmlWithLineBreaksEscaped } from './s3rver-middleware';
 // s3rver ships no types; its API is small and stable (run/close, `store`, `middleware`).
-// eslint-disable-next-line @typescript-eslint/no-require-imports
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- s3rver is CommonJS without types
 const S3rver = require('s3rver');
 
 export interface LocalS3ServerOptions {

@@ -21,7 +21,7 @@ export interface KoaContext {
 
 export type KoaMiddleware = (ctx: KoaContext, next: () => Promise<void>) => Promise<void>;
 
-/* eslint-disable @typescript-eslint/no-require-imports */
+/* eslint-disable @typescript-eslint/no-require-imports -- s3rver's internal models: CommonJS without types, typed here */
 
 export interface S3ErrorInstance extends Error {
   readonly code: string;

@@ -30,6 +30,7 @@ describe('InputAccounting', () => {
 
 describe('accountForInputFolder (the local run, held against the folder, not the store listing)', () => {
   // Imported here so the pure tests above do not load the local runner.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a lazy import, typed by the typeof below
   const { accountForInputFolder } = require('../../../local/local-run') as typeof import('../../../local/local-run');
   const report = (failed: string[], skipped: string[] = [], complete = true) =>
     ({

@@ -200,6 +200,7 @@ describe('handler (Lambda entry point)', () => {
       Object.assign(process.env, s3.env, { FEATURIZER: 'pixels', POWERTOOLS_LOG_LEVEL: 'SILENT' });
       let entry: typeof import('../../../lambdas/featurize/handler') | undefined;
       jest.isolateModules(() => {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports -- jest.isolateModules needs a synchronous load: the handler reads its env at import
         entry = require('../../../lambdas/featurize/handler');
       });
       const summary = await entry!.handler({ Items: [{ Key: 'input/d/Kiwi/a.jpg', Size: 1, ETag: '"x"' }], BatchInput: run });

@@ -50,7 +50,13 @@ export function loadSample(): SampleImage[] {
   for (const split of ['Training', 'Test'] as const) {
     for (const label of readdirSync(join(SAMPLE, split)).sort()) {
       for (const file of readdirSync(join(SAMPLE, split, label)).sort()) {
-        images.push({ path: `${split}/${label}/${file}`, split, label, secondAxis: file.startsWith('r_'), bytes: readFileSync(join(SAMPLE, split, label, file)) });
+        images.push({
+          path: `${split}/${label}/${file}`,
+          split,
+          label,
+          secondAxis: file.startsWith('r_'),
+          bytes: readFileSync(join(SAMPLE, split, label, file)),
+        });
       }
     }
   }
@@ -118,7 +124,11 @@ export function evaluate(features: Matrix, images: SampleImage[], components: nu
   return rows;
 }
 
-const list = (value: string) => value.split(',').map((v) => v.trim()).filter(Boolean);
+const list = (value: string) =>
+  value
+    .split(',')
+    .map((v) => v.trim())
+    .filter(Boolean);
 
 async function main() {
   const options = new Command()
@@ -140,19 +150,32 @@ async function main() {
   const images = loadSample();
   const ks = list(options.ks).map(Number);
   const thresholds = list(options.variance).map(Number);
-  console.log(`${images.length} images (${images.filter((i) => i.split === 'Training').length} Training / ${images.filter((i) => i.split === 'Test').length} Test); scaler + PCA fitted on all, 5-NN Euclidean`);
+  console.log(
+    `${images.length} images (${images.filter((i) => i.split === 'Training').length} Training / ${images.filter((i) => i.split === 'Test').length} Test); scaler + PCA fitted on all, 5-NN Euclidean`,
+  );
   console.log(['featurizer', 'dim', 'backend', 'featurize s', 'img/s', 'transform', 'k', 'Test acc', 'axis holdout acc'].join('\t'));
 
   const summary: string[] = [];
   for (const model of list(options.models)) {
-    const settings: FeaturizerConfig[] = model === 'pixels'
-      ? [{ kind: 'pixels', modelId: 'pixels' }]
-      : model === 'default'
-      ? [{ kind: 'cnn', modelId: DEFAULT_MODEL_ID, modelDir: join(MODELS, DEFAULT_MODEL_ID), backend: options.backend }]
-      : list(options.sizes).flatMap((size) => list(options.layers).flatMap((layer) => list(options.poolings).map((pooling) => ({
-          kind: 'cnn' as const, modelId: model, modelDir: join(MODELS, model), imageSize: Number(size), featureLayers: layer.split('+'),
-          pooling: pooling as Pooling, sqrt: false, backend: options.backend,
-        }))));
+    const settings: FeaturizerConfig[] =
+      model === 'pixels'
+        ? [{ kind: 'pixels', modelId: 'pixels' }]
+        : model === 'default'
+          ? [{ kind: 'cnn', modelId: DEFAULT_MODEL_ID, modelDir: join(MODELS, DEFAULT_MODEL_ID), backend: options.backend }]
+          : list(options.sizes).flatMap((size) =>
+              list(options.layers).flatMap((layer) =>
+                list(options.poolings).map((pooling) => ({
+                  kind: 'cnn' as const,
+                  modelId: model,
+                  modelDir: join(MODELS, model),
+                  imageSize: Number(size),
+                  featureLayers: layer.split('+'),
+                  pooling: pooling as Pooling,
+                  sqrt: false,
+                  backend: options.backend,
+                })),
+              ),
+            );
     for (const config of settings) {
       if (config.modelDir && !existsSync(config.modelDir)) {
         console.log(`${model}: skipped, no reference copy at ${config.modelDir}`);
@@ -165,14 +188,36 @@ async function main() {
       for (const transform of list(options.transforms)) {
         const rows = evaluate(TRANSFORMS[transform](features), images, ks, thresholds);
         for (const row of rows) {
-          console.log([featurizer.id, featurizer.dim, featurizer.backend, seconds.toFixed(1), (images.length / seconds).toFixed(0), transform, row.k, row.accuracy.toFixed(3), row.axisHoldout.toFixed(3)].join('\t'));
+          console.log(
+            [
+              featurizer.id,
+              featurizer.dim,
+              featurizer.backend,
+              seconds.toFixed(1),
+              (images.length / seconds).toFixed(0),
+              transform,
+              row.k,
+              row.accuracy.toFixed(3),
+              row.axisHoldout.toFixed(3),
+            ].join('\t'),
+          );
         }
         // One lucky k on 240 test images proves little (one image = 0.004): judge a setting by
         // its accuracy across all the fixed k values.
         const fixed = rows.slice(0, ks.length);
         const mean = (values: number[]) => (values.reduce((a, b) => a + b, 0) / values.length).toFixed(3);
         const test = fixed.map((row) => row.accuracy);
-        summary.push([featurizer.id, transform, mean(test), Math.min(...test).toFixed(3), Math.max(...test).toFixed(3), mean(fixed.map((row) => row.axisHoldout)), (images.length / seconds).toFixed(0)].join('\t'));
+        summary.push(
+          [
+            featurizer.id,
+            transform,
+            mean(test),
+            Math.min(...test).toFixed(3),
+            Math.max(...test).toFixed(3),
+            mean(fixed.map((row) => row.axisHoldout)),
+            (images.length / seconds).toFixed(0),
+          ].join('\t'),
+        );
       }
     }
   }

@@ -211,7 +211,15 @@ async function runEigen(o: Options): Promise<Record<string, unknown>> {
   let evd = viaEvd();
   let mlPca = viaMlPca();
   for (let i = 0; i < o.repeat; i++) {
-    for (const [name, run] of i % 2 === 0 ? ([['evd', viaEvd], ['mlPca', viaMlPca]] as const) : ([['mlPca', viaMlPca], ['evd', viaEvd]] as const)) {
+    for (const [name, run] of i % 2 === 0
+      ? ([
+          ['evd', viaEvd],
+          ['mlPca', viaMlPca],
+        ] as const)
+      : ([
+          ['mlPca', viaMlPca],
+          ['evd', viaEvd],
+        ] as const)) {
       const t = performance.now();
       const result = run();
       times[name].push(+((performance.now() - t) / 1000).toFixed(2));
@@ -320,11 +328,13 @@ export async function aggregateBench(options: AggregateBenchOptions): Promise<Ag
     for (const rows of options.rows) {
       const args = (kind: string) => ['--case', kind, '--rows', String(rows), '--dim', String(dim), '--components', String(options.components)];
       const predicted = mlPcaRate ? (mlPcaRate.seconds * rows) / mlPcaRate.rows : 0;
-      const skip = predicted > options.mlPcaCapMinutes * 60
-        ? `not run: ${mlPcaRate!.rows.toLocaleString('en-US')} rows took ${mlPcaRate!.seconds.toFixed(0)} s, so about ${(predicted / 60).toFixed(0)} min expected (cap ${options.mlPcaCapMinutes} min)`
-        : undefined;
+      const skip =
+        predicted > options.mlPcaCapMinutes * 60
+          ? `not run: ${mlPcaRate!.rows.toLocaleString('en-US')} rows took ${mlPcaRate!.seconds.toFixed(0)} s, so about ${(predicted / 60).toFixed(0)} min expected (cap ${options.mlPcaCapMinutes} min)`
+          : undefined;
       const streamCase = () => runChild(__filename, args('stream'), { timeoutMinutes: options.timeoutMinutes });
-      const mlPcaCase = async (): Promise<ChildResult | { skipped: string }> => (skip ? { skipped: skip } : runChild(__filename, args('ml-pca'), { timeoutMinutes: options.mlPcaCapMinutes * 2 }));
+      const mlPcaCase = async (): Promise<ChildResult | { skipped: string }> =>
+        skip ? { skipped: skip } : runChild(__filename, args('ml-pca'), { timeoutMinutes: options.mlPcaCapMinutes * 2 });
       let stream: ChildResult;
       let mlPca: ChildResult | { skipped: string };
       if (turn++ % 2 === 0) {
@@ -337,7 +347,9 @@ export async function aggregateBench(options: AggregateBenchOptions): Promise<Ag
       if ('fit_s' in mlPca) mlPcaRate = { rows, seconds: Number(mlPca.fit_s) };
       else if ('error' in mlPca) mlPcaRate = { rows, seconds: options.mlPcaCapMinutes * 2 * 60 };
       const row = { dim, rows, stream, mlPca, load: load() };
-      console.log(`  aggregate ${rows} x ${dim}: stream ${stream.error ?? `${stream.total_s} s`}, ml-pca ${'skipped' in mlPca ? 'skipped' : (mlPca.error ?? `${mlPca.fit_s} s`)}`);
+      console.log(
+        `  aggregate ${rows} x ${dim}: stream ${stream.error ?? `${stream.total_s} s`}, ml-pca ${'skipped' in mlPca ? 'skipped' : (mlPca.error ?? `${mlPca.fit_s} s`)}`,
+      );
       results.push(row);
     }
   }
@@ -362,7 +374,11 @@ async function main(): Promise<void> {
   console.log(`aggregate benchmark: node ${process.version}, ${new Date().toISOString()}, ${load()}`);
   const rows = await aggregateBench({ ...DEFAULT_AGGREGATE_OPTIONS, dims: [options.dim], timeoutMinutes: options.timeoutMinutes });
   for (const row of rows) console.log(JSON.stringify(row));
-  console.log(JSON.stringify(await runChild(__filename, ['--case', 'handler', '--rows', '10000', '--dim', String(options.dim)], { timeoutMinutes: options.timeoutMinutes })));
+  console.log(
+    JSON.stringify(
+      await runChild(__filename, ['--case', 'handler', '--rows', '10000', '--dim', String(options.dim)], { timeoutMinutes: options.timeoutMinutes }),
+    ),
+  );
 }
 
 if (require.main === module) {

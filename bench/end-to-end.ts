@@ -102,10 +102,14 @@ export async function endToEndBench(options: EndToEndOptions): Promise<EndToEndR
         const order = round % 2 === 0 ? options.workers : [...options.workers].reverse();
         for (const workers of order) {
           const runDir = join(scratch, `run-${turn++}`);
-          const result: ChildResult = await runChild(__filename, ['--case', inputDir, '--workers', String(workers), '--run-dir', runDir], { timeoutMinutes: options.timeoutMinutes });
+          const result: ChildResult = await runChild(__filename, ['--case', inputDir, '--workers', String(workers), '--run-dir', runDir], {
+            timeoutMinutes: options.timeoutMinutes,
+          });
           rmSync(runDir, { recursive: true, force: true });
           const row = result.error ? { images, workers, error: result.error } : (result as unknown as EndToEndCaseResult);
-          console.log(`  end to end ${images} images, ${workers} worker(s): ${'error' in row ? row.error : `${row.seconds} s, ${row.imagesPerSecond.overall} img/s`}`);
+          console.log(
+            `  end to end ${images} images, ${workers} worker(s): ${'error' in row ? row.error : `${row.seconds} s, ${row.imagesPerSecond.overall} img/s`}`,
+          );
           rows.push(row);
         }
       }
@@ -118,7 +122,12 @@ export async function endToEndBench(options: EndToEndOptions): Promise<EndToEndR
 
 /** `count` images: copies of the sample under `copy<i>/`, hard-linked where the filesystem allows. */
 function replicateSample(dir: string, count: number): void {
-  replicateFolder(SAMPLE, dir, count, loadSample().map((image) => image.path));
+  replicateFolder(
+    SAMPLE,
+    dir,
+    count,
+    loadSample().map((image) => image.path),
+  );
 }
 
 /**

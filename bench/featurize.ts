@@ -112,7 +112,9 @@ export async function featurizeBench(options: FeaturizeBenchOptions): Promise<Fe
         const result: ChildResult = await runChild(__filename, args, { timeoutMinutes: options.timeoutMinutes, env });
         const row = result.error ? { backend, size, error: result.error } : (result as unknown as FeaturizeCaseResult);
         rows.push(row);
-        console.log(`  featurize ${backend} ${size}px: ${'error' in row ? row.error : `ceiling ${row.ceilingImagesPerSecond} img/s, handler ${row.handlerImagesPerSecond} img/s`}`);
+        console.log(
+          `  featurize ${backend} ${size}px: ${'error' in row ? row.error : `ceiling ${row.ceilingImagesPerSecond} img/s, handler ${row.handlerImagesPerSecond} img/s`}`,
+        );
       }
     }
     return rows;
@@ -141,12 +143,22 @@ async function runCase(itemsFile: string, imageCount: number, rounds: number, wi
 
   const items = (JSON.parse(readFileSync(itemsFile, 'utf8')) as ListedObject[]).slice(0, imageCount);
   const bucket = BUCKET;
-  const runSettings = (round: number) => ({ bucket, inputPrefix: PREFIX, runId: `bench-${round}`, outputPrefix: `results/bench-${round}/`, workPrefix: `work/bench-${round}/` });
+  const runSettings = (round: number) => ({
+    bucket,
+    inputPrefix: PREFIX,
+    runId: `bench-${round}`,
+    outputPrefix: `results/bench-${round}/`,
+    workPrefix: `work/bench-${round}/`,
+  });
 
   // The ceiling's input: every image decoded and resized once, up front.
   const rgb: Uint8Array[] = [];
   for (const item of items) {
-    const result = await preprocessImage(await readBytes(s3, bucket, item.Key), { size: featurizer.imageSize, maxInputPixels: settings.maxInputPixels, maxInputBytes: settings.maxInputBytes });
+    const result = await preprocessImage(await readBytes(s3, bucket, item.Key), {
+      size: featurizer.imageSize,
+      maxInputPixels: settings.maxInputPixels,
+      maxInputBytes: settings.maxInputBytes,
+    });
     if (!result.ok) throw new Error(`${item.Key}: ${result.reason}`);
     rgb.push(result.rgb);
   }

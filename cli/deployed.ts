@@ -44,9 +44,7 @@ export async function resolveDeployment(
   const bucket = options.bucket ?? find('BucketName');
   const stateMachineArn = options.stateMachineArn ?? find('StateMachineArn');
   if (!bucket || !stateMachineArn) {
-    throw new Error(
-      `stack ${options.stackName} has no ${!bucket ? 'BucketName' : 'StateMachineArn'} output; pass --bucket and --state-machine-arn`,
-    );
+    throw new Error(`stack ${options.stackName} has no ${!bucket ? 'BucketName' : 'StateMachineArn'} output; pass --bucket and --state-machine-arn`);
   }
   return { bucket, stateMachineArn };
 }
@@ -80,7 +78,14 @@ export async function startRun(clients: DeployedClients, deployment: Deployment,
 }
 
 /** The execution the upload rule started for `markerKey`: its input is `{ trigger: { key } }`. */
-async function findTriggeredExecution(sfn: SFNClient, stateMachineArn: string, markerKey: string, since: Date, timeoutMs: number, pollMs: number): Promise<string> {
+async function findTriggeredExecution(
+  sfn: SFNClient,
+  stateMachineArn: string,
+  markerKey: string,
+  since: Date,
+  timeoutMs: number,
+  pollMs: number,
+): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   const seen = new Set<string>();
   while (Date.now() < deadline) {
@@ -95,7 +100,9 @@ async function findTriggeredExecution(sfn: SFNClient, stateMachineArn: string, m
     }
     await sleep(pollMs);
   }
-  throw new Error(`no execution started for s3 marker ${markerKey} within ${Math.round(timeoutMs / 1000)} s: is the upload trigger (EventBridge notifications) deployed?`);
+  throw new Error(
+    `no execution started for s3 marker ${markerKey} within ${Math.round(timeoutMs / 1000)} s: is the upload trigger (EventBridge notifications) deployed?`,
+  );
 }
 
 export interface RunStatus {
@@ -145,7 +152,11 @@ async function mapRunItems(sfn: SFNClient, executionArn: string): Promise<RunSta
 }
 
 /** Poll until the execution stops, reporting map-run item counts as progress. */
-export async function followRun(sfn: SFNClient, executionArn: string, options: { pollMs?: number; onProgress?: (p: ProgressUpdate) => void } = {}): Promise<RunStatus> {
+export async function followRun(
+  sfn: SFNClient,
+  executionArn: string,
+  options: { pollMs?: number; onProgress?: (p: ProgressUpdate) => void } = {},
+): Promise<RunStatus> {
   for (;;) {
     const status = await describeRun(sfn, executionArn);
     if (status.items) {

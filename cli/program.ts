@@ -12,15 +12,7 @@ import { datasetName } from '../client/dataset-folder';
 import { failedItemsOfRun } from '../client/failed-run';
 import { uploadFolder } from '../client/folder-upload';
 import { downloadRunOutputs } from '../client/run-outputs';
-import {
-  DeployedClients,
-  describeRun,
-  executionArnOf,
-  followRun,
-  resolveDeployment,
-  RunStatus,
-  startRun,
-} from './deployed';
+import { DeployedClients, describeRun, executionArnOf, followRun, resolveDeployment, RunStatus, startRun } from './deployed';
 import { createProgressDisplay } from './progress';
 import { runCommand } from './run-command';
 import { BUCKET_LAYOUT, datasetInputPrefix, invalidName } from '../lambdas/contracts/bucket-layout';
@@ -112,39 +104,46 @@ export function buildProgram(clients: ClientFactory = defaultClients): Command {
       .option('--upload-concurrency <n>', 'files uploaded at once', positiveInt, 8)
       .option('--no-wait', 'return once the run started')
       .option('--poll-seconds <s>', 'status polling interval', positiveInt, 5),
-  ).action(async (dir: string, options: DeployedOptions & { dataset?: string; trigger: boolean; runId?: string; uploadConcurrency: number; wait: boolean; pollSeconds: number }) => {
-    const c = clients(options.region);
-    const deployment = await resolveDeployment(c.cfn, { stackName: options.stack, bucket: options.bucket, stateMachineArn: options.stateMachineArn });
-    const dataset = options.dataset ?? datasetName(basename(resolve(dir)));
-    const display = createProgressDisplay({ silent: options.json });
-    const upload = await uploadFolder(c.s3, {
-      bucket: deployment.bucket,
-      prefix: datasetInputPrefix(dataset),
-      dir,
-      concurrency: options.uploadConcurrency,
-      onProgress: (done, total) => display.update({ phase: 'upload', total, done, failed: 0 }),
-    });
-    display.log(`uploaded ${upload.uploaded} files (${(upload.bytes / 1e6).toFixed(1)} MB), ${upload.skipped} already there`);
-    if (upload.markersLeftOut.length > 0) {
-      display.log(`left out ${upload.markersLeftOut.join(', ')}: a ${BUCKET_LAYOUT.startMarker} file would start a run before the upload is complete; submit uploads the marker itself, last`);
-    }
-    if (upload.refused.length > 0) {
-      // A run started now would not hold these files; the upload resumes once they are fixed.
+  ).action(
+    async (
+      dir: string,
+      options: DeployedOptions & { dataset?: string; trigger: boolean; runId?: string; uploadConcurrency: number; wait: boolean; pollSeconds: number },
+    ) => {
+      const c = clients(options.region);
+      const deployment = await resolveDeployment(c.cfn, { stackName: options.stack, bucket: options.bucket, stateMachineArn: options.stateMachineArn });
+      const dataset = options.dataset ?? datasetName(basename(resolve(dir)));
+      const display = createProgressDisplay({ silent: options.json });
+      const upload = await uploadFolder(c.s3, {
+        bucket: deployment.bucket,
+        prefix: datasetInputPrefix(dataset),
+        dir,
+        concurrency: options.uploadConcurrency,
+        onProgress: (done, total) => display.update({ phase: 'upload', total, done, failed: 0 }),
+      });
+      display.log(`uploaded ${upload.uploaded} files (${(upload.bytes / 1e6).toFixed(1)} MB), ${upload.skipped} already there`);
+      if (upload.markersLeftOut.length > 0) {
+        display.log(
+          `left out ${upload.markersLeftOut.join(', ')}: a ${BUCKET_LAYOUT.startMarker} file would start a run before the upload is complete; submit uploads the marker itself, last`,
+        );
+      }
+      if (upload.refused.length > 0) {
+        // A run started now would not hold these files; the upload resumes once they are fixed.
+        display.stop();
+        const lines = upload.refused.slice(0, 20).map(({ key, reason }) => `  ${key}: ${reason}`);
+        throw new Error(`${upload.refused.length} file(s) not uploaded, run not started:\n${lines.join('\n')}`);
+      }
+      const executionArn = await startRun(c, deployment, { dataset, trigger: options.trigger, runId: options.runId });
+      display.log(`run started: ${executionArn}`);
+      if (!options.wait) {
+        display.stop();
+        print(options.json, { executionArn, upload }, `${executionArn}\n`);
+        return;
+      }
+      const status = await followRun(c.sfn, executionArn, { pollMs: options.pollSeconds * 1000, onProgress: (p) => display.update(p) });
       display.stop();
-      const lines = upload.refused.slice(0, 20).map(({ key, reason }) => `  ${key}: ${reason}`);
-      throw new Error(`${upload.refused.length} file(s) not uploaded, run not started:\n${lines.join('\n')}`);
-    }
-    const executionArn = await startRun(c, deployment, { dataset, trigger: options.trigger, runId: options.runId });
-    display.log(`run started: ${executionArn}`);
-    if (!options.wait) {
-      display.stop();
-      print(options.json, { executionArn, upload }, `${executionArn}\n`);
-      return;
-    }
-    const status = await followRun(c.sfn, executionArn, { pollMs: options.pollSeconds * 1000, onProgress: (p) => display.update(p) });
-    display.stop();
-    process.exitCode = await reportOutcome(c, deployment.bucket, status, options);
-  });
+      process.exitCode = await reportOutcome(c, deployment.bucket, status, options);
+    },
+  );
 
   deployedOptions(program.command('status').description('show a run of the deployed stack').argument('<runId>', 'run id (the execution name)', runId)).action(
     async (runId: string, options: DeployedOptions) => {

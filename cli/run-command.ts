@@ -85,7 +85,9 @@ function formatRunSummary(summary: LocalRunSummary): string {
     lines.push(`  PCA         k = ${summary.components}, explained variance ${percent(summary.explainedVariance)}`);
   }
   if (summary.knn) {
-    lines.push(`  5-NN        ${percent(summary.knn.accuracy)} accuracy (${summary.knn.correct}/${summary.knn.scored} Test images, ${summary.knn.references} Training references)`);
+    lines.push(
+      `  5-NN        ${percent(summary.knn.accuracy)} accuracy (${summary.knn.correct}/${summary.knn.scored} Test images, ${summary.knn.references} Training references)`,
+    );
   }
   if (summary.error) lines.push(`  error       ${summary.error.error}: ${readableCause(summary.error.cause, summary.error.error)}`);
   if (summary.outDir) lines.push(`  outputs     ${summary.outDir}`);

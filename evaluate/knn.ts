@@ -21,7 +21,10 @@ const TEST_FOLDERS = new Set(['test', 'testing', 'validation']);
 
 /** The split an object key belongs to, from its folders; undefined when it names none. */
 export function splitOfKey(key: string): Split | undefined {
-  const folders = key.split('/').slice(0, -1).map((folder) => folder.toLowerCase());
+  const folders = key
+    .split('/')
+    .slice(0, -1)
+    .map((folder) => folder.toLowerCase());
   // The innermost split folder wins (`input/train-set/Test/Apple/x.jpg` is a test image).
   for (let i = folders.length - 1; i >= 0; i--) {
     if (TRAIN_FOLDERS.has(folders[i])) return 'train';

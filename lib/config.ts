@@ -59,10 +59,7 @@ export const PipelineConfigSchema = z
     pcaVarianceThreshold: z.number().gt(0).max(1).optional(),
 
     /** Pretrained model baked into the image at /opt/model (an id of tools/model/manifest.json). */
-    modelId: z
-      .string()
-      .regex(MODEL_ID_PATTERN, `must be a model id of tools/model/manifest.json (${MODEL_ID_RULE})`)
-      .default(DEFAULT_MODEL_ID),
+    modelId: z.string().regex(MODEL_ID_PATTERN, `must be a model id of tools/model/manifest.json (${MODEL_ID_RULE})`).default(DEFAULT_MODEL_ID),
     /** `cnn`: pooled CNN features; `pixels`: downscaled raw pixels (no model needed). */
     featurizer: z.enum(['cnn', 'pixels']).default('cnn'),
 

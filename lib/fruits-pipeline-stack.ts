@@ -34,8 +34,7 @@ export class FruitsPipelineStack extends Stack {
 
     const data = new DataBucket(this, 'Data', {
       intermediateRetention: Duration.days(config.intermediateRetentionDays),
-      accessLogRetention:
-        logRetention === logs.RetentionDays.INFINITE ? undefined : Duration.days(config.logRetentionDays),
+      accessLogRetention: logRetention === logs.RetentionDays.INFINITE ? undefined : Duration.days(config.logRetentionDays),
       removalPolicy,
     });
     this.bucket = data.bucket;

@@ -56,7 +56,9 @@ export async function generateDemoDataset(options: DemoDatasetOptions = {}): Pro
     for (const shape of SHAPES) {
       for (let i = 0; i < perClass; i++) {
         const pixels = drawFruit(shape, random);
-        const body = await sharp(pixels, { raw: { width: DEMO_SIDE, height: DEMO_SIDE, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+        const body = await sharp(pixels, { raw: { width: DEMO_SIDE, height: DEMO_SIDE, channels: 3 } })
+          .jpeg({ quality: 90 })
+          .toBuffer();
         images.push({ path: `${split}/${shape.label}/${i}_100.jpg`, body });
       }
     }
@@ -93,7 +95,7 @@ function drawFruit(shape: FruitShape, random: () => number): Buffer {
         continue;
       }
       // Lit from the upper left: brighter there, darker towards the rim.
-      const shade = 0.65 + 0.35 * (1 - r2) + 0.15 * (-u - v) / 2;
+      const shade = 0.65 + 0.35 * (1 - r2) + (0.15 * (-u - v)) / 2;
       let texture = 1;
       if (shape.texture === 'stripes') texture = 0.75 + 0.25 * Math.sign(Math.sin(u * 9 + phase));
       else if (shape.texture === 'speckles') texture = random() < 0.08 ? 0.7 : 1;
@@ -105,4 +107,3 @@ function drawFruit(shape: FruitShape, random: () => number): Buffer {
   }
   return out;
 }
-

@@ -165,7 +165,12 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
     mark.synthesized = performance.now();
     // The handlers' structured logs would bury the progress display; warnings still come through.
     const quiet = { POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN' };
-    const featurizeEnv = { ...pipeline.featurize.environment, ...server.env, ...quiet, ...localModelEnv(pipeline.featurize.environment, options.modelDir, notice) };
+    const featurizeEnv = {
+      ...pipeline.featurize.environment,
+      ...server.env,
+      ...quiet,
+      ...localModelEnv(pipeline.featurize.environment, options.modelDir, notice),
+    };
     const featurizePool = new FunctionWorkerPool({
       modulePath: handlerModule('featurize', options.bundledHandlersDir),
       size: Math.min(options.workers ?? availableParallelism(), pipeline.config.maxConcurrency),
@@ -186,8 +191,7 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
       if (event.type === 'started') {
         progress.total = event.totalItems;
         mark.mapStarted = performance.now();
-      }
-      else if (event.type === 'childFailed') {
+      } else if (event.type === 'childFailed') {
         progress.done += event.items;
         progress.failed += event.items;
       } else if (event.type === 'childSucceeded') {
@@ -228,7 +232,14 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
     const knn = rows ? knnAccuracy(rows) : undefined;
     // What the run must account for is the folder itself, not the store's listing of it.
     const accounting =
-      execution.status === 'SUCCEEDED' ? accountForInputFolder(files.map((file) => `${inputPrefix}${file.path}`), upload.refused, rows, report) : undefined;
+      execution.status === 'SUCCEEDED'
+        ? accountForInputFolder(
+            files.map((file) => `${inputPrefix}${file.path}`),
+            upload.refused,
+            rows,
+            report,
+          )
+        : undefined;
     const incomplete = accounting && !accounting.complete ? describeIncompleteAccounting(accounting, 'files of the input folder') : undefined;
     if (incomplete) notice(`Run ${runId} FAILED: ${incomplete}`);
     const refusedReasons = countReasons(upload.refused);
@@ -293,9 +304,7 @@ async function readInput(inputDir: string | undefined): Promise<{ dataset: strin
 
 /** The module a local task runs: the handler's source, or its bundle when one is given. */
 function handlerModule(name: 'featurize' | 'aggregate', bundledHandlersDir: string | undefined): string {
-  return bundledHandlersDir
-    ? join(resolve(bundledHandlersDir), 'lambdas', name, 'handler.js')
-    : join(PROJECT_ROOT, 'lambdas', name, 'handler.ts');
+  return bundledHandlersDir ? join(resolve(bundledHandlersDir), 'lambdas', name, 'handler.js') : join(PROJECT_ROOT, 'lambdas', name, 'handler.ts');
 }
 
 /** `<dataset>-<12 hex of the content hash>`: a valid execution name (80 chars, no spaces). */

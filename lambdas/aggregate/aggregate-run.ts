@@ -179,10 +179,22 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
   if (!problems.complete) accounting.cannotProve('some failed or skipped images are known only by count (capped batch summaries without a readable shard)');
   if (manifest.ResultFiles.PENDING?.length) accounting.cannotProve('the map run ended with child executions still pending');
   const accountingReport = accounting.report();
+  /** A run that publishes nothing else still writes report.json, saying why. */
+  const writeFailureReport = async (error: Error) => {
+    const failure = report.build({
+      ...runFields(event, mapRunArn),
+      error,
+      accounting: accountingReport,
+      timingsMs: timings,
+      outputs: { report: outputs.report },
+      now: now(),
+    });
+    await putObject(s3, bucket, outputs.report, JSON.stringify(failure, null, 2), 'application/json');
+    return failure;
+  };
   if (!accountingReport.complete) {
     const error = new IncompleteRunError(describeIncompleteAccounting(accountingReport));
-    const failure = report.build({ ...runFields(event, mapRunArn), error, accounting: accountingReport, timingsMs: timings, outputs: { report: outputs.report }, now: now() });
-    await putObject(s3, bucket, outputs.report, JSON.stringify(failure, null, 2), 'application/json');
+    await writeFailureReport(error);
     log?.warn('run incomplete', { reason: error.message, accounting: accountingReport });
     throw error;
   }
@@ -194,8 +206,7 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
     fit = fitPca(accumulator.moments(), settings);
   } catch (error) {
     if (error instanceof InsufficientDataError) {
-      const failure = report.build({ ...runFields(event, mapRunArn), error, accounting: accountingReport, timingsMs: timings, outputs: { report: outputs.report }, now: now() });
-      await putObject(s3, bucket, outputs.report, JSON.stringify(failure, null, 2), 'application/json');
+      const failure = await writeFailureReport(error);
       log?.warn('no PCA possible', { reason: error.message, counts: failure.counts });
     }
     throw error;
@@ -213,7 +224,12 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
   try {
     await csv.write(featuresCsvHeader(fit.k));
     const byKey = new Map(usable.map((shard) => [shard.key, shard]));
-    for await (const read of readShards(s3, bucket, usable.map((shard) => shard.key), settings.readAhead ?? 2)) {
+    for await (const read of readShards(
+      s3,
+      bucket,
+      usable.map((shard) => shard.key),
+      settings.readAhead ?? 2,
+    )) {
       const expected = byKey.get(read.key)!;
       if ('problem' in read || read.shard.header.keys.length !== expected.rows) {
         // Pass 1 read it fine: a shard that changes or vanishes mid-run is worth a retry of the step.

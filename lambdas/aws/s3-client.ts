@@ -32,8 +32,16 @@ export function createS3Client(env: NodeJS.ProcessEnv = process.env, overrides: 
 
 /** Error names S3 and the SDK use for throttling and server-side trouble worth retrying later. */
 const TRANSIENT_S3_ERRORS = new Set([
-  'SlowDown', 'Throttling', 'ThrottlingException', 'TooManyRequestsException', 'RequestTimeout',
-  'RequestTimeoutException', 'InternalError', 'ServiceUnavailable', 'TimeoutError', 'NetworkingError',
+  'SlowDown',
+  'Throttling',
+  'ThrottlingException',
+  'TooManyRequestsException',
+  'RequestTimeout',
+  'RequestTimeoutException',
+  'InternalError',
+  'ServiceUnavailable',
+  'TimeoutError',
+  'NetworkingError',
 ]);
 const TRANSIENT_NETWORK_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND', 'UND_ERR_SOCKET']);
 
@@ -88,7 +96,10 @@ export async function listAllObjects(s3: S3Client, bucket: string, prefix: strin
 export class MissingObjectError extends Error {
   override readonly name = 'MissingObjectError';
   /** True when S3 answered 403 AccessDenied, which is how it answers a missing key to a reader without s3:ListBucket. */
-  constructor(message: string, readonly accessDenied = false) {
+  constructor(
+    message: string,
+    readonly accessDenied = false,
+  ) {
     super(message);
   }
 }

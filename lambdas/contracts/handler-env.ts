@@ -78,7 +78,10 @@ export const FeaturizeEnvSchema = z.object({
   /** Comma-separated layer names, pooled side by side. */
   [FEATURIZE_ENV.featureLayers]: z.string().min(1).optional(),
   /** `true`/`false`: signed square root of the pooled features. */
-  [FEATURIZE_ENV.featureSqrt]: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
+  [FEATURIZE_ENV.featureSqrt]: z
+    .enum(['true', 'false'])
+    .transform((v) => v === 'true')
+    .optional(),
   [FEATURIZE_ENV.maxInputPixels]: boundedInt(SETTING_BOUNDS.maxInputPixels).optional(),
   [FEATURIZE_ENV.maxInputBytes]: boundedInt(SETTING_BOUNDS.maxInputBytes).optional(),
   [FEATURIZE_ENV.readConcurrency]: boundedInt(SETTING_BOUNDS.readConcurrency).default(8),

@@ -146,7 +146,9 @@ export async function createFeaturizer(config: FeaturizerConfig): Promise<Featur
   if (!hasLayersModel(modelDir)) {
     return createPixelsFeaturizer([
       `FEATURIZER=cnn but no model at ${modelDir} (model ${config.modelId}): fell back to raw 16x16 pixels, ` +
-        'expect much lower accuracy. Fetch it with `npx tsx tools/model/fetch-model.ts --model ' + config.modelId + '`.',
+        'expect much lower accuracy. Fetch it with `npx tsx tools/model/fetch-model.ts --model ' +
+        config.modelId +
+        '`.',
     ]);
   }
   return createCnnFeaturizer(config, modelDir);

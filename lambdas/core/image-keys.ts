@@ -10,13 +10,9 @@ import { BUCKET_LAYOUT } from '../contracts/bucket-layout';
  * Extensions worth reading. Anything else (notes, manifests, `.svg`) is skipped without a read;
  * the content of a listed image is still checked (preprocess.ts sniffs the real format).
  */
-const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([
-  'jpg', 'jpeg', 'jpe', 'png', 'webp', 'tif', 'tiff', 'gif', 'avif', 'heic', 'heif',
-]);
+const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(['jpg', 'jpeg', 'jpe', 'png', 'webp', 'tif', 'tiff', 'gif', 'avif', 'heic', 'heif']);
 
-export type KeyClassification =
-  | { kind: 'image'; label: string }
-  | { kind: 'skip'; reason: string };
+export type KeyClassification = { kind: 'image'; label: string } | { kind: 'skip'; reason: string };
 
 /**
  * The label of an image is its immediate parent folder (`input/d/Training/Kiwi/1.jpg` -> `Kiwi`).

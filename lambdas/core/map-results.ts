@@ -162,7 +162,12 @@ function fromOutput(output: unknown, context: OutcomeContext): BatchOutcome {
   const parsed = FeaturizeBatchSummarySchema.safeParse(candidate);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    return failed('SUCCEEDED', context, 'UnreadableBatchOutput', `child output is not a featurize summary (${issue.path.join('.') || 'output'}: ${issue.message}): ${describeJson(output)}`);
+    return failed(
+      'SUCCEEDED',
+      context,
+      'UnreadableBatchOutput',
+      `child output is not a featurize summary (${issue.path.join('.') || 'output'}: ${issue.message}): ${describeJson(output)}`,
+    );
   }
   return { kind: 'succeeded', summary: parsed.data, ...definedOnly(context) };
 }
@@ -201,7 +206,7 @@ function parseJsonString(text: string): unknown {
 }
 
 function describeJson(value: unknown): string {
-  const text = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
+  const text = typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value));
   return text.length > 300 ? `${text.slice(0, 300)}...` : text;
 }
 

@@ -143,5 +143,4 @@ export class ScatterSample {
     const j = Math.floor(this.random() * this.seen);
     if (j < this.limit) this.points[j] = point;
   }
-
 }

@@ -122,6 +122,7 @@ export class ScatterAccumulator {
       for (let j = i; j < dp; j += 2) {
         const b0 = j * B;
         const b1 = b0 + B;
+        // prettier-ignore
         let s00 = 0, s01 = 0, s10 = 0, s11 = 0, s20 = 0, s21 = 0, s30 = 0, s31 = 0;
         for (let r = 0; r < m; r++) {
           const x0 = block[b0 + r];
@@ -226,7 +227,12 @@ const CONSTANT_RELATIVE_STD = 1e-11;
  * is the correlation matrix, from the moments of pass 1. Constant features are scaled by 1 and have
  * all-zero rows and columns.
  */
-export function standardisedCorrelation(moments: FeatureMoments): { correlation: Matrix; scale: Float64Array; constant: Uint8Array; constantFeatures: number[] } {
+export function standardisedCorrelation(moments: FeatureMoments): {
+  correlation: Matrix;
+  scale: Float64Array;
+  constant: Uint8Array;
+  constantFeatures: number[];
+} {
   const { count: n, dim: d, mean } = moments;
   if (n === 0) throw new InsufficientDataError('no feature vectors to analyse: every image failed or was skipped');
   if (n < 2) throw new InsufficientDataError(`PCA needs at least 2 images, got ${n}`);
@@ -322,12 +328,7 @@ function validateSelection(selection: ComponentSelection): void {
  * k from the selection, clamped to `limit` = min(dim, n - 1): n centred rows span at most n - 1
  * directions, so further components would be arbitrary vectors of zero variance.
  */
-export function chooseComponentCount(
-  ratios: ArrayLike<number>,
-  selection: ComponentSelection,
-  limit: number,
-  warnings: string[] = [],
-): number {
+export function chooseComponentCount(ratios: ArrayLike<number>, selection: ComponentSelection, limit: number, warnings: string[] = []): number {
   const cap = Math.min(selection.components, limit);
   if (selection.varianceThreshold !== undefined) {
     const target = selection.varianceThreshold;
@@ -404,6 +405,7 @@ export class PcaProjector {
       for (let c = 0; c < k; c += 2) {
         const w0 = c * dim;
         const w1 = w0 + dim;
+        // prettier-ignore
         let s00 = 0, s01 = 0, s10 = 0, s11 = 0, s20 = 0, s21 = 0, s30 = 0, s31 = 0;
         for (let f = 0; f < dim; f++) {
           const x0 = weights[w0 + f];

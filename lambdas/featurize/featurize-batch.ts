@@ -88,7 +88,9 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
 
   // Chunks bound memory (a 1,000-item batch is never decoded at once); the next chunk is read
   // and decoded (I/O, sharp's thread pool) while the current one runs through the model.
-  const chunks = Array.from({ length: Math.ceil(toRead.length / settings.chunkSize) }, (_, i) => toRead.slice(i * settings.chunkSize, (i + 1) * settings.chunkSize));
+  const chunks = Array.from({ length: Math.ceil(toRead.length / settings.chunkSize) }, (_, i) =>
+    toRead.slice(i * settings.chunkSize, (i + 1) * settings.chunkSize),
+  );
   let next = chunks.length > 0 ? readChunk(chunks[0]) : undefined;
   for (let c = 0; c < chunks.length; c++) {
     const outcomes = await next!;
@@ -128,7 +130,12 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
       imageSize: featurizer.imageSize,
       warnings: featurizer.warnings,
       items: event.Items.length,
-      timingsMs: { readDecode: round(timings.readDecode), decode: round(timings.decode), infer: round(timings.infer), total: round(performance.now() - started) },
+      timingsMs: {
+        readDecode: round(timings.readDecode),
+        decode: round(timings.decode),
+        infer: round(timings.infer),
+        total: round(performance.now() - started),
+      },
     },
   };
   const shard = shardKey(workPrefix, batchHash(event.Items));
@@ -197,7 +204,6 @@ function summarise(shard: string | null, count: number, failed: ItemProblem[], s
     truncated: keptFailed.length < failed.length || keptSkipped.length < skipped.length,
   };
 }
-
 
 function concat(chunks: Float32Array[], length: number): Float32Array {
   const out = new Float32Array(length);

@@ -24,7 +24,9 @@ export function featurizerConfigFrom(env: FeaturizeEnv): FeaturizerConfig {
     modelId: env.MODEL_ID,
     modelDir: env.MODEL_DIR,
     imageSize: env.IMAGE_SIZE,
-    featureLayers: env.FEATURE_LAYER?.split(',').map((name) => name.trim()).filter(Boolean),
+    featureLayers: env.FEATURE_LAYER?.split(',')
+      .map((name) => name.trim())
+      .filter(Boolean),
     sqrt: env.FEATURE_SQRT,
     inferBatchSize: env.INFER_BATCH_SIZE,
     backend: env.TF_BACKEND,

@@ -129,10 +129,7 @@ export class FeaturePipeline extends Construct {
     const runRequestFromMarker = new sfn.Pass(this, 'RunRequestFromMarker', {
       parameters: {
         bucket: sfn.JsonPath.stringAt('$.bucket'),
-        inputPrefix: sfn.JsonPath.format(
-          `${BUCKET_LAYOUT.inputRoot}{}/`,
-          sfn.JsonPath.arrayGetItem(sfn.JsonPath.listAt('$.keyParts'), 1),
-        ),
+        inputPrefix: sfn.JsonPath.format(`${BUCKET_LAYOUT.inputRoot}{}/`, sfn.JsonPath.arrayGetItem(sfn.JsonPath.listAt('$.keyParts'), 1)),
       },
     });
     const checkStartMarker = new sfn.Choice(this, 'CheckStartMarker')
@@ -190,10 +187,7 @@ export class FeaturePipeline extends Construct {
         bucketNamePath: '$.bucket',
         prefix: sfn.JsonPath.format(`{}${WORK_FOLDERS.mapResults}`, sfn.JsonPath.stringAt('$.workPrefix')),
         policyStatements: [
-          data.objectsStatement(
-            ['s3:PutObject', 's3:GetObject', 's3:ListMultipartUploadParts', 's3:AbortMultipartUpload'],
-            BUCKET_LAYOUT.workRoot,
-          ),
+          data.objectsStatement(['s3:PutObject', 's3:GetObject', 's3:ListMultipartUploadParts', 's3:AbortMultipartUpload'], BUCKET_LAYOUT.workRoot),
         ],
       }),
       resultSelector: {
@@ -246,11 +240,7 @@ export class FeaturePipeline extends Construct {
           sfn.Condition.isString('$.runId'),
           // RUN_ID_PATTERN as far as wildcards can say it: nothing that leaves results/<runId>/ or
           // work/<runId>/. The handlers' RunSettingsSchema and the CLI check the whole pattern.
-          sfn.Condition.not(
-            sfn.Condition.or(
-              ...['', '*/*', '*..*', '* *', '.*'].map((pattern) => sfn.Condition.stringMatches('$.runId', pattern)),
-            ),
-          ),
+          sfn.Condition.not(sfn.Condition.or(...['', '*/*', '*..*', '* *', '.*'].map((pattern) => sfn.Condition.stringMatches('$.runId', pattern)))),
         ),
         featurizeImages.next(aggregateFeatures),
       )
@@ -292,10 +282,7 @@ export class FeaturePipeline extends Construct {
     props.data.acknowledgePrefixScope(this.stateMachine, BUCKET_LAYOUT.workRoot);
     props.data.acknowledgePrefixScope(this.stateMachine, BUCKET_LAYOUT.resultsRoot);
     for (const fn of [props.featurizeFunction, props.aggregateFunction]) {
-      acknowledge(
-        `<${logicalId(fn)}.Arn>:*`,
-        'LambdaInvoke grants the versions and aliases of this one function (<arn>:*) next to the function itself.',
-      );
+      acknowledge(`<${logicalId(fn)}.Arn>:*`, 'LambdaInvoke grants the versions and aliases of this one function (<arn>:*) next to the function itself.');
     }
     acknowledge(
       '*',

@@ -88,12 +88,7 @@ export async function evaluatePayloadTemplate(template: Json, input: Json, conte
 }
 
 /** Evaluate `value` when it is given directly, or its `<field>Path` variant against the input. */
-export async function numberOrPath(
-  state: Record<string, unknown>,
-  field: string,
-  input: Json,
-  context: Record<string, unknown>,
-): Promise<number | undefined> {
+export async function numberOrPath(state: Record<string, unknown>, field: string, input: Json, context: Record<string, unknown>): Promise<number | undefined> {
   if (typeof state[field] === 'number') return state[field] as number;
   const path = state[`${field}Path`];
   if (typeof path !== 'string') return undefined;

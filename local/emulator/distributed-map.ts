@@ -189,7 +189,10 @@ class MapRun {
     const maxItems = reader.ReaderConfig ? await numberOrPath(reader.ReaderConfig, 'MaxItems', input, ctx) : undefined;
     const objects: Json[] = [];
     try {
-      const pages = paginateListObjectsV2({ client: this.deps.s3, pageSize: LIST_PAGE_SIZE }, { Bucket: params.Bucket as string, Prefix: (params.Prefix as string | undefined) ?? '' });
+      const pages = paginateListObjectsV2(
+        { client: this.deps.s3, pageSize: LIST_PAGE_SIZE },
+        { Bucket: params.Bucket as string, Prefix: (params.Prefix as string | undefined) ?? '' },
+      );
       for await (const page of pages) {
         for (const object of page.Contents ?? []) objects.push(listedObject(object));
         if (maxItems !== undefined && objects.length >= maxItems) break;

@@ -122,9 +122,7 @@ export class FunctionWorkerPool {
     // (https://docs.aws.amazon.com/lambda/latest/dg/troubleshooting-invocation.html); the message
     // is the line Lambda logs then. That the invoke response prefixes it with
     // `RequestId: <id> Error: ` is from memory, and left out here.
-    this.startTimer(slot, busy, timeoutSeconds * 1000, () =>
-      namedError('Sandbox.Timedout', `Task timed out after ${timeoutSeconds.toFixed(2)} seconds`),
-    );
+    this.startTimer(slot, busy, timeoutSeconds * 1000, () => namedError('Sandbox.Timedout', `Task timed out after ${timeoutSeconds.toFixed(2)} seconds`));
   }
 
   /**

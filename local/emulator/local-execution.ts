@@ -24,8 +24,7 @@ export interface LocalExecutionProps {
 }
 
 export type LocalExecutionResult =
-  | { status: 'SUCCEEDED'; executionArn: string; output: Json }
-  | { status: 'FAILED'; executionArn: string; error: string; cause: string };
+  { status: 'SUCCEEDED'; executionArn: string; output: Json } | { status: 'FAILED'; executionArn: string; error: string; cause: string };
 
 export async function runLocalExecution(props: LocalExecutionProps, executionName: string, input: Json): Promise<LocalExecutionResult> {
   const scope = props.scope ?? LOCAL_ARN_SCOPE;
@@ -39,14 +38,18 @@ export async function runLocalExecution(props: LocalExecutionProps, executionNam
     states[name] = distributedMapStandIn(state);
     // The children run the processor with the library's Task clocks lifted; their handlers keep
     // the TimeoutSeconds of the processor as synthesized.
-    handlers[name] = distributedMapHandler(name, { ...state, ItemProcessor: withLocalTaskTimeouts(processor) }, {
-      s3: props.s3,
-      scope,
-      context,
-      taskHandlers: serviceIntegrationHandlers(processor, props),
-      retryIntervalOverrides: props.retryIntervalOverrides,
-      onEvent: (event) => props.onMapRunEvent?.(name, event),
-    });
+    handlers[name] = distributedMapHandler(
+      name,
+      { ...state, ItemProcessor: withLocalTaskTimeouts(processor) },
+      {
+        s3: props.s3,
+        scope,
+        context,
+        taskHandlers: serviceIntegrationHandlers(processor, props),
+        retryIntervalOverrides: props.retryIntervalOverrides,
+        onEvent: (event) => props.onMapRunEvent?.(name, event),
+      },
+    );
   }
   const withStandIns: AslDefinition = { ...props.definition, States: states };
   Object.assign(handlers, serviceIntegrationHandlers(withStandIns, props));

@@ -117,9 +117,6 @@ async function invoke(functions: LocalFunctions, functionName: string, payload: 
     // `States.` errors are Step Functions' own (the Task's timeout), not the function's: they
     // carry no Lambda error JSON.
     if (err.name?.startsWith('States.')) throw namedError(err.name, err.message);
-    throw namedError(
-      err.name || 'Error',
-      JSON.stringify({ errorType: err.name || 'Error', errorMessage: err.message, trace: (err.stack ?? '').split('\n') }),
-    );
+    throw namedError(err.name || 'Error', JSON.stringify({ errorType: err.name || 'Error', errorMessage: err.message, trace: (err.stack ?? '').split('\n') }));
   }
 }

@@ -368,12 +368,7 @@ describe('IAM', () => {
     for (const statement of policyStatements()) {
       if (!asList(statement.Action).some((action) => action.startsWith('s3:'))) continue;
       for (const resource of asList(statement.Resource)) {
-        expect([
-          objectsUnder('input/'),
-          objectsUnder('work/'),
-          objectsUnder('results/'),
-          { 'Fn::GetAtt': [bucketId(), 'Arn'] },
-        ]).toContainEqual(resource);
+        expect([objectsUnder('input/'), objectsUnder('work/'), objectsUnder('results/'), { 'Fn::GetAtt': [bucketId(), 'Arn'] }]).toContainEqual(resource);
       }
     }
   });

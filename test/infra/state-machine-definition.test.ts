@@ -156,14 +156,11 @@ describe('run settings from the execution input', () => {
     { inputPrefix: 'input/fruits/', runId: 'with space' },
     { inputPrefix: 'input/fruits/', runId: '' },
     { inputPrefix: 'input/fruits/', runId: 42 },
-  ])(
-    'prefixes outside the layout (%j) fail with a clear cause',
-    async (input) => {
-      const failure = await failureOf(input);
-      expect(failure.error).toBe('InvalidRunSettings');
-      expect(failure.cause).toContain('input/<dataset>/');
-    },
-  );
+  ])('prefixes outside the layout (%j) fail with a clear cause', async (input) => {
+    const failure = await failureOf(input);
+    expect(failure.error).toBe('InvalidRunSettings');
+    expect(failure.cause).toContain('input/<dataset>/');
+  });
 });
 
 describe('aggregate input and failure path', () => {

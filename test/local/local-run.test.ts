@@ -36,7 +36,9 @@ describe('local run (embedded default)', () => {
     expect(first).toMatchObject({ status: 'SUCCEEDED', dataset: 'demo', processed: 120, failed: 0, uploaded: 120 });
     expect(first.knn?.scored).toBe(40);
     const outputs = readdirSync(join(outDir, first.runId)).sort();
-    expect(outputs).toEqual(expect.arrayContaining(['features.csv', 'pca-model.json', 'report.json', 'scree.svg', 'pca-scatter.svg', 'explained-variance.csv']));
+    expect(outputs).toEqual(
+      expect.arrayContaining(['features.csv', 'pca-model.json', 'report.json', 'scree.svg', 'pca-scatter.svg', 'explained-variance.csv']),
+    );
     const storedAfterFirst = listFiles(dataDir);
 
     const second = (await runLocally(options)).summary;

@@ -55,7 +55,12 @@ describe('local run at scale (3,000+ images, prefix-named folders)', () => {
     const rows = readFeaturesCsv(readFileSync(join(first.outDir!, 'features.csv'), 'utf8'));
     const keys = rows.map((row) => row.key);
     expect(new Set(keys).size).toBe(keys.length);
-    expect(keys.sort()).toEqual(written.filter((path) => path !== tooLong).map((path) => `input/scale/${path}`).sort());
+    expect(keys.sort()).toEqual(
+      written
+        .filter((path) => path !== tooLong)
+        .map((path) => `input/scale/${path}`)
+        .sort(),
+    );
     expect(new Set(rows.map((row) => restoreTextField(row.label)))).toEqual(new Set(LABELS));
     const report = JSON.parse(readFileSync(join(first.outDir!, 'report.json'), 'utf8')) as RunReport;
     expect(report.accounting).toMatchObject({ complete: true, listed: written.length - 1 });

@@ -13,7 +13,10 @@ import { MODEL_ID_PATTERN, MODEL_ID_RULE } from '../../lambdas/contracts/handler
 export const MANIFEST_PATH = resolve(__dirname, 'manifest.json');
 
 export const PinnedFileSchema = z.object({
-  path: z.string().regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, 'a relative path without ".." or odd characters').refine((p) => !p.split('/').includes('..')),
+  path: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, 'a relative path without ".." or odd characters')
+    .refine((p) => !p.split('/').includes('..')),
   bytes: z.number().int().positive(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
 });
@@ -29,10 +32,12 @@ export const PinnedModelSchema = z.object({
 });
 export type PinnedModel = z.infer<typeof PinnedModelSchema>;
 
-export const ModelManifestSchema = z.object({
-  defaultModel: z.string().min(1),
-  models: z.record(z.string().regex(MODEL_ID_PATTERN, MODEL_ID_RULE), PinnedModelSchema),
-}).refine((m) => m.defaultModel in m.models, 'defaultModel must be one of models');
+export const ModelManifestSchema = z
+  .object({
+    defaultModel: z.string().min(1),
+    models: z.record(z.string().regex(MODEL_ID_PATTERN, MODEL_ID_RULE), PinnedModelSchema),
+  })
+  .refine((m) => m.defaultModel in m.models, 'defaultModel must be one of models');
 export type ModelManifest = z.infer<typeof ModelManifestSchema>;
 
 export function loadModelManifest(path = MANIFEST_PATH): ModelManifest {

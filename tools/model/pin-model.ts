@@ -39,8 +39,10 @@ function main(): void {
   if (options.default) manifest.defaultModel = options.model;
   writeFileSync(MANIFEST_PATH, JSON.stringify(ModelManifestSchema.parse(manifest), null, 2) + '\n');
   const extra = unpinnedFiles(dir, files);
-  console.log(`pinned ${options.model}: ${files.length} files, ${files.reduce((s, f) => s + f.bytes, 0)} bytes` +
-    (extra.length ? ` (not pinned, not needed to load: ${extra.join(', ')})` : ''));
+  console.log(
+    `pinned ${options.model}: ${files.length} files, ${files.reduce((s, f) => s + f.bytes, 0)} bytes` +
+      (extra.length ? ` (not pinned, not needed to load: ${extra.join(', ')})` : ''),
+  );
 }
 
 main();

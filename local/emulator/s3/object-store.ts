@@ -201,7 +201,13 @@ export class JournaledObjectStore {
     return { size: body.size, md5: body.md5 };
   }
 
-  async copyObject(srcBucket: string, srcKey: string, destBucket: string, destKey: string, replacementMetadata: Record<string, unknown> | null): Promise<Record<string, unknown>> {
+  async copyObject(
+    srcBucket: string,
+    srcKey: string,
+    destBucket: string,
+    destKey: string,
+    replacementMetadata: Record<string, unknown> | null,
+  ): Promise<Record<string, unknown>> {
     const source = this.requireBucket(srcBucket);
     const target = this.requireBucket(destBucket);
     refuseLongKey(destKey);
@@ -265,12 +271,22 @@ export class JournaledObjectStore {
         throw new S3Error('InvalidPartOrder', 'The list of parts was not in ascending order. Parts must be ordered by part number.');
       }
       const path = /^[0-9a-f]{32}$/.test(part.etag) ? join(dir, `${part.number}-${part.etag}`) : undefined;
-      const size = path === undefined ? undefined : await stat(path).then((s) => s.size, () => undefined);
+      const size =
+        path === undefined
+          ? undefined
+          : await stat(path).then(
+              (s) => s.size,
+              () => undefined,
+            );
       if (path === undefined || size === undefined) {
-        throw new S3Error('InvalidPart', 'One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part\'s entity tag.', {
-          PartNumber: part.number,
-          ETag: part.etag,
-        });
+        throw new S3Error(
+          'InvalidPart',
+          "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.",
+          {
+            PartNumber: part.number,
+            ETag: part.etag,
+          },
+        );
       }
       files.push({ path, size });
     }
@@ -485,7 +501,14 @@ function declaredLength(content: Readable | Buffer): number | undefined {
 async function existingUploadDir(bucket: BucketState, uploadId: string, body?: Readable): Promise<string> {
   // Upload ids are ours (hex); anything else is not an upload, and never a path.
   const dir = /^[0-9a-f]+$/.test(uploadId) ? uploadDir(bucket, uploadId) : undefined;
-  if (dir !== undefined && (await stat(join(dir, UPLOAD_FILE)).then(() => true, () => false))) return dir;
+  if (
+    dir !== undefined &&
+    (await stat(join(dir, UPLOAD_FILE)).then(
+      () => true,
+      () => false,
+    ))
+  )
+    return dir;
   body?.resume();
   throw new S3Error('NoSuchUpload', 'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.', {
     UploadId: uploadId,

@@ -26,7 +26,8 @@ export const missingObjectsAsAccessDenied: KoaMiddleware = async (ctx, next) => 
   try {
     await next();
   } catch (error) {
-    if ((ctx.method === 'GET' || ctx.method === 'HEAD') && (error as { code?: string }).code === 'NoSuchKey') throw new S3Error('AccessDenied', 'Access Denied');
+    if ((ctx.method === 'GET' || ctx.method === 'HEAD') && (error as { code?: string }).code === 'NoSuchKey')
+      throw new S3Error('AccessDenied', 'Access Denied');
     throw error;
   }
 };

@@ -45,8 +45,12 @@ export interface S3ObjectInstance {
 }
 
 /** Picks the allowed metadata out of `metadata` (request headers or stored values). */
-export const S3Object: new (bucket: string, key: string, content: Readable | Buffer | null, metadata: Record<string, unknown>) => S3ObjectInstance =
-  require('s3rver/lib/models/object');
+export const S3Object: new (
+  bucket: string,
+  key: string,
+  content: Readable | Buffer | null,
+  metadata: Record<string, unknown>,
+) => S3ObjectInstance = require('s3rver/lib/models/object');
 
 /** Headers that are object metadata, beside x-amz-meta-*. */
 export const ALLOWED_METADATA: readonly string[] = require('s3rver/lib/models/object').ALLOWED_METADATA;

@@ -110,7 +110,7 @@ export class Utf8KeyIndex<V> {
     const commonPrefixes: string[] = [];
     let nextStartAt: Buffer | undefined;
     // Keys with the prefix are contiguous from the prefix itself on.
-    for (let i = lowerBound(sorted, from, 0); i < sorted.length && sorted[i].key.startsWith(prefix); ) {
+    for (let i = lowerBound(sorted, from, 0); i < sorted.length && sorted[i].key.startsWith(prefix);) {
       if (objects.length + commonPrefixes.length === query.maxKeys) return { objects, commonPrefixes, isTruncated: true, nextStartAt };
       const { key } = sorted[i];
       const cut = delimiter ? key.indexOf(delimiter, prefix.length) : -1;

@@ -12,7 +12,6 @@ import { seededRandom } from '../../../lambdas/core/seeded-random';
 const BUCKET = 'fruits-aggregate-test';
 const LABELS = ['Apple Red 1', 'Kiwi', 'Lemon, "Meyer"', 'Fraise été 🍓'];
 
-
 /** Labelled vectors with class structure: each label has its own centre. */
 function makeRows(count: number, dim: number, seed: number, runId: string, prefix = 'img') {
   const random = seededRandom(seed);
@@ -69,7 +68,10 @@ async function getText(client: S3Client, key: string): Promise<string> {
 async function writeMapRun(client: S3Client, runId: string, succeeded: unknown[], failed: unknown[]) {
   const root = `work/${runId}/map-results/0b5c6d7e-1111-2222-3333-444455556666/`;
   const files: Record<string, { Key: string; Size: number }[]> = { SUCCEEDED: [], FAILED: [], PENDING: [] };
-  for (const [status, records] of [['SUCCEEDED', succeeded], ['FAILED', failed]] as const) {
+  for (const [status, records] of [
+    ['SUCCEEDED', succeeded],
+    ['FAILED', failed],
+  ] as const) {
     if (records.length === 0) continue;
     const body = JSON.stringify(records);
     await put(client, `${root}${status}_0.json`, body);
@@ -127,7 +129,9 @@ describe('aggregate handler against a local S3 server', () => {
       client,
       runId,
       [
-        childRecord('SUCCEEDED', [...a.keys, headerA.failed[0].key, headerA.skipped[0].key], runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/a.fsh`, headerA)) }),
+        childRecord('SUCCEEDED', [...a.keys, headerA.failed[0].key, headerA.skipped[0].key], runId, {
+          Output: JSON.stringify(summaryOf(`work/${runId}/shards/a.fsh`, headerA)),
+        }),
         childRecord('SUCCEEDED', b.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/b.fsh`, headerB)) }),
         childRecord('SUCCEEDED', c.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/c.fsh`, header(c.keys, c.labels, dim))) }),
         childRecord('SUCCEEDED', [noShard.failed[0].key], runId, { Output: JSON.stringify(summaryOf(null, noShard)) }),
@@ -163,7 +167,12 @@ describe('aggregate handler against a local S3 server', () => {
     // features.csv: header, one row per processed image, keys exact, scores = reference PCA.
     const csv = parseCsv(await getText(client, result.outputs.features));
     expect(csv[0]).toEqual(['key', 'label', 'pc_1', 'pc_2', 'pc_3']);
-    expect(csv.slice(1).map((row) => row[0]).sort()).toEqual([...processedKeys].sort());
+    expect(
+      csv
+        .slice(1)
+        .map((row) => row[0])
+        .sort(),
+    ).toEqual([...processedKeys].sort());
     const rows = new Map(csv.slice(1).map((row) => [row[0], row]));
     expect(rows.get(a.keys[0])![1]).toBe('Kiwi');
     expect(rows.get(`input/${runId}/${LABELS[3]}/img_1_3.jpg`)![1]).toBe(LABELS[3]);
@@ -195,7 +204,10 @@ describe('aggregate handler against a local S3 server', () => {
     expect(model.eigenvalues).toHaveLength(dim);
     expect(model.explainedVarianceRatio.reduce((s: number, r: number) => s + r, 0)).toBeCloseTo(1, 10);
     expect(model.explainedVariance).toBeCloseTo(result.explainedVariance, 12);
-    reference.getExplainedVariance().slice(0, 3).forEach((r, i) => expect(model.explainedVarianceRatio[i]).toBeCloseTo(r, 9));
+    reference
+      .getExplainedVariance()
+      .slice(0, 3)
+      .forEach((r, i) => expect(model.explainedVarianceRatio[i]).toBeCloseTo(r, 9));
 
     const variance = parseCsv(await getText(client, result.outputs.explainedVariance));
     expect(variance).toHaveLength(dim + 1);
@@ -289,7 +301,12 @@ describe('aggregate handler against a local S3 server', () => {
     const rows = makeRows(5, dim, 21, runId);
     const h = header(rows.keys, rows.labels, dim);
     await put(client, `work/${runId}/shards/only.fsh`, encodeFeatureShard({ header: h, vectors: rows.vectors }));
-    const event = await writeMapRun(client, runId, [childRecord('SUCCEEDED', rows.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/only.fsh`, h)) })], []);
+    const event = await writeMapRun(
+      client,
+      runId,
+      [childRecord('SUCCEEDED', rows.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/only.fsh`, h)) })],
+      [],
+    );
     const clamped = await aggregateRun(event, { s3: client, settings: { components: 50 } });
     expect(clamped.components).toBe(4);
     const report = JSON.parse(await getText(client, clamped.outputs.report));
@@ -325,7 +342,7 @@ describe('aggregate handler against a local S3 server', () => {
     const reasons = report.failed.byReason.map((r: { reason: string }) => r.reason);
     expect(reasons).toEqual(
       expect.arrayContaining([
-        'features from pixels-16x16 (6 values) cannot be mixed with the run\'s mobilenet_v1_0.25_224@224 (8 values)',
+        "features from pixels-16x16 (6 values) cannot be mixed with the run's mobilenet_v1_0.25_224@224 (8 values)",
         `batch failed (UnreadableShard): feature shard work/${runId}/shards/3.fsh: missing (no such key)`,
       ]),
     );
@@ -341,13 +358,20 @@ describe('aggregate handler against a local S3 server', () => {
       const gone = makeRows(3, 8, 42, runId, 'gone');
       const goodHeader = header(good.keys, good.labels, 8);
       await put(denying.client, `work/${runId}/shards/1.fsh`, encodeFeatureShard({ header: goodHeader, vectors: good.vectors }));
-      const event = await writeMapRun(denying.client, runId, [
-        childRecord('SUCCEEDED', good.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/1.fsh`, goodHeader)) }),
-        childRecord('SUCCEEDED', gone.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/2.fsh`, header(gone.keys, gone.labels, 8))) }),
-      ], []);
+      const event = await writeMapRun(
+        denying.client,
+        runId,
+        [
+          childRecord('SUCCEEDED', good.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/1.fsh`, goodHeader)) }),
+          childRecord('SUCCEEDED', gone.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/2.fsh`, header(gone.keys, gone.labels, 8))) }),
+        ],
+        [],
+      );
       const result = await aggregateRun(event, { s3: denying.client, settings });
       expect(result).toMatchObject({ rows: 20, counts: { processed: 20, failed: 3, failedBatches: 1 } });
-      const report = JSON.parse(await (await denying.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: result.outputs.report }))).Body!.transformToString());
+      const report = JSON.parse(
+        await (await denying.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: result.outputs.report }))).Body!.transformToString(),
+      );
       expect(report.failed.byReason.map((r: { reason: string }) => r.reason)).toEqual([
         `batch failed (UnreadableShard): feature shard work/${runId}/shards/2.fsh: missing or not readable (403 AccessDenied)`,
       ]);
@@ -394,7 +418,10 @@ describe('aggregate handler against a local S3 server', () => {
 
   it('reads PCA_COMPONENTS and PCA_VARIANCE_THRESHOLD once, failing fast on bad values', () => {
     expect(aggregateSettingsFrom(readAggregateEnv({}))).toEqual({ components: 50, varianceThreshold: undefined });
-    expect(aggregateSettingsFrom(readAggregateEnv({ PCA_COMPONENTS: '20', PCA_VARIANCE_THRESHOLD: '0.9' }))).toEqual({ components: 20, varianceThreshold: 0.9 });
+    expect(aggregateSettingsFrom(readAggregateEnv({ PCA_COMPONENTS: '20', PCA_VARIANCE_THRESHOLD: '0.9' }))).toEqual({
+      components: 20,
+      varianceThreshold: 0.9,
+    });
     expect(() => readAggregateEnv({ PCA_COMPONENTS: '0' })).toThrow(/PCA_COMPONENTS/);
     expect(() => readAggregateEnv({ PCA_VARIANCE_THRESHOLD: '1.5' })).toThrow(/PCA_VARIANCE_THRESHOLD/);
   });

@@ -1,4 +1,12 @@
-import { csvField, csvTextField, restoreTextField, explainedVarianceCsv, featuresCsvHeader, featuresCsvRow, formatNumber } from '../../../lambdas/core/features-csv';
+import {
+  csvField,
+  csvTextField,
+  restoreTextField,
+  explainedVarianceCsv,
+  featuresCsvHeader,
+  featuresCsvRow,
+  formatNumber,
+} from '../../../lambdas/core/features-csv';
 import { parseCsv } from '../../../evaluate/csv';
 
 describe('features CSV', () => {

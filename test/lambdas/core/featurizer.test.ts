@@ -19,7 +19,11 @@ async function saveLayersModel(model: tfl.LayersModel, dir: string): Promise<voi
       const data = artifacts.weightData;
       const parts = Array.isArray(data) ? data : [data as ArrayBuffer];
       writeFileSync(join(dir, 'weights.bin'), Buffer.concat(parts.map((part) => Buffer.from(part))));
-      const modelJson = { format: 'layers-model', modelTopology: artifacts.modelTopology, weightsManifest: [{ paths: ['weights.bin'], weights: artifacts.weightSpecs }] };
+      const modelJson = {
+        format: 'layers-model',
+        modelTopology: artifacts.modelTopology,
+        weightsManifest: [{ paths: ['weights.bin'], weights: artifacts.weightSpecs }],
+      };
       writeFileSync(join(dir, 'model.json'), JSON.stringify(modelJson));
       return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
     }),
@@ -41,7 +45,9 @@ describe('cnn featurizer on a small model saved by the test (no shared files nee
     dir = mkdtempSync(join(tmpdir(), 'tiny-model-'));
     await initBackend(); // building the model needs a backend; loading it picks the same one
     const input = tfl.input({ shape: [32, 32, 3] });
-    const conv = tfl.layers.conv2d({ filters: 6, kernelSize: 3, strides: 2, activation: 'relu', name: 'features', kernelInitializer: tfl.initializers.glorotUniform({ seed: 7 }) }).apply(input);
+    const conv = tfl.layers
+      .conv2d({ filters: 6, kernelSize: 3, strides: 2, activation: 'relu', name: 'features', kernelInitializer: tfl.initializers.glorotUniform({ seed: 7 }) })
+      .apply(input);
     const pooled = tfl.layers.globalAveragePooling2d({}).apply(conv);
     const output = tfl.layers.dense({ units: 2, activation: 'softmax', name: 'classes' }).apply(pooled) as tfl.SymbolicTensor;
     await saveLayersModel(tfl.model({ inputs: input, outputs: output }), dir);
@@ -108,9 +114,21 @@ describe('pixels featurizer', () => {
   it('gives vectors of the documented length', async () => {
     expect(featurizer.id).toBe('mobilenet_v1_0.25_224/conv_pw_11_relu/avg-sqrt@128');
     expect([featurizer.dim, featurizer.imageSize]).toEqual([128, 128]);
-    const lastBlock = await createFeaturizer({ kind: 'cnn', modelId: 'mobilenet_v1_0.25_224', modelDir: MOBILENET, featureLayers: ['conv_pw_13_relu'], imageSize: 224, sqrt: false });
+    const lastBlock = await createFeaturizer({
+      kind: 'cnn',
+      modelId: 'mobilenet_v1_0.25_224',
+      modelDir: MOBILENET,
+      featureLayers: ['conv_pw_13_relu'],
+      imageSize: 224,
+      sqrt: false,
+    });
     expect([lastBlock.id, lastBlock.dim]).toEqual(['mobilenet_v1_0.25_224/conv_pw_13_relu/avg@224', 256]);
-    const both = await createFeaturizer({ kind: 'cnn', modelId: 'mobilenet_v1_0.25_224', modelDir: MOBILENET, featureLayers: ['conv_pw_11_relu', 'conv_pw_13_relu'] });
+    const both = await createFeaturizer({
+      kind: 'cnn',
+      modelId: 'mobilenet_v1_0.25_224',
+      modelDir: MOBILENET,
+      featureLayers: ['conv_pw_11_relu', 'conv_pw_13_relu'],
+    });
     expect(both.dim).toBe(128 + 256);
   });
 

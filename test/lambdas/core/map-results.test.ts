@@ -1,10 +1,4 @@
-import {
-  MalformedMapResultError,
-  parseResultFile,
-  parseResultManifest,
-  readMapRunResults,
-  toBatchOutcome,
-} from '../../../lambdas/core/map-results';
+import { MalformedMapResultError, parseResultFile, parseResultManifest, readMapRunResults, toBatchOutcome } from '../../../lambdas/core/map-results';
 
 const summary = { shard: 'work/r1/shards/abc.fsh', count: 2, failed: [], failedCount: 0, skipped: [], skippedCount: 0, truncated: false };
 const batchInput = { Items: [{ Key: 'input/d/Kiwi/a.jpg', Size: 10 }, { Key: 'input/d/Kiwi/b, "c".jpg' }], BatchInput: { bucket: 'b' } };
@@ -30,7 +24,10 @@ describe('ResultWriter results', () => {
     const files: Record<string, string> = {
       'work/r1/map-results/run/SUCCEEDED_0.json': JSON.stringify([record('SUCCEEDED', { Output: JSON.stringify(summary), OutputDetails: { Included: true } })]),
       'work/r1/map-results/run/FAILED_0.json': JSON.stringify([
-        record('FAILED', { Error: 'Lambda.Unknown', Cause: JSON.stringify({ errorType: 'Error', errorMessage: 'Runtime exited with error: signal: killed', trace: [] }) }),
+        record('FAILED', {
+          Error: 'Lambda.Unknown',
+          Cause: JSON.stringify({ errorType: 'Error', errorMessage: 'Runtime exited with error: signal: killed', trace: [] }),
+        }),
       ]),
     };
     const manifest = {
@@ -48,7 +45,12 @@ describe('ResultWriter results', () => {
       return files[key];
     });
     expect(read).toEqual(['bucket/work/r1/map-results/run/SUCCEEDED_0.json', 'bucket/work/r1/map-results/run/FAILED_0.json']);
-    expect(outcomes[0]).toEqual({ kind: 'succeeded', summary, executionArn: expect.stringContaining('SUCCEEDED-1'), inputKeys: ['input/d/Kiwi/a.jpg', 'input/d/Kiwi/b, "c".jpg'] });
+    expect(outcomes[0]).toEqual({
+      kind: 'succeeded',
+      summary,
+      executionArn: expect.stringContaining('SUCCEEDED-1'),
+      inputKeys: ['input/d/Kiwi/a.jpg', 'input/d/Kiwi/b, "c".jpg'],
+    });
     expect(outcomes[1]).toMatchObject({
       kind: 'failed',
       status: 'FAILED',

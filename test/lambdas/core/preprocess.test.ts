@@ -39,7 +39,12 @@ function pngClaiming(width: number, height: number): Buffer {
   ihdr.writeUInt32BE(width, 0);
   ihdr.writeUInt32BE(height, 4);
   ihdr.set([8, 2, 0, 0, 0], 8);
-  return Buffer.concat([Buffer.from('\x89PNG\r\n\x1a\n', 'latin1'), chunk('IHDR', ihdr), chunk('IDAT', Buffer.from([0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01])), chunk('IEND', Buffer.alloc(0))]);
+  return Buffer.concat([
+    Buffer.from('\x89PNG\r\n\x1a\n', 'latin1'),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', Buffer.from([0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01])),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 describe('preprocessImage accepts odd but valid encodings as 3-channel sRGB', () => {
@@ -98,7 +103,9 @@ describe('preprocessImage accepts odd but valid encodings as 3-channel sRGB', ()
 
   it('animated GIF: the first frame only', async () => {
     const frames = await Promise.all([RED, BLUE].map((c) => solid(10, 10, c).png().toBuffer()));
-    const gif = await sharp(frames, { join: { animated: true } }).gif().toBuffer();
+    const gif = await sharp(frames, { join: { animated: true } })
+      .gif()
+      .toBuffer();
     const result = await accepted(gif);
     expect([result.sourceWidth, result.sourceHeight]).toEqual([10, 10]);
     expectClose(pixel(result, 10, 10), [RED.r, RED.g, RED.b], 20);
@@ -135,7 +142,9 @@ describe('preprocessImage accepts odd but valid encodings as 3-channel sRGB', ()
 describe('preprocessImage rejects bad input with a reason and never throws', () => {
   let jpeg: Buffer;
   beforeAll(async () => {
-    jpeg = await sharp({ create: { width: 300, height: 300, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 128, sigma: 40 } } }).jpeg().toBuffer();
+    jpeg = await sharp({ create: { width: 300, height: 300, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 128, sigma: 40 } } })
+      .jpeg()
+      .toBuffer();
   });
 
   const rejected = async (bytes: Buffer, overrides: Partial<PreprocessOptions> = {}) => {

@@ -38,14 +38,27 @@ describe('run report', () => {
 
   it('collects how the features were made and warns about the pixels fallback', () => {
     const report = new RunReportBuilder();
-    const meta = { featurizerKind: 'pixels', backend: 'cpu', imageSize: 16, warnings: ['model not found: fell back to pixels'], timingsMs: { infer: 5, decode: 2 } };
+    const meta = {
+      featurizerKind: 'pixels',
+      backend: 'cpu',
+      imageSize: 16,
+      warnings: ['model not found: fell back to pixels'],
+      timingsMs: { infer: 5, decode: 2 },
+    };
     report.addShard({ featurizer: 'pixels-16x16', dim: 768, keys: ['k1'], labels: ['L'], failed: [], skipped: [{ key: 's', reason: 'not an image' }], meta });
     report.addShard({ featurizer: 'pixels-16x16', dim: 768, keys: ['k2'], labels: ['L'], failed: [], skipped: [], meta });
     report.addProcessed('pixels-16x16', 2);
     const built = report.build({ ...run, error: new Error('boom') });
     expect(built.status).toBe('FAILED');
     expect(built.error).toEqual({ name: 'Error', message: 'boom' });
-    expect(built.featurizer).toEqual({ ids: { 'pixels-16x16': 2 }, dim: 768, backends: ['cpu'], modelIds: [], imageSizes: [16], timingsMsSummed: { infer: 10, decode: 4 } });
+    expect(built.featurizer).toEqual({
+      ids: { 'pixels-16x16': 2 },
+      dim: 768,
+      backends: ['cpu'],
+      modelIds: [],
+      imageSizes: [16],
+      timingsMsSummed: { infer: 10, decode: 4 },
+    });
     expect(built.warnings).toEqual(['model not found: fell back to pixels', 'features come from the raw-pixels fallback (pixels-16x16), not from the CNN']);
     expect(built.counts).toMatchObject({ images: 3, processed: 2, skipped: 1 });
   });

@@ -45,7 +45,9 @@ async function pixels(split: string): Promise<{ labels: string[]; vectors: Float
     const project = (vectors: Float32Array, labels: string[]) => labels.map((label, i) => ({ label, vector: projector.project(vectors, i * DIM) }));
     const { correct } = scoreKnn(project(train.vectors, train.labels), project(test.vectors, test.labels), { k: 5 });
     const accuracy = correct / test.labels.length;
-    console.log(`Fruits-360 sample, pixels + StandardScaler + PCA(15) + 5-NN: accuracy ${accuracy.toFixed(3)}, explained variance ${fit.explainedVariance.toFixed(3)}`);
+    console.log(
+      `Fruits-360 sample, pixels + StandardScaler + PCA(15) + 5-NN: accuracy ${accuracy.toFixed(3)}, explained variance ${fit.explainedVariance.toFixed(3)}`,
+    );
     expect(accuracy).toBeGreaterThan(0.85);
   });
 });

@@ -1,13 +1,6 @@
 import { PCA } from 'ml-pca';
-import {
-  chooseComponentCount,
-  fitPca,
-  InsufficientDataError,
-  PcaProjector,
-  ScatterAccumulator,
-} from '../../../lambdas/core/streaming-pca';
+import { chooseComponentCount, fitPca, InsufficientDataError, PcaProjector, ScatterAccumulator } from '../../../lambdas/core/streaming-pca';
 import { seededRandom } from '../../../lambdas/core/seeded-random';
-
 
 /** n x d correlated data (a few latent factors + noise), features on different scales and offsets. */
 function syntheticFeatures(n: number, d: number, seed = 1, latent = 3): Float32Array {

@@ -12,7 +12,10 @@ const BUCKET = 'fruits-test';
 const settings: FeaturizeBatchSettings = { maxInputPixels: 10_000_000, maxInputBytes: 1024 * 1024, readConcurrency: 4, chunkSize: 3 };
 const run: RunSettings = { bucket: BUCKET, inputPrefix: 'input/d/', runId: 'run-1', outputPrefix: 'results/run-1/', workPrefix: 'work/run-1/' };
 
-const jpeg = (r: number, g: number, b: number) => sharp({ create: { width: 30, height: 30, channels: 3, background: { r, g, b } } }).jpeg().toBuffer();
+const jpeg = (r: number, g: number, b: number) =>
+  sharp({ create: { width: 30, height: 30, channels: 3, background: { r, g, b } } })
+    .jpeg()
+    .toBuffer();
 
 describe('featurizeBatch against a local S3 server', () => {
   let s3: LocalS3Server;
@@ -22,12 +25,18 @@ describe('featurizeBatch against a local S3 server', () => {
   beforeAll(async () => {
     s3 = await startLocalS3Server({ buckets: [BUCKET] });
     featurizer = await createFeaturizer({ kind: 'pixels', modelId: 'pixels' });
-    const noisy = await sharp({ create: { width: 200, height: 200, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 120, sigma: 40 } } }).jpeg().toBuffer();
+    const noisy = await sharp({ create: { width: 200, height: 200, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 120, sigma: 40 } } })
+      .jpeg()
+      .toBuffer();
     Object.assign(objects, {
       // Odd but valid keys: spaces, unicode, '+', '%' (they must come back exactly).
       'input/d/Training/Apple Red 1/r_1 100.jpg': await jpeg(200, 20, 20),
-      'input/d/Training/Pomme rôtie/été+1%20.png': await sharp(await jpeg(20, 200, 20)).png().toBuffer(),
-      'input/d/Training/C++ 100%/a+b%2Fc.webp': await sharp(await jpeg(20, 20, 200)).webp().toBuffer(),
+      'input/d/Training/Pomme rôtie/été+1%20.png': await sharp(await jpeg(20, 200, 20))
+        .png()
+        .toBuffer(),
+      'input/d/Training/C++ 100%/a+b%2Fc.webp': await sharp(await jpeg(20, 20, 200))
+        .webp()
+        .toBuffer(),
       'input/d/Test/Kiwi/深い 1.jpg': await jpeg(90, 120, 40),
       // Bad images.
       'input/d/Test/Kiwi/empty.jpg': Buffer.alloc(0),
@@ -95,7 +104,12 @@ describe('featurizeBatch against a local S3 server', () => {
     expect(shard.header).toMatchObject({ featurizer: 'pixels-16x16', dim: 768 });
     expect(shard.header.failed).toHaveLength(6);
     expect(shard.header.meta).toMatchObject({ featurizerKind: 'pixels', backend: 'none', imageSize: 16, modelId: null, warnings: [], items: Items.length });
-    expect(shard.header.meta?.timingsMs).toEqual({ readDecode: expect.any(Number), decode: expect.any(Number), infer: expect.any(Number), total: expect.any(Number) });
+    expect(shard.header.meta?.timingsMs).toEqual({
+      readDecode: expect.any(Number),
+      decode: expect.any(Number),
+      infer: expect.any(Number),
+      total: expect.any(Number),
+    });
     // The red apple is red: the vector is the image's pixels, in key order.
     const apple = shard.header.keys.indexOf('input/d/Training/Apple Red 1/r_1 100.jpg');
     const centre = (8 * 16 + 8) * 3;
@@ -122,7 +136,10 @@ describe('featurizeBatch against a local S3 server', () => {
       if (i % 3 === 1) return { Key: `input/d/Kiwi/${long}-${i}.jpg`, Size: 0 };
       return { Key: `input/d/Kiwi/${long}-${i}.jpg`, Size: 2000, ETag: '"missing"' };
     });
-    const summary = await featurizeBatch({ Items, BatchInput: { ...run, workPrefix: 'work/run-2/' } }, { s3: s3.client, featurizer, settings: { ...settings, readConcurrency: 16 } });
+    const summary = await featurizeBatch(
+      { Items, BatchInput: { ...run, workPrefix: 'work/run-2/' } },
+      { s3: s3.client, featurizer, settings: { ...settings, readConcurrency: 16 } },
+    );
     const bytes = Buffer.byteLength(JSON.stringify(summary));
     expect(bytes).toBeLessThan(128 * 1024);
     expect(summary).toMatchObject({ count: 0, failedCount: 666, skippedCount: 334, truncated: true });
@@ -140,9 +157,9 @@ describe('featurizeBatch against a local S3 server', () => {
   it('throws TransientStorageError when storage is unreachable, not a per-image failure', async () => {
     const down = createS3Client({ S3_ENDPOINT: 'http://127.0.0.1:9' }, { maxAttempts: 1 });
     try {
-      await expect(
-        featurizeBatch({ Items: [{ Key: 'input/d/Kiwi/1.jpg', Size: 100 }], BatchInput: run }, { s3: down, featurizer, settings }),
-      ).rejects.toThrow(TransientStorageError);
+      await expect(featurizeBatch({ Items: [{ Key: 'input/d/Kiwi/1.jpg', Size: 100 }], BatchInput: run }, { s3: down, featurizer, settings })).rejects.toThrow(
+        TransientStorageError,
+      );
     } finally {
       down.destroy();
     }
@@ -156,7 +173,11 @@ describe('featurizeBatch storage error classes (mocked S3)', () => {
     s3.on(GetObjectCommand).rejects(Object.assign(new Error('boom'), error));
     s3.on(PutObjectCommand).resolves({});
     try {
-      return await featurizeBatch(event, { s3: new S3Client({ region: 'us-east-1' }), featurizer: await createFeaturizer({ kind: 'pixels', modelId: 'p' }), settings });
+      return await featurizeBatch(event, {
+        s3: new S3Client({ region: 'us-east-1' }),
+        featurizer: await createFeaturizer({ kind: 'pixels', modelId: 'p' }),
+        settings,
+      });
     } finally {
       s3.restore();
     }
@@ -187,7 +208,9 @@ describe('featurizeBatch storage error classes (mocked S3)', () => {
   it('a permanent problem with one object: a per-image failure', async () => {
     const summary = await withGetObjectError({ name: 'AccessDenied', $metadata: { httpStatusCode: 403 } });
     // A 403 on a read is also how S3 answers a missing key to a role without s3:ListBucket.
-    expect(summary.failed).toEqual([{ key: 'input/d/Kiwi/1.jpg', reason: 'object missing or not readable (403 AccessDenied: deleted after listing, or no read permission)' }]);
+    expect(summary.failed).toEqual([
+      { key: 'input/d/Kiwi/1.jpg', reason: 'object missing or not readable (403 AccessDenied: deleted after listing, or no read permission)' },
+    ]);
   });
 });
 

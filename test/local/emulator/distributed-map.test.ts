@@ -34,7 +34,10 @@ function definition(map: Record<string, unknown> = {}, childRetry: unknown[] = [
             },
           },
         },
-        ResultWriter: { Resource: 'arn:aws:states:::s3:putObject', Parameters: { 'Bucket.$': '$.bucket', 'Prefix.$': "States.Format('{}map-results', $.work)" } },
+        ResultWriter: {
+          Resource: 'arn:aws:states:::s3:putObject',
+          Parameters: { 'Bucket.$': '$.bucket', 'Prefix.$': "States.Format('{}map-results', $.work)" },
+        },
         ResultSelector: { 'MapRunArn.$': '$.MapRunArn', 'ResultWriterDetails.$': '$.ResultWriterDetails' },
         ResultPath: '$.mapResult',
         Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'Failed' }],
@@ -87,7 +90,13 @@ describe('Distributed Map emulation', () => {
     expect(result.status).toBe('SUCCEEDED');
     expect(batches.map((b) => b.Items.length).sort()).toEqual([1, 3, 3, 3]);
     const item = batches.flatMap((b) => b.Items).find((i) => i.Key === 'small/k4.txt')!;
-    expect(item).toEqual({ Key: 'small/k4.txt', Size: 5, ETag: expect.stringMatching(/^"[0-9a-f]{32}"$/), LastModified: expect.any(String), StorageClass: 'STANDARD' });
+    expect(item).toEqual({
+      Key: 'small/k4.txt',
+      Size: 5,
+      ETag: expect.stringMatching(/^"[0-9a-f]{32}"$/),
+      LastModified: expect.any(String),
+      StorageClass: 'STANDARD',
+    });
     expect(Number.isNaN(Date.parse(item.LastModified as string))).toBe(false);
     expect(batches[0].BatchInput).toEqual({ bucket: BUCKET, run: 'exec-1' });
 
@@ -104,7 +113,12 @@ describe('Distributed Map emulation', () => {
     });
     const records = (await readJson(`work/exec-1/map-results/${mapRunId}/SUCCEEDED_0.json`)) as JsonObject[];
     expect(records).toHaveLength(4);
-    expect(records[0]).toMatchObject({ ExecutionArn: expect.stringContaining(':execution:FruitsPipeline/Map:'), Status: 'SUCCEEDED', Input: expect.any(String), Output: expect.any(String) });
+    expect(records[0]).toMatchObject({
+      ExecutionArn: expect.stringContaining(':execution:FruitsPipeline/Map:'),
+      Status: 'SUCCEEDED',
+      Input: expect.any(String),
+      Output: expect.any(String),
+    });
     expect(JSON.parse(records[0].Input as string).Items.length).toBeGreaterThan(0);
     expect(JSON.parse(records[0].Output as string)).toEqual({ n: expect.any(Number) });
   });
@@ -126,24 +140,31 @@ describe('Distributed Map emulation', () => {
     const keys: string[] = [];
     const events: MapRunEvent[] = [];
     const def = definition({ ItemBatcher: { MaxItemsPerBatch: 250 } });
-    const result = await run(def, async (payload) => {
-      keys.push(...(payload as unknown as Batch).Items.map((i) => i.Key as string));
-      return {};
-    }, 'big/', events);
+    const result = await run(
+      def,
+      async (payload) => {
+        keys.push(...(payload as unknown as Batch).Items.map((i) => i.Key as string));
+        return {};
+      },
+      'big/',
+      events,
+    );
     expect(result.status).toBe('SUCCEEDED');
     expect(new Set(keys).size).toBe(1005);
     expect(events[0]).toMatchObject({ type: 'started', totalItems: 1005, totalBatches: 5 });
   });
 
-  const failOn = (bad: string[]): LocalFunction => async (payload) => {
-    const keys = (payload as unknown as Batch).Items.map((i) => i.Key);
-    if (keys.some((k) => bad.includes(k as string))) {
-      const error = new Error(`cannot process ${keys.join(',')}`);
-      error.name = 'BatchBroken';
-      throw error;
-    }
-    return {};
-  };
+  const failOn =
+    (bad: string[]): LocalFunction =>
+    async (payload) => {
+      const keys = (payload as unknown as Batch).Items.map((i) => i.Key);
+      if (keys.some((k) => bad.includes(k as string))) {
+        const error = new Error(`cannot process ${keys.join(',')}`);
+        error.name = 'BatchBroken';
+        throw error;
+      }
+      return {};
+    };
 
   it('tolerates failures within ToleratedFailureCount and records them in FAILED_0.json', async () => {
     // k0 fails: one batch of 3 items.
@@ -196,7 +217,11 @@ describe('Distributed Map emulation', () => {
       ResultSelector: undefined,
     });
     const result = await runLocalExecution(
-      { definition: JSON.parse(JSON.stringify(def)), functions: new Map([[FN_ARN, async (p: Json) => (p as unknown as Batch).Items.map((i) => `${i.index}:${i.name}:${i.bucket}`)]]), s3: s3.client },
+      {
+        definition: JSON.parse(JSON.stringify(def)),
+        functions: new Map([[FN_ARN, async (p: Json) => (p as unknown as Batch).Items.map((i) => `${i.index}:${i.name}:${i.bucket}`)]]),
+        s3: s3.client,
+      },
       'exec-2',
       { bucket: BUCKET, things: [{ name: 'a' }, { name: 'b' }, { name: 'c' }] },
     );
@@ -238,7 +263,12 @@ describe('Distributed Map emulation', () => {
     it('every batch succeeds within TimeoutSeconds 1 although the last ones wait ~3 s for a worker', async () => {
       const events: MapRunEvent[] = [];
       const started = performance.now();
-      const result = await run(manyBatches({ TimeoutSeconds: 1 }), workers(() => 300), 'big/', events);
+      const result = await run(
+        manyBatches({ TimeoutSeconds: 1 }),
+        workers(() => 300),
+        'big/',
+        events,
+      );
       expect(result.status).toBe('SUCCEEDED');
       expect(events.filter((e) => e.type === 'childSucceeded')).toHaveLength(21);
       // 21 x 300 ms on 2 workers: the run outlasts the timeout several times over.

@@ -19,7 +19,10 @@ describe('FunctionWorkerPool', () => {
   });
 
   it('surfaces a handler error under its own name', async () => {
-    await expect(pool.invoke({ fail: 'TransientStorageError' })).rejects.toMatchObject({ name: 'TransientStorageError', message: 'asked to fail: TransientStorageError' });
+    await expect(pool.invoke({ fail: 'TransientStorageError' })).rejects.toMatchObject({
+      name: 'TransientStorageError',
+      message: 'asked to fail: TransientStorageError',
+    });
   });
 });
 

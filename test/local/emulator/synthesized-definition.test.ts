@@ -48,7 +48,10 @@ describe('state machine definition from the synthesized stack', () => {
           definition: pipeline.definition,
           s3: s3.client,
           functions: new Map<string, LocalFunction>([
-            [pipeline.featurize.arn, async (p, options) => (seen.featurize.push(p), timeouts.featurize.push(options?.timeoutMs), summary((p as { Items: Json[] }).Items.length))],
+            [
+              pipeline.featurize.arn,
+              async (p, options) => (seen.featurize.push(p), timeouts.featurize.push(options?.timeoutMs), summary((p as { Items: Json[] }).Items.length)),
+            ],
             [pipeline.aggregate.arn, async (p, options) => (seen.aggregate.push(p), timeouts.aggregate.push(options?.timeoutMs), { ok: true })],
           ]),
         },
@@ -78,7 +81,12 @@ describe('state machine definition from the synthesized stack', () => {
           s3: s3.client,
           functions: new Map([
             [pipeline.featurize.arn, async (p: Json) => summary((p as { Items: Json[] }).Items.length)],
-            [pipeline.aggregate.arn, async () => { throw Object.assign(new Error('no shard could be read'), { name: 'NoFeaturesError' }); }],
+            [
+              pipeline.aggregate.arn,
+              async () => {
+                throw Object.assign(new Error('no shard could be read'), { name: 'NoFeaturesError' });
+              },
+            ],
           ]),
         },
         'run-2',
@@ -101,7 +109,18 @@ describe('resolveStateMachineDefinition', () => {
           Type: 'AWS::StepFunctions::StateMachine',
           Properties: {
             DefinitionString: {
-              'Fn::Join': ['', ['{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"arn:', { Ref: 'AWS::Partition' }, ':states:::lambda:invoke","Parameters":{"FunctionName":"', { 'Fn::GetAtt': ['Fn1', 'Arn'] }, '","Payload":{"b":"', { Ref: 'Bucket1' }, '","s":"${Sub}"}},"End":true}}}']],
+              'Fn::Join': [
+                '',
+                [
+                  '{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"arn:',
+                  { Ref: 'AWS::Partition' },
+                  ':states:::lambda:invoke","Parameters":{"FunctionName":"',
+                  { 'Fn::GetAtt': ['Fn1', 'Arn'] },
+                  '","Payload":{"b":"',
+                  { Ref: 'Bucket1' },
+                  '","s":"${Sub}"}},"End":true}}}',
+                ],
+              ],
             },
             DefinitionSubstitutions: { Sub: { Ref: 'AWS::Region' } },
           },

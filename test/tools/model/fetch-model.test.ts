@@ -38,7 +38,10 @@ describe('fetchModel against a loopback HTTP server', () => {
     served = join(work, 'server', 'model');
     mkdirSync(served, { recursive: true });
     // A stand-in model: the fetcher only cares about files, sizes and hashes.
-    writeFileSync(join(served, 'model.json'), JSON.stringify({ modelTopology: {}, weightsManifest: [{ paths: ['group1-shard1of2', 'group1-shard2of2'], weights: [] }] }));
+    writeFileSync(
+      join(served, 'model.json'),
+      JSON.stringify({ modelTopology: {}, weightsManifest: [{ paths: ['group1-shard1of2', 'group1-shard2of2'], weights: [] }] }),
+    );
     writeFileSync(join(served, 'group1-shard1of2'), Buffer.alloc(4096, 7));
     writeFileSync(join(served, 'group1-shard2of2'), Buffer.alloc(1000, 9));
     http = await serveDirectory(join(work, 'server'));
@@ -139,7 +142,16 @@ describe('the pinned manifest', () => {
     try {
       const { stdout } = await promisify(execFile)(
         process.execPath,
-        [require.resolve('tsx/cli'), join(__dirname, '..', '..', '..', 'tools', 'model', 'fetch-model.ts'), '--model', id, '--dest', join(work, 'dest'), '--base-url', http.url],
+        [
+          require.resolve('tsx/cli'),
+          join(__dirname, '..', '..', '..', 'tools', 'model', 'fetch-model.ts'),
+          '--model',
+          id,
+          '--dest',
+          join(work, 'dest'),
+          '--base-url',
+          http.url,
+        ],
         { cwd: join(__dirname, '..', '..', '..') },
       );
       expect(stdout).toMatch(/56 files, \d+ bytes verified into/);

@@ -157,9 +157,17 @@ describe('local S3 server storage (JournaledObjectStore behind s3rver)', () => {
     for (let i = 0; i < body.length; i += 4096) body[i] = (i / 4096) % 251;
     const key = 'multipart/features.csv';
     await new Upload({ client: s3.client, params: { Bucket: BUCKET, Key: key, Body: body, ContentType: 'text/csv' }, partSize, queueSize: 2 }).done();
-    const parts = [0, 1, 2].map((n) => createHash('md5').update(body.subarray(n * partSize, (n + 1) * partSize)).digest());
+    const parts = [0, 1, 2].map((n) =>
+      createHash('md5')
+        .update(body.subarray(n * partSize, (n + 1) * partSize))
+        .digest(),
+    );
     const head = await s3.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
-    expect(head).toMatchObject({ ContentLength: body.length, ContentType: 'text/csv', ETag: `"${createHash('md5').update(Buffer.concat(parts)).digest('hex')}-3"` });
+    expect(head).toMatchObject({
+      ContentLength: body.length,
+      ContentType: 'text/csv',
+      ETag: `"${createHash('md5').update(Buffer.concat(parts)).digest('hex')}-3"`,
+    });
     const got = await s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
     expect(Buffer.from(await got.Body!.transformToByteArray()).equals(body)).toBe(true);
   });
@@ -170,7 +178,12 @@ describe('local S3 server storage (JournaledObjectStore behind s3rver)', () => {
       yield Buffer.alloc(partSize + 1);
       throw new Error('the producer gave up');
     }
-    const upload = new Upload({ client: s3.client, params: { Bucket: BUCKET, Key: 'multipart/abandoned.csv', Body: Readable.from(failingBody()) }, partSize, leavePartsOnError: false });
+    const upload = new Upload({
+      client: s3.client,
+      params: { Bucket: BUCKET, Key: 'multipart/abandoned.csv', Body: Readable.from(failingBody()) },
+      partSize,
+      leavePartsOnError: false,
+    });
     await expect(upload.done()).rejects.toThrow('the producer gave up');
     await eventually(() => expect(readdirSync(join(s3.directory, STORE_FOLDER, BUCKET, 'uploads'))).toEqual([]));
     await expect(s3.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'multipart/abandoned.csv' }))).rejects.toMatchObject({ name: 'NotFound' });
@@ -186,7 +199,10 @@ describe('local S3 server storage (JournaledObjectStore behind s3rver)', () => {
 
   it('answers a GET of a missing key with 404 NoSuchKey by default, which readBytes reports as a missing object', async () => {
     await expect(readBytes(s3.client, BUCKET, 'absent.jpg')).rejects.toThrow(MissingObjectError);
-    await expect(s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'absent.jpg' }))).rejects.toMatchObject({ name: 'NoSuchKey', $metadata: { httpStatusCode: 404 } });
+    await expect(s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'absent.jpg' }))).rejects.toMatchObject({
+      name: 'NoSuchKey',
+      $metadata: { httpStatusCode: 404 },
+    });
   });
 });
 
@@ -201,7 +217,22 @@ describe('local S3 server on a directory of its own', () => {
 
   it('stores odd keys literally, writes nothing outside its directory, and lists everything again after a restart', async () => {
     // All legal key names: https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html
-    const keys = ['a//b', './x', '../x', '../../escape', 'x/', '/leading', 'cr\rkey', 'lf\nkey', 'crlf\r\nkey', '100%', '%2F', 'a+b', 'Grape White 2/é 🍓.jpg', `name/${'n'.repeat(240)}.jpg`];
+    const keys = [
+      'a//b',
+      './x',
+      '../x',
+      '../../escape',
+      'x/',
+      '/leading',
+      'cr\rkey',
+      'lf\nkey',
+      'crlf\r\nkey',
+      '100%',
+      '%2F',
+      'a+b',
+      'Grape White 2/é 🍓.jpg',
+      `name/${'n'.repeat(240)}.jpg`,
+    ];
     let s3 = await startLocalS3Server({ directory, buckets: [BUCKET] });
     try {
       await putAll(s3.client, BUCKET, keys);
@@ -226,7 +257,13 @@ describe('local S3 server on a directory of its own', () => {
     let s3 = await startLocalS3Server({ directory, buckets: [BUCKET] });
     await putAll(s3.client, BUCKET, ['kept/1', 'kept/2']);
     // 1,200 overwrites: the journal then holds far more superseded lines than live objects.
-    for (let version = 0; version < 40; version++) await putAll(s3.client, BUCKET, Array.from({ length: 30 }, (_, i) => `rewritten/${i}`), () => `v${version}`);
+    for (let version = 0; version < 40; version++)
+      await putAll(
+        s3.client,
+        BUCKET,
+        Array.from({ length: 30 }, (_, i) => `rewritten/${i}`),
+        () => `v${version}`,
+      );
     await s3.close();
     const journal = join(directory, STORE_FOLDER, BUCKET, 'journal.jsonl');
     appendFileSync(journal, '{"op":"put","key":"torn/', 'utf8');
@@ -252,7 +289,7 @@ describe('local S3 server on a directory of its own', () => {
     }
   });
 
-  it('starts on a data directory written by s3rver\'s old FilesystemStore, leaving its files alone', async () => {
+  it("starts on a data directory written by s3rver's old FilesystemStore, leaving its files alone", async () => {
     const old = join(directory, BUCKET, 'input', 'fruits', 'Kiwi');
     mkdirSync(old, { recursive: true });
     writeFileSync(join(old, 'r_1.jpg._S3rver_object'), 'old bytes');
@@ -278,7 +315,10 @@ describe("local S3 server answering as AWS does a caller without s3:ListBucket (
 
   it('answers a GET or HEAD of a missing key with 403 AccessDenied, and readBytes reports a missing object', async () => {
     // https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html: without s3:ListBucket, "HTTP status code 403 Access Denied"
-    await expect(s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'absent.jpg' }))).rejects.toMatchObject({ name: 'AccessDenied', $metadata: { httpStatusCode: 403 } });
+    await expect(s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'absent.jpg' }))).rejects.toMatchObject({
+      name: 'AccessDenied',
+      $metadata: { httpStatusCode: 403 },
+    });
     await expect(s3.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'absent.jpg' }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 403 } });
     const read = readBytes(s3.client, BUCKET, 'absent.jpg');
     await expect(read).rejects.toThrow(MissingObjectError);
@@ -291,7 +331,7 @@ describe("local S3 server answering as AWS does a caller without s3:ListBucket (
   });
 });
 
-describe('Utf8KeyIndex (the store\'s listing, without HTTP)', () => {
+describe("Utf8KeyIndex (the store's listing, without HTTP)", () => {
   const index = new Utf8KeyIndex<number>(['x/', 'x/a', 'x/b/1', 'x/b/2', 'x/c', 'y'].map((key, i) => [key, i] as const));
 
   /** Every item of a listing, one page at a time. */
@@ -313,13 +353,19 @@ describe('Utf8KeyIndex (the store\'s listing, without HTTP)', () => {
   });
 
   it('lists a key deleted and added again once', () => {
-    const changing = new Utf8KeyIndex<number>([['a', 1], ['b', 2]]);
+    const changing = new Utf8KeyIndex<number>([
+      ['a', 1],
+      ['b', 2],
+    ]);
     expect(changing.list({ prefix: '', maxKeys: 10 }).objects.map((object) => object.key)).toEqual(['a', 'b']);
     changing.delete('a');
     changing.set('a', 3);
     changing.set('c', 4);
     changing.delete('b');
-    expect(changing.list({ prefix: '', maxKeys: 10 }).objects).toEqual([{ key: 'a', value: 3 }, { key: 'c', value: 4 }]);
+    expect(changing.list({ prefix: '', maxKeys: 10 }).objects).toEqual([
+      { key: 'a', value: 3 },
+      { key: 'c', value: 4 },
+    ]);
   });
 });
 
@@ -329,10 +375,12 @@ function putHalfThenHangUp(endpoint: string, path: string, length: number): Prom
   return new Promise((resolve) => {
     const put = request({ hostname, port, method: 'PUT', path, headers: { 'content-length': length, 'content-type': 'image/jpeg' } });
     put.on('error', () => resolve());
-    put.write(Buffer.alloc(length / 2, 7), () => setTimeout(() => {
-      put.destroy();
-      resolve();
-    }, 50));
+    put.write(Buffer.alloc(length / 2, 7), () =>
+      setTimeout(() => {
+        put.destroy();
+        resolve();
+      }, 50),
+    );
   });
 }
 

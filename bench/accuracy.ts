@@ -4,7 +4,8 @@
  * For each (model, input size, feature layer, pooling) it featurizes the 720 sample images with the
  * product's own preprocess + featurizer modules, then evaluates the way the end-to-end test does:
  * StandardScaler and PCA fitted on all images (as the aggregate step does over a run), 5-nearest-
- * neighbours (Euclidean, majority vote) trained on the Training split, scored on the Test split.
+ * neighbours trained on the Training split, scored on the Test split, with the one scorer the run
+ * summary uses (`scoreKnn` in evaluate/knn.ts: Euclidean, majority vote, ties to the nearest label).
  *
  * Settings were chosen on these same 240 Test images, so a second column scores a split that
  * never touches Test: Training images `<n>_100.jpg` against Training images `r_<n>_100.jpg`, which
@@ -25,8 +26,10 @@ import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { Matrix } from 'ml-matrix';
 import { PCA } from 'ml-pca';
-import { createFeaturizer, DEFAULT_MODEL_ID, Featurizer, FeaturizerConfig, Pooling } from '../lambdas/core/featurizer';
+import { createFeaturizer, Featurizer, FeaturizerConfig, Pooling } from '../lambdas/core/featurizer';
+import { DEFAULT_MODEL_ID } from '../lambdas/contracts/handler-env';
 import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, preprocessImage } from '../lambdas/core/preprocess';
+import { scoreKnn } from '../evaluate/knn';
 
 const SHARED = resolve(__dirname, '..', '..', 'shared');
 export const SAMPLE = join(SHARED, 'datasets', 'fruits-360-sample');
@@ -47,7 +50,13 @@ export function loadSample(): SampleImage[] {
   for (const split of ['Training', 'Test'] as const) {
     for (const label of readdirSync(join(SAMPLE, split)).sort()) {
       for (const file of readdirSync(join(SAMPLE, split, label)).sort()) {
-        images.push({ path: `${split}/${label}/${file}`, split, label, secondAxis: file.startsWith('r_'), bytes: readFileSync(join(SAMPLE, split, label, file)) });
+        images.push({
+          path: `${split}/${label}/${file}`,
+          split,
+          label,
+          secondAxis: file.startsWith('r_'),
+          bytes: readFileSync(join(SAMPLE, split, label, file)),
+        });
       }
     }
   }
@@ -90,28 +99,6 @@ function standardise(x: Matrix): Matrix {
   return x.clone().subRowVector(means).divRowVector(stds);
 }
 
-function knnAccuracy(train: Matrix, trainLabels: string[], test: Matrix, testLabels: string[], neighbours = 5): number {
-  const classes = [...new Set(trainLabels)].sort();
-  let correct = 0;
-  for (let i = 0; i < test.rows; i++) {
-    const t = test.getRow(i);
-    const distances = trainLabels.map((label, j) => {
-      const r = train.getRow(j);
-      let d = 0;
-      for (let c = 0; c < r.length; c++) d += (r[c] - t[c]) ** 2;
-      return { d, label };
-    });
-    distances.sort((a, b) => a.d - b.d);
-    const votes = new Map<string, number>();
-    for (const { label } of distances.slice(0, neighbours)) votes.set(label, (votes.get(label) ?? 0) + 1);
-    // Ties go to the first class in sorted order, like scikit-learn's KNeighborsClassifier.
-    const best = Math.max(...votes.values());
-    const predicted = classes.find((c) => votes.get(c) === best);
-    if (predicted === testLabels[i]) correct++;
-  }
-  return correct / test.rows;
-}
-
 /** Test accuracy and axis-holdout accuracy of 5-NN on the PCA of `features` (rows in `images` order). */
 export function evaluate(features: Matrix, images: SampleImage[], components: number[], varianceThresholds: number[]) {
   const x = standardise(features);
@@ -119,11 +106,11 @@ export function evaluate(features: Matrix, images: SampleImage[], components: nu
   const cumulative = pca.getCumulativeVariance();
   const projected = pca.predict(x, { nComponents: Math.min(x.columns, x.rows) });
   const indices = (keep: (image: SampleImage) => boolean) => images.flatMap((image, i) => (keep(image) ? [i] : []));
-  const split = (train: number[], test: number[], k: number) =>
-    knnAccuracy(
-      projected.selection(train, range(k)), train.map((i) => images[i].label),
-      projected.selection(test, range(k)), test.map((i) => images[i].label),
-    );
+  const rowsOf = (indices: number[]) => indices.map((i) => ({ label: images[i].label, vector: projected.getRow(i) }));
+  const split = (train: number[], test: number[], k: number) => {
+    const { correct, scored } = scoreKnn(rowsOf(train), rowsOf(test), { k: 5, dims: k });
+    return correct / scored;
+  };
   const training = indices((im) => im.split === 'Training');
   const test = indices((im) => im.split === 'Test');
   const firstAxis = indices((im) => im.split === 'Training' && !im.secondAxis);
@@ -137,8 +124,11 @@ export function evaluate(features: Matrix, images: SampleImage[], components: nu
   return rows;
 }
 
-const range = (n: number) => Array.from({ length: n }, (_, i) => i);
-const list = (value: string) => value.split(',').map((v) => v.trim()).filter(Boolean);
+const list = (value: string) =>
+  value
+    .split(',')
+    .map((v) => v.trim())
+    .filter(Boolean);
 
 async function main() {
   const options = new Command()
@@ -160,19 +150,32 @@ async function main() {
   const images = loadSample();
   const ks = list(options.ks).map(Number);
   const thresholds = list(options.variance).map(Number);
-  console.log(`${images.length} images (${images.filter((i) => i.split === 'Training').length} Training / ${images.filter((i) => i.split === 'Test').length} Test); scaler + PCA fitted on all, 5-NN Euclidean`);
+  console.log(
+    `${images.length} images (${images.filter((i) => i.split === 'Training').length} Training / ${images.filter((i) => i.split === 'Test').length} Test); scaler + PCA fitted on all, 5-NN Euclidean`,
+  );
   console.log(['featurizer', 'dim', 'backend', 'featurize s', 'img/s', 'transform', 'k', 'Test acc', 'axis holdout acc'].join('\t'));
 
   const summary: string[] = [];
   for (const model of list(options.models)) {
-    const settings: FeaturizerConfig[] = model === 'pixels'
-      ? [{ kind: 'pixels', modelId: 'pixels' }]
-      : model === 'default'
-      ? [{ kind: 'cnn', modelId: DEFAULT_MODEL_ID, modelDir: join(MODELS, DEFAULT_MODEL_ID), backend: options.backend }]
-      : list(options.sizes).flatMap((size) => list(options.layers).flatMap((layer) => list(options.poolings).map((pooling) => ({
-          kind: 'cnn' as const, modelId: model, modelDir: join(MODELS, model), imageSize: Number(size), featureLayers: layer.split('+'),
-          pooling: pooling as Pooling, sqrt: false, backend: options.backend,
-        }))));
+    const settings: FeaturizerConfig[] =
+      model === 'pixels'
+        ? [{ kind: 'pixels', modelId: 'pixels' }]
+        : model === 'default'
+          ? [{ kind: 'cnn', modelId: DEFAULT_MODEL_ID, modelDir: join(MODELS, DEFAULT_MODEL_ID), backend: options.backend }]
+          : list(options.sizes).flatMap((size) =>
+              list(options.layers).flatMap((layer) =>
+                list(options.poolings).map((pooling) => ({
+                  kind: 'cnn' as const,
+                  modelId: model,
+                  modelDir: join(MODELS, model),
+                  imageSize: Number(size),
+                  featureLayers: layer.split('+'),
+                  pooling: pooling as Pooling,
+                  sqrt: false,
+                  backend: options.backend,
+                })),
+              ),
+            );
     for (const config of settings) {
       if (config.modelDir && !existsSync(config.modelDir)) {
         console.log(`${model}: skipped, no reference copy at ${config.modelDir}`);
@@ -185,14 +188,36 @@ async function main() {
       for (const transform of list(options.transforms)) {
         const rows = evaluate(TRANSFORMS[transform](features), images, ks, thresholds);
         for (const row of rows) {
-          console.log([featurizer.id, featurizer.dim, featurizer.backend, seconds.toFixed(1), (images.length / seconds).toFixed(0), transform, row.k, row.accuracy.toFixed(3), row.axisHoldout.toFixed(3)].join('\t'));
+          console.log(
+            [
+              featurizer.id,
+              featurizer.dim,
+              featurizer.backend,
+              seconds.toFixed(1),
+              (images.length / seconds).toFixed(0),
+              transform,
+              row.k,
+              row.accuracy.toFixed(3),
+              row.axisHoldout.toFixed(3),
+            ].join('\t'),
+          );
         }
         // One lucky k on 240 test images proves little (one image = 0.004): judge a setting by
         // its accuracy across all the fixed k values.
         const fixed = rows.slice(0, ks.length);
         const mean = (values: number[]) => (values.reduce((a, b) => a + b, 0) / values.length).toFixed(3);
         const test = fixed.map((row) => row.accuracy);
-        summary.push([featurizer.id, transform, mean(test), Math.min(...test).toFixed(3), Math.max(...test).toFixed(3), mean(fixed.map((row) => row.axisHoldout)), (images.length / seconds).toFixed(0)].join('\t'));
+        summary.push(
+          [
+            featurizer.id,
+            transform,
+            mean(test),
+            Math.min(...test).toFixed(3),
+            Math.max(...test).toFixed(3),
+            mean(fixed.map((row) => row.axisHoldout)),
+            (images.length / seconds).toFixed(0),
+          ].join('\t'),
+        );
       }
     }
   }

@@ -6,6 +6,7 @@
  *   npx tsx bench/aggregate.ts --dim 128            # the same at the product featurizer's length
  *   npx tsx bench/aggregate.ts --case stream --rows 100000 --dim 1280
  *   npx tsx bench/aggregate.ts --case ml-pca --rows 10000 --dim 1280
+ *   npx tsx bench/aggregate.ts --case eigen --rows 5000 --dim 1280      # EVD vs ml-pca on the correlation matrix
  *   npx tsx bench/aggregate.ts --case handler --rows 10000 --dim 1280   # aggregateRun against s3rver
  *
  * Cases:
@@ -14,6 +15,11 @@
  *   fit; then pass 2 regenerates the same shards, projects them and formats CSV rows into a
  *   counting sink. Shard generation is timed apart and left out of the figures.
  * - `ml-pca`: ml-pca's own `new PCA(matrix, { scale: true })` (SVD) on the same data held whole.
+ * - `eigen`: the eigen step alone, on the standardised correlation matrix pass 1 of `--rows` rows
+ *   gives: ml-matrix's symmetric EVD called directly (the product's fit before it used ml-pca) against
+ *   ml-pca's `new PCA(correlation, { isCovarianceMatrix: true })` (the product's fit now), each run
+ *   `--repeat` times in turn; reports both times and the largest difference of eigenvalues and of
+ *   the first `--components` components (signs aligned).
  * - `handler`: the real `aggregateRun` against a local S3 server (s3rver on loopback, disk-backed).
  *
  * Each case runs in a fresh child process so its peak RSS (`process.resourceUsage().maxRSS`) is
@@ -22,20 +28,21 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../lambdas/core/feature-shard';
 import { featuresCsvRow } from '../lambdas/core/features-csv';
-import { fitPca, PcaProjector, ScatterAccumulator } from '../lambdas/core/streaming-pca';
+import { fitPca, PcaProjector, ScatterAccumulator, standardisedCorrelation } from '../lambdas/core/streaming-pca';
 import { ChildResult, load, peakRssMb, runChild } from './bench-support';
 
 interface Options {
-  case?: 'stream' | 'ml-pca' | 'handler';
+  case?: 'stream' | 'ml-pca' | 'eigen' | 'handler';
   rows: number;
   dim: number;
   shardRows: number;
   components: number;
   timeoutMinutes: number;
+  repeat: number;
 }
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { rows: 100_000, dim: 1280, shardRows: 500, components: 50, timeoutMinutes: 20 };
+  const options: Options = { rows: 100_000, dim: 1280, shardRows: 500, components: 50, timeoutMinutes: 20, repeat: 2 };
   for (let i = 0; i < argv.length; i += 2) {
     const [name, value] = [argv[i].replace(/^--/, ''), argv[i + 1]];
     if (name === 'case') options.case = value as Options['case'];
@@ -44,6 +51,7 @@ function parseArgs(argv: string[]): Options {
     else if (name === 'shard-rows') options.shardRows = Number(value);
     else if (name === 'components') options.components = Number(value);
     else if (name === 'timeout-minutes') options.timeoutMinutes = Number(value);
+    else if (name === 'repeat') options.repeat = Number(value);
     else throw new Error(`unknown option --${name}`);
   }
   return options;
@@ -177,8 +185,72 @@ async function runMlPca(o: Options): Promise<Record<string, unknown>> {
   };
 }
 
+async function runEigen(o: Options): Promise<Record<string, unknown>> {
+  const { EVD } = await import('ml-matrix');
+  const { PCA } = await import('ml-pca');
+  const accumulator = new ScatterAccumulator(o.dim);
+  for (let s = 0; s < shardCount(o); s++) {
+    const { header, vectors } = syntheticShard(s, rowsOfShard(o, s), o.dim);
+    accumulator.addRows(vectors, header.keys.length);
+  }
+  const { correlation } = standardisedCorrelation(accumulator.moments());
+  const d = o.dim;
+  // Both as descending eigenvalues and the matching eigenvectors as columns.
+  const viaEvd = () => {
+    const evd = new EVD(correlation.clone(), { assumeSymmetric: true });
+    const values = evd.realEigenvalues.slice().reverse();
+    const vectors = evd.eigenvectorMatrix;
+    return { values, vector: (c: number, f: number) => vectors.get(f, d - 1 - c) };
+  };
+  const viaMlPca = () => {
+    const pca = new PCA(correlation.clone(), { isCovarianceMatrix: true });
+    const vectors = pca.getEigenvectors();
+    return { values: pca.getEigenvalues(), vector: (c: number, f: number) => vectors.get(f, c) };
+  };
+  const times = { evd: [] as number[], mlPca: [] as number[] };
+  let evd = viaEvd();
+  let mlPca = viaMlPca();
+  for (let i = 0; i < o.repeat; i++) {
+    for (const [name, run] of i % 2 === 0
+      ? ([
+          ['evd', viaEvd],
+          ['mlPca', viaMlPca],
+        ] as const)
+      : ([
+          ['mlPca', viaMlPca],
+          ['evd', viaEvd],
+        ] as const)) {
+      const t = performance.now();
+      const result = run();
+      times[name].push(+((performance.now() - t) / 1000).toFixed(2));
+      if (name === 'evd') evd = result;
+      else mlPca = result;
+    }
+  }
+  let valueDiff = 0;
+  for (let c = 0; c < d; c++) valueDiff = Math.max(valueDiff, Math.abs(evd.values[c] - mlPca.values[c]));
+  let componentDiff = 0;
+  for (let c = 0; c < Math.min(o.components, d); c++) {
+    let dot = 0;
+    for (let f = 0; f < d; f++) dot += evd.vector(c, f) * mlPca.vector(c, f);
+    const sign = dot < 0 ? -1 : 1;
+    for (let f = 0; f < d; f++) componentDiff = Math.max(componentDiff, Math.abs(evd.vector(c, f) - sign * mlPca.vector(c, f)));
+  }
+  return {
+    case: 'eigen: ml-matrix EVD vs ml-pca isCovarianceMatrix',
+    rows: o.rows,
+    dim: d,
+    components: o.components,
+    evd_s: times.evd,
+    mlPca_s: times.mlPca,
+    maxEigenvalueDiff: valueDiff,
+    maxComponentDiff: componentDiff,
+    peakRssMB: peakRssMb(),
+  };
+}
+
 async function runHandler(o: Options): Promise<Record<string, unknown>> {
-  const { startLocalS3Server } = await import('../lib/local/s3-server');
+  const { startLocalS3Server } = await import('../local/emulator/s3/s3-server');
   const { aggregateRun } = await import('../lambdas/aggregate/aggregate-run');
   const bucket = 'bench-aggregate';
   const server = await startLocalS3Server({ buckets: [bucket] });
@@ -256,11 +328,13 @@ export async function aggregateBench(options: AggregateBenchOptions): Promise<Ag
     for (const rows of options.rows) {
       const args = (kind: string) => ['--case', kind, '--rows', String(rows), '--dim', String(dim), '--components', String(options.components)];
       const predicted = mlPcaRate ? (mlPcaRate.seconds * rows) / mlPcaRate.rows : 0;
-      const skip = predicted > options.mlPcaCapMinutes * 60
-        ? `not run: ${mlPcaRate!.rows.toLocaleString('en-US')} rows took ${mlPcaRate!.seconds.toFixed(0)} s, so about ${(predicted / 60).toFixed(0)} min expected (cap ${options.mlPcaCapMinutes} min)`
-        : undefined;
+      const skip =
+        predicted > options.mlPcaCapMinutes * 60
+          ? `not run: ${mlPcaRate!.rows.toLocaleString('en-US')} rows took ${mlPcaRate!.seconds.toFixed(0)} s, so about ${(predicted / 60).toFixed(0)} min expected (cap ${options.mlPcaCapMinutes} min)`
+          : undefined;
       const streamCase = () => runChild(__filename, args('stream'), { timeoutMinutes: options.timeoutMinutes });
-      const mlPcaCase = async (): Promise<ChildResult | { skipped: string }> => (skip ? { skipped: skip } : runChild(__filename, args('ml-pca'), { timeoutMinutes: options.mlPcaCapMinutes * 2 }));
+      const mlPcaCase = async (): Promise<ChildResult | { skipped: string }> =>
+        skip ? { skipped: skip } : runChild(__filename, args('ml-pca'), { timeoutMinutes: options.mlPcaCapMinutes * 2 });
       let stream: ChildResult;
       let mlPca: ChildResult | { skipped: string };
       if (turn++ % 2 === 0) {
@@ -273,7 +347,9 @@ export async function aggregateBench(options: AggregateBenchOptions): Promise<Ag
       if ('fit_s' in mlPca) mlPcaRate = { rows, seconds: Number(mlPca.fit_s) };
       else if ('error' in mlPca) mlPcaRate = { rows, seconds: options.mlPcaCapMinutes * 2 * 60 };
       const row = { dim, rows, stream, mlPca, load: load() };
-      console.log(`  aggregate ${rows} x ${dim}: stream ${stream.error ?? `${stream.total_s} s`}, ml-pca ${'skipped' in mlPca ? 'skipped' : (mlPca.error ?? `${mlPca.fit_s} s`)}`);
+      console.log(
+        `  aggregate ${rows} x ${dim}: stream ${stream.error ?? `${stream.total_s} s`}, ml-pca ${'skipped' in mlPca ? 'skipped' : (mlPca.error ?? `${mlPca.fit_s} s`)}`,
+      );
       results.push(row);
     }
   }
@@ -291,14 +367,18 @@ export const DEFAULT_AGGREGATE_OPTIONS: AggregateBenchOptions = {
 async function main(): Promise<void> {
   const options = parseArgs(process.argv.slice(2));
   if (options.case) {
-    const run = { stream: runStream, 'ml-pca': runMlPca, handler: runHandler }[options.case];
+    const run = { stream: runStream, 'ml-pca': runMlPca, eigen: runEigen, handler: runHandler }[options.case];
     console.log(JSON.stringify(await run(options)));
     return;
   }
   console.log(`aggregate benchmark: node ${process.version}, ${new Date().toISOString()}, ${load()}`);
   const rows = await aggregateBench({ ...DEFAULT_AGGREGATE_OPTIONS, dims: [options.dim], timeoutMinutes: options.timeoutMinutes });
   for (const row of rows) console.log(JSON.stringify(row));
-  console.log(JSON.stringify(await runChild(__filename, ['--case', 'handler', '--rows', '10000', '--dim', String(options.dim)], { timeoutMinutes: options.timeoutMinutes })));
+  console.log(
+    JSON.stringify(
+      await runChild(__filename, ['--case', 'handler', '--rows', '10000', '--dim', String(options.dim)], { timeoutMinutes: options.timeoutMinutes }),
+    ),
+  );
 }
 
 if (require.main === module) {

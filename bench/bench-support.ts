@@ -27,7 +27,9 @@ export function machine(): Machine {
 
 /** `uptime`'s load averages (1, 5, 15 min): how busy the machine was around a measurement. */
 export function load(): string {
-  return `load ${loadavg().map((l) => l.toFixed(2)).join(' / ')} (1/5/15 min)`;
+  return `load ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' / ')} (1/5/15 min)`;
 }
 
 export function peakRssMb(): number {

@@ -8,7 +8,7 @@ import { defaultConfig, PipelineConfig } from '../lib/config';
 import { Table } from './bench-support';
 
 /** USD, us-east-1 list prices assumed (the issue's figures). */
-export const PRICES = {
+const PRICES = {
   lambdaGbSecond: { x86_64: 0.0000166667, arm64: 0.0000133334 },
   lambdaRequest: 0.2 / 1e6,
   stepFunctionsTransition: 0.025 / 1000,
@@ -32,7 +32,7 @@ export interface MeasuredInputs {
 }
 
 /** Assumptions that are not measured here; each is printed with the table. */
-export const ASSUMED = {
+const ASSUMED = {
   /** Container-image cold start (image pull, runtime, module init), billed since Aug 2025. */
   coldStartSeconds: 5,
   /** Step Functions transitions of the parent on the happy path (the upload-trigger route). */
@@ -106,10 +106,31 @@ export function costTable(measured: MeasuredInputs, imageCounts: readonly number
   const rows = imageCounts.flatMap((images) => (['x86_64', 'arm64'] as const).map((arch) => costModel(measured, images, arch, config)));
   return {
     title: 'Cost model: one run on AWS at the deployed defaults',
-    headers: ['images', 'arch', 'batches', 'featurize Lambda', 'aggregate Lambda', 'Step Functions', 'S3 requests', 'total', 'upload PUTs (extra)', 'wall time (min)', 'aggregate (min)'],
+    headers: [
+      'images',
+      'arch',
+      'batches',
+      'featurize Lambda',
+      'aggregate Lambda',
+      'Step Functions',
+      'S3 requests',
+      'total',
+      'upload PUTs (extra)',
+      'wall time (min)',
+      'aggregate (min)',
+    ],
     rows: rows.map((r) => [
-      r.images.toLocaleString('en-US'), r.architecture, r.batches.toLocaleString('en-US'), usd(r.featurizeLambdaUsd), usd(r.aggregateLambdaUsd), usd(r.stepFunctionsUsd),
-      usd(r.s3RequestsUsd), usd(r.totalUsd), usd(r.uploadUsd), r.wallMinutes.toFixed(1), r.aggregateMinutes.toFixed(1),
+      r.images.toLocaleString('en-US'),
+      r.architecture,
+      r.batches.toLocaleString('en-US'),
+      usd(r.featurizeLambdaUsd),
+      usd(r.aggregateLambdaUsd),
+      usd(r.stepFunctionsUsd),
+      usd(r.s3RequestsUsd),
+      usd(r.totalUsd),
+      usd(r.uploadUsd),
+      r.wallMinutes.toFixed(1),
+      r.aggregateMinutes.toFixed(1),
     ]),
     notes: [
       `Measured inputs: featurize handler ${measured.featurizeCpuMsPerImage} ms CPU per image (${measured.measuredWith}); init ${measured.modelLoadSeconds} s per container (model load + the first batch's extra); ` +

@@ -17,11 +17,11 @@
 import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
-import { datasetFiles } from '../lib/local/dataset-folder';
-import { DEFAULT_MODEL_ID } from '../lambdas/core/featurizer';
+import { datasetFiles } from '../client/dataset-folder';
+import { DEFAULT_MODEL_ID } from '../lambdas/contracts/handler-env';
 import { loadSample, MODELS, SAMPLE } from './accuracy';
 import { argValue, ChildResult, fixed, load, peakRssMb, runChild } from './bench-support';
-import { readFeaturesCsv } from '../lib/evaluate/knn';
+import { readFeaturesCsv } from '../evaluate/knn';
 
 export interface EndToEndOptions {
   readonly images: readonly number[];
@@ -51,8 +51,8 @@ export interface EndToEndCaseResult {
 export type EndToEndRow = EndToEndCaseResult | { images: number; workers: number; error: string };
 
 /** Images in the whole Fruits-360 (Training + Test, 103 classes, version 2019.05.06.1). */
-export const WHOLE_FRUITS_360_IMAGES = 71_022;
-export const FRUITS_360_103 = join(__dirname, '..', '..', 'shared', 'datasets', 'fruits-360-103');
+const WHOLE_FRUITS_360_IMAGES = 71_022;
+const FRUITS_360_103 = join(__dirname, '..', '..', 'shared', 'datasets', 'fruits-360-103');
 
 export interface WholeDatasetOptions {
   /** A dataset folder to run as it is. @default fruits-360-103 replicated to `images` */
@@ -62,7 +62,8 @@ export interface WholeDatasetOptions {
   readonly timeoutMinutes?: number;
 }
 
-export type WholeDatasetResult = (EndToEndCaseResult & { dataset: string; files: number; rows: number; accountedPerFile: number }) | { skipped: string } | { error: string };
+export type WholeDatasetResult =
+  (EndToEndCaseResult & { dataset: string; files: number; rows: number; accountedPerFile: number }) | { skipped: string } | { error: string };
 
 /**
  * One local run at default settings (workers = cores, the configured concurrency and batch size,
@@ -105,10 +106,14 @@ export async function endToEndBench(options: EndToEndOptions): Promise<EndToEndR
         const order = round % 2 === 0 ? options.workers : [...options.workers].reverse();
         for (const workers of order) {
           const runDir = join(scratch, `run-${turn++}`);
-          const result: ChildResult = await runChild(__filename, ['--case', inputDir, '--workers', String(workers), '--run-dir', runDir], { timeoutMinutes: options.timeoutMinutes });
+          const result: ChildResult = await runChild(__filename, ['--case', inputDir, '--workers', String(workers), '--run-dir', runDir], {
+            timeoutMinutes: options.timeoutMinutes,
+          });
           rmSync(runDir, { recursive: true, force: true });
           const row = result.error ? { images, workers, error: result.error } : (result as unknown as EndToEndCaseResult);
-          console.log(`  end to end ${images} images, ${workers} worker(s): ${'error' in row ? row.error : `${row.seconds} s, ${row.imagesPerSecond.overall} img/s`}`);
+          console.log(
+            `  end to end ${images} images, ${workers} worker(s): ${'error' in row ? row.error : `${row.seconds} s, ${row.imagesPerSecond.overall} img/s`}`,
+          );
           rows.push(row);
         }
       }
@@ -121,7 +126,12 @@ export async function endToEndBench(options: EndToEndOptions): Promise<EndToEndR
 
 /** `count` images: copies of the sample under `copy<i>/`, hard-linked where the filesystem allows. */
 function replicateSample(dir: string, count: number): void {
-  replicateFolder(SAMPLE, dir, count, loadSample().map((image) => image.path));
+  replicateFolder(
+    SAMPLE,
+    dir,
+    count,
+    loadSample().map((image) => image.path),
+  );
 }
 
 /**
@@ -143,7 +153,7 @@ function replicateFolder(source: string, dir: string, count: number, paths = [..
 
 /** One local run in this process; `workers` undefined: the default (one per core). */
 async function runCase(inputDir: string, workers: number | undefined, runDir: string): Promise<EndToEndCaseResult & { rows: number }> {
-  const { runLocally } = await import('../lib/local/local-run');
+  const { runLocally } = await import('../local/local-run');
   const { summary } = await runLocally({
     inputDir,
     dataDir: join(runDir, 's3'),

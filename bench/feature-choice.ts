@@ -11,7 +11,7 @@
  * - clean: Training and Test as photographed (white background, studio light);
  * - field: Training clean, each Test image altered by one field condition in turn (other
  *   background, lighting, white balance, blur, rotation, crop, all at once: see
- *   lib/evaluate/field-conditions.ts), and the accuracy per condition;
+ *   evaluate/field-conditions.ts), and the accuracy per condition;
  * - the inference cost per image up to the deepest layer used (onnxruntime-node, 1 thread,
  *   batch 32, this machine), and the feature dimension.
  * Each (model, size) is preprocessed once with the product's preprocessing and run once, all
@@ -23,8 +23,8 @@ import * as ort from 'onnxruntime-node';
 import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, preprocessImage } from '../lambdas/core/preprocess';
 import { fitPca, PcaProjector, ScatterAccumulator } from '../lambdas/core/streaming-pca';
 import { parseTfliteModel, TfliteModel } from '../lambdas/core/tflite/tflite-model';
-import { alterImage, FIELD_CONDITIONS, FieldCondition } from '../lib/evaluate/field-conditions';
-import { knnAccuracy, LabelledVector } from '../lib/evaluate/knn';
+import { alterImage, FIELD_CONDITIONS, FieldCondition } from '../evaluate/field-conditions';
+import { knnAccuracy, LabelledVector } from '../evaluate/knn';
 import { fixed, load, machine, markdownTable, printTable, Table } from './bench-support';
 import { ONNX_INPUT, ONNX_OUTPUT, OnnxTap, tfliteToOnnx, toNchwPixels } from '../tools/tflite-to-onnx';
 
@@ -131,7 +131,9 @@ async function main(): Promise<void> {
           msPerImage: cost[deepest],
         };
         rows.push(row);
-        console.log(`  ${row.model} @${size} ${row.descriptor}: clean ${row.clean.toFixed(3)}, field ${row.field.toFixed(3)} (${row.dim} dims, ${row.msPerImage} ms/img)`);
+        console.log(
+          `  ${row.model} @${size} ${row.descriptor}: clean ${row.clean.toFixed(3)}, field ${row.field.toFixed(3)} (${row.dim} dims, ${row.msPerImage} ms/img)`,
+        );
       }
     }
   }
@@ -229,10 +231,38 @@ function descriptorsFor(spec: ModelSpec): Descriptor[] {
   const variants: Descriptor[] = [
     ...(['none', 'l2', 'sqrt-l2'] as const).map((normalisation) => ({ parts: [{ layer: middle, pooling: 'avg' as const }], normalisation, components: 100 })),
     ...[50, 200].map((components) => ({ parts: [{ layer: middle, pooling: 'avg' as const }], normalisation: 'sqrt' as const, components })),
-    { parts: [{ layer: middle, pooling: 'avg' }, { layer: later, pooling: 'avg' }], normalisation: 'sqrt', components: 100 },
-    { parts: [{ layer: middle, pooling: 'avg' }, { layer: last, pooling: 'avg' }], normalisation: 'sqrt', components: 100 },
-    { parts: [{ layer: middle, pooling: 'gem' }, { layer: last, pooling: 'gem' }], normalisation: 'sqrt', components: 100 },
-    { parts: [{ layer: middle, pooling: 'avg' }, { layer: last, pooling: 'avg' }], normalisation: 'sqrt', components: 200 },
+    {
+      parts: [
+        { layer: middle, pooling: 'avg' },
+        { layer: later, pooling: 'avg' },
+      ],
+      normalisation: 'sqrt',
+      components: 100,
+    },
+    {
+      parts: [
+        { layer: middle, pooling: 'avg' },
+        { layer: last, pooling: 'avg' },
+      ],
+      normalisation: 'sqrt',
+      components: 100,
+    },
+    {
+      parts: [
+        { layer: middle, pooling: 'gem' },
+        { layer: last, pooling: 'gem' },
+      ],
+      normalisation: 'sqrt',
+      components: 100,
+    },
+    {
+      parts: [
+        { layer: middle, pooling: 'avg' },
+        { layer: last, pooling: 'avg' },
+      ],
+      normalisation: 'sqrt',
+      components: 200,
+    },
   ];
   return [...single, ...variants];
 }

@@ -28,14 +28,15 @@ import { join } from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Matrix } from 'ml-matrix';
 import { defaultConfig } from '../lib/config';
-import type { ListedObject } from '../lambdas/core/contracts';
+import type { ListedObject } from '../lambdas/contracts/events';
 import { decodeFeatureShard } from '../lambdas/core/feature-shard';
-import { DEFAULT_MODEL_ID, getFeaturizer } from '../lambdas/core/featurizer';
+import { getFeaturizer } from '../lambdas/core/featurizer';
+import { DEFAULT_MODEL_ID } from '../lambdas/contracts/handler-env';
 import { preprocessImage } from '../lambdas/core/preprocess';
-import { createS3Client } from '../lambdas/core/s3-client';
+import { createS3Client } from '../lambdas/aws/s3-client';
 import { evaluate, loadSample, MODELS, SAMPLE, SampleImage } from './accuracy';
 import { argValue, ChildResult, fixed, load, median, peakRssMb, runChild, tfjsNodeInstalled } from './bench-support';
-import { listAllObjects, readBytes } from '../lambdas/core/s3-client';
+import { listAllObjects, readBytes } from '../lambdas/aws/s3-client';
 import { mapWithConcurrency } from '../lambdas/core/concurrency';
 
 const BUCKET = 'bench-featurize';
@@ -90,7 +91,7 @@ export async function featurizeBench(options: FeaturizeBenchOptions): Promise<Fe
   const modelDir = join(MODELS, DEFAULT_MODEL_ID);
   if (!existsSync(modelDir)) return { skipped: `no reference copy of ${DEFAULT_MODEL_ID} at ${modelDir}` };
   // Loaded here, not at the top: a case child must not carry s3rver in its RSS.
-  const { startLocalS3Server } = await import('../lib/local/s3-server');
+  const { startLocalS3Server } = await import('../local/emulator/s3/s3-server');
   const server = await startLocalS3Server({ buckets: [BUCKET] });
   const scratch = mkdtempSync(join(tmpdir(), 'bench-featurize-'));
   try {
@@ -111,7 +112,9 @@ export async function featurizeBench(options: FeaturizeBenchOptions): Promise<Fe
         const result: ChildResult = await runChild(__filename, args, { timeoutMinutes: options.timeoutMinutes, env });
         const row = result.error ? { backend, size, error: result.error } : (result as unknown as FeaturizeCaseResult);
         rows.push(row);
-        console.log(`  featurize ${backend} ${size}px: ${'error' in row ? row.error : `ceiling ${row.ceilingImagesPerSecond} img/s, handler ${row.handlerImagesPerSecond} img/s`}`);
+        console.log(
+          `  featurize ${backend} ${size}px: ${'error' in row ? row.error : `ceiling ${row.ceilingImagesPerSecond} img/s, handler ${row.handlerImagesPerSecond} img/s`}`,
+        );
       }
     }
     return rows;
@@ -140,12 +143,22 @@ async function runCase(itemsFile: string, imageCount: number, rounds: number, wi
 
   const items = (JSON.parse(readFileSync(itemsFile, 'utf8')) as ListedObject[]).slice(0, imageCount);
   const bucket = BUCKET;
-  const runSettings = (round: number) => ({ bucket, inputPrefix: PREFIX, runId: `bench-${round}`, outputPrefix: `results/bench-${round}/`, workPrefix: `work/bench-${round}/` });
+  const runSettings = (round: number) => ({
+    bucket,
+    inputPrefix: PREFIX,
+    runId: `bench-${round}`,
+    outputPrefix: `results/bench-${round}/`,
+    workPrefix: `work/bench-${round}/`,
+  });
 
   // The ceiling's input: every image decoded and resized once, up front.
   const rgb: Uint8Array[] = [];
   for (const item of items) {
-    const result = await preprocessImage(await readBytes(s3, bucket, item.Key), { size: featurizer.imageSize, maxInputPixels: settings.maxInputPixels, maxInputBytes: settings.maxInputBytes });
+    const result = await preprocessImage(await readBytes(s3, bucket, item.Key), {
+      size: featurizer.imageSize,
+      maxInputPixels: settings.maxInputPixels,
+      maxInputBytes: settings.maxInputBytes,
+    });
     if (!result.ok) throw new Error(`${item.Key}: ${result.reason}`);
     rgb.push(result.rgb);
   }

@@ -20,7 +20,15 @@ import { defaultConfig } from '../lib/config';
 import { AggregateBenchOptions, aggregateBench, AggregateBenchRow, DEFAULT_AGGREGATE_OPTIONS } from './aggregate';
 import { Cell, ChildResult, fixed, load, machine, markdownTable, median, printTable, Table } from './bench-support';
 import { costModel, costTable } from './cost';
-import { DEFAULT_END_TO_END_OPTIONS, endToEndBench, EndToEndCaseResult, EndToEndOptions, EndToEndRow, wholeDatasetBench, WholeDatasetResult } from './end-to-end';
+import {
+  DEFAULT_END_TO_END_OPTIONS,
+  endToEndBench,
+  EndToEndCaseResult,
+  EndToEndOptions,
+  EndToEndRow,
+  wholeDatasetBench,
+  WholeDatasetResult,
+} from './end-to-end';
 import { DEFAULT_FEATURIZE_OPTIONS, featurizeBench, FeaturizeBenchOptions, FeaturizeBenchRow, FeaturizeCaseResult } from './featurize';
 
 const DOC = join(__dirname, '..', 'docs', 'BENCHMARKS.md');
@@ -53,14 +61,41 @@ const num = (value: unknown) => (typeof value === 'number' ? value : undefined);
 function featurizeTables(rows: FeaturizeBenchRow[], options: FeaturizeBenchOptions): Table[] {
   const speed: Table = {
     title: 'Featurization: model ceiling vs the featurize handler path (images/s, median of rounds)',
-    headers: ['backend', 'px', 'images x rounds', 'ceiling img/s', 'handler img/s', 'handler / ceiling', 'handler overhead', 'ceiling CPU ms/img', 'handler CPU ms/img', 'GET only ms/img (CPU)', 'read+decode ms/img', 'infer ms/img', 'model load s', 'first batch s', 'peak RSS MB'],
+    headers: [
+      'backend',
+      'px',
+      'images x rounds',
+      'ceiling img/s',
+      'handler img/s',
+      'handler / ceiling',
+      'handler overhead',
+      'ceiling CPU ms/img',
+      'handler CPU ms/img',
+      'GET only ms/img (CPU)',
+      'read+decode ms/img',
+      'infer ms/img',
+      'model load s',
+      'first batch s',
+      'peak RSS MB',
+    ],
     rows: rows.map((row): Cell[] =>
       isCase<FeaturizeCaseResult>(row)
         ? [
-            row.backend, row.size, `${row.images} x ${row.rounds}`, row.ceilingImagesPerSecond, row.handlerImagesPerSecond,
-            `${((row.handlerImagesPerSecond / row.ceilingImagesPerSecond) * 100).toFixed(0)}%`, `+${row.overheadPercent}%`,
-            row.ceilingCpuMsPerImage, row.handlerCpuMsPerImage, `${row.readOnlyMsPerImage} (${row.readOnlyCpuMsPerImage})`,
-            row.handlerReadDecodeMsPerImage, row.handlerInferMsPerImage, row.modelLoadSeconds, row.firstBatchSeconds, row.peakRssMb,
+            row.backend,
+            row.size,
+            `${row.images} x ${row.rounds}`,
+            row.ceilingImagesPerSecond,
+            row.handlerImagesPerSecond,
+            `${((row.handlerImagesPerSecond / row.ceilingImagesPerSecond) * 100).toFixed(0)}%`,
+            `+${row.overheadPercent}%`,
+            row.ceilingCpuMsPerImage,
+            row.handlerCpuMsPerImage,
+            `${row.readOnlyMsPerImage} (${row.readOnlyCpuMsPerImage})`,
+            row.handlerReadDecodeMsPerImage,
+            row.handlerInferMsPerImage,
+            row.modelLoadSeconds,
+            row.firstBatchSeconds,
+            row.peakRssMb,
           ]
         : [row.backend, row.size, '', row.error],
     ),
@@ -71,9 +106,9 @@ function featurizeTables(rows: FeaturizeBenchRow[], options: FeaturizeBenchOptio
       `Images: the shared Fruits-360 sample (100x100 JPEG); the cpu backend on ${options.images.cpu} images only (it is ~5-10x slower), wasm on ${options.images.wasm}.` +
         (options.backends.includes('tensorflow') ? '' : ' tfjs-node: not installed here (it needs native binaries from the web), so it is not measured.'),
       'Peak RSS: the case process (model, featurizer, decoded images of the ceiling, SDK); s3rver runs in the parent and is not counted.',
-      'CPU ms/img: process CPU time (user + system, all threads: JS, wasm, sharp) per image. The s3rver side of each GET is not in it, but s3rver shares the 2 cores, so it slows the handler\'s wall time.',
-      'GET only: the same GETs alone (READ_CONCURRENCY at a time, body read into memory), wall (CPU) ms per image: the AWS SDK\'s share of the handler path.',
-      'model load: building the featurizer (backend start + weights). first batch: the first featurizeBatch of a fresh process (kernel compilation, pools), a cold start\'s extra.',
+      "CPU ms/img: process CPU time (user + system, all threads: JS, wasm, sharp) per image. The s3rver side of each GET is not in it, but s3rver shares the 2 cores, so it slows the handler's wall time.",
+      "GET only: the same GETs alone (READ_CONCURRENCY at a time, body read into memory), wall (CPU) ms per image: the AWS SDK's share of the handler path.",
+      "model load: building the featurizer (backend start + weights). first batch: the first featurizeBatch of a fresh process (kernel compilation, pools), a cold start's extra.",
     ],
   };
   const scored = rows.filter(isCase<FeaturizeCaseResult>).filter((row) => row.accuracy);
@@ -82,11 +117,15 @@ function featurizeTables(rows: FeaturizeBenchRow[], options: FeaturizeBenchOptio
     title: `Speed/quality trade-off per input size (${scored[0]?.backend ?? 'wasm'}, product featurizer, 5-NN on the shared sample)`,
     headers: ['px', 'featurizer', 'dim', 'handler img/s', ...ks.map((k) => `Test acc, PCA k=${k}`), ...ks.map((k) => `axis-holdout acc, k=${k}`)],
     rows: scored.map((row) => [
-      row.size, row.featurizer, row.dim, row.handlerImagesPerSecond,
-      ...row.accuracy!.map((a) => a.test.toFixed(3)), ...row.accuracy!.map((a) => a.axisHoldout.toFixed(3)),
+      row.size,
+      row.featurizer,
+      row.dim,
+      row.handlerImagesPerSecond,
+      ...row.accuracy!.map((a) => a.test.toFixed(3)),
+      ...row.accuracy!.map((a) => a.axisHoldout.toFixed(3)),
     ]),
     notes: [
-      'Scored as bench/accuracy.ts scores, from the handler\'s own shards: StandardScaler + PCA fitted on all 720 images, 5-NN (Euclidean) trained on Training (480), scored on Test (240).',
+      "Scored as bench/accuracy.ts scores, from the handler's own shards: StandardScaler + PCA fitted on all 720 images, 5-NN (Euclidean) trained on Training (480), scored on Test (240).",
       'axis holdout: Training `<n>_100.jpg` vs `r_<n>_100.jpg` (another recording of each fruit): never touches Test, much harder. One Test image = 0.004.',
       `The product default is ${DEFAULT_IMAGE_SIZE} px.`,
     ],
@@ -99,15 +138,34 @@ function aggregateTable(rows: AggregateBenchRow[], options: AggregateBenchOption
     'skipped' in result ? String(result.skipped) : result.error ? `failed: ${result.error}` : num(result[field]);
   return {
     title: 'Aggregation: streaming PCA (what aggregateRun does, minus S3) vs ml-pca `new PCA(matrix)`',
-    headers: ['dim', 'rows', 'stream pass 1 s', 'stream fit s', 'stream pass 2 s', 'stream total s', 'stream peak RSS MB', 'ml-pca fit s', 'ml-pca peak RSS MB', 'speed-up (model)', 'explained var (stream / ml-pca)'],
+    headers: [
+      'dim',
+      'rows',
+      'stream pass 1 s',
+      'stream fit s',
+      'stream pass 2 s',
+      'stream total s',
+      'stream peak RSS MB',
+      'ml-pca fit s',
+      'ml-pca peak RSS MB',
+      'speed-up (model)',
+      'explained var (stream / ml-pca)',
+    ],
     rows: rows.map((row) => {
       const s = row.stream;
       const m = row.mlPca;
       const model = num(s.pass1_s) !== undefined ? Number(s.pass1_s) + Number(s.fit_s) : undefined;
       const mlFit = 'fit_s' in m ? Number(m.fit_s) : undefined;
       return [
-        row.dim, row.rows.toLocaleString('en-US'), s.error ? `failed: ${s.error}` : num(s.pass1_s), num(s.fit_s), num(s.pass2_s), num(s.total_s), num(s.peakRssMB),
-        text(m, 'fit_s'), 'skipped' in m ? '' : num(m.peakRssMB),
+        row.dim,
+        row.rows.toLocaleString('en-US'),
+        s.error ? `failed: ${s.error}` : num(s.pass1_s),
+        num(s.fit_s),
+        num(s.pass2_s),
+        num(s.total_s),
+        num(s.peakRssMB),
+        text(m, 'fit_s'),
+        'skipped' in m ? '' : num(m.peakRssMB),
         model !== undefined && mlFit !== undefined ? `${(mlFit / Math.max(model, 0.05)).toFixed(1)}x` : '',
         `${num(s.explainedVariance) ?? ''} / ${'explainedVariance' in m ? m.explainedVariance : ''}`,
       ];
@@ -115,7 +173,7 @@ function aggregateTable(rows: AggregateBenchRow[], options: AggregateBenchOption
     notes: [
       `Synthetic shards of 500 rows (class centres + ${6} latent factors + noise, non-negative, a few dead channels), encoded and decoded in the shard format; generating them is timed apart and left out.`,
       `dims: ${options.dims.join(' and ')} (the product featurizer's length, and a large model's as issue 5 asks). k = ${options.components} components.`,
-      'speed-up (model) = ml-pca fit time / (stream pass 1 + fit): both end with a fitted model. Pass 2 (project + CSV rows) is extra work ml-pca\'s figure does not include.',
+      "speed-up (model) = ml-pca fit time / (stream pass 1 + fit): both end with a fitted model. Pass 2 (project + CSV rows) is extra work ml-pca's figure does not include.",
       `ml-pca: SVD of the whole standardised matrix (scale: true, ignoreZeroVariance), data built before the clock starts; not started when a smaller N, extrapolated linearly, exceeds ${options.mlPcaCapMinutes} min (SVD grows at least linearly in N and holds N x dim float64 several times).`,
       'Each case in its own process (peak RSS is its own); stream and ml-pca alternate which runs first.',
     ],
@@ -125,12 +183,37 @@ function aggregateTable(rows: AggregateBenchRow[], options: AggregateBenchOption
 function endToEndTables(rows: EndToEndRow[]): Table[] {
   const runs: Table = {
     title: 'End to end, local run (runLocally: s3rver, synthesized state machine, worker threads)',
-    headers: ['images', 'workers', 'total s', 'upload s', 'synth s', 'featurize s', 'aggregate s', 'overall img/s', 'upload img/s', 'featurize img/s', 'aggregate img/s', 'peak RSS MB', '5-NN acc'],
+    headers: [
+      'images',
+      'workers',
+      'total s',
+      'upload s',
+      'synth s',
+      'featurize s',
+      'aggregate s',
+      'overall img/s',
+      'upload img/s',
+      'featurize img/s',
+      'aggregate img/s',
+      'peak RSS MB',
+      '5-NN acc',
+    ],
     rows: rows.map((row): Cell[] =>
       isCase<EndToEndCaseResult>(row)
         ? [
-            row.images.toLocaleString('en-US'), row.workers, row.seconds, row.phaseSeconds.upload, row.phaseSeconds.synth, row.phaseSeconds.featurize, row.phaseSeconds.aggregate,
-            row.imagesPerSecond.overall, row.imagesPerSecond.upload, row.imagesPerSecond.featurize, row.imagesPerSecond.aggregate, row.peakRssMb, row.knnAccuracy,
+            row.images.toLocaleString('en-US'),
+            row.workers,
+            row.seconds,
+            row.phaseSeconds.upload,
+            row.phaseSeconds.synth,
+            row.phaseSeconds.featurize,
+            row.phaseSeconds.aggregate,
+            row.imagesPerSecond.overall,
+            row.imagesPerSecond.upload,
+            row.imagesPerSecond.featurize,
+            row.imagesPerSecond.aggregate,
+            row.peakRssMb,
+            row.knnAccuracy,
           ]
         : [row.images, row.workers, row.error],
     ),
@@ -146,10 +229,20 @@ function endToEndTables(rows: EndToEndRow[]): Table[] {
     rows: [...new Set(rows.map((r) => r.images))].flatMap((images) => {
       const byWorkers = new Map<number, number>();
       for (const row of rows.filter(isCase<EndToEndCaseResult>).filter((r) => r.images === images)) {
-        byWorkers.set(row.workers, median([...rows.filter(isCase<EndToEndCaseResult>).filter((r) => r.images === images && r.workers === row.workers).map((r) => r.imagesPerSecond.featurize)]));
+        byWorkers.set(
+          row.workers,
+          median([
+            ...rows
+              .filter(isCase<EndToEndCaseResult>)
+              .filter((r) => r.images === images && r.workers === row.workers)
+              .map((r) => r.imagesPerSecond.featurize),
+          ]),
+        );
       }
       const one = byWorkers.get(1);
-      return [...byWorkers].sort((a, b) => a[0] - b[0]).map(([workers, rate]) => [images.toLocaleString('en-US'), workers, fixed(rate), one ? `${(rate / one).toFixed(2)}x` : '']);
+      return [...byWorkers]
+        .sort((a, b) => a[0] - b[0])
+        .map(([workers, rate]) => [images.toLocaleString('en-US'), workers, fixed(rate), one ? `${(rate / one).toFixed(2)}x` : '']);
     }),
   };
   return [runs, scaling];
@@ -217,28 +310,54 @@ async function measure(argv: string[]): Promise<SuiteResults> {
     console.log(JSON.stringify(wholeDataset));
   }
   return {
-    command, quick, tenThousand, started, finished: new Date().toISOString(), host, loadAtStart,
+    command,
+    quick,
+    tenThousand,
+    started,
+    finished: new Date().toISOString(),
+    host,
+    loadAtStart,
     loadAfter: { featurize: afterFeaturize, aggregate: afterAggregate, endToEnd: load() },
-    options, featurize, aggregate, endToEnd, wholeDataset,
+    options,
+    featurize,
+    aggregate,
+    endToEnd,
+    wholeDataset,
   };
 }
 
 function sectionsOf(r: SuiteResults): { heading: string; tables: Table[]; text?: string[] }[] {
   const sections: { heading: string; tables: Table[]; text?: string[] }[] = [];
   if ('skipped' in r.featurize) sections.push({ heading: '1. Featurization', tables: [], text: [`skipped: ${r.featurize.skipped}`] });
-  else sections.push({ heading: '1. Featurization', tables: featurizeTables(r.featurize, r.options.featurize), text: [`Load after this part: ${r.loadAfter.featurize}.`] });
-  sections.push({ heading: '2. Aggregation', tables: [aggregateTable(r.aggregate, r.options.aggregate)], text: [`Load after this part: ${r.loadAfter.aggregate}.`] });
+  else
+    sections.push({
+      heading: '1. Featurization',
+      tables: featurizeTables(r.featurize, r.options.featurize),
+      text: [`Load after this part: ${r.loadAfter.featurize}.`],
+    });
+  sections.push({
+    heading: '2. Aggregation',
+    tables: [aggregateTable(r.aggregate, r.options.aggregate)],
+    text: [`Load after this part: ${r.loadAfter.aggregate}.`],
+  });
   if ('skipped' in r.endToEnd) sections.push({ heading: '3. End to end (local)', tables: [], text: [`skipped: ${r.endToEnd.skipped}`] });
   else {
     const text = [`Load after this part: ${r.loadAfter.endToEnd}.`];
     if (!r.tenThousand) text.push('The 10,000-image case is behind `--e2e-10k` (about 1.5-2 min per run on this machine, 4 runs).');
     sections.push({ heading: '3. End to end (local)', tables: endToEndTables(r.endToEnd), text });
   }
-  if (r.wholeDataset) sections.push({ heading: '3b. The whole dataset, default settings (local)', tables: wholeDatasetTables(r.wholeDataset), text: wholeDatasetText(r.wholeDataset) });
+  if (r.wholeDataset)
+    sections.push({
+      heading: '3b. The whole dataset, default settings (local)',
+      tables: wholeDatasetTables(r.wholeDataset),
+      text: wholeDatasetText(r.wholeDataset),
+    });
   const measured = 'skipped' in r.featurize ? undefined : measuredForCost(r.featurize, r.aggregate);
-  sections.push(measured
-    ? { heading: '4. Cost model (AWS)', tables: [costTable(measured)] }
-    : { heading: '4. Cost model (AWS)', tables: [], text: ['skipped: needs the featurize and aggregate figures'] });
+  sections.push(
+    measured
+      ? { heading: '4. Cost model (AWS)', tables: [costTable(measured)] }
+      : { heading: '4. Cost model (AWS)', tables: [], text: ['skipped: needs the featurize and aggregate figures'] },
+  );
   return sections;
 }
 
@@ -248,8 +367,46 @@ function wholeDatasetTables(result: WholeDatasetResult): Table[] {
   return [
     {
       title: `${result.dataset}: one run of \`npm start -- run <dir>\` at default settings, from an empty store`,
-      headers: ['files', 'CSV rows', 'failed', 'skipped', 'accounted / file', 'status', 'total s', 'upload s', 'synth s', 'featurize s', 'aggregate s', 'featurize img/s', 'workers', 'featurizer', 'backend', '5-NN', 'peak RSS MB'],
-      rows: [[result.files, result.rows, result.failed, result.skippedFiles, result.accountedPerFile, result.status, result.seconds, t.upload, t.synth, t.featurize, t.aggregate, result.imagesPerSecond.featurize, result.workers, result.featurizer ?? '', result.backends.join(', '), result.knnAccuracy ?? '', result.peakRssMb]],
+      headers: [
+        'files',
+        'CSV rows',
+        'failed',
+        'skipped',
+        'accounted / file',
+        'status',
+        'total s',
+        'upload s',
+        'synth s',
+        'featurize s',
+        'aggregate s',
+        'featurize img/s',
+        'workers',
+        'featurizer',
+        'backend',
+        '5-NN',
+        'peak RSS MB',
+      ],
+      rows: [
+        [
+          result.files,
+          result.rows,
+          result.failed,
+          result.skippedFiles,
+          result.accountedPerFile,
+          result.status,
+          result.seconds,
+          t.upload,
+          t.synth,
+          t.featurize,
+          t.aggregate,
+          result.imagesPerSecond.featurize,
+          result.workers,
+          result.featurizer ?? '',
+          result.backends.join(', '),
+          result.knnAccuracy ?? '',
+          result.peakRssMb,
+        ],
+      ],
     },
   ];
 }
@@ -257,7 +414,9 @@ function wholeDatasetTables(result: WholeDatasetResult): Table[] {
 function wholeDatasetText(result: WholeDatasetResult): string[] {
   if ('skipped' in result) return [`skipped: ${result.skipped}`];
   if ('error' in result) return [`failed: ${result.error}`];
-  return [`Load: ${result.load}. Accounted per file 1 means every input file became exactly one CSV row, one failed or one skipped file (the run's own accounting checks the same and fails the run otherwise). The 5-NN figure is meaningless for a replicated set (the same photos are in Training and Test).`];
+  return [
+    `Load: ${result.load}. Accounted per file 1 means every input file became exactly one CSV row, one failed or one skipped file (the run's own accounting checks the same and fails the run otherwise). The 5-NN figure is meaningless for a replicated set (the same photos are in Training and Test).`,
+  ];
 }
 
 function renderDoc(r: SuiteResults): string {
@@ -328,7 +487,8 @@ function analysis(r: SuiteResults): string[] {
     const small = at('wasm', Math.min(...featurize.filter((row) => row.backend === 'wasm').map((row) => row.size)));
     lines.push(
       `Featurize handler at the default ${DEFAULT_IMAGE_SIZE} px on wasm: ${base.handlerImagesPerSecond} img/s per process, ${((base.handlerImagesPerSecond / base.ceilingImagesPerSecond) * 100).toFixed(0)}% of the model's ceiling (${base.ceilingImagesPerSecond} img/s), overhead +${base.overheadPercent}%` +
-        (small && small !== base ? ` (+${small.overheadPercent}% at ${small.size} px, where inference is cheapest)` : '') + '. ' +
+        (small && small !== base ? ` (+${small.overheadPercent}% at ${small.size} px, where inference is cheapest)` : '') +
+        '. ' +
         `**Poor: the work around the model costs nearly as much as the model.** CPU per image: ${base.handlerCpuMsPerImage} ms on the handler path against ${base.ceilingCpuMsPerImage} ms for the model alone; ` +
         `of the ${fixed(base.handlerCpuMsPerImage - base.ceilingCpuMsPerImage, 2)} ms extra, ${base.readOnlyCpuMsPerImage} ms is the AWS SDK's GET and about ${fixed(Math.max(0, restCpu), 2)} ms the rest, mostly sharp's decode + resize: MobileNet v1 0.25 is so small that these fixed per-image costs are ${((base.handlerCpuMsPerImage / base.ceilingCpuMsPerImage - 1) * 100).toFixed(0)}% on top of its own. ` +
         'The wall-time overhead here is also inflated by s3rver, which serves every GET from the same 2 cores and takes the core the handler would overlap decoding on. ' +
@@ -339,7 +499,9 @@ function analysis(r: SuiteResults): string[] {
   }
   const cpuBase = at('cpu', DEFAULT_IMAGE_SIZE);
   if (base && cpuBase) {
-    lines.push(`The cpu backend (plain JS kernels) reaches ${cpuBase.ceilingImagesPerSecond} img/s at ${DEFAULT_IMAGE_SIZE} px, ${(base.ceilingImagesPerSecond / cpuBase.ceilingImagesPerSecond).toFixed(1)}x slower than wasm (SIMD): it is only a last-resort fallback. tfjs-node could not be measured here.`);
+    lines.push(
+      `The cpu backend (plain JS kernels) reaches ${cpuBase.ceilingImagesPerSecond} img/s at ${DEFAULT_IMAGE_SIZE} px, ${(base.ceilingImagesPerSecond / cpuBase.ceilingImagesPerSecond).toFixed(1)}x slower than wasm (SIMD): it is only a last-resort fallback. tfjs-node could not be measured here.`,
+    );
   }
   const scored = featurize.filter((row) => row.accuracy);
   if (scored.length > 1) {
@@ -348,8 +510,8 @@ function analysis(r: SuiteResults): string[] {
     lines.push(
       `Speed/quality per input size (wasm, PCA k=${k}): ${scored.map((row) => `${row.size} px ${row.handlerImagesPerSecond} img/s, Test ${acc(row).test.toFixed(3)}, axis holdout ${acc(row).axisHoldout.toFixed(3)}`).join('; ')}. ` +
         `The photos are 100x100, so larger inputs only upsample them: Test accuracy (near-duplicate frames) stays within ${fixed(Math.min(...scored.map((row) => acc(row).test)), 3)}-${fixed(Math.max(...scored.map((row) => acc(row).test)), 3)} (one Test image is 0.004, so that is noise), ` +
-          `while the harder axis-holdout score (another recording of each fruit) goes from ${acc(scored[0]).axisHoldout.toFixed(3)} at ${scored[0].size} px to ${acc(scored[scored.length - 1]).axisHoldout.toFixed(3)} at ${scored[scored.length - 1].size} px, at ${(scored[0].handlerImagesPerSecond / scored[scored.length - 1].handlerImagesPerSecond).toFixed(1)}x the time per image. ` +
-          `The default ${DEFAULT_IMAGE_SIZE} px sits in the middle of that trade-off.`,
+        `while the harder axis-holdout score (another recording of each fruit) goes from ${acc(scored[0]).axisHoldout.toFixed(3)} at ${scored[0].size} px to ${acc(scored[scored.length - 1]).axisHoldout.toFixed(3)} at ${scored[scored.length - 1].size} px, at ${(scored[0].handlerImagesPerSecond / scored[scored.length - 1].handlerImagesPerSecond).toFixed(1)}x the time per image. ` +
+        `The default ${DEFAULT_IMAGE_SIZE} px sits in the middle of that trade-off.`,
     );
   }
   const big = r.aggregate.filter((row) => !row.stream.error).sort((a, b) => b.rows - a.rows || b.dim - a.dim)[0];
@@ -361,8 +523,10 @@ function analysis(r: SuiteResults): string[] {
         (compared.length
           ? `ml-pca on the same data: ${compared.map((row) => `${row.rows.toLocaleString('en-US')} x ${row.dim} ${(row.mlPca as ChildResult).fit_s} s (${(Number((row.mlPca as ChildResult).fit_s) / Math.max(0.05, Number(row.stream.pass1_s) + Number(row.stream.fit_s))).toFixed(1)}x the streaming fit, ${(row.mlPca as ChildResult).peakRssMB} MB vs ${row.stream.peakRssMB} MB)`).join(', ')}; same explained variance. `
           : '') +
-        (skipped.length ? `ml-pca not run for ${skipped.map((row) => `${row.rows.toLocaleString('en-US')} x ${row.dim}`).join(', ')} (its time extrapolated past the cap). ` : '') +
-        'Pass 1 (the dim x dim scatter, O(N dim^2)) dominates at 1,280; at the product\'s 128 the whole aggregate is seconds.',
+        (skipped.length
+          ? `ml-pca not run for ${skipped.map((row) => `${row.rows.toLocaleString('en-US')} x ${row.dim}`).join(', ')} (its time extrapolated past the cap). `
+          : '') +
+        "Pass 1 (the dim x dim scatter, O(N dim^2)) dominates at 1,280; at the product's 128 the whole aggregate is seconds.",
     );
   }
   const runs = 'skipped' in r.endToEnd ? [] : r.endToEnd.filter(isCase<EndToEndCaseResult>);
@@ -372,11 +536,15 @@ function analysis(r: SuiteResults): string[] {
     const one = of(1);
     const two = of(2);
     return one && two
-      ? [`${images.toLocaleString('en-US')} images: featurize ${fixed(one)} img/s with 1 worker, ${fixed(two)} with 2 (${(two / one).toFixed(2)}x), upload ${sample.imagesPerSecond.upload} img/s, synth ${sample.phaseSeconds.synth} s, aggregate ${sample.phaseSeconds.aggregate} s`]
+      ? [
+          `${images.toLocaleString('en-US')} images: featurize ${fixed(one)} img/s with 1 worker, ${fixed(two)} with 2 (${(two / one).toFixed(2)}x), upload ${sample.imagesPerSecond.upload} img/s, synth ${sample.phaseSeconds.synth} s, aggregate ${sample.phaseSeconds.aggregate} s`,
+        ]
       : [];
   });
   if (scalings.length > 0) {
-    const busy = base ? ` (the handler path alone keeps ${fixed((base.handlerCpuMsPerImage * base.handlerImagesPerSecond) / 1000, 2)} cores busy at full speed, measured above)` : '';
+    const busy = base
+      ? ` (the handler path alone keeps ${fixed((base.handlerCpuMsPerImage * base.handlerImagesPerSecond) / 1000, 2)} cores busy at full speed, measured above)`
+      : '';
     lines.push(
       `Local run (medians): ${scalings.join('; ')}. ` +
         `**Scaling from 1 to 2 worker threads is well short of 2x** because this machine has 2 cores and one worker already uses more than one${busy}, while the main thread serves every S3 request (s3rver) and runs the state machine. ` +

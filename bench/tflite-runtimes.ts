@@ -67,7 +67,11 @@ function lastFeatureLayer(model: TfliteModel): string {
 async function benchImages(size: number): Promise<Uint8Array[]> {
   const lists = readdirSync(SAMPLE_TEST)
     .sort()
-    .map((fruit) => readdirSync(join(SAMPLE_TEST, fruit)).sort().map((file) => join(SAMPLE_TEST, fruit, file)));
+    .map((fruit) =>
+      readdirSync(join(SAMPLE_TEST, fruit))
+        .sort()
+        .map((file) => join(SAMPLE_TEST, fruit, file)),
+    );
   const files: string[] = [];
   for (let i = 0; files.length < BATCH; i++) for (const list of lists) if (files.length < BATCH && list[i]) files.push(list[i]);
   return Promise.all(
@@ -80,7 +84,11 @@ async function benchImages(size: number): Promise<Uint8Array[]> {
 }
 
 /** What one runtime needs to run a case: prepare once, then extract a batch. */
-type Prepare = (model: TfliteModel, tensor: string, size: number) => Promise<{ extract: (images: Uint8Array[]) => Promise<Float32Array>; dispose: () => Promise<void> }>;
+type Prepare = (
+  model: TfliteModel,
+  tensor: string,
+  size: number,
+) => Promise<{ extract: (images: Uint8Array[]) => Promise<Float32Array>; dispose: () => Promise<void> }>;
 
 async function tfjsRuntime(runtime: Runtime): Promise<{ prepare: Prepare; note: string }> {
   /* eslint-disable @typescript-eslint/no-require-imports */
@@ -196,7 +204,9 @@ async function main(argv: string[]): Promise<void> {
   console.log(`${m.cores} x ${m.cpuModel}, ${m.memoryGb} GB, node ${m.node} ${m.platform}; ${load()}`);
   const byRuntime = new Map<Runtime, ChildResult>();
   for (const runtime of runtimes) {
-    const result = await runChild(__filename, ['--case', runtime, '--models', models.join(','), '--sizes', sizes.join(','), '--rounds', String(rounds)], { timeoutMinutes: 30 });
+    const result = await runChild(__filename, ['--case', runtime, '--models', models.join(','), '--sizes', sizes.join(','), '--rounds', String(rounds)], {
+      timeoutMinutes: 30,
+    });
     byRuntime.set(runtime, result);
     console.log(`${runtime}: ${result.error ? `failed: ${result.error}` : `${String(result.note)}; ${(result.loads as string[]).join(' -> ')}`}`);
   }
@@ -219,7 +229,14 @@ async function main(argv: string[]): Promise<void> {
     headers: ['model', 'px', 'tensor', ...runtimes.map((r) => RUNTIMES[r])],
     rows: keys.map((key) => [key.model, key.size, key.tensor.replace(/^Mobilenet(EdgeTPU|V2)\//, ''), ...runtimes.map((r) => cell(r, key))]),
     notes: [
-      ...runtimes.filter((r) => byRuntime.get(r)?.error).map((r) => `${RUNTIMES[r]}: not available here (${String(byRuntime.get(r)?.error).split(/\s+at /)[0].trim()})`),
+      ...runtimes
+        .filter((r) => byRuntime.get(r)?.error)
+        .map(
+          (r) =>
+            `${RUNTIMES[r]}: not available here (${String(byRuntime.get(r)?.error)
+              .split(/\s+at /)[0]
+              .trim()})`,
+        ),
       `${m.cores} cores shared with other work; ${load()} at the end`,
     ],
   };

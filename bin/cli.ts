@@ -1,7 +1,7 @@
 #!/usr/bin/env -S npx tsx
-/** `npm start -- <command>` / `fruits <command>`: see lib/cli/program.ts. */
+/** `npm start -- <command>` / `fruits <command>`: see cli/program.ts. */
 import { CommanderError } from 'commander';
-import { buildProgram } from '../lib/cli/program';
+import { buildProgram } from '../cli/program';
 
 buildProgram()
   .parseAsync(process.argv)

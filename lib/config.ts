@@ -7,11 +7,12 @@
  *   const config = defaultConfig();          // every default, e.g. for tests
  *   const config = defaultConfig({ batchSize: 10 });
  *
- * Every limit below mirrors a service limit or a contract, with the doc behind it.
+ * Every limit below mirrors a service limit or a contract, with the doc behind it. The bounds of
+ * settings that reach a handler are the handler's own (SETTING_BOUNDS in lambdas/contracts).
  */
 import type { IConstruct, Node } from 'constructs';
 import { z } from 'zod';
-import { MAX_INPUT_PIXELS_LIMIT } from '../lambdas/core/contracts';
+import { DEFAULT_MODEL_ID, LAYER_NAME_PATTERN, MODEL_ID_PATTERN, MODEL_ID_RULE, SETTING_BOUNDS } from '../lambdas/contracts/handler-env';
 
 /** The context key in cdk.json that holds the pipeline settings. */
 export const CONFIG_CONTEXT_KEY = 'fruits-pipeline';
@@ -53,15 +54,12 @@ export const PipelineConfigSchema = z
     aggregateTimeoutSeconds: lambdaTimeoutSeconds.default(900),
 
     /** Principal components kept (upper bound when pcaVarianceThreshold is set). */
-    pcaComponents: z.number().int().min(1).max(4096).default(50),
+    pcaComponents: z.number().int().min(SETTING_BOUNDS.pcaComponents.min).max(SETTING_BOUNDS.pcaComponents.max).default(50),
     /** Keep the smallest k whose cumulative explained variance reaches this share. */
     pcaVarianceThreshold: z.number().gt(0).max(1).optional(),
 
-    /** Pretrained model baked into the image at /opt/model (an id of layers/model/manifest.json). */
-    modelId: z
-      .string()
-      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'must be a model id of layers/model/manifest.json (letters, digits, _ . -)')
-      .default('mobilenet_v1_0.25_224'),
+    /** Pretrained model baked into the image at /opt/model (an id of tools/model/manifest.json). */
+    modelId: z.string().regex(MODEL_ID_PATTERN, `must be a model id of tools/model/manifest.json (${MODEL_ID_RULE})`).default(DEFAULT_MODEL_ID),
     /** `cnn`: pooled CNN features; `pixels`: downscaled raw pixels (no model needed). */
     featurizer: z.enum(['cnn', 'pixels']).default('cnn'),
 
@@ -69,15 +67,15 @@ export const PipelineConfigSchema = z
     // they tune and were chosen with bench/accuracy.ts (lambdas/core/featurizer.ts,
     // lambdas/core/preprocess.ts): set these only to deploy something else.
     /** Square input side of the CNN, in pixels (IMAGE_SIZE). */
-    imageSize: z.number().int().min(32).max(1024).optional(),
+    imageSize: z.number().int().min(SETTING_BOUNDS.imageSize.min).max(SETTING_BOUNDS.imageSize.max).optional(),
     /** Model layers whose pooled activations make the features, side by side (FEATURE_LAYER). */
-    featureLayers: z.array(z.string().regex(/^[A-Za-z0-9_]+$/, 'must be a layer name')).min(1).optional(),
+    featureLayers: z.array(z.string().regex(LAYER_NAME_PATTERN, 'must be a layer name')).min(1).optional(),
     /** Signed square root of the pooled features (FEATURE_SQRT). */
     featureSqrt: z.boolean().optional(),
     /** Images larger than this many pixels are reported as failed, not decoded (MAX_INPUT_PIXELS). */
-    maxInputPixels: z.number().int().min(1).max(MAX_INPUT_PIXELS_LIMIT).optional(),
+    maxInputPixels: z.number().int().min(SETTING_BOUNDS.maxInputPixels.min).max(SETTING_BOUNDS.maxInputPixels.max).optional(),
     /** Concurrent S3 reads inside one featurize batch (READ_CONCURRENCY). */
-    readConcurrency: z.number().int().min(1).max(64).optional(),
+    readConcurrency: z.number().int().min(SETTING_BOUNDS.readConcurrency.min).max(SETTING_BOUNDS.readConcurrency.max).optional(),
 
     /** CPU architecture of both functions and platform of their image. */
     architecture: z.enum(['x86_64', 'arm64']).default('x86_64'),

@@ -4,17 +4,13 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { BUCKET_LAYOUT } from '../lambdas/core/contracts';
+import { BUCKET_LAYOUT } from '../lambdas/contracts/bucket-layout';
+import { aggregateEnvironment, featurizeEnvironment } from '../lambdas/contracts/handler-env';
 import type { PipelineConfig } from './config';
 import { DataBucket } from './constructs/data-bucket';
 import { FeaturePipeline } from './constructs/feature-pipeline';
 import { ImageFunction, pipelineImageBuild } from './constructs/image-function';
 import { UploadTrigger } from './constructs/upload-trigger';
-
-/** Environment variables for the settings that are set, as strings. */
-function definedOnly(values: Record<string, string | number | boolean | undefined>): Record<string, string> {
-  return Object.fromEntries(Object.entries(values).flatMap(([name, value]) => (value === undefined ? [] : [[name, String(value)]])));
-}
 
 export interface FruitsPipelineStackProps extends StackProps {
   readonly config: PipelineConfig;
@@ -38,8 +34,7 @@ export class FruitsPipelineStack extends Stack {
 
     const data = new DataBucket(this, 'Data', {
       intermediateRetention: Duration.days(config.intermediateRetentionDays),
-      accessLogRetention:
-        logRetention === logs.RetentionDays.INFINITE ? undefined : Duration.days(config.logRetentionDays),
+      accessLogRetention: logRetention === logs.RetentionDays.INFINITE ? undefined : Duration.days(config.logRetentionDays),
       removalPolicy,
     });
     this.bucket = data.bucket;
@@ -58,19 +53,17 @@ export class FruitsPipelineStack extends Stack {
       memorySize: config.featurizeMemoryMb,
       timeout: featurizeTimeout,
       reservedConcurrentExecutions: config.featurizeReservedConcurrency,
-      environment: {
-        FEATURIZER: config.featurizer,
-        MODEL_ID: config.modelId,
-        MODEL_DIR: '/opt/model', // where the Dockerfile bakes the model
-        // Tuning left unset takes the handler's defaults.
-        ...definedOnly({
-          IMAGE_SIZE: config.imageSize,
-          FEATURE_LAYER: config.featureLayers?.join(','),
-          FEATURE_SQRT: config.featureSqrt,
-          MAX_INPUT_PIXELS: config.maxInputPixels,
-          READ_CONCURRENCY: config.readConcurrency,
-        }),
-      },
+      // Tuning left unset takes the handler's defaults.
+      environment: featurizeEnvironment({
+        featurizer: config.featurizer,
+        modelId: config.modelId,
+        modelDir: '/opt/model', // where the Dockerfile bakes the model
+        imageSize: config.imageSize,
+        featureLayers: config.featureLayers,
+        featureSqrt: config.featureSqrt,
+        maxInputPixels: config.maxInputPixels,
+        readConcurrency: config.readConcurrency,
+      }),
       logRetention,
       logRemovalPolicy: removalPolicy,
     });
@@ -84,10 +77,7 @@ export class FruitsPipelineStack extends Stack {
       description: 'Standardises all feature shards of a run, fits the PCA, writes the results',
       memorySize: config.aggregateMemoryMb,
       timeout: aggregateTimeout,
-      environment: {
-        PCA_COMPONENTS: String(config.pcaComponents),
-        ...definedOnly({ PCA_VARIANCE_THRESHOLD: config.pcaVarianceThreshold }),
-      },
+      environment: aggregateEnvironment({ pcaComponents: config.pcaComponents, pcaVarianceThreshold: config.pcaVarianceThreshold }),
       logRetention,
       logRemovalPolicy: removalPolicy,
     });

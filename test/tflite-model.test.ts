@@ -62,7 +62,10 @@ async function loadImages(fruit: string, count: number, size: number): Promise<U
 }
 
 /** Class indices by decreasing score. */
-const ranking = (scores: ArrayLike<number>): number[] => Array.from(scores, (v, i) => [v, i]).sort((a, b) => b[0] - a[0]).map(([, i]) => i);
+const ranking = (scores: ArrayLike<number>): number[] =>
+  Array.from(scores, (v, i) => [v, i])
+    .sort((a, b) => b[0] - a[0])
+    .map(([, i]) => i);
 
 function meanOverSpace(values: Float32Array, channels: number): Float32Array {
   const out = new Float32Array(channels);
@@ -95,7 +98,10 @@ if (!present) {
       await initBackend('wasm');
       for (const key of Object.keys(MODEL_FILES) as ModelKey[]) models[key] = parseTfliteModel(readFileSync(MODEL_FILES[key]));
       // Line 0 is `background`: the models' 1001 outputs start with it.
-      labels = readFileSync(LABELS, 'utf8').trim().split('\n').map((line) => line.split(',')[0].trim());
+      labels = readFileSync(LABELS, 'utf8')
+        .trim()
+        .split('\n')
+        .map((line) => line.split(',')[0].trim());
     });
 
     it('lists expanded_conv_12/add as 8x8x96 at 128 px in both models', () => {
@@ -118,11 +124,20 @@ if (!present) {
           const probabilities = (await out.data()) as Float32Array;
           out.dispose();
           expect(out.shape).toEqual([images.length, 1001]);
-          const ranks = images.map((_, i) => ranking(probabilities.subarray(i * 1001, (i + 1) * 1001)).map((c) => labels[c]).indexOf(label));
+          const ranks = images.map((_, i) =>
+            ranking(probabilities.subarray(i * 1001, (i + 1) * 1001))
+              .map((c) => labels[c])
+              .indexOf(label),
+          );
           summary.push(`${fruit}: ${label} at rank ${ranks.join(',')}`);
           const counts = { top1: ranks.filter((r) => r === 0).length, top5: ranks.filter((r) => r >= 0 && r < 5).length };
           // One object, so a failure names the fruit and both counts.
-          expect({ fruit, ...counts, enoughTop1: counts.top1 >= top1[key], enoughTop5: counts.top5 >= top5[key] }).toEqual({ fruit, ...counts, enoughTop1: true, enoughTop5: true });
+          expect({ fruit, ...counts, enoughTop1: counts.top1 >= top1[key], enoughTop5: counts.top5 >= top5[key] }).toEqual({
+            fruit,
+            ...counts,
+            enoughTop1: true,
+            enoughTop5: true,
+          });
         }
       } finally {
         executor.dispose();
@@ -130,41 +145,44 @@ if (!present) {
       }
     });
 
-    it.each(Object.keys(MODEL_FILES) as ModelKey[])('%s: float execution agrees with the uint8 reference (first conv, expanded_conv_12/add, labels)', async (key) => {
-      const model = models[key];
-      const [banana] = await loadImages('Banana', 1, 224);
-      const [orange] = await loadImages('Orange', 1, 224);
-      const firstConv = model.tensors[model.operators[0].outputs[0]].name;
-      const run = async (output: string | undefined, rgb: Uint8Array) => {
-        const executor = TfliteExecutor.fromModel(model, output === undefined ? {} : { output });
-        const out = executor.run(tf.tensor4d(Int32Array.from(rgb), [1, 224, 224, 3], 'int32'));
-        const values = (await out.data()) as Float32Array;
-        out.dispose();
-        executor.dispose();
-        return values;
-      };
+    it.each(Object.keys(MODEL_FILES) as ModelKey[])(
+      '%s: float execution agrees with the uint8 reference (first conv, expanded_conv_12/add, labels)',
+      async (key) => {
+        const model = models[key];
+        const [banana] = await loadImages('Banana', 1, 224);
+        const [orange] = await loadImages('Orange', 1, 224);
+        const firstConv = model.tensors[model.operators[0].outputs[0]].name;
+        const run = async (output: string | undefined, rgb: Uint8Array) => {
+          const executor = TfliteExecutor.fromModel(model, output === undefined ? {} : { output });
+          const out = executor.run(tf.tensor4d(Int32Array.from(rgb), [1, 224, 224, 3], 'int32'));
+          const values = (await out.data()) as Float32Array;
+          out.dispose();
+          executor.dispose();
+          return values;
+        };
 
-      // First conv: the dequantised float result rounds to the uint8 result (within half a step).
-      const conv = runUint8Reference(model, banana, 224, firstConv);
-      const convFloat = await run(firstConv, banana);
-      const convExpected = dequantizeActivation(conv);
-      const convWorst = convFloat.reduce((worst, v, i) => Math.max(worst, Math.abs(v - convExpected[i])), 0);
-      expect(convWorst).toBeLessThanOrEqual(conv.scale / 2 + 1e-4);
+        // First conv: the dequantised float result rounds to the uint8 result (within half a step).
+        const conv = runUint8Reference(model, banana, 224, firstConv);
+        const convFloat = await run(firstConv, banana);
+        const convExpected = dequantizeActivation(conv);
+        const convWorst = convFloat.reduce((worst, v, i) => Math.max(worst, Math.abs(v - convExpected[i])), 0);
+        expect(convWorst).toBeLessThanOrEqual(conv.scale / 2 + 1e-4);
 
-      // 26+ layers on: quantisation noise adds up, pooled features still track each other closely.
-      const block = runUint8Reference(model, banana, 224, 'expanded_conv_12/add');
-      const blockPooled = meanOverSpace(dequantizeActivation(block), 96);
-      const floatPooled = meanOverSpace(await run('expanded_conv_12/add', banana), 96);
-      expect(correlation(blockPooled, floatPooled)).toBeGreaterThan(0.99);
+        // 26+ layers on: quantisation noise adds up, pooled features still track each other closely.
+        const block = runUint8Reference(model, banana, 224, 'expanded_conv_12/add');
+        const blockPooled = meanOverSpace(dequantizeActivation(block), 96);
+        const floatPooled = meanOverSpace(await run('expanded_conv_12/add', banana), 96);
+        expect(correlation(blockPooled, floatPooled)).toBeGreaterThan(0.99);
 
-      // Whole graph: the same top-1 class, and mostly the same top 5.
-      for (const rgb of [banana, orange]) {
-        const reference = ranking(dequantizeActivation(runUint8Reference(model, rgb, 224))).slice(0, 5);
-        const float = ranking(await run(undefined, rgb)).slice(0, 5);
-        expect(labels[float[0]]).toBe(labels[reference[0]]);
-        expect(float.filter((c) => reference.includes(c)).length).toBeGreaterThanOrEqual(3);
-      }
-    });
+        // Whole graph: the same top-1 class, and mostly the same top 5.
+        for (const rgb of [banana, orange]) {
+          const reference = ranking(dequantizeActivation(runUint8Reference(model, rgb, 224))).slice(0, 5);
+          const float = ranking(await run(undefined, rgb)).slice(0, 5);
+          expect(labels[float[0]]).toBe(labels[reference[0]]);
+          expect(float.filter((c) => reference.includes(c)).length).toBeGreaterThanOrEqual(3);
+        }
+      },
+    );
 
     it.each(Object.keys(MODEL_FILES) as ModelKey[])('%s: pools expanded_conv_12/add at 128 px into 96 floats (avg <= GeM <= max)', async (key) => {
       const images = (await Promise.all(['Kiwi', 'Lemon', 'Raspberry'].map((fruit) => loadImages(fruit, 2, 128)))).flat();

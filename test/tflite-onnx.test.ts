@@ -77,7 +77,10 @@ if (!present) {
 
     it('taps: two layers of one pass, pooled and side by side, match the TF.js executor within 1e-4', async () => {
       const model = parseTfliteModel(readFileSync(MODEL_FILES.edgetpu));
-      const taps = [{ tensor: 'expanded_conv_12/add', pooling: 'avg' as const }, { tensor: 'expanded_conv_16/add', pooling: 'gem' as const }];
+      const taps = [
+        { tensor: 'expanded_conv_12/add', pooling: 'avg' as const },
+        { tensor: 'expanded_conv_16/add', pooling: 'gem' as const },
+      ];
       const images = await sampleImages(128);
       const session = await ort.InferenceSession.create(tfliteToOnnx(model, { taps }), { intraOpNumThreads: 1 });
       const result = await session.run({ [ONNX_INPUT]: new ort.Tensor('float32', toNchwPixels(images, 128), [images.length, 3, 128, 128]) });

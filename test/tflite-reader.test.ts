@@ -214,10 +214,44 @@ function syntheticModelBytes(): Uint8Array {
     { deprecated: 127, builtin: 150 }, // a code above 127: placeholder in the int8 field
   ];
   const operators: OperatorSpec[] = [
-    { opcode: 0, inputs: [0, 1, 2], outputs: [3], optionsType: 1, options: [[0, 'int8', 0], [1, 'int32', 2], [2, 'int32', 2], [3, 'int8', 3]] },
-    { opcode: 1, inputs: [3, 4, 5], outputs: [6], optionsType: 2, options: [[0, 'int8', 0], [1, 'int32', 1], [2, 'int32', 1], [3, 'int32', 1]] },
+    {
+      opcode: 0,
+      inputs: [0, 1, 2],
+      outputs: [3],
+      optionsType: 1,
+      options: [
+        [0, 'int8', 0],
+        [1, 'int32', 2],
+        [2, 'int32', 2],
+        [3, 'int8', 3],
+      ],
+    },
+    {
+      opcode: 1,
+      inputs: [3, 4, 5],
+      outputs: [6],
+      optionsType: 2,
+      options: [
+        [0, 'int8', 0],
+        [1, 'int32', 1],
+        [2, 'int32', 1],
+        [3, 'int32', 1],
+      ],
+    },
     { opcode: 2, inputs: [3, 6], outputs: [7], optionsType: 11, options: [[0, 'int8', 0]] },
-    { opcode: 3, inputs: [7], outputs: [8], optionsType: 5, options: [[0, 'int8', 1], [1, 'int32', 1], [2, 'int32', 1], [3, 'int32', 3], [4, 'int32', 3]] },
+    {
+      opcode: 3,
+      inputs: [7],
+      outputs: [8],
+      optionsType: 5,
+      options: [
+        [0, 'int8', 1],
+        [1, 'int32', 1],
+        [2, 'int32', 1],
+        [3, 'int32', 3],
+        [4, 'int32', 3],
+      ],
+    },
     { opcode: 4, inputs: [8, 9], outputs: [10] },
     { opcode: 5, inputs: [10], outputs: [11], optionsType: 9, options: [[0, 'float32', 1]] },
     { opcode: 6, inputs: [0], outputs: [12] },
@@ -255,14 +289,25 @@ describe('TFLite reader (synthetic model)', () => {
   it('decodes the builtin options of each operator', () => {
     const [conv, depthwise, add, pool, reshape, softmax, extended] = model.operators.map((op) => op.options);
     expect(conv).toEqual({ kind: 'conv2d', padding: 'same', strideW: 2, strideH: 2, dilationW: 1, dilationH: 1, activation: 'relu6' });
-    expect(depthwise).toEqual({ kind: 'depthwiseConv2d', padding: 'same', strideW: 1, strideH: 1, depthMultiplier: 1, dilationW: 1, dilationH: 1, activation: 'none' });
+    expect(depthwise).toEqual({
+      kind: 'depthwiseConv2d',
+      padding: 'same',
+      strideW: 1,
+      strideH: 1,
+      depthMultiplier: 1,
+      dilationW: 1,
+      dilationH: 1,
+      activation: 'none',
+    });
     expect(add).toEqual({ kind: 'activation', activation: 'none' });
     expect(pool).toEqual({ kind: 'pool2d', padding: 'valid', strideW: 1, strideH: 1, filterW: 3, filterH: 3, activation: 'none' });
     expect(reshape).toEqual({ kind: 'reshape', newShape: null });
     expect(softmax).toEqual({ kind: 'softmax', beta: 1 });
     expect(extended).toEqual({ kind: 'none' });
     expect(model.operators[0].inputs).toEqual([0, 1, 2]);
-    expect(describeOperators(model)[0]).toBe('0 CONV_2D(input [1,5,5,2], block/conv/weights [4,3,3,2], block/conv/bias [4]) -> block/conv/Relu6;block/conv/BatchNorm_Fold [1,3,3,4]');
+    expect(describeOperators(model)[0]).toBe(
+      '0 CONV_2D(input [1,5,5,2], block/conv/weights [4,3,3,2], block/conv/bias [4]) -> block/conv/Relu6;block/conv/BatchNorm_Fold [1,3,3,4]',
+    );
   });
 
   it('dequantises per tensor, per axis, and int32 biases with or without their own scale', () => {

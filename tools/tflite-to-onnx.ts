@@ -65,7 +65,10 @@ export function tfliteToOnnx(model: TfliteModel, options: TfliteToOnnxOptions = 
   const graph = new OnnxGraphBuilder(plan, inferShapesAt(model, plan.nominalSize));
   const gemP = options.gemP ?? 3;
   const features = taps.length
-    ? graph.convertTaps(taps.map((tap) => tap.pooling ?? (options.pooling === 'none' ? 'avg' : options.pooling ?? 'avg')), gemP)
+    ? graph.convertTaps(
+        taps.map((tap) => tap.pooling ?? (options.pooling === 'none' ? 'avg' : (options.pooling ?? 'avg'))),
+        gemP,
+      )
     : graph.convert(options.pooling ?? 'avg', gemP);
   const proto = onnx.ModelProto.create({
     irVersion: 8,

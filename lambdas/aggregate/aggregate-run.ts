@@ -18,27 +18,21 @@
  * second shard) is kept once.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
-import { AggregateEvent, AggregateEventSchema, FeaturizeBatchSummary, parseEvent, TransientStorageError } from '../core/contracts';
+import { AggregateEvent, AggregateEventSchema, FeaturizeBatchSummary, parseEvent, TransientStorageError } from '../contracts/events';
 import { decodeFeatureShard, FeatureShard } from '../core/feature-shard';
 import { explainedVarianceCsv, featuresCsvHeader, featuresCsvRow } from '../core/features-csv';
 import { IncompleteRunError, InputAccounting, describeIncompleteAccounting } from '../core/input-accounting';
+import { resultKey, type ResultFile } from '../contracts/bucket-layout';
 import { FailedBatch, readMapRunResults } from '../core/map-results';
 import { scatterPlotSvg, ScatterSample, screePlotSvg } from '../core/plots';
 import { RunReportBuilder } from '../core/run-report';
 import { ComponentSelection, DEFAULT_BLOCK_ROWS, fitPca, InsufficientDataError, PcaFit, PcaProjector, ScatterAccumulator } from '../core/streaming-pca';
-import { describeError, MissingObjectError, putObject, readBytes, readText } from '../core/s3-client';
-import { StreamedTextUpload } from './storage';
+import { describeError, MissingObjectError, putObject, readBytes, readText } from '../aws/s3-client';
+import { StreamedTextUpload } from '../aws/streamed-upload';
 
-/** Object names under the run's outputPrefix (docs/DESIGN.md, bucket layout). */
-export const OUTPUT_FILES = {
-  features: 'features.csv',
-  model: 'pca-model.json',
-  explainedVariance: 'explained-variance.csv',
-  scree: 'scree.svg',
-  scatter: 'pca-scatter.svg',
-  report: 'report.json',
-} as const;
-export type OutputName = keyof typeof OUTPUT_FILES;
+/** The outputs the aggregate step writes under the run's outputPrefix (failure.json is the state machine's). */
+const OUTPUT_FILES = ['features', 'model', 'explainedVariance', 'scree', 'scatter', 'report'] as const satisfies readonly ResultFile[];
+export type OutputName = (typeof OUTPUT_FILES)[number];
 
 /** What the aggregate step returns to the state machine: small, pointers only. */
 export interface AggregateResult {
@@ -82,9 +76,8 @@ export function parseAggregateEvent(rawEvent: unknown): AggregateEvent {
   return parseEvent(AggregateEventSchema, rawEvent, 'aggregate event (AggregateEventSchema)');
 }
 
-export function outputKeys(outputPrefix: string): Record<OutputName, string> {
-  const prefix = outputPrefix.endsWith('/') ? outputPrefix : `${outputPrefix}/`;
-  return Object.fromEntries(Object.entries(OUTPUT_FILES).map(([name, file]) => [name, `${prefix}${file}`])) as Record<OutputName, string>;
+function outputKeys(outputPrefix: string): Record<OutputName, string> {
+  return Object.fromEntries(OUTPUT_FILES.map((name) => [name, resultKey(outputPrefix, name)])) as Record<OutputName, string>;
 }
 
 export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): Promise<AggregateResult> {
@@ -186,10 +179,22 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
   if (!problems.complete) accounting.cannotProve('some failed or skipped images are known only by count (capped batch summaries without a readable shard)');
   if (manifest.ResultFiles.PENDING?.length) accounting.cannotProve('the map run ended with child executions still pending');
   const accountingReport = accounting.report();
+  /** A run that publishes nothing else still writes report.json, saying why. */
+  const writeFailureReport = async (error: Error) => {
+    const failure = report.build({
+      ...runFields(event, mapRunArn),
+      error,
+      accounting: accountingReport,
+      timingsMs: timings,
+      outputs: { report: outputs.report },
+      now: now(),
+    });
+    await putObject(s3, bucket, outputs.report, JSON.stringify(failure, null, 2), 'application/json');
+    return failure;
+  };
   if (!accountingReport.complete) {
     const error = new IncompleteRunError(describeIncompleteAccounting(accountingReport));
-    const failure = report.build({ ...runFields(event, mapRunArn), error, accounting: accountingReport, timingsMs: timings, outputs: { report: outputs.report }, now: now() });
-    await putObject(s3, bucket, outputs.report, JSON.stringify(failure, null, 2), 'application/json');
+    await writeFailureReport(error);
     log?.warn('run incomplete', { reason: error.message, accounting: accountingReport });
     throw error;
   }
@@ -201,8 +206,7 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
     fit = fitPca(accumulator.moments(), settings);
   } catch (error) {
     if (error instanceof InsufficientDataError) {
-      const failure = report.build({ ...runFields(event, mapRunArn), error, accounting: accountingReport, timingsMs: timings, outputs: { report: outputs.report }, now: now() });
-      await putObject(s3, bucket, outputs.report, JSON.stringify(failure, null, 2), 'application/json');
+      const failure = await writeFailureReport(error);
       log?.warn('no PCA possible', { reason: error.message, counts: failure.counts });
     }
     throw error;
@@ -220,7 +224,12 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
   try {
     await csv.write(featuresCsvHeader(fit.k));
     const byKey = new Map(usable.map((shard) => [shard.key, shard]));
-    for await (const read of readShards(s3, bucket, usable.map((shard) => shard.key), settings.readAhead ?? 2)) {
+    for await (const read of readShards(
+      s3,
+      bucket,
+      usable.map((shard) => shard.key),
+      settings.readAhead ?? 2,
+    )) {
       const expected = byKey.get(read.key)!;
       if ('problem' in read || read.shard.header.keys.length !== expected.rows) {
         // Pass 1 read it fine: a shard that changes or vanishes mid-run is worth a retry of the step.

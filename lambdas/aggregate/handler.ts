@@ -3,22 +3,12 @@
  * `aggregateRun` (streaming PCA, features.csv, model, plots, report).
  */
 import { Logger } from '@aws-lambda-powertools/logger';
-import { z } from 'zod';
-import { createS3Client } from '../core/s3-client';
+import { createS3Client } from '../aws/s3-client';
 import { AggregateResult, aggregateRun, AggregateSettings } from './aggregate-run';
-import { parseHandlerEnv } from '../core/handler-env';
+import { AggregateEnv, AggregateEnvSchema, parseHandlerEnv } from '../contracts/handler-env';
 
 export { aggregateRun } from './aggregate-run';
 export type { AggregateResult, AggregateSettings } from './aggregate-run';
-
-/** The handler's environment (docs/DESIGN.md lists it). Unset values take the defaults. */
-export const AggregateEnvSchema = z.object({
-  /** Components kept; the most kept when PCA_VARIANCE_THRESHOLD is set. */
-  PCA_COMPONENTS: z.coerce.number().int().positive().max(10_000).default(50),
-  /** When set, the smallest k (up to PCA_COMPONENTS) whose cumulative explained variance reaches it. */
-  PCA_VARIANCE_THRESHOLD: z.coerce.number().gt(0).lte(1).optional(),
-});
-export type AggregateEnv = z.infer<typeof AggregateEnvSchema>;
 
 /** Parse the environment; throws with every bad variable named (a cold start fails fast). */
 export function readAggregateEnv(env: NodeJS.ProcessEnv = process.env): AggregateEnv {

@@ -11,9 +11,9 @@
  * The header is JSON so a person can `head -c` a shard; the vectors are raw float32 so the
  * aggregator reads them with one Float32Array view, no parsing.
  */
-import type { ItemProblem } from './contracts';
+import type { ItemProblem } from '../contracts/events';
 
-export const SHARD_MAGIC = 'FSH1';
+const SHARD_MAGIC = 'FSH1';
 
 export interface ShardHeader {
   /** Featurizer id, e.g. `mobilenet_v1_0.25_224@224` or `pixels-16x16`. */

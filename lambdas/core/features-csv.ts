@@ -9,13 +9,14 @@
  * cell that starts with `=`, `+`, `-`, `@`, TAB or CR as a formula, and label folders are named by
  * whoever uploads images. Such text cells are written with a leading `'`, as OWASP advises, and so
  * is a text cell that itself starts with `'`, so that `restoreTextField` (drop one leading `'`)
- * gives back every key and label exactly. Numbers are never prefixed.
+ * gives back every key and label exactly. Numbers are never prefixed. Reading the files back is
+ * evaluate/csv.ts's job.
  */
 
-export const CSV_LINE_BREAK = '\r\n';
+const CSV_LINE_BREAK = '\r\n';
 
 /** Significant digits of a score: the features are float32 (~7 digits), one more avoids drift. */
-export const SCORE_DIGITS = 8;
+const SCORE_DIGITS = 8;
 
 const FORMULA_START = /^[=+\-@\t\r']/;
 
@@ -34,7 +35,7 @@ export function csvField(value: string): string {
   return value;
 }
 
-export function csvLine(fields: readonly string[]): string {
+function csvLine(fields: readonly string[]): string {
   return fields.map(csvField).join(',') + CSV_LINE_BREAK;
 }
 
@@ -45,7 +46,7 @@ export function formatNumber(value: number, digits: number = SCORE_DIGITS): stri
   return String(Number(value.toPrecision(digits)));
 }
 
-export function componentNames(k: number): string[] {
+function componentNames(k: number): string[] {
   return Array.from({ length: k }, (_, c) => `pc_${c + 1}`);
 }
 
@@ -75,53 +76,4 @@ export function explainedVarianceCsv(eigenvalues: ArrayLike<number>, ratios: Arr
     ]);
   }
   return out;
-}
-
-/**
- * Parses RFC 4180 text back into rows: for tests and for tools reading `features.csv`
- * (a quoted field may span lines).
- */
-export function parseCsv(text: string): string[][] {
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let field = '';
-  let quoted = false;
-  let i = 0;
-  while (i < text.length) {
-    const ch = text[i];
-    if (quoted) {
-      if (ch === '"') {
-        if (text[i + 1] === '"') {
-          field += '"';
-          i += 2;
-          continue;
-        }
-        quoted = false;
-      } else {
-        field += ch;
-      }
-      i++;
-      continue;
-    }
-    if (ch === '"' && field === '') {
-      quoted = true;
-    } else if (ch === ',') {
-      row.push(field);
-      field = '';
-    } else if (ch === '\r' || ch === '\n') {
-      row.push(field);
-      rows.push(row);
-      row = [];
-      field = '';
-      if (ch === '\r' && text[i + 1] === '\n') i++;
-    } else {
-      field += ch;
-    }
-    i++;
-  }
-  if (field !== '' || row.length > 0) {
-    row.push(field);
-    rows.push(row);
-  }
-  return rows;
 }

@@ -72,11 +72,10 @@ export interface Featurizer {
  * each fruit the last block generalises better (0.75-0.77 vs 0.66); for that use
  * FEATURE_LAYER=conv_pw_11_relu,conv_pw_13_relu IMAGE_SIZE=224 (0.95 / 0.77, half the speed).
  */
-export const DEFAULT_MODEL_ID = 'mobilenet_v1_0.25_224';
-export const DEFAULT_FEATURE_LAYERS: readonly string[] = ['conv_pw_11_relu'];
+const DEFAULT_FEATURE_LAYERS: readonly string[] = ['conv_pw_11_relu'];
 export const DEFAULT_IMAGE_SIZE = 128;
-export const DEFAULT_SQRT = true;
-export const PIXELS_SIZE = 16;
+const DEFAULT_SQRT = true;
+const PIXELS_SIZE = 16;
 
 /** Backends in order of speed; `tensorflow` (tfjs-node) only exists in the Lambda image. */
 const BACKEND_ORDER = ['tensorflow', 'wasm', 'cpu'] as const;
@@ -116,7 +115,7 @@ async function selectBackend(preferred?: string): Promise<BackendChoice> {
   throw new Error(`no TensorFlow.js backend could start (${failures.join('; ')})`);
 }
 
-/* eslint-disable @typescript-eslint/no-require-imports */
+/* eslint-disable @typescript-eslint/no-require-imports -- backends load on demand: each import registers one */
 function registerBackend(name: string): void {
   // Required lazily: tfjs-node is absent outside the image, and each import registers a backend.
   if (name === 'tensorflow') require('@tensorflow/tfjs-node');
@@ -147,7 +146,9 @@ export async function createFeaturizer(config: FeaturizerConfig): Promise<Featur
   if (!hasLayersModel(modelDir)) {
     return createPixelsFeaturizer([
       `FEATURIZER=cnn but no model at ${modelDir} (model ${config.modelId}): fell back to raw 16x16 pixels, ` +
-        'expect much lower accuracy. Fetch it with `npx tsx lib/model/fetch-model.ts --model ' + config.modelId + '`.',
+        'expect much lower accuracy. Fetch it with `npx tsx tools/model/fetch-model.ts --model ' +
+        config.modelId +
+        '`.',
     ]);
   }
   return createCnnFeaturizer(config, modelDir);

@@ -4,19 +4,15 @@
  * Keys are used exactly as ListObjectsV2 returned them: the Distributed Map's ItemReader already
  * hands over decoded keys, so decoding them again would corrupt names holding `%` or `+`.
  */
-import { BUCKET_LAYOUT } from './contracts';
+import { BUCKET_LAYOUT } from '../contracts/bucket-layout';
 
 /**
  * Extensions worth reading. Anything else (notes, manifests, `.svg`) is skipped without a read;
  * the content of a listed image is still checked (preprocess.ts sniffs the real format).
  */
-export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([
-  'jpg', 'jpeg', 'jpe', 'png', 'webp', 'tif', 'tiff', 'gif', 'avif', 'heic', 'heif',
-]);
+const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(['jpg', 'jpeg', 'jpe', 'png', 'webp', 'tif', 'tiff', 'gif', 'avif', 'heic', 'heif']);
 
-export type KeyClassification =
-  | { kind: 'image'; label: string }
-  | { kind: 'skip'; reason: string };
+export type KeyClassification = { kind: 'image'; label: string } | { kind: 'skip'; reason: string };
 
 /**
  * The label of an image is its immediate parent folder (`input/d/Training/Kiwi/1.jpg` -> `Kiwi`).

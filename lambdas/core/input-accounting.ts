@@ -10,7 +10,7 @@
  */
 
 /** Keys named per kind of discrepancy in a report; the counts are always exact. */
-export const ACCOUNTING_KEY_LIMIT = 100;
+const ACCOUNTING_KEY_LIMIT = 100;
 
 export interface KeySample {
   count: number;
@@ -94,7 +94,11 @@ export class InputAccounting {
 /** One sentence for an error or a terminal line; the keys themselves are in the report. */
 export function describeIncompleteAccounting(report: InputAccountingReport, what = 'listed objects'): string {
   const parts: string[] = [];
-  const keys = (s: KeySample) => s.keys.slice(0, 5).map((k) => JSON.stringify(k)).join(', ') + (s.count > 5 ? ', ...' : '');
+  const keys = (s: KeySample) =>
+    s.keys
+      .slice(0, 5)
+      .map((k) => JSON.stringify(k))
+      .join(', ') + (s.count > 5 ? ', ...' : '');
   if (report.unaccounted.count > 0) parts.push(`${report.unaccounted.count} never processed, failed or skipped (${keys(report.unaccounted)})`);
   if (report.listedTwice.count > 0) parts.push(`${report.listedTwice.count} listed more than once (${keys(report.listedTwice)})`);
   if (report.overcounted.count > 0) parts.push(`${report.overcounted.count} counted more often than listed (${keys(report.overcounted)})`);

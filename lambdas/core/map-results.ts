@@ -19,11 +19,11 @@
  * image goes unaccounted for.
  */
 import { z } from 'zod';
-import { FeaturizeBatchSummarySchema, type FeaturizeBatchSummary } from './contracts';
+import { FeaturizeBatchSummarySchema, type FeaturizeBatchSummary } from '../contracts/events';
 
 const ResultFileSchema = z.object({ Key: z.string().min(1), Size: z.number().optional() }).passthrough();
 
-export const ResultWriterManifestSchema = z
+const ResultWriterManifestSchema = z
   .object({
     DestinationBucket: z.string().min(1),
     MapRunArn: z.string().optional(),
@@ -44,7 +44,7 @@ export class MalformedMapResultError extends Error {
 }
 
 export type ResultStatus = 'SUCCEEDED' | 'FAILED' | 'PENDING';
-export const RESULT_STATUSES: readonly ResultStatus[] = ['SUCCEEDED', 'FAILED', 'PENDING'];
+const RESULT_STATUSES: readonly ResultStatus[] = ['SUCCEEDED', 'FAILED', 'PENDING'];
 
 export interface SucceededBatch {
   kind: 'succeeded';
@@ -162,7 +162,12 @@ function fromOutput(output: unknown, context: OutcomeContext): BatchOutcome {
   const parsed = FeaturizeBatchSummarySchema.safeParse(candidate);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    return failed('SUCCEEDED', context, 'UnreadableBatchOutput', `child output is not a featurize summary (${issue.path.join('.') || 'output'}: ${issue.message}): ${describeJson(output)}`);
+    return failed(
+      'SUCCEEDED',
+      context,
+      'UnreadableBatchOutput',
+      `child output is not a featurize summary (${issue.path.join('.') || 'output'}: ${issue.message}): ${describeJson(output)}`,
+    );
   }
   return { kind: 'succeeded', summary: parsed.data, ...definedOnly(context) };
 }
@@ -179,11 +184,15 @@ function batchInputKeys(input: unknown): string[] | undefined {
   return keys.every((key): key is string => key !== undefined) ? keys : undefined;
 }
 
-/** A Lambda error's Cause is itself JSON `{ errorType, errorMessage, trace }`: keep the message. */
-function readableCause(cause: string): string {
+/**
+ * A Lambda error's Cause is itself JSON `{ errorType, errorMessage, trace }`: people need
+ * `errorType: errorMessage`, or only the message where it is shown after an error name that is
+ * already the errorType. Any other cause (a States.* one is already a sentence) is kept as it is.
+ */
+export function readableCause(cause: string, shownAfter?: string): string {
   const json = parseJsonString(cause);
   if (isObject(json) && typeof json.errorMessage === 'string') {
-    return typeof json.errorType === 'string' ? `${json.errorType}: ${json.errorMessage}` : json.errorMessage;
+    return typeof json.errorType === 'string' && json.errorType !== shownAfter ? `${json.errorType}: ${json.errorMessage}` : json.errorMessage;
   }
   return cause;
 }
@@ -197,7 +206,7 @@ function parseJsonString(text: string): unknown {
 }
 
 function describeJson(value: unknown): string {
-  const text = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
+  const text = typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value));
   return text.length > 300 ? `${text.slice(0, 300)}...` : text;
 }
 

@@ -12,7 +12,7 @@ import { homedir } from 'node:os';
 import { isAbsolute, join, normalize, sep } from 'node:path';
 import type * as tfjs from '@tensorflow/tfjs-core';
 
-export const MODEL_JSON = 'model.json';
+const MODEL_JSON = 'model.json';
 
 /** Where models live when MODEL_DIR is not set: shared by the featurizer and `fetch-model`. */
 export function defaultModelCacheDir(modelId: string, env: NodeJS.ProcessEnv = process.env): string {
@@ -69,14 +69,22 @@ function shardPath(dir: string, path: string): string {
  * [null, size, size, channels]. Handles converted Keras models (`model_config`) and models saved
  * by tfjs-layers itself (Sequential or functional).
  */
-export function withInputSize(topology: Record<string, unknown>, size: number): Record<string, unknown> {
+/** The part of a Keras topology that holds the input shape: a model's layers, or a Sequential's list. */
+interface KerasLayer {
+  config?: { batch_input_shape?: unknown[] };
+}
+interface KerasModelConfig {
+  config?: { layers?: KerasLayer[] } | KerasLayer[];
+}
+
+function withInputSize(topology: Record<string, unknown>, size: number): Record<string, unknown> {
   // A JSON round trip, not structuredClone: under jest the latter yields objects of another realm.
-  const copy = JSON.parse(JSON.stringify(topology)) as Record<string, any>;
-  const modelConfig = copy.model_config ?? copy;
-  const layers: any[] | undefined = modelConfig?.config?.layers ?? (Array.isArray(modelConfig?.config) ? modelConfig.config : undefined);
+  const copy = JSON.parse(JSON.stringify(topology)) as KerasModelConfig & { model_config?: KerasModelConfig };
+  const config = (copy.model_config ?? copy).config;
+  const layers = Array.isArray(config) ? config : config?.layers;
   const inputLayer = layers?.find((layer) => Array.isArray(layer?.config?.batch_input_shape));
-  const shape: unknown[] | undefined = inputLayer?.config?.batch_input_shape;
-  if (!shape || shape.length !== 4) throw new Error('cannot change the input size: no 4-D batch_input_shape in the model topology');
+  const shape = inputLayer?.config?.batch_input_shape;
+  if (!inputLayer?.config || !shape || shape.length !== 4) throw new Error('cannot change the input size: no 4-D batch_input_shape in the model topology');
   inputLayer.config.batch_input_shape = [null, size, size, shape[3]];
-  return copy;
+  return copy as Record<string, unknown>;
 }

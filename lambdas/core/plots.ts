@@ -11,11 +11,11 @@ import { compile, type TopLevelSpec } from 'vega-lite';
 import { seededRandom } from './seeded-random';
 
 /** Points drawn in the scatter: more only makes a larger SVG, not a clearer picture. */
-export const SCATTER_POINT_LIMIT = 5000;
+const SCATTER_POINT_LIMIT = 5000;
 /** Bars drawn in the scree plot. */
-export const SCREE_BAR_LIMIT = 60;
+const SCREE_BAR_LIMIT = 60;
 
-export async function renderSvg(spec: TopLevelSpec): Promise<string> {
+async function renderSvg(spec: TopLevelSpec): Promise<string> {
   const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
   try {
     return await view.toSVG();
@@ -33,7 +33,7 @@ export interface ScreePlotInput {
 }
 
 /** Bars: each component's share of variance (kept ones highlighted); line: the cumulative share. */
-export function screePlotSpec({ ratios, kept, title = 'Explained variance by principal component' }: ScreePlotInput): TopLevelSpec {
+function screePlotSpec({ ratios, kept, title = 'Explained variance by principal component' }: ScreePlotInput): TopLevelSpec {
   const shown = Math.min(ratios.length, Math.max(kept, Math.min(SCREE_BAR_LIMIT, ratios.length)));
   const values: { component: number; ratio: number; cumulative: number; kept: string }[] = [];
   let cumulative = 0;
@@ -81,7 +81,7 @@ export interface ScatterPlotInput {
   yRatio?: number;
 }
 
-export function scatterPlotSpec({ points, total, xRatio, yRatio }: ScatterPlotInput): TopLevelSpec {
+function scatterPlotSpec({ points, total, xRatio, yRatio }: ScatterPlotInput): TopLevelSpec {
   const percent = (r: number) => `${(r * 100).toFixed(1)}%`;
   const labels = new Set(points.map((p) => p.label)).size;
   return {
@@ -143,5 +143,4 @@ export class ScatterSample {
     const j = Math.floor(this.random() * this.seen);
     if (j < this.limit) this.points[j] = point;
   }
-
 }

@@ -63,7 +63,11 @@ export function sniffImageFormat(bytes: Uint8Array): { format: AllowedFormat } |
     return { reason: `unsupported ISO media file (brand "${brand.replace(/[^\x20-\x7e]/g, '?')}")` };
   }
   // Text: strip a UTF-8 BOM and leading whitespace, then look at the markup.
-  const head = b.toString('utf8', 0, Math.min(b.length, 4096)).replace(/^\uFEFF/, '').trimStart().toLowerCase();
+  const head = b
+    .toString('utf8', 0, Math.min(b.length, 4096))
+    .replace(/^\uFEFF/, '')
+    .trimStart()
+    .toLowerCase();
   if (/<svg[\s>]/.test(head) || (head.startsWith('<?xml') && head.includes('<svg'))) {
     return { reason: 'SVG images are not allowed (vector images are never rendered)' };
   }
@@ -107,9 +111,7 @@ export async function preprocessImage(bytes: Uint8Array, options: PreprocessOpti
   const height = metadata.pageHeight ?? metadata.height ?? 0;
   if (width <= 0 || height <= 0) return reject(`${sniffed.format} header holds no dimensions`);
   if (width * height > options.maxInputPixels) {
-    return reject(
-      `image is ${width}x${height} (${width * height} pixels), above MAX_INPUT_PIXELS=${options.maxInputPixels} (possible decompression bomb)`,
-    );
+    return reject(`image is ${width}x${height} (${width * height} pixels), above MAX_INPUT_PIXELS=${options.maxInputPixels} (possible decompression bomb)`);
   }
 
   try {
@@ -141,7 +143,13 @@ export async function preprocessImage(bytes: Uint8Array, options: PreprocessOpti
 function describe(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   // libvips messages can span lines and repeat; one short line is enough for a report.
-  return message.split('\n').map((line) => line.trim()).filter(Boolean).slice(0, 2).join('; ').slice(0, 300);
+  return message
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean)
+    .slice(0, 2)
+    .join('; ')
+    .slice(0, 300);
 }
 
 /** How a model expects its RGB input scaled. */

@@ -7,7 +7,7 @@
  * The builder is fed batch by batch while the aggregator reads shards; it never throws on odd
  * input, it records it.
  */
-import type { FeaturizeBatchSummary, ItemProblem } from './contracts';
+import type { FeaturizeBatchSummary, ItemProblem } from '../contracts/events';
 import type { ShardHeader } from './feature-shard';
 import type { InputAccountingReport } from './input-accounting';
 import type { FailedBatch } from './map-results';

@@ -13,12 +13,13 @@ import {
   parseEvent,
   SUMMARY_LIST_LIMIT,
   TransientStorageError,
-} from '../core/contracts';
+} from '../contracts/events';
+import { shardKey } from '../contracts/bucket-layout';
 import { encodeFeatureShard, ShardHeader } from '../core/feature-shard';
 import type { Featurizer } from '../core/featurizer';
 import { classifyKey } from '../core/image-keys';
 import { preprocessImage, PreprocessOptions } from '../core/preprocess';
-import { isAccessDeniedError, isMissingObjectError, isTransientS3Error, putObject } from '../core/s3-client';
+import { isAccessDeniedError, isMissingObjectError, isTransientS3Error, putObject } from '../aws/s3-client';
 import { mapWithConcurrency } from '../core/concurrency';
 
 export interface FeaturizeBatchSettings {
@@ -87,7 +88,9 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
 
   // Chunks bound memory (a 1,000-item batch is never decoded at once); the next chunk is read
   // and decoded (I/O, sharp's thread pool) while the current one runs through the model.
-  const chunks = Array.from({ length: Math.ceil(toRead.length / settings.chunkSize) }, (_, i) => toRead.slice(i * settings.chunkSize, (i + 1) * settings.chunkSize));
+  const chunks = Array.from({ length: Math.ceil(toRead.length / settings.chunkSize) }, (_, i) =>
+    toRead.slice(i * settings.chunkSize, (i + 1) * settings.chunkSize),
+  );
   let next = chunks.length > 0 ? readChunk(chunks[0]) : undefined;
   for (let c = 0; c < chunks.length; c++) {
     const outcomes = await next!;
@@ -127,14 +130,19 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
       imageSize: featurizer.imageSize,
       warnings: featurizer.warnings,
       items: event.Items.length,
-      timingsMs: { readDecode: round(timings.readDecode), decode: round(timings.decode), infer: round(timings.infer), total: round(performance.now() - started) },
+      timingsMs: {
+        readDecode: round(timings.readDecode),
+        decode: round(timings.decode),
+        infer: round(timings.infer),
+        total: round(performance.now() - started),
+      },
     },
   };
-  const shardKey = `${withSlash(workPrefix)}shards/${batchHash(event.Items)}.fsh`;
+  const shard = shardKey(workPrefix, batchHash(event.Items));
   const body = encodeFeatureShard({ header, vectors: concat(vectorChunks, keys.length * featurizer.dim) });
-  await putObject(deps.s3, bucket, shardKey, body, 'application/octet-stream');
-  deps.log?.info('batch featurized', { shard: shardKey, count: keys.length, failed: failed.length, skipped: skipped.length, ...header.meta });
-  return summarise(shardKey, keys.length, failed, skipped);
+  await putObject(deps.s3, bucket, shard, body, 'application/octet-stream');
+  deps.log?.info('batch featurized', { shard, count: keys.length, failed: failed.length, skipped: skipped.length, ...header.meta });
+  return summarise(shard, keys.length, failed, skipped);
 }
 
 type ReadOutcome = { bytes: Uint8Array } | { reason: string };
@@ -172,7 +180,7 @@ export function batchHash(items: readonly ListedObject[]): string {
 }
 
 /** Lists cut to SUMMARY_LIST_LIMIT entries and a byte budget; the shard keeps them whole. */
-export function summarise(shard: string | null, count: number, failed: ItemProblem[], skipped: ItemProblem[]): FeaturizeBatchSummary {
+function summarise(shard: string | null, count: number, failed: ItemProblem[], skipped: ItemProblem[]): FeaturizeBatchSummary {
   let budget = SUMMARY_LISTS_BYTE_BUDGET;
   const cut = (problems: ItemProblem[]) => {
     const kept: ItemProblem[] = [];
@@ -197,7 +205,6 @@ export function summarise(shard: string | null, count: number, failed: ItemProbl
   };
 }
 
-
 function concat(chunks: Float32Array[], length: number): Float32Array {
   const out = new Float32Array(length);
   let offset = 0;
@@ -208,6 +215,5 @@ function concat(chunks: Float32Array[], length: number): Float32Array {
   return out;
 }
 
-const withSlash = (prefix: string) => (prefix.endsWith('/') ? prefix : `${prefix}/`);
 const round = (ms: number) => Math.round(ms);
 const describe = (error: unknown) => (error instanceof Error ? `${error.name}: ${error.message}` : String(error)).slice(0, 300);

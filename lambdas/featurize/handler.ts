@@ -3,40 +3,17 @@
  * the featurizer loaded once per container, the work done by `featurizeBatch`.
  */
 import { Logger } from '@aws-lambda-powertools/logger';
-import { z } from 'zod';
-import { MAX_INPUT_PIXELS_LIMIT, type FeaturizeBatchSummary } from '../core/contracts';
-import { DEFAULT_MODEL_ID, Featurizer, FeaturizerConfig, getFeaturizer } from '../core/featurizer';
+import { type FeaturizeBatchSummary } from '../contracts/events';
+import { FeaturizeEnv, FeaturizeEnvSchema, parseHandlerEnv } from '../contracts/handler-env';
+import { Featurizer, FeaturizerConfig, getFeaturizer } from '../core/featurizer';
 import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS } from '../core/preprocess';
-import { createS3Client } from '../core/s3-client';
+import { createS3Client } from '../aws/s3-client';
 import { featurizeBatch, FeaturizeBatchSettings } from './featurize-batch';
-import { parseHandlerEnv } from '../core/handler-env';
 
 export { featurizeBatch, batchHash } from './featurize-batch';
 export type { FeaturizeBatchDeps, FeaturizeBatchSettings } from './featurize-batch';
 
-const positiveInt = (max: number) => z.coerce.number().int().positive().max(max);
-
-/** The handler's environment (docs/DESIGN.md lists it). Unset values take the defaults. */
-export const FeaturizeEnvSchema = z.object({
-  FEATURIZER: z.enum(['cnn', 'pixels']).default('cnn'),
-  MODEL_ID: z.string().regex(/^[A-Za-z0-9._-]+$/).default(DEFAULT_MODEL_ID),
-  MODEL_DIR: z.string().min(1).optional(),
-  /** CNN input side; unset = DEFAULT_IMAGE_SIZE (featurizer.ts). */
-  IMAGE_SIZE: z.coerce.number().int().min(32).max(1024).optional(),
-  /** Comma-separated layer names, pooled side by side; unset = DEFAULT_FEATURE_LAYERS. */
-  FEATURE_LAYER: z.string().min(1).optional(),
-  /** `true`/`false`: signed square root of the pooled features; unset = DEFAULT_SQRT. */
-  FEATURE_SQRT: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
-  MAX_INPUT_PIXELS: positiveInt(MAX_INPUT_PIXELS_LIMIT).default(DEFAULT_MAX_INPUT_PIXELS),
-  MAX_INPUT_BYTES: positiveInt(1024 ** 3).default(DEFAULT_MAX_INPUT_BYTES),
-  READ_CONCURRENCY: positiveInt(64).default(8),
-  /** Images decoded, then featurized, at a time. */
-  INFER_BATCH_SIZE: positiveInt(256).default(32),
-  TF_BACKEND: z.enum(['tensorflow', 'wasm', 'cpu']).optional(),
-});
-export type FeaturizeEnv = z.infer<typeof FeaturizeEnvSchema>;
-
-/** Parse the environment; throws with every bad variable named (a cold start fails fast). */
+/** Parse the environment (lambdas/contracts/handler-env.ts); throws with every bad variable named (a cold start fails fast). */
 export function readFeaturizeEnv(env: NodeJS.ProcessEnv = process.env): FeaturizeEnv {
   return parseHandlerEnv(FeaturizeEnvSchema, env, 'featurize');
 }
@@ -47,7 +24,9 @@ export function featurizerConfigFrom(env: FeaturizeEnv): FeaturizerConfig {
     modelId: env.MODEL_ID,
     modelDir: env.MODEL_DIR,
     imageSize: env.IMAGE_SIZE,
-    featureLayers: env.FEATURE_LAYER?.split(',').map((name) => name.trim()).filter(Boolean),
+    featureLayers: env.FEATURE_LAYER?.split(',')
+      .map((name) => name.trim())
+      .filter(Boolean),
     sqrt: env.FEATURE_SQRT,
     inferBatchSize: env.INFER_BATCH_SIZE,
     backend: env.TF_BACKEND,
@@ -56,8 +35,8 @@ export function featurizerConfigFrom(env: FeaturizeEnv): FeaturizerConfig {
 
 export function batchSettingsFrom(env: FeaturizeEnv): FeaturizeBatchSettings {
   return {
-    maxInputPixels: env.MAX_INPUT_PIXELS,
-    maxInputBytes: env.MAX_INPUT_BYTES,
+    maxInputPixels: env.MAX_INPUT_PIXELS ?? DEFAULT_MAX_INPUT_PIXELS,
+    maxInputBytes: env.MAX_INPUT_BYTES ?? DEFAULT_MAX_INPUT_BYTES,
     readConcurrency: env.READ_CONCURRENCY,
     chunkSize: env.INFER_BATCH_SIZE,
   };

@@ -2,7 +2,7 @@ import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct, IConstruct } from 'constructs';
-import { BUCKET_LAYOUT } from '../../lambdas/core/contracts';
+import { BUCKET_LAYOUT } from '../../lambdas/contracts/bucket-layout';
 
 export interface DataBucketProps {
   /** Days before objects under `work/` (shards, map results) expire. */

@@ -4,7 +4,8 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { BUCKET_LAYOUT, NAME_RULE, RunSettingsSchema } from '../../lambdas/core/contracts';
+import { RunSettingsSchema } from '../../lambdas/contracts/events';
+import { BUCKET_LAYOUT, NAME_RULE, RESULT_FILES, runLayout, WORK_FOLDERS } from '../../lambdas/contracts/bucket-layout';
 import { DataBucket } from './data-bucket';
 import { ScopedResultWriterV2, ScopedS3ObjectsItemReader } from './map-io';
 
@@ -31,6 +32,9 @@ export interface FeaturePipelineProps {
 }
 
 /** Errors worth another attempt: Lambda's own hiccups and throttling, and our named transient error. */
+/** `results/{}/` and `work/{}/`: the run layout as `States.Format` templates of the run id. */
+const RUN_LAYOUT_TEMPLATE = runLayout('{}');
+
 const TRANSIENT_ERRORS = [
   'Lambda.ServiceException',
   'Lambda.AWSLambdaException',
@@ -125,10 +129,7 @@ export class FeaturePipeline extends Construct {
     const runRequestFromMarker = new sfn.Pass(this, 'RunRequestFromMarker', {
       parameters: {
         bucket: sfn.JsonPath.stringAt('$.bucket'),
-        inputPrefix: sfn.JsonPath.format(
-          `${BUCKET_LAYOUT.inputRoot}{}/`,
-          sfn.JsonPath.arrayGetItem(sfn.JsonPath.listAt('$.keyParts'), 1),
-        ),
+        inputPrefix: sfn.JsonPath.format(`${BUCKET_LAYOUT.inputRoot}{}/`, sfn.JsonPath.arrayGetItem(sfn.JsonPath.listAt('$.keyParts'), 1)),
       },
     });
     const checkStartMarker = new sfn.Choice(this, 'CheckStartMarker')
@@ -157,8 +158,8 @@ export class FeaturePipeline extends Construct {
     const runSettings = new sfn.Pass(this, 'RunSettings', {
       parameters: {
         ...runSettingsAt('$.request'),
-        outputPrefix: sfn.JsonPath.format(`${BUCKET_LAYOUT.resultsRoot}{}/`, sfn.JsonPath.stringAt('$.request.runId')),
-        workPrefix: sfn.JsonPath.format(`${BUCKET_LAYOUT.workRoot}{}/`, sfn.JsonPath.stringAt('$.request.runId')),
+        outputPrefix: sfn.JsonPath.format(RUN_LAYOUT_TEMPLATE.outputPrefix, sfn.JsonPath.stringAt('$.request.runId')),
+        workPrefix: sfn.JsonPath.format(RUN_LAYOUT_TEMPLATE.workPrefix, sfn.JsonPath.stringAt('$.request.runId')),
       },
     });
 
@@ -184,12 +185,9 @@ export class FeaturePipeline extends Construct {
       // (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html), so they go to S3.
       resultWriterV2: new ScopedResultWriterV2({
         bucketNamePath: '$.bucket',
-        prefix: sfn.JsonPath.format('{}map-results', sfn.JsonPath.stringAt('$.workPrefix')),
+        prefix: sfn.JsonPath.format(`{}${WORK_FOLDERS.mapResults}`, sfn.JsonPath.stringAt('$.workPrefix')),
         policyStatements: [
-          data.objectsStatement(
-            ['s3:PutObject', 's3:GetObject', 's3:ListMultipartUploadParts', 's3:AbortMultipartUpload'],
-            BUCKET_LAYOUT.workRoot,
-          ),
+          data.objectsStatement(['s3:PutObject', 's3:GetObject', 's3:ListMultipartUploadParts', 's3:AbortMultipartUpload'], BUCKET_LAYOUT.workRoot),
         ],
       }),
       resultSelector: {
@@ -218,7 +216,7 @@ export class FeaturePipeline extends Construct {
       iamResources: [data.bucket.arnForObjects(`${BUCKET_LAYOUT.resultsRoot}*`)],
       parameters: {
         Bucket: sfn.JsonPath.stringAt('$.bucket'),
-        Key: sfn.JsonPath.format('{}failure.json', sfn.JsonPath.stringAt('$.outputPrefix')),
+        Key: sfn.JsonPath.format(`{}${RESULT_FILES.failure}`, sfn.JsonPath.stringAt('$.outputPrefix')),
         ContentType: 'application/json',
         Body: {
           runId: sfn.JsonPath.stringAt('$.runId'),
@@ -242,11 +240,7 @@ export class FeaturePipeline extends Construct {
           sfn.Condition.isString('$.runId'),
           // RUN_ID_PATTERN as far as wildcards can say it: nothing that leaves results/<runId>/ or
           // work/<runId>/. The handlers' RunSettingsSchema and the CLI check the whole pattern.
-          sfn.Condition.not(
-            sfn.Condition.or(
-              ...['', '*/*', '*..*', '* *', '.*'].map((pattern) => sfn.Condition.stringMatches('$.runId', pattern)),
-            ),
-          ),
+          sfn.Condition.not(sfn.Condition.or(...['', '*/*', '*..*', '* *', '.*'].map((pattern) => sfn.Condition.stringMatches('$.runId', pattern)))),
         ),
         featurizeImages.next(aggregateFeatures),
       )
@@ -288,10 +282,7 @@ export class FeaturePipeline extends Construct {
     props.data.acknowledgePrefixScope(this.stateMachine, BUCKET_LAYOUT.workRoot);
     props.data.acknowledgePrefixScope(this.stateMachine, BUCKET_LAYOUT.resultsRoot);
     for (const fn of [props.featurizeFunction, props.aggregateFunction]) {
-      acknowledge(
-        `<${logicalId(fn)}.Arn>:*`,
-        'LambdaInvoke grants the versions and aliases of this one function (<arn>:*) next to the function itself.',
-      );
+      acknowledge(`<${logicalId(fn)}.Arn>:*`, 'LambdaInvoke grants the versions and aliases of this one function (<arn>:*) next to the function itself.');
     }
     acknowledge(
       '*',

@@ -3,7 +3,7 @@ import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { BUCKET_LAYOUT } from '../../lambdas/core/contracts';
+import { BUCKET_LAYOUT } from '../../lambdas/contracts/bucket-layout';
 
 export interface UploadTriggerProps {
   /** Bucket whose "Object Created" events are watched (EventBridge delivery must be on). */

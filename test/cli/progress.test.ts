@@ -1,4 +1,4 @@
-import { createProgressDisplay, formatSeconds } from '../../lib/cli/progress';
+import { createProgressDisplay, formatSeconds } from '../../cli/progress';
 
 describe('progress display', () => {
   it('prints plain lines off a terminal, one per tenth of the work, with failures', () => {

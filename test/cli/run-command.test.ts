@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { generateDemoDataset } from '../../lib/local/demo-dataset';
+import { generateDemoDataset } from '../../local/demo-dataset';
 
 describe('fruits run (process)', () => {
   let work: string;
@@ -25,7 +25,23 @@ describe('fruits run (process)', () => {
         timeout: 120_000,
       });
 
-    const run = cli('run', dataset, '--json', '--featurizer', 'pixels', '--components', '3', '--batch-size', '7', '--workers', '1', '--data-dir', join(work, 's3'), '--out', join(work, 'out'));
+    const run = cli(
+      'run',
+      dataset,
+      '--json',
+      '--featurizer',
+      'pixels',
+      '--components',
+      '3',
+      '--batch-size',
+      '7',
+      '--workers',
+      '1',
+      '--data-dir',
+      join(work, 's3'),
+      '--out',
+      join(work, 'out'),
+    );
     expect({ status: run.status, stderr: run.stderr.slice(-2000) }).toEqual({ status: 0, stderr: expect.any(String) });
     const summary = JSON.parse(run.stdout);
     expect(summary).toMatchObject({ status: 'SUCCEEDED', dataset: 'tiny-fruits', processed: 20, failed: 0, components: 3, workers: 1 });

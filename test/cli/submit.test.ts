@@ -17,9 +17,11 @@ import {
   StartExecutionCommand,
 } from '@aws-sdk/client-sfn';
 import { mockClient } from 'aws-sdk-client-mock';
-import { localETags, resolveDeployment, startRun, uploadFolder, UPLOAD_PART_SIZE } from '../../lib/cli/deployed';
-import { buildProgram } from '../../lib/cli/program';
-import { LocalS3Server, startLocalS3Server } from '../../lib/local/s3-server';
+import { resolveDeployment, startRun } from '../../cli/deployed';
+import { localETags, UPLOAD_PART_SIZE } from '../../client/dataset-folder';
+import { uploadFolder } from '../../client/folder-upload';
+import { buildProgram } from '../../cli/program';
+import { LocalS3Server, startLocalS3Server } from '../../local/emulator/s3/s3-server';
 
 const BUCKET = 'deployed-bucket';
 const SM_ARN = 'arn:aws:states:eu-west-1:123456789012:stateMachine:FruitsPipelineStateMachine';
@@ -58,12 +60,22 @@ describe('deployed stack commands', () => {
 
   it('finds the bucket and state machine in the stack outputs', async () => {
     cfn.on(DescribeStacksCommand, { StackName: 'FruitsPipeline' }).resolves({
-      Stacks: [{ StackName: 'FruitsPipeline', CreationTime: new Date(), StackStatus: 'CREATE_COMPLETE', Outputs: [
-        { OutputKey: 'BucketName', OutputValue: BUCKET },
-        { OutputKey: 'StateMachineArn', OutputValue: SM_ARN },
-      ] }],
+      Stacks: [
+        {
+          StackName: 'FruitsPipeline',
+          CreationTime: new Date(),
+          StackStatus: 'CREATE_COMPLETE',
+          Outputs: [
+            { OutputKey: 'BucketName', OutputValue: BUCKET },
+            { OutputKey: 'StateMachineArn', OutputValue: SM_ARN },
+          ],
+        },
+      ],
     });
-    await expect(resolveDeployment(new CloudFormationClient({}), { stackName: 'FruitsPipeline' })).resolves.toEqual({ bucket: BUCKET, stateMachineArn: SM_ARN });
+    await expect(resolveDeployment(new CloudFormationClient({}), { stackName: 'FruitsPipeline' })).resolves.toEqual({
+      bucket: BUCKET,
+      stateMachineArn: SM_ARN,
+    });
     cfn.on(DescribeStacksCommand).resolves({ Stacks: [{ StackName: 'X', CreationTime: new Date(), StackStatus: 'CREATE_COMPLETE', Outputs: [] }] });
     await expect(resolveDeployment(new CloudFormationClient({}), { stackName: 'X' })).rejects.toThrow(/--bucket/);
   });
@@ -73,7 +85,15 @@ describe('deployed stack commands', () => {
     const first = await uploadFolder(s3.client, { bucket: BUCKET, prefix: 'input/resume/', dir });
     expect(first).toMatchObject({ uploaded: 3, skipped: 0 });
     const got = await s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'input/resume/Kiwi/big.jpg' }));
-    expect(createHash('md5').update(await got.Body!.transformToByteArray()).digest('hex')).toBe(createHash('md5').update(readFileSync(join(dir, 'Kiwi', 'big.jpg'))).digest('hex'));
+    expect(
+      createHash('md5')
+        .update(await got.Body!.transformToByteArray())
+        .digest('hex'),
+    ).toBe(
+      createHash('md5')
+        .update(readFileSync(join(dir, 'Kiwi', 'big.jpg')))
+        .digest('hex'),
+    );
 
     writeFileSync(join(dir, 'Apple', 'a.jpg'), 'a changed apple');
     const second = await uploadFolder(s3.client, { bucket: BUCKET, prefix: 'input/resume/', dir });
@@ -101,7 +121,10 @@ describe('deployed stack commands', () => {
       ['results', 'a/b', ...deployedFlags],
       ['run', dir, '--run-id', '..'],
     ]) {
-      await expect(runCli(args)).rejects.toMatchObject({ code: 'commander.invalidArgument', message: expect.stringMatching(/is not valid: use 1-80 characters/) });
+      await expect(runCli(args)).rejects.toMatchObject({
+        code: 'commander.invalidArgument',
+        message: expect.stringMatching(/is not valid: use 1-80 characters/),
+      });
     }
     expect(sfn.calls()).toHaveLength(0);
   });
@@ -121,8 +144,12 @@ describe('deployed stack commands', () => {
         { executionArn: execArn('ours'), stateMachineArn: SM_ARN, name: 'ours', status: 'RUNNING', startDate: new Date() },
       ],
     });
-    sfn.on(DescribeExecutionCommand, { executionArn: execArn('other') }).resolves({ input: JSON.stringify({ trigger: { bucket: BUCKET, key: 'input/else/_START' } }) } as never);
-    sfn.on(DescribeExecutionCommand, { executionArn: execArn('ours') }).resolves({ input: JSON.stringify({ trigger: { bucket: BUCKET, key: 'input/trig/_START' } }) } as never);
+    sfn
+      .on(DescribeExecutionCommand, { executionArn: execArn('other') })
+      .resolves({ input: JSON.stringify({ trigger: { bucket: BUCKET, key: 'input/else/_START' } }) } as never);
+    sfn
+      .on(DescribeExecutionCommand, { executionArn: execArn('ours') })
+      .resolves({ input: JSON.stringify({ trigger: { bucket: BUCKET, key: 'input/trig/_START' } }) } as never);
     const arn = await startRun(clients(), { bucket: BUCKET, stateMachineArn: SM_ARN }, { dataset: 'trig', trigger: true, pollMs: 10 });
     expect(arn).toBe(execArn('ours'));
     await expect(s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'input/trig/_START' }))).resolves.toBeDefined();
@@ -153,12 +180,42 @@ describe('deployed stack commands', () => {
     sfn
       .on(DescribeExecutionCommand, { executionArn: execArn('run-ok') })
       .resolvesOnce({ executionArn: execArn('run-ok'), name: 'run-ok', status: 'RUNNING', startDate: new Date() } as never)
-      .resolves({ executionArn: execArn('run-ok'), name: 'run-ok', status: 'SUCCEEDED', startDate: new Date(), stopDate: new Date(), output: '{"rows":3}' } as never);
-    sfn.on(ListMapRunsCommand).resolves({ mapRuns: [{ mapRunArn: 'arn:aws:states:eu-west-1:123456789012:mapRun:x/FeaturizeImages:1', executionArn: execArn('run-ok'), stateMachineArn: SM_ARN, startDate: new Date() }] });
-    sfn.on(DescribeMapRunCommand).resolves({ itemCounts: { total: 3, succeeded: 3, failed: 0, running: 0, pending: 0, timedOut: 0, aborted: 0, resultsWritten: 3 } } as never);
+      .resolves({
+        executionArn: execArn('run-ok'),
+        name: 'run-ok',
+        status: 'SUCCEEDED',
+        startDate: new Date(),
+        stopDate: new Date(),
+        output: '{"rows":3}',
+      } as never);
+    sfn.on(ListMapRunsCommand).resolves({
+      mapRuns: [
+        {
+          mapRunArn: 'arn:aws:states:eu-west-1:123456789012:mapRun:x/FeaturizeImages:1',
+          executionArn: execArn('run-ok'),
+          stateMachineArn: SM_ARN,
+          startDate: new Date(),
+        },
+      ],
+    });
+    sfn
+      .on(DescribeMapRunCommand)
+      .resolves({ itemCounts: { total: 3, succeeded: 3, failed: 0, running: 0, pending: 0, timedOut: 0, aborted: 0, resultsWritten: 3 } } as never);
 
     const out = join(work, 'out');
-    const { stdout, exitCode } = await runCli(['submit', dir, ...deployedFlags, '--no-trigger', '--run-id', 'run-ok', '--poll-seconds', '1', '--json', '--out', out]);
+    const { stdout, exitCode } = await runCli([
+      'submit',
+      dir,
+      ...deployedFlags,
+      '--no-trigger',
+      '--run-id',
+      'run-ok',
+      '--poll-seconds',
+      '1',
+      '--json',
+      '--out',
+      out,
+    ]);
     expect(exitCode).toBe(0);
     const start = sfn.commandCalls(StartExecutionCommand)[0].args[0].input;
     expect(start).toMatchObject({ stateMachineArn: SM_ARN, name: 'run-ok' });
@@ -167,17 +224,53 @@ describe('deployed stack commands', () => {
     expect(printed).toMatchObject({ status: 'SUCCEEDED', runId: 'run-ok', items: { total: 3, succeeded: 3 } });
     expect(readFileSync(join(out, 'run-ok', 'features.csv'), 'utf8')).toBe('key,label,pc_1\r\n');
     // HEAD, not GET: an unread GET body would keep the server streaming after the test ends.
-    await expect(s3.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'input/fruits/Kiwi/big.jpg' }))).resolves.toMatchObject({ ContentLength: UPLOAD_PART_SIZE + 1000 });
+    await expect(s3.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'input/fruits/Kiwi/big.jpg' }))).resolves.toMatchObject({
+      ContentLength: UPLOAD_PART_SIZE + 1000,
+    });
   });
 
   it('status/results of a failed run print the cause and the failed items from the map results', async () => {
     const prefix = 'work/run-bad/map-results/0000/';
-    const succeeded = [{ ExecutionArn: 'c1', Status: 'SUCCEEDED', Input: '{"Items":[{"Key":"input/f/A/1.jpg"},{"Key":"input/f/A/bad.jpg"}]}', Output: JSON.stringify({ shard: 'work/run-bad/shards/x.fsh', count: 1, failed: [{ key: 'input/f/A/bad.jpg', reason: 'not a decodable image' }], failedCount: 1, skipped: [], skippedCount: 0, truncated: false }) }];
-    const failed = [{ ExecutionArn: 'c2', Status: 'FAILED', Input: '{"Items":[{"Key":"input/f/B/2.jpg"}]}', Error: 'States.Timeout', Cause: 'child timed out' }];
+    const succeeded = [
+      {
+        ExecutionArn: 'c1',
+        Status: 'SUCCEEDED',
+        Input: '{"Items":[{"Key":"input/f/A/1.jpg"},{"Key":"input/f/A/bad.jpg"}]}',
+        Output: JSON.stringify({
+          shard: 'work/run-bad/shards/x.fsh',
+          count: 1,
+          failed: [{ key: 'input/f/A/bad.jpg', reason: 'not a decodable image' }],
+          failedCount: 1,
+          skipped: [],
+          skippedCount: 0,
+          truncated: false,
+        }),
+      },
+    ];
+    const failed = [
+      { ExecutionArn: 'c2', Status: 'FAILED', Input: '{"Items":[{"Key":"input/f/B/2.jpg"}]}', Error: 'States.Timeout', Cause: 'child timed out' },
+    ];
     await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${prefix}SUCCEEDED_0.json`, Body: JSON.stringify(succeeded) }));
     await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${prefix}FAILED_0.json`, Body: JSON.stringify(failed) }));
-    await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${prefix}manifest.json`, Body: JSON.stringify({ DestinationBucket: BUCKET, MapRunArn: 'm', ResultFiles: { SUCCEEDED: [{ Key: `${prefix}SUCCEEDED_0.json`, Size: 1 }], FAILED: [{ Key: `${prefix}FAILED_0.json`, Size: 1 }], PENDING: [] } }) }));
-    sfn.on(DescribeExecutionCommand, { executionArn: execArn('run-bad') }).resolves({ executionArn: execArn('run-bad'), name: 'run-bad', status: 'FAILED', startDate: new Date(), error: 'States.ExceedToleratedFailureThreshold', cause: 'too many failed items' } as never);
+    await s3.client.send(
+      new PutObjectCommand({
+        Bucket: BUCKET,
+        Key: `${prefix}manifest.json`,
+        Body: JSON.stringify({
+          DestinationBucket: BUCKET,
+          MapRunArn: 'm',
+          ResultFiles: { SUCCEEDED: [{ Key: `${prefix}SUCCEEDED_0.json`, Size: 1 }], FAILED: [{ Key: `${prefix}FAILED_0.json`, Size: 1 }], PENDING: [] },
+        }),
+      }),
+    );
+    sfn.on(DescribeExecutionCommand, { executionArn: execArn('run-bad') }).resolves({
+      executionArn: execArn('run-bad'),
+      name: 'run-bad',
+      status: 'FAILED',
+      startDate: new Date(),
+      error: 'States.ExceedToleratedFailureThreshold',
+      cause: 'too many failed items',
+    } as never);
     sfn.on(ListMapRunsCommand).resolves({ mapRuns: [] });
 
     const status = await runCli(['status', 'run-bad', ...deployedFlags]);

@@ -1,6 +1,6 @@
 import sharp from 'sharp';
-import { alterImage, FIELD_CONDITIONS } from '../../lib/evaluate/field-conditions';
-import { generateDemoDataset } from '../../lib/local/demo-dataset';
+import { alterImage, FIELD_CONDITIONS } from '../../evaluate/field-conditions';
+import { generateDemoDataset } from '../../local/demo-dataset';
 
 async function rgb(image: Uint8Array) {
   const { data, info } = await sharp(image).removeAlpha().raw().toBuffer({ resolveWithObject: true });

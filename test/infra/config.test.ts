@@ -1,12 +1,5 @@
 import { App } from 'aws-cdk-lib';
-import {
-  CONFIG_CONTEXT_KEY,
-  configFromContext,
-  defaultConfig,
-  parsePipelineConfig,
-  PipelineConfigError,
-  PipelineConfigSchema,
-} from '../../lib/config';
+import { CONFIG_CONTEXT_KEY, configFromContext, defaultConfig, parsePipelineConfig, PipelineConfigError, PipelineConfigSchema } from '../../lib/config';
 import { cdkJson } from './synth';
 
 function appWith(value: unknown): App {
@@ -33,7 +26,15 @@ describe('pipeline config', () => {
       removalPolicy: 'retain',
     });
     // Unset: the handlers' own defaults apply.
-    for (const key of ['featurizeReservedConcurrency', 'pcaVarianceThreshold', 'imageSize', 'featureLayers', 'featureSqrt', 'maxInputPixels', 'readConcurrency'] as const) {
+    for (const key of [
+      'featurizeReservedConcurrency',
+      'pcaVarianceThreshold',
+      'imageSize',
+      'featureLayers',
+      'featureSqrt',
+      'maxInputPixels',
+      'readConcurrency',
+    ] as const) {
       expect(config[key]).toBeUndefined();
     }
   });
@@ -105,8 +106,6 @@ describe('pipeline config', () => {
   });
 
   test('the error names its source and lists every problem', () => {
-    expect(() => parsePipelineConfig({ batchSize: -1, featurizer: 'x' }, 'cdk.json')).toThrow(
-      /^Invalid cdk\.json:\n {2}- batchSize: .*\n {2}- featurizer: /,
-    );
+    expect(() => parsePipelineConfig({ batchSize: -1, featurizer: 'x' }, 'cdk.json')).toThrow(/^Invalid cdk\.json:\n {2}- batchSize: .*\n {2}- featurizer: /);
   });
 });

@@ -7,14 +7,14 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bundleHandlers, HANDLER_ENTRIES } from '../../lambdas/bundle-handlers';
-import { readFeaturesCsv } from '../../lib/evaluate/knn';
-import { runLocally } from '../../lib/local/local-run';
+import { bundleHandlers, HANDLER_ENTRIES } from '../../lambdas/image/bundle-handlers';
+import { readFeaturesCsv } from '../../evaluate/knn';
+import { runLocally } from '../../local/local-run';
 
 const PROJECT_ROOT = join(__dirname, '..', '..');
 const MODEL_DIR = join(PROJECT_ROOT, '..', 'shared', 'models', 'mobilenet_v1_0.25_224');
 
-describe('image bundle (lambdas/bundle-handlers.ts, as the Dockerfile runs it)', () => {
+describe('image bundle (lambdas/image/bundle-handlers.ts, as the Dockerfile runs it)', () => {
   // Inside the project so the externals (sharp, @tensorflow/*) resolve from node_modules, as they
   // resolve from the image's own node_modules.
   const bundleDir = join(PROJECT_ROOT, '.cache', `image-bundle-${process.pid}`);

@@ -6,7 +6,7 @@ import type { PipelineConfigInput } from '../../lib/config';
 import { INVOCATION_MARGIN } from '../../lib/constructs/feature-pipeline';
 import { maskAssetHashes, stateMachineDefinition, synthesizePipeline, SynthesizedPipeline } from './synth';
 // asl-validator ships CommonJS with a default-style export.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- asl-validator has no types
 const aslValidator = require('asl-validator') as (definition: unknown) => { isValid: boolean; errorsText: (separator?: string) => string };
 
 const STATE_NAMES = ['FeaturizeImages', 'FeaturizeBatch', 'AggregateFeatures', 'WriteFailureReport', 'RunFailed'];
@@ -339,12 +339,12 @@ describe('functions', () => {
     expect(images).toHaveLength(1);
     const [image] = images;
     const staged = readdirSync(join(pipeline.app.synth().directory, image.source.directory));
-    expect(staged).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', 'lambdas', 'layers']));
+    expect(staged).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', 'lambdas', 'tools']));
     // cdk.json and bin/ too: a config edit changes the build args, not the build context.
     for (const excluded of ['node_modules', 'cdk.out', '.git', 'test', 'docs', 'out', 'bench', 'coverage', 'bin', 'cdk.json']) {
       expect(staged).not.toContain(excluded);
     }
-    expect(image.source).toMatchObject({ dockerFile: 'lambdas/featurize/Dockerfile', platform: 'linux/amd64' });
+    expect(image.source).toMatchObject({ dockerFile: 'lambdas/image/Dockerfile', platform: 'linux/amd64' });
   });
 });
 
@@ -368,12 +368,7 @@ describe('IAM', () => {
     for (const statement of policyStatements()) {
       if (!asList(statement.Action).some((action) => action.startsWith('s3:'))) continue;
       for (const resource of asList(statement.Resource)) {
-        expect([
-          objectsUnder('input/'),
-          objectsUnder('work/'),
-          objectsUnder('results/'),
-          { 'Fn::GetAtt': [bucketId(), 'Arn'] },
-        ]).toContainEqual(resource);
+        expect([objectsUnder('input/'), objectsUnder('work/'), objectsUnder('results/'), { 'Fn::GetAtt': [bucketId(), 'Arn'] }]).toContainEqual(resource);
       }
     }
   });

@@ -6,7 +6,7 @@
  * run local stand-ins that record their input.
  */
 import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
-import { AggregateEventSchema } from '../../lambdas/core/contracts';
+import { AggregateEventSchema } from '../../lambdas/contracts/events';
 import { PLACEHOLDERS, stateMachineDefinition, synthesizePipeline } from './synth';
 
 const EXECUTION_NAME = 'run-0042';
@@ -156,14 +156,11 @@ describe('run settings from the execution input', () => {
     { inputPrefix: 'input/fruits/', runId: 'with space' },
     { inputPrefix: 'input/fruits/', runId: '' },
     { inputPrefix: 'input/fruits/', runId: 42 },
-  ])(
-    'prefixes outside the layout (%j) fail with a clear cause',
-    async (input) => {
-      const failure = await failureOf(input);
-      expect(failure.error).toBe('InvalidRunSettings');
-      expect(failure.cause).toContain('input/<dataset>/');
-    },
-  );
+  ])('prefixes outside the layout (%j) fail with a clear cause', async (input) => {
+    const failure = await failureOf(input);
+    expect(failure.error).toBe('InvalidRunSettings');
+    expect(failure.cause).toContain('input/<dataset>/');
+  });
 });
 
 describe('aggregate input and failure path', () => {

@@ -8,7 +8,7 @@ import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { CONFIG_CONTEXT_KEY, configFromContext, PipelineConfigInput } from '../../lib/config';
 import { FruitsPipelineStack } from '../../lib/fruits-pipeline-stack';
-import { resolveStateMachineDefinition } from '../../lib/local/synthesized-definition';
+import { resolveStateMachineDefinition } from '../../local/emulator/synthesized-definition';
 
 export const PROJECT_ROOT = join(__dirname, '..', '..');
 

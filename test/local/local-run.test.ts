@@ -6,8 +6,8 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunReport } from '../../lambdas/core/run-report';
-import { knnAccuracy, readFeaturesCsv } from '../../lib/evaluate/knn';
-import { runLocally } from '../../lib/local/local-run';
+import { knnAccuracy, readFeaturesCsv } from '../../evaluate/knn';
+import { runLocally } from '../../local/local-run';
 
 const SHARED = join(__dirname, '..', '..', '..', 'shared');
 const SAMPLE = join(SHARED, 'datasets', 'fruits-360-sample');
@@ -36,7 +36,9 @@ describe('local run (embedded default)', () => {
     expect(first).toMatchObject({ status: 'SUCCEEDED', dataset: 'demo', processed: 120, failed: 0, uploaded: 120 });
     expect(first.knn?.scored).toBe(40);
     const outputs = readdirSync(join(outDir, first.runId)).sort();
-    expect(outputs).toEqual(expect.arrayContaining(['features.csv', 'pca-model.json', 'report.json', 'scree.svg', 'pca-scatter.svg', 'explained-variance.csv']));
+    expect(outputs).toEqual(
+      expect.arrayContaining(['features.csv', 'pca-model.json', 'report.json', 'scree.svg', 'pca-scatter.svg', 'explained-variance.csv']),
+    );
     const storedAfterFirst = listFiles(dataDir);
 
     const second = (await runLocally(options)).summary;
@@ -88,7 +90,6 @@ describe('local run (embedded default)', () => {
     const knn = knnAccuracy(rows);
     expect(summary.knn).toEqual(knn);
     expect(knn.scored).toBe(240 - 0);
-    // eslint-disable-next-line no-console
     console.log(
       `5-NN accuracy on the principal components (Training -> Test): ${knn.accuracy.toFixed(3)} ` +
         `(${summary.featurizer}, k=${summary.components}, explained variance ${summary.explainedVariance?.toFixed(3)}, ${summary.seconds.toFixed(1)} s)`,

@@ -8,9 +8,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { restoreTextField } from '../../lambdas/core/features-csv';
-import { readFeaturesCsv } from '../../lib/evaluate/knn';
-import { generateDemoDataset } from '../../lib/local/demo-dataset';
-import { runLocally } from '../../lib/local/local-run';
+import { readFeaturesCsv } from '../../evaluate/knn';
+import { generateDemoDataset } from '../../local/demo-dataset';
+import { runLocally } from '../../local/local-run';
 import { readFileSync } from 'node:fs';
 import type { RunReport } from '../../lambdas/core/run-report';
 
@@ -55,7 +55,12 @@ describe('local run at scale (3,000+ images, prefix-named folders)', () => {
     const rows = readFeaturesCsv(readFileSync(join(first.outDir!, 'features.csv'), 'utf8'));
     const keys = rows.map((row) => row.key);
     expect(new Set(keys).size).toBe(keys.length);
-    expect(keys.sort()).toEqual(written.filter((path) => path !== tooLong).map((path) => `input/scale/${path}`).sort());
+    expect(keys.sort()).toEqual(
+      written
+        .filter((path) => path !== tooLong)
+        .map((path) => `input/scale/${path}`)
+        .sort(),
+    );
     expect(new Set(rows.map((row) => restoreTextField(row.label)))).toEqual(new Set(LABELS));
     const report = JSON.parse(readFileSync(join(first.outDir!, 'report.json'), 'utf8')) as RunReport;
     expect(report.accounting).toMatchObject({ complete: true, listed: written.length - 1 });

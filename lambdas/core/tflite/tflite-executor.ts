@@ -67,7 +67,10 @@ export class TfliteExecutor {
     const kept = new Set(this.plan.outputs);
     const values = new Map<ValueId, tf.Tensor>();
     const { inputScale, inputZeroPoint } = this.plan;
-    values.set(this.plan.input, tf.tidy(() => tf.mul(tf.sub(tf.cast(pixels, 'float32'), inputZeroPoint), inputScale)));
+    values.set(
+      this.plan.input,
+      tf.tidy(() => tf.mul(tf.sub(tf.cast(pixels, 'float32'), inputZeroPoint), inputScale)),
+    );
     try {
       this.plan.ops.forEach((op, i) => {
         const inputs = op.inputs.map((id) => {
@@ -75,7 +78,10 @@ export class TfliteExecutor {
           if (!value) throw new Error(`${op.opName} #${op.opIndex}: input ${id} was not computed`);
           return value;
         });
-        values.set(op.output, tf.tidy(() => applyClip(op, runOp(op, inputs, this.weights[i]))));
+        values.set(
+          op.output,
+          tf.tidy(() => applyClip(op, runOp(op, inputs, this.weights[i]))),
+        );
         for (const id of op.inputs) {
           if (this.lastUse.get(id) === i && !kept.has(id)) {
             values.get(id)?.dispose();
@@ -296,7 +302,9 @@ export function createTfliteFeatureExtractor(model: TfliteModel, options: Tflite
         try {
           const maps = executor.runAll(input);
           features = tf.tidy(() => {
-            const pooled = maps.map((map, i) => (map.rank === 4 ? globalPool(map as tf.Tensor4D, poolings[i], options.gemP) : tf.reshape(map, [chunk.length, -1])));
+            const pooled = maps.map((map, i) =>
+              map.rank === 4 ? globalPool(map as tf.Tensor4D, poolings[i], options.gemP) : tf.reshape(map, [chunk.length, -1]),
+            );
             return pooled.length === 1 ? pooled[0] : tf.concat(pooled, 1);
           });
           maps.forEach((map) => map.dispose());

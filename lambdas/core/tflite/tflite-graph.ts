@@ -220,12 +220,7 @@ export function planFloatGraph(model: TfliteModel, options: PlanOptions = {}): F
   };
 }
 
-function planOp(
-  model: TfliteModel,
-  op: TfliteOperator,
-  clip: readonly [number, number] | null,
-  constants: Map<ValueId, ConstantValue>,
-): PlanOp {
+function planOp(model: TfliteModel, op: TfliteOperator, clip: readonly [number, number] | null, constants: Map<ValueId, ConstantValue>): PlanOp {
   const tensors = model.tensors;
   const base = { opIndex: op.index, opName: op.opName, output: op.outputs[0], activation: 'none' as Activation, clip };
   const o = op.options;
@@ -241,7 +236,10 @@ function planOp(
     if (!input || !weights?.data) throw new Error(`${op.opName} #${op.index}: weights are not constant`);
     if (bias && !bias.data) throw new Error(`${op.opName} #${op.index}: bias is not constant`);
     // An int32 bias written without parameters has scale input_scale * weight_scale (quantisation spec).
-    const fallback = input.quantization && weights.quantization ? weights.quantization.scale.map((s) => s * (input.quantization as { scale: readonly number[] }).scale[0]) : undefined;
+    const fallback =
+      input.quantization && weights.quantization
+        ? weights.quantization.scale.map((s) => s * (input.quantization as { scale: readonly number[] }).scale[0])
+        : undefined;
     return { input: input.index, weights, filter: dequantize(weights), bias: bias ? dequantize(bias, fallback) : null };
   };
   switch (op.builtinCode) {
@@ -271,7 +269,15 @@ function planOp(
       if (o.kind !== 'fullyConnected') throw new Error(`${op.opName} #${op.index}: options ${o.kind}`);
       if (o.weightsFormat !== 0) throw new Error(`${op.opName} #${op.index}: shuffled weights are not supported`);
       const { input, weights, filter, bias } = weightsAndBias();
-      return { kind: 'fullyConnected', ...base, inputs: [input], weights: filter, weightsShape: [weights.shape[0], weights.shape[1]], bias, activation: o.activation };
+      return {
+        kind: 'fullyConnected',
+        ...base,
+        inputs: [input],
+        weights: filter,
+        weightsShape: [weights.shape[0], weights.shape[1]],
+        bias,
+        activation: o.activation,
+      };
     }
     case BuiltinOperator.ADD:
     case BuiltinOperator.MUL:

@@ -60,7 +60,15 @@ export interface TfliteTensor {
 }
 
 export type OperatorOptions =
-  | { readonly kind: 'conv2d'; readonly padding: Padding; readonly strideH: number; readonly strideW: number; readonly dilationH: number; readonly dilationW: number; readonly activation: Activation }
+  | {
+      readonly kind: 'conv2d';
+      readonly padding: Padding;
+      readonly strideH: number;
+      readonly strideW: number;
+      readonly dilationH: number;
+      readonly dilationW: number;
+      readonly activation: Activation;
+    }
   | {
       readonly kind: 'depthwiseConv2d';
       readonly padding: Padding;
@@ -71,7 +79,15 @@ export type OperatorOptions =
       readonly depthMultiplier: number;
       readonly activation: Activation;
     }
-  | { readonly kind: 'pool2d'; readonly padding: Padding; readonly strideH: number; readonly strideW: number; readonly filterH: number; readonly filterW: number; readonly activation: Activation }
+  | {
+      readonly kind: 'pool2d';
+      readonly padding: Padding;
+      readonly strideH: number;
+      readonly strideW: number;
+      readonly filterH: number;
+      readonly filterW: number;
+      readonly activation: Activation;
+    }
   | { readonly kind: 'fullyConnected'; readonly activation: Activation; readonly weightsFormat: number; readonly keepNumDims: boolean }
   | { readonly kind: 'activation'; readonly activation: Activation }
   | { readonly kind: 'concatenation'; readonly axis: number; readonly activation: Activation }
@@ -273,7 +289,11 @@ function readOptions(builtinCode: number, optionsType: number, table: FbTable | 
     case BuiltinOperator.MUL:
     case BuiltinOperator.SUB: {
       const type =
-        builtinCode === BuiltinOperator.ADD ? BuiltinOptionsType.AddOptions : builtinCode === BuiltinOperator.MUL ? BuiltinOptionsType.MulOptions : BuiltinOptionsType.SubOptions;
+        builtinCode === BuiltinOperator.ADD
+          ? BuiltinOptionsType.AddOptions
+          : builtinCode === BuiltinOperator.MUL
+            ? BuiltinOptionsType.MulOptions
+            : BuiltinOptionsType.SubOptions;
       const t = empty(expect(type));
       return { kind: 'activation', activation: activationName(t.int8(ActivationOptionsField.fusedActivationFunction)) };
     }

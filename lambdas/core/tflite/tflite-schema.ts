@@ -238,9 +238,7 @@ export const BuiltinOperator = {
 } as const;
 export type BuiltinOperatorName = keyof typeof BuiltinOperator;
 
-const OPERATOR_NAMES = new Map<number, BuiltinOperatorName>(
-  Object.entries(BuiltinOperator).map(([name, code]) => [code, name as BuiltinOperatorName]),
-);
+const OPERATOR_NAMES = new Map<number, BuiltinOperatorName>(Object.entries(BuiltinOperator).map(([name, code]) => [code, name as BuiltinOperatorName]));
 export function builtinOperatorName(code: number): string {
   return OPERATOR_NAMES.get(code) ?? `BUILTIN_${code}`;
 }

@@ -73,7 +73,13 @@ function samePad(size: number, kernel: number, stride: number, dilation: number,
   return { out, before: Math.floor(total / 2) };
 }
 
-function runOp(model: TfliteModel, op: TfliteOperator, x: QuantizedActivation, values: Map<number, QuantizedActivation>, out: TfliteTensor): QuantizedActivation {
+function runOp(
+  model: TfliteModel,
+  op: TfliteOperator,
+  x: QuantizedActivation,
+  values: Map<number, QuantizedActivation>,
+  out: TfliteTensor,
+): QuantizedActivation {
   const o = op.options;
   const { scale: outScale, zeroPoint: outZero } = params(out);
   switch (op.builtinCode) {

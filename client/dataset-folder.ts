@@ -1,0 +1,100 @@
+/**
+ * A dataset as the local run and `submit` see it: the files of a folder (or of the generated demo
+ * set), each with its path under `input/<dataset>/` and the digests an upload is checked against.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, readdirSync, statSync } from 'node:fs';
+import { join, relative, sep } from 'node:path';
+import type { Readable } from 'node:stream';
+
+/** lib-storage's part size; also what a multipart ETag is computed over. */
+export const UPLOAD_PART_SIZE = 8 * 1024 * 1024;
+
+export interface DatasetFile {
+  /** Path relative to the dataset root, `/`-separated. */
+  readonly path: string;
+  readonly size: number;
+  body(): Buffer | Readable;
+  /** The content's MD5, and the ETags S3 may give the object once uploaded (see `uploadETags`). */
+  digests(): Promise<{ md5: string; etags: string[] }>;
+}
+
+/**
+ * Every file of a dataset folder, depth first in name order (stable keys, stable run ids).
+ * Hidden entries (.DS_Store, .git, editor droppings) are not part of a dataset a user would
+ * upload, so they and everything below them are left out.
+ */
+export function* datasetFiles(dir: string): Generator<string> {
+  for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    if (entry.name.startsWith('.')) continue;
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) yield* datasetFiles(path);
+    else if (entry.isFile()) yield path;
+  }
+}
+
+/** The files of a folder, read from disk when uploaded. */
+export function folderFiles(root: string): DatasetFile[] {
+  return [...datasetFiles(root)].map((file) => {
+    const size = statSync(file).size;
+    return {
+      path: relative(root, file).split(sep).join('/'),
+      size,
+      body: () => createReadStream(file),
+      digests: once(() => uploadETags(createReadStream(file) as AsyncIterable<Buffer>, size)),
+    };
+  });
+}
+
+/** Files held in memory (the generated demo set). */
+export function memoryFiles(files: readonly { path: string; body: Buffer }[]): DatasetFile[] {
+  return files.map(({ path, body }) => ({ path, size: body.length, body: () => body, digests: once(() => uploadETags([body], body.length)) }));
+}
+
+/** A folder name as a dataset name: one path segment the state machine's prefix checks accept. */
+export function datasetName(folder: string): string {
+  const trim = (text: string) => text.replace(/^[-._]+|[-.]+$/g, '');
+  const name = trim(trim(folder.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/\.{2,}/g, '.')).slice(0, 60));
+  return name || 'dataset';
+}
+
+/** The ETags of a file on disk (see `uploadETags`). */
+export async function localETags(file: string, size: number): Promise<string[]> {
+  return (await uploadETags(createReadStream(file) as AsyncIterable<Buffer>, size)).etags;
+}
+
+/**
+ * The ETags an object uploaded as we upload it may carry: S3 gives a multipart object
+ * MD5-of-part-MD5s + `-<parts>`, a single-part one its MD5; some S3-compatible servers (s3rver)
+ * give every object its MD5. Either one matching means the object is already there.
+ */
+async function uploadETags(chunks: AsyncIterable<Buffer> | Iterable<Buffer>, size: number): Promise<{ md5: string; etags: string[] }> {
+  const whole = createHash('md5');
+  const digests: Buffer[] = [];
+  let part = createHash('md5');
+  let inPart = 0;
+  for await (const chunk of chunks) {
+    whole.update(chunk);
+    let offset = 0;
+    while (offset < chunk.length) {
+      const take = Math.min(chunk.length - offset, UPLOAD_PART_SIZE - inPart);
+      part.update(chunk.subarray(offset, offset + take));
+      inPart += take;
+      offset += take;
+      if (inPart === UPLOAD_PART_SIZE) {
+        digests.push(part.digest());
+        part = createHash('md5');
+        inPart = 0;
+      }
+    }
+  }
+  const md5 = whole.digest('hex');
+  if (size <= UPLOAD_PART_SIZE) return { md5, etags: [md5] };
+  if (inPart > 0) digests.push(part.digest());
+  return { md5, etags: [`${createHash('md5').update(Buffer.concat(digests)).digest('hex')}-${digests.length}`, md5] };
+}
+
+function once<T>(compute: () => Promise<T>): () => Promise<T> {
+  let value: Promise<T> | undefined;
+  return () => (value ??= compute());
+}

@@ -1,0 +1,101 @@
+/**
+ * Where everything lives in the data bucket (docs/DESIGN.md, bucket layout): the top-level roots the
+ * IAM grants are scoped to, the names that become path segments, and the one helper that builds a
+ * run's `results/<runId>/` and `work/<runId>/` keys. The stack, the handlers, the local run and the
+ * CLI all build their keys here.
+ */
+
+/** Fixed top-level prefixes; IAM grants are scoped to them (see lib/constructs). */
+export const BUCKET_LAYOUT = {
+  /** Images live under `input/<dataset>/<label>/<file>`. */
+  inputRoot: 'input/',
+  /** Intermediate artifacts of a run (feature shards, map results): expired by a lifecycle rule. */
+  workRoot: 'work/',
+  /** Final outputs of a run (CSV, model, plots, report): kept. */
+  resultsRoot: 'results/',
+  /** Name of the marker object that starts a run for the folder it sits in. */
+  startMarker: '_START',
+} as const;
+
+/**
+ * A run id names the run's execution and its `work/<runId>/` and `results/<runId>/` folders, so it
+ * is one safe path segment: 1-80 characters (the Step Functions execution name limit,
+ * https://docs.aws.amazon.com/step-functions/latest/apireference/API_StartExecution.html), letters,
+ * digits, `.`, `_` and `-`, starting with a letter or digit, never `..`. Dataset names follow the
+ * same rule, as `input/<dataset>/` is a prefix the IAM grants and the start-marker rule match on.
+ */
+export const RUN_ID_PATTERN = /^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/;
+export const NAME_RULE = '1-80 characters: letters, digits, ".", "_" and "-", starting with a letter or digit, without ".."';
+
+/** Why `value` is not a valid run id or dataset name, or undefined when it is one. */
+export function invalidName(value: string, what: 'run id' | 'dataset name'): string | undefined {
+  return RUN_ID_PATTERN.test(value) ? undefined : `${what} ${JSON.stringify(value)} is not valid: use ${NAME_RULE}`;
+}
+
+/** S3's longest object key, in UTF-8 bytes (https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html). */
+export const S3_KEY_MAX_BYTES = 1024;
+
+/** Where a dataset's images live in the bucket: `input/<dataset>/`. */
+export function datasetInputPrefix(dataset: string): string {
+  return `${BUCKET_LAYOUT.inputRoot}${dataset}/`;
+}
+
+/** Object names under a run's `results/<runId>/`. */
+export const RESULT_FILES = {
+  features: 'features.csv',
+  model: 'pca-model.json',
+  explainedVariance: 'explained-variance.csv',
+  scree: 'scree.svg',
+  scatter: 'pca-scatter.svg',
+  report: 'report.json',
+  /** Written by the state machine's WriteFailureReport when a run fails. */
+  failure: 'failure.json',
+} as const;
+export type ResultFile = keyof typeof RESULT_FILES;
+
+/** Folders under a run's `work/<runId>/`. */
+export const WORK_FOLDERS = {
+  /** One feature shard per batch, `<hash>.fsh`. */
+  shards: 'shards',
+  /** The Distributed Map's ResultWriter prefix: `<mapRunId>/manifest.json`, `SUCCEEDED_n.json`... */
+  mapResults: 'map-results',
+} as const;
+
+export interface RunLayout {
+  /** `results/<runId>/` */
+  readonly outputPrefix: string;
+  /** `work/<runId>/` */
+  readonly workPrefix: string;
+  /** `work/<runId>/map-results/` */
+  readonly mapResultsPrefix: string;
+  /** `results/<runId>/<file>` */
+  resultKey(file: ResultFile): string;
+}
+
+/**
+ * The keys of one run. The state machine derives the same prefixes from the run id
+ * (`runLayout('{}')` gives its `States.Format` templates), and hands them to the handlers as
+ * `outputPrefix` and `workPrefix`.
+ */
+export function runLayout(runId: string): RunLayout {
+  const outputPrefix = `${BUCKET_LAYOUT.resultsRoot}${runId}/`;
+  const workPrefix = `${BUCKET_LAYOUT.workRoot}${runId}/`;
+  return {
+    outputPrefix,
+    workPrefix,
+    mapResultsPrefix: `${workPrefix}${WORK_FOLDERS.mapResults}/`,
+    resultKey: (file) => resultKey(outputPrefix, file),
+  };
+}
+
+/** `<outputPrefix>/<file>`, for a handler that knows the prefix, not the run id. */
+export function resultKey(outputPrefix: string, file: ResultFile): string {
+  return `${withSlash(outputPrefix)}${RESULT_FILES[file]}`;
+}
+
+/** `<workPrefix>/shards/<hash>.fsh` */
+export function shardKey(workPrefix: string, hash: string): string {
+  return `${withSlash(workPrefix)}${WORK_FOLDERS.shards}/${hash}.fsh`;
+}
+
+const withSlash = (prefix: string) => (prefix.endsWith('/') ? prefix : `${prefix}/`);

@@ -1,0 +1,108 @@
+/**
+ * The messages that cross the state machine: execution input, the Distributed Map batch event,
+ * the featurize summary and the aggregate step's input. One place, validated with zod, shared by
+ * the CDK definition's documentation, the handlers and the local runner. The bucket layout is in
+ * `bucket-layout.ts`, the handlers' environment in `handler-env.ts`.
+ *
+ * Everything here stays small on purpose: a state's input/output is capped at 256 KiB
+ * (https://docs.aws.amazon.com/step-functions/latest/dg/limits-overview.html), so only pointers to
+ * S3 objects travel through the state machine, never feature vectors.
+ */
+import { z } from 'zod';
+import { NAME_RULE, RUN_ID_PATTERN } from './bucket-layout';
+
+/** Execution input after the definition filled in its defaults. */
+export const RunSettingsSchema = z.object({
+  bucket: z.string().min(3),
+  inputPrefix: z.string().min(1),
+  runId: z.string().regex(RUN_ID_PATTERN, `runId: ${NAME_RULE}`),
+  outputPrefix: z.string().min(1),
+  workPrefix: z.string().min(1),
+});
+export type RunSettings = z.infer<typeof RunSettingsSchema>;
+
+/** One object as the Distributed Map's ItemReader (S3 ListObjectsV2) hands it over. */
+export const ListedObjectSchema = z
+  .object({
+    Key: z.string().min(1),
+    Size: z.number().int().nonnegative().optional(),
+    ETag: z.string().optional(),
+    LastModified: z.string().optional(),
+    StorageClass: z.string().optional(),
+  })
+  .passthrough();
+export type ListedObject = z.infer<typeof ListedObjectSchema>;
+
+/** The ItemBatcher event a featurize child receives: `{ Items, BatchInput }`. */
+export const FeaturizeBatchEventSchema = z.object({
+  Items: z.array(ListedObjectSchema).min(1),
+  BatchInput: RunSettingsSchema,
+});
+export type FeaturizeBatchEvent = z.infer<typeof FeaturizeBatchEventSchema>;
+
+/** Per-image outcome that is not a feature vector. */
+export const ItemProblemSchema = z.object({ key: z.string(), reason: z.string() });
+export type ItemProblem = z.infer<typeof ItemProblemSchema>;
+
+/**
+ * What a featurize child returns: a pointer and counts, never the vectors. The aggregator checks
+ * each child's output against this schema on the way in.
+ */
+export const FeaturizeBatchSummarySchema = z.object({
+  /**
+   * S3 key of the batch's feature shard (in BatchInput.bucket). The featurize handler writes it even
+   * when no image succeeded, since its header is the only complete list of the batch's failures;
+   * readers still accept null (a batch with no shard contributes no rows).
+   */
+  shard: z.string().min(1).nullable(),
+  /** Images featurized into the shard. */
+  count: z.number().int().nonnegative(),
+  /** Images that could not be featurized, at most SUMMARY_LIST_LIMIT of them (all are in the shard). */
+  failed: z.array(ItemProblemSchema),
+  failedCount: z.number().int().nonnegative(),
+  /** Keys that are not images of a label folder (marker, notes, misplaced files). */
+  skipped: z.array(ItemProblemSchema),
+  skippedCount: z.number().int().nonnegative(),
+  /** True when `failed`/`skipped` were cut to SUMMARY_LIST_LIMIT entries. */
+  truncated: z.boolean(),
+});
+export type FeaturizeBatchSummary = z.infer<typeof FeaturizeBatchSummarySchema>;
+export const SUMMARY_LIST_LIMIT = 100;
+
+/** Where the Distributed Map's ResultWriter put its manifest (the Map state's output). */
+export const ResultWriterDetailsSchema = z.object({
+  Bucket: z.string().min(3),
+  Key: z.string().min(1),
+});
+
+/** The aggregate step's input: run settings plus the ResultWriter manifest location. */
+export const AggregateEventSchema = RunSettingsSchema.extend({
+  mapResult: z.object({
+    MapRunArn: z.string().optional(),
+    ResultWriterDetails: ResultWriterDetailsSchema,
+  }),
+});
+export type AggregateEvent = z.infer<typeof AggregateEventSchema>;
+
+/** Thrown for an event that does not match its schema: a wiring bug, never retried. */
+export class MalformedEventError extends Error {
+  override readonly name = 'MalformedEventError';
+}
+
+/** A handler's event checked against its schema; the first problems are named in the error. */
+export function parseEvent<S extends z.ZodType>(schema: S, rawEvent: unknown, what: string): z.output<S> {
+  const parsed = schema.safeParse(rawEvent);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.slice(0, 5).map((issue) => `${issue.path.join('.') || '(event)'}: ${issue.message}`);
+    throw new MalformedEventError(`${what} does not match its schema: ${issues.join('; ')}`);
+  }
+  return parsed.data;
+}
+
+/**
+ * Thrown for transient storage failures that survived the SDK's own retries (5xx, throttling,
+ * connection resets). The state machine retries it with backoff; bad images never throw it.
+ */
+export class TransientStorageError extends Error {
+  override readonly name = 'TransientStorageError';
+}

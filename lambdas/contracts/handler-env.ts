@@ -1,0 +1,151 @@
+/**
+ * The environment the stack gives each function and the handler reads, in one place: the
+ * variable names (`FEATURIZE_ENV`, `AGGREGATE_ENV`), the bounds of every setting that travels
+ * through them (also the deployment config's bounds, lib/config.ts), the handlers' schemas, and
+ * the writers the stack and the local run build the environment with. A name or bound changed here
+ * changes both sides.
+ */
+import { z } from 'zod';
+
+/** The featurize function's variables (docs/DESIGN.md, handlers). */
+export const FEATURIZE_ENV = {
+  featurizer: 'FEATURIZER',
+  modelId: 'MODEL_ID',
+  modelDir: 'MODEL_DIR',
+  imageSize: 'IMAGE_SIZE',
+  featureLayers: 'FEATURE_LAYER',
+  featureSqrt: 'FEATURE_SQRT',
+  maxInputPixels: 'MAX_INPUT_PIXELS',
+  maxInputBytes: 'MAX_INPUT_BYTES',
+  readConcurrency: 'READ_CONCURRENCY',
+  inferBatchSize: 'INFER_BATCH_SIZE',
+  tfBackend: 'TF_BACKEND',
+} as const;
+
+/** The aggregate function's variables. */
+export const AGGREGATE_ENV = {
+  pcaComponents: 'PCA_COMPONENTS',
+  pcaVarianceThreshold: 'PCA_VARIANCE_THRESHOLD',
+} as const;
+
+/**
+ * Bounds of the settings that reach a handler, checked by the deployment config at synth and by
+ * the handler at its cold start, so a synthesizable setting never fails a cold start.
+ */
+export const SETTING_BOUNDS = {
+  /**
+   * Principal components kept. At most the feature dimension is ever kept (the fit clamps k and
+   * warns); the widest featurizer the handler builds (two MobileNet blocks, average and max pooled)
+   * stays below 4,096, and features.csv gets one column per component.
+   */
+  pcaComponents: { min: 1, max: 4096 },
+  /** Square CNN input side, in pixels. */
+  imageSize: { min: 32, max: 1024 },
+  /** Concurrent S3 reads inside one featurize batch. */
+  readConcurrency: { min: 1, max: 64 },
+  /** The decompression-bomb limit: images above it are reported as failed, not decoded. */
+  maxInputPixels: { min: 1, max: 1_000_000_000 },
+  /** Objects above it are reported as failed, not read. */
+  maxInputBytes: { min: 1, max: 1024 ** 3 },
+  /** Images decoded, then run through the model, at a time. */
+  inferBatchSize: { min: 1, max: 256 },
+} as const;
+
+/**
+ * A model id names a manifest entry (tools/model/manifest.json), a cache directory and the image's
+ * build argument, so it is one path segment that cannot be `.` or `..`: it starts with a letter or
+ * a digit.
+ */
+export const MODEL_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+export const MODEL_ID_RULE = 'letters, digits, "_", "." and "-", starting with a letter or digit';
+/** A model layer whose pooled activations are features. */
+export const LAYER_NAME_PATTERN = /^[A-Za-z0-9_]+$/;
+/** The model baked into the image and used by the handler when MODEL_ID is unset. */
+export const DEFAULT_MODEL_ID = 'mobilenet_v1_0.25_224';
+
+const boundedInt = (bounds: { min: number; max: number }) => z.coerce.number().int().min(bounds.min).max(bounds.max);
+
+/**
+ * The featurize handler's environment. Unset values take the defaults; tuning left unset here
+ * (IMAGE_SIZE, FEATURE_LAYER, FEATURE_SQRT, MAX_INPUT_*) takes the defaults of the code it tunes
+ * (lambdas/core/featurizer.ts, preprocess.ts).
+ */
+export const FeaturizeEnvSchema = z.object({
+  [FEATURIZE_ENV.featurizer]: z.enum(['cnn', 'pixels']).default('cnn'),
+  [FEATURIZE_ENV.modelId]: z.string().regex(MODEL_ID_PATTERN, MODEL_ID_RULE).default(DEFAULT_MODEL_ID),
+  [FEATURIZE_ENV.modelDir]: z.string().min(1).optional(),
+  [FEATURIZE_ENV.imageSize]: boundedInt(SETTING_BOUNDS.imageSize).optional(),
+  /** Comma-separated layer names, pooled side by side. */
+  [FEATURIZE_ENV.featureLayers]: z.string().min(1).optional(),
+  /** `true`/`false`: signed square root of the pooled features. */
+  [FEATURIZE_ENV.featureSqrt]: z
+    .enum(['true', 'false'])
+    .transform((v) => v === 'true')
+    .optional(),
+  [FEATURIZE_ENV.maxInputPixels]: boundedInt(SETTING_BOUNDS.maxInputPixels).optional(),
+  [FEATURIZE_ENV.maxInputBytes]: boundedInt(SETTING_BOUNDS.maxInputBytes).optional(),
+  [FEATURIZE_ENV.readConcurrency]: boundedInt(SETTING_BOUNDS.readConcurrency).default(8),
+  [FEATURIZE_ENV.inferBatchSize]: boundedInt(SETTING_BOUNDS.inferBatchSize).default(32),
+  [FEATURIZE_ENV.tfBackend]: z.enum(['tensorflow', 'wasm', 'cpu']).optional(),
+});
+export type FeaturizeEnv = z.infer<typeof FeaturizeEnvSchema>;
+
+/** The aggregate handler's environment. */
+export const AggregateEnvSchema = z.object({
+  /** Components kept; the most kept when PCA_VARIANCE_THRESHOLD is set. */
+  [AGGREGATE_ENV.pcaComponents]: boundedInt(SETTING_BOUNDS.pcaComponents).default(50),
+  /** When set, the smallest k (up to PCA_COMPONENTS) whose cumulative explained variance reaches it. */
+  [AGGREGATE_ENV.pcaVarianceThreshold]: z.coerce.number().gt(0).lte(1).optional(),
+});
+export type AggregateEnv = z.infer<typeof AggregateEnvSchema>;
+
+/** What the stack sets on the featurize function; unset tuning is left out of the environment. */
+export interface FeaturizeEnvSettings {
+  readonly featurizer: 'cnn' | 'pixels';
+  readonly modelId: string;
+  readonly modelDir: string;
+  readonly imageSize?: number;
+  readonly featureLayers?: readonly string[];
+  readonly featureSqrt?: boolean;
+  readonly maxInputPixels?: number;
+  readonly readConcurrency?: number;
+}
+
+export function featurizeEnvironment(settings: FeaturizeEnvSettings): Record<string, string> {
+  return definedOnly({
+    [FEATURIZE_ENV.featurizer]: settings.featurizer,
+    [FEATURIZE_ENV.modelId]: settings.modelId,
+    [FEATURIZE_ENV.modelDir]: settings.modelDir,
+    [FEATURIZE_ENV.imageSize]: settings.imageSize,
+    [FEATURIZE_ENV.featureLayers]: settings.featureLayers?.join(','),
+    [FEATURIZE_ENV.featureSqrt]: settings.featureSqrt,
+    [FEATURIZE_ENV.maxInputPixels]: settings.maxInputPixels,
+    [FEATURIZE_ENV.readConcurrency]: settings.readConcurrency,
+  });
+}
+
+export function aggregateEnvironment(settings: { readonly pcaComponents: number; readonly pcaVarianceThreshold?: number }): Record<string, string> {
+  return definedOnly({
+    [AGGREGATE_ENV.pcaComponents]: settings.pcaComponents,
+    [AGGREGATE_ENV.pcaVarianceThreshold]: settings.pcaVarianceThreshold,
+  });
+}
+
+/** Environment variables for the settings that are set, as strings. */
+function definedOnly(values: Record<string, string | number | boolean | undefined>): Record<string, string> {
+  return Object.fromEntries(Object.entries(values).flatMap(([name, value]) => (value === undefined ? [] : [[name, String(value)]])));
+}
+
+/**
+ * Parse a handler's environment with its schema, once at init: a bad value fails the cold start
+ * with every offending variable named, instead of surfacing as odd behaviour mid-run. Empty values
+ * count as unset, so a CDK environment entry left blank falls back to the schema's default.
+ */
+export function parseHandlerEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv, what: string): z.output<S> {
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const parsed = schema.safeParse(present);
+  if (!parsed.success) {
+    throw new Error(`bad ${what} configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  }
+  return parsed.data;
+}

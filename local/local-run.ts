@@ -1,0 +1,360 @@
+/**
+ * The embedded default: the whole pipeline on this machine, no AWS account.
+ *
+ * 1. An S3-compatible server on loopback (s3rver) keeps its objects in `dataDir`; the images are
+ *    uploaded under `input/<dataset>/` exactly as a user would upload them to AWS.
+ * 2. The state machine definition is the synthesized stack's (`synthesized-definition.ts`), run by
+ *    aws-local-stepfunctions with the Distributed Map emulated (`local-execution.ts`).
+ * 3. The Lambda functions are their handler modules in worker threads: featurize with one thread
+ *    (and one model) per core, aggregate in one thread; each gets the environment the template
+ *    gives the function, pointed at the local server and a local model directory.
+ * 4. The run's outputs are copied to `<outDir>/<runId>/`.
+ *
+ * Idempotent: the run id is derived from the input's content (same images, same run id), uploads
+ * skip objects whose ETag already matches, map results and shards are written to keys derived
+ * from the run id, and the copy in `outDir` is replaced. A second run of the same folder
+ * overwrites the first run's results instead of adding new ones.
+ */
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { AggregateResult } from '../lambdas/aggregate/aggregate-run';
+import { datasetInputPrefix, invalidName, runLayout } from '../lambdas/contracts/bucket-layout';
+import type { ItemProblem } from '../lambdas/contracts/events';
+import { FEATURIZE_ENV } from '../lambdas/contracts/handler-env';
+import { readJsonIfPresent } from '../lambdas/aws/s3-client';
+import { describeIncompleteAccounting, InputAccounting, InputAccountingReport } from '../lambdas/core/input-accounting';
+import { defaultModelCacheDir, hasLayersModel } from '../lambdas/core/model-loader';
+import type { RunReport } from '../lambdas/core/run-report';
+import { DatasetFile, datasetName, folderFiles, memoryFiles } from '../client/dataset-folder';
+import { countReasons, readMapRunFacts } from '../client/failed-run';
+import { uploadFiles } from '../client/folder-upload';
+import { downloadRunOutputs } from '../client/run-outputs';
+import type { PipelineConfigInput } from '../lib/config';
+import { knnAccuracy, KnnResult, readFeaturesCsv } from '../evaluate/knn';
+import { generateDemoDataset } from './demo-dataset';
+import { Json, JsonObject } from './emulator/asl';
+import { MapRunEvent } from './emulator/distributed-map';
+import { FunctionWorkerPool } from './emulator/function-worker-pool';
+import { runLocalExecution } from './emulator/local-execution';
+import { LocalS3Server, startLocalS3Server } from './emulator/s3/s3-server';
+import { synthesizePipeline } from './emulator/synthesized-definition';
+
+/** The local bucket: what `Ref <bucket>` resolves to in the local definition. */
+export const LOCAL_BUCKET = 'fruits-pipeline-local';
+const PROJECT_ROOT = resolve(__dirname, '..');
+const UPLOAD_CONCURRENCY = 16;
+
+export interface LocalRunOptions {
+  /** Folder of `<label>/<image>` (or `<split>/<label>/<image>`). @default the generated demo set */
+  readonly inputDir?: string;
+  /** Where the S3 server stores objects. @default ./.s3-data */
+  readonly dataDir?: string;
+  /** Outputs are copied to `<outDir>/<runId>/`. @default ./out */
+  readonly outDir?: string;
+  /** Pipeline settings (batchSize, maxConcurrency, pcaComponents, pcaVarianceThreshold, imageSize, featurizer...). */
+  readonly config?: PipelineConfigInput;
+  /** Directory of the TF.js model. @default $MODEL_DIR, else the fetch-model cache */
+  readonly modelDir?: string;
+  /** @default derived from the input's content */
+  readonly runId?: string;
+  /** Featurize worker threads. @default available parallelism */
+  readonly workers?: number;
+  /** Leave the S3 server running; the caller closes it with `result.close()`. */
+  readonly keepServer?: boolean;
+  readonly onProgress?: (progress: RunProgress) => void;
+  /** One line of information for the user (notices, not progress). */
+  readonly onNotice?: (line: string) => void;
+  /**
+   * Root of bundled handlers (`<root>/lambdas/<name>/handler.js`, as `lambdas/image/bundle-handlers.ts`
+   * writes them for the image), to run exactly the image's code. @default the TypeScript sources
+   */
+  readonly bundledHandlersDir?: string;
+  /** Milliseconds between retries, by state name (tests). @default the definition's */
+  readonly retryIntervalOverrides?: Record<string, number | number[]>;
+}
+
+export interface RunProgress {
+  readonly phase: 'upload' | 'featurize' | 'aggregate';
+  /** Objects in the phase: files to upload, or items the map run listed. */
+  readonly total: number;
+  readonly done: number;
+  /** Images that could not be featurized (bad files and items of failed batches). */
+  readonly failed: number;
+}
+
+export interface LocalRunSummary {
+  readonly runId: string;
+  readonly status: 'SUCCEEDED' | 'FAILED';
+  readonly dataset: string;
+  readonly inputPrefix: string;
+  readonly endpoint: string;
+  readonly bucket: string;
+  readonly uploaded: number;
+  readonly alreadyPresent: number;
+  /** Objects the map run listed (images and anything else under the prefix). */
+  readonly listed: number;
+  readonly processed: number;
+  readonly failed: number;
+  readonly skipped: number;
+  readonly failuresByReason: { reason: string; count: number }[];
+  /** Files of the folder the store refused (a key S3 would refuse too), each with the reason. */
+  readonly notUploaded: ItemProblem[];
+  /**
+   * The input folder held against the run's outputs: every file must be one row of features.csv,
+   * a failed or a skipped image, exactly once; a run that cannot show it is FAILED.
+   */
+  readonly accounting?: InputAccountingReport;
+  readonly featurizer?: string;
+  readonly backends: string[];
+  readonly components?: number;
+  readonly explainedVariance?: number;
+  readonly knn?: KnnResult;
+  readonly seconds: number;
+  /** Wall time of each phase, seconds: upload, synth (definition), featurize (the map run), aggregate. */
+  readonly phaseSeconds: Record<'upload' | 'synth' | 'featurize' | 'aggregate', number>;
+  /** Featurize worker threads. */
+  readonly workers: number;
+  /** Where the outputs were copied. */
+  readonly outDir?: string;
+  readonly error?: { error: string; cause: string };
+  readonly notices: string[];
+}
+
+export interface LocalRunResult {
+  readonly summary: LocalRunSummary;
+  readonly server: LocalS3Server;
+  /** Stop the S3 server (already done unless `keepServer`). */
+  close(): Promise<void>;
+}
+
+export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRunResult> {
+  const started = performance.now();
+  const notices: string[] = [];
+  const notice = (line: string) => {
+    notices.push(line);
+    options.onNotice?.(line);
+  };
+
+  const badRunId = options.runId === undefined ? undefined : invalidName(options.runId, 'run id');
+  if (badRunId) throw new Error(badRunId);
+  const { dataset, files } = await readInput(options.inputDir);
+  const inputPrefix = datasetInputPrefix(dataset);
+  const runId = options.runId ?? contentRunId(dataset, await Promise.all(files.map(async (file) => ({ path: file.path, md5: (await file.digests()).md5 }))));
+  const dataDir = resolve(options.dataDir ?? '.s3-data');
+  mkdirSync(dataDir, { recursive: true });
+  const server = await startLocalS3Server({ directory: dataDir, buckets: [LOCAL_BUCKET] });
+  const s3 = server.client;
+  const pools: FunctionWorkerPool[] = [];
+  try {
+    const mark = { start: performance.now(), uploaded: 0, synthesized: 0, mapStarted: 0, mapFinished: 0, finished: 0 };
+    // The prefix holds exactly the folder: the local store is the run's own, so stale objects go.
+    const upload = await uploadFiles(s3, {
+      bucket: LOCAL_BUCKET,
+      prefix: inputPrefix,
+      files,
+      concurrency: UPLOAD_CONCURRENCY,
+      deleteStale: true,
+      onProgress: (done, total) => options.onProgress?.({ phase: 'upload', total, done, failed: 0 }),
+    });
+
+    mark.uploaded = performance.now();
+    const pipeline = synthesizePipeline({ bucketName: LOCAL_BUCKET, config: options.config });
+    mark.synthesized = performance.now();
+    // The handlers' structured logs would bury the progress display; warnings still come through.
+    const quiet = { POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN' };
+    const featurizeEnv = {
+      ...pipeline.featurize.environment,
+      ...server.env,
+      ...quiet,
+      ...localModelEnv(pipeline.featurize.environment, options.modelDir, notice),
+    };
+    const featurizePool = new FunctionWorkerPool({
+      modulePath: handlerModule('featurize', options.bundledHandlersDir),
+      size: Math.min(options.workers ?? availableParallelism(), pipeline.config.maxConcurrency),
+      environment: featurizeEnv,
+      timeoutSeconds: pipeline.featurize.timeoutSeconds,
+    });
+    const aggregatePool = new FunctionWorkerPool({
+      modulePath: handlerModule('aggregate', options.bundledHandlersDir),
+      size: 1,
+      environment: { ...pipeline.aggregate.environment, ...server.env, ...quiet },
+      timeoutSeconds: pipeline.aggregate.timeoutSeconds,
+    });
+    pools.push(featurizePool, aggregatePool);
+
+    const progress = { total: 0, done: 0, failed: 0 };
+    let mapResult: Json | undefined;
+    const onMapRunEvent = (_state: string, event: MapRunEvent) => {
+      if (event.type === 'started') {
+        progress.total = event.totalItems;
+        mark.mapStarted = performance.now();
+      } else if (event.type === 'childFailed') {
+        progress.done += event.items;
+        progress.failed += event.items;
+      } else if (event.type === 'childSucceeded') {
+        progress.done += event.items;
+        progress.failed += Number((event.output as JsonObject)?.failedCount ?? 0);
+      } else if (event.type === 'finished') {
+        mapResult = event.result;
+        mark.mapFinished = performance.now();
+      }
+      const phase = event.type === 'finished' ? 'aggregate' : 'featurize';
+      options.onProgress?.({ phase, ...progress });
+    };
+
+    const execution = await runLocalExecution(
+      {
+        definition: pipeline.definition,
+        functions: new Map([
+          [pipeline.featurize.arn, featurizePool.invoke],
+          [pipeline.aggregate.arn, aggregatePool.invoke],
+        ]),
+        s3,
+        retryIntervalOverrides: options.retryIntervalOverrides,
+        onMapRunEvent,
+      },
+      runId,
+      { inputPrefix },
+    );
+    mark.finished = performance.now();
+
+    const layout = runLayout(runId);
+    const { dir: outDir, files: copied } = await downloadRunOutputs(s3, LOCAL_BUCKET, runId, options.outDir ?? 'out');
+    const report = await readJsonIfPresent<RunReport>(s3, LOCAL_BUCKET, layout.resultKey('report'));
+    const aggregate = execution.status === 'SUCCEEDED' ? (execution.output as unknown as AggregateResult) : undefined;
+    // Only a fallback for a run without report.json (read only then): a problem reading it must not
+    // hide the run's outcome.
+    const batches = await mapRunFacts(s3, report ? undefined : mapResult).catch(() => mapRunFacts(s3, undefined));
+    const rows = copied.includes('features.csv') ? readFeaturesCsv(readFileSync(join(outDir, 'features.csv'), 'utf8')) : undefined;
+    const knn = rows ? knnAccuracy(rows) : undefined;
+    // What the run must account for is the folder itself, not the store's listing of it.
+    const accounting =
+      execution.status === 'SUCCEEDED'
+        ? accountForInputFolder(
+            files.map((file) => `${inputPrefix}${file.path}`),
+            upload.refused,
+            rows,
+            report,
+          )
+        : undefined;
+    const incomplete = accounting && !accounting.complete ? describeIncompleteAccounting(accounting, 'files of the input folder') : undefined;
+    if (incomplete) notice(`Run ${runId} FAILED: ${incomplete}`);
+    const refusedReasons = countReasons(upload.refused);
+
+    const summary: LocalRunSummary = {
+      runId,
+      status: incomplete ? 'FAILED' : execution.status,
+      dataset,
+      inputPrefix,
+      endpoint: server.endpoint,
+      bucket: LOCAL_BUCKET,
+      uploaded: upload.uploaded,
+      alreadyPresent: upload.skipped,
+      listed: progress.total,
+      processed: report?.counts.processed ?? aggregate?.counts.processed ?? batches.processed,
+      failed: (report?.counts.failed ?? aggregate?.counts.failed ?? batches.failed) + upload.refused.length,
+      skipped: report?.counts.skipped ?? aggregate?.counts.skipped ?? batches.skipped,
+      failuresByReason: [...refusedReasons, ...(report?.failed.byReason ?? batches.byReason)],
+      notUploaded: upload.refused,
+      accounting,
+      featurizer: report ? Object.keys(report.featurizer.ids).join(', ') || undefined : batches.featurizer,
+      backends: report?.featurizer.backends ?? batches.backends,
+      components: aggregate?.components,
+      explainedVariance: aggregate?.explainedVariance,
+      knn: knn && knn.scored > 0 ? knn : undefined,
+      seconds: (performance.now() - started) / 1000,
+      phaseSeconds: {
+        upload: (mark.uploaded - mark.start) / 1000,
+        synth: (mark.synthesized - mark.uploaded) / 1000,
+        featurize: mark.mapFinished ? (mark.mapFinished - mark.mapStarted) / 1000 : 0,
+        aggregate: mark.mapFinished ? (mark.finished - mark.mapFinished) / 1000 : 0,
+      },
+      workers: featurizePool.size,
+      outDir: copied.length > 0 ? outDir : undefined,
+      error:
+        execution.status === 'FAILED'
+          ? { error: execution.error, cause: execution.cause }
+          : incomplete
+            ? { error: 'IncompleteRunError', cause: incomplete }
+            : undefined,
+      notices,
+    };
+    if (!options.keepServer) await server.close();
+    return { summary, server, close: () => (options.keepServer ? server.close() : Promise.resolve()) };
+  } catch (error) {
+    await server.close();
+    throw error;
+  } finally {
+    await Promise.all(pools.map((pool) => pool.close()));
+  }
+}
+
+/** The images to upload: the folder's files, or the demo set. */
+async function readInput(inputDir: string | undefined): Promise<{ dataset: string; files: DatasetFile[] }> {
+  if (inputDir === undefined) return { dataset: 'demo', files: memoryFiles(await generateDemoDataset()) };
+  const root = resolve(inputDir);
+  if (!statSync(root).isDirectory()) throw new Error(`${inputDir} is not a directory`);
+  const files = folderFiles(root);
+  if (files.length === 0) throw new Error(`${inputDir} holds no files`);
+  return { dataset: datasetName(basename(root)), files };
+}
+
+/** The module a local task runs: the handler's source, or its bundle when one is given. */
+function handlerModule(name: 'featurize' | 'aggregate', bundledHandlersDir: string | undefined): string {
+  return bundledHandlersDir ? join(resolve(bundledHandlersDir), 'lambdas', name, 'handler.js') : join(PROJECT_ROOT, 'lambdas', name, 'handler.ts');
+}
+
+/** `<dataset>-<12 hex of the content hash>`: a valid execution name (80 chars, no spaces). */
+export function contentRunId(dataset: string, files: readonly { path: string; md5: string }[]): string {
+  const hash = createHash('sha256');
+  for (const file of [...files].sort((a, b) => (a.path < b.path ? -1 : 1))) hash.update(`${file.path}\u0000${file.md5}\n`);
+  return `${dataset.slice(0, 60)}-${hash.digest('hex').slice(0, 12)}`;
+}
+
+/**
+ * The featurize function's model directory on this machine: the flag, $MODEL_DIR, or the
+ * fetch-model cache. Without any model the run still works, with the `pixels` featurizer.
+ */
+function localModelEnv(templateEnv: Record<string, string>, modelDir: string | undefined, notice: (line: string) => void): Record<string, string> {
+  const modelId = templateEnv[FEATURIZE_ENV.modelId] ?? '';
+  const candidate = modelDir ?? process.env[FEATURIZE_ENV.modelDir] ?? defaultModelCacheDir(modelId);
+  const found = { [FEATURIZE_ENV.modelDir]: resolve(candidate) };
+  if (templateEnv[FEATURIZE_ENV.featurizer] === 'pixels') return found;
+  if (hasLayersModel(candidate)) return found;
+  if (modelDir !== undefined) throw new Error(`--model-dir ${modelDir} holds no TF.js layers model (model.json)`);
+  notice(`No model ${modelId} at ${candidate}: featurizing raw pixels instead. Run \`npm run model:fetch\` or pass --model-dir for CNN features.`);
+  return { ...found, [FEATURIZE_ENV.featurizer]: 'pixels' };
+}
+
+/**
+ * Counts and reasons from the map run's own results, for when the aggregate step did not get to
+ * write its report (a failed run).
+ */
+async function mapRunFacts(s3: S3Client, mapResult: Json | undefined) {
+  const details = (mapResult as { ResultWriterDetails?: { Bucket: string; Key: string } } | undefined)?.ResultWriterDetails;
+  return readMapRunFacts(s3, details ? [{ bucket: details.Bucket, key: details.Key }] : [], { withFeaturizer: true });
+}
+
+/** Every file of the folder against the run's outputs: rows, failed and skipped images, refused uploads. */
+export function accountForInputFolder(
+  expectedKeys: readonly string[],
+  refused: readonly ItemProblem[],
+  rows: readonly { key: string }[] | undefined,
+  report: RunReport | undefined,
+): InputAccountingReport {
+  const accounting = new InputAccounting();
+  accounting.list(expectedKeys);
+  accounting.account(refused.map((problem) => problem.key));
+  if (rows) accounting.account(rows.map((row) => row.key));
+  else accounting.cannotProve('the run wrote no features.csv');
+  if (report) {
+    accounting.account([...report.failed.items, ...report.skipped.items].map((problem) => problem.key));
+    if (!report.failed.complete || !report.skipped.complete) accounting.cannotProve('report.json knows some failed or skipped images only by count');
+  } else {
+    accounting.cannotProve('the run wrote no report.json');
+  }
+  return accounting.report();
+}

@@ -1,0 +1,428 @@
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { PCA } from 'ml-pca';
+import { aggregateRun, aggregateSettingsFrom, AggregateSettings, readAggregateEnv } from '../../../lambdas/aggregate/handler';
+import { MalformedEventError, TransientStorageError } from '../../../lambdas/contracts/events';
+import { encodeFeatureShard, ShardHeader } from '../../../lambdas/core/feature-shard';
+import { IncompleteRunError } from '../../../lambdas/core/input-accounting';
+import { parseCsv } from '../../../evaluate/csv';
+import { InsufficientDataError } from '../../../lambdas/core/streaming-pca';
+import { LocalS3Server, startLocalS3Server } from '../../../local/emulator/s3/s3-server';
+import { seededRandom } from '../../../lambdas/core/seeded-random';
+
+const BUCKET = 'fruits-aggregate-test';
+const LABELS = ['Apple Red 1', 'Kiwi', 'Lemon, "Meyer"', 'Fraise été 🍓'];
+
+/** Labelled vectors with class structure: each label has its own centre. */
+function makeRows(count: number, dim: number, seed: number, runId: string, prefix = 'img') {
+  const random = seededRandom(seed);
+  const centres = LABELS.map((_, l) => Array.from({ length: dim }, (_, f) => Math.sin(l * 7 + f) * 3 + f));
+  const keys: string[] = [];
+  const labels: string[] = [];
+  const vectors = new Float32Array(count * dim);
+  for (let r = 0; r < count; r++) {
+    const label = LABELS[r % LABELS.length];
+    labels.push(label);
+    keys.push(`input/${runId}/${label}/${prefix}_${seed}_${r}.jpg`);
+    for (let f = 0; f < dim; f++) vectors[r * dim + f] = centres[r % LABELS.length][f] + (random() - 0.5) * 2;
+  }
+  return { keys, labels, vectors };
+}
+
+const meta = { featurizerKind: 'cnn', modelId: 'mobilenet_v1_0.25_224', backend: 'wasm', imageSize: 224, warnings: [], timingsMs: { infer: 10, decode: 5 } };
+
+function header(keys: string[], labels: string[], dim: number, extra: Partial<ShardHeader> = {}): ShardHeader {
+  return { featurizer: 'mobilenet_v1_0.25_224@224', dim, keys, labels, failed: [], skipped: [], meta, ...extra };
+}
+
+function summaryOf(shard: string | null, h: Pick<ShardHeader, 'keys' | 'failed' | 'skipped'>) {
+  return { shard, count: h.keys.length, failed: h.failed, failedCount: h.failed.length, skipped: h.skipped, skippedCount: h.skipped.length, truncated: false };
+}
+
+/** A child execution record as the ResultWriter exports it (Transformation NONE). */
+function childRecord(status: 'SUCCEEDED' | 'FAILED', itemKeys: string[], runId: string, extra: Record<string, unknown>) {
+  const name = `${status.toLowerCase()}-${Math.random().toString(36).slice(2, 10)}`;
+  return {
+    ExecutionArn: `arn:aws:states:us-east-1:123456789012:execution:Pipeline/FeaturizeImages:${name}`,
+    Input: JSON.stringify({ Items: itemKeys.map((Key) => ({ Key, Size: 1000 })), BatchInput: { bucket: BUCKET, runId } }),
+    InputDetails: { Included: true },
+    Name: name,
+    RedriveCount: 0,
+    StartDate: '2026-11-25T08:00:00.000Z',
+    StateMachineArn: 'arn:aws:states:us-east-1:123456789012:stateMachine:Pipeline/FeaturizeImages',
+    Status: status,
+    StopDate: '2026-11-25T08:00:05.000Z',
+    ...extra,
+  };
+}
+
+async function put(client: S3Client, key: string, body: string | Uint8Array) {
+  await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body }));
+}
+
+async function getText(client: S3Client, key: string): Promise<string> {
+  const response = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+  return response.Body!.transformToString('utf-8');
+}
+
+/** Writes a map run's ResultWriter output (manifest + SUCCEEDED_0/FAILED_0) and returns the event. */
+async function writeMapRun(client: S3Client, runId: string, succeeded: unknown[], failed: unknown[]) {
+  const root = `work/${runId}/map-results/0b5c6d7e-1111-2222-3333-444455556666/`;
+  const files: Record<string, { Key: string; Size: number }[]> = { SUCCEEDED: [], FAILED: [], PENDING: [] };
+  for (const [status, records] of [
+    ['SUCCEEDED', succeeded],
+    ['FAILED', failed],
+  ] as const) {
+    if (records.length === 0) continue;
+    const body = JSON.stringify(records);
+    await put(client, `${root}${status}_0.json`, body);
+    files[status].push({ Key: `${root}${status}_0.json`, Size: Buffer.byteLength(body) });
+  }
+  const mapRunArn = `arn:aws:states:us-east-1:123456789012:mapRun:Pipeline/FeaturizeImages:${runId}`;
+  await put(client, `${root}manifest.json`, JSON.stringify({ DestinationBucket: BUCKET, MapRunArn: mapRunArn, ResultFiles: files }));
+  return {
+    bucket: BUCKET,
+    inputPrefix: `input/${runId}/`,
+    runId,
+    outputPrefix: `results/${runId}/`,
+    workPrefix: `work/${runId}/`,
+    mapResult: { MapRunArn: mapRunArn, ResultWriterDetails: { Bucket: BUCKET, Key: `${root}manifest.json` } },
+  };
+}
+
+describe('aggregate handler against a local S3 server', () => {
+  let server: LocalS3Server;
+  let client: S3Client;
+  const settings: AggregateSettings = { components: 3 };
+
+  beforeAll(async () => {
+    server = await startLocalS3Server({ buckets: [BUCKET] });
+    client = server.client;
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it('turns shards + ResultWriter output into every output object, accounting for every image', async () => {
+    const runId = 'run-e2e';
+    const dim = 16;
+    // Shard A: clean rows, odd keys, one failed and one skipped image listed in the header.
+    const a = makeRows(40, dim, 1, runId);
+    a.keys[0] = `input/${runId}/Kiwi/with,comma "quoted"\nnewline.jpg`;
+    a.labels[0] = 'Kiwi';
+    const headerA = header(a.keys, a.labels, dim, {
+      failed: [{ key: `input/${runId}/Kiwi/broken.jpg`, reason: 'cannot decode image: unsupported image format' }],
+      skipped: [{ key: `input/${runId}/_START`, reason: 'start marker' }],
+    });
+    // Shard B: a NaN row.
+    const b = makeRows(30, dim, 2, runId);
+    b.vectors[5 * dim + 3] = Number.NaN;
+    const headerB = header(b.keys, b.labels, dim);
+    // Shard C: listed, but its object is corrupt.
+    const c = makeRows(4, dim, 3, runId);
+    await put(client, `work/${runId}/shards/a.fsh`, encodeFeatureShard({ header: headerA, vectors: a.vectors }));
+    await put(client, `work/${runId}/shards/b.fsh`, encodeFeatureShard({ header: headerB, vectors: b.vectors }));
+    await put(client, `work/${runId}/shards/c.fsh`, Buffer.from('not a shard'));
+    // A batch where no image worked (no shard), and a batch that failed after retries.
+    const noShard = { keys: [] as string[], failed: [{ key: `input/${runId}/Lemon/x.png`, reason: 'image too small' }], skipped: [] };
+    const failedKeys = [`input/${runId}/Kiwi/lost1.jpg`, `input/${runId}/Kiwi/lost2.jpg`];
+    const event = await writeMapRun(
+      client,
+      runId,
+      [
+        childRecord('SUCCEEDED', [...a.keys, headerA.failed[0].key, headerA.skipped[0].key], runId, {
+          Output: JSON.stringify(summaryOf(`work/${runId}/shards/a.fsh`, headerA)),
+        }),
+        childRecord('SUCCEEDED', b.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/b.fsh`, headerB)) }),
+        childRecord('SUCCEEDED', c.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/c.fsh`, header(c.keys, c.labels, dim))) }),
+        childRecord('SUCCEEDED', [noShard.failed[0].key], runId, { Output: JSON.stringify(summaryOf(null, noShard)) }),
+      ],
+      [
+        childRecord('FAILED', failedKeys, runId, {
+          Error: 'Lambda.Unknown',
+          Cause: JSON.stringify({ errorType: 'Runtime.ExitError', errorMessage: 'RequestId: x Error: Runtime exited with error: signal: killed' }),
+        }),
+      ],
+    );
+
+    const result = await aggregateRun(event, { s3: client, settings: { ...settings, blockRows: 16 } });
+
+    const processedKeys = [...a.keys, ...b.keys.filter((_, r) => r !== 5)];
+    expect(result).toEqual({
+      runId,
+      bucket: BUCKET,
+      rows: processedKeys.length,
+      components: 3,
+      explainedVariance: expect.any(Number),
+      counts: { processed: 69, failed: 1 + 1 + 4 + 1 + 2, skipped: 1, failedBatches: 2 },
+      outputs: {
+        features: `results/${runId}/features.csv`,
+        model: `results/${runId}/pca-model.json`,
+        explainedVariance: `results/${runId}/explained-variance.csv`,
+        scree: `results/${runId}/scree.svg`,
+        scatter: `results/${runId}/pca-scatter.svg`,
+        report: `results/${runId}/report.json`,
+      },
+    });
+
+    // features.csv: header, one row per processed image, keys exact, scores = reference PCA.
+    const csv = parseCsv(await getText(client, result.outputs.features));
+    expect(csv[0]).toEqual(['key', 'label', 'pc_1', 'pc_2', 'pc_3']);
+    expect(
+      csv
+        .slice(1)
+        .map((row) => row[0])
+        .sort(),
+    ).toEqual([...processedKeys].sort());
+    const rows = new Map(csv.slice(1).map((row) => [row[0], row]));
+    expect(rows.get(a.keys[0])![1]).toBe('Kiwi');
+    expect(rows.get(`input/${runId}/${LABELS[3]}/img_1_3.jpg`)![1]).toBe(LABELS[3]);
+
+    const matrix: number[][] = [];
+    const vectorOf = new Map<string, number[]>();
+    a.keys.forEach((key, r) => vectorOf.set(key, Array.from(a.vectors.subarray(r * dim, (r + 1) * dim))));
+    b.keys.forEach((key, r) => {
+      if (r !== 5) vectorOf.set(key, Array.from(b.vectors.subarray(r * dim, (r + 1) * dim)));
+    });
+    for (const key of processedKeys) matrix.push(vectorOf.get(key)!);
+    const reference = new PCA(matrix, { scale: true });
+    const predicted = reference.predict(matrix, { nComponents: 3 });
+    const n = matrix.length;
+    const factor = Math.sqrt(n / (n - 1)); // ours: population std; ml-pca: sample std
+    for (let c = 0; c < 3; c++) {
+      const ours = processedKeys.map((key) => Number(rows.get(key)![2 + c]));
+      const theirs = processedKeys.map((_, i) => predicted.get(i, c) * factor);
+      const sign = Math.sign(ours[0]) === Math.sign(theirs[0]) ? 1 : -1;
+      ours.forEach((value, i) => expect(value).toBeCloseTo(sign * theirs[i], 4));
+    }
+
+    const model = JSON.parse(await getText(client, result.outputs.model));
+    expect(model).toMatchObject({ featurizer: 'mobilenet_v1_0.25_224@224', modelId: 'mobilenet_v1_0.25_224', imageSize: 224, count: 69, dim, k: 3 });
+    expect(model.mean).toHaveLength(dim);
+    expect(model.scale).toHaveLength(dim);
+    expect(model.components).toHaveLength(3);
+    expect(model.components[0]).toHaveLength(dim);
+    expect(model.eigenvalues).toHaveLength(dim);
+    expect(model.explainedVarianceRatio.reduce((s: number, r: number) => s + r, 0)).toBeCloseTo(1, 10);
+    expect(model.explainedVariance).toBeCloseTo(result.explainedVariance, 12);
+    reference
+      .getExplainedVariance()
+      .slice(0, 3)
+      .forEach((r, i) => expect(model.explainedVarianceRatio[i]).toBeCloseTo(r, 9));
+
+    const variance = parseCsv(await getText(client, result.outputs.explainedVariance));
+    expect(variance).toHaveLength(dim + 1);
+    expect(variance[3][4]).toBe('true');
+    expect(variance[4][4]).toBe('false');
+
+    for (const key of [result.outputs.scree, result.outputs.scatter]) {
+      const svg = await getText(client, key);
+      expect(svg.startsWith('<svg')).toBe(true);
+      const head = await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
+      expect(head.ContentType).toBe('image/svg+xml');
+    }
+    expect(await getText(client, result.outputs.scatter)).toContain('Fraise été 🍓');
+
+    const report = JSON.parse(await getText(client, result.outputs.report));
+    expect(report.status).toBe('SUCCEEDED');
+    expect(report.counts).toEqual({ images: 79, processed: 69, failed: 9, skipped: 1, batches: 5, failedBatches: 2, batchesWithUnknownKeys: 0 });
+    const reasons = Object.fromEntries(report.failed.byReason.map((r: { reason: string; count: number }) => [r.reason, r.count]));
+    expect(reasons['feature vector holds NaN or infinite values']).toBe(1);
+    expect(reasons['image too small']).toBe(1);
+    expect(reasons['batch failed (Lambda.Unknown): Runtime.ExitError: RequestId: x Error: Runtime exited with error: signal: killed']).toBe(2);
+    expect(Object.keys(reasons).find((r) => r.startsWith('batch failed (UnreadableShard)'))).toBeDefined();
+    expect(report.failedBatches.map((f: { error: string }) => f.error).sort()).toEqual(['Lambda.Unknown', 'UnreadableShard']);
+    expect(report.skipped.items.map((s: { reason: string }) => s.reason)).toEqual(['start marker']);
+    expect(report.featurizer).toMatchObject({ ids: { 'mobilenet_v1_0.25_224@224': 69 }, dim, backends: ['wasm'], imageSizes: [224] });
+    expect(report.pca).toMatchObject({ rows: 69, k: 3, requestedComponents: 3 });
+    expect(Object.keys(report.timingsMs)).toEqual(expect.arrayContaining(['pass1', 'fit', 'pass2', 'total']));
+    // Every listed object is accounted for exactly once.
+    const accounted = [...processedKeys, ...report.failed.items.map((i: { key: string }) => i.key), ...report.skipped.items.map((i: { key: string }) => i.key)];
+    const listed = [...a.keys, headerA.failed[0].key, headerA.skipped[0].key, ...b.keys, ...c.keys, noShard.failed[0].key, ...failedKeys];
+    expect(accounted.sort()).toEqual(listed.sort());
+    expect(report.accounting).toMatchObject({ complete: true, listed: 79, accounted: 79, unaccounted: { count: 0 }, listedTwice: { count: 0 }, problems: [] });
+  });
+
+  it('fails the run, naming the keys, when the listing handed out a key twice or a batch lost one', async () => {
+    const runId = 'run-not-accounted';
+    const dim = 8;
+    const a = makeRows(12, dim, 21, runId);
+    const b = makeRows(12, dim, 22, runId);
+    b.keys[4] = a.keys[4]; // listed twice: a listing that repeats keys across pages
+    const lost = `input/${runId}/Kiwi/never-came-back.jpg`; // in the batch input, in no outcome
+    await put(client, `work/${runId}/shards/a.fsh`, encodeFeatureShard({ header: header(a.keys, a.labels, dim), vectors: a.vectors }));
+    await put(client, `work/${runId}/shards/b.fsh`, encodeFeatureShard({ header: header(b.keys, b.labels, dim), vectors: b.vectors }));
+    const event = await writeMapRun(
+      client,
+      runId,
+      [
+        childRecord('SUCCEEDED', [...a.keys, lost], runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/a.fsh`, header(a.keys, a.labels, dim))) }),
+        childRecord('SUCCEEDED', b.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/b.fsh`, header(b.keys, b.labels, dim))) }),
+      ],
+      [],
+    );
+    await expect(aggregateRun(event, { s3: client, settings })).rejects.toThrow(IncompleteRunError);
+    const report = JSON.parse(await getText(client, `results/${runId}/report.json`));
+    expect(report.status).toBe('FAILED');
+    expect(report.error.name).toBe('IncompleteRunError');
+    expect(report.accounting).toMatchObject({
+      complete: false,
+      listed: 25,
+      unaccounted: { count: 1, keys: [lost] },
+      listedTwice: { count: 1, keys: [a.keys[4]] },
+    });
+    expect(report.error.message).toContain(lost);
+    // Nothing is published for an unproven run.
+    await expect(getText(client, `results/${runId}/features.csv`)).rejects.toThrow();
+  });
+
+  it('streams a features.csv larger than one multipart part', async () => {
+    const runId = 'run-multipart';
+    const dim = 24;
+    const succeeded = [];
+    for (let s = 0; s < 4; s++) {
+      const rows = makeRows(9000, dim, 10 + s, runId, 'a-rather-long-file-name-to-make-the-csv-grow');
+      const h = header(rows.keys, rows.labels, dim);
+      const key = `work/${runId}/shards/${s}.fsh`;
+      await put(client, key, encodeFeatureShard({ header: h, vectors: rows.vectors }));
+      succeeded.push(childRecord('SUCCEEDED', rows.keys, runId, { Output: JSON.stringify(summaryOf(key, h)) }));
+    }
+    const event = await writeMapRun(client, runId, succeeded, []);
+    const result = await aggregateRun(event, { s3: client, settings: { components: 20 } });
+    expect(result.rows).toBe(36000);
+    const head = await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: result.outputs.features }));
+    expect(head.ContentLength).toBeGreaterThan(8 * 1024 * 1024);
+    const text = await getText(client, result.outputs.features);
+    expect(text.split('\r\n')).toHaveLength(36000 + 2);
+  });
+
+  it('picks k from PCA_VARIANCE_THRESHOLD and clamps to what few images support', async () => {
+    const runId = 'run-few';
+    const dim = 8;
+    const rows = makeRows(5, dim, 21, runId);
+    const h = header(rows.keys, rows.labels, dim);
+    await put(client, `work/${runId}/shards/only.fsh`, encodeFeatureShard({ header: h, vectors: rows.vectors }));
+    const event = await writeMapRun(
+      client,
+      runId,
+      [childRecord('SUCCEEDED', rows.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/only.fsh`, h)) })],
+      [],
+    );
+    const clamped = await aggregateRun(event, { s3: client, settings: { components: 50 } });
+    expect(clamped.components).toBe(4);
+    const report = JSON.parse(await getText(client, clamped.outputs.report));
+    expect(report.warnings.join('\n')).toMatch(/at most 4/);
+    const threshold = await aggregateRun(event, { s3: client, settings: { components: 50, varianceThreshold: 0.5 } });
+    expect(threshold.components).toBeLessThan(4);
+    expect(threshold.explainedVariance).toBeGreaterThanOrEqual(0.5);
+  });
+
+  it('fails the images of a missing shard and of a shard from another featurizer, and goes on', async () => {
+    const runId = 'run-mixed';
+    const good = makeRows(20, 8, 31, runId);
+    const other = makeRows(3, 6, 32, runId, 'other');
+    const gone = makeRows(2, 8, 33, runId, 'gone');
+    const goodHeader = header(good.keys, good.labels, 8);
+    const otherHeader = header(other.keys, other.labels, 6, { featurizer: 'pixels-16x16' });
+    await put(client, `work/${runId}/shards/1.fsh`, encodeFeatureShard({ header: goodHeader, vectors: good.vectors }));
+    await put(client, `work/${runId}/shards/2.fsh`, encodeFeatureShard({ header: otherHeader, vectors: other.vectors }));
+    const event = await writeMapRun(
+      client,
+      runId,
+      [
+        childRecord('SUCCEEDED', good.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/1.fsh`, goodHeader)) }),
+        childRecord('SUCCEEDED', other.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/2.fsh`, otherHeader)) }),
+        childRecord('SUCCEEDED', gone.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/3.fsh`, header(gone.keys, gone.labels, 8))) }),
+      ],
+      [],
+    );
+    const result = await aggregateRun(event, { s3: client, settings });
+    expect(result.rows).toBe(20);
+    const report = JSON.parse(await getText(client, result.outputs.report));
+    expect(report.counts).toMatchObject({ images: 25, processed: 20, failed: 5, failedBatches: 1 });
+    const reasons = report.failed.byReason.map((r: { reason: string }) => r.reason);
+    expect(reasons).toEqual(
+      expect.arrayContaining([
+        "features from pixels-16x16 (6 values) cannot be mixed with the run's mobilenet_v1_0.25_224@224 (8 values)",
+        `batch failed (UnreadableShard): feature shard work/${runId}/shards/3.fsh: missing (no such key)`,
+      ]),
+    );
+    expect(report.warnings.join('\n')).toMatch(/raw-pixels fallback/);
+  });
+
+  it('fails the images of a shard that answers 403 AccessDenied (AWS, no s3:ListBucket) as missing, and goes on', async () => {
+    // On AWS the aggregate role cannot list, so S3 answers a missing key with 403, not 404.
+    const denying = await startLocalS3Server({ buckets: [BUCKET], missingObjectAnswer: 'AccessDenied' });
+    try {
+      const runId = 'run-403';
+      const good = makeRows(20, 8, 41, runId);
+      const gone = makeRows(3, 8, 42, runId, 'gone');
+      const goodHeader = header(good.keys, good.labels, 8);
+      await put(denying.client, `work/${runId}/shards/1.fsh`, encodeFeatureShard({ header: goodHeader, vectors: good.vectors }));
+      const event = await writeMapRun(
+        denying.client,
+        runId,
+        [
+          childRecord('SUCCEEDED', good.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/1.fsh`, goodHeader)) }),
+          childRecord('SUCCEEDED', gone.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/2.fsh`, header(gone.keys, gone.labels, 8))) }),
+        ],
+        [],
+      );
+      const result = await aggregateRun(event, { s3: denying.client, settings });
+      expect(result).toMatchObject({ rows: 20, counts: { processed: 20, failed: 3, failedBatches: 1 } });
+      const report = JSON.parse(
+        await (await denying.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: result.outputs.report }))).Body!.transformToString(),
+      );
+      expect(report.failed.byReason.map((r: { reason: string }) => r.reason)).toEqual([
+        `batch failed (UnreadableShard): feature shard work/${runId}/shards/2.fsh: missing or not readable (403 AccessDenied)`,
+      ]);
+      expect(report.accounting.complete).toBe(true);
+    } finally {
+      await denying.close();
+    }
+  });
+
+  it('fails clearly, with a report, when every image failed', async () => {
+    const runId = 'run-all-failed';
+    const noShard = { keys: [], failed: [{ key: `input/${runId}/Kiwi/a.jpg`, reason: 'cannot decode image' }], skipped: [] };
+    const event = await writeMapRun(
+      client,
+      runId,
+      [childRecord('SUCCEEDED', [noShard.failed[0].key], runId, { Output: JSON.stringify(summaryOf(null, noShard)) })],
+      [childRecord('FAILED', [`input/${runId}/Kiwi/b.jpg`], runId, { Error: 'States.Timeout', Cause: '' })],
+    );
+    await expect(aggregateRun(event, { s3: client, settings })).rejects.toThrow(InsufficientDataError);
+    const report = JSON.parse(await getText(client, `results/${runId}/report.json`));
+    expect(report.status).toBe('FAILED');
+    expect(report.error.message).toMatch(/every image failed/);
+    expect(report.counts).toMatchObject({ processed: 0, failed: 2, failedBatches: 1 });
+  });
+
+  it('rejects a malformed event and reports transient storage trouble as retryable', async () => {
+    await expect(aggregateRun({ runId: 'x' }, { s3: client, settings })).rejects.toThrow(MalformedEventError);
+    const throttled = {
+      send: async () => {
+        throw Object.assign(new Error('Please reduce your request rate.'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } });
+      },
+    } as unknown as S3Client;
+    const event = {
+      bucket: BUCKET,
+      inputPrefix: 'input/x/',
+      runId: 'x',
+      outputPrefix: 'results/x/',
+      workPrefix: 'work/x/',
+      mapResult: { ResultWriterDetails: { Bucket: BUCKET, Key: 'work/x/map-results/m/manifest.json' } },
+    };
+    await expect(aggregateRun(event, { s3: throttled, settings })).rejects.toThrow(TransientStorageError);
+    await expect(aggregateRun(event, { s3: client, settings })).rejects.toThrow(/manifest .* does not exist/);
+  });
+
+  it('reads PCA_COMPONENTS and PCA_VARIANCE_THRESHOLD once, failing fast on bad values', () => {
+    expect(aggregateSettingsFrom(readAggregateEnv({}))).toEqual({ components: 50, varianceThreshold: undefined });
+    expect(aggregateSettingsFrom(readAggregateEnv({ PCA_COMPONENTS: '20', PCA_VARIANCE_THRESHOLD: '0.9' }))).toEqual({
+      components: 20,
+      varianceThreshold: 0.9,
+    });
+    expect(() => readAggregateEnv({ PCA_COMPONENTS: '0' })).toThrow(/PCA_COMPONENTS/);
+    expect(() => readAggregateEnv({ PCA_VARIANCE_THRESHOLD: '1.5' })).toThrow(/PCA_VARIANCE_THRESHOLD/);
+  });
+});

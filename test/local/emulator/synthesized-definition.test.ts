@@ -1,0 +1,137 @@
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { Json } from '../../../local/emulator/asl';
+import { runLocalExecution } from '../../../local/emulator/local-execution';
+import type { LocalFunction } from '../../../local/emulator/service-integrations';
+import { LocalS3Server, startLocalS3Server } from '../../../local/emulator/s3/s3-server';
+import { resolveStateMachineDefinition, synthesizePipeline, SynthesizedPipeline } from '../../../local/emulator/synthesized-definition';
+
+describe('state machine definition from the synthesized stack', () => {
+  let pipeline: SynthesizedPipeline;
+  beforeAll(() => {
+    pipeline = synthesizePipeline({ bucketName: 'local-bucket', config: { batchSize: 7, maxConcurrency: 3 } });
+  });
+
+  it('resolves every CloudFormation token: functions to placeholder ARNs, the bucket to the local name', () => {
+    const text = JSON.stringify(pipeline.definition);
+    expect(text).not.toMatch(/Fn::|"Ref"|\$\{Token/);
+    const map = pipeline.definition.States.FeaturizeImages as Record<string, any>;
+    expect(map.ItemProcessor.ProcessorConfig.Mode).toBe('DISTRIBUTED');
+    expect(map.ItemBatcher.MaxItemsPerBatch).toBe(7);
+    expect(map.MaxConcurrency).toBe(3);
+    expect(map.ItemProcessor.States.FeaturizeBatch.Parameters.FunctionName).toBe(pipeline.featurize.arn);
+    expect((pipeline.definition.States.AggregateFeatures.Parameters as Record<string, string>).FunctionName).toBe(pipeline.aggregate.arn);
+    expect(pipeline.featurize.arn).toMatch(/^arn:aws:lambda:us-east-1:\d{12}:function:Featurize/);
+    expect(text).toContain('"local-bucket"');
+    expect(pipeline.featurize.environment).toMatchObject({ MODEL_ID: expect.any(String), FEATURIZER: expect.any(String) });
+    expect(pipeline.featurize.timeoutSeconds).toBe(pipeline.config.featurizeTimeoutSeconds);
+    expect(pipeline.aggregate.timeoutSeconds).toBe(pipeline.config.aggregateTimeoutSeconds);
+    expect(Object.keys(pipeline.definition.States)).toEqual(expect.arrayContaining(['FeaturizeImages', 'AggregateFeatures', 'WriteFailureReport']));
+  });
+
+  describe('runs locally with stub functions', () => {
+    let s3: LocalS3Server;
+    beforeAll(async () => {
+      s3 = await startLocalS3Server({ buckets: ['local-bucket'] });
+      for (const key of ['input/d/A/1.jpg', 'input/d/B/2.jpg', 'input/d/_START']) {
+        await s3.client.send(new PutObjectCommand({ Bucket: 'local-bucket', Key: key, Body: 'x' }));
+      }
+    });
+    afterAll(() => s3.close());
+
+    const summary = (items: number): Json => ({ shard: null, count: items, failed: [], failedCount: 0, skipped: [], skippedCount: 0, truncated: false });
+
+    it('passes RunSettings to the batches and the ResultWriter location to the aggregate step', async () => {
+      const seen: Record<string, Json[]> = { featurize: [], aggregate: [] };
+      const timeouts: Record<string, (number | undefined)[]> = { featurize: [], aggregate: [] };
+      const result = await runLocalExecution(
+        {
+          definition: pipeline.definition,
+          s3: s3.client,
+          functions: new Map<string, LocalFunction>([
+            [
+              pipeline.featurize.arn,
+              async (p, options) => (seen.featurize.push(p), timeouts.featurize.push(options?.timeoutMs), summary((p as { Items: Json[] }).Items.length)),
+            ],
+            [pipeline.aggregate.arn, async (p, options) => (seen.aggregate.push(p), timeouts.aggregate.push(options?.timeoutMs), { ok: true })],
+          ]),
+        },
+        'run-1',
+        { trigger: { bucket: 'local-bucket', key: 'input/d/_START' } },
+      );
+      expect(result).toMatchObject({ status: 'SUCCEEDED', output: { ok: true } });
+      expect(seen.featurize[0]).toMatchObject({
+        BatchInput: { bucket: 'local-bucket', inputPrefix: 'input/d/', runId: 'run-1', outputPrefix: 'results/run-1/', workPrefix: 'work/run-1/' },
+      });
+      expect(seen.aggregate[0]).toMatchObject({
+        runId: 'run-1',
+        mapResult: { ResultWriterDetails: { Bucket: 'local-bucket', Key: expect.stringMatching(/^work\/run-1\/map-results\/[0-9a-f-]{36}\/manifest\.json$/) } },
+      });
+      // Each Task's TimeoutSeconds reaches its function, which keeps the time (not the interpreter).
+      const stateTimeoutMs = (state: unknown) => (state as { TimeoutSeconds: number }).TimeoutSeconds * 1000;
+      const map = pipeline.definition.States.FeaturizeImages as Record<string, any>;
+      expect(timeouts.featurize).toEqual([stateTimeoutMs(map.ItemProcessor.States.FeaturizeBatch)]);
+      expect(timeouts.aggregate).toEqual([stateTimeoutMs(pipeline.definition.States.AggregateFeatures)]);
+      expect(timeouts.featurize[0]).toBe((pipeline.featurize.timeoutSeconds + 60) * 1000);
+    });
+
+    it('catches a failing aggregate step into WriteFailureReport and fails with its error', async () => {
+      const result = await runLocalExecution(
+        {
+          definition: pipeline.definition,
+          s3: s3.client,
+          functions: new Map([
+            [pipeline.featurize.arn, async (p: Json) => summary((p as { Items: Json[] }).Items.length)],
+            [
+              pipeline.aggregate.arn,
+              async () => {
+                throw Object.assign(new Error('no shard could be read'), { name: 'NoFeaturesError' });
+              },
+            ],
+          ]),
+        },
+        'run-2',
+        { inputPrefix: 'input/d/' },
+      );
+      expect(result).toMatchObject({ status: 'FAILED', error: 'NoFeaturesError' });
+      const failure = await s3.client.send(new GetObjectCommand({ Bucket: 'local-bucket', Key: 'results/run-2/failure.json' }));
+      expect(JSON.parse(await failure.Body!.transformToString())).toMatchObject({ runId: 'run-2', error: { Error: 'NoFeaturesError' } });
+    });
+  });
+});
+
+describe('resolveStateMachineDefinition', () => {
+  it('joins Fn::Join parts, resolves Ref/GetAtt/pseudo parameters and DefinitionSubstitutions', () => {
+    const template = {
+      Resources: {
+        Fn1: { Type: 'AWS::Lambda::Function' },
+        Bucket1: { Type: 'AWS::S3::Bucket' },
+        Machine: {
+          Type: 'AWS::StepFunctions::StateMachine',
+          Properties: {
+            DefinitionString: {
+              'Fn::Join': [
+                '',
+                [
+                  '{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"arn:',
+                  { Ref: 'AWS::Partition' },
+                  ':states:::lambda:invoke","Parameters":{"FunctionName":"',
+                  { 'Fn::GetAtt': ['Fn1', 'Arn'] },
+                  '","Payload":{"b":"',
+                  { Ref: 'Bucket1' },
+                  '","s":"${Sub}"}},"End":true}}}',
+                ],
+              ],
+            },
+            DefinitionSubstitutions: { Sub: { Ref: 'AWS::Region' } },
+          },
+        },
+      },
+    };
+    const definition = resolveStateMachineDefinition(template, { refs: { Bucket1: 'my-bucket' } });
+    expect(definition.States.T).toMatchObject({
+      Resource: 'arn:aws:states:::lambda:invoke',
+      Parameters: { FunctionName: 'arn:aws:lambda:us-east-1:000000000000:function:Fn1', Payload: { b: 'my-bucket', s: 'us-east-1' } },
+    });
+    expect(() => resolveStateMachineDefinition(template)).toThrow(/Ref Bucket1/);
+  });
+});

@@ -23,7 +23,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { AggregateResult } from '../lambdas/aggregate/aggregate-run';
 import { datasetInputPrefix, invalidName, runLayout } from '../lambdas/contracts/bucket-layout';
 import type { ItemProblem } from '../lambdas/contracts/events';
-import { FEATURIZE_ENV } from '../lambdas/contracts/handler-env';
+import { FEATURIZE_ENV, LOCAL_OBSERVABILITY_ENV } from '../lambdas/contracts/handler-env';
 import { readJsonIfPresent } from '../lambdas/aws/s3-client';
 import { describeIncompleteAccounting, InputAccounting, InputAccountingReport } from '../lambdas/core/input-accounting';
 import { defaultModelCacheDir, hasLayersModel } from '../lambdas/core/model-loader';
@@ -164,7 +164,8 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
     const pipeline = synthesizePipeline({ bucketName: LOCAL_BUCKET, config: options.config });
     mark.synthesized = performance.now();
     // The handlers' structured logs would bury the progress display; warnings still come through.
-    const quiet = { POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN' };
+    // Metrics' EMF lines would too (no CloudWatch reads them here), and there is no X-Ray daemon.
+    const quiet = { POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN', ...LOCAL_OBSERVABILITY_ENV };
     const featurizeEnv = {
       ...pipeline.featurize.environment,
       ...server.env,

@@ -2,8 +2,8 @@
  * Lambda entry point of `AggregateFeatures`: env read once at init, the work done by
  * `aggregateRun` (streaming PCA, features.csv, model, plots, report).
  */
-import { Logger } from '@aws-lambda-powertools/logger';
 import { createS3Client } from '../aws/s3-client';
+import { createObservability, observedHandler, recordRunMetrics } from '../aws/observability';
 import { AggregateResult, aggregateRun, AggregateSettings } from './aggregate-run';
 import { AggregateEnv, AggregateEnvSchema, parseHandlerEnv } from '../contracts/handler-env';
 
@@ -20,9 +20,16 @@ export function aggregateSettingsFrom(env: AggregateEnv): AggregateSettings {
 }
 
 const settings = aggregateSettingsFrom(readAggregateEnv());
-const logger = new Logger({ serviceName: 'fruits-pipeline', persistentKeys: { function: 'aggregate' } });
-const s3 = createS3Client();
+const observability = createObservability('aggregate');
+const { logger, tracer } = observability;
+// Captured: the manifest and shard GETs and the output PUTs are subsegments of the trace.
+const s3 = tracer.captureAWSv3Client(createS3Client());
 
-export async function handler(event: unknown): Promise<AggregateResult> {
-  return aggregateRun(event, { s3, settings, log: logger });
-}
+/** Logger context, tracer subsegment and one EMF record per run (lambdas/aws/observability.ts). */
+export const handler = observedHandler(observability, 'aggregate', async (event, metrics): Promise<AggregateResult> => {
+  const result = await aggregateRun(event, { s3, settings, log: logger });
+  // Accuracy only exists when the result carries a classifier's score; the aggregate step computes none today.
+  const accuracy = (result as { accuracy?: unknown }).accuracy;
+  recordRunMetrics(metrics, { ...result, accuracy: typeof accuracy === 'number' ? accuracy : undefined });
+  return result;
+});

@@ -149,3 +149,34 @@ export function parseHandlerEnv<S extends z.ZodType>(schema: S, env: NodeJS.Proc
   }
   return parsed.data;
 }
+
+// ---- Observability (issue 12): Powertools' own variables, set by the stack on both functions ----
+// Kept apart from the featurizer settings above. The handlers do not parse these: Powertools reads
+// them itself (https://docs.powertools.aws.dev/lambda/typescript/latest/environment-variables/).
+
+/** Powertools variables the stack sets on both functions, and the ones the local run sets. */
+export const OBSERVABILITY_ENV = {
+  /** Metric namespace (METRICS_NAMESPACE in lambdas/contracts/metrics.ts). */
+  metricsNamespace: 'POWERTOOLS_METRICS_NAMESPACE',
+  /** Logger, Metrics (`service` dimension) and Tracer service name: the stack name. */
+  serviceName: 'POWERTOOLS_SERVICE_NAME',
+  /** `true` stops Metrics writing EMF (the local run sets it: EMF lines would bury its progress display). */
+  metricsDisabled: 'POWERTOOLS_METRICS_DISABLED',
+  /** `false` turns the Tracer off; outside Lambda (no AWS_EXECUTION_ENV) it is off anyway. */
+  traceEnabled: 'POWERTOOLS_TRACE_ENABLED',
+} as const;
+
+/** What the stack sets on both functions for Powertools. */
+export function observabilityEnvironment(settings: { readonly metricsNamespace: string; readonly serviceName: string }): Record<string, string> {
+  return {
+    [OBSERVABILITY_ENV.metricsNamespace]: settings.metricsNamespace,
+    [OBSERVABILITY_ENV.serviceName]: settings.serviceName,
+  };
+}
+
+/** What the local run adds: no EMF on stdout, no tracer (there is no X-Ray daemon). */
+export const LOCAL_OBSERVABILITY_ENV: Record<string, string> = {
+  [OBSERVABILITY_ENV.metricsDisabled]: 'true',
+  [OBSERVABILITY_ENV.traceEnabled]: 'false',
+};
+// ---- end of observability ----

@@ -15,6 +15,7 @@ import {
   TransientStorageError,
 } from '../contracts/events';
 import { shardKey } from '../contracts/bucket-layout';
+import type { BatchMeasurements } from '../contracts/metrics';
 import { encodeFeatureShard, ShardHeader } from '../core/feature-shard';
 import type { Featurizer } from '../core/featurizer';
 import { classifyKey } from '../core/image-keys';
@@ -36,6 +37,8 @@ export interface FeaturizeBatchDeps {
   readonly featurizer: Featurizer;
   readonly settings: FeaturizeBatchSettings;
   readonly log?: { info(message: string, ...extra: Record<string, unknown>[]): void };
+  /** Told the batch's counts and timings once its shard is written (the handler's metrics). */
+  readonly onMeasured?: (measured: BatchMeasurements) => void;
 }
 
 /**
@@ -71,12 +74,18 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
   const labels: string[] = [];
   const vectorChunks: Float32Array[] = [];
   const timings = { readDecode: 0, decode: 0, infer: 0 };
+  // Summed per object (reads and decodes overlap): the metrics' per-image means.
+  const perObject = { readMs: 0, reads: 0, decodes: 0 };
   type Outcome = { rgb: Uint8Array } | { reason: string };
   const readChunk = async (chunk: typeof toRead): Promise<Outcome[]> => {
     const chunkStarted = performance.now();
     const outcomes = await mapWithConcurrency(chunk, settings.readConcurrency, async ({ item }): Promise<Outcome> => {
+      const readStarted = performance.now();
       const read = await readObject(deps.s3, bucket, item, settings);
+      perObject.readMs += performance.now() - readStarted;
+      perObject.reads++;
       if ('reason' in read) return read;
+      perObject.decodes++;
       const decodeStarted = performance.now();
       const result = await preprocessImage(read.bytes, preprocessOptions);
       timings.decode += performance.now() - decodeStarted;
@@ -141,6 +150,17 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
   const shard = shardKey(workPrefix, batchHash(event.Items));
   const body = encodeFeatureShard({ header, vectors: concat(vectorChunks, keys.length * featurizer.dim) });
   await putObject(deps.s3, bucket, shard, body, 'application/octet-stream');
+  deps.onMeasured?.({
+    processed: keys.length,
+    failed: failed.length,
+    skipped: skipped.length,
+    readMs: perObject.readMs,
+    reads: perObject.reads,
+    decodeMs: timings.decode,
+    decodes: perObject.decodes,
+    inferenceMs: timings.infer,
+    totalMs: performance.now() - started,
+  });
   deps.log?.info('batch featurized', { shard, count: keys.length, failed: failed.length, skipped: skipped.length, ...header.meta });
   return summarise(shard, keys.length, failed, skipped);
 }

@@ -2,12 +2,12 @@
  * Lambda entry point of the Distributed Map child (`FeaturizeBatch`): env read once at init,
  * the featurizer loaded once per container, the work done by `featurizeBatch`.
  */
-import { Logger } from '@aws-lambda-powertools/logger';
 import { type FeaturizeBatchSummary } from '../contracts/events';
 import { FeaturizeEnv, FeaturizeEnvSchema, parseHandlerEnv } from '../contracts/handler-env';
 import { Featurizer, FeaturizerConfig, getFeaturizer } from '../core/featurizer';
 import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS } from '../core/preprocess';
 import { createS3Client } from '../aws/s3-client';
+import { createObservability, observedHandler, recordBatchMetrics } from '../aws/observability';
 import { featurizeBatch, FeaturizeBatchSettings } from './featurize-batch';
 
 export { featurizeBatch, batchHash } from './featurize-batch';
@@ -43,8 +43,10 @@ export function batchSettingsFrom(env: FeaturizeEnv): FeaturizeBatchSettings {
 }
 
 const env = readFeaturizeEnv();
-const logger = new Logger({ serviceName: 'fruits-pipeline', persistentKeys: { function: 'featurize' } });
-const s3 = createS3Client();
+const observability = createObservability('featurize');
+const { logger, tracer } = observability;
+// Captured: every GET and the shard PUT are subsegments of the invocation's trace.
+const s3 = tracer.captureAWSv3Client(createS3Client());
 const settings = batchSettingsFrom(env);
 const featurizerConfig = featurizerConfigFrom(env);
 let featurizerAnnounced = false;
@@ -63,8 +65,9 @@ function announce(featurizer: Featurizer): void {
   for (const warning of featurizer.warnings) logger.warn(warning);
 }
 
-export async function handler(event: unknown): Promise<FeaturizeBatchSummary> {
+/** Logger context, tracer subsegment and one EMF record per batch (lambdas/aws/observability.ts). */
+export const handler = observedHandler(observability, 'featurize', async (event, metrics): Promise<FeaturizeBatchSummary> => {
   const featurizer = await getFeaturizer(featurizerConfig);
   announce(featurizer);
-  return featurizeBatch(event, { s3, featurizer, settings, log: logger });
-}
+  return featurizeBatch(event, { s3, featurizer, settings, log: logger, onMeasured: (measured) => recordBatchMetrics(metrics, measured) });
+});

@@ -220,7 +220,7 @@ describe('handler (Lambda entry point)', () => {
     const saved = { ...process.env };
     try {
       await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'input/d/Kiwi/a.jpg', Body: await jpeg(90, 120, 40) }));
-      Object.assign(process.env, s3.env, { FEATURIZER: 'pixels', POWERTOOLS_LOG_LEVEL: 'SILENT' });
+      Object.assign(process.env, s3.env, { FEATURIZER: 'pixels', POWERTOOLS_LOG_LEVEL: 'SILENT', POWERTOOLS_METRICS_DISABLED: 'true' });
       let entry: typeof import('../../../lambdas/featurize/handler') | undefined;
       jest.isolateModules(() => {
         // eslint-disable-next-line @typescript-eslint/no-require-imports -- jest.isolateModules needs a synchronous load: the handler reads its env at import

@@ -133,7 +133,7 @@ async function runStream(o: Options): Promise<Record<string, unknown>> {
     const { header, vectors } = shard(s);
     const scores = projector.projectRows(vectors, header.keys.length);
     for (let r = 0; r < header.keys.length; r++) {
-      csvBytes += featuresCsvRow(header.keys[r], header.labels[r], scores.subarray(r * fit.k, (r + 1) * fit.k), fit.k).length;
+      csvBytes += featuresCsvRow(header.keys[r], header.labels[r], undefined, scores.subarray(r * fit.k, (r + 1) * fit.k), fit.k).length;
     }
   }
   const pass2Ms = performance.now() - t - (generateMs - generatedBefore);

@@ -1,36 +1,19 @@
 /**
  * k-nearest-neighbours accuracy of a feature table: how well the principal components separate
- * the labels. The one evaluator the local run, the tests and the benchmarks share.
- *
- * Split by key path, as Fruits-360 ships it: an image under a `Training/` (or `Train/`) folder is
- * a reference, one under `Test/` (or `Validation/`) is scored against them.
+ * the labels, for the local run's summary, the tests and the benchmarks. The classifier itself and
+ * the split rule (`splitOfKey`: `Training/` references, `Test/` queries) are lambdas/core/knn.ts's,
+ * the same the aggregate step classifies with.
  */
 import { restoreTextField } from '../lambdas/core/features-csv';
+import { DEFAULT_KNN_NEIGHBOURS, KnnReferences, Split, splitOfKey } from '../lambdas/core/knn';
 import { parseCsv } from './csv';
+
+export { splitOfKey, type Split } from '../lambdas/core/knn';
 
 export interface LabelledVector {
   readonly key: string;
   readonly label: string;
   readonly vector: ArrayLike<number>;
-}
-
-export type Split = 'train' | 'test';
-
-const TRAIN_FOLDERS = new Set(['training', 'train']);
-const TEST_FOLDERS = new Set(['test', 'testing', 'validation']);
-
-/** The split an object key belongs to, from its folders; undefined when it names none. */
-export function splitOfKey(key: string): Split | undefined {
-  const folders = key
-    .split('/')
-    .slice(0, -1)
-    .map((folder) => folder.toLowerCase());
-  // The innermost split folder wins (`input/train-set/Test/Apple/x.jpg` is a test image).
-  for (let i = folders.length - 1; i >= 0; i--) {
-    if (TRAIN_FOLDERS.has(folders[i])) return 'train';
-    if (TEST_FOLDERS.has(folders[i])) return 'test';
-  }
-  return undefined;
 }
 
 export interface KnnResult {
@@ -53,7 +36,7 @@ export interface KnnOptions {
 }
 
 export function knnAccuracy(rows: readonly LabelledVector[], options: KnnOptions = {}): KnnResult {
-  const k = options.k ?? 5;
+  const k = options.k ?? DEFAULT_KNN_NEIGHBOURS;
   const splitOf = options.splitOf ?? splitOfKey;
   const train: LabelledVector[] = [];
   const test: LabelledVector[] = [];
@@ -69,11 +52,10 @@ export function knnAccuracy(rows: readonly LabelledVector[], options: KnnOptions
 }
 
 /**
- * The one k-NN scorer (the run summary, the benchmarks and the tests use it): each query gets the
- * majority label of its k nearest references (Euclidean distance over the first `dims`
- * components). A tie in votes goes to the tied label whose voting neighbours are nearest in total
- * (sum of their distances); a tie in distance among the k-th neighbours keeps the reference that
- * comes first. Nothing is scored without references.
+ * Accuracy of the one k-NN classifier (`KnnReferences` in lambdas/core/knn.ts, which the aggregate
+ * step classifies with): each query gets the majority label of its k nearest references
+ * (Euclidean distance over the first `dims` components), a tie in votes going to the tied label
+ * whose voting neighbours are nearest in total. Nothing is scored without references.
  */
 export function scoreKnn(
   references: readonly { label: string; vector: ArrayLike<number> }[],
@@ -81,40 +63,18 @@ export function scoreKnn(
   options: { k?: number; dims?: number } = {},
 ): { correct: number; scored: number } {
   if (references.length === 0) return { correct: 0, scored: 0 };
-  const k = options.k ?? 5;
+  const k = options.k ?? DEFAULT_KNN_NEIGHBOURS;
   const dims = Math.min(options.dims ?? Number.POSITIVE_INFINITY, references[0].vector.length);
+  const index = new KnnReferences(dims, references.length, 'float64');
+  for (const reference of references) index.add(reference.label, reference.vector);
   let correct = 0;
   for (const query of queries) {
-    if (predict(query.vector, references, k, dims) === query.label) correct++;
+    if (index.predict(query.vector, k)?.label === query.label) correct++;
   }
   return { correct, scored: queries.length };
 }
 
-function predict(query: ArrayLike<number>, references: readonly { label: string; vector: ArrayLike<number> }[], k: number, dims: number): string {
-  const nearest: { distance: number; label: string }[] = [];
-  for (const reference of references) {
-    let distance = 0;
-    for (let d = 0; d < dims; d++) {
-      const diff = query[d] - reference.vector[d];
-      distance += diff * diff;
-    }
-    if (nearest.length < k || distance < nearest[nearest.length - 1].distance) {
-      nearest.push({ distance, label: reference.label });
-      nearest.sort((a, b) => a.distance - b.distance);
-      if (nearest.length > k) nearest.pop();
-    }
-  }
-  const votes = new Map<string, { count: number; distance: number }>();
-  for (const { label, distance } of nearest) {
-    const vote = votes.get(label) ?? { count: 0, distance: 0 };
-    vote.count++;
-    vote.distance += Math.sqrt(distance);
-    votes.set(label, vote);
-  }
-  return [...votes.entries()].sort((a, b) => b[1].count - a[1].count || a[1].distance - b[1].distance)[0][0];
-}
-
-/** Rows of `features.csv` (`key,label,pc_1..pc_k`). */
+/** Rows of `features.csv` (`key,label,split,pc_1..pc_k`; the split column is optional). */
 export function readFeaturesCsv(text: string): LabelledVector[] {
   const [header, ...rows] = parseCsv(text).filter((row) => row.length > 1 || row[0] !== '');
   if (!header) return [];

@@ -12,7 +12,7 @@
  */
 import type { IConstruct, Node } from 'constructs';
 import { z } from 'zod';
-import { DEFAULT_MODEL_ID, LAYER_NAME_PATTERN, MODEL_ID_PATTERN, MODEL_ID_RULE, SETTING_BOUNDS } from '../lambdas/contracts/handler-env';
+import { CLASSIFY_BOUNDS, DEFAULT_MODEL_ID, LAYER_NAME_PATTERN, MODEL_ID_PATTERN, MODEL_ID_RULE, SETTING_BOUNDS } from '../lambdas/contracts/handler-env';
 
 /** The context key in cdk.json that holds the pipeline settings. */
 export const CONFIG_CONTEXT_KEY = 'fruits-pipeline';
@@ -57,6 +57,13 @@ export const PipelineConfigSchema = z
     pcaComponents: z.number().int().min(SETTING_BOUNDS.pcaComponents.min).max(SETTING_BOUNDS.pcaComponents.max).default(50),
     /** Keep the smallest k whose cumulative explained variance reaches this share. */
     pcaVarianceThreshold: z.number().gt(0).max(1).optional(),
+
+    // ---- Classification and outputs (issue 11) ----
+    /** k of the k-NN that classifies every non-Training image against the Training ones (KNN_NEIGHBOURS). */
+    knnNeighbours: z.number().int().min(CLASSIFY_BOUNDS.knnNeighbours.min).max(CLASSIFY_BOUNDS.knnNeighbours.max).default(5),
+    /** Also write the raw feature vectors as embeddings.parquet (KEEP_EMBEDDINGS). */
+    keepEmbeddings: z.boolean().default(false),
+    // ---- end of classification and outputs ----
 
     /** Pretrained model baked into the image at /opt/model (an id of tools/model/manifest.json). */
     modelId: z.string().regex(MODEL_ID_PATTERN, `must be a model id of tools/model/manifest.json (${MODEL_ID_RULE})`).default(DEFAULT_MODEL_ID),

@@ -5,7 +5,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { BUCKET_LAYOUT } from '../lambdas/contracts/bucket-layout';
-import { aggregateEnvironment, featurizeEnvironment } from '../lambdas/contracts/handler-env';
+import { aggregateEnvironment, classifyEnvironment, featurizeEnvironment } from '../lambdas/contracts/handler-env';
 import type { PipelineConfig } from './config';
 import { DataBucket } from './constructs/data-bucket';
 import { FeaturePipeline } from './constructs/feature-pipeline';
@@ -77,11 +77,16 @@ export class FruitsPipelineStack extends Stack {
       description: 'Standardises all feature shards of a run, fits the PCA, writes the results',
       memorySize: config.aggregateMemoryMb,
       timeout: aggregateTimeout,
-      environment: aggregateEnvironment({ pcaComponents: config.pcaComponents, pcaVarianceThreshold: config.pcaVarianceThreshold }),
+      environment: {
+        ...aggregateEnvironment({ pcaComponents: config.pcaComponents, pcaVarianceThreshold: config.pcaVarianceThreshold }),
+        ...classifyEnvironment({ knnNeighbours: config.knnNeighbours, keepEmbeddings: config.keepEmbeddings }),
+      },
       logRetention,
       logRemovalPolicy: removalPolicy,
     });
     data.grantReadObjects(aggregate.role, BUCKET_LAYOUT.workRoot);
+    // report.html's gallery shows misclassified images beside their nearest reference: read from input/.
+    data.grantReadObjects(aggregate.role, BUCKET_LAYOUT.inputRoot);
     data.grantWriteObjects(aggregate.role, BUCKET_LAYOUT.resultsRoot);
     this.aggregateFunction = aggregate.function;
 

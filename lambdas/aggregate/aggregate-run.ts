@@ -5,9 +5,14 @@
  *   2. pass 1: read the feature shards one at a time (a couple prefetched) into the
  *      `ScatterAccumulator`: memory is bounded by a shard or two plus the dim x dim scatter;
  *   3. fit the PCA (standardise, eigen-decompose, choose k);
- *   4. pass 2: read the shards again, project, and stream `features.csv` to S3;
- *   5. write `pca-model.json`, `explained-variance.csv`, `scree.svg`, `pca-scatter.svg` and
- *      `report.json` (which accounts for every listed object).
+ *   4. classify (when keys carry a split, `splitOfKey`): the reference pass reads only the shards
+ *      holding Training rows and keeps their k scores (float32: 100,000 x 50 is 20 MB);
+ *   5. pass 2: read the shards again, project, and stream `features.csv`, `features.parquet` (and
+ *      `embeddings.parquet` when kept) and `predictions.csv` to S3: every non-Training row is
+ *      predicted as it is written, its prediction tallied (classification.ts), never held;
+ *   6. write `pca-model.json`, `explained-variance.csv`, `scree.svg`, `pca-scatter.svg`,
+ *      `README.txt`, `report.json` (which accounts for every listed object) and `report.html`
+ *      (with a gallery of misclassified images read back from the input).
  *
  * Between passes 1 and 2 the run proves it accounted for every key the map run handed out
  * (`input-accounting.ts`): if it cannot, report.json says so and the step fails with
@@ -20,7 +25,13 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { AggregateEvent, AggregateEventSchema, FeaturizeBatchSummary, parseEvent, TransientStorageError } from '../contracts/events';
 import { decodeFeatureShard, FeatureShard } from '../core/feature-shard';
-import { explainedVarianceCsv, featuresCsvHeader, featuresCsvRow } from '../core/features-csv';
+import { ClassificationReport, ClassificationTally } from '../core/classification';
+import { explainedVarianceCsv, featuresCsvHeader, featuresCsvRow, predictionsCsvHeader, predictionsCsvRow } from '../core/features-csv';
+import { FeatureTableParquetWriter } from '../core/features-parquet';
+import { DEFAULT_KNN_NEIGHBOURS, KnnReferences, Split, splitOfKey } from '../core/knn';
+import { outputReadme, outputSchema } from '../core/output-schema';
+import { GalleryEntry, GalleryImage, reportHtml } from '../core/report-html';
+import { thumbnailDataUri } from '../core/thumbnail';
 import { IncompleteRunError, InputAccounting, describeIncompleteAccounting } from '../core/input-accounting';
 import { resultKey, type ResultFile } from '../contracts/bucket-layout';
 import { FailedBatch, readMapRunResults } from '../core/map-results';
@@ -28,11 +39,30 @@ import { scatterPlotSvg, ScatterSample, screePlotSvg } from '../core/plots';
 import { RunReportBuilder } from '../core/run-report';
 import { ComponentSelection, DEFAULT_BLOCK_ROWS, fitPca, InsufficientDataError, PcaFit, PcaProjector, ScatterAccumulator } from '../core/streaming-pca';
 import { describeError, MissingObjectError, putObject, readBytes, readText } from '../aws/s3-client';
-import { StreamedTextUpload } from '../aws/streamed-upload';
+import { StreamedUpload } from '../aws/streamed-upload';
 
 /** The outputs the aggregate step writes under the run's outputPrefix (failure.json is the state machine's). */
-const OUTPUT_FILES = ['features', 'model', 'explainedVariance', 'scree', 'scatter', 'report'] as const satisfies readonly ResultFile[];
+const OUTPUT_FILES = [
+  'features',
+  'featuresParquet',
+  'predictions',
+  'embeddings',
+  'model',
+  'explainedVariance',
+  'scree',
+  'scatter',
+  'readme',
+  'report',
+  'html',
+] as const satisfies readonly ResultFile[];
 export type OutputName = (typeof OUTPUT_FILES)[number];
+/** Written only by some runs: predictions when the keys hold a Training split, embeddings when kept. */
+type OptionalOutput = 'predictions' | 'embeddings';
+
+/** Misclassified images shown in report.html, and candidates kept while predicting. */
+const GALLERY_IMAGES = 8;
+const GALLERY_CANDIDATES_PER_PAIR = 2;
+const GALLERY_CANDIDATE_LIMIT = 400;
 
 /** What the aggregate step returns to the state machine: small, pointers only. */
 export interface AggregateResult {
@@ -45,8 +75,10 @@ export interface AggregateResult {
   /** Cumulative explained variance ratio of the k components. */
   explainedVariance: number;
   counts: { processed: number; failed: number; skipped: number; failedBatches: number };
-  /** Object keys (in `bucket`) of every output. */
-  outputs: Record<OutputName, string>;
+  /** k-NN accuracy on the Test rows; absent when nothing was scored. */
+  accuracy?: number;
+  /** Object keys (in `bucket`) of every output written. */
+  outputs: Omit<Record<OutputName, string>, OptionalOutput> & Partial<Record<OptionalOutput, string>>;
 }
 
 export interface AggregateSettings extends ComponentSelection {
@@ -56,6 +88,12 @@ export interface AggregateSettings extends ComponentSelection {
   readonly readAhead?: number;
   /** Points drawn in pca-scatter.svg. @default SCATTER_POINT_LIMIT */
   readonly scatterPoints?: number;
+  /** Neighbours that vote in the classification. @default DEFAULT_KNN_NEIGHBOURS */
+  readonly knnNeighbours?: number;
+  /** Also write embeddings.parquet (the raw feature vectors). @default false */
+  readonly keepEmbeddings?: boolean;
+  /** Misclassified images in report.html's gallery. @default GALLERY_IMAGES */
+  readonly galleryImages?: number;
 }
 
 export interface AggregateRunDeps {
@@ -70,6 +108,8 @@ interface UsableShard {
   key: string;
   rows: number;
   excluded: Set<number>;
+  /** Rows of the Training split (kept rows only): the classifier's references. */
+  references: number;
 }
 
 export function parseAggregateEvent(rawEvent: unknown): AggregateEvent {
@@ -168,7 +208,8 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
     });
     accounting.account(header.keys.filter((_, row) => !excluded.has(row)));
     report.addProcessed(header.featurizer, header.keys.length - excluded.size);
-    usable.push({ key: read.key, rows: header.keys.length, excluded });
+    const references = header.keys.filter((key, row) => !excluded.has(row) && splitOfKey(key) === 'train').length;
+    usable.push({ key: read.key, rows: header.keys.length, excluded, references });
   }
   seenKeys.clear();
   timings.pass1 = clock.lap();
@@ -216,14 +257,60 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
   timings.fit = clock.lap();
   log?.info('pca fitted', { rows: fit.count, dim: fit.dim, k: fit.k, explainedVariance: fit.explainedVariance });
 
-  // 4. Pass 2: project and stream the CSV.
+  // 4. The classifier's references: the Training rows' scores (a pass over their shards only).
+  const k = fit.k;
   const projector = new PcaProjector(fit);
+  const knnNeighbours = settings.knnNeighbours ?? DEFAULT_KNN_NEIGHBOURS;
+  const totalReferences = usable.reduce((sum, shard) => sum + shard.references, 0);
+  const toPredict = fit.count - totalReferences;
+  const byKey = new Map(usable.map((shard) => [shard.key, shard]));
+  const changed = (key: string) => new TransientStorageError(`shard s3://${bucket}/${key} changed between the passes`);
+  let references: KnnReferences | undefined;
+  /** Where each reference came from (index into `usable`, row), to name the gallery's nearest images. */
+  let referenceShard: Int32Array | undefined;
+  let referenceRow: Int32Array | undefined;
+  let classificationSkipped: string | undefined;
+  if (totalReferences === 0) classificationSkipped = 'no image lies under a Training/ (or Train/) folder: nothing to fit the classifier on';
+  else if (toPredict === 0) classificationSkipped = 'every image is a Training image: nothing to predict';
+  else {
+    references = new KnnReferences(k, totalReferences, 'float32');
+    referenceShard = new Int32Array(totalReferences);
+    referenceRow = new Int32Array(totalReferences);
+    const shardIndex = new Map(usable.map((shard, index) => [shard.key, index]));
+    const withReferences = usable.filter((shard) => shard.references > 0).map((shard) => shard.key);
+    for await (const read of readShards(s3, bucket, withReferences, settings.readAhead ?? 2)) {
+      const expected = byKey.get(read.key)!;
+      if ('problem' in read || read.shard.header.keys.length !== expected.rows) throw changed(read.key);
+      const { header, vectors } = read.shard;
+      for (let row = 0; row < header.keys.length; row++) {
+        if (expected.excluded.has(row) || splitOfKey(header.keys[row]) !== 'train') continue;
+        referenceShard[references.size] = shardIndex.get(read.key)!;
+        referenceRow[references.size] = row;
+        references.add(header.labels[row], projector.project(vectors, row * dim));
+      }
+    }
+    if (references.size !== totalReferences) throw changed('of a Training row');
+  }
+  timings.references = clock.lap();
+
+  // 5. Pass 2: project, stream the tables, predict every non-Training row as it is written.
   const sample = new ScatterSample(settings.scatterPoints);
-  const csv = new StreamedTextUpload(s3, bucket, outputs.features, 'text/csv; charset=utf-8');
+  const tally = references ? new ClassificationTally(knnNeighbours, k, references.size) : undefined;
+  const galleryCandidates = new Map<string, { key: string; label: string; predicted: string; distance: number; nearest: number }[]>();
+  let galleryCandidateCount = 0;
+  const csvType = 'text/csv; charset=utf-8';
+  const parquetType = 'application/vnd.apache.parquet';
+  const csv = new StreamedUpload(s3, bucket, outputs.features, csvType);
+  const parquetUpload = new StreamedUpload(s3, bucket, outputs.featuresParquet, parquetType);
+  const parquet = new FeatureTableParquetWriter(parquetUpload.writable(), 'pc', k);
+  const predictionsUpload = references ? new StreamedUpload(s3, bucket, outputs.predictions, csvType) : undefined;
+  const embeddingsUpload = settings.keepEmbeddings ? new StreamedUpload(s3, bucket, outputs.embeddings, parquetType) : undefined;
+  const embeddings = embeddingsUpload ? new FeatureTableParquetWriter(embeddingsUpload.writable(), 'f', dim) : undefined;
+  const uploads = [csv, parquetUpload, predictionsUpload, embeddingsUpload].filter((u): u is StreamedUpload => u !== undefined);
   let rows = 0;
   try {
-    await csv.write(featuresCsvHeader(fit.k));
-    const byKey = new Map(usable.map((shard) => [shard.key, shard]));
+    await csv.write(featuresCsvHeader(k));
+    await predictionsUpload?.write(predictionsCsvHeader());
     for await (const read of readShards(
       s3,
       bucket,
@@ -231,42 +318,99 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
       settings.readAhead ?? 2,
     )) {
       const expected = byKey.get(read.key)!;
-      if ('problem' in read || read.shard.header.keys.length !== expected.rows) {
-        // Pass 1 read it fine: a shard that changes or vanishes mid-run is worth a retry of the step.
-        throw new TransientStorageError(`shard s3://${bucket}/${read.key} changed between the two passes`);
-      }
+      // Pass 1 read it fine: a shard that changes or vanishes mid-run is worth a retry of the step.
+      if ('problem' in read || read.shard.header.keys.length !== expected.rows) throw changed(read.key);
       const { header, vectors } = read.shard;
-      const k = fit.k;
       const scores = projector.projectRows(vectors, header.keys.length);
       for (let row = 0; row < header.keys.length; row++) {
         if (expected.excluded.has(row)) continue;
+        const key = header.keys[row];
+        const label = header.labels[row];
+        const split: Split | undefined = splitOfKey(key);
         const rowScores = scores.subarray(row * k, (row + 1) * k);
-        await csv.write(featuresCsvRow(header.keys[row], header.labels[row], rowScores, k));
-        sample.offer({ x: rowScores[0], y: k > 1 ? rowScores[1] : 0, label: header.labels[row] });
+        await csv.write(featuresCsvRow(key, label, split, rowScores, k));
+        await parquet.append(key, label, split, rowScores);
+        await embeddings?.append(key, label, split, vectors, row * dim);
+        sample.offer({ x: rowScores[0], y: k > 1 ? rowScores[1] : 0, label, split });
+        if (references && split !== 'train') {
+          const prediction = references.predict(rowScores, knnNeighbours)!;
+          await predictionsUpload!.write(predictionsCsvRow(key, label, split, prediction.label, prediction.distance));
+          tally!.add(label, split, prediction.label);
+          if (split === 'test' && prediction.label !== label && galleryCandidateCount < GALLERY_CANDIDATE_LIMIT) {
+            const pair = `${label}\u0000${prediction.label}`;
+            const list = galleryCandidates.get(pair) ?? [];
+            if (list.length < GALLERY_CANDIDATES_PER_PAIR) {
+              list.push({ key, label, predicted: prediction.label, distance: prediction.distance, nearest: prediction.nearest });
+              galleryCandidates.set(pair, list);
+              galleryCandidateCount++;
+            }
+          }
+        }
         rows++;
       }
     }
-    await csv.close();
+    await parquet.close();
+    await embeddings?.close();
+    for (const upload of uploads) await upload.close();
   } catch (error) {
-    csv.abort();
+    uploads.forEach((upload) => upload.abort());
     throw error;
   }
   timings.pass2 = clock.lap();
+  const classification: ClassificationReport = tally ? tally.report() : { status: 'skipped', reason: classificationSkipped! };
+  if (classification.status === 'classified') {
+    log?.info('classified', { references: classification.references, predicted: classification.predicted, accuracy: classification.accuracy });
+  }
 
-  // 5. The model, the tables, the plots, the report.
+  // 6. The model, the tables, the plots, the report.
   const featurizerMeta = report.featurizerReport();
   const model = pcaModelJson(fit, event.runId, featurizer, featurizerMeta, settings);
   await putObject(s3, bucket, outputs.model, JSON.stringify(model), 'application/json');
-  await putObject(s3, bucket, outputs.explainedVariance, explainedVarianceCsv(fit.eigenvalues, fit.explainedVarianceRatio, fit.k), 'text/csv; charset=utf-8');
+  await putObject(s3, bucket, outputs.explainedVariance, explainedVarianceCsv(fit.eigenvalues, fit.explainedVarianceRatio, fit.k), csvType);
   const svgType = 'image/svg+xml';
-  await putObject(s3, bucket, outputs.scree, await screePlotSvg({ ratios: fit.explainedVarianceRatio, kept: fit.k }), svgType);
-  const scatter = await scatterPlotSvg({
+  const plotSubtitle = `run ${event.runId} · ${featurizer}`;
+  const screeSvg = await screePlotSvg({ ratios: fit.explainedVarianceRatio, kept: fit.k, subtitle: plotSubtitle });
+  await putObject(s3, bucket, outputs.scree, screeSvg, svgType);
+  const confusedLabels =
+    classification.status === 'classified' ? [...new Set(classification.mostConfused.flatMap((pair) => [pair.actual, pair.predicted]))] : undefined;
+  const scatterSvg = await scatterPlotSvg({
     points: sample.points,
     total: sample.total,
     xRatio: fit.explainedVarianceRatio[0],
     yRatio: fit.k > 1 ? fit.explainedVarianceRatio[1] : undefined,
+    subtitle: plotSubtitle,
+    highlight: confusedLabels?.length ? confusedLabels : undefined,
   });
-  await putObject(s3, bucket, outputs.scatter, scatter, svgType);
+  await putObject(s3, bucket, outputs.scatter, scatterSvg, svgType);
+  const schema = outputSchema({ runId: event.runId, k, dim, classified: classification.status === 'classified', embeddings: embeddings !== undefined });
+  await putObject(s3, bucket, outputs.readme, outputReadme(schema), 'text/plain; charset=utf-8');
+  const written: AggregateResult['outputs'] = {
+    features: outputs.features,
+    featuresParquet: outputs.featuresParquet,
+    ...(predictionsUpload ? { predictions: outputs.predictions } : {}),
+    ...(embeddingsUpload ? { embeddings: outputs.embeddings } : {}),
+    model: outputs.model,
+    explainedVariance: outputs.explainedVariance,
+    scree: outputs.scree,
+    scatter: outputs.scatter,
+    readme: outputs.readme,
+    report: outputs.report,
+    html: outputs.html,
+  };
+  const runSettings = {
+    pcaComponents: settings.components,
+    pcaVarianceThreshold: settings.varianceThreshold ?? null,
+    knnNeighbours,
+    keepEmbeddings: settings.keepEmbeddings ?? false,
+  };
+  const gallery =
+    references && referenceShard && referenceRow && classification.status === 'classified'
+      ? await galleryOf(s3, bucket, classification, galleryCandidates, settings.galleryImages ?? GALLERY_IMAGES, (index) => ({
+          shard: usable[referenceShard![index]].key,
+          row: referenceRow![index],
+          label: references!.reference(index).label,
+        }))
+      : [];
   timings.writeOutputs = clock.lap();
   timings.total = clock.total();
 
@@ -283,10 +427,19 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
       constantFeatures: fit.constantFeatures.length,
     },
     timingsMs: timings,
-    outputs,
+    outputs: written,
     now: now(),
   });
-  await putObject(s3, bucket, outputs.report, JSON.stringify(runReport, null, 2), 'application/json');
+  const fullReport = { ...runReport, settings: runSettings, classification, schema };
+  await putObject(s3, bucket, outputs.report, JSON.stringify(fullReport, null, 2), 'application/json');
+  const html = reportHtml({
+    report: fullReport,
+    settings: { featurizer, ...runSettings, explainedVariance: Number(fit.explainedVariance.toFixed(4)) },
+    screeSvg,
+    scatterSvg,
+    gallery,
+  });
+  await putObject(s3, bucket, outputs.html, html, 'text/html; charset=utf-8');
   log?.info('aggregate done', { rows, k: fit.k, counts: runReport.counts, timingsMs: timings });
 
   return {
@@ -301,8 +454,58 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
       skipped: runReport.counts.skipped,
       failedBatches: runReport.counts.failedBatches,
     },
-    outputs,
+    ...(classification.status === 'classified' && classification.accuracy !== null ? { accuracy: classification.accuracy } : {}),
+    outputs: written,
   };
+}
+
+/**
+ * A few misclassified Test images beside their nearest reference: one per confused pair, most
+ * confused first (a second per pair if pairs run out). The nearest reference's key is read back
+ * from its shard (a handful of shards); the images from the input, thumbnailed. An image that
+ * cannot be read (deleted since, or not readable) shows why instead of failing the run.
+ */
+async function galleryOf(
+  s3: S3Client,
+  bucket: string,
+  classification: Extract<ClassificationReport, { status: 'classified' }>,
+  candidates: Map<string, { key: string; label: string; predicted: string; distance: number; nearest: number }[]>,
+  limit: number,
+  referenceOf: (index: number) => { shard: string; row: number; label: string },
+): Promise<GalleryEntry[]> {
+  const pairs = classification.mostConfused.map((pair) => candidates.get(`${pair.actual}\u0000${pair.predicted}`) ?? []);
+  const chosen: { key: string; label: string; predicted: string; distance: number; nearest: number }[] = [];
+  for (let round = 0; round < GALLERY_CANDIDATES_PER_PAIR && chosen.length < limit; round++) {
+    for (const list of pairs) if (list[round] && chosen.length < limit) chosen.push(list[round]);
+  }
+  const shardKeys = new Map<string, string[]>();
+  for (const candidate of chosen) shardKeys.set(referenceOf(candidate.nearest).shard, []);
+  for (const shard of shardKeys.keys()) {
+    try {
+      shardKeys.set(shard, decodeFeatureShard(await readBytes(s3, bucket, shard)).header.keys);
+    } catch {
+      // The gallery only illustrates: a reference whose key cannot be read back shows no image.
+    }
+  }
+  const imageOf = async (key: string | undefined, label: string): Promise<GalleryImage> => {
+    if (key === undefined) return { key: '(unknown)', label, problem: 'reference key not readable' };
+    try {
+      return { key, label, image: await thumbnailDataUri(await readBytes(s3, bucket, key)) };
+    } catch (error) {
+      return { key, label, problem: error instanceof MissingObjectError ? 'image no longer readable' : `no thumbnail (${describeError(error)})` };
+    }
+  };
+  const entries: GalleryEntry[] = [];
+  for (const candidate of chosen) {
+    const reference = referenceOf(candidate.nearest);
+    entries.push({
+      query: await imageOf(candidate.key, candidate.label),
+      predicted: candidate.predicted,
+      distance: candidate.distance,
+      nearest: await imageOf(shardKeys.get(reference.shard)?.[reference.row], reference.label),
+    });
+  }
+  return entries;
 }
 
 function runFields(event: AggregateEvent, mapRunArn: string | undefined) {

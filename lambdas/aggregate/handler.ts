@@ -16,7 +16,12 @@ export function readAggregateEnv(env: NodeJS.ProcessEnv = process.env): Aggregat
 }
 
 export function aggregateSettingsFrom(env: AggregateEnv): AggregateSettings {
-  return { components: env.PCA_COMPONENTS, varianceThreshold: env.PCA_VARIANCE_THRESHOLD };
+  return {
+    components: env.PCA_COMPONENTS,
+    varianceThreshold: env.PCA_VARIANCE_THRESHOLD,
+    knnNeighbours: env.KNN_NEIGHBOURS,
+    keepEmbeddings: env.KEEP_EMBEDDINGS,
+  };
 }
 
 const settings = aggregateSettingsFrom(readAggregateEnv());

@@ -1,9 +1,10 @@
 /**
- * The aggregate step's streamed multipart upload of features.csv. Whole-object reads and small
- * puts are shared with the other handlers in `./s3-client.ts`.
+ * The aggregate step's streamed multipart uploads (features.csv and .parquet, predictions.csv,
+ * embeddings.parquet). Whole-object reads and small puts are shared with the other handlers in
+ * `./s3-client.ts`.
  */
 import { once } from 'node:events';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { storageError } from './s3-client';
@@ -12,15 +13,16 @@ import { storageError } from './s3-client';
 const WRITE_CHUNK_BYTES = 1024 * 1024;
 
 /**
- * A text object written as it is produced: a PassThrough stream feeding lib-storage's `Upload`,
- * which sends 8 MiB parts as they fill (a plain PutObject when the whole text is smaller), so the
- * CSV is never held in memory whole. `write` respects back-pressure; `close` waits for S3.
+ * An object written as it is produced: a PassThrough stream feeding lib-storage's `Upload`,
+ * which sends 8 MiB parts as they fill (a plain PutObject when the whole object is smaller), so a
+ * table is never held in memory whole. `write` respects back-pressure; `close` waits for S3.
  */
-export class StreamedTextUpload {
+export class StreamedUpload {
   private readonly stream = new PassThrough();
   private readonly done: Promise<unknown>;
   private failure: unknown;
-  private pending = '';
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
   readonly location: string;
 
   constructor(s3: S3Client, bucket: string, key: string, contentType: string) {
@@ -41,9 +43,23 @@ export class StreamedTextUpload {
     this.done.catch(() => undefined);
   }
 
-  async write(text: string): Promise<void> {
-    this.pending += text;
-    if (this.pending.length >= WRITE_CHUNK_BYTES) await this.flush();
+  async write(chunk: string | Uint8Array): Promise<void> {
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    this.pending.push(bytes);
+    this.pendingBytes += bytes.length;
+    if (this.pendingBytes >= WRITE_CHUNK_BYTES) await this.flush();
+  }
+
+  /**
+   * A Writable for libraries that write to a stream (the Parquet writer): each chunk goes through
+   * `write`; ending it does not end the upload, `close` does.
+   */
+  writable(): Writable {
+    return new Writable({
+      write: (chunk: Buffer, _encoding, callback) => {
+        this.write(chunk).then(() => callback(), callback);
+      },
+    });
   }
 
   async close(): Promise<void> {
@@ -63,10 +79,11 @@ export class StreamedTextUpload {
 
   private async flush(): Promise<void> {
     if (this.failure) throw storageError(`uploading ${this.location}`, this.failure);
-    if (this.pending === '') return;
-    const chunk = this.pending;
-    this.pending = '';
-    if (!this.stream.write(chunk, 'utf8')) {
+    if (this.pendingBytes === 0) return;
+    const chunk = Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (!this.stream.write(chunk)) {
       await Promise.race([once(this.stream, 'drain'), this.done]);
       if (this.failure) throw storageError(`uploading ${this.location}`, this.failure);
     }

@@ -48,6 +48,18 @@ export const RESULT_FILES = {
   scree: 'scree.svg',
   scatter: 'pca-scatter.svg',
   report: 'report.json',
+  // ---- Classification, Parquet and the HTML report (issue 11) ----
+  /** One row per image the k-NN predicted (every row that is not a Training reference). */
+  predictions: 'predictions.csv',
+  /** features.csv as typed Parquet columns. */
+  featuresParquet: 'features.parquet',
+  /** The raw feature vectors, when the run keeps them (KEEP_EMBEDDINGS). */
+  embeddings: 'embeddings.parquet',
+  /** One self-contained page: counts, plots, accuracy, a gallery of misclassified images. */
+  html: 'report.html',
+  /** What each output file and column holds. */
+  readme: 'README.txt',
+  // ---- end of issue 11 ----
   /** Written by the state machine's WriteFailureReport when a run fails. */
   failure: 'failure.json',
 } as const;

@@ -90,12 +90,58 @@ export const FeaturizeEnvSchema = z.object({
 });
 export type FeaturizeEnv = z.infer<typeof FeaturizeEnvSchema>;
 
+// ---- Classification and outputs (issue 11): the aggregate's k-NN and optional outputs ----
+
+/** The aggregate function's classification and output variables. */
+export const CLASSIFY_ENV = {
+  /** Neighbours that vote in the k-NN classification of the rows outside Training/. */
+  knnNeighbours: 'KNN_NEIGHBOURS',
+  /** `true`: also write the raw feature vectors (embeddings.parquet). */
+  keepEmbeddings: 'KEEP_EMBEDDINGS',
+} as const;
+
+export const CLASSIFY_BOUNDS = {
+  /** k of the k-NN: more than 100 voters only blurs the classes of Fruits-360-sized sets. */
+  knnNeighbours: { min: 1, max: 100 },
+} as const;
+
+const ClassifyEnvShape = {
+  [CLASSIFY_ENV.knnNeighbours]: boundedInt(CLASSIFY_BOUNDS.knnNeighbours).default(5),
+  [CLASSIFY_ENV.keepEmbeddings]: z
+    .enum(['true', 'false'])
+    .transform((v) => v === 'true')
+    .default(false),
+};
+
+export function classifyEnvironment(settings: { readonly knnNeighbours?: number; readonly keepEmbeddings?: boolean }): Record<string, string> {
+  return definedOnly({ [CLASSIFY_ENV.knnNeighbours]: settings.knnNeighbours, [CLASSIFY_ENV.keepEmbeddings]: settings.keepEmbeddings });
+}
+
+/**
+ * The variables of both functions whose values change a run's results (features, components,
+ * predictions): a run id that should differ when they do hashes these.
+ */
+export const RESULT_SHAPING_ENV: readonly string[] = [
+  FEATURIZE_ENV.featurizer,
+  FEATURIZE_ENV.modelId,
+  FEATURIZE_ENV.imageSize,
+  FEATURIZE_ENV.featureLayers,
+  FEATURIZE_ENV.featureSqrt,
+  FEATURIZE_ENV.maxInputPixels,
+  FEATURIZE_ENV.maxInputBytes,
+  AGGREGATE_ENV.pcaComponents,
+  AGGREGATE_ENV.pcaVarianceThreshold,
+  CLASSIFY_ENV.knnNeighbours,
+];
+// ---- end of classification and outputs ----
+
 /** The aggregate handler's environment. */
 export const AggregateEnvSchema = z.object({
   /** Components kept; the most kept when PCA_VARIANCE_THRESHOLD is set. */
   [AGGREGATE_ENV.pcaComponents]: boundedInt(SETTING_BOUNDS.pcaComponents).default(50),
   /** When set, the smallest k (up to PCA_COMPONENTS) whose cumulative explained variance reaches it. */
   [AGGREGATE_ENV.pcaVarianceThreshold]: z.coerce.number().gt(0).lte(1).optional(),
+  ...ClassifyEnvShape,
 });
 export type AggregateEnv = z.infer<typeof AggregateEnvSchema>;
 

@@ -50,15 +50,24 @@ function componentNames(k: number): string[] {
   return Array.from({ length: k }, (_, c) => `pc_${c + 1}`);
 }
 
-/** `key,label,pc_1..pc_k` */
+/** `key,label,split,pc_1..pc_k`; split is `train`, `test` or empty (lambdas/core/knn.ts, `splitOfKey`). */
 export function featuresCsvHeader(k: number): string {
-  return csvLine(['key', 'label', ...componentNames(k)]);
+  return csvLine(['key', 'label', 'split', ...componentNames(k)]);
 }
 
-export function featuresCsvRow(key: string, label: string, scores: ArrayLike<number>, k: number = scores.length): string {
-  let line = `${csvTextField(key)},${csvTextField(label)}`;
+export function featuresCsvRow(key: string, label: string, split: string | undefined, scores: ArrayLike<number>, k: number = scores.length): string {
+  let line = `${csvTextField(key)},${csvTextField(label)},${split ?? ''}`;
   for (let c = 0; c < k; c++) line += `,${formatNumber(scores[c])}`;
   return line + CSV_LINE_BREAK;
+}
+
+/** `key,label,split,predicted,nearest_distance`: one row per image the classifier predicted. */
+export function predictionsCsvHeader(): string {
+  return csvLine(['key', 'label', 'split', 'predicted', 'nearest_distance']);
+}
+
+export function predictionsCsvRow(key: string, label: string, split: string | undefined, predicted: string, nearestDistance: number): string {
+  return `${csvTextField(key)},${csvTextField(label)},${split ?? ''},${csvTextField(predicted)},${formatNumber(nearestDistance)}${CSV_LINE_BREAK}`;
 }
 
 /** One row per component: eigenvalue, ratio and cumulative ratio, and whether it was kept. */

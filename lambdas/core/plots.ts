@@ -1,7 +1,8 @@
 /**
  * The run's two charts, as Vega-Lite specs rendered to SVG headlessly (Vega's SVG renderer needs
- * no canvas; text widths are estimated): a scree plot of explained variance and a scatter of the
- * first two principal components coloured by label.
+ * no canvas; text widths are estimated): a scree plot of explained variance with the chosen k
+ * marked, and a scatter of the first two principal components coloured by label (up to 20 labels;
+ * above that, a few highlighted labels on grey) and shaped by split (Training, Test, none).
  *
  * vega 5 / vega-lite 5 are used because they still ship CommonJS builds: 6.x are ESM-only and do
  * not load in the CommonJS Lambda bundle or under jest.
@@ -30,10 +31,12 @@ export interface ScreePlotInput {
   /** Components kept. */
   kept: number;
   title?: string;
+  /** Second title line: which run and featurizer the plot belongs to. */
+  subtitle?: string;
 }
 
 /** Bars: each component's share of variance (kept ones highlighted); line: the cumulative share. */
-function screePlotSpec({ ratios, kept, title = 'Explained variance by principal component' }: ScreePlotInput): TopLevelSpec {
+function screePlotSpec({ ratios, kept, title = 'Explained variance by principal component', subtitle }: ScreePlotInput): TopLevelSpec {
   const shown = Math.min(ratios.length, Math.max(kept, Math.min(SCREE_BAR_LIMIT, ratios.length)));
   const values: { component: number; ratio: number; cumulative: number; kept: string }[] = [];
   let cumulative = 0;
@@ -44,11 +47,25 @@ function screePlotSpec({ ratios, kept, title = 'Explained variance by principal 
   const x = { field: 'component', type: 'ordinal' as const, title: 'principal component', axis: { labelAngle: 0, labelOverlap: true } };
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: shown < ratios.length ? `${title} (first ${shown} of ${ratios.length})` : title,
+    title: {
+      text: shown < ratios.length ? `${title} (first ${shown} of ${ratios.length})` : title,
+      ...(subtitle ? { subtitle } : {}),
+    },
     width: 560,
     height: 320,
     data: { values },
     layer: [
+      // The chosen k: a rule at the last kept component, labelled with k and its cumulative share.
+      {
+        data: { values: [{ component: kept, label: `k = ${kept} (${(100 * (values[kept - 1]?.cumulative ?? 1)).toFixed(1)}%)` }] },
+        mark: { type: 'rule', color: '#222', strokeDash: [4, 3] },
+        encoding: { x },
+      },
+      {
+        data: { values: [{ component: kept, label: `k = ${kept} (${(100 * (values[kept - 1]?.cumulative ?? 1)).toFixed(1)}%)` }] },
+        mark: { type: 'text', align: 'left', dx: 4, dy: -4, fontSize: 11, fontWeight: 'bold' },
+        encoding: { x, y: { value: 0 }, text: { field: 'label' } },
+      },
       {
         mark: 'bar',
         encoding: {
@@ -70,6 +87,8 @@ export interface ScatterPoint {
   x: number;
   y: number;
   label: string;
+  /** `train`, `test`, or undefined when the key names no split. */
+  split?: string;
 }
 
 export interface ScatterPlotInput {
@@ -79,21 +98,57 @@ export interface ScatterPlotInput {
   /** Explained variance ratio of the two axes. */
   xRatio: number;
   yRatio?: number;
+  /** Which run and featurizer the plot belongs to. */
+  subtitle?: string;
+  /**
+   * Above `DISTINCT_COLOUR_LIMIT` labels no palette keeps every class apart: these labels (the
+   * most confused ones, say) get their own colours and every other class is drawn in grey.
+   * @default the most frequent labels of the sample
+   */
+  highlight?: readonly string[];
 }
 
-function scatterPlotSpec({ points, total, xRatio, yRatio }: ScatterPlotInput): TopLevelSpec {
+/** Labels that each get a colour of their own (tableau20); above it, only highlighted ones do. */
+export const DISTINCT_COLOUR_LIMIT = 20;
+/** Highlighted labels above DISTINCT_COLOUR_LIMIT (tableau10: ten colours far apart). */
+const HIGHLIGHT_LIMIT = 10;
+const OTHER_CLASSES = 'other classes';
+const SPLIT_NAMES: Record<string, string> = { train: 'Training', test: 'Test' };
+
+function scatterPlotSpec({ points, total, xRatio, yRatio, subtitle, highlight }: ScatterPlotInput): TopLevelSpec {
   const percent = (r: number) => `${(r * 100).toFixed(1)}%`;
-  const labels = new Set(points.map((p) => p.label)).size;
+  const counts = new Map<string, number>();
+  for (const p of points) counts.set(p.label, (counts.get(p.label) ?? 0) + 1);
+  const many = counts.size > DISTINCT_COLOUR_LIMIT;
+  const highlighted = many
+    ? (highlight?.filter((label) => counts.has(label)) ?? [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([label]) => label)).slice(
+        0,
+        HIGHLIGHT_LIMIT,
+      )
+    : [];
+  const shown = new Set(highlighted);
+  const values = points.map((p) => ({
+    x: p.x,
+    y: p.y,
+    label: p.label,
+    colour: !many || shown.has(p.label) ? p.label : OTHER_CLASSES,
+    split: p.split ? (SPLIT_NAMES[p.split] ?? p.split) : 'no split',
+  }));
+  // Grey points first, so the highlighted classes are drawn on top of them.
+  values.sort((a, b) => Number(b.colour === OTHER_CLASSES) - Number(a.colour === OTHER_CLASSES));
+  const sampled = points.length < total ? `${points.length} of ${total} images, sampled uniformly` : `${total} images`;
+  const colourNote = many ? `; ${counts.size} classes: ${highlighted.length} highlighted, the rest grey` : '';
+  const splits = [...new Set(values.map((v) => v.split))].sort();
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: {
       text: yRatio === undefined ? 'Images on the first principal component' : 'Images on the first two principal components',
-      subtitle: points.length < total ? `${points.length} of ${total} images, sampled uniformly` : `${total} images`,
+      subtitle: [...(subtitle ? [subtitle] : []), `${sampled}${colourNote}`],
     },
     width: 560,
     height: 420,
-    data: { values: points.map((p) => ({ ...p })) },
-    mark: { type: 'circle', size: 18, opacity: 0.7 },
+    data: { values },
+    mark: { type: 'point', size: 22, opacity: 0.75, filled: true },
     encoding: {
       x: { field: 'x', type: 'quantitative', title: `PC 1 (${percent(xRatio)})`, scale: { zero: false } },
       y:
@@ -101,15 +156,27 @@ function scatterPlotSpec({ points, total, xRatio, yRatio }: ScatterPlotInput): T
           ? { field: 'y', type: 'quantitative', axis: null }
           : { field: 'y', type: 'quantitative', title: `PC 2 (${percent(yRatio)})`, scale: { zero: false } },
       color: {
-        field: 'label',
+        field: 'colour',
         type: 'nominal',
-        title: 'label',
-        scale: { scheme: labels <= 10 ? 'tableau10' : 'tableau20' },
-        legend: { symbolLimit: 40, columns: labels > 20 ? 2 : 1 },
+        title: many ? 'label (highlighted)' : 'label',
+        scale: many
+          ? { domain: [...highlighted, OTHER_CLASSES], range: [...TABLEAU10.slice(0, highlighted.length), '#c8c8c8'] }
+          : { scheme: counts.size <= 10 ? 'tableau10' : 'tableau20' },
+        legend: { symbolLimit: 40, columns: counts.size > 20 && !many ? 2 : 1 },
       },
+      shape: {
+        field: 'split',
+        type: 'nominal',
+        title: 'split',
+        scale: { domain: splits, range: splits.map((split) => SPLIT_SHAPES[split] ?? 'square') },
+      },
+      tooltip: [{ field: 'label' }, { field: 'split' }],
     },
   };
 }
+
+const TABLEAU10 = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
+const SPLIT_SHAPES: Record<string, string> = { Training: 'circle', Test: 'triangle-up', 'no split': 'square' };
 
 export const screePlotSvg = (input: ScreePlotInput): Promise<string> => renderSvg(screePlotSpec(input));
 export const scatterPlotSvg = (input: ScatterPlotInput): Promise<string> => renderSvg(scatterPlotSpec(input));

@@ -373,7 +373,7 @@ describe('IAM', () => {
     }
   });
 
-  test('featurize reads input/ and writes work/; aggregate reads work/ and writes results/', () => {
+  test('featurize reads input/ and writes work/; aggregate reads work/ and input/ (report.html thumbnails) and writes results/', () => {
     expect(policyOf('FeaturizeRole')).toEqual(
       expect.arrayContaining([
         { Action: 's3:GetObject', Effect: 'Allow', Resource: objectsUnder('input/') },
@@ -382,7 +382,7 @@ describe('IAM', () => {
     );
     expect(policyOf('AggregateRole')).toEqual(
       expect.arrayContaining([
-        { Action: 's3:GetObject', Effect: 'Allow', Resource: objectsUnder('work/') },
+        { Action: 's3:GetObject', Effect: 'Allow', Resource: [objectsUnder('input/'), objectsUnder('work/')] },
         { Action: ['s3:AbortMultipartUpload', 's3:PutObject'], Effect: 'Allow', Resource: objectsUnder('results/') },
       ]),
     );

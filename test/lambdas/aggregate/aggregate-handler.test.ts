@@ -4,7 +4,14 @@ import { aggregateRun, aggregateSettingsFrom, AggregateSettings, readAggregateEn
 import { MalformedEventError, TransientStorageError } from '../../../lambdas/contracts/events';
 import { encodeFeatureShard, ShardHeader } from '../../../lambdas/core/feature-shard';
 import { IncompleteRunError } from '../../../lambdas/core/input-accounting';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ParquetReader } from '@dsnp/parquetjs';
 import { parseCsv } from '../../../evaluate/csv';
+import { knnAccuracy, readFeaturesCsv } from '../../../evaluate/knn';
+import { restoreTextField } from '../../../lambdas/core/features-csv';
 import { InsufficientDataError } from '../../../lambdas/core/streaming-pca';
 import { LocalS3Server, startLocalS3Server } from '../../../local/emulator/s3/s3-server';
 import { seededRandom } from '../../../lambdas/core/seeded-random';
@@ -156,17 +163,20 @@ describe('aggregate handler against a local S3 server', () => {
       counts: { processed: 69, failed: 1 + 1 + 4 + 1 + 2, skipped: 1, failedBatches: 2 },
       outputs: {
         features: `results/${runId}/features.csv`,
+        featuresParquet: `results/${runId}/features.parquet`,
         model: `results/${runId}/pca-model.json`,
         explainedVariance: `results/${runId}/explained-variance.csv`,
         scree: `results/${runId}/scree.svg`,
         scatter: `results/${runId}/pca-scatter.svg`,
+        readme: `results/${runId}/README.txt`,
         report: `results/${runId}/report.json`,
+        html: `results/${runId}/report.html`,
       },
     });
 
     // features.csv: header, one row per processed image, keys exact, scores = reference PCA.
     const csv = parseCsv(await getText(client, result.outputs.features));
-    expect(csv[0]).toEqual(['key', 'label', 'pc_1', 'pc_2', 'pc_3']);
+    expect(csv[0]).toEqual(['key', 'label', 'split', 'pc_1', 'pc_2', 'pc_3']);
     expect(
       csv
         .slice(1)
@@ -189,7 +199,7 @@ describe('aggregate handler against a local S3 server', () => {
     const n = matrix.length;
     const factor = Math.sqrt(n / (n - 1)); // ours: population std; ml-pca: sample std
     for (let c = 0; c < 3; c++) {
-      const ours = processedKeys.map((key) => Number(rows.get(key)![2 + c]));
+      const ours = processedKeys.map((key) => Number(rows.get(key)![3 + c]));
       const theirs = processedKeys.map((_, i) => predicted.get(i, c) * factor);
       const sign = Math.sign(ours[0]) === Math.sign(theirs[0]) ? 1 : -1;
       ours.forEach((value, i) => expect(value).toBeCloseTo(sign * theirs[i], 4));
@@ -273,6 +283,168 @@ describe('aggregate handler against a local S3 server', () => {
     expect(report.error.message).toContain(lost);
     // Nothing is published for an unproven run.
     await expect(getText(client, `results/${runId}/features.csv`)).rejects.toThrow();
+  });
+
+  it('classifies every non-Training row against the Training rows: predictions.csv, accuracy, confusion, Parquet, report.html', async () => {
+    const runId = 'run-classify';
+    const dim = 12;
+    // Training and Test rows of the four labels, one unsplit row, one row in a split of no name.
+    const train = makeRows(48, dim, 31, runId);
+    const test = makeRows(16, dim, 32, runId);
+    train.keys = train.keys.map((key) => key.replace(`input/${runId}/`, `input/${runId}/Training/`));
+    test.keys = test.keys.map((key) => key.replace(`input/${runId}/`, `input/${runId}/Test/`));
+    // Two Test rows made to look like another class: they must be misclassified and shown.
+    const swapped = [1, 6];
+    for (const r of swapped) {
+      const other = (r + 1) % LABELS.length;
+      for (let f = 0; f < dim; f++) test.vectors[r * dim + f] = train.vectors[other * dim + f] + 0.01;
+    }
+    const loose = makeRows(2, dim, 33, runId);
+    loose.keys = [`input/${runId}/Kiwi/unsplit.jpg`, `input/${runId}/New batch/=cmd.jpg`];
+    loose.labels = ['Kiwi', 'New batch'];
+    // Real images for the gallery: the misclassified Test rows and every Training row.
+    const sharp = (await import('sharp')).default;
+    const png = (hue: number) =>
+      sharp({ create: { width: 40, height: 30, channels: 3, background: { r: hue, g: 255 - hue, b: 90 } } })
+        .png()
+        .toBuffer();
+    for (const r of swapped) await put(client, test.keys[r], await png(r * 40));
+    for (let r = 0; r < train.keys.length; r++) await put(client, train.keys[r], await png((r * 13) % 255));
+    // Training and Test rows in separate shards, Test first, as a listing of Fruits-360 gives them.
+    const shards = [
+      { name: 'a-test', rows: test },
+      { name: 'b-train', rows: train },
+      { name: 'c-loose', rows: loose },
+    ];
+    const succeeded = [];
+    for (const { name, rows } of shards) {
+      const h = header(rows.keys, rows.labels, dim);
+      await put(client, `work/${runId}/shards/${name}.fsh`, encodeFeatureShard({ header: h, vectors: rows.vectors }));
+      succeeded.push(childRecord('SUCCEEDED', rows.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/${name}.fsh`, h)) }));
+    }
+    const event = await writeMapRun(client, runId, succeeded, []);
+
+    const result = await aggregateRun(event, { s3: client, settings: { components: 4, knnNeighbours: 3, keepEmbeddings: true } });
+    expect(result.outputs).toMatchObject({ predictions: `results/${runId}/predictions.csv`, embeddings: `results/${runId}/embeddings.parquet` });
+
+    // features.csv: the split column.
+    const features = parseCsv(await getText(client, result.outputs.features));
+    const splitOf = new Map(features.slice(1).map((row) => [restoreTextField(row[0]), row[2]]));
+    expect(splitOf.get(train.keys[0])).toBe('train');
+    expect(splitOf.get(test.keys[0])).toBe('test');
+    expect(splitOf.get(loose.keys[0])).toBe('');
+
+    // predictions.csv: every row but the Training ones, guarded text cells.
+    const predictions = parseCsv(await getText(client, result.outputs.predictions!));
+    expect(predictions[0]).toEqual(['key', 'label', 'split', 'predicted', 'nearest_distance']);
+    expect(
+      predictions
+        .slice(1)
+        .map((row) => restoreTextField(row[0]))
+        .sort(),
+    ).toEqual([...test.keys, ...loose.keys].sort());
+    const byKey = new Map(predictions.slice(1).map((row) => [restoreTextField(row[0]), row]));
+    for (const r of swapped) expect(byKey.get(test.keys[r])![3]).toBe(LABELS[(r + 1) % LABELS.length]);
+    expect(byKey.get(test.keys[0])![3]).toBe(test.labels[0]);
+    expect(byKey.get(loose.keys[1])![0]).toBe(`input/${runId}/New batch/=cmd.jpg`);
+    expect(Number(byKey.get(test.keys[swapped[0]])![4])).toBeGreaterThanOrEqual(0);
+
+    // report.json: accuracy (the same scorer as evaluate/ over features.csv), per class, sparse confusion.
+    const report = JSON.parse(await getText(client, result.outputs.report));
+    const knn = knnAccuracy(readFeaturesCsv(await getText(client, result.outputs.features)), { k: 3 });
+    expect(report.classification).toMatchObject({
+      status: 'classified',
+      neighbours: 3,
+      components: 4,
+      references: 48,
+      predicted: 18,
+      scored: 16,
+      correct: 14,
+      accuracy: 14 / 16,
+      unscored: 2,
+      confusion: { format: 'sparse' },
+    });
+    expect(knn).toMatchObject({ correct: 14, scored: 16, references: 48 });
+    expect(result.accuracy).toBe(14 / 16);
+    expect(report.classification.perClass).toHaveLength(4);
+    const cells = report.classification.confusion.cells as { actual: string; predicted: string; count: number }[];
+    expect(cells.every((cell) => cell.count > 0)).toBe(true);
+    expect(cells.reduce((sum, cell) => sum + cell.count, 0)).toBe(16);
+    expect(report.classification.mostConfused).toHaveLength(2);
+    expect(report.classification.mostConfused[0]).toMatchObject({ count: 1, shareOfActual: 0.25 });
+    expect(report.settings).toEqual({ pcaComponents: 4, pcaVarianceThreshold: null, knnNeighbours: 3, keepEmbeddings: true });
+    expect(report.schema.files.map((f: { file: string }) => f.file)).toEqual(
+      expect.arrayContaining(['features.csv', 'features.parquet', 'predictions.csv', 'embeddings.parquet']),
+    );
+    expect(await getText(client, result.outputs.readme)).toContain('split [BYTE_ARRAY UTF8, optional]');
+
+    // features.parquet: typed columns, the same rows as the CSV.
+    const parquetBytes = Buffer.from(
+      await (await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: result.outputs.featuresParquet }))).Body!.transformToByteArray(),
+    );
+    const reader = await ParquetReader.openBuffer(parquetBytes);
+    const fields = reader.getSchema().fields;
+    expect(fields.key).toMatchObject({ primitiveType: 'BYTE_ARRAY', originalType: 'UTF8', repetitionType: 'REQUIRED' });
+    expect(fields.split).toMatchObject({ originalType: 'UTF8', repetitionType: 'OPTIONAL' });
+    expect(fields.pc_1).toMatchObject({ primitiveType: 'FLOAT' });
+    expect(Object.keys(fields)).toEqual(['key', 'label', 'split', 'pc_1', 'pc_2', 'pc_3', 'pc_4']);
+    const cursor = reader.getCursor();
+    const parquetRows: Record<string, unknown>[] = [];
+    for (let row = await cursor.next(); row; row = await cursor.next()) parquetRows.push(row as Record<string, unknown>);
+    await reader.close();
+    expect(parquetRows).toHaveLength(features.length - 1);
+    features.slice(1).forEach((row, i) => {
+      expect(parquetRows[i].key).toBe(restoreTextField(row[0]));
+      expect(parquetRows[i].split ?? '').toBe(row[2]);
+      expect(parquetRows[i].pc_2 as number).toBeCloseTo(Number(row[4]), 4);
+    });
+    // Two readers the writer does not share code with: hyparquet (JavaScript) and, where it is
+    // importable, pyarrow (what pandas and Spark users read with).
+    const file = join(mkdtempSync(join(tmpdir(), 'fruits-parquet-')), 'features.parquet');
+    writeFileSync(file, parquetBytes);
+    const script = `import { parquetReadObjects, parquetMetadataAsync, parquetSchema, asyncBufferFromFile } from 'hyparquet';
+      const buffer = await asyncBufferFromFile(${JSON.stringify(file)});
+      const schema = parquetSchema(await parquetMetadataAsync(buffer));
+      const rows = await parquetReadObjects({ file: buffer });
+      console.log(JSON.stringify({ columns: schema.children.map((c) => [c.element.name, c.element.type, c.element.repetition_type]), rows }));`;
+    const hy = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', cwd: join(__dirname, '..', '..', '..') });
+    expect(hy.stderr).toBe('');
+    const fromHyparquet = JSON.parse(hy.stdout);
+    expect(fromHyparquet.columns.slice(0, 4)).toEqual([
+      ['key', 'BYTE_ARRAY', 'REQUIRED'],
+      ['label', 'BYTE_ARRAY', 'REQUIRED'],
+      ['split', 'BYTE_ARRAY', 'OPTIONAL'],
+      ['pc_1', 'FLOAT', 'REQUIRED'],
+    ]);
+    expect(fromHyparquet.rows.map((row: { key: string }) => row.key)).toEqual(parquetRows.map((row) => row.key));
+    expect(fromHyparquet.rows[0].pc_3).toBeCloseTo(parquetRows[0].pc_3 as number, 6);
+    const python = spawnSync(
+      'python3',
+      [
+        '-c',
+        `import pyarrow.parquet as pq; t = pq.read_table(${JSON.stringify(file)}); print(t.num_rows, t.schema.field('pc_1').type, t.column('split').null_count)`,
+      ],
+      { encoding: 'utf8' },
+    );
+    if (python.status === 0) expect(python.stdout.trim()).toBe(`${parquetRows.length} float 1`);
+    else
+      console.warn(
+        `features.parquet NOT read back with pyarrow: python3 with pyarrow is not importable here (${(python.stderr || String(python.error)).trim().split('\n').pop()})`,
+      );
+
+    const embeddingsBytes = await (await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: result.outputs.embeddings! }))).Body!.transformToByteArray();
+    const embeddingsReader = await ParquetReader.openBuffer(Buffer.from(embeddingsBytes));
+    expect(Object.keys(embeddingsReader.getSchema().fields)).toHaveLength(3 + dim);
+    expect(Number(embeddingsReader.getRowCount())).toBe(66);
+    await embeddingsReader.close();
+
+    // report.html: one page, thumbnails inline, the misclassified pair beside its nearest reference.
+    const html = await getText(client, result.outputs.html);
+    expect(html).toContain("default-src 'none'");
+    expect(html).toContain('Misclassified Test images');
+    expect((html.match(/src="data:image\/jpeg;base64,/g) ?? []).length).toBe(4);
+    expect(html).not.toMatch(/(src|href)="(https?:)?\/\//);
+    expect(html).toContain('87.5%');
   });
 
   it('streams a features.csv larger than one multipart part', async () => {
@@ -417,11 +589,22 @@ describe('aggregate handler against a local S3 server', () => {
   });
 
   it('reads PCA_COMPONENTS and PCA_VARIANCE_THRESHOLD once, failing fast on bad values', () => {
-    expect(aggregateSettingsFrom(readAggregateEnv({}))).toEqual({ components: 50, varianceThreshold: undefined });
-    expect(aggregateSettingsFrom(readAggregateEnv({ PCA_COMPONENTS: '20', PCA_VARIANCE_THRESHOLD: '0.9' }))).toEqual({
+    expect(aggregateSettingsFrom(readAggregateEnv({}))).toEqual({
+      components: expect.any(Number),
+      varianceThreshold: undefined,
+      knnNeighbours: 5,
+      keepEmbeddings: false,
+    });
+    expect(
+      aggregateSettingsFrom(readAggregateEnv({ PCA_COMPONENTS: '20', PCA_VARIANCE_THRESHOLD: '0.9', KNN_NEIGHBOURS: '3', KEEP_EMBEDDINGS: 'true' })),
+    ).toEqual({
       components: 20,
       varianceThreshold: 0.9,
+      knnNeighbours: 3,
+      keepEmbeddings: true,
     });
+    expect(() => readAggregateEnv({ KNN_NEIGHBOURS: '0' })).toThrow(/KNN_NEIGHBOURS/);
+    expect(() => readAggregateEnv({ KEEP_EMBEDDINGS: 'yes' })).toThrow(/KEEP_EMBEDDINGS/);
     expect(() => readAggregateEnv({ PCA_COMPONENTS: '0' })).toThrow(/PCA_COMPONENTS/);
     expect(() => readAggregateEnv({ PCA_VARIANCE_THRESHOLD: '1.5' })).toThrow(/PCA_VARIANCE_THRESHOLD/);
   });

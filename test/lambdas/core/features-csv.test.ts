@@ -5,6 +5,8 @@ import {
   explainedVarianceCsv,
   featuresCsvHeader,
   featuresCsvRow,
+  predictionsCsvHeader,
+  predictionsCsvRow,
   formatNumber,
 } from '../../../lambdas/core/features-csv';
 import { parseCsv } from '../../../evaluate/csv';
@@ -34,16 +36,17 @@ describe('features CSV', () => {
   it('round-trips odd keys and labels through a CSV parser', () => {
     let text = featuresCsvHeader(2);
     oddKeys.forEach((key, i) => {
-      text += featuresCsvRow(key, key.split('/')[2], [i + 0.5, -i * 1e-9]);
+      text += featuresCsvRow(key, key.split('/')[2], i % 2 ? 'test' : undefined, [i + 0.5, -i * 1e-9]);
     });
     const rows = parseCsv(text);
-    expect(rows[0]).toEqual(['key', 'label', 'pc_1', 'pc_2']);
+    expect(rows[0]).toEqual(['key', 'label', 'split', 'pc_1', 'pc_2']);
     expect(rows).toHaveLength(oddKeys.length + 1);
     oddKeys.forEach((key, i) => {
       expect(rows[i + 1][0]).toBe(key);
       expect(rows[i + 1][1]).toBe(key.split('/')[2]);
-      expect(Number(rows[i + 1][2])).toBe(i + 0.5);
-      expect(Number(rows[i + 1][3])).toBeCloseTo(-i * 1e-9, 15);
+      expect(rows[i + 1][2]).toBe(i % 2 ? 'test' : '');
+      expect(Number(rows[i + 1][3])).toBe(i + 0.5);
+      expect(Number(rows[i + 1][4])).toBeCloseTo(-i * 1e-9, 15);
     });
     expect(text.endsWith('\r\n')).toBe(true);
   });
@@ -52,7 +55,7 @@ describe('features CSV', () => {
     const labels = ['=2+5', '+1', '-1', '@SUM(A1)', '\tTab', '\rCR', "'quoted", 'Apple Red 1'];
     let text = featuresCsvHeader(1);
     labels.forEach((label, i) => {
-      text += featuresCsvRow(`input/fruits/${label}/${i}.jpg`, label, [-(i + 1)]);
+      text += featuresCsvRow(`input/fruits/${label}/${i}.jpg`, label, 'train', [-(i + 1)]);
     });
     const rows = parseCsv(text).slice(1);
     rows.forEach((row, i) => {
@@ -60,9 +63,22 @@ describe('features CSV', () => {
       expect(row[1]).toBe(labels[i] === 'Apple Red 1' ? 'Apple Red 1' : `'${labels[i]}`);
       expect(restoreTextField(row[1])).toBe(labels[i]);
       expect(restoreTextField(row[0])).toBe(`input/fruits/${labels[i]}/${i}.jpg`);
-      expect(row[2]).toBe(String(-(i + 1)));
+      expect(row[3]).toBe(String(-(i + 1)));
     });
     expect(csvTextField('=cmd|calc')).toBe("'=cmd|calc");
+  });
+
+  it('writes predictions with the same text guard on key, label and predicted label', () => {
+    const text =
+      predictionsCsvHeader() +
+      predictionsCsvRow('input/d/Test/=HYPERLINK(1)/a,b.jpg', '=HYPERLINK(1)', 'test', '@Kiwi', 1.25) +
+      predictionsCsvRow('input/d/x/1.jpg', 'x', undefined, 'Kiwi', 0);
+    const rows = parseCsv(text);
+    expect(rows).toEqual([
+      ['key', 'label', 'split', 'predicted', 'nearest_distance'],
+      ['input/d/Test/=HYPERLINK(1)/a,b.jpg', "'=HYPERLINK(1)", 'test', "'@Kiwi", '1.25'],
+      ['input/d/x/1.jpg', 'x', '', 'Kiwi', '0'],
+    ]);
   });
 
   it('writes scores with 8 significant digits and no trailing zeros', () => {

@@ -38,4 +38,30 @@ describe('plots', () => {
     expect(late).toBeGreaterThan(30);
     expect(late).toBeLessThan(70);
   });
+
+  it('marks the chosen k on the scree plot and names the run', async () => {
+    const svg = await screePlotSvg({ ratios: [0.4, 0.2, 0.15, 0.1, 0.08, 0.07], kept: 3, subtitle: 'run demo-abc · pixels-16x16' });
+    expect(svg).toContain('k = 3 (75.0%)');
+    expect(svg).toContain('run demo-abc · pixels-16x16');
+  });
+
+  it('above 20 classes colours only the highlighted ones, greys the rest, and shapes points by split', async () => {
+    const points = Array.from({ length: 600 }, (_, i) => ({
+      x: Math.sin(i),
+      y: Math.cos(i * 3),
+      label: `Class ${i % 120}`,
+      split: i % 3 === 0 ? 'test' : 'train',
+    }));
+    const svg = await scatterPlotSvg({ points, total: 600, xRatio: 0.3, yRatio: 0.2, highlight: ['Class 7', 'Class 8', 'Not in the sample'] });
+    expect(svg).toContain('120 classes: 2 highlighted, the rest grey');
+    expect(svg).toContain('Class 7');
+    expect(svg).toContain('other classes');
+    expect(svg).not.toContain('Class 9<');
+    expect(svg).toContain('Training');
+    expect(svg).toContain('Test');
+    // Grey for the others, tableau10's first two for the highlighted.
+    expect(svg).toContain('#c8c8c8');
+    expect(svg).toContain('#4e79a7');
+    expect(svg).toContain('#f28e2b');
+  });
 });

@@ -98,9 +98,31 @@ export const PipelineConfigSchema = z
       .default(30),
     /** What happens to the buckets and log groups when the stack is deleted. */
     removalPolicy: z.enum(['retain', 'destroy']).default('retain'),
+
+    // ---- Operations (issue 12): dashboard, notifications, cost guard-rails, encryption ----
+    /** The CloudWatch dashboard of runs, functions and the handlers' metrics. */
+    dashboard: z.boolean().default(true),
+    /** The notification topic, its alarms and the run-end rule (README "Observe"). */
+    notifications: z.boolean().default(true),
+    /** Subscribed to the notification topic (alarms and run ends; AWS asks to confirm it). @default - no subscription */
+    notificationEmail: z.email().optional(),
+    /** Featurize errors, as a share of its invocations over 5 minutes, that raise the error-rate alarm. */
+    featurizeErrorRateAlarmPercent: z.number().gt(0).max(100).default(5),
+    /** Monthly AWS Budgets budget in USD on the stack's cost-allocation tag. @default - no budget */
+    monthlyBudgetUsd: z.number().positive().optional(),
+    /** Who the budget alerts (forecast above 100%, actual above 80%); required with monthlyBudgetUsd. */
+    budgetEmail: z.email().optional(),
+    /** A customer-managed KMS key (rotated) for the bucket, log groups, topic and queue; off = AWS-owned keys. */
+    customerManagedKey: z.boolean().default(false),
+    /** Extra tags on every resource, next to the cost-allocation tag. */
+    tags: z.record(z.string().min(1).max(128), z.string().max(256)).default({}),
+    // ---- end of operations ----
   })
   .strict()
   .superRefine((config, ctx) => {
+    if ((config.monthlyBudgetUsd === undefined) !== (config.budgetEmail === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['budgetEmail'], message: 'monthlyBudgetUsd and budgetEmail go together: a budget alerts someone' });
+    }
     const reserved = config.featurizeReservedConcurrency;
     if (reserved !== undefined && config.maxConcurrency > reserved) {
       ctx.addIssue({

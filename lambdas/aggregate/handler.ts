@@ -33,8 +33,7 @@ const s3 = tracer.captureAWSv3Client(createS3Client());
 /** Logger context, tracer subsegment and one EMF record per run (lambdas/aws/observability.ts). */
 export const handler = observedHandler(observability, 'aggregate', async (event, metrics): Promise<AggregateResult> => {
   const result = await aggregateRun(event, { s3, settings, log: logger });
-  // Accuracy only exists when the result carries a classifier's score; the aggregate step computes none today.
-  const accuracy = (result as { accuracy?: unknown }).accuracy;
-  recordRunMetrics(metrics, { ...result, accuracy: typeof accuracy === 'number' ? accuracy : undefined });
+  // Accuracy is there when the run had Test rows to classify (the k-NN of the aggregate step).
+  recordRunMetrics(metrics, result);
   return result;
 });

@@ -9,7 +9,16 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import { OBSERVABILITY_ENV } from '../contracts/handler-env';
-import { BATCH_METRICS, BatchMeasurements, DEFAULT_SERVICE_NAME, MEMORY_METRIC, METRICS_NAMESPACE, RUN_METRICS, RunMeasurements } from '../contracts/metrics';
+import {
+  BATCH_METRICS,
+  BatchMeasurements,
+  DEFAULT_SERVICE_NAME,
+  MEMORY_METRIC,
+  METRICS_FUNCTION_DIMENSION,
+  METRICS_NAMESPACE,
+  RUN_METRICS,
+  RunMeasurements,
+} from '../contracts/metrics';
 
 /** The Lambda context as Powertools' Logger takes it (the local run passes none). */
 export type LambdaContext = Parameters<Logger['addContext']>[0];
@@ -25,7 +34,11 @@ export function createObservability(fn: 'featurize' | 'aggregate', env: NodeJS.P
   const serviceName = env[OBSERVABILITY_ENV.serviceName] || DEFAULT_SERVICE_NAME;
   return {
     logger: new Logger({ serviceName, persistentKeys: { function: fn } }),
-    metrics: new Metrics({ serviceName, namespace: env[OBSERVABILITY_ENV.metricsNamespace] || METRICS_NAMESPACE }),
+    metrics: new Metrics({
+      serviceName,
+      namespace: env[OBSERVABILITY_ENV.metricsNamespace] || METRICS_NAMESPACE,
+      defaultDimensions: { [METRICS_FUNCTION_DIMENSION]: fn },
+    }),
     tracer: new Tracer({ serviceName }),
   };
 }

@@ -8,11 +8,14 @@
 export const METRICS_NAMESPACE = 'FruitsPipeline';
 
 /**
- * The one dimension: `service` = POWERTOOLS_SERVICE_NAME, which the stack sets to its stack name,
+ * The first dimension: `service` = POWERTOOLS_SERVICE_NAME, which the stack sets to its stack name,
  * so two deployments in one account and region keep their figures apart. Powertools adds it to
  * every metric by default.
  */
 export const METRICS_SERVICE_DIMENSION = 'service';
+
+/** The second dimension: `featurize` or `aggregate`, so the functions' memory figures stay apart. */
+export const METRICS_FUNCTION_DIMENSION = 'function';
 
 /** The service name outside a stack (tests, the local run without a template value). */
 export const DEFAULT_SERVICE_NAME = 'fruits-pipeline';

@@ -1,5 +1,6 @@
 import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct, IConstruct } from 'constructs';
 import { BUCKET_LAYOUT } from '../../lambdas/contracts/bucket-layout';
@@ -16,6 +17,12 @@ export interface DataBucketProps {
    * not to archive). @default Duration.days(30)
    */
   readonly noncurrentVersionRetention?: Duration;
+  /**
+   * Customer-managed key of the data bucket (SSE-KMS with an S3 Bucket Key, which cuts the KMS
+   * requests to about one per object prefix and hour). The access-log bucket stays SSE-S3: log
+   * delivery supports nothing else. @default - SSE-S3
+   */
+  readonly encryptionKey?: kms.IKey;
 }
 
 /**
@@ -52,7 +59,9 @@ export class DataBucket extends Construct {
     this.bucket = new s3.Bucket(this, 'Bucket', {
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       enforceSSL: true,
-      encryption: s3.BucketEncryption.S3_MANAGED,
+      ...(props.encryptionKey
+        ? { encryption: s3.BucketEncryption.KMS, encryptionKey: props.encryptionKey, bucketKeyEnabled: true }
+        : { encryption: s3.BucketEncryption.S3_MANAGED }),
       objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
       versioned: true,
       serverAccessLogsBucket: this.accessLogBucket,

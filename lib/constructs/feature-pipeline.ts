@@ -1,4 +1,5 @@
 import { CfnElement, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
@@ -8,6 +9,7 @@ import { RunSettingsSchema } from '../../lambdas/contracts/events';
 import { BUCKET_LAYOUT, NAME_RULE, RESULT_FILES, runLayout, WORK_FOLDERS } from '../../lambdas/contracts/bucket-layout';
 import { DataBucket } from './data-bucket';
 import { ScopedResultWriterV2, ScopedS3ObjectsItemReader } from './map-io';
+import { LOG_DELIVERY_ACTIONS, ServiceWidePolicy, XRAY_SAMPLING_ACTIONS, XRAY_WRITE_ACTIONS } from './service-wide-policy';
 
 export interface FeaturePipelineProps {
   /** The bucket runs default to and the only one the state machine may read and write. */
@@ -29,7 +31,17 @@ export interface FeaturePipelineProps {
   readonly logRetention: logs.RetentionDays;
   /** Fate of the log group when the stack is deleted. @default RemovalPolicy.RETAIN */
   readonly logRemovalPolicy?: RemovalPolicy;
+  /** Customer-managed key of the log group. @default - CloudWatch Logs' own encryption */
+  readonly logEncryptionKey?: kms.IKey;
 }
+
+/**
+ * The Distributed Map's label. Its child executions report their CloudWatch metrics (AWS/States)
+ * under `StateMachineArn` = `<state machine ARN>/<label>`; without a label that suffix is a new
+ * UUID per run, and no dashboard or alarm could follow them.
+ * https://docs.aws.amazon.com/step-functions/latest/dg/concepts-examine-map-run.html
+ */
+export const MAP_RUN_LABEL = 'FeaturizeImages';
 
 /** Errors worth another attempt: Lambda's own hiccups and throttling, and our named transient error. */
 /** `results/{}/` and `work/{}/`: the run layout as `States.Format` templates of the run id. */
@@ -172,6 +184,7 @@ export class FeaturePipeline extends Construct {
       retryOnServiceExceptions: false, // replaced by TRANSIENT_RETRY, which adds throttling and jitter
     }).addRetry(TRANSIENT_RETRY);
     const featurizeImages = new sfn.DistributedMap(this, 'FeaturizeImages', {
+      label: MAP_RUN_LABEL,
       itemReader: new ScopedS3ObjectsItemReader({
         bucketNamePath: '$.bucket',
         prefixPath: '$.inputPrefix',
@@ -261,13 +274,30 @@ export class FeaturePipeline extends Construct {
       logGroupName: `/aws/vendedlogs/states/${Stack.of(this).stackName}-${id}`,
       retention: props.logRetention,
       removalPolicy: props.logRemovalPolicy ?? RemovalPolicy.RETAIN,
+      encryptionKey: props.logEncryptionKey,
     });
     this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
       definitionBody: sfn.DefinitionBody.fromChainable(readRunRequest),
       stateMachineType: sfn.StateMachineType.STANDARD,
-      tracingEnabled: true,
-      logs: { destination: this.logGroup, level: sfn.LogLevel.ALL, includeExecutionData: true },
     });
+    // Tracing and logging set on the resource, their `*`-only actions in a policy of their own:
+    // the L2 `tracingEnabled` and `logs` props would add them to the role's DefaultPolicy, where
+    // the acknowledgement would also cover any later wildcard grant.
+    const serviceWide = new ServiceWidePolicy(this, 'TracingAndLogDelivery', {
+      role: this.stateMachine.role,
+      actions: [...LOG_DELIVERY_ACTIONS, ...XRAY_WRITE_ACTIONS, ...XRAY_SAMPLING_ACTIONS],
+      reason:
+        'Log delivery (logs:CreateLogDelivery, PutResourcePolicy, ...) and X-Ray (xray:PutTraceSegments, GetSampling*) ' +
+        'do not support resource-level permissions (https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html).',
+    });
+    const cfnStateMachine = this.stateMachine.node.defaultChild as sfn.CfnStateMachine;
+    cfnStateMachine.tracingConfiguration = { enabled: true };
+    cfnStateMachine.loggingConfiguration = {
+      destinations: [{ cloudWatchLogsLogGroup: { logGroupArn: this.logGroup.logGroupArn } }],
+      level: sfn.LogLevel.ALL,
+      includeExecutionData: true,
+    };
+    cfnStateMachine.node.addDependency(serviceWide); // the resource only: the role is a child of the L2
     this.acknowledgeGrants(props);
   }
 
@@ -284,15 +314,10 @@ export class FeaturePipeline extends Construct {
     for (const fn of [props.featurizeFunction, props.aggregateFunction]) {
       acknowledge(`<${logicalId(fn)}.Arn>:*`, 'LambdaInvoke grants the versions and aliases of this one function (<arn>:*) next to the function itself.');
     }
-    acknowledge(
-      '*',
-      'Log delivery (logs:CreateLogDelivery, PutResourcePolicy, ...) and X-Ray (xray:PutTraceSegments, GetSampling*) ' +
-        'do not support resource-level permissions (https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html).',
-    );
     // Distributed Map child executions and map runs get generated names under this state machine.
     const executions = `arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"${logicalId(this.stateMachine)}"}]}]}`;
     const childReason = 'Distributed Map runs and child executions of this state machine only: their names are generated per run.';
     acknowledge(`${executions}:*`, childReason);
-    acknowledge(`${executions}/*:*`, childReason);
+    acknowledge(`${executions}/${MAP_RUN_LABEL}:*`, childReason);
   }
 }

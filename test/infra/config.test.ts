@@ -109,3 +109,37 @@ describe('pipeline config', () => {
     expect(() => parsePipelineConfig({ batchSize: -1, featurizer: 'x' }, 'cdk.json')).toThrow(/^Invalid cdk\.json:\n {2}- batchSize: .*\n {2}- featurizer: /);
   });
 });
+
+describe('operations settings (issue 12)', () => {
+  test('defaults: dashboard, notifications (topic, alarms, run-end rule) and tags on; budget, e-mail and customer-managed key off', () => {
+    expect(defaultConfig()).toMatchObject({ dashboard: true, notifications: true, featurizeErrorRateAlarmPercent: 5, customerManagedKey: false, tags: {} });
+    for (const key of ['notificationEmail', 'monthlyBudgetUsd', 'budgetEmail'] as const) expect(defaultConfig()[key]).toBeUndefined();
+  });
+
+  test('accepts a full operations setup', () => {
+    expect(
+      defaultConfig({
+        dashboard: false,
+        notifications: true,
+        notificationEmail: 'ops@example.com',
+        featurizeErrorRateAlarmPercent: 100,
+        monthlyBudgetUsd: 25.5,
+        budgetEmail: 'billing@example.com',
+        customerManagedKey: true,
+        tags: { team: 'data-platform', 'cost-centre': '' },
+      }),
+    ).toMatchObject({ monthlyBudgetUsd: 25.5, customerManagedKey: true, tags: { team: 'data-platform' } });
+  });
+
+  test.each([
+    [{ notificationEmail: 'not-an-address' }, /notificationEmail/],
+    [{ featurizeErrorRateAlarmPercent: 0 }, /featurizeErrorRateAlarmPercent/],
+    [{ monthlyBudgetUsd: -5, budgetEmail: 'a@example.com' }, /monthlyBudgetUsd/],
+    [{ monthlyBudgetUsd: 10 }, /budgetEmail: monthlyBudgetUsd and budgetEmail go together/],
+    [{ budgetEmail: 'a@example.com' }, /budgetEmail: monthlyBudgetUsd and budgetEmail go together/],
+    [{ customerManagedKey: 'yes' }, /customerManagedKey/],
+    [{ tags: { '': 'x' } }, /tags/],
+  ])('rejects %j', (settings, message) => {
+    expect(() => defaultConfig(settings as never)).toThrow(message);
+  });
+});

@@ -1,9 +1,11 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Match } from 'aws-cdk-lib/assertions';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { PipelineConfigInput } from '../../lib/config';
 import { INVOCATION_MARGIN } from '../../lib/constructs/feature-pipeline';
+import { ServiceWidePolicy } from '../../lib/constructs/service-wide-policy';
 import { maskAssetHashes, stateMachineDefinition, synthesizePipeline, SynthesizedPipeline } from './synth';
 // asl-validator ships CommonJS with a default-style export.
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- asl-validator has no types
@@ -216,7 +218,7 @@ describe('upload trigger', () => {
         }),
       ],
     });
-    expect(Object.keys(pipeline.template.findResources('AWS::Events::Rule'))).toHaveLength(1);
+    expect(Object.keys(pipeline.template.findResources('AWS::Events::Rule')).filter((id) => id.startsWith('UploadTrigger'))).toHaveLength(1);
   });
 });
 
@@ -410,7 +412,7 @@ describe('IAM', () => {
 });
 
 test('cdk-nag AwsSolutions reports no unacknowledged finding', () => {
-  for (const checked of [pipeline, variant]) {
+  for (const checked of [pipeline, variant, operations()]) {
     const report = new AwsSolutionsChecks().validateScope(checked.stack);
     const findings = report.violations.flatMap((violation) =>
       violation.violatingResources.map((resource) => `${violation.ruleName} at ${resource.constructPath ?? resource.resourceLogicalId}`),
@@ -422,7 +424,250 @@ test('cdk-nag AwsSolutions reports no unacknowledged finding', () => {
 
 test('outputs: bucket, state machine and example commands', () => {
   const outputs = pipeline.template.findOutputs('*');
-  expect(Object.keys(outputs).sort()).toEqual(['BucketName', 'StartExecutionCommand', 'StateMachineArn', 'UploadAndStartCommand']);
+  expect(Object.keys(outputs).sort()).toEqual([
+    'BucketName',
+    'DashboardUrl',
+    'NotificationTopicArn',
+    'StartExecutionCommand',
+    'StateMachineArn',
+    'UploadAndStartCommand',
+  ]);
   expect(JSON.stringify(outputs.UploadAndStartCommand.Value)).toMatch(/aws s3 sync .* && .*aws s3 cp _START s3:\/\//);
   expect(JSON.stringify(outputs.StartExecutionCommand.Value)).toMatch(/aws stepfunctions start-execution --state-machine-arn/);
+});
+
+/** Every optional operations setting on: customer-managed key, e-mail, budget, extra tags (synthesized once, on first use). */
+const OPERATIONS: PipelineConfigInput = {
+  customerManagedKey: true,
+  notificationEmail: 'ops@example.com',
+  monthlyBudgetUsd: 25,
+  budgetEmail: 'billing@example.com',
+  tags: { team: 'data-platform' },
+};
+let operationsPipeline: SynthesizedPipeline | undefined;
+function operations(): SynthesizedPipeline {
+  operationsPipeline ??= synthesizePipeline(OPERATIONS);
+  return operationsPipeline;
+}
+const logicalIdOf = (synthesized: SynthesizedPipeline, construct: { node: { defaultChild?: unknown } }) =>
+  synthesized.stack.getLogicalId(construct.node.defaultChild as any);
+
+describe('cdk-nag acknowledgements are narrowed to the statements that need "*"', () => {
+  const findingsOf = (synthesized: SynthesizedPipeline) =>
+    new AwsSolutionsChecks()
+      .validateScope(synthesized.stack)
+      .violations.flatMap((violation) => violation.violatingResources.map((resource) => `${violation.ruleName} at ${resource.constructPath}`));
+
+  test('X-Ray and log delivery sit in policies of their own, the only place Resource::* is acknowledged', () => {
+    const policies = pipeline.template.findResources('AWS::IAM::Policy');
+    const wildcardPolicies = Object.entries(policies)
+      .filter(([, policy]) => (policy.Properties.PolicyDocument.Statement as Statement[]).some((statement) => asList(statement.Resource).includes('*')))
+      .map(([id]) => id)
+      .sort();
+    expect(wildcardPolicies).toEqual([
+      expect.stringMatching(/^AggregateTracingPolicy/),
+      expect.stringMatching(/^FeaturizeTracingPolicy/),
+      expect.stringMatching(/^PipelineTracingAndLogDelivery/),
+    ]);
+    // The roles' DefaultPolicies, where grants go, hold no "*".
+    for (const id of ['FeaturizeRole', 'AggregateRole', 'PipelineStateMachineRole']) {
+      for (const statement of policyOf(id)) expect(asList(statement.Resource)).not.toContain('*');
+    }
+  });
+
+  test('a wildcard grant added to the featurize role is a finding (s3:GetObject and kms:Decrypt on "*")', () => {
+    const changed = synthesizePipeline();
+    changed.stack.featurizeFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:GetObject', 'kms:Decrypt'], resources: ['*'] }));
+    expect(findingsOf(changed)).toEqual(['AwsSolutions-IAM5[Resource::*] at FruitsPipeline/Featurize/Role/DefaultPolicy/Resource']);
+  });
+
+  test('ServiceWidePolicy refuses actions that have resource-level permissions', () => {
+    const changed = synthesizePipeline();
+    expect(() => new ServiceWidePolicy(changed.stack, 'Bad', { role: changed.stack.featurizeFunction.role!, actions: ['s3:GetObject'], reason: 'no' })).toThrow(
+      /only holds X-Ray and log-delivery actions, not s3:GetObject/,
+    );
+  });
+});
+
+describe('operations: metrics, dashboard, alarms, notifications', () => {
+  test("both functions get the Powertools namespace and service name; the Map has a label for its children's metrics", () => {
+    for (const fn of [pipeline.stack.featurizeFunction, pipeline.stack.aggregateFunction]) {
+      const variables = pipeline.template.toJSON().Resources[logicalIdOf(pipeline, fn)].Properties.Environment.Variables;
+      expect(variables).toMatchObject({ POWERTOOLS_METRICS_NAMESPACE: 'FruitsPipeline', POWERTOOLS_SERVICE_NAME: 'FruitsPipeline' });
+      expect(variables.POWERTOOLS_METRICS_DISABLED).toBeUndefined();
+    }
+    expect(definition.States.FeaturizeImages.Label).toBe('FeaturizeImages');
+  });
+
+  test('one dashboard with runs, Map children, both functions and the custom metrics', () => {
+    pipeline.template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
+    const [dashboard] = Object.values(pipeline.template.findResources('AWS::CloudWatch::Dashboard'));
+    const body = JSON.stringify(dashboard.Properties.DashboardBody);
+    for (const metric of ['ExecutionsStarted', 'ExecutionsSucceeded', 'ExecutionsFailed', 'Duration', 'Throttles', 'Errors']) expect(body).toContain(metric);
+    const custom = (metric: string, fn: string) => `\\"FruitsPipeline\\",\\"${metric}\\",\\"function\\",\\"${fn}\\",\\"service\\",\\"FruitsPipeline\\"`;
+    for (const metric of ['ImagesProcessed', 'ImagesFailed', 'ImagesSkipped', 'ReadMsPerImage', 'DecodeMsPerImage', 'InferenceMsPerImage', 'BatchDurationMs']) {
+      expect(body).toContain(custom(metric, 'featurize'));
+    }
+    for (const metric of ['RunRows', 'RunComponents', 'RunExplainedVariance', 'RunAccuracy', 'MaxMemoryUsedMb'])
+      expect(body).toContain(custom(metric, 'aggregate'));
+    // Map children report under <state machine ARN>/<label>.
+    expect(body).toContain('/FeaturizeImages');
+  });
+
+  test('an encrypted, TLS-only topic; alarms on failed, timed-out and aborted runs, featurize error rate and throttles, runs not started', () => {
+    pipeline.template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });
+    pipeline.template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+    });
+    pipeline.template.resourceCountIs('AWS::SNS::Subscription', 0);
+    const topicId = logicalIdOf(pipeline, pipeline.stack.notifications!.topic);
+    const alarms = Object.values(pipeline.template.findResources('AWS::CloudWatch::Alarm'));
+    expect(alarms).toHaveLength(6);
+    for (const alarm of alarms) expect(alarm.Properties.AlarmActions).toEqual([{ Ref: topicId }]);
+    const stateMachineId = logicalIdOf(pipeline, pipeline.stack.stateMachine);
+    for (const metricName of ['ExecutionsFailed', 'ExecutionsTimedOut', 'ExecutionsAborted']) {
+      pipeline.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'AWS/States',
+        MetricName: metricName,
+        Dimensions: [{ Name: 'StateMachineArn', Value: { Ref: stateMachineId } }],
+        Threshold: 1,
+        TreatMissingData: 'notBreaching',
+      });
+    }
+    pipeline.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Threshold: 5,
+      Metrics: Match.arrayWith([Match.objectLike({ Expression: 'IF(invocations > 0, 100 * errors / invocations, 0)' })]),
+    });
+    pipeline.template.hasResourceProperties('AWS::CloudWatch::Alarm', { Namespace: 'AWS/Lambda', MetricName: 'Throttles', Threshold: 1 });
+    pipeline.template.hasResourceProperties('AWS::CloudWatch::Alarm', { Namespace: 'AWS/SQS', MetricName: 'ApproximateNumberOfMessagesVisible' });
+  });
+
+  test("the run-end rule publishes status, run id and results/<runId>/ of this state machine's finished executions", () => {
+    const stateMachineId = logicalIdOf(pipeline, pipeline.stack.stateMachine);
+    pipeline.template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.states'],
+        'detail-type': ['Step Functions Execution Status Change'],
+        detail: { stateMachineArn: [{ Ref: stateMachineId }], status: ['SUCCEEDED', 'FAILED', 'TIMED_OUT', 'ABORTED'] },
+      },
+      Targets: [
+        Match.objectLike({
+          Arn: { Ref: logicalIdOf(pipeline, pipeline.stack.notifications!.topic) },
+          InputTransformer: Match.objectLike({
+            InputPathsMap: Match.objectLike({ 'detail-status': '$.detail.status', 'detail-name': '$.detail.name', 'detail-output': '$.detail.output' }),
+          }),
+        }),
+      ],
+    });
+    const rule = Object.values(pipeline.template.findResources('AWS::Events::Rule')).find((r) => r.Properties.EventPattern.source[0] === 'aws.states')!;
+    const template = JSON.stringify(rule.Properties.Targets[0].InputTransformer.InputTemplate);
+    expect(template).toContain('\\"status\\":<detail-status>,\\"runId\\":<detail-name>');
+    expect(template).toContain('/results/<detail-name>/');
+  });
+
+  test("the start rule's target has a retry policy and an encrypted, TLS-only dead-letter queue", () => {
+    const queue = pipeline.stack.node.findChild('UploadTrigger').node.findChild('DeadLetters');
+    const queueId = pipeline.stack.getLogicalId(queue.node.defaultChild as any);
+    pipeline.template.hasResourceProperties('AWS::SQS::Queue', { SqsManagedSseEnabled: true, MessageRetentionPeriod: 1209600 });
+    pipeline.template.hasResourceProperties('AWS::SQS::QueuePolicy', {
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+    });
+    pipeline.template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: Match.objectLike({ source: ['aws.s3'] }),
+      Targets: [
+        Match.objectLike({
+          DeadLetterConfig: { Arn: { 'Fn::GetAtt': [queueId, 'Arn'] } },
+          RetryPolicy: { MaximumEventAgeInSeconds: 7200, MaximumRetryAttempts: 10 },
+        }),
+      ],
+    });
+  });
+});
+
+describe('operations: cost guard-rails and encryption', () => {
+  test('every taggable resource carries the cost-allocation tag; config tags are added', () => {
+    for (const [synthesized, extra] of [
+      [pipeline, []],
+      [operations(), [{ Key: 'team', Value: 'data-platform' }]],
+    ] as const) {
+      const resources = Object.values(synthesized.template.toJSON().Resources as Record<string, { Type: string; Properties?: { Tags?: unknown } }>);
+      const tagged = resources.filter((resource) => resource.Properties?.Tags !== undefined);
+      expect(tagged.length).toBeGreaterThan(10);
+      for (const resource of tagged) {
+        expect(resource.Properties!.Tags).toEqual(expect.arrayContaining([{ Key: 'fruits-pipeline:stack', Value: 'FruitsPipeline' }, ...extra]));
+      }
+      for (const type of [
+        'AWS::Lambda::Function',
+        'AWS::S3::Bucket',
+        'AWS::StepFunctions::StateMachine',
+        'AWS::SNS::Topic',
+        'AWS::SQS::Queue',
+        'AWS::KMS::Key',
+      ]) {
+        for (const resource of Object.values(synthesized.template.findResources(type))) expect(resource.Properties.Tags).toBeDefined();
+      }
+    }
+  });
+
+  test('no budget by default; with monthlyBudgetUsd, a monthly cost budget on the tag that e-mails at 100% forecast and 80% actual', () => {
+    pipeline.template.resourceCountIs('AWS::Budgets::Budget', 0);
+    const subscribers = [{ SubscriptionType: 'EMAIL', Address: 'billing@example.com' }];
+    operations().template.hasResourceProperties('AWS::Budgets::Budget', {
+      Budget: {
+        BudgetType: 'COST',
+        TimeUnit: 'MONTHLY',
+        BudgetLimit: { Amount: 25, Unit: 'USD' },
+        CostFilters: { TagKeyValue: ['user:fruits-pipeline:stack$FruitsPipeline'] },
+      },
+      NotificationsWithSubscribers: [
+        { Notification: Match.objectLike({ NotificationType: 'FORECASTED', Threshold: 100 }), Subscribers: subscribers },
+        { Notification: Match.objectLike({ NotificationType: 'ACTUAL', Threshold: 80 }), Subscribers: subscribers },
+      ],
+    });
+    operations().template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'ops@example.com' });
+  });
+
+  test("by default: SSE-S3 bucket, plain log groups, no key but the topic's own", () => {
+    pipeline.template.resourceCountIs('AWS::KMS::Key', 1);
+    pipeline.template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+    for (const group of Object.values(pipeline.template.findResources('AWS::Logs::LogGroup'))) expect(group.Properties.KmsKeyId).toBeUndefined();
+  });
+
+  test('customerManagedKey: one rotated key for bucket, log groups, topic and queue; the roles get Decrypt and GenerateDataKey on it only', () => {
+    const synthesized = operations();
+    const { template } = synthesized;
+    template.resourceCountIs('AWS::KMS::Key', 1);
+    const keyArn = { 'Fn::GetAtt': [logicalIdOf(synthesized, synthesized.stack.encryptionKey!), 'Arn'] };
+    template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+    template.hasResourceProperties('AWS::S3::Bucket', {
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: keyArn }, BucketKeyEnabled: true }],
+      },
+    });
+    const groups = Object.values(template.findResources('AWS::Logs::LogGroup'));
+    expect(groups).toHaveLength(3);
+    for (const group of groups) expect(group.Properties.KmsKeyId).toEqual(keyArn);
+    template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: keyArn });
+    template.hasResourceProperties('AWS::SQS::Queue', { KmsMasterKeyId: keyArn });
+    // The key policy names the services that use it for the stack.
+    const [key] = Object.values(template.findResources('AWS::KMS::Key'));
+    const services = (key.Properties.KeyPolicy.Statement as { Principal: { Service?: unknown } }[]).flatMap((statement) =>
+      asList(statement.Principal.Service ?? []),
+    );
+    expect(JSON.stringify(services)).toMatch(/logs\./);
+    expect(services).toEqual(expect.arrayContaining(['events.amazonaws.com', 'cloudwatch.amazonaws.com']));
+    // Exactly Decrypt + GenerateDataKey on this key, for the three roles that read or write objects.
+    const policies = template.findResources('AWS::IAM::Policy');
+    const kmsStatements = Object.entries(policies).flatMap(([id, policy]) =>
+      (policy.Properties.PolicyDocument.Statement as Statement[])
+        .filter((statement) => asList(statement.Action).some((action) => action.startsWith('kms:')))
+        .map((statement) => ({ id, statement })),
+    );
+    expect(kmsStatements.map(({ id }) => id.replace(/[0-9A-F]{8}$/, '')).sort()).toEqual([
+      'AggregateRoleDefaultPolicy',
+      'FeaturizeRoleDefaultPolicy',
+      'PipelineStateMachineRoleDefaultPolicy',
+    ]);
+    for (const { statement } of kmsStatements) expect(statement).toEqual({ Action: ['kms:Decrypt', 'kms:GenerateDataKey'], Effect: 'Allow', Resource: keyArn });
+  });
 });

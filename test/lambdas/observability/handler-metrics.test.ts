@@ -121,9 +121,10 @@ describe('handler metrics, logs and traces (real entry points, S3 on loopback)',
 
     const [batchRecord, ...moreBatchRecords] = emfRecords(batch.stdout);
     expect(moreBatchRecords).toEqual([]);
-    expect(batchRecord._aws.CloudWatchMetrics).toEqual([{ Namespace: 'FruitsPipeline', Dimensions: [['service']], Metrics: expect.any(Array) }]);
+    expect(batchRecord._aws.CloudWatchMetrics).toEqual([{ Namespace: 'FruitsPipeline', Dimensions: [['service', 'function']], Metrics: expect.any(Array) }]);
     expect(batchRecord).toMatchObject({
       service: SERVICE,
+      function: 'featurize',
       [BATCH_METRICS.imagesProcessed]: 4,
       [BATCH_METRICS.imagesFailed]: 1,
       [BATCH_METRICS.imagesSkipped]: 1,
@@ -183,9 +184,10 @@ describe('handler metrics, logs and traces (real entry points, S3 on loopback)',
 
     const [runRecord, ...moreRunRecords] = emfRecords(runOutput.stdout);
     expect(moreRunRecords).toEqual([]);
-    expect(runRecord._aws.CloudWatchMetrics[0]).toMatchObject({ Namespace: 'FruitsPipeline', Dimensions: [['service']] });
+    expect(runRecord._aws.CloudWatchMetrics[0]).toMatchObject({ Namespace: 'FruitsPipeline', Dimensions: [['service', 'function']] });
     expect(runRecord).toMatchObject({
       service: SERVICE,
+      function: 'aggregate',
       [RUN_METRICS.rows]: 4,
       [RUN_METRICS.components]: 2,
       [RUN_METRICS.explainedVariance]: runOutput.result.explainedVariance,

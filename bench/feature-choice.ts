@@ -5,6 +5,8 @@
  *   npx tsx bench/feature-choice.ts              # the whole table (~30 min on 2 cores)
  *   npx tsx bench/feature-choice.ts --quick      # 10 classes: a smoke run (~4 min)
  *   npx tsx bench/feature-choice.ts --sizes 128,160,224
+ *   npx tsx bench/feature-choice.ts --baselines  # only raw pixels and the previous default
+ *   npx tsx bench/feature-choice.ts --dataset ../shared/datasets/fruits-360-sample   # its Test is the real Test split
  *
  * For every candidate (weights x layer(s) x input size x pooling x normalisation x PCA k) it
  * prints the 5-NN accuracy after StandardScaler + PCA, the way a run computes it:
@@ -20,16 +22,20 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { createFeaturizer, FeaturizerConfig } from '../lambdas/core/featurizer';
 import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, preprocessImage } from '../lambdas/core/preprocess';
 import { fitPca, PcaProjector, ScatterAccumulator } from '../lambdas/core/streaming-pca';
 import { parseTfliteModel, TfliteModel } from '../lambdas/core/tflite/tflite-model';
 import { alterImage, FIELD_CONDITIONS, FieldCondition } from '../evaluate/field-conditions';
 import { knnAccuracy, LabelledVector } from '../evaluate/knn';
 import { fixed, load, machine, markdownTable, printTable, Table } from './bench-support';
-import { ONNX_INPUT, ONNX_OUTPUT, OnnxTap, tfliteToOnnx, toNchwPixels } from '../tools/tflite-to-onnx';
+import { ONNX_INPUT, ONNX_OUTPUT, OnnxTap, tfliteToOnnx, toNchwPixels } from '../lambdas/core/tflite/tflite-onnx';
 
 const SHARED = join(__dirname, '..', '..', 'shared');
-const DATASET = join(SHARED, 'datasets', 'fruits-360-103');
+const FRUITS_103 = join(SHARED, 'datasets', 'fruits-360-103');
+/** `--dataset <dir>`: another `<split>/<label>/<file>` folder, e.g. the sample, whose Test is the real Test split. */
+const datasetArg = process.argv.indexOf('--dataset');
+const DATASET = datasetArg > 0 ? process.argv[datasetArg + 1] : FRUITS_103;
 
 interface ModelSpec {
   readonly id: string;
@@ -85,19 +91,20 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const quick = argv.includes('--quick');
   if (!existsSync(DATASET) || MODELS.some((m) => !existsSync(m.file))) {
-    console.error(`skipped: needs ${DATASET} and the TFLite models under ${join(SHARED, 'models')}`);
+    console.error(`skipped: needs ${DATASET} and the models under ${join(SHARED, 'models')}`);
     return;
   }
   const sizesArg = argv[argv.indexOf('--sizes') + 1];
   const sizes = argv.includes('--sizes') ? sizesArg.split(',').map(Number) : [128, 160];
   const started = new Date().toISOString();
-  console.log(`feature choice on fruits-360-103${quick ? ' (quick: 10 classes)' : ''}: ${machine().cores} cores, ${machine().cpuModel}, ${started}, ${load()}`);
+  console.log(`feature choice on ${DATASET}${quick ? ' (quick: 10 classes)' : ''}: ${machine().cores} cores, ${machine().cpuModel}, ${started}, ${load()}`);
 
   const { training, test } = loadDataset(quick ? 10 : Infinity);
   const altered = await Promise.all(test.map(async (image, i) => ({ ...image, bytes: await alterImage(image.bytes, image.condition!, i) })));
   console.log(`${training.length} references, ${test.length} queries (clean and altered)`);
 
-  const rows: Row[] = [];
+  const rows: Row[] = await baselineRows(training, test, altered);
+  if (argv.includes('--baselines')) sizes.length = 0;
   for (const size of sizes) {
     const pixels = {
       training: await preprocessAll(training, size),
@@ -141,6 +148,53 @@ async function main(): Promise<void> {
   printTable(table);
   console.log(`\n${markdownTable(table)}\n`);
   console.log(`finished ${new Date().toISOString()}, ${load()}`);
+}
+
+/**
+ * What the candidates must beat, through the product's own featurizer: the notebook's raw 16x16
+ * pixels and the previous default (MobileNet v1 0.25, conv_pw_11_relu, 128 px, signed sqrt),
+ * both at that default's PCA k = 50.
+ */
+async function baselineRows(training: Image[], test: Image[], altered: Image[]): Promise<Row[]> {
+  const configs: FeaturizerConfig[] = [
+    { kind: 'pixels', modelId: 'pixels' },
+    {
+      kind: 'cnn',
+      modelId: 'mobilenet_v1_0.25_224',
+      modelDir: join(SHARED, 'models', 'mobilenet_v1_0.25_224'),
+      imageSize: 128,
+      featureLayers: ['conv_pw_11_relu'],
+      sqrt: true,
+    },
+  ];
+  const rows: Row[] = [];
+  for (const config of configs) {
+    const featurizer = await createFeaturizer(config);
+    const featurize = async (images: Image[]) => {
+      const rgb = await preprocessAll(images, featurizer.imageSize);
+      const started = performance.now();
+      const flat = await featurizer.featurize(rgb);
+      const ms = (performance.now() - started) / images.length;
+      return { rows: rgb.map((_, i) => flat.slice(i * featurizer.dim, (i + 1) * featurizer.dim)), ms };
+    };
+    const references = await featurize(training);
+    const clean = score(training, references.rows, test, (await featurize(test)).rows, 50);
+    const field = score(training, references.rows, altered, (await featurize(altered)).rows, 50);
+    const row: Row = {
+      model: `${featurizer.id} (${featurizer.backend})`,
+      size: featurizer.imageSize,
+      descriptor: 'baseline, k=50',
+      dim: featurizer.dim,
+      k: 50,
+      clean: clean.accuracy,
+      field: field.accuracy,
+      perCondition: field.perCondition,
+      msPerImage: fixed(references.ms, 2),
+    };
+    rows.push(row);
+    console.log(`  baseline ${row.model}: clean ${row.clean.toFixed(3)}, field ${row.field.toFixed(3)} (${row.dim} dims, ${row.msPerImage} ms/img)`);
+  }
+  return rows;
 }
 
 /** `<split>/<label>/<file>`, label order fixed; Test images take the field conditions in turn. */

@@ -130,7 +130,8 @@ async function tfjsRuntime(runtime: Runtime): Promise<{ prepare: Prepare; note: 
 async function ortRuntime(threads: number): Promise<{ prepare: Prepare; note: string }> {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const ort = require('onnxruntime-node') as typeof import('onnxruntime-node');
-  const { ONNX_INPUT, ONNX_OUTPUT, tfliteToOnnx, toNchwPixels } = require('../tools/tflite-to-onnx') as typeof import('../tools/tflite-to-onnx');
+  const { ONNX_INPUT, ONNX_OUTPUT, tfliteToOnnx, toNchwPixels } =
+    require('../lambdas/core/tflite/tflite-onnx') as typeof import('../lambdas/core/tflite/tflite-onnx');
   /* eslint-enable @typescript-eslint/no-require-imports */
   return {
     note: `onnxruntime-node ${ort.env.versions.node}, CPU provider, intraOpNumThreads ${threads}`,

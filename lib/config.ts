@@ -12,7 +12,15 @@
  */
 import type { IConstruct, Node } from 'constructs';
 import { z } from 'zod';
-import { CLASSIFY_BOUNDS, DEFAULT_MODEL_ID, LAYER_NAME_PATTERN, MODEL_ID_PATTERN, MODEL_ID_RULE, SETTING_BOUNDS } from '../lambdas/contracts/handler-env';
+import {
+  CLASSIFY_BOUNDS,
+  DEFAULT_MODEL_ID,
+  DEFAULT_PCA_COMPONENTS,
+  LAYER_NAME_PATTERN,
+  MODEL_ID_PATTERN,
+  MODEL_ID_RULE,
+  SETTING_BOUNDS,
+} from '../lambdas/contracts/handler-env';
 
 /** The context key in cdk.json that holds the pipeline settings. */
 export const CONFIG_CONTEXT_KEY = 'fruits-pipeline';
@@ -54,7 +62,7 @@ export const PipelineConfigSchema = z
     aggregateTimeoutSeconds: lambdaTimeoutSeconds.default(900),
 
     /** Principal components kept (upper bound when pcaVarianceThreshold is set). */
-    pcaComponents: z.number().int().min(SETTING_BOUNDS.pcaComponents.min).max(SETTING_BOUNDS.pcaComponents.max).default(50),
+    pcaComponents: z.number().int().min(SETTING_BOUNDS.pcaComponents.min).max(SETTING_BOUNDS.pcaComponents.max).default(DEFAULT_PCA_COMPONENTS),
     /** Keep the smallest k whose cumulative explained variance reaches this share. */
     pcaVarianceThreshold: z.number().gt(0).max(1).optional(),
 

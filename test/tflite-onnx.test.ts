@@ -14,7 +14,7 @@ import { initBackend } from '../lambdas/core/featurizer';
 import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, preprocessImage } from '../lambdas/core/preprocess';
 import { parseTfliteModel } from '../lambdas/core/tflite/tflite-model';
 import { createTfliteFeatureExtractor } from '../lambdas/core/tflite/tflite-executor';
-import { ONNX_INPUT, ONNX_OUTPUT, OnnxPooling, tfliteToOnnx, toNchwPixels } from '../tools/tflite-to-onnx';
+import { ONNX_INPUT, ONNX_OUTPUT, OnnxPooling, tfliteToOnnx, toNchwPixels } from '../lambdas/core/tflite/tflite-onnx';
 
 const SHARED = resolve(__dirname, '..', '..', 'shared');
 const SAMPLE_TEST = join(SHARED, 'datasets', 'fruits-360-sample', 'Test');

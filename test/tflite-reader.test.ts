@@ -15,7 +15,7 @@ import { listActivations, planFloatGraph, resolveActivation } from '../lambdas/c
 import { createTfliteFeatureExtractor, globalPool, TfliteExecutor } from '../lambdas/core/tflite/tflite-executor';
 import { dequantizeActivation, runUint8Reference } from '../lambdas/core/tflite/tflite-uint8-reference';
 import * as ort from 'onnxruntime-node';
-import { ONNX_INPUT, ONNX_OUTPUT, tfliteToOnnx, toNchwPixels } from '../tools/tflite-to-onnx';
+import { ONNX_INPUT, ONNX_OUTPUT, tfliteToOnnx, toNchwPixels } from '../lambdas/core/tflite/tflite-onnx';
 
 interface TensorSpec {
   name: string;

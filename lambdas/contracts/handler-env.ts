@@ -20,6 +20,8 @@ export const FEATURIZE_ENV = {
   readConcurrency: 'READ_CONCURRENCY',
   inferBatchSize: 'INFER_BATCH_SIZE',
   tfBackend: 'TF_BACKEND',
+  inferRuntime: 'INFER_RUNTIME',
+  inferThreads: 'INFER_THREADS',
 } as const;
 
 /** The aggregate function's variables. */
@@ -40,6 +42,8 @@ export const SETTING_BOUNDS = {
    */
   pcaComponents: { min: 1, max: 4096 },
   /** Square CNN input side, in pixels. */
+  /** onnxruntime intra-op threads: more than a Lambda's 6 vCPU gains nothing. */
+  inferThreads: { min: 1, max: 6 },
   imageSize: { min: 32, max: 1024 },
   /** Concurrent S3 reads inside one featurize batch. */
   readConcurrency: { min: 1, max: 64 },
@@ -58,10 +62,15 @@ export const SETTING_BOUNDS = {
  */
 export const MODEL_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 export const MODEL_ID_RULE = 'letters, digits, "_", "." and "-", starting with a letter or digit';
-/** A model layer whose pooled activations are features. */
-export const LAYER_NAME_PATTERN = /^[A-Za-z0-9_]+$/;
-/** The model baked into the image and used by the handler when MODEL_ID is unset. */
-export const DEFAULT_MODEL_ID = 'mobilenet_v1_0.25_224';
+/** A model layer (TF.js) or tensor (TFLite, `block/op`) whose pooled activations are features. */
+export const LAYER_NAME_PATTERN = /^[A-Za-z0-9_]+(\/[A-Za-z0-9_]+)*$/;
+/**
+ * The model baked into the image, shipped in the repository (`models/`) and used by the handler
+ * when MODEL_ID is unset: chosen with bench/feature-choice.ts (lambdas/core/featurizer.ts says why).
+ */
+export const DEFAULT_MODEL_ID = 'mobilenet_v2_1.0_224_quant';
+/** Principal components kept by default (the same tables: k = 100, as the candidates were scored). */
+export const DEFAULT_PCA_COMPONENTS = 100;
 
 const boundedInt = (bounds: { min: number; max: number }) => z.coerce.number().int().min(bounds.min).max(bounds.max);
 
@@ -87,6 +96,10 @@ export const FeaturizeEnvSchema = z.object({
   [FEATURIZE_ENV.readConcurrency]: boundedInt(SETTING_BOUNDS.readConcurrency).default(8),
   [FEATURIZE_ENV.inferBatchSize]: boundedInt(SETTING_BOUNDS.inferBatchSize).default(32),
   [FEATURIZE_ENV.tfBackend]: z.enum(['tensorflow', 'wasm', 'cpu']).optional(),
+  /** TFLite models: `onnxruntime` or `tfjs`; unset = onnxruntime when it loads. */
+  [FEATURIZE_ENV.inferRuntime]: z.enum(['onnxruntime', 'tfjs']).optional(),
+  /** TFLite models on onnxruntime: intra-op threads (a 3,008 MB Lambda has about 1.7 vCPU). */
+  [FEATURIZE_ENV.inferThreads]: boundedInt(SETTING_BOUNDS.inferThreads).default(1),
 });
 export type FeaturizeEnv = z.infer<typeof FeaturizeEnvSchema>;
 
@@ -138,7 +151,7 @@ export const RESULT_SHAPING_ENV: readonly string[] = [
 /** The aggregate handler's environment. */
 export const AggregateEnvSchema = z.object({
   /** Components kept; the most kept when PCA_VARIANCE_THRESHOLD is set. */
-  [AGGREGATE_ENV.pcaComponents]: boundedInt(SETTING_BOUNDS.pcaComponents).default(50),
+  [AGGREGATE_ENV.pcaComponents]: boundedInt(SETTING_BOUNDS.pcaComponents).default(DEFAULT_PCA_COMPONENTS),
   /** When set, the smallest k (up to PCA_COMPONENTS) whose cumulative explained variance reaches it. */
   [AGGREGATE_ENV.pcaVarianceThreshold]: z.coerce.number().gt(0).lte(1).optional(),
   ...ClassifyEnvShape,

@@ -2,9 +2,10 @@
  * Preprocessed RGB images -> one float32 feature vector each.
  *
  * Two featurizers share one interface:
- * - `cnn`: an ImageNet-pretrained CNN (TF.js layers model), activations of feature layer(s)
- *   averaged over space (default: MobileNet v1 0.25 `conv_pw_11_relu` at 128 px -> 8x8x128 ->
- *   128 floats; the last block `conv_pw_13_relu` at 224 px gives 7x7x256 -> 256);
+ * - `cnn`: an ImageNet-pretrained CNN, activations of feature layer(s) averaged over space, side
+ *   by side, signed square root. The model directory says which kind of CNN: a `.tflite` file
+ *   (the default, MobileNetV2 uint8, run by tflite/tflite-featurizer.ts on onnxruntime-node or
+ *   TF.js) or a TF.js layers model (`model.json`, e.g. MobileNet v1 0.25);
  * - `pixels`: the original notebook's 16x16x3 raw pixels in [0, 1]. It is also the fallback when
  *   no CNN weights are present, with a warning the shard carries to the run report.
  *
@@ -13,12 +14,16 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { defaultModelCacheDir, hasLayersModel, readLayersModelArtifacts } from './model-loader';
+import { defaultModelDir, hasLayersModel, readLayersModelArtifacts } from './model-loader';
 import { PixelScaling, scalePixels } from './preprocess';
+import { createTfliteFeaturizer, TfliteRuntime, tfliteModelFile } from './tflite/tflite-featurizer';
 
 export type FeaturizerKind = 'cnn' | 'pixels';
-/** `avg`: global average pool. `avg-max`: average and max pools side by side (2 x channels). */
-export type Pooling = 'avg' | 'avg-max';
+/**
+ * `avg`: global average pool. `avg-max`: average and max pools side by side (2 x channels; layers
+ * models only). `gem`: generalised mean, p = 3 (TFLite models only).
+ */
+export type Pooling = 'avg' | 'avg-max' | 'gem';
 
 export interface FeaturizerConfig {
   readonly kind: FeaturizerKind;
@@ -43,6 +48,10 @@ export interface FeaturizerConfig {
   readonly inferBatchSize?: number;
   /** Force a backend (`tensorflow`, `wasm`, `cpu`). @default the first that works */
   readonly backend?: string;
+  /** TFLite models: `onnxruntime` or `tfjs`. @default onnxruntime when it loads, else tfjs */
+  readonly runtime?: TfliteRuntime;
+  /** TFLite models on onnxruntime: intra-op threads. @default 1 */
+  readonly inferThreads?: number;
 }
 
 export interface Featurizer {
@@ -63,16 +72,23 @@ export interface Featurizer {
 }
 
 /*
- * Product defaults, chosen with bench/accuracy.ts on the shared Fruits-360 sample (StandardScaler,
- * PCA, 5-NN Training -> Test): MobileNet v1 0.25, block 11 (`conv_pw_11_relu`, 128 channels)
- * rather than the last block (13), at 128 px, average-pooled, signed square root. Block 11 keeps
- * more colour and texture, which is what separates frames of the same fruits; 100 px photos gain
- * nothing from being blown up to 224 px (4x slower). Measured: 0.954-0.963 for PCA k = 20..100
- * (block 13 at 224 px: 0.93-0.95). Trade-off, also measured: across two different recordings of
- * each fruit the last block generalises better (0.75-0.77 vs 0.66); for that use
- * FEATURE_LAYER=conv_pw_11_relu,conv_pw_13_relu IMAGE_SIZE=224 (0.95 / 0.77, half the speed).
+ * Product defaults, chosen with bench/feature-choice.ts (docs/BENCHMARKS.md has the tables), on
+ * all 103 classes (fruits-360-103: Test drawn from the Training split) and on the 12-class sample
+ * whose Test is the dataset's real Test split, clean and under field conditions (other
+ * backgrounds, light, white balance, blur, rotation, crop): MobileNetV2 uint8, the middle block
+ * `expanded_conv_12/add` (colour and texture) next to the last layer `Conv_1/Relu6` (object
+ * shape, what holds when the background changes), average-pooled, signed square root, 128 px.
+ * Measured: 0.994 clean / 0.858 altered on 103 classes, 0.979 / 0.921 on the real Test split,
+ * about 2 ms of inference per image on one core. MobileNet-EdgeTPU's best pair scored higher on
+ * 103 classes (0.997) but lower on the real Test split (0.946) and costs 1.8x; middle layers alone
+ * reach 0.998 clean and collapse to 0.75 altered.
  */
-const DEFAULT_FEATURE_LAYERS: readonly string[] = ['conv_pw_11_relu'];
+const DEFAULT_FEATURE_LAYERS: Readonly<Record<string, readonly string[]>> = {
+  'mobilenet_v2_1.0_224_quant': ['expanded_conv_12/add', 'Conv_1/Relu6'],
+  'mobilenet_edgetpu_224_1.0_uint8': ['expanded_conv_12/add', 'expanded_conv_20/add'],
+  'mobilenet_v1_0.25_224': ['conv_pw_11_relu'],
+  'mobilenet_v1_0.75_224': ['conv_pw_7_relu'],
+};
 export const DEFAULT_IMAGE_SIZE = 128;
 const DEFAULT_SQRT = true;
 const PIXELS_SIZE = 16;
@@ -142,7 +158,9 @@ export function getFeaturizer(config: FeaturizerConfig): Promise<Featurizer> {
 
 export async function createFeaturizer(config: FeaturizerConfig): Promise<Featurizer> {
   if (config.kind === 'pixels') return createPixelsFeaturizer([]);
-  const modelDir = config.modelDir ?? defaultModelCacheDir(config.modelId);
+  const modelDir = config.modelDir ?? defaultModelDir(config.modelId);
+  const tflite = tfliteModelFile(modelDir);
+  if (tflite) return createTfliteCnnFeaturizer(config, tflite);
   if (!hasLayersModel(modelDir)) {
     return createPixelsFeaturizer([
       `FEATURIZER=cnn but no model at ${modelDir} (model ${config.modelId}): fell back to raw 16x16 pixels, ` +
@@ -176,11 +194,52 @@ function createPixelsFeaturizer(warnings: string[]): Featurizer {
   };
 }
 
+/** The feature layers asked for, else the measured default of the model. */
+function featureLayersOf(config: FeaturizerConfig): readonly string[] {
+  if (config.featureLayers?.length) return config.featureLayers;
+  const layers = DEFAULT_FEATURE_LAYERS[config.modelId];
+  if (!layers) throw new Error(`model ${config.modelId} has no default feature layers: set FEATURE_LAYER (featureLayers in cdk.json)`);
+  return layers;
+}
+
+async function createTfliteCnnFeaturizer(config: FeaturizerConfig, modelFile: string): Promise<Featurizer> {
+  const pooling = config.pooling ?? 'avg';
+  if (pooling === 'avg-max') throw new Error('pooling avg-max is for TF.js layers models; TFLite models take avg or gem');
+  const imageSize = config.imageSize ?? DEFAULT_IMAGE_SIZE;
+  const featurizer = await createTfliteFeaturizer({
+    modelId: config.modelId,
+    modelFile,
+    imageSize,
+    layers: featureLayersOf(config),
+    pooling,
+    sqrt: config.sqrt ?? DEFAULT_SQRT,
+    inferBatchSize: config.inferBatchSize ?? 32,
+    runtime: config.runtime,
+    threads: config.inferThreads,
+    startTfjs: () => initBackend(config.backend),
+  });
+  return {
+    id: featurizer.id,
+    kind: 'cnn',
+    modelId: config.modelId,
+    dim: featurizer.dim,
+    imageSize,
+    backend: featurizer.runtime,
+    backendsSkipped: featurizer.runtimesSkipped,
+    warnings: [],
+    featurize: async (images) => {
+      images.forEach((rgb) => assertImage(rgb, imageSize));
+      return featurizer.featurize(images);
+    },
+  };
+}
+
 async function createCnnFeaturizer(config: FeaturizerConfig, modelDir: string): Promise<Featurizer> {
   const { name: backend, skipped: backendsSkipped } = await initBackend(config.backend);
-  const featureLayers = config.featureLayers?.length ? config.featureLayers : DEFAULT_FEATURE_LAYERS;
+  const featureLayers = featureLayersOf(config);
   const sqrt = config.sqrt ?? DEFAULT_SQRT;
   const pooling = config.pooling ?? 'avg';
+  if (pooling === 'gem') throw new Error('pooling gem is for TFLite models; TF.js layers models take avg or avg-max');
   const scaling = config.scaling ?? 'minus-one-to-one';
   const batchSize = config.inferBatchSize ?? 32;
 

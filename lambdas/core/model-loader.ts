@@ -7,21 +7,45 @@
  * shape in the topology: convolution weights do not depend on it, and a global pool after the
  * feature layer makes the output length independent of it.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { isAbsolute, join, normalize, sep } from 'node:path';
+import { isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import type * as tfjs from '@tensorflow/tfjs-core';
 
 const MODEL_JSON = 'model.json';
 
-/** Where models live when MODEL_DIR is not set: shared by the featurizer and `fetch-model`. */
+/** Where fetched models live: shared by the featurizer and `fetch-model`. */
 export function defaultModelCacheDir(modelId: string, env: NodeJS.ProcessEnv = process.env): string {
   const base = env.XDG_CACHE_HOME ? env.XDG_CACHE_HOME : join(homedir(), '.cache');
   return join(base, 'fruits-pipeline', 'models', modelId);
 }
 
+/** The repository's own copy of a model that ships with the project (`models/<id>/`). */
+export function shippedModelDir(modelId: string): string {
+  return resolve(__dirname, '..', '..', 'models', modelId);
+}
+
+/**
+ * Where a model is looked for when MODEL_DIR is not set: the repository's copy when the model ships
+ * with the project (the default does, so a clone runs the CNN offline), else the fetch cache.
+ */
+export function defaultModelDir(modelId: string, env: NodeJS.ProcessEnv = process.env): string {
+  const shipped = shippedModelDir(modelId);
+  return existsSync(shipped) ? shipped : defaultModelCacheDir(modelId, env);
+}
+
 export function hasLayersModel(dir: string): boolean {
   return existsSync(join(dir, MODEL_JSON));
+}
+
+/** A model the featurizer can load: a TF.js layers model or a `.tflite` file. */
+export function hasModel(dir: string): boolean {
+  if (hasLayersModel(dir)) return true;
+  try {
+    return readdirSync(dir).some((name) => name.endsWith('.tflite'));
+  } catch {
+    return false;
+  }
 }
 
 interface WeightsGroup {

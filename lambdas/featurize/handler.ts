@@ -30,6 +30,8 @@ export function featurizerConfigFrom(env: FeaturizeEnv): FeaturizerConfig {
     sqrt: env.FEATURE_SQRT,
     inferBatchSize: env.INFER_BATCH_SIZE,
     backend: env.TF_BACKEND,
+    runtime: env.INFER_RUNTIME,
+    inferThreads: env.INFER_THREADS,
   };
 }
 

@@ -13,11 +13,11 @@ import { build } from 'esbuild';
 export const HANDLER_ENTRIES = ['lambdas/featurize/handler.ts', 'lambdas/aggregate/handler.ts'] as const;
 
 /**
- * Left out of the bundle and installed in the image instead: sharp and tfjs load native or wasm
- * files next to their own modules, and every tfjs package must share one tfjs-core instance for a
+ * Left out of the bundle and installed in the image instead: sharp, onnxruntime-node and tfjs load
+ * native or wasm files next to their own modules, and every tfjs package must share one tfjs-core instance for a
  * backend registered by tfjs-node to be the one the model runs on.
  */
-const RUNTIME_EXTERNALS = ['sharp', '@tensorflow/*'] as const;
+const RUNTIME_EXTERNALS = ['sharp', 'onnxruntime-node', '@tensorflow/*'] as const;
 
 /** Writes `<outdir>/lambdas/<name>/handler.js` (CommonJS, Node 22, with source maps). */
 export async function bundleHandlers(outdir: string, projectRoot = join(__dirname, '..', '..')): Promise<void> {

@@ -1,5 +1,6 @@
 /**
- * Download a pinned model and verify every file against the manifest.
+ * Download a pinned model (or copy the repository's own copy, for a model that ships with the
+ * project) and verify every file against the manifest.
  *
  *   npx tsx tools/model/fetch-model.ts --model mobilenet_v1_0.25_224 [--dest <dir>] [--base-url <mirror>]
  *
@@ -12,7 +13,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { defaultModelCacheDir } from '../../lambdas/core/model-loader';
-import { loadModelManifest, ModelManifest, PinnedFile, pinnedModel, sha256 } from './manifest';
+import { loadModelManifest, ModelManifest, PinnedFile, pinnedModel, REPOSITORY_ROOT, sha256 } from './manifest';
 
 export interface FetchModelOptions {
   readonly modelId: string;
@@ -56,12 +57,14 @@ export async function fetchModel(options: FetchModelOptions): Promise<FetchModel
     return { dest, files: model.files.length, bytes: totalBytes, alreadyPresent: true };
   }
 
+  // A model that ships in the repository is copied from it, hermetically, unless a mirror is asked for.
+  const shipped = model.shipped && !options.baseUrl ? resolve(REPOSITORY_ROOT, model.shipped) : undefined;
   mkdirSync(dirname(dest), { recursive: true });
   const staging = `${dest}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
   mkdirSync(staging);
   try {
     for (const file of model.files) {
-      const bytes = await download(new URL(file.path, baseUrl).toString(), options);
+      const bytes = shipped ? readFileSync(join(shipped, file.path)) : await download(new URL(file.path, baseUrl).toString(), options);
       verify(file, bytes);
       mkdirSync(dirname(join(staging, file.path)), { recursive: true });
       writeFileSync(join(staging, file.path), bytes);
@@ -123,7 +126,7 @@ const withSlash = (url: string) => (url.endsWith('/') ? url : `${url}/`);
 async function main(): Promise<void> {
   const manifest = loadModelManifest();
   const options = new Command()
-    .description('Download a pinned TF.js model and verify sizes and SHA-256 against tools/model/manifest.json')
+    .description('Fetch a pinned model (copy it, when it ships in the repository) and verify sizes and SHA-256 against tools/model/manifest.json')
     .option('--model <id>', 'model id from the manifest', manifest.defaultModel)
     .option('--dest <dir>', 'target directory (default: ~/.cache/fruits-pipeline/models/<id>)')
     .option('--base-url <url>', "mirror holding the same files (default: the manifest's baseUrl)")

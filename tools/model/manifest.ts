@@ -1,6 +1,7 @@
 /**
- * The model manifest (`tools/model/manifest.json`): for each model id, where the public TF.js
- * files live and the exact bytes we accept (size + SHA-256 of every file). How a model is used
+ * The model manifest (`tools/model/manifest.json`): for each model id, where the public files
+ * live (a TF.js layers model or a TFLite flatbuffer), the exact bytes we accept (size + SHA-256 of
+ * every file) and, for a model that ships in this repository, where its copy is. How a model is used
  * (feature layer, input size) is the featurizer's business (lambdas/core/featurizer.ts). Fetching verifies
  * against it, so a changed or tampered upstream file fails the build instead of changing features.
  */
@@ -11,6 +12,8 @@ import { z } from 'zod';
 import { MODEL_ID_PATTERN, MODEL_ID_RULE } from '../../lambdas/contracts/handler-env';
 
 export const MANIFEST_PATH = resolve(__dirname, 'manifest.json');
+/** The folder `shipped` paths are relative to. */
+export const REPOSITORY_ROOT = resolve(__dirname, '..', '..');
 
 export const PinnedFileSchema = z.object({
   path: z
@@ -25,10 +28,18 @@ export type PinnedFile = z.infer<typeof PinnedFileSchema>;
 export const PinnedModelSchema = z.object({
   /** Directory URL the files are fetched from (ends with `/`). */
   baseUrl: z.url().refine((url) => url.endsWith('/'), 'baseUrl must end with /'),
-  format: z.literal('tfjs-layers'),
+  format: z.enum(['tfjs-layers', 'tflite']),
+  /**
+   * Repository folder holding a copy of the files (the default model, so a clone runs offline and
+   * the image build copies instead of downloading); checked against the same pins.
+   */
+  shipped: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*\/$/, 'a repository folder ending with /')
+    .optional(),
   /** Where the pinned bytes were taken from (hashes are never typed in by hand). */
   pinnedFrom: z.string().min(1),
-  files: z.array(PinnedFileSchema).min(2),
+  files: z.array(PinnedFileSchema).min(1),
 });
 export type PinnedModel = z.infer<typeof PinnedModelSchema>;
 
@@ -55,10 +66,13 @@ export function sha256(bytes: Uint8Array): string {
 }
 
 /**
- * Pins for the files of a layers model on disk: model.json first, then every weight shard it
- * names, in its order. Used to write the manifest from a reference copy.
+ * Pins for the files of a model on disk: its `.tflite` file, or for a layers model model.json
+ * first, then every weight shard it names, in its order. Used to write the manifest from a
+ * reference copy.
  */
 export function pinModelFiles(dir: string): PinnedFile[] {
+  const tflite = readdirSync(dir).filter((name) => name.endsWith('.tflite'));
+  if (tflite.length > 0) return tflite.map((path) => ({ path, bytes: statSync(join(dir, path)).size, sha256: sha256(readFileSync(join(dir, path))) }));
   const modelJson = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as { weightsManifest: { paths: string[] }[] };
   const paths = ['model.json', ...modelJson.weightsManifest.flatMap((group) => group.paths)];
   return paths.map((path) => ({ path, bytes: statSync(join(dir, path)).size, sha256: sha256(readFileSync(join(dir, path))) }));

@@ -25,7 +25,7 @@ function main(): void {
   const files = pinModelFiles(dir);
   const entry: PinnedModel = {
     baseUrl: options.baseUrl.endsWith('/') ? options.baseUrl : `${options.baseUrl}/`,
-    format: 'tfjs-layers',
+    format: files[0].path.endsWith('.tflite') ? 'tflite' : 'tfjs-layers',
     pinnedFrom: options.pinnedFrom ?? `reference copy ${options.from}`,
     files,
   };

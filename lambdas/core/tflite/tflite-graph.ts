@@ -2,7 +2,7 @@
  * A parsed TFLite model -> a float32 graph ("plan") up to one chosen tensor: weights dequantised
  * and laid out once, every op reduced to what a float runtime needs, shapes inferred at any square
  * input size. The TF.js executor (tflite-executor.ts) and the ONNX converter
- * (tools/tflite-to-onnx.ts) both run from the same plan, so they cannot disagree on semantics.
+ * (tflite-onnx.ts) both run from the same plan, so they cannot disagree on semantics.
  *
  * Running dequantised weights in float32 is not the uint8 arithmetic TFLite does (no requantising
  * of activations, no rounding): outputs differ from the interpreter's by about one quantisation

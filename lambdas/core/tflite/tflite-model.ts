@@ -3,7 +3,7 @@
  * quantisation) and operators (builtin code, inputs, outputs, options), plus dequantisation of
  * constant tensors to float32.
  *
- * Only reading: the model runs elsewhere (tflite-executor.ts on TF.js, tools/tflite-to-onnx.ts for
+ * Only reading: the model runs elsewhere (tflite-executor.ts on TF.js, tflite-onnx.ts for
  * ONNX Runtime). Constant data stays a view into the file's bytes until it is dequantised.
  */
 import { ByteBuffer } from 'flatbuffers';

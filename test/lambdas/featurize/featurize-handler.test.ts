@@ -237,7 +237,7 @@ describe('handler (Lambda entry point)', () => {
 
 describe('readFeaturizeEnv', () => {
   it('fills defaults and fails fast on bad values', () => {
-    expect(readFeaturizeEnv({})).toMatchObject({ FEATURIZER: 'cnn', MODEL_ID: 'mobilenet_v1_0.25_224', READ_CONCURRENCY: 8 });
+    expect(readFeaturizeEnv({})).toMatchObject({ FEATURIZER: 'cnn', MODEL_ID: 'mobilenet_v2_1.0_224_quant', READ_CONCURRENCY: 8 });
     expect(readFeaturizeEnv({ IMAGE_SIZE: '160', FEATURIZER: 'pixels' })).toMatchObject({ IMAGE_SIZE: 160, FEATURIZER: 'pixels' });
     expect(() => readFeaturizeEnv({ READ_CONCURRENCY: 'lots', FEATURIZER: 'resnet' })).toThrow(/READ_CONCURRENCY.*FEATURIZER|FEATURIZER.*READ_CONCURRENCY/);
   });

@@ -3,7 +3,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { createServer, Server } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { fetchModel, ModelVerificationError } from '../../../tools/model/fetch-model';
 import { loadModelManifest, ModelManifest, ModelManifestSchema, pinModelFiles } from '../../../tools/model/manifest';
@@ -127,6 +127,17 @@ describe('the pinned manifest', () => {
     expect(manifest.models['mobilenet_v1_0.25_224'].files[0].sha256).toBe('47417a9a7318ac0de893ed738ae84c6c26c294a415f06c421ff1c6af45df84f1');
   });
 
+  it('the default model ships in the repository: fetching copies it, verified, with no network', async () => {
+    const id = manifest.defaultModel;
+    expect(manifest.models[id]).toMatchObject({ format: 'tflite', shipped: `models/${id}/` });
+    const dest = join(mkdtempSync(join(tmpdir(), 'fetch-shipped-')), id);
+    const noNetwork = (() => Promise.reject(new Error('no network in this test'))) as unknown as typeof fetch;
+    const result = await fetchModel({ modelId: id, dest, manifest, fetch: noNetwork });
+    expect(result).toMatchObject({ files: 1, alreadyPresent: false });
+    expect(pinModelFiles(dest)).toEqual(manifest.models[id].files);
+    rmSync(dirname(dest), { recursive: true, force: true });
+  });
+
   const withShared = existsSync(SHARED_MODELS) ? it : it.skip;
   withShared('matches the reference copies byte for byte (skipped without ../shared)', () => {
     for (const [id, model] of Object.entries(manifest.models)) {
@@ -154,8 +165,9 @@ describe('the pinned manifest', () => {
         ],
         { cwd: join(__dirname, '..', '..', '..') },
       );
-      expect(stdout).toMatch(/56 files, \d+ bytes verified into/);
-      expect(readFileSync(join(work, 'dest', 'model.json'))).toEqual(readFileSync(join(SHARED_MODELS, id, 'model.json')));
+      const file = manifest.models[id].files[0].path;
+      expect(stdout).toMatch(new RegExp(`${manifest.models[id].files.length} files, \\d+ bytes verified into`));
+      expect(readFileSync(join(work, 'dest', file))).toEqual(readFileSync(join(SHARED_MODELS, id, file)));
     } finally {
       await new Promise((done) => http.server.close(done));
       rmSync(work, { recursive: true, force: true });

@@ -13,6 +13,8 @@ export interface RunCommandOptions {
   readonly components?: number;
   readonly variance?: number;
   readonly imageSize?: number;
+  readonly knn?: number;
+  readonly keepEmbeddings?: boolean;
   readonly featurizer?: 'cnn' | 'pixels';
   readonly modelDir?: string;
   readonly keepServer?: boolean;
@@ -33,6 +35,8 @@ export async function runCommand(dir: string | undefined, options: RunCommandOpt
     ...(options.variance !== undefined && { pcaVarianceThreshold: options.variance }),
     ...(options.imageSize !== undefined && { imageSize: options.imageSize }),
     ...(options.featurizer !== undefined && { featurizer: options.featurizer }),
+    ...(options.knn !== undefined && { knnNeighbours: options.knn }),
+    ...(options.keepEmbeddings && { keepEmbeddings: true }),
   };
   let result;
   try {
@@ -86,10 +90,12 @@ function formatRunSummary(summary: LocalRunSummary): string {
   }
   if (summary.knn) {
     lines.push(
-      `  5-NN        ${percent(summary.knn.accuracy)} accuracy (${summary.knn.correct}/${summary.knn.scored} Test images, ${summary.knn.references} Training references)`,
+      `  ${`${summary.knn.k}-NN`.padEnd(11)} ${percent(summary.knn.accuracy)} accuracy (${summary.knn.correct}/${summary.knn.scored} Test images, ${summary.knn.references} Training references; predictions.csv, report.html)`,
     );
   }
   if (summary.error) lines.push(`  error       ${summary.error.error}: ${readableCause(summary.error.cause, summary.error.error)}`);
-  if (summary.outDir) lines.push(`  outputs     ${summary.outDir}`);
+  const settings = Object.entries(summary.settings.values).map(([name, value]) => `${name}=${value}`);
+  lines.push(`  settings    ${summary.settings.digest} (the run id's last part): ${settings.join(' ')}`);
+  if (summary.outDir) lines.push(`  outputs     ${summary.outDir} (run ${summary.runId})`);
   return `${lines.join('\n')}\n`;
 }

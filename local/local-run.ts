@@ -10,20 +10,22 @@
  *    gives the function, pointed at the local server and a local model directory.
  * 4. The run's outputs are copied to `<outDir>/<runId>/`.
  *
- * Idempotent: the run id is derived from the input's content (same images, same run id), uploads
+ * Idempotent: the run id is derived from the input's content and from the settings that change the
+ * results (`resultSettings`: same images and settings, same run id), uploads
  * skip objects whose ETag already matches, map results and shards are written to keys derived
  * from the run id, and the copy in `outDir` is replaced. A second run of the same folder
- * overwrites the first run's results instead of adding new ones.
+ * with the same settings overwrites the first run's results instead of adding new ones; other
+ * settings make another run id.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { AggregateResult } from '../lambdas/aggregate/aggregate-run';
 import { datasetInputPrefix, invalidName, runLayout } from '../lambdas/contracts/bucket-layout';
 import type { ItemProblem } from '../lambdas/contracts/events';
-import { FEATURIZE_ENV, LOCAL_OBSERVABILITY_ENV } from '../lambdas/contracts/handler-env';
+import { FEATURIZE_ENV, RESULT_SHAPING_ENV, LOCAL_OBSERVABILITY_ENV } from '../lambdas/contracts/handler-env';
 import { readJsonIfPresent } from '../lambdas/aws/s3-client';
 import { describeIncompleteAccounting, InputAccounting, InputAccountingReport } from '../lambdas/core/input-accounting';
 import { defaultModelCacheDir, hasLayersModel } from '../lambdas/core/model-loader';
@@ -32,7 +34,7 @@ import { DatasetFile, datasetName, folderFiles, memoryFiles } from '../client/da
 import { countReasons, readMapRunFacts } from '../client/failed-run';
 import { uploadFiles } from '../client/folder-upload';
 import { downloadRunOutputs } from '../client/run-outputs';
-import type { PipelineConfigInput } from '../lib/config';
+import { PipelineConfigError, type PipelineConfigInput } from '../lib/config';
 import { knnAccuracy, KnnResult, readFeaturesCsv } from '../evaluate/knn';
 import { generateDemoDataset } from './demo-dataset';
 import { Json, JsonObject } from './emulator/asl';
@@ -112,6 +114,8 @@ export interface LocalRunSummary {
   readonly components?: number;
   readonly explainedVariance?: number;
   readonly knn?: KnnResult;
+  /** The settings that change the results, and their digest (the run id's last part). */
+  readonly settings: RunSettingsDigest;
   readonly seconds: number;
   /** Wall time of each phase, seconds: upload, synth (definition), featurize (the map run), aggregate. */
   readonly phaseSeconds: Record<'upload' | 'synth' | 'featurize' | 'aggregate', number>;
@@ -142,14 +146,23 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
   if (badRunId) throw new Error(badRunId);
   const { dataset, files } = await readInput(options.inputDir);
   const inputPrefix = datasetInputPrefix(dataset);
-  const runId = options.runId ?? contentRunId(dataset, await Promise.all(files.map(async (file) => ({ path: file.path, md5: (await file.digests()).md5 }))));
-  const dataDir = resolve(options.dataDir ?? '.s3-data');
-  mkdirSync(dataDir, { recursive: true });
+  // Everything that can be wrong with the request is found before anything is uploaded: the
+  // settings (the synth validates them), the model, the folders the run writes to.
+  const synthStarted = performance.now();
+  const pipeline = synthesizeWithOneLineErrors(options.config);
+  const synthSeconds = (performance.now() - synthStarted) / 1000;
+  const modelEnv = localModelEnv(pipeline.featurize.environment, options.modelDir, notice);
+  const dataDir = writableFolder(options.dataDir ?? '.s3-data', '--data-dir');
+  writableFolder(options.outDir ?? 'out', '--out');
+  // The run id names the input's content and the settings that change the results.
+  const settings = resultSettings({ ...pipeline.featurize.environment, ...modelEnv }, pipeline.aggregate.environment);
+  const contentDigests = await Promise.all(files.map(async (file) => ({ path: file.path, md5: (await file.digests()).md5 })));
+  const runId = options.runId ?? contentRunId(dataset, contentDigests, settings.digest);
   const server = await startLocalS3Server({ directory: dataDir, buckets: [LOCAL_BUCKET] });
   const s3 = server.client;
   const pools: FunctionWorkerPool[] = [];
   try {
-    const mark = { start: performance.now(), uploaded: 0, synthesized: 0, mapStarted: 0, mapFinished: 0, finished: 0 };
+    const mark = { start: performance.now(), uploaded: 0, mapStarted: 0, mapFinished: 0, finished: 0 };
     // The prefix holds exactly the folder: the local store is the run's own, so stale objects go.
     const upload = await uploadFiles(s3, {
       bucket: LOCAL_BUCKET,
@@ -161,8 +174,6 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
     });
 
     mark.uploaded = performance.now();
-    const pipeline = synthesizePipeline({ bucketName: LOCAL_BUCKET, config: options.config });
-    mark.synthesized = performance.now();
     // The handlers' structured logs would bury the progress display; warnings still come through.
     // Metrics' EMF lines would too (no CloudWatch reads them here), and there is no X-Ray daemon.
     const quiet = { POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN', ...LOCAL_OBSERVABILITY_ENV };
@@ -170,7 +181,7 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
       ...pipeline.featurize.environment,
       ...server.env,
       ...quiet,
-      ...localModelEnv(pipeline.featurize.environment, options.modelDir, notice),
+      ...modelEnv,
     };
     const featurizePool = new FunctionWorkerPool({
       modulePath: handlerModule('featurize', options.bundledHandlersDir),
@@ -230,7 +241,7 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
     // hide the run's outcome.
     const batches = await mapRunFacts(s3, report ? undefined : mapResult).catch(() => mapRunFacts(s3, undefined));
     const rows = copied.includes('features.csv') ? readFeaturesCsv(readFileSync(join(outDir, 'features.csv'), 'utf8')) : undefined;
-    const knn = rows ? knnAccuracy(rows) : undefined;
+    const knn = rows ? knnAccuracy(rows, { k: pipeline.config.knnNeighbours }) : undefined;
     // What the run must account for is the folder itself, not the store's listing of it.
     const accounting =
       execution.status === 'SUCCEEDED'
@@ -266,10 +277,11 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
       components: aggregate?.components,
       explainedVariance: aggregate?.explainedVariance,
       knn: knn && knn.scored > 0 ? knn : undefined,
+      settings,
       seconds: (performance.now() - started) / 1000,
       phaseSeconds: {
         upload: (mark.uploaded - mark.start) / 1000,
-        synth: (mark.synthesized - mark.uploaded) / 1000,
+        synth: synthSeconds,
         featurize: mark.mapFinished ? (mark.mapFinished - mark.mapStarted) / 1000 : 0,
         aggregate: mark.mapFinished ? (mark.finished - mark.mapFinished) / 1000 : 0,
       },
@@ -297,6 +309,7 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
 async function readInput(inputDir: string | undefined): Promise<{ dataset: string; files: DatasetFile[] }> {
   if (inputDir === undefined) return { dataset: 'demo', files: memoryFiles(await generateDemoDataset()) };
   const root = resolve(inputDir);
+  if (!existsSync(root)) throw new Error(`input folder ${inputDir} does not exist`);
   if (!statSync(root).isDirectory()) throw new Error(`${inputDir} is not a directory`);
   const files = folderFiles(root);
   if (files.length === 0) throw new Error(`${inputDir} holds no files`);
@@ -308,11 +321,56 @@ function handlerModule(name: 'featurize' | 'aggregate', bundledHandlersDir: stri
   return bundledHandlersDir ? join(resolve(bundledHandlersDir), 'lambdas', name, 'handler.js') : join(PROJECT_ROOT, 'lambdas', name, 'handler.ts');
 }
 
-/** `<dataset>-<12 hex of the content hash>`: a valid execution name (80 chars, no spaces). */
-export function contentRunId(dataset: string, files: readonly { path: string; md5: string }[]): string {
+/**
+ * `<dataset>-<12 hex of the content hash>[-<6 hex of the settings digest>]`: a valid execution name
+ * (at most 80 characters, no spaces). The same images with other settings (featurizer, model,
+ * image size, k, classifier k) get another run id, so one experiment never overwrites another.
+ */
+export function contentRunId(dataset: string, files: readonly { path: string; md5: string }[], settingsDigest?: string): string {
   const hash = createHash('sha256');
   for (const file of [...files].sort((a, b) => (a.path < b.path ? -1 : 1))) hash.update(`${file.path}\u0000${file.md5}\n`);
-  return `${dataset.slice(0, 60)}-${hash.digest('hex').slice(0, 12)}`;
+  const content = `${dataset.slice(0, 60)}-${hash.digest('hex').slice(0, 12)}`;
+  return settingsDigest ? `${content}-${settingsDigest.slice(0, 6)}` : content;
+}
+
+export interface RunSettingsDigest {
+  /** 6 hex of the SHA-256 of `values`. */
+  readonly digest: string;
+  /** The handlers' variables that change the results (RESULT_SHAPING_ENV), as the run sets them; unset ones are absent. */
+  readonly values: Record<string, string>;
+}
+
+/** The result-shaping settings of a run, from the environments its functions get. */
+export function resultSettings(featurizeEnv: Record<string, string>, aggregateEnv: Record<string, string>): RunSettingsDigest {
+  const all = { ...featurizeEnv, ...aggregateEnv };
+  const values = Object.fromEntries(RESULT_SHAPING_ENV.filter((name) => all[name] !== undefined && all[name] !== '').map((name) => [name, all[name]]));
+  const digest = createHash('sha256').update(JSON.stringify(values)).digest('hex').slice(0, 6);
+  return { digest, values };
+}
+
+/** The synthesized pipeline; a bad setting is one line naming every problem (the CLI prints it as is). */
+function synthesizeWithOneLineErrors(config: PipelineConfigInput | undefined): ReturnType<typeof synthesizePipeline> {
+  try {
+    return synthesizePipeline({ bucketName: LOCAL_BUCKET, config });
+  } catch (error) {
+    if (!(error instanceof PipelineConfigError)) throw error;
+    const [title, ...problems] = error.message.split('\n').map((line) => line.trim().replace(/^- /, ''));
+    throw new PipelineConfigError(`${title.replace(/:$/, '')}: ${problems.filter(Boolean).join('; ')}`);
+  }
+}
+
+/** `dir`, created if needed, or a one-line error naming the flag when it cannot be written. */
+function writableFolder(dir: string, flag: string): string {
+  const path = resolve(dir);
+  try {
+    mkdirSync(path, { recursive: true });
+    if (!statSync(path).isDirectory()) throw new Error('not a directory');
+    accessSync(path, constants.W_OK);
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new Error(`${flag} ${dir} is not a writable folder (${reason})`);
+  }
+  return path;
 }
 
 /**

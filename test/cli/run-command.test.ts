@@ -1,6 +1,6 @@
 /** `fruits run <dir> --json` as a user starts it (`npm start -- run ...`): a real process, tsx, the CLI wiring. */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { generateDemoDataset } from '../../local/demo-dataset';
@@ -11,6 +11,12 @@ describe('fruits run (process)', () => {
     work = mkdtempSync(join(tmpdir(), 'fruits-cli-run-'));
   });
   afterAll(() => rmSync(work, { recursive: true, force: true }));
+  const cli = (...args: string[]) =>
+    spawnSync(process.execPath, [require.resolve('tsx/cli'), join(__dirname, '..', '..', 'bin', 'cli.ts'), ...args], {
+      cwd: work,
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
 
   it('runs a folder and prints the summary as JSON; a bad flag is a usage error', async () => {
     const dataset = join(work, 'tiny fruits');
@@ -18,12 +24,6 @@ describe('fruits run (process)', () => {
       mkdirSync(dirname(join(dataset, image.path)), { recursive: true });
       writeFileSync(join(dataset, image.path), image.body);
     }
-    const cli = (...args: string[]) =>
-      spawnSync(process.execPath, [require.resolve('tsx/cli'), join(__dirname, '..', '..', 'bin', 'cli.ts'), ...args], {
-        cwd: work,
-        encoding: 'utf8',
-        timeout: 120_000,
-      });
 
     const run = cli(
       'run',
@@ -45,10 +45,78 @@ describe('fruits run (process)', () => {
     expect({ status: run.status, stderr: run.stderr.slice(-2000) }).toEqual({ status: 0, stderr: expect.any(String) });
     const summary = JSON.parse(run.stdout);
     expect(summary).toMatchObject({ status: 'SUCCEEDED', dataset: 'tiny-fruits', processed: 20, failed: 0, components: 3, workers: 1 });
-    expect(readdirSync(join(work, 'out', summary.runId))).toContain('features.csv');
+    expect(readdirSync(join(work, 'out', summary.runId))).toEqual(
+      expect.arrayContaining(['features.csv', 'features.parquet', 'predictions.csv', 'report.html', 'README.txt']),
+    );
+    // The run id ends with the digest of the settings that change the results.
+    expect(summary.runId).toMatch(new RegExp(`^tiny-fruits-[0-9a-f]{12}-${summary.settings.digest}$`));
+    expect(summary.settings.values).toMatchObject({ FEATURIZER: 'pixels', PCA_COMPONENTS: '3', KNN_NEIGHBOURS: '5' });
 
     const bad = cli('run', dataset, '--batch-size', 'zero');
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toContain('expected a positive integer');
+  });
+
+  it('reports every mistake it can find before the upload: one line on stderr, exit 1, nothing uploaded', async () => {
+    const dataset = join(work, 'errors');
+    mkdirSync(join(dataset, 'Kiwi'), { recursive: true });
+    writeFileSync(join(dataset, 'Kiwi', 'a.png'), (await generateDemoDataset({ trainingPerClass: 1, testPerClass: 0 }))[0].body);
+    const file = join(work, 'a-file');
+    writeFileSync(file, 'not a folder');
+    const s3 = join(work, 's3-errors');
+    const cases: [string[], RegExp][] = [
+      [['run', join(work, 'no such folder')], /^fruits: input folder .*no such folder does not exist$/],
+      [['run', dataset, '--components', '5000'], /^fruits: Invalid .*: pcaComponents: .*4096$/],
+      [['run', dataset, '--knn', '1000'], /^fruits: Invalid .*: knnNeighbours: .*100$/],
+      [['run', dataset, '--out', join(file, 'out')], /^fruits: --out .*a-file\/out is not a writable folder \(ENOTDIR\)$/],
+      [['run', dataset, '--data-dir', file], /^fruits: --data-dir .*a-file is not a writable folder/],
+    ];
+    for (const [args, message] of cases) {
+      const run = cli(...args, '--featurizer', 'pixels', '--json', ...(args.includes('--data-dir') ? [] : ['--data-dir', s3]));
+      expect({ args, status: run.status, stdout: run.stdout, stderr: run.stderr.trim().split('\n') }).toEqual({
+        args,
+        status: 1,
+        stdout: '',
+        stderr: [expect.stringMatching(message)],
+      });
+    }
+    // Nothing was uploaded: the store was never even started for these.
+    expect(existsSync(join(s3, 'fruits-pipeline-local'))).toBe(false);
+  });
+
+  it("prints JSON that parses with the README's exact command (npm start --silent -- run ... --json)", async () => {
+    const dataset = join(work, 'npm start');
+    for (const image of await generateDemoDataset({ trainingPerClass: 2, testPerClass: 1 })) {
+      mkdirSync(dirname(join(dataset, image.path)), { recursive: true });
+      writeFileSync(join(dataset, image.path), image.body);
+    }
+    const npm = spawnSync(
+      'npm',
+      [
+        'start',
+        '--silent',
+        '--',
+        'run',
+        dataset,
+        '--json',
+        '--featurizer',
+        'pixels',
+        '--components',
+        '2',
+        '--workers',
+        '1',
+        '--data-dir',
+        join(work, 's3-npm'),
+        '--out',
+        join(work, 'out-npm'),
+      ],
+      {
+        cwd: join(__dirname, '..', '..'),
+        encoding: 'utf8',
+        timeout: 120_000,
+      },
+    );
+    expect({ status: npm.status, stderr: npm.stderr.slice(-2000) }).toEqual({ status: 0, stderr: expect.any(String) });
+    expect(JSON.parse(npm.stdout)).toMatchObject({ status: 'SUCCEEDED', processed: 15 });
   });
 });

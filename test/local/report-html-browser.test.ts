@@ -72,7 +72,7 @@ withChromium('report.html in headless chromium', () => {
         const thumbnails = tab.locator('.gallery img');
         expect(await thumbnails.count()).toBeGreaterThan(0);
         // Every thumbnail decoded (naturalWidth 0 is a broken image).
-        const widths = await thumbnails.evaluateAll((images) => images.map((image) => (image as HTMLImageElement).naturalWidth));
+        const widths = await thumbnails.evaluateAll((images) => images.map((image) => (image as unknown as { naturalWidth: number }).naturalWidth));
         expect(widths.every((width) => width === 112)).toBe(true);
       }
       const screenshot = await tab.screenshot({ fullPage: true, path: join(work, 'report.png') });

@@ -46,11 +46,6 @@ export function folderFiles(root: string): DatasetFile[] {
   });
 }
 
-/** Files held in memory (the generated demo set). */
-export function memoryFiles(files: readonly { path: string; body: Buffer }[]): DatasetFile[] {
-  return files.map(({ path, body }) => ({ path, size: body.length, body: () => body, digests: once(() => uploadETags([body], body.length)) }));
-}
-
 /** A folder name as a dataset name: one path segment the state machine's prefix checks accept. */
 export function datasetName(folder: string): string {
   const trim = (text: string) => text.replace(/^[-._]+|[-.]+$/g, '');

@@ -27,16 +27,16 @@ import { datasetInputPrefix, invalidName, runLayout } from '../lambdas/contracts
 import type { ItemProblem } from '../lambdas/contracts/events';
 import { FEATURIZE_ENV, RESULT_SHAPING_ENV, LOCAL_OBSERVABILITY_ENV } from '../lambdas/contracts/handler-env';
 import { readJsonIfPresent } from '../lambdas/aws/s3-client';
+import { mapWithConcurrency } from '../lambdas/core/concurrency';
 import { describeIncompleteAccounting, InputAccounting, InputAccountingReport } from '../lambdas/core/input-accounting';
-import { defaultModelCacheDir, hasLayersModel } from '../lambdas/core/model-loader';
+import { defaultModelDir, hasModel } from '../lambdas/core/model-loader';
 import type { RunReport } from '../lambdas/core/run-report';
-import { DatasetFile, datasetName, folderFiles, memoryFiles } from '../client/dataset-folder';
+import { DatasetFile, datasetName, folderFiles } from '../client/dataset-folder';
 import { countReasons, readMapRunFacts } from '../client/failed-run';
 import { uploadFiles } from '../client/folder-upload';
 import { downloadRunOutputs } from '../client/run-outputs';
 import { PipelineConfigError, type PipelineConfigInput } from '../lib/config';
 import { knnAccuracy, KnnResult, readFeaturesCsv } from '../evaluate/knn';
-import { generateDemoDataset } from './demo-dataset';
 import { Json, JsonObject } from './emulator/asl';
 import { MapRunEvent } from './emulator/distributed-map';
 import { FunctionWorkerPool } from './emulator/function-worker-pool';
@@ -49,8 +49,11 @@ export const LOCAL_BUCKET = 'fruits-pipeline-local';
 const PROJECT_ROOT = resolve(__dirname, '..');
 const UPLOAD_CONCURRENCY = 16;
 
+/** Files hashed at once for the run id. */
+const DIGEST_CONCURRENCY = 16;
+
 export interface LocalRunOptions {
-  /** Folder of `<label>/<image>` (or `<split>/<label>/<image>`). @default the generated demo set */
+  /** Folder of `<label>/<image>` (or `<split>/<label>/<image>`). @default DEMO_PHOTOS, real Fruits-360 photos */
   readonly inputDir?: string;
   /** Where the S3 server stores objects. @default ./.s3-data */
   readonly dataDir?: string;
@@ -151,12 +154,13 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
   const synthStarted = performance.now();
   const pipeline = synthesizeWithOneLineErrors(options.config);
   const synthSeconds = (performance.now() - synthStarted) / 1000;
-  const modelEnv = localModelEnv(pipeline.featurize.environment, options.modelDir, notice);
+  const modelEnv = localModelEnv(pipeline.featurize.environment, options.modelDir, options.config?.featurizer === 'cnn', notice);
   const dataDir = writableFolder(options.dataDir ?? '.s3-data', '--data-dir');
   writableFolder(options.outDir ?? 'out', '--out');
   // The run id names the input's content and the settings that change the results.
   const settings = resultSettings({ ...pipeline.featurize.environment, ...modelEnv }, pipeline.aggregate.environment);
-  const contentDigests = await Promise.all(files.map(async (file) => ({ path: file.path, md5: (await file.digests()).md5 })));
+  // Bounded: one file open per lane (71,000 at once run out of file descriptors).
+  const contentDigests = await mapWithConcurrency(files, DIGEST_CONCURRENCY, async (file) => ({ path: file.path, md5: (await file.digests()).md5 }));
   const runId = options.runId ?? contentRunId(dataset, contentDigests, settings.digest);
   const server = await startLocalS3Server({ directory: dataDir, buckets: [LOCAL_BUCKET] });
   const s3 = server.client;
@@ -305,9 +309,12 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
   }
 }
 
-/** The images to upload: the folder's files, or the demo set. */
+/** Real Fruits-360 photos shipped with the project (datasets/fruits-360-demo/README.md): `npm start`'s input. */
+export const DEMO_PHOTOS = resolve(__dirname, '..', 'datasets', 'fruits-360-demo', 'images');
+
+/** The images to upload: the folder's files, or the demo photos. */
 async function readInput(inputDir: string | undefined): Promise<{ dataset: string; files: DatasetFile[] }> {
-  if (inputDir === undefined) return { dataset: 'demo', files: memoryFiles(await generateDemoDataset()) };
+  if (inputDir === undefined) return { dataset: 'demo', files: folderFiles(DEMO_PHOTOS) };
   const root = resolve(inputDir);
   if (!existsSync(root)) throw new Error(`input folder ${inputDir} does not exist`);
   if (!statSync(root).isDirectory()) throw new Error(`${inputDir} is not a directory`);
@@ -377,14 +384,22 @@ function writableFolder(dir: string, flag: string): string {
  * The featurize function's model directory on this machine: the flag, $MODEL_DIR, or the
  * fetch-model cache. Without any model the run still works, with the `pixels` featurizer.
  */
-function localModelEnv(templateEnv: Record<string, string>, modelDir: string | undefined, notice: (line: string) => void): Record<string, string> {
+function localModelEnv(
+  templateEnv: Record<string, string>,
+  modelDir: string | undefined,
+  cnnAskedFor: boolean,
+  notice: (line: string) => void,
+): Record<string, string> {
   const modelId = templateEnv[FEATURIZE_ENV.modelId] ?? '';
-  const candidate = modelDir ?? process.env[FEATURIZE_ENV.modelDir] ?? defaultModelCacheDir(modelId);
+  // The default model ships in the repository (models/), so this finds it on a fresh clone.
+  const candidate = modelDir ?? process.env[FEATURIZE_ENV.modelDir] ?? defaultModelDir(modelId);
   const found = { [FEATURIZE_ENV.modelDir]: resolve(candidate) };
   if (templateEnv[FEATURIZE_ENV.featurizer] === 'pixels') return found;
-  if (hasLayersModel(candidate)) return found;
-  if (modelDir !== undefined) throw new Error(`--model-dir ${modelDir} holds no TF.js layers model (model.json)`);
-  notice(`No model ${modelId} at ${candidate}: featurizing raw pixels instead. Run \`npm run model:fetch\` or pass --model-dir for CNN features.`);
+  if (hasModel(candidate)) return found;
+  if (modelDir !== undefined) throw new Error(`--model-dir ${modelDir} holds no model (a .tflite file or a TF.js model.json)`);
+  const fetch = `Run \`npm run model:fetch -- --model ${modelId}\` or pass --model-dir`;
+  if (cnnAskedFor) throw new Error(`--featurizer cnn: no model ${modelId} at ${candidate}. ${fetch}.`);
+  notice(`No model ${modelId} at ${candidate}: featurizing raw pixels instead. ${fetch} for CNN features.`);
   return { ...found, [FEATURIZE_ENV.featurizer]: 'pixels' };
 }
 

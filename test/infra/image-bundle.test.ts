@@ -4,7 +4,7 @@
  * machine against S3 on loopback. A bundling problem (a module esbuild cannot inline, a dynamic
  * require, a missing external) fails here instead of in the first deployed run.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bundleHandlers, HANDLER_ENTRIES } from '../../lambdas/image/bundle-handlers';
@@ -12,10 +12,9 @@ import { readFeaturesCsv } from '../../evaluate/knn';
 import { runLocally } from '../../local/local-run';
 
 const PROJECT_ROOT = join(__dirname, '..', '..');
-const MODEL_DIR = join(PROJECT_ROOT, '..', 'shared', 'models', 'mobilenet_v1_0.25_224');
 
 describe('image bundle (lambdas/image/bundle-handlers.ts, as the Dockerfile runs it)', () => {
-  // Inside the project so the externals (sharp, @tensorflow/*) resolve from node_modules, as they
+  // Inside the project so the externals (sharp, onnxruntime-node, @tensorflow/*) resolve from node_modules, as they
   // resolve from the image's own node_modules.
   const bundleDir = join(PROJECT_ROOT, '.cache', `image-bundle-${process.pid}`);
   let work: string;
@@ -33,27 +32,21 @@ describe('image bundle (lambdas/image/bundle-handlers.ts, as the Dockerfile runs
     const bundles = HANDLER_ENTRIES.map((entry) => readFileSync(join(bundleDir, entry.replace(/\.ts$/, '.js')), 'utf8'));
     for (const bundle of bundles) {
       // esbuild marks every inlined module with a `// node_modules/<path>` comment.
-      expect(bundle).not.toMatch(/\/\/ node_modules\/(sharp|@tensorflow)\//);
+      expect(bundle).not.toMatch(/\/\/ node_modules\/(sharp|onnxruntime-node|@tensorflow)\//);
     }
     const featurize = bundles[HANDLER_ENTRIES.indexOf('lambdas/featurize/handler.ts')];
     expect(featurize).toContain('require("sharp")');
+    expect(featurize).toContain('require("onnxruntime-node")');
     expect(featurize).toContain('require("@tensorflow/tfjs-core")');
   });
 
-  it('runs a whole local run with the bundled handlers', async () => {
-    const withModel = existsSync(join(MODEL_DIR, 'model.json'));
-    if (!withModel) console.warn(`image bundle: ${MODEL_DIR} absent, the bundle runs with the pixels featurizer`);
-    const { summary } = await runLocally({
-      bundledHandlersDir: bundleDir,
-      dataDir: join(work, 's3'),
-      outDir: join(work, 'out'),
-      modelDir: withModel ? MODEL_DIR : undefined,
-      config: withModel ? {} : { featurizer: 'pixels' },
-      workers: 1,
-    });
-    expect(summary).toMatchObject({ status: 'SUCCEEDED', processed: 120, failed: 0 });
-    if (withModel) expect(summary.featurizer).toMatch(/^mobilenet_v1_0\.25_224\//);
+  it('runs a whole local run with the bundled handlers and the shipped default model', async () => {
+    // What the image runs: the default TFLite model (MODEL_DIR points at it), on onnxruntime-node.
+    const { summary } = await runLocally({ bundledHandlersDir: bundleDir, dataDir: join(work, 's3'), outDir: join(work, 'out'), workers: 1 });
+    expect(summary).toMatchObject({ status: 'SUCCEEDED', processed: 108, failed: 0 });
+    expect(summary.featurizer).toMatch(/^mobilenet_v2_1\.0_224_quant@7aad0c74\//);
+    expect(summary.backends.join()).toMatch(/^onnxruntime-node/);
     const rows = readFeaturesCsv(readFileSync(join(work, 'out', summary.runId, 'features.csv'), 'utf8'));
-    expect(rows).toHaveLength(120);
+    expect(rows).toHaveLength(108);
   });
 });

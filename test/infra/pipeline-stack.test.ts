@@ -294,7 +294,7 @@ describe('functions', () => {
       ImageConfig: { Command: ['lambdas/featurize/handler.handler'] },
       MemorySize: 3008,
       Timeout: 300,
-      Environment: { Variables: { FEATURIZER: 'cnn', MODEL_ID: 'mobilenet_v1_0.25_224', MODEL_DIR: '/opt/model' } },
+      Environment: { Variables: { FEATURIZER: 'cnn', MODEL_ID: 'mobilenet_v2_1.0_224_quant', MODEL_DIR: '/opt/model' } },
     });
     variant.template.hasResourceProperties('AWS::Lambda::Function', {
       ImageConfig: { Command: ['lambdas/featurize/handler.handler'] },
@@ -318,7 +318,7 @@ describe('functions', () => {
       ImageConfig: { Command: ['lambdas/aggregate/handler.handler'] },
       MemorySize: 3008,
       Timeout: 900,
-      Environment: { Variables: { PCA_COMPONENTS: '50' } },
+      Environment: { Variables: { PCA_COMPONENTS: '100' } },
     });
   });
 
@@ -329,7 +329,7 @@ describe('functions', () => {
     }
     arm.template.hasResourceProperties('AWS::Lambda::Function', { ReservedConcurrentExecutions: 60 });
     arm.template.hasResourceProperties('AWS::Lambda::Function', {
-      Environment: { Variables: { PCA_COMPONENTS: '50', PCA_VARIANCE_THRESHOLD: '0.9' } },
+      Environment: { Variables: { PCA_COMPONENTS: '100', PCA_VARIANCE_THRESHOLD: '0.9' } },
     });
     const images = Object.values(dockerImageAssets(arm));
     expect(images).toHaveLength(1);

@@ -2,7 +2,8 @@
  * Featurization throughput: the model's ceiling vs the featurize handler's whole path, per TF.js
  * backend and CNN input size, measured side by side in one process.
  *
- *   npx tsx bench/featurize.ts                          # (tfjs-node,) wasm, cpu at 96/128/160/224 px
+ *   npx tsx bench/featurize.ts                          # onnxruntime, (tfjs-node,) wasm, cpu at 96/128/160/224 px
+ *   npx tsx bench/featurize.ts --backends onnxruntime --sizes 128 --rounds 3   # the default's ratio
  *   npx tsx bench/featurize.ts --backends wasm --sizes 128 --rounds 2
  *
  * - ceiling: `featurizer.featurize` on images already decoded and resized to the input size
@@ -108,7 +109,9 @@ export async function featurizeBench(options: FeaturizeBenchOptions): Promise<Fe
       for (const size of options.sizes) {
         const args = ['--case', itemsFile, '--images', String(options.images[backend] ?? items.length), '--rounds', String(options.rounds)];
         if (options.accuracy && backend === options.backends[0]) args.push('--accuracy');
-        const env = { ...server.env, MODEL_DIR: modelDir, IMAGE_SIZE: String(size), TF_BACKEND: backend, POWERTOOLS_LOG_LEVEL: 'WARN' };
+        // `onnxruntime`: the TFLite default's native runtime; a TF.js backend otherwise (the TF.js executor for TFLite models).
+        const runtime = backend === 'onnxruntime' ? { INFER_RUNTIME: 'onnxruntime' } : { INFER_RUNTIME: 'tfjs', TF_BACKEND: backend };
+        const env = { ...server.env, MODEL_DIR: modelDir, IMAGE_SIZE: String(size), ...runtime, POWERTOOLS_LOG_LEVEL: 'WARN' };
         const result: ChildResult = await runChild(__filename, args, { timeoutMinutes: options.timeoutMinutes, env });
         const row = result.error ? { backend, size, error: result.error } : (result as unknown as FeaturizeCaseResult);
         rows.push(row);
@@ -139,7 +142,8 @@ async function runCase(itemsFile: string, imageCount: number, rounds: number, wi
   const loadStarted = performance.now();
   const featurizer = await getFeaturizer(featurizerConfigFrom(env));
   const modelLoadSeconds = (performance.now() - loadStarted) / 1000;
-  if (env.TF_BACKEND && featurizer.backend !== env.TF_BACKEND) throw new Error(`asked for backend ${env.TF_BACKEND}, got ${featurizer.backend}`);
+  const wanted = env.INFER_RUNTIME === 'onnxruntime' ? 'onnxruntime-node' : env.TF_BACKEND;
+  if (wanted && !featurizer.backend.includes(wanted)) throw new Error(`asked for ${wanted}, got ${featurizer.backend}`);
 
   const items = (JSON.parse(readFileSync(itemsFile, 'utf8')) as ListedObject[]).slice(0, imageCount);
   const bucket = BUCKET;
@@ -255,9 +259,9 @@ function accuracyOf(vectors: Map<string, Float32Array>): { k: number; test: numb
 
 export const DEFAULT_FEATURIZE_OPTIONS: FeaturizeBenchOptions = {
   // tfjs-node only where it is installed (the Lambda image); wasm and cpu always.
-  backends: [...(tfjsNodeInstalled() ? ['tensorflow'] : []), 'wasm', 'cpu'],
+  backends: ['onnxruntime', ...(tfjsNodeInstalled() ? ['tensorflow'] : []), 'wasm', 'cpu'],
   sizes: [96, 128, 160, 224],
-  images: { tensorflow: 720, wasm: 720, cpu: 100 },
+  images: { onnxruntime: 720, tensorflow: 720, wasm: 720, cpu: 100 },
   rounds: 3,
   accuracy: true,
   timeoutMinutes: 20,

@@ -23,6 +23,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { createFeaturizer, FeaturizerConfig } from '../lambdas/core/featurizer';
+import { concatFloat32 } from '../lambdas/core/float-arrays';
 import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, preprocessImage } from '../lambdas/core/preprocess';
 import { fitPca, PcaProjector, ScatterAccumulator } from '../lambdas/core/streaming-pca';
 import { parseTfliteModel, TfliteModel } from '../lambdas/core/tflite/tflite-model';
@@ -339,13 +340,7 @@ function describe(row: Float32Array, layout: Extracted['layout'], descriptor: De
     }
     return part;
   });
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
+  return concatFloat32(parts);
 }
 
 /** StandardScaler + PCA fitted on references and queries together (as one run would), then 5-NN. */

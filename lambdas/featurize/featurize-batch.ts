@@ -16,6 +16,7 @@ import {
 } from '../contracts/events';
 import { shardKey } from '../contracts/bucket-layout';
 import type { BatchMeasurements } from '../contracts/metrics';
+import { concatFloat32 } from '../core/float-arrays';
 import { encodeFeatureShard, ShardHeader } from '../core/feature-shard';
 import type { Featurizer } from '../core/featurizer';
 import { classifyKey } from '../core/image-keys';
@@ -148,7 +149,7 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
     },
   };
   const shard = shardKey(workPrefix, batchHash(event.Items));
-  const body = encodeFeatureShard({ header, vectors: concat(vectorChunks, keys.length * featurizer.dim) });
+  const body = encodeFeatureShard({ header, vectors: concatFloat32(vectorChunks) });
   await putObject(deps.s3, bucket, shard, body, 'application/octet-stream');
   deps.onMeasured?.({
     processed: keys.length,
@@ -223,16 +224,6 @@ function summarise(shard: string | null, count: number, failed: ItemProblem[], s
     skippedCount: skipped.length,
     truncated: keptFailed.length < failed.length || keptSkipped.length < skipped.length,
   };
-}
-
-function concat(chunks: Float32Array[], length: number): Float32Array {
-  const out = new Float32Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
 }
 
 const round = (ms: number) => Math.round(ms);

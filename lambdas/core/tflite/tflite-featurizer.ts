@@ -12,6 +12,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { concatFloat32 } from '../float-arrays';
 import { parseTfliteModel, TfliteModel } from './tflite-model';
 import { createTfliteFeatureExtractor, GlobalPooling } from './tflite-executor';
 import { ONNX_INPUT, ONNX_OUTPUT, tfliteToOnnx, toNchwPixels } from './tflite-onnx';
@@ -130,13 +131,7 @@ async function onnxRuntime(
       // A copy: onnxruntime may reuse its output buffers.
       parts.push(Float32Array.from(result[ONNX_OUTPUT].data as Float32Array));
     }
-    const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-    let offset = 0;
-    for (const part of parts) {
-      out.set(part, offset);
-      offset += part.length;
-    }
-    return out;
+    return concatFloat32(parts);
   };
   // The width of the concatenated taps, from one blank image (also warms the session up).
   const probe = await run([new Uint8Array(size * size * 3)]);

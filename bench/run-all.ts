@@ -431,6 +431,7 @@ function renderDoc(r: SuiteResults): string {
     `- TF.js backends measured: ${r.options.featurize.backends.join(', ')}${r.options.featurize.backends.includes('tensorflow') ? '' : '; tfjs-node (`tensorflow`): not installed here, not measured'}. The product picks the first that starts: tfjs-node (in the Lambda image), else wasm, else cpu.`,
     `- Load (\`uptime\`): ${r.loadAtStart} at start, ${r.loadAfter.endToEnd} at the end. Each comparison is measured side by side (alternating order) within this run, so its ratio holds even when the absolute figures move with the load.`,
     '- Benchmarks measure; no test asserts a time limit.',
+    '- How the default features were chosen (accuracy clean and under field conditions, cost per image, every candidate): [FEATURE-CHOICE.md](FEATURE-CHOICE.md), from `npm run bench:accuracy`.',
     '',
     '## What the figures say',
     '',

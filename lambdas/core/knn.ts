@@ -108,14 +108,21 @@ export class KnnReferences {
     const nearestIndex = new Int32Array(keep);
     let held = 0;
     const { vectors, dims: stride } = this;
+    const q = new Float64Array(dims);
+    for (let d = 0; d < dims; d++) q[d] = query[offset + d];
     for (let r = 0; r < this.count; r++) {
       const base = r * stride;
+      // PCA components come in decreasing variance, so most of a distance is in the first ones: a
+      // reference already as far as the k-th nearest is dropped early. Exact, not approximate:
+      // partial sums of squares only grow, so such a reference would have been dropped anyway.
+      const limit = held === keep ? nearestDistance[held - 1] : Number.POSITIVE_INFINITY;
       let distance = 0;
       for (let d = 0; d < dims; d++) {
-        const diff = query[offset + d] - vectors[base + d];
+        const diff = q[d] - vectors[base + d];
         distance += diff * diff;
+        if ((d & 7) === 7 && distance >= limit) break;
       }
-      if (held === keep && distance >= nearestDistance[held - 1]) continue;
+      if (distance >= limit) continue;
       let at = held < keep ? held++ : held - 1;
       while (at > 0 && nearestDistance[at - 1] > distance) {
         nearestDistance[at] = nearestDistance[at - 1];

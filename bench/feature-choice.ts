@@ -26,6 +26,7 @@ import { createFeaturizer, FeaturizerConfig } from '../lambdas/core/featurizer';
 import { concatFloat32 } from '../lambdas/core/float-arrays';
 import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, preprocessImage } from '../lambdas/core/preprocess';
 import { fitPca, PcaProjector, ScatterAccumulator } from '../lambdas/core/streaming-pca';
+import { pooledWidths } from '../lambdas/core/tflite/tflite-graph';
 import { parseTfliteModel, TfliteModel } from '../lambdas/core/tflite/tflite-model';
 import { alterImage, FIELD_CONDITIONS, FieldCondition } from '../evaluate/field-conditions';
 import { knnAccuracy, LabelledVector } from '../evaluate/knn';
@@ -243,15 +244,14 @@ async function extract(model: TfliteModel, taps: readonly OnnxTap[], images: rea
   }
   const layout = new Map<string, { offset: number; length: number }>();
   let offset = 0;
-  // Channels per tap: probe each tap alone on one image (cheap) to learn its width.
-  for (const tap of taps) {
-    const probe = await ort.InferenceSession.create(tfliteToOnnx(model, { taps: [tap] }), { intraOpNumThreads: 1 });
-    const out = await probe.run({ [ONNX_INPUT]: new ort.Tensor('float32', toNchwPixels(images.slice(0, 1), size), [1, 3, size, size]) });
-    await probe.release();
-    const length = (out[ONNX_OUTPUT].data as Float32Array).length;
-    layout.set(`${tap.tensor}:${tap.pooling}`, { offset, length });
+  pooledWidths(
+    model,
+    taps.map((tap) => tap.tensor),
+    size,
+  ).forEach((length, i) => {
+    layout.set(`${taps[i].tensor}:${taps[i].pooling}`, { offset, length });
     offset += length;
-  }
+  });
   return { rows, layout };
 }
 

@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Activation } from './tflite-schema';
-import { FloatGraphPlan, inferShapesAt, planFloatGraph, PlanOp, PlanOptions, ValueId } from './tflite-graph';
+import { FloatGraphPlan, planFloatGraph, PlanOp, PlanOptions, pooledWidths, ValueId } from './tflite-graph';
 import type { TfliteModel } from './tflite-model';
 
 /** `avg`: mean over space. `max`: maximum. `gem`: generalised mean (mean of x^p)^(1/p), p = 3 by default. */
@@ -163,29 +163,18 @@ function runOp(op: PlanOp, inputs: tf.Tensor[], weights: OpWeights): tf.Tensor {
   const post = (y: tf.Tensor) => applyActivation(y, after, where);
   switch (op.kind) {
     case 'conv2d':
-      return post(
-        tf.fused.conv2d({
-          x: x as tf.Tensor4D,
-          filter: weights.filter as tf.Tensor4D,
-          strides: [...op.strides] as [number, number],
-          pad: op.padding,
-          dilations: [...op.dilations] as [number, number],
-          bias: weights.bias,
-          activation: fused,
-        }),
-      );
-    case 'depthwiseConv2d':
-      return post(
-        tf.fused.depthwiseConv2d({
-          x: x as tf.Tensor4D,
-          filter: weights.filter as tf.Tensor4D,
-          strides: [...op.strides] as [number, number],
-          pad: op.padding,
-          dilations: [...op.dilations] as [number, number],
-          bias: weights.bias,
-          activation: fused,
-        }),
-      );
+    case 'depthwiseConv2d': {
+      const args = {
+        x: x as tf.Tensor4D,
+        filter: weights.filter as tf.Tensor4D,
+        strides: [...op.strides] as [number, number],
+        pad: op.padding,
+        dilations: [...op.dilations] as [number, number],
+        bias: weights.bias,
+        activation: fused,
+      };
+      return post(op.kind === 'conv2d' ? tf.fused.conv2d(args) : tf.fused.depthwiseConv2d(args));
+    }
     case 'fullyConnected': {
       const flat = tf.reshape(x, [-1, op.weightsShape[1]]) as tf.Tensor2D;
       return post(tf.fused.matMul({ a: flat, b: weights.matrix as tf.Tensor2D, transposeB: true, bias: weights.bias, activation: fused }));
@@ -275,13 +264,7 @@ export function createTfliteFeatureExtractor(model: TfliteModel, options: Tflite
   const imageSize = options.imageSize ?? plan.nominalSize;
   const poolings = plan.outputs.map((_, i) => taps[i]?.pooling ?? options.pooling ?? 'avg');
   const batchSize = options.batchSize ?? 32;
-  const shapes = inferShapesAt(model, imageSize);
-  const dims = plan.outputs.map((id) => {
-    const shape = shapes.get(id);
-    if (!shape) throw new Error(`cannot infer the shape of ${plan.names.get(id)} at ${imageSize} px`);
-    return shape.length === 4 ? shape[3] : shape.slice(1).reduce((a, b) => a * b, 1);
-  });
-  const dim = dims.reduce((a, b) => a + b, 0);
+  const dim = pooledWidths(model, plan.outputs, imageSize).reduce((a, b) => a + b, 0);
   const pixelsPerImage = imageSize * imageSize * plan.inputChannels;
   return {
     outputName: plan.outputs.map((id) => plan.names.get(id)).join('+'),

@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { concatFloat32 } from '../float-arrays';
+import { pooledWidths } from './tflite-graph';
 import { parseTfliteModel, TfliteModel } from './tflite-model';
 import { createTfliteFeatureExtractor, GlobalPooling } from './tflite-executor';
 import { ONNX_INPUT, ONNX_OUTPUT, tfliteToOnnx, toNchwPixels } from './tflite-onnx';
@@ -133,7 +134,12 @@ async function onnxRuntime(
     }
     return concatFloat32(parts);
   };
-  // The width of the concatenated taps, from one blank image (also warms the session up).
-  const probe = await run([new Uint8Array(size * size * 3)]);
-  return { run, dim: probe.length };
+  return {
+    run,
+    dim: pooledWidths(
+      model,
+      taps.map((tap) => tap.tensor),
+      size,
+    ).reduce((a, b) => a + b, 0),
+  };
 }

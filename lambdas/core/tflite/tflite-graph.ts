@@ -361,6 +361,20 @@ function inferredChannels(model: TfliteModel, id: ValueId): number | null {
 const shapeCache = new WeakMap<TfliteModel, Map<number, Map<ValueId, readonly number[]>>>();
 
 /**
+ * Floats each tensor gives per image once pooled globally (its channels), or flattened when it is
+ * not a feature map: what the extractors' outputs hold, side by side, at `size` px.
+ */
+export function pooledWidths(model: TfliteModel, tensors: readonly (string | ValueId)[], size: number): number[] {
+  const shapes = inferShapesAt(model, size);
+  return tensors.map((tensor) => {
+    const id = typeof tensor === 'number' ? tensor : resolveActivation(model, tensor).index;
+    const shape = shapes.get(id);
+    if (!shape) throw new Error(`cannot infer the shape of ${shortTensorName(model.tensors[id])} at ${size} px`);
+    return shape.length === 4 ? shape[3] : shape.slice(1).reduce((a, b) => a * b, 1);
+  });
+}
+
+/**
  * Shapes of every activation when the model runs on one `size` x `size` image (batch 1), from the
  * ops' own rules: files converted with a dynamic batch store no activation shapes at all.
  * Stops silently at the first op it cannot infer (that op's output and later ones are absent).

@@ -16,6 +16,7 @@ import { concatFloat32 } from '../float-arrays';
 import { pooledWidths } from './tflite-graph';
 import { parseTfliteModel, TfliteModel } from './tflite-model';
 import { createTfliteFeatureExtractor, GlobalPooling } from './tflite-executor';
+import { OnnxWorkerSession } from './onnx-worker-session';
 import { ONNX_INPUT, ONNX_OUTPUT, tfliteToOnnx, toNchwPixels } from './tflite-onnx';
 
 export type TfliteRuntime = 'onnxruntime' | 'tfjs';
@@ -115,22 +116,18 @@ async function onnxRuntime(
   taps: readonly { tensor: string; pooling: GlobalPooling }[],
   options: TfliteFeaturizerOptions,
 ): Promise<{ run: (images: readonly Uint8Array[]) => Promise<Float32Array>; dim: number }> {
-  // Loaded on demand: a native addon, absent where the package could not be installed.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports -- optional native runtime
-  const ort = require('onnxruntime-node') as typeof import('onnxruntime-node');
-  const session = await ort.InferenceSession.create(tfliteToOnnx(model, { taps }), {
+  // On its own thread: onnxruntime-node's run holds the calling thread (onnx-worker-session.ts).
+  const session = await OnnxWorkerSession.create(tfliteToOnnx(model, { taps }), {
     intraOpNumThreads: options.threads ?? 1,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
+    inputName: ONNX_INPUT,
+    outputName: ONNX_OUTPUT,
   });
   const size = options.imageSize;
   const run = async (images: readonly Uint8Array[]) => {
     const parts: Float32Array[] = [];
     for (let start = 0; start < images.length; start += options.inferBatchSize) {
       const chunk = images.slice(start, start + options.inferBatchSize);
-      const result = await session.run({ [ONNX_INPUT]: new ort.Tensor('float32', toNchwPixels(chunk, size), [chunk.length, 3, size, size]) });
-      // A copy: onnxruntime may reuse its output buffers.
-      parts.push(Float32Array.from(result[ONNX_OUTPUT].data as Float32Array));
+      parts.push(await session.run(toNchwPixels(chunk, size), [chunk.length, 3, size, size]));
     }
     return concatFloat32(parts);
   };

@@ -28,7 +28,7 @@ const settings = aggregateSettingsFrom(readAggregateEnv());
 const observability = createObservability('aggregate');
 const { logger, tracer } = observability;
 // Captured: the manifest and shard GETs and the output PUTs are subsegments of the trace.
-const s3 = tracer.captureAWSv3Client(createS3Client());
+const s3 = tracer ? tracer.captureAWSv3Client(createS3Client()) : createS3Client();
 
 /** Logger context, tracer subsegment and one EMF record per run (lambdas/aws/observability.ts). */
 export const handler = observedHandler(observability, 'aggregate', async (event, metrics): Promise<AggregateResult> => {

@@ -1,13 +1,15 @@
 /**
  * Powertools set up once per function: Logger (with the Lambda context injected), Metrics (one EMF
  * record per invocation, names in lambdas/contracts/metrics.ts) and Tracer (a subsegment around the
- * handler, the S3 client captured). Outside Lambda the Tracer is a no-op (Powertools turns it off
- * without AWS_EXECUTION_ENV, and the local run also sets POWERTOOLS_TRACE_ENABLED=false); the local
- * run sets POWERTOOLS_METRICS_DISABLED=true so no EMF line reaches its progress display.
+ * handler, the S3 client captured). The Tracer exists only where it would trace: in Lambda
+ * (AWS_EXECUTION_ENV) unless POWERTOOLS_TRACE_ENABLED=false, which the local run sets. Elsewhere
+ * it is not even loaded: the X-Ray SDK it brings enables async hooks at import (cls-hooked), a cost
+ * on every promise of the featurize path (about 3% of its CPU in bench/featurize.ts's profile). The
+ * local run sets POWERTOOLS_METRICS_DISABLED=true so no EMF line reaches its progress display.
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import { Tracer } from '@aws-lambda-powertools/tracer';
+import type { Tracer } from '@aws-lambda-powertools/tracer';
 import { OBSERVABILITY_ENV } from '../contracts/handler-env';
 import {
   BATCH_METRICS,
@@ -26,7 +28,13 @@ export type LambdaContext = Parameters<Logger['addContext']>[0];
 export interface Observability {
   readonly logger: Logger;
   readonly metrics: Metrics;
-  readonly tracer: Tracer;
+  /** Absent where nothing would be traced (see above). */
+  readonly tracer?: Tracer;
+}
+
+/** Powertools' own rule: tracing in Lambda unless turned off. */
+function tracingWanted(env: NodeJS.ProcessEnv): boolean {
+  return Boolean(env.AWS_EXECUTION_ENV) && env[OBSERVABILITY_ENV.traceEnabled]?.toLowerCase() !== 'false';
 }
 
 /** `fn`: the `function` key of every log line. Reads Powertools' variables from `env` (at init). */
@@ -39,8 +47,13 @@ export function createObservability(fn: 'featurize' | 'aggregate', env: NodeJS.P
       namespace: env[OBSERVABILITY_ENV.metricsNamespace] || METRICS_NAMESPACE,
       defaultDimensions: { [METRICS_FUNCTION_DIMENSION]: fn },
     }),
-    tracer: new Tracer({ serviceName }),
+    tracer: tracingWanted(env) ? new (loadTracer())({ serviceName }) : undefined,
   };
+}
+
+function loadTracer(): typeof Tracer {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only where it traces (see above)
+  return (require('@aws-lambda-powertools/tracer') as typeof import('@aws-lambda-powertools/tracer')).Tracer;
 }
 
 /**
@@ -57,10 +70,9 @@ export function observedHandler<R>(
   const { logger, metrics, tracer } = observability;
   return async (event, context) => {
     if (context) logger.addContext(context);
-    const tracing = tracer.isTracingEnabled();
-    const segment = tracing ? tracer.getSegment() : undefined;
+    const segment = tracer?.isTracingEnabled() ? tracer.getSegment() : undefined;
     const subsegment = segment?.addNewSubsegment(`## ${name}`);
-    if (subsegment) {
+    if (tracer && subsegment) {
       tracer.setSegment(subsegment);
       tracer.annotateColdStart();
       tracer.addServiceNameAnnotation();
@@ -68,14 +80,14 @@ export function observedHandler<R>(
     try {
       return await work(event, metrics);
     } catch (error) {
-      if (subsegment) tracer.addErrorAsMetadata(error as Error);
+      if (subsegment) tracer?.addErrorAsMetadata(error as Error);
       throw error;
     } finally {
       metrics.addMetric(MEMORY_METRIC, MetricUnit.Megabytes, maxMemoryUsedMb());
       metrics.publishStoredMetrics();
       if (subsegment && segment) {
         subsegment.close();
-        tracer.setSegment(segment);
+        tracer?.setSegment(segment);
       }
     }
   };

@@ -48,7 +48,7 @@ const env = readFeaturizeEnv();
 const observability = createObservability('featurize');
 const { logger, tracer } = observability;
 // Captured: every GET and the shard PUT are subsegments of the invocation's trace.
-const s3 = tracer.captureAWSv3Client(createS3Client());
+const s3 = tracer ? tracer.captureAWSv3Client(createS3Client()) : createS3Client();
 const settings = batchSettingsFrom(env);
 const featurizerConfig = featurizerConfigFrom(env);
 let featurizerAnnounced = false;

@@ -78,7 +78,7 @@ export interface FeaturizeCaseResult {
   readOnlyMsPerImage: number;
   readOnlyCpuMsPerImage: number;
   /** Per image, summed over batches, from the shard meta's timings. */
-  handlerReadDecodeMsPerImage: number;
+  handlerReadWaitMsPerImage: number;
   handlerInferMsPerImage: number;
   peakRssMb: number;
   accuracy?: { k: number; test: number; axisHoldout: number }[];
@@ -170,7 +170,7 @@ async function runCase(itemsFile: string, imageCount: number, rounds: number, wi
   const ceiling = async () => {
     for (let start = 0; start < rgb.length; start += batchSize) await featurizer.featurize(rgb.slice(start, start + batchSize));
   };
-  const shardMeta: { readDecode: number; infer: number }[] = [];
+  const shardMeta: { readWait: number; infer: number }[] = [];
   let lastShards: string[] = [];
   const handler = async (round: number) => {
     shardMeta.length = 0;
@@ -210,13 +210,13 @@ async function runCase(itemsFile: string, imageCount: number, rounds: number, wi
     for (const side of order) runs[side].push(await timed(side === 'ceiling' ? ceiling : () => handler(round)));
     runs.reads.push(await timed(readOnly));
   }
-  let readDecode = 0;
+  let readWait = 0;
   let infer = 0;
   const vectors = new Map<string, Float32Array>();
   for (const key of lastShards) {
     const shard = decodeFeatureShard(await readBytes(s3, bucket, key));
-    const timings = shard.header.meta?.timingsMs as { readDecode: number; infer: number };
-    readDecode += timings.readDecode;
+    const timings = shard.header.meta?.timingsMs as { readWait: number; infer: number };
+    readWait += timings.readWait;
     infer += timings.infer;
     shard.header.keys.forEach((k, r) => vectors.set(k, shard.vectors.subarray(r * shard.header.dim, (r + 1) * shard.header.dim)));
   }
@@ -241,7 +241,7 @@ async function runCase(itemsFile: string, imageCount: number, rounds: number, wi
     ceilingCpuMsPerImage: perImageMs(median(runs.ceiling.map((r) => r.cpuSeconds))),
     readOnlyMsPerImage: perImageMs(median(runs.reads.map((r) => r.seconds))),
     readOnlyCpuMsPerImage: perImageMs(median(runs.reads.map((r) => r.cpuSeconds))),
-    handlerReadDecodeMsPerImage: perImageMs(readDecode / 1000),
+    handlerReadWaitMsPerImage: perImageMs(readWait / 1000),
     handlerInferMsPerImage: perImageMs(infer / 1000),
     peakRssMb: peakRssMb(),
     load: load(),

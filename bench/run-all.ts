@@ -72,7 +72,7 @@ function featurizeTables(rows: FeaturizeBenchRow[], options: FeaturizeBenchOptio
       'ceiling CPU ms/img',
       'handler CPU ms/img',
       'GET only ms/img (CPU)',
-      'read+decode ms/img',
+      'model waits for images ms/img',
       'infer ms/img',
       'model load s',
       'first batch s',
@@ -91,7 +91,7 @@ function featurizeTables(rows: FeaturizeBenchRow[], options: FeaturizeBenchOptio
             row.ceilingCpuMsPerImage,
             row.handlerCpuMsPerImage,
             `${row.readOnlyMsPerImage} (${row.readOnlyCpuMsPerImage})`,
-            row.handlerReadDecodeMsPerImage,
+            row.handlerReadWaitMsPerImage,
             row.handlerInferMsPerImage,
             row.modelLoadSeconds,
             row.firstBatchSeconds,
@@ -102,7 +102,7 @@ function featurizeTables(rows: FeaturizeBenchRow[], options: FeaturizeBenchOptio
     notes: [
       'ceiling: featurizer.featurize on images already decoded and resized in memory (scaling + inference + pooling), in batches of the deployed batch size.',
       'handler: featurizeBatch on the JPEGs in s3rver on loopback (GET, decode + resize with sharp, inference, shard PUT), one batch at a time as one Lambda container runs them.',
-      'overhead = (handler time - ceiling time) / ceiling time. read+decode and infer are the shard meta timings: read+decode overlaps inference (the next chunk is read during the current one), so they do not add up to the wall time.',
+      'overhead = (handler time - ceiling time) / ceiling time. "model waits" and infer are the shard meta timings: images are read and decoded while the model runs (on its own thread), so the wait is only the time inference had nothing to run on.',
       `Images: the shared Fruits-360 sample (100x100 JPEG); the cpu backend on ${options.images.cpu} images only (it is ~5-10x slower), wasm on ${options.images.wasm}.` +
         (options.backends.includes('tensorflow') ? '' : ' tfjs-node: not installed here (it needs native binaries from the web), so it is not measured.'),
       'Peak RSS: the case process (model, featurizer, decoded images of the ceiling, SDK); s3rver runs in the parent and is not counted.',

@@ -22,7 +22,7 @@ import type { Featurizer } from '../core/featurizer';
 import { classifyKey } from '../core/image-keys';
 import { preprocessImage, PreprocessOptions } from '../core/preprocess';
 import { isAccessDeniedError, isMissingObjectError, isTransientS3Error, putObject } from '../aws/s3-client';
-import { mapWithConcurrency } from '../core/concurrency';
+import { OrderedReadAhead } from '../core/concurrency';
 
 export interface FeaturizeBatchSettings {
   readonly maxInputPixels: number;
@@ -49,6 +49,9 @@ export interface FeaturizeBatchDeps {
  */
 const SUMMARY_LISTS_BYTE_BUDGET = 96 * 1024;
 
+/** The fewest images an inference starts with (but the batch's last): tiny ones cost more per image. */
+const MIN_INFER_IMAGES = 8;
+
 /**
  * The shard is written for every batch, even one without a single good image: its header is the
  * only complete record of the batch's failures and skips (the summary's lists are capped).
@@ -74,48 +77,42 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
   const keys: string[] = [];
   const labels: string[] = [];
   const vectorChunks: Float32Array[] = [];
-  const timings = { readDecode: 0, decode: 0, infer: 0 };
+  // readWait: time the model waited for decoded images (reads and decodes overlap inference).
+  const timings = { readWait: 0, decode: 0, infer: 0 };
   // Summed per object (reads and decodes overlap): the metrics' per-image means.
   const perObject = { readMs: 0, reads: 0, decodes: 0 };
   type Outcome = { rgb: Uint8Array } | { reason: string };
-  const readChunk = async (chunk: typeof toRead): Promise<Outcome[]> => {
-    const chunkStarted = performance.now();
-    const outcomes = await mapWithConcurrency(chunk, settings.readConcurrency, async ({ item }): Promise<Outcome> => {
-      const readStarted = performance.now();
-      const read = await readObject(deps.s3, bucket, item, settings);
-      perObject.readMs += performance.now() - readStarted;
-      perObject.reads++;
-      if ('reason' in read) return read;
-      perObject.decodes++;
-      const decodeStarted = performance.now();
-      const result = await preprocessImage(read.bytes, preprocessOptions);
-      timings.decode += performance.now() - decodeStarted;
-      return result.ok ? { rgb: result.rgb } : { reason: result.reason };
-    });
-    timings.readDecode += performance.now() - chunkStarted;
-    return outcomes;
+  const readAndDecode = async ({ item }: (typeof toRead)[number]): Promise<Outcome> => {
+    const readStarted = performance.now();
+    const read = await readObject(deps.s3, bucket, item, settings);
+    perObject.readMs += performance.now() - readStarted;
+    perObject.reads++;
+    if ('reason' in read) return read;
+    perObject.decodes++;
+    const decodeStarted = performance.now();
+    const result = await preprocessImage(read.bytes, preprocessOptions);
+    timings.decode += performance.now() - decodeStarted;
+    return result.ok ? { rgb: result.rgb } : { reason: result.reason };
   };
 
-  // Chunks bound memory (a 1,000-item batch is never decoded at once); the next chunk is read
-  // and decoded (I/O, sharp's thread pool) while the current one runs through the model.
-  const chunks = Array.from({ length: Math.ceil(toRead.length / settings.chunkSize) }, (_, i) =>
-    toRead.slice(i * settings.chunkSize, (i + 1) * settings.chunkSize),
-  );
-  let next = chunks.length > 0 ? readChunk(chunks[0]) : undefined;
-  for (let c = 0; c < chunks.length; c++) {
-    const outcomes = await next!;
-    next = c + 1 < chunks.length ? readChunk(chunks[c + 1]) : undefined;
-    // Its failure (TransientStorageError) is awaited on the next turn; until then it must not
-    // count as an unhandled rejection, which would end the Lambda process.
-    next?.catch(() => undefined);
-    const chunk = chunks[c];
+  // Images are read and decoded ahead (at most two inference chunks beyond the model, which bounds
+  // memory) while the model runs on its own thread; each inference takes what is ready, in order,
+  // so the model starts on the first few images instead of waiting for a whole chunk, and the last
+  // inference of the batch is small (bench/featurize.ts measures the overlap).
+  const reads = new OrderedReadAhead(toRead, settings.readConcurrency, 2 * settings.chunkSize, readAndDecode);
+  let position = 0;
+  while (reads.remaining > 0) {
+    const waitStarted = performance.now();
+    const outcomes = await reads.take(Math.min(MIN_INFER_IMAGES, settings.chunkSize), settings.chunkSize);
+    timings.readWait += performance.now() - waitStarted;
     const images: Uint8Array[] = [];
-    outcomes.forEach((outcome, i) => {
-      if ('reason' in outcome) failed.push({ key: chunk[i].key, reason: outcome.reason });
+    outcomes.forEach((outcome) => {
+      const { key, label } = toRead[position++];
+      if ('reason' in outcome) failed.push({ key, reason: outcome.reason });
       else {
         images.push(outcome.rgb);
-        keys.push(chunk[i].key);
-        labels.push(chunk[i].label);
+        keys.push(key);
+        labels.push(label);
       }
     });
     if (images.length > 0) {
@@ -141,7 +138,7 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
       warnings: featurizer.warnings,
       items: event.Items.length,
       timingsMs: {
-        readDecode: round(timings.readDecode),
+        readWait: round(timings.readWait),
         decode: round(timings.decode),
         infer: round(timings.infer),
         total: round(performance.now() - started),

@@ -105,7 +105,7 @@ describe('featurizeBatch against a local S3 server', () => {
     expect(shard.header.failed).toHaveLength(6);
     expect(shard.header.meta).toMatchObject({ featurizerKind: 'pixels', backend: 'none', imageSize: 16, modelId: null, warnings: [], items: Items.length });
     expect(shard.header.meta?.timingsMs).toEqual({
-      readDecode: expect.any(Number),
+      readWait: expect.any(Number),
       decode: expect.any(Number),
       infer: expect.any(Number),
       total: expect.any(Number),

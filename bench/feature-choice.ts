@@ -7,6 +7,7 @@
  *   npx tsx bench/feature-choice.ts --sizes 128,160,224
  *   npx tsx bench/feature-choice.ts --baselines  # only raw pixels and the previous default
  *   npx tsx bench/feature-choice.ts --dataset ../shared/datasets/fruits-360-sample   # its Test is the real Test split
+ *   npx tsx bench/feature-choice.ts --preprocessing   # the default features from each way of resizing
  *
  * For every candidate (weights x layer(s) x input size x pooling x normalisation x PCA k) it
  * prints the 5-NN accuracy after StandardScaler + PCA, the way a run computes it:
@@ -22,6 +23,9 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import sharp from 'sharp';
+import { defaultConfig } from '../lib/config';
+import { DEFAULT_MODEL_ID } from '../lambdas/contracts/handler-env';
 import { createFeaturizer, FeaturizerConfig } from '../lambdas/core/featurizer';
 import { concatFloat32 } from '../lambdas/core/float-arrays';
 import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, preprocessImage } from '../lambdas/core/preprocess';
@@ -105,6 +109,10 @@ async function main(): Promise<void> {
   const altered = await Promise.all(test.map(async (image, i) => ({ ...image, bytes: await alterImage(image.bytes, image.condition!, i) })));
   console.log(`${training.length} references, ${test.length} queries (clean and altered)`);
 
+  if (argv.includes('--preprocessing')) {
+    printTable(resultTable(await preprocessingRows(training, test, altered), 'preprocessing ms/img'));
+    return;
+  }
   const rows: Row[] = await baselineRows(training, test, altered);
   if (argv.includes('--baselines')) sizes.length = 0;
   for (const size of sizes) {
@@ -195,6 +203,73 @@ async function baselineRows(training: Image[], test: Image[], altered: Image[]):
     };
     rows.push(row);
     console.log(`  baseline ${row.model}: clean ${row.clean.toFixed(3)}, field ${row.field.toFixed(3)} (${row.dim} dims, ${row.msPerImage} ms/img)`);
+  }
+  return rows;
+}
+
+/**
+ * The product's default features (model, layers, size, PCA k) from each way of bringing a photo to
+ * the model's square, and the CPU each way costs per image (one thread, in order):
+ * - sharp: decode + lanczos3 resize in one sharp pipeline (the product's until issue 10);
+ * - product: `preprocessImage`, which decodes small JPEGs with libjpeg-turbo in wasm and enlarges
+ *   them in JavaScript the way libvips does (pixel-resize.ts); larger images are reduced by sharp.
+ */
+async function preprocessingRows(training: Image[], test: Image[], altered: Image[]): Promise<Row[]> {
+  const featurizer = await createFeaturizer({ kind: 'cnn', modelId: DEFAULT_MODEL_ID });
+  const components = defaultConfig().pcaComponents;
+  const white = { r: 255, g: 255, b: 255 };
+  const ways: { name: string; preprocess: (bytes: Buffer, size: number) => Promise<Uint8Array> }[] = [
+    {
+      name: 'sharp decode + lanczos3 resize',
+      preprocess: async (bytes, size) =>
+        sharp(bytes, { failOn: 'warning', pages: 1 })
+          .autoOrient()
+          .flatten({ background: white })
+          .resize(size, size, { fit: 'contain', background: white })
+          .toColourspace('srgb')
+          .removeAlpha()
+          .raw({ depth: 'uchar' })
+          .toBuffer(),
+    },
+    {
+      name: 'product (wasm decode + JS bicubic enlarge)',
+      preprocess: async (bytes, size) => {
+        const result = await preprocessImage(bytes, { size, maxInputPixels: DEFAULT_MAX_INPUT_PIXELS, maxInputBytes: DEFAULT_MAX_INPUT_BYTES });
+        if (!result.ok) throw new Error(result.reason);
+        return result.rgb;
+      },
+    },
+  ];
+  const rows: Row[] = [];
+  for (const way of ways) {
+    let cpuMs = 0;
+    let count = 0;
+    const featurize = async (images: Image[]) => {
+      const cpu = process.cpuUsage();
+      const rgb: Uint8Array[] = [];
+      for (const image of images) rgb.push(await way.preprocess(image.bytes, featurizer.imageSize));
+      const used = process.cpuUsage(cpu);
+      cpuMs += (used.user + used.system) / 1000;
+      count += images.length;
+      const flat = await featurizer.featurize(rgb);
+      return rgb.map((_, i) => flat.slice(i * featurizer.dim, (i + 1) * featurizer.dim));
+    };
+    const references = await featurize(training);
+    const clean = score(training, references, test, await featurize(test), components);
+    const field = score(training, references, altered, await featurize(altered), components);
+    const row: Row = {
+      model: featurizer.id,
+      size: featurizer.imageSize,
+      descriptor: way.name,
+      dim: featurizer.dim,
+      k: components,
+      clean: clean.accuracy,
+      field: field.accuracy,
+      perCondition: field.perCondition,
+      msPerImage: fixed(cpuMs / count, 3),
+    };
+    rows.push(row);
+    console.log(`  ${way.name}: clean ${row.clean.toFixed(4)}, field ${row.field.toFixed(4)}, preprocessing ${row.msPerImage} ms/img CPU`);
   }
   return rows;
 }
@@ -367,11 +442,11 @@ function score(references: readonly Image[], referenceRows: Float32Array[], quer
   return { accuracy: fixed(correct / qs.length, 4), perCondition };
 }
 
-function resultTable(rows: Row[]): Table {
+function resultTable(rows: Row[], costHeader = 'infer ms/img'): Table {
   const sorted = [...rows].sort((a, b) => b.clean + b.field - (a.clean + a.field));
   return {
     title: 'Feature candidates on fruits-360-103 (5-NN on the PCs; clean = as photographed, field = Test altered, Training clean)',
-    headers: ['weights', 'px', 'layer(s):pooling, normalisation, PCA k', 'dim', 'clean', 'field', ...FIELD_CONDITIONS, 'infer ms/img'],
+    headers: ['weights', 'px', 'layer(s):pooling, normalisation, PCA k', 'dim', 'clean', 'field', ...FIELD_CONDITIONS, costHeader],
     rows: sorted.map((r) => [r.model, r.size, r.descriptor, r.dim, r.clean, r.field, ...FIELD_CONDITIONS.map((c) => r.perCondition[c] ?? ''), r.msPerImage]),
   };
 }

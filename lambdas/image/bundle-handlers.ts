@@ -13,11 +13,13 @@ import { build } from 'esbuild';
 export const HANDLER_ENTRIES = ['lambdas/featurize/handler.ts', 'lambdas/aggregate/handler.ts'] as const;
 
 /**
- * Left out of the bundle and installed in the image instead: sharp, onnxruntime-node and tfjs load
- * native or wasm files next to their own modules, and every tfjs package must share one tfjs-core instance for a
- * backend registered by tfjs-node to be the one the model runs on.
+ * Left out of the bundle and installed in the image instead (runtime-externals.json, which the
+ * Dockerfile reads too): sharp, onnxruntime-node, the libjpeg-turbo wasm codec and tfjs load
+ * native or wasm files next to their own modules, and every tfjs package must share one tfjs-core
+ * instance for a backend registered by tfjs-node to be the one the model runs on.
  */
-const RUNTIME_EXTERNALS = ['sharp', 'onnxruntime-node', '@tensorflow/*'] as const;
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- plain JSON, shared with the Dockerfile
+export const RUNTIME_EXTERNALS: readonly string[] = require('./runtime-externals.json');
 
 /** Writes `<outdir>/lambdas/<name>/handler.js` (CommonJS, Node 22, with source maps). */
 export async function bundleHandlers(outdir: string, projectRoot = join(__dirname, '..', '..')): Promise<void> {

@@ -4,7 +4,7 @@
  * bad file cannot fail the batch it arrived in.
  */
 import sharp, { type Metadata, type SharpOptions } from 'sharp';
-import { DecodedRgb, decodeJpegRgb } from './jpeg-wasm-decoder';
+import { DecodedRgb, decodeJpegRgb, plainJpegHeader } from './jpeg-wasm-decoder';
 import { containBicubic } from './pixel-resize';
 
 /** Formats we decode. SVG is never rendered (it can fetch, script and bomb); others are refused. */
@@ -100,6 +100,16 @@ export async function preprocessImage(bytes: Uint8Array, options: PreprocessOpti
   const sniffed = sniffImageFormat(bytes);
   if ('reason' in sniffed) return reject(sniffed.reason);
 
+  // The product's usual input: a small plain JPEG, decoded in wasm and enlarged here (no sharp call).
+  const plain = sniffed.format === 'jpeg' ? plainJpegHeader(bytes) : undefined;
+  if (plain && plain.width <= options.size && plain.height <= options.size) {
+    const decoded = await decodeJpegRgb(bytes);
+    if (decoded && decoded.width === plain.width && decoded.height === plain.height) {
+      const rgb = enlarged(decoded, options.size);
+      return { ok: true, rgb, size: options.size, format: 'jpeg', sourceWidth: plain.width, sourceHeight: plain.height };
+    }
+  }
+
   // `failOn: 'warning'` is sharp's advice for untrusted input: truncated and corrupt data abort.
   const inputOptions: SharpOptions = { failOn: 'warning', limitInputPixels: options.maxInputPixels, pages: 1 };
   let metadata: Metadata;
@@ -125,10 +135,8 @@ export async function preprocessImage(bytes: Uint8Array, options: PreprocessOpti
     // (pixel-resize.ts): for the product's 100 px photos that is several times cheaper than a
     // resize in sharp. Larger images are reduced by sharp, which shrinks JPEGs while decoding.
     if (sourceWidth <= options.size && sourceHeight <= options.size) {
-      const native = (plainJpeg(sniffed.format, metadata, bytes) && (await decodeJpegRgb(bytes))) || (await decodeWithSharp(bytes, inputOptions));
-      if ('reason' in native) return reject(native.reason);
-      const square = native.width === options.size && native.height === options.size;
-      return accepted(square ? native.rgb : containBicubic(native.rgb, native.width, native.height, options.size));
+      const native = await decodeWithSharp(bytes, inputOptions);
+      return 'reason' in native ? reject(native.reason) : accepted(enlarged(native, options.size));
     }
     const { data, info } = await sharp(bytes, inputOptions)
       .autoOrient()
@@ -147,21 +155,9 @@ export async function preprocessImage(bytes: Uint8Array, options: PreprocessOpti
   }
 }
 
-/**
- * A JPEG the wasm decoder gives exactly the pixels of (jpeg-wasm-decoder.ts): 3-channel sRGB
- * without a colour profile to apply or an orientation to turn, and complete (ending in EOI: a
- * truncated file goes to sharp, which refuses it).
- */
-function plainJpeg(format: AllowedFormat, metadata: Metadata, bytes: Uint8Array): boolean {
-  return (
-    format === 'jpeg' &&
-    metadata.channels === 3 &&
-    metadata.space === 'srgb' &&
-    !metadata.hasProfile &&
-    (metadata.orientation ?? 1) === 1 &&
-    bytes[bytes.length - 2] === 0xff &&
-    bytes[bytes.length - 1] === 0xd9
-  );
+/** An image no larger than the square, enlarged into it (or as it is when it fills it already). */
+function enlarged(image: DecodedRgb, size: number): Uint8Array {
+  return image.width === size && image.height === size ? image.rgb : containBicubic(image.rgb, image.width, image.height, size);
 }
 
 /** Decode, orient, flatten on white and convert to 8-bit sRGB, at the image's own size. */

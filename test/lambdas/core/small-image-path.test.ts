@@ -6,7 +6,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { decodeJpegRgb } from '../../../lambdas/core/jpeg-wasm-decoder';
+import { decodeJpegRgb, plainJpegHeader } from '../../../lambdas/core/jpeg-wasm-decoder';
 import { containBicubic } from '../../../lambdas/core/pixel-resize';
 import { preprocessImage } from '../../../lambdas/core/preprocess';
 
@@ -38,6 +38,61 @@ describe('decodeJpegRgb', () => {
       .toBuffer();
     expect(await decodeJpegRgb(grey)).toBeUndefined();
     expect((await decodeJpegRgb(bytes))?.width).toBe(100);
+  });
+});
+
+/** `jpeg` with an EXIF block (IFD0 holding only the orientation tag) after its SOI marker. */
+function withOrientation(jpeg: Buffer, orientation: number, littleEndian = true): Buffer {
+  const tiff = Buffer.alloc(26);
+  const u16 = (value: number, at: number) => (littleEndian ? tiff.writeUInt16LE(value, at) : tiff.writeUInt16BE(value, at));
+  const u32 = (value: number, at: number) => (littleEndian ? tiff.writeUInt32LE(value, at) : tiff.writeUInt32BE(value, at));
+  tiff.write(littleEndian ? 'II' : 'MM', 0, 'latin1');
+  u16(42, 2);
+  u32(8, 4);
+  u16(1, 8); // one entry
+  u16(0x0112, 10); // Orientation, SHORT, count 1
+  u16(3, 12);
+  u32(1, 14);
+  u16(orientation, 18);
+  u32(0, 22); // no next IFD
+  const body = Buffer.concat([Buffer.from('Exif\0\0', 'latin1'), tiff]);
+  const header = Buffer.from([0xff, 0xe1, (body.length + 2) >> 8, (body.length + 2) & 0xff]);
+  return Buffer.concat([jpeg.subarray(0, 2), header, body, jpeg.subarray(2)]);
+}
+
+describe('plainJpegHeader', () => {
+  const photo = () => readFileSync(photos[0]);
+  it('reads the size of a plain baseline or progressive JPEG', async () => {
+    expect(plainJpegHeader(photo())).toEqual({ width: 100, height: 100 });
+    const progressive = await sharp(photo()).resize(60, 40, { fit: 'fill' }).jpeg({ progressive: true }).toBuffer();
+    expect(plainJpegHeader(progressive)).toEqual({ width: 60, height: 40 });
+    expect(plainJpegHeader(withOrientation(photo(), 1))).toEqual({ width: 100, height: 100 });
+    expect(plainJpegHeader(withOrientation(photo(), 1, false))).toEqual({ width: 100, height: 100 });
+  });
+
+  it('leaves to sharp what needs turning, colour management, or is not 3-channel 8-bit or not whole', async () => {
+    expect((await sharp(withOrientation(photo(), 6)).metadata()).orientation).toBe(6);
+    const profiled = await sharp(photo()).withIccProfile('p3').jpeg().toBuffer();
+    const grey = await sharp(photo()).toColourspace('b-w').jpeg().toBuffer();
+    const cmyk = await sharp(photo()).toColourspace('cmyk').jpeg().toBuffer();
+    const cases = [
+      withOrientation(photo(), 6),
+      withOrientation(photo(), 3, false),
+      profiled,
+      grey,
+      cmyk,
+      photo().subarray(0, 2000),
+      Buffer.from([0xff, 0xd8, 0xff, 0xd9]),
+    ];
+    for (const bytes of cases) expect(plainJpegHeader(bytes)).toBeUndefined();
+  });
+
+  it('the images it leaves to sharp come out as sharp makes them (turned, profiled)', async () => {
+    const wide = await sharp(photo()).resize(100, 60, { fit: 'fill' }).jpeg().toBuffer();
+    const turned = await preprocessImage(withOrientation(wide, 6), { size: 128, ...limits });
+    expect(turned).toMatchObject({ ok: true, sourceWidth: 60, sourceHeight: 100 });
+    const upright = await preprocessImage(wide, { size: 128, ...limits });
+    expect(upright).toMatchObject({ ok: true, sourceWidth: 100, sourceHeight: 60 });
   });
 });
 

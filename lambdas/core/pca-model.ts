@@ -133,7 +133,7 @@ export function parsePcaModel(text: string, where: string): SavedPcaModel {
     if (format !== PCA_MODEL_FORMAT) {
       throw new PcaModelError(`${where} is not a ${PCA_MODEL_FORMAT} file (format ${JSON.stringify(format ?? null)}): pass the pca-model.json of a run`);
     }
-    const issues = parsed.error.issues.slice(0, 4).map((issue) => `${issue.path.join('.') || '(model)'}: ${issue.message}`);
+    const issues = parsed.error.issues.slice(0, 4).map((issue) => `${issue.path.length ? `${issue.path.join('.')}: ` : ''}${issue.message}`);
     throw new PcaModelError(`${where} is not a usable PCA model: ${issues.join('; ')}`);
   }
   return parsed.data;

@@ -54,6 +54,8 @@ export interface StartRunOptions {
   /** Write the start marker (the upload trigger starts the run) instead of StartExecution. */
   readonly trigger: boolean;
   readonly runId?: string;
+  /** A saved model to project with (the execution input's `pcaModel`); needs `trigger: false`. */
+  readonly pcaModel?: string;
   /** How long to wait for the trigger's execution to appear. @default 120 s */
   readonly triggerTimeoutMs?: number;
   readonly pollMs?: number;
@@ -62,12 +64,18 @@ export interface StartRunOptions {
 /** Start a run for `input/<dataset>/`; returns its execution ARN. */
 export async function startRun(clients: DeployedClients, deployment: Deployment, options: StartRunOptions): Promise<string> {
   const inputPrefix = datasetInputPrefix(options.dataset);
+  if (options.pcaModel && options.trigger) throw new Error('a run started by the upload trigger cannot project with a saved model: start it directly');
   if (!options.trigger) {
     const { executionArn } = await clients.sfn.send(
       new StartExecutionCommand({
         stateMachineArn: deployment.stateMachineArn,
         name: options.runId,
-        input: JSON.stringify({ bucket: deployment.bucket, inputPrefix, ...(options.runId && { runId: options.runId }) }),
+        input: JSON.stringify({
+          bucket: deployment.bucket,
+          inputPrefix,
+          ...(options.runId && { runId: options.runId }),
+          ...(options.pcaModel && { pcaModel: options.pcaModel }),
+        }),
       }),
     );
     return executionArn!;

@@ -12,6 +12,7 @@ import { datasetName } from '../client/dataset-folder';
 import { failedItemsOfRun } from '../client/failed-run';
 import { uploadFolder } from '../client/folder-upload';
 import { downloadRunOutputs } from '../client/run-outputs';
+import { findSavedModel } from '../client/saved-model';
 import { DeployedClients, describeRun, executionArnOf, followRun, resolveDeployment, RunStatus, startRun } from './deployed';
 import { createProgressDisplay } from './progress';
 import { runCommand } from './run-command';
@@ -87,6 +88,10 @@ export function buildProgram(clients: ClientFactory = defaultClients): Command {
     .option('--model-dir <dir>', 'TF.js layers model directory (default: $MODEL_DIR, then the fetch-model cache)')
     .option('--workers <n>', 'featurize worker threads (default: CPU cores)', positiveInt)
     .option('--run-id <id>', 'run id (default: derived from the input content and the result-shaping settings, so only the same run overwrites)', runId)
+    .option(
+      '--model-from <runId|path>',
+      'project with the PCA model (and classify against the references) of an earlier run: its run id (<out>/<runId>/pca-model.json) or a pca-model.json path; no refit',
+    )
     .option('--keep-server', 'leave the S3 server up afterwards to inspect it, and print its endpoint')
     .option('--json', 'print the summary as JSON')
     .option('--data-dir <dir>', 'where the local S3 server keeps its objects', '.s3-data')
@@ -103,17 +108,31 @@ export function buildProgram(clients: ClientFactory = defaultClients): Command {
       .option('--dataset <name>', 'dataset name: the run reads input/<dataset>/ (default: the folder name)', dataset)
       .option('--no-trigger', 'start the execution directly instead of uploading the _START marker')
       .option('--run-id <id>', 'execution name / run id (with --no-trigger)', runId)
+      .option(
+        '--model-from <runId|key>',
+        'project with the PCA model (and classify against the references) of an earlier run: its run id or the key of a pca-model.json under results/; starts the execution directly',
+      )
       .option('--upload-concurrency <n>', 'files uploaded at once', positiveInt, 8)
       .option('--no-wait', 'return once the run started')
       .option('--poll-seconds <s>', 'status polling interval', positiveInt, 5),
   ).action(
     async (
       dir: string,
-      options: DeployedOptions & { dataset?: string; trigger: boolean; runId?: string; uploadConcurrency: number; wait: boolean; pollSeconds: number },
+      options: DeployedOptions & {
+        dataset?: string;
+        trigger: boolean;
+        runId?: string;
+        modelFrom?: string;
+        uploadConcurrency: number;
+        wait: boolean;
+        pollSeconds: number;
+      },
     ) => {
       const c = clients(options.region);
       const deployment = await resolveDeployment(c.cfn, { stackName: options.stack, bucket: options.bucket, stateMachineArn: options.stateMachineArn });
       const dataset = options.dataset ?? datasetName(basename(resolve(dir)));
+      // Before the upload: a model that is not there or not a model stops here, not after the run.
+      const saved = options.modelFrom === undefined ? undefined : await findSavedModel(c.s3, deployment.bucket, options.modelFrom);
       const display = createProgressDisplay({ silent: options.json });
       const upload = await uploadFolder(c.s3, {
         bucket: deployment.bucket,
@@ -134,8 +153,9 @@ export function buildProgram(clients: ClientFactory = defaultClients): Command {
         const lines = upload.refused.slice(0, 20).map(({ key, reason }) => `  ${key}: ${reason}`);
         throw new Error(`${upload.refused.length} file(s) not uploaded, run not started:\n${lines.join('\n')}`);
       }
-      const executionArn = await startRun(c, deployment, { dataset, trigger: options.trigger, runId: options.runId });
-      display.log(`run started: ${executionArn}`);
+      if (saved && options.trigger) display.log(`starting the execution directly: a ${BUCKET_LAYOUT.startMarker} marker cannot name a model`);
+      const executionArn = await startRun(c, deployment, { dataset, trigger: options.trigger && !saved, runId: options.runId, pcaModel: saved?.key });
+      display.log(`run started: ${executionArn}${saved ? ` (projecting with the model of run ${saved.model.runId}, ${saved.key})` : ''}`);
       if (!options.wait) {
         display.stop();
         print(options.json, { executionArn, upload }, `${executionArn}\n`);

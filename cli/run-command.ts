@@ -23,6 +23,8 @@ export interface RunCommandOptions {
   readonly out: string;
   readonly workers?: number;
   readonly runId?: string;
+  /** Project with the model of an earlier run (its id) or a pca-model.json (a path), no refit. */
+  readonly modelFrom?: string;
 }
 
 /** Returns the process exit code: 0 when the run succeeded. */
@@ -47,6 +49,7 @@ export async function runCommand(dir: string | undefined, options: RunCommandOpt
       config,
       modelDir: options.modelDir,
       runId: options.runId,
+      modelFrom: options.modelFrom,
       workers: options.workers,
       keepServer: options.keepServer,
       onProgress: (progress) => display.update(progress),
@@ -86,11 +89,12 @@ function formatRunSummary(summary: LocalRunSummary): string {
   if (summary.failuresByReason.length > 10) lines.push(`    ... ${summary.failuresByReason.length - 10} more reasons in report.json`);
   if (summary.featurizer) lines.push(`  featurizer  ${summary.featurizer} (backend ${summary.backends.join(', ') || 'unknown'})`);
   if (summary.components !== undefined && summary.explainedVariance !== undefined) {
-    lines.push(`  PCA         k = ${summary.components}, explained variance ${percent(summary.explainedVariance)}`);
+    const source = summary.model ? ` (the model of run ${summary.model.runId}, not refitted: ${summary.model.path})` : '';
+    lines.push(`  PCA         k = ${summary.components}, explained variance ${percent(summary.explainedVariance)}${source}`);
   }
   if (summary.knn) {
     lines.push(
-      `  ${`${summary.knn.k}-NN`.padEnd(11)} ${percent(summary.knn.accuracy)} accuracy (${summary.knn.correct}/${summary.knn.scored} Test images, ${summary.knn.references} Training references; predictions.csv, report.html)`,
+      `  ${`${summary.knn.k}-NN`.padEnd(11)} ${percent(summary.knn.accuracy)} accuracy (${summary.knn.correct}/${summary.knn.scored} ${summary.model ? 'images of known labels' : 'Test images'}, ${summary.knn.references} Training references${summary.model ? ` of run ${summary.model.runId}` : ''}; predictions.csv, report.html)`,
     );
   }
   if (summary.error) lines.push(`  error       ${summary.error.error}: ${readableCause(summary.error.cause, summary.error.error)}`);

@@ -115,6 +115,8 @@ export class FruitsPipelineStack extends Stack {
     data.grantReadObjects(aggregate.role, BUCKET_LAYOUT.workRoot);
     // report.html's gallery shows misclassified images beside their nearest reference: read from input/.
     data.grantReadObjects(aggregate.role, BUCKET_LAYOUT.inputRoot);
+    // A run started with `pcaModel` reads a saved model (and its references) from results/.
+    data.grantReadObjects(aggregate.role, BUCKET_LAYOUT.resultsRoot);
     data.grantWriteObjects(aggregate.role, BUCKET_LAYOUT.resultsRoot);
     this.aggregateFunction = aggregate.function;
 

@@ -10,6 +10,11 @@
  *    gives the function, pointed at the local server and a local model directory.
  * 4. The run's outputs are copied to `<outDir>/<runId>/`.
  *
+ * With `modelFrom` (`--model-from`), the run projects with a saved model instead of fitting: the
+ * model is found and checked (model-from.ts), its featurizer held against the one this run's
+ * settings give (`featurizerIdOf`), all before the upload; it is then put into the store and named
+ * by the execution input's `pcaModel`.
+ *
  * Idempotent: the run id is derived from the input's content and from the settings that change the
  * results (`resultSettings`: same images and settings, same run id), uploads
  * skip objects whose ETag already matches, map results and shards are written to keys derived
@@ -25,8 +30,9 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { AggregateResult } from '../lambdas/aggregate/aggregate-run';
 import { datasetInputPrefix, invalidName, runLayout } from '../lambdas/contracts/bucket-layout';
 import type { ItemProblem } from '../lambdas/contracts/events';
-import { FEATURIZE_ENV, RESULT_SHAPING_ENV, LOCAL_OBSERVABILITY_ENV } from '../lambdas/contracts/handler-env';
-import { readJsonIfPresent } from '../lambdas/aws/s3-client';
+import { FEATURIZE_ENV, FeaturizeEnvSchema, LOCAL_OBSERVABILITY_ENV, parseHandlerEnv, RESULT_SHAPING_ENV } from '../lambdas/contracts/handler-env';
+import { putObject, readJsonIfPresent } from '../lambdas/aws/s3-client';
+import { featurizerConfigFromEnv, featurizerIdOf } from '../lambdas/core/featurizer';
 import { mapWithConcurrency } from '../lambdas/core/concurrency';
 import { describeIncompleteAccounting, InputAccounting, InputAccountingReport } from '../lambdas/core/input-accounting';
 import { defaultModelDir, hasModel } from '../lambdas/core/model-loader';
@@ -38,6 +44,7 @@ import { uploadFiles } from '../client/folder-upload';
 import { downloadRunOutputs } from '../client/run-outputs';
 import { PipelineConfigError, type PipelineConfigInput } from '../lib/config';
 import { knnAccuracy, KnnResult, readFeaturesCsv } from '../evaluate/knn';
+import { LocalModelSource, readModelFrom } from './model-from';
 import { Json, JsonObject } from './emulator/asl';
 import { MapRunEvent } from './emulator/distributed-map';
 import { FunctionWorkerPool } from './emulator/function-worker-pool';
@@ -66,6 +73,11 @@ export interface LocalRunOptions {
   readonly modelDir?: string;
   /** @default derived from the input's content */
   readonly runId?: string;
+  /**
+   * Project with a saved model instead of fitting: the run id of an earlier run (its
+   * `<outDir>/<runId>/pca-model.json`) or the path of a pca-model.json (model-from.ts).
+   */
+  readonly modelFrom?: string;
   /** Featurize worker threads. @default available parallelism */
   readonly workers?: number;
   /** Leave the S3 server running; the caller closes it with `result.close()`. */
@@ -117,6 +129,8 @@ export interface LocalRunSummary {
   readonly backends: string[];
   readonly components?: number;
   readonly explainedVariance?: number;
+  /** The saved model the run projected with (`modelFrom`): no PCA was fitted. */
+  readonly model?: { readonly key: string; readonly runId: string; readonly path: string };
   readonly knn?: KnnResult;
   /** The settings that change the results, and their digest (the run id's last part). */
   readonly settings: RunSettingsDigest;
@@ -158,8 +172,13 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
   const modelEnv = localModelEnv(pipeline.featurize.environment, options.modelDir, options.config?.featurizer === 'cnn', notice);
   const dataDir = writableFolder(options.dataDir ?? '.s3-data', '--data-dir');
   writableFolder(options.outDir ?? 'out', '--out');
-  // The run id names the input's content and the settings that change the results.
-  const settings = resultSettings({ ...pipeline.featurize.environment, ...modelEnv }, pipeline.aggregate.environment);
+  const savedModel = options.modelFrom === undefined ? undefined : checkedModel(options, { ...pipeline.featurize.environment, ...modelEnv });
+  // The run id names the input's content and the settings that change the results (the model projected with among them).
+  const settings = resultSettings(
+    { ...pipeline.featurize.environment, ...modelEnv },
+    pipeline.aggregate.environment,
+    savedModel ? { pcaModel: savedModel.digest } : {},
+  );
   // Bounded: one file open per lane (71,000 at once run out of file descriptors).
   const contentDigests = await mapWithConcurrency(files, DIGEST_CONCURRENCY, async (file) => ({ path: file.path, md5: (await file.digests()).md5 }));
   const runId = options.runId ?? contentRunId(dataset, contentDigests, settings.digest);
@@ -177,6 +196,12 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
       deleteStale: true,
       onProgress: (done, total) => options.onProgress?.({ phase: 'upload', total, done, failed: 0 }),
     });
+
+    // The saved model where the execution input points: results/<model runId>/ of the local store.
+    if (savedModel) {
+      await putObject(s3, LOCAL_BUCKET, savedModel.key, savedModel.modelBytes, 'application/json');
+      if (savedModel.references) await putObject(s3, LOCAL_BUCKET, savedModel.references.key, savedModel.references.bytes, 'application/octet-stream');
+    }
 
     mark.uploaded = performance.now();
     // The handlers' structured logs would bury the progress display; warnings still come through.
@@ -234,7 +259,7 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
         onMapRunEvent,
       },
       runId,
-      { inputPrefix },
+      savedModel ? { inputPrefix, pcaModel: savedModel.key } : { inputPrefix },
     );
     mark.finished = performance.now();
 
@@ -248,7 +273,8 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
     const rows = copied.includes('features.csv') ? readFeaturesCsv(readFileSync(join(outDir, 'features.csv'), 'utf8')) : undefined;
     // The aggregate already scored the run (report.json's classification): scoring again here
     // would double the k-NN, a minute on the whole dataset. features.csv is scored only without it.
-    const knn = knnFromReport(report?.classification) ?? (rows ? knnAccuracy(rows, { k: pipeline.config.knnNeighbours }) : undefined);
+    // A projected run is classified against the model's references or not at all: never against its own rows.
+    const knn = knnFromReport(report?.classification) ?? (rows && !savedModel ? knnAccuracy(rows, { k: pipeline.config.knnNeighbours }) : undefined);
     // What the run must account for is the folder itself, not the store's listing of it.
     const accounting =
       execution.status === 'SUCCEEDED'
@@ -283,6 +309,7 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
       backends: report?.featurizer.backends ?? batches.backends,
       components: aggregate?.components,
       explainedVariance: aggregate?.explainedVariance,
+      model: savedModel ? { key: savedModel.key, runId: savedModel.model.runId, path: savedModel.path } : undefined,
       knn: knn && knn.scored > 0 ? knn : undefined,
       settings,
       seconds: (performance.now() - started) / 1000,
@@ -346,16 +373,45 @@ export function contentRunId(dataset: string, files: readonly { path: string; md
 export interface RunSettingsDigest {
   /** 6 hex of the SHA-256 of `values`. */
   readonly digest: string;
-  /** The handlers' variables that change the results (RESULT_SHAPING_ENV), as the run sets them; unset ones are absent. */
+  /**
+   * The handlers' variables that change the results (RESULT_SHAPING_ENV), as the run sets them
+   * (unset ones are absent), and `pcaModel` (`<runId>@<hash>` of the saved model) when the run
+   * projects with one: a projected run never takes the run id of a fitted run of the same images.
+   */
   readonly values: Record<string, string>;
 }
 
-/** The result-shaping settings of a run, from the environments its functions get. */
-export function resultSettings(featurizeEnv: Record<string, string>, aggregateEnv: Record<string, string>): RunSettingsDigest {
+/** The result-shaping settings of a run, from the environments its functions get and the execution input's model. */
+export function resultSettings(
+  featurizeEnv: Record<string, string>,
+  aggregateEnv: Record<string, string>,
+  input: { readonly pcaModel?: string } = {},
+): RunSettingsDigest {
   const all = { ...featurizeEnv, ...aggregateEnv };
   const values = Object.fromEntries(RESULT_SHAPING_ENV.filter((name) => all[name] !== undefined && all[name] !== '').map((name) => [name, all[name]]));
+  if (input.pcaModel) values.pcaModel = input.pcaModel;
   const digest = createHash('sha256').update(JSON.stringify(values)).digest('hex').slice(0, 6);
   return { digest, values };
+}
+
+/**
+ * The saved model of `--model-from`, checked against this run before anything is uploaded: its
+ * featurizer must be the one this run's settings give (the aggregate step checks the shards again).
+ */
+function checkedModel(options: LocalRunOptions, featurizeEnv: Record<string, string>): LocalModelSource {
+  const source = readModelFrom(options.modelFrom!, options.outDir ?? 'out');
+  const prefix = `--model-from ${options.modelFrom}`;
+  const runFeaturizer = featurizerIdOf(featurizerConfigFromEnv(parseHandlerEnv(FeaturizeEnvSchema, featurizeEnv, 'featurize')));
+  if (runFeaturizer !== source.model.featurizer) {
+    throw new Error(
+      `${prefix}: the model was fitted on features of ${source.model.featurizer}, this run would featurize with ${runFeaturizer}: ` +
+        `run with the featurizer settings of run ${source.model.runId} (--featurizer, --image-size, --model-dir)`,
+    );
+  }
+  if (options.runId === source.model.runId) {
+    throw new Error(`${prefix}: --run-id ${options.runId} is the model's own run: a projected run must not overwrite the run it projects with`);
+  }
+  return source;
 }
 
 /** The synthesized pipeline; a bad setting is one line naming every problem (the CLI prints it as is). */

@@ -10,9 +10,17 @@
  *   5. pass 2: read the shards again, project, and stream `features.csv`, `features.parquet` (and
  *      `embeddings.parquet` when kept) and `predictions.csv` to S3: every non-Training row is
  *      predicted as it is written, its prediction tallied (classification.ts), never held;
- *   6. write `pca-model.json`, `explained-variance.csv`, `scree.svg`, `pca-scatter.svg`,
- *      `README.txt`, `report.json` (which accounts for every listed object) and `report.html`
- *      (with a gallery of misclassified images read back from the input).
+ *   6. write `pca-model.json` (and `knn-references.fsh`, the Training rows' scores, when there
+ *      were any), `explained-variance.csv`, `scree.svg`, `pca-scatter.svg`, `README.txt`,
+ *      `report.json` (which accounts for every listed object) and `report.html` (with a gallery of
+ *      misclassified images read back from the input).
+ *
+ * A run whose event names a `pcaModel` (a saved `pca-model.json`, pca-model.ts) projects instead of
+ * fitting: the model and its references are read and checked before any shard, pass 1 only checks
+ * and accounts (no scatter), a shard of another featurizer than the model's fails the run with
+ * `FeaturizerMismatchError` before any output is written, the fit is the model's own (the same
+ * scores for the same image as in the model's run), every row is classified against the model's
+ * references, and no pca-model.json is written: report.json names the model the run used.
  *
  * Between passes 1 and 2 the run proves it accounted for every key the map run handed out
  * (`input-accounting.ts`): if it cannot, report.json says so and the step fails with
@@ -29,11 +37,22 @@ import { ClassificationReport, ClassificationTally } from '../core/classificatio
 import { explainedVarianceCsv, featuresCsvHeader, featuresCsvRow, predictionsCsvHeader, predictionsCsvRow } from '../core/features-csv';
 import { FeatureTableParquetWriter } from '../core/features-parquet';
 import { DEFAULT_KNN_NEIGHBOURS, KnnReferences, Split, splitOfKey } from '../core/knn';
+import {
+  besideModel,
+  decodeKnnReferences,
+  encodeKnnReferences,
+  FeaturizerMismatchError,
+  parsePcaModel,
+  PcaModelError,
+  pcaFitOf,
+  pcaModelJson,
+  SavedPcaModel,
+} from '../core/pca-model';
 import { outputReadme, outputSchema } from '../core/output-schema';
 import { GalleryEntry, GalleryImage, reportHtml } from '../core/report-html';
 import { thumbnailDataUri } from '../core/thumbnail';
-import { IncompleteRunError, InputAccounting, describeIncompleteAccounting } from '../core/input-accounting';
-import { resultKey, type ResultFile } from '../contracts/bucket-layout';
+import { IncompleteRunError, InputAccounting, InputAccountingReport, describeIncompleteAccounting } from '../core/input-accounting';
+import { RESULT_FILES, resultKey, type ResultFile } from '../contracts/bucket-layout';
 import { FailedBatch, readMapRunResults } from '../core/map-results';
 import { scatterPlotSvg, ScatterSample, screePlotSvg } from '../core/plots';
 import { RunReportBuilder } from '../core/run-report';
@@ -48,6 +67,7 @@ const OUTPUT_FILES = [
   'predictions',
   'embeddings',
   'model',
+  'knnReferences',
   'explainedVariance',
   'scree',
   'scatter',
@@ -56,8 +76,11 @@ const OUTPUT_FILES = [
   'html',
 ] as const satisfies readonly ResultFile[];
 export type OutputName = (typeof OUTPUT_FILES)[number];
-/** Written only by some runs: predictions when the keys hold a Training split, embeddings when kept. */
-type OptionalOutput = 'predictions' | 'embeddings';
+/**
+ * Written only by some runs: predictions when there is something to classify, embeddings when
+ * kept, the model and its references by a run that fits (the references when it had Training rows).
+ */
+type OptionalOutput = 'predictions' | 'embeddings' | 'model' | 'knnReferences';
 
 /** Misclassified images shown in report.html, and candidates kept while predicting. */
 const GALLERY_IMAGES = 8;
@@ -74,6 +97,8 @@ export interface AggregateResult {
   components: number;
   /** Cumulative explained variance ratio of the k components. */
   explainedVariance: number;
+  /** The saved model the run projected with (no fit), when its event named one. */
+  pcaModel?: { key: string; runId: string };
   counts: { processed: number; failed: number; skipped: number; failedBatches: number };
   /** k-NN accuracy on the Test rows; absent when nothing was scored. */
   accuracy?: number;
@@ -101,6 +126,14 @@ export interface AggregateRunDeps {
   readonly settings: AggregateSettings;
   readonly log?: { info(message: string, ...extra: Record<string, unknown>[]): void; warn(message: string, ...extra: Record<string, unknown>[]): void };
   readonly now?: () => Date;
+}
+
+/** A saved model as a projecting run uses it: the fit it restores and, when the model run had them, its references. */
+interface ProjectionModel {
+  key: string;
+  model: SavedPcaModel;
+  fit: PcaFit;
+  references?: { references: KnnReferences; keys: string[] };
 }
 
 /** A shard that pass 1 accepted, with the rows pass 2 must skip (duplicates, non-finite values). */
@@ -165,10 +198,52 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
   timings.readMapResults = clock.lap();
   log?.info('map results read', { mapRunArn, batches: outcomes.length, shards: shardKeys.length });
 
-  // 2. Pass 1: moments.
+  /** The saved model the run projects with, when its event names one. */
+  let saved: ProjectionModel | undefined;
+  /** A run that publishes nothing else still writes report.json, saying why. */
+  const writeFailureReport = async (error: Error, accountingReport?: InputAccountingReport, runFeaturizer?: string) => {
+    const failure = report.build({
+      ...runFields(event, mapRunArn),
+      error,
+      accounting: accountingReport,
+      ...(event.pcaModel
+        ? {
+            pca: {
+              source: 'model',
+              model: event.pcaModel,
+              ...(saved ? { modelRunId: saved.model.runId, modelFeaturizer: saved.model.featurizer } : {}),
+              ...(runFeaturizer ? { runFeaturizer } : {}),
+            },
+          }
+        : {}),
+      timingsMs: timings,
+      outputs: { report: outputs.report },
+      now: now(),
+    });
+    await putObject(s3, bucket, outputs.report, JSON.stringify(failure, null, 2), 'application/json');
+    return failure;
+  };
+
+  // The saved model to project with, read and checked before any shard: a wrong key fails at once.
+  if (event.pcaModel) {
+    try {
+      saved = await readProjectionModel(s3, bucket, event.pcaModel, event.outputPrefix);
+    } catch (error) {
+      if (error instanceof PcaModelError) {
+        await writeFailureReport(error);
+        log?.warn('pca model not usable', { pcaModel: event.pcaModel, reason: error.message });
+      }
+      throw error;
+    }
+    timings.readModel = clock.lap();
+    log?.info('pca model read', { pcaModel: saved.key, modelRunId: saved.model.runId, k: saved.model.k, references: saved.references?.keys.length ?? 0 });
+  }
+
+  // 2. Pass 1: moments (or, projecting with a saved model, only the checks and the accounting).
   let accumulator: ScatterAccumulator | undefined;
-  let featurizer = '';
-  let dim = 0;
+  let featurizer = saved?.model.featurizer ?? '';
+  let dim = saved?.model.dim ?? 0;
+  let keptRows = 0;
   const usable: UsableShard[] = [];
   const seenKeys = new Set<string>();
   for await (const read of readShards(s3, bucket, shardKeys, settings.readAhead ?? 2)) {
@@ -178,13 +253,24 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
       continue;
     }
     const { header, vectors } = read.shard;
-    if (!accumulator) {
+    if (!featurizer) {
       featurizer = header.featurizer;
       dim = header.dim;
-      accumulator = new ScatterAccumulator(dim, settings.blockRows ?? DEFAULT_BLOCK_ROWS);
     }
+    if (!saved && !accumulator) accumulator = new ScatterAccumulator(dim, settings.blockRows ?? DEFAULT_BLOCK_ROWS);
     report.addShard(header);
     if (header.featurizer !== featurizer || header.dim !== dim) {
+      if (saved) {
+        // The model's components mean nothing for other features: no output, and both ids named.
+        const error = new FeaturizerMismatchError(
+          `the model ${saved.key} (run ${saved.model.runId}) was fitted on features of ${featurizer} (${dim} values), ` +
+            `but this run's images were featurized with ${header.featurizer} (${header.dim} values, shard ${read.key}): ` +
+            'featurize with the settings of the model run, or fit a new model',
+        );
+        await writeFailureReport(error, undefined, header.featurizer);
+        log?.warn('featurizer differs from the model', { reason: error.message });
+        throw error;
+      }
       const reason = `features from ${header.featurizer} (${header.dim} values) cannot be mixed with the run's ${featurizer} (${dim} values)`;
       header.keys.forEach((key) => report.addFailedItem(key, reason));
       report.warn(`shard ${read.key}: ${reason}`);
@@ -203,7 +289,8 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
         report.addFailedItem(key, 'feature vector holds NaN or infinite values');
       } else {
         seenKeys.add(key);
-        accumulator!.addRow(vectors, row * dim);
+        accumulator?.addRow(vectors, row * dim);
+        keptRows++;
       }
     });
     accounting.account(header.keys.filter((_, row) => !excluded.has(row)));
@@ -220,34 +307,26 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
   if (!problems.complete) accounting.cannotProve('some failed or skipped images are known only by count (capped batch summaries without a readable shard)');
   if (manifest.ResultFiles.PENDING?.length) accounting.cannotProve('the map run ended with child executions still pending');
   const accountingReport = accounting.report();
-  /** A run that publishes nothing else still writes report.json, saying why. */
-  const writeFailureReport = async (error: Error) => {
-    const failure = report.build({
-      ...runFields(event, mapRunArn),
-      error,
-      accounting: accountingReport,
-      timingsMs: timings,
-      outputs: { report: outputs.report },
-      now: now(),
-    });
-    await putObject(s3, bucket, outputs.report, JSON.stringify(failure, null, 2), 'application/json');
-    return failure;
-  };
   if (!accountingReport.complete) {
     const error = new IncompleteRunError(describeIncompleteAccounting(accountingReport));
-    await writeFailureReport(error);
+    await writeFailureReport(error, accountingReport);
     log?.warn('run incomplete', { reason: error.message, accounting: accountingReport });
     throw error;
   }
 
-  // 3. Fit, or explain why not.
+  // 3. Fit (or take the saved model's fit), or explain why not.
   let fit: PcaFit;
   try {
-    if (!accumulator) throw new InsufficientDataError('no feature vectors to analyse: every image failed or was skipped');
-    fit = fitPca(accumulator.moments(), settings);
+    if (saved) {
+      if (keptRows === 0) throw new InsufficientDataError('no feature vectors to project: every image failed or was skipped');
+      fit = saved.fit;
+    } else {
+      if (!accumulator) throw new InsufficientDataError('no feature vectors to analyse: every image failed or was skipped');
+      fit = fitPca(accumulator.moments(), settings);
+    }
   } catch (error) {
     if (error instanceof InsufficientDataError) {
-      const failure = await writeFailureReport(error);
+      const failure = await writeFailureReport(error, accountingReport);
       log?.warn('no PCA possible', { reason: error.message, counts: failure.counts });
     }
     throw error;
@@ -255,47 +334,52 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
   accumulator = undefined;
   fit.warnings.forEach((warning) => report.warn(warning));
   timings.fit = clock.lap();
-  log?.info('pca fitted', { rows: fit.count, dim: fit.dim, k: fit.k, explainedVariance: fit.explainedVariance });
+  if (saved) log?.info('projecting with the saved model', { rows: keptRows, dim: fit.dim, k: fit.k, pcaModel: saved.key });
+  else log?.info('pca fitted', { rows: fit.count, dim: fit.dim, k: fit.k, explainedVariance: fit.explainedVariance });
 
-  // 4. The classifier's references: the Training rows' scores (a pass over their shards only).
+  // 4. The classifier's references: the saved model's, or the Training rows' scores (a pass over
+  // their shards only), kept with their keys for knn-references.fsh and the gallery.
   const k = fit.k;
   const projector = new PcaProjector(fit);
   const knnNeighbours = settings.knnNeighbours ?? DEFAULT_KNN_NEIGHBOURS;
-  const totalReferences = usable.reduce((sum, shard) => sum + shard.references, 0);
-  const toPredict = fit.count - totalReferences;
   const byKey = new Map(usable.map((shard) => [shard.key, shard]));
   const changed = (key: string) => new TransientStorageError(`shard s3://${bucket}/${key} changed between the passes`);
   let references: KnnReferences | undefined;
-  /** Where each reference came from (index into `usable`, row), to name the gallery's nearest images. */
-  let referenceShard: Int32Array | undefined;
-  let referenceRow: Int32Array | undefined;
+  let referenceKeys: string[] = [];
   let classificationSkipped: string | undefined;
-  if (totalReferences === 0) classificationSkipped = 'no image lies under a Training/ (or Train/) folder: nothing to fit the classifier on';
-  else if (toPredict === 0) classificationSkipped = 'every image is a Training image: nothing to predict';
-  else {
-    references = new KnnReferences(k, totalReferences, 'float32');
-    referenceShard = new Int32Array(totalReferences);
-    referenceRow = new Int32Array(totalReferences);
-    const shardIndex = new Map(usable.map((shard, index) => [shard.key, index]));
-    const withReferences = usable.filter((shard) => shard.references > 0).map((shard) => shard.key);
-    for await (const read of readShards(s3, bucket, withReferences, settings.readAhead ?? 2)) {
-      const expected = byKey.get(read.key)!;
-      if ('problem' in read || read.shard.header.keys.length !== expected.rows) throw changed(read.key);
-      const { header, vectors } = read.shard;
-      for (let row = 0; row < header.keys.length; row++) {
-        if (expected.excluded.has(row) || splitOfKey(header.keys[row]) !== 'train') continue;
-        referenceShard[references.size] = shardIndex.get(read.key)!;
-        referenceRow[references.size] = row;
-        references.add(header.labels[row], projector.project(vectors, row * dim));
+  if (saved) {
+    // None of this run's rows is a reference: every one is predicted.
+    references = saved.references?.references;
+    referenceKeys = saved.references?.keys ?? [];
+    if (!references)
+      classificationSkipped = `the model's run ${saved.model.runId} saved no Training references (no ${RESULT_FILES.knnReferences}): nothing to classify against`;
+  } else {
+    const totalReferences = usable.reduce((sum, shard) => sum + shard.references, 0);
+    if (totalReferences === 0) classificationSkipped = 'no image lies under a Training/ (or Train/) folder: nothing to fit the classifier on';
+    else {
+      // Also when every image is a Training image: a later run can classify against them.
+      if (totalReferences === fit.count) classificationSkipped = 'every image is a Training image: nothing to predict';
+      references = new KnnReferences(k, totalReferences, 'float32');
+      const withReferences = usable.filter((shard) => shard.references > 0).map((shard) => shard.key);
+      for await (const read of readShards(s3, bucket, withReferences, settings.readAhead ?? 2)) {
+        const expected = byKey.get(read.key)!;
+        if ('problem' in read || read.shard.header.keys.length !== expected.rows) throw changed(read.key);
+        const { header, vectors } = read.shard;
+        for (let row = 0; row < header.keys.length; row++) {
+          if (expected.excluded.has(row) || splitOfKey(header.keys[row]) !== 'train') continue;
+          referenceKeys.push(header.keys[row]);
+          references.add(header.labels[row], projector.project(vectors, row * dim));
+        }
       }
+      if (references.size !== totalReferences) throw changed('of a Training row');
     }
-    if (references.size !== totalReferences) throw changed('of a Training row');
   }
+  const classifying = references !== undefined && classificationSkipped === undefined;
   timings.references = clock.lap();
 
-  // 5. Pass 2: project, stream the tables, predict every non-Training row as it is written.
+  // 5. Pass 2: project, stream the tables, predict every row that is not a reference as it is written.
   const sample = new ScatterSample(settings.scatterPoints);
-  const tally = references ? new ClassificationTally(knnNeighbours, k, references.size) : undefined;
+  const tally = classifying ? new ClassificationTally(knnNeighbours, k, references!.size, saved ? new Set(references!.labelTable) : undefined) : undefined;
   const galleryCandidates = new Map<string, { key: string; label: string; predicted: string; distance: number; nearest: number }[]>();
   let galleryCandidateCount = 0;
   const csvType = 'text/csv; charset=utf-8';
@@ -303,7 +387,7 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
   const csv = new StreamedUpload(s3, bucket, outputs.features, csvType);
   const parquetUpload = new StreamedUpload(s3, bucket, outputs.featuresParquet, parquetType);
   const parquet = new FeatureTableParquetWriter(parquetUpload.writable(), 'pc', k);
-  const predictionsUpload = references ? new StreamedUpload(s3, bucket, outputs.predictions, csvType) : undefined;
+  const predictionsUpload = tally ? new StreamedUpload(s3, bucket, outputs.predictions, csvType) : undefined;
   const embeddingsUpload = settings.keepEmbeddings ? new StreamedUpload(s3, bucket, outputs.embeddings, parquetType) : undefined;
   const embeddings = embeddingsUpload ? new FeatureTableParquetWriter(embeddingsUpload.writable(), 'f', dim) : undefined;
   const uploads = [csv, parquetUpload, predictionsUpload, embeddingsUpload].filter((u): u is StreamedUpload => u !== undefined);
@@ -332,11 +416,11 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
         await parquet.append(key, label, split, rowScores);
         await embeddings?.append(key, label, split, vectors, row * dim);
         sample.offer({ x: rowScores[0], y: k > 1 ? rowScores[1] : 0, label, split });
-        if (references && split !== 'train') {
-          const prediction = references.predict(rowScores, knnNeighbours)!;
+        if (tally && (saved || split !== 'train')) {
+          const prediction = references!.predict(rowScores, knnNeighbours)!;
           await predictionsUpload!.write(predictionsCsvRow(key, label, split, prediction.label, prediction.distance));
-          tally!.add(label, split, prediction.label);
-          if (split === 'test' && prediction.label !== label && galleryCandidateCount < GALLERY_CANDIDATE_LIMIT) {
+          tally.add(label, split, prediction.label);
+          if (tally.scores(label, split) && prediction.label !== label && galleryCandidateCount < GALLERY_CANDIDATE_LIMIT) {
             const pair = `${label}\u0000${prediction.label}`;
             const list = galleryCandidates.get(pair) ?? [];
             if (list.length < GALLERY_CANDIDATES_PER_PAIR) {
@@ -362,13 +446,22 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
     log?.info('classified', { references: classification.references, predicted: classification.predicted, accuracy: classification.accuracy });
   }
 
-  // 6. The model, the tables, the plots, the report.
-  const featurizerMeta = report.featurizerReport();
-  const model = pcaModelJson(fit, event.runId, featurizer, featurizerMeta, settings);
-  await putObject(s3, bucket, outputs.model, JSON.stringify(model), 'application/json');
+  // 6. The model (a fitting run only: a projecting run names the one it used), the tables, the plots, the report.
+  let savedReferences = false;
+  if (!saved) {
+    let pointer: Parameters<typeof pcaModelJson>[5];
+    if (references) {
+      const encoded = encodeKnnReferences({ runId: event.runId, featurizer, k }, referenceKeys, references);
+      await putObject(s3, bucket, outputs.knnReferences, encoded.bytes, 'application/octet-stream');
+      pointer = encoded.pointer;
+      savedReferences = true;
+    }
+    const model = pcaModelJson(fit, event.runId, featurizer, report.featurizerReport(), settings, pointer);
+    await putObject(s3, bucket, outputs.model, JSON.stringify(model), 'application/json');
+  }
   await putObject(s3, bucket, outputs.explainedVariance, explainedVarianceCsv(fit.eigenvalues, fit.explainedVarianceRatio, fit.k), csvType);
   const svgType = 'image/svg+xml';
-  const plotSubtitle = `run ${event.runId} · ${featurizer}`;
+  const plotSubtitle = `run ${event.runId} · ${featurizer}${saved ? ` · components of run ${saved.model.runId}` : ''}`;
   const screeSvg = await screePlotSvg({ ratios: fit.explainedVarianceRatio, kept: fit.k, subtitle: plotSubtitle });
   await putObject(s3, bucket, outputs.scree, screeSvg, svgType);
   const confusedLabels =
@@ -382,14 +475,23 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
     highlight: confusedLabels?.length ? confusedLabels : undefined,
   });
   await putObject(s3, bucket, outputs.scatter, scatterSvg, svgType);
-  const schema = outputSchema({ runId: event.runId, k, dim, classified: classification.status === 'classified', embeddings: embeddings !== undefined });
+  const schema = outputSchema({
+    runId: event.runId,
+    k,
+    dim,
+    classified: classification.status === 'classified',
+    embeddings: embeddings !== undefined,
+    references: savedReferences,
+    ...(saved ? { projectedWith: { model: saved.key, runId: saved.model.runId } } : {}),
+  });
   await putObject(s3, bucket, outputs.readme, outputReadme(schema), 'text/plain; charset=utf-8');
   const written: AggregateResult['outputs'] = {
     features: outputs.features,
     featuresParquet: outputs.featuresParquet,
     ...(predictionsUpload ? { predictions: outputs.predictions } : {}),
     ...(embeddingsUpload ? { embeddings: outputs.embeddings } : {}),
-    model: outputs.model,
+    ...(saved ? {} : { model: outputs.model }),
+    ...(savedReferences ? { knnReferences: outputs.knnReferences } : {}),
     explainedVariance: outputs.explainedVariance,
     scree: outputs.scree,
     scatter: outputs.scatter,
@@ -402,30 +504,45 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
     pcaVarianceThreshold: settings.varianceThreshold ?? null,
     knnNeighbours,
     keepEmbeddings: settings.keepEmbeddings ?? false,
+    ...(saved ? { pcaModel: saved.key } : {}),
   };
   const gallery =
-    references && referenceShard && referenceRow && classification.status === 'classified'
+    references && classification.status === 'classified'
       ? await galleryOf(s3, bucket, classification, galleryCandidates, settings.galleryImages ?? GALLERY_IMAGES, (index) => ({
-          shard: usable[referenceShard![index]].key,
-          row: referenceRow![index],
+          key: referenceKeys[index],
           label: references!.reference(index).label,
         }))
       : [];
   timings.writeOutputs = clock.lap();
   timings.total = clock.total();
 
+  const pca = saved
+    ? {
+        source: 'model',
+        model: saved.key,
+        modelRunId: saved.model.runId,
+        refit: false,
+        rows: keptRows,
+        fittedRows: fit.count,
+        dim: fit.dim,
+        k: fit.k,
+        explainedVariance: fit.explainedVariance,
+        constantFeatures: fit.constantFeatures.length,
+      }
+    : {
+        source: 'fit',
+        rows: fit.count,
+        dim: fit.dim,
+        k: fit.k,
+        requestedComponents: settings.components,
+        ...(settings.varianceThreshold !== undefined ? { varianceThreshold: settings.varianceThreshold } : {}),
+        explainedVariance: fit.explainedVariance,
+        constantFeatures: fit.constantFeatures.length,
+      };
   const runReport = report.build({
     ...runFields(event, mapRunArn),
     accounting: accountingReport,
-    pca: {
-      rows: fit.count,
-      dim: fit.dim,
-      k: fit.k,
-      requestedComponents: settings.components,
-      ...(settings.varianceThreshold !== undefined ? { varianceThreshold: settings.varianceThreshold } : {}),
-      explainedVariance: fit.explainedVariance,
-      constantFeatures: fit.constantFeatures.length,
-    },
+    pca,
     timingsMs: timings,
     outputs: written,
     now: now(),
@@ -448,6 +565,7 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
     rows,
     components: fit.k,
     explainedVariance: fit.explainedVariance,
+    ...(saved ? { pcaModel: { key: saved.key, runId: saved.model.runId } } : {}),
     counts: {
       processed: runReport.counts.processed,
       failed: runReport.counts.failed,
@@ -460,10 +578,38 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
 }
 
 /**
- * A few misclassified Test images beside their nearest reference: one per confused pair, most
- * confused first (a second per pair if pairs run out). The nearest reference's key is read back
- * from its shard (a handful of shards); the images from the input, thumbnailed. An image that
- * cannot be read (deleted since, or not readable) shows why instead of failing the run.
+ * The saved model at `key` and the references beside it, checked: a model that is missing, not
+ * JSON, not the format, inconsistent, or whose references are missing or not its own is a
+ * `PcaModelError`. Transient storage errors pass through (the step is retried).
+ */
+async function readProjectionModel(s3: S3Client, bucket: string, key: string, outputPrefix: string): Promise<ProjectionModel> {
+  const where = `s3://${bucket}/${key}`;
+  if (key.startsWith(outputPrefix)) {
+    throw new PcaModelError(`pcaModel ${key} lies in this run's own ${outputPrefix}: a run cannot project with a model it would write itself`);
+  }
+  const read = async (objectKey: string, what: string) => {
+    try {
+      return await readBytes(s3, bucket, objectKey);
+    } catch (error) {
+      if (error instanceof MissingObjectError) {
+        throw new PcaModelError(`${what} s3://${bucket}/${objectKey} does not exist${error.accessDenied ? ' (or is not readable)' : ''}`);
+      }
+      throw error;
+    }
+  };
+  const model = parsePcaModel(Buffer.from(await read(key, 'pca model')).toString('utf8'), where);
+  const pointer = model.knnReferences;
+  if (!pointer) return { key, model, fit: pcaFitOf(model) };
+  const referencesKey = besideModel(key, pointer.file);
+  const references = decodeKnnReferences(await read(referencesKey, `the model's references`), model, `s3://${bucket}/${referencesKey}`);
+  return { key, model, fit: pcaFitOf(model), references };
+}
+
+/**
+ * A few misclassified images beside their nearest reference: one per confused pair, most
+ * confused first (a second per pair if pairs run out). The images are read from the input,
+ * thumbnailed. An image that cannot be read (deleted since, or not readable) shows why instead of
+ * failing the run.
  */
 async function galleryOf(
   s3: S3Client,
@@ -471,24 +617,14 @@ async function galleryOf(
   classification: Extract<ClassificationReport, { status: 'classified' }>,
   candidates: Map<string, { key: string; label: string; predicted: string; distance: number; nearest: number }[]>,
   limit: number,
-  referenceOf: (index: number) => { shard: string; row: number; label: string },
+  referenceOf: (index: number) => { key: string; label: string },
 ): Promise<GalleryEntry[]> {
   const pairs = classification.mostConfused.map((pair) => candidates.get(`${pair.actual}\u0000${pair.predicted}`) ?? []);
   const chosen: { key: string; label: string; predicted: string; distance: number; nearest: number }[] = [];
   for (let round = 0; round < GALLERY_CANDIDATES_PER_PAIR && chosen.length < limit; round++) {
     for (const list of pairs) if (list[round] && chosen.length < limit) chosen.push(list[round]);
   }
-  const shardKeys = new Map<string, string[]>();
-  for (const candidate of chosen) shardKeys.set(referenceOf(candidate.nearest).shard, []);
-  for (const shard of shardKeys.keys()) {
-    try {
-      shardKeys.set(shard, decodeFeatureShard(await readBytes(s3, bucket, shard)).header.keys);
-    } catch {
-      // The gallery only illustrates: a reference whose key cannot be read back shows no image.
-    }
-  }
-  const imageOf = async (key: string | undefined, label: string): Promise<GalleryImage> => {
-    if (key === undefined) return { key: '(unknown)', label, problem: 'reference key not readable' };
+  const imageOf = async (key: string, label: string): Promise<GalleryImage> => {
     try {
       return { key, label, image: await thumbnailDataUri(await readBytes(s3, bucket, key)) };
     } catch (error) {
@@ -502,7 +638,7 @@ async function galleryOf(
       query: await imageOf(candidate.key, candidate.label),
       predicted: candidate.predicted,
       distance: candidate.distance,
-      nearest: await imageOf(shardKeys.get(reference.shard)?.[reference.row], reference.label),
+      nearest: await imageOf(reference.key, reference.label),
     });
   }
   return entries;
@@ -567,38 +703,6 @@ async function* readShards(s3: S3Client, bucket: string, keys: readonly string[]
     }
     yield read;
   }
-}
-
-function pcaModelJson(
-  fit: PcaFit,
-  runId: string,
-  featurizer: string,
-  featurizerMeta: { modelIds: string[]; imageSizes: number[]; backends: string[] },
-  selection: ComponentSelection,
-) {
-  const components: number[][] = [];
-  for (let c = 0; c < fit.k; c++) components.push(Array.from(fit.components.subarray(c * fit.dim, (c + 1) * fit.dim)));
-  return {
-    format: 'fruits-pipeline/pca-model@1',
-    runId,
-    featurizer,
-    modelId: featurizerMeta.modelIds.length === 1 ? featurizerMeta.modelIds[0] : featurizerMeta.modelIds,
-    imageSize: featurizerMeta.imageSizes.length === 1 ? featurizerMeta.imageSizes[0] : featurizerMeta.imageSizes,
-    backends: featurizerMeta.backends,
-    count: fit.count,
-    dim: fit.dim,
-    k: fit.k,
-    selection: { components: selection.components, varianceThreshold: selection.varianceThreshold ?? null },
-    /** score = ((x - mean) / scale) . component, for each kept component. */
-    standardization: 'StandardScaler: population standard deviation; constant features (see constantFeatures) have scale 1',
-    mean: Array.from(fit.mean),
-    scale: Array.from(fit.scale),
-    constantFeatures: fit.constantFeatures,
-    components,
-    eigenvalues: Array.from(fit.eigenvalues),
-    explainedVarianceRatio: Array.from(fit.explainedVarianceRatio),
-    explainedVariance: fit.explainedVariance,
-  };
 }
 
 function stopwatch() {

@@ -59,11 +59,34 @@ export const RESULT_FILES = {
   html: 'report.html',
   /** What each output file and column holds. */
   readme: 'README.txt',
+  /**
+   * The classifier's references (the Training rows' PCA scores, feature-shard format), beside
+   * pca-model.json, so a later run can classify against them; only when the run had Training rows.
+   */
+  knnReferences: 'knn-references.fsh',
   // ---- end of issue 11 ----
   /** Written by the state machine's WriteFailureReport when a run fails. */
   failure: 'failure.json',
 } as const;
 export type ResultFile = keyof typeof RESULT_FILES;
+
+/**
+ * A saved model a run projects with (execution input `pcaModel`): a key of the run's bucket under
+ * `results/`, e.g. `results/<runId>/pca-model.json`, without `..`. The state machine checks as much
+ * as its wildcards can; the handler's schema checks this rule.
+ */
+export const PCA_MODEL_KEY_RULE = `a key under ${BUCKET_LAYOUT.resultsRoot} (e.g. ${BUCKET_LAYOUT.resultsRoot}<runId>/pca-model.json) without "..", at most ${S3_KEY_MAX_BYTES} bytes`;
+
+/** Why `key` cannot name a saved model, or undefined when it can. */
+export function invalidPcaModelKey(key: string): string | undefined {
+  const fine =
+    key.startsWith(BUCKET_LAYOUT.resultsRoot) &&
+    key.length > BUCKET_LAYOUT.resultsRoot.length &&
+    !key.includes('..') &&
+    !key.endsWith('/') &&
+    Buffer.byteLength(key, 'utf8') <= S3_KEY_MAX_BYTES;
+  return fine ? undefined : `pcaModel ${JSON.stringify(key)} is not valid: use ${PCA_MODEL_KEY_RULE}`;
+}
 
 /** Folders under a run's `work/<runId>/`. */
 export const WORK_FOLDERS = {

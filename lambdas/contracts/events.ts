@@ -9,15 +9,23 @@
  * S3 objects travel through the state machine, never feature vectors.
  */
 import { z } from 'zod';
-import { NAME_RULE, RUN_ID_PATTERN } from './bucket-layout';
+import { invalidPcaModelKey, NAME_RULE, PCA_MODEL_KEY_RULE, RUN_ID_PATTERN } from './bucket-layout';
 
-/** Execution input after the definition filled in its defaults. */
+/**
+ * Execution input after the definition filled in its defaults. `pcaModel` is there only when the
+ * execution input gave one: the run then projects with that saved model instead of fitting (the
+ * featurize children never get it, their BatchInput is the required fields).
+ */
 export const RunSettingsSchema = z.object({
   bucket: z.string().min(3),
   inputPrefix: z.string().min(1),
   runId: z.string().regex(RUN_ID_PATTERN, `runId: ${NAME_RULE}`),
   outputPrefix: z.string().min(1),
   workPrefix: z.string().min(1),
+  pcaModel: z
+    .string()
+    .refine((key) => invalidPcaModelKey(key) === undefined, `pcaModel: ${PCA_MODEL_KEY_RULE}`)
+    .optional(),
 });
 export type RunSettings = z.infer<typeof RunSettingsSchema>;
 

@@ -4,7 +4,9 @@
  * (label, predicted) pairs, never by the number of rows.
  *
  * Accuracy counts the Test rows only (a label to check against); rows with no split, or in a split
- * that is neither Training nor Test, are predicted and counted but not scored.
+ * that is neither Training nor Test, are predicted and counted but not scored. A run that projects
+ * with a saved model has no Training rows of its own: there every row whose label (its folder) is
+ * a class of the references is scored, whatever its split, and rows of other labels are not.
  */
 import type { Split } from './knn';
 
@@ -43,7 +45,9 @@ export type ClassificationReport =
       references: number;
       /** Rows predicted: every row that is not a reference. */
       predicted: number;
-      /** Test rows, scored against their label. */
+      /** Which rows are scored: the Test rows, or (a saved model's references) the rows labelled with one of their classes. */
+      scope: string;
+      /** Rows scored against their label. */
       scored: number;
       correct: number;
       /** correct / scored; null when no Test row was scored. */
@@ -67,16 +71,26 @@ export class ClassificationTally {
   private predicted = 0;
   private unscored = 0;
 
+  /**
+   * `referenceClasses`: score every row labelled with one of these (a run classifying against a
+   * saved model's references) instead of the Test rows.
+   */
   constructor(
     readonly neighbours: number,
     readonly components: number,
     readonly references: number,
+    private readonly referenceClasses?: ReadonlySet<string>,
   ) {}
 
-  /** One prediction; scored only when the row is a Test row. */
+  /** Whether a row of this label and split counts towards the accuracy. */
+  scores(label: string, split: Split | undefined): boolean {
+    return this.referenceClasses ? this.referenceClasses.has(label) : split === 'test';
+  }
+
+  /** One prediction; scored only when `scores` says so. */
   add(label: string, split: Split | undefined, predicted: string): void {
     this.predicted++;
-    if (split !== 'test') {
+    if (!this.scores(label, split)) {
       this.unscored++;
       return;
     }
@@ -116,6 +130,7 @@ export class ClassificationTally {
       components: this.components,
       references: this.references,
       predicted: this.predicted,
+      scope: this.referenceClasses ? "rows labelled with a class of the model's references" : 'Test rows',
       scored,
       correct,
       accuracy: scored > 0 ? correct / scored : null,

@@ -12,11 +12,14 @@
  * Loading a model costs seconds, so featurizers are cached per configuration for the life of the
  * process (one Lambda container serves many batches).
  */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
+import type { FeaturizeEnv } from '../contracts/handler-env';
 import { defaultModelDir, hasLayersModel, readLayersModelArtifacts } from './model-loader';
 import { PixelScaling, scalePixels } from './preprocess';
-import { createTfliteFeaturizer, TfliteRuntime, tfliteModelFile } from './tflite/tflite-featurizer';
+import { createTfliteFeaturizer, TfliteRuntime, tfliteFeatureId, tfliteModelFile } from './tflite/tflite-featurizer';
 
 export type FeaturizerKind = 'cnn' | 'pixels';
 /**
@@ -92,6 +95,52 @@ const DEFAULT_FEATURE_LAYERS: Readonly<Record<string, readonly string[]>> = {
 export const DEFAULT_IMAGE_SIZE = 128;
 const DEFAULT_SQRT = true;
 const PIXELS_SIZE = 16;
+const PIXELS_ID = `pixels-${PIXELS_SIZE}x${PIXELS_SIZE}`;
+
+/** The featurize handler's configuration from its parsed environment (lambdas/contracts/handler-env.ts). */
+export function featurizerConfigFromEnv(env: FeaturizeEnv): FeaturizerConfig {
+  return {
+    kind: env.FEATURIZER,
+    modelId: env.MODEL_ID,
+    modelDir: env.MODEL_DIR,
+    imageSize: env.IMAGE_SIZE,
+    featureLayers: env.FEATURE_LAYER?.split(',')
+      .map((name) => name.trim())
+      .filter(Boolean),
+    sqrt: env.FEATURE_SQRT,
+    inferBatchSize: env.INFER_BATCH_SIZE,
+    backend: env.TF_BACKEND,
+    runtime: env.INFER_RUNTIME,
+    inferThreads: env.INFER_THREADS,
+  };
+}
+
+/**
+ * The id the featurizer of `config` will have (`Featurizer.id`), found without loading the model:
+ * the model directory says which kind (a TFLite file is hashed for its id, as the featurizer does),
+ * and the same defaults apply. A run that projects with a saved model checks it against the
+ * model's featurizer before it uploads anything.
+ */
+export function featurizerIdOf(config: FeaturizerConfig): string {
+  if (config.kind === 'pixels') return PIXELS_ID;
+  const modelDir = config.modelDir ?? defaultModelDir(config.modelId);
+  const tflite = tfliteModelFile(modelDir);
+  const options = { modelId: config.modelId, layers: featureLayersOf(config), pooling: config.pooling ?? 'avg', sqrt: config.sqrt ?? DEFAULT_SQRT };
+  if (tflite) {
+    const { pooling } = options;
+    if (pooling === 'avg-max') throw new Error('pooling avg-max is for TF.js layers models; TFLite models take avg or gem');
+    const weights = createHash('sha256').update(readFileSync(tflite)).digest('hex');
+    return tfliteFeatureId({ ...options, pooling, imageSize: config.imageSize ?? DEFAULT_IMAGE_SIZE }, weights);
+  }
+  // Without a model the featurizer falls back to raw pixels (createFeaturizer).
+  if (!hasLayersModel(modelDir)) return PIXELS_ID;
+  return layersFeatureId({ ...options, imageSize: config.imageSize ?? DEFAULT_IMAGE_SIZE });
+}
+
+/** `<modelId>/<layer>+<layer>/<pooling>[-sqrt]@<size>`: a TF.js layers model's features. */
+function layersFeatureId(options: { modelId: string; layers: readonly string[]; pooling: Pooling; sqrt: boolean; imageSize: number }): string {
+  return `${options.modelId}/${options.layers.join('+')}/${options.pooling}${options.sqrt ? '-sqrt' : ''}@${options.imageSize}`;
+}
 
 /** Backends in order of speed; `tensorflow` (tfjs-node) only exists in the Lambda image. */
 const BACKEND_ORDER = ['tensorflow', 'wasm', 'cpu'] as const;
@@ -175,7 +224,7 @@ export async function createFeaturizer(config: FeaturizerConfig): Promise<Featur
 function createPixelsFeaturizer(warnings: string[]): Featurizer {
   const dim = PIXELS_SIZE * PIXELS_SIZE * 3;
   return {
-    id: `pixels-${PIXELS_SIZE}x${PIXELS_SIZE}`,
+    id: PIXELS_ID,
     kind: 'pixels',
     modelId: null,
     dim,
@@ -271,7 +320,7 @@ async function createCnnFeaturizer(config: FeaturizerConfig, modelDir: string): 
 
   const pixelsPerImage = imageSize * imageSize * 3;
   return {
-    id: `${config.modelId}/${featureLayers.join('+')}/${pooling}${sqrt ? '-sqrt' : ''}@${imageSize}`,
+    id: layersFeatureId({ modelId: config.modelId, layers: featureLayers, pooling, sqrt, imageSize }),
     kind: 'cnn',
     modelId: config.modelId,
     dim,

@@ -31,11 +31,15 @@ export interface OutputSchemaInput {
   dim: number;
   classified: boolean;
   embeddings: boolean;
+  /** knn-references.fsh was written (a fitting run with Training rows). @default false */
+  references?: boolean;
+  /** The saved model a projecting run used: it writes no pca-model.json of its own. */
+  projectedWith?: { model: string; runId: string };
 }
 
 const TEXT_NOTE = "text; a cell that would start with = + - @ TAB CR or ' is written with one leading ' (CSV injection guard), drop it to read the value";
 
-export function outputSchema({ runId, k, dim, classified, embeddings }: OutputSchemaInput): OutputSchema {
+export function outputSchema({ runId, k, dim, classified, embeddings, references = false, projectedWith }: OutputSchemaInput): OutputSchema {
   const pcs = k === 1 ? 'pc_1' : `pc_1 .. pc_${k}`;
   const base = (text: boolean): ColumnDescription[] => [
     { name: 'key', type: text ? 'text' : 'BYTE_ARRAY UTF8, required', description: `S3 object key of the image${text ? ` (${TEXT_NOTE})` : ''}` },
@@ -50,7 +54,14 @@ export function outputSchema({ runId, k, dim, classified, embeddings }: OutputSc
     {
       file: RESULT_FILES.features,
       description: 'one row per image featurized: its principal component scores (RFC 4180 CSV, UTF-8, CRLF)',
-      columns: [...base(true), { name: pcs, type: 'number', description: 'score on each kept component, 8 significant digits' }],
+      columns: [
+        ...base(true),
+        {
+          name: pcs,
+          type: 'number',
+          description: `score on each kept component, 8 significant digits${projectedWith ? ` (the components of run ${projectedWith.runId}'s model)` : ''}`,
+        },
+      ],
     },
     {
       file: RESULT_FILES.featuresParquet,
@@ -61,7 +72,9 @@ export function outputSchema({ runId, k, dim, classified, embeddings }: OutputSc
   if (classified) {
     files.push({
       file: RESULT_FILES.predictions,
-      description: 'the k-NN prediction of every image that is not a Training reference (Test rows, and rows with no or another split)',
+      description: projectedWith
+        ? `the k-NN prediction of every image, against the Training references of run ${projectedWith.runId} (${RESULT_FILES.knnReferences} beside its model)`
+        : 'the k-NN prediction of every image that is not a Training reference (Test rows, and rows with no or another split)',
       columns: [
         ...base(true),
         { name: 'predicted', type: 'text', description: 'the label voted by the k nearest Training images (report.json classification)' },
@@ -76,15 +89,33 @@ export function outputSchema({ runId, k, dim, classified, embeddings }: OutputSc
       columns: [...base(false), { name: `f_1 .. f_${dim}`, type: 'FLOAT (32-bit), required', description: "the featurizer's output vector" }],
     });
   }
-  files.push(
-    {
+  if (projectedWith) {
+    files.push({
       file: RESULT_FILES.model,
       description:
-        'the fitted PCA: score = ((x - mean) / scale) . component for each kept component; mean, scale, components, eigenvalues, explainedVarianceRatio, featurizer',
-    },
+        `not written: this run fitted nothing, it standardised and projected its images with the saved model ${projectedWith.model} ` +
+        `(run ${projectedWith.runId}; report.json pca.model), which stays the one copy: pass that run to --model-from again to project more images the same way`,
+    });
+  } else {
+    files.push({
+      file: RESULT_FILES.model,
+      description:
+        'the fitted PCA: score = ((x - mean) / scale) . component for each kept component; mean, scale, components, eigenvalues, explainedVarianceRatio, ' +
+        `featurizer${references ? `, knnReferences (${RESULT_FILES.knnReferences})` : ''}. A later run projects new images with it: execution input {"pcaModel": "results/${runId}/${RESULT_FILES.model}"}, or --model-from ${runId}`,
+    });
+  }
+  if (references) {
+    files.push({
+      file: RESULT_FILES.knnReferences,
+      description:
+        "the classifier's references, for a run that projects with pca-model.json: the Training rows' keys and labels and their k scores as float32, " +
+        'in the feature-shard format (magic FSH1, uint32 header length, JSON header, then rows x k float32 little-endian)',
+    });
+  }
+  files.push(
     {
       file: RESULT_FILES.explainedVariance,
-      description: 'one row per component',
+      description: projectedWith ? `one row per component of the model of run ${projectedWith.runId}` : 'one row per component',
       columns: [
         { name: 'component', type: 'text', description: 'pc_<n>' },
         { name: 'eigenvalue', type: 'number', description: 'of the standardised correlation matrix' },
@@ -93,7 +124,10 @@ export function outputSchema({ runId, k, dim, classified, embeddings }: OutputSc
         { name: 'kept', type: 'true/false', description: 'whether the component is one of the k kept' },
       ],
     },
-    { file: RESULT_FILES.scree, description: 'explained variance by component, the chosen k marked (SVG)' },
+    {
+      file: RESULT_FILES.scree,
+      description: `explained variance by component, the chosen k marked (SVG)${projectedWith ? `, of the model of run ${projectedWith.runId}` : ''}`,
+    },
     { file: RESULT_FILES.scatter, description: 'the images on the first two components, by label and split (SVG)' },
     {
       file: RESULT_FILES.report,

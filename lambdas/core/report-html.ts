@@ -72,8 +72,8 @@ function classificationSection(classification: ClassificationReport | undefined)
   const c = classification;
   const worst = [...c.perClass].sort((a, b) => a.accuracy - b.accuracy || b.support - a.support).slice(0, 15);
   return `<section><h2>Classification</h2>
-<p class="big">${percent(c.accuracy)} <span>accuracy on ${c.scored} Test images (${c.correct} right), ${c.neighbours}-NN over ${c.components} components, ${c.references} Training references</span></p>
-<p class="note">${escapeHtml(c.method)}. ${c.unscored} images outside Training/ and Test/ were predicted but not scored (predictions.csv).</p>
+<p class="big">${percent(c.accuracy)} <span>accuracy on ${c.scored} ${escapeHtml(c.scope)} (${c.correct} right), ${c.neighbours}-NN over ${c.components} components, ${c.references} Training references</span></p>
+<p class="note">${escapeHtml(c.method)}. ${c.unscored} images ${c.scope === 'Test rows' ? 'outside Training/ and Test/' : 'of other labels'} were predicted but not scored (predictions.csv).</p>
 <div class="cols"><div><h3>Most confused pairs</h3>
 ${
   c.mostConfused.length
@@ -93,8 +93,9 @@ ${table(
 </div></div></section>`;
 }
 
-function gallerySection(gallery: readonly GalleryEntry[]): string {
+function gallerySection(gallery: readonly GalleryEntry[], scope: string | undefined): string {
   if (gallery.length === 0) return '';
+  const title = scope === undefined || scope === 'Test rows' ? 'Misclassified Test images' : 'Misclassified images';
   const items = gallery
     .map(
       (entry) =>
@@ -104,7 +105,7 @@ function gallerySection(gallery: readonly GalleryEntry[]): string {
         )}</div>`,
     )
     .join('\n');
-  return `<section><h2>Misclassified Test images</h2><p class="note">Each beside its nearest Training image, one per confused pair, most confused first.</p><div class="gallery">\n${items}\n</div></section>`;
+  return `<section><h2>${title}</h2><p class="note">Each beside its nearest Training image, one per confused pair, most confused first.</p><div class="gallery">\n${items}\n</div></section>`;
 }
 
 export function reportHtml({ report, settings, screeSvg, scatterSvg, gallery }: ReportHtmlInput): string {
@@ -114,6 +115,8 @@ export function reportHtml({ report, settings, screeSvg, scatterSvg, gallery }: 
   const failures = report.failed.byReason.slice(0, 15).map((r) => [r.reason, String(r.count)]);
   const skipped = report.skipped.byReason.slice(0, 5).map((r) => [r.reason, String(r.count)]);
   const settingRows = Object.entries(settings).map(([name, value]) => [name, value === null ? 'unset' : String(value)]);
+  const pca = report.pca as { source?: string; model?: string; modelRunId?: string } | undefined;
+  const projected = pca?.source === 'model' ? ` · components of the model of run ${escapeHtml(String(pca.modelRunId))}, not refitted` : '';
   return `<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -137,7 +140,7 @@ figcaption { font-size: 12px; } .key { color: #777; word-break: break-all; } .wr
 </head>
 <body>
 <h1>Run ${escapeHtml(report.runId)}</h1>
-<p class="sub"><span class="status ${report.status}">${report.status}</span> · featurizer ${escapeHtml(featurizer)} · input s3://${escapeHtml(report.bucket)}/${escapeHtml(report.inputPrefix)} · generated ${escapeHtml(report.generatedAt)}</p>
+<p class="sub"><span class="status ${report.status}">${report.status}</span> · featurizer ${escapeHtml(featurizer)} · input s3://${escapeHtml(report.bucket)}/${escapeHtml(report.inputPrefix)}${projected} · generated ${escapeHtml(report.generatedAt)}</p>
 <div class="tiles">
 <div class="tile"><b>${counts.images}</b>objects listed</div>
 <div class="tile"><b>${counts.processed}</b>featurized</div>
@@ -152,7 +155,7 @@ ${classificationSection(classification)}
 <div>${screeSvg}</div>
 <div>${scatterSvg}</div>
 </div></section>
-${gallerySection(gallery)}
+${gallerySection(gallery, classification?.status === 'classified' ? classification.scope : undefined)}
 <section><h2>Failures</h2>
 ${failures.length ? table(['reason', 'images'], failures, [1]) : '<p class="note">No image failed.</p>'}
 ${skipped.length ? `<h3>Skipped</h3>${table(['reason', 'objects'], skipped, [1])}` : ''}

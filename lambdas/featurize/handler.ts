@@ -4,7 +4,7 @@
  */
 import { type FeaturizeBatchSummary } from '../contracts/events';
 import { FeaturizeEnv, FeaturizeEnvSchema, parseHandlerEnv } from '../contracts/handler-env';
-import { Featurizer, FeaturizerConfig, getFeaturizer } from '../core/featurizer';
+import { Featurizer, featurizerConfigFromEnv, getFeaturizer } from '../core/featurizer';
 import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS } from '../core/preprocess';
 import { createS3Client } from '../aws/s3-client';
 import { createObservability, observedHandler, recordBatchMetrics } from '../aws/observability';
@@ -18,22 +18,8 @@ export function readFeaturizeEnv(env: NodeJS.ProcessEnv = process.env): Featuriz
   return parseHandlerEnv(FeaturizeEnvSchema, env, 'featurize');
 }
 
-export function featurizerConfigFrom(env: FeaturizeEnv): FeaturizerConfig {
-  return {
-    kind: env.FEATURIZER,
-    modelId: env.MODEL_ID,
-    modelDir: env.MODEL_DIR,
-    imageSize: env.IMAGE_SIZE,
-    featureLayers: env.FEATURE_LAYER?.split(',')
-      .map((name) => name.trim())
-      .filter(Boolean),
-    sqrt: env.FEATURE_SQRT,
-    inferBatchSize: env.INFER_BATCH_SIZE,
-    backend: env.TF_BACKEND,
-    runtime: env.INFER_RUNTIME,
-    inferThreads: env.INFER_THREADS,
-  };
-}
+/** The featurizer's configuration from the environment (lambdas/core/featurizer.ts). */
+export const featurizerConfigFrom = featurizerConfigFromEnv;
 
 export function batchSettingsFrom(env: FeaturizeEnv): FeaturizeBatchSettings {
   return {

@@ -6,7 +6,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { RunSettingsSchema } from '../../lambdas/contracts/events';
-import { BUCKET_LAYOUT, NAME_RULE, RESULT_FILES, runLayout, WORK_FOLDERS } from '../../lambdas/contracts/bucket-layout';
+import { BUCKET_LAYOUT, NAME_RULE, PCA_MODEL_KEY_RULE, RESULT_FILES, runLayout, WORK_FOLDERS } from '../../lambdas/contracts/bucket-layout';
 import { DataBucket } from './data-bucket';
 import { ScopedResultWriterV2, ScopedS3ObjectsItemReader } from './map-io';
 import { LOG_DELIVERY_ACTIONS, ServiceWidePolicy, XRAY_SAMPLING_ACTIONS, XRAY_WRITE_ACTIONS } from './service-wide-policy';
@@ -84,9 +84,13 @@ function invocationTimeout(functionTimeout: Duration): sfn.Timeout {
   return sfn.Timeout.duration(functionTimeout.plus(INVOCATION_MARGIN));
 }
 
-/** `{ "bucket.$": "<root>.bucket", ... }` for every RunSettings field (contracts.ts). */
+/**
+ * `{ "bucket.$": "<root>.bucket", ... }` for every required RunSettings field (contracts.ts). An
+ * optional field (`pcaModel`) is left out: a path to a field that is absent fails the state.
+ */
 function runSettingsAt(root: string): Record<string, string> {
-  return Object.fromEntries(Object.keys(RunSettingsSchema.shape).map((field) => [`${field}.$`, `${root}.${field}`]));
+  const required = Object.entries(RunSettingsSchema.shape).filter(([, schema]) => !schema.isOptional());
+  return Object.fromEntries(required.map(([field]) => [`${field}.$`, `${root}.${field}`]));
 }
 
 /**
@@ -106,7 +110,7 @@ export class FeaturePipeline extends Construct {
     super(scope, id);
     const { data } = props;
 
-    // 1. Execution input: `{ bucket?, inputPrefix, runId? }` or `{ trigger: { bucket, key } }`.
+    // 1. Execution input: `{ bucket?, inputPrefix, runId?, pcaModel? }` or `{ trigger: { bucket, key } }`.
     const missingInputPrefix = new sfn.Fail(this, 'MissingInputPrefix', {
       error: 'MissingInputPrefix',
       cause: 'The execution input needs "inputPrefix" (e.g. {"inputPrefix": "input/fruits/"}) or a "trigger" from the upload rule.',
@@ -120,7 +124,7 @@ export class FeaturePipeline extends Construct {
       cause:
         `"inputPrefix" must look like "${BUCKET_LAYOUT.inputRoot}<dataset>/" (the pipeline may only list there, and a prefix without its trailing slash ` +
         `would also match sibling folders) and "runId" must be ${NAME_RULE}. There is no "outputPrefix" input: a run writes to ` +
-        `${BUCKET_LAYOUT.resultsRoot}<runId>/ only, so no run can overwrite another's results.`,
+        `${BUCKET_LAYOUT.resultsRoot}<runId>/ only, so no run can overwrite another's results. "pcaModel", when given, must be ${PCA_MODEL_KEY_RULE}.`,
     });
 
     // The marker key becomes the input prefix: `input/<dataset>/_START` -> `input/<dataset>/`.
@@ -167,13 +171,22 @@ export class FeaturePipeline extends Construct {
       },
     });
     // Exactly the RunSettings fields (contracts.ts), whatever else the input carried.
+    const derivedPrefixes = {
+      outputPrefix: sfn.JsonPath.format(RUN_LAYOUT_TEMPLATE.outputPrefix, sfn.JsonPath.stringAt('$.request.runId')),
+      workPrefix: sfn.JsonPath.format(RUN_LAYOUT_TEMPLATE.workPrefix, sfn.JsonPath.stringAt('$.request.runId')),
+    };
     const runSettings = new sfn.Pass(this, 'RunSettings', {
-      parameters: {
-        ...runSettingsAt('$.request'),
-        outputPrefix: sfn.JsonPath.format(RUN_LAYOUT_TEMPLATE.outputPrefix, sfn.JsonPath.stringAt('$.request.runId')),
-        workPrefix: sfn.JsonPath.format(RUN_LAYOUT_TEMPLATE.workPrefix, sfn.JsonPath.stringAt('$.request.runId')),
-      },
+      parameters: { ...runSettingsAt('$.request'), ...derivedPrefixes },
     });
+    // A run that projects with a saved model (issue 11): the same settings plus `pcaModel`. A state
+    // of its own, since a Parameters path to an absent field fails, and a run without a model keeps
+    // exactly the settings it always had.
+    const runSettingsWithModel = new sfn.Pass(this, 'RunSettingsWithModel', {
+      parameters: { ...runSettingsAt('$.request'), ...derivedPrefixes, pcaModel: sfn.JsonPath.stringAt('$.request.pcaModel') },
+    });
+    const chooseRunSettings = new sfn.Choice(this, 'ChooseRunSettings')
+      .when(sfn.Condition.isPresent('$.request.pcaModel'), runSettingsWithModel)
+      .otherwise(runSettings);
 
     // 3. Featurize every listed object, one child per batch; only counts and shard keys come back.
     const featurizeBatch = new tasks.LambdaInvoke(this, 'FeaturizeBatch', {
@@ -254,11 +267,24 @@ export class FeaturePipeline extends Construct {
           // RUN_ID_PATTERN as far as wildcards can say it: nothing that leaves results/<runId>/ or
           // work/<runId>/. The handlers' RunSettingsSchema and the CLI check the whole pattern.
           sfn.Condition.not(sfn.Condition.or(...['', '*/*', '*..*', '* *', '.*'].map((pattern) => sfn.Condition.stringMatches('$.runId', pattern)))),
+          // pcaModel absent, or a key under results/ without `..` (the handler's schema checks the
+          // whole PCA_MODEL_KEY_RULE). `Not IsPresent` rather than `IsPresent: false`, which the
+          // local runner's interpreter never matches.
+          sfn.Condition.or(
+            sfn.Condition.not(sfn.Condition.isPresent('$.pcaModel')),
+            sfn.Condition.and(
+              sfn.Condition.isString('$.pcaModel'),
+              sfn.Condition.stringMatches('$.pcaModel', `${BUCKET_LAYOUT.resultsRoot}*`),
+              sfn.Condition.not(sfn.Condition.or(...['*..*', '*/'].map((pattern) => sfn.Condition.stringMatches('$.pcaModel', pattern)))),
+            ),
+          ),
         ),
         featurizeImages.next(aggregateFeatures),
       )
       .otherwise(invalidRunSettings);
-    const fillDefaults = defaultBucketAndRunId.next(applyBucketAndRunId).next(runSettings).next(checkRunSettings);
+    runSettings.next(checkRunSettings);
+    runSettingsWithModel.next(checkRunSettings);
+    const fillDefaults = defaultBucketAndRunId.next(applyBucketAndRunId).next(chooseRunSettings);
     parseStartMarker.next(checkStartMarker);
     runRequestFromMarker.next(defaultBucketAndRunId);
 

@@ -4,6 +4,24 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { generateDemoDataset } from '../../local/demo-dataset';
+import { pcaModelJson } from '../../lambdas/core/pca-model';
+import { fitPca, ScatterAccumulator } from '../../lambdas/core/streaming-pca';
+
+/** A pca-model.json as a run writes it, of the given featurizer, in `dir`. */
+function writeModel(dir: string, featurizer: string, extra: Record<string, unknown> = {}): string {
+  const accumulator = new ScatterAccumulator(3);
+  accumulator.addRows(Float32Array.from([1, 2, 3, 2, 1, 0, 5, 5, 1, 0, 3, 3]), 4);
+  const model = pcaModelJson(
+    fitPca(accumulator.moments(), { components: 2 }),
+    'model-run',
+    featurizer,
+    { modelIds: [], imageSizes: [], backends: [] },
+    { components: 2 },
+  );
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'pca-model.json'), JSON.stringify({ ...model, ...extra }));
+  return join(dir, 'pca-model.json');
+}
 
 describe('fruits run (process)', () => {
   let work: string;
@@ -64,7 +82,14 @@ describe('fruits run (process)', () => {
     const file = join(work, 'a-file');
     writeFileSync(file, 'not a folder');
     const s3 = join(work, 's3-errors');
+    // The other --model-from mistakes are test/local/model-from.test.ts's (in process, no CLI start each).
+    const cnnModel = writeModel(join(work, 'cnn-model'), 'mobilenet_v2_1.0_224_quant@7aad0c74/expanded_conv_12/add+Conv_1/Relu6/avg-sqrt@128');
     const cases: [string[], RegExp][] = [
+      [['run', dataset, '--model-from', 'no-such-run'], /^fruits: --model-from no-such-run: no run no-such-run in .*\/out \(and no such file\)/],
+      [
+        ['run', dataset, '--model-from', cnnModel],
+        /^fruits: --model-from .*: the model was fitted on features of mobilenet_v2_1.0_224_quant@7aad0c74\/.*@128, this run would featurize with pixels-16x16: /,
+      ],
       [['run', join(work, 'no such folder')], /^fruits: input folder .*no such folder does not exist$/],
       [['run', dataset, '--components', '5000'], /^fruits: Invalid .*: pcaComponents: .*4096$/],
       [['run', dataset, '--knn', '1000'], /^fruits: Invalid .*: knnNeighbours: .*100$/],

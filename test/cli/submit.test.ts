@@ -22,6 +22,8 @@ import { localETags, UPLOAD_PART_SIZE } from '../../client/dataset-folder';
 import { uploadFolder } from '../../client/folder-upload';
 import { buildProgram } from '../../cli/program';
 import { LocalS3Server, startLocalS3Server } from '../../local/emulator/s3/s3-server';
+import { pcaModelJson } from '../../lambdas/core/pca-model';
+import { fitPca, ScatterAccumulator } from '../../lambdas/core/streaming-pca';
 
 const BUCKET = 'deployed-bucket';
 const SM_ARN = 'arn:aws:states:eu-west-1:123456789012:stateMachine:FruitsPipelineStateMachine';
@@ -227,6 +229,49 @@ describe('deployed stack commands', () => {
     await expect(s3.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'input/fruits/Kiwi/big.jpg' }))).resolves.toMatchObject({
       ContentLength: UPLOAD_PART_SIZE + 1000,
     });
+  });
+
+  it('submit --model-from: checks the model in the bucket before uploading, then starts the execution directly with pcaModel', async () => {
+    const dir = dataset('projected');
+    const put = (Key: string, Body: string) => s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body }));
+    await put('results/not-a-model/pca-model.json', JSON.stringify({ format: 'sklearn' }));
+    const accumulator = new ScatterAccumulator(3);
+    accumulator.addRows(Float32Array.from([1, 2, 3, 2, 1, 0, 5, 5, 1, 0, 3, 3]), 4);
+    const fit = fitPca(accumulator.moments(), { components: 2 });
+    const references = { file: 'knn-references.fsh', count: 2, sha256: 'a'.repeat(64) };
+    const model = pcaModelJson(fit, 'model-run', 'pixels-16x16', { modelIds: [], imageSizes: [16], backends: [] }, { components: 2 }, references);
+    await put('results/model-run/pca-model.json', JSON.stringify(model));
+    await put('results/lost-references/pca-model.json', JSON.stringify({ ...model, runId: 'lost-references' }));
+    for (const [modelFrom, message] of [
+      ['no-such-run', /^--model-from no-such-run: s3:\/\/deployed-bucket\/results\/no-such-run\/pca-model.json does not exist: did run no-such-run succeed\?$/],
+      ['not-a-model', /^--model-from not-a-model: .* is not a fruits-pipeline\/pca-model@1 file \(format "sklearn"\)/],
+      ['work/x/pca-model.json', /^--model-from work\/x\/pca-model.json: pcaModel "work\/x\/pca-model.json" is not valid: use a key under results\//],
+      ['../x', /^--model-from \.\.\/x: pcaModel "\.\.\/x" is not valid/],
+      ['lost-references', /the model names its references s3:\/\/deployed-bucket\/results\/lost-references\/knn-references.fsh, which does not exist/],
+    ] as const) {
+      await expect(runCli(['submit', dir, ...deployedFlags, '--model-from', modelFrom, '--no-wait'])).rejects.toThrow(message);
+    }
+    // Nothing was uploaded and no run started.
+    await expect(s3.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'input/projected/Apple/a.jpg' }))).rejects.toMatchObject({
+      $metadata: { httpStatusCode: 404 },
+    });
+    expect(sfn.calls()).toHaveLength(0);
+
+    await put('results/model-run/knn-references.fsh', 'the aggregate step checks its bytes');
+    sfn.on(StartExecutionCommand).resolves({ executionArn: execArn('projected-1'), startDate: new Date() });
+    const { stdout, exitCode } = await runCli(['submit', dir, ...deployedFlags, '--model-from', 'model-run', '--no-wait', '--json']);
+    expect(exitCode).toBe(0);
+    expect(JSON.parse(stdout)).toMatchObject({ executionArn: execArn('projected-1') });
+    // Started directly even though the trigger is the default: a _START marker cannot name a model.
+    const start = sfn.commandCalls(StartExecutionCommand)[0].args[0].input;
+    expect(JSON.parse(start.input!)).toEqual({ bucket: BUCKET, inputPrefix: 'input/projected/', pcaModel: 'results/model-run/pca-model.json' });
+    expect(sfn.commandCalls(ListExecutionsCommand)).toHaveLength(0);
+    await expect(s3.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'input/projected/_START' }))).rejects.toMatchObject({
+      $metadata: { httpStatusCode: 404 },
+    });
+    await expect(
+      startRun(clients(), { bucket: BUCKET, stateMachineArn: SM_ARN }, { dataset: 'x', trigger: true, pcaModel: 'results/a/pca-model.json' }),
+    ).rejects.toThrow(/cannot project with a saved model/);
   });
 
   it('status/results of a failed run print the cause and the failed items from the map results', async () => {

@@ -375,7 +375,7 @@ describe('IAM', () => {
     }
   });
 
-  test('featurize reads input/ and writes work/; aggregate reads work/ and input/ (report.html thumbnails) and writes results/', () => {
+  test('featurize reads input/ and writes work/; aggregate reads work/, input/ (report.html thumbnails) and results/ (a saved model) and writes results/', () => {
     expect(policyOf('FeaturizeRole')).toEqual(
       expect.arrayContaining([
         { Action: 's3:GetObject', Effect: 'Allow', Resource: objectsUnder('input/') },
@@ -384,7 +384,7 @@ describe('IAM', () => {
     );
     expect(policyOf('AggregateRole')).toEqual(
       expect.arrayContaining([
-        { Action: 's3:GetObject', Effect: 'Allow', Resource: [objectsUnder('input/'), objectsUnder('work/')] },
+        { Action: 's3:GetObject', Effect: 'Allow', Resource: [objectsUnder('input/'), objectsUnder('results/'), objectsUnder('work/')] },
         { Action: ['s3:AbortMultipartUpload', 's3:PutObject'], Effect: 'Allow', Resource: objectsUnder('results/') },
       ]),
     );

@@ -163,6 +163,38 @@ describe('run settings from the execution input', () => {
   });
 });
 
+describe('a saved model to project with (pcaModel)', () => {
+  test('a run without one keeps exactly its settings; with one, AggregateFeatures gets it and the featurize batches do not', async () => {
+    const settings = await runSettingsFor({ inputPrefix: 'input/fruits/', pcaModel: 'results/run-7/pca-model.json' });
+    expect(settings).toEqual({
+      bucket: PLACEHOLDERS.bucket,
+      inputPrefix: 'input/fruits/',
+      runId: EXECUTION_NAME,
+      outputPrefix: `results/${EXECUTION_NAME}/`,
+      workPrefix: `work/${EXECUTION_NAME}/`,
+      pcaModel: 'results/run-7/pca-model.json',
+    });
+    expect(AggregateEventSchema.parse({ ...(settings as object), mapResult: MAP_RESULT })).toMatchObject({ pcaModel: 'results/run-7/pca-model.json' });
+    expect(Object.keys(definition.States.FeaturizeImages.ItemBatcher.BatchInput)).not.toContain('pcaModel.$');
+  });
+
+  test.each([
+    'pca-model.json',
+    'work/run-7/pca-model.json',
+    'input/fruits/pca-model.json',
+    'results/../input/x.json',
+    'results/run-7/../../x',
+    'results/',
+    'results/run-7/',
+    42,
+    null,
+  ])('a pcaModel outside results/ (%j) fails with a clear cause', async (pcaModel) => {
+    const failure = await failureOf({ inputPrefix: 'input/fruits/', pcaModel });
+    expect(failure.error).toBe('InvalidRunSettings');
+    expect(failure.cause).toContain('"pcaModel", when given, must be a key under results/');
+  });
+});
+
 describe('aggregate input and failure path', () => {
   test('AggregateFeatures gets an AggregateEvent (contracts.ts)', async () => {
     const outcome = await run({ inputPrefix: 'input/fruits/' });

@@ -2,12 +2,14 @@
  * The embedded default end to end: real S3 server on loopback, the synthesized definition, the
  * real featurize and aggregate handlers in worker threads.
  */
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunReport } from '../../lambdas/core/run-report';
 import { knnAccuracy, readFeaturesCsv } from '../../evaluate/knn';
-import { runLocally } from '../../local/local-run';
+import { parseCsv } from '../../evaluate/csv';
+import { restoreTextField } from '../../lambdas/core/features-csv';
+import { DEMO_PHOTOS, runLocally } from '../../local/local-run';
 
 const SHARED = join(__dirname, '..', '..', '..', 'shared');
 const SAMPLE = join(SHARED, 'datasets', 'fruits-360-sample');
@@ -51,6 +53,68 @@ describe('local run (embedded default)', () => {
     // of an object gets a new file name), same output folder.
     expect(listFiles(dataDir)).toHaveLength(storedAfterFirst.length);
     expect(readdirSync(outDir)).toEqual([first.runId]);
+  });
+
+  it("projects a second folder with the first run's model (--model-from): no refit, the same components for the images of both", async () => {
+    // Run 1 (the model): 8 Training and 2 Test photos of each of the 6 demo fruits.
+    const copy = (to: string, split: string, label: string, names: string[]) => {
+      mkdirSync(join(to, split, label), { recursive: true });
+      for (const name of names) cpSync(join(DEMO_PHOTOS, split, label, name), join(to, split, label, name));
+    };
+    const labels = readdirSync(join(DEMO_PHOTOS, 'Training'));
+    const photos = (split: string, label: string) => readdirSync(join(DEMO_PHOTOS, split, label)).sort();
+    const first = join(work, 'model-photos');
+    const second = join(work, 'new-photos');
+    for (const label of labels) {
+      copy(first, 'Training', label, photos('Training', label).slice(0, 8));
+      copy(first, 'Test', label, photos('Test', label).slice(0, 2));
+      // Run 2: every Test photo (2 of each fruit seen by run 1, 4 new ones), and a fruit the model never saw.
+      copy(second, 'Test', label, photos('Test', label));
+    }
+    const mystery = photos('Training', labels[0]).at(-1)!;
+    mkdirSync(join(second, 'Test', 'Mystery fruit'));
+    cpSync(join(DEMO_PHOTOS, 'Training', labels[0], mystery), join(second, 'Test', 'Mystery fruit', mystery));
+    const outDir = join(work, 'model-out');
+    const dataDir = join(work, 'model-s3');
+    const model = (await runLocally({ inputDir: first, dataDir, outDir, config: { batchSize: 16 }, workers: 2 })).summary;
+    expect(model).toMatchObject({ status: 'SUCCEEDED', processed: 60, knn: { references: 48, scored: 12 } });
+    expect(readdirSync(join(outDir, model.runId))).toEqual(expect.arrayContaining(['pca-model.json', 'knn-references.fsh']));
+
+    // Other batches (7 images, not 16), another dataset, the same features and components.
+    const projected = (await runLocally({ inputDir: second, dataDir, outDir, config: { batchSize: 7 }, workers: 2, modelFrom: model.runId })).summary;
+    expect(projected).toMatchObject({
+      status: 'SUCCEEDED',
+      processed: 37,
+      components: model.components,
+      explainedVariance: model.explainedVariance,
+      model: { key: `results/${model.runId}/pca-model.json`, runId: model.runId, path: join(outDir, model.runId, 'pca-model.json') },
+      knn: { references: 48, scored: 36 },
+    });
+    expect(projected.settings.values.pcaModel).toMatch(new RegExp(`^${model.runId}@[0-9a-f]{8}$`));
+    expect(projected.runId).not.toBe(model.runId);
+    const outputs = readdirSync(join(outDir, projected.runId));
+    expect(outputs).toEqual(expect.arrayContaining(['features.csv', 'predictions.csv', 'report.json', 'report.html']));
+    expect(outputs).not.toContain('pca-model.json');
+
+    const table = (runId: string, file: string) =>
+      new Map(
+        parseCsv(readFileSync(join(outDir, runId, file), 'utf8'))
+          .slice(1)
+          .map((row) => [restoreTextField(row[0]).split('/').slice(2).join('/'), row]),
+      );
+    const before = table(model.runId, 'features.csv');
+    const after = table(projected.runId, 'features.csv');
+    const shared = [...after.keys()].filter((path) => before.has(path));
+    expect(shared).toHaveLength(12);
+    for (const path of shared) expect({ path, scores: after.get(path)!.slice(3) }).toEqual({ path, scores: before.get(path)!.slice(3) });
+    // Every new row is predicted; the shared Test photos exactly as run 1 predicted them.
+    const predictions = table(projected.runId, 'predictions.csv');
+    expect([...predictions.keys()].sort()).toEqual([...after.keys()].sort());
+    const earlier = table(model.runId, 'predictions.csv');
+    for (const path of shared) expect(predictions.get(path)!.slice(3)).toEqual(earlier.get(path)!.slice(3));
+    const report = JSON.parse(readFileSync(join(outDir, projected.runId, 'report.json'), 'utf8'));
+    expect(report.pca).toMatchObject({ source: 'model', refit: false, modelRunId: model.runId, rows: 37, fittedRows: 60 });
+    expect(report.classification).toMatchObject({ status: 'classified', predicted: 37, scored: 36, unscored: 1, references: 48 });
   });
 
   const withShared = existsSync(join(SAMPLE, 'Training')) && existsSync(join(FRUITS_103, 'Training'));

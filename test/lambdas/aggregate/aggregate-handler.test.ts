@@ -2,7 +2,8 @@ import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from 
 import { PCA } from 'ml-pca';
 import { aggregateRun, aggregateSettingsFrom, AggregateSettings, readAggregateEnv } from '../../../lambdas/aggregate/handler';
 import { MalformedEventError, TransientStorageError } from '../../../lambdas/contracts/events';
-import { encodeFeatureShard, ShardHeader } from '../../../lambdas/core/feature-shard';
+import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../../../lambdas/core/feature-shard';
+import { FeaturizerMismatchError, PcaModelError } from '../../../lambdas/core/pca-model';
 import { IncompleteRunError } from '../../../lambdas/core/input-accounting';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -205,7 +206,7 @@ describe('aggregate handler against a local S3 server', () => {
       ours.forEach((value, i) => expect(value).toBeCloseTo(sign * theirs[i], 4));
     }
 
-    const model = JSON.parse(await getText(client, result.outputs.model));
+    const model = JSON.parse(await getText(client, result.outputs.model!));
     expect(model).toMatchObject({ featurizer: 'mobilenet_v1_0.25_224@224', modelId: 'mobilenet_v1_0.25_224', imageSize: 224, count: 69, dim, k: 3 });
     expect(model.mean).toHaveLength(dim);
     expect(model.scale).toHaveLength(dim);
@@ -607,5 +608,234 @@ describe('aggregate handler against a local S3 server', () => {
     expect(() => readAggregateEnv({ KEEP_EMBEDDINGS: 'yes' })).toThrow(/KEEP_EMBEDDINGS/);
     expect(() => readAggregateEnv({ PCA_COMPONENTS: '0' })).toThrow(/PCA_COMPONENTS/);
     expect(() => readAggregateEnv({ PCA_VARIANCE_THRESHOLD: '1.5' })).toThrow(/PCA_VARIANCE_THRESHOLD/);
+  });
+});
+
+describe('aggregate handler projecting with a saved model (pcaModel)', () => {
+  let server: LocalS3Server;
+  let client: S3Client;
+  const dim = 12;
+  const settings: AggregateSettings = { components: 3 };
+
+  beforeAll(async () => {
+    server = await startLocalS3Server({ buckets: [BUCKET] });
+    client = server.client;
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  type Rows = ReturnType<typeof makeRows>;
+  /** Rows under `<split>/` of the run's input (none: no split folder). */
+  function rowsOf(count: number, seed: number, runId: string, split?: string): Rows {
+    const rows = makeRows(count, dim, seed, runId);
+    if (split) rows.keys = rows.keys.map((key) => key.replace(`input/${runId}/`, `input/${runId}/${split}/`));
+    return rows;
+  }
+  /** The same images (vectors, labels, folders below the dataset) uploaded as another dataset. */
+  function asDataset(rows: Rows, from: string, to: string): Rows {
+    return { ...rows, keys: rows.keys.map((key) => key.replace(`input/${from}/`, `input/${to}/`)), vectors: rows.vectors.slice() };
+  }
+  /** One shard per group of rows, the map run's records, and the event (with `pcaModel` when given). */
+  async function mapRunOf(runId: string, groups: Rows[], options: { featurizer?: string; pcaModel?: string } = {}) {
+    const succeeded = [];
+    for (const [index, rows] of groups.entries()) {
+      const h = header(rows.keys, rows.labels, dim, options.featurizer ? { featurizer: options.featurizer } : {});
+      const key = `work/${runId}/shards/${index}.fsh`;
+      await put(client, key, encodeFeatureShard({ header: h, vectors: rows.vectors }));
+      succeeded.push(childRecord('SUCCEEDED', rows.keys, runId, { Output: JSON.stringify(summaryOf(key, h)) }));
+    }
+    const event = await writeMapRun(client, runId, succeeded, []);
+    return options.pcaModel ? { ...event, pcaModel: options.pcaModel } : event;
+  }
+  const relative = (key: string) => key.split('/').slice(2).join('/');
+  async function csvRows(key: string): Promise<Map<string, string[]>> {
+    return new Map(
+      parseCsv(await getText(client, key))
+        .slice(1)
+        .map((row) => [relative(restoreTextField(row[0])), row]),
+    );
+  }
+  async function bytesOf(key: string): Promise<Buffer> {
+    return Buffer.from(await (await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }))).Body!.transformToByteArray());
+  }
+
+  it('projects and classifies new images without refitting: the same scores and predictions for images of both runs', async () => {
+    const train = rowsOf(48, 51, 'model-run', 'Training');
+    const test = rowsOf(16, 52, 'model-run', 'Test');
+    const modelEvent = await mapRunOf('model-run', [test, train]);
+    const fitted = await aggregateRun(modelEvent, { s3: client, settings: { components: 4, knnNeighbours: 3 } });
+    expect(fitted.outputs).toMatchObject({ model: 'results/model-run/pca-model.json', knnReferences: 'results/model-run/knn-references.fsh' });
+    const modelText = await getText(client, fitted.outputs.model!);
+    const model = JSON.parse(modelText);
+    expect(model.knnReferences).toEqual({ file: 'knn-references.fsh', count: 48, sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    // The references: the Training rows' keys and labels, their scores as float32.
+    const saved = decodeFeatureShard(await bytesOf(fitted.outputs.knnReferences!));
+    expect(saved.header).toMatchObject({ featurizer: `pca4(${model.featurizer})`, dim: 4, keys: train.keys, labels: train.labels });
+    const fittedFeatures = await csvRows(fitted.outputs.features);
+    expect(Number(fittedFeatures.get(relative(train.keys[0]))![3])).toBeCloseTo(saved.vectors[0], 5);
+
+    // The new run: half the model run's Test images and a few of its Training ones, as another
+    // dataset, beside new images: unsplit ones of known labels and one of a label the model never saw.
+    const again = asDataset(test, 'model-run', 'projected');
+    const shared = { keys: again.keys.slice(0, 8), labels: again.labels.slice(0, 8), vectors: again.vectors.slice(0, 8 * dim) };
+    const sharedTraining = asDataset(
+      { keys: train.keys.slice(0, 4), labels: train.labels.slice(0, 4), vectors: train.vectors.slice(0, 4 * dim) },
+      'model-run',
+      'projected',
+    );
+    const fresh = rowsOf(6, 53, 'projected');
+    fresh.keys[5] = 'input/projected/Durian/new.jpg';
+    fresh.labels[5] = 'Durian';
+    const event = await mapRunOf('projected', [fresh, shared, sharedTraining], { pcaModel: 'results/model-run/pca-model.json' });
+    const projected = await aggregateRun(event, { s3: client, settings: { components: 2, knnNeighbours: 3 } });
+
+    expect(projected).toMatchObject({
+      rows: 18,
+      components: 4,
+      explainedVariance: model.explainedVariance,
+      pcaModel: { key: 'results/model-run/pca-model.json', runId: 'model-run' },
+    });
+    expect(projected.outputs.model).toBeUndefined();
+    expect(projected.outputs.knnReferences).toBeUndefined();
+    await expect(getText(client, 'results/projected/pca-model.json')).rejects.toThrow();
+    expect(await getText(client, fitted.outputs.model!)).toBe(modelText);
+
+    // The same image, the same components (features.csv writes 8 significant digits: every digit equal).
+    const features = await csvRows(projected.outputs.features);
+    expect(features.size).toBe(18);
+    for (const key of [...shared.keys, ...sharedTraining.keys])
+      expect(features.get(relative(key))!.slice(3)).toEqual(fittedFeatures.get(relative(key))!.slice(3));
+    // Every row predicted, against the model's references: a shared Test image as in the model run.
+    const predictions = await csvRows(projected.outputs.predictions!);
+    expect([...predictions.keys()].sort()).toEqual([...features.keys()].sort());
+    const fittedPredictions = await csvRows(fitted.outputs.predictions!);
+    for (const key of shared.keys) expect(predictions.get(relative(key))!.slice(3)).toEqual(fittedPredictions.get(relative(key))!.slice(3));
+    // A Training image of the model run finds itself (its reference scores are float32: not quite 0 away).
+    for (const [r, key] of sharedTraining.keys.entries()) {
+      expect(predictions.get(relative(key))![3]).toBe(sharedTraining.labels[r]);
+      expect(Number(predictions.get(relative(key))![4])).toBeLessThan(1e-6);
+    }
+
+    const report = JSON.parse(await getText(client, projected.outputs.report));
+    expect(report.pca).toEqual({
+      source: 'model',
+      model: 'results/model-run/pca-model.json',
+      modelRunId: 'model-run',
+      refit: false,
+      rows: 18,
+      fittedRows: 64,
+      dim,
+      k: 4,
+      explainedVariance: model.explainedVariance,
+      constantFeatures: 0,
+    });
+    expect(report.timingsMs).toHaveProperty('readModel');
+    expect(report.settings).toMatchObject({ pcaModel: 'results/model-run/pca-model.json' });
+    expect(report.accounting.complete).toBe(true);
+    // Every row is predicted; the rows of the model's classes are scored, whatever their split.
+    expect(report.classification).toMatchObject({ status: 'classified', references: 48, predicted: 18, scored: 17, unscored: 1, components: 4 });
+    expect(report.classification.scope).toMatch(/class of the model/);
+    expect(await getText(client, projected.outputs.readme)).toMatch(/pca-model.json\n {2}not written: .*results\/model-run\/pca-model.json/);
+    expect(await getText(client, projected.outputs.html)).toContain('components of the model of run model-run, not refitted');
+  });
+
+  it('fails with FeaturizerMismatchError, both ids named in the error and in report.json, before writing any output', async () => {
+    const rows = rowsOf(20, 61, 'mismatch-model');
+    const fitted = await aggregateRun(await mapRunOf('mismatch-model', [rows]), { s3: client, settings: { components: 3 } });
+    expect(fitted.outputs.knnReferences).toBeUndefined();
+    const event = await mapRunOf('mismatch', [rowsOf(5, 62, 'mismatch')], { featurizer: 'pixels-16x16', pcaModel: fitted.outputs.model });
+    const failure = aggregateRun(event, { s3: client, settings });
+    await expect(failure).rejects.toThrow(FeaturizerMismatchError);
+    await expect(failure).rejects.toThrow(/mobilenet_v1_0\.25_224@224 \(12 values\).*pixels-16x16 \(12 values/);
+    const report = JSON.parse(await getText(client, 'results/mismatch/report.json'));
+    expect(report).toMatchObject({
+      status: 'FAILED',
+      error: { name: 'FeaturizerMismatchError', message: expect.stringContaining('pixels-16x16') },
+      pca: {
+        source: 'model',
+        model: fitted.outputs.model,
+        modelRunId: 'mismatch-model',
+        modelFeaturizer: 'mobilenet_v1_0.25_224@224',
+        runFeaturizer: 'pixels-16x16',
+      },
+    });
+    await expect(getText(client, 'results/mismatch/features.csv')).rejects.toThrow();
+  });
+
+  it('a model without references: projects, and says why nothing is classified', async () => {
+    const fitted = await aggregateRun(await mapRunOf('plain-model', [rowsOf(20, 71, 'plain-model')]), { s3: client, settings: { components: 3 } });
+    const event = await mapRunOf('plain-projected', [rowsOf(6, 72, 'plain-projected', 'Test')], { pcaModel: fitted.outputs.model });
+    const projected = await aggregateRun(event, { s3: client, settings });
+    expect(projected).toMatchObject({ rows: 6, components: 3 });
+    expect(projected.outputs.predictions).toBeUndefined();
+    const report = JSON.parse(await getText(client, projected.outputs.report));
+    expect(report.classification).toEqual({
+      status: 'skipped',
+      reason: "the model's run plain-model saved no Training references (no knn-references.fsh): nothing to classify against",
+    });
+  });
+
+  it('a run of Training images only saves its references, for later runs to classify against', async () => {
+    const fitted = await aggregateRun(await mapRunOf('training-only', [rowsOf(20, 81, 'training-only', 'Training')]), {
+      s3: client,
+      settings: { components: 3 },
+    });
+    expect(fitted.outputs).toMatchObject({ knnReferences: 'results/training-only/knn-references.fsh' });
+    expect(fitted.outputs.predictions).toBeUndefined();
+    const report = JSON.parse(await getText(client, fitted.outputs.report));
+    expect(report.classification).toEqual({ status: 'skipped', reason: 'every image is a Training image: nothing to predict' });
+    expect(report.pca.source).toBe('fit');
+    expect(await getText(client, fitted.outputs.readme)).toContain('knn-references.fsh\n');
+  });
+
+  it('fails with PcaModelError, written into report.json, for a model that is missing, not JSON, not the format or inconsistent', async () => {
+    const fitted = await aggregateRun(await mapRunOf('source-model', [rowsOf(30, 91, 'source-model', 'Training'), rowsOf(8, 92, 'source-model', 'Test')]), {
+      s3: client,
+      settings: { components: 3 },
+    });
+    const model = JSON.parse(await getText(client, fitted.outputs.model!));
+    const broken = async (name: string, body: string | Uint8Array) => {
+      await put(client, `results/broken-${name}/pca-model.json`, body);
+      return `results/broken-${name}/pca-model.json`;
+    };
+    const referencesBytes = await bytesOf(fitted.outputs.knnReferences!);
+    await put(client, 'results/tampered/knn-references.fsh', Buffer.concat([referencesBytes.subarray(0, -4), Buffer.alloc(4)]));
+    await put(client, 'results/tampered/pca-model.json', JSON.stringify(model));
+    await put(client, 'results/no-references/pca-model.json', JSON.stringify(model));
+    const cases: [string, RegExp][] = [
+      ['results/nobody/pca-model.json', /pca model s3:\/\/.*results\/nobody\/pca-model.json does not exist/],
+      [await broken('text', 'not json {'), /broken-text\/pca-model.json is not JSON/],
+      [await broken('format', JSON.stringify({ ...model, format: 'sklearn' })), /is not a fruits-pipeline\/pca-model@1 file \(format "sklearn"\)/],
+      [await broken('lengths', JSON.stringify({ ...model, mean: model.mean.slice(1) })), /not a usable PCA model: .*mean holds 11 values, expected dim = 12/],
+      [
+        await broken('nan', JSON.stringify({ ...model, scale: model.scale.map((v: number, i: number) => (i === 2 ? 'NaN' : v)) })),
+        /scale\.2: .*expected number/,
+      ],
+      ['results/tampered/pca-model.json', /tampered\/knn-references.fsh is not the references file of the model of run source-model/],
+      ['results/no-references/pca-model.json', /the model's references s3:\/\/.*no-references\/knn-references.fsh does not exist/],
+      ['results/own/pca-model.json', /lies in this run's own results\/own\//],
+    ];
+    for (const [index, [pcaModel, message]] of cases.entries()) {
+      const runId = index === cases.length - 1 ? 'own' : `bad-model-${index}`;
+      const event = await mapRunOf(runId, [rowsOf(4, 93, runId)], { pcaModel });
+      const failure = aggregateRun(event, { s3: client, settings });
+      await expect(failure).rejects.toThrow(PcaModelError);
+      await expect(failure).rejects.toThrow(message);
+      const report = JSON.parse(await getText(client, `results/${runId}/report.json`));
+      expect({ pcaModel, status: report.status, error: report.error, pca: report.pca }).toEqual({
+        pcaModel,
+        status: 'FAILED',
+        error: { name: 'PcaModelError', message: expect.stringMatching(message) },
+        pca: { source: 'model', model: pcaModel },
+      });
+      await expect(getText(client, `results/${runId}/features.csv`)).rejects.toThrow();
+    }
+    // A key outside results/ never reaches S3: the event does not match its schema.
+    for (const pcaModel of ['work/x/pca-model.json', 'results/../input/x.json', 'results/']) {
+      await expect(aggregateRun({ ...(await mapRunOf('bad-key', [rowsOf(2, 94, 'bad-key')])), pcaModel }, { s3: client, settings })).rejects.toThrow(
+        MalformedEventError,
+      );
+    }
   });
 });

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { createFeaturizer, Featurizer, getFeaturizer, initBackend } from '../../../lambdas/core/featurizer';
+import { createFeaturizer, Featurizer, featurizerConfigFromEnv, featurizerIdOf, getFeaturizer, initBackend } from '../../../lambdas/core/featurizer';
+import { FeaturizeEnvSchema } from '../../../lambdas/contracts/handler-env';
 import { preprocessImage } from '../../../lambdas/core/preprocess';
 
 const SHARED = join(__dirname, '..', '..', '..', '..', 'shared');
@@ -79,9 +80,27 @@ describe('cnn featurizer on a small model saved by the test (no shared files nee
     await expect(createFeaturizer({ kind: 'cnn', modelId: 'tiny', modelDir: dir, featureLayers: ['nope'] })).rejects.toThrow(/no layer "nope"/);
   });
 
+  it('knows its id before loading the model (featurizerIdOf)', async () => {
+    const config = { kind: 'cnn' as const, modelId: 'tiny', modelDir: dir, featureLayers: ['features'], imageSize: 32 };
+    expect(featurizerIdOf(config)).toBe((await createFeaturizer(config)).id);
+  });
+
   it('refuses images of the wrong size', async () => {
     const featurizer = await getFeaturizer({ kind: 'cnn', modelId: 'tiny', modelDir: dir, featureLayers: ['features'], imageSize: 32 });
     await expect(featurizer.featurize([new Uint8Array(10)])).rejects.toThrow(/expected 32x32x3/);
+  });
+});
+
+describe('featurizer id before loading (featurizerIdOf)', () => {
+  it('is the id the featurizer gets: the shipped TFLite default (its file hashed), pixels, the pixels fallback', async () => {
+    const env = (values: Record<string, string>) => featurizerConfigFromEnv(FeaturizeEnvSchema.parse(values));
+    const shipped = env({ MODEL_DIR: join(__dirname, '..', '..', '..', 'models', 'mobilenet_v2_1.0_224_quant') });
+    expect(featurizerIdOf(shipped)).toBe('mobilenet_v2_1.0_224_quant@7aad0c74/expanded_conv_12/add+Conv_1/Relu6/avg-sqrt@128');
+    expect(featurizerIdOf(shipped)).toBe((await createFeaturizer(shipped)).id);
+    expect(featurizerIdOf({ ...shipped, imageSize: 96 })).toBe('mobilenet_v2_1.0_224_quant@7aad0c74/expanded_conv_12/add+Conv_1/Relu6/avg-sqrt@96');
+    expect(featurizerIdOf(env({ FEATURIZER: 'pixels' }))).toBe('pixels-16x16');
+    const missing = env({ MODEL_DIR: join(tmpdir(), 'no-such-model-dir') });
+    expect(featurizerIdOf(missing)).toBe((await createFeaturizer(missing)).id);
   });
 });
 

@@ -1,0 +1,111 @@
+/** `--model-from` of the local run: what it finds, and the one line for each mistake, before anything starts. */
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KnnReferences } from '../../lambdas/core/knn';
+import { encodeKnnReferences, pcaModelJson } from '../../lambdas/core/pca-model';
+import { fitPca, ScatterAccumulator } from '../../lambdas/core/streaming-pca';
+import { runLocally } from '../../local/local-run';
+import { readModelFrom } from '../../local/model-from';
+
+describe('--model-from (local/model-from.ts)', () => {
+  let work: string;
+  let out: string;
+  beforeAll(() => {
+    work = mkdtempSync(join(tmpdir(), 'fruits-model-from-'));
+    out = join(work, 'out');
+  });
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  /** `<dir>/pca-model.json` of run `runId` (and its references when asked), as a run writes them. */
+  function writeModel(dir: string, runId: string, options: { references?: boolean; extra?: Record<string, unknown> } = {}): string {
+    const accumulator = new ScatterAccumulator(3);
+    accumulator.addRows(Float32Array.from([1, 2, 3, 2, 1, 0, 5, 5, 1, 0, 3, 3]), 4);
+    const fit = fitPca(accumulator.moments(), { components: 2 });
+    mkdirSync(dir, { recursive: true });
+    let pointer;
+    if (options.references) {
+      const references = new KnnReferences(2, 2, 'float32');
+      references.add('Kiwi', [1, 2]);
+      references.add('Lemon', [-1, 0]);
+      const encoded = encodeKnnReferences(
+        { runId, featurizer: 'pixels-16x16', k: 2 },
+        ['input/a/Training/Kiwi/1.jpg', 'input/a/Training/Lemon/1.jpg'],
+        references,
+      );
+      writeFileSync(join(dir, 'knn-references.fsh'), encoded.bytes);
+      pointer = encoded.pointer;
+    }
+    const model = pcaModelJson(fit, runId, 'pixels-16x16', { modelIds: [], imageSizes: [16], backends: [] }, { components: 2 }, pointer);
+    writeFileSync(join(dir, 'pca-model.json'), JSON.stringify({ ...model, ...options.extra }));
+    return join(dir, 'pca-model.json');
+  }
+
+  it('finds an earlier run by its id, or a pca-model.json (or its folder) by path, with the references beside it', () => {
+    const path = writeModel(join(out, 'run-a'), 'run-a', { references: true });
+    const byId = readModelFrom('run-a', out);
+    expect(byId).toMatchObject({
+      path,
+      key: 'results/run-a/pca-model.json',
+      model: { runId: 'run-a', featurizer: 'pixels-16x16', k: 2 },
+      references: { path: join(out, 'run-a', 'knn-references.fsh'), key: 'results/run-a/knn-references.fsh' },
+      digest: expect.stringMatching(/^run-a@[0-9a-f]{8}$/),
+    });
+    // Elsewhere on disk, e.g. downloaded with `fruits results`: the key comes from the model's run id.
+    const copy = writeModel(join(work, 'downloaded'), 'deployed-run');
+    const downloaded = readModelFrom(copy, out);
+    expect(downloaded).toMatchObject({ key: 'results/deployed-run/pca-model.json' });
+    expect(downloaded.references).toBeUndefined();
+    expect(readModelFrom(join(work, 'downloaded'), out).path).toBe(copy);
+  });
+
+  it('names each mistake in one line', () => {
+    writeFileSync(join(work, 'not-json.json'), 'not json {');
+    writeFileSync(join(work, 'other.json'), JSON.stringify({ format: 'sklearn-pca' }));
+    writeModel(join(work, 'lost'), 'lost', { extra: { knnReferences: { file: 'knn-references.fsh', count: 2, sha256: 'a'.repeat(64) } } });
+    writeModel(join(work, 'swapped'), 'swapped', { references: true });
+    writeModel(join(work, 'swapped-other'), 'swapped', { references: true, extra: { mean: [0, 0, 1] } });
+    writeFileSync(join(work, 'swapped', 'knn-references.fsh'), Buffer.from('FSH1 and not the model'));
+    writeModel(join(work, 'short'), 'short', { extra: { scale: [1] } });
+    mkdirSync(join(out, 'projected'), { recursive: true });
+    writeFileSync(join(out, 'projected', 'report.json'), JSON.stringify({ pca: { source: 'model', modelRunId: 'run-a' } }));
+    mkdirSync(join(out, 'failed-run'), { recursive: true });
+    const cases: [string, RegExp][] = [
+      [
+        'no-such-run',
+        /^--model-from no-such-run: no run no-such-run in .*\/out \(and no such file\): pass the run id of an earlier run, or a path to its pca-model.json$/,
+      ],
+      ['projected', /^--model-from projected: run projected fitted no model \(it projected with the model of run run-a\): use --model-from run-a$/],
+      ['failed-run', /^--model-from failed-run: .*failed-run\/pca-model.json does not exist: run failed-run wrote no model/],
+      [join(work, 'missing.json'), /^--model-from .*missing.json: no such file or folder$/],
+      [join(work, 'not-json.json'), /^--model-from .*not-json.json: .*not-json.json is not JSON/],
+      [
+        join(work, 'other.json'),
+        /^--model-from .*other.json: .*other.json is not a fruits-pipeline\/pca-model@1 file \(format "sklearn-pca"\): pass the pca-model.json of a run$/,
+      ],
+      [join(work, 'short'), /^--model-from .*short: .*is not a usable PCA model: scale holds 1 values, expected dim = 3/],
+      [
+        join(work, 'lost'),
+        /^--model-from .*lost: the model names its classifier's references knn-references.fsh, but .*lost\/knn-references.fsh does not exist: copy it beside/,
+      ],
+      [join(work, 'swapped'), /^--model-from .*swapped: .*swapped\/knn-references.fsh is not the references file of the model of run swapped/],
+    ];
+    for (const [value, message] of cases) expect(() => readModelFrom(value, out)).toThrow(message);
+  });
+
+  it('the local run refuses a model of another featurizer, or its own run id, before the store starts', async () => {
+    const dataset = join(work, 'photos');
+    mkdirSync(join(dataset, 'Kiwi'), { recursive: true });
+    writeFileSync(join(dataset, 'Kiwi', 'a.jpg'), 'not read');
+    const dataDir = join(work, 's3');
+    const model = writeModel(join(work, 'pixels-model'), 'pixels-run');
+    const run = (options: Parameters<typeof runLocally>[0]) =>
+      runLocally({ inputDir: dataset, dataDir, outDir: out, workers: 1, modelFrom: model, ...options });
+    // The shipped CNN would make other features than the model's raw pixels.
+    await expect(run({})).rejects.toThrow(
+      /^--model-from .*pixels-model\/pca-model.json: the model was fitted on features of pixels-16x16, this run would featurize with mobilenet_v2_1.0_224_quant@7aad0c74\/expanded_conv_12\/add\+Conv_1\/Relu6\/avg-sqrt@128: run with the featurizer settings of run pixels-run/,
+    );
+    await expect(run({ config: { featurizer: 'pixels' }, runId: 'pixels-run' })).rejects.toThrow(/--run-id pixels-run is the model's own run/);
+    expect(existsSync(join(dataDir, 'fruits-pipeline-local'))).toBe(false);
+  });
+});

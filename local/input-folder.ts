@@ -10,6 +10,9 @@ import { keyTooLong, uploadFiles } from '../client/folder-upload';
 import type { ItemProblem } from '../lambdas/contracts/events';
 import type { LocalS3Server } from './emulator/s3/s3-server';
 
+/** Files uploaded at once with `copyInput`. */
+export const UPLOAD_CONCURRENCY = 16;
+
 export interface InputFolder {
   readonly bucket: string;
   /** `input/<dataset>/` */

@@ -44,12 +44,11 @@ import { FunctionWorkerPool } from './emulator/function-worker-pool';
 import { runLocalExecution } from './emulator/local-execution';
 import { LocalS3Server, startLocalS3Server } from './emulator/s3/s3-server';
 import { synthesizePipeline } from './emulator/synthesized-definition';
-import { copyInputFolder, serveInputFolder } from './input-folder';
+import { copyInputFolder, serveInputFolder, UPLOAD_CONCURRENCY } from './input-folder';
 
 /** The local bucket: what `Ref <bucket>` resolves to in the local definition. */
 export const LOCAL_BUCKET = 'fruits-pipeline-local';
 const PROJECT_ROOT = resolve(__dirname, '..');
-const UPLOAD_CONCURRENCY = 16;
 
 /** Files hashed at once for the run id. */
 const DIGEST_CONCURRENCY = 16;

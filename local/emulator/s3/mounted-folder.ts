@@ -12,6 +12,7 @@
  * version from then on. A file deleted is a missing key. Both are noticed when the file is read,
  * from its size and mtime: a listing answers from the index as it stands.
  */
+import { fstatSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -112,7 +113,8 @@ export async function openMountedFile(key: string, indexed: MountedObject): Prom
     throw error;
   }
   try {
-    const stats = await handle.stat();
+    // Synchronous: the open just loaded the inode, and a thread-pool hop per GET costs more than the call.
+    const stats = fstatSync(handle.fd);
     if (!stats.isFile()) {
       await handle.close();
       return undefined;

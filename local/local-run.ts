@@ -12,9 +12,9 @@
  * 4. The run's outputs are copied to `<outDir>/<runId>/`.
  *
  * Idempotent: the run id is derived from the input's content and from the settings that change the
- * results (`resultSettings`: same images and settings, same run id; served in place or
- * copied alike), uploads skip objects whose ETag already matches, map results and shards are written to keys derived
- * from the run id, and the copy in `outDir` is replaced. A second run of the same folder
+ * results (`resultSettings`: same images and settings, same run id, served in place or copied),
+ * uploads skip objects whose ETag already matches, map results and shards are written to keys
+ * derived from the run id, and the copy in `outDir` is replaced. A second run of the same folder
  * with the same settings overwrites the first run's results instead of adding new ones; other
  * settings make another run id.
  */

@@ -4,7 +4,10 @@
  * tables for the terminal and for docs/BENCHMARKS.md.
  */
 import { spawn } from 'node:child_process';
+import { copyFileSync, linkSync, mkdirSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { datasetFiles } from '../client/dataset-folder';
 
 export interface Machine {
   readonly cores: number;
@@ -121,3 +124,36 @@ export function printTable(table: Table): void {
 
 /** Fixed decimals, as a number (tables stay numeric until printed). */
 export const fixed = (value: number, digits = 1): number => +value.toFixed(digits);
+
+/**
+ * `count` files of `source` (its `<split>/<label>/<file>` paths, cycled) under `copy<i>/` in `dir`:
+ * the same bytes as real photos under new keys, hard-linked where the filesystem allows.
+ */
+export function replicateFolder(source: string, dir: string, count: number, paths = [...datasetFiles(source)].map((file) => relative(source, file))): void {
+  for (let i = 0; i < count; i++) {
+    const path = paths[i % paths.length];
+    const target = join(dir, `copy${Math.floor(i / paths.length)}`, path);
+    mkdirSync(dirname(target), { recursive: true });
+    try {
+      linkSync(join(source, path), target);
+    } catch {
+      copyFileSync(join(source, path), target);
+    }
+  }
+}
+
+/** `doc` with the section under `heading` (up to the next `## ` heading) replaced by `text`, or `text` appended. */
+export function withDocSection(doc: string, heading: string, text: string): string {
+  const start = doc.indexOf(`\n${heading}\n`);
+  if (start < 0) return `${doc.trimEnd()}\n\n${text.trimEnd()}\n`;
+  const next = doc.indexOf('\n## ', start + heading.length + 1);
+  return `${doc.slice(0, start + 1)}${text.trimEnd()}\n${next < 0 ? '' : doc.slice(next)}`;
+}
+
+/** The section under `heading` in `doc`, or undefined. */
+export function docSection(doc: string, heading: string): string | undefined {
+  const start = doc.indexOf(`\n${heading}\n`);
+  if (start < 0) return undefined;
+  const next = doc.indexOf('\n## ', start + heading.length + 1);
+  return doc.slice(start + 1, next < 0 ? undefined : next + 1);
+}

@@ -1,6 +1,8 @@
 /**
- * The whole local pipeline (`runLocally`, what `npm start -- run <dir>` does) on N images: upload
- * to s3rver, the synthesized state machine, featurize in worker threads, aggregate.
+ * The whole local pipeline (`runLocally`, what `npm start -- run <dir>` does) on N images: the
+ * input folder served in place by the local S3 store (the `upload` phase is the time to index it;
+ * bench/input-mount.ts compares it with uploading a copy), the synthesized state machine,
+ * featurize in worker threads, aggregate.
  *
  *   npx tsx bench/end-to-end.ts                         # 2,000 images, 1 and 2 workers
  *   npx tsx bench/end-to-end.ts --images 10000 --rounds 1
@@ -11,16 +13,16 @@
  * N images are the shared Fruits-360 sample replicated under new keys
  * (`copy<i>/<split>/<label>/<file>`, same label and split folders): the same bytes as real
  * photos, so decode and inference cost what they cost on the sample. Each run gets a fresh S3 data
- * directory, so the upload is measured too, and runs in its own child process (peak RSS is the
+ * directory, and runs in its own child process (peak RSS is the
  * run's: the worker threads live in that process). Worker counts alternate (1 2 2 1 ...).
  */
-import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { datasetFiles } from '../client/dataset-folder';
 import { DEFAULT_MODEL_ID } from '../lambdas/contracts/handler-env';
 import { loadSample, MODELS, SAMPLE } from './accuracy';
-import { argValue, ChildResult, fixed, load, peakRssMb, runChild } from './bench-support';
+import { argValue, ChildResult, fixed, load, peakRssMb, replicateFolder, runChild } from './bench-support';
 import { readFeaturesCsv } from '../evaluate/knn';
 
 export interface EndToEndOptions {
@@ -51,8 +53,8 @@ export interface EndToEndCaseResult {
 export type EndToEndRow = EndToEndCaseResult | { images: number; workers: number; error: string };
 
 /** Images in the whole Fruits-360 (Training + Test, 103 classes, version 2019.05.06.1). */
-const WHOLE_FRUITS_360_IMAGES = 71_022;
-const FRUITS_360_103 = join(__dirname, '..', '..', 'shared', 'datasets', 'fruits-360-103');
+export const WHOLE_FRUITS_360_IMAGES = 71_022;
+export const FRUITS_360_103 = join(__dirname, '..', '..', 'shared', 'datasets', 'fruits-360-103');
 
 export interface WholeDatasetOptions {
   /** A dataset folder to run as it is. @default fruits-360-103 replicated to `images` */
@@ -132,23 +134,6 @@ function replicateSample(dir: string, count: number): void {
     count,
     loadSample().map((image) => image.path),
   );
-}
-
-/**
- * `count` files of `source` (its `<split>/<label>/<file>` paths, cycled) under `copy<i>/` in `dir`:
- * the same bytes as real photos under new keys, hard-linked where the filesystem allows.
- */
-function replicateFolder(source: string, dir: string, count: number, paths = [...datasetFiles(source)].map((file) => relative(source, file))): void {
-  for (let i = 0; i < count; i++) {
-    const path = paths[i % paths.length];
-    const target = join(dir, `copy${Math.floor(i / paths.length)}`, path);
-    mkdirSync(dirname(target), { recursive: true });
-    try {
-      linkSync(join(source, path), target);
-    } catch {
-      copyFileSync(join(source, path), target);
-    }
-  }
 }
 
 /** One local run in this process; `workers` undefined: the default (one per core). */

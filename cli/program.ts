@@ -95,6 +95,7 @@ export function buildProgram(clients: ClientFactory = defaultClients): Command {
     .option('--keep-server', 'leave the S3 server up afterwards to inspect it, and print its endpoint')
     .option('--json', 'print the summary as JSON')
     .option('--data-dir <dir>', 'where the local S3 server keeps its objects', '.s3-data')
+    .option('--copy-input', 'upload a copy of the folder into the local S3 server (as submit uploads to AWS) instead of serving it in place, read-only')
     .option('--out <dir>', "copy the run's outputs to <dir>/<runId>/", 'out')
     .action(async (dir: string | undefined, options) => {
       process.exitCode = await runCommand(dir, options);

@@ -20,6 +20,7 @@ export interface RunCommandOptions {
   readonly keepServer?: boolean;
   readonly json?: boolean;
   readonly dataDir: string;
+  readonly copyInput?: boolean;
   readonly out: string;
   readonly workers?: number;
   readonly runId?: string;
@@ -45,6 +46,7 @@ export async function runCommand(dir: string | undefined, options: RunCommandOpt
     result = await runLocally({
       inputDir: dir,
       dataDir: options.dataDir,
+      copyInput: options.copyInput,
       outDir: options.out,
       config,
       modelDir: options.modelDir,
@@ -83,7 +85,11 @@ function formatRunSummary(summary: LocalRunSummary): string {
   lines.push(
     `  time        upload ${t.upload.toFixed(1)} s, synth ${t.synth.toFixed(1)} s, featurize ${t.featurize.toFixed(1)} s${rate} on ${summary.workers} worker thread(s), aggregate ${t.aggregate.toFixed(1)} s`,
   );
-  lines.push(`  input       s3://${summary.bucket}/${summary.inputPrefix} (${summary.uploaded} uploaded, ${summary.alreadyPresent} already there)`);
+  const placed =
+    summary.served > 0 || summary.uploaded + summary.alreadyPresent === 0
+      ? `${summary.served} files served from the folder in place, read-only, none copied`
+      : `${summary.uploaded} uploaded, ${summary.alreadyPresent} already there`;
+  lines.push(`  input       s3://${summary.bucket}/${summary.inputPrefix} (${placed})`);
   lines.push(`  images      ${summary.processed} featurized, ${summary.failed} failed, ${summary.skipped} skipped (${summary.listed} objects listed)`);
   for (const { reason, count } of summary.failuresByReason.slice(0, 10)) lines.push(`    ${String(count).padStart(5)} x ${reason}`);
   if (summary.failuresByReason.length > 10) lines.push(`    ... ${summary.failuresByReason.length - 10} more reasons in report.json`);

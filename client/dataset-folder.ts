@@ -33,13 +33,23 @@ export function* datasetFiles(dir: string): Generator<string> {
   }
 }
 
+/** A file of a folder on disk: where it is, and its modification time when the folder was walked. */
+export interface FolderFile extends DatasetFile {
+  /** Absolute path on disk. */
+  readonly file: string;
+  /** `mtimeMs` of the same stat as `size`: with it, a later stat tells whether the file changed since. */
+  readonly mtimeMs: number;
+}
+
 /** The files of a folder, read from disk when uploaded. */
-export function folderFiles(root: string): DatasetFile[] {
+export function folderFiles(root: string): FolderFile[] {
   return [...datasetFiles(root)].map((file) => {
-    const size = statSync(file).size;
+    const { size, mtimeMs } = statSync(file);
     return {
       path: relative(root, file).split(sep).join('/'),
+      file,
       size,
+      mtimeMs,
       body: () => createReadStream(file),
       digests: once(() => uploadETags(createReadStream(file) as AsyncIterable<Buffer>, size)),
     };
@@ -56,6 +66,11 @@ export function datasetName(folder: string): string {
 /** The ETags of a file on disk (see `uploadETags`). */
 export async function localETags(file: string, size: number): Promise<string[]> {
   return (await uploadETags(createReadStream(file) as AsyncIterable<Buffer>, size)).etags;
+}
+
+/** The ETag S3 gives `content` uploaded as `uploadFiles` uploads it (lib-storage, UPLOAD_PART_SIZE parts). */
+export async function uploadETag(content: AsyncIterable<Buffer>, size: number): Promise<string> {
+  return (await uploadETags(content, size)).etags[0];
 }
 
 /**

@@ -61,8 +61,9 @@ export async function uploadFiles(s3: S3Client, options: UploadFilesOptions): Pr
   const refused: ItemProblem[] = [];
   await mapWithConcurrency(files, options.concurrency ?? 8, async (file) => {
     const key = `${prefix}${file.path}`;
-    if (Buffer.byteLength(key) > S3_KEY_MAX_BYTES) {
-      refused.push({ key, reason: `not uploaded: the object key is longer than the ${S3_KEY_MAX_BYTES} bytes S3 allows (shorten the file or folder name)` });
+    const tooLong = keyTooLong(key);
+    if (tooLong) {
+      refused.push(tooLong);
     } else if (!(await alreadyThere(existing.get(key), file))) {
       try {
         await new Upload({ client: s3, params: { Bucket: bucket, Key: key, Body: file.body() }, partSize: UPLOAD_PART_SIZE, queueSize: 4 }).done();
@@ -76,6 +77,12 @@ export async function uploadFiles(s3: S3Client, options: UploadFilesOptions): Pr
     options.onProgress?.(++done, files.length);
   });
   return { uploaded, skipped: files.length - uploaded - refused.length, bytes, refused };
+}
+
+/** The problem S3 has with `key` before any request: a key longer than it allows. */
+export function keyTooLong(key: string): ItemProblem | undefined {
+  if (Buffer.byteLength(key) <= S3_KEY_MAX_BYTES) return undefined;
+  return { key, reason: `not uploaded: the object key is longer than the ${S3_KEY_MAX_BYTES} bytes S3 allows (shorten the file or folder name)` };
 }
 
 async function alreadyThere(present: _Object | undefined, file: DatasetFile): Promise<boolean> {

@@ -1,8 +1,9 @@
 /**
  * The embedded default: the whole pipeline on this machine, no AWS account.
  *
- * 1. An S3-compatible server on loopback (s3rver) keeps its objects in `dataDir`; the images are
- *    uploaded under `input/<dataset>/` exactly as a user would upload them to AWS.
+ * 1. An S3-compatible server on loopback (s3rver) keeps its objects in `dataDir` and serves the
+ *    input folder itself under `input/<dataset>/`, read-only, listed as its upload would list
+ *    (input-folder.ts); with `copyInput` the images are uploaded instead, as `submit` uploads them.
  * 2. The state machine definition is the synthesized stack's (`synthesized-definition.ts`), run by
  *    aws-local-stepfunctions with the Distributed Map emulated (`local-execution.ts`).
  * 3. The Lambda functions are their handler modules in worker threads: featurize with one thread
@@ -16,9 +17,9 @@
  * by the execution input's `pcaModel`.
  *
  * Idempotent: the run id is derived from the input's content and from the settings that change the
- * results (`resultSettings`: same images and settings, same run id), uploads
- * skip objects whose ETag already matches, map results and shards are written to keys derived
- * from the run id, and the copy in `outDir` is replaced. A second run of the same folder
+ * results (`resultSettings`: same images and settings, same run id, served in place or copied),
+ * uploads skip objects whose ETag already matches, map results and shards are written to keys
+ * derived from the run id, and the copy in `outDir` is replaced. A second run of the same folder
  * with the same settings overwrites the first run's results instead of adding new ones; other
  * settings make another run id.
  */
@@ -38,9 +39,8 @@ import { describeIncompleteAccounting, InputAccounting, InputAccountingReport } 
 import { defaultModelDir, hasModel } from '../lambdas/core/model-loader';
 import type { RunReport } from '../lambdas/core/run-report';
 import type { ClassificationReport } from '../lambdas/core/classification';
-import { DatasetFile, datasetName, folderFiles } from '../client/dataset-folder';
+import { datasetName, folderFiles, type FolderFile } from '../client/dataset-folder';
 import { countReasons, readMapRunFacts } from '../client/failed-run';
-import { uploadFiles } from '../client/folder-upload';
 import { downloadRunOutputs } from '../client/run-outputs';
 import { PipelineConfigError, type PipelineConfigInput } from '../lib/config';
 import { knnAccuracy, KnnResult, readFeaturesCsv } from '../evaluate/knn';
@@ -51,11 +51,11 @@ import { FunctionWorkerPool } from './emulator/function-worker-pool';
 import { runLocalExecution } from './emulator/local-execution';
 import { LocalS3Server, startLocalS3Server } from './emulator/s3/s3-server';
 import { synthesizePipeline } from './emulator/synthesized-definition';
+import { copyInputFolder, serveInputFolder, UPLOAD_CONCURRENCY } from './input-folder';
 
 /** The local bucket: what `Ref <bucket>` resolves to in the local definition. */
 export const LOCAL_BUCKET = 'fruits-pipeline-local';
 const PROJECT_ROOT = resolve(__dirname, '..');
-const UPLOAD_CONCURRENCY = 16;
 
 /** Files hashed at once for the run id. */
 const DIGEST_CONCURRENCY = 16;
@@ -65,6 +65,11 @@ export interface LocalRunOptions {
   readonly inputDir?: string;
   /** Where the S3 server stores objects. @default ./.s3-data */
   readonly dataDir?: string;
+  /**
+   * Upload a copy of the input folder into the store (as `submit` uploads to AWS) instead of
+   * serving the folder in place. @default false
+   */
+  readonly copyInput?: boolean;
   /** Outputs are copied to `<outDir>/<runId>/`. @default ./out */
   readonly outDir?: string;
   /** Pipeline settings (batchSize, maxConcurrency, pcaComponents, pcaVarianceThreshold, imageSize, featurizer...). */
@@ -96,7 +101,7 @@ export interface LocalRunOptions {
 
 export interface RunProgress {
   readonly phase: 'upload' | 'featurize' | 'aggregate';
-  /** Objects in the phase: files to upload, or items the map run listed. */
+  /** Objects in the phase: files to upload (or serve), or items the map run listed. */
   readonly total: number;
   readonly done: number;
   /** Images that could not be featurized (bad files and items of failed batches). */
@@ -110,8 +115,12 @@ export interface LocalRunSummary {
   readonly inputPrefix: string;
   readonly endpoint: string;
   readonly bucket: string;
+  /** Files copied into the store (`copyInput`). */
   readonly uploaded: number;
+  /** Files whose copy was already in the store (`copyInput`). */
   readonly alreadyPresent: number;
+  /** Files served from the input folder in place (the default): none copied. */
+  readonly served: number;
   /** Objects the map run listed (images and anything else under the prefix). */
   readonly listed: number;
   readonly processed: number;
@@ -135,7 +144,10 @@ export interface LocalRunSummary {
   /** The settings that change the results, and their digest (the run id's last part). */
   readonly settings: RunSettingsDigest;
   readonly seconds: number;
-  /** Wall time of each phase, seconds: upload, synth (definition), featurize (the map run), aggregate. */
+  /**
+   * Wall time of each phase, seconds: upload (the copy, or indexing the folder to serve it),
+   * synth (definition), featurize (the map run), aggregate.
+   */
   readonly phaseSeconds: Record<'upload' | 'synth' | 'featurize' | 'aggregate', number>;
   /** Featurize worker threads. */
   readonly workers: number;
@@ -162,7 +174,7 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
 
   const badRunId = options.runId === undefined ? undefined : invalidName(options.runId, 'run id');
   if (badRunId) throw new Error(badRunId);
-  const { dataset, files } = await readInput(options.inputDir);
+  const { dataset, root, files } = await readInput(options.inputDir);
   const inputPrefix = datasetInputPrefix(dataset);
   // Everything that can be wrong with the request is found before anything is uploaded: the
   // settings (the synth validates them), the model, the folders the run writes to.
@@ -187,15 +199,12 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
   const pools: FunctionWorkerPool[] = [];
   try {
     const mark = { start: performance.now(), uploaded: 0, mapStarted: 0, mapFinished: 0, finished: 0 };
-    // The prefix holds exactly the folder: the local store is the run's own, so stale objects go.
-    const upload = await uploadFiles(s3, {
-      bucket: LOCAL_BUCKET,
-      prefix: inputPrefix,
-      files,
-      concurrency: UPLOAD_CONCURRENCY,
-      deleteStale: true,
-      onProgress: (done, total) => options.onProgress?.({ phase: 'upload', total, done, failed: 0 }),
-    });
+    const onUploadProgress = (done: number, total: number) => options.onProgress?.({ phase: 'upload', total, done, failed: 0 });
+    const input = { bucket: LOCAL_BUCKET, prefix: inputPrefix, root, files };
+    const placed = options.copyInput
+      ? await copyInputFolder(s3, input, { concurrency: UPLOAD_CONCURRENCY, onProgress: onUploadProgress })
+      : await serveInputFolder(server, input);
+    if (!options.copyInput) onUploadProgress(files.length, files.length);
 
     // The saved model where the execution input points: results/<model runId>/ of the local store.
     if (savedModel) {
@@ -280,14 +289,14 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
       execution.status === 'SUCCEEDED'
         ? accountForInputFolder(
             files.map((file) => `${inputPrefix}${file.path}`),
-            upload.refused,
+            placed.refused,
             rows,
             report,
           )
         : undefined;
     const incomplete = accounting && !accounting.complete ? describeIncompleteAccounting(accounting, 'files of the input folder') : undefined;
     if (incomplete) notice(`Run ${runId} FAILED: ${incomplete}`);
-    const refusedReasons = countReasons(upload.refused);
+    const refusedReasons = countReasons(placed.refused);
 
     const summary: LocalRunSummary = {
       runId,
@@ -296,14 +305,15 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
       inputPrefix,
       endpoint: server.endpoint,
       bucket: LOCAL_BUCKET,
-      uploaded: upload.uploaded,
-      alreadyPresent: upload.skipped,
+      uploaded: placed.uploaded,
+      alreadyPresent: placed.alreadyPresent,
+      served: placed.served,
       listed: progress.total,
       processed: report?.counts.processed ?? aggregate?.counts.processed ?? batches.processed,
-      failed: (report?.counts.failed ?? aggregate?.counts.failed ?? batches.failed) + upload.refused.length,
+      failed: (report?.counts.failed ?? aggregate?.counts.failed ?? batches.failed) + placed.refused.length,
       skipped: report?.counts.skipped ?? aggregate?.counts.skipped ?? batches.skipped,
       failuresByReason: [...refusedReasons, ...(report?.failed.byReason ?? batches.byReason)],
-      notUploaded: upload.refused,
+      notUploaded: placed.refused,
       accounting,
       featurizer: report ? Object.keys(report.featurizer.ids).join(', ') || undefined : batches.featurizer,
       backends: report?.featurizer.backends ?? batches.backends,
@@ -342,15 +352,15 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
 /** Real Fruits-360 photos shipped with the project (datasets/fruits-360-demo/README.md): `npm start`'s input. */
 export const DEMO_PHOTOS = resolve(__dirname, '..', 'datasets', 'fruits-360-demo', 'images');
 
-/** The images to upload: the folder's files, or the demo photos. */
-async function readInput(inputDir: string | undefined): Promise<{ dataset: string; files: DatasetFile[] }> {
-  if (inputDir === undefined) return { dataset: 'demo', files: folderFiles(DEMO_PHOTOS) };
+/** The input: the folder's files, or the demo photos. */
+async function readInput(inputDir: string | undefined): Promise<{ dataset: string; root: string; files: FolderFile[] }> {
+  if (inputDir === undefined) return { dataset: 'demo', root: DEMO_PHOTOS, files: folderFiles(DEMO_PHOTOS) };
   const root = resolve(inputDir);
   if (!existsSync(root)) throw new Error(`input folder ${inputDir} does not exist`);
   if (!statSync(root).isDirectory()) throw new Error(`${inputDir} is not a directory`);
   const files = folderFiles(root);
   if (files.length === 0) throw new Error(`${inputDir} holds no files`);
-  return { dataset: datasetName(basename(root)), files };
+  return { dataset: datasetName(basename(root)), root, files };
 }
 
 /** The module a local task runs: the handler's source, or its bundle when one is given. */

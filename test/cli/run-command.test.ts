@@ -62,13 +62,45 @@ describe('fruits run (process)', () => {
     );
     expect({ status: run.status, stderr: run.stderr.slice(-2000) }).toEqual({ status: 0, stderr: expect.any(String) });
     const summary = JSON.parse(run.stdout);
-    expect(summary).toMatchObject({ status: 'SUCCEEDED', dataset: 'tiny-fruits', processed: 20, failed: 0, components: 3, workers: 1 });
+    // Served from the folder in place by default: nothing copied.
+    expect(summary).toMatchObject({
+      status: 'SUCCEEDED',
+      dataset: 'tiny-fruits',
+      processed: 20,
+      failed: 0,
+      components: 3,
+      workers: 1,
+      served: 20,
+      uploaded: 0,
+    });
     expect(readdirSync(join(work, 'out', summary.runId))).toEqual(
       expect.arrayContaining(['features.csv', 'features.parquet', 'predictions.csv', 'report.html', 'README.txt']),
     );
     // The run id ends with the digest of the settings that change the results.
     expect(summary.runId).toMatch(new RegExp(`^tiny-fruits-[0-9a-f]{12}-${summary.settings.digest}$`));
     expect(summary.settings.values).toMatchObject({ FEATURIZER: 'pixels', PCA_COMPONENTS: '3', KNN_NEIGHBOURS: '5' });
+
+    // --copy-input uploads a copy instead, to the same run; the text summary says which.
+    const copied = cli(
+      'run',
+      dataset,
+      '--copy-input',
+      '--featurizer',
+      'pixels',
+      '--components',
+      '3',
+      '--batch-size',
+      '7',
+      '--workers',
+      '1',
+      '--data-dir',
+      join(work, 's3'),
+      '--out',
+      join(work, 'out'),
+    );
+    expect({ status: copied.status, stderr: copied.stderr.slice(-2000) }).toEqual({ status: 0, stderr: expect.any(String) });
+    expect(copied.stdout).toContain(`Run ${summary.runId}: SUCCEEDED`);
+    expect(copied.stdout).toMatch(/input {7}s3:\/\/\S+\/input\/tiny-fruits\/ \(20 uploaded, 0 already there\)/);
 
     const bad = cli('run', dataset, '--batch-size', 'zero');
     expect(bad.status).not.toBe(0);

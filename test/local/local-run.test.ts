@@ -29,13 +29,14 @@ describe('local run (embedded default)', () => {
   });
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-  it('runs the shipped demo photos offline with the shipped default CNN, and a second run duplicates nothing', async () => {
+  it('runs the shipped demo photos offline with the shipped default CNN, a second run duplicates nothing, and a copy gives the same run', async () => {
     const dataDir = join(work, 'demo-s3');
     const outDir = join(work, 'demo-out');
     // What a fresh clone does with `npm start`: nothing from ../shared, no download.
     const options = { dataDir, outDir, config: { batchSize: 40 }, workers: 2 };
     const first = (await runLocally(options)).summary;
-    expect(first).toMatchObject({ status: 'SUCCEEDED', dataset: 'demo', processed: 108, failed: 0, skipped: 0, uploaded: 108, notices: [] });
+    // The folder is served in place: nothing copied into the store.
+    expect(first).toMatchObject({ status: 'SUCCEEDED', dataset: 'demo', processed: 108, failed: 0, skipped: 0, served: 108, uploaded: 0, notices: [] });
     expect(first.featurizer).toBe('mobilenet_v2_1.0_224_quant@7aad0c74/expanded_conv_12/add+Conv_1/Relu6/avg-sqrt@128');
     expect(first.knn).toMatchObject({ scored: 36, references: 72 });
     // 12 references and 6 queries per class, PCA on 108 rows: a smoke check that the real CNN runs
@@ -47,12 +48,20 @@ describe('local run (embedded default)', () => {
     );
     const storedAfterFirst = listFiles(dataDir);
 
+    const features = readFileSync(join(outDir, first.runId, 'features.csv'));
+
     const second = (await runLocally(options)).summary;
-    expect(second).toMatchObject({ status: 'SUCCEEDED', runId: first.runId, uploaded: 0, alreadyPresent: 108, processed: 108 });
+    expect(second).toMatchObject({ status: 'SUCCEEDED', runId: first.runId, served: 108, uploaded: 0, processed: 108 });
     // As many objects in the store (shards, map results, outputs overwritten, not added; each version
     // of an object gets a new file name), same output folder.
     expect(listFiles(dataDir)).toHaveLength(storedAfterFirst.length);
     expect(readdirSync(outDir)).toEqual([first.runId]);
+
+    // Uploaded as a copy instead: the same objects (keys, ETags), so the same run, shards and features.
+    const copied = (await runLocally({ ...options, copyInput: true })).summary;
+    expect(copied).toMatchObject({ status: 'SUCCEEDED', runId: first.runId, served: 0, uploaded: 108, alreadyPresent: 0, processed: 108 });
+    expect(listFiles(dataDir)).toHaveLength(storedAfterFirst.length + 108);
+    expect(readFileSync(join(outDir, first.runId, 'features.csv')).equals(features)).toBe(true);
   });
 
   it("projects a second folder with the first run's model (--model-from): no refit, the same components for the images of both", async () => {

@@ -12,6 +12,10 @@
  *   the previous version or the new one, never a part;
  * - `uploads/<upload id>/`: multipart uploads in progress, one file per part and ETag;
  * - `<type>.xml`: the bucket's CORS or website configuration.
+ *
+ * A folder on disk can also be mounted under a prefix (mounted-folder.ts): its files are listed
+ * and read as objects, read-only, and never recorded in the journal. Objects stored under that
+ * prefix before stay in the journal, hidden while the mount lasts (the process's lifetime).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
@@ -21,6 +25,17 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { S3_KEY_MAX_BYTES } from '../../../lambdas/contracts/bucket-layout';
+import {
+  isMountedObject,
+  mountedKeyIsReadOnly,
+  mountedMetadata,
+  mountEntries,
+  openMountedFile,
+  prefixesOverlap,
+  type FolderMount,
+  type Mount,
+  type MountedObject,
+} from './mounted-folder';
 import { JournalWriter, replayJournal, rewriteJournal, type JournalRecord, type StoredObject } from './object-journal';
 import {
   ALLOWED_METADATA,
@@ -51,11 +66,16 @@ const JOURNAL_FILE = 'journal.jsonl';
 const UPLOAD_FILE = 'upload.json';
 const BUCKET_SUBRESOURCES = ['cors', 'website'];
 
+/** An object of the index: stored by the store, or a file of a mounted folder. */
+type IndexedObject = StoredObject | MountedObject;
+
 interface BucketState {
   readonly name: string;
   readonly dir: string;
   readonly creationDate: Date;
-  readonly objects: Utf8KeyIndex<StoredObject>;
+  readonly objects: Utf8KeyIndex<IndexedObject>;
+  /** Folders served under a prefix, read-only; at most one per key. */
+  readonly mounts: Mount[];
   readonly journal: JournalWriter;
   /** CORS/website XML, by type: s3rver's middleware asks for both on every object request. */
   readonly subresources: Map<string, string>;
@@ -136,6 +156,23 @@ export class JournaledObjectStore {
     mkdirSync(this.root, { recursive: true });
   }
 
+  // Mounted folders
+
+  /**
+   * Serves `mount.files` under `mount.prefix`, read-only, in place of whatever the store holds
+   * there (see mounted-folder.ts); returns how many keys it serves. Nothing is copied or recorded.
+   */
+  mountFolder(bucketName: string, mount: FolderMount): number {
+    const bucket = this.requireBucket(bucketName);
+    const clash = bucket.mounts.find((other) => prefixesOverlap(other.prefix, mount.prefix));
+    if (clash) throw new Error(`cannot mount ${mount.root} at ${mount.prefix}: ${clash.root} is mounted at ${clash.prefix}`);
+    const { mount: shared, entries } = mountEntries(mount);
+    for (const [key] of bucket.objects.entries()) if (key.startsWith(mount.prefix)) bucket.objects.delete(key);
+    for (const [key, entry] of entries) bucket.objects.set(key, entry);
+    bucket.mounts.push(shared);
+    return entries.length;
+  }
+
   // Listing
 
   /** s3rver's ListObjects (V1) entry point: S3's order and paging, `startAfter` as the marker. */
@@ -152,7 +189,7 @@ export class JournaledObjectStore {
   listPage(bucketName: string, query: ListQuery): ObjectListing {
     const bucket = this.requireBucket(bucketName);
     if (query.maxKeys < 1) return { objects: [], commonPrefixes: [], isTruncated: false };
-    const page: ListPage<StoredObject> = bucket.objects.list(query);
+    const page: ListPage<IndexedObject> = bucket.objects.list(query);
     return {
       objects: page.objects.map(({ key, value }) => new S3Object(bucketName, key, null, s3rverMetadata(value))),
       commonPrefixes: page.commonPrefixes,
@@ -177,6 +214,7 @@ export class JournaledObjectStore {
     for (;;) {
       const stored = bucket?.objects.get(key);
       if (!bucket || !stored) return null;
+      if (isMountedObject(stored)) return this.getMountedObject(bucket, key, stored, options);
       const object = new S3Object(bucketName, key, null, s3rverMetadata(stored));
       const range = { start: options?.start ?? 0, end: Math.min(options?.end ?? Infinity, Math.max(0, stored.size - 1)) };
       if (options?.start !== undefined || options?.end !== undefined) object.range = range;
@@ -193,9 +231,36 @@ export class JournaledObjectStore {
     }
   }
 
+  /** A mounted file as an object, from the file as it is now (a changed file is a new version). */
+  private async getMountedObject(
+    bucket: BucketState,
+    key: string,
+    indexed: MountedObject,
+    options: { start?: number; end?: number } | undefined,
+  ): Promise<S3ObjectInstance | null> {
+    const opened = await openMountedFile(key, indexed);
+    // Deleted or overwritten on disk: the index follows, so listings agree with what a GET found.
+    if (bucket.objects.get(key) === indexed) {
+      if (!opened) bucket.objects.delete(key);
+      else if (opened.current !== indexed) bucket.objects.set(key, opened.current);
+    }
+    if (!opened) return null;
+    const { handle, current } = opened;
+    const object = new S3Object(bucket.name, key, null, s3rverMetadata(current));
+    const range = { start: options?.start ?? 0, end: Math.min(options?.end ?? Infinity, Math.max(0, current.size - 1)) };
+    if (options?.start !== undefined || options?.end !== undefined) object.range = range;
+    if (range.start < 0 || range.end < range.start) {
+      await handle.close();
+      return object;
+    }
+    object.content = handle.createReadStream({ start: range.start, end: range.end });
+    return object;
+  }
+
   async putObject(object: S3ObjectInstance): Promise<{ size: number; md5: string }> {
     const bucket = this.requireBucket(object.bucket);
     refuseLongKey(object.key, object.content);
+    this.refuseMountedKey(bucket, object.key, object.content);
     const body = await receiveBody(bucket, object.content!);
     await this.commit(bucket, object.key, body.path, { size: body.size, etag: body.md5, metadata: storedMetadata(object.metadata) });
     return { size: body.size, md5: body.md5 };
@@ -211,8 +276,21 @@ export class JournaledObjectStore {
     const source = this.requireBucket(srcBucket);
     const target = this.requireBucket(destBucket);
     refuseLongKey(destKey);
+    this.refuseMountedKey(target, destKey);
+    const noSuchKey = () => new S3Error('NoSuchKey', 'The specified key does not exist.', { Key: srcKey });
     const stored = source.objects.get(srcKey);
-    if (!stored) throw new S3Error('NoSuchKey', 'The specified key does not exist.', { Key: srcKey });
+    if (!stored) throw noSuchKey();
+    if (isMountedObject(stored)) {
+      const read = await this.getMountedObject(source, srcKey, stored, undefined);
+      if (!read) throw noSuchKey();
+      const body = await receiveBody(target, read.content as Readable);
+      const copy = await this.commit(target, destKey, body.path, {
+        size: body.size,
+        etag: JSON.parse(read.metadata.etag) as string,
+        metadata: replacementMetadata ? storedMetadata(replacementMetadata) : {},
+      });
+      return s3rverMetadata(copy);
+    }
     const aside = tmpPath(target);
     await copyFile(dataPath(source, stored.file), aside);
     const copy = await this.commit(target, destKey, aside, {
@@ -226,6 +304,7 @@ export class JournaledObjectStore {
 
   async deleteObject(bucketName: string, key: string): Promise<void> {
     const bucket = this.requireBucket(bucketName);
+    this.refuseMountedKey(bucket, key);
     if (bucket.objects.has(key)) await this.record(bucket, key, undefined);
   }
 
@@ -234,6 +313,7 @@ export class JournaledObjectStore {
   async initiateUpload(bucketName: string, key: string, uploadId: string, metadata: Record<string, unknown>): Promise<void> {
     const bucket = this.requireBucket(bucketName);
     refuseLongKey(key);
+    this.refuseMountedKey(bucket, key);
     const dir = uploadDir(bucket, uploadId);
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, UPLOAD_FILE), JSON.stringify({ key, metadata: storedMetadata(metadata) }));
@@ -265,6 +345,8 @@ export class JournaledObjectStore {
     const bucket = this.requireBucket(bucketName);
     const dir = await existingUploadDir(bucket, uploadId);
     const upload = JSON.parse(await readFile(join(dir, UPLOAD_FILE), 'utf8')) as { key: string; metadata: ObjectMetadata };
+    // Initiated before the folder was mounted there.
+    this.refuseMountedKey(bucket, upload.key);
     const files: { path: string; size: number }[] = [];
     for (const [index, part] of parts.entries()) {
       if (index > 0 && part.number <= parts[index - 1].number) {
@@ -321,7 +403,8 @@ export class JournaledObjectStore {
   async getSubresource(bucketName: string, key: string | undefined, type: string): Promise<SubresourceConfig | null> {
     const bucket = this.buckets.get(bucketName);
     const Model = getConfigModel(type);
-    const xml = key === undefined ? bucket?.subresources.get(type) : bucket?.objects.get(key)?.subresources?.[type];
+    const object = key === undefined ? undefined : bucket?.objects.get(key);
+    const xml = key === undefined ? bucket?.subresources.get(type) : object && !isMountedObject(object) ? object.subresources?.[type] : undefined;
     return Model && xml !== undefined ? new Model(xml) : null;
   }
 
@@ -346,8 +429,9 @@ export class JournaledObjectStore {
       }
       return;
     }
+    this.refuseMountedKey(bucket, key);
     const stored = bucket.objects.get(key);
-    if (!stored) throw new S3Error('NoSuchKey', 'The specified key does not exist.', { Key: key });
+    if (!stored || isMountedObject(stored)) throw new S3Error('NoSuchKey', 'The specified key does not exist.', { Key: key });
     const subresources = { ...stored.subresources };
     if (xml === undefined) delete subresources[type];
     else subresources[type] = xml;
@@ -385,7 +469,14 @@ export class JournaledObjectStore {
       if (bucket.objects.get(key) === stored) setOrDelete(bucket.objects, key, previous);
       throw error;
     }
-    if (previous && previous.file !== stored?.file) await unlink(dataPath(bucket, previous.file)).catch(ignoreNotFound);
+    if (previous && !isMountedObject(previous) && previous.file !== stored?.file) await unlink(dataPath(bucket, previous.file)).catch(ignoreNotFound);
+  }
+
+  /** A write to a key of a mounted folder is refused, its body drained (see refuseLongKey). */
+  private refuseMountedKey(bucket: BucketState, key: string, body?: Readable | Buffer | null): void {
+    if (!bucket.mounts.some((mount) => key.startsWith(mount.prefix))) return;
+    if (body && !Buffer.isBuffer(body)) body.resume();
+    throw mountedKeyIsReadOnly(key);
   }
 
   private requireBucket(name: string): BucketState {
@@ -421,13 +512,14 @@ async function openBucket(dir: string, name: string): Promise<BucketState> {
     name,
     dir,
     creationDate: (await stat(dir)).birthtime,
-    objects: new Utf8KeyIndex(objects),
+    objects: new Utf8KeyIndex<IndexedObject>(objects),
+    mounts: [],
     journal: await JournalWriter.open(journalPath, journalLength),
     subresources,
   };
 }
 
-function setOrDelete(objects: Utf8KeyIndex<StoredObject>, key: string, stored: StoredObject | undefined): void {
+function setOrDelete(objects: Utf8KeyIndex<IndexedObject>, key: string, stored: IndexedObject | undefined): void {
   if (stored) objects.set(key, stored);
   else objects.delete(key);
 }
@@ -530,12 +622,13 @@ function storedMetadata(headers: Record<string, unknown>): ObjectMetadata {
   return kept;
 }
 
-/** The metadata s3rver's controllers expect, intrinsic values included. */
-function s3rverMetadata(object: StoredObject): Record<string, unknown> {
+/** The metadata s3rver's controllers expect, intrinsic values included; a mounted file's are its upload's. */
+function s3rverMetadata(object: IndexedObject): Record<string, unknown> {
+  const mounted = isMountedObject(object);
   return {
-    ...object.metadata,
+    ...(mounted ? mountedMetadata(object) : object.metadata),
     etag: JSON.stringify(object.etag),
-    'last-modified': new Date(object.lastModified).toUTCString(),
+    'last-modified': new Date(mounted ? object.mtimeMs : object.lastModified).toUTCString(),
     'content-length': object.size,
   };
 }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { createS3Client } from '../../../lambdas/aws/s3-client';
 import { listObjectsV2 } from './list-objects-v2';
+import type { FolderMount } from './mounted-folder';
 import { JournaledObjectStore } from './object-store';
 import type { KoaMiddleware } from './s3rver-models';
 import { abortMultipartUpload, keyAsOnePathSegment, missingObjectsAsAccessDenied, xmlWithLineBreaksEscaped } from './s3rver-middleware';
@@ -33,6 +34,11 @@ export interface LocalS3Server {
   /** Environment that points `createS3Client` (and so every handler) at this server. */
   readonly env: Record<string, string>;
   readonly client: S3Client;
+  /**
+   * Serve a folder's files read-only under `mount.prefix` of `bucket`, without copying them
+   * (mounted-folder.ts); returns the number of keys served. Lasts until the server closes.
+   */
+  mountFolder(bucket: string, mount: FolderMount): number;
   close(): Promise<void>;
 }
 
@@ -74,6 +80,7 @@ export async function startLocalS3Server(options: LocalS3ServerOptions = {}): Pr
     directory,
     env,
     client,
+    mountFolder: (bucket, mount) => store.mountFolder(bucket, mount),
     async close() {
       client.destroy();
       await server.close();

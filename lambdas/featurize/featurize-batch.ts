@@ -51,6 +51,8 @@ const SUMMARY_LISTS_BYTE_BUDGET = 96 * 1024;
 
 /** The fewest images an inference starts with (but the batch's last): tiny ones cost more per image. */
 const MIN_INFER_IMAGES = 8;
+/** Inferences handed to the featurizer before the first of them is collected. */
+const INFERENCES_IN_FLIGHT = 2;
 
 /**
  * The shard is written for every batch, even one without a single good image: its header is the
@@ -77,7 +79,8 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
   const keys: string[] = [];
   const labels: string[] = [];
   const vectorChunks: Float32Array[] = [];
-  // readWait: time the model waited for decoded images (reads and decodes overlap inference).
+  // readWait: time the model had nothing to run, waiting for decoded images; infer: time at least
+  // one inference was running (reads and decodes overlap both).
   const timings = { readWait: 0, decode: 0, infer: 0 };
   // Summed per object (reads and decodes overlap): the metrics' per-image means.
   const perObject = { readMs: 0, reads: 0, decodes: 0 };
@@ -98,13 +101,28 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
   // Images are read and decoded ahead (at most two inference chunks beyond the model, which bounds
   // memory) while the model runs on its own thread; each inference takes what is ready, in order,
   // so the model starts on the first few images instead of waiting for a whole chunk, and the last
-  // inference of the batch is small (bench/featurize.ts measures the overlap).
+  // inference of the batch is small. The next inference is handed over before the current one
+  // returns, so the model's thread never waits for this thread to collect a result
+  // (bench/featurize.ts measures the overlap).
   const reads = new OrderedReadAhead(toRead, settings.readConcurrency, 2 * settings.chunkSize, readAndDecode);
+  const inferences: Promise<Float32Array>[] = [];
+  let inferring = 0;
+  let inferStarted = 0;
+  const infer = (images: Uint8Array[]): Promise<Float32Array> => {
+    if (inferring++ === 0) inferStarted = performance.now();
+    const result = featurizer.featurize(images).finally(() => {
+      if (--inferring === 0) timings.infer += performance.now() - inferStarted;
+    });
+    // Awaited in order below; until then its failure must not count as an unhandled rejection.
+    result.catch(() => undefined);
+    return result;
+  };
   let position = 0;
   while (reads.remaining > 0) {
     const waitStarted = performance.now();
+    const modelIdle = inferring === 0;
     const outcomes = await reads.take(Math.min(MIN_INFER_IMAGES, settings.chunkSize), settings.chunkSize);
-    timings.readWait += performance.now() - waitStarted;
+    if (modelIdle) timings.readWait += performance.now() - waitStarted;
     const images: Uint8Array[] = [];
     outcomes.forEach((outcome) => {
       const { key, label } = toRead[position++];
@@ -115,12 +133,10 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
         labels.push(label);
       }
     });
-    if (images.length > 0) {
-      const inferStarted = performance.now();
-      vectorChunks.push(await featurizer.featurize(images));
-      timings.infer += performance.now() - inferStarted;
-    }
+    if (images.length > 0) inferences.push(infer(images));
+    if (inferences.length >= INFERENCES_IN_FLIGHT) vectorChunks.push(await inferences.shift()!);
   }
+  for (const inference of inferences) vectorChunks.push(await inference);
 
   const header: ShardHeader = {
     featurizer: featurizer.id,

@@ -227,12 +227,14 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
       size: Math.min(options.workers ?? availableParallelism(), pipeline.config.maxConcurrency),
       environment: featurizeEnv,
       timeoutSeconds: pipeline.featurize.timeoutSeconds,
+      memorySizeMb: pipeline.featurize.memorySizeMb,
     });
     const aggregatePool = new FunctionWorkerPool({
       modulePath: handlerModule('aggregate', options.bundledHandlersDir),
       size: 1,
       environment: { ...pipeline.aggregate.environment, ...server.env, ...quiet },
       timeoutSeconds: pipeline.aggregate.timeoutSeconds,
+      memorySizeMb: pipeline.aggregate.memorySizeMb,
     });
     pools.push(featurizePool, aggregatePool);
 

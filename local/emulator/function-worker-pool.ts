@@ -36,6 +36,12 @@ export interface FunctionWorkerPoolProps {
    * `Sandbox.Timedout`, as in Lambda. @default no limit
    */
   readonly timeoutSeconds?: number;
+  /**
+   * The function's memory (the template's `MemorySize`): each worker's JavaScript heap may not
+   * grow past it, and a handler that needs more fails with `Runtime.OutOfMemory`, as in Lambda
+   * (where the limit is the whole process's; native memory is not counted here). @default no limit
+   */
+  readonly memorySizeMb?: number;
 }
 
 interface Pending {
@@ -165,6 +171,7 @@ export class FunctionWorkerPool {
       eval: true,
       workerData: { modulePath: this.props.modulePath, exportName: this.props.exportName ?? 'handler' },
       env: { ...process.env, ...this.props.environment },
+      ...(this.props.memorySizeMb ? { resourceLimits: { maxOldGenerationSizeMb: this.props.memorySizeMb } } : {}),
     });
     const slot: Slot = { worker };
     worker.on('message', (message: WorkerMessage) => {
@@ -186,8 +193,9 @@ export class FunctionWorkerPool {
       if (index >= 0) this.slots.splice(index, 1);
       const busy = this.release(slot);
       if (busy) {
-        // What Lambda reports when the runtime process dies under an invocation.
-        const name = 'Runtime.ExitError';
+        // What Lambda reports when the runtime process dies under an invocation, or runs out of memory.
+        const outOfMemory = (error as NodeJS.ErrnoException).code === 'ERR_WORKER_OUT_OF_MEMORY';
+        const name = outOfMemory ? 'Runtime.OutOfMemory' : 'Runtime.ExitError';
         busy.pending.reject(Object.assign(new Error(`worker for ${this.props.modulePath} exited: ${error.message}`), { name }));
       }
       if (!this.closed) this.dispatch();

@@ -27,6 +27,8 @@ export interface SynthesizedFunction {
   readonly environment: Record<string, string>;
   /** The function's `Timeout` in the template, seconds (Lambda's default, 3, when absent). */
   readonly timeoutSeconds: number;
+  /** The function's `MemorySize` in the template, MB (Lambda's default, 128, when absent). */
+  readonly memorySizeMb: number;
 }
 
 export interface SynthesizedPipeline {
@@ -38,6 +40,7 @@ export interface SynthesizedPipeline {
 
 /** https://docs.aws.amazon.com/lambda/latest/api/API_CreateFunction.html (Timeout) */
 const LAMBDA_DEFAULT_TIMEOUT_SECONDS = 3;
+const LAMBDA_DEFAULT_MEMORY_MB = 128;
 
 type CfnTemplate = { Resources: Record<string, { Type: string; Properties?: Record<string, unknown> }> };
 
@@ -66,7 +69,8 @@ export function synthesizePipeline(options: SynthesizeOptions): SynthesizedPipel
       const properties = template.Resources[logicalId]?.Properties ?? {};
       const variables = ((properties.Environment as { Variables?: Record<string, string> }) ?? {}).Variables ?? {};
       const timeoutSeconds = typeof properties.Timeout === 'number' ? properties.Timeout : LAMBDA_DEFAULT_TIMEOUT_SECONDS;
-      return { logicalId, arn: placeholderFunctionArn(scope, logicalId), environment: { ...variables }, timeoutSeconds };
+      const memorySizeMb = typeof properties.MemorySize === 'number' ? properties.MemorySize : LAMBDA_DEFAULT_MEMORY_MB;
+      return { logicalId, arn: placeholderFunctionArn(scope, logicalId), environment: { ...variables }, timeoutSeconds, memorySizeMb };
     };
     const featurize = fn(stack.featurizeFunction);
     const aggregate = fn(stack.aggregateFunction);

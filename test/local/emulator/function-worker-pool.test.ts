@@ -71,3 +71,15 @@ describe('FunctionWorkerPool time limits: from when a worker takes the invocatio
     expect(((await pool.invoke({ ms: 0 })) as Echo).threadId).not.toBe(before);
   });
 });
+
+describe("FunctionWorkerPool memory: the function's MemorySize bounds each worker's heap", () => {
+  it('fails a handler that needs more with Runtime.OutOfMemory, as Lambda does, and keeps serving', async () => {
+    const pool = new FunctionWorkerPool({ modulePath: SLOW_ECHO, size: 1, memorySizeMb: 64 });
+    try {
+      await expect(pool.invoke({ allocateMb: 256 })).rejects.toMatchObject({ name: 'Runtime.OutOfMemory' });
+      await expect(pool.invoke({ ms: 0 })).resolves.toMatchObject({ threadId: expect.any(Number) });
+    } finally {
+      await pool.close();
+    }
+  });
+});

@@ -27,6 +27,8 @@ export interface MeasuredInputs {
   readonly aggregateSecondsPerRow: number;
   readonly aggregateFitSeconds: number;
   readonly aggregateMeasuredRows: number;
+  /** What the aggregate figure is: @default 'streaming PCA ... (passes 1 + 2)' */
+  readonly aggregateMeasuredWith?: string;
   /** Feature length of the default featurizer (shard bytes per image = 4 x dim). */
   readonly dim: number;
 }
@@ -134,7 +136,7 @@ export function costTable(measured: MeasuredInputs, imageCounts: readonly number
     ]),
     notes: [
       `Measured inputs: featurize handler ${measured.featurizeCpuMsPerImage} ms CPU per image (${measured.measuredWith}); init ${measured.modelLoadSeconds} s per container (model load + the first batch's extra); ` +
-        `streaming PCA ${(measured.aggregateSecondsPerRow * 1e6).toFixed(0)} us per row (passes 1 + 2) + ${measured.aggregateFitSeconds} s fit, measured at ${measured.aggregateMeasuredRows.toLocaleString('en-US')} x ${measured.dim}.`,
+        `${measured.aggregateMeasuredWith ?? 'streaming PCA'} ${(measured.aggregateSecondsPerRow * 1e6).toFixed(0)} us per row${measured.aggregateMeasuredWith ? '' : ' (passes 1 + 2)'} + ${measured.aggregateFitSeconds} s fit, measured at ${measured.aggregateMeasuredRows.toLocaleString('en-US')} x ${measured.dim}.`,
       `Config (lib/config.ts defaults): batch ${config.batchSize} images, MaxConcurrency ${config.maxConcurrency}, featurize ${config.featurizeMemoryMb} MB, aggregate ${config.aggregateMemoryMb} MB.`,
       `Prices (USD, assumed): Lambda x86 $${PRICES.lambdaGbSecond.x86_64} and arm64 $${PRICES.lambdaGbSecond.arm64} per GB-s, $0.20 per 1M requests; ` +
         'Step Functions standard $0.025 per 1,000 transitions (Distributed Map child executions count theirs); S3 PUT/LIST $0.005, GET $0.0004 per 1,000. Storage, data transfer, CloudWatch Logs and ECR are not counted.',

@@ -30,7 +30,7 @@ export const BATCH_METRICS = {
   imagesSkipped: 'ImagesSkipped',
   /** Mean S3 GET time per object read (latency; reads overlap READ_CONCURRENCY at a time). Milliseconds. */
   readMsPerImage: 'ReadMsPerImage',
-  /** Mean decode + resize time per object decoded (sharp). Milliseconds. */
+  /** Mean decode + resize time per object decoded (libjpeg-turbo wasm or sharp). Milliseconds. */
   decodeMsPerImage: 'DecodeMsPerImage',
   /** Model time per featurized image (batched inference, wall time / images). Milliseconds. */
   inferenceMsPerImage: 'InferenceMsPerImage',

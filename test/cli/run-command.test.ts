@@ -43,10 +43,7 @@ describe('fruits run (process)', () => {
       writeFileSync(join(dataset, image.path), image.body);
     }
 
-    const run = cli(
-      'run',
-      dataset,
-      '--json',
+    const settings = [
       '--featurizer',
       'pixels',
       '--components',
@@ -59,7 +56,8 @@ describe('fruits run (process)', () => {
       join(work, 's3'),
       '--out',
       join(work, 'out'),
-    );
+    ];
+    const run = cli('run', dataset, '--json', ...settings);
     expect({ status: run.status, stderr: run.stderr.slice(-2000) }).toEqual({ status: 0, stderr: expect.any(String) });
     const summary = JSON.parse(run.stdout);
     // Served from the folder in place by default: nothing copied.
@@ -81,23 +79,7 @@ describe('fruits run (process)', () => {
     expect(summary.settings.values).toMatchObject({ FEATURIZER: 'pixels', PCA_COMPONENTS: '3', KNN_NEIGHBOURS: '5' });
 
     // --copy-input uploads a copy instead, to the same run; the text summary says which.
-    const copied = cli(
-      'run',
-      dataset,
-      '--copy-input',
-      '--featurizer',
-      'pixels',
-      '--components',
-      '3',
-      '--batch-size',
-      '7',
-      '--workers',
-      '1',
-      '--data-dir',
-      join(work, 's3'),
-      '--out',
-      join(work, 'out'),
-    );
+    const copied = cli('run', dataset, '--copy-input', ...settings);
     expect({ status: copied.status, stderr: copied.stderr.slice(-2000) }).toEqual({ status: 0, stderr: expect.any(String) });
     expect(copied.stdout).toContain(`Run ${summary.runId}: SUCCEEDED`);
     expect(copied.stdout).toMatch(/input {7}s3:\/\/\S+\/input\/tiny-fruits\/ \(20 uploaded, 0 already there\)/);

@@ -39,6 +39,7 @@ import { evaluate, loadSample, MODELS, SAMPLE, SampleImage } from './accuracy';
 import { argValue, ChildResult, fixed, load, median, peakRssMb, runChild, tfjsNodeInstalled } from './bench-support';
 import { listAllObjects, readBytes } from '../lambdas/aws/s3-client';
 import { mapWithConcurrency } from '../lambdas/core/concurrency';
+import { objectReaderFor } from '../lambdas/aws/object-reader';
 
 const BUCKET = 'bench-featurize';
 const PREFIX = 'input/fruits-360-sample/';
@@ -195,10 +196,11 @@ async function runCase(itemsFile: string, imageCount: number, rounds: number, wi
   const firstBatchSeconds = (performance.now() - firstStarted) / 1000;
   await featurizer.featurize(rgb.slice(0, Math.min(32, rgb.length)));
 
-  // What the S3 reads alone cost (the SDK's share of the handler's CPU), as the handler reads.
+  // What the S3 reads alone cost (their share of the handler's CPU), as the handler reads them.
+  const reader = objectReaderFor(s3);
   const readOnly = async (): Promise<void> => {
     await mapWithConcurrency(items, settings.readConcurrency, async (item) => {
-      await readBytes(s3, bucket, item.Key);
+      await reader.read(bucket, item.Key, settings.maxInputBytes);
     });
   };
 

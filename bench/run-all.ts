@@ -108,7 +108,7 @@ function featurizeTables(rows: FeaturizeBenchRow[], options: FeaturizeBenchOptio
         (options.backends.includes('tensorflow') ? '' : ' tfjs-node: not installed here (it needs native binaries from the web), so it is not measured.'),
       'Peak RSS: the case process (model, featurizer, decoded images of the ceiling, SDK); s3rver runs in the parent and is not counted.',
       "CPU ms/img: process CPU time (user + system, all threads: JS, the model's thread, wasm, sharp) per image. The server side of each GET is not in it, but the server shares the 2 cores, so it slows the handler's wall time.",
-      "GET only: the same GETs alone (READ_CONCURRENCY at a time, body read into memory), wall (CPU) ms per image: the AWS SDK's share of the handler path.",
+      'GET only: the same GETs alone, as the handler reads them (lambdas/aws/object-reader.ts, READ_CONCURRENCY at a time, body read into memory), wall (CPU) ms per image: their share of the handler path.',
       "model load: building the featurizer (backend start + weights). first batch: the first featurizeBatch of a fresh process (kernel compilation, pools), a cold start's extra.",
     ],
   };
@@ -517,10 +517,10 @@ function analysis(r: SuiteResults): string[] {
     lines.push(
       `Featurize handler at the default ${DEFAULT_IMAGE_SIZE} px on ${base.backend}: ${base.handlerImagesPerSecond} img/s per process, ${ratio.toFixed(0)}% of the model's ceiling (${base.ceilingImagesPerSecond} img/s), overhead +${base.overheadPercent}%` +
         `${ratio >= 90 ? '.' : ': **short of the 90% goal.**'} CPU per image: ${base.handlerCpuMsPerImage} ms on the handler path against ${base.ceilingCpuMsPerImage} ms for the model alone; ` +
-        `of the ${fixed(base.handlerCpuMsPerImage - base.ceilingCpuMsPerImage, 2)} ms extra, ${base.readOnlyCpuMsPerImage} ms is the AWS SDK's GET and about ${fixed(Math.max(0, restCpu), 2)} ms the rest ` +
+        `of the ${fixed(base.handlerCpuMsPerImage - base.ceilingCpuMsPerImage, 2)} ms extra, ${base.readOnlyCpuMsPerImage} ms is the GET (signed by the SDK's signer, sent without its middleware: lambdas/aws/object-reader.ts) and about ${fixed(Math.max(0, restCpu), 2)} ms the rest ` +
         '(JPEG header and wasm decode about 0.15 ms, the enlargement to 128 px about 0.3 ms, pixels to NCHW 0.12 ms, the shard). ' +
         'Issue 10 took it from 42% (168 vs 400 img/s, 6.1 ms of CPU per image): the model runs on its own thread (onnxruntime-node held the JavaScript thread for each inference), two inferences are in flight, ' +
-        'small plain JPEGs are decoded by libjpeg-turbo in wasm and enlarged in JavaScript as libvips would (sharp cost 1.3-1.9 ms per call, most of it fixed), the X-Ray SDK is not loaded where nothing is traced, and the local store answers small GETs with one synchronous read. ' +
+        'small plain JPEGs are decoded by libjpeg-turbo in wasm and enlarged in JavaScript as libvips would (sharp cost 1.3-1.9 ms per call, most of it fixed), the X-Ray SDK is not loaded where nothing is traced, the local store answers small GETs with one synchronous read, and the GETs are signed by the SDK signer but sent without its middleware (0.77 -> 0.23 ms of CPU per 5 KB photo). ' +
         "Why not 90% here: the model's thread, the reading thread and the S3 server share 2 cores. The ceiling runs with the other core idle; beside the reading thread the same inference takes longer per image (memory and cache contention: a busy loop on the other core slows it 3%, a memory-streaming one 11%), and each batch starts with the model waiting for its first 8 images and ends with the shard PUT. " +
         `Measure on AWS before choosing memory: the handler keeps ${fixed((base.handlerCpuMsPerImage * base.handlerImagesPerSecond) / 1000, 2)} cores busy here; at 1,769 MB (one vCPU) its speed is bound by its CPU per image, at 3,008 MB (about 1.7 vCPU) by the model's thread.`,
     );

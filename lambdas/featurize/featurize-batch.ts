@@ -4,7 +4,7 @@
  * throws (`TransientStorageError`), for the state machine to retry.
  */
 import { createHash } from 'node:crypto';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import {
   FeaturizeBatchEventSchema,
   FeaturizeBatchSummary,
@@ -21,6 +21,7 @@ import { encodeFeatureShard, ShardHeader } from '../core/feature-shard';
 import type { Featurizer } from '../core/featurizer';
 import { classifyKey } from '../core/image-keys';
 import { preprocessImage, PreprocessOptions } from '../core/preprocess';
+import { objectReaderFor } from '../aws/object-reader';
 import { isAccessDeniedError, isMissingObjectError, isTransientS3Error, putObject } from '../aws/s3-client';
 import { OrderedReadAhead } from '../core/concurrency';
 
@@ -183,15 +184,9 @@ type ReadOutcome = { bytes: Uint8Array } | { reason: string };
 
 async function readObject(s3: S3Client, bucket: string, item: ListedObject, settings: FeaturizeBatchSettings): Promise<ReadOutcome> {
   try {
-    const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: item.Key }));
-    const length = response.ContentLength;
-    if (length !== undefined && length > settings.maxInputBytes) {
-      (response.Body as { destroy?: () => void } | undefined)?.destroy?.();
-      return { reason: tooLarge(length, settings) };
-    }
-    if (!response.Body) return { reason: 'empty object (no body)' };
-    const bytes = await response.Body.transformToByteArray();
-    return bytes.length === 0 ? { reason: 'empty object (0 bytes)' } : { bytes };
+    const read = await objectReaderFor(s3).read(bucket, item.Key, settings.maxInputBytes);
+    if ('tooLarge' in read) return { reason: tooLarge(read.tooLarge, settings) };
+    return read.bytes.length === 0 ? { reason: 'empty object (0 bytes)' } : { bytes: read.bytes };
   } catch (error) {
     if (isMissingObjectError(error)) return { reason: 'object no longer exists (deleted after listing: NoSuchKey)' };
     // What S3 answers for a missing key to a role without s3:ListBucket, as the featurize role is.

@@ -1,5 +1,6 @@
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { mockClient } from 'aws-sdk-client-mock';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import sharp from 'sharp';
 import { FeaturizeBatchEvent, MalformedEventError, RunSettings, SUMMARY_LIST_LIMIT, TransientStorageError } from '../../../lambdas/contracts/events';
 import { decodeFeatureShard } from '../../../lambdas/core/feature-shard';
@@ -166,51 +167,72 @@ describe('featurizeBatch against a local S3 server', () => {
   });
 });
 
-describe('featurizeBatch storage error classes (mocked S3)', () => {
-  const event = { Items: [{ Key: 'input/d/Kiwi/1.jpg', Size: 100 }], BatchInput: run };
-  const withGetObjectError = async (error: object) => {
-    const s3 = mockClient(S3Client);
-    s3.on(GetObjectCommand).rejects(Object.assign(new Error('boom'), error));
-    s3.on(PutObjectCommand).resolves({});
-    try {
-      return await featurizeBatch(event, {
-        s3: new S3Client({ region: 'us-east-1' }),
-        featurizer: await createFeaturizer({ kind: 'pixels', modelId: 'p' }),
-        settings,
-      });
-    } finally {
-      s3.restore();
-    }
-  };
+/**
+ * An HTTP server answering as S3 does when it fails: `answer` decides each request's status and
+ * XML error (the SDK's PUT and our GETs both reach it). Counts the requests by method.
+ */
+async function failingStorage(answer: (method: string, key: string) => { status: number; code?: string; body?: Buffer }) {
+  const calls: Record<string, number> = {};
+  const server = http.createServer((request, response) => {
+    request.resume();
+    request.on('end', () => {
+      const method = request.method ?? 'GET';
+      calls[method] = (calls[method] ?? 0) + 1;
+      const key = decodeURIComponent((request.url ?? '').split('?')[0].split('/').slice(2).join('/'));
+      const { status, code, body } = answer(method, key);
+      if (code) response.writeHead(status, { 'content-type': 'application/xml' }).end(`<Error><Code>${code}</Code><Message>${code}</Message></Error>`);
+      else response.writeHead(status, { 'content-length': body?.length ?? 0, etag: '"e"' }).end(body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { s3: createS3Client({ S3_ENDPOINT: endpoint }, { maxAttempts: 2 }), calls, close: () => new Promise((resolve) => server.close(resolve)) };
+}
 
-  it('throttling and 5xx after the SDK retries: TransientStorageError', async () => {
-    await expect(withGetObjectError({ name: 'SlowDown', $metadata: { httpStatusCode: 503 } })).rejects.toThrow(TransientStorageError);
-    await expect(withGetObjectError({ name: 'InternalError', $metadata: { httpStatusCode: 500 } })).rejects.toThrow(TransientStorageError);
+describe('featurizeBatch storage error classes (S3 failures answered by a local server)', () => {
+  const event = { Items: [{ Key: 'input/d/Kiwi/1.jpg', Size: 100 }], BatchInput: run };
+  const pixels = () => createFeaturizer({ kind: 'pixels', modelId: 'p' });
+
+  it('throttling and 5xx after the retries: TransientStorageError', async () => {
+    for (const [status, code] of [
+      [503, 'SlowDown'],
+      [500, 'InternalError'],
+    ] as const) {
+      const storage = await failingStorage((method) => (method === 'GET' ? { status, code } : { status: 200 }));
+      try {
+        await expect(featurizeBatch(event, { s3: storage.s3, featurizer: await pixels(), settings })).rejects.toThrow(TransientStorageError);
+        expect(storage.calls.GET).toBe(2); // maxAttempts
+      } finally {
+        await storage.close();
+      }
+    }
   });
 
-  it('a transient error in a prefetched chunk surfaces as TransientStorageError', async () => {
-    const s3 = mockClient(S3Client);
+  it('a transient error in a prefetched chunk surfaces as TransientStorageError, and no shard is written', async () => {
     const body = await jpeg(10, 200, 10);
-    s3.on(GetObjectCommand).callsFake(async ({ Key }: { Key: string }) => {
-      if (Key.endsWith('5.jpg')) throw Object.assign(new Error('slow down'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } });
-      return { Body: { transformToByteArray: async () => new Uint8Array(body) }, ContentLength: body.length };
-    });
+    const storage = await failingStorage((method, key) =>
+      method !== 'GET' ? { status: 200 } : key.endsWith('5.jpg') ? { status: 503, code: 'SlowDown' } : { status: 200, body },
+    );
     try {
       const Items = [1, 2, 3, 4, 5].map((i) => ({ Key: `input/d/Kiwi/${i}.jpg`, Size: body.length }));
-      const deps = { s3: new S3Client({ region: 'us-east-1' }), featurizer: await createFeaturizer({ kind: 'pixels', modelId: 'p' }), settings };
-      await expect(featurizeBatch({ Items, BatchInput: run }, deps)).rejects.toThrow(/SlowDown/);
-      expect(s3.commandCalls(PutObjectCommand)).toHaveLength(0);
+      await expect(featurizeBatch({ Items, BatchInput: run }, { s3: storage.s3, featurizer: await pixels(), settings })).rejects.toThrow(/SlowDown/);
+      expect(storage.calls.PUT ?? 0).toBe(0);
     } finally {
-      s3.restore();
+      await storage.close();
     }
   });
 
   it('a permanent problem with one object: a per-image failure', async () => {
-    const summary = await withGetObjectError({ name: 'AccessDenied', $metadata: { httpStatusCode: 403 } });
     // A 403 on a read is also how S3 answers a missing key to a role without s3:ListBucket.
-    expect(summary.failed).toEqual([
-      { key: 'input/d/Kiwi/1.jpg', reason: 'object missing or not readable (403 AccessDenied: deleted after listing, or no read permission)' },
-    ]);
+    const denying = await startLocalS3Server({ buckets: [BUCKET], missingObjectAnswer: 'AccessDenied' });
+    try {
+      const summary = await featurizeBatch(event, { s3: denying.client, featurizer: await pixels(), settings });
+      expect(summary.failed).toEqual([
+        { key: 'input/d/Kiwi/1.jpg', reason: 'object missing or not readable (403 AccessDenied: deleted after listing, or no read permission)' },
+      ]);
+    } finally {
+      await denying.close();
+    }
   });
 });
 

@@ -23,12 +23,11 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import sharp from 'sharp';
 import { defaultConfig } from '../lib/config';
 import { DEFAULT_MODEL_ID } from '../lambdas/contracts/handler-env';
 import { createFeaturizer, FeaturizerConfig } from '../lambdas/core/featurizer';
 import { concatFloat32 } from '../lambdas/core/float-arrays';
-import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, preprocessImage } from '../lambdas/core/preprocess';
+import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, preprocessImage, sharpRgb } from '../lambdas/core/preprocess';
 import { fitPca, PcaProjector, ScatterAccumulator } from '../lambdas/core/streaming-pca';
 import { pooledWidths } from '../lambdas/core/tflite/tflite-graph';
 import { parseTfliteModel, TfliteModel } from '../lambdas/core/tflite/tflite-model';
@@ -217,19 +216,10 @@ async function baselineRows(training: Image[], test: Image[], altered: Image[]):
 async function preprocessingRows(training: Image[], test: Image[], altered: Image[]): Promise<Row[]> {
   const featurizer = await createFeaturizer({ kind: 'cnn', modelId: DEFAULT_MODEL_ID });
   const components = defaultConfig().pcaComponents;
-  const white = { r: 255, g: 255, b: 255 };
   const ways: { name: string; preprocess: (bytes: Buffer, size: number) => Promise<Uint8Array> }[] = [
     {
       name: 'sharp decode + lanczos3 resize',
-      preprocess: async (bytes, size) =>
-        sharp(bytes, { failOn: 'warning', pages: 1 })
-          .autoOrient()
-          .flatten({ background: white })
-          .resize(size, size, { fit: 'contain', background: white })
-          .toColourspace('srgb')
-          .removeAlpha()
-          .raw({ depth: 'uchar' })
-          .toBuffer(),
+      preprocess: async (bytes, size) => (await sharpRgb(bytes, { failOn: 'warning', pages: 1 }, size)).data,
     },
     {
       name: 'product (wasm decode + JS bicubic enlarge)',

@@ -3,7 +3,7 @@
  * own scaling. Every problem with an image becomes a `reason` string, never an exception, so one
  * bad file cannot fail the batch it arrived in.
  */
-import sharp, { type Metadata, type SharpOptions } from 'sharp';
+import sharp, { type Metadata, type OutputInfo, type SharpOptions } from 'sharp';
 import { DecodedRgb, decodeJpegRgb, plainJpegHeader } from './jpeg-wasm-decoder';
 import { containBicubic } from './pixel-resize';
 
@@ -138,14 +138,7 @@ export async function preprocessImage(bytes: Uint8Array, options: PreprocessOpti
       const native = await decodeWithSharp(bytes, inputOptions);
       return 'reason' in native ? reject(native.reason) : accepted(enlarged(native, options.size));
     }
-    const { data, info } = await sharp(bytes, inputOptions)
-      .autoOrient()
-      .flatten({ background: WHITE })
-      .resize(options.size, options.size, { fit: 'contain', background: WHITE })
-      .toColourspace('srgb')
-      .removeAlpha()
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true });
+    const { data, info } = await sharpRgb(bytes, inputOptions, options.size);
     if (info.channels !== 3 || info.width !== options.size || info.height !== options.size) {
       return reject(`decoder produced ${info.width}x${info.height}x${info.channels}, expected ${options.size}x${options.size}x3`);
     }
@@ -160,15 +153,19 @@ function enlarged(image: DecodedRgb, size: number): Uint8Array {
   return image.width === size && image.height === size ? image.rgb : containBicubic(image.rgb, image.width, image.height, size);
 }
 
+/**
+ * sharp's one pipeline: decode, orient, flatten on white, 8-bit sRGB without alpha; letterboxed
+ * into a `size` square on white when given, else at the image's own size.
+ */
+export function sharpRgb(bytes: Uint8Array, inputOptions: SharpOptions, size?: number): Promise<{ data: Buffer; info: OutputInfo }> {
+  const oriented = sharp(bytes, inputOptions).autoOrient().flatten({ background: WHITE });
+  const fitted = size === undefined ? oriented : oriented.resize(size, size, { fit: 'contain', background: WHITE });
+  return fitted.toColourspace('srgb').removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+}
+
 /** Decode, orient, flatten on white and convert to 8-bit sRGB, at the image's own size. */
 async function decodeWithSharp(bytes: Uint8Array, inputOptions: SharpOptions): Promise<DecodedRgb | RejectedImage> {
-  const { data, info } = await sharp(bytes, inputOptions)
-    .autoOrient()
-    .flatten({ background: WHITE })
-    .toColourspace('srgb')
-    .removeAlpha()
-    .raw({ depth: 'uchar' })
-    .toBuffer({ resolveWithObject: true });
+  const { data, info } = await sharpRgb(bytes, inputOptions);
   if (info.channels !== 3) return reject(`decoder produced ${info.channels} channels, expected 3`);
   return { width: info.width, height: info.height, rgb: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
 }

@@ -36,9 +36,14 @@ export const PipelineConfigSchema = z
   .object({
     /**
      * Images per Distributed Map child (ItemBatcher MaxItemsPerBatch). A batch travels as the
-     * child's input, capped at 256 KiB; a listed S3 object is ~200 bytes, so 1,000 is a safe top.
+     * child's input, capped at 256 KiB (Step Functions cuts a batch of long keys smaller); a listed
+     * S3 object is ~200 bytes, so 1,000 is a safe top. Each child pays a fixed cost (its
+     * transitions, the invocation, the model waiting for its first images, the shard PUT):
+     * 250 spreads it over about a second of CPU, enough to keep the handler within 10% of the
+     * model's own speed in bench/featurize.ts where 100 was not (docs/BENCHMARKS.md), and a child
+     * that fails still costs only 250 images' work.
      */
-    batchSize: z.number().int().min(1).max(1000).default(100),
+    batchSize: z.number().int().min(1).max(1000).default(250),
     /** Concurrent featurize children (Distributed Map MaxConcurrency, service maximum 10,000). */
     maxConcurrency: z.number().int().min(1).max(10000).default(50),
     /**

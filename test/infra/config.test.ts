@@ -10,7 +10,7 @@ describe('pipeline config', () => {
   test('defaults fill every setting', () => {
     const config = defaultConfig();
     expect(config).toMatchObject({
-      batchSize: 100,
+      batchSize: 250,
       maxConcurrency: 50,
       toleratedFailurePercentage: 5,
       featurizeMemoryMb: 3008,

@@ -85,7 +85,7 @@ describe('state machine', () => {
         Parameters: { 'Bucket.$': '$.bucket', 'Prefix.$': '$.inputPrefix' },
       },
       ItemBatcher: {
-        MaxItemsPerBatch: 100,
+        MaxItemsPerBatch: 250,
         BatchInput: {
           'bucket.$': '$.bucket',
           'inputPrefix.$': '$.inputPrefix',

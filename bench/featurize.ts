@@ -8,16 +8,19 @@
  *
  * - ceiling: `featurizer.featurize` on images already decoded and resized to the input size
  *   (uint8 RGB in memory): scaling, inference, pooling. Nothing a batch could do is faster.
- * - handler: `featurizeBatch` on real JPEGs in an S3-compatible server (s3rver on loopback, run
- *   by the parent process so its memory is not counted): GET, sniff, decode + resize (wasm or sharp),
- *   inference, shard encode + PUT, in batches of the deployed batch size, one batch at a time as
- *   one Lambda container runs them.
+ * - handler: `featurizeBatch` on real JPEGs in an S3-compatible server (s3rver on loopback, in a
+ *   process of its own at the lowest CPU priority, as S3 is off a function's cores on AWS; its
+ *   memory is not counted): GET, sniff, decode + resize (wasm or sharp), inference, shard encode +
+ *   PUT, in batches of the deployed batch size, one batch at a time as one Lambda container runs them.
+ * - handler, store competing (onnxruntime cases): the same against a second server at normal
+ *   priority in the parent process, which takes turns with the model on the two cores.
  * Both use the featurizer and batch settings the handler builds from its environment
  * (`readFeaturizeEnv`), the product's defaults except IMAGE_SIZE and TF_BACKEND.
  *
  * Each (backend, size) runs in a fresh child process: TF.js has one backend per process, and the
  * peak RSS is that case's own. Inside it, after a warm-up, ceiling and handler rounds alternate
- * (C H H C C H ...) so a burst of load elsewhere hits both; the figures are medians over rounds.
+ * (each round starts one later: C H S, H S C, S C H ...) so a burst of load elsewhere hits all of
+ * them; the figures are medians over rounds.
  * With --accuracy the 5-NN accuracy of the handler's own features is scored as bench/accuracy.ts
  * scores (StandardScaler + PCA on all 720 images, Training -> Test).
  *
@@ -40,6 +43,7 @@ import { argValue, ChildResult, fixed, load, median, peakRssMb, runChild, tfjsNo
 import { listAllObjects, readBytes } from '../lambdas/aws/s3-client';
 import { mapWithConcurrency } from '../lambdas/core/concurrency';
 import { objectReaderFor } from '../lambdas/aws/object-reader';
+import { startBackgroundS3Server } from './background-s3-server';
 
 const BUCKET = 'bench-featurize';
 const PREFIX = 'input/fruits-360-sample/';
@@ -72,6 +76,8 @@ export interface FeaturizeCaseResult {
   handlerImagesPerSecond: number;
   /** (handler time - ceiling time) / ceiling time per image, %. */
   overheadPercent: number;
+  /** The handler against a store at normal priority, competing for the cores (onnxruntime cases). */
+  storeCompeting?: { handlerImagesPerSecond: number; overheadPercent: number };
   /** Process CPU seconds (all threads: JS, the model thread, wasm, sharp) per image on the handler path. */
   handlerCpuMsPerImage: number;
   ceilingCpuMsPerImage: number;
@@ -94,13 +100,16 @@ export async function featurizeBench(options: FeaturizeBenchOptions): Promise<Fe
   if (!existsSync(modelDir)) return { skipped: `no reference copy of ${DEFAULT_MODEL_ID} at ${modelDir}` };
   // Loaded here, not at the top: a case child must not carry s3rver in its RSS.
   const { startLocalS3Server } = await import('../local/emulator/s3/s3-server');
-  const server = await startLocalS3Server({ buckets: [BUCKET] });
+  const server = await startBackgroundS3Server([BUCKET]);
+  const competingServer = await startLocalS3Server({ buckets: [BUCKET] });
   const scratch = mkdtempSync(join(tmpdir(), 'bench-featurize-'));
   try {
     const sample = loadSample();
     for (const image of sample) {
       const body = readFileSync(join(SAMPLE, image.path));
-      await server.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${PREFIX}${image.path}`, Body: body }));
+      for (const client of [server.client, competingServer.client]) {
+        await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${PREFIX}${image.path}`, Body: body }));
+      }
     }
     const items = await listItems(server.client);
     const itemsFile = join(scratch, 'items.json');
@@ -110,6 +119,7 @@ export async function featurizeBench(options: FeaturizeBenchOptions): Promise<Fe
       for (const size of options.sizes) {
         const args = ['--case', itemsFile, '--images', String(options.images[backend] ?? items.length), '--rounds', String(options.rounds)];
         if (options.accuracy && backend === options.backends[0]) args.push('--accuracy');
+        if (backend === 'onnxruntime') args.push('--competing-store', competingServer.endpoint);
         // `onnxruntime`: the TFLite default's native runtime; a TF.js backend otherwise (the TF.js executor for TFLite models).
         const runtime = backend === 'onnxruntime' ? { INFER_RUNTIME: 'onnxruntime' } : { INFER_RUNTIME: 'tfjs', TF_BACKEND: backend };
         const env = { ...server.env, MODEL_DIR: modelDir, IMAGE_SIZE: String(size), ...runtime, POWERTOOLS_LOG_LEVEL: 'WARN' };
@@ -125,6 +135,7 @@ export async function featurizeBench(options: FeaturizeBenchOptions): Promise<Fe
   } finally {
     rmSync(scratch, { recursive: true, force: true });
     await server.close();
+    await competingServer.close();
   }
 }
 
@@ -133,7 +144,7 @@ async function listItems(s3: S3Client): Promise<ListedObject[]> {
 }
 
 /** One (backend, size) in this process; the environment carries the handler settings. */
-async function runCase(itemsFile: string, imageCount: number, rounds: number, withAccuracy: boolean): Promise<FeaturizeCaseResult> {
+async function runCase(itemsFile: string, imageCount: number, rounds: number, withAccuracy: boolean, competingEndpoint?: string): Promise<FeaturizeCaseResult> {
   // The handler module reads its environment once at import: the same settings a Lambda gets.
   const { batchSettingsFrom, featurizeBatch, featurizerConfigFrom, readFeaturizeEnv } = await import('../lambdas/featurize/handler');
   const env = readFeaturizeEnv();
@@ -171,17 +182,20 @@ async function runCase(itemsFile: string, imageCount: number, rounds: number, wi
   const ceiling = async () => {
     for (let start = 0; start < rgb.length; start += batchSize) await featurizer.featurize(rgb.slice(start, start + batchSize));
   };
-  const shardMeta: { readWait: number; infer: number }[] = [];
   let lastShards: string[] = [];
-  const handler = async (round: number) => {
-    shardMeta.length = 0;
-    lastShards = [];
+  const handler = async (round: number, store: S3Client) => {
+    const shards: string[] = [];
     for (let start = 0; start < items.length; start += batchSize) {
-      const summary = await featurizeBatch({ Items: items.slice(start, start + batchSize), BatchInput: runSettings(round) }, { s3, featurizer, settings });
+      const summary = await featurizeBatch(
+        { Items: items.slice(start, start + batchSize), BatchInput: runSettings(round) },
+        { s3: store, featurizer, settings },
+      );
       if (summary.failedCount > 0 || !summary.shard) throw new Error(`batch failed: ${JSON.stringify(summary.failed.slice(0, 2))}`);
-      lastShards.push(summary.shard);
+      shards.push(summary.shard);
     }
+    if (store === s3) lastShards = shards;
   };
+  const competingStore = competingEndpoint ? createS3Client({ ...process.env, S3_ENDPOINT: competingEndpoint }) : undefined;
   const timed = async (run: () => Promise<void>) => {
     const cpu = process.cpuUsage();
     const started = performance.now();
@@ -205,11 +219,19 @@ async function runCase(itemsFile: string, imageCount: number, rounds: number, wi
   };
 
   type Run = { seconds: number; cpuSeconds: number };
-  const runs = { ceiling: [] as Run[], handler: [] as Run[], reads: [] as Run[] };
+  const sides = {
+    ceiling,
+    handler: (round: number) => handler(round, s3),
+    ...(competingStore && { competing: (round: number) => handler(round, competingStore) }),
+  };
+  const runs: Record<string, Run[]> = { ceiling: [], handler: [], competing: [], reads: [] };
   for (let round = 1; round <= rounds; round++) {
-    // C H, H C, C H ...: neither side always runs first.
-    const order = round % 2 ? (['ceiling', 'handler'] as const) : (['handler', 'ceiling'] as const);
-    for (const side of order) runs[side].push(await timed(side === 'ceiling' ? ceiling : () => handler(round)));
+    // C H S, H S C, S C H ...: no side always runs first.
+    const names = Object.keys(sides) as (keyof typeof sides)[];
+    for (let i = 0; i < names.length; i++) {
+      const side = names[(round - 1 + i) % names.length];
+      runs[side].push(await timed(() => sides[side]!(round)));
+    }
     runs.reads.push(await timed(readOnly));
   }
   let readWait = 0;
@@ -239,6 +261,12 @@ async function runCase(itemsFile: string, imageCount: number, rounds: number, wi
     ceilingImagesPerSecond: fixed(n / ceilingSeconds),
     handlerImagesPerSecond: fixed(n / handlerSeconds),
     overheadPercent: fixed(((handlerSeconds - ceilingSeconds) / ceilingSeconds) * 100),
+    ...(competingStore && {
+      storeCompeting: {
+        handlerImagesPerSecond: fixed(n / median(runs.competing.map((r) => r.seconds))),
+        overheadPercent: fixed(((median(runs.competing.map((r) => r.seconds)) - ceilingSeconds) / ceilingSeconds) * 100),
+      },
+    }),
     handlerCpuMsPerImage: perImageMs(median(runs.handler.map((r) => r.cpuSeconds))),
     ceilingCpuMsPerImage: perImageMs(median(runs.ceiling.map((r) => r.cpuSeconds))),
     readOnlyMsPerImage: perImageMs(median(runs.reads.map((r) => r.seconds))),
@@ -275,7 +303,7 @@ async function main(): Promise<void> {
   const value = (name: string) => argValue(argv, name);
   const caseFile = value('case');
   if (caseFile) {
-    const result = await runCase(caseFile, Number(value('images')), Number(value('rounds')), argv.includes('--accuracy'));
+    const result = await runCase(caseFile, Number(value('images')), Number(value('rounds')), argv.includes('--accuracy'), value('competing-store'));
     console.log(JSON.stringify(result));
     return;
   }

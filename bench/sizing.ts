@@ -14,17 +14,17 @@ import { markdownTable, Table } from './bench-support';
 import { costModel, MeasuredInputs } from './cost';
 
 const MEASURED: MeasuredInputs & { handlerCoresBusy: number } = {
-  featurizeCpuMsPerImage: 3.58,
+  featurizeCpuMsPerImage: 3.76,
   measuredWith: 'onnxruntime-node (cpu, 1 thread), mobilenet_v2_1.0_224_quant@7aad0c74/expanded_conv_12/add+Conv_1/Relu6/avg-sqrt@128',
-  modelLoadSeconds: 0.21,
-  // The whole-dataset run's aggregate step: 87.3 s for 71,014 rows of 1,376 features, classification included.
-  aggregateSecondsPerRow: 87.3 / 71_014,
+  modelLoadSeconds: 0.2,
+  // The whole-dataset run's aggregate step: 98.5 s for 71,014 rows of 1,376 features, classification included.
+  aggregateSecondsPerRow: 98.5 / 71_014,
   aggregateFitSeconds: 0,
   aggregateMeasuredRows: 71_014,
   aggregateMeasuredWith: "the whole-dataset run's aggregate step (both passes, fit, k-NN classification, CSV and Parquet)",
   dim: 1376,
   /** Cores the handler path keeps busy at full speed (CPU time / wall time), measured on 2 cores. */
-  handlerCoresBusy: 1.38,
+  handlerCoresBusy: 1.54,
 };
 
 /** Lambda allocates CPU in proportion to memory: 1,769 MB is one vCPU (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html). */

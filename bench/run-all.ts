@@ -59,6 +59,9 @@ function suiteOptions(quick: boolean, tenThousand: boolean): SuiteOptions {
 const isCase = <T extends object>(row: T | { error: string }): row is T => !('error' in row);
 const num = (value: unknown) => (typeof value === 'number' ? value : undefined);
 
+/** Sections of docs/BENCHMARKS.md a full run keeps: written by hand or by another bench. */
+const KEPT_HEADINGS = [INPUT_MOUNT_HEADING, '## What was tried for speed (issue 10)'];
+
 const percentOf = (value: number, whole: number) => `${((value / whole) * 100).toFixed(0)}%`;
 
 function featurizeTables(rows: FeaturizeBenchRow[], options: FeaturizeBenchOptions): Table[] {
@@ -226,7 +229,7 @@ function endToEndTables(rows: EndToEndRow[]): Table[] {
         : [row.images, row.workers, row.error],
     ),
     notes: [
-      'Images: the shared sample replicated under new keys (copy<i>/<split>/<label>/<file>); a fresh S3 data directory per run. upload: placing the input in the store, since issue 10 the time to index the folder it serves in place (before: uploading a copy; the two side by side: "Upload vs mounted folder" below). Product defaults (batch 100, onnxruntime-node, 128 px).',
+      `Images: the shared sample replicated under new keys (copy<i>/<split>/<label>/<file>); a fresh S3 data directory per run. upload: placing the input in the store, since issue 10 the time to index the folder it serves in place (before: uploading a copy; the two side by side: "Upload vs mounted folder" below). Product defaults (batch ${defaultConfig().batchSize}, onnxruntime-node, 128 px).`,
       'synth: synthesizing the CDK stack in-process for the definition (fixed cost). 5-NN accuracy is inflated: replicated copies of Test images are among the references.',
       'Peak RSS: the whole run process (s3rver, state machine, the worker threads with one model each).',
     ],
@@ -502,9 +505,13 @@ async function main(): Promise<void> {
     console.log('\n(quick run: docs/BENCHMARKS.md not written; add --write to write it anyway)');
     return;
   }
-  // Sections other benchmarks write into the same file stay (bench/input-mount.ts's).
-  const kept = existsSync(DOC) ? docSection(readFileSync(DOC, 'utf8'), INPUT_MOUNT_HEADING) : undefined;
-  writeFileSync(DOC, kept ? withDocSection(renderDoc(results), INPUT_MOUNT_HEADING, kept) : renderDoc(results));
+  // Sections written elsewhere stay: bench/input-mount.ts's, and the record of what was tried.
+  const previous = existsSync(DOC) ? readFileSync(DOC, 'utf8') : '';
+  const doc = KEPT_HEADINGS.reduce((text, heading) => {
+    const kept = docSection(previous, heading);
+    return kept ? withDocSection(text, heading, kept) : text;
+  }, renderDoc(results));
+  writeFileSync(DOC, doc);
   console.log(`\nwrote ${DOC}`);
 }
 

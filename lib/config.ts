@@ -36,8 +36,8 @@ export const PipelineConfigSchema = z
   .object({
     /**
      * Images per Distributed Map child (ItemBatcher MaxItemsPerBatch). A batch travels as the
-     * child's input, capped at 256 KiB (Step Functions cuts a batch of long keys smaller); a listed
-     * S3 object is ~200 bytes, so 1,000 is a safe top. Each child pays a fixed cost (its
+     * child's input, capped at 256 KiB (MAX_BATCH_INPUT_BYTES cuts a batch of long keys smaller);
+     * a listed S3 object is ~200 bytes, so 1,000 is a safe top. Each child pays a fixed cost (its
      * transitions, the invocation, the model waiting for its first images, the shard PUT):
      * 250 spreads it over about a second of CPU, enough to keep the handler within 10% of the
      * model's own speed in bench/featurize.ts where 100 was not (docs/BENCHMARKS.md), and a child

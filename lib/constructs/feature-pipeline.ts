@@ -43,6 +43,15 @@ export interface FeaturePipelineProps {
  */
 export const MAP_RUN_LABEL = 'FeaturizeImages';
 
+/**
+ * A batch's bytes at most (ItemBatcher MaxInputBytesPerBatch): Step Functions then cuts a batch of
+ * long keys into smaller ones instead of handing a child more than its 256 KiB input limit
+ * (https://docs.aws.amazon.com/step-functions/latest/dg/input-output-itembatcher.html). 250 listed
+ * objects with 1 KiB keys are about 300 KB; with the usual keys (~200 bytes each) this never binds.
+ * The margin below 256 KiB leaves room for BatchInput.
+ */
+export const MAX_BATCH_INPUT_BYTES = 240 * 1024;
+
 /** Errors worth another attempt: Lambda's own hiccups and throttling, and our named transient error. */
 /** `results/{}/` and `work/{}/`: the run layout as `States.Format` templates of the run id. */
 const RUN_LAYOUT_TEMPLATE = runLayout('{}');
@@ -203,7 +212,7 @@ export class FeaturePipeline extends Construct {
         prefixPath: '$.inputPrefix',
         policyStatements: [data.listStatement(BUCKET_LAYOUT.inputRoot)],
       }),
-      itemBatcher: new sfn.ItemBatcher({ maxItemsPerBatch: props.batchSize, batchInput: runSettingsAt('$') }),
+      itemBatcher: new sfn.ItemBatcher({ maxItemsPerBatch: props.batchSize, maxInputBytesPerBatch: MAX_BATCH_INPUT_BYTES, batchInput: runSettingsAt('$') }),
       maxConcurrency: props.maxConcurrency,
       toleratedFailurePercentage: props.toleratedFailurePercentage,
       mapExecutionType: sfn.StateMachineType.STANDARD,

@@ -4,7 +4,7 @@ import { Match } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { PipelineConfigInput } from '../../lib/config';
-import { INVOCATION_MARGIN } from '../../lib/constructs/feature-pipeline';
+import { INVOCATION_MARGIN, MAX_BATCH_INPUT_BYTES } from '../../lib/constructs/feature-pipeline';
 import { ServiceWidePolicy } from '../../lib/constructs/service-wide-policy';
 import { maskAssetHashes, stateMachineDefinition, synthesizePipeline, SynthesizedPipeline } from './synth';
 // asl-validator ships CommonJS with a default-style export.
@@ -86,6 +86,7 @@ describe('state machine', () => {
       },
       ItemBatcher: {
         MaxItemsPerBatch: 250,
+        MaxInputBytesPerBatch: MAX_BATCH_INPUT_BYTES,
         BatchInput: {
           'bucket.$': '$.bucket',
           'inputPrefix.$': '$.inputPrefix',

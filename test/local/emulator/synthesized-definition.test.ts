@@ -4,6 +4,7 @@ import { runLocalExecution } from '../../../local/emulator/local-execution';
 import type { LocalFunction } from '../../../local/emulator/service-integrations';
 import { LocalS3Server, startLocalS3Server } from '../../../local/emulator/s3/s3-server';
 import { resolveStateMachineDefinition, synthesizePipeline, SynthesizedPipeline } from '../../../local/emulator/synthesized-definition';
+import { MAX_BATCH_INPUT_BYTES } from '../../../lib/constructs/feature-pipeline';
 
 describe('state machine definition from the synthesized stack', () => {
   let pipeline: SynthesizedPipeline;
@@ -96,6 +97,35 @@ describe('state machine definition from the synthesized stack', () => {
       const failure = await s3.client.send(new GetObjectCommand({ Bucket: 'local-bucket', Key: 'results/run-2/failure.json' }));
       expect(JSON.parse(await failure.Body!.transformToString())).toMatchObject({ runId: 'run-2', error: { Error: 'NoFeaturesError' } });
     });
+
+    it('at the default batch size, cuts a batch of long keys below MAX_BATCH_INPUT_BYTES instead of overfilling a child', async () => {
+      const defaults = synthesizePipeline({ bucketName: 'local-bucket' });
+      const count = defaults.config.batchSize + 50;
+      // S3's longest keys (1,024 bytes): a full batch of them is over the 256 KiB input limit.
+      const folder = `input/long/${'label-'.repeat(60)}`;
+      for (let i = 0; i < count; i++) {
+        const key = `${folder}/${String(i).padStart(1024 - folder.length - 5, '0')}.jpg`;
+        await s3.client.send(new PutObjectCommand({ Bucket: 'local-bucket', Key: key, Body: 'x' }));
+      }
+      const batches: Json[][] = [];
+      const result = await runLocalExecution(
+        {
+          definition: defaults.definition,
+          s3: s3.client,
+          functions: new Map<string, LocalFunction>([
+            [defaults.featurize.arn, async (p: Json) => (batches.push(p as Json[]), summary((p as { Items: Json[] }).Items.length))],
+            [defaults.aggregate.arn, async () => ({ ok: true })],
+          ]),
+        },
+        'run-3',
+        { inputPrefix: 'input/long/' },
+      );
+      expect(result).toMatchObject({ status: 'SUCCEEDED' });
+      const items = batches.map((batch) => (batch as unknown as { Items: Json[] }).Items.length);
+      expect(Math.max(...batches.map((batch) => Buffer.byteLength(JSON.stringify(batch))))).toBeLessThanOrEqual(MAX_BATCH_INPUT_BYTES);
+      expect(Math.max(...items)).toBeLessThan(defaults.config.batchSize);
+      expect(items.reduce((sum, n) => sum + n, 0)).toBe(count);
+    }, 60_000);
   });
 });
 

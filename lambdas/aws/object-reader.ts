@@ -13,31 +13,12 @@
  * Not traced per object by X-Ray (the tracer captures the SDK client only): the batch's own
  * subsegment and metrics still time the reads.
  */
-import { createHash, createHmac } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { SignatureV4 } from '@smithy/signature-v4';
 
 export type ObjectRead = { readonly bytes: Uint8Array } | { readonly tooLarge: number };
-
-type SourceData = string | ArrayBuffer | ArrayBufferView;
-const asBytes = (data: SourceData): string | Uint8Array =>
-  typeof data === 'string' ? data : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
-
-/** SigV4's hash, on node:crypto. */
-class Sha256 {
-  private readonly hash: ReturnType<typeof createHash> | ReturnType<typeof createHmac>;
-  constructor(secret?: SourceData) {
-    this.hash = secret === undefined ? createHash('sha256') : createHmac('sha256', asBytes(secret));
-  }
-  update(data: SourceData): void {
-    this.hash.update(asBytes(data));
-  }
-  async digest(): Promise<Uint8Array> {
-    return new Uint8Array(this.hash.digest());
-  }
-}
 
 /** RFC 3986 unreserved characters stay; everything else is percent-encoded, `/` between segments kept. */
 function encodeKey(key: string): string {
@@ -77,7 +58,8 @@ export class ObjectReader {
       service: 's3',
       region: config.region,
       credentials: config.credentials,
-      sha256: Sha256,
+      // The client's own SHA-256 (node:crypto in Node), as its requests are signed with.
+      sha256: config.sha256,
       // S3 signs the path as sent (no second encoding), and keys are encoded once above.
       uriEscapePath: false,
       applyChecksum: false,

@@ -26,9 +26,9 @@
  * its own.
  */
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../lambdas/core/feature-shard';
-import { featuresCsvRow } from '../lambdas/core/features-csv';
-import { fitPca, PcaProjector, ScatterAccumulator, standardisedCorrelation } from '../lambdas/core/streaming-pca';
+import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../lambdas/bookkeeping/feature-shard';
+import { featuresCsvRow } from '../lambdas/outputs/features-csv';
+import { fitPca, PcaProjector, ScatterAccumulator, standardisedCorrelation } from '../lambdas/analysis/streaming-pca';
 import { ChildResult, load, peakRssMb, runChild } from './bench-support';
 
 interface Options {

@@ -29,7 +29,7 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { folderFiles } from '../client/dataset-folder';
 import { datasetInputPrefix } from '../lambdas/contracts/bucket-layout';
 import { listAllObjects } from '../lambdas/aws/s3-client';
-import { mapWithConcurrency } from '../lambdas/core/concurrency';
+import { mapWithConcurrency } from '../lambdas/common/concurrency';
 import { startLocalS3Server } from '../local/emulator/s3/s3-server';
 import { copyInputFolder, serveInputFolder, UPLOAD_CONCURRENCY } from '../local/input-folder';
 import {

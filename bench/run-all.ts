@@ -15,7 +15,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_IMAGE_SIZE } from '../lambdas/core/featurizer';
+import { DEFAULT_IMAGE_SIZE } from '../lambdas/model/featurizer';
 import { defaultConfig } from '../lib/config';
 import { AggregateBenchOptions, aggregateBench, AggregateBenchRow, DEFAULT_AGGREGATE_OPTIONS } from './aggregate';
 import { Cell, ChildResult, docSection, fixed, load, machine, markdownTable, median, printTable, Table, withDocSection } from './bench-support';

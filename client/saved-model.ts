@@ -8,7 +8,7 @@
 import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { invalidName, invalidPcaModelKey, runLayout } from '../lambdas/contracts/bucket-layout';
 import { MissingObjectError, readText, storageError } from '../lambdas/aws/s3-client';
-import { besideModel, parsePcaModel, PcaModelError, SavedPcaModel } from '../lambdas/core/pca-model';
+import { besideModel, parsePcaModel, PcaModelError, SavedPcaModel } from '../lambdas/analysis/pca-model';
 
 /** The execution input's `pcaModel` for `value`, with the model it names; throws one line naming `--model-from`. */
 export async function findSavedModel(s3: S3Client, bucket: string, value: string): Promise<{ key: string; model: SavedPcaModel }> {

@@ -84,8 +84,8 @@ export const PipelineConfigSchema = z
     featurizer: z.enum(['cnn', 'pixels']).default('cnn'),
 
     // Featurizer tuning. Unset = the featurize handler's own defaults, which live next to the code
-    // they tune and were chosen with bench/accuracy.ts (lambdas/core/featurizer.ts,
-    // lambdas/core/preprocess.ts): set these only to deploy something else.
+    // they tune and were chosen with bench/accuracy.ts (lambdas/model/featurizer.ts,
+    // lambdas/images/preprocess.ts): set these only to deploy something else.
     /** Square input side of the CNN, in pixels (IMAGE_SIZE). */
     imageSize: z.number().int().min(SETTING_BOUNDS.imageSize.min).max(SETTING_BOUNDS.imageSize.max).optional(),
     /** Model layers whose pooled activations make the features, side by side (FEATURE_LAYER). */

@@ -33,12 +33,12 @@ import { datasetInputPrefix, invalidName, runLayout } from '../lambdas/contracts
 import type { ItemProblem } from '../lambdas/contracts/events';
 import { FEATURIZE_ENV, FeaturizeEnvSchema, LOCAL_OBSERVABILITY_ENV, parseHandlerEnv, RESULT_SHAPING_ENV } from '../lambdas/contracts/handler-env';
 import { putObject, readJsonIfPresent } from '../lambdas/aws/s3-client';
-import { featurizerConfigFromEnv, featurizerIdOf } from '../lambdas/core/featurizer';
-import { mapWithConcurrency } from '../lambdas/core/concurrency';
-import { describeIncompleteAccounting, InputAccounting, InputAccountingReport } from '../lambdas/core/input-accounting';
-import { defaultModelDir, hasModel } from '../lambdas/core/model-loader';
-import type { RunReport } from '../lambdas/core/run-report';
-import type { ClassificationReport } from '../lambdas/core/classification';
+import { featurizerConfigFromEnv, featurizerIdOf } from '../lambdas/model/featurizer';
+import { mapWithConcurrency } from '../lambdas/common/concurrency';
+import { describeIncompleteAccounting, InputAccounting, InputAccountingReport } from '../lambdas/bookkeeping/input-accounting';
+import { defaultModelDir, hasModel } from '../lambdas/model/model-loader';
+import type { RunReport } from '../lambdas/outputs/run-report';
+import type { ClassificationReport } from '../lambdas/analysis/classification';
 import { datasetName, folderFiles, type FolderFile } from '../client/dataset-folder';
 import { countReasons, readMapRunFacts } from '../client/failed-run';
 import { downloadRunOutputs } from '../client/run-outputs';

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { RESULT_FILES, RUN_ID_PATTERN, runLayout } from '../lambdas/contracts/bucket-layout';
-import { decodeKnnReferences, parsePcaModel, PcaModelError, SavedPcaModel } from '../lambdas/core/pca-model';
+import { decodeKnnReferences, parsePcaModel, PcaModelError, SavedPcaModel } from '../lambdas/analysis/pca-model';
 
 export interface LocalModelSource {
   /** The pca-model.json read. */

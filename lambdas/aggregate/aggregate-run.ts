@@ -32,11 +32,11 @@
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import { AggregateEvent, AggregateEventSchema, FeaturizeBatchSummary, parseEvent, TransientStorageError } from '../contracts/events';
-import { decodeFeatureShard, FeatureShard } from '../core/feature-shard';
-import { ClassificationReport, ClassificationTally } from '../core/classification';
-import { explainedVarianceCsv, featuresCsvHeader, featuresCsvRow, predictionsCsvHeader, predictionsCsvRow } from '../core/features-csv';
-import { FeatureTableParquetWriter } from '../core/features-parquet';
-import { DEFAULT_KNN_NEIGHBOURS, KnnReferences, Split, splitOfKey } from '../core/knn';
+import { decodeFeatureShard, FeatureShard } from '../bookkeeping/feature-shard';
+import { ClassificationReport, ClassificationTally } from '../analysis/classification';
+import { explainedVarianceCsv, featuresCsvHeader, featuresCsvRow, predictionsCsvHeader, predictionsCsvRow } from '../outputs/features-csv';
+import { FeatureTableParquetWriter } from '../outputs/features-parquet';
+import { DEFAULT_KNN_NEIGHBOURS, KnnReferences, Split, splitOfKey } from '../analysis/knn';
 import {
   besideModel,
   decodeKnnReferences,
@@ -47,16 +47,16 @@ import {
   pcaFitOf,
   pcaModelJson,
   SavedPcaModel,
-} from '../core/pca-model';
-import { outputReadme, outputSchema } from '../core/output-schema';
-import { GalleryEntry, GalleryImage, reportHtml } from '../core/report-html';
-import { thumbnailDataUri } from '../core/thumbnail';
-import { IncompleteRunError, InputAccounting, InputAccountingReport, describeIncompleteAccounting } from '../core/input-accounting';
+} from '../analysis/pca-model';
+import { outputReadme, outputSchema } from '../outputs/output-schema';
+import { GalleryEntry, GalleryImage, reportHtml } from '../outputs/report-html';
+import { thumbnailDataUri } from '../images/thumbnail';
+import { IncompleteRunError, InputAccounting, InputAccountingReport, describeIncompleteAccounting } from '../bookkeeping/input-accounting';
 import { RESULT_FILES, resultKey, type ResultFile } from '../contracts/bucket-layout';
-import { FailedBatch, readMapRunResults } from '../core/map-results';
-import { scatterPlotSvg, ScatterSample, screePlotSvg } from '../core/plots';
-import { RunReportBuilder } from '../core/run-report';
-import { ComponentSelection, DEFAULT_BLOCK_ROWS, fitPca, InsufficientDataError, PcaFit, PcaProjector, ScatterAccumulator } from '../core/streaming-pca';
+import { FailedBatch, readMapRunResults } from '../bookkeeping/map-results';
+import { scatterPlotSvg, ScatterSample, screePlotSvg } from '../outputs/plots';
+import { RunReportBuilder } from '../outputs/run-report';
+import { ComponentSelection, DEFAULT_BLOCK_ROWS, fitPca, InsufficientDataError, PcaFit, PcaProjector, ScatterAccumulator } from '../analysis/streaming-pca';
 import { describeError, MissingObjectError, putObject, readBytes, readText } from '../aws/s3-client';
 import { StreamedUpload } from '../aws/streamed-upload';
 

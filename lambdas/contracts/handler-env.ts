@@ -66,7 +66,7 @@ export const MODEL_ID_RULE = 'letters, digits, "_", "." and "-", starting with a
 export const LAYER_NAME_PATTERN = /^[A-Za-z0-9_]+(\/[A-Za-z0-9_]+)*$/;
 /**
  * The model baked into the image, shipped in the repository (`models/`) and used by the handler
- * when MODEL_ID is unset: chosen with bench/feature-choice.ts (lambdas/core/featurizer.ts says why).
+ * when MODEL_ID is unset: chosen with bench/feature-choice.ts (lambdas/model/featurizer.ts says why).
  */
 export const DEFAULT_MODEL_ID = 'mobilenet_v2_1.0_224_quant';
 /** Principal components kept by default (the same tables: k = 100, as the candidates were scored). */
@@ -77,7 +77,7 @@ const boundedInt = (bounds: { min: number; max: number }) => z.coerce.number().i
 /**
  * The featurize handler's environment. Unset values take the defaults; tuning left unset here
  * (IMAGE_SIZE, FEATURE_LAYER, FEATURE_SQRT, MAX_INPUT_*) takes the defaults of the code it tunes
- * (lambdas/core/featurizer.ts, preprocess.ts).
+ * (lambdas/model/featurizer.ts, preprocess.ts).
  */
 export const FeaturizeEnvSchema = z.object({
   [FEATURIZE_ENV.featurizer]: z.enum(['cnn', 'pixels']).default('cnn'),

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
-import { defaultModelCacheDir } from '../../lambdas/core/model-loader';
+import { defaultModelCacheDir } from '../../lambdas/model/model-loader';
 import { loadModelManifest, ModelManifest, PinnedFile, pinnedModel, REPOSITORY_ROOT, sha256 } from './manifest';
 
 export interface FetchModelOptions {

@@ -2,7 +2,7 @@
  * The model manifest (`tools/model/manifest.json`): for each model id, where the public files
  * live (a TF.js layers model or a TFLite flatbuffer), the exact bytes we accept (size + SHA-256 of
  * every file) and, for a model that ships in this repository, where its copy is. How a model is used
- * (feature layer, input size) is the featurizer's business (lambdas/core/featurizer.ts). Fetching verifies
+ * (feature layer, input size) is the featurizer's business (lambdas/model/featurizer.ts). Fetching verifies
  * against it, so a changed or tampered upstream file fails the build instead of changing features.
  */
 import { createHash } from 'node:crypto';

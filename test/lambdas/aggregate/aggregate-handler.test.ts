@@ -2,9 +2,9 @@ import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from 
 import { PCA } from 'ml-pca';
 import { aggregateRun, aggregateSettingsFrom, AggregateSettings, readAggregateEnv } from '../../../lambdas/aggregate/handler';
 import { MalformedEventError, TransientStorageError } from '../../../lambdas/contracts/events';
-import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../../../lambdas/core/feature-shard';
-import { FeaturizerMismatchError, PcaModelError } from '../../../lambdas/core/pca-model';
-import { IncompleteRunError } from '../../../lambdas/core/input-accounting';
+import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../../../lambdas/bookkeeping/feature-shard';
+import { FeaturizerMismatchError, PcaModelError } from '../../../lambdas/analysis/pca-model';
+import { IncompleteRunError } from '../../../lambdas/bookkeeping/input-accounting';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,10 +12,10 @@ import { join } from 'node:path';
 import { ParquetReader } from '@dsnp/parquetjs';
 import { parseCsv } from '../../../evaluate/csv';
 import { knnAccuracy, readFeaturesCsv } from '../../../evaluate/knn';
-import { restoreTextField } from '../../../lambdas/core/features-csv';
-import { InsufficientDataError } from '../../../lambdas/core/streaming-pca';
+import { restoreTextField } from '../../../lambdas/outputs/features-csv';
+import { InsufficientDataError } from '../../../lambdas/analysis/streaming-pca';
 import { LocalS3Server, startLocalS3Server } from '../../../local/emulator/s3/s3-server';
-import { seededRandom } from '../../../lambdas/core/seeded-random';
+import { seededRandom } from '../../../lambdas/common/seeded-random';
 
 const BUCKET = 'fruits-aggregate-test';
 const LABELS = ['Apple Red 1', 'Kiwi', 'Lemon, "Meyer"', 'Fraise été 🍓'];

@@ -66,6 +66,13 @@ export type ClassificationReport =
 export const CLASSIFIER_METHOD =
   'k-NN: Euclidean distance over the PCA components, majority vote of the k nearest Training rows, a tie going to the label whose voting neighbours are nearest in total';
 
+/** A ClassificationTally's counts as plain JSON. */
+export interface ClassificationTallyPart {
+  cells: [string, [string, number][]][];
+  predicted: number;
+  unscored: number;
+}
+
 export class ClassificationTally {
   private readonly cells = new Map<string, Map<string, number>>();
   private predicted = 0;
@@ -81,6 +88,21 @@ export class ClassificationTally {
     readonly references: number,
     private readonly referenceClasses?: ReadonlySet<string>,
   ) {}
+
+  /** The counts so far as plain JSON: one group's predictions, to be absorbed where the run is reported. */
+  part(): ClassificationTallyPart {
+    return { cells: [...this.cells].map(([actual, row]) => [actual, [...row]]), predicted: this.predicted, unscored: this.unscored };
+  }
+
+  absorb(part: ClassificationTallyPart): void {
+    this.predicted += part.predicted;
+    this.unscored += part.unscored;
+    for (const [actual, row] of part.cells) {
+      let cells = this.cells.get(actual);
+      if (!cells) this.cells.set(actual, (cells = new Map()));
+      for (const [predicted, count] of row) cells.set(predicted, (cells.get(predicted) ?? 0) + count);
+    }
+  }
 
   /** Whether a row of this label and split counts towards the accuracy. */
   scores(label: string, split: Split | undefined): boolean {

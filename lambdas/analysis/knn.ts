@@ -100,13 +100,20 @@ export class KnnReferences {
    */
   predict(query: ArrayLike<number>, k: number = DEFAULT_KNN_NEIGHBOURS, options: { offset?: number; dims?: number } = {}): KnnPrediction | undefined {
     if (this.count === 0) return undefined;
+    const nearest = new NearestReferences(Math.min(k, this.count));
+    this.offerNearest(query, nearest, options);
+    return nearest.vote();
+  }
+
+  /**
+   * Offers every reference to `nearest` as a neighbour of `query`, numbered from `firstIndex`:
+   * references split in parts (read one after another) give the same neighbours, and so the same
+   * vote, as one set holding them all in that order.
+   */
+  offerNearest(query: ArrayLike<number>, nearest: NearestReferences, options: { offset?: number; dims?: number; firstIndex?: number } = {}): void {
     const offset = options.offset ?? 0;
+    const firstIndex = options.firstIndex ?? 0;
     const dims = Math.min(options.dims ?? this.dims, this.dims);
-    const keep = Math.max(1, Math.min(k, this.count));
-    // The k nearest so far, ascending; an equal distance goes after the ones already held.
-    const nearestDistance = new Float64Array(keep);
-    const nearestIndex = new Int32Array(keep);
-    let held = 0;
     const { vectors, dims: stride } = this;
     const q = new Float64Array(dims);
     for (let d = 0; d < dims; d++) q[d] = query[offset + d];
@@ -115,29 +122,70 @@ export class KnnReferences {
       // PCA components come in decreasing variance, so most of a distance is in the first ones: a
       // reference already as far as the k-th nearest is dropped early. Exact, not approximate:
       // partial sums of squares only grow, so such a reference would have been dropped anyway.
-      const limit = held === keep ? nearestDistance[held - 1] : Number.POSITIVE_INFINITY;
+      const limit = nearest.limit;
       let distance = 0;
       for (let d = 0; d < dims; d++) {
         const diff = q[d] - vectors[base + d];
         distance += diff * diff;
         if ((d & 7) === 7 && distance >= limit) break;
       }
-      if (distance >= limit) continue;
-      let at = held < keep ? held++ : held - 1;
-      while (at > 0 && nearestDistance[at - 1] > distance) {
-        nearestDistance[at] = nearestDistance[at - 1];
-        nearestIndex[at] = nearestIndex[at - 1];
-        at--;
-      }
-      nearestDistance[at] = distance;
-      nearestIndex[at] = r;
+      if (distance < limit) nearest.offer(distance, firstIndex + r, this.labels[this.labelIndex[r]]);
     }
+  }
+}
+
+/**
+ * The k nearest references of one query met so far, ascending by squared distance; a reference
+ * at the same distance as one already held goes after it (the one met first is kept).
+ */
+export class NearestReferences {
+  readonly squaredDistances: Float64Array;
+  readonly indices: Int32Array;
+  readonly labels: string[] = [];
+  private held = 0;
+
+  constructor(readonly keep: number) {
+    const size = Math.max(1, keep);
+    this.squaredDistances = new Float64Array(size);
+    this.indices = new Int32Array(size);
+  }
+
+  get size(): number {
+    return this.held;
+  }
+
+  /** The squared distance a reference must be under to be kept. */
+  get limit(): number {
+    return this.held === this.squaredDistances.length ? this.squaredDistances[this.held - 1] : Number.POSITIVE_INFINITY;
+  }
+
+  offer(squaredDistance: number, index: number, label: string): void {
+    if (squaredDistance >= this.limit) return;
+    const { squaredDistances, indices, labels } = this;
+    let at = this.held < squaredDistances.length ? this.held++ : this.held - 1;
+    while (at > 0 && squaredDistances[at - 1] > squaredDistance) {
+      squaredDistances[at] = squaredDistances[at - 1];
+      indices[at] = indices[at - 1];
+      labels[at] = labels[at - 1];
+      at--;
+    }
+    squaredDistances[at] = squaredDistance;
+    indices[at] = index;
+    labels[at] = label;
+  }
+
+  /**
+   * The majority label of the neighbours held; a tie in votes goes to the tied label whose voting
+   * neighbours are nearest in total. Undefined when none is held.
+   */
+  vote(): KnnPrediction | undefined {
+    if (this.held === 0) return undefined;
     // Votes in order of first appearance among the neighbours (nearest first).
-    const voteLabels: number[] = [];
+    const voteLabels: string[] = [];
     const voteCount: number[] = [];
     const voteDistance: number[] = [];
-    for (let n = 0; n < held; n++) {
-      const label = this.labelIndex[nearestIndex[n]];
+    for (let n = 0; n < this.held; n++) {
+      const label = this.labels[n];
       let v = voteLabels.indexOf(label);
       if (v < 0) {
         v = voteLabels.length;
@@ -146,12 +194,12 @@ export class KnnReferences {
         voteDistance.push(0);
       }
       voteCount[v]++;
-      voteDistance[v] += Math.sqrt(nearestDistance[n]);
+      voteDistance[v] += Math.sqrt(this.squaredDistances[n]);
     }
     let best = 0;
     for (let v = 1; v < voteLabels.length; v++) {
       if (voteCount[v] > voteCount[best] || (voteCount[v] === voteCount[best] && voteDistance[v] < voteDistance[best])) best = v;
     }
-    return { label: this.labels[voteLabels[best]], distance: Math.sqrt(nearestDistance[0]), nearest: nearestIndex[0] };
+    return { label: voteLabels[best], distance: Math.sqrt(this.squaredDistances[0]), nearest: this.indices[0] };
   }
 }

@@ -91,6 +91,42 @@ export class InputAccounting {
   }
 }
 
+/**
+ * The accounting of a whole run from the reports of its parts (the plan's batches without a
+ * shard, and each group's batches), each of which listed and accounted for its own batches'
+ * keys. A key handed out to two batches is only seen as such by whoever saw both: the plan, which
+ * reads every batch's input, reports it; the parts' own `listedTwice` are left out here.
+ */
+export function mergeAccountingReports(parts: readonly InputAccountingReport[], listedTwice: KeySample): InputAccountingReport {
+  const merged = (pick: (report: InputAccountingReport) => KeySample): KeySample => {
+    const keys = parts.flatMap((report) => pick(report).keys);
+    return { count: parts.reduce((sum, report) => sum + pick(report).count, 0), keys: sample(keys).keys };
+  };
+  const unaccounted = merged((report) => report.unaccounted);
+  const overcounted = merged((report) => report.overcounted);
+  const problems = [...new Set(parts.flatMap((report) => report.problems))];
+  return {
+    complete: problems.length === 0 && unaccounted.count === 0 && overcounted.count === 0 && listedTwice.count === 0,
+    listed: parts.reduce((sum, report) => sum + report.listed, 0),
+    accounted: parts.reduce((sum, report) => sum + report.accounted, 0),
+    unaccounted,
+    overcounted,
+    listedTwice,
+    problems,
+  };
+}
+
+/** Keys met more than once in `keys`, as a report names them. */
+export function repeatedKeys(keys: Iterable<string>): KeySample {
+  const seen = new Set<string>();
+  const repeated = new Set<string>();
+  for (const key of keys) {
+    if (seen.has(key)) repeated.add(key);
+    else seen.add(key);
+  }
+  return sample([...repeated]);
+}
+
 /** One sentence for an error or a terminal line; the keys themselves are in the report. */
 export function describeIncompleteAccounting(report: InputAccountingReport, what = 'listed objects'): string {
   const parts: string[] = [];

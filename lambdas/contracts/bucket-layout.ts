@@ -65,6 +65,10 @@ export const RESULT_FILES = {
    */
   knnReferences: 'knn-references.fsh',
   // ---- end of issue 11 ----
+  /** The features as one Parquet dataset, a part per group (`read_parquet('features/*.parquet')`). */
+  featuresParts: 'features/',
+  /** The raw feature vectors as one Parquet dataset, when kept. */
+  embeddingsParts: 'embeddings/',
   /** Written by the state machine's WriteFailureReport when a run fails. */
   failure: 'failure.json',
 } as const;
@@ -94,6 +98,8 @@ export const WORK_FOLDERS = {
   shards: 'shards',
   /** The Distributed Map's ResultWriter prefix: `<mapRunId>/manifest.json`, `SUCCEEDED_n.json`... */
   mapResults: 'map-results',
+  /** What the aggregate's stages hand each other (plan, groups, moments, parts, tallies). */
+  aggregate: 'aggregate',
 } as const;
 
 export interface RunLayout {

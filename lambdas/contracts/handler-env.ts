@@ -28,7 +28,15 @@ export const FEATURIZE_ENV = {
 export const AGGREGATE_ENV = {
   pcaComponents: 'PCA_COMPONENTS',
   pcaVarianceThreshold: 'PCA_VARIANCE_THRESHOLD',
+  /** Feature shards per group of the aggregate's fanned-out stages. */
+  groupShards: 'AGGREGATE_GROUP_SHARDS',
 } as const;
+
+/**
+ * Shards per group when nothing else is set: 40 batches of 250 images are 10,000 rows (55 MB of
+ * float32 features at 1,376 values, a 15 MB float64 scatter), a few seconds of each stage's work.
+ */
+export const DEFAULT_GROUP_SHARDS = 40;
 
 /**
  * Bounds of the settings that reach a handler, checked by the deployment config at synth and by
@@ -53,6 +61,8 @@ export const SETTING_BOUNDS = {
   maxInputBytes: { min: 1, max: 1024 ** 3 },
   /** Images decoded, then run through the model, at a time. */
   inferBatchSize: { min: 1, max: 256 },
+  /** Shards per aggregate group: 400 x 250 images of 1,376 float32 values is 550 MB, most of a 1,536 MB function. */
+  groupShards: { min: 1, max: 400 },
 } as const;
 
 /**
@@ -154,6 +164,7 @@ export const AggregateEnvSchema = z.object({
   [AGGREGATE_ENV.pcaComponents]: boundedInt(SETTING_BOUNDS.pcaComponents).default(DEFAULT_PCA_COMPONENTS),
   /** When set, the smallest k (up to PCA_COMPONENTS) whose cumulative explained variance reaches it. */
   [AGGREGATE_ENV.pcaVarianceThreshold]: z.coerce.number().gt(0).lte(1).optional(),
+  [AGGREGATE_ENV.groupShards]: boundedInt(SETTING_BOUNDS.groupShards).default(DEFAULT_GROUP_SHARDS),
   ...ClassifyEnvShape,
 });
 export type AggregateEnv = z.infer<typeof AggregateEnvSchema>;
@@ -183,10 +194,15 @@ export function featurizeEnvironment(settings: FeaturizeEnvSettings): Record<str
   });
 }
 
-export function aggregateEnvironment(settings: { readonly pcaComponents: number; readonly pcaVarianceThreshold?: number }): Record<string, string> {
+export function aggregateEnvironment(settings: {
+  readonly pcaComponents: number;
+  readonly pcaVarianceThreshold?: number;
+  readonly groupShards?: number;
+}): Record<string, string> {
   return definedOnly({
     [AGGREGATE_ENV.pcaComponents]: settings.pcaComponents,
     [AGGREGATE_ENV.pcaVarianceThreshold]: settings.pcaVarianceThreshold,
+    [AGGREGATE_ENV.groupShards]: settings.groupShards,
   });
 }
 

@@ -35,11 +35,22 @@ export interface OutputSchemaInput {
   references?: boolean;
   /** The saved model a projecting run used: it writes no pca-model.json of its own. */
   projectedWith?: { model: string; runId: string };
+  /** Whether features.parquet (and embeddings.parquet) were written as one file beside the dataset's parts. @default true */
+  singleParquet?: boolean;
 }
 
 const TEXT_NOTE = "text; a cell that would start with = + - @ TAB CR or ' is written with one leading ' (CSV injection guard), drop it to read the value";
 
-export function outputSchema({ runId, k, dim, classified, embeddings, references = false, projectedWith }: OutputSchemaInput): OutputSchema {
+export function outputSchema({
+  runId,
+  k,
+  dim,
+  classified,
+  embeddings,
+  references = false,
+  projectedWith,
+  singleParquet = true,
+}: OutputSchemaInput): OutputSchema {
   const pcs = k === 1 ? 'pc_1' : `pc_1 .. pc_${k}`;
   const base = (text: boolean): ColumnDescription[] => [
     { name: 'key', type: text ? 'text' : 'BYTE_ARRAY UTF8, required', description: `S3 object key of the image${text ? ` (${TEXT_NOTE})` : ''}` },
@@ -64,11 +75,18 @@ export function outputSchema({ runId, k, dim, classified, embeddings, references
       ],
     },
     {
-      file: RESULT_FILES.featuresParquet,
-      description: 'the rows of features.csv as a typed Parquet table (row groups of 32,768 rows, SNAPPY text columns)',
+      file: `${RESULT_FILES.featuresParts}part-*.parquet`,
+      description:
+        "the rows of features.csv as one typed Parquet dataset, a part per group of shards (row groups of 32,768 rows, SNAPPY text columns): read it as one table, e.g. DuckDB read_parquet('features/*.parquet')",
       columns: [...base(false), { name: pcs, type: 'FLOAT (32-bit), required', description: 'score on each kept component' }],
     },
   ];
+  if (singleParquet) {
+    files.push({
+      file: RESULT_FILES.featuresParquet,
+      description: `the same table as ${RESULT_FILES.featuresParts} in one file (a run of one group of shards only)`,
+    });
+  }
   if (classified) {
     files.push({
       file: RESULT_FILES.predictions,
@@ -84,7 +102,7 @@ export function outputSchema({ runId, k, dim, classified, embeddings, references
   }
   if (embeddings) {
     files.push({
-      file: RESULT_FILES.embeddings,
+      file: singleParquet ? RESULT_FILES.embeddings : `${RESULT_FILES.embeddingsParts}part-*.parquet`,
       description: 'the raw feature vectors before standardisation and PCA, one row per row of features.csv',
       columns: [...base(false), { name: `f_1 .. f_${dim}`, type: 'FLOAT (32-bit), required', description: "the featurizer's output vector" }],
     });

@@ -201,6 +201,30 @@ export class ScatterSample {
     return this.seen;
   }
 
+  /**
+   * One sample of the rows of several samples (each uniform over its own rows): slots are dealt
+   * to the parts in proportion to the rows each saw, so every row keeps the same chance.
+   */
+  static merged(parts: readonly { points: ScatterPoint[]; total: number }[], limit: number = SCATTER_POINT_LIMIT, seed = 0x5eed): ScatterSample {
+    const merged = new ScatterSample(limit, seed);
+    const random = seededRandom(seed ^ 0x9e37);
+    const pools = parts.map((part) => ({ points: [...part.points], left: part.total }));
+    let left = pools.reduce((sum, pool) => sum + pool.left, 0);
+    merged.seen = left;
+    while (merged.points.length < limit && left > 0) {
+      let pick = Math.floor(random() * left);
+      const pool = pools.find((candidate) => (pick -= candidate.left) < 0)!;
+      pool.left--;
+      left--;
+      if (pool.points.length === 0) continue;
+      const at = Math.floor(random() * pool.points.length);
+      merged.points.push(pool.points[at]);
+      pool.points[at] = pool.points[pool.points.length - 1];
+      pool.points.pop();
+    }
+    return merged;
+  }
+
   offer(point: ScatterPoint): void {
     this.seen++;
     if (this.points.length < this.limit) {

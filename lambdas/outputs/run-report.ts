@@ -84,11 +84,30 @@ export interface RunReport {
 
 const CAPPED_LIST = '(not listed: the batch summary capped its list)';
 
+/** A ProblemList as plain JSON, to carry a part of a run's report between invocations. */
+export interface ProblemListPart {
+  items: ItemProblem[];
+  unlisted: [string, number][];
+  count: number;
+  complete: boolean;
+}
+
 class ProblemList {
   readonly items: ItemProblem[] = [];
   private readonly unlisted = new Map<string, number>();
   count = 0;
   complete = true;
+
+  part(): ProblemListPart {
+    return { items: this.items, unlisted: [...this.unlisted], count: this.count, complete: this.complete };
+  }
+
+  absorb(part: ProblemListPart): void {
+    this.items.push(...part.items);
+    for (const [reason, count] of part.unlisted) this.unlisted.set(reason, (this.unlisted.get(reason) ?? 0) + count);
+    this.count += part.count;
+    this.complete &&= part.complete;
+  }
 
   /** `count` above `problems.length` means that many more problems, known only as a number. */
   add(problems: readonly ItemProblem[], count = problems.length, unlistedReason = CAPPED_LIST): void {
@@ -108,6 +127,25 @@ class ProblemList {
   }
 }
 
+/**
+ * What one invocation saw of a run (the plan's batches, or one group's shards), as plain JSON:
+ * the stages of the aggregate each build a part, and the fit and publish stages absorb them all.
+ */
+export interface RunReportPart {
+  processed: number;
+  batches: number;
+  failed: ProblemListPart;
+  skipped: ProblemListPart;
+  failedBatches: FailedBatchReport[];
+  warnings: string[];
+  featurizerIds: Record<string, number>;
+  dim: number | null;
+  backends: string[];
+  modelIds: string[];
+  imageSizes: number[];
+  featurizeTimings: Record<string, number>;
+}
+
 export class RunReportBuilder {
   private processed = 0;
   private batches = 0;
@@ -121,6 +159,40 @@ export class RunReportBuilder {
   private readonly modelIds = new Set<string>();
   private readonly imageSizes = new Set<number>();
   private readonly featurizeTimings: Record<string, number> = {};
+
+  /** Everything recorded so far, to be absorbed by another builder (in another invocation). */
+  part(): RunReportPart {
+    return {
+      processed: this.processed,
+      batches: this.batches,
+      failed: this.failed.part(),
+      skipped: this.skipped.part(),
+      failedBatches: this.failedBatches,
+      warnings: [...this.warnings],
+      featurizerIds: Object.fromEntries(this.featurizerIds),
+      dim: this.dim,
+      backends: [...this.backends],
+      modelIds: [...this.modelIds],
+      imageSizes: [...this.imageSizes],
+      featurizeTimings: { ...this.featurizeTimings },
+    };
+  }
+
+  /** Adds what another builder recorded; parts absorbed in the order the run met them. */
+  absorb(part: RunReportPart): void {
+    this.processed += part.processed;
+    this.batches += part.batches;
+    this.failed.absorb(part.failed);
+    this.skipped.absorb(part.skipped);
+    this.failedBatches.push(...part.failedBatches);
+    part.warnings.forEach((warning) => this.warn(warning));
+    for (const [id, rows] of Object.entries(part.featurizerIds)) this.featurizerIds.set(id, (this.featurizerIds.get(id) ?? 0) + rows);
+    this.dim ??= part.dim;
+    part.backends.forEach((b) => this.backends.add(b));
+    part.modelIds.forEach((m) => this.modelIds.add(m));
+    part.imageSizes.forEach((size) => this.imageSizes.add(size));
+    for (const [name, ms] of Object.entries(part.featurizeTimings)) this.featurizeTimings[name] = (this.featurizeTimings[name] ?? 0) + ms;
+  }
 
   /** A batch whose shard was read: its complete failed/skipped lists and how it was made. */
   addShard(header: ShardHeader): void {

@@ -20,6 +20,7 @@ import {
   MODEL_ID_PATTERN,
   MODEL_ID_RULE,
   SETTING_BOUNDS,
+  DEFAULT_GROUP_SHARDS,
 } from '../lambdas/contracts/handler-env';
 
 /** The context key in cdk.json that holds the pipeline settings. */
@@ -65,6 +66,14 @@ export const PipelineConfigSchema = z
      */
     aggregateMemoryMb: lambdaMemoryMb.default(3008),
     aggregateTimeoutSeconds: lambdaTimeoutSeconds.default(900),
+    /**
+     * Feature shards per group of the aggregate's fanned-out stages (AGGREGATE_GROUP_SHARDS): each
+     * moments, project and classify invocation works on one group, so its time and memory are
+     * bounded by the group, not by the run (docs/SIZING.md).
+     */
+    aggregateGroupShards: z.number().int().min(SETTING_BOUNDS.groupShards.min).max(SETTING_BOUNDS.groupShards.max).default(DEFAULT_GROUP_SHARDS),
+    /** Concurrent children of the aggregate's group maps (Distributed Map MaxConcurrency). */
+    aggregateConcurrency: z.number().int().min(1).max(10000).default(100),
 
     /** Principal components kept (upper bound when pcaVarianceThreshold is set). */
     pcaComponents: z.number().int().min(SETTING_BOUNDS.pcaComponents.min).max(SETTING_BOUNDS.pcaComponents.max).default(DEFAULT_PCA_COMPONENTS),

@@ -105,7 +105,11 @@ export class FruitsPipelineStack extends Stack {
       memorySize: config.aggregateMemoryMb,
       timeout: aggregateTimeout,
       environment: {
-        ...aggregateEnvironment({ pcaComponents: config.pcaComponents, pcaVarianceThreshold: config.pcaVarianceThreshold }),
+        ...aggregateEnvironment({
+          pcaComponents: config.pcaComponents,
+          pcaVarianceThreshold: config.pcaVarianceThreshold,
+          groupShards: config.aggregateGroupShards,
+        }),
         ...classifyEnvironment({ knnNeighbours: config.knnNeighbours, keepEmbeddings: config.keepEmbeddings }),
       },
       logRetention,
@@ -113,6 +117,8 @@ export class FruitsPipelineStack extends Stack {
       logEncryptionKey: key,
     });
     data.grantReadObjects(aggregate.role, BUCKET_LAYOUT.workRoot);
+    // The stages hand each other plans, moments and parts under work/<runId>/aggregate/.
+    data.grantWriteObjects(aggregate.role, BUCKET_LAYOUT.workRoot);
     // report.html's gallery shows misclassified images beside their nearest reference: read from input/.
     data.grantReadObjects(aggregate.role, BUCKET_LAYOUT.inputRoot);
     // A run started with `pcaModel` reads a saved model (and its references) from results/.
@@ -128,6 +134,7 @@ export class FruitsPipelineStack extends Stack {
       aggregateTimeout,
       batchSize: config.batchSize,
       maxConcurrency: config.maxConcurrency,
+      aggregateConcurrency: config.aggregateConcurrency,
       toleratedFailurePercentage: config.toleratedFailurePercentage,
       logRetention,
       logRemovalPolicy: removalPolicy,

@@ -47,6 +47,7 @@ import { knnAccuracy, KnnResult, readFeaturesCsv } from '../evaluate/knn';
 import { LocalModelSource, readModelFrom } from './model-from';
 import { Json, JsonObject } from './emulator/asl';
 import { MapRunEvent } from './emulator/distributed-map';
+import { MAP_RUN_LABEL as FEATURIZE_MAP_STATE } from '../lambdas/contracts/state-machine';
 import { FunctionWorkerPool } from './emulator/function-worker-pool';
 import { runLocalExecution } from './emulator/local-execution';
 import { LocalS3Server, startLocalS3Server } from './emulator/s3/s3-server';
@@ -231,7 +232,8 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
     });
     const aggregatePool = new FunctionWorkerPool({
       modulePath: handlerModule('aggregate', options.bundledHandlersDir),
-      size: 1,
+      // The aggregate's group maps run a child per group: as many at once as the featurize map.
+      size: Math.min(options.workers ?? availableParallelism(), pipeline.config.aggregateConcurrency),
       environment: { ...pipeline.aggregate.environment, ...server.env, ...quiet },
       timeoutSeconds: pipeline.aggregate.timeoutSeconds,
       memorySizeMb: pipeline.aggregate.memorySizeMb,
@@ -240,7 +242,9 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
 
     const progress = { total: 0, done: 0, failed: 0 };
     let mapResult: Json | undefined;
-    const onMapRunEvent = (_state: string, event: MapRunEvent) => {
+    const onMapRunEvent = (state: string, event: MapRunEvent) => {
+      // The aggregate's group maps are part of the aggregate phase; only the featurize map counts images.
+      if (state !== FEATURIZE_MAP_STATE) return;
       if (event.type === 'started') {
         progress.total = event.totalItems;
         mark.mapStarted = performance.now();

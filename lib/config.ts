@@ -78,8 +78,8 @@ export const PipelineConfigSchema = z
     keepEmbeddings: z.boolean().default(false),
     // ---- end of classification and outputs ----
 
-    /** Pretrained model baked into the image at /opt/model (an id of tools/model/manifest.json). */
-    modelId: z.string().regex(MODEL_ID_PATTERN, `must be a model id of tools/model/manifest.json (${MODEL_ID_RULE})`).default(DEFAULT_MODEL_ID),
+    /** Pretrained model baked into the image at /opt/model (an id of layers/model-weights/manifest.json). */
+    modelId: z.string().regex(MODEL_ID_PATTERN, `must be a model id of layers/model-weights/manifest.json (${MODEL_ID_RULE})`).default(DEFAULT_MODEL_ID),
     /** `cnn`: pooled CNN features; `pixels`: downscaled raw pixels (no model needed). */
     featurizer: z.enum(['cnn', 'pixels']).default('cnn'),
 

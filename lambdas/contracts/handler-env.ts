@@ -56,7 +56,7 @@ export const SETTING_BOUNDS = {
 } as const;
 
 /**
- * A model id names a manifest entry (tools/model/manifest.json), a cache directory and the image's
+ * A model id names a manifest entry (layers/model-weights/manifest.json), a cache directory and the image's
  * build argument, so it is one path segment that cannot be `.` or `..`: it starts with a letter or
  * a digit.
  */
@@ -65,7 +65,7 @@ export const MODEL_ID_RULE = 'letters, digits, "_", "." and "-", starting with a
 /** A model layer (TF.js) or tensor (TFLite, `block/op`) whose pooled activations are features. */
 export const LAYER_NAME_PATTERN = /^[A-Za-z0-9_]+(\/[A-Za-z0-9_]+)*$/;
 /**
- * The model baked into the image, shipped in the repository (`models/`) and used by the handler
+ * The model baked into the image, shipped in the repository (`layers/model-weights/`) and used by the handler
  * when MODEL_ID is unset: chosen with bench/feature-choice.ts (lambdas/model/featurizer.ts says why).
  */
 export const DEFAULT_MODEL_ID = 'mobilenet_v2_1.0_224_quant';

@@ -1,7 +1,7 @@
 /**
  * The aggregate step: from the Distributed Map's ResultWriter manifest to the run's outputs.
  *
- *   1. read the manifest and result files (`map-results.ts`): one outcome per batch;
+ *   1. read the manifest and result files (`lambdas/bookkeeping/map-results.ts`): one outcome per batch;
  *   2. pass 1: read the feature shards one at a time (a couple prefetched) into the
  *      `ScatterAccumulator`: memory is bounded by a shard or two plus the dim x dim scatter;
  *   3. fit the PCA (standardise, eigen-decompose, choose k);
@@ -9,13 +9,13 @@
  *      holding Training rows and keeps their k scores (float32: 100,000 x 50 is 20 MB);
  *   5. pass 2: read the shards again, project, and stream `features.csv`, `features.parquet` (and
  *      `embeddings.parquet` when kept) and `predictions.csv` to S3: every non-Training row is
- *      predicted as it is written, its prediction tallied (classification.ts), never held;
+ *      predicted as it is written, its prediction tallied (lambdas/analysis/classification.ts), never held;
  *   6. write `pca-model.json` (and `knn-references.fsh`, the Training rows' scores, when there
  *      were any), `explained-variance.csv`, `scree.svg`, `pca-scatter.svg`, `README.txt`,
  *      `report.json` (which accounts for every listed object) and `report.html` (with a gallery of
  *      misclassified images read back from the input).
  *
- * A run whose event names a `pcaModel` (a saved `pca-model.json`, pca-model.ts) projects instead of
+ * A run whose event names a `pcaModel` (a saved `pca-model.json`, lambdas/analysis/pca-model.ts) projects instead of
  * fitting: the model and its references are read and checked before any shard, pass 1 only checks
  * and accounts (no scatter), a shard of another featurizer than the model's fails the run with
  * `FeaturizerMismatchError` before any output is written, the fit is the model's own (the same
@@ -23,7 +23,7 @@
  * references, and no pca-model.json is written: report.json names the model the run used.
  *
  * Between passes 1 and 2 the run proves it accounted for every key the map run handed out
- * (`input-accounting.ts`): if it cannot, report.json says so and the step fails with
+ * (`lambdas/bookkeeping/input-accounting.ts`): if it cannot, report.json says so and the step fails with
  * `IncompleteRunError` instead of writing outputs that silently lack images.
  *
  * Shards are visited in key order, so the same map run always gives the same bytes whatever

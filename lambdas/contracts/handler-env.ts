@@ -77,7 +77,7 @@ const boundedInt = (bounds: { min: number; max: number }) => z.coerce.number().i
 /**
  * The featurize handler's environment. Unset values take the defaults; tuning left unset here
  * (IMAGE_SIZE, FEATURE_LAYER, FEATURE_SQRT, MAX_INPUT_*) takes the defaults of the code it tunes
- * (lambdas/model/featurizer.ts, preprocess.ts).
+ * (lambdas/model/featurizer.ts, lambdas/images/preprocess.ts).
  */
 export const FeaturizeEnvSchema = z.object({
   [FEATURIZE_ENV.featurizer]: z.enum(['cnn', 'pixels']).default('cnn'),
@@ -103,7 +103,7 @@ export const FeaturizeEnvSchema = z.object({
 });
 export type FeaturizeEnv = z.infer<typeof FeaturizeEnvSchema>;
 
-// ---- Classification and outputs (issue 11): the aggregate's k-NN and optional outputs ----
+// ---- Classification and outputs: the aggregate's k-NN and optional outputs ----
 
 /** The aggregate function's classification and output variables. */
 export const CLASSIFY_ENV = {
@@ -209,7 +209,7 @@ export function parseHandlerEnv<S extends z.ZodType>(schema: S, env: NodeJS.Proc
   return parsed.data;
 }
 
-// ---- Observability (issue 12): Powertools' own variables, set by the stack on both functions ----
+// ---- Observability: Powertools' own variables, set by the stack on both functions ----
 // Kept apart from the featurizer settings above. The handlers do not parse these: Powertools reads
 // them itself (https://docs.powertools.aws.dev/lambda/typescript/latest/environment-variables/).
 

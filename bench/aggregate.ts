@@ -16,8 +16,8 @@
  *   counting sink. Shard generation is timed apart and left out of the figures.
  * - `ml-pca`: ml-pca's own `new PCA(matrix, { scale: true })` (SVD) on the same data held whole.
  * - `eigen`: the eigen step alone, on the standardised correlation matrix pass 1 of `--rows` rows
- *   gives: ml-matrix's symmetric EVD called directly (the product's fit before it used ml-pca) against
- *   ml-pca's `new PCA(correlation, { isCovarianceMatrix: true })` (the product's fit now), each run
+ *   gives: ml-matrix's symmetric EVD called directly against ml-pca's
+ *   `new PCA(correlation, { isCovarianceMatrix: true })` (the product's fit, which runs that EVD), each run
  *   `--repeat` times in turn; reports both times and the largest difference of eigenvalues and of
  *   the first `--components` components (signs aligned).
  * - `handler`: the real `aggregateRun` against a local S3 server (s3rver on loopback, disk-backed).

@@ -209,9 +209,9 @@ async function baselineRows(training: Image[], test: Image[], altered: Image[]):
 /**
  * The product's default features (model, layers, size, PCA k) from each way of bringing a photo to
  * the model's square, and the CPU each way costs per image (one thread, in order):
- * - sharp: decode + lanczos3 resize in one sharp pipeline (the product's until issue 10);
+ * - sharp: decode + lanczos3 resize in one sharp pipeline (what sharp costs on its own);
  * - product: `preprocessImage`, which decodes small JPEGs with libjpeg-turbo in wasm and enlarges
- *   them in JavaScript the way libvips does (pixel-resize.ts); larger images are reduced by sharp.
+ *   them in JavaScript the way libvips does (lambdas/images/pixel-resize.ts); larger images are reduced by sharp.
  */
 async function preprocessingRows(training: Image[], test: Image[], altered: Image[]): Promise<Row[]> {
   const featurizer = await createFeaturizer({ kind: 'cnn', modelId: DEFAULT_MODEL_ID });

@@ -102,7 +102,7 @@ async function tfjsRuntime(runtime: Runtime): Promise<{ prepare: Prepare; note: 
   } else {
     const wasm = require('@tensorflow/tfjs-backend-wasm') as typeof import('@tensorflow/tfjs-backend-wasm');
     if (runtime === 'tfjs-wasm-2') {
-      // tfjs-backend-wasm answers "no threads" under Node (tfjs issue 3830); ask for them anyway.
+      // tfjs-backend-wasm answers "no threads" under Node (tensorflow/tfjs#3830); ask for them anyway.
       tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
       wasm.setThreadsCount(2);
     }

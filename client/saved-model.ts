@@ -1,6 +1,6 @@
 /**
  * `submit … --model-from <runId | key>`: the saved model a deployed run projects with, found and
- * checked in the bucket before the folder is uploaded (issue 11, item 2). A run id names
+ * checked in the bucket before the folder is uploaded. A run id names
  * `results/<runId>/pca-model.json`; a key must lie under `results/`. The model is read and
  * checked (format, lengths, numbers); its references, when it names some, must exist beside it.
  * Whether the model's featurizer is the stack's, the aggregate step finds out from the shards.

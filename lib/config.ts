@@ -41,7 +41,7 @@ export const PipelineConfigSchema = z
      * a listed S3 object is ~200 bytes, so 1,000 is a safe top. Each child pays a fixed cost (its
      * transitions, the invocation, the model waiting for its first images, the shard PUT):
      * 250 spreads it over about a second of CPU, enough to keep the handler within 10% of the
-     * model's own speed in bench/featurize.ts where 100 was not (docs/BENCHMARKS.md), and a child
+     * model's own speed in bench/featurize.ts where 100 is not (docs/BENCHMARKS.md), and a child
      * that fails still costs only 250 images' work.
      */
     batchSize: z.number().int().min(1).max(1000).default(250),
@@ -80,15 +80,15 @@ export const PipelineConfigSchema = z
     /** Keep the smallest k whose cumulative explained variance reaches this share. */
     pcaVarianceThreshold: z.number().gt(0).max(1).optional(),
 
-    // ---- Classification and outputs (issue 11) ----
+    // ---- Classification and outputs ----
     /** k of the k-NN that classifies every non-Training image against the Training ones (KNN_NEIGHBOURS). */
     knnNeighbours: z.number().int().min(CLASSIFY_BOUNDS.knnNeighbours.min).max(CLASSIFY_BOUNDS.knnNeighbours.max).default(5),
     /** Also write the raw feature vectors as embeddings.parquet (KEEP_EMBEDDINGS). */
     keepEmbeddings: z.boolean().default(false),
     // ---- end of classification and outputs ----
 
-    /** Pretrained model baked into the image at /opt/model (an id of tools/model/manifest.json). */
-    modelId: z.string().regex(MODEL_ID_PATTERN, `must be a model id of tools/model/manifest.json (${MODEL_ID_RULE})`).default(DEFAULT_MODEL_ID),
+    /** Pretrained model baked into the image at /opt/model (an id of layers/model-weights/manifest.json). */
+    modelId: z.string().regex(MODEL_ID_PATTERN, `must be a model id of layers/model-weights/manifest.json (${MODEL_ID_RULE})`).default(DEFAULT_MODEL_ID),
     /** `cnn`: pooled CNN features; `pixels`: downscaled raw pixels (no model needed). */
     featurizer: z.enum(['cnn', 'pixels']).default('cnn'),
 
@@ -121,7 +121,7 @@ export const PipelineConfigSchema = z
     /** What happens to the buckets and log groups when the stack is deleted. */
     removalPolicy: z.enum(['retain', 'destroy']).default('retain'),
 
-    // ---- Operations (issue 12): dashboard, notifications, cost guard-rails, encryption ----
+    // ---- Operations: dashboard, notifications, cost guard-rails, encryption ----
     /** The CloudWatch dashboard of runs, functions and the handlers' metrics. */
     dashboard: z.boolean().default(true),
     /** The notification topic, its alarms and the run-end rule (README "Observe"). */

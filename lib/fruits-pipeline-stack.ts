@@ -144,7 +144,7 @@ export class FruitsPipelineStack extends Stack {
 
     const trigger = new UploadTrigger(this, 'UploadTrigger', { bucket: this.bucket, stateMachine: this.stateMachine, encryptionKey: key });
 
-    // ---- Operations (issue 12): metrics env, KMS grants, notifications, dashboard, budget, tags ----
+    // ---- Operations: metrics env, KMS grants, notifications, dashboard, budget, tags ----
     // Powertools: the metrics' namespace and `service` dimension (lambdas/contracts/metrics.ts).
     const observability = observabilityEnvironment({ metricsNamespace: METRICS_NAMESPACE, serviceName: this.stackName });
     for (const fn of [this.featurizeFunction, this.aggregateFunction])

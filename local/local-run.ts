@@ -92,7 +92,7 @@ export interface LocalRunOptions {
   /** One line of information for the user (notices, not progress). */
   readonly onNotice?: (line: string) => void;
   /**
-   * Root of bundled handlers (`<root>/lambdas/<name>/handler.js`, as `lambdas/image/bundle-handlers.ts`
+   * Root of bundled handlers (`<root>/lambdas/<name>/handler.js`, as `layers/handlers/bundle-handlers.ts`
    * writes them for the image), to run exactly the image's code. @default the TypeScript sources
    */
   readonly bundledHandlersDir?: string;
@@ -466,7 +466,7 @@ function localModelEnv(
   notice: (line: string) => void,
 ): Record<string, string> {
   const modelId = templateEnv[FEATURIZE_ENV.modelId] ?? '';
-  // The default model ships in the repository (models/), so this finds it on a fresh clone.
+  // The default model ships in the repository (layers/model-weights/), so this finds it on a fresh clone.
   const candidate = modelDir ?? process.env[FEATURIZE_ENV.modelDir] ?? defaultModelDir(modelId);
   const found = { [FEATURIZE_ENV.modelDir]: resolve(candidate) };
   if (templateEnv[FEATURIZE_ENV.featurizer] === 'pixels') return found;

@@ -1,6 +1,6 @@
 /**
  * `run <dir> --model-from <runId | path>`: the saved model a local run projects with, found and
- * checked on this machine before anything is uploaded (issue 11, item 2).
+ * checked on this machine before anything is uploaded.
  *
  * A run id names an earlier local run's copy, `<outDir>/<runId>/pca-model.json`; a path names a
  * pca-model.json file (or the folder holding one), e.g. one `fruits results` downloaded from the

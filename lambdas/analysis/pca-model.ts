@@ -1,7 +1,7 @@
 /**
  * The saved model of a run, written and read here: `pca-model.json` (the fitted PCA) and, when the
  * run had Training references, `knn-references.fsh` (the classifier's references). A later run
- * started with `pcaModel` projects its images with them instead of fitting (issue 11, item 2).
+ * started with `pcaModel` projects its images with them instead of fitting.
  *
  * Restoring is exact: JSON numbers round-trip doubles (`JSON.stringify` writes the shortest text
  * that parses back to the same double), so the restored `PcaFit` holds the very mean, scale and
@@ -9,7 +9,7 @@
  * bit for bit, in both runs. The references are the model run's own float32 scores, stored as
  * float32: the classifier of a projected run sees exactly what the model run's classifier saw.
  *
- * The references reuse the feature-shard format (feature-shard.ts): the header names the keys and
+ * The references reuse the feature-shard format (lambdas/bookkeeping/feature-shard.ts): the header names the keys and
  * labels, the vectors are the Training rows' k scores, and the header's `featurizer` is
  * `pca<k>(<featurizer id>)`, so the file can never pass for a shard of raw features.
  */

@@ -8,7 +8,7 @@ import { BUCKET_LAYOUT } from '../contracts/bucket-layout';
 
 /**
  * Extensions worth reading. Anything else (notes, manifests, `.svg`) is skipped without a read;
- * the content of a listed image is still checked (preprocess.ts sniffs the real format).
+ * the content of a listed image is still checked (lambdas/images/preprocess.ts sniffs the real format).
  */
 const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(['jpg', 'jpeg', 'jpe', 'png', 'webp', 'tif', 'tiff', 'gif', 'avif', 'heic', 'heif']);
 

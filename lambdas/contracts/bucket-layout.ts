@@ -48,7 +48,7 @@ export const RESULT_FILES = {
   scree: 'scree.svg',
   scatter: 'pca-scatter.svg',
   report: 'report.json',
-  // ---- Classification, Parquet and the HTML report (issue 11) ----
+  // The classifier's outputs, the Parquet copies and the HTML report.
   /** One row per image the k-NN predicted (every row that is not a Training reference). */
   predictions: 'predictions.csv',
   /** features.csv as typed Parquet columns. */
@@ -64,7 +64,6 @@ export const RESULT_FILES = {
    * pca-model.json, so a later run can classify against them; only when the run had Training rows.
    */
   knnReferences: 'knn-references.fsh',
-  // ---- end of issue 11 ----
   /** The features as one Parquet dataset, a part per group (`read_parquet('features/*.parquet')`). */
   featuresParts: 'features/',
   /** The raw feature vectors as one Parquet dataset, when kept. */

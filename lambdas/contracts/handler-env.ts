@@ -66,7 +66,7 @@ export const SETTING_BOUNDS = {
 } as const;
 
 /**
- * A model id names a manifest entry (tools/model/manifest.json), a cache directory and the image's
+ * A model id names a manifest entry (layers/model-weights/manifest.json), a cache directory and the image's
  * build argument, so it is one path segment that cannot be `.` or `..`: it starts with a letter or
  * a digit.
  */
@@ -75,7 +75,7 @@ export const MODEL_ID_RULE = 'letters, digits, "_", "." and "-", starting with a
 /** A model layer (TF.js) or tensor (TFLite, `block/op`) whose pooled activations are features. */
 export const LAYER_NAME_PATTERN = /^[A-Za-z0-9_]+(\/[A-Za-z0-9_]+)*$/;
 /**
- * The model baked into the image, shipped in the repository (`models/`) and used by the handler
+ * The model baked into the image, shipped in the repository (`layers/model-weights/`) and used by the handler
  * when MODEL_ID is unset: chosen with bench/feature-choice.ts (lambdas/model/featurizer.ts says why).
  */
 export const DEFAULT_MODEL_ID = 'mobilenet_v2_1.0_224_quant';
@@ -87,7 +87,7 @@ const boundedInt = (bounds: { min: number; max: number }) => z.coerce.number().i
 /**
  * The featurize handler's environment. Unset values take the defaults; tuning left unset here
  * (IMAGE_SIZE, FEATURE_LAYER, FEATURE_SQRT, MAX_INPUT_*) takes the defaults of the code it tunes
- * (lambdas/model/featurizer.ts, preprocess.ts).
+ * (lambdas/model/featurizer.ts, lambdas/images/preprocess.ts).
  */
 export const FeaturizeEnvSchema = z.object({
   [FEATURIZE_ENV.featurizer]: z.enum(['cnn', 'pixels']).default('cnn'),
@@ -113,7 +113,7 @@ export const FeaturizeEnvSchema = z.object({
 });
 export type FeaturizeEnv = z.infer<typeof FeaturizeEnvSchema>;
 
-// ---- Classification and outputs (issue 11): the aggregate's k-NN and optional outputs ----
+// ---- Classification and outputs: the aggregate's k-NN and optional outputs ----
 
 /** The aggregate function's classification and output variables. */
 export const CLASSIFY_ENV = {
@@ -225,7 +225,7 @@ export function parseHandlerEnv<S extends z.ZodType>(schema: S, env: NodeJS.Proc
   return parsed.data;
 }
 
-// ---- Observability (issue 12): Powertools' own variables, set by the stack on both functions ----
+// ---- Observability: Powertools' own variables, set by the stack on both functions ----
 // Kept apart from the featurizer settings above. The handlers do not parse these: Powertools reads
 // them itself (https://docs.powertools.aws.dev/lambda/typescript/latest/environment-variables/).
 

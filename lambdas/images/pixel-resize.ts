@@ -3,7 +3,7 @@
  * `resize(size, size, { fit: 'contain' })` does to images it only has to enlarge, in JavaScript.
  *
  * Why: at 100 -> 128 px any resize in sharp adds about 0.7 ms of fixed cost per call, several times
- * what the arithmetic costs here (docs/BENCHMARKS.md, issue 10).
+ * what the arithmetic costs here (docs/BENCHMARKS.md).
  *
  * What: for sharp's default kernel (lanczos3) libvips enlarges with its bicubic interpolator
  * (Catmull-Rom, a = -0.5: the same output as kernel 'cubic'), and maps output pixel X to input coordinate X / scale - 0.5, edges repeated.

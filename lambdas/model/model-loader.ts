@@ -20,9 +20,9 @@ export function defaultModelCacheDir(modelId: string, env: NodeJS.ProcessEnv = p
   return join(base, 'fruits-pipeline', 'models', modelId);
 }
 
-/** The repository's own copy of a model that ships with the project (`models/<id>/`). */
+/** The repository's own copy of a model that ships with the project (`layers/model-weights/<id>/`). */
 export function shippedModelDir(modelId: string): string {
-  return resolve(__dirname, '..', '..', 'models', modelId);
+  return resolve(__dirname, '..', '..', 'layers', 'model-weights', modelId);
 }
 
 /**

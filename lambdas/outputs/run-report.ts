@@ -72,7 +72,7 @@ export interface RunReport {
   failed: ProblemReport;
   skipped: ProblemReport;
   failedBatches: FailedBatchReport[];
-  /** Whether every listed key came out exactly once (input-accounting.ts); a run is SUCCEEDED only then. */
+  /** Whether every listed key came out exactly once (lambdas/bookkeeping/input-accounting.ts); a run is SUCCEEDED only then. */
   accounting?: InputAccountingReport;
   featurizer: FeaturizerReport;
   pca?: Record<string, unknown>;

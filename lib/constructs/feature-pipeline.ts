@@ -91,7 +91,7 @@ function invocationTimeout(functionTimeout: Duration): sfn.Timeout {
 }
 
 /**
- * `{ "bucket.$": "<root>.bucket", ... }` for every required RunSettings field (contracts.ts). An
+ * `{ "bucket.$": "<root>.bucket", ... }` for every required RunSettings field (lambdas/contracts/events.ts). An
  * optional field (`pcaModel`) is left out: a path to a field that is absent fails the state.
  */
 function runSettingsAt(root: string): Record<string, string> {
@@ -176,7 +176,7 @@ export class FeaturePipeline extends Construct {
         request: sfn.JsonPath.jsonMerge(sfn.JsonPath.objectAt('$.defaults'), sfn.JsonPath.objectAt('$.request')),
       },
     });
-    // Exactly the RunSettings fields (contracts.ts), whatever else the input carried.
+    // Exactly the RunSettings fields (lambdas/contracts/events.ts), whatever else the input carried.
     const derivedPrefixes = {
       outputPrefix: sfn.JsonPath.format(RUN_LAYOUT_TEMPLATE.outputPrefix, sfn.JsonPath.stringAt('$.request.runId')),
       workPrefix: sfn.JsonPath.format(RUN_LAYOUT_TEMPLATE.workPrefix, sfn.JsonPath.stringAt('$.request.runId')),
@@ -184,9 +184,9 @@ export class FeaturePipeline extends Construct {
     const runSettings = new sfn.Pass(this, 'RunSettings', {
       parameters: { ...runSettingsAt('$.request'), ...derivedPrefixes },
     });
-    // A run that projects with a saved model (issue 11): the same settings plus `pcaModel`. A state
-    // of its own, since a Parameters path to an absent field fails, and a run without a model keeps
-    // exactly the settings it always had.
+    // A run that projects with a saved model: the same settings plus `pcaModel`. A state of its
+    // own, since a Parameters path to an absent field fails, and a run without a model gets exactly
+    // the RunSettings fields, no `pcaModel`.
     const runSettingsWithModel = new sfn.Pass(this, 'RunSettingsWithModel', {
       parameters: { ...runSettingsAt('$.request'), ...derivedPrefixes, pcaModel: sfn.JsonPath.stringAt('$.request.pcaModel') },
     });

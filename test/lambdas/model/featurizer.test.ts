@@ -94,7 +94,7 @@ describe('cnn featurizer on a small model saved by the test (no shared files nee
 describe('featurizer id before loading (featurizerIdOf)', () => {
   it('is the id the featurizer gets: the shipped TFLite default (its file hashed), pixels, the pixels fallback', async () => {
     const env = (values: Record<string, string>) => featurizerConfigFromEnv(FeaturizeEnvSchema.parse(values));
-    const shipped = env({ MODEL_DIR: join(__dirname, '..', '..', '..', 'models', 'mobilenet_v2_1.0_224_quant') });
+    const shipped = env({ MODEL_DIR: join(__dirname, '..', '..', '..', 'layers', 'model-weights', 'mobilenet_v2_1.0_224_quant') });
     expect(featurizerIdOf(shipped)).toBe('mobilenet_v2_1.0_224_quant@7aad0c74/expanded_conv_12/add+Conv_1/Relu6/avg-sqrt@128');
     expect(featurizerIdOf(shipped)).toBe((await createFeaturizer(shipped)).id);
     expect(featurizerIdOf({ ...shipped, imageSize: 96 })).toBe('mobilenet_v2_1.0_224_quant@7aad0c74/expanded_conv_12/add+Conv_1/Relu6/avg-sqrt@96');

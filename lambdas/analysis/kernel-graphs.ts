@@ -36,7 +36,8 @@ const { FLOAT, DOUBLE, INT64 } = onnx.TensorProto.DataType;
 const OPSET = 17;
 
 type Dim = number | string;
-type Attribute = number | number[];
+/** An integer, a list of integers, or a float (`{ float }`). */
+type Attribute = number | number[] | { float: number };
 
 interface GraphSpec {
   readonly inputs: readonly (readonly [string, number, readonly Dim[]])[];
@@ -48,10 +49,13 @@ interface GraphSpec {
 export type GraphName = 'moments' | 'project' | 'matmul' | 'innerProducts' | 'chebyshevStep' | 'nearest';
 
 function node(opType: string, input: string[], output: string[], attributes: Record<string, Attribute> = {}): onnx.INodeProto {
+  const { INTS, INT, FLOAT: FLOAT_ATTRIBUTE } = onnx.AttributeProto.AttributeType;
   const attribute = Object.entries(attributes).map(([name, value]) =>
     Array.isArray(value)
-      ? { name, type: onnx.AttributeProto.AttributeType.INTS, ints: value }
-      : { name, type: onnx.AttributeProto.AttributeType.INT, i: value },
+      ? { name, type: INTS, ints: value }
+      : typeof value === 'number'
+        ? { name, type: INT, i: value }
+        : { name, type: FLOAT_ATTRIBUTE, f: value.float },
   );
   return { opType, input, output, attribute };
 }
@@ -156,15 +160,12 @@ function spec(name: GraphName, precision: KernelPrecision): GraphSpec {
         nodes,
       };
     case 'nearest':
-      // Squared distances ||q||^2 - 2 q r^T + ||r||^2 as one Gemm, then the `count` smallest per query
-      // (TopK keeps the lower index first among equal values).
+      // Squared distances less the query's own norm, -2 q r^T + ||r||^2, as one Gemm (the norms
+      // are its C input, so no pass over the distance block follows), then the `count` smallest per
+      // query: ||q||^2 is the same along a row, so the order is that of the distances. TopK keeps
+      // the lower index first among equal values.
       nodes.push(
-        node('ReduceSumSquare', ['queries'], ['queryNorms'], { axes: [1], keepdims: 1 }),
-        node('Gemm', ['queries', 'references'], ['cross'], { transB: 1 }),
-        // Gemm's alpha is a float attribute; -2 is applied with a Mul to keep `node` integer-only.
-        node('Mul', ['cross', 'minusTwo'], ['cross2']),
-        node('Add', ['cross2', 'queryNorms'], ['partial']),
-        node('Add', ['partial', 'referenceNorms'], ['distances']),
+        node('Gemm', ['queries', 'references', 'referenceNorms'], ['distances'], { transB: 1, alpha: { float: -2 }, beta: { float: 1 } }),
         node('TopK', ['distances', 'count'], ['values', 'indices'], { axis: 1, largest: 0, sorted: 1 }),
       );
       return {
@@ -172,7 +173,6 @@ function spec(name: GraphName, precision: KernelPrecision): GraphSpec {
           ['queries', P, ['m', 'p']],
           ['references', P, ['r', 'p']],
           ['referenceNorms', P, [1, 'r']],
-          ['minusTwo', P, [1]],
           ['count', INT64, [1]],
         ],
         outputs: [

@@ -244,8 +244,8 @@ const UNIT_ROUNDOFF = { float32: 2 ** -24, float64: 2 ** -53 } as const;
 /**
  * Brute-force k nearest neighbours of one part of the references, on the native kernel.
  *
- * Each block of queries costs one GEMM (`||q||^2 - 2 q r^T + ||r||^2`) and a TopK of k + extra
- * candidates. The candidates' distances are then recomputed exactly in float64, as knn.ts computes
+ * Each block of queries costs one GEMM (`-2 q r^T + ||r||^2`: the squared distances less ||q||^2,
+ * which does not change a query's order) and a TopK of k + extra candidates. The candidates' distances are then recomputed exactly in float64, as knn.ts computes
  * them (the references are float32, the queries taken as given), and sorted by (distance, index).
  * The result is exact, not approximate: a reference outside the candidates has an approximate
  * distance at least the last candidate's, and the product's rounding error is bounded by
@@ -308,7 +308,6 @@ export class NativeNeighbourSearch {
     const session = await kernelSession('nearest', { ...this.options, precision });
     const candidates = Math.min(referenceCount, k + this.extraCandidates);
     const count = new ort.Tensor('int64', BigInt64Array.of(BigInt(candidates)), [1]);
-    const minusTwo = tensorOf([-2], [1], precision);
     const u = UNIT_ROUNDOFF[precision];
     const keep = Math.min(k, referenceCount);
     const exact = new Float64Array(candidates);
@@ -321,7 +320,6 @@ export class NativeNeighbourSearch {
         queries: tensorOf(slice, [rows, dims], precision),
         references: this.referenceTensor,
         referenceNorms: this.normsTensor,
-        minusTwo,
         count,
       });
       const approximate = result.values.data as Float32Array | Float64Array;
@@ -339,7 +337,8 @@ export class NativeNeighbourSearch {
         }
         sortByDistanceThenIndex(exact, order, candidates);
         const bound = (dims + 5) * u * (Math.sqrt(queryNorm) + this.largestNorm) ** 2;
-        const last = approximate[q * candidates + candidates - 1];
+        // The kernel's values leave out ||q||^2, the same for every reference of the query.
+        const last = approximate[q * candidates + candidates - 1] + queryNorm;
         const settled = candidates === referenceCount || exact[keep - 1] < last - bound;
         const base = query * k;
         if (settled) {

@@ -100,6 +100,22 @@ describe('topEigen against ml-pca', () => {
     }
   });
 
+  it('handles a rank-deficient matrix (fewer rows than features, constant features): the top pairs agree, the rest are 0', async () => {
+    const dims = 150;
+    const rows = 30;
+    const data = features(rows, dims, 20);
+    for (let r = 0; r < rows; r++) for (let f = 0; f < 10; f++) data[r * dims + f] = 1;
+    const accumulator = new ScatterAccumulator(dims);
+    accumulator.addRows(data, rows);
+    const { correlation } = standardisedCorrelation(accumulator.moments());
+    const eigenvalues = new PCA(correlation, { isCovarianceMatrix: true }).getEigenvalues();
+    // 30 centred rows span at most 29 directions.
+    const top = await topEigen(correlation, { k: 40 });
+    expect(top.method).toBe('subspace');
+    for (let c = 0; c < 20; c++) expect(Math.abs(top.values[c] - eigenvalues[c])).toBeLessThan(1e-10);
+    for (let c = 29; c < 40; c++) expect(Math.abs(top.values[c])).toBeLessThan(1e-10);
+  });
+
   it('falls back to the full decomposition when the iteration is cut short, with the same answer', async () => {
     const dims = 60;
     const accumulator = new ScatterAccumulator(dims);

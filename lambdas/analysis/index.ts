@@ -12,6 +12,7 @@ export {
   NativeNeighbourSearch,
   NativeProjector,
   NativeScatterAccumulator,
+  voteNeighbours,
 } from './native-kernels';
 export type { KernelOptions, KernelPrecision, NeighbourLists, NeighbourSearchOptions, RowBlock } from './native-kernels';
 export { topEigen } from './top-eigen';

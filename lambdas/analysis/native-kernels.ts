@@ -8,11 +8,13 @@
  * - projection: standardise a block of rows and project it on the PCA components (one GEMM);
  * - nearest neighbours: squared distances of a block of queries to a part of the references as one
  *   GEMM plus TopK, candidates re-ranked with exact float64 distances (the classifier's own
- *   arithmetic, knn.ts), and the lists of several reference parts merged into one.
+ *   arithmetic, knn.ts), the lists of several reference parts merged into one, and the
+ *   classifier's vote over them.
  *
  * Pure: no AWS. Every kernel is asynchronous because onnxruntime-node's `run` is; the work itself
  * runs on the calling thread.
  */
+import type { KnnPrediction } from '../core/knn';
 import type { FeatureMoments, PcaFit } from '../core/streaming-pca';
 import { float64Of, KernelOptions, kernelSession, ort, tensorOf } from './kernel-graphs';
 
@@ -439,4 +441,45 @@ export function mergeNeighbourLists(parts: readonly NeighbourLists[]): Neighbour
     }
   }
   return { queries, k, indices, distances };
+}
+
+/**
+ * The classifier's vote over neighbour lists, with knn.ts's rule: the label most of a query's
+ * neighbours carry; a tie goes to the tied label whose voting neighbours are nearest in total (sum
+ * of distances), then to the one met first, nearest first. Gives what `KnnReferences.predict`
+ * gives for the same references.
+ *
+ * @example
+ * const predictions = voteNeighbours(mergeNeighbourLists(lists), referenceLabels, labelTable);
+ * // predictions[q].label, .distance (to the nearest), .nearest (its index)
+ */
+export function voteNeighbours(lists: NeighbourLists, referenceLabels: Int32Array, labels: readonly string[]): KnnPrediction[] {
+  const { queries, k, indices, distances } = lists;
+  const predictions: KnnPrediction[] = [];
+  const voteLabel = new Int32Array(k);
+  const voteCount = new Int32Array(k);
+  const voteDistance = new Float64Array(k);
+  for (let q = 0; q < queries; q++) {
+    let votes = 0;
+    for (let j = 0; j < k && indices[q * k + j] >= 0; j++) {
+      const label = referenceLabels[indices[q * k + j]];
+      let v = 0;
+      while (v < votes && voteLabel[v] !== label) v++;
+      if (v === votes) {
+        voteLabel[v] = label;
+        voteCount[v] = 0;
+        voteDistance[v] = 0;
+        votes++;
+      }
+      voteCount[v]++;
+      voteDistance[v] += Math.sqrt(distances[q * k + j]);
+    }
+    if (votes === 0) throw new RangeError(`query ${q} has no neighbours to vote`);
+    let best = 0;
+    for (let v = 1; v < votes; v++) {
+      if (voteCount[v] > voteCount[best] || (voteCount[v] === voteCount[best] && voteDistance[v] < voteDistance[best])) best = v;
+    }
+    predictions.push({ label: labels[voteLabel[best]], distance: Math.sqrt(distances[q * k]), nearest: indices[q * k] });
+  }
+  return predictions;
 }

@@ -14,6 +14,7 @@ import {
   NativeNeighbourSearch,
   NativeProjector,
   NativeScatterAccumulator,
+  voteNeighbours,
 } from '../../../lambdas/analysis/native-kernels';
 
 /** Seeded uniform values in [0, 1): the same data every run. */
@@ -164,6 +165,24 @@ describe('NativeNeighbourSearch', () => {
       const prediction = knn.predict(queries, 5, { offset: q * dims })!;
       expect(lists.indices[q * 5]).toBe(prediction.nearest);
       expect(Math.sqrt(lists.distances[q * 5])).toBe(prediction.distance);
+    }
+  });
+
+  it('votes as KnnReferences.predict does: label, distance and nearest for every query, ties included', async () => {
+    const dims = 4;
+    const random = seeded(17);
+    // Small integer coordinates and 3 labels: ties in votes and in distances are common.
+    const references = Float32Array.from({ length: 250 * dims }, () => Math.round(random() * 3));
+    const queries = Float32Array.from({ length: 80 * dims }, () => Math.round(random() * 3));
+    const labels = ['apple', 'banana', 'cherry'];
+    const referenceLabels = Int32Array.from({ length: 250 }, () => Math.floor(random() * 3));
+    const knn = new KnnReferences(dims, 250);
+    for (let r = 0; r < 250; r++) knn.add(labels[referenceLabels[r]], references, r * dims);
+    // The label table follows first appearance in KnnReferences; voteNeighbours takes any table.
+    for (const k of [1, 4, 7]) {
+      const lists = await new NativeNeighbourSearch({ data: references, rows: 250, dims }).search({ data: queries, rows: 80, dims }, k);
+      const predictions = voteNeighbours(lists, referenceLabels, labels);
+      for (let q = 0; q < 80; q++) expect(predictions[q]).toEqual(knn.predict(queries, k, { offset: q * dims }));
     }
   });
 

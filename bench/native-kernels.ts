@@ -5,6 +5,7 @@
  *   npx tsx bench/native-kernels.ts                        # every case at the sizes below
  *   npx tsx bench/native-kernels.ts --case knn --threads 2
  *   npx tsx bench/native-kernels.ts --case eigen --k 100
+ *   npx tsx bench/native-kernels.ts --case knn --query-block 64   # queries per GEMM + TopK
  *
  * Cases (d = --dim, 1,376 by default: the product featurizer's length):
  * - `scatter`: count, mean and centred scatter of --rows rows (20,000): `ScatterAccumulator`
@@ -52,6 +53,7 @@ const options = {
   knnDims: numberArg('knn-dims', 100),
   neighbours: numberArg('neighbours', 5),
   eigenRows: numberArg('eigen-rows', 5_000),
+  queryBlock: numberArg('query-block', 256),
 };
 
 /** Seeded standard normal values. */
@@ -239,14 +241,23 @@ async function knnCase(): Promise<void> {
   const agree = (lists: { indices: Int32Array; distances: Float64Array }) =>
     js.value.every(({ index, distance }, q) => lists.indices[q * k] === index && Math.sqrt(lists.distances[q * k]) === distance);
   for (const precision of ['float32', 'float64'] as KernelPrecision[]) {
-    const search = new NativeNeighbourSearch({ data: referenceData, rows: references, dims }, { precision, intraOpNumThreads: threads });
+    const search = new NativeNeighbourSearch(
+      { data: referenceData, rows: references, dims },
+      { precision, intraOpNumThreads: threads, queryBlockRows: options.queryBlock },
+    );
     const native = await timed(() => search.search({ data: queryData, rows: queries, dims }, k));
     row(`NativeNeighbourSearch (${precision} GEMM + TopK)`, native, 1, `same nearest as JS: ${agree(native.value)}; exact fallbacks ${search.fallbacks}`);
   }
   const half = Math.floor(references / 2);
   const parts = [
-    new NativeNeighbourSearch({ data: referenceData.subarray(0, half * dims), rows: half, dims }, { intraOpNumThreads: threads }),
-    new NativeNeighbourSearch({ data: referenceData.subarray(half * dims), rows: references - half, dims }, { offset: half, intraOpNumThreads: threads }),
+    new NativeNeighbourSearch(
+      { data: referenceData.subarray(0, half * dims), rows: half, dims },
+      { intraOpNumThreads: threads, queryBlockRows: options.queryBlock },
+    ),
+    new NativeNeighbourSearch(
+      { data: referenceData.subarray(half * dims), rows: references - half, dims },
+      { offset: half, intraOpNumThreads: threads, queryBlockRows: options.queryBlock },
+    ),
   ];
   const merged = await timed(async () => {
     const lists = [];

@@ -1,0 +1,201 @@
+/**
+ * Shrinkage linear discriminant analysis over the PCA components: the classifier of a run.
+ *
+ * Fitted in closed form from the class statistics (class-statistics.ts: per-class count and mean,
+ * pooled within-class scatter), so a map-reduce can gather them and nothing iterates:
+ * - the within-class covariance S = scatter / (N - C) is shrunk towards a multiple of the identity,
+ *   S' = (1 - shrinkage) S + shrinkage (trace(S) / dim) I, which keeps it well conditioned with few
+ *   references per class and stops it trusting directions the references barely vary in;
+ * - S' is whitened (eigen-decomposition), and the between-class scatter of the whitened class means
+ *   gives the discriminant directions: at most C - 1, the span of the class means;
+ * - a row is projected on them, and class c scores -||y - centroid_c||^2 / 2 (equal priors: a
+ *   class's share of the Training photos says nothing about how often it turns up). Dropping the
+ *   other directions changes no decision: the class means do not differ along them.
+ * The confidence of a prediction is its softmax probability over those scores.
+ *
+ * Robustness comes from what the statistics hold: fitted with field-condition copies of the
+ * Training images as extra rows of their class, the within-class scatter learns the directions a
+ * background or a light moves a photo along, and the discriminant stops relying on them.
+ *
+ * Symmetric API: `fitLdaClassifier(rows, labels, options)` or `ldaClassifierFromStatistics(stats,
+ * options)` -> model; `model.predict(rows)`, `model.transform(rows)`, `model.toJSON()`,
+ * `loadLdaClassifier(json)`. Products go through ml-matrix.
+ */
+import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
+import { z } from 'zod';
+import { ClassStatistics, ClassStatisticsAccumulator } from './class-statistics';
+
+export const LDA_CLASSIFIER_FORMAT = 'fruits-pipeline/lda-classifier@1';
+
+/** Shrinkage towards the identity when nothing else is configured (chosen in bench/classifier-choice.ts). */
+export const DEFAULT_LDA_SHRINKAGE = 0.1;
+
+export interface LdaOptions {
+  /** 0 (plain pooled covariance) to 1 (nearest class mean). @default DEFAULT_LDA_SHRINKAGE */
+  readonly shrinkage?: number;
+}
+
+export interface Prediction {
+  readonly label: string;
+  /** Softmax probability of the label, in (0, 1]. */
+  readonly confidence: number;
+}
+
+type Rows = readonly ArrayLike<number>[];
+
+const finite = z.number().finite();
+export const LdaClassifierSchema = z
+  .object({
+    format: z.literal(LDA_CLASSIFIER_FORMAT),
+    dim: z.number().int().min(1),
+    shrinkage: z.number().min(0).max(1),
+    /** Rows the statistics held, for the record. */
+    count: z.number().int().min(1),
+    labels: z.array(z.string()).min(1),
+    /** Subtracted from a row before it is projected. */
+    centre: z.array(finite),
+    /** dim x directions: a row's coordinates are (row - centre) . projection. */
+    projection: z.array(z.array(finite)),
+    /** One per label, in the projected space. */
+    centroids: z.array(z.array(finite)),
+  })
+  .superRefine((model, context) => {
+    const problem = (message: string) => context.addIssue({ code: 'custom', message });
+    const directions = model.projection[0]?.length ?? 0;
+    if (model.centre.length !== model.dim) problem(`centre holds ${model.centre.length} values, expected dim = ${model.dim}`);
+    if (model.projection.length !== model.dim) problem(`projection holds ${model.projection.length} rows, expected dim = ${model.dim}`);
+    if (directions < 1 || model.projection.some((row) => row.length !== directions)) problem('projection rows differ in length or are empty');
+    if (model.centroids.length !== model.labels.length)
+      problem(`centroids holds ${model.centroids.length} rows, expected one per label (${model.labels.length})`);
+    if (model.centroids.some((row) => row.length !== directions)) problem(`a centroid does not hold ${directions} values`);
+    if (new Set(model.labels).size !== model.labels.length) problem('a label is listed twice');
+  });
+export type LdaClassifierJson = z.infer<typeof LdaClassifierSchema>;
+
+export class LdaClassifier {
+  private readonly centre: Matrix;
+  private readonly projection: Matrix;
+  /** directions x classes, and -||centroid||^2 / 2 per class: the scores are one product. */
+  private readonly centroidsT: Matrix;
+  private readonly offsets: Float64Array;
+
+  private constructor(private readonly json: LdaClassifierJson) {
+    this.centre = Matrix.rowVector(json.centre);
+    this.projection = new Matrix(json.projection);
+    this.centroidsT = new Matrix(json.centroids).transpose();
+    this.offsets = Float64Array.from(json.centroids, (c) => -0.5 * c.reduce((sum, v) => sum + v * v, 0));
+  }
+
+  static of(json: LdaClassifierJson): LdaClassifier {
+    return new LdaClassifier(json);
+  }
+
+  get labels(): readonly string[] {
+    return this.json.labels;
+  }
+
+  get dim(): number {
+    return this.json.dim;
+  }
+
+  /** Coordinates of each row along the discriminant directions (rows x directions). */
+  transform(rows: Rows): Matrix {
+    return this.matrixOf(rows).subRowVector(this.centre.getRow(0)).mmul(this.projection);
+  }
+
+  predict(rows: Rows): Prediction[] {
+    if (rows.length === 0) return [];
+    const scores = this.transform(rows).mmul(this.centroidsT);
+    const predictions: Prediction[] = [];
+    for (let r = 0; r < scores.rows; r++) {
+      let best = 0;
+      let bestScore = Number.NEGATIVE_INFINITY;
+      const row = scores.getRow(r).map((value, c) => value + this.offsets[c]);
+      row.forEach((value, c) => {
+        if (value > bestScore) [best, bestScore] = [c, value];
+      });
+      // Softmax with the largest score subtracted: exp never overflows, the best term is exactly 1.
+      const total = row.reduce((sum, value) => sum + Math.exp(value - bestScore), 0);
+      predictions.push({ label: this.json.labels[best], confidence: 1 / total });
+    }
+    return predictions;
+  }
+
+  toJSON(): LdaClassifierJson {
+    return this.json;
+  }
+
+  private matrixOf(rows: Rows): Matrix {
+    const matrix = new Matrix(rows.length, this.json.dim);
+    rows.forEach((row, r) => {
+      if (row.length < this.json.dim) throw new RangeError(`row ${r} holds ${row.length} values, the classifier needs ${this.json.dim}`);
+      for (let d = 0; d < this.json.dim; d++) matrix.set(r, d, row[d]);
+    });
+    return matrix;
+  }
+}
+
+/** Fits on `rows` (each at least `dim` = rows[0].length values) and their labels. */
+export function fitLdaClassifier(rows: Rows, labels: readonly string[], options: LdaOptions = {}): LdaClassifier {
+  if (rows.length !== labels.length) throw new RangeError(`${rows.length} rows but ${labels.length} labels`);
+  if (rows.length === 0) throw new RangeError('no rows to fit on');
+  const accumulator = new ClassStatisticsAccumulator(rows[0].length);
+  rows.forEach((row, i) => accumulator.add(labels[i], row));
+  return ldaClassifierFromStatistics(accumulator.statistics(), options);
+}
+
+/** The classifier the statistics of the references describe. */
+export function ldaClassifierFromStatistics(stats: ClassStatistics, options: LdaOptions = {}): LdaClassifier {
+  const shrinkage = options.shrinkage ?? DEFAULT_LDA_SHRINKAGE;
+  if (!(shrinkage >= 0 && shrinkage <= 1)) throw new RangeError(`shrinkage must be in [0, 1], got ${shrinkage}`);
+  const { dim, classes } = stats;
+  if (classes.length < 2) throw new RangeError(`a classifier needs at least 2 classes, got ${classes.length}`);
+  const count = classes.reduce((sum, c) => sum + c.count, 0);
+
+  const whitening = whiteningOf(stats, count, shrinkage);
+  const centre = new Float64Array(dim);
+  for (const c of classes) for (let d = 0; d < dim; d++) centre[d] += (c.mean[d] * c.count) / count;
+  const means = new Matrix(classes.map((c) => Array.from(c.mean, (value, d) => value - centre[d])));
+  const whitenedMeans = means.mmul(whitening);
+
+  // Discriminant directions: the between-class scatter of the whitened means, largest first.
+  const weights = Matrix.columnVector(classes.map((c) => c.count / count));
+  const between = whitenedMeans.transpose().mmul(whitenedMeans.clone().mulColumnVector(weights));
+  const { realEigenvalues, eigenvectorMatrix } = new EigenvalueDecomposition(between, { assumeSymmetric: true });
+  const order = realEigenvalues.map((value, index) => ({ value, index })).sort((a, b) => b.value - a.value);
+  const directions = order.slice(0, Math.min(classes.length - 1, dim)).map((e) => e.index);
+  const projection = whitening.mmul(eigenvectorMatrix.subMatrixColumn(directions));
+
+  return LdaClassifier.of({
+    format: LDA_CLASSIFIER_FORMAT,
+    dim,
+    shrinkage,
+    count,
+    labels: classes.map((c) => c.label),
+    centre: Array.from(centre),
+    projection: projection.to2DArray(),
+    centroids: means.mmul(projection).to2DArray(),
+  });
+}
+
+/** W with W^T S' W = I, S' the shrunk within-class covariance. */
+function whiteningOf(stats: ClassStatistics, count: number, shrinkage: number): Matrix {
+  const { dim, within } = stats;
+  const freedom = Math.max(1, count - stats.classes.length);
+  const covariance = new Matrix(dim, dim);
+  let trace = 0;
+  for (let i = 0; i < dim; i++) trace += within[i * dim + i] / freedom;
+  // A floor keeps a set whose references never vary (one per class) invertible.
+  const ridge = shrinkage * (trace / dim) + 1e-9 * Math.max(trace / dim, 1e-12);
+  for (let i = 0; i < dim; i++) {
+    for (let j = 0; j < dim; j++) covariance.set(i, j, (1 - shrinkage) * (within[i * dim + j] / freedom) + (i === j ? ridge : 0));
+  }
+  const { realEigenvalues, eigenvectorMatrix } = new EigenvalueDecomposition(covariance, { assumeSymmetric: true });
+  const scale = realEigenvalues.map((value) => 1 / Math.sqrt(Math.max(value, ridge)));
+  return eigenvectorMatrix.mulRowVector(scale);
+}
+
+/** The classifier saved in `json` (a parsed object), checked. */
+export function loadLdaClassifier(json: unknown): LdaClassifier {
+  return LdaClassifier.of(LdaClassifierSchema.parse(json));
+}

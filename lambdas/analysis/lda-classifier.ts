@@ -8,18 +8,24 @@
  *   references per class and stops it trusting directions the references barely vary in;
  * - S' is whitened (eigen-decomposition), and the between-class scatter of the whitened class means
  *   gives the discriminant directions: at most C - 1, the span of the class means;
- * - a row is projected on them, and class c scores -||y - centroid_c||^2 / 2 (equal priors: a
- *   class's share of the Training photos says nothing about how often it turns up). Dropping the
- *   other directions changes no decision: the class means do not differ along them.
- * The confidence of a prediction is its softmax probability over those scores.
+ * - a row is projected on them, and class c scores -||y - p||^2 / 2 for its nearest prototype p
+ *   (equal priors: a class's share of the Training photos says nothing about how often it turns
+ *   up). With one prototype per class, its mean, that is plain LDA; dropping the other directions
+ *   changes no decision, the class means do not differ along them.
+ * - A fruit photographed from several sides is several clusters, not one: `withPrototypes` puts
+ *   up to `prototypes` per class (k-means of the class's rows in the discriminant space) in place
+ *   of the mean, which keeps LDA's robustness and recovers what k-NN gains on such classes, at a
+ *   cost of classes x prototypes distances per row and a head that fits in the model JSON.
+ * The confidence of a prediction is its softmax probability over the class scores.
  *
  * Robustness comes from what the statistics hold: fitted with field-condition copies of the
  * Training images as extra rows of their class, the within-class scatter learns the directions a
  * background or a light moves a photo along, and the discriminant stops relying on them.
  *
- * Symmetric API: `fitLdaClassifier(rows, labels, options)` or `ldaClassifierFromStatistics(stats,
- * options)` -> model; `model.predict(rows)`, `model.transform(rows)`, `model.toJSON()`,
- * `loadLdaClassifier(json)`. Products go through ml-matrix.
+ * Symmetric API: `fitLdaClassifier(rows, labels, options)`, or `ldaClassifierFromStatistics(stats,
+ * options)` then `.withPrototypes(rows, labels)` -> model; `model.predict(rows)`,
+ * `model.transform(rows)`, `model.toJSON()`, `loadLdaClassifier(json)`. Products go through
+ * ml-matrix.
  */
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { z } from 'zod';
@@ -29,10 +35,16 @@ export const LDA_CLASSIFIER_FORMAT = 'fruits-pipeline/lda-classifier@1';
 
 /** Shrinkage towards the identity when nothing else is configured (chosen in bench/classifier-choice.ts). */
 export const DEFAULT_LDA_SHRINKAGE = 0.1;
+/** Prototypes per class when nothing else is configured (chosen in bench/classifier-choice.ts). */
+export const DEFAULT_PROTOTYPES = 8;
+/** Lloyd rounds of the per-class k-means. */
+const KMEANS_ROUNDS = 15;
 
 export interface LdaOptions {
   /** 0 (plain pooled covariance) to 1 (nearest class mean). @default DEFAULT_LDA_SHRINKAGE */
   readonly shrinkage?: number;
+  /** At most this many prototypes per class (fitLdaClassifier only). @default DEFAULT_PROTOTYPES */
+  readonly prototypes?: number;
 }
 
 export interface Prediction {
@@ -56,8 +68,10 @@ export const LdaClassifierSchema = z
     centre: z.array(finite),
     /** dim x directions: a row's coordinates are (row - centre) . projection. */
     projection: z.array(z.array(finite)),
-    /** One per label, in the projected space. */
-    centroids: z.array(z.array(finite)),
+    /** In the projected space: each class's mean, or its k-means prototypes. */
+    prototypes: z.array(z.array(finite)).min(1),
+    /** The label (index into labels) of each prototype. */
+    prototypeLabels: z.array(z.number().int().nonnegative()),
   })
   .superRefine((model, context) => {
     const problem = (message: string) => context.addIssue({ code: 'custom', message });
@@ -65,9 +79,12 @@ export const LdaClassifierSchema = z
     if (model.centre.length !== model.dim) problem(`centre holds ${model.centre.length} values, expected dim = ${model.dim}`);
     if (model.projection.length !== model.dim) problem(`projection holds ${model.projection.length} rows, expected dim = ${model.dim}`);
     if (directions < 1 || model.projection.some((row) => row.length !== directions)) problem('projection rows differ in length or are empty');
-    if (model.centroids.length !== model.labels.length)
-      problem(`centroids holds ${model.centroids.length} rows, expected one per label (${model.labels.length})`);
-    if (model.centroids.some((row) => row.length !== directions)) problem(`a centroid does not hold ${directions} values`);
+    if (model.prototypeLabels.length !== model.prototypes.length) {
+      problem(`prototypeLabels holds ${model.prototypeLabels.length} values, expected one per prototype (${model.prototypes.length})`);
+    }
+    if (model.prototypes.some((row) => row.length !== directions)) problem(`a prototype does not hold ${directions} values`);
+    if (model.prototypeLabels.some((label) => label >= model.labels.length)) problem('a prototype label is not an index of labels');
+    else if (new Set(model.prototypeLabels).size !== model.labels.length) problem('a label has no prototype');
     if (new Set(model.labels).size !== model.labels.length) problem('a label is listed twice');
   });
 export type LdaClassifierJson = z.infer<typeof LdaClassifierSchema>;
@@ -75,15 +92,15 @@ export type LdaClassifierJson = z.infer<typeof LdaClassifierSchema>;
 export class LdaClassifier {
   private readonly centre: Matrix;
   private readonly projection: Matrix;
-  /** directions x classes, and -||centroid||^2 / 2 per class: the scores are one product. */
-  private readonly centroidsT: Matrix;
+  /** directions x prototypes, and -||prototype||^2 / 2 each: y.p - ||p||^2 / 2 is one product. */
+  private readonly prototypesT: Matrix;
   private readonly offsets: Float64Array;
 
   private constructor(private readonly json: LdaClassifierJson) {
     this.centre = Matrix.rowVector(json.centre);
     this.projection = new Matrix(json.projection);
-    this.centroidsT = new Matrix(json.centroids).transpose();
-    this.offsets = Float64Array.from(json.centroids, (c) => -0.5 * c.reduce((sum, v) => sum + v * v, 0));
+    this.prototypesT = new Matrix(json.prototypes).transpose();
+    this.offsets = Float64Array.from(json.prototypes, (p) => -0.5 * p.reduce((sum, v) => sum + v * v, 0));
   }
 
   static of(json: LdaClassifierJson): LdaClassifier {
@@ -105,20 +122,52 @@ export class LdaClassifier {
 
   predict(rows: Rows): Prediction[] {
     if (rows.length === 0) return [];
-    const scores = this.transform(rows).mmul(this.centroidsT);
+    const projected = this.transform(rows);
+    const products = projected.mmul(this.prototypesT);
+    const { labels, prototypeLabels } = this.json;
     const predictions: Prediction[] = [];
-    for (let r = 0; r < scores.rows; r++) {
+    const classScores = new Float64Array(labels.length);
+    for (let r = 0; r < products.rows; r++) {
+      // -||y - p||^2 / 2 = y.p - ||p||^2 / 2 - ||y||^2 / 2; the last term is the same for every
+      // class, and cancels in the softmax.
+      classScores.fill(Number.NEGATIVE_INFINITY);
+      for (let p = 0; p < prototypeLabels.length; p++) {
+        const score = products.get(r, p) + this.offsets[p];
+        if (score > classScores[prototypeLabels[p]]) classScores[prototypeLabels[p]] = score;
+      }
       let best = 0;
-      let bestScore = Number.NEGATIVE_INFINITY;
-      const row = scores.getRow(r).map((value, c) => value + this.offsets[c]);
-      row.forEach((value, c) => {
-        if (value > bestScore) [best, bestScore] = [c, value];
-      });
-      // Softmax with the largest score subtracted: exp never overflows, the best term is exactly 1.
-      const total = row.reduce((sum, value) => sum + Math.exp(value - bestScore), 0);
-      predictions.push({ label: this.json.labels[best], confidence: 1 / total });
+      for (let c = 1; c < classScores.length; c++) if (classScores[c] > classScores[best]) best = c;
+      // Softmax with the best score subtracted: exp never overflows, the best term is exactly 1.
+      let total = 0;
+      for (const score of classScores) total += Math.exp(score - classScores[best]);
+      predictions.push({ label: labels[best], confidence: 1 / total });
     }
     return predictions;
+  }
+
+  /**
+   * The same discriminant with up to `perClass` prototypes per class in place of the means: each
+   * class's rows (any of `labels`' classes; rows of other labels are ignored) clustered by k-means
+   * in the discriminant space, started from rows spread evenly through the class's rows in order.
+   */
+  withPrototypes(rows: Rows, labels: readonly string[], perClass: number = DEFAULT_PROTOTYPES): LdaClassifier {
+    if (!Number.isInteger(perClass) || perClass < 1) throw new RangeError(`prototypes per class must be a positive integer, got ${perClass}`);
+    if (rows.length !== labels.length) throw new RangeError(`${rows.length} rows but ${labels.length} labels`);
+    const projected = this.transform(rows);
+    const prototypes: number[][] = [];
+    const prototypeLabels: number[] = [];
+    this.json.labels.forEach((label, c) => {
+      const members = labels.flatMap((l, i) => (l === label ? [i] : []));
+      const means =
+        members.length === 0
+          ? this.json.prototypes.filter((_, p) => this.json.prototypeLabels[p] === c)
+          : kMeans(projected.selection(members, range(projected.columns)), perClass).to2DArray();
+      for (const mean of means) {
+        prototypes.push(mean);
+        prototypeLabels.push(c);
+      }
+    });
+    return LdaClassifier.of({ ...this.json, prototypes, prototypeLabels });
   }
 
   toJSON(): LdaClassifierJson {
@@ -135,16 +184,20 @@ export class LdaClassifier {
   }
 }
 
-/** Fits on `rows` (each at least `dim` = rows[0].length values) and their labels. */
+/**
+ * Fits on `rows` (each at least `dim` = rows[0].length values) and their labels: the statistics,
+ * then the prototypes. Field-condition copies of the references are more rows of their class.
+ */
 export function fitLdaClassifier(rows: Rows, labels: readonly string[], options: LdaOptions = {}): LdaClassifier {
   if (rows.length !== labels.length) throw new RangeError(`${rows.length} rows but ${labels.length} labels`);
   if (rows.length === 0) throw new RangeError('no rows to fit on');
   const accumulator = new ClassStatisticsAccumulator(rows[0].length);
   rows.forEach((row, i) => accumulator.add(labels[i], row));
-  return ldaClassifierFromStatistics(accumulator.statistics(), options);
+  const model = ldaClassifierFromStatistics(accumulator.statistics(), options);
+  return options.prototypes === 1 ? model : model.withPrototypes(rows, labels, options.prototypes ?? DEFAULT_PROTOTYPES);
 }
 
-/** The classifier the statistics of the references describe. */
+/** The classifier the statistics of the references describe, one prototype per class: its mean. */
 export function ldaClassifierFromStatistics(stats: ClassStatistics, options: LdaOptions = {}): LdaClassifier {
   const shrinkage = options.shrinkage ?? DEFAULT_LDA_SHRINKAGE;
   if (!(shrinkage >= 0 && shrinkage <= 1)) throw new RangeError(`shrinkage must be in [0, 1], got ${shrinkage}`);
@@ -174,8 +227,50 @@ export function ldaClassifierFromStatistics(stats: ClassStatistics, options: Lda
     labels: classes.map((c) => c.label),
     centre: Array.from(centre),
     projection: projection.to2DArray(),
-    centroids: means.mmul(projection).to2DArray(),
+    prototypes: means.mmul(projection).to2DArray(),
+    prototypeLabels: classes.map((_, c) => c),
   });
+}
+
+/** Lloyd's k-means of the rows of `points` into at most `k` means; an emptied cluster keeps its mean. */
+function kMeans(points: Matrix, k: number): Matrix {
+  const m = Math.min(k, points.rows);
+  const starts = range(m).map((j) => Math.floor((j * points.rows) / m));
+  let means = points.selection(starts, range(points.columns));
+  const pointNorms = points.to2DArray().map((row) => row.reduce((sum, v) => sum + v * v, 0));
+  for (let round = 0; round < KMEANS_ROUNDS; round++) {
+    const products = points.mmul(means.transpose());
+    const meanNorms = means.to2DArray().map((row) => row.reduce((sum, v) => sum + v * v, 0));
+    const sums = Matrix.zeros(m, points.columns);
+    const counts = new Array<number>(m).fill(0);
+    for (let r = 0; r < points.rows; r++) {
+      let nearest = 0;
+      let nearestDistance = Number.POSITIVE_INFINITY;
+      for (let j = 0; j < m; j++) {
+        const distance = pointNorms[r] + meanNorms[j] - 2 * products.get(r, j);
+        if (distance < nearestDistance) [nearest, nearestDistance] = [j, distance];
+      }
+      counts[nearest]++;
+      for (let d = 0; d < points.columns; d++) sums.set(nearest, d, sums.get(nearest, d) + points.get(r, d));
+    }
+    let moved = false;
+    const next = means.clone();
+    for (let j = 0; j < m; j++) {
+      if (counts[j] === 0) continue;
+      for (let d = 0; d < points.columns; d++) {
+        const value = sums.get(j, d) / counts[j];
+        if (value !== next.get(j, d)) moved = true;
+        next.set(j, d, value);
+      }
+    }
+    means = next;
+    if (!moved) break;
+  }
+  return means;
+}
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
 }
 
 /** W with W^T S' W = I, S' the shrunk within-class covariance. */

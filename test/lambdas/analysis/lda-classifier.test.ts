@@ -110,9 +110,40 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
   it('fits the same classifier from merged group statistics as from the rows', () => {
     const groups = [new ClassStatisticsAccumulator(8), new ClassStatisticsAccumulator(8)];
     training.rows.forEach((row, i) => groups[i % 2].add(training.labels[i], row));
-    const fromStats = ldaClassifierFromStatistics(mergeClassStatistics(groups[0].statistics(), groups[1].statistics()));
+    const fromStats = ldaClassifierFromStatistics(mergeClassStatistics(groups[0].statistics(), groups[1].statistics())).withPrototypes(
+      training.rows,
+      training.labels,
+    );
     const fromRows = fitLdaClassifier(training.rows, training.labels);
     expect(fromStats.predict(queries.rows).map((p) => p.label)).toEqual(fromRows.predict(queries.rows).map((p) => p.label));
+  });
+
+  it('classifies a class made of two clusters with prototypes, where one mean per class cannot', () => {
+    // Class a is two blobs, (-6, 0) and (6, 0): its mean (0, 0) is farther from the (6, 0) blob
+    // than b's (3, 5) and c's (3, -5) are. Shrinkage 1 keeps the geometry Euclidean.
+    const random = seededRandom(4);
+    const centres: [number, number, string][] = [
+      [-6, 0, 'a'],
+      [6, 0, 'a'],
+      [3, 5, 'b'],
+      [3, -5, 'c'],
+    ];
+    const draw = (n: number) =>
+      Array.from({ length: n }, (_, i) => {
+        const [x, y, label] = centres[i % 4];
+        return { row: [x + random() - 0.5, y + random() - 0.5], label };
+      });
+    const train = draw(80);
+    const test = draw(40);
+    const rows = train.map((t) => t.row);
+    const labels = train.map((t) => t.label);
+    const single = fitLdaClassifier(rows, labels, { shrinkage: 1, prototypes: 1 });
+    const several = fitLdaClassifier(rows, labels, { shrinkage: 1, prototypes: 2 });
+    const accuracy = (model: typeof single) => model.predict(test.map((t) => t.row)).filter((p, i) => p.label === test[i].label).length / test.length;
+    expect(accuracy(single)).toBeLessThan(0.8);
+    expect(accuracy(several)).toBe(1);
+    expect(several.toJSON().prototypes).toHaveLength(6);
+    expect([...several.toJSON().prototypeLabels].sort()).toEqual([0, 0, 1, 1, 2, 2]);
   });
 
   it('handles one reference per class (no within-class spread) and uses only the leading dims of longer rows', () => {
@@ -140,10 +171,17 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
     const bad: [string, unknown, RegExp][] = [
       ['not an object', 'model', /expected object/i],
       ['another format', { ...good, format: 'fruits-pipeline/pca-model@1' }, /format/],
-      ['a missing field', { ...good, centroids: undefined }, /centroids/],
+      ['a missing field', { ...good, prototypes: undefined }, /prototypes/],
       ['a centre of the wrong length', { ...good, centre: good.centre.slice(1) }, /centre holds 7 values, expected dim = 8/],
       ['ragged projection', { ...good, projection: [...good.projection.slice(1), [1]] }, /projection rows differ/],
-      ['a centroid per label missing', { ...good, centroids: good.centroids.slice(1) }, /expected one per label/],
+      ['a prototype without its label', { ...good, prototypes: [...good.prototypes, good.prototypes[0]] }, /expected one per prototype/],
+      [
+        'a prototype of the wrong length',
+        { ...good, prototypes: [good.prototypes[0].slice(1), ...good.prototypes.slice(1)] },
+        /a prototype does not hold 4 values/,
+      ],
+      ['a label with no prototype', { ...good, prototypeLabels: good.prototypeLabels.map(() => 0) }, /a label has no prototype/],
+      ['a prototype label out of range', { ...good, prototypeLabels: good.prototypeLabels.map(() => 9) }, /not an index of labels/],
       ['a label twice', { ...good, labels: good.labels.map(() => 'same') }, /listed twice/],
       ['a non-finite number', { ...good, centre: [Number.NaN, ...good.centre.slice(1)] }, /centre/],
       ['shrinkage above 1', { ...good, shrinkage: 2 }, /shrinkage/],
@@ -156,5 +194,6 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
     expect(() => fitLdaClassifier([[1], [2]], ['a', 'b'], { shrinkage: 1.5 })).toThrow(/shrinkage/);
     expect(() => fitLdaClassifier([[1]], ['a', 'b'])).toThrow(/1 rows but 2 labels/);
     expect(() => fitLdaClassifier(training.rows, training.labels).predict([[1, 2]])).toThrow(/needs 8/);
+    expect(() => fitLdaClassifier(training.rows, training.labels, { prototypes: 0 })).toThrow(/positive integer/);
   });
 });

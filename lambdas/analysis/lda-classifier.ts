@@ -19,8 +19,10 @@
  * The confidence of a prediction is its softmax probability over the class scores.
  *
  * Robustness comes from what the statistics hold: fitted with field-condition copies of the
- * Training images as extra rows of their class, the within-class scatter learns the directions a
- * background or a light moves a photo along, and the discriminant stops relying on them.
+ * Training images as extra rows of their class (`augmentation`), the within-class scatter learns
+ * the directions a background or a light moves a photo along, and the discriminant stops relying
+ * on them. The prototypes stay those of the clean references: measured, that keeps the clean
+ * accuracy that prototypes of the copies too would cost (docs/FEATURE-CHOICE.md).
  *
  * Symmetric API: `fitLdaClassifier(rows, labels, options)`, or `ldaClassifierFromStatistics(stats,
  * options)` then `.withPrototypes(rows, labels)` -> model; `model.predict(rows)`,
@@ -45,6 +47,12 @@ export interface LdaOptions {
   readonly shrinkage?: number;
   /** At most this many prototypes per class (fitLdaClassifier only). @default DEFAULT_PROTOTYPES */
   readonly prototypes?: number;
+  /**
+   * Field-condition copies of the references (fitLdaClassifier only): rows of their class in the
+   * statistics, so the discriminant learns what a background or a light changes, but never
+   * prototypes, which stay the references' own.
+   */
+  readonly augmentation?: { readonly rows: Rows; readonly labels: readonly string[] };
 }
 
 export interface Prediction {
@@ -185,14 +193,18 @@ export class LdaClassifier {
 }
 
 /**
- * Fits on `rows` (each at least `dim` = rows[0].length values) and their labels: the statistics,
- * then the prototypes. Field-condition copies of the references are more rows of their class.
+ * Fits on `rows` (each at least `dim` = rows[0].length values) and their labels: the statistics
+ * of the rows and of `options.augmentation`'s, the discriminant, then the rows' prototypes.
  */
 export function fitLdaClassifier(rows: Rows, labels: readonly string[], options: LdaOptions = {}): LdaClassifier {
-  if (rows.length !== labels.length) throw new RangeError(`${rows.length} rows but ${labels.length} labels`);
+  const augmentation = options.augmentation ?? { rows: [], labels: [] };
+  for (const [what, r, l] of [['rows', rows, labels] as const, ['augmentation rows', augmentation.rows, augmentation.labels] as const]) {
+    if (r.length !== l.length) throw new RangeError(`${r.length} ${what} but ${l.length} labels`);
+  }
   if (rows.length === 0) throw new RangeError('no rows to fit on');
   const accumulator = new ClassStatisticsAccumulator(rows[0].length);
   rows.forEach((row, i) => accumulator.add(labels[i], row));
+  augmentation.rows.forEach((row, i) => accumulator.add(augmentation.labels[i], row));
   const model = ldaClassifierFromStatistics(accumulator.statistics(), options);
   return options.prototypes === 1 ? model : model.withPrototypes(rows, labels, options.prototypes ?? DEFAULT_PROTOTYPES);
 }

@@ -146,6 +146,22 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
     expect([...several.toJSON().prototypeLabels].sort()).toEqual([0, 0, 1, 1, 2, 2]);
   });
 
+  it('puts augmentation rows in the statistics only, never in the prototypes', () => {
+    // A "background" moves a photo along one direction, half-way towards class 0 on axis 0: the
+    // copies teach the discriminant to ignore that direction.
+    const shift = (row: number[]) => row.map((v, d) => (d === 0 ? v + 3 : d === 7 ? v + 20 : v));
+    const shifted = training.rows.map(shift);
+    const plain = fitLdaClassifier(training.rows, training.labels, { prototypes: 2 });
+    const robust = fitLdaClassifier(training.rows, training.labels, { prototypes: 2, augmentation: { rows: shifted, labels: training.labels } });
+    expect(robust.toJSON().count).toBe(2 * training.rows.length);
+    expect(robust.toJSON().prototypes).toHaveLength(10);
+    const altered = queries.rows.map(shift);
+    const correct = (model: typeof plain) => model.predict(altered).filter((p, i) => p.label === queries.labels[i]).length;
+    expect(correct(robust)).toBe(queries.rows.length);
+    expect(correct(plain)).toBeLessThan(correct(robust));
+    expect(() => fitLdaClassifier(training.rows, training.labels, { augmentation: { rows: shifted, labels: [] } })).toThrow(/augmentation rows but 0 labels/);
+  });
+
   it('handles one reference per class (no within-class spread) and uses only the leading dims of longer rows', () => {
     const model = fitLdaClassifier(
       [

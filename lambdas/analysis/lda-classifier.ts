@@ -247,36 +247,39 @@ export function ldaClassifierFromStatistics(stats: ClassStatistics, options: Lda
 /** Lloyd's k-means of the rows of `points` into at most `k` means; an emptied cluster keeps its mean. */
 function kMeans(points: Matrix, k: number): Matrix {
   const m = Math.min(k, points.rows);
-  const starts = range(m).map((j) => Math.floor((j * points.rows) / m));
-  let means = points.selection(starts, range(points.columns));
-  const pointNorms = points.to2DArray().map((row) => row.reduce((sum, v) => sum + v * v, 0));
+  const { rows, columns } = points;
+  const data = points.to2DArray();
+  const pointNorms = data.map((row) => row.reduce((sum, v) => sum + v * v, 0));
+  let means = points.selection(
+    range(m).map((j) => Math.floor((j * rows) / m)),
+    range(columns),
+  );
+  const assignment = new Int32Array(rows).fill(-1);
   for (let round = 0; round < KMEANS_ROUNDS; round++) {
-    const products = points.mmul(means.transpose());
+    // Squared distances as ||x||^2 + ||mean||^2 - 2 x.mean: one product per round.
+    const products = points.mmul(means.transpose()).to2DArray();
     const meanNorms = means.to2DArray().map((row) => row.reduce((sum, v) => sum + v * v, 0));
-    const sums = Matrix.zeros(m, points.columns);
-    const counts = new Array<number>(m).fill(0);
-    for (let r = 0; r < points.rows; r++) {
+    let moved = false;
+    for (let r = 0; r < rows; r++) {
       let nearest = 0;
       let nearestDistance = Number.POSITIVE_INFINITY;
       for (let j = 0; j < m; j++) {
-        const distance = pointNorms[r] + meanNorms[j] - 2 * products.get(r, j);
+        const distance = pointNorms[r] + meanNorms[j] - 2 * products[r][j];
         if (distance < nearestDistance) [nearest, nearestDistance] = [j, distance];
       }
-      counts[nearest]++;
-      for (let d = 0; d < points.columns; d++) sums.set(nearest, d, sums.get(nearest, d) + points.get(r, d));
+      if (assignment[r] !== nearest) moved = true;
+      assignment[r] = nearest;
     }
-    let moved = false;
-    const next = means.clone();
-    for (let j = 0; j < m; j++) {
-      if (counts[j] === 0) continue;
-      for (let d = 0; d < points.columns; d++) {
-        const value = sums.get(j, d) / counts[j];
-        if (value !== next.get(j, d)) moved = true;
-        next.set(j, d, value);
-      }
-    }
-    means = next;
     if (!moved) break;
+    const sums = means.to2DArray().map(() => new Float64Array(columns));
+    const counts = new Array<number>(m).fill(0);
+    for (let r = 0; r < rows; r++) {
+      const sum = sums[assignment[r]];
+      counts[assignment[r]]++;
+      for (let d = 0; d < columns; d++) sum[d] += data[r][d];
+    }
+    const previous = means.to2DArray();
+    means = new Matrix(sums.map((sum, j) => (counts[j] ? Array.from(sum, (v) => v / counts[j]) : previous[j])));
   }
   return means;
 }

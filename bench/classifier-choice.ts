@@ -2,7 +2,8 @@
  * How the classifier over the PCA components was chosen: every candidate head on the same
  * features, clean and under field conditions, on four sets (docs/FEATURE-CHOICE.md has the table).
  *
- *   npx tsx bench/classifier-choice.ts          # npm run bench:classifier (~10 min on 2 cores once the features are cached)
+ *   npx tsx bench/classifier-choice.ts          # npm run bench:classifier (~30 min on 2 loaded cores once the features are cached)
+ *   npx tsx bench/classifier-choice.ts --only "prototypes"   # the candidates whose row matches
  *   npx tsx bench/classifier-choice.ts --quick  # the sample's two sets only
  *   npx tsx bench/classifier-choice.ts --cost   # the default's fit and predict at the whole dataset's size
  *

@@ -1,8 +1,9 @@
 /**
  * Shrinkage linear discriminant analysis over the PCA components: the classifier of a run.
  *
- * Fitted in closed form from the class statistics (class-statistics.ts: per-class count and mean,
- * pooled within-class scatter), so a map-reduce can gather them and nothing iterates:
+ * The discriminant is fitted in closed form from the class statistics (class-statistics.ts:
+ * per-class count and mean, pooled within-class scatter), which a map-reduce can gather; only the
+ * prototypes iterate (a k-means per class, at most KMEANS_ROUNDS rounds):
  * - the within-class covariance S = scatter / (N - C) is shrunk towards a multiple of the identity,
  *   S' = (1 - shrinkage) S + shrinkage (trace(S) / dim) I, which keeps it well conditioned with few
  *   references per class and stops it trusting directions the references barely vary in;

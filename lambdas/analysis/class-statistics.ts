@@ -1,0 +1,134 @@
+/**
+ * The statistics a linear discriminant is fitted from, in a form a map-reduce accumulates: per
+ * class its row count and mean, and the pooled within-class scatter (the sum over every row of
+ * (x - its class mean)(x - its class mean)^T). Each group of rows (a shard, a batch, a worker)
+ * accumulates its own `ClassStatistics`; `mergeClassStatistics` combines two with Chan et al.'s
+ * pairwise formula, so the result is the same however the rows were grouped (up to float64
+ * round-off) and no row is ever held.
+ *
+ * Inside a group the rows go through the streaming PCA's `ScatterAccumulator` (total scatter about
+ * the group mean, blocked rank-k updates) beside per-class sums; the within-class scatter is then
+ * the total minus the between-class part, sum_c n_c (mean_c - mean)(mean_c - mean)^T. That is one
+ * dim x dim update per row, with no class means needed up front.
+ */
+import { Matrix } from 'ml-matrix';
+import { z } from 'zod';
+import { ScatterAccumulator } from '../core/streaming-pca';
+
+export interface ClassMoments {
+  readonly label: string;
+  readonly count: number;
+  readonly mean: Float64Array;
+}
+
+export interface ClassStatistics {
+  readonly dim: number;
+  /** In order of first appearance. */
+  readonly classes: readonly ClassMoments[];
+  /** dim x dim, row-major, symmetric: pooled within-class scatter. */
+  readonly within: Float64Array;
+}
+
+/** Accumulates the rows of one group. */
+export class ClassStatisticsAccumulator {
+  private readonly total: ScatterAccumulator;
+  private readonly sums = new Map<string, { count: number; sum: Float64Array }>();
+
+  constructor(readonly dim: number) {
+    this.total = new ScatterAccumulator(dim);
+  }
+
+  /** Adds `vector[offset .. offset + dim)` as a row of class `label`. */
+  add(label: string, vector: ArrayLike<number>, offset = 0): void {
+    let entry = this.sums.get(label);
+    if (!entry) this.sums.set(label, (entry = { count: 0, sum: new Float64Array(this.dim) }));
+    entry.count++;
+    for (let d = 0; d < this.dim; d++) entry.sum[d] += vector[offset + d];
+    this.total.addRow(vector, offset);
+  }
+
+  statistics(): ClassStatistics {
+    const { dim } = this;
+    const moments = this.total.moments();
+    const classes = [...this.sums].map(([label, { count, sum }]) => ({ label, count, mean: sum.map((value) => value / count) }));
+    if (classes.length === 0) return { dim, classes, within: new Float64Array(dim * dim) };
+    // Between-class scatter as one product: D^T diag(n) D, D the class means less the grand mean.
+    const deviations = new Matrix(classes.length, dim);
+    const weighted = new Matrix(classes.length, dim);
+    classes.forEach(({ count, mean }, c) => {
+      for (let d = 0; d < dim; d++) {
+        const deviation = mean[d] - moments.mean[d];
+        deviations.set(c, d, deviation);
+        weighted.set(c, d, deviation * count);
+      }
+    });
+    const between = deviations.transpose().mmul(weighted);
+    const within = new Float64Array(dim * dim);
+    for (let i = 0; i < dim; i++) {
+      for (let j = 0; j < dim; j++) within[i * dim + j] = moments.scatter[i * dim + j] - between.get(i, j);
+    }
+    return { dim, classes, within };
+  }
+}
+
+/** The statistics of two groups' rows together (Chan, Golub & LeVeque, per class). */
+export function mergeClassStatistics(a: ClassStatistics, b: ClassStatistics): ClassStatistics {
+  if (a.dim !== b.dim) throw new RangeError(`cannot merge class statistics of ${a.dim} and ${b.dim} dimensions`);
+  const { dim } = a;
+  const within = Float64Array.from(a.within, (value, i) => value + b.within[i]);
+  const classes = new Map<string, ClassMoments>(a.classes.map((c) => [c.label, c]));
+  const shared: { weight: number; delta: Float64Array }[] = [];
+  for (const other of b.classes) {
+    const own = classes.get(other.label);
+    if (!own) {
+      classes.set(other.label, other);
+      continue;
+    }
+    const count = own.count + other.count;
+    const delta = other.mean.map((value, d) => value - own.mean[d]);
+    classes.set(other.label, { label: other.label, count, mean: own.mean.map((value, d) => value + (delta[d] * other.count) / count) });
+    shared.push({ weight: (own.count * other.count) / count, delta });
+  }
+  if (shared.length > 0) {
+    const deltas = new Matrix(shared.map((s) => Array.from(s.delta)));
+    const weighted = new Matrix(shared.map((s) => Array.from(s.delta, (value) => value * s.weight)));
+    const correction = deltas.transpose().mmul(weighted);
+    for (let i = 0; i < dim; i++) {
+      for (let j = 0; j < dim; j++) within[i * dim + j] += correction.get(i, j);
+    }
+  }
+  return { dim, classes: [...classes.values()], within };
+}
+
+const finite = z.number().finite();
+export const ClassStatisticsSchema = z
+  .object({
+    dim: z.number().int().min(1),
+    classes: z.array(z.object({ label: z.string(), count: z.number().int().min(1), mean: z.array(finite) })),
+    within: z.array(finite),
+  })
+  .superRefine((value, context) => {
+    const problem = (message: string) => context.addIssue({ code: 'custom', message });
+    if (value.within.length !== value.dim * value.dim) problem(`within holds ${value.within.length} values, expected dim^2 = ${value.dim ** 2}`);
+    const wrong = value.classes.find((c) => c.mean.length !== value.dim);
+    if (wrong) problem(`the mean of class ${JSON.stringify(wrong.label)} holds ${wrong.mean.length} values, expected dim = ${value.dim}`);
+    if (new Set(value.classes.map((c) => c.label)).size !== value.classes.length) problem('a class is listed twice');
+  });
+
+/** JSON for a map step's output (numbers round-trip exactly). */
+export function classStatisticsToJson(stats: ClassStatistics): z.infer<typeof ClassStatisticsSchema> {
+  return {
+    dim: stats.dim,
+    classes: stats.classes.map((c) => ({ label: c.label, count: c.count, mean: Array.from(c.mean) })),
+    within: Array.from(stats.within),
+  };
+}
+
+export function classStatisticsFromJson(json: unknown): ClassStatistics {
+  const value = ClassStatisticsSchema.parse(json);
+  return {
+    dim: value.dim,
+    classes: value.classes.map((c) => ({ label: c.label, count: c.count, mean: Float64Array.from(c.mean) })),
+    within: Float64Array.from(value.within),
+  };
+}

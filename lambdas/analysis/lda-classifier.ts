@@ -1,0 +1,312 @@
+/**
+ * Shrinkage linear discriminant analysis over the PCA components: the classifier of a run.
+ *
+ * The discriminant is fitted in closed form from the class statistics (class-statistics.ts:
+ * per-class count and mean, pooled within-class scatter), which a map-reduce can gather; only the
+ * prototypes iterate (a k-means per class, at most KMEANS_ROUNDS rounds):
+ * - the within-class covariance S = scatter / (N - C) is shrunk towards a multiple of the identity,
+ *   S' = (1 - shrinkage) S + shrinkage (trace(S) / dim) I, which keeps it well conditioned with few
+ *   references per class and stops it trusting directions the references barely vary in;
+ * - S' is whitened (eigen-decomposition), and the between-class scatter of the whitened class means
+ *   gives the discriminant directions: at most C - 1, the span of the class means;
+ * - a row is projected on them, and class c scores -||y - p||^2 / 2 for its nearest prototype p
+ *   (equal priors: a class's share of the Training photos says nothing about how often it turns
+ *   up). With one prototype per class, its mean, that is plain LDA; dropping the other directions
+ *   changes no decision, the class means do not differ along them.
+ * - A fruit photographed from several sides is several clusters, not one: `withPrototypes` puts
+ *   up to `prototypes` per class (k-means of the class's rows in the discriminant space) in place
+ *   of the mean, which keeps LDA's robustness and recovers what k-NN gains on such classes, at a
+ *   cost of classes x prototypes distances per row and a head that fits in the model JSON.
+ * The confidence of a prediction is its softmax probability over the class scores.
+ *
+ * Robustness comes from what the statistics hold: fitted with field-condition copies of the
+ * Training images as extra rows of their class (`augmentation`), the within-class scatter learns
+ * the directions a background or a light moves a photo along, and the discriminant stops relying
+ * on them. The prototypes stay those of the clean references: measured, that keeps the clean
+ * accuracy that prototypes of the copies too would cost (docs/FEATURE-CHOICE.md).
+ *
+ * Symmetric API: `fitLdaClassifier(rows, labels, options)`, or `ldaClassifierFromStatistics(stats,
+ * options)` then `.withPrototypes(rows, labels)` -> model; `model.predict(rows)`,
+ * `model.transform(rows)`, `model.toJSON()`, `loadLdaClassifier(json)`. Products go through
+ * ml-matrix.
+ */
+import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
+import { z } from 'zod';
+import { ClassStatistics, ClassStatisticsAccumulator } from './class-statistics';
+
+export const LDA_CLASSIFIER_FORMAT = 'fruits-pipeline/lda-classifier@1';
+
+/** Shrinkage towards the identity when nothing else is configured (chosen in bench/classifier-choice.ts). */
+export const DEFAULT_LDA_SHRINKAGE = 0.1;
+/** Prototypes per class when nothing else is configured (chosen in bench/classifier-choice.ts). */
+export const DEFAULT_PROTOTYPES = 8;
+/** Lloyd rounds of the per-class k-means. */
+const KMEANS_ROUNDS = 15;
+
+export interface LdaOptions {
+  /** 0 (plain pooled covariance) to 1 (nearest class mean). @default DEFAULT_LDA_SHRINKAGE */
+  readonly shrinkage?: number;
+  /** At most this many prototypes per class (fitLdaClassifier only). @default DEFAULT_PROTOTYPES */
+  readonly prototypes?: number;
+  /**
+   * Field-condition copies of the references (fitLdaClassifier only): rows of their class in the
+   * statistics, so the discriminant learns what a background or a light changes, but never
+   * prototypes, which stay the references' own.
+   */
+  readonly augmentation?: { readonly rows: Rows; readonly labels: readonly string[] };
+}
+
+export interface Prediction {
+  readonly label: string;
+  /** Softmax probability of the label, in (0, 1]. */
+  readonly confidence: number;
+}
+
+type Rows = readonly ArrayLike<number>[];
+
+const finite = z.number().finite();
+export const LdaClassifierSchema = z
+  .object({
+    format: z.literal(LDA_CLASSIFIER_FORMAT),
+    dim: z.number().int().min(1),
+    shrinkage: z.number().min(0).max(1),
+    /** Rows the statistics held, for the record. */
+    count: z.number().int().min(1),
+    labels: z.array(z.string()).min(1),
+    /** Subtracted from a row before it is projected. */
+    centre: z.array(finite),
+    /** dim x directions: a row's coordinates are (row - centre) . projection. */
+    projection: z.array(z.array(finite)),
+    /** In the projected space: each class's mean, or its k-means prototypes. */
+    prototypes: z.array(z.array(finite)).min(1),
+    /** The label (index into labels) of each prototype. */
+    prototypeLabels: z.array(z.number().int().nonnegative()),
+  })
+  .superRefine((model, context) => {
+    const problem = (message: string) => context.addIssue({ code: 'custom', message });
+    const directions = model.projection[0]?.length ?? 0;
+    if (model.centre.length !== model.dim) problem(`centre holds ${model.centre.length} values, expected dim = ${model.dim}`);
+    if (model.projection.length !== model.dim) problem(`projection holds ${model.projection.length} rows, expected dim = ${model.dim}`);
+    if (directions < 1 || model.projection.some((row) => row.length !== directions)) problem('projection rows differ in length or are empty');
+    if (model.prototypeLabels.length !== model.prototypes.length) {
+      problem(`prototypeLabels holds ${model.prototypeLabels.length} values, expected one per prototype (${model.prototypes.length})`);
+    }
+    if (model.prototypes.some((row) => row.length !== directions)) problem(`a prototype does not hold ${directions} values`);
+    if (model.prototypeLabels.some((label) => label >= model.labels.length)) problem('a prototype label is not an index of labels');
+    else if (new Set(model.prototypeLabels).size !== model.labels.length) problem('a label has no prototype');
+    if (new Set(model.labels).size !== model.labels.length) problem('a label is listed twice');
+  });
+export type LdaClassifierJson = z.infer<typeof LdaClassifierSchema>;
+
+export class LdaClassifier {
+  private readonly centre: Matrix;
+  private readonly projection: Matrix;
+  /** directions x prototypes, and -||prototype||^2 / 2 each: y.p - ||p||^2 / 2 is one product. */
+  private readonly prototypesT: Matrix;
+  private readonly offsets: Float64Array;
+
+  private constructor(private readonly json: LdaClassifierJson) {
+    this.centre = Matrix.rowVector(json.centre);
+    this.projection = new Matrix(json.projection);
+    this.prototypesT = new Matrix(json.prototypes).transpose();
+    this.offsets = Float64Array.from(json.prototypes, (p) => -0.5 * p.reduce((sum, v) => sum + v * v, 0));
+  }
+
+  static of(json: LdaClassifierJson): LdaClassifier {
+    return new LdaClassifier(json);
+  }
+
+  get labels(): readonly string[] {
+    return this.json.labels;
+  }
+
+  get dim(): number {
+    return this.json.dim;
+  }
+
+  /** Coordinates of each row along the discriminant directions (rows x directions). */
+  transform(rows: Rows): Matrix {
+    return this.matrixOf(rows).subRowVector(this.centre.getRow(0)).mmul(this.projection);
+  }
+
+  predict(rows: Rows): Prediction[] {
+    if (rows.length === 0) return [];
+    const projected = this.transform(rows);
+    const products = projected.mmul(this.prototypesT);
+    const { labels, prototypeLabels } = this.json;
+    const predictions: Prediction[] = [];
+    const classScores = new Float64Array(labels.length);
+    for (let r = 0; r < products.rows; r++) {
+      // -||y - p||^2 / 2 = y.p - ||p||^2 / 2 - ||y||^2 / 2; the last term is the same for every
+      // class, and cancels in the softmax.
+      classScores.fill(Number.NEGATIVE_INFINITY);
+      for (let p = 0; p < prototypeLabels.length; p++) {
+        const score = products.get(r, p) + this.offsets[p];
+        if (score > classScores[prototypeLabels[p]]) classScores[prototypeLabels[p]] = score;
+      }
+      let best = 0;
+      for (let c = 1; c < classScores.length; c++) if (classScores[c] > classScores[best]) best = c;
+      // Softmax with the best score subtracted: exp never overflows, the best term is exactly 1.
+      let total = 0;
+      for (const score of classScores) total += Math.exp(score - classScores[best]);
+      predictions.push({ label: labels[best], confidence: 1 / total });
+    }
+    return predictions;
+  }
+
+  /**
+   * The same discriminant with up to `perClass` prototypes per class in place of the means: each
+   * class's rows (any of `labels`' classes; rows of other labels are ignored) clustered by k-means
+   * in the discriminant space, started from rows spread evenly through the class's rows in order.
+   */
+  withPrototypes(rows: Rows, labels: readonly string[], perClass: number = DEFAULT_PROTOTYPES): LdaClassifier {
+    if (!Number.isInteger(perClass) || perClass < 1) throw new RangeError(`prototypes per class must be a positive integer, got ${perClass}`);
+    if (rows.length !== labels.length) throw new RangeError(`${rows.length} rows but ${labels.length} labels`);
+    const projected = this.transform(rows);
+    const prototypes: number[][] = [];
+    const prototypeLabels: number[] = [];
+    this.json.labels.forEach((label, c) => {
+      const members = labels.flatMap((l, i) => (l === label ? [i] : []));
+      const means =
+        members.length === 0
+          ? this.json.prototypes.filter((_, p) => this.json.prototypeLabels[p] === c)
+          : kMeans(projected.selection(members, range(projected.columns)), perClass).to2DArray();
+      for (const mean of means) {
+        prototypes.push(mean);
+        prototypeLabels.push(c);
+      }
+    });
+    return LdaClassifier.of({ ...this.json, prototypes, prototypeLabels });
+  }
+
+  toJSON(): LdaClassifierJson {
+    return this.json;
+  }
+
+  private matrixOf(rows: Rows): Matrix {
+    const matrix = new Matrix(rows.length, this.json.dim);
+    rows.forEach((row, r) => {
+      if (row.length < this.json.dim) throw new RangeError(`row ${r} holds ${row.length} values, the classifier needs ${this.json.dim}`);
+      for (let d = 0; d < this.json.dim; d++) matrix.set(r, d, row[d]);
+    });
+    return matrix;
+  }
+}
+
+/**
+ * Fits on `rows` (each at least `dim` = rows[0].length values) and their labels: the statistics
+ * of the rows and of `options.augmentation`'s, the discriminant, then the rows' prototypes.
+ */
+export function fitLdaClassifier(rows: Rows, labels: readonly string[], options: LdaOptions = {}): LdaClassifier {
+  const augmentation = options.augmentation ?? { rows: [], labels: [] };
+  for (const [what, r, l] of [['rows', rows, labels] as const, ['augmentation rows', augmentation.rows, augmentation.labels] as const]) {
+    if (r.length !== l.length) throw new RangeError(`${r.length} ${what} but ${l.length} labels`);
+  }
+  if (rows.length === 0) throw new RangeError('no rows to fit on');
+  const accumulator = new ClassStatisticsAccumulator(rows[0].length);
+  rows.forEach((row, i) => accumulator.add(labels[i], row));
+  augmentation.rows.forEach((row, i) => accumulator.add(augmentation.labels[i], row));
+  const model = ldaClassifierFromStatistics(accumulator.statistics(), options);
+  return options.prototypes === 1 ? model : model.withPrototypes(rows, labels, options.prototypes ?? DEFAULT_PROTOTYPES);
+}
+
+/** The classifier the statistics of the references describe, one prototype per class: its mean. */
+export function ldaClassifierFromStatistics(stats: ClassStatistics, options: LdaOptions = {}): LdaClassifier {
+  const shrinkage = options.shrinkage ?? DEFAULT_LDA_SHRINKAGE;
+  if (!(shrinkage >= 0 && shrinkage <= 1)) throw new RangeError(`shrinkage must be in [0, 1], got ${shrinkage}`);
+  const { dim, classes } = stats;
+  if (classes.length < 2) throw new RangeError(`a classifier needs at least 2 classes, got ${classes.length}`);
+  const count = classes.reduce((sum, c) => sum + c.count, 0);
+
+  const whitening = whiteningOf(stats, count, shrinkage);
+  const centre = new Float64Array(dim);
+  for (const c of classes) for (let d = 0; d < dim; d++) centre[d] += (c.mean[d] * c.count) / count;
+  const means = new Matrix(classes.map((c) => Array.from(c.mean, (value, d) => value - centre[d])));
+  const whitenedMeans = means.mmul(whitening);
+
+  // Discriminant directions: the between-class scatter of the whitened means, largest first.
+  const weights = Matrix.columnVector(classes.map((c) => c.count / count));
+  const between = whitenedMeans.transpose().mmul(whitenedMeans.clone().mulColumnVector(weights));
+  const { realEigenvalues, eigenvectorMatrix } = new EigenvalueDecomposition(between, { assumeSymmetric: true });
+  const order = realEigenvalues.map((value, index) => ({ value, index })).sort((a, b) => b.value - a.value);
+  const directions = order.slice(0, Math.min(classes.length - 1, dim)).map((e) => e.index);
+  const projection = whitening.mmul(eigenvectorMatrix.subMatrixColumn(directions));
+
+  return LdaClassifier.of({
+    format: LDA_CLASSIFIER_FORMAT,
+    dim,
+    shrinkage,
+    count,
+    labels: classes.map((c) => c.label),
+    centre: Array.from(centre),
+    projection: projection.to2DArray(),
+    prototypes: means.mmul(projection).to2DArray(),
+    prototypeLabels: classes.map((_, c) => c),
+  });
+}
+
+/** Lloyd's k-means of the rows of `points` into at most `k` means; an emptied cluster keeps its mean. */
+function kMeans(points: Matrix, k: number): Matrix {
+  const m = Math.min(k, points.rows);
+  const { rows, columns } = points;
+  const data = points.to2DArray();
+  const pointNorms = data.map((row) => row.reduce((sum, v) => sum + v * v, 0));
+  let means = points.selection(
+    range(m).map((j) => Math.floor((j * rows) / m)),
+    range(columns),
+  );
+  const assignment = new Int32Array(rows).fill(-1);
+  for (let round = 0; round < KMEANS_ROUNDS; round++) {
+    // Squared distances as ||x||^2 + ||mean||^2 - 2 x.mean: one product per round.
+    const products = points.mmul(means.transpose()).to2DArray();
+    const meanNorms = means.to2DArray().map((row) => row.reduce((sum, v) => sum + v * v, 0));
+    let moved = false;
+    for (let r = 0; r < rows; r++) {
+      let nearest = 0;
+      let nearestDistance = Number.POSITIVE_INFINITY;
+      for (let j = 0; j < m; j++) {
+        const distance = pointNorms[r] + meanNorms[j] - 2 * products[r][j];
+        if (distance < nearestDistance) [nearest, nearestDistance] = [j, distance];
+      }
+      if (assignment[r] !== nearest) moved = true;
+      assignment[r] = nearest;
+    }
+    if (!moved) break;
+    const sums = means.to2DArray().map(() => new Float64Array(columns));
+    const counts = new Array<number>(m).fill(0);
+    for (let r = 0; r < rows; r++) {
+      const sum = sums[assignment[r]];
+      counts[assignment[r]]++;
+      for (let d = 0; d < columns; d++) sum[d] += data[r][d];
+    }
+    const previous = means.to2DArray();
+    means = new Matrix(sums.map((sum, j) => (counts[j] ? Array.from(sum, (v) => v / counts[j]) : previous[j])));
+  }
+  return means;
+}
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+/** W with W^T S' W = I, S' the shrunk within-class covariance. */
+function whiteningOf(stats: ClassStatistics, count: number, shrinkage: number): Matrix {
+  const { dim, within } = stats;
+  const freedom = Math.max(1, count - stats.classes.length);
+  const covariance = new Matrix(dim, dim);
+  let trace = 0;
+  for (let i = 0; i < dim; i++) trace += within[i * dim + i] / freedom;
+  // A floor keeps a set whose references never vary (one per class) invertible.
+  const ridge = shrinkage * (trace / dim) + 1e-9 * Math.max(trace / dim, 1e-12);
+  for (let i = 0; i < dim; i++) {
+    for (let j = 0; j < dim; j++) covariance.set(i, j, (1 - shrinkage) * (within[i * dim + j] / freedom) + (i === j ? ridge : 0));
+  }
+  const { realEigenvalues, eigenvectorMatrix } = new EigenvalueDecomposition(covariance, { assumeSymmetric: true });
+  const scale = realEigenvalues.map((value) => 1 / Math.sqrt(Math.max(value, ridge)));
+  return eigenvectorMatrix.mulRowVector(scale);
+}
+
+/** The classifier saved in `json` (a parsed object), checked. */
+export function loadLdaClassifier(json: unknown): LdaClassifier {
+  return LdaClassifier.of(LdaClassifierSchema.parse(json));
+}

@@ -1,0 +1,215 @@
+import { ClassStatisticsAccumulator, classStatisticsFromJson, classStatisticsToJson, mergeClassStatistics } from '../../../lambdas/analysis/class-statistics';
+import { fitLdaClassifier, LDA_CLASSIFIER_FORMAT, ldaClassifierFromStatistics, loadLdaClassifier } from '../../../lambdas/analysis/lda-classifier';
+import { seededRandom } from '../../../lambdas/core/seeded-random';
+
+/** Gaussian-ish blobs: class c centred at 6 along axis c, unit spread, in `dim` dimensions. */
+function blobs(classes: number, perClass: number, dim: number, seed: number): { rows: number[][]; labels: string[] } {
+  const random = seededRandom(seed);
+  const noise = () => (random() + random() + random() - 1.5) * 2;
+  const rows: number[][] = [];
+  const labels: string[] = [];
+  for (let i = 0; i < classes * perClass; i++) {
+    const c = i % classes;
+    rows.push(Array.from({ length: dim }, (_, d) => (d === c ? 6 : 0) + noise()));
+    labels.push(`class ${c}`);
+  }
+  return { rows, labels };
+}
+
+/** The pooled within-class scatter straight from its definition. */
+function directWithin(rows: number[][], labels: string[]): number[][] {
+  const dim = rows[0].length;
+  const means = new Map<string, { n: number; sum: number[] }>();
+  rows.forEach((row, i) => {
+    const entry = means.get(labels[i]) ?? { n: 0, sum: new Array(dim).fill(0) };
+    entry.n++;
+    row.forEach((v, d) => (entry.sum[d] += v));
+    means.set(labels[i], entry);
+  });
+  const within = Array.from({ length: dim }, () => new Array(dim).fill(0));
+  rows.forEach((row, i) => {
+    const { n, sum } = means.get(labels[i])!;
+    const deviation = row.map((v, d) => v - sum[d] / n);
+    for (let a = 0; a < dim; a++) for (let b = 0; b < dim; b++) within[a][b] += deviation[a] * deviation[b];
+  });
+  return within;
+}
+
+describe('class statistics (lambdas/analysis/class-statistics.ts)', () => {
+  const { rows, labels } = blobs(4, 50, 6, 1);
+
+  it('holds each class count and mean and the pooled within-class scatter', () => {
+    const accumulator = new ClassStatisticsAccumulator(6);
+    rows.forEach((row, i) => accumulator.add(labels[i], row));
+    const stats = accumulator.statistics();
+    expect(stats.classes.map((c) => [c.label, c.count])).toEqual([0, 1, 2, 3].map((c) => [`class ${c}`, 50]));
+    const expected = directWithin(rows, labels);
+    for (let a = 0; a < 6; a++) for (let b = 0; b < 6; b++) expect(stats.within[a * 6 + b]).toBeCloseTo(expected[a][b], 8);
+  });
+
+  it('merges groups to the statistics of all their rows, however the rows were split', () => {
+    const whole = new ClassStatisticsAccumulator(6);
+    rows.forEach((row, i) => whole.add(labels[i], row));
+    // Three uneven groups, one of them without class 3.
+    const groups = [new ClassStatisticsAccumulator(6), new ClassStatisticsAccumulator(6), new ClassStatisticsAccumulator(6)];
+    rows.forEach((row, i) => groups[labels[i] === 'class 3' ? i % 2 : i % 3].add(labels[i], row));
+    const merged = groups.map((g) => g.statistics()).reduce(mergeClassStatistics);
+    const expected = whole.statistics();
+    const byLabel = new Map(merged.classes.map((c) => [c.label, c]));
+    for (const c of expected.classes) {
+      expect(byLabel.get(c.label)!.count).toBe(c.count);
+      c.mean.forEach((v, d) => expect(byLabel.get(c.label)!.mean[d]).toBeCloseTo(v, 10));
+    }
+    expected.within.forEach((v, i) => expect(merged.within[i]).toBeCloseTo(v, 8));
+  });
+
+  it('round-trips through JSON and rejects malformed statistics', () => {
+    const accumulator = new ClassStatisticsAccumulator(6);
+    rows.forEach((row, i) => accumulator.add(labels[i], row));
+    const stats = accumulator.statistics();
+    const json = JSON.parse(JSON.stringify(classStatisticsToJson(stats)));
+    expect(classStatisticsFromJson(json)).toEqual(stats);
+    expect(() => classStatisticsFromJson({ ...json, within: json.within.slice(1) })).toThrow(/within holds 35 values/);
+    expect(() => classStatisticsFromJson({ ...json, classes: [json.classes[0], json.classes[0]] })).toThrow(/listed twice/);
+    expect(() => classStatisticsFromJson({ ...json, classes: [{ ...json.classes[0], count: 0 }] })).toThrow();
+  });
+});
+
+describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
+  const training = blobs(5, 40, 8, 2);
+  const queries = blobs(5, 30, 8, 3);
+
+  it('classifies a separable set perfectly, confidently', () => {
+    const model = fitLdaClassifier(training.rows, training.labels);
+    const predictions = model.predict(queries.rows);
+    expect(predictions.map((p) => p.label)).toEqual(queries.labels);
+    for (const p of predictions) expect(p.confidence).toBeGreaterThan(0.9);
+    expect(model.labels).toEqual(['class 0', 'class 1', 'class 2', 'class 3', 'class 4']);
+    // C - 1 discriminant directions.
+    expect(model.transform(queries.rows.slice(0, 2)).columns).toBe(4);
+  });
+
+  it('gives confidences in (0, 1] that fall between classes', () => {
+    const model = fitLdaClassifier(training.rows, training.labels);
+    const between = new Array(8).fill(0).map((_, d) => (d < 2 ? 3 : 0));
+    const [middle] = model.predict([between]);
+    expect(['class 0', 'class 1']).toContain(middle.label);
+    expect(middle.confidence).toBeGreaterThan(0.3);
+    expect(middle.confidence).toBeLessThan(0.9);
+  });
+
+  it('predicts identically once saved as JSON and loaded', () => {
+    const model = fitLdaClassifier(training.rows, training.labels, { shrinkage: 0.3 });
+    const text = JSON.stringify(model.toJSON());
+    const loaded = loadLdaClassifier(JSON.parse(text));
+    expect(loaded.predict(queries.rows)).toEqual(model.predict(queries.rows));
+    expect(JSON.stringify(loaded.toJSON())).toBe(text);
+    expect(model.toJSON().format).toBe(LDA_CLASSIFIER_FORMAT);
+  });
+
+  it('fits the same classifier from merged group statistics as from the rows', () => {
+    const groups = [new ClassStatisticsAccumulator(8), new ClassStatisticsAccumulator(8)];
+    training.rows.forEach((row, i) => groups[i % 2].add(training.labels[i], row));
+    const fromStats = ldaClassifierFromStatistics(mergeClassStatistics(groups[0].statistics(), groups[1].statistics())).withPrototypes(
+      training.rows,
+      training.labels,
+    );
+    const fromRows = fitLdaClassifier(training.rows, training.labels);
+    expect(fromStats.predict(queries.rows).map((p) => p.label)).toEqual(fromRows.predict(queries.rows).map((p) => p.label));
+  });
+
+  it('classifies a class made of two clusters with prototypes, where one mean per class cannot', () => {
+    // Class a is two blobs, (-6, 0) and (6, 0): its mean (0, 0) is farther from the (6, 0) blob
+    // than b's (3, 5) and c's (3, -5) are. Shrinkage 1 keeps the geometry Euclidean.
+    const random = seededRandom(4);
+    const centres: [number, number, string][] = [
+      [-6, 0, 'a'],
+      [6, 0, 'a'],
+      [3, 5, 'b'],
+      [3, -5, 'c'],
+    ];
+    const draw = (n: number) =>
+      Array.from({ length: n }, (_, i) => {
+        const [x, y, label] = centres[i % 4];
+        return { row: [x + random() - 0.5, y + random() - 0.5], label };
+      });
+    const train = draw(80);
+    const test = draw(40);
+    const rows = train.map((t) => t.row);
+    const labels = train.map((t) => t.label);
+    const single = fitLdaClassifier(rows, labels, { shrinkage: 1, prototypes: 1 });
+    const several = fitLdaClassifier(rows, labels, { shrinkage: 1, prototypes: 2 });
+    const accuracy = (model: typeof single) => model.predict(test.map((t) => t.row)).filter((p, i) => p.label === test[i].label).length / test.length;
+    expect(accuracy(single)).toBeLessThan(0.8);
+    expect(accuracy(several)).toBe(1);
+    expect(several.toJSON().prototypes).toHaveLength(6);
+    expect([...several.toJSON().prototypeLabels].sort()).toEqual([0, 0, 1, 1, 2, 2]);
+  });
+
+  it('puts augmentation rows in the statistics only, never in the prototypes', () => {
+    // A "background" moves a photo along one direction, half-way towards class 0 on axis 0: the
+    // copies teach the discriminant to ignore that direction.
+    const shift = (row: number[]) => row.map((v, d) => (d === 0 ? v + 3 : d === 7 ? v + 20 : v));
+    const shifted = training.rows.map(shift);
+    const plain = fitLdaClassifier(training.rows, training.labels, { prototypes: 2 });
+    const robust = fitLdaClassifier(training.rows, training.labels, { prototypes: 2, augmentation: { rows: shifted, labels: training.labels } });
+    expect(robust.toJSON().count).toBe(2 * training.rows.length);
+    expect(robust.toJSON().prototypes).toHaveLength(10);
+    const altered = queries.rows.map(shift);
+    const correct = (model: typeof plain) => model.predict(altered).filter((p, i) => p.label === queries.labels[i]).length;
+    expect(correct(robust)).toBe(queries.rows.length);
+    expect(correct(plain)).toBeLessThan(correct(robust));
+    expect(() => fitLdaClassifier(training.rows, training.labels, { augmentation: { rows: shifted, labels: [] } })).toThrow(/augmentation rows but 0 labels/);
+  });
+
+  it('handles one reference per class (no within-class spread) and uses only the leading dims of longer rows', () => {
+    const model = fitLdaClassifier(
+      [
+        [0, 0],
+        [10, 0],
+        [0, 10],
+      ],
+      ['a', 'b', 'c'],
+    );
+    expect(
+      model
+        .predict([
+          [1, 1, 99],
+          [9, 1],
+          [1, 8],
+        ])
+        .map((p) => p.label),
+    ).toEqual(['a', 'b', 'c']);
+  });
+
+  it('rejects malformed JSON', () => {
+    const good = JSON.parse(JSON.stringify(fitLdaClassifier(training.rows, training.labels).toJSON()));
+    const bad: [string, unknown, RegExp][] = [
+      ['not an object', 'model', /expected object/i],
+      ['another format', { ...good, format: 'fruits-pipeline/pca-model@1' }, /format/],
+      ['a missing field', { ...good, prototypes: undefined }, /prototypes/],
+      ['a centre of the wrong length', { ...good, centre: good.centre.slice(1) }, /centre holds 7 values, expected dim = 8/],
+      ['ragged projection', { ...good, projection: [...good.projection.slice(1), [1]] }, /projection rows differ/],
+      ['a prototype without its label', { ...good, prototypes: [...good.prototypes, good.prototypes[0]] }, /expected one per prototype/],
+      [
+        'a prototype of the wrong length',
+        { ...good, prototypes: [good.prototypes[0].slice(1), ...good.prototypes.slice(1)] },
+        /a prototype does not hold 4 values/,
+      ],
+      ['a label with no prototype', { ...good, prototypeLabels: good.prototypeLabels.map(() => 0) }, /a label has no prototype/],
+      ['a prototype label out of range', { ...good, prototypeLabels: good.prototypeLabels.map(() => 9) }, /not an index of labels/],
+      ['a label twice', { ...good, labels: good.labels.map(() => 'same') }, /listed twice/],
+      ['a non-finite number', { ...good, centre: [Number.NaN, ...good.centre.slice(1)] }, /centre/],
+      ['shrinkage above 1', { ...good, shrinkage: 2 }, /shrinkage/],
+    ];
+    for (const [, json, message] of bad) expect(() => loadLdaClassifier(json)).toThrow(message);
+  });
+
+  it('refuses what it cannot fit', () => {
+    expect(() => fitLdaClassifier([[1], [2]], ['a', 'a'])).toThrow(/at least 2 classes/);
+    expect(() => fitLdaClassifier([[1], [2]], ['a', 'b'], { shrinkage: 1.5 })).toThrow(/shrinkage/);
+    expect(() => fitLdaClassifier([[1]], ['a', 'b'])).toThrow(/1 rows but 2 labels/);
+    expect(() => fitLdaClassifier(training.rows, training.labels).predict([[1, 2]])).toThrow(/needs 8/);
+    expect(() => fitLdaClassifier(training.rows, training.labels, { prototypes: 0 })).toThrow(/positive integer/);
+  });
+});

@@ -25,8 +25,8 @@
  * is one the classifier never saw.
  */
 import { join } from 'node:path';
-import { ScatterAccumulator, fitPca } from '../lambdas/core/streaming-pca';
-import { seededRandom } from '../lambdas/core/seeded-random';
+import { ScatterAccumulator, fitPca } from '../lambdas/analysis/streaming-pca';
+import { seededRandom } from '../lambdas/common/seeded-random';
 import { fitLdaClassifier, LdaClassifier } from '../lambdas/analysis/lda-classifier';
 import { FIELD_CONDITIONS, FieldCondition } from '../evaluate/field-conditions';
 import { datasetFeatures, DatasetFeatures, FeatureSet, subset } from './classifier-features';

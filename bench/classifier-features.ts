@@ -16,8 +16,8 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_MODEL_ID } from '../lambdas/contracts/handler-env';
-import { createFeaturizer, Featurizer } from '../lambdas/core/featurizer';
-import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, preprocessImage } from '../lambdas/core/preprocess';
+import { createFeaturizer, Featurizer } from '../lambdas/model/featurizer';
+import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, preprocessImage } from '../lambdas/images/preprocess';
 import { alterImage, FIELD_CONDITIONS, FieldCondition } from '../evaluate/field-conditions';
 
 export const FEATURE_CACHE = process.env.CLASSIFIER_FEATURES ?? '/tmp/classifier-features';

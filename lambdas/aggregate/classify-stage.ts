@@ -1,15 +1,17 @@
 /**
  * One group's predictions (a child of the `ClassifyGroups` map): the k-NN vote of every row the
  * project stage set aside to predict, against the run's references read part by part (a fitting
- * run's Training rows, group by group in key order) or the saved model's references. Parts read
- * one after another give exactly the neighbours, and so the vote, of one set holding them all
- * (`NearestReferences`): memory is the group's queries plus one part of references.
+ * run's Training rows, group by group in key order) or the saved model's references. Each part's
+ * distances are one matrix product and a TopK on onnxruntime, re-ranked exactly in float64, and the
+ * lists merged: exactly the neighbours, and so the vote, of one pass over them all (knn.ts's rule).
+ * Memory is the group's queries, one part of references, and the references' keys and labels.
  *
  * It writes the group's rows of predictions.csv (publish joins them), its confusion counts, and a
  * few misclassified rows with their nearest reference for report.html's gallery.
  */
 import { ClassificationTally } from '../analysis/classification';
-import { DEFAULT_KNN_NEIGHBOURS, KnnReferences, NearestReferences, splitOfKey } from '../analysis/knn';
+import { DEFAULT_KNN_NEIGHBOURS, splitOfKey } from '../analysis/knn';
+import { mergeNeighbourLists, NativeNeighbourSearch, NeighbourLists, voteNeighbours } from '../analysis/native-kernels';
 import { decodeFeatureShard, FeatureShard } from '../bookkeeping/feature-shard';
 import { predictionsCsvRow } from '../outputs/features-csv';
 import type { RunSettings } from '../contracts/events';
@@ -18,11 +20,20 @@ import { AggregateRunDeps, GALLERY_CANDIDATE_LIMIT, GALLERY_CANDIDATES_PER_PAIR,
 import { aggregateWorkKeys, ClassifyTally, GalleryCandidate } from './aggregate-work';
 import { readFitRecord } from './fit-stage';
 
-/** References as the classify stage reads them: one part at a time, each with its keys. */
+/** References as the classify stage reads them: one part at a time, each with its keys and labels. */
 async function* referenceParts(deps: AggregateRunDeps, run: RunSettings, record: { pcaModelKey?: string; groups: number }) {
   if (record.pcaModelKey) {
     const saved = await readProjectionModel(deps.s3, run.bucket, record.pcaModelKey, run.outputPrefix);
-    if (saved.references) yield saved.references;
+    if (!saved.references) return;
+    const { references, keys } = saved.references;
+    const labels: string[] = [];
+    const vectors = new Float32Array(references.size * references.dims);
+    for (let r = 0; r < references.size; r++) {
+      const reference = references.reference(r);
+      labels.push(reference.label);
+      vectors.set(reference.vector, r * references.dims);
+    }
+    yield { keys, labels, vectors, dims: references.dims };
     return;
   }
   const work = aggregateWorkKeys(run.workPrefix);
@@ -35,10 +46,7 @@ async function* referenceParts(deps: AggregateRunDeps, run: RunSettings, record:
       if (error instanceof MissingObjectError) continue;
       throw error;
     }
-    const { header, vectors } = part;
-    const references = new KnnReferences(header.dim, header.keys.length, 'float32');
-    header.labels.forEach((label, row) => references.add(label, vectors, row * header.dim));
-    yield { references, keys: header.keys };
+    yield { keys: part.header.keys, labels: part.header.labels, vectors: part.vectors, dims: part.header.dim };
   }
 }
 
@@ -50,20 +58,30 @@ export async function classifyGroup(run: RunSettings, group: number, deps: Aggre
   const { header, vectors } = decodeFeatureShard(await readBytes(s3, run.bucket, work.queries(group)));
   const k = header.dim;
   const neighbours = settings.knnNeighbours ?? DEFAULT_KNN_NEIGHBOURS;
-  const nearest = header.keys.map(() => new NearestReferences(neighbours));
-  const nearestKeys = header.keys.map(() => '');
-  let referenceClasses: Set<string> | undefined;
-  let offered = 0;
+  const queries = { data: vectors, rows: header.keys.length, dims: k };
+  // Each part's neighbours by one product and TopK on the native kernel, then merged: the same
+  // neighbours, in the same order, as one pass over every reference (NearestReferences' rule).
+  let nearest: NeighbourLists | undefined;
+  const referenceKeys: string[] = [];
+  const labelIds = new Map<string, number>();
+  const labelTable: string[] = [];
+  const referenceLabels: number[] = [];
   for await (const part of referenceParts(deps, run, record)) {
-    if (record.pcaModelKey) referenceClasses = new Set(part.references.labelTable);
-    for (let q = 0; q < header.keys.length; q++) {
-      const before = nearest[q].size > 0 ? nearest[q].indices[0] : -1;
-      part.references.offerNearest(vectors, nearest[q], { offset: q * k, firstIndex: offered });
-      const now = nearest[q].indices[0];
-      if (now !== before && now >= offered) nearestKeys[q] = part.keys[now - offered];
+    const rows = part.keys.length;
+    if (rows === 0) continue;
+    const search = new NativeNeighbourSearch({ data: part.vectors, rows, dims: part.dims }, { offset: referenceKeys.length });
+    const found = await search.search(queries, neighbours);
+    nearest = nearest ? mergeNeighbourLists([nearest, found]) : found;
+    referenceKeys.push(...part.keys);
+    for (const label of part.labels) {
+      let id = labelIds.get(label);
+      if (id === undefined) labelIds.set(label, (id = labelTable.push(label) - 1));
+      referenceLabels.push(id);
     }
-    offered += part.references.size;
   }
+  if (!nearest) throw new Error(`the run has no references to classify group ${group} against`);
+  const predictions = voteNeighbours(nearest, Int32Array.from(referenceLabels), labelTable);
+  const referenceClasses = record.pcaModelKey ? new Set(labelTable) : undefined;
 
   const tally = new ClassificationTally(neighbours, model.k, record.references, referenceClasses);
   const gallery: GalleryCandidate[] = [];
@@ -72,7 +90,7 @@ export async function classifyGroup(run: RunSettings, group: number, deps: Aggre
   header.keys.forEach((key, q) => {
     const label = header.labels[q];
     const split = splitOfKey(key);
-    const prediction = nearest[q].vote()!;
+    const prediction = predictions[q];
     lines.push(predictionsCsvRow(key, label, split, prediction.label, prediction.distance));
     tally.add(label, split, prediction.label);
     if (tally.scores(label, split) && prediction.label !== label && gallery.length < GALLERY_CANDIDATE_LIMIT) {
@@ -80,13 +98,14 @@ export async function classifyGroup(run: RunSettings, group: number, deps: Aggre
       const count = perPair.get(pair) ?? 0;
       if (count < GALLERY_CANDIDATES_PER_PAIR) {
         perPair.set(pair, count + 1);
+        const nearestReference = prediction.nearest;
         gallery.push({
           key,
           label,
           predicted: prediction.label,
           distance: prediction.distance,
-          nearestKey: nearestKeys[q],
-          nearestLabel: nearest[q].labels[0],
+          nearestKey: referenceKeys[nearestReference],
+          nearestLabel: labelTable[referenceLabels[nearestReference]],
         });
       }
     }
@@ -94,6 +113,6 @@ export async function classifyGroup(run: RunSettings, group: number, deps: Aggre
   await putObject(s3, run.bucket, work.predictionsCsv(group), lines.join(''), 'text/csv; charset=utf-8');
   const classifyTally: ClassifyTally = { group, tally: tally.part(), gallery, timingsMs: { classify: clock.total() } };
   await putObject(s3, run.bucket, work.classifyTally(group), JSON.stringify(classifyTally), 'application/json');
-  log?.info('group classified', { group, predicted: header.keys.length, references: offered, ms: classifyTally.timingsMs.classify });
+  log?.info('group classified', { group, predicted: header.keys.length, references: referenceKeys.length, ms: classifyTally.timingsMs.classify });
   return { group, predicted: header.keys.length };
 }

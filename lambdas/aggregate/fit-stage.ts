@@ -13,7 +13,7 @@
  * with the number of images.
  */
 import { parsePcaModel, pcaModelJson, SavedPcaModel } from '../analysis/pca-model';
-import { fitPca, InsufficientDataError, PcaFit } from '../analysis/streaming-pca';
+import { fitPcaTop, InsufficientDataError, PcaFit } from '../analysis/streaming-pca';
 import { mergeMoments } from '../analysis/moments-merge';
 import { describeIncompleteAccounting, IncompleteRunError, InputAccountingReport, mergeAccountingReports } from '../bookkeeping/input-accounting';
 import { RunReportBuilder, RunReportPart } from '../outputs/run-report';
@@ -103,7 +103,7 @@ export async function fitRun(run: RunSettings, groups: number, deps: AggregateRu
       if (parts.length === 0) throw new InsufficientDataError('no feature vectors to analyse: every image failed or was skipped');
       const moments = [];
       for (const part of parts) moments.push(decodeMoments(await readBytes(s3, run.bucket, work.moments(part.group)), work.moments(part.group)));
-      fit = fitPca(mergeMoments(moments), settings);
+      fit = await fitPcaTop(mergeMoments(moments), settings);
     }
   } catch (error) {
     if (error instanceof InsufficientDataError) {

@@ -11,7 +11,7 @@
  */
 import { FeaturizerMismatchError } from '../analysis/pca-model';
 import { splitOfKey } from '../analysis/knn';
-import { DEFAULT_BLOCK_ROWS, ScatterAccumulator } from '../analysis/streaming-pca';
+import { NativeScatterAccumulator } from '../analysis/native-kernels';
 import { InputAccounting } from '../bookkeeping/input-accounting';
 import { RunReportBuilder } from '../outputs/run-report';
 import type { RunSettings } from '../contracts/events';
@@ -33,7 +33,8 @@ export async function momentsOfGroup(run: RunSettings, group: number, deps: Aggr
   const projecting = plan.pcaModel !== undefined;
   const report = new RunReportBuilder();
   const accounting = new InputAccounting();
-  const accumulator = projecting || plan.dim === 0 ? undefined : new ScatterAccumulator(plan.dim, settings.blockRows ?? DEFAULT_BLOCK_ROWS);
+  // float64 products: the merged covariance matches a float64 pass to rounding (float32 would give ~5e-7).
+  const accumulator = projecting || plan.dim === 0 ? undefined : new NativeScatterAccumulator(plan.dim, { precision: 'float64', blockRows: settings.blockRows });
   const byShard = new Map(batches.map((batch) => [batch.shard, batch]));
   for (const batch of batches) if (batch.inputKeys) accounting.list(batch.inputKeys);
 
@@ -81,6 +82,8 @@ export async function momentsOfGroup(run: RunSettings, group: number, deps: Aggr
     }
     const handedEarlier = new Set(batch.repeatedKeys ?? []);
     const excluded: number[] = [];
+    const kept = new Float32Array(vectors.length);
+    let keptRows = 0;
     header.keys.forEach((key, row) => {
       if (seenKeys.has(key) || handedEarlier.has(key)) {
         excluded.push(row);
@@ -90,11 +93,13 @@ export async function momentsOfGroup(run: RunSettings, group: number, deps: Aggr
         report.addFailedItem(key, 'feature vector holds NaN or infinite values');
       } else {
         seenKeys.add(key);
-        accumulator?.addRow(vectors, row * plan.dim);
+        kept.set(vectors.subarray(row * plan.dim, (row + 1) * plan.dim), keptRows * plan.dim);
+        keptRows++;
         rows++;
         if (splitOfKey(key) === 'train') references++;
       }
     });
+    await accumulator?.addRows(kept, keptRows);
     const left = new Set(excluded);
     accounting.account(header.keys.filter((_, row) => !left.has(row)));
     report.addProcessed(header.featurizer, header.keys.length - excluded.length);
@@ -104,7 +109,7 @@ export async function momentsOfGroup(run: RunSettings, group: number, deps: Aggr
   accounting.account(problems.keys);
   if (!problems.complete) accounting.cannotProve('some failed or skipped images are known only by count (capped batch summaries without a readable shard)');
 
-  if (accumulator && rows > 0) await putObject(s3, run.bucket, work.moments(group), encodeMoments(accumulator.moments()), 'application/octet-stream');
+  if (accumulator && rows > 0) await putObject(s3, run.bucket, work.moments(group), encodeMoments(await accumulator.moments()), 'application/octet-stream');
   const tally: MomentsTally = {
     group,
     rows,

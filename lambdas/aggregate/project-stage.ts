@@ -12,7 +12,7 @@
  */
 import { splitOfKey } from '../analysis/knn';
 import { pcaFitOf, referencesFeaturizerId } from '../analysis/pca-model';
-import { PcaProjector } from '../analysis/streaming-pca';
+import { NativeProjector } from '../analysis/native-kernels';
 import { encodeFeatureShard } from '../bookkeeping/feature-shard';
 import { featuresCsvRow } from '../outputs/features-csv';
 import { FeatureTableParquetWriter } from '../outputs/features-parquet';
@@ -53,7 +53,7 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
   const tally = MomentsTallySchema.parse(JSON.parse(await readText(s3, run.bucket, work.momentsTally(group))));
   const fit = pcaFitOf(model);
   const { k, dim } = fit;
-  const projector = new PcaProjector(fit);
+  const projector = new NativeProjector(fit, { precision: 'float64' });
   const projecting = record.pcaModelKey !== undefined;
   // A fitting run saves its Training rows as references even when it has nothing to predict.
   const keepReferences = !projecting && record.references > 0;
@@ -81,7 +81,7 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
       }
       const { header, vectors } = read.shard;
       const excluded = new Set(expected.excluded);
-      const scores = projector.projectRows(vectors, header.keys.length);
+      const scores = await projector.projectRows({ data: vectors, rows: header.keys.length, dims: dim });
       for (let row = 0; row < header.keys.length; row++) {
         if (excluded.has(row)) continue;
         const key = header.keys[row];

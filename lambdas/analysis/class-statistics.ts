@@ -13,7 +13,7 @@
  */
 import { Matrix } from 'ml-matrix';
 import { z } from 'zod';
-import { ScatterAccumulator } from '../core/streaming-pca';
+import { ScatterAccumulator } from './streaming-pca';
 
 export interface ClassMoments {
   readonly label: string;

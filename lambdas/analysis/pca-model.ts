@@ -73,9 +73,15 @@ export const PcaModelSchema = z
     const problem = (message: string) => context.addIssue({ code: z.ZodIssueCode.custom, message });
     const { dim, k } = model;
     if (k > dim) problem(`k = ${k} components of ${dim} features`);
-    for (const field of ['mean', 'scale', 'eigenvalues', 'explainedVarianceRatio'] as const) {
+    for (const field of ['mean', 'scale'] as const) {
       if (model[field].length !== dim) problem(`${field} holds ${model[field].length} values, expected dim = ${dim}`);
     }
+    // The leading part of the spectrum: at least the k kept components, at most every one.
+    for (const field of ['eigenvalues', 'explainedVarianceRatio'] as const) {
+      const length = model[field].length;
+      if (length < k || length > dim) problem(`${field} holds ${length} values, expected k = ${k} to dim = ${dim}`);
+    }
+    if (model.eigenvalues.length !== model.explainedVarianceRatio.length) problem('eigenvalues and explainedVarianceRatio differ in length');
     if (model.components.length !== k) problem(`components holds ${model.components.length} vectors, expected k = ${k}`);
     const short = model.components.findIndex((component) => component.length !== dim);
     if (short >= 0) problem(`component ${short + 1} holds ${model.components[short].length} values, expected dim = ${dim}`);

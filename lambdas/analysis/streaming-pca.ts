@@ -18,6 +18,7 @@
  */
 import { Matrix } from 'ml-matrix';
 import { PCA } from 'ml-pca';
+import { topEigen } from './top-eigen';
 
 /** Rows per block of the rank-k update: 256 x 1,280 float64 is 2.6 MB, near a core's L2/L3 share. */
 export const DEFAULT_BLOCK_ROWS = 256;
@@ -314,6 +315,37 @@ export function fitPca(moments: FeatureMoments, selection: ComponentSelection): 
     explainedVariance,
     warnings,
   };
+}
+
+/**
+ * `fitPca` with only the leading eigenpairs: the top `components` (clamped to min(dim, n - 1)) of
+ * the correlation matrix by `topEigen` (subspace iteration on native products, Rayleigh-Ritz, a
+ * full decomposition where that is cheaper or the iteration does not converge), checked against
+ * ml-pca's full decomposition in the tests. The eigenvalues and ratios it returns are those of the
+ * computed components, not all `dim`; the ratios are exact (the trace is the total variance).
+ */
+export async function fitPcaTop(moments: FeatureMoments, selection: ComponentSelection): Promise<PcaFit> {
+  const { count: n, dim: d, mean } = moments;
+  const { correlation, scale, constant, constantFeatures } = standardisedCorrelation(moments);
+  validateSelection(selection);
+  const computed = Math.min(selection.components, d, Math.max(1, n - 1));
+  const top = await topEigen(correlation, { k: computed });
+  const eigenvalues = Float64Array.from(top.values, (value) => Math.max(0, value));
+  const explainedVarianceRatio = eigenvalues.map((value) => value / top.trace);
+
+  const warnings: string[] = [];
+  if (constantFeatures.length > 0) {
+    warnings.push(`${constantFeatures.length} of ${d} features are constant: scaled by 1 and left out of the components`);
+  }
+  const k = chooseComponentCount(explainedVarianceRatio, selection, Math.min(d, n - 1), warnings);
+  const components = new Float64Array(k * d);
+  for (let c = 0; c < k; c++) {
+    // Constant features have all-zero rows in the correlation matrix; clear eigensolver round-off there.
+    for (let f = 0; f < d; f++) components[c * d + f] = constant[f] ? 0 : top.vectors[c * d + f];
+  }
+  let explainedVariance = 0;
+  for (let c = 0; c < k; c++) explainedVariance += explainedVarianceRatio[c];
+  return { count: n, dim: d, mean: mean.slice(), scale, constantFeatures, k, components, eigenvalues, explainedVarianceRatio, explainedVariance, warnings };
 }
 
 function validateSelection(selection: ComponentSelection): void {

@@ -1,6 +1,6 @@
 import { ClassStatisticsAccumulator, classStatisticsFromJson, classStatisticsToJson, mergeClassStatistics } from '../../../lambdas/analysis/class-statistics';
 import { fitLdaClassifier, LDA_CLASSIFIER_FORMAT, ldaClassifierFromStatistics, loadLdaClassifier } from '../../../lambdas/analysis/lda-classifier';
-import { seededRandom } from '../../../lambdas/core/seeded-random';
+import { seededRandom } from '../../../lambdas/common/seeded-random';
 
 /** Gaussian-ish blobs: class c centred at 6 along axis c, unit spread, in `dim` dimensions. */
 function blobs(classes: number, perClass: number, dim: number, seed: number): { rows: number[][]; labels: string[] } {

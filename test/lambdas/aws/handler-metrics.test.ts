@@ -1,4 +1,7 @@
 /**
+ * @jest-environment ./tools/jest-native-typed-arrays-environment.js
+ */
+/**
  * What the handlers tell CloudWatch: the real Lambda entry points (env read at import, Powertools
  * set up once) run one batch and one run against S3 on loopback, and their stdout is captured.
  * Checked: one EMF record per invocation with the documented namespace, dimension, names and units

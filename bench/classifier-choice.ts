@@ -240,7 +240,7 @@ async function nearest(references: Points, queries: Points): Promise<{ index: In
 
 /**
  * k-NN votes from the neighbour lists: `weighted` votes 1/distance, else one each with ties to
- * the label whose voters are nearest in total (lambdas/core/knn.ts's rule). Confidence: the
+ * the label whose voters are nearest in total (lambdas/analysis/knn.ts's rule). Confidence: the
  * winner's share of the votes.
  */
 function vote(references: Points, found: { index: Int32Array; distance: Float64Array }, queries: number, k: number, weighted: boolean): Predictions {

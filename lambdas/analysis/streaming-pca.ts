@@ -317,6 +317,9 @@ export function fitPca(moments: FeatureMoments, selection: ComponentSelection): 
   };
 }
 
+/** Features up to which `fitPcaTop` decomposes the whole correlation matrix (ml-pca: ~0.2 s at 400). */
+export const FULL_SPECTRUM_MAX_DIM = 400;
+
 /**
  * `fitPca` with only the leading eigenpairs: the top `components` (clamped to min(dim, n - 1)) of
  * the correlation matrix by `topEigen` (subspace iteration on native products, Rayleigh-Ritz, a
@@ -326,6 +329,8 @@ export function fitPca(moments: FeatureMoments, selection: ComponentSelection): 
  */
 export async function fitPcaTop(moments: FeatureMoments, selection: ComponentSelection): Promise<PcaFit> {
   const { count: n, dim: d, mean } = moments;
+  // Below this many features the whole spectrum costs a fraction of a second: keep all of it.
+  if (d <= FULL_SPECTRUM_MAX_DIM) return fitPca(moments, selection);
   const { correlation, scale, constant, constantFeatures } = standardisedCorrelation(moments);
   validateSelection(selection);
   const computed = Math.min(selection.components, d, Math.max(1, n - 1));

@@ -128,3 +128,35 @@ describe('topEigen against ml-pca', () => {
     for (let i = 0; i < converged.vectors.length; i++) expect(Math.abs(cut.vectors[i] - converged.vectors[i])).toBeLessThan(1e-8);
   });
 });
+
+describe('fitPcaTop', () => {
+  it('gives the components and explained variance of the full fit (within 1e-6), only the leading ones', async () => {
+    const { fitPca, fitPcaTop, FULL_SPECTRUM_MAX_DIM, ScatterAccumulator } = await import('../../../lambdas/analysis/streaming-pca');
+    const dim = FULL_SPECTRUM_MAX_DIM + 40;
+    const rows = 900;
+    let seed = 7;
+    const random = () => (seed = (seed * 16807) % 2147483647) / 2147483647 - 0.5;
+    const latent = Array.from({ length: 60 }, () => Float64Array.from({ length: dim }, random));
+    const accumulator = new ScatterAccumulator(dim);
+    const row = new Float64Array(dim);
+    for (let r = 0; r < rows; r++) {
+      row.fill(0);
+      latent.forEach((factor, j) => {
+        const weight = (random() * 3) / (j + 1);
+        for (let f = 0; f < dim; f++) row[f] += weight * factor[f];
+      });
+      for (let f = 0; f < dim; f++) row[f] += random() * 0.05;
+      accumulator.addRow(row, 0);
+    }
+    const moments = accumulator.moments();
+    const full = fitPca(moments, { components: 20 });
+    const top = await fitPcaTop(moments, { components: 20 });
+    expect(top.k).toBe(20);
+    expect(top.eigenvalues).toHaveLength(20);
+    for (let c = 0; c < 20; c++) {
+      expect(Math.abs(top.explainedVarianceRatio[c] - full.explainedVarianceRatio[c])).toBeLessThan(1e-9);
+      for (let f = 0; f < dim; f++) expect(Math.abs(top.components[c * dim + f] - full.components[c * dim + f])).toBeLessThan(1e-6);
+    }
+    expect(top.explainedVariance).toBeCloseTo(full.explainedVariance, 9);
+  });
+});

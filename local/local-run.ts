@@ -44,6 +44,7 @@ import { countReasons, readMapRunFacts } from '../client/failed-run';
 import { downloadRunOutputs } from '../client/run-outputs';
 import { PipelineConfigError, type PipelineConfigInput } from '../lib/config';
 import { knnAccuracy, KnnResult, readFeaturesCsv } from '../evaluate/knn';
+import { lockDataDir } from './data-dir-lock';
 import { LocalModelSource, readModelFrom } from './model-from';
 import { Json, JsonObject } from './emulator/asl';
 import { MapRunEvent } from './emulator/distributed-map';
@@ -176,178 +177,187 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
   if (badRunId) throw new Error(badRunId);
   const { dataset, root, files } = await readInput(options.inputDir);
   const inputPrefix = datasetInputPrefix(dataset);
-  // Everything that can be wrong with the request is found before anything is uploaded: the
-  // settings (the synth validates them), the model, the folders the run writes to.
-  const synthStarted = performance.now();
-  const pipeline = synthesizeWithOneLineErrors(options.config);
-  const synthSeconds = (performance.now() - synthStarted) / 1000;
-  const modelEnv = localModelEnv(pipeline.featurize.environment, options.modelDir, options.config?.featurizer === 'cnn', notice);
   const dataDir = writableFolder(options.dataDir ?? '.s3-data', '--data-dir');
-  writableFolder(options.outDir ?? 'out', '--out');
-  const savedModel = options.modelFrom === undefined ? undefined : checkedModel(options, { ...pipeline.featurize.environment, ...modelEnv });
-  // The run id names the input's content and the settings that change the results (the model projected with among them).
-  const settings = resultSettings(
-    { ...pipeline.featurize.environment, ...modelEnv },
-    pipeline.aggregate.environment,
-    savedModel ? { pcaModel: savedModel.digest } : {},
-  );
-  // Bounded: one file open per lane (71,000 at once run out of file descriptors).
-  const contentDigests = await mapWithConcurrency(files, DIGEST_CONCURRENCY, async (file) => ({ path: file.path, md5: (await file.digests()).md5 }));
-  const runId = options.runId ?? contentRunId(dataset, contentDigests, settings.digest);
-  const server = await startLocalS3Server({ directory: dataDir, buckets: [LOCAL_BUCKET] });
-  const s3 = server.client;
-  const pools: FunctionWorkerPool[] = [];
+  // The store of a data directory is one process's: a second run on it stops here, at once.
+  const lock = lockDataDir(dataDir, { onNotice: notice });
+  let lockHandedOver = false;
   try {
-    const mark = { start: performance.now(), uploaded: 0, mapStarted: 0, mapFinished: 0, finished: 0 };
-    const onUploadProgress = (done: number, total: number) => options.onProgress?.({ phase: 'upload', total, done, failed: 0 });
-    const input = { bucket: LOCAL_BUCKET, prefix: inputPrefix, root, files };
-    const placed = options.copyInput
-      ? await copyInputFolder(s3, input, { concurrency: UPLOAD_CONCURRENCY, onProgress: onUploadProgress })
-      : await serveInputFolder(server, input);
-    if (!options.copyInput) onUploadProgress(files.length, files.length);
-
-    // The saved model where the execution input points: results/<model runId>/ of the local store.
-    if (savedModel) {
-      await putObject(s3, LOCAL_BUCKET, savedModel.key, savedModel.modelBytes, 'application/json');
-      if (savedModel.references) await putObject(s3, LOCAL_BUCKET, savedModel.references.key, savedModel.references.bytes, 'application/octet-stream');
-    }
-
-    mark.uploaded = performance.now();
-    // The handlers' structured logs would bury the progress display; warnings still come through.
-    // Metrics' EMF lines would too (no CloudWatch reads them here), and there is no X-Ray daemon.
-    const quiet = { POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN', ...LOCAL_OBSERVABILITY_ENV };
-    const featurizeEnv = {
-      ...pipeline.featurize.environment,
-      ...server.env,
-      ...quiet,
-      ...modelEnv,
-    };
-    const featurizePool = new FunctionWorkerPool({
-      modulePath: handlerModule('featurize', options.bundledHandlersDir),
-      size: Math.min(options.workers ?? availableParallelism(), pipeline.config.maxConcurrency),
-      environment: featurizeEnv,
-      timeoutSeconds: pipeline.featurize.timeoutSeconds,
-      memorySizeMb: pipeline.featurize.memorySizeMb,
-    });
-    const aggregatePool = new FunctionWorkerPool({
-      modulePath: handlerModule('aggregate', options.bundledHandlersDir),
-      size: 1,
-      environment: { ...pipeline.aggregate.environment, ...server.env, ...quiet },
-      timeoutSeconds: pipeline.aggregate.timeoutSeconds,
-      memorySizeMb: pipeline.aggregate.memorySizeMb,
-    });
-    pools.push(featurizePool, aggregatePool);
-
-    const progress = { total: 0, done: 0, failed: 0 };
-    let mapResult: Json | undefined;
-    const onMapRunEvent = (_state: string, event: MapRunEvent) => {
-      if (event.type === 'started') {
-        progress.total = event.totalItems;
-        mark.mapStarted = performance.now();
-      } else if (event.type === 'childFailed') {
-        progress.done += event.items;
-        progress.failed += event.items;
-      } else if (event.type === 'childSucceeded') {
-        progress.done += event.items;
-        progress.failed += Number((event.output as JsonObject)?.failedCount ?? 0);
-      } else if (event.type === 'finished') {
-        mapResult = event.result;
-        mark.mapFinished = performance.now();
-      }
-      const phase = event.type === 'finished' ? 'aggregate' : 'featurize';
-      options.onProgress?.({ phase, ...progress });
-    };
-
-    const execution = await runLocalExecution(
-      {
-        definition: pipeline.definition,
-        functions: new Map([
-          [pipeline.featurize.arn, featurizePool.invoke],
-          [pipeline.aggregate.arn, aggregatePool.invoke],
-        ]),
-        s3,
-        retryIntervalOverrides: options.retryIntervalOverrides,
-        onMapRunEvent,
-      },
-      runId,
-      savedModel ? { inputPrefix, pcaModel: savedModel.key } : { inputPrefix },
+    // Everything that can be wrong with the request is found before anything is uploaded: the
+    // settings (the synth validates them), the model, the folders the run writes to.
+    const synthStarted = performance.now();
+    const pipeline = synthesizeWithOneLineErrors(options.config);
+    const synthSeconds = (performance.now() - synthStarted) / 1000;
+    const modelEnv = localModelEnv(pipeline.featurize.environment, options.modelDir, options.config?.featurizer === 'cnn', notice);
+    writableFolder(options.outDir ?? 'out', '--out');
+    const savedModel = options.modelFrom === undefined ? undefined : checkedModel(options, { ...pipeline.featurize.environment, ...modelEnv });
+    // The run id names the input's content and the settings that change the results (the model projected with among them).
+    const settings = resultSettings(
+      { ...pipeline.featurize.environment, ...modelEnv },
+      pipeline.aggregate.environment,
+      savedModel ? { pcaModel: savedModel.digest } : {},
     );
-    mark.finished = performance.now();
+    // Bounded: one file open per lane (71,000 at once run out of file descriptors).
+    const contentDigests = await mapWithConcurrency(files, DIGEST_CONCURRENCY, async (file) => ({ path: file.path, md5: (await file.digests()).md5 }));
+    const runId = options.runId ?? contentRunId(dataset, contentDigests, settings.digest);
+    const server = await startLocalS3Server({ directory: dataDir, buckets: [LOCAL_BUCKET] });
+    const s3 = server.client;
+    const pools: FunctionWorkerPool[] = [];
+    try {
+      const mark = { start: performance.now(), uploaded: 0, mapStarted: 0, mapFinished: 0, finished: 0 };
+      const onUploadProgress = (done: number, total: number) => options.onProgress?.({ phase: 'upload', total, done, failed: 0 });
+      const input = { bucket: LOCAL_BUCKET, prefix: inputPrefix, root, files };
+      const placed = options.copyInput
+        ? await copyInputFolder(s3, input, { concurrency: UPLOAD_CONCURRENCY, onProgress: onUploadProgress })
+        : await serveInputFolder(server, input);
+      if (!options.copyInput) onUploadProgress(files.length, files.length);
 
-    const layout = runLayout(runId);
-    const { dir: outDir, files: copied } = await downloadRunOutputs(s3, LOCAL_BUCKET, runId, options.outDir ?? 'out');
-    const report = await readJsonIfPresent<RunReport & { classification?: ClassificationReport }>(s3, LOCAL_BUCKET, layout.resultKey('report'));
-    const aggregate = execution.status === 'SUCCEEDED' ? (execution.output as unknown as AggregateResult) : undefined;
-    // Only a fallback for a run without report.json (read only then): a problem reading it must not
-    // hide the run's outcome.
-    const batches = await mapRunFacts(s3, report ? undefined : mapResult).catch(() => mapRunFacts(s3, undefined));
-    const rows = copied.includes('features.csv') ? readFeaturesCsv(readFileSync(join(outDir, 'features.csv'), 'utf8')) : undefined;
-    // The aggregate already scored the run (report.json's classification): scoring again here
-    // would double the k-NN, a minute on the whole dataset. features.csv is scored only without it.
-    // A projected run is classified against the model's references or not at all: never against its own rows.
-    const knn = knnFromReport(report?.classification) ?? (rows && !savedModel ? knnAccuracy(rows, { k: pipeline.config.knnNeighbours }) : undefined);
-    // What the run must account for is the folder itself, not the store's listing of it.
-    const accounting =
-      execution.status === 'SUCCEEDED'
-        ? accountForInputFolder(
-            files.map((file) => `${inputPrefix}${file.path}`),
-            placed.refused,
-            rows,
-            report,
-          )
-        : undefined;
-    const incomplete = accounting && !accounting.complete ? describeIncompleteAccounting(accounting, 'files of the input folder') : undefined;
-    if (incomplete) notice(`Run ${runId} FAILED: ${incomplete}`);
-    const refusedReasons = countReasons(placed.refused);
+      // The saved model where the execution input points: results/<model runId>/ of the local store.
+      if (savedModel) {
+        await putObject(s3, LOCAL_BUCKET, savedModel.key, savedModel.modelBytes, 'application/json');
+        if (savedModel.references) await putObject(s3, LOCAL_BUCKET, savedModel.references.key, savedModel.references.bytes, 'application/octet-stream');
+      }
 
-    const summary: LocalRunSummary = {
-      runId,
-      status: incomplete ? 'FAILED' : execution.status,
-      dataset,
-      inputPrefix,
-      endpoint: server.endpoint,
-      bucket: LOCAL_BUCKET,
-      uploaded: placed.uploaded,
-      alreadyPresent: placed.alreadyPresent,
-      served: placed.served,
-      listed: progress.total,
-      processed: report?.counts.processed ?? aggregate?.counts.processed ?? batches.processed,
-      failed: (report?.counts.failed ?? aggregate?.counts.failed ?? batches.failed) + placed.refused.length,
-      skipped: report?.counts.skipped ?? aggregate?.counts.skipped ?? batches.skipped,
-      failuresByReason: [...refusedReasons, ...(report?.failed.byReason ?? batches.byReason)],
-      notUploaded: placed.refused,
-      accounting,
-      featurizer: report ? Object.keys(report.featurizer.ids).join(', ') || undefined : batches.featurizer,
-      backends: report?.featurizer.backends ?? batches.backends,
-      components: aggregate?.components,
-      explainedVariance: aggregate?.explainedVariance,
-      model: savedModel ? { key: savedModel.key, runId: savedModel.model.runId, path: savedModel.path } : undefined,
-      knn: knn && knn.scored > 0 ? knn : undefined,
-      settings,
-      seconds: (performance.now() - started) / 1000,
-      phaseSeconds: {
-        upload: (mark.uploaded - mark.start) / 1000,
-        synth: synthSeconds,
-        featurize: mark.mapFinished ? (mark.mapFinished - mark.mapStarted) / 1000 : 0,
-        aggregate: mark.mapFinished ? (mark.finished - mark.mapFinished) / 1000 : 0,
-      },
-      workers: featurizePool.size,
-      outDir: copied.length > 0 ? outDir : undefined,
-      error:
-        execution.status === 'FAILED'
-          ? { error: execution.error, cause: execution.cause }
-          : incomplete
-            ? { error: 'IncompleteRunError', cause: incomplete }
-            : undefined,
-      notices,
-    };
-    if (!options.keepServer) await server.close();
-    return { summary, server, close: () => (options.keepServer ? server.close() : Promise.resolve()) };
-  } catch (error) {
-    await server.close();
-    throw error;
+      mark.uploaded = performance.now();
+      // The handlers' structured logs would bury the progress display; warnings still come through.
+      // Metrics' EMF lines would too (no CloudWatch reads them here), and there is no X-Ray daemon.
+      const quiet = { POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN', ...LOCAL_OBSERVABILITY_ENV };
+      const featurizeEnv = {
+        ...pipeline.featurize.environment,
+        ...server.env,
+        ...quiet,
+        ...modelEnv,
+      };
+      const featurizePool = new FunctionWorkerPool({
+        modulePath: handlerModule('featurize', options.bundledHandlersDir),
+        size: Math.min(options.workers ?? availableParallelism(), pipeline.config.maxConcurrency),
+        environment: featurizeEnv,
+        timeoutSeconds: pipeline.featurize.timeoutSeconds,
+        memorySizeMb: pipeline.featurize.memorySizeMb,
+      });
+      const aggregatePool = new FunctionWorkerPool({
+        modulePath: handlerModule('aggregate', options.bundledHandlersDir),
+        size: 1,
+        environment: { ...pipeline.aggregate.environment, ...server.env, ...quiet },
+        timeoutSeconds: pipeline.aggregate.timeoutSeconds,
+        memorySizeMb: pipeline.aggregate.memorySizeMb,
+      });
+      pools.push(featurizePool, aggregatePool);
+
+      const progress = { total: 0, done: 0, failed: 0 };
+      let mapResult: Json | undefined;
+      const onMapRunEvent = (_state: string, event: MapRunEvent) => {
+        if (event.type === 'started') {
+          progress.total = event.totalItems;
+          mark.mapStarted = performance.now();
+        } else if (event.type === 'childFailed') {
+          progress.done += event.items;
+          progress.failed += event.items;
+        } else if (event.type === 'childSucceeded') {
+          progress.done += event.items;
+          progress.failed += Number((event.output as JsonObject)?.failedCount ?? 0);
+        } else if (event.type === 'finished') {
+          mapResult = event.result;
+          mark.mapFinished = performance.now();
+        }
+        const phase = event.type === 'finished' ? 'aggregate' : 'featurize';
+        options.onProgress?.({ phase, ...progress });
+      };
+
+      const execution = await runLocalExecution(
+        {
+          definition: pipeline.definition,
+          functions: new Map([
+            [pipeline.featurize.arn, featurizePool.invoke],
+            [pipeline.aggregate.arn, aggregatePool.invoke],
+          ]),
+          s3,
+          retryIntervalOverrides: options.retryIntervalOverrides,
+          onMapRunEvent,
+        },
+        runId,
+        savedModel ? { inputPrefix, pcaModel: savedModel.key } : { inputPrefix },
+      );
+      mark.finished = performance.now();
+
+      const layout = runLayout(runId);
+      const { dir: outDir, files: copied } = await downloadRunOutputs(s3, LOCAL_BUCKET, runId, options.outDir ?? 'out');
+      const report = await readJsonIfPresent<RunReport & { classification?: ClassificationReport }>(s3, LOCAL_BUCKET, layout.resultKey('report'));
+      const aggregate = execution.status === 'SUCCEEDED' ? (execution.output as unknown as AggregateResult) : undefined;
+      // Only a fallback for a run without report.json (read only then): a problem reading it must not
+      // hide the run's outcome.
+      const batches = await mapRunFacts(s3, report ? undefined : mapResult).catch(() => mapRunFacts(s3, undefined));
+      const rows = copied.includes('features.csv') ? readFeaturesCsv(readFileSync(join(outDir, 'features.csv'), 'utf8')) : undefined;
+      // The aggregate already scored the run (report.json's classification): scoring again here
+      // would double the k-NN, a minute on the whole dataset. features.csv is scored only without it.
+      // A projected run is classified against the model's references or not at all: never against its own rows.
+      const knn = knnFromReport(report?.classification) ?? (rows && !savedModel ? knnAccuracy(rows, { k: pipeline.config.knnNeighbours }) : undefined);
+      // What the run must account for is the folder itself, not the store's listing of it.
+      const accounting =
+        execution.status === 'SUCCEEDED'
+          ? accountForInputFolder(
+              files.map((file) => `${inputPrefix}${file.path}`),
+              placed.refused,
+              rows,
+              report,
+            )
+          : undefined;
+      const incomplete = accounting && !accounting.complete ? describeIncompleteAccounting(accounting, 'files of the input folder') : undefined;
+      if (incomplete) notice(`Run ${runId} FAILED: ${incomplete}`);
+      const refusedReasons = countReasons(placed.refused);
+
+      const summary: LocalRunSummary = {
+        runId,
+        status: incomplete ? 'FAILED' : execution.status,
+        dataset,
+        inputPrefix,
+        endpoint: server.endpoint,
+        bucket: LOCAL_BUCKET,
+        uploaded: placed.uploaded,
+        alreadyPresent: placed.alreadyPresent,
+        served: placed.served,
+        listed: progress.total,
+        processed: report?.counts.processed ?? aggregate?.counts.processed ?? batches.processed,
+        failed: (report?.counts.failed ?? aggregate?.counts.failed ?? batches.failed) + placed.refused.length,
+        skipped: report?.counts.skipped ?? aggregate?.counts.skipped ?? batches.skipped,
+        failuresByReason: [...refusedReasons, ...(report?.failed.byReason ?? batches.byReason)],
+        notUploaded: placed.refused,
+        accounting,
+        featurizer: report ? Object.keys(report.featurizer.ids).join(', ') || undefined : batches.featurizer,
+        backends: report?.featurizer.backends ?? batches.backends,
+        components: aggregate?.components,
+        explainedVariance: aggregate?.explainedVariance,
+        model: savedModel ? { key: savedModel.key, runId: savedModel.model.runId, path: savedModel.path } : undefined,
+        knn: knn && knn.scored > 0 ? knn : undefined,
+        settings,
+        seconds: (performance.now() - started) / 1000,
+        phaseSeconds: {
+          upload: (mark.uploaded - mark.start) / 1000,
+          synth: synthSeconds,
+          featurize: mark.mapFinished ? (mark.mapFinished - mark.mapStarted) / 1000 : 0,
+          aggregate: mark.mapFinished ? (mark.finished - mark.mapFinished) / 1000 : 0,
+        },
+        workers: featurizePool.size,
+        outDir: copied.length > 0 ? outDir : undefined,
+        error:
+          execution.status === 'FAILED'
+            ? { error: execution.error, cause: execution.cause }
+            : incomplete
+              ? { error: 'IncompleteRunError', cause: incomplete }
+              : undefined,
+        notices,
+      };
+      if (!options.keepServer) await server.close();
+      // Kept with the server: the store stays open until the caller closes it.
+      lockHandedOver = options.keepServer === true;
+      return { summary, server, close: () => (options.keepServer ? server.close().finally(() => lock.release()) : Promise.resolve()) };
+    } catch (error) {
+      await server.close();
+      throw error;
+    } finally {
+      await Promise.all(pools.map((pool) => pool.close()));
+    }
   } finally {
-    await Promise.all(pools.map((pool) => pool.close()));
+    if (!lockHandedOver) lock.release();
   }
 }
 

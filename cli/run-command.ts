@@ -76,7 +76,7 @@ export async function runCommand(dir: string | undefined, options: RunCommandOpt
   return summary.status === 'SUCCEEDED' ? 0 : 1;
 }
 
-function formatRunSummary(summary: LocalRunSummary): string {
+export function formatRunSummary(summary: LocalRunSummary): string {
   const lines: string[] = [];
   const percent = (value: number) => `${(100 * value).toFixed(1)}%`;
   const t = summary.phaseSeconds;

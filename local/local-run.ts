@@ -40,7 +40,7 @@ import { defaultModelDir, hasModel } from '../lambdas/core/model-loader';
 import type { RunReport } from '../lambdas/core/run-report';
 import type { ClassificationReport } from '../lambdas/core/classification';
 import { datasetName, folderFiles, type FolderFile } from '../client/dataset-folder';
-import { countReasons, readMapRunFacts } from '../client/failed-run';
+import { batchFailureReason, countReasons, readMapRunFacts } from '../client/failed-run';
 import { downloadRunOutputs } from '../client/run-outputs';
 import { PipelineConfigError, type PipelineConfigInput } from '../lib/config';
 import { knnAccuracy, KnnResult, readFeaturesCsv } from '../evaluate/knn';
@@ -245,6 +245,7 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
 
       const progress = { total: 0, done: 0, failed: 0 };
       let mapResult: Json | undefined;
+      const failedChildren: { reason: string; count: number }[] = [];
       const onMapRunEvent = (_state: string, event: MapRunEvent) => {
         if (event.type === 'started') {
           progress.total = event.totalItems;
@@ -252,6 +253,7 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
         } else if (event.type === 'childFailed') {
           progress.done += event.items;
           progress.failed += event.items;
+          failedChildren.push({ reason: batchFailureReason(event), count: event.items });
         } else if (event.type === 'childSucceeded') {
           progress.done += event.items;
           progress.failed += Number((event.output as JsonObject)?.failedCount ?? 0);
@@ -286,6 +288,12 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
       // Only a fallback for a run without report.json (read only then): a problem reading it must not
       // hide the run's outcome.
       const batches = await mapRunFacts(s3, report ? undefined : mapResult).catch(() => mapRunFacts(s3, undefined));
+      // A map run that wrote no results (the execution failed before it finished) still told why
+      // its children failed, as they ended.
+      if (!report && mapResult === undefined && failedChildren.length > 0) {
+        batches.failed = failedChildren.reduce((total, child) => total + child.count, 0);
+        batches.byReason = mergeReasons(failedChildren);
+      }
       const rows = copied.includes('features.csv') ? readFeaturesCsv(readFileSync(join(outDir, 'features.csv'), 'utf8')) : undefined;
       // The aggregate already scored the run (report.json's classification): scoring again here
       // would double the k-NN, a minute on the whole dataset. features.csv is scored only without it.
@@ -491,6 +499,13 @@ function localModelEnv(
 async function mapRunFacts(s3: S3Client, mapResult: Json | undefined) {
   const details = (mapResult as { ResultWriterDetails?: { Bucket: string; Key: string } } | undefined)?.ResultWriterDetails;
   return readMapRunFacts(s3, details ? [{ bucket: details.Bucket, key: details.Key }] : [], { withFeaturizer: true });
+}
+
+/** Counts of the same reason added up, most frequent first. */
+function mergeReasons(counts: readonly { reason: string; count: number }[]): { reason: string; count: number }[] {
+  const merged = new Map<string, number>();
+  for (const { reason, count } of counts) merged.set(reason, (merged.get(reason) ?? 0) + count);
+  return [...merged].map(([reason, count]) => ({ reason, count })).sort((a, b) => b.count - a.count);
 }
 
 /** Every file of the folder against the run's outputs: rows, failed and skipped images, refused uploads. */

@@ -90,7 +90,7 @@ export function buildProgram(clients: ClientFactory = defaultClients): Command {
     .option('--run-id <id>', 'run id (default: derived from the input content and the result-shaping settings, so only the same run overwrites)', runId)
     .option(
       '--model-from <runId|path>',
-      'project with the PCA model (and classify against the references) of an earlier run: its run id (<out>/<runId>/pca-model.json) or a pca-model.json path; no refit',
+      'project with the PCA model (and classify against the references) of an earlier run: its run id (results/<runId>/ in the --data-dir store, else <out>/<runId>/) or a pca-model.json path; no refit',
     )
     .option('--keep-server', 'leave the S3 server up afterwards to inspect it, and print its endpoint')
     .option('--json', 'print the summary as JSON')

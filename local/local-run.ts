@@ -50,6 +50,7 @@ import { Json, JsonObject } from './emulator/asl';
 import { MapRunEvent } from './emulator/distributed-map';
 import { FunctionWorkerPool } from './emulator/function-worker-pool';
 import { runLocalExecution } from './emulator/local-execution';
+import { readStoreSnapshot } from './emulator/s3/object-store';
 import { LocalS3Server, startLocalS3Server } from './emulator/s3/s3-server';
 import { synthesizePipeline } from './emulator/synthesized-definition';
 import { copyInputFolder, serveInputFolder, UPLOAD_CONCURRENCY } from './input-folder';
@@ -81,7 +82,8 @@ export interface LocalRunOptions {
   readonly runId?: string;
   /**
    * Project with a saved model instead of fitting: the run id of an earlier run (its
-   * `<outDir>/<runId>/pca-model.json`) or the path of a pca-model.json (model-from.ts).
+   * `results/<runId>/pca-model.json` in the store of `dataDir`, else `<outDir>/<runId>/`) or the
+   * path of a pca-model.json (model-from.ts).
    */
   readonly modelFrom?: string;
   /** Featurize worker threads. @default available parallelism */
@@ -189,7 +191,11 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
     const synthSeconds = (performance.now() - synthStarted) / 1000;
     const modelEnv = localModelEnv(pipeline.featurize.environment, options.modelDir, options.config?.featurizer === 'cnn', notice);
     writableFolder(options.outDir ?? 'out', '--out');
-    const savedModel = options.modelFrom === undefined ? undefined : checkedModel(options, { ...pipeline.featurize.environment, ...modelEnv });
+    const savedModel = options.modelFrom === undefined ? undefined : checkedModel(options, dataDir, { ...pipeline.featurize.environment, ...modelEnv });
+    if (savedModel) {
+      const elsewhere = savedModel.foundIn === 'out' ? ` (the local store in ${options.dataDir ?? '.s3-data'} has no run ${options.modelFrom})` : '';
+      notice(`--model-from ${options.modelFrom}: projecting with the model of run ${savedModel.model.runId}, ${savedModel.path}${elsewhere}`);
+    }
     // The run id names the input's content and the settings that change the results (the model projected with among them).
     const settings = resultSettings(
       { ...pipeline.featurize.environment, ...modelEnv },
@@ -212,7 +218,7 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
       if (!options.copyInput) onUploadProgress(files.length, files.length);
 
       // The saved model where the execution input points: results/<model runId>/ of the local store.
-      if (savedModel) {
+      if (savedModel && savedModel.foundIn !== 'store') {
         await putObject(s3, LOCAL_BUCKET, savedModel.key, savedModel.modelBytes, 'application/json');
         if (savedModel.references) await putObject(s3, LOCAL_BUCKET, savedModel.references.key, savedModel.references.bytes, 'application/octet-stream');
       }
@@ -428,8 +434,9 @@ export function resultSettings(
  * The saved model of `--model-from`, checked against this run before anything is uploaded: its
  * featurizer must be the one this run's settings give (the aggregate step checks the shards again).
  */
-function checkedModel(options: LocalRunOptions, featurizeEnv: Record<string, string>): LocalModelSource {
-  const source = readModelFrom(options.modelFrom!, options.outDir ?? 'out');
+function checkedModel(options: LocalRunOptions, dataDir: string, featurizeEnv: Record<string, string>): LocalModelSource {
+  const store = { dataDir: options.dataDir ?? '.s3-data', snapshot: readStoreSnapshot(dataDir, LOCAL_BUCKET) };
+  const source = readModelFrom(options.modelFrom!, options.outDir ?? 'out', store);
   const prefix = `--model-from ${options.modelFrom}`;
   const runFeaturizer = featurizerIdOf(featurizerConfigFromEnv(parseHandlerEnv(FeaturizeEnvSchema, featurizeEnv, 'featurize')));
   if (runFeaturizer !== source.model.featurizer) {

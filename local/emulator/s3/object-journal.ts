@@ -41,6 +41,11 @@ export async function replayJournal(path: string): Promise<ReplayedJournal> {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { records: [], intactLength: 0 };
     throw error;
   }
+  return parseJournal(text);
+}
+
+/** The records of a journal's text (see replayJournal). */
+export function parseJournal(text: string): ReplayedJournal {
   const end = text.lastIndexOf('\n') + 1;
   const records: JournalRecord[] = [];
   for (const line of text.slice(0, end).split('\n')) {

@@ -18,7 +18,7 @@
  * prefix before stay in the journal, hidden while the mount lasts (the process's lifetime).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, createWriteStream, mkdirSync, openSync, readSync, rmSync } from 'node:fs';
+import { closeSync, createWriteStream, mkdirSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
 import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
@@ -36,7 +36,7 @@ import {
   type Mount,
   type MountedObject,
 } from './mounted-folder';
-import { JournalWriter, replayJournal, rewriteJournal, type JournalRecord, type StoredObject } from './object-journal';
+import { JournalWriter, parseJournal, replayJournal, rewriteJournal, type JournalRecord, type StoredObject } from './object-journal';
 import {
   ALLOWED_METADATA,
   getConfigModel,
@@ -521,6 +521,39 @@ export class JournaledObjectStore {
     if (!bucket) throw new S3Error('NoSuchBucket', 'The specified bucket does not exist', { BucketName: name });
     return bucket;
   }
+}
+
+/** A store's objects read from disk as they stand, without opening the store (no server, nothing written). */
+export interface StoreSnapshot {
+  /** The object's bytes, or undefined when the bucket has no such key. */
+  read(key: string): Buffer | undefined;
+  /** Whether any key starts with `prefix`. */
+  hasPrefix(prefix: string): boolean;
+}
+
+/**
+ * The objects of `bucket` in the store under `directory`, from its journal: for a caller that holds
+ * the directory (no server of it runs) and only reads, e.g. a saved model looked up before the run
+ * starts its server. Undefined when the store has no such bucket.
+ */
+export function readStoreSnapshot(directory: string, bucketName: string): StoreSnapshot | undefined {
+  const dir = join(directory, STORE_FOLDER, bucketName);
+  let text: string;
+  try {
+    text = readFileSync(join(dir, JOURNAL_FILE), 'utf8');
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    throw error;
+  }
+  const objects = new Map<string, StoredObject>();
+  for (const record of parseJournal(text).records) applyRecord(objects, record);
+  return {
+    read: (key) => {
+      const stored = objects.get(key);
+      return stored ? readFileSync(join(dir, 'data', stored.file)) : undefined;
+    },
+    hasPrefix: (prefix) => [...objects.keys()].some((key) => key.startsWith(prefix)),
+  };
 }
 
 /**

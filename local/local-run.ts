@@ -36,6 +36,7 @@ import { putObject, readJsonIfPresent } from '../lambdas/aws/s3-client';
 import { featurizerConfigFromEnv, featurizerIdOf } from '../lambdas/core/featurizer';
 import { mapWithConcurrency } from '../lambdas/core/concurrency';
 import { describeIncompleteAccounting, InputAccounting, InputAccountingReport } from '../lambdas/core/input-accounting';
+import { readableCause } from '../lambdas/core/map-results';
 import { defaultModelDir, hasModel } from '../lambdas/core/model-loader';
 import type { RunReport } from '../lambdas/core/run-report';
 import type { ClassificationReport } from '../lambdas/core/classification';
@@ -50,7 +51,7 @@ import { Json, JsonObject } from './emulator/asl';
 import { MapRunEvent } from './emulator/distributed-map';
 import { FunctionWorkerPool } from './emulator/function-worker-pool';
 import { runLocalExecution } from './emulator/local-execution';
-import { readStoreSnapshot } from './emulator/s3/object-store';
+import { describeNoSpaceLeft, readStoreSnapshot } from './emulator/s3/object-store';
 import { LocalS3Server, startLocalS3Server } from './emulator/s3/s3-server';
 import { synthesizePipeline } from './emulator/synthesized-definition';
 import { copyInputFolder, serveInputFolder, UPLOAD_CONCURRENCY } from './input-folder';
@@ -286,6 +287,10 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
         savedModel ? { inputPrefix, pcaModel: savedModel.key } : { inputPrefix },
       );
       mark.finished = performance.now();
+      // A write the store could not make for want of space failed some request of the run: say so
+      // and where, rather than leave the InternalError it answered with to explain it.
+      const noSpace = server.noSpaceLeft();
+      if (noSpace) notice(`Run ${runId}: ${describeNoSpaceLeft(noSpace)}; what the store kept is whole: free space and run again`);
 
       const layout = runLayout(runId);
       const { dir: outDir, files: copied } = await downloadRunOutputs(s3, LOCAL_BUCKET, runId, options.outDir ?? 'out');
@@ -353,11 +358,16 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
         workers: featurizePool.size,
         outDir: copied.length > 0 ? outDir : undefined,
         error:
-          execution.status === 'FAILED'
-            ? { error: execution.error, cause: execution.cause }
-            : incomplete
-              ? { error: 'IncompleteRunError', cause: incomplete }
-              : undefined,
+          execution.status === 'FAILED' && noSpace
+            ? {
+                error: 'NoSpaceLeft',
+                cause: `${describeNoSpaceLeft(noSpace)}; the run ended with ${execution.error}: ${readableCause(execution.cause, execution.error)}`,
+              }
+            : execution.status === 'FAILED'
+              ? { error: execution.error, cause: execution.cause }
+              : incomplete
+                ? { error: 'IncompleteRunError', cause: incomplete }
+                : undefined,
         notices,
       };
       if (!options.keepServer) await server.close();
@@ -365,7 +375,9 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
       lockHandedOver = options.keepServer === true;
       return { summary, server, close: () => (options.keepServer ? server.close().finally(() => lock.release()) : Promise.resolve()) };
     } catch (error) {
+      const noSpace = server.noSpaceLeft();
       await server.close();
+      if (noSpace) throw new Error(`${describeNoSpaceLeft(noSpace)}: free space and run again (${(error as Error).message})`);
       throw error;
     } finally {
       await Promise.all(pools.map((pool) => pool.close()));

@@ -142,7 +142,8 @@ export function buildProgram(clients: ClientFactory = defaultClients): Command {
         concurrency: options.uploadConcurrency,
         onProgress: (done, total) => display.update({ phase: 'upload', total, done, failed: 0 }),
       });
-      display.log(`uploaded ${upload.uploaded} files (${(upload.bytes / 1e6).toFixed(1)} MB), ${upload.skipped} already there`);
+      const links = upload.linksFollowed > 0 ? `, ${upload.linksFollowed} symbolic link(s) followed` : '';
+      display.log(`uploaded ${upload.uploaded} files (${(upload.bytes / 1e6).toFixed(1)} MB), ${upload.skipped} already there${links}`);
       if (upload.markersLeftOut.length > 0) {
         display.log(
           `left out ${upload.markersLeftOut.join(', ')}: a ${BUCKET_LAYOUT.startMarker} file would start a run before the upload is complete; submit uploads the marker itself, last`,

@@ -40,7 +40,7 @@ import { readableCause } from '../lambdas/core/map-results';
 import { defaultModelDir, hasModel } from '../lambdas/core/model-loader';
 import type { RunReport } from '../lambdas/core/run-report';
 import type { ClassificationReport } from '../lambdas/core/classification';
-import { datasetName, folderFiles, type FolderFile } from '../client/dataset-folder';
+import { datasetName, readDatasetFolder, type FolderFile, type FolderProblem } from '../client/dataset-folder';
 import { batchFailureReason, countReasons, readMapRunFacts } from '../client/failed-run';
 import { downloadRunOutputs } from '../client/run-outputs';
 import { PipelineConfigError, type PipelineConfigInput } from '../lib/config';
@@ -125,6 +125,11 @@ export interface LocalRunSummary {
   readonly alreadyPresent: number;
   /** Files served from the input folder in place (the default): none copied. */
   readonly served: number;
+  /**
+   * Symbolic links of the input folder followed (to files and folders). Links that could not be
+   * (dangling, or a loop) are failed inputs, in `notUploaded` with their reason.
+   */
+  readonly linksFollowed: number;
   /** Objects the map run listed (images and anything else under the prefix). */
   readonly listed: number;
   readonly processed: number;
@@ -178,7 +183,7 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
 
   const badRunId = options.runId === undefined ? undefined : invalidName(options.runId, 'run id');
   if (badRunId) throw new Error(badRunId);
-  const { dataset, root, files } = await readInput(options.inputDir);
+  const { dataset, root, files, problems, linksFollowed } = await readInput(options.inputDir);
   const inputPrefix = datasetInputPrefix(dataset);
   const dataDir = writableFolder(options.dataDir ?? '.s3-data', '--data-dir');
   // The store of a data directory is one process's: a second run on it stops here, at once.
@@ -213,9 +218,12 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
       const mark = { start: performance.now(), uploaded: 0, mapStarted: 0, mapFinished: 0, finished: 0 };
       const onUploadProgress = (done: number, total: number) => options.onProgress?.({ phase: 'upload', total, done, failed: 0 });
       const input = { bucket: LOCAL_BUCKET, prefix: inputPrefix, root, files };
-      const placed = options.copyInput
+      const placement = options.copyInput
         ? await copyInputFolder(s3, input, { concurrency: UPLOAD_CONCURRENCY, onProgress: onUploadProgress })
         : await serveInputFolder(server, input);
+      // A link the walk could not follow is an input of the folder that failed, with its reason.
+      const unfollowed = problems.map(({ path, reason }) => ({ key: `${inputPrefix}${path}`, reason: `not read: ${reason}` }));
+      const placed = { ...placement, refused: [...unfollowed, ...placement.refused] };
       if (!options.copyInput) onUploadProgress(files.length, files.length);
 
       // The saved model where the execution input points: results/<model runId>/ of the local store.
@@ -314,7 +322,7 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
       const accounting =
         execution.status === 'SUCCEEDED'
           ? accountForInputFolder(
-              files.map((file) => `${inputPrefix}${file.path}`),
+              [...files.map((file) => `${inputPrefix}${file.path}`), ...unfollowed.map((problem) => problem.key)],
               placed.refused,
               rows,
               report,
@@ -334,6 +342,7 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
         uploaded: placed.uploaded,
         alreadyPresent: placed.alreadyPresent,
         served: placed.served,
+        linksFollowed,
         listed: progress.total,
         processed: report?.counts.processed ?? aggregate?.counts.processed ?? batches.processed,
         failed: (report?.counts.failed ?? aggregate?.counts.failed ?? batches.failed) + placed.refused.length,
@@ -390,15 +399,23 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
 /** Real Fruits-360 photos shipped with the project (datasets/fruits-360-demo/README.md): `npm start`'s input. */
 export const DEMO_PHOTOS = resolve(__dirname, '..', 'datasets', 'fruits-360-demo', 'images');
 
-/** The input: the folder's files, or the demo photos. */
-async function readInput(inputDir: string | undefined): Promise<{ dataset: string; root: string; files: FolderFile[] }> {
-  if (inputDir === undefined) return { dataset: 'demo', root: DEMO_PHOTOS, files: folderFiles(DEMO_PHOTOS) };
+/** The input: the folder's files (symbolic links followed), or the demo photos. */
+async function readInput(
+  inputDir: string | undefined,
+): Promise<{ dataset: string; root: string; files: FolderFile[]; problems: FolderProblem[]; linksFollowed: number }> {
+  if (inputDir === undefined) return { dataset: 'demo', root: DEMO_PHOTOS, ...readDatasetFolder(DEMO_PHOTOS) };
   const root = resolve(inputDir);
   if (!existsSync(root)) throw new Error(`input folder ${inputDir} does not exist`);
   if (!statSync(root).isDirectory()) throw new Error(`${inputDir} is not a directory`);
-  const files = folderFiles(root);
-  if (files.length === 0) throw new Error(`${inputDir} holds no files`);
-  return { dataset: datasetName(basename(root)), root, files };
+  const folder = readDatasetFolder(root);
+  if (folder.files.length === 0) {
+    const links =
+      folder.problems.length > 0
+        ? ` (${folder.problems.length} symbolic link(s) not followed, e.g. ${folder.problems[0].path}: ${folder.problems[0].reason})`
+        : '';
+    throw new Error(`${inputDir} holds no files${links}`);
+  }
+  return { dataset: datasetName(basename(root)), root, ...folder };
 }
 
 /** The module a local task runs: the handler's source, or its bundle when one is given. */

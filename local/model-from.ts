@@ -1,6 +1,6 @@
 /**
  * `run <dir> --model-from <runId | path>`: the saved model a local run projects with, found and
- * checked on this machine before anything is uploaded (issue 11, item 2).
+ * checked on this machine before anything is uploaded.
  *
  * A run id names an earlier local run's model: first in the local store, `results/<runId>/` of the
  * data directory (where every run of that directory wrote it, whatever its `--out`, and where the
@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { RESULT_FILES, RUN_ID_PATTERN, runLayout } from '../lambdas/contracts/bucket-layout';
-import { decodeKnnReferences, parsePcaModel, PcaModelError, SavedPcaModel } from '../lambdas/core/pca-model';
+import { decodeKnnReferences, parsePcaModel, PcaModelError, SavedPcaModel } from '../lambdas/analysis/pca-model';
 import type { StoreSnapshot } from './emulator/s3/object-store';
 
 export interface LocalModelSource {

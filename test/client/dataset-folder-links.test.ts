@@ -11,7 +11,7 @@ import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { formatRunSummary } from '../../cli/run-command';
 import { readDatasetFolder, walkDatasetFolder } from '../../client/dataset-folder';
 import { uploadFolder } from '../../client/folder-upload';
-import { mapWithConcurrency } from '../../lambdas/core/concurrency';
+import { mapWithConcurrency } from '../../lambdas/common/concurrency';
 import { generateDemoDataset } from '../../local/demo-dataset';
 import { startLocalS3Server } from '../../local/emulator/s3/s3-server';
 import { copyInputFolder, serveInputFolder } from '../../local/input-folder';

@@ -2,9 +2,9 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KnnReferences } from '../../lambdas/core/knn';
-import { encodeKnnReferences, pcaModelJson } from '../../lambdas/core/pca-model';
-import { fitPca, ScatterAccumulator } from '../../lambdas/core/streaming-pca';
+import { KnnReferences } from '../../lambdas/analysis/knn';
+import { encodeKnnReferences, pcaModelJson } from '../../lambdas/analysis/pca-model';
+import { fitPca, ScatterAccumulator } from '../../lambdas/analysis/streaming-pca';
 import { putObject } from '../../lambdas/aws/s3-client';
 import { readStoreSnapshot } from '../../local/emulator/s3/object-store';
 import { startLocalS3Server } from '../../local/emulator/s3/s3-server';

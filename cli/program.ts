@@ -90,7 +90,7 @@ export function buildProgram(clients: ClientFactory = defaultClients): Command {
     .option('--run-id <id>', 'run id (default: derived from the input content and the result-shaping settings, so only the same run overwrites)', runId)
     .option(
       '--model-from <runId|path>',
-      'project with the PCA model (and classify against the references) of an earlier run: its run id (<out>/<runId>/pca-model.json) or a pca-model.json path; no refit',
+      'project with the PCA model (and classify against the references) of an earlier run: its run id (results/<runId>/ in the --data-dir store, else <out>/<runId>/) or a pca-model.json path; no refit',
     )
     .option('--keep-server', 'leave the S3 server up afterwards to inspect it, and print its endpoint')
     .option('--json', 'print the summary as JSON')
@@ -142,7 +142,8 @@ export function buildProgram(clients: ClientFactory = defaultClients): Command {
         concurrency: options.uploadConcurrency,
         onProgress: (done, total) => display.update({ phase: 'upload', total, done, failed: 0 }),
       });
-      display.log(`uploaded ${upload.uploaded} files (${(upload.bytes / 1e6).toFixed(1)} MB), ${upload.skipped} already there`);
+      const links = upload.linksFollowed > 0 ? `, ${upload.linksFollowed} symbolic link(s) followed` : '';
+      display.log(`uploaded ${upload.uploaded} files (${(upload.bytes / 1e6).toFixed(1)} MB), ${upload.skipped} already there${links}`);
       if (upload.markersLeftOut.length > 0) {
         display.log(
           `left out ${upload.markersLeftOut.join(', ')}: a ${BUCKET_LAYOUT.startMarker} file would start a run before the upload is complete; submit uploads the marker itself, last`,

@@ -76,7 +76,7 @@ export async function runCommand(dir: string | undefined, options: RunCommandOpt
   return summary.status === 'SUCCEEDED' ? 0 : 1;
 }
 
-function formatRunSummary(summary: LocalRunSummary): string {
+export function formatRunSummary(summary: LocalRunSummary): string {
   const lines: string[] = [];
   const percent = (value: number) => `${(100 * value).toFixed(1)}%`;
   const t = summary.phaseSeconds;
@@ -89,7 +89,8 @@ function formatRunSummary(summary: LocalRunSummary): string {
     summary.served > 0 || summary.uploaded + summary.alreadyPresent === 0
       ? `${summary.served} files served from the folder in place, read-only, none copied`
       : `${summary.uploaded} uploaded, ${summary.alreadyPresent} already there`;
-  lines.push(`  input       s3://${summary.bucket}/${summary.inputPrefix} (${placed})`);
+  const links = summary.linksFollowed > 0 ? `; ${summary.linksFollowed} symbolic link(s) followed` : '';
+  lines.push(`  input       s3://${summary.bucket}/${summary.inputPrefix} (${placed}${links})`);
   lines.push(`  images      ${summary.processed} featurized, ${summary.failed} failed, ${summary.skipped} skipped (${summary.listed} objects listed)`);
   for (const { reason, count } of summary.failuresByReason.slice(0, 10)) lines.push(`    ${String(count).padStart(5)} x ${reason}`);
   if (summary.failuresByReason.length > 10) lines.push(`    ... ${summary.failuresByReason.length - 10} more reasons in report.json`);

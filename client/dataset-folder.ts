@@ -3,7 +3,7 @@
  * set), each with its path under `input/<dataset>/` and the digests an upload is checked against.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, readdirSync, statSync } from 'node:fs';
+import { createReadStream, readdirSync, readlinkSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 
@@ -22,20 +22,89 @@ export interface DatasetFile {
 /**
  * Every file of a dataset folder, depth first in name order (stable keys, stable run ids).
  * Hidden entries (.DS_Store, .git, editor droppings) are not part of a dataset a user would
- * upload, so they and everything below them are left out.
+ * upload, so they and everything below them are left out. Symbolic links are followed, to files
+ * and to folders, as `aws s3 sync` follows them: a file is listed under the path of the link (see
+ * `walkDatasetFolder` for what is not followed).
  */
 export function* datasetFiles(dir: string): Generator<string> {
-  for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-    if (entry.name.startsWith('.')) continue;
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) yield* datasetFiles(path);
-    else if (entry.isFile()) yield path;
-  }
+  yield* walkDatasetFolder(dir).files;
+}
+
+/** A path under the dataset folder that is not a file of the dataset, and why. */
+export interface FolderProblem {
+  /** Path relative to the dataset root, `/`-separated. */
+  readonly path: string;
+  readonly reason: string;
+}
+
+export interface FolderWalk {
+  /** Files, as paths under the walked folder (through links, not their targets). */
+  readonly files: string[];
+  /** Links that lead nowhere (dangling) or back into a folder being walked (a loop): not followed. */
+  readonly problems: FolderProblem[];
+  /** Symbolic links followed, to files and to folders. */
+  readonly linksFollowed: number;
+}
+
+/**
+ * The files of `root`, following symbolic links. A link to a folder that holds it (a loop) is
+ * named and not followed, so every file is listed once per path and the walk ends; a link whose
+ * target does not exist is named with its target.
+ */
+export function walkDatasetFolder(root: string): FolderWalk {
+  const walk: { files: string[]; problems: FolderProblem[]; linksFollowed: number } = { files: [], problems: [], linksFollowed: 0 };
+  const relativePath = (path: string) => relative(root, path).split(sep).join('/');
+  /** The real paths of the folders from the root down to the one being read, by their walked paths. */
+  const ancestors = new Map<string, string>();
+  const visit = (dir: string) => {
+    ancestors.set(realpathSync(dir), dir);
+    for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      if (entry.name.startsWith('.')) continue;
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) visit(path);
+      else if (entry.isFile()) walk.files.push(path);
+      else if (entry.isSymbolicLink()) followLink(path);
+    }
+    ancestors.delete(realpathSync(dir));
+  };
+  const followLink = (path: string) => {
+    let target: Stats;
+    try {
+      target = statSync(path);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      const reason =
+        code === 'ENOENT' || code === 'ENOTDIR'
+          ? `a symbolic link to ${readlinkSync(path)}, which does not exist`
+          : code === 'ELOOP'
+            ? `a symbolic link loop (${readlinkSync(path)} leads back to itself)`
+            : `a symbolic link that cannot be followed (${code ?? (error as Error).message})`;
+      walk.problems.push({ path: relativePath(path), reason });
+      return;
+    }
+    if (target.isDirectory()) {
+      const loopsTo = ancestors.get(realpathSync(path));
+      if (loopsTo !== undefined) {
+        walk.problems.push({
+          path: relativePath(path),
+          reason: `a symbolic link loop: it leads back to ${relativePath(loopsTo) || 'the dataset folder'}, which holds it`,
+        });
+        return;
+      }
+      walk.linksFollowed++;
+      visit(path);
+    } else if (target.isFile()) {
+      walk.linksFollowed++;
+      walk.files.push(path);
+    }
+  };
+  visit(root);
+  return walk;
 }
 
 /** A file of a folder on disk: where it is, and its modification time when the folder was walked. */
 export interface FolderFile extends DatasetFile {
-  /** Absolute path on disk. */
+  /** Absolute path on disk (through links, as walked). */
   readonly file: string;
   /** `mtimeMs` of the same stat as `size`: with it, a later stat tells whether the file changed since. */
   readonly mtimeMs: number;
@@ -43,7 +112,14 @@ export interface FolderFile extends DatasetFile {
 
 /** The files of a folder, read from disk when uploaded. */
 export function folderFiles(root: string): FolderFile[] {
-  return [...datasetFiles(root)].map((file) => {
+  return readDatasetFolder(root).files;
+}
+
+/** The files of a folder (read from disk when uploaded), what could not be followed, and how many links were. */
+export function readDatasetFolder(root: string): { files: FolderFile[]; problems: FolderProblem[]; linksFollowed: number } {
+  const walk = walkDatasetFolder(root);
+  const files = walk.files.map((file) => {
+    // Through the link: the target's size and mtime, which a read of the path meets.
     const { size, mtimeMs } = statSync(file);
     return {
       path: relative(root, file).split(sep).join('/'),
@@ -54,6 +130,7 @@ export function folderFiles(root: string): FolderFile[] {
       digests: once(() => uploadETags(createReadStream(file) as AsyncIterable<Buffer>, size)),
     };
   });
+  return { files, problems: walk.problems, linksFollowed: walk.linksFollowed };
 }
 
 /** A folder name as a dataset name: one path segment the state machine's prefix checks accept. */

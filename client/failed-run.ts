@@ -8,7 +8,7 @@ import { runLayout } from '../lambdas/contracts/bucket-layout';
 import type { ItemProblem } from '../lambdas/contracts/events';
 import { listAllObjects, readBytes, readJsonIfPresent, readText } from '../lambdas/aws/s3-client';
 import { decodeFeatureShard } from '../lambdas/bookkeeping/feature-shard';
-import { readMapRunResults } from '../lambdas/bookkeeping/map-results';
+import { readableCause, readMapRunResults } from '../lambdas/bookkeeping/map-results';
 import type { RunReport } from '../lambdas/outputs/run-report';
 
 /** Counts and reasons of a run, read from its map run results. */
@@ -78,8 +78,9 @@ export async function failedItemsOfRun(s3: S3Client, bucket: string, runId: stri
 }
 
 /** One line for a failed batch; a Lambda error's readable cause already starts with its name. */
-function batchFailureReason(outcome: { error: string; cause: string }): string {
-  return outcome.cause.startsWith(`${outcome.error}:`) ? `batch failed: ${outcome.cause}` : `batch failed: ${outcome.error}: ${outcome.cause}`;
+export function batchFailureReason(outcome: { error: string; cause: string }): string {
+  const cause = readableCause(outcome.cause);
+  return cause.startsWith(`${outcome.error}:`) ? `batch failed: ${cause}` : `batch failed: ${outcome.error}: ${cause}`;
 }
 
 /** Problems counted by reason, in the order each reason first appears. */

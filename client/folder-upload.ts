@@ -10,7 +10,7 @@ import { BUCKET_LAYOUT, S3_KEY_MAX_BYTES } from '../lambdas/contracts/bucket-lay
 import type { ItemProblem } from '../lambdas/contracts/events';
 import { describeError, isTransientS3Error, listAllObjects } from '../lambdas/aws/s3-client';
 import { mapWithConcurrency } from '../lambdas/common/concurrency';
-import { DatasetFile, folderFiles, UPLOAD_PART_SIZE } from './dataset-folder';
+import { DatasetFile, readDatasetFolder, UPLOAD_PART_SIZE } from './dataset-folder';
 
 export interface UploadFilesOptions {
   readonly bucket: string;
@@ -91,18 +91,21 @@ async function alreadyThere(present: _Object | undefined, file: DatasetFile): Pr
 }
 
 /**
- * `submit`'s upload of a folder. A `_START` file inside the folder is left out (and named in the
+ * `submit`'s upload of a folder, symbolic links followed as `aws s3 sync` follows them; one that
+ * cannot be followed is refused with its reason (so `submit` starts no run). A `_START` file inside the folder is left out (and named in the
  * result): uploaded with the images it would start a run on a half-uploaded dataset, or a failed
  * run for a marker at the wrong depth. `submit` uploads the marker itself, last.
  */
 export async function uploadFolder(
   s3: S3Client,
   options: Omit<UploadFilesOptions, 'files' | 'deleteStale'> & { readonly dir: string },
-): Promise<UploadResult & { markersLeftOut: string[] }> {
+): Promise<UploadResult & { markersLeftOut: string[]; linksFollowed: number }> {
   const isMarker = (file: DatasetFile) => file.path.split('/').pop() === BUCKET_LAYOUT.startMarker;
-  const all = folderFiles(resolve(options.dir));
+  const { files: all, problems, linksFollowed } = readDatasetFolder(resolve(options.dir));
   const result = await uploadFiles(s3, { ...options, files: all.filter((file) => !isMarker(file)) });
-  return { ...result, markersLeftOut: all.filter(isMarker).map((file) => file.path) };
+  // A link the walk could not follow (dangling, a loop) is a file of the folder not uploaded.
+  const unfollowed = problems.map(({ path, reason }) => ({ key: `${options.prefix}${path}`, reason: `not uploaded: ${reason}` }));
+  return { ...result, refused: [...unfollowed, ...result.refused], markersLeftOut: all.filter(isMarker).map((file) => file.path), linksFollowed };
 }
 
 /** Upload `<prefix>_START`, which makes the upload trigger start a run for the prefix; returns its key. */

@@ -36,20 +36,23 @@ import { putObject, readJsonIfPresent } from '../lambdas/aws/s3-client';
 import { featurizerConfigFromEnv, featurizerIdOf } from '../lambdas/model/featurizer';
 import { mapWithConcurrency } from '../lambdas/common/concurrency';
 import { describeIncompleteAccounting, InputAccounting, InputAccountingReport } from '../lambdas/bookkeeping/input-accounting';
+import { readableCause } from '../lambdas/bookkeeping/map-results';
 import { defaultModelDir, hasModel } from '../lambdas/model/model-loader';
 import type { RunReport } from '../lambdas/outputs/run-report';
 import type { ClassificationReport } from '../lambdas/analysis/classification';
-import { datasetName, folderFiles, type FolderFile } from '../client/dataset-folder';
-import { countReasons, readMapRunFacts } from '../client/failed-run';
+import { datasetName, readDatasetFolder, type FolderFile, type FolderProblem } from '../client/dataset-folder';
+import { batchFailureReason, countReasons, readMapRunFacts } from '../client/failed-run';
 import { downloadRunOutputs } from '../client/run-outputs';
 import { PipelineConfigError, type PipelineConfigInput } from '../lib/config';
 import { knnAccuracy, KnnResult, readFeaturesCsv } from '../evaluate/knn';
+import { lockDataDir } from './data-dir-lock';
 import { LocalModelSource, readModelFrom } from './model-from';
 import { Json, JsonObject } from './emulator/asl';
 import { MapRunEvent } from './emulator/distributed-map';
 import { MAP_RUN_LABEL as FEATURIZE_MAP_STATE } from '../lambdas/contracts/state-machine';
 import { FunctionWorkerPool } from './emulator/function-worker-pool';
 import { runLocalExecution } from './emulator/local-execution';
+import { describeNoSpaceLeft, readStoreSnapshot } from './emulator/s3/object-store';
 import { LocalS3Server, startLocalS3Server } from './emulator/s3/s3-server';
 import { synthesizePipeline } from './emulator/synthesized-definition';
 import { copyInputFolder, serveInputFolder, UPLOAD_CONCURRENCY } from './input-folder';
@@ -81,7 +84,8 @@ export interface LocalRunOptions {
   readonly runId?: string;
   /**
    * Project with a saved model instead of fitting: the run id of an earlier run (its
-   * `<outDir>/<runId>/pca-model.json`) or the path of a pca-model.json (model-from.ts).
+   * `results/<runId>/pca-model.json` in the store of `dataDir`, else `<outDir>/<runId>/`) or the
+   * path of a pca-model.json (model-from.ts).
    */
   readonly modelFrom?: string;
   /** Featurize worker threads. @default available parallelism */
@@ -122,6 +126,11 @@ export interface LocalRunSummary {
   readonly alreadyPresent: number;
   /** Files served from the input folder in place (the default): none copied. */
   readonly served: number;
+  /**
+   * Symbolic links of the input folder followed (to files and folders). Links that could not be
+   * (dangling, or a loop) are failed inputs, in `notUploaded` with their reason.
+   */
+  readonly linksFollowed: number;
   /** Objects the map run listed (images and anything else under the prefix). */
   readonly listed: number;
   readonly processed: number;
@@ -175,198 +184,242 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
 
   const badRunId = options.runId === undefined ? undefined : invalidName(options.runId, 'run id');
   if (badRunId) throw new Error(badRunId);
-  const { dataset, root, files } = await readInput(options.inputDir);
+  const { dataset, root, files, problems, linksFollowed } = await readInput(options.inputDir);
   const inputPrefix = datasetInputPrefix(dataset);
-  // Everything that can be wrong with the request is found before anything is uploaded: the
-  // settings (the synth validates them), the model, the folders the run writes to.
-  const synthStarted = performance.now();
-  const pipeline = synthesizeWithOneLineErrors(options.config);
-  const synthSeconds = (performance.now() - synthStarted) / 1000;
-  const modelEnv = localModelEnv(pipeline.featurize.environment, options.modelDir, options.config?.featurizer === 'cnn', notice);
   const dataDir = writableFolder(options.dataDir ?? '.s3-data', '--data-dir');
-  writableFolder(options.outDir ?? 'out', '--out');
-  const savedModel = options.modelFrom === undefined ? undefined : checkedModel(options, { ...pipeline.featurize.environment, ...modelEnv });
-  // The run id names the input's content and the settings that change the results (the model projected with among them).
-  const settings = resultSettings(
-    { ...pipeline.featurize.environment, ...modelEnv },
-    pipeline.aggregate.environment,
-    savedModel ? { pcaModel: savedModel.digest } : {},
-  );
-  // Bounded: one file open per lane (71,000 at once run out of file descriptors).
-  const contentDigests = await mapWithConcurrency(files, DIGEST_CONCURRENCY, async (file) => ({ path: file.path, md5: (await file.digests()).md5 }));
-  const runId = options.runId ?? contentRunId(dataset, contentDigests, settings.digest);
-  const server = await startLocalS3Server({ directory: dataDir, buckets: [LOCAL_BUCKET] });
-  const s3 = server.client;
-  const pools: FunctionWorkerPool[] = [];
+  // The store of a data directory is one process's: a second run on it stops here, at once.
+  const lock = lockDataDir(dataDir, { onNotice: notice });
+  let lockHandedOver = false;
   try {
-    const mark = { start: performance.now(), uploaded: 0, mapStarted: 0, mapFinished: 0, finished: 0 };
-    const onUploadProgress = (done: number, total: number) => options.onProgress?.({ phase: 'upload', total, done, failed: 0 });
-    const input = { bucket: LOCAL_BUCKET, prefix: inputPrefix, root, files };
-    const placed = options.copyInput
-      ? await copyInputFolder(s3, input, { concurrency: UPLOAD_CONCURRENCY, onProgress: onUploadProgress })
-      : await serveInputFolder(server, input);
-    if (!options.copyInput) onUploadProgress(files.length, files.length);
-
-    // The saved model where the execution input points: results/<model runId>/ of the local store.
+    // Everything that can be wrong with the request is found before anything is uploaded: the
+    // settings (the synth validates them), the model, the folders the run writes to.
+    const synthStarted = performance.now();
+    const pipeline = synthesizeWithOneLineErrors(options.config);
+    const synthSeconds = (performance.now() - synthStarted) / 1000;
+    const modelEnv = localModelEnv(pipeline.featurize.environment, options.modelDir, options.config?.featurizer === 'cnn', notice);
+    writableFolder(options.outDir ?? 'out', '--out');
+    const savedModel = options.modelFrom === undefined ? undefined : checkedModel(options, dataDir, { ...pipeline.featurize.environment, ...modelEnv });
     if (savedModel) {
-      await putObject(s3, LOCAL_BUCKET, savedModel.key, savedModel.modelBytes, 'application/json');
-      if (savedModel.references) await putObject(s3, LOCAL_BUCKET, savedModel.references.key, savedModel.references.bytes, 'application/octet-stream');
+      const elsewhere = savedModel.foundIn === 'out' ? ` (the local store in ${options.dataDir ?? '.s3-data'} has no run ${options.modelFrom})` : '';
+      notice(`--model-from ${options.modelFrom}: projecting with the model of run ${savedModel.model.runId}, ${savedModel.path}${elsewhere}`);
     }
-
-    mark.uploaded = performance.now();
-    // The handlers' structured logs would bury the progress display; warnings still come through.
-    // Metrics' EMF lines would too (no CloudWatch reads them here), and there is no X-Ray daemon.
-    const quiet = { POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN', ...LOCAL_OBSERVABILITY_ENV };
-    const featurizeEnv = {
-      ...pipeline.featurize.environment,
-      ...server.env,
-      ...quiet,
-      ...modelEnv,
-    };
-    const featurizePool = new FunctionWorkerPool({
-      modulePath: handlerModule('featurize', options.bundledHandlersDir),
-      size: Math.min(options.workers ?? availableParallelism(), pipeline.config.maxConcurrency),
-      environment: featurizeEnv,
-      timeoutSeconds: pipeline.featurize.timeoutSeconds,
-      memorySizeMb: pipeline.featurize.memorySizeMb,
-    });
-    const aggregatePool = new FunctionWorkerPool({
-      modulePath: handlerModule('aggregate', options.bundledHandlersDir),
-      // The aggregate's group maps run a child per group: as many at once as the featurize map.
-      size: Math.min(options.workers ?? availableParallelism(), pipeline.config.aggregateConcurrency),
-      environment: { ...pipeline.aggregate.environment, ...server.env, ...quiet },
-      timeoutSeconds: pipeline.aggregate.timeoutSeconds,
-      memorySizeMb: pipeline.aggregate.memorySizeMb,
-    });
-    pools.push(featurizePool, aggregatePool);
-
-    const progress = { total: 0, done: 0, failed: 0 };
-    let mapResult: Json | undefined;
-    const onMapRunEvent = (state: string, event: MapRunEvent) => {
-      // The aggregate's group maps are part of the aggregate phase; only the featurize map counts images.
-      if (state !== FEATURIZE_MAP_STATE) return;
-      if (event.type === 'started') {
-        progress.total = event.totalItems;
-        mark.mapStarted = performance.now();
-      } else if (event.type === 'childFailed') {
-        progress.done += event.items;
-        progress.failed += event.items;
-      } else if (event.type === 'childSucceeded') {
-        progress.done += event.items;
-        progress.failed += Number((event.output as JsonObject)?.failedCount ?? 0);
-      } else if (event.type === 'finished') {
-        mapResult = event.result;
-        mark.mapFinished = performance.now();
-      }
-      const phase = event.type === 'finished' ? 'aggregate' : 'featurize';
-      options.onProgress?.({ phase, ...progress });
-    };
-
-    const execution = await runLocalExecution(
-      {
-        definition: pipeline.definition,
-        functions: new Map([
-          [pipeline.featurize.arn, featurizePool.invoke],
-          [pipeline.aggregate.arn, aggregatePool.invoke],
-        ]),
-        s3,
-        retryIntervalOverrides: options.retryIntervalOverrides,
-        onMapRunEvent,
-      },
-      runId,
-      savedModel ? { inputPrefix, pcaModel: savedModel.key } : { inputPrefix },
+    // The run id names the input's content and the settings that change the results (the model projected with among them).
+    const settings = resultSettings(
+      { ...pipeline.featurize.environment, ...modelEnv },
+      pipeline.aggregate.environment,
+      savedModel ? { pcaModel: savedModel.digest } : {},
     );
-    mark.finished = performance.now();
+    // Bounded: one file open per lane (71,000 at once run out of file descriptors).
+    const contentDigests = await mapWithConcurrency(files, DIGEST_CONCURRENCY, async (file) => ({ path: file.path, md5: (await file.digests()).md5 }));
+    const runId = options.runId ?? contentRunId(dataset, contentDigests, settings.digest);
+    const server = await startLocalS3Server({ directory: dataDir, buckets: [LOCAL_BUCKET] });
+    const s3 = server.client;
+    const pools: FunctionWorkerPool[] = [];
+    try {
+      const mark = { start: performance.now(), uploaded: 0, mapStarted: 0, mapFinished: 0, finished: 0 };
+      const onUploadProgress = (done: number, total: number) => options.onProgress?.({ phase: 'upload', total, done, failed: 0 });
+      const input = { bucket: LOCAL_BUCKET, prefix: inputPrefix, root, files };
+      const placement = options.copyInput
+        ? await copyInputFolder(s3, input, { concurrency: UPLOAD_CONCURRENCY, onProgress: onUploadProgress })
+        : await serveInputFolder(server, input);
+      // A link the walk could not follow is an input of the folder that failed, with its reason.
+      const unfollowed = problems.map(({ path, reason }) => ({ key: `${inputPrefix}${path}`, reason: `not read: ${reason}` }));
+      const placed = { ...placement, refused: [...unfollowed, ...placement.refused] };
+      if (!options.copyInput) onUploadProgress(files.length, files.length);
 
-    const layout = runLayout(runId);
-    const { dir: outDir, files: copied } = await downloadRunOutputs(s3, LOCAL_BUCKET, runId, options.outDir ?? 'out');
-    const report = await readJsonIfPresent<RunReport & { classification?: ClassificationReport }>(s3, LOCAL_BUCKET, layout.resultKey('report'));
-    const aggregate = execution.status === 'SUCCEEDED' ? (execution.output as unknown as AggregateResult) : undefined;
-    // Only a fallback for a run without report.json (read only then): a problem reading it must not
-    // hide the run's outcome.
-    const batches = await mapRunFacts(s3, report ? undefined : mapResult).catch(() => mapRunFacts(s3, undefined));
-    const rows = copied.includes('features.csv') ? readFeaturesCsv(readFileSync(join(outDir, 'features.csv'), 'utf8')) : undefined;
-    // The aggregate already scored the run (report.json's classification): scoring again here
-    // would double the k-NN, a minute on the whole dataset. features.csv is scored only without it.
-    // A projected run is classified against the model's references or not at all: never against its own rows.
-    const knn = knnFromReport(report?.classification) ?? (rows && !savedModel ? knnAccuracy(rows, { k: pipeline.config.knnNeighbours }) : undefined);
-    // What the run must account for is the folder itself, not the store's listing of it.
-    const accounting =
-      execution.status === 'SUCCEEDED'
-        ? accountForInputFolder(
-            files.map((file) => `${inputPrefix}${file.path}`),
-            placed.refused,
-            rows,
-            report,
-          )
-        : undefined;
-    const incomplete = accounting && !accounting.complete ? describeIncompleteAccounting(accounting, 'files of the input folder') : undefined;
-    if (incomplete) notice(`Run ${runId} FAILED: ${incomplete}`);
-    const refusedReasons = countReasons(placed.refused);
+      // The saved model where the execution input points: results/<model runId>/ of the local store.
+      if (savedModel && savedModel.foundIn !== 'store') {
+        await putObject(s3, LOCAL_BUCKET, savedModel.key, savedModel.modelBytes, 'application/json');
+        if (savedModel.references) await putObject(s3, LOCAL_BUCKET, savedModel.references.key, savedModel.references.bytes, 'application/octet-stream');
+      }
 
-    const summary: LocalRunSummary = {
-      runId,
-      status: incomplete ? 'FAILED' : execution.status,
-      dataset,
-      inputPrefix,
-      endpoint: server.endpoint,
-      bucket: LOCAL_BUCKET,
-      uploaded: placed.uploaded,
-      alreadyPresent: placed.alreadyPresent,
-      served: placed.served,
-      listed: progress.total,
-      processed: report?.counts.processed ?? aggregate?.counts.processed ?? batches.processed,
-      failed: (report?.counts.failed ?? aggregate?.counts.failed ?? batches.failed) + placed.refused.length,
-      skipped: report?.counts.skipped ?? aggregate?.counts.skipped ?? batches.skipped,
-      failuresByReason: [...refusedReasons, ...(report?.failed.byReason ?? batches.byReason)],
-      notUploaded: placed.refused,
-      accounting,
-      featurizer: report ? Object.keys(report.featurizer.ids).join(', ') || undefined : batches.featurizer,
-      backends: report?.featurizer.backends ?? batches.backends,
-      components: aggregate?.components,
-      explainedVariance: aggregate?.explainedVariance,
-      model: savedModel ? { key: savedModel.key, runId: savedModel.model.runId, path: savedModel.path } : undefined,
-      knn: knn && knn.scored > 0 ? knn : undefined,
-      settings,
-      seconds: (performance.now() - started) / 1000,
-      phaseSeconds: {
-        upload: (mark.uploaded - mark.start) / 1000,
-        synth: synthSeconds,
-        featurize: mark.mapFinished ? (mark.mapFinished - mark.mapStarted) / 1000 : 0,
-        aggregate: mark.mapFinished ? (mark.finished - mark.mapFinished) / 1000 : 0,
-      },
-      workers: featurizePool.size,
-      outDir: copied.length > 0 ? outDir : undefined,
-      error:
-        execution.status === 'FAILED'
-          ? { error: execution.error, cause: execution.cause }
-          : incomplete
-            ? { error: 'IncompleteRunError', cause: incomplete }
-            : undefined,
-      notices,
-    };
-    if (!options.keepServer) await server.close();
-    return { summary, server, close: () => (options.keepServer ? server.close() : Promise.resolve()) };
-  } catch (error) {
-    await server.close();
-    throw error;
+      mark.uploaded = performance.now();
+      // The handlers' structured logs would bury the progress display; warnings still come through.
+      // Metrics' EMF lines would too (no CloudWatch reads them here), and there is no X-Ray daemon.
+      const quiet = { POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN', ...LOCAL_OBSERVABILITY_ENV };
+      const featurizeEnv = {
+        ...pipeline.featurize.environment,
+        ...server.env,
+        ...quiet,
+        ...modelEnv,
+      };
+      const featurizePool = new FunctionWorkerPool({
+        modulePath: handlerModule('featurize', options.bundledHandlersDir),
+        size: Math.min(options.workers ?? availableParallelism(), pipeline.config.maxConcurrency),
+        environment: featurizeEnv,
+        timeoutSeconds: pipeline.featurize.timeoutSeconds,
+        memorySizeMb: pipeline.featurize.memorySizeMb,
+      });
+      const aggregatePool = new FunctionWorkerPool({
+        modulePath: handlerModule('aggregate', options.bundledHandlersDir),
+        // The aggregate's group maps run a child per group: as many at once as the featurize map.
+        size: Math.min(options.workers ?? availableParallelism(), pipeline.config.aggregateConcurrency),
+        environment: { ...pipeline.aggregate.environment, ...server.env, ...quiet },
+        timeoutSeconds: pipeline.aggregate.timeoutSeconds,
+        memorySizeMb: pipeline.aggregate.memorySizeMb,
+      });
+      pools.push(featurizePool, aggregatePool);
+
+      const progress = { total: 0, done: 0, failed: 0 };
+      let mapResult: Json | undefined;
+      const failedChildren: { reason: string; count: number }[] = [];
+      const onMapRunEvent = (state: string, event: MapRunEvent) => {
+        // The aggregate's group maps are part of the aggregate phase; only the featurize map counts images.
+        if (state !== FEATURIZE_MAP_STATE) return;
+        if (event.type === 'started') {
+          progress.total = event.totalItems;
+          mark.mapStarted = performance.now();
+        } else if (event.type === 'childFailed') {
+          progress.done += event.items;
+          progress.failed += event.items;
+          failedChildren.push({ reason: batchFailureReason(event), count: event.items });
+        } else if (event.type === 'childSucceeded') {
+          progress.done += event.items;
+          progress.failed += Number((event.output as JsonObject)?.failedCount ?? 0);
+        } else if (event.type === 'finished') {
+          mapResult = event.result;
+          mark.mapFinished = performance.now();
+        }
+        const phase = event.type === 'finished' ? 'aggregate' : 'featurize';
+        options.onProgress?.({ phase, ...progress });
+      };
+
+      const execution = await runLocalExecution(
+        {
+          definition: pipeline.definition,
+          functions: new Map([
+            [pipeline.featurize.arn, featurizePool.invoke],
+            [pipeline.aggregate.arn, aggregatePool.invoke],
+          ]),
+          s3,
+          retryIntervalOverrides: options.retryIntervalOverrides,
+          onMapRunEvent,
+        },
+        runId,
+        savedModel ? { inputPrefix, pcaModel: savedModel.key } : { inputPrefix },
+      );
+      mark.finished = performance.now();
+      // A write the store could not make for want of space failed some request of the run: say so
+      // and where, rather than leave the InternalError it answered with to explain it.
+      const noSpace = server.noSpaceLeft();
+      if (noSpace) notice(`Run ${runId}: ${describeNoSpaceLeft(noSpace)}; what the store kept is whole: free space and run again`);
+
+      const layout = runLayout(runId);
+      const { dir: outDir, files: copied } = await downloadRunOutputs(s3, LOCAL_BUCKET, runId, options.outDir ?? 'out');
+      const report = await readJsonIfPresent<RunReport & { classification?: ClassificationReport }>(s3, LOCAL_BUCKET, layout.resultKey('report'));
+      const aggregate = execution.status === 'SUCCEEDED' ? (execution.output as unknown as AggregateResult) : undefined;
+      // Only a fallback for a run without report.json (read only then): a problem reading it must not
+      // hide the run's outcome.
+      const batches = await mapRunFacts(s3, report ? undefined : mapResult).catch(() => mapRunFacts(s3, undefined));
+      // A map run that wrote no results (the execution failed before it finished) still told why
+      // its children failed, as they ended.
+      if (!report && mapResult === undefined && failedChildren.length > 0) {
+        batches.failed = failedChildren.reduce((total, child) => total + child.count, 0);
+        batches.byReason = mergeReasons(failedChildren);
+      }
+      const rows = copied.includes('features.csv') ? readFeaturesCsv(readFileSync(join(outDir, 'features.csv'), 'utf8')) : undefined;
+      // The aggregate already scored the run (report.json's classification): scoring again here
+      // would double the k-NN, a minute on the whole dataset. features.csv is scored only without it.
+      // A projected run is classified against the model's references or not at all: never against its own rows.
+      const knn = knnFromReport(report?.classification) ?? (rows && !savedModel ? knnAccuracy(rows, { k: pipeline.config.knnNeighbours }) : undefined);
+      // What the run must account for is the folder itself, not the store's listing of it.
+      const accounting =
+        execution.status === 'SUCCEEDED'
+          ? accountForInputFolder(
+              [...files.map((file) => `${inputPrefix}${file.path}`), ...unfollowed.map((problem) => problem.key)],
+              placed.refused,
+              rows,
+              report,
+            )
+          : undefined;
+      const incomplete = accounting && !accounting.complete ? describeIncompleteAccounting(accounting, 'files of the input folder') : undefined;
+      if (incomplete) notice(`Run ${runId} FAILED: ${incomplete}`);
+      const refusedReasons = countReasons(placed.refused);
+
+      const summary: LocalRunSummary = {
+        runId,
+        status: incomplete ? 'FAILED' : execution.status,
+        dataset,
+        inputPrefix,
+        endpoint: server.endpoint,
+        bucket: LOCAL_BUCKET,
+        uploaded: placed.uploaded,
+        alreadyPresent: placed.alreadyPresent,
+        served: placed.served,
+        linksFollowed,
+        listed: progress.total,
+        processed: report?.counts.processed ?? aggregate?.counts.processed ?? batches.processed,
+        failed: (report?.counts.failed ?? aggregate?.counts.failed ?? batches.failed) + placed.refused.length,
+        skipped: report?.counts.skipped ?? aggregate?.counts.skipped ?? batches.skipped,
+        failuresByReason: [...refusedReasons, ...(report?.failed.byReason ?? batches.byReason)],
+        notUploaded: placed.refused,
+        accounting,
+        featurizer: report ? Object.keys(report.featurizer.ids).join(', ') || undefined : batches.featurizer,
+        backends: report?.featurizer.backends ?? batches.backends,
+        components: aggregate?.components,
+        explainedVariance: aggregate?.explainedVariance,
+        model: savedModel ? { key: savedModel.key, runId: savedModel.model.runId, path: savedModel.path } : undefined,
+        knn: knn && knn.scored > 0 ? knn : undefined,
+        settings,
+        seconds: (performance.now() - started) / 1000,
+        phaseSeconds: {
+          upload: (mark.uploaded - mark.start) / 1000,
+          synth: synthSeconds,
+          featurize: mark.mapFinished ? (mark.mapFinished - mark.mapStarted) / 1000 : 0,
+          aggregate: mark.mapFinished ? (mark.finished - mark.mapFinished) / 1000 : 0,
+        },
+        workers: featurizePool.size,
+        outDir: copied.length > 0 ? outDir : undefined,
+        error:
+          execution.status === 'FAILED' && noSpace
+            ? {
+                error: 'NoSpaceLeft',
+                cause: `${describeNoSpaceLeft(noSpace)}; the run ended with ${execution.error}: ${readableCause(execution.cause, execution.error)}`,
+              }
+            : execution.status === 'FAILED'
+              ? { error: execution.error, cause: execution.cause }
+              : incomplete
+                ? { error: 'IncompleteRunError', cause: incomplete }
+                : undefined,
+        notices,
+      };
+      if (!options.keepServer) await server.close();
+      // Kept with the server: the store stays open until the caller closes it.
+      lockHandedOver = options.keepServer === true;
+      return { summary, server, close: () => (options.keepServer ? server.close().finally(() => lock.release()) : Promise.resolve()) };
+    } catch (error) {
+      const noSpace = server.noSpaceLeft();
+      await server.close();
+      if (noSpace) throw new Error(`${describeNoSpaceLeft(noSpace)}: free space and run again (${(error as Error).message})`);
+      throw error;
+    } finally {
+      await Promise.all(pools.map((pool) => pool.close()));
+    }
   } finally {
-    await Promise.all(pools.map((pool) => pool.close()));
+    if (!lockHandedOver) lock.release();
   }
 }
 
 /** Real Fruits-360 photos shipped with the project (datasets/fruits-360-demo/README.md): `npm start`'s input. */
 export const DEMO_PHOTOS = resolve(__dirname, '..', 'datasets', 'fruits-360-demo', 'images');
 
-/** The input: the folder's files, or the demo photos. */
-async function readInput(inputDir: string | undefined): Promise<{ dataset: string; root: string; files: FolderFile[] }> {
-  if (inputDir === undefined) return { dataset: 'demo', root: DEMO_PHOTOS, files: folderFiles(DEMO_PHOTOS) };
+/** The input: the folder's files (symbolic links followed), or the demo photos. */
+async function readInput(
+  inputDir: string | undefined,
+): Promise<{ dataset: string; root: string; files: FolderFile[]; problems: FolderProblem[]; linksFollowed: number }> {
+  if (inputDir === undefined) return { dataset: 'demo', root: DEMO_PHOTOS, ...readDatasetFolder(DEMO_PHOTOS) };
   const root = resolve(inputDir);
   if (!existsSync(root)) throw new Error(`input folder ${inputDir} does not exist`);
   if (!statSync(root).isDirectory()) throw new Error(`${inputDir} is not a directory`);
-  const files = folderFiles(root);
-  if (files.length === 0) throw new Error(`${inputDir} holds no files`);
-  return { dataset: datasetName(basename(root)), root, files };
+  const folder = readDatasetFolder(root);
+  if (folder.files.length === 0) {
+    const links =
+      folder.problems.length > 0
+        ? ` (${folder.problems.length} symbolic link(s) not followed, e.g. ${folder.problems[0].path}: ${folder.problems[0].reason})`
+        : '';
+    throw new Error(`${inputDir} holds no files${links}`);
+  }
+  return { dataset: datasetName(basename(root)), root, ...folder };
 }
 
 /** The module a local task runs: the handler's source, or its bundle when one is given. */
@@ -414,8 +467,9 @@ export function resultSettings(
  * The saved model of `--model-from`, checked against this run before anything is uploaded: its
  * featurizer must be the one this run's settings give (the aggregate step checks the shards again).
  */
-function checkedModel(options: LocalRunOptions, featurizeEnv: Record<string, string>): LocalModelSource {
-  const source = readModelFrom(options.modelFrom!, options.outDir ?? 'out');
+function checkedModel(options: LocalRunOptions, dataDir: string, featurizeEnv: Record<string, string>): LocalModelSource {
+  const store = { dataDir: options.dataDir ?? '.s3-data', snapshot: readStoreSnapshot(dataDir, LOCAL_BUCKET) };
+  const source = readModelFrom(options.modelFrom!, options.outDir ?? 'out', store);
   const prefix = `--model-from ${options.modelFrom}`;
   const runFeaturizer = featurizerIdOf(featurizerConfigFromEnv(parseHandlerEnv(FeaturizeEnvSchema, featurizeEnv, 'featurize')));
   if (runFeaturizer !== source.model.featurizer) {
@@ -485,6 +539,13 @@ function localModelEnv(
 async function mapRunFacts(s3: S3Client, mapResult: Json | undefined) {
   const details = (mapResult as { ResultWriterDetails?: { Bucket: string; Key: string } } | undefined)?.ResultWriterDetails;
   return readMapRunFacts(s3, details ? [{ bucket: details.Bucket, key: details.Key }] : [], { withFeaturizer: true });
+}
+
+/** Counts of the same reason added up, most frequent first. */
+function mergeReasons(counts: readonly { reason: string; count: number }[]): { reason: string; count: number }[] {
+  const merged = new Map<string, number>();
+  for (const { reason, count } of counts) merged.set(reason, (merged.get(reason) ?? 0) + count);
+  return [...merged].map(([reason, count]) => ({ reason, count })).sort((a, b) => b.count - a.count);
 }
 
 /** Every file of the folder against the run's outputs: rows, failed and skipped images, refused uploads. */

@@ -2,9 +2,11 @@
  * `run <dir> --model-from <runId | path>`: the saved model a local run projects with, found and
  * checked on this machine before anything is uploaded.
  *
- * A run id names an earlier local run's copy, `<outDir>/<runId>/pca-model.json`; a path names a
- * pca-model.json file (or the folder holding one), e.g. one `fruits results` downloaded from the
- * deployed stack. The references (`knn-references.fsh`) are read from beside it when the model
+ * A run id names an earlier local run's model: first in the local store, `results/<runId>/` of the
+ * data directory (where every run of that directory wrote it, whatever its `--out`, and where the
+ * deployed `submit --model-from` looks in the bucket), then in `<outDir>/<runId>/`, the copy of a
+ * run of another data directory. A path names a pca-model.json file (or the folder holding one),
+ * e.g. one `fruits results` downloaded from the deployed stack. The references (`knn-references.fsh`) are read from beside it when the model
  * names them. Every problem is one line naming the flag: no such run or file, not JSON, not the
  * format, references missing or not the model's own. The local run then puts both into its store
  * at `results/<model's runId>/`, the key the execution input's `pcaModel` names.
@@ -14,10 +16,13 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { RESULT_FILES, RUN_ID_PATTERN, runLayout } from '../lambdas/contracts/bucket-layout';
 import { decodeKnnReferences, parsePcaModel, PcaModelError, SavedPcaModel } from '../lambdas/analysis/pca-model';
+import type { StoreSnapshot } from './emulator/s3/object-store';
 
 export interface LocalModelSource {
-  /** The pca-model.json read. */
+  /** The pca-model.json read: a path, or the data directory and key of the store's copy. */
   readonly path: string;
+  /** Where a run id was found: the local store, `--out`; or a path given as such. */
+  readonly foundIn: 'store' | 'out' | 'path';
   readonly model: SavedPcaModel;
   readonly modelBytes: Buffer;
   /** `results/<model runId>/pca-model.json`: the execution input's `pcaModel`. */
@@ -28,15 +33,35 @@ export interface LocalModelSource {
   readonly digest: string;
 }
 
-/** The model `value` names (a run id under `outDir`, or a path), checked; throws one line naming `--model-from`. */
-export function readModelFrom(value: string, outDir: string): LocalModelSource {
+/** The local store a run id is looked up in first. */
+export interface LocalModelStore {
+  /** The data directory, as the user named it. */
+  readonly dataDir: string;
+  /** The run's bucket, as it stands on disk (undefined: no store there yet). */
+  readonly snapshot: StoreSnapshot | undefined;
+}
+
+/** A model file found, and how to read a file beside it. */
+interface FoundModel {
+  readonly path: string;
+  readonly foundIn: LocalModelSource['foundIn'];
+  readonly bytes: () => Buffer;
+  readonly beside: (file: string) => { readonly path: string; readonly bytes: Buffer | undefined };
+}
+
+/**
+ * The model `value` names (a run id in the store, else under `outDir`; or a path), checked; throws
+ * one line naming `--model-from`.
+ */
+export function readModelFrom(value: string, outDir: string, store?: LocalModelStore): LocalModelSource {
   const fail = (problem: string): never => {
     throw new Error(`--model-from ${value}: ${problem}`);
   };
-  const path = modelPath(value, outDir, fail);
+  const found = findModel(value, outDir, store, fail);
+  const path = found.path;
   let modelBytes: Buffer;
   try {
-    modelBytes = readFileSync(path);
+    modelBytes = found.bytes();
   } catch (error) {
     return fail(`${path} is not readable (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }
@@ -49,38 +74,81 @@ export function readModelFrom(value: string, outDir: string): LocalModelSource {
   }
   const layout = runLayout(model.runId);
   const digest = `${model.runId}@${createHash('sha256').update(modelBytes).digest('hex').slice(0, 8)}`;
-  const source = { path, model, modelBytes, key: layout.resultKey('model'), digest };
+  const source = { path, foundIn: found.foundIn, model, modelBytes, key: layout.resultKey('model'), digest };
   const pointer = model.knnReferences;
   if (!pointer) return source;
-  const referencesPath = join(dirname(path), pointer.file);
-  if (!existsSync(referencesPath)) {
-    return fail(`the model names its classifier's references ${pointer.file}, but ${referencesPath} does not exist: copy it beside ${path}`);
+  const references = found.beside(pointer.file);
+  if (references.bytes === undefined) {
+    return fail(`the model names its classifier's references ${pointer.file}, but ${references.path} does not exist: copy it beside ${path}`);
   }
-  const bytes = readFileSync(referencesPath);
   try {
-    decodeKnnReferences(bytes, model, referencesPath);
+    decodeKnnReferences(references.bytes, model, references.path);
   } catch (error) {
     if (error instanceof PcaModelError) return fail(error.message);
     throw error;
   }
-  return { ...source, references: { path: referencesPath, key: `${layout.outputPrefix}${pointer.file}`, bytes } };
+  return { ...source, references: { path: references.path, key: `${layout.outputPrefix}${pointer.file}`, bytes: references.bytes } };
 }
 
 /** The pca-model.json a `--model-from` value names. */
-function modelPath(value: string, outDir: string, fail: (problem: string) => never): string {
+function findModel(value: string, outDir: string, store: LocalModelStore | undefined, fail: (problem: string) => never): FoundModel {
   if (existsSync(value)) {
-    const path = resolve(value);
-    return statSync(path).isDirectory() ? join(path, RESULT_FILES.model) : path;
+    const resolved = resolve(value);
+    return inFolder(statSync(resolved).isDirectory() ? join(resolved, RESULT_FILES.model) : resolved, 'path');
   }
   const looksLikeRunId = RUN_ID_PATTERN.test(value) && !value.endsWith('.json');
   if (!looksLikeRunId) return fail(`no such file or folder`);
+  const layout = runLayout(value);
+  const snapshot = store?.snapshot;
+  if (snapshot?.hasPrefix(layout.outputPrefix)) {
+    const label = (key: string) => `${key} of the local store in ${store!.dataDir}`;
+    const modelKey = layout.resultKey('model');
+    const bytes = snapshot.read(modelKey);
+    if (bytes) {
+      return {
+        path: label(modelKey),
+        foundIn: 'store',
+        bytes: () => bytes,
+        beside: (file) => ({ path: label(`${layout.outputPrefix}${file}`), bytes: snapshot.read(`${layout.outputPrefix}${file}`) }),
+      };
+    }
+    return noModel(
+      value,
+      label(modelKey),
+      projectedWith(() => snapshot.read(layout.resultKey('report'))),
+      fail,
+    );
+  }
   const runDir = join(resolve(outDir), value);
   const path = join(runDir, RESULT_FILES.model);
-  if (existsSync(path)) return path;
-  if (!existsSync(runDir))
-    return fail(`no run ${value} in ${resolve(outDir)} (and no such file): pass the run id of an earlier run, or a path to its pca-model.json`);
-  // A run that projected with a model keeps none of its own: name the one it used.
-  const used = projectedWith(join(runDir, RESULT_FILES.report));
+  if (existsSync(path)) return inFolder(path, 'out');
+  if (!existsSync(runDir)) {
+    const where = store ? `the local store in ${store.dataDir} or in ${resolve(outDir)}` : resolve(outDir);
+    return fail(`no run ${value} in ${where} (and no such file): pass the run id of an earlier run, or a path to its pca-model.json`);
+  }
+  return noModel(
+    value,
+    path,
+    projectedWith(() => readFileSync(join(runDir, RESULT_FILES.report))),
+    fail,
+  );
+}
+
+/** A model file on disk, its references beside it. */
+function inFolder(path: string, foundIn: 'out' | 'path'): FoundModel {
+  return {
+    path,
+    foundIn,
+    bytes: () => readFileSync(path),
+    beside: (file) => {
+      const besidePath = join(dirname(path), file);
+      return { path: besidePath, bytes: existsSync(besidePath) ? readFileSync(besidePath) : undefined };
+    },
+  };
+}
+
+/** A run that kept no model: a projected run names the one it used. */
+function noModel(value: string, path: string, used: string | undefined, fail: (problem: string) => never): never {
   return fail(
     used
       ? `run ${value} fitted no model (it projected with the model of run ${used}): use --model-from ${used}`
@@ -88,9 +156,11 @@ function modelPath(value: string, outDir: string, fail: (problem: string) => nev
   );
 }
 
-function projectedWith(reportPath: string): string | undefined {
+function projectedWith(readReport: () => Buffer | undefined): string | undefined {
   try {
-    const report = JSON.parse(readFileSync(reportPath, 'utf8')) as { pca?: { source?: string; modelRunId?: string } };
+    const bytes = readReport();
+    if (!bytes) return undefined;
+    const report = JSON.parse(bytes.toString('utf8')) as { pca?: { source?: string; modelRunId?: string } };
     return report.pca?.source === 'model' ? report.pca.modelRunId : undefined;
   } catch {
     return undefined;

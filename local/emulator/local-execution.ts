@@ -9,7 +9,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { AslDefinition, executionContext, Json, LOCAL_ARN_SCOPE, LocalArnScope, rootCause } from './asl';
 import { distributedMapHandler, distributedMapStandIn, isDistributedMap, LocalTaskHandlers, MapRunEvent } from './distributed-map';
-import { LocalFunctions, serviceIntegrationHandlers, withLocalTaskTimeouts } from './service-integrations';
+import { errorsNeverUnhandled, LocalFunctions, serviceIntegrationHandlers, withLocalTaskTimeouts } from './service-integrations';
 
 export interface LocalExecutionProps {
   readonly definition: AslDefinition;
@@ -38,17 +38,19 @@ export async function runLocalExecution(props: LocalExecutionProps, executionNam
     states[name] = distributedMapStandIn(state);
     // The children run the processor with the library's Task clocks lifted; their handlers keep
     // the TimeoutSeconds of the processor as synthesized.
-    handlers[name] = distributedMapHandler(
-      name,
-      { ...state, ItemProcessor: withLocalTaskTimeouts(processor) },
-      {
-        s3: props.s3,
-        scope,
-        context,
-        taskHandlers: serviceIntegrationHandlers(processor, props),
-        retryIntervalOverrides: props.retryIntervalOverrides,
-        onEvent: (event) => props.onMapRunEvent?.(name, event),
-      },
+    handlers[name] = errorsNeverUnhandled(
+      distributedMapHandler(
+        name,
+        { ...state, ItemProcessor: withLocalTaskTimeouts(processor) },
+        {
+          s3: props.s3,
+          scope,
+          context,
+          taskHandlers: serviceIntegrationHandlers(processor, props),
+          retryIntervalOverrides: props.retryIntervalOverrides,
+          onEvent: (event) => props.onMapRunEvent?.(name, event),
+        },
+      ),
     );
   }
   const withStandIns: AslDefinition = { ...props.definition, States: states };

@@ -45,9 +45,23 @@ export function serviceIntegrationHandlers(definition: AslDefinition, deps: Serv
   const handlers: LocalTaskHandlers = {};
   for (const [name, state] of Object.entries(definition.States)) {
     const handler = state.Type === 'Task' ? integrationFor(name, state, deps) : undefined;
-    if (handler) handlers[name] = handler;
+    if (handler) handlers[name] = errorsNeverUnhandled(handler);
   }
   return handlers;
+}
+
+/**
+ * `handler`, its failures marked as handled (the caller still receives them). The runner may leave
+ * a Task's promise behind, failing the state on its own account after it started the handler (its
+ * Task clock; on a Node without `Promise.withResolvers`, at once); what that handler ends with later
+ * (the worker pool closed under it) must not end the process as an unhandled rejection.
+ */
+export function errorsNeverUnhandled(handler: LocalTaskHandler): LocalTaskHandler {
+  return (input) => {
+    const result = handler(input);
+    result.catch(() => undefined);
+    return result;
+  };
 }
 
 /**

@@ -89,25 +89,30 @@ describe('local run (embedded default)', () => {
     expect(model).toMatchObject({ status: 'SUCCEEDED', processed: 60, knn: { references: 48, scored: 12 } });
     expect(readdirSync(join(outDir, model.runId))).toEqual(expect.arrayContaining(['pca-model.json', 'knn-references.fsh']));
 
-    // Other batches (7 images, not 16), another dataset, the same features and components.
-    const projected = (await runLocally({ inputDir: second, dataDir, outDir, config: { batchSize: 7 }, workers: 2, modelFrom: model.runId })).summary;
+    // Other batches (7 images, not 16), another dataset, the same features and components; another
+    // --out, so the model is found where the run left it in the store of the data directory.
+    const projectedOut = join(work, 'projected-out');
+    const projected = (await runLocally({ inputDir: second, dataDir, outDir: projectedOut, config: { batchSize: 7 }, workers: 2, modelFrom: model.runId }))
+      .summary;
+    const inStore = `results/${model.runId}/pca-model.json of the local store in ${dataDir}`;
     expect(projected).toMatchObject({
       status: 'SUCCEEDED',
       processed: 37,
       components: model.components,
       explainedVariance: model.explainedVariance,
-      model: { key: `results/${model.runId}/pca-model.json`, runId: model.runId, path: join(outDir, model.runId, 'pca-model.json') },
+      model: { key: `results/${model.runId}/pca-model.json`, runId: model.runId, path: inStore },
       knn: { references: 48, scored: 36 },
     });
+    expect(projected.notices).toContain(`--model-from ${model.runId}: projecting with the model of run ${model.runId}, ${inStore}`);
     expect(projected.settings.values.pcaModel).toMatch(new RegExp(`^${model.runId}@[0-9a-f]{8}$`));
     expect(projected.runId).not.toBe(model.runId);
-    const outputs = readdirSync(join(outDir, projected.runId));
+    const outputs = readdirSync(join(projectedOut, projected.runId));
     expect(outputs).toEqual(expect.arrayContaining(['features.csv', 'predictions.csv', 'report.json', 'report.html']));
     expect(outputs).not.toContain('pca-model.json');
 
     const table = (runId: string, file: string) =>
       new Map(
-        parseCsv(readFileSync(join(outDir, runId, file), 'utf8'))
+        parseCsv(readFileSync(join(runId === projected.runId ? projectedOut : outDir, runId, file), 'utf8'))
           .slice(1)
           .map((row) => [restoreTextField(row[0]).split('/').slice(2).join('/'), row]),
       );
@@ -121,7 +126,7 @@ describe('local run (embedded default)', () => {
     expect([...predictions.keys()].sort()).toEqual([...after.keys()].sort());
     const earlier = table(model.runId, 'predictions.csv');
     for (const path of shared) expect(predictions.get(path)!.slice(3)).toEqual(earlier.get(path)!.slice(3));
-    const report = JSON.parse(readFileSync(join(outDir, projected.runId, 'report.json'), 'utf8'));
+    const report = JSON.parse(readFileSync(join(projectedOut, projected.runId, 'report.json'), 'utf8'));
     expect(report.pca).toMatchObject({ source: 'model', refit: false, modelRunId: model.runId, rows: 37, fittedRows: 60 });
     expect(report.classification).toMatchObject({ status: 'classified', predicted: 37, scored: 36, unscored: 1, references: 48 });
   });

@@ -1,11 +1,14 @@
 /** `--model-from` of the local run: what it finds, and the one line for each mistake, before anything starts. */
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KnnReferences } from '../../lambdas/analysis/knn';
 import { encodeKnnReferences, pcaModelJson } from '../../lambdas/analysis/pca-model';
 import { fitPca, ScatterAccumulator } from '../../lambdas/analysis/streaming-pca';
-import { runLocally } from '../../local/local-run';
+import { putObject } from '../../lambdas/aws/s3-client';
+import { readStoreSnapshot } from '../../local/emulator/s3/object-store';
+import { startLocalS3Server } from '../../local/emulator/s3/s3-server';
+import { LOCAL_BUCKET, runLocally } from '../../local/local-run';
 import { readModelFrom } from '../../local/model-from';
 
 describe('--model-from (local/model-from.ts)', () => {
@@ -57,6 +60,56 @@ describe('--model-from (local/model-from.ts)', () => {
     expect(downloaded).toMatchObject({ key: 'results/deployed-run/pca-model.json' });
     expect(downloaded.references).toBeUndefined();
     expect(readModelFrom(join(work, 'downloaded'), out).path).toBe(copy);
+  });
+
+  it('finds a run id in the local store first (any --out of the same data directory), then in --out', async () => {
+    // Run store-run's outputs as a run leaves them in its store: results/store-run/ of the bucket.
+    const dataDir = join(work, 'store-s3');
+    const written = writeModel(join(work, 'store-run-files'), 'store-run', { references: true });
+    const server = await startLocalS3Server({ directory: dataDir, buckets: [LOCAL_BUCKET] });
+    try {
+      await putObject(server.client, LOCAL_BUCKET, 'results/store-run/pca-model.json', readFileSync(written), 'application/json');
+      await putObject(
+        server.client,
+        LOCAL_BUCKET,
+        'results/store-run/knn-references.fsh',
+        readFileSync(join(work, 'store-run-files', 'knn-references.fsh')),
+        'application/octet-stream',
+      );
+      await putObject(
+        server.client,
+        LOCAL_BUCKET,
+        'results/store-projected/report.json',
+        JSON.stringify({ pca: { source: 'model', modelRunId: 'store-run' } }),
+        'application/json',
+      );
+    } finally {
+      await server.close();
+    }
+    const store = { dataDir, snapshot: readStoreSnapshot(dataDir, LOCAL_BUCKET) };
+    const otherOut = join(work, 'other-out');
+    const found = readModelFrom('store-run', otherOut, store);
+    expect(found).toMatchObject({
+      foundIn: 'store',
+      path: `results/store-run/pca-model.json of the local store in ${dataDir}`,
+      key: 'results/store-run/pca-model.json',
+      model: { runId: 'store-run' },
+      references: { key: 'results/store-run/knn-references.fsh', path: `results/store-run/knn-references.fsh of the local store in ${dataDir}` },
+    });
+    expect(found.modelBytes.equals(readFileSync(written))).toBe(true);
+    // A run of another data directory is still found by its copy in --out.
+    writeModel(join(otherOut, 'out-run'), 'out-run');
+    expect(readModelFrom('out-run', otherOut, store)).toMatchObject({ foundIn: 'out', path: join(otherOut, 'out-run', 'pca-model.json') });
+    expect(() => readModelFrom('store-projected', otherOut, store)).toThrow(
+      /^--model-from store-projected: run store-projected fitted no model \(it projected with the model of run store-run\): use --model-from store-run$/,
+    );
+    expect(() => readModelFrom('nowhere', otherOut, store)).toThrow(
+      `--model-from nowhere: no run nowhere in the local store in ${dataDir} or in ${otherOut} (and no such file): pass the run id of an earlier run, or a path to its pca-model.json`,
+    );
+    // A data directory without a store yet: --out only.
+    expect(readModelFrom('out-run', otherOut, { dataDir: join(work, 'empty'), snapshot: readStoreSnapshot(join(work, 'empty'), LOCAL_BUCKET) }).foundIn).toBe(
+      'out',
+    );
   });
 
   it('names each mistake in one line', () => {

@@ -11,6 +11,10 @@
  * HEAD serves the new bytes with the new ETag (computed then) and the listing shows the new
  * version from then on. A file deleted is a missing key. Both are noticed when the file is read,
  * from its size and mtime: a listing answers from the index as it stands.
+ *
+ * A key whose path goes through symbolic links (the walk follows them) is opened through them, so
+ * it is served as a plain file: the target's bytes, size and mtime, and a changed target is a new
+ * version; a link that no longer leads to a file is a missing key.
  */
 import { fstatSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';

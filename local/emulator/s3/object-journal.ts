@@ -41,6 +41,11 @@ export async function replayJournal(path: string): Promise<ReplayedJournal> {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { records: [], intactLength: 0 };
     throw error;
   }
+  return parseJournal(text);
+}
+
+/** The records of a journal's text (see replayJournal). */
+export function parseJournal(text: string): ReplayedJournal {
   const end = text.lastIndexOf('\n') + 1;
   const records: JournalRecord[] = [];
   for (const line of text.slice(0, end).split('\n')) {
@@ -63,13 +68,17 @@ export class JournalWriter {
   private waiting: { resolve: () => void; reject: (error: unknown) => void }[] = [];
   private flushing: Promise<void> | undefined;
 
-  private constructor(private readonly handle: FileHandle) {}
+  private constructor(
+    private readonly handle: FileHandle,
+    /** Bytes of whole lines written: where a write that failed part way is cut back to. */
+    private length: number,
+  ) {}
 
   /** Opens `path` for appending, first cutting off a torn last line so new lines start clean. */
   static async open(path: string, intactLength: number): Promise<JournalWriter> {
     const handle = await open(path, 'a');
     if ((await handle.stat()).size > intactLength) await handle.truncate(intactLength);
-    return new JournalWriter(handle);
+    return new JournalWriter(handle, intactLength);
   }
 
   /** Resolves once the record is written; records are written in the order they were appended. */
@@ -94,8 +103,12 @@ export class JournalWriter {
       this.waiting = [];
       try {
         await this.handle.appendFile(text, 'utf8');
+        this.length += Buffer.byteLength(text);
         for (const waiter of waiting) waiter.resolve();
       } catch (error) {
+        // A write cut short (a full disk) leaves part of a line, which the next line would be
+        // glued to: cut it off, so the journal holds whole lines only.
+        await this.handle.truncate(this.length).catch(() => undefined);
         for (const waiter of waiting) waiter.reject(error);
       }
     }

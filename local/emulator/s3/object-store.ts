@@ -13,15 +13,20 @@
  * - `uploads/<upload id>/`: multipart uploads in progress, one file per part and ETag;
  * - `<type>.xml`: the bucket's CORS or website configuration.
  *
+ * A write that finds the disk full (ENOSPC, or EDQUOT past a quota) leaves nothing half-written
+ * (the body aside is removed, a journal line that did not fit is cut off) and is answered with an
+ * InternalError whose message says so and names the data directory; the store remembers the last
+ * one (`noSpaceLeft`) for the run's final message. Once space is freed the same requests succeed.
+ *
  * A folder on disk can also be mounted under a prefix (mounted-folder.ts): its files are listed
  * and read as objects, read-only, and never recorded in the journal. Objects stored under that
  * prefix before stay in the journal, hidden while the mount lasts (the process's lifetime).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, createWriteStream, mkdirSync, openSync, readSync, rmSync } from 'node:fs';
+import { closeSync, createWriteStream, mkdirSync, openSync, readFileSync, readSync, rmSync, statfsSync } from 'node:fs';
 import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { S3_KEY_MAX_BYTES } from '../../../lambdas/contracts/bucket-layout';
@@ -36,7 +41,7 @@ import {
   type Mount,
   type MountedObject,
 } from './mounted-folder';
-import { JournalWriter, replayJournal, rewriteJournal, type JournalRecord, type StoredObject } from './object-journal';
+import { JournalWriter, parseJournal, replayJournal, rewriteJournal, type JournalRecord, type StoredObject } from './object-journal';
 import {
   ALLOWED_METADATA,
   getConfigModel,
@@ -79,6 +84,19 @@ interface BucketState {
   readonly journal: JournalWriter;
   /** CORS/website XML, by type: s3rver's middleware asks for both on every object request. */
   readonly subresources: Map<string, string>;
+  /** The last write that found the disk full. */
+  noSpaceLeft?: NoSpaceLeft;
+}
+
+/** A write the store could not make for want of disk space. */
+export interface NoSpaceLeft {
+  /** The data directory (the store's folder is under it). */
+  readonly directory: string;
+  /** Bytes the write was to store, when known (a body with a Content-Length). */
+  readonly bytes?: number;
+  /** Bytes free for this process on that filesystem just after. */
+  readonly freeBytes?: number;
+  readonly at: Date;
 }
 
 /** What s3rver's bucket controller passes to `listObjects`; `startAfter` is V1's marker. */
@@ -142,6 +160,13 @@ export class JournaledObjectStore {
       if (entry.isDirectory()) buckets.set(entry.name, await openBucket(join(root, entry.name), entry.name));
     }
     return new JournaledObjectStore(root, buckets);
+  }
+
+  /** The last write that found the disk full, of any bucket. */
+  noSpaceLeft(): NoSpaceLeft | undefined {
+    let last: NoSpaceLeft | undefined;
+    for (const bucket of this.buckets.values()) if (bucket.noSpaceLeft && (!last || bucket.noSpaceLeft.at > last.at)) last = bucket.noSpaceLeft;
+    return last;
   }
 
   /** Waits for pending journal writes and closes the journals. */
@@ -352,8 +377,13 @@ export class JournaledObjectStore {
     refuseLongKey(key);
     this.refuseMountedKey(bucket, key);
     const dir = uploadDir(bucket, uploadId);
-    await mkdir(dir, { recursive: true });
-    await writeFile(join(dir, UPLOAD_FILE), JSON.stringify({ key, metadata: storedMetadata(metadata) }));
+    try {
+      await mkdir(dir, { recursive: true });
+      await writeFile(join(dir, UPLOAD_FILE), JSON.stringify({ key, metadata: storedMetadata(metadata) }));
+    } catch (error) {
+      await rm(dir, { recursive: true, force: true });
+      throw noSpaceAnswer(bucket, error);
+    }
   }
 
   /** Stores a part as `<number>-<md5>`: a part sent again with other bytes cannot be mistaken for the first. */
@@ -418,7 +448,11 @@ export class JournaledObjectStore {
       for (const file of files) await handle.appendFile(await readFile(file.path));
     } catch (error) {
       await rm(aside, { force: true });
-      throw error;
+      throw noSpaceAnswer(
+        bucket,
+        error,
+        files.reduce((total, file) => total + file.size, 0),
+      );
     } finally {
       await handle.close();
     }
@@ -504,7 +538,7 @@ export class JournaledObjectStore {
     } catch (error) {
       // Not recorded: take it back, unless a later change has already replaced it.
       if (bucket.objects.get(key) === stored) setOrDelete(bucket.objects, key, previous);
-      throw error;
+      throw noSpaceAnswer(bucket, error);
     }
     if (previous && !isMountedObject(previous) && previous.file !== stored?.file) await unlink(dataPath(bucket, previous.file)).catch(ignoreNotFound);
   }
@@ -521,6 +555,39 @@ export class JournaledObjectStore {
     if (!bucket) throw new S3Error('NoSuchBucket', 'The specified bucket does not exist', { BucketName: name });
     return bucket;
   }
+}
+
+/** A store's objects read from disk as they stand, without opening the store (no server, nothing written). */
+export interface StoreSnapshot {
+  /** The object's bytes, or undefined when the bucket has no such key. */
+  read(key: string): Buffer | undefined;
+  /** Whether any key starts with `prefix`. */
+  hasPrefix(prefix: string): boolean;
+}
+
+/**
+ * The objects of `bucket` in the store under `directory`, from its journal: for a caller that holds
+ * the directory (no server of it runs) and only reads, e.g. a saved model looked up before the run
+ * starts its server. Undefined when the store has no such bucket.
+ */
+export function readStoreSnapshot(directory: string, bucketName: string): StoreSnapshot | undefined {
+  const dir = join(directory, STORE_FOLDER, bucketName);
+  let text: string;
+  try {
+    text = readFileSync(join(dir, JOURNAL_FILE), 'utf8');
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    throw error;
+  }
+  const objects = new Map<string, StoredObject>();
+  for (const record of parseJournal(text).records) applyRecord(objects, record);
+  return {
+    read: (key) => {
+      const stored = objects.get(key);
+      return stored ? readFileSync(join(dir, 'data', stored.file)) : undefined;
+    },
+    hasPrefix: (prefix) => [...objects.keys()].some((key) => key.startsWith(prefix)),
+  };
 }
 
 /**
@@ -616,7 +683,7 @@ async function receiveBody(bucket: BucketState, content: Readable | Buffer): Pro
     }
   } catch (error) {
     await rm(path, { force: true });
-    throw error;
+    throw noSpaceAnswer(bucket, error, Buffer.isBuffer(content) ? content.length : declaredLength(content));
   }
   return { path, size, md5: md5.digest('hex') };
 }
@@ -646,8 +713,45 @@ async function existingUploadDir(bucket: BucketState, uploadId: string, body?: R
 
 async function writeAtomically(bucket: BucketState, path: string, text: string): Promise<void> {
   const aside = tmpPath(bucket);
-  await writeFile(aside, text);
+  try {
+    await writeFile(aside, text);
+  } catch (error) {
+    await rm(aside, { force: true });
+    throw noSpaceAnswer(bucket, error, Buffer.byteLength(text));
+  }
   await rename(aside, path);
+}
+
+/**
+ * What the client gets for a write that found the disk full: S3's answer to a failure of its own
+ * (500 InternalError, which the SDK retries), with a message that says what happened and where,
+ * instead of s3rver's "We encountered an internal error. Please try again.". Any other error
+ * passes as it is.
+ */
+function noSpaceAnswer(bucket: BucketState, error: unknown, bytes?: number): unknown {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return error;
+  const directory = dirname(dirname(bucket.dir));
+  let freeBytes: number | undefined;
+  try {
+    const stats = statfsSync(bucket.dir);
+    freeBytes = stats.bavail * stats.bsize;
+  } catch {
+    freeBytes = undefined;
+  }
+  bucket.noSpaceLeft = { directory, bytes, freeBytes, at: new Date() };
+  return new S3Error('InternalError', `${describeNoSpaceLeft(bucket.noSpaceLeft)}: free space, then try again`);
+}
+
+/** `no space left in <dir> (<code>): a write of <n> MB, <m> MB free` */
+export function describeNoSpaceLeft(noSpace: NoSpaceLeft): string {
+  const mb = (bytes: number) => `${(bytes / 1e6).toFixed(bytes < 1e5 ? 3 : 1)} MB`;
+  const sizes = [
+    noSpace.bytes !== undefined ? `a write of ${mb(noSpace.bytes)}` : undefined,
+    noSpace.freeBytes !== undefined ? `${mb(noSpace.freeBytes)} free` : undefined,
+  ];
+  const detail = sizes.filter(Boolean).join(', ');
+  return `no space left in ${noSpace.directory}${detail ? ` (${detail})` : ''}`;
 }
 
 /** The headers kept as object metadata: S3's system metadata that s3rver knows, and x-amz-meta-*. */

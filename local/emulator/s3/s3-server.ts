@@ -5,7 +5,7 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { createS3Client } from '../../../lambdas/aws/s3-client';
 import { listObjectsV2 } from './list-objects-v2';
 import type { FolderMount } from './mounted-folder';
-import { JournaledObjectStore } from './object-store';
+import { JournaledObjectStore, type NoSpaceLeft } from './object-store';
 import type { KoaMiddleware } from './s3rver-models';
 import { abortMultipartUpload, keyAsOnePathSegment, missingObjectsAsAccessDenied, xmlWithLineBreaksEscaped } from './s3rver-middleware';
 // s3rver ships no types; its API is small and stable (run/close, `store`, `middleware`).
@@ -39,6 +39,8 @@ export interface LocalS3Server {
    * (mounted-folder.ts); returns the number of keys served. Lasts until the server closes.
    */
   mountFolder(bucket: string, mount: FolderMount): number;
+  /** The last write the store could not make for want of disk space (object-store.ts). */
+  noSpaceLeft(): NoSpaceLeft | undefined;
   close(): Promise<void>;
 }
 
@@ -85,6 +87,7 @@ export async function startLocalS3Server(options: LocalS3ServerOptions = {}): Pr
     env,
     client,
     mountFolder: (bucket, mount) => store.mountFolder(bucket, mount),
+    noSpaceLeft: () => store.noSpaceLeft(),
     async close() {
       client.destroy();
       await server.close();

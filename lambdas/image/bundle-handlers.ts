@@ -21,14 +21,14 @@ export const HANDLER_ENTRIES = ['lambdas/featurize/handler.ts', 'lambdas/aggrega
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- plain JSON, shared with the Dockerfile
 export const RUNTIME_EXTERNALS: readonly string[] = require('./runtime-externals.json');
 
-/** Writes `<outdir>/lambdas/<name>/handler.js` (CommonJS, Node 22, with source maps). */
+/** Writes `<outdir>/lambdas/<name>/handler.js` (CommonJS, Node 24, with source maps). */
 export async function bundleHandlers(outdir: string, projectRoot = join(__dirname, '..', '..')): Promise<void> {
   await build({
     absWorkingDir: projectRoot,
     entryPoints: [...HANDLER_ENTRIES],
     bundle: true,
     platform: 'node',
-    target: 'node22',
+    target: 'node24',
     format: 'cjs',
     sourcemap: true,
     outbase: '.',

@@ -342,12 +342,12 @@ describe('functions', () => {
     expect(images).toHaveLength(1);
     const [image] = images;
     const staged = readdirSync(join(pipeline.app.synth().directory, image.source.directory));
-    expect(staged).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', 'lambdas', 'tools']));
+    expect(staged).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', 'lambdas', 'layers', 'tools']));
     // cdk.json and bin/ too: a config edit changes the build args, not the build context.
     for (const excluded of ['node_modules', 'cdk.out', '.git', 'test', 'docs', 'out', 'bench', 'coverage', 'bin', 'cdk.json']) {
       expect(staged).not.toContain(excluded);
     }
-    expect(image.source).toMatchObject({ dockerFile: 'lambdas/image/Dockerfile', platform: 'linux/amd64' });
+    expect(image.source).toMatchObject({ dockerFile: 'layers/Dockerfile', platform: 'linux/amd64' });
   });
 });
 

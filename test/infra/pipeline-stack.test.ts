@@ -184,7 +184,6 @@ describe('state machine', () => {
     expect(definition.States.ChooseClassification.Choices).toEqual([{ Variable: '$.fit.classify', BooleanEquals: true, Next: 'ClassifyGroups' }]);
     expect(definition.States.ChooseClassification.Default).toBe('PublishRun');
   });
-  });
 
   test('both Lambda tasks time out INVOCATION_MARGIN after their function, which follows the config', () => {
     // The margin covers what the function timeout does not count (cold start, the invoke itself).

@@ -63,7 +63,7 @@ export function sizingTable(): Table {
       `Measured (docs/BENCHMARKS.md): ${MEASURED.featurizeCpuMsPerImage} ms CPU per image on the handler path (${MEASURED.measuredWith}), which keeps ${MEASURED.handlerCoresBusy} cores busy at full speed.`,
       `Billed ms per image = CPU ms / min(memory / ${MB_PER_VCPU} MB, ${MEASURED.handlerCoresBusy}): below 1,769 MB a function has less than one vCPU; above it, the handler cannot use more than the ${MEASURED.handlerCoresBusy} cores it used here.`,
       `Everything else is bench/cost.ts's model at the deployed defaults (batch ${config.batchSize}, MaxConcurrency ${config.maxConcurrency}, aggregate ${config.aggregateMemoryMb} MB): its prices (us-east-1 list prices, arm64 20% cheaper per GB-s), 5 s cold start per container, 2 transitions per child, S3 request prices. "run total" adds the aggregate Lambda, Step Functions and S3 requests, which do not change with the featurize memory.`,
-      "Assumed, not measured: arm64 at the speed of the x86 machine measured here; Lambda vCPUs as fast as this machine's cores; no tfjs-node speed-up. Measure on AWS (the dashboard's featurize duration and ms per image) before choosing.",
+      "Assumed, not measured: arm64 at the speed of the x86 machine measured here, on onnxruntime-node (not its TF.js fallback: InferenceRuntimeFallback = 0); Lambda vCPUs as fast as this machine's cores; no tfjs-node speed-up. Measure on AWS (the dashboard's featurize duration and ms per image) before choosing.",
     ],
   };
 }

@@ -113,6 +113,7 @@ export function recordBatchMetrics(metrics: Metrics, measured: BatchMeasurements
   ];
   for (const [name, value] of means) if (value !== undefined) metrics.addMetric(name, MetricUnit.Milliseconds, value);
   metrics.addMetric(BATCH_METRICS.batchDuration, MetricUnit.Milliseconds, Math.round(measured.totalMs));
+  metrics.addMetric(BATCH_METRICS.runtimeFallback, MetricUnit.Count, measured.runtimeFallback ? 1 : 0);
 }
 
 /** One run's metrics (RUN_METRICS); accuracy only when the result has one. */

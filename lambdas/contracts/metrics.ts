@@ -36,6 +36,11 @@ export const BATCH_METRICS = {
   inferenceMsPerImage: 'InferenceMsPerImage',
   /** The whole batch, from the event to the shard written. Milliseconds. */
   batchDuration: 'BatchDurationMs',
+  /**
+   * 1 when the batch's CNN ran on TF.js because onnxruntime-node could not start in this container
+   * (the featurizer's `runtimeFallback`), else 0. Count.
+   */
+  runtimeFallback: 'InferenceRuntimeFallback',
 } as const;
 
 /** One EMF record per aggregate invocation (one run). */
@@ -77,6 +82,8 @@ export interface BatchMeasurements {
   /** Model time of the batch (the `processed` images). */
   readonly inferenceMs: number;
   readonly totalMs: number;
+  /** The featurizer runs on its fallback runtime (TF.js instead of onnxruntime-node). */
+  readonly runtimeFallback: boolean;
 }
 
 /** What one run produced (the aggregate step's result). */

@@ -175,6 +175,7 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
     decodes: perObject.decodes,
     inferenceMs: timings.infer,
     totalMs: performance.now() - started,
+    runtimeFallback: featurizer.runtimeFallback !== undefined,
   });
   deps.log?.info('batch featurized', { shard, count: keys.length, failed: failed.length, skipped: skipped.length, ...header.meta });
   return summarise(shard, keys.length, failed, skipped);

@@ -13,14 +13,14 @@ import { RUNTIME_EXTERNALS } from '../runtime-packages/runtime-packages';
 /** Handler modules in the image; the CDK app sets CMD to `<entry without .ts>.handler`. */
 export const HANDLER_ENTRIES = ['lambdas/featurize/handler.ts', 'lambdas/aggregate/handler.ts'] as const;
 
-/** Writes `<outdir>/lambdas/<name>/handler.js` (CommonJS, Node 22, with source maps). */
+/** Writes `<outdir>/lambdas/<name>/handler.js` (CommonJS, Node 24, with source maps). */
 export async function bundleHandlers(outdir: string, projectRoot = join(__dirname, '..', '..')): Promise<void> {
   await build({
     absWorkingDir: projectRoot,
     entryPoints: [...HANDLER_ENTRIES],
     bundle: true,
     platform: 'node',
-    target: 'node22',
+    target: 'node24',
     format: 'cjs',
     sourcemap: true,
     outbase: '.',

@@ -100,11 +100,16 @@ export class PipelineDashboard extends Construct {
         featurize.metricErrors({ ...sum, label: 'errors' }),
         featurize.metricThrottles({ ...sum, label: 'throttles' }),
       ]),
-      graph('Featurize ms per image', [
-        custom('featurize', BATCH_METRICS.readMsPerImage, 'Average', 'read (S3 GET)'),
-        custom('featurize', BATCH_METRICS.decodeMsPerImage, 'Average', 'decode + resize'),
-        custom('featurize', BATCH_METRICS.inferenceMsPerImage, 'Average', 'inference'),
-      ]),
+      // Batches whose CNN ran on TF.js (onnxruntime-node could not start) beside the inference time they slow.
+      graph(
+        'Featurize ms per image',
+        [
+          custom('featurize', BATCH_METRICS.readMsPerImage, 'Average', 'read (S3 GET)'),
+          custom('featurize', BATCH_METRICS.decodeMsPerImage, 'Average', 'decode + resize'),
+          custom('featurize', BATCH_METRICS.inferenceMsPerImage, 'Average', 'inference'),
+        ],
+        { right: [custom('featurize', BATCH_METRICS.runtimeFallback, 'Sum', 'batches on the TF.js fallback')] },
+      ),
     );
     this.dashboard.addWidgets(
       graph('Aggregate duration (ms), errors', [aggregate.metricDuration({ period: PERIOD, statistic: 'Maximum', label: 'duration' })], {

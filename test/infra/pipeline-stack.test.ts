@@ -547,7 +547,16 @@ describe('operations: metrics, dashboard, alarms, notifications', () => {
     const body = JSON.stringify(dashboard.Properties.DashboardBody);
     for (const metric of ['ExecutionsStarted', 'ExecutionsSucceeded', 'ExecutionsFailed', 'Duration', 'Throttles', 'Errors']) expect(body).toContain(metric);
     const custom = (metric: string, fn: string) => `\\"FruitsPipeline\\",\\"${metric}\\",\\"function\\",\\"${fn}\\",\\"service\\",\\"FruitsPipeline\\"`;
-    for (const metric of ['ImagesProcessed', 'ImagesFailed', 'ImagesSkipped', 'ReadMsPerImage', 'DecodeMsPerImage', 'InferenceMsPerImage', 'BatchDurationMs']) {
+    for (const metric of [
+      'ImagesProcessed',
+      'ImagesFailed',
+      'ImagesSkipped',
+      'ReadMsPerImage',
+      'DecodeMsPerImage',
+      'InferenceMsPerImage',
+      'BatchDurationMs',
+      'InferenceRuntimeFallback',
+    ]) {
       expect(body).toContain(custom(metric, 'featurize'));
     }
     for (const metric of ['RunRows', 'RunComponents', 'RunExplainedVariance', 'RunAccuracy', 'MaxMemoryUsedMb'])

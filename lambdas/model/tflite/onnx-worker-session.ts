@@ -8,16 +8,26 @@
  * lives in a worker thread: the handler's thread keeps reading and decoding while the model runs
  * (bench/featurize.ts measures both paths side by side).
  *
+ * A native failure can end the process rather than throw, and a worker thread would go down with
+ * it: `probeInputDims` has the session built and run once in a child process first
+ * (`probeOnnxRuntime`), and onnxruntime-node loads here only once that child survived.
+ *
  * The worker is a short script evaluated from a string, so it needs neither its own bundle entry
  * in the Lambda image nor a TypeScript loader under tsx and jest; it loads onnxruntime-node from
  * the path the calling module resolved.
  */
+import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 
 export interface OnnxWorkerSessionOptions {
   readonly intraOpNumThreads: number;
   readonly inputName: string;
   readonly outputName: string;
+  /**
+   * When set, the session is first built in a child process and run once on zeros of these dims;
+   * onnxruntime-node is loaded into this process only if that child survives (`probeOnnxRuntime`).
+   */
+  readonly probeInputDims?: readonly number[];
 }
 
 interface Reply {
@@ -48,9 +58,93 @@ ort.InferenceSession.create(model, { intraOpNumThreads: options.intraOpNumThread
 );
 `;
 
+/**
+ * Runs in the probe process: the model arrives on stdin, the settings in argv; the session is
+ * built and run once, and the process exits 0 only if both worked.
+ */
+const PROBE_SOURCE = `
+const { ortPath, options, dims } = JSON.parse(process.argv[1]);
+const chunks = [];
+process.stdin.on('data', (chunk) => chunks.push(chunk));
+process.stdin.on('end', async () => {
+  try {
+    const ort = require(ortPath);
+    const session = await ort.InferenceSession.create(Buffer.concat(chunks), { intraOpNumThreads: options.intraOpNumThreads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+    const size = dims.reduce((a, b) => a * b, 1);
+    await session.run({ [options.inputName]: new ort.Tensor('float32', new Float32Array(size), dims) });
+    process.exit(0);
+  } catch (error) {
+    process.stderr.write(String((error && error.message) || error) + '\\n');
+    process.exit(1);
+  }
+});
+`;
+
+/** How long a probe may take before it counts as failed (a model build takes about 1 s on one core). */
+const PROBE_TIMEOUT_MS = 120_000;
+/** The end of the probe's stderr kept for the error: onnxruntime's and cpuinfo's last words. */
+const PROBE_STDERR_CHARS = 8_192;
+/** Node's own report of an abort (numbered native and JavaScript frames) says nothing of the cause. */
+const NODE_ABORT_TRACE = /^\s*(\d+: |-----)/;
+
+/**
+ * Builds `model` and runs it once in a child process, and resolves only if that process exits 0.
+ * A native failure in onnxruntime-node can end the whole process instead of throwing: on arm64
+ * Lambda, CPU detection (pytorch/cpuinfo) finds no `/sys/devices/system/cpu/possible`, and builds
+ * that logged it before their logger existed called std::terminate (SIGABRT; microsoft/onnxruntime
+ * issues 10038 and 15650). 1.30 warns instead, but cpuinfo still aborts the process when any of
+ * its getters runs after a failed start (pytorch/cpuinfo src/api.c). A worker thread shares the
+ * process, so only another process can take that blow; here it becomes an error the caller can
+ * fall back on. `ortPath` is the module the probe loads (tests pass one that aborts).
+ */
+export function probeOnnxRuntime(
+  model: Uint8Array,
+  options: OnnxWorkerSessionOptions & { readonly probeInputDims: readonly number[] },
+  ortPath: string = require.resolve('onnxruntime-node'),
+): Promise<void> {
+  const settings = { ortPath, options, dims: options.probeInputDims };
+  return new Promise((resolve, reject) => {
+    // NODE_OPTIONS left out: the probe is plain JavaScript and needs no loader or source maps.
+    const child = spawn(process.execPath, ['-e', PROBE_SOURCE, JSON.stringify(settings)], {
+      stdio: ['pipe', 'ignore', 'pipe'],
+      env: { ...process.env, NODE_OPTIONS: '' },
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (text: string) => (stderr = (stderr + text).slice(-PROBE_STDERR_CHARS)));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, PROBE_TIMEOUT_MS);
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      reject(new Error(`onnxruntime-node probe process could not start: ${error.message}`));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) return resolve();
+      const how = signal ? `was killed by ${signal}${timedOut ? ` (no answer in ${PROBE_TIMEOUT_MS / 1000} s)` : ''}` : `exited with code ${code}`;
+      const said = stderr
+        .split('\n')
+        .filter((line) => line.trim() && !NODE_ABORT_TRACE.test(line))
+        .slice(-4)
+        .join(' | ');
+      reject(new Error(`onnxruntime-node probe process ${how}${said ? `: ${said}` : ''}`));
+    });
+    // A child that dies before reading all of stdin breaks the pipe: its exit status says why.
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(model);
+  });
+}
+
 export class OnnxWorkerSession {
-  /** Starts the worker and waits until its session is built (or throws why it could not be). */
+  /**
+   * Starts the worker and waits until its session is built (or throws why it could not be); with
+   * `probeInputDims`, only after the same session survived in a child process.
+   */
   static async create(model: Uint8Array, options: OnnxWorkerSessionOptions): Promise<OnnxWorkerSession> {
+    if (options.probeInputDims) await probeOnnxRuntime(model, { ...options, probeInputDims: options.probeInputDims });
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
       workerData: { ortPath: require.resolve('onnxruntime-node'), model, options },

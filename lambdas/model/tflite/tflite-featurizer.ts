@@ -16,10 +16,13 @@ import { concatFloat32 } from '../../common/float-arrays';
 import { pooledWidths } from './tflite-graph';
 import { parseTfliteModel, TfliteModel } from './tflite-model';
 import { createTfliteFeatureExtractor, GlobalPooling } from './tflite-executor';
-import { OnnxWorkerSession } from './onnx-worker-session';
+import { OnnxWorkerSession, OnnxWorkerSessionOptions } from './onnx-worker-session';
 import { ONNX_INPUT, ONNX_OUTPUT, tfliteToOnnx, toNchwPixels } from './tflite-onnx';
 
 export type TfliteRuntime = 'onnxruntime' | 'tfjs';
+
+/** Starts an onnxruntime session on the converted model (tests inject one that fails). */
+export type OnnxSessionFactory = (model: Uint8Array, options: OnnxWorkerSessionOptions) => Promise<Pick<OnnxWorkerSession, 'run'>>;
 
 export interface TfliteFeaturizerOptions {
   readonly modelId: string;
@@ -33,6 +36,8 @@ export interface TfliteFeaturizerOptions {
   readonly runtime?: TfliteRuntime;
   /** onnxruntime's intra-op threads. @default 1 (the local run has one worker per core) */
   readonly threads?: number;
+  /** @default OnnxWorkerSession.create, after the session survived a probe in a child process */
+  readonly startOnnxSession?: OnnxSessionFactory;
   /** Starts the TF.js backend when the TF.js executor runs; returns its name. */
   readonly startTfjs: () => Promise<{ name: string; skipped: readonly string[] }>;
 }
@@ -42,6 +47,8 @@ export interface TfliteFeaturizer {
   readonly dim: number;
   readonly runtime: string;
   readonly runtimesSkipped: readonly string[];
+  /** Set when onnxruntime-node was wanted (runtime unset) but could not start, so TF.js runs: why. */
+  readonly fallback?: string;
   featurize(images: readonly Uint8Array[]): Promise<Float32Array>;
 }
 
@@ -77,6 +84,7 @@ export async function createTfliteFeaturizer(options: TfliteFeaturizerOptions): 
   let run: ((images: readonly Uint8Array[]) => Promise<Float32Array>) | undefined;
   let runtime = '';
   let dim = 0;
+  let fallback: string | undefined;
 
   if (options.runtime !== 'tfjs') {
     try {
@@ -84,7 +92,8 @@ export async function createTfliteFeaturizer(options: TfliteFeaturizerOptions): 
       runtime = `onnxruntime-node (cpu, ${options.threads ?? 1} thread${(options.threads ?? 1) > 1 ? 's' : ''})`;
     } catch (error) {
       if (options.runtime === 'onnxruntime') throw error;
-      skipped.push(`onnxruntime-node: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`);
+      fallback = `onnxruntime-node: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`;
+      skipped.push(fallback);
     }
   }
   if (!run) {
@@ -101,6 +110,7 @@ export async function createTfliteFeaturizer(options: TfliteFeaturizerOptions): 
     dim,
     runtime,
     runtimesSkipped: skipped,
+    fallback,
     async featurize(images) {
       const features = await extract(images);
       // Signed square root ("power normalisation"): damps the few channels that fire hard on every
@@ -116,13 +126,16 @@ async function onnxRuntime(
   taps: readonly { tensor: string; pooling: GlobalPooling }[],
   options: TfliteFeaturizerOptions,
 ): Promise<{ run: (images: readonly Uint8Array[]) => Promise<Float32Array>; dim: number }> {
-  // On its own thread: onnxruntime-node's run holds the calling thread (onnx-worker-session.ts).
-  const session = await OnnxWorkerSession.create(tfliteToOnnx(model, { taps }), {
+  const size = options.imageSize;
+  // On its own thread: onnxruntime-node's run holds the calling thread (onnx-worker-session.ts);
+  // probed in a child process first, where a native abort cannot end this one.
+  const startSession = options.startOnnxSession ?? ((onnx, sessionOptions) => OnnxWorkerSession.create(onnx, sessionOptions));
+  const session = await startSession(tfliteToOnnx(model, { taps }), {
     intraOpNumThreads: options.threads ?? 1,
     inputName: ONNX_INPUT,
     outputName: ONNX_OUTPUT,
+    probeInputDims: [1, 3, size, size],
   });
-  const size = options.imageSize;
   const run = async (images: readonly Uint8Array[]) => {
     const parts: Float32Array[] = [];
     for (let start = 0; start < images.length; start += options.inferBatchSize) {

@@ -131,6 +131,7 @@ describe('handler metrics, logs and traces (real entry points, S3 on loopback)',
       [BATCH_METRICS.imagesProcessed]: 4,
       [BATCH_METRICS.imagesFailed]: 1,
       [BATCH_METRICS.imagesSkipped]: 1,
+      [BATCH_METRICS.runtimeFallback]: 0,
     });
     expect(units(batchRecord)).toEqual({
       ImagesProcessed: 'Count',
@@ -140,6 +141,7 @@ describe('handler metrics, logs and traces (real entry points, S3 on loopback)',
       DecodeMsPerImage: 'Milliseconds',
       InferenceMsPerImage: 'Milliseconds',
       BatchDurationMs: 'Milliseconds',
+      InferenceRuntimeFallback: 'Count',
       MaxMemoryUsedMb: 'Megabytes',
     });
     for (const name of [BATCH_METRICS.readMsPerImage, BATCH_METRICS.decodeMsPerImage, BATCH_METRICS.inferenceMsPerImage, BATCH_METRICS.batchDuration]) {

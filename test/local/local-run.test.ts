@@ -2,7 +2,7 @@
  * The embedded default end to end: real S3 server on loopback, the synthesized definition, the
  * real featurize and aggregate handlers in worker threads.
  */
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunReport } from '../../lambdas/core/run-report';
@@ -10,10 +10,10 @@ import { knnAccuracy, readFeaturesCsv } from '../../evaluate/knn';
 import { parseCsv } from '../../evaluate/csv';
 import { restoreTextField } from '../../lambdas/core/features-csv';
 import { DEMO_PHOTOS, runLocally } from '../../local/local-run';
+import { requireFiles, SHARED_103, SHARED_SAMPLE } from '../support/required-files';
 
-const SHARED = join(__dirname, '..', '..', '..', 'shared');
-const SAMPLE = join(SHARED, 'datasets', 'fruits-360-sample');
-const FRUITS_103 = join(SHARED, 'datasets', 'fruits-360-103');
+const SAMPLE = SHARED_SAMPLE;
+const FRUITS_103 = SHARED_103;
 
 function listFiles(dir: string): string[] {
   return readdirSync(dir, { recursive: true, withFileTypes: true })
@@ -126,9 +126,8 @@ describe('local run (embedded default)', () => {
     expect(report.classification).toMatchObject({ status: 'classified', predicted: 37, scored: 36, unscored: 1, references: 48 });
   });
 
-  const withShared = existsSync(join(SAMPLE, 'Training')) && existsSync(join(FRUITS_103, 'Training'));
-  if (!withShared) {
-    it.skip(`Fruits-360 sample and fruits-360-103 runs: skipped, ${SAMPLE} or ${FRUITS_103} is absent`, () => undefined);
+  if (!requireFiles('the local runs of the Fruits-360 sample and fruits-360-103', [join(SAMPLE, 'Training'), join(FRUITS_103, 'Training')])) {
+    it.skip('Fruits-360 sample and fruits-360-103 runs (need ../shared)', () => undefined);
     return;
   }
 

@@ -28,7 +28,7 @@ const CHROMIUM_ARGS = [
 ];
 
 /** A whole local run and a browser: generous, for a machine shared and loaded (no test asserts speed). */
-const E2E_TIMEOUT_MS = 300_000;
+const E2E_TIMEOUT_MS = 600_000;
 
 const withChromium = describeRequiring('the report.html browser tests', [CHROMIUM], 'apt-get install -y chromium, as .ci/run does');
 

@@ -11,11 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ParquetReader } from '@dsnp/parquetjs';
 import { parseCsv } from '../../../evaluate/csv';
-import { knnAccuracy, readFeaturesCsv } from '../../../evaluate/knn';
 import { restoreTextField } from '../../../lambdas/core/features-csv';
 import { InsufficientDataError } from '../../../lambdas/core/streaming-pca';
 import { LocalS3Server, startLocalS3Server } from '../../../local/emulator/s3/s3-server';
 import { seededRandom } from '../../../lambdas/core/seeded-random';
+import { referenceKnn } from '../../support/reference-knn';
 import { SLOW_DOWN, startFailingS3Server } from '../../support/failing-s3-server';
 
 const BUCKET = 'fruits-aggregate-test';
@@ -349,11 +349,26 @@ describe('aggregate handler against a local S3 server', () => {
     for (const r of swapped) expect(byKey.get(test.keys[r])![3]).toBe(LABELS[(r + 1) % LABELS.length]);
     expect(byKey.get(test.keys[0])![3]).toBe(test.labels[0]);
     expect(byKey.get(loose.keys[1])![0]).toBe(`input/${runId}/New batch/=cmd.jpg`);
-    expect(Number(byKey.get(test.keys[swapped[0]])![4])).toBeGreaterThanOrEqual(0);
+    // Every prediction and nearest distance as a k-NN written out from its definition gives them
+    // over the published features.csv (test/support/reference-knn.ts shares no code with the classifier).
+    const table = features.slice(1).map((row) => ({ key: restoreTextField(row[0]), label: row[1], split: row[2], vector: row.slice(3).map(Number) }));
+    expect(table[0].vector).toHaveLength(4);
+    const reference = referenceKnn(
+      table.filter((row) => row.split === 'train'),
+      table.filter((row) => row.split !== 'train'),
+      3,
+    );
+    expect(reference.predictions.size).toBe(predictions.length - 1);
+    for (const [key, { predicted, nearest }] of reference.predictions) {
+      expect({ key, predicted: byKey.get(key)![3] }).toEqual({ key, predicted });
+      expect(Number(byKey.get(key)![4])).toBeCloseTo(nearest, 3);
+    }
+    expect(Number(byKey.get(test.keys[swapped[0]])![4])).toBeGreaterThan(0);
 
-    // report.json: accuracy (the same scorer as evaluate/ over features.csv), per class, sparse confusion.
+    // report.json: accuracy (14 of 16 by construction: the two swapped rows), per class, sparse confusion.
     const report = JSON.parse(await getText(client, result.outputs.report));
-    const knn = knnAccuracy(readFeaturesCsv(await getText(client, result.outputs.features)), { k: 3 });
+    const scoredRows = table.filter((row) => row.split === 'test');
+    const referenceCorrect = scoredRows.filter((row) => reference.predictions.get(row.key)!.predicted === row.label).length;
     expect(report.classification).toMatchObject({
       status: 'classified',
       neighbours: 3,
@@ -366,7 +381,7 @@ describe('aggregate handler against a local S3 server', () => {
       unscored: 2,
       confusion: { format: 'sparse' },
     });
-    expect(knn).toMatchObject({ correct: 14, scored: 16, references: 48 });
+    expect({ correct: referenceCorrect, scored: scoredRows.length }).toEqual({ correct: 14, scored: 16 });
     expect(result.accuracy).toBe(14 / 16);
     expect(report.classification.perClass).toHaveLength(4);
     const cells = report.classification.confusion.cells as { actual: string; predicted: string; count: number }[];

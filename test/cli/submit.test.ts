@@ -154,7 +154,7 @@ describe('deployed stack commands', () => {
       .resolves({ input: JSON.stringify({ trigger: { bucket: BUCKET, key: 'input/trig/_START' } }) } as never);
     const arn = await startRun(clients(), { bucket: BUCKET, stateMachineArn: SM_ARN }, { dataset: 'trig', trigger: true, pollMs: 10 });
     expect(arn).toBe(execArn('ours'));
-    await expect(s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'input/trig/_START' }))).resolves.toBeDefined();
+    await expect(s3.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'input/trig/_START' }))).resolves.toMatchObject({ ContentLength: 0 });
   });
 
   async function runCli(args: string[]): Promise<{ stdout: string; exitCode: number }> {

@@ -6,10 +6,11 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunReport } from '../../lambdas/core/run-report';
-import { knnAccuracy, readFeaturesCsv } from '../../evaluate/knn';
+import { readFeaturesCsv } from '../../evaluate/knn';
 import { parseCsv } from '../../evaluate/csv';
 import { restoreTextField } from '../../lambdas/core/features-csv';
 import { DEMO_PHOTOS, runLocally } from '../../local/local-run';
+import { referenceKnn } from '../support/reference-knn';
 import { requireFiles, SHARED_103, SHARED_SAMPLE } from '../support/required-files';
 
 const SAMPLE = SHARED_SAMPLE;
@@ -21,6 +22,10 @@ function listFiles(dir: string): string[] {
     .map((entry) => join(entry.parentPath, entry.name))
     .sort();
 }
+
+// Whole pipeline runs on a shared 2-core machine: a limit that only ends a hung test (no test
+// asserts speed; docs/BENCHMARKS.md measures it). The 103-class run sets its own.
+jest.setTimeout(600_000);
 
 describe('local run (embedded default)', () => {
   let work: string;
@@ -163,9 +168,11 @@ describe('local run (embedded default)', () => {
       expect(item!.reason.length).toBeGreaterThan(5);
     }
 
-    const knn = knnAccuracy(rows);
-    expect(summary.knn).toEqual(knn);
-    expect(knn.scored).toBe(240 - 0);
+    // The summary's score against a k-NN written out from its definition (test/support/reference-knn.ts), sharing no code with the classifier.
+    const inSplit = (split: string) => rows.filter((row) => row.key.includes(`/${split}/`));
+    const reference = referenceKnn(inSplit('Training'), inSplit('Test'), 5);
+    expect(summary.knn).toMatchObject({ k: 5, correct: reference.correct, scored: 240, references: 480 });
+    const knn = summary.knn!;
     console.log(
       `5-NN accuracy on the principal components (Training -> Test): ${knn.accuracy.toFixed(3)} ` +
         `(${summary.featurizer}, k=${summary.components}, explained variance ${summary.explainedVariance?.toFixed(3)}, ${summary.seconds.toFixed(1)} s)`,
@@ -182,5 +189,5 @@ describe('local run (embedded default)', () => {
     );
     expect(summary.knn!.scored).toBe(103 * 30);
     expect(summary.knn!.accuracy).toBeGreaterThanOrEqual(0.97);
-  }, 600_000);
+  }, 1_200_000);
 });

@@ -26,9 +26,9 @@ import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { Matrix } from 'ml-matrix';
 import { PCA } from 'ml-pca';
-import { createFeaturizer, Featurizer, FeaturizerConfig, Pooling } from '../lambdas/core/featurizer';
+import { createFeaturizer, Featurizer, FeaturizerConfig, Pooling } from '../lambdas/model/featurizer';
 import { DEFAULT_MODEL_ID } from '../lambdas/contracts/handler-env';
-import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, preprocessImage } from '../lambdas/core/preprocess';
+import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, preprocessImage } from '../lambdas/images/preprocess';
 import { scoreKnn } from '../evaluate/knn';
 
 const SHARED = resolve(__dirname, '..', '..', 'shared');

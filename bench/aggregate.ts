@@ -16,8 +16,8 @@
  *   counting sink. Shard generation is timed apart and left out of the figures.
  * - `ml-pca`: ml-pca's own `new PCA(matrix, { scale: true })` (SVD) on the same data held whole.
  * - `eigen`: the eigen step alone, on the standardised correlation matrix pass 1 of `--rows` rows
- *   gives: ml-matrix's symmetric EVD called directly (the product's fit before it used ml-pca) against
- *   ml-pca's `new PCA(correlation, { isCovarianceMatrix: true })` (the product's fit now), each run
+ *   gives: ml-matrix's symmetric EVD called directly against ml-pca's
+ *   `new PCA(correlation, { isCovarianceMatrix: true })` (the product's fit, which runs that EVD), each run
  *   `--repeat` times in turn; reports both times and the largest difference of eigenvalues and of
  *   the first `--components` components (signs aligned).
  * - `handler`: the real `aggregateRun` against a local S3 server (s3rver on loopback, disk-backed).
@@ -26,9 +26,9 @@
  * its own.
  */
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../lambdas/core/feature-shard';
-import { featuresCsvRow } from '../lambdas/core/features-csv';
-import { fitPca, PcaProjector, ScatterAccumulator, standardisedCorrelation } from '../lambdas/core/streaming-pca';
+import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../lambdas/bookkeeping/feature-shard';
+import { featuresCsvRow } from '../lambdas/outputs/features-csv';
+import { fitPca, PcaProjector, ScatterAccumulator, standardisedCorrelation } from '../lambdas/analysis/streaming-pca';
 import { ChildResult, load, peakRssMb, runChild } from './bench-support';
 
 interface Options {

@@ -25,16 +25,16 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { defaultConfig } from '../lib/config';
 import { DEFAULT_MODEL_ID } from '../lambdas/contracts/handler-env';
-import { createFeaturizer, FeaturizerConfig } from '../lambdas/core/featurizer';
-import { concatFloat32 } from '../lambdas/core/float-arrays';
-import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, preprocessImage, sharpRgb } from '../lambdas/core/preprocess';
-import { fitPca, PcaProjector, ScatterAccumulator } from '../lambdas/core/streaming-pca';
-import { pooledWidths } from '../lambdas/core/tflite/tflite-graph';
-import { parseTfliteModel, TfliteModel } from '../lambdas/core/tflite/tflite-model';
+import { createFeaturizer, FeaturizerConfig } from '../lambdas/model/featurizer';
+import { concatFloat32 } from '../lambdas/common/float-arrays';
+import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, preprocessImage, sharpRgb } from '../lambdas/images/preprocess';
+import { fitPca, PcaProjector, ScatterAccumulator } from '../lambdas/analysis/streaming-pca';
+import { pooledWidths } from '../lambdas/model/tflite/tflite-graph';
+import { parseTfliteModel, TfliteModel } from '../lambdas/model/tflite/tflite-model';
 import { alterImage, FIELD_CONDITIONS, FieldCondition } from '../evaluate/field-conditions';
 import { knnAccuracy, LabelledVector } from '../evaluate/knn';
 import { fixed, load, machine, markdownTable, printTable, Table } from './bench-support';
-import { ONNX_INPUT, ONNX_OUTPUT, OnnxTap, tfliteToOnnx, toNchwPixels } from '../lambdas/core/tflite/tflite-onnx';
+import { ONNX_INPUT, ONNX_OUTPUT, OnnxTap, tfliteToOnnx, toNchwPixels } from '../lambdas/model/tflite/tflite-onnx';
 
 const SHARED = join(__dirname, '..', '..', 'shared');
 const FRUITS_103 = join(SHARED, 'datasets', 'fruits-360-103');
@@ -209,9 +209,9 @@ async function baselineRows(training: Image[], test: Image[], altered: Image[]):
 /**
  * The product's default features (model, layers, size, PCA k) from each way of bringing a photo to
  * the model's square, and the CPU each way costs per image (one thread, in order):
- * - sharp: decode + lanczos3 resize in one sharp pipeline (the product's until issue 10);
+ * - sharp: decode + lanczos3 resize in one sharp pipeline (what sharp costs on its own);
  * - product: `preprocessImage`, which decodes small JPEGs with libjpeg-turbo in wasm and enlarges
- *   them in JavaScript the way libvips does (pixel-resize.ts); larger images are reduced by sharp.
+ *   them in JavaScript the way libvips does (lambdas/images/pixel-resize.ts); larger images are reduced by sharp.
  */
 async function preprocessingRows(training: Image[], test: Image[], altered: Image[]): Promise<Row[]> {
   const featurizer = await createFeaturizer({ kind: 'cnn', modelId: DEFAULT_MODEL_ID });

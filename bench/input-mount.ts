@@ -1,6 +1,6 @@
 /**
  * The local run's input phase, both ways on the same folder: uploading a copy into the embedded
- * store (what the local run did before issue 10, and still does with --copy-input) against
+ * store (what the local run does with --copy-input) against
  * serving the folder in place (the default). Each way runs in a fresh child process with a fresh
  * store, the ways alternating (copy mount mount copy ...), and prints:
  * - walk + digests: listing the folder and the MD5s of every file, which the run needs for its
@@ -29,7 +29,7 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { folderFiles } from '../client/dataset-folder';
 import { datasetInputPrefix } from '../lambdas/contracts/bucket-layout';
 import { listAllObjects } from '../lambdas/aws/s3-client';
-import { mapWithConcurrency } from '../lambdas/core/concurrency';
+import { mapWithConcurrency } from '../lambdas/common/concurrency';
 import { startLocalS3Server } from '../local/emulator/s3/s3-server';
 import { copyInputFolder, serveInputFolder, UPLOAD_CONCURRENCY } from '../local/input-folder';
 import {
@@ -60,7 +60,7 @@ const GET_WARM_UP = 500;
 /** As many reads at once as the featurize handler's READ_CONCURRENCY default. */
 const GET_CONCURRENCY = 16;
 const DIGEST_CONCURRENCY = 16;
-/** A bucket of the bench's own (local-run.ts is not imported: its CDK synth would weigh on the peak RSS). */
+/** A bucket of the bench's own (local/local-run.ts is not imported: its CDK synth would weigh on the peak RSS). */
 const BUCKET = 'bench-input';
 
 type Way = 'copy' | 'mount';

@@ -15,7 +15,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_IMAGE_SIZE } from '../lambdas/core/featurizer';
+import { DEFAULT_IMAGE_SIZE } from '../lambdas/model/featurizer';
 import { defaultConfig } from '../lib/config';
 import { AggregateBenchOptions, aggregateBench, AggregateBenchRow, DEFAULT_AGGREGATE_OPTIONS } from './aggregate';
 import { Cell, ChildResult, docSection, fixed, load, machine, markdownTable, median, printTable, Table, withDocSection } from './bench-support';
@@ -60,7 +60,7 @@ const isCase = <T extends object>(row: T | { error: string }): row is T => !('er
 const num = (value: unknown) => (typeof value === 'number' ? value : undefined);
 
 /** Sections of docs/BENCHMARKS.md a full run keeps: written by hand or by another bench. */
-const KEPT_HEADINGS = [INPUT_MOUNT_HEADING, '## What was tried for speed (issue 10)'];
+const KEPT_HEADINGS = [INPUT_MOUNT_HEADING, '## What was tried for speed'];
 
 const percentOf = (value: number, whole: number) => `${((value / whole) * 100).toFixed(0)}%`;
 
@@ -183,7 +183,7 @@ function aggregateTable(rows: AggregateBenchRow[], options: AggregateBenchOption
     }),
     notes: [
       `Synthetic shards of 500 rows (class centres + ${6} latent factors + noise, non-negative, a few dead channels), encoded and decoded in the shard format; generating them is timed apart and left out.`,
-      `dims: ${options.dims.join(' and ')} (the product featurizer's length, and a large model's as issue 5 asks). k = ${options.components} components.`,
+      `dims: ${options.dims.join(' and ')} (the product featurizer's length, and a large model's). k = ${options.components} components.`,
       "speed-up (model) = ml-pca fit time / (stream pass 1 + fit): both end with a fitted model. Pass 2 (project + CSV rows) is extra work ml-pca's figure does not include.",
       `ml-pca: SVD of the whole standardised matrix (scale: true, ignoreZeroVariance), data built before the clock starts; not started when a smaller N, extrapolated linearly, exceeds ${options.mlPcaCapMinutes} min (SVD grows at least linearly in N and holds N x dim float64 several times).`,
       'Each case in its own process (peak RSS is its own); stream and ml-pca alternate which runs first.',
@@ -229,7 +229,7 @@ function endToEndTables(rows: EndToEndRow[]): Table[] {
         : [row.images, row.workers, row.error],
     ),
     notes: [
-      `Images: the shared sample replicated under new keys (copy<i>/<split>/<label>/<file>); a fresh S3 data directory per run. upload: placing the input in the store, since issue 10 the time to index the folder it serves in place (before: uploading a copy; the two side by side: "Upload vs mounted folder" below). Product defaults (batch ${defaultConfig().batchSize}, onnxruntime-node, 128 px).`,
+      `Images: the shared sample replicated under new keys (copy<i>/<split>/<label>/<file>); a fresh S3 data directory per run. upload: placing the input in the store, the time to index the folder it serves in place (uploading a copy instead: --copy-input; the two side by side: "Upload vs mounted folder" below). Product defaults (batch ${defaultConfig().batchSize}, onnxruntime-node, 128 px).`,
       'synth: synthesizing the CDK stack in-process for the definition (fixed cost). 5-NN accuracy is inflated: replicated copies of Test images are among the references.',
       'Peak RSS: the whole run process (s3rver, state machine, the worker threads with one model each).',
     ],
@@ -534,7 +534,7 @@ function analysis(r: SuiteResults): string[] {
         `${ratio >= 90 ? ' (goal: 90%).' : ': **short of the 90% goal.**'} CPU per image: ${base.handlerCpuMsPerImage} ms on the handler path against ${base.ceilingCpuMsPerImage} ms for the model alone; ` +
         `of the ${fixed(base.handlerCpuMsPerImage - base.ceilingCpuMsPerImage, 2)} ms extra, ${base.readOnlyCpuMsPerImage} ms is the GET (signed by the SDK's signer, sent without its middleware: lambdas/aws/object-reader.ts) and about ${fixed(Math.max(0, restCpu), 2)} ms the rest ` +
         "(JPEG header and wasm decode about 0.15 ms, the enlargement to 128 px about 0.3 ms, pixels to NCHW 0.12 ms, handing images to the model's thread and back, the shard, and the model's own CPU, which grows beside the reading thread: caches and memory are shared), nearly all of it on the other core while the model runs. " +
-        'Issue 10 took it from 42% (168 vs 400 img/s, 6.1 ms of CPU per image): the model runs on its own thread (onnxruntime-node held the JavaScript thread for each inference), two inferences are in flight, ' +
+        'What takes it above the 42% (168 vs 400 img/s, 6.1 ms of CPU per image) of a handler that reads, decodes and infers on one thread: the model runs on its own thread (onnxruntime-node held the JavaScript thread for each inference), two inferences are in flight, ' +
         'small plain JPEGs are decoded by libjpeg-turbo in wasm and enlarged in JavaScript as libvips would (sharp cost 1.3-1.9 ms per call, most of it fixed), the X-Ray SDK is not loaded where nothing is traced, the local store answers small GETs with one synchronous read, the GETs are signed by the SDK signer but sent without its middleware (0.77 -> 0.23 ms of CPU per 5 KB photo), ' +
         'and a batch is 250 images instead of 100: each batch has a fixed cost in which the model waits (its first 8 images, about 13 ms; the shard PUT at the end, 7-15 ms here and more on AWS), 9% of a 100-image batch. ' +
         (competing

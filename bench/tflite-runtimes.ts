@@ -24,10 +24,10 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseTfliteModel, TfliteModel } from '../lambdas/core/tflite/tflite-model';
-import { BuiltinOperator } from '../lambdas/core/tflite/tflite-schema';
-import { shortTensorName } from '../lambdas/core/tflite/tflite-graph';
-import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, preprocessImage } from '../lambdas/core/preprocess';
+import { parseTfliteModel, TfliteModel } from '../lambdas/model/tflite/tflite-model';
+import { BuiltinOperator } from '../lambdas/model/tflite/tflite-schema';
+import { shortTensorName } from '../lambdas/model/tflite/tflite-graph';
+import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, preprocessImage } from '../lambdas/images/preprocess';
 import { argValue, ChildResult, fixed, load, machine, markdownTable, median, printTable, runChild } from './bench-support';
 
 const SHARED = resolve(__dirname, '..', '..', 'shared');
@@ -93,7 +93,7 @@ type Prepare = (
 async function tfjsRuntime(runtime: Runtime): Promise<{ prepare: Prepare; note: string }> {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const tf = require('@tensorflow/tfjs-core') as typeof import('@tensorflow/tfjs-core');
-  const { createTfliteFeatureExtractor } = require('../lambdas/core/tflite/tflite-executor') as typeof import('../lambdas/core/tflite/tflite-executor');
+  const { createTfliteFeatureExtractor } = require('../lambdas/model/tflite/tflite-executor') as typeof import('../lambdas/model/tflite/tflite-executor');
   let note: string;
   if (runtime === 'tfjs-cpu') {
     require('@tensorflow/tfjs-backend-cpu');
@@ -102,7 +102,7 @@ async function tfjsRuntime(runtime: Runtime): Promise<{ prepare: Prepare; note: 
   } else {
     const wasm = require('@tensorflow/tfjs-backend-wasm') as typeof import('@tensorflow/tfjs-backend-wasm');
     if (runtime === 'tfjs-wasm-2') {
-      // tfjs-backend-wasm answers "no threads" under Node (tfjs issue 3830); ask for them anyway.
+      // tfjs-backend-wasm answers "no threads" under Node (tensorflow/tfjs#3830); ask for them anyway.
       tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
       wasm.setThreadsCount(2);
     }
@@ -131,7 +131,7 @@ async function ortRuntime(threads: number): Promise<{ prepare: Prepare; note: st
   /* eslint-disable @typescript-eslint/no-require-imports */
   const ort = require('onnxruntime-node') as typeof import('onnxruntime-node');
   const { ONNX_INPUT, ONNX_OUTPUT, tfliteToOnnx, toNchwPixels } =
-    require('../lambdas/core/tflite/tflite-onnx') as typeof import('../lambdas/core/tflite/tflite-onnx');
+    require('../lambdas/model/tflite/tflite-onnx') as typeof import('../lambdas/model/tflite/tflite-onnx');
   /* eslint-enable @typescript-eslint/no-require-imports */
   return {
     note: `onnxruntime-node ${ort.env.versions.node}, CPU provider, intraOpNumThreads ${threads}`,

@@ -7,9 +7,9 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { runLayout } from '../lambdas/contracts/bucket-layout';
 import type { ItemProblem } from '../lambdas/contracts/events';
 import { listAllObjects, readBytes, readJsonIfPresent, readText } from '../lambdas/aws/s3-client';
-import { decodeFeatureShard } from '../lambdas/core/feature-shard';
-import { readMapRunResults } from '../lambdas/core/map-results';
-import type { RunReport } from '../lambdas/core/run-report';
+import { decodeFeatureShard } from '../lambdas/bookkeeping/feature-shard';
+import { readMapRunResults } from '../lambdas/bookkeeping/map-results';
+import type { RunReport } from '../lambdas/outputs/run-report';
 
 /** Counts and reasons of a run, read from its map run results. */
 export interface MapRunFacts {

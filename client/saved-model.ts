@@ -1,6 +1,6 @@
 /**
  * `submit … --model-from <runId | key>`: the saved model a deployed run projects with, found and
- * checked in the bucket before the folder is uploaded (issue 11, item 2). A run id names
+ * checked in the bucket before the folder is uploaded. A run id names
  * `results/<runId>/pca-model.json`; a key must lie under `results/`. The model is read and
  * checked (format, lengths, numbers); its references, when it names some, must exist beside it.
  * Whether the model's featurizer is the stack's, the aggregate step finds out from the shards.
@@ -8,7 +8,7 @@
 import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { invalidName, invalidPcaModelKey, runLayout } from '../lambdas/contracts/bucket-layout';
 import { MissingObjectError, readText, storageError } from '../lambdas/aws/s3-client';
-import { besideModel, parsePcaModel, PcaModelError, SavedPcaModel } from '../lambdas/core/pca-model';
+import { besideModel, parsePcaModel, PcaModelError, SavedPcaModel } from '../lambdas/analysis/pca-model';
 
 /** The execution input's `pcaModel` for `value`, with the model it names; throws one line naming `--model-from`. */
 export async function findSavedModel(s3: S3Client, bucket: string, value: string): Promise<{ key: string; model: SavedPcaModel }> {

@@ -2,7 +2,7 @@
  * Reading the run's CSV files back (features.csv, explained-variance.csv), with csv-parse: RFC 4180
  * (https://www.rfc-editor.org/rfc/rfc4180), quoted fields may hold commas, quotes and line breaks,
  * nothing is trimmed. Text cells come back as written: `restoreTextField`
- * (lambdas/core/features-csv.ts) drops the leading `'` of a guarded key or label.
+ * (lambdas/outputs/features-csv.ts) drops the leading `'` of a guarded key or label.
  */
 import { parse } from 'csv-parse/sync';
 

@@ -1,14 +1,14 @@
 /**
  * k-nearest-neighbours accuracy of a feature table: how well the principal components separate
  * the labels, for the local run's summary, the tests and the benchmarks. The classifier itself and
- * the split rule (`splitOfKey`: `Training/` references, `Test/` queries) are lambdas/core/knn.ts's,
+ * the split rule (`splitOfKey`: `Training/` references, `Test/` queries) are lambdas/analysis/knn.ts's,
  * the same the aggregate step classifies with.
  */
-import { restoreTextField } from '../lambdas/core/features-csv';
-import { DEFAULT_KNN_NEIGHBOURS, KnnReferences, Split, splitOfKey } from '../lambdas/core/knn';
+import { restoreTextField } from '../lambdas/outputs/features-csv';
+import { DEFAULT_KNN_NEIGHBOURS, KnnReferences, Split, splitOfKey } from '../lambdas/analysis/knn';
 import { parseCsv } from './csv';
 
-export { splitOfKey, type Split } from '../lambdas/core/knn';
+export { splitOfKey, type Split } from '../lambdas/analysis/knn';
 
 export interface LabelledVector {
   readonly key: string;
@@ -52,7 +52,7 @@ export function knnAccuracy(rows: readonly LabelledVector[], options: KnnOptions
 }
 
 /**
- * Accuracy of the one k-NN classifier (`KnnReferences` in lambdas/core/knn.ts, which the aggregate
+ * Accuracy of the one k-NN classifier (`KnnReferences` in lambdas/analysis/knn.ts, which the aggregate
  * step classifies with): each query gets the majority label of its k nearest references
  * (Euclidean distance over the first `dims` components), a tie in votes going to the tied label
  * whose voting neighbours are nearest in total. Nothing is scored without references.

@@ -20,6 +20,7 @@ import {
   MODEL_ID_PATTERN,
   MODEL_ID_RULE,
   SETTING_BOUNDS,
+  DEFAULT_GROUP_SHARDS,
 } from '../lambdas/contracts/handler-env';
 
 /** The context key in cdk.json that holds the pipeline settings. */
@@ -40,7 +41,7 @@ export const PipelineConfigSchema = z
      * a listed S3 object is ~200 bytes, so 1,000 is a safe top. Each child pays a fixed cost (its
      * transitions, the invocation, the model waiting for its first images, the shard PUT):
      * 250 spreads it over about a second of CPU, enough to keep the handler within 10% of the
-     * model's own speed in bench/featurize.ts where 100 was not (docs/BENCHMARKS.md), and a child
+     * model's own speed in bench/featurize.ts where 100 is not (docs/BENCHMARKS.md), and a child
      * that fails still costs only 250 images' work.
      */
     batchSize: z.number().int().min(1).max(1000).default(250),
@@ -65,27 +66,35 @@ export const PipelineConfigSchema = z
      */
     aggregateMemoryMb: lambdaMemoryMb.default(3008),
     aggregateTimeoutSeconds: lambdaTimeoutSeconds.default(900),
+    /**
+     * Feature shards per group of the aggregate's fanned-out stages (AGGREGATE_GROUP_SHARDS): each
+     * moments, project and classify invocation works on one group, so its time and memory are
+     * bounded by the group, not by the run (docs/SIZING.md).
+     */
+    aggregateGroupShards: z.number().int().min(SETTING_BOUNDS.groupShards.min).max(SETTING_BOUNDS.groupShards.max).default(DEFAULT_GROUP_SHARDS),
+    /** Concurrent children of the aggregate's group maps (Distributed Map MaxConcurrency). */
+    aggregateConcurrency: z.number().int().min(1).max(10000).default(100),
 
     /** Principal components kept (upper bound when pcaVarianceThreshold is set). */
     pcaComponents: z.number().int().min(SETTING_BOUNDS.pcaComponents.min).max(SETTING_BOUNDS.pcaComponents.max).default(DEFAULT_PCA_COMPONENTS),
     /** Keep the smallest k whose cumulative explained variance reaches this share. */
     pcaVarianceThreshold: z.number().gt(0).max(1).optional(),
 
-    // ---- Classification and outputs (issue 11) ----
+    // ---- Classification and outputs ----
     /** k of the k-NN that classifies every non-Training image against the Training ones (KNN_NEIGHBOURS). */
     knnNeighbours: z.number().int().min(CLASSIFY_BOUNDS.knnNeighbours.min).max(CLASSIFY_BOUNDS.knnNeighbours.max).default(5),
     /** Also write the raw feature vectors as embeddings.parquet (KEEP_EMBEDDINGS). */
     keepEmbeddings: z.boolean().default(false),
     // ---- end of classification and outputs ----
 
-    /** Pretrained model baked into the image at /opt/model (an id of tools/model/manifest.json). */
-    modelId: z.string().regex(MODEL_ID_PATTERN, `must be a model id of tools/model/manifest.json (${MODEL_ID_RULE})`).default(DEFAULT_MODEL_ID),
+    /** Pretrained model baked into the image at /opt/model (an id of layers/model-weights/manifest.json). */
+    modelId: z.string().regex(MODEL_ID_PATTERN, `must be a model id of layers/model-weights/manifest.json (${MODEL_ID_RULE})`).default(DEFAULT_MODEL_ID),
     /** `cnn`: pooled CNN features; `pixels`: downscaled raw pixels (no model needed). */
     featurizer: z.enum(['cnn', 'pixels']).default('cnn'),
 
     // Featurizer tuning. Unset = the featurize handler's own defaults, which live next to the code
-    // they tune and were chosen with bench/accuracy.ts (lambdas/core/featurizer.ts,
-    // lambdas/core/preprocess.ts): set these only to deploy something else.
+    // they tune and were chosen with bench/accuracy.ts (lambdas/model/featurizer.ts,
+    // lambdas/images/preprocess.ts): set these only to deploy something else.
     /** Square input side of the CNN, in pixels (IMAGE_SIZE). */
     imageSize: z.number().int().min(SETTING_BOUNDS.imageSize.min).max(SETTING_BOUNDS.imageSize.max).optional(),
     /** Model layers whose pooled activations make the features, side by side (FEATURE_LAYER). */
@@ -112,7 +121,7 @@ export const PipelineConfigSchema = z
     /** What happens to the buckets and log groups when the stack is deleted. */
     removalPolicy: z.enum(['retain', 'destroy']).default('retain'),
 
-    // ---- Operations (issue 12): dashboard, notifications, cost guard-rails, encryption ----
+    // ---- Operations: dashboard, notifications, cost guard-rails, encryption ----
     /** The CloudWatch dashboard of runs, functions and the handlers' metrics. */
     dashboard: z.boolean().default(true),
     /** The notification topic, its alarms and the run-end rule (README "Observe"). */

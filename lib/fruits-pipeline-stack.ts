@@ -105,7 +105,11 @@ export class FruitsPipelineStack extends Stack {
       memorySize: config.aggregateMemoryMb,
       timeout: aggregateTimeout,
       environment: {
-        ...aggregateEnvironment({ pcaComponents: config.pcaComponents, pcaVarianceThreshold: config.pcaVarianceThreshold }),
+        ...aggregateEnvironment({
+          pcaComponents: config.pcaComponents,
+          pcaVarianceThreshold: config.pcaVarianceThreshold,
+          groupShards: config.aggregateGroupShards,
+        }),
         ...classifyEnvironment({ knnNeighbours: config.knnNeighbours, keepEmbeddings: config.keepEmbeddings }),
       },
       logRetention,
@@ -113,6 +117,8 @@ export class FruitsPipelineStack extends Stack {
       logEncryptionKey: key,
     });
     data.grantReadObjects(aggregate.role, BUCKET_LAYOUT.workRoot);
+    // The stages hand each other plans, moments and parts under work/<runId>/aggregate/.
+    data.grantWriteObjects(aggregate.role, BUCKET_LAYOUT.workRoot);
     // report.html's gallery shows misclassified images beside their nearest reference: read from input/.
     data.grantReadObjects(aggregate.role, BUCKET_LAYOUT.inputRoot);
     // A run started with `pcaModel` reads a saved model (and its references) from results/.
@@ -128,6 +134,7 @@ export class FruitsPipelineStack extends Stack {
       aggregateTimeout,
       batchSize: config.batchSize,
       maxConcurrency: config.maxConcurrency,
+      aggregateConcurrency: config.aggregateConcurrency,
       toleratedFailurePercentage: config.toleratedFailurePercentage,
       logRetention,
       logRemovalPolicy: removalPolicy,
@@ -137,7 +144,7 @@ export class FruitsPipelineStack extends Stack {
 
     const trigger = new UploadTrigger(this, 'UploadTrigger', { bucket: this.bucket, stateMachine: this.stateMachine, encryptionKey: key });
 
-    // ---- Operations (issue 12): metrics env, KMS grants, notifications, dashboard, budget, tags ----
+    // ---- Operations: metrics env, KMS grants, notifications, dashboard, budget, tags ----
     // Powertools: the metrics' namespace and `service` dimension (lambdas/contracts/metrics.ts).
     const observability = observabilityEnvironment({ metricsNamespace: METRICS_NAMESPACE, serviceName: this.stackName });
     for (const fn of [this.featurizeFunction, this.aggregateFunction])

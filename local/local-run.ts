@@ -33,12 +33,12 @@ import { datasetInputPrefix, invalidName, runLayout } from '../lambdas/contracts
 import type { ItemProblem } from '../lambdas/contracts/events';
 import { FEATURIZE_ENV, FeaturizeEnvSchema, LOCAL_OBSERVABILITY_ENV, parseHandlerEnv, RESULT_SHAPING_ENV } from '../lambdas/contracts/handler-env';
 import { putObject, readJsonIfPresent } from '../lambdas/aws/s3-client';
-import { featurizerConfigFromEnv, featurizerIdOf } from '../lambdas/core/featurizer';
-import { mapWithConcurrency } from '../lambdas/core/concurrency';
-import { describeIncompleteAccounting, InputAccounting, InputAccountingReport } from '../lambdas/core/input-accounting';
-import { defaultModelDir, hasModel } from '../lambdas/core/model-loader';
-import type { RunReport } from '../lambdas/core/run-report';
-import type { ClassificationReport } from '../lambdas/core/classification';
+import { featurizerConfigFromEnv, featurizerIdOf } from '../lambdas/model/featurizer';
+import { mapWithConcurrency } from '../lambdas/common/concurrency';
+import { describeIncompleteAccounting, InputAccounting, InputAccountingReport } from '../lambdas/bookkeeping/input-accounting';
+import { defaultModelDir, hasModel } from '../lambdas/model/model-loader';
+import type { RunReport } from '../lambdas/outputs/run-report';
+import type { ClassificationReport } from '../lambdas/analysis/classification';
 import { datasetName, folderFiles, type FolderFile } from '../client/dataset-folder';
 import { countReasons, readMapRunFacts } from '../client/failed-run';
 import { downloadRunOutputs } from '../client/run-outputs';
@@ -47,6 +47,7 @@ import { knnAccuracy, KnnResult, readFeaturesCsv } from '../evaluate/knn';
 import { LocalModelSource, readModelFrom } from './model-from';
 import { Json, JsonObject } from './emulator/asl';
 import { MapRunEvent } from './emulator/distributed-map';
+import { MAP_RUN_LABEL as FEATURIZE_MAP_STATE } from '../lambdas/contracts/state-machine';
 import { FunctionWorkerPool } from './emulator/function-worker-pool';
 import { runLocalExecution } from './emulator/local-execution';
 import { LocalS3Server, startLocalS3Server } from './emulator/s3/s3-server';
@@ -91,7 +92,7 @@ export interface LocalRunOptions {
   /** One line of information for the user (notices, not progress). */
   readonly onNotice?: (line: string) => void;
   /**
-   * Root of bundled handlers (`<root>/lambdas/<name>/handler.js`, as `lambdas/image/bundle-handlers.ts`
+   * Root of bundled handlers (`<root>/lambdas/<name>/handler.js`, as `layers/handlers/bundle-handlers.ts`
    * writes them for the image), to run exactly the image's code. @default the TypeScript sources
    */
   readonly bundledHandlersDir?: string;
@@ -231,7 +232,8 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
     });
     const aggregatePool = new FunctionWorkerPool({
       modulePath: handlerModule('aggregate', options.bundledHandlersDir),
-      size: 1,
+      // The aggregate's group maps run a child per group: as many at once as the featurize map.
+      size: Math.min(options.workers ?? availableParallelism(), pipeline.config.aggregateConcurrency),
       environment: { ...pipeline.aggregate.environment, ...server.env, ...quiet },
       timeoutSeconds: pipeline.aggregate.timeoutSeconds,
       memorySizeMb: pipeline.aggregate.memorySizeMb,
@@ -240,7 +242,9 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
 
     const progress = { total: 0, done: 0, failed: 0 };
     let mapResult: Json | undefined;
-    const onMapRunEvent = (_state: string, event: MapRunEvent) => {
+    const onMapRunEvent = (state: string, event: MapRunEvent) => {
+      // The aggregate's group maps are part of the aggregate phase; only the featurize map counts images.
+      if (state !== FEATURIZE_MAP_STATE) return;
       if (event.type === 'started') {
         progress.total = event.totalItems;
         mark.mapStarted = performance.now();
@@ -462,7 +466,7 @@ function localModelEnv(
   notice: (line: string) => void,
 ): Record<string, string> {
   const modelId = templateEnv[FEATURIZE_ENV.modelId] ?? '';
-  // The default model ships in the repository (models/), so this finds it on a fresh clone.
+  // The default model ships in the repository (layers/model-weights/), so this finds it on a fresh clone.
   const candidate = modelDir ?? process.env[FEATURIZE_ENV.modelDir] ?? defaultModelDir(modelId);
   const found = { [FEATURIZE_ENV.modelDir]: resolve(candidate) };
   if (templateEnv[FEATURIZE_ENV.featurizer] === 'pixels') return found;

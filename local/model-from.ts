@@ -1,6 +1,6 @@
 /**
  * `run <dir> --model-from <runId | path>`: the saved model a local run projects with, found and
- * checked on this machine before anything is uploaded (issue 11, item 2).
+ * checked on this machine before anything is uploaded.
  *
  * A run id names an earlier local run's copy, `<outDir>/<runId>/pca-model.json`; a path names a
  * pca-model.json file (or the folder holding one), e.g. one `fruits results` downloaded from the
@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { RESULT_FILES, RUN_ID_PATTERN, runLayout } from '../lambdas/contracts/bucket-layout';
-import { decodeKnnReferences, parsePcaModel, PcaModelError, SavedPcaModel } from '../lambdas/core/pca-model';
+import { decodeKnnReferences, parsePcaModel, PcaModelError, SavedPcaModel } from '../lambdas/analysis/pca-model';
 
 export interface LocalModelSource {
   /** The pca-model.json read. */

@@ -1,16 +1,16 @@
 /**
- * Writes the ONNX form of a TFLite model (lambdas/core/tflite/tflite-onnx.ts) to a file, or lists
+ * Writes the ONNX form of a TFLite model (lambdas/model/tflite/tflite-onnx.ts) to a file, or lists
  * the tensors one can stop at. The featurizer needs no file: it converts in memory at start.
  *
- *   npx tsx tools/tflite-to-onnx.ts --model models/mobilenet_edgetpu_224_1.0_uint8/mobilenet_edgetpu_224_1.0_uint8.tflite \
+ *   npx tsx tools/tflite-to-onnx.ts --model ~/.cache/fruits-pipeline/models/mobilenet_edgetpu_224_1.0_uint8/mobilenet_edgetpu_224_1.0_uint8.tflite \
  *     --output expanded_conv_12/add --pooling avg --out /tmp/edgetpu-block12.onnx
  *   npx tsx tools/tflite-to-onnx.ts --model <file.tflite> --list 128     # tensor names and shapes at 128 px
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { listActivations } from '../lambdas/core/tflite/tflite-graph';
-import { parseTfliteModel } from '../lambdas/core/tflite/tflite-model';
-import { OnnxPooling, tfliteToOnnx } from '../lambdas/core/tflite/tflite-onnx';
+import { listActivations } from '../lambdas/model/tflite/tflite-graph';
+import { parseTfliteModel } from '../lambdas/model/tflite/tflite-model';
+import { OnnxPooling, tfliteToOnnx } from '../lambdas/model/tflite/tflite-onnx';
 
 function main(argv: string[]): void {
   const program = new Command()

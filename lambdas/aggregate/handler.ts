@@ -1,10 +1,12 @@
 /**
- * Lambda entry point of `AggregateFeatures`: env read once at init, the work done by
- * `aggregateRun` (streaming PCA, features.csv, model, plots, report).
+ * Lambda entry point of the aggregate's stages (`PlanAggregate`, the `ComputeMoments`,
+ * `ProjectGroups` and `ClassifyGroups` map children, `FitModel`, `PublishRun`): env read once at
+ * init, the event's `stage` names the work (aggregate-run.ts). An event without a `stage` (an
+ * AggregateEvent) runs every stage in this one invocation.
  */
 import { createS3Client } from '../aws/s3-client';
 import { createObservability, observedHandler, recordRunMetrics } from '../aws/observability';
-import { AggregateResult, aggregateRun, AggregateSettings } from './aggregate-run';
+import { AggregateResult, aggregateRun, AggregateSettings, aggregateStage, AggregateStageResult } from './aggregate-run';
 import { AggregateEnv, AggregateEnvSchema, parseHandlerEnv } from '../contracts/handler-env';
 
 export { aggregateRun } from './aggregate-run';
@@ -21,6 +23,7 @@ export function aggregateSettingsFrom(env: AggregateEnv): AggregateSettings {
     varianceThreshold: env.PCA_VARIANCE_THRESHOLD,
     knnNeighbours: env.KNN_NEIGHBOURS,
     keepEmbeddings: env.KEEP_EMBEDDINGS,
+    groupShards: env.AGGREGATE_GROUP_SHARDS,
   };
 }
 
@@ -31,9 +34,11 @@ const { logger, tracer } = observability;
 const s3 = tracer ? tracer.captureAWSv3Client(createS3Client()) : createS3Client();
 
 /** Logger context, tracer subsegment and one EMF record per run (lambdas/aws/observability.ts). */
-export const handler = observedHandler(observability, 'aggregate', async (event, metrics): Promise<AggregateResult> => {
-  const result = await aggregateRun(event, { s3, settings, log: logger });
-  // Accuracy is there when the run had Test rows to classify (the k-NN of the aggregate step).
-  recordRunMetrics(metrics, result);
+export const handler = observedHandler(observability, 'aggregate', async (event, metrics): Promise<AggregateStageResult> => {
+  const deps = { s3, settings, log: logger };
+  const staged = typeof event === 'object' && event !== null && 'stage' in event;
+  const result = staged ? await aggregateStage(event, deps) : await aggregateRun(event, deps);
+  // The run's figures once, from the stage that publishes; accuracy when it had Test rows to classify.
+  if ('outputs' in result) recordRunMetrics(metrics, result as AggregateResult);
   return result;
 });

@@ -5,7 +5,7 @@
  * Why not `s3.send(new GetObjectCommand(...))`: for a 5 KB photo the SDK's middleware stack,
  * endpoint rules and response handling cost about 0.9 ms of CPU per object, more than decoding it
  * (1.1 ms per GET client + server against 0.3 ms this way, side by side on the local S3 server);
- * at one GET per image that was the largest cost around the model (docs/BENCHMARKS.md, issue 10).
+ * at one GET per image the SDK's path would be the largest cost around the model (docs/BENCHMARKS.md).
  * Failures keep the SDK's shape (`name` = S3's error code, `$metadata.httpStatusCode`), so the
  * same `isMissingObjectError` / `isAccessDeniedError` / `isTransientS3Error` classify them, and
  * transient ones are retried here as the client would (its `maxAttempts`, backoff).

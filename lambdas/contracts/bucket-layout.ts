@@ -48,7 +48,7 @@ export const RESULT_FILES = {
   scree: 'scree.svg',
   scatter: 'pca-scatter.svg',
   report: 'report.json',
-  // ---- Classification, Parquet and the HTML report (issue 11) ----
+  // The classifier's outputs, the Parquet copies and the HTML report.
   /** One row per image the k-NN predicted (every row that is not a Training reference). */
   predictions: 'predictions.csv',
   /** features.csv as typed Parquet columns. */
@@ -64,7 +64,10 @@ export const RESULT_FILES = {
    * pca-model.json, so a later run can classify against them; only when the run had Training rows.
    */
   knnReferences: 'knn-references.fsh',
-  // ---- end of issue 11 ----
+  /** The features as one Parquet dataset, a part per group (`read_parquet('features/*.parquet')`). */
+  featuresParts: 'features/',
+  /** The raw feature vectors as one Parquet dataset, when kept. */
+  embeddingsParts: 'embeddings/',
   /** Written by the state machine's WriteFailureReport when a run fails. */
   failure: 'failure.json',
 } as const;
@@ -94,6 +97,8 @@ export const WORK_FOLDERS = {
   shards: 'shards',
   /** The Distributed Map's ResultWriter prefix: `<mapRunId>/manifest.json`, `SUCCEEDED_n.json`... */
   mapResults: 'map-results',
+  /** What the aggregate's stages hand each other (plan, groups, moments, parts, tallies). */
+  aggregate: 'aggregate',
 } as const;
 
 export interface RunLayout {

@@ -28,7 +28,15 @@ export const FEATURIZE_ENV = {
 export const AGGREGATE_ENV = {
   pcaComponents: 'PCA_COMPONENTS',
   pcaVarianceThreshold: 'PCA_VARIANCE_THRESHOLD',
+  /** Feature shards per group of the aggregate's fanned-out stages. */
+  groupShards: 'AGGREGATE_GROUP_SHARDS',
 } as const;
+
+/**
+ * Shards per group when nothing else is set: 40 batches of 250 images are 10,000 rows (55 MB of
+ * float32 features at 1,376 values, a 15 MB float64 scatter), a few seconds of each stage's work.
+ */
+export const DEFAULT_GROUP_SHARDS = 40;
 
 /**
  * Bounds of the settings that reach a handler, checked by the deployment config at synth and by
@@ -53,10 +61,12 @@ export const SETTING_BOUNDS = {
   maxInputBytes: { min: 1, max: 1024 ** 3 },
   /** Images decoded, then run through the model, at a time. */
   inferBatchSize: { min: 1, max: 256 },
+  /** Shards per aggregate group: 400 x 250 images of 1,376 float32 values is 550 MB, most of a 1,536 MB function. */
+  groupShards: { min: 1, max: 400 },
 } as const;
 
 /**
- * A model id names a manifest entry (tools/model/manifest.json), a cache directory and the image's
+ * A model id names a manifest entry (layers/model-weights/manifest.json), a cache directory and the image's
  * build argument, so it is one path segment that cannot be `.` or `..`: it starts with a letter or
  * a digit.
  */
@@ -65,8 +75,8 @@ export const MODEL_ID_RULE = 'letters, digits, "_", "." and "-", starting with a
 /** A model layer (TF.js) or tensor (TFLite, `block/op`) whose pooled activations are features. */
 export const LAYER_NAME_PATTERN = /^[A-Za-z0-9_]+(\/[A-Za-z0-9_]+)*$/;
 /**
- * The model baked into the image, shipped in the repository (`models/`) and used by the handler
- * when MODEL_ID is unset: chosen with bench/feature-choice.ts (lambdas/core/featurizer.ts says why).
+ * The model baked into the image, shipped in the repository (`layers/model-weights/`) and used by the handler
+ * when MODEL_ID is unset: chosen with bench/feature-choice.ts (lambdas/model/featurizer.ts says why).
  */
 export const DEFAULT_MODEL_ID = 'mobilenet_v2_1.0_224_quant';
 /** Principal components kept by default (the same tables: k = 100, as the candidates were scored). */
@@ -77,7 +87,7 @@ const boundedInt = (bounds: { min: number; max: number }) => z.coerce.number().i
 /**
  * The featurize handler's environment. Unset values take the defaults; tuning left unset here
  * (IMAGE_SIZE, FEATURE_LAYER, FEATURE_SQRT, MAX_INPUT_*) takes the defaults of the code it tunes
- * (lambdas/core/featurizer.ts, preprocess.ts).
+ * (lambdas/model/featurizer.ts, lambdas/images/preprocess.ts).
  */
 export const FeaturizeEnvSchema = z.object({
   [FEATURIZE_ENV.featurizer]: z.enum(['cnn', 'pixels']).default('cnn'),
@@ -103,7 +113,7 @@ export const FeaturizeEnvSchema = z.object({
 });
 export type FeaturizeEnv = z.infer<typeof FeaturizeEnvSchema>;
 
-// ---- Classification and outputs (issue 11): the aggregate's k-NN and optional outputs ----
+// ---- Classification and outputs: the aggregate's k-NN and optional outputs ----
 
 /** The aggregate function's classification and output variables. */
 export const CLASSIFY_ENV = {
@@ -154,6 +164,7 @@ export const AggregateEnvSchema = z.object({
   [AGGREGATE_ENV.pcaComponents]: boundedInt(SETTING_BOUNDS.pcaComponents).default(DEFAULT_PCA_COMPONENTS),
   /** When set, the smallest k (up to PCA_COMPONENTS) whose cumulative explained variance reaches it. */
   [AGGREGATE_ENV.pcaVarianceThreshold]: z.coerce.number().gt(0).lte(1).optional(),
+  [AGGREGATE_ENV.groupShards]: boundedInt(SETTING_BOUNDS.groupShards).default(DEFAULT_GROUP_SHARDS),
   ...ClassifyEnvShape,
 });
 export type AggregateEnv = z.infer<typeof AggregateEnvSchema>;
@@ -183,10 +194,15 @@ export function featurizeEnvironment(settings: FeaturizeEnvSettings): Record<str
   });
 }
 
-export function aggregateEnvironment(settings: { readonly pcaComponents: number; readonly pcaVarianceThreshold?: number }): Record<string, string> {
+export function aggregateEnvironment(settings: {
+  readonly pcaComponents: number;
+  readonly pcaVarianceThreshold?: number;
+  readonly groupShards?: number;
+}): Record<string, string> {
   return definedOnly({
     [AGGREGATE_ENV.pcaComponents]: settings.pcaComponents,
     [AGGREGATE_ENV.pcaVarianceThreshold]: settings.pcaVarianceThreshold,
+    [AGGREGATE_ENV.groupShards]: settings.groupShards,
   });
 }
 
@@ -209,7 +225,7 @@ export function parseHandlerEnv<S extends z.ZodType>(schema: S, env: NodeJS.Proc
   return parsed.data;
 }
 
-// ---- Observability (issue 12): Powertools' own variables, set by the stack on both functions ----
+// ---- Observability: Powertools' own variables, set by the stack on both functions ----
 // Kept apart from the featurizer settings above. The handlers do not parse these: Powertools reads
 // them itself (https://docs.powertools.aws.dev/lambda/typescript/latest/environment-variables/).
 

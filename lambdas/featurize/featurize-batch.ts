@@ -16,14 +16,14 @@ import {
 } from '../contracts/events';
 import { shardKey } from '../contracts/bucket-layout';
 import type { BatchMeasurements } from '../contracts/metrics';
-import { concatFloat32 } from '../core/float-arrays';
-import { encodeFeatureShard, ShardHeader } from '../core/feature-shard';
-import type { Featurizer } from '../core/featurizer';
-import { classifyKey } from '../core/image-keys';
-import { preprocessImage, PreprocessOptions } from '../core/preprocess';
+import { concatFloat32 } from '../common/float-arrays';
+import { encodeFeatureShard, ShardHeader } from '../bookkeeping/feature-shard';
+import type { Featurizer } from '../model/featurizer';
+import { classifyKey } from '../bookkeeping/image-keys';
+import { preprocessImage, PreprocessOptions } from '../images/preprocess';
 import { objectReaderFor } from '../aws/object-reader';
 import { isAccessDeniedError, isMissingObjectError, isTransientS3Error, putObject } from '../aws/s3-client';
-import { OrderedReadAhead } from '../core/concurrency';
+import { OrderedReadAhead } from '../common/concurrency';
 
 export interface FeaturizeBatchSettings {
   readonly maxInputPixels: number;

@@ -4,8 +4,8 @@
  */
 import { type FeaturizeBatchSummary } from '../contracts/events';
 import { FeaturizeEnv, FeaturizeEnvSchema, parseHandlerEnv } from '../contracts/handler-env';
-import { Featurizer, featurizerConfigFromEnv, getFeaturizer } from '../core/featurizer';
-import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS } from '../core/preprocess';
+import { Featurizer, featurizerConfigFromEnv, getFeaturizer } from '../model/featurizer';
+import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS } from '../images/preprocess';
 import { createS3Client } from '../aws/s3-client';
 import { createObservability, observedHandler, recordBatchMetrics } from '../aws/observability';
 import { featurizeBatch, FeaturizeBatchSettings } from './featurize-batch';
@@ -18,7 +18,7 @@ export function readFeaturizeEnv(env: NodeJS.ProcessEnv = process.env): Featuriz
   return parseHandlerEnv(FeaturizeEnvSchema, env, 'featurize');
 }
 
-/** The featurizer's configuration from the environment (lambdas/core/featurizer.ts). */
+/** The featurizer's configuration from the environment (lambdas/model/featurizer.ts). */
 export const featurizerConfigFrom = featurizerConfigFromEnv;
 
 export function batchSettingsFrom(env: FeaturizeEnv): FeaturizeBatchSettings {

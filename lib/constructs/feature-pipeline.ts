@@ -7,8 +7,9 @@ import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { RunSettingsSchema } from '../../lambdas/contracts/events';
 import { BUCKET_LAYOUT, NAME_RULE, PCA_MODEL_KEY_RULE, RESULT_FILES, runLayout, WORK_FOLDERS } from '../../lambdas/contracts/bucket-layout';
+import { AGGREGATE_MAP_LABELS, MAP_RUN_LABEL } from '../../lambdas/contracts/state-machine';
 import { DataBucket } from './data-bucket';
-import { ScopedResultWriterV2, ScopedS3ObjectsItemReader } from './map-io';
+import { ScopedResultWriterV2, ScopedS3JsonItemReader, ScopedS3ObjectsItemReader } from './map-io';
 import { LOG_DELIVERY_ACTIONS, ServiceWidePolicy, XRAY_SAMPLING_ACTIONS, XRAY_WRITE_ACTIONS } from './service-wide-policy';
 
 export interface FeaturePipelineProps {
@@ -16,16 +17,18 @@ export interface FeaturePipelineProps {
   readonly data: DataBucket;
   /** Featurizes one ItemBatcher batch into a feature shard (`lambdas/featurize/handler`). */
   readonly featurizeFunction: lambda.IFunction;
-  /** Turns the shards into features.csv, model, plots and report (`lambdas/aggregate/handler`). */
+  /** Runs each stage of the aggregate: shards into features, model, plots and report (`lambdas/aggregate/handler`). */
   readonly aggregateFunction: lambda.IFunction;
   /** The featurize function's own timeout: `FeaturizeBatch` times out INVOCATION_MARGIN after it. */
   readonly featurizeTimeout: Duration;
-  /** The aggregate function's own timeout: `AggregateFeatures` times out INVOCATION_MARGIN after it. */
+  /** The aggregate function's own timeout: each of its Tasks times out INVOCATION_MARGIN after it. */
   readonly aggregateTimeout: Duration;
   /** Images per featurize child (ItemBatcher MaxItemsPerBatch). */
   readonly batchSize: number;
   /** Concurrent featurize children. */
   readonly maxConcurrency: number;
+  /** Concurrent children of each aggregate group map. */
+  readonly aggregateConcurrency: number;
   /** Share of items (images of failed children) the Map state tolerates failing. */
   readonly toleratedFailurePercentage: number;
   readonly logRetention: logs.RetentionDays;
@@ -35,13 +38,7 @@ export interface FeaturePipelineProps {
   readonly logEncryptionKey?: kms.IKey;
 }
 
-/**
- * The Distributed Map's label. Its child executions report their CloudWatch metrics (AWS/States)
- * under `StateMachineArn` = `<state machine ARN>/<label>`; without a label that suffix is a new
- * UUID per run, and no dashboard or alarm could follow them.
- * https://docs.aws.amazon.com/step-functions/latest/dg/concepts-examine-map-run.html
- */
-export const MAP_RUN_LABEL = 'FeaturizeImages';
+export { AGGREGATE_MAP_LABELS, MAP_RUN_LABEL } from '../../lambdas/contracts/state-machine';
 
 /**
  * A batch's bytes at most (ItemBatcher MaxInputBytesPerBatch): Step Functions then cuts a batch of
@@ -94,7 +91,7 @@ function invocationTimeout(functionTimeout: Duration): sfn.Timeout {
 }
 
 /**
- * `{ "bucket.$": "<root>.bucket", ... }` for every required RunSettings field (contracts.ts). An
+ * `{ "bucket.$": "<root>.bucket", ... }` for every required RunSettings field (lambdas/contracts/events.ts). An
  * optional field (`pcaModel`) is left out: a path to a field that is absent fails the state.
  */
 function runSettingsAt(root: string): Record<string, string> {
@@ -179,7 +176,7 @@ export class FeaturePipeline extends Construct {
         request: sfn.JsonPath.jsonMerge(sfn.JsonPath.objectAt('$.defaults'), sfn.JsonPath.objectAt('$.request')),
       },
     });
-    // Exactly the RunSettings fields (contracts.ts), whatever else the input carried.
+    // Exactly the RunSettings fields (lambdas/contracts/events.ts), whatever else the input carried.
     const derivedPrefixes = {
       outputPrefix: sfn.JsonPath.format(RUN_LAYOUT_TEMPLATE.outputPrefix, sfn.JsonPath.stringAt('$.request.runId')),
       workPrefix: sfn.JsonPath.format(RUN_LAYOUT_TEMPLATE.workPrefix, sfn.JsonPath.stringAt('$.request.runId')),
@@ -187,9 +184,9 @@ export class FeaturePipeline extends Construct {
     const runSettings = new sfn.Pass(this, 'RunSettings', {
       parameters: { ...runSettingsAt('$.request'), ...derivedPrefixes },
     });
-    // A run that projects with a saved model (issue 11): the same settings plus `pcaModel`. A state
-    // of its own, since a Parameters path to an absent field fails, and a run without a model keeps
-    // exactly the settings it always had.
+    // A run that projects with a saved model: the same settings plus `pcaModel`. A state of its
+    // own, since a Parameters path to an absent field fails, and a run without a model gets exactly
+    // the RunSettings fields, no `pcaModel`.
     const runSettingsWithModel = new sfn.Pass(this, 'RunSettingsWithModel', {
       parameters: { ...runSettingsAt('$.request'), ...derivedPrefixes, pcaModel: sfn.JsonPath.stringAt('$.request.pcaModel') },
     });
@@ -233,14 +230,54 @@ export class FeaturePipeline extends Construct {
     });
     featurizeImages.itemProcessor(featurizeBatch);
 
-    // 4. One aggregation over all shards, fed the ResultWriter manifest location.
-    const aggregateFeatures = new tasks.LambdaInvoke(this, 'AggregateFeatures', {
-      lambdaFunction: props.aggregateFunction,
-      payload: sfn.TaskInput.fromJsonPathAt('$'),
-      outputPath: '$.Payload',
-      taskTimeout: invocationTimeout(props.aggregateTimeout),
-      retryOnServiceExceptions: false,
-    }).addRetry(TRANSIENT_RETRY);
+    // 4. The aggregate as stages: plan the groups, their moments, fit, project, classify, publish.
+    const aggregateTask = (id: string, payload: sfn.TaskInput, options: Partial<tasks.LambdaInvokeProps> = {}) =>
+      new tasks.LambdaInvoke(this, id, {
+        lambdaFunction: props.aggregateFunction,
+        payload,
+        taskTimeout: invocationTimeout(props.aggregateTimeout),
+        retryOnServiceExceptions: false,
+        ...options,
+      }).addRetry(TRANSIENT_RETRY);
+    const settingsOfRun = runSettingsAt('$');
+    const planAggregate = aggregateTask('PlanAggregate', sfn.TaskInput.fromObject({ stage: 'plan', run: sfn.JsonPath.objectAt('$') }), {
+      resultSelector: { groups: sfn.JsonPath.numberAt('$.Payload.groups'), groupsKey: sfn.JsonPath.stringAt('$.Payload.groupsKey') },
+      resultPath: '$.plan',
+    });
+    // One child per group; any failed child fails the run (a group's work cannot be tolerated away).
+    const groupMap = (label: string, stage: 'moments' | 'project' | 'classify', taskId: string) => {
+      const map = new sfn.DistributedMap(this, label, {
+        label,
+        itemReader: new ScopedS3JsonItemReader({
+          bucketNamePath: '$.bucket',
+          keyPath: '$.plan.groupsKey',
+          policyStatements: [data.objectsStatement(['s3:GetObject'], BUCKET_LAYOUT.workRoot)],
+        }),
+        itemSelector: { stage, run: settingsOfRun, group: sfn.JsonPath.numberAt('$$.Map.Item.Value.group') },
+        maxConcurrency: props.aggregateConcurrency,
+        mapExecutionType: sfn.StateMachineType.STANDARD,
+        resultPath: sfn.JsonPath.DISCARD,
+      });
+      map.itemProcessor(aggregateTask(taskId, sfn.TaskInput.fromJsonPathAt('$'), { outputPath: '$.Payload' }));
+      return map;
+    };
+    const computeMoments = groupMap(AGGREGATE_MAP_LABELS.moments, 'moments', 'MomentsOfGroup');
+    const fitModel = aggregateTask('FitModel', sfn.TaskInput.fromObject({ stage: 'fit', run: settingsOfRun, groups: sfn.JsonPath.numberAt('$.plan.groups') }), {
+      resultSelector: { 'classify.$': '$.Payload.classify' },
+      resultPath: '$.fit',
+    });
+    const projectGroups = groupMap(AGGREGATE_MAP_LABELS.project, 'project', 'ProjectGroup');
+    const classifyGroups = groupMap(AGGREGATE_MAP_LABELS.classify, 'classify', 'ClassifyGroup');
+    const publishRun = aggregateTask(
+      'PublishRun',
+      sfn.TaskInput.fromObject({ stage: 'publish', run: settingsOfRun, groups: sfn.JsonPath.numberAt('$.plan.groups') }),
+      { outputPath: '$.Payload' },
+    );
+    const chooseClassification = new sfn.Choice(this, 'ChooseClassification')
+      .when(sfn.Condition.booleanEquals('$.fit.classify', true), classifyGroups.next(publishRun))
+      .otherwise(publishRun);
+    const aggregateFeatures = planAggregate.next(computeMoments).next(fitModel).next(projectGroups).next(chooseClassification);
+    const aggregateStates = [planAggregate, computeMoments, fitModel, projectGroups, classifyGroups, publishRun];
 
     // 5. A failed run leaves <outputPrefix>failure.json next to where its results would be.
     const runFailed = new sfn.Fail(this, 'RunFailed', { errorPath: '$.error.Error', causePath: '$.error.Cause' });
@@ -265,7 +302,7 @@ export class FeaturePipeline extends Construct {
     // The run fails with its own error even when the report cannot be written.
     writeFailureReport.addCatch(runFailed, { resultPath: '$.failureReportError' }).next(runFailed);
     featurizeImages.addCatch(writeFailureReport, { resultPath: '$.error' });
-    aggregateFeatures.addCatch(writeFailureReport, { resultPath: '$.error' });
+    for (const state of aggregateStates) state.addCatch(writeFailureReport, { resultPath: '$.error' });
 
     const checkRunSettings = new sfn.Choice(this, 'CheckRunSettings')
       .when(
@@ -353,6 +390,6 @@ export class FeaturePipeline extends Construct {
     const executions = `arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"${logicalId(this.stateMachine)}"}]}]}`;
     const childReason = 'Distributed Map runs and child executions of this state machine only: their names are generated per run.';
     acknowledge(`${executions}:*`, childReason);
-    acknowledge(`${executions}/${MAP_RUN_LABEL}:*`, childReason);
+    for (const label of [MAP_RUN_LABEL, ...Object.values(AGGREGATE_MAP_LABELS)]) acknowledge(`${executions}/${label}:*`, childReason);
   }
 }

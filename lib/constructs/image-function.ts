@@ -23,15 +23,15 @@ export interface ImageBuild {
 
 /**
  * The pipeline's one image: built from the project root (so it can bundle `lambdas/` and run the
- * model fetch tool) with `lambdas/image/Dockerfile`. What goes into the build context is said
- * once, in the root `.dockerignore`, which both `docker build` and the CDK asset staging read: only
- * the build's inputs, so `cdk synth` copies no node_modules or cdk.out and the image hash changes
- * only with them.
+ * model fetch tool) with `layers/Dockerfile`, which stacks the image layers of `layers/`. What goes
+ * into the build context is said once, in the root `.dockerignore`, which both `docker build` and
+ * the CDK asset staging read: only the build's inputs, so `cdk synth` copies no node_modules or
+ * cdk.out and the image hash changes only with them.
  */
 export function pipelineImageBuild(options: { modelId: string; architecture: FunctionArchitecture }): ImageBuild {
   return {
     directory: path.join(__dirname, '..', '..'),
-    file: path.join('lambdas', 'image', 'Dockerfile'),
+    file: path.join('layers', 'Dockerfile'),
     buildArgs: { MODEL_ID: options.modelId },
     architecture: options.architecture,
   };

@@ -53,3 +53,26 @@ export class ScopedResultWriterV2 extends sfn.ResultWriterV2 {
     return this.policyStatements;
   }
 }
+
+export interface ScopedS3JsonItemReaderProps {
+  /** JSONPath of the bucket to read from. */
+  readonly bucketNamePath: string;
+  /** JSONPath of the key of a JSON array in that bucket. */
+  readonly keyPath: string;
+  /** What the state machine role needs to read it, scoped to its prefix. */
+  readonly policyStatements: iam.PolicyStatement[];
+}
+
+/** ItemReader `s3:getObject` of a JSON array (`ReaderConfig.InputType: JSON`), granted only the given statements. */
+export class ScopedS3JsonItemReader extends sfn.S3JsonItemReader {
+  private readonly policyStatements: iam.PolicyStatement[];
+
+  constructor(props: ScopedS3JsonItemReaderProps) {
+    super({ bucketNamePath: sfn.JsonPath.stringAt(props.bucketNamePath), key: sfn.JsonPath.stringAt(props.keyPath) });
+    this.policyStatements = props.policyStatements;
+  }
+
+  public override providePolicyStatements(): iam.PolicyStatement[] {
+    return this.policyStatements;
+  }
+}

@@ -6,7 +6,10 @@
  * library still applies them; the handler implements the Map run itself, after the AWS docs:
  * - ItemReader `arn:aws:states:::s3:listObjectsV2`: every page, each object as
  *   `{ Key, Size, ETag, LastModified, StorageClass }` (ReaderConfig.MaxItems honoured);
- *   without an ItemReader, the array at ItemsPath.
+ *   `arn:aws:states:::s3:getObject` with `ReaderConfig.InputType` JSON (the object is one JSON
+ *   array, its elements the items) or JSONL (one item per line), MaxItems honoured, anything
+ *   else failing the state with `States.ItemReaderFailed` as AWS does; without an ItemReader,
+ *   the array at ItemsPath.
  * - ItemSelector per item (`$$.Map.Item.Index/Value`), then ItemBatcher: `{ Items, BatchInput }`
  *   cut by MaxItemsPerBatch and MaxInputBytesPerBatch (256 KiB at most, the payload limit).
  * - MaxConcurrency bounds the child executions in flight (0: unbounded).
@@ -22,7 +25,7 @@
  * https://docs.aws.amazon.com/step-functions/latest/dg/state-map-distributed.html
  * https://docs.aws.amazon.com/step-functions/latest/dg/input-output-resultwriter.html
  */
-import { paginateListObjectsV2, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, paginateListObjectsV2, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { StateMachine } from 'aws-local-stepfunctions';
 import {
   AslDefinition,
@@ -182,11 +185,15 @@ class MapRun {
       if (!Array.isArray(items)) throw namedError('States.Runtime', `${this.stateName}: ItemsPath does not select an array`);
       return items;
     }
-    if (!reader.Resource?.endsWith(':s3:listObjectsV2')) {
-      throw namedError('States.Runtime', `${this.stateName}: the local runner only emulates the s3:listObjectsV2 ItemReader, not ${reader.Resource}`);
-    }
     const params = (await evaluatePayloadTemplate(reader.Parameters ?? {}, input, ctx)) as JsonObject;
     const maxItems = reader.ReaderConfig ? await numberOrPath(reader.ReaderConfig, 'MaxItems', input, ctx) : undefined;
+    if (reader.Resource?.endsWith(':s3:getObject')) return this.readObjectItems(params, String(reader.ReaderConfig?.InputType ?? ''), maxItems);
+    if (!reader.Resource?.endsWith(':s3:listObjectsV2')) {
+      throw namedError(
+        'States.Runtime',
+        `${this.stateName}: the local runner emulates the s3:listObjectsV2 and s3:getObject ItemReaders, not ${reader.Resource}`,
+      );
+    }
     const objects: Json[] = [];
     try {
       const pages = paginateListObjectsV2(
@@ -201,6 +208,37 @@ class MapRun {
       throw namedError('States.ItemReaderFailed', `listing s3://${params.Bucket}/${params.Prefix ?? ''} failed: ${(error as Error).message}`);
     }
     return maxItems ? objects.slice(0, maxItems) : objects;
+  }
+
+  /** The items of one S3 object: a JSON array, or JSON Lines (InputType JSON / JSONL). */
+  private async readObjectItems(params: JsonObject, inputType: string, maxItems: number | undefined): Promise<Json[]> {
+    const where = `s3://${params.Bucket}/${params.Key}`;
+    if (inputType !== 'JSON' && inputType !== 'JSONL') {
+      throw namedError('States.Runtime', `${this.stateName}: the local runner emulates ReaderConfig.InputType JSON and JSONL, not ${inputType || '(none)'}`);
+    }
+    let text: string;
+    try {
+      const response = await this.deps.s3.send(new GetObjectCommand({ Bucket: params.Bucket as string, Key: params.Key as string }));
+      text = await response.Body!.transformToString('utf-8');
+    } catch (error) {
+      throw namedError('States.ItemReaderFailed', `reading ${where} failed: ${(error as Error).message}`);
+    }
+    let items: Json[];
+    try {
+      if (inputType === 'JSON') {
+        const parsed = JSON.parse(text) as Json;
+        if (!Array.isArray(parsed)) throw new Error('the object is not a JSON array');
+        items = parsed;
+      } else {
+        items = text
+          .split('\n')
+          .filter((line) => line.trim() !== '')
+          .map((line) => JSON.parse(line) as Json);
+      }
+    } catch (error) {
+      throw namedError('States.ItemReaderFailed', `${where} is not valid ${inputType}: ${(error as Error).message}`);
+    }
+    return maxItems ? items.slice(0, maxItems) : items;
   }
 
   private async selectItems(items: Json[], input: Json): Promise<Json[]> {

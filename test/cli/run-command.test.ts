@@ -4,8 +4,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { generateDemoDataset } from '../../local/demo-dataset';
-import { pcaModelJson } from '../../lambdas/core/pca-model';
-import { fitPca, ScatterAccumulator } from '../../lambdas/core/streaming-pca';
+import { pcaModelJson } from '../../lambdas/analysis/pca-model';
+import { fitPca, ScatterAccumulator } from '../../lambdas/analysis/streaming-pca';
 
 /** A pca-model.json as a run writes it, of the given featurizer, in `dir`. */
 function writeModel(dir: string, featurizer: string, extra: Record<string, unknown> = {}): string {

@@ -22,8 +22,8 @@ import { localETags, UPLOAD_PART_SIZE } from '../../client/dataset-folder';
 import { uploadFolder } from '../../client/folder-upload';
 import { buildProgram } from '../../cli/program';
 import { LocalS3Server, startLocalS3Server } from '../../local/emulator/s3/s3-server';
-import { pcaModelJson } from '../../lambdas/core/pca-model';
-import { fitPca, ScatterAccumulator } from '../../lambdas/core/streaming-pca';
+import { pcaModelJson } from '../../lambdas/analysis/pca-model';
+import { fitPca, ScatterAccumulator } from '../../lambdas/analysis/streaming-pca';
 
 const BUCKET = 'deployed-bucket';
 const SM_ARN = 'arn:aws:states:eu-west-1:123456789012:stateMachine:FruitsPipelineStateMachine';

@@ -7,13 +7,13 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bundleHandlers, HANDLER_ENTRIES } from '../../lambdas/image/bundle-handlers';
+import { bundleHandlers, HANDLER_ENTRIES } from '../../layers/handlers/bundle-handlers';
 import { readFeaturesCsv } from '../../evaluate/knn';
 import { runLocally } from '../../local/local-run';
 
 const PROJECT_ROOT = join(__dirname, '..', '..');
 
-describe('image bundle (lambdas/image/bundle-handlers.ts, as the Dockerfile runs it)', () => {
+describe('image bundle (layers/handlers/bundle-handlers.ts, as the Dockerfile runs it)', () => {
   // Inside the project so the externals (sharp, onnxruntime-node, @tensorflow/*) resolve from node_modules, as they
   // resolve from the image's own node_modules.
   const bundleDir = join(PROJECT_ROOT, '.cache', `image-bundle-${process.pid}`);

@@ -11,7 +11,18 @@ import { maskAssetHashes, stateMachineDefinition, synthesizePipeline, Synthesize
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- asl-validator has no types
 const aslValidator = require('asl-validator') as (definition: unknown) => { isValid: boolean; errorsText: (separator?: string) => string };
 
-const STATE_NAMES = ['FeaturizeImages', 'FeaturizeBatch', 'AggregateFeatures', 'WriteFailureReport', 'RunFailed'];
+const AGGREGATE_TASKS = ['PlanAggregate', 'FitModel', 'PublishRun'] as const;
+const AGGREGATE_MAPS = { ComputeMoments: 'MomentsOfGroup', ProjectGroups: 'ProjectGroup', ClassifyGroups: 'ClassifyGroup' } as const;
+const STATE_NAMES = [
+  'FeaturizeImages',
+  'FeaturizeBatch',
+  ...AGGREGATE_TASKS,
+  ...Object.keys(AGGREGATE_MAPS),
+  ...Object.values(AGGREGATE_MAPS),
+  'ChooseClassification',
+  'WriteFailureReport',
+  'RunFailed',
+];
 
 /** Every setting the tests check away from its cdk.json value, in one second synth. */
 const VARIANT: PipelineConfigInput = {
@@ -69,7 +80,8 @@ test('template snapshot (asset hashes masked)', () => {
 describe('state machine', () => {
   test('keeps the contract state names', () => {
     const map = definition.States.FeaturizeImages;
-    expect(Object.keys(definition.States)).toEqual(expect.arrayContaining(STATE_NAMES.filter((name) => name !== 'FeaturizeBatch')));
+    const children = ['FeaturizeBatch', ...Object.values(AGGREGATE_MAPS)] as string[];
+    expect(Object.keys(definition.States)).toEqual(expect.arrayContaining(STATE_NAMES.filter((name) => !children.includes(name))));
     expect(Object.keys(map.ItemProcessor.States)).toEqual(['FeaturizeBatch']);
   });
 
@@ -102,7 +114,7 @@ describe('state machine', () => {
       },
       ResultSelector: { 'MapRunArn.$': '$.MapRunArn', 'ResultWriterDetails.$': '$.ResultWriterDetails' },
       ResultPath: '$.mapResult',
-      Next: 'AggregateFeatures',
+      Next: 'PlanAggregate',
       Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'WriteFailureReport' }],
     });
   });
@@ -130,10 +142,11 @@ describe('state machine', () => {
         JitterStrategy: 'FULL',
       },
     ];
-    for (const [task, id] of [
+    const childTasks = [
       [definition.States.FeaturizeImages.ItemProcessor.States.FeaturizeBatch, featurizeId],
-      [definition.States.AggregateFeatures, aggregateId],
-    ]) {
+      ...Object.entries(AGGREGATE_MAPS).map(([map, task]) => [definition.States[map].ItemProcessor.States[task], aggregateId]),
+    ];
+    for (const [task, id] of childTasks) {
       expect(task).toMatchObject({
         Type: 'Task',
         Resource: 'arn:aws:states:::lambda:invoke',
@@ -143,7 +156,33 @@ describe('state machine', () => {
       });
       expect(task.Retry).toHaveLength(1);
     }
-    expect(definition.States.AggregateFeatures.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'WriteFailureReport' }]);
+    // The aggregate's own Tasks name their stage and hand over the run's settings.
+    expect(definition.States.PlanAggregate.Parameters.Payload).toEqual({ stage: 'plan', 'run.$': '$' });
+    expect(definition.States.FitModel.Parameters.Payload).toMatchObject({ stage: 'fit', 'groups.$': '$.plan.groups', run: { 'runId.$': '$.runId' } });
+    expect(definition.States.PublishRun).toMatchObject({ OutputPath: '$.Payload', Parameters: { Payload: { stage: 'publish', 'groups.$': '$.plan.groups' } } });
+    for (const name of [...AGGREGATE_TASKS, ...Object.keys(AGGREGATE_MAPS)]) {
+      expect(definition.States[name].Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'WriteFailureReport' }]);
+    }
+    for (const name of AGGREGATE_TASKS) expect(definition.States[name].Retry).toMatchObject(retry);
+  });
+
+  test('each aggregate group map reads the plan\'s groups (ItemReader s3:getObject JSON), one child per group, none tolerated to fail', () => {
+    for (const [map, task] of Object.entries(AGGREGATE_MAPS)) {
+      const stage = { ComputeMoments: 'moments', ProjectGroups: 'project', ClassifyGroups: 'classify' }[map];
+      expect(definition.States[map]).toMatchObject({
+        Type: 'Map',
+        Label: map,
+        ItemReader: { Resource: 'arn:aws:states:::s3:getObject', ReaderConfig: { InputType: 'JSON' }, Parameters: { 'Bucket.$': '$.bucket', 'Key.$': '$.plan.groupsKey' } },
+        ItemSelector: { stage, 'group.$': '$$.Map.Item.Value.group', run: { 'bucket.$': '$.bucket', 'workPrefix.$': '$.workPrefix' } },
+        MaxConcurrency: 100,
+        ResultPath: null,
+        ItemProcessor: { ProcessorConfig: { Mode: 'DISTRIBUTED', ExecutionType: 'STANDARD' }, StartAt: task },
+      });
+      expect(definition.States[map].ToleratedFailurePercentage ?? 0).toBe(0);
+      expect(definition.States[map].ItemBatcher).toBeUndefined();
+    }
+    expect(definition.States.ChooseClassification.Choices).toEqual([{ Variable: '$.fit.classify', BooleanEquals: true, Next: 'ClassifyGroups' }]);
+    expect(definition.States.ChooseClassification.Default).toBe('PublishRun');
   });
 
   test('both Lambda tasks time out INVOCATION_MARGIN after their function, which follows the config', () => {
@@ -161,7 +200,8 @@ describe('state machine', () => {
       expect(functionTimeout(stack.aggregateFunction)).toBe(aggregateSeconds);
       const states = stateMachineDefinition(synthesized).States;
       expect(states.FeaturizeImages.ItemProcessor.States.FeaturizeBatch.TimeoutSeconds).toBe(featurizeSeconds + 60);
-      expect(states.AggregateFeatures.TimeoutSeconds).toBe(aggregateSeconds + 60);
+      for (const name of AGGREGATE_TASKS) expect(states[name].TimeoutSeconds).toBe(aggregateSeconds + 60);
+      for (const [map, task] of Object.entries(AGGREGATE_MAPS)) expect(states[map].ItemProcessor.States[task].TimeoutSeconds).toBe(aggregateSeconds + 60);
     }
   });
 
@@ -342,12 +382,12 @@ describe('functions', () => {
     expect(images).toHaveLength(1);
     const [image] = images;
     const staged = readdirSync(join(pipeline.app.synth().directory, image.source.directory));
-    expect(staged).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', 'lambdas', 'tools']));
+    expect(staged).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', 'lambdas', 'layers', 'tools']));
     // cdk.json and bin/ too: a config edit changes the build args, not the build context.
     for (const excluded of ['node_modules', 'cdk.out', '.git', 'test', 'docs', 'out', 'bench', 'coverage', 'bin', 'cdk.json']) {
       expect(staged).not.toContain(excluded);
     }
-    expect(image.source).toMatchObject({ dockerFile: 'lambdas/image/Dockerfile', platform: 'linux/amd64' });
+    expect(image.source).toMatchObject({ dockerFile: 'layers/Dockerfile', platform: 'linux/amd64' });
   });
 });
 
@@ -376,7 +416,7 @@ describe('IAM', () => {
     }
   });
 
-  test('featurize reads input/ and writes work/; aggregate reads work/, input/ (report.html thumbnails) and results/ (a saved model) and writes results/', () => {
+  test('featurize reads input/ and writes work/; aggregate reads work/, input/ (report.html thumbnails) and results/ (a saved model) and writes work/ (its stages\' hand-offs) and results/', () => {
     expect(policyOf('FeaturizeRole')).toEqual(
       expect.arrayContaining([
         { Action: 's3:GetObject', Effect: 'Allow', Resource: objectsUnder('input/') },
@@ -385,14 +425,15 @@ describe('IAM', () => {
     );
     expect(policyOf('AggregateRole')).toEqual(
       expect.arrayContaining([
-        { Action: 's3:GetObject', Effect: 'Allow', Resource: [objectsUnder('input/'), objectsUnder('results/'), objectsUnder('work/')] },
+        { Action: ['s3:AbortMultipartUpload', 's3:GetObject', 's3:PutObject'], Effect: 'Allow', Resource: objectsUnder('work/') },
+        { Action: 's3:GetObject', Effect: 'Allow', Resource: [objectsUnder('input/'), objectsUnder('results/')] },
         { Action: ['s3:AbortMultipartUpload', 's3:PutObject'], Effect: 'Allow', Resource: objectsUnder('results/') },
       ]),
     );
     const s3Resources = (statements: Statement[]) =>
       statements.filter((statement) => asList(statement.Action).some((action) => action.startsWith('s3:'))).map((statement) => statement.Resource);
     expect(s3Resources(policyOf('FeaturizeRole'))).toHaveLength(2);
-    expect(s3Resources(policyOf('AggregateRole'))).toHaveLength(2);
+    expect(s3Resources(policyOf('AggregateRole'))).toHaveLength(3);
   });
 
   test('the state machine lists input/ only (s3:prefix condition), writes work/ and results/', () => {

@@ -5,10 +5,10 @@
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { RunReport } from '../../lambdas/core/run-report';
+import type { RunReport } from '../../lambdas/outputs/run-report';
 import { readFeaturesCsv } from '../../evaluate/knn';
 import { parseCsv } from '../../evaluate/csv';
-import { restoreTextField } from '../../lambdas/core/features-csv';
+import { restoreTextField } from '../../lambdas/outputs/features-csv';
 import { DEMO_PHOTOS, runLocally } from '../../local/local-run';
 import { referenceKnn } from '../support/reference-knn';
 import { requireFiles, SHARED_103, SHARED_SAMPLE } from '../support/required-files';

@@ -2,9 +2,9 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KnnReferences } from '../../lambdas/core/knn';
-import { encodeKnnReferences, pcaModelJson } from '../../lambdas/core/pca-model';
-import { fitPca, ScatterAccumulator } from '../../lambdas/core/streaming-pca';
+import { KnnReferences } from '../../lambdas/analysis/knn';
+import { encodeKnnReferences, pcaModelJson } from '../../lambdas/analysis/pca-model';
+import { fitPca, ScatterAccumulator } from '../../lambdas/analysis/streaming-pca';
 import { runLocally } from '../../local/local-run';
 import { readModelFrom } from '../../local/model-from';
 

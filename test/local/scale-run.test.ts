@@ -8,12 +8,12 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { restoreTextField } from '../../lambdas/core/features-csv';
+import { restoreTextField } from '../../lambdas/outputs/features-csv';
 import { readFeaturesCsv } from '../../evaluate/knn';
 import { generateDemoDataset } from '../../local/demo-dataset';
 import { runLocally } from '../../local/local-run';
 import { readFileSync } from 'node:fs';
-import type { RunReport } from '../../lambdas/core/run-report';
+import type { RunReport } from '../../lambdas/outputs/run-report';
 
 // One per demo shape (5): prefixes of one another, a space, unicode.
 const LABELS = ['Peach', 'Peach 2', 'Peach Flat', 'Grape White', 'Grape White 2 été 🍇'];

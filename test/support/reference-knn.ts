@@ -1,6 +1,6 @@
 /**
  * k-nearest-neighbours written out plainly from its specification, sharing no code with the
- * project's classifier (lambdas/core/knn.ts): the tests score a run with it and compare. A query
+ * project's classifier (lambdas/analysis/knn.ts): the tests score a run with it and compare. A query
  * gets the majority label of its k nearest references (Euclidean distance; ties in distance keep
  * the earlier reference); a tie in votes goes to the tied label whose voters are nearest in total.
  */

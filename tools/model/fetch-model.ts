@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
-import { defaultModelCacheDir } from '../../lambdas/core/model-loader';
+import { defaultModelCacheDir } from '../../lambdas/model/model-loader';
 import { loadModelManifest, ModelManifest, PinnedFile, pinnedModel, REPOSITORY_ROOT, sha256 } from './manifest';
 
 export interface FetchModelOptions {
@@ -21,7 +21,7 @@ export interface FetchModelOptions {
   readonly dest?: string;
   /** A mirror holding the same files. @default the manifest's baseUrl */
   readonly baseUrl?: string;
-  /** @default tools/model/manifest.json */
+  /** @default layers/model-weights/manifest.json */
   readonly manifest?: ModelManifest;
   /** @default global fetch */
   readonly fetch?: typeof fetch;
@@ -126,7 +126,7 @@ const withSlash = (url: string) => (url.endsWith('/') ? url : `${url}/`);
 async function main(): Promise<void> {
   const manifest = loadModelManifest();
   const options = new Command()
-    .description('Fetch a pinned model (copy it, when it ships in the repository) and verify sizes and SHA-256 against tools/model/manifest.json')
+    .description('Fetch a pinned model (copy it, when it ships in the repository) and verify sizes and SHA-256 against layers/model-weights/manifest.json')
     .option('--model <id>', 'model id from the manifest', manifest.defaultModel)
     .option('--dest <dir>', 'target directory (default: ~/.cache/fruits-pipeline/models/<id>)')
     .option('--base-url <url>', "mirror holding the same files (default: the manifest's baseUrl)")

@@ -1,8 +1,8 @@
 /**
- * The model manifest (`tools/model/manifest.json`): for each model id, where the public files
+ * The model manifest (`layers/model-weights/manifest.json`): for each model id, where the public files
  * live (a TF.js layers model or a TFLite flatbuffer), the exact bytes we accept (size + SHA-256 of
  * every file) and, for a model that ships in this repository, where its copy is. How a model is used
- * (feature layer, input size) is the featurizer's business (lambdas/core/featurizer.ts). Fetching verifies
+ * (feature layer, input size) is the featurizer's business (lambdas/model/featurizer.ts). Fetching verifies
  * against it, so a changed or tampered upstream file fails the build instead of changing features.
  */
 import { createHash } from 'node:crypto';
@@ -11,9 +11,10 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { MODEL_ID_PATTERN, MODEL_ID_RULE } from '../../lambdas/contracts/handler-env';
 
-export const MANIFEST_PATH = resolve(__dirname, 'manifest.json');
 /** The folder `shipped` paths are relative to. */
 export const REPOSITORY_ROOT = resolve(__dirname, '..', '..');
+/** The model-weights image layer's pins, beside the weights that ship with the project. */
+export const MANIFEST_PATH = resolve(REPOSITORY_ROOT, 'layers', 'model-weights', 'manifest.json');
 
 export const PinnedFileSchema = z.object({
   path: z

@@ -1,5 +1,5 @@
 /**
- * Add or refresh a model's pins in `tools/model/manifest.json` from a local reference copy:
+ * Add or refresh a model's pins in `layers/model-weights/manifest.json` from a local reference copy:
  *
  *   npx tsx tools/model/pin-model.ts --model mobilenet_v1_0.25_224 --from ../shared/models/mobilenet_v1_0.25_224 \
  *     --base-url https://storage.googleapis.com/tfjs-models/tfjs/mobilenet_v1_0.25_224/

@@ -1,6 +1,6 @@
 /**
  * A folder on disk served read-only under a key prefix of a bucket, in place of a copy: the local
- * run lists and reads its input folder this way instead of uploading it first (issue 10).
+ * run lists and reads its input folder this way instead of uploading it first.
  *
  * The index holds, per file, what a listing answers (size, ETag, modification time) and nothing
  * else: no bytes, no path (it is the mount's root joined with the key after the prefix). The ETags

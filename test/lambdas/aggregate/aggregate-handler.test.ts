@@ -2,19 +2,19 @@ import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from 
 import { PCA } from 'ml-pca';
 import { aggregateRun, aggregateSettingsFrom, AggregateSettings, readAggregateEnv } from '../../../lambdas/aggregate/handler';
 import { MalformedEventError, TransientStorageError } from '../../../lambdas/contracts/events';
-import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../../../lambdas/core/feature-shard';
-import { FeaturizerMismatchError, PcaModelError } from '../../../lambdas/core/pca-model';
-import { IncompleteRunError } from '../../../lambdas/core/input-accounting';
+import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../../../lambdas/bookkeeping/feature-shard';
+import { FeaturizerMismatchError, PcaModelError } from '../../../lambdas/analysis/pca-model';
+import { IncompleteRunError } from '../../../lambdas/bookkeeping/input-accounting';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ParquetReader } from '@dsnp/parquetjs';
 import { parseCsv } from '../../../evaluate/csv';
-import { restoreTextField } from '../../../lambdas/core/features-csv';
-import { InsufficientDataError } from '../../../lambdas/core/streaming-pca';
+import { restoreTextField } from '../../../lambdas/outputs/features-csv';
+import { InsufficientDataError } from '../../../lambdas/analysis/streaming-pca';
 import { LocalS3Server, startLocalS3Server } from '../../../local/emulator/s3/s3-server';
-import { seededRandom } from '../../../lambdas/core/seeded-random';
+import { seededRandom } from '../../../lambdas/common/seeded-random';
 import { referenceKnn } from '../../support/reference-knn';
 import { SLOW_DOWN, startFailingS3Server } from '../../support/failing-s3-server';
 
@@ -166,6 +166,7 @@ describe('aggregate handler against a local S3 server', () => {
       outputs: {
         features: `results/${runId}/features.csv`,
         featuresParquet: `results/${runId}/features.parquet`,
+        featuresParts: `results/${runId}/features/`,
         model: `results/${runId}/pca-model.json`,
         explainedVariance: `results/${runId}/explained-variance.csv`,
         scree: `results/${runId}/scree.svg`,
@@ -246,7 +247,7 @@ describe('aggregate handler against a local S3 server', () => {
     expect(report.skipped.items.map((s: { reason: string }) => s.reason)).toEqual(['start marker']);
     expect(report.featurizer).toMatchObject({ ids: { 'mobilenet_v1_0.25_224@224': 69 }, dim, backends: ['wasm'], imageSizes: [224] });
     expect(report.pca).toMatchObject({ rows: 69, k: 3, requestedComponents: 3 });
-    expect(Object.keys(report.timingsMs)).toEqual(expect.arrayContaining(['pass1', 'fit', 'pass2', 'total']));
+    expect(Object.keys(report.timingsMs)).toEqual(expect.arrayContaining(['plan', 'momentsSlowest', 'fit', 'projectSlowest', 'publish']));
     // Every listed object is accounted for exactly once.
     const accounted = [...processedKeys, ...report.failed.items.map((i: { key: string }) => i.key), ...report.skipped.items.map((i: { key: string }) => i.key)];
     const listed = [...a.keys, headerA.failed[0].key, headerA.skipped[0].key, ...b.keys, ...c.keys, noShard.failed[0].key, ...failedKeys];
@@ -454,6 +455,57 @@ describe('aggregate handler against a local S3 server', () => {
     expect(html).toContain('87.5%');
   });
 
+  it('gives the same tables in groups of one shard as in one group, the features as one Parquet dataset', async () => {
+    const dim = 10;
+    const runOf = async (runId: string, groupShards: number) => {
+      const succeeded = [];
+      for (let s = 0; s < 5; s++) {
+        const rows = makeRows(12, dim, 70 + s, 'same');
+        rows.keys = rows.keys.map((key) => key.replace('input/same/', `input/${runId}/${s % 2 ? 'Test' : 'Training'}/`));
+        const h = header(rows.keys, rows.labels, dim);
+        await put(client, `work/${runId}/shards/${s}.fsh`, encodeFeatureShard({ header: h, vectors: rows.vectors }));
+        succeeded.push(childRecord('SUCCEEDED', rows.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/${s}.fsh`, h)) }));
+      }
+      const event = await writeMapRun(client, runId, succeeded, []);
+      const result = await aggregateRun(event, { s3: client, settings: { components: 4, groupShards } });
+      const text = async (name: string) => (await getText(client, `results/${runId}/${name}`)).replaceAll(runId, 'RUN');
+      return {
+        result,
+        features: await text('features.csv'),
+        predictions: await text('predictions.csv'),
+        report: JSON.parse(await getText(client, `results/${runId}/report.json`)),
+      };
+    };
+    const whole = await runOf('run-one-group', 40);
+    const grouped = await runOf('run-five-groups', 1);
+    expect(whole.report.pca.groups).toBe(1);
+    expect(grouped.report.pca.groups).toBe(5);
+    expect(grouped.result.outputs.featuresParquet).toBeUndefined();
+    expect(grouped.report.accounting.complete).toBe(true);
+    expect(grouped.report.counts).toEqual(whole.report.counts);
+    expect(grouped.predictions).toBe(whole.predictions);
+    expect(grouped.report.classification.accuracy).toBe(whole.report.classification.accuracy);
+    // The same scores, up to the float64 rounding of moments merged in another order.
+    const cells = (csv: string) => parseCsv(csv).slice(1);
+    const [a, b] = [cells(whole.features), cells(grouped.features)];
+    expect(b.map((row) => row.slice(0, 3))).toEqual(a.map((row) => row.slice(0, 3)));
+    b.forEach((row, r) => row.slice(3).forEach((value, c) => expect(Number(value)).toBeCloseTo(Number(a[r][c + 3]), 5)));
+    // The parts read back as one table by a reader the writer shares no code with (hyparquet).
+    const folder = mkdtempSync(join(tmpdir(), 'fruits-parts-'));
+    for (let g = 0; g < 5; g++) {
+      const response = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: `results/run-five-groups/features/part-0000${g}.parquet` }));
+      writeFileSync(join(folder, `part-0000${g}.parquet`), await response.Body!.transformToByteArray());
+    }
+    const script = `import { parquetReadObjects, asyncBufferFromFile } from 'hyparquet';
+      import { readdirSync } from 'node:fs';
+      const rows = [];
+      for (const name of readdirSync(${JSON.stringify(folder)}).sort()) rows.push(...(await parquetReadObjects({ file: await asyncBufferFromFile(${JSON.stringify(folder)} + '/' + name) })));
+      console.log(JSON.stringify(rows.map((row) => row.key)));`;
+    const hy = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', cwd: join(__dirname, '..', '..', '..') });
+    expect(hy.stderr).toBe('');
+    expect(JSON.parse(hy.stdout)).toEqual(b.map((row) => restoreTextField(row[0]).replaceAll('RUN', 'run-five-groups')));
+  });
+
   it('streams a features.csv larger than one multipart part', async () => {
     const runId = 'run-multipart';
     const dim = 24;
@@ -605,11 +657,15 @@ describe('aggregate handler against a local S3 server', () => {
       components: expect.any(Number),
       varianceThreshold: undefined,
       knnNeighbours: 5,
+      groupShards: 40,
       keepEmbeddings: false,
     });
     expect(
-      aggregateSettingsFrom(readAggregateEnv({ PCA_COMPONENTS: '20', PCA_VARIANCE_THRESHOLD: '0.9', KNN_NEIGHBOURS: '3', KEEP_EMBEDDINGS: 'true' })),
+      aggregateSettingsFrom(
+        readAggregateEnv({ PCA_COMPONENTS: '20', PCA_VARIANCE_THRESHOLD: '0.9', KNN_NEIGHBOURS: '3', KEEP_EMBEDDINGS: 'true', AGGREGATE_GROUP_SHARDS: '7' }),
+      ),
     ).toEqual({
+      groupShards: 7,
       components: 20,
       varianceThreshold: 0.9,
       knnNeighbours: 3,
@@ -741,7 +797,7 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
       explainedVariance: model.explainedVariance,
       constantFeatures: 0,
     });
-    expect(report.timingsMs).toHaveProperty('readModel');
+    expect(report.timingsMs).toHaveProperty('plan');
     expect(report.settings).toMatchObject({ pcaModel: 'results/model-run/pca-model.json' });
     expect(report.accounting.complete).toBe(true);
     // Every row is predicted; the rows of the model's classes are scored, whatever their split.

@@ -1,8 +1,8 @@
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import sharp from 'sharp';
 import { FeaturizeBatchEvent, MalformedEventError, RunSettings, SUMMARY_LIST_LIMIT, TransientStorageError } from '../../../lambdas/contracts/events';
-import { decodeFeatureShard } from '../../../lambdas/core/feature-shard';
-import { createFeaturizer, Featurizer } from '../../../lambdas/core/featurizer';
+import { decodeFeatureShard } from '../../../lambdas/bookkeeping/feature-shard';
+import { createFeaturizer, Featurizer } from '../../../lambdas/model/featurizer';
 import { createS3Client } from '../../../lambdas/aws/s3-client';
 import { batchHash, featurizeBatch, FeaturizeBatchSettings, readFeaturizeEnv } from '../../../lambdas/featurize/handler';
 import { LocalS3Server, startLocalS3Server } from '../../../local/emulator/s3/s3-server';

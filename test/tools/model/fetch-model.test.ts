@@ -128,7 +128,7 @@ describe('the pinned manifest', () => {
 
   it('the default model ships in the repository: fetching copies it, verified, with no network', async () => {
     const id = manifest.defaultModel;
-    expect(manifest.models[id]).toMatchObject({ format: 'tflite', shipped: `models/${id}/` });
+    expect(manifest.models[id]).toMatchObject({ format: 'tflite', shipped: `layers/model-weights/${id}/` });
     const dest = join(mkdtempSync(join(tmpdir(), 'fetch-shipped-')), id);
     const noNetwork = (() => Promise.reject(new Error('no network in this test'))) as unknown as typeof fetch;
     const result = await fetchModel({ modelId: id, dest, manifest, fetch: noNetwork });

@@ -21,7 +21,7 @@ import {
   type ListObjectsV2CommandOutput,
 } from '@aws-sdk/client-s3';
 import { folderFiles, UPLOAD_PART_SIZE, type FolderFile } from '../../../../client/dataset-folder';
-import { mapWithConcurrency } from '../../../../lambdas/core/concurrency';
+import { mapWithConcurrency } from '../../../../lambdas/common/concurrency';
 import { startLocalS3Server, type LocalS3Server } from '../../../../local/emulator/s3/s3-server';
 import { copyInputFolder, serveInputFolder, type InputPlacement } from '../../../../local/input-folder';
 

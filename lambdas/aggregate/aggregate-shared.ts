@@ -1,0 +1,258 @@
+/**
+ * What the stages of the aggregate share: its settings and result, the event, reading shards in
+ * order with read-ahead, the saved model a projecting run uses, the gallery of misclassified images.
+ */
+import type { S3Client } from '@aws-sdk/client-s3';
+import { AggregateEventSchema, FeaturizeBatchSummary, parseEvent, RunSettings, TransientStorageError } from '../contracts/events';
+import type { AggregateEvent } from '../contracts/events';
+import { decodeFeatureShard, FeatureShard } from '../bookkeeping/feature-shard';
+import type { ClassificationReport } from '../analysis/classification';
+import type { KnnReferences } from '../analysis/knn';
+import { besideModel, decodeKnnReferences, parsePcaModel, PcaModelError, pcaFitOf, SavedPcaModel } from '../analysis/pca-model';
+import type { GalleryEntry, GalleryImage } from '../outputs/report-html';
+import { thumbnailDataUri } from '../images/thumbnail';
+import { resultKey, type ResultFile } from '../contracts/bucket-layout';
+import type { FailedBatch } from '../bookkeeping/map-results';
+import type { RunReportBuilder } from '../outputs/run-report';
+import type { ComponentSelection, PcaFit } from '../analysis/streaming-pca';
+import { describeError, MissingObjectError, readBytes } from '../aws/s3-client';
+import type { GalleryCandidate } from './aggregate-work';
+
+/** The outputs the aggregate step writes under the run's outputPrefix (failure.json is the state machine's). */
+export const OUTPUT_FILES = [
+  'features',
+  'featuresParts',
+  'featuresParquet',
+  'predictions',
+  'embeddings',
+  'embeddingsParts',
+  'model',
+  'knnReferences',
+  'explainedVariance',
+  'scree',
+  'scatter',
+  'readme',
+  'report',
+  'html',
+] as const satisfies readonly ResultFile[];
+export type OutputName = (typeof OUTPUT_FILES)[number];
+/**
+ * Written only by some runs: predictions when there is something to classify, embeddings when
+ * kept, the model and its references by a run that fits (the references when it had Training rows).
+ */
+export type OptionalOutput = 'predictions' | 'featuresParquet' | 'embeddings' | 'embeddingsParts' | 'model' | 'knnReferences';
+
+/** Misclassified images shown in report.html, and candidates kept while predicting. */
+export const GALLERY_IMAGES = 8;
+export const GALLERY_CANDIDATES_PER_PAIR = 2;
+export const GALLERY_CANDIDATE_LIMIT = 400;
+
+/** What the aggregate step returns to the state machine: small, pointers only. */
+export interface AggregateResult {
+  runId: string;
+  bucket: string;
+  /** Rows of features.csv (images processed). */
+  rows: number;
+  /** Principal components kept (k). */
+  components: number;
+  /** Cumulative explained variance ratio of the k components. */
+  explainedVariance: number;
+  /** The saved model the run projected with (no fit), when its event named one. */
+  pcaModel?: { key: string; runId: string };
+  counts: { processed: number; failed: number; skipped: number; failedBatches: number };
+  /** k-NN accuracy on the Test rows; absent when nothing was scored. */
+  accuracy?: number;
+  /** Object keys (in `bucket`) of every output written. */
+  outputs: Omit<Record<OutputName, string>, OptionalOutput> & Partial<Record<OptionalOutput, string>>;
+}
+
+export interface AggregateSettings extends ComponentSelection {
+  /** Rows per block of the scatter update. @default DEFAULT_BLOCK_ROWS */
+  readonly blockRows?: number;
+  /** Shards downloaded ahead of the one being processed. @default 2 */
+  readonly readAhead?: number;
+  /** Points drawn in pca-scatter.svg. @default SCATTER_POINT_LIMIT */
+  readonly scatterPoints?: number;
+  /** Neighbours that vote in the classification. @default DEFAULT_KNN_NEIGHBOURS */
+  readonly knnNeighbours?: number;
+  /** Also write embeddings.parquet (the raw feature vectors). @default false */
+  readonly keepEmbeddings?: boolean;
+  /** Misclassified images in report.html's gallery. @default GALLERY_IMAGES */
+  readonly galleryImages?: number;
+  /** Shards per group of the fanned-out stages. @default DEFAULT_GROUP_SHARDS */
+  readonly groupShards?: number;
+}
+
+export interface AggregateRunDeps {
+  readonly s3: S3Client;
+  readonly settings: AggregateSettings;
+  readonly log?: { info(message: string, ...extra: Record<string, unknown>[]): void; warn(message: string, ...extra: Record<string, unknown>[]): void };
+  readonly now?: () => Date;
+}
+
+/** A saved model as a projecting run uses it: the fit it restores and, when the model run had them, its references. */
+export interface ProjectionModel {
+  key: string;
+  model: SavedPcaModel;
+  fit: PcaFit;
+  references?: { references: KnnReferences; keys: string[] };
+}
+
+export function parseAggregateEvent(rawEvent: unknown): AggregateEvent {
+  return parseEvent(AggregateEventSchema, rawEvent, 'aggregate event (AggregateEventSchema)');
+}
+
+export function outputKeys(outputPrefix: string): Record<OutputName, string> {
+  return Object.fromEntries(OUTPUT_FILES.map((name) => [name, resultKey(outputPrefix, name)])) as Record<OutputName, string>;
+}
+
+/**
+ * The saved model at `key` and the references beside it, checked: a model that is missing, not
+ * JSON, not the format, inconsistent, or whose references are missing or not its own is a
+ * `PcaModelError`. Transient storage errors pass through (the step is retried).
+ */
+export async function readProjectionModel(s3: S3Client, bucket: string, key: string, outputPrefix: string): Promise<ProjectionModel> {
+  const where = `s3://${bucket}/${key}`;
+  if (key.startsWith(outputPrefix)) {
+    throw new PcaModelError(`pcaModel ${key} lies in this run's own ${outputPrefix}: a run cannot project with a model it would write itself`);
+  }
+  const read = async (objectKey: string, what: string) => {
+    try {
+      return await readBytes(s3, bucket, objectKey);
+    } catch (error) {
+      if (error instanceof MissingObjectError) {
+        throw new PcaModelError(`${what} s3://${bucket}/${objectKey} does not exist${error.accessDenied ? ' (or is not readable)' : ''}`);
+      }
+      throw error;
+    }
+  };
+  const model = parsePcaModel(Buffer.from(await read(key, 'pca model')).toString('utf8'), where);
+  const pointer = model.knnReferences;
+  if (!pointer) return { key, model, fit: pcaFitOf(model) };
+  const referencesKey = besideModel(key, pointer.file);
+  const references = decodeKnnReferences(await read(referencesKey, `the model's references`), model, `s3://${bucket}/${referencesKey}`);
+  return { key, model, fit: pcaFitOf(model), references };
+}
+
+/**
+ * A few misclassified images beside their nearest reference: one per confused pair, most
+ * confused first (a second per pair if pairs run out). The images are read from the input,
+ * thumbnailed. An image that cannot be read (deleted since, or not readable) shows why instead of
+ * failing the run.
+ */
+export async function galleryOf(
+  s3: S3Client,
+  bucket: string,
+  classification: Extract<ClassificationReport, { status: 'classified' }>,
+  candidates: readonly GalleryCandidate[],
+  limit: number,
+): Promise<GalleryEntry[]> {
+  const byPair = new Map<string, GalleryCandidate[]>();
+  for (const candidate of candidates) {
+    const pair = `${candidate.label}\u0000${candidate.predicted}`;
+    const list = byPair.get(pair) ?? [];
+    if (list.length < GALLERY_CANDIDATES_PER_PAIR) byPair.set(pair, [...list, candidate]);
+  }
+  const pairs = classification.mostConfused.map((pair) => byPair.get(`${pair.actual}\u0000${pair.predicted}`) ?? []);
+  const chosen: GalleryCandidate[] = [];
+  for (let round = 0; round < GALLERY_CANDIDATES_PER_PAIR && chosen.length < limit; round++) {
+    for (const list of pairs) if (list[round] && chosen.length < limit) chosen.push(list[round]);
+  }
+  const imageOf = async (key: string, label: string): Promise<GalleryImage> => {
+    try {
+      return { key, label, image: await thumbnailDataUri(await readBytes(s3, bucket, key)) };
+    } catch (error) {
+      return { key, label, problem: error instanceof MissingObjectError ? 'image no longer readable' : `no thumbnail (${describeError(error)})` };
+    }
+  };
+  const entries: GalleryEntry[] = [];
+  for (const candidate of chosen) {
+    entries.push({
+      query: await imageOf(candidate.key, candidate.label),
+      predicted: candidate.predicted,
+      distance: candidate.distance,
+      nearest: await imageOf(candidate.nearestKey, candidate.nearestLabel),
+    });
+  }
+  return entries;
+}
+
+export function runFields(event: RunSettings, mapRunArn: string | undefined) {
+  return { runId: event.runId, bucket: event.bucket, inputPrefix: event.inputPrefix, outputPrefix: event.outputPrefix, mapRunArn };
+}
+
+/**
+ * A shard that cannot be read (gone, corrupt) turns its batch into a failed batch: the summary's
+ * failed/skipped lists still count, and its featurized images, when the record's input names
+ * them, are failed with the reason.
+ */
+export function reportUnreadableShard(
+  report: RunReportBuilder,
+  key: string,
+  batch: { summary: FeaturizeBatchSummary; inputKeys?: string[] },
+  problem: string,
+): void {
+  const { summary, inputKeys } = batch;
+  const accounted = new Set([...summary.failed, ...summary.skipped].map((p) => p.key));
+  const featurized = inputKeys && !summary.truncated ? inputKeys.filter((k) => !accounted.has(k)) : undefined;
+  const failedBatch: Pick<FailedBatch, 'status' | 'error' | 'cause' | 'inputKeys'> = {
+    status: 'SUCCEEDED',
+    error: 'UnreadableShard',
+    cause: `feature shard ${key}: ${problem}`,
+    ...(featurized && featurized.length === summary.count ? { inputKeys: featurized } : {}),
+  };
+  report.addFailedBatch(failedBatch, summary.count, summary);
+}
+
+export function allFinite(vectors: Float32Array, offset: number, dim: number): boolean {
+  for (let f = 0; f < dim; f++) if (!Number.isFinite(vectors[offset + f])) return false;
+  return true;
+}
+
+export type ShardRead = { key: string; shard: FeatureShard } | { key: string; problem: string };
+
+/**
+ * The shards in order, `readAhead` downloads in flight beyond the one being processed: the next
+ * shard arrives while this one is accumulated. Missing or undecodable shards come back as a
+ * problem; transient storage errors are thrown when their turn comes.
+ */
+export async function* readShards(s3: S3Client, bucket: string, keys: readonly string[], readAhead: number): AsyncGenerator<ShardRead> {
+  const start = (key: string): Promise<ShardRead | { key: string; error: unknown }> =>
+    readBytes(s3, bucket, key).then(
+      (bytes): ShardRead | { key: string; error: unknown } => {
+        try {
+          return { key, shard: decodeFeatureShard(bytes) };
+        } catch (error) {
+          return { key, problem: `unreadable (${(error as Error).message})` };
+        }
+      },
+      (error: unknown) =>
+        error instanceof MissingObjectError
+          ? { key, problem: error.accessDenied ? 'missing or not readable (403 AccessDenied)' : 'missing (no such key)' }
+          : { key, error },
+    );
+  const inFlight: Promise<ShardRead | { key: string; error: unknown }>[] = [];
+  let next = 0;
+  while (next < keys.length || inFlight.length > 0) {
+    while (next < keys.length && inFlight.length <= readAhead) inFlight.push(start(keys[next++]));
+    const read = await inFlight.shift()!;
+    if ('error' in read) {
+      throw read.error instanceof TransientStorageError ? read.error : new Error(`reading shard s3://${bucket}/${read.key}: ${describeError(read.error)}`);
+    }
+    yield read;
+  }
+}
+
+export function stopwatch() {
+  const started = performance.now();
+  let last = started;
+  return {
+    lap(): number {
+      const t = performance.now();
+      const ms = Math.round(t - last);
+      last = t;
+      return ms;
+    },
+    total: () => Math.round(performance.now() - started),
+  };
+}

@@ -1,0 +1,148 @@
+/**
+ * What the stages of the aggregate hand each other through S3, under `work/<runId>/aggregate/`:
+ * the keys and the shapes (zod-checked when read, as every boundary is).
+ *
+ *   plan.json              the plan: featurizer, group count, the report and accounting of the
+ *                          batches that left no shard, the keys handed out twice
+ *   groups.json            `[{ "group": 0 }, ...]`: the ItemReader input of the group maps
+ *   groups/<g>.json        the batches of group g: shard key, summary, the keys it was handed
+ *   moments/<g>.bin        group g's count, mean and scatter (float64)
+ *   moments/<g>.json       group g's report part, accounting part, excluded rows, class counts
+ *   pca-fit.json           the fitted (or saved) model the project and classify stages apply
+ *   references/<g>.fsh     group g's Training rows as PCA scores (the k-NN's references)
+ *   queries/<g>.fsh        group g's rows to predict, as PCA scores
+ *   features/<g>.csv       group g's rows of features.csv (no header)
+ *   predictions/<g>.csv    group g's rows of predictions.csv (no header)
+ *   project/<g>.json       group g's scatter-plot sample
+ *   classify/<g>.json      group g's classification counts and gallery candidates
+ */
+import { z } from 'zod';
+import { FeaturizeBatchSummarySchema } from '../contracts/events';
+import { WORK_FOLDERS } from '../contracts/bucket-layout';
+import type { RunReportPart } from '../outputs/run-report';
+import type { InputAccountingReport, KeySample } from '../bookkeeping/input-accounting';
+import type { ClassificationTallyPart } from '../analysis/classification';
+import type { ScatterPoint } from '../outputs/plots';
+
+const group = (g: number) => String(g).padStart(5, '0');
+
+export function aggregateWorkKeys(workPrefix: string) {
+  const base = `${workPrefix.endsWith('/') ? workPrefix : `${workPrefix}/`}${WORK_FOLDERS.aggregate}/`;
+  return {
+    plan: `${base}plan.json`,
+    groups: `${base}groups.json`,
+    group: (g: number) => `${base}groups/${group(g)}.json`,
+    moments: (g: number) => `${base}moments/${group(g)}.bin`,
+    momentsTally: (g: number) => `${base}moments/${group(g)}.json`,
+    fit: `${base}pca-fit.json`,
+    references: (g: number) => `${base}references/${group(g)}.fsh`,
+    queries: (g: number) => `${base}queries/${group(g)}.fsh`,
+    featuresCsv: (g: number) => `${base}features/${group(g)}.csv`,
+    predictionsCsv: (g: number) => `${base}predictions/${group(g)}.csv`,
+    projectTally: (g: number) => `${base}project/${group(g)}.json`,
+    classifyTally: (g: number) => `${base}classify/${group(g)}.json`,
+  };
+}
+
+/** `<outputPrefix>features/part-00000.parquet`: the features as one Parquet dataset, a part per group. */
+export function partKey(outputPrefix: string, table: 'features' | 'embeddings', g: number): string {
+  return `${outputPrefix.endsWith('/') ? outputPrefix : `${outputPrefix}/`}${table}/part-${group(g)}.parquet`;
+}
+
+/** One batch of a group: its shard, its summary and the keys the map handed it. */
+export const GroupBatchSchema = z.object({
+  shard: z.string().min(1),
+  summary: FeaturizeBatchSummarySchema,
+  inputKeys: z.array(z.string()).optional(),
+  /** Keys of this batch also handed to an earlier batch: kept there, skipped here. */
+  repeatedKeys: z.array(z.string()).optional(),
+});
+export type GroupBatch = z.infer<typeof GroupBatchSchema>;
+
+export const GroupFileSchema = z.object({ group: z.number().int().nonnegative(), batches: z.array(GroupBatchSchema) });
+export type GroupFile = z.infer<typeof GroupFileSchema>;
+
+/** The plan's parts of the report and the accounting are plain JSON written by this code: checked loosely. */
+const ReportPartSchema = z.custom<RunReportPart>((value) => typeof value === 'object' && value !== null && 'processed' in value);
+const AccountingPartSchema = z.custom<InputAccountingReport>((value) => typeof value === 'object' && value !== null && 'listed' in value);
+
+export const PlanSchema = z.object({
+  mapRunArn: z.string().optional(),
+  /** The saved model a projecting run applies (no fit). */
+  pcaModel: z.string().optional(),
+  /** The run that fitted that model. */
+  modelRunId: z.string().optional(),
+  groups: z.number().int().nonnegative(),
+  /** The run's featurizer: the first readable shard's (in key order), or the saved model's. */
+  featurizer: z.string(),
+  dim: z.number().int().nonnegative(),
+  report: ReportPartSchema,
+  accounting: AccountingPartSchema,
+  listedTwice: z.object({ count: z.number().int(), keys: z.array(z.string()) }),
+  timingsMs: z.record(z.string(), z.number()),
+});
+export type Plan = z.infer<typeof PlanSchema> & { listedTwice: KeySample };
+
+/** A shard's rows that the later stages leave out (duplicates, non-finite values, another featurizer). */
+export const ExcludedRowsSchema = z.object({ shard: z.string(), rows: z.array(z.number().int().nonnegative()) });
+
+export const MomentsTallySchema = z.object({
+  group: z.number().int().nonnegative(),
+  rows: z.number().int().nonnegative(),
+  /** Training rows kept: the k-NN's references. */
+  references: z.number().int().nonnegative(),
+  report: ReportPartSchema,
+  accounting: AccountingPartSchema,
+  /** Shards the group could use, with the rows to leave out of each. */
+  usable: z.array(z.object({ shard: z.string(), rows: z.number().int(), excluded: z.array(z.number().int()) })),
+  /** A saved-model run's fatal mismatch, found in this group. */
+  featurizerMismatch: z.object({ shard: z.string(), featurizer: z.string(), dim: z.number().int() }).optional(),
+  timingsMs: z.record(z.string(), z.number()),
+});
+export type MomentsTally = z.infer<typeof MomentsTallySchema>;
+
+export interface GalleryCandidate {
+  key: string;
+  label: string;
+  predicted: string;
+  distance: number;
+  nearestKey: string;
+  nearestLabel: string;
+}
+
+export const ProjectTallySchema = z.object({
+  group: z.number().int(),
+  rows: z.number().int(),
+  queries: z.number().int(),
+  sample: z.object({ points: z.array(z.custom<ScatterPoint>()), total: z.number().int() }),
+  timingsMs: z.record(z.string(), z.number()),
+});
+export type ProjectTally = z.infer<typeof ProjectTallySchema>;
+
+export const ClassifyTallySchema = z.object({
+  group: z.number().int(),
+  tally: z.custom<ClassificationTallyPart>((value) => typeof value === 'object' && value !== null && 'cells' in value),
+  gallery: z.array(z.custom<GalleryCandidate>()),
+  timingsMs: z.record(z.string(), z.number()),
+});
+export type ClassifyTally = z.infer<typeof ClassifyTallySchema>;
+
+/** A group's count, mean and scatter (float64): `[count, dim, mean..., scatter...]`. */
+export function encodeMoments(moments: { count: number; dim: number; mean: Float64Array; scatter: Float64Array }): Uint8Array {
+  const values = new Float64Array(2 + moments.dim + moments.dim * moments.dim);
+  values[0] = moments.count;
+  values[1] = moments.dim;
+  values.set(moments.mean, 2);
+  values.set(moments.scatter, 2 + moments.dim);
+  return new Uint8Array(values.buffer);
+}
+
+export function decodeMoments(bytes: Uint8Array, where: string): { count: number; dim: number; mean: Float64Array; scatter: Float64Array } {
+  const aligned = new Float64Array(bytes.byteLength / 8);
+  new Uint8Array(aligned.buffer).set(bytes);
+  const count = aligned[0];
+  const dim = aligned[1];
+  if (bytes.byteLength % 8 !== 0 || aligned.length !== 2 + dim + dim * dim)
+    throw new Error(`moments ${where}: ${bytes.byteLength} bytes is not count, dim, mean and scatter`);
+  return { count, dim, mean: aligned.subarray(2, 2 + dim), scatter: aligned.subarray(2 + dim) };
+}

@@ -1,0 +1,145 @@
+/**
+ * The aggregate's merge: the plan and every group's moments in, the run's proof of completeness
+ * and its model out (`pca-fit.json`), before anything is published.
+ *
+ * 1. absorb the report and accounting parts (the plan's, then each group's in order): a run that
+ *    cannot prove every key handed out came out exactly once fails here with
+ *    `IncompleteRunError`, its report.json saying why, and no output is written;
+ * 2. merge the groups' count, mean and scatter (Chan et al.'s pairwise formula, float64) and fit
+ *    the PCA, or take the saved model's fit in a projecting run;
+ * 3. decide whether the run classifies (Training references and rows to predict) and say why not.
+ *
+ * Its input grows with the number of groups (one dim x dim scatter each, read one at a time), not
+ * with the number of images.
+ */
+import { parsePcaModel, pcaModelJson, SavedPcaModel } from '../analysis/pca-model';
+import { fitPca, InsufficientDataError, PcaFit } from '../analysis/streaming-pca';
+import { mergeMoments } from '../analysis/moments-merge';
+import { describeIncompleteAccounting, IncompleteRunError, InputAccountingReport, mergeAccountingReports } from '../bookkeeping/input-accounting';
+import { RunReportBuilder, RunReportPart } from '../outputs/run-report';
+import { RESULT_FILES } from '../contracts/bucket-layout';
+import type { RunSettings } from '../contracts/events';
+import { putObject, readBytes, readText } from '../aws/s3-client';
+import { AggregateRunDeps, outputKeys, readProjectionModel, runFields, stopwatch } from './aggregate-shared';
+import { aggregateWorkKeys, decodeMoments, MomentsTally, MomentsTallySchema } from './aggregate-work';
+import { readPlan } from './moments-stage';
+import { z } from 'zod';
+
+/** What the project, classify and publish stages apply: written once by the fit. */
+export const FitRecordSchema = z.object({
+  /** The model as pca-model.json holds it (a fitting run's, or the saved one it projects with). */
+  model: z.string(),
+  /** The saved model's key in a projecting run. */
+  pcaModelKey: z.string().optional(),
+  featurizer: z.string(),
+  dim: z.number().int(),
+  groups: z.number().int(),
+  /** Rows kept over the whole run, and the Training ones among them. */
+  rows: z.number().int(),
+  references: z.number().int(),
+  /** Why nothing is classified, when nothing is. */
+  classificationSkipped: z.string().optional(),
+  report: z.custom<RunReportPart>(),
+  accounting: z.custom<InputAccountingReport>(),
+  mapRunArn: z.string().optional(),
+  timingsMs: z.record(z.string(), z.number()),
+});
+export type FitRecord = z.infer<typeof FitRecordSchema>;
+
+export async function readFitRecord(deps: AggregateRunDeps, run: RunSettings): Promise<{ record: FitRecord; model: SavedPcaModel }> {
+  const record = FitRecordSchema.parse(JSON.parse(await readText(deps.s3, run.bucket, aggregateWorkKeys(run.workPrefix).fit)));
+  return { record, model: parsePcaModel(record.model, 'pca-fit.json') };
+}
+
+export async function fitRun(run: RunSettings, groups: number, deps: AggregateRunDeps): Promise<{ classify: boolean }> {
+  const { s3, settings, log } = deps;
+  const now = deps.now ?? (() => new Date());
+  const clock = stopwatch();
+  const work = aggregateWorkKeys(run.workPrefix);
+  const plan = await readPlan(deps, run);
+  if (plan.groups !== groups) throw new Error(`the plan holds ${plan.groups} groups, the fit was handed ${groups}`);
+  const tallies: MomentsTally[] = [];
+  for (let g = 0; g < groups; g++) tallies.push(MomentsTallySchema.parse(JSON.parse(await readText(s3, run.bucket, work.momentsTally(g)))));
+  const timings: Record<string, number> = {
+    ...plan.timingsMs,
+    momentsSlowest: Math.max(0, ...tallies.map((t) => t.timingsMs.moments)),
+    momentsSummed: tallies.reduce((sum, t) => sum + t.timingsMs.moments, 0),
+  };
+
+  const report = new RunReportBuilder();
+  report.absorb(plan.report);
+  tallies.forEach((tally) => report.absorb(tally.report));
+  const accounting = mergeAccountingReports([plan.accounting, ...tallies.map((tally) => tally.accounting)], plan.listedTwice);
+  const saved = plan.pcaModel ? await readProjectionModel(s3, run.bucket, plan.pcaModel, run.outputPrefix) : undefined;
+  const failWith = async (error: Error) => {
+    const failure = report.build({
+      ...runFields(run, plan.mapRunArn),
+      error,
+      accounting,
+      ...(saved ? { pca: { source: 'model', model: saved.key, modelRunId: saved.model.runId } } : {}),
+      timingsMs: timings,
+      outputs: { report: outputKeys(run.outputPrefix).report },
+      now: now(),
+    });
+    await putObject(s3, run.bucket, outputKeys(run.outputPrefix).report, JSON.stringify(failure, null, 2), 'application/json');
+    return failure;
+  };
+  if (!accounting.complete) {
+    const error = new IncompleteRunError(describeIncompleteAccounting(accounting));
+    await failWith(error);
+    log?.warn('run incomplete', { reason: error.message, accounting });
+    throw error;
+  }
+
+  const rows = tallies.reduce((sum, tally) => sum + tally.rows, 0);
+  const references = tallies.reduce((sum, tally) => sum + tally.references, 0);
+  let fit: PcaFit;
+  try {
+    if (saved) {
+      if (rows === 0) throw new InsufficientDataError('no feature vectors to project: every image failed or was skipped');
+      fit = saved.fit;
+    } else {
+      const parts = tallies.filter((tally) => tally.rows > 0);
+      if (parts.length === 0) throw new InsufficientDataError('no feature vectors to analyse: every image failed or was skipped');
+      const moments = [];
+      for (const part of parts) moments.push(decodeMoments(await readBytes(s3, run.bucket, work.moments(part.group)), work.moments(part.group)));
+      fit = fitPca(mergeMoments(moments), settings);
+    }
+  } catch (error) {
+    if (error instanceof InsufficientDataError) {
+      const failure = await failWith(error);
+      log?.warn('no PCA possible', { reason: error.message, counts: failure.counts });
+    }
+    throw error;
+  }
+  fit.warnings.forEach((warning) => report.warn(warning));
+  timings.fit = clock.total();
+
+  let classificationSkipped: string | undefined;
+  if (saved) {
+    if (!saved.references)
+      classificationSkipped = `the model's run ${saved.model.runId} saved no Training references (no ${RESULT_FILES.knnReferences}): nothing to classify against`;
+  } else if (references === 0) classificationSkipped = 'no image lies under a Training/ (or Train/) folder: nothing to fit the classifier on';
+  else if (references === fit.count) classificationSkipped = 'every image is a Training image: nothing to predict';
+
+  const model = saved ? saved.model : pcaModelJson(fit, run.runId, plan.featurizer, report.featurizerReport(), settings);
+  const record: FitRecord = {
+    model: JSON.stringify(model),
+    ...(saved ? { pcaModelKey: saved.key } : {}),
+    featurizer: plan.featurizer,
+    dim: plan.dim,
+    groups,
+    rows,
+    references: saved ? (saved.references?.keys.length ?? 0) : references,
+    ...(classificationSkipped ? { classificationSkipped } : {}),
+    report: report.part(),
+    accounting,
+    ...(plan.mapRunArn ? { mapRunArn: plan.mapRunArn } : {}),
+    timingsMs: timings,
+  };
+  await putObject(s3, run.bucket, work.fit, JSON.stringify(record), 'application/json');
+  if (saved) log?.info('projecting with the saved model', { rows, dim: fit.dim, k: fit.k, pcaModel: saved.key });
+  else log?.info('pca fitted', { rows: fit.count, dim: fit.dim, k: fit.k, explainedVariance: fit.explainedVariance, groups });
+  // A run of Training images only still saves its references (the project stage writes them).
+  return { classify: classificationSkipped === undefined };
+}

@@ -1,0 +1,153 @@
+/**
+ * The aggregate's first stage: what the featurize map produced, as groups of shards for the
+ * stages that fan out.
+ *
+ * It reads the ResultWriter manifest and records (one per batch), and writes:
+ * - `groups/<g>.json`: consecutive shards in key order (the same groups, so the same bytes, for the
+ *   same map run whatever order the ResultWriter listed its children in), each with its summary
+ *   and the keys the map handed its batch, so each group can prove its own batches' accounting;
+ * - `groups.json`, the list `[{ "group": g }]` that the group maps read (ItemReader);
+ * - `plan.json`: the run's featurizer (the first readable shard's, or the saved model's), the
+ *   report and accounting of the batches that left no shard (failed children, summaries only),
+ *   and the keys handed out to more than one batch (only a reader of every batch sees those).
+ *
+ * Its work is a pass over the batch records (~200 bytes of JSON per image) and a set of the keys
+ * handed out; nothing per image is computed here. A projecting run's saved model is read and
+ * checked here, before any shard.
+ */
+import { readMapRunResults } from '../bookkeeping/map-results';
+import { InputAccounting, repeatedKeys } from '../bookkeeping/input-accounting';
+import { decodeFeatureShard } from '../bookkeeping/feature-shard';
+import { PcaModelError } from '../analysis/pca-model';
+import { RunReportBuilder } from '../outputs/run-report';
+import { AggregateEvent, FeaturizeBatchSummary, TransientStorageError } from '../contracts/events';
+import { MissingObjectError, putObject, readBytes, readText } from '../aws/s3-client';
+import { AggregateRunDeps, outputKeys, readProjectionModel, runFields, stopwatch } from './aggregate-shared';
+import { aggregateWorkKeys, GroupBatch, Plan } from './aggregate-work';
+import { DEFAULT_GROUP_SHARDS } from '../contracts/handler-env';
+
+export interface PlanResult {
+  /** Groups of shards (0 when no batch left a shard). */
+  groups: number;
+  /** `groups.json`, the group maps' ItemReader input. */
+  groupsKey: string;
+}
+
+export async function planAggregate(event: AggregateEvent, deps: AggregateRunDeps): Promise<PlanResult> {
+  const { s3, settings, log } = deps;
+  const now = deps.now ?? (() => new Date());
+  const clock = stopwatch();
+  const { bucket } = event;
+  const work = aggregateWorkKeys(event.workPrefix);
+  const report = new RunReportBuilder();
+  const accounting = new InputAccounting();
+
+  const details = event.mapResult.ResultWriterDetails;
+  let manifestText: string;
+  try {
+    manifestText = await readText(s3, details.Bucket, details.Key);
+  } catch (error) {
+    if (error instanceof MissingObjectError) throw new Error(`ResultWriter manifest s3://${details.Bucket}/${details.Key} does not exist`);
+    throw error;
+  }
+  const { manifest, outcomes } = await readMapRunResults(manifestText, (b, k) => readText(s3, b, k));
+  const mapRunArn = event.mapResult.MapRunArn ?? manifest.MapRunArn;
+
+  // Batches with a shard go to the groups; the others are reported and accounted here.
+  const shardBatches = new Map<string, { summary: FeaturizeBatchSummary; inputKeys?: string[] }>();
+  const handedOut: string[][] = [];
+  for (const outcome of outcomes) {
+    const sameShardAgain = outcome.kind === 'succeeded' && outcome.summary.shard !== null && shardBatches.has(outcome.summary.shard);
+    if (!sameShardAgain) {
+      if (outcome.inputKeys) handedOut.push(outcome.inputKeys);
+      else accounting.cannotProve(`a ${outcome.kind} batch's result record does not include its input (${outcome.executionArn ?? 'execution unknown'})`);
+    }
+    if (outcome.kind === 'failed') {
+      if (outcome.inputKeys) accounting.list(outcome.inputKeys);
+      report.addFailedBatch(outcome);
+    } else if (outcome.summary.shard === null) {
+      if (outcome.inputKeys) accounting.list(outcome.inputKeys);
+      report.addSummary(outcome.summary);
+    } else if (sameShardAgain) {
+      // The same batch twice (a redrive re-wrote the same content-named shard): count it once.
+      report.warn(`shard ${outcome.summary.shard} is listed by more than one child execution; counted once`);
+    } else {
+      shardBatches.set(outcome.summary.shard, { summary: outcome.summary, inputKeys: outcome.inputKeys });
+    }
+  }
+  const problems = report.problemKeys();
+  accounting.account(problems.keys);
+  if (!problems.complete) accounting.cannotProve('some failed or skipped images are known only by count (capped batch summaries without a readable shard)');
+  if (manifest.ResultFiles.PENDING?.length) accounting.cannotProve('the map run ended with child executions still pending');
+  const listedTwice = repeatedKeys(handedOut.flat());
+
+  // Groups of consecutive shards in key order; a key handed to an earlier batch is kept there.
+  const shardKeys = [...shardBatches.keys()].sort();
+  const groupShards = settings.groupShards ?? DEFAULT_GROUP_SHARDS;
+  const seen = new Set<string>();
+  const groups: GroupBatch[][] = [];
+  for (const [index, shard] of shardKeys.entries()) {
+    const batch = shardBatches.get(shard)!;
+    const repeated = batch.inputKeys?.filter((key) => seen.has(key)) ?? [];
+    batch.inputKeys?.forEach((key) => seen.add(key));
+    if (index % groupShards === 0) groups.push([]);
+    groups[groups.length - 1].push({
+      shard,
+      summary: batch.summary,
+      ...(batch.inputKeys ? { inputKeys: batch.inputKeys } : {}),
+      ...(repeated.length ? { repeatedKeys: repeated } : {}),
+    });
+  }
+  seen.clear();
+
+  // The run's featurizer: the saved model's (read and checked before any shard), else the first readable shard's.
+  let featurizer = '';
+  let dim = 0;
+  let modelRunId: string | undefined;
+  if (event.pcaModel) {
+    try {
+      const saved = await readProjectionModel(s3, bucket, event.pcaModel, event.outputPrefix);
+      featurizer = saved.model.featurizer;
+      dim = saved.model.dim;
+      modelRunId = saved.model.runId;
+      log?.info('pca model read', { pcaModel: saved.key, modelRunId: saved.model.runId, k: saved.model.k, references: saved.references?.keys.length ?? 0 });
+    } catch (error) {
+      if (error instanceof PcaModelError) {
+        const failure = report.build({ ...runFields(event, mapRunArn), error, pca: { source: 'model', model: event.pcaModel }, outputs: {}, now: now() });
+        await putObject(s3, bucket, outputKeys(event.outputPrefix).report, JSON.stringify(failure, null, 2), 'application/json');
+        log?.warn('pca model not usable', { pcaModel: event.pcaModel, reason: error.message });
+      }
+      throw error;
+    }
+  } else {
+    for (const shard of shardKeys) {
+      try {
+        const { header } = decodeFeatureShard(await readBytes(s3, bucket, shard));
+        featurizer = header.featurizer;
+        dim = header.dim;
+        break;
+      } catch (error) {
+        // Missing or corrupt: its group reports it; the next shard names the featurizer.
+        if (error instanceof TransientStorageError) throw error;
+      }
+    }
+  }
+
+  for (const [g, batches] of groups.entries()) await putObject(s3, bucket, work.group(g), JSON.stringify({ group: g, batches }), 'application/json');
+  await putObject(s3, bucket, work.groups, JSON.stringify(groups.map((_, g) => ({ group: g }))), 'application/json');
+  const plan: Plan = {
+    ...(mapRunArn ? { mapRunArn } : {}),
+    ...(event.pcaModel ? { pcaModel: event.pcaModel } : {}),
+    ...(modelRunId ? { modelRunId } : {}),
+    groups: groups.length,
+    featurizer,
+    dim,
+    report: report.part(),
+    accounting: accounting.report(),
+    listedTwice,
+    timingsMs: { plan: clock.total() },
+  };
+  await putObject(s3, bucket, work.plan, JSON.stringify(plan), 'application/json');
+  log?.info('aggregate planned', { mapRunArn, batches: outcomes.length, shards: shardKeys.length, groups: groups.length });
+  return { groups: groups.length, groupsKey: work.groups };
+}

@@ -1,0 +1,120 @@
+/**
+ * One group of shards, second pass (a child of the `ProjectGroups` map): standardise and project
+ * every kept row with the run's model, and write the group's parts:
+ * - `results/<runId>/features/part-<g>.parquet` (and `embeddings/` when kept): one Parquet
+ *   dataset across groups, which DuckDB, pandas and Spark read as one table;
+ * - its rows of features.csv (publish joins the parts behind the header);
+ * - the Training rows' scores (the k-NN's references) and the rows to predict, for the classify
+ *   stage, in the feature-shard format;
+ * - a uniform sample of the group's points for the scatter plot.
+ * The rows left out are those the moments stage left out, read from its tally: both stages see
+ * the same shards, and a shard that changed in between is a retryable error.
+ */
+import { splitOfKey } from '../analysis/knn';
+import { pcaFitOf, referencesFeaturizerId } from '../analysis/pca-model';
+import { PcaProjector } from '../analysis/streaming-pca';
+import { encodeFeatureShard } from '../bookkeeping/feature-shard';
+import { featuresCsvRow } from '../outputs/features-csv';
+import { FeatureTableParquetWriter } from '../outputs/features-parquet';
+import { ScatterSample } from '../outputs/plots';
+import { RunSettings, TransientStorageError } from '../contracts/events';
+import { putObject, readText } from '../aws/s3-client';
+import { StreamedUpload } from '../aws/streamed-upload';
+import { AggregateRunDeps, readShards, stopwatch } from './aggregate-shared';
+import { aggregateWorkKeys, MomentsTallySchema, partKey, ProjectTally } from './aggregate-work';
+import { readFitRecord } from './fit-stage';
+
+const PARQUET_TYPE = 'application/vnd.apache.parquet';
+
+/** Rows of one kind gathered for a part file in the feature-shard format. */
+class RowPart {
+  readonly keys: string[] = [];
+  readonly labels: string[] = [];
+  private readonly chunks: Float32Array[] = [];
+
+  add(key: string, label: string, scores: Float64Array | Float32Array): void {
+    this.keys.push(key);
+    this.labels.push(label);
+    this.chunks.push(Float32Array.from(scores));
+  }
+
+  encode(featurizer: string, k: number): Uint8Array {
+    const vectors = new Float32Array(this.keys.length * k);
+    this.chunks.forEach((chunk, row) => vectors.set(chunk, row * k));
+    return encodeFeatureShard({ header: { featurizer, dim: k, keys: this.keys, labels: this.labels, failed: [], skipped: [] }, vectors });
+  }
+}
+
+export async function projectGroup(run: RunSettings, group: number, deps: AggregateRunDeps): Promise<{ group: number; rows: number }> {
+  const { s3, settings, log } = deps;
+  const clock = stopwatch();
+  const work = aggregateWorkKeys(run.workPrefix);
+  const { record, model } = await readFitRecord(deps, run);
+  const tally = MomentsTallySchema.parse(JSON.parse(await readText(s3, run.bucket, work.momentsTally(group))));
+  const fit = pcaFitOf(model);
+  const { k, dim } = fit;
+  const projector = new PcaProjector(fit);
+  const projecting = record.pcaModelKey !== undefined;
+  // A fitting run saves its Training rows as references even when it has nothing to predict.
+  const keepReferences = !projecting && record.references > 0;
+  const classifying = record.classificationSkipped === undefined;
+
+  const csv = new StreamedUpload(s3, run.bucket, work.featuresCsv(group), 'text/csv; charset=utf-8');
+  const parquetUpload = new StreamedUpload(s3, run.bucket, partKey(run.outputPrefix, 'features', group), PARQUET_TYPE);
+  const parquet = new FeatureTableParquetWriter(parquetUpload.writable(), 'pc', k);
+  const embeddingsUpload = settings.keepEmbeddings
+    ? new StreamedUpload(s3, run.bucket, partKey(run.outputPrefix, 'embeddings', group), PARQUET_TYPE)
+    : undefined;
+  const embeddings = embeddingsUpload ? new FeatureTableParquetWriter(embeddingsUpload.writable(), 'f', dim) : undefined;
+  const uploads = [csv, parquetUpload, embeddingsUpload].filter((u): u is StreamedUpload => u !== undefined);
+  const references = new RowPart();
+  const queries = new RowPart();
+  const sample = new ScatterSample(settings.scatterPoints, 0x5eed + group);
+  const byShard = new Map(tally.usable.map((shard) => [shard.shard, shard]));
+  let rows = 0;
+  try {
+    for await (const read of readShards(s3, run.bucket, [...byShard.keys()], settings.readAhead ?? 2)) {
+      const expected = byShard.get(read.key)!;
+      // The moments stage read it fine: a shard that changes or vanishes mid-run is worth a retry.
+      if ('problem' in read || read.shard.header.keys.length !== expected.rows) {
+        throw new TransientStorageError(`shard s3://${run.bucket}/${read.key} changed between the moments and project stages`);
+      }
+      const { header, vectors } = read.shard;
+      const excluded = new Set(expected.excluded);
+      const scores = projector.projectRows(vectors, header.keys.length);
+      for (let row = 0; row < header.keys.length; row++) {
+        if (excluded.has(row)) continue;
+        const key = header.keys[row];
+        const label = header.labels[row];
+        const split = splitOfKey(key);
+        const rowScores = scores.subarray(row * k, (row + 1) * k);
+        await csv.write(featuresCsvRow(key, label, split, rowScores, k));
+        await parquet.append(key, label, split, rowScores);
+        await embeddings?.append(key, label, split, vectors, row * dim);
+        sample.offer({ x: rowScores[0], y: k > 1 ? rowScores[1] : 0, label, split });
+        if (keepReferences && split === 'train') references.add(key, label, rowScores);
+        if (classifying && (projecting || split !== 'train')) queries.add(key, label, rowScores);
+        rows++;
+      }
+    }
+    await parquet.close();
+    await embeddings?.close();
+    for (const upload of uploads) await upload.close();
+  } catch (error) {
+    uploads.forEach((upload) => upload.abort());
+    throw error;
+  }
+  const referencesFeaturizer = referencesFeaturizerId(record.featurizer, k);
+  if (keepReferences) await putObject(s3, run.bucket, work.references(group), references.encode(referencesFeaturizer, k), 'application/octet-stream');
+  if (classifying) await putObject(s3, run.bucket, work.queries(group), queries.encode(referencesFeaturizer, k), 'application/octet-stream');
+  const projectTally: ProjectTally = {
+    group,
+    rows,
+    queries: queries.keys.length,
+    sample: { points: sample.points, total: sample.total },
+    timingsMs: { project: clock.total() },
+  };
+  await putObject(s3, run.bucket, work.projectTally(group), JSON.stringify(projectTally), 'application/json');
+  log?.info('group projected', { group, rows, ms: projectTally.timingsMs.project });
+  return { group, rows };
+}

@@ -1,0 +1,170 @@
+/**
+ * The aggregate step's classification report: every prediction of the k-NN (lambdas/analysis/knn.ts)
+ * is tallied here as the predictions stream out, so memory is bounded by the number of distinct
+ * (label, predicted) pairs, never by the number of rows.
+ *
+ * Accuracy counts the Test rows only (a label to check against); rows with no split, or in a split
+ * that is neither Training nor Test, are predicted and counted but not scored. A run that projects
+ * with a saved model has no Training rows of its own: there every row whose label (its folder) is
+ * a class of the references is scored, whatever its split, and rows of other labels are not.
+ */
+import type { Split } from './knn';
+
+/** Pairs listed in `mostConfused`. */
+const MOST_CONFUSED_LIMIT = 20;
+
+export interface ClassCount {
+  label: string;
+  /** Test rows of this label. */
+  support: number;
+  correct: number;
+  /** correct / support. */
+  accuracy: number;
+}
+
+export interface ConfusionCell {
+  actual: string;
+  predicted: string;
+  count: number;
+}
+
+export interface ConfusedPair extends ConfusionCell {
+  /** count / Test rows of `actual`. */
+  shareOfActual: number;
+}
+
+export type ClassificationReport =
+  | {
+      status: 'classified';
+      method: string;
+      /** Neighbours that vote. */
+      neighbours: number;
+      /** Components the distance is measured over (the PCA's k). */
+      components: number;
+      /** Training rows: the references. */
+      references: number;
+      /** Rows predicted: every row that is not a reference. */
+      predicted: number;
+      /** Which rows are scored: the Test rows, or (a saved model's references) the rows labelled with one of their classes. */
+      scope: string;
+      /** Rows scored against their label. */
+      scored: number;
+      correct: number;
+      /** correct / scored; null when no Test row was scored. */
+      accuracy: number | null;
+      /** Rows predicted that are not scored (no split, or another split). */
+      unscored: number;
+      /** Per true label of the Test rows, by label. */
+      perClass: ClassCount[];
+      /** Sparse: one cell per (actual, predicted) pair of the Test rows with a non-zero count. */
+      confusion: { format: 'sparse'; cells: ConfusionCell[] };
+      /** Off-diagonal cells, largest first. */
+      mostConfused: ConfusedPair[];
+    }
+  | { status: 'skipped'; reason: string };
+
+export const CLASSIFIER_METHOD =
+  'k-NN: Euclidean distance over the PCA components, majority vote of the k nearest Training rows, a tie going to the label whose voting neighbours are nearest in total';
+
+/** A ClassificationTally's counts as plain JSON. */
+export interface ClassificationTallyPart {
+  cells: [string, [string, number][]][];
+  predicted: number;
+  unscored: number;
+}
+
+export class ClassificationTally {
+  private readonly cells = new Map<string, Map<string, number>>();
+  private predicted = 0;
+  private unscored = 0;
+
+  /**
+   * `referenceClasses`: score every row labelled with one of these (a run classifying against a
+   * saved model's references) instead of the Test rows.
+   */
+  constructor(
+    readonly neighbours: number,
+    readonly components: number,
+    readonly references: number,
+    private readonly referenceClasses?: ReadonlySet<string>,
+  ) {}
+
+  /** The counts so far as plain JSON: one group's predictions, to be absorbed where the run is reported. */
+  part(): ClassificationTallyPart {
+    return { cells: [...this.cells].map(([actual, row]) => [actual, [...row]]), predicted: this.predicted, unscored: this.unscored };
+  }
+
+  absorb(part: ClassificationTallyPart): void {
+    this.predicted += part.predicted;
+    this.unscored += part.unscored;
+    for (const [actual, row] of part.cells) {
+      let cells = this.cells.get(actual);
+      if (!cells) this.cells.set(actual, (cells = new Map()));
+      for (const [predicted, count] of row) cells.set(predicted, (cells.get(predicted) ?? 0) + count);
+    }
+  }
+
+  /** Whether a row of this label and split counts towards the accuracy. */
+  scores(label: string, split: Split | undefined): boolean {
+    return this.referenceClasses ? this.referenceClasses.has(label) : split === 'test';
+  }
+
+  /** One prediction; scored only when `scores` says so. */
+  add(label: string, split: Split | undefined, predicted: string): void {
+    this.predicted++;
+    if (!this.scores(label, split)) {
+      this.unscored++;
+      return;
+    }
+    let row = this.cells.get(label);
+    if (!row) this.cells.set(label, (row = new Map()));
+    row.set(predicted, (row.get(predicted) ?? 0) + 1);
+  }
+
+  report(): ClassificationReport {
+    const perClass: ClassCount[] = [];
+    const cells: ConfusionCell[] = [];
+    let scored = 0;
+    let correct = 0;
+    for (const actual of [...this.cells.keys()].sort(byText)) {
+      const row = this.cells.get(actual)!;
+      let support = 0;
+      for (const predicted of [...row.keys()].sort(byText)) {
+        const count = row.get(predicted)!;
+        support += count;
+        cells.push({ actual, predicted, count });
+      }
+      const right = row.get(actual) ?? 0;
+      perClass.push({ label: actual, support, correct: right, accuracy: right / support });
+      scored += support;
+      correct += right;
+    }
+    const supportOf = new Map(perClass.map((c) => [c.label, c.support]));
+    const mostConfused = cells
+      .filter((cell) => cell.actual !== cell.predicted)
+      .sort((a, b) => b.count - a.count || byText(a.actual, b.actual) || byText(a.predicted, b.predicted))
+      .slice(0, MOST_CONFUSED_LIMIT)
+      .map((cell) => ({ ...cell, shareOfActual: cell.count / supportOf.get(cell.actual)! }));
+    return {
+      status: 'classified',
+      method: CLASSIFIER_METHOD,
+      neighbours: this.neighbours,
+      components: this.components,
+      references: this.references,
+      predicted: this.predicted,
+      scope: this.referenceClasses ? "rows labelled with a class of the model's references" : 'Test rows',
+      scored,
+      correct,
+      accuracy: scored > 0 ? correct / scored : null,
+      unscored: this.unscored,
+      perClass,
+      confusion: { format: 'sparse', cells },
+      mostConfused,
+    };
+  }
+}
+
+/** Code-point order: the same on every machine (localeCompare is not). */
+function byText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -1,0 +1,37 @@
+/**
+ * The analysis: the statistics of a run, with no AWS. `ScatterAccumulator` streams the moments of
+ * every shard, `fitPca` fits the standardised PCA and `PcaProjector` projects; `pca-model.ts`
+ * writes and reads the saved model (`pca-model.json`) and the classifier's references;
+ * `KnnReferences` classifies a row by its nearest Training rows, and `ClassificationTally` scores
+ * the predictions. The matrix products behind them run on onnxruntime (native-kernels.ts), and
+ * the fit's top eigenpairs come from top-eigen.ts. The exports below are what the rest of the code may use from this folder.
+ */
+export { type ComponentSelection, DEFAULT_BLOCK_ROWS, InsufficientDataError, type PcaFit, PcaProjector, ScatterAccumulator, fitPca } from './streaming-pca';
+export {
+  FeaturizerMismatchError,
+  PcaModelError,
+  type SavedPcaModel,
+  besideModel,
+  decodeKnnReferences,
+  encodeKnnReferences,
+  parsePcaModel,
+  pcaFitOf,
+  pcaModelJson,
+} from './pca-model';
+export { DEFAULT_KNN_NEIGHBOURS, KnnReferences, type Split, splitOfKey } from './knn';
+export { type ClassificationReport, ClassificationTally } from './classification';
+export {
+  blockMoments,
+  DEFAULT_INTRA_OP_THREADS,
+  DEFAULT_NATIVE_BLOCK_ROWS,
+  emptyMoments,
+  mergeMomentsInto,
+  mergeNeighbourLists,
+  NativeNeighbourSearch,
+  NativeProjector,
+  NativeScatterAccumulator,
+  voteNeighbours,
+} from './native-kernels';
+export type { KernelOptions, KernelPrecision, NeighbourLists, NeighbourSearchOptions, RowBlock } from './native-kernels';
+export { topEigen } from './top-eigen';
+export type { TopEigenOptions, TopEigenResult } from './top-eigen';

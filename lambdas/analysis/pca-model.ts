@@ -1,0 +1,222 @@
+/**
+ * The saved model of a run, written and read here: `pca-model.json` (the fitted PCA) and, when the
+ * run had Training references, `knn-references.fsh` (the classifier's references). A later run
+ * started with `pcaModel` projects its images with them instead of fitting.
+ *
+ * Restoring is exact: JSON numbers round-trip doubles (`JSON.stringify` writes the shortest text
+ * that parses back to the same double), so the restored `PcaFit` holds the very mean, scale and
+ * components the model run projected with, and `PcaProjector` gives an image the same scores,
+ * bit for bit, in both runs. The references are the model run's own float32 scores, stored as
+ * float32: the classifier of a projected run sees exactly what the model run's classifier saw.
+ *
+ * The references reuse the feature-shard format (lambdas/bookkeeping/feature-shard.ts): the header names the keys and
+ * labels, the vectors are the Training rows' k scores, and the header's `featurizer` is
+ * `pca<k>(<featurizer id>)`, so the file can never pass for a shard of raw features.
+ */
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { RESULT_FILES, RUN_ID_PATTERN } from '../contracts/bucket-layout';
+import { decodeFeatureShard, encodeFeatureShard } from '../bookkeeping/feature-shard';
+import { KnnReferences } from './knn';
+import type { ComponentSelection, PcaFit } from './streaming-pca';
+
+export const PCA_MODEL_FORMAT = 'fruits-pipeline/pca-model@1';
+export const KNN_REFERENCES_FORMAT = 'fruits-pipeline/knn-references@1';
+
+/** A saved model that cannot be used: missing, not JSON, not this format, inconsistent. Never retried. */
+export class PcaModelError extends Error {
+  override readonly name = 'PcaModelError';
+}
+
+/** The run's features come from another featurizer than the model's: its components do not apply. */
+export class FeaturizerMismatchError extends Error {
+  override readonly name = 'FeaturizerMismatchError';
+}
+
+/** The featurizer id in a references file's header: PCA scores of that featurizer's vectors. */
+export function referencesFeaturizerId(featurizer: string, k: number): string {
+  return `pca${k}(${featurizer})`;
+}
+
+const finite = z.number().finite();
+const KnnReferencesPointerSchema = z.object({
+  /** Relative to the model's folder: `knn-references.fsh`. */
+  file: z
+    .string()
+    .min(1)
+    .regex(/^[^/\\]+$/, 'a file name beside pca-model.json')
+    .refine((name) => name !== '.' && name !== '..', 'a file name beside pca-model.json'),
+  count: z.number().int().min(1),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+});
+
+/** What a projecting run reads of pca-model.json; other fields (selection, backends...) are descriptive. */
+export const PcaModelSchema = z
+  .object({
+    format: z.literal(PCA_MODEL_FORMAT),
+    runId: z.string().regex(RUN_ID_PATTERN, 'runId: not a valid run id'),
+    featurizer: z.string().min(1),
+    count: z.number().int().min(2),
+    dim: z.number().int().min(1),
+    k: z.number().int().min(1),
+    mean: z.array(finite),
+    scale: z.array(finite.positive()),
+    constantFeatures: z.array(z.number().int().nonnegative()),
+    components: z.array(z.array(finite)),
+    eigenvalues: z.array(finite.nonnegative()),
+    explainedVarianceRatio: z.array(finite.nonnegative()),
+    explainedVariance: finite,
+    knnReferences: KnnReferencesPointerSchema.optional(),
+  })
+  .passthrough()
+  .superRefine((model, context) => {
+    const problem = (message: string) => context.addIssue({ code: z.ZodIssueCode.custom, message });
+    const { dim, k } = model;
+    if (k > dim) problem(`k = ${k} components of ${dim} features`);
+    for (const field of ['mean', 'scale', 'eigenvalues', 'explainedVarianceRatio'] as const) {
+      if (model[field].length !== dim) problem(`${field} holds ${model[field].length} values, expected dim = ${dim}`);
+    }
+    if (model.components.length !== k) problem(`components holds ${model.components.length} vectors, expected k = ${k}`);
+    const short = model.components.findIndex((component) => component.length !== dim);
+    if (short >= 0) problem(`component ${short + 1} holds ${model.components[short].length} values, expected dim = ${dim}`);
+    if (model.constantFeatures.some((f) => f >= dim)) problem(`constantFeatures names a feature beyond dim = ${dim}`);
+  });
+export type SavedPcaModel = z.infer<typeof PcaModelSchema>;
+
+/** `pca-model.json` of a fit: everything a later run needs to project and classify without refitting. */
+export function pcaModelJson(
+  fit: PcaFit,
+  runId: string,
+  featurizer: string,
+  featurizerMeta: { modelIds: string[]; imageSizes: number[]; backends: string[] },
+  selection: ComponentSelection,
+  knnReferences?: z.infer<typeof KnnReferencesPointerSchema>,
+) {
+  const components: number[][] = [];
+  for (let c = 0; c < fit.k; c++) components.push(Array.from(fit.components.subarray(c * fit.dim, (c + 1) * fit.dim)));
+  return {
+    format: PCA_MODEL_FORMAT,
+    runId,
+    featurizer,
+    modelId: featurizerMeta.modelIds.length === 1 ? featurizerMeta.modelIds[0] : featurizerMeta.modelIds,
+    imageSize: featurizerMeta.imageSizes.length === 1 ? featurizerMeta.imageSizes[0] : featurizerMeta.imageSizes,
+    backends: featurizerMeta.backends,
+    count: fit.count,
+    dim: fit.dim,
+    k: fit.k,
+    selection: { components: selection.components, varianceThreshold: selection.varianceThreshold ?? null },
+    /** score = ((x - mean) / scale) . component, for each kept component. */
+    standardization: 'StandardScaler: population standard deviation; constant features (see constantFeatures) have scale 1',
+    mean: Array.from(fit.mean),
+    scale: Array.from(fit.scale),
+    constantFeatures: fit.constantFeatures,
+    components,
+    eigenvalues: Array.from(fit.eigenvalues),
+    explainedVarianceRatio: Array.from(fit.explainedVarianceRatio),
+    explainedVariance: fit.explainedVariance,
+    // The classifier's references (the Training rows' scores), beside this file; absent without any.
+    ...(knnReferences ? { knnReferences } : {}),
+  };
+}
+
+/** The model in `text`, checked; `where` names it in the error (an S3 URI or a path). */
+export function parsePcaModel(text: string, where: string): SavedPcaModel {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new PcaModelError(`${where} is not JSON (${(error as Error).message})`);
+  }
+  const parsed = PcaModelSchema.safeParse(json);
+  if (!parsed.success) {
+    const format = (json as { format?: unknown } | null)?.format;
+    if (format !== PCA_MODEL_FORMAT) {
+      throw new PcaModelError(`${where} is not a ${PCA_MODEL_FORMAT} file (format ${JSON.stringify(format ?? null)}): pass the pca-model.json of a run`);
+    }
+    const issues = parsed.error.issues.slice(0, 4).map((issue) => `${issue.path.length ? `${issue.path.join('.')}: ` : ''}${issue.message}`);
+    throw new PcaModelError(`${where} is not a usable PCA model: ${issues.join('; ')}`);
+  }
+  return parsed.data;
+}
+
+/** The fit a saved model describes, to project with `PcaProjector` exactly as the model run did. */
+export function pcaFitOf(model: SavedPcaModel): PcaFit {
+  return {
+    count: model.count,
+    dim: model.dim,
+    mean: Float64Array.from(model.mean),
+    scale: Float64Array.from(model.scale),
+    constantFeatures: [...model.constantFeatures],
+    k: model.k,
+    components: Float64Array.from(model.components.flat()),
+    eigenvalues: Float64Array.from(model.eigenvalues),
+    explainedVarianceRatio: Float64Array.from(model.explainedVarianceRatio),
+    explainedVariance: model.explainedVariance,
+    warnings: [],
+  };
+}
+
+/** The key of a file named in the model (`knnReferences.file`), beside the model's own key or path. */
+export function besideModel(modelKey: string, file: string): string {
+  const slash = modelKey.lastIndexOf('/');
+  return `${modelKey.slice(0, slash + 1)}${file}`;
+}
+
+/** The references file of a fit: the Training rows' keys, labels and k float32 scores. */
+export function encodeKnnReferences(
+  model: { runId: string; featurizer: string; k: number },
+  keys: readonly string[],
+  references: KnnReferences,
+): { bytes: Buffer; pointer: z.infer<typeof KnnReferencesPointerSchema> } {
+  const { k } = model;
+  const labels: string[] = [];
+  const vectors = new Float32Array(references.size * k);
+  for (let index = 0; index < references.size; index++) {
+    const { label, vector } = references.reference(index);
+    labels.push(label);
+    vectors.set(vector, index * k);
+  }
+  const bytes = encodeFeatureShard({
+    header: {
+      featurizer: referencesFeaturizerId(model.featurizer, k),
+      dim: k,
+      keys: [...keys],
+      labels,
+      failed: [],
+      skipped: [],
+      meta: { format: KNN_REFERENCES_FORMAT, runId: model.runId, featurizer: model.featurizer, vectors: 'float32 PCA scores of the Training rows' },
+    },
+    vectors,
+  });
+  return { bytes, pointer: { file: RESULT_FILES.knnReferences, count: references.size, sha256: sha256Hex(bytes) } };
+}
+
+/** The references a model points at, checked against the model; `where` names the file in errors. */
+export function decodeKnnReferences(bytes: Uint8Array, model: SavedPcaModel, where: string): { references: KnnReferences; keys: string[] } {
+  const pointer = model.knnReferences;
+  if (!pointer) throw new PcaModelError(`the model of run ${model.runId} has no knnReferences`);
+  if (sha256Hex(bytes) !== pointer.sha256) {
+    throw new PcaModelError(`${where} is not the references file of the model of run ${model.runId} (its SHA-256 differs from pca-model.json's)`);
+  }
+  let shard;
+  try {
+    shard = decodeFeatureShard(bytes);
+  } catch (error) {
+    throw new PcaModelError(`${where} is not a references file (${(error as Error).message})`);
+  }
+  const { header, vectors } = shard;
+  const expected = referencesFeaturizerId(model.featurizer, model.k);
+  if (header.featurizer !== expected || header.dim !== model.k || header.keys.length !== pointer.count) {
+    throw new PcaModelError(
+      `${where} holds ${header.keys.length} references of ${header.featurizer} (${header.dim} values), expected ${pointer.count} of ${expected} (${model.k} values)`,
+    );
+  }
+  if (!vectors.every(Number.isFinite)) throw new PcaModelError(`${where} holds NaN or infinite scores`);
+  const references = new KnnReferences(model.k, header.keys.length, 'float32');
+  header.labels.forEach((label, index) => references.add(label, vectors, index * model.k));
+  return { references, keys: header.keys };
+}
+
+function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}

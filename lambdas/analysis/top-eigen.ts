@@ -1,0 +1,409 @@
+/**
+ * The top k eigenpairs of a symmetric positive semi-definite matrix (a covariance or correlation
+ * matrix) without the full decomposition: Chebyshev-filtered subspace iteration with
+ * Rayleigh-Ritz, every d x d product on onnxruntime in float64 (kernel-graphs.ts), the small
+ * projected problem solved by ml-matrix's EigenvalueDecomposition (the solver ml-pca uses).
+ *
+ * A block of l = k + oversampling vectors starts as A times a seeded Gaussian block. Each
+ * iteration projects A on the block (Rayleigh-Ritz: Ritz values theta and vectors V), checks the
+ * residuals r_i = ||A v_i - theta_i v_i||, and, until they are small enough, applies a Chebyshev
+ * polynomial of A that damps [0, theta_l] (the unwanted end) and grows everything above it, then
+ * re-orthonormalises (Cholesky QR, shifted when the block is ill-conditioned).
+ *
+ * Accuracy is checked, not assumed: a pair is accepted when r_i <= tolerance x gap_i, gap_i being
+ * its distance to the neighbouring Ritz values less their own residuals; then the angle between v_i
+ * and the true eigenvector is at most r_i / gap_i (Davis-Kahan) and theta_i is within
+ * r_i^2 / gap_i of the eigenvalue. A residual at the float64 floor of the products
+ * (64 sqrt(d) u theta_1) is accepted whatever the gap: no solver does better on such a pair. If
+ * the iteration does not get there within `maxIterations`, the full decomposition answers instead
+ * (`method: 'full'`).
+ */
+import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
+import { float64Of, KernelOptions, kernelSession, ort } from './kernel-graphs';
+
+export interface TopEigenOptions extends Pick<KernelOptions, 'intraOpNumThreads'> {
+  /** Eigenpairs wanted. */
+  readonly k: number;
+  /** Block vectors beyond k: more converge faster per iteration but cost more per product. @default max(10, ceil(k / 4)) */
+  readonly oversampling?: number;
+  /** Largest accepted r_i / gap_i, a bound on each eigenvector's angle error. @default 1e-9 */
+  readonly tolerance?: number;
+  /** Rayleigh-Ritz iterations before falling back to the full decomposition. @default 30 */
+  readonly maxIterations?: number;
+  /** Highest Chebyshev degree per iteration. @default 16 */
+  readonly maxDegree?: number;
+  /** Seed of the starting block. @default 1 */
+  readonly seed?: number;
+}
+
+export interface TopEigenResult {
+  readonly dim: number;
+  readonly k: number;
+  /** The k largest eigenvalues, descending. */
+  readonly values: Float64Array;
+  /** k x dim row-major unit eigenvectors, each signed so its largest-magnitude entry is positive (as fitPca). */
+  readonly vectors: Float64Array;
+  /** Trace of the matrix: the sum of all its eigenvalues (the denominator of explained variance ratios). */
+  readonly trace: number;
+  /** ||A v_i - lambda_i v_i|| of each returned pair. */
+  readonly residuals: Float64Array;
+  /** Bound on each eigenvector's angle error (r_i / gap_i; 0 for the full decomposition). */
+  readonly angleBounds: Float64Array;
+  readonly method: 'subspace' | 'full';
+  /** Rayleigh-Ritz iterations run. */
+  readonly iterations: number;
+  /** Products of A with the block (each dim x dim x l). */
+  readonly products: number;
+}
+
+const UNIT_ROUNDOFF = 2 ** -53;
+/** Cap on the growth ratio between the largest and the k-th Ritz value a filter may cause in one iteration. */
+const MAX_FILTER_GROWTH = 1e14;
+
+/**
+ * The top `k` eigenpairs of the symmetric PSD matrix `matrix` (ml-matrix `Matrix`, or a
+ * row-major Float64Array of dim x dim).
+ *
+ * @example
+ * const { correlation } = standardisedCorrelation(moments);
+ * const top = await topEigen(correlation, { k: 100 });
+ * const ratios = top.values.map((value) => value / top.trace);
+ */
+export async function topEigen(matrix: Matrix | Float64Array, options: TopEigenOptions): Promise<TopEigenResult> {
+  const { data: a, dim: d } = rowMajor(matrix);
+  const k = options.k;
+  if (!Number.isInteger(k) || k < 1 || k > d) throw new RangeError(`k must be an integer in [1, ${d}], got ${k}`);
+  // At least one vector beyond k: the k-th pair's gap is measured against the next Ritz value.
+  const l = Math.min(d, k + Math.max(1, options.oversampling ?? Math.max(10, Math.ceil(k / 4))));
+  const tolerance = options.tolerance ?? 1e-9;
+  const maxIterations = options.maxIterations ?? 30;
+  const maxDegree = options.maxDegree ?? 16;
+  let trace = 0;
+  for (let i = 0; i < d; i++) trace += a[i * d + i];
+  if (l >= d) return fullDecomposition(a, d, k, trace, 0, 0);
+
+  const products = new Products(a, d, options.intraOpNumThreads);
+  let q = await orthonormalise(await products.times(gaussianBlock(d, l, options.seed ?? 1), l), d, l, products);
+  for (let iteration = 1; iteration <= maxIterations; iteration++) {
+    const ritz = await rayleighRitz(q, d, l, k, products);
+    const check = convergence(ritz, d, k, tolerance);
+    if (check.converged) return result(ritz, d, k, trace, check.angleBounds, 'subspace', iteration, products.count);
+    const degree = filterDegree(ritz.values, k, l, check.worstNeed, maxDegree);
+    q = await orthonormalise(await chebyshevFilter(ritz.vectors, d, l, ritz.values, degree, products), d, l, products);
+  }
+  return fullDecomposition(a, d, k, trace, maxIterations, products.count);
+}
+
+function rowMajor(matrix: Matrix | Float64Array): { data: Float64Array; dim: number } {
+  if (matrix instanceof Float64Array) {
+    const dim = Math.round(Math.sqrt(matrix.length));
+    if (dim * dim !== matrix.length) throw new RangeError(`a square matrix needs a square number of values, got ${matrix.length}`);
+    return { data: matrix, dim };
+  }
+  if (!matrix.isSquare()) throw new RangeError(`a square matrix is needed, got ${matrix.rows} x ${matrix.columns}`);
+  const dim = matrix.rows;
+  const data = new Float64Array(dim * dim);
+  for (let i = 0; i < dim; i++) for (let j = 0; j < dim; j++) data[i * dim + j] = matrix.get(i, j);
+  return { data, dim };
+}
+
+/** The products the iteration needs, on onnxruntime in float64; counts those with A. */
+class Products {
+  count = 0;
+  private readonly a: ort.Tensor;
+  private readonly options: KernelOptions;
+
+  constructor(
+    a: Float64Array,
+    private readonly d: number,
+    intraOpNumThreads: number | undefined,
+  ) {
+    this.a = new ort.Tensor('float64', a, [d, d]);
+    this.options = { precision: 'float64', intraOpNumThreads };
+  }
+
+  /** A x (d x columns). */
+  async times(x: Float64Array, columns: number): Promise<Float64Array> {
+    this.count++;
+    const session = await kernelSession('matmul', this.options);
+    const result = await session.run({ a: this.a, b: new ort.Tensor('float64', x, [this.d, columns]) });
+    return float64Of(result.c);
+  }
+
+  /** alpha A y + beta y + gamma x, with y and x d x columns. */
+  async chebyshevStep(y: Float64Array, x: Float64Array, columns: number, alpha: number, beta: number, gamma: number): Promise<Float64Array> {
+    this.count++;
+    const session = await kernelSession('chebyshevStep', this.options);
+    const scalar = (value: number) => new ort.Tensor('float64', Float64Array.of(value), [1]);
+    const result = await session.run({
+      a: this.a,
+      y: new ort.Tensor('float64', y, [this.d, columns]),
+      x: new ort.Tensor('float64', x, [this.d, columns]),
+      alpha: scalar(alpha),
+      beta: scalar(beta),
+      gamma: scalar(gamma),
+    });
+    return float64Of(result.z);
+  }
+
+  /** (rows x inner) times (inner x columns). */
+  async matmul(x: Float64Array, rows: number, inner: number, y: Float64Array, columns: number): Promise<Float64Array> {
+    const session = await kernelSession('matmul', this.options);
+    const result = await session.run({ a: new ort.Tensor('float64', x, [rows, inner]), b: new ort.Tensor('float64', y, [inner, columns]) });
+    return float64Of(result.c);
+  }
+
+  /** x^T y for x (rows x p) and y (rows x q). */
+  async innerProducts(x: Float64Array, p: number, y: Float64Array, q: number, rows: number): Promise<Float64Array> {
+    const session = await kernelSession('innerProducts', this.options);
+    const result = await session.run({ a: new ort.Tensor('float64', x, [rows, p]), b: new ort.Tensor('float64', y, [rows, q]) });
+    return float64Of(result.c);
+  }
+}
+
+/** d x l standard normal values from a seeded xorshift generator (Box-Muller). */
+function gaussianBlock(d: number, l: number, seed: number): Float64Array {
+  let state = (0x9e3779b9 ^ Math.imul(seed | 0, 0x85ebca6b)) >>> 0 || 1;
+  const uniform = () => {
+    state ^= state << 13;
+    state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    return (state + 0.5) / 4294967296;
+  };
+  const block = new Float64Array(d * l);
+  for (let i = 0; i < block.length; i += 2) {
+    const radius = Math.sqrt(-2 * Math.log(uniform()));
+    const angle = 2 * Math.PI * uniform();
+    block[i] = radius * Math.cos(angle);
+    if (i + 1 < block.length) block[i + 1] = radius * Math.sin(angle);
+  }
+  return block;
+}
+
+/**
+ * An orthonormal basis of the columns of y (d x l, full column rank assumed): columns scaled to
+ * unit length, then Cholesky QR twice, or three times with a shifted first pass when the Gram
+ * matrix is too ill-conditioned to factor (shifted CholeskyQR3, Fukaya et al. 2020).
+ */
+async function orthonormalise(y: Float64Array, d: number, l: number, products: Products): Promise<Float64Array> {
+  for (let c = 0; c < l; c++) {
+    let sum = 0;
+    for (let r = 0; r < d; r++) sum += y[r * l + c] * y[r * l + c];
+    const scale = sum > 0 ? 1 / Math.sqrt(sum) : 0;
+    for (let r = 0; r < d; r++) y[r * l + c] *= scale;
+  }
+  let passes = 2;
+  for (let pass = 0; pass < passes; pass++) {
+    const gram = await products.innerProducts(y, l, y, l, d);
+    let factor = cholesky(gram, l, 0);
+    if (!factor) {
+      let norm = 0;
+      for (let i = 0; i < l; i++) norm += gram[i * l + i];
+      factor = cholesky(gram, l, 11 * (d * l + l * (l + 1)) * UNIT_ROUNDOFF * norm);
+      if (!factor) throw new Error('orthonormalise: the block is rank-deficient even after a shift');
+      passes = Math.max(passes, pass + 3);
+    }
+    y = await products.matmul(y, d, l, invertUpper(factor, l), l);
+  }
+  return y;
+}
+
+/** Upper-triangular R with R^T R = g + shift I, or undefined when a pivot is not positive. */
+function cholesky(g: Float64Array, n: number, shift: number): Float64Array | undefined {
+  const r = new Float64Array(n * n);
+  for (let j = 0; j < n; j++) {
+    let pivot = g[j * n + j] + shift;
+    for (let p = 0; p < j; p++) pivot -= r[p * n + j] * r[p * n + j];
+    if (!(pivot > 0)) return undefined;
+    const rjj = Math.sqrt(pivot);
+    r[j * n + j] = rjj;
+    for (let i = j + 1; i < n; i++) {
+      let sum = g[j * n + i];
+      for (let p = 0; p < j; p++) sum -= r[p * n + j] * r[p * n + i];
+      r[j * n + i] = sum / rjj;
+    }
+  }
+  return r;
+}
+
+/** The inverse of an upper-triangular n x n matrix (upper-triangular too). */
+function invertUpper(r: Float64Array, n: number): Float64Array {
+  const inverse = new Float64Array(n * n);
+  for (let j = 0; j < n; j++) {
+    inverse[j * n + j] = 1 / r[j * n + j];
+    for (let i = j - 1; i >= 0; i--) {
+      let sum = 0;
+      for (let p = i + 1; p <= j; p++) sum += r[i * n + p] * inverse[p * n + j];
+      inverse[i * n + j] = -sum / r[i * n + i];
+    }
+  }
+  return inverse;
+}
+
+interface Ritz {
+  /** l Ritz values, descending. */
+  values: Float64Array;
+  /** d x l Ritz vectors (columns, in the order of `values`). */
+  vectors: Float64Array;
+  /** d x l: A times the Ritz vectors. */
+  images: Float64Array;
+  /** ||A v_i - theta_i v_i|| of the first k + 1 pairs. */
+  residuals: Float64Array;
+}
+
+/** Rayleigh-Ritz on the orthonormal block q: eigenpairs of q^T A q, mapped back. */
+async function rayleighRitz(q: Float64Array, d: number, l: number, k: number, products: Products): Promise<Ritz> {
+  const aq = await products.times(q, l);
+  const h = await products.innerProducts(q, l, aq, l, d);
+  const projected = new Matrix(l, l);
+  for (let i = 0; i < l; i++) for (let j = 0; j < l; j++) projected.set(i, j, (h[i * l + j] + h[j * l + i]) / 2);
+  const evd = new EigenvalueDecomposition(projected, { assumeSymmetric: true });
+  const order = evd.realEigenvalues.map((value, index) => [value, index]).sort((x, y) => y[0] - x[0] || x[1] - y[1]);
+  const values = Float64Array.from(order, ([value]) => value);
+  const rotation = new Float64Array(l * l);
+  const eigenvectors = evd.eigenvectorMatrix;
+  for (let i = 0; i < l; i++) for (let c = 0; c < l; c++) rotation[i * l + c] = eigenvectors.get(i, order[c][1]);
+  const vectors = await products.matmul(q, d, l, rotation, l);
+  const images = await products.matmul(aq, d, l, rotation, l);
+  const checked = Math.min(k + 1, l);
+  const residuals = new Float64Array(checked);
+  for (let c = 0; c < checked; c++) {
+    let sum = 0;
+    for (let r = 0; r < d; r++) {
+      const difference = images[r * l + c] - values[c] * vectors[r * l + c];
+      sum += difference * difference;
+    }
+    residuals[c] = Math.sqrt(sum);
+  }
+  return { values, vectors, images, residuals };
+}
+
+/**
+ * Whether the first k Ritz pairs are accurate enough, each pair's angle bound, and how far the
+ * worst one still is from its target (residual / target, 1 when converged).
+ */
+function convergence(ritz: Ritz, d: number, k: number, tolerance: number): { converged: boolean; angleBounds: Float64Array; worstNeed: number[] } {
+  const { values, residuals } = ritz;
+  const floor = 64 * Math.sqrt(d) * UNIT_ROUNDOFF * Math.abs(values[0]);
+  const angleBounds = new Float64Array(k);
+  const worstNeed: number[] = [];
+  let converged = true;
+  for (let i = 0; i < k; i++) {
+    const above = i > 0 ? values[i - 1] - values[i] - residuals[i - 1] : Number.POSITIVE_INFINITY;
+    const below = values[i] - values[i + 1] - residuals[i + 1];
+    const gap = Math.min(above, below);
+    const target = Math.max(gap > 0 ? tolerance * gap : 0, floor);
+    angleBounds[i] = gap > 0 ? residuals[i] / gap : Number.POSITIVE_INFINITY;
+    const need = residuals[i] / target;
+    worstNeed.push(need);
+    if (need > 1) converged = false;
+  }
+  return { converged, angleBounds, worstNeed };
+}
+
+/**
+ * The Chebyshev degree for the next filter: enough to bring every unconverged pair to its target at
+ * the convergence rate its Ritz value gives, capped by `maxDegree` and so that the filter grows the
+ * top Ritz value at most MAX_FILTER_GROWTH times more than the k-th (beyond that the block loses
+ * the k-th direction to rounding).
+ */
+function filterDegree(values: Float64Array, k: number, l: number, need: number[], maxDegree: number): number {
+  const { centre, halfWidth } = filterInterval(values, l);
+  const rate = (theta: number) => {
+    const x = (theta - centre) / halfWidth;
+    return x > 1 ? Math.log(x + Math.sqrt(x * x - 1)) : 0;
+  };
+  let degree = 1;
+  for (let i = 0; i < k; i++) {
+    if (need[i] <= 1) continue;
+    const r = rate(values[i]);
+    degree = Math.max(degree, r > 0 ? Math.ceil(Math.log(need[i]) / r) + 1 : maxDegree);
+  }
+  const spread = rate(values[0]) - rate(values[k - 1]);
+  if (spread > 0) degree = Math.min(degree, Math.max(2, Math.floor(Math.log(MAX_FILTER_GROWTH) / spread)));
+  return Math.max(1, Math.min(degree, maxDegree));
+}
+
+/** The damped interval [0, theta_l]: the smallest Ritz value bounds the unwanted end from above. */
+function filterInterval(values: Float64Array, l: number): { centre: number; halfWidth: number } {
+  const upper = Math.max(values[l - 1], Number.MIN_VALUE);
+  return { centre: upper / 2, halfWidth: upper / 2 };
+}
+
+/**
+ * p(A) v for the degree-`degree` Chebyshev polynomial of the damped interval, scaled to 1 at the
+ * largest Ritz value so nothing overflows (Zhou, Saad, Tiago & Chelikowsky 2006, Algorithm 4.1).
+ */
+async function chebyshevFilter(v: Float64Array, d: number, l: number, values: Float64Array, degree: number, products: Products): Promise<Float64Array> {
+  const { centre: c, halfWidth: e } = filterInterval(values, l);
+  const scaleAt = values[0];
+  if (!(scaleAt > c + e)) return products.times(v, l);
+  let sigma = e / (scaleAt - c);
+  const tau = 2 / sigma;
+  let previous = v;
+  let current = await products.chebyshevStep(v, v, l, sigma / e, (-sigma * c) / e, 0);
+  for (let step = 2; step <= degree; step++) {
+    const next = 1 / (tau - sigma);
+    const following = await products.chebyshevStep(current, previous, l, (2 * next) / e, (-2 * next * c) / e, -sigma * next);
+    previous = current;
+    current = following;
+    sigma = next;
+  }
+  return current;
+}
+
+function result(
+  ritz: Ritz,
+  d: number,
+  k: number,
+  trace: number,
+  angleBounds: Float64Array,
+  method: 'subspace' | 'full',
+  iterations: number,
+  products: number,
+): TopEigenResult {
+  const l = ritz.vectors.length / d;
+  const vectors = new Float64Array(k * d);
+  for (let c = 0; c < k; c++) {
+    let largest = 0;
+    for (let r = 0; r < d; r++) if (Math.abs(ritz.vectors[r * l + c]) > Math.abs(largest)) largest = ritz.vectors[r * l + c];
+    const sign = largest < 0 ? -1 : 1;
+    for (let r = 0; r < d; r++) vectors[c * d + r] = sign * ritz.vectors[r * l + c];
+  }
+  return {
+    dim: d,
+    k,
+    values: ritz.values.slice(0, k),
+    vectors,
+    trace,
+    residuals: ritz.residuals.slice(0, k),
+    angleBounds,
+    method,
+    iterations,
+    products,
+  };
+}
+
+/** The answer from ml-matrix's full symmetric decomposition: small matrices, or no convergence. */
+function fullDecomposition(a: Float64Array, d: number, k: number, trace: number, iterations: number, products: number): TopEigenResult {
+  const matrix = new Matrix(d, d);
+  for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) matrix.set(i, j, (a[i * d + j] + a[j * d + i]) / 2);
+  const evd = new EigenvalueDecomposition(matrix, { assumeSymmetric: true });
+  const order = evd.realEigenvalues.map((value, index) => [value, index]).sort((x, y) => y[0] - x[0] || x[1] - y[1]);
+  const values = Float64Array.from(order, ([value]) => value);
+  const vectors = new Float64Array(d * d);
+  for (let r = 0; r < d; r++) for (let c = 0; c < d; c++) vectors[r * d + c] = evd.eigenvectorMatrix.get(r, order[c][1]);
+  const residuals = new Float64Array(Math.min(k + 1, d));
+  for (let c = 0; c < residuals.length; c++) {
+    let sum = 0;
+    for (let r = 0; r < d; r++) {
+      let image = 0;
+      for (let j = 0; j < d; j++) image += a[r * d + j] * vectors[j * d + c];
+      sum += (image - values[c] * vectors[r * d + c]) ** 2;
+    }
+    residuals[c] = Math.sqrt(sum);
+  }
+  return result({ values, vectors, images: vectors, residuals }, d, k, trace, new Float64Array(k), 'full', iterations, products);
+}

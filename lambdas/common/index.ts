@@ -1,0 +1,9 @@
+/**
+ * Small helpers every program may use, with no AWS and nothing of the project: bounded concurrency
+ * (`mapWithConcurrency`) and ordered read-ahead (`OrderedReadAhead`, the featurize path's pipeline
+ * of reads ahead of the model), float array concatenation, and a seeded random for reproducible
+ * samples. The exports below are what the rest of the code may use from this folder.
+ */
+export { OrderedReadAhead, mapWithConcurrency } from './concurrency';
+export { concatFloat32 } from './float-arrays';
+export { seededRandom } from './seeded-random';

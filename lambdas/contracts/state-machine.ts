@@ -1,0 +1,15 @@
+/**
+ * Names in the state machine that other parts rely on: the local run tells the featurize map's
+ * progress from the aggregate's by them, and the dashboard follows the map runs' metrics.
+ */
+
+/**
+ * The featurize Distributed Map's label. Its child executions report their CloudWatch metrics
+ * (AWS/States) under `StateMachineArn` = `<state machine ARN>/<label>`; without a label that
+ * suffix is a new UUID per run, and no dashboard or alarm could follow them.
+ * https://docs.aws.amazon.com/step-functions/latest/dg/concepts-examine-map-run.html
+ */
+export const MAP_RUN_LABEL = 'FeaturizeImages';
+
+/** The aggregate's group maps, each a Distributed Map over the plan's groups (labelled like the featurize map). */
+export const AGGREGATE_MAP_LABELS = { moments: 'ComputeMoments', project: 'ProjectGroups', classify: 'ClassifyGroups' } as const;

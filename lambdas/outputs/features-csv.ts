@@ -1,0 +1,88 @@
+/**
+ * The CSV files of a run, as RFC 4180 text (https://www.rfc-editor.org/rfc/rfc4180):
+ * CRLF line breaks, and a field is quoted, with inner quotes doubled, whenever it holds a comma,
+ * a quote, CR or LF, or leading/trailing white space (which some readers would otherwise trim).
+ * Object keys can hold all of these, and any unicode, so keys and labels always go through
+ * `csvTextField`.
+ *
+ * CSV injection (https://owasp.org/www-community/attacks/CSV_Injection): a spreadsheet runs a
+ * cell that starts with `=`, `+`, `-`, `@`, TAB or CR as a formula, and label folders are named by
+ * whoever uploads images. Such text cells are written with a leading `'`, as OWASP advises, and so
+ * is a text cell that itself starts with `'`, so that `restoreTextField` (drop one leading `'`)
+ * gives back every key and label exactly. Numbers are never prefixed. Reading the files back is
+ * evaluate/csv.ts's job.
+ */
+
+const CSV_LINE_BREAK = '\r\n';
+
+/** Significant digits of a score: the features are float32 (~7 digits), one more avoids drift. */
+const SCORE_DIGITS = 8;
+
+const FORMULA_START = /^[=+\-@\t\r']/;
+
+/** A key or label as a CSV cell: quoted as needed, and never a live spreadsheet formula. */
+export function csvTextField(value: string): string {
+  return csvField(FORMULA_START.test(value) ? `'${value}` : value);
+}
+
+/** The key or label a `csvTextField` cell was written from. */
+export function restoreTextField(cell: string): string {
+  return cell.startsWith("'") ? cell.slice(1) : cell;
+}
+
+export function csvField(value: string): string {
+  if (/[",\r\n]/.test(value) || /^\s|\s$/.test(value)) return `"${value.replace(/"/g, '""')}"`;
+  return value;
+}
+
+function csvLine(fields: readonly string[]): string {
+  return fields.map(csvField).join(',') + CSV_LINE_BREAK;
+}
+
+/** Shortest text of `value` rounded to `digits` significant digits (no trailing zeros). */
+export function formatNumber(value: number, digits: number = SCORE_DIGITS): string {
+  if (!Number.isFinite(value)) throw new RangeError(`cannot write a non-finite number (${value}) to CSV`);
+  if (value === 0) return '0';
+  return String(Number(value.toPrecision(digits)));
+}
+
+function componentNames(k: number): string[] {
+  return Array.from({ length: k }, (_, c) => `pc_${c + 1}`);
+}
+
+/** `key,label,split,pc_1..pc_k`; split is `train`, `test` or empty (lambdas/analysis/knn.ts, `splitOfKey`). */
+export function featuresCsvHeader(k: number): string {
+  return csvLine(['key', 'label', 'split', ...componentNames(k)]);
+}
+
+export function featuresCsvRow(key: string, label: string, split: string | undefined, scores: ArrayLike<number>, k: number = scores.length): string {
+  let line = `${csvTextField(key)},${csvTextField(label)},${split ?? ''}`;
+  for (let c = 0; c < k; c++) line += `,${formatNumber(scores[c])}`;
+  return line + CSV_LINE_BREAK;
+}
+
+/** `key,label,split,predicted,nearest_distance`: one row per image the classifier predicted. */
+export function predictionsCsvHeader(): string {
+  return csvLine(['key', 'label', 'split', 'predicted', 'nearest_distance']);
+}
+
+export function predictionsCsvRow(key: string, label: string, split: string | undefined, predicted: string, nearestDistance: number): string {
+  return `${csvTextField(key)},${csvTextField(label)},${split ?? ''},${csvTextField(predicted)},${formatNumber(nearestDistance)}${CSV_LINE_BREAK}`;
+}
+
+/** One row per component: eigenvalue, ratio and cumulative ratio, and whether it was kept. */
+export function explainedVarianceCsv(eigenvalues: ArrayLike<number>, ratios: ArrayLike<number>, kept: number): string {
+  let out = csvLine(['component', 'eigenvalue', 'explained_variance_ratio', 'cumulative_explained_variance_ratio', 'kept']);
+  let cumulative = 0;
+  for (let c = 0; c < ratios.length; c++) {
+    cumulative += ratios[c];
+    out += csvLine([
+      `pc_${c + 1}`,
+      formatNumber(eigenvalues[c], 12),
+      formatNumber(ratios[c], 12),
+      formatNumber(Math.min(1, cumulative), 12),
+      c < kept ? 'true' : 'false',
+    ]);
+  }
+  return out;
+}

@@ -1,0 +1,168 @@
+/**
+ * What each output of a run holds, column by column: written as the `schema` section of
+ * report.json and, for people who open the folder first, as README.txt beside the outputs. One
+ * description, two renderings, so they cannot disagree.
+ */
+import { RESULT_FILES } from '../contracts/bucket-layout';
+
+export interface ColumnDescription {
+  name: string;
+  /** CSV: text or number; Parquet: the physical and logical type. */
+  type: string;
+  description: string;
+}
+
+export interface FileDescription {
+  file: string;
+  description: string;
+  columns?: ColumnDescription[];
+}
+
+export interface OutputSchema {
+  runId: string;
+  files: FileDescription[];
+}
+
+export interface OutputSchemaInput {
+  runId: string;
+  /** Components kept. */
+  k: number;
+  /** Feature vector length (embeddings.parquet columns). */
+  dim: number;
+  classified: boolean;
+  embeddings: boolean;
+  /** knn-references.fsh was written (a fitting run with Training rows). @default false */
+  references?: boolean;
+  /** The saved model a projecting run used: it writes no pca-model.json of its own. */
+  projectedWith?: { model: string; runId: string };
+  /** Whether features.parquet (and embeddings.parquet) were written as one file beside the dataset's parts. @default true */
+  singleParquet?: boolean;
+}
+
+const TEXT_NOTE = "text; a cell that would start with = + - @ TAB CR or ' is written with one leading ' (CSV injection guard), drop it to read the value";
+
+export function outputSchema({
+  runId,
+  k,
+  dim,
+  classified,
+  embeddings,
+  references = false,
+  projectedWith,
+  singleParquet = true,
+}: OutputSchemaInput): OutputSchema {
+  const pcs = k === 1 ? 'pc_1' : `pc_1 .. pc_${k}`;
+  const base = (text: boolean): ColumnDescription[] => [
+    { name: 'key', type: text ? 'text' : 'BYTE_ARRAY UTF8, required', description: `S3 object key of the image${text ? ` (${TEXT_NOTE})` : ''}` },
+    { name: 'label', type: text ? 'text' : 'BYTE_ARRAY UTF8, required', description: "the image's parent folder" },
+    {
+      name: 'split',
+      type: text ? 'text' : 'BYTE_ARRAY UTF8, optional',
+      description: `train (under a Training/ or Train/ folder), test (Test/, Testing/, Validation/), or ${text ? 'empty' : 'null'} when the key names no split`,
+    },
+  ];
+  const files: FileDescription[] = [
+    {
+      file: RESULT_FILES.features,
+      description: 'one row per image featurized: its principal component scores (RFC 4180 CSV, UTF-8, CRLF)',
+      columns: [
+        ...base(true),
+        {
+          name: pcs,
+          type: 'number',
+          description: `score on each kept component, 8 significant digits${projectedWith ? ` (the components of run ${projectedWith.runId}'s model)` : ''}`,
+        },
+      ],
+    },
+    {
+      file: `${RESULT_FILES.featuresParts}part-*.parquet`,
+      description:
+        "the rows of features.csv as one typed Parquet dataset, a part per group of shards (row groups of 32,768 rows, SNAPPY text columns): read it as one table, e.g. DuckDB read_parquet('features/*.parquet')",
+      columns: [...base(false), { name: pcs, type: 'FLOAT (32-bit), required', description: 'score on each kept component' }],
+    },
+  ];
+  if (singleParquet) {
+    files.push({
+      file: RESULT_FILES.featuresParquet,
+      description: `the same table as ${RESULT_FILES.featuresParts} in one file (a run of one group of shards only)`,
+    });
+  }
+  if (classified) {
+    files.push({
+      file: RESULT_FILES.predictions,
+      description: projectedWith
+        ? `the k-NN prediction of every image, against the Training references of run ${projectedWith.runId} (${RESULT_FILES.knnReferences} beside its model)`
+        : 'the k-NN prediction of every image that is not a Training reference (Test rows, and rows with no or another split)',
+      columns: [
+        ...base(true),
+        { name: 'predicted', type: 'text', description: 'the label voted by the k nearest Training images (report.json classification)' },
+        { name: 'nearest_distance', type: 'number', description: 'Euclidean distance, over the components, to the nearest Training image' },
+      ],
+    });
+  }
+  if (embeddings) {
+    files.push({
+      file: singleParquet ? RESULT_FILES.embeddings : `${RESULT_FILES.embeddingsParts}part-*.parquet`,
+      description: 'the raw feature vectors before standardisation and PCA, one row per row of features.csv',
+      columns: [...base(false), { name: `f_1 .. f_${dim}`, type: 'FLOAT (32-bit), required', description: "the featurizer's output vector" }],
+    });
+  }
+  if (projectedWith) {
+    files.push({
+      file: RESULT_FILES.model,
+      description:
+        `not written: this run fitted nothing, it standardised and projected its images with the saved model ${projectedWith.model} ` +
+        `(run ${projectedWith.runId}; report.json pca.model), which stays the one copy: pass that run to --model-from again to project more images the same way`,
+    });
+  } else {
+    files.push({
+      file: RESULT_FILES.model,
+      description:
+        'the fitted PCA: score = ((x - mean) / scale) . component for each kept component; mean, scale, components, eigenvalues, explainedVarianceRatio, ' +
+        `featurizer${references ? `, knnReferences (${RESULT_FILES.knnReferences})` : ''}. A later run projects new images with it: execution input {"pcaModel": "results/${runId}/${RESULT_FILES.model}"}, or --model-from ${runId}`,
+    });
+  }
+  if (references) {
+    files.push({
+      file: RESULT_FILES.knnReferences,
+      description:
+        "the classifier's references, for a run that projects with pca-model.json: the Training rows' keys and labels and their k scores as float32, " +
+        'in the feature-shard format (magic FSH1, uint32 header length, JSON header, then rows x k float32 little-endian)',
+    });
+  }
+  files.push(
+    {
+      file: RESULT_FILES.explainedVariance,
+      description: projectedWith ? `one row per component of the model of run ${projectedWith.runId}` : 'one row per component',
+      columns: [
+        { name: 'component', type: 'text', description: 'pc_<n>' },
+        { name: 'eigenvalue', type: 'number', description: 'of the standardised correlation matrix' },
+        { name: 'explained_variance_ratio', type: 'number', description: "the component's share of the total variance" },
+        { name: 'cumulative_explained_variance_ratio', type: 'number', description: 'share of the components up to this one' },
+        { name: 'kept', type: 'true/false', description: 'whether the component is one of the k kept' },
+      ],
+    },
+    {
+      file: RESULT_FILES.scree,
+      description: `explained variance by component, the chosen k marked (SVG)${projectedWith ? `, of the model of run ${projectedWith.runId}` : ''}`,
+    },
+    { file: RESULT_FILES.scatter, description: 'the images on the first two components, by label and split (SVG)' },
+    {
+      file: RESULT_FILES.report,
+      description: 'what happened to every listed object (counts, failed and skipped with reasons), the PCA, the classification, the settings, this schema',
+    },
+    { file: RESULT_FILES.html, description: 'report.json, the plots and a gallery of misclassified images on one self-contained page' },
+  );
+  return { runId, files };
+}
+
+/** The schema as plain text for README.txt. */
+export function outputReadme(schema: OutputSchema): string {
+  const lines = [`Outputs of run ${schema.runId} (fruits-pipeline)`, ''];
+  for (const file of schema.files) {
+    lines.push(`${file.file}`, `  ${file.description}`);
+    for (const column of file.columns ?? []) lines.push(`    ${column.name} [${column.type}]: ${column.description}`);
+    lines.push('');
+  }
+  return lines.join('\n');
+}

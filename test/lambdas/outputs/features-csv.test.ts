@@ -1,0 +1,102 @@
+import {
+  csvField,
+  csvTextField,
+  restoreTextField,
+  explainedVarianceCsv,
+  featuresCsvHeader,
+  featuresCsvRow,
+  predictionsCsvHeader,
+  predictionsCsvRow,
+  formatNumber,
+} from '../../../lambdas/outputs/features-csv';
+import { parseCsv } from '../../../evaluate/csv';
+
+describe('features CSV', () => {
+  const oddKeys = [
+    'input/fruits/Apple Red 1/r_12_100.jpg',
+    'input/fruits/Kiwi/with,comma.jpg',
+    'input/fruits/Lemon/say "cheese".jpg',
+    'input/fruits/Banana/line\nbreak.jpg',
+    'input/fruits/Banana/cr\rlf\r\n.jpg',
+    'input/fruits/Orange/ leading and trailing space .jpg',
+    'input/fruits/Fraise/été 🍓 ü.jpg',
+    'input/fruits/Tomato 1/=SUM(A1).jpg',
+  ];
+
+  it('quotes only what RFC 4180 needs, doubling inner quotes', () => {
+    expect(csvField('plain/key.jpg')).toBe('plain/key.jpg');
+    expect(csvField('Apple Red 1')).toBe('Apple Red 1');
+    expect(csvField('a,b')).toBe('"a,b"');
+    expect(csvField('say "hi"')).toBe('"say ""hi"""');
+    expect(csvField('a\nb')).toBe('"a\nb"');
+    expect(csvField(' padded')).toBe('" padded"');
+    expect(csvField('')).toBe('');
+  });
+
+  it('round-trips odd keys and labels through a CSV parser', () => {
+    let text = featuresCsvHeader(2);
+    oddKeys.forEach((key, i) => {
+      text += featuresCsvRow(key, key.split('/')[2], i % 2 ? 'test' : undefined, [i + 0.5, -i * 1e-9]);
+    });
+    const rows = parseCsv(text);
+    expect(rows[0]).toEqual(['key', 'label', 'split', 'pc_1', 'pc_2']);
+    expect(rows).toHaveLength(oddKeys.length + 1);
+    oddKeys.forEach((key, i) => {
+      expect(rows[i + 1][0]).toBe(key);
+      expect(rows[i + 1][1]).toBe(key.split('/')[2]);
+      expect(rows[i + 1][2]).toBe(i % 2 ? 'test' : '');
+      expect(Number(rows[i + 1][3])).toBe(i + 0.5);
+      expect(Number(rows[i + 1][4])).toBeCloseTo(-i * 1e-9, 15);
+    });
+    expect(text.endsWith('\r\n')).toBe(true);
+  });
+
+  it('never writes a key or label a spreadsheet would run as a formula, and reads them back exactly', () => {
+    const labels = ['=2+5', '+1', '-1', '@SUM(A1)', '\tTab', '\rCR', "'quoted", 'Apple Red 1'];
+    let text = featuresCsvHeader(1);
+    labels.forEach((label, i) => {
+      text += featuresCsvRow(`input/fruits/${label}/${i}.jpg`, label, 'train', [-(i + 1)]);
+    });
+    const rows = parseCsv(text).slice(1);
+    rows.forEach((row, i) => {
+      // OWASP: a leading ' makes the cell text; numbers (negative ones too) stay numbers.
+      expect(row[1]).toBe(labels[i] === 'Apple Red 1' ? 'Apple Red 1' : `'${labels[i]}`);
+      expect(restoreTextField(row[1])).toBe(labels[i]);
+      expect(restoreTextField(row[0])).toBe(`input/fruits/${labels[i]}/${i}.jpg`);
+      expect(row[3]).toBe(String(-(i + 1)));
+    });
+    expect(csvTextField('=cmd|calc')).toBe("'=cmd|calc");
+  });
+
+  it('writes predictions with the same text guard on key, label and predicted label', () => {
+    const text =
+      predictionsCsvHeader() +
+      predictionsCsvRow('input/d/Test/=HYPERLINK(1)/a,b.jpg', '=HYPERLINK(1)', 'test', '@Kiwi', 1.25) +
+      predictionsCsvRow('input/d/x/1.jpg', 'x', undefined, 'Kiwi', 0);
+    const rows = parseCsv(text);
+    expect(rows).toEqual([
+      ['key', 'label', 'split', 'predicted', 'nearest_distance'],
+      ['input/d/Test/=HYPERLINK(1)/a,b.jpg', "'=HYPERLINK(1)", 'test', "'@Kiwi", '1.25'],
+      ['input/d/x/1.jpg', 'x', '', 'Kiwi', '0'],
+    ]);
+  });
+
+  it('writes scores with 8 significant digits and no trailing zeros', () => {
+    expect(formatNumber(0)).toBe('0');
+    expect(formatNumber(1.5)).toBe('1.5');
+    expect(formatNumber(-0.123456789123)).toBe('-0.12345679');
+    expect(formatNumber(1.23456789e-7)).toBe('1.2345679e-7');
+    expect(formatNumber(123456789.4)).toBe('123456790');
+    expect(() => formatNumber(Number.NaN)).toThrow(RangeError);
+  });
+
+  it('writes the explained variance table with a cumulative column and the kept flag', () => {
+    const rows = parseCsv(explainedVarianceCsv([2, 1, 1], [0.5, 0.25, 0.25], 2));
+    expect(rows[0]).toEqual(['component', 'eigenvalue', 'explained_variance_ratio', 'cumulative_explained_variance_ratio', 'kept']);
+    expect(rows.slice(1)).toEqual([
+      ['pc_1', '2', '0.5', '0.5', 'true'],
+      ['pc_2', '1', '0.25', '0.75', 'true'],
+      ['pc_3', '1', '0.25', '1', 'false'],
+    ]);
+  });
+});

@@ -1,12 +1,5 @@
 #!/usr/bin/env node
-import { App, Validations } from 'aws-cdk-lib';
-import { AwsSolutionsChecks } from 'cdk-nag';
-import { configFromContext } from '../lib/config';
-import { FruitsPipelineStack } from '../lib/fruits-pipeline-stack';
+import { App } from 'aws-cdk-lib';
+import { buildPipelineApp } from '../lib/pipeline-app';
 
-const app = new App();
-new FruitsPipelineStack(app, 'FruitsPipeline', {
-  description: 'Fruit photos in S3 -> Step Functions Distributed Map -> container Lambdas -> PCA feature table',
-  config: configFromContext(app),
-});
-Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+buildPipelineApp(new App());

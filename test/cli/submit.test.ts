@@ -3,7 +3,7 @@
  * CloudFormation mocked (aws-sdk-client-mock).
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
@@ -154,7 +154,7 @@ describe('deployed stack commands', () => {
       .resolves({ input: JSON.stringify({ trigger: { bucket: BUCKET, key: 'input/trig/_START' } }) } as never);
     const arn = await startRun(clients(), { bucket: BUCKET, stateMachineArn: SM_ARN }, { dataset: 'trig', trigger: true, pollMs: 10 });
     expect(arn).toBe(execArn('ours'));
-    await expect(s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'input/trig/_START' }))).resolves.toBeDefined();
+    await expect(s3.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'input/trig/_START' }))).resolves.toMatchObject({ ContentLength: 0 });
   });
 
   async function runCli(args: string[]): Promise<{ stdout: string; exitCode: number }> {
@@ -229,6 +229,73 @@ describe('deployed stack commands', () => {
     await expect(s3.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'input/fruits/Kiwi/big.jpg' }))).resolves.toMatchObject({
       ContentLength: UPLOAD_PART_SIZE + 1000,
     });
+  });
+
+  it('submit in its default mode (the upload trigger): uploads, writes _START, finds the execution the rule started, follows it, downloads the results', async () => {
+    const dir = dataset('triggered');
+    const outputs: Record<string, Buffer> = {
+      'features.csv': Buffer.from('key,label,pc_1\r\ninput/triggered/Kiwi/k.jpg,Kiwi,0.5\r\n'),
+      'report.json': Buffer.from('{"status":"SUCCEEDED"}'),
+      'knn-references.fsh': Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 7) % 256)),
+    };
+    for (const [name, body] of Object.entries(outputs))
+      await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: `results/evt-1/${name}`, Body: body }));
+    // What EventBridge started: a generated execution name, the marker in its input. Dated when listed (the CLI skips older ones).
+    sfn.on(ListExecutionsCommand).callsFake(() => ({
+      executions: [{ executionArn: execArn('evt-1'), stateMachineArn: SM_ARN, name: 'evt-1', status: 'RUNNING', startDate: new Date() }],
+    }));
+    sfn.on(DescribeExecutionCommand, { executionArn: execArn('evt-1') }).resolves({
+      executionArn: execArn('evt-1'),
+      name: 'evt-1',
+      status: 'SUCCEEDED',
+      input: JSON.stringify({ trigger: { bucket: BUCKET, key: 'input/triggered/_START' } }),
+      startDate: new Date(),
+      stopDate: new Date(),
+      output: '{"rows":2}',
+    } as never);
+    sfn.on(ListMapRunsCommand).resolves({ mapRuns: [] });
+
+    const out = join(work, 'triggered-out');
+    const { stdout, exitCode } = await runCli(['submit', dir, ...deployedFlags, '--poll-seconds', '1', '--json', '--out', out]);
+    expect(exitCode).toBe(0);
+    expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(0);
+    expect(sfn.commandCalls(ListExecutionsCommand)[0].args[0].input).toMatchObject({ stateMachineArn: SM_ARN });
+    await expect(s3.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'input/triggered/_START' }))).resolves.toMatchObject({ ContentLength: 0 });
+    await expect(s3.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'input/triggered/Kiwi/k.jpg' }))).resolves.toMatchObject({ ContentLength: 4 });
+    const printed = JSON.parse(stdout);
+    expect(printed).toMatchObject({ status: 'SUCCEEDED', runId: 'evt-1', downloaded: { dir: join(out, 'evt-1') } });
+    expect([...printed.downloaded.files].sort()).toEqual(Object.keys(outputs).sort());
+    for (const [name, body] of Object.entries(outputs)) expect(readFileSync(join(out, 'evt-1', name)).equals(body)).toBe(true);
+  });
+
+  it("results <runId> of a finished run: downloads every object of results/<runId>/, byte for byte, replacing an older copy, nothing of another run's", async () => {
+    const outputs: Record<string, Buffer> = {
+      'features.csv': Buffer.from('key,label,pc_1\r\n'),
+      'report.html': Buffer.from('<!doctype html><title>Run run-done</title>'),
+      'pca-model.json': Buffer.from('{"k":2}'),
+      'embeddings.parquet': Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 31) % 256)),
+    };
+    for (const [name, body] of Object.entries(outputs))
+      await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: `results/run-done/${name}`, Body: body }));
+    await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'results/run-done-2/features.csv', Body: 'another run' }));
+    sfn.on(DescribeExecutionCommand, { executionArn: execArn('run-done') }).resolves({
+      executionArn: execArn('run-done'),
+      name: 'run-done',
+      status: 'SUCCEEDED',
+      startDate: new Date(),
+      stopDate: new Date(),
+      output: '{"rows":0}',
+    } as never);
+    sfn.on(ListMapRunsCommand).resolves({ mapRuns: [] });
+    const out = join(work, 'results-out');
+    mkdirSync(join(out, 'run-done'), { recursive: true });
+    writeFileSync(join(out, 'run-done', 'stale.txt'), 'from an older download');
+
+    const { stdout, exitCode } = await runCli(['results', 'run-done', ...deployedFlags, '--out', out]);
+    expect(exitCode).toBe(0);
+    expect(stdout).toContain('Run run-done: SUCCEEDED');
+    expect(readdirSync(join(out, 'run-done')).sort()).toEqual(Object.keys(outputs).sort());
+    for (const [name, body] of Object.entries(outputs)) expect(readFileSync(join(out, 'run-done', name)).equals(body)).toBe(true);
   });
 
   it('submit --model-from: checks the model in the bucket before uploading, then starts the execution directly with pcaModel', async () => {

@@ -2,18 +2,19 @@
  * The embedded default end to end: real S3 server on loopback, the synthesized definition, the
  * real featurize and aggregate handlers in worker threads.
  */
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunReport } from '../../lambdas/outputs/run-report';
-import { knnAccuracy, readFeaturesCsv } from '../../evaluate/knn';
+import { readFeaturesCsv } from '../../evaluate/knn';
 import { parseCsv } from '../../evaluate/csv';
 import { restoreTextField } from '../../lambdas/outputs/features-csv';
 import { DEMO_PHOTOS, runLocally } from '../../local/local-run';
+import { referenceKnn } from '../support/reference-knn';
+import { requireFiles, SHARED_103, SHARED_SAMPLE } from '../support/required-files';
 
-const SHARED = join(__dirname, '..', '..', '..', 'shared');
-const SAMPLE = join(SHARED, 'datasets', 'fruits-360-sample');
-const FRUITS_103 = join(SHARED, 'datasets', 'fruits-360-103');
+const SAMPLE = SHARED_SAMPLE;
+const FRUITS_103 = SHARED_103;
 
 function listFiles(dir: string): string[] {
   return readdirSync(dir, { recursive: true, withFileTypes: true })
@@ -21,6 +22,10 @@ function listFiles(dir: string): string[] {
     .map((entry) => join(entry.parentPath, entry.name))
     .sort();
 }
+
+// Whole pipeline runs on a shared 2-core machine: a limit that only ends a hung test (no test
+// asserts speed; docs/BENCHMARKS.md measures it). The 103-class run sets its own.
+jest.setTimeout(600_000);
 
 describe('local run (embedded default)', () => {
   let work: string;
@@ -131,9 +136,8 @@ describe('local run (embedded default)', () => {
     expect(report.classification).toMatchObject({ status: 'classified', predicted: 37, scored: 36, unscored: 1, references: 48 });
   });
 
-  const withShared = existsSync(join(SAMPLE, 'Training')) && existsSync(join(FRUITS_103, 'Training'));
-  if (!withShared) {
-    it.skip(`Fruits-360 sample and fruits-360-103 runs: skipped, ${SAMPLE} or ${FRUITS_103} is absent`, () => undefined);
+  if (!requireFiles('the local runs of the Fruits-360 sample and fruits-360-103', [join(SAMPLE, 'Training'), join(FRUITS_103, 'Training')])) {
+    it.skip('Fruits-360 sample and fruits-360-103 runs (need ../shared)', () => undefined);
     return;
   }
 
@@ -169,9 +173,11 @@ describe('local run (embedded default)', () => {
       expect(item!.reason.length).toBeGreaterThan(5);
     }
 
-    const knn = knnAccuracy(rows);
-    expect(summary.knn).toEqual(knn);
-    expect(knn.scored).toBe(240 - 0);
+    // The summary's score against a k-NN written out from its definition (test/support/reference-knn.ts), sharing no code with the classifier.
+    const inSplit = (split: string) => rows.filter((row) => row.key.includes(`/${split}/`));
+    const reference = referenceKnn(inSplit('Training'), inSplit('Test'), 5);
+    expect(summary.knn).toMatchObject({ k: 5, correct: reference.correct, scored: 240, references: 480 });
+    const knn = summary.knn!;
     console.log(
       `5-NN accuracy on the principal components (Training -> Test): ${knn.accuracy.toFixed(3)} ` +
         `(${summary.featurizer}, k=${summary.components}, explained variance ${summary.explainedVariance?.toFixed(3)}, ${summary.seconds.toFixed(1)} s)`,
@@ -188,5 +194,5 @@ describe('local run (embedded default)', () => {
     );
     expect(summary.knn!.scored).toBe(103 * 30);
     expect(summary.knn!.accuracy).toBeGreaterThanOrEqual(0.97);
-  }, 600_000);
+  }, 1_200_000);
 });

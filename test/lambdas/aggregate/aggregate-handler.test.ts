@@ -14,11 +14,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ParquetReader } from '@dsnp/parquetjs';
 import { parseCsv } from '../../../evaluate/csv';
-import { knnAccuracy, readFeaturesCsv } from '../../../evaluate/knn';
 import { restoreTextField } from '../../../lambdas/outputs/features-csv';
 import { InsufficientDataError } from '../../../lambdas/analysis/streaming-pca';
 import { LocalS3Server, startLocalS3Server } from '../../../local/emulator/s3/s3-server';
 import { seededRandom } from '../../../lambdas/common/seeded-random';
+import { referenceKnn } from '../../support/reference-knn';
+import { SLOW_DOWN, startFailingS3Server } from '../../support/failing-s3-server';
 
 const BUCKET = 'fruits-aggregate-test';
 const LABELS = ['Apple Red 1', 'Kiwi', 'Lemon, "Meyer"', 'Fraise été 🍓'];
@@ -352,11 +353,26 @@ describe('aggregate handler against a local S3 server', () => {
     for (const r of swapped) expect(byKey.get(test.keys[r])![3]).toBe(LABELS[(r + 1) % LABELS.length]);
     expect(byKey.get(test.keys[0])![3]).toBe(test.labels[0]);
     expect(byKey.get(loose.keys[1])![0]).toBe(`input/${runId}/New batch/=cmd.jpg`);
-    expect(Number(byKey.get(test.keys[swapped[0]])![4])).toBeGreaterThanOrEqual(0);
+    // Every prediction and nearest distance as a k-NN written out from its definition gives them
+    // over the published features.csv (test/support/reference-knn.ts shares no code with the classifier).
+    const table = features.slice(1).map((row) => ({ key: restoreTextField(row[0]), label: row[1], split: row[2], vector: row.slice(3).map(Number) }));
+    expect(table[0].vector).toHaveLength(4);
+    const reference = referenceKnn(
+      table.filter((row) => row.split === 'train'),
+      table.filter((row) => row.split !== 'train'),
+      3,
+    );
+    expect(reference.predictions.size).toBe(predictions.length - 1);
+    for (const [key, { predicted, nearest }] of reference.predictions) {
+      expect({ key, predicted: byKey.get(key)![3] }).toEqual({ key, predicted });
+      expect(Number(byKey.get(key)![4])).toBeCloseTo(nearest, 3);
+    }
+    expect(Number(byKey.get(test.keys[swapped[0]])![4])).toBeGreaterThan(0);
 
-    // report.json: accuracy (the same scorer as evaluate/ over features.csv), per class, sparse confusion.
+    // report.json: accuracy (14 of 16 by construction: the two swapped rows), per class, sparse confusion.
     const report = JSON.parse(await getText(client, result.outputs.report));
-    const knn = knnAccuracy(readFeaturesCsv(await getText(client, result.outputs.features)), { k: 3 });
+    const scoredRows = table.filter((row) => row.split === 'test');
+    const referenceCorrect = scoredRows.filter((row) => reference.predictions.get(row.key)!.predicted === row.label).length;
     expect(report.classification).toMatchObject({
       status: 'classified',
       neighbours: 3,
@@ -369,7 +385,7 @@ describe('aggregate handler against a local S3 server', () => {
       unscored: 2,
       confusion: { format: 'sparse' },
     });
-    expect(knn).toMatchObject({ correct: 14, scored: 16, references: 48 });
+    expect({ correct: referenceCorrect, scored: scoredRows.length }).toEqual({ correct: 14, scored: 16 });
     expect(result.accuracy).toBe(14 / 16);
     expect(report.classification.perClass).toHaveLength(4);
     const cells = report.classification.confusion.cells as { actual: string; predicted: string; count: number }[];
@@ -403,8 +419,7 @@ describe('aggregate handler against a local S3 server', () => {
       expect(parquetRows[i].split ?? '').toBe(row[2]);
       expect(parquetRows[i].pc_2 as number).toBeCloseTo(Number(row[4]), 4);
     });
-    // Two readers the writer does not share code with: hyparquet (JavaScript) and, where it is
-    // importable, pyarrow (what pandas and Spark users read with).
+    // A reader the writer does not share code with: hyparquet, in a process of its own.
     const file = join(mkdtempSync(join(tmpdir(), 'fruits-parquet-')), 'features.parquet');
     writeFileSync(file, parquetBytes);
     const script = `import { parquetReadObjects, parquetMetadataAsync, parquetSchema, asyncBufferFromFile } from 'hyparquet';
@@ -423,19 +438,10 @@ describe('aggregate handler against a local S3 server', () => {
     ]);
     expect(fromHyparquet.rows.map((row: { key: string }) => row.key)).toEqual(parquetRows.map((row) => row.key));
     expect(fromHyparquet.rows[0].pc_3).toBeCloseTo(parquetRows[0].pc_3 as number, 6);
-    const python = spawnSync(
-      'python3',
-      [
-        '-c',
-        `import pyarrow.parquet as pq; t = pq.read_table(${JSON.stringify(file)}); print(t.num_rows, t.schema.field('pc_1').type, t.column('split').null_count)`,
-      ],
-      { encoding: 'utf8' },
-    );
-    if (python.status === 0) expect(python.stdout.trim()).toBe(`${parquetRows.length} float 1`);
-    else
-      console.warn(
-        `features.parquet NOT read back with pyarrow: python3 with pyarrow is not importable here (${(python.stderr || String(python.error)).trim().split('\n').pop()})`,
-      );
+    // The rows with no split in the CSV (there are some) hold null, not an empty string, in the file.
+    const noSplit = features.slice(1).filter((row) => row[2] === '').length;
+    expect(noSplit).toBeGreaterThan(0);
+    expect(fromHyparquet.rows.filter((row: { split: string | null }) => row.split === null)).toHaveLength(noSplit);
 
     const embeddingsBytes = await (await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: result.outputs.embeddings! }))).Body!.transformToByteArray();
     const embeddingsReader = await ParquetReader.openBuffer(Buffer.from(embeddingsBytes));
@@ -627,11 +633,6 @@ describe('aggregate handler against a local S3 server', () => {
 
   it('rejects a malformed event and reports transient storage trouble as retryable', async () => {
     await expect(aggregateRun({ runId: 'x' }, { s3: client, settings })).rejects.toThrow(MalformedEventError);
-    const throttled = {
-      send: async () => {
-        throw Object.assign(new Error('Please reduce your request rate.'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } });
-      },
-    } as unknown as S3Client;
     const event = {
       bucket: BUCKET,
       inputPrefix: 'input/x/',
@@ -640,7 +641,17 @@ describe('aggregate handler against a local S3 server', () => {
       workPrefix: 'work/x/',
       mapResult: { ResultWriterDetails: { Bucket: BUCKET, Key: 'work/x/map-results/m/manifest.json' } },
     };
-    await expect(aggregateRun(event, { s3: throttled, settings })).rejects.toThrow(TransientStorageError);
+    // S3 throttles every request (503 SlowDown over HTTP): the SDK retries, then the run gives up retryable.
+    const throttled = await startFailingS3Server(() => SLOW_DOWN);
+    try {
+      await expect(aggregateRun(event, { s3: throttled.client({ maxAttempts: 2 }), settings })).rejects.toThrow(TransientStorageError);
+      expect(throttled.requests).toEqual([
+        { method: 'GET', key: 'work/x/map-results/m/manifest.json' },
+        { method: 'GET', key: 'work/x/map-results/m/manifest.json' },
+      ]);
+    } finally {
+      await throttled.close();
+    }
     await expect(aggregateRun(event, { s3: client, settings })).rejects.toThrow(/manifest .* does not exist/);
   });
 

@@ -4,14 +4,14 @@
  * dataset's README gives 0.88 accuracy for exactly this recipe; landing near it checks the
  * standardisation and components end to end against an independent figure.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { scoreKnn } from '../../../evaluate/knn';
 import { fitPca, PcaProjector, ScatterAccumulator } from '../../../lambdas/analysis/streaming-pca';
+import { describeRequiring, SHARED_SAMPLE } from '../../support/required-files';
 
-const DATASET = join(__dirname, '..', '..', '..', '..', 'shared', 'datasets', 'fruits-360-sample');
-const present = existsSync(join(DATASET, 'Training')) && existsSync(join(DATASET, 'Test'));
+const DATASET = SHARED_SAMPLE;
 const SIDE = 16;
 const DIM = SIDE * SIDE * 3;
 
@@ -34,7 +34,9 @@ async function pixels(split: string): Promise<{ labels: string[]; vectors: Float
   return { labels, vectors };
 }
 
-(present ? describe : describe.skip)('streaming PCA on Fruits-360 pixels (needs ../shared)', () => {
+const withSample = describeRequiring('the streaming PCA on Fruits-360 pixels', [join(DATASET, 'Training'), join(DATASET, 'Test')]);
+
+withSample('streaming PCA on Fruits-360 pixels (needs ../shared)', () => {
   it('gives about the reference 5-NN accuracy (0.88) with k = 15', async () => {
     const train = await pixels('Training');
     const test = await pixels('Test');
@@ -51,7 +53,3 @@ async function pixels(split: string): Promise<{ labels: string[]; vectors: Float
     expect(accuracy).toBeGreaterThan(0.85);
   });
 });
-
-if (!present) {
-  test.skip(`Fruits-360 sample not found at ${DATASET}: real-image PCA check skipped`, () => undefined);
-}

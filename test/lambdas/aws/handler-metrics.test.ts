@@ -224,7 +224,17 @@ describe('handler metrics, logs and traces (real entry points, S3 on loopback)',
 
   it('a failed invocation still flushes its record (memory), then throws', async () => {
     const featurize = loadHandler<FeaturizeBatchSummary>('featurize');
-    const { stdout } = await captureOutput(() => featurize({ Items: [] }, context('featurize', 'req-bad')).catch((error: Error) => error));
+    // The outcome as a value: resolved or rejected, so the expectations below always run.
+    const { result: outcome, stdout } = await captureOutput(() =>
+      featurize({ Items: [] }, context('featurize', 'req-bad')).then(
+        (value) => ({ threw: false as const, value }),
+        (error: unknown) => ({ threw: true as const, error }),
+      ),
+    );
+    expect(outcome).toEqual({
+      threw: true,
+      error: expect.objectContaining({ name: 'MalformedEventError', message: expect.stringMatching(/^featurize batch event .* BatchInput/) }),
+    });
     const [record] = emfRecords(stdout);
     expect(units(record)).toEqual({ MaxMemoryUsedMb: 'Megabytes' });
   });

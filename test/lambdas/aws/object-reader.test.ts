@@ -3,12 +3,11 @@
  * checks SigV4 signatures: odd keys, missing objects (404 and the 403 a role without
  * s3:ListBucket gets), the size limit, bad credentials, and retries of transient failures.
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { ObjectReader } from '../../../lambdas/aws/object-reader';
 import { createS3Client, isAccessDeniedError, isMissingObjectError, isTransientS3Error } from '../../../lambdas/aws/s3-client';
 import { LocalS3Server, startLocalS3Server } from '../../../local/emulator/s3/s3-server';
+import { SLOW_DOWN, startFailingS3Server } from '../../support/failing-s3-server';
 
 const BUCKET = 'reader-test';
 const ODD_KEYS = [
@@ -59,28 +58,21 @@ describe('ObjectReader', () => {
   });
 
   it("retries 5xx as the client's maxAttempts allow, then gives up with a transient error", async () => {
-    let calls = 0;
     let failFirst = 2;
-    const flaky = http.createServer((request, response) => {
-      calls++;
-      if (calls <= failFirst) {
-        response.writeHead(503).end('<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>');
-      } else response.writeHead(200, { 'content-length': 2 }).end('ok');
-    });
-    await new Promise<void>((resolve) => flaky.listen(0, '127.0.0.1', resolve));
-    const endpoint = `http://127.0.0.1:${(flaky.address() as AddressInfo).port}`;
+    let calls = 0;
+    const flaky = await startFailingS3Server(() => (++calls <= failFirst ? SLOW_DOWN : { status: 200, body: 'ok' }));
     try {
-      const client = createS3Client({ ...server.env, S3_ENDPOINT: endpoint });
+      const client = flaky.client();
       const read = await new ObjectReader(client).read(BUCKET, 'k.jpg', 1024);
       expect({ calls, body: 'bytes' in read ? Buffer.from(read.bytes).toString() : read }).toEqual({ calls: 3, body: 'ok' });
       calls = 0;
       failFirst = 100;
       const error = await new ObjectReader(client).read(BUCKET, 'k.jpg', 1024).catch((caught: unknown) => caught);
-      expect(error).toMatchObject({ name: 'SlowDown', $metadata: { httpStatusCode: 503 } });
+      expect(error).toMatchObject({ name: 'SlowDown', message: 'Please reduce your request rate.', $metadata: { httpStatusCode: 503 } });
       expect(isTransientS3Error(error)).toBe(true);
       expect(calls).toBe(5);
     } finally {
-      flaky.close();
+      await flaky.close();
     }
   });
 });

@@ -1,5 +1,3 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import sharp from 'sharp';
 import { FeaturizeBatchEvent, MalformedEventError, RunSettings, SUMMARY_LIST_LIMIT, TransientStorageError } from '../../../lambdas/contracts/events';
@@ -8,6 +6,7 @@ import { createFeaturizer, Featurizer } from '../../../lambdas/model/featurizer'
 import { createS3Client } from '../../../lambdas/aws/s3-client';
 import { batchHash, featurizeBatch, FeaturizeBatchSettings, readFeaturizeEnv } from '../../../lambdas/featurize/handler';
 import { LocalS3Server, startLocalS3Server } from '../../../local/emulator/s3/s3-server';
+import { SLOW_DOWN, startFailingS3Server } from '../../support/failing-s3-server';
 
 const BUCKET = 'fruits-test';
 const settings: FeaturizeBatchSettings = { maxInputPixels: 10_000_000, maxInputBytes: 1024 * 1024, readConcurrency: 4, chunkSize: 3 };
@@ -171,24 +170,6 @@ describe('featurizeBatch against a local S3 server', () => {
  * An HTTP server answering as S3 does when it fails: `answer` decides each request's status and
  * XML error (the SDK's PUT and our GETs both reach it). Counts the requests by method.
  */
-async function failingStorage(answer: (method: string, key: string) => { status: number; code?: string; body?: Buffer }) {
-  const calls: Record<string, number> = {};
-  const server = http.createServer((request, response) => {
-    request.resume();
-    request.on('end', () => {
-      const method = request.method ?? 'GET';
-      calls[method] = (calls[method] ?? 0) + 1;
-      const key = decodeURIComponent((request.url ?? '').split('?')[0].split('/').slice(2).join('/'));
-      const { status, code, body } = answer(method, key);
-      if (code) response.writeHead(status, { 'content-type': 'application/xml' }).end(`<Error><Code>${code}</Code><Message>${code}</Message></Error>`);
-      else response.writeHead(status, { 'content-length': body?.length ?? 0, etag: '"e"' }).end(body);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { s3: createS3Client({ S3_ENDPOINT: endpoint }, { maxAttempts: 2 }), calls, close: () => new Promise((resolve) => server.close(resolve)) };
-}
-
 describe('featurizeBatch storage error classes (S3 failures answered by a local server)', () => {
   const event = { Items: [{ Key: 'input/d/Kiwi/1.jpg', Size: 100 }], BatchInput: run };
   const pixels = () => createFeaturizer({ kind: 'pixels', modelId: 'p' });
@@ -198,9 +179,11 @@ describe('featurizeBatch storage error classes (S3 failures answered by a local 
       [503, 'SlowDown'],
       [500, 'InternalError'],
     ] as const) {
-      const storage = await failingStorage((method) => (method === 'GET' ? { status, code } : { status: 200 }));
+      const storage = await startFailingS3Server((method) => (method === 'GET' ? { status, code } : { status: 200 }));
       try {
-        await expect(featurizeBatch(event, { s3: storage.s3, featurizer: await pixels(), settings })).rejects.toThrow(TransientStorageError);
+        await expect(featurizeBatch(event, { s3: storage.client({ maxAttempts: 2 }), featurizer: await pixels(), settings })).rejects.toThrow(
+          TransientStorageError,
+        );
         expect(storage.calls.GET).toBe(2); // maxAttempts
       } finally {
         await storage.close();
@@ -210,12 +193,14 @@ describe('featurizeBatch storage error classes (S3 failures answered by a local 
 
   it('a transient error in a prefetched chunk surfaces as TransientStorageError, and no shard is written', async () => {
     const body = await jpeg(10, 200, 10);
-    const storage = await failingStorage((method, key) =>
-      method !== 'GET' ? { status: 200 } : key.endsWith('5.jpg') ? { status: 503, code: 'SlowDown' } : { status: 200, body },
+    const storage = await startFailingS3Server((method, key) =>
+      method !== 'GET' ? { status: 200 } : key.endsWith('5.jpg') ? SLOW_DOWN : { status: 200, body },
     );
     try {
       const Items = [1, 2, 3, 4, 5].map((i) => ({ Key: `input/d/Kiwi/${i}.jpg`, Size: body.length }));
-      await expect(featurizeBatch({ Items, BatchInput: run }, { s3: storage.s3, featurizer: await pixels(), settings })).rejects.toThrow(/SlowDown/);
+      await expect(
+        featurizeBatch({ Items, BatchInput: run }, { s3: storage.client({ maxAttempts: 2 }), featurizer: await pixels(), settings }),
+      ).rejects.toThrow(/SlowDown/);
       expect(storage.calls.PUT ?? 0).toBe(0);
     } finally {
       await storage.close();

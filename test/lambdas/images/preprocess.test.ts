@@ -1,14 +1,15 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import sharp, { type Sharp } from 'sharp';
 import { preprocessImage, PreprocessOptions, PreprocessResult, scalePixels, sniffImageFormat } from '../../../lambdas/images/preprocess';
+import { itRequiring, SHARED_SAMPLE } from '../../support/required-files';
 
 const SIZE = 20;
 const options: PreprocessOptions = { size: SIZE, maxInputPixels: 10_000_000, maxInputBytes: 5 * 1024 * 1024 };
 const RED = { r: 220, g: 20, b: 30 };
 const BLUE = { r: 20, g: 30, b: 220 };
-const SAMPLE_KIWI = join(__dirname, '..', '..', '..', '..', 'shared', 'datasets', 'fruits-360-sample', 'Test', 'Kiwi');
+const SAMPLE_KIWI = join(SHARED_SAMPLE, 'Test', 'Kiwi');
 
 function solid(width: number, height: number, colour: { r: number; g: number; b: number; alpha?: number }, channels: 3 | 4 = 3) {
   return sharp({ create: { width, height, channels, background: colour } });
@@ -130,8 +131,8 @@ describe('preprocessImage accepts odd but valid encodings as 3-channel sRGB', ()
     expectClose(pixel(result, 112, 112), [RED.r, RED.g, RED.b]);
   });
 
-  const kiwi = existsSync(SAMPLE_KIWI) ? it : it.skip;
-  kiwi('a real Fruits-360 photo (skipped without ../shared)', async () => {
+  const kiwi = itRequiring('preprocessImage on a real Fruits-360 photo', [SAMPLE_KIWI]);
+  kiwi('a real Fruits-360 photo (needs ../shared)', async () => {
     const bytes = readFileSync(join(SAMPLE_KIWI, readdirSync(SAMPLE_KIWI)[0]));
     const result = await accepted(bytes, 224);
     expect([result.sourceWidth, result.sourceHeight]).toEqual([100, 100]);

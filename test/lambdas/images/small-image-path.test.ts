@@ -88,20 +88,52 @@ describe('plainJpegHeader', () => {
   });
 
   it('the images it leaves to sharp come out as sharp makes them (turned, profiled)', async () => {
+    const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
     const wide = await sharp(photo()).resize(100, 60, { fit: 'fill' }).jpeg().toBuffer();
-    const turned = await preprocessImage(withOrientation(wide, 6), { size: 128, ...limits });
-    expect(turned).toMatchObject({ ok: true, sourceWidth: 60, sourceHeight: 100 });
     const upright = await preprocessImage(wide, { size: 128, ...limits });
     expect(upright).toMatchObject({ ok: true, sourceWidth: 100, sourceHeight: 60 });
+
+    // Turned: sharp's own rotation by the EXIF tag, then the enlargement (which matches sharp's, above).
+    const turnedBytes = withOrientation(wide, 6);
+    const turned = await preprocessImage(turnedBytes, { size: 128, ...limits });
+    if (!turned.ok) throw new Error(turned.reason);
+    expect(turned).toMatchObject({ sourceWidth: 60, sourceHeight: 100 });
+    const rotated = await sharp(turnedBytes).rotate().raw().toBuffer({ resolveWithObject: true });
+    expect([rotated.info.width, rotated.info.height]).toEqual([60, 100]);
+    expect(same(turned.rgb, containBicubic(rotated.data, 60, 100, 128))).toBe(true);
+    if (!upright.ok) throw new Error(upright.reason);
+    expect(same(turned.rgb, upright.rgb)).toBe(false);
+
+    // Profiled (Display P3): the pixels converted to sRGB as sharp converts them, not taken as stored.
+    const profiledBytes = await sharp(photo()).withIccProfile('p3').jpeg().toBuffer();
+    const profiled = await preprocessImage(profiledBytes, { size: 128, ...limits });
+    if (!profiled.ok) throw new Error(profiled.reason);
+    const inSrgb = await sharp(profiledBytes).raw().toBuffer();
+    const asStored = await sharp(profiledBytes).keepIccProfile().raw().toBuffer();
+    expect(same(inSrgb, asStored)).toBe(false);
+    expect(same(profiled.rgb, containBicubic(inSrgb, 100, 100, 128))).toBe(true);
+    expect(same(profiled.rgb, containBicubic(asStored, 100, 100, 128))).toBe(false);
   });
 });
 
 describe('containBicubic', () => {
-  it('keeps a flat image flat and copies an image already at the size', () => {
+  it('keeps a flat image flat', () => {
     expect(containBicubic(new Uint8Array(10 * 10 * 3).fill(77), 10, 10, 16).every((v) => v === 77)).toBe(true);
-    const ramp = Uint8Array.from({ length: 8 * 8 * 3 }, (_, i) => i % 251);
-    // At scale 1 the -0.5 shift of libvips' mapping blends each pixel with its neighbours: not a copy.
-    expect(containBicubic(ramp, 8, 8, 8)).toHaveLength(8 * 8 * 3);
+  });
+
+  it('at scale 1 still shifts by half a pixel (so preprocessImage copies an image already at the size instead)', () => {
+    // A ramp across: 10 x. Catmull-Rom reproduces a straight line, and libvips' mapping reads
+    // output x at input x - 0.5, so inside the image (away from the repeated edges) it gives 10 x - 5.
+    const ramp = Uint8Array.from({ length: 8 * 8 * 3 }, (_, i) => 10 * Math.floor(i / 3) - 80 * Math.floor(i / 24));
+    const out = containBicubic(ramp, 8, 8, 8);
+    for (let y = 0; y < 8; y++) expect([2, 3, 4, 5, 6].map((x) => out[(y * 8 + x) * 3 + 1])).toEqual([15, 25, 35, 45, 55]);
+  });
+
+  it('preprocessImage passes a plain JPEG already at the size through as decoded, unblended', async () => {
+    const atSize = await sharp(readFileSync(photos[0])).resize(128, 128).jpeg().toBuffer();
+    const result = await preprocessImage(atSize, { size: 128, ...limits });
+    if (!result.ok) throw new Error(result.reason);
+    expect(Buffer.from(result.rgb).equals(await sharp(atSize).raw().toBuffer())).toBe(true);
   });
 
   it('gives the pixels sharp gives when it enlarges (libvips bicubic), within rounding', async () => {

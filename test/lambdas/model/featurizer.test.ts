@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -6,12 +6,10 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { createFeaturizer, Featurizer, featurizerConfigFromEnv, featurizerIdOf, getFeaturizer, initBackend } from '../../../lambdas/model/featurizer';
 import { FeaturizeEnvSchema } from '../../../lambdas/contracts/handler-env';
 import { preprocessImage } from '../../../lambdas/images/preprocess';
+import { describeRequiring, SHARED_MODELS, SHARED_SAMPLE } from '../../support/required-files';
 
-const SHARED = join(__dirname, '..', '..', '..', '..', 'shared');
-const SAMPLE = join(SHARED, 'datasets', 'fruits-360-sample', 'Test');
-const MOBILENET = join(SHARED, 'models', 'mobilenet_v1_0.25_224');
-const haveShared = existsSync(SAMPLE) && existsSync(join(MOBILENET, 'model.json'));
-if (!haveShared) console.warn(`featurizer.test: ../shared (sample images, reference MobileNet) absent at ${SHARED}: real-model tests skipped`);
+const SAMPLE = join(SHARED_SAMPLE, 'Test');
+const MOBILENET = join(SHARED_MODELS, 'mobilenet_v1_0.25_224');
 
 /** Save a layers model the way a converted model is stored: model.json + one weight file. */
 async function saveLayersModel(model: tfl.LayersModel, dir: string): Promise<void> {
@@ -119,7 +117,9 @@ describe('pixels featurizer', () => {
   });
 });
 
-(haveShared ? describe : describe.skip)('pretrained MobileNet v1 0.25 on real Fruits-360 photos (needs ../shared)', () => {
+const withMobileNet = describeRequiring('the pretrained MobileNet v1 0.25 checks on real Fruits-360 photos', [SAMPLE, join(MOBILENET, 'model.json')]);
+
+withMobileNet('pretrained MobileNet v1 0.25 on real Fruits-360 photos (needs ../shared)', () => {
   let featurizer: Featurizer;
   const photo = (label: string, index: number) => {
     const dir = join(SAMPLE, label);

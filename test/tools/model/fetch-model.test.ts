@@ -7,8 +7,7 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { fetchModel, ModelVerificationError } from '../../../tools/model/fetch-model';
 import { loadModelManifest, ModelManifest, ModelManifestSchema, pinModelFiles } from '../../../tools/model/manifest';
-
-const SHARED_MODELS = join(__dirname, '..', '..', '..', '..', 'shared', 'models');
+import { requireFiles, SHARED_MODELS } from '../../support/required-files';
 
 /** Serves files of `root` on loopback and counts requests per path. */
 async function serveDirectory(root: string): Promise<{ url: string; requests: Map<string, number>; server: Server }> {
@@ -138,14 +137,19 @@ describe('the pinned manifest', () => {
     rmSync(dirname(dest), { recursive: true, force: true });
   });
 
-  const withShared = existsSync(SHARED_MODELS) ? it : it.skip;
-  withShared('matches the reference copies byte for byte (skipped without ../shared)', () => {
+  const withShared = requireFiles(
+    'the model manifest against the reference copies',
+    Object.keys(manifest.models).map((id) => join(SHARED_MODELS, id)),
+  )
+    ? it
+    : it.skip;
+  withShared('matches the reference copies byte for byte (needs ../shared)', () => {
     for (const [id, model] of Object.entries(manifest.models)) {
       expect(pinModelFiles(join(SHARED_MODELS, id))).toEqual(model.files);
     }
   });
 
-  withShared('CLI: fetches the default model from a mirror into --dest (skipped without ../shared)', async () => {
+  withShared('CLI: fetches the default model from a mirror into --dest (needs ../shared)', async () => {
     const work = mkdtempSync(join(tmpdir(), 'fetch-cli-'));
     const id = manifest.defaultModel;
     cpSync(join(SHARED_MODELS, id), join(work, 'server', 'model'), { recursive: true });

@@ -384,7 +384,8 @@ function putHalfThenHangUp(endpoint: string, path: string, length: number): Prom
   });
 }
 
-async function eventually(check: () => void, timeoutMs = 3000): Promise<void> {
+/** Retries `check` until it passes: the property is that it comes true, not how soon (30 s only ends a test that would never pass). */
+async function eventually(check: () => void, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {

@@ -34,7 +34,8 @@ export async function momentsOfGroup(run: RunSettings, group: number, deps: Aggr
   const report = new RunReportBuilder();
   const accounting = new InputAccounting();
   // float64 products: the merged covariance matches a float64 pass to rounding (float32 would give ~5e-7).
-  const accumulator = projecting || plan.dim === 0 ? undefined : new NativeScatterAccumulator(plan.dim, { precision: 'float64', blockRows: settings.blockRows });
+  const accumulator =
+    projecting || plan.dim === 0 ? undefined : new NativeScatterAccumulator(plan.dim, { precision: 'float64', blockRows: settings.blockRows });
   const byShard = new Map(batches.map((batch) => [batch.shard, batch]));
   for (const batch of batches) if (batch.inputKeys) accounting.list(batch.inputKeys);
 

@@ -166,13 +166,17 @@ describe('state machine', () => {
     for (const name of AGGREGATE_TASKS) expect(definition.States[name].Retry).toMatchObject(retry);
   });
 
-  test('each aggregate group map reads the plan\'s groups (ItemReader s3:getObject JSON), one child per group, none tolerated to fail', () => {
+  test("each aggregate group map reads the plan's groups (ItemReader s3:getObject JSON), one child per group, none tolerated to fail", () => {
     for (const [map, task] of Object.entries(AGGREGATE_MAPS)) {
       const stage = { ComputeMoments: 'moments', ProjectGroups: 'project', ClassifyGroups: 'classify' }[map];
       expect(definition.States[map]).toMatchObject({
         Type: 'Map',
         Label: map,
-        ItemReader: { Resource: 'arn:aws:states:::s3:getObject', ReaderConfig: { InputType: 'JSON' }, Parameters: { 'Bucket.$': '$.bucket', 'Key.$': '$.plan.groupsKey' } },
+        ItemReader: {
+          Resource: 'arn:aws:states:::s3:getObject',
+          ReaderConfig: { InputType: 'JSON' },
+          Parameters: { 'Bucket.$': '$.bucket', 'Key.$': '$.plan.groupsKey' },
+        },
         ItemSelector: { stage, 'group.$': '$$.Map.Item.Value.group', run: { 'bucket.$': '$.bucket', 'workPrefix.$': '$.workPrefix' } },
         MaxConcurrency: 100,
         ResultPath: null,
@@ -416,7 +420,7 @@ describe('IAM', () => {
     }
   });
 
-  test('featurize reads input/ and writes work/; aggregate reads work/, input/ (report.html thumbnails) and results/ (a saved model) and writes work/ (its stages\' hand-offs) and results/', () => {
+  test("featurize reads input/ and writes work/; aggregate reads work/, input/ (report.html thumbnails) and results/ (a saved model) and writes work/ (its stages' hand-offs) and results/", () => {
     expect(policyOf('FeaturizeRole')).toEqual(
       expect.arrayContaining([
         { Action: 's3:GetObject', Effect: 'Allow', Resource: objectsUnder('input/') },

@@ -35,14 +35,18 @@ function withMapStandIn(): StateMachine {
   // A JSON copy, not structuredClone: under jest that makes objects of another realm, which the
   // interpreter's plain-object checks (States.JsonMerge) reject.
   const copy = JSON.parse(JSON.stringify(definition));
-  const { ResultSelector, ResultPath, Catch, Next } = copy.States.FeaturizeImages;
-  copy.States.FeaturizeImages = { Type: 'Task', Resource: 'arn:aws:states:::lambda:invoke', ResultSelector, ResultPath, Catch, Next };
+  for (const map of ['FeaturizeImages', 'ComputeMoments', 'ProjectGroups', 'ClassifyGroups']) {
+    const { ResultSelector, ResultPath, Catch, Next } = copy.States[map];
+    copy.States[map] = { Type: 'Task', Resource: 'arn:aws:states:::lambda:invoke', ResultSelector, ResultPath, Catch, Next };
+  }
   return new StateMachine(copy);
 }
 
 interface RunOutcome {
-  /** What AggregateFeatures was invoked with (RunSettings + mapResult), if it ran. */
+  /** The run PlanAggregate was invoked with (RunSettings + mapResult), if it ran. */
   aggregateEvent?: unknown;
+  /** The stages the aggregate function was invoked for, in order. */
+  stages: string[];
   /** What WriteFailureReport was called with, if it ran. */
   failureReport?: unknown;
   /** The Fail state the run ended in. */
@@ -50,15 +54,32 @@ interface RunOutcome {
 }
 
 async function run(input: unknown, featurizeImages: () => Promise<any> = async () => MAP_RESULT): Promise<RunOutcome> {
-  const outcome: RunOutcome = {};
+  const outcome: RunOutcome = { stages: [] };
+  const stage = (name: string) => async () => {
+    outcome.stages.push(name);
+    return [];
+  };
   const execution = withMapStandIn().run(input as Parameters<StateMachine['run']>[0], {
     context: CONTEXT,
     overrides: {
       taskResourceLocalHandlers: {
         FeaturizeImages: featurizeImages,
         // A task handler gets the state's Parameters: `{ FunctionName, Payload }` for lambda:invoke.
-        AggregateFeatures: async (parameters: any) => {
-          outcome.aggregateEvent = parameters.Payload;
+        // A task handler gets the state's Parameters: the aggregate's name their stage.
+        PlanAggregate: async (parameters: any) => {
+          outcome.stages.push(parameters.Payload.stage);
+          outcome.aggregateEvent = parameters.Payload.run;
+          return { Payload: { groups: 2, groupsKey: `work/${EXECUTION_NAME}/aggregate/groups.json` } };
+        },
+        ComputeMoments: stage('moments'),
+        FitModel: async (parameters: any) => {
+          outcome.stages.push(`${parameters.Payload.stage}:${parameters.Payload.groups}`);
+          return { Payload: { classify: true } };
+        },
+        ProjectGroups: stage('project'),
+        ClassifyGroups: stage('classify'),
+        PublishRun: async (parameters: any) => {
+          outcome.stages.push(`${parameters.Payload.stage}:${parameters.Payload.groups}`);
           return { Payload: { ok: true } };
         },
         WriteFailureReport: async (parameters: any) => {
@@ -164,7 +185,7 @@ describe('run settings from the execution input', () => {
 });
 
 describe('a saved model to project with (pcaModel)', () => {
-  test('a run without one keeps exactly its settings; with one, AggregateFeatures gets it and the featurize batches do not', async () => {
+  test('a run without one keeps exactly its settings; with one, PlanAggregate gets it and the featurize batches do not', async () => {
     const settings = await runSettingsFor({ inputPrefix: 'input/fruits/', pcaModel: 'results/run-7/pca-model.json' });
     expect(settings).toEqual({
       bucket: PLACEHOLDERS.bucket,
@@ -196,9 +217,10 @@ describe('a saved model to project with (pcaModel)', () => {
 });
 
 describe('aggregate input and failure path', () => {
-  test('AggregateFeatures gets an AggregateEvent (contracts.ts)', async () => {
+  test('PlanAggregate gets an AggregateEvent (lambdas/contracts/events.ts), then every stage runs in order', async () => {
     const outcome = await run({ inputPrefix: 'input/fruits/' });
     expect(AggregateEventSchema.safeParse(outcome.aggregateEvent).success).toBe(true);
+    expect(outcome.stages).toEqual(['plan', 'moments', 'fit:2', 'project', 'classify', 'publish:2']);
   });
 
   test('an error in FeaturizeImages writes <outputPrefix>failure.json and fails the run with that error', async () => {

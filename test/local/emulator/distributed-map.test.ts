@@ -228,6 +228,61 @@ describe('Distributed Map emulation', () => {
     expect(result).toMatchObject({ status: 'SUCCEEDED', output: { mapResult: [[`0:a:${BUCKET}`, `1:b:${BUCKET}`], [`2:c:${BUCKET}`]] } });
   });
 
+  describe("ItemReader s3:getObject (ReaderConfig.InputType JSON or JSONL), as the aggregate's group maps read their plan", () => {
+    const reading = (key: string, inputType: string, extra: Record<string, unknown> = {}) =>
+      JSON.parse(
+        JSON.stringify(
+          definition({
+            ItemReader: {
+              Resource: 'arn:aws:states:::s3:getObject',
+              ReaderConfig: { InputType: inputType, ...extra },
+              Parameters: { 'Bucket.$': '$.bucket', Key: key },
+            },
+            ItemSelector: { 'group.$': '$$.Map.Item.Value.group', 'index.$': '$$.Map.Item.Index' },
+            ItemBatcher: undefined,
+            ResultWriter: undefined,
+            ResultSelector: undefined,
+          }),
+        ),
+      ) as AslDefinition;
+    const put = (Key: string, Body: string) => s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body }));
+    const echo = async (p: Json) => p;
+
+    it('a JSON array: one child per element, in order, with ItemSelector; MaxItems honoured', async () => {
+      await put('plans/groups.json', JSON.stringify([{ group: 0 }, { group: 1 }, { group: 2 }]));
+      expect(await run(reading('plans/groups.json', 'JSON'), echo)).toMatchObject({
+        status: 'SUCCEEDED',
+        output: {
+          mapResult: [
+            { group: 0, index: 0 },
+            { group: 1, index: 1 },
+            { group: 2, index: 2 },
+          ],
+        },
+      });
+      expect(await run(reading('plans/groups.json', 'JSON', { MaxItems: 2 }), echo)).toMatchObject({
+        output: { mapResult: [{ group: 0 }, { group: 1 }] },
+      });
+    });
+
+    it('JSON Lines: one child per line', async () => {
+      await put('plans/groups.jsonl', '{"group":5}\n{"group":6}\n');
+      expect(await run(reading('plans/groups.jsonl', 'JSONL'), echo)).toMatchObject({ output: { mapResult: [{ group: 5 }, { group: 6 }] } });
+    });
+
+    it('an empty array runs no child and succeeds', async () => {
+      await put('plans/none.json', '[]');
+      expect(await run(reading('plans/none.json', 'JSON'), echo)).toMatchObject({ status: 'SUCCEEDED', output: { mapResult: [] } });
+    });
+
+    it('fails the state with States.ItemReaderFailed for a missing object or one that is not a JSON array', async () => {
+      await put('plans/object.json', '{"group":0}');
+      for (const key of ['plans/absent.json', 'plans/object.json']) {
+        expect(await run(reading(key, 'JSON'), echo)).toMatchObject({ status: 'FAILED', error: 'States.ItemReaderFailed' });
+      }
+    });
+  });
+
   it('bounds the child executions in flight by MaxConcurrency', async () => {
     const peak = async (maxConcurrency: number) => {
       let inFlight = 0;

@@ -20,13 +20,28 @@ describe('state machine definition from the synthesized stack', () => {
     expect(map.ItemBatcher.MaxItemsPerBatch).toBe(7);
     expect(map.MaxConcurrency).toBe(3);
     expect(map.ItemProcessor.States.FeaturizeBatch.Parameters.FunctionName).toBe(pipeline.featurize.arn);
-    expect((pipeline.definition.States.AggregateFeatures.Parameters as Record<string, string>).FunctionName).toBe(pipeline.aggregate.arn);
+    for (const task of ['PlanAggregate', 'FitModel', 'PublishRun']) {
+      expect((pipeline.definition.States[task].Parameters as Record<string, string>).FunctionName).toBe(pipeline.aggregate.arn);
+    }
+    const moments = pipeline.definition.States.ComputeMoments as Record<string, any>;
+    expect(moments.ItemProcessor.States.MomentsOfGroup.Parameters.FunctionName).toBe(pipeline.aggregate.arn);
     expect(pipeline.featurize.arn).toMatch(/^arn:aws:lambda:us-east-1:\d{12}:function:Featurize/);
     expect(text).toContain('"local-bucket"');
     expect(pipeline.featurize.environment).toMatchObject({ MODEL_ID: expect.any(String), FEATURIZER: expect.any(String) });
     expect(pipeline.featurize.timeoutSeconds).toBe(pipeline.config.featurizeTimeoutSeconds);
     expect(pipeline.aggregate.timeoutSeconds).toBe(pipeline.config.aggregateTimeoutSeconds);
-    expect(Object.keys(pipeline.definition.States)).toEqual(expect.arrayContaining(['FeaturizeImages', 'AggregateFeatures', 'WriteFailureReport']));
+    expect(Object.keys(pipeline.definition.States)).toEqual(
+      expect.arrayContaining([
+        'FeaturizeImages',
+        'PlanAggregate',
+        'ComputeMoments',
+        'FitModel',
+        'ProjectGroups',
+        'ClassifyGroups',
+        'PublishRun',
+        'WriteFailureReport',
+      ]),
+    );
   });
 
   describe('runs locally with stub functions', () => {
@@ -41,6 +56,28 @@ describe('state machine definition from the synthesized stack', () => {
 
     const summary = (items: number): Json => ({ shard: null, count: items, failed: [], failedCount: 0, skipped: [], skippedCount: 0, truncated: false });
 
+    /**
+     * An aggregate function that answers each stage as the real one shapes its answer: the plan
+     * writes `groups` groups to groups.json (which the group maps' ItemReader reads from S3), the
+     * fit says whether to classify, publish ends the run.
+     */
+    const stubAggregate =
+      (groups: number, classify: boolean, seen: Json[] = [], timeouts: (number | undefined)[] = []): LocalFunction =>
+      async (payload, options): Promise<Json> => {
+        seen.push(payload);
+        timeouts.push(options?.timeoutMs);
+        const { stage, run } = payload as { stage: string; run: { workPrefix: string } };
+        if (stage === 'plan') {
+          const groupsKey = `${run.workPrefix}aggregate/groups.json`;
+          const body = JSON.stringify(Array.from({ length: groups }, (_, group) => ({ group })));
+          await s3.client.send(new PutObjectCommand({ Bucket: 'local-bucket', Key: groupsKey, Body: body }));
+          return { groups, groupsKey };
+        }
+        if (stage === 'fit') return { classify };
+        if (stage === 'publish') return { ok: true };
+        return { group: (payload as { group: number }).group };
+      };
+
     it('passes RunSettings to the batches and the ResultWriter location to the aggregate step', async () => {
       const seen: Record<string, Json[]> = { featurize: [], aggregate: [] };
       const timeouts: Record<string, (number | undefined)[]> = { featurize: [], aggregate: [] };
@@ -53,7 +90,7 @@ describe('state machine definition from the synthesized stack', () => {
               pipeline.featurize.arn,
               async (p, options) => (seen.featurize.push(p), timeouts.featurize.push(options?.timeoutMs), summary((p as { Items: Json[] }).Items.length)),
             ],
-            [pipeline.aggregate.arn, async (p, options) => (seen.aggregate.push(p), timeouts.aggregate.push(options?.timeoutMs), { ok: true })],
+            [pipeline.aggregate.arn, stubAggregate(3, true, seen.aggregate, timeouts.aggregate)],
           ]),
         },
         'run-1',
@@ -64,14 +101,33 @@ describe('state machine definition from the synthesized stack', () => {
         BatchInput: { bucket: 'local-bucket', inputPrefix: 'input/d/', runId: 'run-1', outputPrefix: 'results/run-1/', workPrefix: 'work/run-1/' },
       });
       expect(seen.aggregate[0]).toMatchObject({
-        runId: 'run-1',
-        mapResult: { ResultWriterDetails: { Bucket: 'local-bucket', Key: expect.stringMatching(/^work\/run-1\/map-results\/[0-9a-f-]{36}\/manifest\.json$/) } },
+        stage: 'plan',
+        run: {
+          runId: 'run-1',
+          mapResult: {
+            ResultWriterDetails: { Bucket: 'local-bucket', Key: expect.stringMatching(/^work\/run-1\/map-results\/[0-9a-f-]{36}\/manifest\.json$/) },
+          },
+        },
+      });
+      // Every stage in order; one child per group, read by the ItemReader from groups.json.
+      const stages = seen.aggregate.map((p) => `${(p as { stage: string }).stage}${'group' in (p as object) ? (p as { group: number }).group : ''}`);
+      const sorted = (prefix: string) => stages.filter((s) => s.startsWith(prefix)).sort();
+      expect(stages[0]).toBe('plan');
+      expect(sorted('moments')).toEqual(['moments0', 'moments1', 'moments2']);
+      expect(sorted('project')).toEqual(['project0', 'project1', 'project2']);
+      expect(sorted('classify')).toEqual(['classify0', 'classify1', 'classify2']);
+      expect(stages.indexOf('fit')).toBeGreaterThan(Math.max(...['moments0', 'moments1', 'moments2'].map((s) => stages.indexOf(s))));
+      expect(stages.at(-1)).toBe('publish');
+      expect(seen.aggregate.find((p) => (p as { stage: string }).stage === 'moments')).toEqual({
+        stage: 'moments',
+        group: expect.any(Number),
+        run: { bucket: 'local-bucket', inputPrefix: 'input/d/', runId: 'run-1', outputPrefix: 'results/run-1/', workPrefix: 'work/run-1/' },
       });
       // Each Task's TimeoutSeconds reaches its function, which keeps the time (not the interpreter).
       const stateTimeoutMs = (state: unknown) => (state as { TimeoutSeconds: number }).TimeoutSeconds * 1000;
       const map = pipeline.definition.States.FeaturizeImages as Record<string, any>;
       expect(timeouts.featurize).toEqual([stateTimeoutMs(map.ItemProcessor.States.FeaturizeBatch)]);
-      expect(timeouts.aggregate).toEqual([stateTimeoutMs(pipeline.definition.States.AggregateFeatures)]);
+      expect(new Set(timeouts.aggregate)).toEqual(new Set([stateTimeoutMs(pipeline.definition.States.PlanAggregate)]));
       expect(timeouts.featurize[0]).toBe((pipeline.featurize.timeoutSeconds + 60) * 1000);
     });
 
@@ -114,7 +170,7 @@ describe('state machine definition from the synthesized stack', () => {
           s3: s3.client,
           functions: new Map<string, LocalFunction>([
             [defaults.featurize.arn, async (p: Json) => (batches.push(p as Json[]), summary((p as { Items: Json[] }).Items.length))],
-            [defaults.aggregate.arn, async () => ({ ok: true })],
+            [defaults.aggregate.arn, stubAggregate(1, false)],
           ]),
         },
         'run-3',

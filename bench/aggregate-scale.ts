@@ -1,0 +1,213 @@
+/**
+ * The aggregate's stages at scale: does any invocation's time or memory grow with the number of
+ * images? Synthetic shards in the real shard format (250 rows of `--dim` float32 values, a class
+ * structure, three Training rows to one Test row), a ResultWriter manifest and records as Step
+ * Functions writes them, in a local S3 server on loopback; then each stage's invocations as the
+ * state machine makes them, each in a process of its own, so its peak RSS is its own (as a Lambda
+ * invocation's memory is):
+ *
+ *   npm run bench:aggregate-scale                          # 100,000 and 1,000,000 rows
+ *   npx tsx bench/aggregate-scale.ts --rows 100000 --sample 3
+ *
+ * The plan, fit and publish run once per run (merges); moments and project run for every group
+ * (the fit and publish need them all), classify for `--sample` groups spread over the run (each
+ * group's classification is the same work against the same references). Every invocation of a
+ * stage is timed; the table gives each stage's slowest invocation (wall seconds, peak RSS) and the
+ * CPU it took summed over its invocations.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { encodeFeatureShard } from '../lambdas/bookkeeping/feature-shard';
+import { DEFAULT_GROUP_SHARDS } from '../lambdas/contracts/handler-env';
+import { startLocalS3Server } from '../local/emulator/s3/s3-server';
+import { argValue, fixed, load, machine, printTable } from './bench-support';
+
+const BUCKET = 'aggregate-scale';
+const SHARD_ROWS = 250;
+const CLASSES = 103;
+
+interface StageFigures {
+  wallS: number;
+  cpuS: number;
+  peakRssMb: number;
+}
+
+/** One stage invocation in a child process: its wall time, CPU and peak RSS. */
+function invoke(event: unknown, env: NodeJS.ProcessEnv): Promise<StageFigures & { result: unknown }> {
+  const script = `
+    const { aggregateStage } = require('./lambdas/aggregate/aggregate-run');
+    const { createS3Client } = require('./lambdas/aws/s3-client');
+    const started = performance.now();
+    aggregateStage(JSON.parse(process.env.STAGE_EVENT), { s3: createS3Client(), settings: { components: 100, groupShards: Number(process.env.GROUP_SHARDS) } })
+      .then((result) => {
+        const usage = process.resourceUsage();
+        process.stdout.write(JSON.stringify({ result, wallS: (performance.now() - started) / 1000, cpuS: (usage.userCPUTime + usage.systemCPUTime) / 1e6, peakRssMb: usage.maxRSS / 1024 }));
+      }, (error) => { console.error(error); process.exit(1); });`;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', '-e', script], {
+      cwd: join(__dirname, '..'),
+      env: { ...env, STAGE_EVENT: JSON.stringify(event) },
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (chunk) => (out += chunk));
+    child.stderr.on('data', (chunk) => (err += chunk));
+    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`stage failed (${code}): ${err.slice(-2000)}`))));
+  });
+}
+
+/** A seeded generator (xorshift): the same shards for the same index. */
+function generator(seed: number) {
+  let state = (0x9e3779b9 ^ Math.imul(seed + 1, 0x85ebca6b)) >>> 0 || 1;
+  return () => {
+    state ^= state << 13;
+    state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    return state / 4294967296;
+  };
+}
+
+async function writeRun(s3: S3Client, runId: string, rows: number, dim: number) {
+  const shards = Math.ceil(rows / SHARD_ROWS);
+  const centres = Array.from({ length: CLASSES }, (_, c) => {
+    const random = generator(10_000 + c);
+    return Float32Array.from({ length: dim }, () => random() * 2);
+  });
+  const records: unknown[] = [];
+  for (let s = 0; s < shards; s++) {
+    const random = generator(s);
+    const count = Math.min(SHARD_ROWS, rows - s * SHARD_ROWS);
+    const vectors = new Float32Array(count * dim);
+    const keys: string[] = [];
+    const labels: string[] = [];
+    for (let r = 0; r < count; r++) {
+      const c = Math.floor(random() * CLASSES);
+      const split = random() < 0.75 ? 'Training' : 'Test';
+      labels.push(`Class ${c}`);
+      keys.push(`input/${runId}/${split}/Class ${c}/${s}_${r}.jpg`);
+      const centre = centres[c];
+      for (let f = 0; f < dim; f++) vectors[r * dim + f] = Math.max(0, centre[f] + (random() - 0.5));
+    }
+    const shard = `work/${runId}/shards/${String(s).padStart(7, '0')}.fsh`;
+    const header = { featurizer: 'synthetic@1', dim, keys, labels, failed: [], skipped: [] };
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: shard, Body: encodeFeatureShard({ header, vectors }) }));
+    records.push({
+      ExecutionArn: `arn:aws:states:us-east-1:123456789012:execution:Pipeline/FeaturizeImages:${s}`,
+      Input: JSON.stringify({ Items: keys.map((Key) => ({ Key })), BatchInput: { bucket: BUCKET } }),
+      InputDetails: { Included: true },
+      Name: String(s),
+      Status: 'SUCCEEDED',
+      Output: JSON.stringify({ shard, count, failed: [], failedCount: 0, skipped: [], skippedCount: 0, truncated: false }),
+    });
+  }
+  const root = `work/${runId}/map-results/scale/`;
+  await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${root}SUCCEEDED_0.json`, Body: JSON.stringify(records) }));
+  const manifest = {
+    DestinationBucket: BUCKET,
+    MapRunArn: 'arn:aws:states:::mapRun:scale',
+    ResultFiles: { SUCCEEDED: [{ Key: `${root}SUCCEEDED_0.json`, Size: 1 }], FAILED: [], PENDING: [] },
+  };
+  await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${root}manifest.json`, Body: JSON.stringify(manifest) }));
+  return {
+    bucket: BUCKET,
+    inputPrefix: `input/${runId}/`,
+    runId,
+    outputPrefix: `results/${runId}/`,
+    workPrefix: `work/${runId}/`,
+    mapResult: { ResultWriterDetails: { Bucket: BUCKET, Key: `${root}manifest.json` } },
+  };
+}
+
+/** `work` over `items`, `lanes` at a time (the map's children on this machine's cores). */
+async function lanes<T, R>(items: readonly T[], count: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: count }, async () => {
+      while (next < items.length) {
+        const index = next++;
+        results[index] = await work(items[index]);
+      }
+    }),
+  );
+  return results;
+}
+
+async function scale(rows: number, dim: number, sample: number, env: NodeJS.ProcessEnv, s3: S3Client) {
+  const runId = `scale-${rows}`;
+  const generated = performance.now();
+  const run = await writeRun(s3, runId, rows, dim);
+  console.log(`${rows} rows: ${Math.ceil(rows / SHARD_ROWS)} shards written in ${fixed((performance.now() - generated) / 1000)} s`);
+  const { groups, ...settings } = { groups: 0, ...run };
+  void groups;
+  const required = { bucket: run.bucket, inputPrefix: run.inputPrefix, runId, outputPrefix: run.outputPrefix, workPrefix: run.workPrefix };
+  const figures: Record<string, StageFigures[]> = {};
+  const record = (stage: string, figure: StageFigures) => (figures[stage] ??= []).push(figure);
+  const plan = await invoke({ stage: 'plan', run: settings }, env);
+  record('plan', plan);
+  const groupCount = (plan.result as { groups: number }).groups;
+  const indices = Array.from({ length: groupCount }, (_, g) => g);
+  for (const figure of await lanes(indices, 2, (group) => invoke({ stage: 'moments', run: required, group }, env))) record('moments', figure);
+  const fit = await invoke({ stage: 'fit', run: required, groups: groupCount }, env);
+  record('fit', fit);
+  for (const figure of await lanes(indices, 2, (group) => invoke({ stage: 'project', run: required, group }, env))) record('project', figure);
+  const sampled = [...new Set(Array.from({ length: Math.min(sample, groupCount) }, (_, i) => Math.round((i * (groupCount - 1)) / Math.max(1, sample - 1))))];
+  for (const figure of await lanes(sampled, 2, (group) => invoke({ stage: 'classify', run: required, group }, env))) record('classify', figure);
+  // Publish needs every group's predictions: the classify of the groups not timed runs untimed.
+  await lanes(
+    indices.filter((g) => !sampled.includes(g)),
+    2,
+    (group) => invoke({ stage: 'classify', run: required, group }, env),
+  );
+  record('publish', await invoke({ stage: 'publish', run: required, groups: groupCount }, env));
+  return { rows, groups: groupCount, figures };
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const rowsList = (argValue(argv, 'rows') ?? '100000,1000000').split(',').map(Number);
+  const dim = Number(argValue(argv, 'dim') ?? 1376);
+  const sample = Number(argValue(argv, 'sample') ?? 3);
+  const dir = mkdtempSync(join(tmpdir(), 'aggregate-scale-'));
+  const server = await startLocalS3Server({ buckets: [BUCKET], directory: dir });
+  const env = { ...process.env, ...server.env, GROUP_SHARDS: String(DEFAULT_GROUP_SHARDS) };
+  console.log(`machine ${JSON.stringify(machine())}, load ${load()}, dim ${dim}, ${DEFAULT_GROUP_SHARDS} shards of ${SHARD_ROWS} rows per group`);
+  const results: Awaited<ReturnType<typeof scale>>[] = [];
+  try {
+    for (const rows of rowsList) results.push(await scale(rows, dim, sample, env, server.client));
+  } finally {
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const stages = ['plan', 'moments', 'fit', 'project', 'classify', 'publish'];
+  printTable({
+    title: `Aggregate stages by run size (npx tsx bench/aggregate-scale.ts --rows ${rowsList.join(',')} --dim ${dim} --sample ${sample})`,
+    headers: ['stage', ...results.flatMap((r) => [`${r.rows} rows: slowest s`, 'peak RSS MB', 'CPU s (all timed)'])],
+    rows: stages.map((stage) => [
+      stage,
+      ...results.flatMap((r) => {
+        const list = r.figures[stage] ?? [];
+        const slowest = list.reduce((a, b) => (b.wallS > a.wallS ? b : a), list[0]);
+        return [
+          fixed(slowest?.wallS ?? 0, 2),
+          fixed(Math.max(...list.map((f) => f.peakRssMb)), 0),
+          fixed(
+            list.reduce((sum, f) => sum + f.cpuS, 0),
+            1,
+          ),
+        ];
+      }),
+    ]),
+  });
+  for (const r of results) console.log(`${r.rows} rows: ${r.groups} groups; classify timed on ${Math.min(sample, r.groups)} of them`);
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

@@ -83,15 +83,21 @@ export async function topEigen(matrix: Matrix | Float64Array, options: TopEigenO
   if (l >= d) return fullDecomposition(a, d, k, trace, 0, 0);
 
   const products = new Products(a, d, options.intraOpNumThreads);
-  let q = await orthonormalise(await products.times(gaussianBlock(d, l, options.seed ?? 1), l), d, l, products);
-  for (let iteration = 1; iteration <= maxIterations; iteration++) {
-    const ritz = await rayleighRitz(q, d, l, k, products);
-    const check = convergence(ritz, d, k, tolerance);
-    if (check.converged) return result(ritz, d, k, trace, check.angleBounds, 'subspace', iteration, products.count);
-    const degree = filterDegree(ritz.values, k, l, check.worstNeed, maxDegree);
-    q = await orthonormalise(await chebyshevFilter(ritz.vectors, d, l, ritz.values, degree, products), d, l, products);
+  let iteration = 0;
+  try {
+    let q = await orthonormalise(await products.times(gaussianBlock(d, l, options.seed ?? 1), l), d, l, products);
+    for (iteration = 1; iteration <= maxIterations; iteration++) {
+      const ritz = await rayleighRitz(q, d, l, k, products);
+      const check = convergence(ritz, d, k, tolerance);
+      if (check.converged) return result(ritz, d, k, trace, check.angleBounds, 'subspace', iteration, products.count);
+      const degree = filterDegree(ritz.values, k, l, check.worstNeed, maxDegree);
+      q = await orthonormalise(await chebyshevFilter(ritz.vectors, d, l, ritz.values, degree, products), d, l, products);
+    }
+  } catch (error) {
+    // A matrix of rank below the block's width (few rows, many identical features): whole.
+    if (!(error instanceof RankDeficientBlockError)) throw error;
   }
-  return fullDecomposition(a, d, k, trace, maxIterations, products.count);
+  return fullDecomposition(a, d, k, trace, Math.min(iteration, maxIterations), products.count);
 }
 
 function rowMajor(matrix: Matrix | Float64Array): { data: Float64Array; dim: number } {
@@ -187,6 +193,14 @@ function gaussianBlock(d: number, l: number, seed: number): Float64Array {
  * unit length, then Cholesky QR twice, or three times with a shifted first pass when the Gram
  * matrix is too ill-conditioned to factor (shifted CholeskyQR3, Fukaya et al. 2020).
  */
+/** Cholesky-QR passes at most: two make a well-conditioned block orthonormal to rounding. */
+const MAX_ORTHONORMALISE_PASSES = 4;
+
+/** The block spans fewer directions than its width (the matrix's rank is below k + oversampling). */
+class RankDeficientBlockError extends Error {
+  override readonly name = 'RankDeficientBlockError';
+}
+
 async function orthonormalise(y: Float64Array, d: number, l: number, products: Products): Promise<Float64Array> {
   for (let c = 0; c < l; c++) {
     let sum = 0;
@@ -202,8 +216,11 @@ async function orthonormalise(y: Float64Array, d: number, l: number, products: P
       let norm = 0;
       for (let i = 0; i < l; i++) norm += gram[i * l + i];
       factor = cholesky(gram, l, 11 * (d * l + l * (l + 1)) * UNIT_ROUNDOFF * norm);
-      if (!factor) throw new Error('orthonormalise: the block is rank-deficient even after a shift');
-      passes = Math.max(passes, pass + 3);
+      if (!factor) throw new RankDeficientBlockError('orthonormalise: the block is rank-deficient even after a shift');
+      // Once more after a shifted pass, and no more than that: a block wider than the matrix's rank
+      // needs the shift on every pass, and topEigen then decomposes the matrix whole.
+      if (pass + 1 >= MAX_ORTHONORMALISE_PASSES) throw new RankDeficientBlockError(`orthonormalise: still rank-deficient after ${pass + 1} passes`);
+      passes = Math.max(passes, pass + 2);
     }
     y = await products.matmul(y, d, l, invertUpper(factor, l), l);
   }

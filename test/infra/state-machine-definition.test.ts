@@ -36,8 +36,8 @@ function withMapStandIn(): StateMachine {
   // interpreter's plain-object checks (States.JsonMerge) reject.
   const copy = JSON.parse(JSON.stringify(definition));
   for (const map of ['FeaturizeImages', 'ComputeMoments', 'ProjectGroups', 'ClassifyGroups']) {
-    const { ResultSelector, ResultPath, Catch, Next } = copy.States[map];
-    copy.States[map] = { Type: 'Task', Resource: 'arn:aws:states:::lambda:invoke', ResultSelector, ResultPath, Catch, Next };
+    const kept = Object.entries(copy.States[map]).filter(([field]) => ['ResultSelector', 'ResultPath', 'Catch', 'Next'].includes(field));
+    copy.States[map] = { Type: 'Task', Resource: 'arn:aws:states:::lambda:invoke', ...Object.fromEntries(kept) };
   }
   return new StateMachine(copy);
 }

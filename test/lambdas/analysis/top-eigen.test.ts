@@ -160,3 +160,16 @@ describe('fitPcaTop', () => {
     expect(top.explainedVariance).toBeCloseTo(full.explainedVariance, 9);
   });
 });
+
+describe('topEigen on a matrix of rank below its block', () => {
+  it('falls back to the whole decomposition instead of iterating forever (four solid-colour images: rank 3)', async () => {
+    const { topEigen } = await import('../../../lambdas/analysis/top-eigen');
+    const d = 600;
+    // Three directions, each repeated over a third of the features: rank 3, many identical rows.
+    const a = new Float64Array(d * d);
+    for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) a[i * d + j] = Math.floor((3 * i) / d) === Math.floor((3 * j) / d) ? 1 : 0;
+    const top = await topEigen(a, { k: 2 });
+    expect(top.values[0]).toBeCloseTo(200, 6);
+    expect(top.values[1]).toBeCloseTo(200, 6);
+  });
+});

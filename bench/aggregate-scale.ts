@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { encodeFeatureShard } from '../lambdas/bookkeeping/feature-shard';
+import { seededRandom } from '../lambdas/common/seeded-random';
 import { DEFAULT_GROUP_SHARDS } from '../lambdas/contracts/handler-env';
 import { startLocalS3Server } from '../local/emulator/s3/s3-server';
 import { argValue, fixed, load, machine, printTable } from './bench-support';
@@ -59,28 +60,15 @@ function invoke(event: unknown, env: NodeJS.ProcessEnv): Promise<StageFigures & 
   });
 }
 
-/** A seeded generator (xorshift): the same shards for the same index. */
-function generator(seed: number) {
-  let state = (0x9e3779b9 ^ Math.imul(seed + 1, 0x85ebca6b)) >>> 0 || 1;
-  return () => {
-    state ^= state << 13;
-    state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    return state / 4294967296;
-  };
-}
-
 async function writeRun(s3: S3Client, runId: string, rows: number, dim: number) {
   const shards = Math.ceil(rows / SHARD_ROWS);
   const centres = Array.from({ length: CLASSES }, (_, c) => {
-    const random = generator(10_000 + c);
+    const random = seededRandom(10_000 + c);
     return Float32Array.from({ length: dim }, () => random() * 2);
   });
   const records: unknown[] = [];
   for (let s = 0; s < shards; s++) {
-    const random = generator(s);
+    const random = seededRandom(s);
     const count = Math.min(SHARD_ROWS, rows - s * SHARD_ROWS);
     const vectors = new Float32Array(count * dim);
     const keys: string[] = [];

@@ -8,6 +8,7 @@
  *
  *   npm run bench:aggregate-scale                          # 100,000 and 1,000,000 rows
  *   npx tsx bench/aggregate-scale.ts --rows 100000 --sample 3
+ *   npx tsx bench/aggregate-scale.ts --rows 1000000 --sample 3 --no-publish   # classify only the sampled groups
  *
  * The plan, fit and publish run once per run (merges); moments and project run for every group
  * (the fit and publish need them all), classify for `--sample` groups spread over the run (each
@@ -126,7 +127,7 @@ async function lanes<T, R>(items: readonly T[], count: number, work: (item: T) =
   return results;
 }
 
-async function scale(rows: number, dim: number, sample: number, env: NodeJS.ProcessEnv, s3: S3Client) {
+async function scale(rows: number, dim: number, sample: number, publish: boolean, env: NodeJS.ProcessEnv, s3: S3Client) {
   const runId = `scale-${rows}`;
   const generated = performance.now();
   const run = await writeRun(s3, runId, rows, dim);
@@ -146,7 +147,9 @@ async function scale(rows: number, dim: number, sample: number, env: NodeJS.Proc
   for (const figure of await lanes(indices, 2, (group) => invoke({ stage: 'project', run: required, group }, env))) record('project', figure);
   const sampled = [...new Set(Array.from({ length: Math.min(sample, groupCount) }, (_, i) => Math.round((i * (groupCount - 1)) / Math.max(1, sample - 1))))];
   for (const figure of await lanes(sampled, 2, (group) => invoke({ stage: 'classify', run: required, group }, env))) record('classify', figure);
-  // Publish needs every group's predictions: the classify of the groups not timed runs untimed.
+  // Publish needs every group's predictions: the classify of the groups not timed runs untimed
+  // (or publish is left out, `--no-publish`, when the run is too large to classify whole here).
+  if (!publish) return { rows, groups: groupCount, figures };
   await lanes(
     indices.filter((g) => !sampled.includes(g)),
     2,
@@ -161,13 +164,14 @@ async function main(): Promise<void> {
   const rowsList = (argValue(argv, 'rows') ?? '100000,1000000').split(',').map(Number);
   const dim = Number(argValue(argv, 'dim') ?? 1376);
   const sample = Number(argValue(argv, 'sample') ?? 3);
+  const publish = !argv.includes('--no-publish');
   const dir = mkdtempSync(join(tmpdir(), 'aggregate-scale-'));
   const server = await startLocalS3Server({ buckets: [BUCKET], directory: dir });
   const env = { ...process.env, ...server.env, GROUP_SHARDS: String(DEFAULT_GROUP_SHARDS) };
   console.log(`machine ${JSON.stringify(machine())}, load ${load()}, dim ${dim}, ${DEFAULT_GROUP_SHARDS} shards of ${SHARD_ROWS} rows per group`);
   const results: Awaited<ReturnType<typeof scale>>[] = [];
   try {
-    for (const rows of rowsList) results.push(await scale(rows, dim, sample, env, server.client));
+    for (const rows of rowsList) results.push(await scale(rows, dim, sample, publish, env, server.client));
   } finally {
     await server.close();
     rmSync(dir, { recursive: true, force: true });

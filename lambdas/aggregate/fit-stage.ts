@@ -13,7 +13,7 @@
  * with the number of images.
  */
 import { parsePcaModel, pcaModelJson, SavedPcaModel } from '../analysis/pca-model';
-import { fitPcaTop, InsufficientDataError, PcaFit } from '../analysis/streaming-pca';
+import { FeatureMoments, fitPcaTop, InsufficientDataError, PcaFit } from '../analysis/streaming-pca';
 import { mergeMoments } from '../analysis/moments-merge';
 import { describeIncompleteAccounting, IncompleteRunError, InputAccountingReport, mergeAccountingReports } from '../bookkeeping/input-accounting';
 import { RunReportBuilder, RunReportPart } from '../outputs/run-report';
@@ -101,9 +101,13 @@ export async function fitRun(run: RunSettings, groups: number, deps: AggregateRu
     } else {
       const parts = tallies.filter((tally) => tally.rows > 0);
       if (parts.length === 0) throw new InsufficientDataError('no feature vectors to analyse: every image failed or was skipped');
-      const moments = [];
-      for (const part of parts) moments.push(decodeMoments(await readBytes(s3, run.bucket, work.moments(part.group)), work.moments(part.group)));
-      fit = await fitPcaTop(mergeMoments(moments), settings);
+      // One group's scatter at a time, merged into the running total: memory is two scatters, not one per group.
+      let merged: FeatureMoments | undefined;
+      for (const part of parts) {
+        const moments = decodeMoments(await readBytes(s3, run.bucket, work.moments(part.group)), work.moments(part.group));
+        merged = merged ? mergeMoments([merged, moments]) : moments;
+      }
+      fit = await fitPcaTop(merged!, settings);
     }
   } catch (error) {
     if (error instanceof InsufficientDataError) {

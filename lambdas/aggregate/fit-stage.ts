@@ -13,8 +13,8 @@
  * with the number of images.
  */
 import { parsePcaModel, pcaModelJson, SavedPcaModel } from '../analysis/pca-model';
-import { FeatureMoments, fitPcaTop, InsufficientDataError, PcaFit } from '../analysis/streaming-pca';
-import { mergeMoments } from '../analysis/moments-merge';
+import { fitPcaTop, InsufficientDataError, PcaFit } from '../analysis/streaming-pca';
+import { emptyMoments, mergeMomentsInto } from '../analysis/native-kernels';
 import { describeIncompleteAccounting, IncompleteRunError, InputAccountingReport, mergeAccountingReports } from '../bookkeeping/input-accounting';
 import { RunReportBuilder, RunReportPart } from '../outputs/run-report';
 import { RESULT_FILES } from '../contracts/bucket-layout';
@@ -101,13 +101,11 @@ export async function fitRun(run: RunSettings, groups: number, deps: AggregateRu
     } else {
       const parts = tallies.filter((tally) => tally.rows > 0);
       if (parts.length === 0) throw new InsufficientDataError('no feature vectors to analyse: every image failed or was skipped');
-      // One group's scatter at a time, merged into the running total: memory is two scatters, not one per group.
-      let merged: FeatureMoments | undefined;
-      for (const part of parts) {
-        const moments = decodeMoments(await readBytes(s3, run.bucket, work.moments(part.group)), work.moments(part.group));
-        merged = merged ? mergeMoments([merged, moments]) : moments;
-      }
-      fit = await fitPcaTop(merged!, settings);
+      // One group's scatter at a time, merged into the running total (Chan et al.): memory is two
+      // scatters, not one per group.
+      const merged = emptyMoments(plan.dim);
+      for (const part of parts) mergeMomentsInto(merged, decodeMoments(await readBytes(s3, run.bucket, work.moments(part.group)), work.moments(part.group)));
+      fit = await fitPcaTop(merged, settings);
     }
   } catch (error) {
     if (error instanceof InsufficientDataError) {

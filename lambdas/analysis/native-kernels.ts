@@ -62,7 +62,7 @@ export async function blockMoments(block: RowBlock, options: KernelOptions = {})
   return { count: rows, dim: dims, mean: float64Of(result.mean), scatter: float64Of(result.scatter) };
 }
 
-/** The moments of no rows: the identity of `mergeMoments`. */
+/** The moments of no rows: the identity of `mergeMomentsInto`. */
 export function emptyMoments(dim: number): FeatureMoments {
   return { count: 0, dim, mean: new Float64Array(dim), scatter: new Float64Array(dim * dim) };
 }

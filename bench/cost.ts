@@ -1,153 +1,524 @@
 /**
- * AWS cost and wall-time model of one run, from figures measured by the other benchmarks (per-image
- * CPU time of the featurize handler, the streaming PCA's time) and the deployed defaults
- * (lib/config.ts). Every price and assumption is listed with the result, so the table can be
- * redone when one of them is wrong.
+ * Cost and wall-time model of one run on AWS, as the state machine runs it
+ * (lib/constructs/feature-pipeline.ts): the featurize Distributed Map lists the input and runs one
+ * child per batch, then the aggregate's stages run one after another: PlanAggregate (one
+ * invocation), ComputeMoments (a Distributed Map, one child per group of shards), FitModel (one),
+ * ProjectGroups (a map), FitClassifier (one, LDA only), ClassifyGroups (a map), PublishRun (one).
+ *
+ * Its inputs are figures the other benchmarks measured (RECORDED, each with the section and date
+ * of docs/BENCHMARKS.md it comes from), the settings (lib/config.ts), list prices (PRICES) and what
+ * is assumed (ASSUMED). Every one of them is printed with the tables, so a table can be redone when
+ * one is wrong. A model, not a bill.
+ *
+ *   npx tsx bench/cost.ts            # docs/BENCHMARKS.md section 4 (the deployed defaults), printed
+ *   npx tsx bench/cost.ts --write    # the same, written into docs/BENCHMARKS.md
  */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { defaultConfig, PipelineConfig } from '../lib/config';
-import { Table } from './bench-support';
+import { markdownTable, Table, withDocSection } from './bench-support';
 
-/** USD, us-east-1 list prices assumed (the issue's figures). */
-const PRICES = {
+export type Architecture = 'x86_64' | 'arm64';
+export const ARCHITECTURES: readonly Architecture[] = ['x86_64', 'arm64'];
+/** What classifies the non-Training rows: k-NN against every reference part, or the LDA fitted by FitClassifier. */
+export type Classifier = 'knn' | 'lda';
+
+/**
+ * USD, us-east-1 list prices from the AWS pricing pages, recorded here on 2026-11-25 and not
+ * re-checked since (no internet on the bench machine): https://aws.amazon.com/lambda/pricing/
+ * (first tier of GB-seconds; arm64 20% below x86_64), https://aws.amazon.com/step-functions/pricing/
+ * (Standard workflows), https://aws.amazon.com/s3/pricing/ (S3 Standard requests).
+ */
+export const PRICES = {
   lambdaGbSecond: { x86_64: 0.0000166667, arm64: 0.0000133334 },
   lambdaRequest: 0.2 / 1e6,
+  /**
+   * A Standard workflow's state transition. Every map of the definition runs its children as
+   * STANDARD executions (mapExecutionType), which are billed by transitions too: one for each child
+   * started (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-transitions.html) plus
+   * the child's own.
+   */
   stepFunctionsTransition: 0.025 / 1000,
+  /** PUT, COPY, POST and LIST requests. */
   s3Put: 0.005 / 1000,
   s3Get: 0.0004 / 1000,
 } as const;
 
-export interface MeasuredInputs {
-  /** Featurize handler, process CPU ms per image (all threads), at the default image size. */
+/** Lambda allocates CPU in proportion to memory: 1,769 MB is one vCPU (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html). */
+export const MB_PER_VCPU = 1769;
+
+/** The featurize handler's figures, from bench/featurize.ts. */
+export interface FeaturizeMeasured {
+  /** Process CPU ms per image on the handler path (all threads), default featurizer and input size. */
   readonly featurizeCpuMsPerImage: number;
   /** Backend and featurizer the figure was measured with. */
   readonly measuredWith: string;
-  /** Seconds a fresh process spends before it runs at speed (model load, first batch's extra). */
+  /** Seconds a fresh process spends before it runs at speed: model load and the first batch's extra. */
   readonly modelLoadSeconds: number;
-  /** Streaming PCA: seconds per row of pass 1 + pass 2, and the fit's seconds, at the default feature length. */
-  readonly aggregateSecondsPerRow: number;
-  readonly aggregateFitSeconds: number;
-  readonly aggregateMeasuredRows: number;
-  /** What the aggregate figure is: @default 'streaming PCA ... (passes 1 + 2)' */
-  readonly aggregateMeasuredWith?: string;
-  /** Feature length of the default featurizer (shard bytes per image = 4 x dim). */
-  readonly dim: number;
+  /** Cores the handler path keeps busy at full speed (CPU time / wall time). @default RECORDED's */
+  readonly handlerCoresBusy?: number;
+  /** The onnxruntime-node probe each cold start runs (a child process building the model). @default RECORDED's */
+  readonly probeSeconds?: number;
+  /** Peak RSS of one featurizing process, MB. @default RECORDED's */
+  readonly peakRssMb?: number;
 }
 
-/** Assumptions that are not measured here; each is printed with the table. */
-const ASSUMED = {
-  /** Container-image cold start (image pull, runtime, module init), billed since Aug 2025. */
-  coldStartSeconds: 5,
-  /** Step Functions transitions of the parent on the happy path (the upload-trigger route). */
-  parentTransitions: 12,
-  /** Per Distributed Map child execution (one Task state): its start and its Task. */
-  childTransitions: 2,
-  /** Seconds a Distributed Map child spends starting and returning, beyond the function's run. */
-  childOverheadSeconds: 1,
-  /** S3 -> Lambda throughput the aggregate function reads shards at (two passes). */
-  aggregateReadMBps: 100,
-  /** ResultWriter objects, outputs, report: a few dozen PUT/GETs whatever N (rounded up). */
-  fixedRequests: 50,
+/**
+ * How a stage's slowest invocation grows with the run: `flat`, the same work whatever the run's
+ * size (the largest measured figure is taken); `linear` in the images, through the measured points
+ * (through zero from a single point).
+ */
+export type Growth = 'flat' | 'linear';
+
+/** A stage's slowest invocation in a run of `images` images. */
+export interface StagePoint {
+  readonly images: number;
+  readonly seconds: number;
+  readonly peakRssMb: number;
+}
+
+export interface StageFigures {
+  /** Smallest run first. */
+  readonly points: readonly StagePoint[];
+  readonly time: Growth;
+  readonly memory: Growth;
+  /** Measured, or assumed and from what. */
+  readonly basis: string;
+}
+
+export interface StageFigureSet {
+  readonly plan: StageFigures;
+  readonly moments: StageFigures;
+  readonly fit: StageFigures;
+  readonly project: StageFigures;
+  readonly fitClassifier: StageFigures;
+  readonly classify: Record<Classifier, StageFigures>;
+  readonly publish: StageFigures;
+}
+
+const point = (images: number, seconds: number, peakRssMb: number): StagePoint => ({ images, seconds, peakRssMb });
+
+/**
+ * The measured figures the model starts from. No results file holds them (bench/run-all.ts keeps
+ * only its own sections; bench/aggregate-scale.ts prints), so they are copied here from
+ * docs/BENCHMARKS.md: re-run those benches and update this table when the code they measure changes.
+ */
+export const RECORDED = {
+  featurize: {
+    featurizeCpuMsPerImage: 3.76,
+    measuredWith: 'onnxruntime-node (cpu, 1 thread), mobilenet_v2_1.0_224_quant@7aad0c74/expanded_conv_12/add+Conv_1/Relu6/avg-sqrt@128',
+    modelLoadSeconds: 0.2,
+    handlerCoresBusy: 1.54,
+    probeSeconds: 1,
+    peakRssMb: 564,
+    source:
+      'docs/BENCHMARKS.md section 1 (`npm run bench -- --whole-dataset`, 2026-12-01, x86_64, 2 cores): 3.76 ms of CPU per image on the handler path, ' +
+      '1.54 cores busy, model load 0.2 s, first batch 0.69 s, peak RSS 564 MB at 128 px; the probe 0.7 s of CPU (docs/DESIGN.md, "When onnxruntime-node cannot start"), taken as 1 s',
+  },
+  stages: {
+    plan: { points: [point(100_000, 0.58, 213), point(1_000_000, 5.68, 689)], time: 'linear', memory: 'linear', basis: 'measured' },
+    moments: { points: [point(100_000, 3.13, 415), point(1_000_000, 4.87, 449)], time: 'flat', memory: 'flat', basis: 'measured' },
+    fit: {
+      points: [point(100_000, 2.26, 457), point(1_000_000, 21.1, 1744)],
+      time: 'linear',
+      memory: 'flat',
+      basis: 'measured; the 1,744 MB with every scatter held at once, where the fit merges them one at a time (not measured that way), so it is the upper side',
+    },
+    project: { points: [point(100_000, 7.43, 574), point(1_000_000, 10.3, 593)], time: 'flat', memory: 'flat', basis: 'measured' },
+    fitClassifier: {
+      points: [point(100_000, 2.26, 457)],
+      time: 'flat',
+      memory: 'flat',
+      basis:
+        "assumed: the fit's figure at 100,000 images, at any size (it merges one k x k record per group, about 1/190 of a 1,376 x 1,376 scatter: 1,000 groups' records weigh less than the 10 scatters measured)",
+    },
+    classify: {
+      knn: {
+        points: [point(100_000, 1.91, 290), point(1_000_000, 12.7, 347)],
+        time: 'linear',
+        memory: 'flat',
+        basis: 'measured (3 groups timed): each group against every reference, so linear in the images per group',
+      },
+      lda: {
+        points: [point(100_000, 7.43, 574), point(1_000_000, 10.3, 593)],
+        time: 'flat',
+        memory: 'flat',
+        basis: "assumed: per group the project stage's work (read the group's rows, one small product per row, write CSV), flat in the run; no reference scan",
+      },
+    },
+    publish: {
+      points: [point(100_000, 4.27, 349)],
+      time: 'linear',
+      memory: 'flat',
+      basis: 'measured at 100,000 images only; it streams the CSV parts (about 100 MB per 100,000 rows), so its time is taken as linear in the images',
+    },
+  } satisfies StageFigureSet,
+  stagesSource:
+    'docs/BENCHMARKS.md, "The aggregate as stages, at scale" (bench/aggregate-scale.ts, 2026-12-06, x86_64, 2 cores): each stage\'s slowest invocation at 100,000 and 1,000,000 images, process start (about 0.8 s) included',
 } as const;
 
-export interface CostRow {
-  images: number;
-  architecture: 'x86_64' | 'arm64';
-  batches: number;
-  featurizeLambdaUsd: number;
-  aggregateLambdaUsd: number;
-  stepFunctionsUsd: number;
-  s3RequestsUsd: number;
-  totalUsd: number;
-  /** The images' own upload (N PUTs), if they are not in S3 yet: not in the total. */
-  uploadUsd: number;
-  wallMinutes: number;
-  aggregateMinutes: number;
+/** Not measured here; each is printed with the tables. */
+export const ASSUMED = {
+  /**
+   * A container-image cold start before the handler's own init (image fetch, runtime, module load),
+   * seconds. Billed as a whole here: a container image's Init phase is billed, the fetch before it
+   * probably not, so this is the upper side.
+   */
+  coldStartSeconds: 5,
+  /** Step Functions starting a Lambda Task (a map child's or the parent's) and reading its answer, seconds. */
+  invokeOverheadSeconds: 1,
+  /** Per map child: its start (billed as one transition) and its one Task state. */
+  childTransitions: 2,
+  /**
+   * The parent's states on the upload-trigger route: ReadRunRequest, ParseStartMarker,
+   * CheckStartMarker, RunRequestFromMarker, DefaultBucketAndRunId, ApplyBucketAndRunId,
+   * ChooseRunSettings, RunSettings, CheckRunSettings, FeaturizeImages, PlanAggregate,
+   * ComputeMoments, FitModel, ProjectGroups, ChooseClassification, ClassifyGroups, PublishRun;
+   * FitClassifier adds one.
+   */
+  parentTransitions: 17,
+  /** ListObjectsV2 returns 1,000 keys a page; pages taken one after another before the children (the upper side: the map may start children while it lists). */
+  listSecondsPerPage: 0.05,
+  /** A project child's PUTs: its CSV and Parquet parts (multipart, 8 MiB parts), references, queries, tally. */
+  projectPutsPerGroup: 8,
+  /** CSV bytes per row that PublishRun streams into features.csv and predictions.csv (about 100 MB per 100,000 rows). */
+  csvBytesPerRow: 1000,
+  /** StreamedUpload's part size (lambdas/aws/streamed-upload.ts). */
+  uploadPartBytes: 8 * 1024 * 1024,
+  /** ResultWriter's files, the run's small outputs (model, plots, report, README): a few dozen whatever the size. */
+  fixedRequests: 50,
+  /** arm64 time per unit of work / x86_64's: not measured, taken as equal. */
+  arm64TimeRatio: 1,
+  /** The account's default Lambda concurrency (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html). */
+  accountConcurrency: 1000,
+} as const;
+
+/** One line of the run: a stage of the state machine, or what is billed apart from the stages. */
+export interface StageRow {
+  readonly stage: string;
+  readonly invocations: number;
+  /** The slowest invocation (a featurize batch, a group, or the one invocation), seconds. */
+  readonly slowestSeconds: number;
+  readonly peakRssMb?: number;
+  /** What the stage adds to the run's wall time. */
+  readonly wallSeconds: number;
+  readonly lambdaUsd: number;
+  readonly transitions: number;
+  readonly gets: number;
+  /** PUT-priced requests (PUT, LIST, multipart parts). */
+  readonly puts: number;
 }
 
-export function costModel(measured: MeasuredInputs, images: number, architecture: 'x86_64' | 'arm64', config: PipelineConfig = defaultConfig()): CostRow {
+export interface CostRow {
+  readonly images: number;
+  readonly architecture: Architecture;
+  readonly classifier: Classifier;
+  readonly batches: number;
+  readonly groups: number;
+  readonly stages: readonly StageRow[];
+  readonly featurizeLambdaUsd: number;
+  readonly aggregateLambdaUsd: number;
+  readonly stepFunctionsUsd: number;
+  readonly s3RequestsUsd: number;
+  readonly totalUsd: number;
+  /** The images' own upload (one PUT each), when they are not in S3 yet: not in the total. */
+  readonly uploadUsd: number;
+  readonly wallMinutes: number;
+  /** Listing and featurizing. */
+  readonly featurizeMinutes: number;
+  readonly aggregateMinutes: number;
+  /** What would not run as configured: an invocation over its timeout or memory, a concurrency over the account's. */
+  readonly limits: readonly string[];
+}
+
+export interface ModelOptions {
+  /** @default 'knn' */
+  readonly classifier?: Classifier;
+  /** @default RECORDED.stages */
+  readonly stages?: StageFigureSet;
+}
+
+/** A stage's figure (seconds or peak RSS) in a run of `images` images. */
+export function grown(figures: StageFigures, of: 'seconds' | 'peakRssMb', images: number): number {
+  const growth = of === 'seconds' ? figures.time : figures.memory;
+  const values = figures.points.map((p) => p[of]);
+  if (growth === 'flat') return Math.max(...values);
+  const first = figures.points[0];
+  const last = figures.points[figures.points.length - 1];
+  if (first === last) return (first[of] * images) / first.images;
+  const slope = (last[of] - first[of]) / (last.images - first.images);
+  return Math.max(0, first[of] + slope * (images - first.images));
+}
+
+/** Billed ms per image: the CPU work spread over as many vCPUs as the memory buys and the handler can use. */
+export function billedMsPerImage(featurize: FeaturizeMeasured, memoryMb: number): number {
+  const cores = featurize.handlerCoresBusy ?? RECORDED.featurize.handlerCoresBusy;
+  return featurize.featurizeCpuMsPerImage / Math.min(memoryMb / MB_PER_VCPU, cores);
+}
+
+export function costModel(
+  measured: FeaturizeMeasured,
+  images: number,
+  architecture: Architecture,
+  config: PipelineConfig = defaultConfig(),
+  options: ModelOptions = {},
+): CostRow {
+  const featurize = { ...RECORDED.featurize, ...measured };
+  const classifier = options.classifier ?? 'knn';
+  const figures = options.stages ?? RECORDED.stages;
+  const gbSecond = PRICES.lambdaGbSecond[architecture];
+  const timeRatio = architecture === 'arm64' ? ASSUMED.arm64TimeRatio : 1;
   const batches = Math.ceil(images / config.batchSize);
-  const batchSeconds = (config.batchSize * measured.featurizeCpuMsPerImage) / 1000;
-  const containers = Math.min(config.maxConcurrency, batches);
-  const coldSeconds = ASSUMED.coldStartSeconds + measured.modelLoadSeconds;
-  const featurizeSeconds = (images * measured.featurizeCpuMsPerImage) / 1000 + containers * coldSeconds;
-  const gbPrice = PRICES.lambdaGbSecond[architecture];
-  const featurizeLambdaUsd = featurizeSeconds * (config.featurizeMemoryMb / 1024) * gbPrice + batches * PRICES.lambdaRequest;
+  const groups = Math.ceil(batches / config.aggregateGroupShards);
+  const limits: string[] = [];
+  const rows: StageRow[] = [];
 
-  const shardMB = (images * measured.dim * 4) / 1e6;
-  const aggregateSeconds = images * measured.aggregateSecondsPerRow + measured.aggregateFitSeconds + (2 * shardMB) / ASSUMED.aggregateReadMBps + coldSeconds;
-  const aggregateLambdaUsd = aggregateSeconds * (config.aggregateMemoryMb / 1024) * gbPrice + PRICES.lambdaRequest;
+  // The input listed by the featurize map's ItemReader.
+  const pages = Math.ceil(images / 1000);
+  rows.push({
+    stage: 'list the input',
+    invocations: 0,
+    slowestSeconds: 0,
+    wallSeconds: pages * ASSUMED.listSecondsPerPage,
+    lambdaUsd: 0,
+    transitions: 0,
+    gets: 0,
+    puts: pages,
+  });
 
-  const stepFunctionsUsd = (ASSUMED.parentTransitions + batches * ASSUMED.childTransitions) * PRICES.stepFunctionsTransition;
-  // GET: every image once, every shard twice (two passes). PUT-priced: one shard per batch, the
-  // ItemReader's ListObjectsV2 pages (1,000 keys each), the fixed outputs.
-  const gets = images + 2 * batches + ASSUMED.fixedRequests;
-  const puts = batches + Math.ceil(images / 1000) + ASSUMED.fixedRequests;
-  const s3RequestsUsd = gets * PRICES.s3Get + puts * PRICES.s3Put;
+  // FeaturizeImages: one child per batch, MaxConcurrency at a time, each container cold once.
+  const featurizeGb = config.featurizeMemoryMb / 1024;
+  const msPerImage = timeRatio * billedMsPerImage(featurize, config.featurizeMemoryMb);
+  const belowOneVcpu = Math.max(1, MB_PER_VCPU / config.featurizeMemoryMb);
+  const featurizeInit = ASSUMED.coldStartSeconds + timeRatio * belowOneVcpu * (featurize.probeSeconds + featurize.modelLoadSeconds);
+  const batchSeconds = (Math.min(config.batchSize, images) * msPerImage) / 1000;
+  const featurizeContainers = Math.min(config.maxConcurrency, batches);
+  const featurizeWaves = Math.ceil(batches / config.maxConcurrency);
+  rows.push({
+    stage: 'FeaturizeImages (map)',
+    invocations: batches,
+    slowestSeconds: batchSeconds,
+    peakRssMb: featurize.peakRssMb,
+    wallSeconds: featurizeInit + featurizeWaves * (batchSeconds + ASSUMED.invokeOverheadSeconds),
+    lambdaUsd: ((images * msPerImage) / 1000 + featurizeContainers * featurizeInit) * featurizeGb * gbSecond + batches * PRICES.lambdaRequest,
+    transitions: batches * ASSUMED.childTransitions,
+    gets: images,
+    puts: batches,
+  });
+  if (featurizeInit + batchSeconds > config.featurizeTimeoutSeconds)
+    limits.push(`a featurize batch takes ${(featurizeInit + batchSeconds).toFixed(0)} s (timeout ${config.featurizeTimeoutSeconds} s)`);
+  if (featurize.peakRssMb > config.featurizeMemoryMb)
+    limits.push(`featurize needs ${count(featurize.peakRssMb)} MB (memory ${count(config.featurizeMemoryMb)} MB)`);
+  if (config.maxConcurrency > ASSUMED.accountConcurrency)
+    limits.push(`maxConcurrency ${count(config.maxConcurrency)} is above the account's ${count(ASSUMED.accountConcurrency)}`);
+  if (config.aggregateConcurrency > ASSUMED.accountConcurrency)
+    limits.push(`aggregateConcurrency ${count(config.aggregateConcurrency)} is above the account's ${count(ASSUMED.accountConcurrency)}`);
 
-  const waves = Math.ceil(batches / config.maxConcurrency);
-  const wallSeconds = coldSeconds + waves * (batchSeconds + ASSUMED.childOverheadSeconds) + aggregateSeconds;
+  // The aggregate's stages, on the aggregate function. One container serves the single
+  // invocations; the group maps' containers start cold in ComputeMoments and are warm for the
+  // later maps.
+  const aggregateGb = config.aggregateMemoryMb / 1024;
+  const aggregateSlower = timeRatio * Math.max(1, MB_PER_VCPU / config.aggregateMemoryMb);
+  const aggregateWaves = Math.ceil(groups / config.aggregateConcurrency);
+  const aggregateStage = (
+    stage: string,
+    stageFigures: StageFigures,
+    perGroup: boolean,
+    requests: { gets: number; puts: number },
+    coldContainers: number,
+  ): StageRow => {
+    const seconds = aggregateSlower * grown(stageFigures, 'seconds', images);
+    const peakRssMb = grown(stageFigures, 'peakRssMb', images);
+    const invocations = perGroup ? groups : 1;
+    const name = stage.replace(/ \(.*/, '');
+    if (seconds > config.aggregateTimeoutSeconds) limits.push(`${name} takes ${seconds.toFixed(0)} s (timeout ${config.aggregateTimeoutSeconds} s)`);
+    if (peakRssMb > config.aggregateMemoryMb) limits.push(`${name} needs ${count(peakRssMb)} MB (memory ${count(config.aggregateMemoryMb)} MB)`);
+    const cold = coldContainers > 0 ? ASSUMED.coldStartSeconds : 0;
+    return {
+      stage,
+      invocations,
+      slowestSeconds: seconds,
+      peakRssMb,
+      wallSeconds: cold + (perGroup ? aggregateWaves : 1) * (seconds + ASSUMED.invokeOverheadSeconds),
+      lambdaUsd: (invocations * seconds + coldContainers * ASSUMED.coldStartSeconds) * aggregateGb * gbSecond + invocations * PRICES.lambdaRequest,
+      transitions: perGroup ? groups * ASSUMED.childTransitions : 0,
+      ...requests,
+    };
+  };
+  const csvParts = Math.ceil((images * ASSUMED.csvBytesPerRow) / ASSUMED.uploadPartBytes);
+  // GETs: the plan reads the ResultWriter manifest and results; a moments or project child its
+  // group's shards and a few records; the fit one tally and one scatter per group; a k-NN child
+  // every group's references; publish five small parts per group. PUTs as each stage writes them.
+  rows.push(aggregateStage('PlanAggregate', figures.plan, false, { gets: 2, puts: groups + 2 }, 1));
+  rows.push(
+    aggregateStage(
+      'ComputeMoments (map)',
+      figures.moments,
+      true,
+      { gets: batches + 2 * groups, puts: 2 * groups },
+      Math.min(groups, config.aggregateConcurrency),
+    ),
+  );
+  rows.push(aggregateStage('FitModel', figures.fit, false, { gets: 1 + 2 * groups, puts: 1 }, 0));
+  rows.push(aggregateStage('ProjectGroups (map)', figures.project, true, { gets: batches + 3 * groups, puts: ASSUMED.projectPutsPerGroup * groups }, 0));
+  if (classifier === 'lda') rows.push(aggregateStage('FitClassifier', figures.fitClassifier, false, { gets: 1 + 2 * groups, puts: 1 }, 0));
+  const classifyGets = classifier === 'knn' ? groups * (groups + 2) : 3 * groups;
+  rows.push(aggregateStage(`ClassifyGroups (map, ${classifier})`, figures.classify[classifier], true, { gets: classifyGets, puts: 2 * groups }, 0));
+  rows.push(aggregateStage('PublishRun', figures.publish, false, { gets: 1 + 5 * groups, puts: csvParts + ASSUMED.fixedRequests }, 0));
+
+  const parentTransitions = ASSUMED.parentTransitions + (classifier === 'lda' ? 1 : 0);
+  rows.push({
+    stage: 'the parent workflow',
+    invocations: 0,
+    slowestSeconds: 0,
+    wallSeconds: 0,
+    lambdaUsd: 0,
+    transitions: parentTransitions,
+    gets: 0,
+    puts: 0,
+  });
+
+  const sum = (of: (row: StageRow) => number, from: readonly StageRow[] = rows) => from.reduce((total, row) => total + of(row), 0);
+  const featurizeRows = rows.slice(0, 2);
+  const aggregateRows = rows.slice(2, -1);
+  const featurizeLambdaUsd = sum((r) => r.lambdaUsd, featurizeRows);
+  const aggregateLambdaUsd = sum((r) => r.lambdaUsd, aggregateRows);
+  const stepFunctionsUsd = sum((r) => r.transitions) * PRICES.stepFunctionsTransition;
+  const s3RequestsUsd = sum((r) => r.gets) * PRICES.s3Get + sum((r) => r.puts) * PRICES.s3Put;
   return {
     images,
     architecture,
+    classifier,
     batches,
+    groups,
+    stages: rows,
     featurizeLambdaUsd,
     aggregateLambdaUsd,
     stepFunctionsUsd,
     s3RequestsUsd,
     totalUsd: featurizeLambdaUsd + aggregateLambdaUsd + stepFunctionsUsd + s3RequestsUsd,
     uploadUsd: images * PRICES.s3Put,
-    wallMinutes: wallSeconds / 60,
-    aggregateMinutes: aggregateSeconds / 60,
+    wallMinutes: sum((r) => r.wallSeconds) / 60,
+    featurizeMinutes: sum((r) => r.wallSeconds, featurizeRows) / 60,
+    aggregateMinutes: sum((r) => r.wallSeconds, aggregateRows) / 60,
+    limits,
   };
 }
 
-const usd = (value: number) => (value < 0.01 ? `$${value.toFixed(4)}` : `$${value.toFixed(2)}`);
+export const usd = (value: number): string => (value < 0.01 ? `$${value.toFixed(4)}` : `$${value.toFixed(2)}`);
+export const count = (value: number): string => Math.round(value).toLocaleString('en-US');
 
-export function costTable(measured: MeasuredInputs, imageCounts: readonly number[] = [90_000, 1_000_000]): Table {
+/** The notes every table of the model carries: its inputs, prices and assumptions. */
+export function modelNotes(measured: FeaturizeMeasured): string[] {
+  const featurize = { ...RECORDED.featurize, ...measured };
+  const stages = RECORDED.stages;
+  const stageLine = (name: string, f: StageFigures) =>
+    `${name} ${f.points.map((p) => `${p.seconds} s / ${p.peakRssMb} MB at ${count(p.images)}`).join(', ')} (${f.time}${f.basis === 'measured' ? '' : `; ${f.basis}`})`;
+  return [
+    `Measured, featurize (x86_64): ${featurize.featurizeCpuMsPerImage} ms of CPU per image on the handler path (${featurize.measuredWith}), ${featurize.handlerCoresBusy} cores busy at full speed, ` +
+      `${featurize.modelLoadSeconds} s model load and first-batch extra, ${featurize.probeSeconds} s for the onnxruntime-node probe per cold start, ${featurize.peakRssMb} MB peak RSS. Source: ${RECORDED.featurize.source}.`,
+    `Billed featurize ms per image = CPU ms / min(memory / ${count(MB_PER_VCPU)} MB, ${featurize.handlerCoresBusy} cores): below one vCPU the work takes longer in proportion; above it the handler cannot use more than the cores it used here.`,
+    `Measured, aggregate stages (x86_64), slowest invocation s / peak RSS MB, and how it is taken to grow: ${[
+      stageLine('plan', stages.plan),
+      stageLine('moments (per group)', stages.moments),
+      stageLine('fit', stages.fit),
+      stageLine('project (per group)', stages.project),
+      stageLine('classify k-NN (per group)', stages.classify.knn),
+      stageLine('publish', stages.publish),
+    ].join('; ')}. Source: ${RECORDED.stagesSource}. Every invocation of a map stage is billed at its slowest.`,
+    `Assumed for the LDA (not measured): ${stageLine('FitClassifier', stages.fitClassifier)}; ${stageLine('classify LDA (per group)', stages.classify.lda)}.`,
+    `Prices (USD, us-east-1 list prices, recorded 2026-11-25): Lambda $${PRICES.lambdaGbSecond.x86_64} per GB-s on x86_64 and $${PRICES.lambdaGbSecond.arm64} on arm64 (20% less), $0.20 per million requests; ` +
+      'Step Functions Standard $0.025 per 1,000 state transitions, the map children being STANDARD executions (one transition to start each, then its own); S3 PUT/LIST $0.005 and GET $0.0004 per 1,000. ' +
+      'Storage, data transfer, CloudWatch Logs, X-Ray and ECR are not counted, nor free tiers.',
+    `Assumed, not measured: ${ASSUMED.coldStartSeconds} s container cold start (billed, before the probe and model load) once per concurrent featurize child and once per aggregate container (one for the single stages, one per concurrent group in ComputeMoments, warm after it); ` +
+      `${ASSUMED.invokeOverheadSeconds} s for Step Functions to start a Task and read its answer, once per wave of children; ${ASSUMED.childTransitions} transitions per child and ${ASSUMED.parentTransitions} for the parent (one more with FitClassifier); no retries; ` +
+      `${ASSUMED.listSecondsPerPage * 1000} ms per page of 1,000 listed keys, one page after another before the children start (the upper side); S3 GET latency hidden by READ_CONCURRENCY (as on loopback here); ` +
+      'Lambda vCPUs as fast as these cores; aggregate stages slower in proportion below one vCPU, no faster above it.',
+    `Assumed for arm64, not measured: the same time per unit of work as the x86_64 measured (ratio ${ASSUMED.arm64TimeRatio}), with the CNN on onnxruntime-node (InferenceRuntimeFallback = 0; on its TF.js fallback inference takes 3-6x as long, docs/SIZING.md). Only the GB-s price differs.`,
+    'Wall time = listing + featurize (cold start + waves x (batch + overhead)) + each aggregate stage in turn (a group map: waves of `aggregateConcurrency` children x (slowest child + overhead)). ' +
+      `Lambda scales a function by 1,000 environments every 10 s (https://docs.aws.amazon.com/lambda/latest/dg/scaling-behavior.html), so up to the account's ${count(ASSUMED.accountConcurrency)} the first wave is not held back.`,
+  ];
+}
+
+const stageCells = (row: CostRow) => [
+  count(row.images),
+  row.architecture,
+  row.classifier,
+  count(row.batches),
+  count(row.groups),
+  usd(row.featurizeLambdaUsd),
+  usd(row.aggregateLambdaUsd),
+  usd(row.stepFunctionsUsd),
+  usd(row.s3RequestsUsd),
+  usd(row.totalUsd),
+  usd(row.uploadUsd),
+  row.featurizeMinutes.toFixed(1),
+  row.aggregateMinutes.toFixed(1),
+  row.wallMinutes.toFixed(1),
+];
+
+export const RUN_HEADERS = [
+  'images',
+  'arch',
+  'classify',
+  'batches',
+  'groups',
+  'featurize Lambda',
+  'aggregate Lambda',
+  'Step Functions',
+  'S3 requests',
+  'total',
+  'upload PUTs (extra)',
+  'list + featurize (min)',
+  'aggregate (min)',
+  'wall time (min)',
+] as const;
+
+/** One row per run size, architecture and classifier, at `config`. */
+export function runRows(
+  measured: FeaturizeMeasured,
+  imageCounts: readonly number[],
+  config: PipelineConfig,
+  classifiers: readonly Classifier[] = ['knn', 'lda'],
+): CostRow[] {
+  return imageCounts.flatMap((images) =>
+    classifiers.flatMap((classifier) => ARCHITECTURES.map((arch) => costModel(measured, images, arch, config, { classifier }))),
+  );
+}
+
+export const runTableRows = (rows: readonly CostRow[]) => rows.map(stageCells);
+
+/** docs/BENCHMARKS.md section 4: the deployed defaults at the whole dataset's size and at 1,000,000 images. */
+export function costTable(measured: FeaturizeMeasured, imageCounts: readonly number[] = [71_014, 1_000_000]): Table {
   const config = defaultConfig();
-  const rows = imageCounts.flatMap((images) => (['x86_64', 'arm64'] as const).map((arch) => costModel(measured, images, arch, config)));
+  const rows = runRows(measured, imageCounts, config, ['knn']);
+  const limits = [...new Set(rows.flatMap((r) => r.limits.map((limit) => `${count(r.images)}: ${limit}`)))];
   return {
     title: 'Cost model: one run on AWS at the deployed defaults',
-    headers: [
-      'images',
-      'arch',
-      'batches',
-      'featurize Lambda',
-      'aggregate Lambda',
-      'Step Functions',
-      'S3 requests',
-      'total',
-      'upload PUTs (extra)',
-      'wall time (min)',
-      'aggregate (min)',
-    ],
-    rows: rows.map((r) => [
-      r.images.toLocaleString('en-US'),
-      r.architecture,
-      r.batches.toLocaleString('en-US'),
-      usd(r.featurizeLambdaUsd),
-      usd(r.aggregateLambdaUsd),
-      usd(r.stepFunctionsUsd),
-      usd(r.s3RequestsUsd),
-      usd(r.totalUsd),
-      usd(r.uploadUsd),
-      r.wallMinutes.toFixed(1),
-      r.aggregateMinutes.toFixed(1),
-    ]),
+    headers: RUN_HEADERS,
+    rows: runTableRows(rows),
     notes: [
-      `Measured inputs: featurize handler ${measured.featurizeCpuMsPerImage} ms CPU per image (${measured.measuredWith}); init ${measured.modelLoadSeconds} s per container (model load + the first batch's extra); ` +
-        `${measured.aggregateMeasuredWith ?? 'streaming PCA'} ${(measured.aggregateSecondsPerRow * 1e6).toFixed(0)} us per row${measured.aggregateMeasuredWith ? '' : ' (passes 1 + 2)'} + ${measured.aggregateFitSeconds} s fit, measured at ${measured.aggregateMeasuredRows.toLocaleString('en-US')} x ${measured.dim}.`,
-      `Config (lib/config.ts defaults): batch ${config.batchSize} images, MaxConcurrency ${config.maxConcurrency}, featurize ${config.featurizeMemoryMb} MB, aggregate ${config.aggregateMemoryMb} MB.`,
-      `Prices (USD, assumed): Lambda x86 $${PRICES.lambdaGbSecond.x86_64} and arm64 $${PRICES.lambdaGbSecond.arm64} per GB-s, $0.20 per 1M requests; ` +
-        'Step Functions standard $0.025 per 1,000 transitions (Distributed Map child executions count theirs); S3 PUT/LIST $0.005, GET $0.0004 per 1,000. Storage, data transfer, CloudWatch Logs and ECR are not counted.',
-      'Assumption: billed featurize time per image = the CPU time measured here, i.e. one vCPU share at 3,008 MB does the work one core does here, serially. ' +
-        'Lambda gives ~1.7 vCPU at 3,008 MB and the handler overlaps decode with inference, so the billed duration (and this cost) may be up to ~1.7x lower: the table takes the conservative side.',
-      'Assumption: arm64 runs at the same speed as the x86 measured here (not measured; wasm SIMD on Graviton may differ either way).',
-      'Not measured: tfjs-node (not installed here). The image prefers it; if it is faster the inference share of the featurize cost shrinks by that factor, decode does not. No speed-up factor is assumed in this table.',
-      `Assumed, not measured: ${ASSUMED.coldStartSeconds} s cold start per container (one per concurrent child), ${ASSUMED.childTransitions} transitions per child execution and ` +
-        `${ASSUMED.parentTransitions} for the parent, no retries, ${ASSUMED.childOverheadSeconds} s Distributed Map overhead per wave of children, ` +
-        `shards read from S3 at ${ASSUMED.aggregateReadMBps} MB/s, real S3 GET latency hidden by READ_CONCURRENCY; aggregate time scaled linearly in N from the measured size (the fit does not grow with N).`,
-      'Wall time = cold start + ceil(batches / MaxConcurrency) waves x (batch duration + overhead) + aggregate. Lambda concurrency quotas (1,000 per account by default) are not the limit at 50.',
+      `Config (lib/config.ts defaults): batch ${config.batchSize} images, maxConcurrency ${config.maxConcurrency}, featurize ${count(config.featurizeMemoryMb)} MB, ` +
+        `groups of ${config.aggregateGroupShards} shards, aggregateConcurrency ${config.aggregateConcurrency}, aggregate ${count(config.aggregateMemoryMb)} MB. ` +
+        'docs/SIZING.md (`npx tsx bench/sizing.ts`) has the settings that meet 1,000,000 images in 5 minutes for $1, 10,000,000 on paper, the LDA and each stage.',
+      ...modelNotes(measured),
+      ...(limits.length ? [`Would not run as configured: ${limits.join('; ')}.`] : []),
     ],
   };
+}
+
+/** `### title`, the table and its notes, as bench/run-all.ts renders a section. */
+export function renderTable(table: Table): string {
+  return [`### ${table.title}`, '', markdownTable(table), '', ...(table.notes ?? []).map((note) => `- ${note}`)].join('\n');
+}
+
+const COST_HEADING = '## 4. Cost model (AWS)';
+
+if (require.main === module) {
+  const section = [COST_HEADING, '', renderTable(costTable(RECORDED.featurize)), ''].join('\n');
+  console.log(section);
+  if (process.argv.includes('--write')) {
+    const doc = join(__dirname, '..', 'docs', 'BENCHMARKS.md');
+    writeFileSync(doc, withDocSection(readFileSync(doc, 'utf8'), COST_HEADING, `${section}\n`));
+  }
 }

@@ -1,74 +1,220 @@
 /**
- * Sizing table for the featurize function: memory 1,769 / 3,008 MB x x86_64 / arm64 -> estimated
- * cost and wall time per 100,000 images, from the benchmark's measured CPU per image and the cost
- * model of bench/cost.ts (its prices and assumptions). Prints markdown for docs/SIZING.md:
+ * Sizing: which featurize settings run 1,000,000 images within the goal (5 minutes of wall time,
+ * $1) at the account's default Lambda concurrency, and what a run of 71,014 (the whole dataset),
+ * 1,000,000 and 10,000,000 images costs and takes on x86_64 and arm64, with each stage's share.
+ * Everything comes from bench/cost.ts's model (its RECORDED figures, PRICES and ASSUMED). Prints
+ * markdown for docs/SIZING.md:
  *
- *   npx tsx bench/sizing.ts
- *
- * The measured inputs are docs/BENCHMARKS.md's (sections 1, 3b and 4, `npm run bench --
- * --whole-dataset`, 2026-12-01, onnxruntime-node, the default MobileNetV2 features at 128 px):
- * re-run the bench and update MEASURED when the featurizer or the machine changes.
+ *   npx tsx bench/sizing.ts            # print
+ *   npx tsx bench/sizing.ts --write    # rewrite the "## The figures" section of docs/SIZING.md
  */
-import { defaultConfig } from '../lib/config';
-import { markdownTable, Table } from './bench-support';
-import { costModel, MeasuredInputs } from './cost';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { defaultConfig, PipelineConfig, PipelineConfigInput } from '../lib/config';
+import { markdownTable, Table, withDocSection } from './bench-support';
+import {
+  ARCHITECTURES,
+  ASSUMED,
+  Classifier,
+  costModel,
+  CostRow,
+  count,
+  FeaturizeMeasured,
+  MB_PER_VCPU,
+  modelNotes,
+  PRICES,
+  RECORDED,
+  RUN_HEADERS,
+  runRows,
+  runTableRows,
+  StageRow,
+  usd,
+} from './cost';
 
-const MEASURED: MeasuredInputs & { handlerCoresBusy: number } = {
-  featurizeCpuMsPerImage: 3.76,
-  measuredWith: 'onnxruntime-node (cpu, 1 thread), mobilenet_v2_1.0_224_quant@7aad0c74/expanded_conv_12/add+Conv_1/Relu6/avg-sqrt@128',
-  modelLoadSeconds: 0.2,
-  // The whole-dataset run's aggregate step: 98.5 s for 71,014 rows of 1,376 features, classification included.
-  aggregateSecondsPerRow: 98.5 / 71_014,
-  aggregateFitSeconds: 0,
-  aggregateMeasuredRows: 71_014,
-  aggregateMeasuredWith: "the whole-dataset run's aggregate step (both passes, fit, k-NN classification, CSV and Parquet)",
-  dim: 1376,
-  /** Cores the handler path keeps busy at full speed (CPU time / wall time), measured on 2 cores. */
-  handlerCoresBusy: 1.54,
-};
+/** The goal: one run of this many images in at most this wall time and cost. */
+export const GOAL = { images: 1_000_000, minutes: 5, usd: 1 } as const;
+/**
+ * Wall time the chosen setting leaves spare: the time side of the model rests on assumptions
+ * about Step Functions and S3 on AWS (listing, cold starts, overhead per wave) more than the cost
+ * side does.
+ */
+export const SPARE_MINUTES = 1;
+export const RUN_SIZES = [71_014, 1_000_000, 10_000_000] as const;
+/** The featurize settings searched: memory (MB) and concurrent children (`maxConcurrency`), within the account's 1,000. */
+export const FEATURIZE_MEMORIES = [1024, 1769, 3008] as const;
+export const FEATURIZE_CONCURRENCIES = [50, 100, 200, 300, 500, 1000] as const;
 
-/** Lambda allocates CPU in proportion to memory: 1,769 MB is one vCPU (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html). */
-const MB_PER_VCPU = 1769;
-const MEMORIES = [1769, 3008] as const;
-const IMAGES = 100_000;
+export const meetsGoal = (row: CostRow): boolean =>
+  row.images === GOAL.images && row.wallMinutes <= GOAL.minutes && row.totalUsd <= GOAL.usd && row.limits.length === 0;
 
-/** Billed ms per image: the CPU work, spread over as many vCPUs as the memory buys and the handler can use. */
-function billedMsPerImage(memoryMb: number): number {
-  return MEASURED.featurizeCpuMsPerImage / Math.min(memoryMb / MB_PER_VCPU, MEASURED.handlerCoresBusy);
+export interface GoalCandidate {
+  readonly featurizeMemoryMb: number;
+  readonly maxConcurrency: number;
+  /** k-NN, per architecture. */
+  readonly rows: Record<(typeof ARCHITECTURES)[number], CostRow>;
 }
 
-export function sizingTable(): Table {
-  const rows = MEMORIES.flatMap((memoryMb) =>
-    (['x86_64', 'arm64'] as const).map((architecture) => {
-      const config = defaultConfig({ featurizeMemoryMb: memoryMb, architecture });
-      const msPerImage = billedMsPerImage(memoryMb);
-      const row = costModel({ ...MEASURED, featurizeCpuMsPerImage: msPerImage }, IMAGES, architecture, config);
-      return [
-        memoryMb.toLocaleString('en-US'),
-        architecture,
-        (memoryMb / MB_PER_VCPU).toFixed(2),
-        msPerImage.toFixed(2),
-        `$${row.featurizeLambdaUsd.toFixed(3)}`,
-        `$${row.totalUsd.toFixed(3)}`,
-        row.wallMinutes.toFixed(1),
-      ];
+/** Every searched setting at GOAL.images with k-NN (the measured classifier), both architectures. */
+export function goalSearch(measured: FeaturizeMeasured = RECORDED.featurize, base: PipelineConfigInput = {}): GoalCandidate[] {
+  return FEATURIZE_MEMORIES.flatMap((featurizeMemoryMb) =>
+    FEATURIZE_CONCURRENCIES.map((maxConcurrency) => {
+      const config = defaultConfig({ ...base, featurizeMemoryMb, maxConcurrency });
+      const rows = { x86_64: costModel(measured, GOAL.images, 'x86_64', config), arm64: costModel(measured, GOAL.images, 'arm64', config) };
+      return { featurizeMemoryMb, maxConcurrency, rows };
     }),
   );
-  const config = defaultConfig();
+}
+
+/**
+ * The setting to recommend: the cheapest on x86_64 (the architecture measured) that meets the goal
+ * with SPARE_MINUTES to spare, with at least one vCPU (below it the handler's two threads share
+ * less than a core, which nothing here measured). Undefined when none does.
+ */
+export function chooseSetting(candidates: readonly GoalCandidate[]): GoalCandidate | undefined {
+  const fitting = candidates.filter(
+    (c) => meetsGoal(c.rows.x86_64) && c.rows.x86_64.wallMinutes <= GOAL.minutes - SPARE_MINUTES && c.featurizeMemoryMb >= MB_PER_VCPU,
+  );
+  return fitting.sort((a, b) => a.rows.x86_64.totalUsd - b.rows.x86_64.totalUsd || a.rows.x86_64.wallMinutes - b.rows.x86_64.wallMinutes)[0];
+}
+
+const minutes = (row: CostRow) => row.wallMinutes.toFixed(1);
+const verdict = (row: CostRow) => (meetsGoal(row) ? 'yes' : row.limits.length ? 'no (limits)' : 'no');
+
+function searchTable(candidates: readonly GoalCandidate[], chosen: GoalCandidate | undefined): Table {
   return {
-    title: `Featurize sizing: one run of ${IMAGES.toLocaleString('en-US')} images`,
-    headers: ['featurize memory (MB)', 'arch', 'vCPU', 'billed ms / image', 'featurize Lambda', 'run total', 'wall time (min)'],
-    rows,
+    title: `Featurize settings for ${count(GOAL.images)} images (k-NN; goal: ${GOAL.minutes} min, $${GOAL.usd})`,
+    headers: [
+      'featurizeMemoryMb',
+      'maxConcurrency',
+      'list + featurize (min)',
+      'wall time (min)',
+      'x86_64 total',
+      'arm64 total',
+      'meets the goal: x86_64',
+      'arm64',
+    ],
+    rows: candidates.map((c) => [
+      `${count(c.featurizeMemoryMb)}${c === chosen ? ' (chosen)' : ''}`,
+      count(c.maxConcurrency),
+      c.rows.x86_64.featurizeMinutes.toFixed(1),
+      minutes(c.rows.x86_64),
+      usd(c.rows.x86_64.totalUsd),
+      usd(c.rows.arm64.totalUsd),
+      verdict(c.rows.x86_64),
+      verdict(c.rows.arm64),
+    ]),
     notes: [
-      `Measured (docs/BENCHMARKS.md): ${MEASURED.featurizeCpuMsPerImage} ms CPU per image on the handler path (${MEASURED.measuredWith}), which keeps ${MEASURED.handlerCoresBusy} cores busy at full speed.`,
-      `Billed ms per image = CPU ms / min(memory / ${MB_PER_VCPU} MB, ${MEASURED.handlerCoresBusy}): below 1,769 MB a function has less than one vCPU; above it, the handler cannot use more than the ${MEASURED.handlerCoresBusy} cores it used here.`,
-      `Everything else is bench/cost.ts's model at the deployed defaults (batch ${config.batchSize}, MaxConcurrency ${config.maxConcurrency}, aggregate ${config.aggregateMemoryMb} MB): its prices (us-east-1 list prices, arm64 20% cheaper per GB-s), 5 s cold start per container, 2 transitions per child, S3 request prices. "run total" adds the aggregate Lambda, Step Functions and S3 requests, which do not change with the featurize memory.`,
-      "Assumed, not measured: arm64 at the speed of the x86 machine measured here, on onnxruntime-node (not its TF.js fallback: InferenceRuntimeFallback = 0); Lambda vCPUs as fast as this machine's cores; no tfjs-node speed-up. Measure on AWS (the dashboard's featurize duration and ms per image) before choosing.",
+      'Every other setting at its default (lib/config.ts): batch 250, aggregate 3,008 MB, groups of 40 shards, aggregateConcurrency 100. The wall time is the same on both architectures (arm64 assumed as fast).',
+      'Featurize memory below 1,769 MB (one vCPU) stretches each batch and cold start in proportion at the same GB-s per image; above it the handler uses at most 1.54 cores, so 3,008 MB bills 35% less time at 70% more memory. ' +
+        'Each concurrent child costs one cold start (about 6 s billed), so the concurrency trades cold starts against waves of children.',
     ],
   };
 }
 
+function runTable(title: string, config: PipelineConfig, sizes: readonly number[], measured: FeaturizeMeasured): Table {
+  const rows = runRows(measured, sizes, config);
+  const limits = [...new Set(rows.flatMap((r) => r.limits.map((limit) => `${count(r.images)} (${r.classifier}): ${limit}`)))];
+  return {
+    title,
+    headers: RUN_HEADERS,
+    rows: runTableRows(rows),
+    notes: [
+      `Settings: maxConcurrency ${config.maxConcurrency}, featurizeMemoryMb ${count(config.featurizeMemoryMb)}, aggregateConcurrency ${config.aggregateConcurrency}, aggregateMemoryMb ${count(config.aggregateMemoryMb)}, batch ${config.batchSize}, groups of ${config.aggregateGroupShards} shards.`,
+      ...(limits.length ? [`Would not run as configured: ${limits.join('; ')}.`] : []),
+    ],
+  };
+}
+
+const stageCell = (row: StageRow | undefined) =>
+  row ? `${row.wallSeconds.toFixed(0)} s / ${usd(row.lambdaUsd + row.transitions * PRICES.stepFunctionsTransition)}` : '';
+
+/** Each stage's wall time and its Lambda + Step Functions cost, at 1M and 10M, k-NN and LDA, x86_64. */
+function stageTable(millionConfig: PipelineConfig, tenMillionConfig: PipelineConfig, measured: FeaturizeMeasured): Table {
+  const classifiers: Classifier[] = ['knn', 'lda'];
+  const runs = [
+    ...classifiers.map((classifier) => costModel(measured, 1_000_000, 'x86_64', millionConfig, { classifier })),
+    ...classifiers.map((classifier) => costModel(measured, 10_000_000, 'x86_64', tenMillionConfig, { classifier })),
+  ];
+  const name = (stage: string) => stage.replace(/ \(map, (knn|lda)\)/, ' (map)');
+  // The LDA's run has every stage (FitClassifier too), in the state machine's order.
+  const stages = runs[1].stages.map((s) => name(s.stage));
+  const s3 = (run: CostRow) => usd(run.s3RequestsUsd);
+  const largest = runs[2];
+  return {
+    title: `Each stage at ${count(1_000_000)} and ${count(10_000_000)} images, x86_64 (wall s / Lambda + transitions $)`,
+    headers: ['stage', '1M k-NN', '1M LDA', '10M k-NN', '10M LDA', '10M: invocations, slowest s / peak MB'],
+    rows: [
+      ...stages.map((stage) => {
+        const of = (run: CostRow) => run.stages.find((s) => name(s.stage) === stage);
+        const at10M = of(largest) ?? of(runs[3]);
+        return [
+          stage,
+          ...runs.map((run) => stageCell(of(run))),
+          at10M && at10M.invocations > 0 ? `${count(at10M.invocations)}, ${at10M.slowestSeconds.toFixed(1)} s / ${at10M.peakRssMb?.toFixed(0) ?? ''} MB` : '',
+        ];
+      }),
+      ['S3 requests (all stages)', ...runs.map(s3), ''],
+      ['total', ...runs.map((run) => `${run.wallMinutes.toFixed(1)} min / ${usd(run.totalUsd)}`), ''],
+    ],
+    notes: [
+      `1M at the chosen settings, 10M with both concurrencies at ${count(ASSUMED.accountConcurrency)}. A stage's $ is its Lambda GB-s, requests and its children's transitions; "the parent workflow" is its ${ASSUMED.parentTransitions}-18 transitions. S3 requests are summed apart: GETs of every image and shard, the k-NN's reads of every references part by every group, PUTs of shards and parts.`,
+    ],
+  };
+}
+
+export function sizingTables(measured: FeaturizeMeasured = RECORDED.featurize): { tables: Table[]; chosen?: GoalCandidate; notes: string[] } {
+  const candidates = goalSearch(measured);
+  const chosen = chooseSetting(candidates);
+  const chosenConfig = chosen ? defaultConfig({ featurizeMemoryMb: chosen.featurizeMemoryMb, maxConcurrency: chosen.maxConcurrency }) : defaultConfig();
+  const tenMillionWide = defaultConfig({
+    featurizeMemoryMb: chosenConfig.featurizeMemoryMb,
+    maxConcurrency: ASSUMED.accountConcurrency,
+    aggregateConcurrency: ASSUMED.accountConcurrency,
+  });
+  const tables = [
+    searchTable(candidates, chosen),
+    runTable(
+      chosen
+        ? `One run at the chosen settings (featurizeMemoryMb ${count(chosen.featurizeMemoryMb)}, maxConcurrency ${count(chosen.maxConcurrency)})`
+        : 'One run (no setting meets the goal)',
+      chosenConfig,
+      RUN_SIZES,
+      measured,
+    ),
+    runTable(
+      `${count(10_000_000)} images with maxConcurrency and aggregateConcurrency at ${count(ASSUMED.accountConcurrency)}`,
+      tenMillionWide,
+      [10_000_000],
+      measured,
+    ),
+    runTable('One run at the deployed defaults', defaultConfig(), RUN_SIZES, measured),
+    stageTable(chosenConfig, tenMillionWide, measured),
+  ];
+  return { tables, chosen, notes: modelNotes(measured) };
+}
+
+export const FIGURES_HEADING = '## The figures';
+
+export function renderFigures(measured: FeaturizeMeasured = RECORDED.featurize): string {
+  const { tables, notes } = sizingTables(measured);
+  return [
+    FIGURES_HEADING,
+    '',
+    'Generated by `npx tsx bench/sizing.ts --write` from bench/cost.ts; do not edit by hand.',
+    '',
+    ...tables.flatMap((table) => [`### ${table.title}`, '', markdownTable(table), '', ...(table.notes ?? []).map((note) => `- ${note}`), '']),
+    '### What the model takes as given',
+    '',
+    ...notes.map((note) => `- ${note}`),
+    '',
+  ].join('\n');
+}
+
 if (require.main === module) {
-  const table = sizingTable();
-  console.log([markdownTable(table), '', ...(table.notes ?? []).map((note) => `- ${note}`)].join('\n'));
+  const text = renderFigures();
+  console.log(text);
+  if (process.argv.includes('--write')) {
+    const doc = join(__dirname, '..', 'docs', 'SIZING.md');
+    writeFileSync(doc, withDocSection(readFileSync(doc, 'utf8'), FIGURES_HEADING, text));
+  }
 }

@@ -1,0 +1,191 @@
+import {
+  ASSUMED,
+  billedMsPerImage,
+  costModel,
+  CostRow,
+  costTable,
+  FeaturizeMeasured,
+  grown,
+  PRICES,
+  RECORDED,
+  StageFigures,
+  StageFigureSet,
+} from '../../bench/cost';
+import { defaultConfig } from '../../lib/config';
+
+const flat = (seconds: number): StageFigures => ({ points: [{ images: 100_000, seconds, peakRssMb: 100 }], time: 'flat', memory: 'flat', basis: 'test' });
+
+/** Round figures, so that the expected values below can be worked out by hand. */
+const STAGES: StageFigureSet = {
+  plan: flat(1),
+  moments: flat(2),
+  fit: flat(3),
+  project: flat(4),
+  fitClassifier: flat(1),
+  classify: { knn: flat(5), lda: flat(6) },
+  publish: flat(2),
+};
+const FEATURIZE: FeaturizeMeasured = {
+  featurizeCpuMsPerImage: 4,
+  measuredWith: 'test',
+  modelLoadSeconds: 0.5,
+  probeSeconds: 0.5,
+  handlerCoresBusy: 1,
+  peakRssMb: 500,
+};
+// 1,000 images in 4 batches of 250, 2 groups of 2 shards; 2 GB functions; 2 children at a time
+// for the featurize map and 1 for the group maps.
+const CONFIG = defaultConfig({
+  batchSize: 250,
+  aggregateGroupShards: 2,
+  maxConcurrency: 2,
+  aggregateConcurrency: 1,
+  featurizeMemoryMb: 2048,
+  aggregateMemoryMb: 2048,
+});
+const GB_S = PRICES.lambdaGbSecond.x86_64;
+const REQUEST = PRICES.lambdaRequest;
+
+const stage = (row: CostRow, name: string) => {
+  const found = row.stages.find((s) => s.stage.startsWith(name));
+  if (!found) throw new Error(`no stage ${name}`);
+  return found;
+};
+
+describe('the cost model, by hand on a small run', () => {
+  const row = costModel(FEATURIZE, 1000, 'x86_64', CONFIG, { stages: STAGES });
+
+  test('batches and groups', () => {
+    expect(row.batches).toBe(4);
+    expect(row.groups).toBe(2);
+  });
+
+  test('featurize: 4 ms per image at 2,048 MB (more than one vCPU, one core used), two cold containers of 5 + 0.5 + 0.5 s, two waves', () => {
+    const featurize = stage(row, 'FeaturizeImages');
+    expect(featurize.slowestSeconds).toBeCloseTo(1, 10); // 250 x 4 ms
+    expect(featurize.wallSeconds).toBeCloseTo(6 + 2 * (1 + 1), 10);
+    // (1,000 x 4 ms + 2 containers x 6 s) x 2 GB, and 4 requests
+    expect(featurize.lambdaUsd).toBeCloseTo((4 + 2 * 6) * 2 * GB_S + 4 * REQUEST, 12);
+    expect(row.featurizeLambdaUsd).toBeCloseTo(featurize.lambdaUsd, 12);
+  });
+
+  test('aggregate: each stage at its figure; the group maps in waves of one, one cold container for the single stages and one for the maps', () => {
+    expect(stage(row, 'PlanAggregate').wallSeconds).toBe(5 + 1 + 1);
+    expect(stage(row, 'ComputeMoments').wallSeconds).toBe(5 + 2 * (2 + 1));
+    expect(stage(row, 'FitModel').wallSeconds).toBe(3 + 1);
+    expect(stage(row, 'ProjectGroups').wallSeconds).toBe(2 * (4 + 1));
+    expect(stage(row, 'ClassifyGroups').wallSeconds).toBe(2 * (5 + 1));
+    expect(stage(row, 'PublishRun').wallSeconds).toBe(2 + 1);
+    // GB-s: plan 1 + 5 cold, moments 2 x 2 + 5 cold, fit 3, project 2 x 4, classify 2 x 5, publish 2;
+    // invocations: plan, 2 moments, fit, 2 project, 2 classify, publish.
+    expect(row.aggregateLambdaUsd).toBeCloseTo((1 + 5 + 2 * 2 + 5 + 3 + 2 * 4 + 2 * 5 + 2) * 2 * GB_S + 9 * REQUEST, 12);
+    expect(row.aggregateMinutes * 60).toBeCloseTo(7 + 11 + 4 + 10 + 12 + 3, 10);
+  });
+
+  test('wall time: the listing (one page), featurize and the aggregate', () => {
+    expect(row.wallMinutes * 60).toBeCloseTo(ASSUMED.listSecondsPerPage + 10 + 47, 10);
+  });
+
+  test('Step Functions: 2 transitions per child (4 batches, 2 groups in each of 3 maps) and the parent', () => {
+    expect(row.stepFunctionsUsd).toBeCloseTo((2 * 4 + 3 * 2 * 2 + ASSUMED.parentTransitions) * PRICES.stepFunctionsTransition, 12);
+  });
+
+  test('S3: a GET per image and per shard read, the k-NN reading every references part; PUT-priced shards, list pages and parts', () => {
+    // GETs: images 1,000; plan 2; moments 4 shards + 2 x 2; fit 1 + 2 x 2; project 4 + 3 x 2; k-NN 2 x (2 + 2); publish 1 + 5 x 2.
+    const gets = 1000 + 2 + 8 + 5 + 10 + 8 + 11;
+    // PUTs: 1 list page; 4 shards; plan 2 + 2; moments 2 x 2; fit 1; project 8 x 2; classify 2 x 2; publish 1 CSV part + 50.
+    const puts = 1 + 4 + 4 + 4 + 1 + 16 + 4 + 51;
+    expect(row.s3RequestsUsd).toBeCloseTo(gets * PRICES.s3Get + puts * PRICES.s3Put, 12);
+  });
+
+  test('the total is the sum of its parts; the upload is apart', () => {
+    expect(row.totalUsd).toBeCloseTo(row.featurizeLambdaUsd + row.aggregateLambdaUsd + row.stepFunctionsUsd + row.s3RequestsUsd, 12);
+    expect(row.uploadUsd).toBeCloseTo(1000 * PRICES.s3Put, 12);
+    expect(row.limits).toEqual([]);
+  });
+
+  test('the LDA adds FitClassifier and its transition, and reads no references part', () => {
+    const lda = costModel(FEATURIZE, 1000, 'x86_64', CONFIG, { stages: STAGES, classifier: 'lda' });
+    expect(stage(lda, 'FitClassifier').wallSeconds).toBe(1 + 1);
+    expect(stage(lda, 'ClassifyGroups').wallSeconds).toBe(2 * (6 + 1));
+    expect(lda.stepFunctionsUsd - row.stepFunctionsUsd).toBeCloseTo(PRICES.stepFunctionsTransition, 12);
+    expect(stage(lda, 'ClassifyGroups').gets).toBe(3 * 2);
+  });
+
+  test('arm64: the same time, Lambda 20% cheaper per GB-s', () => {
+    const arm = costModel(FEATURIZE, 1000, 'arm64', CONFIG, { stages: STAGES });
+    expect(arm.wallMinutes).toBe(row.wallMinutes);
+    const gbSeconds = (r: CostRow) => r.featurizeLambdaUsd + r.aggregateLambdaUsd - (4 + 9) * REQUEST;
+    expect(gbSeconds(arm) / gbSeconds(row)).toBeCloseTo(0.8, 4);
+    expect(arm.stepFunctionsUsd).toBe(row.stepFunctionsUsd);
+    expect(arm.s3RequestsUsd).toBe(row.s3RequestsUsd);
+  });
+});
+
+describe('how figures grow with the run', () => {
+  const two = (time: 'flat' | 'linear'): StageFigures => ({
+    points: [
+      { images: 100_000, seconds: 1, peakRssMb: 200 },
+      { images: 1_000_000, seconds: 10, peakRssMb: 300 },
+    ],
+    time,
+    memory: 'linear',
+    basis: 'test',
+  });
+
+  test('flat takes the largest measured figure', () => {
+    expect(grown(two('flat'), 'seconds', 10_000_000)).toBe(10);
+    expect(grown(two('flat'), 'seconds', 10_000)).toBe(10);
+  });
+
+  test('linear goes through the two points', () => {
+    expect(grown(two('linear'), 'seconds', 10_000_000)).toBeCloseTo(100, 10);
+    expect(grown(two('linear'), 'seconds', 550_000)).toBeCloseTo(5.5, 10);
+    expect(grown(two('linear'), 'peakRssMb', 10_000_000)).toBeCloseTo(1300, 10);
+  });
+
+  test('linear from one point goes through zero', () => {
+    expect(grown({ ...flat(4), time: 'linear' }, 'seconds', 1_000_000)).toBeCloseTo(40, 10);
+  });
+});
+
+describe('billed featurize time per image', () => {
+  const measured = { ...FEATURIZE, handlerCoresBusy: 1.5 };
+  test('one vCPU at 1,769 MB bills the CPU time', () => expect(billedMsPerImage(measured, 1769)).toBeCloseTo(4, 10));
+  test('half a vCPU takes twice as long', () => expect(billedMsPerImage(measured, 1769 / 2)).toBeCloseTo(8, 10));
+  test('above one vCPU, no more cores than the handler used', () => expect(billedMsPerImage(measured, 1769 * 3)).toBeCloseTo(4 / 1.5, 10));
+});
+
+describe('limits', () => {
+  test('an invocation over its memory or timeout, a concurrency over the account', () => {
+    const stages = { ...STAGES, plan: { ...flat(1000), points: [{ images: 100_000, seconds: 1000, peakRssMb: 4000 }] } };
+    const row = costModel(FEATURIZE, 1000, 'x86_64', defaultConfig({ maxConcurrency: 2000 }), { stages });
+    expect(row.limits).toEqual([
+      "maxConcurrency 2,000 is above the account's 1,000",
+      'PlanAggregate takes 1000 s (timeout 900 s)',
+      'PlanAggregate needs 4,000 MB (memory 3,008 MB)',
+    ]);
+  });
+});
+
+describe('the recorded figures', () => {
+  test('at 1,000,000 images the model gives back the measured slowest invocations', () => {
+    const row = costModel(RECORDED.featurize, 1_000_000, 'x86_64', defaultConfig({ aggregateMemoryMb: 1769 }));
+    expect(stage(row, 'PlanAggregate').slowestSeconds).toBeCloseTo(5.68, 10);
+    expect(stage(row, 'ComputeMoments').slowestSeconds).toBeCloseTo(4.87, 10);
+    expect(stage(row, 'FitModel').slowestSeconds).toBeCloseTo(21.1, 10);
+    expect(stage(row, 'ProjectGroups').slowestSeconds).toBeCloseTo(10.3, 10);
+    expect(stage(row, 'ClassifyGroups').slowestSeconds).toBeCloseTo(12.7, 10);
+    expect(row.groups).toBe(100);
+  });
+
+  test("BENCHMARKS.md's table: the deployed defaults, both architectures", () => {
+    const table = costTable(RECORDED.featurize);
+    expect(table.rows.map((r) => [r[0], r[1]])).toEqual([
+      ['71,014', 'x86_64'],
+      ['71,014', 'arm64'],
+      ['1,000,000', 'x86_64'],
+      ['1,000,000', 'arm64'],
+    ]);
+  });
+});

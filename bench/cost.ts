@@ -94,6 +94,12 @@ export interface StageFigureSet {
   readonly fitClassifier: StageFigures;
   readonly classify: Record<Classifier, StageFigures>;
   readonly publish: StageFigures;
+  /**
+   * Images per group the per-group figures were measured with (shards per group x rows per
+   * shard). A run with other groups scales its per-group times by the ratio: each group's work is
+   * its rows (the k-NN's, its rows against the references).
+   */
+  readonly groupImages: number;
 }
 
 const point = (images: number, seconds: number, peakRssMb: number): StagePoint => ({ images, seconds, peakRssMb });
@@ -116,6 +122,7 @@ export const RECORDED = {
       '1.54 cores busy, model load 0.2 s, first batch 0.69 s, peak RSS 564 MB at 128 px; the probe 0.7 s of CPU (docs/DESIGN.md, "When onnxruntime-node cannot start"), taken as 1 s',
   },
   stages: {
+    groupImages: 40 * 250,
     plan: { points: [point(100_000, 0.58, 213), point(1_000_000, 5.68, 689)], time: 'linear', memory: 'linear', basis: 'measured' },
     moments: { points: [point(100_000, 3.13, 415), point(1_000_000, 4.87, 449)], time: 'flat', memory: 'flat', basis: 'measured' },
     fit: {
@@ -320,6 +327,7 @@ export function costModel(
   const aggregateGb = config.aggregateMemoryMb / 1024;
   const aggregateSlower = timeRatio * Math.max(1, MB_PER_VCPU / config.aggregateMemoryMb);
   const aggregateWaves = Math.ceil(groups / config.aggregateConcurrency);
+  const groupScale = (config.batchSize * config.aggregateGroupShards) / figures.groupImages;
   const aggregateStage = (
     stage: string,
     stageFigures: StageFigures,
@@ -327,7 +335,7 @@ export function costModel(
     requests: { gets: number; puts: number },
     coldContainers: number,
   ): StageRow => {
-    const seconds = aggregateSlower * grown(stageFigures, 'seconds', images);
+    const seconds = aggregateSlower * (perGroup ? groupScale : 1) * grown(stageFigures, 'seconds', images);
     const peakRssMb = grown(stageFigures, 'peakRssMb', images);
     const invocations = perGroup ? groups : 1;
     const name = stage.replace(/ \(.*/, '');

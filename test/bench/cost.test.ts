@@ -24,6 +24,7 @@ const STAGES: StageFigureSet = {
   fitClassifier: flat(1),
   classify: { knn: flat(5), lda: flat(6) },
   publish: flat(2),
+  groupImages: 500,
 };
 const FEATURIZE: FeaturizeMeasured = {
   featurizeCpuMsPerImage: 4,
@@ -120,6 +121,13 @@ describe('the cost model, by hand on a small run', () => {
     expect(arm.stepFunctionsUsd).toBe(row.stepFunctionsUsd);
     expect(arm.s3RequestsUsd).toBe(row.s3RequestsUsd);
   });
+});
+
+test('per-group times scale with the images per group', () => {
+  const wider = costModel(FEATURIZE, 1000, 'x86_64', defaultConfig({ ...CONFIG, aggregateGroupShards: 4 }), { stages: STAGES });
+  expect(wider.groups).toBe(1);
+  expect(stage(wider, 'ProjectGroups').slowestSeconds).toBe(2 * 4);
+  expect(stage(wider, 'PlanAggregate').slowestSeconds).toBe(1);
 });
 
 describe('how figures grow with the run', () => {

@@ -129,7 +129,8 @@ export const RECORDED = {
       points: [point(100_000, 2.26, 457), point(1_000_000, 21.1, 1744)],
       time: 'linear',
       memory: 'flat',
-      basis: 'measured; the 1,744 MB with every scatter held at once, where the fit merges them one at a time (not measured that way), so it is the upper side',
+      basis:
+        'measured; the 1,744 MB was with every scatter held at once: merged one at a time, as the fit does, it needs less (not measured), so it is the upper side',
     },
     project: { points: [point(100_000, 7.43, 574), point(1_000_000, 10.3, 593)], time: 'flat', memory: 'flat', basis: 'measured' },
     fitClassifier: {
@@ -421,7 +422,7 @@ export function modelNotes(measured: FeaturizeMeasured): string[] {
   const featurize = { ...RECORDED.featurize, ...measured };
   const stages = RECORDED.stages;
   const stageLine = (name: string, f: StageFigures) =>
-    `${name} ${f.points.map((p) => `${p.seconds} s / ${p.peakRssMb} MB at ${count(p.images)}`).join(', ')} (${f.time}${f.basis === 'measured' ? '' : `; ${f.basis}`})`;
+    `${name} ${f.points.map((p) => `${p.seconds} s / ${count(p.peakRssMb)} MB at ${count(p.images)}`).join(', ')} (${f.time}${f.basis === 'measured' ? '' : `; ${f.basis}`})`;
   return [
     `Measured, featurize (x86_64): ${featurize.featurizeCpuMsPerImage} ms of CPU per image on the handler path (${featurize.measuredWith}), ${featurize.handlerCoresBusy} cores busy at full speed, ` +
       `${featurize.modelLoadSeconds} s model load and first-batch extra, ${featurize.probeSeconds} s for the onnxruntime-node probe per cold start, ${featurize.peakRssMb} MB peak RSS. Source: ${RECORDED.featurize.source}.`,

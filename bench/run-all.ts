@@ -19,7 +19,7 @@ import { DEFAULT_IMAGE_SIZE } from '../lambdas/model/featurizer';
 import { defaultConfig } from '../lib/config';
 import { AggregateBenchOptions, aggregateBench, AggregateBenchRow, DEFAULT_AGGREGATE_OPTIONS } from './aggregate';
 import { Cell, ChildResult, docSection, fixed, load, machine, markdownTable, median, printTable, Table, withDocSection } from './bench-support';
-import { costModel, costTable } from './cost';
+import { costModel, costTable, PRICES } from './cost';
 import {
   DEFAULT_END_TO_END_OPTIONS,
   endToEndBench,
@@ -605,14 +605,15 @@ function analysis(r: SuiteResults): string[] {
   }
   const measured = 'skipped' in r.featurize ? undefined : measuredForCost(r.featurize, r.aggregate, r.wholeDataset);
   if (measured) {
-    const million = costModel(measured, 1_000_000, 'x86_64');
+    const config = defaultConfig();
+    const million = costModel(measured, 1_000_000, 'x86_64', config);
+    const featurizeMap = million.stages.find((stage) => stage.stage.startsWith('FeaturizeImages'));
     lines.push(
-      `Cost (section 4, a model, not a bill): about $${million.totalUsd.toFixed(2)} and ${million.wallMinutes.toFixed(0)} min for 1,000,000 images on x86 at the defaults, of which Lambda $${million.featurizeLambdaUsd.toFixed(2)}, Step Functions $${million.stepFunctionsUsd.toFixed(2)}, S3 requests $${million.s3RequestsUsd.toFixed(2)}. ` +
-        `At ${measured.featurizeCpuMsPerImage} ms of CPU per image the compute is a few dollars per million images, so transitions and GETs are a large share: a larger batch size cuts the transitions (one child per batch), not the GETs (one per image). ` +
-        `The wall time is bound by MaxConcurrency ${defaultConfig().maxConcurrency}: ${Math.ceil(million.batches / defaultConfig().maxConcurrency)} waves of children; raising it (the account's Lambda concurrency allowing) divides the featurize wall time at the same cost.` +
-        (million.aggregateMinutes > 15
-          ? ` **The aggregate step would not fit one Lambda invocation at 1,000,000 images**: ${million.aggregateMinutes.toFixed(0)} min against Lambda's 15 min, and that is a linear extrapolation while its k-NN (Test rows x Training rows) grows faster; at that scale it needs splitting (the scatter per shard group in the map, the k-NN on onnxruntime or an index).`
-          : ''),
+      `Cost (section 4, a model, not a bill): about $${million.totalUsd.toFixed(2)} and ${million.wallMinutes.toFixed(1)} min for 1,000,000 images on x86_64 at the defaults: ` +
+        `featurize Lambda $${million.featurizeLambdaUsd.toFixed(2)}, aggregate Lambda $${million.aggregateLambdaUsd.toFixed(2)}, Step Functions $${million.stepFunctionsUsd.toFixed(2)}, S3 requests $${million.s3RequestsUsd.toFixed(2)}. ` +
+        `Most of it is paid per image or per batch whatever the memory and concurrency: a GET per image ($${(1e6 * PRICES.s3Get).toFixed(2)} per million) and two transitions per child of ${config.batchSize} images. ` +
+        `The wall time is mostly the featurize map's ${Math.ceil(million.batches / config.maxConcurrency)} waves of ${config.maxConcurrency} children (${((featurizeMap?.wallSeconds ?? 0) / 60).toFixed(1)} min) and the aggregate's stages (${million.aggregateMinutes.toFixed(1)} min); ` +
+        'docs/SIZING.md has the settings that meet 1,000,000 images in 5 minutes for $1 and 10,000,000 on paper.',
     );
   }
   return lines;

@@ -150,7 +150,9 @@ function stageTable(millionConfig: PipelineConfig, tenMillionConfig: PipelineCon
         return [
           stage,
           ...runs.map((run) => stageCell(of(run))),
-          at10M && at10M.invocations > 0 ? `${count(at10M.invocations)}, ${at10M.slowestSeconds.toFixed(1)} s / ${at10M.peakRssMb?.toFixed(0) ?? ''} MB` : '',
+          at10M && at10M.invocations > 0
+            ? `${count(at10M.invocations)}, ${at10M.slowestSeconds.toFixed(1)} s / ${at10M.peakRssMb === undefined ? '' : count(at10M.peakRssMb)} MB`
+            : '',
         ];
       }),
       ['S3 requests (all stages)', ...runs.map(s3), ''],

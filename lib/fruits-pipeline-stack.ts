@@ -7,8 +7,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { BUCKET_LAYOUT } from '../lambdas/contracts/bucket-layout';
-import { aggregateEnvironment, classifyEnvironment, featurizeEnvironment } from '../lambdas/contracts/handler-env';
-import { observabilityEnvironment } from '../lambdas/contracts/handler-env';
+import { aggregateEnvironment, featurizeEnvironment, observabilityEnvironment } from '../lambdas/contracts/handler-env';
 import { METRICS_NAMESPACE } from '../lambdas/contracts/metrics';
 import type { PipelineConfig } from './config';
 import { CostBudget } from './constructs/cost-budget';
@@ -137,14 +136,13 @@ export class FruitsPipelineStack extends Stack {
       description: 'Standardises all feature shards of a run, fits the PCA, writes the results',
       memorySize: config.aggregateMemoryMb,
       timeout: Duration.seconds(config.aggregateTimeoutSeconds),
-      environment: {
-        ...aggregateEnvironment({
-          pcaComponents: config.pcaComponents,
-          pcaVarianceThreshold: config.pcaVarianceThreshold,
-          groupShards: config.aggregateGroupShards,
-        }),
-        ...classifyEnvironment({ knnNeighbours: config.knnNeighbours, keepEmbeddings: config.keepEmbeddings }),
-      },
+      environment: aggregateEnvironment({
+        pcaComponents: config.pcaComponents,
+        pcaVarianceThreshold: config.pcaVarianceThreshold,
+        groupShards: config.aggregateGroupShards,
+        knnNeighbours: config.knnNeighbours,
+        keepEmbeddings: config.keepEmbeddings,
+      }),
       logRetention: shared.logRetention,
       logRemovalPolicy: shared.removalPolicy,
       logEncryptionKey: shared.key,

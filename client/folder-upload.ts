@@ -9,7 +9,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { BUCKET_LAYOUT, S3_KEY_MAX_BYTES } from '../lambdas/contracts/bucket-layout';
 import type { ItemProblem } from '../lambdas/contracts/events';
 import { describeError, isTransientS3Error, listAllObjects } from '../lambdas/aws/s3-client';
-import { mapWithConcurrency } from '../lambdas/common/concurrency';
+import { mapWithConcurrency } from '../lambdas/common';
 import { DatasetFile, readDatasetFolder, UPLOAD_PART_SIZE } from './dataset-folder';
 
 export interface UploadFilesOptions {

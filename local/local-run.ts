@@ -33,13 +33,11 @@ import { datasetInputPrefix, invalidName, runLayout } from '../lambdas/contracts
 import type { ItemProblem } from '../lambdas/contracts/events';
 import { FEATURIZE_ENV, FeaturizeEnvSchema, LOCAL_OBSERVABILITY_ENV, parseHandlerEnv, RESULT_SHAPING_ENV } from '../lambdas/contracts/handler-env';
 import { putObject, readJsonIfPresent } from '../lambdas/aws/s3-client';
-import { featurizerConfigFromEnv, featurizerIdOf } from '../lambdas/model/featurizer';
-import { mapWithConcurrency } from '../lambdas/common/concurrency';
-import { describeIncompleteAccounting, InputAccounting, InputAccountingReport } from '../lambdas/bookkeeping/input-accounting';
-import { readableCause } from '../lambdas/bookkeeping/map-results';
-import { defaultModelDir, hasModel } from '../lambdas/model/model-loader';
-import type { RunReport } from '../lambdas/outputs/run-report';
-import type { ClassificationReport } from '../lambdas/analysis/classification';
+import { defaultModelDir, featurizerConfigFromEnv, featurizerIdOf, hasModel } from '../lambdas/model';
+import { mapWithConcurrency } from '../lambdas/common';
+import { describeIncompleteAccounting, InputAccounting, InputAccountingReport, readableCause } from '../lambdas/bookkeeping';
+import type { RunReport } from '../lambdas/outputs';
+import type { ClassificationReport } from '../lambdas/analysis';
 import { datasetName, readDatasetFolder, type FolderFile, type FolderProblem } from '../client/dataset-folder';
 import { batchFailureReason, countReasons, type MapRunFacts, readMapRunFacts } from '../client/failed-run';
 import { downloadRunOutputs } from '../client/run-outputs';

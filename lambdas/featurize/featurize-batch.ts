@@ -16,14 +16,12 @@ import {
 } from '../contracts/events';
 import { shardKey } from '../contracts/bucket-layout';
 import type { BatchMeasurements } from '../contracts/metrics';
-import { concatFloat32 } from '../common/float-arrays';
-import { encodeFeatureShard, ShardHeader } from '../bookkeeping/feature-shard';
-import type { Featurizer } from '../model/featurizer';
-import { classifyKey } from '../bookkeeping/image-keys';
-import { preprocessImage, PreprocessOptions } from '../images/preprocess';
+import { classifyKey, encodeFeatureShard, ShardHeader } from '../bookkeeping';
+import type { Featurizer } from '../model';
+import { preprocessImage, PreprocessOptions } from '../images';
 import { objectReaderFor } from '../aws/object-reader';
 import { isAccessDeniedError, isMissingObjectError, isTransientS3Error, putObject } from '../aws/s3-client';
-import { OrderedReadAhead } from '../common/concurrency';
+import { concatFloat32, OrderedReadAhead } from '../common';
 
 export interface FeaturizeBatchSettings {
   readonly maxInputPixels: number;

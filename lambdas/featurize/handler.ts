@@ -4,7 +4,7 @@
  */
 import { type FeaturizeBatchSummary } from '../contracts/events';
 import { FeaturizeEnv, FeaturizeEnvSchema, parseHandlerEnv } from '../contracts/handler-env';
-import { Featurizer, featurizerConfigFromEnv, getFeaturizer } from '../model/featurizer';
+import { Featurizer, featurizerConfigFromEnv, getFeaturizer } from '../model';
 import { createS3Client } from '../aws/s3-client';
 import { createObservability, observedHandler, recordBatchMetrics } from '../aws/observability';
 import { featurizeBatch, FeaturizeBatchSettings } from './featurize-batch';

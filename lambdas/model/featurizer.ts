@@ -18,7 +18,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { FEATURIZE_SETTINGS, type FeaturizeEnv } from '../contracts/handler-env';
 import { defaultModelDir, hasLayersModel, readLayersModelArtifacts } from './model-loader';
-import { PixelScaling, scalePixels } from '../images/preprocess';
+import { PixelScaling, scalePixels } from '../images';
 import { createTfliteFeaturizer, OnnxSessionFactory, TfliteRuntime, tfliteFeatureId, tfliteModelFile } from './tflite/tflite-featurizer';
 
 export type FeaturizerKind = 'cnn' | 'pixels';

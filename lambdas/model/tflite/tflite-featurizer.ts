@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { concatFloat32 } from '../../common/float-arrays';
+import { concatFloat32 } from '../../common';
 import { FEATURIZE_SETTINGS } from '../../contracts/handler-env';
 import { pooledWidths } from './tflite-graph';
 import { parseTfliteModel, TfliteModel } from './tflite-model';

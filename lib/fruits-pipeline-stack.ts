@@ -13,7 +13,7 @@ import type { PipelineConfig } from './config';
 import { CostBudget } from './constructs/cost-budget';
 import { DataBucket } from './constructs/data-bucket';
 import { FeaturePipeline, MAP_RUN_LABEL } from './constructs/feature-pipeline';
-import { ImageBuild, ImageFunction, pipelineImageBuild } from './constructs/image-function';
+import { ImageFunction, ImageFunctionProps, pipelineImageBuild } from './constructs/image-function';
 import { PipelineDashboard } from './constructs/pipeline-dashboard';
 import { PipelineKey } from './constructs/pipeline-key';
 import { PipelineNotifications } from './constructs/pipeline-notifications';
@@ -36,6 +36,9 @@ interface SharedSettings {
   /** The customer-managed key, when `customerManagedKey` is set. */
   readonly key?: kms.Key;
 }
+
+/** What both functions share: the one image, and how their log groups are kept. */
+type FunctionDefaults = Pick<ImageFunctionProps, 'image' | 'logRetention' | 'logRemovalPolicy' | 'logEncryptionKey'>;
 
 /**
  * Fruit photos in S3 -> Distributed Map of featurize Lambdas -> aggregate Lambda -> feature table.
@@ -73,9 +76,10 @@ export class FruitsPipelineStack extends Stack {
     // shares the featurizer's shard-reading code. The aggregator's cold start on the larger
     // image does not matter: it runs once per run.
     const image = pipelineImageBuild({ modelId: config.modelId, architecture: config.architecture });
-    const featurize = this.createFeaturizeFunction(config, image, data, shared);
+    const functionDefaults = { image, logRetention, logRemovalPolicy: removalPolicy, logEncryptionKey: shared.key };
+    const featurize = this.createFeaturizeFunction(config, data, functionDefaults);
     this.featurizeFunction = featurize.function;
-    const aggregate = this.createAggregateFunction(config, image, data, shared);
+    const aggregate = this.createAggregateFunction(config, data, functionDefaults);
     this.aggregateFunction = aggregate.function;
 
     this.stateMachine = this.createPipeline(config, data, shared).stateMachine;
@@ -100,28 +104,26 @@ export class FruitsPipelineStack extends Stack {
   }
 
   /** The featurize function: reads input/, writes its shards under work/. */
-  private createFeaturizeFunction(config: PipelineConfig, image: ImageBuild, data: DataBucket, shared: SharedSettings): ImageFunction {
+  private createFeaturizeFunction(config: PipelineConfig, data: DataBucket, defaults: FunctionDefaults): ImageFunction {
+    const { featurizer, modelId, imageSize, featureLayers, featureSqrt, maxInputPixels, readConcurrency } = config;
     const featurize = new ImageFunction(this, 'Featurize', {
-      image,
+      ...defaults,
       handler: 'lambdas/featurize/handler.handler',
       description: 'Featurizes one batch of images into a feature shard',
       memorySize: config.featurizeMemoryMb,
       timeout: Duration.seconds(config.featurizeTimeoutSeconds),
       reservedConcurrentExecutions: config.featurizeReservedConcurrency,
-      // Tuning left unset takes the handler's defaults.
+      // Tuning left unset takes the handler's defaults; /opt/model is where the Dockerfile bakes the model.
       environment: featurizeEnvironment({
-        featurizer: config.featurizer,
-        modelId: config.modelId,
-        modelDir: '/opt/model', // where the Dockerfile bakes the model
-        imageSize: config.imageSize,
-        featureLayers: config.featureLayers,
-        featureSqrt: config.featureSqrt,
-        maxInputPixels: config.maxInputPixels,
-        readConcurrency: config.readConcurrency,
+        featurizer,
+        modelId,
+        modelDir: '/opt/model',
+        imageSize,
+        featureLayers,
+        featureSqrt,
+        maxInputPixels,
+        readConcurrency,
       }),
-      logRetention: shared.logRetention,
-      logRemovalPolicy: shared.removalPolicy,
-      logEncryptionKey: shared.key,
     });
     data.grantReadObjects(featurize.role, BUCKET_LAYOUT.inputRoot);
     data.grantWriteObjects(featurize.role, BUCKET_LAYOUT.workRoot);
@@ -129,23 +131,15 @@ export class FruitsPipelineStack extends Stack {
   }
 
   /** The aggregate function: reads work/ and input/ (thumbnails) and results/ (a saved model), writes work/ and results/. */
-  private createAggregateFunction(config: PipelineConfig, image: ImageBuild, data: DataBucket, shared: SharedSettings): ImageFunction {
+  private createAggregateFunction(config: PipelineConfig, data: DataBucket, defaults: FunctionDefaults): ImageFunction {
+    const { pcaComponents, pcaVarianceThreshold, knnNeighbours, keepEmbeddings } = config;
     const aggregate = new ImageFunction(this, 'Aggregate', {
-      image,
+      ...defaults,
       handler: 'lambdas/aggregate/handler.handler',
       description: 'Standardises all feature shards of a run, fits the PCA, writes the results',
       memorySize: config.aggregateMemoryMb,
       timeout: Duration.seconds(config.aggregateTimeoutSeconds),
-      environment: aggregateEnvironment({
-        pcaComponents: config.pcaComponents,
-        pcaVarianceThreshold: config.pcaVarianceThreshold,
-        groupShards: config.aggregateGroupShards,
-        knnNeighbours: config.knnNeighbours,
-        keepEmbeddings: config.keepEmbeddings,
-      }),
-      logRetention: shared.logRetention,
-      logRemovalPolicy: shared.removalPolicy,
-      logEncryptionKey: shared.key,
+      environment: aggregateEnvironment({ pcaComponents, pcaVarianceThreshold, groupShards: config.aggregateGroupShards, knnNeighbours, keepEmbeddings }),
     });
     data.grantReadObjects(aggregate.role, BUCKET_LAYOUT.workRoot);
     // The stages hand each other plans, moments and parts under work/<runId>/aggregate/.

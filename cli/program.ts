@@ -10,12 +10,13 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { createS3Client } from '../lambdas/aws/s3-client';
 import { datasetName } from '../client/dataset-folder';
 import { failedItemsOfRun } from '../client/failed-run';
-import { uploadFolder } from '../client/folder-upload';
-import { downloadRunOutputs } from '../client/run-outputs';
+import { DEFAULT_UPLOAD_CONCURRENCY, uploadFolder } from '../client/folder-upload';
+import { DEFAULT_OUT_DIR, downloadRunOutputs } from '../client/run-outputs';
 import { findSavedModel } from '../client/saved-model';
-import { DeployedClients, describeRun, executionArnOf, followRun, resolveDeployment, RunStatus, startRun } from './deployed';
+import { DEFAULT_POLL_SECONDS, DeployedClients, describeRun, executionArnOf, followRun, resolveDeployment, RunStatus, startRun } from './deployed';
 import { createProgressDisplay } from './progress';
 import { runCommand } from './run-command';
+import { DEFAULT_DATA_DIR } from '../local/local-run';
 import { BUCKET_LAYOUT, datasetInputPrefix, invalidName } from '../lambdas/contracts/bucket-layout';
 import { AGGREGATE_SETTINGS, FEATURIZER_KINDS } from '../lambdas/contracts/handler-env';
 
@@ -65,7 +66,7 @@ function deployedOptions(command: Command): Command {
     .option('--state-machine-arn <arn>', 'state machine (instead of the stack output)')
     .option('--region <region>', 'AWS region (default: from the environment/profile)')
     .option('--json', 'print one JSON document instead of text')
-    .option('--out <dir>', 'download results to <dir>/<runId>/', 'out');
+    .option('--out <dir>', 'download results to <dir>/<runId>/', DEFAULT_OUT_DIR);
 }
 
 export function buildProgram(clients: ClientFactory = defaultClients): Command {
@@ -102,9 +103,9 @@ function addRunCommand(program: Command): void {
     )
     .option('--keep-server', 'leave the S3 server up afterwards to inspect it, and print its endpoint')
     .option('--json', 'print the summary as JSON')
-    .option('--data-dir <dir>', 'where the local S3 server keeps its objects', '.s3-data')
+    .option('--data-dir <dir>', 'where the local S3 server keeps its objects', DEFAULT_DATA_DIR)
     .option('--copy-input', 'upload a copy of the folder into the local S3 server (as submit uploads to AWS) instead of serving it in place, read-only')
-    .option('--out <dir>', "copy the run's outputs to <dir>/<runId>/", 'out')
+    .option('--out <dir>', "copy the run's outputs to <dir>/<runId>/", DEFAULT_OUT_DIR)
     .action(async (dir: string | undefined, options) => {
       process.exitCode = await runCommand(dir, options);
     });
@@ -134,9 +135,9 @@ function addSubmitCommand(program: Command, clients: ClientFactory): void {
         '--model-from <runId|key>',
         'project with the PCA model (and classify against the references) of an earlier run: its run id or the key of a pca-model.json under results/; starts the execution directly',
       )
-      .option('--upload-concurrency <n>', 'files uploaded at once', positiveInt, 8)
+      .option('--upload-concurrency <n>', 'files uploaded at once', positiveInt, DEFAULT_UPLOAD_CONCURRENCY)
       .option('--no-wait', 'return once the run started')
-      .option('--poll-seconds <s>', 'status polling interval', positiveInt, 5),
+      .option('--poll-seconds <s>', 'status polling interval', positiveInt, DEFAULT_POLL_SECONDS),
   ).action(async (dir: string, options: SubmitOptions) => submit(dir, options, clients(options.region)));
 }
 

@@ -40,7 +40,7 @@ import type { RunReport } from '../lambdas/outputs';
 import type { ClassificationReport } from '../lambdas/analysis';
 import { datasetName, readDatasetFolder, type FolderFile, type FolderProblem } from '../client/dataset-folder';
 import { batchFailureReason, countReasons, type MapRunFacts, readMapRunFacts } from '../client/failed-run';
-import { downloadRunOutputs } from '../client/run-outputs';
+import { DEFAULT_OUT_DIR, downloadRunOutputs } from '../client/run-outputs';
 import { PipelineConfigError, type PipelineConfigInput } from '../lib/config';
 import { knnAccuracy, KnnResult, readFeaturesCsv } from '../evaluate/knn';
 import { lockDataDir } from './data-dir-lock';
@@ -59,13 +59,16 @@ import { copyInputFolder, type InputPlacement, serveInputFolder, UPLOAD_CONCURRE
 export const LOCAL_BUCKET = 'fruits-pipeline-local';
 const PROJECT_ROOT = resolve(__dirname, '..');
 
+/** Where the local S3 server keeps its objects when nothing else is asked for. */
+export const DEFAULT_DATA_DIR = '.s3-data';
+
 /** Files hashed at once for the run id. */
 const DIGEST_CONCURRENCY = 16;
 
 export interface LocalRunOptions {
   /** Folder of `<label>/<image>` (or `<split>/<label>/<image>`). @default DEMO_PHOTOS, real Fruits-360 photos */
   readonly inputDir?: string;
-  /** Where the S3 server stores objects. @default ./.s3-data */
+  /** Where the S3 server stores objects. @default DEFAULT_DATA_DIR */
   readonly dataDir?: string;
   /**
    * Upload a copy of the input folder into the store (as `submit` uploads to AWS) instead of
@@ -183,7 +186,7 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
   const badRunId = options.runId === undefined ? undefined : invalidName(options.runId, 'run id');
   if (badRunId) throw new Error(badRunId);
   const input = await readInput(options.inputDir);
-  const dataDir = writableFolder(options.dataDir ?? '.s3-data', '--data-dir');
+  const dataDir = writableFolder(options.dataDir ?? DEFAULT_DATA_DIR, '--data-dir');
   // The store of a data directory is one process's: a second run on it stops here, at once.
   const lock = lockDataDir(dataDir, { onNotice: notice });
   let lockHandedOver = false;
@@ -275,10 +278,10 @@ async function prepareRun(options: LocalRunOptions, input: RunInput, dataDir: st
   const pipeline = synthesizeWithOneLineErrors(options.config);
   const synthSeconds = (performance.now() - synthStarted) / 1000;
   const modelEnv = localModelEnv(pipeline.featurize.environment, options.modelDir, options.config?.featurizer === 'cnn', notice);
-  writableFolder(options.outDir ?? 'out', '--out');
+  writableFolder(options.outDir ?? DEFAULT_OUT_DIR, '--out');
   const savedModel = options.modelFrom === undefined ? undefined : checkedModel(options, dataDir, { ...pipeline.featurize.environment, ...modelEnv });
   if (savedModel) {
-    const elsewhere = savedModel.foundIn === 'out' ? ` (the local store in ${options.dataDir ?? '.s3-data'} has no run ${options.modelFrom})` : '';
+    const elsewhere = savedModel.foundIn === 'out' ? ` (the local store in ${options.dataDir ?? DEFAULT_DATA_DIR} has no run ${options.modelFrom})` : '';
     notice(`--model-from ${options.modelFrom}: projecting with the model of run ${savedModel.model.runId}, ${savedModel.path}${elsewhere}`);
   }
   // The run id names the input's content and the settings that change the results (the model projected with among them).
@@ -406,7 +409,7 @@ async function readRunOutcome(
   featurizeMap: FeaturizeMapTracker,
 ): Promise<RunOutcome> {
   const layout = runLayout(run.runId);
-  const { dir: outDir, files: copied } = await downloadRunOutputs(s3, LOCAL_BUCKET, run.runId, options.outDir ?? 'out');
+  const { dir: outDir, files: copied } = await downloadRunOutputs(s3, LOCAL_BUCKET, run.runId, options.outDir ?? DEFAULT_OUT_DIR);
   const report = await readJsonIfPresent<RunReport & { classification?: ClassificationReport }>(s3, LOCAL_BUCKET, layout.resultKey('report'));
   const aggregate = execution.status === 'SUCCEEDED' ? (execution.output as unknown as AggregateResult) : undefined;
   const { mapResult, failedChildren } = featurizeMap;
@@ -573,8 +576,8 @@ export function resultSettings(
  * featurizer must be the one this run's settings give (the aggregate step checks the shards again).
  */
 function checkedModel(options: LocalRunOptions, dataDir: string, featurizeEnv: Record<string, string>): LocalModelSource {
-  const store = { dataDir: options.dataDir ?? '.s3-data', snapshot: readStoreSnapshot(dataDir, LOCAL_BUCKET) };
-  const source = readModelFrom(options.modelFrom!, options.outDir ?? 'out', store);
+  const store = { dataDir: options.dataDir ?? DEFAULT_DATA_DIR, snapshot: readStoreSnapshot(dataDir, LOCAL_BUCKET) };
+  const source = readModelFrom(options.modelFrom!, options.outDir ?? DEFAULT_OUT_DIR, store);
   const prefix = `--model-from ${options.modelFrom}`;
   const runFeaturizer = featurizerIdOf(featurizerConfigFromEnv(parseHandlerEnv(FeaturizeEnvSchema, featurizeEnv, 'featurize')));
   if (runFeaturizer !== source.model.featurizer) {

@@ -14,6 +14,26 @@ export default tseslint.config(
     },
   },
   {
+    // No function outside the tests is longer than about 80 lines: a longer one is split into
+    // named steps that read like its header comment, or says next to it why it is not
+    // (`// eslint-disable-next-line max-lines-per-function -- <reason>`).
+    files: ['**/*.ts'],
+    ignores: ['test/**'],
+    rules: { 'max-lines-per-function': ['error', { max: 80, skipBlankLines: true, skipComments: true }] },
+  },
+  {
+    // Warnings, not errors, until the pending changes to these stages and to the outputs land:
+    // splitting them now would collide with that work.
+    files: [
+      'lambdas/aggregate/fit-stage.ts',
+      'lambdas/aggregate/moments-stage.ts',
+      'lambdas/aggregate/plan-stage.ts',
+      'lambdas/aggregate/publish-stage.ts',
+      'lambdas/outputs/output-schema.ts',
+    ],
+    rules: { 'max-lines-per-function': ['warn', { max: 80, skipBlankLines: true, skipComments: true }] },
+  },
+  {
     // Plain CommonJS files (jest's config and test environment must be CommonJS).
     files: ['**/*.js'],
     languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', module: 'writable', __dirname: 'readonly', process: 'readonly' } },

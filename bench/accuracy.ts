@@ -130,6 +130,44 @@ const list = (value: string) =>
     .map((v) => v.trim())
     .filter(Boolean);
 
+/** The featurizers a `--models` entry stands for: pixels, the default model, or every size, layer and pooling asked for. */
+function featurizerSettings(model: string, options: { sizes: string; layers: string; poolings: string; backend?: string }): FeaturizerConfig[] {
+  if (model === 'pixels') return [{ kind: 'pixels', modelId: 'pixels' }];
+  if (model === 'default') return [{ kind: 'cnn', modelId: DEFAULT_MODEL_ID, modelDir: join(MODELS, DEFAULT_MODEL_ID), backend: options.backend }];
+  return list(options.sizes).flatMap((size) =>
+    list(options.layers).flatMap((layer) =>
+      list(options.poolings).map((pooling) => ({
+        kind: 'cnn' as const,
+        modelId: model,
+        modelDir: join(MODELS, model),
+        imageSize: Number(size),
+        featureLayers: layer.split('+'),
+        pooling: pooling as Pooling,
+        sqrt: false,
+        backend: options.backend,
+      })),
+    ),
+  );
+}
+
+/**
+ * One line of the summary: one lucky k on 240 test images proves little (one image = 0.004), so a
+ * setting is judged by its accuracy across all the fixed k values (`fixed`).
+ */
+function summaryLine(featurizerId: string, transform: string, fixed: readonly { accuracy: number; axisHoldout: number }[], imagesPerSecond: number): string {
+  const mean = (values: number[]) => (values.reduce((a, b) => a + b, 0) / values.length).toFixed(3);
+  const test = fixed.map((row) => row.accuracy);
+  return [
+    featurizerId,
+    transform,
+    mean(test),
+    Math.min(...test).toFixed(3),
+    Math.max(...test).toFixed(3),
+    mean(fixed.map((row) => row.axisHoldout)),
+    imagesPerSecond.toFixed(0),
+  ].join('\t');
+}
+
 async function main() {
   const options = new Command()
     .option('--models <ids>', 'model ids under ../shared/models, "pixels", "default"', 'pixels,default,mobilenet_v1_0.25_224')
@@ -157,26 +195,7 @@ async function main() {
 
   const summary: string[] = [];
   for (const model of list(options.models)) {
-    const settings: FeaturizerConfig[] =
-      model === 'pixels'
-        ? [{ kind: 'pixels', modelId: 'pixels' }]
-        : model === 'default'
-          ? [{ kind: 'cnn', modelId: DEFAULT_MODEL_ID, modelDir: join(MODELS, DEFAULT_MODEL_ID), backend: options.backend }]
-          : list(options.sizes).flatMap((size) =>
-              list(options.layers).flatMap((layer) =>
-                list(options.poolings).map((pooling) => ({
-                  kind: 'cnn' as const,
-                  modelId: model,
-                  modelDir: join(MODELS, model),
-                  imageSize: Number(size),
-                  featureLayers: layer.split('+'),
-                  pooling: pooling as Pooling,
-                  sqrt: false,
-                  backend: options.backend,
-                })),
-              ),
-            );
-    for (const config of settings) {
+    for (const config of featurizerSettings(model, options)) {
       if (config.modelDir && !existsSync(config.modelDir)) {
         console.log(`${model}: skipped, no reference copy at ${config.modelDir}`);
         continue;
@@ -202,22 +221,7 @@ async function main() {
             ].join('\t'),
           );
         }
-        // One lucky k on 240 test images proves little (one image = 0.004): judge a setting by
-        // its accuracy across all the fixed k values.
-        const fixed = rows.slice(0, ks.length);
-        const mean = (values: number[]) => (values.reduce((a, b) => a + b, 0) / values.length).toFixed(3);
-        const test = fixed.map((row) => row.accuracy);
-        summary.push(
-          [
-            featurizer.id,
-            transform,
-            mean(test),
-            Math.min(...test).toFixed(3),
-            Math.max(...test).toFixed(3),
-            mean(fixed.map((row) => row.axisHoldout)),
-            (images.length / seconds).toFixed(0),
-          ].join('\t'),
-        );
+        summary.push(summaryLine(featurizer.id, transform, rows.slice(0, ks.length), images.length / seconds));
       }
     }
   }

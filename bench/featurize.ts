@@ -34,7 +34,7 @@ import { Matrix } from 'ml-matrix';
 import { defaultConfig } from '../lib/config';
 import type { ListedObject } from '../lambdas/contracts/events';
 import { decodeFeatureShard } from '../lambdas/bookkeeping/feature-shard';
-import { getFeaturizer } from '../lambdas/model/featurizer';
+import { type Featurizer, getFeaturizer } from '../lambdas/model/featurizer';
 import { DEFAULT_MODEL_ID } from '../lambdas/contracts/handler-env';
 import { preprocessImage } from '../lambdas/images/preprocess';
 import { createS3Client } from '../lambdas/aws/s3-client';
@@ -143,6 +143,52 @@ async function listItems(s3: S3Client): Promise<ListedObject[]> {
   return (await listAllObjects(s3, BUCKET, PREFIX)).map((object) => ({ Key: object.Key!, Size: object.Size, ETag: object.ETag }));
 }
 
+/** A run's wall and CPU time. */
+type Run = { seconds: number; cpuSeconds: number };
+
+async function timed(run: () => Promise<void>): Promise<Run> {
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  await run();
+  const used = process.cpuUsage(cpu);
+  return { seconds: (performance.now() - started) / 1000, cpuSeconds: (used.user + used.system) / 1e6 };
+}
+
+/** The ceiling's input: every image decoded and resized once, up front. */
+async function decodeAll(
+  s3: S3Client,
+  items: readonly ListedObject[],
+  size: number,
+  limits: { maxInputPixels: number; maxInputBytes: number },
+): Promise<Uint8Array[]> {
+  const rgb: Uint8Array[] = [];
+  for (const item of items) {
+    const result = await preprocessImage(await readBytes(s3, BUCKET, item.Key), {
+      size,
+      maxInputPixels: limits.maxInputPixels,
+      maxInputBytes: limits.maxInputBytes,
+    });
+    if (!result.ok) throw new Error(`${item.Key}: ${result.reason}`);
+    rgb.push(result.rgb);
+  }
+  return rgb;
+}
+
+/** What the handler's shards of the last round recorded: its read wait and inference time (ms), and every key's vector. */
+async function shardFacts(s3: S3Client, shards: readonly string[]) {
+  let readWait = 0;
+  let infer = 0;
+  const vectors = new Map<string, Float32Array>();
+  for (const key of shards) {
+    const shard = decodeFeatureShard(await readBytes(s3, BUCKET, key));
+    const timings = shard.header.meta?.timingsMs as { readWait: number; infer: number };
+    readWait += timings.readWait;
+    infer += timings.infer;
+    shard.header.keys.forEach((k, r) => vectors.set(k, shard.vectors.subarray(r * shard.header.dim, (r + 1) * shard.header.dim)));
+  }
+  return { readWait, infer, vectors };
+}
+
 /** One (backend, size) in this process; the environment carries the handler settings. */
 async function runCase(itemsFile: string, imageCount: number, rounds: number, withAccuracy: boolean, competingEndpoint?: string): Promise<FeaturizeCaseResult> {
   // The handler module reads its environment once at import: the same settings a Lambda gets.
@@ -167,17 +213,7 @@ async function runCase(itemsFile: string, imageCount: number, rounds: number, wi
     workPrefix: `work/bench-${round}/`,
   });
 
-  // The ceiling's input: every image decoded and resized once, up front.
-  const rgb: Uint8Array[] = [];
-  for (const item of items) {
-    const result = await preprocessImage(await readBytes(s3, bucket, item.Key), {
-      size: featurizer.imageSize,
-      maxInputPixels: settings.maxInputPixels,
-      maxInputBytes: settings.maxInputBytes,
-    });
-    if (!result.ok) throw new Error(`${item.Key}: ${result.reason}`);
-    rgb.push(result.rgb);
-  }
+  const rgb = await decodeAll(s3, items, featurizer.imageSize, settings);
 
   const ceiling = async () => {
     for (let start = 0; start < rgb.length; start += batchSize) await featurizer.featurize(rgb.slice(start, start + batchSize));
@@ -196,13 +232,6 @@ async function runCase(itemsFile: string, imageCount: number, rounds: number, wi
     if (store === s3) lastShards = shards;
   };
   const competingStore = competingEndpoint ? createS3Client({ ...process.env, S3_ENDPOINT: competingEndpoint }) : undefined;
-  const timed = async (run: () => Promise<void>) => {
-    const cpu = process.cpuUsage();
-    const started = performance.now();
-    await run();
-    const used = process.cpuUsage(cpu);
-    return { seconds: (performance.now() - started) / 1000, cpuSeconds: (used.user + used.system) / 1e6 };
-  };
 
   // Warm-up: the first calls compile kernels and fill sharp's and the SDK's pools.
   const firstStarted = performance.now();
@@ -218,7 +247,6 @@ async function runCase(itemsFile: string, imageCount: number, rounds: number, wi
     });
   };
 
-  type Run = { seconds: number; cpuSeconds: number };
   const sides = {
     ceiling,
     handler: (round: number) => handler(round, s3),
@@ -234,34 +262,43 @@ async function runCase(itemsFile: string, imageCount: number, rounds: number, wi
     }
     runs.reads.push(await timed(readOnly));
   }
-  let readWait = 0;
-  let infer = 0;
-  const vectors = new Map<string, Float32Array>();
-  for (const key of lastShards) {
-    const shard = decodeFeatureShard(await readBytes(s3, bucket, key));
-    const timings = shard.header.meta?.timingsMs as { readWait: number; infer: number };
-    readWait += timings.readWait;
-    infer += timings.infer;
-    shard.header.keys.forEach((k, r) => vectors.set(k, shard.vectors.subarray(r * shard.header.dim, (r + 1) * shard.header.dim)));
-  }
+  const { readWait, infer, vectors } = await shardFacts(s3, lastShards);
 
-  const n = items.length;
+  const result = caseResult(featurizer, items.length, rounds, runs, {
+    modelLoadSeconds,
+    firstBatchSeconds,
+    readWait,
+    infer,
+    competing: competingStore !== undefined,
+  });
+  if (withAccuracy) result.accuracy = accuracyOf(vectors);
+  return result;
+}
+
+/** The case's figures: medians over the rounds, per image where that reads better. */
+function caseResult(
+  featurizer: Featurizer,
+  n: number,
+  rounds: number,
+  runs: Record<string, Run[]>,
+  measured: { modelLoadSeconds: number; firstBatchSeconds: number; readWait: number; infer: number; competing: boolean },
+): FeaturizeCaseResult {
   const ceilingSeconds = median(runs.ceiling.map((r) => r.seconds));
   const handlerSeconds = median(runs.handler.map((r) => r.seconds));
   const perImageMs = (seconds: number) => fixed((seconds * 1000) / n, 2);
-  const result: FeaturizeCaseResult = {
+  return {
     backend: featurizer.backend,
     size: featurizer.imageSize,
     images: n,
     rounds,
     featurizer: featurizer.id,
     dim: featurizer.dim,
-    modelLoadSeconds: fixed(modelLoadSeconds, 2),
-    firstBatchSeconds: fixed(firstBatchSeconds, 2),
+    modelLoadSeconds: fixed(measured.modelLoadSeconds, 2),
+    firstBatchSeconds: fixed(measured.firstBatchSeconds, 2),
     ceilingImagesPerSecond: fixed(n / ceilingSeconds),
     handlerImagesPerSecond: fixed(n / handlerSeconds),
     overheadPercent: fixed(((handlerSeconds - ceilingSeconds) / ceilingSeconds) * 100),
-    ...(competingStore && {
+    ...(measured.competing && {
       storeCompeting: {
         handlerImagesPerSecond: fixed(n / median(runs.competing.map((r) => r.seconds))),
         overheadPercent: fixed(((median(runs.competing.map((r) => r.seconds)) - ceilingSeconds) / ceilingSeconds) * 100),
@@ -271,13 +308,11 @@ async function runCase(itemsFile: string, imageCount: number, rounds: number, wi
     ceilingCpuMsPerImage: perImageMs(median(runs.ceiling.map((r) => r.cpuSeconds))),
     readOnlyMsPerImage: perImageMs(median(runs.reads.map((r) => r.seconds))),
     readOnlyCpuMsPerImage: perImageMs(median(runs.reads.map((r) => r.cpuSeconds))),
-    handlerReadWaitMsPerImage: perImageMs(readWait / 1000),
-    handlerInferMsPerImage: perImageMs(infer / 1000),
+    handlerReadWaitMsPerImage: perImageMs(measured.readWait / 1000),
+    handlerInferMsPerImage: perImageMs(measured.infer / 1000),
     peakRssMb: peakRssMb(),
     load: load(),
   };
-  if (withAccuracy) result.accuracy = accuracyOf(vectors);
-  return result;
 }
 
 /** 5-NN accuracy of the handler's features, scored exactly as bench/accuracy.ts scores. */

@@ -520,11 +520,16 @@ async function main(): Promise<void> {
  * and what would fix it.
  */
 function analysis(r: SuiteResults): string[] {
-  const lines: string[] = [];
   const featurize = 'skipped' in r.featurize ? [] : r.featurize.filter(isCase<FeaturizeCaseResult>);
+  const base = defaultCase(featurize);
+  return [...featurizeAnalysis(featurize, base), ...streamingPcaAnalysis(r), ...localRunAnalysis(r, base), ...costAnalysis(r)];
+}
+
+/** The featurize handler against the model's ceiling, the TF.js fallbacks, and speed against quality per input size. */
+function featurizeAnalysis(featurize: FeaturizeCaseResult[], base: FeaturizeCaseResult | undefined): string[] {
+  const lines: string[] = [];
   // TF.js backends are named `tfjs-<backend>` by the TFLite featurizer, `<backend>` by the layers one.
   const at = (backend: string, size: number) => featurize.find((row) => (row.backend === backend || row.backend === `tfjs-${backend}`) && row.size === size);
-  const base = defaultCase(featurize);
   if (base) {
     const ratio = (base.handlerImagesPerSecond / base.ceilingImagesPerSecond) * 100;
     const restCpu = base.handlerCpuMsPerImage - base.ceilingCpuMsPerImage - base.readOnlyCpuMsPerImage;
@@ -565,6 +570,12 @@ function analysis(r: SuiteResults): string[] {
         `The default ${DEFAULT_IMAGE_SIZE} px sits in the middle of that trade-off.`,
     );
   }
+  return lines;
+}
+
+/** The streaming PCA's time and memory, beside ml-pca's on the same data. */
+function streamingPcaAnalysis(r: SuiteResults): string[] {
+  const lines: string[] = [];
   const big = r.aggregate.filter((row) => !row.stream.error).sort((a, b) => b.rows - a.rows || b.dim - a.dim)[0];
   const compared = r.aggregate.filter((row) => 'fit_s' in row.mlPca && !row.stream.error);
   if (big) {
@@ -580,6 +591,12 @@ function analysis(r: SuiteResults): string[] {
         "Pass 1 (the dim x dim scatter, O(N dim^2)) dominates at 1,280; the product's features have 1,376 values, so the whole-dataset run (3b) is the aggregate figure that counts: there the k-NN classification of the Test rows and the Parquet writer add to the two passes.",
     );
   }
+  return lines;
+}
+
+/** How the local run scales with its worker threads. */
+function localRunAnalysis(r: SuiteResults, base: FeaturizeCaseResult | undefined): string[] {
+  const lines: string[] = [];
   const runs = 'skipped' in r.endToEnd ? [] : r.endToEnd.filter(isCase<EndToEndCaseResult>);
   const scalings = [...new Set(runs.map((row) => row.images))].flatMap((images) => {
     const of = (workers: number) => median(runs.filter((row) => row.images === images && row.workers === workers).map((row) => row.imagesPerSecond.featurize));
@@ -603,6 +620,12 @@ function analysis(r: SuiteResults): string[] {
         'The upload and featurize rates also moved with other load on the machine during this part (see the load figures and the spread between repeated runs).',
     );
   }
+  return lines;
+}
+
+/** What a million images would cost and take, from the measured figures. */
+function costAnalysis(r: SuiteResults): string[] {
+  const lines: string[] = [];
   const measured = 'skipped' in r.featurize ? undefined : measuredForCost(r.featurize, r.aggregate, r.wholeDataset);
   if (measured) {
     const config = defaultConfig();

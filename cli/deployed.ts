@@ -159,6 +159,9 @@ async function mapRunItems(sfn: SFNClient, executionArn: string): Promise<RunSta
   };
 }
 
+/** Seconds between two looks at a run being followed, when nothing else is asked for. */
+export const DEFAULT_POLL_SECONDS = 5;
+
 /** Poll until the execution stops, reporting map-run item counts as progress. */
 export async function followRun(
   sfn: SFNClient,
@@ -172,7 +175,7 @@ export async function followRun(
       options.onProgress?.({ phase: done < status.items.total ? 'featurize' : 'aggregate', total: status.items.total, done, failed: status.items.failed });
     }
     if (status.status !== 'RUNNING' && status.status !== 'PENDING_REDRIVE') return status;
-    await sleep(options.pollMs ?? 5_000);
+    await sleep(options.pollMs ?? DEFAULT_POLL_SECONDS * 1000);
   }
 }
 

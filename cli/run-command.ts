@@ -2,7 +2,7 @@
  * `run [dir]`: the whole pipeline on this machine (local/local-run.ts), with progress and a
  * summary for people, or one JSON document with `--json`.
  */
-import { readableCause } from '../lambdas/bookkeeping/map-results';
+import { readableCause } from '../lambdas/bookkeeping';
 import type { PipelineConfigInput } from '../lib/config';
 import { LocalRunSummary, runLocally } from '../local/local-run';
 import { createProgressDisplay } from './progress';

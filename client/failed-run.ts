@@ -7,9 +7,8 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { runLayout } from '../lambdas/contracts/bucket-layout';
 import type { ItemProblem } from '../lambdas/contracts/events';
 import { listAllObjects, readBytes, readJsonIfPresent, readText } from '../lambdas/aws/s3-client';
-import { decodeFeatureShard } from '../lambdas/bookkeeping/feature-shard';
-import { readableCause, readMapRunResults } from '../lambdas/bookkeeping/map-results';
-import type { RunReport } from '../lambdas/outputs/run-report';
+import { decodeFeatureShard, readableCause, readMapRunResults } from '../lambdas/bookkeeping';
+import type { RunReport } from '../lambdas/outputs';
 
 /** Counts and reasons of a run, read from its map run results. */
 export interface MapRunFacts {

@@ -9,15 +9,18 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { BUCKET_LAYOUT, S3_KEY_MAX_BYTES } from '../lambdas/contracts/bucket-layout';
 import type { ItemProblem } from '../lambdas/contracts/events';
 import { describeError, isTransientS3Error, listAllObjects } from '../lambdas/aws/s3-client';
-import { mapWithConcurrency } from '../lambdas/common/concurrency';
+import { mapWithConcurrency } from '../lambdas/common';
 import { DatasetFile, readDatasetFolder, UPLOAD_PART_SIZE } from './dataset-folder';
+
+/** Files in flight when nothing else is asked for. */
+export const DEFAULT_UPLOAD_CONCURRENCY = 8;
 
 export interface UploadFilesOptions {
   readonly bucket: string;
   /** `input/<dataset>/` */
   readonly prefix: string;
   readonly files: readonly DatasetFile[];
-  /** Files in flight. @default 8 */
+  /** Files in flight. @default DEFAULT_UPLOAD_CONCURRENCY */
   readonly concurrency?: number;
   /**
    * Delete the objects under `prefix` that are not among `files`, so the prefix holds exactly the
@@ -59,7 +62,7 @@ export async function uploadFiles(s3: S3Client, options: UploadFilesOptions): Pr
   let done = 0;
   let bytes = 0;
   const refused: ItemProblem[] = [];
-  await mapWithConcurrency(files, options.concurrency ?? 8, async (file) => {
+  await mapWithConcurrency(files, options.concurrency ?? DEFAULT_UPLOAD_CONCURRENCY, async (file) => {
     const key = `${prefix}${file.path}`;
     const tooLong = keyTooLong(key);
     if (tooLong) {

@@ -6,6 +6,9 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { runLayout } from '../lambdas/contracts/bucket-layout';
 import { listAllObjects, readBytes } from '../lambdas/aws/s3-client';
 
+/** Where a run's outputs are copied, as `<dir>/<runId>/`, when nothing else is asked for. */
+export const DEFAULT_OUT_DIR = 'out';
+
 /**
  * Download `results/<runId>/` to `<outDir>/<runId>/` (replacing it); returns the folder and the
  * file names. The copy is made aside and put in place whole: a copy cut short (a full disk) leaves

@@ -8,6 +8,8 @@
 import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { invalidName, invalidPcaModelKey, runLayout } from '../lambdas/contracts/bucket-layout';
 import { MissingObjectError, readText, storageError } from '../lambdas/aws/s3-client';
+// pca-model.ts, not the analysis face: the face loads the native kernels (onnxruntime-node), which
+// reading a saved model does not need.
 import { besideModel, parsePcaModel, PcaModelError, SavedPcaModel } from '../lambdas/analysis/pca-model';
 
 /** The execution input's `pcaModel` for `value`, with the model it names; throws one line naming `--model-from`. */

@@ -9,7 +9,7 @@
  * Deterministic: the same image, alteration and seed give the same bytes on every machine.
  */
 import sharp, { type Sharp, type SharpOptions } from 'sharp';
-import { seededRandom } from '../lambdas/common/seeded-random';
+import { seededRandom } from '../lambdas/common';
 
 export type FieldCondition = 'background' | 'lighting' | 'white-balance' | 'blur' | 'rotation' | 'crop' | 'combined';
 export const FIELD_CONDITIONS: readonly FieldCondition[] = ['background', 'lighting', 'white-balance', 'blur', 'rotation', 'crop', 'combined'];

@@ -4,6 +4,8 @@
  * the split rule (`splitOfKey`: `Training/` references, `Test/` queries) are lambdas/analysis/knn.ts's,
  * the same the aggregate step classifies with.
  */
+// The modules themselves, not the outputs and analysis faces: those load the Parquet writer, Vega
+// and the native kernels (onnxruntime-node), which scoring a feature table does not need.
 import { restoreTextField } from '../lambdas/outputs/features-csv';
 import { DEFAULT_KNN_NEIGHBOURS, KnnReferences, Split, splitOfKey } from '../lambdas/analysis/knn';
 import { parseCsv } from './csv';

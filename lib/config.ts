@@ -7,20 +7,19 @@
  *   const config = defaultConfig();          // every default, e.g. for tests
  *   const config = defaultConfig({ batchSize: 10 });
  *
- * Every limit below mirrors a service limit or a contract, with the doc behind it. The bounds of
- * settings that reach a handler are the handler's own (SETTING_BOUNDS in lambdas/contracts).
+ * Every limit below mirrors a service limit or a contract, with the doc behind it. A setting that
+ * reaches a handler takes its bounds and default from the handler's settings table
+ * (FEATURIZE_SETTINGS, AGGREGATE_SETTINGS in lambdas/contracts/handler-env.ts), where it is documented.
  */
 import type { IConstruct, Node } from 'constructs';
 import { z } from 'zod';
 import {
-  CLASSIFY_BOUNDS,
-  DEFAULT_MODEL_ID,
-  DEFAULT_PCA_COMPONENTS,
+  AGGREGATE_SETTINGS as AGGREGATE,
+  FEATURIZE_SETTINGS as FEATURIZE,
+  FEATURIZER_KINDS,
   LAYER_NAME_PATTERN,
   MODEL_ID_PATTERN,
   MODEL_ID_RULE,
-  SETTING_BOUNDS,
-  DEFAULT_GROUP_SHARDS,
 } from '../lambdas/contracts/handler-env';
 
 /** The context key in cdk.json that holds the pipeline settings. */
@@ -32,6 +31,8 @@ const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400,
 // https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
 const lambdaMemoryMb = z.number().int().min(128).max(10240);
 const lambdaTimeoutSeconds = z.number().int().min(1).max(900);
+/** A whole-number setting of a handler, within its table's bounds. */
+const handlerInt = (row: { readonly min: number; readonly max: number }) => z.number().int().min(row.min).max(row.max);
 
 export const PipelineConfigSchema = z
   .object({
@@ -67,44 +68,47 @@ export const PipelineConfigSchema = z
     aggregateMemoryMb: lambdaMemoryMb.default(3008),
     aggregateTimeoutSeconds: lambdaTimeoutSeconds.default(900),
     /**
-     * Feature shards per group of the aggregate's fanned-out stages (AGGREGATE_GROUP_SHARDS): each
-     * moments, project and classify invocation works on one group, so its time and memory are
+     * Feature shards per group of the aggregate's fanned-out stages (AGGREGATE_SETTINGS.groupShards):
+     * each moments, project and classify invocation works on one group, so its time and memory are
      * bounded by the group, not by the run (docs/SIZING.md).
      */
-    aggregateGroupShards: z.number().int().min(SETTING_BOUNDS.groupShards.min).max(SETTING_BOUNDS.groupShards.max).default(DEFAULT_GROUP_SHARDS),
+    aggregateGroupShards: handlerInt(AGGREGATE.groupShards).default(AGGREGATE.groupShards.default),
     /** Concurrent children of the aggregate's group maps (Distributed Map MaxConcurrency). */
     aggregateConcurrency: z.number().int().min(1).max(10000).default(100),
 
-    /** Principal components kept (upper bound when pcaVarianceThreshold is set). */
-    pcaComponents: z.number().int().min(SETTING_BOUNDS.pcaComponents.min).max(SETTING_BOUNDS.pcaComponents.max).default(DEFAULT_PCA_COMPONENTS),
-    /** Keep the smallest k whose cumulative explained variance reaches this share. */
-    pcaVarianceThreshold: z.number().gt(0).max(1).optional(),
+    /** Principal components kept, the most when pcaVarianceThreshold is set (AGGREGATE_SETTINGS.pcaComponents). */
+    pcaComponents: handlerInt(AGGREGATE.pcaComponents).default(AGGREGATE.pcaComponents.default),
+    /** Keep the smallest k whose cumulative explained variance reaches this share (AGGREGATE_SETTINGS.pcaVarianceThreshold). */
+    pcaVarianceThreshold: z.number().gt(AGGREGATE.pcaVarianceThreshold.above).max(AGGREGATE.pcaVarianceThreshold.max).optional(),
 
     // ---- Classification and outputs ----
-    /** k of the k-NN that classifies every non-Training image against the Training ones (KNN_NEIGHBOURS). */
-    knnNeighbours: z.number().int().min(CLASSIFY_BOUNDS.knnNeighbours.min).max(CLASSIFY_BOUNDS.knnNeighbours.max).default(5),
-    /** Also write the raw feature vectors as embeddings.parquet (KEEP_EMBEDDINGS). */
-    keepEmbeddings: z.boolean().default(false),
+    /** k of the k-NN that classifies every non-Training image against the Training ones (AGGREGATE_SETTINGS.knnNeighbours). */
+    knnNeighbours: handlerInt(AGGREGATE.knnNeighbours).default(AGGREGATE.knnNeighbours.default),
+    /** Also write the raw feature vectors as embeddings.parquet (AGGREGATE_SETTINGS.keepEmbeddings). */
+    keepEmbeddings: z.boolean().default(AGGREGATE.keepEmbeddings.default),
     // ---- end of classification and outputs ----
 
-    /** Pretrained model baked into the image at /opt/model (an id of layers/model-weights/manifest.json). */
-    modelId: z.string().regex(MODEL_ID_PATTERN, `must be a model id of layers/model-weights/manifest.json (${MODEL_ID_RULE})`).default(DEFAULT_MODEL_ID),
-    /** `cnn`: pooled CNN features; `pixels`: downscaled raw pixels (no model needed). */
-    featurizer: z.enum(['cnn', 'pixels']).default('cnn'),
+    /** Pretrained model baked into the image at /opt/model (FEATURIZE_SETTINGS.modelId). */
+    modelId: z
+      .string()
+      .regex(MODEL_ID_PATTERN, `must be a model id of layers/model-weights/manifest.json (${MODEL_ID_RULE})`)
+      .default(FEATURIZE.modelId.default),
+    /** `cnn`: pooled CNN features; `pixels`: downscaled raw pixels, no model needed (FEATURIZE_SETTINGS.featurizer). */
+    featurizer: z.enum(FEATURIZER_KINDS).default(FEATURIZE.featurizer.default),
 
-    // Featurizer tuning. Unset = the featurize handler's own defaults, which live next to the code
-    // they tune and were chosen with bench/accuracy.ts (lambdas/model/featurizer.ts,
-    // lambdas/images/preprocess.ts): set these only to deploy something else.
-    /** Square input side of the CNN, in pixels (IMAGE_SIZE). */
-    imageSize: z.number().int().min(SETTING_BOUNDS.imageSize.min).max(SETTING_BOUNDS.imageSize.max).optional(),
-    /** Model layers whose pooled activations make the features, side by side (FEATURE_LAYER). */
+    // Featurizer tuning. Unset = left out of the function's environment, and the featurize handler
+    // applies its table's default (FEATURIZE_SETTINGS, chosen with bench/accuracy.ts): set these
+    // only to deploy something else.
+    /** Square input side of the CNN, in pixels (FEATURIZE_SETTINGS.imageSize). */
+    imageSize: handlerInt(FEATURIZE.imageSize).optional(),
+    /** Model layers whose pooled activations make the features, side by side (FEATURIZE_SETTINGS.featureLayers). */
     featureLayers: z.array(z.string().regex(LAYER_NAME_PATTERN, 'must be a layer name')).min(1).optional(),
-    /** Signed square root of the pooled features (FEATURE_SQRT). */
+    /** Signed square root of the pooled features (FEATURIZE_SETTINGS.featureSqrt). */
     featureSqrt: z.boolean().optional(),
-    /** Images larger than this many pixels are reported as failed, not decoded (MAX_INPUT_PIXELS). */
-    maxInputPixels: z.number().int().min(SETTING_BOUNDS.maxInputPixels.min).max(SETTING_BOUNDS.maxInputPixels.max).optional(),
-    /** Concurrent S3 reads inside one featurize batch (READ_CONCURRENCY). */
-    readConcurrency: z.number().int().min(SETTING_BOUNDS.readConcurrency.min).max(SETTING_BOUNDS.readConcurrency.max).optional(),
+    /** Images larger than this many pixels are reported as failed, not decoded (FEATURIZE_SETTINGS.maxInputPixels). */
+    maxInputPixels: handlerInt(FEATURIZE.maxInputPixels).optional(),
+    /** Concurrent S3 reads inside one featurize batch (FEATURIZE_SETTINGS.readConcurrency). */
+    readConcurrency: handlerInt(FEATURIZE.readConcurrency).optional(),
 
     /** CPU architecture of both functions and platform of their image. */
     architecture: z.enum(['x86_64', 'arm64']).default('x86_64'),

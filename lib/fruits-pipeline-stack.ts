@@ -1,4 +1,5 @@
 import { Aws, CfnOutput, Duration, RemovalPolicy, Stack, StackProps, Tags } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -6,14 +7,13 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { BUCKET_LAYOUT } from '../lambdas/contracts/bucket-layout';
-import { aggregateEnvironment, classifyEnvironment, featurizeEnvironment } from '../lambdas/contracts/handler-env';
-import { observabilityEnvironment } from '../lambdas/contracts/handler-env';
+import { aggregateEnvironment, featurizeEnvironment, observabilityEnvironment } from '../lambdas/contracts/handler-env';
 import { METRICS_NAMESPACE } from '../lambdas/contracts/metrics';
 import type { PipelineConfig } from './config';
 import { CostBudget } from './constructs/cost-budget';
 import { DataBucket } from './constructs/data-bucket';
 import { FeaturePipeline, MAP_RUN_LABEL } from './constructs/feature-pipeline';
-import { ImageFunction, pipelineImageBuild } from './constructs/image-function';
+import { ImageFunction, ImageFunctionProps, pipelineImageBuild } from './constructs/image-function';
 import { PipelineDashboard } from './constructs/pipeline-dashboard';
 import { PipelineKey } from './constructs/pipeline-key';
 import { PipelineNotifications } from './constructs/pipeline-notifications';
@@ -28,6 +28,17 @@ export const COST_ALLOCATION_TAG_KEY = 'fruits-pipeline:stack';
 export interface FruitsPipelineStackProps extends StackProps {
   readonly config: PipelineConfig;
 }
+
+/** What every resource of the stack that keeps data or logs is given alike. */
+interface SharedSettings {
+  readonly removalPolicy: RemovalPolicy;
+  readonly logRetention: logs.RetentionDays;
+  /** The customer-managed key, when `customerManagedKey` is set. */
+  readonly key?: kms.Key;
+}
+
+/** What both functions share: the one image, and how their log groups are kept. */
+type FunctionDefaults = Pick<ImageFunctionProps, 'image' | 'logRetention' | 'logRemovalPolicy' | 'logEncryptionKey'>;
 
 /**
  * Fruit photos in S3 -> Distributed Map of featurize Lambdas -> aggregate Lambda -> feature table.
@@ -50,18 +61,14 @@ export class FruitsPipelineStack extends Stack {
     const { config } = props;
     const removalPolicy = config.removalPolicy === 'destroy' ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN;
     const logRetention = config.logRetentionDays as logs.RetentionDays;
-    // One key for the bucket, the log groups, the topic and the queue when the organisation
-    // requires its own; its policy names the services that use it for the stack.
-    const key = config.customerManagedKey
-      ? new PipelineKey(this, 'EncryptionKey', { logGroups: true, publishingServices: ['events.amazonaws.com', 'cloudwatch.amazonaws.com'], removalPolicy }).key
-      : undefined;
-    this.encryptionKey = key;
+    const shared: SharedSettings = { removalPolicy, logRetention, key: this.createEncryptionKey(config, removalPolicy) };
+    this.encryptionKey = shared.key;
 
     const data = new DataBucket(this, 'Data', {
       intermediateRetention: Duration.days(config.intermediateRetentionDays),
       accessLogRetention: logRetention === logs.RetentionDays.INFINITE ? undefined : Duration.days(config.logRetentionDays),
       removalPolicy,
-      encryptionKey: key,
+      encryptionKey: shared.key,
     });
     this.bucket = data.bucket;
 
@@ -69,52 +76,70 @@ export class FruitsPipelineStack extends Stack {
     // shares the featurizer's shard-reading code. The aggregator's cold start on the larger
     // image does not matter: it runs once per run.
     const image = pipelineImageBuild({ modelId: config.modelId, architecture: config.architecture });
+    const functionDefaults = { image, logRetention, logRemovalPolicy: removalPolicy, logEncryptionKey: shared.key };
+    const featurize = this.createFeaturizeFunction(config, data, functionDefaults);
+    this.featurizeFunction = featurize.function;
+    const aggregate = this.createAggregateFunction(config, data, functionDefaults);
+    this.aggregateFunction = aggregate.function;
 
-    const featurizeTimeout = Duration.seconds(config.featurizeTimeoutSeconds);
-    const aggregateTimeout = Duration.seconds(config.aggregateTimeoutSeconds);
+    this.stateMachine = this.createPipeline(config, data, shared).stateMachine;
+    const trigger = new UploadTrigger(this, 'UploadTrigger', { bucket: this.bucket, stateMachine: this.stateMachine, encryptionKey: shared.key });
+
+    // Operations: metrics env, KMS grants, notifications, dashboard, budget, tags.
+    this.addObservabilityAndKeyGrants([featurize.role, aggregate.role, this.stateMachine.role], shared.key);
+    this.notifications = config.notifications ? this.createNotifications(config, trigger, shared) : undefined;
+    this.dashboard = config.dashboard ? this.createDashboard(config) : undefined;
+    this.addBudgetAndTags(config);
+    this.addOutputs();
+  }
+
+  /**
+   * One key for the bucket, the log groups, the topic and the queue when the organisation
+   * requires its own; its policy names the services that use it for the stack.
+   */
+  private createEncryptionKey(config: PipelineConfig, removalPolicy: RemovalPolicy): kms.Key | undefined {
+    if (!config.customerManagedKey) return undefined;
+    return new PipelineKey(this, 'EncryptionKey', { logGroups: true, publishingServices: ['events.amazonaws.com', 'cloudwatch.amazonaws.com'], removalPolicy })
+      .key;
+  }
+
+  /** The featurize function: reads input/, writes its shards under work/. */
+  private createFeaturizeFunction(config: PipelineConfig, data: DataBucket, defaults: FunctionDefaults): ImageFunction {
+    const { featurizer, modelId, imageSize, featureLayers, featureSqrt, maxInputPixels, readConcurrency } = config;
     const featurize = new ImageFunction(this, 'Featurize', {
-      image,
+      ...defaults,
       handler: 'lambdas/featurize/handler.handler',
       description: 'Featurizes one batch of images into a feature shard',
       memorySize: config.featurizeMemoryMb,
-      timeout: featurizeTimeout,
+      timeout: Duration.seconds(config.featurizeTimeoutSeconds),
       reservedConcurrentExecutions: config.featurizeReservedConcurrency,
-      // Tuning left unset takes the handler's defaults.
+      // Tuning left unset takes the handler's defaults; /opt/model is where the Dockerfile bakes the model.
       environment: featurizeEnvironment({
-        featurizer: config.featurizer,
-        modelId: config.modelId,
-        modelDir: '/opt/model', // where the Dockerfile bakes the model
-        imageSize: config.imageSize,
-        featureLayers: config.featureLayers,
-        featureSqrt: config.featureSqrt,
-        maxInputPixels: config.maxInputPixels,
-        readConcurrency: config.readConcurrency,
+        featurizer,
+        modelId,
+        modelDir: '/opt/model',
+        imageSize,
+        featureLayers,
+        featureSqrt,
+        maxInputPixels,
+        readConcurrency,
       }),
-      logRetention,
-      logRemovalPolicy: removalPolicy,
-      logEncryptionKey: key,
     });
     data.grantReadObjects(featurize.role, BUCKET_LAYOUT.inputRoot);
     data.grantWriteObjects(featurize.role, BUCKET_LAYOUT.workRoot);
-    this.featurizeFunction = featurize.function;
+    return featurize;
+  }
 
+  /** The aggregate function: reads work/ and input/ (thumbnails) and results/ (a saved model), writes work/ and results/. */
+  private createAggregateFunction(config: PipelineConfig, data: DataBucket, defaults: FunctionDefaults): ImageFunction {
+    const { pcaComponents, pcaVarianceThreshold, knnNeighbours, keepEmbeddings } = config;
     const aggregate = new ImageFunction(this, 'Aggregate', {
-      image,
+      ...defaults,
       handler: 'lambdas/aggregate/handler.handler',
       description: 'Standardises all feature shards of a run, fits the PCA, writes the results',
       memorySize: config.aggregateMemoryMb,
-      timeout: aggregateTimeout,
-      environment: {
-        ...aggregateEnvironment({
-          pcaComponents: config.pcaComponents,
-          pcaVarianceThreshold: config.pcaVarianceThreshold,
-          groupShards: config.aggregateGroupShards,
-        }),
-        ...classifyEnvironment({ knnNeighbours: config.knnNeighbours, keepEmbeddings: config.keepEmbeddings }),
-      },
-      logRetention,
-      logRemovalPolicy: removalPolicy,
-      logEncryptionKey: key,
+      timeout: Duration.seconds(config.aggregateTimeoutSeconds),
+      environment: aggregateEnvironment({ pcaComponents, pcaVarianceThreshold, groupShards: config.aggregateGroupShards, knnNeighbours, keepEmbeddings }),
     });
     data.grantReadObjects(aggregate.role, BUCKET_LAYOUT.workRoot);
     // The stages hand each other plans, moments and parts under work/<runId>/aggregate/.
@@ -124,62 +149,73 @@ export class FruitsPipelineStack extends Stack {
     // A run started with `pcaModel` reads a saved model (and its references) from results/.
     data.grantReadObjects(aggregate.role, BUCKET_LAYOUT.resultsRoot);
     data.grantWriteObjects(aggregate.role, BUCKET_LAYOUT.resultsRoot);
-    this.aggregateFunction = aggregate.function;
+    return aggregate;
+  }
 
-    const pipeline = new FeaturePipeline(this, 'Pipeline', {
+  /** The run's state machine over both functions. */
+  private createPipeline(config: PipelineConfig, data: DataBucket, shared: SharedSettings): FeaturePipeline {
+    return new FeaturePipeline(this, 'Pipeline', {
       data,
       featurizeFunction: this.featurizeFunction,
       aggregateFunction: this.aggregateFunction,
-      featurizeTimeout,
-      aggregateTimeout,
+      featurizeTimeout: Duration.seconds(config.featurizeTimeoutSeconds),
+      aggregateTimeout: Duration.seconds(config.aggregateTimeoutSeconds),
       batchSize: config.batchSize,
       maxConcurrency: config.maxConcurrency,
       aggregateConcurrency: config.aggregateConcurrency,
       toleratedFailurePercentage: config.toleratedFailurePercentage,
-      logRetention,
-      logRemovalPolicy: removalPolicy,
-      logEncryptionKey: key,
+      logRetention: shared.logRetention,
+      logRemovalPolicy: shared.removalPolicy,
+      logEncryptionKey: shared.key,
     });
-    this.stateMachine = pipeline.stateMachine;
+  }
 
-    const trigger = new UploadTrigger(this, 'UploadTrigger', { bucket: this.bucket, stateMachine: this.stateMachine, encryptionKey: key });
-
-    // ---- Operations: metrics env, KMS grants, notifications, dashboard, budget, tags ----
+  /** Powertools' metrics environment on both functions, and the key's use by every role that reads or writes objects. */
+  private addObservabilityAndKeyGrants(roles: readonly iam.IRole[], key: kms.Key | undefined): void {
     // Powertools: the metrics' namespace and `service` dimension (lambdas/contracts/metrics.ts).
     const observability = observabilityEnvironment({ metricsNamespace: METRICS_NAMESPACE, serviceName: this.stackName });
     for (const fn of [this.featurizeFunction, this.aggregateFunction])
       for (const [name, value] of Object.entries(observability)) fn.addEnvironment(name, value);
     // SSE-KMS: reading an object takes kms:Decrypt, writing one kms:GenerateDataKey (a multipart
     // upload both). The ItemReader only lists, which needs neither.
-    for (const role of [featurize.role, aggregate.role, this.stateMachine.role]) key?.grant(role, 'kms:Decrypt', 'kms:GenerateDataKey');
+    for (const role of roles) key?.grant(role, 'kms:Decrypt', 'kms:GenerateDataKey');
+  }
 
-    if (config.notifications) {
-      this.notifications = new PipelineNotifications(this, 'Notifications', {
-        stateMachine: this.stateMachine,
-        bucket: this.bucket,
-        featurizeFunction: this.featurizeFunction,
-        startDeadLetterQueue: trigger.deadLetterQueue,
-        featurizeErrorRatePercent: config.featurizeErrorRateAlarmPercent,
-        email: config.notificationEmail,
-        encryptionKey: key,
-        removalPolicy,
-      });
-      new CfnOutput(this, 'NotificationTopicArn', { description: 'Alarms and run ends are published here', value: this.notifications.topic.topicArn });
-    }
-    if (config.dashboard) {
-      this.dashboard = new PipelineDashboard(this, 'Dashboard', {
-        stateMachine: this.stateMachine,
-        mapRunLabel: MAP_RUN_LABEL,
-        featurizeFunction: this.featurizeFunction,
-        aggregateFunction: this.aggregateFunction,
-        aggregateMemoryMb: config.aggregateMemoryMb,
-        serviceName: this.stackName,
-        alarms: this.notifications?.alarms,
-      });
-      new CfnOutput(this, 'DashboardUrl', {
-        value: `https://console.aws.amazon.com/cloudwatch/home?region=${Aws.REGION}#dashboards:name=${this.dashboard.dashboard.dashboardName}`,
-      });
-    }
+  /** The topic, its alarms and the run-end rule, and the topic's ARN as an output. */
+  private createNotifications(config: PipelineConfig, trigger: UploadTrigger, shared: SharedSettings): PipelineNotifications {
+    const notifications = new PipelineNotifications(this, 'Notifications', {
+      stateMachine: this.stateMachine,
+      bucket: this.bucket,
+      featurizeFunction: this.featurizeFunction,
+      startDeadLetterQueue: trigger.deadLetterQueue,
+      featurizeErrorRatePercent: config.featurizeErrorRateAlarmPercent,
+      email: config.notificationEmail,
+      encryptionKey: shared.key,
+      removalPolicy: shared.removalPolicy,
+    });
+    new CfnOutput(this, 'NotificationTopicArn', { description: 'Alarms and run ends are published here', value: notifications.topic.topicArn });
+    return notifications;
+  }
+
+  /** The CloudWatch dashboard, and its console URL as an output. */
+  private createDashboard(config: PipelineConfig): PipelineDashboard {
+    const dashboard = new PipelineDashboard(this, 'Dashboard', {
+      stateMachine: this.stateMachine,
+      mapRunLabel: MAP_RUN_LABEL,
+      featurizeFunction: this.featurizeFunction,
+      aggregateFunction: this.aggregateFunction,
+      aggregateMemoryMb: config.aggregateMemoryMb,
+      serviceName: this.stackName,
+      alarms: this.notifications?.alarms,
+    });
+    new CfnOutput(this, 'DashboardUrl', {
+      value: `https://console.aws.amazon.com/cloudwatch/home?region=${Aws.REGION}#dashboards:name=${dashboard.dashboard.dashboardName}`,
+    });
+    return dashboard;
+  }
+
+  /** The optional budget on the cost-allocation tag, that tag and the configured ones on every resource. */
+  private addBudgetAndTags(config: PipelineConfig): void {
     if (config.monthlyBudgetUsd !== undefined && config.budgetEmail !== undefined) {
       new CostBudget(this, 'Budget', {
         monthlyUsd: config.monthlyBudgetUsd,
@@ -190,8 +226,10 @@ export class FruitsPipelineStack extends Stack {
     }
     Tags.of(this).add(COST_ALLOCATION_TAG_KEY, this.stackName);
     for (const [tagKey, value] of Object.entries(config.tags)) Tags.of(this).add(tagKey, value);
-    // ---- end of operations ----
+  }
 
+  /** The bucket, the state machine, and the commands that start a run. */
+  private addOutputs(): void {
     const datasetUri = `s3://${this.bucket.bucketName}/${BUCKET_LAYOUT.inputRoot}fruits/`;
     new CfnOutput(this, 'BucketName', { value: this.bucket.bucketName });
     new CfnOutput(this, 'StateMachineArn', { value: this.stateMachine.stateMachineArn });

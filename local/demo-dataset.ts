@@ -7,7 +7,7 @@
  * machine (same sharp/libvips version), the same run id follows, and a second run is a no-op upload.
  */
 import sharp from 'sharp';
-import { seededRandom } from '../lambdas/common/seeded-random';
+import { seededRandom } from '../lambdas/common';
 
 export interface DemoImage {
   /** Path relative to the dataset root, `/`-separated. */

@@ -33,16 +33,14 @@ import { datasetInputPrefix, invalidName, runLayout } from '../lambdas/contracts
 import type { ItemProblem } from '../lambdas/contracts/events';
 import { FEATURIZE_ENV, FeaturizeEnvSchema, LOCAL_OBSERVABILITY_ENV, parseHandlerEnv, RESULT_SHAPING_ENV } from '../lambdas/contracts/handler-env';
 import { putObject, readJsonIfPresent } from '../lambdas/aws/s3-client';
-import { featurizerConfigFromEnv, featurizerIdOf } from '../lambdas/model/featurizer';
-import { mapWithConcurrency } from '../lambdas/common/concurrency';
-import { describeIncompleteAccounting, InputAccounting, InputAccountingReport } from '../lambdas/bookkeeping/input-accounting';
-import { readableCause } from '../lambdas/bookkeeping/map-results';
-import { defaultModelDir, hasModel } from '../lambdas/model/model-loader';
-import type { RunReport } from '../lambdas/outputs/run-report';
-import type { ClassificationReport } from '../lambdas/analysis/classification';
+import { defaultModelDir, featurizerConfigFromEnv, featurizerIdOf, hasModel } from '../lambdas/model';
+import { mapWithConcurrency } from '../lambdas/common';
+import { describeIncompleteAccounting, InputAccounting, InputAccountingReport, readableCause } from '../lambdas/bookkeeping';
+import type { RunReport } from '../lambdas/outputs';
+import type { ClassificationReport } from '../lambdas/analysis';
 import { datasetName, readDatasetFolder, type FolderFile, type FolderProblem } from '../client/dataset-folder';
-import { batchFailureReason, countReasons, readMapRunFacts } from '../client/failed-run';
-import { downloadRunOutputs } from '../client/run-outputs';
+import { batchFailureReason, countReasons, type MapRunFacts, readMapRunFacts } from '../client/failed-run';
+import { DEFAULT_OUT_DIR, downloadRunOutputs } from '../client/run-outputs';
 import { PipelineConfigError, type PipelineConfigInput } from '../lib/config';
 import { knnAccuracy, KnnResult, readFeaturesCsv } from '../evaluate/knn';
 import { lockDataDir } from './data-dir-lock';
@@ -51,15 +49,18 @@ import { Json, JsonObject } from './emulator/asl';
 import { MapRunEvent } from './emulator/distributed-map';
 import { MAP_RUN_LABEL as FEATURIZE_MAP_STATE } from '../lambdas/contracts/state-machine';
 import { FunctionWorkerPool } from './emulator/function-worker-pool';
-import { runLocalExecution } from './emulator/local-execution';
+import { type LocalExecutionResult, runLocalExecution } from './emulator/local-execution';
 import { describeNoSpaceLeft, readStoreSnapshot } from './emulator/s3/object-store';
 import { LocalS3Server, startLocalS3Server } from './emulator/s3/s3-server';
 import { synthesizePipeline } from './emulator/synthesized-definition';
-import { copyInputFolder, serveInputFolder, UPLOAD_CONCURRENCY } from './input-folder';
+import { copyInputFolder, type InputPlacement, serveInputFolder, UPLOAD_CONCURRENCY } from './input-folder';
 
 /** The local bucket: what `Ref <bucket>` resolves to in the local definition. */
 export const LOCAL_BUCKET = 'fruits-pipeline-local';
 const PROJECT_ROOT = resolve(__dirname, '..');
+
+/** Where the local S3 server keeps its objects when nothing else is asked for. */
+export const DEFAULT_DATA_DIR = '.s3-data';
 
 /** Files hashed at once for the run id. */
 const DIGEST_CONCURRENCY = 16;
@@ -67,7 +68,7 @@ const DIGEST_CONCURRENCY = 16;
 export interface LocalRunOptions {
   /** Folder of `<label>/<image>` (or `<split>/<label>/<image>`). @default DEMO_PHOTOS, real Fruits-360 photos */
   readonly inputDir?: string;
-  /** Where the S3 server stores objects. @default ./.s3-data */
+  /** Where the S3 server stores objects. @default DEFAULT_DATA_DIR */
   readonly dataDir?: string;
   /**
    * Upload a copy of the input folder into the store (as `submit` uploads to AWS) instead of
@@ -184,205 +185,48 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
 
   const badRunId = options.runId === undefined ? undefined : invalidName(options.runId, 'run id');
   if (badRunId) throw new Error(badRunId);
-  const { dataset, root, files, problems, linksFollowed } = await readInput(options.inputDir);
-  const inputPrefix = datasetInputPrefix(dataset);
-  const dataDir = writableFolder(options.dataDir ?? '.s3-data', '--data-dir');
+  const input = await readInput(options.inputDir);
+  const dataDir = writableFolder(options.dataDir ?? DEFAULT_DATA_DIR, '--data-dir');
   // The store of a data directory is one process's: a second run on it stops here, at once.
   const lock = lockDataDir(dataDir, { onNotice: notice });
   let lockHandedOver = false;
   try {
-    // Everything that can be wrong with the request is found before anything is uploaded: the
-    // settings (the synth validates them), the model, the folders the run writes to.
-    const synthStarted = performance.now();
-    const pipeline = synthesizeWithOneLineErrors(options.config);
-    const synthSeconds = (performance.now() - synthStarted) / 1000;
-    const modelEnv = localModelEnv(pipeline.featurize.environment, options.modelDir, options.config?.featurizer === 'cnn', notice);
-    writableFolder(options.outDir ?? 'out', '--out');
-    const savedModel = options.modelFrom === undefined ? undefined : checkedModel(options, dataDir, { ...pipeline.featurize.environment, ...modelEnv });
-    if (savedModel) {
-      const elsewhere = savedModel.foundIn === 'out' ? ` (the local store in ${options.dataDir ?? '.s3-data'} has no run ${options.modelFrom})` : '';
-      notice(`--model-from ${options.modelFrom}: projecting with the model of run ${savedModel.model.runId}, ${savedModel.path}${elsewhere}`);
-    }
-    // The run id names the input's content and the settings that change the results (the model projected with among them).
-    const settings = resultSettings(
-      { ...pipeline.featurize.environment, ...modelEnv },
-      pipeline.aggregate.environment,
-      savedModel ? { pcaModel: savedModel.digest } : {},
-    );
-    // Bounded: one file open per lane (71,000 at once run out of file descriptors).
-    const contentDigests = await mapWithConcurrency(files, DIGEST_CONCURRENCY, async (file) => ({ path: file.path, md5: (await file.digests()).md5 }));
-    const runId = options.runId ?? contentRunId(dataset, contentDigests, settings.digest);
+    // 1-2. Everything that can be wrong with the request, found before anything is uploaded.
+    const run = await prepareRun(options, input, dataDir, notice);
     const server = await startLocalS3Server({ directory: dataDir, buckets: [LOCAL_BUCKET] });
-    const s3 = server.client;
     const pools: FunctionWorkerPool[] = [];
     try {
-      const mark = { start: performance.now(), uploaded: 0, mapStarted: 0, mapFinished: 0, finished: 0 };
-      const onUploadProgress = (done: number, total: number) => options.onProgress?.({ phase: 'upload', total, done, failed: 0 });
-      const input = { bucket: LOCAL_BUCKET, prefix: inputPrefix, root, files };
-      const placement = options.copyInput
-        ? await copyInputFolder(s3, input, { concurrency: UPLOAD_CONCURRENCY, onProgress: onUploadProgress })
-        : await serveInputFolder(server, input);
-      // A link the walk could not follow is an input of the folder that failed, with its reason.
-      const unfollowed = problems.map(({ path, reason }) => ({ key: `${inputPrefix}${path}`, reason: `not read: ${reason}` }));
-      const placed = { ...placement, refused: [...unfollowed, ...placement.refused] };
-      if (!options.copyInput) onUploadProgress(files.length, files.length);
-
-      // The saved model where the execution input points: results/<model runId>/ of the local store.
-      if (savedModel && savedModel.foundIn !== 'store') {
-        await putObject(s3, LOCAL_BUCKET, savedModel.key, savedModel.modelBytes, 'application/json');
-        if (savedModel.references) await putObject(s3, LOCAL_BUCKET, savedModel.references.key, savedModel.references.bytes, 'application/octet-stream');
-      }
-
+      const mark: PhaseMarks = { start: performance.now(), uploaded: 0, mapStarted: 0, mapFinished: 0, finished: 0 };
+      const placed = await placeInput(server, options, run);
       mark.uploaded = performance.now();
-      // The handlers' structured logs would bury the progress display; warnings still come through.
-      // Metrics' EMF lines would too (no CloudWatch reads them here), and there is no X-Ray daemon.
-      const quiet = { POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN', ...LOCAL_OBSERVABILITY_ENV };
-      const featurizeEnv = {
-        ...pipeline.featurize.environment,
-        ...server.env,
-        ...quiet,
-        ...modelEnv,
-      };
-      const featurizePool = new FunctionWorkerPool({
-        modulePath: handlerModule('featurize', options.bundledHandlersDir),
-        size: Math.min(options.workers ?? availableParallelism(), pipeline.config.maxConcurrency),
-        environment: featurizeEnv,
-        timeoutSeconds: pipeline.featurize.timeoutSeconds,
-        memorySizeMb: pipeline.featurize.memorySizeMb,
-      });
-      const aggregatePool = new FunctionWorkerPool({
-        modulePath: handlerModule('aggregate', options.bundledHandlersDir),
-        // The aggregate's group maps run a child per group: as many at once as the featurize map.
-        size: Math.min(options.workers ?? availableParallelism(), pipeline.config.aggregateConcurrency),
-        environment: { ...pipeline.aggregate.environment, ...server.env, ...quiet },
-        timeoutSeconds: pipeline.aggregate.timeoutSeconds,
-        memorySizeMb: pipeline.aggregate.memorySizeMb,
-      });
+      // 3. The functions as worker threads, run by the synthesized definition.
+      const { featurizePool, aggregatePool } = startFunctionPools(options, run, server);
       pools.push(featurizePool, aggregatePool);
-
-      const progress = { total: 0, done: 0, failed: 0 };
-      let mapResult: Json | undefined;
-      const failedChildren: { reason: string; count: number }[] = [];
-      const onMapRunEvent = (state: string, event: MapRunEvent) => {
-        // The aggregate's group maps are part of the aggregate phase; only the featurize map counts images.
-        if (state !== FEATURIZE_MAP_STATE) return;
-        if (event.type === 'started') {
-          progress.total = event.totalItems;
-          mark.mapStarted = performance.now();
-        } else if (event.type === 'childFailed') {
-          progress.done += event.items;
-          progress.failed += event.items;
-          failedChildren.push({ reason: batchFailureReason(event), count: event.items });
-        } else if (event.type === 'childSucceeded') {
-          progress.done += event.items;
-          progress.failed += Number((event.output as JsonObject)?.failedCount ?? 0);
-        } else if (event.type === 'finished') {
-          mapResult = event.result;
-          mark.mapFinished = performance.now();
-        }
-        const phase = event.type === 'finished' ? 'aggregate' : 'featurize';
-        options.onProgress?.({ phase, ...progress });
-      };
-
+      const featurizeMap = trackFeaturizeMap(mark, options.onProgress);
       const execution = await runLocalExecution(
         {
-          definition: pipeline.definition,
+          definition: run.pipeline.definition,
           functions: new Map([
-            [pipeline.featurize.arn, featurizePool.invoke],
-            [pipeline.aggregate.arn, aggregatePool.invoke],
+            [run.pipeline.featurize.arn, featurizePool.invoke],
+            [run.pipeline.aggregate.arn, aggregatePool.invoke],
           ]),
-          s3,
+          s3: server.client,
           retryIntervalOverrides: options.retryIntervalOverrides,
-          onMapRunEvent,
+          onMapRunEvent: featurizeMap.onMapRunEvent,
         },
-        runId,
-        savedModel ? { inputPrefix, pcaModel: savedModel.key } : { inputPrefix },
+        run.runId,
+        run.savedModel ? { inputPrefix: run.inputPrefix, pcaModel: run.savedModel.key } : { inputPrefix: run.inputPrefix },
       );
       mark.finished = performance.now();
       // A write the store could not make for want of space failed some request of the run: say so
       // and where, rather than leave the InternalError it answered with to explain it.
       const noSpace = server.noSpaceLeft();
-      if (noSpace) notice(`Run ${runId}: ${describeNoSpaceLeft(noSpace)}; what the store kept is whole: free space and run again`);
+      if (noSpace) notice(`Run ${run.runId}: ${describeNoSpaceLeft(noSpace)}; what the store kept is whole: free space and run again`);
 
-      const layout = runLayout(runId);
-      const { dir: outDir, files: copied } = await downloadRunOutputs(s3, LOCAL_BUCKET, runId, options.outDir ?? 'out');
-      const report = await readJsonIfPresent<RunReport & { classification?: ClassificationReport }>(s3, LOCAL_BUCKET, layout.resultKey('report'));
-      const aggregate = execution.status === 'SUCCEEDED' ? (execution.output as unknown as AggregateResult) : undefined;
-      // Only a fallback for a run without report.json (read only then): a problem reading it must not
-      // hide the run's outcome.
-      const batches = await mapRunFacts(s3, report ? undefined : mapResult).catch(() => mapRunFacts(s3, undefined));
-      // A map run that wrote no results (the execution failed before it finished) still told why
-      // its children failed, as they ended.
-      if (!report && mapResult === undefined && failedChildren.length > 0) {
-        batches.failed = failedChildren.reduce((total, child) => total + child.count, 0);
-        batches.byReason = mergeReasons(failedChildren);
-      }
-      const rows = copied.includes('features.csv') ? readFeaturesCsv(readFileSync(join(outDir, 'features.csv'), 'utf8')) : undefined;
-      // The aggregate already scored the run (report.json's classification): scoring again here
-      // would double the k-NN, a minute on the whole dataset. features.csv is scored only without it.
-      // A projected run is classified against the model's references or not at all: never against its own rows.
-      const knn = knnFromReport(report?.classification) ?? (rows && !savedModel ? knnAccuracy(rows, { k: pipeline.config.knnNeighbours }) : undefined);
-      // What the run must account for is the folder itself, not the store's listing of it.
-      const accounting =
-        execution.status === 'SUCCEEDED'
-          ? accountForInputFolder(
-              [...files.map((file) => `${inputPrefix}${file.path}`), ...unfollowed.map((problem) => problem.key)],
-              placed.refused,
-              rows,
-              report,
-            )
-          : undefined;
-      const incomplete = accounting && !accounting.complete ? describeIncompleteAccounting(accounting, 'files of the input folder') : undefined;
-      if (incomplete) notice(`Run ${runId} FAILED: ${incomplete}`);
-      const refusedReasons = countReasons(placed.refused);
-
-      const summary: LocalRunSummary = {
-        runId,
-        status: incomplete ? 'FAILED' : execution.status,
-        dataset,
-        inputPrefix,
-        endpoint: server.endpoint,
-        bucket: LOCAL_BUCKET,
-        uploaded: placed.uploaded,
-        alreadyPresent: placed.alreadyPresent,
-        served: placed.served,
-        linksFollowed,
-        listed: progress.total,
-        processed: report?.counts.processed ?? aggregate?.counts.processed ?? batches.processed,
-        failed: (report?.counts.failed ?? aggregate?.counts.failed ?? batches.failed) + placed.refused.length,
-        skipped: report?.counts.skipped ?? aggregate?.counts.skipped ?? batches.skipped,
-        failuresByReason: [...refusedReasons, ...(report?.failed.byReason ?? batches.byReason)],
-        notUploaded: placed.refused,
-        accounting,
-        featurizer: report ? Object.keys(report.featurizer.ids).join(', ') || undefined : batches.featurizer,
-        backends: report?.featurizer.backends ?? batches.backends,
-        components: aggregate?.components,
-        explainedVariance: aggregate?.explainedVariance,
-        model: savedModel ? { key: savedModel.key, runId: savedModel.model.runId, path: savedModel.path } : undefined,
-        knn: knn && knn.scored > 0 ? knn : undefined,
-        settings,
-        seconds: (performance.now() - started) / 1000,
-        phaseSeconds: {
-          upload: (mark.uploaded - mark.start) / 1000,
-          synth: synthSeconds,
-          featurize: mark.mapFinished ? (mark.mapFinished - mark.mapStarted) / 1000 : 0,
-          aggregate: mark.mapFinished ? (mark.finished - mark.mapFinished) / 1000 : 0,
-        },
-        workers: featurizePool.size,
-        outDir: copied.length > 0 ? outDir : undefined,
-        error:
-          execution.status === 'FAILED' && noSpace
-            ? {
-                error: 'NoSpaceLeft',
-                cause: `${describeNoSpaceLeft(noSpace)}; the run ended with ${execution.error}: ${readableCause(execution.cause, execution.error)}`,
-              }
-            : execution.status === 'FAILED'
-              ? { error: execution.error, cause: execution.cause }
-              : incomplete
-                ? { error: 'IncompleteRunError', cause: incomplete }
-                : undefined,
-        notices,
-      };
+      // 4. The outputs copied to outDir, and the run held against its input folder.
+      const outcome = await readRunOutcome(server.client, options, run, placed, execution, featurizeMap);
+      if (outcome.incomplete) notice(`Run ${run.runId} FAILED: ${outcome.incomplete}`);
+      const summary = summarizeRun({ run, placed, execution, featurizeMap, outcome, noSpace, server, mark, started, workers: featurizePool.size, notices });
       if (!options.keepServer) await server.close();
       // Kept with the server: the store stays open until the caller closes it.
       lockHandedOver = options.keepServer === true;
@@ -398,6 +242,270 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
   } finally {
     if (!lockHandedOver) lock.release();
   }
+}
+
+/** The input folder as `readInput` found it. */
+type RunInput = Awaited<ReturnType<typeof readInput>>;
+
+/** What a run is, once checked: its definition and environments, the saved model, its settings and id. */
+interface PreparedRun {
+  readonly input: RunInput;
+  readonly inputPrefix: string;
+  readonly pipeline: ReturnType<typeof synthesizePipeline>;
+  readonly synthSeconds: number;
+  /** The featurize function's model directory (and featurizer, when it falls back to pixels) on this machine. */
+  readonly modelEnv: Record<string, string>;
+  readonly savedModel?: LocalModelSource;
+  readonly settings: RunSettingsDigest;
+  readonly runId: string;
+}
+
+/** When each phase began and ended (performance.now()); 0 until it has. */
+interface PhaseMarks {
+  start: number;
+  uploaded: number;
+  mapStarted: number;
+  mapFinished: number;
+  finished: number;
+}
+
+/**
+ * The settings (the synth validates them), the model, the folders the run writes to, the saved
+ * model of `modelFrom`, then the run id from the input's content and the result-shaping settings.
+ */
+async function prepareRun(options: LocalRunOptions, input: RunInput, dataDir: string, notice: (line: string) => void): Promise<PreparedRun> {
+  const synthStarted = performance.now();
+  const pipeline = synthesizeWithOneLineErrors(options.config);
+  const synthSeconds = (performance.now() - synthStarted) / 1000;
+  const modelEnv = localModelEnv(pipeline.featurize.environment, options.modelDir, options.config?.featurizer === 'cnn', notice);
+  writableFolder(options.outDir ?? DEFAULT_OUT_DIR, '--out');
+  const savedModel = options.modelFrom === undefined ? undefined : checkedModel(options, dataDir, { ...pipeline.featurize.environment, ...modelEnv });
+  if (savedModel) {
+    const elsewhere = savedModel.foundIn === 'out' ? ` (the local store in ${options.dataDir ?? DEFAULT_DATA_DIR} has no run ${options.modelFrom})` : '';
+    notice(`--model-from ${options.modelFrom}: projecting with the model of run ${savedModel.model.runId}, ${savedModel.path}${elsewhere}`);
+  }
+  // The run id names the input's content and the settings that change the results (the model projected with among them).
+  const settings = resultSettings(
+    { ...pipeline.featurize.environment, ...modelEnv },
+    pipeline.aggregate.environment,
+    savedModel ? { pcaModel: savedModel.digest } : {},
+  );
+  // Bounded: one file open per lane (71,000 at once run out of file descriptors).
+  const contentDigests = await mapWithConcurrency(input.files, DIGEST_CONCURRENCY, async (file) => ({ path: file.path, md5: (await file.digests()).md5 }));
+  const runId = options.runId ?? contentRunId(input.dataset, contentDigests, settings.digest);
+  return { input, inputPrefix: datasetInputPrefix(input.dataset), pipeline, synthSeconds, modelEnv, savedModel, settings, runId };
+}
+
+/** Where the input went (`placed`), with the links the folder walk could not follow as refused inputs. */
+interface PlacedInput {
+  readonly placed: InputPlacement;
+  readonly unfollowed: ItemProblem[];
+}
+
+/**
+ * The input folder served in place (or copied, `copyInput`) under `input/<dataset>/`, and the
+ * saved model put where the execution input points: results/<model runId>/ of the local store.
+ */
+async function placeInput(server: LocalS3Server, options: LocalRunOptions, run: PreparedRun): Promise<PlacedInput> {
+  const { files, problems, root } = run.input;
+  const onUploadProgress = (done: number, total: number) => options.onProgress?.({ phase: 'upload', total, done, failed: 0 });
+  const folder = { bucket: LOCAL_BUCKET, prefix: run.inputPrefix, root, files };
+  const placement = options.copyInput
+    ? await copyInputFolder(server.client, folder, { concurrency: UPLOAD_CONCURRENCY, onProgress: onUploadProgress })
+    : await serveInputFolder(server, folder);
+  // A link the walk could not follow is an input of the folder that failed, with its reason.
+  const unfollowed = problems.map(({ path, reason }) => ({ key: `${run.inputPrefix}${path}`, reason: `not read: ${reason}` }));
+  if (!options.copyInput) onUploadProgress(files.length, files.length);
+
+  const { savedModel } = run;
+  if (savedModel && savedModel.foundIn !== 'store') {
+    await putObject(server.client, LOCAL_BUCKET, savedModel.key, savedModel.modelBytes, 'application/json');
+    if (savedModel.references) await putObject(server.client, LOCAL_BUCKET, savedModel.references.key, savedModel.references.bytes, 'application/octet-stream');
+  }
+  return { placed: { ...placement, refused: [...unfollowed, ...placement.refused] }, unfollowed };
+}
+
+/** The two functions as worker pools with the template's environment, pointed at the local server and model. */
+function startFunctionPools(options: LocalRunOptions, run: PreparedRun, server: LocalS3Server) {
+  const { pipeline } = run;
+  // The handlers' structured logs would bury the progress display; warnings still come through.
+  // Metrics' EMF lines would too (no CloudWatch reads them here), and there is no X-Ray daemon.
+  const quiet = { POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN', ...LOCAL_OBSERVABILITY_ENV };
+  const featurizePool = new FunctionWorkerPool({
+    modulePath: handlerModule('featurize', options.bundledHandlersDir),
+    size: Math.min(options.workers ?? availableParallelism(), pipeline.config.maxConcurrency),
+    environment: { ...pipeline.featurize.environment, ...server.env, ...quiet, ...run.modelEnv },
+    timeoutSeconds: pipeline.featurize.timeoutSeconds,
+    memorySizeMb: pipeline.featurize.memorySizeMb,
+  });
+  const aggregatePool = new FunctionWorkerPool({
+    modulePath: handlerModule('aggregate', options.bundledHandlersDir),
+    // The aggregate's group maps run a child per group: as many at once as the featurize map.
+    size: Math.min(options.workers ?? availableParallelism(), pipeline.config.aggregateConcurrency),
+    environment: { ...pipeline.aggregate.environment, ...server.env, ...quiet },
+    timeoutSeconds: pipeline.aggregate.timeoutSeconds,
+    memorySizeMb: pipeline.aggregate.memorySizeMb,
+  });
+  return { featurizePool, aggregatePool };
+}
+
+/** What the featurize map run told as it went: progress, the failed children, its result. */
+interface FeaturizeMapTracker {
+  readonly progress: { total: number; done: number; failed: number };
+  readonly failedChildren: { reason: string; count: number }[];
+  mapResult?: Json;
+  readonly onMapRunEvent: (state: string, event: MapRunEvent) => void;
+}
+
+/** Follows the featurize map run, marks its start and end, and reports its progress. */
+function trackFeaturizeMap(mark: PhaseMarks, onProgress: LocalRunOptions['onProgress']): FeaturizeMapTracker {
+  const tracker: FeaturizeMapTracker = {
+    progress: { total: 0, done: 0, failed: 0 },
+    failedChildren: [],
+    onMapRunEvent: (state, event) => {
+      // The aggregate's group maps are part of the aggregate phase; only the featurize map counts images.
+      if (state !== FEATURIZE_MAP_STATE) return;
+      const { progress } = tracker;
+      if (event.type === 'started') {
+        progress.total = event.totalItems;
+        mark.mapStarted = performance.now();
+      } else if (event.type === 'childFailed') {
+        progress.done += event.items;
+        progress.failed += event.items;
+        tracker.failedChildren.push({ reason: batchFailureReason(event), count: event.items });
+      } else if (event.type === 'childSucceeded') {
+        progress.done += event.items;
+        progress.failed += Number((event.output as JsonObject)?.failedCount ?? 0);
+      } else if (event.type === 'finished') {
+        tracker.mapResult = event.result;
+        mark.mapFinished = performance.now();
+      }
+      const phase = event.type === 'finished' ? 'aggregate' : 'featurize';
+      onProgress?.({ phase, ...progress });
+    },
+  };
+  return tracker;
+}
+
+/** What a finished run left: its outputs copied, its report, the facts behind its counts, its score and accounting. */
+interface RunOutcome {
+  readonly outDir: string;
+  readonly copied: string[];
+  readonly report?: RunReport & { classification?: ClassificationReport };
+  readonly aggregate?: AggregateResult;
+  readonly batches: MapRunFacts;
+  readonly knn?: KnnResult;
+  readonly accounting?: InputAccountingReport;
+  /** Why the run cannot show that every file came out exactly once. */
+  readonly incomplete?: string;
+}
+
+async function readRunOutcome(
+  s3: S3Client,
+  options: LocalRunOptions,
+  run: PreparedRun,
+  { placed, unfollowed }: PlacedInput,
+  execution: LocalExecutionResult,
+  featurizeMap: FeaturizeMapTracker,
+): Promise<RunOutcome> {
+  const layout = runLayout(run.runId);
+  const { dir: outDir, files: copied } = await downloadRunOutputs(s3, LOCAL_BUCKET, run.runId, options.outDir ?? DEFAULT_OUT_DIR);
+  const report = await readJsonIfPresent<RunReport & { classification?: ClassificationReport }>(s3, LOCAL_BUCKET, layout.resultKey('report'));
+  const aggregate = execution.status === 'SUCCEEDED' ? (execution.output as unknown as AggregateResult) : undefined;
+  const { mapResult, failedChildren } = featurizeMap;
+  // Only a fallback for a run without report.json (read only then): a problem reading it must not
+  // hide the run's outcome.
+  const batches = await mapRunFacts(s3, report ? undefined : mapResult).catch(() => mapRunFacts(s3, undefined));
+  // A map run that wrote no results (the execution failed before it finished) still told why
+  // its children failed, as they ended.
+  if (!report && mapResult === undefined && failedChildren.length > 0) {
+    batches.failed = failedChildren.reduce((total, child) => total + child.count, 0);
+    batches.byReason = mergeReasons(failedChildren);
+  }
+  const rows = copied.includes('features.csv') ? readFeaturesCsv(readFileSync(join(outDir, 'features.csv'), 'utf8')) : undefined;
+  // The aggregate already scored the run (report.json's classification): scoring again here
+  // would double the k-NN, a minute on the whole dataset. features.csv is scored only without it.
+  // A projected run is classified against the model's references or not at all: never against its own rows.
+  const knn = knnFromReport(report?.classification) ?? (rows && !run.savedModel ? knnAccuracy(rows, { k: run.pipeline.config.knnNeighbours }) : undefined);
+  // What the run must account for is the folder itself, not the store's listing of it.
+  const accounting =
+    execution.status === 'SUCCEEDED'
+      ? accountForInputFolder(
+          [...run.input.files.map((file) => `${run.inputPrefix}${file.path}`), ...unfollowed.map((problem) => problem.key)],
+          placed.refused,
+          rows,
+          report,
+        )
+      : undefined;
+  const incomplete = accounting && !accounting.complete ? describeIncompleteAccounting(accounting, 'files of the input folder') : undefined;
+  return { outDir, copied, report, aggregate, batches, knn, accounting, incomplete };
+}
+
+/** The run summary: counts from report.json, else the aggregate's result, else the map run's own results. */
+function summarizeRun(parts: {
+  run: PreparedRun;
+  placed: PlacedInput;
+  execution: LocalExecutionResult;
+  featurizeMap: FeaturizeMapTracker;
+  outcome: RunOutcome;
+  noSpace: ReturnType<LocalS3Server['noSpaceLeft']>;
+  server: LocalS3Server;
+  mark: PhaseMarks;
+  started: number;
+  workers: number;
+  notices: string[];
+}): LocalRunSummary {
+  const { run, execution, outcome, mark, noSpace } = parts;
+  const { placed } = parts.placed;
+  const { report, aggregate, batches, knn } = outcome;
+  const { savedModel } = run;
+  return {
+    runId: run.runId,
+    status: outcome.incomplete ? 'FAILED' : execution.status,
+    dataset: run.input.dataset,
+    inputPrefix: run.inputPrefix,
+    endpoint: parts.server.endpoint,
+    bucket: LOCAL_BUCKET,
+    uploaded: placed.uploaded,
+    alreadyPresent: placed.alreadyPresent,
+    served: placed.served,
+    linksFollowed: run.input.linksFollowed,
+    listed: parts.featurizeMap.progress.total,
+    processed: report?.counts.processed ?? aggregate?.counts.processed ?? batches.processed,
+    failed: (report?.counts.failed ?? aggregate?.counts.failed ?? batches.failed) + placed.refused.length,
+    skipped: report?.counts.skipped ?? aggregate?.counts.skipped ?? batches.skipped,
+    failuresByReason: [...countReasons(placed.refused), ...(report?.failed.byReason ?? batches.byReason)],
+    notUploaded: placed.refused,
+    accounting: outcome.accounting,
+    featurizer: report ? Object.keys(report.featurizer.ids).join(', ') || undefined : batches.featurizer,
+    backends: report?.featurizer.backends ?? batches.backends,
+    components: aggregate?.components,
+    explainedVariance: aggregate?.explainedVariance,
+    model: savedModel ? { key: savedModel.key, runId: savedModel.model.runId, path: savedModel.path } : undefined,
+    knn: knn && knn.scored > 0 ? knn : undefined,
+    settings: run.settings,
+    seconds: (performance.now() - parts.started) / 1000,
+    phaseSeconds: {
+      upload: (mark.uploaded - mark.start) / 1000,
+      synth: run.synthSeconds,
+      featurize: mark.mapFinished ? (mark.mapFinished - mark.mapStarted) / 1000 : 0,
+      aggregate: mark.mapFinished ? (mark.finished - mark.mapFinished) / 1000 : 0,
+    },
+    workers: parts.workers,
+    outDir: outcome.copied.length > 0 ? outcome.outDir : undefined,
+    error:
+      execution.status === 'FAILED' && noSpace
+        ? {
+            error: 'NoSpaceLeft',
+            cause: `${describeNoSpaceLeft(noSpace)}; the run ended with ${execution.error}: ${readableCause(execution.cause, execution.error)}`,
+          }
+        : execution.status === 'FAILED'
+          ? { error: execution.error, cause: execution.cause }
+          : outcome.incomplete
+            ? { error: 'IncompleteRunError', cause: outcome.incomplete }
+            : undefined,
+    notices: parts.notices,
+  };
 }
 
 /** Real Fruits-360 photos shipped with the project (datasets/fruits-360-demo/README.md): `npm start`'s input. */
@@ -468,8 +576,8 @@ export function resultSettings(
  * featurizer must be the one this run's settings give (the aggregate step checks the shards again).
  */
 function checkedModel(options: LocalRunOptions, dataDir: string, featurizeEnv: Record<string, string>): LocalModelSource {
-  const store = { dataDir: options.dataDir ?? '.s3-data', snapshot: readStoreSnapshot(dataDir, LOCAL_BUCKET) };
-  const source = readModelFrom(options.modelFrom!, options.outDir ?? 'out', store);
+  const store = { dataDir: options.dataDir ?? DEFAULT_DATA_DIR, snapshot: readStoreSnapshot(dataDir, LOCAL_BUCKET) };
+  const source = readModelFrom(options.modelFrom!, options.outDir ?? DEFAULT_OUT_DIR, store);
   const prefix = `--model-from ${options.modelFrom}`;
   const runFeaturizer = featurizerIdOf(featurizerConfigFromEnv(parseHandlerEnv(FeaturizeEnvSchema, featurizeEnv, 'featurize')));
   if (runFeaturizer !== source.model.featurizer) {

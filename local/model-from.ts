@@ -15,6 +15,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { RESULT_FILES, RUN_ID_PATTERN, runLayout } from '../lambdas/contracts/bucket-layout';
+// pca-model.ts, not the analysis face: the face loads the native kernels (onnxruntime-node), which
+// reading a saved model does not need.
 import { decodeKnnReferences, parsePcaModel, PcaModelError, SavedPcaModel } from '../lambdas/analysis/pca-model';
 import type { StoreSnapshot } from './emulator/s3/object-store';
 

@@ -8,9 +8,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { listActivations } from '../lambdas/model/tflite/tflite-graph';
-import { parseTfliteModel } from '../lambdas/model/tflite/tflite-model';
-import { OnnxPooling, tfliteToOnnx } from '../lambdas/model/tflite/tflite-onnx';
+import { listActivations, OnnxPooling, parseTfliteModel, tfliteToOnnx } from '../lambdas/model';
 
 function main(argv: string[]): void {
   const program = new Command()

@@ -5,16 +5,22 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { AggregateEventSchema, FeaturizeBatchSummary, parseEvent, RunSettings, TransientStorageError } from '../contracts/events';
 import type { AggregateEvent } from '../contracts/events';
-import { decodeFeatureShard, FeatureShard } from '../bookkeeping/feature-shard';
-import type { ClassificationReport } from '../analysis/classification';
-import type { KnnReferences } from '../analysis/knn';
-import { besideModel, decodeKnnReferences, parsePcaModel, PcaModelError, pcaFitOf, SavedPcaModel } from '../analysis/pca-model';
-import type { GalleryEntry, GalleryImage } from '../outputs/report-html';
-import { thumbnailDataUri } from '../images/thumbnail';
+import { decodeFeatureShard, type FailedBatch, FeatureShard } from '../bookkeeping';
+import {
+  besideModel,
+  type ClassificationReport,
+  type ComponentSelection,
+  decodeKnnReferences,
+  type KnnReferences,
+  parsePcaModel,
+  type PcaFit,
+  PcaModelError,
+  pcaFitOf,
+  SavedPcaModel,
+} from '../analysis';
+import type { GalleryEntry, GalleryImage, RunReportBuilder } from '../outputs';
+import { thumbnailDataUri } from '../images';
 import { resultKey, type ResultFile } from '../contracts/bucket-layout';
-import type { FailedBatch } from '../bookkeeping/map-results';
-import type { RunReportBuilder } from '../outputs/run-report';
-import type { ComponentSelection, PcaFit } from '../analysis/streaming-pca';
 import { describeError, MissingObjectError, readBytes } from '../aws/s3-client';
 import type { GalleryCandidate } from './aggregate-work';
 

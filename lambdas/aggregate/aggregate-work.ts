@@ -20,8 +20,8 @@ import { z } from 'zod';
 import { FeaturizeBatchSummarySchema } from '../contracts/events';
 import { WORK_FOLDERS } from '../contracts/bucket-layout';
 import type { RunReportPart } from '../outputs/run-report';
-import type { InputAccountingReport, KeySample } from '../bookkeeping/input-accounting';
-import type { ClassificationTallyPart } from '../analysis/classification';
+import type { InputAccountingReport, KeySample } from '../bookkeeping';
+import type { ClassificationTallyPart } from '../analysis';
 import type { ScatterPoint } from '../outputs/plots';
 
 const group = (g: number) => String(g).padStart(5, '0');

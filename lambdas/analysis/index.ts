@@ -19,7 +19,7 @@ export {
   pcaModelJson,
 } from './pca-model';
 export { DEFAULT_KNN_NEIGHBOURS, KnnReferences, type Split, splitOfKey } from './knn';
-export { type ClassificationReport, ClassificationTally } from './classification';
+export { type ClassificationReport, ClassificationTally, type ClassificationTallyPart } from './classification';
 export {
   blockMoments,
   DEFAULT_INTRA_OP_THREADS,

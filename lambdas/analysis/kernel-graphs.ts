@@ -77,6 +77,7 @@ function asPrecision(nodes: onnx.INodeProto[], x: string, name: string, precisio
   return name;
 }
 
+// eslint-disable-next-line max-lines-per-function -- one case per graph, each a short list of nodes that reads on its own
 function spec(name: GraphName, precision: KernelPrecision): GraphSpec {
   const P = precision === 'float32' ? FLOAT : DOUBLE;
   const nodes: onnx.INodeProto[] = [];

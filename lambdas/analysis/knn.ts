@@ -12,11 +12,12 @@
  * Split by key path, as Fruits-360 ships it: an image under a `Training/` (or `Train/`) folder is
  * a reference, one under `Test/` (or `Testing/`, `Validation/`) is scored against them.
  */
+import { AGGREGATE_SETTINGS } from '../contracts/handler-env';
 
 export type Split = 'train' | 'test';
 
-/** Neighbours that vote when nothing else is configured. */
-export const DEFAULT_KNN_NEIGHBOURS = 5;
+/** Neighbours that vote when nothing else is configured (the table's KNN_NEIGHBOURS default). */
+export const DEFAULT_KNN_NEIGHBOURS = AGGREGATE_SETTINGS.knnNeighbours.default;
 
 const TRAIN_FOLDERS = new Set(['training', 'train']);
 const TEST_FOLDERS = new Set(['test', 'testing', 'validation']);

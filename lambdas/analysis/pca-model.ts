@@ -16,7 +16,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { RESULT_FILES, RUN_ID_PATTERN } from '../contracts/bucket-layout';
-import { decodeFeatureShard, encodeFeatureShard } from '../bookkeeping/feature-shard';
+import { decodeFeatureShard, encodeFeatureShard } from '../bookkeeping';
 import { KnnReferences } from './knn';
 import type { ComponentSelection, PcaFit } from './streaming-pca';
 

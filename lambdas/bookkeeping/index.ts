@@ -9,4 +9,4 @@
 export { classifyKey } from './image-keys';
 export { type FeatureShard, type ShardHeader, decodeFeatureShard, encodeFeatureShard } from './feature-shard';
 export { type FailedBatch, readMapRunResults, readableCause } from './map-results';
-export { IncompleteRunError, InputAccounting, type InputAccountingReport, describeIncompleteAccounting } from './input-accounting';
+export { IncompleteRunError, InputAccounting, type InputAccountingReport, type KeySample, describeIncompleteAccounting } from './input-accounting';

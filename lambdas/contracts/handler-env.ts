@@ -1,69 +1,115 @@
 /**
- * The environment the stack gives each function and the handler reads, in one place: the
- * variable names (`FEATURIZE_ENV`, `AGGREGATE_ENV`), the bounds of every setting that travels
- * through them (also the deployment config's bounds, lib/config.ts), the handlers' schemas, and
- * the writers the stack and the local run build the environment with. A name or bound changed here
- * changes both sides.
+ * The environment the stack gives each function and the handler reads, in one place: one table
+ * per function (`FEATURIZE_SETTINGS`, `AGGREGATE_SETTINGS`) holds each setting's variable, bounds,
+ * default and doc. The deployment config (lib/config.ts) takes its bounds and defaults from them,
+ * the handlers' schemas parse with them, and the writers the stack and the local run build the
+ * environment with name the variables from them. A name, bound or default changed here changes
+ * every side.
  */
 import { z } from 'zod';
 
-/** The featurize function's variables (docs/DESIGN.md, handlers). */
-export const FEATURIZE_ENV = {
-  featurizer: 'FEATURIZER',
-  modelId: 'MODEL_ID',
-  modelDir: 'MODEL_DIR',
-  imageSize: 'IMAGE_SIZE',
-  featureLayers: 'FEATURE_LAYER',
-  featureSqrt: 'FEATURE_SQRT',
-  maxInputPixels: 'MAX_INPUT_PIXELS',
-  maxInputBytes: 'MAX_INPUT_BYTES',
-  readConcurrency: 'READ_CONCURRENCY',
-  inferBatchSize: 'INFER_BATCH_SIZE',
-  tfBackend: 'TF_BACKEND',
-  inferRuntime: 'INFER_RUNTIME',
-  inferThreads: 'INFER_THREADS',
-} as const;
+/**
+ * One row of a settings table: the variable the stack sets and the handler reads; its bounds, a
+ * whole number from `min` to `max` (`above`: an exclusive lower bound), which the deployment
+ * config checks at synth and the handler at its cold start, so a synthesizable setting never fails
+ * a cold start; the default the handler applies when it is unset; and whether it changes a run's
+ * results (`shapesResults`: a run id that should differ when they do hashes these,
+ * RESULT_SHAPING_ENV). The row's doc comment says what the setting is.
+ */
+interface SettingRow {
+  readonly env: string;
+  readonly min?: number;
+  readonly max?: number;
+  readonly above?: number;
+  readonly default?: string | number | boolean;
+  readonly shapesResults?: boolean;
+}
+type SettingsTable = Readonly<Record<string, SettingRow>>;
 
-/** The aggregate function's variables. */
-export const AGGREGATE_ENV = {
-  pcaComponents: 'PCA_COMPONENTS',
-  pcaVarianceThreshold: 'PCA_VARIANCE_THRESHOLD',
-  /** Feature shards per group of the aggregate's fanned-out stages. */
-  groupShards: 'AGGREGATE_GROUP_SHARDS',
-} as const;
+/** What the featurize function can be: pooled CNN features, or downscaled raw pixels (no model needed). */
+export const FEATURIZER_KINDS = ['cnn', 'pixels'] as const;
 
 /**
- * Shards per group when nothing else is set: 40 batches of 250 images are 10,000 rows (55 MB of
- * float32 features at 1,376 values, a 15 MB float64 scatter), a few seconds of each stage's work.
+ * The featurize function's settings (docs/DESIGN.md, handlers). The tuning defaults were chosen
+ * with bench/feature-choice.ts and bench/accuracy.ts (docs/BENCHMARKS.md has the tables;
+ * lambdas/model/featurizer.ts says why).
  */
-export const DEFAULT_GROUP_SHARDS = 40;
-
-/**
- * Bounds of the settings that reach a handler, checked by the deployment config at synth and by
- * the handler at its cold start, so a synthesizable setting never fails a cold start.
- */
-export const SETTING_BOUNDS = {
+export const FEATURIZE_SETTINGS = {
+  /** `cnn` or `pixels` (FEATURIZER_KINDS). */
+  featurizer: { env: 'FEATURIZER', default: 'cnn', shapesResults: true },
   /**
-   * Principal components kept. At most the feature dimension is ever kept (the fit clamps k and
-   * warns); the widest featurizer the handler builds (two MobileNet blocks, average and max pooled)
-   * stays below 4,096, and features.csv gets one column per component.
+   * The model: an id of layers/model-weights/manifest.json, baked into the image at /opt/model;
+   * the default ships in the repository (`layers/model-weights/`).
    */
-  pcaComponents: { min: 1, max: 4096 },
-  /** Square CNN input side, in pixels. */
-  /** onnxruntime intra-op threads: more than a Lambda's 6 vCPU gains nothing. */
-  inferThreads: { min: 1, max: 6 },
-  imageSize: { min: 32, max: 1024 },
+  modelId: { env: 'MODEL_ID', default: 'mobilenet_v2_1.0_224_quant', shapesResults: true },
+  /** Where the model is. Unset: the fetch-model cache of MODEL_ID. */
+  modelDir: { env: 'MODEL_DIR' },
+  /** Square CNN input side, in pixels (the weights do not depend on it). */
+  imageSize: { env: 'IMAGE_SIZE', min: 32, max: 1024, default: 128, shapesResults: true },
+  /** Comma-separated model layers whose pooled activations, side by side, are the features. Unset: the model's own (featurizer.ts). */
+  featureLayers: { env: 'FEATURE_LAYER', shapesResults: true },
+  /** `true`/`false`: signed square root of the pooled features. */
+  featureSqrt: { env: 'FEATURE_SQRT', default: true, shapesResults: true },
+  /**
+   * The decompression-bomb limit: images of more pixels are reported as failed, not decoded. Well
+   * below sharp's 268 Mpx default: a 100 px dataset never needs more, and one 16k x 16k image would
+   * need ~800 MB in a Lambda.
+   */
+  maxInputPixels: { env: 'MAX_INPUT_PIXELS', min: 1, max: 1_000_000_000, default: 40_000_000, shapesResults: true },
+  /** Objects larger than this many bytes are reported as failed, not read. */
+  maxInputBytes: { env: 'MAX_INPUT_BYTES', min: 1, max: 1024 ** 3, default: 25 * 1024 * 1024, shapesResults: true },
   /** Concurrent S3 reads inside one featurize batch. */
-  readConcurrency: { min: 1, max: 64 },
-  /** The decompression-bomb limit: images above it are reported as failed, not decoded. */
-  maxInputPixels: { min: 1, max: 1_000_000_000 },
-  /** Objects above it are reported as failed, not read. */
-  maxInputBytes: { min: 1, max: 1024 ** 3 },
-  /** Images decoded, then run through the model, at a time. */
-  inferBatchSize: { min: 1, max: 256 },
-  /** Shards per aggregate group: 400 x 250 images of 1,376 float32 values is 550 MB, most of a 1,536 MB function. */
-  groupShards: { min: 1, max: 400 },
-} as const;
+  readConcurrency: { env: 'READ_CONCURRENCY', min: 1, max: 64, default: 8 },
+  /** Images decoded, then run through the model, at a time: bounds tensor memory. */
+  inferBatchSize: { env: 'INFER_BATCH_SIZE', min: 1, max: 256, default: 32 },
+  /** TF.js backend: `tensorflow`, `wasm` or `cpu`. Unset: the first that works. */
+  tfBackend: { env: 'TF_BACKEND' },
+  /** TFLite models: `onnxruntime` or `tfjs`. Unset: onnxruntime when it loads. */
+  inferRuntime: { env: 'INFER_RUNTIME' },
+  /** TFLite models on onnxruntime: intra-op threads; more than a Lambda's 6 vCPU gains nothing (a 3,008 MB Lambda has about 1.7). */
+  inferThreads: { env: 'INFER_THREADS', min: 1, max: 6, default: 1 },
+} as const satisfies SettingsTable;
+
+/** The aggregate function's settings: the PCA, the groups of its fanned-out stages, the classification and optional outputs. */
+export const AGGREGATE_SETTINGS = {
+  /**
+   * Principal components kept (the most kept when PCA_VARIANCE_THRESHOLD is set). At most the
+   * feature dimension is ever kept (the fit clamps k and warns); the widest featurizer the handler
+   * builds (two MobileNet blocks, average and max pooled) stays below 4,096, and features.csv gets
+   * one column per component. The default is k = 100, as the featurizer candidates were scored.
+   */
+  pcaComponents: { env: 'PCA_COMPONENTS', min: 1, max: 4096, default: 100, shapesResults: true },
+  /** When set, the smallest k (up to PCA_COMPONENTS) whose cumulative explained variance reaches this share. */
+  pcaVarianceThreshold: { env: 'PCA_VARIANCE_THRESHOLD', above: 0, max: 1, shapesResults: true },
+  /**
+   * Feature shards per group of the aggregate's fanned-out stages. 40 batches of 250 images are
+   * 10,000 rows (55 MB of float32 features at 1,376 values, a 15 MB float64 scatter), a few seconds
+   * of each stage's work; 400 x 250 images of 1,376 float32 values is 550 MB, most of a 1,536 MB
+   * function.
+   */
+  groupShards: { env: 'AGGREGATE_GROUP_SHARDS', min: 1, max: 400, default: 40 },
+  /**
+   * Neighbours that vote in the k-NN classification of the rows outside Training/: more than 100
+   * voters only blurs the classes of Fruits-360-sized sets.
+   */
+  knnNeighbours: { env: 'KNN_NEIGHBOURS', min: 1, max: 100, default: 5, shapesResults: true },
+  /** `true`: also write the raw feature vectors (embeddings.parquet). */
+  keepEmbeddings: { env: 'KEEP_EMBEDDINGS', default: false },
+} as const satisfies SettingsTable;
+
+type EnvNames<T extends SettingsTable> = { readonly [K in keyof T]: T[K]['env'] };
+const envNames = <T extends SettingsTable>(table: T): EnvNames<T> =>
+  Object.fromEntries(Object.entries(table).map(([setting, row]) => [setting, row.env])) as EnvNames<T>;
+
+/** The featurize function's variables, by setting (FEATURIZE_SETTINGS). */
+export const FEATURIZE_ENV = envNames(FEATURIZE_SETTINGS);
+/** The aggregate function's variables, by setting (AGGREGATE_SETTINGS). */
+export const AGGREGATE_ENV = envNames(AGGREGATE_SETTINGS);
+
+/** The table's default model (FEATURIZE_SETTINGS.modelId), which tools and benches name. */
+export const DEFAULT_MODEL_ID = FEATURIZE_SETTINGS.modelId.default;
+/** The table's shards per group (AGGREGATE_SETTINGS.groupShards). */
+export const DEFAULT_GROUP_SHARDS = AGGREGATE_SETTINGS.groupShards.default;
 
 /**
  * A model id names a manifest entry (layers/model-weights/manifest.json), a cache directory and the image's
@@ -74,104 +120,51 @@ export const MODEL_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 export const MODEL_ID_RULE = 'letters, digits, "_", "." and "-", starting with a letter or digit';
 /** A model layer (TF.js) or tensor (TFLite, `block/op`) whose pooled activations are features. */
 export const LAYER_NAME_PATTERN = /^[A-Za-z0-9_]+(\/[A-Za-z0-9_]+)*$/;
-/**
- * The model baked into the image, shipped in the repository (`layers/model-weights/`) and used by the handler
- * when MODEL_ID is unset: chosen with bench/feature-choice.ts (lambdas/model/featurizer.ts says why).
- */
-export const DEFAULT_MODEL_ID = 'mobilenet_v2_1.0_224_quant';
-/** Principal components kept by default (the same tables: k = 100, as the candidates were scored). */
-export const DEFAULT_PCA_COMPONENTS = 100;
 
 const boundedInt = (bounds: { min: number; max: number }) => z.coerce.number().int().min(bounds.min).max(bounds.max);
+const flag = () => z.enum(['true', 'false']).transform((v) => v === 'true');
+const F = FEATURIZE_SETTINGS;
+const A = AGGREGATE_SETTINGS;
 
-/**
- * The featurize handler's environment. Unset values take the defaults; tuning left unset here
- * (IMAGE_SIZE, FEATURE_LAYER, FEATURE_SQRT, MAX_INPUT_*) takes the defaults of the code it tunes
- * (lambdas/model/featurizer.ts, lambdas/images/preprocess.ts).
- */
+/** The featurize handler's environment: the table's bounds, and its defaults for what is unset. */
 export const FeaturizeEnvSchema = z.object({
-  [FEATURIZE_ENV.featurizer]: z.enum(['cnn', 'pixels']).default('cnn'),
-  [FEATURIZE_ENV.modelId]: z.string().regex(MODEL_ID_PATTERN, MODEL_ID_RULE).default(DEFAULT_MODEL_ID),
-  [FEATURIZE_ENV.modelDir]: z.string().min(1).optional(),
-  [FEATURIZE_ENV.imageSize]: boundedInt(SETTING_BOUNDS.imageSize).optional(),
-  /** Comma-separated layer names, pooled side by side. */
-  [FEATURIZE_ENV.featureLayers]: z.string().min(1).optional(),
-  /** `true`/`false`: signed square root of the pooled features. */
-  [FEATURIZE_ENV.featureSqrt]: z
-    .enum(['true', 'false'])
-    .transform((v) => v === 'true')
-    .optional(),
-  [FEATURIZE_ENV.maxInputPixels]: boundedInt(SETTING_BOUNDS.maxInputPixels).optional(),
-  [FEATURIZE_ENV.maxInputBytes]: boundedInt(SETTING_BOUNDS.maxInputBytes).optional(),
-  [FEATURIZE_ENV.readConcurrency]: boundedInt(SETTING_BOUNDS.readConcurrency).default(8),
-  [FEATURIZE_ENV.inferBatchSize]: boundedInt(SETTING_BOUNDS.inferBatchSize).default(32),
-  [FEATURIZE_ENV.tfBackend]: z.enum(['tensorflow', 'wasm', 'cpu']).optional(),
-  /** TFLite models: `onnxruntime` or `tfjs`; unset = onnxruntime when it loads. */
-  [FEATURIZE_ENV.inferRuntime]: z.enum(['onnxruntime', 'tfjs']).optional(),
-  /** TFLite models on onnxruntime: intra-op threads (a 3,008 MB Lambda has about 1.7 vCPU). */
-  [FEATURIZE_ENV.inferThreads]: boundedInt(SETTING_BOUNDS.inferThreads).default(1),
+  [F.featurizer.env]: z.enum(FEATURIZER_KINDS).default(F.featurizer.default),
+  [F.modelId.env]: z.string().regex(MODEL_ID_PATTERN, MODEL_ID_RULE).default(F.modelId.default),
+  [F.modelDir.env]: z.string().min(1).optional(),
+  [F.imageSize.env]: boundedInt(F.imageSize).default(F.imageSize.default),
+  [F.featureLayers.env]: z.string().min(1).optional(),
+  [F.featureSqrt.env]: flag().default(F.featureSqrt.default),
+  [F.maxInputPixels.env]: boundedInt(F.maxInputPixels).default(F.maxInputPixels.default),
+  [F.maxInputBytes.env]: boundedInt(F.maxInputBytes).default(F.maxInputBytes.default),
+  [F.readConcurrency.env]: boundedInt(F.readConcurrency).default(F.readConcurrency.default),
+  [F.inferBatchSize.env]: boundedInt(F.inferBatchSize).default(F.inferBatchSize.default),
+  [F.tfBackend.env]: z.enum(['tensorflow', 'wasm', 'cpu']).optional(),
+  [F.inferRuntime.env]: z.enum(['onnxruntime', 'tfjs']).optional(),
+  [F.inferThreads.env]: boundedInt(F.inferThreads).default(F.inferThreads.default),
 });
 export type FeaturizeEnv = z.infer<typeof FeaturizeEnvSchema>;
 
-// ---- Classification and outputs: the aggregate's k-NN and optional outputs ----
-
-/** The aggregate function's classification and output variables. */
-export const CLASSIFY_ENV = {
-  /** Neighbours that vote in the k-NN classification of the rows outside Training/. */
-  knnNeighbours: 'KNN_NEIGHBOURS',
-  /** `true`: also write the raw feature vectors (embeddings.parquet). */
-  keepEmbeddings: 'KEEP_EMBEDDINGS',
-} as const;
-
-export const CLASSIFY_BOUNDS = {
-  /** k of the k-NN: more than 100 voters only blurs the classes of Fruits-360-sized sets. */
-  knnNeighbours: { min: 1, max: 100 },
-} as const;
-
-const ClassifyEnvShape = {
-  [CLASSIFY_ENV.knnNeighbours]: boundedInt(CLASSIFY_BOUNDS.knnNeighbours).default(5),
-  [CLASSIFY_ENV.keepEmbeddings]: z
-    .enum(['true', 'false'])
-    .transform((v) => v === 'true')
-    .default(false),
-};
-
-export function classifyEnvironment(settings: { readonly knnNeighbours?: number; readonly keepEmbeddings?: boolean }): Record<string, string> {
-  return definedOnly({ [CLASSIFY_ENV.knnNeighbours]: settings.knnNeighbours, [CLASSIFY_ENV.keepEmbeddings]: settings.keepEmbeddings });
-}
-
-/**
- * The variables of both functions whose values change a run's results (features, components,
- * predictions): a run id that should differ when they do hashes these.
- */
-export const RESULT_SHAPING_ENV: readonly string[] = [
-  FEATURIZE_ENV.featurizer,
-  FEATURIZE_ENV.modelId,
-  FEATURIZE_ENV.imageSize,
-  FEATURIZE_ENV.featureLayers,
-  FEATURIZE_ENV.featureSqrt,
-  FEATURIZE_ENV.maxInputPixels,
-  FEATURIZE_ENV.maxInputBytes,
-  AGGREGATE_ENV.pcaComponents,
-  AGGREGATE_ENV.pcaVarianceThreshold,
-  CLASSIFY_ENV.knnNeighbours,
-];
-// ---- end of classification and outputs ----
-
-/** The aggregate handler's environment. */
+/** The aggregate handler's environment: the table's bounds, and its defaults for what is unset. */
 export const AggregateEnvSchema = z.object({
-  /** Components kept; the most kept when PCA_VARIANCE_THRESHOLD is set. */
-  [AGGREGATE_ENV.pcaComponents]: boundedInt(SETTING_BOUNDS.pcaComponents).default(DEFAULT_PCA_COMPONENTS),
-  /** When set, the smallest k (up to PCA_COMPONENTS) whose cumulative explained variance reaches it. */
-  [AGGREGATE_ENV.pcaVarianceThreshold]: z.coerce.number().gt(0).lte(1).optional(),
-  [AGGREGATE_ENV.groupShards]: boundedInt(SETTING_BOUNDS.groupShards).default(DEFAULT_GROUP_SHARDS),
-  ...ClassifyEnvShape,
+  [A.pcaComponents.env]: boundedInt(A.pcaComponents).default(A.pcaComponents.default),
+  [A.pcaVarianceThreshold.env]: z.coerce.number().gt(A.pcaVarianceThreshold.above).lte(A.pcaVarianceThreshold.max).optional(),
+  [A.groupShards.env]: boundedInt(A.groupShards).default(A.groupShards.default),
+  [A.knnNeighbours.env]: boundedInt(A.knnNeighbours).default(A.knnNeighbours.default),
+  [A.keepEmbeddings.env]: flag().default(A.keepEmbeddings.default),
 });
 export type AggregateEnv = z.infer<typeof AggregateEnvSchema>;
 
+/**
+ * The variables of both functions whose values change a run's results (features, components,
+ * predictions), in table order: a run id that should differ when they do hashes these.
+ */
+export const RESULT_SHAPING_ENV: readonly string[] = [...Object.values(FEATURIZE_SETTINGS), ...Object.values(AGGREGATE_SETTINGS)]
+  .filter((row: SettingRow) => row.shapesResults)
+  .map((row) => row.env);
+
 /** What the stack sets on the featurize function; unset tuning is left out of the environment. */
 export interface FeaturizeEnvSettings {
-  readonly featurizer: 'cnn' | 'pixels';
+  readonly featurizer: (typeof FEATURIZER_KINDS)[number];
   readonly modelId: string;
   readonly modelDir: string;
   readonly imageSize?: number;
@@ -181,34 +174,32 @@ export interface FeaturizeEnvSettings {
   readonly readConcurrency?: number;
 }
 
-export function featurizeEnvironment(settings: FeaturizeEnvSettings): Record<string, string> {
-  return definedOnly({
-    [FEATURIZE_ENV.featurizer]: settings.featurizer,
-    [FEATURIZE_ENV.modelId]: settings.modelId,
-    [FEATURIZE_ENV.modelDir]: settings.modelDir,
-    [FEATURIZE_ENV.imageSize]: settings.imageSize,
-    [FEATURIZE_ENV.featureLayers]: settings.featureLayers?.join(','),
-    [FEATURIZE_ENV.featureSqrt]: settings.featureSqrt,
-    [FEATURIZE_ENV.maxInputPixels]: settings.maxInputPixels,
-    [FEATURIZE_ENV.readConcurrency]: settings.readConcurrency,
-  });
-}
-
-export function aggregateEnvironment(settings: {
+/** What the stack sets on the aggregate function; unset settings are left out of the environment. */
+export interface AggregateEnvSettings {
   readonly pcaComponents: number;
   readonly pcaVarianceThreshold?: number;
   readonly groupShards?: number;
-}): Record<string, string> {
-  return definedOnly({
-    [AGGREGATE_ENV.pcaComponents]: settings.pcaComponents,
-    [AGGREGATE_ENV.pcaVarianceThreshold]: settings.pcaVarianceThreshold,
-    [AGGREGATE_ENV.groupShards]: settings.groupShards,
-  });
+  readonly knnNeighbours?: number;
+  readonly keepEmbeddings?: boolean;
 }
 
-/** Environment variables for the settings that are set, as strings. */
-function definedOnly(values: Record<string, string | number | boolean | undefined>): Record<string, string> {
-  return Object.fromEntries(Object.entries(values).flatMap(([name, value]) => (value === undefined ? [] : [[name, String(value)]])));
+export function featurizeEnvironment(settings: FeaturizeEnvSettings): Record<string, string> {
+  return environmentOf(FEATURIZE_SETTINGS, settings);
+}
+
+export function aggregateEnvironment(settings: AggregateEnvSettings): Record<string, string> {
+  return environmentOf(AGGREGATE_SETTINGS, settings);
+}
+
+type SettingValue = string | number | boolean | readonly string[] | undefined;
+
+/** The variables of the settings that are set, as strings (a list comma-separated), named by `table`. */
+function environmentOf<T extends SettingsTable>(table: T, settings: { readonly [K in keyof T]?: SettingValue }): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(settings as Record<string, SettingValue>).flatMap(([setting, value]) =>
+      value === undefined ? [] : [[table[setting].env, Array.isArray(value) ? value.join(',') : String(value)]],
+    ),
+  );
 }
 
 /**

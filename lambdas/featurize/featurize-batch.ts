@@ -16,14 +16,12 @@ import {
 } from '../contracts/events';
 import { shardKey } from '../contracts/bucket-layout';
 import type { BatchMeasurements } from '../contracts/metrics';
-import { concatFloat32 } from '../common/float-arrays';
-import { encodeFeatureShard, ShardHeader } from '../bookkeeping/feature-shard';
-import type { Featurizer } from '../model/featurizer';
-import { classifyKey } from '../bookkeeping/image-keys';
-import { preprocessImage, PreprocessOptions } from '../images/preprocess';
+import { classifyKey, encodeFeatureShard, ShardHeader } from '../bookkeeping';
+import type { Featurizer } from '../model';
+import { preprocessImage, PreprocessOptions } from '../images';
 import { objectReaderFor } from '../aws/object-reader';
 import { isAccessDeniedError, isMissingObjectError, isTransientS3Error, putObject } from '../aws/s3-client';
-import { OrderedReadAhead } from '../common/concurrency';
+import { concatFloat32, OrderedReadAhead } from '../common';
 
 export interface FeaturizeBatchSettings {
   readonly maxInputPixels: number;
@@ -62,88 +60,21 @@ const INFERENCES_IN_FLIGHT = 2;
 export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps): Promise<FeaturizeBatchSummary> {
   const event = parseEvent(FeaturizeBatchEventSchema, rawEvent, 'featurize batch event (FeaturizeBatchEventSchema)');
   const { bucket, inputPrefix, workPrefix } = event.BatchInput;
-  const { featurizer, settings } = deps;
+  const { featurizer } = deps;
   const started = performance.now();
 
-  const failed: ItemProblem[] = [];
-  const skipped: ItemProblem[] = [];
-  const toRead: { key: string; label: string; item: ListedObject }[] = [];
-  for (const item of event.Items) {
-    const classified = classifyKey(item.Key, inputPrefix);
-    if (classified.kind === 'skip') skipped.push({ key: item.Key, reason: classified.reason });
-    else if (item.Size === 0) failed.push({ key: item.Key, reason: 'empty object (0 bytes)' });
-    else if (item.Size !== undefined && item.Size > settings.maxInputBytes) failed.push({ key: item.Key, reason: tooLarge(item.Size, settings) });
-    else toRead.push({ key: item.Key, label: classified.label, item });
-  }
+  // Keys skipped or refused unread, and the images to read.
+  const { failed, skipped, toRead } = triageItems(event.Items, inputPrefix, deps.settings);
+  // Read, decode and featurize; an image that cannot be read or decoded joins `failed`.
+  const featurized = await featurizeImages(toRead, bucket, deps, failed);
+  const { keys, timings, perObject } = featurized;
 
-  const preprocessOptions: PreprocessOptions = { size: featurizer.imageSize, maxInputPixels: settings.maxInputPixels, maxInputBytes: settings.maxInputBytes };
-  const keys: string[] = [];
-  const labels: string[] = [];
-  const vectorChunks: Float32Array[] = [];
-  // readWait: time the model had nothing to run, waiting for decoded images; infer: time at least
-  // one inference was running (reads and decodes overlap both).
-  const timings = { readWait: 0, decode: 0, infer: 0 };
-  // Summed per object (reads and decodes overlap): the metrics' per-image means.
-  const perObject = { readMs: 0, reads: 0, decodes: 0 };
-  type Outcome = { rgb: Uint8Array } | { reason: string };
-  const readAndDecode = async ({ item }: (typeof toRead)[number]): Promise<Outcome> => {
-    const readStarted = performance.now();
-    const read = await readObject(deps.s3, bucket, item, settings);
-    perObject.readMs += performance.now() - readStarted;
-    perObject.reads++;
-    if ('reason' in read) return read;
-    perObject.decodes++;
-    const decodeStarted = performance.now();
-    const result = await preprocessImage(read.bytes, preprocessOptions);
-    timings.decode += performance.now() - decodeStarted;
-    return result.ok ? { rgb: result.rgb } : { reason: result.reason };
-  };
-
-  // Images are read and decoded ahead (at most two inference chunks beyond the model, which bounds
-  // memory) while the model runs on its own thread; each inference takes what is ready, in order,
-  // so the model starts on the first few images instead of waiting for a whole chunk, and the last
-  // inference of the batch is small. The next inference is handed over before the current one
-  // returns, so the model's thread never waits for this thread to collect a result
-  // (bench/featurize.ts measures the overlap).
-  const reads = new OrderedReadAhead(toRead, settings.readConcurrency, 2 * settings.chunkSize, readAndDecode);
-  const inferences: Promise<Float32Array>[] = [];
-  let inferring = 0;
-  let inferStarted = 0;
-  const infer = (images: Uint8Array[]): Promise<Float32Array> => {
-    if (inferring++ === 0) inferStarted = performance.now();
-    const result = featurizer.featurize(images).finally(() => {
-      if (--inferring === 0) timings.infer += performance.now() - inferStarted;
-    });
-    // Awaited in order below; until then its failure must not count as an unhandled rejection.
-    result.catch(() => undefined);
-    return result;
-  };
-  let position = 0;
-  while (reads.remaining > 0) {
-    const waitStarted = performance.now();
-    const modelIdle = inferring === 0;
-    const outcomes = await reads.take(Math.min(MIN_INFER_IMAGES, settings.chunkSize), settings.chunkSize);
-    if (modelIdle) timings.readWait += performance.now() - waitStarted;
-    const images: Uint8Array[] = [];
-    outcomes.forEach((outcome) => {
-      const { key, label } = toRead[position++];
-      if ('reason' in outcome) failed.push({ key, reason: outcome.reason });
-      else {
-        images.push(outcome.rgb);
-        keys.push(key);
-        labels.push(label);
-      }
-    });
-    if (images.length > 0) inferences.push(infer(images));
-    if (inferences.length >= INFERENCES_IN_FLIGHT) vectorChunks.push(await inferences.shift()!);
-  }
-  for (const inference of inferences) vectorChunks.push(await inference);
-
+  // One shard for the batch, whatever came out of it; then its counts and timings.
   const header: ShardHeader = {
     featurizer: featurizer.id,
     dim: featurizer.dim,
     keys,
-    labels,
+    labels: featurized.labels,
     failed,
     skipped,
     meta: {
@@ -163,7 +94,7 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
     },
   };
   const shard = shardKey(workPrefix, batchHash(event.Items));
-  const body = encodeFeatureShard({ header, vectors: concatFloat32(vectorChunks) });
+  const body = encodeFeatureShard({ header, vectors: concatFloat32(featurized.vectorChunks) });
   await putObject(deps.s3, bucket, shard, body, 'application/octet-stream');
   deps.onMeasured?.({
     processed: keys.length,
@@ -179,6 +110,127 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
   });
   deps.log?.info('batch featurized', { shard, count: keys.length, failed: failed.length, skipped: skipped.length, ...header.meta });
   return summarise(shard, keys.length, failed, skipped);
+}
+
+/** An image of the batch to read, with the label its key gives it. */
+interface ImageToRead {
+  readonly key: string;
+  readonly label: string;
+  readonly item: ListedObject;
+}
+
+/** The batch's items sorted by their keys and listed sizes: skipped, failed unread, or to read. */
+function triageItems(items: readonly ListedObject[], inputPrefix: string, settings: FeaturizeBatchSettings) {
+  const failed: ItemProblem[] = [];
+  const skipped: ItemProblem[] = [];
+  const toRead: ImageToRead[] = [];
+  for (const item of items) {
+    const classified = classifyKey(item.Key, inputPrefix);
+    if (classified.kind === 'skip') skipped.push({ key: item.Key, reason: classified.reason });
+    else if (item.Size === 0) failed.push({ key: item.Key, reason: 'empty object (0 bytes)' });
+    else if (item.Size !== undefined && item.Size > settings.maxInputBytes) failed.push({ key: item.Key, reason: tooLarge(item.Size, settings) });
+    else toRead.push({ key: item.Key, label: classified.label, item });
+  }
+  return { failed, skipped, toRead };
+}
+
+/** What the images of a batch gave: the rows featurized, their vectors in order, and the time each part took. */
+interface FeaturizedImages {
+  readonly keys: string[];
+  readonly labels: string[];
+  readonly vectorChunks: Float32Array[];
+  /**
+   * readWait: time the model had nothing to run, waiting for decoded images; infer: time at least
+   * one inference was running (reads and decodes overlap both).
+   */
+  readonly timings: { readWait: number; decode: number; infer: number };
+  /** Summed per object (reads and decodes overlap): the metrics' per-image means. */
+  readonly perObject: { readMs: number; reads: number; decodes: number };
+}
+
+/**
+ * Images are read and decoded ahead (at most two inference chunks beyond the model, which bounds
+ * memory) while the model runs on its own thread; each inference takes what is ready, in order,
+ * so the model starts on the first few images instead of waiting for a whole chunk, and the last
+ * inference of the batch is small. The next inference is handed over before the current one
+ * returns, so the model's thread never waits for this thread to collect a result
+ * (bench/featurize.ts measures the overlap).
+ */
+async function featurizeImages(toRead: readonly ImageToRead[], bucket: string, deps: FeaturizeBatchDeps, failed: ItemProblem[]): Promise<FeaturizedImages> {
+  const { settings } = deps;
+  const done: FeaturizedImages = {
+    keys: [],
+    labels: [],
+    vectorChunks: [],
+    timings: { readWait: 0, decode: 0, infer: 0 },
+    perObject: { readMs: 0, reads: 0, decodes: 0 },
+  };
+  const reads = new OrderedReadAhead(toRead, settings.readConcurrency, 2 * settings.chunkSize, imageDecoder(bucket, deps, done));
+  const model = timedInference(deps.featurizer, done.timings);
+  const inferences: Promise<Float32Array>[] = [];
+  let position = 0;
+  while (reads.remaining > 0) {
+    const waitStarted = performance.now();
+    const modelIdle = model.idle();
+    const outcomes = await reads.take(Math.min(MIN_INFER_IMAGES, settings.chunkSize), settings.chunkSize);
+    if (modelIdle) done.timings.readWait += performance.now() - waitStarted;
+    const images: Uint8Array[] = [];
+    outcomes.forEach((outcome) => {
+      const { key, label } = toRead[position++];
+      if ('reason' in outcome) failed.push({ key, reason: outcome.reason });
+      else {
+        images.push(outcome.rgb);
+        done.keys.push(key);
+        done.labels.push(label);
+      }
+    });
+    if (images.length > 0) inferences.push(model.infer(images));
+    if (inferences.length >= INFERENCES_IN_FLIGHT) done.vectorChunks.push(await inferences.shift()!);
+  }
+  for (const inference of inferences) done.vectorChunks.push(await inference);
+  return done;
+}
+
+type DecodeOutcome = { rgb: Uint8Array } | { reason: string };
+
+/** Reads one image and decodes it to the model's square, counting the time of each into `done`. */
+function imageDecoder(bucket: string, deps: FeaturizeBatchDeps, done: FeaturizedImages): (image: ImageToRead) => Promise<DecodeOutcome> {
+  const { settings } = deps;
+  const preprocessOptions: PreprocessOptions = {
+    size: deps.featurizer.imageSize,
+    maxInputPixels: settings.maxInputPixels,
+    maxInputBytes: settings.maxInputBytes,
+  };
+  return async ({ item }) => {
+    const readStarted = performance.now();
+    const read = await readObject(deps.s3, bucket, item, settings);
+    done.perObject.readMs += performance.now() - readStarted;
+    done.perObject.reads++;
+    if ('reason' in read) return read;
+    done.perObject.decodes++;
+    const decodeStarted = performance.now();
+    const result = await preprocessImage(read.bytes, preprocessOptions);
+    done.timings.decode += performance.now() - decodeStarted;
+    return result.ok ? { rgb: result.rgb } : { reason: result.reason };
+  };
+}
+
+/** The featurizer's inferences, timed as the span during which at least one is running. */
+function timedInference(featurizer: Featurizer, timings: { infer: number }) {
+  let inferring = 0;
+  let inferStarted = 0;
+  return {
+    idle: () => inferring === 0,
+    infer(images: Uint8Array[]): Promise<Float32Array> {
+      if (inferring++ === 0) inferStarted = performance.now();
+      const result = featurizer.featurize(images).finally(() => {
+        if (--inferring === 0) timings.infer += performance.now() - inferStarted;
+      });
+      // Awaited in order by the caller; until then its failure must not count as an unhandled rejection.
+      result.catch(() => undefined);
+      return result;
+    },
+  };
 }
 
 type ReadOutcome = { bytes: Uint8Array } | { reason: string };

@@ -4,8 +4,7 @@
  */
 import { type FeaturizeBatchSummary } from '../contracts/events';
 import { FeaturizeEnv, FeaturizeEnvSchema, parseHandlerEnv } from '../contracts/handler-env';
-import { Featurizer, featurizerConfigFromEnv, getFeaturizer } from '../model/featurizer';
-import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS } from '../images/preprocess';
+import { Featurizer, featurizerConfigFromEnv, getFeaturizer } from '../model';
 import { createS3Client } from '../aws/s3-client';
 import { createObservability, observedHandler, recordBatchMetrics } from '../aws/observability';
 import { featurizeBatch, FeaturizeBatchSettings } from './featurize-batch';
@@ -23,8 +22,8 @@ export const featurizerConfigFrom = featurizerConfigFromEnv;
 
 export function batchSettingsFrom(env: FeaturizeEnv): FeaturizeBatchSettings {
   return {
-    maxInputPixels: env.MAX_INPUT_PIXELS ?? DEFAULT_MAX_INPUT_PIXELS,
-    maxInputBytes: env.MAX_INPUT_BYTES ?? DEFAULT_MAX_INPUT_BYTES,
+    maxInputPixels: env.MAX_INPUT_PIXELS,
+    maxInputBytes: env.MAX_INPUT_BYTES,
     readConcurrency: env.READ_CONCURRENCY,
     chunkSize: env.INFER_BATCH_SIZE,
   };

@@ -4,6 +4,7 @@
  * bad file cannot fail the batch it arrived in.
  */
 import sharp, { type Metadata, type OutputInfo, type SharpOptions } from 'sharp';
+import { FEATURIZE_SETTINGS } from '../contracts/handler-env';
 import { DecodedRgb, decodeJpegRgb, plainJpegHeader } from './jpeg-wasm-decoder';
 import { containBicubic } from './pixel-resize';
 
@@ -13,17 +14,15 @@ export type AllowedFormat = 'jpeg' | 'png' | 'webp' | 'tiff' | 'gif' | 'heif';
 export interface PreprocessOptions {
   /** Side of the square output, in pixels (the model's input size). */
   readonly size: number;
-  /**
-   * Largest width x height accepted before decoding. Well below sharp's 268 Mpx default: a
-   * 100 px dataset never needs more, and one 16k x 16k image would need ~800 MB in a Lambda.
-   */
+  /** Largest width x height accepted before decoding (FEATURIZE_SETTINGS.maxInputPixels says why). */
   readonly maxInputPixels: number;
   /** Largest object accepted, in bytes. */
   readonly maxInputBytes: number;
 }
 
-export const DEFAULT_MAX_INPUT_PIXELS = 40_000_000;
-export const DEFAULT_MAX_INPUT_BYTES = 25 * 1024 * 1024;
+/** The featurize handler's limits when nothing else is set (FEATURIZE_SETTINGS); the report's thumbnails keep them too. */
+export const DEFAULT_MAX_INPUT_PIXELS = FEATURIZE_SETTINGS.maxInputPixels.default;
+export const DEFAULT_MAX_INPUT_BYTES = FEATURIZE_SETTINGS.maxInputBytes.default;
 
 export interface PreprocessedImage {
   readonly ok: true;

@@ -16,9 +16,9 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import type { FeaturizeEnv } from '../contracts/handler-env';
+import { FEATURIZE_SETTINGS, type FeaturizeEnv } from '../contracts/handler-env';
 import { defaultModelDir, hasLayersModel, readLayersModelArtifacts } from './model-loader';
-import { PixelScaling, scalePixels } from '../images/preprocess';
+import { PixelScaling, scalePixels } from '../images';
 import { createTfliteFeaturizer, OnnxSessionFactory, TfliteRuntime, tfliteFeatureId, tfliteModelFile } from './tflite/tflite-featurizer';
 
 export type FeaturizerKind = 'cnn' | 'pixels';
@@ -47,13 +47,13 @@ export interface FeaturizerConfig {
   readonly pooling?: Pooling;
   /** @default 'minus-one-to-one' (MobileNet v1's training scaling) */
   readonly scaling?: PixelScaling;
-  /** Images per inference call: bounds tensor memory. @default 32 */
+  /** Images per inference call: bounds tensor memory. @default FEATURIZE_SETTINGS.inferBatchSize */
   readonly inferBatchSize?: number;
   /** Force a backend (`tensorflow`, `wasm`, `cpu`). @default the first that works */
   readonly backend?: string;
   /** TFLite models: `onnxruntime` or `tfjs`. @default onnxruntime when it loads, else tfjs */
   readonly runtime?: TfliteRuntime;
-  /** TFLite models on onnxruntime: intra-op threads. @default 1 */
+  /** TFLite models on onnxruntime: intra-op threads. @default FEATURIZE_SETTINGS.inferThreads */
   readonly inferThreads?: number;
 }
 
@@ -94,8 +94,10 @@ const DEFAULT_FEATURE_LAYERS: Readonly<Record<string, readonly string[]>> = {
   'mobilenet_v1_0.25_224': ['conv_pw_11_relu'],
   'mobilenet_v1_0.75_224': ['conv_pw_7_relu'],
 };
-export const DEFAULT_IMAGE_SIZE = 128;
-const DEFAULT_SQRT = true;
+/** The table's defaults (FEATURIZE_SETTINGS), for a configuration built without the environment. */
+export const DEFAULT_IMAGE_SIZE = FEATURIZE_SETTINGS.imageSize.default;
+const DEFAULT_SQRT = FEATURIZE_SETTINGS.featureSqrt.default;
+const DEFAULT_INFER_BATCH_SIZE = FEATURIZE_SETTINGS.inferBatchSize.default;
 const PIXELS_SIZE = 16;
 const PIXELS_ID = `pixels-${PIXELS_SIZE}x${PIXELS_SIZE}`;
 
@@ -270,7 +272,7 @@ async function createTfliteCnnFeaturizer(config: FeaturizerConfig, modelFile: st
     layers: featureLayersOf(config),
     pooling,
     sqrt: config.sqrt ?? DEFAULT_SQRT,
-    inferBatchSize: config.inferBatchSize ?? 32,
+    inferBatchSize: config.inferBatchSize ?? DEFAULT_INFER_BATCH_SIZE,
     runtime: config.runtime,
     threads: config.inferThreads,
     startOnnxSession: runtimes.startOnnxSession,
@@ -303,7 +305,7 @@ async function createCnnFeaturizer(config: FeaturizerConfig, modelDir: string): 
   const pooling = config.pooling ?? 'avg';
   if (pooling === 'gem') throw new Error('pooling gem is for TFLite models; TF.js layers models take avg or avg-max');
   const scaling = config.scaling ?? 'minus-one-to-one';
-  const batchSize = config.inferBatchSize ?? 32;
+  const batchSize = config.inferBatchSize ?? DEFAULT_INFER_BATCH_SIZE;
 
   const artifacts = readLayersModelArtifacts(modelDir, config.imageSize ?? DEFAULT_IMAGE_SIZE);
   const full = await tfl.loadLayersModel(tf.io.fromMemory(artifacts));

@@ -49,10 +49,10 @@ export { AGGREGATE_MAP_LABELS, MAP_RUN_LABEL } from '../../lambdas/contracts/sta
  */
 export const MAX_BATCH_INPUT_BYTES = 240 * 1024;
 
-/** Errors worth another attempt: Lambda's own hiccups and throttling, and our named transient error. */
 /** `results/{}/` and `work/{}/`: the run layout as `States.Format` templates of the run id. */
 const RUN_LAYOUT_TEMPLATE = runLayout('{}');
 
+/** Errors worth another attempt: Lambda's own hiccups and throttling, and our named transient error. */
 const TRANSIENT_ERRORS = [
   'Lambda.ServiceException',
   'Lambda.AWSLambdaException',
@@ -114,9 +114,37 @@ export class FeaturePipeline extends Construct {
 
   constructor(scope: Construct, id: string, props: FeaturePipelineProps) {
     super(scope, id);
-    const { data } = props;
-
     // 1. Execution input: `{ bucket?, inputPrefix, runId?, pcaModel? }` or `{ trigger: { bucket, key } }`.
+    const ends = this.invalidInputStates();
+    const startMarker = this.startMarkerStates(ends.invalidStartMarker);
+    // 2. Defaults for bucket and runId; the output and work prefixes derive from the runId.
+    const settings = this.runSettingsStates(props.data);
+    // 3. Featurize every listed object, one child per batch; only counts and shard keys come back.
+    const featurizeImages = this.featurizeImagesMap(props);
+    // 4. The aggregate as stages: plan the groups, their moments, fit, project, classify, publish.
+    const aggregate = this.aggregateStages(props);
+    // 5. A failed run leaves <outputPrefix>failure.json next to where its results would be.
+    const writeFailureReport = this.failureReportStates(props.data);
+    for (const state of [featurizeImages, ...aggregate.states]) state.addCatch(writeFailureReport, { resultPath: '$.error' });
+
+    const checkRunSettings = this.checkRunSettingsChoice(featurizeImages.next(aggregate.chain), ends.invalidRunSettings);
+    settings.runSettings.next(checkRunSettings);
+    settings.runSettingsWithModel.next(checkRunSettings);
+    startMarker.parseStartMarker.next(startMarker.checkStartMarker);
+    startMarker.runRequestFromMarker.next(settings.fillDefaults);
+    const readRunRequest = new sfn.Choice(this, 'ReadRunRequest')
+      .when(sfn.Condition.isPresent('$.outputPrefix'), ends.invalidRunSettings)
+      .when(sfn.Condition.isPresent('$.trigger'), startMarker.parseStartMarker)
+      .when(sfn.Condition.isPresent('$.inputPrefix'), settings.fillDefaults)
+      .otherwise(ends.missingInputPrefix);
+
+    this.logGroup = this.createLogGroup(id, props);
+    this.stateMachine = this.createStateMachine(readRunRequest);
+    this.acknowledgeGrants(props);
+  }
+
+  /** The Fail states of a request the run cannot start from, each with a cause that says what is expected. */
+  private invalidInputStates() {
     const missingInputPrefix = new sfn.Fail(this, 'MissingInputPrefix', {
       error: 'MissingInputPrefix',
       cause: 'The execution input needs "inputPrefix" (e.g. {"inputPrefix": "input/fruits/"}) or a "trigger" from the upload rule.',
@@ -132,8 +160,11 @@ export class FeaturePipeline extends Construct {
         `would also match sibling folders) and "runId" must be ${NAME_RULE}. There is no "outputPrefix" input: a run writes to ` +
         `${BUCKET_LAYOUT.resultsRoot}<runId>/ only, so no run can overwrite another's results. "pcaModel", when given, must be ${PCA_MODEL_KEY_RULE}.`,
     });
+    return { missingInputPrefix, invalidStartMarker, invalidRunSettings };
+  }
 
-    // The marker key becomes the input prefix: `input/<dataset>/_START` -> `input/<dataset>/`.
+  /** The marker key becomes the input prefix: `input/<dataset>/_START` -> `input/<dataset>/`. */
+  private startMarkerStates(invalidStartMarker: sfn.Fail) {
     const parseStartMarker = new sfn.Pass(this, 'ParseStartMarker', {
       parameters: {
         bucket: sfn.JsonPath.stringAt('$.trigger.bucket'),
@@ -164,7 +195,14 @@ export class FeaturePipeline extends Construct {
       )
       .otherwise(invalidStartMarker);
 
-    // 2. Defaults for bucket and runId; the output and work prefixes derive from the runId.
+    return { parseStartMarker, runRequestFromMarker, checkStartMarker };
+  }
+
+  /**
+   * `DefaultBucketAndRunId` to `RunSettings` (or `RunSettingsWithModel`): the stack's bucket and the
+   * execution name when absent, and the prefixes derived from the run id.
+   */
+  private runSettingsStates(data: DataBucket) {
     const defaultBucketAndRunId = new sfn.Pass(this, 'DefaultBucketAndRunId', {
       parameters: {
         request: sfn.JsonPath.objectAt('$'),
@@ -194,7 +232,13 @@ export class FeaturePipeline extends Construct {
       .when(sfn.Condition.isPresent('$.request.pcaModel'), runSettingsWithModel)
       .otherwise(runSettings);
 
-    // 3. Featurize every listed object, one child per batch; only counts and shard keys come back.
+    const fillDefaults = defaultBucketAndRunId.next(applyBucketAndRunId).next(chooseRunSettings);
+    return { fillDefaults, runSettings, runSettingsWithModel };
+  }
+
+  /** `FeaturizeImages`: a Distributed Map over the listed input, one `FeaturizeBatch` child per batch. */
+  private featurizeImagesMap(props: FeaturePipelineProps): sfn.DistributedMap {
+    const { data } = props;
     const featurizeBatch = new tasks.LambdaInvoke(this, 'FeaturizeBatch', {
       lambdaFunction: props.featurizeFunction,
       payload: sfn.TaskInput.fromJsonPathAt('$'),
@@ -229,8 +273,15 @@ export class FeaturePipeline extends Construct {
       resultPath: '$.mapResult',
     });
     featurizeImages.itemProcessor(featurizeBatch);
+    return featurizeImages;
+  }
 
-    // 4. The aggregate as stages: plan the groups, their moments, fit, project, classify, publish.
+  /**
+   * The aggregate's stages, each an invocation of the aggregate function: `chain` runs them in order
+   * (classify only when the fit says so), `states` are the ones a failure is caught from.
+   */
+  private aggregateStages(props: FeaturePipelineProps) {
+    const { data } = props;
     const aggregateTask = (id: string, payload: sfn.TaskInput, options: Partial<tasks.LambdaInvokeProps> = {}) =>
       new tasks.LambdaInvoke(this, id, {
         lambdaFunction: props.aggregateFunction,
@@ -276,10 +327,14 @@ export class FeaturePipeline extends Construct {
     const chooseClassification = new sfn.Choice(this, 'ChooseClassification')
       .when(sfn.Condition.booleanEquals('$.fit.classify', true), classifyGroups.next(publishRun))
       .otherwise(publishRun);
-    const aggregateFeatures = planAggregate.next(computeMoments).next(fitModel).next(projectGroups).next(chooseClassification);
-    const aggregateStates = [planAggregate, computeMoments, fitModel, projectGroups, classifyGroups, publishRun];
+    const chain = planAggregate.next(computeMoments).next(fitModel).next(projectGroups).next(chooseClassification);
+    const states = [planAggregate, computeMoments, fitModel, projectGroups, classifyGroups, publishRun];
 
-    // 5. A failed run leaves <outputPrefix>failure.json next to where its results would be.
+    return { chain, states };
+  }
+
+  /** `WriteFailureReport`, then `RunFailed` with the run's own error. */
+  private failureReportStates(data: DataBucket): tasks.CallAwsService {
     const runFailed = new sfn.Fail(this, 'RunFailed', { errorPath: '$.error.Error', causePath: '$.error.Cause' });
     const writeFailureReport = new tasks.CallAwsService(this, 'WriteFailureReport', {
       service: 's3',
@@ -301,10 +356,12 @@ export class FeaturePipeline extends Construct {
     });
     // The run fails with its own error even when the report cannot be written.
     writeFailureReport.addCatch(runFailed, { resultPath: '$.failureReportError' }).next(runFailed);
-    featurizeImages.addCatch(writeFailureReport, { resultPath: '$.error' });
-    for (const state of aggregateStates) state.addCatch(writeFailureReport, { resultPath: '$.error' });
+    return writeFailureReport;
+  }
 
-    const checkRunSettings = new sfn.Choice(this, 'CheckRunSettings')
+  /** `CheckRunSettings`: the request as far as the state machine can check it, then `next`. */
+  private checkRunSettingsChoice(next: sfn.IChainable, invalidRunSettings: sfn.Fail): sfn.Choice {
+    return new sfn.Choice(this, 'CheckRunSettings')
       .when(
         sfn.Condition.and(
           sfn.Condition.isString('$.inputPrefix'),
@@ -325,22 +382,14 @@ export class FeaturePipeline extends Construct {
             ),
           ),
         ),
-        featurizeImages.next(aggregateFeatures),
+        next,
       )
       .otherwise(invalidRunSettings);
-    runSettings.next(checkRunSettings);
-    runSettingsWithModel.next(checkRunSettings);
-    const fillDefaults = defaultBucketAndRunId.next(applyBucketAndRunId).next(chooseRunSettings);
-    parseStartMarker.next(checkStartMarker);
-    runRequestFromMarker.next(defaultBucketAndRunId);
+  }
 
-    const readRunRequest = new sfn.Choice(this, 'ReadRunRequest')
-      .when(sfn.Condition.isPresent('$.outputPrefix'), invalidRunSettings)
-      .when(sfn.Condition.isPresent('$.trigger'), parseStartMarker)
-      .when(sfn.Condition.isPresent('$.inputPrefix'), fillDefaults)
-      .otherwise(missingInputPrefix);
-
-    this.logGroup = new logs.LogGroup(this, 'Logs', {
+  /** The state machine's log group, under `/aws/vendedlogs/states/`. */
+  private createLogGroup(id: string, props: FeaturePipelineProps): logs.LogGroup {
+    return new logs.LogGroup(this, 'Logs', {
       // Step Functions delivers logs through CloudWatch vended logs, whose resource policy size
       // limit is avoided for groups under this prefix (https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html).
       logGroupName: `/aws/vendedlogs/states/${Stack.of(this).stackName}-${id}`,
@@ -348,21 +397,25 @@ export class FeaturePipeline extends Construct {
       removalPolicy: props.logRemovalPolicy ?? RemovalPolicy.RETAIN,
       encryptionKey: props.logEncryptionKey,
     });
-    this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
-      definitionBody: sfn.DefinitionBody.fromChainable(readRunRequest),
+  }
+
+  /** The state machine from `start`, with tracing and logging of everything to the log group. */
+  private createStateMachine(start: sfn.IChainable): sfn.StateMachine {
+    const stateMachine = new sfn.StateMachine(this, 'StateMachine', {
+      definitionBody: sfn.DefinitionBody.fromChainable(start),
       stateMachineType: sfn.StateMachineType.STANDARD,
     });
     // Tracing and logging set on the resource, their `*`-only actions in a policy of their own:
     // the L2 `tracingEnabled` and `logs` props would add them to the role's DefaultPolicy, where
     // the acknowledgement would also cover any later wildcard grant.
     const serviceWide = new ServiceWidePolicy(this, 'TracingAndLogDelivery', {
-      role: this.stateMachine.role,
+      role: stateMachine.role,
       actions: [...LOG_DELIVERY_ACTIONS, ...XRAY_WRITE_ACTIONS, ...XRAY_SAMPLING_ACTIONS],
       reason:
         'Log delivery (logs:CreateLogDelivery, PutResourcePolicy, ...) and X-Ray (xray:PutTraceSegments, GetSampling*) ' +
         'do not support resource-level permissions (https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html).',
     });
-    const cfnStateMachine = this.stateMachine.node.defaultChild as sfn.CfnStateMachine;
+    const cfnStateMachine = stateMachine.node.defaultChild as sfn.CfnStateMachine;
     cfnStateMachine.tracingConfiguration = { enabled: true };
     cfnStateMachine.loggingConfiguration = {
       destinations: [{ cloudWatchLogsLogGroup: { logGroupArn: this.logGroup.logGroupArn } }],
@@ -370,7 +423,7 @@ export class FeaturePipeline extends Construct {
       includeExecutionData: true,
     };
     cfnStateMachine.node.addDependency(serviceWide); // the resource only: the role is a child of the L2
-    this.acknowledgeGrants(props);
+    return stateMachine;
   }
 
   /** The state machine role's findings of cdk-nag AwsSolutions-IAM5 ("wildcard permissions"), each with its reason. */

@@ -44,6 +44,9 @@ export interface PipelineNotificationsProps {
  * subscription), the alarms that publish to it, and a rule that publishes the end of every run
  * (status, run id, where the results are, the execution's output or error).
  */
+/** How far back each alarm looks. */
+const ALARM_PERIOD = Duration.minutes(5);
+
 export class PipelineNotifications extends Construct {
   public readonly topic: sns.Topic;
   public readonly alarms: cloudwatch.Alarm[] = [];
@@ -51,36 +54,46 @@ export class PipelineNotifications extends Construct {
 
   constructor(scope: Construct, id: string, props: PipelineNotificationsProps) {
     super(scope, id);
-    // Encrypted topics only take messages from EventBridge and CloudWatch alarms with a key
-    // whose policy names them: https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html
+    this.topic = this.createTopic(props);
+    const notify = new actions.SnsAction(this.topic);
+    this.addRunAlarms(props.stateMachine, notify);
+    this.addFeaturizeAlarms(props.featurizeFunction, props.featurizeErrorRatePercent, notify);
+    this.addCountAlarm(
+      'RunsNotStarted',
+      "A start marker could not start its run after EventBridge retried (the event is in the start rule's dead-letter queue)",
+      props.startDeadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: ALARM_PERIOD, statistic: 'Maximum' }),
+      notify,
+    );
+    this.runEndRule = this.createRunEndRule(props);
+  }
+
+  /**
+   * The topic, encrypted. Encrypted topics only take messages from EventBridge and CloudWatch
+   * alarms with a key whose policy names them: https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html
+   */
+  private createTopic(props: PipelineNotificationsProps): sns.Topic {
     const masterKey =
       props.encryptionKey ?? new PipelineKey(this, 'TopicKey', { publishingServices: TOPIC_PUBLISHERS, removalPolicy: props.removalPolicy }).key;
-    this.topic = new sns.Topic(this, 'Topic', { masterKey, enforceSSL: true, displayName: 'Fruits pipeline runs and alarms' });
-    if (props.email) this.topic.addSubscription(new subscriptions.EmailSubscription(props.email));
-    const notify = new actions.SnsAction(this.topic);
+    const topic = new sns.Topic(this, 'Topic', { masterKey, enforceSSL: true, displayName: 'Fruits pipeline runs and alarms' });
+    if (props.email) topic.addSubscription(new subscriptions.EmailSubscription(props.email));
+    return topic;
+  }
 
-    // Runs that ended badly: one alarm per status, so the alarm's name says which.
-    const sm = props.stateMachine;
-    const period = Duration.minutes(5);
-    const runAlarm = (alarmId: string, metric: cloudwatch.Metric, what: string) =>
-      this.addAlarm(
-        new cloudwatch.Alarm(this, alarmId, {
-          alarmDescription: `A feature run ${what} (see the state machine's executions and results/<runId>/failure.json)`,
-          metric,
-          threshold: 1,
-          evaluationPeriods: 1,
-          comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-          treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-        }),
-        notify,
-      );
-    runAlarm('ExecutionsFailed', sm.metricFailed({ period, statistic: 'Sum' }), 'failed');
-    runAlarm('ExecutionsTimedOut', sm.metricTimedOut({ period, statistic: 'Sum' }), 'timed out');
-    runAlarm('ExecutionsAborted', sm.metricAborted({ period, statistic: 'Sum' }), 'was aborted');
+  /** Runs that ended badly: one alarm per status, so the alarm's name says which. */
+  private addRunAlarms(sm: sfn.IStateMachine, notify: cloudwatch.IAlarmAction): void {
+    const period = ALARM_PERIOD;
+    const description = (what: string) => `A feature run ${what} (see the state machine's executions and results/<runId>/failure.json)`;
+    this.addCountAlarm('ExecutionsFailed', description('failed'), sm.metricFailed({ period, statistic: 'Sum' }), notify);
+    this.addCountAlarm('ExecutionsTimedOut', description('timed out'), sm.metricTimedOut({ period, statistic: 'Sum' }), notify);
+    this.addCountAlarm('ExecutionsAborted', description('was aborted'), sm.metricAborted({ period, statistic: 'Sum' }), notify);
+  }
 
-    // Featurize: errors as a share of invocations (a bad image is never an error: systemic
-    // trouble is), and throttles (MaxConcurrency above the concurrency the account gives it).
-    const fn = props.featurizeFunction;
+  /**
+   * Featurize: errors as a share of invocations (a bad image is never an error: systemic
+   * trouble is), and throttles (MaxConcurrency above the concurrency the account gives it).
+   */
+  private addFeaturizeAlarms(fn: lambda.IFunction, errorRatePercent: number, notify: cloudwatch.IAlarmAction): void {
+    const period = ALARM_PERIOD;
     const errorRate = new cloudwatch.MathExpression({
       expression: 'IF(invocations > 0, 100 * errors / invocations, 0)',
       usingMetrics: { errors: fn.metricErrors({ period, statistic: 'Sum' }), invocations: fn.metricInvocations({ period, statistic: 'Sum' }) },
@@ -89,51 +102,53 @@ export class PipelineNotifications extends Construct {
     });
     this.addAlarm(
       new cloudwatch.Alarm(this, 'FeaturizeErrorRate', {
-        alarmDescription: `Featurize errors above ${props.featurizeErrorRatePercent}% of its invocations over 5 minutes (failed batches are retried, then fail their images)`,
+        alarmDescription: `Featurize errors above ${errorRatePercent}% of its invocations over 5 minutes (failed batches are retried, then fail their images)`,
         metric: errorRate,
-        threshold: props.featurizeErrorRatePercent,
+        threshold: errorRatePercent,
         evaluationPeriods: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       }),
       notify,
     );
-    this.addAlarm(
-      new cloudwatch.Alarm(this, 'FeaturizeThrottles', {
-        alarmDescription:
-          'Featurize invocations were throttled: MaxConcurrency exceeds the concurrency available to the function (the Map retries them, slower)',
-        metric: fn.metricThrottles({ period, statistic: 'Sum' }),
-        threshold: 1,
-        evaluationPeriods: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      }),
+    this.addCountAlarm(
+      'FeaturizeThrottles',
+      'Featurize invocations were throttled: MaxConcurrency exceeds the concurrency available to the function (the Map retries them, slower)',
+      fn.metricThrottles({ period, statistic: 'Sum' }),
       notify,
     );
-    this.addAlarm(
-      new cloudwatch.Alarm(this, 'RunsNotStarted', {
-        alarmDescription: "A start marker could not start its run after EventBridge retried (the event is in the start rule's dead-letter queue)",
-        metric: props.startDeadLetterQueue.metricApproximateNumberOfMessagesVisible({ period, statistic: 'Maximum' }),
-        threshold: 1,
-        evaluationPeriods: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      }),
-      notify,
-    );
+  }
 
-    // The end of every run, whatever its status. The execution name is the run id unless the
-    // StartExecution input named one (the output's runId then says which).
+  /** An alarm as soon as `metric` counts one in a period. */
+  private addCountAlarm(id: string, alarmDescription: string, metric: cloudwatch.IMetric, notify: cloudwatch.IAlarmAction): void {
+    this.addAlarm(
+      new cloudwatch.Alarm(this, id, {
+        alarmDescription,
+        metric,
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+      notify,
+    );
+  }
+
+  /**
+   * The end of every run, whatever its status. The execution name is the run id unless the
+   * StartExecution input named one (the output's runId then says which).
+   */
+  private createRunEndRule(props: PipelineNotificationsProps): events.Rule {
     const runId = events.EventField.fromPath('$.detail.name');
-    this.runEndRule = new events.Rule(this, 'RunEnded', {
+    const rule = new events.Rule(this, 'RunEnded', {
       description: 'Publish the end of every feature run (status, run id, results) to the notification topic',
       eventPattern: {
         source: ['aws.states'],
         detailType: ['Step Functions Execution Status Change'],
-        detail: { stateMachineArn: [sm.stateMachineArn], status: [...RUN_END_STATUSES] },
+        detail: { stateMachineArn: [props.stateMachine.stateMachineArn], status: [...RUN_END_STATUSES] },
       },
     });
-    this.runEndRule.addTarget(
+    rule.addTarget(
       new targets.SnsTopic(this.topic, {
         message: events.RuleTargetInput.fromObject({
           status: events.EventField.fromPath('$.detail.status'),
@@ -147,6 +162,7 @@ export class PipelineNotifications extends Construct {
         }),
       }),
     );
+    return rule;
   }
 
   private addAlarm(alarm: cloudwatch.Alarm, action: cloudwatch.IAlarmAction): void {

@@ -12,6 +12,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
+// model-loader.ts itself, not the model face: the image build copies only it and lambdas/contracts
+// for this step (layers/Dockerfile), and the face would load the whole model runtime.
 import { defaultModelCacheDir } from '../../lambdas/model/model-loader';
 import { loadModelManifest, ModelManifest, PinnedFile, pinnedModel, REPOSITORY_ROOT, sha256 } from './manifest';
 

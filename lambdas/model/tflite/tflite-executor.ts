@@ -8,6 +8,7 @@
  * row/column of an even pad goes at the bottom/right).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { FEATURIZE_SETTINGS } from '../../contracts/handler-env';
 import type { Activation } from './tflite-schema';
 import { FloatGraphPlan, planFloatGraph, PlanOp, PlanOptions, pooledWidths, ValueId } from './tflite-graph';
 import type { TfliteModel } from './tflite-model';
@@ -263,7 +264,7 @@ export function createTfliteFeatureExtractor(model: TfliteModel, options: Tflite
   const { plan } = executor;
   const imageSize = options.imageSize ?? plan.nominalSize;
   const poolings = plan.outputs.map((_, i) => taps[i]?.pooling ?? options.pooling ?? 'avg');
-  const batchSize = options.batchSize ?? 32;
+  const batchSize = options.batchSize ?? FEATURIZE_SETTINGS.inferBatchSize.default;
   const dim = pooledWidths(model, plan.outputs, imageSize).reduce((a, b) => a + b, 0);
   const pixelsPerImage = imageSize * imageSize * plan.inputChannels;
   return {

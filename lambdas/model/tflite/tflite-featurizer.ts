@@ -12,7 +12,8 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { concatFloat32 } from '../../common/float-arrays';
+import { concatFloat32 } from '../../common';
+import { FEATURIZE_SETTINGS } from '../../contracts/handler-env';
 import { pooledWidths } from './tflite-graph';
 import { parseTfliteModel, TfliteModel } from './tflite-model';
 import { createTfliteFeatureExtractor, GlobalPooling } from './tflite-executor';
@@ -89,7 +90,8 @@ export async function createTfliteFeaturizer(options: TfliteFeaturizerOptions): 
   if (options.runtime !== 'tfjs') {
     try {
       ({ run, dim } = await onnxRuntime(model, taps, options));
-      runtime = `onnxruntime-node (cpu, ${options.threads ?? 1} thread${(options.threads ?? 1) > 1 ? 's' : ''})`;
+      const threads = options.threads ?? FEATURIZE_SETTINGS.inferThreads.default;
+      runtime = `onnxruntime-node (cpu, ${threads} thread${threads > 1 ? 's' : ''})`;
     } catch (error) {
       if (options.runtime === 'onnxruntime') throw error;
       fallback = `onnxruntime-node: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`;
@@ -131,7 +133,7 @@ async function onnxRuntime(
   // probed in a child process first, where a native abort cannot end this one.
   const startSession = options.startOnnxSession ?? ((onnx, sessionOptions) => OnnxWorkerSession.create(onnx, sessionOptions));
   const session = await startSession(tfliteToOnnx(model, { taps }), {
-    intraOpNumThreads: options.threads ?? 1,
+    intraOpNumThreads: options.threads ?? FEATURIZE_SETTINGS.inferThreads.default,
     inputName: ONNX_INPUT,
     outputName: ONNX_OUTPUT,
     probeInputDims: [1, 3, size, size],

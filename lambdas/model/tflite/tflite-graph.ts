@@ -220,6 +220,7 @@ export function planFloatGraph(model: TfliteModel, options: PlanOptions = {}): F
   };
 }
 
+// eslint-disable-next-line max-lines-per-function -- one case per TFLite operator, each a few lines that read on their own
 function planOp(model: TfliteModel, op: TfliteOperator, clip: readonly [number, number] | null, constants: Map<ValueId, ConstantValue>): PlanOp {
   const tensors = model.tensors;
   const base = { opIndex: op.index, opName: op.opName, output: op.outputs[0], activation: 'none' as Activation, clip };

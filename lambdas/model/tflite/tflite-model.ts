@@ -228,6 +228,7 @@ function readQuantization(table: FbTable | null): TfliteQuantization | null {
 }
 
 /** The options table of `builtinCode`, checked against the union type the file declares. */
+// eslint-disable-next-line max-lines-per-function -- one case per operator's options table, as the schema lists them
 function readOptions(builtinCode: number, optionsType: number, table: FbTable | null, where: string): OperatorOptions {
   const expect = (type: number): FbTable | null => {
     if (optionsType !== BuiltinOptionsType.NONE && optionsType !== type) {

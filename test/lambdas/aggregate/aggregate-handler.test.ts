@@ -499,6 +499,36 @@ describe('aggregate handler against a local S3 server', () => {
     expect(text.split('\r\n')).toHaveLength(36000 + 2);
   });
 
+  it('joins groups whose rows fill multipart parts into features.csv by part copies, the small predictions through memory', async () => {
+    const runId = 'run-part-copy';
+    const dim = 24;
+    const succeeded = [];
+    const keys: string[] = [];
+    for (let s = 0; s < 4; s++) {
+      const rows = makeRows(9000, dim, 10 + s, runId, 'a-rather-long-file-name-to-make-the-csv-grow');
+      keys.push(...rows.keys);
+      const h = header(rows.keys, rows.labels, dim);
+      const key = `work/${runId}/shards/${s}.fsh`;
+      await put(client, key, encodeFeatureShard({ header: h, vectors: rows.vectors }));
+      succeeded.push(childRecord('SUCCEEDED', rows.keys, runId, { Output: JSON.stringify(summaryOf(key, h)) }));
+    }
+    const event = await writeMapRun(client, runId, succeeded, []);
+    const sent: string[] = [];
+    const name = 'count commands';
+    client.middlewareStack.add((next, context) => (args) => (sent.push(context.commandName!), next(args)), { step: 'initialize', name });
+    try {
+      await aggregateRun(event, { s3: client, settings: { components: 20, groupShards: 2 } });
+    } finally {
+      client.middlewareStack.remove(name);
+    }
+    // Two groups of about 6 MB: the second group's rows are copied by S3, not read.
+    expect(sent.filter((command) => command === 'UploadPartCopyCommand')).toHaveLength(1);
+    const rows = parseCsv(await getText(client, `results/${runId}/features.csv`));
+    expect(rows[0].slice(0, 4)).toEqual(['key', 'label', 'split', 'pc_1']);
+    expect(rows.slice(1).map((row) => restoreTextField(row[0]))).toEqual(keys);
+    expect(rows.slice(1).every((row) => row.length === 3 + 20)).toBe(true);
+  });
+
   it('picks k from PCA_VARIANCE_THRESHOLD and clamps to what few images support', async () => {
     const runId = 'run-few';
     const dim = 8;

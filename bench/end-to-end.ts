@@ -42,6 +42,8 @@ export interface EndToEndCaseResult {
   skippedFiles: number;
   seconds: number;
   phaseSeconds: Record<'upload' | 'synth' | 'featurize' | 'aggregate', number>;
+  /** The aggregate's stages as report.json times them (ms): plan, moments, fit, project and classify (slowest group and summed), publish. */
+  aggregateStagesMs?: Record<string, number>;
   imagesPerSecond: { overall: number; upload: number; featurize: number; aggregate: number };
   featurizer?: string;
   backends: string[];
@@ -148,6 +150,9 @@ async function runCase(inputDir: string, workers: number | undefined, runDir: st
   });
   const csv = summary.outDir ? join(summary.outDir, 'features.csv') : undefined;
   const rows = csv && existsSync(csv) ? readFeaturesCsv(readFileSync(csv, 'utf8')).length : 0;
+  const reportFile = summary.outDir ? join(summary.outDir, 'report.json') : undefined;
+  const aggregateStagesMs =
+    reportFile && existsSync(reportFile) ? (JSON.parse(readFileSync(reportFile, 'utf8')).timingsMs as Record<string, number>) : undefined;
   const images = summary.processed + summary.failed;
   const rate = (seconds: number) => (seconds > 0 ? fixed(images / seconds) : 0);
   return {
@@ -164,6 +169,7 @@ async function runCase(inputDir: string, workers: number | undefined, runDir: st
       featurize: fixed(summary.phaseSeconds.featurize),
       aggregate: fixed(summary.phaseSeconds.aggregate),
     },
+    aggregateStagesMs,
     imagesPerSecond: {
       overall: rate(summary.seconds),
       upload: rate(summary.phaseSeconds.upload),

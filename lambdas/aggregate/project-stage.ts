@@ -61,11 +61,11 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
 
   const csv = new StreamedUpload(s3, run.bucket, work.featuresCsv(group), 'text/csv; charset=utf-8');
   const parquetUpload = new StreamedUpload(s3, run.bucket, partKey(run.outputPrefix, 'features', group), PARQUET_TYPE);
-  const parquet = new FeatureTableParquetWriter(parquetUpload.writable(), 'pc', k);
+  const parquet = new FeatureTableParquetWriter(parquetUpload, 'pc', k);
   const embeddingsUpload = settings.keepEmbeddings
     ? new StreamedUpload(s3, run.bucket, partKey(run.outputPrefix, 'embeddings', group), PARQUET_TYPE)
     : undefined;
-  const embeddings = embeddingsUpload ? new FeatureTableParquetWriter(embeddingsUpload.writable(), 'f', dim) : undefined;
+  const embeddings = embeddingsUpload ? new FeatureTableParquetWriter(embeddingsUpload, 'f', dim) : undefined;
   const uploads = [csv, parquetUpload, embeddingsUpload].filter((u): u is StreamedUpload => u !== undefined);
   const references = new RowPart();
   const queries = new RowPart();
@@ -82,13 +82,15 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
       const { header, vectors } = read.shard;
       const excluded = new Set(expected.excluded);
       const scores = await projector.projectRows({ data: vectors, rows: header.keys.length, dims: dim });
+      // The shard's CSV rows as one string, one write: a write per row costs more than its formatting.
+      let csvRows = '';
       for (let row = 0; row < header.keys.length; row++) {
         if (excluded.has(row)) continue;
         const key = header.keys[row];
         const label = header.labels[row];
         const split = splitOfKey(key);
         const rowScores = scores.subarray(row * k, (row + 1) * k);
-        await csv.write(featuresCsvRow(key, label, split, rowScores, k));
+        csvRows += featuresCsvRow(key, label, split, rowScores, k);
         await parquet.append(key, label, split, rowScores);
         await embeddings?.append(key, label, split, vectors, row * dim);
         sample.offer({ x: rowScores[0], y: k > 1 ? rowScores[1] : 0, label, split });
@@ -96,6 +98,7 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
         if (classifying && (projecting || split !== 'train')) queries.add(key, label, rowScores);
         rows++;
       }
+      await csv.write(csvRows);
     }
     await parquet.close();
     await embeddings?.close();

@@ -2,7 +2,8 @@
  * The aggregate's last stage: the groups' parts and tallies into the run's published outputs.
  *
  * - features.csv and predictions.csv: the header, then each group's rows in group order, copied
- *   part by part (bytes, not parsed), so the single files are exactly those one pass would write;
+ *   part by part (bytes, not parsed; by S3 itself where the parts are large enough), so the single
+ *   files are exactly those one pass would write;
  * - the Parquet dataset `features/` was written by the groups; a run of one group also gets
  *   features.parquet (and embeddings.parquet), a copy of its one part, as small runs always had;
  * - pca-model.json (a fitting run) with its references file, the groups' Training rows in order;
@@ -21,6 +22,7 @@ import { reportHtml } from '../outputs/report-html';
 import { RunReportBuilder } from '../outputs/run-report';
 import type { RunSettings } from '../contracts/events';
 import { MissingObjectError, putObject, readBytes, readText } from '../aws/s3-client';
+import { joinByPartCopy } from '../aws/part-copy';
 import { StreamedUpload } from '../aws/streamed-upload';
 import { AggregateResult, AggregateRunDeps, GALLERY_IMAGES, galleryOf, outputKeys, runFields, stopwatch } from './aggregate-shared';
 import { aggregateWorkKeys, ClassifyTally, ClassifyTallySchema, partKey, ProjectTally, ProjectTallySchema } from './aggregate-work';
@@ -28,8 +30,13 @@ import { readFitRecord } from './fit-stage';
 
 const CSV_TYPE = 'text/csv; charset=utf-8';
 
-/** `header` then the parts in order, streamed: memory is one part, whatever the run's size. */
+/**
+ * `header` then the parts in order: copied by S3 where every part but the last is large enough to
+ * be a part of a multipart upload (the groups' features.csv rows), else streamed through memory
+ * (the predictions, a few hundred KB a group). Memory is one part either way, whatever the run's size.
+ */
 async function joinParts(deps: AggregateRunDeps, bucket: string, key: string, header: string, parts: string[]): Promise<void> {
+  if (await joinByPartCopy(deps.s3, bucket, key, header, parts, CSV_TYPE)) return;
   const upload = new StreamedUpload(deps.s3, bucket, key, CSV_TYPE);
   try {
     await upload.write(header);

@@ -4,7 +4,7 @@
  * `./s3-client.ts`.
  */
 import { once } from 'node:events';
-import { PassThrough, Writable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { storageError } from './s3-client';
@@ -48,18 +48,6 @@ export class StreamedUpload {
     this.pending.push(bytes);
     this.pendingBytes += bytes.length;
     if (this.pendingBytes >= WRITE_CHUNK_BYTES) await this.flush();
-  }
-
-  /**
-   * A Writable for libraries that write to a stream (the Parquet writer): each chunk goes through
-   * `write`; ending it does not end the upload, `close` does.
-   */
-  writable(): Writable {
-    return new Writable({
-      write: (chunk: Buffer, _encoding, callback) => {
-        this.write(chunk).then(() => callback(), callback);
-      },
-    });
   }
 
   async close(): Promise<void> {

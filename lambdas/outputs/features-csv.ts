@@ -39,11 +39,24 @@ function csvLine(fields: readonly string[]): string {
   return fields.map(csvField).join(',') + CSV_LINE_BREAK;
 }
 
-/** Shortest text of `value` rounded to `digits` significant digits (no trailing zeros). */
+/**
+ * Shortest text of `value` rounded to `digits` significant digits (no trailing zeros): the text
+ * of `Number(value.toPrecision(digits))`. A score is written a hundred times a row, so the usual
+ * case takes `toPrecision`'s own text and drops its trailing zeros (one conversion instead of
+ * three); that is the same text whenever `toPrecision` writes no exponent, since a decimal of at
+ * most 21 significant digits in [1e-6, 1e21) is printed by `String` as those digits. An exponent
+ * (|value| < 1e-6 or at least 10^digits) takes the round trip.
+ */
 export function formatNumber(value: number, digits: number = SCORE_DIGITS): string {
   if (!Number.isFinite(value)) throw new RangeError(`cannot write a non-finite number (${value}) to CSV`);
   if (value === 0) return '0';
-  return String(Number(value.toPrecision(digits)));
+  const text = value.toPrecision(digits);
+  if (digits > 21 || text.includes('e')) return String(Number(text));
+  if (!text.includes('.')) return text;
+  let end = text.length;
+  while (text.charCodeAt(end - 1) === 48 /* 0 */) end--;
+  if (text.charCodeAt(end - 1) === 46 /* . */) end--;
+  return text.slice(0, end);
 }
 
 function componentNames(k: number): string[] {

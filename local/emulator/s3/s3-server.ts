@@ -7,7 +7,7 @@ import { listObjectsV2 } from './list-objects-v2';
 import type { FolderMount } from './mounted-folder';
 import { JournaledObjectStore, type NoSpaceLeft } from './object-store';
 import type { KoaMiddleware } from './s3rver-models';
-import { abortMultipartUpload, keyAsOnePathSegment, missingObjectsAsAccessDenied, xmlWithLineBreaksEscaped } from './s3rver-middleware';
+import { abortMultipartUpload, keyAsOnePathSegment, missingObjectsAsAccessDenied, uploadPartCopy, xmlWithLineBreaksEscaped } from './s3rver-middleware';
 // s3rver ships no types; its API is small and stable (run/close, `store`, `middleware`).
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- s3rver is CommonJS without types
 const S3rver = require('s3rver');
@@ -61,6 +61,7 @@ export async function startLocalS3Server(options: LocalS3ServerOptions = {}): Pr
     keyAsOnePathSegment,
     ...(options.missingObjectAnswer === 'AccessDenied' ? [missingObjectsAsAccessDenied] : []),
     abortMultipartUpload(store),
+    uploadPartCopy(store),
     listObjectsV2(store),
   ];
   // Just before s3rver's router: after its host-style bucket rewrite, around its controllers.

@@ -4,6 +4,7 @@
  * the largest of these, has its own module.
  */
 import { createRequire } from 'node:module';
+import { Readable } from 'node:stream';
 import type { JournaledObjectStore } from './object-store';
 import { S3Error, type KoaMiddleware } from './s3rver-models';
 
@@ -43,6 +44,36 @@ export function abortMultipartUpload(store: JournaledObjectStore): KoaMiddleware
     if (bucket === undefined) return next();
     await store.abortUpload(bucket, uploadId as string);
     ctx.status = 204;
+  };
+}
+
+/** `bytes=<first>-<last>` of x-amz-copy-source-range. */
+const COPY_RANGE = /^bytes=(\d+)-(\d+)$/;
+
+/**
+ * UploadPartCopy, which s3rver refuses (NotImplemented): a part of a multipart upload copied from
+ * a stored object, or a byte range of it, without the bytes passing through the caller (the
+ * publish stage joins the groups' CSV parts this way).
+ * https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPartCopy.html
+ */
+export function uploadPartCopy(store: JournaledObjectStore): KoaMiddleware {
+  return async (ctx, next) => {
+    const { uploadId, partNumber } = ctx.query;
+    const source = ctx.req.headers['x-amz-copy-source'];
+    const bucket = ctx.method === 'PUT' && typeof uploadId === 'string' && typeof source === 'string' ? OBJECT_PATH.exec(ctx.path)?.[1] : undefined;
+    if (bucket === undefined) return next();
+    const path = decodeURIComponent((source as string).replace(/^\//, '').split('?')[0]);
+    const slash = path.indexOf('/');
+    const [sourceBucket, sourceKey] = [path.slice(0, slash), path.slice(slash + 1)];
+    const rangeHeader = ctx.req.headers['x-amz-copy-source-range'];
+    const range = typeof rangeHeader === 'string' ? COPY_RANGE.exec(rangeHeader) : undefined;
+    if (range === null) throw new S3Error('InvalidArgument', 'The x-amz-copy-source-range value must be of the form bytes=first-last');
+    const object = slash > 0 ? await store.getObject(sourceBucket, sourceKey, range ? { start: Number(range[1]), end: Number(range[2]) } : undefined) : null;
+    if (!object) throw new S3Error('NoSuchKey', 'The specified key does not exist.', { Key: sourceKey });
+    if (!object.content) throw new S3Error('InvalidRange', 'The requested range is not satisfiable');
+    const content = Buffer.isBuffer(object.content) ? Readable.from([object.content]) : object.content;
+    const { md5 } = await store.putPart(bucket, uploadId as string, partNumber as string, content);
+    ctx.body = { CopyPartResult: { LastModified: new Date().toISOString(), ETag: `"${md5}"` } };
   };
 }
 

@@ -8,11 +8,7 @@ import { MalformedEventError, TransientStorageError } from '../../../lambdas/con
 import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../../../lambdas/bookkeeping/feature-shard';
 import { FeaturizerMismatchError, PcaModelError } from '../../../lambdas/analysis/pca-model';
 import { IncompleteRunError } from '../../../lambdas/bookkeeping/input-accounting';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { ParquetReader } from '@dsnp/parquetjs';
+import { parquetMetadata, parquetReadObjects } from 'hyparquet';
 import { parseCsv } from '../../../evaluate/csv';
 import { restoreTextField } from '../../../lambdas/outputs/features-csv';
 import { InsufficientDataError } from '../../../lambdas/analysis/streaming-pca';
@@ -74,6 +70,12 @@ async function put(client: S3Client, key: string, body: string | Uint8Array) {
 async function getText(client: S3Client, key: string): Promise<string> {
   const response = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
   return response.Body!.transformToString('utf-8');
+}
+
+/** An object's bytes as an ArrayBuffer of their own (what hyparquet reads). */
+async function getBuffer(client: S3Client, key: string): Promise<ArrayBuffer> {
+  const response = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+  return Uint8Array.from(await response.Body!.transformToByteArray()).buffer;
 }
 
 /** Writes a map run's ResultWriter output (manifest + SUCCEEDED_0/FAILED_0) and returns the event. */
@@ -399,55 +401,31 @@ describe('aggregate handler against a local S3 server', () => {
     );
     expect(await getText(client, result.outputs.readme)).toContain('split [BYTE_ARRAY UTF8, optional]');
 
-    // features.parquet: typed columns, the same rows as the CSV.
-    const parquetBytes = Buffer.from(
-      await (await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: result.outputs.featuresParquet }))).Body!.transformToByteArray(),
-    );
-    const reader = await ParquetReader.openBuffer(parquetBytes);
-    const fields = reader.getSchema().fields;
-    expect(fields.key).toMatchObject({ primitiveType: 'BYTE_ARRAY', originalType: 'UTF8', repetitionType: 'REQUIRED' });
-    expect(fields.split).toMatchObject({ originalType: 'UTF8', repetitionType: 'OPTIONAL' });
-    expect(fields.pc_1).toMatchObject({ primitiveType: 'FLOAT' });
-    expect(Object.keys(fields)).toEqual(['key', 'label', 'split', 'pc_1', 'pc_2', 'pc_3', 'pc_4']);
-    const cursor = reader.getCursor();
-    const parquetRows: Record<string, unknown>[] = [];
-    for (let row = await cursor.next(); row; row = await cursor.next()) parquetRows.push(row as Record<string, unknown>);
-    await reader.close();
+    // features.parquet: typed columns, the same rows as the CSV, read by hyparquet (a reader the writer does not include).
+    const parquetFile = await getBuffer(client, result.outputs.featuresParquet!);
+    const metadata = parquetMetadata(parquetFile);
+    expect(metadata.schema.slice(1).map((c) => [c.name, c.type, c.converted_type, c.repetition_type])).toEqual([
+      ['key', 'BYTE_ARRAY', 'UTF8', 'REQUIRED'],
+      ['label', 'BYTE_ARRAY', 'UTF8', 'REQUIRED'],
+      ['split', 'BYTE_ARRAY', 'UTF8', 'OPTIONAL'],
+      ...[1, 2, 3, 4].map((c) => [`pc_${c}`, 'FLOAT', undefined, 'REQUIRED']),
+    ]);
+    const parquetRows = (await parquetReadObjects({ file: parquetFile })) as Record<string, string | number | null>[];
     expect(parquetRows).toHaveLength(features.length - 1);
     features.slice(1).forEach((row, i) => {
       expect(parquetRows[i].key).toBe(restoreTextField(row[0]));
+      expect(parquetRows[i].label).toBe(restoreTextField(row[1]));
       expect(parquetRows[i].split ?? '').toBe(row[2]);
       expect(parquetRows[i].pc_2 as number).toBeCloseTo(Number(row[4]), 4);
     });
-    // A reader the writer does not share code with: hyparquet, in a process of its own.
-    const file = join(mkdtempSync(join(tmpdir(), 'fruits-parquet-')), 'features.parquet');
-    writeFileSync(file, parquetBytes);
-    const script = `import { parquetReadObjects, parquetMetadataAsync, parquetSchema, asyncBufferFromFile } from 'hyparquet';
-      const buffer = await asyncBufferFromFile(${JSON.stringify(file)});
-      const schema = parquetSchema(await parquetMetadataAsync(buffer));
-      const rows = await parquetReadObjects({ file: buffer });
-      console.log(JSON.stringify({ columns: schema.children.map((c) => [c.element.name, c.element.type, c.element.repetition_type]), rows }));`;
-    const hy = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', cwd: join(__dirname, '..', '..', '..') });
-    expect(hy.stderr).toBe('');
-    const fromHyparquet = JSON.parse(hy.stdout);
-    expect(fromHyparquet.columns.slice(0, 4)).toEqual([
-      ['key', 'BYTE_ARRAY', 'REQUIRED'],
-      ['label', 'BYTE_ARRAY', 'REQUIRED'],
-      ['split', 'BYTE_ARRAY', 'OPTIONAL'],
-      ['pc_1', 'FLOAT', 'REQUIRED'],
-    ]);
-    expect(fromHyparquet.rows.map((row: { key: string }) => row.key)).toEqual(parquetRows.map((row) => row.key));
-    expect(fromHyparquet.rows[0].pc_3).toBeCloseTo(parquetRows[0].pc_3 as number, 6);
     // The rows with no split in the CSV (there are some) hold null, not an empty string, in the file.
     const noSplit = features.slice(1).filter((row) => row[2] === '').length;
     expect(noSplit).toBeGreaterThan(0);
-    expect(fromHyparquet.rows.filter((row: { split: string | null }) => row.split === null)).toHaveLength(noSplit);
+    expect(parquetRows.filter((row) => row.split === null)).toHaveLength(noSplit);
 
-    const embeddingsBytes = await (await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: result.outputs.embeddings! }))).Body!.transformToByteArray();
-    const embeddingsReader = await ParquetReader.openBuffer(Buffer.from(embeddingsBytes));
-    expect(Object.keys(embeddingsReader.getSchema().fields)).toHaveLength(3 + dim);
-    expect(Number(embeddingsReader.getRowCount())).toBe(66);
-    await embeddingsReader.close();
+    const embeddingsMetadata = parquetMetadata(await getBuffer(client, result.outputs.embeddings!));
+    expect(embeddingsMetadata.schema).toHaveLength(1 + 3 + dim);
+    expect(Number(embeddingsMetadata.num_rows)).toBe(66);
 
     // report.html: one page, thumbnails inline, the misclassified pair beside its nearest reference.
     const html = await getText(client, result.outputs.html);
@@ -493,20 +471,12 @@ describe('aggregate handler against a local S3 server', () => {
     const [a, b] = [cells(whole.features), cells(grouped.features)];
     expect(b.map((row) => row.slice(0, 3))).toEqual(a.map((row) => row.slice(0, 3)));
     b.forEach((row, r) => row.slice(3).forEach((value, c) => expect(Number(value)).toBeCloseTo(Number(a[r][c + 3]), 5)));
-    // The parts read back as one table by a reader the writer shares no code with (hyparquet).
-    const folder = mkdtempSync(join(tmpdir(), 'fruits-parts-'));
+    // The parts read back as one table (hyparquet).
+    const partRows: Record<string, unknown>[] = [];
     for (let g = 0; g < 5; g++) {
-      const response = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: `results/run-five-groups/features/part-0000${g}.parquet` }));
-      writeFileSync(join(folder, `part-0000${g}.parquet`), await response.Body!.transformToByteArray());
+      partRows.push(...(await parquetReadObjects({ file: await getBuffer(client, `results/run-five-groups/features/part-0000${g}.parquet`) })));
     }
-    const script = `import { parquetReadObjects, asyncBufferFromFile } from 'hyparquet';
-      import { readdirSync } from 'node:fs';
-      const rows = [];
-      for (const name of readdirSync(${JSON.stringify(folder)}).sort()) rows.push(...(await parquetReadObjects({ file: await asyncBufferFromFile(${JSON.stringify(folder)} + '/' + name) })));
-      console.log(JSON.stringify(rows.map((row) => row.key)));`;
-    const hy = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', cwd: join(__dirname, '..', '..', '..') });
-    expect(hy.stderr).toBe('');
-    expect(JSON.parse(hy.stdout)).toEqual(b.map((row) => restoreTextField(row[0]).replaceAll('RUN', 'run-five-groups')));
+    expect(partRows.map((row) => row.key)).toEqual(b.map((row) => restoreTextField(row[0]).replaceAll('RUN', 'run-five-groups')));
   });
 
   it('streams a features.csv larger than one multipart part', async () => {
@@ -527,6 +497,36 @@ describe('aggregate handler against a local S3 server', () => {
     expect(head.ContentLength).toBeGreaterThan(8 * 1024 * 1024);
     const text = await getText(client, result.outputs.features);
     expect(text.split('\r\n')).toHaveLength(36000 + 2);
+  });
+
+  it('joins groups whose rows fill multipart parts into features.csv by part copies, the small predictions through memory', async () => {
+    const runId = 'run-part-copy';
+    const dim = 24;
+    const succeeded = [];
+    const keys: string[] = [];
+    for (let s = 0; s < 4; s++) {
+      const rows = makeRows(9000, dim, 10 + s, runId, 'a-rather-long-file-name-to-make-the-csv-grow');
+      keys.push(...rows.keys);
+      const h = header(rows.keys, rows.labels, dim);
+      const key = `work/${runId}/shards/${s}.fsh`;
+      await put(client, key, encodeFeatureShard({ header: h, vectors: rows.vectors }));
+      succeeded.push(childRecord('SUCCEEDED', rows.keys, runId, { Output: JSON.stringify(summaryOf(key, h)) }));
+    }
+    const event = await writeMapRun(client, runId, succeeded, []);
+    const sent: string[] = [];
+    const name = 'count commands';
+    client.middlewareStack.add((next, context) => (args) => (sent.push(context.commandName!), next(args)), { step: 'initialize', name });
+    try {
+      await aggregateRun(event, { s3: client, settings: { components: 20, groupShards: 2 } });
+    } finally {
+      client.middlewareStack.remove(name);
+    }
+    // Two groups of about 6 MB: the second group's rows are copied by S3, not read.
+    expect(sent.filter((command) => command === 'UploadPartCopyCommand')).toHaveLength(1);
+    const rows = parseCsv(await getText(client, `results/${runId}/features.csv`));
+    expect(rows[0].slice(0, 4)).toEqual(['key', 'label', 'split', 'pc_1']);
+    expect(rows.slice(1).map((row) => restoreTextField(row[0]))).toEqual(keys);
+    expect(rows.slice(1).every((row) => row.length === 3 + 20)).toBe(true);
   });
 
   it('picks k from PCA_VARIANCE_THRESHOLD and clamps to what few images support', async () => {

@@ -10,6 +10,7 @@ import {
   formatNumber,
 } from '../../../lambdas/outputs/features-csv';
 import { parseCsv } from '../../../evaluate/csv';
+import { seededRandom } from '../../../lambdas/common/seeded-random';
 
 describe('features CSV', () => {
   const oddKeys = [
@@ -88,6 +89,26 @@ describe('features CSV', () => {
     expect(formatNumber(1.23456789e-7)).toBe('1.2345679e-7');
     expect(formatNumber(123456789.4)).toBe('123456790');
     expect(() => formatNumber(Number.NaN)).toThrow(RangeError);
+  });
+
+  it('writes every score as the text of the number rounded to its digits, from 1e-25 to 1e25', () => {
+    const random = seededRandom(19);
+    const roundTrip = (value: number, digits: number) => String(Number(value.toPrecision(digits)));
+    const mismatches: unknown[] = [];
+    for (let i = 0; i < 200_000; i++) {
+      const magnitude = 10 ** (Math.floor(random() * 50) - 25);
+      let value = (random() - 0.5) * 2 * magnitude;
+      if (i % 3 === 0) value = Math.fround(value);
+      if (i % 7 === 0) value = Math.round(value * 1000) / 1000;
+      if (value === 0) continue;
+      for (const digits of [8, 12]) {
+        if (formatNumber(value, digits) !== roundTrip(value, digits)) mismatches.push({ value, digits, written: formatNumber(value, digits) });
+      }
+    }
+    expect(mismatches).toEqual([]);
+    for (const value of [1e-6, 9.9999999999e-7, 99999999.5, 12345678, 1e8, 9.99999999e20, 1e21, 5e-324, Number.MAX_VALUE, 100, -0.1]) {
+      expect(formatNumber(value)).toBe(roundTrip(value, 8));
+    }
   });
 
   it('writes the explained variance table with a cumulative column and the kept flag', () => {

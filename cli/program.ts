@@ -17,6 +17,7 @@ import { DeployedClients, describeRun, executionArnOf, followRun, resolveDeploym
 import { createProgressDisplay } from './progress';
 import { runCommand } from './run-command';
 import { BUCKET_LAYOUT, datasetInputPrefix, invalidName } from '../lambdas/contracts/bucket-layout';
+import { CLASSIFIERS } from '../lambdas/contracts/handler-env';
 
 const positiveInt = (value: string): number => {
   const n = Number(value);
@@ -82,7 +83,13 @@ export function buildProgram(clients: ClientFactory = defaultClients): Command {
     .option('--components <k>', 'principal components to keep', positiveInt)
     .option('--variance <ratio>', 'keep the smallest k reaching this explained variance (0-1]', ratio)
     .option('--image-size <px>', 'CNN input side in pixels', positiveInt)
-    .option('--knn <k>', 'neighbours that vote when classifying the non-Training images (default 5)', positiveInt)
+    .addOption(
+      new Option(
+        '--classifier <kind>',
+        "what predicts the non-Training images: lda (fitted once, saved in pca-model.json) or knn (default: cdk.json's, lda)",
+      ).choices([...CLASSIFIERS]),
+    )
+    .option('--knn <k>', 'neighbours that vote when classifying the non-Training images with knn (default 5)', positiveInt)
     .option('--keep-embeddings', 'also write the raw feature vectors (embeddings.parquet)')
     .addOption(new Option('--featurizer <kind>', 'cnn (pretrained model) or pixels (no model)').choices(['cnn', 'pixels']))
     .option('--model-dir <dir>', 'TF.js layers model directory (default: $MODEL_DIR, then the fetch-model cache)')
@@ -90,7 +97,7 @@ export function buildProgram(clients: ClientFactory = defaultClients): Command {
     .option('--run-id <id>', 'run id (default: derived from the input content and the result-shaping settings, so only the same run overwrites)', runId)
     .option(
       '--model-from <runId|path>',
-      'project with the PCA model (and classify against the references) of an earlier run: its run id (results/<runId>/ in the --data-dir store, else <out>/<runId>/) or a pca-model.json path; no refit',
+      'project with the PCA model (and classify with the classifier, or the references with --classifier knn) of an earlier run: its run id (results/<runId>/ in the --data-dir store, else <out>/<runId>/) or a pca-model.json path; no refit',
     )
     .option('--keep-server', 'leave the S3 server up afterwards to inspect it, and print its endpoint')
     .option('--json', 'print the summary as JSON')

@@ -13,7 +13,9 @@
 import type { IConstruct, Node } from 'constructs';
 import { z } from 'zod';
 import {
+  CLASSIFIERS,
   CLASSIFY_BOUNDS,
+  DEFAULT_CLASSIFIER,
   DEFAULT_MODEL_ID,
   DEFAULT_PCA_COMPONENTS,
   LAYER_NAME_PATTERN,
@@ -83,6 +85,8 @@ export const PipelineConfigSchema = z
     // ---- Classification and outputs ----
     /** k of the k-NN that classifies every non-Training image against the Training ones (KNN_NEIGHBOURS). */
     knnNeighbours: z.number().int().min(CLASSIFY_BOUNDS.knnNeighbours.min).max(CLASSIFY_BOUNDS.knnNeighbours.max).default(5),
+    /** What predicts every non-Training image: `lda` (saved in pca-model.json) or `knn` (CLASSIFIER). */
+    classifier: z.enum(CLASSIFIERS).default(DEFAULT_CLASSIFIER),
     /** Also write the raw feature vectors as embeddings.parquet (KEEP_EMBEDDINGS). */
     keepEmbeddings: z.boolean().default(false),
     // ---- end of classification and outputs ----

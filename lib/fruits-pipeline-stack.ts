@@ -110,7 +110,7 @@ export class FruitsPipelineStack extends Stack {
           pcaVarianceThreshold: config.pcaVarianceThreshold,
           groupShards: config.aggregateGroupShards,
         }),
-        ...classifyEnvironment({ knnNeighbours: config.knnNeighbours, keepEmbeddings: config.keepEmbeddings }),
+        ...classifyEnvironment({ knnNeighbours: config.knnNeighbours, keepEmbeddings: config.keepEmbeddings, classifier: config.classifier }),
       },
       logRetention,
       logRemovalPolicy: removalPolicy,

@@ -39,7 +39,7 @@ import { describeIncompleteAccounting, InputAccounting, InputAccountingReport } 
 import { readableCause } from '../lambdas/bookkeeping/map-results';
 import { defaultModelDir, hasModel } from '../lambdas/model/model-loader';
 import type { RunReport } from '../lambdas/outputs/run-report';
-import type { ClassificationReport } from '../lambdas/analysis/classification';
+import { classifierName, type ClassificationReport } from '../lambdas/analysis/classification';
 import { datasetName, readDatasetFolder, type FolderFile, type FolderProblem } from '../client/dataset-folder';
 import { batchFailureReason, countReasons, readMapRunFacts } from '../client/failed-run';
 import { downloadRunOutputs } from '../client/run-outputs';
@@ -569,9 +569,10 @@ export function accountForInputFolder(
   return accounting.report();
 }
 
-/** The run's own 5-NN score, as the aggregate's classification step wrote it. */
+/** The run's own score, as the aggregate's classification step wrote it. */
 function knnFromReport(classification: ClassificationReport | undefined): KnnResult | undefined {
   if (classification?.status !== 'classified' || classification.accuracy === null) return undefined;
-  const { neighbours: k, accuracy, correct, scored, references, unscored: unsplit } = classification;
-  return { k, accuracy, correct, scored, references, unsplit };
+  const { accuracy, correct, scored, references, unscored: unsplit } = classification;
+  const k = classification.classifier === 'knn' ? classification.neighbours : 0;
+  return { k, classifier: classifierName(classification), accuracy, correct, scored, references, unsplit };
 }

@@ -121,7 +121,18 @@ export const CLASSIFY_ENV = {
   knnNeighbours: 'KNN_NEIGHBOURS',
   /** `true`: also write the raw feature vectors (embeddings.parquet). */
   keepEmbeddings: 'KEEP_EMBEDDINGS',
+  /** What predicts the rows outside Training/: `lda` (the model's discriminant) or `knn`. */
+  classifier: 'CLASSIFIER',
 } as const;
+
+/**
+ * `lda`: shrinkage LDA with prototypes, fitted once per run and saved in pca-model.json
+ * (lambdas/analysis/lda-classifier.ts, chosen in docs/FEATURE-CHOICE.md); `knn`: the vote of the
+ * nearest Training rows.
+ */
+export const CLASSIFIERS = ['lda', 'knn'] as const;
+export type ClassifierKind = (typeof CLASSIFIERS)[number];
+export const DEFAULT_CLASSIFIER: ClassifierKind = 'lda';
 
 export const CLASSIFY_BOUNDS = {
   /** k of the k-NN: more than 100 voters only blurs the classes of Fruits-360-sized sets. */
@@ -134,10 +145,19 @@ const ClassifyEnvShape = {
     .enum(['true', 'false'])
     .transform((v) => v === 'true')
     .default(false),
+  [CLASSIFY_ENV.classifier]: z.enum(CLASSIFIERS).default(DEFAULT_CLASSIFIER),
 };
 
-export function classifyEnvironment(settings: { readonly knnNeighbours?: number; readonly keepEmbeddings?: boolean }): Record<string, string> {
-  return definedOnly({ [CLASSIFY_ENV.knnNeighbours]: settings.knnNeighbours, [CLASSIFY_ENV.keepEmbeddings]: settings.keepEmbeddings });
+export function classifyEnvironment(settings: {
+  readonly knnNeighbours?: number;
+  readonly keepEmbeddings?: boolean;
+  readonly classifier?: ClassifierKind;
+}): Record<string, string> {
+  return definedOnly({
+    [CLASSIFY_ENV.knnNeighbours]: settings.knnNeighbours,
+    [CLASSIFY_ENV.keepEmbeddings]: settings.keepEmbeddings,
+    [CLASSIFY_ENV.classifier]: settings.classifier,
+  });
 }
 
 /**
@@ -155,6 +175,7 @@ export const RESULT_SHAPING_ENV: readonly string[] = [
   AGGREGATE_ENV.pcaComponents,
   AGGREGATE_ENV.pcaVarianceThreshold,
   CLASSIFY_ENV.knnNeighbours,
+  CLASSIFY_ENV.classifier,
 ];
 // ---- end of classification and outputs ----
 

@@ -230,7 +230,7 @@ export class FeaturePipeline extends Construct {
     });
     featurizeImages.itemProcessor(featurizeBatch);
 
-    // 4. The aggregate as stages: plan the groups, their moments, fit, project, classify, publish.
+    // 4. The aggregate as stages: plan the groups, their moments, fit, project, fit the classifier, classify, publish.
     const aggregateTask = (id: string, payload: sfn.TaskInput, options: Partial<tasks.LambdaInvokeProps> = {}) =>
       new tasks.LambdaInvoke(this, id, {
         lambdaFunction: props.aggregateFunction,
@@ -267,6 +267,11 @@ export class FeaturePipeline extends Construct {
       resultPath: '$.fit',
     });
     const projectGroups = groupMap(AGGREGATE_MAP_LABELS.project, 'project', 'ProjectGroup');
+    const fitClassifier = aggregateTask(
+      'FitClassifier',
+      sfn.TaskInput.fromObject({ stage: 'fit-classifier', run: settingsOfRun, groups: sfn.JsonPath.numberAt('$.plan.groups') }),
+      { resultPath: sfn.JsonPath.DISCARD },
+    );
     const classifyGroups = groupMap(AGGREGATE_MAP_LABELS.classify, 'classify', 'ClassifyGroup');
     const publishRun = aggregateTask(
       'PublishRun',
@@ -276,8 +281,8 @@ export class FeaturePipeline extends Construct {
     const chooseClassification = new sfn.Choice(this, 'ChooseClassification')
       .when(sfn.Condition.booleanEquals('$.fit.classify', true), classifyGroups.next(publishRun))
       .otherwise(publishRun);
-    const aggregateFeatures = planAggregate.next(computeMoments).next(fitModel).next(projectGroups).next(chooseClassification);
-    const aggregateStates = [planAggregate, computeMoments, fitModel, projectGroups, classifyGroups, publishRun];
+    const aggregateFeatures = planAggregate.next(computeMoments).next(fitModel).next(projectGroups).next(fitClassifier).next(chooseClassification);
+    const aggregateStates = [planAggregate, computeMoments, fitModel, projectGroups, fitClassifier, classifyGroups, publishRun];
 
     // 5. A failed run leaves <outputPrefix>failure.json next to where its results would be.
     const runFailed = new sfn.Fail(this, 'RunFailed', { errorPath: '$.error.Error', causePath: '$.error.Cause' });

@@ -18,6 +18,7 @@ describe('pipeline config', () => {
       aggregateMemoryMb: 3008,
       aggregateTimeoutSeconds: 900,
       pcaComponents: 100,
+      classifier: 'lda',
       modelId: 'mobilenet_v2_1.0_224_quant',
       featurizer: 'cnn',
       architecture: 'x86_64',
@@ -37,6 +38,11 @@ describe('pipeline config', () => {
     ] as const) {
       expect(config[key]).toBeUndefined();
     }
+  });
+
+  test('the classifier is lda or knn', () => {
+    expect(defaultConfig({ classifier: 'knn' }).classifier).toBe('knn');
+    expect(() => defaultConfig({ classifier: 'svm' as 'knn' })).toThrow(/classifier/);
   });
 
   test('cdk.json holds a valid config under its one key', () => {

@@ -16,6 +16,7 @@ import {
   CLASSIFIERS,
   CLASSIFY_BOUNDS,
   DEFAULT_CLASSIFIER,
+  DEFAULT_FIELD_COPY_EVERY,
   DEFAULT_MODEL_ID,
   DEFAULT_PCA_COMPONENTS,
   LAYER_NAME_PATTERN,
@@ -85,6 +86,12 @@ export const PipelineConfigSchema = z
     // ---- Classification and outputs ----
     /** k of the k-NN that classifies every non-Training image against the Training ones (KNN_NEIGHBOURS). */
     knnNeighbours: z.number().int().min(CLASSIFY_BOUNDS.knnNeighbours.min).max(CLASSIFY_BOUNDS.knnNeighbours.max).default(5),
+    /**
+     * One Training image in this many is also featurized as an altered copy (another background,
+     * light, blur...), which the LDA learns to ignore; 0 = none (FIELD_COPY_EVERY). Each copy costs
+     * about one more image of featurize time.
+     */
+    fieldCopyEvery: z.number().int().min(SETTING_BOUNDS.fieldCopyEvery.min).max(SETTING_BOUNDS.fieldCopyEvery.max).default(DEFAULT_FIELD_COPY_EVERY),
     /** What predicts every non-Training image: `lda` (saved in pca-model.json) or `knn` (CLASSIFIER). */
     classifier: z.enum(CLASSIFIERS).default(DEFAULT_CLASSIFIER),
     /** Also write the raw feature vectors as embeddings.parquet (KEEP_EMBEDDINGS). */

@@ -89,6 +89,7 @@ export class FruitsPipelineStack extends Stack {
         featureSqrt: config.featureSqrt,
         maxInputPixels: config.maxInputPixels,
         readConcurrency: config.readConcurrency,
+        fieldCopyEvery: config.fieldCopyEvery,
       }),
       logRetention,
       logRemovalPolicy: removalPolicy,

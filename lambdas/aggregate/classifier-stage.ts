@@ -2,8 +2,10 @@
  * The run's classifier, between the project and classify stages (the `FitClassifier` state).
  *
  * - The project stage hands each group's Training rows to `ClassifierInputs`: their class counts,
- *   means and within-class scatter in the PCA space (class-statistics.ts, k x k: tiny), and the
- *   group's share of a bounded per-class sample (prototype-sample.ts), written per group.
+ *   means and within-class scatter in the PCA space (class-statistics.ts, k x k: tiny), with the
+ *   field copies the featurize children made of some of them as extra rows of their class, and the
+ *   group's share of a bounded per-class sample of the clean rows (prototype-sample.ts), written
+ *   per group.
  * - `fitClassifier` merges them one group at a time (Chan et al., per class), fits the shrinkage
  *   LDA in closed form and clusters each class's sampled rows into its prototypes
  *   (lda-classifier.ts), and writes `classifier.json`, which the classify stage predicts with and
@@ -25,7 +27,9 @@ import { DEFAULT_LDA_SHRINKAGE, DEFAULT_PROTOTYPES, LdaClassifierJson, LdaClassi
 import { DEFAULT_KNN_NEIGHBOURS } from '../analysis/knn';
 import { referencesFeaturizerId } from '../analysis/pca-model';
 import { PrototypeSample } from '../analysis/prototype-sample';
-import { decodeFeatureShard, encodeFeatureShard } from '../bookkeeping/feature-shard';
+import { decodeFeatureShard, encodeFeatureShard, FeatureShard } from '../bookkeeping/feature-shard';
+import type { NativeProjector } from '../analysis/native-kernels';
+import { splitOfKey } from '../analysis/knn';
 import { DEFAULT_CLASSIFIER } from '../contracts/handler-env';
 import type { RunSettings } from '../contracts/events';
 import { MissingObjectError, putObject, readBytes, readText } from '../aws/s3-client';
@@ -76,6 +80,28 @@ export class ClassifierInputs {
   add(key: string, label: string, scores: ArrayLike<number>): void {
     this.statistics.add(label, scores);
     this.sample.offer(key, label, scores);
+  }
+
+  /**
+   * The shard's field copies (lambdas/featurize/field-copies.ts) of the Training rows this group
+   * keeps (`excluded`: the rows the moments stage left out, whose copies stay out too), projected,
+   * as rows of their class in the statistics only: the prototypes stay the clean rows' own.
+   */
+  async addFieldCopies(projector: NativeProjector, shard: FeatureShard, excluded: ReadonlySet<number>): Promise<number> {
+    const { header, vectors } = shard;
+    const copies = header.fieldCopies;
+    if (!copies || copies.keys.length === 0) return 0;
+    const kept = new Set(header.keys.filter((key, row) => !excluded.has(row) && splitOfKey(key) === 'train'));
+    const { dim } = header;
+    const scores = await projector.projectRows({ data: vectors.subarray(header.keys.length * dim), rows: copies.keys.length, dims: dim });
+    let added = 0;
+    copies.keys.forEach((key, c) => {
+      const row = scores.subarray(c * this.k, (c + 1) * this.k);
+      if (!kept.has(key) || !row.every(Number.isFinite)) return;
+      this.statistics.add(copies.labels[c], row);
+      added++;
+    });
+    return added;
   }
 
   async write(s3: S3Client, run: RunSettings, group: number, featurizer: string): Promise<void> {

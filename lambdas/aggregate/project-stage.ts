@@ -86,6 +86,7 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
       const { header, vectors } = read.shard;
       const excluded = new Set(expected.excluded);
       const scores = await projector.projectRows({ data: vectors, rows: header.keys.length, dims: dim });
+      await classifierInputs?.addFieldCopies(projector, read.shard, excluded);
       for (let row = 0; row < header.keys.length; row++) {
         if (excluded.has(row)) continue;
         const key = header.keys[row];

@@ -7,6 +7,7 @@
  * fewer rows keeps them all. `rows()` gives them in key order, the order the k-means starts from.
  * Memory is classes x perClass rows, whatever the run's size.
  */
+import { keyHash } from '../common/key-hash';
 
 /** Training rows per class the prototypes are clustered from: 8 prototypes get 32 rows each. */
 export const PROTOTYPE_SAMPLE_PER_CLASS = 256;
@@ -30,7 +31,7 @@ export class PrototypeSample {
 
   /** Offers a row; its scores are copied (as float32) only when it is kept. */
   offer(key: string, label: string, scores: ArrayLike<number>): void {
-    const rank = keyRank(key);
+    const rank = keyHash(key);
     let kept = this.classes.get(label);
     if (!kept) this.classes.set(label, (kept = []));
     if (kept.length >= this.perClass && !before(rank, key, kept[kept.length - 1])) return;
@@ -58,14 +59,4 @@ function before(rank: number, key: string, other: Ranked): boolean {
 
 function byKey(a: SampledRow, b: SampledRow): number {
   return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
-}
-
-/** 32-bit FNV-1a of the key's UTF-16 code units. */
-function keyRank(key: string): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) {
-    hash ^= key.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193) >>> 0;
-  }
-  return hash;
 }

@@ -22,6 +22,8 @@ export const FEATURIZE_ENV = {
   tfBackend: 'TF_BACKEND',
   inferRuntime: 'INFER_RUNTIME',
   inferThreads: 'INFER_THREADS',
+  /** One Training image in this many also featurized as an altered copy, for the classifier; 0: none. */
+  fieldCopyEvery: 'FIELD_COPY_EVERY',
 } as const;
 
 /** The aggregate function's variables. */
@@ -63,6 +65,8 @@ export const SETTING_BOUNDS = {
   inferBatchSize: { min: 1, max: 256 },
   /** Shards per aggregate group: 400 x 250 images of 1,376 float32 values is 550 MB, most of a 1,536 MB function. */
   groupShards: { min: 1, max: 400 },
+  /** Field copies: 0 (none), 1 (every Training image) to 64 (one in 64, too few to teach anything). */
+  fieldCopyEvery: { min: 0, max: 64 },
 } as const;
 
 /**
@@ -81,6 +85,11 @@ export const LAYER_NAME_PATTERN = /^[A-Za-z0-9_]+(\/[A-Za-z0-9_]+)*$/;
 export const DEFAULT_MODEL_ID = 'mobilenet_v2_1.0_224_quant';
 /** Principal components kept by default (the same tables: k = 100, as the candidates were scored). */
 export const DEFAULT_PCA_COMPONENTS = 100;
+/**
+ * One Training image in this many gets a field copy by default: chosen with
+ * `bench/classifier-choice.ts --copies` against what a copy costs (docs/FEATURE-CHOICE.md).
+ */
+export const DEFAULT_FIELD_COPY_EVERY = 4;
 
 const boundedInt = (bounds: { min: number; max: number }) => z.coerce.number().int().min(bounds.min).max(bounds.max);
 
@@ -110,6 +119,7 @@ export const FeaturizeEnvSchema = z.object({
   [FEATURIZE_ENV.inferRuntime]: z.enum(['onnxruntime', 'tfjs']).optional(),
   /** TFLite models on onnxruntime: intra-op threads (a 3,008 MB Lambda has about 1.7 vCPU). */
   [FEATURIZE_ENV.inferThreads]: boundedInt(SETTING_BOUNDS.inferThreads).default(1),
+  [FEATURIZE_ENV.fieldCopyEvery]: boundedInt(SETTING_BOUNDS.fieldCopyEvery).default(DEFAULT_FIELD_COPY_EVERY),
 });
 export type FeaturizeEnv = z.infer<typeof FeaturizeEnvSchema>;
 
@@ -172,6 +182,7 @@ export const RESULT_SHAPING_ENV: readonly string[] = [
   FEATURIZE_ENV.featureSqrt,
   FEATURIZE_ENV.maxInputPixels,
   FEATURIZE_ENV.maxInputBytes,
+  FEATURIZE_ENV.fieldCopyEvery,
   AGGREGATE_ENV.pcaComponents,
   AGGREGATE_ENV.pcaVarianceThreshold,
   CLASSIFY_ENV.knnNeighbours,
@@ -200,6 +211,7 @@ export interface FeaturizeEnvSettings {
   readonly featureSqrt?: boolean;
   readonly maxInputPixels?: number;
   readonly readConcurrency?: number;
+  readonly fieldCopyEvery?: number;
 }
 
 export function featurizeEnvironment(settings: FeaturizeEnvSettings): Record<string, string> {
@@ -212,6 +224,7 @@ export function featurizeEnvironment(settings: FeaturizeEnvSettings): Record<str
     [FEATURIZE_ENV.featureSqrt]: settings.featureSqrt,
     [FEATURIZE_ENV.maxInputPixels]: settings.maxInputPixels,
     [FEATURIZE_ENV.readConcurrency]: settings.readConcurrency,
+    [FEATURIZE_ENV.fieldCopyEvery]: settings.fieldCopyEvery,
   });
 }
 

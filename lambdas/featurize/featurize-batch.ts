@@ -1,5 +1,6 @@
 /**
- * One Distributed Map batch: read its images from S3, featurize them, write one feature shard,
+ * One Distributed Map batch: read its images from S3, featurize them (and the altered copies of
+ * the Training images field-copies.ts chooses, for the classifier), write one feature shard,
  * return a small summary. Bad images become per-item reasons; only transient storage trouble
  * throws (`TransientStorageError`), for the state machine to retry.
  */
@@ -24,6 +25,8 @@ import { preprocessImage, PreprocessOptions } from '../images/preprocess';
 import { objectReaderFor } from '../aws/object-reader';
 import { isAccessDeniedError, isMissingObjectError, isTransientS3Error, putObject } from '../aws/s3-client';
 import { OrderedReadAhead } from '../common/concurrency';
+import { alterImage } from './field-conditions';
+import { fieldCopyOf } from './field-copies';
 
 export interface FeaturizeBatchSettings {
   readonly maxInputPixels: number;
@@ -32,6 +35,8 @@ export interface FeaturizeBatchSettings {
   readonly readConcurrency: number;
   /** Images decoded before each inference call: bounds the memory a 1,000-item batch needs. */
   readonly chunkSize: number;
+  /** One Training image in this many is also featurized as an altered copy (field-copies.ts); 0: none. @default 0 */
+  readonly fieldCopyEvery?: number;
 }
 
 export interface FeaturizeBatchDeps {
@@ -85,8 +90,12 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
   const timings = { readWait: 0, decode: 0, infer: 0 };
   // Summed per object (reads and decodes overlap): the metrics' per-image means.
   const perObject = { readMs: 0, reads: 0, decodes: 0 };
-  type Outcome = { rgb: Uint8Array } | { reason: string };
-  const readAndDecode = async ({ item }: (typeof toRead)[number]): Promise<Outcome> => {
+  // A chosen Training image's altered copy is made from the bytes already read; a copy that cannot
+  // be made is left out (the image itself is not affected).
+  const copies: { key: string; label: string; condition: string; rgb: Uint8Array }[] = [];
+  const copyProblems: string[] = [];
+  type Outcome = { rgb: Uint8Array; copy?: { condition: string; rgb: Uint8Array } } | { reason: string };
+  const readAndDecode = async ({ key, item }: (typeof toRead)[number]): Promise<Outcome> => {
     const readStarted = performance.now();
     const read = await readObject(deps.s3, bucket, item, settings);
     perObject.readMs += performance.now() - readStarted;
@@ -95,8 +104,21 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
     perObject.decodes++;
     const decodeStarted = performance.now();
     const result = await preprocessImage(read.bytes, preprocessOptions);
+    const copy = result.ok ? await fieldCopy(key, read.bytes) : undefined;
     timings.decode += performance.now() - decodeStarted;
-    return result.ok ? { rgb: result.rgb } : { reason: result.reason };
+    return result.ok ? { rgb: result.rgb, ...(copy ? { copy } : {}) } : { reason: result.reason };
+  };
+  const fieldCopy = async (key: string, bytes: Uint8Array) => {
+    const chosen = fieldCopyOf(key, settings.fieldCopyEvery ?? 0);
+    if (!chosen) return undefined;
+    try {
+      const altered = await preprocessImage(await alterImage(bytes, chosen.condition, chosen.seed), preprocessOptions);
+      if (altered.ok) return { condition: chosen.condition, rgb: altered.rgb };
+      copyProblems.push(`${key} (${chosen.condition}): ${altered.reason}`);
+    } catch (error) {
+      copyProblems.push(`${key} (${chosen.condition}): ${describe(error)}`);
+    }
+    return undefined;
   };
 
   // Images are read and decoded ahead (at most two inference chunks beyond the model, which bounds
@@ -132,12 +154,17 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
         images.push(outcome.rgb);
         keys.push(key);
         labels.push(label);
+        if (outcome.copy) copies.push({ key, label, ...outcome.copy });
       }
     });
     if (images.length > 0) inferences.push(infer(images));
     if (inferences.length >= INFERENCES_IN_FLIGHT) vectorChunks.push(await inferences.shift()!);
   }
   for (const inference of inferences) vectorChunks.push(await inference);
+  // The copies after the images, in chunks of the same size.
+  for (let start = 0; start < copies.length; start += settings.chunkSize) {
+    vectorChunks.push(await infer(copies.slice(start, start + settings.chunkSize).map((copy) => copy.rgb)));
+  }
 
   const header: ShardHeader = {
     featurizer: featurizer.id,
@@ -146,7 +173,11 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
     labels,
     failed,
     skipped,
+    ...(copies.length > 0
+      ? { fieldCopies: { keys: copies.map((c) => c.key), labels: copies.map((c) => c.label), conditions: copies.map((c) => c.condition) } }
+      : {}),
     meta: {
+      ...(copyProblems.length > 0 ? { fieldCopyProblems: copyProblems.slice(0, 20) } : {}),
       featurizerKind: featurizer.kind,
       modelId: featurizer.modelId,
       backend: featurizer.backend,

@@ -19,6 +19,7 @@ describe('pipeline config', () => {
       aggregateTimeoutSeconds: 900,
       pcaComponents: 100,
       classifier: 'lda',
+      fieldCopyEvery: 4,
       modelId: 'mobilenet_v2_1.0_224_quant',
       featurizer: 'cnn',
       architecture: 'x86_64',
@@ -40,9 +41,11 @@ describe('pipeline config', () => {
     }
   });
 
-  test('the classifier is lda or knn', () => {
+  test('the classifier is lda or knn; field copies of 1 in 0-64 Training images', () => {
     expect(defaultConfig({ classifier: 'knn' }).classifier).toBe('knn');
     expect(() => defaultConfig({ classifier: 'svm' as 'knn' })).toThrow(/classifier/);
+    expect(defaultConfig({ fieldCopyEvery: 0 }).fieldCopyEvery).toBe(0);
+    expect(() => defaultConfig({ fieldCopyEvery: 65 })).toThrow(/fieldCopyEvery/);
   });
 
   test('cdk.json holds a valid config under its one key', () => {

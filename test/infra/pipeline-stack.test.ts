@@ -346,7 +346,7 @@ describe('functions', () => {
       ImageConfig: { Command: ['lambdas/featurize/handler.handler'] },
       MemorySize: 3008,
       Timeout: 300,
-      Environment: { Variables: { FEATURIZER: 'cnn', MODEL_ID: 'mobilenet_v2_1.0_224_quant', MODEL_DIR: '/opt/model' } },
+      Environment: { Variables: { FEATURIZER: 'cnn', MODEL_ID: 'mobilenet_v2_1.0_224_quant', MODEL_DIR: '/opt/model', FIELD_COPY_EVERY: '4' } },
     });
     variant.template.hasResourceProperties('AWS::Lambda::Function', {
       ImageConfig: { Command: ['lambdas/featurize/handler.handler'] },

@@ -544,6 +544,58 @@ describe('aggregate handler against a local S3 server', () => {
     expect((html.match(/src="data:image\/jpeg;base64,/g) ?? []).length).toBe(2);
   });
 
+  it("adds the shards' field copies of Training images to the LDA's statistics only: no row, no count, no prototype", async () => {
+    const dim = 10;
+    const runOf = async (runId: string, withCopies: boolean) => {
+      const train = makeRows(40, dim, 91, runId);
+      const test = makeRows(12, dim, 92, runId);
+      train.keys = train.keys.map((key) => key.replace(`input/${runId}/`, `input/${runId}/Training/`));
+      test.keys = test.keys.map((key) => key.replace(`input/${runId}/`, `input/${runId}/Test/`));
+      // A copy of every other Training image, shifted along feature 0 (what a new background might do).
+      const copied = train.keys.flatMap((key, r) => (r % 2 === 0 ? [r] : []));
+      const copies = new Float32Array(copied.length * dim);
+      copied.forEach((r, c) => {
+        copies.set(train.vectors.subarray(r * dim, (r + 1) * dim), c * dim);
+        copies[c * dim] += 4 * (c % 3) - 4;
+      });
+      const h = header(train.keys, train.labels, dim, {
+        ...(withCopies
+          ? { fieldCopies: { keys: copied.map((r) => train.keys[r]), labels: copied.map((r) => train.labels[r]), conditions: copied.map(() => 'background') } }
+          : {}),
+      });
+      const vectors = withCopies ? Float32Array.from([...train.vectors, ...copies]) : train.vectors;
+      const succeeded = [];
+      for (const [name, shardHeader, shardVectors] of [
+        ['a-train', h, vectors],
+        ['b-test', header(test.keys, test.labels, dim), test.vectors],
+      ] as const) {
+        await put(client, `work/${runId}/shards/${name}.fsh`, encodeFeatureShard({ header: shardHeader, vectors: shardVectors }));
+        succeeded.push(
+          childRecord('SUCCEEDED', shardHeader.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/${name}.fsh`, shardHeader)) }),
+        );
+      }
+      const result = await aggregateRun(await writeMapRun(client, runId, succeeded, []), { s3: client, settings: { components: 5 } });
+      const text = async (key: string) => (await getText(client, key)).replaceAll(runId, 'RUN');
+      return {
+        result,
+        features: await text(result.outputs.features),
+        report: JSON.parse(await getText(client, result.outputs.report)),
+        classifier: JSON.parse(await getText(client, result.outputs.model!)).classifier,
+      };
+    };
+    const plain = await runOf('run-no-copies', false);
+    const copied = await runOf('run-copies', true);
+    expect(copied.features).toBe(plain.features);
+    expect(copied.report.counts).toEqual(plain.report.counts);
+    expect(copied.report.accounting.complete).toBe(true);
+    expect(copied.report.classification).toMatchObject({ classifier: 'lda', references: 40, predicted: 12 });
+    // The statistics held 40 images and 20 copies; the prototypes are the images' own.
+    expect(plain.classifier.count).toBe(40);
+    expect(copied.classifier.count).toBe(60);
+    expect(copied.classifier.prototypeKeys.every((key: string) => key.includes('/Training/'))).toBe(true);
+    expect(copied.classifier.projection).not.toEqual(plain.classifier.projection);
+  });
+
   it('gives the same tables in groups of one shard as in one group, the features as one Parquet dataset', async () => {
     const dim = 10;
     const runOf = async (runId: string, groupShards: number) => {

@@ -4,12 +4,13 @@
  */
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import type { RunReport } from '../../lambdas/outputs/run-report';
 import { readFeaturesCsv } from '../../evaluate/knn';
 import { parseCsv } from '../../evaluate/csv';
 import { restoreTextField } from '../../lambdas/outputs/features-csv';
 import { DEMO_PHOTOS, runLocally } from '../../local/local-run';
+import { fieldCopyOf } from '../../lambdas/featurize/field-copies';
 import { referenceKnn } from '../support/reference-knn';
 import { requireFiles, SHARED_103, SHARED_SAMPLE } from '../support/required-files';
 
@@ -95,7 +96,10 @@ describe('local run (embedded default)', () => {
     expect(model).toMatchObject({ status: 'SUCCEEDED', processed: 60, knn: { references: 48, scored: 12 } });
     expect(readdirSync(join(outDir, model.runId))).toEqual(expect.arrayContaining(['pca-model.json', 'knn-references.fsh']));
     const savedModel = JSON.parse(readFileSync(join(outDir, model.runId, 'pca-model.json'), 'utf8'));
-    expect(savedModel.classifier).toMatchObject({ format: 'fruits-pipeline/lda-classifier@1', dim: model.components, count: 48 });
+    // Its statistics held the 48 Training photos and the field copies of those fieldCopyOf chose (1 in 4).
+    const copies = listFiles(join(first, 'Training')).filter((file) => fieldCopyOf(`input/model-photos/${relative(first, file)}`, 4)).length;
+    expect(copies).toBeGreaterThan(0);
+    expect(savedModel.classifier).toMatchObject({ format: 'fruits-pipeline/lda-classifier@1', dim: model.components, count: 48 + copies });
 
     // Other batches (7 images, not 16), another dataset, the same features and components; another
     // --out, so the model is found where the run left it in the store of the data directory.

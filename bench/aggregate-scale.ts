@@ -145,6 +145,7 @@ async function scale(rows: number, dim: number, sample: number, publish: boolean
   const fit = await invoke({ stage: 'fit', run: required, groups: groupCount }, env);
   record('fit', fit);
   for (const figure of await lanes(indices, 2, (group) => invoke({ stage: 'project', run: required, group }, env))) record('project', figure);
+  record('fit-classifier', await invoke({ stage: 'fit-classifier', run: required, groups: groupCount }, env));
   const sampled = [...new Set(Array.from({ length: Math.min(sample, groupCount) }, (_, i) => Math.round((i * (groupCount - 1)) / Math.max(1, sample - 1))))];
   for (const figure of await lanes(sampled, 2, (group) => invoke({ stage: 'classify', run: required, group }, env))) record('classify', figure);
   // Publish needs every group's predictions: the classify of the groups not timed runs untimed
@@ -176,7 +177,7 @@ async function main(): Promise<void> {
     await server.close();
     rmSync(dir, { recursive: true, force: true });
   }
-  const stages = ['plan', 'moments', 'fit', 'project', 'classify', 'publish'];
+  const stages = ['plan', 'moments', 'fit', 'project', 'fit-classifier', 'classify', 'publish'];
   printTable({
     title: `Aggregate stages by run size (npx tsx bench/aggregate-scale.ts --rows ${rowsList.join(',')} --dim ${dim} --sample ${sample})`,
     headers: ['stage', ...results.flatMap((r) => [`${r.rows} rows: slowest s`, 'peak RSS MB', 'CPU s (all timed)'])],

@@ -6,6 +6,7 @@
  *   npx tsx bench/classifier-choice.ts --only "prototypes"   # the candidates whose row matches
  *   npx tsx bench/classifier-choice.ts --quick  # the sample's two sets only
  *   npx tsx bench/classifier-choice.ts --cost   # the default's fit and predict at the whole dataset's size
+ *   npx tsx bench/classifier-choice.ts --copies # the default with field copies of 1 in n Training images (n = 8, 4, 2, 1)
  *
  * Features: the product's default (MobileNetV2, 1,376 floats), computed once and cached by
  * bench/classifier-features.ts (first run: ~10 min more). Per set, StandardScaler + PCA are fitted
@@ -29,6 +30,7 @@ import { ScatterAccumulator, fitPca } from '../lambdas/analysis/streaming-pca';
 import { seededRandom } from '../lambdas/common/seeded-random';
 import { fitLdaClassifier, LdaClassifier } from '../lambdas/analysis/lda-classifier';
 import { FIELD_CONDITIONS, FieldCondition } from '../evaluate/field-conditions';
+import { fieldCopyOf } from '../lambdas/featurize/field-copies';
 import { datasetFeatures, DatasetFeatures, FeatureSet, subset } from './classifier-features';
 import { matmul } from './native-matmul';
 import { Cell, fixed, load, machine, markdownTable, printTable, Table } from './bench-support';
@@ -45,6 +47,8 @@ interface Points {
   readonly y: Int32Array;
   /** Field condition of each row ('' when clean). */
   readonly conditions: readonly string[];
+  /** The image's key below the dataset (`Training/<label>/<file>`). */
+  readonly keys: readonly string[];
 }
 
 interface Scenario {
@@ -69,7 +73,7 @@ type Candidate = { readonly name: string; readonly augmented: boolean; readonly 
 
 function toPoints(set: FeatureSet, classes: readonly string[], project: (set: FeatureSet) => Float32Array, dim: number): Points {
   const index = new Map(classes.map((c, i) => [c, i]));
-  return { n: set.keys.length, dim, x: project(set), y: Int32Array.from(set.labels, (l) => index.get(l) ?? -1), conditions: set.conditions };
+  return { n: set.keys.length, dim, x: project(set), y: Int32Array.from(set.labels, (l) => index.get(l) ?? -1), conditions: set.conditions, keys: set.keys };
 }
 
 /** StandardScaler + PCA fitted on `references`; every set projected on its components (float32). */
@@ -171,14 +175,21 @@ function concat(a: Points, b: Points): Points {
   const y = new Int32Array(a.n + b.n);
   y.set(a.y);
   y.set(b.y, a.n);
-  return { n: a.n + b.n, dim: a.dim, x, y, conditions: [...a.conditions, ...b.conditions] };
+  return { n: a.n + b.n, dim: a.dim, x, y, conditions: [...a.conditions, ...b.conditions], keys: [...a.keys, ...b.keys] };
 }
 
-function filterRows(points: Points, keep: (condition: string) => boolean): Points {
-  const rows = points.conditions.flatMap((c, i) => (keep(c) ? [i] : []));
+function filterRows(points: Points, keep: (condition: string, key: string) => boolean): Points {
+  const rows = points.conditions.flatMap((c, i) => (keep(c, points.keys[i]) ? [i] : []));
   const x = new Float32Array(rows.length * points.dim);
   rows.forEach((r, i) => x.set(points.x.subarray(r * points.dim, (r + 1) * points.dim), i * points.dim));
-  return { n: rows.length, dim: points.dim, x, y: Int32Array.from(rows, (r) => points.y[r]), conditions: rows.map((r) => points.conditions[r]) };
+  return {
+    n: rows.length,
+    dim: points.dim,
+    x,
+    y: Int32Array.from(rows, (r) => points.y[r]),
+    conditions: rows.map((r) => points.conditions[r]),
+    keys: rows.map((r) => points.keys[r]),
+  };
 }
 
 function rowsOf(points: Points): Float32Array[] {
@@ -622,9 +633,51 @@ function costOfDefault(): void {
   );
 }
 
+/**
+ * How many field copies the default needs: the product's classifier fitted with the copies of one
+ * Training image in `every` (the images `fieldCopyOf` in lambdas/featurize/field-copies.ts
+ * chooses; each keeps the condition its cached copy has), at the product's 100 components. A copy
+ * costs about what featurizing its image costs (docs/FEATURE-CHOICE.md).
+ */
+async function copiesTable(quick: boolean): Promise<void> {
+  const scenarios = await loadScenarios(quick);
+  const everies = [0, 8, 4, 2, 1];
+  const rows: Cell[][] = [];
+  for (const scenario of scenarios) {
+    const candidate = ldaPrototypes('default', 0.1, 8, true, scenario.classes, true);
+    for (const every of everies) {
+      const below = scenario.augmentation.keys.map((key) => `input/d/${key}`);
+      const kept = filterRows(scenario.augmentation, (_, key) => every > 0 && fieldCopyOf(`input/d/${key}`, every) !== undefined);
+      const scored = { ...scenario, augmentation: kept };
+      const score = await evaluate(scored, candidate, 100, false);
+      const heldOut = every > 0 ? await evaluate(scored, candidate, 100, true) : score;
+      const share = every > 0 ? below.filter((key) => fieldCopyOf(key, every)).length / below.length : 0;
+      console.log(
+        `  ${scenario.name}, copies of 1 in ${every || '-'} (${(100 * share).toFixed(1)}% of ${below.length}): clean ${score.clean.toFixed(4)}, field ${score.field.toFixed(4)}, held out ${heldOut.field.toFixed(4)}`,
+      );
+      rows.push([
+        scenario.name,
+        every === 0 ? 'none' : `1 in ${every}`,
+        `${(100 * share).toFixed(1)}%`,
+        fixed(score.clean, 3),
+        fixed(score.field, 3),
+        fixed(heldOut.field, 3),
+      ]);
+    }
+  }
+  const table: Table = {
+    title: 'Field copies of the Training images: the default classifier, 100 PCs',
+    headers: ['set', 'copies', 'Training images copied', 'clean', 'field', 'field, alterations never seen'],
+    rows,
+  };
+  printTable(table);
+  console.log(`\n${markdownTable(table)}\n`);
+}
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv.includes('--cost')) return costOfDefault();
+  if (argv.includes('--copies')) return copiesTable(argv.includes('--quick'));
   const quick = argv.includes('--quick');
   const only = argv.includes('--only') ? new RegExp(argv[argv.indexOf('--only') + 1]) : undefined;
   const shrinkages = argv.includes('--shrinkages') ? argv[argv.indexOf('--shrinkages') + 1].split(',').map(Number) : [0.01, 0.1, 0.3];

@@ -18,7 +18,7 @@ import { createProgressDisplay } from './progress';
 import { runCommand } from './run-command';
 import { DEFAULT_DATA_DIR } from '../local/local-run';
 import { BUCKET_LAYOUT, datasetInputPrefix, invalidName } from '../lambdas/contracts/bucket-layout';
-import { AGGREGATE_SETTINGS, FEATURIZER_KINDS } from '../lambdas/contracts/handler-env';
+import { AGGREGATE_SETTINGS, CLASSIFIERS, FEATURIZER_KINDS } from '../lambdas/contracts/handler-env';
 
 const positiveInt = (value: string): number => {
   const n = Number(value);
@@ -91,7 +91,17 @@ function addRunCommand(program: Command): void {
     .option('--components <k>', 'principal components to keep', positiveInt)
     .option('--variance <ratio>', 'keep the smallest k reaching this explained variance (0-1]', ratio)
     .option('--image-size <px>', 'CNN input side in pixels', positiveInt)
-    .option('--knn <k>', `neighbours that vote when classifying the non-Training images (default ${AGGREGATE_SETTINGS.knnNeighbours.default})`, positiveInt)
+    .addOption(
+      new Option(
+        '--classifier <kind>',
+        "what predicts the non-Training images: lda (fitted once, saved in pca-model.json) or knn (default: cdk.json's, lda)",
+      ).choices([...CLASSIFIERS]),
+    )
+    .option(
+      '--knn <k>',
+      `neighbours that vote when classifying the non-Training images with knn (default ${AGGREGATE_SETTINGS.knnNeighbours.default})`,
+      positiveInt,
+    )
     .option('--keep-embeddings', 'also write the raw feature vectors (embeddings.parquet)')
     .addOption(new Option('--featurizer <kind>', 'cnn (pretrained model) or pixels (no model)').choices(FEATURIZER_KINDS))
     .option('--model-dir <dir>', 'TF.js layers model directory (default: $MODEL_DIR, then the fetch-model cache)')
@@ -99,7 +109,7 @@ function addRunCommand(program: Command): void {
     .option('--run-id <id>', 'run id (default: derived from the input content and the result-shaping settings, so only the same run overwrites)', runId)
     .option(
       '--model-from <runId|path>',
-      'project with the PCA model (and classify against the references) of an earlier run: its run id (results/<runId>/ in the --data-dir store, else <out>/<runId>/) or a pca-model.json path; no refit',
+      'project with the PCA model (and classify with the classifier, or the references with --classifier knn) of an earlier run: its run id (results/<runId>/ in the --data-dir store, else <out>/<runId>/) or a pca-model.json path; no refit',
     )
     .option('--keep-server', 'leave the S3 server up afterwards to inspect it, and print its endpoint')
     .option('--json', 'print the summary as JSON')

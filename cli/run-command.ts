@@ -6,6 +6,7 @@ import { readableCause } from '../lambdas/bookkeeping';
 import type { PipelineConfigInput } from '../lib/config';
 import { LocalRunSummary, runLocally } from '../local/local-run';
 import { createProgressDisplay } from './progress';
+import type { ClassifierKind } from '../lambdas/contracts/handler-env';
 
 export interface RunCommandOptions {
   readonly batchSize?: number;
@@ -14,6 +15,7 @@ export interface RunCommandOptions {
   readonly variance?: number;
   readonly imageSize?: number;
   readonly knn?: number;
+  readonly classifier?: ClassifierKind;
   readonly keepEmbeddings?: boolean;
   readonly featurizer?: 'cnn' | 'pixels';
   readonly modelDir?: string;
@@ -39,6 +41,7 @@ export async function runCommand(dir: string | undefined, options: RunCommandOpt
     ...(options.imageSize !== undefined && { imageSize: options.imageSize }),
     ...(options.featurizer !== undefined && { featurizer: options.featurizer }),
     ...(options.knn !== undefined && { knnNeighbours: options.knn }),
+    ...(options.classifier !== undefined && { classifier: options.classifier }),
     ...(options.keepEmbeddings && { keepEmbeddings: true }),
   };
   let result;
@@ -101,7 +104,7 @@ export function formatRunSummary(summary: LocalRunSummary): string {
   }
   if (summary.knn) {
     lines.push(
-      `  ${`${summary.knn.k}-NN`.padEnd(11)} ${percent(summary.knn.accuracy)} accuracy (${summary.knn.correct}/${summary.knn.scored} ${summary.model ? 'images of known labels' : 'Test images'}, ${summary.knn.references} Training references${summary.model ? ` of run ${summary.model.runId}` : ''}; predictions.csv, report.html)`,
+      `  ${(summary.knn.classifier ?? `${summary.knn.k}-NN`).padEnd(11)} ${percent(summary.knn.accuracy)} accuracy (${summary.knn.correct}/${summary.knn.scored} ${summary.model ? 'images of known labels' : 'Test images'}, ${summary.knn.references} Training references${summary.model ? ` of run ${summary.model.runId}` : ''}; predictions.csv, report.html)`,
     );
   }
   if (summary.error) lines.push(`  error       ${summary.error.error}: ${readableCause(summary.error.cause, summary.error.error)}`);

@@ -20,6 +20,8 @@ export interface LabelledVector {
 
 export interface KnnResult {
   readonly k: number;
+  /** The run's classifier as report.json names it (`LDA`, `5-NN`), when the aggregate scored the run. */
+  readonly classifier?: string;
   /** Correct / scored; NaN when nothing could be scored. */
   readonly accuracy: number;
   readonly correct: number;

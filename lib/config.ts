@@ -15,6 +15,7 @@ import type { IConstruct, Node } from 'constructs';
 import { z } from 'zod';
 import {
   AGGREGATE_SETTINGS as AGGREGATE,
+  CLASSIFIERS,
   FEATURIZE_SETTINGS as FEATURIZE,
   FEATURIZER_KINDS,
   LAYER_NAME_PATTERN,
@@ -84,6 +85,14 @@ export const PipelineConfigSchema = z
     // ---- Classification and outputs ----
     /** k of the k-NN that classifies every non-Training image against the Training ones (AGGREGATE_SETTINGS.knnNeighbours). */
     knnNeighbours: handlerInt(AGGREGATE.knnNeighbours).default(AGGREGATE.knnNeighbours.default),
+    /**
+     * One Training image in this many is also featurized as an altered copy (another background,
+     * light, blur...), which the LDA learns to ignore; 0 = none (FEATURIZE_SETTINGS.fieldCopyEvery).
+     * Each copy costs about one more image of featurize time.
+     */
+    fieldCopyEvery: handlerInt(FEATURIZE.fieldCopyEvery).default(FEATURIZE.fieldCopyEvery.default),
+    /** What predicts every non-Training image: `lda` (saved in pca-model.json) or `knn` (AGGREGATE_SETTINGS.classifier). */
+    classifier: z.enum(CLASSIFIERS).default(AGGREGATE.classifier.default),
     /** Also write the raw feature vectors as embeddings.parquet (AGGREGATE_SETTINGS.keepEmbeddings). */
     keepEmbeddings: z.boolean().default(AGGREGATE.keepEmbeddings.default),
     // ---- end of classification and outputs ----

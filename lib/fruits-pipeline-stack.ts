@@ -105,7 +105,7 @@ export class FruitsPipelineStack extends Stack {
 
   /** The featurize function: reads input/, writes its shards under work/. */
   private createFeaturizeFunction(config: PipelineConfig, data: DataBucket, defaults: FunctionDefaults): ImageFunction {
-    const { featurizer, modelId, imageSize, featureLayers, featureSqrt, maxInputPixels, readConcurrency } = config;
+    const { featurizer, modelId, imageSize, featureLayers, featureSqrt, maxInputPixels, readConcurrency, fieldCopyEvery } = config;
     const featurize = new ImageFunction(this, 'Featurize', {
       ...defaults,
       handler: 'lambdas/featurize/handler.handler',
@@ -123,6 +123,7 @@ export class FruitsPipelineStack extends Stack {
         featureSqrt,
         maxInputPixels,
         readConcurrency,
+        fieldCopyEvery,
       }),
     });
     data.grantReadObjects(featurize.role, BUCKET_LAYOUT.inputRoot);
@@ -132,14 +133,21 @@ export class FruitsPipelineStack extends Stack {
 
   /** The aggregate function: reads work/ and input/ (thumbnails) and results/ (a saved model), writes work/ and results/. */
   private createAggregateFunction(config: PipelineConfig, data: DataBucket, defaults: FunctionDefaults): ImageFunction {
-    const { pcaComponents, pcaVarianceThreshold, knnNeighbours, keepEmbeddings } = config;
+    const { pcaComponents, pcaVarianceThreshold, knnNeighbours, classifier, keepEmbeddings } = config;
     const aggregate = new ImageFunction(this, 'Aggregate', {
       ...defaults,
       handler: 'lambdas/aggregate/handler.handler',
       description: 'Standardises all feature shards of a run, fits the PCA, writes the results',
       memorySize: config.aggregateMemoryMb,
       timeout: Duration.seconds(config.aggregateTimeoutSeconds),
-      environment: aggregateEnvironment({ pcaComponents, pcaVarianceThreshold, groupShards: config.aggregateGroupShards, knnNeighbours, keepEmbeddings }),
+      environment: aggregateEnvironment({
+        pcaComponents,
+        pcaVarianceThreshold,
+        groupShards: config.aggregateGroupShards,
+        knnNeighbours,
+        classifier,
+        keepEmbeddings,
+      }),
     });
     data.grantReadObjects(aggregate.role, BUCKET_LAYOUT.workRoot);
     // The stages hand each other plans, moments and parts under work/<runId>/aggregate/.

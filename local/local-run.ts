@@ -37,7 +37,8 @@ import { defaultModelDir, featurizerConfigFromEnv, featurizerIdOf, hasModel } fr
 import { mapWithConcurrency } from '../lambdas/common';
 import { describeIncompleteAccounting, InputAccounting, InputAccountingReport, readableCause } from '../lambdas/bookkeeping';
 import type { RunReport } from '../lambdas/outputs';
-import type { ClassificationReport } from '../lambdas/analysis';
+// Not the analysis face: it loads onnxruntime-node, which the local run's main thread never needs.
+import { classifierName, type ClassificationReport } from '../lambdas/analysis/classification';
 import { datasetName, readDatasetFolder, type FolderFile, type FolderProblem } from '../client/dataset-folder';
 import { batchFailureReason, countReasons, type MapRunFacts, readMapRunFacts } from '../client/failed-run';
 import { DEFAULT_OUT_DIR, downloadRunOutputs } from '../client/run-outputs';
@@ -677,9 +678,10 @@ export function accountForInputFolder(
   return accounting.report();
 }
 
-/** The run's own 5-NN score, as the aggregate's classification step wrote it. */
+/** The run's own score, as the aggregate's classification step wrote it. */
 function knnFromReport(classification: ClassificationReport | undefined): KnnResult | undefined {
   if (classification?.status !== 'classified' || classification.accuracy === null) return undefined;
-  const { neighbours: k, accuracy, correct, scored, references, unscored: unsplit } = classification;
-  return { k, accuracy, correct, scored, references, unsplit };
+  const { accuracy, correct, scored, references, unscored: unsplit } = classification;
+  const k = classification.classifier === 'knn' ? classification.neighbours : 0;
+  return { k, classifier: classifierName(classification), accuracy, correct, scored, references, unsplit };
 }

@@ -9,10 +9,12 @@
  *      `IncompleteRunError` before anything is published) and the moments, fit the PCA (or take
  *      the saved model's fit: a run whose event names a `pcaModel` projects instead of fitting);
  *   4. project (`project-stage.ts`, per group): scores, the Parquet dataset's part, the rows of
- *      features.csv, the references and the rows to predict;
- *   5. classify (`classify-stage.ts`, per group, when there is something to classify): the k-NN
- *      vote of the group's rows against every references part;
- *   6. publish (`publish-stage.ts`): the single files, the model, the plots, report.json and
+ *      features.csv, the references, the rows to predict and the LDA's class statistics;
+ *   5. fit-classifier (`classifier-stage.ts`): merge the groups' class statistics and fit the
+ *      LDA (or take the saved model's, or choose k-NN);
+ *   6. classify (`classify-stage.ts`, per group, when there is something to classify): the LDA's
+ *      predictions of the group's rows, or their k-NN vote against every references part;
+ *   7. publish (`publish-stage.ts`): the single files, the model, the plots, report.json and
  *      report.html.
  *
  * No invocation's memory grows with the number of images beyond a group of shards; the merges'
@@ -23,6 +25,7 @@
 import { AggregateEvent, AggregateStageEvent, AggregateStageEventSchema, parseEvent } from '../contracts/events';
 import { AggregateResult, AggregateRunDeps, parseAggregateEvent } from './aggregate-shared';
 import { classifyGroup } from './classify-stage';
+import { fitClassifier } from './classifier-stage';
 import { fitRun } from './fit-stage';
 import { momentsOfGroup } from './moments-stage';
 import { planAggregate, PlanResult } from './plan-stage';
@@ -34,7 +37,7 @@ export { parseAggregateEvent } from './aggregate-shared';
 
 /** What one stage returns to the state machine: small, pointers and counts only. */
 export type AggregateStageResult =
-  PlanResult | { group: number; rows: number } | { group: number; predicted: number } | { classify: boolean } | AggregateResult;
+  PlanResult | { group: number; rows: number } | { group: number; predicted: number } | { classify: boolean } | { classifier: string } | AggregateResult;
 
 export function parseAggregateStageEvent(rawEvent: unknown): AggregateStageEvent {
   return parseEvent(AggregateStageEventSchema, rawEvent, 'aggregate stage event (AggregateStageEventSchema)');
@@ -52,6 +55,8 @@ export async function aggregateStage(rawEvent: unknown, deps: AggregateRunDeps):
       return fitRun(event.run, event.groups, deps);
     case 'project':
       return projectGroup(event.run, event.group, deps);
+    case 'fit-classifier':
+      return fitClassifier(event.run, event.groups, deps);
     case 'classify':
       return classifyGroup(event.run, event.group, deps);
     case 'publish':
@@ -67,6 +72,7 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
   for (const g of indices) await momentsOfGroup(event, g, deps);
   const { classify } = await fitRun(event, groups, deps);
   for (const g of indices) await projectGroup(event, g, deps);
+  await fitClassifier(event, groups, deps);
   if (classify) for (const g of indices) await classifyGroup(event, g, deps);
   return publishRun(event, groups, deps);
 }

@@ -23,6 +23,7 @@ import { thumbnailDataUri } from '../images';
 import { resultKey, type ResultFile } from '../contracts/bucket-layout';
 import { describeError, MissingObjectError, readBytes } from '../aws/s3-client';
 import type { GalleryCandidate } from './aggregate-work';
+import type { ClassifierKind } from '../contracts/handler-env';
 
 /** The outputs the aggregate step writes under the run's outputPrefix (failure.json is the state machine's). */
 export const OUTPUT_FILES = [
@@ -79,7 +80,9 @@ export interface AggregateSettings extends ComponentSelection {
   readonly readAhead?: number;
   /** Points drawn in pca-scatter.svg. @default SCATTER_POINT_LIMIT */
   readonly scatterPoints?: number;
-  /** Neighbours that vote in the classification. @default DEFAULT_KNN_NEIGHBOURS */
+  /** What predicts the rows outside Training/. @default DEFAULT_CLASSIFIER */
+  readonly classifier?: ClassifierKind;
+  /** Neighbours that vote in the k-NN classification. @default DEFAULT_KNN_NEIGHBOURS */
   readonly knnNeighbours?: number;
   /** Also write embeddings.parquet (the raw feature vectors). @default false */
   readonly keepEmbeddings?: boolean;
@@ -176,6 +179,7 @@ export async function galleryOf(
     entries.push({
       query: await imageOf(candidate.key, candidate.label),
       predicted: candidate.predicted,
+      confidence: candidate.confidence,
       distance: candidate.distance,
       nearest: await imageOf(candidate.nearestKey, candidate.nearestLabel),
     });

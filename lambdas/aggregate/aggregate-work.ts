@@ -11,6 +11,11 @@
  *   pca-fit.json           the fitted (or saved) model the project and classify stages apply
  *   references/<g>.fsh     group g's Training rows as PCA scores (the k-NN's references)
  *   queries/<g>.fsh        group g's rows to predict, as PCA scores
+ *   class-statistics/<g>.json  group g's Training rows' class counts, means and within-class
+ *                          scatter in the PCA space (the LDA's statistics)
+ *   prototype-sample/<g>.fsh   group g's share of the per-class sample the LDA's prototypes are
+ *                          clustered from, as PCA scores
+ *   classifier.json        the run's classifier: the LDA fitted (or the saved model's), or k-NN
  *   features/<g>.csv       group g's rows of features.csv (no header)
  *   predictions/<g>.csv    group g's rows of predictions.csv (no header)
  *   project/<g>.json       group g's scatter-plot sample
@@ -37,6 +42,9 @@ export function aggregateWorkKeys(workPrefix: string) {
     fit: `${base}pca-fit.json`,
     references: (g: number) => `${base}references/${group(g)}.fsh`,
     queries: (g: number) => `${base}queries/${group(g)}.fsh`,
+    classStatistics: (g: number) => `${base}class-statistics/${group(g)}.json`,
+    prototypeSample: (g: number) => `${base}prototype-sample/${group(g)}.fsh`,
+    classifier: `${base}classifier.json`,
     featuresCsv: (g: number) => `${base}features/${group(g)}.csv`,
     predictionsCsv: (g: number) => `${base}predictions/${group(g)}.csv`,
     projectTally: (g: number) => `${base}project/${group(g)}.json`,
@@ -105,6 +113,7 @@ export interface GalleryCandidate {
   key: string;
   label: string;
   predicted: string;
+  confidence: number;
   distance: number;
   nearestKey: string;
   nearestLabel: string;

@@ -1,16 +1,21 @@
 /**
- * One group's predictions (a child of the `ClassifyGroups` map): the k-NN vote of every row the
- * project stage set aside to predict, against the run's references read part by part (a fitting
- * run's Training rows, group by group in key order) or the saved model's references. Each part's
- * distances are one matrix product and a TopK on onnxruntime, re-ranked exactly in float64, and the
- * lists merged: exactly the neighbours, and so the vote, of one pass over them all (knn.ts's rule).
- * Memory is the group's queries, one part of references, and the references' keys and labels.
+ * One group's predictions (a child of the `ClassifyGroups` map), with the run's classifier
+ * (`classifier.json`, classifier-stage.ts):
+ * - the LDA predicts every row the project stage set aside from the model alone: its work and
+ *   memory are the group's rows, whatever the number of references;
+ * - k-NN votes against the run's references read part by part (a fitting run's Training rows,
+ *   group by group in key order) or the saved model's references. Each part's distances are one
+ *   matrix product and a TopK on onnxruntime, re-ranked exactly in float64, and the lists merged:
+ *   exactly the neighbours, and so the vote, of one pass over them all (knn.ts's rule). Memory is
+ *   the group's queries, one part of references, and the references' keys and labels.
  *
- * It writes the group's rows of predictions.csv (publish joins them), its confusion counts, and a
- * few misclassified rows with their nearest reference for report.html's gallery.
+ * It writes the group's rows of predictions.csv with each prediction's confidence (publish joins
+ * them), its confusion counts, and a few misclassified rows with the Training image that decided
+ * them for report.html's gallery.
  */
-import { ClassificationTally } from '../analysis/classification';
-import { DEFAULT_KNN_NEIGHBOURS, splitOfKey } from '../analysis/knn';
+import { ClassificationTally, ClassifierDescription } from '../analysis/classification';
+import { splitOfKey } from '../analysis/knn';
+import { LdaClassifier, LdaClassifierJson } from '../analysis/lda-classifier';
 import { mergeNeighbourLists, NativeNeighbourSearch, NeighbourLists, voteNeighbours } from '../analysis/native-kernels';
 import { decodeFeatureShard, FeatureShard } from '../bookkeeping/feature-shard';
 import { predictionsCsvRow } from '../outputs/features-csv';
@@ -19,6 +24,7 @@ import { MissingObjectError, putObject, readBytes } from '../aws/s3-client';
 import { AggregateRunDeps, GALLERY_CANDIDATE_LIMIT, GALLERY_CANDIDATES_PER_PAIR, readProjectionModel, stopwatch } from './aggregate-shared';
 import { aggregateWorkKeys, ClassifyTally, GalleryCandidate } from './aggregate-work';
 import { readFitRecord } from './fit-stage';
+import { readClassifierRecord } from './classifier-stage';
 
 /** References as the classify stage reads them: one part at a time, each with its keys and labels. */
 async function* referenceParts(deps: AggregateRunDeps, run: RunSettings, record: { pcaModelKey?: string; groups: number }) {
@@ -50,17 +56,105 @@ async function* referenceParts(deps: AggregateRunDeps, run: RunSettings, record:
   }
 }
 
+/** One row's prediction, whichever classifier made it. */
+interface RowPrediction {
+  label: string;
+  confidence: number;
+  distance: number;
+  nearestKey: string;
+  nearestLabel: string;
+}
+
 export async function classifyGroup(run: RunSettings, group: number, deps: AggregateRunDeps): Promise<{ group: number; predicted: number }> {
-  const { s3, settings, log } = deps;
+  const { s3, log } = deps;
   const clock = stopwatch();
   const work = aggregateWorkKeys(run.workPrefix);
   const { record, model } = await readFitRecord(deps, run);
+  const classifier = await readClassifierRecord(s3, run);
+  if (!classifier) throw new Error(`the run has no classifier (${work.classifier}) to classify group ${group} with`);
   const { header, vectors } = decodeFeatureShard(await readBytes(s3, run.bucket, work.queries(group)));
   const k = header.dim;
-  const neighbours = settings.knnNeighbours ?? DEFAULT_KNN_NEIGHBOURS;
   const queries = { data: vectors, rows: header.keys.length, dims: k };
-  // Each part's neighbours by one product and TopK on the native kernel, then merged: the same
-  // neighbours, in the same order, as one pass over every reference (NearestReferences' rule).
+  const { predictions, referenceClasses, references } =
+    classifier.classifier === 'lda'
+      ? ldaPredictions(classifier.model, queries)
+      : await knnPredictions(deps, run, record, queries, classifier.neighbours, group);
+  const description: ClassifierDescription =
+    classifier.classifier === 'lda'
+      ? { classifier: 'lda', shrinkage: classifier.model.shrinkage, prototypes: classifier.prototypes }
+      : { classifier: 'knn', neighbours: classifier.neighbours };
+
+  const tally = new ClassificationTally(description, model.k, record.references, record.pcaModelKey ? referenceClasses : undefined);
+  const gallery: GalleryCandidate[] = [];
+  const perPair = new Map<string, number>();
+  const lines: string[] = [];
+  header.keys.forEach((key, q) => {
+    const label = header.labels[q];
+    const split = splitOfKey(key);
+    const prediction = predictions[q];
+    lines.push(predictionsCsvRow(key, label, split, prediction.label, prediction.confidence, prediction.distance));
+    tally.add(label, split, prediction.label, prediction.confidence);
+    if (tally.scores(label, split) && prediction.label !== label && gallery.length < GALLERY_CANDIDATE_LIMIT) {
+      const pair = `${label}\u0000${prediction.label}`;
+      const count = perPair.get(pair) ?? 0;
+      if (count < GALLERY_CANDIDATES_PER_PAIR) {
+        perPair.set(pair, count + 1);
+        gallery.push({
+          key,
+          label,
+          predicted: prediction.label,
+          confidence: prediction.confidence,
+          distance: prediction.distance,
+          nearestKey: prediction.nearestKey,
+          nearestLabel: prediction.nearestLabel,
+        });
+      }
+    }
+  });
+  await putObject(s3, run.bucket, work.predictionsCsv(group), lines.join(''), 'text/csv; charset=utf-8');
+  const classifyTally: ClassifyTally = { group, tally: tally.part(), gallery, timingsMs: { classify: clock.total() } };
+  await putObject(s3, run.bucket, work.classifyTally(group), JSON.stringify(classifyTally), 'application/json');
+  log?.info('group classified', {
+    group,
+    classifier: classifier.classifier,
+    predicted: header.keys.length,
+    references,
+    ms: classifyTally.timingsMs.classify,
+  });
+  return { group, predicted: header.keys.length };
+}
+
+/**
+ * The LDA's predictions: a product with the discriminant and one with the prototypes per row, no
+ * references read. A misclassified row is shown beside the Training image nearest the prototype
+ * that won.
+ */
+function ldaPredictions(json: LdaClassifierJson, queries: { data: Float32Array; rows: number; dims: number }) {
+  const lda = LdaClassifier.of(json);
+  const rows = Array.from({ length: queries.rows }, (_, r) => queries.data.subarray(r * queries.dims, (r + 1) * queries.dims));
+  const predictions: RowPrediction[] = lda.predict(rows).map((p) => ({
+    label: p.label,
+    confidence: p.confidence,
+    distance: p.distance,
+    nearestKey: json.prototypeKeys?.[p.prototype] ?? '',
+    nearestLabel: p.label,
+  }));
+  return { predictions, referenceClasses: new Set(json.labels), references: json.count };
+}
+
+/**
+ * The k-NN vote against every references part. Each part's neighbours come from one product and
+ * TopK on the native kernel, then merged: the same neighbours, in the same order, as one pass over
+ * every reference (NearestReferences' rule).
+ */
+async function knnPredictions(
+  deps: AggregateRunDeps,
+  run: RunSettings,
+  record: { pcaModelKey?: string; groups: number },
+  queries: { data: Float32Array; rows: number; dims: number },
+  neighbours: number,
+  group: number,
+) {
   let nearest: NeighbourLists | undefined;
   const referenceKeys: string[] = [];
   const labelIds = new Map<string, number>();
@@ -80,39 +174,12 @@ export async function classifyGroup(run: RunSettings, group: number, deps: Aggre
     }
   }
   if (!nearest) throw new Error(`the run has no references to classify group ${group} against`);
-  const predictions = voteNeighbours(nearest, Int32Array.from(referenceLabels), labelTable);
-  const referenceClasses = record.pcaModelKey ? new Set(labelTable) : undefined;
-
-  const tally = new ClassificationTally(neighbours, model.k, record.references, referenceClasses);
-  const gallery: GalleryCandidate[] = [];
-  const perPair = new Map<string, number>();
-  const lines: string[] = [];
-  header.keys.forEach((key, q) => {
-    const label = header.labels[q];
-    const split = splitOfKey(key);
-    const prediction = predictions[q];
-    lines.push(predictionsCsvRow(key, label, split, prediction.label, prediction.distance));
-    tally.add(label, split, prediction.label);
-    if (tally.scores(label, split) && prediction.label !== label && gallery.length < GALLERY_CANDIDATE_LIMIT) {
-      const pair = `${label}\u0000${prediction.label}`;
-      const count = perPair.get(pair) ?? 0;
-      if (count < GALLERY_CANDIDATES_PER_PAIR) {
-        perPair.set(pair, count + 1);
-        const nearestReference = prediction.nearest;
-        gallery.push({
-          key,
-          label,
-          predicted: prediction.label,
-          distance: prediction.distance,
-          nearestKey: referenceKeys[nearestReference],
-          nearestLabel: labelTable[referenceLabels[nearestReference]],
-        });
-      }
-    }
-  });
-  await putObject(s3, run.bucket, work.predictionsCsv(group), lines.join(''), 'text/csv; charset=utf-8');
-  const classifyTally: ClassifyTally = { group, tally: tally.part(), gallery, timingsMs: { classify: clock.total() } };
-  await putObject(s3, run.bucket, work.classifyTally(group), JSON.stringify(classifyTally), 'application/json');
-  log?.info('group classified', { group, predicted: header.keys.length, references: referenceKeys.length, ms: classifyTally.timingsMs.classify });
-  return { group, predicted: header.keys.length };
+  const predictions: RowPrediction[] = voteNeighbours(nearest, Int32Array.from(referenceLabels), labelTable).map((p) => ({
+    label: p.label,
+    confidence: p.share,
+    distance: p.distance,
+    nearestKey: referenceKeys[p.nearest],
+    nearestLabel: labelTable[referenceLabels[p.nearest]],
+  }));
+  return { predictions, referenceClasses: new Set(labelTable), references: referenceKeys.length };
 }

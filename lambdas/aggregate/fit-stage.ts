@@ -119,8 +119,8 @@ export async function fitRun(run: RunSettings, groups: number, deps: AggregateRu
 
   let classificationSkipped: string | undefined;
   if (saved) {
-    if (!saved.references)
-      classificationSkipped = `the model's run ${saved.model.runId} saved no Training references (no ${RESULT_FILES.knnReferences}): nothing to classify against`;
+    if (!saved.references && !saved.model.classifier)
+      classificationSkipped = `the model's run ${saved.model.runId} saved no classifier and no Training references (no ${RESULT_FILES.knnReferences}): nothing to classify with`;
   } else if (references === 0) classificationSkipped = 'no image lies under a Training/ (or Train/) folder: nothing to fit the classifier on';
   else if (references === fit.count) classificationSkipped = 'every image is a Training image: nothing to predict';
 

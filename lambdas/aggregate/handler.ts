@@ -1,6 +1,6 @@
 /**
  * Lambda entry point of the aggregate's stages (`PlanAggregate`, the `ComputeMoments`,
- * `ProjectGroups` and `ClassifyGroups` map children, `FitModel`, `PublishRun`): env read once at
+ * `ProjectGroups` and `ClassifyGroups` map children, `FitModel`, `FitClassifier`, `PublishRun`): env read once at
  * init, the event's `stage` names the work (aggregate-run.ts). An event without a `stage` (an
  * AggregateEvent) runs every stage in this one invocation.
  */
@@ -22,6 +22,7 @@ export function aggregateSettingsFrom(env: AggregateEnv): AggregateSettings {
     components: env.PCA_COMPONENTS,
     varianceThreshold: env.PCA_VARIANCE_THRESHOLD,
     knnNeighbours: env.KNN_NEIGHBOURS,
+    classifier: env.CLASSIFIER,
     keepEmbeddings: env.KEEP_EMBEDDINGS,
     groupShards: env.AGGREGATE_GROUP_SHARDS,
   };

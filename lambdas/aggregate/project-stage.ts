@@ -6,6 +6,7 @@
  * - its rows of features.csv (publish joins the parts behind the header);
  * - the Training rows' scores (the k-NN's references) and the rows to predict, for the classify
  *   stage, in the feature-shard format;
+ * - with the LDA, the Training rows' class statistics and prototype sample (classifier-stage.ts);
  * - a uniform sample of the group's points for the scatter plot.
  * The rows left out are those the moments stage left out, read from its tally: both stages see
  * the same shards, and a shard that changed in between is a retryable error.
@@ -23,6 +24,8 @@ import { StreamedUpload } from '../aws/streamed-upload';
 import { AggregateRunDeps, readShards, stopwatch } from './aggregate-shared';
 import { aggregateWorkKeys, MomentsTallySchema, partKey, ProjectTally } from './aggregate-work';
 import { readFitRecord } from './fit-stage';
+import { ClassifierInputs } from './classifier-stage';
+import { DEFAULT_CLASSIFIER } from '../contracts/handler-env';
 
 const PARQUET_TYPE = 'application/vnd.apache.parquet';
 
@@ -58,6 +61,7 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
   // A fitting run saves its Training rows as references even when it has nothing to predict.
   const keepReferences = !projecting && record.references > 0;
   const classifying = record.classificationSkipped === undefined;
+  const classifierInputs = keepReferences && (settings.classifier ?? DEFAULT_CLASSIFIER) === 'lda' ? new ClassifierInputs(k) : undefined;
 
   const csv = new StreamedUpload(s3, run.bucket, work.featuresCsv(group), 'text/csv; charset=utf-8');
   const parquetUpload = new StreamedUpload(s3, run.bucket, partKey(run.outputPrefix, 'features', group), PARQUET_TYPE);
@@ -82,6 +86,7 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
       const { header, vectors } = read.shard;
       const excluded = new Set(expected.excluded);
       const scores = await projector.projectRows({ data: vectors, rows: header.keys.length, dims: dim });
+      await classifierInputs?.addFieldCopies(projector, read.shard, excluded);
       // The shard's CSV rows as one string, one write: a write per row costs more than its formatting.
       let csvRows = '';
       for (let row = 0; row < header.keys.length; row++) {
@@ -94,7 +99,10 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
         await parquet.append(key, label, split, rowScores);
         await embeddings?.append(key, label, split, vectors, row * dim);
         sample.offer({ x: rowScores[0], y: k > 1 ? rowScores[1] : 0, label, split });
-        if (keepReferences && split === 'train') references.add(key, label, rowScores);
+        if (keepReferences && split === 'train') {
+          references.add(key, label, rowScores);
+          classifierInputs?.add(key, label, rowScores);
+        }
         if (classifying && (projecting || split !== 'train')) queries.add(key, label, rowScores);
         rows++;
       }
@@ -110,6 +118,7 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
   const referencesFeaturizer = referencesFeaturizerId(record.featurizer, k);
   if (keepReferences) await putObject(s3, run.bucket, work.references(group), references.encode(referencesFeaturizer, k), 'application/octet-stream');
   if (classifying) await putObject(s3, run.bucket, work.queries(group), queries.encode(referencesFeaturizer, k), 'application/octet-stream');
+  await classifierInputs?.write(s3, run, group, record.featurizer);
   const projectTally: ProjectTally = {
     group,
     rows,

@@ -6,12 +6,13 @@
  *   files are exactly those one pass would write;
  * - the Parquet dataset `features/` was written by the groups; a run of one group also gets
  *   features.parquet (and embeddings.parquet), a copy of its one part, as small runs always had;
- * - pca-model.json (a fitting run) with its references file, the groups' Training rows in order;
+ * - pca-model.json (a fitting run) with the LDA it fitted, and its references file, the groups'
+ *   Training rows in order;
  * - explained-variance.csv, the scree and scatter plots (a sample merged from the groups'), the
  *   README, report.json (the fit's proof of completeness and counts, the classification merged
  *   from the groups' counts) and report.html (with the gallery of misclassified images).
  */
-import { ClassificationReport, ClassificationTally } from '../analysis/classification';
+import { ClassificationReport, ClassificationTally, ClassifierDescription } from '../analysis/classification';
 import { DEFAULT_KNN_NEIGHBOURS, KnnReferences } from '../analysis/knn';
 import { encodeKnnReferences, pcaFitOf } from '../analysis/pca-model';
 import { decodeFeatureShard } from '../bookkeeping/feature-shard';
@@ -27,6 +28,8 @@ import { StreamedUpload } from '../aws/streamed-upload';
 import { AggregateResult, AggregateRunDeps, GALLERY_IMAGES, galleryOf, outputKeys, runFields, stopwatch } from './aggregate-shared';
 import { aggregateWorkKeys, ClassifyTally, ClassifyTallySchema, partKey, ProjectTally, ProjectTallySchema } from './aggregate-work';
 import { readFitRecord } from './fit-stage';
+import { readClassifierRecord } from './classifier-stage';
+import { DEFAULT_CLASSIFIER } from '../contracts/handler-env';
 
 const CSV_TYPE = 'text/csv; charset=utf-8';
 
@@ -60,6 +63,7 @@ export async function publishRun(run: RunSettings, groups: number, deps: Aggrega
   const { k } = fit;
   const projecting = record.pcaModelKey !== undefined;
   const classifying = record.classificationSkipped === undefined;
+  const classifier = await readClassifierRecord(s3, run);
   const groupIndices = Array.from({ length: groups }, (_, g) => g);
   const projected: ProjectTally[] = [];
   for (const g of groupIndices) projected.push(ProjectTallySchema.parse(JSON.parse(await readText(s3, bucket, work.projectTally(g)))));
@@ -114,20 +118,26 @@ export async function publishRun(run: RunSettings, groups: number, deps: Aggrega
       pointer = encoded.pointer;
       savedReferences = true;
     }
-    await putObject(s3, bucket, outputs.model, JSON.stringify({ ...model, ...(pointer ? { knnReferences: pointer } : {}) }), 'application/json');
+    const lda = classifier?.classifier === 'lda' && classifier.fitted ? { classifier: classifier.model } : {};
+    await putObject(s3, bucket, outputs.model, JSON.stringify({ ...model, ...(pointer ? { knnReferences: pointer } : {}), ...lda }), 'application/json');
   }
 
   // The classification, merged from the groups' counts.
   const knnNeighbours = settings.knnNeighbours ?? DEFAULT_KNN_NEIGHBOURS;
   let classification: ClassificationReport;
-  if (classifying) {
+  if (classifying && classifier) {
+    const description: ClassifierDescription =
+      classifier.classifier === 'lda'
+        ? { classifier: 'lda', shrinkage: classifier.model.shrinkage, prototypes: classifier.prototypes }
+        : { classifier: 'knn', neighbours: classifier.neighbours };
+    if (classifier.classifier === 'knn' && classifier.note) report.warn(classifier.note);
     // A projecting run's groups scored the rows of the references' classes; the set only marks that scope here.
-    const tally = new ClassificationTally(knnNeighbours, k, record.references, projecting ? new Set<string>() : undefined);
+    const tally = new ClassificationTally(description, k, record.references, projecting ? new Set<string>() : undefined);
     classified.forEach((part) => tally.absorb(part.tally));
     classification = tally.report();
     log?.info('classified', { references: record.references, predicted: classification.status === 'classified' ? classification.predicted : 0 });
   } else {
-    classification = { status: 'skipped', reason: record.classificationSkipped! };
+    classification = { status: 'skipped', reason: record.classificationSkipped ?? 'no classifier: the run has no Training rows to fit one on' };
   }
 
   // Tables of the fit, plots, README.
@@ -156,6 +166,8 @@ export async function publishRun(run: RunSettings, groups: number, deps: Aggrega
     k,
     dim: record.dim,
     classified: classification.status === 'classified',
+    classifier: classification.status === 'classified' ? classification.classifier : undefined,
+    savedClassifier: !projecting && classifier?.classifier === 'lda' && classifier.fitted,
     embeddings: settings.keepEmbeddings ?? false,
     references: savedReferences,
     singleParquet,
@@ -180,6 +192,7 @@ export async function publishRun(run: RunSettings, groups: number, deps: Aggrega
   const runSettings = {
     pcaComponents: settings.components,
     pcaVarianceThreshold: settings.varianceThreshold ?? null,
+    classifier: classifier?.classifier ?? settings.classifier ?? DEFAULT_CLASSIFIER,
     knnNeighbours,
     keepEmbeddings: settings.keepEmbeddings ?? false,
     ...(projecting ? { pcaModel: record.pcaModelKey } : {}),

@@ -1,6 +1,6 @@
 /**
- * The aggregate step's classification report: every prediction of the k-NN (lambdas/analysis/knn.ts)
- * is tallied here as the predictions stream out, so memory is bounded by the number of distinct
+ * The aggregate step's classification report: every prediction of the classifier (the LDA of
+ * lda-classifier.ts or the k-NN of knn.ts) is tallied here as the predictions stream out, so memory is bounded by the number of distinct
  * (label, predicted) pairs, never by the number of rows.
  *
  * Accuracy counts the Test rows only (a label to check against); rows with no split, or in a split
@@ -33,12 +33,20 @@ export interface ConfusedPair extends ConfusionCell {
   shareOfActual: number;
 }
 
+/** Which classifier predicted, with what makes it up. */
+export type ClassifierDescription = { classifier: 'lda'; shrinkage: number; prototypes: number } | { classifier: 'knn'; neighbours: number };
+
+/** Mean softmax probability (LDA) or vote share (k-NN) of the scored predictions: all, right, wrong. */
+export interface ConfidenceSummary {
+  mean: number | null;
+  meanCorrect: number | null;
+  meanWrong: number | null;
+}
+
 export type ClassificationReport =
-  | {
+  | ({
       status: 'classified';
       method: string;
-      /** Neighbours that vote. */
-      neighbours: number;
       /** Components the distance is measured over (the PCA's k). */
       components: number;
       /** Training rows: the references. */
@@ -60,30 +68,41 @@ export type ClassificationReport =
       confusion: { format: 'sparse'; cells: ConfusionCell[] };
       /** Off-diagonal cells, largest first. */
       mostConfused: ConfusedPair[];
-    }
+      confidence: ConfidenceSummary;
+    } & ClassifierDescription)
   | { status: 'skipped'; reason: string };
 
-export const CLASSIFIER_METHOD =
-  'k-NN: Euclidean distance over the PCA components, majority vote of the k nearest Training rows, a tie going to the label whose voting neighbours are nearest in total';
+export const CLASSIFIER_METHODS = {
+  knn: 'k-NN: Euclidean distance over the PCA components, majority vote of the k nearest Training rows, a tie going to the label whose voting neighbours are nearest in total; confidence = the vote share of the label',
+  lda: "shrinkage LDA over the PCA components, then the nearest of the k-means prototypes of each class's Training rows in the discriminant space; confidence = the softmax probability of the class scores",
+} as const;
+
+/** The classifier's short name: `LDA` or `5-NN`. */
+export function classifierName(description: ClassifierDescription): string {
+  return description.classifier === 'lda' ? 'LDA' : `${description.neighbours}-NN`;
+}
 
 /** A ClassificationTally's counts as plain JSON. */
 export interface ClassificationTallyPart {
   cells: [string, [string, number][]][];
   predicted: number;
   unscored: number;
+  /** Summed confidence of the scored predictions that were right, and of those that were wrong. */
+  confidence: { correct: number; wrong: number };
 }
 
 export class ClassificationTally {
   private readonly cells = new Map<string, Map<string, number>>();
   private predicted = 0;
   private unscored = 0;
+  private readonly confidence = { correct: 0, wrong: 0 };
 
   /**
    * `referenceClasses`: score every row labelled with one of these (a run classifying against a
-   * saved model's references) instead of the Test rows.
+   * saved model's references or classifier) instead of the Test rows.
    */
   constructor(
-    readonly neighbours: number,
+    readonly classifier: ClassifierDescription,
     readonly components: number,
     readonly references: number,
     private readonly referenceClasses?: ReadonlySet<string>,
@@ -91,12 +110,19 @@ export class ClassificationTally {
 
   /** The counts so far as plain JSON: one group's predictions, to be absorbed where the run is reported. */
   part(): ClassificationTallyPart {
-    return { cells: [...this.cells].map(([actual, row]) => [actual, [...row]]), predicted: this.predicted, unscored: this.unscored };
+    return {
+      cells: [...this.cells].map(([actual, row]) => [actual, [...row]]),
+      predicted: this.predicted,
+      unscored: this.unscored,
+      confidence: { ...this.confidence },
+    };
   }
 
   absorb(part: ClassificationTallyPart): void {
     this.predicted += part.predicted;
     this.unscored += part.unscored;
+    this.confidence.correct += part.confidence.correct;
+    this.confidence.wrong += part.confidence.wrong;
     for (const [actual, row] of part.cells) {
       let cells = this.cells.get(actual);
       if (!cells) this.cells.set(actual, (cells = new Map()));
@@ -109,13 +135,14 @@ export class ClassificationTally {
     return this.referenceClasses ? this.referenceClasses.has(label) : split === 'test';
   }
 
-  /** One prediction; scored only when `scores` says so. */
-  add(label: string, split: Split | undefined, predicted: string): void {
+  /** One prediction and its confidence; scored only when `scores` says so. */
+  add(label: string, split: Split | undefined, predicted: string, confidence: number): void {
     this.predicted++;
     if (!this.scores(label, split)) {
       this.unscored++;
       return;
     }
+    this.confidence[predicted === label ? 'correct' : 'wrong'] += confidence;
     let row = this.cells.get(label);
     if (!row) this.cells.set(label, (row = new Map()));
     row.set(predicted, (row.get(predicted) ?? 0) + 1);
@@ -145,10 +172,11 @@ export class ClassificationTally {
       .sort((a, b) => b.count - a.count || byText(a.actual, b.actual) || byText(a.predicted, b.predicted))
       .slice(0, MOST_CONFUSED_LIMIT)
       .map((cell) => ({ ...cell, shareOfActual: cell.count / supportOf.get(cell.actual)! }));
+    const mean = (sum: number, count: number) => (count > 0 ? sum / count : null);
     return {
       status: 'classified',
-      method: CLASSIFIER_METHOD,
-      neighbours: this.neighbours,
+      method: CLASSIFIER_METHODS[this.classifier.classifier],
+      ...this.classifier,
       components: this.components,
       references: this.references,
       predicted: this.predicted,
@@ -160,6 +188,11 @@ export class ClassificationTally {
       perClass,
       confusion: { format: 'sparse', cells },
       mostConfused,
+      confidence: {
+        mean: mean(this.confidence.correct + this.confidence.wrong, scored),
+        meanCorrect: mean(this.confidence.correct, correct),
+        meanWrong: mean(this.confidence.wrong, scored - correct),
+      },
     };
   }
 }

@@ -2,8 +2,9 @@
  * The analysis: the statistics of a run, with no AWS. `ScatterAccumulator` streams the moments of
  * every shard, `fitPca` fits the standardised PCA and `PcaProjector` projects; `pca-model.ts`
  * writes and reads the saved model (`pca-model.json`) and the classifier's references;
- * `KnnReferences` classifies a row by its nearest Training rows, and `ClassificationTally` scores
- * the predictions. The matrix products behind them run on onnxruntime (native-kernels.ts), and
+ * `LdaClassifier` (the default classifier, fitted from `ClassStatisticsAccumulator`'s statistics and
+ * a `PrototypeSample`) or `KnnReferences` (its nearest Training rows) classifies a row, and
+ * `ClassificationTally` scores the predictions. The matrix products behind them run on onnxruntime (native-kernels.ts), and
  * the fit's top eigenpairs come from top-eigen.ts. The exports below are what the rest of the code may use from this folder.
  */
 export { type ComponentSelection, DEFAULT_BLOCK_ROWS, InsufficientDataError, type PcaFit, PcaProjector, ScatterAccumulator, fitPca } from './streaming-pca';
@@ -19,7 +20,10 @@ export {
   pcaModelJson,
 } from './pca-model';
 export { DEFAULT_KNN_NEIGHBOURS, KnnReferences, type Split, splitOfKey } from './knn';
-export { type ClassificationReport, ClassificationTally, type ClassificationTallyPart } from './classification';
+export { type ClassificationReport, ClassificationTally, type ClassificationTallyPart, type ClassifierDescription, classifierName } from './classification';
+export { type LdaClassifierJson, LdaClassifier, LdaClassifierSchema, ldaClassifierFromStatistics, fitLdaClassifier, loadLdaClassifier } from './lda-classifier';
+export { ClassStatisticsAccumulator, mergeClassStatistics, classStatisticsFromJson, classStatisticsToJson } from './class-statistics';
+export { PROTOTYPE_SAMPLE_PER_CLASS, PrototypeSample } from './prototype-sample';
 export {
   blockMoments,
   DEFAULT_INTRA_OP_THREADS,

@@ -60,6 +60,10 @@ export interface Prediction {
   readonly label: string;
   /** Softmax probability of the label, in (0, 1]. */
   readonly confidence: number;
+  /** Euclidean distance to the nearest prototype of the label, in the discriminant space. */
+  readonly distance: number;
+  /** Index of that prototype (into the model's prototypes and prototypeKeys). */
+  readonly prototype: number;
 }
 
 type Rows = readonly ArrayLike<number>[];
@@ -81,6 +85,8 @@ export const LdaClassifierSchema = z
     prototypes: z.array(z.array(finite)).min(1),
     /** The label (index into labels) of each prototype. */
     prototypeLabels: z.array(z.number().int().nonnegative()),
+    /** The key of the Training row nearest each prototype: what report.html shows beside a misclassified image. */
+    prototypeKeys: z.array(z.string()).optional(),
   })
   .superRefine((model, context) => {
     const problem = (message: string) => context.addIssue({ code: 'custom', message });
@@ -90,6 +96,9 @@ export const LdaClassifierSchema = z
     if (directions < 1 || model.projection.some((row) => row.length !== directions)) problem('projection rows differ in length or are empty');
     if (model.prototypeLabels.length !== model.prototypes.length) {
       problem(`prototypeLabels holds ${model.prototypeLabels.length} values, expected one per prototype (${model.prototypes.length})`);
+    }
+    if (model.prototypeKeys && model.prototypeKeys.length !== model.prototypes.length) {
+      problem(`prototypeKeys holds ${model.prototypeKeys.length} values, expected one per prototype (${model.prototypes.length})`);
     }
     if (model.prototypes.some((row) => row.length !== directions)) problem(`a prototype does not hold ${directions} values`);
     if (model.prototypeLabels.some((label) => label >= model.labels.length)) problem('a prototype label is not an index of labels');
@@ -136,20 +145,24 @@ export class LdaClassifier {
     const { labels, prototypeLabels } = this.json;
     const predictions: Prediction[] = [];
     const classScores = new Float64Array(labels.length);
+    const classPrototypes = new Int32Array(labels.length);
     for (let r = 0; r < products.rows; r++) {
       // -||y - p||^2 / 2 = y.p - ||p||^2 / 2 - ||y||^2 / 2; the last term is the same for every
       // class, and cancels in the softmax.
       classScores.fill(Number.NEGATIVE_INFINITY);
       for (let p = 0; p < prototypeLabels.length; p++) {
         const score = products.get(r, p) + this.offsets[p];
-        if (score > classScores[prototypeLabels[p]]) classScores[prototypeLabels[p]] = score;
+        if (score > classScores[prototypeLabels[p]]) [classScores[prototypeLabels[p]], classPrototypes[prototypeLabels[p]]] = [score, p];
       }
       let best = 0;
       for (let c = 1; c < classScores.length; c++) if (classScores[c] > classScores[best]) best = c;
       // Softmax with the best score subtracted: exp never overflows, the best term is exactly 1.
       let total = 0;
       for (const score of classScores) total += Math.exp(score - classScores[best]);
-      predictions.push({ label: labels[best], confidence: 1 / total });
+      let norm = 0;
+      for (let d = 0; d < projected.columns; d++) norm += projected.get(r, d) ** 2;
+      const distance = Math.sqrt(Math.max(0, norm - 2 * classScores[best]));
+      predictions.push({ label: labels[best], confidence: 1 / total, distance, prototype: classPrototypes[best] });
     }
     return predictions;
   }
@@ -158,13 +171,16 @@ export class LdaClassifier {
    * The same discriminant with up to `perClass` prototypes per class in place of the means: each
    * class's rows (any of `labels`' classes; rows of other labels are ignored) clustered by k-means
    * in the discriminant space, started from rows spread evenly through the class's rows in order.
+   * With `keys` (one per row), each prototype also records the key of its class's row nearest it.
    */
-  withPrototypes(rows: Rows, labels: readonly string[], perClass: number = DEFAULT_PROTOTYPES): LdaClassifier {
+  withPrototypes(rows: Rows, labels: readonly string[], perClass: number = DEFAULT_PROTOTYPES, keys?: readonly string[]): LdaClassifier {
+    if (keys && keys.length !== rows.length) throw new RangeError(`${rows.length} rows but ${keys.length} keys`);
     if (!Number.isInteger(perClass) || perClass < 1) throw new RangeError(`prototypes per class must be a positive integer, got ${perClass}`);
     if (rows.length !== labels.length) throw new RangeError(`${rows.length} rows but ${labels.length} labels`);
     const projected = this.transform(rows);
     const prototypes: number[][] = [];
     const prototypeLabels: number[] = [];
+    const prototypeKeys: string[] = [];
     this.json.labels.forEach((label, c) => {
       const members = labels.flatMap((l, i) => (l === label ? [i] : []));
       const means =
@@ -174,9 +190,11 @@ export class LdaClassifier {
       for (const mean of means) {
         prototypes.push(mean);
         prototypeLabels.push(c);
+        if (keys) prototypeKeys.push(members.length === 0 ? '' : keys[nearestRow(projected, members, mean)]);
       }
     });
-    return LdaClassifier.of({ ...this.json, prototypes, prototypeLabels });
+    const { prototypeKeys: _previous, ...json } = this.json;
+    return LdaClassifier.of({ ...json, prototypes, prototypeLabels, ...(keys ? { prototypeKeys } : {}) });
   }
 
   toJSON(): LdaClassifierJson {
@@ -283,6 +301,18 @@ function kMeans(points: Matrix, k: number): Matrix {
     means = new Matrix(sums.map((sum, j) => (counts[j] ? Array.from(sum, (v) => v / counts[j]) : previous[j])));
   }
   return means;
+}
+
+/** The member of `rows` (row indices into `points`) nearest `target`. */
+function nearestRow(points: Matrix, rows: readonly number[], target: readonly number[]): number {
+  let nearest = rows[0];
+  let nearestDistance = Number.POSITIVE_INFINITY;
+  for (const r of rows) {
+    let distance = 0;
+    for (let d = 0; d < target.length; d++) distance += (points.get(r, d) - target[d]) ** 2;
+    if (distance < nearestDistance) [nearest, nearestDistance] = [r, distance];
+  }
+  return nearest;
 }
 
 function range(n: number): number[] {

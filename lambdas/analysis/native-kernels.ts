@@ -451,17 +451,18 @@ export function mergeNeighbourLists(parts: readonly NeighbourLists[]): Neighbour
  *
  * @example
  * const predictions = voteNeighbours(mergeNeighbourLists(lists), referenceLabels, labelTable);
- * // predictions[q].label, .distance (to the nearest), .nearest (its index)
+ * // predictions[q].label, .distance (to the nearest), .nearest (its index), .share (of the votes)
  */
-export function voteNeighbours(lists: NeighbourLists, referenceLabels: Int32Array, labels: readonly string[]): KnnPrediction[] {
+export function voteNeighbours(lists: NeighbourLists, referenceLabels: Int32Array, labels: readonly string[]): (KnnPrediction & { share: number })[] {
   const { queries, k, indices, distances } = lists;
-  const predictions: KnnPrediction[] = [];
+  const predictions: (KnnPrediction & { share: number })[] = [];
   const voteLabel = new Int32Array(k);
   const voteCount = new Int32Array(k);
   const voteDistance = new Float64Array(k);
   for (let q = 0; q < queries; q++) {
     let votes = 0;
-    for (let j = 0; j < k && indices[q * k + j] >= 0; j++) {
+    let voters = 0;
+    for (let j = 0; j < k && indices[q * k + j] >= 0; j++, voters++) {
       const label = referenceLabels[indices[q * k + j]];
       let v = 0;
       while (v < votes && voteLabel[v] !== label) v++;
@@ -479,7 +480,7 @@ export function voteNeighbours(lists: NeighbourLists, referenceLabels: Int32Arra
     for (let v = 1; v < votes; v++) {
       if (voteCount[v] > voteCount[best] || (voteCount[v] === voteCount[best] && voteDistance[v] < voteDistance[best])) best = v;
     }
-    predictions.push({ label: labels[voteLabel[best]], distance: Math.sqrt(distances[q * k]), nearest: indices[q * k] });
+    predictions.push({ label: labels[voteLabel[best]], distance: Math.sqrt(distances[q * k]), nearest: indices[q * k], share: voteCount[best] / voters });
   }
   return predictions;
 }

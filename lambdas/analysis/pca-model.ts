@@ -1,6 +1,7 @@
 /**
- * The saved model of a run, written and read here: `pca-model.json` (the fitted PCA) and, when the
- * run had Training references, `knn-references.fsh` (the classifier's references). A later run
+ * The saved model of a run, written and read here: `pca-model.json` (the fitted PCA and, when the
+ * run had Training rows of two classes or more, its LDA classifier, `classifier`) and, when the run
+ * had Training references, `knn-references.fsh` (the k-NN's references). A later run
  * started with `pcaModel` projects its images with them instead of fitting.
  *
  * Restoring is exact: JSON numbers round-trip doubles (`JSON.stringify` writes the shortest text
@@ -18,6 +19,7 @@ import { z } from 'zod';
 import { RESULT_FILES, RUN_ID_PATTERN } from '../contracts/bucket-layout';
 import { decodeFeatureShard, encodeFeatureShard } from '../bookkeeping';
 import { KnnReferences } from './knn';
+import { LdaClassifierSchema } from './lda-classifier';
 import type { ComponentSelection, PcaFit } from './streaming-pca';
 
 export const PCA_MODEL_FORMAT = 'fruits-pipeline/pca-model@1';
@@ -67,6 +69,8 @@ export const PcaModelSchema = z
     explainedVarianceRatio: z.array(finite.nonnegative()),
     explainedVariance: finite,
     knnReferences: KnnReferencesPointerSchema.optional(),
+    /** The LDA the model run fitted over these components (a run with Training rows of two classes or more). */
+    classifier: LdaClassifierSchema.optional(),
   })
   .passthrough()
   .superRefine((model, context) => {
@@ -86,6 +90,7 @@ export const PcaModelSchema = z
     const short = model.components.findIndex((component) => component.length !== dim);
     if (short >= 0) problem(`component ${short + 1} holds ${model.components[short].length} values, expected dim = ${dim}`);
     if (model.constantFeatures.some((f) => f >= dim)) problem(`constantFeatures names a feature beyond dim = ${dim}`);
+    if (model.classifier && model.classifier.dim !== k) problem(`classifier.dim is ${model.classifier.dim}, expected k = ${k}`);
   });
 export type SavedPcaModel = z.infer<typeof PcaModelSchema>;
 

@@ -1,9 +1,10 @@
 /**
  * Small helpers every program may use, with no AWS and nothing of the project: bounded concurrency
  * (`mapWithConcurrency`) and ordered read-ahead (`OrderedReadAhead`, the featurize path's pipeline
- * of reads ahead of the model), float array concatenation, and a seeded random for reproducible
- * samples. The exports below are what the rest of the code may use from this folder.
+ * of reads ahead of the model), float array concatenation, a seeded random for reproducible
+ * samples, and a hash of a key for choices that must not depend on how keys were grouped. The exports below are what the rest of the code may use from this folder.
  */
 export { OrderedReadAhead, mapWithConcurrency } from './concurrency';
 export { concatFloat32 } from './float-arrays';
 export { seededRandom } from './seeded-random';
+export { keyHash } from './key-hash';

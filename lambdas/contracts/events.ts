@@ -98,8 +98,8 @@ const GroupCountSchema = z.number().int().nonnegative();
 /**
  * The aggregate as stages of the state machine, each one invocation of the aggregate function:
  * `plan` (the ResultWriter records into groups of shards), `moments` and `project` and
- * `classify` (one child of a Distributed Map per group), `fit` and `publish` (merges whose input
- * grows with the number of groups, not of images). Map children get the run's required settings;
+ * `classify` (one child of a Distributed Map per group), `fit`, `fit-classifier` and `publish`
+ * (merges whose input grows with the number of groups, not of images). Map children get the run's required settings;
  * anything else they need is in the plan the `plan` stage wrote.
  */
 export const AggregateStageEventSchema = z.discriminatedUnion('stage', [
@@ -107,6 +107,7 @@ export const AggregateStageEventSchema = z.discriminatedUnion('stage', [
   z.object({ stage: z.literal('moments'), run: RunSettingsSchema, group: GroupIndexSchema }),
   z.object({ stage: z.literal('fit'), run: RunSettingsSchema, groups: GroupCountSchema }),
   z.object({ stage: z.literal('project'), run: RunSettingsSchema, group: GroupIndexSchema }),
+  z.object({ stage: z.literal('fit-classifier'), run: RunSettingsSchema, groups: GroupCountSchema }),
   z.object({ stage: z.literal('classify'), run: RunSettingsSchema, group: GroupIndexSchema }),
   z.object({ stage: z.literal('publish'), run: RunSettingsSchema, groups: GroupCountSchema }),
 ]);

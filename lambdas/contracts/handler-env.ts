@@ -68,7 +68,22 @@ export const FEATURIZE_SETTINGS = {
   inferRuntime: { env: 'INFER_RUNTIME' },
   /** TFLite models on onnxruntime: intra-op threads; more than a Lambda's 6 vCPU gains nothing (a 3,008 MB Lambda has about 1.7). */
   inferThreads: { env: 'INFER_THREADS', min: 1, max: 6, default: 1 },
+  /**
+   * One Training image in this many is also featurized as an altered copy (a field condition), which
+   * the classifier's statistics learn to ignore; 0: none, 1: every one; one in 64 is too few to teach
+   * anything. The default was chosen with `bench/classifier-choice.ts --copies` against what a copy
+   * costs (docs/FEATURE-CHOICE.md).
+   */
+  fieldCopyEvery: { env: 'FIELD_COPY_EVERY', min: 0, max: 64, default: 4, shapesResults: true },
 } as const satisfies SettingsTable;
+
+/**
+ * What predicts the rows outside Training/: `lda`, shrinkage LDA with prototypes, fitted once per
+ * run and saved in pca-model.json (lambdas/analysis/lda-classifier.ts, chosen in
+ * docs/FEATURE-CHOICE.md); `knn`, the vote of the nearest Training rows.
+ */
+export const CLASSIFIERS = ['lda', 'knn'] as const;
+export type ClassifierKind = (typeof CLASSIFIERS)[number];
 
 /** The aggregate function's settings: the PCA, the groups of its fanned-out stages, the classification and optional outputs. */
 export const AGGREGATE_SETTINGS = {
@@ -93,6 +108,8 @@ export const AGGREGATE_SETTINGS = {
    * voters only blurs the classes of Fruits-360-sized sets.
    */
   knnNeighbours: { env: 'KNN_NEIGHBOURS', min: 1, max: 100, default: 5, shapesResults: true },
+  /** `lda` or `knn` (CLASSIFIERS). */
+  classifier: { env: 'CLASSIFIER', default: 'lda' as ClassifierKind, shapesResults: true },
   /** `true`: also write the raw feature vectors (embeddings.parquet). */
   keepEmbeddings: { env: 'KEEP_EMBEDDINGS', default: false },
 } as const satisfies SettingsTable;
@@ -110,6 +127,8 @@ export const AGGREGATE_ENV = envNames(AGGREGATE_SETTINGS);
 export const DEFAULT_MODEL_ID = FEATURIZE_SETTINGS.modelId.default;
 /** The table's shards per group (AGGREGATE_SETTINGS.groupShards). */
 export const DEFAULT_GROUP_SHARDS = AGGREGATE_SETTINGS.groupShards.default;
+/** The table's classifier (AGGREGATE_SETTINGS.classifier). */
+export const DEFAULT_CLASSIFIER: ClassifierKind = AGGREGATE_SETTINGS.classifier.default;
 
 /**
  * A model id names a manifest entry (layers/model-weights/manifest.json), a cache directory and the image's
@@ -141,6 +160,7 @@ export const FeaturizeEnvSchema = z.object({
   [F.tfBackend.env]: z.enum(['tensorflow', 'wasm', 'cpu']).optional(),
   [F.inferRuntime.env]: z.enum(['onnxruntime', 'tfjs']).optional(),
   [F.inferThreads.env]: boundedInt(F.inferThreads).default(F.inferThreads.default),
+  [F.fieldCopyEvery.env]: boundedInt(F.fieldCopyEvery).default(F.fieldCopyEvery.default),
 });
 export type FeaturizeEnv = z.infer<typeof FeaturizeEnvSchema>;
 
@@ -150,6 +170,7 @@ export const AggregateEnvSchema = z.object({
   [A.pcaVarianceThreshold.env]: z.coerce.number().gt(A.pcaVarianceThreshold.above).lte(A.pcaVarianceThreshold.max).optional(),
   [A.groupShards.env]: boundedInt(A.groupShards).default(A.groupShards.default),
   [A.knnNeighbours.env]: boundedInt(A.knnNeighbours).default(A.knnNeighbours.default),
+  [A.classifier.env]: z.enum(CLASSIFIERS).default(A.classifier.default),
   [A.keepEmbeddings.env]: flag().default(A.keepEmbeddings.default),
 });
 export type AggregateEnv = z.infer<typeof AggregateEnvSchema>;
@@ -172,6 +193,7 @@ export interface FeaturizeEnvSettings {
   readonly featureSqrt?: boolean;
   readonly maxInputPixels?: number;
   readonly readConcurrency?: number;
+  readonly fieldCopyEvery?: number;
 }
 
 /** What the stack sets on the aggregate function; unset settings are left out of the environment. */
@@ -180,6 +202,7 @@ export interface AggregateEnvSettings {
   readonly pcaVarianceThreshold?: number;
   readonly groupShards?: number;
   readonly knnNeighbours?: number;
+  readonly classifier?: ClassifierKind;
   readonly keepEmbeddings?: boolean;
 }
 

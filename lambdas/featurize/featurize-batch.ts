@@ -1,5 +1,6 @@
 /**
- * One Distributed Map batch: read its images from S3, featurize them, write one feature shard,
+ * One Distributed Map batch: read its images from S3, featurize them (and the altered copies of
+ * the Training images field-copies.ts chooses, for the classifier), write one feature shard,
  * return a small summary. Bad images become per-item reasons; only transient storage trouble
  * throws (`TransientStorageError`), for the state machine to retry.
  */
@@ -22,6 +23,8 @@ import { preprocessImage, PreprocessOptions } from '../images';
 import { objectReaderFor } from '../aws/object-reader';
 import { isAccessDeniedError, isMissingObjectError, isTransientS3Error, putObject } from '../aws/s3-client';
 import { concatFloat32, OrderedReadAhead } from '../common';
+import { alterImage } from './field-conditions';
+import { fieldCopyOf } from './field-copies';
 
 export interface FeaturizeBatchSettings {
   readonly maxInputPixels: number;
@@ -30,6 +33,8 @@ export interface FeaturizeBatchSettings {
   readonly readConcurrency: number;
   /** Images decoded before each inference call: bounds the memory a 1,000-item batch needs. */
   readonly chunkSize: number;
+  /** One Training image in this many is also featurized as an altered copy (field-copies.ts); 0: none. @default 0 */
+  readonly fieldCopyEvery?: number;
 }
 
 export interface FeaturizeBatchDeps {
@@ -77,7 +82,17 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
     labels: featurized.labels,
     failed,
     skipped,
+    ...(featurized.copies.length > 0
+      ? {
+          fieldCopies: {
+            keys: featurized.copies.map((c) => c.key),
+            labels: featurized.copies.map((c) => c.label),
+            conditions: featurized.copies.map((c) => c.condition),
+          },
+        }
+      : {}),
     meta: {
+      ...(featurized.copyProblems.length > 0 ? { fieldCopyProblems: featurized.copyProblems.slice(0, 20) } : {}),
       featurizerKind: featurizer.kind,
       modelId: featurizer.modelId,
       backend: featurizer.backend,
@@ -138,7 +153,14 @@ function triageItems(items: readonly ListedObject[], inputPrefix: string, settin
 interface FeaturizedImages {
   readonly keys: string[];
   readonly labels: string[];
+  /** The images' vectors, then the field copies' (in `copies` order). */
   readonly vectorChunks: Float32Array[];
+  /**
+   * The chosen Training images' altered copies, made from the bytes already read; a copy that
+   * cannot be made is left out with its reason in `copyProblems` (the image itself is not affected).
+   */
+  readonly copies: FieldCopy[];
+  readonly copyProblems: string[];
   /**
    * readWait: time the model had nothing to run, waiting for decoded images; infer: time at least
    * one inference was running (reads and decodes overlap both).
@@ -162,6 +184,8 @@ async function featurizeImages(toRead: readonly ImageToRead[], bucket: string, d
     keys: [],
     labels: [],
     vectorChunks: [],
+    copies: [],
+    copyProblems: [],
     timings: { readWait: 0, decode: 0, infer: 0 },
     perObject: { readMs: 0, reads: 0, decodes: 0 },
   };
@@ -182,16 +206,29 @@ async function featurizeImages(toRead: readonly ImageToRead[], bucket: string, d
         images.push(outcome.rgb);
         done.keys.push(key);
         done.labels.push(label);
+        if (outcome.copy) done.copies.push({ key, label, ...outcome.copy });
       }
     });
     if (images.length > 0) inferences.push(model.infer(images));
     if (inferences.length >= INFERENCES_IN_FLIGHT) done.vectorChunks.push(await inferences.shift()!);
   }
   for (const inference of inferences) done.vectorChunks.push(await inference);
+  // The copies after the images, in chunks of the same size.
+  for (let start = 0; start < done.copies.length; start += settings.chunkSize) {
+    done.vectorChunks.push(await model.infer(done.copies.slice(start, start + settings.chunkSize).map((copy) => copy.rgb)));
+  }
   return done;
 }
 
-type DecodeOutcome = { rgb: Uint8Array } | { reason: string };
+/** An altered copy of a Training image, decoded to the model's square. */
+interface FieldCopy {
+  readonly key: string;
+  readonly label: string;
+  readonly condition: string;
+  readonly rgb: Uint8Array;
+}
+
+type DecodeOutcome = { rgb: Uint8Array; copy?: { condition: string; rgb: Uint8Array } } | { reason: string };
 
 /** Reads one image and decodes it to the model's square, counting the time of each into `done`. */
 function imageDecoder(bucket: string, deps: FeaturizeBatchDeps, done: FeaturizedImages): (image: ImageToRead) => Promise<DecodeOutcome> {
@@ -201,7 +238,19 @@ function imageDecoder(bucket: string, deps: FeaturizeBatchDeps, done: Featurized
     maxInputPixels: settings.maxInputPixels,
     maxInputBytes: settings.maxInputBytes,
   };
-  return async ({ item }) => {
+  const fieldCopy = async (key: string, bytes: Uint8Array) => {
+    const chosen = fieldCopyOf(key, settings.fieldCopyEvery ?? 0);
+    if (!chosen) return undefined;
+    try {
+      const altered = await preprocessImage(await alterImage(bytes, chosen.condition, chosen.seed), preprocessOptions);
+      if (altered.ok) return { condition: chosen.condition, rgb: altered.rgb };
+      done.copyProblems.push(`${key} (${chosen.condition}): ${altered.reason}`);
+    } catch (error) {
+      done.copyProblems.push(`${key} (${chosen.condition}): ${describe(error)}`);
+    }
+    return undefined;
+  };
+  return async ({ key, item }) => {
     const readStarted = performance.now();
     const read = await readObject(deps.s3, bucket, item, settings);
     done.perObject.readMs += performance.now() - readStarted;
@@ -210,8 +259,9 @@ function imageDecoder(bucket: string, deps: FeaturizeBatchDeps, done: Featurized
     done.perObject.decodes++;
     const decodeStarted = performance.now();
     const result = await preprocessImage(read.bytes, preprocessOptions);
+    const copy = result.ok ? await fieldCopy(key, read.bytes) : undefined;
     done.timings.decode += performance.now() - decodeStarted;
-    return result.ok ? { rgb: result.rgb } : { reason: result.reason };
+    return result.ok ? { rgb: result.rgb, ...(copy ? { copy } : {}) } : { reason: result.reason };
   };
 }
 

@@ -26,6 +26,7 @@ export function batchSettingsFrom(env: FeaturizeEnv): FeaturizeBatchSettings {
     maxInputBytes: env.MAX_INPUT_BYTES,
     readConcurrency: env.READ_CONCURRENCY,
     chunkSize: env.INFER_BATCH_SIZE,
+    fieldCopyEvery: env.FIELD_COPY_EVERY,
   };
 }
 

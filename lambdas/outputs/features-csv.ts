@@ -74,14 +74,27 @@ export function featuresCsvRow(key: string, label: string, split: string | undef
   return line + CSV_LINE_BREAK;
 }
 
-/** `key,label,split,predicted,nearest_distance`: one row per image the classifier predicted. */
+/**
+ * `key,label,split,predicted,confidence,nearest_distance`: one row per image the classifier
+ * predicted; confidence is the LDA's softmax probability or the k-NN's vote share.
+ */
 export function predictionsCsvHeader(): string {
-  return csvLine(['key', 'label', 'split', 'predicted', 'nearest_distance']);
+  return csvLine(['key', 'label', 'split', 'predicted', 'confidence', 'nearest_distance']);
 }
 
-export function predictionsCsvRow(key: string, label: string, split: string | undefined, predicted: string, nearestDistance: number): string {
-  return `${csvTextField(key)},${csvTextField(label)},${split ?? ''},${csvTextField(predicted)},${formatNumber(nearestDistance)}${CSV_LINE_BREAK}`;
+export function predictionsCsvRow(
+  key: string,
+  label: string,
+  split: string | undefined,
+  predicted: string,
+  confidence: number,
+  nearestDistance: number,
+): string {
+  return `${csvTextField(key)},${csvTextField(label)},${split ?? ''},${csvTextField(predicted)},${formatNumber(confidence, CONFIDENCE_DIGITS)},${formatNumber(nearestDistance)}${CSV_LINE_BREAK}`;
 }
+
+/** A confidence to 4 significant digits: finer says nothing, and round-off never shows. */
+const CONFIDENCE_DIGITS = 4;
 
 /** One row per component: eigenvalue, ratio and cumulative ratio, and whether it was kept. */
 export function explainedVarianceCsv(eigenvalues: ArrayLike<number>, ratios: ArrayLike<number>, kept: number): string {

@@ -30,6 +30,10 @@ export interface OutputSchemaInput {
   /** Feature vector length (embeddings.parquet columns). */
   dim: number;
   classified: boolean;
+  /** What predicted: the LDA (pca-model.json's `classifier`) or k-NN. @default 'knn' */
+  classifier?: 'lda' | 'knn';
+  /** pca-model.json holds the LDA this run fitted. @default false */
+  savedClassifier?: boolean;
   embeddings: boolean;
   /** knn-references.fsh was written (a fitting run with Training rows). @default false */
   references?: boolean;
@@ -46,6 +50,8 @@ export function outputSchema({
   k,
   dim,
   classified,
+  classifier = 'knn',
+  savedClassifier = false,
   embeddings,
   references = false,
   projectedWith,
@@ -91,12 +97,34 @@ export function outputSchema({
     files.push({
       file: RESULT_FILES.predictions,
       description: projectedWith
-        ? `the k-NN prediction of every image, against the Training references of run ${projectedWith.runId} (${RESULT_FILES.knnReferences} beside its model)`
-        : 'the k-NN prediction of every image that is not a Training reference (Test rows, and rows with no or another split)',
+        ? `the ${classifier === 'lda' ? 'LDA' : 'k-NN'} prediction of every image, with the ${classifier === 'lda' ? 'classifier of the model' : `Training references (${RESULT_FILES.knnReferences} beside the model)`} of run ${projectedWith.runId}`
+        : `the ${classifier === 'lda' ? 'LDA' : 'k-NN'} prediction of every image that is not a Training image (Test rows, and rows with no or another split)`,
       columns: [
         ...base(true),
-        { name: 'predicted', type: 'text', description: 'the label voted by the k nearest Training images (report.json classification)' },
-        { name: 'nearest_distance', type: 'number', description: 'Euclidean distance, over the components, to the nearest Training image' },
+        {
+          name: 'predicted',
+          type: 'text',
+          description:
+            classifier === 'lda'
+              ? "the class whose nearest prototype scores highest in the LDA's discriminant space (report.json classification)"
+              : 'the label voted by the k nearest Training images (report.json classification)',
+        },
+        {
+          name: 'confidence',
+          type: 'number',
+          description:
+            classifier === 'lda'
+              ? 'softmax probability of the predicted class over the class scores, in (0, 1]: ranks right above wrong, not a calibrated probability'
+              : 'share of the k neighbours that voted for the predicted label',
+        },
+        {
+          name: 'nearest_distance',
+          type: 'number',
+          description:
+            classifier === 'lda'
+              ? 'Euclidean distance, in the discriminant space, to the nearest prototype of the predicted class'
+              : 'Euclidean distance, over the components, to the nearest Training image',
+        },
       ],
     });
   }
@@ -119,7 +147,7 @@ export function outputSchema({
       file: RESULT_FILES.model,
       description:
         'the fitted PCA: score = ((x - mean) / scale) . component for each kept component; mean, scale, components, eigenvalues, explainedVarianceRatio, ' +
-        `featurizer${references ? `, knnReferences (${RESULT_FILES.knnReferences})` : ''}. A later run projects new images with it: execution input {"pcaModel": "results/${runId}/${RESULT_FILES.model}"}, or --model-from ${runId}`,
+        `featurizer${references ? `, knnReferences (${RESULT_FILES.knnReferences})` : ''}${savedClassifier ? ', classifier (the LDA: format, centre, projection, prototypes, labels)' : ''}. A later run projects new images with it: execution input {"pcaModel": "results/${runId}/${RESULT_FILES.model}"}, or --model-from ${runId}`,
     });
   }
   if (references) {

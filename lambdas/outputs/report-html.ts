@@ -7,7 +7,7 @@
  * All text from the data (keys, labels, reasons) is HTML-escaped: label folders are named by
  * whoever uploads images. The SVGs come from Vega's renderer, which escapes its own text.
  */
-import type { ClassificationReport } from '../analysis/classification';
+import { classifierName, type ClassificationReport } from '../analysis/classification';
 import type { RunReport } from './run-report';
 
 export interface GalleryImage {
@@ -22,8 +22,11 @@ export interface GalleryImage {
 export interface GalleryEntry {
   query: GalleryImage;
   predicted: string;
-  /** Distance to the nearest reference. */
+  /** The classifier's confidence in `predicted`. */
+  confidence: number;
+  /** Distance to the nearest reference (k-NN) or prototype (LDA). */
   distance: number;
+  /** The Training image that decided it: the nearest reference, or the one nearest the LDA's prototype. */
   nearest: GalleryImage;
 }
 
@@ -72,7 +75,8 @@ function classificationSection(classification: ClassificationReport | undefined)
   const c = classification;
   const worst = [...c.perClass].sort((a, b) => a.accuracy - b.accuracy || b.support - a.support).slice(0, 15);
   return `<section><h2>Classification</h2>
-<p class="big">${percent(c.accuracy)} <span>accuracy on ${c.scored} ${escapeHtml(c.scope)} (${c.correct} right), ${c.neighbours}-NN over ${c.components} components, ${c.references} Training references</span></p>
+<p class="big">${percent(c.accuracy)} <span>accuracy on ${c.scored} ${escapeHtml(c.scope)} (${c.correct} right), ${classifierName(c)} over ${c.components} components, ${c.references} Training references</span></p>
+<p class="note">Mean confidence ${percent(c.confidence.mean)}: ${percent(c.confidence.meanCorrect)} when right, ${percent(c.confidence.meanWrong)} when wrong (predictions.csv has each image's).</p>
 <p class="note">${escapeHtml(c.method)}. ${c.unscored} images ${c.scope === 'Test rows' ? 'outside Training/ and Test/' : 'of other labels'} were predicted but not scored (predictions.csv).</p>
 <div class="cols"><div><h3>Most confused pairs</h3>
 ${
@@ -99,13 +103,13 @@ function gallerySection(gallery: readonly GalleryEntry[], scope: string | undefi
   const items = gallery
     .map(
       (entry) =>
-        `<div class="pair">${figure(entry.query, `<b>${escapeHtml(entry.query.label)}</b> predicted <b class="wrong">${escapeHtml(entry.predicted)}</b>`)}${figure(
+        `<div class="pair">${figure(entry.query, `<b>${escapeHtml(entry.query.label)}</b> predicted <b class="wrong">${escapeHtml(entry.predicted)}</b> (confidence ${percent(entry.confidence)})`)}${figure(
           entry.nearest,
-          `nearest reference: <b>${escapeHtml(entry.nearest.label)}</b> (distance ${entry.distance.toFixed(2)})`,
+          `Training image behind it: <b>${escapeHtml(entry.nearest.label)}</b> (distance ${entry.distance.toFixed(2)})`,
         )}</div>`,
     )
     .join('\n');
-  return `<section><h2>${title}</h2><p class="note">Each beside its nearest Training image, one per confused pair, most confused first.</p><div class="gallery">\n${items}\n</div></section>`;
+  return `<section><h2>${title}</h2><p class="note">Each beside the Training image behind its prediction (k-NN: the nearest one; LDA: the one nearest the prototype that won), one per confused pair, most confused first.</p><div class="gallery">\n${items}\n</div></section>`;
 }
 
 export function reportHtml({ report, settings, screeSvg, scatterSvg, gallery }: ReportHtmlInput): string {
@@ -148,7 +152,7 @@ figcaption { font-size: 12px; } .key { color: #777; word-break: break-all; } .wr
 <div class="tile"><b>${counts.skipped}</b>skipped</div>
 <div class="tile"><b>${counts.batches}</b>batches (${counts.failedBatches} failed)</div>
 ${report.pca ? `<div class="tile"><b>k = ${escapeHtml(String(report.pca.k))}</b>components, ${percent(report.pca.explainedVariance as number)} variance</div>` : ''}
-${classification?.status === 'classified' ? `<div class="tile"><b>${percent(classification.accuracy)}</b>${classification.neighbours}-NN Test accuracy</div>` : ''}
+${classification?.status === 'classified' ? `<div class="tile"><b>${percent(classification.accuracy)}</b>${classifierName(classification)} Test accuracy</div>` : ''}
 </div>
 ${classificationSection(classification)}
 <section><h2>Principal components</h2><div class="plots">

@@ -318,6 +318,11 @@ export class FeaturePipeline extends Construct {
       resultPath: '$.fit',
     });
     const projectGroups = groupMap(AGGREGATE_MAP_LABELS.project, 'project', 'ProjectGroup');
+    const fitClassifier = aggregateTask(
+      'FitClassifier',
+      sfn.TaskInput.fromObject({ stage: 'fit-classifier', run: settingsOfRun, groups: sfn.JsonPath.numberAt('$.plan.groups') }),
+      { resultPath: sfn.JsonPath.DISCARD },
+    );
     const classifyGroups = groupMap(AGGREGATE_MAP_LABELS.classify, 'classify', 'ClassifyGroup');
     const publishRun = aggregateTask(
       'PublishRun',
@@ -327,8 +332,8 @@ export class FeaturePipeline extends Construct {
     const chooseClassification = new sfn.Choice(this, 'ChooseClassification')
       .when(sfn.Condition.booleanEquals('$.fit.classify', true), classifyGroups.next(publishRun))
       .otherwise(publishRun);
-    const chain = planAggregate.next(computeMoments).next(fitModel).next(projectGroups).next(chooseClassification);
-    const states = [planAggregate, computeMoments, fitModel, projectGroups, classifyGroups, publishRun];
+    const chain = planAggregate.next(computeMoments).next(fitModel).next(projectGroups).next(fitClassifier).next(chooseClassification);
+    const states = [planAggregate, computeMoments, fitModel, projectGroups, fitClassifier, classifyGroups, publishRun];
 
     return { chain, states };
   }

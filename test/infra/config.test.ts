@@ -18,6 +18,8 @@ describe('pipeline config', () => {
       aggregateMemoryMb: 3008,
       aggregateTimeoutSeconds: 900,
       pcaComponents: 100,
+      classifier: 'lda',
+      fieldCopyEvery: 4,
       modelId: 'mobilenet_v2_1.0_224_quant',
       featurizer: 'cnn',
       architecture: 'x86_64',
@@ -37,6 +39,13 @@ describe('pipeline config', () => {
     ] as const) {
       expect(config[key]).toBeUndefined();
     }
+  });
+
+  test('the classifier is lda or knn; field copies of 1 in 0-64 Training images', () => {
+    expect(defaultConfig({ classifier: 'knn' }).classifier).toBe('knn');
+    expect(() => defaultConfig({ classifier: 'svm' as 'knn' })).toThrow(/classifier/);
+    expect(defaultConfig({ fieldCopyEvery: 0 }).fieldCopyEvery).toBe(0);
+    expect(() => defaultConfig({ fieldCopyEvery: 65 })).toThrow(/fieldCopyEvery/);
   });
 
   test('cdk.json holds a valid config under its one key', () => {

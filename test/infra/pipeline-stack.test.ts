@@ -11,7 +11,7 @@ import { maskAssetHashes, stateMachineDefinition, synthesizePipeline, Synthesize
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- asl-validator has no types
 const aslValidator = require('asl-validator') as (definition: unknown) => { isValid: boolean; errorsText: (separator?: string) => string };
 
-const AGGREGATE_TASKS = ['PlanAggregate', 'FitModel', 'PublishRun'] as const;
+const AGGREGATE_TASKS = ['PlanAggregate', 'FitModel', 'FitClassifier', 'PublishRun'] as const;
 const AGGREGATE_MAPS = { ComputeMoments: 'MomentsOfGroup', ProjectGroups: 'ProjectGroup', ClassifyGroups: 'ClassifyGroup' } as const;
 const STATE_NAMES = [
   'FeaturizeImages',
@@ -160,6 +160,13 @@ describe('state machine', () => {
     expect(definition.States.PlanAggregate.Parameters.Payload).toEqual({ stage: 'plan', 'run.$': '$' });
     expect(definition.States.FitModel.Parameters.Payload).toMatchObject({ stage: 'fit', 'groups.$': '$.plan.groups', run: { 'runId.$': '$.runId' } });
     expect(definition.States.PublishRun).toMatchObject({ OutputPath: '$.Payload', Parameters: { Payload: { stage: 'publish', 'groups.$': '$.plan.groups' } } });
+    // The classifier is fitted once, after every group's projection, before any group is classified.
+    expect(definition.States.ProjectGroups.Next).toBe('FitClassifier');
+    expect(definition.States.FitClassifier).toMatchObject({
+      Next: 'ChooseClassification',
+      ResultPath: null,
+      Parameters: { Payload: { stage: 'fit-classifier', 'groups.$': '$.plan.groups', run: { 'workPrefix.$': '$.workPrefix' } } },
+    });
     for (const name of [...AGGREGATE_TASKS, ...Object.keys(AGGREGATE_MAPS)]) {
       expect(definition.States[name].Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'WriteFailureReport' }]);
     }
@@ -339,7 +346,7 @@ describe('functions', () => {
       ImageConfig: { Command: ['lambdas/featurize/handler.handler'] },
       MemorySize: 3008,
       Timeout: 300,
-      Environment: { Variables: { FEATURIZER: 'cnn', MODEL_ID: 'mobilenet_v2_1.0_224_quant', MODEL_DIR: '/opt/model' } },
+      Environment: { Variables: { FEATURIZER: 'cnn', MODEL_ID: 'mobilenet_v2_1.0_224_quant', MODEL_DIR: '/opt/model', FIELD_COPY_EVERY: '4' } },
     });
     variant.template.hasResourceProperties('AWS::Lambda::Function', {
       ImageConfig: { Command: ['lambdas/featurize/handler.handler'] },
@@ -358,12 +365,12 @@ describe('functions', () => {
     });
   });
 
-  test('aggregate: sized for 100,000+ vectors, PCA env from config', () => {
+  test('aggregate: sized for 100,000+ vectors, PCA and classifier env from config', () => {
     pipeline.template.hasResourceProperties('AWS::Lambda::Function', {
       ImageConfig: { Command: ['lambdas/aggregate/handler.handler'] },
       MemorySize: 3008,
       Timeout: 900,
-      Environment: { Variables: { PCA_COMPONENTS: '100' } },
+      Environment: { Variables: { PCA_COMPONENTS: '100', CLASSIFIER: 'lda' } },
     });
   });
 

@@ -77,6 +77,10 @@ async function run(input: unknown, featurizeImages: () => Promise<any> = async (
           return { Payload: { classify: true } };
         },
         ProjectGroups: stage('project'),
+        FitClassifier: async (parameters: any) => {
+          outcome.stages.push(`${parameters.Payload.stage}:${parameters.Payload.groups}`);
+          return { Payload: { classifier: 'lda' } };
+        },
         ClassifyGroups: stage('classify'),
         PublishRun: async (parameters: any) => {
           outcome.stages.push(`${parameters.Payload.stage}:${parameters.Payload.groups}`);
@@ -220,7 +224,7 @@ describe('aggregate input and failure path', () => {
   test('PlanAggregate gets an AggregateEvent (lambdas/contracts/events.ts), then every stage runs in order', async () => {
     const outcome = await run({ inputPrefix: 'input/fruits/' });
     expect(AggregateEventSchema.safeParse(outcome.aggregateEvent).success).toBe(true);
-    expect(outcome.stages).toEqual(['plan', 'moments', 'fit:2', 'project', 'classify', 'publish:2']);
+    expect(outcome.stages).toEqual(['plan', 'moments', 'fit:2', 'project', 'fit-classifier:2', 'classify', 'publish:2']);
   });
 
   test('an error in FeaturizeImages writes <outputPrefix>failure.json and fails the run with that error', async () => {

@@ -7,6 +7,7 @@ import { aggregateRun, aggregateSettingsFrom, AggregateSettings, readAggregateEn
 import { MalformedEventError, TransientStorageError } from '../../../lambdas/contracts/events';
 import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../../../lambdas/bookkeeping/feature-shard';
 import { FeaturizerMismatchError, PcaModelError } from '../../../lambdas/analysis/pca-model';
+import { fitLdaClassifier, loadLdaClassifier } from '../../../lambdas/analysis/lda-classifier';
 import { IncompleteRunError } from '../../../lambdas/bookkeeping/input-accounting';
 import { parquetMetadata, parquetReadObjects } from 'hyparquet';
 import { parseCsv } from '../../../evaluate/csv';
@@ -293,7 +294,7 @@ describe('aggregate handler against a local S3 server', () => {
     await expect(getText(client, `results/${runId}/features.csv`)).rejects.toThrow();
   });
 
-  it('classifies every non-Training row against the Training rows: predictions.csv, accuracy, confusion, Parquet, report.html', async () => {
+  it('classifies every non-Training row against the Training rows with k-NN: predictions.csv, accuracy, confusion, Parquet, report.html', async () => {
     const runId = 'run-classify';
     const dim = 12;
     // Training and Test rows of the four labels, one unsplit row, one row in a split of no name.
@@ -332,7 +333,7 @@ describe('aggregate handler against a local S3 server', () => {
     }
     const event = await writeMapRun(client, runId, succeeded, []);
 
-    const result = await aggregateRun(event, { s3: client, settings: { components: 4, knnNeighbours: 3, keepEmbeddings: true } });
+    const result = await aggregateRun(event, { s3: client, settings: { components: 4, knnNeighbours: 3, keepEmbeddings: true, classifier: 'knn' } });
     expect(result.outputs).toMatchObject({ predictions: `results/${runId}/predictions.csv`, embeddings: `results/${runId}/embeddings.parquet` });
 
     // features.csv: the split column.
@@ -344,7 +345,7 @@ describe('aggregate handler against a local S3 server', () => {
 
     // predictions.csv: every row but the Training ones, guarded text cells.
     const predictions = parseCsv(await getText(client, result.outputs.predictions!));
-    expect(predictions[0]).toEqual(['key', 'label', 'split', 'predicted', 'nearest_distance']);
+    expect(predictions[0]).toEqual(['key', 'label', 'split', 'predicted', 'confidence', 'nearest_distance']);
     expect(
       predictions
         .slice(1)
@@ -367,9 +368,11 @@ describe('aggregate handler against a local S3 server', () => {
     expect(reference.predictions.size).toBe(predictions.length - 1);
     for (const [key, { predicted, nearest }] of reference.predictions) {
       expect({ key, predicted: byKey.get(key)![3] }).toEqual({ key, predicted });
-      expect(Number(byKey.get(key)![4])).toBeCloseTo(nearest, 3);
+      expect(Number(byKey.get(key)![5])).toBeCloseTo(nearest, 3);
+      // The vote share: 1, 2 or 3 of the 3 neighbours, the winner holding at least one.
+      expect([1 / 3, 2 / 3, 1].map((share) => Number(share.toPrecision(4)))).toContain(Number(byKey.get(key)![4]));
     }
-    expect(Number(byKey.get(test.keys[swapped[0]])![4])).toBeGreaterThan(0);
+    expect(Number(byKey.get(test.keys[swapped[0]])![5])).toBeGreaterThan(0);
 
     // report.json: accuracy (14 of 16 by construction: the two swapped rows), per class, sparse confusion.
     const report = JSON.parse(await getText(client, result.outputs.report));
@@ -377,6 +380,7 @@ describe('aggregate handler against a local S3 server', () => {
     const referenceCorrect = scoredRows.filter((row) => reference.predictions.get(row.key)!.predicted === row.label).length;
     expect(report.classification).toMatchObject({
       status: 'classified',
+      classifier: 'knn',
       neighbours: 3,
       components: 4,
       references: 48,
@@ -395,7 +399,7 @@ describe('aggregate handler against a local S3 server', () => {
     expect(cells.reduce((sum, cell) => sum + cell.count, 0)).toBe(16);
     expect(report.classification.mostConfused).toHaveLength(2);
     expect(report.classification.mostConfused[0]).toMatchObject({ count: 1, shareOfActual: 0.25 });
-    expect(report.settings).toEqual({ pcaComponents: 4, pcaVarianceThreshold: null, knnNeighbours: 3, keepEmbeddings: true });
+    expect(report.settings).toEqual({ pcaComponents: 4, pcaVarianceThreshold: null, classifier: 'knn', knnNeighbours: 3, keepEmbeddings: true });
     expect(report.schema.files.map((f: { file: string }) => f.file)).toEqual(
       expect.arrayContaining(['features.csv', 'features.parquet', 'predictions.csv', 'embeddings.parquet']),
     );
@@ -436,6 +440,140 @@ describe('aggregate handler against a local S3 server', () => {
     expect(html).toContain('87.5%');
   });
 
+  it('classifies with the LDA by default: fitted from the Training rows, saved in pca-model.json, a confidence per prediction', async () => {
+    const runId = 'run-lda';
+    const dim = 12;
+    const train = makeRows(64, dim, 41, runId);
+    const test = makeRows(24, dim, 42, runId);
+    train.keys = train.keys.map((key) => key.replace(`input/${runId}/`, `input/${runId}/Training/`));
+    test.keys = test.keys.map((key) => key.replace(`input/${runId}/`, `input/${runId}/Test/`));
+    // One Test row made to look like a Training row of another class: misclassified, shown.
+    const other = 2;
+    for (let f = 0; f < dim; f++) test.vectors[f] = train.vectors[other * dim + f];
+    const sharp = (await import('sharp')).default;
+    const png = await sharp({ create: { width: 30, height: 30, channels: 3, background: { r: 200, g: 40, b: 90 } } })
+      .png()
+      .toBuffer();
+    for (const key of [...train.keys, test.keys[0]]) await put(client, key, png);
+    const succeeded = [];
+    for (const [name, rows] of [
+      ['a-test', test],
+      ['b-train', train],
+    ] as const) {
+      const h = header(rows.keys, rows.labels, dim);
+      await put(client, `work/${runId}/shards/${name}.fsh`, encodeFeatureShard({ header: h, vectors: rows.vectors }));
+      succeeded.push(childRecord('SUCCEEDED', rows.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/${name}.fsh`, h)) }));
+    }
+    const event = await writeMapRun(client, runId, succeeded, []);
+    const result = await aggregateRun(event, { s3: client, settings: { components: 6 } });
+
+    // pca-model.json carries the classifier, checked by its schema.
+    const model = JSON.parse(await getText(client, result.outputs.model!));
+    const lda = loadLdaClassifier(model.classifier);
+    expect(lda.dim).toBe(6);
+    expect([...lda.labels].sort()).toEqual([...LABELS].sort());
+    expect(model.classifier).toMatchObject({ count: 64, shrinkage: 0.1 });
+    expect(new Set(model.classifier.prototypeKeys)).toEqual(new Set(model.classifier.prototypeKeys.filter((key: string) => train.keys.includes(key))));
+
+    // The same classifier as the module fits on the published features.csv's Training rows (all
+    // of them fit in the sample): the same predictions.
+    const features = parseCsv(await getText(client, result.outputs.features));
+    const table = features.slice(1).map((row) => ({ key: restoreTextField(row[0]), label: row[1], split: row[2], vector: row.slice(3).map(Number) }));
+    const training = table.filter((row) => row.split === 'train').sort((a, b) => (a.key < b.key ? -1 : 1));
+    const local = fitLdaClassifier(
+      training.map((row) => row.vector),
+      training.map((row) => row.label),
+    );
+    const predictions = parseCsv(await getText(client, result.outputs.predictions!));
+    expect(predictions[0]).toEqual(['key', 'label', 'split', 'predicted', 'confidence', 'nearest_distance']);
+    expect(predictions).toHaveLength(1 + 24);
+    const byKey = new Map(predictions.slice(1).map((row) => [restoreTextField(row[0]), row]));
+    const queries = table.filter((row) => row.split === 'test');
+    local.predict(queries.map((row) => row.vector)).forEach((expected, q) => {
+      const row = byKey.get(queries[q].key)!;
+      expect({ key: queries[q].key, predicted: row[3] }).toEqual({ key: queries[q].key, predicted: expected.label });
+      expect(Number(row[4])).toBeCloseTo(expected.confidence, 2);
+      expect(Number(row[4])).toBeGreaterThan(0);
+      expect(Number(row[4])).toBeLessThanOrEqual(1);
+      expect(Number(row[5])).toBeCloseTo(expected.distance, 2);
+    });
+    expect(byKey.get(test.keys[0])![3]).toBe(LABELS[other]);
+
+    const report = JSON.parse(await getText(client, result.outputs.report));
+    expect(report.classification).toMatchObject({
+      status: 'classified',
+      classifier: 'lda',
+      shrinkage: 0.1,
+      prototypes: 8,
+      references: 64,
+      scored: 24,
+      correct: 23,
+    });
+    expect(report.classification.neighbours).toBeUndefined();
+    for (const mean of Object.values(report.classification.confidence) as number[]) expect(mean > 0 && mean <= 1).toBe(true);
+    expect(report.settings).toMatchObject({ classifier: 'lda' });
+    expect(JSON.stringify(report.schema)).toContain('softmax probability');
+    const html = await getText(client, result.outputs.html);
+    expect(html).toContain('LDA over 6 components');
+    expect(html).toContain('LDA Test accuracy');
+    expect(html).toMatch(/Mean confidence \d+\.\d%/);
+    // The misclassified row beside the Training image nearest the prototype that won.
+    expect(html).toContain(`predicted <b class="wrong">${LABELS[other].replaceAll('"', '&quot;')}</b> (confidence`);
+    expect((html.match(/src="data:image\/jpeg;base64,/g) ?? []).length).toBe(2);
+  });
+
+  it("adds the shards' field copies of Training images to the LDA's statistics only: no row, no count, no prototype", async () => {
+    const dim = 10;
+    const runOf = async (runId: string, withCopies: boolean) => {
+      const train = makeRows(40, dim, 91, runId);
+      const test = makeRows(12, dim, 92, runId);
+      train.keys = train.keys.map((key) => key.replace(`input/${runId}/`, `input/${runId}/Training/`));
+      test.keys = test.keys.map((key) => key.replace(`input/${runId}/`, `input/${runId}/Test/`));
+      // A copy of every other Training image, shifted along feature 0 (what a new background might do).
+      const copied = train.keys.flatMap((key, r) => (r % 2 === 0 ? [r] : []));
+      const copies = new Float32Array(copied.length * dim);
+      copied.forEach((r, c) => {
+        copies.set(train.vectors.subarray(r * dim, (r + 1) * dim), c * dim);
+        copies[c * dim] += 4 * (c % 3) - 4;
+      });
+      const h = header(train.keys, train.labels, dim, {
+        ...(withCopies
+          ? { fieldCopies: { keys: copied.map((r) => train.keys[r]), labels: copied.map((r) => train.labels[r]), conditions: copied.map(() => 'background') } }
+          : {}),
+      });
+      const vectors = withCopies ? Float32Array.from([...train.vectors, ...copies]) : train.vectors;
+      const succeeded = [];
+      for (const [name, shardHeader, shardVectors] of [
+        ['a-train', h, vectors],
+        ['b-test', header(test.keys, test.labels, dim), test.vectors],
+      ] as const) {
+        await put(client, `work/${runId}/shards/${name}.fsh`, encodeFeatureShard({ header: shardHeader, vectors: shardVectors }));
+        succeeded.push(
+          childRecord('SUCCEEDED', shardHeader.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/${name}.fsh`, shardHeader)) }),
+        );
+      }
+      const result = await aggregateRun(await writeMapRun(client, runId, succeeded, []), { s3: client, settings: { components: 5 } });
+      const text = async (key: string) => (await getText(client, key)).replaceAll(runId, 'RUN');
+      return {
+        result,
+        features: await text(result.outputs.features),
+        report: JSON.parse(await getText(client, result.outputs.report)),
+        classifier: JSON.parse(await getText(client, result.outputs.model!)).classifier,
+      };
+    };
+    const plain = await runOf('run-no-copies', false);
+    const copied = await runOf('run-copies', true);
+    expect(copied.features).toBe(plain.features);
+    expect(copied.report.counts).toEqual(plain.report.counts);
+    expect(copied.report.accounting.complete).toBe(true);
+    expect(copied.report.classification).toMatchObject({ classifier: 'lda', references: 40, predicted: 12 });
+    // The statistics held 40 images and 20 copies; the prototypes are the images' own.
+    expect(plain.classifier.count).toBe(40);
+    expect(copied.classifier.count).toBe(60);
+    expect(copied.classifier.prototypeKeys.every((key: string) => key.includes('/Training/'))).toBe(true);
+    expect(copied.classifier.projection).not.toEqual(plain.classifier.projection);
+  });
+
   it('gives the same tables in groups of one shard as in one group, the features as one Parquet dataset', async () => {
     const dim = 10;
     const runOf = async (runId: string, groupShards: number) => {
@@ -464,8 +602,16 @@ describe('aggregate handler against a local S3 server', () => {
     expect(grouped.result.outputs.featuresParquet).toBeUndefined();
     expect(grouped.report.accounting.complete).toBe(true);
     expect(grouped.report.counts).toEqual(whole.report.counts);
+    // The LDA (the default) fitted from the groups' merged class statistics and sample: every
+    // prediction, confidence and distance as in one group.
+    expect(grouped.report.classification).toMatchObject({ classifier: 'lda', predicted: 24 });
     expect(grouped.predictions).toBe(whole.predictions);
     expect(grouped.report.classification.accuracy).toBe(whole.report.classification.accuracy);
+    const classifierOf = async (runId: string) => loadLdaClassifier(JSON.parse(await getText(client, `results/${runId}/pca-model.json`)).classifier).toJSON();
+    const [wholeLda, groupedLda] = [await classifierOf('run-one-group'), await classifierOf('run-five-groups')];
+    expect(groupedLda.labels).toEqual(wholeLda.labels);
+    expect(groupedLda.prototypeLabels).toEqual(wholeLda.prototypeLabels);
+    groupedLda.prototypes.flat().forEach((value, i) => expect(value).toBeCloseTo(wholeLda.prototypes.flat()[i], 6));
     // The same scores, up to the float64 rounding of moments merged in another order.
     const cells = (csv: string) => parseCsv(csv).slice(1);
     const [a, b] = [cells(whole.features), cells(grouped.features)];
@@ -660,21 +806,31 @@ describe('aggregate handler against a local S3 server', () => {
       components: expect.any(Number),
       varianceThreshold: undefined,
       knnNeighbours: 5,
+      classifier: 'lda',
       groupShards: 40,
       keepEmbeddings: false,
     });
     expect(
       aggregateSettingsFrom(
-        readAggregateEnv({ PCA_COMPONENTS: '20', PCA_VARIANCE_THRESHOLD: '0.9', KNN_NEIGHBOURS: '3', KEEP_EMBEDDINGS: 'true', AGGREGATE_GROUP_SHARDS: '7' }),
+        readAggregateEnv({
+          PCA_COMPONENTS: '20',
+          PCA_VARIANCE_THRESHOLD: '0.9',
+          KNN_NEIGHBOURS: '3',
+          KEEP_EMBEDDINGS: 'true',
+          AGGREGATE_GROUP_SHARDS: '7',
+          CLASSIFIER: 'knn',
+        }),
       ),
     ).toEqual({
       groupShards: 7,
       components: 20,
       varianceThreshold: 0.9,
       knnNeighbours: 3,
+      classifier: 'knn',
       keepEmbeddings: true,
     });
     expect(() => readAggregateEnv({ KNN_NEIGHBOURS: '0' })).toThrow(/KNN_NEIGHBOURS/);
+    expect(() => readAggregateEnv({ CLASSIFIER: 'svm' })).toThrow(/CLASSIFIER/);
     expect(() => readAggregateEnv({ KEEP_EMBEDDINGS: 'yes' })).toThrow(/KEEP_EMBEDDINGS/);
     expect(() => readAggregateEnv({ PCA_COMPONENTS: '0' })).toThrow(/PCA_COMPONENTS/);
     expect(() => readAggregateEnv({ PCA_VARIANCE_THRESHOLD: '1.5' })).toThrow(/PCA_VARIANCE_THRESHOLD/);
@@ -739,6 +895,7 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
     const modelText = await getText(client, fitted.outputs.model!);
     const model = JSON.parse(modelText);
     expect(model.knnReferences).toEqual({ file: 'knn-references.fsh', count: 48, sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(model.classifier).toMatchObject({ format: 'fruits-pipeline/lda-classifier@1', dim: 4, count: 48 });
     // The references: the Training rows' keys and labels, their scores as float32.
     const saved = decodeFeatureShard(await bytesOf(fitted.outputs.knnReferences!));
     expect(saved.header).toMatchObject({ featurizer: `pca4(${model.featurizer})`, dim: 4, keys: train.keys, labels: train.labels });
@@ -776,16 +933,33 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
     expect(features.size).toBe(18);
     for (const key of [...shared.keys, ...sharedTraining.keys])
       expect(features.get(relative(key))!.slice(3)).toEqual(fittedFeatures.get(relative(key))!.slice(3));
-    // Every row predicted, against the model's references: a shared Test image as in the model run.
+    // Every row predicted with the model's LDA, not refitted: a shared Test image exactly as in the
+    // model run (label, confidence, distance), a Training image of the model run as its own class.
     const predictions = await csvRows(projected.outputs.predictions!);
     expect([...predictions.keys()].sort()).toEqual([...features.keys()].sort());
     const fittedPredictions = await csvRows(fitted.outputs.predictions!);
     for (const key of shared.keys) expect(predictions.get(relative(key))!.slice(3)).toEqual(fittedPredictions.get(relative(key))!.slice(3));
-    // A Training image of the model run finds itself (its reference scores are float32: not quite 0 away).
+    for (const [r, key] of sharedTraining.keys.entries()) expect(predictions.get(relative(key))![3]).toBe(sharedTraining.labels[r]);
+    const classifierRecord = JSON.parse(await getText(client, 'work/projected/aggregate/classifier.json'));
+    expect(classifierRecord).toMatchObject({ classifier: 'lda', fitted: false });
+    expect(classifierRecord.model).toEqual(model.classifier);
+
+    // With k-NN asked for, against the model's references: a Training image of the model run finds
+    // itself (its reference scores are float32: not quite 0 away).
+    const knnEvent = await mapRunOf(
+      'projected-knn',
+      [fresh, shared, sharedTraining].map((rows) => asDataset(rows, 'projected', 'projected-knn')),
+      {
+        pcaModel: 'results/model-run/pca-model.json',
+      },
+    );
+    const byKnn = await aggregateRun(knnEvent, { s3: client, settings: { components: 2, knnNeighbours: 3, classifier: 'knn' } });
+    const knnPredictions = await csvRows(byKnn.outputs.predictions!);
     for (const [r, key] of sharedTraining.keys.entries()) {
-      expect(predictions.get(relative(key))![3]).toBe(sharedTraining.labels[r]);
-      expect(Number(predictions.get(relative(key))![4])).toBeLessThan(1e-6);
+      expect(knnPredictions.get(relative(key))![3]).toBe(sharedTraining.labels[r]);
+      expect(Number(knnPredictions.get(relative(key))![5])).toBeLessThan(1e-6);
     }
+    expect(JSON.parse(await getText(client, byKnn.outputs.report)).classification).toMatchObject({ classifier: 'knn', neighbours: 3, references: 48 });
 
     const report = JSON.parse(await getText(client, projected.outputs.report));
     expect(report.pca).toEqual({
@@ -804,7 +978,15 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
     expect(report.settings).toMatchObject({ pcaModel: 'results/model-run/pca-model.json' });
     expect(report.accounting.complete).toBe(true);
     // Every row is predicted; the rows of the model's classes are scored, whatever their split.
-    expect(report.classification).toMatchObject({ status: 'classified', references: 48, predicted: 18, scored: 17, unscored: 1, components: 4 });
+    expect(report.classification).toMatchObject({
+      status: 'classified',
+      classifier: 'lda',
+      references: 48,
+      predicted: 18,
+      scored: 17,
+      unscored: 1,
+      components: 4,
+    });
     expect(report.classification.scope).toMatch(/class of the model/);
     expect(await getText(client, projected.outputs.readme)).toMatch(/pca-model.json\n {2}not written: .*results\/model-run\/pca-model.json/);
     expect(await getText(client, projected.outputs.html)).toContain('components of the model of run model-run, not refitted');
@@ -842,7 +1024,7 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
     const report = JSON.parse(await getText(client, projected.outputs.report));
     expect(report.classification).toEqual({
       status: 'skipped',
-      reason: "the model's run plain-model saved no Training references (no knn-references.fsh): nothing to classify against",
+      reason: "the model's run plain-model saved no classifier and no Training references (no knn-references.fsh): nothing to classify with",
     });
   });
 

@@ -61,9 +61,9 @@ describe('k-NN classifier (lambdas/analysis/knn.ts)', () => {
 
 describe('classification tally', () => {
   it('scores Test rows only, keeps a sparse confusion matrix and ranks confused pairs', () => {
-    const tally = new ClassificationTally(5, 10, 100);
+    const tally = new ClassificationTally({ classifier: 'knn', neighbours: 5 }, 10, 100);
     const add = (label: string, predicted: string, times: number, split: 'test' | 'none' = 'test') => {
-      for (let i = 0; i < times; i++) tally.add(label, split === 'test' ? 'test' : undefined, predicted);
+      for (let i = 0; i < times; i++) tally.add(label, split === 'test' ? 'test' : undefined, predicted, predicted === label ? 0.8 : 0.4);
     };
     add('Apple Braeburn', 'Apple Braeburn', 6);
     add('Apple Braeburn', 'Apple Granny Smith', 3);
@@ -72,7 +72,10 @@ describe('classification tally', () => {
     add('Unlabelled', 'Kiwi', 4, 'none');
     const report = tally.report();
     if (report.status !== 'classified') throw new Error('expected a classification');
-    expect(report).toMatchObject({ predicted: 23, scored: 19, correct: 15, accuracy: 15 / 19, unscored: 4, references: 100, neighbours: 5 });
+    expect(report).toMatchObject({ predicted: 23, scored: 19, correct: 15, accuracy: 15 / 19, unscored: 4, references: 100, classifier: 'knn', neighbours: 5 });
+    expect(report.confidence.meanCorrect).toBeCloseTo(0.8, 12);
+    expect(report.confidence.meanWrong).toBeCloseTo(0.4, 12);
+    expect(report.confidence.mean).toBeCloseTo((15 * 0.8 + 4 * 0.4) / 19, 12);
     expect(report.confusion.cells).toEqual([
       { actual: 'Apple Braeburn', predicted: 'Apple Braeburn', count: 6 },
       { actual: 'Apple Braeburn', predicted: 'Apple Granny Smith', count: 3 },
@@ -81,6 +84,11 @@ describe('classification tally', () => {
     ]);
     expect(report.perClass.find((c) => c.label === 'Kiwi')).toEqual({ label: 'Kiwi', support: 1, correct: 0, accuracy: 0 });
     expect(report.mostConfused[0]).toEqual({ actual: 'Apple Braeburn', predicted: 'Apple Granny Smith', count: 3, shareOfActual: 1 / 3 });
-    expect(new ClassificationTally(5, 2, 1).report()).toMatchObject({ scored: 0, accuracy: null });
+    expect(new ClassificationTally({ classifier: 'lda', shrinkage: 0.1, prototypes: 8 }, 2, 1).report()).toMatchObject({
+      classifier: 'lda',
+      scored: 0,
+      accuracy: null,
+      confidence: { mean: null, meanCorrect: null, meanWrong: null },
+    });
   });
 });

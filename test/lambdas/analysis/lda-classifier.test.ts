@@ -1,6 +1,7 @@
 import { ClassStatisticsAccumulator, classStatisticsFromJson, classStatisticsToJson, mergeClassStatistics } from '../../../lambdas/analysis/class-statistics';
 import { fitLdaClassifier, LDA_CLASSIFIER_FORMAT, ldaClassifierFromStatistics, loadLdaClassifier } from '../../../lambdas/analysis/lda-classifier';
 import { seededRandom } from '../../../lambdas/common/seeded-random';
+import { PrototypeSample } from '../../../lambdas/analysis/prototype-sample';
 
 /** Gaussian-ish blobs: class c centred at 6 along axis c, unit spread, in `dim` dimensions. */
 function blobs(classes: number, perClass: number, dim: number, seed: number): { rows: number[][]; labels: string[] } {
@@ -75,6 +76,39 @@ describe('class statistics (lambdas/analysis/class-statistics.ts)', () => {
   });
 });
 
+function statisticsOf({ rows, labels }: { rows: number[][]; labels: string[] }) {
+  const accumulator = new ClassStatisticsAccumulator(rows[0].length);
+  rows.forEach((row, i) => accumulator.add(labels[i], row));
+  return accumulator.statistics();
+}
+
+describe('prototype sample (lambdas/analysis/prototype-sample.ts)', () => {
+  const rows = Array.from({ length: 300 }, (_, i) => ({ key: `input/d/Training/c${i % 3}/${i}.jpg`, label: `c${i % 3}`, scores: [i, -i] }));
+
+  it('keeps the same rows per class whichever groups they came in, in key order', () => {
+    const whole = new PrototypeSample(20);
+    rows.forEach((row) => whole.offer(row.key, row.label, row.scores));
+    const groups = [new PrototypeSample(20), new PrototypeSample(20), new PrototypeSample(20)];
+    rows.forEach((row, i) => groups[Math.floor(i / 100)].offer(row.key, row.label, row.scores));
+    const merged = new PrototypeSample(20);
+    groups.forEach((group) => merged.absorb(group.rows()));
+    expect(merged.rows()).toEqual(whole.rows());
+    const kept = whole.rows();
+    expect(kept).toHaveLength(60);
+    expect(new Set(kept.map((row) => row.label))).toEqual(new Set(['c0', 'c1', 'c2']));
+    const c0 = kept.filter((row) => row.label === 'c0').map((row) => row.key);
+    expect(c0).toEqual([...c0].sort());
+    expect(kept[0].scores).toBeInstanceOf(Float32Array);
+  });
+
+  it('keeps every row of a class below the bound', () => {
+    const sample = new PrototypeSample(256);
+    rows.forEach((row) => sample.offer(row.key, row.label, row.scores));
+    expect(sample.rows()).toHaveLength(300);
+    expect(() => new PrototypeSample(0)).toThrow(RangeError);
+  });
+});
+
 describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
   const training = blobs(5, 40, 8, 2);
   const queries = blobs(5, 30, 8, 3);
@@ -105,6 +139,22 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
     expect(loaded.predict(queries.rows)).toEqual(model.predict(queries.rows));
     expect(JSON.stringify(loaded.toJSON())).toBe(text);
     expect(model.toJSON().format).toBe(LDA_CLASSIFIER_FORMAT);
+  });
+
+  it("gives each prediction its distance to the prototype that won, and that prototype's nearest Training key", () => {
+    const keys = training.rows.map((_, i) => `input/d/Training/${training.labels[i]}/${i}.jpg`);
+    const model = ldaClassifierFromStatistics(statisticsOf(training)).withPrototypes(training.rows, training.labels, 3, keys);
+    const json = model.toJSON();
+    expect(json.prototypeKeys).toHaveLength(json.prototypes.length);
+    json.prototypeKeys!.forEach((key, p) => expect(key).toContain(`/${json.labels[json.prototypeLabels[p]]}/`));
+    const projected = model.transform(queries.rows);
+    model.predict(queries.rows).forEach((prediction, q) => {
+      expect(json.labels[json.prototypeLabels[prediction.prototype]]).toBe(prediction.label);
+      const direct = Math.sqrt(json.prototypes[prediction.prototype].reduce((sum, v, d) => sum + (projected.get(q, d) - v) ** 2, 0));
+      expect(prediction.distance).toBeCloseTo(direct, 6);
+    });
+    expect(loadLdaClassifier(JSON.parse(JSON.stringify(json))).predict(queries.rows)).toEqual(model.predict(queries.rows));
+    expect(() => loadLdaClassifier({ ...json, prototypeKeys: ['one'] })).toThrow(/prototypeKeys holds 1 values/);
   });
 
   it('fits the same classifier from merged group statistics as from the rows', () => {

@@ -182,7 +182,14 @@ describe('NativeNeighbourSearch', () => {
     for (const k of [1, 4, 7]) {
       const lists = await new NativeNeighbourSearch({ data: references, rows: 250, dims }).search({ data: queries, rows: 80, dims }, k);
       const predictions = voteNeighbours(lists, referenceLabels, labels);
-      for (let q = 0; q < 80; q++) expect(predictions[q]).toEqual(knn.predict(queries, k, { offset: q * dims }));
+      for (let q = 0; q < 80; q++) {
+        const { share, ...prediction } = predictions[q];
+        expect(prediction).toEqual(knn.predict(queries, k, { offset: q * dims }));
+        // The winner's share of the k votes.
+        expect(share * k).toBeCloseTo(Math.round(share * k), 9);
+        expect(share).toBeGreaterThan(0);
+        expect(share).toBeLessThanOrEqual(1);
+      }
     }
   });
 

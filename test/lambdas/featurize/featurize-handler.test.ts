@@ -5,6 +5,9 @@ import { decodeFeatureShard } from '../../../lambdas/bookkeeping/feature-shard';
 import { createFeaturizer, Featurizer } from '../../../lambdas/model/featurizer';
 import { createS3Client } from '../../../lambdas/aws/s3-client';
 import { batchHash, featurizeBatch, FeaturizeBatchSettings, readFeaturizeEnv } from '../../../lambdas/featurize/handler';
+import { fieldCopyOf } from '../../../lambdas/featurize/field-copies';
+import { alterImage } from '../../../lambdas/featurize/field-conditions';
+import { preprocessImage } from '../../../lambdas/images/preprocess';
 import { LocalS3Server, startLocalS3Server } from '../../../local/emulator/s3/s3-server';
 import { SLOW_DOWN, startFailingS3Server } from '../../support/failing-s3-server';
 
@@ -116,6 +119,37 @@ describe('featurizeBatch against a local S3 server', () => {
     const rgb = Array.from(shard.vectors.subarray(apple * 768 + centre, apple * 768 + centre + 3));
     expect(rgb[0]).toBeGreaterThan(0.7);
     expect(rgb[1]).toBeLessThan(0.2);
+  });
+
+  it('featurizes an altered copy of the chosen Training images after the images: in the shard, never counted', async () => {
+    const Items = await listedItems();
+    const plain = await featurizeBatch({ Items, BatchInput: run }, { s3: s3.client, featurizer, settings });
+    const summary = await featurizeBatch({ Items, BatchInput: run }, { s3: s3.client, featurizer, settings: { ...settings, fieldCopyEvery: 1 } });
+    // The same images, the same accounting: a copy is no input. (The reasons' wording is sharp's,
+    // whose error text can differ between concurrent calls.)
+    const accounted = (s: typeof plain) => ({ ...s, failed: s.failed.map((f) => f.key).sort() });
+    expect(accounted(summary)).toEqual(accounted(plain));
+    const shard = await readShard(summary.shard!);
+    const training = shard.header.keys.filter((key) => key.includes('/Training/'));
+    expect(training).toHaveLength(3);
+    const copies = shard.header.fieldCopies!;
+    expect([...copies.keys].sort()).toEqual([...training].sort());
+    copies.keys.forEach((key, c) => {
+      expect(copies.labels[c]).toBe(shard.header.labels[shard.header.keys.indexOf(key)]);
+      expect(copies.conditions[c]).toBe(fieldCopyOf(key, 1)!.condition);
+    });
+    expect(shard.vectors).toHaveLength((4 + 3) * 768);
+    // The images' rows are those of a batch without copies; each copy differs from its image.
+    const without = await readShard(plain.shard!);
+    const rowOf = (vectors: Float32Array, row: number) => Array.from(vectors.subarray(row * 768, (row + 1) * 768));
+    for (const [row, key] of shard.header.keys.entries()) expect(rowOf(shard.vectors, row)).toEqual(rowOf(without.vectors, without.header.keys.indexOf(key)));
+    // Each copy's row is the featurizer's vector of its image altered under its condition.
+    for (const [c, key] of copies.keys.entries()) {
+      const { condition, seed } = fieldCopyOf(key, 1)!;
+      const altered = await preprocessImage(await alterImage(objects[key], condition, seed), { size: featurizer.imageSize, ...settings });
+      if (!altered.ok) throw new Error(altered.reason);
+      expect(rowOf(shard.vectors, 4 + c)).toEqual(Array.from(await featurizer.featurize([altered.rgb])));
+    }
   });
 
   it('a retried batch (any item order) overwrites the same shard', async () => {
@@ -244,7 +278,9 @@ describe('handler (Lambda entry point)', () => {
 
 describe('readFeaturizeEnv', () => {
   it('fills defaults and fails fast on bad values', () => {
-    expect(readFeaturizeEnv({})).toMatchObject({ FEATURIZER: 'cnn', MODEL_ID: 'mobilenet_v2_1.0_224_quant', READ_CONCURRENCY: 8 });
+    expect(readFeaturizeEnv({})).toMatchObject({ FEATURIZER: 'cnn', MODEL_ID: 'mobilenet_v2_1.0_224_quant', READ_CONCURRENCY: 8, FIELD_COPY_EVERY: 4 });
+    expect(readFeaturizeEnv({ FIELD_COPY_EVERY: '0' })).toMatchObject({ FIELD_COPY_EVERY: 0 });
+    expect(() => readFeaturizeEnv({ FIELD_COPY_EVERY: '65' })).toThrow(/FIELD_COPY_EVERY/);
     expect(readFeaturizeEnv({ IMAGE_SIZE: '160', FEATURIZER: 'pixels' })).toMatchObject({ IMAGE_SIZE: 160, FEATURIZER: 'pixels' });
     expect(() => readFeaturizeEnv({ READ_CONCURRENCY: 'lots', FEATURIZER: 'resnet' })).toThrow(/READ_CONCURRENCY.*FEATURIZER|FEATURIZER.*READ_CONCURRENCY/);
   });

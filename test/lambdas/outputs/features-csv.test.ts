@@ -72,13 +72,13 @@ describe('features CSV', () => {
   it('writes predictions with the same text guard on key, label and predicted label', () => {
     const text =
       predictionsCsvHeader() +
-      predictionsCsvRow('input/d/Test/=HYPERLINK(1)/a,b.jpg', '=HYPERLINK(1)', 'test', '@Kiwi', 1.25) +
-      predictionsCsvRow('input/d/x/1.jpg', 'x', undefined, 'Kiwi', 0);
+      predictionsCsvRow('input/d/Test/=HYPERLINK(1)/a,b.jpg', '=HYPERLINK(1)', 'test', '@Kiwi', 0.912345678, 1.25) +
+      predictionsCsvRow('input/d/x/1.jpg', 'x', undefined, 'Kiwi', 1, 0);
     const rows = parseCsv(text);
     expect(rows).toEqual([
-      ['key', 'label', 'split', 'predicted', 'nearest_distance'],
-      ['input/d/Test/=HYPERLINK(1)/a,b.jpg', "'=HYPERLINK(1)", 'test', "'@Kiwi", '1.25'],
-      ['input/d/x/1.jpg', 'x', '', 'Kiwi', '0'],
+      ['key', 'label', 'split', 'predicted', 'confidence', 'nearest_distance'],
+      ['input/d/Test/=HYPERLINK(1)/a,b.jpg', "'=HYPERLINK(1)", 'test', "'@Kiwi", '0.9123', '1.25'],
+      ['input/d/x/1.jpg', 'x', '', 'Kiwi', '1', '0'],
     ]);
   });
 

@@ -20,7 +20,7 @@ describe('state machine definition from the synthesized stack', () => {
     expect(map.ItemBatcher.MaxItemsPerBatch).toBe(7);
     expect(map.MaxConcurrency).toBe(3);
     expect(map.ItemProcessor.States.FeaturizeBatch.Parameters.FunctionName).toBe(pipeline.featurize.arn);
-    for (const task of ['PlanAggregate', 'FitModel', 'PublishRun']) {
+    for (const task of ['PlanAggregate', 'FitModel', 'FitClassifier', 'PublishRun']) {
       expect((pipeline.definition.States[task].Parameters as Record<string, string>).FunctionName).toBe(pipeline.aggregate.arn);
     }
     const moments = pipeline.definition.States.ComputeMoments as Record<string, any>;
@@ -37,6 +37,7 @@ describe('state machine definition from the synthesized stack', () => {
         'ComputeMoments',
         'FitModel',
         'ProjectGroups',
+        'FitClassifier',
         'ClassifyGroups',
         'PublishRun',
         'WriteFailureReport',

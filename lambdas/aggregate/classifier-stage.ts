@@ -1,0 +1,210 @@
+/**
+ * The run's classifier, between the project and classify stages (the `FitClassifier` state).
+ *
+ * - The project stage hands each group's Training rows to `ClassifierInputs`: their class counts,
+ *   means and within-class scatter in the PCA space (class-statistics.ts, k x k: tiny), with the
+ *   field copies the featurize children made of some of them as extra rows of their class, and the
+ *   group's share of a bounded per-class sample of the clean rows (prototype-sample.ts), written
+ *   per group.
+ * - `fitClassifier` merges them one group at a time (Chan et al., per class), fits the shrinkage
+ *   LDA in closed form and clusters each class's sampled rows into its prototypes
+ *   (lda-classifier.ts), and writes `classifier.json`, which the classify stage predicts with and
+ *   the publish stage saves into pca-model.json. Its memory is one k x k scatter and the sample
+ *   (classes x PROTOTYPE_SAMPLE_PER_CLASS rows), whatever the number of images.
+ * - A run that projects with a saved model fits nothing: it takes the model's classifier, or
+ *   classifies with k-NN against the model's references when the setting says `knn` or the model
+ *   has no classifier.
+ */
+import { z } from 'zod';
+import {
+  ClassStatistics,
+  ClassStatisticsAccumulator,
+  classStatisticsFromJson,
+  classStatisticsToJson,
+  mergeClassStatistics,
+} from '../analysis/class-statistics';
+import { DEFAULT_LDA_SHRINKAGE, DEFAULT_PROTOTYPES, LdaClassifierJson, LdaClassifierSchema, ldaClassifierFromStatistics } from '../analysis/lda-classifier';
+import { DEFAULT_KNN_NEIGHBOURS } from '../analysis/knn';
+import { referencesFeaturizerId } from '../analysis/pca-model';
+import { PrototypeSample } from '../analysis/prototype-sample';
+import { decodeFeatureShard, encodeFeatureShard, FeatureShard } from '../bookkeeping/feature-shard';
+import type { NativeProjector } from '../analysis/native-kernels';
+import { splitOfKey } from '../analysis/knn';
+import { DEFAULT_CLASSIFIER } from '../contracts/handler-env';
+import type { RunSettings } from '../contracts/events';
+import { MissingObjectError, putObject, readBytes, readText } from '../aws/s3-client';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { AggregateRunDeps, stopwatch } from './aggregate-shared';
+import { aggregateWorkKeys } from './aggregate-work';
+import { readFitRecord } from './fit-stage';
+
+/** What the classify and publish stages predict with: `classifier.json`. */
+export const ClassifierRecordSchema = z.discriminatedUnion('classifier', [
+  z.object({
+    classifier: z.literal('lda'),
+    model: LdaClassifierSchema,
+    /** This run fitted it (false: the saved model's, not refitted). */
+    fitted: z.boolean(),
+    /** Prototypes per class it was fitted with. */
+    prototypes: z.number().int().min(1),
+    timingsMs: z.record(z.string(), z.number()),
+  }),
+  z.object({
+    classifier: z.literal('knn'),
+    neighbours: z.number().int().min(1),
+    /** Why k-NN, when the setting asked for the LDA. */
+    note: z.string().optional(),
+  }),
+]);
+export type ClassifierRecord = z.infer<typeof ClassifierRecordSchema>;
+
+/** The run's classifier, or undefined when the fit stage found nothing to fit it on. */
+export async function readClassifierRecord(s3: S3Client, run: RunSettings): Promise<ClassifierRecord | undefined> {
+  try {
+    return ClassifierRecordSchema.parse(JSON.parse(await readText(s3, run.bucket, aggregateWorkKeys(run.workPrefix).classifier)));
+  } catch (error) {
+    if (error instanceof MissingObjectError) return undefined;
+    throw error;
+  }
+}
+
+/** One group's Training rows as the LDA's fit needs them, accumulated in the project stage. */
+export class ClassifierInputs {
+  private readonly statistics: ClassStatisticsAccumulator;
+  private readonly sample = new PrototypeSample();
+
+  constructor(readonly k: number) {
+    this.statistics = new ClassStatisticsAccumulator(k);
+  }
+
+  add(key: string, label: string, scores: ArrayLike<number>): void {
+    this.statistics.add(label, scores);
+    this.sample.offer(key, label, scores);
+  }
+
+  /**
+   * The shard's field copies (lambdas/featurize/field-copies.ts) of the Training rows this group
+   * keeps (`excluded`: the rows the moments stage left out, whose copies stay out too), projected,
+   * as rows of their class in the statistics only: the prototypes stay the clean rows' own.
+   */
+  async addFieldCopies(projector: NativeProjector, shard: FeatureShard, excluded: ReadonlySet<number>): Promise<number> {
+    const { header, vectors } = shard;
+    const copies = header.fieldCopies;
+    if (!copies || copies.keys.length === 0) return 0;
+    const kept = new Set(header.keys.filter((key, row) => !excluded.has(row) && splitOfKey(key) === 'train'));
+    const { dim } = header;
+    const scores = await projector.projectRows({ data: vectors.subarray(header.keys.length * dim), rows: copies.keys.length, dims: dim });
+    let added = 0;
+    copies.keys.forEach((key, c) => {
+      const row = scores.subarray(c * this.k, (c + 1) * this.k);
+      if (!kept.has(key) || !row.every(Number.isFinite)) return;
+      this.statistics.add(copies.labels[c], row);
+      added++;
+    });
+    return added;
+  }
+
+  async write(s3: S3Client, run: RunSettings, group: number, featurizer: string): Promise<void> {
+    const work = aggregateWorkKeys(run.workPrefix);
+    const stats = this.statistics.statistics();
+    if (stats.classes.length === 0) return;
+    await putObject(s3, run.bucket, work.classStatistics(group), JSON.stringify(classStatisticsToJson(stats)), 'application/json');
+    const rows = this.sample.rows();
+    const vectors = new Float32Array(rows.length * this.k);
+    rows.forEach((row, r) => vectors.set(row.scores, r * this.k));
+    const header = {
+      featurizer: referencesFeaturizerId(featurizer, this.k),
+      dim: this.k,
+      keys: rows.map((row) => row.key),
+      labels: rows.map((row) => row.label),
+      failed: [],
+      skipped: [],
+    };
+    await putObject(s3, run.bucket, work.prototypeSample(group), encodeFeatureShard({ header, vectors }), 'application/octet-stream');
+  }
+}
+
+export async function fitClassifier(run: RunSettings, groups: number, deps: AggregateRunDeps): Promise<{ classifier: string }> {
+  const { s3, settings, log } = deps;
+  const clock = stopwatch();
+  const work = aggregateWorkKeys(run.workPrefix);
+  const { record, model } = await readFitRecord(deps, run);
+  const wanted = settings.classifier ?? DEFAULT_CLASSIFIER;
+  const neighbours = settings.knnNeighbours ?? DEFAULT_KNN_NEIGHBOURS;
+  const knn = (note?: string): ClassifierRecord => ({ classifier: 'knn', neighbours, ...(note ? { note } : {}) });
+  let chosen: ClassifierRecord | undefined;
+  if (record.pcaModelKey !== undefined) {
+    const saved = model.classifier;
+    if (saved && (wanted === 'lda' || record.references === 0)) {
+      chosen = { classifier: 'lda', model: saved, fitted: false, prototypes: prototypesPerClass(saved), timingsMs: {} };
+    } else if (record.references > 0) {
+      chosen = knn(wanted === 'lda' ? `the model of run ${model.runId} holds no classifier: k-NN against its references` : undefined);
+    }
+  } else if (record.references > 0) {
+    if (wanted === 'knn') chosen = knn();
+    else {
+      const stats = await mergedStatistics(deps, run, groups);
+      if (!stats || stats.classes.length < 2) chosen = knn(`the Training rows hold ${stats?.classes.length ?? 0} class: the LDA needs two`);
+      else {
+        const merged = clock.lap();
+        const sample = new PrototypeSample();
+        for (let g = 0; g < groups; g++) {
+          const part = await readOptional(s3, run.bucket, work.prototypeSample(g));
+          if (!part) continue;
+          const { header, vectors } = decodeFeatureShard(part);
+          sample.absorb(header.keys.map((key, r) => ({ key, label: header.labels[r], scores: vectors.subarray(r * header.dim, (r + 1) * header.dim) })));
+        }
+        const rows = sample.rows();
+        const fitted = ldaClassifierFromStatistics(stats, { shrinkage: DEFAULT_LDA_SHRINKAGE }).withPrototypes(
+          rows.map((row) => row.scores),
+          rows.map((row) => row.label),
+          DEFAULT_PROTOTYPES,
+          rows.map((row) => row.key),
+        );
+        chosen = {
+          classifier: 'lda',
+          model: fitted.toJSON(),
+          fitted: true,
+          prototypes: DEFAULT_PROTOTYPES,
+          timingsMs: { mergeStatistics: merged, fitClassifier: clock.lap() },
+        };
+      }
+    }
+  }
+  if (!chosen) return { classifier: 'none' };
+  await putObject(s3, run.bucket, work.classifier, JSON.stringify(chosen), 'application/json');
+  log?.info('classifier ready', {
+    classifier: chosen.classifier,
+    ...(chosen.classifier === 'lda' ? { fitted: chosen.fitted, prototypes: chosen.model.prototypes.length, ms: clock.total() } : { note: chosen.note }),
+  });
+  return { classifier: chosen.classifier };
+}
+
+/** The groups' class statistics merged one at a time; undefined when no group wrote any. */
+async function mergedStatistics(deps: AggregateRunDeps, run: RunSettings, groups: number): Promise<ClassStatistics | undefined> {
+  const work = aggregateWorkKeys(run.workPrefix);
+  let merged: ClassStatistics | undefined;
+  for (let g = 0; g < groups; g++) {
+    const bytes = await readOptional(deps.s3, run.bucket, work.classStatistics(g));
+    if (!bytes) continue;
+    const part = classStatisticsFromJson(JSON.parse(Buffer.from(bytes).toString('utf8')));
+    merged = merged ? mergeClassStatistics(merged, part) : part;
+  }
+  return merged;
+}
+
+/** A group without Training rows wrote no part. */
+async function readOptional(s3: S3Client, bucket: string, key: string): Promise<Uint8Array | undefined> {
+  try {
+    return await readBytes(s3, bucket, key);
+  } catch (error) {
+    if (error instanceof MissingObjectError) return undefined;
+    throw error;
+  }
+}
+
+function prototypesPerClass(model: LdaClassifierJson): number {
+  const counts = new Map<number, number>();
+  for (const label of model.prototypeLabels) counts.set(label, (counts.get(label) ?? 0) + 1);
+  return Math.max(...counts.values());
+}

@@ -264,6 +264,26 @@ export function billedMsPerImage(featurize: FeaturizeMeasured, memoryMb: number)
   return featurize.featurizeCpuMsPerImage / Math.min(memoryMb / MB_PER_VCPU, cores);
 }
 
+/** What every stage of one run's model reads: the run's size, its settings and the figures it starts from. */
+interface ModelledRun {
+  readonly images: number;
+  readonly architecture: Architecture;
+  readonly classifier: Classifier;
+  readonly config: PipelineConfig;
+  readonly featurize: Required<FeaturizeMeasured>;
+  readonly figures: StageFigureSet;
+  /** USD per GB-second on the run's architecture. */
+  readonly gbSecond: number;
+  /** Time per unit of work on the run's architecture / x86_64's. */
+  readonly timeRatio: number;
+  readonly batches: number;
+  readonly groups: number;
+}
+
+/**
+ * One run's cost and wall time: the input listed, the featurize map, the aggregate's stages and
+ * the parent workflow's own transitions, each a row, summed into the run's totals.
+ */
 export function costModel(
   measured: FeaturizeMeasured,
   images: number,
@@ -271,19 +291,28 @@ export function costModel(
   config: PipelineConfig = defaultConfig(),
   options: ModelOptions = {},
 ): CostRow {
-  const featurize = { ...RECORDED.featurize, ...measured };
-  const classifier = options.classifier ?? 'knn';
-  const figures = options.stages ?? RECORDED.stages;
-  const gbSecond = PRICES.lambdaGbSecond[architecture];
-  const timeRatio = architecture === 'arm64' ? ASSUMED.arm64TimeRatio : 1;
   const batches = Math.ceil(images / config.batchSize);
-  const groups = Math.ceil(batches / config.aggregateGroupShards);
+  const run: ModelledRun = {
+    images,
+    architecture,
+    classifier: options.classifier ?? 'knn',
+    config,
+    featurize: { ...RECORDED.featurize, ...measured },
+    figures: options.stages ?? RECORDED.stages,
+    gbSecond: PRICES.lambdaGbSecond[architecture],
+    timeRatio: architecture === 'arm64' ? ASSUMED.arm64TimeRatio : 1,
+    batches,
+    groups: Math.ceil(batches / config.aggregateGroupShards),
+  };
   const limits: string[] = [];
-  const rows: StageRow[] = [];
+  const rows = [listingRow(run), featurizeRow(run, limits), ...aggregateRows(run, limits), parentWorkflowRow(run)];
+  return runTotals(run, rows, limits);
+}
 
-  // The input listed by the featurize map's ItemReader.
-  const pages = Math.ceil(images / 1000);
-  rows.push({
+/** The input listed by the featurize map's ItemReader. */
+function listingRow(run: ModelledRun): StageRow {
+  const pages = Math.ceil(run.images / 1000);
+  return {
     stage: 'list the input',
     invocations: 0,
     slowestSeconds: 0,
@@ -292,9 +321,12 @@ export function costModel(
     transitions: 0,
     gets: 0,
     puts: pages,
-  });
+  };
+}
 
-  // FeaturizeImages: one child per batch, MaxConcurrency at a time, each container cold once.
+/** FeaturizeImages: one child per batch, MaxConcurrency at a time, each container cold once. */
+function featurizeRow(run: ModelledRun, limits: string[]): StageRow {
+  const { config, featurize, images, batches, timeRatio } = run;
   const featurizeGb = config.featurizeMemoryMb / 1024;
   const msPerImage = timeRatio * billedMsPerImage(featurize, config.featurizeMemoryMb);
   const belowOneVcpu = Math.max(1, MB_PER_VCPU / config.featurizeMemoryMb);
@@ -302,91 +334,120 @@ export function costModel(
   const batchSeconds = (Math.min(config.batchSize, images) * msPerImage) / 1000;
   const featurizeContainers = Math.min(config.maxConcurrency, batches);
   const featurizeWaves = Math.ceil(batches / config.maxConcurrency);
-  rows.push({
+  limits.push(...featurizeLimits(run, featurizeInit + batchSeconds));
+  return {
     stage: 'FeaturizeImages (map)',
     invocations: batches,
     slowestSeconds: batchSeconds,
     peakRssMb: featurize.peakRssMb,
     wallSeconds: featurizeInit + featurizeWaves * (batchSeconds + ASSUMED.invokeOverheadSeconds),
-    lambdaUsd: ((images * msPerImage) / 1000 + featurizeContainers * featurizeInit) * featurizeGb * gbSecond + batches * PRICES.lambdaRequest,
+    lambdaUsd: ((images * msPerImage) / 1000 + featurizeContainers * featurizeInit) * featurizeGb * run.gbSecond + batches * PRICES.lambdaRequest,
     transitions: batches * ASSUMED.childTransitions,
     gets: images,
     puts: batches,
-  });
-  if (featurizeInit + batchSeconds > config.featurizeTimeoutSeconds)
-    limits.push(`a featurize batch takes ${(featurizeInit + batchSeconds).toFixed(0)} s (timeout ${config.featurizeTimeoutSeconds} s)`);
+  };
+}
+
+/** What of the featurize map would not run as configured: its slowest batch, its memory, the concurrencies. */
+function featurizeLimits({ config, featurize }: ModelledRun, slowestBatchSeconds: number): string[] {
+  const limits: string[] = [];
+  if (slowestBatchSeconds > config.featurizeTimeoutSeconds)
+    limits.push(`a featurize batch takes ${slowestBatchSeconds.toFixed(0)} s (timeout ${config.featurizeTimeoutSeconds} s)`);
   if (featurize.peakRssMb > config.featurizeMemoryMb)
     limits.push(`featurize needs ${count(featurize.peakRssMb)} MB (memory ${count(config.featurizeMemoryMb)} MB)`);
   if (config.maxConcurrency > ASSUMED.accountConcurrency)
     limits.push(`maxConcurrency ${count(config.maxConcurrency)} is above the account's ${count(ASSUMED.accountConcurrency)}`);
   if (config.aggregateConcurrency > ASSUMED.accountConcurrency)
     limits.push(`aggregateConcurrency ${count(config.aggregateConcurrency)} is above the account's ${count(ASSUMED.accountConcurrency)}`);
+  return limits;
+}
 
-  // The aggregate's stages, on the aggregate function. One container serves the single
-  // invocations; the group maps' containers start cold in ComputeMoments and are warm for the
-  // later maps.
-  const aggregateGb = config.aggregateMemoryMb / 1024;
-  const aggregateSlower = timeRatio * Math.max(1, MB_PER_VCPU / config.aggregateMemoryMb);
-  const aggregateWaves = Math.ceil(groups / config.aggregateConcurrency);
-  const groupScale = (config.batchSize * config.aggregateGroupShards) / figures.groupImages;
-  const aggregateStage = (
-    stage: string,
-    stageFigures: StageFigures,
-    perGroup: boolean,
-    requests: { gets: number; puts: number },
-    coldContainers: number,
-  ): StageRow => {
-    const seconds = aggregateSlower * (perGroup ? groupScale : 1) * grown(stageFigures, 'seconds', images);
-    const peakRssMb = grown(stageFigures, 'peakRssMb', images);
-    const invocations = perGroup ? groups : 1;
-    const name = stage.replace(/ \(.*/, '');
-    if (seconds > config.aggregateTimeoutSeconds) limits.push(`${name} takes ${seconds.toFixed(0)} s (timeout ${config.aggregateTimeoutSeconds} s)`);
-    if (peakRssMb > config.aggregateMemoryMb) limits.push(`${name} needs ${count(peakRssMb)} MB (memory ${count(config.aggregateMemoryMb)} MB)`);
-    const cold = coldContainers > 0 ? ASSUMED.coldStartSeconds : 0;
-    return {
-      stage,
-      invocations,
-      slowestSeconds: seconds,
-      peakRssMb,
-      wallSeconds: cold + (perGroup ? aggregateWaves : 1) * (seconds + ASSUMED.invokeOverheadSeconds),
-      lambdaUsd: (invocations * seconds + coldContainers * ASSUMED.coldStartSeconds) * aggregateGb * gbSecond + invocations * PRICES.lambdaRequest,
-      transitions: perGroup ? groups * ASSUMED.childTransitions : 0,
-      ...requests,
-    };
-  };
+/**
+ * The aggregate's stages, on the aggregate function. One container serves the single
+ * invocations; the group maps' containers start cold in ComputeMoments and are warm for the later
+ * maps.
+ */
+function aggregateRows(run: ModelledRun, limits: string[]): StageRow[] {
+  const { config, figures, classifier, images, batches, groups } = run;
+  const stage = (name: string, stageFigures: StageFigures, perGroup: boolean, requests: StageRequests, coldContainers: number) =>
+    aggregateStageRow(run, limits, { name, figures: stageFigures, perGroup, requests, coldContainers });
   const csvParts = Math.ceil((images * ASSUMED.csvBytesPerRow) / ASSUMED.uploadPartBytes);
   // GETs: the plan reads the ResultWriter manifest and results; a moments or project child its
   // group's shards and a few records; the fit one tally and one scatter per group; a k-NN child
   // every group's references; publish five small parts per group. PUTs as each stage writes them.
-  rows.push(aggregateStage('PlanAggregate', figures.plan, false, { gets: 2, puts: groups + 2 }, 1));
-  rows.push(
-    aggregateStage(
-      'ComputeMoments (map)',
-      figures.moments,
-      true,
-      { gets: batches + 2 * groups, puts: 2 * groups },
-      Math.min(groups, config.aggregateConcurrency),
-    ),
-  );
-  rows.push(aggregateStage('FitModel', figures.fit, false, { gets: 1 + 2 * groups, puts: 1 }, 0));
-  rows.push(aggregateStage('ProjectGroups (map)', figures.project, true, { gets: batches + 3 * groups, puts: ASSUMED.projectPutsPerGroup * groups }, 0));
-  if (classifier === 'lda') rows.push(aggregateStage('FitClassifier', figures.fitClassifier, false, { gets: 1 + 2 * groups, puts: 1 }, 0));
   const classifyGets = classifier === 'knn' ? groups * (groups + 2) : 3 * groups;
-  rows.push(aggregateStage(`ClassifyGroups (map, ${classifier})`, figures.classify[classifier], true, { gets: classifyGets, puts: 2 * groups }, 0));
-  rows.push(aggregateStage('PublishRun', figures.publish, false, { gets: 1 + 5 * groups, puts: csvParts + ASSUMED.fixedRequests }, 0));
+  return [
+    stage('PlanAggregate', figures.plan, false, { gets: 2, puts: groups + 2 }, 1),
+    stage('ComputeMoments (map)', figures.moments, true, { gets: batches + 2 * groups, puts: 2 * groups }, Math.min(groups, config.aggregateConcurrency)),
+    stage('FitModel', figures.fit, false, { gets: 1 + 2 * groups, puts: 1 }, 0),
+    stage('ProjectGroups (map)', figures.project, true, { gets: batches + 3 * groups, puts: ASSUMED.projectPutsPerGroup * groups }, 0),
+    ...(classifier === 'lda' ? [stage('FitClassifier', figures.fitClassifier, false, { gets: 1 + 2 * groups, puts: 1 }, 0)] : []),
+    stage(`ClassifyGroups (map, ${classifier})`, figures.classify[classifier], true, { gets: classifyGets, puts: 2 * groups }, 0),
+    stage('PublishRun', figures.publish, false, { gets: 1 + 5 * groups, puts: csvParts + ASSUMED.fixedRequests }, 0),
+  ];
+}
 
-  const parentTransitions = ASSUMED.parentTransitions + (classifier === 'lda' ? 1 : 0);
-  rows.push({
+/** A stage's S3 requests over the whole run. */
+interface StageRequests {
+  readonly gets: number;
+  readonly puts: number;
+}
+
+/** One of the aggregate's stages: a single invocation, or a group map (`perGroup`). */
+interface AggregateStage {
+  /** The row's name; what follows a ` (` is left out of its limits. */
+  readonly name: string;
+  readonly figures: StageFigures;
+  readonly perGroup: boolean;
+  readonly requests: StageRequests;
+  /** Containers that start cold in this stage. */
+  readonly coldContainers: number;
+}
+
+/** An aggregate stage's row; what would not run as configured is added to `limits`. */
+function aggregateStageRow(run: ModelledRun, limits: string[], stage: AggregateStage): StageRow {
+  const { config, images, groups } = run;
+  const aggregateGb = config.aggregateMemoryMb / 1024;
+  const aggregateSlower = run.timeRatio * Math.max(1, MB_PER_VCPU / config.aggregateMemoryMb);
+  const aggregateWaves = Math.ceil(groups / config.aggregateConcurrency);
+  const groupScale = (config.batchSize * config.aggregateGroupShards) / run.figures.groupImages;
+  const { perGroup, coldContainers } = stage;
+  const seconds = aggregateSlower * (perGroup ? groupScale : 1) * grown(stage.figures, 'seconds', images);
+  const peakRssMb = grown(stage.figures, 'peakRssMb', images);
+  const invocations = perGroup ? groups : 1;
+  const name = stage.name.replace(/ \(.*/, '');
+  if (seconds > config.aggregateTimeoutSeconds) limits.push(`${name} takes ${seconds.toFixed(0)} s (timeout ${config.aggregateTimeoutSeconds} s)`);
+  if (peakRssMb > config.aggregateMemoryMb) limits.push(`${name} needs ${count(peakRssMb)} MB (memory ${count(config.aggregateMemoryMb)} MB)`);
+  const cold = coldContainers > 0 ? ASSUMED.coldStartSeconds : 0;
+  return {
+    stage: stage.name,
+    invocations,
+    slowestSeconds: seconds,
+    peakRssMb,
+    wallSeconds: cold + (perGroup ? aggregateWaves : 1) * (seconds + ASSUMED.invokeOverheadSeconds),
+    lambdaUsd: (invocations * seconds + coldContainers * ASSUMED.coldStartSeconds) * aggregateGb * run.gbSecond + invocations * PRICES.lambdaRequest,
+    transitions: perGroup ? groups * ASSUMED.childTransitions : 0,
+    ...stage.requests,
+  };
+}
+
+/** The parent workflow's own state transitions. */
+function parentWorkflowRow(run: ModelledRun): StageRow {
+  return {
     stage: 'the parent workflow',
     invocations: 0,
     slowestSeconds: 0,
     wallSeconds: 0,
     lambdaUsd: 0,
-    transitions: parentTransitions,
+    transitions: ASSUMED.parentTransitions + (run.classifier === 'lda' ? 1 : 0),
     gets: 0,
     puts: 0,
-  });
+  };
+}
 
+/** The run's rows summed: the first two are listing and featurizing, the last the parent workflow, the aggregate's between. */
+function runTotals(run: ModelledRun, rows: readonly StageRow[], limits: readonly string[]): CostRow {
+  const { images } = run;
   const sum = (of: (row: StageRow) => number, from: readonly StageRow[] = rows) => from.reduce((total, row) => total + of(row), 0);
   const featurizeRows = rows.slice(0, 2);
   const aggregateRows = rows.slice(2, -1);
@@ -396,10 +457,10 @@ export function costModel(
   const s3RequestsUsd = sum((r) => r.gets) * PRICES.s3Get + sum((r) => r.puts) * PRICES.s3Put;
   return {
     images,
-    architecture,
-    classifier,
-    batches,
-    groups,
+    architecture: run.architecture,
+    classifier: run.classifier,
+    batches: run.batches,
+    groups: run.groups,
     stages: rows,
     featurizeLambdaUsd,
     aggregateLambdaUsd,

@@ -14,21 +14,22 @@
  */
 import { ClassificationReport, ClassificationTally, ClassifierDescription } from '../analysis/classification';
 import { DEFAULT_KNN_NEIGHBOURS, KnnReferences } from '../analysis/knn';
-import { encodeKnnReferences, pcaFitOf } from '../analysis/pca-model';
+import { encodeKnnReferences, pcaFitOf, SavedPcaModel } from '../analysis/pca-model';
+import type { PcaFit } from '../analysis/streaming-pca';
 import { decodeFeatureShard } from '../bookkeeping/feature-shard';
 import { explainedVarianceCsv, featuresCsvHeader, predictionsCsvHeader } from '../outputs/features-csv';
 import { outputReadme, outputSchema } from '../outputs/output-schema';
 import { scatterPlotSvg, ScatterSample, screePlotSvg } from '../outputs/plots';
 import { reportHtml } from '../outputs/report-html';
-import { RunReportBuilder } from '../outputs/run-report';
+import { RunReport, RunReportBuilder } from '../outputs/run-report';
 import type { RunSettings } from '../contracts/events';
 import { MissingObjectError, putObject, readBytes, readText } from '../aws/s3-client';
 import { joinByPartCopy } from '../aws/part-copy';
 import { StreamedUpload } from '../aws/streamed-upload';
-import { AggregateResult, AggregateRunDeps, GALLERY_IMAGES, galleryOf, outputKeys, runFields, stopwatch } from './aggregate-shared';
+import { AggregateResult, AggregateRunDeps, AggregateSettings, GALLERY_IMAGES, galleryOf, outputKeys, runFields, stopwatch } from './aggregate-shared';
 import { aggregateWorkKeys, ClassifyTally, ClassifyTallySchema, partKey, ProjectTally, ProjectTallySchema } from './aggregate-work';
-import { readFitRecord } from './fit-stage';
-import { readClassifierRecord } from './classifier-stage';
+import { FitRecord, readFitRecord } from './fit-stage';
+import { ClassifierRecord, readClassifierRecord } from './classifier-stage';
 import { DEFAULT_CLASSIFIER } from '../contracts/handler-env';
 
 const CSV_TYPE = 'text/csv; charset=utf-8';
@@ -51,25 +52,120 @@ async function joinParts(deps: AggregateRunDeps, bucket: string, key: string, he
   }
 }
 
+/** What the earlier stages left for the publish: the fit's record and model, the classifier's record, each group's tallies. */
+interface PublishInputs {
+  readonly record: FitRecord;
+  readonly model: SavedPcaModel;
+  readonly fit: PcaFit;
+  /** The run projected with a saved model (its components, not a fit of its own). */
+  readonly projecting: boolean;
+  readonly classifying: boolean;
+  readonly classifier: ClassifierRecord | undefined;
+  readonly groupIndices: readonly number[];
+  readonly projected: readonly ProjectTally[];
+  /** Empty when the run classifies nothing. */
+  readonly classified: readonly ClassifyTally[];
+}
+
+/** Which of the optional outputs the run wrote. */
+interface OptionalOutputsWritten {
+  /** A run of one group: features.parquet (and embeddings.parquet), a copy of its one part. */
+  readonly singleParquet: boolean;
+  /** The knn-references file beside the model. */
+  readonly savedReferences: boolean;
+}
+
+/** The figures drawn, for the outputs and for report.html. */
+interface Plots {
+  readonly screeSvg: string;
+  readonly scatterSvg: string;
+}
+
+/**
+ * The run's published outputs, in the order the module's header lists them: the tables, the
+ * model and its references, the classification merged from the groups', the fit's tables, plots
+ * and README, then report.json and report.html.
+ */
 export async function publishRun(run: RunSettings, groups: number, deps: AggregateRunDeps): Promise<AggregateResult> {
   const { s3, settings, log } = deps;
   const now = deps.now ?? (() => new Date());
   const clock = stopwatch();
-  const { bucket } = run;
+  const inputs = await readPublishInputs(run, groups, deps);
+  const { record, fit, classified } = inputs;
+  const timings = stageTimings(inputs);
+
+  const singleParquet = await publishTables(run, groups, inputs, deps);
+  const rows = inputs.projected.reduce((sum, t) => sum + t.rows, 0);
+  const report = new RunReportBuilder();
+  report.absorb(record.report);
+  const savedReferences = inputs.projecting ? false : await publishModel(run, inputs, deps);
+  const classification = mergedClassification(inputs, report, deps);
+  const plots = await publishPlots(run, inputs, classification, deps);
+  const written = { singleParquet, savedReferences };
+  const schema = await publishReadme(run, inputs, classification, written, deps);
+  const outputs = writtenOutputs(run, inputs, written, settings);
+  const runSettings = runSettingsOf(inputs, settings);
+  const gallery =
+    classification.status === 'classified'
+      ? await galleryOf(
+          s3,
+          run.bucket,
+          classification,
+          classified.flatMap((part) => part.gallery),
+          settings.galleryImages ?? GALLERY_IMAGES,
+        )
+      : [];
+  timings.publish = clock.total();
+
+  const runReport = report.build({
+    ...runFields(run, record.mapRunArn),
+    accounting: record.accounting,
+    pca: pcaSummary(inputs, groups, settings),
+    timingsMs: timings,
+    outputs,
+    now: now(),
+  });
+  const fullReport = { ...runReport, settings: runSettings, classification, schema };
+  await putObject(s3, run.bucket, outputKeys(run.outputPrefix).report, JSON.stringify(fullReport, null, 2), 'application/json');
+  const html = reportHtml({
+    report: fullReport,
+    settings: { featurizer: record.featurizer, ...runSettings, explainedVariance: Number(fit.explainedVariance.toFixed(4)) },
+    ...plots,
+    gallery,
+  });
+  await putObject(s3, run.bucket, outputKeys(run.outputPrefix).html, html, 'text/html; charset=utf-8');
+  log?.info('aggregate done', { rows, k: fit.k, groups, counts: runReport.counts, timingsMs: timings });
+  return aggregateResult(run, inputs, { rows, counts: runReport.counts, classification, outputs });
+}
+
+/** The fit's record and model, the classifier's record, and every group's project and classify tallies. */
+async function readPublishInputs(run: RunSettings, groups: number, deps: AggregateRunDeps): Promise<PublishInputs> {
+  const { s3 } = deps;
   const work = aggregateWorkKeys(run.workPrefix);
-  const outputs = outputKeys(run.outputPrefix);
   const { record, model } = await readFitRecord(deps, run);
-  const fit = pcaFitOf(model);
-  const { k } = fit;
-  const projecting = record.pcaModelKey !== undefined;
   const classifying = record.classificationSkipped === undefined;
   const classifier = await readClassifierRecord(s3, run);
   const groupIndices = Array.from({ length: groups }, (_, g) => g);
   const projected: ProjectTally[] = [];
-  for (const g of groupIndices) projected.push(ProjectTallySchema.parse(JSON.parse(await readText(s3, bucket, work.projectTally(g)))));
+  for (const g of groupIndices) projected.push(ProjectTallySchema.parse(JSON.parse(await readText(s3, run.bucket, work.projectTally(g)))));
   const classified: ClassifyTally[] = [];
-  if (classifying) for (const g of groupIndices) classified.push(ClassifyTallySchema.parse(JSON.parse(await readText(s3, bucket, work.classifyTally(g)))));
-  const timings: Record<string, number> = {
+  if (classifying) for (const g of groupIndices) classified.push(ClassifyTallySchema.parse(JSON.parse(await readText(s3, run.bucket, work.classifyTally(g)))));
+  return {
+    record,
+    model,
+    fit: pcaFitOf(model),
+    projecting: record.pcaModelKey !== undefined,
+    classifying,
+    classifier,
+    groupIndices,
+    projected,
+    classified,
+  };
+}
+
+/** The fit's timings, and the group stages' slowest and summed. */
+function stageTimings({ record, projected, classified, classifying }: PublishInputs): Record<string, number> {
+  return {
     ...record.timingsMs,
     projectSlowest: Math.max(0, ...projected.map((t) => t.timingsMs.project)),
     projectSummed: projected.reduce((sum, t) => sum + t.timingsMs.project, 0),
@@ -80,9 +176,15 @@ export async function publishRun(run: RunSettings, groups: number, deps: Aggrega
         }
       : {}),
   };
+}
 
-  // The tables.
-  await joinParts(deps, bucket, outputs.features, featuresCsvHeader(k), groupIndices.map(work.featuresCsv));
+/** features.csv and predictions.csv joined from the groups' parts; a run of one group's Parquet copies. Whether it made them. */
+async function publishTables(run: RunSettings, groups: number, { fit, groupIndices, classifying }: PublishInputs, deps: AggregateRunDeps): Promise<boolean> {
+  const { s3, settings } = deps;
+  const { bucket } = run;
+  const work = aggregateWorkKeys(run.workPrefix);
+  const outputs = outputKeys(run.outputPrefix);
+  await joinParts(deps, bucket, outputs.features, featuresCsvHeader(fit.k), groupIndices.map(work.featuresCsv));
   if (classifying) await joinParts(deps, bucket, outputs.predictions, predictionsCsvHeader(), groupIndices.map(work.predictionsCsv));
   const singleParquet = groups === 1;
   const parquetType = 'application/vnd.apache.parquet';
@@ -91,61 +193,79 @@ export async function publishRun(run: RunSettings, groups: number, deps: Aggrega
     if (settings.keepEmbeddings)
       await putObject(s3, bucket, outputs.embeddings, await readBytes(s3, bucket, partKey(run.outputPrefix, 'embeddings', 0)), parquetType);
   }
-  const rows = projected.reduce((sum, t) => sum + t.rows, 0);
+  return singleParquet;
+}
 
-  // The model, with the Training rows' scores beside it (a fitting run).
-  const report = new RunReportBuilder();
-  report.absorb(record.report);
-  let savedReferences = false;
-  if (!projecting) {
-    let pointer: ReturnType<typeof encodeKnnReferences>['pointer'] | undefined;
-    if (record.references > 0) {
-      const references = new KnnReferences(k, record.references, 'float32');
-      const keys: string[] = [];
-      for (const g of groupIndices) {
-        let part;
-        try {
-          part = decodeFeatureShard(await readBytes(s3, bucket, work.references(g)));
-        } catch (error) {
-          if (error instanceof MissingObjectError) continue;
-          throw error;
-        }
-        part.header.labels.forEach((label, row) => references.add(label, part.vectors, row * k));
-        keys.push(...part.header.keys);
-      }
-      const encoded = encodeKnnReferences({ runId: run.runId, featurizer: record.featurizer, k }, keys, references);
-      await putObject(s3, bucket, outputs.knnReferences, encoded.bytes, 'application/octet-stream');
-      pointer = encoded.pointer;
-      savedReferences = true;
+/** A fitting run's model, with the LDA it fitted and a pointer to its references file. Whether it saved the references. */
+async function publishModel(run: RunSettings, inputs: PublishInputs, deps: AggregateRunDeps): Promise<boolean> {
+  const { model, classifier } = inputs;
+  const pointer = inputs.record.references > 0 ? await publishReferences(run, inputs, deps) : undefined;
+  const lda = classifier?.classifier === 'lda' && classifier.fitted ? { classifier: classifier.model } : {};
+  const json = JSON.stringify({ ...model, ...(pointer ? { knnReferences: pointer } : {}), ...lda });
+  await putObject(deps.s3, run.bucket, outputKeys(run.outputPrefix).model, json, 'application/json');
+  return pointer !== undefined;
+}
+
+/** The Training rows' scores, the groups' references parts in group order, as one references file; its pointer for the model. */
+async function publishReferences(
+  run: RunSettings,
+  { record, fit, groupIndices }: PublishInputs,
+  { s3 }: AggregateRunDeps,
+): Promise<ReturnType<typeof encodeKnnReferences>['pointer']> {
+  const { k } = fit;
+  const work = aggregateWorkKeys(run.workPrefix);
+  const references = new KnnReferences(k, record.references, 'float32');
+  const keys: string[] = [];
+  for (const g of groupIndices) {
+    let part;
+    try {
+      part = decodeFeatureShard(await readBytes(s3, run.bucket, work.references(g)));
+    } catch (error) {
+      if (error instanceof MissingObjectError) continue;
+      throw error;
     }
-    const lda = classifier?.classifier === 'lda' && classifier.fitted ? { classifier: classifier.model } : {};
-    await putObject(s3, bucket, outputs.model, JSON.stringify({ ...model, ...(pointer ? { knnReferences: pointer } : {}), ...lda }), 'application/json');
+    part.header.labels.forEach((label, row) => references.add(label, part.vectors, row * k));
+    keys.push(...part.header.keys);
   }
+  const encoded = encodeKnnReferences({ runId: run.runId, featurizer: record.featurizer, k }, keys, references);
+  await putObject(s3, run.bucket, outputKeys(run.outputPrefix).knnReferences, encoded.bytes, 'application/octet-stream');
+  return encoded.pointer;
+}
 
-  // The classification, merged from the groups' counts.
-  const knnNeighbours = settings.knnNeighbours ?? DEFAULT_KNN_NEIGHBOURS;
-  let classification: ClassificationReport;
-  if (classifying && classifier) {
-    const description: ClassifierDescription =
-      classifier.classifier === 'lda'
-        ? { classifier: 'lda', shrinkage: classifier.model.shrinkage, prototypes: classifier.prototypes }
-        : { classifier: 'knn', neighbours: classifier.neighbours };
-    if (classifier.classifier === 'knn' && classifier.note) report.warn(classifier.note);
-    // A projecting run's groups scored the rows of the references' classes; the set only marks that scope here.
-    const tally = new ClassificationTally(description, k, record.references, projecting ? new Set<string>() : undefined);
-    classified.forEach((part) => tally.absorb(part.tally));
-    classification = tally.report();
-    log?.info('classified', { references: record.references, predicted: classification.status === 'classified' ? classification.predicted : 0 });
-  } else {
-    classification = { status: 'skipped', reason: record.classificationSkipped ?? 'no classifier: the run has no Training rows to fit one on' };
-  }
+/** The classification, merged from the groups' counts, or why there is none. */
+function mergedClassification(
+  { record, fit, projecting, classifying, classifier, classified }: PublishInputs,
+  report: RunReportBuilder,
+  { log }: AggregateRunDeps,
+): ClassificationReport {
+  if (!classifying || !classifier)
+    return { status: 'skipped', reason: record.classificationSkipped ?? 'no classifier: the run has no Training rows to fit one on' };
+  const description: ClassifierDescription =
+    classifier.classifier === 'lda'
+      ? { classifier: 'lda', shrinkage: classifier.model.shrinkage, prototypes: classifier.prototypes }
+      : { classifier: 'knn', neighbours: classifier.neighbours };
+  if (classifier.classifier === 'knn' && classifier.note) report.warn(classifier.note);
+  // A projecting run's groups scored the rows of the references' classes; the set only marks that scope here.
+  const tally = new ClassificationTally(description, fit.k, record.references, projecting ? new Set<string>() : undefined);
+  classified.forEach((part) => tally.absorb(part.tally));
+  const classification = tally.report();
+  log?.info('classified', { references: record.references, predicted: classification.status === 'classified' ? classification.predicted : 0 });
+  return classification;
+}
 
-  // Tables of the fit, plots, README.
-  await putObject(s3, bucket, outputs.explainedVariance, explainedVarianceCsv(fit.eigenvalues, fit.explainedVarianceRatio, fit.k), CSV_TYPE);
+/** The fit's explained variance table, the scree plot and the scatter of a sample merged from the groups'. */
+async function publishPlots(
+  run: RunSettings,
+  { record, model, fit, projecting, projected }: PublishInputs,
+  classification: ClassificationReport,
+  { s3, settings }: AggregateRunDeps,
+): Promise<Plots> {
+  const outputs = outputKeys(run.outputPrefix);
+  await putObject(s3, run.bucket, outputs.explainedVariance, explainedVarianceCsv(fit.eigenvalues, fit.explainedVarianceRatio, fit.k), CSV_TYPE);
   const svgType = 'image/svg+xml';
   const plotSubtitle = `run ${run.runId} · ${record.featurizer}${projecting ? ` · components of run ${model.runId}` : ''}`;
   const screeSvg = await screePlotSvg({ ratios: fit.explainedVarianceRatio, kept: fit.k, subtitle: plotSubtitle });
-  await putObject(s3, bucket, outputs.scree, screeSvg, svgType);
+  await putObject(s3, run.bucket, outputs.scree, screeSvg, svgType);
   const sample = ScatterSample.merged(
     projected.map((t) => t.sample),
     settings.scatterPoints,
@@ -160,10 +280,21 @@ export async function publishRun(run: RunSettings, groups: number, deps: Aggrega
     subtitle: plotSubtitle,
     highlight: confusedLabels?.length ? confusedLabels : undefined,
   });
-  await putObject(s3, bucket, outputs.scatter, scatterSvg, svgType);
+  await putObject(s3, run.bucket, outputs.scatter, scatterSvg, svgType);
+  return { screeSvg, scatterSvg };
+}
+
+/** The README, from the schema of what the run wrote; the schema, for report.json. */
+async function publishReadme(
+  run: RunSettings,
+  { record, model, fit, projecting, classifier }: PublishInputs,
+  classification: ClassificationReport,
+  { singleParquet, savedReferences }: OptionalOutputsWritten,
+  { s3, settings }: AggregateRunDeps,
+): Promise<ReturnType<typeof outputSchema>> {
   const schema = outputSchema({
     runId: run.runId,
-    k,
+    k: fit.k,
     dim: record.dim,
     classified: classification.status === 'classified',
     classifier: classification.status === 'classified' ? classification.classifier : undefined,
@@ -173,8 +304,19 @@ export async function publishRun(run: RunSettings, groups: number, deps: Aggrega
     singleParquet,
     ...(projecting ? { projectedWith: { model: record.pcaModelKey!, runId: model.runId } } : {}),
   });
-  await putObject(s3, bucket, outputs.readme, outputReadme(schema), 'text/plain; charset=utf-8');
-  const written: AggregateResult['outputs'] = {
+  await putObject(s3, run.bucket, outputKeys(run.outputPrefix).readme, outputReadme(schema), 'text/plain; charset=utf-8');
+  return schema;
+}
+
+/** The keys of every output the run wrote. */
+function writtenOutputs(
+  run: RunSettings,
+  { projecting, classifying }: PublishInputs,
+  { singleParquet, savedReferences }: OptionalOutputsWritten,
+  settings: AggregateSettings,
+): AggregateResult['outputs'] {
+  const outputs = outputKeys(run.outputPrefix);
+  return {
     features: outputs.features,
     featuresParts: outputs.featuresParts,
     ...(singleParquet ? { featuresParquet: outputs.featuresParquet } : {}),
@@ -189,27 +331,23 @@ export async function publishRun(run: RunSettings, groups: number, deps: Aggrega
     report: outputs.report,
     html: outputs.html,
   };
-  const runSettings = {
+}
+
+/** The settings the run ran with, as report.json and report.html show them. */
+function runSettingsOf({ record, projecting, classifier }: PublishInputs, settings: AggregateSettings) {
+  return {
     pcaComponents: settings.components,
     pcaVarianceThreshold: settings.varianceThreshold ?? null,
     classifier: classifier?.classifier ?? settings.classifier ?? DEFAULT_CLASSIFIER,
-    knnNeighbours,
+    knnNeighbours: settings.knnNeighbours ?? DEFAULT_KNN_NEIGHBOURS,
     keepEmbeddings: settings.keepEmbeddings ?? false,
     ...(projecting ? { pcaModel: record.pcaModelKey } : {}),
   };
-  const gallery =
-    classification.status === 'classified'
-      ? await galleryOf(
-          s3,
-          bucket,
-          classification,
-          classified.flatMap((part) => part.gallery),
-          settings.galleryImages ?? GALLERY_IMAGES,
-        )
-      : [];
-  timings.publish = clock.total();
+}
 
-  const pca = projecting
+/** report.json's `pca`: the saved model the run projected with, or the fit it made. */
+function pcaSummary({ record, model, fit, projecting }: PublishInputs, groups: number, settings: AggregateSettings): Record<string, unknown> {
+  return projecting
     ? {
         source: 'model',
         model: record.pcaModelKey,
@@ -233,40 +371,29 @@ export async function publishRun(run: RunSettings, groups: number, deps: Aggrega
         constantFeatures: fit.constantFeatures.length,
         groups,
       };
-  const runReport = report.build({
-    ...runFields(run, record.mapRunArn),
-    accounting: record.accounting,
-    pca,
-    timingsMs: timings,
-    outputs: written,
-    now: now(),
-  });
-  const fullReport = { ...runReport, settings: runSettings, classification, schema };
-  await putObject(s3, bucket, outputs.report, JSON.stringify(fullReport, null, 2), 'application/json');
-  const html = reportHtml({
-    report: fullReport,
-    settings: { featurizer: record.featurizer, ...runSettings, explainedVariance: Number(fit.explainedVariance.toFixed(4)) },
-    screeSvg,
-    scatterSvg,
-    gallery,
-  });
-  await putObject(s3, bucket, outputs.html, html, 'text/html; charset=utf-8');
-  log?.info('aggregate done', { rows, k: fit.k, groups, counts: runReport.counts, timingsMs: timings });
+}
 
+/** What the state machine gets back: the run's figures and the keys of its outputs. */
+function aggregateResult(
+  run: RunSettings,
+  { record, model, fit, projecting }: PublishInputs,
+  published: { rows: number; counts: RunReport['counts']; classification: ClassificationReport; outputs: AggregateResult['outputs'] },
+): AggregateResult {
+  const { counts, classification } = published;
   return {
     runId: run.runId,
-    bucket,
-    rows,
+    bucket: run.bucket,
+    rows: published.rows,
     components: fit.k,
     explainedVariance: fit.explainedVariance,
     ...(projecting ? { pcaModel: { key: record.pcaModelKey!, runId: model.runId } } : {}),
     counts: {
-      processed: runReport.counts.processed,
-      failed: runReport.counts.failed,
-      skipped: runReport.counts.skipped,
-      failedBatches: runReport.counts.failedBatches,
+      processed: counts.processed,
+      failed: counts.failed,
+      skipped: counts.skipped,
+      failedBatches: counts.failedBatches,
     },
     ...(classification.status === 'classified' && classification.accuracy !== null ? { accuracy: classification.accuracy } : {}),
-    outputs: written,
+    outputs: published.outputs,
   };
 }

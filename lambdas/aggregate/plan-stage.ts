@@ -15,7 +15,7 @@
  * handed out; nothing per image is computed here. A projecting run's saved model is read and
  * checked here, before any shard.
  */
-import { readMapRunResults } from '../bookkeeping/map-results';
+import { BatchOutcome, readMapRunResults } from '../bookkeeping/map-results';
 import { InputAccounting, repeatedKeys } from '../bookkeeping/input-accounting';
 import { decodeFeatureShard } from '../bookkeeping/feature-shard';
 import { PcaModelError } from '../analysis/pca-model';
@@ -33,15 +33,66 @@ export interface PlanResult {
   groupsKey: string;
 }
 
+/** A batch that left a shard: its summary and, when its result record includes them, the keys the map handed it. */
+interface ShardBatch {
+  summary: FeaturizeBatchSummary;
+  inputKeys?: string[];
+}
+
+/** The featurizer the run's rows come from, and the saved model's run when the run projects with one. */
+interface RunFeaturizer {
+  featurizer: string;
+  dim: number;
+  modelRunId?: string;
+}
+
+/**
+ * The plan of the run: the featurize map's batches read, those without a shard reported and
+ * accounted, the shards in groups, the run's featurizer found, and the groups and plan written.
+ */
 export async function planAggregate(event: AggregateEvent, deps: AggregateRunDeps): Promise<PlanResult> {
-  const { s3, settings, log } = deps;
-  const now = deps.now ?? (() => new Date());
+  const { s3, log } = deps;
   const clock = stopwatch();
   const { bucket } = event;
   const work = aggregateWorkKeys(event.workPrefix);
   const report = new RunReportBuilder();
   const accounting = new InputAccounting();
 
+  const { manifest, outcomes } = await readResultWriterOutput(event, deps);
+  const mapRunArn = event.mapResult.MapRunArn ?? manifest.MapRunArn;
+  const { shardBatches, handedOut } = sortedBatches(outcomes, report, accounting);
+  const problems = report.problemKeys();
+  accounting.account(problems.keys);
+  if (!problems.complete) accounting.cannotProve('some failed or skipped images are known only by count (capped batch summaries without a readable shard)');
+  if (manifest.ResultFiles.PENDING?.length) accounting.cannotProve('the map run ended with child executions still pending');
+  const listedTwice = repeatedKeys(handedOut.flat());
+  const shardKeys = [...shardBatches.keys()].sort();
+  const groups = groupsOfShards(shardKeys, shardBatches, deps.settings.groupShards ?? DEFAULT_GROUP_SHARDS);
+  const { featurizer, dim, modelRunId } = event.pcaModel
+    ? await savedModelFeaturizer(event, event.pcaModel, { report, mapRunArn }, deps)
+    : await firstShardFeaturizer(bucket, shardKeys, deps);
+
+  for (const [g, batches] of groups.entries()) await putObject(s3, bucket, work.group(g), JSON.stringify({ group: g, batches }), 'application/json');
+  await putObject(s3, bucket, work.groups, JSON.stringify(groups.map((_, g) => ({ group: g }))), 'application/json');
+  const plan: Plan = {
+    ...(mapRunArn ? { mapRunArn } : {}),
+    ...(event.pcaModel ? { pcaModel: event.pcaModel } : {}),
+    ...(modelRunId ? { modelRunId } : {}),
+    groups: groups.length,
+    featurizer,
+    dim,
+    report: report.part(),
+    accounting: accounting.report(),
+    listedTwice,
+    timingsMs: { plan: clock.total() },
+  };
+  await putObject(s3, bucket, work.plan, JSON.stringify(plan), 'application/json');
+  log?.info('aggregate planned', { mapRunArn, batches: outcomes.length, shards: shardKeys.length, groups: groups.length });
+  return { groups: groups.length, groupsKey: work.groups };
+}
+
+/** The ResultWriter manifest and the batch records it lists. */
+async function readResultWriterOutput(event: AggregateEvent, { s3 }: AggregateRunDeps): Promise<Awaited<ReturnType<typeof readMapRunResults>>> {
   const details = event.mapResult.ResultWriterDetails;
   let manifestText: string;
   try {
@@ -50,11 +101,19 @@ export async function planAggregate(event: AggregateEvent, deps: AggregateRunDep
     if (error instanceof MissingObjectError) throw new Error(`ResultWriter manifest s3://${details.Bucket}/${details.Key} does not exist`);
     throw error;
   }
-  const { manifest, outcomes } = await readMapRunResults(manifestText, (b, k) => readText(s3, b, k));
-  const mapRunArn = event.mapResult.MapRunArn ?? manifest.MapRunArn;
+  return readMapRunResults(manifestText, (b, k) => readText(s3, b, k));
+}
 
-  // Batches with a shard go to the groups; the others are reported and accounted here.
-  const shardBatches = new Map<string, { summary: FeaturizeBatchSummary; inputKeys?: string[] }>();
+/**
+ * Batches with a shard go to the groups (by shard); the others are reported and accounted here.
+ * The keys handed to each batch, counted once per shard, are for finding keys handed out twice.
+ */
+function sortedBatches(
+  outcomes: readonly BatchOutcome[],
+  report: RunReportBuilder,
+  accounting: InputAccounting,
+): { shardBatches: Map<string, ShardBatch>; handedOut: string[][] } {
+  const shardBatches = new Map<string, ShardBatch>();
   const handedOut: string[][] = [];
   for (const outcome of outcomes) {
     const sameShardAgain = outcome.kind === 'succeeded' && outcome.summary.shard !== null && shardBatches.has(outcome.summary.shard);
@@ -75,15 +134,11 @@ export async function planAggregate(event: AggregateEvent, deps: AggregateRunDep
       shardBatches.set(outcome.summary.shard, { summary: outcome.summary, inputKeys: outcome.inputKeys });
     }
   }
-  const problems = report.problemKeys();
-  accounting.account(problems.keys);
-  if (!problems.complete) accounting.cannotProve('some failed or skipped images are known only by count (capped batch summaries without a readable shard)');
-  if (manifest.ResultFiles.PENDING?.length) accounting.cannotProve('the map run ended with child executions still pending');
-  const listedTwice = repeatedKeys(handedOut.flat());
+  return { shardBatches, handedOut };
+}
 
-  // Groups of consecutive shards in key order; a key handed to an earlier batch is kept there.
-  const shardKeys = [...shardBatches.keys()].sort();
-  const groupShards = settings.groupShards ?? DEFAULT_GROUP_SHARDS;
+/** Groups of `groupShards` consecutive shards in key order; a key handed to an earlier batch is kept there. */
+function groupsOfShards(shardKeys: readonly string[], shardBatches: ReadonlyMap<string, ShardBatch>, groupShards: number): GroupBatch[][] {
   const seen = new Set<string>();
   const groups: GroupBatch[][] = [];
   for (const [index, shard] of shardKeys.entries()) {
@@ -98,56 +153,49 @@ export async function planAggregate(event: AggregateEvent, deps: AggregateRunDep
       ...(repeated.length ? { repeatedKeys: repeated } : {}),
     });
   }
-  seen.clear();
+  return groups;
+}
 
-  // The run's featurizer: the saved model's (read and checked before any shard), else the first readable shard's.
-  let featurizer = '';
-  let dim = 0;
-  let modelRunId: string | undefined;
-  if (event.pcaModel) {
-    try {
-      const saved = await readProjectionModel(s3, bucket, event.pcaModel, event.outputPrefix);
-      featurizer = saved.model.featurizer;
-      dim = saved.model.dim;
-      modelRunId = saved.model.runId;
-      log?.info('pca model read', { pcaModel: saved.key, modelRunId: saved.model.runId, k: saved.model.k, references: saved.references?.keys.length ?? 0 });
-    } catch (error) {
-      if (error instanceof PcaModelError) {
-        const failure = report.build({ ...runFields(event, mapRunArn), error, pca: { source: 'model', model: event.pcaModel }, outputs: {}, now: now() });
-        await putObject(s3, bucket, outputKeys(event.outputPrefix).report, JSON.stringify(failure, null, 2), 'application/json');
-        log?.warn('pca model not usable', { pcaModel: event.pcaModel, reason: error.message });
-      }
-      throw error;
+/**
+ * A projecting run's featurizer: the saved model's, read and checked before any shard. A model
+ * that is not usable fails the run, with report.json written to say why.
+ */
+async function savedModelFeaturizer(
+  event: AggregateEvent,
+  pcaModel: string,
+  failing: { report: RunReportBuilder; mapRunArn: string | undefined },
+  { s3, log, now = () => new Date() }: AggregateRunDeps,
+): Promise<RunFeaturizer> {
+  try {
+    const saved = await readProjectionModel(s3, event.bucket, pcaModel, event.outputPrefix);
+    log?.info('pca model read', { pcaModel: saved.key, modelRunId: saved.model.runId, k: saved.model.k, references: saved.references?.keys.length ?? 0 });
+    return { featurizer: saved.model.featurizer, dim: saved.model.dim, modelRunId: saved.model.runId };
+  } catch (error) {
+    if (error instanceof PcaModelError) {
+      const failure = failing.report.build({
+        ...runFields(event, failing.mapRunArn),
+        error,
+        pca: { source: 'model', model: pcaModel },
+        outputs: {},
+        now: now(),
+      });
+      await putObject(s3, event.bucket, outputKeys(event.outputPrefix).report, JSON.stringify(failure, null, 2), 'application/json');
+      log?.warn('pca model not usable', { pcaModel, reason: error.message });
     }
-  } else {
-    for (const shard of shardKeys) {
-      try {
-        const { header } = decodeFeatureShard(await readBytes(s3, bucket, shard));
-        featurizer = header.featurizer;
-        dim = header.dim;
-        break;
-      } catch (error) {
-        // Missing or corrupt: its group reports it; the next shard names the featurizer.
-        if (error instanceof TransientStorageError) throw error;
-      }
+    throw error;
+  }
+}
+
+/** A fitting run's featurizer: the first readable shard's (none readable: no featurizer, dimension 0). */
+async function firstShardFeaturizer(bucket: string, shardKeys: readonly string[], { s3 }: AggregateRunDeps): Promise<RunFeaturizer> {
+  for (const shard of shardKeys) {
+    try {
+      const { header } = decodeFeatureShard(await readBytes(s3, bucket, shard));
+      return { featurizer: header.featurizer, dim: header.dim };
+    } catch (error) {
+      // Missing or corrupt: its group reports it; the next shard names the featurizer.
+      if (error instanceof TransientStorageError) throw error;
     }
   }
-
-  for (const [g, batches] of groups.entries()) await putObject(s3, bucket, work.group(g), JSON.stringify({ group: g, batches }), 'application/json');
-  await putObject(s3, bucket, work.groups, JSON.stringify(groups.map((_, g) => ({ group: g }))), 'application/json');
-  const plan: Plan = {
-    ...(mapRunArn ? { mapRunArn } : {}),
-    ...(event.pcaModel ? { pcaModel: event.pcaModel } : {}),
-    ...(modelRunId ? { modelRunId } : {}),
-    groups: groups.length,
-    featurizer,
-    dim,
-    report: report.part(),
-    accounting: accounting.report(),
-    listedTwice,
-    timingsMs: { plan: clock.total() },
-  };
-  await putObject(s3, bucket, work.plan, JSON.stringify(plan), 'application/json');
-  log?.info('aggregate planned', { mapRunArn, batches: outcomes.length, shards: shardKeys.length, groups: groups.length });
-  return { groups: groups.length, groupsKey: work.groups };
+  return { featurizer: '', dim: 0 };
 }

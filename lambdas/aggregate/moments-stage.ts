@@ -13,17 +13,33 @@ import { FeaturizerMismatchError } from '../analysis/pca-model';
 import { splitOfKey } from '../analysis/knn';
 import { NativeScatterAccumulator } from '../analysis/native-kernels';
 import { InputAccounting } from '../bookkeeping/input-accounting';
+import type { FeatureShard, ShardHeader } from '../bookkeeping/feature-shard';
 import { RunReportBuilder } from '../outputs/run-report';
 import type { RunSettings } from '../contracts/events';
 import { putObject, readText } from '../aws/s3-client';
 import { AggregateRunDeps, allFinite, outputKeys, readShards, reportUnreadableShard, runFields, stopwatch } from './aggregate-shared';
-import { aggregateWorkKeys, encodeMoments, GroupFileSchema, MomentsTally, Plan, PlanSchema } from './aggregate-work';
+import { aggregateWorkKeys, encodeMoments, GroupBatch, GroupFileSchema, MomentsTally, Plan, PlanSchema } from './aggregate-work';
 
 export async function readPlan(deps: AggregateRunDeps, run: RunSettings): Promise<Plan> {
   const key = aggregateWorkKeys(run.workPrefix).plan;
   return PlanSchema.parse(JSON.parse(await readText(deps.s3, run.bucket, key))) as Plan;
 }
 
+/** A shard's rows sorted into kept and left out, the left out reported with their reason. */
+interface ShardRows {
+  /** The kept rows' vectors, packed from the start. */
+  readonly kept: Float32Array;
+  readonly keptRows: number;
+  /** Kept rows under Training/: the references a classifier is fitted on. */
+  readonly references: number;
+  /** The rows left out, by their row in the shard. */
+  readonly excluded: number[];
+}
+
+/**
+ * One group's first pass: each of its shards checked and its rows sorted, the group's moments
+ * (a fitting run) and its tally written for the fit.
+ */
 export async function momentsOfGroup(run: RunSettings, group: number, deps: AggregateRunDeps): Promise<{ group: number; rows: number }> {
   const { s3, settings, log } = deps;
   const clock = stopwatch();
@@ -54,57 +70,24 @@ export async function momentsOfGroup(run: RunSettings, group: number, deps: Aggr
       reportUnreadableShard(report, read.key, batch, read.problem);
       continue;
     }
-    const { header, vectors } = read.shard;
+    const { header } = read.shard;
     report.addShard(header);
     if (header.featurizer !== plan.featurizer || header.dim !== plan.dim) {
-      if (projecting) {
-        const error = new FeaturizerMismatchError(
-          `the model ${plan.pcaModel} was fitted on features of ${plan.featurizer} (${plan.dim} values), ` +
-            `but this run's images were featurized with ${header.featurizer} (${header.dim} values, shard ${read.key}): ` +
-            'featurize with the settings of the model run, or fit a new model',
-        );
-        const failure = report.build({
-          ...runFields(run, plan.mapRunArn),
-          error,
-          pca: { source: 'model', model: plan.pcaModel, modelRunId: plan.modelRunId, modelFeaturizer: plan.featurizer, runFeaturizer: header.featurizer },
-          outputs: {},
-        });
-        await putObject(s3, run.bucket, outputKeys(run.outputPrefix).report, JSON.stringify(failure, null, 2), 'application/json');
-        log?.warn('featurizer differs from the model', { reason: error.message });
-        throw error;
-      }
-      const reason = `features from ${header.featurizer} (${header.dim} values) cannot be mixed with the run's ${plan.featurizer} (${plan.dim} values)`;
-      header.keys.forEach((key) => report.addFailedItem(key, reason));
-      report.warn(`shard ${read.key}: ${reason}`);
+      if (projecting) await failOnOtherFeaturizer(run, plan, read.key, header, report, deps);
+      reportOtherFeaturizer(plan, read.key, header, report);
       continue;
     }
     if (header.keys.length !== batch.summary.count) {
       report.warn(`shard ${read.key} holds ${header.keys.length} images but its batch summary says ${batch.summary.count}`);
     }
-    const handedEarlier = new Set(batch.repeatedKeys ?? []);
-    const excluded: number[] = [];
-    const kept = new Float32Array(vectors.length);
-    let keptRows = 0;
-    header.keys.forEach((key, row) => {
-      if (seenKeys.has(key) || handedEarlier.has(key)) {
-        excluded.push(row);
-        report.addSkippedItem(key, 'duplicate: the same key was featurized in another batch, kept once');
-      } else if (!allFinite(vectors, row * plan.dim, plan.dim)) {
-        excluded.push(row);
-        report.addFailedItem(key, 'feature vector holds NaN or infinite values');
-      } else {
-        seenKeys.add(key);
-        kept.set(vectors.subarray(row * plan.dim, (row + 1) * plan.dim), keptRows * plan.dim);
-        keptRows++;
-        rows++;
-        if (splitOfKey(key) === 'train') references++;
-      }
-    });
-    await accumulator?.addRows(kept, keptRows);
-    const left = new Set(excluded);
+    const sorted = sortShardRows(read.shard, batch, plan.dim, seenKeys, report);
+    rows += sorted.keptRows;
+    references += sorted.references;
+    await accumulator?.addRows(sorted.kept, sorted.keptRows);
+    const left = new Set(sorted.excluded);
     accounting.account(header.keys.filter((_, row) => !left.has(row)));
-    report.addProcessed(header.featurizer, header.keys.length - excluded.length);
-    usable.push({ shard: read.key, rows: header.keys.length, excluded });
+    report.addProcessed(header.featurizer, header.keys.length - sorted.excluded.length);
+    usable.push({ shard: read.key, rows: header.keys.length, excluded: sorted.excluded });
   }
   const problems = report.problemKeys();
   accounting.account(problems.keys);
@@ -123,4 +106,66 @@ export async function momentsOfGroup(run: RunSettings, group: number, deps: Aggr
   await putObject(s3, run.bucket, work.momentsTally(group), JSON.stringify(tally), 'application/json');
   log?.info('group moments', { group, rows, shards: batches.length, ms: tally.timingsMs.moments });
   return { group, rows };
+}
+
+/**
+ * A projecting run meets a shard of another featurizer than its saved model's: the run fails, with
+ * report.json written to say why.
+ */
+async function failOnOtherFeaturizer(
+  run: RunSettings,
+  plan: Plan,
+  shard: string,
+  header: ShardHeader,
+  report: RunReportBuilder,
+  { s3, log }: AggregateRunDeps,
+): Promise<never> {
+  const error = new FeaturizerMismatchError(
+    `the model ${plan.pcaModel} was fitted on features of ${plan.featurizer} (${plan.dim} values), ` +
+      `but this run's images were featurized with ${header.featurizer} (${header.dim} values, shard ${shard}): ` +
+      'featurize with the settings of the model run, or fit a new model',
+  );
+  const failure = report.build({
+    ...runFields(run, plan.mapRunArn),
+    error,
+    pca: { source: 'model', model: plan.pcaModel, modelRunId: plan.modelRunId, modelFeaturizer: plan.featurizer, runFeaturizer: header.featurizer },
+    outputs: {},
+  });
+  await putObject(s3, run.bucket, outputKeys(run.outputPrefix).report, JSON.stringify(failure, null, 2), 'application/json');
+  log?.warn('featurizer differs from the model', { reason: error.message });
+  throw error;
+}
+
+/** A fitting run leaves out a shard of another featurizer than the run's: its images fail, with the reason. */
+function reportOtherFeaturizer(plan: Plan, shard: string, header: ShardHeader, report: RunReportBuilder): void {
+  const reason = `features from ${header.featurizer} (${header.dim} values) cannot be mixed with the run's ${plan.featurizer} (${plan.dim} values)`;
+  header.keys.forEach((key) => report.addFailedItem(key, reason));
+  report.warn(`shard ${shard}: ${reason}`);
+}
+
+/**
+ * A shard's rows, kept or left out: a key already featurized (in this group, in `seenKeys`, or
+ * handed to an earlier batch) is skipped as a duplicate, a vector with NaN or infinities fails.
+ */
+function sortShardRows({ header, vectors }: FeatureShard, batch: GroupBatch, dim: number, seenKeys: Set<string>, report: RunReportBuilder): ShardRows {
+  const handedEarlier = new Set(batch.repeatedKeys ?? []);
+  const excluded: number[] = [];
+  const kept = new Float32Array(vectors.length);
+  let keptRows = 0;
+  let references = 0;
+  header.keys.forEach((key, row) => {
+    if (seenKeys.has(key) || handedEarlier.has(key)) {
+      excluded.push(row);
+      report.addSkippedItem(key, 'duplicate: the same key was featurized in another batch, kept once');
+    } else if (!allFinite(vectors, row * dim, dim)) {
+      excluded.push(row);
+      report.addFailedItem(key, 'feature vector holds NaN or infinite values');
+    } else {
+      seenKeys.add(key);
+      kept.set(vectors.subarray(row * dim, (row + 1) * dim), keptRows * dim);
+      keptRows++;
+      if (splitOfKey(key) === 'train') references++;
+    }
+  });
+  return { kept, keptRows, references, excluded };
 }

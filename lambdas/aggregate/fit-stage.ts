@@ -20,7 +20,7 @@ import { RunReportBuilder, RunReportPart } from '../outputs/run-report';
 import { RESULT_FILES } from '../contracts/bucket-layout';
 import type { RunSettings } from '../contracts/events';
 import { putObject, readBytes, readText } from '../aws/s3-client';
-import { AggregateRunDeps, outputKeys, readProjectionModel, runFields, stopwatch } from './aggregate-shared';
+import { AggregateRunDeps, outputKeys, ProjectionModel, readProjectionModel, runFields, stopwatch } from './aggregate-shared';
 import { aggregateWorkKeys, decodeMoments, MomentsTally, MomentsTallySchema } from './aggregate-work';
 import { readPlan } from './moments-stage';
 import { z } from 'zod';
@@ -51,6 +51,11 @@ export async function readFitRecord(deps: AggregateRunDeps, run: RunSettings): P
   return { record, model: parsePcaModel(record.model, 'pca-fit.json') };
 }
 
+/**
+ * The run's fit: the plan's and the groups' reports and accounting absorbed (an incomplete run
+ * fails here), the groups' moments merged and fitted or the saved model's fit taken, and whether
+ * the run classifies; all of it written as the fit record.
+ */
 export async function fitRun(run: RunSettings, groups: number, deps: AggregateRunDeps): Promise<{ classify: boolean }> {
   const { s3, settings, log } = deps;
   const now = deps.now ?? (() => new Date());
@@ -99,13 +104,7 @@ export async function fitRun(run: RunSettings, groups: number, deps: AggregateRu
       if (rows === 0) throw new InsufficientDataError('no feature vectors to project: every image failed or was skipped');
       fit = saved.fit;
     } else {
-      const parts = tallies.filter((tally) => tally.rows > 0);
-      if (parts.length === 0) throw new InsufficientDataError('no feature vectors to analyse: every image failed or was skipped');
-      // One group's scatter at a time, merged into the running total (Chan et al.): memory is two
-      // scatters, not one per group.
-      const merged = emptyMoments(plan.dim);
-      for (const part of parts) mergeMomentsInto(merged, decodeMoments(await readBytes(s3, run.bucket, work.moments(part.group)), work.moments(part.group)));
-      fit = await fitPcaTop(merged, settings);
+      fit = await fitOfGroups(run, plan.dim, tallies, deps);
     }
   } catch (error) {
     if (error instanceof InsufficientDataError) {
@@ -117,12 +116,7 @@ export async function fitRun(run: RunSettings, groups: number, deps: AggregateRu
   fit.warnings.forEach((warning) => report.warn(warning));
   timings.fit = clock.total();
 
-  let classificationSkipped: string | undefined;
-  if (saved) {
-    if (!saved.references && !saved.model.classifier)
-      classificationSkipped = `the model's run ${saved.model.runId} saved no classifier and no Training references (no ${RESULT_FILES.knnReferences}): nothing to classify with`;
-  } else if (references === 0) classificationSkipped = 'no image lies under a Training/ (or Train/) folder: nothing to fit the classifier on';
-  else if (references === fit.count) classificationSkipped = 'every image is a Training image: nothing to predict';
+  const classificationSkipped = whyNotClassified(saved, references, fit);
 
   const model = saved ? saved.model : pcaModelJson(fit, run.runId, plan.featurizer, report.featurizerReport(), settings);
   const record: FitRecord = {
@@ -144,4 +138,28 @@ export async function fitRun(run: RunSettings, groups: number, deps: AggregateRu
   else log?.info('pca fitted', { rows: fit.count, dim: fit.dim, k: fit.k, explainedVariance: fit.explainedVariance, groups });
   // A run of Training images only still saves its references (the project stage writes them).
   return { classify: classificationSkipped === undefined };
+}
+
+/** The PCA fitted on the groups' moments, merged one group's scatter at a time. */
+async function fitOfGroups(run: RunSettings, dim: number, tallies: readonly MomentsTally[], { s3, settings }: AggregateRunDeps): Promise<PcaFit> {
+  const work = aggregateWorkKeys(run.workPrefix);
+  const parts = tallies.filter((tally) => tally.rows > 0);
+  if (parts.length === 0) throw new InsufficientDataError('no feature vectors to analyse: every image failed or was skipped');
+  // One group's scatter at a time, merged into the running total (Chan et al.): memory is two
+  // scatters, not one per group.
+  const merged = emptyMoments(dim);
+  for (const part of parts) mergeMomentsInto(merged, decodeMoments(await readBytes(s3, run.bucket, work.moments(part.group)), work.moments(part.group)));
+  return fitPcaTop(merged, settings);
+}
+
+/** Why the run classifies nothing (no classifier to classify with, or nothing to fit or predict), or undefined when it classifies. */
+function whyNotClassified(saved: ProjectionModel | undefined, references: number, fit: PcaFit): string | undefined {
+  if (saved) {
+    if (!saved.references && !saved.model.classifier)
+      return `the model's run ${saved.model.runId} saved no classifier and no Training references (no ${RESULT_FILES.knnReferences}): nothing to classify with`;
+    return undefined;
+  }
+  if (references === 0) return 'no image lies under a Training/ (or Train/) folder: nothing to fit the classifier on';
+  if (references === fit.count) return 'every image is a Training image: nothing to predict';
+  return undefined;
 }

@@ -45,6 +45,13 @@ export interface OutputSchemaInput {
 
 const TEXT_NOTE = "text; a cell that would start with = + - @ TAB CR or ' is written with one leading ' (CSV injection guard), drop it to read the value";
 
+/** The schema's input with its defaults filled in. */
+type SchemaOptions = Required<Omit<OutputSchemaInput, 'projectedWith'>> & Pick<OutputSchemaInput, 'projectedWith'>;
+
+/**
+ * Every output of the run in the order README.txt lists them: the tables, the model and its
+ * references, the fit's table and plots, the reports.
+ */
 export function outputSchema({
   runId,
   k,
@@ -57,8 +64,22 @@ export function outputSchema({
   projectedWith,
   singleParquet = true,
 }: OutputSchemaInput): OutputSchema {
-  const pcs = k === 1 ? 'pc_1' : `pc_1 .. pc_${k}`;
-  const base = (text: boolean): ColumnDescription[] => [
+  const options: SchemaOptions = { runId, k, dim, classified, classifier, savedClassifier, embeddings, references, projectedWith, singleParquet };
+  const files: FileDescription[] = [
+    ...featuresFiles(options),
+    ...(classified ? [predictionsFile(options)] : []),
+    ...(embeddings ? [embeddingsFile(options)] : []),
+    modelFile(options),
+    ...(references ? [referencesFile()] : []),
+    ...fitFiles(options),
+    ...reportFiles(),
+  ];
+  return { runId, files };
+}
+
+/** The columns every table starts with, as CSV text (`text`) or as Parquet. */
+function identityColumns(text: boolean): ColumnDescription[] {
+  return [
     { name: 'key', type: text ? 'text' : 'BYTE_ARRAY UTF8, required', description: `S3 object key of the image${text ? ` (${TEXT_NOTE})` : ''}` },
     { name: 'label', type: text ? 'text' : 'BYTE_ARRAY UTF8, required', description: "the image's parent folder" },
     {
@@ -67,12 +88,20 @@ export function outputSchema({
       description: `train (under a Training/ or Train/ folder), test (Test/, Testing/, Validation/), or ${text ? 'empty' : 'null'} when the key names no split`,
     },
   ];
-  const files: FileDescription[] = [
+}
+
+/** The component score columns' name. */
+const componentColumns = (k: number): string => (k === 1 ? 'pc_1' : `pc_1 .. pc_${k}`);
+
+/** features.csv, the features Parquet dataset and, a run of one group's, its one file. */
+function featuresFiles({ k, projectedWith, singleParquet }: SchemaOptions): FileDescription[] {
+  const pcs = componentColumns(k);
+  return [
     {
       file: RESULT_FILES.features,
       description: 'one row per image featurized: its principal component scores (RFC 4180 CSV, UTF-8, CRLF)',
       columns: [
-        ...base(true),
+        ...identityColumns(true),
         {
           name: pcs,
           type: 'number',
@@ -84,81 +113,94 @@ export function outputSchema({
       file: `${RESULT_FILES.featuresParts}part-*.parquet`,
       description:
         "the rows of features.csv as one typed Parquet dataset, a part per group of shards (row groups of 32,768 rows, SNAPPY text columns): read it as one table, e.g. DuckDB read_parquet('features/*.parquet')",
-      columns: [...base(false), { name: pcs, type: 'FLOAT (32-bit), required', description: 'score on each kept component' }],
+      columns: [...identityColumns(false), { name: pcs, type: 'FLOAT (32-bit), required', description: 'score on each kept component' }],
     },
+    ...(singleParquet
+      ? [
+          {
+            file: RESULT_FILES.featuresParquet,
+            description: `the same table as ${RESULT_FILES.featuresParts} in one file (a run of one group of shards only)`,
+          },
+        ]
+      : []),
   ];
-  if (singleParquet) {
-    files.push({
-      file: RESULT_FILES.featuresParquet,
-      description: `the same table as ${RESULT_FILES.featuresParts} in one file (a run of one group of shards only)`,
-    });
-  }
-  if (classified) {
-    files.push({
-      file: RESULT_FILES.predictions,
-      description: projectedWith
-        ? `the ${classifier === 'lda' ? 'LDA' : 'k-NN'} prediction of every image, with the ${classifier === 'lda' ? 'classifier of the model' : `Training references (${RESULT_FILES.knnReferences} beside the model)`} of run ${projectedWith.runId}`
-        : `the ${classifier === 'lda' ? 'LDA' : 'k-NN'} prediction of every image that is not a Training image (Test rows, and rows with no or another split)`,
-      columns: [
-        ...base(true),
-        {
-          name: 'predicted',
-          type: 'text',
-          description:
-            classifier === 'lda'
-              ? "the class whose nearest prototype scores highest in the LDA's discriminant space (report.json classification)"
-              : 'the label voted by the k nearest Training images (report.json classification)',
-        },
-        {
-          name: 'confidence',
-          type: 'number',
-          description:
-            classifier === 'lda'
-              ? 'softmax probability of the predicted class over the class scores, in (0, 1]: ranks right above wrong, not a calibrated probability'
-              : 'share of the k neighbours that voted for the predicted label',
-        },
-        {
-          name: 'nearest_distance',
-          type: 'number',
-          description:
-            classifier === 'lda'
-              ? 'Euclidean distance, in the discriminant space, to the nearest prototype of the predicted class'
-              : 'Euclidean distance, over the components, to the nearest Training image',
-        },
-      ],
-    });
-  }
-  if (embeddings) {
-    files.push({
-      file: singleParquet ? RESULT_FILES.embeddings : `${RESULT_FILES.embeddingsParts}part-*.parquet`,
-      description: 'the raw feature vectors before standardisation and PCA, one row per row of features.csv',
-      columns: [...base(false), { name: `f_1 .. f_${dim}`, type: 'FLOAT (32-bit), required', description: "the featurizer's output vector" }],
-    });
-  }
+}
+
+/** predictions.csv, as the LDA or the k-NN predicts. */
+function predictionsFile({ classifier, projectedWith }: SchemaOptions): FileDescription {
+  const lda = classifier === 'lda';
+  return {
+    file: RESULT_FILES.predictions,
+    description: projectedWith
+      ? `the ${lda ? 'LDA' : 'k-NN'} prediction of every image, with the ${lda ? 'classifier of the model' : `Training references (${RESULT_FILES.knnReferences} beside the model)`} of run ${projectedWith.runId}`
+      : `the ${lda ? 'LDA' : 'k-NN'} prediction of every image that is not a Training image (Test rows, and rows with no or another split)`,
+    columns: [
+      ...identityColumns(true),
+      {
+        name: 'predicted',
+        type: 'text',
+        description: lda
+          ? "the class whose nearest prototype scores highest in the LDA's discriminant space (report.json classification)"
+          : 'the label voted by the k nearest Training images (report.json classification)',
+      },
+      {
+        name: 'confidence',
+        type: 'number',
+        description: lda
+          ? 'softmax probability of the predicted class over the class scores, in (0, 1]: ranks right above wrong, not a calibrated probability'
+          : 'share of the k neighbours that voted for the predicted label',
+      },
+      {
+        name: 'nearest_distance',
+        type: 'number',
+        description: lda
+          ? 'Euclidean distance, in the discriminant space, to the nearest prototype of the predicted class'
+          : 'Euclidean distance, over the components, to the nearest Training image',
+      },
+    ],
+  };
+}
+
+/** The raw feature vectors: one file in a run of one group, else a Parquet dataset. */
+function embeddingsFile({ dim, singleParquet }: SchemaOptions): FileDescription {
+  return {
+    file: singleParquet ? RESULT_FILES.embeddings : `${RESULT_FILES.embeddingsParts}part-*.parquet`,
+    description: 'the raw feature vectors before standardisation and PCA, one row per row of features.csv',
+    columns: [...identityColumns(false), { name: `f_1 .. f_${dim}`, type: 'FLOAT (32-bit), required', description: "the featurizer's output vector" }],
+  };
+}
+
+/** pca-model.json: the fitted PCA, or why a projecting run writes none. */
+function modelFile({ runId, references, savedClassifier, projectedWith }: SchemaOptions): FileDescription {
   if (projectedWith) {
-    files.push({
+    return {
       file: RESULT_FILES.model,
       description:
         `not written: this run fitted nothing, it standardised and projected its images with the saved model ${projectedWith.model} ` +
         `(run ${projectedWith.runId}; report.json pca.model), which stays the one copy: pass that run to --model-from again to project more images the same way`,
-    });
-  } else {
-    files.push({
-      file: RESULT_FILES.model,
-      description:
-        'the fitted PCA: score = ((x - mean) / scale) . component for each kept component; mean, scale, components, eigenvalues, explainedVarianceRatio, ' +
-        `featurizer${references ? `, knnReferences (${RESULT_FILES.knnReferences})` : ''}${savedClassifier ? ', classifier (the LDA: format, centre, projection, prototypes, labels)' : ''}. A later run projects new images with it: execution input {"pcaModel": "results/${runId}/${RESULT_FILES.model}"}, or --model-from ${runId}`,
-    });
+    };
   }
-  if (references) {
-    files.push({
-      file: RESULT_FILES.knnReferences,
-      description:
-        "the classifier's references, for a run that projects with pca-model.json: the Training rows' keys and labels and their k scores as float32, " +
-        'in the feature-shard format (magic FSH1, uint32 header length, JSON header, then rows x k float32 little-endian)',
-    });
-  }
-  files.push(
+  return {
+    file: RESULT_FILES.model,
+    description:
+      'the fitted PCA: score = ((x - mean) / scale) . component for each kept component; mean, scale, components, eigenvalues, explainedVarianceRatio, ' +
+      `featurizer${references ? `, knnReferences (${RESULT_FILES.knnReferences})` : ''}${savedClassifier ? ', classifier (the LDA: format, centre, projection, prototypes, labels)' : ''}. A later run projects new images with it: execution input {"pcaModel": "results/${runId}/${RESULT_FILES.model}"}, or --model-from ${runId}`,
+  };
+}
+
+/** knn-references.fsh, beside the model. */
+function referencesFile(): FileDescription {
+  return {
+    file: RESULT_FILES.knnReferences,
+    description:
+      "the classifier's references, for a run that projects with pca-model.json: the Training rows' keys and labels and their k scores as float32, " +
+      'in the feature-shard format (magic FSH1, uint32 header length, JSON header, then rows x k float32 little-endian)',
+  };
+}
+
+/** The fit's explained variance table and its plots. */
+function fitFiles({ projectedWith }: SchemaOptions): FileDescription[] {
+  return [
     {
       file: RESULT_FILES.explainedVariance,
       description: projectedWith ? `one row per component of the model of run ${projectedWith.runId}` : 'one row per component',
@@ -175,13 +217,18 @@ export function outputSchema({
       description: `explained variance by component, the chosen k marked (SVG)${projectedWith ? `, of the model of run ${projectedWith.runId}` : ''}`,
     },
     { file: RESULT_FILES.scatter, description: 'the images on the first two components, by label and split (SVG)' },
+  ];
+}
+
+/** report.json and report.html. */
+function reportFiles(): FileDescription[] {
+  return [
     {
       file: RESULT_FILES.report,
       description: 'what happened to every listed object (counts, failed and skipped with reasons), the PCA, the classification, the settings, this schema',
     },
     { file: RESULT_FILES.html, description: 'report.json, the plots and a gallery of misclassified images on one self-contained page' },
-  );
-  return { runId, files };
+  ];
 }
 
 /** The schema as plain text for README.txt. */

@@ -16,12 +16,12 @@ import { parsePcaModel, pcaModelJson, SavedPcaModel } from '../analysis/pca-mode
 import { fitPcaTop, InsufficientDataError, PcaFit } from '../analysis/streaming-pca';
 import { emptyMoments, mergeMomentsInto } from '../analysis/native-kernels';
 import { describeIncompleteAccounting, IncompleteRunError, InputAccountingReport, mergeAccountingReports } from '../bookkeeping/input-accounting';
-import { RunReportBuilder, RunReportPart } from '../outputs/run-report';
+import { RunReport, RunReportBuilder, RunReportPart } from '../outputs/run-report';
 import { RESULT_FILES } from '../contracts/bucket-layout';
 import type { RunSettings } from '../contracts/events';
 import { putObject, readBytes, readText } from '../aws/s3-client';
 import { AggregateRunDeps, outputKeys, ProjectionModel, readProjectionModel, runFields, stopwatch } from './aggregate-shared';
-import { aggregateWorkKeys, decodeMoments, MomentsTally, MomentsTallySchema } from './aggregate-work';
+import { aggregateWorkKeys, decodeMoments, MomentsTally, MomentsTallySchema, Plan } from './aggregate-work';
 import { readPlan } from './moments-stage';
 import { z } from 'zod';
 
@@ -58,13 +58,11 @@ export async function readFitRecord(deps: AggregateRunDeps, run: RunSettings): P
  */
 export async function fitRun(run: RunSettings, groups: number, deps: AggregateRunDeps): Promise<{ classify: boolean }> {
   const { s3, settings, log } = deps;
-  const now = deps.now ?? (() => new Date());
   const clock = stopwatch();
   const work = aggregateWorkKeys(run.workPrefix);
   const plan = await readPlan(deps, run);
   if (plan.groups !== groups) throw new Error(`the plan holds ${plan.groups} groups, the fit was handed ${groups}`);
-  const tallies: MomentsTally[] = [];
-  for (let g = 0; g < groups; g++) tallies.push(MomentsTallySchema.parse(JSON.parse(await readText(s3, run.bucket, work.momentsTally(g)))));
+  const tallies = await readMomentsTallies(run, groups, deps);
   const timings: Record<string, number> = {
     ...plan.timingsMs,
     momentsSlowest: Math.max(0, ...tallies.map((t) => t.timingsMs.moments)),
@@ -76,19 +74,7 @@ export async function fitRun(run: RunSettings, groups: number, deps: AggregateRu
   tallies.forEach((tally) => report.absorb(tally.report));
   const accounting = mergeAccountingReports([plan.accounting, ...tallies.map((tally) => tally.accounting)], plan.listedTwice);
   const saved = plan.pcaModel ? await readProjectionModel(s3, run.bucket, plan.pcaModel, run.outputPrefix) : undefined;
-  const failWith = async (error: Error) => {
-    const failure = report.build({
-      ...runFields(run, plan.mapRunArn),
-      error,
-      accounting,
-      ...(saved ? { pca: { source: 'model', model: saved.key, modelRunId: saved.model.runId } } : {}),
-      timingsMs: timings,
-      outputs: { report: outputKeys(run.outputPrefix).report },
-      now: now(),
-    });
-    await putObject(s3, run.bucket, outputKeys(run.outputPrefix).report, JSON.stringify(failure, null, 2), 'application/json');
-    return failure;
-  };
+  const failWith = (error: Error) => writeFailureReport(run, plan, { error, report, accounting, saved, timings }, deps);
   if (!accounting.complete) {
     const error = new IncompleteRunError(describeIncompleteAccounting(accounting));
     await failWith(error);
@@ -138,6 +124,43 @@ export async function fitRun(run: RunSettings, groups: number, deps: AggregateRu
   else log?.info('pca fitted', { rows: fit.count, dim: fit.dim, k: fit.k, explainedVariance: fit.explainedVariance, groups });
   // A run of Training images only still saves its references (the project stage writes them).
   return { classify: classificationSkipped === undefined };
+}
+
+/** Every group's moments tally, in group order. */
+async function readMomentsTallies(run: RunSettings, groups: number, { s3 }: AggregateRunDeps): Promise<MomentsTally[]> {
+  const work = aggregateWorkKeys(run.workPrefix);
+  const tallies: MomentsTally[] = [];
+  for (let g = 0; g < groups; g++) tallies.push(MomentsTallySchema.parse(JSON.parse(await readText(s3, run.bucket, work.momentsTally(g)))));
+  return tallies;
+}
+
+/** Why the run fails, and what the fit knows of it by then. */
+interface FitFailure {
+  readonly error: Error;
+  readonly report: RunReportBuilder;
+  readonly accounting: InputAccountingReport;
+  readonly saved: ProjectionModel | undefined;
+  readonly timings: Record<string, number>;
+}
+
+/** A failed run's report.json, written for the run's outputs to say why; the report, for the log. */
+async function writeFailureReport(
+  run: RunSettings,
+  plan: Plan,
+  { error, report, accounting, saved, timings }: FitFailure,
+  { s3, now = () => new Date() }: AggregateRunDeps,
+): Promise<RunReport> {
+  const failure = report.build({
+    ...runFields(run, plan.mapRunArn),
+    error,
+    accounting,
+    ...(saved ? { pca: { source: 'model', model: saved.key, modelRunId: saved.model.runId } } : {}),
+    timingsMs: timings,
+    outputs: { report: outputKeys(run.outputPrefix).report },
+    now: now(),
+  });
+  await putObject(s3, run.bucket, outputKeys(run.outputPrefix).report, JSON.stringify(failure, null, 2), 'application/json');
+  return failure;
 }
 
 /** The PCA fitted on the groups' moments, merged one group's scatter at a time. */

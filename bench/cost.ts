@@ -17,6 +17,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultConfig, PipelineConfig } from '../lib/config';
 import { markdownTable, Table, withDocSection } from './bench-support';
+import { FEATURIZE_SETTINGS } from '../lambdas/contracts/handler-env';
 
 export type Architecture = 'x86_64' | 'arm64';
 export const ARCHITECTURES: readonly Architecture[] = ['x86_64', 'arm64'];
@@ -61,6 +62,12 @@ export interface FeaturizeMeasured {
   readonly probeSeconds?: number;
   /** Peak RSS of one featurizing process, MB. @default RECORDED's */
   readonly peakRssMb?: number;
+  /**
+   * CPU of one field copy (the alteration, its decode and its inference) in images' worth of
+   * `featurizeCpuMsPerImage`: the copies of one Training image in `fieldCopyEvery` cost
+   * trainingShare / fieldCopyEvery x this on top of every image. @default RECORDED's
+   */
+  readonly fieldCopyCpuRatio?: number;
 }
 
 /**
@@ -117,6 +124,11 @@ export const RECORDED = {
     handlerCoresBusy: 1.54,
     probeSeconds: 1,
     peakRssMb: 564,
+    fieldCopyCpuRatio: 1.86,
+    fieldCopySource:
+      '`FIELD_COPY_EVERY=<0|4|8> npx tsx bench/featurize.ts --backends onnxruntime --sizes 128 --rounds 2`, run one after another (2026-12-06, load 6-7): ' +
+      'handler CPU 4.68 ms per image with no copies, 6.11 with one Training image in 4 copied, 5.41 with one in 8 (480 of the 720 images are Training): ' +
+      "8.6-8.8 ms per copy, 1.86 images' worth; a first pair under heavier load gave 27.9 ms per copy, not reproduced",
     source:
       'docs/BENCHMARKS.md section 1 (`npm run bench -- --whole-dataset`, 2026-12-01, x86_64, 2 cores): 3.76 ms of CPU per image on the handler path, ' +
       '1.54 cores busy, model load 0.2 s, first batch 0.69 s, peak RSS 564 MB at 128 px; the probe 0.7 s of CPU (docs/DESIGN.md, "When onnxruntime-node cannot start"), taken as 1 s',
@@ -195,6 +207,8 @@ export const ASSUMED = {
   uploadPartBytes: 8 * 1024 * 1024,
   /** ResultWriter's files, the run's small outputs (model, plots, report, README): a few dozen whatever the size. */
   fixedRequests: 50,
+  /** Share of a run's images under Training/, which get field copies: Fruits-360's (53,177 of 71,022). */
+  trainingShare: 0.75,
   /** arm64 time per unit of work / x86_64's: not measured, taken as equal. */
   arm64TimeRatio: 1,
   /** The account's default Lambda concurrency (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html). */
@@ -264,6 +278,12 @@ export function billedMsPerImage(featurize: FeaturizeMeasured, memoryMb: number)
   return featurize.featurizeCpuMsPerImage / Math.min(memoryMb / MB_PER_VCPU, cores);
 }
 
+/** The featurize work per image with the field copies: 1 + trainingShare / fieldCopyEvery x a copy's cost in images. */
+export function fieldCopyFactor(featurize: FeaturizeMeasured, fieldCopyEvery: number): number {
+  if (fieldCopyEvery <= 0) return 1;
+  return 1 + (ASSUMED.trainingShare / fieldCopyEvery) * (featurize.fieldCopyCpuRatio ?? RECORDED.featurize.fieldCopyCpuRatio);
+}
+
 /** What every stage of one run's model reads: the run's size, its settings and the figures it starts from. */
 interface ModelledRun {
   readonly images: number;
@@ -328,7 +348,7 @@ function listingRow(run: ModelledRun): StageRow {
 function featurizeRow(run: ModelledRun, limits: string[]): StageRow {
   const { config, featurize, images, batches, timeRatio } = run;
   const featurizeGb = config.featurizeMemoryMb / 1024;
-  const msPerImage = timeRatio * billedMsPerImage(featurize, config.featurizeMemoryMb);
+  const msPerImage = timeRatio * billedMsPerImage(featurize, config.featurizeMemoryMb) * fieldCopyFactor(featurize, config.fieldCopyEvery);
   const belowOneVcpu = Math.max(1, MB_PER_VCPU / config.featurizeMemoryMb);
   const featurizeInit = ASSUMED.coldStartSeconds + timeRatio * belowOneVcpu * (featurize.probeSeconds + featurize.modelLoadSeconds);
   const batchSeconds = (Math.min(config.batchSize, images) * msPerImage) / 1000;
@@ -488,6 +508,7 @@ export function modelNotes(measured: FeaturizeMeasured): string[] {
     `Measured, featurize (x86_64): ${featurize.featurizeCpuMsPerImage} ms of CPU per image on the handler path (${featurize.measuredWith}), ${featurize.handlerCoresBusy} cores busy at full speed, ` +
       `${featurize.modelLoadSeconds} s model load and first-batch extra, ${featurize.probeSeconds} s for the onnxruntime-node probe per cold start, ${featurize.peakRssMb} MB peak RSS. Source: ${RECORDED.featurize.source}.`,
     `Billed featurize ms per image = CPU ms / min(memory / ${count(MB_PER_VCPU)} MB, ${featurize.handlerCoresBusy} cores): below one vCPU the work takes longer in proportion; above it the handler cannot use more than the cores it used here.`,
+    `Field copies (fieldCopyEvery, default ${FEATURIZE_SETTINGS.fieldCopyEvery.default}): a copy costs ${featurize.fieldCopyCpuRatio} images' worth of CPU; with ${ASSUMED.trainingShare * 100}% of the images under Training/ the featurize work per image is x${fieldCopyFactor(featurize, FEATURIZE_SETTINGS.fieldCopyEvery.default).toFixed(2)} at the default. Source: ${RECORDED.featurize.fieldCopySource}.`,
     `Measured, aggregate stages (x86_64), slowest invocation s / peak RSS MB, and how it is taken to grow: ${[
       stageLine('plan', stages.plan),
       stageLine('moments (per group)', stages.moments),

@@ -50,16 +50,20 @@ export const meetsGoal = (row: CostRow): boolean =>
 export interface GoalCandidate {
   readonly featurizeMemoryMb: number;
   readonly maxConcurrency: number;
-  /** k-NN, per architecture. */
+  /** The default classifier, per architecture. */
   readonly rows: Record<(typeof ARCHITECTURES)[number], CostRow>;
 }
 
-/** Every searched setting at GOAL.images with k-NN (the measured classifier), both architectures. */
+/** Every searched setting at GOAL.images with the default classifier and field copies, both architectures. */
 export function goalSearch(measured: FeaturizeMeasured = RECORDED.featurize, base: PipelineConfigInput = {}): GoalCandidate[] {
   return FEATURIZE_MEMORIES.flatMap((featurizeMemoryMb) =>
     FEATURIZE_CONCURRENCIES.map((maxConcurrency) => {
       const config = defaultConfig({ ...base, featurizeMemoryMb, maxConcurrency });
-      const rows = { x86_64: costModel(measured, GOAL.images, 'x86_64', config), arm64: costModel(measured, GOAL.images, 'arm64', config) };
+      const options = { classifier: config.classifier };
+      const rows = {
+        x86_64: costModel(measured, GOAL.images, 'x86_64', config, options),
+        arm64: costModel(measured, GOAL.images, 'arm64', config, options),
+      };
       return { featurizeMemoryMb, maxConcurrency, rows };
     }),
   );
@@ -67,14 +71,15 @@ export function goalSearch(measured: FeaturizeMeasured = RECORDED.featurize, bas
 
 /**
  * The setting to recommend: the cheapest on x86_64 (the architecture measured) that meets the goal
- * with SPARE_MINUTES to spare, with at least one vCPU (below it the handler's two threads share
- * less than a core, which nothing here measured). Undefined when none does.
+ * with at least one vCPU (below it the handler's two threads share less than a core, which nothing
+ * here measured), with SPARE_MINUTES to spare when one does. Undefined when none meets the goal.
  */
 export function chooseSetting(candidates: readonly GoalCandidate[]): GoalCandidate | undefined {
-  const fitting = candidates.filter(
-    (c) => meetsGoal(c.rows.x86_64) && c.rows.x86_64.wallMinutes <= GOAL.minutes - SPARE_MINUTES && c.featurizeMemoryMb >= MB_PER_VCPU,
-  );
-  return fitting.sort((a, b) => a.rows.x86_64.totalUsd - b.rows.x86_64.totalUsd || a.rows.x86_64.wallMinutes - b.rows.x86_64.wallMinutes)[0];
+  const fitting = candidates.filter((c) => meetsGoal(c.rows.x86_64) && c.featurizeMemoryMb >= MB_PER_VCPU);
+  const spare = fitting.filter((c) => c.rows.x86_64.wallMinutes <= GOAL.minutes - SPARE_MINUTES);
+  const cheapest = (list: readonly GoalCandidate[]) =>
+    [...list].sort((a, b) => a.rows.x86_64.totalUsd - b.rows.x86_64.totalUsd || a.rows.x86_64.wallMinutes - b.rows.x86_64.wallMinutes)[0];
+  return cheapest(spare) ?? cheapest(fitting);
 }
 
 const minutes = (row: CostRow) => row.wallMinutes.toFixed(1);
@@ -82,7 +87,7 @@ const verdict = (row: CostRow) => (meetsGoal(row) ? 'yes' : row.limits.length ? 
 
 function searchTable(candidates: readonly GoalCandidate[], chosen: GoalCandidate | undefined): Table {
   return {
-    title: `Featurize settings for ${count(GOAL.images)} images (k-NN; goal: ${GOAL.minutes} min, $${GOAL.usd})`,
+    title: `Featurize settings for ${count(GOAL.images)} images (${defaultConfig().classifier === 'lda' ? 'LDA' : 'k-NN'}, field copies at the default; goal: ${GOAL.minutes} min, $${GOAL.usd})`,
     headers: [
       'featurizeMemoryMb',
       'maxConcurrency',

@@ -10,6 +10,7 @@ import {
   RECORDED,
   StageFigures,
   StageFigureSet,
+  fieldCopyFactor,
 } from '../../bench/cost';
 import { defaultConfig } from '../../lib/config';
 
@@ -37,6 +38,7 @@ const FEATURIZE: FeaturizeMeasured = {
 // 1,000 images in 4 batches of 250, 2 groups of 2 shards; 2 GB functions; 2 children at a time
 // for the featurize map and 1 for the group maps.
 const CONFIG = defaultConfig({
+  fieldCopyEvery: 0,
   batchSize: 250,
   aggregateGroupShards: 2,
   maxConcurrency: 2,
@@ -195,5 +197,16 @@ describe('the recorded figures', () => {
       ['1,000,000', 'x86_64'],
       ['1,000,000', 'arm64'],
     ]);
+  });
+});
+
+describe('field copies in the featurize work', () => {
+  test('one Training image in 4 copied, a copy costing 2 images: 75% Training gives x1.375 the featurize CPU', () => {
+    const measured = { ...FEATURIZE, fieldCopyCpuRatio: 2 };
+    expect(fieldCopyFactor(measured, 4)).toBeCloseTo(1 + (0.75 / 4) * 2, 12);
+    expect(fieldCopyFactor(measured, 0)).toBe(1);
+    const without = stage(costModel(measured, 1000, 'x86_64', CONFIG, { stages: STAGES }), 'FeaturizeImages');
+    const withCopies = stage(costModel(measured, 1000, 'x86_64', defaultConfig({ ...CONFIG, fieldCopyEvery: 4 }), { stages: STAGES }), 'FeaturizeImages');
+    expect(withCopies.slowestSeconds).toBeCloseTo(without.slowestSeconds * 1.375, 9);
   });
 });

@@ -47,8 +47,13 @@ export const PipelineConfigSchema = z
      * that fails still costs only 250 images' work.
      */
     batchSize: z.number().int().min(1).max(1000).default(250),
-    /** Concurrent featurize children (Distributed Map MaxConcurrency, service maximum 10,000). */
-    maxConcurrency: z.number().int().min(1).max(10000).default(50),
+    /**
+     * Concurrent featurize children (Distributed Map MaxConcurrency, service maximum 10,000). 200
+     * with featurizeMemoryMb 1,769 is the cheapest setting the cost model finds to meet 1,000,000
+     * images in 5 minutes for $1 (docs/SIZING.md, `npx tsx bench/sizing.ts`): each child is one
+     * cold start, so more children trade dollars for minutes.
+     */
+    maxConcurrency: z.number().int().min(1).max(10000).default(200),
     /**
      * Share of items a run tolerates failing before the Map state fails. AWS counts items: a child
      * that fails after its retries fails every image of its batch. Bad images never fail a child
@@ -56,8 +61,11 @@ export const PipelineConfigSchema = z
      */
     toleratedFailurePercentage: z.number().min(0).max(100).default(5),
 
-    /** Featurize function memory; 3,008 MB buys ~2 vCPUs for the CNN forward pass. */
-    featurizeMemoryMb: lambdaMemoryMb.default(3008),
+    /**
+     * Featurize function memory: 1,769 MB is one vCPU. The handler keeps at most about 1.5 cores
+     * busy, so more memory bills less time at more GB-s per second (docs/SIZING.md).
+     */
+    featurizeMemoryMb: lambdaMemoryMb.default(1769),
     featurizeTimeoutSeconds: lambdaTimeoutSeconds.default(300),
     /** Reserved concurrency of the featurize function; unset = share the account's pool. */
     featurizeReservedConcurrency: z.number().int().min(1).optional(),

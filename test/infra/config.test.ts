@@ -11,9 +11,9 @@ describe('pipeline config', () => {
     const config = defaultConfig();
     expect(config).toMatchObject({
       batchSize: 250,
-      maxConcurrency: 50,
+      maxConcurrency: 200,
       toleratedFailurePercentage: 5,
-      featurizeMemoryMb: 3008,
+      featurizeMemoryMb: 1769,
       featurizeTimeoutSeconds: 300,
       aggregateMemoryMb: 3008,
       aggregateTimeoutSeconds: 900,
@@ -56,7 +56,7 @@ describe('pipeline config', () => {
   });
 
   test('reads the context key, missing key means defaults', () => {
-    expect(configFromContext(appWith({ batchSize: 10, architecture: 'arm64' }))).toMatchObject({ batchSize: 10, architecture: 'arm64', maxConcurrency: 50 });
+    expect(configFromContext(appWith({ batchSize: 10, architecture: 'arm64' }))).toMatchObject({ batchSize: 10, architecture: 'arm64', maxConcurrency: 200 });
     expect(configFromContext(appWith(undefined))).toEqual(defaultConfig());
     expect(configFromContext(appWith({ batchSize: 10 }).node)).toMatchObject({ batchSize: 10 });
   });

@@ -89,7 +89,7 @@ describe('state machine', () => {
     const map = definition.States.FeaturizeImages;
     expect(map).toMatchObject({
       Type: 'Map',
-      MaxConcurrency: 50,
+      MaxConcurrency: 200,
       ToleratedFailurePercentage: 5,
       ItemProcessor: { ProcessorConfig: { Mode: 'DISTRIBUTED', ExecutionType: 'STANDARD' } },
       ItemReader: {
@@ -344,7 +344,7 @@ describe('functions', () => {
   test('featurize: memory, timeout and handler env from config; unset tuning is left to the handler', () => {
     pipeline.template.hasResourceProperties('AWS::Lambda::Function', {
       ImageConfig: { Command: ['lambdas/featurize/handler.handler'] },
-      MemorySize: 3008,
+      MemorySize: 1769,
       Timeout: 300,
       Environment: { Variables: { FEATURIZER: 'cnn', MODEL_ID: 'mobilenet_v2_1.0_224_quant', MODEL_DIR: '/opt/model', FIELD_COPY_EVERY: '4' } },
     });

@@ -18,6 +18,7 @@ import { createProgressDisplay } from './progress';
 import { runCommand } from './run-command';
 import { DEFAULT_DATA_DIR } from '../local/local-run';
 import { BUCKET_LAYOUT, datasetInputPrefix, invalidName } from '../lambdas/contracts/bucket-layout';
+import { DEFAULT_STACK_NAME } from '../lambdas/contracts/state-machine';
 import { AGGREGATE_SETTINGS, CLASSIFIERS, FEATURIZER_KINDS } from '../lambdas/contracts/handler-env';
 
 const positiveInt = (value: string): number => {
@@ -61,7 +62,7 @@ interface DeployedOptions {
 
 function deployedOptions(command: Command): Command {
   return command
-    .option('--stack <name>', 'CloudFormation stack to read BucketName/StateMachineArn outputs from', 'FruitsPipeline')
+    .option('--stack <name>', 'CloudFormation stack to read BucketName/StateMachineArn outputs from', DEFAULT_STACK_NAME)
     .option('--bucket <name>', 'data bucket (instead of the stack output)')
     .option('--state-machine-arn <arn>', 'state machine (instead of the stack output)')
     .option('--region <region>', 'AWS region (default: from the environment/profile)')

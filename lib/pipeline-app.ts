@@ -2,6 +2,7 @@ import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { configFromContext } from './config';
 import { FruitsPipelineStack } from './fruits-pipeline-stack';
+import { DEFAULT_STACK_NAME } from '../lambdas/contracts/state-machine';
 
 /**
  * The CDK app `cdk synth` builds (bin/app.ts): the pipeline stack from cdk.json's settings, and
@@ -9,7 +10,7 @@ import { FruitsPipelineStack } from './fruits-pipeline-stack';
  * synth. A function, so the infrastructure tests synthesize through the very same wiring.
  */
 export function buildPipelineApp(app: App): { app: App; stack: FruitsPipelineStack } {
-  const stack = new FruitsPipelineStack(app, 'FruitsPipeline', {
+  const stack = new FruitsPipelineStack(app, DEFAULT_STACK_NAME, {
     description: 'Fruit photos in S3 -> Step Functions Distributed Map -> container Lambdas -> PCA feature table',
     config: configFromContext(app),
   });

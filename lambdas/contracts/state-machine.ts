@@ -4,6 +4,12 @@
  */
 
 /**
+ * The stack the CDK app deploys, whose outputs (BucketName, StateMachineArn) the CLI reads unless
+ * `--stack` names another; the local run synthesizes it under the same name.
+ */
+export const DEFAULT_STACK_NAME = 'FruitsPipeline';
+
+/**
  * The featurize Distributed Map's label. Its child executions report their CloudWatch metrics
  * (AWS/States) under `StateMachineArn` = `<state machine ARN>/<label>`; without a label that
  * suffix is a new UUID per run, and no dashboard or alarm could follow them.

@@ -7,6 +7,7 @@
  */
 import { S3Client } from '@aws-sdk/client-s3';
 import { StateMachine } from 'aws-local-stepfunctions';
+import { DEFAULT_STACK_NAME } from '../../lambdas/contracts/state-machine';
 import { AslDefinition, executionContext, Json, LOCAL_ARN_SCOPE, LocalArnScope, rootCause } from './asl';
 import { distributedMapHandler, distributedMapStandIn, isDistributedMap, LocalTaskHandlers, MapRunEvent } from './distributed-map';
 import { errorsNeverUnhandled, LocalFunctions, serviceIntegrationHandlers, withLocalTaskTimeouts } from './service-integrations';
@@ -15,7 +16,7 @@ export interface LocalExecutionProps {
   readonly definition: AslDefinition;
   readonly functions: LocalFunctions;
   readonly s3: S3Client;
-  /** Name of the state machine in made-up ARNs. @default 'FruitsPipeline' */
+  /** Name of the state machine in made-up ARNs. @default DEFAULT_STACK_NAME */
   readonly stateMachineName?: string;
   readonly scope?: LocalArnScope;
   /** Milliseconds between retries, by state name (tests use 0). @default the definition's */
@@ -28,7 +29,7 @@ export type LocalExecutionResult =
 
 export async function runLocalExecution(props: LocalExecutionProps, executionName: string, input: Json): Promise<LocalExecutionResult> {
   const scope = props.scope ?? LOCAL_ARN_SCOPE;
-  const context = executionContext(scope, props.stateMachineName ?? 'FruitsPipeline', executionName, input);
+  const context = executionContext(scope, props.stateMachineName ?? DEFAULT_STACK_NAME, executionName, input);
   const states = { ...props.definition.States };
   const handlers: LocalTaskHandlers = {};
 

@@ -16,6 +16,7 @@ import { CfnBucket } from 'aws-cdk-lib/aws-s3';
 import { CfnStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { CONFIG_CONTEXT_KEY, parsePipelineConfig, PipelineConfig, PipelineConfigInput } from '../../lib/config';
 import { FruitsPipelineStack } from '../../lib/fruits-pipeline-stack';
+import { DEFAULT_STACK_NAME } from '../../lambdas/contracts/state-machine';
 import { AslDefinition, LOCAL_ARN_SCOPE, LocalArnScope } from './asl';
 
 /** A Lambda function of the template, as the runner needs it. */
@@ -61,7 +62,7 @@ export function synthesizePipeline(options: SynthesizeOptions): SynthesizedPipel
     // cdk.json's context (feature flags) makes the in-process synth the same as `cdk synth`'s.
     // Staging would copy the whole image build context into outdir: the definition does not need it.
     const app = new App({ outdir, context: { ...flags, 'aws:cdk:disable-asset-staging': true } });
-    const stack = new FruitsPipelineStack(app, 'FruitsPipeline', { config });
+    const stack = new FruitsPipelineStack(app, DEFAULT_STACK_NAME, { config });
     const template = app.synth().getStackByName(stack.stackName).template as CfnTemplate;
     const scope = options.scope ?? LOCAL_ARN_SCOPE;
     const fn = (construct: { node: { defaultChild?: unknown } }): SynthesizedFunction => {

@@ -23,7 +23,7 @@ import type { RunSettings } from '../contracts/events';
 import { MissingObjectError, putObject, readBytes } from '../aws/s3-client';
 import { AggregateRunDeps, GALLERY_CANDIDATE_LIMIT, GALLERY_CANDIDATES_PER_PAIR, readProjectionModel, stopwatch } from './aggregate-shared';
 import { aggregateWorkKeys, ClassifyTally, GalleryCandidate } from './aggregate-work';
-import { readFitRecord } from './fit-stage';
+import { readFitRecordOnly } from './fit-stage';
 import { readClassifierRecord } from './classifier-stage';
 
 /** References as the classify stage reads them: one part at a time, each with its keys and labels. */
@@ -69,7 +69,8 @@ export async function classifyGroup(run: RunSettings, group: number, deps: Aggre
   const { s3, log } = deps;
   const clock = stopwatch();
   const work = aggregateWorkKeys(run.workPrefix);
-  const { record, model } = await readFitRecord(deps, run);
+  // The queries part's width is the model's k: the projection itself is not needed here.
+  const record = await readFitRecordOnly(deps, run);
   const classifier = await readClassifierRecord(s3, run);
   if (!classifier) throw new Error(`the run has no classifier (${work.classifier}) to classify group ${group} with`);
   const { header, vectors } = decodeFeatureShard(await readBytes(s3, run.bucket, work.queries(group)));
@@ -84,7 +85,7 @@ export async function classifyGroup(run: RunSettings, group: number, deps: Aggre
       ? { classifier: 'lda', shrinkage: classifier.model.shrinkage, prototypes: classifier.prototypes }
       : { classifier: 'knn', neighbours: classifier.neighbours };
 
-  const tally = new ClassificationTally(description, model.k, record.references, record.pcaModelKey ? referenceClasses : undefined);
+  const tally = new ClassificationTally(description, k, record.references, record.pcaModelKey ? referenceClasses : undefined);
   const gallery: GalleryCandidate[] = [];
   const perPair = new Map<string, number>();
   const lines: string[] = [];

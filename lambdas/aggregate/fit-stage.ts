@@ -47,8 +47,13 @@ export const FitRecordSchema = z.object({
 export type FitRecord = z.infer<typeof FitRecordSchema>;
 
 export async function readFitRecord(deps: AggregateRunDeps, run: RunSettings): Promise<{ record: FitRecord; model: SavedPcaModel }> {
-  const record = FitRecordSchema.parse(JSON.parse(await readText(deps.s3, run.bucket, aggregateWorkKeys(run.workPrefix).fit)));
+  const record = await readFitRecordOnly(deps, run);
   return { record, model: parsePcaModel(record.model, 'pca-fit.json') };
+}
+
+/** The fit record with its model left as JSON: for a stage that needs the run's facts, not the projection. */
+export async function readFitRecordOnly(deps: AggregateRunDeps, run: RunSettings): Promise<FitRecord> {
+  return FitRecordSchema.parse(JSON.parse(await readText(deps.s3, run.bucket, aggregateWorkKeys(run.workPrefix).fit)));
 }
 
 /**

@@ -133,7 +133,9 @@ export async function readText(s3: S3Client, bucket: string, key: string): Promi
 
 export async function putObject(s3: S3Client, bucket: string, key: string, body: string | Uint8Array, contentType: string): Promise<void> {
   try {
-    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }));
+    // The length stated up front: the SDK cannot measure an empty string body and would send it as a stream of unknown length.
+    const contentLength = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType, ContentLength: contentLength }));
   } catch (error) {
     throw storageError(`writing s3://${bucket}/${key}`, error);
   }

@@ -2,15 +2,16 @@
  * `submit … --model-from <runId | key>`: the saved model a deployed run projects with, found and
  * checked in the bucket before the folder is uploaded. A run id names
  * `results/<runId>/pca-model.json`; a key must lie under `results/`. The model is read and
- * checked (format, lengths, numbers); its references, when it names some, must exist beside it.
+ * checked (format, lengths, numbers); its references parts, when it names some, must exist beside
+ * it with the sizes it states (a HEAD each; the aggregate step checks their bytes where it reads them).
  * Whether the model's featurizer is the stack's, the aggregate step finds out from the shards.
  */
-import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { invalidName, invalidPcaModelKey, runLayout } from '../lambdas/contracts/bucket-layout';
-import { MissingObjectError, readText, storageError } from '../lambdas/aws/s3-client';
+import { MissingObjectError, objectSizes, readText } from '../lambdas/aws/s3-client';
 // pca-model.ts, not the analysis face: the face loads the native kernels (onnxruntime-node), which
 // reading a saved model does not need.
-import { besideModel, parsePcaModel, PcaModelError, SavedPcaModel } from '../lambdas/analysis/pca-model';
+import { parsePcaModel, PcaModelError, referencesPartKeys, referencesPartsProblem, SavedPcaModel } from '../lambdas/analysis/pca-model';
 
 /** The execution input's `pcaModel` for `value`, with the model it names; throws one line naming `--model-from`. */
 export async function findSavedModel(s3: S3Client, bucket: string, value: string): Promise<{ key: string; model: SavedPcaModel }> {
@@ -35,15 +36,8 @@ export async function findSavedModel(s3: S3Client, bucket: string, value: string
     if (error instanceof PcaModelError) return fail(error.message);
     throw error;
   }
-  if (model.knnReferences) {
-    const referencesKey = besideModel(key, model.knnReferences.file);
-    try {
-      await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: referencesKey }));
-    } catch (error) {
-      const problem = storageError(`reading s3://${bucket}/${referencesKey}`, error, 'read');
-      if (problem instanceof MissingObjectError) return fail(`the model names its references s3://${bucket}/${referencesKey}, which does not exist`);
-      throw problem;
-    }
-  }
+  const partKeys = referencesPartKeys(model, key);
+  const problem = referencesPartsProblem(model, await objectSizes(s3, bucket, partKeys), (part) => `s3://${bucket}/${partKeys[part]}`);
+  if (problem) fail(problem);
   return { key, model };
 }

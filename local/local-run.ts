@@ -321,7 +321,7 @@ async function placeInput(server: LocalS3Server, options: LocalRunOptions, run: 
   const { savedModel } = run;
   if (savedModel && savedModel.foundIn !== 'store') {
     await putObject(server.client, LOCAL_BUCKET, savedModel.key, savedModel.modelBytes, 'application/json');
-    if (savedModel.references) await putObject(server.client, LOCAL_BUCKET, savedModel.references.key, savedModel.references.bytes, 'application/octet-stream');
+    for (const part of savedModel.references ?? []) await putObject(server.client, LOCAL_BUCKET, part.key, part.read(), 'application/octet-stream');
   }
   return { placed: { ...placement, refused: [...unfollowed, ...placement.refused] }, unfollowed };
 }

@@ -6,18 +6,20 @@
  * data directory (where every run of that directory wrote it, whatever its `--out`, and where the
  * deployed `submit --model-from` looks in the bucket), then in `<outDir>/<runId>/`, the copy of a
  * run of another data directory. A path names a pca-model.json file (or the folder holding one),
- * e.g. one `fruits results` downloaded from the deployed stack. The references (`knn-references.fsh`) are read from beside it when the model
- * names them. Every problem is one line naming the flag: no such run or file, not JSON, not the
- * format, references missing or not the model's own. The local run then puts both into its store
- * at `results/<model's runId>/`, the key the execution input's `pcaModel` names.
+ * e.g. one `fruits results` downloaded from the deployed stack. The references parts the model
+ * names (`knn-references/part-<g>.fsh`, or one `knn-references.fsh`) are read from beside it one at
+ * a time and checked against the model. Every problem is one line naming the flag: no such run or
+ * file, not JSON, not the format, a references part missing or not the model's own (named). The
+ * local run then puts the model and its parts into its store at `results/<model's runId>/`, the
+ * keys the execution input's `pcaModel` names and the model's parts lie beside.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, posix, resolve } from 'node:path';
 import { RESULT_FILES, RUN_ID_PATTERN, runLayout } from '../lambdas/contracts/bucket-layout';
 // pca-model.ts, not the analysis face: the face loads the native kernels (onnxruntime-node), which
 // reading a saved model does not need.
-import { decodeKnnReferences, parsePcaModel, PcaModelError, SavedPcaModel } from '../lambdas/analysis/pca-model';
+import { decodeKnnReferences, knnReferencesParts, parsePcaModel, PcaModelError, SavedPcaModel } from '../lambdas/analysis/pca-model';
 import type { StoreSnapshot } from './emulator/s3/object-store';
 
 export interface LocalModelSource {
@@ -29,10 +31,17 @@ export interface LocalModelSource {
   readonly modelBytes: Buffer;
   /** `results/<model runId>/pca-model.json`: the execution input's `pcaModel`. */
   readonly key: string;
-  /** The references file and its key beside the model's, when the model names one. */
-  readonly references?: { readonly path: string; readonly key: string; readonly bytes: Buffer };
+  /** The references parts beside the model, each with its key beside the model's, when the model names some. */
+  readonly references?: readonly LocalReferencesPart[];
   /** `<model runId>@<8 hex of pca-model.json's SHA-256>`: what the run id's settings digest takes in. */
   readonly digest: string;
+}
+
+/** One references part found beside the model: where, its key in the store, and its bytes (read when asked: one part at a time). */
+export interface LocalReferencesPart {
+  readonly path: string;
+  readonly key: string;
+  readonly read: () => Buffer;
 }
 
 /** The local store a run id is looked up in first. */
@@ -48,7 +57,7 @@ interface FoundModel {
   readonly path: string;
   readonly foundIn: LocalModelSource['foundIn'];
   readonly bytes: () => Buffer;
-  readonly beside: (file: string) => { readonly path: string; readonly bytes: Buffer | undefined };
+  readonly beside: (file: string) => { readonly path: string; readonly read: () => Buffer | undefined };
 }
 
 /**
@@ -59,11 +68,11 @@ export function readModelFrom(value: string, outDir: string, store?: LocalModelS
   const fail = (problem: string): never => {
     throw new Error(`--model-from ${value}: ${problem}`);
   };
-  const found = findModel(value, outDir, store, fail);
-  const path = found.path;
+  const foundModel = findModel(value, outDir, store, fail);
+  const path = foundModel.path;
   let modelBytes: Buffer;
   try {
-    modelBytes = found.bytes();
+    modelBytes = foundModel.bytes();
   } catch (error) {
     return fail(`${path} is not readable (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }
@@ -76,20 +85,27 @@ export function readModelFrom(value: string, outDir: string, store?: LocalModelS
   }
   const layout = runLayout(model.runId);
   const digest = `${model.runId}@${createHash('sha256').update(modelBytes).digest('hex').slice(0, 8)}`;
-  const source = { path, foundIn: found.foundIn, model, modelBytes, key: layout.resultKey('model'), digest };
-  const pointer = model.knnReferences;
-  if (!pointer) return source;
-  const references = found.beside(pointer.file);
-  if (references.bytes === undefined) {
-    return fail(`the model names its classifier's references ${pointer.file}, but ${references.path} does not exist: copy it beside ${path}`);
-  }
-  try {
-    decodeKnnReferences(references.bytes, model, references.path);
-  } catch (error) {
-    if (error instanceof PcaModelError) return fail(error.message);
-    throw error;
-  }
-  return { ...source, references: { path: references.path, key: `${layout.outputPrefix}${pointer.file}`, bytes: references.bytes } };
+  const source = { path, foundIn: foundModel.foundIn, model, modelBytes, key: layout.resultKey('model'), digest };
+  const parts = knnReferencesParts(model);
+  if (parts.length === 0) return source;
+  const references = parts.map((part): LocalReferencesPart => {
+    const found = foundModel.beside(part.file);
+    const bytes = found.read();
+    if (bytes === undefined) {
+      const folder = posix.dirname(part.file);
+      return fail(
+        `the model names its references ${part.file}, but ${found.path} does not exist: copy ${folder === '.' ? 'it' : `the ${folder}/ folder`} beside ${path}`,
+      );
+    }
+    try {
+      decodeKnnReferences(bytes, model, part, found.path);
+    } catch (error) {
+      if (error instanceof PcaModelError) return fail(error.message);
+      throw error;
+    }
+    return { path: found.path, key: `${layout.outputPrefix}${part.file}`, read: () => found.read()! };
+  });
+  return { ...source, references };
 }
 
 /** The pca-model.json a `--model-from` value names. */
@@ -111,7 +127,7 @@ function findModel(value: string, outDir: string, store: LocalModelStore | undef
         path: label(modelKey),
         foundIn: 'store',
         bytes: () => bytes,
-        beside: (file) => ({ path: label(`${layout.outputPrefix}${file}`), bytes: snapshot.read(`${layout.outputPrefix}${file}`) }),
+        beside: (file) => ({ path: label(`${layout.outputPrefix}${file}`), read: () => snapshot.read(`${layout.outputPrefix}${file}`) }),
       };
     }
     return noModel(
@@ -136,15 +152,15 @@ function findModel(value: string, outDir: string, store: LocalModelStore | undef
   );
 }
 
-/** A model file on disk, its references beside it. */
+/** A model file on disk, its references parts beside it. */
 function inFolder(path: string, foundIn: 'out' | 'path'): FoundModel {
   return {
     path,
     foundIn,
     bytes: () => readFileSync(path),
     beside: (file) => {
-      const besidePath = join(dirname(path), file);
-      return { path: besidePath, bytes: existsSync(besidePath) ? readFileSync(besidePath) : undefined };
+      const besidePath = join(dirname(path), ...file.split('/'));
+      return { path: besidePath, read: () => (existsSync(besidePath) ? readFileSync(besidePath) : undefined) };
     },
   };
 }

@@ -11,17 +11,21 @@ import {
   type ClassificationReport,
   type ComponentSelection,
   decodeKnnReferences,
-  type KnnReferences,
+  knnReferencesParts,
   parsePcaModel,
   type PcaFit,
   PcaModelError,
   pcaFitOf,
+  type ReferenceRows,
+  referencesPartKeys,
+  referencesPartProblem,
+  referencesPartsProblem,
   SavedPcaModel,
 } from '../analysis';
 import type { GalleryEntry, GalleryImage, RunReportBuilder } from '../outputs';
 import { thumbnailDataUri } from '../images';
 import { resultKey, type ResultFile } from '../contracts/bucket-layout';
-import { describeError, MissingObjectError, readBytes } from '../aws/s3-client';
+import { describeError, MissingObjectError, objectSizes, readBytes } from '../aws/s3-client';
 import type { GalleryCandidate } from './aggregate-work';
 import type { ClassifierKind } from '../contracts/handler-env';
 
@@ -99,12 +103,11 @@ export interface AggregateRunDeps {
   readonly now?: () => Date;
 }
 
-/** A saved model as a projecting run uses it: the fit it restores and, when the model run had them, its references. */
+/** A saved model as a projecting run uses it: the fit it restores; its references are named by `model.knnReferences`, read where used. */
 export interface ProjectionModel {
   key: string;
   model: SavedPcaModel;
   fit: PcaFit;
-  references?: { references: KnnReferences; keys: string[] };
 }
 
 export function parseAggregateEvent(rawEvent: unknown): AggregateEvent {
@@ -116,31 +119,50 @@ export function outputKeys(outputPrefix: string): Record<OutputName, string> {
 }
 
 /**
- * The saved model at `key` and the references beside it, checked: a model that is missing, not
- * JSON, not the format, inconsistent, or whose references are missing or not its own is a
- * `PcaModelError`. Transient storage errors pass through (the step is retried).
+ * The saved model at `key`, checked, and its references parts found beside it with the sizes it
+ * states (a HEAD per part, no bytes read): a model that is missing, not JSON, not the format,
+ * inconsistent, or whose references are missing or not its size is a `PcaModelError`. Transient
+ * storage errors pass through (the step is retried).
  */
 export async function readProjectionModel(s3: S3Client, bucket: string, key: string, outputPrefix: string): Promise<ProjectionModel> {
-  const where = `s3://${bucket}/${key}`;
+  const model = await readSavedModel(s3, bucket, key, outputPrefix);
+  const partKeys = referencesPartKeys(model, key);
+  const problem = referencesPartsProblem(model, await objectSizes(s3, bucket, partKeys), (part) => `s3://${bucket}/${partKeys[part]}`);
+  if (problem) throw new PcaModelError(problem);
+  return { key, model, fit: pcaFitOf(model) };
+}
+
+/** The saved model at `key`, checked, without looking for its references. */
+export async function readSavedModel(s3: S3Client, bucket: string, key: string, outputPrefix: string): Promise<SavedPcaModel> {
   if (key.startsWith(outputPrefix)) {
     throw new PcaModelError(`pcaModel ${key} lies in this run's own ${outputPrefix}: a run cannot project with a model it would write itself`);
   }
-  const read = async (objectKey: string, what: string) => {
+  try {
+    return parsePcaModel(Buffer.from(await readBytes(s3, bucket, key)).toString('utf8'), `s3://${bucket}/${key}`);
+  } catch (error) {
+    if (error instanceof MissingObjectError) {
+      throw new PcaModelError(`pca model s3://${bucket}/${key} does not exist${error.accessDenied ? ' (or is not readable)' : ''}`);
+    }
+    throw error;
+  }
+}
+
+/**
+ * The saved model's references, one part at a time in the model's order, each checked against its
+ * SHA-256 and the model as it is read: memory is one part, whatever the number of references.
+ */
+export async function* savedReferenceParts(s3: S3Client, bucket: string, key: string, model: SavedPcaModel): AsyncGenerator<ReferenceRows> {
+  for (const part of knnReferencesParts(model)) {
+    const partKey = besideModel(key, part.file);
+    let bytes: Uint8Array;
     try {
-      return await readBytes(s3, bucket, objectKey);
+      bytes = await readBytes(s3, bucket, partKey);
     } catch (error) {
-      if (error instanceof MissingObjectError) {
-        throw new PcaModelError(`${what} s3://${bucket}/${objectKey} does not exist${error.accessDenied ? ' (or is not readable)' : ''}`);
-      }
+      if (error instanceof MissingObjectError) throw new PcaModelError(referencesPartProblem(model, part, undefined, `s3://${bucket}/${partKey}`));
       throw error;
     }
-  };
-  const model = parsePcaModel(Buffer.from(await read(key, 'pca model')).toString('utf8'), where);
-  const pointer = model.knnReferences;
-  if (!pointer) return { key, model, fit: pcaFitOf(model) };
-  const referencesKey = besideModel(key, pointer.file);
-  const references = decodeKnnReferences(await read(referencesKey, `the model's references`), model, `s3://${bucket}/${referencesKey}`);
-  return { key, model, fit: pcaFitOf(model), references };
+    yield decodeKnnReferences(bytes, model, part, `s3://${bucket}/${partKey}`);
+  }
 }
 
 /**

@@ -9,7 +9,6 @@
  *   moments/<g>.bin        group g's count, mean and scatter (float64)
  *   moments/<g>.json       group g's report part, accounting part, excluded rows, class counts
  *   pca-fit.json           the fitted (or saved) model the project and classify stages apply
- *   references/<g>.fsh     group g's Training rows as PCA scores (the k-NN's references)
  *   queries/<g>.fsh        group g's rows to predict, as PCA scores
  *   class-statistics/<g>.json  group g's Training rows' class counts, means and within-class
  *                          scatter in the PCA space (the LDA's statistics)
@@ -23,7 +22,7 @@
  */
 import { z } from 'zod';
 import { FeaturizeBatchSummarySchema } from '../contracts/events';
-import { WORK_FOLDERS } from '../contracts/bucket-layout';
+import { RESULT_FILES, WORK_FOLDERS } from '../contracts/bucket-layout';
 import type { RunReportPart } from '../outputs/run-report';
 import type { InputAccountingReport, KeySample } from '../bookkeeping';
 import type { ClassificationTallyPart } from '../analysis';
@@ -40,7 +39,6 @@ export function aggregateWorkKeys(workPrefix: string) {
     moments: (g: number) => `${base}moments/${group(g)}.bin`,
     momentsTally: (g: number) => `${base}moments/${group(g)}.json`,
     fit: `${base}pca-fit.json`,
-    references: (g: number) => `${base}references/${group(g)}.fsh`,
     queries: (g: number) => `${base}queries/${group(g)}.fsh`,
     classStatistics: (g: number) => `${base}class-statistics/${group(g)}.json`,
     prototypeSample: (g: number) => `${base}prototype-sample/${group(g)}.fsh`,
@@ -55,6 +53,19 @@ export function aggregateWorkKeys(workPrefix: string) {
 /** `<outputPrefix>features/part-00000.parquet`: the features as one Parquet dataset, a part per group. */
 export function partKey(outputPrefix: string, table: 'features' | 'embeddings', g: number): string {
   return `${outputPrefix.endsWith('/') ? outputPrefix : `${outputPrefix}/`}${table}/part-${group(g)}.parquet`;
+}
+
+/**
+ * `knn-references/part-00000.fsh`: group g's Training rows as PCA scores (the k-NN's references),
+ * relative to the run's outputs, as pca-model.json names it.
+ */
+export function referencesPartFile(g: number): string {
+  return `${RESULT_FILES.knnReferences}part-${group(g)}.fsh`;
+}
+
+/** `<outputPrefix>knn-references/part-00000.fsh`: group g's references part, written by the project stage. */
+export function referencesPartKey(outputPrefix: string, g: number): string {
+  return `${outputPrefix.endsWith('/') ? outputPrefix : `${outputPrefix}/`}${referencesPartFile(g)}`;
 }
 
 /** One batch of a group: its shard, its summary and the keys the map handed it. */
@@ -123,6 +134,8 @@ export const ProjectTallySchema = z.object({
   group: z.number().int(),
   rows: z.number().int(),
   queries: z.number().int(),
+  /** The group's references part, as pca-model.json states it; absent when the group wrote none (no Training rows, or a projecting run). */
+  references: z.object({ count: z.number().int().min(1), bytes: z.number().int().min(1), sha256: z.string() }).optional(),
   sample: z.object({ points: z.array(z.custom<ScatterPoint>()), total: z.number().int() }),
   timingsMs: z.record(z.string(), z.number()),
 });

@@ -4,7 +4,8 @@
  * - the LDA predicts every row the project stage set aside from the model alone: its work and
  *   memory are the group's rows, whatever the number of references;
  * - k-NN votes against the run's references read part by part (a fitting run's Training rows,
- *   group by group in key order) or the saved model's references. Each part's distances are one
+ *   group by group in key order, or the saved model's parts, each checked against the SHA-256 the
+ *   model states). Each part's distances are one
  *   matrix product and a TopK on onnxruntime, re-ranked exactly in float64, and the lists merged:
  *   exactly the neighbours, and so the vote, of one pass over them all (knn.ts's rule). Memory is
  *   the group's queries, one part of references, and the references' keys and labels.
@@ -15,44 +16,39 @@
  */
 import { ClassificationTally, ClassifierDescription } from '../analysis/classification';
 import { splitOfKey } from '../analysis/knn';
+import type { ReferenceRows } from '../analysis/pca-model';
 import { LdaClassifier, LdaClassifierJson } from '../analysis/lda-classifier';
 import { mergeNeighbourLists, NativeNeighbourSearch, NeighbourLists, voteNeighbours } from '../analysis/native-kernels';
 import { decodeFeatureShard, FeatureShard } from '../bookkeeping/feature-shard';
 import { predictionsCsvRow } from '../outputs/features-csv';
 import type { RunSettings } from '../contracts/events';
 import { MissingObjectError, putObject, readBytes } from '../aws/s3-client';
-import { AggregateRunDeps, GALLERY_CANDIDATE_LIMIT, GALLERY_CANDIDATES_PER_PAIR, readProjectionModel, stopwatch } from './aggregate-shared';
-import { aggregateWorkKeys, ClassifyTally, GalleryCandidate } from './aggregate-work';
+import { AggregateRunDeps, GALLERY_CANDIDATE_LIMIT, GALLERY_CANDIDATES_PER_PAIR, readSavedModel, savedReferenceParts, stopwatch } from './aggregate-shared';
+import { aggregateWorkKeys, ClassifyTally, GalleryCandidate, referencesPartKey } from './aggregate-work';
 import { readFitRecordOnly } from './fit-stage';
 import { readClassifierRecord } from './classifier-stage';
 
-/** References as the classify stage reads them: one part at a time, each with its keys and labels. */
-async function* referenceParts(deps: AggregateRunDeps, run: RunSettings, record: { pcaModelKey?: string; groups: number }) {
+/**
+ * References as the classify stage reads them, one part at a time, each with its keys and labels:
+ * the saved model's parts (each checked against the model as it is read), or this run's own, the
+ * parts the project stage wrote beside the model it is about to publish.
+ */
+async function* referenceParts(deps: AggregateRunDeps, run: RunSettings, record: { pcaModelKey?: string; groups: number }): AsyncGenerator<ReferenceRows> {
   if (record.pcaModelKey) {
-    const saved = await readProjectionModel(deps.s3, run.bucket, record.pcaModelKey, run.outputPrefix);
-    if (!saved.references) return;
-    const { references, keys } = saved.references;
-    const labels: string[] = [];
-    const vectors = new Float32Array(references.size * references.dims);
-    for (let r = 0; r < references.size; r++) {
-      const reference = references.reference(r);
-      labels.push(reference.label);
-      vectors.set(reference.vector, r * references.dims);
-    }
-    yield { keys, labels, vectors, dims: references.dims };
+    const model = await readSavedModel(deps.s3, run.bucket, record.pcaModelKey, run.outputPrefix);
+    yield* savedReferenceParts(deps.s3, run.bucket, record.pcaModelKey, model);
     return;
   }
-  const work = aggregateWorkKeys(run.workPrefix);
   for (let g = 0; g < record.groups; g++) {
     let part: FeatureShard;
     try {
-      part = decodeFeatureShard(await readBytes(deps.s3, run.bucket, work.references(g)));
+      part = decodeFeatureShard(await readBytes(deps.s3, run.bucket, referencesPartKey(run.outputPrefix, g)));
     } catch (error) {
       // A group without Training rows wrote no references part.
       if (error instanceof MissingObjectError) continue;
       throw error;
     }
-    yield { keys: part.header.keys, labels: part.header.labels, vectors: part.vectors, dims: part.header.dim };
+    yield { keys: part.header.keys, labels: part.header.labels, vectors: part.vectors };
   }
 }
 
@@ -164,7 +160,7 @@ async function knnPredictions(
   for await (const part of referenceParts(deps, run, record)) {
     const rows = part.keys.length;
     if (rows === 0) continue;
-    const search = new NativeNeighbourSearch({ data: part.vectors, rows, dims: part.dims }, { offset: referenceKeys.length });
+    const search = new NativeNeighbourSearch({ data: part.vectors, rows, dims: part.vectors.length / rows }, { offset: referenceKeys.length });
     const found = await search.search(queries, neighbours);
     nearest = nearest ? mergeNeighbourLists([nearest, found]) : found;
     referenceKeys.push(...part.keys);

@@ -17,7 +17,6 @@ import { fitPcaTop, InsufficientDataError, PcaFit } from '../analysis/streaming-
 import { emptyMoments, mergeMomentsInto } from '../analysis/native-kernels';
 import { describeIncompleteAccounting, IncompleteRunError, InputAccountingReport, mergeAccountingReports } from '../bookkeeping/input-accounting';
 import { RunReport, RunReportBuilder, RunReportPart } from '../outputs/run-report';
-import { RESULT_FILES } from '../contracts/bucket-layout';
 import type { RunSettings } from '../contracts/events';
 import { putObject, readBytes, readText } from '../aws/s3-client';
 import { AggregateRunDeps, outputKeys, ProjectionModel, readProjectionModel, runFields, stopwatch } from './aggregate-shared';
@@ -117,7 +116,7 @@ export async function fitRun(run: RunSettings, groups: number, deps: AggregateRu
     dim: plan.dim,
     groups,
     rows,
-    references: saved ? (saved.references?.keys.length ?? 0) : references,
+    references: saved ? (saved.model.knnReferences?.count ?? 0) : references,
     ...(classificationSkipped ? { classificationSkipped } : {}),
     report: report.part(),
     accounting,
@@ -183,8 +182,8 @@ async function fitOfGroups(run: RunSettings, dim: number, tallies: readonly Mome
 /** Why the run classifies nothing (no classifier to classify with, or nothing to fit or predict), or undefined when it classifies. */
 function whyNotClassified(saved: ProjectionModel | undefined, references: number, fit: PcaFit): string | undefined {
   if (saved) {
-    if (!saved.references && !saved.model.classifier)
-      return `the model's run ${saved.model.runId} saved no classifier and no Training references (no ${RESULT_FILES.knnReferences}): nothing to classify with`;
+    if (!saved.model.knnReferences && !saved.model.classifier)
+      return `the model's run ${saved.model.runId} saved no classifier and no Training references (no knnReferences): nothing to classify with`;
     return undefined;
   }
   if (references === 0) return 'no image lies under a Training/ (or Train/) folder: nothing to fit the classifier on';

@@ -168,7 +168,7 @@ async function savedModelFeaturizer(
 ): Promise<RunFeaturizer> {
   try {
     const saved = await readProjectionModel(s3, event.bucket, pcaModel, event.outputPrefix);
-    log?.info('pca model read', { pcaModel: saved.key, modelRunId: saved.model.runId, k: saved.model.k, references: saved.references?.keys.length ?? 0 });
+    log?.info('pca model read', { pcaModel: saved.key, modelRunId: saved.model.runId, k: saved.model.k, references: saved.model.knnReferences?.count ?? 0 });
     return { featurizer: saved.model.featurizer, dim: saved.model.dim, modelRunId: saved.model.runId };
   } catch (error) {
     if (error instanceof PcaModelError) {

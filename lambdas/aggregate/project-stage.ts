@@ -4,15 +4,16 @@
  * - `results/<runId>/features/part-<g>.parquet` (and `embeddings/` when kept): one Parquet
  *   dataset across groups, which DuckDB, pandas and Spark read as one table;
  * - its rows of features.csv (publish joins the parts behind the header);
- * - the Training rows' scores (the k-NN's references) and the rows to predict, for the classify
- *   stage, in the feature-shard format;
+ * - the Training rows' scores, the k-NN's references: `results/<runId>/knn-references/part-<g>.fsh`
+ *   (a part of the saved model, which pca-model.json names with its rows, size and SHA-256, from
+ *   this stage's tally), and the rows to predict, for the classify stage, in the feature-shard format;
  * - with the LDA, the Training rows' class statistics and prototype sample (classifier-stage.ts);
  * - a uniform sample of the group's points for the scatter plot.
  * The rows left out are those the moments stage left out, read from its tally: both stages see
  * the same shards, and a shard that changed in between is a retryable error.
  */
 import { splitOfKey } from '../analysis/knn';
-import { pcaFitOf, referencesFeaturizerId } from '../analysis/pca-model';
+import { encodeKnnReferences, pcaFitOf, referencesFeaturizerId } from '../analysis/pca-model';
 import { NativeProjector } from '../analysis/native-kernels';
 import { encodeFeatureShard } from '../bookkeeping/feature-shard';
 import { featuresCsvRow } from '../outputs/features-csv';
@@ -22,7 +23,7 @@ import { RunSettings, TransientStorageError } from '../contracts/events';
 import { putObject, readText } from '../aws/s3-client';
 import { StreamedUpload } from '../aws/streamed-upload';
 import { AggregateRunDeps, readShards, stopwatch } from './aggregate-shared';
-import { aggregateWorkKeys, MomentsTallySchema, partKey, ProjectTally } from './aggregate-work';
+import { aggregateWorkKeys, MomentsTallySchema, partKey, ProjectTally, referencesPartKey } from './aggregate-work';
 import { readFitRecord } from './fit-stage';
 import { ClassifierInputs } from './classifier-stage';
 import { DEFAULT_CLASSIFIER } from '../contracts/handler-env';
@@ -41,10 +42,14 @@ class RowPart {
     this.chunks.push(Float32Array.from(scores));
   }
 
-  encode(featurizer: string, k: number): Uint8Array {
+  vectors(k: number): Float32Array {
     const vectors = new Float32Array(this.keys.length * k);
     this.chunks.forEach((chunk, row) => vectors.set(chunk, row * k));
-    return encodeFeatureShard({ header: { featurizer, dim: k, keys: this.keys, labels: this.labels, failed: [], skipped: [] }, vectors });
+    return vectors;
+  }
+
+  encode(featurizer: string, k: number): Uint8Array {
+    return encodeFeatureShard({ header: { featurizer, dim: k, keys: this.keys, labels: this.labels, failed: [], skipped: [] }, vectors: this.vectors(k) });
   }
 }
 
@@ -115,18 +120,27 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
     uploads.forEach((upload) => upload.abort());
     throw error;
   }
-  const referencesFeaturizer = referencesFeaturizerId(record.featurizer, k);
-  if (keepReferences) await putObject(s3, run.bucket, work.references(group), references.encode(referencesFeaturizer, k), 'application/octet-stream');
-  if (classifying) await putObject(s3, run.bucket, work.queries(group), queries.encode(referencesFeaturizer, k), 'application/octet-stream');
+  const savedReferences = references.keys.length > 0 ? await writeReferencesPart(run, group, record.featurizer, k, references, deps) : undefined;
+  if (classifying)
+    await putObject(s3, run.bucket, work.queries(group), queries.encode(referencesFeaturizerId(record.featurizer, k), k), 'application/octet-stream');
   await classifierInputs?.write(s3, run, group, record.featurizer);
   const projectTally: ProjectTally = {
     group,
     rows,
     queries: queries.keys.length,
+    ...(savedReferences ? { references: savedReferences } : {}),
     sample: { points: sample.points, total: sample.total },
     timingsMs: { project: clock.total() },
   };
   await putObject(s3, run.bucket, work.projectTally(group), JSON.stringify(projectTally), 'application/json');
   log?.info('group projected', { group, rows, ms: projectTally.timingsMs.project });
   return { group, rows };
+}
+
+/** The group's references part, written to the run's outputs beside the model; what pca-model.json states of it. */
+async function writeReferencesPart(run: RunSettings, group: number, featurizer: string, k: number, references: RowPart, { s3 }: AggregateRunDeps) {
+  const rows = { keys: references.keys, labels: references.labels, vectors: references.vectors(k) };
+  const { bytes, stated } = encodeKnnReferences({ runId: run.runId, featurizer, k }, rows);
+  await putObject(s3, run.bucket, referencesPartKey(run.outputPrefix, group), bytes, 'application/octet-stream');
+  return stated;
 }

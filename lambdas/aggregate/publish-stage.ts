@@ -6,28 +6,27 @@
  *   files are exactly those one pass would write;
  * - the Parquet dataset `features/` was written by the groups; a run of one group also gets
  *   features.parquet (and embeddings.parquet), a copy of its one part, as small runs always had;
- * - pca-model.json (a fitting run) with the LDA it fitted, and its references file, the groups'
- *   Training rows in order;
+ * - pca-model.json (a fitting run) with the LDA it fitted, naming the references parts the
+ *   groups wrote beside it (`knn-references/part-<g>.fsh`, from their tallies: no part is read);
  * - explained-variance.csv, the scree and scatter plots (a sample merged from the groups'), the
  *   README, report.json (the fit's proof of completeness and counts, the classification merged
  *   from the groups' counts) and report.html (with the gallery of misclassified images).
  */
 import { ClassificationReport, ClassificationTally, ClassifierDescription } from '../analysis/classification';
-import { DEFAULT_KNN_NEIGHBOURS, KnnReferences } from '../analysis/knn';
-import { encodeKnnReferences, pcaFitOf, SavedPcaModel } from '../analysis/pca-model';
+import { DEFAULT_KNN_NEIGHBOURS } from '../analysis/knn';
+import { KnnReferencesPointer, pcaFitOf, SavedPcaModel } from '../analysis/pca-model';
 import type { PcaFit } from '../analysis/streaming-pca';
-import { decodeFeatureShard } from '../bookkeeping/feature-shard';
 import { explainedVarianceCsv, featuresCsvHeader, predictionsCsvHeader } from '../outputs/features-csv';
 import { outputReadme, outputSchema } from '../outputs/output-schema';
 import { scatterPlotSvg, ScatterSample, screePlotSvg } from '../outputs/plots';
 import { reportHtml } from '../outputs/report-html';
 import { RunReport, RunReportBuilder } from '../outputs/run-report';
 import type { RunSettings } from '../contracts/events';
-import { MissingObjectError, putObject, readBytes, readText } from '../aws/s3-client';
+import { putObject, readBytes, readText } from '../aws/s3-client';
 import { joinByPartCopy } from '../aws/part-copy';
 import { StreamedUpload } from '../aws/streamed-upload';
 import { AggregateResult, AggregateRunDeps, AggregateSettings, GALLERY_IMAGES, galleryOf, outputKeys, runFields, stopwatch } from './aggregate-shared';
-import { aggregateWorkKeys, ClassifyTally, ClassifyTallySchema, partKey, ProjectTally, ProjectTallySchema } from './aggregate-work';
+import { aggregateWorkKeys, ClassifyTally, ClassifyTallySchema, partKey, ProjectTally, ProjectTallySchema, referencesPartFile } from './aggregate-work';
 import { FitRecord, readFitRecord } from './fit-stage';
 import { ClassifierRecord, readClassifierRecord } from './classifier-stage';
 import { DEFAULT_CLASSIFIER } from '../contracts/handler-env';
@@ -71,7 +70,7 @@ interface PublishInputs {
 interface OptionalOutputsWritten {
   /** A run of one group: features.parquet (and embeddings.parquet), a copy of its one part. */
   readonly singleParquet: boolean;
-  /** The knn-references file beside the model. */
+  /** The references parts beside the model (`knn-references/`). */
   readonly savedReferences: boolean;
 }
 
@@ -196,40 +195,24 @@ async function publishTables(run: RunSettings, groups: number, { fit, groupIndic
   return singleParquet;
 }
 
-/** A fitting run's model, with the LDA it fitted and a pointer to its references file. Whether it saved the references. */
+/**
+ * A fitting run's model, with the LDA it fitted and the references parts the project stage wrote
+ * beside it, as their tallies state them (no part is read). Whether it names references.
+ */
 async function publishModel(run: RunSettings, inputs: PublishInputs, deps: AggregateRunDeps): Promise<boolean> {
   const { model, classifier } = inputs;
-  const pointer = inputs.record.references > 0 ? await publishReferences(run, inputs, deps) : undefined;
+  const pointer = referencesPointer(inputs.projected);
   const lda = classifier?.classifier === 'lda' && classifier.fitted ? { classifier: classifier.model } : {};
   const json = JSON.stringify({ ...model, ...(pointer ? { knnReferences: pointer } : {}), ...lda });
   await putObject(deps.s3, run.bucket, outputKeys(run.outputPrefix).model, json, 'application/json');
   return pointer !== undefined;
 }
 
-/** The Training rows' scores, the groups' references parts in group order, as one references file; its pointer for the model. */
-async function publishReferences(
-  run: RunSettings,
-  { record, fit, groupIndices }: PublishInputs,
-  { s3 }: AggregateRunDeps,
-): Promise<ReturnType<typeof encodeKnnReferences>['pointer']> {
-  const { k } = fit;
-  const work = aggregateWorkKeys(run.workPrefix);
-  const references = new KnnReferences(k, record.references, 'float32');
-  const keys: string[] = [];
-  for (const g of groupIndices) {
-    let part;
-    try {
-      part = decodeFeatureShard(await readBytes(s3, run.bucket, work.references(g)));
-    } catch (error) {
-      if (error instanceof MissingObjectError) continue;
-      throw error;
-    }
-    part.header.labels.forEach((label, row) => references.add(label, part.vectors, row * k));
-    keys.push(...part.header.keys);
-  }
-  const encoded = encodeKnnReferences({ runId: run.runId, featurizer: record.featurizer, k }, keys, references);
-  await putObject(s3, run.bucket, outputKeys(run.outputPrefix).knnReferences, encoded.bytes, 'application/octet-stream');
-  return encoded.pointer;
+/** `knnReferences` of the model: the groups' references parts in group order, or undefined when no group wrote one. */
+function referencesPointer(projected: readonly ProjectTally[]): KnnReferencesPointer | undefined {
+  const parts = projected.flatMap((tally) => (tally.references ? [{ file: referencesPartFile(tally.group), ...tally.references }] : []));
+  if (parts.length === 0) return undefined;
+  return { count: parts.reduce((sum, part) => sum + part.count, 0), parts };
 }
 
 /** The classification, merged from the groups' counts, or why there is none. */

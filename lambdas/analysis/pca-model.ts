@@ -1,8 +1,9 @@
 /**
  * The saved model of a run, written and read here: `pca-model.json` (the fitted PCA and, when the
  * run had Training rows of two classes or more, its LDA classifier, `classifier`) and, when the run
- * had Training references, `knn-references.fsh` (the k-NN's references). A later run
- * started with `pcaModel` projects its images with them instead of fitting.
+ * had Training references, the k-NN's references beside it: `knn-references/part-<g>.fsh`, one part
+ * per group of shards, each named in the model's `knnReferences` with its rows, byte size and
+ * SHA-256. A later run started with `pcaModel` projects its images with them instead of fitting.
  *
  * Restoring is exact: JSON numbers round-trip doubles (`JSON.stringify` writes the shortest text
  * that parses back to the same double), so the restored `PcaFit` holds the very mean, scale and
@@ -10,15 +11,17 @@
  * bit for bit, in both runs. The references are the model run's own float32 scores, stored as
  * float32: the classifier of a projected run sees exactly what the model run's classifier saw.
  *
- * The references reuse the feature-shard format (lambdas/bookkeeping/feature-shard.ts): the header names the keys and
- * labels, the vectors are the Training rows' k scores, and the header's `featurizer` is
- * `pca<k>(<featurizer id>)`, so the file can never pass for a shard of raw features.
+ * A references part reuses the feature-shard format (lambdas/bookkeeping/feature-shard.ts): the
+ * header names the keys and labels, the vectors are the Training rows' k scores, and the header's
+ * `featurizer` is `pca<k>(<featurizer id>)`, so a part can never pass for a shard of raw features.
+ * The parts are never joined: a reader takes one at a time, so none grows with the number of
+ * images. A model saved as one file (`knnReferences: { file, count, sha256 }`) reads as a model of
+ * one part.
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { RESULT_FILES, RUN_ID_PATTERN } from '../contracts/bucket-layout';
+import { RUN_ID_PATTERN } from '../contracts/bucket-layout';
 import { decodeFeatureShard, encodeFeatureShard } from '../bookkeeping';
-import { KnnReferences } from './knn';
 import { LdaClassifierSchema } from './lda-classifier';
 import type { ComponentSelection, PcaFit } from './streaming-pca';
 
@@ -41,16 +44,32 @@ export function referencesFeaturizerId(featurizer: string, k: number): string {
 }
 
 const finite = z.number().finite();
-const KnnReferencesPointerSchema = z.object({
-  /** Relative to the model's folder: `knn-references.fsh`. */
-  file: z
-    .string()
-    .min(1)
-    .regex(/^[^/\\]+$/, 'a file name beside pca-model.json')
-    .refine((name) => name !== '.' && name !== '..', 'a file name beside pca-model.json'),
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
+/** A name that is neither empty, `.` nor `..`, and holds no slash. */
+const plainName = (name: string) => name !== '.' && name !== '..' && /^[^/\\]+$/.test(name);
+
+/** One part of the references: its file relative to the model's folder (`knn-references/part-00000.fsh`), rows, size and SHA-256. */
+const KnnReferencesPartSchema = z.object({
+  file: z.string().refine((file) => file.split('/').length === 2 && file.split('/').every(plainName), 'a file one folder deep beside pca-model.json'),
   count: z.number().int().min(1),
-  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  bytes: z.number().int().min(1),
+  sha256,
 });
+export type KnnReferencesPart = z.infer<typeof KnnReferencesPartSchema>;
+
+/** The references as one file beside the model (`knn-references.fsh`): a model that names them so is read as a model of one part. */
+const KnnReferencesFileSchema = z.object({
+  file: z.string().refine(plainName, 'a file name beside pca-model.json'),
+  count: z.number().int().min(1),
+  sha256,
+});
+
+/** `knnReferences`: the rows over all parts and the parts in group order, or one file. */
+const KnnReferencesPointerSchema = z.union([
+  z.object({ count: z.number().int().min(1), parts: z.array(KnnReferencesPartSchema).min(1) }),
+  KnnReferencesFileSchema,
+]);
+export type KnnReferencesPointer = z.infer<typeof KnnReferencesPointerSchema>;
 
 /** What a projecting run reads of pca-model.json; other fields (selection, backends...) are descriptive. */
 export const PcaModelSchema = z
@@ -91,6 +110,11 @@ export const PcaModelSchema = z
     if (short >= 0) problem(`component ${short + 1} holds ${model.components[short].length} values, expected dim = ${dim}`);
     if (model.constantFeatures.some((f) => f >= dim)) problem(`constantFeatures names a feature beyond dim = ${dim}`);
     if (model.classifier && model.classifier.dim !== k) problem(`classifier.dim is ${model.classifier.dim}, expected k = ${k}`);
+    const pointer = model.knnReferences;
+    if (pointer && 'parts' in pointer) {
+      const rows = pointer.parts.reduce((sum, part) => sum + part.count, 0);
+      if (rows !== pointer.count) problem(`knnReferences.parts hold ${rows} rows, knnReferences.count says ${pointer.count}`);
+    }
   });
 export type SavedPcaModel = z.infer<typeof PcaModelSchema>;
 
@@ -101,7 +125,7 @@ export function pcaModelJson(
   featurizer: string,
   featurizerMeta: { modelIds: string[]; imageSizes: number[]; backends: string[] },
   selection: ComponentSelection,
-  knnReferences?: z.infer<typeof KnnReferencesPointerSchema>,
+  knnReferences?: KnnReferencesPointer,
 ) {
   const components: number[][] = [];
   for (let c = 0; c < fit.k; c++) components.push(Array.from(fit.components.subarray(c * fit.dim, (c + 1) * fit.dim)));
@@ -125,7 +149,7 @@ export function pcaModelJson(
     eigenvalues: Array.from(fit.eigenvalues),
     explainedVarianceRatio: Array.from(fit.explainedVarianceRatio),
     explainedVariance: fit.explainedVariance,
-    // The classifier's references (the Training rows' scores), beside this file; absent without any.
+    // The classifier's references (the Training rows' scores), in parts beside this file; absent without any.
     ...(knnReferences ? { knnReferences } : {}),
   };
 }
@@ -167,46 +191,82 @@ export function pcaFitOf(model: SavedPcaModel): PcaFit {
   };
 }
 
-/** The key of a file named in the model (`knnReferences.file`), beside the model's own key or path. */
+/** The key of a file named in the model (a references part), beside the model's own key or path. */
 export function besideModel(modelKey: string, file: string): string {
   const slash = modelKey.lastIndexOf('/');
   return `${modelKey.slice(0, slash + 1)}${file}`;
 }
 
-/** The references file of a fit: the Training rows' keys, labels and k float32 scores. */
+/** A references part as a reader sees it: the size is unknown for a model saved with one references file. */
+export type NamedReferencesPart = Omit<KnnReferencesPart, 'bytes'> & { bytes?: number };
+
+/** The references parts a model names, in order; a model saved with one references file has that one part. */
+export function knnReferencesParts(model: SavedPcaModel): NamedReferencesPart[] {
+  const pointer = model.knnReferences;
+  if (!pointer) return [];
+  return 'parts' in pointer ? pointer.parts : [{ file: pointer.file, count: pointer.count, sha256: pointer.sha256 }];
+}
+
+/** The keys of the model's references parts, beside the model's own key or path, in order. */
+export function referencesPartKeys(model: SavedPcaModel, modelKey: string): string[] {
+  return knnReferencesParts(model).map((part) => besideModel(modelKey, part.file));
+}
+
+/**
+ * Why a references part cannot be the model's from what a HEAD says of it: absent (`size`
+ * undefined), or not the size the model states. Undefined when it may be (its bytes are checked
+ * against the SHA-256 where they are read). `where` names the part.
+ */
+export function referencesPartProblem(model: SavedPcaModel, part: NamedReferencesPart, size: number | undefined, where: string): string | undefined {
+  if (size === undefined) return `the model's references ${where} does not exist`;
+  if (part.bytes !== undefined && size !== part.bytes) {
+    return `${where} is not the references file of the model of run ${model.runId} (${size} bytes, pca-model.json states ${part.bytes})`;
+  }
+  return undefined;
+}
+
+/** The first of the model's references parts that cannot be its own, from their sizes (`referencesPartKeys`' order), or undefined. */
+export function referencesPartsProblem(model: SavedPcaModel, sizes: readonly (number | undefined)[], where: (index: number) => string): string | undefined {
+  const parts = knnReferencesParts(model);
+  for (const [index, part] of parts.entries()) {
+    const problem = referencesPartProblem(model, part, sizes[index], where(index));
+    if (problem) return problem;
+  }
+  return undefined;
+}
+
+/** Training rows' keys, labels and k float32 scores: a references part's content. */
+export interface ReferenceRows {
+  readonly keys: readonly string[];
+  readonly labels: readonly string[];
+  /** rows x k, row-major. */
+  readonly vectors: Float32Array;
+}
+
+/** A references part of a fit: the Training rows of one group, and what the model states of it. */
 export function encodeKnnReferences(
   model: { runId: string; featurizer: string; k: number },
-  keys: readonly string[],
-  references: KnnReferences,
-): { bytes: Buffer; pointer: z.infer<typeof KnnReferencesPointerSchema> } {
+  rows: ReferenceRows,
+): { bytes: Uint8Array; stated: Omit<KnnReferencesPart, 'file'> } {
   const { k } = model;
-  const labels: string[] = [];
-  const vectors = new Float32Array(references.size * k);
-  for (let index = 0; index < references.size; index++) {
-    const { label, vector } = references.reference(index);
-    labels.push(label);
-    vectors.set(vector, index * k);
-  }
   const bytes = encodeFeatureShard({
     header: {
       featurizer: referencesFeaturizerId(model.featurizer, k),
       dim: k,
-      keys: [...keys],
-      labels,
+      keys: [...rows.keys],
+      labels: [...rows.labels],
       failed: [],
       skipped: [],
       meta: { format: KNN_REFERENCES_FORMAT, runId: model.runId, featurizer: model.featurizer, vectors: 'float32 PCA scores of the Training rows' },
     },
-    vectors,
+    vectors: rows.vectors,
   });
-  return { bytes, pointer: { file: RESULT_FILES.knnReferences, count: references.size, sha256: sha256Hex(bytes) } };
+  return { bytes, stated: { count: rows.keys.length, bytes: bytes.byteLength, sha256: sha256Hex(bytes) } };
 }
 
-/** The references a model points at, checked against the model; `where` names the file in errors. */
-export function decodeKnnReferences(bytes: Uint8Array, model: SavedPcaModel, where: string): { references: KnnReferences; keys: string[] } {
-  const pointer = model.knnReferences;
-  if (!pointer) throw new PcaModelError(`the model of run ${model.runId} has no knnReferences`);
-  if (sha256Hex(bytes) !== pointer.sha256) {
+/** A references part the model names, checked against the model (its SHA-256, featurizer, k and rows); `where` names it in errors. */
+export function decodeKnnReferences(bytes: Uint8Array, model: SavedPcaModel, part: NamedReferencesPart, where: string): ReferenceRows {
+  if (sha256Hex(bytes) !== part.sha256) {
     throw new PcaModelError(`${where} is not the references file of the model of run ${model.runId} (its SHA-256 differs from pca-model.json's)`);
   }
   let shard;
@@ -217,15 +277,13 @@ export function decodeKnnReferences(bytes: Uint8Array, model: SavedPcaModel, whe
   }
   const { header, vectors } = shard;
   const expected = referencesFeaturizerId(model.featurizer, model.k);
-  if (header.featurizer !== expected || header.dim !== model.k || header.keys.length !== pointer.count) {
+  if (header.featurizer !== expected || header.dim !== model.k || header.keys.length !== part.count) {
     throw new PcaModelError(
-      `${where} holds ${header.keys.length} references of ${header.featurizer} (${header.dim} values), expected ${pointer.count} of ${expected} (${model.k} values)`,
+      `${where} holds ${header.keys.length} references of ${header.featurizer} (${header.dim} values), expected ${part.count} of ${expected} (${model.k} values)`,
     );
   }
   if (!vectors.every(Number.isFinite)) throw new PcaModelError(`${where} holds NaN or infinite scores`);
-  const references = new KnnReferences(model.k, header.keys.length, 'float32');
-  header.labels.forEach((label, index) => references.add(label, vectors, index * model.k));
-  return { references, keys: header.keys };
+  return { keys: header.keys, labels: header.labels, vectors };
 }
 
 function sha256Hex(bytes: Uint8Array): string {

@@ -9,13 +9,12 @@ import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
-  HeadObjectCommand,
   S3Client,
   UploadPartCommand,
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { mapWithConcurrency } from '../common/concurrency';
-import { readBytes, storageError } from './s3-client';
+import { objectSize, readBytes, storageError } from './s3-client';
 
 /**
  * S3's multipart limits: every part but the last at least 5 MiB, at most 10,000 parts.
@@ -63,14 +62,6 @@ export async function joinByPartCopy(
   } catch (error) {
     if (uploadId) await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId })).catch(() => undefined);
     throw storageError(`joining ${where} by part copies`, error);
-  }
-}
-
-async function objectSize(s3: S3Client, bucket: string, key: string): Promise<number> {
-  try {
-    return (await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).ContentLength ?? 0;
-  } catch (error) {
-    throw storageError(`reading s3://${bucket}/${key}`, error, 'read');
   }
 }
 

@@ -1,5 +1,6 @@
-import { GetObjectCommand, paginateListObjectsV2, PutObjectCommand, S3Client, S3ClientConfig, type _Object } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, paginateListObjectsV2, PutObjectCommand, S3Client, S3ClientConfig, type _Object } from '@aws-sdk/client-s3';
 import { TransientStorageError } from '../contracts/events';
+import { mapWithConcurrency } from '../common/concurrency';
 
 /**
  * One S3 client factory for Lambda, the local runner and tests.
@@ -77,7 +78,9 @@ export function isMissingObjectError(error: unknown): boolean {
  * https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html
  */
 export function isAccessDeniedError(error: unknown): boolean {
-  return (error as { name?: string })?.name === 'AccessDenied';
+  const name = (error as { name?: string })?.name;
+  // A HEAD answer has no body: the SDK names its 403 by the status, Forbidden.
+  return name === 'AccessDenied' || name === 'Forbidden';
 }
 
 /** Every object under `prefix`, all pages (the SDK's paginator follows the continuation tokens). */
@@ -125,6 +128,30 @@ export async function readBytes(s3: S3Client, bucket: string, key: string): Prom
   } catch (error) {
     throw storageError(`reading s3://${bucket}/${key}`, error, 'read');
   }
+}
+
+/** The size of the object at `key`, from a HEAD (no bytes read); a missing key is a `MissingObjectError`, as on a read. */
+export async function objectSize(s3: S3Client, bucket: string, key: string): Promise<number> {
+  try {
+    return (await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).ContentLength ?? 0;
+  } catch (error) {
+    throw storageError(`reading s3://${bucket}/${key}`, error, 'read');
+  }
+}
+
+/** HEADs in flight in `objectSizes`. */
+const HEADS_IN_FLIGHT = 16;
+
+/** The size of each object of `keys`, in order, undefined for a missing one (a HEAD each, `HEADS_IN_FLIGHT` at once). */
+export async function objectSizes(s3: S3Client, bucket: string, keys: readonly string[]): Promise<(number | undefined)[]> {
+  return mapWithConcurrency(keys, HEADS_IN_FLIGHT, async (key) => {
+    try {
+      return await objectSize(s3, bucket, key);
+    } catch (error) {
+      if (error instanceof MissingObjectError) return undefined;
+      throw error;
+    }
+  });
 }
 
 export async function readText(s3: S3Client, bucket: string, key: string): Promise<string> {

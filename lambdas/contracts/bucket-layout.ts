@@ -60,10 +60,11 @@ export const RESULT_FILES = {
   /** What each output file and column holds. */
   readme: 'README.txt',
   /**
-   * The classifier's references (the Training rows' PCA scores, feature-shard format), beside
-   * pca-model.json, so a later run can classify against them; only when the run had Training rows.
+   * The classifier's references (the Training rows' PCA scores, feature-shard format) beside
+   * pca-model.json, a part per group (`part-<g>.fsh`), so a later run can classify against them;
+   * only when the run had Training rows.
    */
-  knnReferences: 'knn-references.fsh',
+  knnReferences: 'knn-references/',
   /** The features as one Parquet dataset, a part per group (`read_parquet('features/*.parquet')`). */
   featuresParts: 'features/',
   /** The raw feature vectors as one Parquet dataset, when kept. */

@@ -35,7 +35,7 @@ export interface OutputSchemaInput {
   /** pca-model.json holds the LDA this run fitted. @default false */
   savedClassifier?: boolean;
   embeddings: boolean;
-  /** knn-references.fsh was written (a fitting run with Training rows). @default false */
+  /** The references parts knn-references/part-*.fsh were written (a fitting run with Training rows). @default false */
   references?: boolean;
   /** The saved model a projecting run used: it writes no pca-model.json of its own. */
   projectedWith?: { model: string; runId: string };
@@ -132,7 +132,7 @@ function predictionsFile({ classifier, projectedWith }: SchemaOptions): FileDesc
   return {
     file: RESULT_FILES.predictions,
     description: projectedWith
-      ? `the ${lda ? 'LDA' : 'k-NN'} prediction of every image, with the ${lda ? 'classifier of the model' : `Training references (${RESULT_FILES.knnReferences} beside the model)`} of run ${projectedWith.runId}`
+      ? `the ${lda ? 'LDA' : 'k-NN'} prediction of every image, with the ${lda ? 'classifier of the model' : 'Training references (the parts knnReferences names, beside the model)'} of run ${projectedWith.runId}`
       : `the ${lda ? 'LDA' : 'k-NN'} prediction of every image that is not a Training image (Test rows, and rows with no or another split)`,
     columns: [
       ...identityColumns(true),
@@ -184,17 +184,18 @@ function modelFile({ runId, references, savedClassifier, projectedWith }: Schema
     file: RESULT_FILES.model,
     description:
       'the fitted PCA: score = ((x - mean) / scale) . component for each kept component; mean, scale, components, eigenvalues, explainedVarianceRatio, ' +
-      `featurizer${references ? `, knnReferences (${RESULT_FILES.knnReferences})` : ''}${savedClassifier ? ', classifier (the LDA: format, centre, projection, prototypes, labels)' : ''}. A later run projects new images with it: execution input {"pcaModel": "results/${runId}/${RESULT_FILES.model}"}, or --model-from ${runId}`,
+      `featurizer${references ? `, knnReferences (the references parts under ${RESULT_FILES.knnReferences}: each one's file, rows, bytes and SHA-256)` : ''}${savedClassifier ? ', classifier (the LDA: format, centre, projection, prototypes, labels)' : ''}. A later run projects new images with it: execution input {"pcaModel": "results/${runId}/${RESULT_FILES.model}"}, or --model-from ${runId}`,
   };
 }
 
-/** knn-references.fsh, beside the model. */
+/** The references parts, beside the model. */
 function referencesFile(): FileDescription {
   return {
-    file: RESULT_FILES.knnReferences,
+    file: `${RESULT_FILES.knnReferences}part-*.fsh`,
     description:
       "the classifier's references, for a run that projects with pca-model.json: the Training rows' keys and labels and their k scores as float32, " +
-      'in the feature-shard format (magic FSH1, uint32 header length, JSON header, then rows x k float32 little-endian)',
+      "a part per group of shards that held Training rows (pca-model.json's knnReferences lists them in order), " +
+      'each in the feature-shard format (magic FSH1, uint32 header length, JSON header, then rows x k float32 little-endian)',
   };
 }
 

@@ -236,7 +236,7 @@ describe('deployed stack commands', () => {
     const outputs: Record<string, Buffer> = {
       'features.csv': Buffer.from('key,label,pc_1\r\ninput/triggered/Kiwi/k.jpg,Kiwi,0.5\r\n'),
       'report.json': Buffer.from('{"status":"SUCCEEDED"}'),
-      'knn-references.fsh': Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 7) % 256)),
+      'knn-references/part-00000.fsh': Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 7) % 256)),
     };
     for (const [name, body] of Object.entries(outputs))
       await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: `results/evt-1/${name}`, Body: body }));
@@ -305,16 +305,35 @@ describe('deployed stack commands', () => {
     const accumulator = new ScatterAccumulator(3);
     accumulator.addRows(Float32Array.from([1, 2, 3, 2, 1, 0, 5, 5, 1, 0, 3, 3]), 4);
     const fit = fitPca(accumulator.moments(), { components: 2 });
-    const references = { file: 'knn-references.fsh', count: 2, sha256: 'a'.repeat(64) };
-    const model = pcaModelJson(fit, 'model-run', 'pixels-16x16', { modelIds: [], imageSizes: [16], backends: [] }, { components: 2 }, references);
+    const parts = [
+      { file: 'knn-references/part-00000.fsh', count: 1, bytes: 40, sha256: 'a'.repeat(64) },
+      { file: 'knn-references/part-00001.fsh', count: 1, bytes: 41, sha256: 'b'.repeat(64) },
+    ];
+    const model = pcaModelJson(fit, 'model-run', 'pixels-16x16', { modelIds: [], imageSizes: [16], backends: [] }, { components: 2 }, { count: 2, parts });
+    const partBody = (bytes: number) => 'x'.repeat(bytes);
     await put('results/model-run/pca-model.json', JSON.stringify(model));
+    // One part missing; one part of another size than the model states; one file (the model names its references so) missing.
     await put('results/lost-references/pca-model.json', JSON.stringify({ ...model, runId: 'lost-references' }));
+    await put('results/lost-references/knn-references/part-00000.fsh', partBody(40));
+    await put('results/resized-references/pca-model.json', JSON.stringify({ ...model, runId: 'resized-references' }));
+    await put('results/resized-references/knn-references/part-00000.fsh', partBody(40));
+    await put('results/resized-references/knn-references/part-00001.fsh', partBody(42));
+    const oneFile = { file: 'knn-references.fsh', count: 2, sha256: 'a'.repeat(64) };
+    await put('results/lost-file/pca-model.json', JSON.stringify({ ...model, runId: 'lost-file', knnReferences: oneFile }));
     for (const [modelFrom, message] of [
       ['no-such-run', /^--model-from no-such-run: s3:\/\/deployed-bucket\/results\/no-such-run\/pca-model.json does not exist: did run no-such-run succeed\?$/],
       ['not-a-model', /^--model-from not-a-model: .* is not a fruits-pipeline\/pca-model@1 file \(format "sklearn"\)/],
       ['work/x/pca-model.json', /^--model-from work\/x\/pca-model.json: pcaModel "work\/x\/pca-model.json" is not valid: use a key under results\//],
       ['../x', /^--model-from \.\.\/x: pcaModel "\.\.\/x" is not valid/],
-      ['lost-references', /the model names its references s3:\/\/deployed-bucket\/results\/lost-references\/knn-references.fsh, which does not exist/],
+      [
+        'lost-references',
+        /^--model-from lost-references: the model's references s3:\/\/deployed-bucket\/results\/lost-references\/knn-references\/part-00001.fsh does not exist$/,
+      ],
+      [
+        'resized-references',
+        /^--model-from resized-references: s3:\/\/deployed-bucket\/results\/resized-references\/knn-references\/part-00001.fsh is not the references file of the model of run resized-references \(42 bytes, pca-model.json states 41\)$/,
+      ],
+      ['lost-file', /^--model-from lost-file: the model's references s3:\/\/deployed-bucket\/results\/lost-file\/knn-references.fsh does not exist$/],
     ] as const) {
       await expect(runCli(['submit', dir, ...deployedFlags, '--model-from', modelFrom, '--no-wait'])).rejects.toThrow(message);
     }
@@ -324,7 +343,9 @@ describe('deployed stack commands', () => {
     });
     expect(sfn.calls()).toHaveLength(0);
 
-    await put('results/model-run/knn-references.fsh', 'the aggregate step checks its bytes');
+    // Parts of the stated sizes: the aggregate step checks their bytes where it reads them.
+    await put('results/model-run/knn-references/part-00000.fsh', partBody(40));
+    await put('results/model-run/knn-references/part-00001.fsh', partBody(41));
     sfn.on(StartExecutionCommand).resolves({ executionArn: execArn('projected-1'), startDate: new Date() });
     const { stdout, exitCode } = await runCli(['submit', dir, ...deployedFlags, '--model-from', 'model-run', '--no-wait', '--json']);
     expect(exitCode).toBe(0);

@@ -94,8 +94,12 @@ describe('local run (embedded default)', () => {
     const dataDir = join(work, 'model-s3');
     const model = (await runLocally({ inputDir: first, dataDir, outDir, config: { batchSize: 16 }, workers: 2 })).summary;
     expect(model).toMatchObject({ status: 'SUCCEEDED', processed: 60, knn: { references: 48, scored: 12 } });
-    expect(readdirSync(join(outDir, model.runId))).toEqual(expect.arrayContaining(['pca-model.json', 'knn-references.fsh']));
+    expect(readdirSync(join(outDir, model.runId))).toEqual(expect.arrayContaining(['pca-model.json', 'knn-references']));
     const savedModel = JSON.parse(readFileSync(join(outDir, model.runId, 'pca-model.json'), 'utf8'));
+    // The references in parts, one per group of shards with Training rows, each named in the model.
+    expect(savedModel.knnReferences.count).toBe(48);
+    const partFiles = savedModel.knnReferences.parts.map((part: { file: string }) => part.file);
+    expect(readdirSync(join(outDir, model.runId, 'knn-references')).map((name) => `knn-references/${name}`)).toEqual(partFiles);
     // Its statistics held the 48 Training photos and the field copies of those fieldCopyOf chose (1 in 4).
     const copies = listFiles(join(first, 'Training')).filter((file) => fieldCopyOf(`input/model-photos/${relative(first, file)}`, 4)).length;
     expect(copies).toBeGreaterThan(0);

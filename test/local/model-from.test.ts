@@ -2,7 +2,6 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KnnReferences } from '../../lambdas/analysis/knn';
 import { encodeKnnReferences, pcaModelJson } from '../../lambdas/analysis/pca-model';
 import { fitPca, ScatterAccumulator } from '../../lambdas/analysis/streaming-pca';
 import { putObject } from '../../lambdas/aws/s3-client';
@@ -20,27 +19,36 @@ describe('--model-from (local/model-from.ts)', () => {
   });
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-  /** `<dir>/pca-model.json` of run `runId` (and its references when asked), as a run writes them. */
-  function writeModel(dir: string, runId: string, options: { references?: boolean; extra?: Record<string, unknown> } = {}): string {
+  /**
+   * `<dir>/pca-model.json` of run `runId` and, when asked, its references as a run writes them (two
+   * parts under knn-references/) or as one knn-references.fsh (`oneFile`).
+   */
+  function writeModel(dir: string, runId: string, options: { references?: boolean; oneFile?: boolean; extra?: Record<string, unknown> } = {}): string {
     const accumulator = new ScatterAccumulator(3);
     accumulator.addRows(Float32Array.from([1, 2, 3, 2, 1, 0, 5, 5, 1, 0, 3, 3]), 4);
     const fit = fitPca(accumulator.moments(), { components: 2 });
     mkdirSync(dir, { recursive: true });
-    let pointer;
-    if (options.references) {
-      const references = new KnnReferences(2, 2, 'float32');
-      references.add('Kiwi', [1, 2]);
-      references.add('Lemon', [-1, 0]);
-      const encoded = encodeKnnReferences(
-        { runId, featurizer: 'pixels-16x16', k: 2 },
-        ['input/a/Training/Kiwi/1.jpg', 'input/a/Training/Lemon/1.jpg'],
-        references,
-      );
-      writeFileSync(join(dir, 'knn-references.fsh'), encoded.bytes);
-      pointer = encoded.pointer;
+    let pointer: Parameters<typeof pcaModelJson>[5];
+    const model = { runId, featurizer: 'pixels-16x16', k: 2 };
+    const kiwi = { keys: ['input/a/Training/Kiwi/1.jpg'], labels: ['Kiwi'], vectors: Float32Array.from([1, 2]) };
+    const lemon = { keys: ['input/a/Training/Lemon/1.jpg'], labels: ['Lemon'], vectors: Float32Array.from([-1, 0]) };
+    if (options.oneFile) {
+      const both = { keys: [...kiwi.keys, ...lemon.keys], labels: ['Kiwi', 'Lemon'], vectors: Float32Array.from([1, 2, -1, 0]) };
+      const { bytes, stated } = encodeKnnReferences(model, both);
+      writeFileSync(join(dir, 'knn-references.fsh'), bytes);
+      pointer = { file: 'knn-references.fsh', count: 2, sha256: stated.sha256 };
+    } else if (options.references) {
+      mkdirSync(join(dir, 'knn-references'), { recursive: true });
+      const parts = [kiwi, lemon].map((rows, g) => {
+        const { bytes, stated } = encodeKnnReferences(model, rows);
+        const file = `knn-references/part-0000${g}.fsh`;
+        writeFileSync(join(dir, file), bytes);
+        return { file, ...stated };
+      });
+      pointer = { count: 2, parts };
     }
-    const model = pcaModelJson(fit, runId, 'pixels-16x16', { modelIds: [], imageSizes: [16], backends: [] }, { components: 2 }, pointer);
-    writeFileSync(join(dir, 'pca-model.json'), JSON.stringify({ ...model, ...options.extra }));
+    const json = pcaModelJson(fit, runId, 'pixels-16x16', { modelIds: [], imageSizes: [16], backends: [] }, { components: 2 }, pointer);
+    writeFileSync(join(dir, 'pca-model.json'), JSON.stringify({ ...json, ...options.extra }));
     return join(dir, 'pca-model.json');
   }
 
@@ -51,9 +59,17 @@ describe('--model-from (local/model-from.ts)', () => {
       path,
       key: 'results/run-a/pca-model.json',
       model: { runId: 'run-a', featurizer: 'pixels-16x16', k: 2 },
-      references: { path: join(out, 'run-a', 'knn-references.fsh'), key: 'results/run-a/knn-references.fsh' },
+      references: [
+        { path: join(out, 'run-a', 'knn-references', 'part-00000.fsh'), key: 'results/run-a/knn-references/part-00000.fsh' },
+        { path: join(out, 'run-a', 'knn-references', 'part-00001.fsh'), key: 'results/run-a/knn-references/part-00001.fsh' },
+      ],
       digest: expect.stringMatching(/^run-a@[0-9a-f]{8}$/),
     });
+    // The local run copies each part into its store as read here.
+    expect(byId.references![1].read().equals(readFileSync(join(out, 'run-a', 'knn-references', 'part-00001.fsh')))).toBe(true);
+    // A model that names its references as one file.
+    const oneFile = readModelFrom(writeModel(join(work, 'one-file'), 'one-file', { oneFile: true }), out);
+    expect(oneFile.references).toMatchObject([{ path: join(work, 'one-file', 'knn-references.fsh'), key: 'results/one-file/knn-references.fsh' }]);
     // Elsewhere on disk, e.g. downloaded with `fruits results`: the key comes from the model's run id.
     const copy = writeModel(join(work, 'downloaded'), 'deployed-run');
     const downloaded = readModelFrom(copy, out);
@@ -69,13 +85,10 @@ describe('--model-from (local/model-from.ts)', () => {
     const server = await startLocalS3Server({ directory: dataDir, buckets: [LOCAL_BUCKET] });
     try {
       await putObject(server.client, LOCAL_BUCKET, 'results/store-run/pca-model.json', readFileSync(written), 'application/json');
-      await putObject(
-        server.client,
-        LOCAL_BUCKET,
-        'results/store-run/knn-references.fsh',
-        readFileSync(join(work, 'store-run-files', 'knn-references.fsh')),
-        'application/octet-stream',
-      );
+      for (const part of ['part-00000.fsh', 'part-00001.fsh']) {
+        const bytes = readFileSync(join(work, 'store-run-files', 'knn-references', part));
+        await putObject(server.client, LOCAL_BUCKET, `results/store-run/knn-references/${part}`, bytes, 'application/octet-stream');
+      }
       await putObject(
         server.client,
         LOCAL_BUCKET,
@@ -94,7 +107,10 @@ describe('--model-from (local/model-from.ts)', () => {
       path: `results/store-run/pca-model.json of the local store in ${dataDir}`,
       key: 'results/store-run/pca-model.json',
       model: { runId: 'store-run' },
-      references: { key: 'results/store-run/knn-references.fsh', path: `results/store-run/knn-references.fsh of the local store in ${dataDir}` },
+      references: [
+        { key: 'results/store-run/knn-references/part-00000.fsh', path: `results/store-run/knn-references/part-00000.fsh of the local store in ${dataDir}` },
+        { key: 'results/store-run/knn-references/part-00001.fsh', path: `results/store-run/knn-references/part-00001.fsh of the local store in ${dataDir}` },
+      ],
     });
     expect(found.modelBytes.equals(readFileSync(written))).toBe(true);
     // A run of another data directory is still found by its copy in --out.
@@ -116,9 +132,12 @@ describe('--model-from (local/model-from.ts)', () => {
     writeFileSync(join(work, 'not-json.json'), 'not json {');
     writeFileSync(join(work, 'other.json'), JSON.stringify({ format: 'sklearn-pca' }));
     writeModel(join(work, 'lost'), 'lost', { extra: { knnReferences: { file: 'knn-references.fsh', count: 2, sha256: 'a'.repeat(64) } } });
+    writeModel(join(work, 'lost-part'), 'lost-part', { references: true });
+    rmSync(join(work, 'lost-part', 'knn-references', 'part-00001.fsh'));
     writeModel(join(work, 'swapped'), 'swapped', { references: true });
-    writeModel(join(work, 'swapped-other'), 'swapped', { references: true, extra: { mean: [0, 0, 1] } });
-    writeFileSync(join(work, 'swapped', 'knn-references.fsh'), Buffer.from('FSH1 and not the model'));
+    writeFileSync(join(work, 'swapped', 'knn-references', 'part-00001.fsh'), readFileSync(join(work, 'swapped', 'knn-references', 'part-00000.fsh')));
+    writeModel(join(work, 'swapped-file'), 'swapped-file', { oneFile: true });
+    writeFileSync(join(work, 'swapped-file', 'knn-references.fsh'), Buffer.from('FSH1 and not the model'));
     writeModel(join(work, 'short'), 'short', { extra: { scale: [1] } });
     mkdirSync(join(out, 'projected'), { recursive: true });
     writeFileSync(join(out, 'projected', 'report.json'), JSON.stringify({ pca: { source: 'model', modelRunId: 'run-a' } }));
@@ -139,9 +158,20 @@ describe('--model-from (local/model-from.ts)', () => {
       [join(work, 'short'), /^--model-from .*short: .*is not a usable PCA model: scale holds 1 values, expected dim = 3/],
       [
         join(work, 'lost'),
-        /^--model-from .*lost: the model names its classifier's references knn-references.fsh, but .*lost\/knn-references.fsh does not exist: copy it beside/,
+        /^--model-from .*lost: the model names its references knn-references.fsh, but .*lost\/knn-references.fsh does not exist: copy it beside .*lost\/pca-model.json$/,
       ],
-      [join(work, 'swapped'), /^--model-from .*swapped: .*swapped\/knn-references.fsh is not the references file of the model of run swapped/],
+      [
+        join(work, 'lost-part'),
+        /^--model-from .*lost-part: the model names its references knn-references\/part-00001.fsh, but .*lost-part\/knn-references\/part-00001.fsh does not exist: copy the knn-references\/ folder beside .*lost-part\/pca-model.json$/,
+      ],
+      [
+        join(work, 'swapped'),
+        /^--model-from .*swapped: .*swapped\/knn-references\/part-00001.fsh is not the references file of the model of run swapped \(its SHA-256 differs/,
+      ],
+      [
+        join(work, 'swapped-file'),
+        /^--model-from .*swapped-file: .*swapped-file\/knn-references.fsh is not the references file of the model of run swapped-file/,
+      ],
     ];
     for (const [value, message] of cases) expect(() => readModelFrom(value, out)).toThrow(message);
   });

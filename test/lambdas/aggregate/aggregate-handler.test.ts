@@ -1,12 +1,13 @@
 /**
  * @jest-environment ./tools/jest-native-typed-arrays-environment.js
  */
+import { createHash } from 'node:crypto';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { PCA } from 'ml-pca';
 import { aggregateRun, aggregateSettingsFrom, AggregateSettings, readAggregateEnv } from '../../../lambdas/aggregate/handler';
 import { MalformedEventError, TransientStorageError } from '../../../lambdas/contracts/events';
 import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../../../lambdas/bookkeeping/feature-shard';
-import { FeaturizerMismatchError, PcaModelError } from '../../../lambdas/analysis/pca-model';
+import { encodeKnnReferences, FeaturizerMismatchError, PcaModelError } from '../../../lambdas/analysis/pca-model';
 import { fitLdaClassifier, loadLdaClassifier } from '../../../lambdas/analysis/lda-classifier';
 import { IncompleteRunError } from '../../../lambdas/bookkeeping/input-accounting';
 import { parquetMetadata, parquetReadObjects } from 'hyparquet';
@@ -885,19 +886,40 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
   async function bytesOf(key: string): Promise<Buffer> {
     return Buffer.from(await (await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }))).Body!.transformToByteArray());
   }
+  /** The test's client, counting the GETs of keys under `prefix` (what a run read of a model's references). */
+  function countingGets(prefix: string): { s3: S3Client; gets: () => number } {
+    let gets = 0;
+    const s3 = new Proxy(client, {
+      get(target, property, receiver) {
+        if (property !== 'send') return Reflect.get(target, property, receiver);
+        return (command: unknown, ...rest: unknown[]) => {
+          if (command instanceof GetObjectCommand && command.input.Key?.startsWith(prefix)) gets++;
+          return (target.send as (...args: unknown[]) => unknown).call(target, command, ...rest);
+        };
+      },
+    });
+    return { s3, gets: () => gets };
+  }
 
   it('projects and classifies new images without refitting: the same scores and predictions for images of both runs', async () => {
     const train = rowsOf(48, 51, 'model-run', 'Training');
     const test = rowsOf(16, 52, 'model-run', 'Test');
+    // A group per shard: the Test rows' group writes no references part, the Training rows' group its part.
     const modelEvent = await mapRunOf('model-run', [test, train]);
-    const fitted = await aggregateRun(modelEvent, { s3: client, settings: { components: 4, knnNeighbours: 3 } });
-    expect(fitted.outputs).toMatchObject({ model: 'results/model-run/pca-model.json', knnReferences: 'results/model-run/knn-references.fsh' });
+    const fitted = await aggregateRun(modelEvent, { s3: client, settings: { components: 4, knnNeighbours: 3, groupShards: 1 } });
+    expect(fitted.outputs).toMatchObject({ model: 'results/model-run/pca-model.json', knnReferences: 'results/model-run/knn-references/' });
     const modelText = await getText(client, fitted.outputs.model!);
     const model = JSON.parse(modelText);
-    expect(model.knnReferences).toEqual({ file: 'knn-references.fsh', count: 48, sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    const partKey = 'results/model-run/knn-references/part-00001.fsh';
+    const partBytes = await bytesOf(partKey);
+    expect(model.knnReferences).toEqual({
+      count: 48,
+      parts: [{ file: 'knn-references/part-00001.fsh', count: 48, bytes: partBytes.byteLength, sha256: createHash('sha256').update(partBytes).digest('hex') }],
+    });
+    await expect(bytesOf('results/model-run/knn-references/part-00000.fsh')).rejects.toThrow();
     expect(model.classifier).toMatchObject({ format: 'fruits-pipeline/lda-classifier@1', dim: 4, count: 48 });
     // The references: the Training rows' keys and labels, their scores as float32.
-    const saved = decodeFeatureShard(await bytesOf(fitted.outputs.knnReferences!));
+    const saved = decodeFeatureShard(partBytes);
     expect(saved.header).toMatchObject({ featurizer: `pca4(${model.featurizer})`, dim: 4, keys: train.keys, labels: train.labels });
     const fittedFeatures = await csvRows(fitted.outputs.features);
     expect(Number(fittedFeatures.get(relative(train.keys[0]))![3])).toBeCloseTo(saved.vectors[0], 5);
@@ -915,7 +937,10 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
     fresh.keys[5] = 'input/projected/Durian/new.jpg';
     fresh.labels[5] = 'Durian';
     const event = await mapRunOf('projected', [fresh, shared, sharedTraining], { pcaModel: 'results/model-run/pca-model.json' });
-    const projected = await aggregateRun(event, { s3: client, settings: { components: 2, knnNeighbours: 3 } });
+    // With the model's LDA, nothing reads the references (the plan and the fit only HEAD them).
+    const reading = countingGets('results/model-run/knn-references/');
+    const projected = await aggregateRun(event, { s3: reading.s3, settings: { components: 2, knnNeighbours: 3 } });
+    expect(reading.gets()).toBe(0);
 
     expect(projected).toMatchObject({
       rows: 18,
@@ -953,7 +978,10 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
         pcaModel: 'results/model-run/pca-model.json',
       },
     );
-    const byKnn = await aggregateRun(knnEvent, { s3: client, settings: { components: 2, knnNeighbours: 3, classifier: 'knn' } });
+    const readingKnn = countingGets('results/model-run/knn-references/');
+    const byKnn = await aggregateRun(knnEvent, { s3: readingKnn.s3, settings: { components: 2, knnNeighbours: 3, classifier: 'knn', groupShards: 2 } });
+    // The one part, once per classify group.
+    expect(readingKnn.gets()).toBe(2);
     const knnPredictions = await csvRows(byKnn.outputs.predictions!);
     for (const [r, key] of sharedTraining.keys.entries()) {
       expect(knnPredictions.get(relative(key))![3]).toBe(sharedTraining.labels[r]);
@@ -1024,7 +1052,7 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
     const report = JSON.parse(await getText(client, projected.outputs.report));
     expect(report.classification).toEqual({
       status: 'skipped',
-      reason: "the model's run plain-model saved no classifier and no Training references (no knn-references.fsh): nothing to classify with",
+      reason: "the model's run plain-model saved no classifier and no Training references (no knnReferences): nothing to classify with",
     });
   });
 
@@ -1033,28 +1061,42 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
       s3: client,
       settings: { components: 3 },
     });
-    expect(fitted.outputs).toMatchObject({ knnReferences: 'results/training-only/knn-references.fsh' });
+    expect(fitted.outputs).toMatchObject({ knnReferences: 'results/training-only/knn-references/' });
+    expect(JSON.parse(await getText(client, fitted.outputs.model!)).knnReferences).toMatchObject({
+      count: 20,
+      parts: [{ file: 'knn-references/part-00000.fsh', count: 20 }],
+    });
     expect(fitted.outputs.predictions).toBeUndefined();
     const report = JSON.parse(await getText(client, fitted.outputs.report));
     expect(report.classification).toEqual({ status: 'skipped', reason: 'every image is a Training image: nothing to predict' });
     expect(report.pca.source).toBe('fit');
-    expect(await getText(client, fitted.outputs.readme)).toContain('knn-references.fsh\n');
+    expect(await getText(client, fitted.outputs.readme)).toContain('knn-references/part-*.fsh\n');
   });
 
   it('fails with PcaModelError, written into report.json, for a model that is missing, not JSON, not the format or inconsistent', async () => {
-    const fitted = await aggregateRun(await mapRunOf('source-model', [rowsOf(30, 91, 'source-model', 'Training'), rowsOf(8, 92, 'source-model', 'Test')]), {
-      s3: client,
-      settings: { components: 3 },
-    });
+    // Two groups of Training rows: two references parts.
+    const source = [rowsOf(20, 91, 'source-model', 'Training'), rowsOf(10, 95, 'source-model', 'Training'), rowsOf(8, 92, 'source-model', 'Test')];
+    const fitted = await aggregateRun(await mapRunOf('source-model', source), { s3: client, settings: { components: 3, groupShards: 1 } });
     const model = JSON.parse(await getText(client, fitted.outputs.model!));
+    expect(model.knnReferences.parts.map((part: { file: string }) => part.file)).toEqual(['knn-references/part-00000.fsh', 'knn-references/part-00001.fsh']);
     const broken = async (name: string, body: string | Uint8Array) => {
       await put(client, `results/broken-${name}/pca-model.json`, body);
       return `results/broken-${name}/pca-model.json`;
     };
-    const referencesBytes = await bytesOf(fitted.outputs.knnReferences!);
-    await put(client, 'results/tampered/knn-references.fsh', Buffer.concat([referencesBytes.subarray(0, -4), Buffer.alloc(4)]));
-    await put(client, 'results/tampered/pca-model.json', JSON.stringify(model));
+    const part = (g: number) => bytesOf(`results/source-model/knn-references/part-0000${g}.fsh`);
+    // A part missing (the second), a part of another size than the model states.
     await put(client, 'results/no-references/pca-model.json', JSON.stringify(model));
+    await put(client, 'results/no-references/knn-references/part-00000.fsh', await part(0));
+    await put(client, 'results/resized/pca-model.json', JSON.stringify(model));
+    await put(client, 'results/resized/knn-references/part-00000.fsh', await part(0));
+    await put(client, 'results/resized/knn-references/part-00001.fsh', Buffer.concat([await part(1), Buffer.alloc(4)]));
+    const partsSize = (await part(1)).byteLength;
+    // A model that names its references as one file, without it.
+    await put(
+      client,
+      'results/lost-file/pca-model.json',
+      JSON.stringify({ ...model, knnReferences: { file: 'knn-references.fsh', count: 30, sha256: 'a'.repeat(64) } }),
+    );
     const cases: [string, RegExp][] = [
       ['results/nobody/pca-model.json', /pca model s3:\/\/.*results\/nobody\/pca-model.json does not exist/],
       [await broken('text', 'not json {'), /broken-text\/pca-model.json is not JSON/],
@@ -1064,8 +1106,14 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
         await broken('nan', JSON.stringify({ ...model, scale: model.scale.map((v: number, i: number) => (i === 2 ? 'NaN' : v)) })),
         /scale\.2: .*expected number/,
       ],
-      ['results/tampered/pca-model.json', /tampered\/knn-references.fsh is not the references file of the model of run source-model/],
-      ['results/no-references/pca-model.json', /the model's references s3:\/\/.*no-references\/knn-references.fsh does not exist/],
+      ['results/no-references/pca-model.json', /the model's references s3:\/\/.*no-references\/knn-references\/part-00001.fsh does not exist/],
+      [
+        'results/resized/pca-model.json',
+        new RegExp(
+          `resized/knn-references/part-00001.fsh is not the references file of the model of run source-model \\(${partsSize + 4} bytes, pca-model.json states ${partsSize}\\)`,
+        ),
+      ],
+      ['results/lost-file/pca-model.json', /the model's references s3:\/\/.*lost-file\/knn-references.fsh does not exist/],
       ['results/own/pca-model.json', /lies in this run's own results\/own\//],
     ];
     for (const [index, [pcaModel, message]] of cases.entries()) {
@@ -1089,5 +1137,56 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
         MalformedEventError,
       );
     }
+  });
+
+  it("reads a references part only where the k-NN uses it: a part of the model's size but other bytes fails there, and the LDA never reads it", async () => {
+    const source = [rowsOf(20, 101, 'knn-model', 'Training'), rowsOf(12, 102, 'knn-model', 'Training'), rowsOf(8, 103, 'knn-model', 'Test')];
+    const fitted = await aggregateRun(await mapRunOf('knn-model', source), { s3: client, settings: { components: 3, groupShards: 1 } });
+    const second = await bytesOf('results/knn-model/knn-references/part-00001.fsh');
+    await put(client, 'results/tampered/pca-model.json', await getText(client, fitted.outputs.model!));
+    await put(client, 'results/tampered/knn-references/part-00000.fsh', await bytesOf('results/knn-model/knn-references/part-00000.fsh'));
+    // The same size, other bytes: only its SHA-256 tells.
+    await put(client, 'results/tampered/knn-references/part-00001.fsh', Buffer.concat([second.subarray(0, -4), Buffer.alloc(4)]));
+    const test = rowsOf(6, 104, 'tampered-lda', 'Test');
+    const byLda = await aggregateRun(await mapRunOf('tampered-lda', [test], { pcaModel: 'results/tampered/pca-model.json' }), { s3: client, settings });
+    expect(JSON.parse(await getText(client, byLda.outputs.report)).classification).toMatchObject({ status: 'classified', classifier: 'lda' });
+
+    const knnEvent = await mapRunOf('tampered-knn', [asDataset(test, 'tampered-lda', 'tampered-knn')], { pcaModel: 'results/tampered/pca-model.json' });
+    const failure = aggregateRun(knnEvent, { s3: client, settings: { ...settings, classifier: 'knn' } });
+    await expect(failure).rejects.toThrow(PcaModelError);
+    await expect(failure).rejects.toThrow(
+      /s3:\/\/.*\/results\/tampered\/knn-references\/part-00001.fsh is not the references file of the model of run knn-model \(its SHA-256 differs from pca-model.json's\)/,
+    );
+  });
+
+  it('a model whose references are one file (knn-references.fsh) projects and classifies with k-NN as the same references in parts do', async () => {
+    const source = [rowsOf(20, 111, 'parts-model', 'Training'), rowsOf(12, 112, 'parts-model', 'Training'), rowsOf(8, 113, 'parts-model', 'Test')];
+    const fitted = await aggregateRun(await mapRunOf('parts-model', source), { s3: client, settings: { components: 3, groupShards: 1 } });
+    const model = JSON.parse(await getText(client, fitted.outputs.model!));
+    // The parts joined into one file, and a model that names it.
+    const parts = [0, 1].map(async (g) => decodeFeatureShard(await bytesOf(`results/parts-model/knn-references/part-0000${g}.fsh`)));
+    const [first, second] = await Promise.all(parts);
+    const joined = {
+      keys: [...first.header.keys, ...second.header.keys],
+      labels: [...first.header.labels, ...second.header.labels],
+      vectors: Float32Array.from([...first.vectors, ...second.vectors]),
+    };
+    const { bytes, stated } = encodeKnnReferences({ runId: model.runId, featurizer: model.featurizer, k: model.k }, joined);
+    await put(client, 'results/one-file-model/knn-references.fsh', bytes);
+    await put(
+      client,
+      'results/one-file-model/pca-model.json',
+      JSON.stringify({ ...model, knnReferences: { file: 'knn-references.fsh', count: 32, sha256: stated.sha256 } }),
+    );
+
+    const fresh = rowsOf(10, 114, 'by-parts', 'Test');
+    const knn: AggregateSettings = { ...settings, classifier: 'knn', knnNeighbours: 3 };
+    const byParts = await aggregateRun(await mapRunOf('by-parts', [fresh], { pcaModel: fitted.outputs.model }), { s3: client, settings: knn });
+    const oneFileEvent = await mapRunOf('by-one-file', [asDataset(fresh, 'by-parts', 'by-one-file')], { pcaModel: 'results/one-file-model/pca-model.json' });
+    const byOneFile = await aggregateRun(oneFileEvent, { s3: client, settings: knn });
+    const predictions = async (result: typeof byParts) =>
+      [...(await csvRows(result.outputs.predictions!)).entries()].map(([key, row]) => [key, ...row.slice(1)]);
+    expect(await predictions(byOneFile)).toEqual(await predictions(byParts));
+    expect(JSON.parse(await getText(client, byOneFile.outputs.report)).classification).toMatchObject({ classifier: 'knn', references: 32, predicted: 10 });
   });
 });

@@ -1,13 +1,15 @@
 import { decodeFeatureShard } from '../../../lambdas/bookkeeping/feature-shard';
-import { KnnReferences } from '../../../lambdas/analysis/knn';
 import {
   decodeKnnReferences,
   encodeKnnReferences,
+  knnReferencesParts,
   parsePcaModel,
   PcaModelError,
   pcaFitOf,
   pcaModelJson,
+  referencesPartKeys,
   referencesFeaturizerId,
+  referencesPartsProblem,
 } from '../../../lambdas/analysis/pca-model';
 import { seededRandom } from '../../../lambdas/common/seeded-random';
 import { fitPca, PcaProjector, ScatterAccumulator } from '../../../lambdas/analysis/streaming-pca';
@@ -48,38 +50,86 @@ describe('saved PCA model (lambdas/analysis/pca-model.ts)', () => {
     for (let r = 0; r < 37; r++) expect(Array.from(again.project(fresh, r * d))).toEqual(Array.from(byRows.subarray(r * 7, (r + 1) * 7)));
   });
 
-  it("round-trips the classifier's references, and refuses a file that is not the model's", () => {
-    const k = 3;
-    const references = new KnnReferences(k, 4, 'float32');
-    const keys = ['input/a/Training/Kiwi/1.jpg', 'input/a/Training/Kiwi/2.jpg', 'input/a/Training/Lemon/1.jpg', 'input/a/Training/Lemon/2.jpg'];
-    [
-      [0.1, 2, -3],
-      [0.2, 2.5, -3],
-      [9, -1, 0],
-      [8.5, -1.5, 0.25],
-    ].forEach((vector, i) => references.add(i < 2 ? 'Kiwi' : 'Lemon', vector));
-    const { bytes, pointer } = encodeKnnReferences({ runId: 'run-1', featurizer: 'pixels-16x16', k }, keys, references);
-    expect(pointer).toEqual({ file: 'knn-references.fsh', count: 4, sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
-    expect(decodeFeatureShard(bytes).header).toMatchObject({ featurizer: referencesFeaturizerId('pixels-16x16', k), dim: k, keys });
-
+  /** A model of k = 3 components over 5 features, with `knnReferences` as given. */
+  function modelWith(knnReferences: Parameters<typeof pcaModelJson>[5]) {
     const d = 5;
-    const data = rows(10, d, 9);
     const accumulator = new ScatterAccumulator(d);
-    accumulator.addRows(data, 10);
-    const model = parsePcaModel(
-      JSON.stringify(pcaModelJson(fitPca(accumulator.moments(), { components: k }), 'run-1', 'pixels-16x16', META, { components: k }, pointer)),
+    accumulator.addRows(rows(10, d, 9), 10);
+    return parsePcaModel(
+      JSON.stringify(pcaModelJson(fitPca(accumulator.moments(), { components: 3 }), 'run-1', 'pixels-16x16', META, { components: 3 }, knnReferences)),
       'model',
     );
-    const decoded = decodeKnnReferences(bytes, model, 'refs');
-    expect(decoded.keys).toEqual(keys);
-    expect(decoded.references.predict([8.8, -1.2, 0.1], 3)).toMatchObject({ label: 'Lemon' });
-    for (let i = 0; i < 4; i++) expect(decoded.references.reference(i)).toEqual(references.reference(i));
+  }
+  const k = 3;
+  const kiwis = {
+    keys: ['input/a/Training/Kiwi/1.jpg', 'input/a/Training/Kiwi/2.jpg'],
+    labels: ['Kiwi', 'Kiwi'],
+    vectors: Float32Array.from([0.1, 2, -3, 0.2, 2.5, -3]),
+  };
+  const lemons = {
+    keys: ['input/a/Training/Lemon/1.jpg', 'input/a/Training/Lemon/2.jpg'],
+    labels: ['Lemon', 'Lemon'],
+    vectors: Float32Array.from([9, -1, 0, 8.5, -1.5, 0.25]),
+  };
 
-    const tampered = Buffer.from(bytes);
+  it("round-trips the classifier's references part by part, and refuses a part that is not the model's", () => {
+    const first = encodeKnnReferences({ runId: 'run-1', featurizer: 'pixels-16x16', k }, kiwis);
+    const second = encodeKnnReferences({ runId: 'run-1', featurizer: 'pixels-16x16', k }, lemons);
+    expect(first.stated).toEqual({ count: 2, bytes: first.bytes.byteLength, sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(decodeFeatureShard(first.bytes).header).toMatchObject({ featurizer: referencesFeaturizerId('pixels-16x16', k), dim: k, keys: kiwis.keys });
+    const parts = [
+      { file: 'knn-references/part-00000.fsh', ...first.stated },
+      { file: 'knn-references/part-00002.fsh', ...second.stated },
+    ];
+    const model = modelWith({ count: 4, parts });
+    expect(knnReferencesParts(model)).toEqual(parts);
+    expect(referencesPartKeys(model, 'results/run-1/pca-model.json')).toEqual([
+      'results/run-1/knn-references/part-00000.fsh',
+      'results/run-1/knn-references/part-00002.fsh',
+    ]);
+    const decoded = [decodeKnnReferences(first.bytes, model, parts[0], 'p0'), decodeKnnReferences(second.bytes, model, parts[1], 'p2')];
+    expect(decoded.map((part) => [part.keys, part.labels, Array.from(part.vectors)])).toEqual(
+      [kiwis, lemons].map((part) => [part.keys, part.labels, Array.from(part.vectors)]),
+    );
+
+    // Each part against its own statement: swapped, tampered, or another k.
+    expect(() => decodeKnnReferences(second.bytes, model, parts[0], 'p0')).toThrow(
+      /p0 is not the references file of the model of run run-1 \(its SHA-256 differs/,
+    );
+    const tampered = Buffer.from(first.bytes);
     tampered[tampered.length - 1] ^= 1;
-    expect(() => decodeKnnReferences(tampered, model, 'refs')).toThrow(PcaModelError);
-    expect(() => decodeKnnReferences(bytes, { ...model, k: 2 }, 'refs')).toThrow(/SHA-256|expected/);
-    expect(() => decodeKnnReferences(bytes, { ...model, knnReferences: undefined }, 'refs')).toThrow(/no knnReferences/);
+    expect(() => decodeKnnReferences(tampered, model, parts[0], 'p0')).toThrow(PcaModelError);
+    expect(() => decodeKnnReferences(first.bytes, { ...model, k: 2 }, parts[0], 'p0')).toThrow(
+      /p0 holds 2 references of pca3\(pixels-16x16\) \(3 values\), expected 2 of pca2/,
+    );
+    // What a HEAD can tell: absent, or not the stated size.
+    const where = (index: number) => `part ${index}`;
+    expect(referencesPartsProblem(model, [first.bytes.byteLength, second.bytes.byteLength], where)).toBeUndefined();
+    expect(referencesPartsProblem(model, [first.bytes.byteLength, undefined], where)).toBe("the model's references part 1 does not exist");
+    expect(referencesPartsProblem(model, [first.bytes.byteLength + 1, second.bytes.byteLength], where)).toMatch(
+      new RegExp(
+        `^part 0 is not the references file of the model of run run-1 \\(${first.bytes.byteLength + 1} bytes, pca-model.json states ${first.bytes.byteLength}\\)$`,
+      ),
+    );
+  });
+
+  it('reads a model whose references are one file (knn-references.fsh) as a model of one part', () => {
+    const all = {
+      keys: [...kiwis.keys, ...lemons.keys],
+      labels: [...kiwis.labels, ...lemons.labels],
+      vectors: Float32Array.from([...kiwis.vectors, ...lemons.vectors]),
+    };
+    const { bytes, stated } = encodeKnnReferences({ runId: 'run-1', featurizer: 'pixels-16x16', k }, all);
+    const model = modelWith({ file: 'knn-references.fsh', count: 4, sha256: stated.sha256 });
+    const [part] = knnReferencesParts(model);
+    expect(knnReferencesParts(model)).toEqual([{ file: 'knn-references.fsh', count: 4, sha256: stated.sha256 }]);
+    expect(decodeKnnReferences(bytes, model, part, 'refs')).toMatchObject({ keys: all.keys, labels: all.labels });
+    // Its size is not stated: a HEAD can only say whether it is there.
+    expect(referencesPartsProblem(model, [bytes.byteLength + 7], (index) => `part ${index}`)).toBeUndefined();
+    expect(referencesPartsProblem(model, [undefined], () => 'results/run-1/knn-references.fsh')).toMatch(
+      /references results\/run-1\/knn-references.fsh does not exist/,
+    );
+    expect(knnReferencesParts(modelWith(undefined))).toEqual([]);
   });
 
   it('names what is wrong with a file that is not a usable model', () => {
@@ -96,5 +146,14 @@ describe('saved PCA model (lambdas/analysis/pca-model.ts)', () => {
     expect(() => parsePcaModel(JSON.stringify({ ...model, knnReferences: { file: '../x.fsh', count: 1, sha256: 'a'.repeat(64) } }), 'f')).toThrow(
       /knnReferences.file/,
     );
+    const part = { file: 'knn-references/part-00000.fsh', count: 2, bytes: 100, sha256: 'a'.repeat(64) };
+    const withParts = (knnReferences: unknown) => () => parsePcaModel(JSON.stringify({ ...model, knnReferences }), 'f');
+    expect(withParts({ count: 2, parts: [part] })).not.toThrow();
+    for (const file of ['../part-00000.fsh', 'part-00000.fsh', 'a/b/part-00000.fsh', 'knn-references/..', '/knn-references/part.fsh']) {
+      expect(withParts({ count: 2, parts: [{ ...part, file }] })).toThrow(/knnReferences.parts.0.file: a file one folder deep beside pca-model.json/);
+    }
+    expect(withParts({ count: 3, parts: [part] })).toThrow(/knnReferences.parts hold 2 rows, knnReferences.count says 3/);
+    expect(withParts({ count: 2, parts: [] })).toThrow(/knnReferences.parts/);
+    expect(withParts({ count: 2, parts: [{ ...part, bytes: 0 }] })).toThrow(/knnReferences.parts.0.bytes/);
   });
 });

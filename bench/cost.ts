@@ -394,7 +394,8 @@ function aggregateRows(run: ModelledRun, limits: string[]): StageRow[] {
   const csvParts = Math.ceil((images * ASSUMED.csvBytesPerRow) / ASSUMED.uploadPartBytes);
   // GETs: the plan reads the ResultWriter manifest and results; a moments or project child its
   // group's shards and a few records; the fit one tally and one scatter per group; a k-NN child
-  // every group's references; publish five small parts per group. PUTs as each stage writes them.
+  // every group's references; publish four small parts per group (the references parts are not
+  // read: the model names them from the project tallies). PUTs as each stage writes them.
   const classifyGets = classifier === 'knn' ? groups * (groups + 2) : 3 * groups;
   return [
     stage('PlanAggregate', figures.plan, false, { gets: 2, puts: groups + 2 }, 1),
@@ -403,7 +404,7 @@ function aggregateRows(run: ModelledRun, limits: string[]): StageRow[] {
     stage('ProjectGroups (map)', figures.project, true, { gets: batches + 3 * groups, puts: ASSUMED.projectPutsPerGroup * groups }, 0),
     ...(classifier === 'lda' ? [stage('FitClassifier', figures.fitClassifier, false, { gets: 1 + 2 * groups, puts: 1 }, 0)] : []),
     stage(`ClassifyGroups (map, ${classifier})`, figures.classify[classifier], true, { gets: classifyGets, puts: 2 * groups }, 0),
-    stage('PublishRun', figures.publish, false, { gets: 1 + 5 * groups, puts: csvParts + ASSUMED.fixedRequests }, 0),
+    stage('PublishRun', figures.publish, false, { gets: 1 + 4 * groups, puts: csvParts + ASSUMED.fixedRequests }, 0),
   ];
 }
 

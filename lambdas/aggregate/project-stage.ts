@@ -120,9 +120,9 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
     uploads.forEach((upload) => upload.abort());
     throw error;
   }
+  const referencesFeaturizer = referencesFeaturizerId(record.featurizer, k);
   const savedReferences = references.keys.length > 0 ? await writeReferencesPart(run, group, record.featurizer, k, references, deps) : undefined;
-  if (classifying)
-    await putObject(s3, run.bucket, work.queries(group), queries.encode(referencesFeaturizerId(record.featurizer, k), k), 'application/octet-stream');
+  if (classifying) await putObject(s3, run.bucket, work.queries(group), queries.encode(referencesFeaturizer, k), 'application/octet-stream');
   await classifierInputs?.write(s3, run, group, record.featurizer);
   const projectTally: ProjectTally = {
     group,

@@ -5,10 +5,10 @@
  *   memory are the group's rows, whatever the number of references;
  * - k-NN votes against the run's references read part by part (a fitting run's Training rows,
  *   group by group in key order, or the saved model's parts, each checked against the SHA-256 the
- *   model states). Each part's distances are one
- *   matrix product and a TopK on onnxruntime, re-ranked exactly in float64, and the lists merged:
- *   exactly the neighbours, and so the vote, of one pass over them all (knn.ts's rule). Memory is
- *   the group's queries, one part of references, and the references' keys and labels.
+ *   model states). Each part's distances are one matrix product and a TopK on onnxruntime,
+ *   re-ranked exactly in float64, and the lists merged: exactly the neighbours, and so the vote, of
+ *   one pass over them all (knn.ts's rule). Memory is the group's queries, one part of references,
+ *   and the references' keys and labels.
  *
  * It writes the group's rows of predictions.csv with each prediction's confidence (publish joins
  * them), its confusion counts, and a few misclassified rows with the Training image that decided

@@ -1,10 +1,10 @@
 /**
  * The aggregate's stages at scale: does any invocation's time or memory grow with the number of
  * images? Synthetic shards in the real shard format (250 rows of `--dim` float32 values, a class
- * structure, three Training rows to one Test row), a ResultWriter manifest and records as Step
- * Functions writes them, in a local S3 server on loopback; then each stage's invocations as the
- * state machine makes them, each in a process of its own, so its peak RSS is its own (as a Lambda
- * invocation's memory is):
+ * structure, three Training rows to one Test row) with their batch records, a ResultWriter manifest
+ * and its COMPACT file of the children's summaries as Step Functions writes them, in a local S3
+ * server on loopback; then each stage's invocations as the state machine makes them, each in a
+ * process of its own, so its peak RSS is its own (as a Lambda invocation's memory is):
  *
  *   npm run bench:aggregate-scale                          # 100,000 and 1,000,000 rows
  *   npx tsx bench/aggregate-scale.ts --rows 100000 --sample 3
@@ -24,6 +24,8 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { encodeFeatureShard } from '../lambdas/bookkeeping/feature-shard';
 import { seededRandom } from '../lambdas/common/seeded-random';
 import { DEFAULT_GROUP_SHARDS } from '../lambdas/contracts/handler-env';
+import { batchRecordKeyOfShard } from '../lambdas/contracts/bucket-layout';
+import type { BatchRecord } from '../lambdas/contracts/events';
 import { startLocalS3Server } from '../local/emulator/s3/s3-server';
 import { argValue, fixed, load, machine, printTable } from './bench-support';
 
@@ -85,14 +87,10 @@ async function writeRun(s3: S3Client, runId: string, rows: number, dim: number) 
     const shard = `work/${runId}/shards/${String(s).padStart(7, '0')}.fsh`;
     const header = { featurizer: 'synthetic@1', dim, keys, labels, failed: [], skipped: [] };
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: shard, Body: encodeFeatureShard({ header, vectors }) }));
-    records.push({
-      ExecutionArn: `arn:aws:states:us-east-1:123456789012:execution:Pipeline/FeaturizeImages:${s}`,
-      Input: JSON.stringify({ Items: keys.map((Key) => ({ Key })), BatchInput: { bucket: BUCKET } }),
-      InputDetails: { Included: true },
-      Name: String(s),
-      Status: 'SUCCEEDED',
-      Output: JSON.stringify({ shard, count, failed: [], failedCount: 0, skipped: [], skippedCount: 0, truncated: false }),
-    });
+    const record: BatchRecord = { items: keys };
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: batchRecordKeyOfShard(`work/${runId}/`, shard), Body: JSON.stringify(record) }));
+    // Transformation COMPACT: a succeeded child's output alone.
+    records.push({ shard, count, failed: [], failedCount: 0, skipped: [], skippedCount: 0, truncated: false });
   }
   const root = `work/${runId}/map-results/scale/`;
   await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${root}SUCCEEDED_0.json`, Body: JSON.stringify(records) }));

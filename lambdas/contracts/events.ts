@@ -48,6 +48,15 @@ export const FeaturizeBatchEventSchema = z.object({
 });
 export type FeaturizeBatchEvent = z.infer<typeof FeaturizeBatchEventSchema>;
 
+/**
+ * The batch record a featurize child writes beside its shard (`batchRecordKey`): the keys of its
+ * `Items`, in the order the map handed them. The ResultWriter keeps only the children's outputs
+ * (Transformation COMPACT), so this is where the group that reads the shard finds what the batch
+ * was handed, and proves each key came out once; a missing shard's keys are still known by it.
+ */
+export const BatchRecordSchema = z.object({ items: z.array(z.string().min(1)).min(1) });
+export type BatchRecord = z.infer<typeof BatchRecordSchema>;
+
 /** Per-image outcome that is not a feature vector. */
 export const ItemProblemSchema = z.object({ key: z.string(), reason: z.string() });
 export type ItemProblem = z.infer<typeof ItemProblemSchema>;

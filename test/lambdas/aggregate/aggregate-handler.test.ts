@@ -5,6 +5,7 @@ import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from 
 import { PCA } from 'ml-pca';
 import { aggregateRun, aggregateSettingsFrom, AggregateSettings, readAggregateEnv } from '../../../lambdas/aggregate/handler';
 import { MalformedEventError, TransientStorageError } from '../../../lambdas/contracts/events';
+import { batchRecordKeyOfShard } from '../../../lambdas/contracts/bucket-layout';
 import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../../../lambdas/bookkeeping/feature-shard';
 import { FeaturizerMismatchError, PcaModelError } from '../../../lambdas/analysis/pca-model';
 import { fitLdaClassifier, loadLdaClassifier } from '../../../lambdas/analysis/lda-classifier';
@@ -79,12 +80,24 @@ async function getBuffer(client: S3Client, key: string): Promise<ArrayBuffer> {
   return Uint8Array.from(await response.Body!.transformToByteArray()).buffer;
 }
 
-/** Writes a map run's ResultWriter output (manifest + SUCCEEDED_0/FAILED_0) and returns the event. */
-async function writeMapRun(client: S3Client, runId: string, succeeded: unknown[], failed: unknown[]) {
+/**
+ * Writes what a featurize map run leaves: each succeeded child's batch record (the keys of its
+ * input) beside its shard, and the ResultWriter output as the state machine asks for it
+ * (Transformation COMPACT: a succeeded child's output alone, a failed one's whole record), and
+ * returns the aggregate's event.
+ */
+async function writeMapRun(client: S3Client, runId: string, succeeded: Record<string, unknown>[], failed: unknown[]) {
   const root = `work/${runId}/map-results/0b5c6d7e-1111-2222-3333-444455556666/`;
   const files: Record<string, { Key: string; Size: number }[]> = { SUCCEEDED: [], FAILED: [], PENDING: [] };
+  const outputs: unknown[] = [];
+  for (const child of succeeded) {
+    const output = JSON.parse(child.Output as string) as { shard: string | null };
+    const items = (JSON.parse(child.Input as string) as { Items: { Key: string }[] }).Items.map((item) => item.Key);
+    if (output.shard) await put(client, batchRecordKeyOfShard(`work/${runId}/`, output.shard), JSON.stringify({ items }));
+    outputs.push(output);
+  }
   for (const [status, records] of [
-    ['SUCCEEDED', succeeded],
+    ['SUCCEEDED', outputs],
     ['FAILED', failed],
   ] as const) {
     if (records.length === 0) continue;

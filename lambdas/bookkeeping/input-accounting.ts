@@ -118,17 +118,6 @@ export function mergeAccountingReports(parts: readonly InputAccountingReport[]):
   };
 }
 
-/** Keys met more than once in `keys`, as a report names them. */
-export function repeatedKeys(keys: Iterable<string>): KeySample {
-  const seen = new Set<string>();
-  const repeated = new Set<string>();
-  for (const key of keys) {
-    if (seen.has(key)) repeated.add(key);
-    else seen.add(key);
-  }
-  return sample([...repeated]);
-}
-
 /** One sentence for an error or a terminal line; the keys themselves are in the report. */
 export function describeIncompleteAccounting(report: InputAccountingReport, what = 'listed objects'): string {
   const parts: string[] = [];

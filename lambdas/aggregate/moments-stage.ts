@@ -61,7 +61,7 @@ export async function momentsOfGroup(run: RunSettings, group: number, deps: Aggr
   const unrecorded = batches.filter((batch) => !handed.has(batch.shard)).map((batch) => batch.shard);
   if (unrecorded.length > 0) {
     const named = unrecorded.slice(0, 3).join(', ') + (unrecorded.length > 3 ? ', ...' : '');
-    accounting.cannotProve(`${unrecorded.length} shards have no readable batch record (${named}): the keys their batches were handed are not known`);
+    accounting.cannotProve(`no readable batch record for ${unrecorded.length} of the group's shards (${named}): the keys their batches were handed are not known`);
   }
 
   const usable: MomentsTally['usable'] = [];

@@ -1,7 +1,7 @@
 /**
  * @jest-environment ./tools/jest-native-typed-arrays-environment.js
  */
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { PCA } from 'ml-pca';
 import { aggregateRun, aggregateSettingsFrom, AggregateSettings, readAggregateEnv } from '../../../lambdas/aggregate/handler';
 import { MalformedEventError, TransientStorageError } from '../../../lambdas/contracts/events';
@@ -305,6 +305,33 @@ describe('aggregate handler against a local S3 server', () => {
     expect(report.error.message).toContain(lost);
     // Nothing is published for an unproven run.
     await expect(getText(client, `results/${runId}/features.csv`)).rejects.toThrow();
+  });
+
+  it('fails the run when a shard has no batch record: the keys its batch was handed are not known', async () => {
+    const runId = 'run-no-record';
+    const dim = 8;
+    const a = makeRows(12, dim, 23, runId);
+    const b = makeRows(12, dim, 24, runId);
+    await put(client, `work/${runId}/shards/a.fsh`, encodeFeatureShard({ header: header(a.keys, a.labels, dim), vectors: a.vectors }));
+    await put(client, `work/${runId}/shards/b.fsh`, encodeFeatureShard({ header: header(b.keys, b.labels, dim), vectors: b.vectors }));
+    const event = await writeMapRun(
+      client,
+      runId,
+      [
+        childRecord('SUCCEEDED', a.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/a.fsh`, header(a.keys, a.labels, dim))) }),
+        childRecord('SUCCEEDED', b.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/b.fsh`, header(b.keys, b.labels, dim))) }),
+      ],
+      [],
+    );
+    await client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: `work/${runId}/batches/b.json` }));
+    // The groups name shards and summaries only: no key of any batch passes through the plan.
+    await expect(aggregateRun(event, { s3: client, settings })).rejects.toThrow(IncompleteRunError);
+    expect(await getText(client, `work/${runId}/aggregate/groups/00000.json`)).not.toContain(a.keys[0]);
+    const report = JSON.parse(await getText(client, `results/${runId}/report.json`));
+    expect(report.accounting).toMatchObject({ complete: false, listed: 12, accounted: 24 });
+    expect(report.accounting.problems).toEqual([
+      `no readable batch record for 1 of the group's shards (work/${runId}/shards/b.fsh): the keys their batches were handed are not known`,
+    ]);
   });
 
   it('classifies every non-Training row against the Training rows with k-NN: predictions.csv, accuracy, confusion, Parquet, report.html', async () => {

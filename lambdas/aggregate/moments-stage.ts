@@ -5,10 +5,11 @@
  * et al.).
  *
  * A row is left out of the features, with its reason in the report, when its key was already
- * featurized in this group (a key handed out twice: the accounting fails the run), when its vector holds
- * NaN or infinities, or when its shard comes from another featurizer than the run's. A projecting
- * run fails at once on such a shard (`FeaturizerMismatchError`, report.json says why): the saved
- * model's components mean nothing for other features. Work and memory are bounded by the group.
+ * featurized in this group (a key handed out twice: the accounting fails the run), when its
+ * vector holds NaN or infinities, or when its shard comes from another featurizer than the run's.
+ * A projecting run fails at once on such a shard (`FeaturizerMismatchError`, report.json says
+ * why): the saved model's components mean nothing for other features. Work and memory are
+ * bounded by the group.
  */
 import { FeaturizerMismatchError } from '../analysis/pca-model';
 import { splitOfKey } from '../analysis/knn';
@@ -61,7 +62,9 @@ export async function momentsOfGroup(run: RunSettings, group: number, deps: Aggr
   const unrecorded = batches.filter((batch) => !handed.has(batch.shard)).map((batch) => batch.shard);
   if (unrecorded.length > 0) {
     const named = unrecorded.slice(0, 3).join(', ') + (unrecorded.length > 3 ? ', ...' : '');
-    accounting.cannotProve(`no readable batch record for ${unrecorded.length} of the group's shards (${named}): the keys their batches were handed are not known`);
+    accounting.cannotProve(
+      `no readable batch record for ${unrecorded.length} of the group's shards (${named}): the keys their batches were handed are not known`,
+    );
   }
 
   const usable: MomentsTally['usable'] = [];

@@ -108,12 +108,16 @@ function sortedBatches(outcomes: readonly BatchOutcome[], report: RunReportBuild
   for (const outcome of outcomes) {
     if (outcome.kind === 'failed') {
       if (outcome.inputKeys) accounting.list(outcome.inputKeys);
-      else accounting.cannotProve(`a ${outcome.status.toLowerCase()} batch's result record does not include its input (${outcome.executionArn ?? 'execution unknown'})`);
+      else
+        accounting.cannotProve(
+          `a ${outcome.status.toLowerCase()} batch's result record does not include its input (${outcome.executionArn ?? 'execution unknown'})`,
+        );
       report.addFailedBatch(outcome);
     } else if (outcome.summary.shard === null) {
       const { summary } = outcome;
       if (summary.count === 0 && !summary.truncated) accounting.list([...summary.failed, ...summary.skipped].map((problem) => problem.key));
-      else accounting.cannotProve(`a batch without a shard featurized ${summary.count} images or cut its lists (${outcome.executionArn ?? 'execution unknown'})`);
+      else
+        accounting.cannotProve(`a batch without a shard featurized ${summary.count} images or cut its lists (${outcome.executionArn ?? 'execution unknown'})`);
       report.addSummary(summary);
     } else if (shardBatches.has(outcome.summary.shard)) {
       // The same batch twice (a redrive re-wrote the same content-named shard): count it once.

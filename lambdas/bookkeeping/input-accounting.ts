@@ -1,6 +1,7 @@
 /**
  * The proof that a run accounted for every input. Each key the Distributed Map handed to a child
- * execution (the batch inputs in its ResultWriter records) must come out exactly once: as a row of
+ * execution (a failed child's input in its ResultWriter record, a succeeded child's in its batch
+ * record) must come out exactly once: as a row of
  * features.csv, a failed image with its reason, or a skipped object. A key listed twice, listed
  * and never accounted for, or accounted for more often than listed makes the run incomplete, and
  * an incomplete run does not succeed.

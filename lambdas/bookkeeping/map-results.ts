@@ -119,7 +119,7 @@ export function toBatchOutcome(entry: unknown, fileStatus: ResultStatus): BatchO
   const status = (typeof record.Status === 'string' ? record.Status : fileStatus) as ResultStatus;
   const executionArn = typeof record.ExecutionArn === 'string' ? record.ExecutionArn : undefined;
   // A succeeded batch's input is read only when its output cannot be: the keys of a batch that
-  // left a shard are in its batch record, and parsing every input would make this grow with the images.
+  // left a shard are in its batch record, and parsing every input would grow with the images.
   const withInput = () => ({ executionArn, inputKeys: batchInputKeys(record.Input) });
   if (status === 'SUCCEEDED') {
     if (!('Output' in record)) return failed('SUCCEEDED', withInput(), 'OutputNotIncluded', 'the result record does not include the child output');

@@ -106,7 +106,7 @@ const GroupCountSchema = z.number().int().nonnegative();
 
 /**
  * The aggregate as stages of the state machine, each one invocation of the aggregate function:
- * `plan` (the ResultWriter records into groups of shards), `moments` and `project` and
+ * `plan` (the ResultWriter's summaries into groups of shards), `moments` and `project` and
  * `classify` (one child of a Distributed Map per group), `fit`, `fit-classifier` and `publish`
  * (merges whose input grows with the number of groups, not of images). Map children get the run's required settings;
  * anything else they need is in the plan the `plan` stage wrote.

@@ -390,7 +390,10 @@ export function resultFormat(stateName: string, config: WriterConfig | undefined
   const transformation = config?.Transformation ?? 'NONE';
   const outputType = config?.OutputType ?? 'JSON';
   if (!['NONE', 'COMPACT', 'FLATTEN'].includes(transformation) || !['JSON', 'JSONL'].includes(outputType)) {
-    throw namedError('States.Runtime', `${stateName}: WriterConfig Transformation ${transformation} or OutputType ${outputType} is not one Step Functions knows`);
+    throw namedError(
+      'States.Runtime',
+      `${stateName}: WriterConfig Transformation ${transformation} or OutputType ${outputType} is not one Step Functions knows`,
+    );
   }
   const entriesOf = (record: ChildExecutionRecord): Json[] => {
     if (transformation === 'NONE' || record.Status !== 'SUCCEEDED') return [record as unknown as Json];

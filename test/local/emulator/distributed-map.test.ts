@@ -217,7 +217,15 @@ describe('Distributed Map emulation', () => {
     it('FLATTEN spreads an array output into its elements; JSONL writes one entry a line', async () => {
       const files = await resultFiles({ Transformation: 'FLATTEN', OutputType: 'JSONL' }, (keys) => keys);
       const lines = files.succeeded.split('\n');
-      expect(lines.map((line) => JSON.parse(line)).sort()).toEqual(['small/k3.txt', 'small/k4.txt', 'small/k5.txt', 'small/k6.txt', 'small/k7.txt', 'small/k8.txt', 'small/k9.txt']);
+      expect(lines.map((line) => JSON.parse(line)).sort()).toEqual([
+        'small/k3.txt',
+        'small/k4.txt',
+        'small/k5.txt',
+        'small/k6.txt',
+        'small/k7.txt',
+        'small/k8.txt',
+        'small/k9.txt',
+      ]);
       expect(files.failed.split('\n').map((line) => JSON.parse(line).Status)).toEqual(['FAILED']);
     });
 

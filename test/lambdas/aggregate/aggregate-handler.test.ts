@@ -334,6 +334,28 @@ describe('aggregate handler against a local S3 server', () => {
     ]);
   });
 
+  it('accounts a child that wrote its shard and record and then failed once, as failed: its shard is in no group', async () => {
+    const runId = 'run-failed-after-write';
+    const dim = 8;
+    const kept = makeRows(16, dim, 25, runId);
+    const late = makeRows(4, dim, 26, runId, 'late');
+    await put(client, `work/${runId}/shards/kept.fsh`, encodeFeatureShard({ header: header(kept.keys, kept.labels, dim), vectors: kept.vectors }));
+    // The failed child's shard and batch record, written before its Task timed out.
+    await put(client, `work/${runId}/shards/late.fsh`, encodeFeatureShard({ header: header(late.keys, late.labels, dim), vectors: late.vectors }));
+    await put(client, `work/${runId}/batches/late.json`, JSON.stringify({ items: late.keys }));
+    const event = await writeMapRun(
+      client,
+      runId,
+      [childRecord('SUCCEEDED', kept.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/kept.fsh`, header(kept.keys, kept.labels, dim))) })],
+      [childRecord('FAILED', late.keys, runId, { Error: 'States.Timeout', Cause: '' })],
+    );
+    const result = await aggregateRun(event, { s3: client, settings });
+    expect(result).toMatchObject({ rows: 16, counts: { processed: 16, failed: 4, failedBatches: 1 } });
+    const report = JSON.parse(await getText(client, result.outputs.report));
+    expect(report.accounting).toMatchObject({ complete: true, listed: 20, accounted: 20 });
+    expect(await getText(client, `work/${runId}/aggregate/groups/00000.json`)).not.toContain('late.fsh');
+  });
+
   it('classifies every non-Training row against the Training rows with k-NN: predictions.csv, accuracy, confusion, Parquet, report.html', async () => {
     const runId = 'run-classify';
     const dim = 12;

@@ -9,6 +9,7 @@
  *   npm run bench:aggregate-scale                          # 100,000 and 1,000,000 rows
  *   npx tsx bench/aggregate-scale.ts --rows 100000 --sample 3
  *   npx tsx bench/aggregate-scale.ts --rows 1000000 --sample 3 --no-publish   # classify only the sampled groups
+ *   npx tsx bench/aggregate-scale.ts --rows 100000,300000 --through moments     # the plan and moments alone
  *
  * The plan, fit and publish run once per run (merges); moments and project run for every group
  * (the fit and publish need them all), classify for `--sample` groups spread over the run (each
@@ -125,7 +126,14 @@ async function lanes<T, R>(items: readonly T[], count: number, work: (item: T) =
   return results;
 }
 
-async function scale(rows: number, dim: number, sample: number, publish: boolean, env: NodeJS.ProcessEnv, s3: S3Client) {
+/** What a run of the bench does: `through` stops after that stage (`--through plan` times the plan alone). */
+interface ScaleOptions {
+  readonly sample: number;
+  readonly publish: boolean;
+  readonly through?: string;
+}
+
+async function scale(rows: number, dim: number, { sample, publish, through }: ScaleOptions, env: NodeJS.ProcessEnv, s3: S3Client) {
   const runId = `scale-${rows}`;
   const generated = performance.now();
   const run = await writeRun(s3, runId, rows, dim);
@@ -138,8 +146,10 @@ async function scale(rows: number, dim: number, sample: number, publish: boolean
   const plan = await invoke({ stage: 'plan', run: settings }, env);
   record('plan', plan);
   const groupCount = (plan.result as { groups: number }).groups;
+  if (through === 'plan') return { rows, groups: groupCount, figures };
   const indices = Array.from({ length: groupCount }, (_, g) => g);
   for (const figure of await lanes(indices, 2, (group) => invoke({ stage: 'moments', run: required, group }, env))) record('moments', figure);
+  if (through === 'moments') return { rows, groups: groupCount, figures };
   const fit = await invoke({ stage: 'fit', run: required, groups: groupCount }, env);
   record('fit', fit);
   for (const figure of await lanes(indices, 2, (group) => invoke({ stage: 'project', run: required, group }, env))) record('project', figure);
@@ -164,13 +174,14 @@ async function main(): Promise<void> {
   const dim = Number(argValue(argv, 'dim') ?? 1376);
   const sample = Number(argValue(argv, 'sample') ?? 3);
   const publish = !argv.includes('--no-publish');
+  const through = argValue(argv, 'through');
   const dir = mkdtempSync(join(tmpdir(), 'aggregate-scale-'));
   const server = await startLocalS3Server({ buckets: [BUCKET], directory: dir });
   const env = { ...process.env, ...server.env, GROUP_SHARDS: String(DEFAULT_GROUP_SHARDS) };
   console.log(`machine ${JSON.stringify(machine())}, load ${load()}, dim ${dim}, ${DEFAULT_GROUP_SHARDS} shards of ${SHARD_ROWS} rows per group`);
   const results: Awaited<ReturnType<typeof scale>>[] = [];
   try {
-    for (const rows of rowsList) results.push(await scale(rows, dim, sample, publish, env, server.client));
+    for (const rows of rowsList) results.push(await scale(rows, dim, { sample, publish, through }, env, server.client));
   } finally {
     await server.close();
     rmSync(dir, { recursive: true, force: true });

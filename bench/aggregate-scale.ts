@@ -186,7 +186,7 @@ async function main(): Promise<void> {
     await server.close();
     rmSync(dir, { recursive: true, force: true });
   }
-  const stages = ['plan', 'moments', 'fit', 'project', 'fit-classifier', 'classify', 'publish'];
+  const stages = ['plan', 'moments', 'fit', 'project', 'fit-classifier', 'classify', 'publish'].filter((stage) => results.some((r) => r.figures[stage]));
   printTable({
     title: `Aggregate stages by run size (npx tsx bench/aggregate-scale.ts --rows ${rowsList.join(',')} --dim ${dim} --sample ${sample})`,
     headers: ['stage', ...results.flatMap((r) => [`${r.rows} rows: slowest s`, 'peak RSS MB', 'CPU s (all timed)'])],

@@ -1,14 +1,15 @@
 /**
  * The aggregate's stages at scale: does any invocation's time or memory grow with the number of
  * images? Synthetic shards in the real shard format (250 rows of `--dim` float32 values, a class
- * structure, three Training rows to one Test row), a ResultWriter manifest and records as Step
- * Functions writes them, in a local S3 server on loopback; then each stage's invocations as the
- * state machine makes them, each in a process of its own, so its peak RSS is its own (as a Lambda
- * invocation's memory is):
+ * structure, three Training rows to one Test row) with their batch records, a ResultWriter manifest
+ * and its COMPACT file of the children's summaries as Step Functions writes them, in a local S3
+ * server on loopback; then each stage's invocations as the state machine makes them, each in a
+ * process of its own, so its peak RSS is its own (as a Lambda invocation's memory is):
  *
  *   npm run bench:aggregate-scale                          # 100,000 and 1,000,000 rows
  *   npx tsx bench/aggregate-scale.ts --rows 100000 --sample 3
  *   npx tsx bench/aggregate-scale.ts --rows 1000000 --sample 3 --no-publish   # classify only the sampled groups
+ *   npx tsx bench/aggregate-scale.ts --rows 100000,300000 --through moments     # the plan and moments alone
  *
  * The plan, fit and publish run once per run (merges); moments and project run for every group
  * (the fit and publish need them all), classify for `--sample` groups spread over the run (each
@@ -24,6 +25,8 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { encodeFeatureShard } from '../lambdas/bookkeeping/feature-shard';
 import { seededRandom } from '../lambdas/common/seeded-random';
 import { DEFAULT_GROUP_SHARDS } from '../lambdas/contracts/handler-env';
+import { batchRecordKeyOfShard } from '../lambdas/contracts/bucket-layout';
+import type { BatchRecord } from '../lambdas/contracts/events';
 import { startLocalS3Server } from '../local/emulator/s3/s3-server';
 import { argValue, fixed, load, machine, printTable } from './bench-support';
 
@@ -85,14 +88,10 @@ async function writeRun(s3: S3Client, runId: string, rows: number, dim: number) 
     const shard = `work/${runId}/shards/${String(s).padStart(7, '0')}.fsh`;
     const header = { featurizer: 'synthetic@1', dim, keys, labels, failed: [], skipped: [] };
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: shard, Body: encodeFeatureShard({ header, vectors }) }));
-    records.push({
-      ExecutionArn: `arn:aws:states:us-east-1:123456789012:execution:Pipeline/FeaturizeImages:${s}`,
-      Input: JSON.stringify({ Items: keys.map((Key) => ({ Key })), BatchInput: { bucket: BUCKET } }),
-      InputDetails: { Included: true },
-      Name: String(s),
-      Status: 'SUCCEEDED',
-      Output: JSON.stringify({ shard, count, failed: [], failedCount: 0, skipped: [], skippedCount: 0, truncated: false }),
-    });
+    const record: BatchRecord = { items: keys };
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: batchRecordKeyOfShard(`work/${runId}/`, shard), Body: JSON.stringify(record) }));
+    // Transformation COMPACT: a succeeded child's output alone.
+    records.push({ shard, count, failed: [], failedCount: 0, skipped: [], skippedCount: 0, truncated: false });
   }
   const root = `work/${runId}/map-results/scale/`;
   await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${root}SUCCEEDED_0.json`, Body: JSON.stringify(records) }));
@@ -127,7 +126,14 @@ async function lanes<T, R>(items: readonly T[], count: number, work: (item: T) =
   return results;
 }
 
-async function scale(rows: number, dim: number, sample: number, publish: boolean, env: NodeJS.ProcessEnv, s3: S3Client) {
+/** What a run of the bench does: `through` stops after that stage (`--through plan` times the plan alone). */
+interface ScaleOptions {
+  readonly sample: number;
+  readonly publish: boolean;
+  readonly through?: string;
+}
+
+async function scale(rows: number, dim: number, { sample, publish, through }: ScaleOptions, env: NodeJS.ProcessEnv, s3: S3Client) {
   const runId = `scale-${rows}`;
   const generated = performance.now();
   const run = await writeRun(s3, runId, rows, dim);
@@ -140,8 +146,10 @@ async function scale(rows: number, dim: number, sample: number, publish: boolean
   const plan = await invoke({ stage: 'plan', run: settings }, env);
   record('plan', plan);
   const groupCount = (plan.result as { groups: number }).groups;
+  if (through === 'plan') return { rows, groups: groupCount, figures };
   const indices = Array.from({ length: groupCount }, (_, g) => g);
   for (const figure of await lanes(indices, 2, (group) => invoke({ stage: 'moments', run: required, group }, env))) record('moments', figure);
+  if (through === 'moments') return { rows, groups: groupCount, figures };
   const fit = await invoke({ stage: 'fit', run: required, groups: groupCount }, env);
   record('fit', fit);
   for (const figure of await lanes(indices, 2, (group) => invoke({ stage: 'project', run: required, group }, env))) record('project', figure);
@@ -166,18 +174,19 @@ async function main(): Promise<void> {
   const dim = Number(argValue(argv, 'dim') ?? 1376);
   const sample = Number(argValue(argv, 'sample') ?? 3);
   const publish = !argv.includes('--no-publish');
+  const through = argValue(argv, 'through');
   const dir = mkdtempSync(join(tmpdir(), 'aggregate-scale-'));
   const server = await startLocalS3Server({ buckets: [BUCKET], directory: dir });
   const env = { ...process.env, ...server.env, GROUP_SHARDS: String(DEFAULT_GROUP_SHARDS) };
   console.log(`machine ${JSON.stringify(machine())}, load ${load()}, dim ${dim}, ${DEFAULT_GROUP_SHARDS} shards of ${SHARD_ROWS} rows per group`);
   const results: Awaited<ReturnType<typeof scale>>[] = [];
   try {
-    for (const rows of rowsList) results.push(await scale(rows, dim, sample, publish, env, server.client));
+    for (const rows of rowsList) results.push(await scale(rows, dim, { sample, publish, through }, env, server.client));
   } finally {
     await server.close();
     rmSync(dir, { recursive: true, force: true });
   }
-  const stages = ['plan', 'moments', 'fit', 'project', 'fit-classifier', 'classify', 'publish'];
+  const stages = ['plan', 'moments', 'fit', 'project', 'fit-classifier', 'classify', 'publish'].filter((stage) => results.some((r) => r.figures[stage]));
   printTable({
     title: `Aggregate stages by run size (npx tsx bench/aggregate-scale.ts --rows ${rowsList.join(',')} --dim ${dim} --sample ${sample})`,
     headers: ['stage', ...results.flatMap((r) => [`${r.rows} rows: slowest s`, 'peak RSS MB', 'CPU s (all timed)'])],

@@ -3,9 +3,10 @@
  * the keys and the shapes (zod-checked when read, as every boundary is).
  *
  *   plan.json              the plan: featurizer, group count, the report and accounting of the
- *                          batches that left no shard, the keys handed out twice
+ *                          batches that left no shard
  *   groups.json            `[{ "group": 0 }, ...]`: the ItemReader input of the group maps
- *   groups/<g>.json        the batches of group g: shard key, summary, the keys it was handed
+ *   groups/<g>.json        the batches of group g: shard key and summary (the keys each batch
+ *                          was handed are in its batch record, `work/<runId>/batches/`)
  *   moments/<g>.bin        group g's count, mean and scatter (float64)
  *   moments/<g>.json       group g's report part, accounting part, excluded rows, class counts
  *   pca-fit.json           the fitted (or saved) model the project and classify stages apply
@@ -24,7 +25,7 @@ import { z } from 'zod';
 import { FeaturizeBatchSummarySchema } from '../contracts/events';
 import { RESULT_FILES, WORK_FOLDERS } from '../contracts/bucket-layout';
 import type { RunReportPart } from '../outputs/run-report';
-import type { InputAccountingReport, KeySample } from '../bookkeeping';
+import type { InputAccountingReport } from '../bookkeeping';
 import type { ClassificationTallyPart } from '../analysis';
 import type { ScatterPoint } from '../outputs/plots';
 
@@ -68,13 +69,10 @@ export function referencesPartKey(outputPrefix: string, g: number): string {
   return `${outputPrefix.endsWith('/') ? outputPrefix : `${outputPrefix}/`}${referencesPartFile(g)}`;
 }
 
-/** One batch of a group: its shard, its summary and the keys the map handed it. */
+/** One batch of a group: its shard and its summary (its batch record is named by the shard's hash). */
 export const GroupBatchSchema = z.object({
   shard: z.string().min(1),
   summary: FeaturizeBatchSummarySchema,
-  inputKeys: z.array(z.string()).optional(),
-  /** Keys of this batch also handed to an earlier batch: kept there, skipped here. */
-  repeatedKeys: z.array(z.string()).optional(),
 });
 export type GroupBatch = z.infer<typeof GroupBatchSchema>;
 
@@ -97,10 +95,9 @@ export const PlanSchema = z.object({
   dim: z.number().int().nonnegative(),
   report: ReportPartSchema,
   accounting: AccountingPartSchema,
-  listedTwice: z.object({ count: z.number().int(), keys: z.array(z.string()) }),
   timingsMs: z.record(z.string(), z.number()),
 });
-export type Plan = z.infer<typeof PlanSchema> & { listedTwice: KeySample };
+export type Plan = z.infer<typeof PlanSchema>;
 
 /** A shard's rows that the later stages leave out (duplicates, non-finite values, another featurizer). */
 export const ExcludedRowsSchema = z.object({ shard: z.string(), rows: z.array(z.number().int().nonnegative()) });

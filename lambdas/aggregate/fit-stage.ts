@@ -76,7 +76,7 @@ export async function fitRun(run: RunSettings, groups: number, deps: AggregateRu
   const report = new RunReportBuilder();
   report.absorb(plan.report);
   tallies.forEach((tally) => report.absorb(tally.report));
-  const accounting = mergeAccountingReports([plan.accounting, ...tallies.map((tally) => tally.accounting)], plan.listedTwice);
+  const accounting = mergeAccountingReports([plan.accounting, ...tallies.map((tally) => tally.accounting)]);
   const saved = plan.pcaModel ? await readProjectionModel(s3, run.bucket, plan.pcaModel, run.outputPrefix) : undefined;
   const failWith = (error: Error) => writeFailureReport(run, plan, { error, report, accounting, saved, timings }, deps);
   if (!accounting.complete) {

@@ -1,22 +1,25 @@
 /**
  * One group of shards, first pass (a child of the `ComputeMoments` map): check every shard, prove
- * the group's batches accounted for every key they were handed, and (in a fitting run) compute
- * the group's count, mean and scatter in float64, which the fit merges (Chan et al.).
+ * the group's batches accounted for every key they were handed (their batch records), and (in a
+ * fitting run) compute the group's count, mean and scatter in float64, which the fit merges (Chan
+ * et al.).
  *
  * A row is left out of the features, with its reason in the report, when its key was already
- * featurized (in this group, or handed to an earlier batch: see the plan), when its vector holds
- * NaN or infinities, or when its shard comes from another featurizer than the run's. A projecting
- * run fails at once on such a shard (`FeaturizerMismatchError`, report.json says why): the saved
- * model's components mean nothing for other features. Work and memory are bounded by the group.
+ * featurized in this group (a key handed out twice: the accounting fails the run), when its
+ * vector holds NaN or infinities, or when its shard comes from another featurizer than the run's.
+ * A projecting run fails at once on such a shard (`FeaturizerMismatchError`, report.json says
+ * why): the saved model's components mean nothing for other features. Work and memory are
+ * bounded by the group.
  */
 import { FeaturizerMismatchError } from '../analysis/pca-model';
 import { splitOfKey } from '../analysis/knn';
 import { NativeScatterAccumulator } from '../analysis/native-kernels';
 import { InputAccounting } from '../bookkeeping/input-accounting';
+import { batchRecordKeyOfShard } from '../contracts/bucket-layout';
 import type { FeatureShard, ShardHeader } from '../bookkeeping/feature-shard';
 import { RunReportBuilder } from '../outputs/run-report';
-import type { RunSettings } from '../contracts/events';
-import { putObject, readText } from '../aws/s3-client';
+import { BatchRecordSchema, type RunSettings } from '../contracts/events';
+import { MissingObjectError, putObject, readText } from '../aws/s3-client';
 import { AggregateRunDeps, allFinite, outputKeys, readShards, reportUnreadableShard, runFields, stopwatch } from './aggregate-shared';
 import { aggregateWorkKeys, encodeMoments, GroupBatch, GroupFileSchema, MomentsTally, Plan, PlanSchema } from './aggregate-work';
 
@@ -53,7 +56,15 @@ export async function momentsOfGroup(run: RunSettings, group: number, deps: Aggr
   const accumulator =
     projecting || plan.dim === 0 ? undefined : new NativeScatterAccumulator(plan.dim, { precision: 'float64', blockRows: settings.blockRows });
   const byShard = new Map(batches.map((batch) => [batch.shard, batch]));
-  for (const batch of batches) if (batch.inputKeys) accounting.list(batch.inputKeys);
+  const handed = await readBatchRecords(run, batches, deps);
+  for (const keys of handed.values()) accounting.list(keys);
+  const unrecorded = batches.filter((batch) => !handed.has(batch.shard)).map((batch) => batch.shard);
+  if (unrecorded.length > 0) {
+    const named = unrecorded.slice(0, 3).join(', ') + (unrecorded.length > 3 ? ', ...' : '');
+    accounting.cannotProve(
+      `no readable batch record for ${unrecorded.length} of the group's shards (${named}): the keys their batches were handed are not known`,
+    );
+  }
 
   const usable: MomentsTally['usable'] = [];
   const seenKeys = new Set<string>();
@@ -67,7 +78,7 @@ export async function momentsOfGroup(run: RunSettings, group: number, deps: Aggr
   )) {
     const batch = byShard.get(read.key)!;
     if ('problem' in read) {
-      reportUnreadableShard(report, read.key, batch, read.problem);
+      reportUnreadableShard(report, read.key, { summary: batch.summary, inputKeys: handed.get(read.key) }, read.problem);
       continue;
     }
     const { header } = read.shard;
@@ -80,7 +91,7 @@ export async function momentsOfGroup(run: RunSettings, group: number, deps: Aggr
     if (header.keys.length !== batch.summary.count) {
       report.warn(`shard ${read.key} holds ${header.keys.length} images but its batch summary says ${batch.summary.count}`);
     }
-    const sorted = sortShardRows(read.shard, batch, plan.dim, seenKeys, report);
+    const sorted = sortShardRows(read.shard, plan.dim, seenKeys, report);
     rows += sorted.keptRows;
     references += sorted.references;
     await accumulator?.addRows(sorted.kept, sorted.keptRows);
@@ -144,17 +155,45 @@ function reportOtherFeaturizer(plan: Plan, shard: string, header: ShardHeader, r
 }
 
 /**
- * A shard's rows, kept or left out: a key already featurized (in this group, in `seenKeys`, or
- * handed to an earlier batch) is skipped as a duplicate, a vector with NaN or infinities fails.
+ * The keys each batch of the group was handed, by shard, from the batch records its featurize
+ * child wrote beside the shard; a record missing or not a batch record is left out (the group
+ * cannot prove that batch).
  */
-function sortShardRows({ header, vectors }: FeatureShard, batch: GroupBatch, dim: number, seenKeys: Set<string>, report: RunReportBuilder): ShardRows {
-  const handedEarlier = new Set(batch.repeatedKeys ?? []);
+async function readBatchRecords(run: RunSettings, batches: readonly GroupBatch[], { s3 }: AggregateRunDeps): Promise<Map<string, string[]>> {
+  const records = await Promise.all(
+    batches.map(async (batch): Promise<[string, string[] | undefined]> => {
+      let text: string;
+      try {
+        text = await readText(s3, run.bucket, batchRecordKeyOfShard(run.workPrefix, batch.shard));
+      } catch (error) {
+        if (error instanceof MissingObjectError) return [batch.shard, undefined];
+        throw error;
+      }
+      return [batch.shard, BatchRecordSchema.safeParse(parseJsonOrUndefined(text)).data?.items];
+    }),
+  );
+  return new Map(records.filter((entry): entry is [string, string[]] => entry[1] !== undefined));
+}
+
+function parseJsonOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A shard's rows, kept or left out: a key already featurized in this group (in `seenKeys`) is
+ * skipped as a duplicate, a vector with NaN or infinities fails.
+ */
+function sortShardRows({ header, vectors }: FeatureShard, dim: number, seenKeys: Set<string>, report: RunReportBuilder): ShardRows {
   const excluded: number[] = [];
   const kept = new Float32Array(vectors.length);
   let keptRows = 0;
   let references = 0;
   header.keys.forEach((key, row) => {
-    if (seenKeys.has(key) || handedEarlier.has(key)) {
+    if (seenKeys.has(key)) {
       excluded.push(row);
       report.addSkippedItem(key, 'duplicate: the same key was featurized in another batch, kept once');
     } else if (!allFinite(vectors, row * dim, dim)) {

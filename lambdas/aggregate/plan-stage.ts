@@ -2,21 +2,22 @@
  * The aggregate's first stage: what the featurize map produced, as groups of shards for the
  * stages that fan out.
  *
- * It reads the ResultWriter manifest and records (one per batch), and writes:
+ * It reads the ResultWriter manifest and files (Transformation COMPACT: a succeeded child's
+ * output, its summary of ~150 bytes; a failed or pending child's full record with its input), and
+ * writes:
  * - `groups/<g>.json`: consecutive shards in key order (the same groups, so the same bytes, for the
- *   same map run whatever order the ResultWriter listed its children in), each with its summary
- *   and the keys the map handed its batch, so each group can prove its own batches' accounting;
+ *   same map run whatever order the ResultWriter listed its children in), each with its summary;
+ *   the keys each batch was handed are in its batch record, which the group reads and proves;
  * - `groups.json`, the list `[{ "group": g }]` that the group maps read (ItemReader);
- * - `plan.json`: the run's featurizer (the first readable shard's, or the saved model's), the
- *   report and accounting of the batches that left no shard (failed children, summaries only),
- *   and the keys handed out to more than one batch (only a reader of every batch sees those).
+ * - `plan.json`: the run's featurizer (the first readable shard's, or the saved model's), and the
+ *   report and accounting of the batches that left no shard (failed children, with their keys).
  *
- * Its work is a pass over the batch records (~200 bytes of JSON per image) and a set of the keys
- * handed out; nothing per image is computed here. A projecting run's saved model is read and
- * checked here, before any shard.
+ * Its work is a pass over one summary per batch and the failed children's inputs: nothing per
+ * image of a batch that succeeded. A projecting run's saved model is read and checked here,
+ * before any shard.
  */
 import { BatchOutcome, readMapRunResults } from '../bookkeeping/map-results';
-import { InputAccounting, repeatedKeys } from '../bookkeeping/input-accounting';
+import { InputAccounting } from '../bookkeeping/input-accounting';
 import { decodeFeatureShard } from '../bookkeeping/feature-shard';
 import { PcaModelError } from '../analysis/pca-model';
 import { RunReportBuilder } from '../outputs/run-report';
@@ -31,12 +32,6 @@ export interface PlanResult {
   groups: number;
   /** `groups.json`, the group maps' ItemReader input. */
   groupsKey: string;
-}
-
-/** A batch that left a shard: its summary and, when its result record includes them, the keys the map handed it. */
-interface ShardBatch {
-  summary: FeaturizeBatchSummary;
-  inputKeys?: string[];
 }
 
 /** The featurizer the run's rows come from, and the saved model's run when the run projects with one. */
@@ -60,12 +55,11 @@ export async function planAggregate(event: AggregateEvent, deps: AggregateRunDep
 
   const { manifest, outcomes } = await readResultWriterOutput(event, deps);
   const mapRunArn = event.mapResult.MapRunArn ?? manifest.MapRunArn;
-  const { shardBatches, handedOut } = sortedBatches(outcomes, report, accounting);
+  const shardBatches = sortedBatches(outcomes, report, accounting);
   const problems = report.problemKeys();
   accounting.account(problems.keys);
   if (!problems.complete) accounting.cannotProve('some failed or skipped images are known only by count (capped batch summaries without a readable shard)');
   if (manifest.ResultFiles.PENDING?.length) accounting.cannotProve('the map run ended with child executions still pending');
-  const listedTwice = repeatedKeys(handedOut.flat());
   const shardKeys = [...shardBatches.keys()].sort();
   const groups = groupsOfShards(shardKeys, shardBatches, deps.settings.groupShards ?? DEFAULT_GROUP_SHARDS);
   const { featurizer, dim, modelRunId } = event.pcaModel
@@ -83,7 +77,6 @@ export async function planAggregate(event: AggregateEvent, deps: AggregateRunDep
     dim,
     report: report.part(),
     accounting: accounting.report(),
-    listedTwice,
     timingsMs: { plan: clock.total() },
   };
   await putObject(s3, bucket, work.plan, JSON.stringify(plan), 'application/json');
@@ -91,7 +84,7 @@ export async function planAggregate(event: AggregateEvent, deps: AggregateRunDep
   return { groups: groups.length, groupsKey: work.groups };
 }
 
-/** The ResultWriter manifest and the batch records it lists. */
+/** The ResultWriter manifest and the batch outcomes its files list. */
 async function readResultWriterOutput(event: AggregateEvent, { s3 }: AggregateRunDeps): Promise<Awaited<ReturnType<typeof readMapRunResults>>> {
   const details = event.mapResult.ResultWriterDetails;
   let manifestText: string;
@@ -105,53 +98,43 @@ async function readResultWriterOutput(event: AggregateEvent, { s3 }: AggregateRu
 }
 
 /**
- * Batches with a shard go to the groups (by shard); the others are reported and accounted here.
- * The keys handed to each batch, counted once per shard, are for finding keys handed out twice.
+ * Batches with a shard go to the groups (by shard), whose children list and account their keys
+ * from the batch records; the others are reported and accounted here: a failed child by the
+ * input of its record, a succeeded one without a shard by its summary, which then lists its
+ * whole batch (no image featurized, no list cut).
  */
-function sortedBatches(
-  outcomes: readonly BatchOutcome[],
-  report: RunReportBuilder,
-  accounting: InputAccounting,
-): { shardBatches: Map<string, ShardBatch>; handedOut: string[][] } {
-  const shardBatches = new Map<string, ShardBatch>();
-  const handedOut: string[][] = [];
+function sortedBatches(outcomes: readonly BatchOutcome[], report: RunReportBuilder, accounting: InputAccounting): Map<string, FeaturizeBatchSummary> {
+  const shardBatches = new Map<string, FeaturizeBatchSummary>();
   for (const outcome of outcomes) {
-    const sameShardAgain = outcome.kind === 'succeeded' && outcome.summary.shard !== null && shardBatches.has(outcome.summary.shard);
-    if (!sameShardAgain) {
-      if (outcome.inputKeys) handedOut.push(outcome.inputKeys);
-      else accounting.cannotProve(`a ${outcome.kind} batch's result record does not include its input (${outcome.executionArn ?? 'execution unknown'})`);
-    }
     if (outcome.kind === 'failed') {
       if (outcome.inputKeys) accounting.list(outcome.inputKeys);
+      else
+        accounting.cannotProve(
+          `a ${outcome.status.toLowerCase()} batch's result record does not include its input (${outcome.executionArn ?? 'execution unknown'})`,
+        );
       report.addFailedBatch(outcome);
     } else if (outcome.summary.shard === null) {
-      if (outcome.inputKeys) accounting.list(outcome.inputKeys);
-      report.addSummary(outcome.summary);
-    } else if (sameShardAgain) {
+      const { summary } = outcome;
+      if (summary.count === 0 && !summary.truncated) accounting.list([...summary.failed, ...summary.skipped].map((problem) => problem.key));
+      else
+        accounting.cannotProve(`a batch without a shard featurized ${summary.count} images or cut its lists (${outcome.executionArn ?? 'execution unknown'})`);
+      report.addSummary(summary);
+    } else if (shardBatches.has(outcome.summary.shard)) {
       // The same batch twice (a redrive re-wrote the same content-named shard): count it once.
       report.warn(`shard ${outcome.summary.shard} is listed by more than one child execution; counted once`);
     } else {
-      shardBatches.set(outcome.summary.shard, { summary: outcome.summary, inputKeys: outcome.inputKeys });
+      shardBatches.set(outcome.summary.shard, outcome.summary);
     }
   }
-  return { shardBatches, handedOut };
+  return shardBatches;
 }
 
-/** Groups of `groupShards` consecutive shards in key order; a key handed to an earlier batch is kept there. */
-function groupsOfShards(shardKeys: readonly string[], shardBatches: ReadonlyMap<string, ShardBatch>, groupShards: number): GroupBatch[][] {
-  const seen = new Set<string>();
+/** Groups of `groupShards` consecutive shards in key order. */
+function groupsOfShards(shardKeys: readonly string[], shardBatches: ReadonlyMap<string, FeaturizeBatchSummary>, groupShards: number): GroupBatch[][] {
   const groups: GroupBatch[][] = [];
   for (const [index, shard] of shardKeys.entries()) {
-    const batch = shardBatches.get(shard)!;
-    const repeated = batch.inputKeys?.filter((key) => seen.has(key)) ?? [];
-    batch.inputKeys?.forEach((key) => seen.add(key));
     if (index % groupShards === 0) groups.push([]);
-    groups[groups.length - 1].push({
-      shard,
-      summary: batch.summary,
-      ...(batch.inputKeys ? { inputKeys: batch.inputKeys } : {}),
-      ...(repeated.length ? { repeatedKeys: repeated } : {}),
-    });
+    groups[groups.length - 1].push({ shard, summary: shardBatches.get(shard)! });
   }
   return groups;
 }

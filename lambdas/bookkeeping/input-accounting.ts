@@ -1,6 +1,7 @@
 /**
  * The proof that a run accounted for every input. Each key the Distributed Map handed to a child
- * execution (the batch inputs in its ResultWriter records) must come out exactly once: as a row of
+ * execution (a failed child's input in its ResultWriter record, a succeeded child's in its batch
+ * record) must come out exactly once: as a row of
  * features.csv, a failed image with its reason, or a skipped object. A key listed twice, listed
  * and never accounted for, or accounted for more often than listed makes the run incomplete, and
  * an incomplete run does not succeed.
@@ -94,16 +95,18 @@ export class InputAccounting {
 /**
  * The accounting of a whole run from the reports of its parts (the plan's batches without a
  * shard, and each group's batches), each of which listed and accounted for its own batches'
- * keys. A key handed out to two batches is only seen as such by whoever saw both: the plan, which
- * reads every batch's input, reports it; the parts' own `listedTwice` are left out here.
+ * keys. The parts' keys are disjoint, so their counts add up: each key was listed once by the
+ * S3 listing and handed to one batch (docs/DESIGN.md, Accounting); a key handed out twice within
+ * a part is that part's `listedTwice`.
  */
-export function mergeAccountingReports(parts: readonly InputAccountingReport[], listedTwice: KeySample): InputAccountingReport {
+export function mergeAccountingReports(parts: readonly InputAccountingReport[]): InputAccountingReport {
   const merged = (pick: (report: InputAccountingReport) => KeySample): KeySample => {
     const keys = parts.flatMap((report) => pick(report).keys);
     return { count: parts.reduce((sum, report) => sum + pick(report).count, 0), keys: sample(keys).keys };
   };
   const unaccounted = merged((report) => report.unaccounted);
   const overcounted = merged((report) => report.overcounted);
+  const listedTwice = merged((report) => report.listedTwice);
   const problems = [...new Set(parts.flatMap((report) => report.problems))];
   return {
     complete: problems.length === 0 && unaccounted.count === 0 && overcounted.count === 0 && listedTwice.count === 0,
@@ -114,17 +117,6 @@ export function mergeAccountingReports(parts: readonly InputAccountingReport[], 
     listedTwice,
     problems,
   };
-}
-
-/** Keys met more than once in `keys`, as a report names them. */
-export function repeatedKeys(keys: Iterable<string>): KeySample {
-  const seen = new Set<string>();
-  const repeated = new Set<string>();
-  for (const key of keys) {
-    if (seen.has(key)) repeated.add(key);
-    else seen.add(key);
-  }
-  return sample([...repeated]);
 }
 
 /** One sentence for an error or a terminal line; the keys themselves are in the report. */

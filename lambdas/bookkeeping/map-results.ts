@@ -16,7 +16,8 @@
  *
  * The result is one `BatchOutcome` per child execution: a featurize summary to aggregate, or a
  * failed batch with its error and, when the input was included, the keys it held, so that no
- * image goes unaccounted for.
+ * image goes unaccounted for. A succeeded child's input is not read (COMPACT leaves it out; in a
+ * full record it is skipped): its keys are in its batch record (`BatchRecordSchema`).
  */
 import { z } from 'zod';
 import { FeaturizeBatchSummarySchema, type FeaturizeBatchSummary } from '../contracts/events';
@@ -49,9 +50,8 @@ const RESULT_STATUSES: readonly ResultStatus[] = ['SUCCEEDED', 'FAILED', 'PENDIN
 export interface SucceededBatch {
   kind: 'succeeded';
   executionArn?: string;
+  /** Its keys are not read from the record: they are in the batch record beside its shard. */
   summary: FeaturizeBatchSummary;
-  /** Keys of the batch's input, when the record includes it. */
-  inputKeys?: string[];
 }
 
 export interface FailedBatch {
@@ -117,14 +117,16 @@ export function toBatchOutcome(entry: unknown, fileStatus: ResultStatus): BatchO
   }
   const record = entry as Record<string, unknown>;
   const status = (typeof record.Status === 'string' ? record.Status : fileStatus) as ResultStatus;
-  const context = {
-    executionArn: typeof record.ExecutionArn === 'string' ? record.ExecutionArn : undefined,
-    inputKeys: batchInputKeys(record.Input),
-  };
+  const executionArn = typeof record.ExecutionArn === 'string' ? record.ExecutionArn : undefined;
+  // A succeeded batch's input is read only when its output cannot be: the keys of a batch that
+  // left a shard are in its batch record, and parsing every input would grow with the images.
+  const withInput = () => ({ executionArn, inputKeys: batchInputKeys(record.Input) });
   if (status === 'SUCCEEDED') {
-    if (!('Output' in record)) return failed('SUCCEEDED', context, 'OutputNotIncluded', 'the result record does not include the child output');
-    return fromOutput(typeof record.Output === 'string' ? parseJsonString(record.Output) : record.Output, context);
+    if (!('Output' in record)) return failed('SUCCEEDED', withInput(), 'OutputNotIncluded', 'the result record does not include the child output');
+    const outcome = fromOutput(typeof record.Output === 'string' ? parseJsonString(record.Output) : record.Output, { executionArn });
+    return outcome.kind === 'succeeded' ? outcome : { ...outcome, ...definedOnly(withInput()) };
   }
+  const context = withInput();
   const error = typeof record.Error === 'string' && record.Error !== '' ? record.Error : status === 'PENDING' ? 'States.Pending' : 'States.Unknown';
   const cause =
     typeof record.Cause === 'string' && record.Cause !== ''

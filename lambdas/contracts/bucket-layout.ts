@@ -96,6 +96,8 @@ export function invalidPcaModelKey(key: string): string | undefined {
 export const WORK_FOLDERS = {
   /** One feature shard per batch, `<hash>.fsh`. */
   shards: 'shards',
+  /** One batch record per batch, `<hash>.json`: the keys the map handed the batch (`BatchRecordSchema`). */
+  batches: 'batches',
   /** The Distributed Map's ResultWriter prefix: `<mapRunId>/manifest.json`, `SUCCEEDED_n.json`... */
   mapResults: 'map-results',
   /** What the aggregate's stages hand each other (plan, groups, moments, parts, tallies). */
@@ -137,6 +139,17 @@ export function resultKey(outputPrefix: string, file: ResultFile): string {
 /** `<workPrefix>/shards/<hash>.fsh` */
 export function shardKey(workPrefix: string, hash: string): string {
   return `${withSlash(workPrefix)}${WORK_FOLDERS.shards}/${hash}.fsh`;
+}
+
+/** `<workPrefix>/batches/<hash>.json`: the record of the batch whose shard is `shardKey(workPrefix, hash)`. */
+export function batchRecordKey(workPrefix: string, hash: string): string {
+  return `${withSlash(workPrefix)}${WORK_FOLDERS.batches}/${hash}.json`;
+}
+
+/** The batch record beside a shard: the same hash under `batches/` (`<hash>.fsh` gives `<hash>.json`). */
+export function batchRecordKeyOfShard(workPrefix: string, shard: string): string {
+  const name = shard.slice(shard.lastIndexOf('/') + 1);
+  return batchRecordKey(workPrefix, name.endsWith('.fsh') ? name.slice(0, -'.fsh'.length) : name);
 }
 
 const withSlash = (prefix: string) => (prefix.endsWith('/') ? prefix : `${prefix}/`);

@@ -48,6 +48,15 @@ export const FeaturizeBatchEventSchema = z.object({
 });
 export type FeaturizeBatchEvent = z.infer<typeof FeaturizeBatchEventSchema>;
 
+/**
+ * The batch record a featurize child writes beside its shard (`batchRecordKey`): the keys of its
+ * `Items`, in the order the map handed them. The ResultWriter keeps only the children's outputs
+ * (Transformation COMPACT), so this is where the group that reads the shard finds what the batch
+ * was handed, and proves each key came out once; a missing shard's keys are still known by it.
+ */
+export const BatchRecordSchema = z.object({ items: z.array(z.string().min(1)).min(1) });
+export type BatchRecord = z.infer<typeof BatchRecordSchema>;
+
 /** Per-image outcome that is not a feature vector. */
 export const ItemProblemSchema = z.object({ key: z.string(), reason: z.string() });
 export type ItemProblem = z.infer<typeof ItemProblemSchema>;
@@ -97,7 +106,7 @@ const GroupCountSchema = z.number().int().nonnegative();
 
 /**
  * The aggregate as stages of the state machine, each one invocation of the aggregate function:
- * `plan` (the ResultWriter records into groups of shards), `moments` and `project` and
+ * `plan` (the ResultWriter's summaries into groups of shards), `moments` and `project` and
  * `classify` (one child of a Distributed Map per group), `fit`, `fit-classifier` and `publish`
  * (merges whose input grows with the number of groups, not of images). Map children get the run's required settings;
  * anything else they need is in the plan the `plan` stage wrote.

@@ -1,12 +1,14 @@
 /**
  * One Distributed Map batch: read its images from S3, featurize them (and the altered copies of
- * the Training images field-copies.ts chooses, for the classifier), write one feature shard,
- * return a small summary. Bad images become per-item reasons; only transient storage trouble
- * throws (`TransientStorageError`), for the state machine to retry.
+ * the Training images field-copies.ts chooses, for the classifier), write one feature shard and
+ * the batch record (the keys it was handed), return a small summary. Bad images become per-item
+ * reasons; only transient storage trouble throws (`TransientStorageError`), for the state machine
+ * to retry.
  */
 import { createHash } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
 import {
+  BatchRecord,
   FeaturizeBatchEventSchema,
   FeaturizeBatchSummary,
   ItemProblem,
@@ -15,7 +17,7 @@ import {
   SUMMARY_LIST_LIMIT,
   TransientStorageError,
 } from '../contracts/events';
-import { shardKey } from '../contracts/bucket-layout';
+import { batchRecordKey, shardKey } from '../contracts/bucket-layout';
 import type { BatchMeasurements } from '../contracts/metrics';
 import { classifyKey, encodeFeatureShard, ShardHeader } from '../bookkeeping';
 import type { Featurizer } from '../model';
@@ -108,9 +110,14 @@ export async function featurizeBatch(rawEvent: unknown, deps: FeaturizeBatchDeps
       },
     },
   };
-  const shard = shardKey(workPrefix, batchHash(event.Items));
+  const hash = batchHash(event.Items);
+  const shard = shardKey(workPrefix, hash);
   const body = encodeFeatureShard({ header, vectors: concatFloat32(featurized.vectorChunks) });
-  await putObject(deps.s3, bucket, shard, body, 'application/octet-stream');
+  const record: BatchRecord = { items: event.Items.map((item) => item.Key) };
+  await Promise.all([
+    putObject(deps.s3, bucket, shard, body, 'application/octet-stream'),
+    putObject(deps.s3, bucket, batchRecordKey(workPrefix, hash), JSON.stringify(record), 'application/json'),
+  ]);
   deps.onMeasured?.({
     processed: keys.length,
     failed: failed.length,

@@ -259,9 +259,13 @@ export class FeaturePipeline extends Construct {
       mapExecutionType: sfn.StateMachineType.STANDARD,
       // The children's results can exceed the 256 KiB state payload limit
       // (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html), so they go to S3.
+      // COMPACT: a succeeded child's output alone (its summary), not its input (every key of the
+      // batch, which its batch record holds); a failed child's record stays whole, input included
+      // (https://docs.aws.amazon.com/step-functions/latest/dg/input-output-resultwriter.html).
       resultWriterV2: new ScopedResultWriterV2({
         bucketNamePath: '$.bucket',
         prefix: sfn.JsonPath.format(`{}${WORK_FOLDERS.mapResults}`, sfn.JsonPath.stringAt('$.workPrefix')),
+        writerConfig: new sfn.WriterConfig({ transformation: sfn.Transformation.COMPACT, outputType: sfn.OutputType.JSON }),
         policyStatements: [
           data.objectsStatement(['s3:PutObject', 's3:GetObject', 's3:ListMultipartUploadParts', 's3:AbortMultipartUpload'], BUCKET_LAYOUT.workRoot),
         ],

@@ -38,6 +38,11 @@ export interface ScopedResultWriterV2Props {
   readonly prefix: string;
   /** What the state machine role needs to write the results, scoped to their prefix. */
   readonly policyStatements: iam.PolicyStatement[];
+  /**
+   * How the results are written (Transformation, OutputType).
+   * @default none: full records (Transformation NONE) as a JSON array
+   */
+  readonly writerConfig?: sfn.WriterConfig;
 }
 
 /** ResultWriter (V2 form: `Bucket.$` from the input) granted only the given statements. */
@@ -45,7 +50,7 @@ export class ScopedResultWriterV2 extends sfn.ResultWriterV2 {
   private readonly policyStatements: iam.PolicyStatement[];
 
   constructor(props: ScopedResultWriterV2Props) {
-    super({ bucketNamePath: sfn.JsonPath.stringAt(props.bucketNamePath), prefix: props.prefix });
+    super({ bucketNamePath: sfn.JsonPath.stringAt(props.bucketNamePath), prefix: props.prefix, writerConfig: props.writerConfig });
     this.policyStatements = props.policyStatements;
   }
 

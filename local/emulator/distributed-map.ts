@@ -18,7 +18,8 @@
  *   exceeding them stops new children and fails the state with
  *   `States.ExceedToleratedFailureThreshold`, after the results were written.
  * - ResultWriter `arn:aws:states:::s3:putObject`: `<Prefix>/<mapRunId>/manifest.json` plus
- *   `SUCCEEDED_0.json` / `FAILED_0.json` (Transformation NONE records), and the state result
+ *   `SUCCEEDED_0.json` / `FAILED_0.json` as WriterConfig says (`resultFormat`: Transformation
+ *   NONE records, or COMPACT / FLATTEN outputs; OutputType JSON or JSONL), and the state result
  *   `{ MapRunArn, ResultWriterDetails: { Bucket, Key } }`. Without a ResultWriter the result is
  *   the array of child outputs, as in AWS.
  *
@@ -340,14 +341,12 @@ class MapRun {
   }
 
   private async writeResults(records: ChildExecutionRecord[], input: Json): Promise<Json> {
-    const writer = this.state.ResultWriter as { Resource?: string; Parameters?: Json; WriterConfig?: { Transformation?: string } } | undefined;
+    const writer = this.state.ResultWriter as { Resource?: string; Parameters?: Json; WriterConfig?: WriterConfig } | undefined;
     if (!writer) {
       // Without ResultWriter the outputs come back in item order, like an inline Map.
       return records.map((record) => (record.Output ? JSON.parse(record.Output) : null));
     }
-    if (writer.WriterConfig?.Transformation && writer.WriterConfig.Transformation !== 'NONE') {
-      throw namedError('States.Runtime', `${this.stateName}: the local runner writes Transformation NONE results only`);
-    }
+    const format = resultFormat(this.stateName, writer.WriterConfig);
     const params = (await evaluatePayloadTemplate(writer.Parameters ?? {}, input, this.deps.context)) as JsonObject;
     const bucket = params.Bucket as string;
     const prefix = typeof params.Prefix === 'string' && params.Prefix.length > 0 ? `${params.Prefix.replace(/\/+$/, '')}/` : '';
@@ -358,7 +357,7 @@ class MapRun {
         const ofStatus = records.filter((r) => r.Status === status);
         if (ofStatus.length === 0) continue;
         const key = `${root}${status}_0.json`;
-        const body = JSON.stringify(ofStatus);
+        const body = format(ofStatus);
         await this.put(bucket, key, body);
         resultFiles[status].push({ Key: key, Size: Buffer.byteLength(body) });
       }
@@ -373,6 +372,38 @@ class MapRun {
   private async put(bucket: string, key: string, body: string): Promise<void> {
     await this.deps.s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: 'application/json' }));
   }
+}
+
+interface WriterConfig {
+  Transformation?: string;
+  OutputType?: string;
+}
+
+/**
+ * How a ResultWriter's WriterConfig writes a file of child records: Transformation NONE keeps the
+ * records; COMPACT writes a succeeded child's output alone, and FLATTEN also spreads an output
+ * that is an array into its elements; a failed child stays a whole record under either, as with
+ * NONE. OutputType JSON writes one JSON array, JSONL one entry per line.
+ * https://docs.aws.amazon.com/step-functions/latest/dg/input-output-resultwriter.html
+ */
+export function resultFormat(stateName: string, config: WriterConfig | undefined): (records: readonly ChildExecutionRecord[]) => string {
+  const transformation = config?.Transformation ?? 'NONE';
+  const outputType = config?.OutputType ?? 'JSON';
+  if (!['NONE', 'COMPACT', 'FLATTEN'].includes(transformation) || !['JSON', 'JSONL'].includes(outputType)) {
+    throw namedError(
+      'States.Runtime',
+      `${stateName}: WriterConfig Transformation ${transformation} or OutputType ${outputType} is not one Step Functions knows`,
+    );
+  }
+  const entriesOf = (record: ChildExecutionRecord): Json[] => {
+    if (transformation === 'NONE' || record.Status !== 'SUCCEEDED') return [record as unknown as Json];
+    const output = JSON.parse(record.Output ?? 'null') as Json;
+    return transformation === 'FLATTEN' && Array.isArray(output) ? output : [output];
+  };
+  return (records) => {
+    const entries = records.flatMap(entriesOf);
+    return outputType === 'JSONL' ? entries.map((entry) => JSON.stringify(entry)).join('\n') : JSON.stringify(entries);
+  };
 }
 
 /** Tolerated failures, counted in items: AWS fails when either threshold is exceeded (default 0). */

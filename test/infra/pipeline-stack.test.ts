@@ -111,6 +111,8 @@ describe('state machine', () => {
       ResultWriter: {
         Resource: 'arn:aws:states:::s3:putObject',
         Parameters: { 'Bucket.$': '$.bucket', 'Prefix.$': "States.Format('{}map-results', $.workPrefix)" },
+        // The children's outputs alone (a failed child's whole record): not every key of every batch.
+        WriterConfig: { Transformation: 'COMPACT', OutputType: 'JSON' },
       },
       ResultSelector: { 'MapRunArn.$': '$.MapRunArn', 'ResultWriterDetails.$': '$.ResultWriterDetails' },
       ResultPath: '$.mapResult',

@@ -2,10 +2,11 @@
  * @jest-environment ./tools/jest-native-typed-arrays-environment.js
  */
 import { createHash } from 'node:crypto';
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { PCA } from 'ml-pca';
 import { aggregateRun, aggregateSettingsFrom, AggregateSettings, readAggregateEnv } from '../../../lambdas/aggregate/handler';
 import { MalformedEventError, TransientStorageError } from '../../../lambdas/contracts/events';
+import { batchRecordKeyOfShard } from '../../../lambdas/contracts/bucket-layout';
 import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../../../lambdas/bookkeeping/feature-shard';
 import { encodeKnnReferences, FeaturizerMismatchError, PcaModelError } from '../../../lambdas/analysis/pca-model';
 import { fitLdaClassifier, loadLdaClassifier } from '../../../lambdas/analysis/lda-classifier';
@@ -80,12 +81,24 @@ async function getBuffer(client: S3Client, key: string): Promise<ArrayBuffer> {
   return Uint8Array.from(await response.Body!.transformToByteArray()).buffer;
 }
 
-/** Writes a map run's ResultWriter output (manifest + SUCCEEDED_0/FAILED_0) and returns the event. */
-async function writeMapRun(client: S3Client, runId: string, succeeded: unknown[], failed: unknown[]) {
+/**
+ * Writes what a featurize map run leaves: each succeeded child's batch record (the keys of its
+ * input) beside its shard, and the ResultWriter output as the state machine asks for it
+ * (Transformation COMPACT: a succeeded child's output alone, a failed one's whole record), and
+ * returns the aggregate's event.
+ */
+async function writeMapRun(client: S3Client, runId: string, succeeded: Record<string, unknown>[], failed: unknown[]) {
   const root = `work/${runId}/map-results/0b5c6d7e-1111-2222-3333-444455556666/`;
   const files: Record<string, { Key: string; Size: number }[]> = { SUCCEEDED: [], FAILED: [], PENDING: [] };
+  const outputs: unknown[] = [];
+  for (const child of succeeded) {
+    const output = JSON.parse(child.Output as string) as { shard: string | null };
+    const items = (JSON.parse(child.Input as string) as { Items: { Key: string }[] }).Items.map((item) => item.Key);
+    if (output.shard) await put(client, batchRecordKeyOfShard(`work/${runId}/`, output.shard), JSON.stringify({ items }));
+    outputs.push(output);
+  }
   for (const [status, records] of [
-    ['SUCCEEDED', succeeded],
+    ['SUCCEEDED', outputs],
     ['FAILED', failed],
   ] as const) {
     if (records.length === 0) continue;
@@ -293,6 +306,55 @@ describe('aggregate handler against a local S3 server', () => {
     expect(report.error.message).toContain(lost);
     // Nothing is published for an unproven run.
     await expect(getText(client, `results/${runId}/features.csv`)).rejects.toThrow();
+  });
+
+  it('fails the run when a shard has no batch record: the keys its batch was handed are not known', async () => {
+    const runId = 'run-no-record';
+    const dim = 8;
+    const a = makeRows(12, dim, 23, runId);
+    const b = makeRows(12, dim, 24, runId);
+    await put(client, `work/${runId}/shards/a.fsh`, encodeFeatureShard({ header: header(a.keys, a.labels, dim), vectors: a.vectors }));
+    await put(client, `work/${runId}/shards/b.fsh`, encodeFeatureShard({ header: header(b.keys, b.labels, dim), vectors: b.vectors }));
+    const event = await writeMapRun(
+      client,
+      runId,
+      [
+        childRecord('SUCCEEDED', a.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/a.fsh`, header(a.keys, a.labels, dim))) }),
+        childRecord('SUCCEEDED', b.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/b.fsh`, header(b.keys, b.labels, dim))) }),
+      ],
+      [],
+    );
+    await client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: `work/${runId}/batches/b.json` }));
+    // The groups name shards and summaries only: no key of any batch passes through the plan.
+    await expect(aggregateRun(event, { s3: client, settings })).rejects.toThrow(IncompleteRunError);
+    expect(await getText(client, `work/${runId}/aggregate/groups/00000.json`)).not.toContain(a.keys[0]);
+    const report = JSON.parse(await getText(client, `results/${runId}/report.json`));
+    expect(report.accounting).toMatchObject({ complete: false, listed: 12, accounted: 24 });
+    expect(report.accounting.problems).toEqual([
+      `no readable batch record for 1 of the group's shards (work/${runId}/shards/b.fsh): the keys their batches were handed are not known`,
+    ]);
+  });
+
+  it('accounts a child that wrote its shard and record and then failed once, as failed: its shard is in no group', async () => {
+    const runId = 'run-failed-after-write';
+    const dim = 8;
+    const kept = makeRows(16, dim, 25, runId);
+    const late = makeRows(4, dim, 26, runId, 'late');
+    await put(client, `work/${runId}/shards/kept.fsh`, encodeFeatureShard({ header: header(kept.keys, kept.labels, dim), vectors: kept.vectors }));
+    // The failed child's shard and batch record, written before its Task timed out.
+    await put(client, `work/${runId}/shards/late.fsh`, encodeFeatureShard({ header: header(late.keys, late.labels, dim), vectors: late.vectors }));
+    await put(client, `work/${runId}/batches/late.json`, JSON.stringify({ items: late.keys }));
+    const event = await writeMapRun(
+      client,
+      runId,
+      [childRecord('SUCCEEDED', kept.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/kept.fsh`, header(kept.keys, kept.labels, dim))) })],
+      [childRecord('FAILED', late.keys, runId, { Error: 'States.Timeout', Cause: '' })],
+    );
+    const result = await aggregateRun(event, { s3: client, settings });
+    expect(result).toMatchObject({ rows: 16, counts: { processed: 16, failed: 4, failedBatches: 1 } });
+    const report = JSON.parse(await getText(client, result.outputs.report));
+    expect(report.accounting).toMatchObject({ complete: true, listed: 20, accounted: 20 });
+    expect(await getText(client, `work/${runId}/aggregate/groups/00000.json`)).not.toContain('late.fsh');
   });
 
   it('classifies every non-Training row against the Training rows with k-NN: predictions.csv, accuracy, confusion, Parquet, report.html', async () => {

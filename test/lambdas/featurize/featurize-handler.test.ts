@@ -2,6 +2,7 @@ import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-s
 import sharp from 'sharp';
 import { FeaturizeBatchEvent, MalformedEventError, RunSettings, SUMMARY_LIST_LIMIT, TransientStorageError } from '../../../lambdas/contracts/events';
 import { decodeFeatureShard } from '../../../lambdas/bookkeeping/feature-shard';
+import { batchRecordKeyOfShard } from '../../../lambdas/contracts/bucket-layout';
 import { createFeaturizer, Featurizer } from '../../../lambdas/model/featurizer';
 import { createS3Client } from '../../../lambdas/aws/s3-client';
 import { batchHash, featurizeBatch, FeaturizeBatchSettings, readFeaturizeEnv } from '../../../lambdas/featurize/handler';
@@ -119,6 +120,12 @@ describe('featurizeBatch against a local S3 server', () => {
     const rgb = Array.from(shard.vectors.subarray(apple * 768 + centre, apple * 768 + centre + 3));
     expect(rgb[0]).toBeGreaterThan(0.7);
     expect(rgb[1]).toBeLessThan(0.2);
+
+    // The batch record beside the shard: every key the batch was handed, in the order handed.
+    const recordKey = batchRecordKeyOfShard(run.workPrefix, summary.shard!);
+    expect(recordKey).toBe(summary.shard!.replace('/shards/', '/batches/').replace(/\.fsh$/, '.json'));
+    const record = await s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: recordKey }));
+    expect(JSON.parse(await record.Body!.transformToString())).toEqual({ items: Items.map((item) => item.Key) });
   });
 
   it('featurizes an altered copy of the chosen Training images after the images: in the shard, never counted', async () => {

@@ -179,6 +179,62 @@ describe('Distributed Map emulation', () => {
     expect(JSON.parse(failed[0].Cause as string)).toMatchObject({ errorType: 'BatchBroken', errorMessage: expect.stringContaining('small/k0.txt') });
   });
 
+  describe('ResultWriter WriterConfig, as Step Functions writes it', () => {
+    const withWriterConfig = (writerConfig: JsonObject) =>
+      definition({
+        ToleratedFailureCount: 3,
+        ResultWriter: {
+          Resource: 'arn:aws:states:::s3:putObject',
+          Parameters: { 'Bucket.$': '$.bucket', 'Prefix.$': "States.Format('{}map-results', $.work)" },
+          WriterConfig: writerConfig,
+        },
+      });
+    /** The result files of a run whose batch holding k0 fails. */
+    async function resultFiles(writerConfig: JsonObject, output: (keys: string[]) => Json): Promise<{ succeeded: string; failed: string }> {
+      const result = await run(withWriterConfig(writerConfig), async (payload) => {
+        const keys = (payload as unknown as Batch).Items.map((i) => i.Key as string);
+        if (keys.includes('small/k0.txt')) throw Object.assign(new Error('broken'), { name: 'BatchBroken' });
+        return output(keys);
+      });
+      expect(result.status).toBe('SUCCEEDED');
+      const details = ((result as { output: JsonObject }).output.mapResult as JsonObject).ResultWriterDetails as JsonObject;
+      const manifest = (await readJson(details.Key as string)) as { ResultFiles: Record<'SUCCEEDED' | 'FAILED', { Key: string }[]> };
+      const text = async (key: string) => (await s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }))).Body!.transformToString();
+      return { succeeded: await text(manifest.ResultFiles.SUCCEEDED[0].Key), failed: await text(manifest.ResultFiles.FAILED[0].Key) };
+    }
+
+    it('COMPACT writes a succeeded child output alone, a failed child whole with its input; JSON is one array', async () => {
+      const files = await resultFiles({ Transformation: 'COMPACT', OutputType: 'JSON' }, (keys) => ({ first: keys[0], n: keys.length }));
+      const outputs = JSON.parse(files.succeeded) as JsonObject[];
+      expect(outputs.map((o) => o.first).sort()).toEqual(['small/k3.txt', 'small/k6.txt', 'small/k9.txt']);
+      expect(outputs.every((o) => Object.keys(o).sort().join() === 'first,n')).toBe(true);
+      const failed = JSON.parse(files.failed) as JsonObject[];
+      expect(failed).toHaveLength(1);
+      expect(failed[0]).toMatchObject({ Status: 'FAILED', Error: 'BatchBroken', ExecutionArn: expect.any(String) });
+      expect(JSON.parse(failed[0].Input as string).Items.map((i: JsonObject) => i.Key)).toEqual(['small/k0.txt', 'small/k1.txt', 'small/k2.txt']);
+    });
+
+    it('FLATTEN spreads an array output into its elements; JSONL writes one entry a line', async () => {
+      const files = await resultFiles({ Transformation: 'FLATTEN', OutputType: 'JSONL' }, (keys) => keys);
+      const lines = files.succeeded.split('\n');
+      expect(lines.map((line) => JSON.parse(line)).sort()).toEqual([
+        'small/k3.txt',
+        'small/k4.txt',
+        'small/k5.txt',
+        'small/k6.txt',
+        'small/k7.txt',
+        'small/k8.txt',
+        'small/k9.txt',
+      ]);
+      expect(files.failed.split('\n').map((line) => JSON.parse(line).Status)).toEqual(['FAILED']);
+    });
+
+    it('NONE, the default, writes whole records', async () => {
+      const files = await resultFiles({ Transformation: 'NONE' }, (keys) => ({ n: keys.length }));
+      expect((JSON.parse(files.succeeded) as JsonObject[])[0]).toMatchObject({ Status: 'SUCCEEDED', Input: expect.any(String), Output: expect.any(String) });
+    });
+  });
+
   it('fails with States.ExceedToleratedFailureThreshold beyond the count or percentage', async () => {
     const overCount = await run(definition({ ToleratedFailureCount: 2 }), failOn(['small/k0.txt']));
     expect(overCount).toMatchObject({ status: 'FAILED', error: 'States.ExceedToleratedFailureThreshold' });

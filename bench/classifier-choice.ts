@@ -40,7 +40,7 @@ const MAX_COMPONENTS = 300;
 const DIMS = [100, 300] as const;
 
 /** Rows in one space: n x dim float32, row-major, and their class indices. */
-interface Points {
+export interface Points {
   readonly n: number;
   readonly dim: number;
   readonly x: Float32Array;
@@ -51,7 +51,7 @@ interface Points {
   readonly keys: readonly string[];
 }
 
-interface Scenario {
+export interface Scenario {
   readonly name: string;
   readonly classes: readonly string[];
   readonly references: Points;
@@ -60,14 +60,14 @@ interface Scenario {
   readonly field: Record<FieldCondition, Points>;
 }
 
-interface Predictions {
+export interface Predictions {
   readonly predicted: Int32Array;
   readonly confidence: Float64Array;
 }
 
 type Predictor = (queries: Points) => Promise<Predictions>;
 /** Fits on the references (plus `extra` rows when augmenting). */
-type Candidate = { readonly name: string; readonly augmented: boolean; readonly fit: (train: Points) => Promise<Predictor> };
+export type Candidate = { readonly name: string; readonly augmented: boolean; readonly fit: (train: Points) => Promise<Predictor> };
 
 // ---------- sets ----------
 
@@ -83,10 +83,11 @@ function scenarioOf(
   augmentation: FeatureSet,
   clean: FeatureSet,
   field: Record<FieldCondition, FeatureSet>,
+  components: number,
 ): Promise<Scenario> {
   const accumulator = new ScatterAccumulator(references.dim);
   accumulator.addRows(references.vectors, references.keys.length);
-  const fit = fitPca(accumulator.moments(), { components: MAX_COMPONENTS });
+  const fit = fitPca(accumulator.moments(), { components });
   const weights = new Float32Array(fit.dim * fit.k);
   for (let c = 0; c < fit.k; c++) for (let f = 0; f < fit.dim; f++) weights[f * fit.k + c] = fit.components[c * fit.dim + f] / fit.scale[f];
   const classes = [...new Set(references.labels)];
@@ -115,24 +116,26 @@ function mapConditions(sets: DatasetFeatures['testAltered'], pick: (set: Feature
   return out;
 }
 
-async function loadScenarios(quick: boolean): Promise<Scenario[]> {
+/** The four sets (`quick`: the sample's two), each projected on its first `components` components. */
+export async function loadScenarios(quick: boolean, components = MAX_COMPONENTS): Promise<Scenario[]> {
   const sample = await datasetFeatures(join(SHARED, 'fruits-360-sample'), 'sample', { alterTraining: true });
   const isSecondAxis = (key: string) => key.split('/').pop()!.startsWith('r_');
   const firstAxis = rowsWhere(sample.train, (key) => !isSecondAxis(key));
   const secondAxis = rowsWhere(sample.train, isSecondAxis);
   const scenarios = [
-    await scenarioOf('sample (real Test)', sample.train, sample.trainAugmented, sample.test, sample.testAltered),
+    await scenarioOf('sample (real Test)', sample.train, sample.trainAugmented, sample.test, sample.testAltered, components),
     await scenarioOf(
       'axis holdout',
       subset(sample.train, firstAxis),
       subset(sample.trainAugmented, firstAxis),
       subset(sample.train, secondAxis),
       mapConditions(sample.trainAltered!, (set) => subset(set, secondAxis)),
+      components,
     ),
   ];
   if (quick) return scenarios;
   const f103 = await datasetFeatures(join(SHARED, 'fruits-360-103'), 'f103');
-  scenarios.unshift(await scenarioOf('fruits-360-103', f103.train, f103.trainAugmented, f103.test, f103.testAltered));
+  scenarios.unshift(await scenarioOf('fruits-360-103', f103.train, f103.trainAugmented, f103.test, f103.testAltered, components));
   // Few references: 20 classes, 30 of each class's 60 Training images, a fixed seeded draw.
   const random = seededRandom(20);
   const shuffle = <T>(items: T[]) => {
@@ -154,6 +157,7 @@ async function loadScenarios(quick: boolean): Promise<Scenario[]> {
       subset(f103.trainAugmented, referenceRows),
       subset(f103.test, queryRows),
       mapConditions(f103.testAltered, (set) => subset(set, queryRows)),
+      components,
     ),
   );
   return scenarios;
@@ -178,7 +182,7 @@ function concat(a: Points, b: Points): Points {
   return { n: a.n + b.n, dim: a.dim, x, y, conditions: [...a.conditions, ...b.conditions], keys: [...a.keys, ...b.keys] };
 }
 
-function filterRows(points: Points, keep: (condition: string, key: string) => boolean): Points {
+export function filterRows(points: Points, keep: (condition: string, key: string) => boolean): Points {
   const rows = points.conditions.flatMap((c, i) => (keep(c, points.keys[i]) ? [i] : []));
   const x = new Float32Array(rows.length * points.dim);
   rows.forEach((r, i) => x.set(points.x.subarray(r * points.dim, (r + 1) * points.dim), i * points.dim));
@@ -192,7 +196,7 @@ function filterRows(points: Points, keep: (condition: string, key: string) => bo
   };
 }
 
-function rowsOf(points: Points): Float32Array[] {
+export function rowsOf(points: Points): Float32Array[] {
   return Array.from({ length: points.n }, (_, r) => points.x.subarray(r * points.dim, (r + 1) * points.dim));
 }
 
@@ -499,7 +503,7 @@ async function largestEigenvalue(x: Float32Array, xT: Float32Array, rows: number
 
 // ---------- scoring ----------
 
-interface Score {
+export interface Score {
   clean: number;
   perCondition: Record<FieldCondition, number>;
   field: number;
@@ -545,7 +549,7 @@ function confidenceQuality(pairs: { confidence: number; right: boolean }[]): { a
   return { auroc, ece };
 }
 
-async function evaluate(scenario: Scenario, candidate: Candidate, dim: number, heldOut: boolean): Promise<Score> {
+export async function evaluate(scenario: Scenario, candidate: Candidate, dim: number, heldOut: boolean): Promise<Score> {
   const references = leading(scenario.references, dim);
   const augmentation = leading(scenario.augmentation, dim);
   const train = candidate.augmented ? concat(references, augmentation) : references;

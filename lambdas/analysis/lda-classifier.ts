@@ -46,6 +46,12 @@ const KMEANS_ROUNDS = 15;
 export interface LdaOptions {
   /** 0 (plain pooled covariance) to 1 (nearest class mean). @default DEFAULT_LDA_SHRINKAGE */
   readonly shrinkage?: number;
+  /**
+   * Directions kept: the discriminant ones (at most C - 1) first, then, up to this many, the rest
+   * of the whitened space (nearest prototype by the shrunk within-class Mahalanobis distance).
+   * @default classes - 1
+   */
+  readonly directions?: number;
   /** At most this many prototypes per class (fitLdaClassifier only). @default DEFAULT_PROTOTYPES */
   readonly prototypes?: number;
   /**
@@ -247,7 +253,7 @@ export function ldaClassifierFromStatistics(stats: ClassStatistics, options: Lda
   const between = whitenedMeans.transpose().mmul(whitenedMeans.clone().mulColumnVector(weights));
   const { realEigenvalues, eigenvectorMatrix } = new EigenvalueDecomposition(between, { assumeSymmetric: true });
   const order = realEigenvalues.map((value, index) => ({ value, index })).sort((a, b) => b.value - a.value);
-  const directions = order.slice(0, Math.min(classes.length - 1, dim)).map((e) => e.index);
+  const directions = order.slice(0, Math.min(options.directions ?? classes.length - 1, dim)).map((e) => e.index);
   const projection = whitening.mmul(eigenvectorMatrix.subMatrixColumn(directions));
 
   return LdaClassifier.of({

@@ -123,6 +123,16 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
     expect(model.transform(queries.rows.slice(0, 2)).columns).toBe(4);
   });
 
+  it('keeps more than the discriminant directions when asked, which changes no decision of the class means', () => {
+    const stats = statisticsOf(training);
+    const discriminant = ldaClassifierFromStatistics(stats);
+    const whitened = ldaClassifierFromStatistics(stats, { directions: 8 });
+    expect(whitened.transform(queries.rows.slice(0, 2)).columns).toBe(8);
+    // The class means differ only along the C - 1 discriminant directions: the others add the same to every class's distance.
+    const near = blobs(5, 30, 8, 4).rows.map((row) => row.map((v) => v / 2));
+    expect(whitened.predict(near).map((p) => p.label)).toEqual(discriminant.predict(near).map((p) => p.label));
+  });
+
   it('gives confidences in (0, 1] that fall between classes', () => {
     const model = fitLdaClassifier(training.rows, training.labels);
     const between = new Array(8).fill(0).map((_, d) => (d < 2 ? 3 : 0));

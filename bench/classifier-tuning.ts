@@ -1,0 +1,248 @@
+/**
+ * Variations on the product's classifier (shrinkage LDA fitted on class statistics with field
+ * copies of one Training image in four, then the nearest of 8 clean prototypes per class), on the
+ * cached features and sets of bench/classifier-choice.ts: how many components it sees, how its
+ * within-class covariance is regularised, how much the copies weigh, how many prototypes, in which
+ * space they are matched, and a score that mixes the prototype and the class mean.
+ *
+ *   npx tsx bench/classifier-tuning.ts                  # every variant, four sets (~20 min on 2 loaded cores)
+ *   npx tsx bench/classifier-tuning.ts --quick          # the sample's two sets only
+ *   npx tsx bench/classifier-tuning.ts --only "PCs 200"  # the variants whose name matches
+ *
+ * Copies: the Training images `fieldCopyOf` (lambdas/featurize/field-copies.ts) chooses at the
+ * product's 1 in 4, as in `classifier-choice.ts --copies`. Columns as there: clean, field (mean of
+ * the seven conditions, every query altered), and `held out` (refitted without the copies of the
+ * condition scored: an alteration never seen).
+ */
+import { Matrix } from 'ml-matrix';
+import { ClassStatistics, ClassStatisticsAccumulator, mergeClassStatistics } from '../lambdas/analysis/class-statistics';
+import { ldaClassifierFromStatistics, LdaClassifier } from '../lambdas/analysis/lda-classifier';
+import { fieldCopyOf } from '../lambdas/featurize/field-copies';
+import { FIELD_CONDITIONS } from '../evaluate/field-conditions';
+import { Cell, fixed, load, machine, markdownTable, printTable, Table } from './bench-support';
+import { Candidate, evaluate, filterRows, loadScenarios, Points, Predictions, rowsOf, Score } from './classifier-choice';
+
+const COPY_EVERY = 4;
+
+export interface Variant {
+  readonly name: string;
+  /** Leading PCA components the classifier sees. */
+  readonly components: number;
+  /** A fixed shrinkage towards the identity, or 'oas' (Oracle Approximating Shrinkage from the statistics). */
+  readonly shrinkage: number | 'oas';
+  readonly prototypes: number;
+  /** Weight of a copy's row in the statistics (1: a row like any other). */
+  readonly copyWeight: number;
+  /** Directions the prototypes are matched in (undefined: the C - 1 discriminant ones). */
+  readonly directions?: number;
+  /** Class score = nearest prototype's + meanWeight x the class mean's (both -||y - p||^2 / 2). */
+  readonly meanWeight?: number;
+  /**
+   * Also this many prototypes per class of the copies (k-means of the class's copies), whose
+   * score is lowered by copyPenalty x the number of directions: a copy's prototype wins only
+   * when clearly nearer than any clean one.
+   */
+  readonly copyPrototypes?: number;
+  readonly copyPenalty?: number;
+}
+
+export const PRODUCT: Variant = { name: 'product', components: 100, shrinkage: 0.1, prototypes: 8, copyWeight: 1 };
+
+function statisticsOf(points: Points, classes: readonly string[]): ClassStatistics {
+  const accumulator = new ClassStatisticsAccumulator(points.dim);
+  for (let r = 0; r < points.n; r++) accumulator.add(classes[points.y[r]], points.x.subarray(r * points.dim, (r + 1) * points.dim));
+  return accumulator.statistics();
+}
+
+/** The statistics with every row counted `weight` times. */
+function weighted(stats: ClassStatistics, weight: number): ClassStatistics {
+  return {
+    dim: stats.dim,
+    classes: stats.classes.map((c) => ({ ...c, count: c.count * weight })),
+    within: stats.within.map((v) => v * weight),
+  };
+}
+
+/**
+ * Oracle Approximating Shrinkage (Chen, Wiesel, Eldar & Hero 2010, as scikit-learn computes it) of
+ * the pooled within-class covariance, from the statistics alone: n = rows - classes.
+ */
+export function oasShrinkage(stats: ClassStatistics): number {
+  const { dim, within } = stats;
+  const n = Math.max(1, stats.classes.reduce((sum, c) => sum + c.count, 0) - stats.classes.length);
+  let trace = 0;
+  let squares = 0;
+  for (let i = 0; i < dim; i++) trace += within[i * dim + i] / n;
+  for (const v of within) squares += (v / n) ** 2;
+  const mu = trace / dim;
+  const alpha = squares / (dim * dim);
+  const denominator = (n + 1) * (alpha - (mu * mu) / dim);
+  return denominator <= 0 ? 1 : Math.min(1, (alpha + mu * mu) / denominator);
+}
+
+const chosenShrinkage = new Map<string, number[]>();
+
+function variantCandidate(variant: Variant, classes: readonly string[], scenario: string): Candidate {
+  return {
+    name: variant.name,
+    augmented: true,
+    fit: async (train) => {
+      const clean = filterRows(train, (c) => c === '');
+      const copies = filterRows(train, (c) => c !== '');
+      const cleanStats = statisticsOf(clean, classes);
+      const stats = copies.n > 0 ? mergeClassStatistics(cleanStats, weighted(statisticsOf(copies, classes), variant.copyWeight)) : cleanStats;
+      const shrinkage = variant.shrinkage === 'oas' ? oasShrinkage(stats) : variant.shrinkage;
+      const key = `${variant.name} | ${scenario}`;
+      chosenShrinkage.set(key, [...(chosenShrinkage.get(key) ?? []), shrinkage]);
+      const model = ldaClassifierFromStatistics(stats, { shrinkage, directions: variant.directions }).withPrototypes(
+        rowsOf(clean),
+        Array.from(clean.y, (y) => classes[y]),
+        variant.prototypes,
+      );
+      const means = variant.meanWeight ? ldaClassifierFromStatistics(stats, { shrinkage, directions: variant.directions }) : undefined;
+      const copyLabels = Array.from(copies.y, (y) => classes[y]);
+      const copyModel = variant.copyPrototypes && copies.n > 0 ? model.withPrototypes(rowsOf(copies), copyLabels, variant.copyPrototypes) : undefined;
+      if (copyModel) return async (queries) => predictWithCopies(model, copyModel, variant.copyPenalty ?? 0, queries, classes);
+      return async (queries) => predict(model, means, variant.meanWeight ?? 0, queries, classes);
+    },
+  };
+}
+
+/** Half the squared distances from each projected row to each of `centres` (rows x centres), as one product. */
+function halfSquaredDistances(projected: number[][], centres: readonly number[][]): number[][] {
+  const products = new Matrix(projected).mmul(new Matrix(centres as number[][]).transpose()).to2DArray();
+  const norms = (rows: readonly number[][]) => rows.map((row) => row.reduce((sum, v) => sum + v * v, 0));
+  const rowNorms = norms(projected);
+  const centreNorms = norms(centres);
+  return products.map((row, r) => row.map((product, c) => 0.5 * (rowNorms[r] + centreNorms[c]) - product));
+}
+
+function predict(model: LdaClassifier, means: LdaClassifier | undefined, meanWeight: number, queries: Points, classes: readonly string[]): Predictions {
+  const index = new Map(classes.map((c, i) => [c, i]));
+  if (!means) {
+    const predictions = model.predict(rowsOf(queries));
+    return { predicted: Int32Array.from(predictions, (p) => index.get(p.label)!), confidence: Float64Array.from(predictions, (p) => p.confidence) };
+  }
+  const json = model.toJSON();
+  const projected = model.transform(rowsOf(queries)).to2DArray();
+  const toPrototypes = halfSquaredDistances(projected, json.prototypes);
+  const toMeans = halfSquaredDistances(projected, means.toJSON().prototypes);
+  const predicted = new Int32Array(queries.n);
+  const confidence = new Float64Array(queries.n);
+  projected.forEach((_, r) => {
+    const scores = json.labels.map((_label, c) => -meanWeight * toMeans[r][c]);
+    const best = new Float64Array(json.labels.length).fill(Number.NEGATIVE_INFINITY);
+    json.prototypeLabels.forEach((c, p) => (best[c] = Math.max(best[c], -toPrototypes[r][p])));
+    const total = scores.map((s, c) => s + best[c]);
+    const top = total.reduce((b, s, c) => (s > total[b] ? c : b), 0);
+    predicted[r] = index.get(json.labels[top])!;
+    confidence[r] = 1 / total.reduce((sum, s) => sum + Math.exp(s - total[top]), 0);
+  });
+  return { predicted, confidence };
+}
+
+/** Nearest prototype, clean ones or the copies' (those with a penalty); a class without copies keeps its clean ones. */
+function predictWithCopies(model: LdaClassifier, copyModel: LdaClassifier, penalty: number, queries: Points, classes: readonly string[]): Predictions {
+  const index = new Map(classes.map((c, i) => [c, i]));
+  const clean = model.toJSON();
+  const copies = copyModel.toJSON();
+  const projected = model.transform(rowsOf(queries)).to2DArray();
+  const lowered = penalty * (projected[0]?.length ?? 0);
+  const toClean = halfSquaredDistances(projected, clean.prototypes);
+  const toCopies = halfSquaredDistances(projected, copies.prototypes);
+  const predicted = new Int32Array(queries.n);
+  const confidence = new Float64Array(queries.n);
+  // withPrototypes keeps a class's previous prototypes when it has no copies: those are clean ones.
+  const cleanKept = new Set(clean.prototypes.map((p) => p.join()));
+  const ofCopies = copies.prototypes.map((p) => !cleanKept.has(p.join()));
+  projected.forEach((_, r) => {
+    const best = new Float64Array(clean.labels.length).fill(Number.NEGATIVE_INFINITY);
+    clean.prototypeLabels.forEach((c, p) => (best[c] = Math.max(best[c], -toClean[r][p])));
+    copies.prototypeLabels.forEach((c, p) => {
+      if (ofCopies[p]) best[c] = Math.max(best[c], -toCopies[r][p] - lowered);
+    });
+    const top = best.reduce((b, s, c) => (s > best[b] ? c : b), 0);
+    predicted[r] = index.get(clean.labels[top])!;
+    confidence[r] = 1 / best.reduce((sum, s) => sum + Math.exp(s - best[top]), 0);
+  });
+  return { predicted, confidence };
+}
+
+function variants(): Variant[] {
+  const list: Variant[] = [PRODUCT];
+  for (const components of [150, 200, 300, 400]) list.push({ ...PRODUCT, name: `PCs ${components}`, components });
+  for (const shrinkage of [0.03, 0.2, 0.3, 'oas'] as const) list.push({ ...PRODUCT, name: `shrinkage ${shrinkage}`, shrinkage });
+  for (const copyWeight of [2, 4]) list.push({ ...PRODUCT, name: `copy weight ${copyWeight}`, copyWeight });
+  for (const prototypes of [4, 12]) list.push({ ...PRODUCT, name: `prototypes ${prototypes}`, prototypes });
+  list.push({ ...PRODUCT, name: 'whitened space, 30 directions', directions: 30 });
+  list.push({ ...PRODUCT, name: 'prototype + 0.5 class mean', meanWeight: 0.5 });
+  for (const copyPenalty of [0, 0.25, 0.5, 1]) list.push({ ...PRODUCT, name: `+ 4 copy prototypes, penalty ${copyPenalty}`, copyPrototypes: 4, copyPenalty });
+  list.push({ ...PRODUCT, name: 'PCs 150, shrinkage 0.3', components: 150, shrinkage: 0.3 });
+  list.push({ ...PRODUCT, name: 'PCs 200, shrinkage 0.2', components: 200, shrinkage: 0.2 });
+  list.push({ ...PRODUCT, name: 'PCs 200, shrinkage 0.3, copy weight 2', components: 200, shrinkage: 0.3, copyWeight: 2 });
+  list.push({
+    ...PRODUCT,
+    name: 'PCs 200, shrinkage 0.3, + 4 copy prototypes, penalty 0.5',
+    components: 200,
+    shrinkage: 0.3,
+    copyPrototypes: 4,
+    copyPenalty: 0.5,
+  });
+  for (const components of [200, 300]) {
+    for (const shrinkage of [0.3, 'oas'] as const) list.push({ ...PRODUCT, name: `PCs ${components}, shrinkage ${shrinkage}`, components, shrinkage });
+    list.push({ ...PRODUCT, name: `PCs ${components}, copy weight 4`, components, copyWeight: 4 });
+  }
+  return list;
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const quick = argv.includes('--quick');
+  const only = argv.includes('--only') ? new RegExp(argv[argv.indexOf('--only') + 1]) : undefined;
+  const chosen = variants().filter((v) => v.name === 'product' || !only || only.test(v.name));
+  console.log(`classifier tuning: ${machine().cores} cores, ${machine().cpuModel}, ${new Date().toISOString()}, ${load()}`);
+  const widest = Math.max(...chosen.map((v) => v.components));
+  const scenarios = await loadScenarios(quick, widest);
+  const results = new Map<string, Map<string, { score: Score; heldOut: Score }>>();
+  for (const full of scenarios) {
+    const scenario = { ...full, augmentation: filterRows(full.augmentation, (_, key) => fieldCopyOf(`input/d/${key}`, COPY_EVERY) !== undefined) };
+    console.log(
+      `${scenario.name}: ${scenario.references.n} references, ${scenario.augmentation.n} copies, ${scenario.clean.n} queries, up to ${scenario.references.dim} components`,
+    );
+    for (const variant of chosen) {
+      const candidate = variantCandidate(variant, scenario.classes, scenario.name);
+      const score = await evaluate(scenario, candidate, variant.components, false);
+      const heldOut = await evaluate(scenario, candidate, variant.components, true);
+      if (!results.has(variant.name)) results.set(variant.name, new Map());
+      results.get(variant.name)!.set(scenario.name, { score, heldOut });
+      const shrinkages = chosenShrinkage.get(`${variant.name} | ${scenario.name}`) ?? [];
+      console.log(
+        `  ${variant.name}: clean ${score.clean.toFixed(4)}, field ${score.field.toFixed(4)} (${FIELD_CONDITIONS.map((c) => score.perCondition[c].toFixed(3)).join(' ')}), ` +
+          `held out ${heldOut.field.toFixed(4)}, shrinkage ${shrinkages[0]?.toFixed(3)}, fit ${score.fitMs.toFixed(0)} ms`,
+      );
+    }
+  }
+  const names = scenarios.map((s) => s.name);
+  const table: Table = {
+    title: `Variations on the product's classifier (copies of 1 in ${COPY_EVERY}): clean / field / field on alterations never seen`,
+    headers: ['variant', 'PCs (at most the references less one)', ...names],
+    rows: [...results].map(([name, scores]): Cell[] => [
+      name,
+      chosen.find((v) => v.name === name)!.components,
+      ...names.map((n) => {
+        const s = scores.get(n);
+        return s ? `${fixed(s.score.clean, 3)} / ${fixed(s.score.field, 3)} / ${fixed(s.heldOut.field, 3)}` : '';
+      }),
+    ]),
+  };
+  printTable(table);
+  console.log(`\n${markdownTable(table)}\n`);
+  console.log(`finished ${new Date().toISOString()}, ${load()}`);
+}
+
+if (require.main === module) {
+  main().catch((error) => {
+    console.error(error);
+    process.exit(1);
+  });
+}

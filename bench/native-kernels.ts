@@ -36,6 +36,7 @@ import { FeatureMoments, fitPca, PcaProjector, ScatterAccumulator, standardisedC
 import { KernelPrecision, mergeNeighbourLists, NativeNeighbourSearch, NativeProjector, NativeScatterAccumulator } from '../lambdas/analysis/native-kernels';
 import { kernelSession, ort } from '../lambdas/analysis/kernel-graphs';
 import { topEigen } from '../lambdas/analysis/top-eigen';
+import { standardNormal, xorshiftUniform } from '../lambdas/common/seeded-random';
 import { argValue, load, machine } from './bench-support';
 
 const argv = process.argv.slice(2);
@@ -58,16 +59,7 @@ const options = {
 
 /** Seeded standard normal values. */
 function gaussian(seed: number): () => number {
-  let state = seed >>> 0 || 1;
-  const uniform = () => {
-    state ^= state << 13;
-    state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    return (state + 0.5) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+  return standardNormal(xorshiftUniform(seed));
 }
 
 /**

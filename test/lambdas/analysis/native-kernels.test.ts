@@ -5,6 +5,7 @@
  * (ScatterAccumulator, PcaProjector, KnnReferences).
  */
 import { KnnReferences } from '../../../lambdas/analysis/knn';
+import { xorshift32 } from '../../../lambdas/common/seeded-random';
 import { fitPca, PcaProjector, ScatterAccumulator } from '../../../lambdas/analysis/streaming-pca';
 import {
   blockMoments,
@@ -19,15 +20,8 @@ import {
 
 /** Seeded uniform values in [0, 1): the same data every run. */
 function seeded(seed: number): () => number {
-  let state = seed >>> 0 || 1;
-  return () => {
-    state ^= state << 13;
-    state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    return state / 4294967296;
-  };
+  const next = xorshift32(seed);
+  return () => next() / 4294967296;
 }
 
 /** rows x dims values with a large common offset and features of different spreads. */

@@ -2,8 +2,8 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { generateDemoDataset } from '../../local/demo-dataset';
+import { join } from 'node:path';
+import { generateDemoDataset, writeDemoDataset } from '../../local/demo-dataset';
 import { pcaModelJson } from '../../lambdas/analysis/pca-model';
 import { fitPca, ScatterAccumulator } from '../../lambdas/analysis/streaming-pca';
 
@@ -38,10 +38,7 @@ describe('fruits run (process)', () => {
 
   it('runs a folder and prints the summary as JSON; a bad flag is a usage error', async () => {
     const dataset = join(work, 'tiny fruits');
-    for (const image of await generateDemoDataset({ trainingPerClass: 3, testPerClass: 1 })) {
-      mkdirSync(dirname(join(dataset, image.path)), { recursive: true });
-      writeFileSync(join(dataset, image.path), image.body);
-    }
+    await writeDemoDataset(dataset, { trainingPerClass: 3, testPerClass: 1 });
 
     const settings = [
       '--featurizer',
@@ -125,10 +122,7 @@ describe('fruits run (process)', () => {
 
   it("prints JSON that parses with the README's exact command (npm start --silent -- run ... --json)", async () => {
     const dataset = join(work, 'npm start');
-    for (const image of await generateDemoDataset({ trainingPerClass: 2, testPerClass: 1 })) {
-      mkdirSync(dirname(join(dataset, image.path)), { recursive: true });
-      writeFileSync(join(dataset, image.path), image.body);
-    }
+    await writeDemoDataset(dataset, { trainingPerClass: 2, testPerClass: 1 });
     const npm = spawnSync(
       'npm',
       [

@@ -2,9 +2,9 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { DATA_DIR_LOCK_FILE, DataDirInUseError, lockDataDir } from '../../local/data-dir-lock';
-import { generateDemoDataset } from '../../local/demo-dataset';
+import { writeDemoDataset } from '../../local/demo-dataset';
 
 /** The pid of a process that has ended: a child that ran and exited. */
 function deadPid(): number {
@@ -74,10 +74,7 @@ describe('data directory lock', () => {
     let dataset: string;
     beforeAll(async () => {
       dataset = join(work, 'photos');
-      for (const image of await generateDemoDataset({ trainingPerClass: 2, testPerClass: 1 })) {
-        mkdirSync(dirname(join(dataset, image.path)), { recursive: true });
-        writeFileSync(join(dataset, image.path), image.body);
-      }
+      await writeDemoDataset(dataset, { trainingPerClass: 2, testPerClass: 1 });
     });
     const settings = (dataDir: string) => ['--featurizer', 'pixels', '--components', '2', '--workers', '1', '--data-dir', dataDir, '--out', join(work, 'out')];
 

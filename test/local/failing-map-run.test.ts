@@ -4,9 +4,9 @@
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { formatRunSummary } from '../../cli/run-command';
-import { generateDemoDataset } from '../../local/demo-dataset';
+import { writeDemoDataset } from '../../local/demo-dataset';
 import { runLocally } from '../../local/local-run';
 
 describe('a failing map run', () => {
@@ -18,10 +18,7 @@ describe('a failing map run', () => {
 
   it('ends FAILED with the failed batches and their reason in the summary and its text', async () => {
     const dataset = join(work, 'photos');
-    for (const image of await generateDemoDataset({ trainingPerClass: 2, testPerClass: 1 })) {
-      mkdirSync(dirname(join(dataset, image.path)), { recursive: true });
-      writeFileSync(join(dataset, image.path), image.body);
-    }
+    await writeDemoDataset(dataset, { trainingPerClass: 2, testPerClass: 1 });
     // A featurize function that fails every batch with an error no Retry matches.
     const handlers = join(work, 'handlers');
     mkdirSync(join(handlers, 'lambdas', 'featurize'), { recursive: true });

@@ -1,11 +1,11 @@
 /** `fruits run <dir> --json` as a user starts it (`npm start -- run ...`): a real process, tsx, the CLI wiring. */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateDemoDataset, writeDemoDataset } from '../../local/demo-dataset';
 import { pcaModelJson } from '../../lambdas/analysis/pca-model';
 import { fitPca, ScatterAccumulator } from '../../lambdas/analysis/streaming-pca';
+import { suiteWorkFolder } from '../support/work-folder';
 
 /** A pca-model.json as a run writes it, of the given featurizer, in `dir`. */
 function writeModel(dir: string, featurizer: string, extra: Record<string, unknown> = {}): string {
@@ -24,11 +24,7 @@ function writeModel(dir: string, featurizer: string, extra: Record<string, unkno
 }
 
 describe('fruits run (process)', () => {
-  let work: string;
-  beforeAll(() => {
-    work = mkdtempSync(join(tmpdir(), 'fruits-cli-run-'));
-  });
-  afterAll(() => rmSync(work, { recursive: true, force: true }));
+  const work = suiteWorkFolder('fruits-cli-run-');
   const cli = (...args: string[]) =>
     spawnSync(process.execPath, [require.resolve('tsx/cli'), join(__dirname, '..', '..', 'bin', 'cli.ts'), ...args], {
       cwd: work,

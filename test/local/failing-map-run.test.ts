@@ -2,19 +2,15 @@
  * A map run whose every batch fails: the run ends FAILED with the reasons of the failed children
  * in the summary (and the CLI's text), never an uncaught error.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatRunSummary } from '../../cli/run-command';
 import { writeDemoDataset } from '../../local/demo-dataset';
 import { runLocally } from '../../local/local-run';
+import { suiteWorkFolder } from '../support/work-folder';
 
 describe('a failing map run', () => {
-  let work: string;
-  beforeAll(() => {
-    work = mkdtempSync(join(tmpdir(), 'fruits-failing-map-'));
-  });
-  afterAll(() => rmSync(work, { recursive: true, force: true }));
+  const work = suiteWorkFolder('fruits-failing-map-');
 
   it('ends FAILED with the failed batches and their reason in the summary and its text', async () => {
     const dataset = join(work, 'photos');

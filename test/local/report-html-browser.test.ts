@@ -9,13 +9,13 @@
  * elsewhere it says so on one line and skips.
  * `FRUITS_DOCS_SCREENSHOT=1` also writes the screenshot to docs/report.png.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium, type Page } from 'playwright-core';
 import { runLocally } from '../../local/local-run';
 import { CHROMIUM, describeRequiring, requireFiles, SHARED_SAMPLE } from '../support/required-files';
+import { suiteWorkFolder } from '../support/work-folder';
 
 const CHROMIUM_ARGS = [
   '--headless',
@@ -81,11 +81,7 @@ async function expectWholeReport(tab: Page, runId: string, misclassified: number
 }
 
 withChromium('report.html in headless chromium', () => {
-  let work: string;
-  beforeAll(() => {
-    work = mkdtempSync(join(tmpdir(), 'fruits-report-html-'));
-  });
-  afterAll(() => rmSync(work, { recursive: true, force: true }));
+  const work = suiteWorkFolder('fruits-report-html-');
 
   it(
     'the default run (shipped demo photos, shipped CNN) renders with no console error and no network',

@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatRunSummary } from '../../cli/run-command';
 import { writeDemoDataset } from '../../local/demo-dataset';
-import { runLocally } from '../../local/local-run';
+import { runLocallyIn } from '../support/local-run-in';
 import { suiteWorkFolder } from '../support/work-folder';
 
 describe('a failing map run', () => {
@@ -22,10 +22,8 @@ describe('a failing map run', () => {
       join(handlers, 'lambdas', 'featurize', 'handler.js'),
       "exports.handler = async () => { throw Object.assign(new Error('the model file is damaged'), { name: 'ModelLoadError' }); };\n",
     );
-    const { summary } = await runLocally({
+    const { summary } = await runLocallyIn(work, {
       inputDir: dataset,
-      dataDir: join(work, 's3'),
-      outDir: join(work, 'out'),
       config: { featurizer: 'pixels', batchSize: 4 },
       workers: 1,
       bundledHandlersDir: handlers,

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium, type Page } from 'playwright-core';
 import { runLocally } from '../../local/local-run';
+import { runLocallyIn } from '../support/local-run-in';
 import { CHROMIUM, describeRequiring, requireFiles, SHARED_SAMPLE } from '../support/required-files';
 import { suiteWorkFolder } from '../support/work-folder';
 
@@ -101,13 +102,7 @@ withChromium('report.html in headless chromium', () => {
   withSample(
     'a raw-pixels run of the Fruits-360 sample (720 images) renders the same way, and is screenshotted',
     async () => {
-      const { summary } = await runLocally({
-        inputDir: SHARED_SAMPLE,
-        dataDir: join(work, 's3'),
-        outDir: join(work, 'out'),
-        config: { featurizer: 'pixels', pcaComponents: 12 },
-        workers: 2,
-      });
+      const { summary } = await runLocallyIn(work, { inputDir: SHARED_SAMPLE, config: { featurizer: 'pixels', pcaComponents: 12 }, workers: 2 });
       expect(summary.status).toBe('SUCCEEDED');
       const page = join(work, 'out', summary.runId, 'report.html');
       expect(readFileSync(page, 'utf8')).toContain(`Run ${summary.runId}`);

@@ -30,6 +30,7 @@ import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../lambdas/
 import { featuresCsvRow } from '../lambdas/outputs/features-csv';
 import { fitPca, PcaProjector, ScatterAccumulator, standardisedCorrelation } from '../lambdas/analysis/streaming-pca';
 import { spreadSeed, xorshift32 } from '../lambdas/common/seeded-random';
+import { runSettingsFor } from '../lambdas/contracts/events';
 import { ChildResult, load, peakRssMb, runChild } from './bench-support';
 
 interface Options {
@@ -265,14 +266,7 @@ async function runHandler(o: Options): Promise<Record<string, unknown>> {
     const before = peakRssMb();
     const started = performance.now();
     const result = await aggregateRun(
-      {
-        bucket,
-        inputPrefix: 'input/bench/',
-        runId,
-        outputPrefix: `results/${runId}/`,
-        workPrefix: `work/${runId}/`,
-        mapResult: { ResultWriterDetails: { Bucket: bucket, Key: `work/${runId}/map-results/m/manifest.json` } },
-      },
+      { ...runSettingsFor(bucket, runId, 'bench'), mapResult: { ResultWriterDetails: { Bucket: bucket, Key: `work/${runId}/map-results/m/manifest.json` } } },
       { s3: server.client, settings: { components: o.components } },
     );
     return {

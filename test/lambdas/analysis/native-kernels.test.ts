@@ -5,6 +5,7 @@
  * (ScatterAccumulator, PcaProjector, KnnReferences).
  */
 import { KnnReferences } from '../../../lambdas/analysis/knn';
+import { largestRelativeDifference } from '../../../lambdas/common/float-arrays';
 import { xorshift32 } from '../../../lambdas/common/seeded-random';
 import { fitPca, PcaProjector, ScatterAccumulator } from '../../../lambdas/analysis/streaming-pca';
 import {
@@ -30,16 +31,6 @@ function features(rows: number, dims: number, seed = 1): Float32Array {
   const data = new Float32Array(rows * dims);
   for (let r = 0; r < rows; r++) for (let f = 0; f < dims; f++) data[r * dims + f] = 100 + (f + 1) * random() + (f % 3) * data[r * dims];
   return data;
-}
-
-function largestRelativeDifference(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  let scale = 0;
-  let difference = 0;
-  for (let i = 0; i < expected.length; i++) {
-    scale = Math.max(scale, Math.abs(expected[i]));
-    difference = Math.max(difference, Math.abs(actual[i] - expected[i]));
-  }
-  return difference / scale;
 }
 
 describe('blockMoments', () => {

@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { encodeFeatureShard } from '../lambdas/bookkeeping/feature-shard';
 import { seededRandom } from '../lambdas/common/seeded-random';
+import { runSettingsFor } from '../lambdas/contracts/events';
 import { DEFAULT_GROUP_SHARDS } from '../lambdas/contracts/handler-env';
 import { batchRecordKeyOfShard } from '../lambdas/contracts/bucket-layout';
 import type { BatchRecord } from '../lambdas/contracts/events';
@@ -101,14 +102,7 @@ async function writeRun(s3: S3Client, runId: string, rows: number, dim: number) 
     ResultFiles: { SUCCEEDED: [{ Key: `${root}SUCCEEDED_0.json`, Size: 1 }], FAILED: [], PENDING: [] },
   };
   await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${root}manifest.json`, Body: JSON.stringify(manifest) }));
-  return {
-    bucket: BUCKET,
-    inputPrefix: `input/${runId}/`,
-    runId,
-    outputPrefix: `results/${runId}/`,
-    workPrefix: `work/${runId}/`,
-    mapResult: { ResultWriterDetails: { Bucket: BUCKET, Key: `${root}manifest.json` } },
-  };
+  return { ...runSettingsFor(BUCKET, runId), mapResult: { ResultWriterDetails: { Bucket: BUCKET, Key: `${root}manifest.json` } } };
 }
 
 /** `work` over `items`, `lanes` at a time (the map's children on this machine's cores). */

@@ -29,6 +29,8 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../lambdas/bookkeeping/feature-shard';
 import { featuresCsvRow } from '../lambdas/outputs/features-csv';
 import { fitPca, PcaProjector, ScatterAccumulator, standardisedCorrelation } from '../lambdas/analysis/streaming-pca';
+import { spreadSeed, xorshift32 } from '../lambdas/common/seeded-random';
+import { runSettingsFor } from '../lambdas/contracts/events';
 import { ChildResult, load, peakRssMb, runChild } from './bench-support';
 
 interface Options {
@@ -66,15 +68,8 @@ const LATENT = 6;
  * (constant zero) channels as real CNN features have.
  */
 function syntheticShard(index: number, rows: number, dim: number): { header: ShardHeader; vectors: Float32Array } {
-  let state = (0x9e3779b9 ^ Math.imul(index + 1, 0x85ebca6b)) >>> 0;
-  const random = () => {
-    state ^= state << 13;
-    state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    return state / 4294967296;
-  };
+  const next = xorshift32(spreadSeed(index + 1));
+  const random = () => next() / 4294967296;
   const vectors = new Float32Array(rows * dim);
   const keys: string[] = [];
   const labels: string[] = [];
@@ -271,14 +266,7 @@ async function runHandler(o: Options): Promise<Record<string, unknown>> {
     const before = peakRssMb();
     const started = performance.now();
     const result = await aggregateRun(
-      {
-        bucket,
-        inputPrefix: 'input/bench/',
-        runId,
-        outputPrefix: `results/${runId}/`,
-        workPrefix: `work/${runId}/`,
-        mapResult: { ResultWriterDetails: { Bucket: bucket, Key: `work/${runId}/map-results/m/manifest.json` } },
-      },
+      { ...runSettingsFor(bucket, runId, 'bench'), mapResult: { ResultWriterDetails: { Bucket: bucket, Key: `work/${runId}/map-results/m/manifest.json` } } },
       { s3: server.client, settings: { components: o.components } },
     );
     return {

@@ -344,45 +344,20 @@ function descriptorsFor(spec: ModelSpec): Descriptor[] {
   const middle = spec.layers.find((layer) => layer.includes('_12/')) ?? spec.layers[1];
   const later = spec.layers[spec.layers.length - 2];
   const last = spec.layers[spec.layers.length - 1];
-  const single: Descriptor[] = [
-    ...spec.layers.map((layer) => ({ parts: [{ layer, pooling: 'avg' as const }], normalisation: 'sqrt' as const, components: 100 })),
-    ...[middle, last].map((layer) => ({ parts: [{ layer, pooling: 'gem' as const }], normalisation: 'sqrt' as const, components: 100 })),
-  ];
-  const variants: Descriptor[] = [
-    ...(['none', 'l2', 'sqrt-l2'] as const).map((normalisation) => ({ parts: [{ layer: middle, pooling: 'avg' as const }], normalisation, components: 100 })),
-    ...[50, 200].map((components) => ({ parts: [{ layer: middle, pooling: 'avg' as const }], normalisation: 'sqrt' as const, components })),
-    {
-      parts: [
-        { layer: middle, pooling: 'avg' },
-        { layer: later, pooling: 'avg' },
-      ],
-      normalisation: 'sqrt',
-      components: 100,
-    },
-    {
-      parts: [
-        { layer: middle, pooling: 'avg' },
-        { layer: last, pooling: 'avg' },
-      ],
-      normalisation: 'sqrt',
-      components: 100,
-    },
-    {
-      parts: [
-        { layer: middle, pooling: 'gem' },
-        { layer: last, pooling: 'gem' },
-      ],
-      normalisation: 'sqrt',
-      components: 100,
-    },
-    {
-      parts: [
-        { layer: middle, pooling: 'avg' },
-        { layer: last, pooling: 'avg' },
-      ],
-      normalisation: 'sqrt',
-      components: 200,
-    },
+  /** The layers' features side by side, each pooled the same way. */
+  const descriptor = (layers: string[], pooling: Pooling = 'avg', components = 100, normalisation: Normalisation = 'sqrt'): Descriptor => ({
+    parts: layers.map((layer) => ({ layer, pooling })),
+    normalisation,
+    components,
+  });
+  const single = [...spec.layers.map((layer) => descriptor([layer])), ...[middle, last].map((layer) => descriptor([layer], 'gem'))];
+  const variants = [
+    ...(['none', 'l2', 'sqrt-l2'] as const).map((normalisation) => descriptor([middle], 'avg', 100, normalisation)),
+    ...[50, 200].map((components) => descriptor([middle], 'avg', components)),
+    descriptor([middle, later]),
+    descriptor([middle, last]),
+    descriptor([middle, last], 'gem'),
+    descriptor([middle, last], 'avg', 200),
   ];
   return [...single, ...variants];
 }

@@ -36,6 +36,8 @@ import { FeatureMoments, fitPca, PcaProjector, ScatterAccumulator, standardisedC
 import { KernelPrecision, mergeNeighbourLists, NativeNeighbourSearch, NativeProjector, NativeScatterAccumulator } from '../lambdas/analysis/native-kernels';
 import { kernelSession, ort } from '../lambdas/analysis/kernel-graphs';
 import { topEigen } from '../lambdas/analysis/top-eigen';
+import { largestRelativeDifference } from '../lambdas/common/float-arrays';
+import { standardNormal, xorshiftUniform } from '../lambdas/common/seeded-random';
 import { argValue, load, machine } from './bench-support';
 
 const argv = process.argv.slice(2);
@@ -58,16 +60,7 @@ const options = {
 
 /** Seeded standard normal values. */
 function gaussian(seed: number): () => number {
-  let state = seed >>> 0 || 1;
-  const uniform = () => {
-    state ^= state << 13;
-    state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    return (state + 0.5) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+  return standardNormal(xorshiftUniform(seed));
 }
 
 /**
@@ -112,16 +105,6 @@ function row(name: string, timing: Timing, scale = 1, extra = ''): void {
   console.log(
     `  ${name.padEnd(44)} ${((timing.wallMs * scale) / 1000).toFixed(2).padStart(7)} s wall ${((timing.cpuMs * scale) / 1000).toFixed(2).padStart(7)} s CPU${scaled}${extra ? `  ${extra}` : ''}`,
   );
-}
-
-function relativeDifference(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  let scale = 0;
-  let difference = 0;
-  for (let i = 0; i < expected.length; i++) {
-    scale = Math.max(scale, Math.abs(expected[i]));
-    difference = Math.max(difference, Math.abs(actual[i] - expected[i]));
-  }
-  return difference / scale;
 }
 
 /** Largest difference of eigenvalue ratios and of components (signs aligned) between two top-k results. */
@@ -171,7 +154,7 @@ async function scatterCase(): Promise<void> {
       `NativeScatterAccumulator (${precision})`,
       full,
       1,
-      `covariance rel. diff ${relativeDifference(covariance(moments), reference).toExponential(1)}; top ${k}: components ${component.toExponential(1)}, variance ratios ${ratio.toExponential(1)}`,
+      `covariance rel. diff ${largestRelativeDifference(covariance(moments), reference).toExponential(1)}; top ${k}: components ${component.toExponential(1)}, variance ratios ${ratio.toExponential(1)}`,
     );
   }
 }
@@ -191,7 +174,7 @@ async function projectCase(): Promise<void> {
   const weights = new Matrix(dim, fit.k);
   for (let c = 0; c < fit.k; c++) for (let f = 0; f < dim; f++) weights.set(f, c, fit.components[c * dim + f]);
   const mlMatrix = await timed(() => centred.mmul(weights));
-  row('ml-matrix mmul (standardised rows ready)', mlMatrix, 1, `rel. diff ${relativeDifference(mlMatrix.value.to1DArray(), js.value).toExponential(1)}`);
+  row('ml-matrix mmul (standardised rows ready)', mlMatrix, 1, `rel. diff ${largestRelativeDifference(mlMatrix.value.to1DArray(), js.value).toExponential(1)}`);
   for (const precision of ['float64', 'float32'] as KernelPrecision[]) {
     const projector = new NativeProjector(fit, { precision, intraOpNumThreads: threads });
     await projector.projectRows({ data, rows: 10, dims: dim });
@@ -203,7 +186,7 @@ async function projectCase(): Promise<void> {
       }
       return scores;
     });
-    row(`NativeProjector (${precision}, blocks of 2,048)`, native, 1, `rel. diff ${relativeDifference(native.value, js.value).toExponential(1)}`);
+    row(`NativeProjector (${precision}, blocks of 2,048)`, native, 1, `rel. diff ${largestRelativeDifference(native.value, js.value).toExponential(1)}`);
   }
 }
 

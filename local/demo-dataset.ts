@@ -6,6 +6,8 @@
  * Deterministic: a seeded generator drives every choice, so the same bytes come out on every
  * machine (same sharp/libvips version), the same run id follows, and a second run is a no-op upload.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import sharp from 'sharp';
 import { seededRandom } from '../lambdas/common';
 
@@ -64,6 +66,15 @@ export async function generateDemoDataset(options: DemoDatasetOptions = {}): Pro
     }
   }
   return images;
+}
+
+/** The demo images written under `folder` in their layout (`Training/<label>/*.jpg`, ...), folders made as needed. */
+export async function writeDemoDataset(folder: string, options: DemoDatasetOptions = {}): Promise<void> {
+  for (const image of await generateDemoDataset(options)) {
+    const file = join(folder, image.path);
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, image.body);
+  }
 }
 
 /** One RGB image: the shape at a random pose and scale, shaded, textured, with sensor noise. */

@@ -48,6 +48,8 @@ export class ScatterAccumulator {
   /** paddedDim x paddedDim; only the upper triangle (j >= i) is meaningful until `moments()`. */
   private readonly scatter: Float64Array;
   private readonly mean: Float64Array;
+  /** The 4 x 2 inner products of one tile of the scatter update. */
+  private readonly tile = new Float64Array(8);
   private buffered = 0;
   private count = 0;
 
@@ -112,44 +114,21 @@ export class ScatterAccumulator {
       for (let r = 0; r < m; r++) block[base + r] -= mu;
     }
 
-    // Symmetric rank-m update of the upper triangle, 4 x 2 register tiles: each pass over r loads
-    // 6 contiguous values for 8 multiply-adds, and the 4 rows of the tile stay in L1 while the
-    // j sweep streams the rest of the block.
+    // Symmetric rank-m update of the upper triangle in 4 x 2 tiles; the 4 rows of a tile stay in
+    // L1 while the j sweep streams the rest of the block.
+    const tile = this.tile;
     for (let i = 0; i < dp; i += 4) {
-      const a0 = i * B;
-      const a1 = a0 + B;
-      const a2 = a1 + B;
-      const a3 = a2 + B;
       for (let j = i; j < dp; j += 2) {
-        const b0 = j * B;
-        const b1 = b0 + B;
-        // prettier-ignore
-        let s00 = 0, s01 = 0, s10 = 0, s11 = 0, s20 = 0, s21 = 0, s30 = 0, s31 = 0;
-        for (let r = 0; r < m; r++) {
-          const x0 = block[b0 + r];
-          const x1 = block[b1 + r];
-          const y0 = block[a0 + r];
-          const y1 = block[a1 + r];
-          const y2 = block[a2 + r];
-          const y3 = block[a3 + r];
-          s00 += y0 * x0;
-          s01 += y0 * x1;
-          s10 += y1 * x0;
-          s11 += y1 * x1;
-          s20 += y2 * x0;
-          s21 += y2 * x1;
-          s30 += y3 * x0;
-          s31 += y3 * x1;
-        }
+        innerProductTile(block, i * B, block, j * B, B, m, tile);
         const o = i * dp + j;
-        scatter[o] += s00;
-        scatter[o + 1] += s01;
-        scatter[o + dp] += s10;
-        scatter[o + dp + 1] += s11;
-        scatter[o + 2 * dp] += s20;
-        scatter[o + 2 * dp + 1] += s21;
-        scatter[o + 3 * dp] += s30;
-        scatter[o + 3 * dp + 1] += s31;
+        scatter[o] += tile[0];
+        scatter[o + 1] += tile[1];
+        scatter[o + dp] += tile[2];
+        scatter[o + dp + 1] += tile[3];
+        scatter[o + 2 * dp] += tile[4];
+        scatter[o + 2 * dp + 1] += tile[5];
+        scatter[o + 3 * dp] += tile[6];
+        scatter[o + 3 * dp + 1] += tile[7];
       }
     }
 
@@ -265,13 +244,13 @@ export function standardisedCorrelation(moments: FeatureMoments): {
 }
 
 export function fitPca(moments: FeatureMoments, selection: ComponentSelection): PcaFit {
-  const { count: n, dim: d, mean } = moments;
-  const { correlation, scale, constant, constantFeatures } = standardisedCorrelation(moments);
+  const d = moments.dim;
+  const standardised = standardisedCorrelation(moments);
   validateSelection(selection);
 
   // ml-pca from the covariance of the standardised features: eigenvalues in descending order,
   // eigenvectors as the columns of U in the same order.
-  const pca = new PCA(correlation, { isCovarianceMatrix: true });
+  const pca = new PCA(standardised.correlation, { isCovarianceMatrix: true });
   const descending = pca.getEigenvalues();
   const vectors = pca.getEigenvectors();
   const eigenvalues = new Float64Array(d);
@@ -282,39 +261,15 @@ export function fitPca(moments: FeatureMoments, selection: ComponentSelection): 
   }
   const explainedVarianceRatio = eigenvalues.map((value) => value / total);
 
-  const warnings: string[] = [];
-  if (constantFeatures.length > 0) {
-    warnings.push(`${constantFeatures.length} of ${d} features are constant: scaled by 1 and left out of the components`);
-  }
-  const k = chooseComponentCount(explainedVarianceRatio, selection, Math.min(d, n - 1), warnings);
-
-  const components = new Float64Array(k * d);
-  for (let c = 0; c < k; c++) {
+  // An eigenvector's sign is arbitrary: each component's is chosen to make its largest entry positive.
+  const component = (c: number) => {
+    const column = vectors.getColumn(c);
     let largest = 0;
-    for (let f = 0; f < d; f++) {
-      const value = vectors.get(f, c);
-      if (Math.abs(value) > Math.abs(largest)) largest = value;
-    }
+    for (const value of column) if (Math.abs(value) > Math.abs(largest)) largest = value;
     const sign = largest < 0 ? -1 : 1;
-    // Constant features have all-zero rows in the correlation matrix; clear eigensolver round-off there.
-    for (let f = 0; f < d; f++) components[c * d + f] = constant[f] ? 0 : sign * vectors.get(f, c);
-  }
-  let explainedVariance = 0;
-  for (let c = 0; c < k; c++) explainedVariance += explainedVarianceRatio[c];
-
-  return {
-    count: n,
-    dim: d,
-    mean: mean.slice(),
-    scale,
-    constantFeatures,
-    k,
-    components,
-    eigenvalues,
-    explainedVarianceRatio,
-    explainedVariance,
-    warnings,
+    return column.map((value) => sign * value);
   };
+  return fitFromSpectrum(moments, standardised, selection, { eigenvalues, explainedVarianceRatio, component });
 }
 
 /** Features up to which `fitPcaTop` decomposes the whole correlation matrix (ml-pca: ~0.2 s at 400). */
@@ -328,16 +283,32 @@ export const FULL_SPECTRUM_MAX_DIM = 400;
  * computed components, not all `dim`; the ratios are exact (the trace is the total variance).
  */
 export async function fitPcaTop(moments: FeatureMoments, selection: ComponentSelection): Promise<PcaFit> {
-  const { count: n, dim: d, mean } = moments;
+  const { count: n, dim: d } = moments;
   // Below this many features the whole spectrum costs a fraction of a second: keep all of it.
   if (d <= FULL_SPECTRUM_MAX_DIM) return fitPca(moments, selection);
-  const { correlation, scale, constant, constantFeatures } = standardisedCorrelation(moments);
+  const standardised = standardisedCorrelation(moments);
   validateSelection(selection);
   const computed = Math.min(selection.components, d, Math.max(1, n - 1));
-  const top = await topEigen(correlation, { k: computed });
+  const top = await topEigen(standardised.correlation, { k: computed });
   const eigenvalues = Float64Array.from(top.values, (value) => Math.max(0, value));
   const explainedVarianceRatio = eigenvalues.map((value) => value / top.trace);
+  const component = (c: number) => top.vectors.subarray(c * d, (c + 1) * d);
+  return fitFromSpectrum(moments, standardised, selection, { eigenvalues, explainedVarianceRatio, component });
+}
 
+/**
+ * The fit from the eigenpairs of the standardised correlation matrix, in descending order: k
+ * chosen from the explained variance ratios, then the first k components (`component(c)`, `dim`
+ * values each).
+ */
+function fitFromSpectrum(
+  moments: FeatureMoments,
+  { scale, constant, constantFeatures }: ReturnType<typeof standardisedCorrelation>,
+  selection: ComponentSelection,
+  spectrum: { eigenvalues: Float64Array; explainedVarianceRatio: Float64Array; component: (c: number) => ArrayLike<number> },
+): PcaFit {
+  const { count: n, dim: d, mean } = moments;
+  const { eigenvalues, explainedVarianceRatio } = spectrum;
   const warnings: string[] = [];
   if (constantFeatures.length > 0) {
     warnings.push(`${constantFeatures.length} of ${d} features are constant: scaled by 1 and left out of the components`);
@@ -345,8 +316,9 @@ export async function fitPcaTop(moments: FeatureMoments, selection: ComponentSel
   const k = chooseComponentCount(explainedVarianceRatio, selection, Math.min(d, n - 1), warnings);
   const components = new Float64Array(k * d);
   for (let c = 0; c < k; c++) {
+    const vector = spectrum.component(c);
     // Constant features have all-zero rows in the correlation matrix; clear eigensolver round-off there.
-    for (let f = 0; f < d; f++) components[c * d + f] = constant[f] ? 0 : top.vectors[c * d + f];
+    for (let f = 0; f < d; f++) components[c * d + f] = constant[f] ? 0 : vector[f];
   }
   let explainedVariance = 0;
   for (let c = 0; c < k; c++) explainedVariance += explainedVarianceRatio[c];
@@ -394,6 +366,8 @@ export class PcaProjector {
   private readonly weights: Float64Array;
   /** Centred rows of the block being projected, row-major. */
   private centred: Float64Array;
+  /** The scores of 4 rows on 2 components, one tile of `projectRows`. */
+  private readonly tile = new Float64Array(8);
 
   constructor(fit: Pick<PcaFit, 'dim' | 'k' | 'mean' | 'scale' | 'components'>) {
     this.k = fit.k;
@@ -434,41 +408,13 @@ export class PcaProjector {
       for (let f = 0; f < dim; f++) centred[base + f] = vectors[base + f] - mean[f];
     }
     const fullRows = rows - (rows % 4);
+    const tile = this.tile;
     for (let r = 0; r < fullRows; r += 4) {
-      const a0 = r * dim;
-      const a1 = a0 + dim;
-      const a2 = a1 + dim;
-      const a3 = a2 + dim;
       for (let c = 0; c < k; c += 2) {
-        const w0 = c * dim;
-        const w1 = w0 + dim;
-        // prettier-ignore
-        let s00 = 0, s01 = 0, s10 = 0, s11 = 0, s20 = 0, s21 = 0, s30 = 0, s31 = 0;
-        for (let f = 0; f < dim; f++) {
-          const x0 = weights[w0 + f];
-          const x1 = weights[w1 + f];
-          const y0 = centred[a0 + f];
-          const y1 = centred[a1 + f];
-          const y2 = centred[a2 + f];
-          const y3 = centred[a3 + f];
-          s00 += y0 * x0;
-          s01 += y0 * x1;
-          s10 += y1 * x0;
-          s11 += y1 * x1;
-          s20 += y2 * x0;
-          s21 += y2 * x1;
-          s30 += y3 * x0;
-          s31 += y3 * x1;
-        }
-        out[r * k + c] = s00;
-        out[(r + 1) * k + c] = s10;
-        out[(r + 2) * k + c] = s20;
-        out[(r + 3) * k + c] = s30;
-        if (c + 1 < k) {
-          out[r * k + c + 1] = s01;
-          out[(r + 1) * k + c + 1] = s11;
-          out[(r + 2) * k + c + 1] = s21;
-          out[(r + 3) * k + c + 1] = s31;
+        innerProductTile(centred, r * dim, weights, c * dim, dim, dim, tile);
+        for (let t = 0; t < 4; t++) {
+          out[(r + t) * k + c] = tile[2 * t];
+          if (c + 1 < k) out[(r + t) * k + c + 1] = tile[2 * t + 1];
         }
       }
     }
@@ -483,4 +429,46 @@ export class PcaProjector {
     }
     return out;
   }
+}
+
+/**
+ * The inner products of 4 rows of `ys` (starting at `yStart`, `stride` apart) with 2 rows of `xs`
+ * (from `xStart`, `stride` apart), `length` values each, into `tile` (tile[2 * a + b] = y_a . x_b):
+ * a 4 x 2 register tile loads 6 values for every 8 multiply-adds, about three times the speed of
+ * one product at a time. The kernel of the scatter update and of `PcaProjector.projectRows`.
+ */
+function innerProductTile(ys: Float64Array, yStart: number, xs: Float64Array, xStart: number, stride: number, length: number, tile: Float64Array): void {
+  const a0 = yStart;
+  const a1 = a0 + stride;
+  const a2 = a1 + stride;
+  const a3 = a2 + stride;
+  const b0 = xStart;
+  const b1 = b0 + stride;
+  // prettier-ignore
+  let s00 = 0, s01 = 0, s10 = 0, s11 = 0, s20 = 0, s21 = 0, s30 = 0, s31 = 0;
+  for (let r = 0; r < length; r++) {
+    const x0 = xs[b0 + r];
+    const x1 = xs[b1 + r];
+    const y0 = ys[a0 + r];
+    const y1 = ys[a1 + r];
+    const y2 = ys[a2 + r];
+    const y3 = ys[a3 + r];
+    s00 += y0 * x0;
+    s01 += y0 * x1;
+    s10 += y1 * x0;
+    s11 += y1 * x1;
+    s20 += y2 * x0;
+    s21 += y2 * x1;
+    s30 += y3 * x0;
+    s31 += y3 * x1;
+  }
+  // prettier-ignore
+  tile[0] = s00;
+  tile[1] = s01;
+  tile[2] = s10;
+  tile[3] = s11;
+  tile[4] = s20;
+  tile[5] = s21;
+  tile[6] = s30;
+  tile[7] = s31;
 }

@@ -19,6 +19,7 @@
  * (`method: 'full'`).
  */
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
+import { spreadSeed, xorshiftUniform } from '../common';
 import { float64Of, KernelOptions, kernelSession, ort } from './kernel-graphs';
 
 export interface TopEigenOptions extends Pick<KernelOptions, 'intraOpNumThreads'> {
@@ -169,15 +170,7 @@ class Products {
 
 /** d x l standard normal values from a seeded xorshift generator (Box-Muller). */
 function gaussianBlock(d: number, l: number, seed: number): Float64Array {
-  let state = (0x9e3779b9 ^ Math.imul(seed | 0, 0x85ebca6b)) >>> 0 || 1;
-  const uniform = () => {
-    state ^= state << 13;
-    state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    return (state + 0.5) / 4294967296;
-  };
+  const uniform = xorshiftUniform(spreadSeed(seed));
   const block = new Float64Array(d * l);
   for (let i = 0; i < block.length; i += 2) {
     const radius = Math.sqrt(-2 * Math.log(uniform()));

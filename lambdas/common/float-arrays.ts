@@ -8,3 +8,17 @@ export function concatFloat32(parts: readonly Float32Array[]): Float32Array {
   }
   return out;
 }
+
+/**
+ * The largest difference between `actual` and `expected`, element by element, relative to the
+ * largest magnitude in `expected`: how far a faster or lower-precision result is from its reference.
+ */
+export function largestRelativeDifference(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  let scale = 0;
+  let difference = 0;
+  for (let i = 0; i < expected.length; i++) {
+    scale = Math.max(scale, Math.abs(expected[i]));
+    difference = Math.max(difference, Math.abs(actual[i] - expected[i]));
+  }
+  return difference / scale;
+}

@@ -9,7 +9,7 @@
  * S3 objects travel through the state machine, never feature vectors.
  */
 import { z } from 'zod';
-import { invalidPcaModelKey, NAME_RULE, PCA_MODEL_KEY_RULE, RUN_ID_PATTERN } from './bucket-layout';
+import { datasetInputPrefix, invalidPcaModelKey, NAME_RULE, PCA_MODEL_KEY_RULE, RUN_ID_PATTERN, runLayout } from './bucket-layout';
 
 /**
  * Execution input after the definition filled in its defaults. `pcaModel` is there only when the
@@ -28,6 +28,15 @@ export const RunSettingsSchema = z.object({
     .optional(),
 });
 export type RunSettings = z.infer<typeof RunSettingsSchema>;
+
+/**
+ * The settings the state machine fills in for run `runId` of the images of `dataset` in `bucket`,
+ * for what starts a handler without it (benches, tests).
+ */
+export function runSettingsFor(bucket: string, runId: string, dataset: string = runId): RunSettings {
+  const { outputPrefix, workPrefix } = runLayout(runId);
+  return { bucket, inputPrefix: datasetInputPrefix(dataset), runId, outputPrefix, workPrefix };
+}
 
 /** One object as the Distributed Map's ItemReader (S3 ListObjectsV2) hands it over. */
 export const ListedObjectSchema = z

@@ -9,7 +9,7 @@ import { RunSettingsSchema } from '../../lambdas/contracts/events';
 import { BUCKET_LAYOUT, NAME_RULE, PCA_MODEL_KEY_RULE, RESULT_FILES, runLayout, WORK_FOLDERS } from '../../lambdas/contracts/bucket-layout';
 import { AGGREGATE_MAP_LABELS, MAP_RUN_LABEL } from '../../lambdas/contracts/state-machine';
 import { DataBucket } from './data-bucket';
-import { ScopedResultWriterV2, ScopedS3JsonItemReader, ScopedS3ObjectsItemReader } from './map-io';
+import { scopedResultWriterV2, scopedS3JsonItemReader, scopedS3ObjectsItemReader } from './map-io';
 import { LOG_DELIVERY_ACTIONS, ServiceWidePolicy, XRAY_SAMPLING_ACTIONS, XRAY_WRITE_ACTIONS } from './service-wide-policy';
 
 export interface FeaturePipelineProps {
@@ -248,7 +248,7 @@ export class FeaturePipeline extends Construct {
     }).addRetry(TRANSIENT_RETRY);
     const featurizeImages = new sfn.DistributedMap(this, 'FeaturizeImages', {
       label: MAP_RUN_LABEL,
-      itemReader: new ScopedS3ObjectsItemReader({
+      itemReader: scopedS3ObjectsItemReader({
         bucketNamePath: '$.bucket',
         prefixPath: '$.inputPrefix',
         policyStatements: [data.listStatement(BUCKET_LAYOUT.inputRoot)],
@@ -262,7 +262,7 @@ export class FeaturePipeline extends Construct {
       // COMPACT: a succeeded child's output alone (its summary), not its input (every key of the
       // batch, which its batch record holds); a failed child's record stays whole, input included
       // (https://docs.aws.amazon.com/step-functions/latest/dg/input-output-resultwriter.html).
-      resultWriterV2: new ScopedResultWriterV2({
+      resultWriterV2: scopedResultWriterV2({
         bucketNamePath: '$.bucket',
         prefix: sfn.JsonPath.format(`{}${WORK_FOLDERS.mapResults}`, sfn.JsonPath.stringAt('$.workPrefix')),
         writerConfig: new sfn.WriterConfig({ transformation: sfn.Transformation.COMPACT, outputType: sfn.OutputType.JSON }),
@@ -303,7 +303,7 @@ export class FeaturePipeline extends Construct {
     const groupMap = (label: string, stage: 'moments' | 'project' | 'classify', taskId: string) => {
       const map = new sfn.DistributedMap(this, label, {
         label,
-        itemReader: new ScopedS3JsonItemReader({
+        itemReader: scopedS3JsonItemReader({
           bucketNamePath: '$.bucket',
           keyPath: '$.plan.groupsKey',
           policyStatements: [data.objectsStatement(['s3:GetObject'], BUCKET_LAYOUT.workRoot)],

@@ -8,76 +8,51 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
  * and prefixes (any other bucket in the input is then denied by IAM, as it should be).
  */
 
-export interface ScopedS3ObjectsItemReaderProps {
-  /** JSONPath of the bucket to list. */
+/** A Distributed Map's item reader or result writer: what it grants the state machine role. */
+interface GrantsToStateMachine {
+  providePolicyStatements(): iam.PolicyStatement[];
+}
+
+/** `io` with its grants replaced by `policyStatements`: its ASL is what CDK renders for it. */
+function grantingOnly<T extends GrantsToStateMachine>(io: T, policyStatements: iam.PolicyStatement[]): T {
+  io.providePolicyStatements = () => policyStatements;
+  return io;
+}
+
+/** Where a Distributed Map reads or writes, and what the state machine role needs there. */
+export interface ScopedMapIoProps {
+  /** JSONPath of the bucket in the input. */
   readonly bucketNamePath: string;
-  /** JSONPath of the key prefix to list. */
-  readonly prefixPath: string;
-  /** What the state machine role needs to list, e.g. `s3:ListBucket` with an `s3:prefix` condition. */
+  /** The statements granted to the state machine role, scoped to what it reads or writes. */
   readonly policyStatements: iam.PolicyStatement[];
 }
 
-/** ItemReader `s3:listObjectsV2` over `Bucket.$`/`Prefix.$`, granted only the given statements. */
-export class ScopedS3ObjectsItemReader extends sfn.S3ObjectsItemReader {
-  private readonly policyStatements: iam.PolicyStatement[];
-
-  constructor(props: ScopedS3ObjectsItemReaderProps) {
-    super({ bucketNamePath: sfn.JsonPath.stringAt(props.bucketNamePath), prefix: sfn.JsonPath.stringAt(props.prefixPath) });
-    this.policyStatements = props.policyStatements;
-  }
-
-  public override providePolicyStatements(): iam.PolicyStatement[] {
-    return this.policyStatements;
-  }
+/**
+ * ItemReader `s3:listObjectsV2` over `Bucket.$`/`Prefix.$` (`prefixPath`: JSONPath of the key
+ * prefix to list), granted only the given statements, e.g. `s3:ListBucket` with an `s3:prefix`
+ * condition.
+ */
+export function scopedS3ObjectsItemReader(props: ScopedMapIoProps & { readonly prefixPath: string }): sfn.S3ObjectsItemReader {
+  const reader = new sfn.S3ObjectsItemReader({ bucketNamePath: sfn.JsonPath.stringAt(props.bucketNamePath), prefix: sfn.JsonPath.stringAt(props.prefixPath) });
+  return grantingOnly(reader, props.policyStatements);
 }
 
-export interface ScopedResultWriterV2Props {
-  /** JSONPath of the bucket to write to. */
-  readonly bucketNamePath: string;
-  /** Key prefix, usually a `States.Format(...)` of the input (JsonPath.format). */
-  readonly prefix: string;
-  /** What the state machine role needs to write the results, scoped to their prefix. */
-  readonly policyStatements: iam.PolicyStatement[];
-  /**
-   * How the results are written (Transformation, OutputType).
-   * @default none: full records (Transformation NONE) as a JSON array
-   */
-  readonly writerConfig?: sfn.WriterConfig;
+/**
+ * ResultWriter (V2 form: `Bucket.$` from the input) under `prefix` (usually a `States.Format(...)`
+ * of the input, JsonPath.format), granted only the given statements; `writerConfig` says how the
+ * results are written (Transformation, OutputType), by default full records (NONE) as a JSON array.
+ */
+export function scopedResultWriterV2(props: ScopedMapIoProps & { readonly prefix: string; readonly writerConfig?: sfn.WriterConfig }): sfn.ResultWriterV2 {
+  const { bucketNamePath, prefix, writerConfig } = props;
+  const writer = new sfn.ResultWriterV2({ bucketNamePath: sfn.JsonPath.stringAt(bucketNamePath), prefix, writerConfig });
+  return grantingOnly(writer, props.policyStatements);
 }
 
-/** ResultWriter (V2 form: `Bucket.$` from the input) granted only the given statements. */
-export class ScopedResultWriterV2 extends sfn.ResultWriterV2 {
-  private readonly policyStatements: iam.PolicyStatement[];
-
-  constructor(props: ScopedResultWriterV2Props) {
-    super({ bucketNamePath: sfn.JsonPath.stringAt(props.bucketNamePath), prefix: props.prefix, writerConfig: props.writerConfig });
-    this.policyStatements = props.policyStatements;
-  }
-
-  public override providePolicyStatements(): iam.PolicyStatement[] {
-    return this.policyStatements;
-  }
-}
-
-export interface ScopedS3JsonItemReaderProps {
-  /** JSONPath of the bucket to read from. */
-  readonly bucketNamePath: string;
-  /** JSONPath of the key of a JSON array in that bucket. */
-  readonly keyPath: string;
-  /** What the state machine role needs to read it, scoped to its prefix. */
-  readonly policyStatements: iam.PolicyStatement[];
-}
-
-/** ItemReader `s3:getObject` of a JSON array (`ReaderConfig.InputType: JSON`), granted only the given statements. */
-export class ScopedS3JsonItemReader extends sfn.S3JsonItemReader {
-  private readonly policyStatements: iam.PolicyStatement[];
-
-  constructor(props: ScopedS3JsonItemReaderProps) {
-    super({ bucketNamePath: sfn.JsonPath.stringAt(props.bucketNamePath), key: sfn.JsonPath.stringAt(props.keyPath) });
-    this.policyStatements = props.policyStatements;
-  }
-
-  public override providePolicyStatements(): iam.PolicyStatement[] {
-    return this.policyStatements;
-  }
+/**
+ * ItemReader `s3:getObject` of a JSON array (`ReaderConfig.InputType: JSON`) at `keyPath` (JSONPath
+ * of its key), granted only the given statements.
+ */
+export function scopedS3JsonItemReader(props: ScopedMapIoProps & { readonly keyPath: string }): sfn.S3JsonItemReader {
+  const reader = new sfn.S3JsonItemReader({ bucketNamePath: sfn.JsonPath.stringAt(props.bucketNamePath), key: sfn.JsonPath.stringAt(props.keyPath) });
+  return grantingOnly(reader, props.policyStatements);
 }

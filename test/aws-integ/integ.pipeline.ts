@@ -9,15 +9,15 @@
  * What it costs is in README ("Test"). The stack is deployed with removalPolicy "destroy", so
  * integ-runner's clean-up deletes the bucket with its objects.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { ExpectedResult, IntegTest, Match } from '@aws-cdk/integ-tests-alpha';
 import { App, Duration } from 'aws-cdk-lib';
 import * as s3deploy from 'aws-cdk-lib/aws-s3-deployment';
 import { defaultConfig } from '../../lib/config';
 import { FruitsPipelineStack } from '../../lib/fruits-pipeline-stack';
-import { generateDemoDataset } from '../../local/demo-dataset';
+import { writeDemoDataset } from '../../local/demo-dataset';
 
 const DATASET = 'integ';
 const RUN_ID = 'integ-run';
@@ -27,11 +27,7 @@ const IMAGES = 5 * (PER_CLASS.trainingPerClass + PER_CLASS.testPerClass);
 
 async function main(): Promise<void> {
   const folder = mkdtempSync(join(tmpdir(), 'fruits-integ-'));
-  for (const image of await generateDemoDataset(PER_CLASS)) {
-    const file = join(folder, image.path);
-    mkdirSync(dirname(file), { recursive: true });
-    writeFileSync(file, image.body);
-  }
+  await writeDemoDataset(folder, PER_CLASS);
 
   const app = new App();
   const stack = new FruitsPipelineStack(app, 'FruitsPipelineInteg', {

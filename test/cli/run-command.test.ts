@@ -1,11 +1,11 @@
 /** `fruits run <dir> --json` as a user starts it (`npm start -- run ...`): a real process, tsx, the CLI wiring. */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { generateDemoDataset } from '../../local/demo-dataset';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { generateDemoDataset, writeDemoDataset } from '../../local/demo-dataset';
 import { pcaModelJson } from '../../lambdas/analysis/pca-model';
 import { fitPca, ScatterAccumulator } from '../../lambdas/analysis/streaming-pca';
+import { suiteWorkFolder } from '../support/work-folder';
 
 /** A pca-model.json as a run writes it, of the given featurizer, in `dir`. */
 function writeModel(dir: string, featurizer: string, extra: Record<string, unknown> = {}): string {
@@ -24,11 +24,7 @@ function writeModel(dir: string, featurizer: string, extra: Record<string, unkno
 }
 
 describe('fruits run (process)', () => {
-  let work: string;
-  beforeAll(() => {
-    work = mkdtempSync(join(tmpdir(), 'fruits-cli-run-'));
-  });
-  afterAll(() => rmSync(work, { recursive: true, force: true }));
+  const work = suiteWorkFolder('fruits-cli-run-');
   const cli = (...args: string[]) =>
     spawnSync(process.execPath, [require.resolve('tsx/cli'), join(__dirname, '..', '..', 'bin', 'cli.ts'), ...args], {
       cwd: work,
@@ -38,10 +34,7 @@ describe('fruits run (process)', () => {
 
   it('runs a folder and prints the summary as JSON; a bad flag is a usage error', async () => {
     const dataset = join(work, 'tiny fruits');
-    for (const image of await generateDemoDataset({ trainingPerClass: 3, testPerClass: 1 })) {
-      mkdirSync(dirname(join(dataset, image.path)), { recursive: true });
-      writeFileSync(join(dataset, image.path), image.body);
-    }
+    await writeDemoDataset(dataset, { trainingPerClass: 3, testPerClass: 1 });
 
     const settings = [
       '--featurizer',
@@ -125,10 +118,7 @@ describe('fruits run (process)', () => {
 
   it("prints JSON that parses with the README's exact command (npm start --silent -- run ... --json)", async () => {
     const dataset = join(work, 'npm start');
-    for (const image of await generateDemoDataset({ trainingPerClass: 2, testPerClass: 1 })) {
-      mkdirSync(dirname(join(dataset, image.path)), { recursive: true });
-      writeFileSync(join(dataset, image.path), image.body);
-    }
+    await writeDemoDataset(dataset, { trainingPerClass: 2, testPerClass: 1 });
     const npm = spawnSync(
       'npm',
       [

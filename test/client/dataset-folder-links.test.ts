@@ -15,7 +15,7 @@ import { mapWithConcurrency } from '../../lambdas/common/concurrency';
 import { generateDemoDataset } from '../../local/demo-dataset';
 import { startLocalS3Server } from '../../local/emulator/s3/s3-server';
 import { copyInputFolder, serveInputFolder } from '../../local/input-folder';
-import { runLocally } from '../../local/local-run';
+import { runLocallyIn } from '../support/local-run-in';
 
 function write(path: string, body: string | Buffer): void {
   mkdirSync(dirname(path), { recursive: true });
@@ -118,13 +118,7 @@ describe('symbolic links in a dataset folder', () => {
       for (const label of readdirSync(join(images, split))) symlinkSync(join(images, split, label), join(linked, split, label));
     }
     symlinkSync(join(work, 'nowhere'), join(linked, 'Test', 'Gone'));
-    const { summary } = await runLocally({
-      inputDir: linked,
-      dataDir: join(work, 's3'),
-      outDir: join(work, 'out'),
-      config: { featurizer: 'pixels', pcaComponents: 2 },
-      workers: 1,
-    });
+    const { summary } = await runLocallyIn(work, { inputDir: linked, config: { featurizer: 'pixels', pcaComponents: 2 }, workers: 1 });
     expect(summary.processed).toBeGreaterThan(0);
     expect(summary).toMatchObject({
       status: 'SUCCEEDED',

@@ -1,10 +1,11 @@
 /** One run per data directory (local/data-dir-lock.ts): the refusal, the stale lock, and both through the CLI. */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { DATA_DIR_LOCK_FILE, DataDirInUseError, lockDataDir } from '../../local/data-dir-lock';
-import { generateDemoDataset } from '../../local/demo-dataset';
+import { writeDemoDataset } from '../../local/demo-dataset';
+import { suiteWorkFolder } from '../support/work-folder';
 
 /** The pid of a process that has ended: a child that ran and exited. */
 function deadPid(): number {
@@ -13,11 +14,7 @@ function deadPid(): number {
 }
 
 describe('data directory lock', () => {
-  let work: string;
-  beforeAll(() => {
-    work = mkdtempSync(join(tmpdir(), 'fruits-lock-'));
-  });
-  afterAll(() => rmSync(work, { recursive: true, force: true }));
+  const work = suiteWorkFolder('fruits-lock-');
 
   it('refuses a second holder while the first runs, naming the directory, pid and start time; free again once released', () => {
     const dir = join(work, 'held');
@@ -74,10 +71,7 @@ describe('data directory lock', () => {
     let dataset: string;
     beforeAll(async () => {
       dataset = join(work, 'photos');
-      for (const image of await generateDemoDataset({ trainingPerClass: 2, testPerClass: 1 })) {
-        mkdirSync(dirname(join(dataset, image.path)), { recursive: true });
-        writeFileSync(join(dataset, image.path), image.body);
-      }
+      await writeDemoDataset(dataset, { trainingPerClass: 2, testPerClass: 1 });
     });
     const settings = (dataDir: string) => ['--featurizer', 'pixels', '--components', '2', '--workers', '1', '--data-dir', dataDir, '--out', join(work, 'out')];
 

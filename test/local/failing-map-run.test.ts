@@ -2,26 +2,19 @@
  * A map run whose every batch fails: the run ends FAILED with the reasons of the failed children
  * in the summary (and the CLI's text), never an uncaught error.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { formatRunSummary } from '../../cli/run-command';
-import { generateDemoDataset } from '../../local/demo-dataset';
-import { runLocally } from '../../local/local-run';
+import { writeDemoDataset } from '../../local/demo-dataset';
+import { runLocallyIn } from '../support/local-run-in';
+import { suiteWorkFolder } from '../support/work-folder';
 
 describe('a failing map run', () => {
-  let work: string;
-  beforeAll(() => {
-    work = mkdtempSync(join(tmpdir(), 'fruits-failing-map-'));
-  });
-  afterAll(() => rmSync(work, { recursive: true, force: true }));
+  const work = suiteWorkFolder('fruits-failing-map-');
 
   it('ends FAILED with the failed batches and their reason in the summary and its text', async () => {
     const dataset = join(work, 'photos');
-    for (const image of await generateDemoDataset({ trainingPerClass: 2, testPerClass: 1 })) {
-      mkdirSync(dirname(join(dataset, image.path)), { recursive: true });
-      writeFileSync(join(dataset, image.path), image.body);
-    }
+    await writeDemoDataset(dataset, { trainingPerClass: 2, testPerClass: 1 });
     // A featurize function that fails every batch with an error no Retry matches.
     const handlers = join(work, 'handlers');
     mkdirSync(join(handlers, 'lambdas', 'featurize'), { recursive: true });
@@ -29,10 +22,8 @@ describe('a failing map run', () => {
       join(handlers, 'lambdas', 'featurize', 'handler.js'),
       "exports.handler = async () => { throw Object.assign(new Error('the model file is damaged'), { name: 'ModelLoadError' }); };\n",
     );
-    const { summary } = await runLocally({
+    const { summary } = await runLocallyIn(work, {
       inputDir: dataset,
-      dataDir: join(work, 's3'),
-      outDir: join(work, 'out'),
       config: { featurizer: 'pixels', batchSize: 4 },
       workers: 1,
       bundledHandlersDir: handlers,

@@ -2,8 +2,7 @@
  * The embedded default end to end: real S3 server on loopback, the synthesized definition, the
  * real featurize and aggregate handlers in worker threads.
  */
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { RunReport } from '../../lambdas/outputs/run-report';
 import { readFeaturesCsv } from '../../evaluate/knn';
@@ -13,6 +12,7 @@ import { DEMO_PHOTOS, runLocally } from '../../local/local-run';
 import { fieldCopyOf } from '../../lambdas/featurize/field-copies';
 import { referenceKnn } from '../support/reference-knn';
 import { requireFiles, SHARED_103, SHARED_SAMPLE } from '../support/required-files';
+import { suiteWorkFolder } from '../support/work-folder';
 
 const SAMPLE = SHARED_SAMPLE;
 const FRUITS_103 = SHARED_103;
@@ -29,11 +29,7 @@ function listFiles(dir: string): string[] {
 jest.setTimeout(600_000);
 
 describe('local run (embedded default)', () => {
-  let work: string;
-  beforeAll(() => {
-    work = mkdtempSync(join(tmpdir(), 'fruits-local-run-'));
-  });
-  afterAll(() => rmSync(work, { recursive: true, force: true }));
+  const work = suiteWorkFolder('fruits-local-run-');
 
   it('runs the shipped demo photos offline with the shipped default CNN, a second run duplicates nothing, and a copy gives the same run', async () => {
     const dataDir = join(work, 'demo-s3');

@@ -1,6 +1,5 @@
 /** `--model-from` of the local run: what it finds, and the one line for each mistake, before anything starts. */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeKnnReferences, pcaModelJson } from '../../lambdas/analysis/pca-model';
 import { fitPca, ScatterAccumulator } from '../../lambdas/analysis/streaming-pca';
@@ -9,15 +8,11 @@ import { readStoreSnapshot } from '../../local/emulator/s3/object-store';
 import { startLocalS3Server } from '../../local/emulator/s3/s3-server';
 import { LOCAL_BUCKET, runLocally } from '../../local/local-run';
 import { readModelFrom } from '../../local/model-from';
+import { suiteWorkFolder } from '../support/work-folder';
 
 describe('--model-from (local/model-from.ts)', () => {
-  let work: string;
-  let out: string;
-  beforeAll(() => {
-    work = mkdtempSync(join(tmpdir(), 'fruits-model-from-'));
-    out = join(work, 'out');
-  });
-  afterAll(() => rmSync(work, { recursive: true, force: true }));
+  const work = suiteWorkFolder('fruits-model-from-');
+  const out = join(work, 'out');
 
   /**
    * `<dir>/pca-model.json` of run `runId` and, when asked, its references as a run writes them (two

@@ -9,13 +9,14 @@
  * elsewhere it says so on one line and skips.
  * `FRUITS_DOCS_SCREENSHOT=1` also writes the screenshot to docs/report.png.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium, type Page } from 'playwright-core';
 import { runLocally } from '../../local/local-run';
+import { runLocallyIn } from '../support/local-run-in';
 import { CHROMIUM, describeRequiring, requireFiles, SHARED_SAMPLE } from '../support/required-files';
+import { suiteWorkFolder } from '../support/work-folder';
 
 const CHROMIUM_ARGS = [
   '--headless',
@@ -81,11 +82,7 @@ async function expectWholeReport(tab: Page, runId: string, misclassified: number
 }
 
 withChromium('report.html in headless chromium', () => {
-  let work: string;
-  beforeAll(() => {
-    work = mkdtempSync(join(tmpdir(), 'fruits-report-html-'));
-  });
-  afterAll(() => rmSync(work, { recursive: true, force: true }));
+  const work = suiteWorkFolder('fruits-report-html-');
 
   it(
     'the default run (shipped demo photos, shipped CNN) renders with no console error and no network',
@@ -105,13 +102,7 @@ withChromium('report.html in headless chromium', () => {
   withSample(
     'a raw-pixels run of the Fruits-360 sample (720 images) renders the same way, and is screenshotted',
     async () => {
-      const { summary } = await runLocally({
-        inputDir: SHARED_SAMPLE,
-        dataDir: join(work, 's3'),
-        outDir: join(work, 'out'),
-        config: { featurizer: 'pixels', pcaComponents: 12 },
-        workers: 2,
-      });
+      const { summary } = await runLocallyIn(work, { inputDir: SHARED_SAMPLE, config: { featurizer: 'pixels', pcaComponents: 12 }, workers: 2 });
       expect(summary.status).toBe('SUCCEEDED');
       const page = join(work, 'out', summary.runId, 'report.html');
       expect(readFileSync(page, 'utf8')).toContain(`Run ${summary.runId}`);

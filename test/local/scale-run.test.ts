@@ -5,8 +5,7 @@
  * allows. Every file must come out exactly once, a re-run must upload nothing, and the folder
  * served in place (the default) must give the same run as its uploaded copy.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { restoreTextField } from '../../lambdas/outputs/features-csv';
 import { readFeaturesCsv } from '../../evaluate/knn';
@@ -14,16 +13,13 @@ import { generateDemoDataset } from '../../local/demo-dataset';
 import { runLocally } from '../../local/local-run';
 import { readFileSync } from 'node:fs';
 import type { RunReport } from '../../lambdas/outputs/run-report';
+import { suiteWorkFolder } from '../support/work-folder';
 
 // One per demo shape (5): prefixes of one another, a space, unicode.
 const LABELS = ['Peach', 'Peach 2', 'Peach Flat', 'Grape White', 'Grape White 2 été 🍇'];
 
 describe('local run at scale (3,000+ images, prefix-named folders)', () => {
-  let work: string;
-  beforeAll(() => {
-    work = mkdtempSync(join(tmpdir(), 'fruits-scale-'));
-  });
-  afterAll(() => rmSync(work, { recursive: true, force: true }));
+  const work = suiteWorkFolder('fruits-scale-');
 
   it('accounts for every file exactly once, a re-run uploads nothing, and serving the folder in place gives the same run', async () => {
     const dataset = join(work, 'scale');

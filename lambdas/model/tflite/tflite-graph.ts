@@ -21,29 +21,24 @@ export interface ConstantValue {
   readonly shape: readonly number[];
 }
 
+/**
+ * A convolution's weights and window. The filter is as stored in the file: OHWI for `conv2d`;
+ * [1, H, W, C * depthMultiplier] for `depthwiseConv2d`, whose output channel c * depthMultiplier + m
+ * reads input channel c.
+ */
+export interface PlanConvolution {
+  readonly filter: Float32Array;
+  readonly filterShape: readonly [number, number, number, number];
+  readonly bias: Float32Array | null;
+  readonly strides: readonly [number, number];
+  readonly dilations: readonly [number, number];
+  readonly padding: Padding;
+}
+
 /** Ops in NHWC, as TFLite defines them. `clip` is [min, max] applied after `activation`, if any. */
 export type PlanOp = (
-  | {
-      readonly kind: 'conv2d';
-      /** OHWI, as stored in the file. */
-      readonly filter: Float32Array;
-      readonly filterShape: readonly [number, number, number, number];
-      readonly bias: Float32Array | null;
-      readonly strides: readonly [number, number];
-      readonly dilations: readonly [number, number];
-      readonly padding: Padding;
-    }
-  | {
-      readonly kind: 'depthwiseConv2d';
-      /** [1, H, W, C * depthMultiplier]; output channel c * depthMultiplier + m reads input channel c. */
-      readonly filter: Float32Array;
-      readonly filterShape: readonly [number, number, number, number];
-      readonly bias: Float32Array | null;
-      readonly depthMultiplier: number;
-      readonly strides: readonly [number, number];
-      readonly dilations: readonly [number, number];
-      readonly padding: Padding;
-    }
+  | ({ readonly kind: 'conv2d' } & PlanConvolution)
+  | ({ readonly kind: 'depthwiseConv2d'; readonly depthMultiplier: number } & PlanConvolution)
   | {
       readonly kind: 'fullyConnected';
       /** [outputs, inputs] */

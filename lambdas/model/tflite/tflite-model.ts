@@ -59,35 +59,24 @@ export interface TfliteTensor {
   readonly quantization: TfliteQuantization | null;
 }
 
+/** How a convolution or a pool slides its window, and the activation fused after it. */
+export interface WindowOptions {
+  readonly padding: Padding;
+  readonly strideH: number;
+  readonly strideW: number;
+  readonly activation: Activation;
+}
+
+/** A convolution's window: a pool's, with the spacing of the taps. */
+export interface ConvolutionOptions extends WindowOptions {
+  readonly dilationH: number;
+  readonly dilationW: number;
+}
+
 export type OperatorOptions =
-  | {
-      readonly kind: 'conv2d';
-      readonly padding: Padding;
-      readonly strideH: number;
-      readonly strideW: number;
-      readonly dilationH: number;
-      readonly dilationW: number;
-      readonly activation: Activation;
-    }
-  | {
-      readonly kind: 'depthwiseConv2d';
-      readonly padding: Padding;
-      readonly strideH: number;
-      readonly strideW: number;
-      readonly dilationH: number;
-      readonly dilationW: number;
-      readonly depthMultiplier: number;
-      readonly activation: Activation;
-    }
-  | {
-      readonly kind: 'pool2d';
-      readonly padding: Padding;
-      readonly strideH: number;
-      readonly strideW: number;
-      readonly filterH: number;
-      readonly filterW: number;
-      readonly activation: Activation;
-    }
+  | ({ readonly kind: 'conv2d' } & ConvolutionOptions)
+  | ({ readonly kind: 'depthwiseConv2d'; readonly depthMultiplier: number } & ConvolutionOptions)
+  | ({ readonly kind: 'pool2d'; readonly filterH: number; readonly filterW: number } & WindowOptions)
   | { readonly kind: 'fullyConnected'; readonly activation: Activation; readonly weightsFormat: number; readonly keepNumDims: boolean }
   | { readonly kind: 'activation'; readonly activation: Activation }
   | { readonly kind: 'concatenation'; readonly axis: number; readonly activation: Activation }
@@ -228,7 +217,6 @@ function readQuantization(table: FbTable | null): TfliteQuantization | null {
 }
 
 /** The options table of `builtinCode`, checked against the union type the file declares. */
-// eslint-disable-next-line max-lines-per-function -- one case per operator's options table, as the schema lists them
 function readOptions(builtinCode: number, optionsType: number, table: FbTable | null, where: string): OperatorOptions {
   const expect = (type: number): FbTable | null => {
     if (optionsType !== BuiltinOptionsType.NONE && optionsType !== type) {
@@ -239,43 +227,18 @@ function readOptions(builtinCode: number, optionsType: number, table: FbTable | 
   // A missing options table means every field takes its schema default.
   const empty = (t: FbTable | null) => t ?? new FbTable(new ByteBuffer(EMPTY_TABLE), 4);
   switch (builtinCode) {
-    case BuiltinOperator.CONV_2D: {
-      const t = empty(expect(BuiltinOptionsType.Conv2DOptions));
-      return {
-        kind: 'conv2d',
-        padding: paddingName(t.int8(Conv2DOptionsField.padding)),
-        strideW: t.int32(Conv2DOptionsField.strideW),
-        strideH: t.int32(Conv2DOptionsField.strideH),
-        dilationW: t.int32(Conv2DOptionsField.dilationWFactor, 1),
-        dilationH: t.int32(Conv2DOptionsField.dilationHFactor, 1),
-        activation: activationName(t.int8(Conv2DOptionsField.fusedActivationFunction)),
-      };
-    }
+    case BuiltinOperator.CONV_2D:
+      return { kind: 'conv2d', ...convolutionOptions(empty(expect(BuiltinOptionsType.Conv2DOptions)), Conv2DOptionsField) };
     case BuiltinOperator.DEPTHWISE_CONV_2D: {
       const t = empty(expect(BuiltinOptionsType.DepthwiseConv2DOptions));
-      return {
-        kind: 'depthwiseConv2d',
-        padding: paddingName(t.int8(DepthwiseConv2DOptionsField.padding)),
-        strideW: t.int32(DepthwiseConv2DOptionsField.strideW),
-        strideH: t.int32(DepthwiseConv2DOptionsField.strideH),
-        depthMultiplier: t.int32(DepthwiseConv2DOptionsField.depthMultiplier),
-        dilationW: t.int32(DepthwiseConv2DOptionsField.dilationWFactor, 1),
-        dilationH: t.int32(DepthwiseConv2DOptionsField.dilationHFactor, 1),
-        activation: activationName(t.int8(DepthwiseConv2DOptionsField.fusedActivationFunction)),
-      };
+      const depthMultiplier = t.int32(DepthwiseConv2DOptionsField.depthMultiplier);
+      return { kind: 'depthwiseConv2d', depthMultiplier, ...convolutionOptions(t, DepthwiseConv2DOptionsField) };
     }
     case BuiltinOperator.AVERAGE_POOL_2D:
     case BuiltinOperator.MAX_POOL_2D: {
       const t = empty(expect(BuiltinOptionsType.Pool2DOptions));
-      return {
-        kind: 'pool2d',
-        padding: paddingName(t.int8(Pool2DOptionsField.padding)),
-        strideW: t.int32(Pool2DOptionsField.strideW),
-        strideH: t.int32(Pool2DOptionsField.strideH),
-        filterW: t.int32(Pool2DOptionsField.filterWidth),
-        filterH: t.int32(Pool2DOptionsField.filterHeight),
-        activation: activationName(t.int8(Pool2DOptionsField.fusedActivationFunction)),
-      };
+      const filter = { filterW: t.int32(Pool2DOptionsField.filterWidth), filterH: t.int32(Pool2DOptionsField.filterHeight) };
+      return { kind: 'pool2d', ...filter, ...windowOptions(t, Pool2DOptionsField) };
     }
     case BuiltinOperator.FULLY_CONNECTED: {
       const t = empty(expect(BuiltinOptionsType.FullyConnectedOptions));
@@ -321,6 +284,28 @@ function readOptions(builtinCode: number, optionsType: number, table: FbTable | 
     default:
       return optionsType === BuiltinOptionsType.NONE ? { kind: 'none' } : { kind: 'unparsed', optionsType };
   }
+}
+
+/** The ids of the window fields, which the options tables of convolutions and pools each have. */
+interface WindowFields {
+  readonly padding: number;
+  readonly strideW: number;
+  readonly strideH: number;
+  readonly fusedActivationFunction: number;
+}
+
+function windowOptions(t: FbTable, fields: WindowFields): WindowOptions {
+  return {
+    padding: paddingName(t.int8(fields.padding)),
+    strideW: t.int32(fields.strideW),
+    strideH: t.int32(fields.strideH),
+    activation: activationName(t.int8(fields.fusedActivationFunction)),
+  };
+}
+
+/** A convolution's window; a dilation factor absent from the file is 1 (no gaps), the schema's default. */
+function convolutionOptions(t: FbTable, fields: WindowFields & { readonly dilationWFactor: number; readonly dilationHFactor: number }): ConvolutionOptions {
+  return { ...windowOptions(t, fields), dilationW: t.int32(fields.dilationWFactor, 1), dilationH: t.int32(fields.dilationHFactor, 1) };
 }
 
 /** A table with an empty vtable (every field absent), read as the schema defaults. */

@@ -32,41 +32,32 @@ export class FbTable {
     return this.field(id) !== 0;
   }
   int8(id: number, fallback = 0): number {
-    const o = this.field(id);
-    return o ? this.bb.readInt8(this.pos + o) : fallback;
+    return this.readField(id, fallback, (at) => this.bb.readInt8(at));
   }
   uint8(id: number, fallback = 0): number {
-    const o = this.field(id);
-    return o ? this.bb.readUint8(this.pos + o) : fallback;
+    return this.readField(id, fallback, (at) => this.bb.readUint8(at));
   }
   bool(id: number, fallback = false): boolean {
-    const o = this.field(id);
-    return o ? this.bb.readUint8(this.pos + o) !== 0 : fallback;
+    return this.readField(id, fallback, (at) => this.bb.readUint8(at) !== 0);
   }
   int32(id: number, fallback = 0): number {
-    const o = this.field(id);
-    return o ? this.bb.readInt32(this.pos + o) : fallback;
+    return this.readField(id, fallback, (at) => this.bb.readInt32(at));
   }
   uint32(id: number, fallback = 0): number {
-    const o = this.field(id);
-    return o ? this.bb.readUint32(this.pos + o) : fallback;
+    return this.readField(id, fallback, (at) => this.bb.readUint32(at));
   }
   float32(id: number, fallback = 0): number {
-    const o = this.field(id);
-    return o ? this.bb.readFloat32(this.pos + o) : fallback;
+    return this.readField(id, fallback, (at) => this.bb.readFloat32(at));
   }
   /** A uint64 field as a number; throws above 2^53 (buffer offsets of files over 8 PB). */
   uint64(id: number, fallback = 0): number {
-    const o = this.field(id);
-    return o ? toSafeNumber(this.bb.readUint64(this.pos + o)) : fallback;
+    return this.readField(id, fallback, (at) => toSafeNumber(this.bb.readUint64(at)));
   }
   string(id: number): string | null {
-    const o = this.field(id);
-    return o ? (this.bb.__string(this.pos + o) as string) : null;
+    return this.readField(id, null, (at) => this.bb.__string(at) as string);
   }
   table(id: number): FbTable | null {
-    const o = this.field(id);
-    return o ? new FbTable(this.bb, this.bb.__indirect(this.pos + o)) : null;
+    return this.readField(id, null, (at) => new FbTable(this.bb, this.bb.__indirect(at)));
   }
   tables(id: number): FbTable[] {
     const o = this.field(id);
@@ -92,6 +83,12 @@ export class FbTable {
     if (!o) return null;
     const start = this.bb.__vector(this.pos + o);
     return this.bb.bytes().subarray(start, start + this.bb.__vector_len(this.pos + o));
+  }
+
+  /** Field `id` read at its position by `read`, or `fallback` when it is absent. */
+  private readField<T>(id: number, fallback: T, read: (at: number) => T): T {
+    const o = this.field(id);
+    return o ? read(this.pos + o) : fallback;
   }
 
   private scalars(id: number, width: number, read: (at: number) => number): number[] {

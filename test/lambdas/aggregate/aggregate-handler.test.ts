@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { PCA } from 'ml-pca';
 import { aggregateRun, aggregateSettingsFrom, AggregateSettings, readAggregateEnv } from '../../../lambdas/aggregate/handler';
-import { MalformedEventError, TransientStorageError } from '../../../lambdas/contracts/events';
+import { MalformedEventError, runSettingsFor, TransientStorageError } from '../../../lambdas/contracts/events';
 import { batchRecordKeyOfShard } from '../../../lambdas/contracts/bucket-layout';
 import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../../../lambdas/bookkeeping/feature-shard';
 import { encodeKnnReferences, FeaturizerMismatchError, PcaModelError } from '../../../lambdas/analysis/pca-model';
@@ -108,14 +108,7 @@ async function writeMapRun(client: S3Client, runId: string, succeeded: Record<st
   }
   const mapRunArn = `arn:aws:states:us-east-1:123456789012:mapRun:Pipeline/FeaturizeImages:${runId}`;
   await put(client, `${root}manifest.json`, JSON.stringify({ DestinationBucket: BUCKET, MapRunArn: mapRunArn, ResultFiles: files }));
-  return {
-    bucket: BUCKET,
-    inputPrefix: `input/${runId}/`,
-    runId,
-    outputPrefix: `results/${runId}/`,
-    workPrefix: `work/${runId}/`,
-    mapResult: { MapRunArn: mapRunArn, ResultWriterDetails: { Bucket: BUCKET, Key: `${root}manifest.json` } },
-  };
+  return { ...runSettingsFor(BUCKET, runId), mapResult: { MapRunArn: mapRunArn, ResultWriterDetails: { Bucket: BUCKET, Key: `${root}manifest.json` } } };
 }
 
 describe('aggregate handler against a local S3 server', () => {

@@ -5,6 +5,8 @@
  * (ScatterAccumulator, PcaProjector, KnnReferences).
  */
 import { KnnReferences } from '../../../lambdas/analysis/knn';
+import { largestRelativeDifference } from '../../../lambdas/common/float-arrays';
+import { xorshift32 } from '../../../lambdas/common/seeded-random';
 import { fitPca, PcaProjector, ScatterAccumulator } from '../../../lambdas/analysis/streaming-pca';
 import {
   blockMoments,
@@ -19,15 +21,8 @@ import {
 
 /** Seeded uniform values in [0, 1): the same data every run. */
 function seeded(seed: number): () => number {
-  let state = seed >>> 0 || 1;
-  return () => {
-    state ^= state << 13;
-    state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    return state / 4294967296;
-  };
+  const next = xorshift32(seed);
+  return () => next() / 4294967296;
 }
 
 /** rows x dims values with a large common offset and features of different spreads. */
@@ -36,16 +31,6 @@ function features(rows: number, dims: number, seed = 1): Float32Array {
   const data = new Float32Array(rows * dims);
   for (let r = 0; r < rows; r++) for (let f = 0; f < dims; f++) data[r * dims + f] = 100 + (f + 1) * random() + (f % 3) * data[r * dims];
   return data;
-}
-
-function largestRelativeDifference(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  let scale = 0;
-  let difference = 0;
-  for (let i = 0; i < expected.length; i++) {
-    scale = Math.max(scale, Math.abs(expected[i]));
-    difference = Math.max(difference, Math.abs(actual[i] - expected[i]));
-  }
-  return difference / scale;
 }
 
 describe('blockMoments', () => {

@@ -7,6 +7,7 @@ import { Matrix } from 'ml-matrix';
 import { PCA } from 'ml-pca';
 import { ScatterAccumulator, standardisedCorrelation } from '../../../lambdas/analysis/streaming-pca';
 import { topEigen } from '../../../lambdas/analysis/top-eigen';
+import { standardNormal, xorshiftUniform } from '../../../lambdas/common/seeded-random';
 
 function expectClose(actual: ArrayLike<number>, expected: number[], tolerance: number): void {
   expect(actual.length).toBe(expected.length);
@@ -48,16 +49,7 @@ describe('topEigen on hand-checkable matrices', () => {
 
 /** Rows of a low-rank signal with a decaying spectrum plus noise, non-negative like pooled ReLU features. */
 function features(rows: number, dims: number, rank: number): Float32Array {
-  let state = 12345;
-  const uniform = () => {
-    state ^= state << 13;
-    state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    return (state + 0.5) / 4294967296;
-  };
-  const gaussian = () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+  const gaussian = standardNormal(xorshiftUniform(12345));
   const basis = Float64Array.from({ length: rank * dims }, gaussian);
   const data = new Float32Array(rows * dims);
   const factors = new Float64Array(rank);

@@ -5,12 +5,12 @@
  */
 import fs, { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { downloadRunOutputs } from '../../../../client/run-outputs';
 import { formatRunSummary } from '../../../../cli/run-command';
-import { generateDemoDataset } from '../../../../local/demo-dataset';
+import { writeDemoDataset } from '../../../../local/demo-dataset';
 import { STORE_FOLDER } from '../../../../local/emulator/s3/object-store';
 import { startLocalS3Server } from '../../../../local/emulator/s3/s3-server';
 import { runLocally } from '../../../../local/local-run';
@@ -106,10 +106,7 @@ describe('no space left on the device', () => {
 
   it('a run on a full data directory ends FAILED with "no space left in <data-dir>"; the same run succeeds once space is free', async () => {
     const dataset = join(work, 'photos');
-    for (const image of await generateDemoDataset({ trainingPerClass: 2, testPerClass: 1 })) {
-      mkdirSync(dirname(join(dataset, image.path)), { recursive: true });
-      writeFileSync(join(dataset, image.path), image.body);
-    }
+    await writeDemoDataset(dataset, { trainingPerClass: 2, testPerClass: 1 });
     const dataDir = join(work, 'run-store');
     const run = () =>
       runLocally({

@@ -21,14 +21,11 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { encodeFeatureShard } from '../lambdas/bookkeeping/feature-shard';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { seededRandom } from '../lambdas/common/seeded-random';
-import { runSettingsFor } from '../lambdas/contracts/events';
 import { DEFAULT_GROUP_SHARDS } from '../lambdas/contracts/handler-env';
-import { batchRecordKeyOfShard } from '../lambdas/contracts/bucket-layout';
-import type { BatchRecord } from '../lambdas/contracts/events';
 import { startLocalS3Server } from '../local/emulator/s3/s3-server';
+import { SyntheticMapRun } from './synthetic-map-run';
 import { argValue, fixed, load, machine, printTable } from './bench-support';
 
 const BUCKET = 'aggregate-scale';
@@ -71,7 +68,7 @@ async function writeRun(s3: S3Client, runId: string, rows: number, dim: number) 
     const random = seededRandom(10_000 + c);
     return Float32Array.from({ length: dim }, () => random() * 2);
   });
-  const records: unknown[] = [];
+  const mapRun = new SyntheticMapRun(s3, BUCKET, runId);
   for (let s = 0; s < shards; s++) {
     const random = seededRandom(s);
     const count = Math.min(SHARD_ROWS, rows - s * SHARD_ROWS);
@@ -86,23 +83,9 @@ async function writeRun(s3: S3Client, runId: string, rows: number, dim: number) 
       const centre = centres[c];
       for (let f = 0; f < dim; f++) vectors[r * dim + f] = Math.max(0, centre[f] + (random() - 0.5));
     }
-    const shard = `work/${runId}/shards/${String(s).padStart(7, '0')}.fsh`;
-    const header = { featurizer: 'synthetic@1', dim, keys, labels, failed: [], skipped: [] };
-    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: shard, Body: encodeFeatureShard({ header, vectors }) }));
-    const record: BatchRecord = { items: keys };
-    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: batchRecordKeyOfShard(`work/${runId}/`, shard), Body: JSON.stringify(record) }));
-    // Transformation COMPACT: a succeeded child's output alone.
-    records.push({ shard, count, failed: [], failedCount: 0, skipped: [], skippedCount: 0, truncated: false });
+    await mapRun.addShard(mapRun.shardKey(s), { header: { featurizer: 'synthetic@1', dim, keys, labels, failed: [], skipped: [] }, vectors });
   }
-  const root = `work/${runId}/map-results/scale/`;
-  await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${root}SUCCEEDED_0.json`, Body: JSON.stringify(records) }));
-  const manifest = {
-    DestinationBucket: BUCKET,
-    MapRunArn: 'arn:aws:states:::mapRun:scale',
-    ResultFiles: { SUCCEEDED: [{ Key: `${root}SUCCEEDED_0.json`, Size: 1 }], FAILED: [], PENDING: [] },
-  };
-  await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${root}manifest.json`, Body: JSON.stringify(manifest) }));
-  return { ...runSettingsFor(BUCKET, runId), mapResult: { ResultWriterDetails: { Bucket: BUCKET, Key: `${root}manifest.json` } } };
+  return mapRun.finish();
 }
 
 /** `work` over `items`, `lanes` at a time (the map's children on this machine's cores). */

@@ -25,12 +25,11 @@
  * Each case runs in a fresh child process so its peak RSS (`process.resourceUsage().maxRSS`) is
  * its own.
  */
-import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../lambdas/bookkeeping/feature-shard';
 import { featuresCsvRow } from '../lambdas/outputs/features-csv';
 import { fitPca, PcaProjector, ScatterAccumulator, standardisedCorrelation } from '../lambdas/analysis/streaming-pca';
 import { spreadSeed, xorshift32 } from '../lambdas/common/seeded-random';
-import { runSettingsFor } from '../lambdas/contracts/events';
+import { SyntheticMapRun } from './synthetic-map-run';
 import { ChildResult, load, peakRssMb, runChild } from './bench-support';
 
 interface Options {
@@ -251,24 +250,12 @@ async function runHandler(o: Options): Promise<Record<string, unknown>> {
   const server = await startLocalS3Server({ buckets: [bucket] });
   try {
     const runId = 'bench';
-    const records = [];
-    for (let s = 0; s < shardCount(o); s++) {
-      const data = syntheticShard(s, rowsOfShard(o, s), o.dim);
-      const key = `work/${runId}/shards/${String(s).padStart(6, '0')}.fsh`;
-      await server.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: encodeFeatureShard(data) }));
-      const output = { shard: key, count: data.header.keys.length, failed: [], failedCount: 0, skipped: [], skippedCount: 0, truncated: false };
-      records.push({ ExecutionArn: `arn:aws:states:::execution:bench:${s}`, Status: 'SUCCEEDED', Output: JSON.stringify(output) });
-    }
-    const resultsKey = `work/${runId}/map-results/m/SUCCEEDED_0.json`;
-    await server.client.send(new PutObjectCommand({ Bucket: bucket, Key: resultsKey, Body: JSON.stringify(records) }));
-    const manifest = { DestinationBucket: bucket, MapRunArn: 'arn:bench', ResultFiles: { SUCCEEDED: [{ Key: resultsKey, Size: 1 }], FAILED: [], PENDING: [] } };
-    await server.client.send(new PutObjectCommand({ Bucket: bucket, Key: `work/${runId}/map-results/m/manifest.json`, Body: JSON.stringify(manifest) }));
+    const mapRun = new SyntheticMapRun(server.client, bucket, runId);
+    for (let s = 0; s < shardCount(o); s++) await mapRun.addShard(mapRun.shardKey(s), syntheticShard(s, rowsOfShard(o, s), o.dim));
+    const event = await mapRun.finish();
     const before = peakRssMb();
     const started = performance.now();
-    const result = await aggregateRun(
-      { ...runSettingsFor(bucket, runId, 'bench'), mapResult: { ResultWriterDetails: { Bucket: bucket, Key: `work/${runId}/map-results/m/manifest.json` } } },
-      { s3: server.client, settings: { components: o.components } },
-    );
+    const result = await aggregateRun(event, { s3: server.client, settings: { components: o.components } });
     return {
       case: 'handler aggregateRun (s3rver on loopback)',
       rows: result.rows,

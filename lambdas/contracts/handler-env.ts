@@ -104,6 +104,14 @@ export const AGGREGATE_SETTINGS = {
    */
   groupShards: { env: 'AGGREGATE_GROUP_SHARDS', min: 1, max: 400, default: 40 },
   /**
+   * Moments partials (7.6 MB each at 1,376 features) one merge merges: a run of more groups
+   * merges them as a tree of this fan-in (the state machine's `MergeMoments` loop) until at most
+   * this many remain for the fit. 16 was chosen with bench/aggregate-scale.ts (docs/BENCHMARKS.md):
+   * a level costs a map run, a partial about 0.1 s; 1,000 groups take two levels. The state machine
+   * passes it to the stages it builds; this variable serves a run of every stage in one invocation.
+   */
+  momentsMergeFanIn: { env: 'MOMENTS_MERGE_FAN_IN', min: 2, max: 64, default: 16 },
+  /**
    * Neighbours that vote in the k-NN classification of the rows outside Training/: more than 100
    * voters only blurs the classes of Fruits-360-sized sets.
    */
@@ -127,6 +135,8 @@ export const AGGREGATE_ENV = envNames(AGGREGATE_SETTINGS);
 export const DEFAULT_MODEL_ID = FEATURIZE_SETTINGS.modelId.default;
 /** The table's shards per group (AGGREGATE_SETTINGS.groupShards). */
 export const DEFAULT_GROUP_SHARDS = AGGREGATE_SETTINGS.groupShards.default;
+/** The table's moments merge fan-in (AGGREGATE_SETTINGS.momentsMergeFanIn). */
+export const DEFAULT_MOMENTS_MERGE_FAN_IN = AGGREGATE_SETTINGS.momentsMergeFanIn.default;
 /** The table's classifier (AGGREGATE_SETTINGS.classifier). */
 export const DEFAULT_CLASSIFIER: ClassifierKind = AGGREGATE_SETTINGS.classifier.default;
 
@@ -169,6 +179,7 @@ export const AggregateEnvSchema = z.object({
   [A.pcaComponents.env]: boundedInt(A.pcaComponents).default(A.pcaComponents.default),
   [A.pcaVarianceThreshold.env]: z.coerce.number().gt(A.pcaVarianceThreshold.above).lte(A.pcaVarianceThreshold.max).optional(),
   [A.groupShards.env]: boundedInt(A.groupShards).default(A.groupShards.default),
+  [A.momentsMergeFanIn.env]: boundedInt(A.momentsMergeFanIn).default(A.momentsMergeFanIn.default),
   [A.knnNeighbours.env]: boundedInt(A.knnNeighbours).default(A.knnNeighbours.default),
   [A.classifier.env]: z.enum(CLASSIFIERS).default(A.classifier.default),
   [A.keepEmbeddings.env]: flag().default(A.keepEmbeddings.default),
@@ -201,6 +212,7 @@ export interface AggregateEnvSettings {
   readonly pcaComponents: number;
   readonly pcaVarianceThreshold?: number;
   readonly groupShards?: number;
+  readonly momentsMergeFanIn?: number;
   readonly knnNeighbours?: number;
   readonly classifier?: ClassifierKind;
   readonly keepEmbeddings?: boolean;

@@ -106,9 +106,13 @@ export const AGGREGATE_SETTINGS = {
   /**
    * Moments partials (7.6 MB each at 1,376 features) one merge merges: a run of more groups
    * merges them as a tree of this fan-in (the state machine's `MergeMoments` loop) until at most
-   * this many remain for the fit. 16 was chosen with bench/aggregate-scale.ts (docs/BENCHMARKS.md):
-   * a level costs a map run, a partial about 0.1 s; 1,000 groups take two levels. The state machine
-   * passes it to the stages it builds; this variable serves a run of every stage in one invocation.
+   * this many remain for the fit. A partial costs about 0.1 s of CPU to read and merge, an
+   * invocation about 2 s before its first one (bench/aggregate-scale.ts --fan-in 4, docs/BENCHMARKS.md),
+   * and a level a map run more: the fan-in that makes a tree cheapest, F (ln F - 1) = 20, is about
+   * 14. At 16 the demo and the whole dataset (8 groups) and 160,000 images never reach the tree,
+   * 1,000,000 images (100 groups) take one level of 7 merges and 10,000,000 two, and no merge reads
+   * more than the fit of 16 groups does. The state machine hands the value to the stages it
+   * builds; this variable serves a run of every stage in one invocation.
    */
   momentsMergeFanIn: { env: 'MOMENTS_MERGE_FAN_IN', min: 2, max: 64, default: 16 },
   /**

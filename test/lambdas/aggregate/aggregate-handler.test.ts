@@ -117,6 +117,23 @@ describe('aggregate handler against a local S3 server', () => {
     await server?.close();
   });
 
+  /**
+   * A map run of `shards` shards of 12 rows of 10 features, under Training/ and Test/ in turn
+   * (seeds from `seed`); the `corrupt` ones hold bytes that are not a shard. Returns the event.
+   */
+  async function writeSplitRun(runId: string, shards: number, seed: number, corrupt: readonly number[] = []) {
+    const succeeded = [];
+    for (let s = 0; s < shards; s++) {
+      const rows = makeRows(12, 10, seed + s, runId);
+      rows.keys = rows.keys.map((key) => key.replace(`input/${runId}/`, `input/${runId}/${s % 2 ? 'Test' : 'Training'}/`));
+      const h = header(rows.keys, rows.labels, 10);
+      const key = `work/${runId}/shards/${s}.fsh`;
+      await put(client, key, corrupt.includes(s) ? Buffer.from('not a shard') : encodeFeatureShard({ header: h, vectors: rows.vectors }));
+      succeeded.push(childRecord('SUCCEEDED', rows.keys, runId, { Output: JSON.stringify(summaryOf(key, h)) }));
+    }
+    return writeMapRun(client, runId, succeeded, []);
+  }
+
   it('turns shards + ResultWriter output into every output object, accounting for every image', async () => {
     const runId = 'run-e2e';
     const dim = 16;
@@ -575,17 +592,8 @@ describe('aggregate handler against a local S3 server', () => {
   });
 
   it('gives the same tables in groups of one shard as in one group, the features as one Parquet dataset', async () => {
-    const dim = 10;
     const runOf = async (runId: string, groupShards: number) => {
-      const succeeded = [];
-      for (let s = 0; s < 5; s++) {
-        const rows = makeRows(12, dim, 70 + s, 'same');
-        rows.keys = rows.keys.map((key) => key.replace('input/same/', `input/${runId}/${s % 2 ? 'Test' : 'Training'}/`));
-        const h = header(rows.keys, rows.labels, dim);
-        await put(client, `work/${runId}/shards/${s}.fsh`, encodeFeatureShard({ header: h, vectors: rows.vectors }));
-        succeeded.push(childRecord('SUCCEEDED', rows.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/${s}.fsh`, h)) }));
-      }
-      const event = await writeMapRun(client, runId, succeeded, []);
+      const event = await writeSplitRun(runId, 5, 70);
       const result = await aggregateRun(event, { s3: client, settings: { components: 4, groupShards } });
       const text = async (name: string) => (await getText(client, `results/${runId}/${name}`)).replaceAll(runId, 'RUN');
       return {
@@ -626,19 +634,9 @@ describe('aggregate handler against a local S3 server', () => {
   });
 
   it('merges the moments of more groups than the fan-in as a tree, with the outputs of a run that merges them at once', async () => {
-    const dim = 10;
     const runOf = async (runId: string, momentsMergeFanIn: number) => {
-      const succeeded = [];
-      for (let s = 0; s < 9; s++) {
-        const rows = makeRows(12, dim, 90 + s, 'tree');
-        rows.keys = rows.keys.map((key) => key.replace('input/tree/', `input/${runId}/${s % 2 ? 'Test' : 'Training'}/`));
-        const h = header(rows.keys, rows.labels, dim);
-        const key = `work/${runId}/shards/${s}.fsh`;
-        // Shard 3 is corrupt: its group keeps no rows, so it leaves a tally and no moments.
-        await put(client, key, s === 3 ? Buffer.from('not a shard') : encodeFeatureShard({ header: h, vectors: rows.vectors }));
-        succeeded.push(childRecord('SUCCEEDED', rows.keys, runId, { Output: JSON.stringify(summaryOf(key, h)) }));
-      }
-      const event = await writeMapRun(client, runId, succeeded, []);
+      // Shard 3 is corrupt: its group keeps no rows, so it leaves a tally and no moments.
+      const event = await writeSplitRun(runId, 9, 90, [3]);
       await aggregateRun(event, { s3: client, settings: { components: 4, groupShards: 1, momentsMergeFanIn } });
       const text = async (name: string) => (await getText(client, `results/${runId}/${name}`)).replaceAll(runId, 'RUN');
       const listed = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: `work/${runId}/aggregate/merged-moments/` }));

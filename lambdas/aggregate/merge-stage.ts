@@ -7,7 +7,7 @@
  * Every merge takes its inputs in index order (Chan et al.'s pairwise formula, float64), so the
  * result is fixed by the tree's shape, a function of the group count and `fanIn`, and not by the
  * order in which the map's children finish. An invocation reads at most `fanIn` partials (7.6 MB
- * each at 1,376 features) and holds two scatters and the downloads in flight.
+ * each at 1,376 features) and holds the total and the partials read ahead.
  */
 import { emptyMoments, FeatureMoments, mergeMomentsInto } from '../analysis';
 import { MalformedEventError, RunSettings } from '../contracts/events';
@@ -16,8 +16,13 @@ import { OrderedReadAhead } from '../common/concurrency';
 import type { AggregateRunDeps } from './aggregate-shared';
 import { aggregateWorkKeys, decodeMoments, encodeMoments, momentsMergeLevels, MomentsTallySchema } from './aggregate-work';
 
-/** Partials downloaded beyond the one being merged: the next GETs run while this one merges. */
-const PARTIALS_READ_AHEAD = 2;
+/**
+ * Partials downloaded at once, ahead of the one being merged: one GET streams far below what a
+ * function's network takes, so several in flight read faster
+ * (https://docs.aws.amazon.com/AmazonS3/latest/userguide/optimizing-performance-design-patterns.html);
+ * the window holds at most five decoded partials (15 MB each at 1,376 features).
+ */
+const PARTIALS_READ_AHEAD = 4;
 
 /** One node of the tree: partials `first` to `first + fanIn` (fewer at the end) of the `inputs` of level `level - 1`. */
 export interface MomentsMergeNode {

@@ -12,10 +12,11 @@
  *   npx tsx bench/aggregate-scale.ts --rows 100000,300000 --through moments     # the plan and moments alone
  *
  * The plan, fit and publish run once per run (merges); moments and project run for every group
- * (the fit and publish need them all), classify for `--sample` groups spread over the run (each
- * group's classification is the same work against the same references). Every invocation of a
- * stage is timed; the table gives each stage's slowest invocation (wall seconds, peak RSS) and the
- * CPU it took summed over its invocations.
+ * (the fit and publish need them all), the moments merge tree's nodes when the run has more groups
+ * than `--fan-in` (default: the setting's), classify for `--sample` groups spread over the run
+ * (each group's classification is the same work against the same references). Every invocation
+ * of a stage is timed; the table gives each stage's slowest invocation (wall seconds, peak RSS)
+ * and the CPU it took summed over its invocations.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -23,10 +24,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { seededRandom } from '../lambdas/common/seeded-random';
-import { DEFAULT_GROUP_SHARDS } from '../lambdas/contracts/handler-env';
+import { DEFAULT_GROUP_SHARDS, DEFAULT_MOMENTS_MERGE_FAN_IN } from '../lambdas/contracts/handler-env';
+import { momentsMergeLevels } from '../lambdas/aggregate/aggregate-work';
 import { startLocalS3Server } from '../local/emulator/s3/s3-server';
 import { SyntheticMapRun } from './synthetic-map-run';
-import { argValue, fixed, load, machine, printTable } from './bench-support';
+import { argValue, Cell, fixed, load, machine, printTable } from './bench-support';
 
 const BUCKET = 'aggregate-scale';
 const SHARD_ROWS = 250;
@@ -105,12 +107,14 @@ async function lanes<T, R>(items: readonly T[], count: number, work: (item: T) =
 
 /** What a run of the bench does: `through` stops after that stage (`--through plan` times the plan alone). */
 interface ScaleOptions {
+  readonly dim: number;
   readonly sample: number;
   readonly publish: boolean;
+  readonly fanIn: number;
   readonly through?: string;
 }
 
-async function scale(rows: number, dim: number, { sample, publish, through }: ScaleOptions, env: NodeJS.ProcessEnv, s3: S3Client) {
+async function scale(rows: number, { dim, sample, publish, fanIn, through }: ScaleOptions, env: NodeJS.ProcessEnv, s3: S3Client) {
   const runId = `scale-${rows}`;
   const generated = performance.now();
   const run = await writeRun(s3, runId, rows, dim);
@@ -127,7 +131,15 @@ async function scale(rows: number, dim: number, { sample, publish, through }: Sc
   const indices = Array.from({ length: groupCount }, (_, g) => g);
   for (const figure of await lanes(indices, 2, (group) => invoke({ stage: 'moments', run: required, group }, env))) record('moments', figure);
   if (through === 'moments') return { rows, groups: groupCount, figures };
-  const fit = await invoke({ stage: 'fit', run: required, groups: groupCount }, env);
+  const levels = momentsMergeLevels(groupCount, fanIn);
+  for (let level = 1; level < levels.length; level++) {
+    const inputs = levels[level - 1];
+    const firsts = Array.from({ length: levels[level] }, (_, node) => node * fanIn);
+    for (const figure of await lanes(firsts, 2, (first) => invoke({ stage: 'merge-moments', run: required, level, first, inputs, fanIn }, env))) {
+      record('merge-moments', figure);
+    }
+  }
+  const fit = await invoke({ stage: 'fit', run: required, groups: groupCount, fanIn }, env);
   record('fit', fit);
   for (const figure of await lanes(indices, 2, (group) => invoke({ stage: 'project', run: required, group }, env))) record('project', figure);
   record('fit-classifier', await invoke({ stage: 'fit-classifier', run: required, groups: groupCount }, env));
@@ -152,28 +164,35 @@ async function main(): Promise<void> {
   const sample = Number(argValue(argv, 'sample') ?? 3);
   const publish = !argv.includes('--no-publish');
   const through = argValue(argv, 'through');
+  const fanIn = Number(argValue(argv, 'fan-in') ?? DEFAULT_MOMENTS_MERGE_FAN_IN);
   const dir = mkdtempSync(join(tmpdir(), 'aggregate-scale-'));
   const server = await startLocalS3Server({ buckets: [BUCKET], directory: dir });
   const env = { ...process.env, ...server.env, GROUP_SHARDS: String(DEFAULT_GROUP_SHARDS) };
-  console.log(`machine ${JSON.stringify(machine())}, load ${load()}, dim ${dim}, ${DEFAULT_GROUP_SHARDS} shards of ${SHARD_ROWS} rows per group`);
+  console.log(
+    `machine ${JSON.stringify(machine())}, ${load()}, dim ${dim}, ${DEFAULT_GROUP_SHARDS} shards of ${SHARD_ROWS} rows per group, merge fan-in ${fanIn}`,
+  );
   const results: Awaited<ReturnType<typeof scale>>[] = [];
   try {
-    for (const rows of rowsList) results.push(await scale(rows, dim, { sample, publish, through }, env, server.client));
+    for (const rows of rowsList) results.push(await scale(rows, { dim, sample, publish, fanIn, through }, env, server.client));
   } finally {
     await server.close();
     rmSync(dir, { recursive: true, force: true });
   }
-  const stages = ['plan', 'moments', 'fit', 'project', 'fit-classifier', 'classify', 'publish'].filter((stage) => results.some((r) => r.figures[stage]));
+  const stages = ['plan', 'moments', 'merge-moments', 'fit', 'project', 'fit-classifier', 'classify', 'publish'].filter((stage) =>
+    results.some((r) => r.figures[stage]),
+  );
   printTable({
-    title: `Aggregate stages by run size (npx tsx bench/aggregate-scale.ts --rows ${rowsList.join(',')} --dim ${dim} --sample ${sample})`,
+    title: `Aggregate stages by run size (npx tsx bench/aggregate-scale.ts --rows ${rowsList.join(',')} --dim ${dim} --sample ${sample} --fan-in ${fanIn})`,
     headers: ['stage', ...results.flatMap((r) => [`${r.rows} rows: slowest s`, 'peak RSS MB', 'CPU s (all timed)'])],
     rows: stages.map((stage) => [
       stage,
-      ...results.flatMap((r) => {
+      ...results.flatMap((r): Cell[] => {
         const list = r.figures[stage] ?? [];
+        // A stage the run did not need (the merge tree of a run of few groups): no figures.
+        if (list.length === 0) return ['-', '-', '-'];
         const slowest = list.reduce((a, b) => (b.wallS > a.wallS ? b : a), list[0]);
         return [
-          fixed(slowest?.wallS ?? 0, 2),
+          fixed(slowest.wallS, 2),
           fixed(Math.max(...list.map((f) => f.peakRssMb)), 0),
           fixed(
             list.reduce((sum, f) => sum + f.cpuS, 0),
@@ -183,7 +202,10 @@ async function main(): Promise<void> {
       }),
     ]),
   });
-  for (const r of results) console.log(`${r.rows} rows: ${r.groups} groups; classify timed on ${Math.min(sample, r.groups)} of them`);
+  for (const r of results) {
+    const merges = r.figures['merge-moments']?.length ?? 0;
+    console.log(`${r.rows} rows: ${r.groups} groups, ${merges} merges of moments; classify timed on ${Math.min(sample, r.groups)} of them`);
+  }
 }
 
 main().catch((error) => {

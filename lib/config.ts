@@ -84,6 +84,12 @@ export const PipelineConfigSchema = z
     aggregateGroupShards: handlerInt(AGGREGATE.groupShards).default(AGGREGATE.groupShards.default),
     /** Concurrent children of the aggregate's group maps (Distributed Map MaxConcurrency). */
     aggregateConcurrency: z.number().int().min(1).max(10000).default(100),
+    /**
+     * Moments partials one merge merges (AGGREGATE_SETTINGS.momentsMergeFanIn): a run of more
+     * groups merges its groups' moments as a tree of this fan-in before the fit, which then merges
+     * at most this many; a run of fewer skips the tree.
+     */
+    momentsMergeFanIn: handlerInt(AGGREGATE.momentsMergeFanIn).default(AGGREGATE.momentsMergeFanIn.default),
 
     /** Principal components kept, the most when pcaVarianceThreshold is set (AGGREGATE_SETTINGS.pcaComponents). */
     pcaComponents: handlerInt(AGGREGATE.pcaComponents).default(AGGREGATE.pcaComponents.default),

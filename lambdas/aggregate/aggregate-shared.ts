@@ -94,6 +94,8 @@ export interface AggregateSettings extends ComponentSelection {
   readonly galleryImages?: number;
   /** Shards per group of the fanned-out stages. @default DEFAULT_GROUP_SHARDS */
   readonly groupShards?: number;
+  /** Partials per merge of the moments merge tree, in a run of every stage in one process. @default DEFAULT_MOMENTS_MERGE_FAN_IN */
+  readonly momentsMergeFanIn?: number;
 }
 
 export interface AggregateRunDeps {

@@ -7,7 +7,10 @@
  *   groups.json            `[{ "group": 0 }, ...]`: the ItemReader input of the group maps
  *   groups/<g>.json        the batches of group g: shard key and summary (the keys each batch
  *                          was handed are in its batch record, `work/<runId>/batches/`)
- *   moments/<g>.bin        group g's count, mean and scatter (float64)
+ *   moments/<g>.bin        group g's count, mean and scatter (float64, the upper triangle)
+ *   merged-moments/<l>/<n>.bin  node n of level l of the moments merge tree: the count, mean and
+ *                          scatter of `fanIn` consecutive partials of level l - 1 (a run of more
+ *                          groups than the fit merges; `momentsMergeLevels`)
  *   moments/<g>.json       group g's report part, accounting part, excluded rows, class counts
  *   pca-fit.json           the fitted (or saved) model the project and classify stages apply
  *   queries/<g>.fsh        group g's rows to predict, as PCA scores
@@ -26,19 +29,22 @@ import { FeaturizeBatchSummarySchema } from '../contracts/events';
 import { RESULT_FILES, WORK_FOLDERS } from '../contracts/bucket-layout';
 import type { RunReportPart } from '../outputs/run-report';
 import type { InputAccountingReport } from '../bookkeeping';
-import type { ClassificationTallyPart } from '../analysis';
+import type { ClassificationTallyPart, FeatureMoments } from '../analysis';
 import type { ScatterPoint } from '../outputs/plots';
 
 const group = (g: number) => String(g).padStart(5, '0');
 
 export function aggregateWorkKeys(workPrefix: string) {
   const base = `${workPrefix.endsWith('/') ? workPrefix : `${workPrefix}/`}${WORK_FOLDERS.aggregate}/`;
+  const moments = (g: number) => `${base}moments/${group(g)}.bin`;
   return {
     plan: `${base}plan.json`,
     groups: `${base}groups.json`,
     group: (g: number) => `${base}groups/${group(g)}.json`,
-    moments: (g: number) => `${base}moments/${group(g)}.bin`,
+    moments,
     momentsTally: (g: number) => `${base}moments/${group(g)}.json`,
+    /** Partial `index` of level `level` of the moments merge tree: level 0 is group `index`'s moments. */
+    momentsPartial: (level: number, index: number) => (level === 0 ? moments(index) : `${base}merged-moments/${level}/${group(index)}.bin`),
     fit: `${base}pca-fit.json`,
     queries: (g: number) => `${base}queries/${group(g)}.fsh`,
     classStatistics: (g: number) => `${base}class-statistics/${group(g)}.json`,
@@ -146,22 +152,57 @@ export const ClassifyTallySchema = z.object({
 });
 export type ClassifyTally = z.infer<typeof ClassifyTallySchema>;
 
-/** A group's count, mean and scatter (float64): `[count, dim, mean..., scatter...]`. */
-export function encodeMoments(moments: { count: number; dim: number; mean: Float64Array; scatter: Float64Array }): Uint8Array {
-  const values = new Float64Array(2 + moments.dim + moments.dim * moments.dim);
+/**
+ * Count, mean and the scatter's upper triangle (float64): `[count, dim, mean..., S[0][0..d),
+ * S[1][1..d), ...]`. The scatter is symmetric, and every reader of it (the merge, the
+ * correlation the fit builds) takes S[i][j] for j >= i only, so the lower half would be bytes
+ * read for nothing: 7.6 MB instead of 15 MB at 1,376 features.
+ */
+export function encodeMoments(moments: FeatureMoments): Uint8Array {
+  const { dim } = moments;
+  const values = new Float64Array(2 + dim + (dim * (dim + 1)) / 2);
   values[0] = moments.count;
-  values[1] = moments.dim;
+  values[1] = dim;
   values.set(moments.mean, 2);
-  values.set(moments.scatter, 2 + moments.dim);
+  let at = 2 + dim;
+  for (let i = 0; i < dim; i++) {
+    values.set(moments.scatter.subarray(i * dim + i, (i + 1) * dim), at);
+    at += dim - i;
+  }
   return new Uint8Array(values.buffer);
 }
 
-export function decodeMoments(bytes: Uint8Array, where: string): { count: number; dim: number; mean: Float64Array; scatter: Float64Array } {
-  const aligned = new Float64Array(bytes.byteLength / 8);
-  new Uint8Array(aligned.buffer).set(bytes);
-  const count = aligned[0];
-  const dim = aligned[1];
-  if (bytes.byteLength % 8 !== 0 || aligned.length !== 2 + dim + dim * dim)
-    throw new Error(`moments ${where}: ${bytes.byteLength} bytes is not count, dim, mean and scatter`);
-  return { count, dim, mean: aligned.subarray(2, 2 + dim), scatter: aligned.subarray(2 + dim) };
+/** `encodeMoments` read back: the scatter whole again, its lower half mirrored from the upper. */
+export function decodeMoments(bytes: Uint8Array, where: string): FeatureMoments {
+  const values = new Float64Array(bytes.byteLength >> 3);
+  new Uint8Array(values.buffer).set(bytes.subarray(0, values.length * 8));
+  const count = values[0];
+  const dim = values[1];
+  if (bytes.byteLength % 8 !== 0 || !Number.isInteger(dim) || dim < 0 || values.length !== 2 + dim + (dim * (dim + 1)) / 2)
+    throw new Error(`moments ${where}: ${bytes.byteLength} bytes is not count, dim, mean and the scatter's upper triangle`);
+  const scatter = new Float64Array(dim * dim);
+  let at = 2 + dim;
+  for (let i = 0; i < dim; i++) {
+    scatter.set(values.subarray(at, at + dim - i), i * dim + i);
+    at += dim - i;
+    for (let j = i + 1; j < dim; j++) scatter[j * dim + i] = scatter[i * dim + j];
+  }
+  return { count, dim, mean: values.slice(2, 2 + dim), scatter };
+}
+
+/**
+ * The moments merge tree: how many partials each level holds. Level 0 is the groups' own; each
+ * level above has one partial per `fanIn` consecutive ones of the level below (the last may take
+ * fewer), until at most `fanIn` remain: those the fit merges. A run of at most `fanIn` groups has
+ * level 0 only, and no merge stage runs. The state machine's `MergeMoments` loop builds the same
+ * levels (`lib/constructs/moments-merge-tree.ts`).
+ *
+ * @example
+ * momentsMergeLevels(100, 16); // [100, 7]: seven merges of 16 groups (the last of 4), then the fit merges 7
+ */
+export function momentsMergeLevels(groups: number, fanIn: number): number[] {
+  if (!Number.isInteger(fanIn) || fanIn < 2) throw new RangeError(`the merge fan-in must be an integer of at least 2, got ${fanIn}`);
+  const levels = [groups];
+  while (levels[levels.length - 1] > fanIn) levels.push(Math.ceil(levels[levels.length - 1] / fanIn));
+  return levels;
 }

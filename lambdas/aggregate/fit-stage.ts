@@ -5,22 +5,25 @@
  * 1. absorb the report and accounting parts (the plan's, then each group's in order): a run that
  *    cannot prove every key handed out came out exactly once fails here with
  *    `IncompleteRunError`, its report.json saying why, and no output is written;
- * 2. merge the groups' count, mean and scatter (Chan et al.'s pairwise formula, float64) and fit
- *    the PCA, or take the saved model's fit in a projecting run;
+ * 2. merge the count, mean and scatter of the moments merge tree's top level (Chan et al.'s
+ *    pairwise formula, float64): the groups' own when the run has at most `fanIn` groups, else
+ *    the at most `fanIn` partials the `MergeMoments` stages left (`merge-stage.ts`); check that
+ *    they count every row the groups kept, and fit the PCA, or take the saved model's fit in a
+ *    projecting run;
  * 3. decide whether the run classifies (Training references and rows to predict) and say why not.
  *
- * Its input grows with the number of groups (one dim x dim scatter each, read one at a time), not
- * with the number of images.
+ * Its input is at most `fanIn` scatters and one small tally per group, not one scatter per group.
  */
 import { parsePcaModel, pcaModelJson, SavedPcaModel } from '../analysis/pca-model';
 import { fitPcaTop, InsufficientDataError, PcaFit } from '../analysis/streaming-pca';
-import { emptyMoments, mergeMomentsInto } from '../analysis/native-kernels';
 import { describeIncompleteAccounting, IncompleteRunError, InputAccountingReport, mergeAccountingReports } from '../bookkeeping/input-accounting';
 import { RunReport, RunReportBuilder, RunReportPart } from '../outputs/run-report';
 import type { RunSettings } from '../contracts/events';
-import { putObject, readBytes, readText } from '../aws/s3-client';
+import { putObject, readText } from '../aws/s3-client';
+import { mapWithConcurrency } from '../common/concurrency';
 import { AggregateRunDeps, outputKeys, ProjectionModel, readProjectionModel, runFields, stopwatch } from './aggregate-shared';
-import { aggregateWorkKeys, decodeMoments, MomentsTally, MomentsTallySchema, Plan } from './aggregate-work';
+import { aggregateWorkKeys, MomentsTally, MomentsTallySchema, momentsMergeLevels, Plan } from './aggregate-work';
+import { mergedPartials } from './merge-stage';
 import { readPlan } from './moments-stage';
 import { z } from 'zod';
 
@@ -55,12 +58,16 @@ export async function readFitRecordOnly(deps: AggregateRunDeps, run: RunSettings
   return FitRecordSchema.parse(JSON.parse(await readText(deps.s3, run.bucket, aggregateWorkKeys(run.workPrefix).fit)));
 }
 
+/** Small tallies read at once: one GET's latency each, not their bytes, is what they cost. */
+const TALLY_READS_IN_FLIGHT = 16;
+
 /**
  * The run's fit: the plan's and the groups' reports and accounting absorbed (an incomplete run
- * fails here), the groups' moments merged and fitted or the saved model's fit taken, and whether
- * the run classifies; all of it written as the fit record.
+ * fails here), the moments merge tree's top level merged and fitted or the saved model's fit
+ * taken, and whether the run classifies; all of it written as the fit record. `fanIn` is the
+ * tree's (`momentsMergeLevels`).
  */
-export async function fitRun(run: RunSettings, groups: number, deps: AggregateRunDeps): Promise<{ classify: boolean }> {
+export async function fitRun(run: RunSettings, groups: number, fanIn: number, deps: AggregateRunDeps): Promise<{ classify: boolean }> {
   const { s3, settings, log } = deps;
   const clock = stopwatch();
   const work = aggregateWorkKeys(run.workPrefix);
@@ -94,7 +101,7 @@ export async function fitRun(run: RunSettings, groups: number, deps: AggregateRu
       if (rows === 0) throw new InsufficientDataError('no feature vectors to project: every image failed or was skipped');
       fit = saved.fit;
     } else {
-      fit = await fitOfGroups(run, plan.dim, tallies, deps);
+      fit = await fitOfMoments(run, { tallies, rows, fanIn }, deps);
     }
   } catch (error) {
     if (error instanceof InsufficientDataError) {
@@ -133,9 +140,10 @@ export async function fitRun(run: RunSettings, groups: number, deps: AggregateRu
 /** Every group's moments tally, in group order. */
 async function readMomentsTallies(run: RunSettings, groups: number, { s3 }: AggregateRunDeps): Promise<MomentsTally[]> {
   const work = aggregateWorkKeys(run.workPrefix);
-  const tallies: MomentsTally[] = [];
-  for (let g = 0; g < groups; g++) tallies.push(MomentsTallySchema.parse(JSON.parse(await readText(s3, run.bucket, work.momentsTally(g)))));
-  return tallies;
+  const indices = Array.from({ length: groups }, (_, g) => g);
+  return mapWithConcurrency(indices, TALLY_READS_IN_FLIGHT, async (g) =>
+    MomentsTallySchema.parse(JSON.parse(await readText(s3, run.bucket, work.momentsTally(g)))),
+  );
 }
 
 /** Why the run fails, and what the fit knows of it by then. */
@@ -167,16 +175,26 @@ async function writeFailureReport(
   return failure;
 }
 
-/** The PCA fitted on the groups' moments, merged one group's scatter at a time. */
-async function fitOfGroups(run: RunSettings, dim: number, tallies: readonly MomentsTally[], { s3, settings }: AggregateRunDeps): Promise<PcaFit> {
-  const work = aggregateWorkKeys(run.workPrefix);
-  const parts = tallies.filter((tally) => tally.rows > 0);
-  if (parts.length === 0) throw new InsufficientDataError('no feature vectors to analyse: every image failed or was skipped');
-  // One group's scatter at a time, merged into the running total (Chan et al.): memory is two
-  // scatters, not one per group.
-  const merged = emptyMoments(dim);
-  for (const part of parts) mergeMomentsInto(merged, decodeMoments(await readBytes(s3, run.bucket, work.moments(part.group)), work.moments(part.group)));
-  return fitPcaTop(merged, settings);
+/**
+ * The PCA fitted on the top level of the moments merge tree: the groups' own partials (those
+ * that kept rows) in a run of at most `fanIn` groups, else the partials of the tree's last level.
+ * Their count must be every row the groups' tallies kept: a partial lost or merged twice fails
+ * the fit instead of skewing the model.
+ */
+async function fitOfMoments(
+  run: RunSettings,
+  { tallies, rows, fanIn }: { tallies: readonly MomentsTally[]; rows: number; fanIn: number },
+  deps: AggregateRunDeps,
+): Promise<PcaFit> {
+  if (rows === 0) throw new InsufficientDataError('no feature vectors to analyse: every image failed or was skipped');
+  const levels = momentsMergeLevels(tallies.length, fanIn);
+  const top = levels.length - 1;
+  const indices = top === 0 ? tallies.filter((tally) => tally.rows > 0).map((tally) => tally.group) : Array.from({ length: levels[top] }, (_, i) => i);
+  const merged = await mergedPartials(run, top, indices, deps);
+  if (merged.count !== rows) {
+    throw new Error(`the moments merged from level ${top} of the merge tree count ${merged.count} rows, the groups' tallies ${rows}`);
+  }
+  return fitPcaTop(merged, deps.settings);
 }
 
 /** Why the run classifies nothing (no classifier to classify with, or nothing to fit or predict), or undefined when it classifies. */

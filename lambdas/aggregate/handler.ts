@@ -1,6 +1,6 @@
 /**
  * Lambda entry point of the aggregate's stages (`PlanAggregate`, the `ComputeMoments`,
- * `ProjectGroups` and `ClassifyGroups` map children, `FitModel`, `FitClassifier`, `PublishRun`): env read once at
+ * `MergeMoments`, `ProjectGroups` and `ClassifyGroups` map children, `FitModel`, `FitClassifier`, `PublishRun`): env read once at
  * init, the event's `stage` names the work (aggregate-run.ts). An event without a `stage` (an
  * AggregateEvent) runs every stage in this one invocation.
  */
@@ -25,6 +25,7 @@ export function aggregateSettingsFrom(env: AggregateEnv): AggregateSettings {
     classifier: env.CLASSIFIER,
     keepEmbeddings: env.KEEP_EMBEDDINGS,
     groupShards: env.AGGREGATE_GROUP_SHARDS,
+    momentsMergeFanIn: env.MOMENTS_MERGE_FAN_IN,
   };
 }
 

@@ -7,7 +7,16 @@
  * `ClassificationTally` scores the predictions. The matrix products behind them run on onnxruntime (native-kernels.ts), and
  * the fit's top eigenpairs come from top-eigen.ts. The exports below are what the rest of the code may use from this folder.
  */
-export { type ComponentSelection, DEFAULT_BLOCK_ROWS, InsufficientDataError, type PcaFit, PcaProjector, ScatterAccumulator, fitPca } from './streaming-pca';
+export {
+  type ComponentSelection,
+  DEFAULT_BLOCK_ROWS,
+  type FeatureMoments,
+  InsufficientDataError,
+  type PcaFit,
+  PcaProjector,
+  ScatterAccumulator,
+  fitPca,
+} from './streaming-pca';
 export {
   FeaturizerMismatchError,
   PcaModelError,

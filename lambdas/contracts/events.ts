@@ -112,18 +112,31 @@ export type AggregateEvent = z.infer<typeof AggregateEventSchema>;
 
 const GroupIndexSchema = z.number().int().nonnegative();
 const GroupCountSchema = z.number().int().nonnegative();
+/** Partials one node of the moments merge tree merges, and the most the fit merges (`momentsMergeLevels`). */
+const MergeFanInSchema = z.number().int().min(2);
 
 /**
  * The aggregate as stages of the state machine, each one invocation of the aggregate function:
  * `plan` (the ResultWriter's summaries into groups of shards), `moments` and `project` and
- * `classify` (one child of a Distributed Map per group), `fit`, `fit-classifier` and `publish`
- * (merges whose input grows with the number of groups, not of images). Map children get the run's required settings;
- * anything else they need is in the plan the `plan` stage wrote.
+ * `classify` (one child of a Distributed Map per group), `merge-moments` (a child of the moments
+ * merge tree: partials `first` to `first + fanIn` of level `level - 1`, of the `inputs` there, into
+ * one of level `level`), `fit`, `fit-classifier` and `publish` (merges whose input grows with the
+ * number of groups, not of images; the fit merges the top level of the tree that `fanIn` gives).
+ * Map children get the run's required settings; anything else they need is in the plan the `plan`
+ * stage wrote.
  */
 export const AggregateStageEventSchema = z.discriminatedUnion('stage', [
   z.object({ stage: z.literal('plan'), run: AggregateEventSchema }),
   z.object({ stage: z.literal('moments'), run: RunSettingsSchema, group: GroupIndexSchema }),
-  z.object({ stage: z.literal('fit'), run: RunSettingsSchema, groups: GroupCountSchema }),
+  z.object({
+    stage: z.literal('merge-moments'),
+    run: RunSettingsSchema,
+    level: z.number().int().min(1),
+    first: GroupIndexSchema,
+    inputs: GroupCountSchema,
+    fanIn: MergeFanInSchema,
+  }),
+  z.object({ stage: z.literal('fit'), run: RunSettingsSchema, groups: GroupCountSchema, fanIn: MergeFanInSchema }),
   z.object({ stage: z.literal('project'), run: RunSettingsSchema, group: GroupIndexSchema }),
   z.object({ stage: z.literal('fit-classifier'), run: RunSettingsSchema, groups: GroupCountSchema }),
   z.object({ stage: z.literal('classify'), run: RunSettingsSchema, group: GroupIndexSchema }),

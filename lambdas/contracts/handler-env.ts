@@ -104,6 +104,18 @@ export const AGGREGATE_SETTINGS = {
    */
   groupShards: { env: 'AGGREGATE_GROUP_SHARDS', min: 1, max: 400, default: 40 },
   /**
+   * Moments partials (7.6 MB each at 1,376 features) one merge merges: a run of more groups
+   * merges them as a tree of this fan-in (the state machine's `MergeMoments` loop) until at most
+   * this many remain for the fit. A partial costs about 0.1 s of CPU to read and merge, an
+   * invocation about 2 s before its first one (bench/aggregate-scale.ts --fan-in 4, docs/BENCHMARKS.md),
+   * and a level a map run more: the fan-in that makes a tree cheapest, F (ln F - 1) = 20, is about
+   * 14. At 16 the demo and the whole dataset (8 groups) and 160,000 images never reach the tree,
+   * 1,000,000 images (100 groups) take one level of 7 merges and 10,000,000 two, and no merge reads
+   * more than the fit of 16 groups does. The state machine hands the value to the stages it
+   * builds; this variable serves a run of every stage in one invocation.
+   */
+  momentsMergeFanIn: { env: 'MOMENTS_MERGE_FAN_IN', min: 2, max: 64, default: 16 },
+  /**
    * Neighbours that vote in the k-NN classification of the rows outside Training/: more than 100
    * voters only blurs the classes of Fruits-360-sized sets.
    */
@@ -127,6 +139,8 @@ export const AGGREGATE_ENV = envNames(AGGREGATE_SETTINGS);
 export const DEFAULT_MODEL_ID = FEATURIZE_SETTINGS.modelId.default;
 /** The table's shards per group (AGGREGATE_SETTINGS.groupShards). */
 export const DEFAULT_GROUP_SHARDS = AGGREGATE_SETTINGS.groupShards.default;
+/** The table's moments merge fan-in (AGGREGATE_SETTINGS.momentsMergeFanIn). */
+export const DEFAULT_MOMENTS_MERGE_FAN_IN = AGGREGATE_SETTINGS.momentsMergeFanIn.default;
 /** The table's classifier (AGGREGATE_SETTINGS.classifier). */
 export const DEFAULT_CLASSIFIER: ClassifierKind = AGGREGATE_SETTINGS.classifier.default;
 
@@ -169,6 +183,7 @@ export const AggregateEnvSchema = z.object({
   [A.pcaComponents.env]: boundedInt(A.pcaComponents).default(A.pcaComponents.default),
   [A.pcaVarianceThreshold.env]: z.coerce.number().gt(A.pcaVarianceThreshold.above).lte(A.pcaVarianceThreshold.max).optional(),
   [A.groupShards.env]: boundedInt(A.groupShards).default(A.groupShards.default),
+  [A.momentsMergeFanIn.env]: boundedInt(A.momentsMergeFanIn).default(A.momentsMergeFanIn.default),
   [A.knnNeighbours.env]: boundedInt(A.knnNeighbours).default(A.knnNeighbours.default),
   [A.classifier.env]: z.enum(CLASSIFIERS).default(A.classifier.default),
   [A.keepEmbeddings.env]: flag().default(A.keepEmbeddings.default),
@@ -201,6 +216,7 @@ export interface AggregateEnvSettings {
   readonly pcaComponents: number;
   readonly pcaVarianceThreshold?: number;
   readonly groupShards?: number;
+  readonly momentsMergeFanIn?: number;
   readonly knnNeighbours?: number;
   readonly classifier?: ClassifierKind;
   readonly keepEmbeddings?: boolean;

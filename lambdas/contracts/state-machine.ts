@@ -17,5 +17,8 @@ export const DEFAULT_STACK_NAME = 'FruitsPipeline';
  */
 export const MAP_RUN_LABEL = 'FeaturizeImages';
 
-/** The aggregate's group maps, each a Distributed Map over the plan's groups (labelled like the featurize map). */
-export const AGGREGATE_MAP_LABELS = { moments: 'ComputeMoments', project: 'ProjectGroups', classify: 'ClassifyGroups' } as const;
+/**
+ * The aggregate's maps (labelled like the featurize map): the group maps, each a Distributed Map
+ * over the plan's groups, and the moments merge tree's map over the nodes of a level.
+ */
+export const AGGREGATE_MAP_LABELS = { moments: 'ComputeMoments', merge: 'MergeMoments', project: 'ProjectGroups', classify: 'ClassifyGroups' } as const;

@@ -10,6 +10,7 @@ import { BUCKET_LAYOUT, NAME_RULE, PCA_MODEL_KEY_RULE, RESULT_FILES, runLayout, 
 import { AGGREGATE_MAP_LABELS, MAP_RUN_LABEL } from '../../lambdas/contracts/state-machine';
 import { DataBucket } from './data-bucket';
 import { scopedResultWriterV2, scopedS3JsonItemReader, scopedS3ObjectsItemReader } from './map-io';
+import { MomentsMergeTree } from './moments-merge-tree';
 import { LOG_DELIVERY_ACTIONS, ServiceWidePolicy, XRAY_SAMPLING_ACTIONS, XRAY_WRITE_ACTIONS } from './service-wide-policy';
 
 export interface FeaturePipelineProps {
@@ -29,6 +30,8 @@ export interface FeaturePipelineProps {
   readonly maxConcurrency: number;
   /** Concurrent children of each aggregate group map. */
   readonly aggregateConcurrency: number;
+  /** Moments partials per merge of the moments merge tree, and the most the fit merges (AGGREGATE_SETTINGS.momentsMergeFanIn). */
+  readonly momentsMergeFanIn: number;
   /** Share of items (images of failed children) the Map state tolerates failing. */
   readonly toleratedFailurePercentage: number;
   readonly logRetention: logs.RetentionDays;
@@ -317,9 +320,19 @@ export class FeaturePipeline extends Construct {
       return map;
     };
     const computeMoments = groupMap(AGGREGATE_MAP_LABELS.moments, 'moments', 'MomentsOfGroup');
-    const fitModel = aggregateTask('FitModel', sfn.TaskInput.fromObject({ stage: 'fit', run: settingsOfRun, groups: sfn.JsonPath.numberAt('$.plan.groups') }), {
-      resultSelector: { 'classify.$': '$.Payload.classify' },
-      resultPath: '$.fit',
+    const fanIn = props.momentsMergeFanIn;
+    const fitModel = aggregateTask(
+      'FitModel',
+      sfn.TaskInput.fromObject({ stage: 'fit', run: settingsOfRun, groups: sfn.JsonPath.numberAt('$.plan.groups'), fanIn }),
+      { resultSelector: { 'classify.$': '$.Payload.classify' }, resultPath: '$.fit' },
+    );
+    // More groups than one merge takes: their moments merged as a tree first (skipped otherwise).
+    const mergeTree = new MomentsMergeTree(this, 'MomentsMergeTree', {
+      fanIn,
+      mergeNode: aggregateTask('MergeMomentsNode', sfn.TaskInput.fromJsonPathAt('$'), { outputPath: '$.Payload' }),
+      runSettings: settingsOfRun,
+      maxConcurrency: props.aggregateConcurrency,
+      next: fitModel,
     });
     const projectGroups = groupMap(AGGREGATE_MAP_LABELS.project, 'project', 'ProjectGroup');
     const fitClassifier = aggregateTask(
@@ -336,8 +349,9 @@ export class FeaturePipeline extends Construct {
     const chooseClassification = new sfn.Choice(this, 'ChooseClassification')
       .when(sfn.Condition.booleanEquals('$.fit.classify', true), classifyGroups.next(publishRun))
       .otherwise(publishRun);
-    const chain = planAggregate.next(computeMoments).next(fitModel).next(projectGroups).next(fitClassifier).next(chooseClassification);
-    const states = [planAggregate, computeMoments, fitModel, projectGroups, fitClassifier, classifyGroups, publishRun];
+    fitModel.next(projectGroups).next(fitClassifier).next(chooseClassification);
+    const chain = planAggregate.next(computeMoments).next(mergeTree.start);
+    const states = [planAggregate, computeMoments, mergeTree.mergeMoments, fitModel, projectGroups, fitClassifier, classifyGroups, publishRun];
 
     return { chain, states };
   }

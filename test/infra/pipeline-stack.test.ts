@@ -13,12 +13,16 @@ const aslValidator = require('asl-validator') as (definition: unknown) => { isVa
 
 const AGGREGATE_TASKS = ['PlanAggregate', 'FitModel', 'FitClassifier', 'PublishRun'] as const;
 const AGGREGATE_MAPS = { ComputeMoments: 'MomentsOfGroup', ProjectGroups: 'ProjectGroup', ClassifyGroups: 'ClassifyGroup' } as const;
+/** The moments merge tree's states, and the child of its map. */
+const MERGE_TREE_STATES = ['ChooseMomentsMerge', 'StartMomentsMerge', 'NextMergeLevel', 'MergeMoments', 'ChooseMoreMerging'] as const;
 const STATE_NAMES = [
   'FeaturizeImages',
   'FeaturizeBatch',
   ...AGGREGATE_TASKS,
   ...Object.keys(AGGREGATE_MAPS),
   ...Object.values(AGGREGATE_MAPS),
+  ...MERGE_TREE_STATES,
+  'MergeMomentsNode',
   'ChooseClassification',
   'WriteFailureReport',
   'RunFailed',
@@ -40,6 +44,7 @@ const VARIANT: PipelineConfigInput = {
   featureSqrt: false,
   maxInputPixels: 1_000_000,
   readConcurrency: 4,
+  momentsMergeFanIn: 8,
 };
 
 let pipeline: SynthesizedPipeline;
@@ -80,7 +85,7 @@ test('template snapshot (asset hashes masked)', () => {
 describe('state machine', () => {
   test('keeps the contract state names', () => {
     const map = definition.States.FeaturizeImages;
-    const children = ['FeaturizeBatch', ...Object.values(AGGREGATE_MAPS)] as string[];
+    const children = ['FeaturizeBatch', 'MergeMomentsNode', ...Object.values(AGGREGATE_MAPS)] as string[];
     expect(Object.keys(definition.States)).toEqual(expect.arrayContaining(STATE_NAMES.filter((name) => !children.includes(name))));
     expect(Object.keys(map.ItemProcessor.States)).toEqual(['FeaturizeBatch']);
   });
@@ -147,6 +152,7 @@ describe('state machine', () => {
     const childTasks = [
       [definition.States.FeaturizeImages.ItemProcessor.States.FeaturizeBatch, featurizeId],
       ...Object.entries(AGGREGATE_MAPS).map(([map, task]) => [definition.States[map].ItemProcessor.States[task], aggregateId]),
+      [definition.States.MergeMoments.ItemProcessor.States.MergeMomentsNode, aggregateId],
     ];
     for (const [task, id] of childTasks) {
       expect(task).toMatchObject({
@@ -169,7 +175,7 @@ describe('state machine', () => {
       ResultPath: null,
       Parameters: { Payload: { stage: 'fit-classifier', 'groups.$': '$.plan.groups', run: { 'workPrefix.$': '$.workPrefix' } } },
     });
-    for (const name of [...AGGREGATE_TASKS, ...Object.keys(AGGREGATE_MAPS)]) {
+    for (const name of [...AGGREGATE_TASKS, ...Object.keys(AGGREGATE_MAPS), 'MergeMoments']) {
       expect(definition.States[name].Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'WriteFailureReport' }]);
     }
     for (const name of AGGREGATE_TASKS) expect(definition.States[name].Retry).toMatchObject(retry);
@@ -196,6 +202,72 @@ describe('state machine', () => {
     }
     expect(definition.States.ChooseClassification.Choices).toEqual([{ Variable: '$.fit.classify', BooleanEquals: true, Next: 'ClassifyGroups' }]);
     expect(definition.States.ChooseClassification.Default).toBe('PublishRun');
+  });
+
+  test('more groups than the merge fan-in: their moments merged as a tree (a Distributed Map per level) before the fit; fewer, or a projecting run, skip it', () => {
+    expect(definition.States.ComputeMoments.Next).toBe('ChooseMomentsMerge');
+    expect(definition.States.ChooseMomentsMerge).toEqual({
+      Type: 'Choice',
+      Choices: [
+        {
+          And: [{ Not: { Variable: '$.pcaModel', IsPresent: true } }, { Variable: '$.plan.groups', NumericGreaterThan: 16 }],
+          Next: 'StartMomentsMerge',
+        },
+      ],
+      Default: 'FitModel',
+    });
+    expect(definition.States.StartMomentsMerge).toMatchObject({
+      Parameters: { level: 0, 'partials.$': '$.plan.groups' },
+      ResultPath: '$.merge',
+      Next: 'NextMergeLevel',
+    });
+    expect(definition.States.NextMergeLevel).toMatchObject({
+      Type: 'Pass',
+      ResultPath: '$.merge',
+      Parameters: {
+        'level.$': 'States.MathAdd($.merge.level, 1)',
+        'inputs.$': '$.merge.partials',
+        'firsts.$': 'States.ArrayRange(0, States.MathAdd($.merge.partials, -1), 16)',
+      },
+      Next: 'MergeMoments',
+    });
+    expect(definition.States.MergeMoments).toMatchObject({
+      Type: 'Map',
+      Label: 'MergeMoments',
+      ItemsPath: '$.merge.firsts',
+      ItemSelector: {
+        stage: 'merge-moments',
+        run: { 'bucket.$': '$.bucket', 'workPrefix.$': '$.workPrefix' },
+        'level.$': '$.merge.level',
+        'first.$': '$$.Map.Item.Value',
+        'inputs.$': '$.merge.inputs',
+        fanIn: 16,
+      },
+      MaxConcurrency: 100,
+      ResultPath: null,
+      Next: 'ChooseMoreMerging',
+      ItemProcessor: { ProcessorConfig: { Mode: 'DISTRIBUTED', ExecutionType: 'STANDARD' }, StartAt: 'MergeMomentsNode' },
+    });
+    expect(definition.States.MergeMoments.ItemReader).toBeUndefined();
+    expect(definition.States.ChooseMoreMerging).toEqual({
+      Type: 'Choice',
+      Choices: [{ Variable: '$.merge.partials', NumericGreaterThan: 16, Next: 'NextMergeLevel' }],
+      Default: 'FitModel',
+    });
+    expect(definition.States.FitModel.Parameters.Payload).toMatchObject({ fanIn: 16 });
+    // One setting: the definition's fan-in and the function's variable (a run of every stage in one invocation).
+    const other = stateMachineDefinition(variant);
+    expect(other.States.MergeMoments.ItemSelector.fanIn).toBe(8);
+    expect(other.States.ChooseMoreMerging.Choices[0].NumericGreaterThan).toBe(8);
+    expect(other.States.FitModel.Parameters.Payload.fanIn).toBe(8);
+    pipeline.template.hasResourceProperties('AWS::Lambda::Function', {
+      ImageConfig: { Command: ['lambdas/aggregate/handler.handler'] },
+      Environment: { Variables: { MOMENTS_MERGE_FAN_IN: '16' } },
+    });
+    variant.template.hasResourceProperties('AWS::Lambda::Function', {
+      ImageConfig: { Command: ['lambdas/aggregate/handler.handler'] },
+      Environment: { Variables: { MOMENTS_MERGE_FAN_IN: '8' } },
+    });
   });
 
   test('both Lambda tasks time out INVOCATION_MARGIN after their function, which follows the config', () => {

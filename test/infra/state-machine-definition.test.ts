@@ -7,6 +7,8 @@
  */
 import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
 import { AggregateEventSchema } from '../../lambdas/contracts/events';
+import { DEFAULT_MOMENTS_MERGE_FAN_IN } from '../../lambdas/contracts/handler-env';
+import { momentsMergeLevels } from '../../lambdas/aggregate/aggregate-work';
 import { PLACEHOLDERS, stateMachineDefinition, synthesizePipeline } from './synth';
 
 const EXECUTION_NAME = 'run-0042';
@@ -35,7 +37,7 @@ function withMapStandIn(): StateMachine {
   // A JSON copy, not structuredClone: under jest that makes objects of another realm, which the
   // interpreter's plain-object checks (States.JsonMerge) reject.
   const copy = JSON.parse(JSON.stringify(definition));
-  for (const map of ['FeaturizeImages', 'ComputeMoments', 'ProjectGroups', 'ClassifyGroups']) {
+  for (const map of ['FeaturizeImages', 'ComputeMoments', 'MergeMoments', 'ProjectGroups', 'ClassifyGroups']) {
     const kept = Object.entries(copy.States[map]).filter(([field]) => ['ResultSelector', 'ResultPath', 'Catch', 'Next'].includes(field));
     copy.States[map] = { Type: 'Task', Resource: 'arn:aws:states:::lambda:invoke', ...Object.fromEntries(kept) };
   }
@@ -47,14 +49,18 @@ interface RunOutcome {
   aggregateEvent?: unknown;
   /** The stages the aggregate function was invoked for, in order. */
   stages: string[];
+  /** The level each MergeMoments map run was handed (`$.merge`), in order. */
+  merges: unknown[];
+  /** The fan-in FitModel was handed. */
+  fitFanIn?: number;
   /** What WriteFailureReport was called with, if it ran. */
   failureReport?: unknown;
   /** The Fail state the run ended in. */
   failure?: { error: string; cause: string };
 }
 
-async function run(input: unknown, featurizeImages: () => Promise<any> = async () => MAP_RESULT): Promise<RunOutcome> {
-  const outcome: RunOutcome = { stages: [] };
+async function run(input: unknown, featurizeImages: () => Promise<any> = async () => MAP_RESULT, groups = 2): Promise<RunOutcome> {
+  const outcome: RunOutcome = { stages: [], merges: [] };
   const stage = (name: string) => async () => {
     outcome.stages.push(name);
     return [];
@@ -69,11 +75,18 @@ async function run(input: unknown, featurizeImages: () => Promise<any> = async (
         PlanAggregate: async (parameters: any) => {
           outcome.stages.push(parameters.Payload.stage);
           outcome.aggregateEvent = parameters.Payload.run;
-          return { Payload: { groups: 2, groupsKey: `work/${EXECUTION_NAME}/aggregate/groups.json` } };
+          return { Payload: { groups, groupsKey: `work/${EXECUTION_NAME}/aggregate/groups.json` } };
         },
         ComputeMoments: stage('moments'),
+        // The stand-in gets the Map state's input: the level its ItemsPath and ItemSelector read.
+        MergeMoments: async (state: any) => {
+          outcome.stages.push('merge');
+          outcome.merges.push(state.merge);
+          return [];
+        },
         FitModel: async (parameters: any) => {
           outcome.stages.push(`${parameters.Payload.stage}:${parameters.Payload.groups}`);
+          outcome.fitFanIn = parameters.Payload.fanIn;
           return { Payload: { classify: true } };
         },
         ProjectGroups: stage('project'),
@@ -217,6 +230,42 @@ describe('a saved model to project with (pcaModel)', () => {
     const failure = await failureOf({ inputPrefix: 'input/fruits/', pcaModel });
     expect(failure.error).toBe('InvalidRunSettings');
     expect(failure.cause).toContain('"pcaModel", when given, must be a key under results/');
+  });
+});
+
+describe('the moments merge tree', () => {
+  const fanIn = DEFAULT_MOMENTS_MERGE_FAN_IN;
+
+  test.each([17, 100, 257, 1000, 16_000])('%d groups: a MergeMoments run per level of momentsMergeLevels, then the fit merges the last', async (groups) => {
+    const outcome = await run({ inputPrefix: 'input/fruits/' }, undefined, groups);
+    const levels = momentsMergeLevels(groups, fanIn);
+    expect(levels.length).toBeGreaterThan(1);
+    expect(outcome.merges).toEqual(
+      levels.slice(1).map((partials, l) => ({ level: l + 1, inputs: levels[l], partials, firsts: Array.from({ length: partials }, (_, n) => n * fanIn) })),
+    );
+    expect(outcome.stages).toEqual([
+      'plan',
+      'moments',
+      ...levels.slice(1).map(() => 'merge'),
+      `fit:${groups}`,
+      'project',
+      `fit-classifier:${groups}`,
+      'classify',
+      `publish:${groups}`,
+    ]);
+    expect(outcome.fitFanIn).toBe(fanIn);
+  });
+
+  test('at most fanIn groups, or a run that projects with a saved model: straight to the fit, no merge', async () => {
+    for (const groups of [0, 1, fanIn]) expect((await run({ inputPrefix: 'input/fruits/' }, undefined, groups)).merges).toEqual([]);
+    const projecting = await run({ inputPrefix: 'input/fruits/', pcaModel: 'results/run-7/pca-model.json' }, undefined, 100);
+    expect(projecting.merges).toEqual([]);
+    expect(projecting.stages.slice(0, 3)).toEqual(['plan', 'moments', 'fit:100']);
+  });
+
+  test('past 1,000 nodes a level (States.ArrayRange) the run fails', async () => {
+    const outcome = await run({ inputPrefix: 'input/fruits/' }, undefined, 1000 * fanIn + 1);
+    expect(outcome.failure).toMatchObject({ error: 'States.Runtime' });
   });
 });
 

@@ -2,7 +2,7 @@
  * @jest-environment ./tools/jest-native-typed-arrays-environment.js
  */
 import { createHash } from 'node:crypto';
-import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { PCA } from 'ml-pca';
 import { aggregateRun, aggregateSettingsFrom, AggregateSettings, readAggregateEnv } from '../../../lambdas/aggregate/handler';
 import { MalformedEventError, runSettingsFor, TransientStorageError } from '../../../lambdas/contracts/events';
@@ -123,6 +123,23 @@ describe('aggregate handler against a local S3 server', () => {
   afterAll(async () => {
     await server?.close();
   });
+
+  /**
+   * A map run of `shards` shards of 12 rows of 10 features, under Training/ and Test/ in turn
+   * (seeds from `seed`); the `corrupt` ones hold bytes that are not a shard. Returns the event.
+   */
+  async function writeSplitRun(runId: string, shards: number, seed: number, corrupt: readonly number[] = []) {
+    const succeeded = [];
+    for (let s = 0; s < shards; s++) {
+      const rows = makeRows(12, 10, seed + s, runId);
+      rows.keys = rows.keys.map((key) => key.replace(`input/${runId}/`, `input/${runId}/${s % 2 ? 'Test' : 'Training'}/`));
+      const h = header(rows.keys, rows.labels, 10);
+      const key = `work/${runId}/shards/${s}.fsh`;
+      await put(client, key, corrupt.includes(s) ? Buffer.from('not a shard') : encodeFeatureShard({ header: h, vectors: rows.vectors }));
+      succeeded.push(childRecord('SUCCEEDED', rows.keys, runId, { Output: JSON.stringify(summaryOf(key, h)) }));
+    }
+    return writeMapRun(client, runId, succeeded, []);
+  }
 
   it('turns shards + ResultWriter output into every output object, accounting for every image', async () => {
     const runId = 'run-e2e';
@@ -631,17 +648,8 @@ describe('aggregate handler against a local S3 server', () => {
   });
 
   it('gives the same tables in groups of one shard as in one group, the features as one Parquet dataset', async () => {
-    const dim = 10;
     const runOf = async (runId: string, groupShards: number) => {
-      const succeeded = [];
-      for (let s = 0; s < 5; s++) {
-        const rows = makeRows(12, dim, 70 + s, 'same');
-        rows.keys = rows.keys.map((key) => key.replace('input/same/', `input/${runId}/${s % 2 ? 'Test' : 'Training'}/`));
-        const h = header(rows.keys, rows.labels, dim);
-        await put(client, `work/${runId}/shards/${s}.fsh`, encodeFeatureShard({ header: h, vectors: rows.vectors }));
-        succeeded.push(childRecord('SUCCEEDED', rows.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/${s}.fsh`, h)) }));
-      }
-      const event = await writeMapRun(client, runId, succeeded, []);
+      const event = await writeSplitRun(runId, 5, 70);
       const result = await aggregateRun(event, { s3: client, settings: { components: 4, groupShards } });
       const text = async (name: string) => (await getText(client, `results/${runId}/${name}`)).replaceAll(runId, 'RUN');
       return {
@@ -679,6 +687,44 @@ describe('aggregate handler against a local S3 server', () => {
       partRows.push(...(await parquetReadObjects({ file: await getBuffer(client, `results/run-five-groups/features/part-0000${g}.parquet`) })));
     }
     expect(partRows.map((row) => row.key)).toEqual(b.map((row) => restoreTextField(row[0]).replaceAll('RUN', 'run-five-groups')));
+  });
+
+  it('merges the moments of more groups than the fan-in as a tree, with the outputs of a run that merges them at once', async () => {
+    const runOf = async (runId: string, momentsMergeFanIn: number) => {
+      // Shard 3 is corrupt: its group keeps no rows, so it leaves a tally and no moments.
+      const event = await writeSplitRun(runId, 9, 90, [3]);
+      await aggregateRun(event, { s3: client, settings: { components: 4, groupShards: 1, momentsMergeFanIn } });
+      const text = async (name: string) => (await getText(client, `results/${runId}/${name}`)).replaceAll(runId, 'RUN');
+      const listed = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: `work/${runId}/aggregate/merged-moments/` }));
+      return {
+        merged: (listed.Contents ?? []).map((object) => object.Key!.split('/merged-moments/')[1]),
+        features: await text('features.csv'),
+        predictions: await text('predictions.csv'),
+        report: JSON.parse(await text('report.json')),
+        model: JSON.parse(await text('pca-model.json')),
+      };
+    };
+    const atOnce = await runOf('run-moments-at-once', 16);
+    const tree = await runOf('run-moments-tree', 2);
+    expect(atOnce.merged).toEqual([]);
+    // 9 groups in levels of 9, 5, 3 and 2 partials: three levels of merges, then the fit merges 2.
+    const nodes = (level: number, count: number) => Array.from({ length: count }, (_, n) => `${level}/0000${n}.bin`);
+    expect(tree.merged).toEqual([...nodes(1, 5), ...nodes(2, 3), ...nodes(3, 2)]);
+    // The same proof of completeness, counts and predictions; the model and scores to rounding.
+    expect(tree.report.accounting).toEqual(atOnce.report.accounting);
+    expect(tree.report.accounting.complete).toBe(true);
+    expect(tree.report.counts).toEqual(atOnce.report.counts);
+    expect(tree.report.counts.processed).toBe(96);
+    expect(tree.predictions).toBe(atOnce.predictions);
+    const close = (a: number[], b: number[], tolerance: number) =>
+      a.forEach((value, i) => expect(Math.abs(value - b[i])).toBeLessThanOrEqual(tolerance * Math.max(1, Math.abs(b[i]))));
+    close(tree.model.mean, atOnce.model.mean, 1e-12);
+    close(tree.model.eigenvalues, atOnce.model.eigenvalues, 1e-9);
+    close(tree.model.components.flat(), atOnce.model.components.flat(), 1e-9);
+    const cells = (csv: string) => parseCsv(csv).slice(1);
+    const [a, b] = [cells(atOnce.features), cells(tree.features)];
+    expect(b.map((row) => row.slice(0, 3))).toEqual(a.map((row) => row.slice(0, 3)));
+    b.forEach((row, r) => close(row.slice(3).map(Number), a[r].slice(3).map(Number), 1e-6));
   });
 
   it('streams a features.csv larger than one multipart part', async () => {
@@ -864,6 +910,7 @@ describe('aggregate handler against a local S3 server', () => {
       knnNeighbours: 5,
       classifier: 'lda',
       groupShards: 40,
+      momentsMergeFanIn: 16,
       keepEmbeddings: false,
     });
     expect(
@@ -874,11 +921,13 @@ describe('aggregate handler against a local S3 server', () => {
           KNN_NEIGHBOURS: '3',
           KEEP_EMBEDDINGS: 'true',
           AGGREGATE_GROUP_SHARDS: '7',
+          MOMENTS_MERGE_FAN_IN: '4',
           CLASSIFIER: 'knn',
         }),
       ),
     ).toEqual({
       groupShards: 7,
+      momentsMergeFanIn: 4,
       components: 20,
       varianceThreshold: 0.9,
       knnNeighbours: 3,
@@ -888,6 +937,7 @@ describe('aggregate handler against a local S3 server', () => {
     expect(() => readAggregateEnv({ KNN_NEIGHBOURS: '0' })).toThrow(/KNN_NEIGHBOURS/);
     expect(() => readAggregateEnv({ CLASSIFIER: 'svm' })).toThrow(/CLASSIFIER/);
     expect(() => readAggregateEnv({ KEEP_EMBEDDINGS: 'yes' })).toThrow(/KEEP_EMBEDDINGS/);
+    expect(() => readAggregateEnv({ MOMENTS_MERGE_FAN_IN: '1' })).toThrow(/MOMENTS_MERGE_FAN_IN/);
     expect(() => readAggregateEnv({ PCA_COMPONENTS: '0' })).toThrow(/PCA_COMPONENTS/);
     expect(() => readAggregateEnv({ PCA_VARIANCE_THRESHOLD: '1.5' })).toThrow(/PCA_VARIANCE_THRESHOLD/);
   });

@@ -5,6 +5,7 @@ import type { LocalFunction } from '../../../local/emulator/service-integrations
 import { LocalS3Server, startLocalS3Server } from '../../../local/emulator/s3/s3-server';
 import { resolveStateMachineDefinition, synthesizePipeline, SynthesizedPipeline } from '../../../local/emulator/synthesized-definition';
 import { MAX_BATCH_INPUT_BYTES } from '../../../lib/constructs/feature-pipeline';
+import { momentsMergeLevels } from '../../../lambdas/aggregate/aggregate-work';
 
 describe('state machine definition from the synthesized stack', () => {
   let pipeline: SynthesizedPipeline;
@@ -25,6 +26,8 @@ describe('state machine definition from the synthesized stack', () => {
     }
     const moments = pipeline.definition.States.ComputeMoments as Record<string, any>;
     expect(moments.ItemProcessor.States.MomentsOfGroup.Parameters.FunctionName).toBe(pipeline.aggregate.arn);
+    const merge = pipeline.definition.States.MergeMoments as Record<string, any>;
+    expect(merge.ItemProcessor.States.MergeMomentsNode.Parameters.FunctionName).toBe(pipeline.aggregate.arn);
     expect(pipeline.featurize.arn).toMatch(/^arn:aws:lambda:us-east-1:\d{12}:function:Featurize/);
     expect(text).toContain('"local-bucket"');
     expect(pipeline.featurize.environment).toMatchObject({ MODEL_ID: expect.any(String), FEATURIZER: expect.any(String) });
@@ -35,6 +38,8 @@ describe('state machine definition from the synthesized stack', () => {
         'FeaturizeImages',
         'PlanAggregate',
         'ComputeMoments',
+        'ChooseMomentsMerge',
+        'MergeMoments',
         'FitModel',
         'ProjectGroups',
         'FitClassifier',
@@ -130,6 +135,52 @@ describe('state machine definition from the synthesized stack', () => {
       expect(timeouts.featurize).toEqual([stateTimeoutMs(map.ItemProcessor.States.FeaturizeBatch)]);
       expect(new Set(timeouts.aggregate)).toEqual(new Set([stateTimeoutMs(pipeline.definition.States.PlanAggregate)]));
       expect(timeouts.featurize[0]).toBe((pipeline.featurize.timeoutSeconds + 60) * 1000);
+    });
+
+    it("merges more groups' moments than the fan-in as a tree of MergeMoments levels, the levels momentsMergeLevels gives, before the fit", async () => {
+      const tree = synthesizePipeline({ bucketName: 'local-bucket', config: { momentsMergeFanIn: 2 } });
+      const runWith = async (runId: string, groups: number) => {
+        const seen: Json[] = [];
+        const result = await runLocalExecution(
+          {
+            definition: tree.definition,
+            s3: s3.client,
+            functions: new Map<string, LocalFunction>([
+              [tree.featurize.arn, async (p: Json) => summary((p as { Items: Json[] }).Items.length)],
+              [tree.aggregate.arn, stubAggregate(groups, false, seen)],
+            ]),
+          },
+          runId,
+          { inputPrefix: 'input/d/' },
+        );
+        expect(result).toMatchObject({ status: 'SUCCEEDED' });
+        const stages = seen.map((p) => p as { stage: string; level?: number; first?: number; inputs?: number; fanIn?: number });
+        const merges = stages.filter((p) => p.stage === 'merge-moments');
+        return { stages: stages.map((p) => p.stage), merges, fit: stages.find((p) => p.stage === 'fit') };
+      };
+      // 5 groups: levels of 5, 3 and 2 partials (momentsMergeLevels(5, 2)); each node's first input, by level.
+      const { stages, merges, fit } = await runWith('run-tree', 5);
+      expect(momentsMergeLevels(5, 2)).toEqual([5, 3, 2]);
+      const byLevel = (level: number) =>
+        merges
+          .filter((p) => p.level === level)
+          .map((p) => p.first)
+          .sort((a, b) => a! - b!);
+      expect(byLevel(1)).toEqual([0, 2, 4]);
+      expect(byLevel(2)).toEqual([0, 2]);
+      expect(merges).toHaveLength(5);
+      expect(merges.filter((p) => p.level === 1).every((p) => p.inputs === 5 && p.fanIn === 2)).toBe(true);
+      expect(merges.filter((p) => p.level === 2).every((p) => p.inputs === 3 && p.fanIn === 2)).toBe(true);
+      expect(merges[0]).toMatchObject({ run: { runId: 'run-tree', workPrefix: 'work/run-tree/' } });
+      expect(fit).toMatchObject({ groups: 5, fanIn: 2 });
+      // Every level after every group's moments and the level below, the fit after the last level.
+      const at = (stage: string) => stages.flatMap((s, i) => (s === stage ? [i] : []));
+      expect(Math.min(...at('merge-moments'))).toBeGreaterThan(Math.max(...at('moments')));
+      const levelAt = merges.map((p) => p.level!);
+      expect(levelAt).toEqual([...levelAt].sort());
+      expect(at('fit')[0]).toBeGreaterThan(Math.max(...at('merge-moments')));
+      // A run of at most fanIn groups has no merge stage (a projecting run neither: the definition's own test).
+      expect((await runWith('run-few', 2)).merges).toEqual([]);
     });
 
     it('catches a failing aggregate step into WriteFailureReport and fails with its error', async () => {

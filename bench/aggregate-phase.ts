@@ -19,6 +19,7 @@ import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { readdirSync } from 'node:fs';
 import { listAllObjects, readJsonIfPresent } from '../lambdas/aws/s3-client';
+import { mapWithConcurrency } from '../lambdas/common';
 import { LOCAL_OBSERVABILITY_ENV } from '../lambdas/contracts/handler-env';
 import { MAP_RUN_LABEL } from '../lambdas/contracts/state-machine';
 import { runLayout } from '../lambdas/contracts/bucket-layout';
@@ -82,6 +83,8 @@ async function main(): Promise<void> {
     const folder = readDatasetFolder(inputRoot);
     const dataset = datasetName(inputRoot.split('/').pop()!);
     const inputPrefix = datasetInputPrefix(dataset);
+    // Digested a few files at a time (each is computed once, then served): all at once runs out of file descriptors.
+    await mapWithConcurrency(folder.files, 16, (file) => file.digests());
     await serveInputFolder(server, { bucket: LOCAL_BUCKET, prefix: inputPrefix, root: inputRoot, files: folder.files });
     const { runId, mapResult } = await recordedRun(server.client);
     const definition = fromRecordedMapRun(pipeline.definition, mapResult);

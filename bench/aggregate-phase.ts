@@ -12,7 +12,7 @@
  * `FeaturizeImages` is replaced by a Pass state that hands on the map run's recorded result (its
  * manifest in the store), so every state after it runs as in the local run. Each round starts a
  * fresh worker pool and, as the local run does while featurize runs, lets its workers load their
- * modules before the clock starts. Printed:
+ * modules before the clock starts. Printed: the process's CPU seconds in the phase (every thread),
  * the phase's wall time, report.json's stage times, and each invocation's window in the phase
  * (posted to the pool, answered), from which the gaps between stages follow.
  */
@@ -101,6 +101,9 @@ async function main(): Promise<void> {
       await pool.warm();
       const windows: InvocationWindow[] = [];
       const loadBefore = load();
+      // The process's CPU (this thread, the store's server, and the workers): what the phase costs
+      // whatever else shares the machine, where its wall time is not.
+      const cpuBefore = process.cpuUsage();
       const started = performance.now();
       const invoke: typeof pool.invoke = async (payload, options) => {
         const event = payload as { stage?: string; group?: number };
@@ -117,12 +120,14 @@ async function main(): Promise<void> {
           inputPrefix,
         });
         const seconds = (performance.now() - started) / 1000;
+        const cpu = process.cpuUsage(cpuBefore);
         const report = await readJsonIfPresent<{ timingsMs?: Record<string, number> }>(server.client, LOCAL_BUCKET, runLayout(runId).resultKey('report'));
         const row = {
           round,
           status: execution.status,
           ...(execution.status === 'FAILED' ? { error: execution.error, cause: execution.cause.slice(0, 500) } : {}),
           aggregateSeconds: fixed(seconds),
+          cpuSeconds: fixed((cpu.user + cpu.system) / 1e6),
           stagesMs: report?.timingsMs,
           invocations: windows,
           load: `${loadBefore} -> ${load()}`,

@@ -18,7 +18,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { listAllObjects, readJsonIfPresent } from '../lambdas/aws/s3-client';
 import { mapWithConcurrency } from '../lambdas/common';
 import { LOCAL_OBSERVABILITY_ENV } from '../lambdas/contracts/handler-env';
@@ -44,6 +44,24 @@ interface InvocationWindow {
   group?: number;
   postedMs: number;
   answeredMs: number;
+}
+
+/**
+ * CPU seconds so far of this process's main thread (the emulator and the local S3 server) and of
+ * all its other threads (the function workers, onnxruntime's and libuv's), from /proc (Linux).
+ */
+function threadCpuSeconds(): { main: number; others: number } {
+  const ticks = 100; // USER_HZ
+  let main = 0;
+  let others = 0;
+  for (const tid of readdirSync('/proc/self/task')) {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const seconds = (Number(fields[11]) + Number(fields[12])) / ticks;
+    if (Number(tid) === process.pid) main += seconds;
+    else others += seconds;
+  }
+  return { main, others };
 }
 
 /** The definition with `FeaturizeImages` as a Pass state that hands on the recorded map result. */
@@ -104,6 +122,7 @@ async function main(): Promise<void> {
       // The process's CPU (this thread, the store's server, and the workers): what the phase costs
       // whatever else shares the machine, where its wall time is not.
       const cpuBefore = process.cpuUsage();
+      const threadsBefore = threadCpuSeconds();
       const started = performance.now();
       const invoke: typeof pool.invoke = async (payload, options) => {
         const event = payload as { stage?: string; group?: number };
@@ -121,6 +140,7 @@ async function main(): Promise<void> {
         });
         const seconds = (performance.now() - started) / 1000;
         const cpu = process.cpuUsage(cpuBefore);
+        const threads = threadCpuSeconds();
         const report = await readJsonIfPresent<{ timingsMs?: Record<string, number> }>(server.client, LOCAL_BUCKET, runLayout(runId).resultKey('report'));
         const row = {
           round,
@@ -128,6 +148,9 @@ async function main(): Promise<void> {
           ...(execution.status === 'FAILED' ? { error: execution.error, cause: execution.cause.slice(0, 500) } : {}),
           aggregateSeconds: fixed(seconds),
           cpuSeconds: fixed((cpu.user + cpu.system) / 1e6),
+          // Threads that ended in the phase are not counted in `others`: the pool's workers live through it.
+          mainThreadCpuSeconds: fixed(threads.main - threadsBefore.main),
+          otherThreadsCpuSeconds: fixed(threads.others - threadsBefore.others),
           stagesMs: report?.timingsMs,
           invocations: windows,
           load: `${loadBefore} -> ${load()}`,

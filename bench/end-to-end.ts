@@ -9,6 +9,10 @@
  *   npx tsx bench/end-to-end.ts --dataset <fruits-360>   # one run on a whole dataset folder, default settings
  *   npx tsx bench/end-to-end.ts --whole-dataset          # fruits-360-103 replicated to 71,022 images (the
  *                                                        # whole Fruits-360's count), default settings
+ *   npx tsx bench/end-to-end.ts --whole-dataset --config '{"aggregateTimeoutSeconds":60}'
+ *                                                        # settings over cdk.json's, as a user's cdk.json
+ *                                                        # "fruits-pipeline" context would give them
+ *   npx tsx bench/end-to-end.ts --whole-dataset --keep <dir>   # keep the input, store and outputs in <dir>
  *
  * N images are the shared Fruits-360 sample replicated under new keys
  * (`copy<i>/<split>/<label>/<file>`, same label and split folders): the same bytes as real
@@ -16,11 +20,12 @@
  * directory, and runs in its own child process (peak RSS is the
  * run's: the worker threads live in that process). Worker counts alternate (1 2 2 1 ...).
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { datasetFiles } from '../client/dataset-folder';
 import { DEFAULT_MODEL_ID } from '../lambdas/contracts/handler-env';
+import type { PipelineConfigInput } from '../lib/config';
 import { loadSample, MODELS, SAMPLE } from './accuracy';
 import { argValue, ChildResult, fixed, load, peakRssMb, replicateFolder, runChild } from './bench-support';
 import { readFeaturesCsv } from '../evaluate/knn';
@@ -64,6 +69,10 @@ export interface WholeDatasetOptions {
   /** @default WHOLE_FRUITS_360_IMAGES */
   readonly images?: number;
   readonly timeoutMinutes?: number;
+  /** Settings over cdk.json's `fruits-pipeline` context, as the local run takes them. @default none */
+  readonly config?: PipelineConfigInput;
+  /** Keep the replicated input, the store and the outputs in this folder. @default a scratch folder, removed */
+  readonly keepDir?: string;
 }
 
 export type WholeDatasetResult =
@@ -75,7 +84,8 @@ export type WholeDatasetResult =
  * speed goal, with each phase's wall time, and whether every file became exactly one row.
  */
 export async function wholeDatasetBench(options: WholeDatasetOptions = {}): Promise<WholeDatasetResult> {
-  const scratch = mkdtempSync(join(tmpdir(), 'bench-whole-'));
+  const scratch = options.keepDir ? resolve(options.keepDir) : mkdtempSync(join(tmpdir(), 'bench-whole-'));
+  mkdirSync(scratch, { recursive: true });
   try {
     let inputDir = options.dir ? resolve(options.dir) : undefined;
     let dataset = inputDir ?? '';
@@ -83,17 +93,20 @@ export async function wholeDatasetBench(options: WholeDatasetOptions = {}): Prom
       if (!existsSync(FRUITS_360_103)) return { skipped: `the shared fruits-360-103 set is not at ${FRUITS_360_103}; pass --dataset <dir>` };
       const images = options.images ?? WHOLE_FRUITS_360_IMAGES;
       inputDir = join(scratch, 'fruits-360');
-      replicateFolder(FRUITS_360_103, inputDir, images);
+      if (!existsSync(inputDir)) replicateFolder(FRUITS_360_103, inputDir, images);
       dataset = `fruits-360-103 replicated to ${images} images`;
     }
     const files = [...datasetFiles(inputDir)].length;
-    const result = await runChild(__filename, ['--case', inputDir, '--run-dir', join(scratch, 'run')], { timeoutMinutes: options.timeoutMinutes ?? 60 });
+    const config = options.config ? ['--config', JSON.stringify(options.config)] : [];
+    const result = await runChild(__filename, ['--case', inputDir, '--run-dir', join(scratch, 'run'), ...config], {
+      timeoutMinutes: options.timeoutMinutes ?? 60,
+    });
     if (result.error) return { error: result.error };
     const row = result as unknown as EndToEndCaseResult & { rows: number };
     // 1 when every file is exactly one CSV row, one failed or one skipped file.
     return { ...row, dataset, files, accountedPerFile: fixed((row.rows + row.failed + row.skippedFiles) / files, 6) };
   } finally {
-    rmSync(scratch, { recursive: true, force: true });
+    if (!options.keepDir) rmSync(scratch, { recursive: true, force: true });
   }
 }
 
@@ -139,7 +152,12 @@ function replicateSample(dir: string, count: number): void {
 }
 
 /** One local run in this process; `workers` undefined: the default (one per core). */
-async function runCase(inputDir: string, workers: number | undefined, runDir: string): Promise<EndToEndCaseResult & { rows: number }> {
+async function runCase(
+  inputDir: string,
+  workers: number | undefined,
+  runDir: string,
+  config?: PipelineConfigInput,
+): Promise<EndToEndCaseResult & { rows: number }> {
   const { runLocally } = await import('../local/local-run');
   const { summary } = await runLocally({
     inputDir,
@@ -147,6 +165,7 @@ async function runCase(inputDir: string, workers: number | undefined, runDir: st
     outDir: join(runDir, 'out'),
     modelDir: join(MODELS, DEFAULT_MODEL_ID),
     workers,
+    config,
   });
   const csv = summary.outDir ? join(summary.outDir, 'features.csv') : undefined;
   const rows = csv && existsSync(csv) ? readFeaturesCsv(readFileSync(csv, 'utf8')).length : 0;
@@ -191,15 +210,18 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const value = (name: string) => argValue(argv, name);
   const caseDir = value('case');
+  const configText = value('config');
+  const config = configText === undefined ? undefined : (JSON.parse(configText) as PipelineConfigInput);
   if (caseDir) {
     const workers = value('workers');
-    console.log(JSON.stringify(await runCase(caseDir, workers === undefined ? undefined : Number(workers), value('run-dir')!)));
+    console.log(JSON.stringify(await runCase(caseDir, workers === undefined ? undefined : Number(workers), value('run-dir')!, config)));
     return;
   }
   const dataset = value('dataset');
   if (dataset !== undefined || argv.includes('--whole-dataset')) {
     const images = value('images');
-    console.log(JSON.stringify(await wholeDatasetBench({ dir: dataset, images: images === undefined ? undefined : Number(images) }), null, 1));
+    const result = await wholeDatasetBench({ dir: dataset, images: images === undefined ? undefined : Number(images), config, keepDir: value('keep') });
+    console.log(JSON.stringify(result, null, 1));
     return;
   }
   const options: EndToEndOptions = {

@@ -203,6 +203,9 @@ export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRu
       // 3. The functions as worker threads, run by the synthesized definition.
       const { featurizePool, aggregatePool } = startFunctionPools(options, run, server);
       pools.push(featurizePool, aggregatePool);
+      // The aggregate's workers load their modules while featurize runs (a second or two of CPU
+      // each), not at the start of the aggregate, one stage after another.
+      void aggregatePool.warm();
       const featurizeMap = trackFeaturizeMap(mark, options.onProgress);
       const execution = await runLocalExecution(
         {

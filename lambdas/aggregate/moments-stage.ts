@@ -185,12 +185,11 @@ function parseJsonOrUndefined(text: string): unknown {
 
 /**
  * A shard's rows, kept or left out: a key already featurized in this group (in `seenKeys`) is
- * skipped as a duplicate, a vector with NaN or infinities fails.
+ * skipped as a duplicate, a vector with NaN or infinities fails. When every row is kept (the usual
+ * case) the kept rows are the shard's own, not a copy.
  */
 function sortShardRows({ header, vectors }: FeatureShard, dim: number, seenKeys: Set<string>, report: RunReportBuilder): ShardRows {
   const excluded: number[] = [];
-  const kept = new Float32Array(vectors.length);
-  let keptRows = 0;
   let references = 0;
   header.keys.forEach((key, row) => {
     if (seenKeys.has(key)) {
@@ -201,10 +200,19 @@ function sortShardRows({ header, vectors }: FeatureShard, dim: number, seenKeys:
       report.addFailedItem(key, 'feature vector holds NaN or infinite values');
     } else {
       seenKeys.add(key);
-      kept.set(vectors.subarray(row * dim, (row + 1) * dim), keptRows * dim);
-      keptRows++;
       if (splitOfKey(key) === 'train') references++;
     }
   });
+  const rows = header.keys.length;
+  const keptRows = rows - excluded.length;
+  if (excluded.length === 0) return { kept: vectors.subarray(0, rows * dim), keptRows, references, excluded };
+  const kept = new Float32Array(keptRows * dim);
+  const left = new Set(excluded);
+  let at = 0;
+  for (let row = 0; row < rows; row++) {
+    if (left.has(row)) continue;
+    kept.set(vectors.subarray(row * dim, (row + 1) * dim), at * dim);
+    at++;
+  }
   return { kept, keptRows, references, excluded };
 }

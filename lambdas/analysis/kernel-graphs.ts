@@ -46,7 +46,7 @@ interface GraphSpec {
 }
 
 /** The graphs by name; each is built for one precision. */
-export type GraphName = 'moments' | 'project' | 'matmul' | 'innerProducts' | 'chebyshevStep' | 'nearest';
+export type GraphName = 'project' | 'matmul' | 'innerProducts' | 'chebyshevStep' | 'nearest';
 
 function node(opType: string, input: string[], output: string[], attributes: Record<string, Attribute> = {}): onnx.INodeProto {
   const { INTS, INT, FLOAT: FLOAT_ATTRIBUTE } = onnx.AttributeProto.AttributeType;
@@ -82,24 +82,6 @@ function spec(name: GraphName, precision: KernelPrecision): GraphSpec {
   const P = precision === 'float32' ? FLOAT : DOUBLE;
   const nodes: onnx.INodeProto[] = [];
   switch (name) {
-    case 'moments': {
-      // rows [n, d] float32 -> mean [1, d] and centred scatter (x - mean)^T (x - mean) [d, d], float64.
-      nodes.push(node('Cast', ['rows'], ['rows64'], { to: DOUBLE }));
-      nodes.push(node('ReduceMean', ['rows64'], ['mean'], { axes: [0], keepdims: 1 }));
-      nodes.push(node('Sub', ['rows64', 'mean'], ['centred64']));
-      const centred = asPrecision(nodes, 'centred64', 'centred32', precision);
-      nodes.push(node('Transpose', [centred], ['centredT'], { perm: [1, 0] }));
-      if (precision === 'float64') nodes.push(node('MatMul', ['centredT', centred], ['scatter']));
-      else nodes.push(node('MatMul', ['centredT', centred], ['scatter32']), node('Cast', ['scatter32'], ['scatter'], { to: DOUBLE }));
-      return {
-        inputs: [['rows', FLOAT, ['n', 'd']]],
-        outputs: [
-          ['mean', DOUBLE, [1, 'd']],
-          ['scatter', DOUBLE, ['d', 'd']],
-        ],
-        nodes,
-      };
-    }
     case 'project': {
       // ((rows - mean) as precision) x weights, weights being components / scale, d x k.
       nodes.push(node('Cast', ['rows'], ['rows64'], { to: DOUBLE }));
@@ -187,27 +169,25 @@ function spec(name: GraphName, precision: KernelPrecision): GraphSpec {
 
 /** The ONNX model bytes of graph `name` at `precision`. */
 export function kernelModel(name: GraphName, precision: KernelPrecision): Uint8Array {
-  const { inputs, outputs, nodes } = spec(name, precision);
-  const proto = onnx.ModelProto.create({
-    irVersion: 8,
-    producerName: 'fruits-pipeline lambdas/analysis/kernel-graphs.ts',
-    opsetImport: [{ domain: '', version: OPSET }],
-    graph: onnx.GraphProto.create({ name, node: [...nodes], input: inputs.map(valueInfo), output: outputs.map(valueInfo) }),
-  });
-  return onnx.ModelProto.encode(proto).finish();
+  return modelOf(name, spec(name, precision));
 }
 
 const sessions = new Map<string, Promise<ort.InferenceSession>>();
 
 /** The session of graph `name`, created on first use and then shared. */
 export function kernelSession(name: GraphName, options: KernelOptions = {}): Promise<ort.InferenceSession> {
+  return cachedSession(name, () => kernelModel(name, options.precision ?? 'float64'), options);
+}
+
+/** The session of a graph by name, precision and thread count, created once from `model()`. */
+function cachedSession(name: string, model: () => Uint8Array, options: KernelOptions): Promise<ort.InferenceSession> {
   const precision = options.precision ?? 'float64';
   const threads = options.intraOpNumThreads ?? DEFAULT_INTRA_OP_THREADS;
   if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`intraOpNumThreads must be a positive integer, got ${threads}`);
   const key = `${name}/${precision}/${threads}`;
   let session = sessions.get(key);
   if (!session) {
-    session = ort.InferenceSession.create(kernelModel(name, precision), {
+    session = ort.InferenceSession.create(model(), {
       intraOpNumThreads: threads,
       interOpNumThreads: 1,
       executionMode: 'sequential',
@@ -218,6 +198,42 @@ export function kernelSession(name: GraphName, options: KernelOptions = {}): Pro
     session.catch(() => sessions.delete(key));
   }
   return session;
+}
+
+/**
+ * The upper block triangle of a centred scatter, from the centred rows held transposed (one row of
+ * n values per feature): for each strip i of features s_i..e_i, `strip_i` (its rows) times
+ * `tail_i` (the rows of features s_i..d) transposed, one Gemm per strip. The blocks below the
+ * diagonal are the transposes of those above it, so with S strips the d x n x d product costs
+ * (S + 1) / 2S of the full one. Every input is a contiguous range of the transposed rows: the
+ * caller passes views, nothing is copied or sliced inside the graph.
+ */
+function scatterStripsSpec(strips: number, precision: KernelPrecision): GraphSpec {
+  const P = precision === 'float32' ? FLOAT : DOUBLE;
+  const range = Array.from({ length: strips }, (_, i) => i);
+  return {
+    inputs: range.flatMap((i) => [[`strip${i}`, P, [`w${i}`, 'n']] as const, [`tail${i}`, P, [`t${i}`, 'n']] as const]),
+    outputs: range.map((i) => [`part${i}`, P, [`w${i}`, `t${i}`]] as const),
+    nodes: range.map((i) => node('Gemm', [`strip${i}`, `tail${i}`], [`part${i}`], { transB: 1 })),
+  };
+}
+
+/** The ONNX model bytes of a spec. */
+function modelOf(name: string, { inputs, outputs, nodes }: GraphSpec): Uint8Array {
+  const proto = onnx.ModelProto.create({
+    irVersion: 8,
+    producerName: 'fruits-pipeline lambdas/analysis/kernel-graphs.ts',
+    opsetImport: [{ domain: '', version: OPSET }],
+    graph: onnx.GraphProto.create({ name, node: [...nodes], input: inputs.map(valueInfo), output: outputs.map(valueInfo) }),
+  });
+  return onnx.ModelProto.encode(proto).finish();
+}
+
+/** The session of the scatter's `strips`-strip graph (`scatterStripsSpec`), created on first use and then shared. */
+export function scatterStripsSession(strips: number, options: KernelOptions = {}): Promise<ort.InferenceSession> {
+  if (!Number.isInteger(strips) || strips < 1) throw new RangeError(`strips must be a positive integer, got ${strips}`);
+  const precision = options.precision ?? 'float64';
+  return cachedSession(`scatterStrips${strips}`, () => modelOf('scatterStrips', scatterStripsSpec(strips, precision)), options);
 }
 
 /** A float32 or float64 tensor of `data` (no copy when it already has the type). */

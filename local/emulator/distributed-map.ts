@@ -67,6 +67,8 @@ export interface DistributedMapDeps {
   /** Milliseconds to wait between retries of child states (tests shorten them). @default the definition's */
   readonly retryIntervalOverrides?: Record<string, number | number[]>;
   readonly onEvent?: (event: MapRunEvent) => void;
+  /** The ItemProcessor was validated with the whole definition: its children are not validated again. @default false */
+  readonly processorValidated?: boolean;
 }
 
 export interface ChildExecutionRecord {
@@ -285,11 +287,12 @@ class MapRun {
     return batches;
   }
 
-  /** The ItemProcessor as a state machine, validated once and run for every batch. */
+  /** The ItemProcessor as a state machine, validated once (unless it already was) and run for every batch. */
   private childMachine(): StateMachine {
     if (!this.childStateMachine) {
       const { ProcessorConfig: _config, ...definition } = this.state.ItemProcessor as AslDefinition & { ProcessorConfig?: unknown };
-      this.childStateMachine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
+      const validationOptions = this.deps.processorValidated ? { noValidate: true } : { checkArn: false };
+      this.childStateMachine = new StateMachine(definition as never, { validationOptions });
     }
     return this.childStateMachine;
   }

@@ -88,6 +88,27 @@ export class FunctionWorkerPool {
     });
   };
 
+  /**
+   * Start every worker of the pool now, idle: their module init (a Lambda function's cold start:
+   * loading the handler and what it imports) is then done before their first invocation. An idle
+   * worker does not keep the process alive. Resolves when every worker started here has loaded
+   * its module (or exited).
+   */
+  warm(): Promise<void> {
+    const started: Promise<void>[] = [];
+    while (!this.closed && this.slots.length < this.size) {
+      const { worker } = this.spawn();
+      worker.unref();
+      started.push(
+        new Promise((resolve) => {
+          worker.on('message', (message: WorkerMessage) => 'ready' in message && resolve());
+          worker.once('exit', () => resolve());
+        }),
+      );
+    }
+    return Promise.all(started).then(() => undefined);
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     for (const pending of this.queue.splice(0)) pending.reject(new Error('function worker pool closed'));
@@ -176,7 +197,7 @@ export class FunctionWorkerPool {
     const slot: Slot = { worker };
     worker.on('message', (message: WorkerMessage) => {
       const current = slot.busy;
-      if (!current || current.id !== message.id) return;
+      if ('ready' in message || !current || current.id !== message.id) return;
       if ('started' in message) {
         this.handlerStarted(slot, current);
         return;

@@ -19,15 +19,17 @@ export type InvokeReply =
   | { readonly id: number; readonly ok: false; readonly error: { name: string; message: string; stack?: string } };
 
 /**
- * What a worker posts back: `started` when the handler is called (after the module's init, which
- * Lambda does not count in the function timeout either), then the reply.
+ * What a worker posts back: `ready` once its handler module is loaded (its init done), then per
+ * invocation `started` when the handler is called (after the module's init, which Lambda does not
+ * count in the function timeout either), then the reply.
  */
-export type WorkerMessage = { readonly id: number; readonly started: true } | InvokeReply;
+export type WorkerMessage = { readonly ready: true } | { readonly id: number; readonly started: true } | InvokeReply;
 
 const { modulePath, exportName } = workerData as FunctionWorkerData;
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- the handler module is named at run time
 const handler = require(modulePath)[exportName] as (event: unknown) => Promise<unknown>;
 if (typeof handler !== 'function') throw new Error(`${modulePath} does not export a function "${exportName}"`);
+parentPort!.postMessage({ ready: true } satisfies WorkerMessage);
 
 parentPort!.on('message', async ({ id, payload }: InvokeRequest) => {
   parentPort!.postMessage({ id, started: true } satisfies WorkerMessage);

@@ -43,6 +43,20 @@ describe('blockMoments', () => {
     expect(Array.from(moments.scatter)).toEqual([8, 14, 14, 26]);
   });
 
+  // The product is formed strip by strip above the diagonal and mirrored: every shape of strips
+  // (fewer features than strips, widths that do not divide the features) must give the full scatter.
+  it.each([1, 3, 8, 23, 70])('gives the full, exactly symmetric scatter of %i features', async (dims) => {
+    const rows = 57;
+    const data = features(rows, dims, dims);
+    const reference = new ScatterAccumulator(dims);
+    reference.addRows(data, rows);
+    const expected = reference.moments();
+    const moments = await blockMoments({ data, rows, dims });
+    expect(largestRelativeDifference(moments.mean, expected.mean)).toBeLessThan(1e-14);
+    expect(largestRelativeDifference(moments.scatter, expected.scatter)).toBeLessThan(1e-12);
+    for (let i = 0; i < dims; i++) for (let j = 0; j < i; j++) expect(moments.scatter[i * dims + j]).toBe(moments.scatter[j * dims + i]);
+  });
+
   it('gives the empty moments for no rows', async () => {
     expect(await blockMoments({ data: new Float32Array(0), rows: 0, dims: 3 })).toEqual(emptyMoments(3));
   });

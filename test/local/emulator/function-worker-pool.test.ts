@@ -18,6 +18,18 @@ describe('FunctionWorkerPool', () => {
     expect(results.every((r) => r.threadId !== 0 && r.env === 'from-env')).toBe(true);
   });
 
+  it('warms every worker ahead of the first invocation, and no more than its size', async () => {
+    const warmed = new FunctionWorkerPool({ modulePath: SLOW_ECHO, size: 2 });
+    try {
+      await warmed.warm();
+      await warmed.warm();
+      const results = (await Promise.all([0, 1, 2, 3].map(() => warmed.invoke({ ms: 100 })))) as Echo[];
+      expect(new Set(results.map((r) => r.threadId)).size).toBe(2);
+    } finally {
+      await warmed.close();
+    }
+  });
+
   it('surfaces a handler error under its own name', async () => {
     await expect(pool.invoke({ fail: 'TransientStorageError' })).rejects.toMatchObject({
       name: 'TransientStorageError',

@@ -1,0 +1,173 @@
+/**
+ * The aggregate phase of a kept local run again, on its own shards: the synthesized state machine
+ * from the state after `FeaturizeImages`, with the aggregate function's worker pool as the local
+ * run starts it (same environment, timeout, memory and size), against the run's own store. What a
+ * change to the aggregate costs or saves on real shards, without featurizing again:
+ *
+ *   npx tsx bench/end-to-end.ts --whole-dataset --keep /tmp/whole          # once: input, store, outputs kept
+ *   npx tsx bench/aggregate-phase.ts --keep /tmp/whole                     # the aggregate phase, 1 round
+ *   npx tsx bench/aggregate-phase.ts --keep /tmp/whole --rounds 2 --config '{"aggregateGroupShards":80}'
+ *   npx tsx bench/aggregate-phase.ts --keep /tmp/whole --out /tmp/outputs  # also copy results/<runId>/ there
+ *
+ * `FeaturizeImages` is replaced by a Pass state that hands on the map run's recorded result (its
+ * manifest in the store), so every state after it runs as in the local run. Each round starts a
+ * fresh worker pool and, as the local run does while featurize runs, lets its workers load their
+ * modules before the clock starts. Printed: the process's CPU seconds in the phase (every thread),
+ * the phase's wall time, report.json's stage times, and each invocation's window in the phase
+ * (posted to the pool, answered), from which the gaps between stages follow.
+ */
+import { availableParallelism } from 'node:os';
+import { join, resolve } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
+import { listAllObjects, readJsonIfPresent } from '../lambdas/aws/s3-client';
+import { mapWithConcurrency } from '../lambdas/common';
+import { LOCAL_OBSERVABILITY_ENV } from '../lambdas/contracts/handler-env';
+import { MAP_RUN_LABEL } from '../lambdas/contracts/state-machine';
+import { runLayout } from '../lambdas/contracts/bucket-layout';
+import { datasetInputPrefix } from '../lambdas/contracts/bucket-layout';
+import { datasetName, readDatasetFolder } from '../client/dataset-folder';
+import { downloadRunOutputs } from '../client/run-outputs';
+import type { PipelineConfigInput } from '../lib/config';
+import { lockDataDir } from '../local/data-dir-lock';
+import { serveInputFolder } from '../local/input-folder';
+import { LOCAL_BUCKET } from '../local/local-run';
+import type { AslDefinition, Json } from '../local/emulator/asl';
+import { FunctionWorkerPool } from '../local/emulator/function-worker-pool';
+import { runLocalExecution } from '../local/emulator/local-execution';
+import { startLocalS3Server } from '../local/emulator/s3/s3-server';
+import { synthesizePipeline } from '../local/emulator/synthesized-definition';
+import { argValue, fixed, load } from './bench-support';
+
+/** One invocation of the aggregate function: its stage and group, when it was posted and answered (ms into the phase). */
+interface InvocationWindow {
+  stage: string;
+  group?: number;
+  postedMs: number;
+  answeredMs: number;
+}
+
+/**
+ * CPU seconds so far of this process's main thread (the emulator and the local S3 server) and of
+ * all its other threads (the function workers, onnxruntime's and libuv's), from /proc (Linux).
+ */
+function threadCpuSeconds(): { main: number; others: number } {
+  const ticks = 100; // USER_HZ
+  let main = 0;
+  let others = 0;
+  for (const tid of readdirSync('/proc/self/task')) {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const seconds = (Number(fields[11]) + Number(fields[12])) / ticks;
+    if (Number(tid) === process.pid) main += seconds;
+    else others += seconds;
+  }
+  return { main, others };
+}
+
+/** The definition with `FeaturizeImages` as a Pass state that hands on the recorded map result. */
+function fromRecordedMapRun(definition: AslDefinition, mapResult: Json): AslDefinition {
+  const map = definition.States[MAP_RUN_LABEL];
+  if (!map) throw new Error(`the definition has no ${MAP_RUN_LABEL} state`);
+  const pass = { Type: 'Pass', Result: mapResult, ResultPath: map.ResultPath, Next: map.Next };
+  return { ...definition, States: { ...definition.States, [MAP_RUN_LABEL]: pass } };
+}
+
+/** The kept run's id and its featurize map run's result (the one run in the store). */
+async function recordedRun(s3: Parameters<typeof listAllObjects>[0]): Promise<{ runId: string; mapResult: Json }> {
+  const manifests = (await listAllObjects(s3, LOCAL_BUCKET, 'work/')).map((o) => o.Key!).filter((key) => key.endsWith('/manifest.json'));
+  const featurize = manifests.filter((key) => key.includes('/map-results/'));
+  if (featurize.length !== 1) throw new Error(`expected one featurize map run in the store, found ${featurize.length}`);
+  const key = featurize[0];
+  const runId = key.split('/')[1];
+  const manifest = await readJsonIfPresent<{ MapRunArn: string }>(s3, LOCAL_BUCKET, key);
+  return { runId, mapResult: { MapRunArn: manifest!.MapRunArn, ResultWriterDetails: { Bucket: LOCAL_BUCKET, Key: key } } };
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const keep = resolve(argValue(argv, 'keep') ?? '');
+  const rounds = Number(argValue(argv, 'rounds') ?? 1);
+  const configText = argValue(argv, 'config');
+  const config = configText === undefined ? undefined : (JSON.parse(configText) as PipelineConfigInput);
+  const outDir = argValue(argv, 'out');
+  const dataDir = join(keep, 'run', 's3');
+  const inputRoot = join(
+    keep,
+    readdirSync(keep).find((name) => name !== 'run')!,
+  );
+  const lock = lockDataDir(dataDir);
+  const server = await startLocalS3Server({ directory: dataDir, buckets: [LOCAL_BUCKET] });
+  try {
+    const pipeline = synthesizePipeline({ bucketName: LOCAL_BUCKET, config });
+    const folder = readDatasetFolder(inputRoot);
+    const dataset = datasetName(inputRoot.split('/').pop()!);
+    const inputPrefix = datasetInputPrefix(dataset);
+    // Digested a few files at a time (each is computed once, then served): all at once runs out of file descriptors.
+    await mapWithConcurrency(folder.files, 16, (file) => file.digests());
+    await serveInputFolder(server, { bucket: LOCAL_BUCKET, prefix: inputPrefix, root: inputRoot, files: folder.files });
+    const { runId, mapResult } = await recordedRun(server.client);
+    const definition = fromRecordedMapRun(pipeline.definition, mapResult);
+    for (let round = 0; round < rounds; round++) {
+      const pool = new FunctionWorkerPool({
+        modulePath: join(__dirname, '..', 'lambdas', 'aggregate', 'handler.ts'),
+        size: Math.min(availableParallelism(), pipeline.config.aggregateConcurrency),
+        environment: { ...pipeline.aggregate.environment, ...server.env, POWERTOOLS_LOG_LEVEL: 'WARN', ...LOCAL_OBSERVABILITY_ENV },
+        timeoutSeconds: pipeline.aggregate.timeoutSeconds,
+        memorySizeMb: pipeline.aggregate.memorySizeMb,
+      });
+      // The local run loads the aggregate's workers while featurize runs (`warm`): so here, before the clock starts.
+      await pool.warm();
+      const windows: InvocationWindow[] = [];
+      const loadBefore = load();
+      // The process's CPU (this thread, the store's server, and the workers): what the phase costs
+      // whatever else shares the machine, where its wall time is not.
+      const cpuBefore = process.cpuUsage();
+      const threadsBefore = threadCpuSeconds();
+      const started = performance.now();
+      const invoke: typeof pool.invoke = async (payload, options) => {
+        const event = payload as { stage?: string; group?: number };
+        const window: InvocationWindow = { stage: event.stage ?? 'all', group: event.group, postedMs: Math.round(performance.now() - started), answeredMs: 0 };
+        windows.push(window);
+        try {
+          return await pool.invoke(payload, options);
+        } finally {
+          window.answeredMs = Math.round(performance.now() - started);
+        }
+      };
+      try {
+        const execution = await runLocalExecution({ definition, functions: new Map([[pipeline.aggregate.arn, invoke]]), s3: server.client }, runId, {
+          inputPrefix,
+        });
+        const seconds = (performance.now() - started) / 1000;
+        const cpu = process.cpuUsage(cpuBefore);
+        const threads = threadCpuSeconds();
+        const report = await readJsonIfPresent<{ timingsMs?: Record<string, number> }>(server.client, LOCAL_BUCKET, runLayout(runId).resultKey('report'));
+        const row = {
+          round,
+          status: execution.status,
+          ...(execution.status === 'FAILED' ? { error: execution.error, cause: execution.cause.slice(0, 500) } : {}),
+          aggregateSeconds: fixed(seconds),
+          cpuSeconds: fixed((cpu.user + cpu.system) / 1e6),
+          // Threads that ended in the phase are not counted in `others`: the pool's workers live through it.
+          mainThreadCpuSeconds: fixed(threads.main - threadsBefore.main),
+          otherThreadsCpuSeconds: fixed(threads.others - threadsBefore.others),
+          stagesMs: report?.timingsMs,
+          invocations: windows,
+          load: `${loadBefore} -> ${load()}`,
+        };
+        console.log(JSON.stringify(row));
+      } finally {
+        await pool.close();
+      }
+    }
+    if (outDir) await downloadRunOutputs(server.client, LOCAL_BUCKET, runId, outDir);
+  } finally {
+    await server.close();
+    lock.release();
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

@@ -100,9 +100,10 @@ export const AGGREGATE_SETTINGS = {
    * Feature shards per group of the aggregate's fanned-out stages. 40 batches of 250 images are
    * 10,000 rows (55 MB of float32 features at 1,376 values, a 15 MB float64 scatter), a few seconds
    * of each stage's work; 400 x 250 images of 1,376 float32 values is 550 MB, most of a 1,536 MB
-   * function.
+   * function. It shapes the results: the features/ Parquet parts are one per group, and the
+   * moments are summed in another order (a few cells of features.csv move by 1e-8).
    */
-  groupShards: { env: 'AGGREGATE_GROUP_SHARDS', min: 1, max: 400, default: 40 },
+  groupShards: { env: 'AGGREGATE_GROUP_SHARDS', min: 1, max: 400, default: 40, shapesResults: true },
   /**
    * Moments partials (7.6 MB each at 1,376 features) one merge merges: a run of more groups
    * merges them as a tree of this fan-in (the state machine's `MergeMoments` loop) until at most
@@ -112,9 +113,10 @@ export const AGGREGATE_SETTINGS = {
    * 14. At 16 the demo and the whole dataset (8 groups) and 160,000 images never reach the tree,
    * 1,000,000 images (100 groups) take one level of 7 merges and 10,000,000 two, and no merge reads
    * more than the fit of 16 groups does. The state machine hands the value to the stages it
-   * builds; this variable serves a run of every stage in one invocation.
+   * builds; this variable serves a run of every stage in one invocation. It shapes the results as
+   * the group size does: the order the moments are summed in.
    */
-  momentsMergeFanIn: { env: 'MOMENTS_MERGE_FAN_IN', min: 2, max: 64, default: 16 },
+  momentsMergeFanIn: { env: 'MOMENTS_MERGE_FAN_IN', min: 2, max: 64, default: 16, shapesResults: true },
   /**
    * Neighbours that vote in the k-NN classification of the rows outside Training/: more than 100
    * voters only blurs the classes of Fruits-360-sized sets.

@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { defaultConfig, PipelineConfig } from '../lib/config';
 import { markdownTable, Table, withDocSection } from './bench-support';
 import { FEATURIZE_SETTINGS } from '../lambdas/contracts/handler-env';
+import { momentsMergeLevels } from '../lambdas/aggregate/aggregate-work';
 
 export type Architecture = 'x86_64' | 'arm64';
 export const ARCHITECTURES: readonly Architecture[] = ['x86_64', 'arm64'];
@@ -96,6 +97,8 @@ export interface StageFigures {
 export interface StageFigureSet {
   readonly plan: StageFigures;
   readonly moments: StageFigures;
+  /** A node of the moments merge tree: up to the fan-in partials merged into one. */
+  readonly mergeMoments: StageFigures;
   readonly fit: StageFigures;
   readonly project: StageFigures;
   readonly fitClassifier: StageFigures;
@@ -137,6 +140,7 @@ export const RECORDED = {
     groupImages: 40 * 250,
     plan: { points: [point(100_000, 0.58, 213), point(1_000_000, 5.68, 689)], time: 'linear', memory: 'linear', basis: 'measured' },
     moments: { points: [point(100_000, 3.13, 415), point(1_000_000, 4.87, 449)], time: 'flat', memory: 'flat', basis: 'measured' },
+    mergeMoments: { points: [point(300_000, 2.95, 328)], time: 'flat', memory: 'flat', basis: 'measured at 300,000 images (a node of 16 partials), load 6-17' },
     fit: {
       points: [point(100_000, 2.26, 457), point(1_000_000, 21.1, 1744)],
       time: 'linear',
@@ -364,7 +368,8 @@ function featurizeRow(run: ModelledRun, limits: string[]): StageRow {
     lambdaUsd: ((images * msPerImage) / 1000 + featurizeContainers * featurizeInit) * featurizeGb * run.gbSecond + batches * PRICES.lambdaRequest,
     transitions: batches * ASSUMED.childTransitions,
     gets: images,
-    puts: batches,
+    // Each batch's shard and its batch record.
+    puts: 2 * batches,
   };
 }
 
@@ -392,15 +397,34 @@ function aggregateRows(run: ModelledRun, limits: string[]): StageRow[] {
   const stage = (name: string, stageFigures: StageFigures, perGroup: boolean, requests: StageRequests, coldContainers: number) =>
     aggregateStageRow(run, limits, { name, figures: stageFigures, perGroup, requests, coldContainers });
   const csvParts = Math.ceil((images * ASSUMED.csvBytesPerRow) / ASSUMED.uploadPartBytes);
-  // GETs: the plan reads the ResultWriter manifest and results; a moments or project child its
-  // group's shards and a few records; the fit one tally and one scatter per group; a k-NN child
+  // GETs: the plan reads the ResultWriter manifest and its summaries; a moments child its group's
+  // shards and their batch records; a merge node up to the fan-in partials; the fit the tallies and
+  // at most the fan-in partials; a project child its group's shards and a few records; a k-NN child
   // every group's references; publish four small parts per group (the references parts are not
   // read: the model names them from the project tallies). PUTs as each stage writes them.
   const classifyGets = classifier === 'knn' ? groups * (groups + 2) : 3 * groups;
+  const fanIn = config.momentsMergeFanIn;
+  const levels = momentsMergeLevels(groups, fanIn);
+  const merges = levels.slice(1);
+  const mergeNodes = merges.reduce((sum, nodes) => sum + nodes, 0);
+  const mergeWaves = merges.reduce((sum, nodes) => sum + Math.ceil(nodes / config.aggregateConcurrency), 0);
+  const fitPartials = levels[levels.length - 1];
   return [
     stage('PlanAggregate', figures.plan, false, { gets: 2, puts: groups + 2 }, 1),
-    stage('ComputeMoments (map)', figures.moments, true, { gets: batches + 2 * groups, puts: 2 * groups }, Math.min(groups, config.aggregateConcurrency)),
-    stage('FitModel', figures.fit, false, { gets: 1 + 2 * groups, puts: 1 }, 0),
+    stage('ComputeMoments (map)', figures.moments, true, { gets: 2 * batches + 2 * groups, puts: 2 * groups }, Math.min(groups, config.aggregateConcurrency)),
+    ...(mergeNodes > 0
+      ? [
+          aggregateStageRow(run, limits, {
+            name: `MergeMoments (map, ${merges.length} level${merges.length > 1 ? 's' : ''})`,
+            figures: figures.mergeMoments,
+            perGroup: false,
+            fanOut: { invocations: mergeNodes, waves: mergeWaves },
+            requests: { gets: groups + mergeNodes * fanIn, puts: mergeNodes },
+            coldContainers: 0,
+          }),
+        ]
+      : []),
+    stage('FitModel', figures.fit, false, { gets: 1 + groups + fitPartials, puts: 1 }, 0),
     stage('ProjectGroups (map)', figures.project, true, { gets: batches + 3 * groups, puts: ASSUMED.projectPutsPerGroup * groups }, 0),
     ...(classifier === 'lda' ? [stage('FitClassifier', figures.fitClassifier, false, { gets: 1 + 2 * groups, puts: 1 }, 0)] : []),
     stage(`ClassifyGroups (map, ${classifier})`, figures.classify[classifier], true, { gets: classifyGets, puts: 2 * groups }, 0),
@@ -420,6 +444,8 @@ interface AggregateStage {
   readonly name: string;
   readonly figures: StageFigures;
   readonly perGroup: boolean;
+  /** A map over something other than the groups (the merge tree's nodes): its invocations and its waves in all. */
+  readonly fanOut?: { readonly invocations: number; readonly waves: number };
   readonly requests: StageRequests;
   /** Containers that start cold in this stage. */
   readonly coldContainers: number;
@@ -432,10 +458,11 @@ function aggregateStageRow(run: ModelledRun, limits: string[], stage: AggregateS
   const aggregateSlower = run.timeRatio * Math.max(1, MB_PER_VCPU / config.aggregateMemoryMb);
   const aggregateWaves = Math.ceil(groups / config.aggregateConcurrency);
   const groupScale = (config.batchSize * config.aggregateGroupShards) / run.figures.groupImages;
-  const { perGroup, coldContainers } = stage;
+  const { perGroup, fanOut, coldContainers } = stage;
   const seconds = aggregateSlower * (perGroup ? groupScale : 1) * grown(stage.figures, 'seconds', images);
   const peakRssMb = grown(stage.figures, 'peakRssMb', images);
-  const invocations = perGroup ? groups : 1;
+  const invocations = fanOut?.invocations ?? (perGroup ? groups : 1);
+  const waves = fanOut?.waves ?? (perGroup ? aggregateWaves : 1);
   const name = stage.name.replace(/ \(.*/, '');
   if (seconds > config.aggregateTimeoutSeconds) limits.push(`${name} takes ${seconds.toFixed(0)} s (timeout ${config.aggregateTimeoutSeconds} s)`);
   if (peakRssMb > config.aggregateMemoryMb) limits.push(`${name} needs ${count(peakRssMb)} MB (memory ${count(config.aggregateMemoryMb)} MB)`);
@@ -445,9 +472,9 @@ function aggregateStageRow(run: ModelledRun, limits: string[], stage: AggregateS
     invocations,
     slowestSeconds: seconds,
     peakRssMb,
-    wallSeconds: cold + (perGroup ? aggregateWaves : 1) * (seconds + ASSUMED.invokeOverheadSeconds),
+    wallSeconds: cold + waves * (seconds + ASSUMED.invokeOverheadSeconds),
     lambdaUsd: (invocations * seconds + coldContainers * ASSUMED.coldStartSeconds) * aggregateGb * run.gbSecond + invocations * PRICES.lambdaRequest,
-    transitions: perGroup ? groups * ASSUMED.childTransitions : 0,
+    transitions: perGroup || fanOut ? invocations * ASSUMED.childTransitions : 0,
     ...stage.requests,
   };
 }

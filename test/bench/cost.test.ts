@@ -20,6 +20,7 @@ const flat = (seconds: number): StageFigures => ({ points: [{ images: 100_000, s
 const STAGES: StageFigureSet = {
   plan: flat(1),
   moments: flat(2),
+  mergeMoments: flat(1),
   fit: flat(3),
   project: flat(4),
   fitClassifier: flat(1),
@@ -94,10 +95,11 @@ describe('the cost model, by hand on a small run', () => {
   });
 
   test('S3: a GET per image and per shard read, the k-NN reading every references part; PUT-priced shards, list pages and parts', () => {
-    // GETs: images 1,000; plan 2; moments 4 shards + 2 x 2; fit 1 + 2 x 2; project 4 + 3 x 2; k-NN 2 x (2 + 2); publish 1 + 4 x 2.
-    const gets = 1000 + 2 + 8 + 5 + 10 + 8 + 9;
-    // PUTs: 1 list page; 4 shards; plan 2 + 2; moments 2 x 2; fit 1; project 8 x 2; classify 2 x 2; publish 1 CSV part + 50.
-    const puts = 1 + 4 + 4 + 4 + 1 + 16 + 4 + 51;
+    // GETs: images 1,000; plan 2; moments 4 shards and their 4 batch records + 2 x 2; fit 1 + 2 tallies + 2 partials;
+    // project 4 + 3 x 2; k-NN 2 x (2 + 2); publish 1 + 4 x 2.
+    const gets = 1000 + 2 + 12 + 5 + 10 + 8 + 9;
+    // PUTs: 1 list page; 4 shards and 4 batch records; plan 2 + 2; moments 2 x 2; fit 1; project 8 x 2; classify 2 x 2; publish 1 CSV part + 50.
+    const puts = 1 + 8 + 4 + 4 + 1 + 16 + 4 + 51;
     expect(row.s3RequestsUsd).toBeCloseTo(gets * PRICES.s3Get + puts * PRICES.s3Put, 12);
   });
 
@@ -123,6 +125,24 @@ describe('the cost model, by hand on a small run', () => {
     expect(arm.stepFunctionsUsd).toBe(row.stepFunctionsUsd);
     expect(arm.s3RequestsUsd).toBe(row.s3RequestsUsd);
   });
+});
+
+test("more groups than the merge fan-in: a MergeMoments map of the tree's nodes, level by level, and the fit reads the last level", () => {
+  // 4 groups of one shard, fan-in 2: one level of 2 nodes, each 1 s, in waves of one.
+  const tree = costModel(FEATURIZE, 1000, 'x86_64', defaultConfig({ ...CONFIG, aggregateGroupShards: 1, momentsMergeFanIn: 2 }), { stages: STAGES });
+  expect(tree.groups).toBe(4);
+  const merge = stage(tree, 'MergeMoments');
+  expect(merge).toMatchObject({
+    stage: 'MergeMoments (map, 1 level)',
+    invocations: 2,
+    slowestSeconds: 1,
+    gets: 4 + 2 * 2,
+    puts: 2,
+    transitions: 2 * ASSUMED.childTransitions,
+  });
+  expect(merge.wallSeconds).toBe(2 * (1 + 1));
+  expect(stage(tree, 'FitModel').gets).toBe(1 + 4 + 2);
+  expect(costModel(FEATURIZE, 1000, 'x86_64', CONFIG, { stages: STAGES }).stages.some((s) => s.stage.startsWith('MergeMoments'))).toBe(false);
 });
 
 test('per-group times scale with the images per group', () => {

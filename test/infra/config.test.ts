@@ -119,7 +119,7 @@ describe('pipeline config', () => {
   });
 });
 
-describe('operations settings (issue 12)', () => {
+describe('operations settings', () => {
   test('defaults: dashboard, notifications (topic, alarms, run-end rule) and tags on; budget, e-mail and customer-managed key off', () => {
     expect(defaultConfig()).toMatchObject({ dashboard: true, notifications: true, featurizeErrorRateAlarmPercent: 5, customerManagedKey: false, tags: {} });
     for (const key of ['notificationEmail', 'monthlyBudgetUsd', 'budgetEmail'] as const) expect(defaultConfig()[key]).toBeUndefined();

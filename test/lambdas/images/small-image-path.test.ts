@@ -1,5 +1,5 @@
 /**
- * The small-image path of preprocessImage (issue 10): JPEGs no larger than the model's square are
+ * The small-image path of preprocessImage: JPEGs no larger than the model's square are
  * decoded by libjpeg-turbo in wasm and enlarged in JavaScript the way libvips enlarges, instead of by sharp.
  * Checked on the real photos shipped in datasets/fruits-360-demo.
  */

@@ -138,47 +138,40 @@ export const RECORDED = {
   },
   stages: {
     groupImages: 40 * 250,
-    plan: { points: [point(100_000, 0.58, 213), point(1_000_000, 5.68, 689)], time: 'linear', memory: 'linear', basis: 'measured' },
-    moments: { points: [point(100_000, 3.13, 415), point(1_000_000, 4.87, 449)], time: 'flat', memory: 'flat', basis: 'measured' },
-    mergeMoments: { points: [point(300_000, 2.95, 328)], time: 'flat', memory: 'flat', basis: 'measured at 300,000 images (a node of 16 partials), load 6-17' },
-    fit: {
-      points: [point(100_000, 2.26, 457), point(1_000_000, 21.1, 1744)],
+    plan: {
+      points: [point(100_000, 0.29, 172), point(1_000_000, 0.62, 246)],
+      time: 'linear',
+      memory: 'linear',
+      basis: 'measured; one summary per batch (about 150 bytes), no key read',
+    },
+    moments: { points: [point(100_000, 3.92, 361), point(1_000_000, 3.81, 372)], time: 'flat', memory: 'flat', basis: 'measured' },
+    mergeMoments: { points: [point(1_000_000, 2.92, 354)], time: 'flat', memory: 'flat', basis: 'measured (7 nodes of up to 16 partials)' },
+    fit: { points: [point(100_000, 1.88, 334), point(1_000_000, 1.83, 337)], time: 'flat', memory: 'flat', basis: 'measured; at most the fan-in partials' },
+    project: { points: [point(100_000, 3.23, 357), point(1_000_000, 4.0, 367)], time: 'flat', memory: 'flat', basis: 'measured' },
+    fitClassifier: {
+      points: [point(100_000, 2.37, 393), point(1_000_000, 5.85, 420)],
       time: 'linear',
       memory: 'flat',
-      basis:
-        'measured; the 1,744 MB was with every scatter held at once: merged one at a time, as the fit does, it needs less (not measured), so it is the upper side',
-    },
-    project: { points: [point(100_000, 7.43, 574), point(1_000_000, 10.3, 593)], time: 'flat', memory: 'flat', basis: 'measured' },
-    fitClassifier: {
-      points: [point(100_000, 2.26, 457)],
-      time: 'flat',
-      memory: 'flat',
-      basis:
-        "assumed: the fit's figure at 100,000 images, at any size (it merges one k x k record per group, about 1/190 of a 1,376 x 1,376 scatter: 1,000 groups' records weigh less than the 10 scatters measured)",
+      basis: 'measured; one class statistics record and prototype sample per group',
     },
     classify: {
       knn: {
         points: [point(100_000, 1.91, 290), point(1_000_000, 12.7, 347)],
         time: 'linear',
         memory: 'flat',
-        basis: 'measured (3 groups timed): each group against every reference, so linear in the images per group',
+        basis: 'measured (3 groups timed, 14:07-14:38): each group against every reference, so linear in the images per group',
       },
-      lda: {
-        points: [point(100_000, 7.43, 574), point(1_000_000, 10.3, 593)],
-        time: 'flat',
-        memory: 'flat',
-        basis: "assumed: per group the project stage's work (read the group's rows, one small product per row, write CSV), flat in the run; no reference scan",
-      },
+      lda: { points: [point(100_000, 0.91, 228), point(1_000_000, 1.27, 236)], time: 'flat', memory: 'flat', basis: 'measured; no reference read' },
     },
     publish: {
-      points: [point(100_000, 4.27, 349)],
+      points: [point(100_000, 2.32, 307), point(1_000_000, 11.79, 400)],
       time: 'linear',
       memory: 'flat',
-      basis: 'measured at 100,000 images only; it streams the CSV parts (about 100 MB per 100,000 rows), so its time is taken as linear in the images',
+      basis: "measured; a tally, a predictions part and a features part copy per group (the local S3 server's copying is most of the 1,000,000 figure)",
     },
   } satisfies StageFigureSet,
   stagesSource:
-    'docs/BENCHMARKS.md, "The aggregate as stages, at scale" (bench/aggregate-scale.ts, 2026-12-06, x86_64, 2 cores): each stage\'s slowest invocation at 100,000 and 1,000,000 images, process start (about 0.8 s) included',
+    'docs/BENCHMARKS.md, "The aggregate as stages, at scale" (`npx tsx bench/aggregate-scale.ts --rows 100000,1000000 --sample 100`, 2026-12-06 19:30-19:48, x86_64, 2 cores, load 1-4): each stage\'s slowest invocation at 100,000 and 1,000,000 images, process start (about 0.8 s) included; the k-NN classify from the same bench at 14:07-14:38',
 } as const;
 
 /** Not measured here; each is printed with the tables. */
@@ -415,7 +408,7 @@ function aggregateRows(run: ModelledRun, limits: string[]): StageRow[] {
     ...(mergeNodes > 0
       ? [
           aggregateStageRow(run, limits, {
-            name: `MergeMoments (map, ${merges.length} level${merges.length > 1 ? 's' : ''})`,
+            name: 'MergeMoments (map)',
             figures: figures.mergeMoments,
             perGroup: false,
             fanOut: { invocations: mergeNodes, waves: mergeWaves },
@@ -540,8 +533,11 @@ export function modelNotes(measured: FeaturizeMeasured): string[] {
     `Measured, aggregate stages (x86_64), slowest invocation s / peak RSS MB, and how it is taken to grow: ${[
       stageLine('plan', stages.plan),
       stageLine('moments (per group)', stages.moments),
+      stageLine('merge-moments (per tree node)', stages.mergeMoments),
       stageLine('fit', stages.fit),
       stageLine('project (per group)', stages.project),
+      stageLine('fit-classifier', stages.fitClassifier),
+      stageLine('classify LDA (per group)', stages.classify.lda),
       stageLine('classify k-NN (per group)', stages.classify.knn),
       stageLine('publish', stages.publish),
     ].join('; ')}. Source: ${RECORDED.stagesSource}. Every invocation of a map stage is billed at its slowest.`,

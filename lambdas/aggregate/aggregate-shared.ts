@@ -25,7 +25,9 @@ import {
 import type { GalleryEntry, GalleryImage, RunReportBuilder } from '../outputs';
 import { thumbnailDataUri } from '../images';
 import { resultKey, type ResultFile } from '../contracts/bucket-layout';
-import { describeError, MissingObjectError, objectSizes, readBytes } from '../aws/s3-client';
+import { describeError, MissingObjectError, objectSizes, readBytes, readText } from '../aws/s3-client';
+import { mapWithConcurrency } from '../common/concurrency';
+import type { z } from 'zod';
 import type { GalleryCandidate } from './aggregate-work';
 import type { ClassifierKind } from '../contracts/handler-env';
 
@@ -289,4 +291,18 @@ export function stopwatch() {
     },
     total: () => Math.round(performance.now() - started),
   };
+}
+
+/** Small per-group records read at once: one GET's latency each, not their bytes, is what they cost. */
+const GROUP_RECORDS_IN_FLIGHT = 16;
+
+/** Every group's record at `keyOf(g)` (a stage's tally), checked by `schema`, in group order. */
+export async function readGroupRecords<S extends z.ZodTypeAny>(
+  s3: S3Client,
+  bucket: string,
+  groups: readonly number[],
+  keyOf: (group: number) => string,
+  schema: S,
+): Promise<z.infer<S>[]> {
+  return mapWithConcurrency(groups, GROUP_RECORDS_IN_FLIGHT, async (g) => schema.parse(JSON.parse(await readText(s3, bucket, keyOf(g)))) as z.infer<S>);
 }

@@ -20,8 +20,7 @@ import { describeIncompleteAccounting, IncompleteRunError, InputAccountingReport
 import { RunReport, RunReportBuilder, RunReportPart } from '../outputs/run-report';
 import type { RunSettings } from '../contracts/events';
 import { putObject, readText } from '../aws/s3-client';
-import { mapWithConcurrency } from '../common/concurrency';
-import { AggregateRunDeps, outputKeys, ProjectionModel, readProjectionModel, runFields, stopwatch } from './aggregate-shared';
+import { AggregateRunDeps, outputKeys, ProjectionModel, readGroupRecords, readProjectionModel, runFields, stopwatch } from './aggregate-shared';
 import { aggregateWorkKeys, MomentsTally, MomentsTallySchema, momentsMergeLevels, Plan } from './aggregate-work';
 import { mergedPartials } from './merge-stage';
 import { readPlan } from './moments-stage';
@@ -58,9 +57,6 @@ export async function readFitRecordOnly(deps: AggregateRunDeps, run: RunSettings
   return FitRecordSchema.parse(JSON.parse(await readText(deps.s3, run.bucket, aggregateWorkKeys(run.workPrefix).fit)));
 }
 
-/** Small tallies read at once: one GET's latency each, not their bytes, is what they cost. */
-const TALLY_READS_IN_FLIGHT = 16;
-
 /**
  * The run's fit: the plan's and the groups' reports and accounting absorbed (an incomplete run
  * fails here), the moments merge tree's top level merged and fitted or the saved model's fit
@@ -73,7 +69,8 @@ export async function fitRun(run: RunSettings, groups: number, fanIn: number, de
   const work = aggregateWorkKeys(run.workPrefix);
   const plan = await readPlan(deps, run);
   if (plan.groups !== groups) throw new Error(`the plan holds ${plan.groups} groups, the fit was handed ${groups}`);
-  const tallies = await readMomentsTallies(run, groups, deps);
+  const groupIndices = Array.from({ length: groups }, (_, g) => g);
+  const tallies = await readGroupRecords(s3, run.bucket, groupIndices, work.momentsTally, MomentsTallySchema);
   const timings: Record<string, number> = {
     ...plan.timingsMs,
     momentsSlowest: Math.max(0, ...tallies.map((t) => t.timingsMs.moments)),
@@ -135,15 +132,6 @@ export async function fitRun(run: RunSettings, groups: number, fanIn: number, de
   else log?.info('pca fitted', { rows: fit.count, dim: fit.dim, k: fit.k, explainedVariance: fit.explainedVariance, groups });
   // A run of Training images only still saves its references (the project stage writes them).
   return { classify: classificationSkipped === undefined };
-}
-
-/** Every group's moments tally, in group order. */
-async function readMomentsTallies(run: RunSettings, groups: number, { s3 }: AggregateRunDeps): Promise<MomentsTally[]> {
-  const work = aggregateWorkKeys(run.workPrefix);
-  const indices = Array.from({ length: groups }, (_, g) => g);
-  return mapWithConcurrency(indices, TALLY_READS_IN_FLIGHT, async (g) =>
-    MomentsTallySchema.parse(JSON.parse(await readText(s3, run.bucket, work.momentsTally(g)))),
-  );
 }
 
 /** Why the run fails, and what the fit knows of it by then. */

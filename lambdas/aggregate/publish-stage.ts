@@ -22,10 +22,20 @@ import { scatterPlotSvg, ScatterSample, screePlotSvg } from '../outputs/plots';
 import { reportHtml } from '../outputs/report-html';
 import { RunReport, RunReportBuilder } from '../outputs/run-report';
 import type { RunSettings } from '../contracts/events';
-import { putObject, readBytes, readText } from '../aws/s3-client';
+import { putObject, readBytes } from '../aws/s3-client';
 import { joinByPartCopy } from '../aws/part-copy';
 import { StreamedUpload } from '../aws/streamed-upload';
-import { AggregateResult, AggregateRunDeps, AggregateSettings, GALLERY_IMAGES, galleryOf, outputKeys, runFields, stopwatch } from './aggregate-shared';
+import {
+  AggregateResult,
+  AggregateRunDeps,
+  AggregateSettings,
+  GALLERY_IMAGES,
+  galleryOf,
+  outputKeys,
+  readGroupRecords,
+  runFields,
+  stopwatch,
+} from './aggregate-shared';
 import { aggregateWorkKeys, ClassifyTally, ClassifyTallySchema, partKey, ProjectTally, ProjectTallySchema, referencesPartFile } from './aggregate-work';
 import { FitRecord, readFitRecord } from './fit-stage';
 import { ClassifierRecord, readClassifierRecord } from './classifier-stage';
@@ -145,10 +155,8 @@ async function readPublishInputs(run: RunSettings, groups: number, deps: Aggrega
   const classifying = record.classificationSkipped === undefined;
   const classifier = await readClassifierRecord(s3, run);
   const groupIndices = Array.from({ length: groups }, (_, g) => g);
-  const projected: ProjectTally[] = [];
-  for (const g of groupIndices) projected.push(ProjectTallySchema.parse(JSON.parse(await readText(s3, run.bucket, work.projectTally(g)))));
-  const classified: ClassifyTally[] = [];
-  if (classifying) for (const g of groupIndices) classified.push(ClassifyTallySchema.parse(JSON.parse(await readText(s3, run.bucket, work.classifyTally(g)))));
+  const projected: ProjectTally[] = await readGroupRecords(s3, run.bucket, groupIndices, work.projectTally, ProjectTallySchema);
+  const classified: ClassifyTally[] = classifying ? await readGroupRecords(s3, run.bucket, groupIndices, work.classifyTally, ClassifyTallySchema) : [];
   return {
     record,
     model,

@@ -30,6 +30,7 @@ import { RESULT_FILES, WORK_FOLDERS } from '../contracts/bucket-layout';
 import type { RunReportPart } from '../outputs/run-report';
 import type { InputAccountingReport } from '../bookkeeping';
 import type { ClassificationTallyPart, FeatureMoments } from '../analysis';
+import { mirrorUpperTriangle } from '../common';
 import type { ScatterPoint } from '../outputs/plots';
 
 const group = (g: number) => String(g).padStart(5, '0');
@@ -185,9 +186,8 @@ export function decodeMoments(bytes: Uint8Array, where: string): FeatureMoments 
   for (let i = 0; i < dim; i++) {
     scatter.set(values.subarray(at, at + dim - i), i * dim + i);
     at += dim - i;
-    for (let j = i + 1; j < dim; j++) scatter[j * dim + i] = scatter[i * dim + j];
   }
-  return { count, dim, mean: values.slice(2, 2 + dim), scatter };
+  return { count, dim, mean: values.slice(2, 2 + dim), scatter: mirrorUpperTriangle(scatter, dim) };
 }
 
 /**

@@ -17,6 +17,7 @@
 import type { KnnPrediction } from './knn';
 import type { FeatureMoments, PcaFit } from './streaming-pca';
 import { float64Of, KernelOptions, KernelPrecision, kernelSession, ort, scatterStripsSession, tensorOf } from './kernel-graphs';
+import { mirrorUpperTriangle } from '../common';
 
 export { DEFAULT_INTRA_OP_THREADS } from './kernel-graphs';
 export type { KernelOptions, KernelPrecision } from './kernel-graphs';
@@ -83,15 +84,11 @@ export async function blockMoments(block: RowBlock, options: KernelOptions = {})
     const part = result[`part${i}`].data as Float32Array | Float64Array;
     for (let r = 0; r < width; r++) {
       const row = first + r;
-      // From the diagonal on: the strip's own square is mirrored from its upper triangle.
-      for (let c = r; c < tail; c++) {
-        const value = part[r * tail + c];
-        scatter[row * dims + first + c] = value;
-        scatter[(first + c) * dims + row] = value;
-      }
+      // From the diagonal on: the lower triangle is the mirror of the upper one.
+      scatter.set(part.subarray(r * tail + r, (r + 1) * tail), row * dims + row);
     }
   }
-  return { count: rows, dim: dims, mean, scatter };
+  return { count: rows, dim: dims, mean, scatter: mirrorUpperTriangle(scatter, dims) };
 }
 
 /** The mean of each feature over the block's rows, summed in float64 in row order. */

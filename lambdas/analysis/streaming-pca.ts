@@ -19,6 +19,7 @@
 import { Matrix } from 'ml-matrix';
 import { PCA } from 'ml-pca';
 import { topEigen } from './top-eigen';
+import { mirrorUpperTriangle } from '../common';
 
 /** Rows per block of the rank-k update: 256 x 1,280 float64 is 2.6 MB, near a core's L2/L3 share. */
 export const DEFAULT_BLOCK_ROWS = 256;
@@ -89,14 +90,8 @@ export class ScatterAccumulator {
     this.flushBlock();
     const { dim, paddedDim } = this;
     const scatter = new Float64Array(dim * dim);
-    for (let i = 0; i < dim; i++) {
-      for (let j = i; j < dim; j++) {
-        const value = this.scatter[i * paddedDim + j];
-        scatter[i * dim + j] = value;
-        scatter[j * dim + i] = value;
-      }
-    }
-    return { count: this.count, dim, mean: this.mean.slice(0, dim), scatter };
+    for (let i = 0; i < dim; i++) scatter.set(this.scatter.subarray(i * paddedDim + i, i * paddedDim + dim), i * dim + i);
+    return { count: this.count, dim, mean: this.mean.slice(0, dim), scatter: mirrorUpperTriangle(scatter, dim) };
   }
 
   private flushBlock(): void {

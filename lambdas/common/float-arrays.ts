@@ -22,3 +22,26 @@ export function largestRelativeDifference(actual: ArrayLike<number>, expected: A
   }
   return difference / scale;
 }
+
+/** Rows and columns per tile of `mirrorUpperTriangle`: a 64 x 64 tile of float64 and its mirror stay in the first-level cache. */
+const MIRROR_TILE = 64;
+
+/**
+ * Copies the upper triangle of the row-major `dim` x `dim` `matrix` onto its lower triangle, in
+ * place, tile by tile: a symmetric matrix whose products filled only j >= i. Element by element,
+ * the lower triangle's column-wise writes would miss the cache on every one of its dim^2 / 2 values.
+ */
+export function mirrorUpperTriangle(matrix: Float64Array, dim: number): Float64Array {
+  if (matrix.length < dim * dim) throw new RangeError(`mirrorUpperTriangle: ${matrix.length} values cannot hold ${dim} x ${dim}`);
+  for (let i0 = 0; i0 < dim; i0 += MIRROR_TILE) {
+    const i1 = Math.min(dim, i0 + MIRROR_TILE);
+    for (let j0 = i0; j0 < dim; j0 += MIRROR_TILE) {
+      const j1 = Math.min(dim, j0 + MIRROR_TILE);
+      for (let j = j0; j < j1; j++) {
+        const row = j * dim;
+        for (let i = i0; i < Math.min(i1, j); i++) matrix[row + i] = matrix[i * dim + j];
+      }
+    }
+  }
+  return matrix;
+}

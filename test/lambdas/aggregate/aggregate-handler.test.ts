@@ -250,7 +250,8 @@ describe('aggregate handler against a local S3 server', () => {
     reference
       .getExplainedVariance()
       .slice(0, 3)
-      .forEach((r, i) => expect(model.explainedVarianceRatio[i]).toBeCloseTo(r, 9));
+      // The moments' float32 products (moments-stage.ts) keep the ratios within 1e-8 of ml-pca's.
+      .forEach((r, i) => expect(Math.abs(model.explainedVarianceRatio[i] - r)).toBeLessThan(1e-8));
 
     const variance = parseCsv(await getText(client, result.outputs.explainedVariance));
     expect(variance).toHaveLength(dim + 1);
@@ -667,16 +668,19 @@ describe('aggregate handler against a local S3 server', () => {
     expect(grouped.report.accounting.complete).toBe(true);
     expect(grouped.report.counts).toEqual(whole.report.counts);
     // The LDA (the default) fitted from the groups' merged class statistics and sample: every
-    // prediction, confidence and distance as in one group.
+    // prediction and confidence as in one group, the distances up to the rounding of the moments'
+    // float32 products over other blocks of rows (moments-stage.ts).
     expect(grouped.report.classification).toMatchObject({ classifier: 'lda', predicted: 24 });
-    expect(grouped.predictions).toBe(whole.predictions);
+    const [wholePredictions, groupedPredictions] = [parseCsv(whole.predictions), parseCsv(grouped.predictions)];
+    expect(groupedPredictions.map((row) => row.slice(0, 5))).toEqual(wholePredictions.map((row) => row.slice(0, 5)));
+    groupedPredictions.slice(1).forEach((row, r) => expect(Number(row[5])).toBeCloseTo(Number(wholePredictions[r + 1][5]), 4));
     expect(grouped.report.classification.accuracy).toBe(whole.report.classification.accuracy);
     const classifierOf = async (runId: string) => loadLdaClassifier(JSON.parse(await getText(client, `results/${runId}/pca-model.json`)).classifier).toJSON();
     const [wholeLda, groupedLda] = [await classifierOf('run-one-group'), await classifierOf('run-five-groups')];
     expect(groupedLda.labels).toEqual(wholeLda.labels);
     expect(groupedLda.prototypeLabels).toEqual(wholeLda.prototypeLabels);
-    groupedLda.prototypes.flat().forEach((value, i) => expect(value).toBeCloseTo(wholeLda.prototypes.flat()[i], 6));
-    // The same scores, up to the float64 rounding of moments merged in another order.
+    groupedLda.prototypes.flat().forEach((value, i) => expect(value).toBeCloseTo(wholeLda.prototypes.flat()[i], 4));
+    // The same scores, up to the rounding of moments computed in other blocks and merged in another order.
     const cells = (csv: string) => parseCsv(csv).slice(1);
     const [a, b] = [cells(whole.features), cells(grouped.features)];
     expect(b.map((row) => row.slice(0, 3))).toEqual(a.map((row) => row.slice(0, 3)));

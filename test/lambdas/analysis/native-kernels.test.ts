@@ -114,6 +114,47 @@ describe('NativeScatterAccumulator', () => {
   });
 });
 
+describe("the moments stage's float32 products", () => {
+  // Rows of a few latent factors of decreasing spread on a large offset, plus noise: a spectrum
+  // like the CNN features', whose leading components the product's rounding must not move.
+  function factorRows(rows: number, dims: number, factors: number): Float32Array {
+    const random = seeded(11);
+    const normal = () => Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+    const loadings = Array.from({ length: factors * dims }, normal);
+    const data = new Float32Array(rows * dims);
+    for (let r = 0; r < rows; r++) {
+      const latent = Array.from({ length: factors }, (_, f) => normal() * 2 ** -f);
+      for (let d = 0; d < dims; d++) {
+        let value = 5 + 0.01 * normal();
+        for (let f = 0; f < factors; f++) value += latent[f] * loadings[f * dims + d];
+        data[r * dims + d] = value;
+      }
+    }
+    return data;
+  }
+
+  // The product's rounding moves a component by about 1e-7 of the scatter over its eigengap: the
+  // leading ones stay within 1e-6; those in the noise floor (here below 0.5% of the first
+  // eigenvalue, the 7th and 8th) move by up to 1e-5, as the float32 features' own rounding moves them.
+  it('fit the leading components of float64 products to within 1e-6, and the explained variance ratios to 1e-8', async () => {
+    const [rows, dims] = [5000, 96];
+    const data = factorRows(rows, dims, 12);
+    const fitOf = async (precision: 'float32' | 'float64') => {
+      const accumulator = new NativeScatterAccumulator(dims, { precision, blockRows: 1024 });
+      await accumulator.addRows(data, rows);
+      return fitPca(await accumulator.moments(), { components: 8 });
+    };
+    const [single, double] = [await fitOf('float32'), await fitOf('float64')];
+    expect(single.k).toBe(8);
+    const leading = Array.from(double.eigenvalues.slice(0, 8)).filter((value) => value >= 0.005 * double.eigenvalues[0]).length;
+    expect(leading).toBe(6);
+    expect(largestRelativeDifference(single.components.subarray(0, leading * dims), double.components.subarray(0, leading * dims))).toBeLessThan(1e-6);
+    expect(largestRelativeDifference(single.components, double.components)).toBeLessThan(1e-4);
+    for (let c = 0; c < 8; c++) expect(Math.abs(single.explainedVarianceRatio[c] - double.explainedVarianceRatio[c])).toBeLessThan(1e-8);
+    expect(Array.from(single.mean)).toEqual(Array.from(double.mean));
+  });
+});
+
 describe('NativeProjector', () => {
   it('gives PcaProjector scores to float64 rounding', async () => {
     const rows = 120;

@@ -21,7 +21,7 @@ import { RunReport, RunReportBuilder, RunReportPart } from '../outputs/run-repor
 import type { RunSettings } from '../contracts/events';
 import { putObject, readText } from '../aws/s3-client';
 import { AggregateRunDeps, outputKeys, ProjectionModel, readGroupRecords, readProjectionModel, runFields, stopwatch } from './aggregate-shared';
-import { aggregateWorkKeys, MomentsTally, MomentsTallySchema, momentsMergeLevels, Plan } from './aggregate-work';
+import { aggregateWorkKeys, MomentsTally, MomentsTallySchema, momentsMergeLevels, Plan, unpackMoments } from './aggregate-work';
 import { mergedPartials } from './merge-stage';
 import { readPlan } from './moments-stage';
 import { z } from 'zod';
@@ -178,7 +178,7 @@ async function fitOfMoments(
   const levels = momentsMergeLevels(tallies.length, fanIn);
   const top = levels.length - 1;
   const indices = top === 0 ? tallies.filter((tally) => tally.rows > 0).map((tally) => tally.group) : Array.from({ length: levels[top] }, (_, i) => i);
-  const merged = await mergedPartials(run, top, indices, deps);
+  const merged = unpackMoments(await mergedPartials(run, top, indices, deps));
   if (merged.count !== rows) {
     throw new Error(`the moments merged from level ${top} of the merge tree count ${merged.count} rows, the groups' tallies ${rows}`);
   }

@@ -9,18 +9,26 @@
  * order in which the map's children finish. An invocation reads at most `fanIn` partials (7.6 MB
  * each at 1,376 features) and holds the total and the partials read ahead.
  */
-import { emptyMoments, FeatureMoments, mergeMomentsInto } from '../analysis';
 import { MalformedEventError, RunSettings } from '../contracts/events';
 import { MissingObjectError, putObject, readBytes, readText } from '../aws/s3-client';
 import { OrderedReadAhead } from '../common/concurrency';
 import type { AggregateRunDeps } from './aggregate-shared';
-import { aggregateWorkKeys, decodeMoments, encodeMoments, momentsMergeLevels, MomentsTallySchema } from './aggregate-work';
+import {
+  aggregateWorkKeys,
+  mergePackedMomentsInto,
+  momentsMergeLevels,
+  MomentsTallySchema,
+  packedBytes,
+  packedCount,
+  packedMomentsOf,
+  PackedMoments,
+} from './aggregate-work';
 
 /**
  * Partials downloaded at once, ahead of the one being merged: one GET streams far below what a
  * function's network takes, so several in flight read faster
  * (https://docs.aws.amazon.com/AmazonS3/latest/userguide/optimizing-performance-design-patterns.html);
- * the window holds at most five decoded partials (15 MB each at 1,376 features).
+ * the window holds at most five partials (7.6 MB each at 1,376 features).
  */
 const PARTIALS_READ_AHEAD = 4;
 
@@ -45,9 +53,10 @@ export async function mergeMomentsNode(
   const indices = Array.from({ length: Math.min(fanIn, inputs - first) }, (_, i) => first + i);
   const merged = await mergedPartials(run, level - 1, indices, deps);
   const index = first / fanIn;
-  await putObject(deps.s3, run.bucket, aggregateWorkKeys(run.workPrefix).momentsPartial(level, index), encodeMoments(merged), 'application/octet-stream');
-  deps.log?.info('moments merged', { level, node: index, partials: indices.length, rows: merged.count });
-  return { level, node: index, rows: merged.count };
+  await putObject(deps.s3, run.bucket, aggregateWorkKeys(run.workPrefix).momentsPartial(level, index), packedBytes(merged), 'application/octet-stream');
+  const rows = packedCount(merged);
+  deps.log?.info('moments merged', { level, node: index, partials: indices.length, rows });
+  return { level, node: index, rows };
 }
 
 /** Every node of every level, one after another: what the state machine's loop does, in this process. */
@@ -65,12 +74,12 @@ export async function mergeMomentsTree(run: RunSettings, groups: number, fanIn: 
  * wrote no partial: its tally says so, and a partial missing without that fails the merge, never
  * counts as empty.
  */
-export async function mergedPartials(run: RunSettings, level: number, indices: readonly number[], deps: AggregateRunDeps): Promise<FeatureMoments> {
+export async function mergedPartials(run: RunSettings, level: number, indices: readonly number[], deps: AggregateRunDeps): Promise<PackedMoments> {
   const work = aggregateWorkKeys(run.workPrefix);
-  const read = async (index: number): Promise<FeatureMoments | undefined> => {
+  const read = async (index: number): Promise<PackedMoments | undefined> => {
     const key = work.momentsPartial(level, index);
     try {
-      return decodeMoments(await readBytes(deps.s3, run.bucket, key), key);
+      return packedMomentsOf(await readBytes(deps.s3, run.bucket, key), key);
     } catch (error) {
       if (!(error instanceof MissingObjectError) || level > 0) throw error;
       const tally = MomentsTallySchema.parse(JSON.parse(await readText(deps.s3, run.bucket, work.momentsTally(index))));
@@ -79,12 +88,13 @@ export async function mergedPartials(run: RunSettings, level: number, indices: r
     }
   };
   const partials = new OrderedReadAhead(indices, PARTIALS_READ_AHEAD, PARTIALS_READ_AHEAD + 1, read);
-  let merged: FeatureMoments | undefined;
+  let merged: PackedMoments | undefined;
   while (partials.remaining > 0) {
     const [partial] = await partials.take(1, 1);
-    if (!partial || partial.count === 0) continue;
+    if (!partial || packedCount(partial) === 0) continue;
     // The first partial becomes the total (no copy); the others are added into it.
-    merged = merged ? mergeMomentsInto(merged, partial) : partial;
+    merged = merged ? mergePackedMomentsInto(merged, partial) : partial;
   }
-  return merged ?? emptyMoments(0);
+  // The moments of no rows and no features.
+  return merged ?? Float64Array.of(0, 0);
 }

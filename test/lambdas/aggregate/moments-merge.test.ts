@@ -2,9 +2,17 @@
  * @jest-environment ./tools/jest-native-typed-arrays-environment.js
  */
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { decodeMoments, encodeMoments, momentsMergeLevels, aggregateWorkKeys } from '../../../lambdas/aggregate/aggregate-work';
+import {
+  aggregateWorkKeys,
+  decodeMoments,
+  encodeMoments,
+  mergePackedMomentsInto,
+  momentsMergeLevels,
+  packedMomentsOf,
+  unpackMoments,
+} from '../../../lambdas/aggregate/aggregate-work';
 import { mergedPartials, mergeMomentsNode, mergeMomentsTree } from '../../../lambdas/aggregate/merge-stage';
-import { NativeScatterAccumulator } from '../../../lambdas/analysis/native-kernels';
+import { mergeMomentsInto, NativeScatterAccumulator } from '../../../lambdas/analysis/native-kernels';
 import type { FeatureMoments } from '../../../lambdas/analysis/streaming-pca';
 import { MalformedEventError, RunSettings } from '../../../lambdas/contracts/events';
 import { MissingObjectError } from '../../../lambdas/aws/s3-client';
@@ -95,6 +103,21 @@ describe('the moments merge tree', () => {
     expect(() => decodeMoments(bytes.subarray(0, bytes.byteLength - 8), 'cut')).toThrow(/moments cut/);
   });
 
+  test('partials merged packed give the merge of the whole moments, the upper triangle bit for bit, and an empty partial changes nothing', async () => {
+    const [a, b, c] = [await momentsOf(rowsOf(30, 7)), await momentsOf(rowsOf(45, 8)), await momentsOf(rowsOf(12, 9))];
+    const packed = packedMomentsOf(encodeMoments(a), 'a');
+    mergePackedMomentsInto(packed, packedMomentsOf(encodeMoments(b), 'b'));
+    mergePackedMomentsInto(packed, packedMomentsOf(encodeMoments(await momentsOf(rowsOf(0, 1))), 'empty'));
+    mergePackedMomentsInto(packed, packedMomentsOf(encodeMoments(c), 'c'));
+    const whole = mergeMomentsInto(mergeMomentsInto(a, b), c);
+    const merged = unpackMoments(packed);
+    expect(merged.count).toBe(87);
+    expect(merged.mean).toEqual(whole.mean);
+    // The upper triangle, which is what a partial holds and every reader takes.
+    for (let i = 0; i < DIM; i++) for (let j = i; j < DIM; j++) expect(merged.scatter[i * DIM + j]).toBe(whole.scatter[i * DIM + j]);
+    expect(() => mergePackedMomentsInto(packed, Float64Array.of(1, DIM + 1))).toThrow(RangeError);
+  });
+
   test('its levels: one partial per fanIn of the level below, until at most fanIn remain', () => {
     expect(momentsMergeLevels(0, 16)).toEqual([0]);
     expect(momentsMergeLevels(16, 16)).toEqual([16]);
@@ -119,12 +142,12 @@ describe('the moments merge tree', () => {
     const levels = momentsMergeLevels(sizes.length, fanIn);
     const top = levels.length - 1;
     const indices = Array.from({ length: levels[top] }, (_, i) => i);
-    const merged = await mergedPartials(run, top, indices, deps);
+    const merged = unpackMoments(await mergedPartials(run, top, indices, deps));
     expect(merged.count).toBe(onePass.count);
     expect(relativeDifference(merged.mean, onePass.mean)).toBeLessThan(1e-9);
     expect(relativeDifference(merged.scatter, onePass.scatter)).toBeLessThan(1e-9);
     // The order of the inputs fixes the result: merging the same partials again gives the same bits.
-    const again = await mergedPartials(run, top, indices, deps);
+    const again = unpackMoments(await mergedPartials(run, top, indices, deps));
     expect(again.scatter).toEqual(merged.scatter);
   });
 

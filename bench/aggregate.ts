@@ -180,7 +180,7 @@ async function runMlPca(o: Options): Promise<Record<string, unknown>> {
 }
 
 async function runEigen(o: Options): Promise<Record<string, unknown>> {
-  const { EVD } = await import('ml-matrix');
+  const { EVD, Matrix } = await import('ml-matrix');
   const { PCA } = await import('ml-pca');
   const accumulator = new ScatterAccumulator(o.dim);
   for (let s = 0; s < shardCount(o); s++) {
@@ -191,13 +191,13 @@ async function runEigen(o: Options): Promise<Record<string, unknown>> {
   const d = o.dim;
   // Both as descending eigenvalues and the matching eigenvectors as columns.
   const viaEvd = () => {
-    const evd = new EVD(correlation.clone(), { assumeSymmetric: true });
+    const evd = new EVD(Matrix.from1DArray(d, d, correlation), { assumeSymmetric: true });
     const values = evd.realEigenvalues.slice().reverse();
     const vectors = evd.eigenvectorMatrix;
     return { values, vector: (c: number, f: number) => vectors.get(f, d - 1 - c) };
   };
   const viaMlPca = () => {
-    const pca = new PCA(correlation.clone(), { isCovarianceMatrix: true });
+    const pca = new PCA(Matrix.from1DArray(d, d, correlation), { isCovarianceMatrix: true });
     const vectors = pca.getEigenvectors();
     return { values: pca.getEigenvalues(), vector: (c: number, f: number) => vectors.get(f, c) };
   };

@@ -256,7 +256,7 @@ async function eigenCase(): Promise<void> {
   const accumulator = new NativeScatterAccumulator(dim, { intraOpNumThreads: threads });
   await accumulator.addRows(await featureRows(eigenRows, dim), eigenRows);
   const { correlation } = standardisedCorrelation(await accumulator.moments());
-  const full = await timed(() => new PCA(correlation, { isCovarianceMatrix: true }));
+  const full = await timed(() => new PCA(Matrix.from1DArray(dim, dim, correlation), { isCovarianceMatrix: true }));
   row('ml-pca full decomposition (JS)', full);
   const values = Float64Array.from(full.value.getEigenvalues());
   const eigenvectors = full.value.getEigenvectors();

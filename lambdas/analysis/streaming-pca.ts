@@ -203,7 +203,8 @@ const CONSTANT_RELATIVE_STD = 1e-11;
  * all-zero rows and columns.
  */
 export function standardisedCorrelation(moments: FeatureMoments): {
-  correlation: Matrix;
+  /** d x d, row-major. */
+  correlation: Float64Array;
   scale: Float64Array;
   constant: Uint8Array;
   constantFeatures: number[];
@@ -227,15 +228,13 @@ export function standardisedCorrelation(moments: FeatureMoments): {
   const varying = d - constantFeatures.length;
   if (varying === 0) throw new InsufficientDataError(`all ${d} features are constant over the ${n} images: nothing to analyse`);
 
-  const correlation = new Matrix(d, d);
+  const correlation = new Float64Array(d * d);
   for (let i = 0; i < d; i++) {
-    for (let j = i; j < d; j++) {
-      const value = constant[i] || constant[j] ? 0 : moments.scatter[i * d + j] / n / (scale[i] * scale[j]);
-      correlation.set(i, j, value);
-      correlation.set(j, i, value);
-    }
+    if (constant[i]) continue;
+    const row = i * d;
+    for (let j = i; j < d; j++) correlation[row + j] = constant[j] ? 0 : moments.scatter[row + j] / n / (scale[i] * scale[j]);
   }
-  return { correlation, scale, constant, constantFeatures };
+  return { correlation: mirrorUpperTriangle(correlation, d), scale, constant, constantFeatures };
 }
 
 export function fitPca(moments: FeatureMoments, selection: ComponentSelection): PcaFit {
@@ -245,7 +244,7 @@ export function fitPca(moments: FeatureMoments, selection: ComponentSelection): 
 
   // ml-pca from the covariance of the standardised features: eigenvalues in descending order,
   // eigenvectors as the columns of U in the same order.
-  const pca = new PCA(standardised.correlation, { isCovarianceMatrix: true });
+  const pca = new PCA(Matrix.from1DArray(d, d, standardised.correlation), { isCovarianceMatrix: true });
   const descending = pca.getEigenvalues();
   const vectors = pca.getEigenvectors();
   const eigenvalues = new Float64Array(d);

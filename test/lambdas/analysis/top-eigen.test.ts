@@ -71,7 +71,7 @@ describe('topEigen against ml-pca', () => {
     const accumulator = new ScatterAccumulator(dims);
     accumulator.addRows(features(rows, dims, 120), rows);
     const { correlation } = standardisedCorrelation(accumulator.moments());
-    const pca = new PCA(correlation, { isCovarianceMatrix: true });
+    const pca = new PCA(Matrix.from1DArray(dims, dims, correlation), { isCovarianceMatrix: true });
     const eigenvalues = pca.getEigenvalues();
     const eigenvectors = pca.getEigenvectors();
     const total = eigenvalues.reduce((sum, value) => sum + value, 0);
@@ -100,7 +100,7 @@ describe('topEigen against ml-pca', () => {
     const accumulator = new ScatterAccumulator(dims);
     accumulator.addRows(data, rows);
     const { correlation } = standardisedCorrelation(accumulator.moments());
-    const eigenvalues = new PCA(correlation, { isCovarianceMatrix: true }).getEigenvalues();
+    const eigenvalues = new PCA(Matrix.from1DArray(dims, dims, correlation), { isCovarianceMatrix: true }).getEigenvalues();
     // 30 centred rows span at most 29 directions.
     const top = await topEigen(correlation, { k: 40 });
     expect(top.method).toBe('subspace');

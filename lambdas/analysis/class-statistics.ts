@@ -13,6 +13,7 @@
  */
 import { Matrix } from 'ml-matrix';
 import { z } from 'zod';
+import { numberArray } from '../contracts/number-arrays';
 import { ScatterAccumulator } from './streaming-pca';
 
 export interface ClassMoments {
@@ -100,12 +101,11 @@ export function mergeClassStatistics(a: ClassStatistics, b: ClassStatistics): Cl
   return { dim, classes: [...classes.values()], within };
 }
 
-const finite = z.number().finite();
 export const ClassStatisticsSchema = z
   .object({
     dim: z.number().int().min(1),
-    classes: z.array(z.object({ label: z.string(), count: z.number().int().min(1), mean: z.array(finite) })),
-    within: z.array(finite),
+    classes: z.array(z.object({ label: z.string(), count: z.number().int().min(1), mean: numberArray() })),
+    within: numberArray(),
   })
   .superRefine((value, context) => {
     const problem = (message: string) => context.addIssue({ code: 'custom', message });

@@ -32,6 +32,7 @@
  */
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { z } from 'zod';
+import { numberArray, numberRows } from '../contracts/number-arrays';
 import { ClassStatistics, ClassStatisticsAccumulator } from './class-statistics';
 
 export const LDA_CLASSIFIER_FORMAT = 'fruits-pipeline/lda-classifier@1';
@@ -74,7 +75,6 @@ export interface Prediction {
 
 type Rows = readonly ArrayLike<number>[];
 
-const finite = z.number().finite();
 export const LdaClassifierSchema = z
   .object({
     format: z.literal(LDA_CLASSIFIER_FORMAT),
@@ -84,11 +84,11 @@ export const LdaClassifierSchema = z
     count: z.number().int().min(1),
     labels: z.array(z.string()).min(1),
     /** Subtracted from a row before it is projected. */
-    centre: z.array(finite),
+    centre: numberArray(),
     /** dim x directions: a row's coordinates are (row - centre) . projection. */
-    projection: z.array(z.array(finite)),
+    projection: numberRows(),
     /** In the projected space: each class's mean, or its k-means prototypes. */
-    prototypes: z.array(z.array(finite)).min(1),
+    prototypes: numberRows().refine((rows) => rows.length > 0, 'expected at least one prototype'),
     /** The label (index into labels) of each prototype. */
     prototypeLabels: z.array(z.number().int().nonnegative()),
     /** The key of the Training row nearest each prototype: what report.html shows beside a misclassified image. */

@@ -20,6 +20,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { numberArray, numberRows } from '../contracts/number-arrays';
 import { RUN_ID_PATTERN } from '../contracts/bucket-layout';
 import { decodeFeatureShard, encodeFeatureShard } from '../bookkeeping';
 import { LdaClassifierSchema } from './lda-classifier';
@@ -43,7 +44,6 @@ export function referencesFeaturizerId(featurizer: string, k: number): string {
   return `pca${k}(${featurizer})`;
 }
 
-const finite = z.number().finite();
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
 /** A name that is neither empty, `.` nor `..`, and holds no slash. */
 const plainName = (name: string) => name !== '.' && name !== '..' && /^[^/\\]+$/.test(name);
@@ -80,13 +80,13 @@ export const PcaModelSchema = z
     count: z.number().int().min(2),
     dim: z.number().int().min(1),
     k: z.number().int().min(1),
-    mean: z.array(finite),
-    scale: z.array(finite.positive()),
+    mean: numberArray(),
+    scale: numberArray('positive'),
     constantFeatures: z.array(z.number().int().nonnegative()),
-    components: z.array(z.array(finite)),
-    eigenvalues: z.array(finite.nonnegative()),
-    explainedVarianceRatio: z.array(finite.nonnegative()),
-    explainedVariance: finite,
+    components: numberRows(),
+    eigenvalues: numberArray('nonnegative'),
+    explainedVarianceRatio: numberArray('nonnegative'),
+    explainedVariance: z.number().finite(),
     knnReferences: KnnReferencesPointerSchema.optional(),
     /** The LDA the model run fitted over these components (a run with Training rows of two classes or more). */
     classifier: LdaClassifierSchema.optional(),

@@ -74,7 +74,7 @@ export async function classifyGroup(run: RunSettings, group: number, deps: Aggre
   const queries = { data: vectors, rows: header.keys.length, dims: k };
   const { predictions, referenceClasses, references } =
     classifier.classifier === 'lda'
-      ? ldaPredictions(classifier.model, queries)
+      ? await ldaPredictions(classifier.model, queries)
       : await knnPredictions(deps, run, record, queries, classifier.neighbours, group);
   const description: ClassifierDescription =
     classifier.classifier === 'lda'
@@ -126,10 +126,8 @@ export async function classifyGroup(run: RunSettings, group: number, deps: Aggre
  * references read. A misclassified row is shown beside the Training image nearest the prototype
  * that won.
  */
-function ldaPredictions(json: LdaClassifierJson, queries: { data: Float32Array; rows: number; dims: number }) {
-  const lda = LdaClassifier.of(json);
-  const rows = Array.from({ length: queries.rows }, (_, r) => queries.data.subarray(r * queries.dims, (r + 1) * queries.dims));
-  const predictions: RowPrediction[] = lda.predict(rows).map((p) => ({
+async function ldaPredictions(json: LdaClassifierJson, queries: { data: Float32Array; rows: number; dims: number }) {
+  const predictions: RowPrediction[] = (await LdaClassifier.of(json).predictBlock(queries)).map((p) => ({
     label: p.label,
     confidence: p.confidence,
     distance: p.distance,

@@ -179,6 +179,20 @@ export function kernelSession(name: GraphName, options: KernelOptions = {}): Pro
   return cachedSession(name, () => kernelModel(name, options.precision ?? 'float64'), options);
 }
 
+/** (rows x inner) times (inner x columns), row-major, in float64 on the `matmul` graph. */
+export async function matrixProduct(
+  x: Float64Array,
+  rows: number,
+  inner: number,
+  y: Float64Array,
+  columns: number,
+  options: Pick<KernelOptions, 'intraOpNumThreads'> = {},
+): Promise<Float64Array> {
+  const session = await kernelSession('matmul', { ...options, precision: 'float64' });
+  const result = await session.run({ a: new ort.Tensor('float64', x, [rows, inner]), b: new ort.Tensor('float64', y, [inner, columns]) });
+  return float64Of(result.c);
+}
+
 /** The session of a graph by name, precision and thread count, created once from `model()`. */
 function cachedSession(name: string, model: () => Uint8Array, options: KernelOptions): Promise<ort.InferenceSession> {
   const precision = options.precision ?? 'float64';

@@ -28,12 +28,15 @@
  * Symmetric API: `fitLdaClassifier(rows, labels, options)`, or `ldaClassifierFromStatistics(stats,
  * options)` then `.withPrototypes(rows, labels)` -> model; `model.predict(rows)`,
  * `model.transform(rows)`, `model.toJSON()`, `loadLdaClassifier(json)`. Products go through
- * ml-matrix.
+ * ml-matrix, except `model.predictBlock(block)`'s, which run on the native kernel (the aggregate's
+ * classify stage predicts with it).
  */
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { z } from 'zod';
 import { numberArray, numberRows } from '../contracts/number-arrays';
 import { ClassStatistics, ClassStatisticsAccumulator } from './class-statistics';
+import { matrixProduct } from './kernel-graphs';
+import type { RowBlock } from './native-kernels';
 
 export const LDA_CLASSIFIER_FORMAT = 'fruits-pipeline/lda-classifier@1';
 
@@ -119,12 +122,15 @@ export class LdaClassifier {
   /** directions x prototypes, and -||prototype||^2 / 2 each: y.p - ||p||^2 / 2 is one product. */
   private readonly prototypesT: Matrix;
   private readonly offsets: Float64Array;
+  /** The projection and the transposed prototypes row-major, as the native products take them. */
+  private readonly native: { projection: Float64Array; prototypesT: Float64Array };
 
   private constructor(private readonly json: LdaClassifierJson) {
     this.centre = Matrix.rowVector(json.centre);
     this.projection = new Matrix(json.projection);
     this.prototypesT = new Matrix(json.prototypes).transpose();
     this.offsets = Float64Array.from(json.prototypes, (p) => -0.5 * p.reduce((sum, v) => sum + v * v, 0));
+    this.native = { projection: Float64Array.from(json.projection.flat()), prototypesT: Float64Array.from(this.prototypesT.to1DArray()) };
   }
 
   static of(json: LdaClassifierJson): LdaClassifier {
@@ -148,16 +154,42 @@ export class LdaClassifier {
     if (rows.length === 0) return [];
     const projected = this.transform(rows);
     const products = projected.mmul(this.prototypesT);
+    return this.predictionsOf(Float64Array.from(projected.to1DArray()), Float64Array.from(products.to1DArray()), rows.length);
+  }
+
+  /**
+   * `predict` with its two products (the discriminant, then the prototypes) on the native kernel
+   * in float64: the same predictions, the distances to rounding, for a block of rows of `dim` values.
+   */
+  async predictBlock({ data, rows, dims }: RowBlock<Float32Array | Float64Array>): Promise<Prediction[]> {
+    const { dim, centre, prototypes } = this.json;
+    if (dims !== dim) throw new RangeError(`rows of ${dims} values, the classifier needs ${dim}`);
+    if (rows === 0) return [];
+    const centred = new Float64Array(rows * dim);
+    for (let r = 0; r < rows; r++) for (let d = 0; d < dim; d++) centred[r * dim + d] = data[r * dim + d] - centre[d];
+    const directions = this.projection.columns;
+    const projected = await matrixProduct(centred, rows, dim, this.native.projection, directions);
+    const products = await matrixProduct(projected, rows, directions, this.native.prototypesT, prototypes.length);
+    return this.predictionsOf(projected, products, rows);
+  }
+
+  /**
+   * Each row's class from its coordinates (rows x directions) and their products with the
+   * prototypes (rows x prototypes), both row-major: the class of the nearest prototype.
+   */
+  private predictionsOf(projected: Float64Array, products: Float64Array, rows: number): Prediction[] {
     const { labels, prototypeLabels } = this.json;
+    const directions = projected.length / rows;
+    const count = prototypeLabels.length;
     const predictions: Prediction[] = [];
     const classScores = new Float64Array(labels.length);
     const classPrototypes = new Int32Array(labels.length);
-    for (let r = 0; r < products.rows; r++) {
+    for (let r = 0; r < rows; r++) {
       // -||y - p||^2 / 2 = y.p - ||p||^2 / 2 - ||y||^2 / 2; the last term is the same for every
       // class, and cancels in the softmax.
       classScores.fill(Number.NEGATIVE_INFINITY);
-      for (let p = 0; p < prototypeLabels.length; p++) {
-        const score = products.get(r, p) + this.offsets[p];
+      for (let p = 0; p < count; p++) {
+        const score = products[r * count + p] + this.offsets[p];
         if (score > classScores[prototypeLabels[p]]) [classScores[prototypeLabels[p]], classPrototypes[prototypeLabels[p]]] = [score, p];
       }
       let best = 0;
@@ -166,7 +198,7 @@ export class LdaClassifier {
       let total = 0;
       for (const score of classScores) total += Math.exp(score - classScores[best]);
       let norm = 0;
-      for (let d = 0; d < projected.columns; d++) norm += projected.get(r, d) ** 2;
+      for (let d = 0; d < directions; d++) norm += projected[r * directions + d] ** 2;
       const distance = Math.sqrt(Math.max(0, norm - 2 * classScores[best]));
       predictions.push({ label: labels[best], confidence: 1 / total, distance, prototype: classPrototypes[best] });
     }

@@ -20,7 +20,7 @@
  */
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { spreadSeed, xorshiftUniform } from '../common';
-import { float64Of, KernelOptions, kernelSession, ort } from './kernel-graphs';
+import { float64Of, KernelOptions, kernelSession, matrixProduct, ort } from './kernel-graphs';
 
 export interface TopEigenOptions extends Pick<KernelOptions, 'intraOpNumThreads'> {
   /** Eigenpairs wanted. */
@@ -154,10 +154,8 @@ class Products {
   }
 
   /** (rows x inner) times (inner x columns). */
-  async matmul(x: Float64Array, rows: number, inner: number, y: Float64Array, columns: number): Promise<Float64Array> {
-    const session = await kernelSession('matmul', this.options);
-    const result = await session.run({ a: new ort.Tensor('float64', x, [rows, inner]), b: new ort.Tensor('float64', y, [inner, columns]) });
-    return float64Of(result.c);
+  matmul(x: Float64Array, rows: number, inner: number, y: Float64Array, columns: number): Promise<Float64Array> {
+    return matrixProduct(x, rows, inner, y, columns, this.options);
   }
 
   /** x^T y for x (rows x p) and y (rows x q). */

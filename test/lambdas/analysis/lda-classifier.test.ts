@@ -1,3 +1,6 @@
+/**
+ * @jest-environment ./tools/jest-native-typed-arrays-environment.js
+ */
 import { ClassStatisticsAccumulator, classStatisticsFromJson, classStatisticsToJson, mergeClassStatistics } from '../../../lambdas/analysis/class-statistics';
 import { fitLdaClassifier, LDA_CLASSIFIER_FORMAT, ldaClassifierFromStatistics, loadLdaClassifier } from '../../../lambdas/analysis/lda-classifier';
 import { seededRandom } from '../../../lambdas/common/seeded-random';
@@ -165,6 +168,21 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
     });
     expect(loadLdaClassifier(JSON.parse(JSON.stringify(json))).predict(queries.rows)).toEqual(model.predict(queries.rows));
     expect(() => loadLdaClassifier({ ...json, prototypeKeys: ['one'] })).toThrow(/prototypeKeys holds 1 values/);
+  });
+
+  it('predicts a block on the native kernel as predict does: labels, prototypes and confidences, distances to rounding', async () => {
+    const model = ldaClassifierFromStatistics(statisticsOf(training)).withPrototypes(training.rows, training.labels, 3);
+    const dim = model.dim;
+    const data = Float32Array.from(queries.rows.flatMap((row) => Array.from(row, Math.fround)));
+    const expected = model.predict(Array.from({ length: queries.rows.length }, (_, r) => data.subarray(r * dim, (r + 1) * dim)));
+    const native = await model.predictBlock({ data, rows: queries.rows.length, dims: dim });
+    expect(native.map((p) => [p.label, p.prototype])).toEqual(expected.map((p) => [p.label, p.prototype]));
+    native.forEach((prediction, q) => {
+      expect(prediction.confidence).toBeCloseTo(expected[q].confidence, 9);
+      expect(prediction.distance).toBeCloseTo(expected[q].distance, 9);
+    });
+    expect(await model.predictBlock({ data: new Float32Array(0), rows: 0, dims: dim })).toEqual([]);
+    await expect(model.predictBlock({ data, rows: 1, dims: dim + 1 })).rejects.toThrow(RangeError);
   });
 
   it('fits the same classifier from merged group statistics as from the rows', () => {

@@ -155,8 +155,11 @@ export async function fitClassifier(run: RunSettings, groups: number, deps: Aggr
           sample.absorb(header.keys.map((key, r) => ({ key, label: header.labels[r], scores: vectors.subarray(r * header.dim, (r + 1) * header.dim) })));
         }
         const rows = sample.rows();
-        const fitted = ldaClassifierFromStatistics(stats, { shrinkage: DEFAULT_LDA_SHRINKAGE }).withPrototypes(
-          rows.map((row) => row.scores),
+        const dims = stats.dim;
+        const block = { data: new Float32Array(rows.length * dims), rows: rows.length, dims };
+        rows.forEach((row, r) => block.data.set(row.scores.subarray(0, dims), r * dims));
+        const fitted = await ldaClassifierFromStatistics(stats, { shrinkage: DEFAULT_LDA_SHRINKAGE }).withPrototypesBlock(
+          block,
           rows.map((row) => row.label),
           DEFAULT_PROTOTYPES,
           rows.map((row) => row.key),

@@ -161,16 +161,20 @@ export class LdaClassifier {
    * `predict` with its two products (the discriminant, then the prototypes) on the native kernel
    * in float64: the same predictions, the distances to rounding, for a block of rows of `dim` values.
    */
-  async predictBlock({ data, rows, dims }: RowBlock<Float32Array | Float64Array>): Promise<Prediction[]> {
-    const { dim, centre, prototypes } = this.json;
+  async predictBlock(block: RowBlock<Float32Array | Float64Array>): Promise<Prediction[]> {
+    if (block.rows === 0) return [];
+    const projected = await this.projectBlock(block);
+    const products = await matrixProduct(projected, block.rows, this.projection.columns, this.native.prototypesT, this.json.prototypes.length);
+    return this.predictionsOf(projected, products, block.rows);
+  }
+
+  /** `transform` of a block of rows of `dim` values on the native kernel: rows x directions, row-major. */
+  private async projectBlock({ data, rows, dims }: RowBlock<Float32Array | Float64Array>): Promise<Float64Array> {
+    const { dim, centre } = this.json;
     if (dims !== dim) throw new RangeError(`rows of ${dims} values, the classifier needs ${dim}`);
-    if (rows === 0) return [];
     const centred = new Float64Array(rows * dim);
     for (let r = 0; r < rows; r++) for (let d = 0; d < dim; d++) centred[r * dim + d] = data[r * dim + d] - centre[d];
-    const directions = this.projection.columns;
-    const projected = await matrixProduct(centred, rows, dim, this.native.projection, directions);
-    const products = await matrixProduct(projected, rows, directions, this.native.prototypesT, prototypes.length);
-    return this.predictionsOf(projected, products, rows);
+    return matrixProduct(centred, rows, dim, this.native.projection, this.projection.columns);
   }
 
   /**
@@ -212,15 +216,32 @@ export class LdaClassifier {
    * With `keys` (one per row), each prototype also records the key of its class's row nearest it.
    */
   withPrototypes(rows: Rows, labels: readonly string[], perClass: number = DEFAULT_PROTOTYPES, keys?: readonly string[]): LdaClassifier {
-    if (keys && keys.length !== rows.length) throw new RangeError(`${rows.length} rows but ${keys.length} keys`);
+    return this.withPrototypesOf(this.transform(rows), labels, perClass, keys);
+  }
+
+  /** `withPrototypes` of a block of rows, projected on the native kernel (`predictBlock`'s first product). */
+  async withPrototypesBlock(
+    block: RowBlock<Float32Array | Float64Array>,
+    labels: readonly string[],
+    perClass: number = DEFAULT_PROTOTYPES,
+    keys?: readonly string[],
+  ) {
+    return this.withPrototypesOf(Matrix.from1DArray(block.rows, this.projection.columns, await this.projectBlock(block)), labels, perClass, keys);
+  }
+
+  /** The prototypes clustered from rows already projected on the discriminant (rows x directions). */
+  private withPrototypesOf(projected: Matrix, labels: readonly string[], perClass: number, keys: readonly string[] | undefined): LdaClassifier {
+    const rows = projected.rows;
+    if (keys && keys.length !== rows) throw new RangeError(`${rows} rows but ${keys.length} keys`);
     if (!Number.isInteger(perClass) || perClass < 1) throw new RangeError(`prototypes per class must be a positive integer, got ${perClass}`);
-    if (rows.length !== labels.length) throw new RangeError(`${rows.length} rows but ${labels.length} labels`);
-    const projected = this.transform(rows);
+    if (rows !== labels.length) throw new RangeError(`${rows} rows but ${labels.length} labels`);
     const prototypes: number[][] = [];
     const prototypeLabels: number[] = [];
     const prototypeKeys: string[] = [];
+    const membersOf = new Map<string, number[]>();
+    labels.forEach((label, i) => (membersOf.get(label) ?? membersOf.set(label, []).get(label)!).push(i));
     this.json.labels.forEach((label, c) => {
-      const members = labels.flatMap((l, i) => (l === label ? [i] : []));
+      const members = membersOf.get(label) ?? [];
       const means =
         members.length === 0
           ? this.json.prototypes.filter((_, p) => this.json.prototypeLabels[p] === c)

@@ -185,6 +185,19 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
     await expect(model.predictBlock({ data, rows: 1, dims: dim + 1 })).rejects.toThrow(RangeError);
   });
 
+  it('clusters the same prototypes from a block projected on the native kernel as from rows', async () => {
+    const discriminant = ldaClassifierFromStatistics(statisticsOf(training));
+    const keys = training.rows.map((_, i) => `k${i}`);
+    const dim = discriminant.dim;
+    const data = Float32Array.from(training.rows.flatMap((row) => Array.from(row, Math.fround)));
+    const rows = Array.from({ length: training.rows.length }, (_, r) => data.subarray(r * dim, (r + 1) * dim));
+    const expected = discriminant.withPrototypes(rows, training.labels, 3, keys).toJSON();
+    const native = (await discriminant.withPrototypesBlock({ data, rows: rows.length, dims: dim }, training.labels, 3, keys)).toJSON();
+    expect(native.prototypeLabels).toEqual(expected.prototypeLabels);
+    expect(native.prototypeKeys).toEqual(expected.prototypeKeys);
+    native.prototypes.flat().forEach((value, i) => expect(value).toBeCloseTo(expected.prototypes.flat()[i], 9));
+  });
+
   it('fits the same classifier from merged group statistics as from the rows', () => {
     const groups = [new ClassStatisticsAccumulator(8), new ClassStatisticsAccumulator(8)];
     training.rows.forEach((row, i) => groups[i % 2].add(training.labels[i], row));

@@ -30,21 +30,25 @@ import { DEFAULT_CLASSIFIER } from '../contracts/handler-env';
 
 const PARQUET_TYPE = 'application/vnd.apache.parquet';
 
-/** Rows of one kind gathered for a part file in the feature-shard format. */
+/**
+ * Rows of one kind gathered for a part file in the feature-shard format. A row's scores are held
+ * as the view they were added as (into its shard's scores, which live until the part is written)
+ * and converted to float32 once, when the part is encoded.
+ */
 class RowPart {
   readonly keys: string[] = [];
   readonly labels: string[] = [];
-  private readonly chunks: Float32Array[] = [];
+  private readonly rows: (Float64Array | Float32Array)[] = [];
 
   add(key: string, label: string, scores: Float64Array | Float32Array): void {
     this.keys.push(key);
     this.labels.push(label);
-    this.chunks.push(Float32Array.from(scores));
+    this.rows.push(scores);
   }
 
   vectors(k: number): Float32Array {
     const vectors = new Float32Array(this.keys.length * k);
-    this.chunks.forEach((chunk, row) => vectors.set(chunk, row * k));
+    this.rows.forEach((row, r) => vectors.set(row, r * k));
     return vectors;
   }
 

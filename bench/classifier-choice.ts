@@ -33,13 +33,16 @@ import { seededRandom } from '../lambdas/common/seeded-random';
 import { fitLdaClassifier, LdaClassifier } from '../lambdas/analysis/lda-classifier';
 import { FIELD_CONDITIONS, FieldCondition } from '../evaluate/field-conditions';
 import { fieldCopyOf } from '../lambdas/featurize/field-copies';
-import { datasetFeatures, DatasetFeatures, FeatureSet, subset } from './classifier-features';
+import { FEATURIZE_SETTINGS } from '../lambdas/contracts/handler-env';
+import { powerNormalise } from '../lambdas/model/power-normalisation';
+import { CACHED_FEATURE_POWER, datasetFeatures, DatasetFeatures, FeatureSet, subset } from './classifier-features';
 import { matmul } from './native-matmul';
 import { Cell, fixed, load, machine, markdownTable, printTable, Table } from './bench-support';
 
 const SHARED = join(__dirname, '..', '..', 'shared', 'datasets');
 const MAX_COMPONENTS = 300;
 const DIMS = [100, 300] as const;
+const DEFAULT_FEATURE_POWER = FEATURIZE_SETTINGS.featurePower.default;
 
 /** Rows in one space: n x dim float32, row-major, and their class indices. */
 export interface Points {
@@ -89,8 +92,15 @@ export interface FeatureTransform {
   readonly standardise: boolean;
 }
 
-/** The features as the product makes them, StandardScaler + PCA. */
-export const PRODUCT_FEATURES: FeatureTransform = { name: "the product's", standardise: true };
+/**
+ * The features as the product makes them (its power normalisation, FEATURIZE_SETTINGS.featurePower,
+ * from the cache's; at most the cache's power), StandardScaler + PCA.
+ */
+export const PRODUCT_FEATURES: FeatureTransform = {
+  name: `the product's: sign(a) |a|^${DEFAULT_FEATURE_POWER} of the pooled activations`,
+  standardise: true,
+  row: (row) => powerNormalise(row, DEFAULT_FEATURE_POWER / CACHED_FEATURE_POWER),
+};
 
 function transformed(set: FeatureSet, transform: FeatureTransform): FeatureSet {
   if (!transform.row) return set;

@@ -143,7 +143,7 @@ function featurizerSettings(model: string, options: { sizes: string; layers: str
         imageSize: Number(size),
         featureLayers: layer.split('+'),
         pooling: pooling as Pooling,
-        sqrt: false,
+        power: 1,
         backend: options.backend,
       })),
     ),

@@ -26,18 +26,23 @@
  * is one the classifier never saw.
  */
 import { join } from 'node:path';
-import { ScatterAccumulator, fitPca } from '../lambdas/analysis/streaming-pca';
+import { Matrix } from 'ml-matrix';
+import { PCA } from 'ml-pca';
+import { FeatureMoments, PcaFit, ScatterAccumulator, fitPca } from '../lambdas/analysis/streaming-pca';
 import { seededRandom } from '../lambdas/common/seeded-random';
 import { fitLdaClassifier, LdaClassifier } from '../lambdas/analysis/lda-classifier';
 import { FIELD_CONDITIONS, FieldCondition } from '../evaluate/field-conditions';
 import { fieldCopyOf } from '../lambdas/featurize/field-copies';
-import { datasetFeatures, DatasetFeatures, FeatureSet, subset } from './classifier-features';
+import { FEATURIZE_SETTINGS } from '../lambdas/contracts/handler-env';
+import { powerNormalise } from '../lambdas/model/power-normalisation';
+import { CACHED_FEATURE_POWER, datasetFeatures, DatasetFeatures, FeatureSet, subset } from './classifier-features';
 import { matmul } from './native-matmul';
 import { Cell, fixed, load, machine, markdownTable, printTable, Table } from './bench-support';
 
 const SHARED = join(__dirname, '..', '..', 'shared', 'datasets');
 const MAX_COMPONENTS = 300;
 const DIMS = [100, 300] as const;
+const DEFAULT_FEATURE_POWER = FEATURIZE_SETTINGS.featurePower.default;
 
 /** Rows in one space: n x dim float32, row-major, and their class indices. */
 export interface Points {
@@ -76,7 +81,62 @@ function toPoints(set: FeatureSet, classes: readonly string[], project: (set: Fe
   return { n: set.keys.length, dim, x: project(set), y: Int32Array.from(set.labels, (l) => index.get(l) ?? -1), conditions: set.conditions, keys: set.keys };
 }
 
-/** StandardScaler + PCA fitted on `references`; every set projected on its components (float32). */
+/**
+ * A map of each raw feature vector (in place), applied to every row of every set before the PCA
+ * is fitted: references, copies and queries alike. `standardise: false` fits the PCA on the
+ * centred features (the covariance) instead of the standardised ones (StandardScaler).
+ */
+export interface FeatureTransform {
+  readonly name: string;
+  readonly row?: (row: Float32Array) => void;
+  readonly standardise: boolean;
+}
+
+/**
+ * The features as the product makes them (its power normalisation, FEATURIZE_SETTINGS.featurePower,
+ * from the cache's; at most the cache's power), StandardScaler + PCA.
+ */
+export const PRODUCT_FEATURES: FeatureTransform = {
+  name: `the product's: sign(a) |a|^${DEFAULT_FEATURE_POWER} of the pooled activations`,
+  standardise: true,
+  row: (row) => powerNormalise(row, DEFAULT_FEATURE_POWER / CACHED_FEATURE_POWER),
+};
+
+function transformed(set: FeatureSet, transform: FeatureTransform): FeatureSet {
+  if (!transform.row) return set;
+  const vectors = Float32Array.from(set.vectors);
+  for (let r = 0; r < set.keys.length; r++) transform.row(vectors.subarray(r * set.dim, (r + 1) * set.dim));
+  return { ...set, vectors };
+}
+
+function transformedFeatures(features: DatasetFeatures, transform: FeatureTransform): DatasetFeatures {
+  const each = (sets: Record<FieldCondition, FeatureSet>) => mapConditions(sets, (set) => transformed(set, transform));
+  return {
+    train: transformed(features.train, transform),
+    test: transformed(features.test, transform),
+    testAltered: each(features.testAltered),
+    trainAltered: features.trainAltered && each(features.trainAltered),
+    trainAugmented: transformed(features.trainAugmented, transform),
+  };
+}
+
+/** PCA of the centred features' covariance (no scaling): the mean and scale `fitPca` reports, its own components. */
+function covariancePca(moments: FeatureMoments, components: number): PcaFit {
+  const scaled = fitPca(moments, { components });
+  const d = moments.dim;
+  const covariance = Matrix.from1DArray(
+    d,
+    d,
+    Array.from(moments.scatter, (v) => v / moments.count),
+  );
+  const vectors = new PCA(covariance, { isCovarianceMatrix: true }).getEigenvectors();
+  const k = scaled.k;
+  const unit = new Float64Array(k * d);
+  for (let c = 0; c < k; c++) unit.set(vectors.getColumn(c), c * d);
+  return { ...scaled, scale: new Float64Array(d).fill(1), components: unit };
+}
+
+/** StandardScaler (unless `standardise` is false) + PCA fitted on `references`; every set projected on its components (float32). */
 function scenarioOf(
   name: string,
   references: FeatureSet,
@@ -84,10 +144,11 @@ function scenarioOf(
   clean: FeatureSet,
   field: Record<FieldCondition, FeatureSet>,
   components: number,
+  standardise = true,
 ): Promise<Scenario> {
   const accumulator = new ScatterAccumulator(references.dim);
   accumulator.addRows(references.vectors, references.keys.length);
-  const fit = fitPca(accumulator.moments(), { components });
+  const fit = standardise ? fitPca(accumulator.moments(), { components }) : covariancePca(accumulator.moments(), components);
   const weights = new Float32Array(fit.dim * fit.k);
   for (let c = 0; c < fit.k; c++) for (let f = 0; f < fit.dim; f++) weights[f * fit.k + c] = fit.components[c * fit.dim + f] / fit.scale[f];
   const classes = [...new Set(references.labels)];
@@ -116,14 +177,18 @@ function mapConditions(sets: DatasetFeatures['testAltered'], pick: (set: Feature
   return out;
 }
 
-/** The four sets (`quick`: the sample's two), each projected on its first `components` components. */
-export async function loadScenarios(quick: boolean, components = MAX_COMPONENTS): Promise<Scenario[]> {
-  const sample = await datasetFeatures(join(SHARED, 'fruits-360-sample'), 'sample', { alterTraining: true });
+/**
+ * The four sets (`quick`: the sample's two), each projected on its first `components` components,
+ * of the features after `transform`.
+ */
+export async function loadScenarios(quick: boolean, components = MAX_COMPONENTS, transform = PRODUCT_FEATURES): Promise<Scenario[]> {
+  const { standardise } = transform;
+  const sample = transformedFeatures(await datasetFeatures(join(SHARED, 'fruits-360-sample'), 'sample', { alterTraining: true }), transform);
   const isSecondAxis = (key: string) => key.split('/').pop()!.startsWith('r_');
   const firstAxis = rowsWhere(sample.train, (key) => !isSecondAxis(key));
   const secondAxis = rowsWhere(sample.train, isSecondAxis);
   const scenarios = [
-    await scenarioOf('sample (real Test)', sample.train, sample.trainAugmented, sample.test, sample.testAltered, components),
+    await scenarioOf('sample (real Test)', sample.train, sample.trainAugmented, sample.test, sample.testAltered, components, standardise),
     await scenarioOf(
       'axis holdout',
       subset(sample.train, firstAxis),
@@ -131,11 +196,12 @@ export async function loadScenarios(quick: boolean, components = MAX_COMPONENTS)
       subset(sample.train, secondAxis),
       mapConditions(sample.trainAltered!, (set) => subset(set, secondAxis)),
       components,
+      standardise,
     ),
   ];
   if (quick) return scenarios;
-  const f103 = await datasetFeatures(join(SHARED, 'fruits-360-103'), 'f103');
-  scenarios.unshift(await scenarioOf('fruits-360-103', f103.train, f103.trainAugmented, f103.test, f103.testAltered, components));
+  const f103 = transformedFeatures(await datasetFeatures(join(SHARED, 'fruits-360-103'), 'f103'), transform);
+  scenarios.unshift(await scenarioOf('fruits-360-103', f103.train, f103.trainAugmented, f103.test, f103.testAltered, components, standardise));
   // Few references: 20 classes, 30 of each class's 60 Training images, a fixed seeded draw.
   const random = seededRandom(20);
   const shuffle = <T>(items: T[]) => {
@@ -158,6 +224,7 @@ export async function loadScenarios(quick: boolean, components = MAX_COMPONENTS)
       subset(f103.test, queryRows),
       mapConditions(f103.testAltered, (set) => subset(set, queryRows)),
       components,
+      standardise,
     ),
   );
   return scenarios;
@@ -290,7 +357,7 @@ function vote(references: Points, found: { index: Int32Array; distance: Float64A
  * k-NN over the training rows (`cleanReferences`: over the clean ones only, the altered copies
  * serving the space's fit alone), in the components or in the space `space` fits.
  */
-function knn(
+export function knn(
   name: string,
   k: number,
   weighted: boolean,

@@ -4,6 +4,10 @@
  * `<name>.json` (keys, labels, field condition) beside `<name>.f32` (count x dim, little-endian
  * float32). A cached set is reused when its keys match; delete the folder to recompute.
  *
+ * The cache holds the signed square root of the pooled activations (`CACHED_FEATURE_POWER`), the
+ * features it was first made with; readers map them to another power in memory
+ * (bench/classifier-choice.ts: the product's, FEATURIZE_SETTINGS.featurePower).
+ *
  * Sets, each image through the product's own preprocessing and featurizer:
  * - `<dataset>-train` / `<dataset>-test`: the Training and Test images as photographed;
  * - `<dataset>-test-<condition>`: every Test image altered by that field condition
@@ -21,6 +25,8 @@ import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, preprocessImage } fr
 import { alterImage, FIELD_CONDITIONS, FieldCondition } from '../evaluate/field-conditions';
 
 export const FEATURE_CACHE = process.env.CLASSIFIER_FEATURES ?? '/tmp/classifier-features';
+/** sign(a) |a|^CACHED_FEATURE_POWER of the pooled activations a is what the cache holds. */
+export const CACHED_FEATURE_POWER = 0.5;
 /** Seeds of the augmentation copies start here, far from any query's index. */
 const AUGMENTATION_SEED = 1_000_003;
 
@@ -57,7 +63,7 @@ async function featurize(
   images: readonly SourceImage[],
   alteration: (index: number) => { condition: FieldCondition; seed: number } | undefined,
 ): Promise<FeatureSet> {
-  const model = await (featurizer ??= createFeaturizer({ kind: 'cnn', modelId: DEFAULT_MODEL_ID }));
+  const model = await (featurizer ??= createFeaturizer({ kind: 'cnn', modelId: DEFAULT_MODEL_ID, power: CACHED_FEATURE_POWER }));
   const chunks: Float32Array[] = [];
   const conditions: string[] = [];
   for (let start = 0; start < images.length; start += 64) {

@@ -8,6 +8,8 @@
  *   npx tsx bench/classifier-tuning.ts                  # every variant, four sets (~20 min on 2 loaded cores)
  *   npx tsx bench/classifier-tuning.ts --quick          # the sample's two sets only
  *   npx tsx bench/classifier-tuning.ts --only "PCs 200"  # the variants whose name matches
+ *   npx tsx bench/classifier-tuning.ts --transforms     # per-row maps of the features before the PCA, the product and 5-NN
+ *   npx tsx bench/classifier-tuning.ts --transforms "L2"  # the transforms whose name matches
  *
  * Copies: the Training images `fieldCopyOf` (lambdas/featurize/field-copies.ts) chooses at the
  * product's 1 in 4, as in `classifier-choice.ts --copies`. Columns as there: clean, field (mean of
@@ -20,7 +22,7 @@ import { ldaClassifierFromStatistics, LdaClassifier } from '../lambdas/analysis/
 import { fieldCopyOf } from '../lambdas/featurize/field-copies';
 import { FIELD_CONDITIONS } from '../evaluate/field-conditions';
 import { Cell, fixed, load, machine, markdownTable, printTable, Table } from './bench-support';
-import { Candidate, evaluate, filterRows, loadScenarios, Points, Predictions, rowsOf, Score } from './classifier-choice';
+import { Candidate, evaluate, FeatureTransform, filterRows, knn, loadScenarios, Points, Predictions, rowsOf, Scenario, Score } from './classifier-choice';
 
 const COPY_EVERY = 4;
 
@@ -195,9 +197,115 @@ function variants(): Variant[] {
   return list;
 }
 
+/** sign(x) |x|^power of each entry: power normalisation, which damps the few large activations. */
+function signedPower(row: Float32Array, power: number): void {
+  for (let i = 0; i < row.length; i++) row[i] = Math.sign(row[i]) * Math.abs(row[i]) ** power;
+}
+
+/** Divides the entries in [start, end) by their Euclidean norm (left alone when it is 0). */
+function unitNorm(row: Float32Array, start = 0, end = row.length): void {
+  let squares = 0;
+  for (let i = start; i < end; i++) squares += row[i] * row[i];
+  const norm = Math.sqrt(squares);
+  if (norm > 0) for (let i = start; i < end; i++) row[i] /= norm;
+}
+
+/** The cached features are sign(a) |a|^CACHED_POWER of the pooled activations a (the featurizer's square root). */
+const CACHED_POWER = 0.5;
+/** Channels of the default features' first layer (MobileNetV2 `expanded_conv_12/add`); `Conv_1/Relu6`'s 1,280 follow. */
+const FIRST_LAYER_CHANNELS = 96;
+
+/**
+ * sign(a) |a|^power of the pooled activations a, from the cached features; then `after` (L2), and
+ * the PCA with or without the StandardScaler.
+ */
+function activationPower(power: string, options: { after?: [string, (row: Float32Array) => void]; standardise?: boolean } = {}): FeatureTransform {
+  const [numerator, denominator = '1'] = power.split('/');
+  const relative = Number(numerator) / Number(denominator) / CACHED_POWER;
+  const standardise = options.standardise ?? true;
+  return {
+    name: [`|a|^${power}`, options.after?.[0], standardise ? undefined : 'PCA without the scaler'].filter(Boolean).join(', '),
+    standardise,
+    row: (row) => {
+      if (relative !== 1) signedPower(row, relative);
+      options.after?.[1](row);
+    },
+  };
+}
+
+const L2: [string, (row: Float32Array) => void] = ['L2', (row) => unitNorm(row)];
+const L2_PER_LAYER: [string, (row: Float32Array) => void] = [
+  'L2 of each layer',
+  (row) => (unitNorm(row, 0, FIRST_LAYER_CHANNELS), unitNorm(row, FIRST_LAYER_CHANNELS)),
+];
+
+/** Per-row maps of the default features before the scaler and PCA; the first is the cached features unchanged. */
+const TRANSFORMS: readonly FeatureTransform[] = [
+  { name: '|a|^1/2 (the cached features)', standardise: true },
+  activationPower('1'),
+  activationPower('1/3'),
+  activationPower('1/4'),
+  activationPower('1/8'),
+  activationPower('1/4', { standardise: false }),
+  activationPower('1/2', { after: L2 }),
+  activationPower('1/2', { after: L2_PER_LAYER }),
+  activationPower('1/4', { after: L2 }),
+  activationPower('1/2', { after: L2, standardise: false }),
+  activationPower('1/4', { after: L2, standardise: false }),
+];
+
+/** The product's classifier and today's fallback (5-NN) on one scenario: clean, field, held out. */
+async function productAndKnn(scenario: Scenario): Promise<{ head: string; score: Score; heldOut: Score }[]> {
+  const product = variantCandidate(PRODUCT, scenario.classes, scenario.name);
+  const fiveNn = knn('5-NN', 5, false, false);
+  const productScore = await evaluate(scenario, product, PRODUCT.components, false);
+  const knnScore = await evaluate(scenario, fiveNn, PRODUCT.components, false);
+  return [
+    { head: 'product (LDA + 8 clean prototypes)', score: productScore, heldOut: await evaluate(scenario, product, PRODUCT.components, true) },
+    // 5-NN fits on the clean references alone: every field condition is one it never saw.
+    { head: '5-NN', score: knnScore, heldOut: knnScore },
+  ];
+}
+
+/** Each transform of the features, then the product's classifier and 5-NN, on every set. */
+async function transformsTable(quick: boolean, only: RegExp | undefined): Promise<void> {
+  const rows: Cell[][] = [];
+  let names: string[] = [];
+  for (const transform of TRANSFORMS.filter((t, i) => i === 0 || !only || only.test(t.name))) {
+    const scenarios = await loadScenarios(quick, PRODUCT.components, transform);
+    names = scenarios.map((s) => s.name);
+    const byHead = new Map<string, Cell[]>();
+    for (const full of scenarios) {
+      const scenario = { ...full, augmentation: filterRows(full.augmentation, (_, key) => fieldCopyOf(`input/d/${key}`, COPY_EVERY) !== undefined) };
+      for (const { head, score, heldOut } of await productAndKnn(scenario)) {
+        console.log(
+          `  ${transform.name} | ${head} | ${scenario.name}: clean ${score.clean.toFixed(4)}, field ${score.field.toFixed(4)} ` +
+            `(${FIELD_CONDITIONS.map((c) => score.perCondition[c].toFixed(3)).join(' ')}), held out ${heldOut.field.toFixed(4)}, ${load()}`,
+        );
+        byHead.set(head, [...(byHead.get(head) ?? []), `${score.clean.toFixed(3)} / ${score.field.toFixed(3)} / ${heldOut.field.toFixed(3)}`]);
+      }
+    }
+    for (const [head, cells] of byHead) rows.push([transform.name, transform.standardise ? 'yes' : 'no', head, ...cells]);
+  }
+  const table: Table = {
+    title: `Per-row transforms of the features before the PCA (${PRODUCT.components} PCs, copies of 1 in ${COPY_EVERY}): clean / field / field on alterations never seen`,
+    headers: ['features', 'StandardScaler', 'classifier', ...names],
+    rows,
+  };
+  printTable(table);
+  console.log(`\n${markdownTable(table)}\n`);
+}
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const quick = argv.includes('--quick');
+  if (argv.includes('--transforms')) {
+    const pattern = argv[argv.indexOf('--transforms') + 1];
+    console.log(`feature transforms: ${machine().cores} cores, ${machine().cpuModel}, ${new Date().toISOString()}, ${load()}`);
+    await transformsTable(quick, pattern && !pattern.startsWith('--') ? new RegExp(pattern) : undefined);
+    console.log(`finished ${new Date().toISOString()}, ${load()}`);
+    return;
+  }
   const only = argv.includes('--only') ? new RegExp(argv[argv.indexOf('--only') + 1]) : undefined;
   const chosen = variants().filter((v) => v.name === 'product' || !only || only.test(v.name));
   console.log(`classifier tuning: ${machine().cores} cores, ${machine().cpuModel}, ${new Date().toISOString()}, ${load()}`);

@@ -173,7 +173,7 @@ async function baselineRows(training: Image[], test: Image[], altered: Image[]):
       modelDir: join(SHARED, 'models', 'mobilenet_v1_0.25_224'),
       imageSize: 128,
       featureLayers: ['conv_pw_11_relu'],
-      sqrt: true,
+      power: 0.5,
     },
   ];
   const rows: Row[] = [];

@@ -127,8 +127,8 @@ export const PipelineConfigSchema = z
     imageSize: handlerInt(FEATURIZE.imageSize).optional(),
     /** Model layers whose pooled activations make the features, side by side (FEATURIZE_SETTINGS.featureLayers). */
     featureLayers: z.array(z.string().regex(LAYER_NAME_PATTERN, 'must be a layer name')).min(1).optional(),
-    /** Signed square root of the pooled features (FEATURIZE_SETTINGS.featureSqrt). */
-    featureSqrt: z.boolean().optional(),
+    /** Exponent of the power normalisation of the pooled features (FEATURIZE_SETTINGS.featurePower). */
+    featurePower: z.number().gt(FEATURIZE.featurePower.above).max(FEATURIZE.featurePower.max).optional(),
     /** Images larger than this many pixels are reported as failed, not decoded (FEATURIZE_SETTINGS.maxInputPixels). */
     maxInputPixels: handlerInt(FEATURIZE.maxInputPixels).optional(),
     /** Concurrent S3 reads inside one featurize batch (FEATURIZE_SETTINGS.readConcurrency). */

@@ -105,7 +105,7 @@ export class FruitsPipelineStack extends Stack {
 
   /** The featurize function: reads input/, writes its shards under work/. */
   private createFeaturizeFunction(config: PipelineConfig, data: DataBucket, defaults: FunctionDefaults): ImageFunction {
-    const { featurizer, modelId, imageSize, featureLayers, featureSqrt, maxInputPixels, readConcurrency, fieldCopyEvery } = config;
+    const { featurizer, modelId, imageSize, featureLayers, featurePower, maxInputPixels, readConcurrency, fieldCopyEvery } = config;
     const featurize = new ImageFunction(this, 'Featurize', {
       ...defaults,
       handler: 'lambdas/featurize/handler.handler',
@@ -120,7 +120,7 @@ export class FruitsPipelineStack extends Stack {
         modelDir: '/opt/model',
         imageSize,
         featureLayers,
-        featureSqrt,
+        featurePower,
         maxInputPixels,
         readConcurrency,
         fieldCopyEvery,

@@ -48,8 +48,12 @@ export const FEATURIZE_SETTINGS = {
   imageSize: { env: 'IMAGE_SIZE', min: 32, max: 1024, default: 128, shapesResults: true },
   /** Comma-separated model layers whose pooled activations, side by side, are the features. Unset: the model's own (featurizer.ts). */
   featureLayers: { env: 'FEATURE_LAYER', shapesResults: true },
-  /** `true`/`false`: signed square root of the pooled features. */
-  featureSqrt: { env: 'FEATURE_SQRT', default: true, shapesResults: true },
+  /**
+   * Exponent p of the power normalisation sign(a) |a|^p of each pooled feature a, above 0 and at
+   * most 1: 1 keeps the features as pooled, 0.5 is the signed square root
+   * (lambdas/model/power-normalisation.ts says why 0.25).
+   */
+  featurePower: { env: 'FEATURE_POWER', above: 0, max: 1, default: 0.25, shapesResults: true },
   /**
    * The decompression-bomb limit: images of more pixels are reported as failed, not decoded. Well
    * below sharp's 268 Mpx default: a 100 px dataset never needs more, and one 16k x 16k image would
@@ -168,7 +172,7 @@ export const FeaturizeEnvSchema = z.object({
   [F.modelDir.env]: z.string().min(1).optional(),
   [F.imageSize.env]: boundedInt(F.imageSize).default(F.imageSize.default),
   [F.featureLayers.env]: z.string().min(1).optional(),
-  [F.featureSqrt.env]: flag().default(F.featureSqrt.default),
+  [F.featurePower.env]: z.coerce.number().gt(F.featurePower.above).lte(F.featurePower.max).default(F.featurePower.default),
   [F.maxInputPixels.env]: boundedInt(F.maxInputPixels).default(F.maxInputPixels.default),
   [F.maxInputBytes.env]: boundedInt(F.maxInputBytes).default(F.maxInputBytes.default),
   [F.readConcurrency.env]: boundedInt(F.readConcurrency).default(F.readConcurrency.default),
@@ -207,7 +211,7 @@ export interface FeaturizeEnvSettings {
   readonly modelDir: string;
   readonly imageSize?: number;
   readonly featureLayers?: readonly string[];
-  readonly featureSqrt?: boolean;
+  readonly featurePower?: number;
   readonly maxInputPixels?: number;
   readonly readConcurrency?: number;
   readonly fieldCopyEvery?: number;

@@ -3,9 +3,9 @@
  *
  * Two featurizers share one interface:
  * - `cnn`: an ImageNet-pretrained CNN, activations of feature layer(s) averaged over space, side
- *   by side, signed square root. The model directory says which kind of CNN: a `.tflite` file
- *   (the default, MobileNetV2 uint8, run by tflite/tflite-featurizer.ts on onnxruntime-node or
- *   TF.js) or a TF.js layers model (`model.json`, e.g. MobileNet v1 0.25);
+ *   by side, power-normalised (power-normalisation.ts). The model directory says which kind of
+ *   CNN: a `.tflite` file (the default, MobileNetV2 uint8, run by tflite/tflite-featurizer.ts on
+ *   onnxruntime-node or TF.js) or a TF.js layers model (`model.json`, e.g. MobileNet v1 0.25);
  * - `pixels`: the original notebook's 16x16x3 raw pixels in [0, 1]. It is also the fallback when
  *   no CNN weights are present, with a warning the shard carries to the run report.
  *
@@ -19,6 +19,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { FEATURIZE_SETTINGS, type FeaturizeEnv } from '../contracts/handler-env';
 import { defaultModelDir, hasLayersModel, readLayersModelArtifacts } from './model-loader';
 import { PixelScaling, scalePixels } from '../images';
+import { powerNormalise, powerSuffix } from './power-normalisation';
 import { createTfliteFeaturizer, OnnxSessionFactory, TfliteRuntime, tfliteFeatureId, tfliteModelFile } from './tflite/tflite-featurizer';
 
 export type FeaturizerKind = 'cnn' | 'pixels';
@@ -41,8 +42,8 @@ export interface FeaturizerConfig {
    * @default DEFAULT_FEATURE_LAYERS
    */
   readonly featureLayers?: readonly string[];
-  /** Take the signed square root of the pooled features. @default DEFAULT_SQRT */
-  readonly sqrt?: boolean;
+  /** Exponent p of the power normalisation sign(a) |a|^p of the pooled features. @default DEFAULT_FEATURE_POWER */
+  readonly power?: number;
   /** @default 'avg' */
   readonly pooling?: Pooling;
   /** @default 'minus-one-to-one' (MobileNet v1's training scaling) */
@@ -82,9 +83,10 @@ export interface Featurizer {
  * whose Test is the dataset's real Test split, clean and under field conditions (other
  * backgrounds, light, white balance, blur, rotation, crop): MobileNetV2 uint8, the middle block
  * `expanded_conv_12/add` (colour and texture) next to the last layer `Conv_1/Relu6` (object
- * shape, what holds when the background changes), average-pooled, signed square root, 128 px.
- * Measured: 0.994 clean / 0.858 altered on 103 classes, 0.979 / 0.921 on the real Test split,
- * about 2 ms of inference per image on one core. MobileNet-EdgeTPU's best pair scored higher on
+ * shape, what holds when the background changes), average-pooled, power-normalised
+ * (power-normalisation.ts), 128 px. Measured with the signed square root: 0.994 clean / 0.858
+ * altered on 103 classes, 0.979 / 0.921 on the real Test split, about 2 ms of inference per image
+ * on one core. MobileNet-EdgeTPU's best pair scored higher on
  * 103 classes (0.997) but lower on the real Test split (0.946) and costs 1.8x; middle layers alone
  * reach 0.998 clean and collapse to 0.75 altered.
  */
@@ -96,7 +98,7 @@ const DEFAULT_FEATURE_LAYERS: Readonly<Record<string, readonly string[]>> = {
 };
 /** The table's defaults (FEATURIZE_SETTINGS), for a configuration built without the environment. */
 export const DEFAULT_IMAGE_SIZE = FEATURIZE_SETTINGS.imageSize.default;
-const DEFAULT_SQRT = FEATURIZE_SETTINGS.featureSqrt.default;
+const DEFAULT_FEATURE_POWER = FEATURIZE_SETTINGS.featurePower.default;
 const DEFAULT_INFER_BATCH_SIZE = FEATURIZE_SETTINGS.inferBatchSize.default;
 const PIXELS_SIZE = 16;
 const PIXELS_ID = `pixels-${PIXELS_SIZE}x${PIXELS_SIZE}`;
@@ -111,7 +113,7 @@ export function featurizerConfigFromEnv(env: FeaturizeEnv): FeaturizerConfig {
     featureLayers: env.FEATURE_LAYER?.split(',')
       .map((name) => name.trim())
       .filter(Boolean),
-    sqrt: env.FEATURE_SQRT,
+    power: env.FEATURE_POWER,
     inferBatchSize: env.INFER_BATCH_SIZE,
     backend: env.TF_BACKEND,
     runtime: env.INFER_RUNTIME,
@@ -129,7 +131,7 @@ export function featurizerIdOf(config: FeaturizerConfig): string {
   if (config.kind === 'pixels') return PIXELS_ID;
   const modelDir = config.modelDir ?? defaultModelDir(config.modelId);
   const tflite = tfliteModelFile(modelDir);
-  const options = { modelId: config.modelId, layers: featureLayersOf(config), pooling: config.pooling ?? 'avg', sqrt: config.sqrt ?? DEFAULT_SQRT };
+  const options = { modelId: config.modelId, layers: featureLayersOf(config), pooling: config.pooling ?? 'avg', power: config.power ?? DEFAULT_FEATURE_POWER };
   if (tflite) {
     const { pooling } = options;
     if (pooling === 'avg-max') throw new Error('pooling avg-max is for TF.js layers models; TFLite models take avg or gem');
@@ -141,9 +143,9 @@ export function featurizerIdOf(config: FeaturizerConfig): string {
   return layersFeatureId({ ...options, imageSize: config.imageSize ?? DEFAULT_IMAGE_SIZE });
 }
 
-/** `<modelId>/<layer>+<layer>/<pooling>[-sqrt]@<size>`: a TF.js layers model's features. */
-function layersFeatureId(options: { modelId: string; layers: readonly string[]; pooling: Pooling; sqrt: boolean; imageSize: number }): string {
-  return `${options.modelId}/${options.layers.join('+')}/${options.pooling}${options.sqrt ? '-sqrt' : ''}@${options.imageSize}`;
+/** `<modelId>/<layer>+<layer>/<pooling>[-sqrt|-pow<p>]@<size>`: a TF.js layers model's features. */
+function layersFeatureId(options: { modelId: string; layers: readonly string[]; pooling: Pooling; power: number; imageSize: number }): string {
+  return `${options.modelId}/${options.layers.join('+')}/${options.pooling}${powerSuffix(options.power)}@${options.imageSize}`;
 }
 
 /** Backends in order of speed; `tensorflow` (tfjs-node) only exists in the Lambda image. */
@@ -271,7 +273,7 @@ async function createTfliteCnnFeaturizer(config: FeaturizerConfig, modelFile: st
     imageSize,
     layers: featureLayersOf(config),
     pooling,
-    sqrt: config.sqrt ?? DEFAULT_SQRT,
+    power: config.power ?? DEFAULT_FEATURE_POWER,
     inferBatchSize: config.inferBatchSize ?? DEFAULT_INFER_BATCH_SIZE,
     runtime: config.runtime,
     threads: config.inferThreads,
@@ -301,7 +303,7 @@ async function createTfliteCnnFeaturizer(config: FeaturizerConfig, modelFile: st
 async function createCnnFeaturizer(config: FeaturizerConfig, modelDir: string): Promise<Featurizer> {
   const { name: backend, skipped: backendsSkipped } = await initBackend(config.backend);
   const featureLayers = featureLayersOf(config);
-  const sqrt = config.sqrt ?? DEFAULT_SQRT;
+  const power = config.power ?? DEFAULT_FEATURE_POWER;
   const pooling = config.pooling ?? 'avg';
   if (pooling === 'gem') throw new Error('pooling gem is for TFLite models; TF.js layers models take avg or avg-max');
   const scaling = config.scaling ?? 'minus-one-to-one';
@@ -335,7 +337,7 @@ async function createCnnFeaturizer(config: FeaturizerConfig, modelDir: string): 
 
   const pixelsPerImage = imageSize * imageSize * 3;
   return {
-    id: layersFeatureId({ modelId: config.modelId, layers: featureLayers, pooling, sqrt, imageSize }),
+    id: layersFeatureId({ modelId: config.modelId, layers: featureLayers, pooling, power, imageSize }),
     kind: 'cnn',
     modelId: config.modelId,
     dim,
@@ -354,13 +356,10 @@ async function createCnnFeaturizer(config: FeaturizerConfig, modelDir: string): 
         });
         const features = tf.tidy(() => {
           const maps = [extractor.predict(tf.tensor4d(input, [chunk.length, imageSize, imageSize, 3]))].flat() as tf.Tensor[];
-          const pooled = maps.length === 1 ? pool(maps[0]) : tf.concat(maps.map(pool), 1);
-          // Signed square root ("power normalisation"): damps the few channels that fire hard on
-          // every image, so the distance is not dominated by them.
-          return sqrt ? tf.mul(tf.sign(pooled), tf.sqrt(tf.abs(pooled))) : pooled;
+          return maps.length === 1 ? pool(maps[0]) : tf.concat(maps.map(pool), 1);
         });
         try {
-          out.set(await features.data<'float32'>(), start * dim);
+          out.set(powerNormalise(await features.data<'float32'>(), power), start * dim);
         } finally {
           features.dispose();
         }

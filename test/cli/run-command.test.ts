@@ -90,7 +90,7 @@ describe('fruits run (process)', () => {
     writeFileSync(file, 'not a folder');
     const s3 = join(work, 's3-errors');
     // The other --model-from mistakes are test/local/model-from.test.ts's (in process, no CLI start each).
-    const cnnModel = writeModel(join(work, 'cnn-model'), 'mobilenet_v2_1.0_224_quant@7aad0c74/expanded_conv_12/add+Conv_1/Relu6/avg-sqrt@128');
+    const cnnModel = writeModel(join(work, 'cnn-model'), 'mobilenet_v2_1.0_224_quant@7aad0c74/expanded_conv_12/add+Conv_1/Relu6/avg-pow0.25@128');
     const cases: [string[], RegExp][] = [
       [['run', dataset, '--model-from', 'no-such-run'], /^fruits: --model-from no-such-run: no run no-such-run in .*\/out \(and no such file\)/],
       [

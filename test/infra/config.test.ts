@@ -33,7 +33,7 @@ describe('pipeline config', () => {
       'pcaVarianceThreshold',
       'imageSize',
       'featureLayers',
-      'featureSqrt',
+      'featurePower',
       'maxInputPixels',
       'readConcurrency',
     ] as const) {
@@ -101,7 +101,8 @@ describe('pipeline config', () => {
     [{ imageSize: 16 }, /imageSize/],
     [{ featureLayers: [] }, /featureLayers/],
     [{ featureLayers: ['conv_pw_11_relu,x'] }, /featureLayers.0: must be a layer name/],
-    [{ featureSqrt: 'yes' }, /featureSqrt/],
+    [{ featurePower: 0 }, /featurePower/],
+    [{ featurePower: 1.5 }, /featurePower/],
     [{ readConcurrency: 0 }, /readConcurrency/],
     // Above what the featurize handler's environment accepts: it would fail every cold start.
     [{ maxInputPixels: 2_000_000_000 }, /maxInputPixels/],

@@ -39,7 +39,7 @@ describe('local run (embedded default)', () => {
     const first = (await runLocally(options)).summary;
     // The folder is served in place: nothing copied into the store.
     expect(first).toMatchObject({ status: 'SUCCEEDED', dataset: 'demo', processed: 108, failed: 0, skipped: 0, served: 108, uploaded: 0, notices: [] });
-    expect(first.featurizer).toBe('mobilenet_v2_1.0_224_quant@7aad0c74/expanded_conv_12/add+Conv_1/Relu6/avg-sqrt@128');
+    expect(first.featurizer).toBe('mobilenet_v2_1.0_224_quant@7aad0c74/expanded_conv_12/add+Conv_1/Relu6/avg-pow0.25@128');
     expect(first.knn).toMatchObject({ classifier: 'LDA', scored: 36, references: 72 });
     // 12 references and 6 queries per class, PCA on 108 rows, the default classifier (LDA): what
     // `npm start` shows. The real CNN runs offline and separates the classes (chance is 1/6).

@@ -171,7 +171,7 @@ describe('--model-from (local/model-from.ts)', () => {
     for (const [value, message] of cases) expect(() => readModelFrom(value, out)).toThrow(message);
   });
 
-  it('the local run refuses a model of another featurizer, or its own run id, before the store starts', async () => {
+  it('the local run refuses a model of another featurizer or feature power, or its own run id, before the store starts', async () => {
     const dataset = join(work, 'photos');
     mkdirSync(join(dataset, 'Kiwi'), { recursive: true });
     writeFileSync(join(dataset, 'Kiwi', 'a.jpg'), 'not read');
@@ -181,7 +181,15 @@ describe('--model-from (local/model-from.ts)', () => {
       runLocally({ inputDir: dataset, dataDir, outDir: out, workers: 1, modelFrom: model, ...options });
     // The shipped CNN would make other features than the model's raw pixels.
     await expect(run({})).rejects.toThrow(
-      /^--model-from .*pixels-model\/pca-model.json: the model was fitted on features of pixels-16x16, this run would featurize with mobilenet_v2_1.0_224_quant@7aad0c74\/expanded_conv_12\/add\+Conv_1\/Relu6\/avg-sqrt@128: run with the featurizer settings of run pixels-run/,
+      /^--model-from .*pixels-model\/pca-model.json: the model was fitted on features of pixels-16x16, this run would featurize with mobilenet_v2_1.0_224_quant@7aad0c74\/expanded_conv_12\/add\+Conv_1\/Relu6\/avg-pow0.25@128: run with the featurizer settings of run pixels-run/,
+    );
+    // A model of the signed square root's features (FEATURE_POWER 0.5, an older run's default) is
+    // not mixed with this run's fourth root: the ids differ in the power.
+    const squareRoot = writeModel(join(work, 'sqrt-model'), 'sqrt-run', {
+      extra: { featurizer: 'mobilenet_v2_1.0_224_quant@7aad0c74/expanded_conv_12/add+Conv_1/Relu6/avg-sqrt@128' },
+    });
+    await expect(run({ modelFrom: squareRoot })).rejects.toThrow(
+      /^--model-from .*sqrt-model\/pca-model.json: the model was fitted on features of .*\/avg-sqrt@128, this run would featurize with .*\/avg-pow0.25@128: run with the featurizer settings of run sqrt-run/,
     );
     await expect(run({ config: { featurizer: 'pixels' }, runId: 'pixels-run' })).rejects.toThrow(/--run-id pixels-run is the model's own run/);
     expect(existsSync(join(dataDir, 'fruits-pipeline-local'))).toBe(false);

@@ -1,13 +1,14 @@
 /**
  * A TFLite CNN (the uint8 MobileNet-EdgeTPU or MobileNetV2 files, read by tflite-model.ts) as a
  * featurizer: the activations of one or more tensors, each pooled over space, side by side, then
- * a signed square root.
+ * power-normalised (../power-normalisation.ts).
  *
  * Runtime: onnxruntime-node when it loads (native CPU kernels, 3-6x faster than TF.js wasm here:
  * bench/tflite-runtimes.ts), else the TF.js executor on the active TF.js backend (tfjs-node, wasm,
  * cpu). Both run the same dequantised float32 plan (tflite-graph.ts): pooled activations agree
- * within 1e-4, features after the signed square root within 2e-3 (test/lambdas/model/tflite/tflite-onnx.test.ts), so
- * the runtime is not part of the feature id; the weights' hash is.
+ * within 1e-4, features after the default fourth root within 1e-2, after a square root within 2e-3
+ * (test/lambdas/model/tflite/tflite-onnx.test.ts), so the runtime is not part of the feature id;
+ * the weights' hash is.
  */
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -19,6 +20,7 @@ import { parseTfliteModel, TfliteModel } from './tflite-model';
 import { createTfliteFeatureExtractor, GlobalPooling } from './tflite-executor';
 import { OnnxWorkerSession, OnnxWorkerSessionOptions } from './onnx-worker-session';
 import { ONNX_INPUT, ONNX_OUTPUT, tfliteToOnnx, toNchwPixels } from './tflite-onnx';
+import { powerNormalise, powerSuffix } from '../power-normalisation';
 
 export type TfliteRuntime = 'onnxruntime' | 'tfjs';
 
@@ -31,7 +33,8 @@ export interface TfliteFeaturizerOptions {
   readonly imageSize: number;
   readonly layers: readonly string[];
   readonly pooling: GlobalPooling;
-  readonly sqrt: boolean;
+  /** Exponent of the power normalisation of the pooled features (power-normalisation.ts). */
+  readonly power: number;
   readonly inferBatchSize: number;
   /** @default onnxruntime when it loads, else tfjs */
   readonly runtime?: TfliteRuntime;
@@ -66,14 +69,14 @@ export function tfliteModelFile(dir: string): string | undefined {
 }
 
 /**
- * `<modelId>@<first 8 hex of the file's SHA-256>/<layer>+<layer>/<pooling>[-sqrt]@<size>`: every
- * thing that shapes the vectors, so shards of different features are never mixed in one PCA.
+ * `<modelId>@<first 8 hex of the file's SHA-256>/<layer>+<layer>/<pooling>[-sqrt|-pow<p>]@<size>`:
+ * everything that shapes the vectors, so shards of different features are never mixed in one PCA.
  */
 export function tfliteFeatureId(
-  options: Pick<TfliteFeaturizerOptions, 'modelId' | 'layers' | 'pooling' | 'sqrt' | 'imageSize'>,
+  options: Pick<TfliteFeaturizerOptions, 'modelId' | 'layers' | 'pooling' | 'power' | 'imageSize'>,
   weightsSha256: string,
 ): string {
-  return `${options.modelId}@${weightsSha256.slice(0, 8)}/${options.layers.join('+')}/${options.pooling}${options.sqrt ? '-sqrt' : ''}@${options.imageSize}`;
+  return `${options.modelId}@${weightsSha256.slice(0, 8)}/${options.layers.join('+')}/${options.pooling}${powerSuffix(options.power)}@${options.imageSize}`;
 }
 
 export async function createTfliteFeaturizer(options: TfliteFeaturizerOptions): Promise<TfliteFeaturizer> {
@@ -114,11 +117,7 @@ export async function createTfliteFeaturizer(options: TfliteFeaturizerOptions): 
     runtimesSkipped: skipped,
     fallback,
     async featurize(images) {
-      const features = await extract(images);
-      // Signed square root ("power normalisation"): damps the few channels that fire hard on every
-      // image, so the distance is not dominated by them (bench/feature-choice.ts measured it).
-      if (options.sqrt) for (let i = 0; i < features.length; i++) features[i] = Math.sign(features[i]) * Math.sqrt(Math.abs(features[i]));
-      return features;
+      return powerNormalise(await extract(images), options.power);
     },
   };
 }

@@ -93,9 +93,14 @@ describe('featurizer id before loading (featurizerIdOf)', () => {
   it('is the id the featurizer gets: the shipped TFLite default (its file hashed), pixels, the pixels fallback', async () => {
     const env = (values: Record<string, string>) => featurizerConfigFromEnv(FeaturizeEnvSchema.parse(values));
     const shipped = env({ MODEL_DIR: join(__dirname, '..', '..', '..', 'layers', 'model-weights', 'mobilenet_v2_1.0_224_quant') });
-    expect(featurizerIdOf(shipped)).toBe('mobilenet_v2_1.0_224_quant@7aad0c74/expanded_conv_12/add+Conv_1/Relu6/avg-sqrt@128');
+    expect(featurizerIdOf(shipped)).toBe('mobilenet_v2_1.0_224_quant@7aad0c74/expanded_conv_12/add+Conv_1/Relu6/avg-pow0.25@128');
     expect(featurizerIdOf(shipped)).toBe((await createFeaturizer(shipped)).id);
-    expect(featurizerIdOf({ ...shipped, imageSize: 96 })).toBe('mobilenet_v2_1.0_224_quant@7aad0c74/expanded_conv_12/add+Conv_1/Relu6/avg-sqrt@96');
+    expect(featurizerIdOf({ ...shipped, imageSize: 96 })).toBe('mobilenet_v2_1.0_224_quant@7aad0c74/expanded_conv_12/add+Conv_1/Relu6/avg-pow0.25@96');
+    // The square root keeps the name its features have always had: models saved with them still match.
+    expect(featurizerIdOf({ ...shipped, power: 0.5 })).toBe('mobilenet_v2_1.0_224_quant@7aad0c74/expanded_conv_12/add+Conv_1/Relu6/avg-sqrt@128');
+    expect(featurizerIdOf(env({ MODEL_DIR: shipped.modelDir!, FEATURE_POWER: '1' }))).toBe(
+      'mobilenet_v2_1.0_224_quant@7aad0c74/expanded_conv_12/add+Conv_1/Relu6/avg@128',
+    );
     expect(featurizerIdOf(env({ FEATURIZER: 'pixels' }))).toBe('pixels-16x16');
     const missing = env({ MODEL_DIR: join(tmpdir(), 'no-such-model-dir') });
     expect(featurizerIdOf(missing)).toBe((await createFeaturizer(missing)).id);
@@ -131,7 +136,7 @@ withMobileNet('pretrained MobileNet v1 0.25 on real Fruits-360 photos (needs ../
   });
 
   it('gives vectors of the documented length', async () => {
-    expect(featurizer.id).toBe('mobilenet_v1_0.25_224/conv_pw_11_relu/avg-sqrt@128');
+    expect(featurizer.id).toBe('mobilenet_v1_0.25_224/conv_pw_11_relu/avg-pow0.25@128');
     expect([featurizer.dim, featurizer.imageSize]).toEqual([128, 128]);
     const lastBlock = await createFeaturizer({
       kind: 'cnn',
@@ -139,7 +144,7 @@ withMobileNet('pretrained MobileNet v1 0.25 on real Fruits-360 photos (needs ../
       modelDir: MOBILENET,
       featureLayers: ['conv_pw_13_relu'],
       imageSize: 224,
-      sqrt: false,
+      power: 1,
     });
     expect([lastBlock.id, lastBlock.dim]).toEqual(['mobilenet_v1_0.25_224/conv_pw_13_relu/avg@224', 256]);
     const both = await createFeaturizer({

@@ -101,10 +101,11 @@ export const AGGREGATE_SETTINGS = {
   /** When set, the smallest k (up to PCA_COMPONENTS) whose cumulative explained variance reaches this share. */
   pcaVarianceThreshold: { env: 'PCA_VARIANCE_THRESHOLD', above: 0, max: 1, shapesResults: true },
   /**
-   * Feature shards per group of the aggregate's fanned-out stages. 40 batches of 250 images are
-   * 10,000 rows (55 MB of float32 features at 1,376 values, a 15 MB float64 scatter), a few seconds
-   * of each stage's work; 400 x 250 images of 1,376 float32 values is 550 MB, most of a 1,536 MB
-   * function. It shapes the results: the features/ Parquet parts are one per group, and the
+   * Feature shards at most per group of the aggregate's fanned-out stages (the plan spreads a run's
+   * shards evenly over the fewest groups that hold them: 285 shards make 8 groups of 35 or 36).
+   * 40 batches of 250 images are 10,000 rows (55 MB of float32 features at 1,376 values, a 15 MB
+   * float64 scatter), a few seconds of each stage's work; 400 x 250 images of 1,376 float32 values
+   * is 550 MB, most of a 1,536 MB function. It shapes the results: the features/ Parquet parts are one per group, and the
    * moments are summed in another order (a few cells of features.csv move by 1e-8).
    */
   groupShards: { env: 'AGGREGATE_GROUP_SHARDS', min: 1, max: 400, default: 40, shapesResults: true },

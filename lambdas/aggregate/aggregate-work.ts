@@ -26,7 +26,7 @@
  */
 import { z } from 'zod';
 import { FeaturizeBatchSummarySchema } from '../contracts/events';
-import { RESULT_FILES, WORK_FOLDERS } from '../contracts/bucket-layout';
+import { RESULT_FILES, WORK_FOLDERS, withSlash } from '../contracts/bucket-layout';
 import type { RunReportPart } from '../outputs/run-report';
 import type { InputAccountingReport } from '../bookkeeping';
 import type { ClassificationTallyPart, FeatureMoments } from '../analysis';
@@ -36,7 +36,7 @@ import type { ScatterPoint } from '../outputs/plots';
 const group = (g: number) => String(g).padStart(5, '0');
 
 export function aggregateWorkKeys(workPrefix: string) {
-  const base = `${workPrefix.endsWith('/') ? workPrefix : `${workPrefix}/`}${WORK_FOLDERS.aggregate}/`;
+  const base = `${withSlash(workPrefix)}${WORK_FOLDERS.aggregate}/`;
   const moments = (g: number) => `${base}moments/${group(g)}.bin`;
   return {
     plan: `${base}plan.json`,
@@ -60,7 +60,7 @@ export function aggregateWorkKeys(workPrefix: string) {
 
 /** `<outputPrefix>features/part-00000.parquet`: the features as one Parquet dataset, a part per group. */
 export function partKey(outputPrefix: string, table: 'features' | 'embeddings', g: number): string {
-  return `${outputPrefix.endsWith('/') ? outputPrefix : `${outputPrefix}/`}${table}/part-${group(g)}.parquet`;
+  return `${withSlash(outputPrefix)}${table}/part-${group(g)}.parquet`;
 }
 
 /**
@@ -73,7 +73,7 @@ export function referencesPartFile(g: number): string {
 
 /** `<outputPrefix>knn-references/part-00000.fsh`: group g's references part, written by the project stage. */
 export function referencesPartKey(outputPrefix: string, g: number): string {
-  return `${outputPrefix.endsWith('/') ? outputPrefix : `${outputPrefix}/`}${referencesPartFile(g)}`;
+  return `${withSlash(outputPrefix)}${referencesPartFile(g)}`;
 }
 
 /** One batch of a group: its shard and its summary (its batch record is named by the shard's hash). */

@@ -152,4 +152,5 @@ export function batchRecordKeyOfShard(workPrefix: string, shard: string): string
   return batchRecordKey(workPrefix, name.endsWith('.fsh') ? name.slice(0, -'.fsh'.length) : name);
 }
 
-const withSlash = (prefix: string) => (prefix.endsWith('/') ? prefix : `${prefix}/`);
+/** `prefix` ending in one `/`, so a file name can follow it. */
+export const withSlash = (prefix: string) => (prefix.endsWith('/') ? prefix : `${prefix}/`);

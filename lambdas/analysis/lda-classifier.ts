@@ -36,7 +36,7 @@ import { z } from 'zod';
 import { numberArray, numberRows } from '../contracts/number-arrays';
 import { ClassStatistics, ClassStatisticsAccumulator } from './class-statistics';
 import { matrixProduct } from './kernel-graphs';
-import type { RowBlock } from './native-kernels';
+import { NativeProjector, type RowBlock } from './native-kernels';
 
 export const LDA_CLASSIFIER_FORMAT = 'fruits-pipeline/lda-classifier@1';
 
@@ -122,15 +122,25 @@ export class LdaClassifier {
   /** directions x prototypes, and -||prototype||^2 / 2 each: y.p - ||p||^2 / 2 is one product. */
   private readonly prototypesT: Matrix;
   private readonly offsets: Float64Array;
-  /** The projection and the transposed prototypes row-major, as the native products take them. */
-  private readonly native: { projection: Float64Array; prototypesT: Float64Array };
+  /** `transform` on the native kernel: (row - centre) . projection, as a PCA projection of unit scale. */
+  private readonly projector: NativeProjector;
+  /** The transposed prototypes row-major, as the native product takes them. */
+  private readonly prototypesTData: Float64Array;
 
   private constructor(private readonly json: LdaClassifierJson) {
     this.centre = Matrix.rowVector(json.centre);
     this.projection = new Matrix(json.projection);
     this.prototypesT = new Matrix(json.prototypes).transpose();
     this.offsets = Float64Array.from(json.prototypes, (p) => -0.5 * p.reduce((sum, v) => sum + v * v, 0));
-    this.native = { projection: Float64Array.from(json.projection.flat()), prototypesT: Float64Array.from(this.prototypesT.to1DArray()) };
+    const [dim, directions] = [json.dim, this.projection.columns];
+    this.projector = new NativeProjector({
+      dim,
+      k: directions,
+      mean: Float64Array.from(json.centre),
+      scale: new Float64Array(dim).fill(1),
+      components: Float64Array.from(this.projection.transpose().to1DArray()),
+    });
+    this.prototypesTData = Float64Array.from(this.prototypesT.to1DArray());
   }
 
   static of(json: LdaClassifierJson): LdaClassifier {
@@ -161,20 +171,11 @@ export class LdaClassifier {
    * `predict` with its two products (the discriminant, then the prototypes) on the native kernel
    * in float64: the same predictions, the distances to rounding, for a block of rows of `dim` values.
    */
-  async predictBlock(block: RowBlock<Float32Array | Float64Array>): Promise<Prediction[]> {
+  async predictBlock(block: RowBlock): Promise<Prediction[]> {
     if (block.rows === 0) return [];
-    const projected = await this.projectBlock(block);
-    const products = await matrixProduct(projected, block.rows, this.projection.columns, this.native.prototypesT, this.json.prototypes.length);
+    const projected = await this.projector.projectRows(block);
+    const products = await matrixProduct(projected, block.rows, this.projection.columns, this.prototypesTData, this.json.prototypes.length);
     return this.predictionsOf(projected, products, block.rows);
-  }
-
-  /** `transform` of a block of rows of `dim` values on the native kernel: rows x directions, row-major. */
-  private async projectBlock({ data, rows, dims }: RowBlock<Float32Array | Float64Array>): Promise<Float64Array> {
-    const { dim, centre } = this.json;
-    if (dims !== dim) throw new RangeError(`rows of ${dims} values, the classifier needs ${dim}`);
-    const centred = new Float64Array(rows * dim);
-    for (let r = 0; r < rows; r++) for (let d = 0; d < dim; d++) centred[r * dim + d] = data[r * dim + d] - centre[d];
-    return matrixProduct(centred, rows, dim, this.native.projection, this.projection.columns);
   }
 
   /**
@@ -220,13 +221,8 @@ export class LdaClassifier {
   }
 
   /** `withPrototypes` of a block of rows, projected on the native kernel (`predictBlock`'s first product). */
-  async withPrototypesBlock(
-    block: RowBlock<Float32Array | Float64Array>,
-    labels: readonly string[],
-    perClass: number = DEFAULT_PROTOTYPES,
-    keys?: readonly string[],
-  ) {
-    return this.withPrototypesOf(Matrix.from1DArray(block.rows, this.projection.columns, await this.projectBlock(block)), labels, perClass, keys);
+  async withPrototypesBlock(block: RowBlock, labels: readonly string[], perClass: number = DEFAULT_PROTOTYPES, keys?: readonly string[]) {
+    return this.withPrototypesOf(Matrix.from1DArray(block.rows, this.projection.columns, await this.projector.projectRows(block)), labels, perClass, keys);
   }
 
   /** The prototypes clustered from rows already projected on the discriminant (rows x directions). */

@@ -32,10 +32,9 @@ import type { NativeProjector } from '../analysis/native-kernels';
 import { splitOfKey } from '../analysis/knn';
 import { DEFAULT_CLASSIFIER } from '../contracts/handler-env';
 import type { RunSettings } from '../contracts/events';
-import { MissingObjectError, putObject, readBytes, readText } from '../aws/s3-client';
+import { MissingObjectError, putObject, readText } from '../aws/s3-client';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { AggregateRunDeps, stopwatch } from './aggregate-shared';
-import { OrderedReadAhead } from '../common';
+import { AggregateRunDeps, groupPartsInOrder, stopwatch } from './aggregate-shared';
 import { aggregateWorkKeys } from './aggregate-work';
 import { readFitRecord } from './fit-stage';
 
@@ -149,7 +148,7 @@ export async function fitClassifier(run: RunSettings, groups: number, deps: Aggr
       else {
         const merged = clock.lap();
         const sample = new PrototypeSample();
-        for await (const part of groupPartsInOrder(deps, run, groups, work.prototypeSample)) {
+        for await (const part of groupPartsInOrder(deps.s3, run.bucket, groups, work.prototypeSample)) {
           if (!part) continue;
           const { header, vectors } = decodeFeatureShard(part);
           sample.absorb(header.keys.map((key, r) => ({ key, label: header.labels[r], scores: vectors.subarray(r * header.dim, (r + 1) * header.dim) })));
@@ -187,44 +186,12 @@ export async function fitClassifier(run: RunSettings, groups: number, deps: Aggr
 async function mergedStatistics(deps: AggregateRunDeps, run: RunSettings, groups: number): Promise<ClassStatistics | undefined> {
   const work = aggregateWorkKeys(run.workPrefix);
   let merged: ClassStatistics | undefined;
-  for await (const bytes of groupPartsInOrder(deps, run, groups, work.classStatistics)) {
+  for await (const bytes of groupPartsInOrder(deps.s3, run.bucket, groups, work.classStatistics)) {
     if (!bytes) continue;
     const part = classStatisticsFromJson(JSON.parse(Buffer.from(bytes).toString('utf8')));
     merged = merged ? mergeClassStatistics(merged, part) : part;
   }
   return merged;
-}
-
-/**
- * Parts read at once ahead of the merge: a GET's latency, not its bytes, is most of what a part
- * costs, and the merge takes them in group order. The window bounds what is held (a class
- * statistics part is about 0.4 MB of JSON at 100 components and 103 classes).
- */
-const PARTS_READ_AHEAD = 8;
-
-/** Each group's part at `keyOf(g)`, in group order (undefined for a group that wrote none), `PARTS_READ_AHEAD` GETs in flight. */
-async function* groupPartsInOrder(
-  { s3 }: AggregateRunDeps,
-  run: RunSettings,
-  groups: number,
-  keyOf: (group: number) => string,
-): AsyncGenerator<Uint8Array | undefined> {
-  const indices = Array.from({ length: groups }, (_, g) => g);
-  const parts = new OrderedReadAhead(indices, PARTS_READ_AHEAD, PARTS_READ_AHEAD, (g) => readOptional(s3, run.bucket, keyOf(g)));
-  while (parts.remaining > 0) {
-    const [part] = await parts.take(1, 1);
-    yield part;
-  }
-}
-
-/** A group without Training rows wrote no part. */
-async function readOptional(s3: S3Client, bucket: string, key: string): Promise<Uint8Array | undefined> {
-  try {
-    return await readBytes(s3, bucket, key);
-  } catch (error) {
-    if (error instanceof MissingObjectError) return undefined;
-    throw error;
-  }
 }
 
 function prototypesPerClass(model: LdaClassifierJson): number {

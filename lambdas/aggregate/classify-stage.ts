@@ -19,11 +19,19 @@ import { splitOfKey } from '../analysis/knn';
 import type { ReferenceRows } from '../analysis/pca-model';
 import { LdaClassifier, LdaClassifierJson } from '../analysis/lda-classifier';
 import { mergeNeighbourLists, NativeNeighbourSearch, NeighbourLists, voteNeighbours } from '../analysis/native-kernels';
-import { decodeFeatureShard, FeatureShard } from '../bookkeeping/feature-shard';
+import { decodeFeatureShard } from '../bookkeeping/feature-shard';
 import { predictionsCsvRow } from '../outputs/features-csv';
 import type { RunSettings } from '../contracts/events';
-import { MissingObjectError, putObject, readBytes } from '../aws/s3-client';
-import { AggregateRunDeps, GALLERY_CANDIDATE_LIMIT, GALLERY_CANDIDATES_PER_PAIR, readSavedModel, savedReferenceParts, stopwatch } from './aggregate-shared';
+import { putObject, readBytes } from '../aws/s3-client';
+import {
+  AggregateRunDeps,
+  GALLERY_CANDIDATE_LIMIT,
+  GALLERY_CANDIDATES_PER_PAIR,
+  groupPartsInOrder,
+  readSavedModel,
+  savedReferenceParts,
+  stopwatch,
+} from './aggregate-shared';
 import { aggregateWorkKeys, ClassifyTally, GalleryCandidate, referencesPartKey } from './aggregate-work';
 import { readFitRecordOnly } from './fit-stage';
 import { readClassifierRecord } from './classifier-stage';
@@ -39,15 +47,10 @@ async function* referenceParts(deps: AggregateRunDeps, run: RunSettings, record:
     yield* savedReferenceParts(deps.s3, run.bucket, record.pcaModelKey, model);
     return;
   }
-  for (let g = 0; g < record.groups; g++) {
-    let part: FeatureShard;
-    try {
-      part = decodeFeatureShard(await readBytes(deps.s3, run.bucket, referencesPartKey(run.outputPrefix, g)));
-    } catch (error) {
-      // A group without Training rows wrote no references part.
-      if (error instanceof MissingObjectError) continue;
-      throw error;
-    }
+  for await (const bytes of groupPartsInOrder(deps.s3, run.bucket, record.groups, (g) => referencesPartKey(run.outputPrefix, g))) {
+    // A group without Training rows wrote no references part.
+    if (!bytes) continue;
+    const part = decodeFeatureShard(bytes);
     yield { keys: part.header.keys, labels: part.header.labels, vectors: part.vectors };
   }
 }

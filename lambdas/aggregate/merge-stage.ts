@@ -87,10 +87,8 @@ export async function mergedPartials(run: RunSettings, level: number, indices: r
       return undefined;
     }
   };
-  const partials = new OrderedReadAhead(indices, PARTIALS_READ_AHEAD, PARTIALS_READ_AHEAD + 1, read);
   let merged: PackedMoments | undefined;
-  while (partials.remaining > 0) {
-    const [partial] = await partials.take(1, 1);
+  for await (const partial of new OrderedReadAhead(indices, PARTIALS_READ_AHEAD, PARTIALS_READ_AHEAD + 1, read)) {
     if (!partial || packedCount(partial) === 0) continue;
     // The first partial becomes the total (no copy); the others are added into it.
     merged = merged ? mergePackedMomentsInto(merged, partial) : partial;

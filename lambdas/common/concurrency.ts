@@ -68,6 +68,11 @@ export class OrderedReadAhead<T, R> {
     }
   }
 
+  /** The results one at a time, in order: `take(1, 1)` until none remain. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<R> {
+    while (this.remaining > 0) yield (await this.take(1, 1))[0];
+  }
+
   private pump(): void {
     while (this.running < this.limit && this.started < this.items.length && this.started < this.taken + this.window) {
       const index = this.started++;

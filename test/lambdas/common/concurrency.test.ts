@@ -61,6 +61,22 @@ describe('OrderedReadAhead', () => {
     expect(await reads.take(2, 2)).toEqual([]);
   });
 
+  it('iterates over the results one at a time, in order, raising a failed call as take does', async () => {
+    const items = Array.from({ length: 20 }, (_, i) => i);
+    const seen: number[] = [];
+    for await (const n of new OrderedReadAhead(items, 3, 6, async (n: number) => (await delay((n * 3) % 4), n))) seen.push(n);
+    expect(seen).toEqual(items);
+    const failing = new OrderedReadAhead([1, 2, 3], 2, 3, async (n) => {
+      if (n === 2) throw new Error('storage trouble');
+      return n;
+    });
+    await expect(
+      (async () => {
+        for await (const n of failing) expect(n).toBe(1);
+      })(),
+    ).rejects.toThrow('storage trouble');
+  });
+
   it('raises a failed call on the next take, with no unhandled rejection', async () => {
     const reads = new OrderedReadAhead([1, 2, 3], 2, 3, async (n) => {
       if (n === 2) throw new Error('storage trouble');

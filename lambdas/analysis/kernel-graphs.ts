@@ -46,7 +46,7 @@ interface GraphSpec {
 }
 
 /** The graphs by name; each is built for one precision. */
-export type GraphName = 'project' | 'matmul' | 'innerProducts' | 'chebyshevStep' | 'nearest';
+export type GraphName = 'project' | 'matmul' | 'innerProducts' | 'chebyshevStep' | 'nearest' | 'softmax' | 'softmaxGradient';
 
 function node(opType: string, input: string[], output: string[], attributes: Record<string, Attribute> = {}): onnx.INodeProto {
   const { INTS, INT, FLOAT: FLOAT_ATTRIBUTE } = onnx.AttributeProto.AttributeType;
@@ -162,6 +162,37 @@ function spec(name: GraphName, precision: KernelPrecision): GraphSpec {
           ['values', P, ['m', 'c']],
           ['indices', INT64, ['m', 'c']],
         ],
+        nodes,
+      };
+    case 'softmax':
+      // Class probabilities of rows x weights (the rows carry the bias column).
+      nodes.push(node('MatMul', ['x', 'w'], ['scores']), node('Softmax', ['scores'], ['probabilities'], { axis: 1 }));
+      return {
+        inputs: [
+          ['x', P, ['n', 'p']],
+          ['w', P, ['p', 'c']],
+        ],
+        outputs: [['probabilities', P, ['n', 'c']]],
+        nodes,
+      };
+    case 'softmaxGradient':
+      // The gradient of the mean cross-entropy of softmax(x w) against `targets` (one-hot rows):
+      // x^T (softmax(x w) - targets) / n, with 1/n as the input `invN`.
+      nodes.push(
+        node('MatMul', ['x', 'w'], ['scores']),
+        node('Softmax', ['scores'], ['probabilities'], { axis: 1 }),
+        node('Sub', ['probabilities', 'targets'], ['residuals']),
+        node('Mul', ['residuals', 'invN'], ['scaled']),
+        node('Gemm', ['x', 'scaled'], ['gradient'], { transA: 1 }),
+      );
+      return {
+        inputs: [
+          ['x', P, ['n', 'p']],
+          ['w', P, ['p', 'c']],
+          ['targets', P, ['n', 'c']],
+          ['invN', P, [1]],
+        ],
+        outputs: [['gradient', P, ['p', 'c']]],
         nodes,
       };
   }

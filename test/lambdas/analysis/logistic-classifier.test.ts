@@ -1,0 +1,115 @@
+/**
+ * @jest-environment ./tools/jest-native-typed-arrays-environment.js
+ */
+import { kernelSession, ort } from '../../../lambdas/analysis/kernel-graphs';
+import {
+  fitLogisticClassifier,
+  LOGISTIC_CLASSIFIER_FORMAT,
+  LogisticClassifierSchema,
+  loadLogisticClassifier,
+} from '../../../lambdas/analysis/logistic-classifier';
+import { seededRandom } from '../../../lambdas/common/seeded-random';
+
+/** Blobs: class c centred at `separation` along axis c, spread about 1, in `dim` dimensions, as one float32 block. */
+function blobs(classes: number, perClass: number, dim: number, seed: number, separation = 6) {
+  const random = seededRandom(seed);
+  const noise = () => (random() + random() + random() - 1.5) * 2;
+  const rows = classes * perClass;
+  const data = new Float32Array(rows * dim);
+  const labels: string[] = [];
+  for (let i = 0; i < rows; i++) {
+    const c = i % classes;
+    for (let d = 0; d < dim; d++) data[i * dim + d] = (d === c ? separation : 0) + noise();
+    labels.push(`class ${c}`);
+  }
+  return { block: { data, rows, dims: dim }, labels };
+}
+
+function accuracy(predicted: readonly { label: string }[], labels: readonly string[]): number {
+  return predicted.filter((p, i) => p.label === labels[i]).length / labels.length;
+}
+
+describe('logistic regression (lambdas/analysis/logistic-classifier.ts)', () => {
+  it('separates a separable toy set, on its rows and on a fresh draw, with confident probabilities', async () => {
+    const train = blobs(4, 40, 6, 1);
+    const model = await fitLogisticClassifier(train.block, train.labels, { rounds: 200 });
+    expect(model.labels).toEqual(['class 0', 'class 1', 'class 2', 'class 3']);
+    expect(accuracy(await model.predictBlock(train.block), train.labels)).toBe(1);
+    const test = blobs(4, 50, 6, 2);
+    const predicted = await model.predictBlock(test.block);
+    expect(accuracy(predicted, test.labels)).toBeGreaterThanOrEqual(0.99);
+    for (const p of predicted) expect(p.confidence).toBeGreaterThan(0.25);
+    expect(predicted.filter((p) => p.confidence > 0.9).length).toBeGreaterThan(0.9 * predicted.length);
+  });
+
+  it('separates a class lying on both sides of another, given the features that make the boundary linear', async () => {
+    // Class a lies on both sides of class b along axis 0: no single centre describes it, a
+    // linear boundary in (x, x^2) does. The rows carry x and x^2.
+    const random = seededRandom(3);
+    const rows = 300;
+    const data = new Float32Array(rows * 2);
+    const labels: string[] = [];
+    for (let i = 0; i < rows; i++) {
+      const x = (random() - 0.5) * 6;
+      data[i * 2] = x;
+      data[i * 2 + 1] = x * x;
+      labels.push(Math.abs(x) > 1.5 ? 'a' : 'b');
+    }
+    const model = await fitLogisticClassifier({ data, rows, dims: 2 }, labels, { rounds: 500, l2: 0 });
+    expect(accuracy(await model.predictBlock({ data, rows, dims: 2 }), labels)).toBeGreaterThanOrEqual(0.97);
+  });
+
+  it('predicts identically after a save and a load', async () => {
+    const train = blobs(3, 30, 5, 4, 3);
+    const model = await fitLogisticClassifier(train.block, train.labels, { rounds: 50 });
+    const json = JSON.parse(JSON.stringify(model.toJSON()));
+    expect(json.format).toBe(LOGISTIC_CLASSIFIER_FORMAT);
+    const loaded = loadLogisticClassifier(json);
+    const test = blobs(3, 20, 5, 5, 3);
+    expect(await loaded.predictBlock(test.block)).toEqual(await model.predictBlock(test.block));
+  });
+
+  it("computes the cross-entropy's gradient natively as its definition says", async () => {
+    const random = seededRandom(6);
+    const [n, p, c] = [7, 4, 3];
+    const x = Float32Array.from({ length: n * p }, () => random() * 2 - 1);
+    const w = Float32Array.from({ length: p * c }, () => random() * 2 - 1);
+    const targets = new Float32Array(n * c);
+    for (let r = 0; r < n; r++) targets[r * c + (r % c)] = 1;
+    const session = await kernelSession('softmaxGradient', { precision: 'float32' });
+    const { gradient } = await session.run({
+      x: new ort.Tensor('float32', x, [n, p]),
+      w: new ort.Tensor('float32', w, [p, c]),
+      targets: new ort.Tensor('float32', targets, [n, c]),
+      invN: new ort.Tensor('float32', Float32Array.of(1 / n), [1]),
+    });
+    const expected = new Float64Array(p * c);
+    for (let r = 0; r < n; r++) {
+      const scores = Array.from({ length: c }, (_, k) => Array.from({ length: p }, (_, d) => x[r * p + d] * w[d * c + k]).reduce((a, b) => a + b, 0));
+      const max = Math.max(...scores);
+      const total = scores.reduce((sum, s) => sum + Math.exp(s - max), 0);
+      for (let k = 0; k < c; k++) {
+        const residual = Math.exp(scores[k] - max) / total - targets[r * c + k];
+        for (let d = 0; d < p; d++) expected[d * c + k] += (x[r * p + d] * residual) / n;
+      }
+    }
+    const got = gradient.data as Float32Array;
+    for (let i = 0; i < p * c; i++) expect(got[i]).toBeCloseTo(expected[i], 5);
+  });
+
+  it('refuses what it cannot fit or predict, with the reason', async () => {
+    const train = blobs(2, 10, 3, 7);
+    await expect(fitLogisticClassifier(train.block, train.labels.map(() => 'only'))).rejects.toThrow(/two classes at least/);
+    await expect(fitLogisticClassifier(train.block, train.labels.slice(1))).rejects.toThrow(/19 labels for 20 rows/);
+    const data = Float32Array.from(train.block.data);
+    data[4] = Number.NaN;
+    await expect(fitLogisticClassifier({ ...train.block, data }, train.labels)).rejects.toThrow(/not finite/);
+    await expect(fitLogisticClassifier(train.block, train.labels, { rounds: 0 })).rejects.toThrow(/rounds must be a positive integer/);
+    const model = await fitLogisticClassifier(train.block, train.labels, { rounds: 5 });
+    await expect(model.predictBlock({ data: new Float32Array(8), rows: 2, dims: 4 })).rejects.toThrow(/takes 3 components, the rows hold 4/);
+    const json = model.toJSON();
+    expect(() => loadLogisticClassifier({ ...json, weights: json.weights.slice(1) })).toThrow(/expected dim \+ 1 = 4/);
+    expect(LogisticClassifierSchema.safeParse({ ...json, scale: [1, 0, 1] }).success).toBe(false);
+    expect(LogisticClassifierSchema.safeParse({ ...json, labels: ['class 0', 'class 0'] }).success).toBe(false);
+  });
+});

@@ -5,11 +5,13 @@
  * within-class covariance is regularised, how much the copies weigh, how many prototypes, in which
  * space they are matched, and a score that mixes the prototype and the class mean.
  *
- *   npx tsx bench/classifier-tuning.ts                  # every variant, four sets (~20 min on 2 loaded cores)
+ *   npx tsx bench/classifier-tuning.ts                  # every variant, five sets (~25 min on 2 loaded cores)
  *   npx tsx bench/classifier-tuning.ts --quick          # the sample's two sets only
  *   npx tsx bench/classifier-tuning.ts --only "PCs 200"  # the variants whose name matches
  *   npx tsx bench/classifier-tuning.ts --transforms     # per-row maps of the features before the PCA, the product and 5-NN
  *   npx tsx bench/classifier-tuning.ts --transforms "L2"  # the transforms whose name matches
+ *   npx tsx bench/classifier-tuning.ts --sets "103"     # the sets whose name matches
+ *   npx tsx bench/classifier-tuning.ts --heads          # the product's head against 5-NN and logistic regression, same copies
  *
  * Copies: the Training images `fieldCopyOf` (lambdas/featurize/field-copies.ts) chooses at the
  * product's 1 in 4, as in `classifier-choice.ts --copies`. Columns as there: clean, field (mean of
@@ -22,7 +24,7 @@ import { ldaClassifierFromStatistics, LdaClassifier } from '../lambdas/analysis/
 import { fieldCopyOf } from '../lambdas/featurize/field-copies';
 import { FIELD_CONDITIONS } from '../evaluate/field-conditions';
 import { Cell, fixed, load, machine, markdownTable, printTable, Table } from './bench-support';
-import { Candidate, evaluate, FeatureTransform, filterRows, knn, loadScenarios, Points, Predictions, rowsOf, Scenario, Score } from './classifier-choice';
+import { Candidate, evaluate, FeatureTransform, filterRows, knn, loadScenarios, logistic, Points, Predictions, rowsOf, Scenario, Score } from './classifier-choice';
 
 const COPY_EVERY = 4;
 
@@ -268,11 +270,11 @@ async function productAndKnn(scenario: Scenario): Promise<{ head: string; score:
 }
 
 /** Each transform of the features, then the product's classifier and 5-NN, on every set. */
-async function transformsTable(quick: boolean, only: RegExp | undefined): Promise<void> {
+async function transformsTable(quick: boolean, only: RegExp | undefined, sets: RegExp | undefined): Promise<void> {
   const rows: Cell[][] = [];
   let names: string[] = [];
   for (const transform of TRANSFORMS.filter((t, i) => i === 0 || !only || only.test(t.name))) {
-    const scenarios = await loadScenarios(quick, PRODUCT.components, transform);
+    const scenarios = (await loadScenarios(quick, PRODUCT.components, transform)).filter((s) => !sets || sets.test(s.name));
     names = scenarios.map((s) => s.name);
     const byHead = new Map<string, Cell[]>();
     for (const full of scenarios) {
@@ -296,13 +298,64 @@ async function transformsTable(quick: boolean, only: RegExp | undefined): Promis
   console.log(`\n${markdownTable(table)}\n`);
 }
 
+/**
+ * Heads other than the LDA's, fitted with the same field copies (1 in COPY_EVERY) where they take
+ * copies: the product, the product over 300 components, 5-NN, and multinomial logistic regression
+ * (classifier-choice.ts: L2 1e-3, 300 rounds) over 100 and 300 components, with and without the copies.
+ */
+async function headsTable(quick: boolean, sets: RegExp | undefined): Promise<void> {
+  const scenarios = (await loadScenarios(quick, 300)).filter((s) => !sets || sets.test(s.name));
+  const heads: { name: string; components: number; candidate: (scenario: Scenario) => Candidate; heldOut: boolean }[] = [
+    { name: 'product (LDA + 8 clean prototypes)', components: 100, candidate: (s) => variantCandidate(PRODUCT, s.classes, s.name), heldOut: true },
+    {
+      name: 'product (LDA + 8 clean prototypes)',
+      components: 300,
+      candidate: (s) => variantCandidate({ ...PRODUCT, name: 'PCs 300', components: 300 }, s.classes, s.name),
+      heldOut: true,
+    },
+    { name: '5-NN', components: 100, candidate: () => knn('5-NN', 5, false, false), heldOut: false },
+    { name: 'logistic regression', components: 300, candidate: (s) => logistic('logistic', 1e-3, false, s.classes.length), heldOut: false },
+    { name: 'logistic regression + copies', components: 100, candidate: (s) => logistic('logistic', 1e-3, true, s.classes.length), heldOut: true },
+    { name: 'logistic regression + copies', components: 300, candidate: (s) => logistic('logistic', 1e-3, true, s.classes.length), heldOut: true },
+  ];
+  const cells = heads.map(() => [] as string[]);
+  for (const full of scenarios) {
+    const scenario = { ...full, augmentation: filterRows(full.augmentation, (_, key) => fieldCopyOf(`input/d/${key}`, COPY_EVERY) !== undefined) };
+    for (const [i, head] of heads.entries()) {
+      const candidate = head.candidate(scenario);
+      const score = await evaluate(scenario, candidate, head.components, false);
+      // A head fitted without the copies has seen no alteration: its field is its held out.
+      const heldOut = head.heldOut ? await evaluate(scenario, candidate, head.components, true) : score;
+      console.log(
+        `  ${head.name}, ${head.components} PCs | ${scenario.name}: clean ${score.clean.toFixed(4)}, field ${score.field.toFixed(4)} ` +
+          `(${FIELD_CONDITIONS.map((c) => score.perCondition[c].toFixed(3)).join(' ')}), held out ${heldOut.field.toFixed(4)}, fit ${score.fitMs.toFixed(0)} ms, ${load()}`,
+      );
+      cells[i].push(`${score.clean.toFixed(3)} / ${score.field.toFixed(3)} / ${heldOut.field.toFixed(3)}`);
+    }
+  }
+  const table: Table = {
+    title: `Heads over the components (copies of 1 in ${COPY_EVERY} where a head takes them): clean / field / field on alterations never seen`,
+    headers: ['head', 'PCs (at most the references less one)', ...scenarios.map((s) => s.name)],
+    rows: heads.map((head, i): Cell[] => [head.name, head.components, ...cells[i]]),
+  };
+  printTable(table);
+  console.log(`\n${markdownTable(table)}\n`);
+}
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const quick = argv.includes('--quick');
+  const sets = argv.includes('--sets') ? new RegExp(argv[argv.indexOf('--sets') + 1]) : undefined;
   if (argv.includes('--transforms')) {
     const pattern = argv[argv.indexOf('--transforms') + 1];
     console.log(`feature transforms: ${machine().cores} cores, ${machine().cpuModel}, ${new Date().toISOString()}, ${load()}`);
-    await transformsTable(quick, pattern && !pattern.startsWith('--') ? new RegExp(pattern) : undefined);
+    await transformsTable(quick, pattern && !pattern.startsWith('--') ? new RegExp(pattern) : undefined, sets);
+    console.log(`finished ${new Date().toISOString()}, ${load()}`);
+    return;
+  }
+  if (argv.includes('--heads')) {
+    console.log(`heads: ${machine().cores} cores, ${machine().cpuModel}, ${new Date().toISOString()}, ${load()}`);
+    await headsTable(quick, sets);
     console.log(`finished ${new Date().toISOString()}, ${load()}`);
     return;
   }
@@ -310,7 +363,7 @@ async function main(): Promise<void> {
   const chosen = variants().filter((v) => v.name === 'product' || !only || only.test(v.name));
   console.log(`classifier tuning: ${machine().cores} cores, ${machine().cpuModel}, ${new Date().toISOString()}, ${load()}`);
   const widest = Math.max(...chosen.map((v) => v.components));
-  const scenarios = await loadScenarios(quick, widest);
+  const scenarios = (await loadScenarios(quick, widest)).filter((s) => !sets || sets.test(s.name));
   const results = new Map<string, Map<string, { score: Score; heldOut: Score }>>();
   for (const full of scenarios) {
     const scenario = { ...full, augmentation: filterRows(full.augmentation, (_, key) => fieldCopyOf(`input/d/${key}`, COPY_EVERY) !== undefined) };

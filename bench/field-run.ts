@@ -9,13 +9,15 @@
  *   npx tsx bench/field-run.ts                     # the sample (~15 min on 2 loaded cores)
  *   npx tsx bench/field-run.ts --dataset <folder>  # another <split>/<label>/<image> folder
  *   npx tsx bench/field-run.ts --classifier knn    # the same with the k-NN
+ *   npx tsx bench/field-run.ts --training ../shared/datasets/fruits-360-103  # that folder's Training
+ *     images as the references (the sample's real Test split judged against its 103 classes)
  *
  * Prints one line per run and a table (accuracy = the run's own predictions.csv against the
  * Test folders' labels, as summary.knn scores it).
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { alterImage, FIELD_CONDITIONS, FieldCondition } from '../evaluate/field-conditions';
 import { runLocally } from '../local/local-run';
 import type { ClassifierKind } from '../lambdas/contracts/handler-env';
@@ -45,18 +47,28 @@ async function alteredTestFolder(dataset: string, condition: FieldCondition, fol
   return photos.length;
 }
 
+/** A folder whose Training split is `training`'s and whose Test split is `dataset`'s (both linked, not copied). */
+function withTrainingOf(dataset: string, training: string, folder: string): string {
+  mkdirSync(folder);
+  symlinkSync(resolve(training, 'Training'), join(folder, 'Training'), 'dir');
+  symlinkSync(resolve(dataset, 'Test'), join(folder, 'Test'), 'dir');
+  return folder;
+}
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const dataset = argValue(argv, 'dataset') ?? SAMPLE;
+  const training = argValue(argv, 'training');
   const classifier = argValue(argv, 'classifier') as ClassifierKind | undefined;
   const config = classifier ? { classifier } : undefined;
   const work = mkdtempSync(join(tmpdir(), 'fruits-field-run-'));
+  const input = training ? withTrainingOf(dataset, training, join(work, 'input')) : dataset;
   const dataDir = join(work, 's3');
   const outDir = join(work, 'out');
-  console.log(`field run: ${machine().cores} cores, ${new Date().toISOString()}, ${load()}, ${dataset}`);
+  console.log(`field run: ${machine().cores} cores, ${new Date().toISOString()}, ${load()}, ${dataset}${training ? `, Training of ${training}` : ''}`);
   const rows: Cell[][] = [];
   try {
-    const model = (await runLocally({ inputDir: dataset, dataDir, outDir, workers: 2, config })).summary;
+    const model = (await runLocally({ inputDir: input, dataDir, outDir, workers: 2, config })).summary;
     if (model.status !== 'SUCCEEDED' || !model.knn) throw new Error(`the model run ${model.runId} did not score its Test split (${model.status})`);
     const line = (condition: string, knn: NonNullable<typeof model.knn>, seconds: number) => {
       console.log(`  ${condition}: ${knn.classifier} ${knn.accuracy.toFixed(4)} (${knn.correct}/${knn.scored}), ${seconds.toFixed(0)} s, ${load()}`);
@@ -78,7 +90,7 @@ async function main(): Promise<void> {
     rmSync(work, { recursive: true, force: true });
   }
   const table: Table = {
-    title: `The product end to end on ${basename(dataset)}: Training clean, Test photos altered (one run per condition, --model-from the clean run)`,
+    title: `The product end to end on ${basename(dataset)}${training ? ` (Training of ${basename(training)})` : ''}: Training clean, Test photos altered (one run per condition, --model-from the clean run)`,
     headers: ['Test photos', 'classifier', 'accuracy', 'correct'],
     rows,
   };

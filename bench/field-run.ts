@@ -12,15 +12,18 @@
  *   npx tsx bench/field-run.ts --training ../shared/datasets/fruits-360-103  # that folder's Training
  *     images as the references (the sample's real Test split judged against its 103 classes)
  *
- * Prints one line per run and a table (accuracy = the run's own predictions.csv against the
- * Test folders' labels, as summary.knn scores it).
+ * Prints one line per run, the clean run's most confused pairs (its report.json), and a table
+ * (accuracy = the run's own predictions.csv against the Test folders' labels, as summary.knn
+ * scores it).
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { alterImage, FIELD_CONDITIONS, FieldCondition } from '../evaluate/field-conditions';
 import { runLocally } from '../local/local-run';
 import type { ClassifierKind } from '../lambdas/contracts/handler-env';
+import { RESULT_FILES } from '../lambdas/contracts/bucket-layout';
+import type { ConfusedPair } from '../lambdas/analysis/classification';
 import { argValue, Cell, fixed, load, machine, markdownTable, printTable, Table } from './bench-support';
 
 const SAMPLE = join(__dirname, '..', '..', 'shared', 'datasets', 'fruits-360-sample');
@@ -55,6 +58,15 @@ function withTrainingOf(dataset: string, training: string, folder: string): stri
   return folder;
 }
 
+/** The clean run's largest off-diagonal cells of its confusion (report.json), `actual -> predicted: count`. */
+function mostConfused(outDir: string | undefined): string {
+  const report = outDir ? join(outDir, RESULT_FILES.report) : undefined;
+  if (!report || !existsSync(report)) return 'no report.json';
+  const classification = (JSON.parse(readFileSync(report, 'utf8')) as { classification?: { mostConfused?: ConfusedPair[] } }).classification;
+  const pairs = classification?.mostConfused ?? [];
+  return pairs.length === 0 ? 'none' : pairs.slice(0, 10).map((p) => `${p.actual} -> ${p.predicted}: ${p.count}`).join('; ');
+}
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const dataset = argValue(argv, 'dataset') ?? SAMPLE;
@@ -75,6 +87,7 @@ async function main(): Promise<void> {
       rows.push([condition, knn.classifier, fixed(knn.accuracy, 3), `${knn.correct}/${knn.scored}`]);
     };
     line('clean', model.knn, model.seconds);
+    console.log(`  most confused (clean): ${mostConfused(model.outDir)}`);
     const field: number[] = [];
     for (const condition of FIELD_CONDITIONS) {
       const folder = join(work, `test-${condition}`);

@@ -211,11 +211,7 @@ export async function loadScenarios(quick: boolean, components = MAX_COMPONENTS,
   scenarios.unshift(await scenarioOf('fruits-360-103', f103.train, f103.trainAugmented, f103.test, f103.testAltered, components, standardise));
   // The sample's real Test split among all 103 classes: the nearest this machine gets to the
   // whole dataset's real Test split (a separate recording, judged against every class).
-  scenarios.splice(
-    2,
-    0,
-    await scenarioOf(REAL_TEST_103, f103.train, f103.trainAugmented, sample.test, sample.testAltered, components, standardise),
-  );
+  scenarios.splice(2, 0, await scenarioOf(REAL_TEST_103, f103.train, f103.trainAugmented, sample.test, sample.testAltered, components, standardise));
   // Few references: 20 classes, 30 of each class's 60 Training images, a fixed seeded draw.
   const random = seededRandom(20);
   const shuffle = <T>(items: T[]) => {

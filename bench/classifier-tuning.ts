@@ -24,7 +24,20 @@ import { ldaClassifierFromStatistics, LdaClassifier } from '../lambdas/analysis/
 import { fieldCopyOf } from '../lambdas/featurize/field-copies';
 import { FIELD_CONDITIONS } from '../evaluate/field-conditions';
 import { Cell, fixed, load, machine, markdownTable, printTable, Table } from './bench-support';
-import { Candidate, evaluate, FeatureTransform, filterRows, knn, loadScenarios, logistic, Points, Predictions, rowsOf, Scenario, Score } from './classifier-choice';
+import {
+  Candidate,
+  evaluate,
+  FeatureTransform,
+  filterRows,
+  knn,
+  loadScenarios,
+  logistic,
+  Points,
+  Predictions,
+  rowsOf,
+  Scenario,
+  Score,
+} from './classifier-choice';
 
 const COPY_EVERY = 4;
 

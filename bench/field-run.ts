@@ -64,7 +64,12 @@ function mostConfused(outDir: string | undefined): string {
   if (!report || !existsSync(report)) return 'no report.json';
   const classification = (JSON.parse(readFileSync(report, 'utf8')) as { classification?: { mostConfused?: ConfusedPair[] } }).classification;
   const pairs = classification?.mostConfused ?? [];
-  return pairs.length === 0 ? 'none' : pairs.slice(0, 10).map((p) => `${p.actual} -> ${p.predicted}: ${p.count}`).join('; ');
+  return pairs.length === 0
+    ? 'none'
+    : pairs
+        .slice(0, 10)
+        .map((p) => `${p.actual} -> ${p.predicted}: ${p.count}`)
+        .join('; ');
 }
 
 async function main(): Promise<void> {

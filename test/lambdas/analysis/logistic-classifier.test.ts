@@ -99,7 +99,12 @@ describe('logistic regression (lambdas/analysis/logistic-classifier.ts)', () => 
 
   it('refuses what it cannot fit or predict, with the reason', async () => {
     const train = blobs(2, 10, 3, 7);
-    await expect(fitLogisticClassifier(train.block, train.labels.map(() => 'only'))).rejects.toThrow(/two classes at least/);
+    await expect(
+      fitLogisticClassifier(
+        train.block,
+        train.labels.map(() => 'only'),
+      ),
+    ).rejects.toThrow(/two classes at least/);
     await expect(fitLogisticClassifier(train.block, train.labels.slice(1))).rejects.toThrow(/19 labels for 20 rows/);
     const data = Float32Array.from(train.block.data);
     data[4] = Number.NaN;

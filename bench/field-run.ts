@@ -9,6 +9,7 @@
  *   npx tsx bench/field-run.ts                     # the sample (~15 min on 2 loaded cores)
  *   npx tsx bench/field-run.ts --dataset <folder>  # another <split>/<label>/<image> folder
  *   npx tsx bench/field-run.ts --classifier knn    # the same with the k-NN
+ *   npx tsx bench/field-run.ts --classifier logistic --components 300  # logistic regression over 300 components
  *   npx tsx bench/field-run.ts --training ../shared/datasets/fruits-360-103  # that folder's Training
  *     images as the references (the sample's real Test split judged against its 103 classes)
  *
@@ -77,12 +78,15 @@ async function main(): Promise<void> {
   const dataset = argValue(argv, 'dataset') ?? SAMPLE;
   const training = argValue(argv, 'training');
   const classifier = argValue(argv, 'classifier') as ClassifierKind | undefined;
-  const config = classifier ? { classifier } : undefined;
+  const components = argValue(argv, 'components');
+  const config = { ...(classifier ? { classifier } : {}), ...(components ? { pcaComponents: Number(components) } : {}) };
   const work = mkdtempSync(join(tmpdir(), 'fruits-field-run-'));
   const input = training ? withTrainingOf(dataset, training, join(work, 'input')) : dataset;
   const dataDir = join(work, 's3');
   const outDir = join(work, 'out');
-  console.log(`field run: ${machine().cores} cores, ${new Date().toISOString()}, ${load()}, ${dataset}${training ? `, Training of ${training}` : ''}`);
+  console.log(
+    `field run: ${machine().cores} cores, ${new Date().toISOString()}, ${load()}, ${dataset}${training ? `, Training of ${training}` : ''}, config ${JSON.stringify(config)}`,
+  );
   const rows: Cell[][] = [];
   try {
     const model = (await runLocally({ inputDir: input, dataDir, outDir, workers: 2, config })).summary;

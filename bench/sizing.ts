@@ -11,6 +11,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultConfig, PipelineConfig, PipelineConfigInput } from '../lib/config';
+import type { ClassifierKind } from '../lambdas/contracts/handler-env';
 import { markdownTable, Table, withDocSection } from './bench-support';
 import {
   ARCHITECTURES,
@@ -54,12 +55,18 @@ export interface GoalCandidate {
   readonly rows: Record<(typeof ARCHITECTURES)[number], CostRow>;
 }
 
+/** The cost model's classifier: it has measured figures for the LDA and k-NN stages, none yet for logistic regression's. */
+function costedClassifier(classifier: ClassifierKind): Classifier {
+  if (classifier === 'logistic') throw new Error('the cost model has no figures for classifier logistic: size with lda or knn');
+  return classifier;
+}
+
 /** Every searched setting at GOAL.images with the default classifier and field copies, both architectures. */
 export function goalSearch(measured: FeaturizeMeasured = RECORDED.featurize, base: PipelineConfigInput = {}): GoalCandidate[] {
   return FEATURIZE_MEMORIES.flatMap((featurizeMemoryMb) =>
     FEATURIZE_CONCURRENCIES.map((maxConcurrency) => {
       const config = defaultConfig({ ...base, featurizeMemoryMb, maxConcurrency });
-      const options = { classifier: config.classifier };
+      const options = { classifier: costedClassifier(config.classifier) };
       const rows = {
         x86_64: costModel(measured, GOAL.images, 'x86_64', config, options),
         arm64: costModel(measured, GOAL.images, 'arm64', config, options),

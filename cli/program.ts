@@ -95,7 +95,7 @@ function addRunCommand(program: Command): void {
     .addOption(
       new Option(
         '--classifier <kind>',
-        "what predicts the non-Training images: lda (fitted once, saved in pca-model.json) or knn (default: cdk.json's, lda)",
+        "what predicts the non-Training images: lda or logistic (fitted once, saved in pca-model.json), or knn (default: cdk.json's, lda)",
       ).choices([...CLASSIFIERS]),
     )
     .option(

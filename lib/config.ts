@@ -106,7 +106,7 @@ export const PipelineConfigSchema = z
      * Each copy costs about one more image of featurize time.
      */
     fieldCopyEvery: handlerInt(FEATURIZE.fieldCopyEvery).default(FEATURIZE.fieldCopyEvery.default),
-    /** What predicts every non-Training image: `lda` (saved in pca-model.json) or `knn` (AGGREGATE_SETTINGS.classifier). */
+    /** What predicts every non-Training image: `lda` or `logistic` (saved in pca-model.json), or `knn` (AGGREGATE_SETTINGS.classifier). */
     classifier: z.enum(CLASSIFIERS).default(AGGREGATE.classifier.default),
     /** Also write the raw feature vectors as embeddings.parquet (AGGREGATE_SETTINGS.keepEmbeddings). */
     keepEmbeddings: z.boolean().default(AGGREGATE.keepEmbeddings.default),

@@ -207,7 +207,7 @@ export async function galleryOf(
       predicted: candidate.predicted,
       confidence: candidate.confidence,
       distance: candidate.distance,
-      nearest: await imageOf(candidate.nearestKey, candidate.nearestLabel),
+      ...(candidate.nearestKey ? { nearest: await imageOf(candidate.nearestKey, candidate.nearestLabel) } : {}),
     });
   }
   return entries;

@@ -50,6 +50,7 @@ export function aggregateWorkKeys(workPrefix: string) {
     queries: (g: number) => `${base}queries/${group(g)}.fsh`,
     classStatistics: (g: number) => `${base}class-statistics/${group(g)}.json`,
     prototypeSample: (g: number) => `${base}prototype-sample/${group(g)}.fsh`,
+    copySample: (g: number) => `${base}copy-sample/${group(g)}.fsh`,
     classifier: `${base}classifier.json`,
     featuresCsv: (g: number) => `${base}features/${group(g)}.csv`,
     predictionsCsv: (g: number) => `${base}predictions/${group(g)}.csv`,
@@ -129,7 +130,9 @@ export interface GalleryCandidate {
   label: string;
   predicted: string;
   confidence: number;
-  distance: number;
+  /** Distance to what decided it; absent for a head that decides by no reference or prototype (logistic regression). */
+  distance?: number;
+  /** The Training image behind it, '' when there is none. */
   nearestKey: string;
   nearestLabel: string;
 }

@@ -25,11 +25,13 @@ import {
 } from '../analysis/class-statistics';
 import { DEFAULT_LDA_SHRINKAGE, DEFAULT_PROTOTYPES, LdaClassifierJson, LdaClassifierSchema, ldaClassifierFromStatistics } from '../analysis/lda-classifier';
 import { DEFAULT_KNN_NEIGHBOURS } from '../analysis/knn';
+import { fitLogisticClassifier, LOGISTIC_CLASSIFIER_FORMAT, LogisticClassifierSchema } from '../analysis/logistic-classifier';
 import { referencesFeaturizerId } from '../analysis/pca-model';
-import { PrototypeSample } from '../analysis/prototype-sample';
+import { PROTOTYPE_SAMPLE_PER_CLASS, PrototypeSample } from '../analysis/prototype-sample';
 import { decodeFeatureShard, encodeFeatureShard, FeatureShard } from '../bookkeeping/feature-shard';
 import type { NativeProjector } from '../analysis/native-kernels';
 import { splitOfKey } from '../analysis/knn';
+import type { ClassifierDescription } from '../analysis/classification';
 import { DEFAULT_CLASSIFIER } from '../contracts/handler-env';
 import type { RunSettings } from '../contracts/events';
 import { MissingObjectError, putObject, readText } from '../aws/s3-client';
@@ -50,6 +52,13 @@ export const ClassifierRecordSchema = z.discriminatedUnion('classifier', [
     timingsMs: z.record(z.string(), z.number()),
   }),
   z.object({
+    classifier: z.literal('logistic'),
+    model: LogisticClassifierSchema,
+    /** This run fitted it (false: the saved model's, not refitted). */
+    fitted: z.boolean(),
+    timingsMs: z.record(z.string(), z.number()),
+  }),
+  z.object({
     classifier: z.literal('knn'),
     neighbours: z.number().int().min(1),
     /** Why k-NN, when the setting asked for the LDA. */
@@ -57,6 +66,18 @@ export const ClassifierRecordSchema = z.discriminatedUnion('classifier', [
   }),
 ]);
 export type ClassifierRecord = z.infer<typeof ClassifierRecordSchema>;
+
+/** What report.json says of the classifier a record holds. */
+export function describeClassifier(record: ClassifierRecord): ClassifierDescription {
+  switch (record.classifier) {
+    case 'lda':
+      return { classifier: 'lda', shrinkage: record.model.shrinkage, prototypes: record.prototypes };
+    case 'logistic':
+      return { classifier: 'logistic', l2: record.model.l2, rounds: record.model.rounds };
+    case 'knn':
+      return { classifier: 'knn', neighbours: record.neighbours };
+  }
+}
 
 /** The run's classifier, or undefined when the fit stage found nothing to fit it on. */
 export async function readClassifierRecord(s3: S3Client, run: RunSettings): Promise<ClassifierRecord | undefined> {
@@ -68,10 +89,17 @@ export async function readClassifierRecord(s3: S3Client, run: RunSettings): Prom
   }
 }
 
-/** One group's Training rows as the LDA's fit needs them, accumulated in the project stage. */
+/**
+ * Field copies kept per class for a head fitted on rows (logistic regression): a quarter of the
+ * clean rows' sample, as the featurize children copy one Training image in four by default.
+ */
+export const COPY_SAMPLE_PER_CLASS = PROTOTYPE_SAMPLE_PER_CLASS / 4;
+
+/** One group's Training rows as the classifier's fit needs them, accumulated in the project stage. */
 export class ClassifierInputs {
   private readonly statistics: ClassStatisticsAccumulator;
   private readonly sample = new PrototypeSample();
+  private readonly copies = new PrototypeSample(COPY_SAMPLE_PER_CLASS);
 
   constructor(readonly k: number) {
     this.statistics = new ClassStatisticsAccumulator(k);
@@ -85,7 +113,8 @@ export class ClassifierInputs {
   /**
    * The shard's field copies (lambdas/featurize/field-copies.ts) of the Training rows this group
    * keeps (`excluded`: the rows the moments stage left out, whose copies stay out too), projected,
-   * as rows of their class in the statistics only: the prototypes stay the clean rows' own.
+   * as rows of their class in the statistics and in a per-class sample of the copies (for a head
+   * fitted on rows): the prototypes stay the clean rows' own.
    */
   async addFieldCopies(projector: NativeProjector, shard: FeatureShard, excluded: ReadonlySet<number>): Promise<number> {
     const { header, vectors } = shard;
@@ -99,6 +128,7 @@ export class ClassifierInputs {
       const row = scores.subarray(c * this.k, (c + 1) * this.k);
       if (!kept.has(key) || !row.every(Number.isFinite)) return;
       this.statistics.add(copies.labels[c], row);
+      this.copies.offer(key, copies.labels[c], row);
       added++;
     });
     return added;
@@ -109,19 +139,37 @@ export class ClassifierInputs {
     const stats = this.statistics.statistics();
     if (stats.classes.length === 0) return;
     await putObject(s3, run.bucket, work.classStatistics(group), JSON.stringify(classStatisticsToJson(stats)), 'application/json');
-    const rows = this.sample.rows();
-    const vectors = new Float32Array(rows.length * this.k);
-    rows.forEach((row, r) => vectors.set(row.scores, r * this.k));
-    const header = {
-      featurizer: referencesFeaturizerId(featurizer, this.k),
-      dim: this.k,
-      keys: rows.map((row) => row.key),
-      labels: rows.map((row) => row.label),
-      failed: [],
-      skipped: [],
-    };
-    await putObject(s3, run.bucket, work.prototypeSample(group), encodeFeatureShard({ header, vectors }), 'application/octet-stream');
+    const samples: [PrototypeSample, string][] = [
+      [this.sample, work.prototypeSample(group)],
+      [this.copies, work.copySample(group)],
+    ];
+    for (const [sample, key] of samples) {
+      const rows = sample.rows();
+      if (rows.length === 0 && sample === this.copies) continue;
+      const vectors = new Float32Array(rows.length * this.k);
+      rows.forEach((row, r) => vectors.set(row.scores, r * this.k));
+      const header = {
+        featurizer: referencesFeaturizerId(featurizer, this.k),
+        dim: this.k,
+        keys: rows.map((row) => row.key),
+        labels: rows.map((row) => row.label),
+        failed: [],
+        skipped: [],
+      };
+      await putObject(s3, run.bucket, key, encodeFeatureShard({ header, vectors }), 'application/octet-stream');
+    }
   }
+}
+
+/** The groups' parts of one sample (`partKey`), merged: the rows of the whole run's sample. */
+async function mergedSample(deps: AggregateRunDeps, run: RunSettings, groups: number, partKey: (group: number) => string, perClass: number) {
+  const sample = new PrototypeSample(perClass);
+  for await (const part of groupPartsInOrder(deps.s3, run.bucket, groups, partKey)) {
+    if (!part) continue;
+    const { header, vectors } = decodeFeatureShard(part);
+    sample.absorb(header.keys.map((key, r) => ({ key, label: header.labels[r], scores: vectors.subarray(r * header.dim, (r + 1) * header.dim) })));
+  }
+  return sample.rows();
 }
 
 export async function fitClassifier(run: RunSettings, groups: number, deps: AggregateRunDeps): Promise<{ classifier: string }> {
@@ -135,41 +183,58 @@ export async function fitClassifier(run: RunSettings, groups: number, deps: Aggr
   let chosen: ClassifierRecord | undefined;
   if (record.pcaModelKey !== undefined) {
     const saved = model.classifier;
-    if (saved && (wanted === 'lda' || record.references === 0)) {
-      chosen = { classifier: 'lda', model: saved, fitted: false, prototypes: prototypesPerClass(saved), timingsMs: {} };
+    if (saved && (wanted !== 'knn' || record.references === 0)) {
+      chosen =
+        saved.format === LOGISTIC_CLASSIFIER_FORMAT
+          ? { classifier: 'logistic', model: saved, fitted: false, timingsMs: {} }
+          : { classifier: 'lda', model: saved, fitted: false, prototypes: prototypesPerClass(saved), timingsMs: {} };
     } else if (record.references > 0) {
-      chosen = knn(wanted === 'lda' ? `the model of run ${model.runId} holds no classifier: k-NN against its references` : undefined);
+      chosen = knn(wanted !== 'knn' ? `the model of run ${model.runId} holds no classifier: k-NN against its references` : undefined);
     }
   } else if (record.references > 0) {
     if (wanted === 'knn') chosen = knn();
     else {
       const stats = await mergedStatistics(deps, run, groups);
-      if (!stats || stats.classes.length < 2) chosen = knn(`the Training rows hold ${stats?.classes.length ?? 0} class: the LDA needs two`);
+      if (!stats || stats.classes.length < 2)
+        chosen = knn(`the Training rows hold ${stats?.classes.length ?? 0} class: the ${wanted === 'lda' ? 'LDA' : 'logistic regression'} needs two`);
       else {
         const merged = clock.lap();
-        const sample = new PrototypeSample();
-        for await (const part of groupPartsInOrder(deps.s3, run.bucket, groups, work.prototypeSample)) {
-          if (!part) continue;
-          const { header, vectors } = decodeFeatureShard(part);
-          sample.absorb(header.keys.map((key, r) => ({ key, label: header.labels[r], scores: vectors.subarray(r * header.dim, (r + 1) * header.dim) })));
-        }
-        const rows = sample.rows();
+        const rows = await mergedSample(deps, run, groups, work.prototypeSample, PROTOTYPE_SAMPLE_PER_CLASS);
         const dims = stats.dim;
-        const block = { data: new Float32Array(rows.length * dims), rows: rows.length, dims };
-        rows.forEach((row, r) => block.data.set(row.scores.subarray(0, dims), r * dims));
-        const fitted = await ldaClassifierFromStatistics(stats, { shrinkage: DEFAULT_LDA_SHRINKAGE }).withPrototypesBlock(
-          block,
-          rows.map((row) => row.label),
-          DEFAULT_PROTOTYPES,
-          rows.map((row) => row.key),
-        );
-        chosen = {
-          classifier: 'lda',
-          model: fitted.toJSON(),
-          fitted: true,
-          prototypes: DEFAULT_PROTOTYPES,
-          timingsMs: { mergeStatistics: merged, fitClassifier: clock.lap() },
-        };
+        if (wanted === 'logistic') {
+          // Fitted on rows: the clean rows' sample and the copies' (the statistics serve the check above only).
+          const copies = await mergedSample(deps, run, groups, work.copySample, COPY_SAMPLE_PER_CLASS);
+          const all = [...rows, ...copies];
+          const block = { data: new Float32Array(all.length * dims), rows: all.length, dims };
+          all.forEach((row, r) => block.data.set(row.scores.subarray(0, dims), r * dims));
+          const sampled = clock.lap();
+          const fitted = await fitLogisticClassifier(
+            block,
+            all.map((row) => row.label),
+          );
+          chosen = {
+            classifier: 'logistic',
+            model: fitted.toJSON(),
+            fitted: true,
+            timingsMs: { mergeStatistics: merged, readSamples: sampled, fitClassifier: clock.lap() },
+          };
+        } else {
+          const block = { data: new Float32Array(rows.length * dims), rows: rows.length, dims };
+          rows.forEach((row, r) => block.data.set(row.scores.subarray(0, dims), r * dims));
+          const fitted = await ldaClassifierFromStatistics(stats, { shrinkage: DEFAULT_LDA_SHRINKAGE }).withPrototypesBlock(
+            block,
+            rows.map((row) => row.label),
+            DEFAULT_PROTOTYPES,
+            rows.map((row) => row.key),
+          );
+          chosen = {
+            classifier: 'lda',
+            model: fitted.toJSON(),
+            fitted: true,
+            prototypes: DEFAULT_PROTOTYPES,
+            timingsMs: { mergeStatistics: merged, fitClassifier: clock.lap() },
+          };
+        }
       }
     }
   }
@@ -177,7 +242,11 @@ export async function fitClassifier(run: RunSettings, groups: number, deps: Aggr
   await putObject(s3, run.bucket, work.classifier, JSON.stringify(chosen), 'application/json');
   log?.info('classifier ready', {
     classifier: chosen.classifier,
-    ...(chosen.classifier === 'lda' ? { fitted: chosen.fitted, prototypes: chosen.model.prototypes.length, ms: clock.total() } : { note: chosen.note }),
+    ...(chosen.classifier === 'lda'
+      ? { fitted: chosen.fitted, prototypes: chosen.model.prototypes.length, ms: clock.total() }
+      : chosen.classifier === 'logistic'
+        ? { fitted: chosen.fitted, rows: chosen.model.count, ms: clock.total() }
+        : { note: chosen.note }),
   });
   return { classifier: chosen.classifier };
 }

@@ -14,10 +14,11 @@
  * them), its confusion counts, and a few misclassified rows with the Training image that decided
  * them for report.html's gallery.
  */
-import { ClassificationTally, ClassifierDescription } from '../analysis/classification';
+import { ClassificationTally } from '../analysis/classification';
 import { splitOfKey } from '../analysis/knn';
 import type { ReferenceRows } from '../analysis/pca-model';
 import { LdaClassifier, LdaClassifierJson } from '../analysis/lda-classifier';
+import { LogisticClassifier, LogisticClassifierJson } from '../analysis/logistic-classifier';
 import { mergeNeighbourLists, NativeNeighbourSearch, NeighbourLists, voteNeighbours } from '../analysis/native-kernels';
 import { decodeFeatureShard } from '../bookkeeping/feature-shard';
 import { predictionsCsvRow } from '../outputs/features-csv';
@@ -34,7 +35,7 @@ import {
 } from './aggregate-shared';
 import { aggregateWorkKeys, ClassifyTally, GalleryCandidate, referencesPartKey } from './aggregate-work';
 import { readFitRecordOnly } from './fit-stage';
-import { readClassifierRecord } from './classifier-stage';
+import { describeClassifier, readClassifierRecord } from './classifier-stage';
 
 /**
  * References as the classify stage reads them, one part at a time, each with its keys and labels:
@@ -59,7 +60,8 @@ async function* referenceParts(deps: AggregateRunDeps, run: RunSettings, record:
 interface RowPrediction {
   label: string;
   confidence: number;
-  distance: number;
+  /** Undefined for logistic regression: no prototype or reference decided it. */
+  distance: number | undefined;
   nearestKey: string;
   nearestLabel: string;
 }
@@ -78,11 +80,10 @@ export async function classifyGroup(run: RunSettings, group: number, deps: Aggre
   const { predictions, referenceClasses, references } =
     classifier.classifier === 'lda'
       ? await ldaPredictions(classifier.model, queries)
-      : await knnPredictions(deps, run, record, queries, classifier.neighbours, group);
-  const description: ClassifierDescription =
-    classifier.classifier === 'lda'
-      ? { classifier: 'lda', shrinkage: classifier.model.shrinkage, prototypes: classifier.prototypes }
-      : { classifier: 'knn', neighbours: classifier.neighbours };
+      : classifier.classifier === 'logistic'
+        ? await logisticPredictions(classifier.model, queries)
+        : await knnPredictions(deps, run, record, queries, classifier.neighbours, group);
+  const description = describeClassifier(classifier);
 
   const tally = new ClassificationTally(description, k, record.references, record.pcaModelKey ? referenceClasses : undefined);
   const gallery: GalleryCandidate[] = [];
@@ -135,6 +136,21 @@ async function ldaPredictions(json: LdaClassifierJson, queries: { data: Float32A
     confidence: p.confidence,
     distance: p.distance,
     nearestKey: json.prototypeKeys?.[p.prototype] ?? '',
+    nearestLabel: p.label,
+  }));
+  return { predictions, referenceClasses: new Set(json.labels), references: json.count };
+}
+
+/**
+ * Logistic regression's predictions: one product and a softmax per row, no references read. It
+ * has no prototype: no distance (an empty cell) and no Training image to show beside a miss.
+ */
+async function logisticPredictions(json: LogisticClassifierJson, queries: { data: Float32Array; rows: number; dims: number }) {
+  const predictions: RowPrediction[] = (await new LogisticClassifier(json).predictBlock(queries)).map((p) => ({
+    label: p.label,
+    confidence: p.confidence,
+    distance: undefined,
+    nearestKey: '',
     nearestLabel: p.label,
   }));
   return { predictions, referenceClasses: new Set(json.labels), references: json.count };

@@ -12,7 +12,7 @@
  *   README, report.json (the fit's proof of completeness and counts, the classification merged
  *   from the groups' counts) and report.html (with the gallery of misclassified images).
  */
-import { ClassificationReport, ClassificationTally, ClassifierDescription } from '../analysis/classification';
+import { ClassificationReport, ClassificationTally } from '../analysis/classification';
 import { DEFAULT_KNN_NEIGHBOURS } from '../analysis/knn';
 import { KnnReferencesPointer, pcaFitOf, SavedPcaModel } from '../analysis/pca-model';
 import type { PcaFit } from '../analysis/streaming-pca';
@@ -38,7 +38,7 @@ import {
 } from './aggregate-shared';
 import { aggregateWorkKeys, ClassifyTally, ClassifyTallySchema, partKey, ProjectTally, ProjectTallySchema, referencesPartFile } from './aggregate-work';
 import { FitRecord, readFitRecord } from './fit-stage';
-import { ClassifierRecord, readClassifierRecord } from './classifier-stage';
+import { ClassifierRecord, describeClassifier, readClassifierRecord } from './classifier-stage';
 import { DEFAULT_CLASSIFIER } from '../contracts/handler-env';
 
 const CSV_TYPE = 'text/csv; charset=utf-8';
@@ -204,14 +204,14 @@ async function publishTables(run: RunSettings, groups: number, { fit, groupIndic
 }
 
 /**
- * A fitting run's model, with the LDA it fitted and the references parts the project stage wrote
+ * A fitting run's model, with the classifier it fitted and the references parts the project stage wrote
  * beside it, as their tallies state them (no part is read). Whether it names references.
  */
 async function publishModel(run: RunSettings, inputs: PublishInputs, deps: AggregateRunDeps): Promise<boolean> {
   const { model, classifier } = inputs;
   const pointer = referencesPointer(inputs.projected);
-  const lda = classifier?.classifier === 'lda' && classifier.fitted ? { classifier: classifier.model } : {};
-  const json = JSON.stringify({ ...model, ...(pointer ? { knnReferences: pointer } : {}), ...lda });
+  const fitted = classifier && classifier.classifier !== 'knn' && classifier.fitted ? { classifier: classifier.model } : {};
+  const json = JSON.stringify({ ...model, ...(pointer ? { knnReferences: pointer } : {}), ...fitted });
   await putObject(deps.s3, run.bucket, outputKeys(run.outputPrefix).model, json, 'application/json');
   return pointer !== undefined;
 }
@@ -231,10 +231,7 @@ function mergedClassification(
 ): ClassificationReport {
   if (!classifying || !classifier)
     return { status: 'skipped', reason: record.classificationSkipped ?? 'no classifier: the run has no Training rows to fit one on' };
-  const description: ClassifierDescription =
-    classifier.classifier === 'lda'
-      ? { classifier: 'lda', shrinkage: classifier.model.shrinkage, prototypes: classifier.prototypes }
-      : { classifier: 'knn', neighbours: classifier.neighbours };
+  const description = describeClassifier(classifier);
   if (classifier.classifier === 'knn' && classifier.note) report.warn(classifier.note);
   // A projecting run's groups scored the rows of the references' classes; the set only marks that scope here.
   const tally = new ClassificationTally(description, fit.k, record.references, projecting ? new Set<string>() : undefined);
@@ -289,7 +286,7 @@ async function publishReadme(
     dim: record.dim,
     classified: classification.status === 'classified',
     classifier: classification.status === 'classified' ? classification.classifier : undefined,
-    savedClassifier: !projecting && classifier?.classifier === 'lda' && classifier.fitted,
+    savedClassifier: !projecting && classifier !== undefined && classifier.classifier !== 'knn' && classifier.fitted,
     embeddings: settings.keepEmbeddings ?? false,
     references: savedReferences,
     singleParquet,

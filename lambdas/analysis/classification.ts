@@ -34,7 +34,10 @@ export interface ConfusedPair extends ConfusionCell {
 }
 
 /** Which classifier predicted, with what makes it up. */
-export type ClassifierDescription = { classifier: 'lda'; shrinkage: number; prototypes: number } | { classifier: 'knn'; neighbours: number };
+export type ClassifierDescription =
+  | { classifier: 'lda'; shrinkage: number; prototypes: number }
+  | { classifier: 'logistic'; l2: number; rounds: number }
+  | { classifier: 'knn'; neighbours: number };
 
 /** Mean softmax probability (LDA) or vote share (k-NN) of the scored predictions: all, right, wrong. */
 export interface ConfidenceSummary {
@@ -75,11 +78,14 @@ export type ClassificationReport =
 export const CLASSIFIER_METHODS = {
   knn: 'k-NN: Euclidean distance over the PCA components, majority vote of the k nearest Training rows, a tie going to the label whose voting neighbours are nearest in total; confidence = the vote share of the label',
   lda: "shrinkage LDA over the PCA components, then the nearest of the k-means prototypes of each class's Training rows in the discriminant space; confidence = the softmax probability of the class scores",
+  logistic:
+    'multinomial logistic regression over the standardised PCA components, fitted on a per-class sample of the Training rows and their field copies; confidence = the softmax probability of the predicted class',
 } as const;
 
-/** The classifier's short name: `LDA` or `5-NN`. */
+/** The classifier's short name: `LDA`, `logistic regression` or `5-NN`. */
 export function classifierName(description: ClassifierDescription): string {
-  return description.classifier === 'lda' ? 'LDA' : `${description.neighbours}-NN`;
+  if (description.classifier === 'lda') return 'LDA';
+  return description.classifier === 'logistic' ? 'logistic regression' : `${description.neighbours}-NN`;
 }
 
 /** A ClassificationTally's counts as plain JSON. */

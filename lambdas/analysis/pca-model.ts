@@ -24,6 +24,7 @@ import { numberArray, numberRows } from '../contracts/number-arrays';
 import { RUN_ID_PATTERN } from '../contracts/bucket-layout';
 import { decodeFeatureShard, encodeFeatureShard } from '../bookkeeping';
 import { LdaClassifierSchema } from './lda-classifier';
+import { LogisticClassifierSchema } from './logistic-classifier';
 import type { ComponentSelection, PcaFit } from './streaming-pca';
 
 export const PCA_MODEL_FORMAT = 'fruits-pipeline/pca-model@1';
@@ -88,8 +89,11 @@ export const PcaModelSchema = z
     explainedVarianceRatio: numberArray('nonnegative'),
     explainedVariance: z.number().finite(),
     knnReferences: KnnReferencesPointerSchema.optional(),
-    /** The LDA the model run fitted over these components (a run with Training rows of two classes or more). */
-    classifier: LdaClassifierSchema.optional(),
+    /**
+     * The classifier the model run fitted over these components (a run with Training rows of two
+     * classes or more): the LDA or logistic regression, told apart by `format`.
+     */
+    classifier: z.union([LdaClassifierSchema, LogisticClassifierSchema]).optional(),
   })
   .passthrough()
   .superRefine((model, context) => {

@@ -84,9 +84,11 @@ export const FEATURIZE_SETTINGS = {
 /**
  * What predicts the rows outside Training/: `lda`, shrinkage LDA with prototypes, fitted once per
  * run and saved in pca-model.json (lambdas/analysis/lda-classifier.ts, chosen in
- * docs/FEATURE-CHOICE.md); `knn`, the vote of the nearest Training rows.
+ * docs/FEATURE-CHOICE.md); `logistic`, multinomial logistic regression fitted on a per-class
+ * sample of the Training rows and their field copies, saved the same way
+ * (lambdas/analysis/logistic-classifier.ts); `knn`, the vote of the nearest Training rows.
  */
-export const CLASSIFIERS = ['lda', 'knn'] as const;
+export const CLASSIFIERS = ['lda', 'logistic', 'knn'] as const;
 export type ClassifierKind = (typeof CLASSIFIERS)[number];
 
 /** The aggregate function's settings: the PCA, the groups of its fanned-out stages, the classification and optional outputs. */

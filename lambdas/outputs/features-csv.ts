@@ -88,9 +88,10 @@ export function predictionsCsvRow(
   split: string | undefined,
   predicted: string,
   confidence: number,
-  nearestDistance: number,
+  nearestDistance: number | undefined,
 ): string {
-  return `${csvTextField(key)},${csvTextField(label)},${split ?? ''},${csvTextField(predicted)},${formatNumber(confidence, CONFIDENCE_DIGITS)},${formatNumber(nearestDistance)}${CSV_LINE_BREAK}`;
+  const distance = nearestDistance === undefined ? '' : formatNumber(nearestDistance);
+  return `${csvTextField(key)},${csvTextField(label)},${split ?? ''},${csvTextField(predicted)},${formatNumber(confidence, CONFIDENCE_DIGITS)},${distance}${CSV_LINE_BREAK}`;
 }
 
 /** A confidence to 4 significant digits: finer says nothing, and round-off never shows. */

@@ -4,6 +4,7 @@
  * description, two renderings, so they cannot disagree.
  */
 import { RESULT_FILES } from '../contracts/bucket-layout';
+import type { ClassifierKind } from '../contracts/handler-env';
 
 export interface ColumnDescription {
   name: string;
@@ -30,9 +31,9 @@ export interface OutputSchemaInput {
   /** Feature vector length (embeddings.parquet columns). */
   dim: number;
   classified: boolean;
-  /** What predicted: the LDA (pca-model.json's `classifier`) or k-NN. @default 'knn' */
-  classifier?: 'lda' | 'knn';
-  /** pca-model.json holds the LDA this run fitted. @default false */
+  /** What predicted: the LDA or logistic regression (pca-model.json's `classifier`), or k-NN. @default 'knn' */
+  classifier?: ClassifierKind;
+  /** pca-model.json holds the classifier this run fitted. @default false */
   savedClassifier?: boolean;
   embeddings: boolean;
   /** The references parts knn-references/part-*.fsh were written (a fitting run with Training rows). @default false */
@@ -126,37 +127,42 @@ function featuresFiles({ k, projectedWith, singleParquet }: SchemaOptions): File
   ];
 }
 
-/** predictions.csv, as the LDA or the k-NN predicts. */
+/** What predictions.csv's columns mean for each classifier. */
+const PREDICTION_COLUMNS: Record<ClassifierKind, { name: string; predicted: string; confidence: string; distance: string }> = {
+  lda: {
+    name: 'LDA',
+    predicted: "the class whose nearest prototype scores highest in the LDA's discriminant space (report.json classification)",
+    confidence: 'softmax probability of the predicted class over the class scores, in (0, 1]: ranks right above wrong, not a calibrated probability',
+    distance: 'Euclidean distance, in the discriminant space, to the nearest prototype of the predicted class',
+  },
+  logistic: {
+    name: 'logistic regression',
+    predicted: 'the class of highest probability under the multinomial logistic regression (report.json classification)',
+    confidence: 'softmax probability of the predicted class, in (0, 1]',
+    distance: 'empty: logistic regression decides by no prototype or reference',
+  },
+  knn: {
+    name: 'k-NN',
+    predicted: 'the label voted by the k nearest Training images (report.json classification)',
+    confidence: 'share of the k neighbours that voted for the predicted label',
+    distance: 'Euclidean distance, over the components, to the nearest Training image',
+  },
+};
+
+/** predictions.csv, as the classifier predicts. */
 function predictionsFile({ classifier, projectedWith }: SchemaOptions): FileDescription {
-  const lda = classifier === 'lda';
+  const columns = PREDICTION_COLUMNS[classifier];
+  const withModel = classifier !== 'knn';
   return {
     file: RESULT_FILES.predictions,
     description: projectedWith
-      ? `the ${lda ? 'LDA' : 'k-NN'} prediction of every image, with the ${lda ? 'classifier of the model' : 'Training references (the parts knnReferences names, beside the model)'} of run ${projectedWith.runId}`
-      : `the ${lda ? 'LDA' : 'k-NN'} prediction of every image that is not a Training image (Test rows, and rows with no or another split)`,
+      ? `the ${columns.name} prediction of every image, with the ${withModel ? 'classifier of the model' : 'Training references (the parts knnReferences names, beside the model)'} of run ${projectedWith.runId}`
+      : `the ${columns.name} prediction of every image that is not a Training image (Test rows, and rows with no or another split)`,
     columns: [
       ...identityColumns(true),
-      {
-        name: 'predicted',
-        type: 'text',
-        description: lda
-          ? "the class whose nearest prototype scores highest in the LDA's discriminant space (report.json classification)"
-          : 'the label voted by the k nearest Training images (report.json classification)',
-      },
-      {
-        name: 'confidence',
-        type: 'number',
-        description: lda
-          ? 'softmax probability of the predicted class over the class scores, in (0, 1]: ranks right above wrong, not a calibrated probability'
-          : 'share of the k neighbours that voted for the predicted label',
-      },
-      {
-        name: 'nearest_distance',
-        type: 'number',
-        description: lda
-          ? 'Euclidean distance, in the discriminant space, to the nearest prototype of the predicted class'
-          : 'Euclidean distance, over the components, to the nearest Training image',
-      },
+      { name: 'predicted', type: 'text', description: columns.predicted },
+      { name: 'confidence', type: 'number', description: columns.confidence },
+      { name: 'nearest_distance', type: 'number', description: columns.distance },
     ],
   };
 }
@@ -171,7 +177,7 @@ function embeddingsFile({ dim, singleParquet }: SchemaOptions): FileDescription 
 }
 
 /** pca-model.json: the fitted PCA, or why a projecting run writes none. */
-function modelFile({ runId, references, savedClassifier, projectedWith }: SchemaOptions): FileDescription {
+function modelFile({ runId, references, classifier, savedClassifier, projectedWith }: SchemaOptions): FileDescription {
   if (projectedWith) {
     return {
       file: RESULT_FILES.model,
@@ -184,7 +190,7 @@ function modelFile({ runId, references, savedClassifier, projectedWith }: Schema
     file: RESULT_FILES.model,
     description:
       'the fitted PCA: score = ((x - mean) / scale) . component for each kept component; mean, scale, components, eigenvalues, explainedVarianceRatio, ' +
-      `featurizer${references ? `, knnReferences (the references parts under ${RESULT_FILES.knnReferences}: each one's file, rows, bytes and SHA-256)` : ''}${savedClassifier ? ', classifier (the LDA: format, centre, projection, prototypes, labels)' : ''}. A later run projects new images with it: execution input {"pcaModel": "results/${runId}/${RESULT_FILES.model}"}, or --model-from ${runId}`,
+      `featurizer${references ? `, knnReferences (the references parts under ${RESULT_FILES.knnReferences}: each one's file, rows, bytes and SHA-256)` : ''}${savedClassifier ? `, classifier (${classifier === 'logistic' ? 'logistic regression: format, scale, weights, labels' : 'the LDA: format, centre, projection, prototypes, labels'})` : ''}. A later run projects new images with it: execution input {"pcaModel": "results/${runId}/${RESULT_FILES.model}"}, or --model-from ${runId}`,
   };
 }
 

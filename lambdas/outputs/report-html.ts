@@ -24,10 +24,10 @@ export interface GalleryEntry {
   predicted: string;
   /** The classifier's confidence in `predicted`. */
   confidence: number;
-  /** Distance to the nearest reference (k-NN) or prototype (LDA). */
-  distance: number;
-  /** The Training image that decided it: the nearest reference, or the one nearest the LDA's prototype. */
-  nearest: GalleryImage;
+  /** Distance to the nearest reference (k-NN) or prototype (LDA); absent for logistic regression. */
+  distance?: number;
+  /** The Training image that decided it: the nearest reference, or the one nearest the LDA's prototype; absent for logistic regression. */
+  nearest?: GalleryImage;
 }
 
 export interface ReportHtmlInput {
@@ -103,13 +103,17 @@ function gallerySection(gallery: readonly GalleryEntry[], scope: string | undefi
   const items = gallery
     .map(
       (entry) =>
-        `<div class="pair">${figure(entry.query, `<b>${escapeHtml(entry.query.label)}</b> predicted <b class="wrong">${escapeHtml(entry.predicted)}</b> (confidence ${percent(entry.confidence)})`)}${figure(
-          entry.nearest,
-          `Training image behind it: <b>${escapeHtml(entry.nearest.label)}</b> (distance ${entry.distance.toFixed(2)})`,
-        )}</div>`,
+        `<div class="pair">${figure(entry.query, `<b>${escapeHtml(entry.query.label)}</b> predicted <b class="wrong">${escapeHtml(entry.predicted)}</b> (confidence ${percent(entry.confidence)})`)}${
+          entry.nearest
+            ? figure(
+                entry.nearest,
+                `Training image behind it: <b>${escapeHtml(entry.nearest.label)}</b>${entry.distance === undefined ? '' : ` (distance ${entry.distance.toFixed(2)})`}`,
+              )
+            : ''
+        }</div>`,
     )
     .join('\n');
-  return `<section><h2>${title}</h2><p class="note">Each beside the Training image behind its prediction (k-NN: the nearest one; LDA: the one nearest the prototype that won), one per confused pair, most confused first.</p><div class="gallery">\n${items}\n</div></section>`;
+  return `<section><h2>${title}</h2><p class="note">Each beside the Training image behind its prediction (k-NN: the nearest one; LDA: the one nearest the prototype that won; logistic regression has none), one per confused pair, most confused first.</p><div class="gallery">\n${items}\n</div></section>`;
 }
 
 export function reportHtml({ report, settings, screeSvg, scatterSvg, gallery }: ReportHtmlInput): string {

@@ -10,6 +10,12 @@ import { batchRecordKeyOfShard } from '../../../lambdas/contracts/bucket-layout'
 import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../../../lambdas/bookkeeping/feature-shard';
 import { encodeKnnReferences, FeaturizerMismatchError, PcaModelError } from '../../../lambdas/analysis/pca-model';
 import { fitLdaClassifier, loadLdaClassifier } from '../../../lambdas/analysis/lda-classifier';
+import {
+  DEFAULT_LOGISTIC_L2,
+  DEFAULT_LOGISTIC_ROUNDS,
+  LOGISTIC_CLASSIFIER_FORMAT,
+  loadLogisticClassifier,
+} from '../../../lambdas/analysis/logistic-classifier';
 import { IncompleteRunError } from '../../../lambdas/bookkeeping/input-accounting';
 import { parquetMetadata, parquetReadObjects } from 'hyparquet';
 import { parseCsv } from '../../../evaluate/csv';
@@ -1009,6 +1015,66 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
     });
     return { s3, gets: () => gets };
   }
+
+  it('classifies with logistic regression when asked: fitted on the Training rows and their field copies, saved, and reused by a projecting run', async () => {
+    const runId = 'logistic-run';
+    const train = rowsOf(48, 61, runId, 'Training');
+    const test = rowsOf(16, 62, runId, 'Test');
+    // A field copy of every other Training image, moved along feature 0.
+    const copied = train.keys.flatMap((_, r) => (r % 2 === 0 ? [r] : []));
+    const copies = new Float32Array(copied.length * dim);
+    copied.forEach((r, c) => {
+      copies.set(train.vectors.subarray(r * dim, (r + 1) * dim), c * dim);
+      copies[c * dim] += 2;
+    });
+    const trainHeader = header(train.keys, train.labels, dim, {
+      fieldCopies: { keys: copied.map((r) => train.keys[r]), labels: copied.map((r) => train.labels[r]), conditions: copied.map(() => 'lighting') },
+    });
+    const succeeded = [];
+    for (const [name, h, vectors] of [
+      ['0', header(test.keys, test.labels, dim), test.vectors],
+      ['1', trainHeader, Float32Array.from([...train.vectors, ...copies])],
+    ] as const) {
+      const key = `work/${runId}/shards/${name}.fsh`;
+      await put(client, key, encodeFeatureShard({ header: h, vectors }));
+      succeeded.push(childRecord('SUCCEEDED', h.keys, runId, { Output: JSON.stringify(summaryOf(key, h)) }));
+    }
+    const fitted = await aggregateRun(await writeMapRun(client, runId, succeeded, []), {
+      s3: client,
+      settings: { components: 4, classifier: 'logistic', groupShards: 1 },
+    });
+
+    // pca-model.json holds the head, fitted on the 48 Training rows and the 24 copies (all within the samples).
+    const model = JSON.parse(await getText(client, fitted.outputs.model!));
+    expect(model.classifier).toMatchObject({ format: LOGISTIC_CLASSIFIER_FORMAT, dim: 4, count: 72, l2: DEFAULT_LOGISTIC_L2, rounds: DEFAULT_LOGISTIC_ROUNDS });
+    expect([...model.classifier.labels].sort()).toEqual([...new Set(train.labels)].sort());
+    // predictions.csv: the saved head's predictions of the published components, and no distance.
+    const features = await csvRows(fitted.outputs.features);
+    const predictions = await csvRows(fitted.outputs.predictions!);
+    expect(predictions.size).toBe(16);
+    const testKeys = test.keys.map(relative);
+    const block = { data: Float32Array.from(testKeys.flatMap((key) => features.get(key)!.slice(3).map(Number))), rows: testKeys.length, dims: 4 };
+    (await loadLogisticClassifier(model.classifier).predictBlock(block)).forEach((expected, q) => {
+      const row = predictions.get(testKeys[q])!;
+      expect({ key: testKeys[q], predicted: row[3] }).toEqual({ key: testKeys[q], predicted: expected.label });
+      expect(Number(row[4])).toBeCloseTo(expected.confidence, 3);
+      expect(row[5]).toBe('');
+    });
+    const report = JSON.parse(await getText(client, fitted.outputs.report));
+    expect(report.classification).toMatchObject({ status: 'classified', classifier: 'logistic', l2: DEFAULT_LOGISTIC_L2, references: 48, predicted: 16 });
+    expect(report.settings).toMatchObject({ classifier: 'logistic' });
+    expect(JSON.stringify(report.schema)).toContain('no prototype or reference');
+    expect(await getText(client, fitted.outputs.html)).toContain('logistic regression over 4 components');
+
+    // A projecting run (at the default setting, lda) classifies with the model's head as saved.
+    const event = await mapRunOf('logistic-projected', [asDataset(test, runId, 'logistic-projected')], { pcaModel: `results/${runId}/pca-model.json` });
+    const projected = await aggregateRun(event, { s3: client, settings: { components: 2 } });
+    const record = JSON.parse(await getText(client, 'work/logistic-projected/aggregate/classifier.json'));
+    expect(record).toMatchObject({ classifier: 'logistic', fitted: false });
+    expect(record.model).toEqual(model.classifier);
+    const again = await csvRows(projected.outputs.predictions!);
+    for (const key of testKeys) expect(again.get(key)!.slice(3)).toEqual(predictions.get(key)!.slice(3));
+  });
 
   it('projects and classifies new images without refitting: the same scores and predictions for images of both runs', async () => {
     const train = rowsOf(48, 51, 'model-run', 'Training');

@@ -12,6 +12,7 @@ import {
   referencesPartsProblem,
 } from '../../../lambdas/analysis/pca-model';
 import { seededRandom } from '../../../lambdas/common/seeded-random';
+import { LOGISTIC_CLASSIFIER_FORMAT } from '../../../lambdas/analysis/logistic-classifier';
 import { fitPca, PcaProjector, ScatterAccumulator } from '../../../lambdas/analysis/streaming-pca';
 
 const META = { modelIds: ['m'], imageSizes: [128], backends: ['onnxruntime'] };
@@ -71,6 +72,29 @@ describe('saved PCA model (lambdas/analysis/pca-model.ts)', () => {
     labels: ['Lemon', 'Lemon'],
     vectors: Float32Array.from([9, -1, 0, 8.5, -1.5, 0.25]),
   };
+
+  it('takes either classifier, told apart by its format, and refuses one of another width than k', () => {
+    const base = JSON.parse(JSON.stringify(modelWith(undefined)));
+    const logistic = {
+      format: LOGISTIC_CLASSIFIER_FORMAT,
+      dim: k,
+      l2: 0.001,
+      rounds: 10,
+      count: 4,
+      labels: ['Kiwi', 'Lemon'],
+      scale: [1, 2, 3],
+      weights: [
+        [1, -1],
+        [0, 0],
+        [0.5, -0.5],
+        [0, 0],
+      ],
+    };
+    expect(parsePcaModel(JSON.stringify({ ...base, classifier: logistic }), 'model').classifier).toEqual(logistic);
+    const narrow = { ...logistic, dim: 2, scale: [1, 2], weights: logistic.weights.slice(1) };
+    expect(() => parsePcaModel(JSON.stringify({ ...base, classifier: narrow }), 'model')).toThrow(/classifier.dim is 2, expected k = 3/);
+    expect(() => parsePcaModel(JSON.stringify({ ...base, classifier: { ...logistic, format: 'fruits-pipeline/other@1' } }), 'model')).toThrow(PcaModelError);
+  });
 
   it("round-trips the classifier's references part by part, and refuses a part that is not the model's", () => {
     const first = encodeKnnReferences({ runId: 'run-1', featurizer: 'pixels-16x16', k }, kiwis);

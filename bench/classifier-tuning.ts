@@ -20,7 +20,8 @@
  */
 import { Matrix } from 'ml-matrix';
 import { ClassStatistics, ClassStatisticsAccumulator, mergeClassStatistics } from '../lambdas/analysis/class-statistics';
-import { ldaClassifierFromStatistics, LdaClassifier } from '../lambdas/analysis/lda-classifier';
+import { DEFAULT_LDA_SHRINKAGE, ldaClassifierFromStatistics, LdaClassifier } from '../lambdas/analysis/lda-classifier';
+import { fitLogisticClassifier } from '../lambdas/analysis/logistic-classifier';
 import { fieldCopyOf } from '../lambdas/featurize/field-copies';
 import { FIELD_CONDITIONS } from '../evaluate/field-conditions';
 import { Cell, fixed, load, machine, markdownTable, printTable, Table } from './bench-support';
@@ -123,6 +124,65 @@ function variantCandidate(variant: Variant, classes: readonly string[], scenario
       return async (queries) => predict(model, means, variant.meanWeight ?? 0, queries, classes);
     },
   };
+}
+
+/**
+ * The product's LDA and logistic regression fitted on the same rows (references and copies), a
+ * class scoring the sum of its log-probabilities under both: the LDA's softmax over its nearest-
+ * prototype scores (times `ldaWeight`) and the logistic regression's.
+ */
+function ensembleCandidate(classes: readonly string[], ldaWeight: number): Candidate {
+  return {
+    name: `LDA + logistic regression, ${ldaWeight}`,
+    augmented: true,
+    fit: async (train) => {
+      const clean = filterRows(train, (c) => c === '');
+      const copies = filterRows(train, (c) => c !== '');
+      const stats = copies.n > 0 ? mergeClassStatistics(statisticsOf(clean, classes), statisticsOf(copies, classes)) : statisticsOf(clean, classes);
+      const lda = ldaClassifierFromStatistics(stats, { shrinkage: DEFAULT_LDA_SHRINKAGE }).withPrototypes(
+        rowsOf(clean),
+        Array.from(clean.y, (y) => classes[y]),
+        PRODUCT.prototypes,
+      );
+      const logistic = (
+        await fitLogisticClassifier(
+          { data: train.x, rows: train.n, dims: train.dim },
+          Array.from(train.y, (y) => classes[y]),
+        )
+      ).toJSON();
+      const ldaJson = lda.toJSON();
+      const ldaIndex = ldaJson.labels.map((label) => classes.indexOf(label));
+      const lrIndex = logistic.labels.map((label) => classes.indexOf(label));
+      return async (queries) => {
+        const toPrototypes = halfSquaredDistances(lda.transform(rowsOf(queries)).to2DArray(), ldaJson.prototypes);
+        const predicted = new Int32Array(queries.n);
+        const confidence = new Float64Array(queries.n);
+        const C = classes.length;
+        for (let r = 0; r < queries.n; r++) {
+          const ldaScores = new Float64Array(C).fill(Number.NEGATIVE_INFINITY);
+          ldaJson.prototypeLabels.forEach((c, p) => (ldaScores[ldaIndex[c]] = Math.max(ldaScores[ldaIndex[c]], -toPrototypes[r][p])));
+          const lrScores = new Float64Array(C).fill(Number.NEGATIVE_INFINITY);
+          for (let c = 0; c < logistic.labels.length; c++) {
+            let score = logistic.weights[logistic.dim][c];
+            for (let d = 0; d < logistic.dim; d++) score += (queries.x[r * queries.dim + d] / logistic.scale[d]) * logistic.weights[d][c];
+            lrScores[lrIndex[c]] = score;
+          }
+          const lrLog = logSoftmax(lrScores);
+          const total = logSoftmax(ldaScores).map((v, c) => ldaWeight * v + lrLog[c]);
+          const best = total.reduce((b, v, c) => (v > total[b] ? c : b), 0);
+          predicted[r] = best;
+          confidence[r] = 1 / total.reduce((sum, v) => sum + Math.exp(v - total[best]), 0);
+        }
+        return { predicted, confidence };
+      };
+    },
+  };
+}
+
+function logSoftmax(scores: Float64Array): Float64Array {
+  const max = Math.max(...scores);
+  const log = Math.log(scores.reduce((sum, v) => sum + Math.exp(v - max), 0));
+  return scores.map((v) => v - max - log);
 }
 
 /** Half the squared distances from each projected row to each of `centres` (rows x centres), as one product. */
@@ -316,7 +376,7 @@ async function transformsTable(quick: boolean, only: RegExp | undefined, sets: R
  * copies: the product, the product over 300 components, 5-NN, and multinomial logistic regression
  * (classifier-choice.ts: L2 1e-3, 300 rounds) over 100 and 300 components, with and without the copies.
  */
-async function headsTable(quick: boolean, sets: RegExp | undefined): Promise<void> {
+async function headsTable(quick: boolean, sets: RegExp | undefined, only: RegExp | undefined): Promise<void> {
   const scenarios = (await loadScenarios(quick, 300)).filter((s) => !sets || sets.test(s.name));
   const heads: { name: string; components: number; candidate: (scenario: Scenario) => Candidate; heldOut: boolean }[] = [
     { name: 'product (LDA + 8 clean prototypes)', components: 100, candidate: (s) => variantCandidate(PRODUCT, s.classes, s.name), heldOut: true },
@@ -330,11 +390,20 @@ async function headsTable(quick: boolean, sets: RegExp | undefined): Promise<voi
     { name: 'logistic regression', components: 300, candidate: (s) => logistic('logistic', 1e-3, false, s.classes.length), heldOut: false },
     { name: 'logistic regression + copies', components: 100, candidate: (s) => logistic('logistic', 1e-3, true, s.classes.length), heldOut: true },
     { name: 'logistic regression + copies', components: 300, candidate: (s) => logistic('logistic', 1e-3, true, s.classes.length), heldOut: true },
+    ...[1, 0.1, 0.03].flatMap((weight) =>
+      [100, 300].map((components) => ({
+        name: `LDA x ${weight} + logistic regression (log-probabilities)`,
+        components,
+        candidate: (s: Scenario) => ensembleCandidate(s.classes, weight),
+        heldOut: true,
+      })),
+    ),
   ];
-  const cells = heads.map(() => [] as string[]);
+  const chosen = heads.filter((head) => !only || only.test(`${head.name}, ${head.components} PCs`));
+  const cells = chosen.map(() => [] as string[]);
   for (const full of scenarios) {
     const scenario = { ...full, augmentation: filterRows(full.augmentation, (_, key) => fieldCopyOf(`input/d/${key}`, COPY_EVERY) !== undefined) };
-    for (const [i, head] of heads.entries()) {
+    for (const [i, head] of chosen.entries()) {
       const candidate = head.candidate(scenario);
       const score = await evaluate(scenario, candidate, head.components, false);
       // A head fitted without the copies has seen no alteration: its field is its held out.
@@ -349,7 +418,7 @@ async function headsTable(quick: boolean, sets: RegExp | undefined): Promise<voi
   const table: Table = {
     title: `Heads over the components (copies of 1 in ${COPY_EVERY} where a head takes them): clean / field / field on alterations never seen`,
     headers: ['head', 'PCs (at most the references less one)', ...scenarios.map((s) => s.name)],
-    rows: heads.map((head, i): Cell[] => [head.name, head.components, ...cells[i]]),
+    rows: chosen.map((head, i): Cell[] => [head.name, head.components, ...cells[i]]),
   };
   printTable(table);
   console.log(`\n${markdownTable(table)}\n`);
@@ -368,7 +437,7 @@ async function main(): Promise<void> {
   }
   if (argv.includes('--heads')) {
     console.log(`heads: ${machine().cores} cores, ${machine().cpuModel}, ${new Date().toISOString()}, ${load()}`);
-    await headsTable(quick, sets);
+    await headsTable(quick, sets, argv.includes('--only') ? new RegExp(argv[argv.indexOf('--only') + 1]) : undefined);
     console.log(`finished ${new Date().toISOString()}, ${load()}`);
     return;
   }

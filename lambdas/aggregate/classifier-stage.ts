@@ -4,13 +4,14 @@
  * - The project stage hands each group's Training rows to `ClassifierInputs`: their class counts,
  *   means and within-class scatter in the PCA space (class-statistics.ts, k x k: tiny), with the
  *   field copies the featurize children made of some of them as extra rows of their class, and the
- *   group's share of a bounded per-class sample of the clean rows (prototype-sample.ts), written
- *   per group.
+ *   group's share of a bounded per-class sample of the clean rows (prototype-sample.ts) and of
+ *   the copies, written per group.
  * - `fitClassifier` merges them one group at a time (Chan et al., per class), fits the shrinkage
  *   LDA in closed form and clusters each class's sampled rows into its prototypes
- *   (lda-classifier.ts), and writes `classifier.json`, which the classify stage predicts with and
- *   the publish stage saves into pca-model.json. Its memory is one k x k scatter and the sample
- *   (classes x PROTOTYPE_SAMPLE_PER_CLASS rows), whatever the number of images.
+ *   (lda-classifier.ts), or (setting `logistic`) fits logistic regression on both samples
+ *   (logistic-classifier.ts), and writes `classifier.json`, which the classify stage predicts with
+ *   and the publish stage saves into pca-model.json. Its memory is one k x k scatter and the samples
+ *   (classes x (PROTOTYPE_SAMPLE_PER_CLASS + COPY_SAMPLE_PER_CLASS) rows), whatever the number of images.
  * - A run that projects with a saved model fits nothing: it takes the model's classifier, or
  *   classifies with k-NN against the model's references when the setting says `knn` or the model
  *   has no classifier.
@@ -27,9 +28,9 @@ import { DEFAULT_LDA_SHRINKAGE, DEFAULT_PROTOTYPES, LdaClassifierJson, LdaClassi
 import { DEFAULT_KNN_NEIGHBOURS } from '../analysis/knn';
 import { fitLogisticClassifier, LOGISTIC_CLASSIFIER_FORMAT, LogisticClassifierSchema } from '../analysis/logistic-classifier';
 import { referencesFeaturizerId } from '../analysis/pca-model';
-import { PROTOTYPE_SAMPLE_PER_CLASS, PrototypeSample } from '../analysis/prototype-sample';
+import { PROTOTYPE_SAMPLE_PER_CLASS, PrototypeSample, SampledRow } from '../analysis/prototype-sample';
 import { decodeFeatureShard, encodeFeatureShard, FeatureShard } from '../bookkeeping/feature-shard';
-import type { NativeProjector } from '../analysis/native-kernels';
+import type { NativeProjector, RowBlock } from '../analysis/native-kernels';
 import { splitOfKey } from '../analysis/knn';
 import type { ClassifierDescription } from '../analysis/classification';
 import { DEFAULT_CLASSIFIER } from '../contracts/handler-env';
@@ -161,6 +162,13 @@ export class ClassifierInputs {
   }
 }
 
+/** Sampled rows as one row-major block of their first `dims` scores. */
+function blockOf(rows: readonly SampledRow[], dims: number): RowBlock {
+  const block = { data: new Float32Array(rows.length * dims), rows: rows.length, dims };
+  rows.forEach((row, r) => block.data.set(row.scores.subarray(0, dims), r * dims));
+  return block;
+}
+
 /** The groups' parts of one sample (`partKey`), merged: the rows of the whole run's sample. */
 async function mergedSample(deps: AggregateRunDeps, run: RunSettings, groups: number, partKey: (group: number) => string, perClass: number) {
   const sample = new PrototypeSample(perClass);
@@ -205,11 +213,9 @@ export async function fitClassifier(run: RunSettings, groups: number, deps: Aggr
           // Fitted on rows: the clean rows' sample and the copies' (the statistics serve the check above only).
           const copies = await mergedSample(deps, run, groups, work.copySample, COPY_SAMPLE_PER_CLASS);
           const all = [...rows, ...copies];
-          const block = { data: new Float32Array(all.length * dims), rows: all.length, dims };
-          all.forEach((row, r) => block.data.set(row.scores.subarray(0, dims), r * dims));
           const sampled = clock.lap();
           const fitted = await fitLogisticClassifier(
-            block,
+            blockOf(all, dims),
             all.map((row) => row.label),
           );
           chosen = {
@@ -219,10 +225,8 @@ export async function fitClassifier(run: RunSettings, groups: number, deps: Aggr
             timingsMs: { mergeStatistics: merged, readSamples: sampled, fitClassifier: clock.lap() },
           };
         } else {
-          const block = { data: new Float32Array(rows.length * dims), rows: rows.length, dims };
-          rows.forEach((row, r) => block.data.set(row.scores.subarray(0, dims), r * dims));
           const fitted = await ldaClassifierFromStatistics(stats, { shrinkage: DEFAULT_LDA_SHRINKAGE }).withPrototypesBlock(
-            block,
+            blockOf(rows, dims),
             rows.map((row) => row.label),
             DEFAULT_PROTOTYPES,
             rows.map((row) => row.key),

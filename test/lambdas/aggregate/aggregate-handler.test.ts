@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { PCA } from 'ml-pca';
 import { aggregateRun, aggregateSettingsFrom, AggregateSettings, readAggregateEnv } from '../../../lambdas/aggregate/handler';
+import { logisticWarning } from '../../../lambdas/aggregate/classifier-stage';
 import { MalformedEventError, runSettingsFor, TransientStorageError } from '../../../lambdas/contracts/events';
 import { batchRecordKeyOfShard } from '../../../lambdas/contracts/bucket-layout';
 import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../../../lambdas/bookkeeping/feature-shard';
@@ -1063,6 +1064,8 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
     const report = JSON.parse(await getText(client, fitted.outputs.report));
     expect(report.classification).toMatchObject({ status: 'classified', classifier: 'logistic', l2: DEFAULT_LOGISTIC_L2, references: 48, predicted: 16 });
     expect(report.settings).toMatchObject({ classifier: 'logistic' });
+    // 48 Training rows over 4 components: enough per component, no warning.
+    expect(report.warnings.join('\n')).not.toMatch(/logistic regression over/);
     expect(JSON.stringify(report.schema)).toContain('no prototype or reference');
     expect(await getText(client, fitted.outputs.html)).toContain('logistic regression over 4 components');
 
@@ -1074,6 +1077,12 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
     expect(record.model).toEqual(model.classifier);
     const again = await csvRows(projected.outputs.predictions!);
     for (const key of testKeys) expect(again.get(key)!.slice(3)).toEqual(predictions.get(key)!.slice(3));
+  });
+
+  it('warns of logistic regression fitted on fewer Training rows per component than it needs', () => {
+    expect(logisticWarning(480, 300)).toMatch(/over 300 components was fitted on 480 Training images \(1\.6 per component, fewer than 4\)/);
+    expect(logisticWarning(480, 100)).toBeUndefined();
+    expect(logisticWarning(6180, 300)).toBeUndefined();
   });
 
   it('projects and classifies new images without refitting: the same scores and predictions for images of both runs', async () => {

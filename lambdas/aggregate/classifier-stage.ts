@@ -1,17 +1,19 @@
 /**
  * The run's classifier, between the project and classify stages (the `FitClassifier` state).
  *
- * - The project stage hands each group's Training rows to `ClassifierInputs`: their class counts,
- *   means and within-class scatter in the PCA space (class-statistics.ts, k x k: tiny), with the
- *   field copies the featurize children made of some of them as extra rows of their class, and the
- *   group's share of a bounded per-class sample of the clean rows (prototype-sample.ts) and of
- *   the copies, written per group.
- * - `fitClassifier` merges them one group at a time (Chan et al., per class), fits the shrinkage
+ * - The project stage hands each group's Training rows to `ClassifierInputs`, which writes per
+ *   group its share of a bounded per-class sample of the clean rows (prototype-sample.ts) and,
+ *   for the LDA, their class counts, means and within-class scatter in the PCA space
+ *   (class-statistics.ts, k x k: tiny) with the field copies the featurize children made of some
+ *   of them as extra rows of their class, or, for logistic regression, its share of a per-class
+ *   sample of those copies.
+ * - `fitClassifier` merges them one group at a time (Chan et al., per class) and fits the shrinkage
  *   LDA in closed form and clusters each class's sampled rows into its prototypes
- *   (lda-classifier.ts), or (setting `logistic`) fits logistic regression on both samples
- *   (logistic-classifier.ts), and writes `classifier.json`, which the classify stage predicts with
- *   and the publish stage saves into pca-model.json. Its memory is one k x k scatter and the samples
- *   (classes x (PROTOTYPE_SAMPLE_PER_CLASS + COPY_SAMPLE_PER_CLASS) rows), whatever the number of images.
+ *   (lda-classifier.ts), or fits logistic regression on both samples (logistic-classifier.ts), and
+ *   writes `classifier.json`, which the classify stage predicts with and the publish stage saves
+ *   into pca-model.json. Its memory is one k x k scatter and the clean rows' sample (classes x
+ *   PROTOTYPE_SAMPLE_PER_CLASS rows), or both samples (classes x (PROTOTYPE_SAMPLE_PER_CLASS +
+ *   COPY_SAMPLE_PER_CLASS) rows), whatever the number of images.
  * - A run that projects with a saved model fits nothing: it takes the model's classifier, or
  *   classifies with k-NN against the model's references when the setting says `knn` or the model
  *   has no classifier.
@@ -33,7 +35,7 @@ import { decodeFeatureShard, encodeFeatureShard, FeatureShard } from '../bookkee
 import type { NativeProjector, RowBlock } from '../analysis/native-kernels';
 import { splitOfKey } from '../analysis/knn';
 import type { ClassifierDescription } from '../analysis/classification';
-import { DEFAULT_CLASSIFIER } from '../contracts/handler-env';
+import { ClassifierKind, DEFAULT_CLASSIFIER } from '../contracts/handler-env';
 import type { RunSettings } from '../contracts/events';
 import { MissingObjectError, putObject, readText } from '../aws/s3-client';
 import type { S3Client } from '@aws-sdk/client-s3';
@@ -116,26 +118,34 @@ export async function readClassifierRecord(s3: S3Client, run: RunSettings): Prom
  */
 export const COPY_SAMPLE_PER_CLASS = PROTOTYPE_SAMPLE_PER_CLASS / 4;
 
-/** One group's Training rows as the classifier's fit needs them, accumulated in the project stage. */
+/**
+ * One group's Training rows as its head's fit needs them, accumulated in the project stage: both
+ * heads a sample of the clean rows; the LDA the class statistics (the copies as rows of their
+ * class), logistic regression a sample of the copies.
+ */
 export class ClassifierInputs {
-  private readonly statistics: ClassStatisticsAccumulator;
   private readonly sample = new PrototypeSample();
-  private readonly copies = new PrototypeSample(COPY_SAMPLE_PER_CLASS);
+  private readonly statistics?: ClassStatisticsAccumulator;
+  private readonly copies?: PrototypeSample;
 
-  constructor(readonly k: number) {
-    this.statistics = new ClassStatisticsAccumulator(k);
+  constructor(
+    readonly k: number,
+    head: Exclude<ClassifierKind, 'knn'>,
+  ) {
+    if (head === 'lda') this.statistics = new ClassStatisticsAccumulator(k);
+    else this.copies = new PrototypeSample(COPY_SAMPLE_PER_CLASS);
   }
 
   add(key: string, label: string, scores: ArrayLike<number>): void {
-    this.statistics.add(label, scores);
+    this.statistics?.add(label, scores);
     this.sample.offer(key, label, scores);
   }
 
   /**
    * The shard's field copies (lambdas/featurize/field-copies.ts) of the Training rows this group
    * keeps (`excluded`: the rows the moments stage left out, whose copies stay out too), projected,
-   * as rows of their class in the statistics and in a per-class sample of the copies (for a head
-   * fitted on rows): the prototypes stay the clean rows' own.
+   * as rows of their class in the statistics or in the copies' sample: the prototypes stay the
+   * clean rows' own.
    */
   async addFieldCopies(projector: NativeProjector, shard: FeatureShard, excluded: ReadonlySet<number>): Promise<number> {
     const { header, vectors } = shard;
@@ -148,8 +158,8 @@ export class ClassifierInputs {
     copies.keys.forEach((key, c) => {
       const row = scores.subarray(c * this.k, (c + 1) * this.k);
       if (!kept.has(key) || !row.every(Number.isFinite)) return;
-      this.statistics.add(copies.labels[c], row);
-      this.copies.offer(key, copies.labels[c], row);
+      this.statistics?.add(copies.labels[c], row);
+      this.copies?.offer(key, copies.labels[c], row);
       added++;
     });
     return added;
@@ -157,16 +167,17 @@ export class ClassifierInputs {
 
   async write(s3: S3Client, run: RunSettings, group: number, featurizer: string): Promise<void> {
     const work = aggregateWorkKeys(run.workPrefix);
-    const stats = this.statistics.statistics();
-    if (stats.classes.length === 0) return;
-    await putObject(s3, run.bucket, work.classStatistics(group), JSON.stringify(classStatisticsToJson(stats)), 'application/json');
-    const samples: [PrototypeSample, string][] = [
-      [this.sample, work.prototypeSample(group)],
-      [this.copies, work.copySample(group)],
-    ];
+    // A group without Training rows writes nothing.
+    if (this.sample.rows().length === 0) return;
+    if (this.statistics) {
+      const stats = classStatisticsToJson(this.statistics.statistics());
+      await putObject(s3, run.bucket, work.classStatistics(group), JSON.stringify(stats), 'application/json');
+    }
+    const samples: [PrototypeSample, string][] = [[this.sample, work.prototypeSample(group)]];
+    if (this.copies) samples.push([this.copies, work.copySample(group)]);
     for (const [sample, key] of samples) {
       const rows = sample.rows();
-      if (rows.length === 0 && sample === this.copies) continue;
+      if (rows.length === 0) continue;
       const vectors = new Float32Array(rows.length * this.k);
       rows.forEach((row, r) => vectors.set(row.scores, r * this.k));
       const header = {
@@ -222,46 +233,11 @@ export async function fitClassifier(run: RunSettings, groups: number, deps: Aggr
   } else if (record.references > 0) {
     if (wanted === 'knn') chosen = knn();
     else {
-      const stats = await mergedStatistics(deps, run, groups);
-      if (!stats || stats.classes.length < 2)
-        chosen = knn(`the Training rows hold ${stats?.classes.length ?? 0} class: the ${wanted === 'lda' ? 'LDA' : 'logistic regression'} needs two`);
-      else {
-        const merged = clock.lap();
-        const rows = await mergedSample(deps, run, groups, work.prototypeSample, PROTOTYPE_SAMPLE_PER_CLASS);
-        const dims = stats.dim;
-        if (wanted === 'logistic') {
-          // Fitted on rows: the clean rows' sample and the copies' (the statistics serve the check above only).
-          const copies = await mergedSample(deps, run, groups, work.copySample, COPY_SAMPLE_PER_CLASS);
-          const all = [...rows, ...copies];
-          const sampled = clock.lap();
-          const fitted = await fitLogisticClassifier(
-            blockOf(all, dims),
-            all.map((row) => row.label),
-          );
-          const note = logisticWarning(record.references, dims);
-          chosen = {
-            classifier: 'logistic',
-            model: fitted.toJSON(),
-            fitted: true,
-            timingsMs: { mergeStatistics: merged, readSamples: sampled, fitClassifier: clock.lap() },
-            ...(note ? { note } : {}),
-          };
-        } else {
-          const fitted = await ldaClassifierFromStatistics(stats, { shrinkage: DEFAULT_LDA_SHRINKAGE }).withPrototypesBlock(
-            blockOf(rows, dims),
-            rows.map((row) => row.label),
-            DEFAULT_PROTOTYPES,
-            rows.map((row) => row.key),
-          );
-          chosen = {
-            classifier: 'lda',
-            model: fitted.toJSON(),
-            fitted: true,
-            prototypes: DEFAULT_PROTOTYPES,
-            timingsMs: { mergeStatistics: merged, fitClassifier: clock.lap() },
-          };
-        }
-      }
+      const fitted = wanted === 'lda' ? await fittedLda(run, groups, model.k, deps) : await fittedLogistic(run, groups, model.k, record.references, deps);
+      chosen =
+        fitted.classes < 2
+          ? knn(`the Training rows hold ${fitted.classes} class: the ${wanted === 'lda' ? 'LDA' : 'logistic regression'} needs two`)
+          : fitted.record;
     }
   }
   if (!chosen) return { classifier: 'none' };
@@ -275,6 +251,63 @@ export async function fitClassifier(run: RunSettings, groups: number, deps: Aggr
         : { note: chosen.note }),
   });
   return { classifier: chosen.classifier };
+}
+
+/** The LDA fitted on the groups' class statistics and clean rows' sample, or how many classes they hold when fewer than two. */
+async function fittedLda(run: RunSettings, groups: number, dims: number, deps: AggregateRunDeps): Promise<{ classes: number; record?: ClassifierRecord }> {
+  const clock = stopwatch();
+  const stats = await mergedStatistics(deps, run, groups);
+  if (!stats || stats.classes.length < 2) return { classes: stats?.classes.length ?? 0 };
+  const merged = clock.lap();
+  const rows = await mergedSample(deps, run, groups, aggregateWorkKeys(run.workPrefix).prototypeSample, PROTOTYPE_SAMPLE_PER_CLASS);
+  const fitted = await ldaClassifierFromStatistics(stats, { shrinkage: DEFAULT_LDA_SHRINKAGE }).withPrototypesBlock(
+    blockOf(rows, dims),
+    rows.map((row) => row.label),
+    DEFAULT_PROTOTYPES,
+    rows.map((row) => row.key),
+  );
+  const record: ClassifierRecord = {
+    classifier: 'lda',
+    model: fitted.toJSON(),
+    fitted: true,
+    prototypes: DEFAULT_PROTOTYPES,
+    timingsMs: { mergeStatistics: merged, fitClassifier: clock.lap() },
+  };
+  return { classes: stats.classes.length, record };
+}
+
+/**
+ * Logistic regression fitted on the groups' samples of the clean rows and of their copies, with a
+ * warning when the Training rows are few per component; or how many classes they hold when fewer than two.
+ */
+async function fittedLogistic(
+  run: RunSettings,
+  groups: number,
+  dims: number,
+  trainingRows: number,
+  deps: AggregateRunDeps,
+): Promise<{ classes: number; record?: ClassifierRecord }> {
+  const clock = stopwatch();
+  const work = aggregateWorkKeys(run.workPrefix);
+  const rows = await mergedSample(deps, run, groups, work.prototypeSample, PROTOTYPE_SAMPLE_PER_CLASS);
+  // The sample keeps rows of every class that has any.
+  const classes = new Set(rows.map((row) => row.label)).size;
+  if (classes < 2) return { classes };
+  const all = [...rows, ...(await mergedSample(deps, run, groups, work.copySample, COPY_SAMPLE_PER_CLASS))];
+  const sampled = clock.lap();
+  const fitted = await fitLogisticClassifier(
+    blockOf(all, dims),
+    all.map((row) => row.label),
+  );
+  const note = logisticWarning(trainingRows, dims);
+  const record: ClassifierRecord = {
+    classifier: 'logistic',
+    model: fitted.toJSON(),
+    fitted: true,
+    timingsMs: { readSamples: sampled, fitClassifier: clock.lap() },
+    ...(note ? { note } : {}),
+  };
+  return { classes, record };
 }
 
 /** The groups' class statistics merged one at a time, in group order; undefined when no group wrote any. */

@@ -71,7 +71,8 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
   const keepReferences = !projecting && record.references > 0;
   const classifying = record.classificationSkipped === undefined;
   // The LDA and logistic regression are fitted on what the groups gather; k-NN reads the references parts.
-  const classifierInputs = keepReferences && (settings.classifier ?? DEFAULT_CLASSIFIER) !== 'knn' ? new ClassifierInputs(k) : undefined;
+  const head = settings.classifier ?? DEFAULT_CLASSIFIER;
+  const classifierInputs = keepReferences && head !== 'knn' ? new ClassifierInputs(k, head) : undefined;
 
   const csv = new StreamedUpload(s3, run.bucket, work.featuresCsv(group), 'text/csv; charset=utf-8');
   const parquetUpload = new StreamedUpload(s3, run.bucket, partKey(run.outputPrefix, 'features', group), PARQUET_TYPE);

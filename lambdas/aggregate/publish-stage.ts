@@ -232,7 +232,7 @@ function mergedClassification(
   if (!classifying || !classifier)
     return { status: 'skipped', reason: record.classificationSkipped ?? 'no classifier: the run has no Training rows to fit one on' };
   const description = describeClassifier(classifier);
-  if ((classifier.classifier === 'knn' || classifier.classifier === 'logistic') && classifier.note) report.warn(classifier.note);
+  if ('note' in classifier && classifier.note) report.warn(classifier.note);
   // A projecting run's groups scored the rows of the references' classes; the set only marks that scope here.
   const tally = new ClassificationTally(description, fit.k, record.references, projecting ? new Set<string>() : undefined);
   classified.forEach((part) => tally.absorb(part.tally));

@@ -644,6 +644,9 @@ describe('aggregate handler against a local S3 server', () => {
     };
     const plain = await runOf('run-no-copies', false);
     const copied = await runOf('run-copies', true);
+    // The LDA's inputs: class statistics and the clean rows' sample, no sample of the copies (only logistic regression reads one).
+    expect(await getText(client, 'work/run-copies/aggregate/class-statistics/00000.json')).toContain('"within"');
+    await expect(getText(client, 'work/run-copies/aggregate/copy-sample/00000.fsh')).rejects.toThrow();
     expect(copied.features).toBe(plain.features);
     expect(copied.report.counts).toEqual(plain.report.counts);
     expect(copied.report.accounting.complete).toBe(true);
@@ -1045,6 +1048,10 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
       settings: { components: 4, classifier: 'logistic', groupShards: 1 },
     });
 
+    // Its inputs: the Training group's samples of the clean rows and of the copies; no class statistics, which only the LDA reads.
+    for (const part of ['prototype-sample/00001.fsh', 'copy-sample/00001.fsh'])
+      expect((await bytesOf(`work/${runId}/aggregate/${part}`)).byteLength).toBeGreaterThan(0);
+    await expect(bytesOf(`work/${runId}/aggregate/class-statistics/00001.json`)).rejects.toThrow();
     // pca-model.json holds the head, fitted on the 48 Training rows and the 24 copies (all within the samples).
     const model = JSON.parse(await getText(client, fitted.outputs.model!));
     expect(model.classifier).toMatchObject({ format: LOGISTIC_CLASSIFIER_FORMAT, dim: 4, count: 72, l2: DEFAULT_LOGISTIC_L2, rounds: DEFAULT_LOGISTIC_ROUNDS });

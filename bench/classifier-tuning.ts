@@ -144,30 +144,25 @@ function ensembleCandidate(classes: readonly string[], ldaWeight: number): Candi
         Array.from(clean.y, (y) => classes[y]),
         PRODUCT.prototypes,
       );
-      const logistic = (
-        await fitLogisticClassifier(
-          { data: train.x, rows: train.n, dims: train.dim },
-          Array.from(train.y, (y) => classes[y]),
-        )
-      ).toJSON();
+      const logistic = await fitLogisticClassifier(
+        { data: train.x, rows: train.n, dims: train.dim },
+        Array.from(train.y, (y) => classes[y]),
+      );
       const ldaJson = lda.toJSON();
       const ldaIndex = ldaJson.labels.map((label) => classes.indexOf(label));
       const lrIndex = logistic.labels.map((label) => classes.indexOf(label));
       return async (queries) => {
         const toPrototypes = halfSquaredDistances(lda.transform(rowsOf(queries)).to2DArray(), ldaJson.prototypes);
+        const probabilities = await logistic.probabilitiesBlock({ data: queries.x, rows: queries.n, dims: queries.dim });
         const predicted = new Int32Array(queries.n);
         const confidence = new Float64Array(queries.n);
         const C = classes.length;
         for (let r = 0; r < queries.n; r++) {
           const ldaScores = new Float64Array(C).fill(Number.NEGATIVE_INFINITY);
           ldaJson.prototypeLabels.forEach((c, p) => (ldaScores[ldaIndex[c]] = Math.max(ldaScores[ldaIndex[c]], -toPrototypes[r][p])));
-          const lrScores = new Float64Array(C).fill(Number.NEGATIVE_INFINITY);
-          for (let c = 0; c < logistic.labels.length; c++) {
-            let score = logistic.weights[logistic.dim][c];
-            for (let d = 0; d < logistic.dim; d++) score += (queries.x[r * queries.dim + d] / logistic.scale[d]) * logistic.weights[d][c];
-            lrScores[lrIndex[c]] = score;
-          }
-          const lrLog = logSoftmax(lrScores);
+          // The logistic regression's log-probabilities (a class it never saw: log 0).
+          const lrLog = new Float64Array(C).fill(Number.NEGATIVE_INFINITY);
+          lrIndex.forEach((c, l) => (lrLog[c] = Math.log(probabilities[r * lrIndex.length + l])));
           const total = logSoftmax(ldaScores).map((v, c) => ldaWeight * v + lrLog[c]);
           const best = total.reduce((b, v, c) => (v > total[b] ? c : b), 0);
           predicted[r] = best;

@@ -15,7 +15,7 @@
  * - A prediction's confidence is its softmax probability.
  *
  * API: `fitLogisticClassifier(block, labels, options)` -> model; `model.predictBlock(block)`,
- * `model.toJSON()`, `loadLogisticClassifier(json)`.
+ * `model.probabilitiesBlock(block)`, `model.toJSON()`, `loadLogisticClassifier(json)`.
  */
 import { z } from 'zod';
 import { numberArray, numberRows } from '../contracts/number-arrays';
@@ -69,7 +69,13 @@ export const LogisticClassifierSchema = z
 export type LogisticClassifierJson = z.infer<typeof LogisticClassifierSchema>;
 
 export class LogisticClassifier {
-  constructor(private readonly model: LogisticClassifierJson) {}
+  private readonly scale: Float64Array;
+  private readonly weights: ort.Tensor;
+
+  constructor(private readonly model: LogisticClassifierJson) {
+    this.scale = Float64Array.from(model.scale);
+    this.weights = new ort.Tensor('float32', Float32Array.from(model.weights.flat()), [model.dim + 1, model.labels.length]);
+  }
 
   get labels(): readonly string[] {
     return this.model.labels;
@@ -79,25 +85,34 @@ export class LogisticClassifier {
     return this.model.dim;
   }
 
-  /** The label and its probability for each row of `block` (rows x dim), on the native kernel. */
-  async predictBlock(block: RowBlock<Float32Array | Float64Array>, options: Pick<KernelOptions, 'intraOpNumThreads'> = {}): Promise<LogisticPrediction[]> {
+  /**
+   * Each row's probability of each label (rows x labels, row-major, labels in `labels` order), on
+   * the native kernel, for a block of rows of `dim` values.
+   */
+  async probabilitiesBlock(block: RowBlock<Float32Array | Float64Array>, options: Pick<KernelOptions, 'intraOpNumThreads'> = {}): Promise<Float32Array> {
     const { dim, labels } = this.model;
     if (block.dims !== dim) throw new RangeError(`the classifier takes ${dim} components, the rows hold ${block.dims}`);
-    const classes = labels.length;
-    const scale = Float64Array.from(this.model.scale);
-    const weights = new ort.Tensor('float32', Float32Array.from(this.model.weights.flat()), [dim + 1, classes]);
     const session = await kernelSession('softmax', { ...options, precision: 'float32' });
-    const predictions: LogisticPrediction[] = [];
+    const probabilities = new Float32Array(block.rows * labels.length);
     for (let start = 0; start < block.rows; start += PREDICT_ROWS) {
       const rows = Math.min(PREDICT_ROWS, block.rows - start);
-      const x = designRows(block.data.subarray(start * dim, (start + rows) * dim), rows, scale);
-      const { probabilities } = await session.run({ x: new ort.Tensor('float32', x, [rows, dim + 1]), w: weights });
-      const p = probabilities.data as Float32Array;
-      for (let r = 0; r < rows; r++) {
-        let best = 0;
-        for (let c = 1; c < classes; c++) if (p[r * classes + c] > p[r * classes + best]) best = c;
-        predictions.push({ label: labels[best], confidence: p[r * classes + best] });
-      }
+      const x = designRows(block.data.subarray(start * dim, (start + rows) * dim), rows, this.scale);
+      const result = await session.run({ x: new ort.Tensor('float32', x, [rows, dim + 1]), w: this.weights });
+      probabilities.set(result.probabilities.data as Float32Array, start * labels.length);
+    }
+    return probabilities;
+  }
+
+  /** The label and its probability for each row of `block` (rows x dim), on the native kernel. */
+  async predictBlock(block: RowBlock<Float32Array | Float64Array>, options: Pick<KernelOptions, 'intraOpNumThreads'> = {}): Promise<LogisticPrediction[]> {
+    const { labels } = this.model;
+    const classes = labels.length;
+    const p = await this.probabilitiesBlock(block, options);
+    const predictions: LogisticPrediction[] = [];
+    for (let r = 0; r < block.rows; r++) {
+      let best = 0;
+      for (let c = 1; c < classes; c++) if (p[r * classes + c] > p[r * classes + best]) best = c;
+      predictions.push({ label: labels[best], confidence: p[r * classes + best] });
     }
     return predictions;
   }

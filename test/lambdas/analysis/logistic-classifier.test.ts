@@ -59,6 +59,21 @@ describe('logistic regression (lambdas/analysis/logistic-classifier.ts)', () => 
     expect(accuracy(await model.predictBlock({ data, rows, dims: 2 }), labels)).toBeGreaterThanOrEqual(0.97);
   });
 
+  it("gives each row's probability of every label, which sum to 1 and whose largest is the prediction", async () => {
+    const train = blobs(3, 30, 5, 8, 3);
+    const model = await fitLogisticClassifier(train.block, train.labels, { rounds: 50 });
+    const test = blobs(3, 20, 5, 9, 3);
+    const probabilities = await model.probabilitiesBlock(test.block);
+    expect(probabilities).toHaveLength(60 * 3);
+    const predictions = await model.predictBlock(test.block);
+    predictions.forEach((prediction, r) => {
+      const row = Array.from(probabilities.subarray(r * 3, (r + 1) * 3));
+      expect(row.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
+      expect(model.labels[row.indexOf(Math.max(...row))]).toBe(prediction.label);
+      expect(Math.max(...row)).toBe(prediction.confidence);
+    });
+  });
+
   it('predicts identically after a save and a load', async () => {
     const train = blobs(3, 30, 5, 4, 3);
     const model = await fitLogisticClassifier(train.block, train.labels, { rounds: 50 });

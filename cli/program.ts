@@ -99,6 +99,11 @@ function addRunCommand(program: Command): void {
       ).choices([...CLASSIFIERS]),
     )
     .option(
+      '--classifier-components <n>',
+      `components the lda or logistic head sees, when more than --components: at most one per 4 Training images, saved in pca-model.json, not in features.csv (default ${AGGREGATE_SETTINGS.classifierComponents.default})`,
+      positiveInt,
+    )
+    .option(
       '--knn <k>',
       `neighbours that vote when classifying the non-Training images with knn (default ${AGGREGATE_SETTINGS.knnNeighbours.default})`,
       positiveInt,

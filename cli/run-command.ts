@@ -16,6 +16,7 @@ export interface RunCommandOptions {
   readonly imageSize?: number;
   readonly knn?: number;
   readonly classifier?: ClassifierKind;
+  readonly classifierComponents?: number;
   readonly keepEmbeddings?: boolean;
   readonly featurizer?: 'cnn' | 'pixels';
   readonly modelDir?: string;
@@ -42,6 +43,7 @@ export async function runCommand(dir: string | undefined, options: RunCommandOpt
     ...(options.featurizer !== undefined && { featurizer: options.featurizer }),
     ...(options.knn !== undefined && { knnNeighbours: options.knn }),
     ...(options.classifier !== undefined && { classifier: options.classifier }),
+    ...(options.classifierComponents !== undefined && { classifierComponents: options.classifierComponents }),
     ...(options.keepEmbeddings && { keepEmbeddings: true }),
   };
   let result;

@@ -108,6 +108,11 @@ export const PipelineConfigSchema = z
     fieldCopyEvery: handlerInt(FEATURIZE.fieldCopyEvery).default(FEATURIZE.fieldCopyEvery.default),
     /** What predicts every non-Training image: `lda` or `logistic` (saved in pca-model.json), or `knn` (AGGREGATE_SETTINGS.classifier). */
     classifier: z.enum(CLASSIFIERS).default(AGGREGATE.classifier.default),
+    /**
+     * Components the `lda` or `logistic` head sees when more than pcaComponents, held to one per 4
+     * Training images; saved in pca-model.json, not in features.csv (AGGREGATE_SETTINGS.classifierComponents).
+     */
+    classifierComponents: handlerInt(AGGREGATE.classifierComponents).default(AGGREGATE.classifierComponents.default),
     /** Also write the raw feature vectors as embeddings.parquet (AGGREGATE_SETTINGS.keepEmbeddings). */
     keepEmbeddings: z.boolean().default(AGGREGATE.keepEmbeddings.default),
     // ---- end of classification and outputs ----

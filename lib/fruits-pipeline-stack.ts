@@ -133,7 +133,7 @@ export class FruitsPipelineStack extends Stack {
 
   /** The aggregate function: reads work/ and input/ (thumbnails) and results/ (a saved model), writes work/ and results/. */
   private createAggregateFunction(config: PipelineConfig, data: DataBucket, defaults: FunctionDefaults): ImageFunction {
-    const { pcaComponents, pcaVarianceThreshold, knnNeighbours, classifier, keepEmbeddings } = config;
+    const { pcaComponents, pcaVarianceThreshold, knnNeighbours, classifier, classifierComponents, keepEmbeddings } = config;
     const aggregate = new ImageFunction(this, 'Aggregate', {
       ...defaults,
       handler: 'lambdas/aggregate/handler.handler',
@@ -147,6 +147,7 @@ export class FruitsPipelineStack extends Stack {
         momentsMergeFanIn: config.momentsMergeFanIn,
         knnNeighbours,
         classifier,
+        classifierComponents,
         keepEmbeddings,
       }),
     });

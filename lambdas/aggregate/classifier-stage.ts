@@ -30,6 +30,7 @@ import { DEFAULT_LDA_SHRINKAGE, DEFAULT_PROTOTYPES, LdaClassifierJson, LdaClassi
 import { DEFAULT_KNN_NEIGHBOURS } from '../analysis/knn';
 import { fitLogisticClassifier, LOGISTIC_CLASSIFIER_FORMAT, LogisticClassifierSchema } from '../analysis/logistic-classifier';
 import { referencesFeaturizerId } from '../analysis/pca-model';
+import { logisticWarning } from '../analysis/classifier-components';
 import { PROTOTYPE_SAMPLE_PER_CLASS, PrototypeSample, SampledRow } from '../analysis/prototype-sample';
 import { decodeFeatureShard, encodeFeatureShard, FeatureShard } from '../bookkeeping/feature-shard';
 import type { NativeProjector, RowBlock } from '../analysis/native-kernels';
@@ -82,24 +83,6 @@ export function describeClassifier(record: ClassifierRecord): ClassifierDescript
     case 'knn':
       return { classifier: 'knn', neighbours: record.neighbours };
   }
-}
-
-/**
- * Training rows per component below which logistic regression is warned about: on the 720-image
- * sample (480 Training rows) it scored 0.971 over 100 components (4.8 rows each) and 0.867 over
- * 300 (1.6 each); on fruits-360-103's Training rows (20.6 each at 300) 0.967 (docs/FEATURE-CHOICE.md).
- */
-export const LOGISTIC_ROWS_PER_COMPONENT = 4;
-
-/** Why a logistic regression fitted on `trainingRows` over `components` may not be trusted, or undefined. */
-export function logisticWarning(trainingRows: number, components: number): string | undefined {
-  if (trainingRows >= LOGISTIC_ROWS_PER_COMPONENT * components) return undefined;
-  return (
-    `logistic regression over ${components} components was fitted on ${trainingRows} Training images ` +
-    `(${(trainingRows / components).toFixed(1)} per component, fewer than ${LOGISTIC_ROWS_PER_COMPONENT}): ` +
-    'with so few it can fit what sets single images apart (measured on a 720-image sample: 0.867 over 300 components, 0.971 over 100); ' +
-    'keep fewer components or use the LDA'
-  );
 }
 
 /** The run's classifier, or undefined when the fit stage found nothing to fit it on. */
@@ -233,7 +216,9 @@ export async function fitClassifier(run: RunSettings, groups: number, deps: Aggr
   } else if (record.references > 0) {
     if (wanted === 'knn') chosen = knn();
     else {
-      const fitted = wanted === 'lda' ? await fittedLda(run, groups, model.k, deps) : await fittedLogistic(run, groups, model.k, record.references, deps);
+      // Over every component the model holds: the kept k and the head's further ones.
+      const dims = model.classifierK ?? model.k;
+      const fitted = wanted === 'lda' ? await fittedLda(run, groups, dims, deps) : await fittedLogistic(run, groups, dims, record.references, deps);
       chosen =
         fitted.classes < 2
           ? knn(`the Training rows hold ${fitted.classes} class: the ${wanted === 'lda' ? 'LDA' : 'logistic regression'} needs two`)

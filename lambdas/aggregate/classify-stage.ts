@@ -21,6 +21,7 @@ import { LdaClassifier, LdaClassifierJson } from '../analysis/lda-classifier';
 import { LogisticClassifier, LogisticClassifierJson } from '../analysis/logistic-classifier';
 import { mergeNeighbourLists, NativeNeighbourSearch, NeighbourLists, voteNeighbours } from '../analysis/native-kernels';
 import { decodeFeatureShard } from '../bookkeeping/feature-shard';
+import { leadingColumns } from '../common/float-arrays';
 import { predictionsCsvRow } from '../outputs/features-csv';
 import type { RunSettings } from '../contracts/events';
 import { putObject, readBytes } from '../aws/s3-client';
@@ -174,11 +175,15 @@ async function knnPredictions(
   const labelIds = new Map<string, number>();
   const labelTable: string[] = [];
   const referenceLabels: number[] = [];
+  let searched: { data: Float32Array; rows: number; dims: number } | undefined;
   for await (const part of referenceParts(deps, run, record)) {
     const rows = part.keys.length;
     if (rows === 0) continue;
-    const search = new NativeNeighbourSearch({ data: part.vectors, rows, dims: part.vectors.length / rows }, { offset: referenceKeys.length });
-    const found = await search.search(queries, neighbours);
+    const dims = part.vectors.length / rows;
+    // The references hold the kept k scores; the queries may carry a fitted head's further ones too.
+    if (searched?.dims !== dims) searched = { data: leadingColumns(queries.data, queries.rows, queries.dims, dims), rows: queries.rows, dims };
+    const search = new NativeNeighbourSearch({ data: part.vectors, rows, dims }, { offset: referenceKeys.length });
+    const found = await search.search(searched, neighbours);
     nearest = nearest ? mergeNeighbourLists([nearest, found]) : found;
     referenceKeys.push(...part.keys);
     for (const label of part.labels) {

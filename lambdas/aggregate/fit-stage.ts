@@ -15,12 +15,23 @@
  * Its input is at most `fanIn` scatters and one small tally per group, not one scatter per group.
  */
 import { parsePcaModel, pcaModelJson, SavedPcaModel } from '../analysis/pca-model';
-import { fitPcaTop, InsufficientDataError, PcaFit } from '../analysis/streaming-pca';
+import { ComponentSelection, fitPcaTop, InsufficientDataError, PcaFit } from '../analysis/streaming-pca';
 import { describeIncompleteAccounting, IncompleteRunError, InputAccountingReport, mergeAccountingReports } from '../bookkeeping/input-accounting';
 import { RunReport, RunReportBuilder, RunReportPart } from '../outputs/run-report';
 import type { RunSettings } from '../contracts/events';
 import { putObject, readText } from '../aws/s3-client';
-import { AggregateRunDeps, outputKeys, ProjectionModel, readGroupRecords, readProjectionModel, runFields, stopwatch } from './aggregate-shared';
+import { DEFAULT_CLASSIFIER, DEFAULT_CLASSIFIER_COMPONENTS } from '../contracts/handler-env';
+import { classifierComponentsFor } from '../analysis/classifier-components';
+import {
+  AggregateRunDeps,
+  AggregateSettings,
+  outputKeys,
+  ProjectionModel,
+  readGroupRecords,
+  readProjectionModel,
+  runFields,
+  stopwatch,
+} from './aggregate-shared';
 import { aggregateWorkKeys, MomentsTally, MomentsTallySchema, momentsMergeLevels, Plan, unpackMoments } from './aggregate-work';
 import { mergedPartials } from './merge-stage';
 import { readPlan } from './moments-stage';
@@ -98,7 +109,7 @@ export async function fitRun(run: RunSettings, groups: number, fanIn: number, de
       if (rows === 0) throw new InsufficientDataError('no feature vectors to project: every image failed or was skipped');
       fit = saved.fit;
     } else {
-      fit = await fitOfMoments(run, { tallies, rows, fanIn }, deps);
+      fit = await fitOfMoments(run, { tallies, rows, fanIn, selection: fitSelection(deps.settings, references) }, deps);
     }
   } catch (error) {
     if (error instanceof InsufficientDataError) {
@@ -112,7 +123,7 @@ export async function fitRun(run: RunSettings, groups: number, fanIn: number, de
 
   const classificationSkipped = whyNotClassified(saved, references, fit);
 
-  const model = saved ? saved.model : pcaModelJson(fit, run.runId, plan.featurizer, report.featurizerReport(), settings);
+  const model = saved ? saved.model : pcaModelJson(fit, run.runId, plan.featurizer, report.featurizerReport(), fitSelection(settings, references));
   const record: FitRecord = {
     model: JSON.stringify(model),
     ...(saved ? { pcaModelKey: saved.key } : {}),
@@ -171,7 +182,7 @@ async function writeFailureReport(
  */
 async function fitOfMoments(
   run: RunSettings,
-  { tallies, rows, fanIn }: { tallies: readonly MomentsTally[]; rows: number; fanIn: number },
+  { tallies, rows, fanIn, selection }: { tallies: readonly MomentsTally[]; rows: number; fanIn: number; selection: ComponentSelection },
   deps: AggregateRunDeps,
 ): Promise<PcaFit> {
   if (rows === 0) throw new InsufficientDataError('no feature vectors to analyse: every image failed or was skipped');
@@ -182,7 +193,19 @@ async function fitOfMoments(
   if (merged.count !== rows) {
     throw new Error(`the moments merged from level ${top} of the merge tree count ${merged.count} rows, the groups' tallies ${rows}`);
   }
-  return fitPcaTop(merged, deps.settings);
+  return fitPcaTop(merged, selection);
+}
+
+/**
+ * The components the fit keeps and the classifier sees: the settings' own, with the classifier's
+ * further components (a fitted head only: k-NN votes over the kept k) held to
+ * CLASSIFIER_ROWS_PER_COMPONENT Training rows each.
+ */
+export function fitSelection(settings: AggregateSettings, references: number): ComponentSelection {
+  const { components, varianceThreshold } = settings;
+  const selection = { components, ...(varianceThreshold !== undefined ? { varianceThreshold } : {}) };
+  if ((settings.classifier ?? DEFAULT_CLASSIFIER) === 'knn') return selection;
+  return { ...selection, classifierComponents: classifierComponentsFor(settings.classifierComponents ?? DEFAULT_CLASSIFIER_COMPONENTS, references) };
 }
 
 /** Why the run classifies nothing (no classifier to classify with, or nothing to fit or predict), or undefined when it classifies. */

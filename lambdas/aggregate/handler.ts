@@ -23,6 +23,7 @@ export function aggregateSettingsFrom(env: AggregateEnv): AggregateSettings {
     varianceThreshold: env.PCA_VARIANCE_THRESHOLD,
     knnNeighbours: env.KNN_NEIGHBOURS,
     classifier: env.CLASSIFIER,
+    classifierComponents: env.CLASSIFIER_COMPONENTS,
     keepEmbeddings: env.KEEP_EMBEDDINGS,
     groupShards: env.AGGREGATE_GROUP_SHARDS,
     momentsMergeFanIn: env.MOMENTS_MERGE_FAN_IN,

@@ -1,13 +1,15 @@
 /**
  * One group of shards, second pass (a child of the `ProjectGroups` map): standardise and project
- * every kept row with the run's model, and write the group's parts:
+ * every kept row with the run's model on every component it holds (the kept k, and the fitted
+ * head's further ones when `classifierK` is set), and write the group's parts:
  * - `results/<runId>/features/part-<g>.parquet` (and `embeddings/` when kept): one Parquet
  *   dataset across groups, which DuckDB, pandas and Spark read as one table;
  * - its rows of features.csv (publish joins the parts behind the header);
- * - the Training rows' scores, the k-NN's references: `results/<runId>/knn-references/part-<g>.fsh`
+ * - the Training rows' k scores, the k-NN's references: `results/<runId>/knn-references/part-<g>.fsh`
  *   (a part of the saved model, which pca-model.json names with its rows, size and SHA-256, from
- *   this stage's tally), and the rows to predict, for the classify stage, in the feature-shard format;
- * - with the LDA, the Training rows' class statistics and prototype sample (classifier-stage.ts);
+ *   this stage's tally), and the rows to predict on every component, for the classify stage, in
+ *   the feature-shard format;
+ * - for a fitted head, what its fit reads of the Training rows, on every component (classifier-stage.ts);
  * - a uniform sample of the group's points for the scatter plot.
  * The rows left out are those the moments stage left out, read from its tally: both stages see
  * the same shards, and a shard that changed in between is a retryable error.
@@ -15,6 +17,7 @@
 import { splitOfKey } from '../analysis/knn';
 import { encodeKnnReferences, pcaFitOf, referencesFeaturizerId } from '../analysis/pca-model';
 import { NativeProjector } from '../analysis/native-kernels';
+import { classifierFit } from '../analysis/streaming-pca';
 import { encodeFeatureShard } from '../bookkeeping/feature-shard';
 import { featuresCsvRow } from '../outputs/features-csv';
 import { FeatureTableParquetWriter } from '../outputs/features-parquet';
@@ -31,14 +34,16 @@ import { DEFAULT_CLASSIFIER } from '../contracts/handler-env';
 const PARQUET_TYPE = 'application/vnd.apache.parquet';
 
 /**
- * Rows of one kind gathered for a part file in the feature-shard format. A row's scores are held
- * as the view they were added as (into its shard's scores, which live until the part is written)
- * and converted to float32 once, when the part is encoded.
+ * Rows of one kind gathered for a part file in the feature-shard format, `width` scores each. A
+ * row's scores are held as the view they were added as (into its shard's scores, which live until
+ * the part is written) and converted to float32 once, when the part is encoded.
  */
 class RowPart {
   readonly keys: string[] = [];
   readonly labels: string[] = [];
   private readonly rows: (Float64Array | Float32Array)[] = [];
+
+  constructor(readonly width: number) {}
 
   add(key: string, label: string, scores: Float64Array | Float32Array): void {
     this.keys.push(key);
@@ -46,14 +51,23 @@ class RowPart {
     this.rows.push(scores);
   }
 
-  vectors(k: number): Float32Array {
-    const vectors = new Float32Array(this.keys.length * k);
-    this.rows.forEach((row, r) => vectors.set(row, r * k));
+  vectors(): Float32Array {
+    const vectors = new Float32Array(this.keys.length * this.width);
+    this.rows.forEach((row, r) => vectors.set(row, r * this.width));
     return vectors;
   }
 
-  encode(featurizer: string, k: number): Uint8Array {
-    return encodeFeatureShard({ header: { featurizer, dim: k, keys: this.keys, labels: this.labels, failed: [], skipped: [] }, vectors: this.vectors(k) });
+  /** The part, its header naming the scores as PCA scores of `featurizer`'s vectors. */
+  encode(featurizer: string): Uint8Array {
+    const header = {
+      featurizer: referencesFeaturizerId(featurizer, this.width),
+      dim: this.width,
+      keys: this.keys,
+      labels: this.labels,
+      failed: [],
+      skipped: [],
+    };
+    return encodeFeatureShard({ header, vectors: this.vectors() });
   }
 }
 
@@ -63,27 +77,22 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
   const work = aggregateWorkKeys(run.workPrefix);
   const { record, model } = await readFitRecord(deps, run);
   const tally = MomentsTallySchema.parse(JSON.parse(await readText(s3, run.bucket, work.momentsTally(group))));
-  const fit = pcaFitOf(model);
-  const { k, dim } = fit;
-  const projector = new NativeProjector(fit, { precision: 'float64' });
+  const { k, dim } = pcaFitOf(model);
+  // On every component the model holds: the kept k for the tables, all of them for the fitted head.
+  const projection = classifierFit(pcaFitOf(model));
+  const { k: wide } = projection;
+  const projector = new NativeProjector(projection, { precision: 'float64' });
   const projecting = record.pcaModelKey !== undefined;
   // A fitting run saves its Training rows as references even when it has nothing to predict.
   const keepReferences = !projecting && record.references > 0;
   const classifying = record.classificationSkipped === undefined;
   // The LDA and logistic regression are fitted on what the groups gather; k-NN reads the references parts.
   const head = settings.classifier ?? DEFAULT_CLASSIFIER;
-  const classifierInputs = keepReferences && head !== 'knn' ? new ClassifierInputs(k, head) : undefined;
+  const classifierInputs = keepReferences && head !== 'knn' ? new ClassifierInputs(wide, head) : undefined;
 
-  const csv = new StreamedUpload(s3, run.bucket, work.featuresCsv(group), 'text/csv; charset=utf-8');
-  const parquetUpload = new StreamedUpload(s3, run.bucket, partKey(run.outputPrefix, 'features', group), PARQUET_TYPE);
-  const parquet = new FeatureTableParquetWriter(parquetUpload, 'pc', k);
-  const embeddingsUpload = settings.keepEmbeddings
-    ? new StreamedUpload(s3, run.bucket, partKey(run.outputPrefix, 'embeddings', group), PARQUET_TYPE)
-    : undefined;
-  const embeddings = embeddingsUpload ? new FeatureTableParquetWriter(embeddingsUpload, 'f', dim) : undefined;
-  const uploads = [csv, parquetUpload, embeddingsUpload].filter((u): u is StreamedUpload => u !== undefined);
-  const references = new RowPart();
-  const queries = new RowPart();
+  const { csv, parquet, embeddings, uploads } = openTableParts(run, group, { k, dim }, deps);
+  const references = new RowPart(k);
+  const queries = new RowPart(wide);
   const sample = new ScatterSample(settings.scatterPoints, 0x5eed + group);
   const byShard = new Map(tally.usable.map((shard) => [shard.shard, shard]));
   let rows = 0;
@@ -105,16 +114,17 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
         const key = header.keys[row];
         const label = header.labels[row];
         const split = splitOfKey(key);
-        const rowScores = scores.subarray(row * k, (row + 1) * k);
+        const rowScores = scores.subarray(row * wide, row * wide + k);
+        const classifierScores = scores.subarray(row * wide, (row + 1) * wide);
         csvRows += featuresCsvRow(key, label, split, rowScores, k);
         await parquet.append(key, label, split, rowScores);
         await embeddings?.append(key, label, split, vectors, row * dim);
         sample.offer({ x: rowScores[0], y: k > 1 ? rowScores[1] : 0, label, split });
         if (keepReferences && split === 'train') {
           references.add(key, label, rowScores);
-          classifierInputs?.add(key, label, rowScores);
+          classifierInputs?.add(key, label, classifierScores);
         }
-        if (classifying && (projecting || split !== 'train')) queries.add(key, label, rowScores);
+        if (classifying && (projecting || split !== 'train')) queries.add(key, label, classifierScores);
         rows++;
       }
       await csv.write(csvRows);
@@ -126,9 +136,8 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
     uploads.forEach((upload) => upload.abort());
     throw error;
   }
-  const referencesFeaturizer = referencesFeaturizerId(record.featurizer, k);
-  const savedReferences = references.keys.length > 0 ? await writeReferencesPart(run, group, record.featurizer, k, references, deps) : undefined;
-  if (classifying) await putObject(s3, run.bucket, work.queries(group), queries.encode(referencesFeaturizer, k), 'application/octet-stream');
+  const savedReferences = references.keys.length > 0 ? await writeReferencesPart(run, group, record.featurizer, references, deps) : undefined;
+  if (classifying) await putObject(s3, run.bucket, work.queries(group), queries.encode(record.featurizer), 'application/octet-stream');
   await classifierInputs?.write(s3, run, group, record.featurizer);
   const projectTally: ProjectTally = {
     group,
@@ -143,10 +152,24 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
   return { group, rows };
 }
 
+/** The group's streamed parts of the tables: its features.csv rows, its features Parquet part (and embeddings', when kept). */
+function openTableParts(run: RunSettings, group: number, { k, dim }: { k: number; dim: number }, { s3, settings }: AggregateRunDeps) {
+  const work = aggregateWorkKeys(run.workPrefix);
+  const csv = new StreamedUpload(s3, run.bucket, work.featuresCsv(group), 'text/csv; charset=utf-8');
+  const parquetUpload = new StreamedUpload(s3, run.bucket, partKey(run.outputPrefix, 'features', group), PARQUET_TYPE);
+  const parquet = new FeatureTableParquetWriter(parquetUpload, 'pc', k);
+  const embeddingsUpload = settings.keepEmbeddings
+    ? new StreamedUpload(s3, run.bucket, partKey(run.outputPrefix, 'embeddings', group), PARQUET_TYPE)
+    : undefined;
+  const embeddings = embeddingsUpload ? new FeatureTableParquetWriter(embeddingsUpload, 'f', dim) : undefined;
+  const uploads = [csv, parquetUpload, embeddingsUpload].filter((u): u is StreamedUpload => u !== undefined);
+  return { csv, parquet, embeddings, uploads };
+}
+
 /** The group's references part, written to the run's outputs beside the model; what pca-model.json states of it. */
-async function writeReferencesPart(run: RunSettings, group: number, featurizer: string, k: number, references: RowPart, { s3 }: AggregateRunDeps) {
-  const rows = { keys: references.keys, labels: references.labels, vectors: references.vectors(k) };
-  const { bytes, stated } = encodeKnnReferences({ runId: run.runId, featurizer, k }, rows);
+async function writeReferencesPart(run: RunSettings, group: number, featurizer: string, references: RowPart, { s3 }: AggregateRunDeps) {
+  const rows = { keys: references.keys, labels: references.labels, vectors: references.vectors() };
+  const { bytes, stated } = encodeKnnReferences({ runId: run.runId, featurizer, k: references.width }, rows);
   await putObject(s3, run.bucket, referencesPartKey(run.outputPrefix, group), bytes, 'application/octet-stream');
   return stated;
 }

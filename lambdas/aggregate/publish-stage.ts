@@ -234,7 +234,9 @@ function mergedClassification(
   const description = describeClassifier(classifier);
   if ('note' in classifier && classifier.note) report.warn(classifier.note);
   // A projecting run's groups scored the rows of the references' classes; the set only marks that scope here.
-  const tally = new ClassificationTally(description, fit.k, record.references, projecting ? new Set<string>() : undefined);
+  // k-NN measures over the kept k; a fitted head sees every component the model holds.
+  const components = classifier.classifier === 'knn' ? fit.k : classifier.model.dim;
+  const tally = new ClassificationTally(description, components, record.references, projecting ? new Set<string>() : undefined);
   classified.forEach((part) => tally.absorb(part.tally));
   const classification = tally.report();
   log?.info('classified', { references: record.references, predicted: classification.status === 'classified' ? classification.predicted : 0 });
@@ -345,6 +347,7 @@ function pcaSummary({ record, model, fit, projecting }: PublishInputs, groups: n
         fittedRows: fit.count,
         dim: fit.dim,
         k: fit.k,
+        ...(fit.classifierK ? { classifierK: fit.classifierK } : {}),
         explainedVariance: fit.explainedVariance,
         constantFeatures: fit.constantFeatures.length,
       }
@@ -355,6 +358,8 @@ function pcaSummary({ record, model, fit, projecting }: PublishInputs, groups: n
         k: fit.k,
         requestedComponents: settings.components,
         ...(settings.varianceThreshold !== undefined ? { varianceThreshold: settings.varianceThreshold } : {}),
+        // The fitted head's components beyond the k kept, held to the Training rows (classifier-components.ts).
+        ...(fit.classifierK ? { classifierK: fit.classifierK } : {}),
         explainedVariance: fit.explainedVariance,
         constantFeatures: fit.constantFeatures.length,
         groups,

@@ -50,7 +50,7 @@ export type ClassificationReport =
   | ({
       status: 'classified';
       method: string;
-      /** Components the distance is measured over (the PCA's k). */
+      /** Components the classifier sees: the PCA's k for k-NN, the model's classifierK for a fitted head when it holds more. */
       components: number;
       /** Training rows: the references. */
       references: number;

@@ -81,6 +81,8 @@ export const PcaModelSchema = z
     count: z.number().int().min(2),
     dim: z.number().int().min(1),
     k: z.number().int().min(1),
+    /** Components the classifier sees when more than k: `components` holds this many, the leading k kept. */
+    classifierK: z.number().int().min(2).optional(),
     mean: numberArray(),
     scale: numberArray('positive'),
     constantFeatures: z.array(z.number().int().nonnegative()),
@@ -99,21 +101,28 @@ export const PcaModelSchema = z
   .superRefine((model, context) => {
     const problem = (message: string) => context.addIssue({ code: z.ZodIssueCode.custom, message });
     const { dim, k } = model;
+    const projected = model.classifierK ?? k;
     if (k > dim) problem(`k = ${k} components of ${dim} features`);
+    if (projected <= k && model.classifierK !== undefined) problem(`classifierK = ${projected} is not more than k = ${k}`);
+    if (projected > dim) problem(`classifierK = ${projected} components of ${dim} features`);
     for (const field of ['mean', 'scale'] as const) {
       if (model[field].length !== dim) problem(`${field} holds ${model[field].length} values, expected dim = ${dim}`);
     }
-    // The leading part of the spectrum: at least the k kept components, at most every one.
+    // The leading part of the spectrum: at least the components held, at most every one.
     for (const field of ['eigenvalues', 'explainedVarianceRatio'] as const) {
       const length = model[field].length;
-      if (length < k || length > dim) problem(`${field} holds ${length} values, expected k = ${k} to dim = ${dim}`);
+      if (length < projected || length > dim) problem(`${field} holds ${length} values, expected ${projected} to dim = ${dim}`);
     }
     if (model.eigenvalues.length !== model.explainedVarianceRatio.length) problem('eigenvalues and explainedVarianceRatio differ in length');
-    if (model.components.length !== k) problem(`components holds ${model.components.length} vectors, expected k = ${k}`);
+    if (model.components.length !== projected) {
+      problem(`components holds ${model.components.length} vectors, expected ${model.classifierK ? `classifierK = ${projected}` : `k = ${k}`}`);
+    }
     const short = model.components.findIndex((component) => component.length !== dim);
     if (short >= 0) problem(`component ${short + 1} holds ${model.components[short].length} values, expected dim = ${dim}`);
     if (model.constantFeatures.some((f) => f >= dim)) problem(`constantFeatures names a feature beyond dim = ${dim}`);
-    if (model.classifier && model.classifier.dim !== k) problem(`classifier.dim is ${model.classifier.dim}, expected k = ${k}`);
+    if (model.classifier && model.classifier.dim !== projected) {
+      problem(`classifier.dim is ${model.classifier.dim}, expected ${model.classifierK ? `classifierK = ${projected}` : `k = ${k}`}`);
+    }
     const pointer = model.knnReferences;
     if (pointer && 'parts' in pointer) {
       const rows = pointer.parts.reduce((sum, part) => sum + part.count, 0);
@@ -132,7 +141,8 @@ export function pcaModelJson(
   knnReferences?: KnnReferencesPointer,
 ) {
   const components: number[][] = [];
-  for (let c = 0; c < fit.k; c++) components.push(Array.from(fit.components.subarray(c * fit.dim, (c + 1) * fit.dim)));
+  const projected = fit.classifierK ?? fit.k;
+  for (let c = 0; c < projected; c++) components.push(Array.from(fit.components.subarray(c * fit.dim, (c + 1) * fit.dim)));
   return {
     format: PCA_MODEL_FORMAT,
     runId,
@@ -143,8 +153,13 @@ export function pcaModelJson(
     count: fit.count,
     dim: fit.dim,
     k: fit.k,
-    selection: { components: selection.components, varianceThreshold: selection.varianceThreshold ?? null },
-    /** score = ((x - mean) / scale) . component, for each kept component. */
+    ...(fit.classifierK ? { classifierK: fit.classifierK } : {}),
+    selection: {
+      components: selection.components,
+      varianceThreshold: selection.varianceThreshold ?? null,
+      classifierComponents: selection.classifierComponents ?? null,
+    },
+    /** score = ((x - mean) / scale) . component, for each component held: the k kept, then the classifier's further ones. */
     standardization: 'StandardScaler: population standard deviation; constant features (see constantFeatures) have scale 1',
     mean: Array.from(fit.mean),
     scale: Array.from(fit.scale),
@@ -187,6 +202,7 @@ export function pcaFitOf(model: SavedPcaModel): PcaFit {
     scale: Float64Array.from(model.scale),
     constantFeatures: [...model.constantFeatures],
     k: model.k,
+    ...(model.classifierK ? { classifierK: model.classifierK } : {}),
     components: Float64Array.from(model.components.flat()),
     eigenvalues: Float64Array.from(model.eigenvalues),
     explainedVarianceRatio: Float64Array.from(model.explainedVarianceRatio),

@@ -161,6 +161,12 @@ export interface ComponentSelection {
    * at most `components` (which bounds the width of features.csv).
    */
   varianceThreshold?: number;
+  /**
+   * Components a classifier fitted over the scores sees, when more than the k kept: the fit
+   * computes that many eigenpairs and `PcaFit.components` holds them all (features.csv still
+   * gets k). Clamped to what the data supports; fewer than k means k.
+   */
+  classifierComponents?: number;
 }
 
 export interface PcaFit {
@@ -172,9 +178,17 @@ export interface PcaFit {
   scale: Float64Array;
   /** Indices of constant features: standardised to 0, so they carry no weight in any component. */
   constantFeatures: number[];
-  /** Number of components kept. */
+  /** Number of components kept: the width of features.csv, and what `PcaProjector` projects on. */
   k: number;
-  /** k x dim row-major unit vectors, sign fixed so each one's largest-magnitude entry is positive. */
+  /**
+   * Components the classifier sees (`classifierFit`), when more than k: the leading k are the kept
+   * ones, since PCA's components nest.
+   */
+  classifierK?: number;
+  /**
+   * (classifierK ?? k) x dim row-major unit vectors, sign fixed so each one's largest-magnitude
+   * entry is positive.
+   */
   components: Float64Array;
   /**
    * Every eigenvalue of the standardised population covariance (the correlation matrix), in
@@ -282,7 +296,7 @@ export async function fitPcaTop(moments: FeatureMoments, selection: ComponentSel
   if (d <= FULL_SPECTRUM_MAX_DIM) return fitPca(moments, selection);
   const standardised = standardisedCorrelation(moments);
   validateSelection(selection);
-  const computed = Math.min(selection.components, d, Math.max(1, n - 1));
+  const computed = Math.min(Math.max(selection.components, selection.classifierComponents ?? 0), d, Math.max(1, n - 1));
   const top = await topEigen(standardised.correlation, { k: computed });
   const eigenvalues = Float64Array.from(top.values, (value) => Math.max(0, value));
   const explainedVarianceRatio = eigenvalues.map((value) => value / top.trace);
@@ -307,22 +321,52 @@ function fitFromSpectrum(
   if (constantFeatures.length > 0) {
     warnings.push(`${constantFeatures.length} of ${d} features are constant: scaled by 1 and left out of the components`);
   }
-  const k = chooseComponentCount(explainedVarianceRatio, selection, Math.min(d, n - 1), warnings);
-  const components = new Float64Array(k * d);
-  for (let c = 0; c < k; c++) {
+  const limit = Math.min(d, n - 1);
+  const k = chooseComponentCount(explainedVarianceRatio, selection, limit, warnings);
+  const classifierK = Math.max(k, Math.min(selection.classifierComponents ?? k, limit));
+  const components = new Float64Array(classifierK * d);
+  for (let c = 0; c < classifierK; c++) {
     const vector = spectrum.component(c);
     // Constant features have all-zero rows in the correlation matrix; clear eigensolver round-off there.
     for (let f = 0; f < d; f++) components[c * d + f] = constant[f] ? 0 : vector[f];
   }
   let explainedVariance = 0;
   for (let c = 0; c < k; c++) explainedVariance += explainedVarianceRatio[c];
-  return { count: n, dim: d, mean: mean.slice(), scale, constantFeatures, k, components, eigenvalues, explainedVarianceRatio, explainedVariance, warnings };
+  return {
+    count: n,
+    dim: d,
+    mean: mean.slice(),
+    scale,
+    constantFeatures,
+    k,
+    ...(classifierK > k ? { classifierK } : {}),
+    components,
+    eigenvalues,
+    explainedVarianceRatio,
+    explainedVariance,
+    warnings,
+  };
+}
+
+/**
+ * The fit as the classifier sees it: every component it holds (`classifierK` of them when set), so
+ * a projector of it gives the kept k scores followed by the classifier's further ones.
+ */
+export function classifierFit(fit: PcaFit): PcaFit {
+  const k = fit.classifierK ?? fit.k;
+  if (k === fit.k) return fit;
+  let explainedVariance = 0;
+  for (let c = 0; c < k; c++) explainedVariance += fit.explainedVarianceRatio[c];
+  const { classifierK: _wide, ...rest } = fit;
+  return { ...rest, k, explainedVariance };
 }
 
 function validateSelection(selection: ComponentSelection): void {
   if (!Number.isInteger(selection.components) || selection.components < 1) {
     throw new RangeError(`components must be a positive integer, got ${selection.components}`);
   }
+  const wide = selection.classifierComponents;
+  if (wide !== undefined && (!Number.isInteger(wide) || wide < 1)) throw new RangeError(`classifierComponents must be a positive integer, got ${wide}`);
   const t = selection.varianceThreshold;
   if (t !== undefined && !(t > 0 && t <= 1)) throw new RangeError(`varianceThreshold must be in (0, 1], got ${t}`);
 }

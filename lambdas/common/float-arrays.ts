@@ -9,6 +9,15 @@ export function concatFloat32(parts: readonly Float32Array[]): Float32Array {
   return out;
 }
 
+/** The first `columns` of each of the `rows` rows of a row-major array `width` values wide, as rows of their own. */
+export function leadingColumns(data: Float32Array, rows: number, width: number, columns: number): Float32Array {
+  if (columns === width) return data.subarray(0, rows * width);
+  if (columns > width) throw new RangeError(`leadingColumns: ${columns} columns of rows ${width} wide`);
+  const out = new Float32Array(rows * columns);
+  for (let r = 0; r < rows; r++) out.set(data.subarray(r * width, r * width + columns), r * columns);
+  return out;
+}
+
 /**
  * The largest difference between `actual` and `expected`, element by element, relative to the
  * largest magnitude in `expected`: how far a faster or lower-precision result is from its reference.

@@ -5,6 +5,6 @@
  * samples, and a hash of a key for choices that must not depend on how keys were grouped. The exports below are what the rest of the code may use from this folder.
  */
 export { OrderedReadAhead, mapWithConcurrency } from './concurrency';
-export { concatFloat32, largestRelativeDifference, mirrorUpperTriangle } from './float-arrays';
+export { concatFloat32, largestRelativeDifference, leadingColumns, mirrorUpperTriangle } from './float-arrays';
 export { seededRandom, spreadSeed, standardNormal, xorshift32, xorshiftUniform } from './seeded-random';
 export { keyHash } from './key-hash';

@@ -129,8 +129,14 @@ export const AGGREGATE_SETTINGS = {
    * voters only blurs the classes of Fruits-360-sized sets.
    */
   knnNeighbours: { env: 'KNN_NEIGHBOURS', min: 1, max: 100, default: 5, shapesResults: true },
-  /** `lda` or `knn` (CLASSIFIERS). */
+  /** `lda`, `logistic` or `knn` (CLASSIFIERS). */
   classifier: { env: 'CLASSIFIER', default: 'lda' as ClassifierKind, shapesResults: true },
+  /**
+   * Components a fitted head (`lda`, `logistic`) sees, when more than PCA_COMPONENTS: the fit
+   * computes that many and saves them in pca-model.json, features.csv keeps PCA_COMPONENTS. Held to
+   * one per 4 Training images (lambdas/analysis/classifier-components.ts); k-NN votes over the kept ones.
+   */
+  classifierComponents: { env: 'CLASSIFIER_COMPONENTS', min: 1, max: 4096, default: 300, shapesResults: true },
   /** `true`: also write the raw feature vectors (embeddings.parquet). */
   keepEmbeddings: { env: 'KEEP_EMBEDDINGS', default: false },
 } as const satisfies SettingsTable;
@@ -152,6 +158,8 @@ export const DEFAULT_GROUP_SHARDS = AGGREGATE_SETTINGS.groupShards.default;
 export const DEFAULT_MOMENTS_MERGE_FAN_IN = AGGREGATE_SETTINGS.momentsMergeFanIn.default;
 /** The table's classifier (AGGREGATE_SETTINGS.classifier). */
 export const DEFAULT_CLASSIFIER: ClassifierKind = AGGREGATE_SETTINGS.classifier.default;
+/** The table's components of a fitted head (AGGREGATE_SETTINGS.classifierComponents). */
+export const DEFAULT_CLASSIFIER_COMPONENTS = AGGREGATE_SETTINGS.classifierComponents.default;
 
 /**
  * A model id names a manifest entry (layers/model-weights/manifest.json), a cache directory and the image's
@@ -195,6 +203,7 @@ export const AggregateEnvSchema = z.object({
   [A.momentsMergeFanIn.env]: boundedInt(A.momentsMergeFanIn).default(A.momentsMergeFanIn.default),
   [A.knnNeighbours.env]: boundedInt(A.knnNeighbours).default(A.knnNeighbours.default),
   [A.classifier.env]: z.enum(CLASSIFIERS).default(A.classifier.default),
+  [A.classifierComponents.env]: boundedInt(A.classifierComponents).default(A.classifierComponents.default),
   [A.keepEmbeddings.env]: flag().default(A.keepEmbeddings.default),
 });
 export type AggregateEnv = z.infer<typeof AggregateEnvSchema>;
@@ -228,6 +237,7 @@ export interface AggregateEnvSettings {
   readonly momentsMergeFanIn?: number;
   readonly knnNeighbours?: number;
   readonly classifier?: ClassifierKind;
+  readonly classifierComponents?: number;
   readonly keepEmbeddings?: boolean;
 }
 

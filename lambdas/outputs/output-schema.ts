@@ -189,7 +189,8 @@ function modelFile({ runId, references, classifier, savedClassifier, projectedWi
   return {
     file: RESULT_FILES.model,
     description:
-      'the fitted PCA: score = ((x - mean) / scale) . component for each kept component; mean, scale, components, eigenvalues, explainedVarianceRatio, ' +
+      'the fitted PCA: score = ((x - mean) / scale) . component for each kept component (the first k of components; when classifierK is set, components holds that many, the further ones seen by the classifier only); ' +
+      'mean, scale, components, eigenvalues, explainedVarianceRatio, ' +
       `featurizer${references ? `, knnReferences (the references parts under ${RESULT_FILES.knnReferences}: each one's file, rows, bytes and SHA-256)` : ''}${savedClassifier ? `, classifier (${classifier === 'logistic' ? 'logistic regression: format, scale, weights, labels' : 'the LDA: format, centre, projection, prototypes, labels'})` : ''}. A later run projects new images with it: execution input {"pcaModel": "results/${runId}/${RESULT_FILES.model}"}, or --model-from ${runId}`,
   };
 }

@@ -5,11 +5,12 @@ import { createHash } from 'node:crypto';
 import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { PCA } from 'ml-pca';
 import { aggregateRun, aggregateSettingsFrom, AggregateSettings, readAggregateEnv } from '../../../lambdas/aggregate/handler';
-import { logisticWarning } from '../../../lambdas/aggregate/classifier-stage';
+import { logisticWarning } from '../../../lambdas/analysis/classifier-components';
+import { fitSelection } from '../../../lambdas/aggregate/fit-stage';
 import { MalformedEventError, runSettingsFor, TransientStorageError } from '../../../lambdas/contracts/events';
 import { batchRecordKeyOfShard } from '../../../lambdas/contracts/bucket-layout';
 import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../../../lambdas/bookkeeping/feature-shard';
-import { encodeKnnReferences, FeaturizerMismatchError, PcaModelError } from '../../../lambdas/analysis/pca-model';
+import { encodeKnnReferences, FeaturizerMismatchError, parsePcaModel, PcaModelError, pcaFitOf } from '../../../lambdas/analysis/pca-model';
 import { fitLdaClassifier, loadLdaClassifier } from '../../../lambdas/analysis/lda-classifier';
 import {
   DEFAULT_LOGISTIC_L2,
@@ -21,7 +22,7 @@ import { IncompleteRunError } from '../../../lambdas/bookkeeping/input-accountin
 import { parquetMetadata, parquetReadObjects } from 'hyparquet';
 import { parseCsv } from '../../../evaluate/csv';
 import { restoreTextField } from '../../../lambdas/outputs/features-csv';
-import { InsufficientDataError } from '../../../lambdas/analysis/streaming-pca';
+import { classifierFit, InsufficientDataError, PcaProjector } from '../../../lambdas/analysis/streaming-pca';
 import { LocalS3Server, startLocalS3Server } from '../../../local/emulator/s3/s3-server';
 import { seededRandom } from '../../../lambdas/common/seeded-random';
 import { referenceKnn } from '../../support/reference-knn';
@@ -548,18 +549,31 @@ describe('aggregate handler against a local S3 server', () => {
     const event = await writeMapRun(client, runId, succeeded, []);
     const result = await aggregateRun(event, { s3: client, settings: { components: 6 } });
 
-    // pca-model.json carries the classifier, checked by its schema.
-    const model = JSON.parse(await getText(client, result.outputs.model!));
+    // pca-model.json carries the classifier, checked by its schema. It sees every component the
+    // data supports (64 Training rows allow 16, the features 12), features.csv the 6 kept.
+    const text = await getText(client, result.outputs.model!);
+    const model = JSON.parse(text);
+    expect(model).toMatchObject({ k: 6, classifierK: 12 });
+    expect(model.components).toHaveLength(12);
     const lda = loadLdaClassifier(model.classifier);
-    expect(lda.dim).toBe(6);
+    expect(lda.dim).toBe(12);
     expect([...lda.labels].sort()).toEqual([...LABELS].sort());
     expect(model.classifier).toMatchObject({ count: 64, shrinkage: 0.1 });
     expect(new Set(model.classifier.prototypeKeys)).toEqual(new Set(model.classifier.prototypeKeys.filter((key: string) => train.keys.includes(key))));
 
-    // The same classifier as the module fits on the published features.csv's Training rows (all
-    // of them fit in the sample): the same predictions.
+    // The same classifier as the module fits on the Training rows' scores on the model's 12
+    // components (all of them fit in the sample): the same predictions. features.csv holds the
+    // leading 6 of those scores.
     const features = parseCsv(await getText(client, result.outputs.features));
-    const table = features.slice(1).map((row) => ({ key: restoreTextField(row[0]), label: row[1], split: row[2], vector: row.slice(3).map(Number) }));
+    expect(features[0]).toHaveLength(3 + 6);
+    const wide = new PcaProjector(classifierFit(pcaFitOf(parsePcaModel(text, 'pca-model.json'))));
+    const raw = new Map([...train.keys, ...test.keys].map((key, r) => [key, r < 64 ? train.vectors.subarray(r * dim) : test.vectors.subarray((r - 64) * dim)]));
+    const table = features.slice(1).map((row) => {
+      const key = restoreTextField(row[0]);
+      const vector = Array.from(wide.project(raw.get(key)!, 0));
+      vector.slice(0, 6).forEach((score, c) => expect(Number(row[3 + c])).toBeCloseTo(score, 5));
+      return { key, label: row[1], split: row[2], vector };
+    });
     const training = table.filter((row) => row.split === 'train').sort((a, b) => (a.key < b.key ? -1 : 1));
     const local = fitLdaClassifier(
       training.map((row) => row.vector),
@@ -595,7 +609,7 @@ describe('aggregate handler against a local S3 server', () => {
     expect(report.settings).toMatchObject({ classifier: 'lda' });
     expect(JSON.stringify(report.schema)).toContain('softmax probability');
     const html = await getText(client, result.outputs.html);
-    expect(html).toContain('LDA over 6 components');
+    expect(html).toContain('LDA over 12 components');
     expect(html).toContain('LDA Test accuracy');
     expect(html).toMatch(/Mean confidence \d+\.\d%/);
     // The misclassified row beside the Training image nearest the prototype that won.
@@ -922,6 +936,7 @@ describe('aggregate handler against a local S3 server', () => {
       components: expect.any(Number),
       varianceThreshold: undefined,
       knnNeighbours: 5,
+      classifierComponents: 300,
       classifier: 'lda',
       groupShards: 40,
       momentsMergeFanIn: 16,
@@ -937,6 +952,7 @@ describe('aggregate handler against a local S3 server', () => {
           AGGREGATE_GROUP_SHARDS: '7',
           MOMENTS_MERGE_FAN_IN: '4',
           CLASSIFIER: 'knn',
+          CLASSIFIER_COMPONENTS: '40',
         }),
       ),
     ).toEqual({
@@ -946,10 +962,12 @@ describe('aggregate handler against a local S3 server', () => {
       varianceThreshold: 0.9,
       knnNeighbours: 3,
       classifier: 'knn',
+      classifierComponents: 40,
       keepEmbeddings: true,
     });
     expect(() => readAggregateEnv({ KNN_NEIGHBOURS: '0' })).toThrow(/KNN_NEIGHBOURS/);
     expect(() => readAggregateEnv({ CLASSIFIER: 'svm' })).toThrow(/CLASSIFIER/);
+    expect(() => readAggregateEnv({ CLASSIFIER_COMPONENTS: '0' })).toThrow(/CLASSIFIER_COMPONENTS/);
     expect(() => readAggregateEnv({ KEEP_EMBEDDINGS: 'yes' })).toThrow(/KEEP_EMBEDDINGS/);
     expect(() => readAggregateEnv({ MOMENTS_MERGE_FAN_IN: '1' })).toThrow(/MOMENTS_MERGE_FAN_IN/);
     expect(() => readAggregateEnv({ PCA_COMPONENTS: '0' })).toThrow(/PCA_COMPONENTS/);
@@ -1045,7 +1063,8 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
     }
     const fitted = await aggregateRun(await writeMapRun(client, runId, succeeded, []), {
       s3: client,
-      settings: { components: 4, classifier: 'logistic', groupShards: 1 },
+      // The head over the 4 kept components only, to compare it with features.csv.
+      settings: { components: 4, classifier: 'logistic', classifierComponents: 4, groupShards: 1 },
     });
 
     // Its inputs: the Training group's samples of the clean rows and of the copies; no class statistics, which only the LDA reads.
@@ -1086,6 +1105,19 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
     for (const key of testKeys) expect(again.get(key)!.slice(3)).toEqual(predictions.get(key)!.slice(3));
   });
 
+  it('gives a fitted head up to one component per 4 Training rows, at least the kept k; k-NN the kept k only', () => {
+    expect(fitSelection({ components: 100 }, 71_000)).toEqual({ components: 100, classifierComponents: 300 });
+    expect(fitSelection({ components: 100, classifier: 'logistic' }, 480)).toEqual({ components: 100, classifierComponents: 120 });
+    expect(fitSelection({ components: 50, classifierComponents: 80, varianceThreshold: 0.9 }, 71_000)).toEqual({
+      components: 50,
+      varianceThreshold: 0.9,
+      classifierComponents: 80,
+    });
+    expect(fitSelection({ components: 100, classifier: 'knn' }, 71_000)).toEqual({ components: 100 });
+    // Fewer than k: the fit keeps k for the head (fitPca's rule).
+    expect(fitSelection({ components: 100 }, 48)).toEqual({ components: 100, classifierComponents: 12 });
+  });
+
   it('warns of logistic regression fitted on fewer Training rows per component than it needs', () => {
     expect(logisticWarning(480, 300)).toMatch(/over 300 components was fitted on 480 Training images \(1\.6 per component, fewer than 4\)/);
     expect(logisticWarning(480, 100)).toBeUndefined();
@@ -1108,7 +1140,10 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
       parts: [{ file: 'knn-references/part-00001.fsh', count: 48, bytes: partBytes.byteLength, sha256: createHash('sha256').update(partBytes).digest('hex') }],
     });
     await expect(bytesOf('results/model-run/knn-references/part-00000.fsh')).rejects.toThrow();
-    expect(model.classifier).toMatchObject({ format: 'fruits-pipeline/lda-classifier@1', dim: 4, count: 48 });
+    // The LDA sees the 12 components the 48 Training rows allow (features.csv the 4 kept), the
+    // references the 4 kept: k-NN measures over those.
+    expect(model).toMatchObject({ k: 4, classifierK: 12 });
+    expect(model.classifier).toMatchObject({ format: 'fruits-pipeline/lda-classifier@1', dim: 12, count: 48 });
     // The references: the Training rows' keys and labels, their scores as float32.
     const saved = decodeFeatureShard(partBytes);
     expect(saved.header).toMatchObject({ featurizer: `pca4(${model.featurizer})`, dim: 4, keys: train.keys, labels: train.labels });
@@ -1178,7 +1213,13 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
       expect(knnPredictions.get(relative(key))![3]).toBe(sharedTraining.labels[r]);
       expect(Number(knnPredictions.get(relative(key))![5])).toBeLessThan(1e-6);
     }
-    expect(JSON.parse(await getText(client, byKnn.outputs.report)).classification).toMatchObject({ classifier: 'knn', neighbours: 3, references: 48 });
+    // The queries carry the model's 12 scores; the vote measures over the 4 the references hold.
+    expect(JSON.parse(await getText(client, byKnn.outputs.report)).classification).toMatchObject({
+      classifier: 'knn',
+      neighbours: 3,
+      references: 48,
+      components: 4,
+    });
 
     const report = JSON.parse(await getText(client, projected.outputs.report));
     expect(report.pca).toEqual({
@@ -1190,6 +1231,7 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
       fittedRows: 64,
       dim,
       k: 4,
+      classifierK: 12,
       explainedVariance: model.explainedVariance,
       constantFeatures: 0,
     });
@@ -1204,7 +1246,7 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
       predicted: 18,
       scored: 17,
       unscored: 1,
-      components: 4,
+      components: 12,
     });
     expect(report.classification.scope).toMatch(/class of the model/);
     expect(await getText(client, projected.outputs.readme)).toMatch(/pca-model.json\n {2}not written: .*results\/model-run\/pca-model.json/);

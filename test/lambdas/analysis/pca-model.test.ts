@@ -51,6 +51,45 @@ describe('saved PCA model (lambdas/analysis/pca-model.ts)', () => {
     for (let r = 0; r < 37; r++) expect(Array.from(again.project(fresh, r * d))).toEqual(Array.from(byRows.subarray(r * 7, (r + 1) * 7)));
   });
 
+  it("saves a classifier's further components after the kept k (classifierK), and refuses a model whose widths disagree", () => {
+    const d = 24;
+    const accumulator = new ScatterAccumulator(d, 64);
+    accumulator.addRows(rows(300, d, 3), 300);
+    const selection = { components: 4, classifierComponents: 10 };
+    const fit = fitPca(accumulator.moments(), selection);
+    const json = JSON.parse(JSON.stringify(pcaModelJson(fit, 'run-1', 'pixels-16x16', META, selection)));
+    expect(json).toMatchObject({ k: 4, classifierK: 10, selection: { components: 4, classifierComponents: 10 } });
+    expect(json.components).toHaveLength(10);
+    const restored = pcaFitOf(parsePcaModel(JSON.stringify(json), 'pca-model.json'));
+    expect(restored).toMatchObject({ k: 4, classifierK: 10 });
+    expect(Buffer.from(restored.components.buffer)).toEqual(Buffer.from(fit.components.buffer));
+
+    const problem = (model: object) => () => parsePcaModel(JSON.stringify(model), 'model');
+    expect(problem({ ...json, components: json.components.slice(0, 4) })).toThrow(/components holds 4 vectors, expected classifierK = 10/);
+    expect(problem({ ...json, classifierK: 4 })).toThrow(/classifierK = 4 is not more than k = 4/);
+    expect(problem({ ...json, classifierK: 30 })).toThrow(/classifierK = 30 components of 24 features/);
+    expect(problem({ ...json, eigenvalues: json.eigenvalues.slice(0, 8), explainedVarianceRatio: json.explainedVarianceRatio.slice(0, 8) })).toThrow(
+      /eigenvalues holds 8 values, expected 10 to dim = 24/,
+    );
+    const classifier = {
+      format: LOGISTIC_CLASSIFIER_FORMAT,
+      dim: 4,
+      l2: 0.001,
+      rounds: 10,
+      count: 4,
+      labels: ['Kiwi', 'Lemon'],
+      scale: [1, 1, 1, 1],
+      weights: [
+        [0, 0],
+        [1, -1],
+        [0, 0],
+        [0, 0],
+        [0, 0],
+      ],
+    };
+    expect(problem({ ...json, classifier })).toThrow(/classifier.dim is 4, expected classifierK = 10/);
+  });
+
   /** A model of k = 3 components over 5 features, with `knnReferences` as given. */
   function modelWith(knnReferences: Parameters<typeof pcaModelJson>[5]) {
     const d = 5;

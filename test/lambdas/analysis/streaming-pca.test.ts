@@ -1,5 +1,5 @@
 import { PCA } from 'ml-pca';
-import { chooseComponentCount, fitPca, InsufficientDataError, PcaProjector, ScatterAccumulator } from '../../../lambdas/analysis/streaming-pca';
+import { chooseComponentCount, classifierFit, fitPca, InsufficientDataError, PcaProjector, ScatterAccumulator } from '../../../lambdas/analysis/streaming-pca';
 import { seededRandom } from '../../../lambdas/common/seeded-random';
 
 /** n x d correlated data (a few latent factors + noise), features on different scales and offsets. */
@@ -178,6 +178,30 @@ describe('fitPca', () => {
     const capped = fitPca(accumulate(vectors, n, d), { components: 1, varianceThreshold: 0.9 });
     expect(capped.k).toBe(1);
     expect(capped.warnings.join(' ')).toMatch(/threshold 0.9 not reached within PCA_COMPONENTS = 1/);
+  });
+
+  it("holds a classifier's further components after the kept k, which stay as they were; classifierFit sees them all", () => {
+    const moments = accumulate(vectors, n, d);
+    const kept = fitPca(moments, { components: 3 });
+    const wide = fitPca(moments, { components: 3, classifierComponents: 8 });
+    expect(wide).toMatchObject({ k: 3, classifierK: 8, explainedVariance: kept.explainedVariance });
+    expect(Array.from(wide.components.subarray(0, 3 * d))).toEqual(Array.from(kept.components));
+    // The projector of the fit gives the kept k; of classifierFit, those k then the 5 further ones.
+    const scores = new PcaProjector(wide).project(vectors, 0);
+    const all = new PcaProjector(classifierFit(wide)).project(vectors, 0);
+    expect(scores).toHaveLength(3);
+    expect(all).toHaveLength(8);
+    expect(Array.from(all.subarray(0, 3))).toEqual(Array.from(scores));
+    expect(classifierFit(wide).explainedVariance).toBeCloseTo(
+      wide.explainedVarianceRatio.slice(0, 8).reduce((a, b) => a + b, 0),
+      12,
+    );
+    expect(classifierFit(kept)).toBe(kept);
+    // Not fewer than k, not more than the data supports.
+    expect(fitPca(moments, { components: 3, classifierComponents: 2 }).classifierK).toBeUndefined();
+    expect(fitPca(moments, { components: 3, classifierComponents: 50 }).classifierK).toBe(d);
+    expect(fitPca(accumulate(syntheticFeatures(6, d, 2), 6, d), { components: 2, classifierComponents: 50 }).classifierK).toBe(5);
+    expect(() => fitPca(moments, { components: 3, classifierComponents: 0 })).toThrow(/classifierComponents must be a positive integer/);
   });
 
   it('clamps k to min(features, images - 1) with a warning', () => {

@@ -150,6 +150,13 @@ describe('fitPcaTop', () => {
       for (let f = 0; f < dim; f++) expect(Math.abs(top.components[c * dim + f] - full.components[c * dim + f])).toBeLessThan(1e-6);
     }
     expect(top.explainedVariance).toBeCloseTo(full.explainedVariance, 9);
+
+    // A classifier's further components: computed too, the kept ones unchanged.
+    const wide = await fitPcaTop(moments, { components: 20, classifierComponents: 30 });
+    expect(wide).toMatchObject({ k: 20, classifierK: 30 });
+    expect(wide.explainedVariance).toBeCloseTo(top.explainedVariance, 9);
+    expect(wide.components).toHaveLength(30 * dim);
+    for (let i = 0; i < 20 * dim; i++) expect(Math.abs(wide.components[i] - top.components[i])).toBeLessThan(1e-6);
   });
 });
 

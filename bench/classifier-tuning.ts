@@ -22,6 +22,8 @@ import { Matrix } from 'ml-matrix';
 import { ClassStatistics, ClassStatisticsAccumulator, mergeClassStatistics } from '../lambdas/analysis/class-statistics';
 import { DEFAULT_LDA_SHRINKAGE, ldaClassifierFromStatistics, LdaClassifier } from '../lambdas/analysis/lda-classifier';
 import { fitLogisticClassifier } from '../lambdas/analysis/logistic-classifier';
+import { classifierComponentsFor } from '../lambdas/analysis/classifier-components';
+import { DEFAULT_CLASSIFIER_COMPONENTS } from '../lambdas/contracts/handler-env';
 import { fieldCopyOf } from '../lambdas/featurize/field-copies';
 import { FIELD_CONDITIONS } from '../evaluate/field-conditions';
 import { Cell, fixed, load, machine, markdownTable, printTable, Table } from './bench-support';
@@ -369,11 +371,14 @@ async function transformsTable(quick: boolean, only: RegExp | undefined, sets: R
 /**
  * Heads other than the LDA's, fitted with the same field copies (1 in COPY_EVERY) where they take
  * copies: the product, the product over 300 components, 5-NN, and multinomial logistic regression
- * (classifier-choice.ts: L2 1e-3, 300 rounds) over 100 and 300 components, with and without the copies.
+ * (classifier-choice.ts: L2 1e-3, 300 rounds) over 100 and 300 components, with and without the
+ * copies; and the product, logistic regression and the two together over the components a run gives
+ * them (`as run`: CLASSIFIER_COMPONENTS held to one per 4 references, at least the kept 100).
  */
 async function headsTable(quick: boolean, sets: RegExp | undefined, only: RegExp | undefined): Promise<void> {
   const scenarios = (await loadScenarios(quick, 300)).filter((s) => !sets || sets.test(s.name));
-  const heads: { name: string; components: number; candidate: (scenario: Scenario) => Candidate; heldOut: boolean }[] = [
+  /** `as run`: the product's rule, CLASSIFIER_COMPONENTS held to one per 4 references, at least the kept 100. */
+  const heads: { name: string; components: number | 'as run'; candidate: (scenario: Scenario) => Candidate; heldOut: boolean }[] = [
     { name: 'product (LDA + 8 clean prototypes)', components: 100, candidate: (s) => variantCandidate(PRODUCT, s.classes, s.name), heldOut: true },
     {
       name: 'product (LDA + 8 clean prototypes)',
@@ -385,6 +390,14 @@ async function headsTable(quick: boolean, sets: RegExp | undefined, only: RegExp
     { name: 'logistic regression', components: 300, candidate: (s) => logistic('logistic', 1e-3, false, s.classes.length), heldOut: false },
     { name: 'logistic regression + copies', components: 100, candidate: (s) => logistic('logistic', 1e-3, true, s.classes.length), heldOut: true },
     { name: 'logistic regression + copies', components: 300, candidate: (s) => logistic('logistic', 1e-3, true, s.classes.length), heldOut: true },
+    {
+      name: 'product (LDA + 8 clean prototypes)',
+      components: 'as run',
+      candidate: (s) => variantCandidate({ ...PRODUCT, name: 'as run' }, s.classes, s.name),
+      heldOut: true,
+    },
+    { name: 'logistic regression + copies', components: 'as run', candidate: (s) => logistic('logistic', 1e-3, true, s.classes.length), heldOut: true },
+    { name: 'LDA x 0.1 + logistic regression (log-probabilities)', components: 'as run', candidate: (s) => ensembleCandidate(s.classes, 0.1), heldOut: true },
     ...[1, 0.1, 0.03].flatMap((weight) =>
       [100, 300].map((components) => ({
         name: `LDA x ${weight} + logistic regression (log-probabilities)`,
@@ -400,11 +413,15 @@ async function headsTable(quick: boolean, sets: RegExp | undefined, only: RegExp
     const scenario = { ...full, augmentation: filterRows(full.augmentation, (_, key) => fieldCopyOf(`input/d/${key}`, COPY_EVERY) !== undefined) };
     for (const [i, head] of chosen.entries()) {
       const candidate = head.candidate(scenario);
-      const score = await evaluate(scenario, candidate, head.components, false);
+      const components =
+        head.components === 'as run'
+          ? Math.max(PRODUCT.components, classifierComponentsFor(DEFAULT_CLASSIFIER_COMPONENTS, scenario.references.n))
+          : head.components;
+      const score = await evaluate(scenario, candidate, components, false);
       // A head fitted without the copies has seen no alteration: its field is its held out.
-      const heldOut = head.heldOut ? await evaluate(scenario, candidate, head.components, true) : score;
+      const heldOut = head.heldOut ? await evaluate(scenario, candidate, components, true) : score;
       console.log(
-        `  ${head.name}, ${head.components} PCs | ${scenario.name}: clean ${score.clean.toFixed(4)}, field ${score.field.toFixed(4)} ` +
+        `  ${head.name}, ${components} PCs | ${scenario.name}: clean ${score.clean.toFixed(4)}, field ${score.field.toFixed(4)} ` +
           `(${FIELD_CONDITIONS.map((c) => score.perCondition[c].toFixed(3)).join(' ')}), held out ${heldOut.field.toFixed(4)}, fit ${score.fitMs.toFixed(0)} ms, ${load()}`,
       );
       cells[i].push(`${score.clean.toFixed(3)} / ${score.field.toFixed(3)} / ${heldOut.field.toFixed(3)}`);

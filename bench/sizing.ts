@@ -57,7 +57,8 @@ export interface GoalCandidate {
 
 /** The cost model's classifier: it has measured figures for the LDA and k-NN stages, none yet for logistic regression's. */
 function costedClassifier(classifier: ClassifierKind): Classifier {
-  if (classifier === 'logistic') throw new Error('the cost model has no figures for classifier logistic: size with lda or knn');
+  if (classifier === 'logistic' || classifier === 'lda+logistic')
+    throw new Error(`the cost model has no figures for classifier ${classifier}: size with lda or knn`);
   return classifier;
 }
 

@@ -26,10 +26,18 @@ import {
   classStatisticsToJson,
   mergeClassStatistics,
 } from '../analysis/class-statistics';
-import { DEFAULT_LDA_SHRINKAGE, DEFAULT_PROTOTYPES, LdaClassifierJson, LdaClassifierSchema, ldaClassifierFromStatistics } from '../analysis/lda-classifier';
+import {
+  DEFAULT_LDA_SHRINKAGE,
+  DEFAULT_PROTOTYPES,
+  LdaClassifier,
+  LdaClassifierJson,
+  LdaClassifierSchema,
+  ldaClassifierFromStatistics,
+} from '../analysis/lda-classifier';
+import { COMBINED_CLASSIFIER_FORMAT, combinedClassifier, CombinedClassifierSchema } from '../analysis/combined-classifier';
 import { DEFAULT_KNN_NEIGHBOURS } from '../analysis/knn';
-import { fitLogisticClassifier, LOGISTIC_CLASSIFIER_FORMAT, LogisticClassifierSchema } from '../analysis/logistic-classifier';
-import { referencesFeaturizerId } from '../analysis/pca-model';
+import { fitLogisticClassifier, LOGISTIC_CLASSIFIER_FORMAT, LogisticClassifier, LogisticClassifierSchema } from '../analysis/logistic-classifier';
+import { referencesFeaturizerId, SavedPcaModel } from '../analysis/pca-model';
 import { logisticWarning } from '../analysis/classifier-components';
 import { PROTOTYPE_SAMPLE_PER_CLASS, PrototypeSample, SampledRow } from '../analysis/prototype-sample';
 import { decodeFeatureShard, encodeFeatureShard, FeatureShard } from '../bookkeeping/feature-shard';
@@ -65,6 +73,17 @@ export const ClassifierRecordSchema = z.discriminatedUnion('classifier', [
     note: z.string().optional(),
   }),
   z.object({
+    classifier: z.literal('lda+logistic'),
+    model: CombinedClassifierSchema,
+    /** This run fitted it (false: the saved model's, not refitted). */
+    fitted: z.boolean(),
+    /** Prototypes per class the LDA was fitted with. */
+    prototypes: z.number().int().min(1),
+    timingsMs: z.record(z.string(), z.number()),
+    /** A warning for report.json (too few Training rows per component). */
+    note: z.string().optional(),
+  }),
+  z.object({
     classifier: z.literal('knn'),
     neighbours: z.number().int().min(1),
     /** Why k-NN, when the setting asked for the LDA. */
@@ -80,6 +99,10 @@ export function describeClassifier(record: ClassifierRecord): ClassifierDescript
       return { classifier: 'lda', shrinkage: record.model.shrinkage, prototypes: record.prototypes };
     case 'logistic':
       return { classifier: 'logistic', l2: record.model.l2, rounds: record.model.rounds };
+    case 'lda+logistic': {
+      const { ldaWeight, lda, logistic } = record.model;
+      return { classifier: 'lda+logistic', ldaWeight, shrinkage: lda.shrinkage, prototypes: record.prototypes, l2: logistic.l2, rounds: logistic.rounds };
+    }
     case 'knn':
       return { classifier: 'knn', neighbours: record.neighbours };
   }
@@ -115,8 +138,8 @@ export class ClassifierInputs {
     readonly k: number,
     head: Exclude<ClassifierKind, 'knn'>,
   ) {
-    if (head === 'lda') this.statistics = new ClassStatisticsAccumulator(k);
-    else this.copies = new PrototypeSample(COPY_SAMPLE_PER_CLASS);
+    if (head !== 'logistic') this.statistics = new ClassStatisticsAccumulator(k);
+    if (head !== 'lda') this.copies = new PrototypeSample(COPY_SAMPLE_PER_CLASS);
   }
 
   add(key: string, label: string, scores: ArrayLike<number>): void {
@@ -206,10 +229,7 @@ export async function fitClassifier(run: RunSettings, groups: number, deps: Aggr
   if (record.pcaModelKey !== undefined) {
     const saved = model.classifier;
     if (saved && (wanted !== 'knn' || record.references === 0)) {
-      chosen =
-        saved.format === LOGISTIC_CLASSIFIER_FORMAT
-          ? { classifier: 'logistic', model: saved, fitted: false, timingsMs: {} }
-          : { classifier: 'lda', model: saved, fitted: false, prototypes: prototypesPerClass(saved), timingsMs: {} };
+      chosen = savedClassifierRecord(saved);
     } else if (record.references > 0) {
       chosen = knn(wanted !== 'knn' ? `the model of run ${model.runId} holds no classifier: k-NN against its references` : undefined);
     }
@@ -218,22 +238,20 @@ export async function fitClassifier(run: RunSettings, groups: number, deps: Aggr
     else {
       // Over every component the model holds: the kept k and the head's further ones.
       const dims = model.classifierK ?? model.k;
-      const fitted = wanted === 'lda' ? await fittedLda(run, groups, dims, deps) : await fittedLogistic(run, groups, dims, record.references, deps);
-      chosen =
-        fitted.classes < 2
-          ? knn(`the Training rows hold ${fitted.classes} class: the ${wanted === 'lda' ? 'LDA' : 'logistic regression'} needs two`)
-          : fitted.record;
+      const fitted =
+        wanted === 'lda'
+          ? await fittedLda(run, groups, dims, deps)
+          : wanted === 'logistic'
+            ? await fittedLogistic(run, groups, dims, record.references, deps)
+            : await fittedCombined(run, groups, dims, record.references, deps);
+      chosen = fitted.classes < 2 ? knn(`the Training rows hold ${fitted.classes} class: the ${wanted} head needs two`) : fitted.record;
     }
   }
   if (!chosen) return { classifier: 'none' };
   await putObject(s3, run.bucket, work.classifier, JSON.stringify(chosen), 'application/json');
   log?.info('classifier ready', {
     classifier: chosen.classifier,
-    ...(chosen.classifier === 'lda'
-      ? { fitted: chosen.fitted, prototypes: chosen.model.prototypes.length, ms: clock.total() }
-      : chosen.classifier === 'logistic'
-        ? { fitted: chosen.fitted, rows: chosen.model.count, ms: clock.total() }
-        : { note: chosen.note }),
+    ...(chosen.classifier === 'knn' ? { note: chosen.note } : { fitted: chosen.fitted, dim: chosen.model.dim, ms: clock.total() }),
   });
   return { classifier: chosen.classifier };
 }
@@ -305,6 +323,45 @@ async function mergedStatistics(deps: AggregateRunDeps, run: RunSettings, groups
     merged = merged ? mergeClassStatistics(merged, part) : part;
   }
   return merged;
+}
+
+/** The record of a saved model's classifier, taken as it is. */
+function savedClassifierRecord(saved: NonNullable<SavedPcaModel['classifier']>): ClassifierRecord {
+  switch (saved.format) {
+    case LOGISTIC_CLASSIFIER_FORMAT:
+      return { classifier: 'logistic', model: saved, fitted: false, timingsMs: {} };
+    case COMBINED_CLASSIFIER_FORMAT:
+      return { classifier: 'lda+logistic', model: saved, fitted: false, prototypes: prototypesPerClass(saved.lda), timingsMs: {} };
+    default:
+      return { classifier: 'lda', model: saved, fitted: false, prototypes: prototypesPerClass(saved), timingsMs: {} };
+  }
+}
+
+/**
+ * The LDA and logistic regression fitted as for each alone (their inputs are both gathered), as
+ * one head; or how many classes the Training rows hold when fewer than two.
+ */
+async function fittedCombined(
+  run: RunSettings,
+  groups: number,
+  dims: number,
+  trainingRows: number,
+  deps: AggregateRunDeps,
+): Promise<{ classes: number; record?: ClassifierRecord }> {
+  const lda = await fittedLda(run, groups, dims, deps);
+  if (lda.record?.classifier !== 'lda') return { classes: lda.classes };
+  const logistic = await fittedLogistic(run, groups, dims, trainingRows, deps);
+  if (logistic.record?.classifier !== 'logistic') return { classes: logistic.classes };
+  const model = combinedClassifier(LdaClassifier.of(lda.record.model), new LogisticClassifier(logistic.record.model)).toJSON();
+  const record: ClassifierRecord = {
+    classifier: 'lda+logistic',
+    model,
+    fitted: true,
+    prototypes: lda.record.prototypes,
+    timingsMs: { ...lda.record.timingsMs, ...Object.fromEntries(Object.entries(logistic.record.timingsMs).map(([name, ms]) => [`logistic.${name}`, ms])) },
+    ...(logistic.record.note ? { note: logistic.record.note } : {}),
+  };
+  return { classes: lda.classes, record };
 }
 
 function prototypesPerClass(model: LdaClassifierJson): number {

@@ -19,6 +19,7 @@ import { splitOfKey } from '../analysis/knn';
 import type { ReferenceRows } from '../analysis/pca-model';
 import { LdaClassifier, LdaClassifierJson } from '../analysis/lda-classifier';
 import { LogisticClassifier, LogisticClassifierJson } from '../analysis/logistic-classifier';
+import { CombinedClassifier, CombinedClassifierJson } from '../analysis/combined-classifier';
 import { mergeNeighbourLists, NativeNeighbourSearch, NeighbourLists, voteNeighbours } from '../analysis/native-kernels';
 import { decodeFeatureShard } from '../bookkeeping/feature-shard';
 import { leadingColumns } from '../common/float-arrays';
@@ -83,7 +84,9 @@ export async function classifyGroup(run: RunSettings, group: number, deps: Aggre
       ? await ldaPredictions(classifier.model, queries)
       : classifier.classifier === 'logistic'
         ? await logisticPredictions(classifier.model, queries)
-        : await knnPredictions(deps, run, record, queries, classifier.neighbours, group);
+        : classifier.classifier === 'lda+logistic'
+          ? await combinedPredictions(classifier.model, queries)
+          : await knnPredictions(deps, run, record, queries, classifier.neighbours, group);
   const description = describeClassifier(classifier);
 
   const tally = new ClassificationTally(description, k, record.references, record.pcaModelKey ? referenceClasses : undefined);
@@ -155,6 +158,18 @@ async function logisticPredictions(json: LogisticClassifierJson, queries: { data
     nearestLabel: p.label,
   }));
   return { predictions, referenceClasses: new Set(json.labels), references: json.count };
+}
+
+/** The LDA and logistic regression together: a miss is shown beside the Training image nearest the LDA prototype of the class that won. */
+async function combinedPredictions(json: CombinedClassifierJson, queries: { data: Float32Array; rows: number; dims: number }) {
+  const predictions: RowPrediction[] = (await CombinedClassifier.of(json).predictBlock(queries)).map((p) => ({
+    label: p.label,
+    confidence: p.confidence,
+    distance: p.distance,
+    nearestKey: json.lda.prototypeKeys?.[p.prototype] ?? '',
+    nearestLabel: p.label,
+  }));
+  return { predictions, referenceClasses: new Set(json.lda.labels), references: json.lda.count };
 }
 
 /**

@@ -37,6 +37,7 @@ export interface ConfusedPair extends ConfusionCell {
 export type ClassifierDescription =
   | { classifier: 'lda'; shrinkage: number; prototypes: number }
   | { classifier: 'logistic'; l2: number; rounds: number }
+  | { classifier: 'lda+logistic'; ldaWeight: number; shrinkage: number; prototypes: number; l2: number; rounds: number }
   | { classifier: 'knn'; neighbours: number };
 
 /** Mean softmax probability (LDA) or vote share (k-NN) of the scored predictions: all, right, wrong. */
@@ -80,11 +81,14 @@ export const CLASSIFIER_METHODS = {
   lda: "shrinkage LDA over the PCA components, then the nearest of the k-means prototypes of each class's Training rows in the discriminant space; confidence = the softmax probability of the class scores",
   logistic:
     'multinomial logistic regression over the standardised PCA components, fitted on a per-class sample of the Training rows and their field copies; confidence = the softmax probability of the predicted class',
+  'lda+logistic':
+    "the LDA's log-probabilities (softmax of its nearest-prototype scores) times ldaWeight plus multinomial logistic regression's, over the PCA components; confidence = the softmax of that sum at the predicted class; distance = to the class's nearest LDA prototype",
 } as const;
 
 /** The classifier's short name: `LDA`, `logistic regression` or `5-NN`. */
 export function classifierName(description: ClassifierDescription): string {
   if (description.classifier === 'lda') return 'LDA';
+  if (description.classifier === 'lda+logistic') return 'LDA + logistic regression';
   return description.classifier === 'logistic' ? 'logistic regression' : `${description.neighbours}-NN`;
 }
 

@@ -116,6 +116,23 @@ export const LdaClassifierSchema = z
   });
 export type LdaClassifierJson = z.infer<typeof LdaClassifierSchema>;
 
+/** Rows' class scores (`LdaClassifier.classScoresBlock`): rows x classes, row-major, with the prototype behind each. */
+export interface ClassScores {
+  readonly rows: number;
+  readonly classes: number;
+  /** -||y - p||^2 / 2 + ||y||^2 / 2 for the class's nearest prototype p of the row's coordinates y. */
+  readonly scores: Float64Array;
+  /** That prototype's index. */
+  readonly prototypes: Int32Array;
+  /** ||y||^2 of each row. */
+  readonly squaredNorms: Float64Array;
+}
+
+/** The distance from row `r` to its nearest prototype of class `c`, from the class scores. */
+export function prototypeDistance({ scores, squaredNorms, classes }: Pick<ClassScores, 'scores' | 'squaredNorms' | 'classes'>, r: number, c: number): number {
+  return Math.sqrt(Math.max(0, squaredNorms[r] - 2 * scores[r * classes + c]));
+}
+
 export class LdaClassifier {
   private readonly centre: Matrix;
   private readonly projection: Matrix;
@@ -164,7 +181,7 @@ export class LdaClassifier {
     if (rows.length === 0) return [];
     const projected = this.transform(rows);
     const products = projected.mmul(this.prototypesT);
-    return this.predictionsOf(Float64Array.from(projected.to1DArray()), Float64Array.from(products.to1DArray()), rows.length);
+    return this.predictionsOf(this.classScoresOf(Float64Array.from(projected.to1DArray()), Float64Array.from(products.to1DArray()), rows.length));
   }
 
   /**
@@ -172,40 +189,60 @@ export class LdaClassifier {
    * in float64: the same predictions, the distances to rounding, for a block of rows of `dim` values.
    */
   async predictBlock(block: RowBlock): Promise<Prediction[]> {
-    if (block.rows === 0) return [];
-    const projected = await this.projector.projectRows(block);
-    const products = await matrixProduct(projected, block.rows, this.projection.columns, this.prototypesTData, this.json.prototypes.length);
-    return this.predictionsOf(projected, products, block.rows);
+    return this.predictionsOf(await this.classScoresBlock(block));
   }
 
   /**
-   * Each row's class from its coordinates (rows x directions) and their products with the
-   * prototypes (rows x prototypes), both row-major: the class of the nearest prototype.
+   * Each row's score for each class (rows x labels, row-major, labels in `labels` order): minus
+   * half its squared distance to the class's nearest prototype in the discriminant space, less
+   * half the row's squared norm (the same for every class: it cancels in a softmax), with that
+   * prototype; on the native kernel, for a block of rows of `dim` values.
    */
-  private predictionsOf(projected: Float64Array, products: Float64Array, rows: number): Prediction[] {
+  async classScoresBlock(block: RowBlock): Promise<ClassScores> {
+    const projected = block.rows === 0 ? new Float64Array(0) : await this.projector.projectRows(block);
+    const products =
+      block.rows === 0
+        ? new Float64Array(0)
+        : await matrixProduct(projected, block.rows, this.projection.columns, this.prototypesTData, this.json.prototypes.length);
+    return this.classScoresOf(projected, products, block.rows);
+  }
+
+  /**
+   * The class scores from the rows' coordinates (rows x directions) and their products with the
+   * prototypes (rows x prototypes), both row-major.
+   */
+  private classScoresOf(projected: Float64Array, products: Float64Array, rows: number): ClassScores {
     const { labels, prototypeLabels } = this.json;
-    const directions = projected.length / rows;
+    const classes = labels.length;
+    const directions = this.projection.columns;
     const count = prototypeLabels.length;
-    const predictions: Prediction[] = [];
-    const classScores = new Float64Array(labels.length);
-    const classPrototypes = new Int32Array(labels.length);
+    const scores = new Float64Array(rows * classes).fill(Number.NEGATIVE_INFINITY);
+    const prototypes = new Int32Array(rows * classes);
+    const squaredNorms = new Float64Array(rows);
     for (let r = 0; r < rows; r++) {
-      // -||y - p||^2 / 2 = y.p - ||p||^2 / 2 - ||y||^2 / 2; the last term is the same for every
-      // class, and cancels in the softmax.
-      classScores.fill(Number.NEGATIVE_INFINITY);
+      // -||y - p||^2 / 2 = y.p - ||p||^2 / 2 - ||y||^2 / 2.
       for (let p = 0; p < count; p++) {
         const score = products[r * count + p] + this.offsets[p];
-        if (score > classScores[prototypeLabels[p]]) [classScores[prototypeLabels[p]], classPrototypes[prototypeLabels[p]]] = [score, p];
+        const cell = r * classes + prototypeLabels[p];
+        if (score > scores[cell]) [scores[cell], prototypes[cell]] = [score, p];
       }
+      for (let d = 0; d < directions; d++) squaredNorms[r] += projected[r * directions + d] ** 2;
+    }
+    return { rows, classes, scores, prototypes, squaredNorms };
+  }
+
+  /** Each row's class: the class of the nearest prototype, its softmax probability and distance. */
+  private predictionsOf({ rows, classes, scores, prototypes, squaredNorms }: ClassScores): Prediction[] {
+    const predictions: Prediction[] = [];
+    for (let r = 0; r < rows; r++) {
+      const row = scores.subarray(r * classes, (r + 1) * classes);
       let best = 0;
-      for (let c = 1; c < classScores.length; c++) if (classScores[c] > classScores[best]) best = c;
+      for (let c = 1; c < classes; c++) if (row[c] > row[best]) best = c;
       // Softmax with the best score subtracted: exp never overflows, the best term is exactly 1.
       let total = 0;
-      for (const score of classScores) total += Math.exp(score - classScores[best]);
-      let norm = 0;
-      for (let d = 0; d < directions; d++) norm += projected[r * directions + d] ** 2;
-      const distance = Math.sqrt(Math.max(0, norm - 2 * classScores[best]));
-      predictions.push({ label: labels[best], confidence: 1 / total, distance, prototype: classPrototypes[best] });
+      for (const score of row) total += Math.exp(score - row[best]);
+      const distance = prototypeDistance({ scores, squaredNorms, classes }, r, best);
+      predictions.push({ label: this.json.labels[best], confidence: 1 / total, distance, prototype: prototypes[r * classes + best] });
     }
     return predictions;
   }

@@ -25,6 +25,7 @@ import { RUN_ID_PATTERN } from '../contracts/bucket-layout';
 import { decodeFeatureShard, encodeFeatureShard } from '../bookkeeping';
 import { LdaClassifierSchema } from './lda-classifier';
 import { LogisticClassifierSchema } from './logistic-classifier';
+import { CombinedClassifierSchema } from './combined-classifier';
 import type { ComponentSelection, PcaFit } from './streaming-pca';
 
 export const PCA_MODEL_FORMAT = 'fruits-pipeline/pca-model@1';
@@ -95,7 +96,7 @@ export const PcaModelSchema = z
      * The classifier the model run fitted over these components (a run with Training rows of two
      * classes or more): the LDA or logistic regression, told apart by `format`.
      */
-    classifier: z.union([LdaClassifierSchema, LogisticClassifierSchema]).optional(),
+    classifier: z.union([LdaClassifierSchema, LogisticClassifierSchema, CombinedClassifierSchema]).optional(),
   })
   .passthrough()
   .superRefine((model, context) => {

@@ -88,7 +88,7 @@ export const FEATURIZE_SETTINGS = {
  * sample of the Training rows and their field copies, saved the same way
  * (lambdas/analysis/logistic-classifier.ts); `knn`, the vote of the nearest Training rows.
  */
-export const CLASSIFIERS = ['lda', 'logistic', 'knn'] as const;
+export const CLASSIFIERS = ['lda', 'logistic', 'lda+logistic', 'knn'] as const;
 export type ClassifierKind = (typeof CLASSIFIERS)[number];
 
 /** The aggregate function's settings: the PCA, the groups of its fanned-out stages, the classification and optional outputs. */
@@ -129,7 +129,7 @@ export const AGGREGATE_SETTINGS = {
    * voters only blurs the classes of Fruits-360-sized sets.
    */
   knnNeighbours: { env: 'KNN_NEIGHBOURS', min: 1, max: 100, default: 5, shapesResults: true },
-  /** `lda`, `logistic` or `knn` (CLASSIFIERS). */
+  /** `lda`, `logistic`, `lda+logistic` or `knn` (CLASSIFIERS). */
   classifier: { env: 'CLASSIFIER', default: 'lda' as ClassifierKind, shapesResults: true },
   /**
    * Components a fitted head (`lda`, `logistic`) sees, when more than PCA_COMPONENTS: the fit

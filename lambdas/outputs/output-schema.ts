@@ -127,6 +127,14 @@ function featuresFiles({ k, projectedWith, singleParquet }: SchemaOptions): File
   ];
 }
 
+/** What pca-model.json's `classifier` holds for each fitted head. */
+const SAVED_CLASSIFIER_FIELDS: Record<ClassifierKind, string> = {
+  lda: 'the LDA: format, centre, projection, prototypes, labels',
+  logistic: 'logistic regression: format, scale, weights, labels',
+  'lda+logistic': 'both: format, ldaWeight, lda (centre, projection, prototypes, labels), logistic (scale, weights, labels)',
+  knn: 'none',
+};
+
 /** What predictions.csv's columns mean for each classifier. */
 const PREDICTION_COLUMNS: Record<ClassifierKind, { name: string; predicted: string; confidence: string; distance: string }> = {
   lda: {
@@ -140,6 +148,12 @@ const PREDICTION_COLUMNS: Record<ClassifierKind, { name: string; predicted: stri
     predicted: 'the class of highest probability under the multinomial logistic regression (report.json classification)',
     confidence: 'softmax probability of the predicted class, in (0, 1]',
     distance: 'empty: logistic regression decides by no prototype or reference',
+  },
+  'lda+logistic': {
+    name: 'LDA + logistic regression',
+    predicted: "the class of highest combined score: the LDA's log-probability times ldaWeight plus logistic regression's (report.json classification)",
+    confidence: 'softmax of the combined scores at the predicted class, in (0, 1]: ranks right above wrong, not a calibrated probability',
+    distance: "Euclidean distance, in the LDA's discriminant space, to the nearest prototype of the predicted class",
   },
   knn: {
     name: 'k-NN',
@@ -191,7 +205,7 @@ function modelFile({ runId, references, classifier, savedClassifier, projectedWi
     description:
       'the fitted PCA: score = ((x - mean) / scale) . component for each kept component (the first k of components; when classifierK is set, components holds that many, the further ones seen by the classifier only); ' +
       'mean, scale, components, eigenvalues, explainedVarianceRatio, ' +
-      `featurizer${references ? `, knnReferences (the references parts under ${RESULT_FILES.knnReferences}: each one's file, rows, bytes and SHA-256)` : ''}${savedClassifier ? `, classifier (${classifier === 'logistic' ? 'logistic regression: format, scale, weights, labels' : 'the LDA: format, centre, projection, prototypes, labels'})` : ''}. A later run projects new images with it: execution input {"pcaModel": "results/${runId}/${RESULT_FILES.model}"}, or --model-from ${runId}`,
+      `featurizer${references ? `, knnReferences (the references parts under ${RESULT_FILES.knnReferences}: each one's file, rows, bytes and SHA-256)` : ''}${savedClassifier ? `, classifier (${SAVED_CLASSIFIER_FIELDS[classifier]})` : ''}. A later run projects new images with it: execution input {"pcaModel": "results/${runId}/${RESULT_FILES.model}"}, or --model-from ${runId}`,
   };
 }
 

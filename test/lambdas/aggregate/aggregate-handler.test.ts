@@ -19,6 +19,7 @@ import {
   loadLogisticClassifier,
 } from '../../../lambdas/analysis/logistic-classifier';
 import { IncompleteRunError } from '../../../lambdas/bookkeeping/input-accounting';
+import { CombinedClassifier, COMBINED_CLASSIFIER_FORMAT, DEFAULT_LDA_WEIGHT } from '../../../lambdas/analysis/combined-classifier';
 import { parquetMetadata, parquetReadObjects } from 'hyparquet';
 import { parseCsv } from '../../../evaluate/csv';
 import { restoreTextField } from '../../../lambdas/outputs/features-csv';
@@ -1038,11 +1039,13 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
     return { s3, gets: () => gets };
   }
 
-  it('classifies with logistic regression when asked: fitted on the Training rows and their field copies, saved, and reused by a projecting run', async () => {
-    const runId = 'logistic-run';
+  /**
+   * A fitting run of 48 Training rows (a field copy of every other one, moved along feature 0) and
+   * 16 Test rows, a shard each, with `settings`.
+   */
+  async function runWithFieldCopies(runId: string, settings: AggregateSettings) {
     const train = rowsOf(48, 61, runId, 'Training');
     const test = rowsOf(16, 62, runId, 'Test');
-    // A field copy of every other Training image, moved along feature 0.
     const copied = train.keys.flatMap((_, r) => (r % 2 === 0 ? [r] : []));
     const copies = new Float32Array(copied.length * dim);
     copied.forEach((r, c) => {
@@ -1061,11 +1064,14 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
       await put(client, key, encodeFeatureShard({ header: h, vectors }));
       succeeded.push(childRecord('SUCCEEDED', h.keys, runId, { Output: JSON.stringify(summaryOf(key, h)) }));
     }
-    const fitted = await aggregateRun(await writeMapRun(client, runId, succeeded, []), {
-      s3: client,
-      // The head over the 4 kept components only, to compare it with features.csv.
-      settings: { components: 4, classifier: 'logistic', classifierComponents: 4, groupShards: 1 },
-    });
+    const fitted = await aggregateRun(await writeMapRun(client, runId, succeeded, []), { s3: client, settings });
+    return { train, test, fitted };
+  }
+
+  it('classifies with logistic regression when asked: fitted on the Training rows and their field copies, saved, and reused by a projecting run', async () => {
+    const runId = 'logistic-run';
+    // The head over the 4 kept components only, to compare it with features.csv.
+    const { train, test, fitted } = await runWithFieldCopies(runId, { components: 4, classifier: 'logistic', classifierComponents: 4, groupShards: 1 });
 
     // Its inputs: the Training group's samples of the clean rows and of the copies; no class statistics, which only the LDA reads.
     for (const part of ['prototype-sample/00001.fsh', 'copy-sample/00001.fsh'])
@@ -1100,6 +1106,60 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
     const projected = await aggregateRun(event, { s3: client, settings: { components: 2 } });
     const record = JSON.parse(await getText(client, 'work/logistic-projected/aggregate/classifier.json'));
     expect(record).toMatchObject({ classifier: 'logistic', fitted: false });
+    expect(record.model).toEqual(model.classifier);
+    const again = await csvRows(projected.outputs.predictions!);
+    for (const key of testKeys) expect(again.get(key)!.slice(3)).toEqual(predictions.get(key)!.slice(3));
+  });
+
+  it('classifies with the LDA and logistic regression together when asked: both fitted over the components the rows allow, saved as one head, reused by a projecting run', async () => {
+    const runId = 'combined-run';
+    const { test, fitted } = await runWithFieldCopies(runId, { components: 4, classifier: 'lda+logistic', groupShards: 1 });
+    // Both heads' inputs: the class statistics, and the samples of the clean rows and of the copies.
+    for (const part of ['class-statistics/00001.json', 'prototype-sample/00001.fsh', 'copy-sample/00001.fsh'])
+      expect((await bytesOf(`work/${runId}/aggregate/${part}`)).byteLength).toBeGreaterThan(0);
+    // One head in pca-model.json, over the 12 components the 48 Training rows allow.
+    const text = await getText(client, fitted.outputs.model!);
+    const model = JSON.parse(text);
+    expect(model).toMatchObject({ k: 4, classifierK: 12 });
+    expect(model.classifier).toMatchObject({
+      format: COMBINED_CLASSIFIER_FORMAT,
+      dim: 12,
+      ldaWeight: DEFAULT_LDA_WEIGHT,
+      lda: { dim: 12, count: 72 },
+      logistic: { dim: 12, count: 72 },
+    });
+    // predictions.csv: the saved head's predictions of the Test images' 12 scores, each with the
+    // distance to the winning class's nearest LDA prototype.
+    const wide = new PcaProjector(classifierFit(pcaFitOf(parsePcaModel(text, 'pca-model.json'))));
+    const block = { data: new Float32Array(16 * 12), rows: 16, dims: 12 };
+    for (let r = 0; r < 16; r++) block.data.set(wide.project(test.vectors, r * dim), r * 12);
+    const predictions = await csvRows(fitted.outputs.predictions!);
+    const testKeys = test.keys.map(relative);
+    (await CombinedClassifier.of(model.classifier).predictBlock(block)).forEach((expected, q) => {
+      const row = predictions.get(testKeys[q])!;
+      expect({ key: testKeys[q], predicted: row[3] }).toEqual({ key: testKeys[q], predicted: expected.label });
+      expect(Number(row[4])).toBeCloseTo(expected.confidence, 3);
+      expect(Number(row[5])).toBeCloseTo(expected.distance, 3);
+    });
+    const report = JSON.parse(await getText(client, fitted.outputs.report));
+    expect(report.classification).toMatchObject({
+      status: 'classified',
+      classifier: 'lda+logistic',
+      ldaWeight: DEFAULT_LDA_WEIGHT,
+      shrinkage: 0.1,
+      prototypes: 8,
+      l2: DEFAULT_LOGISTIC_L2,
+      components: 12,
+      references: 48,
+      predicted: 16,
+    });
+    expect(await getText(client, fitted.outputs.html)).toContain('LDA + logistic regression over 12 components');
+
+    // A projecting run classifies with the saved head, not refitted: the same predictions.
+    const event = await mapRunOf('combined-projected', [asDataset(test, runId, 'combined-projected')], { pcaModel: `results/${runId}/pca-model.json` });
+    const projected = await aggregateRun(event, { s3: client, settings: { components: 2 } });
+    const record = JSON.parse(await getText(client, 'work/combined-projected/aggregate/classifier.json'));
+    expect(record).toMatchObject({ classifier: 'lda+logistic', fitted: false, prototypes: 8 });
     expect(record.model).toEqual(model.classifier);
     const again = await csvRows(projected.outputs.predictions!);
     for (const key of testKeys) expect(again.get(key)!.slice(3)).toEqual(predictions.get(key)!.slice(3));

@@ -1,0 +1,73 @@
+/**
+ * @jest-environment ./tools/jest-native-typed-arrays-environment.js
+ */
+import { CombinedClassifier, combinedClassifier, COMBINED_CLASSIFIER_FORMAT, DEFAULT_LDA_WEIGHT } from '../../../lambdas/analysis/combined-classifier';
+import { fitLdaClassifier } from '../../../lambdas/analysis/lda-classifier';
+import { fitLogisticClassifier, loadLogisticClassifier } from '../../../lambdas/analysis/logistic-classifier';
+import { seededRandom } from '../../../lambdas/common/seeded-random';
+
+/** Blobs: class c centred at `separation` along axis c, spread about 1, in `dim` dimensions, as one float32 block. */
+function blobs(classes: number, perClass: number, dim: number, seed: number, separation = 6) {
+  const random = seededRandom(seed);
+  const noise = () => (random() + random() + random() - 1.5) * 2;
+  const rows = classes * perClass;
+  const data = new Float32Array(rows * dim);
+  const labels: string[] = [];
+  for (let i = 0; i < rows; i++) {
+    const c = i % classes;
+    for (let d = 0; d < dim; d++) data[i * dim + d] = (d === c ? separation : 0) + noise();
+    labels.push(`class ${c}`);
+  }
+  return { block: { data, rows, dims: dim }, labels, rowsOf: () => Array.from({ length: rows }, (_, r) => Array.from(data.subarray(r * dim, (r + 1) * dim))) };
+}
+
+async function bothHeads(separation = 6) {
+  const train = blobs(4, 40, 6, 1, separation);
+  const lda = fitLdaClassifier(train.rowsOf(), train.labels).withPrototypes(train.rowsOf(), train.labels, 3);
+  const fitted = (await fitLogisticClassifier(train.block, train.labels, { rounds: 200 })).toJSON();
+  // The same model with its labels (and weight columns) in reverse order: the pair matches them by name.
+  const logistic = loadLogisticClassifier({ ...fitted, labels: [...fitted.labels].reverse(), weights: fitted.weights.map((row) => [...row].reverse()) });
+  return { lda, logistic };
+}
+
+describe('the LDA and logistic regression together (lambdas/analysis/combined-classifier.ts)', () => {
+  it('separates a separable toy set, with a confidence and the distance to the winning class nearest LDA prototype', async () => {
+    const { lda, logistic } = await bothHeads();
+    expect(logistic.labels).not.toEqual(lda.labels);
+    const model = combinedClassifier(lda, logistic);
+    expect(model.toJSON()).toMatchObject({ format: COMBINED_CLASSIFIER_FORMAT, dim: 6, ldaWeight: DEFAULT_LDA_WEIGHT });
+    const test = blobs(4, 50, 6, 2);
+    const predicted = await model.predictBlock(test.block);
+    expect(predicted.filter((p, i) => p.label === test.labels[i]).length / test.labels.length).toBeGreaterThanOrEqual(0.99);
+    const byLda = await lda.predictBlock(test.block);
+    predicted.forEach((p, r) => {
+      expect(p.confidence).toBeGreaterThan(0);
+      expect(p.confidence).toBeLessThanOrEqual(1);
+      if (byLda[r].label === p.label) {
+        expect(p.prototype).toBe(byLda[r].prototype);
+        expect(p.distance).toBeCloseTo(byLda[r].distance, 9);
+      }
+    });
+  });
+
+  it('is logistic regression at weight 0 and the LDA at a large weight, on rows the two heads disagree on', async () => {
+    const { lda, logistic } = await bothHeads(1.2);
+    const test = blobs(4, 100, 6, 3, 1.2);
+    const [byLda, byLogistic] = [await lda.predictBlock(test.block), await logistic.predictBlock(test.block)];
+    expect(byLda.some((p, r) => p.label !== byLogistic[r].label)).toBe(true);
+    expect((await combinedClassifier(lda, logistic, 0).predictBlock(test.block)).map((p) => p.label)).toEqual(byLogistic.map((p) => p.label));
+    expect((await combinedClassifier(lda, logistic, 1e6).predictBlock(test.block)).map((p) => p.label)).toEqual(byLda.map((p) => p.label));
+  });
+
+  it('predicts identically once saved and loaded, and refuses heads of other widths or classes', async () => {
+    const { lda, logistic } = await bothHeads();
+    const model = combinedClassifier(lda, logistic);
+    const loaded = CombinedClassifier.of(JSON.parse(JSON.stringify(model.toJSON())));
+    const test = blobs(4, 30, 6, 4);
+    expect(await loaded.predictBlock(test.block)).toEqual(await model.predictBlock(test.block));
+    const json = model.toJSON();
+    expect(() => CombinedClassifier.of({ ...json, dim: 5 })).toThrow(/must both be dim = 5/);
+    expect(() => CombinedClassifier.of({ ...json, logistic: { ...json.logistic, labels: ['a', 'b', 'c', 'd'] } })).toThrow(/name the same classes/);
+    expect(await model.predictBlock({ data: new Float32Array(0), rows: 0, dims: 6 })).toEqual([]);
+  });
+});

@@ -5,15 +5,15 @@
  *   group its share of a bounded per-class sample of the clean rows (prototype-sample.ts) and,
  *   for the LDA, their class counts, means and within-class scatter in the PCA space
  *   (class-statistics.ts, k x k: tiny) with the field copies the featurize children made of some
- *   of them as extra rows of their class, or, for logistic regression, its share of a per-class
- *   sample of those copies.
+ *   of them as extra rows of their class, and, for logistic regression, its share of a per-class
+ *   sample of those copies (`lda+logistic`: both).
  * - `fitClassifier` merges them one group at a time (Chan et al., per class) and fits the shrinkage
  *   LDA in closed form and clusters each class's sampled rows into its prototypes
- *   (lda-classifier.ts), or fits logistic regression on both samples (logistic-classifier.ts), and
- *   writes `classifier.json`, which the classify stage predicts with and the publish stage saves
+ *   (lda-classifier.ts), and/or fits logistic regression on part of the clean rows' sample and the
+ *   copies' (logistic-classifier.ts; both as one head: combined-classifier.ts), and writes `classifier.json`, which the classify stage predicts with and the publish stage saves
  *   into pca-model.json. Its memory is one k x k scatter and the clean rows' sample (classes x
- *   PROTOTYPE_SAMPLE_PER_CLASS rows), or both samples (classes x (PROTOTYPE_SAMPLE_PER_CLASS +
- *   COPY_SAMPLE_PER_CLASS) rows), whatever the number of images.
+ *   PROTOTYPE_SAMPLE_PER_CLASS rows) and, for logistic regression, the copies' sample (classes x
+ *   COPY_SAMPLE_PER_CLASS rows), whatever the number of images.
  * - A run that projects with a saved model fits nothing: it takes the model's classifier, or
  *   classifies with k-NN against the model's references when the setting says `knn` or the model
  *   has no classifier.
@@ -119,10 +119,24 @@ export async function readClassifierRecord(s3: S3Client, run: RunSettings): Prom
 }
 
 /**
- * Field copies kept per class for a head fitted on rows (logistic regression): a quarter of the
- * clean rows' sample, as the featurize children copy one Training image in four by default.
+ * Clean Training rows per class logistic regression is fitted on: the lowest-hash half of the
+ * prototypes' sample. Its fit costs its rows: at 103 classes and 300 components, 256 rows and their
+ * copies took FitClassifier 15 s on the whole dataset (bench/aggregate-phase.ts). Every accuracy
+ * measured of it came from at most 60 Training images per class (docs/FEATURE-CHOICE.md).
  */
-export const COPY_SAMPLE_PER_CLASS = PROTOTYPE_SAMPLE_PER_CLASS / 4;
+export const LOGISTIC_SAMPLE_PER_CLASS = PROTOTYPE_SAMPLE_PER_CLASS / 2;
+
+/**
+ * Field copies kept per class for logistic regression: a quarter of its clean rows, as the
+ * featurize children copy one Training image in four by default.
+ */
+export const COPY_SAMPLE_PER_CLASS = LOGISTIC_SAMPLE_PER_CLASS / 4;
+
+/**
+ * onnxruntime threads of logistic regression's fit: FitClassifier runs alone in its function
+ * (3,008 MB by default, about 1.7 vCPUs), so the descent's products take two.
+ */
+const LOGISTIC_FIT_THREADS = 2;
 
 /**
  * One group's Training rows as its head's fit needs them, accumulated in the project stage: both
@@ -292,7 +306,7 @@ async function fittedLogistic(
 ): Promise<{ classes: number; record?: ClassifierRecord }> {
   const clock = stopwatch();
   const work = aggregateWorkKeys(run.workPrefix);
-  const rows = await mergedSample(deps, run, groups, work.prototypeSample, PROTOTYPE_SAMPLE_PER_CLASS);
+  const rows = await mergedSample(deps, run, groups, work.prototypeSample, LOGISTIC_SAMPLE_PER_CLASS);
   // The sample keeps rows of every class that has any.
   const classes = new Set(rows.map((row) => row.label)).size;
   if (classes < 2) return { classes };
@@ -301,6 +315,7 @@ async function fittedLogistic(
   const fitted = await fitLogisticClassifier(
     blockOf(all, dims),
     all.map((row) => row.label),
+    { intraOpNumThreads: LOGISTIC_FIT_THREADS },
   );
   const note = logisticWarning(trainingRows, dims);
   const record: ClassifierRecord = {

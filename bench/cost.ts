@@ -3,7 +3,7 @@
  * (lib/constructs/feature-pipeline.ts): the featurize Distributed Map lists the input and runs one
  * child per batch, then the aggregate's stages run one after another: PlanAggregate (one
  * invocation), ComputeMoments (a Distributed Map, one child per group of shards), FitModel (one),
- * ProjectGroups (a map), FitClassifier (one, LDA only), ClassifyGroups (a map), PublishRun (one).
+ * ProjectGroups (a map), FitClassifier (one, not for k-NN), ClassifyGroups (a map), PublishRun (one).
  *
  * Its inputs are figures the other benchmarks measured (RECORDED, each with the section and date
  * of docs/BENCHMARKS.md it comes from), the settings (lib/config.ts), list prices (PRICES) and what
@@ -22,8 +22,11 @@ import { momentsMergeLevels } from '../lambdas/aggregate/aggregate-work';
 
 export type Architecture = 'x86_64' | 'arm64';
 export const ARCHITECTURES: readonly Architecture[] = ['x86_64', 'arm64'];
-/** What classifies the non-Training rows: k-NN against every reference part, or the LDA fitted by FitClassifier. */
-export type Classifier = 'knn' | 'lda';
+/**
+ * What classifies the non-Training rows: k-NN against every reference part, or the LDA fitted by
+ * FitClassifier, alone or with logistic regression (`lda+logistic`).
+ */
+export type Classifier = 'knn' | 'lda' | 'lda+logistic';
 
 /**
  * USD, us-east-1 list prices from the AWS pricing pages, recorded here on 2026-11-25 and not
@@ -101,7 +104,10 @@ export interface StageFigureSet {
   readonly mergeMoments: StageFigures;
   readonly fit: StageFigures;
   readonly project: StageFigures;
+  /** FitClassifier with the LDA. */
   readonly fitClassifier: StageFigures;
+  /** Logistic regression's fit, which FitClassifier adds for `lda+logistic`: its rows are bounded by the classes, so `flat`. */
+  readonly fitLogistic: StageFigures;
   readonly classify: Record<Classifier, StageFigures>;
   readonly publish: StageFigures;
   /**
@@ -154,6 +160,14 @@ export const RECORDED = {
       memory: 'flat',
       basis: 'measured; one class statistics record and prototype sample per group',
     },
+    fitLogistic: {
+      points: [point(71_014, 4.5, 460)],
+      time: 'flat',
+      memory: 'flat',
+      basis:
+        'FitClassifier 6.7 s with lda+logistic against 2.2-2.4 s with the LDA alone over the same 300 components, on a run of the whole dataset\'s size (`npx tsx bench/aggregate-phase.ts --keep /tmp/whole-s4 --config \'{"classifier":"lda+logistic"}\'`, 2026-12-07, 2 cores, load 3-4); ' +
+        "103 x (128 + 32) sampled rows whatever the images; peak RSS assumed: the LDA fit's plus 40 MB for the rows and the descent's tensors",
+    },
     classify: {
       knn: {
         points: [point(100_000, 1.91, 290), point(1_000_000, 12.7, 347)],
@@ -162,6 +176,13 @@ export const RECORDED = {
         basis: 'measured (3 groups timed, 14:07-14:38): each group against every reference, so linear in the images per group',
       },
       lda: { points: [point(100_000, 0.91, 228), point(1_000_000, 1.27, 236)], time: 'flat', memory: 'flat', basis: 'measured; no reference read' },
+      'lda+logistic': {
+        points: [point(100_000, 0.91, 228), point(1_000_000, 1.27, 236)],
+        time: 'flat',
+        memory: 'flat',
+        basis:
+          "the LDA's: the slowest classify group took 0.60-1.06 s with lda+logistic and 0.56-0.67 s with the LDA on the whole dataset's size (bench/aggregate-phase.ts, same runs)",
+      },
     },
     publish: {
       points: [point(100_000, 2.32, 307), point(1_000_000, 11.79, 400)],
@@ -171,7 +192,8 @@ export const RECORDED = {
     },
   } satisfies StageFigureSet,
   stagesSource:
-    'docs/BENCHMARKS.md, "The aggregate as stages, at scale" (`npx tsx bench/aggregate-scale.ts --rows 100000,1000000 --sample 100`, 2026-12-06 19:30-19:48, x86_64, 2 cores, load 1-4): each stage\'s slowest invocation at 100,000 and 1,000,000 images, process start (about 0.8 s) included; the k-NN classify from the same bench at 14:07-14:38',
+    'docs/BENCHMARKS.md, "The aggregate as stages, at scale" (`npx tsx bench/aggregate-scale.ts --rows 100000,1000000 --sample 100`, 2026-12-06 19:30-19:48, x86_64, 2 cores, load 1-4): each stage\'s slowest invocation at 100,000 and 1,000,000 images, process start (about 0.8 s) included; the k-NN classify from the same bench at 14:07-14:38. ' +
+    'Those runs projected on 100 components; the 300 a fitted head now sees added about 1.7 s to FitModel and a seventh to ProjectGroups on the whole dataset\'s size (docs/FEATURE-CHOICE.md, "The default now"), not yet in these figures',
 } as const;
 
 /** Not measured here; each is printed with the tables. */
@@ -419,7 +441,10 @@ function aggregateRows(run: ModelledRun, limits: string[]): StageRow[] {
       : []),
     stage('FitModel', figures.fit, false, { gets: 1 + groups + fitPartials, puts: 1 }, 0),
     stage('ProjectGroups (map)', figures.project, true, { gets: batches + 3 * groups, puts: ASSUMED.projectPutsPerGroup * groups }, 0),
-    ...(classifier === 'lda' ? [stage('FitClassifier', figures.fitClassifier, false, { gets: 1 + 2 * groups, puts: 1 }, 0)] : []),
+    // FitClassifier reads per group the class statistics and the prototypes' sample, and the copies' sample for logistic regression.
+    ...(classifier !== 'knn'
+      ? [stage('FitClassifier', fitClassifierFigures(figures, classifier), false, { gets: 1 + (classifier === 'lda' ? 2 : 3) * groups, puts: 1 }, 0)]
+      : []),
     stage(`ClassifyGroups (map, ${classifier})`, figures.classify[classifier], true, { gets: classifyGets, puts: 2 * groups }, 0),
     stage('PublishRun', figures.publish, false, { gets: 1 + 4 * groups, puts: csvParts + ASSUMED.fixedRequests }, 0),
   ];
@@ -472,6 +497,20 @@ function aggregateStageRow(run: ModelledRun, limits: string[], stage: AggregateS
   };
 }
 
+/** FitClassifier's figures: the LDA's, with logistic regression's fit added for `lda+logistic` (flat: the same seconds at every size). */
+function fitClassifierFigures(figures: StageFigureSet, classifier: Exclude<Classifier, 'knn'>): StageFigures {
+  if (classifier === 'lda') return figures.fitClassifier;
+  const logistic = figures.fitLogistic;
+  if (logistic.time !== 'flat' || logistic.memory !== 'flat') throw new Error('fitLogistic: only flat figures are added to the LDA fit');
+  const seconds = Math.max(...logistic.points.map((p) => p.seconds));
+  const peakRssMb = Math.max(...logistic.points.map((p) => p.peakRssMb));
+  return {
+    ...figures.fitClassifier,
+    points: figures.fitClassifier.points.map((p) => ({ images: p.images, seconds: p.seconds + seconds, peakRssMb: Math.max(p.peakRssMb, peakRssMb) })),
+    basis: `${figures.fitClassifier.basis}; plus logistic regression's fit: ${logistic.basis}`,
+  };
+}
+
 /** The parent workflow's own state transitions. */
 function parentWorkflowRow(run: ModelledRun): StageRow {
   return {
@@ -480,7 +519,7 @@ function parentWorkflowRow(run: ModelledRun): StageRow {
     slowestSeconds: 0,
     wallSeconds: 0,
     lambdaUsd: 0,
-    transitions: ASSUMED.parentTransitions + (run.classifier === 'lda' ? 1 : 0),
+    transitions: ASSUMED.parentTransitions + (run.classifier !== 'knn' ? 1 : 0),
     gets: 0,
     puts: 0,
   };
@@ -537,7 +576,9 @@ export function modelNotes(measured: FeaturizeMeasured): string[] {
       stageLine('fit', stages.fit),
       stageLine('project (per group)', stages.project),
       stageLine('fit-classifier', stages.fitClassifier),
+      stageLine("logistic regression's fit (added to fit-classifier for lda+logistic)", stages.fitLogistic),
       stageLine('classify LDA (per group)', stages.classify.lda),
+      stageLine('classify LDA + logistic regression (per group)', stages.classify['lda+logistic']),
       stageLine('classify k-NN (per group)', stages.classify.knn),
       stageLine('publish', stages.publish),
     ].join('; ')}. Source: ${RECORDED.stagesSource}. Every invocation of a map stage is billed at its slowest.`,

@@ -24,7 +24,8 @@ const STAGES: StageFigureSet = {
   fit: flat(3),
   project: flat(4),
   fitClassifier: flat(1),
-  classify: { knn: flat(5), lda: flat(6) },
+  fitLogistic: flat(3),
+  classify: { knn: flat(5), lda: flat(6), 'lda+logistic': flat(7) },
   publish: flat(2),
   groupImages: 500,
 };
@@ -115,6 +116,15 @@ describe('the cost model, by hand on a small run', () => {
     expect(stage(lda, 'ClassifyGroups').wallSeconds).toBe(2 * (6 + 1));
     expect(lda.stepFunctionsUsd - row.stepFunctionsUsd).toBeCloseTo(PRICES.stepFunctionsTransition, 12);
     expect(stage(lda, 'ClassifyGroups').gets).toBe(3 * 2);
+  });
+
+  test("the LDA with logistic regression adds the logistic fit's seconds to FitClassifier, and reads the copies' sample too", () => {
+    const both = costModel(FEATURIZE, 1000, 'x86_64', CONFIG, { stages: STAGES, classifier: 'lda+logistic' });
+    const lda = costModel(FEATURIZE, 1000, 'x86_64', CONFIG, { stages: STAGES, classifier: 'lda' });
+    expect(stage(both, 'FitClassifier').wallSeconds).toBe(1 + 3 + 1);
+    expect(stage(both, 'FitClassifier').gets - stage(lda, 'FitClassifier').gets).toBe(2);
+    expect(stage(both, 'ClassifyGroups').wallSeconds).toBe(2 * (7 + 1));
+    expect(both.stepFunctionsUsd).toBeCloseTo(lda.stepFunctionsUsd, 12);
   });
 
   test('arm64: the same time, Lambda 20% cheaper per GB-s', () => {

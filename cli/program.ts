@@ -95,12 +95,12 @@ function addRunCommand(program: Command): void {
     .addOption(
       new Option(
         '--classifier <kind>',
-        "what predicts the non-Training images: lda or logistic (fitted once, saved in pca-model.json), or knn (default: cdk.json's, lda)",
+        "what predicts the non-Training images: lda+logistic (both together), lda or logistic (fitted once, saved in pca-model.json), or knn (default: cdk.json's, lda+logistic)",
       ).choices([...CLASSIFIERS]),
     )
     .option(
       '--classifier-components <n>',
-      `components the lda or logistic head sees, when more than --components: at most one per 4 Training images, saved in pca-model.json, not in features.csv (default ${AGGREGATE_SETTINGS.classifierComponents.default})`,
+      `components a fitted head (lda+logistic, lda, logistic) sees, when more than --components: at most one per 4 Training images, saved in pca-model.json, not in features.csv (default ${AGGREGATE_SETTINGS.classifierComponents.default})`,
       positiveInt,
     )
     .option(

@@ -106,7 +106,10 @@ export const PipelineConfigSchema = z
      * Each copy costs about one more image of featurize time.
      */
     fieldCopyEvery: handlerInt(FEATURIZE.fieldCopyEvery).default(FEATURIZE.fieldCopyEvery.default),
-    /** What predicts every non-Training image: `lda` or `logistic` (saved in pca-model.json), or `knn` (AGGREGATE_SETTINGS.classifier). */
+    /**
+     * What predicts every non-Training image: `lda+logistic` (the default), `lda` or `logistic`
+     * (saved in pca-model.json), or `knn` (AGGREGATE_SETTINGS.classifier).
+     */
     classifier: z.enum(CLASSIFIERS).default(AGGREGATE.classifier.default),
     /**
      * Components the `lda` or `logistic` head sees when more than pcaComponents, held to one per 4

@@ -130,7 +130,7 @@ export const AGGREGATE_SETTINGS = {
    */
   knnNeighbours: { env: 'KNN_NEIGHBOURS', min: 1, max: 100, default: 5, shapesResults: true },
   /** `lda`, `logistic`, `lda+logistic` or `knn` (CLASSIFIERS). */
-  classifier: { env: 'CLASSIFIER', default: 'lda' as ClassifierKind, shapesResults: true },
+  classifier: { env: 'CLASSIFIER', default: 'lda+logistic' as ClassifierKind, shapesResults: true },
   /**
    * Components a fitted head (`lda`, `logistic`) sees, when more than PCA_COMPONENTS: the fit
    * computes that many and saves them in pca-model.json, features.csv keeps PCA_COMPONENTS. Held to

@@ -69,7 +69,7 @@ describe('fruits run (process)', () => {
     );
     // The run id ends with the digest of the settings that change the results.
     expect(summary.runId).toMatch(new RegExp(`^tiny-fruits-[0-9a-f]{12}-${summary.settings.digest}$`));
-    expect(summary.settings.values).toMatchObject({ FEATURIZER: 'pixels', PCA_COMPONENTS: '3', KNN_NEIGHBOURS: '5', CLASSIFIER: 'lda' });
+    expect(summary.settings.values).toMatchObject({ FEATURIZER: 'pixels', PCA_COMPONENTS: '3', KNN_NEIGHBOURS: '5', CLASSIFIER: 'lda+logistic' });
 
     // --copy-input uploads a copy instead, to the same run; the text summary says which.
     const copied = cli('run', dataset, '--copy-input', ...settings);

@@ -444,7 +444,7 @@ describe('functions', () => {
       ImageConfig: { Command: ['lambdas/aggregate/handler.handler'] },
       MemorySize: 3008,
       Timeout: 900,
-      Environment: { Variables: { PCA_COMPONENTS: '100', CLASSIFIER: 'lda' } },
+      Environment: { Variables: { PCA_COMPONENTS: '100', CLASSIFIER: 'lda+logistic', CLASSIFIER_COMPONENTS: '300' } },
     });
   });
 

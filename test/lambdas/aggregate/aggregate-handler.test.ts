@@ -523,7 +523,7 @@ describe('aggregate handler against a local S3 server', () => {
     expect(html).toContain('87.5%');
   });
 
-  it('classifies with the LDA by default: fitted from the Training rows, saved in pca-model.json, a confidence per prediction', async () => {
+  it('classifies with the LDA when asked: fitted from the Training rows, saved in pca-model.json, a confidence per prediction', async () => {
     const runId = 'run-lda';
     const dim = 12;
     const train = makeRows(64, dim, 41, runId);
@@ -548,7 +548,7 @@ describe('aggregate handler against a local S3 server', () => {
       succeeded.push(childRecord('SUCCEEDED', rows.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/${name}.fsh`, h)) }));
     }
     const event = await writeMapRun(client, runId, succeeded, []);
-    const result = await aggregateRun(event, { s3: client, settings: { components: 6 } });
+    const result = await aggregateRun(event, { s3: client, settings: { components: 6, classifier: 'lda' } });
 
     // pca-model.json carries the classifier, checked by its schema. It sees every component the
     // data supports (64 Training rows allow 16, the features 12), features.csv the 6 kept.
@@ -648,7 +648,7 @@ describe('aggregate handler against a local S3 server', () => {
           childRecord('SUCCEEDED', shardHeader.keys, runId, { Output: JSON.stringify(summaryOf(`work/${runId}/shards/${name}.fsh`, shardHeader)) }),
         );
       }
-      const result = await aggregateRun(await writeMapRun(client, runId, succeeded, []), { s3: client, settings: { components: 5 } });
+      const result = await aggregateRun(await writeMapRun(client, runId, succeeded, []), { s3: client, settings: { components: 5, classifier: 'lda' } });
       const text = async (key: string) => (await getText(client, key)).replaceAll(runId, 'RUN');
       return {
         result,
@@ -676,7 +676,7 @@ describe('aggregate handler against a local S3 server', () => {
   it('gives the same tables in groups of one shard as in one group, the features as one Parquet dataset', async () => {
     const runOf = async (runId: string, groupShards: number) => {
       const event = await writeSplitRun(runId, 5, 70);
-      const result = await aggregateRun(event, { s3: client, settings: { components: 4, groupShards } });
+      const result = await aggregateRun(event, { s3: client, settings: { components: 4, groupShards, classifier: 'lda' } });
       const text = async (name: string) => (await getText(client, `results/${runId}/${name}`)).replaceAll(runId, 'RUN');
       return {
         result,
@@ -692,7 +692,7 @@ describe('aggregate handler against a local S3 server', () => {
     expect(grouped.result.outputs.featuresParquet).toBeUndefined();
     expect(grouped.report.accounting.complete).toBe(true);
     expect(grouped.report.counts).toEqual(whole.report.counts);
-    // The LDA (the default) fitted from the groups' merged class statistics and sample: every
+    // The LDA fitted from the groups' merged class statistics and sample: every
     // prediction and confidence as in one group, the distances up to the rounding of the moments'
     // float32 products over other blocks of rows (moments-stage.ts).
     expect(grouped.report.classification).toMatchObject({ classifier: 'lda', predicted: 24 });
@@ -938,7 +938,7 @@ describe('aggregate handler against a local S3 server', () => {
       varianceThreshold: undefined,
       knnNeighbours: 5,
       classifierComponents: 300,
-      classifier: 'lda',
+      classifier: 'lda+logistic',
       groupShards: 40,
       momentsMergeFanIn: 16,
       keepEmbeddings: false,
@@ -1189,7 +1189,7 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
     const test = rowsOf(16, 52, 'model-run', 'Test');
     // A group per shard: the Test rows' group writes no references part, the Training rows' group its part.
     const modelEvent = await mapRunOf('model-run', [test, train]);
-    const fitted = await aggregateRun(modelEvent, { s3: client, settings: { components: 4, knnNeighbours: 3, groupShards: 1 } });
+    const fitted = await aggregateRun(modelEvent, { s3: client, settings: { components: 4, knnNeighbours: 3, groupShards: 1, classifier: 'lda' } });
     expect(fitted.outputs).toMatchObject({ model: 'results/model-run/pca-model.json', knnReferences: 'results/model-run/knn-references/' });
     const modelText = await getText(client, fitted.outputs.model!);
     const model = JSON.parse(modelText);
@@ -1434,7 +1434,7 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
 
   it("reads a references part only where the k-NN uses it: a part of the model's size but other bytes fails there, and the LDA never reads it", async () => {
     const source = [rowsOf(20, 101, 'knn-model', 'Training'), rowsOf(12, 102, 'knn-model', 'Training'), rowsOf(8, 103, 'knn-model', 'Test')];
-    const fitted = await aggregateRun(await mapRunOf('knn-model', source), { s3: client, settings: { components: 3, groupShards: 1 } });
+    const fitted = await aggregateRun(await mapRunOf('knn-model', source), { s3: client, settings: { components: 3, groupShards: 1, classifier: 'lda' } });
     const second = await bytesOf('results/knn-model/knn-references/part-00001.fsh');
     await put(client, 'results/tampered/pca-model.json', await getText(client, fitted.outputs.model!));
     await put(client, 'results/tampered/knn-references/part-00000.fsh', await bytesOf('results/knn-model/knn-references/part-00000.fsh'));

@@ -52,37 +52,22 @@ import { AggregateRunDeps, groupPartsInOrder, stopwatch } from './aggregate-shar
 import { aggregateWorkKeys } from './aggregate-work';
 import { readFitRecord } from './fit-stage';
 
+/** What a record of a fitted head holds beside its model. */
+const fittedHeadFields = {
+  /** This run fitted it (false: the saved model's, not refitted). */
+  fitted: z.boolean(),
+  timingsMs: z.record(z.string(), z.number()),
+};
+/** Prototypes per class the LDA was fitted with. */
+const prototypesField = z.number().int().min(1);
+/** A warning for report.json (logistic regression on too few Training rows per component). */
+const noteField = z.string().optional();
+
 /** What the classify and publish stages predict with: `classifier.json`. */
 export const ClassifierRecordSchema = z.discriminatedUnion('classifier', [
-  z.object({
-    classifier: z.literal('lda'),
-    model: LdaClassifierSchema,
-    /** This run fitted it (false: the saved model's, not refitted). */
-    fitted: z.boolean(),
-    /** Prototypes per class it was fitted with. */
-    prototypes: z.number().int().min(1),
-    timingsMs: z.record(z.string(), z.number()),
-  }),
-  z.object({
-    classifier: z.literal('logistic'),
-    model: LogisticClassifierSchema,
-    /** This run fitted it (false: the saved model's, not refitted). */
-    fitted: z.boolean(),
-    timingsMs: z.record(z.string(), z.number()),
-    /** A warning for report.json (too few Training rows per component). */
-    note: z.string().optional(),
-  }),
-  z.object({
-    classifier: z.literal('lda+logistic'),
-    model: CombinedClassifierSchema,
-    /** This run fitted it (false: the saved model's, not refitted). */
-    fitted: z.boolean(),
-    /** Prototypes per class the LDA was fitted with. */
-    prototypes: z.number().int().min(1),
-    timingsMs: z.record(z.string(), z.number()),
-    /** A warning for report.json (too few Training rows per component). */
-    note: z.string().optional(),
-  }),
+  z.object({ classifier: z.literal('lda'), model: LdaClassifierSchema, ...fittedHeadFields, prototypes: prototypesField }),
+  z.object({ classifier: z.literal('logistic'), model: LogisticClassifierSchema, ...fittedHeadFields, note: noteField }),
+  z.object({ classifier: z.literal('lda+logistic'), model: CombinedClassifierSchema, ...fittedHeadFields, prototypes: prototypesField, note: noteField }),
   z.object({
     classifier: z.literal('knn'),
     neighbours: z.number().int().min(1),
@@ -251,13 +236,9 @@ export async function fitClassifier(run: RunSettings, groups: number, deps: Aggr
     if (wanted === 'knn') chosen = knn();
     else {
       // Over every component the model holds: the kept k and the head's further ones.
-      const dims = model.classifierK ?? model.k;
+      const inputs: HeadInputs = { run, groups, dims: model.classifierK ?? model.k, trainingRows: record.references };
       const fitted =
-        wanted === 'lda'
-          ? await fittedLda(run, groups, dims, deps)
-          : wanted === 'logistic'
-            ? await fittedLogistic(run, groups, dims, record.references, deps)
-            : await fittedCombined(run, groups, dims, record.references, deps);
+        wanted === 'lda' ? await fittedLda(inputs, deps) : wanted === 'logistic' ? await fittedLogistic(inputs, deps) : await fittedCombined(inputs, deps);
       chosen = fitted.classes < 2 ? knn(`the Training rows hold ${fitted.classes} class: the ${wanted} head needs two`) : fitted.record;
     }
   }
@@ -270,8 +251,19 @@ export async function fitClassifier(run: RunSettings, groups: number, deps: Aggr
   return { classifier: chosen.classifier };
 }
 
+/** What a head is fitted from: the run's groups' parts, over `dims` components, and how many Training rows the run kept. */
+interface HeadInputs {
+  readonly run: RunSettings;
+  readonly groups: number;
+  readonly dims: number;
+  readonly trainingRows: number;
+}
+
+/** A fitted head's record, or how many classes the Training rows hold when fewer than two. */
+type FittedHead = { classes: number; record?: ClassifierRecord };
+
 /** The LDA fitted on the groups' class statistics and clean rows' sample, or how many classes they hold when fewer than two. */
-async function fittedLda(run: RunSettings, groups: number, dims: number, deps: AggregateRunDeps): Promise<{ classes: number; record?: ClassifierRecord }> {
+async function fittedLda({ run, groups, dims }: HeadInputs, deps: AggregateRunDeps): Promise<FittedHead> {
   const clock = stopwatch();
   const stats = await mergedStatistics(deps, run, groups);
   if (!stats || stats.classes.length < 2) return { classes: stats?.classes.length ?? 0 };
@@ -297,13 +289,7 @@ async function fittedLda(run: RunSettings, groups: number, dims: number, deps: A
  * Logistic regression fitted on the groups' samples of the clean rows and of their copies, with a
  * warning when the Training rows are few per component; or how many classes they hold when fewer than two.
  */
-async function fittedLogistic(
-  run: RunSettings,
-  groups: number,
-  dims: number,
-  trainingRows: number,
-  deps: AggregateRunDeps,
-): Promise<{ classes: number; record?: ClassifierRecord }> {
+async function fittedLogistic({ run, groups, dims, trainingRows }: HeadInputs, deps: AggregateRunDeps): Promise<FittedHead> {
   const clock = stopwatch();
   const work = aggregateWorkKeys(run.workPrefix);
   const rows = await mergedSample(deps, run, groups, work.prototypeSample, LOGISTIC_SAMPLE_PER_CLASS);
@@ -356,16 +342,10 @@ function savedClassifierRecord(saved: NonNullable<SavedPcaModel['classifier']>):
  * The LDA and logistic regression fitted as for each alone (their inputs are both gathered), as
  * one head; or how many classes the Training rows hold when fewer than two.
  */
-async function fittedCombined(
-  run: RunSettings,
-  groups: number,
-  dims: number,
-  trainingRows: number,
-  deps: AggregateRunDeps,
-): Promise<{ classes: number; record?: ClassifierRecord }> {
-  const lda = await fittedLda(run, groups, dims, deps);
+async function fittedCombined(inputs: HeadInputs, deps: AggregateRunDeps): Promise<FittedHead> {
+  const lda = await fittedLda(inputs, deps);
   if (lda.record?.classifier !== 'lda') return { classes: lda.classes };
-  const logistic = await fittedLogistic(run, groups, dims, trainingRows, deps);
+  const logistic = await fittedLogistic(inputs, deps);
   if (logistic.record?.classifier !== 'logistic') return { classes: logistic.classes };
   const model = combinedClassifier(LdaClassifier.of(lda.record.model), new LogisticClassifier(logistic.record.model)).toJSON();
   const record: ClassifierRecord = {

@@ -4,26 +4,11 @@
 import { CombinedClassifier, combinedClassifier, COMBINED_CLASSIFIER_FORMAT, DEFAULT_LDA_WEIGHT } from '../../../lambdas/analysis/combined-classifier';
 import { fitLdaClassifier } from '../../../lambdas/analysis/lda-classifier';
 import { fitLogisticClassifier, loadLogisticClassifier } from '../../../lambdas/analysis/logistic-classifier';
-import { seededRandom } from '../../../lambdas/common/seeded-random';
-
-/** Blobs: class c centred at `separation` along axis c, spread about 1, in `dim` dimensions, as one float32 block. */
-function blobs(classes: number, perClass: number, dim: number, seed: number, separation = 6) {
-  const random = seededRandom(seed);
-  const noise = () => (random() + random() + random() - 1.5) * 2;
-  const rows = classes * perClass;
-  const data = new Float32Array(rows * dim);
-  const labels: string[] = [];
-  for (let i = 0; i < rows; i++) {
-    const c = i % classes;
-    for (let d = 0; d < dim; d++) data[i * dim + d] = (d === c ? separation : 0) + noise();
-    labels.push(`class ${c}`);
-  }
-  return { block: { data, rows, dims: dim }, labels, rowsOf: () => Array.from({ length: rows }, (_, r) => Array.from(data.subarray(r * dim, (r + 1) * dim))) };
-}
+import { blobs } from '../../support/blobs';
 
 async function bothHeads(separation = 6) {
   const train = blobs(4, 40, 6, 1, separation);
-  const lda = fitLdaClassifier(train.rowsOf(), train.labels).withPrototypes(train.rowsOf(), train.labels, 3);
+  const lda = fitLdaClassifier(train.rowArrays(), train.labels).withPrototypes(train.rowArrays(), train.labels, 3);
   const fitted = (await fitLogisticClassifier(train.block, train.labels, { rounds: 200 })).toJSON();
   // The same model with its labels (and weight columns) in reverse order: the pair matches them by name.
   const logistic = loadLogisticClassifier({ ...fitted, labels: [...fitted.labels].reverse(), weights: fitted.weights.map((row) => [...row].reverse()) });

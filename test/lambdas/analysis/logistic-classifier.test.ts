@@ -9,21 +9,7 @@ import {
   loadLogisticClassifier,
 } from '../../../lambdas/analysis/logistic-classifier';
 import { seededRandom } from '../../../lambdas/common/seeded-random';
-
-/** Blobs: class c centred at `separation` along axis c, spread about 1, in `dim` dimensions, as one float32 block. */
-function blobs(classes: number, perClass: number, dim: number, seed: number, separation = 6) {
-  const random = seededRandom(seed);
-  const noise = () => (random() + random() + random() - 1.5) * 2;
-  const rows = classes * perClass;
-  const data = new Float32Array(rows * dim);
-  const labels: string[] = [];
-  for (let i = 0; i < rows; i++) {
-    const c = i % classes;
-    for (let d = 0; d < dim; d++) data[i * dim + d] = (d === c ? separation : 0) + noise();
-    labels.push(`class ${c}`);
-  }
-  return { block: { data, rows, dims: dim }, labels };
-}
+import { blobs } from '../../support/blobs';
 
 function accuracy(predicted: readonly { label: string }[], labels: readonly string[]): number {
   return predicted.filter((p, i) => p.label === labels[i]).length / labels.length;

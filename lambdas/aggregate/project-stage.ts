@@ -77,11 +77,10 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
   const work = aggregateWorkKeys(run.workPrefix);
   const { record, model } = await readFitRecord(deps, run);
   const tally = MomentsTallySchema.parse(JSON.parse(await readText(s3, run.bucket, work.momentsTally(group))));
-  const { k, dim } = pcaFitOf(model);
-  // On every component the model holds: the kept k for the tables, all of them for the fitted head.
-  const projection = classifierFit(pcaFitOf(model));
-  const { k: wide } = projection;
-  const projector = new NativeProjector(projection, { precision: 'float64' });
+  const fit = pcaFitOf(model);
+  // On every component the model holds: the kept k for the tables, all of them (wide) for the fitted head.
+  const [{ k, dim }, { k: wide }] = [fit, classifierFit(fit)];
+  const projector = new NativeProjector(classifierFit(fit), { precision: 'float64' });
   const projecting = record.pcaModelKey !== undefined;
   // A fitting run saves its Training rows as references even when it has nothing to predict.
   const keepReferences = !projecting && record.references > 0;

@@ -2,8 +2,9 @@
  * The analysis: the statistics of a run, with no AWS. `ScatterAccumulator` streams the moments of
  * every shard, `fitPca` fits the standardised PCA and `PcaProjector` projects; `pca-model.ts`
  * writes and reads the saved model (`pca-model.json`) and the classifier's references;
- * `LdaClassifier` (the default classifier, fitted from `ClassStatisticsAccumulator`'s statistics and
- * a `PrototypeSample`) or `KnnReferences` (its nearest Training rows) classifies a row, and
+ * `LdaClassifier` (fitted from `ClassStatisticsAccumulator`'s statistics and a `PrototypeSample`),
+ * `LogisticClassifier`, both together (`CombinedClassifier`, the default) or `KnnReferences` (the
+ * nearest Training rows) classifies a row over up to `classifierK` components, and
  * `ClassificationTally` scores the predictions. The matrix products behind them run on onnxruntime (native-kernels.ts), and
  * the fit's top eigenpairs come from top-eigen.ts. The exports below are what the rest of the code may use from this folder.
  */

@@ -1,6 +1,7 @@
 /**
- * The saved model of a run, written and read here: `pca-model.json` (the fitted PCA and, when the
- * run had Training rows of two classes or more, its LDA classifier, `classifier`) and, when the run
+ * The saved model of a run, written and read here: `pca-model.json` (the fitted PCA, its further
+ * components when a fitted head saw more than the k kept, and, when the run had Training rows of
+ * two classes or more, that head, `classifier`) and, when the run
  * had Training references, the k-NN's references beside it: `knn-references/part-<g>.fsh`, one part
  * per group of shards, each named in the model's `knnReferences` with its rows, byte size and
  * SHA-256. A later run started with `pcaModel` projects its images with them instead of fitting.
@@ -94,7 +95,7 @@ export const PcaModelSchema = z
     knnReferences: KnnReferencesPointerSchema.optional(),
     /**
      * The classifier the model run fitted over these components (a run with Training rows of two
-     * classes or more): the LDA or logistic regression, told apart by `format`.
+     * classes or more): the LDA, logistic regression or both, told apart by `format`.
      */
     classifier: z.union([LdaClassifierSchema, LogisticClassifierSchema, CombinedClassifierSchema]).optional(),
   })

@@ -12,6 +12,7 @@
  *   npx tsx bench/classifier-tuning.ts --transforms "L2"  # the transforms whose name matches
  *   npx tsx bench/classifier-tuning.ts --sets "103"     # the sets whose name matches
  *   npx tsx bench/classifier-tuning.ts --heads          # the product's head against 5-NN and logistic regression, same copies
+ *   npx tsx bench/classifier-tuning.ts --heads --copy-every 1  # the same with a copy of every Training image
  *
  * Copies: the Training images `fieldCopyOf` (lambdas/featurize/field-copies.ts) chooses at the
  * product's 1 in 4, as in `classifier-choice.ts --copies`. Columns as there: clean, field (mean of
@@ -42,7 +43,8 @@ import {
   Score,
 } from './classifier-choice';
 
-const COPY_EVERY = 4;
+/** One Training image in this many has a field copy, as the product's default (`--copy-every <n>` to try others). */
+const COPY_EVERY = process.argv.includes('--copy-every') ? Number(process.argv[process.argv.indexOf('--copy-every') + 1]) : 4;
 
 export interface Variant {
   readonly name: string;

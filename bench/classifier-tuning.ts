@@ -131,6 +131,36 @@ function variantCandidate(variant: Variant, classes: readonly string[], scenario
 }
 
 /**
+ * Logistic regression fitted in the LDA's discriminant space: the components whitened by the
+ * within-class scatter that includes the field copies, so the directions the conditions move
+ * rows along weigh little before logistic regression draws its boundaries.
+ */
+function ldaSpaceLogistic(classes: readonly string[]): Candidate {
+  return {
+    name: 'logistic regression in the LDA space',
+    augmented: true,
+    fit: async (train) => {
+      const clean = filterRows(train, (c) => c === '');
+      const copies = filterRows(train, (c) => c !== '');
+      const stats = copies.n > 0 ? mergeClassStatistics(statisticsOf(clean, classes), statisticsOf(copies, classes)) : statisticsOf(clean, classes);
+      const lda = ldaClassifierFromStatistics(stats, { shrinkage: DEFAULT_LDA_SHRINKAGE });
+      const toLda = (points: Points) => {
+        const z = lda.transform(rowsOf(points));
+        return { data: Float32Array.from(z.to1DArray()), rows: points.n, dims: z.columns };
+      };
+      const logistic = await fitLogisticClassifier(
+        toLda(train),
+        Array.from(train.y, (y) => classes[y]),
+      );
+      return async (queries) => {
+        const predicted = await logistic.predictBlock(toLda(queries));
+        return { predicted: Int32Array.from(predicted, (p) => classes.indexOf(p.label)), confidence: Float64Array.from(predicted, (p) => p.confidence) };
+      };
+    },
+  };
+}
+
+/**
  * The product's LDA and logistic regression fitted on the same rows (references and copies), a
  * class scoring the sum of its log-probabilities under both: the LDA's softmax over its nearest-
  * prototype scores (times `ldaWeight`) and the logistic regression's.
@@ -400,6 +430,7 @@ async function headsTable(quick: boolean, sets: RegExp | undefined, only: RegExp
     },
     { name: 'logistic regression + copies', components: 'as run', candidate: (s) => logistic('logistic', 1e-3, true, s.classes.length), heldOut: true },
     { name: 'LDA x 0.1 + logistic regression (log-probabilities)', components: 'as run', candidate: (s) => ensembleCandidate(s.classes, 0.1), heldOut: true },
+    { name: 'logistic regression in the LDA space', components: 'as run', candidate: (s) => ldaSpaceLogistic(s.classes), heldOut: true },
     ...[1, 0.1, 0.03].flatMap((weight) =>
       [100, 300].map((components) => ({
         name: `LDA x ${weight} + logistic regression (log-probabilities)`,

@@ -22,7 +22,7 @@
 import { Matrix } from 'ml-matrix';
 import { ClassStatistics, ClassStatisticsAccumulator, mergeClassStatistics } from '../lambdas/analysis/class-statistics';
 import { DEFAULT_LDA_SHRINKAGE, ldaClassifierFromStatistics, LdaClassifier } from '../lambdas/analysis/lda-classifier';
-import { fitLogisticClassifier } from '../lambdas/analysis/logistic-classifier';
+import { DEFAULT_LOGISTIC_ROUNDS, fitLogisticClassifier } from '../lambdas/analysis/logistic-classifier';
 import { classifierComponentsFor } from '../lambdas/analysis/classifier-components';
 import { DEFAULT_CLASSIFIER_COMPONENTS } from '../lambdas/contracts/handler-env';
 import { fieldCopyOf } from '../lambdas/featurize/field-copies';
@@ -163,11 +163,11 @@ function ldaSpaceLogistic(classes: readonly string[]): Candidate {
 /**
  * The product's LDA and logistic regression fitted on the same rows (references and copies), a
  * class scoring the sum of its log-probabilities under both: the LDA's softmax over its nearest-
- * prototype scores (times `ldaWeight`) and the logistic regression's.
+ * prototype scores (times `ldaWeight`) and the logistic regression's, fitted in `rounds` steps.
  */
-function ensembleCandidate(classes: readonly string[], ldaWeight: number): Candidate {
+function ensembleCandidate(classes: readonly string[], ldaWeight: number, rounds = DEFAULT_LOGISTIC_ROUNDS): Candidate {
   return {
-    name: `LDA + logistic regression, ${ldaWeight}`,
+    name: `LDA + logistic regression, ${ldaWeight}, ${rounds} rounds`,
     augmented: true,
     fit: async (train) => {
       const clean = filterRows(train, (c) => c === '');
@@ -181,6 +181,7 @@ function ensembleCandidate(classes: readonly string[], ldaWeight: number): Candi
       const logistic = await fitLogisticClassifier(
         { data: train.x, rows: train.n, dims: train.dim },
         Array.from(train.y, (y) => classes[y]),
+        { rounds },
       );
       const ldaJson = lda.toJSON();
       const ldaIndex = ldaJson.labels.map((label) => classes.indexOf(label));
@@ -431,6 +432,12 @@ async function headsTable(quick: boolean, sets: RegExp | undefined, only: RegExp
     { name: 'logistic regression + copies', components: 'as run', candidate: (s) => logistic('logistic', 1e-3, true, s.classes.length), heldOut: true },
     { name: 'LDA x 0.1 + logistic regression (log-probabilities)', components: 'as run', candidate: (s) => ensembleCandidate(s.classes, 0.1), heldOut: true },
     { name: 'logistic regression in the LDA space', components: 'as run', candidate: (s) => ldaSpaceLogistic(s.classes), heldOut: true },
+    ...[150, 100].map((rounds) => ({
+      name: `LDA x 0.1 + logistic regression, ${rounds} rounds`,
+      components: 'as run' as const,
+      candidate: (s: Scenario) => ensembleCandidate(s.classes, 0.1, rounds),
+      heldOut: true,
+    })),
     ...[1, 0.1, 0.03].flatMap((weight) =>
       [100, 300].map((components) => ({
         name: `LDA x ${weight} + logistic regression (log-probabilities)`,

@@ -34,9 +34,15 @@ import {
   LdaClassifierSchema,
   ldaClassifierFromStatistics,
 } from '../analysis/lda-classifier';
-import { COMBINED_CLASSIFIER_FORMAT, combinedClassifier, CombinedClassifierSchema } from '../analysis/combined-classifier';
+import { COMBINED_CLASSIFIER_FORMAT, COMBINED_LOGISTIC_ROUNDS, combinedClassifier, CombinedClassifierSchema } from '../analysis/combined-classifier';
 import { DEFAULT_KNN_NEIGHBOURS } from '../analysis/knn';
-import { fitLogisticClassifier, LOGISTIC_CLASSIFIER_FORMAT, LogisticClassifier, LogisticClassifierSchema } from '../analysis/logistic-classifier';
+import {
+  DEFAULT_LOGISTIC_ROUNDS,
+  fitLogisticClassifier,
+  LOGISTIC_CLASSIFIER_FORMAT,
+  LogisticClassifier,
+  LogisticClassifierSchema,
+} from '../analysis/logistic-classifier';
 import { referencesFeaturizerId, SavedPcaModel } from '../analysis/pca-model';
 import { logisticWarning } from '../analysis/classifier-components';
 import { PROTOTYPE_SAMPLE_PER_CLASS, PrototypeSample, SampledRow } from '../analysis/prototype-sample';
@@ -289,7 +295,7 @@ async function fittedLda({ run, groups, dims }: HeadInputs, deps: AggregateRunDe
  * Logistic regression fitted on the groups' samples of the clean rows and of their copies, with a
  * warning when the Training rows are few per component; or how many classes they hold when fewer than two.
  */
-async function fittedLogistic({ run, groups, dims, trainingRows }: HeadInputs, deps: AggregateRunDeps): Promise<FittedHead> {
+async function fittedLogistic({ run, groups, dims, trainingRows }: HeadInputs, deps: AggregateRunDeps, rounds = DEFAULT_LOGISTIC_ROUNDS): Promise<FittedHead> {
   const clock = stopwatch();
   const work = aggregateWorkKeys(run.workPrefix);
   const rows = await mergedSample(deps, run, groups, work.prototypeSample, LOGISTIC_SAMPLE_PER_CLASS);
@@ -301,7 +307,7 @@ async function fittedLogistic({ run, groups, dims, trainingRows }: HeadInputs, d
   const fitted = await fitLogisticClassifier(
     blockOf(all, dims),
     all.map((row) => row.label),
-    { intraOpNumThreads: LOGISTIC_FIT_THREADS },
+    { intraOpNumThreads: LOGISTIC_FIT_THREADS, rounds },
   );
   const note = logisticWarning(trainingRows, dims);
   const record: ClassifierRecord = {
@@ -345,7 +351,7 @@ function savedClassifierRecord(saved: NonNullable<SavedPcaModel['classifier']>):
 async function fittedCombined(inputs: HeadInputs, deps: AggregateRunDeps): Promise<FittedHead> {
   const lda = await fittedLda(inputs, deps);
   if (lda.record?.classifier !== 'lda') return { classes: lda.classes };
-  const logistic = await fittedLogistic(inputs, deps);
+  const logistic = await fittedLogistic(inputs, deps, COMBINED_LOGISTIC_ROUNDS);
   if (logistic.record?.classifier !== 'logistic') return { classes: logistic.classes };
   const model = combinedClassifier(LdaClassifier.of(lda.record.model), new LogisticClassifier(logistic.record.model)).toJSON();
   const record: ClassifierRecord = {

@@ -161,11 +161,11 @@ export const RECORDED = {
       basis: 'measured; one class statistics record and prototype sample per group',
     },
     fitLogistic: {
-      points: [point(71_014, 4.5, 460)],
+      points: [point(71_014, 2.6, 460)],
       time: 'flat',
       memory: 'flat',
       basis:
-        'FitClassifier 6.7 s with lda+logistic against 2.2-2.4 s with the LDA alone over the same 300 components, on a run of the whole dataset\'s size (`npx tsx bench/aggregate-phase.ts --keep /tmp/whole-s4 --config \'{"classifier":"lda+logistic"}\'`, 2026-12-07, 2 cores, load 3-4); ' +
+        "FitClassifier 4.9-5.0 s with lda+logistic (150 rounds) against 2.2-2.4 s with the LDA alone over the same 300 components, on a run of the whole dataset's size (`npx tsx bench/aggregate-phase.ts --keep /tmp/whole-s4`, 2026-12-07, 2 cores, load 3); " +
         "103 x (128 + 32) sampled rows whatever the images; peak RSS assumed: the LDA fit's plus 40 MB for the rows and the descent's tensors",
     },
     classify: {

@@ -21,6 +21,7 @@ import { z } from 'zod';
 import { numberArray, numberRows } from '../contracts/number-arrays';
 import { float64Of, KernelOptions, kernelSession, ort } from './kernel-graphs';
 import type { RowBlock } from './native-kernels';
+import { topEigen } from './top-eigen';
 
 export const LOGISTIC_CLASSIFIER_FORMAT = 'fruits-pipeline/logistic-classifier@1';
 
@@ -141,24 +142,13 @@ function columnScale({ data, rows, dims }: RowBlock<Float32Array | Float64Array>
   return scale;
 }
 
-/** The largest eigenvalue of X^T X / n, by power iteration on the (dim + 1)^2 Gram matrix (computed natively). */
+/** The largest eigenvalue of X^T X / n: the Gram matrix computed natively, its top eigenvalue by `topEigen`. */
 async function largestGramEigenvalue(x: Float32Array, rows: number, cols: number, options: LogisticOptions): Promise<number> {
   const session = await kernelSession('innerProducts', { intraOpNumThreads: options.intraOpNumThreads, precision: 'float32' });
   const tensor = new ort.Tensor('float32', x, [rows, cols]);
   const gram = float64Of((await session.run({ a: tensor, b: tensor })).c);
-  let v = new Float64Array(cols).fill(1 / Math.sqrt(cols));
-  let value = 0;
-  for (let i = 0; i < 100; i++) {
-    const w = new Float64Array(cols);
-    for (let a = 0; a < cols; a++) for (let b = 0; b < cols; b++) w[a] += gram[a * cols + b] * v[b];
-    const norm = Math.hypot(...w);
-    if (norm === 0) return 0;
-    const converged = Math.abs(norm - value) <= 1e-9 * norm;
-    value = norm;
-    v = w.map((e) => e / norm);
-    if (converged) break;
-  }
-  return value / rows;
+  const top = await topEigen(gram, { k: 1, intraOpNumThreads: options.intraOpNumThreads });
+  return top.values[0] / rows;
 }
 
 /**

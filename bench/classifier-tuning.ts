@@ -23,6 +23,7 @@ import { Matrix } from 'ml-matrix';
 import { ClassStatistics, ClassStatisticsAccumulator, mergeClassStatistics } from '../lambdas/analysis/class-statistics';
 import { DEFAULT_LDA_SHRINKAGE, ldaClassifierFromStatistics, LdaClassifier } from '../lambdas/analysis/lda-classifier';
 import { DEFAULT_LOGISTIC_ROUNDS, fitLogisticClassifier } from '../lambdas/analysis/logistic-classifier';
+import { combinedClassifier } from '../lambdas/analysis/combined-classifier';
 import { classifierComponentsFor } from '../lambdas/analysis/classifier-components';
 import { DEFAULT_CLASSIFIER_COMPONENTS } from '../lambdas/contracts/handler-env';
 import { fieldCopyOf } from '../lambdas/featurize/field-copies';
@@ -183,36 +184,17 @@ function ensembleCandidate(classes: readonly string[], ldaWeight: number, rounds
         Array.from(train.y, (y) => classes[y]),
         { rounds },
       );
-      const ldaJson = lda.toJSON();
-      const ldaIndex = ldaJson.labels.map((label) => classes.indexOf(label));
-      const lrIndex = logistic.labels.map((label) => classes.indexOf(label));
+      // The product's pair (combined-classifier.ts), with this weight.
+      const pair = combinedClassifier(lda, logistic, ldaWeight);
       return async (queries) => {
-        const toPrototypes = halfSquaredDistances(lda.transform(rowsOf(queries)).to2DArray(), ldaJson.prototypes);
-        const probabilities = await logistic.probabilitiesBlock({ data: queries.x, rows: queries.n, dims: queries.dim });
-        const predicted = new Int32Array(queries.n);
-        const confidence = new Float64Array(queries.n);
-        const C = classes.length;
-        for (let r = 0; r < queries.n; r++) {
-          const ldaScores = new Float64Array(C).fill(Number.NEGATIVE_INFINITY);
-          ldaJson.prototypeLabels.forEach((c, p) => (ldaScores[ldaIndex[c]] = Math.max(ldaScores[ldaIndex[c]], -toPrototypes[r][p])));
-          // The logistic regression's log-probabilities (a class it never saw: log 0).
-          const lrLog = new Float64Array(C).fill(Number.NEGATIVE_INFINITY);
-          lrIndex.forEach((c, l) => (lrLog[c] = Math.log(probabilities[r * lrIndex.length + l])));
-          const total = logSoftmax(ldaScores).map((v, c) => ldaWeight * v + lrLog[c]);
-          const best = total.reduce((b, v, c) => (v > total[b] ? c : b), 0);
-          predicted[r] = best;
-          confidence[r] = 1 / total.reduce((sum, v) => sum + Math.exp(v - total[best]), 0);
-        }
-        return { predicted, confidence };
+        const predictions = await pair.predictBlock({ data: queries.x, rows: queries.n, dims: queries.dim });
+        return {
+          predicted: Int32Array.from(predictions, (p) => classes.indexOf(p.label)),
+          confidence: Float64Array.from(predictions, (p) => p.confidence),
+        };
       };
     },
   };
-}
-
-function logSoftmax(scores: Float64Array): Float64Array {
-  const max = Math.max(...scores);
-  const log = Math.log(scores.reduce((sum, v) => sum + Math.exp(v - max), 0));
-  return scores.map((v) => v - max - log);
 }
 
 /** Half the squared distances from each projected row to each of `centres` (rows x centres), as one product. */

@@ -83,6 +83,11 @@ export const ClassifierRecordSchema = z.discriminatedUnion('classifier', [
 ]);
 export type ClassifierRecord = z.infer<typeof ClassifierRecordSchema>;
 
+/** The head this run fitted, which pca-model.json saves as `classifier`; undefined for k-NN or a saved model's head. */
+export function fittedHead(record: ClassifierRecord | undefined): NonNullable<SavedPcaModel['classifier']> | undefined {
+  return record && record.classifier !== 'knn' && record.fitted ? record.model : undefined;
+}
+
 /** What report.json says of the classifier a record holds. */
 export function describeClassifier(record: ClassifierRecord): ClassifierDescription {
   switch (record.classifier) {

@@ -38,7 +38,7 @@ import {
 } from './aggregate-shared';
 import { aggregateWorkKeys, ClassifyTally, ClassifyTallySchema, partKey, ProjectTally, ProjectTallySchema, referencesPartFile } from './aggregate-work';
 import { FitRecord, readFitRecord } from './fit-stage';
-import { ClassifierRecord, describeClassifier, readClassifierRecord } from './classifier-stage';
+import { ClassifierRecord, describeClassifier, fittedHead, readClassifierRecord } from './classifier-stage';
 import { DEFAULT_CLASSIFIER } from '../contracts/handler-env';
 
 const CSV_TYPE = 'text/csv; charset=utf-8';
@@ -210,8 +210,8 @@ async function publishTables(run: RunSettings, groups: number, { fit, groupIndic
 async function publishModel(run: RunSettings, inputs: PublishInputs, deps: AggregateRunDeps): Promise<boolean> {
   const { model, classifier } = inputs;
   const pointer = referencesPointer(inputs.projected);
-  const fitted = classifier && classifier.classifier !== 'knn' && classifier.fitted ? { classifier: classifier.model } : {};
-  const json = JSON.stringify({ ...model, ...(pointer ? { knnReferences: pointer } : {}), ...fitted });
+  const head = fittedHead(classifier);
+  const json = JSON.stringify({ ...model, ...(pointer ? { knnReferences: pointer } : {}), ...(head ? { classifier: head } : {}) });
   await putObject(deps.s3, run.bucket, outputKeys(run.outputPrefix).model, json, 'application/json');
   return pointer !== undefined;
 }
@@ -288,7 +288,7 @@ async function publishReadme(
     dim: record.dim,
     classified: classification.status === 'classified',
     classifier: classification.status === 'classified' ? classification.classifier : undefined,
-    savedClassifier: !projecting && classifier !== undefined && classifier.classifier !== 'knn' && classifier.fitted,
+    savedClassifier: !projecting && fittedHead(classifier) !== undefined,
     embeddings: settings.keepEmbeddings ?? false,
     references: savedReferences,
     singleParquet,

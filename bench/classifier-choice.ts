@@ -675,12 +675,6 @@ function costOfDefault(): void {
 }
 
 /**
- * How many field copies the default needs: the product's classifier fitted with the copies of one
- * Training image in `every` (the images `fieldCopyOf` in lambdas/featurize/field-copies.ts
- * chooses; each keeps the condition its cached copy has), at the product's 100 components. A copy
- * costs about what featurizing its image costs (docs/FEATURE-CHOICE.md).
- */
-/**
  * Logistic regression (lambdas/analysis/logistic-classifier.ts, the default L2 and rounds) at the
  * whole dataset's size, on synthetic rows of the shapes that matter: 103 classes, 300 components,
  * fitted on every Training row and its copies (516 + 129 per class) or on a per-class sample of
@@ -715,6 +709,12 @@ async function costOfLogistic(): Promise<void> {
   }
 }
 
+/**
+ * How many field copies the default needs: the product's classifier fitted with the copies of one
+ * Training image in `every` (the images `fieldCopyOf` in lambdas/featurize/field-copies.ts
+ * chooses; each keeps the condition its cached copy has), at the product's 100 components. A copy
+ * costs about what featurizing its image costs (docs/FEATURE-CHOICE.md).
+ */
 async function copiesTable(quick: boolean): Promise<void> {
   const scenarios = await loadScenarios(quick);
   const everies = [0, 8, 4, 2, 1];

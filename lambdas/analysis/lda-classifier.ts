@@ -199,11 +199,9 @@ export class LdaClassifier {
    * prototype; on the native kernel, for a block of rows of `dim` values.
    */
   async classScoresBlock(block: RowBlock): Promise<ClassScores> {
-    const projected = block.rows === 0 ? new Float64Array(0) : await this.projector.projectRows(block);
-    const products =
-      block.rows === 0
-        ? new Float64Array(0)
-        : await matrixProduct(projected, block.rows, this.projection.columns, this.prototypesTData, this.json.prototypes.length);
+    if (block.rows === 0) return this.classScoresOf(new Float64Array(0), new Float64Array(0), 0);
+    const projected = await this.projector.projectRows(block);
+    const products = await matrixProduct(projected, block.rows, this.projection.columns, this.prototypesTData, this.json.prototypes.length);
     return this.classScoresOf(projected, products, block.rows);
   }
 

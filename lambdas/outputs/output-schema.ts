@@ -31,7 +31,7 @@ export interface OutputSchemaInput {
   /** Feature vector length (embeddings.parquet columns). */
   dim: number;
   classified: boolean;
-  /** What predicted: the LDA or logistic regression (pca-model.json's `classifier`), or k-NN. @default 'knn' */
+  /** What predicted: a fitted head (pca-model.json's `classifier`: the LDA, logistic regression or both), or k-NN. @default 'knn' */
   classifier?: ClassifierKind;
   /** pca-model.json holds the classifier this run fitted. @default false */
   savedClassifier?: boolean;

@@ -7,11 +7,12 @@
  *   (class-statistics.ts, k x k: tiny) with the field copies the featurize children made of some
  *   of them as extra rows of their class, and, for logistic regression, its share of a per-class
  *   sample of those copies (`lda+logistic`: both).
- * - `fitClassifier` merges them one group at a time (Chan et al., per class) and fits the shrinkage
- *   LDA in closed form and clusters each class's sampled rows into its prototypes
- *   (lda-classifier.ts), and/or fits logistic regression on part of the clean rows' sample and the
- *   copies' (logistic-classifier.ts; both as one head: combined-classifier.ts), and writes `classifier.json`, which the classify stage predicts with and the publish stage saves
- *   into pca-model.json. Its memory is one k x k scatter and the clean rows' sample (classes x
+ * - `fitClassifier` merges them one group at a time (Chan et al., per class), reads the clean rows'
+ *   sample once for both heads, and fits the shrinkage LDA in closed form and clusters each
+ *   class's sampled rows into its prototypes (lda-classifier.ts), and/or fits logistic regression
+ *   on the sample's lowest-hash half and the copies' sample (logistic-classifier.ts; both as one
+ *   head: combined-classifier.ts), and writes `classifier.json`, which the classify stage predicts
+ *   with and the publish stage saves into pca-model.json. Its memory is one k x k scatter and the clean rows' sample (classes x
  *   PROTOTYPE_SAMPLE_PER_CLASS rows) and, for logistic regression, the copies' sample (classes x
  *   COPY_SAMPLE_PER_CLASS rows), whatever the number of images.
  * - A run that projects with a saved model fits nothing: it takes the model's classifier, or
@@ -224,7 +225,7 @@ async function mergedSample(deps: AggregateRunDeps, run: RunSettings, groups: nu
     const { header, vectors } = decodeFeatureShard(part);
     sample.absorb(header.keys.map((key, r) => ({ key, label: header.labels[r], scores: vectors.subarray(r * header.dim, (r + 1) * header.dim) })));
   }
-  return sample.rows();
+  return sample;
 }
 
 export async function fitClassifier(run: RunSettings, groups: number, deps: AggregateRunDeps): Promise<{ classifier: string }> {
@@ -247,7 +248,8 @@ export async function fitClassifier(run: RunSettings, groups: number, deps: Aggr
     if (wanted === 'knn') chosen = knn();
     else {
       // Over every component the model holds: the kept k and the head's further ones.
-      const inputs: HeadInputs = { run, groups, dims: model.classifierK ?? model.k, trainingRows: record.references };
+      const clean = await mergedSample(deps, run, groups, work.prototypeSample, PROTOTYPE_SAMPLE_PER_CLASS);
+      const inputs: HeadInputs = { run, groups, dims: model.classifierK ?? model.k, trainingRows: record.references, clean, cleanRead: clock.lap() };
       const fitted =
         wanted === 'lda' ? await fittedLda(inputs, deps) : wanted === 'logistic' ? await fittedLogistic(inputs, deps) : await fittedCombined(inputs, deps);
       chosen = fitted.classes < 2 ? knn(`the Training rows hold ${fitted.classes} class: the ${wanted} head needs two`) : fitted.record;
@@ -262,24 +264,30 @@ export async function fitClassifier(run: RunSettings, groups: number, deps: Aggr
   return { classifier: chosen.classifier };
 }
 
-/** What a head is fitted from: the run's groups' parts, over `dims` components, and how many Training rows the run kept. */
+/**
+ * What a head is fitted from: the run's groups' parts, over `dims` components, how many Training
+ * rows the run kept, and the merged sample of the clean rows (read once: both heads take theirs
+ * from it) with the milliseconds its reading took.
+ */
 interface HeadInputs {
   readonly run: RunSettings;
   readonly groups: number;
   readonly dims: number;
   readonly trainingRows: number;
+  readonly clean: PrototypeSample;
+  readonly cleanRead: number;
 }
 
 /** A fitted head's record, or how many classes the Training rows hold when fewer than two. */
 type FittedHead = { classes: number; record?: ClassifierRecord };
 
 /** The LDA fitted on the groups' class statistics and clean rows' sample, or how many classes they hold when fewer than two. */
-async function fittedLda({ run, groups, dims }: HeadInputs, deps: AggregateRunDeps): Promise<FittedHead> {
+async function fittedLda({ run, groups, dims, clean, cleanRead }: HeadInputs, deps: AggregateRunDeps): Promise<FittedHead> {
   const clock = stopwatch();
   const stats = await mergedStatistics(deps, run, groups);
   if (!stats || stats.classes.length < 2) return { classes: stats?.classes.length ?? 0 };
   const merged = clock.lap();
-  const rows = await mergedSample(deps, run, groups, aggregateWorkKeys(run.workPrefix).prototypeSample, PROTOTYPE_SAMPLE_PER_CLASS);
+  const rows = clean.rows();
   const fitted = await ldaClassifierFromStatistics(stats, { shrinkage: DEFAULT_LDA_SHRINKAGE }).withPrototypesBlock(
     blockOf(rows, dims),
     rows.map((row) => row.label),
@@ -291,7 +299,7 @@ async function fittedLda({ run, groups, dims }: HeadInputs, deps: AggregateRunDe
     model: fitted.toJSON(),
     fitted: true,
     prototypes: DEFAULT_PROTOTYPES,
-    timingsMs: { mergeStatistics: merged, fitClassifier: clock.lap() },
+    timingsMs: { readSample: cleanRead, mergeStatistics: merged, fitClassifier: clock.lap() },
   };
   return { classes: stats.classes.length, record };
 }
@@ -300,15 +308,19 @@ async function fittedLda({ run, groups, dims }: HeadInputs, deps: AggregateRunDe
  * Logistic regression fitted on the groups' samples of the clean rows and of their copies, with a
  * warning when the Training rows are few per component; or how many classes they hold when fewer than two.
  */
-async function fittedLogistic({ run, groups, dims, trainingRows }: HeadInputs, deps: AggregateRunDeps, rounds = DEFAULT_LOGISTIC_ROUNDS): Promise<FittedHead> {
+async function fittedLogistic(
+  { run, groups, dims, trainingRows, clean, cleanRead }: HeadInputs,
+  deps: AggregateRunDeps,
+  rounds = DEFAULT_LOGISTIC_ROUNDS,
+): Promise<FittedHead> {
   const clock = stopwatch();
-  const work = aggregateWorkKeys(run.workPrefix);
-  const rows = await mergedSample(deps, run, groups, work.prototypeSample, LOGISTIC_SAMPLE_PER_CLASS);
+  const rows = clean.rows(LOGISTIC_SAMPLE_PER_CLASS);
   // The sample keeps rows of every class that has any.
   const classes = new Set(rows.map((row) => row.label)).size;
   if (classes < 2) return { classes };
-  const all = [...rows, ...(await mergedSample(deps, run, groups, work.copySample, COPY_SAMPLE_PER_CLASS))];
-  const sampled = clock.lap();
+  const copies = await mergedSample(deps, run, groups, aggregateWorkKeys(run.workPrefix).copySample, COPY_SAMPLE_PER_CLASS);
+  const all = [...rows, ...copies.rows()];
+  const readCopies = clock.lap();
   const fitted = await fitLogisticClassifier(
     blockOf(all, dims),
     all.map((row) => row.label),
@@ -319,7 +331,7 @@ async function fittedLogistic({ run, groups, dims, trainingRows }: HeadInputs, d
     classifier: 'logistic',
     model: fitted.toJSON(),
     fitted: true,
-    timingsMs: { readSamples: sampled, fitClassifier: clock.lap() },
+    timingsMs: { readSample: cleanRead, readCopies, fitClassifier: clock.lap() },
     ...(note ? { note } : {}),
   };
   return { classes, record };
@@ -364,7 +376,15 @@ async function fittedCombined(inputs: HeadInputs, deps: AggregateRunDeps): Promi
     model,
     fitted: true,
     prototypes: lda.record.prototypes,
-    timingsMs: { ...lda.record.timingsMs, ...Object.fromEntries(Object.entries(logistic.record.timingsMs).map(([name, ms]) => [`logistic.${name}`, ms])) },
+    // The clean rows' sample was read once for both: the LDA's timings hold it.
+    timingsMs: {
+      ...lda.record.timingsMs,
+      ...Object.fromEntries(
+        Object.entries(logistic.record.timingsMs)
+          .filter(([name]) => name !== 'readSample')
+          .map(([name, ms]) => [`logistic.${name}`, ms]),
+      ),
+    },
     ...(logistic.record.note ? { note: logistic.record.note } : {}),
   };
   return { classes: lda.classes, record };

@@ -47,9 +47,17 @@ export class PrototypeSample {
     for (const row of rows) this.offer(row.key, row.label, row.scores);
   }
 
-  /** The kept rows, classes in order of first appearance, each class's rows in key order. */
-  rows(): SampledRow[] {
-    return [...this.classes.values()].flatMap((kept) => kept.map(({ key, label, scores }) => ({ key, label, scores })).sort(byKey));
+  /**
+   * The kept rows, classes in order of first appearance, each class's rows in key order; with
+   * `perClass`, each class's lowest-hash `perClass` only: the sample a smaller one would have kept.
+   */
+  rows(perClass: number = this.perClass): SampledRow[] {
+    return [...this.classes.values()].flatMap((kept) =>
+      kept
+        .slice(0, perClass)
+        .map(({ key, label, scores }) => ({ key, label, scores }))
+        .sort(byKey),
+    );
   }
 }
 

@@ -104,6 +104,14 @@ describe('prototype sample (lambdas/analysis/prototype-sample.ts)', () => {
     expect(kept[0].scores).toBeInstanceOf(Float32Array);
   });
 
+  it('gives, of a larger sample, the rows a smaller one keeps (logistic regression takes its half of the LDA sample)', () => {
+    const large = new PrototypeSample(40);
+    const small = new PrototypeSample(20);
+    rows.forEach((row) => [large, small].forEach((sample) => sample.offer(row.key, row.label, row.scores)));
+    expect(large.rows(20)).toEqual(small.rows());
+    expect(large.rows()).toHaveLength(120);
+  });
+
   it('keeps every row of a class below the bound', () => {
     const sample = new PrototypeSample(256);
     rows.forEach((row) => sample.offer(row.key, row.label, row.scores));

@@ -45,7 +45,7 @@ import {
   LogisticClassifierSchema,
 } from '../analysis/logistic-classifier';
 import { referencesFeaturizerId, SavedPcaModel } from '../analysis/pca-model';
-import { logisticWarning } from '../analysis/classifier-components';
+import { classifierComponentsFor, logisticWarning } from '../analysis/classifier-components';
 import { PROTOTYPE_SAMPLE_PER_CLASS, PrototypeSample, SampledRow } from '../analysis/prototype-sample';
 import { decodeFeatureShard, encodeFeatureShard, FeatureShard } from '../bookkeeping/feature-shard';
 import type { NativeProjector, RowBlock } from '../analysis/native-kernels';
@@ -98,7 +98,16 @@ export function describeClassifier(record: ClassifierRecord): ClassifierDescript
       return { classifier: 'logistic', l2: record.model.l2, rounds: record.model.rounds };
     case 'lda+logistic': {
       const { ldaWeight, lda, logistic } = record.model;
-      return { classifier: 'lda+logistic', ldaWeight, shrinkage: lda.shrinkage, prototypes: record.prototypes, l2: logistic.l2, rounds: logistic.rounds };
+      const { shrinkage } = lda;
+      return {
+        classifier: 'lda+logistic',
+        ldaWeight,
+        shrinkage,
+        prototypes: record.prototypes,
+        l2: logistic.l2,
+        rounds: logistic.rounds,
+        logisticComponents: logistic.dim,
+      };
     }
     case 'knn':
       return { classifier: 'knn', neighbours: record.neighbours };
@@ -305,8 +314,9 @@ async function fittedLda({ run, groups, dims, clean, cleanRead }: HeadInputs, de
 }
 
 /**
- * Logistic regression fitted on the groups' samples of the clean rows and of their copies, with a
- * warning when the Training rows are few per component; or how many classes they hold when fewer than two.
+ * Logistic regression fitted on the groups' samples of the clean rows and of their copies, over the
+ * leading components, at most one per CLASSIFIER_ROWS_PER_COMPONENT Training rows (with a warning
+ * when even one is too many); or how many classes they hold when fewer than two.
  */
 async function fittedLogistic(
   { run, groups, dims, trainingRows, clean, cleanRead }: HeadInputs,
@@ -321,12 +331,13 @@ async function fittedLogistic(
   const copies = await mergedSample(deps, run, groups, aggregateWorkKeys(run.workPrefix).copySample, COPY_SAMPLE_PER_CLASS);
   const all = [...rows, ...copies.rows()];
   const readCopies = clock.lap();
+  const held = classifierComponentsFor(dims, trainingRows);
   const fitted = await fitLogisticClassifier(
-    blockOf(all, dims),
+    blockOf(all, held),
     all.map((row) => row.label),
     { intraOpNumThreads: LOGISTIC_FIT_THREADS, rounds },
   );
-  const note = logisticWarning(trainingRows, dims);
+  const note = logisticWarning(trainingRows, held);
   const record: ClassifierRecord = {
     classifier: 'logistic',
     model: fitted.toJSON(),

@@ -37,7 +37,16 @@ export interface ConfusedPair extends ConfusionCell {
 export type ClassifierDescription =
   | { classifier: 'lda'; shrinkage: number; prototypes: number }
   | { classifier: 'logistic'; l2: number; rounds: number }
-  | { classifier: 'lda+logistic'; ldaWeight: number; shrinkage: number; prototypes: number; l2: number; rounds: number }
+  | {
+      classifier: 'lda+logistic';
+      ldaWeight: number;
+      shrinkage: number;
+      prototypes: number;
+      l2: number;
+      rounds: number;
+      /** The leading components logistic regression sees (the LDA sees `components`). */
+      logisticComponents: number;
+    }
   | { classifier: 'knn'; neighbours: number };
 
 /** Mean softmax probability (LDA) or vote share (k-NN) of the scored predictions: all, right, wrong. */
@@ -82,7 +91,7 @@ export const CLASSIFIER_METHODS = {
   logistic:
     'multinomial logistic regression over the standardised PCA components, fitted on a per-class sample of the Training rows and their field copies; confidence = the softmax probability of the predicted class',
   'lda+logistic':
-    "the LDA's log-probabilities (softmax of its nearest-prototype scores) times ldaWeight plus multinomial logistic regression's, over the PCA components; confidence = the softmax of that sum at the predicted class; distance = to the class's nearest LDA prototype",
+    "the LDA's log-probabilities (softmax of its nearest-prototype scores) times ldaWeight plus multinomial logistic regression's, over the PCA components (logistic regression over the leading logisticComponents); confidence = the softmax of that sum at the predicted class; distance = to the class's nearest LDA prototype",
 } as const;
 
 /** The classifier's short name: `LDA`, `logistic regression` or `5-NN`. */

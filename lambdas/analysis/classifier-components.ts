@@ -4,7 +4,10 @@
  * logistic regression scored 0.921 over 100 components and 0.967 over 300, the LDA 0.904 and 0.942
  * (docs/FEATURE-CHOICE.md). But a head needs Training rows for every component it weighs: on the
  * 720-image sample (480 Training rows), logistic regression scored 0.971 over 100 and 0.867 over
- * 300. So the further components are held to CLASSIFIER_ROWS_PER_COMPONENT Training rows each.
+ * 300. So the further components are held to CLASSIFIER_ROWS_PER_COMPONENT Training rows each, and
+ * logistic regression, which weighs every component it sees with nothing to shrink them, is held
+ * to as many even below the kept k: the 72 Training images of the demo give it 18 (the LDA, shrunk
+ * towards a spherical covariance, keeps the kept k).
  */
 
 /**
@@ -22,8 +25,8 @@ export function classifierComponentsFor(wanted: number, trainingRows: number): n
 }
 
 /**
- * Why a logistic regression fitted on `trainingRows` over `components` may not be trusted (the kept
- * k alone is more than the rows support), or undefined.
+ * Why a logistic regression fitted on `trainingRows` over `components` may not be trusted (fewer
+ * rows than CLASSIFIER_ROWS_PER_COMPONENT for even one component), or undefined.
  */
 export function logisticWarning(trainingRows: number, components: number): string | undefined {
   if (trainingRows >= CLASSIFIER_ROWS_PER_COMPONENT * components) return undefined;

@@ -7,6 +7,9 @@
  * classes, clean and in the field (docs/FEATURE-CHOICE.md, "The real Test split at the product's
  * class count").
  *
+ * The LDA sees every component of the head; logistic regression may see only the leading ones, at
+ * most one per CLASSIFIER_ROWS_PER_COMPONENT Training rows (classifier-components.ts).
+ *
  * A prediction's confidence is the softmax of the combined scores at the predicted class; its
  * distance and prototype are the LDA's nearest prototype of that class (report.html shows the
  * Training image behind it).
@@ -42,9 +45,9 @@ export const CombinedClassifierSchema = z
   })
   .superRefine((model, context) => {
     const problem = (message: string) => context.addIssue({ code: 'custom', message });
-    if (model.lda.dim !== model.dim || model.logistic.dim !== model.dim) {
-      problem(`lda.dim (${model.lda.dim}) and logistic.dim (${model.logistic.dim}) must both be dim = ${model.dim}`);
-    }
+    if (model.lda.dim !== model.dim) problem(`lda.dim (${model.lda.dim}) must be dim = ${model.dim}`);
+    // Logistic regression may be held to the leading components (classifier-components.ts).
+    if (model.logistic.dim > model.dim) problem(`logistic.dim (${model.logistic.dim}) must be at most dim = ${model.dim}`);
     const logisticLabels = new Set(model.logistic.labels);
     if (model.lda.labels.length !== logisticLabels.size || model.lda.labels.some((label) => !logisticLabels.has(label))) {
       problem('lda.labels and logistic.labels must name the same classes');
@@ -123,7 +126,10 @@ export class CombinedClassifier {
   }
 }
 
-/** The pair as one head: both fitted over the same components and classes. */
+/**
+ * The pair as one head, fitted on the same classes: the LDA over the head's components, logistic
+ * regression over as many or over the leading ones.
+ */
 export function combinedClassifier(lda: LdaClassifier, logistic: LogisticClassifier, ldaWeight: number = DEFAULT_LDA_WEIGHT): CombinedClassifier {
   return CombinedClassifier.of({ format: COMBINED_CLASSIFIER_FORMAT, dim: lda.dim, ldaWeight, lda: lda.toJSON(), logistic: logistic.toJSON() });
 }

@@ -88,16 +88,17 @@ export class LogisticClassifier {
 
   /**
    * Each row's probability of each label (rows x labels, row-major, labels in `labels` order), on
-   * the native kernel, for a block of rows of `dim` values.
+   * the native kernel, for a block of rows of at least `dim` values: it reads each row's leading
+   * `dim` (a head held to fewer components than the model projects on, classifier-components.ts).
    */
   async probabilitiesBlock(block: RowBlock<Float32Array | Float64Array>, options: Pick<KernelOptions, 'intraOpNumThreads'> = {}): Promise<Float32Array> {
     const { dim, labels } = this.model;
-    if (block.dims !== dim) throw new RangeError(`the classifier takes ${dim} components, the rows hold ${block.dims}`);
+    if (block.dims < dim) throw new RangeError(`the classifier takes ${dim} components, the rows hold ${block.dims}`);
     const session = await kernelSession('softmax', { ...options, precision: 'float32' });
     const probabilities = new Float32Array(block.rows * labels.length);
     for (let start = 0; start < block.rows; start += PREDICT_ROWS) {
       const rows = Math.min(PREDICT_ROWS, block.rows - start);
-      const x = designRows(block.data.subarray(start * dim, (start + rows) * dim), rows, this.scale);
+      const x = designRows(block.data.subarray(start * block.dims, (start + rows) * block.dims), rows, this.scale, block.dims);
       const result = await session.run({ x: new ort.Tensor('float32', x, [rows, dim + 1]), w: this.weights });
       probabilities.set(result.probabilities.data as Float32Array, start * labels.length);
     }
@@ -123,12 +124,15 @@ export class LogisticClassifier {
   }
 }
 
-/** Rows / scale with a trailing 1 (the bias column), rows x (dim + 1), float32. */
-function designRows(data: ArrayLike<number>, rows: number, scale: Float64Array): Float32Array {
+/**
+ * The leading dim = scale.length values of each row (rows `width` apart) / scale, with a trailing 1
+ * (the bias column): rows x (dim + 1), float32.
+ */
+function designRows(data: ArrayLike<number>, rows: number, scale: Float64Array, width: number = scale.length): Float32Array {
   const dim = scale.length;
   const x = new Float32Array(rows * (dim + 1));
   for (let r = 0; r < rows; r++) {
-    for (let d = 0; d < dim; d++) x[r * (dim + 1) + d] = data[r * dim + d] / scale[d];
+    for (let d = 0; d < dim; d++) x[r * (dim + 1) + d] = data[r * width + d] / scale[d];
     x[r * (dim + 1) + dim] = 1;
   }
   return x;

@@ -25,7 +25,7 @@ import { numberArray, numberRows } from '../contracts/number-arrays';
 import { RUN_ID_PATTERN } from '../contracts/bucket-layout';
 import { decodeFeatureShard, encodeFeatureShard } from '../bookkeeping';
 import { LdaClassifierSchema } from './lda-classifier';
-import { LogisticClassifierSchema } from './logistic-classifier';
+import { LOGISTIC_CLASSIFIER_FORMAT, LogisticClassifierSchema } from './logistic-classifier';
 import { CombinedClassifierSchema } from './combined-classifier';
 import type { ComponentSelection, PcaFit } from './streaming-pca';
 
@@ -122,8 +122,11 @@ export const PcaModelSchema = z
     const short = model.components.findIndex((component) => component.length !== dim);
     if (short >= 0) problem(`component ${short + 1} holds ${model.components[short].length} values, expected dim = ${dim}`);
     if (model.constantFeatures.some((f) => f >= dim)) problem(`constantFeatures names a feature beyond dim = ${dim}`);
-    if (model.classifier && model.classifier.dim !== projected) {
-      problem(`classifier.dim is ${model.classifier.dim}, expected ${model.classifierK ? `classifierK = ${projected}` : `k = ${k}`}`);
+    // Logistic regression alone may be held to the leading components (classifier-components.ts).
+    const heldHead = model.classifier?.format === LOGISTIC_CLASSIFIER_FORMAT;
+    if (model.classifier && (heldHead ? model.classifier.dim > projected : model.classifier.dim !== projected)) {
+      const expected = model.classifierK ? `classifierK = ${projected}` : `k = ${k}`;
+      problem(`classifier.dim is ${model.classifier.dim}, expected ${heldHead ? `at most ${expected}` : expected}`);
     }
     const pointer = model.knnReferences;
     if (pointer && 'parts' in pointer) {

@@ -130,8 +130,9 @@ function featuresFiles({ k, projectedWith, singleParquet }: SchemaOptions): File
 /** What pca-model.json's `classifier` holds for each fitted head. */
 const SAVED_CLASSIFIER_FIELDS: Record<ClassifierKind, string> = {
   lda: 'the LDA: format, centre, projection, prototypes, labels',
-  logistic: 'logistic regression: format, scale, weights, labels',
-  'lda+logistic': 'both: format, ldaWeight, lda (centre, projection, prototypes, labels), logistic (scale, weights, labels)',
+  logistic: 'logistic regression: format, dim (the leading components it reads), scale, weights, labels',
+  'lda+logistic':
+    'both: format, ldaWeight, lda (centre, projection, prototypes, labels), logistic (dim: the leading components it reads, scale, weights, labels)',
   knn: 'none',
 };
 

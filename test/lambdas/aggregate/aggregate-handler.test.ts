@@ -1040,11 +1040,11 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
   }
 
   /**
-   * A fitting run of 48 Training rows (a field copy of every other one, moved along feature 0) and
-   * 16 Test rows, a shard each, with `settings`.
+   * A fitting run of `trainingRows` Training rows (a field copy of every other one, moved along
+   * feature 0) and 16 Test rows, a shard each, with `settings`.
    */
-  async function runWithFieldCopies(runId: string, settings: AggregateSettings) {
-    const train = rowsOf(48, 61, runId, 'Training');
+  async function runWithFieldCopies(runId: string, settings: AggregateSettings, trainingRows = 48) {
+    const train = rowsOf(trainingRows, 61, runId, 'Training');
     const test = rowsOf(16, 62, runId, 'Test');
     const copied = train.keys.flatMap((_, r) => (r % 2 === 0 ? [r] : []));
     const copies = new Float32Array(copied.length * dim);
@@ -1151,6 +1151,7 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
       l2: DEFAULT_LOGISTIC_L2,
       rounds: COMBINED_LOGISTIC_ROUNDS,
       components: 12,
+      logisticComponents: 12,
       references: 48,
       predicted: 16,
     });
@@ -1164,6 +1165,28 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
     expect(record.model).toEqual(model.classifier);
     const again = await csvRows(projected.outputs.predictions!);
     for (const key of testKeys) expect(again.get(key)!.slice(3)).toEqual(predictions.get(key)!.slice(3));
+  });
+
+  it('holds logistic regression beside the LDA to one component per 4 Training rows, below the kept k: the LDA over k, no warning', async () => {
+    const runId = 'held-run';
+    const { test, fitted } = await runWithFieldCopies(runId, { components: 8, classifier: 'lda+logistic', groupShards: 1 }, 24);
+    const model = JSON.parse(await getText(client, fitted.outputs.model!));
+    expect(model.k).toBe(8);
+    expect(model.classifierK).toBeUndefined();
+    expect(model.classifier).toMatchObject({ format: COMBINED_CLASSIFIER_FORMAT, dim: 8, lda: { dim: 8, count: 36 }, logistic: { dim: 6, count: 36 } });
+    // predictions.csv: the saved head's predictions of features.csv's 8 components (logistic regression reads the leading 6).
+    const features = await csvRows(fitted.outputs.features);
+    const predictions = await csvRows(fitted.outputs.predictions!);
+    const testKeys = test.keys.map(relative);
+    const block = { data: Float32Array.from(testKeys.flatMap((key) => features.get(key)!.slice(3).map(Number))), rows: testKeys.length, dims: 8 };
+    (await CombinedClassifier.of(model.classifier).predictBlock(block)).forEach((expected, q) => {
+      const row = predictions.get(testKeys[q])!;
+      expect({ key: testKeys[q], predicted: row[3] }).toEqual({ key: testKeys[q], predicted: expected.label });
+      expect(Number(row[4])).toBeCloseTo(expected.confidence, 3);
+    });
+    const report = JSON.parse(await getText(client, fitted.outputs.report));
+    expect(report.classification).toMatchObject({ classifier: 'lda+logistic', components: 8, logisticComponents: 6, references: 24 });
+    expect(report.warnings.join('\n')).not.toMatch(/logistic regression over/);
   });
 
   it('gives a fitted head up to one component per 4 Training rows, at least the kept k; k-NN the kept k only', () => {

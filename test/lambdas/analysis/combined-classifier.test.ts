@@ -51,7 +51,8 @@ describe('the LDA and logistic regression together (lambdas/analysis/combined-cl
     const test = blobs(4, 30, 6, 4);
     expect(await loaded.predictBlock(test.block)).toEqual(await model.predictBlock(test.block));
     const json = model.toJSON();
-    expect(() => CombinedClassifier.of({ ...json, dim: 5 })).toThrow(/must both be dim = 5/);
+    expect(() => CombinedClassifier.of({ ...json, dim: 5 })).toThrow(/lda.dim \(6\) must be dim = 5/);
+    expect(() => CombinedClassifier.of({ ...json, dim: 5, lda: { ...json.lda, dim: 5 } })).toThrow(/logistic.dim \(6\) must be at most dim = 5/);
     expect(() => CombinedClassifier.of({ ...json, logistic: { ...json.logistic, labels: ['a', 'b', 'c', 'd'] } })).toThrow(/name the same classes/);
     expect(await model.predictBlock({ data: new Float32Array(0), rows: 0, dims: 6 })).toEqual([]);
   });

@@ -98,6 +98,18 @@ describe('logistic regression (lambdas/analysis/logistic-classifier.ts)', () => 
     for (let i = 0; i < p * c; i++) expect(got[i]).toBeCloseTo(expected[i], 5);
   });
 
+  it('reads the leading dim values of wider rows: a head held to fewer components than the rows hold', async () => {
+    const train = blobs(3, 20, 4, 11);
+    const model = await fitLogisticClassifier(train.block, train.labels, { rounds: 50 });
+    const test = blobs(3, 10, 4, 12);
+    const wider = new Float32Array(test.block.rows * 6);
+    for (let r = 0; r < test.block.rows; r++) {
+      wider.set(test.block.data.subarray(r * 4, (r + 1) * 4), r * 6);
+      wider.set([100 * r, -7], r * 6 + 4);
+    }
+    expect(await model.predictBlock({ data: wider, rows: test.block.rows, dims: 6 })).toEqual(await model.predictBlock(test.block));
+  });
+
   it('refuses what it cannot fit or predict, with the reason', async () => {
     const train = blobs(2, 10, 3, 7);
     await expect(
@@ -112,7 +124,7 @@ describe('logistic regression (lambdas/analysis/logistic-classifier.ts)', () => 
     await expect(fitLogisticClassifier({ ...train.block, data }, train.labels)).rejects.toThrow(/not finite/);
     await expect(fitLogisticClassifier(train.block, train.labels, { rounds: 0 })).rejects.toThrow(/rounds must be a positive integer/);
     const model = await fitLogisticClassifier(train.block, train.labels, { rounds: 5 });
-    await expect(model.predictBlock({ data: new Float32Array(8), rows: 2, dims: 4 })).rejects.toThrow(/takes 3 components, the rows hold 4/);
+    await expect(model.predictBlock({ data: new Float32Array(4), rows: 2, dims: 2 })).rejects.toThrow(/takes 3 components, the rows hold 2/);
     const json = model.toJSON();
     expect(() => loadLogisticClassifier({ ...json, weights: json.weights.slice(1) })).toThrow(/expected dim \+ 1 = 4/);
     expect(LogisticClassifierSchema.safeParse({ ...json, scale: [1, 0, 1] }).success).toBe(false);

@@ -87,7 +87,10 @@ describe('saved PCA model (lambdas/analysis/pca-model.ts)', () => {
         [0, 0],
       ],
     };
-    expect(problem({ ...json, classifier })).toThrow(/classifier.dim is 4, expected classifierK = 10/);
+    // Logistic regression may be held to the leading components, never more than the model projects on.
+    expect(parsePcaModel(JSON.stringify({ ...json, classifier }), 'model').classifier).toEqual(classifier);
+    const wide = { ...classifier, dim: 11, scale: Array(11).fill(1), weights: Array.from({ length: 12 }, () => [0, 0]) };
+    expect(problem({ ...json, classifier: wide })).toThrow(/classifier.dim is 11, expected at most classifierK = 10/);
   });
 
   /** A model of k = 3 components over 5 features, with `knnReferences` as given. */
@@ -112,7 +115,7 @@ describe('saved PCA model (lambdas/analysis/pca-model.ts)', () => {
     vectors: Float32Array.from([9, -1, 0, 8.5, -1.5, 0.25]),
   };
 
-  it('takes either classifier, told apart by its format, and refuses one of another width than k', () => {
+  it('takes either classifier, told apart by its format, and refuses one wider than k', () => {
     const base = JSON.parse(JSON.stringify(modelWith(undefined)));
     const logistic = {
       format: LOGISTIC_CLASSIFIER_FORMAT,
@@ -131,7 +134,9 @@ describe('saved PCA model (lambdas/analysis/pca-model.ts)', () => {
     };
     expect(parsePcaModel(JSON.stringify({ ...base, classifier: logistic }), 'model').classifier).toEqual(logistic);
     const narrow = { ...logistic, dim: 2, scale: [1, 2], weights: logistic.weights.slice(1) };
-    expect(() => parsePcaModel(JSON.stringify({ ...base, classifier: narrow }), 'model')).toThrow(/classifier.dim is 2, expected k = 3/);
+    expect(parsePcaModel(JSON.stringify({ ...base, classifier: narrow }), 'model').classifier).toEqual(narrow);
+    const wide = { ...logistic, dim: 4, scale: [1, 2, 3, 4], weights: [...logistic.weights, [0, 0]] };
+    expect(() => parsePcaModel(JSON.stringify({ ...base, classifier: wide }), 'model')).toThrow(/classifier.dim is 4, expected at most k = 3/);
     expect(() => parsePcaModel(JSON.stringify({ ...base, classifier: { ...logistic, format: 'fruits-pipeline/other@1' } }), 'model')).toThrow(PcaModelError);
   });
 

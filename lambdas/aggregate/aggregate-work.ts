@@ -110,11 +110,27 @@ export type Plan = z.infer<typeof PlanSchema>;
 /** A shard's rows that the later stages leave out (duplicates, non-finite values, another featurizer). */
 export const ExcludedRowsSchema = z.object({ shard: z.string(), rows: z.array(z.number().int().nonnegative()) });
 
+/** Kept Training rows and their field copies, per label. */
+export const TrainingClassesSchema = z.record(z.string(), z.object({ rows: z.number().int().nonnegative(), copies: z.number().int().nonnegative() }));
+export type TrainingClasses = z.infer<typeof TrainingClassesSchema>;
+
+/** `part`'s counts added into `into`. */
+export function addTrainingClasses(into: TrainingClasses, part: TrainingClasses): TrainingClasses {
+  for (const [label, { rows, copies }] of Object.entries(part)) {
+    const counts = (into[label] ??= { rows: 0, copies: 0 });
+    counts.rows += rows;
+    counts.copies += copies;
+  }
+  return into;
+}
+
 export const MomentsTallySchema = z.object({
   group: z.number().int().nonnegative(),
   rows: z.number().int().nonnegative(),
   /** Training rows kept: the k-NN's references. */
   references: z.number().int().nonnegative(),
+  /** The kept Training rows and their field copies, by class: what bounds the classifier's samples (prototype-sample.ts). */
+  trainingClasses: TrainingClassesSchema.default({}),
   report: ReportPartSchema,
   accounting: AccountingPartSchema,
   /** Shards the group could use, with the rows to leave out of each. */

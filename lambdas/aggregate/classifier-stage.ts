@@ -46,7 +46,7 @@ import {
 } from '../analysis/logistic-classifier';
 import { referencesFeaturizerId, SavedPcaModel } from '../analysis/pca-model';
 import { classifierComponentsFor, logisticWarning } from '../analysis/classifier-components';
-import { PROTOTYPE_SAMPLE_PER_CLASS, PrototypeSample, SampledRow } from '../analysis/prototype-sample';
+import { PROTOTYPE_SAMPLE_PER_CLASS, PrototypeSample, SampledRow, sampleRankLimit } from '../analysis/prototype-sample';
 import { decodeFeatureShard, encodeFeatureShard, FeatureShard } from '../bookkeeping/feature-shard';
 import type { NativeProjector, RowBlock } from '../analysis/native-kernels';
 import { splitOfKey } from '../analysis/knn';
@@ -56,7 +56,7 @@ import type { RunSettings } from '../contracts/events';
 import { MissingObjectError, putObject, readText } from '../aws/s3-client';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { AggregateRunDeps, groupPartsInOrder, stopwatch } from './aggregate-shared';
-import { aggregateWorkKeys } from './aggregate-work';
+import { aggregateWorkKeys, TrainingClasses } from './aggregate-work';
 import { readFitRecord } from './fit-stage';
 
 /** What a record of a fitted head holds beside its model. */
@@ -147,19 +147,28 @@ const LOGISTIC_FIT_THREADS = 2;
 /**
  * One group's Training rows as its head's fit needs them, accumulated in the project stage: both
  * heads a sample of the clean rows; the LDA the class statistics (the copies as rows of their
- * class), logistic regression a sample of the copies.
+ * class), logistic regression a sample of the copies. With the run's counts by class
+ * (`trainingClasses`), a group keeps of a class's rows only those below its `sampleRankLimit`:
+ * at 1,000,000 images the groups' samples then hold about 2 x 256 + 64 rows per class in all,
+ * where they held every Training row, and FitClassifier reads that much.
  */
 export class ClassifierInputs {
-  private readonly sample = new PrototypeSample();
+  private readonly sample: PrototypeSample;
   private readonly statistics?: ClassStatisticsAccumulator;
   private readonly copies?: PrototypeSample;
 
   constructor(
     readonly k: number,
     head: Exclude<ClassifierKind, 'knn'>,
+    trainingClasses: TrainingClasses = {},
   ) {
+    const limit = (perClass: number, count: 'rows' | 'copies') => (label: string) => {
+      const total = trainingClasses[label]?.[count];
+      return total === undefined ? 2 ** 32 : sampleRankLimit(perClass, total);
+    };
+    this.sample = new PrototypeSample(PROTOTYPE_SAMPLE_PER_CLASS, limit(PROTOTYPE_SAMPLE_PER_CLASS, 'rows'));
     if (head !== 'logistic') this.statistics = new ClassStatisticsAccumulator(k);
-    if (head !== 'lda') this.copies = new PrototypeSample(COPY_SAMPLE_PER_CLASS);
+    if (head !== 'lda') this.copies = new PrototypeSample(COPY_SAMPLE_PER_CLASS, limit(COPY_SAMPLE_PER_CLASS, 'copies'));
   }
 
   add(key: string, label: string, scores: ArrayLike<number>): void {

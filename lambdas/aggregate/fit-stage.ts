@@ -32,7 +32,17 @@ import {
   runFields,
   stopwatch,
 } from './aggregate-shared';
-import { aggregateWorkKeys, MomentsTally, MomentsTallySchema, momentsMergeLevels, Plan, unpackMoments } from './aggregate-work';
+import {
+  addTrainingClasses,
+  aggregateWorkKeys,
+  MomentsTally,
+  MomentsTallySchema,
+  momentsMergeLevels,
+  Plan,
+  TrainingClasses,
+  TrainingClassesSchema,
+  unpackMoments,
+} from './aggregate-work';
 import { mergedPartials } from './merge-stage';
 import { readPlan } from './moments-stage';
 import { z } from 'zod';
@@ -49,6 +59,8 @@ export const FitRecordSchema = z.object({
   /** Rows kept over the whole run, and the Training ones among them. */
   rows: z.number().int(),
   references: z.number().int(),
+  /** The run's kept Training rows and their copies by class (a fitting run's): what bounds the classifier's samples. */
+  trainingClasses: TrainingClassesSchema.default({}),
   /** Why nothing is classified, when nothing is. */
   classificationSkipped: z.string().optional(),
   report: z.custom<RunReportPart>(),
@@ -132,6 +144,7 @@ export async function fitRun(run: RunSettings, groups: number, fanIn: number, de
     groups,
     rows,
     references: saved ? (saved.model.knnReferences?.count ?? 0) : references,
+    trainingClasses: tallies.reduce((sum: TrainingClasses, tally) => addTrainingClasses(sum, tally.trainingClasses), {}),
     ...(classificationSkipped ? { classificationSkipped } : {}),
     report: report.part(),
     accounting,

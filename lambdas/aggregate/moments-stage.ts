@@ -21,7 +21,17 @@ import { RunReportBuilder } from '../outputs/run-report';
 import { BatchRecordSchema, type RunSettings } from '../contracts/events';
 import { MissingObjectError, putObject, readText } from '../aws/s3-client';
 import { AggregateRunDeps, allFinite, outputKeys, readShards, reportUnreadableShard, runFields, stopwatch } from './aggregate-shared';
-import { aggregateWorkKeys, encodeMoments, GroupBatch, GroupFileSchema, MomentsTally, Plan, PlanSchema } from './aggregate-work';
+import {
+  addTrainingClasses,
+  aggregateWorkKeys,
+  encodeMoments,
+  GroupBatch,
+  GroupFileSchema,
+  MomentsTally,
+  Plan,
+  PlanSchema,
+  TrainingClasses,
+} from './aggregate-work';
 
 export async function readPlan(deps: AggregateRunDeps, run: RunSettings): Promise<Plan> {
   const key = aggregateWorkKeys(run.workPrefix).plan;
@@ -35,6 +45,8 @@ interface ShardRows {
   readonly keptRows: number;
   /** Kept rows under Training/: the references a classifier is fitted on. */
   readonly references: number;
+  /** The kept Training rows and the field copies of them, by class. */
+  readonly trainingClasses: TrainingClasses;
   /** The rows left out, by their row in the shard. */
   readonly excluded: number[];
 }
@@ -78,6 +90,7 @@ export async function momentsOfGroup(run: RunSettings, group: number, deps: Aggr
   const seenKeys = new Set<string>();
   let rows = 0;
   let references = 0;
+  const trainingClasses: TrainingClasses = {};
   for await (const read of readShards(
     s3,
     run.bucket,
@@ -102,6 +115,7 @@ export async function momentsOfGroup(run: RunSettings, group: number, deps: Aggr
     const sorted = sortShardRows(read.shard, plan.dim, seenKeys, report);
     rows += sorted.keptRows;
     references += sorted.references;
+    addTrainingClasses(trainingClasses, sorted.trainingClasses);
     await accumulator?.addRows(sorted.kept, sorted.keptRows);
     const left = new Set(sorted.excluded);
     accounting.account(header.keys.filter((_, row) => !left.has(row)));
@@ -117,6 +131,7 @@ export async function momentsOfGroup(run: RunSettings, group: number, deps: Aggr
     group,
     rows,
     references,
+    trainingClasses,
     report: report.part(),
     accounting: accounting.report(),
     usable,
@@ -199,6 +214,8 @@ function parseJsonOrUndefined(text: string): unknown {
 function sortShardRows({ header, vectors }: FeatureShard, dim: number, seenKeys: Set<string>, report: RunReportBuilder): ShardRows {
   const excluded: number[] = [];
   let references = 0;
+  const trainingClasses: TrainingClasses = {};
+  const keptTraining = new Set<string>();
   header.keys.forEach((key, row) => {
     if (seenKeys.has(key)) {
       excluded.push(row);
@@ -208,12 +225,20 @@ function sortShardRows({ header, vectors }: FeatureShard, dim: number, seenKeys:
       report.addFailedItem(key, 'feature vector holds NaN or infinite values');
     } else {
       seenKeys.add(key);
-      if (splitOfKey(key) === 'train') references++;
+      if (splitOfKey(key) === 'train') {
+        references++;
+        (trainingClasses[header.labels[row]] ??= { rows: 0, copies: 0 }).rows++;
+        keptTraining.add(key);
+      }
     }
+  });
+  // The copies the project stage adds: those of the kept Training rows.
+  header.fieldCopies?.keys.forEach((key, c) => {
+    if (keptTraining.has(key)) (trainingClasses[header.fieldCopies!.labels[c]] ??= { rows: 0, copies: 0 }).copies++;
   });
   const rows = header.keys.length;
   const keptRows = rows - excluded.length;
-  if (excluded.length === 0) return { kept: vectors.subarray(0, rows * dim), keptRows, references, excluded };
+  if (excluded.length === 0) return { kept: vectors.subarray(0, rows * dim), keptRows, references, trainingClasses, excluded };
   const kept = new Float32Array(keptRows * dim);
   const left = new Set(excluded);
   let at = 0;
@@ -222,5 +247,5 @@ function sortShardRows({ header, vectors }: FeatureShard, dim: number, seenKeys:
     kept.set(vectors.subarray(row * dim, (row + 1) * dim), at * dim);
     at++;
   }
-  return { kept, keptRows, references, excluded };
+  return { kept, keptRows, references, trainingClasses, excluded };
 }

@@ -87,7 +87,7 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
   const classifying = record.classificationSkipped === undefined;
   // The LDA and logistic regression are fitted on what the groups gather; k-NN reads the references parts.
   const head = settings.classifier ?? DEFAULT_CLASSIFIER;
-  const classifierInputs = keepReferences && head !== 'knn' ? new ClassifierInputs(wide, head) : undefined;
+  const classifierInputs = keepReferences && head !== 'knn' ? new ClassifierInputs(wide, head, record.trainingClasses) : undefined;
 
   const { csv, parquet, embeddings, uploads } = openTableParts(run, group, { k, dim }, deps);
   const references = new RowPart(k);

@@ -12,6 +12,18 @@ import { keyHash } from '../common/key-hash';
 /** Training rows per class the prototypes are clustered from: 8 prototypes get 32 rows each. */
 export const PROTOTYPE_SAMPLE_PER_CLASS = 256;
 
+/**
+ * The hash below which a class's rows can enter a sample of `perClass` when the run holds `total`
+ * of them, so a group need not keep every row of a class that is large run-wide: 2 perClass + 64
+ * rows are expected below it, and the lowest-hash `perClass` all lie below it but for a chance
+ * under 1e-15 (Chernoff's bound). Below it the sample is the same as without; a class that
+ * fell short would keep every row below it, a smaller sample, the same whichever the groups.
+ */
+export function sampleRankLimit(perClass: number, total: number): number {
+  const expected = 2 * perClass + 64;
+  return total <= expected ? 2 ** 32 : Math.ceil((expected / total) * 2 ** 32);
+}
+
 export interface SampledRow {
   readonly key: string;
   readonly label: string;
@@ -25,13 +37,18 @@ interface Ranked extends SampledRow {
 export class PrototypeSample {
   private readonly classes = new Map<string, Ranked[]>();
 
-  constructor(readonly perClass: number = PROTOTYPE_SAMPLE_PER_CLASS) {
+  /** `rankLimit`: a class's `sampleRankLimit`, when the run's count of its rows is known. */
+  constructor(
+    readonly perClass: number = PROTOTYPE_SAMPLE_PER_CLASS,
+    private readonly rankLimit: (label: string) => number = () => 2 ** 32,
+  ) {
     if (!Number.isInteger(perClass) || perClass < 1) throw new RangeError(`rows per class must be a positive integer, got ${perClass}`);
   }
 
   /** Offers a row; its scores are copied (as float32) only when it is kept. */
   offer(key: string, label: string, scores: ArrayLike<number>): void {
     const rank = keyHash(key);
+    if (rank >= this.rankLimit(label)) return;
     let kept = this.classes.get(label);
     if (!kept) this.classes.set(label, (kept = []));
     if (kept.length >= this.perClass && !before(rank, key, kept[kept.length - 1])) return;

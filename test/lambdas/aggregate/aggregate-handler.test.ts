@@ -1117,6 +1117,11 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
     // Both heads' inputs: the class statistics, and the samples of the clean rows and of the copies.
     for (const part of ['class-statistics/00001.json', 'prototype-sample/00001.fsh', 'copy-sample/00001.fsh'])
       expect((await bytesOf(`work/${runId}/aggregate/${part}`)).byteLength).toBeGreaterThan(0);
+    // The run's Training rows and their copies by class, counted by the moments stage for the samples' limits.
+    const fitRecord = JSON.parse(await getText(client, `work/${runId}/aggregate/pca-fit.json`));
+    const counted = Object.values(fitRecord.trainingClasses as Record<string, { rows: number; copies: number }>);
+    expect(counted.reduce((sum, c) => sum + c.rows, 0)).toBe(48);
+    expect(counted.reduce((sum, c) => sum + c.copies, 0)).toBe(24);
     // One head in pca-model.json, over the 12 components the 48 Training rows allow.
     const text = await getText(client, fitted.outputs.model!);
     const model = JSON.parse(text);

@@ -4,7 +4,7 @@
 import { ClassStatisticsAccumulator, classStatisticsFromJson, classStatisticsToJson, mergeClassStatistics } from '../../../lambdas/analysis/class-statistics';
 import { fitLdaClassifier, LDA_CLASSIFIER_FORMAT, ldaClassifierFromStatistics, loadLdaClassifier } from '../../../lambdas/analysis/lda-classifier';
 import { seededRandom } from '../../../lambdas/common/seeded-random';
-import { PrototypeSample } from '../../../lambdas/analysis/prototype-sample';
+import { PrototypeSample, sampleRankLimit } from '../../../lambdas/analysis/prototype-sample';
 
 /** Gaussian-ish blobs: class c centred at 6 along axis c, unit spread, in `dim` dimensions. */
 function blobs(classes: number, perClass: number, dim: number, seed: number): { rows: number[][]; labels: string[] } {
@@ -110,6 +110,22 @@ describe('prototype sample (lambdas/analysis/prototype-sample.ts)', () => {
     rows.forEach((row) => [large, small].forEach((sample) => sample.offer(row.key, row.label, row.scores)));
     expect(large.rows(20)).toEqual(small.rows());
     expect(large.rows()).toHaveLength(120);
+  });
+
+  it("keeps, below a class's rank limit, the same sample from far fewer rows per group", () => {
+    const many = Array.from({ length: 6000 }, (_, i) => ({ key: `input/d/Training/big/${i}.jpg`, label: 'big', scores: [i] }));
+    const whole = new PrototypeSample(256);
+    many.forEach((row) => whole.offer(row.key, row.label, row.scores));
+    const limit = sampleRankLimit(256, many.length);
+    expect(limit).toBe(Math.ceil(((2 * 256 + 64) / 6000) * 2 ** 32));
+    expect(sampleRankLimit(256, 500)).toBe(2 ** 32);
+    const groups = Array.from({ length: 6 }, () => new PrototypeSample(256, () => limit));
+    many.forEach((row, i) => groups[i % 6].offer(row.key, row.label, row.scores));
+    const merged = new PrototypeSample(256);
+    groups.forEach((group) => merged.absorb(group.rows()));
+    expect(merged.rows()).toEqual(whole.rows());
+    // Without the limit each group would hold 256 of its 1,000 rows; with it, what falls below: about 576 in all.
+    expect(groups.reduce((sum, group) => sum + group.rows().length, 0)).toBeLessThan(800);
   });
 
   it('keeps every row of a class below the bound', () => {

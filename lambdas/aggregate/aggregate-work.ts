@@ -114,10 +114,15 @@ export const ExcludedRowsSchema = z.object({ shard: z.string(), rows: z.array(z.
 export const TrainingClassesSchema = z.record(z.string(), z.object({ rows: z.number().int().nonnegative(), copies: z.number().int().nonnegative() }));
 export type TrainingClasses = z.infer<typeof TrainingClassesSchema>;
 
+/** The counts of `label` in `classes`, added at zero when it has none yet. */
+export function countsOfClass(classes: TrainingClasses, label: string): TrainingClasses[string] {
+  return (classes[label] ??= { rows: 0, copies: 0 });
+}
+
 /** `part`'s counts added into `into`. */
 export function addTrainingClasses(into: TrainingClasses, part: TrainingClasses): TrainingClasses {
   for (const [label, { rows, copies }] of Object.entries(part)) {
-    const counts = (into[label] ??= { rows: 0, copies: 0 });
+    const counts = countsOfClass(into, label);
     counts.rows += rows;
     counts.copies += copies;
   }

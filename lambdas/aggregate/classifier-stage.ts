@@ -12,9 +12,9 @@
  *   class's sampled rows into its prototypes (lda-classifier.ts), and/or fits logistic regression
  *   on the sample's lowest-hash half and the copies' sample (logistic-classifier.ts; both as one
  *   head: combined-classifier.ts), and writes `classifier.json`, which the classify stage predicts
- *   with and the publish stage saves into pca-model.json. Its memory is one k x k scatter and the clean rows' sample (classes x
- *   PROTOTYPE_SAMPLE_PER_CLASS rows) and, for logistic regression, the copies' sample (classes x
- *   COPY_SAMPLE_PER_CLASS rows), whatever the number of images.
+ *   with and the publish stage saves into pca-model.json. Its memory is one k x k scatter and the
+ *   clean rows' sample (classes x PROTOTYPE_SAMPLE_PER_CLASS rows) and, for logistic regression,
+ *   the copies' sample (classes x COPY_SAMPLE_PER_CLASS rows), whatever the number of images.
  * - A run that projects with a saved model fits nothing: it takes the model's classifier, or
  *   classifies with k-NN against the model's references when the setting says `knn` or the model
  *   has no classifier.
@@ -46,7 +46,7 @@ import {
 } from '../analysis/logistic-classifier';
 import { referencesFeaturizerId, SavedPcaModel } from '../analysis/pca-model';
 import { classifierComponentsFor, logisticWarning } from '../analysis/classifier-components';
-import { PROTOTYPE_SAMPLE_PER_CLASS, PrototypeSample, SampledRow, sampleRankLimit } from '../analysis/prototype-sample';
+import { NO_RANK_LIMIT, PROTOTYPE_SAMPLE_PER_CLASS, PrototypeSample, SampledRow, sampleRankLimit } from '../analysis/prototype-sample';
 import { decodeFeatureShard, encodeFeatureShard, FeatureShard } from '../bookkeeping/feature-shard';
 import type { NativeProjector, RowBlock } from '../analysis/native-kernels';
 import { splitOfKey } from '../analysis/knn';
@@ -98,11 +98,10 @@ export function describeClassifier(record: ClassifierRecord): ClassifierDescript
       return { classifier: 'logistic', l2: record.model.l2, rounds: record.model.rounds };
     case 'lda+logistic': {
       const { ldaWeight, lda, logistic } = record.model;
-      const { shrinkage } = lda;
       return {
         classifier: 'lda+logistic',
         ldaWeight,
-        shrinkage,
+        shrinkage: lda.shrinkage,
         prototypes: record.prototypes,
         l2: logistic.l2,
         rounds: logistic.rounds,
@@ -164,7 +163,7 @@ export class ClassifierInputs {
   ) {
     const limit = (perClass: number, count: 'rows' | 'copies') => (label: string) => {
       const total = trainingClasses[label]?.[count];
-      return total === undefined ? 2 ** 32 : sampleRankLimit(perClass, total);
+      return total === undefined ? NO_RANK_LIMIT : sampleRankLimit(perClass, total);
     };
     this.sample = new PrototypeSample(PROTOTYPE_SAMPLE_PER_CLASS, limit(PROTOTYPE_SAMPLE_PER_CLASS, 'rows'));
     if (head !== 'logistic') this.statistics = new ClassStatisticsAccumulator(k);

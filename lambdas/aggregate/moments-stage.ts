@@ -24,6 +24,7 @@ import { AggregateRunDeps, allFinite, outputKeys, readShards, reportUnreadableSh
 import {
   addTrainingClasses,
   aggregateWorkKeys,
+  countsOfClass,
   encodeMoments,
   GroupBatch,
   GroupFileSchema,
@@ -227,14 +228,15 @@ function sortShardRows({ header, vectors }: FeatureShard, dim: number, seenKeys:
       seenKeys.add(key);
       if (splitOfKey(key) === 'train') {
         references++;
-        (trainingClasses[header.labels[row]] ??= { rows: 0, copies: 0 }).rows++;
+        countsOfClass(trainingClasses, header.labels[row]).rows++;
         keptTraining.add(key);
       }
     }
   });
   // The copies the project stage adds: those of the kept Training rows.
-  header.fieldCopies?.keys.forEach((key, c) => {
-    if (keptTraining.has(key)) (trainingClasses[header.fieldCopies!.labels[c]] ??= { rows: 0, copies: 0 }).copies++;
+  const copies = header.fieldCopies;
+  copies?.keys.forEach((key, c) => {
+    if (keptTraining.has(key)) countsOfClass(trainingClasses, copies.labels[c]).copies++;
   });
   const rows = header.keys.length;
   const keptRows = rows - excluded.length;

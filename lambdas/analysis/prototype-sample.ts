@@ -12,16 +12,20 @@ import { keyHash } from '../common/key-hash';
 /** Training rows per class the prototypes are clustered from: 8 prototypes get 32 rows each. */
 export const PROTOTYPE_SAMPLE_PER_CLASS = 256;
 
+/** Above every 32-bit key hash: no row is held back. */
+export const NO_RANK_LIMIT = 2 ** 32;
+
 /**
  * The hash below which a class's rows can enter a sample of `perClass` when the run holds `total`
- * of them, so a group need not keep every row of a class that is large run-wide: 2 perClass + 64
- * rows are expected below it, and the lowest-hash `perClass` all lie below it but for a chance
- * under 1e-15 (Chernoff's bound). Below it the sample is the same as without; a class that
- * fell short would keep every row below it, a smaller sample, the same whichever the groups.
+ * of them, so that a group need not keep every row of a class that is large run-wide: 2 perClass
+ * + 64 rows are expected below it, and the class's lowest-hash `perClass` lie below it but for a
+ * chance under 1e-15 (Chernoff's bound), so the sample is the one the limit would not change. A
+ * class that fell short would keep every row below it: a smaller sample, still the same whichever
+ * the groups.
  */
 export function sampleRankLimit(perClass: number, total: number): number {
   const expected = 2 * perClass + 64;
-  return total <= expected ? 2 ** 32 : Math.ceil((expected / total) * 2 ** 32);
+  return total <= expected ? NO_RANK_LIMIT : Math.ceil((expected / total) * NO_RANK_LIMIT);
 }
 
 export interface SampledRow {
@@ -40,7 +44,7 @@ export class PrototypeSample {
   /** `rankLimit`: a class's `sampleRankLimit`, when the run's count of its rows is known. */
   constructor(
     readonly perClass: number = PROTOTYPE_SAMPLE_PER_CLASS,
-    private readonly rankLimit: (label: string) => number = () => 2 ** 32,
+    private readonly rankLimit: (label: string) => number = () => NO_RANK_LIMIT,
   ) {
     if (!Number.isInteger(perClass) || perClass < 1) throw new RangeError(`rows per class must be a positive integer, got ${perClass}`);
   }

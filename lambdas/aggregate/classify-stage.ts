@@ -135,14 +135,22 @@ export async function classifyGroup(run: RunSettings, group: number, deps: Aggre
  * that won.
  */
 async function ldaPredictions(json: LdaClassifierJson, queries: { data: Float32Array; rows: number; dims: number }) {
-  const predictions: RowPrediction[] = (await LdaClassifier.of(json).predictBlock(queries)).map((p) => ({
+  const predictions = prototypePredictions(await LdaClassifier.of(json).predictBlock(queries), json.prototypeKeys);
+  return { predictions, referenceClasses: new Set(json.labels), references: json.count };
+}
+
+/** Predictions decided by an LDA prototype, each shown beside the Training image nearest that prototype (`prototypeKeys`). */
+function prototypePredictions(
+  predictions: readonly { label: string; confidence: number; distance: number; prototype: number }[],
+  prototypeKeys: readonly string[] | undefined,
+): RowPrediction[] {
+  return predictions.map((p) => ({
     label: p.label,
     confidence: p.confidence,
     distance: p.distance,
-    nearestKey: json.prototypeKeys?.[p.prototype] ?? '',
+    nearestKey: prototypeKeys?.[p.prototype] ?? '',
     nearestLabel: p.label,
   }));
-  return { predictions, referenceClasses: new Set(json.labels), references: json.count };
 }
 
 /**
@@ -162,13 +170,7 @@ async function logisticPredictions(json: LogisticClassifierJson, queries: { data
 
 /** The LDA and logistic regression together: a miss is shown beside the Training image nearest the LDA prototype of the class that won. */
 async function combinedPredictions(json: CombinedClassifierJson, queries: { data: Float32Array; rows: number; dims: number }) {
-  const predictions: RowPrediction[] = (await CombinedClassifier.of(json).predictBlock(queries)).map((p) => ({
-    label: p.label,
-    confidence: p.confidence,
-    distance: p.distance,
-    nearestKey: json.lda.prototypeKeys?.[p.prototype] ?? '',
-    nearestLabel: p.label,
-  }));
+  const predictions = prototypePredictions(await CombinedClassifier.of(json).predictBlock(queries), json.lda.prototypeKeys);
   return { predictions, referenceClasses: new Set(json.lda.labels), references: json.lda.count };
 }
 

@@ -266,10 +266,14 @@ export async function fitClassifier(run: RunSettings, groups: number, deps: Aggr
     else {
       // Over every component the model holds: the kept k and the head's further ones.
       const clean = await mergedSample(deps, run, groups, work.prototypeSample, PROTOTYPE_SAMPLE_PER_CLASS);
-      const inputs: HeadInputs = { run, groups, dims: model.classifierK ?? model.k, trainingRows: record.references, clean, cleanRead: clock.lap() };
+      const readSample = clock.lap();
+      const inputs: HeadInputs = { run, groups, dims: model.classifierK ?? model.k, trainingRows: record.references, clean };
       const fitted =
         wanted === 'lda' ? await fittedLda(inputs, deps) : wanted === 'logistic' ? await fittedLogistic(inputs, deps) : await fittedCombined(inputs, deps);
-      chosen = fitted.classes < 2 ? knn(`the Training rows hold ${fitted.classes} class: the ${wanted} head needs two`) : fitted.record;
+      chosen =
+        fitted.record === undefined
+          ? knn(`the Training rows hold ${fitted.classes} class: the ${wanted} head needs two`)
+          : { ...fitted.record, timingsMs: { readSample, ...fitted.record.timingsMs } };
     }
   }
   if (!chosen) return { classifier: 'none' };
@@ -284,7 +288,7 @@ export async function fitClassifier(run: RunSettings, groups: number, deps: Aggr
 /**
  * What a head is fitted from: the run's groups' parts, over `dims` components, how many Training
  * rows the run kept, and the merged sample of the clean rows (read once: both heads take theirs
- * from it) with the milliseconds its reading took.
+ * from it).
  */
 interface HeadInputs {
   readonly run: RunSettings;
@@ -292,14 +296,13 @@ interface HeadInputs {
   readonly dims: number;
   readonly trainingRows: number;
   readonly clean: PrototypeSample;
-  readonly cleanRead: number;
 }
 
 /** A fitted head's record, or how many classes the Training rows hold when fewer than two. */
-type FittedHead = { classes: number; record?: ClassifierRecord };
+type FittedHead = { classes: number; record?: Exclude<ClassifierRecord, { classifier: 'knn' }> };
 
 /** The LDA fitted on the groups' class statistics and clean rows' sample, or how many classes they hold when fewer than two. */
-async function fittedLda({ run, groups, dims, clean, cleanRead }: HeadInputs, deps: AggregateRunDeps): Promise<FittedHead> {
+async function fittedLda({ run, groups, dims, clean }: HeadInputs, deps: AggregateRunDeps): Promise<FittedHead> {
   const clock = stopwatch();
   const stats = await mergedStatistics(deps, run, groups);
   if (!stats || stats.classes.length < 2) return { classes: stats?.classes.length ?? 0 };
@@ -316,7 +319,7 @@ async function fittedLda({ run, groups, dims, clean, cleanRead }: HeadInputs, de
     model: fitted.toJSON(),
     fitted: true,
     prototypes: DEFAULT_PROTOTYPES,
-    timingsMs: { readSample: cleanRead, mergeStatistics: merged, fitClassifier: clock.lap() },
+    timingsMs: { mergeStatistics: merged, fitClassifier: clock.lap() },
   };
   return { classes: stats.classes.length, record };
 }
@@ -327,7 +330,7 @@ async function fittedLda({ run, groups, dims, clean, cleanRead }: HeadInputs, de
  * when even one is too many); or how many classes they hold when fewer than two.
  */
 async function fittedLogistic(
-  { run, groups, dims, trainingRows, clean, cleanRead }: HeadInputs,
+  { run, groups, dims, trainingRows, clean }: HeadInputs,
   deps: AggregateRunDeps,
   rounds = DEFAULT_LOGISTIC_ROUNDS,
 ): Promise<FittedHead> {
@@ -350,7 +353,7 @@ async function fittedLogistic(
     classifier: 'logistic',
     model: fitted.toJSON(),
     fitted: true,
-    timingsMs: { readSample: cleanRead, readCopies, fitClassifier: clock.lap() },
+    timingsMs: { readCopies, fitClassifier: clock.lap() },
     ...(note ? { note } : {}),
   };
   return { classes, record };
@@ -395,15 +398,7 @@ async function fittedCombined(inputs: HeadInputs, deps: AggregateRunDeps): Promi
     model,
     fitted: true,
     prototypes: lda.record.prototypes,
-    // The clean rows' sample was read once for both: the LDA's timings hold it.
-    timingsMs: {
-      ...lda.record.timingsMs,
-      ...Object.fromEntries(
-        Object.entries(logistic.record.timingsMs)
-          .filter(([name]) => name !== 'readSample')
-          .map(([name, ms]) => [`logistic.${name}`, ms]),
-      ),
-    },
+    timingsMs: { ...lda.record.timingsMs, ...Object.fromEntries(Object.entries(logistic.record.timingsMs).map(([name, ms]) => [`logistic.${name}`, ms])) },
     ...(logistic.record.note ? { note: logistic.record.note } : {}),
   };
   return { classes: lda.classes, record };

@@ -163,13 +163,10 @@ function ldaSpaceLogistic(classes: readonly string[]): Candidate {
 }
 
 /**
- * The product's LDA and logistic regression fitted on the same rows (references and copies), a
- * class scoring the sum of its log-probabilities under both: the LDA's softmax over its nearest-
- * prototype scores (times `ldaWeight`) and the logistic regression's, fitted in `rounds` steps.
- */
-/**
- * The product's pair (combined-classifier.ts) at `ldaWeight`; `held`: logistic regression over the
- * leading components the references allow (classifier-components.ts), as a run fits it.
+ * The product's pair (combined-classifier.ts) at `ldaWeight`: the LDA and logistic regression
+ * fitted on the same rows (references and copies), logistic regression in `rounds` steps and, when
+ * `held`, over the leading components the references allow (classifier-components.ts), as a run
+ * fits it.
  */
 function ensembleCandidate(classes: readonly string[], ldaWeight: number, rounds = DEFAULT_LOGISTIC_ROUNDS, held = false): Candidate {
   return {

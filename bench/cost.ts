@@ -17,7 +17,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultConfig, PipelineConfig } from '../lib/config';
 import { markdownTable, Table, withDocSection } from './bench-support';
-import { FEATURIZE_SETTINGS } from '../lambdas/contracts/handler-env';
+import { ClassifierKind, FEATURIZE_SETTINGS } from '../lambdas/contracts/handler-env';
 import { momentsMergeLevels } from '../lambdas/aggregate/aggregate-work';
 
 export type Architecture = 'x86_64' | 'arm64';
@@ -27,6 +27,12 @@ export const ARCHITECTURES: readonly Architecture[] = ['x86_64', 'arm64'];
  * FitClassifier, alone or with logistic regression (`lda+logistic`).
  */
 export type Classifier = 'knn' | 'lda' | 'lda+logistic';
+
+/** The cost model's classifier: it has figures for the LDA (alone and with logistic regression) and k-NN, none for logistic regression alone. */
+export function costedClassifier(classifier: ClassifierKind): Classifier {
+  if (classifier === 'logistic') throw new Error('the cost model has no figures for classifier logistic: size with lda+logistic, lda or knn');
+  return classifier;
+}
 
 /**
  * USD, us-east-1 list prices from the AWS pricing pages, recorded here on 2026-11-25 and not
@@ -620,7 +626,7 @@ export function runRows(
   measured: FeaturizeMeasured,
   imageCounts: readonly number[],
   config: PipelineConfig,
-  classifiers: readonly Classifier[] = ['knn', 'lda+logistic'],
+  classifiers: readonly Classifier[] = ['knn', costedClassifier(config.classifier)],
 ): CostRow[] {
   return imageCounts.flatMap((images) =>
     classifiers.flatMap((classifier) => ARCHITECTURES.map((arch) => costModel(measured, images, arch, config, { classifier }))),
@@ -632,8 +638,7 @@ export const runTableRows = (rows: readonly CostRow[]) => rows.map(stageCells);
 /** docs/BENCHMARKS.md section 4: the deployed defaults at the whole dataset's size and at 1,000,000 images. */
 export function costTable(measured: FeaturizeMeasured, imageCounts: readonly number[] = [71_014, 1_000_000]): Table {
   const config = defaultConfig();
-  // The default classifier (lib/config.ts).
-  const rows = runRows(measured, imageCounts, config, ['lda+logistic']);
+  const rows = runRows(measured, imageCounts, config, [costedClassifier(config.classifier)]);
   const limits = [...new Set(rows.flatMap((r) => r.limits.map((limit) => `${count(r.images)}: ${limit}`)))];
   return {
     title: 'Cost model: one run on AWS at the deployed defaults',

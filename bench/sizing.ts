@@ -11,12 +11,12 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultConfig, PipelineConfig, PipelineConfigInput } from '../lib/config';
-import type { ClassifierKind } from '../lambdas/contracts/handler-env';
 import { markdownTable, Table, withDocSection } from './bench-support';
 import {
   ARCHITECTURES,
   ASSUMED,
   Classifier,
+  costedClassifier,
   costModel,
   CostRow,
   count,
@@ -57,12 +57,6 @@ export interface GoalCandidate {
 
 /** The cost model's classifiers as the tables name them. */
 const CLASSIFIER_NAMES: Record<Classifier, string> = { knn: 'k-NN', lda: 'LDA', 'lda+logistic': 'LDA + logistic regression' };
-
-/** The cost model's classifier: it has figures for the LDA (alone and with logistic regression) and k-NN, none for logistic regression alone. */
-function costedClassifier(classifier: ClassifierKind): Classifier {
-  if (classifier === 'logistic') throw new Error('the cost model has no figures for classifier logistic: size with lda+logistic, lda or knn');
-  return classifier;
-}
 
 /** Every searched setting at GOAL.images with the default classifier and field copies, both architectures. */
 export function goalSearch(measured: FeaturizeMeasured = RECORDED.featurize, base: PipelineConfigInput = {}): GoalCandidate[] {

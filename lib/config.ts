@@ -112,8 +112,9 @@ export const PipelineConfigSchema = z
      */
     classifier: z.enum(CLASSIFIERS).default(AGGREGATE.classifier.default),
     /**
-     * Components the `lda` or `logistic` head sees when more than pcaComponents, held to one per 4
-     * Training images; saved in pca-model.json, not in features.csv (AGGREGATE_SETTINGS.classifierComponents).
+     * Components a fitted head (`lda+logistic`, `lda`, `logistic`) sees when more than
+     * pcaComponents, held to one per 4 Training images; saved in pca-model.json, not in
+     * features.csv (AGGREGATE_SETTINGS.classifierComponents).
      */
     classifierComponents: handlerInt(AGGREGATE.classifierComponents).default(AGGREGATE.classifierComponents.default),
     /** Also write the raw feature vectors as embeddings.parquet (AGGREGATE_SETTINGS.keepEmbeddings). */

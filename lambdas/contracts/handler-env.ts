@@ -83,10 +83,11 @@ export const FEATURIZE_SETTINGS = {
 
 /**
  * What predicts the rows outside Training/: `lda`, shrinkage LDA with prototypes, fitted once per
- * run and saved in pca-model.json (lambdas/analysis/lda-classifier.ts, chosen in
- * docs/FEATURE-CHOICE.md); `logistic`, multinomial logistic regression fitted on a per-class
- * sample of the Training rows and their field copies, saved the same way
- * (lambdas/analysis/logistic-classifier.ts); `knn`, the vote of the nearest Training rows.
+ * run and saved in pca-model.json (lambdas/analysis/lda-classifier.ts); `logistic`, multinomial
+ * logistic regression fitted on a per-class sample of the Training rows and their field copies,
+ * saved the same way (lambdas/analysis/logistic-classifier.ts); `lda+logistic`, the default, both
+ * as one head (lambdas/analysis/combined-classifier.ts, chosen in docs/FEATURE-CHOICE.md); `knn`,
+ * the vote of the nearest Training rows.
  */
 export const CLASSIFIERS = ['lda', 'logistic', 'lda+logistic', 'knn'] as const;
 export type ClassifierKind = (typeof CLASSIFIERS)[number];
@@ -132,9 +133,10 @@ export const AGGREGATE_SETTINGS = {
   /** `lda`, `logistic`, `lda+logistic` or `knn` (CLASSIFIERS). */
   classifier: { env: 'CLASSIFIER', default: 'lda+logistic' as ClassifierKind, shapesResults: true },
   /**
-   * Components a fitted head (`lda`, `logistic`) sees, when more than PCA_COMPONENTS: the fit
-   * computes that many and saves them in pca-model.json, features.csv keeps PCA_COMPONENTS. Held to
-   * one per 4 Training images (lambdas/analysis/classifier-components.ts); k-NN votes over the kept ones.
+   * Components a fitted head (`lda+logistic`, `lda`, `logistic`) sees, when more than
+   * PCA_COMPONENTS: the fit computes that many and saves them in pca-model.json, features.csv keeps
+   * PCA_COMPONENTS. Held to one per 4 Training images (logistic regression even below
+   * PCA_COMPONENTS: lambdas/analysis/classifier-components.ts); k-NN votes over the kept ones.
    */
   classifierComponents: { env: 'CLASSIFIER_COMPONENTS', min: 1, max: 4096, default: 300, shapesResults: true },
   /** `true`: also write the raw feature vectors (embeddings.parquet). */

@@ -79,8 +79,9 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
   const tally = MomentsTallySchema.parse(JSON.parse(await readText(s3, run.bucket, work.momentsTally(group))));
   const fit = pcaFitOf(model);
   // On every component the model holds: the kept k for the tables, all of them (wide) for the fitted head.
-  const [{ k, dim }, { k: wide }] = [fit, classifierFit(fit)];
-  const projector = new NativeProjector(classifierFit(fit), { precision: 'float64' });
+  const wideFit = classifierFit(fit);
+  const [{ k, dim }, { k: wide }] = [fit, wideFit];
+  const projector = new NativeProjector(wideFit, { precision: 'float64' });
   const projecting = record.pcaModelKey !== undefined;
   // A fitting run saves its Training rows as references even when it has nothing to predict.
   const keepReferences = !projecting && record.references > 0;

@@ -372,14 +372,14 @@ export function knn(
   k: number,
   weighted: boolean,
   augmented: boolean,
-  space?: (train: Points) => (points: Points) => Points,
+  space?: (train: Points) => Promise<(points: Points) => Points>,
   cleanReferences = false,
 ): Candidate {
   return {
     name,
     augmented,
     fit: async (train) => {
-      const map = space ? space(train) : (p: Points) => p;
+      const map = space ? await space(train) : (p: Points) => p;
       const references = map(cleanReferences ? filterRows(train, (c) => c === '') : train);
       return async (queries) => {
         const mapped = map(queries);
@@ -455,7 +455,7 @@ function lda(name: string, shrinkage: number, augmented: boolean, classes: reado
     name,
     augmented,
     fit: async (train) => {
-      const model = fitLdaClassifier(
+      const model = await fitLdaClassifier(
         rowsOf(train),
         Array.from(train.y, (y) => classes[y]),
         { shrinkage, prototypes: 1 },
@@ -475,9 +475,9 @@ function ldaKnn(name: string, shrinkage: number, k: number, augmented: boolean, 
     k,
     false,
     augmented,
-    (train) =>
+    async (train) =>
       toLdaSpace(
-        fitLdaClassifier(
+        await fitLdaClassifier(
           rowsOf(train),
           Array.from(train.y, (y) => classes[y]),
           { shrinkage, prototypes: 1 },
@@ -502,12 +502,12 @@ function ldaPrototypes(name: string, shrinkage: number, perClass: number, augmen
       const clean = filterRows(train, (c) => c === '');
       const copies = filterRows(train, (c) => c !== '');
       const model = cleanReferences
-        ? fitLdaClassifier(rowsOf(clean), labelsOf(clean), {
+        ? await fitLdaClassifier(rowsOf(clean), labelsOf(clean), {
             shrinkage,
             prototypes: perClass,
             augmentation: { rows: rowsOf(copies), labels: labelsOf(copies) },
           })
-        : fitLdaClassifier(rowsOf(train), labelsOf(train), { shrinkage, prototypes: perClass });
+        : await fitLdaClassifier(rowsOf(train), labelsOf(train), { shrinkage, prototypes: perClass });
       return async (queries) => {
         const predictions = model.predict(rowsOf(queries));
         return { predicted: Int32Array.from(predictions, (p) => index.get(p.label)!), confidence: Float64Array.from(predictions, (p) => p.confidence) };
@@ -651,7 +651,7 @@ function candidatesFor(classes: readonly string[], shrinkages: readonly number[]
  * shapes only): 103 classes, 516 Training rows per class and one altered copy of each, 100
  * components; 17,800 rows predicted (the Test split). Fit = statistics + discriminant + prototypes.
  */
-function costOfDefault(): void {
+async function costOfDefault(): Promise<void> {
   const classes = 103;
   const dim = 100;
   const random = seededRandom(1);
@@ -663,7 +663,7 @@ function costOfDefault(): void {
   const copies = draw(classes * 516);
   const queries = draw(17_800);
   const started = performance.now();
-  const model = fitLdaClassifier(training, labels(training.length), { augmentation: { rows: copies, labels: labels(copies.length) } });
+  const model = await fitLdaClassifier(training, labels(training.length), { augmentation: { rows: copies, labels: labels(copies.length) } });
   const fitted = performance.now();
   model.predict(queries);
   const predicted = performance.now();
@@ -753,7 +753,7 @@ async function copiesTable(quick: boolean): Promise<void> {
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv.includes('--cost')) {
-    costOfDefault();
+    await costOfDefault();
     return costOfLogistic();
   }
   if (argv.includes('--copies')) return copiesTable(argv.includes('--quick'));

@@ -72,9 +72,9 @@ export interface Variant {
 
 export const PRODUCT: Variant = { name: 'product', components: 100, shrinkage: 0.1, prototypes: 8, copyWeight: 1 };
 
-function statisticsOf(points: Points, classes: readonly string[]): ClassStatistics {
+async function statisticsOf(points: Points, classes: readonly string[]): Promise<ClassStatistics> {
   const accumulator = new ClassStatisticsAccumulator(points.dim);
-  for (let r = 0; r < points.n; r++) accumulator.add(classes[points.y[r]], points.x.subarray(r * points.dim, (r + 1) * points.dim));
+  for (let r = 0; r < points.n; r++) await accumulator.add(classes[points.y[r]], points.x.subarray(r * points.dim, (r + 1) * points.dim));
   return accumulator.statistics();
 }
 
@@ -113,8 +113,8 @@ function variantCandidate(variant: Variant, classes: readonly string[], scenario
     fit: async (train) => {
       const clean = filterRows(train, (c) => c === '');
       const copies = filterRows(train, (c) => c !== '');
-      const cleanStats = statisticsOf(clean, classes);
-      const stats = copies.n > 0 ? mergeClassStatistics(cleanStats, weighted(statisticsOf(copies, classes), variant.copyWeight)) : cleanStats;
+      const cleanStats = await statisticsOf(clean, classes);
+      const stats = copies.n > 0 ? mergeClassStatistics(cleanStats, weighted(await statisticsOf(copies, classes), variant.copyWeight)) : cleanStats;
       const shrinkage = variant.shrinkage === 'oas' ? oasShrinkage(stats) : variant.shrinkage;
       const key = `${variant.name} | ${scenario}`;
       chosenShrinkage.set(key, [...(chosenShrinkage.get(key) ?? []), shrinkage]);
@@ -144,7 +144,8 @@ function ldaSpaceLogistic(classes: readonly string[]): Candidate {
     fit: async (train) => {
       const clean = filterRows(train, (c) => c === '');
       const copies = filterRows(train, (c) => c !== '');
-      const stats = copies.n > 0 ? mergeClassStatistics(statisticsOf(clean, classes), statisticsOf(copies, classes)) : statisticsOf(clean, classes);
+      const cleanStats = await statisticsOf(clean, classes);
+      const stats = copies.n > 0 ? mergeClassStatistics(cleanStats, await statisticsOf(copies, classes)) : cleanStats;
       const lda = ldaClassifierFromStatistics(stats, { shrinkage: DEFAULT_LDA_SHRINKAGE });
       const toLda = (points: Points) => {
         const z = lda.transform(rowsOf(points));
@@ -175,7 +176,8 @@ function ensembleCandidate(classes: readonly string[], ldaWeight: number, rounds
     fit: async (train) => {
       const clean = filterRows(train, (c) => c === '');
       const copies = filterRows(train, (c) => c !== '');
-      const stats = copies.n > 0 ? mergeClassStatistics(statisticsOf(clean, classes), statisticsOf(copies, classes)) : statisticsOf(clean, classes);
+      const cleanStats = await statisticsOf(clean, classes);
+      const stats = copies.n > 0 ? mergeClassStatistics(cleanStats, await statisticsOf(copies, classes)) : cleanStats;
       const lda = ldaClassifierFromStatistics(stats, { shrinkage: DEFAULT_LDA_SHRINKAGE }).withPrototypes(
         rowsOf(clean),
         Array.from(clean.y, (y) => classes[y]),

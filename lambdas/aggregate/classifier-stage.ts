@@ -170,8 +170,8 @@ export class ClassifierInputs {
     if (head !== 'lda') this.copies = new PrototypeSample(COPY_SAMPLE_PER_CLASS, limit(COPY_SAMPLE_PER_CLASS, 'copies'));
   }
 
-  add(key: string, label: string, scores: ArrayLike<number>): void {
-    this.statistics?.add(label, scores);
+  async add(key: string, label: string, scores: ArrayLike<number>): Promise<void> {
+    await this.statistics?.add(label, scores);
     this.sample.offer(key, label, scores);
   }
 
@@ -189,13 +189,13 @@ export class ClassifierInputs {
     const { dim } = header;
     const scores = await projector.projectRows({ data: vectors.subarray(header.keys.length * dim), rows: copies.keys.length, dims: dim });
     let added = 0;
-    copies.keys.forEach((key, c) => {
+    for (const [c, key] of copies.keys.entries()) {
       const row = scores.subarray(c * this.k, (c + 1) * this.k);
-      if (!kept.has(key) || !row.every(Number.isFinite)) return;
-      this.statistics?.add(copies.labels[c], row);
+      if (!kept.has(key) || !row.every(Number.isFinite)) continue;
+      await this.statistics?.add(copies.labels[c], row);
       this.copies?.offer(key, copies.labels[c], row);
       added++;
-    });
+    }
     return added;
   }
 
@@ -204,7 +204,7 @@ export class ClassifierInputs {
     // A group without Training rows writes nothing.
     if (this.sample.rows().length === 0) return;
     if (this.statistics) {
-      const stats = classStatisticsToJson(this.statistics.statistics());
+      const stats = classStatisticsToJson(await this.statistics.statistics());
       await putObject(s3, run.bucket, work.classStatistics(group), JSON.stringify(stats), 'application/json');
     }
     const samples: [PrototypeSample, string][] = [[this.sample, work.prototypeSample(group)]];

@@ -122,7 +122,7 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
         sample.offer({ x: rowScores[0], y: k > 1 ? rowScores[1] : 0, label, split });
         if (keepReferences && split === 'train') {
           references.add(key, label, rowScores);
-          classifierInputs?.add(key, label, classifierScores);
+          await classifierInputs?.add(key, label, classifierScores);
         }
         if (classifying && (projecting || split !== 'train')) queries.add(key, label, classifierScores);
         rows++;

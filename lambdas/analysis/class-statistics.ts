@@ -6,15 +6,16 @@
  * pairwise formula, so the result is the same however the rows were grouped (up to float64
  * round-off) and no row is ever held.
  *
- * Inside a group the rows go through the streaming PCA's `ScatterAccumulator` (total scatter about
- * the group mean, blocked rank-k updates) beside per-class sums; the within-class scatter is then
- * the total minus the between-class part, sum_c n_c (mean_c - mean)(mean_c - mean)^T. That is one
- * dim x dim update per row, with no class means needed up front.
+ * Inside a group the rows go through `NativeScatterAccumulator` (the total scatter about the group
+ * mean, one product per block of rows on the native kernel, the rows held in float32 as the
+ * features are) beside per-class sums in float64; the within-class scatter is then the total minus
+ * the between-class part, sum_c n_c (mean_c - mean)(mean_c - mean)^T. No class means are needed up
+ * front, and a group holds one block of rows, whatever its size.
  */
 import { Matrix } from 'ml-matrix';
 import { z } from 'zod';
 import { numberArray } from '../contracts/number-arrays';
-import { ScatterAccumulator } from './streaming-pca';
+import { KernelOptions, NativeScatterAccumulator } from './native-kernels';
 
 export interface ClassMoments {
   readonly label: string;
@@ -32,25 +33,29 @@ export interface ClassStatistics {
 
 /** Accumulates the rows of one group. */
 export class ClassStatisticsAccumulator {
-  private readonly total: ScatterAccumulator;
+  private readonly total: NativeScatterAccumulator;
   private readonly sums = new Map<string, { count: number; sum: Float64Array }>();
 
-  constructor(readonly dim: number) {
-    this.total = new ScatterAccumulator(dim);
+  constructor(
+    readonly dim: number,
+    options: KernelOptions = {},
+  ) {
+    this.total = new NativeScatterAccumulator(dim, options);
   }
 
   /** Adds `vector[offset .. offset + dim)` as a row of class `label`. */
-  add(label: string, vector: ArrayLike<number>, offset = 0): void {
+  async add(label: string, vector: ArrayLike<number>, offset = 0): Promise<void> {
     let entry = this.sums.get(label);
     if (!entry) this.sums.set(label, (entry = { count: 0, sum: new Float64Array(this.dim) }));
     entry.count++;
-    for (let d = 0; d < this.dim; d++) entry.sum[d] += vector[offset + d];
-    this.total.addRow(vector, offset);
+    // The values the scatter's block holds (float32), so the total and the class means describe the same rows.
+    for (let d = 0; d < this.dim; d++) entry.sum[d] += Math.fround(vector[offset + d]);
+    await this.total.addRow(vector, offset);
   }
 
-  statistics(): ClassStatistics {
+  async statistics(): Promise<ClassStatistics> {
     const { dim } = this;
-    const moments = this.total.moments();
+    const moments = await this.total.moments();
     const classes = [...this.sums].map(([label, { count, sum }]) => ({ label, count, mean: sum.map((value) => value / count) }));
     if (classes.length === 0) return { dim, classes, within: new Float64Array(dim * dim) };
     // Between-class scatter as one product: D^T diag(n) D, D the class means less the grand mean.

@@ -305,16 +305,16 @@ export class LdaClassifier {
  * Fits on `rows` (each at least `dim` = rows[0].length values) and their labels: the statistics
  * of the rows and of `options.augmentation`'s, the discriminant, then the rows' prototypes.
  */
-export function fitLdaClassifier(rows: Rows, labels: readonly string[], options: LdaOptions = {}): LdaClassifier {
+export async function fitLdaClassifier(rows: Rows, labels: readonly string[], options: LdaOptions = {}): Promise<LdaClassifier> {
   const augmentation = options.augmentation ?? { rows: [], labels: [] };
   for (const [what, r, l] of [['rows', rows, labels] as const, ['augmentation rows', augmentation.rows, augmentation.labels] as const]) {
     if (r.length !== l.length) throw new RangeError(`${r.length} ${what} but ${l.length} labels`);
   }
   if (rows.length === 0) throw new RangeError('no rows to fit on');
   const accumulator = new ClassStatisticsAccumulator(rows[0].length);
-  rows.forEach((row, i) => accumulator.add(labels[i], row));
-  augmentation.rows.forEach((row, i) => accumulator.add(augmentation.labels[i], row));
-  const model = ldaClassifierFromStatistics(accumulator.statistics(), options);
+  for (let i = 0; i < rows.length; i++) await accumulator.add(labels[i], rows[i]);
+  for (let i = 0; i < augmentation.rows.length; i++) await accumulator.add(augmentation.labels[i], augmentation.rows[i]);
+  const model = ldaClassifierFromStatistics(await accumulator.statistics(), options);
   return options.prototypes === 1 ? model : model.withPrototypes(rows, labels, options.prototypes ?? DEFAULT_PROTOTYPES);
 }
 

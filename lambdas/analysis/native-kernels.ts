@@ -203,6 +203,16 @@ export class NativeScatterAccumulator {
     return this.total.count + this.buffered;
   }
 
+  /** Adds `vector[offset .. offset + dim)` as one row (in float32, as every row of the block). */
+  async addRow(vector: ArrayLike<number>, offset = 0): Promise<void> {
+    const { dim } = this;
+    if (vector.length < offset + dim) throw new RangeError(`addRow: ${vector.length} values hold no row of ${dim} at ${offset}`);
+    const start = this.buffered * dim;
+    for (let f = 0; f < dim; f++) this.block[start + f] = vector[offset + f];
+    this.buffered++;
+    if (this.buffered === this.blockRows) await this.flush();
+  }
+
   /** Adds the first `rows` rows of a row-major `rows x dim` array. */
   async addRows(vectors: Float32Array, rows: number): Promise<void> {
     const { dim, blockRows } = this;

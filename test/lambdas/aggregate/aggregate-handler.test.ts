@@ -576,7 +576,7 @@ describe('aggregate handler against a local S3 server', () => {
       return { key, label: row[1], split: row[2], vector };
     });
     const training = table.filter((row) => row.split === 'train').sort((a, b) => (a.key < b.key ? -1 : 1));
-    const local = fitLdaClassifier(
+    const local = await fitLdaClassifier(
       training.map((row) => row.vector),
       training.map((row) => row.label),
     );

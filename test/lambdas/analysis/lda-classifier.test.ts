@@ -39,26 +39,34 @@ function directWithin(rows: number[][], labels: string[]): number[][] {
   return within;
 }
 
-describe('class statistics (lambdas/analysis/class-statistics.ts)', () => {
-  const { rows, labels } = blobs(4, 50, 6, 1);
+/** Each row into the accumulator `into(i)` chooses (the statistics' rows are float32, as a run's features are). */
+async function addRows(rows: number[][], labels: string[], into: (i: number) => ClassStatisticsAccumulator): Promise<void> {
+  for (const [i, row] of rows.entries()) await into(i).add(labels[i], row);
+}
 
-  it('holds each class count and mean and the pooled within-class scatter', () => {
+describe('class statistics (lambdas/analysis/class-statistics.ts)', () => {
+  const blob = blobs(4, 50, 6, 1);
+  // Float32 values, so the direct computation sees the rows the accumulator holds.
+  const rows = blob.rows.map((row) => row.map(Math.fround));
+  const { labels } = blob;
+
+  it('holds each class count and mean and the pooled within-class scatter', async () => {
     const accumulator = new ClassStatisticsAccumulator(6);
-    rows.forEach((row, i) => accumulator.add(labels[i], row));
-    const stats = accumulator.statistics();
+    await addRows(rows, labels, () => accumulator);
+    const stats = await accumulator.statistics();
     expect(stats.classes.map((c) => [c.label, c.count])).toEqual([0, 1, 2, 3].map((c) => [`class ${c}`, 50]));
     const expected = directWithin(rows, labels);
     for (let a = 0; a < 6; a++) for (let b = 0; b < 6; b++) expect(stats.within[a * 6 + b]).toBeCloseTo(expected[a][b], 8);
   });
 
-  it('merges groups to the statistics of all their rows, however the rows were split', () => {
+  it('merges groups to the statistics of all their rows, however the rows were split', async () => {
     const whole = new ClassStatisticsAccumulator(6);
-    rows.forEach((row, i) => whole.add(labels[i], row));
+    await addRows(rows, labels, () => whole);
     // Three uneven groups, one of them without class 3.
     const groups = [new ClassStatisticsAccumulator(6), new ClassStatisticsAccumulator(6), new ClassStatisticsAccumulator(6)];
-    rows.forEach((row, i) => groups[labels[i] === 'class 3' ? i % 2 : i % 3].add(labels[i], row));
-    const merged = groups.map((g) => g.statistics()).reduce(mergeClassStatistics);
-    const expected = whole.statistics();
+    await addRows(rows, labels, (i) => groups[labels[i] === 'class 3' ? i % 2 : i % 3]);
+    const merged = (await Promise.all(groups.map((g) => g.statistics()))).reduce(mergeClassStatistics);
+    const expected = await whole.statistics();
     const byLabel = new Map(merged.classes.map((c) => [c.label, c]));
     for (const c of expected.classes) {
       expect(byLabel.get(c.label)!.count).toBe(c.count);
@@ -67,10 +75,10 @@ describe('class statistics (lambdas/analysis/class-statistics.ts)', () => {
     expected.within.forEach((v, i) => expect(merged.within[i]).toBeCloseTo(v, 8));
   });
 
-  it('round-trips through JSON and rejects malformed statistics', () => {
+  it('round-trips through JSON and rejects malformed statistics', async () => {
     const accumulator = new ClassStatisticsAccumulator(6);
-    rows.forEach((row, i) => accumulator.add(labels[i], row));
-    const stats = accumulator.statistics();
+    await addRows(rows, labels, () => accumulator);
+    const stats = await accumulator.statistics();
     const json = JSON.parse(JSON.stringify(classStatisticsToJson(stats)));
     expect(classStatisticsFromJson(json)).toEqual(stats);
     expect(() => classStatisticsFromJson({ ...json, within: json.within.slice(1) })).toThrow(/within holds 35 values/);
@@ -79,9 +87,9 @@ describe('class statistics (lambdas/analysis/class-statistics.ts)', () => {
   });
 });
 
-function statisticsOf({ rows, labels }: { rows: number[][]; labels: string[] }) {
+async function statisticsOf({ rows, labels }: { rows: number[][]; labels: string[] }) {
   const accumulator = new ClassStatisticsAccumulator(rows[0].length);
-  rows.forEach((row, i) => accumulator.add(labels[i], row));
+  await addRows(rows, labels, () => accumulator);
   return accumulator.statistics();
 }
 
@@ -140,8 +148,8 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
   const training = blobs(5, 40, 8, 2);
   const queries = blobs(5, 30, 8, 3);
 
-  it('classifies a separable set perfectly, confidently', () => {
-    const model = fitLdaClassifier(training.rows, training.labels);
+  it('classifies a separable set perfectly, confidently', async () => {
+    const model = await fitLdaClassifier(training.rows, training.labels);
     const predictions = model.predict(queries.rows);
     expect(predictions.map((p) => p.label)).toEqual(queries.labels);
     for (const p of predictions) expect(p.confidence).toBeGreaterThan(0.9);
@@ -150,8 +158,8 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
     expect(model.transform(queries.rows.slice(0, 2)).columns).toBe(4);
   });
 
-  it('keeps more than the discriminant directions when asked, which changes no decision of the class means', () => {
-    const stats = statisticsOf(training);
+  it('keeps more than the discriminant directions when asked, which changes no decision of the class means', async () => {
+    const stats = await statisticsOf(training);
     const discriminant = ldaClassifierFromStatistics(stats);
     const whitened = ldaClassifierFromStatistics(stats, { directions: 8 });
     expect(whitened.transform(queries.rows.slice(0, 2)).columns).toBe(8);
@@ -160,8 +168,8 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
     expect(whitened.predict(near).map((p) => p.label)).toEqual(discriminant.predict(near).map((p) => p.label));
   });
 
-  it('gives confidences in (0, 1] that fall between classes', () => {
-    const model = fitLdaClassifier(training.rows, training.labels);
+  it('gives confidences in (0, 1] that fall between classes', async () => {
+    const model = await fitLdaClassifier(training.rows, training.labels);
     const between = new Array(8).fill(0).map((_, d) => (d < 2 ? 3 : 0));
     const [middle] = model.predict([between]);
     expect(['class 0', 'class 1']).toContain(middle.label);
@@ -169,8 +177,8 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
     expect(middle.confidence).toBeLessThan(0.9);
   });
 
-  it('predicts identically once saved as JSON and loaded', () => {
-    const model = fitLdaClassifier(training.rows, training.labels, { shrinkage: 0.3 });
+  it('predicts identically once saved as JSON and loaded', async () => {
+    const model = await fitLdaClassifier(training.rows, training.labels, { shrinkage: 0.3 });
     const text = JSON.stringify(model.toJSON());
     const loaded = loadLdaClassifier(JSON.parse(text));
     expect(loaded.predict(queries.rows)).toEqual(model.predict(queries.rows));
@@ -178,9 +186,9 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
     expect(model.toJSON().format).toBe(LDA_CLASSIFIER_FORMAT);
   });
 
-  it("gives each prediction its distance to the prototype that won, and that prototype's nearest Training key", () => {
+  it("gives each prediction its distance to the prototype that won, and that prototype's nearest Training key", async () => {
     const keys = training.rows.map((_, i) => `input/d/Training/${training.labels[i]}/${i}.jpg`);
-    const model = ldaClassifierFromStatistics(statisticsOf(training)).withPrototypes(training.rows, training.labels, 3, keys);
+    const model = ldaClassifierFromStatistics(await statisticsOf(training)).withPrototypes(training.rows, training.labels, 3, keys);
     const json = model.toJSON();
     expect(json.prototypeKeys).toHaveLength(json.prototypes.length);
     json.prototypeKeys!.forEach((key, p) => expect(key).toContain(`/${json.labels[json.prototypeLabels[p]]}/`));
@@ -195,7 +203,7 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
   });
 
   it('predicts a block on the native kernel as predict does: labels, prototypes and confidences, distances to rounding', async () => {
-    const model = ldaClassifierFromStatistics(statisticsOf(training)).withPrototypes(training.rows, training.labels, 3);
+    const model = ldaClassifierFromStatistics(await statisticsOf(training)).withPrototypes(training.rows, training.labels, 3);
     const dim = model.dim;
     const data = Float32Array.from(queries.rows.flatMap((row) => Array.from(row, Math.fround)));
     const expected = model.predict(Array.from({ length: queries.rows.length }, (_, r) => data.subarray(r * dim, (r + 1) * dim)));
@@ -210,7 +218,7 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
   });
 
   it('clusters the same prototypes from a block projected on the native kernel as from rows', async () => {
-    const discriminant = ldaClassifierFromStatistics(statisticsOf(training));
+    const discriminant = ldaClassifierFromStatistics(await statisticsOf(training));
     const keys = training.rows.map((_, i) => `k${i}`);
     const dim = discriminant.dim;
     const data = Float32Array.from(training.rows.flatMap((row) => Array.from(row, Math.fround)));
@@ -222,18 +230,18 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
     native.prototypes.flat().forEach((value, i) => expect(value).toBeCloseTo(expected.prototypes.flat()[i], 9));
   });
 
-  it('fits the same classifier from merged group statistics as from the rows', () => {
+  it('fits the same classifier from merged group statistics as from the rows', async () => {
     const groups = [new ClassStatisticsAccumulator(8), new ClassStatisticsAccumulator(8)];
-    training.rows.forEach((row, i) => groups[i % 2].add(training.labels[i], row));
-    const fromStats = ldaClassifierFromStatistics(mergeClassStatistics(groups[0].statistics(), groups[1].statistics())).withPrototypes(
+    await addRows(training.rows, training.labels, (i) => groups[i % 2]);
+    const fromStats = ldaClassifierFromStatistics(mergeClassStatistics(await groups[0].statistics(), await groups[1].statistics())).withPrototypes(
       training.rows,
       training.labels,
     );
-    const fromRows = fitLdaClassifier(training.rows, training.labels);
+    const fromRows = await fitLdaClassifier(training.rows, training.labels);
     expect(fromStats.predict(queries.rows).map((p) => p.label)).toEqual(fromRows.predict(queries.rows).map((p) => p.label));
   });
 
-  it('classifies a class made of two clusters with prototypes, where one mean per class cannot', () => {
+  it('classifies a class made of two clusters with prototypes, where one mean per class cannot', async () => {
     // Class a is two blobs, (-6, 0) and (6, 0): its mean (0, 0) is farther from the (6, 0) blob
     // than b's (3, 5) and c's (3, -5) are. Shrinkage 1 keeps the geometry Euclidean.
     const random = seededRandom(4);
@@ -252,8 +260,8 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
     const test = draw(40);
     const rows = train.map((t) => t.row);
     const labels = train.map((t) => t.label);
-    const single = fitLdaClassifier(rows, labels, { shrinkage: 1, prototypes: 1 });
-    const several = fitLdaClassifier(rows, labels, { shrinkage: 1, prototypes: 2 });
+    const single = await fitLdaClassifier(rows, labels, { shrinkage: 1, prototypes: 1 });
+    const several = await fitLdaClassifier(rows, labels, { shrinkage: 1, prototypes: 2 });
     const accuracy = (model: typeof single) => model.predict(test.map((t) => t.row)).filter((p, i) => p.label === test[i].label).length / test.length;
     expect(accuracy(single)).toBeLessThan(0.8);
     expect(accuracy(several)).toBe(1);
@@ -261,24 +269,26 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
     expect([...several.toJSON().prototypeLabels].sort()).toEqual([0, 0, 1, 1, 2, 2]);
   });
 
-  it('puts augmentation rows in the statistics only, never in the prototypes', () => {
+  it('puts augmentation rows in the statistics only, never in the prototypes', async () => {
     // A "background" moves a photo along one direction, half-way towards class 0 on axis 0: the
     // copies teach the discriminant to ignore that direction.
     const shift = (row: number[]) => row.map((v, d) => (d === 0 ? v + 3 : d === 7 ? v + 20 : v));
     const shifted = training.rows.map(shift);
-    const plain = fitLdaClassifier(training.rows, training.labels, { prototypes: 2 });
-    const robust = fitLdaClassifier(training.rows, training.labels, { prototypes: 2, augmentation: { rows: shifted, labels: training.labels } });
+    const plain = await fitLdaClassifier(training.rows, training.labels, { prototypes: 2 });
+    const robust = await fitLdaClassifier(training.rows, training.labels, { prototypes: 2, augmentation: { rows: shifted, labels: training.labels } });
     expect(robust.toJSON().count).toBe(2 * training.rows.length);
     expect(robust.toJSON().prototypes).toHaveLength(10);
     const altered = queries.rows.map(shift);
     const correct = (model: typeof plain) => model.predict(altered).filter((p, i) => p.label === queries.labels[i]).length;
     expect(correct(robust)).toBe(queries.rows.length);
     expect(correct(plain)).toBeLessThan(correct(robust));
-    expect(() => fitLdaClassifier(training.rows, training.labels, { augmentation: { rows: shifted, labels: [] } })).toThrow(/augmentation rows but 0 labels/);
+    await expect(fitLdaClassifier(training.rows, training.labels, { augmentation: { rows: shifted, labels: [] } })).rejects.toThrow(
+      /augmentation rows but 0 labels/,
+    );
   });
 
-  it('handles one reference per class (no within-class spread) and uses only the leading dims of longer rows', () => {
-    const model = fitLdaClassifier(
+  it('handles one reference per class (no within-class spread) and uses only the leading dims of longer rows', async () => {
+    const model = await fitLdaClassifier(
       [
         [0, 0],
         [10, 0],
@@ -297,8 +307,8 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
     ).toEqual(['a', 'b', 'c']);
   });
 
-  it('rejects malformed JSON', () => {
-    const good = JSON.parse(JSON.stringify(fitLdaClassifier(training.rows, training.labels).toJSON()));
+  it('rejects malformed JSON', async () => {
+    const good = JSON.parse(JSON.stringify((await fitLdaClassifier(training.rows, training.labels)).toJSON()));
     const bad: [string, unknown, RegExp][] = [
       ['not an object', 'model', /expected object/i],
       ['another format', { ...good, format: 'fruits-pipeline/pca-model@1' }, /format/],
@@ -320,11 +330,12 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
     for (const [, json, message] of bad) expect(() => loadLdaClassifier(json)).toThrow(message);
   });
 
-  it('refuses what it cannot fit', () => {
-    expect(() => fitLdaClassifier([[1], [2]], ['a', 'a'])).toThrow(/at least 2 classes/);
-    expect(() => fitLdaClassifier([[1], [2]], ['a', 'b'], { shrinkage: 1.5 })).toThrow(/shrinkage/);
-    expect(() => fitLdaClassifier([[1]], ['a', 'b'])).toThrow(/1 rows but 2 labels/);
-    expect(() => fitLdaClassifier(training.rows, training.labels).predict([[1, 2]])).toThrow(/needs 8/);
-    expect(() => fitLdaClassifier(training.rows, training.labels, { prototypes: 0 })).toThrow(/positive integer/);
+  it('refuses what it cannot fit', async () => {
+    await expect(fitLdaClassifier([[1], [2]], ['a', 'a'])).rejects.toThrow(/at least 2 classes/);
+    await expect(fitLdaClassifier([[1], [2]], ['a', 'b'], { shrinkage: 1.5 })).rejects.toThrow(/shrinkage/);
+    await expect(fitLdaClassifier([[1]], ['a', 'b'])).rejects.toThrow(/1 rows but 2 labels/);
+    const model = await fitLdaClassifier(training.rows, training.labels);
+    expect(() => model.predict([[1, 2]])).toThrow(/needs 8/);
+    await expect(fitLdaClassifier(training.rows, training.labels, { prototypes: 0 })).rejects.toThrow(/positive integer/);
   });
 });

@@ -112,6 +112,21 @@ describe('NativeScatterAccumulator', () => {
     expect(b.scatter).toEqual(a.scatter);
     expect(b.mean).toEqual(a.mean);
   });
+
+  it('takes rows one at a time, from any array, as float32 rows of the same blocks', async () => {
+    const rows = 150;
+    const dims = 7;
+    const data = features(rows, dims, 5);
+    const blocks = new NativeScatterAccumulator(dims, { blockRows: 64 });
+    await blocks.addRows(data, rows);
+    const single = new NativeScatterAccumulator(dims, { blockRows: 64 });
+    // Float64 values a float32 rounding away from the rows: the block holds the same float32 rows.
+    const wider = Float64Array.from(data, (value) => value + value * 2 ** -30);
+    for (let r = 0; r < rows; r++) await single.addRow(wider, r * dims);
+    expect(single.rows).toBe(rows);
+    expect(await single.moments()).toEqual(await blocks.moments());
+    await expect(single.addRow(wider, rows * dims - 3)).rejects.toThrow(/no row of 7/);
+  });
 });
 
 describe("the moments stage's float32 products", () => {

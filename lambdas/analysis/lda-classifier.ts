@@ -416,7 +416,9 @@ function whiteningOf(stats: ClassStatistics, count: number, shrinkage: number): 
   const covariance = new Matrix(dim, dim);
   let trace = 0;
   for (let i = 0; i < dim; i++) trace += within[i * dim + i] / freedom;
-  // A floor keeps a set whose references never vary (one per class) invertible.
+  // A set whose references never vary (one per class) has a within-class scatter of 0, up to
+  // round-off of either sign: the trace is held at 0 or above, and a floor keeps it invertible.
+  trace = Math.max(0, trace);
   const ridge = shrinkage * (trace / dim) + 1e-9 * Math.max(trace / dim, 1e-12);
   for (let i = 0; i < dim; i++) {
     for (let j = 0; j < dim; j++) covariance.set(i, j, (1 - shrinkage) * (within[i * dim + j] / freedom) + (i === j ? ridge : 0));

@@ -14,8 +14,8 @@
  *   moments/<g>.json       group g's report part, accounting part, excluded rows, class counts
  *   pca-fit.json           the fitted (or saved) model the project and classify stages apply
  *   queries/<g>.fsh        group g's rows to predict, as PCA scores
- *   class-statistics/<g>.json  group g's Training rows' class counts, means and within-class
- *                          scatter in the PCA space (the LDA's statistics)
+ *   class-statistics/<g>.bin   group g's Training rows' class counts, means and within-class
+ *                          scatter in the PCA space (the LDA's statistics; `encodeClassStatistics`)
  *   prototype-sample/<g>.fsh   group g's share of the per-class sample the LDA's prototypes are
  *                          clustered from, as PCA scores
  *   classifier.json        the run's classifier: the LDA fitted (or the saved model's), or k-NN
@@ -48,7 +48,7 @@ export function aggregateWorkKeys(workPrefix: string) {
     momentsPartial: (level: number, index: number) => (level === 0 ? moments(index) : `${base}merged-moments/${level}/${group(index)}.bin`),
     fit: `${base}pca-fit.json`,
     queries: (g: number) => `${base}queries/${group(g)}.fsh`,
-    classStatistics: (g: number) => `${base}class-statistics/${group(g)}.json`,
+    classStatistics: (g: number) => `${base}class-statistics/${group(g)}.bin`,
     prototypeSample: (g: number) => `${base}prototype-sample/${group(g)}.fsh`,
     copySample: (g: number) => `${base}copy-sample/${group(g)}.fsh`,
     classifier: `${base}classifier.json`,

@@ -20,13 +20,7 @@
  *   has no classifier.
  */
 import { z } from 'zod';
-import {
-  ClassStatistics,
-  ClassStatisticsAccumulator,
-  classStatisticsFromJson,
-  classStatisticsToJson,
-  mergeClassStatistics,
-} from '../analysis/class-statistics';
+import { ClassStatistics, ClassStatisticsAccumulator, decodeClassStatistics, encodeClassStatistics, mergeClassStatistics } from '../analysis/class-statistics';
 import {
   DEFAULT_LDA_SHRINKAGE,
   DEFAULT_PROTOTYPES,
@@ -204,8 +198,8 @@ export class ClassifierInputs {
     // A group without Training rows writes nothing.
     if (this.sample.rows().length === 0) return;
     if (this.statistics) {
-      const stats = classStatisticsToJson(await this.statistics.statistics());
-      await putObject(s3, run.bucket, work.classStatistics(group), JSON.stringify(stats), 'application/json');
+      const stats = encodeClassStatistics(await this.statistics.statistics());
+      await putObject(s3, run.bucket, work.classStatistics(group), stats, 'application/octet-stream');
     }
     const samples: [PrototypeSample, string][] = [[this.sample, work.prototypeSample(group)]];
     if (this.copies) samples.push([this.copies, work.copySample(group)]);
@@ -363,9 +357,11 @@ async function fittedLogistic(
 async function mergedStatistics(deps: AggregateRunDeps, run: RunSettings, groups: number): Promise<ClassStatistics | undefined> {
   const work = aggregateWorkKeys(run.workPrefix);
   let merged: ClassStatistics | undefined;
+  let group = 0;
   for await (const bytes of groupPartsInOrder(deps.s3, run.bucket, groups, work.classStatistics)) {
+    const key = work.classStatistics(group++);
     if (!bytes) continue;
-    const part = classStatisticsFromJson(JSON.parse(Buffer.from(bytes).toString('utf8')));
+    const part = decodeClassStatistics(bytes, `s3://${run.bucket}/${key}`);
     merged = merged ? mergeClassStatistics(merged, part) : part;
   }
   return merged;

@@ -13,7 +13,6 @@
  * front, and a group holds one block of rows, whatever its size.
  */
 import { z } from 'zod';
-import { numberArray } from '../contracts/number-arrays';
 import { mirrorUpperTriangle } from '../common';
 import { KernelOptions, NativeScatterAccumulator } from './native-kernels';
 
@@ -100,34 +99,83 @@ function addOuterProducts(matrix: Float64Array, dim: number, terms: readonly { w
   return mirrorUpperTriangle(matrix, dim);
 }
 
-export const ClassStatisticsSchema = z
+/** The first bytes of `encodeClassStatistics`'s output. */
+const STATISTICS_MAGIC = 'CST1';
+
+/** What the encoded statistics' JSON header holds; the numbers follow it in float64. */
+const StatisticsHeaderSchema = z
   .object({
     dim: z.number().int().min(1),
-    classes: z.array(z.object({ label: z.string(), count: z.number().int().min(1), mean: numberArray() })),
-    within: numberArray(),
+    labels: z.array(z.string()),
+    counts: z.array(z.number().int().min(1)),
   })
   .superRefine((value, context) => {
     const problem = (message: string) => context.addIssue({ code: 'custom', message });
-    if (value.within.length !== value.dim * value.dim) problem(`within holds ${value.within.length} values, expected dim^2 = ${value.dim ** 2}`);
-    const wrong = value.classes.find((c) => c.mean.length !== value.dim);
-    if (wrong) problem(`the mean of class ${JSON.stringify(wrong.label)} holds ${wrong.mean.length} values, expected dim = ${value.dim}`);
-    if (new Set(value.classes.map((c) => c.label)).size !== value.classes.length) problem('a class is listed twice');
+    if (value.counts.length !== value.labels.length) problem(`${value.counts.length} counts for ${value.labels.length} classes`);
+    if (new Set(value.labels).size !== value.labels.length) problem('a class is listed twice');
   });
 
-/** JSON for a map step's output (numbers round-trip exactly). */
-export function classStatisticsToJson(stats: ClassStatistics): z.infer<typeof ClassStatisticsSchema> {
-  return {
-    dim: stats.dim,
-    classes: stats.classes.map((c) => ({ label: c.label, count: c.count, mean: Array.from(c.mean) })),
-    within: Array.from(stats.within),
-  };
+/**
+ * A group's statistics as the project stage writes them and FitClassifier reads them, exactly:
+ *
+ *   bytes 0..3   magic "CST1"
+ *   bytes 4..7   header length H (uint32 LE): the JSON header, padded with spaces to 8-byte alignment
+ *   8..8+H       { dim, labels, counts }
+ *   then float64 LE: each class's mean (classes x dim), then the within-class scatter's upper
+ *   triangle row by row (dim (dim + 1) / 2 values; the lower one is its mirror).
+ *
+ * At 300 components and 103 classes: 607 KB, where JSON took 2.3 MB and a parse per group.
+ */
+export function encodeClassStatistics(stats: ClassStatistics): Uint8Array {
+  const { dim, classes, within } = stats;
+  let header = JSON.stringify({ dim, labels: classes.map((c) => c.label), counts: classes.map((c) => c.count) });
+  const headerBytes = () => Buffer.byteLength(header, 'utf8');
+  while ((8 + headerBytes()) % 8 !== 0) header += ' ';
+  const values = new Float64Array(classes.length * dim + (dim * (dim + 1)) / 2);
+  classes.forEach((c, index) => values.set(c.mean, index * dim));
+  let at = classes.length * dim;
+  for (let i = 0; i < dim; i++) {
+    values.set(within.subarray(i * dim + i, (i + 1) * dim), at);
+    at += dim - i;
+  }
+  const out = Buffer.alloc(8 + headerBytes() + values.byteLength);
+  out.write(STATISTICS_MAGIC, 0, 'ascii');
+  out.writeUInt32LE(headerBytes(), 4);
+  out.write(header, 8, 'utf8');
+  Buffer.from(values.buffer).copy(out, 8 + headerBytes());
+  return out;
 }
 
-export function classStatisticsFromJson(json: unknown): ClassStatistics {
-  const value = ClassStatisticsSchema.parse(json);
+/** `encodeClassStatistics`'s bytes read back and checked; `where` names them in an error. */
+export function decodeClassStatistics(bytes: Uint8Array, where: string): ClassStatistics {
+  const fail = (why: string) => new Error(`class statistics ${where}: ${why}`);
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (buffer.length < 8 || buffer.toString('ascii', 0, 4) !== STATISTICS_MAGIC) throw fail('not class statistics (bad magic)');
+  const headerLength = buffer.readUInt32LE(4);
+  if (8 + headerLength > buffer.length) throw fail(`a header of ${headerLength} bytes in ${buffer.length}`);
+  let header: z.infer<typeof StatisticsHeaderSchema>;
+  try {
+    header = StatisticsHeaderSchema.parse(JSON.parse(buffer.toString('utf8', 8, 8 + headerLength)));
+  } catch (error) {
+    throw fail(`unreadable header (${error instanceof Error ? error.message : String(error)})`);
+  }
+  const { dim, labels, counts } = header;
+  const expected = labels.length * dim + (dim * (dim + 1)) / 2;
+  const body = buffer.subarray(8 + headerLength);
+  if (body.length !== expected * 8) throw fail(`${body.length} bytes of numbers, expected ${expected * 8} for ${labels.length} classes of ${dim}`);
+  // A copy: the numbers need not sit 8-byte aligned in the bytes handed in.
+  const values = new Float64Array(expected);
+  Buffer.from(values.buffer).set(body);
+  if (!values.every(Number.isFinite)) throw fail('a number is not finite');
+  const within = new Float64Array(dim * dim);
+  let at = labels.length * dim;
+  for (let i = 0; i < dim; i++) {
+    within.set(values.subarray(at, at + dim - i), i * dim + i);
+    at += dim - i;
+  }
   return {
-    dim: value.dim,
-    classes: value.classes.map((c) => ({ label: c.label, count: c.count, mean: Float64Array.from(c.mean) })),
-    within: Float64Array.from(value.within),
+    dim,
+    classes: labels.map((label, index) => ({ label, count: counts[index], mean: values.slice(index * dim, (index + 1) * dim) })),
+    within: mirrorUpperTriangle(within, dim),
   };
 }

@@ -39,7 +39,7 @@ export {
 export { DEFAULT_KNN_NEIGHBOURS, KnnReferences, type Split, splitOfKey } from './knn';
 export { type ClassificationReport, ClassificationTally, type ClassificationTallyPart, type ClassifierDescription, classifierName } from './classification';
 export { type LdaClassifierJson, LdaClassifier, LdaClassifierSchema, ldaClassifierFromStatistics, fitLdaClassifier, loadLdaClassifier } from './lda-classifier';
-export { ClassStatisticsAccumulator, mergeClassStatistics, classStatisticsFromJson, classStatisticsToJson } from './class-statistics';
+export { ClassStatisticsAccumulator, mergeClassStatistics, decodeClassStatistics, encodeClassStatistics } from './class-statistics';
 export { PROTOTYPE_SAMPLE_PER_CLASS, PrototypeSample } from './prototype-sample';
 export {
   blockMoments,

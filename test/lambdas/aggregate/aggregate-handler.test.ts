@@ -12,6 +12,7 @@ import { batchRecordKeyOfShard } from '../../../lambdas/contracts/bucket-layout'
 import { decodeFeatureShard, encodeFeatureShard, ShardHeader } from '../../../lambdas/bookkeeping/feature-shard';
 import { encodeKnnReferences, FeaturizerMismatchError, parsePcaModel, PcaModelError, pcaFitOf } from '../../../lambdas/analysis/pca-model';
 import { fitLdaClassifier, loadLdaClassifier } from '../../../lambdas/analysis/lda-classifier';
+import { decodeClassStatistics } from '../../../lambdas/analysis/class-statistics';
 import {
   DEFAULT_LOGISTIC_L2,
   DEFAULT_LOGISTIC_ROUNDS,
@@ -660,7 +661,10 @@ describe('aggregate handler against a local S3 server', () => {
     const plain = await runOf('run-no-copies', false);
     const copied = await runOf('run-copies', true);
     // The LDA's inputs: class statistics and the clean rows' sample, no sample of the copies (only logistic regression reads one).
-    expect(await getText(client, 'work/run-copies/aggregate/class-statistics/00000.json')).toContain('"within"');
+    const key = 'work/run-copies/aggregate/class-statistics/00000.bin';
+    const bytes = await (await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }))).Body!.transformToByteArray();
+    const statistics = decodeClassStatistics(bytes, key);
+    expect(statistics.classes.reduce((sum, c) => sum + c.count, 0)).toBeGreaterThan(0);
     await expect(getText(client, 'work/run-copies/aggregate/copy-sample/00000.fsh')).rejects.toThrow();
     expect(copied.features).toBe(plain.features);
     expect(copied.report.counts).toEqual(plain.report.counts);
@@ -1076,7 +1080,7 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
     // Its inputs: the Training group's samples of the clean rows and of the copies; no class statistics, which only the LDA reads.
     for (const part of ['prototype-sample/00001.fsh', 'copy-sample/00001.fsh'])
       expect((await bytesOf(`work/${runId}/aggregate/${part}`)).byteLength).toBeGreaterThan(0);
-    await expect(bytesOf(`work/${runId}/aggregate/class-statistics/00001.json`)).rejects.toThrow();
+    await expect(bytesOf(`work/${runId}/aggregate/class-statistics/00001.bin`)).rejects.toThrow();
     // pca-model.json holds the head, fitted on the 48 Training rows and the 24 copies (all within the samples).
     const model = JSON.parse(await getText(client, fitted.outputs.model!));
     expect(model.classifier).toMatchObject({ format: LOGISTIC_CLASSIFIER_FORMAT, dim: 4, count: 72, l2: DEFAULT_LOGISTIC_L2, rounds: DEFAULT_LOGISTIC_ROUNDS });
@@ -1115,7 +1119,7 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
     const runId = 'combined-run';
     const { test, fitted } = await runWithFieldCopies(runId, { components: 4, classifier: 'lda+logistic', groupShards: 1 });
     // Both heads' inputs: the class statistics, and the samples of the clean rows and of the copies.
-    for (const part of ['class-statistics/00001.json', 'prototype-sample/00001.fsh', 'copy-sample/00001.fsh'])
+    for (const part of ['class-statistics/00001.bin', 'prototype-sample/00001.fsh', 'copy-sample/00001.fsh'])
       expect((await bytesOf(`work/${runId}/aggregate/${part}`)).byteLength).toBeGreaterThan(0);
     // The run's Training rows and their copies by class, counted by the moments stage for the samples' limits.
     const fitRecord = JSON.parse(await getText(client, `work/${runId}/aggregate/pca-fit.json`));

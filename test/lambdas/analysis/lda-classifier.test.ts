@@ -1,7 +1,7 @@
 /**
  * @jest-environment ./tools/jest-native-typed-arrays-environment.js
  */
-import { ClassStatisticsAccumulator, classStatisticsFromJson, classStatisticsToJson, mergeClassStatistics } from '../../../lambdas/analysis/class-statistics';
+import { ClassStatisticsAccumulator, decodeClassStatistics, encodeClassStatistics, mergeClassStatistics } from '../../../lambdas/analysis/class-statistics';
 import { fitLdaClassifier, LDA_CLASSIFIER_FORMAT, ldaClassifierFromStatistics, loadLdaClassifier } from '../../../lambdas/analysis/lda-classifier';
 import { seededRandom } from '../../../lambdas/common/seeded-random';
 import { PrototypeSample, sampleRankLimit } from '../../../lambdas/analysis/prototype-sample';
@@ -75,15 +75,33 @@ describe('class statistics (lambdas/analysis/class-statistics.ts)', () => {
     expected.within.forEach((v, i) => expect(merged.within[i]).toBeCloseTo(v, 8));
   });
 
-  it('round-trips through JSON and rejects malformed statistics', async () => {
+  it('round-trips through its bytes exactly, with labels of any script, and rejects malformed bytes', async () => {
     const accumulator = new ClassStatisticsAccumulator(6);
     await addRows(rows, labels, () => accumulator);
+    await accumulator.add('Pomme \u00e9toil\u00e9e \u{1f34e}', rows[0]);
     const stats = await accumulator.statistics();
-    const json = JSON.parse(JSON.stringify(classStatisticsToJson(stats)));
-    expect(classStatisticsFromJson(json)).toEqual(stats);
-    expect(() => classStatisticsFromJson({ ...json, within: json.within.slice(1) })).toThrow(/within holds 35 values/);
-    expect(() => classStatisticsFromJson({ ...json, classes: [json.classes[0], json.classes[0]] })).toThrow(/listed twice/);
-    expect(() => classStatisticsFromJson({ ...json, classes: [{ ...json.classes[0], count: 0 }] })).toThrow();
+    const bytes = encodeClassStatistics(stats);
+    expect(decodeClassStatistics(bytes, 'here')).toEqual(stats);
+    // The numbers need not be 8-byte aligned in what is handed in.
+    const shifted = new Uint8Array(bytes.length + 1);
+    shifted.set(bytes, 1);
+    expect(decodeClassStatistics(shifted.subarray(1), 'here')).toEqual(stats);
+    const header = JSON.parse(Buffer.from(bytes).toString('utf8', 8, 8 + Buffer.from(bytes).readUInt32LE(4)));
+    const withHeader = (changed: object) => {
+      const text = JSON.stringify({ ...header, ...changed }).padEnd(Buffer.from(bytes).readUInt32LE(4), ' ');
+      const copy = Buffer.from(bytes);
+      copy.write(text, 8, 'utf8');
+      return copy;
+    };
+    const bad: [Uint8Array, RegExp][] = [
+      [Buffer.from('{"dim":6}'), /at x: not class statistics \(bad magic\)/],
+      [bytes.subarray(0, bytes.length - 8), /bytes of numbers, expected/],
+      [withHeader({ labels: [...header.labels.slice(1), header.labels[1]] }), /listed twice/],
+      [withHeader({ counts: header.counts.map(() => 0) }), /unreadable header/],
+      [withHeader({ counts: header.counts.slice(1), labels: header.labels }), /counts for/],
+      [Buffer.concat([bytes.subarray(0, bytes.length - 8), Buffer.from(Float64Array.of(Number.NaN).buffer)]), /not finite/],
+    ];
+    for (const [input, message] of bad) expect(() => decodeClassStatistics(input, 'at x')).toThrow(message);
   });
 });
 

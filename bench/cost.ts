@@ -166,11 +166,11 @@ export const RECORDED = {
     project: { points: [point(100_000, 3.65, 389), point(1_000_000, 5.28, 409)], time: 'flat', memory: 'flat', basis: 'measured' },
     fitClassifier: {
       'lda+logistic': {
-        points: [point(100_000, 5.15, 685), point(1_000_000, 11.86, 635)],
+        points: [point(100_000, 4.99, 704), point(1_000_000, 6.63, 717)],
         time: 'linear',
         memory: 'flat',
         basis:
-          "measured; one class statistics record per group (the samples' rows are bounded run-wide), and logistic regression's fit on 103 x (128 + 32) sampled rows whatever the images",
+          "measured at 7715f82 (2026-12-07 06:38-06:52, the other stages' figures from 04:38-04:56); one class statistics record per group (610 KB, about 8 ms to read and merge; the samples' rows are bounded run-wide), and logistic regression's fit on 103 x (128 + 32) sampled rows whatever the images",
       },
       lda: {
         points: [point(100_000, 2.37, 393), point(1_000_000, 5.85, 420)],

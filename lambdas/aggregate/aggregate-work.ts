@@ -12,7 +12,9 @@
  *                          scatter of `fanIn` consecutive partials of level l - 1 (a run of more
  *                          groups than the fit merges; `momentsMergeLevels`)
  *   moments/<g>.json       group g's report part, accounting part, excluded rows, class counts
- *   pca-fit.json           the fitted (or saved) model the project and classify stages apply
+ *   pca-fit.json           the run's facts the later stages apply (fit-stage.ts, `FitRecord`)
+ *   pca-fit-model.json     the fitted (or saved) model the project, fit-classifier and publish
+ *                          stages apply, as pca-model.json holds it
  *   queries/<g>.fsh        group g's rows to predict, as PCA scores
  *   class-statistics/<g>.bin   group g's Training rows' class counts, means and within-class
  *                          scatter in the PCA space (the LDA's statistics; `encodeClassStatistics`)
@@ -47,6 +49,7 @@ export function aggregateWorkKeys(workPrefix: string) {
     /** Partial `index` of level `level` of the moments merge tree: level 0 is group `index`'s moments. */
     momentsPartial: (level: number, index: number) => (level === 0 ? moments(index) : `${base}merged-moments/${level}/${group(index)}.bin`),
     fit: `${base}pca-fit.json`,
+    fitModel: `${base}pca-fit-model.json`,
     queries: (g: number) => `${base}queries/${group(g)}.fsh`,
     classStatistics: (g: number) => `${base}class-statistics/${group(g)}.bin`,
     prototypeSample: (g: number) => `${base}prototype-sample/${group(g)}.fsh`,

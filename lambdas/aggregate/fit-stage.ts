@@ -1,6 +1,6 @@
 /**
  * The aggregate's merge: the plan and every group's moments in, the run's proof of completeness
- * and its model out (`pca-fit.json`), before anything is published.
+ * and its model out (`pca-fit.json` and `pca-fit-model.json`), before anything is published.
  *
  * 1. absorb the report and accounting parts (the plan's, then each group's in order): a run that
  *    cannot prove every key handed out came out exactly once fails here with
@@ -47,10 +47,12 @@ import { mergedPartials } from './merge-stage';
 import { readPlan } from './moments-stage';
 import { z } from 'zod';
 
-/** What the project, classify and publish stages apply: written once by the fit. */
+/**
+ * What the project, classify and publish stages apply: written once by the fit, beside the model
+ * itself (`pca-fit-model.json`, as pca-model.json holds it: a fitting run's, or the saved one it
+ * projects with), which only the stages that project, fit the classifier or publish read.
+ */
 export const FitRecordSchema = z.object({
-  /** The model as pca-model.json holds it (a fitting run's, or the saved one it projects with). */
-  model: z.string(),
   /** The saved model's key in a projecting run. */
   pcaModelKey: z.string().optional(),
   featurizer: z.string(),
@@ -71,11 +73,12 @@ export const FitRecordSchema = z.object({
 export type FitRecord = z.infer<typeof FitRecordSchema>;
 
 export async function readFitRecord(deps: AggregateRunDeps, run: RunSettings): Promise<{ record: FitRecord; model: SavedPcaModel }> {
-  const record = await readFitRecordOnly(deps, run);
-  return { record, model: parsePcaModel(record.model, 'pca-fit.json') };
+  const work = aggregateWorkKeys(run.workPrefix);
+  const [record, model] = await Promise.all([readFitRecordOnly(deps, run), readText(deps.s3, run.bucket, work.fitModel)]);
+  return { record, model: parsePcaModel(model, 'pca-fit-model.json') };
 }
 
-/** The fit record with its model left as JSON: for a stage that needs the run's facts, not the projection. */
+/** The fit record without the model: for a stage that needs the run's facts, not the projection (12 MB at 300 components). */
 export async function readFitRecordOnly(deps: AggregateRunDeps, run: RunSettings): Promise<FitRecord> {
   return FitRecordSchema.parse(JSON.parse(await readText(deps.s3, run.bucket, aggregateWorkKeys(run.workPrefix).fit)));
 }
@@ -137,7 +140,6 @@ export async function fitRun(run: RunSettings, groups: number, fanIn: number, de
 
   const model = saved ? saved.model : pcaModelJson(fit, run.runId, plan.featurizer, report.featurizerReport(), fitSelection(settings, references));
   const record: FitRecord = {
-    model: JSON.stringify(model),
     ...(saved ? { pcaModelKey: saved.key } : {}),
     featurizer: plan.featurizer,
     dim: plan.dim,
@@ -151,6 +153,8 @@ export async function fitRun(run: RunSettings, groups: number, fanIn: number, de
     ...(plan.mapRunArn ? { mapRunArn: plan.mapRunArn } : {}),
     timingsMs: timings,
   };
+  // The model first: a stage that finds the record finds its model.
+  await putObject(s3, run.bucket, work.fitModel, JSON.stringify(model), 'application/json');
   await putObject(s3, run.bucket, work.fit, JSON.stringify(record), 'application/json');
   if (saved) log?.info('projecting with the saved model', { rows, dim: fit.dim, k: fit.k, pcaModel: saved.key });
   else log?.info('pca fitted', { rows: fit.count, dim: fit.dim, k: fit.k, explainedVariance: fit.explainedVariance, groups });

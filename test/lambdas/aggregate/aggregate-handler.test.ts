@@ -1047,7 +1047,7 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
    * A fitting run of `trainingRows` Training rows (a field copy of every other one, moved along
    * feature 0) and 16 Test rows, a shard each, with `settings`.
    */
-  async function runWithFieldCopies(runId: string, settings: AggregateSettings, trainingRows = 48) {
+  async function runWithFieldCopies(runId: string, settings: AggregateSettings, trainingRows = 48, s3: S3Client = client) {
     const train = rowsOf(trainingRows, 61, runId, 'Training');
     const test = rowsOf(16, 62, runId, 'Test');
     const copied = train.keys.flatMap((_, r) => (r % 2 === 0 ? [r] : []));
@@ -1068,7 +1068,7 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
       await put(client, key, encodeFeatureShard({ header: h, vectors }));
       succeeded.push(childRecord('SUCCEEDED', h.keys, runId, { Output: JSON.stringify(summaryOf(key, h)) }));
     }
-    const fitted = await aggregateRun(await writeMapRun(client, runId, succeeded, []), { s3: client, settings });
+    const fitted = await aggregateRun(await writeMapRun(client, runId, succeeded, []), { s3, settings });
     return { train, test, fitted };
   }
 
@@ -1117,12 +1117,16 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
 
   it('classifies with the LDA and logistic regression together when asked: both fitted over the components the rows allow, saved as one head, reused by a projecting run', async () => {
     const runId = 'combined-run';
-    const { test, fitted } = await runWithFieldCopies(runId, { components: 4, classifier: 'lda+logistic', groupShards: 1 });
+    const readingModel = countingGets(`work/${runId}/aggregate/pca-fit-model.json`);
+    const { test, fitted } = await runWithFieldCopies(runId, { components: 4, classifier: 'lda+logistic', groupShards: 1 }, 48, readingModel.s3);
+    // The model is read by the two project groups, FitClassifier and publish; the classify groups read the run's facts alone.
+    expect(readingModel.gets()).toBe(4);
     // Both heads' inputs: the class statistics, and the samples of the clean rows and of the copies.
     for (const part of ['class-statistics/00001.bin', 'prototype-sample/00001.fsh', 'copy-sample/00001.fsh'])
       expect((await bytesOf(`work/${runId}/aggregate/${part}`)).byteLength).toBeGreaterThan(0);
     // The run's Training rows and their copies by class, counted by the moments stage for the samples' limits.
     const fitRecord = JSON.parse(await getText(client, `work/${runId}/aggregate/pca-fit.json`));
+    expect(fitRecord.model).toBeUndefined();
     const counted = Object.values(fitRecord.trainingClasses as Record<string, { rows: number; copies: number }>);
     expect(counted.reduce((sum, c) => sum + c.rows, 0)).toBe(48);
     expect(counted.reduce((sum, c) => sum + c.copies, 0)).toBe(24);

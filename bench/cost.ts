@@ -149,28 +149,28 @@ export const RECORDED = {
   stages: {
     groupImages: 40 * 250,
     plan: {
-      points: [point(100_000, 0.2, 162), point(1_000_000, 0.66, 237)],
+      points: [point(100_000, 0.18, 157), point(1_000_000, 0.55, 238)],
       time: 'linear',
       memory: 'linear',
       basis: 'measured; one summary per batch (about 150 bytes), no key read',
     },
-    moments: { points: [point(100_000, 2.68, 352), point(1_000_000, 3.17, 359)], time: 'flat', memory: 'flat', basis: 'measured' },
-    mergeMoments: { points: [point(1_000_000, 1.89, 302)], time: 'flat', memory: 'flat', basis: 'measured (7 nodes of up to 16 partials)' },
+    moments: { points: [point(100_000, 2.71, 359), point(1_000_000, 3.39, 365)], time: 'flat', memory: 'flat', basis: 'measured' },
+    mergeMoments: { points: [point(1_000_000, 2.43, 307)], time: 'flat', memory: 'flat', basis: 'measured (7 nodes of up to 16 partials)' },
     fit: {
-      points: [point(100_000, 9.16, 395), point(1_000_000, 17.09, 419)],
+      points: [point(100_000, 5.23, 488), point(1_000_000, 6.73, 479)],
       time: 'flat',
       memory: 'flat',
       basis:
-        "measured; at most the fan-in partials, and 300 eigenpairs, whose solve depends on the spectrum, not on the images: the synthetic shards' flat tail is slow to separate (FitModel took 2.7-3.2 s on the real whole dataset's features, docs/FEATURE-CHOICE.md)",
+        "measured; at most the fan-in partials, and 300 eigenpairs, whose solve depends on the spectrum, not on the images: the synthetic shards' flat tail takes 14 iterations (FitModel took about 2.5 s on the real whole dataset's features, docs/FEATURE-CHOICE.md)",
     },
-    project: { points: [point(100_000, 3.65, 389), point(1_000_000, 5.28, 409)], time: 'flat', memory: 'flat', basis: 'measured' },
+    project: { points: [point(100_000, 3.74, 375), point(1_000_000, 4.14, 371)], time: 'flat', memory: 'flat', basis: 'measured' },
     fitClassifier: {
       'lda+logistic': {
-        points: [point(100_000, 4.99, 704), point(1_000_000, 6.63, 717)],
+        points: [point(100_000, 5.08, 701), point(1_000_000, 6.07, 706)],
         time: 'linear',
         memory: 'flat',
         basis:
-          "measured at 7715f82 (2026-12-07 06:38-06:52, the other stages' figures from 04:38-04:56); one class statistics record per group (610 KB, about 8 ms to read and merge; the samples' rows are bounded run-wide), and logistic regression's fit on 103 x (128 + 32) sampled rows whatever the images",
+          "measured; one class statistics record per group (610 KB, about 8 ms to read and merge; the samples' rows are bounded run-wide), and logistic regression's fit on 103 x (128 + 32) sampled rows whatever the images",
       },
       lda: {
         points: [point(100_000, 2.37, 393), point(1_000_000, 5.85, 420)],
@@ -187,17 +187,17 @@ export const RECORDED = {
         basis: 'measured (3 groups timed, 14:07-14:38): each group against every reference, so linear in the images per group',
       },
       lda: { points: [point(100_000, 0.91, 228), point(1_000_000, 1.27, 236)], time: 'flat', memory: 'flat', basis: 'measured; no reference read' },
-      'lda+logistic': { points: [point(100_000, 1.11, 315), point(1_000_000, 1.64, 335)], time: 'flat', memory: 'flat', basis: 'measured' },
+      'lda+logistic': { points: [point(100_000, 0.95, 287), point(1_000_000, 1.36, 291)], time: 'flat', memory: 'flat', basis: 'measured' },
     },
     publish: {
-      points: [point(100_000, 2.56, 299), point(1_000_000, 10.84, 439)],
+      points: [point(100_000, 2.56, 288), point(1_000_000, 11.17, 424)],
       time: 'linear',
       memory: 'flat',
       basis: "measured; a tally, a predictions part and a features part copy per group (the local S3 server's copying is most of the 1,000,000 figure)",
     },
   } satisfies StageFigureSet,
   stagesSource:
-    'docs/BENCHMARKS.md, "The aggregate as stages, at scale" (`npx tsx bench/aggregate-scale.ts --rows 100000,1000000 --sample 100`, 2026-12-07 04:38-04:56, x86_64, 2 cores, load 2-3, the defaults: lda+logistic over 300 components): each stage\'s slowest invocation at 100,000 and 1,000,000 images, process start (about 0.8 s) included; ' +
+    'docs/BENCHMARKS.md, "The aggregate as stages, at scale" (`npx tsx bench/aggregate-scale.ts --rows 100000,1000000 --sample 100`, 2026-12-07 07:17-07:30 at 962d6c1, x86_64, 2 cores, load 2-2.5, the defaults: lda+logistic over 300 components): each stage\'s slowest invocation at 100,000 and 1,000,000 images, process start (about 0.8 s) included; ' +
     'the k-NN classify, and the LDA alone, from the same bench at 100 components on 2026-12-06 (14:07-14:38 and 19:30-19:48)',
 } as const;
 

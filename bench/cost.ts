@@ -444,14 +444,15 @@ function aggregateRows(run: ModelledRun, limits: string[]): StageRow[] {
           }),
         ]
       : []),
-    stage('FitModel', figures.fit, false, { gets: 1 + groups + fitPartials, puts: 1 }, 0),
-    stage('ProjectGroups (map)', figures.project, true, { gets: batches + 3 * groups, puts: ASSUMED.projectPutsPerGroup * groups }, 0),
+    // The fit writes the run's facts and the model as two objects; the project groups, FitClassifier and publish read both.
+    stage('FitModel', figures.fit, false, { gets: 1 + groups + fitPartials, puts: 2 }, 0),
+    stage('ProjectGroups (map)', figures.project, true, { gets: batches + 4 * groups, puts: ASSUMED.projectPutsPerGroup * groups }, 0),
     // FitClassifier reads per group the class statistics and the prototypes' sample, and the copies' sample for logistic regression.
     ...(classifier !== 'knn'
-      ? [stage('FitClassifier', figures.fitClassifier[classifier], false, { gets: 1 + (classifier === 'lda' ? 2 : 3) * groups, puts: 1 }, 0)]
+      ? [stage('FitClassifier', figures.fitClassifier[classifier], false, { gets: 2 + (classifier === 'lda' ? 2 : 3) * groups, puts: 1 }, 0)]
       : []),
     stage(`ClassifyGroups (map, ${classifier})`, figures.classify[classifier], true, { gets: classifyGets, puts: 2 * groups }, 0),
-    stage('PublishRun', figures.publish, false, { gets: 1 + 4 * groups, puts: csvParts + ASSUMED.fixedRequests }, 0),
+    stage('PublishRun', figures.publish, false, { gets: 2 + 4 * groups, puts: csvParts + ASSUMED.fixedRequests }, 0),
   ];
 }
 

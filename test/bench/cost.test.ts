@@ -96,10 +96,10 @@ describe('the cost model, by hand on a small run', () => {
 
   test('S3: a GET per image and per shard read, the k-NN reading every references part; PUT-priced shards, list pages and parts', () => {
     // GETs: images 1,000; plan 2; moments 4 shards and their 4 batch records + 2 x 2; fit 1 + 2 tallies + 2 partials;
-    // project 4 + 3 x 2; k-NN 2 x (2 + 2); publish 1 + 4 x 2.
-    const gets = 1000 + 2 + 12 + 5 + 10 + 8 + 9;
-    // PUTs: 1 list page; 4 shards and 4 batch records; plan 2 + 2; moments 2 x 2; fit 1; project 8 x 2; classify 2 x 2; publish 1 CSV part + 50.
-    const puts = 1 + 8 + 4 + 4 + 1 + 16 + 4 + 51;
+    // project 4 + 4 x 2 (the fit record and its model among them); k-NN 2 x (2 + 2); publish 2 + 4 x 2.
+    const gets = 1000 + 2 + 12 + 5 + 12 + 8 + 10;
+    // PUTs: 1 list page; 4 shards and 4 batch records; plan 2 + 2; moments 2 x 2; fit 2 (the record and the model); project 8 x 2; classify 2 x 2; publish 1 CSV part + 50.
+    const puts = 1 + 8 + 4 + 4 + 2 + 16 + 4 + 51;
     expect(row.s3RequestsUsd).toBeCloseTo(gets * PRICES.s3Get + puts * PRICES.s3Put, 12);
   });
 

@@ -57,13 +57,22 @@ function listSplit(dataset: string, split: string): SourceImage[] {
     );
 }
 
-let featurizer: Promise<Featurizer> | undefined;
+/** What turns preprocessed images into feature rows: the product's featurizer, or a variant of it. */
+export type FeatureSource = Pick<Featurizer, 'dim' | 'imageSize' | 'featurize'>;
+
+let productFeaturizer: Promise<Featurizer> | undefined;
+
+/** The product's featurizer, holding the cache's power. */
+function productFeatures(): Promise<FeatureSource> {
+  return (productFeaturizer ??= createFeaturizer({ kind: 'cnn', modelId: DEFAULT_MODEL_ID, power: CACHED_FEATURE_POWER }));
+}
 
 async function featurize(
   images: readonly SourceImage[],
   alteration: (index: number) => { condition: FieldCondition; seed: number } | undefined,
+  source: () => Promise<FeatureSource>,
 ): Promise<FeatureSet> {
-  const model = await (featurizer ??= createFeaturizer({ kind: 'cnn', modelId: DEFAULT_MODEL_ID, power: CACHED_FEATURE_POWER }));
+  const model = await source();
   const chunks: Float32Array[] = [];
   const conditions: string[] = [];
   for (let start = 0; start < images.length; start += 64) {
@@ -90,9 +99,17 @@ async function featurize(
   return { keys: images.map((i) => i.key), labels: images.map((i) => i.label), conditions, dim: model.dim, vectors };
 }
 
-async function cached(name: string, images: readonly SourceImage[], alteration: Parameters<typeof featurize>[1]): Promise<FeatureSet> {
-  const meta = join(FEATURE_CACHE, `${name}.json`);
-  const data = join(FEATURE_CACHE, `${name}.f32`);
+interface CacheOptions {
+  /** @default FEATURE_CACHE */
+  readonly cache?: string;
+  /** @default the product's featurizer */
+  readonly source?: () => Promise<FeatureSource>;
+}
+
+async function cached(name: string, images: readonly SourceImage[], alteration: Parameters<typeof featurize>[1], options: CacheOptions): Promise<FeatureSet> {
+  const folder = options.cache ?? FEATURE_CACHE;
+  const meta = join(folder, `${name}.json`);
+  const data = join(folder, `${name}.f32`);
   if (existsSync(meta) && existsSync(data)) {
     const header = JSON.parse(readFileSync(meta, 'utf8')) as Omit<FeatureSet, 'vectors'>;
     if (header.keys.length === images.length && header.keys.every((key, i) => key === images[i].key)) {
@@ -101,8 +118,8 @@ async function cached(name: string, images: readonly SourceImage[], alteration: 
     }
   }
   const started = performance.now();
-  const set = await featurize(images, alteration);
-  mkdirSync(FEATURE_CACHE, { recursive: true });
+  const set = await featurize(images, alteration, options.source ?? productFeatures);
+  mkdirSync(folder, { recursive: true });
   writeFileSync(meta, JSON.stringify({ keys: set.keys, labels: set.labels, conditions: set.conditions, dim: set.dim }));
   writeFileSync(data, Buffer.from(set.vectors.buffer, set.vectors.byteOffset, set.vectors.byteLength));
   console.log(`  featurized ${name}: ${images.length} images in ${((performance.now() - started) / 1000).toFixed(0)} s`);
@@ -121,23 +138,25 @@ export interface DatasetFeatures {
 }
 
 /** The cached features of `dataset` (`<split>/<label>/<file>`), named `name` in the cache. */
-export async function datasetFeatures(dataset: string, name: string, options: { alterTraining?: boolean } = {}): Promise<DatasetFeatures> {
+export async function datasetFeatures(dataset: string, name: string, options: { alterTraining?: boolean } & CacheOptions = {}): Promise<DatasetFeatures> {
   const training = listSplit(dataset, 'Training');
   const test = listSplit(dataset, 'Test');
   const alteredSets = async (split: string, images: SourceImage[]) => {
     const sets = {} as Record<FieldCondition, FeatureSet>;
-    for (const condition of FIELD_CONDITIONS) sets[condition] = await cached(`${name}-${split}-${condition}`, images, (i) => ({ condition, seed: i }));
+    for (const condition of FIELD_CONDITIONS) sets[condition] = await cached(`${name}-${split}-${condition}`, images, (i) => ({ condition, seed: i }), options);
     return sets;
   };
   return {
-    train: await cached(`${name}-train`, training, () => undefined),
-    test: await cached(`${name}-test`, test, () => undefined),
+    train: await cached(`${name}-train`, training, () => undefined, options),
+    test: await cached(`${name}-test`, test, () => undefined, options),
     testAltered: await alteredSets('test', test),
     trainAltered: options.alterTraining ? await alteredSets('train', training) : undefined,
-    trainAugmented: await cached(`${name}-train-augmented`, training, (i) => ({
-      condition: FIELD_CONDITIONS[i % FIELD_CONDITIONS.length],
-      seed: AUGMENTATION_SEED + i,
-    })),
+    trainAugmented: await cached(
+      `${name}-train-augmented`,
+      training,
+      (i) => ({ condition: FIELD_CONDITIONS[i % FIELD_CONDITIONS.length], seed: AUGMENTATION_SEED + i }),
+      options,
+    ),
   };
 }
 

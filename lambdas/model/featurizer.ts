@@ -256,7 +256,7 @@ function createPixelsFeaturizer(warnings: string[]): Featurizer {
 }
 
 /** The feature layers asked for, else the measured default of the model. */
-function featureLayersOf(config: FeaturizerConfig): readonly string[] {
+export function featureLayersOf(config: Pick<FeaturizerConfig, 'modelId' | 'featureLayers'>): readonly string[] {
   if (config.featureLayers?.length) return config.featureLayers;
   const layers = DEFAULT_FEATURE_LAYERS[config.modelId];
   if (!layers) throw new Error(`model ${config.modelId} has no default feature layers: set FEATURE_LAYER (featureLayers in cdk.json)`);

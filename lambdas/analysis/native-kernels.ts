@@ -64,6 +64,25 @@ export async function blockMoments(block: RowBlock, options: KernelOptions = {})
   checkBlock(block, 'blockMoments');
   const { rows, dims } = block;
   if (rows === 0) return emptyMoments(dims);
+  const moments = emptyMoments(dims);
+  addBlockUpper(moments, await blockScatterStrips(block, options));
+  return { ...moments, scatter: mirrorUpperTriangle(moments.scatter, dims) };
+}
+
+/**
+ * A block's count, mean and centred scatter as the product gives it: the rows of the scatter's
+ * upper triangle in `strips` parts (part i: rows `starts[i]` .. `starts[i + 1] - 1`, each from
+ * its diagonal on, `dims - starts[i]` values per row, from column `starts[i]`).
+ */
+interface BlockStrips {
+  readonly count: number;
+  readonly mean: Float64Array;
+  readonly starts: readonly number[];
+  readonly parts: readonly (Float32Array | Float64Array)[];
+}
+
+async function blockScatterStrips(block: RowBlock, options: KernelOptions): Promise<BlockStrips> {
+  const { rows, dims } = block;
   const precision = options.precision ?? 'float64';
   const mean = columnMeans(block);
   const centred = centredTransposed(block, mean, precision);
@@ -76,19 +95,37 @@ export async function blockMoments(block: RowBlock, options: KernelOptions = {})
     feeds[`tail${i}`] = new ort.Tensor(precision, centred.subarray(first * rows, dims * rows), [dims - first, rows]);
   }
   const result = await (await scatterStripsSession(strips, options)).run(feeds);
-  const scatter = new Float64Array(dims * dims);
-  for (let i = 0; i < strips; i++) {
-    const first = starts[i];
-    const width = starts[i + 1] - first;
-    const tail = dims - first;
-    const part = result[`part${i}`].data as Float32Array | Float64Array;
-    for (let r = 0; r < width; r++) {
+  const parts = Array.from({ length: strips }, (_, i) => result[`part${i}`].data as Float32Array | Float64Array);
+  return { count: rows, mean, starts, parts };
+}
+
+/**
+ * Adds a block's strips into `into`'s upper triangle (diagonal included) with Chan et al.'s
+ * pairwise formula, as `mergeMomentsInto` does for whole matrices: only the upper triangle of
+ * `into.scatter` is kept up to date, and no d x d matrix is made per block.
+ */
+function addBlockUpper(into: FeatureMoments, block: BlockStrips): void {
+  const { dim: d, scatter, mean } = into;
+  const na = into.count;
+  const nb = block.count;
+  const n = na + nb;
+  const coefficient = na === 0 ? 0 : (na * nb) / n;
+  const delta = new Float64Array(d);
+  for (let f = 0; f < d; f++) delta[f] = block.mean[f] - mean[f];
+  block.parts.forEach((part, i) => {
+    const first = block.starts[i];
+    const tail = d - first;
+    for (let r = 0; r < block.starts[i + 1] - first; r++) {
       const row = first + r;
-      // From the diagonal on: the lower triangle is the mirror of the upper one.
-      scatter.set(part.subarray(r * tail + r, (r + 1) * tail), row * dims + row);
+      const di = coefficient * delta[row];
+      const out = row * d + row;
+      const from = r * tail + r;
+      for (let j = 0; j < d - row; j++) scatter[out + j] += part[from + j] + di * delta[row + j];
     }
-  }
-  return { count: rows, dim: dims, mean, scatter: mirrorUpperTriangle(scatter, dims) };
+  });
+  if (na === 0) mean.set(block.mean);
+  else for (let f = 0; f < d; f++) mean[f] += (delta[f] * nb) / n;
+  into.count = n;
 }
 
 /** The mean of each feature over the block's rows, summed in float64 in row order. */
@@ -182,6 +219,7 @@ export class NativeScatterAccumulator {
   readonly dim: number;
   readonly blockRows: number;
   private readonly block: Float32Array;
+  /** The flushed blocks' moments; only the upper triangle of its scatter is kept (`addBlockUpper`). */
   private readonly total: FeatureMoments;
   private buffered = 0;
 
@@ -231,13 +269,12 @@ export class NativeScatterAccumulator {
   async moments(): Promise<FeatureMoments> {
     await this.flush();
     const { count, dim, mean, scatter } = this.total;
-    return { count, dim, mean: mean.slice(), scatter: scatter.slice() };
+    return { count, dim, mean: mean.slice(), scatter: mirrorUpperTriangle(scatter.slice(), dim) };
   }
 
   private async flush(): Promise<void> {
     if (this.buffered === 0) return;
-    const part = await blockMoments({ data: this.block, rows: this.buffered, dims: this.dim }, this.options);
-    mergeMomentsInto(this.total, part);
+    addBlockUpper(this.total, await blockScatterStrips({ data: this.block, rows: this.buffered, dims: this.dim }, this.options));
     this.buffered = 0;
   }
 }

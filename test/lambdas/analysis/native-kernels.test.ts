@@ -113,6 +113,26 @@ describe('NativeScatterAccumulator', () => {
     expect(b.mean).toEqual(a.mean);
   });
 
+  it("merges each block as mergeMomentsInto merges the block's moments, and its scatter is exactly symmetric", async () => {
+    const rows = 200;
+    const dims = 19;
+    const data = features(rows, dims, 11);
+    const accumulator = new NativeScatterAccumulator(dims, { blockRows: 64 });
+    await accumulator.addRows(data, rows);
+    const merged = emptyMoments(dims);
+    for (let first = 0; first < rows; first += 64) {
+      const count = Math.min(64, rows - first);
+      mergeMomentsInto(merged, await blockMoments({ data: data.subarray(first * dims, (first + count) * dims), rows: count, dims }));
+    }
+    const result = await accumulator.moments();
+    expect(result.count).toBe(rows);
+    expect(result.mean).toEqual(merged.mean);
+    // The upper triangle bit for bit; the lower one is its mirror.
+    for (let i = 0; i < dims; i++) {
+      for (let j = 0; j < dims; j++) expect(result.scatter[i * dims + j]).toBe(merged.scatter[Math.min(i, j) * dims + Math.max(i, j)]);
+    }
+  });
+
   it('takes rows one at a time, from any array, as float32 rows of the same blocks', async () => {
     const rows = 150;
     const dims = 7;

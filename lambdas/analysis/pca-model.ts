@@ -208,12 +208,19 @@ export function pcaFitOf(model: SavedPcaModel): PcaFit {
     constantFeatures: [...model.constantFeatures],
     k: model.k,
     ...(model.classifierK ? { classifierK: model.classifierK } : {}),
-    components: Float64Array.from(model.components.flat()),
+    components: concatRows(model.components, model.dim),
     eigenvalues: Float64Array.from(model.eigenvalues),
     explainedVarianceRatio: Float64Array.from(model.explainedVarianceRatio),
     explainedVariance: model.explainedVariance,
     warnings: [],
   };
+}
+
+/** Rows of `width` numbers, one after another (each row's length is checked by parsePcaModel). */
+function concatRows(rows: readonly (readonly number[])[], width: number): Float64Array {
+  const out = new Float64Array(rows.length * width);
+  rows.forEach((row, r) => out.set(row, r * width));
+  return out;
 }
 
 /** The key of a file named in the model (a references part), beside the model's own key or path. */

@@ -78,6 +78,18 @@ async function statisticsOf(points: Points, classes: readonly string[]): Promise
   return accumulator.statistics();
 }
 
+/**
+ * The clean references and the field copies among `train`, and the class statistics of both
+ * pooled, each copy's row counted `copyWeight` times.
+ */
+async function pooledStatistics(train: Points, classes: readonly string[], copyWeight = 1): Promise<{ clean: Points; copies: Points; stats: ClassStatistics }> {
+  const clean = filterRows(train, (c) => c === '');
+  const copies = filterRows(train, (c) => c !== '');
+  const cleanStats = await statisticsOf(clean, classes);
+  if (copies.n === 0) return { clean, copies, stats: cleanStats };
+  return { clean, copies, stats: mergeClassStatistics(cleanStats, weighted(await statisticsOf(copies, classes), copyWeight)) };
+}
+
 /** The statistics with every row counted `weight` times. */
 function weighted(stats: ClassStatistics, weight: number): ClassStatistics {
   return {
@@ -111,10 +123,7 @@ function variantCandidate(variant: Variant, classes: readonly string[], scenario
     name: variant.name,
     augmented: true,
     fit: async (train) => {
-      const clean = filterRows(train, (c) => c === '');
-      const copies = filterRows(train, (c) => c !== '');
-      const cleanStats = await statisticsOf(clean, classes);
-      const stats = copies.n > 0 ? mergeClassStatistics(cleanStats, weighted(await statisticsOf(copies, classes), variant.copyWeight)) : cleanStats;
+      const { clean, copies, stats } = await pooledStatistics(train, classes, variant.copyWeight);
       const shrinkage = variant.shrinkage === 'oas' ? oasShrinkage(stats) : variant.shrinkage;
       const key = `${variant.name} | ${scenario}`;
       chosenShrinkage.set(key, [...(chosenShrinkage.get(key) ?? []), shrinkage]);
@@ -142,10 +151,7 @@ function ldaSpaceLogistic(classes: readonly string[]): Candidate {
     name: 'logistic regression in the LDA space',
     augmented: true,
     fit: async (train) => {
-      const clean = filterRows(train, (c) => c === '');
-      const copies = filterRows(train, (c) => c !== '');
-      const cleanStats = await statisticsOf(clean, classes);
-      const stats = copies.n > 0 ? mergeClassStatistics(cleanStats, await statisticsOf(copies, classes)) : cleanStats;
+      const { stats } = await pooledStatistics(train, classes);
       const lda = ldaClassifierFromStatistics(stats, { shrinkage: DEFAULT_LDA_SHRINKAGE });
       const toLda = (points: Points) => {
         const z = lda.transform(rowsOf(points));
@@ -174,10 +180,7 @@ function ensembleCandidate(classes: readonly string[], ldaWeight: number, rounds
     name: `LDA + logistic regression, ${ldaWeight}, ${rounds} rounds${held ? ', held' : ''}`,
     augmented: true,
     fit: async (train) => {
-      const clean = filterRows(train, (c) => c === '');
-      const copies = filterRows(train, (c) => c !== '');
-      const cleanStats = await statisticsOf(clean, classes);
-      const stats = copies.n > 0 ? mergeClassStatistics(cleanStats, await statisticsOf(copies, classes)) : cleanStats;
+      const { clean, stats } = await pooledStatistics(train, classes);
       const lda = ldaClassifierFromStatistics(stats, { shrinkage: DEFAULT_LDA_SHRINKAGE }).withPrototypes(
         rowsOf(clean),
         Array.from(clean.y, (y) => classes[y]),

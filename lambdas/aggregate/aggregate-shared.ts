@@ -310,7 +310,8 @@ export async function readGroupRecords<S extends z.ZodTypeAny>(
 /**
  * Per-group parts read at once ahead of the one being used: a GET's latency, not its bytes, is
  * most of what a part costs. The window bounds what is held: parts of one group each (a class
- * statistics part is about 0.4 MB of JSON, a references part 4 MB at 10,000 rows of 100 scores).
+ * statistics part is 610 KB at 300 components and 103 classes, a references part 4 MB at 10,000
+ * rows of 100 scores).
  */
 const GROUP_PARTS_READ_AHEAD = 8;
 

@@ -41,8 +41,8 @@ import {
   Plan,
   TrainingClasses,
   TrainingClassesSchema,
-  unpackMoments,
 } from './aggregate-work';
+import { unpackMoments } from '../analysis/packed-moments';
 import { mergedPartials } from './merge-stage';
 import { readPlan } from './moments-stage';
 import { z } from 'zod';

@@ -13,16 +13,8 @@ import { MalformedEventError, RunSettings } from '../contracts/events';
 import { MissingObjectError, putObject, readBytes, readText } from '../aws/s3-client';
 import { OrderedReadAhead } from '../common/concurrency';
 import type { AggregateRunDeps } from './aggregate-shared';
-import {
-  aggregateWorkKeys,
-  mergePackedMomentsInto,
-  momentsMergeLevels,
-  MomentsTallySchema,
-  packedBytes,
-  packedCount,
-  packedMomentsOf,
-  PackedMoments,
-} from './aggregate-work';
+import { aggregateWorkKeys, momentsMergeLevels, MomentsTallySchema } from './aggregate-work';
+import { mergePackedMomentsInto, packedBytes, packedCount, packedMomentsOf, PackedMoments } from '../analysis/packed-moments';
 
 /**
  * Partials downloaded at once, ahead of the one being merged: one GET streams far below what a

@@ -14,6 +14,7 @@
 import { FeaturizerMismatchError } from '../analysis/pca-model';
 import { splitOfKey } from '../analysis/knn';
 import { NativeScatterAccumulator, type KernelPrecision } from '../analysis/native-kernels';
+import { packedBytes } from '../analysis/packed-moments';
 import { InputAccounting } from '../bookkeeping/input-accounting';
 import { batchRecordKeyOfShard } from '../contracts/bucket-layout';
 import type { FeatureShard, ShardHeader } from '../bookkeeping/feature-shard';
@@ -25,7 +26,6 @@ import {
   addTrainingClasses,
   aggregateWorkKeys,
   countsOfClass,
-  encodeMoments,
   GroupBatch,
   GroupFileSchema,
   MomentsTally,
@@ -127,7 +127,7 @@ export async function momentsOfGroup(run: RunSettings, group: number, deps: Aggr
   accounting.account(problems.keys);
   if (!problems.complete) accounting.cannotProve('some failed or skipped images are known only by count (capped batch summaries without a readable shard)');
 
-  if (accumulator && rows > 0) await putObject(s3, run.bucket, work.moments(group), encodeMoments(await accumulator.moments()), 'application/octet-stream');
+  if (accumulator && rows > 0) await putObject(s3, run.bucket, work.moments(group), packedBytes(await accumulator.packedMoments()), 'application/octet-stream');
   const tally: MomentsTally = {
     group,
     rows,

@@ -17,7 +17,7 @@
 import type { KnnPrediction } from './knn';
 import type { FeatureMoments, PcaFit } from './streaming-pca';
 import { float64Of, KernelOptions, KernelPrecision, kernelSession, ort, scatterStripsSession, tensorOf } from './kernel-graphs';
-import { mirrorUpperTriangle } from '../common';
+import { emptyPackedMoments, mergePackedMomentsInto, packedCount, PackedMoments, unpackMoments } from './packed-moments';
 
 export { DEFAULT_INTRA_OP_THREADS } from './kernel-graphs';
 export type { KernelOptions, KernelPrecision } from './kernel-graphs';
@@ -64,24 +64,15 @@ export async function blockMoments(block: RowBlock, options: KernelOptions = {})
   checkBlock(block, 'blockMoments');
   const { rows, dims } = block;
   if (rows === 0) return emptyMoments(dims);
-  const moments = emptyMoments(dims);
-  addBlockUpper(moments, await blockScatterStrips(block, options));
-  return { ...moments, scatter: mirrorUpperTriangle(moments.scatter, dims) };
+  return unpackMoments(await blockPackedMoments(block, options));
 }
 
 /**
- * A block's count, mean and centred scatter as the product gives it: the rows of the scatter's
- * upper triangle in `strips` parts (part i: rows `starts[i]` .. `starts[i + 1] - 1`, each from
- * its diagonal on, `dims - starts[i]` values per row, from column `starts[i]`).
+ * A block's count, mean and centred scatter, packed (packed-moments.ts): the product gives the
+ * scatter's upper triangle in strips (part i: rows `starts[i]` .. `starts[i + 1] - 1`, `dims -
+ * starts[i]` values each from column `starts[i]`), and each row is taken from its diagonal on.
  */
-interface BlockStrips {
-  readonly count: number;
-  readonly mean: Float64Array;
-  readonly starts: readonly number[];
-  readonly parts: readonly (Float32Array | Float64Array)[];
-}
-
-async function blockScatterStrips(block: RowBlock, options: KernelOptions): Promise<BlockStrips> {
+async function blockPackedMoments(block: RowBlock, options: KernelOptions): Promise<PackedMoments> {
   const { rows, dims } = block;
   const precision = options.precision ?? 'float64';
   const mean = columnMeans(block);
@@ -95,37 +86,19 @@ async function blockScatterStrips(block: RowBlock, options: KernelOptions): Prom
     feeds[`tail${i}`] = new ort.Tensor(precision, centred.subarray(first * rows, dims * rows), [dims - first, rows]);
   }
   const result = await (await scatterStripsSession(strips, options)).run(feeds);
-  const parts = Array.from({ length: strips }, (_, i) => result[`part${i}`].data as Float32Array | Float64Array);
-  return { count: rows, mean, starts, parts };
-}
-
-/**
- * Adds a block's strips into `into`'s upper triangle (diagonal included) with Chan et al.'s
- * pairwise formula, as `mergeMomentsInto` does for whole matrices: only the upper triangle of
- * `into.scatter` is kept up to date, and no d x d matrix is made per block.
- */
-function addBlockUpper(into: FeatureMoments, block: BlockStrips): void {
-  const { dim: d, scatter, mean } = into;
-  const na = into.count;
-  const nb = block.count;
-  const n = na + nb;
-  const coefficient = na === 0 ? 0 : (na * nb) / n;
-  const delta = new Float64Array(d);
-  for (let f = 0; f < d; f++) delta[f] = block.mean[f] - mean[f];
-  block.parts.forEach((part, i) => {
-    const first = block.starts[i];
-    const tail = d - first;
-    for (let r = 0; r < block.starts[i + 1] - first; r++) {
-      const row = first + r;
-      const di = coefficient * delta[row];
-      const out = row * d + row;
-      const from = r * tail + r;
-      for (let j = 0; j < d - row; j++) scatter[out + j] += part[from + j] + di * delta[row + j];
+  const packed = emptyPackedMoments(dims);
+  packed[0] = rows;
+  packed.set(mean, 2);
+  let at = 2 + dims;
+  for (let i = 0; i < strips; i++) {
+    const part = result[`part${i}`].data as Float32Array | Float64Array;
+    const tail = dims - starts[i];
+    for (let r = 0; r < starts[i + 1] - starts[i]; r++) {
+      packed.set(part.subarray(r * tail + r, (r + 1) * tail), at);
+      at += tail - r;
     }
-  });
-  if (na === 0) mean.set(block.mean);
-  else for (let f = 0; f < d; f++) mean[f] += (delta[f] * nb) / n;
-  into.count = n;
+  }
+  return packed;
 }
 
 /** The mean of each feature over the block's rows, summed in float64 in row order. */
@@ -219,8 +192,8 @@ export class NativeScatterAccumulator {
   readonly dim: number;
   readonly blockRows: number;
   private readonly block: Float32Array;
-  /** The flushed blocks' moments; only the upper triangle of its scatter is kept (`addBlockUpper`). */
-  private readonly total: FeatureMoments;
+  /** The flushed blocks' moments, packed: the upper triangle of the scatter. */
+  private readonly total: PackedMoments;
   private buffered = 0;
 
   constructor(
@@ -233,12 +206,12 @@ export class NativeScatterAccumulator {
     this.dim = dim;
     this.blockRows = blockRows;
     this.block = new Float32Array(blockRows * dim);
-    this.total = emptyMoments(dim);
+    this.total = emptyPackedMoments(dim);
   }
 
   /** Rows seen so far (buffered ones included). */
   get rows(): number {
-    return this.total.count + this.buffered;
+    return packedCount(this.total) + this.buffered;
   }
 
   /** Adds `vector[offset .. offset + dim)` as one row (in float32, as every row of the block). */
@@ -267,14 +240,18 @@ export class NativeScatterAccumulator {
 
   /** The moments of every row added so far (flushes the partial block). */
   async moments(): Promise<FeatureMoments> {
+    return unpackMoments(await this.packedMoments());
+  }
+
+  /** The same moments packed (packed-moments.ts), as the moments stage writes them: a copy. */
+  async packedMoments(): Promise<PackedMoments> {
     await this.flush();
-    const { count, dim, mean, scatter } = this.total;
-    return { count, dim, mean: mean.slice(), scatter: mirrorUpperTriangle(scatter.slice(), dim) };
+    return this.total.slice();
   }
 
   private async flush(): Promise<void> {
     if (this.buffered === 0) return;
-    addBlockUpper(this.total, await blockScatterStrips({ data: this.block, rows: this.buffered, dims: this.dim }, this.options));
+    mergePackedMomentsInto(this.total, await blockPackedMoments({ data: this.block, rows: this.buffered, dims: this.dim }, this.options));
     this.buffered = 0;
   }
 }

@@ -2,15 +2,8 @@
  * @jest-environment ./tools/jest-native-typed-arrays-environment.js
  */
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import {
-  aggregateWorkKeys,
-  decodeMoments,
-  encodeMoments,
-  mergePackedMomentsInto,
-  momentsMergeLevels,
-  packedMomentsOf,
-  unpackMoments,
-} from '../../../lambdas/aggregate/aggregate-work';
+import { aggregateWorkKeys, momentsMergeLevels } from '../../../lambdas/aggregate/aggregate-work';
+import { decodeMoments, encodeMoments, mergePackedMomentsInto, packedMomentsOf, unpackMoments } from '../../../lambdas/analysis/packed-moments';
 import { mergedPartials, mergeMomentsNode, mergeMomentsTree } from '../../../lambdas/aggregate/merge-stage';
 import { mergeMomentsInto, NativeScatterAccumulator } from '../../../lambdas/analysis/native-kernels';
 import type { FeatureMoments } from '../../../lambdas/analysis/streaming-pca';

@@ -518,7 +518,7 @@ function ldaPrototypes(name: string, shrinkage: number, perClass: number, augmen
 
 /**
  * Multinomial logistic regression with an L2 penalty on the standardised components: the
- * product's module (lambdas/analysis/logistic-classifier.ts), `iterations` descent steps.
+ * product's module (lambdas/analysis/logistic-classifier.ts), at most `iterations` evaluations of the loss.
  */
 export function logistic(name: string, lambda: number, augmented: boolean, classes: number, iterations = DEFAULT_LOGISTIC_ROUNDS): Candidate {
   return {

@@ -23,7 +23,7 @@ import { Matrix } from 'ml-matrix';
 import { ClassStatistics, ClassStatisticsAccumulator, mergeClassStatistics } from '../lambdas/analysis/class-statistics';
 import { DEFAULT_LDA_SHRINKAGE, ldaClassifierFromStatistics, LdaClassifier } from '../lambdas/analysis/lda-classifier';
 import { DEFAULT_LOGISTIC_ROUNDS, fitLogisticClassifier } from '../lambdas/analysis/logistic-classifier';
-import { COMBINED_LOGISTIC_ROUNDS, combinedClassifier } from '../lambdas/analysis/combined-classifier';
+import { combinedClassifier } from '../lambdas/analysis/combined-classifier';
 import { leadingColumns } from '../lambdas/common/float-arrays';
 import { classifierComponentsFor } from '../lambdas/analysis/classifier-components';
 import { DEFAULT_CLASSIFIER_COMPONENTS } from '../lambdas/contracts/handler-env';
@@ -424,14 +424,20 @@ async function headsTable(quick: boolean, sets: RegExp | undefined, only: RegExp
     {
       name: 'LDA x 0.1 + logistic regression held to the references (the default)',
       components: 'as run',
-      candidate: (s) => ensembleCandidate(s.classes, 0.1, COMBINED_LOGISTIC_ROUNDS, true),
+      candidate: (s) => ensembleCandidate(s.classes, 0.1, DEFAULT_LOGISTIC_ROUNDS, true),
       heldOut: true,
     },
     { name: 'logistic regression in the LDA space', components: 'as run', candidate: (s) => ldaSpaceLogistic(s.classes), heldOut: true },
-    ...[150, 100].map((rounds) => ({
-      name: `LDA x 0.1 + logistic regression, ${rounds} rounds`,
+    ...[30, 75].map((rounds) => ({
+      name: `LDA x 0.1 + logistic regression held, ${rounds} evaluations`,
       components: 'as run' as const,
-      candidate: (s: Scenario) => ensembleCandidate(s.classes, 0.1, rounds),
+      candidate: (s: Scenario) => ensembleCandidate(s.classes, 0.1, rounds, true),
+      heldOut: true,
+    })),
+    ...[75, 150].map((rounds) => ({
+      name: `logistic regression + copies, ${rounds} evaluations`,
+      components: 'as run' as const,
+      candidate: (s: Scenario) => logistic('logistic', 1e-3, true, s.classes.length, rounds),
       heldOut: true,
     })),
     ...[1, 0.1, 0.03].flatMap((weight) =>

@@ -29,15 +29,9 @@ import {
   LdaClassifierSchema,
   ldaClassifierFromStatistics,
 } from '../analysis/lda-classifier';
-import { COMBINED_CLASSIFIER_FORMAT, COMBINED_LOGISTIC_ROUNDS, combinedClassifier, CombinedClassifierSchema } from '../analysis/combined-classifier';
+import { COMBINED_CLASSIFIER_FORMAT, combinedClassifier, CombinedClassifierSchema } from '../analysis/combined-classifier';
 import { DEFAULT_KNN_NEIGHBOURS } from '../analysis/knn';
-import {
-  DEFAULT_LOGISTIC_ROUNDS,
-  fitLogisticClassifier,
-  LOGISTIC_CLASSIFIER_FORMAT,
-  LogisticClassifier,
-  LogisticClassifierSchema,
-} from '../analysis/logistic-classifier';
+import { fitLogisticClassifier, LOGISTIC_CLASSIFIER_FORMAT, LogisticClassifier, LogisticClassifierSchema } from '../analysis/logistic-classifier';
 import { referencesFeaturizerId, SavedPcaModel } from '../analysis/pca-model';
 import { classifierComponentsFor, logisticWarning } from '../analysis/classifier-components';
 import { NO_RANK_LIMIT, PROTOTYPE_SAMPLE_PER_CLASS, PrototypeSample, SampledRow, sampleRankLimit } from '../analysis/prototype-sample';
@@ -133,7 +127,7 @@ export const COPY_SAMPLE_PER_CLASS = LOGISTIC_SAMPLE_PER_CLASS / 4;
 
 /**
  * onnxruntime threads of logistic regression's fit: FitClassifier runs alone in its function
- * (3,008 MB by default, about 1.7 vCPUs), so the descent's products take two.
+ * (3,008 MB by default, about 1.7 vCPUs), so the fit's products take two.
  */
 const LOGISTIC_FIT_THREADS = 2;
 
@@ -323,11 +317,7 @@ async function fittedLda({ run, groups, dims, clean }: HeadInputs, deps: Aggrega
  * leading components, at most one per CLASSIFIER_ROWS_PER_COMPONENT Training rows (with a warning
  * when even one is too many); or how many classes they hold when fewer than two.
  */
-async function fittedLogistic(
-  { run, groups, dims, trainingRows, clean }: HeadInputs,
-  deps: AggregateRunDeps,
-  rounds = DEFAULT_LOGISTIC_ROUNDS,
-): Promise<FittedHead> {
+async function fittedLogistic({ run, groups, dims, trainingRows, clean }: HeadInputs, deps: AggregateRunDeps): Promise<FittedHead> {
   const clock = stopwatch();
   const rows = clean.rows(LOGISTIC_SAMPLE_PER_CLASS);
   // The sample keeps rows of every class that has any.
@@ -340,7 +330,7 @@ async function fittedLogistic(
   const fitted = await fitLogisticClassifier(
     blockOf(all, held),
     all.map((row) => row.label),
-    { intraOpNumThreads: LOGISTIC_FIT_THREADS, rounds },
+    { intraOpNumThreads: LOGISTIC_FIT_THREADS },
   );
   const note = logisticWarning(trainingRows, held);
   const record: ClassifierRecord = {
@@ -386,7 +376,7 @@ function savedClassifierRecord(saved: NonNullable<SavedPcaModel['classifier']>):
 async function fittedCombined(inputs: HeadInputs, deps: AggregateRunDeps): Promise<FittedHead> {
   const lda = await fittedLda(inputs, deps);
   if (lda.record?.classifier !== 'lda') return { classes: lda.classes };
-  const logistic = await fittedLogistic(inputs, deps, COMBINED_LOGISTIC_ROUNDS);
+  const logistic = await fittedLogistic(inputs, deps);
   if (logistic.record?.classifier !== 'logistic') return { classes: logistic.classes };
   const model = combinedClassifier(LdaClassifier.of(lda.record.model), new LogisticClassifier(logistic.record.model)).toJSON();
   const record: ClassifierRecord = {

@@ -27,14 +27,6 @@ export const COMBINED_CLASSIFIER_FORMAT = 'fruits-pipeline/lda-logistic-classifi
 /** The LDA's weight beside logistic regression's (bench/classifier-tuning.ts --heads: 0.1 against 1 and 0.03). */
 export const DEFAULT_LDA_WEIGHT = 0.1;
 
-/**
- * Descent steps of logistic regression beside the LDA: half what it takes alone. With 150 the pair
- * scored within one image of 300 on each of the five sets of bench/classifier-tuning.ts --heads
- * (alone, logistic regression lost 0.9 point clean on the real split among 103 classes), and its
- * fit costs half.
- */
-export const COMBINED_LOGISTIC_ROUNDS = 150;
-
 export const CombinedClassifierSchema = z
   .object({
     format: z.literal(COMBINED_CLASSIFIER_FORMAT),

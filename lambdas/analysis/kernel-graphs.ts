@@ -176,14 +176,20 @@ function spec(name: GraphName, precision: KernelPrecision): GraphSpec {
         nodes,
       };
     case 'softmaxGradient':
-      // The gradient of the mean cross-entropy of softmax(x w) against `targets` (one-hot rows):
-      // x^T (softmax(x w) - targets) / n, with 1/n as the input `invN`.
+      // The mean cross-entropy of softmax(x w) against `targets` (one-hot rows), -sum(targets *
+      // log softmax(x w)) / n, and its gradient x^T (softmax(x w) - targets) / n, with 1/n as the
+      // input `invN`. A caller that needs only the gradient fetches only it.
       nodes.push(
         node('MatMul', ['x', 'w'], ['scores']),
         node('Softmax', ['scores'], ['probabilities'], { axis: 1 }),
         node('Sub', ['probabilities', 'targets'], ['residuals']),
         node('Mul', ['residuals', 'invN'], ['scaled']),
         node('Gemm', ['x', 'scaled'], ['gradient'], { transA: 1 }),
+        node('LogSoftmax', ['scores'], ['logProbabilities'], { axis: 1 }),
+        node('Mul', ['logProbabilities', 'targets'], ['targetLogProbabilities']),
+        node('ReduceSum', ['targetLogProbabilities'], ['logLikelihood'], { keepdims: 0 }),
+        node('Mul', ['logLikelihood', 'invN'], ['meanLogLikelihood']),
+        node('Neg', ['meanLogLikelihood'], ['loss']),
       );
       return {
         inputs: [
@@ -192,7 +198,10 @@ function spec(name: GraphName, precision: KernelPrecision): GraphSpec {
           ['targets', P, ['n', 'c']],
           ['invN', P, [1]],
         ],
-        outputs: [['gradient', P, ['p', 'c']]],
+        outputs: [
+          ['gradient', P, ['p', 'c']],
+          ['loss', P, [1]],
+        ],
         nodes,
       };
   }

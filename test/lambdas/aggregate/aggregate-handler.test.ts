@@ -20,7 +20,7 @@ import {
   loadLogisticClassifier,
 } from '../../../lambdas/analysis/logistic-classifier';
 import { IncompleteRunError } from '../../../lambdas/bookkeeping/input-accounting';
-import { CombinedClassifier, COMBINED_CLASSIFIER_FORMAT, COMBINED_LOGISTIC_ROUNDS, DEFAULT_LDA_WEIGHT } from '../../../lambdas/analysis/combined-classifier';
+import { CombinedClassifier, COMBINED_CLASSIFIER_FORMAT, DEFAULT_LDA_WEIGHT } from '../../../lambdas/analysis/combined-classifier';
 import { parquetMetadata, parquetReadObjects } from 'hyparquet';
 import { parseCsv } from '../../../evaluate/csv';
 import { restoreTextField } from '../../../lambdas/outputs/features-csv';
@@ -1139,7 +1139,7 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
       dim: 12,
       ldaWeight: DEFAULT_LDA_WEIGHT,
       lda: { dim: 12, count: 72 },
-      logistic: { dim: 12, count: 72, rounds: COMBINED_LOGISTIC_ROUNDS },
+      logistic: { dim: 12, count: 72, rounds: DEFAULT_LOGISTIC_ROUNDS },
     });
     // predictions.csv: the saved head's predictions of the Test images' 12 scores, each with the
     // distance to the winning class's nearest LDA prototype.
@@ -1162,7 +1162,7 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
       shrinkage: 0.1,
       prototypes: 8,
       l2: DEFAULT_LOGISTIC_L2,
-      rounds: COMBINED_LOGISTIC_ROUNDS,
+      rounds: DEFAULT_LOGISTIC_ROUNDS,
       components: 12,
       logisticComponents: 12,
       references: 48,

@@ -45,6 +45,37 @@ describe('logistic regression (lambdas/analysis/logistic-classifier.ts)', () => 
     expect(accuracy(await model.predictBlock({ data, rows, dims: 2 }), labels)).toBeGreaterThanOrEqual(0.97);
   });
 
+  it("reaches the penalised loss's minimum: at the fitted weights its gradient is near zero, well below the start's", async () => {
+    // Overlapping classes (separation 2), so the minimum is finite and the penalty matters.
+    const train = blobs(4, 60, 5, 21, 2);
+    const l2 = 0.01;
+    const gradientAt = (weights: readonly (readonly number[])[], scale: readonly number[]) => {
+      const { data, rows, dims } = train.block;
+      const classes = 4;
+      const gradient = weights.map((row) => row.map(() => 0));
+      for (let r = 0; r < rows; r++) {
+        const x = [...Array.from(data.subarray(r * dims, (r + 1) * dims), (v, d) => v / scale[d]), 1];
+        const scores = Array.from({ length: classes }, (_, c) => x.reduce((sum, v, d) => sum + v * weights[d][c], 0));
+        const max = Math.max(...scores);
+        const total = scores.reduce((sum, s) => sum + Math.exp(s - max), 0);
+        const target = Number(train.labels[r].slice('class '.length));
+        scores.forEach((s, c) => x.forEach((v, d) => (gradient[d][c] += (v * (Math.exp(s - max) / total - (c === target ? 1 : 0))) / rows)));
+      }
+      // The penalty's share; the bias row (the last) is not penalised.
+      return gradient.flatMap((row, d) => row.map((g, c) => (d < dims ? g + l2 * weights[d][c] : g)));
+    };
+    const model = await fitLogisticClassifier(train.block, train.labels, { rounds: 100, l2 });
+    const { weights, scale } = model.toJSON();
+    const largest = (values: number[]) => Math.max(...values.map(Math.abs));
+    const atStart = largest(
+      gradientAt(
+        weights.map((row) => row.map(() => 0)),
+        scale,
+      ),
+    );
+    expect(largest(gradientAt(weights, scale))).toBeLessThan(1e-3 * atStart);
+  });
+
   it("gives each row's probability of every label, which sum to 1 and whose largest is the prediction", async () => {
     const train = blobs(3, 30, 5, 8, 3);
     const model = await fitLogisticClassifier(train.block, train.labels, { rounds: 50 });
@@ -70,7 +101,7 @@ describe('logistic regression (lambdas/analysis/logistic-classifier.ts)', () => 
     expect(await loaded.predictBlock(test.block)).toEqual(await model.predictBlock(test.block));
   });
 
-  it("computes the cross-entropy's gradient natively as its definition says", async () => {
+  it('computes the cross-entropy and its gradient natively as their definitions say', async () => {
     const random = seededRandom(6);
     const [n, p, c] = [7, 4, 3];
     const x = Float32Array.from({ length: n * p }, () => random() * 2 - 1);
@@ -78,17 +109,19 @@ describe('logistic regression (lambdas/analysis/logistic-classifier.ts)', () => 
     const targets = new Float32Array(n * c);
     for (let r = 0; r < n; r++) targets[r * c + (r % c)] = 1;
     const session = await kernelSession('softmaxGradient', { precision: 'float32' });
-    const { gradient } = await session.run({
+    const { gradient, loss } = await session.run({
       x: new ort.Tensor('float32', x, [n, p]),
       w: new ort.Tensor('float32', w, [p, c]),
       targets: new ort.Tensor('float32', targets, [n, c]),
       invN: new ort.Tensor('float32', Float32Array.of(1 / n), [1]),
     });
     const expected = new Float64Array(p * c);
+    let expectedLoss = 0;
     for (let r = 0; r < n; r++) {
       const scores = Array.from({ length: c }, (_, k) => Array.from({ length: p }, (_, d) => x[r * p + d] * w[d * c + k]).reduce((a, b) => a + b, 0));
       const max = Math.max(...scores);
       const total = scores.reduce((sum, s) => sum + Math.exp(s - max), 0);
+      expectedLoss -= (scores[r % c] - max - Math.log(total)) / n;
       for (let k = 0; k < c; k++) {
         const residual = Math.exp(scores[k] - max) / total - targets[r * c + k];
         for (let d = 0; d < p; d++) expected[d * c + k] += (x[r * p + d] * residual) / n;
@@ -96,6 +129,7 @@ describe('logistic regression (lambdas/analysis/logistic-classifier.ts)', () => 
     }
     const got = gradient.data as Float32Array;
     for (let i = 0; i < p * c; i++) expect(got[i]).toBeCloseTo(expected[i], 5);
+    expect((loss.data as Float32Array)[0]).toBeCloseTo(expectedLoss, 5);
   });
 
   it('reads the leading dim values of wider rows: a head held to fewer components than the rows hold', async () => {

@@ -36,13 +36,19 @@ export interface ConfusedPair extends ConfusionCell {
 /** Which classifier predicted, with what makes it up. */
 export type ClassifierDescription =
   | { classifier: 'lda'; shrinkage: number; prototypes: number }
-  | { classifier: 'logistic'; l2: number; rounds: number }
+  | {
+      classifier: 'logistic';
+      l2: number;
+      /** Evaluations of the loss its fit was allowed (logistic-classifier.ts). */
+      rounds: number;
+    }
   | {
       classifier: 'lda+logistic';
       ldaWeight: number;
       shrinkage: number;
       prototypes: number;
       l2: number;
+      /** Evaluations of the loss logistic regression's fit was allowed. */
       rounds: number;
       /** The leading components logistic regression sees (the LDA sees `components`). */
       logisticComponents: number;

@@ -22,7 +22,7 @@
 import { Matrix } from 'ml-matrix';
 import { ClassStatistics, ClassStatisticsAccumulator, mergeClassStatistics } from '../lambdas/analysis/class-statistics';
 import { DEFAULT_LDA_SHRINKAGE, ldaClassifierFromStatistics, LdaClassifier } from '../lambdas/analysis/lda-classifier';
-import { DEFAULT_LOGISTIC_ROUNDS, fitLogisticClassifier } from '../lambdas/analysis/logistic-classifier';
+import { DEFAULT_LOGISTIC_L2, DEFAULT_LOGISTIC_ROUNDS, fitLogisticClassifier } from '../lambdas/analysis/logistic-classifier';
 import { combinedClassifier } from '../lambdas/analysis/combined-classifier';
 import { leadingColumns } from '../lambdas/common/float-arrays';
 import { classifierComponentsFor } from '../lambdas/analysis/classifier-components';
@@ -175,9 +175,9 @@ function ldaSpaceLogistic(classes: readonly string[]): Candidate {
  * `held`, over the leading components the references allow (classifier-components.ts), as a run
  * fits it.
  */
-function ensembleCandidate(classes: readonly string[], ldaWeight: number, rounds = DEFAULT_LOGISTIC_ROUNDS, held = false): Candidate {
+function ensembleCandidate(classes: readonly string[], ldaWeight: number, rounds = DEFAULT_LOGISTIC_ROUNDS, held = false, l2 = DEFAULT_LOGISTIC_L2): Candidate {
   return {
-    name: `LDA + logistic regression, ${ldaWeight}, ${rounds} rounds${held ? ', held' : ''}`,
+    name: `LDA + logistic regression, ${ldaWeight}, ${rounds} rounds${held ? ', held' : ''}, L2 ${l2}`,
     augmented: true,
     fit: async (train) => {
       const { clean, stats } = await pooledStatistics(train, classes);
@@ -190,7 +190,7 @@ function ensembleCandidate(classes: readonly string[], ldaWeight: number, rounds
       const logistic = await fitLogisticClassifier(
         { data: leadingColumns(train.x, train.n, train.dim, dims), rows: train.n, dims },
         Array.from(train.y, (y) => classes[y]),
-        { rounds },
+        { rounds, l2 },
       );
       // The product's pair (combined-classifier.ts), with this weight.
       const pair = combinedClassifier(lda, logistic, ldaWeight);
@@ -432,6 +432,12 @@ async function headsTable(quick: boolean, sets: RegExp | undefined, only: RegExp
       name: `LDA x 0.1 + logistic regression held, ${rounds} evaluations`,
       components: 'as run' as const,
       candidate: (s: Scenario) => ensembleCandidate(s.classes, 0.1, rounds, true),
+      heldOut: true,
+    })),
+    ...[3e-4, 3e-3, 1e-2].map((l2) => ({
+      name: `LDA x 0.1 + logistic regression held, L2 ${l2}`,
+      components: 'as run' as const,
+      candidate: (s: Scenario) => ensembleCandidate(s.classes, 0.1, DEFAULT_LOGISTIC_ROUNDS, true, l2),
       heldOut: true,
     })),
     ...[75, 150].map((rounds) => ({

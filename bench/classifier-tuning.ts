@@ -169,15 +169,23 @@ function ldaSpaceLogistic(classes: readonly string[]): Candidate {
   };
 }
 
-/**
- * The product's pair (combined-classifier.ts) at `ldaWeight`: the LDA and logistic regression
- * fitted on the same rows (references and copies), logistic regression in `rounds` steps and, when
- * `held`, over the leading components the references allow (classifier-components.ts), as a run
- * fits it.
- */
-function ensembleCandidate(classes: readonly string[], ldaWeight: number, rounds = DEFAULT_LOGISTIC_ROUNDS, held = false, l2 = DEFAULT_LOGISTIC_L2): Candidate {
+/** How the bench's pair differs from the product's (combined-classifier.ts, classifier-stage.ts). */
+interface PairOptions {
+  readonly ldaWeight?: number;
+  /** Logistic regression's evaluations of its loss. */
+  readonly rounds?: number;
+  /** Logistic regression over the leading components the references allow (classifier-components.ts), as a run fits it. */
+  readonly held?: boolean;
+  readonly l2?: number;
+  /** Logistic regression fitted on the clean references alone, not on their copies too (the LDA keeps the copies). */
+  readonly logisticOnClean?: boolean;
+}
+
+/** The product's pair: the LDA and logistic regression fitted on the same rows (references and copies), unless `options` say otherwise. */
+function ensembleCandidate(classes: readonly string[], options: PairOptions = {}): Candidate {
+  const { ldaWeight = 0.1, rounds = DEFAULT_LOGISTIC_ROUNDS, held = false, l2 = DEFAULT_LOGISTIC_L2, logisticOnClean = false } = options;
   return {
-    name: `LDA + logistic regression, ${ldaWeight}, ${rounds} rounds${held ? ', held' : ''}, L2 ${l2}`,
+    name: `LDA + logistic regression, ${ldaWeight}, ${rounds} rounds${held ? ', held' : ''}, L2 ${l2}${logisticOnClean ? ', logistic on clean rows' : ''}`,
     augmented: true,
     fit: async (train) => {
       const { clean, stats } = await pooledStatistics(train, classes);
@@ -187,9 +195,10 @@ function ensembleCandidate(classes: readonly string[], ldaWeight: number, rounds
         PRODUCT.prototypes,
       );
       const dims = held ? classifierComponentsFor(train.dim, clean.n) : train.dim;
+      const rows = logisticOnClean ? clean : train;
       const logistic = await fitLogisticClassifier(
-        { data: leadingColumns(train.x, train.n, train.dim, dims), rows: train.n, dims },
-        Array.from(train.y, (y) => classes[y]),
+        { data: leadingColumns(rows.x, rows.n, rows.dim, dims), rows: rows.n, dims },
+        Array.from(rows.y, (y) => classes[y]),
         { rounds, l2 },
       );
       // The product's pair (combined-classifier.ts), with this weight.
@@ -391,17 +400,23 @@ async function transformsTable(quick: boolean, only: RegExp | undefined, sets: R
   console.log(`\n${markdownTable(table)}\n`);
 }
 
+/** A head of the table; `as run`: the product's rule, CLASSIFIER_COMPONENTS held to one per 4 references, at least the kept 100. */
+interface Head {
+  readonly name: string;
+  readonly components: number | 'as run';
+  readonly candidate: (scenario: Scenario) => Candidate;
+  readonly heldOut: boolean;
+}
+
 /**
  * Heads other than the LDA's, fitted with the same field copies (1 in COPY_EVERY) where they take
  * copies: the product, the product over 300 components, 5-NN, and multinomial logistic regression
- * (classifier-choice.ts: L2 1e-3, 300 rounds) over 100 and 300 components, with and without the
- * copies; and the product, logistic regression and the two together over the components a run gives
- * them (`as run`: CLASSIFIER_COMPONENTS held to one per 4 references, at least the kept 100).
+ * (classifier-choice.ts: L2 1e-3) over 100 and 300 components, with and without the copies; and
+ * the product, logistic regression and the two together over the components a run gives them, with
+ * their variants.
  */
-async function headsTable(quick: boolean, sets: RegExp | undefined, only: RegExp | undefined): Promise<void> {
-  const scenarios = (await loadScenarios(quick, 300)).filter((s) => !sets || sets.test(s.name));
-  /** `as run`: the product's rule, CLASSIFIER_COMPONENTS held to one per 4 references, at least the kept 100. */
-  const heads: { name: string; components: number | 'as run'; candidate: (scenario: Scenario) => Candidate; heldOut: boolean }[] = [
+function heads(): Head[] {
+  return [
     { name: 'product (LDA + 8 clean prototypes)', components: 100, candidate: (s) => variantCandidate(PRODUCT, s.classes, s.name), heldOut: true },
     {
       name: 'product (LDA + 8 clean prototypes)',
@@ -420,24 +435,30 @@ async function headsTable(quick: boolean, sets: RegExp | undefined, only: RegExp
       heldOut: true,
     },
     { name: 'logistic regression + copies', components: 'as run', candidate: (s) => logistic('logistic', 1e-3, true, s.classes.length), heldOut: true },
-    { name: 'LDA x 0.1 + logistic regression (log-probabilities)', components: 'as run', candidate: (s) => ensembleCandidate(s.classes, 0.1), heldOut: true },
+    { name: 'LDA x 0.1 + logistic regression (log-probabilities)', components: 'as run', candidate: (s) => ensembleCandidate(s.classes), heldOut: true },
     {
       name: 'LDA x 0.1 + logistic regression held to the references (the default)',
       components: 'as run',
-      candidate: (s) => ensembleCandidate(s.classes, 0.1, DEFAULT_LOGISTIC_ROUNDS, true),
+      candidate: (s) => ensembleCandidate(s.classes, { held: true }),
       heldOut: true,
     },
     { name: 'logistic regression in the LDA space', components: 'as run', candidate: (s) => ldaSpaceLogistic(s.classes), heldOut: true },
     ...[30, 75].map((rounds) => ({
       name: `LDA x 0.1 + logistic regression held, ${rounds} evaluations`,
       components: 'as run' as const,
-      candidate: (s: Scenario) => ensembleCandidate(s.classes, 0.1, rounds, true),
+      candidate: (s: Scenario) => ensembleCandidate(s.classes, { rounds, held: true }),
       heldOut: true,
     })),
     ...[3e-4, 3e-3, 1e-2].map((l2) => ({
       name: `LDA x 0.1 + logistic regression held, L2 ${l2}`,
       components: 'as run' as const,
-      candidate: (s: Scenario) => ensembleCandidate(s.classes, 0.1, DEFAULT_LOGISTIC_ROUNDS, true, l2),
+      candidate: (s: Scenario) => ensembleCandidate(s.classes, { held: true, l2 }),
+      heldOut: true,
+    })),
+    ...[0.1, 0.3].map((ldaWeight) => ({
+      name: `LDA x ${ldaWeight} + logistic regression held, fitted on the clean references alone`,
+      components: 'as run' as const,
+      candidate: (s: Scenario) => ensembleCandidate(s.classes, { ldaWeight, held: true, logisticOnClean: true }),
       heldOut: true,
     })),
     ...[75, 150].map((rounds) => ({
@@ -450,12 +471,17 @@ async function headsTable(quick: boolean, sets: RegExp | undefined, only: RegExp
       [100, 300].map((components) => ({
         name: `LDA x ${weight} + logistic regression (log-probabilities)`,
         components,
-        candidate: (s: Scenario) => ensembleCandidate(s.classes, weight),
+        candidate: (s: Scenario) => ensembleCandidate(s.classes, { ldaWeight: weight }),
         heldOut: true,
       })),
     ),
   ];
-  const chosen = heads.filter((head) => !only || only.test(`${head.name}, ${head.components} PCs`));
+}
+
+/** The heads' table on the cached features, clean / field / held out per set. */
+async function headsTable(quick: boolean, sets: RegExp | undefined, only: RegExp | undefined): Promise<void> {
+  const scenarios = (await loadScenarios(quick, 300)).filter((s) => !sets || sets.test(s.name));
+  const chosen = heads().filter((head) => !only || only.test(`${head.name}, ${head.components} PCs`));
   const cells = chosen.map(() => [] as string[]);
   for (const full of scenarios) {
     const scenario = { ...full, augmentation: filterRows(full.augmentation, (_, key) => fieldCopyOf(`input/d/${key}`, COPY_EVERY) !== undefined) };

@@ -9,7 +9,7 @@
  *   bias column: the loss's curvature is then bounded by half the largest eigenvalue of X^T X / n,
  *   whose inverse (with l2) is the first step's length.
  * - The loss is the mean cross-entropy plus l2 / 2 ||W||^2 (the bias row unpenalised), minimised by
- *   L-BFGS (the last LBFGS_MEMORY steps' curvature, a backtracking Armijo search) in at most
+ *   L-BFGS (lbfgs.ts: the last steps' curvature, a backtracking Armijo search) in at most
  *   `rounds` evaluations of the loss and its gradient, each one run of the native `softmaxGradient`
  *   graph (kernel-graphs.ts, float32: MLAS's GEMM and softmax); only the (dim + 1) x classes
  *   weights live in JavaScript. It stops sooner when no step lowers the loss any more.
@@ -22,6 +22,7 @@ import { z } from 'zod';
 import { numberArray, numberRows } from '../contracts/number-arrays';
 import { float64Of, KernelOptions, kernelSession, ort } from './kernel-graphs';
 import type { RowBlock } from './native-kernels';
+import { lbfgsMinimum, LbfgsObjective } from './lbfgs';
 import { topEigen } from './top-eigen';
 
 export const LOGISTIC_CLASSIFIER_FORMAT = 'fruits-pipeline/logistic-classifier@1';
@@ -197,7 +198,7 @@ export async function fitLogisticClassifier(
   const size = cols * classes;
   const penalised = dims * classes; // the bias row (the last) is not penalised
   /** The penalised loss and its gradient at `weights`: one run of the native graph. */
-  const objective: Objective = async (weights) => {
+  const objective: LbfgsObjective = async (weights) => {
     const result = await session.run({ ...feeds, w: new ort.Tensor('float32', Float32Array.from(weights), [cols, classes]) });
     const gradient = Float64Array.from(result.gradient.data as Float32Array);
     let penalty = 0;
@@ -207,83 +208,9 @@ export async function fitLogisticClassifier(
     }
     return { loss: (result.loss.data as Float32Array)[0] + 0.5 * l2 * penalty, gradient };
   };
-  const w = await lbfgsMinimum(objective, size, rounds, step);
+  const w = await lbfgsMinimum(objective, size, { evaluations: rounds, firstStep: step });
   const weights = Array.from({ length: cols }, (_, r) => Array.from(Float32Array.from(w.subarray(r * classes, (r + 1) * classes))));
   return new LogisticClassifier({ format: LOGISTIC_CLASSIFIER_FORMAT, dim: dims, l2, rounds, count: rows, labels, scale: Array.from(scale), weights });
-}
-
-type Objective = (w: Float64Array) => Promise<{ loss: number; gradient: Float64Array }>;
-
-const LBFGS_MEMORY = 10;
-const ARMIJO = 1e-4;
-const MAX_HALVINGS = 10;
-
-/** L-BFGS from 0 in at most `evaluations` runs of `objective`, with a backtracking Armijo search; `firstStep` scales the first direction. */
-async function lbfgsMinimum(objective: Objective, size: number, evaluations: number, firstStep: number): Promise<Float64Array> {
-  let w: Float64Array = new Float64Array(size);
-  let { loss, gradient } = await objective(w);
-  let used = 1;
-  const history: { s: Float64Array; y: Float64Array; rho: number }[] = [];
-  while (used < evaluations) {
-    let direction = history.length ? twoLoopDirection(gradient, history) : scaledCopy(gradient, -firstStep);
-    let slope = dot(gradient, direction);
-    if (!(slope < 0)) {
-      history.length = 0;
-      direction = scaledCopy(gradient, -firstStep);
-      slope = dot(gradient, direction);
-    }
-    let accepted: { w: Float64Array; loss: number; gradient: Float64Array } | undefined;
-    for (let t = 1, halvings = 0; used < evaluations && halvings <= MAX_HALVINGS; t *= 0.5, halvings++) {
-      const candidate = w.map((value, i) => value + t * direction[i]);
-      const next = await objective(candidate);
-      used++;
-      if (next.loss <= loss + ARMIJO * t * slope) {
-        accepted = { w: candidate, ...next };
-        break;
-      }
-    }
-    if (!accepted) break;
-    const s = accepted.w.map((value, i) => value - w[i]);
-    const y = accepted.gradient.map((value, i) => value - gradient[i]);
-    const sy = dot(s, y);
-    if (sy > 1e-12) {
-      history.push({ s, y, rho: 1 / sy });
-      if (history.length > LBFGS_MEMORY) history.shift();
-    }
-    ({ w, loss, gradient } = accepted);
-  }
-  return w;
-}
-
-/** -H g by L-BFGS's two-loop recursion over `history` (oldest first). */
-function twoLoopDirection(gradient: Float64Array, history: readonly { s: Float64Array; y: Float64Array; rho: number }[]): Float64Array {
-  const q = Float64Array.from(gradient);
-  const alphas = new Float64Array(history.length);
-  for (let i = history.length - 1; i >= 0; i--) {
-    const { s, y, rho } = history[i];
-    alphas[i] = rho * dot(s, q);
-    for (let j = 0; j < q.length; j++) q[j] -= alphas[i] * y[j];
-  }
-  const newest = history[history.length - 1];
-  const gamma = dot(newest.s, newest.y) / dot(newest.y, newest.y);
-  for (let j = 0; j < q.length; j++) q[j] *= gamma;
-  for (let i = 0; i < history.length; i++) {
-    const { s, y, rho } = history[i];
-    const beta = rho * dot(y, q);
-    for (let j = 0; j < q.length; j++) q[j] += s[j] * (alphas[i] - beta);
-  }
-  for (let j = 0; j < q.length; j++) q[j] = -q[j];
-  return q;
-}
-
-function dot(a: Float64Array, b: Float64Array): number {
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) sum += a[i] * b[i];
-  return sum;
-}
-
-function scaledCopy(a: Float64Array, factor: number): Float64Array {
-  return a.map((value) => value * factor);
 }
 
 /** A saved classifier (its `toJSON()`), checked. */

@@ -455,6 +455,12 @@ function heads(): Head[] {
       candidate: (s: Scenario) => ensembleCandidate(s.classes, { held: true, l2 }),
       heldOut: true,
     })),
+    ...[0.05, 0.2].map((ldaWeight) => ({
+      name: `LDA x ${ldaWeight} + logistic regression held, the LDA's weight`,
+      components: 'as run' as const,
+      candidate: (s: Scenario) => ensembleCandidate(s.classes, { ldaWeight, held: true }),
+      heldOut: true,
+    })),
     ...[0.1, 0.3].map((ldaWeight) => ({
       name: `LDA x ${ldaWeight} + logistic regression held, fitted on the clean references alone`,
       components: 'as run' as const,

@@ -46,7 +46,6 @@ export {
   DEFAULT_INTRA_OP_THREADS,
   DEFAULT_NATIVE_BLOCK_ROWS,
   emptyMoments,
-  mergeMomentsInto,
   mergeNeighbourLists,
   NativeNeighbourSearch,
   NativeProjector,

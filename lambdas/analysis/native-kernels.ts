@@ -133,47 +133,9 @@ function centredTransposed({ data, rows, dims }: RowBlock, mean: Float64Array, p
   return centred;
 }
 
-/** The moments of no rows: the identity of `mergeMomentsInto`. */
+/** The moments of no rows: the identity of their merge. */
 export function emptyMoments(dim: number): FeatureMoments {
   return { count: 0, dim, mean: new Float64Array(dim), scatter: new Float64Array(dim * dim) };
-}
-
-/**
- * Adds `part` into `into` (in place; `part` is left as it is) with Chan, Golub & LeVeque's
- * pairwise formula: scatter += part.scatter + (na nb / n) delta delta^T, delta = part.mean -
- * into.mean. Exact in any grouping up to float64 rounding, so partial moments of map children can
- * be merged in any tree.
- *
- * @example
- * const total = emptyMoments(dim);
- * for (const part of parts) mergeMomentsInto(total, part);
- */
-export function mergeMomentsInto(into: FeatureMoments, part: FeatureMoments): FeatureMoments {
-  if (into.dim !== part.dim) throw new RangeError(`cannot merge moments of ${part.dim} features into moments of ${into.dim}`);
-  const d = into.dim;
-  const na = into.count;
-  const nb = part.count;
-  if (nb === 0) return into;
-  const { scatter, mean } = into;
-  if (na === 0) {
-    mean.set(part.mean);
-    scatter.set(part.scatter);
-    into.count = nb;
-    return into;
-  }
-  const n = na + nb;
-  const coefficient = (na * nb) / n;
-  const delta = new Float64Array(d);
-  for (let f = 0; f < d; f++) delta[f] = part.mean[f] - mean[f];
-  const other = part.scatter;
-  for (let i = 0; i < d; i++) {
-    const di = coefficient * delta[i];
-    const row = i * d;
-    for (let j = 0; j < d; j++) scatter[row + j] += other[row + j] + di * delta[j];
-  }
-  for (let f = 0; f < d; f++) mean[f] += (delta[f] * nb) / n;
-  into.count = n;
-  return into;
 }
 
 /** Rows per native block: 2,048 x 1,376 float64 is 22 MB inside onnxruntime, and the GEMM runs near its peak. */

@@ -65,9 +65,11 @@ export function packedBytes(packed: PackedMoments): Uint8Array {
 }
 
 /**
- * Adds `part` into `into` (in place), both packed: `mergeMomentsInto`'s pairwise formula (Chan et
- * al.) on the upper triangle, which is all a symmetric scatter holds: the upper triangle of
- * merging the unpacked moments, bit for bit.
+ * Adds `part` into `into` (in place), both packed, with Chan, Golub & LeVeque's pairwise formula,
+ * scatter += part.scatter + (na nb / n) delta delta^T (delta = part.mean - into.mean), on the
+ * upper triangle, which is all a symmetric scatter holds. Exact in any grouping up to float64
+ * rounding, so the partial moments of map children merge in any tree; bit for bit the upper
+ * triangle of the full-matrix merge (test/support/reference-moments.ts).
  */
 export function mergePackedMomentsInto(into: PackedMoments, part: PackedMoments): PackedMoments {
   const [na, d] = [into[0], into[1]];

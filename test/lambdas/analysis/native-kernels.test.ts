@@ -11,13 +11,13 @@ import { fitPca, PcaProjector, ScatterAccumulator } from '../../../lambdas/analy
 import {
   blockMoments,
   emptyMoments,
-  mergeMomentsInto,
   mergeNeighbourLists,
   NativeNeighbourSearch,
   NativeProjector,
   NativeScatterAccumulator,
   voteNeighbours,
 } from '../../../lambdas/analysis/native-kernels';
+import { mergeMomentsInto } from '../../support/reference-moments';
 
 /** Seeded uniform values in [0, 1): the same data every run. */
 function seeded(seed: number): () => number {
@@ -66,7 +66,7 @@ describe('blockMoments', () => {
   });
 });
 
-describe('mergeMomentsInto', () => {
+describe('mergeMomentsInto (the reference merge, test/support/reference-moments.ts)', () => {
   it('merging the moments of two halves gives those of the whole', async () => {
     const data = features(40, 5);
     const whole = await blockMoments({ data, rows: 40, dims: 5 });

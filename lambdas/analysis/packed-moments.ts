@@ -7,33 +7,11 @@ import type { FeatureMoments } from './streaming-pca';
 import { mirrorUpperTriangle } from '../common';
 
 /**
- * Count, mean and the scatter's upper triangle (float64): `[count, dim, mean..., S[0][0..d),
- * S[1][1..d), ...]`. The scatter is symmetric, and every reader of it (the merge, the
- * correlation the fit builds) takes S[i][j] for j >= i only, so the lower half would be bytes
- * read for nothing: 7.6 MB instead of 15 MB at 1,376 features.
- */
-export function encodeMoments(moments: FeatureMoments): Uint8Array {
-  const { dim } = moments;
-  const values = new Float64Array(2 + dim + (dim * (dim + 1)) / 2);
-  values[0] = moments.count;
-  values[1] = dim;
-  values.set(moments.mean, 2);
-  let at = 2 + dim;
-  for (let i = 0; i < dim; i++) {
-    values.set(moments.scatter.subarray(i * dim + i, (i + 1) * dim), at);
-    at += dim - i;
-  }
-  return new Uint8Array(values.buffer);
-}
-
-/** `encodeMoments` read back: the scatter whole again, its lower half mirrored from the upper. */
-export function decodeMoments(bytes: Uint8Array, where: string): FeatureMoments {
-  return unpackMoments(packedMomentsOf(bytes, where));
-}
-
-/**
- * Moments as `encodeMoments` writes them, as float64 values: what the merges add up, a partial at
- * a time, without the whole scatter (half the values, and no unpacking of each partial).
+ * Count, mean and the scatter's upper triangle, as float64 values: `[count, dim, mean...,
+ * S[0][0..d), S[1][1..d), ...]`; its bytes are what the moments stage writes. The scatter is
+ * symmetric, and every reader of it (the merge, the correlation the fit builds) takes S[i][j] for
+ * j >= i only, so the lower half would be bytes read for nothing: 7.6 MB instead of 15 MB at 1,376
+ * features. The merges add these up a partial at a time, without the whole scatter.
  */
 export type PackedMoments = Float64Array;
 
@@ -59,7 +37,7 @@ export function packedCount(packed: PackedMoments): number {
   return packed[0];
 }
 
-/** The bytes of packed moments, as `encodeMoments` writes them. */
+/** The bytes of packed moments, as the moments stage writes them. */
 export function packedBytes(packed: PackedMoments): Uint8Array {
   return new Uint8Array(packed.buffer, packed.byteOffset, packed.byteLength);
 }

@@ -1,3 +1,4 @@
+import { packedBytes, packedMomentsOf, unpackMoments } from '../../lambdas/analysis/packed-moments';
 import type { FeatureMoments } from '../../lambdas/analysis/streaming-pca';
 
 /**
@@ -36,4 +37,24 @@ export function mergeMomentsInto(into: FeatureMoments, part: FeatureMoments): Fe
   for (let f = 0; f < d; f++) mean[f] += (delta[f] * nb) / n;
   into.count = n;
   return into;
+}
+
+/** Full moments as the moments stage writes its packed ones (packed-moments.ts): count, dim, mean, the scatter's upper triangle. */
+export function encodeMoments(moments: FeatureMoments): Uint8Array {
+  const { dim } = moments;
+  const values = new Float64Array(2 + dim + (dim * (dim + 1)) / 2);
+  values[0] = moments.count;
+  values[1] = dim;
+  values.set(moments.mean, 2);
+  let at = 2 + dim;
+  for (let i = 0; i < dim; i++) {
+    values.set(moments.scatter.subarray(i * dim + i, (i + 1) * dim), at);
+    at += dim - i;
+  }
+  return packedBytes(values);
+}
+
+/** `encodeMoments` read back, checked: the scatter whole again, its lower half mirrored from the upper. */
+export function decodeMoments(bytes: Uint8Array, where: string): FeatureMoments {
+  return unpackMoments(packedMomentsOf(bytes, where));
 }

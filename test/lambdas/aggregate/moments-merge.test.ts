@@ -3,10 +3,10 @@
  */
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { aggregateWorkKeys, momentsMergeLevels } from '../../../lambdas/aggregate/aggregate-work';
-import { decodeMoments, encodeMoments, mergePackedMomentsInto, packedMomentsOf, unpackMoments } from '../../../lambdas/analysis/packed-moments';
+import { mergePackedMomentsInto, packedMomentsOf, unpackMoments } from '../../../lambdas/analysis/packed-moments';
 import { mergedPartials, mergeMomentsNode, mergeMomentsTree } from '../../../lambdas/aggregate/merge-stage';
 import { NativeScatterAccumulator } from '../../../lambdas/analysis/native-kernels';
-import { mergeMomentsInto } from '../../support/reference-moments';
+import { decodeMoments, encodeMoments, mergeMomentsInto } from '../../support/reference-moments';
 import type { FeatureMoments } from '../../../lambdas/analysis/streaming-pca';
 import { MalformedEventError, RunSettings } from '../../../lambdas/contracts/events';
 import { MissingObjectError } from '../../../lambdas/aws/s3-client';

@@ -19,7 +19,7 @@
  * the seven conditions, every query altered), and `held out` (refitted without the copies of the
  * condition scored: an alteration never seen).
  */
-import { Matrix } from 'ml-matrix';
+import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { ClassStatistics, ClassStatisticsAccumulator, mergeClassStatistics } from '../lambdas/analysis/class-statistics';
 import { DEFAULT_LDA_SHRINKAGE, ldaClassifierFromStatistics, LdaClassifier } from '../lambdas/analysis/lda-classifier';
 import { DEFAULT_LOGISTIC_L2, DEFAULT_LOGISTIC_ROUNDS, fitLogisticClassifier } from '../lambdas/analysis/logistic-classifier';
@@ -28,6 +28,7 @@ import { leadingColumns } from '../lambdas/common/float-arrays';
 import { classifierComponentsFor } from '../lambdas/analysis/classifier-components';
 import { DEFAULT_CLASSIFIER_COMPONENTS } from '../lambdas/contracts/handler-env';
 import { fieldCopyOf } from '../lambdas/featurize/field-copies';
+import { keyHash } from '../lambdas/common';
 import { FIELD_CONDITIONS } from '../evaluate/field-conditions';
 import { Cell, fixed, load, machine, markdownTable, printTable, Table } from './bench-support';
 import {
@@ -179,23 +180,135 @@ interface PairOptions {
   readonly l2?: number;
   /** Logistic regression fitted on the clean references alone, not on their copies too (the LDA keeps the copies). */
   readonly logisticOnClean?: boolean;
+  /**
+   * Both heads fitted and queried with the copies' moves shrunk (nuisanceBasis): how many
+   * directions, and what share of them is kept; or, with `soft`, every direction of the moves
+   * scaled by sqrt(spread / (spread + soft x move)), its clean references' variance against the
+   * copies' mean squared move along it.
+   */
+  readonly nuisance?: { readonly directions: number; readonly keep: number; readonly soft?: number };
+  /**
+   * Each head's copies held to those of one Training image in this many (run with `--copy-every 1`):
+   * at the whole dataset's size, a class has about 129 copies at the product's 1 in 4, so its
+   * logistic sample could take as many copies as clean rows while the LDA keeps them all, 1 in 4.
+   */
+  readonly copyEvery?: { readonly lda: number; readonly logistic: number };
+  /** Each of the LDA's copies counted this many times in its statistics. */
+  readonly ldaCopyWeight?: number;
+  /**
+   * Logistic regression's rows per class, the lowest-hash ones as the product samples them: up to
+   * `clean` clean rows and `copies` copies among those of one Training image in `copyEvery`,
+   * cycled to `copies` (at most as many as its clean rows) when `repeat` and a class has fewer.
+   */
+  readonly logisticSample?: { readonly clean: number; readonly copies: number; readonly copyEvery: number; readonly repeat: boolean };
+}
+
+/** Logistic regression's rows of `train` as `sample` says. */
+function logisticRowsOf(train: Points, sample: NonNullable<PairOptions['logisticSample']>): Points {
+  const byHash = (rows: number[]) => rows.sort((a, b) => keyHash(train.keys[a]) - keyHash(train.keys[b]));
+  const picked: number[] = [];
+  for (let label = 0; label <= Math.max(...train.y); label++) {
+    const ofClass = (copy: boolean) => train.conditions.flatMap((c, r) => (train.y[r] === label && (c !== '') === copy ? [r] : []));
+    const clean = byHash(ofClass(false)).slice(0, sample.clean);
+    picked.push(...clean);
+    const copies = byHash(ofClass(true).filter((r) => fieldCopyOf(`input/d/${train.keys[r]}`, sample.copyEvery) !== undefined));
+    const wanted = sample.repeat ? Math.min(sample.copies, clean.length) : Math.min(sample.copies, copies.length);
+    for (let i = 0; i < wanted && copies.length > 0; i++) picked.push(copies[i % copies.length]);
+  }
+  const x = new Float32Array(picked.length * train.dim);
+  picked.forEach((r, i) => x.set(train.x.subarray(r * train.dim, (r + 1) * train.dim), i * train.dim));
+  return {
+    n: picked.length,
+    dim: train.dim,
+    x,
+    y: Int32Array.from(picked, (r) => train.y[r]),
+    conditions: picked.map((r) => train.conditions[r]),
+    keys: picked.map((r) => train.keys[r]),
+  };
+}
+
+/** `points`' clean rows and the copies of one Training image in `every`. */
+function withCopiesOf(points: Points, every: number): Points {
+  return filterRows(points, (condition, key) => condition === '' || fieldCopyOf(`input/d/${key}`, every) !== undefined);
+}
+
+/**
+ * The `directions` leading eigenvectors (dim x directions) of the scatter of the moves the field
+ * conditions make: each copy's row less its clean image's row (paired by key). Directions a
+ * background, a light or a blur moves a photo along, with none of the class's own spread.
+ */
+function nuisanceBasis(train: Points, directions: number): Matrix {
+  const cleanRow = new Map<string, number>();
+  train.conditions.forEach((c, r) => c === '' && cleanRow.set(train.keys[r], r));
+  const { dim, x } = train;
+  const moves: number[][] = [];
+  train.conditions.forEach((c, r) => {
+    const clean = cleanRow.get(train.keys[r]);
+    if (c === '' || clean === undefined) return;
+    moves.push(Array.from({ length: dim }, (_, i) => x[r * dim + i] - x[clean * dim + i]));
+  });
+  const moveMatrix = new Matrix(moves);
+  const evd = new EigenvalueDecomposition(moveMatrix.transpose().mmul(moveMatrix), { assumeSymmetric: true });
+  // ml-matrix returns the eigenvalues in ascending order.
+  const order = evd.realEigenvalues.map((value, i) => [value, i]).sort((a, b) => b[0] - a[0]);
+  const basis = new Matrix(dim, directions);
+  order.slice(0, directions).forEach(([, i], j) => basis.setColumn(j, evd.eigenvectorMatrix.getColumn(i)));
+  return basis;
+}
+
+/** `points` with their part along each column of `basis` (orthonormal) scaled by that column's `keep`. */
+function shrunkAlong(points: Points, basis: Matrix, keep: readonly number[]): Points {
+  const rows = new Matrix(Array.from(rowsOf(points), (row) => Array.from(row)));
+  const along = rows.mmul(basis);
+  for (let j = 0; j < keep.length; j++)
+    along.setColumn(
+      j,
+      along.getColumn(j).map((v) => v * (1 - keep[j])),
+    );
+  const shrunk = rows.sub(along.mmul(basis.transpose()));
+  return { ...points, x: Float32Array.from(shrunk.to1DArray()) };
+}
+
+/** What share of each direction of `basis` is kept: `keep`, or the soft share of nuisance.soft. */
+function keptShares(train: Points, basis: Matrix, nuisance: NonNullable<PairOptions['nuisance']>): number[] {
+  if (nuisance.soft === undefined) return new Array<number>(basis.columns).fill(nuisance.keep);
+  const cleanRow = new Map<string, number>();
+  train.conditions.forEach((c, r) => c === '' && cleanRow.set(train.keys[r], r));
+  const all = new Matrix(Array.from(rowsOf(train), (row) => Array.from(row))).mmul(basis);
+  const clean = train.conditions.flatMap((c, r) => (c === '' ? [r] : []));
+  const moved = train.conditions.flatMap((c, r) => (c !== '' && cleanRow.has(train.keys[r]) ? [r] : []));
+  return Array.from({ length: basis.columns }, (_, j) => {
+    const values = all.getColumn(j);
+    const mean = clean.reduce((sum, r) => sum + values[r], 0) / clean.length;
+    const spread = clean.reduce((sum, r) => sum + (values[r] - mean) ** 2, 0) / clean.length;
+    const move = moved.reduce((sum, r) => sum + (values[r] - values[cleanRow.get(train.keys[r])!]) ** 2, 0) / Math.max(1, moved.length);
+    return Math.sqrt(spread / (spread + nuisance.soft! * move));
+  });
 }
 
 /** The product's pair: the LDA and logistic regression fitted on the same rows (references and copies), unless `options` say otherwise. */
 function ensembleCandidate(classes: readonly string[], options: PairOptions = {}): Candidate {
-  const { ldaWeight = 0.1, rounds = DEFAULT_LOGISTIC_ROUNDS, held = false, l2 = DEFAULT_LOGISTIC_L2, logisticOnClean = false } = options;
+  const { ldaWeight = 0.1, rounds = DEFAULT_LOGISTIC_ROUNDS, held = false, l2 = DEFAULT_LOGISTIC_L2, logisticOnClean = false, nuisance } = options;
   return {
     name: `LDA + logistic regression, ${ldaWeight}, ${rounds} rounds${held ? ', held' : ''}, L2 ${l2}${logisticOnClean ? ', logistic on clean rows' : ''}`,
     augmented: true,
-    fit: async (train) => {
-      const { clean, stats } = await pooledStatistics(train, classes);
+    fit: async (asGiven) => {
+      const basis = nuisance ? nuisanceBasis(asGiven, nuisance.directions) : undefined;
+      const keep = basis && nuisance ? keptShares(asGiven, basis, nuisance) : [];
+      const seen = (points: Points) => (basis ? shrunkAlong(points, basis, keep) : points);
+      const train = seen(asGiven);
+      const { clean, stats } = await pooledStatistics(withCopiesOf(train, options.copyEvery?.lda ?? 1), classes, options.ldaCopyWeight);
       const lda = ldaClassifierFromStatistics(stats, { shrinkage: DEFAULT_LDA_SHRINKAGE }).withPrototypes(
         rowsOf(clean),
         Array.from(clean.y, (y) => classes[y]),
         PRODUCT.prototypes,
       );
       const dims = held ? classifierComponentsFor(train.dim, clean.n) : train.dim;
-      const rows = logisticOnClean ? clean : train;
+      const rows = logisticOnClean
+        ? clean
+        : options.logisticSample
+          ? logisticRowsOf(train, options.logisticSample)
+          : withCopiesOf(train, options.copyEvery?.logistic ?? 1);
       const logistic = await fitLogisticClassifier(
         { data: leadingColumns(rows.x, rows.n, rows.dim, dims), rows: rows.n, dims },
         Array.from(rows.y, (y) => classes[y]),
@@ -203,7 +316,8 @@ function ensembleCandidate(classes: readonly string[], options: PairOptions = {}
       );
       // The product's pair (combined-classifier.ts), with this weight.
       const pair = combinedClassifier(lda, logistic, ldaWeight);
-      return async (queries) => {
+      return async (asGiven) => {
+        const queries = seen(asGiven);
         const predictions = await pair.predictBlock({ data: queries.x, rows: queries.n, dims: queries.dim });
         return {
           predicted: Int32Array.from(predictions, (p) => classes.indexOf(p.label)),
@@ -408,6 +522,70 @@ interface Head {
   readonly heldOut: boolean;
 }
 
+/** The default pair (held, the LDA x 0.1) with `options`, named by what they change. */
+function pairVariant(what: string, options: PairOptions): Head {
+  return {
+    name: `LDA x 0.1 + logistic regression held, ${what}`,
+    components: 'as run',
+    candidate: (s) => ensembleCandidate(s.classes, { held: true, ...options }),
+    heldOut: true,
+  };
+}
+
+/**
+ * The default pair learning otherwise from the field copies: the directions the copies move along
+ * shrunk before both heads, and how many copies each head sees. The last two groups need a copy of
+ * every Training image (`--copy-every 1`): the LDA keeps those of one in 4, as at the default.
+ */
+function copyVariants(): Head[] {
+  const removed = (
+    [
+      [5, 0],
+      [10, 0],
+      [20, 0],
+      [40, 0],
+      [20, 0.3],
+    ] as const
+  ).map(([directions, keep]) => pairVariant(`the copies' ${directions} leading moves x ${keep}`, { nuisance: { directions, keep } }));
+  const soft = (
+    [
+      [30, 1],
+      [30, 4],
+      [60, 1],
+    ] as const
+  ).map(([directions, soft]) => pairVariant(`the copies' ${directions} leading moves softly x ${soft}`, { nuisance: { directions, keep: 0, soft } }));
+  const perHead = (
+    [
+      [4, 1],
+      [1, 1],
+      [2, 1],
+      [4, 4],
+      [1, 4],
+      [1, 2],
+    ] as const
+  ).map(([logistic, ldaCopyWeight]) =>
+    pairVariant(`copies of 1 in 4 for the LDA (each counted ${ldaCopyWeight} times), 1 in ${logistic} for logistic regression`, {
+      copyEvery: { lda: 4, logistic },
+      ldaCopyWeight,
+    }),
+  );
+  const sampled = (
+    [
+      [60, 60, 4, true],
+      [60, 30, 4, true],
+      [38, 38, 1, false],
+      [60, 60, 1, false],
+      [60, 15, 4, false],
+    ] as const
+  ).map(([clean, copies, copyEvery, repeat]) =>
+    pairVariant(`its sample ${clean} clean + ${copies} copies of 1 in ${copyEvery}${repeat ? ', repeated' : ''}`, {
+      copyEvery: { lda: 4, logistic: 1 },
+      logisticSample: { clean, copies, copyEvery, repeat },
+    }),
+  );
+  return [...removed, ...soft, ...perHead, ...sampled];
+}
+
 /**
  * Heads other than the LDA's, fitted with the same field copies (1 in COPY_EVERY) where they take
  * copies: the product, the product over 300 components, 5-NN, and multinomial logistic regression
@@ -443,18 +621,8 @@ function heads(): Head[] {
       heldOut: true,
     },
     { name: 'logistic regression in the LDA space', components: 'as run', candidate: (s) => ldaSpaceLogistic(s.classes), heldOut: true },
-    ...[30, 75].map((rounds) => ({
-      name: `LDA x 0.1 + logistic regression held, ${rounds} evaluations`,
-      components: 'as run' as const,
-      candidate: (s: Scenario) => ensembleCandidate(s.classes, { rounds, held: true }),
-      heldOut: true,
-    })),
-    ...[3e-4, 3e-3, 1e-2].map((l2) => ({
-      name: `LDA x 0.1 + logistic regression held, L2 ${l2}`,
-      components: 'as run' as const,
-      candidate: (s: Scenario) => ensembleCandidate(s.classes, { held: true, l2 }),
-      heldOut: true,
-    })),
+    ...[30, 75].map((rounds) => pairVariant(`${rounds} evaluations`, { rounds })),
+    ...[3e-4, 3e-3, 1e-2].map((l2) => pairVariant(`L2 ${l2}`, { l2 })),
     ...[0.05, 0.2].map((ldaWeight) => ({
       name: `LDA x ${ldaWeight} + logistic regression held, the LDA's weight`,
       components: 'as run' as const,
@@ -467,6 +635,7 @@ function heads(): Head[] {
       candidate: (s: Scenario) => ensembleCandidate(s.classes, { ldaWeight, held: true, logisticOnClean: true }),
       heldOut: true,
     })),
+    ...copyVariants(),
     ...[75, 150].map((rounds) => ({
       name: `logistic regression + copies, ${rounds} evaluations`,
       components: 'as run' as const,

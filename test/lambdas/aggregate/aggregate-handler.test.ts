@@ -1115,6 +1115,13 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
     for (const key of testKeys) expect(again.get(key)!.slice(3)).toEqual(predictions.get(key)!.slice(3));
   });
 
+  it('fits logistic regression on as many field copies of a class as clean rows, not a quarter of them: distinct copies are what it holds in the field on', async () => {
+    // 200 Training rows, 50 per class; a copy of every other one: 50 of each of two classes, above a quarter of 128.
+    const { fitted } = await runWithFieldCopies('logistic-copies', { components: 4, classifier: 'logistic', classifierComponents: 4, groupShards: 1 }, 200);
+    const model = JSON.parse(await getText(client, fitted.outputs.model!));
+    expect(model.classifier.count).toBe(200 + 100);
+  });
+
   it('classifies with the LDA and logistic regression together when asked: both fitted over the components the rows allow, saved as one head, reused by a projecting run', async () => {
     const runId = 'combined-run';
     const readingModel = countingGets(`work/${runId}/aggregate/pca-fit-model.json`);

@@ -583,7 +583,12 @@ function copyVariants(): Head[] {
       logisticSample: { clean, copies, copyEvery, repeat },
     }),
   );
-  return [...removed, ...soft, ...perHead, ...sampled];
+  // The fit's settings again where logistic regression sees a copy per reference, as a class of the whole dataset now gives it.
+  const atScale = [
+    ...[3e-4, 3e-3].map((l2) => pairVariant(`a copy of each for logistic regression, L2 ${l2}`, { copyEvery: { lda: 4, logistic: 1 }, l2 })),
+    pairVariant('a copy of each for logistic regression, 75 evaluations', { copyEvery: { lda: 4, logistic: 1 }, rounds: 75 }),
+  ];
+  return [...removed, ...soft, ...perHead, ...sampled, ...atScale];
 }
 
 /**

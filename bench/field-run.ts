@@ -12,6 +12,7 @@
  *   npx tsx bench/field-run.ts --classifier logistic --components 300  # logistic regression over 300 components
  *   npx tsx bench/field-run.ts --training ../shared/datasets/fruits-360-103  # that folder's Training
  *     images as the references (the sample's real Test split judged against its 103 classes)
+ *   npx tsx bench/field-run.ts --field-copy-every 1  # a field copy of every Training image (config fieldCopyEvery)
  *
  * Prints one line per run, the clean run's most confused pairs (its report.json), and a table
  * (accuracy = the run's own predictions.csv against the Test folders' labels, as summary.knn
@@ -79,7 +80,12 @@ async function main(): Promise<void> {
   const training = argValue(argv, 'training');
   const classifier = argValue(argv, 'classifier') as ClassifierKind | undefined;
   const components = argValue(argv, 'components');
-  const config = { ...(classifier ? { classifier } : {}), ...(components ? { pcaComponents: Number(components) } : {}) };
+  const copyEvery = argValue(argv, 'field-copy-every');
+  const config = {
+    ...(classifier ? { classifier } : {}),
+    ...(components ? { pcaComponents: Number(components) } : {}),
+    ...(copyEvery ? { fieldCopyEvery: Number(copyEvery) } : {}),
+  };
   const work = mkdtempSync(join(tmpdir(), 'fruits-field-run-'));
   const input = training ? withTrainingOf(dataset, training, join(work, 'input')) : dataset;
   const dataDir = join(work, 's3');

@@ -260,7 +260,14 @@ function concat(a: Points, b: Points): Points {
 }
 
 export function filterRows(points: Points, keep: (condition: string, key: string) => boolean): Points {
-  const rows = points.conditions.flatMap((c, i) => (keep(c, points.keys[i]) ? [i] : []));
+  return pickRows(
+    points,
+    points.conditions.flatMap((c, i) => (keep(c, points.keys[i]) ? [i] : [])),
+  );
+}
+
+/** The rows of `points` at `rows`, in that order (a row may come more than once). */
+export function pickRows(points: Points, rows: readonly number[]): Points {
   const x = new Float32Array(rows.length * points.dim);
   rows.forEach((r, i) => x.set(points.x.subarray(r * points.dim, (r + 1) * points.dim), i * points.dim));
   return {

@@ -39,6 +39,7 @@ import {
   knn,
   loadScenarios,
   logistic,
+  pickRows,
   Points,
   Predictions,
   rowsOf,
@@ -215,16 +216,7 @@ function logisticRowsOf(train: Points, sample: NonNullable<PairOptions['logistic
     const wanted = sample.repeat ? Math.min(sample.copies, clean.length) : Math.min(sample.copies, copies.length);
     for (let i = 0; i < wanted && copies.length > 0; i++) picked.push(copies[i % copies.length]);
   }
-  const x = new Float32Array(picked.length * train.dim);
-  picked.forEach((r, i) => x.set(train.x.subarray(r * train.dim, (r + 1) * train.dim), i * train.dim));
-  return {
-    n: picked.length,
-    dim: train.dim,
-    x,
-    y: Int32Array.from(picked, (r) => train.y[r]),
-    conditions: picked.map((r) => train.conditions[r]),
-    keys: picked.map((r) => train.keys[r]),
-  };
+  return pickRows(train, picked);
 }
 
 /** `points`' clean rows and the copies of one Training image in `every`. */

@@ -1116,7 +1116,7 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
   });
 
   it('fits logistic regression on as many field copies of a class as clean rows, not a quarter of them: distinct copies are what it holds in the field on', async () => {
-    // 200 Training rows, 50 per class; a copy of every other one: 50 of each of two classes, above a quarter of 128.
+    // 200 Training rows, 50 per class; a copy of every other one: 50 for each of two classes, more than a quarter of 128 (32).
     const { fitted } = await runWithFieldCopies('logistic-copies', { components: 4, classifier: 'logistic', classifierComponents: 4, groupShards: 1 }, 200);
     const model = JSON.parse(await getText(client, fitted.outputs.model!));
     expect(model.classifier.count).toBe(200 + 100);

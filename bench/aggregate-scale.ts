@@ -1,7 +1,8 @@
 /**
  * The aggregate's stages at scale: does any invocation's time or memory grow with the number of
  * images? Synthetic shards in the real shard format (250 rows of `--dim` float32 values, a class
- * structure, three Training rows to one Test row) with their batch records, a ResultWriter manifest
+ * structure, three Training rows to one Test row, a field copy of the Training rows `fieldCopyOf`
+ * chooses at the default one in 4) with their batch records, a ResultWriter manifest
  * and its COMPACT file of the children's summaries as Step Functions writes them, in a local S3
  * server on loopback; then each stage's invocations as the state machine makes them, each in a
  * process of its own, so its peak RSS is its own (as a Lambda invocation's memory is):
@@ -24,7 +25,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { seededRandom } from '../lambdas/common/seeded-random';
-import { DEFAULT_GROUP_SHARDS, DEFAULT_MOMENTS_MERGE_FAN_IN } from '../lambdas/contracts/handler-env';
+import { DEFAULT_GROUP_SHARDS, DEFAULT_MOMENTS_MERGE_FAN_IN, FEATURIZE_SETTINGS } from '../lambdas/contracts/handler-env';
+import { fieldCopyOf } from '../lambdas/featurize/field-copies';
 import { momentsMergeLevels } from '../lambdas/aggregate/aggregate-work';
 import { startLocalS3Server } from '../local/emulator/s3/s3-server';
 import { SyntheticMapRun } from './synthetic-map-run';
@@ -33,6 +35,8 @@ import { argValue, Cell, fixed, load, machine, printTable } from './bench-suppor
 const BUCKET = 'aggregate-scale';
 const SHARD_ROWS = 250;
 const CLASSES = 103;
+/** One Training row in this many has a field copy in its shard, as the featurize step's default. */
+const COPY_EVERY = FEATURIZE_SETTINGS.fieldCopyEvery.default;
 
 interface StageFigures {
   wallS: number;
@@ -74,18 +78,24 @@ async function writeRun(s3: S3Client, runId: string, rows: number, dim: number) 
   for (let s = 0; s < shards; s++) {
     const random = seededRandom(s);
     const count = Math.min(SHARD_ROWS, rows - s * SHARD_ROWS);
-    const vectors = new Float32Array(count * dim);
     const keys: string[] = [];
     const labels: string[] = [];
+    const rowsOf: number[][] = [];
+    const copied: number[] = [];
     for (let r = 0; r < count; r++) {
       const c = Math.floor(random() * CLASSES);
       const split = random() < 0.75 ? 'Training' : 'Test';
       labels.push(`Class ${c}`);
       keys.push(`input/${runId}/${split}/Class ${c}/${s}_${r}.jpg`);
-      const centre = centres[c];
-      for (let f = 0; f < dim; f++) vectors[r * dim + f] = Math.max(0, centre[f] + (random() - 0.5));
+      rowsOf.push(Array.from(centres[c], (centre) => Math.max(0, centre + (random() - 0.5))));
+      if (split === 'Training' && fieldCopyOf(keys[r], COPY_EVERY)) copied.push(r);
     }
-    await mapRun.addShard(mapRun.shardKey(s), { header: { featurizer: 'synthetic@1', dim, keys, labels, failed: [], skipped: [] }, vectors });
+    // A copy row: its image's row moved, as a field condition moves it (its own stream: the images' rows stay as they were).
+    const moves = seededRandom(1_000_000 + s);
+    const copyRows = copied.map((r) => rowsOf[r].map((value) => Math.max(0, value + (moves() - 0.5) * 0.5)));
+    const vectors = Float32Array.from([...rowsOf, ...copyRows].flat());
+    const fieldCopies = { keys: copied.map((r) => keys[r]), labels: copied.map((r) => labels[r]), conditions: copied.map(() => 'lighting') };
+    await mapRun.addShard(mapRun.shardKey(s), { header: { featurizer: 'synthetic@1', dim, keys, labels, failed: [], skipped: [], fieldCopies }, vectors });
   }
   return mapRun.finish();
 }

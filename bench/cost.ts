@@ -166,11 +166,11 @@ export const RECORDED = {
     project: { points: [point(100_000, 3.74, 375), point(1_000_000, 4.14, 371)], time: 'flat', memory: 'flat', basis: 'measured' },
     fitClassifier: {
       'lda+logistic': {
-        points: [point(100_000, 5.08, 701), point(1_000_000, 6.07, 706)],
+        points: [point(100_000, 3.86, 766), point(1_000_000, 6.98, 700)],
         time: 'linear',
         memory: 'flat',
         basis:
-          "measured; one class statistics record per group (610 KB, about 8 ms to read and merge; the samples' rows are bounded run-wide), and logistic regression's fit on 103 x (128 + 32) sampled rows whatever the images",
+          "measured (2026-12-07 14:05-14:22 at b8561dd, the shards with field copies of one Training row in 4); one class statistics record per group (610 KB, about 8 ms to read and merge; the samples' rows are bounded run-wide), and logistic regression's fit on 103 x (128 + 128) sampled rows whatever the images",
       },
       lda: {
         points: [point(100_000, 2.37, 393), point(1_000_000, 5.85, 420)],
@@ -198,6 +198,7 @@ export const RECORDED = {
   } satisfies StageFigureSet,
   stagesSource:
     'docs/BENCHMARKS.md, "The aggregate as stages, at scale" (`npx tsx bench/aggregate-scale.ts --rows 100000,1000000 --sample 100`, 2026-12-07 07:17-07:30 at 962d6c1, x86_64, 2 cores, load 2-2.5, the defaults: lda+logistic over 300 components): each stage\'s slowest invocation at 100,000 and 1,000,000 images, process start (about 0.8 s) included; ' +
+    "FitClassifier's from the same bench at b8561dd (2026-12-07 14:05-14:22, the shards with field copies); " +
     'the k-NN classify, and the LDA alone, from the same bench at 100 components on 2026-12-06 (14:07-14:38 and 19:30-19:48)',
 } as const;
 

@@ -578,7 +578,9 @@ function copyVariants(): Head[] {
   // The fit's settings again where logistic regression sees a copy per reference, as a class of the whole dataset now gives it.
   const atScale = [
     ...[3e-4, 3e-3].map((l2) => pairVariant(`a copy of each for logistic regression, L2 ${l2}`, { copyEvery: { lda: 4, logistic: 1 }, l2 })),
-    pairVariant('a copy of each for logistic regression, 75 evaluations', { copyEvery: { lda: 4, logistic: 1 }, rounds: 75 }),
+    ...[30, 40, 75].map((rounds) =>
+      pairVariant(`a copy of each for logistic regression, ${rounds} evaluations`, { copyEvery: { lda: 4, logistic: 1 }, rounds }),
+    ),
   ];
   return [...removed, ...soft, ...perHead, ...sampled, ...atScale];
 }
@@ -618,7 +620,7 @@ function heads(): Head[] {
       heldOut: true,
     },
     { name: 'logistic regression in the LDA space', components: 'as run', candidate: (s) => ldaSpaceLogistic(s.classes), heldOut: true },
-    ...[30, 75].map((rounds) => pairVariant(`${rounds} evaluations`, { rounds })),
+    ...[30, 40, 75].map((rounds) => pairVariant(`${rounds} evaluations`, { rounds })),
     ...[3e-4, 3e-3, 1e-2].map((l2) => pairVariant(`L2 ${l2}`, { l2 })),
     ...[0.05, 0.2].map((ldaWeight) => ({
       name: `LDA x ${ldaWeight} + logistic regression held, the LDA's weight`,

@@ -113,8 +113,9 @@ export async function readClassifierRecord(s3: S3Client, run: RunSettings): Prom
 
 /**
  * Clean Training rows per class logistic regression is fitted on: the lowest-hash half of the
- * prototypes' sample. Its fit costs its rows: at 103 classes and 300 components, 256 rows and their
- * copies took FitClassifier 15 s on the whole dataset (bench/aggregate-phase.ts). Every accuracy
+ * prototypes' sample. Its fit costs its rows: each evaluation of its loss is two products of every
+ * sampled row, and with 128 rows and 128 copies a class at 103 classes and 300 components the fit
+ * is about half of FitClassifier's 4 s on the whole dataset (docs/BENCHMARKS.md). Every accuracy
  * measured of it came from at most 60 Training images per class (docs/FEATURE-CHOICE.md).
  */
 export const LOGISTIC_SAMPLE_PER_CLASS = PROTOTYPE_SAMPLE_PER_CLASS / 2;

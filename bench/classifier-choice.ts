@@ -266,6 +266,11 @@ export function filterRows(points: Points, keep: (condition: string, key: string
   );
 }
 
+/** `points`' clean rows and the field copies of one Training image in `every` (`fieldCopyOf`'s choice; none when `every` is 0). */
+export function withCopiesOf(points: Points, every: number): Points {
+  return filterRows(points, (condition, key) => condition === '' || fieldCopyOf(`input/d/${key}`, every) !== undefined);
+}
+
 /** The rows of `points` at `rows`, in that order (a row may come more than once). */
 export function pickRows(points: Points, rows: readonly number[]): Points {
   const x = new Float32Array(rows.length * points.dim);
@@ -730,7 +735,7 @@ async function copiesTable(quick: boolean): Promise<void> {
     const candidate = ldaPrototypes('default', 0.1, 8, true, scenario.classes, true);
     for (const every of everies) {
       const below = scenario.augmentation.keys.map((key) => `input/d/${key}`);
-      const kept = filterRows(scenario.augmentation, (_, key) => every > 0 && fieldCopyOf(`input/d/${key}`, every) !== undefined);
+      const kept = withCopiesOf(scenario.augmentation, every);
       const scored = { ...scenario, augmentation: kept };
       const score = await evaluate(scored, candidate, 100, false);
       const heldOut = every > 0 ? await evaluate(scored, candidate, 100, true) : score;

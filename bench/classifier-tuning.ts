@@ -41,6 +41,7 @@ import {
   logistic,
   pickRows,
   Points,
+  withCopiesOf,
   Predictions,
   rowsOf,
   Scenario,
@@ -219,9 +220,14 @@ function logisticRowsOf(train: Points, sample: NonNullable<PairOptions['logistic
   return pickRows(train, picked);
 }
 
-/** `points`' clean rows and the copies of one Training image in `every`. */
-function withCopiesOf(points: Points, every: number): Points {
-  return filterRows(points, (condition, key) => condition === '' || fieldCopyOf(`input/d/${key}`, every) !== undefined);
+/** Each copy's row with its clean image's row (the same key), for the copies whose image is among `points`. */
+function copiesWithTheirImage(points: Points): [copy: number, clean: number][] {
+  const cleanRow = new Map<string, number>();
+  points.conditions.forEach((c, r) => c === '' && cleanRow.set(points.keys[r], r));
+  return points.conditions.flatMap((c, r): [number, number][] => {
+    const clean = cleanRow.get(points.keys[r]);
+    return c !== '' && clean !== undefined ? [[r, clean]] : [];
+  });
 }
 
 /**
@@ -230,15 +236,8 @@ function withCopiesOf(points: Points, every: number): Points {
  * background, a light or a blur moves a photo along, with none of the class's own spread.
  */
 function nuisanceBasis(train: Points, directions: number): Matrix {
-  const cleanRow = new Map<string, number>();
-  train.conditions.forEach((c, r) => c === '' && cleanRow.set(train.keys[r], r));
   const { dim, x } = train;
-  const moves: number[][] = [];
-  train.conditions.forEach((c, r) => {
-    const clean = cleanRow.get(train.keys[r]);
-    if (c === '' || clean === undefined) return;
-    moves.push(Array.from({ length: dim }, (_, i) => x[r * dim + i] - x[clean * dim + i]));
-  });
+  const moves = copiesWithTheirImage(train).map(([copy, clean]) => Array.from({ length: dim }, (_, i) => x[copy * dim + i] - x[clean * dim + i]));
   const moveMatrix = new Matrix(moves);
   const evd = new EigenvalueDecomposition(moveMatrix.transpose().mmul(moveMatrix), { assumeSymmetric: true });
   // ml-matrix returns the eigenvalues in ascending order.
@@ -264,16 +263,14 @@ function shrunkAlong(points: Points, basis: Matrix, keep: readonly number[]): Po
 /** What share of each direction of `basis` is kept: `keep`, or the soft share of nuisance.soft. */
 function keptShares(train: Points, basis: Matrix, nuisance: NonNullable<PairOptions['nuisance']>): number[] {
   if (nuisance.soft === undefined) return new Array<number>(basis.columns).fill(nuisance.keep);
-  const cleanRow = new Map<string, number>();
-  train.conditions.forEach((c, r) => c === '' && cleanRow.set(train.keys[r], r));
   const all = new Matrix(Array.from(rowsOf(train), (row) => Array.from(row))).mmul(basis);
   const clean = train.conditions.flatMap((c, r) => (c === '' ? [r] : []));
-  const moved = train.conditions.flatMap((c, r) => (c !== '' && cleanRow.has(train.keys[r]) ? [r] : []));
+  const pairs = copiesWithTheirImage(train);
   return Array.from({ length: basis.columns }, (_, j) => {
     const values = all.getColumn(j);
     const mean = clean.reduce((sum, r) => sum + values[r], 0) / clean.length;
     const spread = clean.reduce((sum, r) => sum + (values[r] - mean) ** 2, 0) / clean.length;
-    const move = moved.reduce((sum, r) => sum + (values[r] - values[cleanRow.get(train.keys[r])!]) ** 2, 0) / Math.max(1, moved.length);
+    const move = pairs.reduce((sum, [copy, image]) => sum + (values[copy] - values[image]) ** 2, 0) / Math.max(1, pairs.length);
     return Math.sqrt(spread / (spread + nuisance.soft! * move));
   });
 }
@@ -486,7 +483,7 @@ async function transformsTable(quick: boolean, only: RegExp | undefined, sets: R
     names = scenarios.map((s) => s.name);
     const byHead = new Map<string, Cell[]>();
     for (const full of scenarios) {
-      const scenario = { ...full, augmentation: filterRows(full.augmentation, (_, key) => fieldCopyOf(`input/d/${key}`, COPY_EVERY) !== undefined) };
+      const scenario = { ...full, augmentation: withCopiesOf(full.augmentation, COPY_EVERY) };
       for (const { head, score, heldOut } of await productAndKnn(scenario)) {
         console.log(
           `  ${transform.name} | ${head} | ${scenario.name}: clean ${score.clean.toFixed(4)}, field ${score.field.toFixed(4)} ` +
@@ -658,7 +655,7 @@ async function headsTable(quick: boolean, sets: RegExp | undefined, only: RegExp
   const chosen = heads().filter((head) => !only || only.test(`${head.name}, ${head.components} PCs`));
   const cells = chosen.map(() => [] as string[]);
   for (const full of scenarios) {
-    const scenario = { ...full, augmentation: filterRows(full.augmentation, (_, key) => fieldCopyOf(`input/d/${key}`, COPY_EVERY) !== undefined) };
+    const scenario = { ...full, augmentation: withCopiesOf(full.augmentation, COPY_EVERY) };
     for (const [i, head] of chosen.entries()) {
       const candidate = head.candidate(scenario);
       const components =
@@ -708,7 +705,7 @@ async function main(): Promise<void> {
   const scenarios = (await loadScenarios(quick, widest)).filter((s) => !sets || sets.test(s.name));
   const results = new Map<string, Map<string, { score: Score; heldOut: Score }>>();
   for (const full of scenarios) {
-    const scenario = { ...full, augmentation: filterRows(full.augmentation, (_, key) => fieldCopyOf(`input/d/${key}`, COPY_EVERY) !== undefined) };
+    const scenario = { ...full, augmentation: withCopiesOf(full.augmentation, COPY_EVERY) };
     console.log(
       `${scenario.name}: ${scenario.references.n} references, ${scenario.augmentation.n} copies, ${scenario.clean.n} queries, up to ${scenario.references.dim} components`,
     );

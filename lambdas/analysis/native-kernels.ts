@@ -50,6 +50,17 @@ const SCATTER_STRIPS = 8;
 const TRANSPOSE_TILE = 64;
 
 /**
+ * Arrays a caller that computes the moments of block after block hands `blockPackedMoments` to
+ * fill again, instead of allocating 11 MB (a block of 2,048 x 1,376 centred values) and 7.6 MB
+ * (its packed moments) per block: the product has run, and the packed moments been merged, before
+ * the next block uses them. `centred` holds at least rows x dims values of the precision.
+ */
+interface MomentsScratch {
+  readonly centred: Float32Array | Float64Array;
+  readonly packed: PackedMoments;
+}
+
+/**
  * Count, mean and centred scatter (sum of (x - mean)(x - mean)^T, float64) of one block of rows.
  * The block is centred on its own mean in float64 before the product, so the scatter does not
  * suffer the cancellation of `sum x x^T - n mean mean^T`; with `precision: 'float32'` only the
@@ -72,11 +83,11 @@ export async function blockMoments(block: RowBlock, options: KernelOptions = {})
  * scatter's upper triangle in strips (part i: rows `starts[i]` .. `starts[i + 1] - 1`, `dims -
  * starts[i]` values each from column `starts[i]`), and each row is taken from its diagonal on.
  */
-async function blockPackedMoments(block: RowBlock, options: KernelOptions): Promise<PackedMoments> {
+async function blockPackedMoments(block: RowBlock, options: KernelOptions, scratch?: MomentsScratch): Promise<PackedMoments> {
   const { rows, dims } = block;
   const precision = options.precision ?? 'float64';
   const mean = columnMeans(block);
-  const centred = centredTransposed(block, mean, precision);
+  const centred = centredTransposed(block, mean, precision, scratch?.centred);
   const strips = Math.min(SCATTER_STRIPS, dims);
   const starts = Array.from({ length: strips + 1 }, (_, i) => Math.floor((i * dims) / strips));
   const feeds: Record<string, ort.Tensor> = {};
@@ -86,7 +97,8 @@ async function blockPackedMoments(block: RowBlock, options: KernelOptions): Prom
     feeds[`tail${i}`] = new ort.Tensor(precision, centred.subarray(first * rows, dims * rows), [dims - first, rows]);
   }
   const result = await (await scatterStripsSession(strips, options)).run(feeds);
-  const packed = emptyPackedMoments(dims);
+  // Every value of the packed moments is written below: count, dim, mean and the whole triangle.
+  const packed = scratch?.packed ?? emptyPackedMoments(dims);
   packed[0] = rows;
   packed.set(mean, 2);
   let at = 2 + dims;
@@ -117,8 +129,13 @@ function columnMeans({ data, rows, dims }: RowBlock): Float64Array {
  * `precision`: the layout in which each strip of features is one contiguous range. Copied tile by
  * tile so that reads and writes both stay in cache.
  */
-function centredTransposed({ data, rows, dims }: RowBlock, mean: Float64Array, precision: KernelPrecision): Float32Array | Float64Array {
-  const centred = precision === 'float32' ? new Float32Array(rows * dims) : new Float64Array(rows * dims);
+function centredTransposed(
+  { data, rows, dims }: RowBlock,
+  mean: Float64Array,
+  precision: KernelPrecision,
+  into?: Float32Array | Float64Array,
+): Float32Array | Float64Array {
+  const centred = into ? into.subarray(0, rows * dims) : precision === 'float32' ? new Float32Array(rows * dims) : new Float64Array(rows * dims);
   for (let r0 = 0; r0 < rows; r0 += TRANSPOSE_TILE) {
     const r1 = Math.min(rows, r0 + TRANSPOSE_TILE);
     for (let f0 = 0; f0 < dims; f0 += TRANSPOSE_TILE) {
@@ -157,6 +174,7 @@ export class NativeScatterAccumulator {
   /** The flushed blocks' moments, packed: the upper triangle of the scatter. */
   private readonly total: PackedMoments;
   private buffered = 0;
+  private readonly scratch: MomentsScratch;
 
   constructor(
     dim: number,
@@ -169,6 +187,8 @@ export class NativeScatterAccumulator {
     this.blockRows = blockRows;
     this.block = new Float32Array(blockRows * dim);
     this.total = emptyPackedMoments(dim);
+    const size = blockRows * dim;
+    this.scratch = { centred: options.precision === 'float32' ? new Float32Array(size) : new Float64Array(size), packed: emptyPackedMoments(dim) };
   }
 
   /** Rows seen so far (buffered ones included). */
@@ -213,7 +233,7 @@ export class NativeScatterAccumulator {
 
   private async flush(): Promise<void> {
     if (this.buffered === 0) return;
-    mergePackedMomentsInto(this.total, await blockPackedMoments({ data: this.block, rows: this.buffered, dims: this.dim }, this.options));
+    mergePackedMomentsInto(this.total, await blockPackedMoments({ data: this.block, rows: this.buffered, dims: this.dim }, this.options, this.scratch));
     this.buffered = 0;
   }
 }

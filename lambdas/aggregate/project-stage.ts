@@ -17,6 +17,7 @@
 import { splitOfKey } from '../analysis/knn';
 import { encodeKnnReferences, pcaFitOf, referencesFeaturizerId } from '../analysis/pca-model';
 import { NativeProjector } from '../analysis/native-kernels';
+import type { KernelPrecision } from '../analysis/kernel-graphs';
 import { classifierFit } from '../analysis/streaming-pca';
 import { encodeFeatureShard } from '../bookkeeping/feature-shard';
 import { featuresCsvRow } from '../outputs/features-csv';
@@ -32,6 +33,14 @@ import { ClassifierInputs } from './classifier-stage';
 import { DEFAULT_CLASSIFIER } from '../contracts/handler-env';
 
 const PARQUET_TYPE = 'application/vnd.apache.parquet';
+
+/**
+ * The precision of the projection's product (each row is centred on the model's mean in float64
+ * first): MLAS's single-precision GEMM is about twice its double-precision one here, and the
+ * projection of the rows and of their field copies was the stage's largest part. The scores are
+ * float32 in the Parquet parts and the references, and the features they come from are float32.
+ */
+export const PROJECTION_PRECISION: KernelPrecision = 'float32';
 
 /**
  * Rows of one kind gathered for a part file in the feature-shard format, `width` scores each. A
@@ -81,7 +90,7 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
   // On every component the model holds: the kept k for the tables, all of them (wide) for the fitted head.
   const wideFit = classifierFit(fit);
   const [{ k, dim }, { k: wide }] = [fit, wideFit];
-  const projector = new NativeProjector(wideFit, { precision: 'float64' });
+  const projector = new NativeProjector(wideFit, { precision: PROJECTION_PRECISION });
   const projecting = record.pcaModelKey !== undefined;
   // A fitting run saves its Training rows as references even when it has nothing to predict.
   const keepReferences = !projecting && record.references > 0;

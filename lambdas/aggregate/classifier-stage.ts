@@ -257,16 +257,21 @@ export async function fitClassifier(run: RunSettings, groups: number, deps: Aggr
   } else if (record.references > 0) {
     if (wanted === 'knn') chosen = knn();
     else {
+      // The groups' parts the head is fitted from, read side by side: the clean rows' sample (both
+      // heads), the class statistics (the LDA) and the copies' sample (logistic regression).
+      const [clean, statistics, copies] = await Promise.all([
+        mergedSample(deps, run, groups, work.prototypeSample, PROTOTYPE_SAMPLE_PER_CLASS),
+        wanted === 'logistic' ? undefined : mergedStatistics(deps, run, groups),
+        wanted === 'lda' ? undefined : mergedSample(deps, run, groups, work.copySample, COPY_SAMPLE_PER_CLASS),
+      ]);
+      const readInputs = clock.lap();
       // Over every component the model holds: the kept k and the head's further ones.
-      const clean = await mergedSample(deps, run, groups, work.prototypeSample, PROTOTYPE_SAMPLE_PER_CLASS);
-      const readSample = clock.lap();
-      const inputs: HeadInputs = { run, groups, dims: model.classifierK ?? model.k, trainingRows: record.references, clean };
-      const fitted =
-        wanted === 'lda' ? await fittedLda(inputs, deps) : wanted === 'logistic' ? await fittedLogistic(inputs, deps) : await fittedCombined(inputs, deps);
+      const inputs: HeadInputs = { dims: model.classifierK ?? model.k, trainingRows: record.references, clean, statistics, copies };
+      const fitted = wanted === 'lda' ? await fittedLda(inputs) : wanted === 'logistic' ? await fittedLogistic(inputs) : await fittedCombined(inputs);
       chosen =
         fitted.record === undefined
           ? knn(`the Training rows hold ${fitted.classes} class: the ${wanted} head needs two`)
-          : { ...fitted.record, timingsMs: { readSample, ...fitted.record.timingsMs } };
+          : { ...fitted.record, timingsMs: { readInputs, ...fitted.record.timingsMs } };
     }
   }
   if (!chosen) return { classifier: 'none' };
@@ -279,27 +284,26 @@ export async function fitClassifier(run: RunSettings, groups: number, deps: Aggr
 }
 
 /**
- * What a head is fitted from: the run's groups' parts, over `dims` components, how many Training
- * rows the run kept, and the merged sample of the clean rows (read once: both heads take theirs
- * from it).
+ * What a head is fitted from, over `dims` components: how many Training rows the run kept, and the
+ * groups' parts merged: the clean rows' sample (read once: both heads take theirs from it), the
+ * class statistics (undefined when no group wrote any, or for logistic regression alone) and the
+ * copies' sample (for logistic regression).
  */
 interface HeadInputs {
-  readonly run: RunSettings;
-  readonly groups: number;
   readonly dims: number;
   readonly trainingRows: number;
   readonly clean: PrototypeSample;
+  readonly statistics?: ClassStatistics;
+  readonly copies?: PrototypeSample;
 }
 
 /** A fitted head's record, or how many classes the Training rows hold when fewer than two. */
 type FittedHead = { classes: number; record?: Exclude<ClassifierRecord, { classifier: 'knn' }> };
 
 /** The LDA fitted on the groups' class statistics and clean rows' sample, or how many classes they hold when fewer than two. */
-async function fittedLda({ run, groups, dims, clean }: HeadInputs, deps: AggregateRunDeps): Promise<FittedHead> {
+async function fittedLda({ dims, clean, statistics: stats }: HeadInputs): Promise<FittedHead> {
   const clock = stopwatch();
-  const stats = await mergedStatistics(deps, run, groups);
   if (!stats || stats.classes.length < 2) return { classes: stats?.classes.length ?? 0 };
-  const merged = clock.lap();
   const rows = clean.rows();
   const fitted = await ldaClassifierFromStatistics(stats, { shrinkage: DEFAULT_LDA_SHRINKAGE }).withPrototypesBlock(
     blockOf(rows, dims),
@@ -312,7 +316,7 @@ async function fittedLda({ run, groups, dims, clean }: HeadInputs, deps: Aggrega
     model: fitted.toJSON(),
     fitted: true,
     prototypes: DEFAULT_PROTOTYPES,
-    timingsMs: { mergeStatistics: merged, fitClassifier: clock.lap() },
+    timingsMs: { fitClassifier: clock.lap() },
   };
   return { classes: stats.classes.length, record };
 }
@@ -322,15 +326,13 @@ async function fittedLda({ run, groups, dims, clean }: HeadInputs, deps: Aggrega
  * leading components, at most one per CLASSIFIER_ROWS_PER_COMPONENT Training rows (with a warning
  * when even one is too many); or how many classes they hold when fewer than two.
  */
-async function fittedLogistic({ run, groups, dims, trainingRows, clean }: HeadInputs, deps: AggregateRunDeps): Promise<FittedHead> {
+async function fittedLogistic({ dims, trainingRows, clean, copies }: HeadInputs): Promise<FittedHead> {
   const clock = stopwatch();
   const rows = clean.rows(LOGISTIC_SAMPLE_PER_CLASS);
   // The sample keeps rows of every class that has any.
   const classes = new Set(rows.map((row) => row.label)).size;
   if (classes < 2) return { classes };
-  const copies = await mergedSample(deps, run, groups, aggregateWorkKeys(run.workPrefix).copySample, COPY_SAMPLE_PER_CLASS);
-  const all = [...rows, ...copies.rows()];
-  const readCopies = clock.lap();
+  const all = [...rows, ...(copies?.rows() ?? [])];
   const held = classifierComponentsFor(dims, trainingRows);
   const fitted = await fitLogisticClassifier(
     blockOf(all, held),
@@ -342,7 +344,7 @@ async function fittedLogistic({ run, groups, dims, trainingRows, clean }: HeadIn
     classifier: 'logistic',
     model: fitted.toJSON(),
     fitted: true,
-    timingsMs: { readCopies, fitClassifier: clock.lap() },
+    timingsMs: { fitClassifier: clock.lap() },
     ...(note ? { note } : {}),
   };
   return { classes, record };
@@ -378,10 +380,10 @@ function savedClassifierRecord(saved: NonNullable<SavedPcaModel['classifier']>):
  * The LDA and logistic regression fitted as for each alone (their inputs are both gathered), as
  * one head; or how many classes the Training rows hold when fewer than two.
  */
-async function fittedCombined(inputs: HeadInputs, deps: AggregateRunDeps): Promise<FittedHead> {
-  const lda = await fittedLda(inputs, deps);
+async function fittedCombined(inputs: HeadInputs): Promise<FittedHead> {
+  const lda = await fittedLda(inputs);
   if (lda.record?.classifier !== 'lda') return { classes: lda.classes };
-  const logistic = await fittedLogistic(inputs, deps);
+  const logistic = await fittedLogistic(inputs);
   if (logistic.record?.classifier !== 'logistic') return { classes: logistic.classes };
   const model = combinedClassifier(LdaClassifier.of(lda.record.model), new LogisticClassifier(logistic.record.model)).toJSON();
   const record: ClassifierRecord = {

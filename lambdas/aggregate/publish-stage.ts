@@ -103,27 +103,30 @@ export async function publishRun(run: RunSettings, groups: number, deps: Aggrega
   const { record, fit, classified } = inputs;
   const timings = stageTimings(inputs);
 
-  const singleParquet = await publishTables(run, groups, inputs, deps);
   const rows = inputs.projected.reduce((sum, t) => sum + t.rows, 0);
   const report = new RunReportBuilder();
   report.absorb(record.report);
-  const savedReferences = inputs.projecting ? false : await publishModel(run, inputs, deps);
   const classification = mergedClassification(inputs, report, deps);
-  const plots = await publishPlots(run, inputs, classification, deps);
-  const written = { singleParquet, savedReferences };
-  const schema = await publishReadme(run, inputs, classification, written, deps);
-  const outputs = writtenOutputs(run, inputs, written, settings);
-  const runSettings = runSettingsOf(inputs, settings);
-  const gallery =
+  // Outputs that need none of one another, written side by side so that their requests overlap;
+  // the README names what they wrote, and report.json, the run's last word, comes after all of them.
+  const [singleParquet, savedReferences, plots, gallery] = await Promise.all([
+    publishTables(run, groups, inputs, deps),
+    inputs.projecting ? false : publishModel(run, inputs, deps),
+    publishPlots(run, inputs, classification, deps),
     classification.status === 'classified'
-      ? await galleryOf(
+      ? galleryOf(
           s3,
           run.bucket,
           classification,
           classified.flatMap((part) => part.gallery),
           settings.galleryImages ?? GALLERY_IMAGES,
         )
-      : [];
+      : [],
+  ]);
+  const written = { singleParquet, savedReferences };
+  const schema = await publishReadme(run, inputs, classification, written, deps);
+  const outputs = writtenOutputs(run, inputs, written, settings);
+  const runSettings = runSettingsOf(inputs, settings);
   timings.publish = clock.total();
 
   const runReport = report.build({
@@ -151,11 +154,13 @@ export async function publishRun(run: RunSettings, groups: number, deps: Aggrega
 async function readPublishInputs(run: RunSettings, groups: number, deps: AggregateRunDeps): Promise<PublishInputs> {
   const { s3 } = deps;
   const work = aggregateWorkKeys(run.workPrefix);
-  const { record, model } = await readFitRecord(deps, run);
-  const classifying = record.classificationSkipped === undefined;
-  const classifier = await readClassifierRecord(s3, run);
   const groupIndices = Array.from({ length: groups }, (_, g) => g);
-  const projected: ProjectTally[] = await readGroupRecords(s3, run.bucket, groupIndices, work.projectTally, ProjectTallySchema);
+  const [{ record, model }, classifier, projected] = await Promise.all([
+    readFitRecord(deps, run),
+    readClassifierRecord(s3, run),
+    readGroupRecords(s3, run.bucket, groupIndices, work.projectTally, ProjectTallySchema),
+  ]);
+  const classifying = record.classificationSkipped === undefined;
   const classified: ClassifyTally[] = classifying ? await readGroupRecords(s3, run.bucket, groupIndices, work.classifyTally, ClassifyTallySchema) : [];
   return {
     record,

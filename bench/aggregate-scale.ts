@@ -11,6 +11,7 @@
  *   npx tsx bench/aggregate-scale.ts --rows 100000 --sample 3
  *   npx tsx bench/aggregate-scale.ts --rows 1000000 --sample 3 --no-publish   # classify only the sampled groups
  *   npx tsx bench/aggregate-scale.ts --rows 100000,300000 --through moments     # the plan and moments alone
+ *   npx tsx bench/aggregate-scale.ts --rows 100000 --v8-default-external-memory # without the handlers' V8 flag
  *
  * The plan, fit and publish run once per run (merges); moments and project run for every group
  * (the fit and publish need them all), the moments merge tree's nodes when the run has more groups
@@ -47,6 +48,8 @@ interface StageFigures {
 /** One stage invocation in a child process: its wall time, CPU and peak RSS. */
 function invoke(event: unknown, env: NodeJS.ProcessEnv): Promise<StageFigures & { result: unknown }> {
   const script = `
+    // As the handler does at its cold start, unless the bench was asked for V8's default.
+    if (process.env.V8_DEFAULT_EXTERNAL_MEMORY !== '1') require('./lambdas/common').countExternalMemoryInHeapLimit();
     const { aggregateStage } = require('./lambdas/aggregate/aggregate-run');
     const { createS3Client } = require('./lambdas/aws/s3-client');
     const started = performance.now();
@@ -177,7 +180,12 @@ async function main(): Promise<void> {
   const fanIn = Number(argValue(argv, 'fan-in') ?? DEFAULT_MOMENTS_MERGE_FAN_IN);
   const dir = mkdtempSync(join(tmpdir(), 'aggregate-scale-'));
   const server = await startLocalS3Server({ buckets: [BUCKET], directory: dir });
-  const env = { ...process.env, ...server.env, GROUP_SHARDS: String(DEFAULT_GROUP_SHARDS) };
+  const env = {
+    ...process.env,
+    ...server.env,
+    GROUP_SHARDS: String(DEFAULT_GROUP_SHARDS),
+    ...(argv.includes('--v8-default-external-memory') ? { V8_DEFAULT_EXTERNAL_MEMORY: '1' } : {}),
+  };
   console.log(
     `machine ${JSON.stringify(machine())}, ${load()}, dim ${dim}, ${DEFAULT_GROUP_SHARDS} shards of ${SHARD_ROWS} rows per group, merge fan-in ${fanIn}`,
   );

@@ -5,6 +5,7 @@
  *   npx tsx bench/featurize.ts                          # onnxruntime, (tfjs-node,) wasm, cpu at 96/128/160/224 px
  *   npx tsx bench/featurize.ts --backends onnxruntime --sizes 128 --rounds 3   # the default's ratio
  *   npx tsx bench/featurize.ts --backends wasm --sizes 128 --rounds 2
+ *   npx tsx bench/featurize.ts --backends onnxruntime --sizes 128 --v8-default-external-memory   # without the handler's V8 flag
  *
  * - ceiling: `featurizer.featurize` on images already decoded and resized to the input size
  *   (uint8 RGB in memory): scaling, inference, pooling. Nothing a batch could do is faster.
@@ -38,6 +39,7 @@ import { type Featurizer, getFeaturizer } from '../lambdas/model/featurizer';
 import { DEFAULT_MODEL_ID } from '../lambdas/contracts/handler-env';
 import { preprocessImage } from '../lambdas/images/preprocess';
 import { createS3Client } from '../lambdas/aws/s3-client';
+import { countExternalMemoryInHeapLimit } from '../lambdas/common';
 import { evaluate, loadSample, MODELS, SAMPLE, SampleImage } from './accuracy';
 import { argValue, ChildResult, fixed, load, median, peakRssMb, runChild, tfjsNodeInstalled } from './bench-support';
 import { listAllObjects, readBytes } from '../lambdas/aws/s3-client';
@@ -59,6 +61,8 @@ export interface FeaturizeBenchOptions {
   /** Score 5-NN accuracy per size (on the first backend, from the handler's features). */
   readonly accuracy: boolean;
   readonly timeoutMinutes: number;
+  /** Leave V8's default collection of Buffers, where the handler sets its flag (lambdas/common/external-memory.ts). */
+  readonly v8DefaultExternalMemory?: boolean;
 }
 
 export interface FeaturizeCaseResult {
@@ -120,6 +124,7 @@ export async function featurizeBench(options: FeaturizeBenchOptions): Promise<Fe
         const args = ['--case', itemsFile, '--images', String(options.images[backend] ?? items.length), '--rounds', String(options.rounds)];
         if (options.accuracy && backend === options.backends[0]) args.push('--accuracy');
         if (backend === 'onnxruntime') args.push('--competing-store', competingServer.endpoint);
+        if (options.v8DefaultExternalMemory) args.push('--v8-default-external-memory');
         // `onnxruntime`: the TFLite default's native runtime; a TF.js backend otherwise (the TF.js executor for TFLite models).
         const runtime = backend === 'onnxruntime' ? { INFER_RUNTIME: 'onnxruntime' } : { INFER_RUNTIME: 'tfjs', TF_BACKEND: backend };
         const env = { ...server.env, MODEL_DIR: modelDir, IMAGE_SIZE: String(size), ...runtime, POWERTOOLS_LOG_LEVEL: 'WARN' };
@@ -338,6 +343,8 @@ async function main(): Promise<void> {
   const value = (name: string) => argValue(argv, name);
   const caseFile = value('case');
   if (caseFile) {
+    // As the handler does at its cold start.
+    if (!argv.includes('--v8-default-external-memory')) countExternalMemoryInHeapLimit();
     const result = await runCase(caseFile, Number(value('images')), Number(value('rounds')), argv.includes('--accuracy'), value('competing-store'));
     console.log(JSON.stringify(result));
     return;
@@ -348,6 +355,7 @@ async function main(): Promise<void> {
     sizes: value('sizes')?.split(',').map(Number) ?? DEFAULT_FEATURIZE_OPTIONS.sizes,
     rounds: Number(value('rounds') ?? DEFAULT_FEATURIZE_OPTIONS.rounds),
     images: value('images') ? { wasm: Number(value('images')), cpu: Number(value('images')) } : DEFAULT_FEATURIZE_OPTIONS.images,
+    v8DefaultExternalMemory: argv.includes('--v8-default-external-memory'),
   };
   console.log(JSON.stringify(await featurizeBench(options), null, 1));
 }

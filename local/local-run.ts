@@ -34,7 +34,7 @@ import type { ItemProblem } from '../lambdas/contracts/events';
 import { FEATURIZE_ENV, FeaturizeEnvSchema, LOCAL_OBSERVABILITY_ENV, parseHandlerEnv, RESULT_SHAPING_ENV } from '../lambdas/contracts/handler-env';
 import { putObject, readJsonIfPresent } from '../lambdas/aws/s3-client';
 import { defaultModelDir, featurizerConfigFromEnv, featurizerIdOf, hasModel } from '../lambdas/model';
-import { mapWithConcurrency } from '../lambdas/common';
+import { countExternalMemoryInHeapLimit, mapWithConcurrency } from '../lambdas/common';
 import { describeIncompleteAccounting, InputAccounting, InputAccountingReport, readableCause } from '../lambdas/bookkeeping';
 import type { RunReport } from '../lambdas/outputs';
 // Not the analysis face: it loads onnxruntime-node, which the local run's main thread never needs.
@@ -178,6 +178,8 @@ export interface LocalRunResult {
 
 export async function runLocally(options: LocalRunOptions = {}): Promise<LocalRunResult> {
   const started = performance.now();
+  // This thread serves the emulated S3 and state machine: every body it reads or writes is a Buffer.
+  countExternalMemoryInHeapLimit();
   const notices: string[] = [];
   const notice = (line: string) => {
     notices.push(line);

@@ -8,6 +8,7 @@ import { createS3Client } from '../aws/s3-client';
 import { createObservability, observedHandler, recordRunMetrics } from '../aws/observability';
 import { AggregateResult, aggregateRun, AggregateSettings, aggregateStage, AggregateStageResult } from './aggregate-run';
 import { AggregateEnv, AggregateEnvSchema, parseHandlerEnv } from '../contracts/handler-env';
+import { countExternalMemoryInHeapLimit } from '../common';
 
 export { aggregateRun } from './aggregate-run';
 export type { AggregateResult, AggregateSettings } from './aggregate-run';
@@ -30,6 +31,7 @@ export function aggregateSettingsFrom(env: AggregateEnv): AggregateSettings {
   };
 }
 
+countExternalMemoryInHeapLimit();
 const settings = aggregateSettingsFrom(readAggregateEnv());
 const observability = createObservability('aggregate');
 const { logger, tracer } = observability;

@@ -8,6 +8,7 @@ import { Featurizer, featurizerConfigFromEnv, getFeaturizer } from '../model';
 import { createS3Client } from '../aws/s3-client';
 import { createObservability, observedHandler, recordBatchMetrics } from '../aws/observability';
 import { featurizeBatch, FeaturizeBatchSettings } from './featurize-batch';
+import { countExternalMemoryInHeapLimit } from '../common';
 
 export { featurizeBatch, batchHash } from './featurize-batch';
 export type { FeaturizeBatchDeps, FeaturizeBatchSettings } from './featurize-batch';
@@ -30,6 +31,7 @@ export function batchSettingsFrom(env: FeaturizeEnv): FeaturizeBatchSettings {
   };
 }
 
+countExternalMemoryInHeapLimit();
 const env = readFeaturizeEnv();
 const observability = createObservability('featurize');
 const { logger, tracer } = observability;

@@ -149,28 +149,28 @@ export const RECORDED = {
   stages: {
     groupImages: 40 * 250,
     plan: {
-      points: [point(100_000, 0.18, 157), point(1_000_000, 0.55, 238)],
+      points: [point(100_000, 0.1, 161), point(1_000_000, 0.35, 297)],
       time: 'linear',
       memory: 'linear',
       basis: 'measured; one summary per batch (about 150 bytes), no key read',
     },
-    moments: { points: [point(100_000, 2.71, 359), point(1_000_000, 3.39, 365)], time: 'flat', memory: 'flat', basis: 'measured' },
-    mergeMoments: { points: [point(1_000_000, 2.43, 307)], time: 'flat', memory: 'flat', basis: 'measured (7 nodes of up to 16 partials)' },
+    moments: { points: [point(100_000, 1.19, 425), point(1_000_000, 1.92, 423)], time: 'flat', memory: 'flat', basis: 'measured' },
+    mergeMoments: { points: [point(1_000_000, 0.83, 401)], time: 'flat', memory: 'flat', basis: 'measured (7 nodes of up to 16 partials)' },
     fit: {
-      points: [point(100_000, 5.23, 488), point(1_000_000, 6.73, 479)],
+      points: [point(100_000, 5.18, 548), point(1_000_000, 6.43, 545)],
       time: 'flat',
       memory: 'flat',
       basis:
         "measured; at most the fan-in partials, and 300 eigenpairs, whose solve depends on the spectrum, not on the images: the synthetic shards' flat tail takes 14 iterations (FitModel took about 2.5 s on the real whole dataset's features, docs/FEATURE-CHOICE.md)",
     },
-    project: { points: [point(100_000, 3.74, 375), point(1_000_000, 4.14, 371)], time: 'flat', memory: 'flat', basis: 'measured' },
+    project: { points: [point(100_000, 2.0, 512), point(1_000_000, 2.24, 494)], time: 'flat', memory: 'flat', basis: 'measured' },
     fitClassifier: {
       'lda+logistic': {
-        points: [point(100_000, 3.86, 766), point(1_000_000, 6.98, 700)],
+        points: [point(100_000, 3.6, 844), point(1_000_000, 5.01, 1044)],
         time: 'linear',
         memory: 'flat',
         basis:
-          "measured (2026-12-07 14:05-14:22 at b8561dd, the shards with field copies of one Training row in 4); one class statistics record per group (610 KB, about 8 ms to read and merge; the samples' rows are bounded run-wide), and logistic regression's fit on 103 x (128 + 128) sampled rows whatever the images",
+          "measured (the shards with field copies of one Training row in 4); one class statistics record per group (610 KB, about 8 ms to read and merge; the samples' rows are bounded run-wide), and logistic regression's fit on 103 x (128 + 128) sampled rows whatever the images",
       },
       lda: {
         points: [point(100_000, 2.37, 393), point(1_000_000, 5.85, 420)],
@@ -187,18 +187,17 @@ export const RECORDED = {
         basis: 'measured (3 groups timed, 14:07-14:38): each group against every reference, so linear in the images per group',
       },
       lda: { points: [point(100_000, 0.91, 228), point(1_000_000, 1.27, 236)], time: 'flat', memory: 'flat', basis: 'measured; no reference read' },
-      'lda+logistic': { points: [point(100_000, 0.95, 287), point(1_000_000, 1.36, 291)], time: 'flat', memory: 'flat', basis: 'measured' },
+      'lda+logistic': { points: [point(100_000, 0.39, 295), point(1_000_000, 0.51, 304)], time: 'flat', memory: 'flat', basis: 'measured' },
     },
     publish: {
-      points: [point(100_000, 2.56, 288), point(1_000_000, 11.17, 424)],
+      points: [point(100_000, 1.12, 335), point(1_000_000, 7.62, 459)],
       time: 'linear',
       memory: 'flat',
       basis: "measured; a tally, a predictions part and a features part copy per group (the local S3 server's copying is most of the 1,000,000 figure)",
     },
   } satisfies StageFigureSet,
   stagesSource:
-    'docs/BENCHMARKS.md, "The aggregate as stages, at scale" (`npx tsx bench/aggregate-scale.ts --rows 100000,1000000 --sample 100`, 2026-12-07 07:17-07:30 at 962d6c1, x86_64, 2 cores, load 2-2.5, the defaults: lda+logistic over 300 components): each stage\'s slowest invocation at 100,000 and 1,000,000 images, process start (about 0.8 s) included; ' +
-    "FitClassifier's from the same bench at b8561dd (2026-12-07 14:05-14:22, the shards with field copies); " +
+    'docs/BENCHMARKS.md, "The aggregate as stages, at scale" (`npx tsx bench/aggregate-scale.ts --rows 100000,1000000 --sample 100`, 2026-12-07 17:07-17:20 at 1649cb0, x86_64, 2 cores, load 0.4-2, the defaults: lda+logistic over 300 components, the shards with field copies, each stage process setting V8\'s flag for Buffers as the handlers do): each stage\'s slowest invocation at 100,000 and 1,000,000 images, process start (about 0.8 s) included; ' +
     'the k-NN classify, and the LDA alone, from the same bench at 100 components on 2026-12-06 (14:07-14:38 and 19:30-19:48)',
 } as const;
 

@@ -135,7 +135,7 @@ function centredTransposed(
   precision: KernelPrecision,
   into?: Float32Array | Float64Array,
 ): Float32Array | Float64Array {
-  const centred = into ? into.subarray(0, rows * dims) : precision === 'float32' ? new Float32Array(rows * dims) : new Float64Array(rows * dims);
+  const centred = into ? into.subarray(0, rows * dims) : floatArray(precision, rows * dims);
   for (let r0 = 0; r0 < rows; r0 += TRANSPOSE_TILE) {
     const r1 = Math.min(rows, r0 + TRANSPOSE_TILE);
     for (let f0 = 0; f0 < dims; f0 += TRANSPOSE_TILE) {
@@ -148,6 +148,11 @@ function centredTransposed(
     }
   }
   return centred;
+}
+
+/** `length` zeros in `precision`'s array type. */
+function floatArray(precision: KernelPrecision, length: number): Float32Array | Float64Array {
+  return precision === 'float32' ? new Float32Array(length) : new Float64Array(length);
 }
 
 /** The moments of no rows: the identity of their merge. */
@@ -188,7 +193,7 @@ export class NativeScatterAccumulator {
     this.block = new Float32Array(blockRows * dim);
     this.total = emptyPackedMoments(dim);
     const size = blockRows * dim;
-    this.scratch = { centred: options.precision === 'float32' ? new Float32Array(size) : new Float64Array(size), packed: emptyPackedMoments(dim) };
+    this.scratch = { centred: floatArray(options.precision ?? 'float64', size), packed: emptyPackedMoments(dim) };
   }
 
   /** Rows seen so far (buffered ones included). */

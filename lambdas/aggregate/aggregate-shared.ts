@@ -55,6 +55,13 @@ export type OutputName = (typeof OUTPUT_FILES)[number];
  */
 export type OptionalOutput = 'predictions' | 'featuresParquet' | 'embeddings' | 'embeddingsParts' | 'model' | 'knnReferences';
 
+/**
+ * onnxruntime threads of a stage that runs alone in its function (FitModel's eigenpairs,
+ * FitClassifier's logistic regression): the aggregate function's 3,008 MB is about 1.7 vCPUs, and
+ * no sibling shares them. A map child keeps one thread (`DEFAULT_INTRA_OP_THREADS`).
+ */
+export const SINGLE_STAGE_THREADS = 2;
+
 /** Misclassified images shown in report.html, and candidates kept while predicting. */
 export const GALLERY_IMAGES = 8;
 export const GALLERY_CANDIDATES_PER_PAIR = 2;

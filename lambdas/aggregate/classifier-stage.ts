@@ -43,7 +43,7 @@ import { ClassifierKind, DEFAULT_CLASSIFIER } from '../contracts/handler-env';
 import type { RunSettings } from '../contracts/events';
 import { MissingObjectError, putObject, readText } from '../aws/s3-client';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { AggregateRunDeps, groupPartsInOrder, stopwatch } from './aggregate-shared';
+import { AggregateRunDeps, groupPartsInOrder, SINGLE_STAGE_THREADS, stopwatch } from './aggregate-shared';
 import { aggregateWorkKeys, TrainingClasses } from './aggregate-work';
 import { readFitRecord } from './fit-stage';
 
@@ -129,12 +129,6 @@ export const LOGISTIC_SAMPLE_PER_CLASS = PROTOTYPE_SAMPLE_PER_CLASS / 2;
  * one copy per 4 Training images a class of the whole dataset (about 516 images) has about 129.
  */
 export const COPY_SAMPLE_PER_CLASS = LOGISTIC_SAMPLE_PER_CLASS;
-
-/**
- * onnxruntime threads of logistic regression's fit: FitClassifier runs alone in its function
- * (3,008 MB by default, about 1.7 vCPUs), so the fit's products take two.
- */
-const LOGISTIC_FIT_THREADS = 2;
 
 /**
  * One group's Training rows as its head's fit needs them, accumulated in the project stage: both
@@ -337,7 +331,7 @@ async function fittedLogistic({ dims, trainingRows, clean, copies }: HeadInputs)
   const fitted = await fitLogisticClassifier(
     blockOf(all, held),
     all.map((row) => row.label),
-    { intraOpNumThreads: LOGISTIC_FIT_THREADS },
+    { intraOpNumThreads: SINGLE_STAGE_THREADS },
   );
   const note = logisticWarning(trainingRows, held);
   const record: ClassifierRecord = {

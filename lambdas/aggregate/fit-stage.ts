@@ -30,6 +30,7 @@ import {
   readGroupRecords,
   readProjectionModel,
   runFields,
+  SINGLE_STAGE_THREADS,
   stopwatch,
 } from './aggregate-shared';
 import {
@@ -210,7 +211,7 @@ async function fitOfMoments(
   if (merged.count !== rows) {
     throw new Error(`the moments merged from level ${top} of the merge tree count ${merged.count} rows, the groups' tallies ${rows}`);
   }
-  return fitPcaTop(merged, selection);
+  return fitPcaTop(merged, selection, { intraOpNumThreads: SINGLE_STAGE_THREADS });
 }
 
 /**

@@ -246,6 +246,8 @@ function cachedSession(name: string, model: () => Uint8Array, options: KernelOpt
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
+      // Idle pool threads block instead of spinning: a spinning thread takes a core from the JavaScript between two runs.
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
     });
     sessions.set(key, session);
     // A failed creation is not cached: the next call tries again and reports its own error.

@@ -19,6 +19,7 @@
 import { Matrix } from 'ml-matrix';
 import { PCA } from 'ml-pca';
 import { topEigen } from './top-eigen';
+import type { KernelOptions } from './kernel-graphs';
 import { mirrorUpperTriangle } from '../common';
 
 /** Rows per block of the rank-k update: 256 x 1,280 float64 is 2.6 MB, near a core's L2/L3 share. */
@@ -289,15 +290,20 @@ export const FULL_SPECTRUM_MAX_DIM = 400;
  * full decomposition where that is cheaper or the iteration does not converge), checked against
  * ml-pca's full decomposition in the tests. The eigenvalues and ratios it returns are those of the
  * computed components, not all `dim`; the ratios are exact (the trace is the total variance).
+ * `intraOpNumThreads`: the products' threads (the fit stage, alone in its function, takes two).
  */
-export async function fitPcaTop(moments: FeatureMoments, selection: ComponentSelection): Promise<PcaFit> {
+export async function fitPcaTop(
+  moments: FeatureMoments,
+  selection: ComponentSelection,
+  options: Pick<KernelOptions, 'intraOpNumThreads'> = {},
+): Promise<PcaFit> {
   const { count: n, dim: d } = moments;
   // Below this many features the whole spectrum costs a fraction of a second: keep all of it.
   if (d <= FULL_SPECTRUM_MAX_DIM) return fitPca(moments, selection);
   const standardised = standardisedCorrelation(moments);
   validateSelection(selection);
   const computed = Math.min(Math.max(selection.components, selection.classifierComponents ?? 0), d, Math.max(1, n - 1));
-  const top = await topEigen(standardised.correlation, { k: computed });
+  const top = await topEigen(standardised.correlation, { k: computed, intraOpNumThreads: options.intraOpNumThreads });
   const eigenvalues = Float64Array.from(top.values, (value) => Math.max(0, value));
   const explainedVarianceRatio = eigenvalues.map((value) => value / top.trace);
   const component = (c: number) => top.vectors.subarray(c * d, (c + 1) * d);

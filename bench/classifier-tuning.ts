@@ -130,14 +130,14 @@ function variantCandidate(variant: Variant, classes: readonly string[], scenario
       const shrinkage = variant.shrinkage === 'oas' ? oasShrinkage(stats) : variant.shrinkage;
       const key = `${variant.name} | ${scenario}`;
       chosenShrinkage.set(key, [...(chosenShrinkage.get(key) ?? []), shrinkage]);
-      const model = ldaClassifierFromStatistics(stats, { shrinkage, directions: variant.directions }).withPrototypes(
+      const model = await ldaClassifierFromStatistics(stats, { shrinkage, directions: variant.directions }).withPrototypes(
         rowsOf(clean),
         Array.from(clean.y, (y) => classes[y]),
         variant.prototypes,
       );
       const means = variant.meanWeight ? ldaClassifierFromStatistics(stats, { shrinkage, directions: variant.directions }) : undefined;
       const copyLabels = Array.from(copies.y, (y) => classes[y]);
-      const copyModel = variant.copyPrototypes && copies.n > 0 ? model.withPrototypes(rowsOf(copies), copyLabels, variant.copyPrototypes) : undefined;
+      const copyModel = variant.copyPrototypes && copies.n > 0 ? await model.withPrototypes(rowsOf(copies), copyLabels, variant.copyPrototypes) : undefined;
       if (copyModel) return async (queries) => predictWithCopies(model, copyModel, variant.copyPenalty ?? 0, queries, classes);
       return async (queries) => predict(model, means, variant.meanWeight ?? 0, queries, classes);
     },
@@ -287,7 +287,7 @@ function ensembleCandidate(classes: readonly string[], options: PairOptions = {}
       const seen = (points: Points) => (basis ? shrunkAlong(points, basis, keep) : points);
       const train = seen(asGiven);
       const { clean, stats } = await pooledStatistics(withCopiesOf(train, options.copyEvery?.lda ?? 1), classes, options.ldaCopyWeight);
-      const lda = ldaClassifierFromStatistics(stats, { shrinkage: DEFAULT_LDA_SHRINKAGE }).withPrototypes(
+      const lda = await ldaClassifierFromStatistics(stats, { shrinkage: DEFAULT_LDA_SHRINKAGE }).withPrototypes(
         rowsOf(clean),
         Array.from(clean.y, (y) => classes[y]),
         PRODUCT.prototypes,

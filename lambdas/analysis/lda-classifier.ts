@@ -28,15 +28,15 @@
  * Symmetric API: `fitLdaClassifier(rows, labels, options)`, or `ldaClassifierFromStatistics(stats,
  * options)` then `.withPrototypes(rows, labels)` -> model; `model.predict(rows)`,
  * `model.transform(rows)`, `model.toJSON()`, `loadLdaClassifier(json)`. Products go through
- * ml-matrix, except `model.predictBlock(block)`'s, which run on the native kernel (the aggregate's
- * classify stage predicts with it).
+ * ml-matrix, except `model.predictBlock(block)`'s (the aggregate's classify stage predicts with it)
+ * and the prototypes' k-means assignments, which run on the native kernel.
  */
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { z } from 'zod';
 import { numberArray, numberRows } from '../contracts/number-arrays';
 import { ClassStatistics, ClassStatisticsAccumulator } from './class-statistics';
 import { matrixProduct } from './kernel-graphs';
-import { NativeProjector, type RowBlock } from './native-kernels';
+import { NativeProjector, nearestCentres, type RowBlock } from './native-kernels';
 
 export const LDA_CLASSIFIER_FORMAT = 'fruits-pipeline/lda-classifier@1';
 
@@ -251,18 +251,25 @@ export class LdaClassifier {
    * in the discriminant space, started from rows spread evenly through the class's rows in order.
    * With `keys` (one per row), each prototype also records the key of its class's row nearest it.
    */
-  withPrototypes(rows: Rows, labels: readonly string[], perClass: number = DEFAULT_PROTOTYPES, keys?: readonly string[]): LdaClassifier {
-    return this.withPrototypesOf(this.transform(rows), labels, perClass, keys);
+  async withPrototypes(rows: Rows, labels: readonly string[], perClass: number = DEFAULT_PROTOTYPES, keys?: readonly string[]): Promise<LdaClassifier> {
+    const projected = this.transform(rows);
+    return this.withPrototypesOf({ data: Float64Array.from(projected.to1DArray()), rows: projected.rows, dims: projected.columns }, labels, perClass, keys);
   }
 
   /** `withPrototypes` of a block of rows, projected on the native kernel (`predictBlock`'s first product). */
   async withPrototypesBlock(block: RowBlock, labels: readonly string[], perClass: number = DEFAULT_PROTOTYPES, keys?: readonly string[]) {
-    return this.withPrototypesOf(Matrix.from1DArray(block.rows, this.projection.columns, await this.projector.projectRows(block)), labels, perClass, keys);
+    const projected = await this.projector.projectRows(block);
+    return this.withPrototypesOf({ data: projected, rows: block.rows, dims: this.projection.columns }, labels, perClass, keys);
   }
 
   /** The prototypes clustered from rows already projected on the discriminant (rows x directions). */
-  private withPrototypesOf(projected: Matrix, labels: readonly string[], perClass: number, keys: readonly string[] | undefined): LdaClassifier {
-    const rows = projected.rows;
+  private async withPrototypesOf(
+    projected: RowBlock<Float64Array>,
+    labels: readonly string[],
+    perClass: number,
+    keys: readonly string[] | undefined,
+  ): Promise<LdaClassifier> {
+    const { rows } = projected;
     if (keys && keys.length !== rows) throw new RangeError(`${rows} rows but ${keys.length} keys`);
     if (!Number.isInteger(perClass) || perClass < 1) throw new RangeError(`prototypes per class must be a positive integer, got ${perClass}`);
     if (rows !== labels.length) throw new RangeError(`${rows} rows but ${labels.length} labels`);
@@ -271,18 +278,18 @@ export class LdaClassifier {
     const prototypeKeys: string[] = [];
     const membersOf = new Map<string, number[]>();
     labels.forEach((label, i) => (membersOf.get(label) ?? membersOf.set(label, []).get(label)!).push(i));
-    this.json.labels.forEach((label, c) => {
+    for (const [c, label] of this.json.labels.entries()) {
       const members = membersOf.get(label) ?? [];
       const means =
         members.length === 0
           ? this.json.prototypes.filter((_, p) => this.json.prototypeLabels[p] === c)
-          : kMeans(projected.selection(members, range(projected.columns)), perClass).to2DArray();
+          : rowsOf(await kMeans(selectedRows(projected, members), perClass));
       for (const mean of means) {
         prototypes.push(mean);
         prototypeLabels.push(c);
         if (keys) prototypeKeys.push(members.length === 0 ? '' : keys[nearestRow(projected, members, mean)]);
       }
-    });
+    }
     const { prototypeKeys: _previous, ...json } = this.json;
     return LdaClassifier.of({ ...json, prototypes, prototypeLabels, ...(keys ? { prototypeKeys } : {}) });
   }
@@ -315,7 +322,7 @@ export async function fitLdaClassifier(rows: Rows, labels: readonly string[], op
   for (let i = 0; i < rows.length; i++) await accumulator.add(labels[i], rows[i]);
   for (let i = 0; i < augmentation.rows.length; i++) await accumulator.add(augmentation.labels[i], augmentation.rows[i]);
   const model = ldaClassifierFromStatistics(await accumulator.statistics(), options);
-  return options.prototypes === 1 ? model : model.withPrototypes(rows, labels, options.prototypes ?? DEFAULT_PROTOTYPES);
+  return options.prototypes === 1 ? model : await model.withPrototypes(rows, labels, options.prototypes ?? DEFAULT_PROTOTYPES);
 }
 
 /** The classifier the statistics of the references describe, one prototype per class: its mean. */
@@ -353,60 +360,68 @@ export function ldaClassifierFromStatistics(stats: ClassStatistics, options: Lda
   });
 }
 
-/** Lloyd's k-means of the rows of `points` into at most `k` means; an emptied cluster keeps its mean. */
-function kMeans(points: Matrix, k: number): Matrix {
-  const m = Math.min(k, points.rows);
-  const { rows, columns } = points;
-  const data = points.to2DArray();
-  const pointNorms = data.map((row) => row.reduce((sum, v) => sum + v * v, 0));
-  let means = points.selection(
-    range(m).map((j) => Math.floor((j * rows) / m)),
-    range(columns),
-  );
+/**
+ * Lloyd's k-means of the rows of `points` into at most `k` means, started from rows spread evenly
+ * through them; an emptied cluster keeps its mean. Each round's assignment is one product on the
+ * native kernel (`nearestCentres`).
+ */
+async function kMeans(points: RowBlock<Float64Array>, k: number): Promise<RowBlock<Float64Array>> {
+  const { rows, dims, data } = points;
+  const m = Math.min(k, rows);
+  const means = new Float64Array(m * dims);
+  for (let j = 0; j < m; j++) {
+    const start = Math.floor((j * rows) / m) * dims;
+    means.set(data.subarray(start, start + dims), j * dims);
+  }
+  const centres = { data: means, rows: m, dims };
   const assignment = new Int32Array(rows).fill(-1);
   for (let round = 0; round < KMEANS_ROUNDS; round++) {
-    // Squared distances as ||x||^2 + ||mean||^2 - 2 x.mean: one product per round.
-    const products = points.mmul(means.transpose()).to2DArray();
-    const meanNorms = means.to2DArray().map((row) => row.reduce((sum, v) => sum + v * v, 0));
+    const nearest = await nearestCentres(points, centres);
     let moved = false;
     for (let r = 0; r < rows; r++) {
-      let nearest = 0;
-      let nearestDistance = Number.POSITIVE_INFINITY;
-      for (let j = 0; j < m; j++) {
-        const distance = pointNorms[r] + meanNorms[j] - 2 * products[r][j];
-        if (distance < nearestDistance) [nearest, nearestDistance] = [j, distance];
-      }
-      if (assignment[r] !== nearest) moved = true;
-      assignment[r] = nearest;
+      if (assignment[r] !== nearest[r]) moved = true;
+      assignment[r] = nearest[r];
     }
     if (!moved) break;
-    const sums = means.to2DArray().map(() => new Float64Array(columns));
-    const counts = new Array<number>(m).fill(0);
+    const sums = new Float64Array(m * dims);
+    const counts = new Int32Array(m);
     for (let r = 0; r < rows; r++) {
-      const sum = sums[assignment[r]];
+      const at = assignment[r] * dims;
       counts[assignment[r]]++;
-      for (let d = 0; d < columns; d++) sum[d] += data[r][d];
+      for (let d = 0; d < dims; d++) sums[at + d] += data[r * dims + d];
     }
-    const previous = means.to2DArray();
-    means = new Matrix(sums.map((sum, j) => (counts[j] ? Array.from(sum, (v) => v / counts[j]) : previous[j])));
+    for (let j = 0; j < m; j++) {
+      if (counts[j] === 0) continue;
+      for (let d = 0; d < dims; d++) means[j * dims + d] = sums[j * dims + d] / counts[j];
+    }
   }
-  return means;
+  return centres;
+}
+
+/** The rows of `block` at `indices`, in that order, as a block of their own. */
+function selectedRows(block: RowBlock<Float64Array>, indices: readonly number[]): RowBlock<Float64Array> {
+  const { dims } = block;
+  const data = new Float64Array(indices.length * dims);
+  indices.forEach((row, i) => data.set(block.data.subarray(row * dims, (row + 1) * dims), i * dims));
+  return { data, rows: indices.length, dims };
+}
+
+/** A block's rows as arrays, as the model JSON holds them. */
+function rowsOf(block: RowBlock<Float64Array>): number[][] {
+  return Array.from({ length: block.rows }, (_, r) => Array.from(block.data.subarray(r * block.dims, (r + 1) * block.dims)));
 }
 
 /** The member of `rows` (row indices into `points`) nearest `target`. */
-function nearestRow(points: Matrix, rows: readonly number[], target: readonly number[]): number {
+function nearestRow(points: RowBlock<Float64Array>, rows: readonly number[], target: readonly number[]): number {
+  const { dims, data } = points;
   let nearest = rows[0];
   let nearestDistance = Number.POSITIVE_INFINITY;
   for (const r of rows) {
     let distance = 0;
-    for (let d = 0; d < target.length; d++) distance += (points.get(r, d) - target[d]) ** 2;
+    for (let d = 0; d < dims; d++) distance += (data[r * dims + d] - target[d]) ** 2;
     if (distance < nearestDistance) [nearest, nearestDistance] = [r, distance];
   }
   return nearest;
-}
-
-function range(n: number): number[] {
-  return Array.from({ length: n }, (_, i) => i);
 }
 
 /** W with W^T S' W = I, S' the shrunk within-class covariance. */

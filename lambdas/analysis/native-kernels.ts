@@ -448,6 +448,36 @@ export class NativeNeighbourSearch {
   }
 }
 
+/**
+ * Each row of `rows`' nearest row of `centres`, as an index (the lower one among equals), in
+ * float64 on the `nearest` graph: the distances in the product form ||c||^2 - 2 r.c (||r||^2 is the
+ * same for every centre), one Gemm and a TopK of one. A k-means' assignment step; unlike
+ * `NativeNeighbourSearch` it does not re-rank exactly, and needs no more.
+ */
+export async function nearestCentres(rows: RowBlock<Float64Array>, centres: RowBlock<Float64Array>): Promise<Int32Array> {
+  checkBlock(rows, 'nearestCentres');
+  checkBlock(centres, 'nearestCentres');
+  if (rows.dims !== centres.dims) throw new RangeError(`nearestCentres: rows of ${rows.dims} values, centres of ${centres.dims}`);
+  if (centres.rows === 0) throw new RangeError('nearestCentres: no centres');
+  const nearest = new Int32Array(rows.rows);
+  if (rows.rows === 0) return nearest;
+  const { dims } = centres;
+  const norms = new Float64Array(centres.rows);
+  for (let c = 0; c < centres.rows; c++) {
+    for (let d = 0; d < dims; d++) norms[c] += centres.data[c * dims + d] * centres.data[c * dims + d];
+  }
+  const session = await kernelSession('nearest', { precision: 'float64' });
+  const result = await session.run({
+    queries: tensorOf(rows.data.subarray(0, rows.rows * dims), [rows.rows, dims], 'float64'),
+    references: tensorOf(centres.data.subarray(0, centres.rows * dims), [centres.rows, dims], 'float64'),
+    referenceNorms: tensorOf(norms, [1, centres.rows], 'float64'),
+    count: new ort.Tensor('int64', BigInt64Array.of(1n), [1]),
+  });
+  const indices = result.indices.data as BigInt64Array;
+  for (let r = 0; r < rows.rows; r++) nearest[r] = Number(indices[r]);
+  return nearest;
+}
+
 /** Squared Euclidean distance in float64, summed in dimension order (as knn.ts sums it). */
 function squaredDistance(a: ArrayLike<number>, aOffset: number, b: ArrayLike<number>, bOffset: number, dims: number): number {
   let sum = 0;

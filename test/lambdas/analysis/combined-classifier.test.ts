@@ -8,7 +8,7 @@ import { blobs } from '../../support/blobs';
 
 async function bothHeads(separation = 6) {
   const train = blobs(4, 40, 6, 1, separation);
-  const lda = (await fitLdaClassifier(train.rowArrays(), train.labels)).withPrototypes(train.rowArrays(), train.labels, 3);
+  const lda = await (await fitLdaClassifier(train.rowArrays(), train.labels)).withPrototypes(train.rowArrays(), train.labels, 3);
   const fitted = (await fitLogisticClassifier(train.block, train.labels, { rounds: 200 })).toJSON();
   // The same model with its labels (and weight columns) in reverse order: the pair matches them by name.
   const logistic = loadLogisticClassifier({ ...fitted, labels: [...fitted.labels].reverse(), weights: fitted.weights.map((row) => [...row].reverse()) });

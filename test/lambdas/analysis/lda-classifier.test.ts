@@ -206,7 +206,7 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
 
   it("gives each prediction its distance to the prototype that won, and that prototype's nearest Training key", async () => {
     const keys = training.rows.map((_, i) => `input/d/Training/${training.labels[i]}/${i}.jpg`);
-    const model = ldaClassifierFromStatistics(await statisticsOf(training)).withPrototypes(training.rows, training.labels, 3, keys);
+    const model = await ldaClassifierFromStatistics(await statisticsOf(training)).withPrototypes(training.rows, training.labels, 3, keys);
     const json = model.toJSON();
     expect(json.prototypeKeys).toHaveLength(json.prototypes.length);
     json.prototypeKeys!.forEach((key, p) => expect(key).toContain(`/${json.labels[json.prototypeLabels[p]]}/`));
@@ -221,7 +221,7 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
   });
 
   it('predicts a block on the native kernel as predict does: labels, prototypes and confidences, distances to rounding', async () => {
-    const model = ldaClassifierFromStatistics(await statisticsOf(training)).withPrototypes(training.rows, training.labels, 3);
+    const model = await ldaClassifierFromStatistics(await statisticsOf(training)).withPrototypes(training.rows, training.labels, 3);
     const dim = model.dim;
     const data = Float32Array.from(queries.rows.flatMap((row) => Array.from(row, Math.fround)));
     const expected = model.predict(Array.from({ length: queries.rows.length }, (_, r) => data.subarray(r * dim, (r + 1) * dim)));
@@ -241,7 +241,7 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
     const dim = discriminant.dim;
     const data = Float32Array.from(training.rows.flatMap((row) => Array.from(row, Math.fround)));
     const rows = Array.from({ length: training.rows.length }, (_, r) => data.subarray(r * dim, (r + 1) * dim));
-    const expected = discriminant.withPrototypes(rows, training.labels, 3, keys).toJSON();
+    const expected = (await discriminant.withPrototypes(rows, training.labels, 3, keys)).toJSON();
     const native = (await discriminant.withPrototypesBlock({ data, rows: rows.length, dims: dim }, training.labels, 3, keys)).toJSON();
     expect(native.prototypeLabels).toEqual(expected.prototypeLabels);
     expect(native.prototypeKeys).toEqual(expected.prototypeKeys);
@@ -251,7 +251,7 @@ describe('LDA classifier (lambdas/analysis/lda-classifier.ts)', () => {
   it('fits the same classifier from merged group statistics as from the rows', async () => {
     const groups = [new ClassStatisticsAccumulator(8), new ClassStatisticsAccumulator(8)];
     await addRows(training.rows, training.labels, (i) => groups[i % 2]);
-    const fromStats = ldaClassifierFromStatistics(mergeClassStatistics(await groups[0].statistics(), await groups[1].statistics())).withPrototypes(
+    const fromStats = await ldaClassifierFromStatistics(mergeClassStatistics(await groups[0].statistics(), await groups[1].statistics())).withPrototypes(
       training.rows,
       training.labels,
     );

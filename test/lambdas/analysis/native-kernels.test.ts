@@ -15,6 +15,7 @@ import {
   NativeNeighbourSearch,
   NativeProjector,
   NativeScatterAccumulator,
+  nearestCentres,
   voteNeighbours,
 } from '../../../lambdas/analysis/native-kernels';
 import { mergeMomentsInto } from '../../support/reference-moments';
@@ -301,5 +302,35 @@ describe('NativeNeighbourSearch', () => {
     expect(usual.fallbacks).toBe(0);
     expect(tight.fallbacks).toBe(40);
     expect(actual).toEqual(expected);
+  });
+});
+
+describe('nearestCentres (the k-means assignment on the native kernel)', () => {
+  it("gives each row its nearest centre's index, as a scan of every centre does", async () => {
+    const next = seeded(7);
+    const [rows, centres, dims] = [300, 8, 12];
+    const data = Float64Array.from({ length: rows * dims }, () => next() * 4 - 2);
+    const means = Float64Array.from({ length: centres * dims }, () => next() * 4 - 2);
+    const expected = Array.from({ length: rows }, (_, r) => {
+      let best = 0;
+      let bestDistance = Number.POSITIVE_INFINITY;
+      for (let c = 0; c < centres; c++) {
+        let distance = 0;
+        for (let d = 0; d < dims; d++) distance += (data[r * dims + d] - means[c * dims + d]) ** 2;
+        if (distance < bestDistance) [best, bestDistance] = [c, distance];
+      }
+      return best;
+    });
+    expect(Array.from(await nearestCentres({ data, rows, dims }, { data: means, rows: centres, dims }))).toEqual(expected);
+  });
+
+  it('takes the lower index between two equal centres, and checks its shapes', async () => {
+    const centres = { data: Float64Array.of(1, 1, 0, 0, 1, 1), rows: 3, dims: 2 };
+    expect(Array.from(await nearestCentres({ data: Float64Array.of(0.9, 1.1, 0, 0.1), rows: 2, dims: 2 }, centres))).toEqual([0, 1]);
+    expect(await nearestCentres({ data: new Float64Array(0), rows: 0, dims: 2 }, centres)).toEqual(new Int32Array(0));
+    await expect(nearestCentres({ data: Float64Array.of(1, 2, 3), rows: 1, dims: 3 }, centres)).rejects.toThrow(/rows of 3 values, centres of 2/);
+    await expect(nearestCentres({ data: Float64Array.of(1, 2), rows: 1, dims: 2 }, { data: new Float64Array(0), rows: 0, dims: 2 })).rejects.toThrow(
+      /no centres/,
+    );
   });
 });

@@ -9,10 +9,12 @@
  *   npx tsx bench/aggregate-phase.ts --keep /tmp/whole --rounds 2 --config '{"aggregateGroupShards":80}'
  *   npx tsx bench/aggregate-phase.ts --keep /tmp/whole --out /tmp/outputs  # also copy results/<runId>/ there
  *
- * `FeaturizeImages` is replaced by a Pass state that hands on the map run's recorded result (its
- * manifest in the store), so every state after it runs as in the local run. Each round starts a
- * fresh worker pool and, as the local run does while featurize runs, lets its workers load their
- * modules before the clock starts. Printed: the process's CPU seconds in the phase (every thread),
+ * `FeaturizeImages` is replaced by a Task on a stand-in function that hands on the map run's
+ * recorded result (its manifest in the store), so every state after it runs as in the local run.
+ * The clock starts when that Task runs, where the local run's aggregate phase starts (its featurize
+ * map finished): the emulator's checks of the definition at the execution's start are not the
+ * phase's. Each round starts a fresh worker pool and, as the local run does while featurize runs,
+ * lets its workers load their modules before the clock starts. Printed: the process's CPU seconds in the phase (every thread),
  * the phase's wall time, report.json's stage times, and each invocation's window in the phase
  * (posted to the pool, answered), from which the gaps between stages follow.
  */
@@ -65,11 +67,14 @@ function threadCpuSeconds(): { main: number; others: number } {
 }
 
 /** The definition with `FeaturizeImages` as a Pass state that hands on the recorded map result. */
-function fromRecordedMapRun(definition: AslDefinition, mapResult: Json): AslDefinition {
+/** The stand-in function `FeaturizeImages` becomes a Task on: it returns the recorded map run's result. */
+const RECORDED_MAP_RUN_FUNCTION = 'arn:aws:lambda:us-east-1:000000000000:function:recorded-featurize-map-run';
+
+function fromRecordedMapRun(definition: AslDefinition): AslDefinition {
   const map = definition.States[MAP_RUN_LABEL];
   if (!map) throw new Error(`the definition has no ${MAP_RUN_LABEL} state`);
-  const pass = { Type: 'Pass', Result: mapResult, ResultPath: map.ResultPath, Next: map.Next };
-  return { ...definition, States: { ...definition.States, [MAP_RUN_LABEL]: pass } };
+  const task = { Type: 'Task', Resource: RECORDED_MAP_RUN_FUNCTION, ResultPath: map.ResultPath, Next: map.Next };
+  return { ...definition, States: { ...definition.States, [MAP_RUN_LABEL]: task } };
 }
 
 /** The kept run's id and its featurize map run's result (the one run in the store). */
@@ -81,6 +86,39 @@ async function recordedRun(s3: Parameters<typeof listAllObjects>[0]): Promise<{ 
   const runId = key.split('/')[1];
   const manifest = await readJsonIfPresent<{ MapRunArn: string }>(s3, LOCAL_BUCKET, key);
   return { runId, mapResult: { MapRunArn: manifest!.MapRunArn, ResultWriterDetails: { Bucket: LOCAL_BUCKET, Key: key } } };
+}
+
+/**
+ * The phase's wall time and the process's CPU in it (this thread, the store's server, and the
+ * workers): what the phase costs whatever else shares the machine, where its wall time is not.
+ */
+class PhaseClock {
+  private started = performance.now();
+  private cpu = process.cpuUsage();
+  private threads = threadCpuSeconds();
+
+  start(): void {
+    this.started = performance.now();
+    this.cpu = process.cpuUsage();
+    this.threads = threadCpuSeconds();
+  }
+
+  /** Milliseconds into the phase. */
+  ms(): number {
+    return Math.round(performance.now() - this.started);
+  }
+
+  reading() {
+    const cpu = process.cpuUsage(this.cpu);
+    const threads = threadCpuSeconds();
+    return {
+      aggregateSeconds: fixed((performance.now() - this.started) / 1000),
+      cpuSeconds: fixed((cpu.user + cpu.system) / 1e6),
+      // Threads that ended in the phase are not counted in `others`: the pool's workers live through it.
+      mainThreadCpuSeconds: fixed(threads.main - this.threads.main),
+      otherThreadsCpuSeconds: fixed(threads.others - this.threads.others),
+    };
+  }
 }
 
 async function main(): Promise<void> {
@@ -106,7 +144,7 @@ async function main(): Promise<void> {
     await mapWithConcurrency(folder.files, 16, (file) => file.digests());
     await serveInputFolder(server, { bucket: LOCAL_BUCKET, prefix: inputPrefix, root: inputRoot, files: folder.files });
     const { runId, mapResult } = await recordedRun(server.client);
-    const definition = fromRecordedMapRun(pipeline.definition, mapResult);
+    const definition = fromRecordedMapRun(pipeline.definition);
     for (let round = 0; round < rounds; round++) {
       const pool = new FunctionWorkerPool({
         modulePath: join(__dirname, '..', 'lambdas', 'aggregate', 'handler.ts'),
@@ -119,38 +157,36 @@ async function main(): Promise<void> {
       await pool.warm();
       const windows: InvocationWindow[] = [];
       const loadBefore = load();
-      // The process's CPU (this thread, the store's server, and the workers): what the phase costs
-      // whatever else shares the machine, where its wall time is not.
-      const cpuBefore = process.cpuUsage();
-      const threadsBefore = threadCpuSeconds();
-      const started = performance.now();
+      const clock = new PhaseClock();
+      const recordedMapRun = async () => {
+        clock.start();
+        return mapResult;
+      };
       const invoke: typeof pool.invoke = async (payload, options) => {
         const event = payload as { stage?: string; group?: number };
-        const window: InvocationWindow = { stage: event.stage ?? 'all', group: event.group, postedMs: Math.round(performance.now() - started), answeredMs: 0 };
+        const window: InvocationWindow = { stage: event.stage ?? 'all', group: event.group, postedMs: clock.ms(), answeredMs: 0 };
         windows.push(window);
         try {
           return await pool.invoke(payload, options);
         } finally {
-          window.answeredMs = Math.round(performance.now() - started);
+          window.answeredMs = clock.ms();
         }
       };
       try {
-        const execution = await runLocalExecution({ definition, functions: new Map([[pipeline.aggregate.arn, invoke]]), s3: server.client }, runId, {
+        const functions = new Map([
+          [pipeline.aggregate.arn, invoke],
+          [RECORDED_MAP_RUN_FUNCTION, recordedMapRun],
+        ]);
+        const execution = await runLocalExecution({ definition, functions, s3: server.client }, runId, {
           inputPrefix,
         });
-        const seconds = (performance.now() - started) / 1000;
-        const cpu = process.cpuUsage(cpuBefore);
-        const threads = threadCpuSeconds();
+        const reading = clock.reading();
         const report = await readJsonIfPresent<{ timingsMs?: Record<string, number> }>(server.client, LOCAL_BUCKET, runLayout(runId).resultKey('report'));
         const row = {
           round,
           status: execution.status,
           ...(execution.status === 'FAILED' ? { error: execution.error, cause: execution.cause.slice(0, 500) } : {}),
-          aggregateSeconds: fixed(seconds),
-          cpuSeconds: fixed((cpu.user + cpu.system) / 1e6),
-          // Threads that ended in the phase are not counted in `others`: the pool's workers live through it.
-          mainThreadCpuSeconds: fixed(threads.main - threadsBefore.main),
-          otherThreadsCpuSeconds: fixed(threads.others - threadsBefore.others),
+          ...reading,
           stagesMs: report?.timingsMs,
           invocations: windows,
           load: `${loadBefore} -> ${load()}`,

@@ -196,8 +196,11 @@ async function publishTables(run: RunSettings, groups: number, { fit, groupIndic
   const { bucket } = run;
   const work = aggregateWorkKeys(run.workPrefix);
   const outputs = outputKeys(run.outputPrefix);
-  await joinParts(deps, bucket, outputs.features, featuresCsvHeader(fit.k), groupIndices.map(work.featuresCsv));
-  if (classifying) await joinParts(deps, bucket, outputs.predictions, predictionsCsvHeader(), groupIndices.map(work.predictionsCsv));
+  // Side by side: features.csv's parts are copied by the store, the predictions' stream through here.
+  await Promise.all([
+    joinParts(deps, bucket, outputs.features, featuresCsvHeader(fit.k), groupIndices.map(work.featuresCsv)),
+    classifying ? joinParts(deps, bucket, outputs.predictions, predictionsCsvHeader(), groupIndices.map(work.predictionsCsv)) : undefined,
+  ]);
   const singleParquet = groups === 1;
   const parquetType = 'application/vnd.apache.parquet';
   if (singleParquet) {

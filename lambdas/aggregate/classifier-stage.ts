@@ -45,7 +45,7 @@ import { MissingObjectError, putObject, readText } from '../aws/s3-client';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { AggregateRunDeps, groupPartsInOrder, SINGLE_STAGE_THREADS, stopwatch } from './aggregate-shared';
 import { aggregateWorkKeys, TrainingClasses } from './aggregate-work';
-import { readFitRecord } from './fit-stage';
+import { readFitModel, readFitRecordOnly } from './fit-stage';
 
 /** What a record of a fitted head holds beside its model. */
 const fittedHeadFields = {
@@ -236,12 +236,13 @@ export async function fitClassifier(run: RunSettings, groups: number, deps: Aggr
   const { s3, settings, log } = deps;
   const clock = stopwatch();
   const work = aggregateWorkKeys(run.workPrefix);
-  const { record, model } = await readFitRecord(deps, run);
+  const record = await readFitRecordOnly(deps, run);
   const wanted = settings.classifier ?? DEFAULT_CLASSIFIER;
   const neighbours = settings.knnNeighbours ?? DEFAULT_KNN_NEIGHBOURS;
   const knn = (note?: string): ClassifierRecord => ({ classifier: 'knn', neighbours, ...(note ? { note } : {}) });
   let chosen: ClassifierRecord | undefined;
   if (record.pcaModelKey !== undefined) {
+    const model = await readFitModel(deps, run);
     const saved = model.classifier;
     if (saved && (wanted !== 'knn' || record.references === 0)) {
       chosen = savedClassifierRecord(saved);
@@ -259,8 +260,8 @@ export async function fitClassifier(run: RunSettings, groups: number, deps: Aggr
         wanted === 'lda' ? undefined : mergedSample(deps, run, groups, work.copySample, COPY_SAMPLE_PER_CLASS),
       ]);
       const readInputs = clock.lap();
-      // Over every component the model holds: the kept k and the head's further ones.
-      const inputs: HeadInputs = { dims: model.classifierK ?? model.k, trainingRows: record.references, clean, statistics, copies };
+      // Over every component the rows were projected on: the kept k and the head's further ones.
+      const inputs: HeadInputs = { dims: record.projectedComponents, trainingRows: record.references, clean, statistics, copies };
       const fitted = wanted === 'lda' ? await fittedLda(inputs) : wanted === 'logistic' ? await fittedLogistic(inputs) : await fittedCombined(inputs);
       chosen =
         fitted.record === undefined

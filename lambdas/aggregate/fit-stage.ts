@@ -62,6 +62,11 @@ export const FitRecordSchema = z.object({
   /** Rows kept over the whole run, and the Training ones among them. */
   rows: z.number().int(),
   references: z.number().int(),
+  /**
+   * The components the project stage scores every row on: the model's `classifierK` (the fitted
+   * head's width), else its k. FitClassifier reads this instead of the model.
+   */
+  projectedComponents: z.number().int().min(1),
   /** The run's kept Training rows and their copies by class (a fitting run's): what bounds the classifier's samples. */
   trainingClasses: TrainingClassesSchema.default({}),
   /** Why nothing is classified, when nothing is. */
@@ -74,9 +79,13 @@ export const FitRecordSchema = z.object({
 export type FitRecord = z.infer<typeof FitRecordSchema>;
 
 export async function readFitRecord(deps: AggregateRunDeps, run: RunSettings): Promise<{ record: FitRecord; model: SavedPcaModel }> {
-  const work = aggregateWorkKeys(run.workPrefix);
-  const [record, model] = await Promise.all([readFitRecordOnly(deps, run), readText(deps.s3, run.bucket, work.fitModel)]);
-  return { record, model: parsePcaModel(model, 'pca-fit-model.json') };
+  const [record, model] = await Promise.all([readFitRecordOnly(deps, run), readFitModel(deps, run)]);
+  return { record, model };
+}
+
+/** The model the fit stage wrote beside its record (the saved model's, in a projecting run). */
+export async function readFitModel(deps: AggregateRunDeps, run: RunSettings): Promise<SavedPcaModel> {
+  return parsePcaModel(await readText(deps.s3, run.bucket, aggregateWorkKeys(run.workPrefix).fitModel), 'pca-fit-model.json');
 }
 
 /** The fit record without the model: for a stage that needs the run's facts, not the projection (12 MB at 300 components). */
@@ -147,6 +156,7 @@ export async function fitRun(run: RunSettings, groups: number, fanIn: number, de
     groups,
     rows,
     references: saved ? (saved.model.knnReferences?.count ?? 0) : references,
+    projectedComponents: model.classifierK ?? model.k,
     trainingClasses: tallies.reduce((sum: TrainingClasses, tally) => addTrainingClasses(sum, tally.trainingClasses), {}),
     ...(classificationSkipped ? { classificationSkipped } : {}),
     report: report.part(),

@@ -1131,14 +1131,16 @@ describe('aggregate handler projecting with a saved model (pcaModel)', () => {
     const runId = 'combined-run';
     const readingModel = countingGets(`work/${runId}/aggregate/pca-fit-model.json`);
     const { test, fitted } = await runWithFieldCopies(runId, { components: 4, classifier: 'lda+logistic', groupShards: 1 }, 48, readingModel.s3);
-    // The model is read by the two project groups, FitClassifier and publish; the classify groups read the run's facts alone.
-    expect(readingModel.gets()).toBe(4);
+    // The model is read by the two project groups and publish; FitClassifier and the classify groups read the run's facts alone.
+    expect(readingModel.gets()).toBe(3);
     // Both heads' inputs: the class statistics, and the samples of the clean rows and of the copies.
     for (const part of ['class-statistics/00001.bin', 'prototype-sample/00001.fsh', 'copy-sample/00001.fsh'])
       expect((await bytesOf(`work/${runId}/aggregate/${part}`)).byteLength).toBeGreaterThan(0);
     // The run's Training rows and their copies by class, counted by the moments stage for the samples' limits.
     const fitRecord = JSON.parse(await getText(client, `work/${runId}/aggregate/pca-fit.json`));
     expect(fitRecord.model).toBeUndefined();
+    // The components every row was projected on, which FitClassifier fits over.
+    expect(fitRecord.projectedComponents).toBe(12);
     const counted = Object.values(fitRecord.trainingClasses as Record<string, { rows: number; copies: number }>);
     expect(counted.reduce((sum, c) => sum + c.rows, 0)).toBe(48);
     expect(counted.reduce((sum, c) => sum + c.copies, 0)).toBe(24);

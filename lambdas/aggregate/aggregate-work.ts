@@ -13,8 +13,8 @@
  *                          groups than the fit merges; `momentsMergeLevels`)
  *   moments/<g>.json       group g's report part, accounting part, excluded rows, class counts
  *   pca-fit.json           the run's facts the later stages apply (fit-stage.ts, `FitRecord`)
- *   pca-fit-model.json     the fitted (or saved) model the project, fit-classifier and publish
- *                          stages apply, as pca-model.json holds it
+ *   pca-fit-model.json     the fitted (or saved) model the project and publish stages apply (and
+ *                          fit-classifier, for a saved model's head), as pca-model.json holds it
  *   queries/<g>.fsh        group g's rows to predict, as PCA scores
  *   class-statistics/<g>.bin   group g's Training rows' class counts, means and within-class
  *                          scatter in the PCA space (the LDA's statistics; `encodeClassStatistics`)

@@ -55,12 +55,21 @@ export type OutputName = (typeof OUTPUT_FILES)[number];
  */
 export type OptionalOutput = 'predictions' | 'featuresParquet' | 'embeddings' | 'embeddingsParts' | 'model' | 'knnReferences';
 
+/** Memory per vCPU of a Lambda function: 1,769 MB is one, and 10,240 MB (the largest) six. */
+const LAMBDA_MB_PER_VCPU = 1769;
+
 /**
  * onnxruntime threads of a stage that runs alone in its function (FitModel's eigenpairs,
- * FitClassifier's logistic regression): the aggregate function's 3,008 MB is about 1.7 vCPUs, and
- * no sibling shares them. A map child keeps one thread (`DEFAULT_INTRA_OP_THREADS`).
+ * FitClassifier's logistic regression), which no sibling shares: one per vCPU of the function's
+ * memory (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, which Lambda and the local worker pool set), rounded,
+ * 1 to 6; two where it is not stated. The aggregate function's default 3,008 MB gets two. A map
+ * child keeps one thread (`DEFAULT_INTRA_OP_THREADS`).
  */
-export const SINGLE_STAGE_THREADS = 2;
+export function singleStageThreads(env: NodeJS.ProcessEnv = process.env): number {
+  const memoryMb = Number(env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE);
+  if (!(memoryMb > 0)) return 2;
+  return Math.min(6, Math.max(1, Math.round(memoryMb / LAMBDA_MB_PER_VCPU)));
+}
 
 /** Misclassified images shown in report.html, and candidates kept while predicting. */
 export const GALLERY_IMAGES = 8;

@@ -43,7 +43,7 @@ import { ClassifierKind, DEFAULT_CLASSIFIER } from '../contracts/handler-env';
 import type { RunSettings } from '../contracts/events';
 import { MissingObjectError, putObject, readText } from '../aws/s3-client';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { AggregateRunDeps, groupPartsInOrder, SINGLE_STAGE_THREADS, stopwatch } from './aggregate-shared';
+import { AggregateRunDeps, groupPartsInOrder, singleStageThreads, stopwatch } from './aggregate-shared';
 import { aggregateWorkKeys, TrainingClasses } from './aggregate-work';
 import { readFitModel, readFitRecordOnly } from './fit-stage';
 
@@ -332,7 +332,7 @@ async function fittedLogistic({ dims, trainingRows, clean, copies }: HeadInputs)
   const fitted = await fitLogisticClassifier(
     blockOf(all, held),
     all.map((row) => row.label),
-    { intraOpNumThreads: SINGLE_STAGE_THREADS },
+    { intraOpNumThreads: singleStageThreads() },
   );
   const note = logisticWarning(trainingRows, held);
   const record: ClassifierRecord = {

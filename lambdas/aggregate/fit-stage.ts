@@ -30,7 +30,7 @@ import {
   readGroupRecords,
   readProjectionModel,
   runFields,
-  SINGLE_STAGE_THREADS,
+  singleStageThreads,
   stopwatch,
 } from './aggregate-shared';
 import {
@@ -221,7 +221,7 @@ async function fitOfMoments(
   if (merged.count !== rows) {
     throw new Error(`the moments merged from level ${top} of the merge tree count ${merged.count} rows, the groups' tallies ${rows}`);
   }
-  return fitPcaTop(merged, selection, { intraOpNumThreads: SINGLE_STAGE_THREADS });
+  return fitPcaTop(merged, selection, { intraOpNumThreads: singleStageThreads() });
 }
 
 /**

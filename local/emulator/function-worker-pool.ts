@@ -39,7 +39,8 @@ export interface FunctionWorkerPoolProps {
   /**
    * The function's memory (the template's `MemorySize`): each worker's JavaScript heap may not
    * grow past it, and a handler that needs more fails with `Runtime.OutOfMemory`, as in Lambda
-   * (where the limit is the whole process's; native memory is not counted here). @default no limit
+   * (where the limit is the whole process's; native memory is not counted here). Each worker's
+   * environment states it as `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, as Lambda's does. @default no limit
    */
   readonly memorySizeMb?: number;
 }
@@ -191,7 +192,11 @@ export class FunctionWorkerPool {
     const worker = new Worker(bootstrap, {
       eval: true,
       workerData: { modulePath: this.props.modulePath, exportName: this.props.exportName ?? 'handler' },
-      env: { ...process.env, ...this.props.environment },
+      env: {
+        ...process.env,
+        ...this.props.environment,
+        ...(this.props.memorySizeMb ? { AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(this.props.memorySizeMb) } : {}),
+      },
       ...(this.props.memorySizeMb ? { resourceLimits: { maxOldGenerationSizeMb: this.props.memorySizeMb } } : {}),
     });
     const slot: Slot = { worker };

@@ -353,15 +353,8 @@ export class NativeNeighbourSearch {
     this.extraCandidates = options.extraCandidates ?? 8;
     const precision = options.precision ?? 'float32';
     const { rows, dims, data } = references;
-    const norms = new Float64Array(rows);
-    let largest = 0;
-    for (let r = 0; r < rows; r++) {
-      let sum = 0;
-      for (let d = 0; d < dims; d++) sum += data[r * dims + d] * data[r * dims + d];
-      norms[r] = sum;
-      largest = Math.max(largest, Math.sqrt(sum));
-    }
-    this.largestNorm = largest;
+    const norms = squaredNorms(references);
+    this.largestNorm = Math.sqrt(norms.reduce((largest, norm) => Math.max(largest, norm), 0));
     this.referenceTensor = tensorOf(data.subarray(0, rows * dims), [rows, dims], precision);
     this.normsTensor = tensorOf(norms, [1, rows], precision);
   }
@@ -462,10 +455,7 @@ export async function nearestCentres(rows: RowBlock<Float64Array>, centres: RowB
   const nearest = new Int32Array(rows.rows);
   if (rows.rows === 0) return nearest;
   const { dims } = centres;
-  const norms = new Float64Array(centres.rows);
-  for (let c = 0; c < centres.rows; c++) {
-    for (let d = 0; d < dims; d++) norms[c] += centres.data[c * dims + d] * centres.data[c * dims + d];
-  }
+  const norms = squaredNorms(centres);
   const session = await kernelSession('nearest', { precision: 'float64' });
   const result = await session.run({
     queries: tensorOf(rows.data.subarray(0, rows.rows * dims), [rows.rows, dims], 'float64'),
@@ -476,6 +466,17 @@ export async function nearestCentres(rows: RowBlock<Float64Array>, centres: RowB
   const indices = result.indices.data as BigInt64Array;
   for (let r = 0; r < rows.rows; r++) nearest[r] = Number(indices[r]);
   return nearest;
+}
+
+/** Each row's squared Euclidean norm in float64, summed in dimension order: the `nearest` graph's `referenceNorms`. */
+function squaredNorms({ data, rows, dims }: RowBlock<Float32Array | Float64Array>): Float64Array {
+  const norms = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let sum = 0;
+    for (let d = 0; d < dims; d++) sum += data[r * dims + d] * data[r * dims + d];
+    norms[r] = sum;
+  }
+  return norms;
 }
 
 /** Squared Euclidean distance in float64, summed in dimension order (as knn.ts sums it). */

@@ -32,6 +32,34 @@ export interface AslDefinition {
   [field: string]: unknown;
 }
 
+/**
+ * Every state of `definition` with its name, the states of its Parallel branches included (state
+ * names are unique across a state machine, branches and all). A Map's ItemProcessor is a
+ * definition of its own, run by its own machine, and is not descended into.
+ */
+export function statesOf(definition: AslDefinition): [string, AslState][] {
+  return Object.entries(definition.States).flatMap(([name, state]): [string, AslState][] => [
+    [name, state],
+    ...branchesOf(state).flatMap((branch) => statesOf(branch)),
+  ]);
+}
+
+/** `definition` with every state replaced by `replace(name, state)`, in Parallel branches too (their Branches rebuilt first). */
+export function withStatesReplaced<T extends AslDefinition>(definition: T, replace: (name: string, state: AslState) => AslState): T {
+  const states = Object.fromEntries(
+    Object.entries(definition.States).map(([name, state]) => {
+      const branches = branchesOf(state);
+      const rebuilt = branches.length > 0 ? { ...state, Branches: branches.map((branch) => withStatesReplaced(branch, replace)) } : state;
+      return [name, replace(name, rebuilt)];
+    }),
+  );
+  return { ...definition, States: states };
+}
+
+function branchesOf(state: AslState): AslDefinition[] {
+  return state.Type === 'Parallel' && Array.isArray(state.Branches) ? (state.Branches as AslDefinition[]) : [];
+}
+
 /** The context object (`$$`) of one execution, as Step Functions exposes it. */
 export interface ExecutionContext {
   Execution: { Id: string; Name: string; StartTime: string; Input?: Json; RoleArn?: string; [k: string]: Json | undefined };

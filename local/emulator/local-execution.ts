@@ -1,14 +1,14 @@
 /**
  * Run a resolved state machine definition locally: Distributed Map states become Tasks run by
  * the emulation in `distributed-map.ts`, service-integration Tasks call local functions and the
- * local S3 server, everything else is aws-local-stepfunctions as is. Lambda Tasks' TimeoutSeconds
+ * local S3 server (in Parallel branches too), everything else is aws-local-stepfunctions as is. Lambda Tasks' TimeoutSeconds
  * is kept by the functions, from when a worker takes the invocation, not by the library
  * (`withLocalTaskTimeouts`).
  */
 import { S3Client } from '@aws-sdk/client-s3';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { DEFAULT_STACK_NAME } from '../../lambdas/contracts/state-machine';
-import { AslDefinition, executionContext, Json, LOCAL_ARN_SCOPE, LocalArnScope, rootCause } from './asl';
+import { AslDefinition, executionContext, Json, LOCAL_ARN_SCOPE, LocalArnScope, rootCause, statesOf, withStatesReplaced } from './asl';
 import { distributedMapHandler, distributedMapStandIn, isDistributedMap, LocalTaskHandlers, MapRunEvent } from './distributed-map';
 import { errorsNeverUnhandled, LocalFunctions, serviceIntegrationHandlers, withLocalTaskTimeouts } from './service-integrations';
 
@@ -34,13 +34,12 @@ export async function runLocalExecution(props: LocalExecutionProps, executionNam
   // schema anew: 0.1-0.5 s of CPU, paid at the start of every map state otherwise).
   new StateMachine(props.definition as never, { validationOptions: { checkArn: false } });
   const context = executionContext(scope, props.stateMachineName ?? DEFAULT_STACK_NAME, executionName, input);
-  const states = { ...props.definition.States };
   const handlers: LocalTaskHandlers = {};
 
-  for (const [name, state] of Object.entries(props.definition.States)) {
+  // Each Distributed Map, in a Parallel branch or not, becomes a Task whose handler runs it.
+  for (const [name, state] of statesOf(props.definition)) {
     if (!isDistributedMap(state)) continue;
     const processor = state.ItemProcessor as AslDefinition;
-    states[name] = distributedMapStandIn(state);
     // The children run the processor with the library's Task clocks lifted; their handlers keep
     // the TimeoutSeconds of the processor as synthesized.
     handlers[name] = errorsNeverUnhandled(
@@ -59,7 +58,7 @@ export async function runLocalExecution(props: LocalExecutionProps, executionNam
       ),
     );
   }
-  const withStandIns: AslDefinition = { ...props.definition, States: states };
+  const withStandIns = withStatesReplaced(props.definition, (_, state) => (isDistributedMap(state) ? distributedMapStandIn(state) : state));
   Object.assign(handlers, serviceIntegrationHandlers(withStandIns, props));
   const definition = withLocalTaskTimeouts(withStandIns);
 

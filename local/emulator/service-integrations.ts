@@ -13,7 +13,7 @@
  * https://docs.aws.amazon.com/step-functions/latest/dg/connect-lambda.html
  */
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { AslDefinition, AslState, Json, JsonObject, namedError } from './asl';
+import { AslDefinition, AslState, Json, JsonObject, namedError, statesOf, withStatesReplaced } from './asl';
 import { LocalTaskHandler, LocalTaskHandlers, NO_LIBRARY_TIMEOUT_SECONDS } from './distributed-map';
 
 /** What the Task state tells the function it invokes. */
@@ -40,10 +40,14 @@ export interface ServiceIntegrationDeps {
   readonly s3: S3Client;
 }
 
-/** Local handlers for every service-integration Task of `definition` (nested ones excluded). */
+/**
+ * Local handlers for every service-integration Task of `definition`, those in Parallel branches
+ * included (the library hands a branch's machine the same handlers, by state name); a Map's
+ * processor gets its own.
+ */
 export function serviceIntegrationHandlers(definition: AslDefinition, deps: ServiceIntegrationDeps): LocalTaskHandlers {
   const handlers: LocalTaskHandlers = {};
-  for (const [name, state] of Object.entries(definition.States)) {
+  for (const [name, state] of statesOf(definition)) {
     const handler = state.Type === 'Task' ? integrationFor(name, state, deps) : undefined;
     if (handler) handlers[name] = errorsNeverUnhandled(handler);
   }
@@ -65,7 +69,8 @@ export function errorsNeverUnhandled(handler: LocalTaskHandler): LocalTaskHandle
 }
 
 /**
- * `definition` as aws-local-stepfunctions runs it (nested ones excluded): every Lambda Task gets
+ * `definition` as aws-local-stepfunctions runs it (in Parallel branches too; a Map's processor is
+ * given its own): every Lambda Task gets
  * a TimeoutSeconds the library never reaches, as `distributedMapStandIn` does for the Map. The
  * library's clock starts when the Task does, so it would count the wait for a free worker, and
  * without TimeoutSeconds it applies 60 s where Step Functions has no limit. The Task's own
@@ -73,13 +78,9 @@ export function errorsNeverUnhandled(handler: LocalTaskHandler): LocalTaskHandle
  * definition as given). A TimeoutSecondsPath is left to the library: the pipeline uses none.
  */
 export function withLocalTaskTimeouts<T extends AslDefinition>(definition: T): T {
-  const states = Object.fromEntries(
-    Object.entries(definition.States).map(([name, state]) => [
-      name,
-      invokesLambda(state) && state.TimeoutSecondsPath === undefined ? { ...state, TimeoutSeconds: NO_LIBRARY_TIMEOUT_SECONDS } : state,
-    ]),
+  return withStatesReplaced(definition, (_, state) =>
+    invokesLambda(state) && state.TimeoutSecondsPath === undefined ? { ...state, TimeoutSeconds: NO_LIBRARY_TIMEOUT_SECONDS } : state,
   );
-  return { ...definition, States: states };
 }
 
 function invokesLambda(state: AslState): boolean {

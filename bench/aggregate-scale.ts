@@ -156,6 +156,8 @@ async function scale(rows: number, { dim, sample, publish, fanIn, through }: Sca
   record('fit', fit);
   for (const figure of await lanes(indices, 2, (group) => invoke({ stage: 'project', run: required, group }, env))) record('project', figure);
   record('fit-classifier', await invoke({ stage: 'fit-classifier', run: required, groups: groupCount }, env));
+  // Beside FitClassifier in the state machine; timed alone here.
+  record('publish-features', await invoke({ stage: 'publish-features', run: required, groups: groupCount }, env));
   const sampled = [...new Set(Array.from({ length: Math.min(sample, groupCount) }, (_, i) => Math.round((i * (groupCount - 1)) / Math.max(1, sample - 1))))];
   for (const figure of await lanes(sampled, 2, (group) => invoke({ stage: 'classify', run: required, group }, env))) record('classify', figure);
   // Publish needs every group's predictions: the classify of the groups not timed runs untimed
@@ -196,7 +198,7 @@ async function main(): Promise<void> {
     await server.close();
     rmSync(dir, { recursive: true, force: true });
   }
-  const stages = ['plan', 'moments', 'merge-moments', 'fit', 'project', 'fit-classifier', 'classify', 'publish'].filter((stage) =>
+  const stages = ['plan', 'moments', 'merge-moments', 'fit', 'project', 'fit-classifier', 'publish-features', 'classify', 'publish'].filter((stage) =>
     results.some((r) => r.figures[stage]),
   );
   printTable({

@@ -217,10 +217,11 @@ export const ASSUMED = {
    * The parent's states on the upload-trigger route: ReadRunRequest, ParseStartMarker,
    * CheckStartMarker, RunRequestFromMarker, DefaultBucketAndRunId, ApplyBucketAndRunId,
    * ChooseRunSettings, RunSettings, CheckRunSettings, FeaturizeImages, PlanAggregate,
-   * ComputeMoments, FitModel, ProjectGroups, ChooseClassification, ClassifyGroups, PublishRun;
-   * FitClassifier adds one.
+   * ComputeMoments, ChooseMomentsMerge, FitModel, ProjectGroups, FitClassifierBesideFeatures and
+   * its branches' FitClassifier and PublishFeatures, ChooseClassification, ClassifyGroups,
+   * PublishRun (a run of more groups than the merge fan-in adds the merge tree's few per level).
    */
-  parentTransitions: 17,
+  parentTransitions: 21,
   /** ListObjectsV2 returns 1,000 keys a page; pages taken one after another before the children (the upper side: the map may start children while it lists). */
   listSecondsPerPage: 0.05,
   /** A project child's PUTs: its CSV and Parquet parts (multipart, 8 MiB parts), references, queries, tally. */
@@ -349,7 +350,7 @@ export function costModel(
     groups: Math.ceil(batches / config.aggregateGroupShards),
   };
   const limits: string[] = [];
-  const rows = [listingRow(run), featurizeRow(run, limits), ...aggregateRows(run, limits), parentWorkflowRow(run)];
+  const rows = [listingRow(run), featurizeRow(run, limits), ...aggregateRows(run, limits), parentWorkflowRow()];
   return runTotals(run, rows, limits);
 }
 
@@ -452,6 +453,9 @@ function aggregateRows(run: ModelledRun, limits: string[]): StageRow[] {
       ? [stage('FitClassifier', figures.fitClassifier[classifier], false, { gets: 2 + (classifier === 'lda' ? 2 : 3) * groups, puts: 1 }, 0)]
       : []),
     stage(`ClassifyGroups (map, ${classifier})`, figures.classify[classifier], true, { gets: classifyGets, puts: 2 * groups }, 0),
+    // PublishRun's figures were measured with features.csv's join in it, which PublishFeatures now
+    // does beside FitClassifier: its wall time here is an upper bound by that join; its requests
+    // are the two stages'.
     stage('PublishRun', figures.publish, false, { gets: 2 + 4 * groups, puts: csvParts + ASSUMED.fixedRequests }, 0),
   ];
 }
@@ -504,14 +508,14 @@ function aggregateStageRow(run: ModelledRun, limits: string[], stage: AggregateS
 }
 
 /** The parent workflow's own state transitions. */
-function parentWorkflowRow(run: ModelledRun): StageRow {
+function parentWorkflowRow(): StageRow {
   return {
     stage: 'the parent workflow',
     invocations: 0,
     slowestSeconds: 0,
     wallSeconds: 0,
     lambdaUsd: 0,
-    transitions: ASSUMED.parentTransitions + (run.classifier !== 'knn' ? 1 : 0),
+    transitions: ASSUMED.parentTransitions,
     gets: 0,
     puts: 0,
   };
@@ -579,7 +583,7 @@ export function modelNotes(measured: FeaturizeMeasured): string[] {
       'Step Functions Standard $0.025 per 1,000 state transitions, the map children being STANDARD executions (one transition to start each, then its own); S3 PUT/LIST $0.005 and GET $0.0004 per 1,000. ' +
       'Storage, data transfer, CloudWatch Logs, X-Ray and ECR are not counted, nor free tiers.',
     `Assumed, not measured: ${ASSUMED.coldStartSeconds} s container cold start (billed, before the probe and model load) once per concurrent featurize child and once per aggregate container (one for the single stages, one per concurrent group in ComputeMoments, warm after it); ` +
-      `${ASSUMED.invokeOverheadSeconds} s for Step Functions to start a Task and read its answer, once per wave of children; ${ASSUMED.childTransitions} transitions per child and ${ASSUMED.parentTransitions} for the parent (one more with FitClassifier); no retries; ` +
+      `${ASSUMED.invokeOverheadSeconds} s for Step Functions to start a Task and read its answer, once per wave of children; ${ASSUMED.childTransitions} transitions per child and ${ASSUMED.parentTransitions} for the parent; no retries; ` +
       `${ASSUMED.listSecondsPerPage * 1000} ms per page of 1,000 listed keys, one page after another before the children start (the upper side); S3 GET latency hidden by READ_CONCURRENCY (as on loopback here); ` +
       'Lambda vCPUs as fast as these cores; aggregate stages slower in proportion below one vCPU, no faster above it.',
     `Assumed for arm64, not measured: the same time per unit of work as the x86_64 measured (ratio ${ASSUMED.arm64TimeRatio}), with the CNN on onnxruntime-node (InferenceRuntimeFallback = 0; on its TF.js fallback inference takes 3-6x as long, docs/SIZING.md). Only the GB-s price differs.`,

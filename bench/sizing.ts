@@ -168,7 +168,7 @@ function stageTable(millionConfig: PipelineConfig, tenMillionConfig: PipelineCon
       ['total', ...runs.map((run) => `${run.wallMinutes.toFixed(1)} min / ${usd(run.totalUsd)}`), ''],
     ],
     notes: [
-      `1M at the chosen settings, 10M with both concurrencies at ${count(ASSUMED.accountConcurrency)}. A stage's $ is its Lambda GB-s, requests and its children's transitions; "the parent workflow" is its ${ASSUMED.parentTransitions}-18 transitions. S3 requests are summed apart: GETs of every image and shard, the k-NN's reads of every references part by every group, PUTs of shards and parts.`,
+      `1M at the chosen settings, 10M with both concurrencies at ${count(ASSUMED.accountConcurrency)}. A stage's $ is its Lambda GB-s, requests and its children's transitions; "the parent workflow" is its ${ASSUMED.parentTransitions} transitions. S3 requests are summed apart: GETs of every image and shard, the k-NN's reads of every references part by every group, PUTs of shards and parts.`,
     ],
   };
 }

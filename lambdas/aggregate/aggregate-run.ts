@@ -14,10 +14,11 @@
  *   5. project (`project-stage.ts`, per group): scores, the Parquet dataset's part, the rows of
  *      features.csv, the references, the rows to predict and the LDA's class statistics;
  *   6. fit-classifier (`classifier-stage.ts`): merge the groups' class statistics and fit the
- *      LDA (or take the saved model's, or choose k-NN);
+ *      LDA (or take the saved model's, or choose k-NN); beside it, publish-features
+ *      (`publish-stage.ts`): features.csv joined from the groups' parts, which needs no classifier;
  *   7. classify (`classify-stage.ts`, per group, when there is something to classify): the LDA's
  *      predictions of the group's rows, or their k-NN vote against every references part;
- *   8. publish (`publish-stage.ts`): the single files, the model, the plots, report.json and
+ *   8. publish (`publish-stage.ts`): predictions.csv, the model, the plots, report.json and
  *      report.html.
  *
  * No invocation's memory grows with the number of images beyond a group of shards; the merges'
@@ -34,7 +35,7 @@ import { mergeMomentsNode, mergeMomentsTree } from './merge-stage';
 import { momentsOfGroup } from './moments-stage';
 import { planAggregate, PlanResult } from './plan-stage';
 import { projectGroup } from './project-stage';
-import { publishRun } from './publish-stage';
+import { publishFeatures, publishRun } from './publish-stage';
 import { DEFAULT_MOMENTS_MERGE_FAN_IN } from '../contracts/handler-env';
 
 export type { AggregateResult, AggregateRunDeps, AggregateSettings, OutputName } from './aggregate-shared';
@@ -48,6 +49,7 @@ export type AggregateStageResult =
   | { group: number; predicted: number }
   | { classify: boolean }
   | { classifier: string }
+  | { features: string }
   | AggregateResult;
 
 export function parseAggregateStageEvent(rawEvent: unknown): AggregateStageEvent {
@@ -70,6 +72,8 @@ export async function aggregateStage(rawEvent: unknown, deps: AggregateRunDeps):
       return projectGroup(event.run, event.group, deps);
     case 'fit-classifier':
       return fitClassifier(event.run, event.groups, deps);
+    case 'publish-features':
+      return publishFeatures(event.run, event.groups, deps);
     case 'classify':
       return classifyGroup(event.run, event.group, deps);
     case 'publish':
@@ -89,6 +93,7 @@ export async function aggregateRun(rawEvent: unknown, deps: AggregateRunDeps): P
   const { classify } = await fitRun(event, groups, fanIn, deps);
   for (const g of indices) await projectGroup(event, g, deps);
   await fitClassifier(event, groups, deps);
+  await publishFeatures(event, groups, deps);
   if (classify) for (const g of indices) await classifyGroup(event, g, deps);
   return publishRun(event, groups, deps);
 }

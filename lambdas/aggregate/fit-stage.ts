@@ -67,6 +67,8 @@ export const FitRecordSchema = z.object({
    * head's width), else its k. FitClassifier reads this instead of the model.
    */
   projectedComponents: z.number().int().min(1),
+  /** The components features.csv and the Parquet dataset hold: the model's k. */
+  keptComponents: z.number().int().min(1),
   /** The run's kept Training rows and their copies by class (a fitting run's): what bounds the classifier's samples. */
   trainingClasses: TrainingClassesSchema.default({}),
   /** Why nothing is classified, when nothing is. */
@@ -157,6 +159,7 @@ export async function fitRun(run: RunSettings, groups: number, fanIn: number, de
     rows,
     references: saved ? (saved.model.knnReferences?.count ?? 0) : references,
     projectedComponents: model.classifierK ?? model.k,
+    keptComponents: model.k,
     trainingClasses: tallies.reduce((sum: TrainingClasses, tally) => addTrainingClasses(sum, tally.trainingClasses), {}),
     ...(classificationSkipped ? { classificationSkipped } : {}),
     report: report.part(),

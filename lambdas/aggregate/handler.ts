@@ -1,6 +1,7 @@
 /**
  * Lambda entry point of the aggregate's stages (`PlanAggregate`, the `ComputeMoments`,
- * `MergeMoments`, `ProjectGroups` and `ClassifyGroups` map children, `FitModel`, `FitClassifier`, `PublishRun`): env read once at
+ * `MergeMoments`, `ProjectGroups` and `ClassifyGroups` map children, `FitModel`, `FitClassifier`,
+ * `PublishFeatures`, `PublishRun`): env read once at
  * init, the event's `stage` names the work (aggregate-run.ts). An event without a `stage` (an
  * AggregateEvent) runs every stage in this one invocation.
  */

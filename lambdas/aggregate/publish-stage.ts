@@ -1,11 +1,15 @@
 /**
- * The aggregate's last stage: the groups' parts and tallies into the run's published outputs.
+ * The aggregate's publishing stages: the groups' parts and tallies into the run's published outputs.
  *
- * - features.csv and predictions.csv: the header, then each group's rows in group order, copied
- *   part by part (bytes, not parsed; by S3 itself where the parts are large enough), so the single
- *   files are exactly those one pass would write;
+ * `publishFeatures` (`PublishFeatures`, which runs beside `FitClassifier`: it needs no classifier):
+ * - features.csv: the header, then each group's rows in group order, copied part by part (bytes,
+ *   not parsed; by S3 itself where the parts are large enough), so the single file is exactly the
+ *   one a single pass would write;
  * - the Parquet dataset `features/` was written by the groups; a run of one group also gets
- *   features.parquet (and embeddings.parquet), a copy of its one part, as small runs always had;
+ *   features.parquet (and embeddings.parquet), a copy of its one part, as small runs always had.
+ *
+ * `publishRun` (`PublishRun`, the last stage):
+ * - predictions.csv, joined as features.csv is;
  * - pca-model.json (a fitting run) with the LDA it fitted, naming the references parts the
  *   groups wrote beside it (`knn-references/part-<g>.fsh`, from their tallies: no part is read);
  * - explained-variance.csv, the scree and scatter plots (a sample merged from the groups'), the
@@ -37,7 +41,7 @@ import {
   stopwatch,
 } from './aggregate-shared';
 import { aggregateWorkKeys, ClassifyTally, ClassifyTallySchema, partKey, ProjectTally, ProjectTallySchema, referencesPartFile } from './aggregate-work';
-import { FitRecord, readFitRecord } from './fit-stage';
+import { FitRecord, readFitRecord, readFitRecordOnly } from './fit-stage';
 import { ClassifierRecord, describeClassifier, fittedHead, readClassifierRecord } from './classifier-stage';
 import { DEFAULT_CLASSIFIER } from '../contracts/handler-env';
 
@@ -109,8 +113,8 @@ export async function publishRun(run: RunSettings, groups: number, deps: Aggrega
   const classification = mergedClassification(inputs, report, deps);
   // Outputs that need none of one another, written side by side so that their requests overlap;
   // the README names what they wrote, and report.json, the run's last word, comes after all of them.
-  const [singleParquet, savedReferences, plots, gallery] = await Promise.all([
-    publishTables(run, groups, inputs, deps),
+  const [, savedReferences, plots, gallery] = await Promise.all([
+    inputs.classifying ? publishPredictions(run, inputs, deps) : undefined,
     inputs.projecting ? false : publishModel(run, inputs, deps),
     publishPlots(run, inputs, classification, deps),
     classification.status === 'classified'
@@ -123,7 +127,7 @@ export async function publishRun(run: RunSettings, groups: number, deps: Aggrega
         )
       : [],
   ]);
-  const written = { singleParquet, savedReferences };
+  const written = { singleParquet: singleParquetCopies(groups), savedReferences };
   const schema = await publishReadme(run, inputs, classification, written, deps);
   const outputs = writtenOutputs(run, inputs, written, settings);
   const runSettings = runSettingsOf(inputs, settings);
@@ -190,25 +194,36 @@ function stageTimings({ record, projected, classified, classifying }: PublishInp
   };
 }
 
-/** features.csv and predictions.csv joined from the groups' parts; a run of one group's Parquet copies. Whether it made them. */
-async function publishTables(run: RunSettings, groups: number, { fit, groupIndices, classifying }: PublishInputs, deps: AggregateRunDeps): Promise<boolean> {
+/** A run of one group also gets features.parquet (and embeddings.parquet), a copy of its one part. */
+function singleParquetCopies(groups: number): boolean {
+  return groups === 1;
+}
+
+/**
+ * features.csv joined from the groups' parts and, for a run of one group, its Parquet copies: the
+ * `publish-features` stage, beside FitClassifier (nothing here waits for the classifier).
+ */
+export async function publishFeatures(run: RunSettings, groups: number, deps: AggregateRunDeps): Promise<{ features: string }> {
   const { s3, settings } = deps;
   const { bucket } = run;
   const work = aggregateWorkKeys(run.workPrefix);
   const outputs = outputKeys(run.outputPrefix);
-  // Side by side: features.csv's parts are copied by the store, the predictions' stream through here.
-  await Promise.all([
-    joinParts(deps, bucket, outputs.features, featuresCsvHeader(fit.k), groupIndices.map(work.featuresCsv)),
-    classifying ? joinParts(deps, bucket, outputs.predictions, predictionsCsvHeader(), groupIndices.map(work.predictionsCsv)) : undefined,
-  ]);
-  const singleParquet = groups === 1;
-  const parquetType = 'application/vnd.apache.parquet';
-  if (singleParquet) {
+  const record = await readFitRecordOnly(deps, run);
+  const groupIndices = Array.from({ length: groups }, (_, g) => g);
+  await joinParts(deps, bucket, outputs.features, featuresCsvHeader(record.keptComponents), groupIndices.map(work.featuresCsv));
+  if (singleParquetCopies(groups)) {
+    const parquetType = 'application/vnd.apache.parquet';
     await putObject(s3, bucket, outputs.featuresParquet, await readBytes(s3, bucket, partKey(run.outputPrefix, 'features', 0)), parquetType);
     if (settings.keepEmbeddings)
       await putObject(s3, bucket, outputs.embeddings, await readBytes(s3, bucket, partKey(run.outputPrefix, 'embeddings', 0)), parquetType);
   }
-  return singleParquet;
+  return { features: outputs.features };
+}
+
+/** predictions.csv joined from the groups' parts. */
+async function publishPredictions(run: RunSettings, { groupIndices }: PublishInputs, deps: AggregateRunDeps): Promise<void> {
+  const work = aggregateWorkKeys(run.workPrefix);
+  await joinParts(deps, run.bucket, outputKeys(run.outputPrefix).predictions, predictionsCsvHeader(), groupIndices.map(work.predictionsCsv));
 }
 
 /**

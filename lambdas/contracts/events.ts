@@ -120,8 +120,9 @@ const MergeFanInSchema = z.number().int().min(2);
  * `plan` (the ResultWriter's summaries into groups of shards), `moments` and `project` and
  * `classify` (one child of a Distributed Map per group), `merge-moments` (a child of the moments
  * merge tree: partials `first` to `first + fanIn` of level `level - 1`, of the `inputs` there, into
- * one of level `level`), `fit`, `fit-classifier` and `publish` (merges whose input grows with the
- * number of groups, not of images; the fit merges the top level of the tree that `fanIn` gives).
+ * one of level `level`), `fit`, `fit-classifier`, `publish-features` (beside `fit-classifier`) and
+ * `publish` (merges whose input grows with the number of groups, not of images; the fit merges the
+ * top level of the tree that `fanIn` gives).
  * Map children get the run's required settings; anything else they need is in the plan the `plan`
  * stage wrote.
  */
@@ -139,6 +140,7 @@ export const AggregateStageEventSchema = z.discriminatedUnion('stage', [
   z.object({ stage: z.literal('fit'), run: RunSettingsSchema, groups: GroupCountSchema, fanIn: MergeFanInSchema }),
   z.object({ stage: z.literal('project'), run: RunSettingsSchema, group: GroupIndexSchema }),
   z.object({ stage: z.literal('fit-classifier'), run: RunSettingsSchema, groups: GroupCountSchema }),
+  z.object({ stage: z.literal('publish-features'), run: RunSettingsSchema, groups: GroupCountSchema }),
   z.object({ stage: z.literal('classify'), run: RunSettingsSchema, group: GroupIndexSchema }),
   z.object({ stage: z.literal('publish'), run: RunSettingsSchema, groups: GroupCountSchema }),
 ]);

@@ -340,6 +340,15 @@ export class FeaturePipeline extends Construct {
       sfn.TaskInput.fromObject({ stage: 'fit-classifier', run: settingsOfRun, groups: sfn.JsonPath.numberAt('$.plan.groups') }),
       { resultPath: sfn.JsonPath.DISCARD },
     );
+    // features.csv needs no classifier: it is joined while the classifier is fitted.
+    const publishFeatures = aggregateTask(
+      'PublishFeatures',
+      sfn.TaskInput.fromObject({ stage: 'publish-features', run: settingsOfRun, groups: sfn.JsonPath.numberAt('$.plan.groups') }),
+      { resultPath: sfn.JsonPath.DISCARD },
+    );
+    const fitClassifierBesideFeatures = new sfn.Parallel(this, 'FitClassifierBesideFeatures', { resultPath: sfn.JsonPath.DISCARD })
+      .branch(fitClassifier)
+      .branch(publishFeatures);
     const classifyGroups = groupMap(AGGREGATE_MAP_LABELS.classify, 'classify', 'ClassifyGroup');
     const publishRun = aggregateTask(
       'PublishRun',
@@ -349,9 +358,9 @@ export class FeaturePipeline extends Construct {
     const chooseClassification = new sfn.Choice(this, 'ChooseClassification')
       .when(sfn.Condition.booleanEquals('$.fit.classify', true), classifyGroups.next(publishRun))
       .otherwise(publishRun);
-    fitModel.next(projectGroups).next(fitClassifier).next(chooseClassification);
+    fitModel.next(projectGroups).next(fitClassifierBesideFeatures).next(chooseClassification);
     const chain = planAggregate.next(computeMoments).next(mergeTree.start);
-    const states = [planAggregate, computeMoments, mergeTree.mergeMoments, fitModel, projectGroups, fitClassifier, classifyGroups, publishRun];
+    const states = [planAggregate, computeMoments, mergeTree.mergeMoments, fitModel, projectGroups, fitClassifierBesideFeatures, classifyGroups, publishRun];
 
     return { chain, states };
   }

@@ -11,7 +11,14 @@ import { maskAssetHashes, stateMachineDefinition, synthesizePipeline, Synthesize
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- asl-validator has no types
 const aslValidator = require('asl-validator') as (definition: unknown) => { isValid: boolean; errorsText: (separator?: string) => string };
 
-const AGGREGATE_TASKS = ['PlanAggregate', 'FitModel', 'FitClassifier', 'PublishRun'] as const;
+const AGGREGATE_TASKS = ['PlanAggregate', 'FitModel', 'PublishRun'] as const;
+/** The aggregate Tasks that run beside one another, each the one state of a branch of this Parallel. */
+const BESIDE = { parallel: 'FitClassifierBesideFeatures', tasks: ['FitClassifier', 'PublishFeatures'] } as const;
+/** A Task of a branch of the Parallel. */
+function besideTask(states: Record<string, any>, name: string): Record<string, any> {
+  const branch = states[BESIDE.parallel].Branches.find((candidate: { States: Record<string, unknown> }) => name in candidate.States);
+  return branch.States[name];
+}
 const AGGREGATE_MAPS = { ComputeMoments: 'MomentsOfGroup', ProjectGroups: 'ProjectGroup', ClassifyGroups: 'ClassifyGroup' } as const;
 /** The moments merge tree's states, and the child of its map. */
 const MERGE_TREE_STATES = ['ChooseMomentsMerge', 'StartMomentsMerge', 'NextMergeLevel', 'MergeMoments', 'ChooseMoreMerging'] as const;
@@ -19,6 +26,8 @@ const STATE_NAMES = [
   'FeaturizeImages',
   'FeaturizeBatch',
   ...AGGREGATE_TASKS,
+  BESIDE.parallel,
+  ...BESIDE.tasks,
   ...Object.keys(AGGREGATE_MAPS),
   ...Object.values(AGGREGATE_MAPS),
   ...MERGE_TREE_STATES,
@@ -85,7 +94,7 @@ test('template snapshot (asset hashes masked)', () => {
 describe('state machine', () => {
   test('keeps the contract state names', () => {
     const map = definition.States.FeaturizeImages;
-    const children = ['FeaturizeBatch', 'MergeMomentsNode', ...Object.values(AGGREGATE_MAPS)] as string[];
+    const children = ['FeaturizeBatch', 'MergeMomentsNode', ...Object.values(AGGREGATE_MAPS), ...BESIDE.tasks] as string[];
     expect(Object.keys(definition.States)).toEqual(expect.arrayContaining(STATE_NAMES.filter((name) => !children.includes(name))));
     expect(Object.keys(map.ItemProcessor.States)).toEqual(['FeaturizeBatch']);
   });
@@ -168,17 +177,28 @@ describe('state machine', () => {
     expect(definition.States.PlanAggregate.Parameters.Payload).toEqual({ stage: 'plan', 'run.$': '$' });
     expect(definition.States.FitModel.Parameters.Payload).toMatchObject({ stage: 'fit', 'groups.$': '$.plan.groups', run: { 'runId.$': '$.runId' } });
     expect(definition.States.PublishRun).toMatchObject({ OutputPath: '$.Payload', Parameters: { Payload: { stage: 'publish', 'groups.$': '$.plan.groups' } } });
-    // The classifier is fitted once, after every group's projection, before any group is classified.
-    expect(definition.States.ProjectGroups.Next).toBe('FitClassifier');
-    expect(definition.States.FitClassifier).toMatchObject({
-      Next: 'ChooseClassification',
+    // The classifier is fitted once, after every group's projection, before any group is classified;
+    // features.csv, which needs no classifier, is joined beside it.
+    expect(definition.States.ProjectGroups.Next).toBe(BESIDE.parallel);
+    expect(definition.States[BESIDE.parallel]).toMatchObject({ Type: 'Parallel', Next: 'ChooseClassification', ResultPath: null });
+    expect(
+      definition.States[BESIDE.parallel].Branches.map((branch: { StartAt: string; States: object }) => [branch.StartAt, Object.keys(branch.States)]),
+    ).toEqual(BESIDE.tasks.map((name) => [name, [name]]));
+    expect(besideTask(definition.States, 'FitClassifier')).toMatchObject({
+      End: true,
       ResultPath: null,
       Parameters: { Payload: { stage: 'fit-classifier', 'groups.$': '$.plan.groups', run: { 'workPrefix.$': '$.workPrefix' } } },
     });
-    for (const name of [...AGGREGATE_TASKS, ...Object.keys(AGGREGATE_MAPS), 'MergeMoments']) {
+    expect(besideTask(definition.States, 'PublishFeatures')).toMatchObject({
+      End: true,
+      ResultPath: null,
+      Parameters: { Payload: { stage: 'publish-features', 'groups.$': '$.plan.groups', run: { 'outputPrefix.$': '$.outputPrefix' } } },
+    });
+    for (const name of [...AGGREGATE_TASKS, ...Object.keys(AGGREGATE_MAPS), 'MergeMoments', BESIDE.parallel]) {
       expect(definition.States[name].Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'WriteFailureReport' }]);
     }
     for (const name of AGGREGATE_TASKS) expect(definition.States[name].Retry).toMatchObject(retry);
+    for (const name of BESIDE.tasks) expect(besideTask(definition.States, name).Retry).toMatchObject(retry);
   });
 
   test("each aggregate group map reads the plan's groups (ItemReader s3:getObject JSON), one child per group, none tolerated to fail", () => {
@@ -286,6 +306,7 @@ describe('state machine', () => {
       const states = stateMachineDefinition(synthesized).States;
       expect(states.FeaturizeImages.ItemProcessor.States.FeaturizeBatch.TimeoutSeconds).toBe(featurizeSeconds + 60);
       for (const name of AGGREGATE_TASKS) expect(states[name].TimeoutSeconds).toBe(aggregateSeconds + 60);
+      for (const name of BESIDE.tasks) expect(besideTask(states, name).TimeoutSeconds).toBe(aggregateSeconds + 60);
       for (const [map, task] of Object.entries(AGGREGATE_MAPS)) expect(states[map].ItemProcessor.States[task].TimeoutSeconds).toBe(aggregateSeconds + 60);
     }
   });

@@ -47,7 +47,10 @@ function withMapStandIn(): StateMachine {
 interface RunOutcome {
   /** The run PlanAggregate was invoked with (RunSettings + mapResult), if it ran. */
   aggregateEvent?: unknown;
-  /** The stages the aggregate function was invoked for, in order. */
+  /**
+   * The stages the aggregate function was invoked for, in order; FitClassifier and PublishFeatures,
+   * the two branches of one Parallel, as one entry `fit-classifier:<groups> | publish-features:<groups>`.
+   */
   stages: string[];
   /** The level each MergeMoments map run was handed (`$.merge`), in order. */
   merges: unknown[];
@@ -94,6 +97,10 @@ async function run(input: unknown, featurizeImages: () => Promise<any> = async (
           outcome.stages.push(`${parameters.Payload.stage}:${parameters.Payload.groups}`);
           return { Payload: { classifier: 'lda' } };
         },
+        PublishFeatures: async (parameters: any) => {
+          outcome.stages.push(`${parameters.Payload.stage}:${parameters.Payload.groups}`);
+          return { Payload: { features: 'results/run-0042/features.csv' } };
+        },
         ClassifyGroups: stage('classify'),
         PublishRun: async (parameters: any) => {
           outcome.stages.push(`${parameters.Payload.stage}:${parameters.Payload.groups}`);
@@ -113,7 +120,16 @@ async function run(input: unknown, featurizeImages: () => Promise<any> = async (
     const failed = error.cause as Error;
     outcome.failure = { error: failed.name, cause: failed.message };
   }
-  return outcome;
+  return { ...outcome, stages: besideOneAnother(outcome.stages) };
+}
+
+/** The Parallel's two branches, which start in either order, as one entry. */
+function besideOneAnother(stages: string[]): string[] {
+  const at = stages.findIndex((stage) => stage.startsWith('fit-classifier:') || stage.startsWith('publish-features:'));
+  if (at < 0 || at + 1 >= stages.length) return stages;
+  const pair = stages.slice(at, at + 2).sort();
+  if (!pair[0].startsWith('fit-classifier:') || !pair[1].startsWith('publish-features:')) return stages;
+  return [...stages.slice(0, at), pair.join(' | '), ...stages.slice(at + 2)];
 }
 
 async function runSettingsFor(input: unknown): Promise<unknown> {
@@ -249,7 +265,7 @@ describe('the moments merge tree', () => {
       ...levels.slice(1).map(() => 'merge'),
       `fit:${groups}`,
       'project',
-      `fit-classifier:${groups}`,
+      `fit-classifier:${groups} | publish-features:${groups}`,
       'classify',
       `publish:${groups}`,
     ]);
@@ -273,7 +289,7 @@ describe('aggregate input and failure path', () => {
   test('PlanAggregate gets an AggregateEvent (lambdas/contracts/events.ts), then every stage runs in order', async () => {
     const outcome = await run({ inputPrefix: 'input/fruits/' });
     expect(AggregateEventSchema.safeParse(outcome.aggregateEvent).success).toBe(true);
-    expect(outcome.stages).toEqual(['plan', 'moments', 'fit:2', 'project', 'fit-classifier:2', 'classify', 'publish:2']);
+    expect(outcome.stages).toEqual(['plan', 'moments', 'fit:2', 'project', 'fit-classifier:2 | publish-features:2', 'classify', 'publish:2']);
   });
 
   test('an error in FeaturizeImages writes <outputPrefix>failure.json and fails the run with that error', async () => {

@@ -21,9 +21,12 @@ describe('state machine definition from the synthesized stack', () => {
     expect(map.ItemBatcher.MaxItemsPerBatch).toBe(7);
     expect(map.MaxConcurrency).toBe(3);
     expect(map.ItemProcessor.States.FeaturizeBatch.Parameters.FunctionName).toBe(pipeline.featurize.arn);
-    for (const task of ['PlanAggregate', 'FitModel', 'FitClassifier', 'PublishRun']) {
+    for (const task of ['PlanAggregate', 'FitModel', 'PublishRun']) {
       expect((pipeline.definition.States[task].Parameters as Record<string, string>).FunctionName).toBe(pipeline.aggregate.arn);
     }
+    // The Tasks of the Parallel's branches too.
+    const beside = (pipeline.definition.States.FitClassifierBesideFeatures as Record<string, any>).Branches;
+    for (const branch of beside) expect(Object.values(branch.States as Record<string, any>)[0].Parameters.FunctionName).toBe(pipeline.aggregate.arn);
     const moments = pipeline.definition.States.ComputeMoments as Record<string, any>;
     expect(moments.ItemProcessor.States.MomentsOfGroup.Parameters.FunctionName).toBe(pipeline.aggregate.arn);
     const merge = pipeline.definition.States.MergeMoments as Record<string, any>;
@@ -42,7 +45,7 @@ describe('state machine definition from the synthesized stack', () => {
         'MergeMoments',
         'FitModel',
         'ProjectGroups',
-        'FitClassifier',
+        'FitClassifierBesideFeatures',
         'ClassifyGroups',
         'PublishRun',
         'WriteFailureReport',
@@ -124,6 +127,14 @@ describe('state machine definition from the synthesized stack', () => {
       expect(sorted('classify')).toEqual(['classify0', 'classify1', 'classify2']);
       expect(stages.indexOf('fit')).toBeGreaterThan(Math.max(...['moments0', 'moments1', 'moments2'].map((s) => stages.indexOf(s))));
       expect(stages.at(-1)).toBe('publish');
+      // The Parallel's branches: the classifier's fit and features.csv's join, after every group's
+      // projection and before any group is classified.
+      const lastProjected = Math.max(...sorted('project').map((s) => stages.indexOf(s)));
+      const firstClassified = Math.min(...sorted('classify').map((s) => stages.indexOf(s)));
+      for (const stage of ['fit-classifier', 'publish-features']) {
+        expect(stages.indexOf(stage)).toBeGreaterThan(lastProjected);
+        expect(stages.indexOf(stage)).toBeLessThan(firstClassified);
+      }
       expect(seen.aggregate.find((p) => (p as { stage: string }).stage === 'moments')).toEqual({
         stage: 'moments',
         group: expect.any(Number),

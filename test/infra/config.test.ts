@@ -1,9 +1,10 @@
-import { App } from 'aws-cdk-lib';
+import type { App } from 'aws-cdk-lib';
 import { CONFIG_CONTEXT_KEY, configFromContext, defaultConfig, parsePipelineConfig, PipelineConfigError, PipelineConfigSchema } from '../../lib/config';
+import { testApp } from '../support/cdk-app';
 import { cdkJson } from './synth';
 
 function appWith(value: unknown): App {
-  return new App({ context: value === undefined ? {} : { [CONFIG_CONTEXT_KEY]: value } });
+  return testApp({ context: value === undefined ? {} : { [CONFIG_CONTEXT_KEY]: value } });
 }
 
 describe('pipeline config', () => {

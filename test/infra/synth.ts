@@ -4,7 +4,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { App } from 'aws-cdk-lib';
+import type { App } from 'aws-cdk-lib';
+import { testApp } from '../support/cdk-app';
 import { Template } from 'aws-cdk-lib/assertions';
 import { CONFIG_CONTEXT_KEY, configFromContext, PipelineConfigInput } from '../../lib/config';
 import { FruitsPipelineStack } from '../../lib/fruits-pipeline-stack';
@@ -27,7 +28,7 @@ export interface SynthesizedPipeline {
 export function synthesizePipeline(overrides: PipelineConfigInput = {}): SynthesizedPipeline {
   const context = cdkJson().context;
   const settings = { ...(context[CONFIG_CONTEXT_KEY] as object), ...overrides };
-  const app = new App({ context: { ...context, [CONFIG_CONTEXT_KEY]: settings } });
+  const app = testApp({ context: { ...context, [CONFIG_CONTEXT_KEY]: settings } });
   const stack = new FruitsPipelineStack(app, 'FruitsPipeline', { config: configFromContext(app) });
   return { app, stack, template: Template.fromStack(stack) };
 }

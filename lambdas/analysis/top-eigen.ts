@@ -111,7 +111,7 @@ export async function topEigen(matrix: Matrix | Float64Array, options: TopEigenO
       // first pair still converging is most of its residual (or an acceptance was taken back):
       // then the next one takes the whole block, and their vectors are refined with it.
       const floored = accepted < locked.count || (locked.count > 0 && active.lockedShare[accepted - locked.count] > LOCKED_SHARE_LIMIT);
-      if (floored || accepted === 0) {
+      if (floored) {
         locked = NO_LOCKED_PAIRS;
         q = await orthonormalise(withColumns(ritz.vectors, d, l, accepted, filtered), d, l, products);
       } else {

@@ -36,12 +36,27 @@ interface Reply {
   readonly error?: string;
 }
 
+/**
+ * The session's options, the same in the probe and the worker: idle pool threads (with more than
+ * one intra-op thread) block instead of spinning, as the aggregate's kernel sessions do
+ * (lambdas/analysis/kernel-graphs.ts): a spinning thread takes a core from the handler's thread,
+ * which reads and decodes the next images between two runs.
+ */
+function sessionOptions(options: OnnxWorkerSessionOptions) {
+  return {
+    intraOpNumThreads: options.intraOpNumThreads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  };
+}
+
 /** Runs in the worker: create the session, then answer `{ id, data, dims }` with the output. */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const ort = require(workerData.ortPath);
 const { model, options } = workerData;
-ort.InferenceSession.create(model, { intraOpNumThreads: options.intraOpNumThreads, interOpNumThreads: 1, graphOptimizationLevel: 'all' }).then(
+ort.InferenceSession.create(model, workerData.sessionOptions).then(
   (session) => {
     parentPort.postMessage({ id: 0 });
     parentPort.on('message', async ({ id, data, dims }) => {
@@ -63,13 +78,13 @@ ort.InferenceSession.create(model, { intraOpNumThreads: options.intraOpNumThread
  * built and run once, and the process exits 0 only if both worked.
  */
 const PROBE_SOURCE = `
-const { ortPath, options, dims } = JSON.parse(process.argv[1]);
+const { ortPath, options, dims, sessionOptions } = JSON.parse(process.argv[1]);
 const chunks = [];
 process.stdin.on('data', (chunk) => chunks.push(chunk));
 process.stdin.on('end', async () => {
   try {
     const ort = require(ortPath);
-    const session = await ort.InferenceSession.create(Buffer.concat(chunks), { intraOpNumThreads: options.intraOpNumThreads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+    const session = await ort.InferenceSession.create(Buffer.concat(chunks), sessionOptions);
     const size = dims.reduce((a, b) => a * b, 1);
     await session.run({ [options.inputName]: new ort.Tensor('float32', new Float32Array(size), dims) });
     process.exit(0);
@@ -102,7 +117,7 @@ export function probeOnnxRuntime(
   options: OnnxWorkerSessionOptions & { readonly probeInputDims: readonly number[] },
   ortPath: string = require.resolve('onnxruntime-node'),
 ): Promise<void> {
-  const settings = { ortPath, options, dims: options.probeInputDims };
+  const settings = { ortPath, options, dims: options.probeInputDims, sessionOptions: sessionOptions(options) };
   return new Promise((resolve, reject) => {
     // NODE_OPTIONS left out: the probe is plain JavaScript and needs no loader or source maps.
     const child = spawn(process.execPath, ['-e', PROBE_SOURCE, JSON.stringify(settings)], {
@@ -147,7 +162,7 @@ export class OnnxWorkerSession {
     if (options.probeInputDims) await probeOnnxRuntime(model, { ...options, probeInputDims: options.probeInputDims });
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { ortPath: require.resolve('onnxruntime-node'), model, options },
+      workerData: { ortPath: require.resolve('onnxruntime-node'), model, options, sessionOptions: sessionOptions(options) },
     });
     const session = new OnnxWorkerSession(worker);
     await session.reply(0);

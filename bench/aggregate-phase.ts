@@ -66,10 +66,10 @@ function threadCpuSeconds(): { main: number; others: number } {
   return { main, others };
 }
 
-/** The definition with `FeaturizeImages` as a Pass state that hands on the recorded map result. */
 /** The stand-in function `FeaturizeImages` becomes a Task on: it returns the recorded map run's result. */
 const RECORDED_MAP_RUN_FUNCTION = 'arn:aws:lambda:us-east-1:000000000000:function:recorded-featurize-map-run';
 
+/** The definition with `FeaturizeImages` as a Task on `RECORDED_MAP_RUN_FUNCTION`. */
 function fromRecordedMapRun(definition: AslDefinition): AslDefinition {
   const map = definition.States[MAP_RUN_LABEL];
   if (!map) throw new Error(`the definition has no ${MAP_RUN_LABEL} state`);

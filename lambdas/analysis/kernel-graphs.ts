@@ -14,6 +14,7 @@
  */
 import { onnx } from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
+import { IDLE_THREADS_BLOCK } from '../common';
 
 /** The floating-point type a kernel's products are computed in. Results are float64 either way. */
 export type KernelPrecision = 'float32' | 'float64';
@@ -246,8 +247,7 @@ function cachedSession(name: string, model: () => Uint8Array, options: KernelOpt
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
-      // Idle pool threads block instead of spinning: a spinning thread takes a core from the JavaScript between two runs.
-      extra: { session: { intra_op: { allow_spinning: '0' } } },
+      extra: IDLE_THREADS_BLOCK,
     });
     sessions.set(key, session);
     // A failed creation is not cached: the next call tries again and reports its own error.

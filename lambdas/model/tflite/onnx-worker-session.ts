@@ -18,6 +18,7 @@
  */
 import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
+import { IDLE_THREADS_BLOCK } from '../../common';
 
 export interface OnnxWorkerSessionOptions {
   readonly intraOpNumThreads: number;
@@ -36,19 +37,9 @@ interface Reply {
   readonly error?: string;
 }
 
-/**
- * The session's options, the same in the probe and the worker: idle pool threads (with more than
- * one intra-op thread) block instead of spinning, as the aggregate's kernel sessions do
- * (lambdas/analysis/kernel-graphs.ts): a spinning thread takes a core from the handler's thread,
- * which reads and decodes the next images between two runs.
- */
+/** The session's options, the same in the probe and the worker; idle pool threads block (`IDLE_THREADS_BLOCK`). */
 function sessionOptions(options: OnnxWorkerSessionOptions) {
-  return {
-    intraOpNumThreads: options.intraOpNumThreads,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-    extra: { session: { intra_op: { allow_spinning: '0' } } },
-  };
+  return { intraOpNumThreads: options.intraOpNumThreads, interOpNumThreads: 1, graphOptimizationLevel: 'all', extra: IDLE_THREADS_BLOCK };
 }
 
 /** Runs in the worker: create the session, then answer `{ id, data, dims }` with the output. */

@@ -27,7 +27,7 @@
  * (`method: 'full'`).
  */
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
-import { spreadSeed, xorshiftUniform } from '../common';
+import { columnRange, spreadSeed, xorshiftUniform } from '../common';
 import { float64Of, KernelOptions, kernelSession, matrixProduct, ort } from './kernel-graphs';
 
 export interface TopEigenOptions extends Pick<KernelOptions, 'intraOpNumThreads'> {
@@ -350,13 +350,7 @@ function withLockedPairs(locked: LockedPairs, active: Ritz, d: number): Ritz {
     vectors.set(locked.vectors.subarray(r * locked.count, (r + 1) * locked.count), r * l);
     vectors.set(active.vectors.subarray(r * width, (r + 1) * width), r * l + locked.count);
   }
-  const concatenated = (x: Float64Array, y: Float64Array) => {
-    const out = new Float64Array(x.length + y.length);
-    out.set(x);
-    out.set(y, x.length);
-    return out;
-  };
-  return { values: concatenated(locked.values, active.values), vectors, residuals: concatenated(locked.residuals, active.residuals) };
+  return { values: Float64Array.of(...locked.values, ...active.values), vectors, residuals: Float64Array.of(...locked.residuals, ...active.residuals) };
 }
 
 /** y (d x width) less its components along the locked pairs' vectors: y - V (V^T y). */
@@ -476,15 +470,6 @@ function withColumns(v: Float64Array, d: number, l: number, from: number, tail: 
   const width = l - from;
   const out = v.slice();
   for (let r = 0; r < d; r++) out.set(tail.subarray(r * width, (r + 1) * width), r * l + from);
-  return out;
-}
-
-/** Columns `from` .. `to` - 1 of the d x l row-major block `v`, as a d x (to - from) block. */
-function columnRange(v: Float64Array, d: number, l: number, from: number, to: number): Float64Array {
-  if (from === 0 && to === l) return v;
-  const width = to - from;
-  const out = new Float64Array(d * width);
-  for (let r = 0; r < d; r++) out.set(v.subarray(r * l + from, r * l + to), r * width);
   return out;
 }
 

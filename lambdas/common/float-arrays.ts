@@ -11,10 +11,20 @@ export function concatFloat32(parts: readonly Float32Array[]): Float32Array {
 
 /** The first `columns` of each of the `rows` rows of a row-major array `width` values wide, as rows of their own. */
 export function leadingColumns(data: Float32Array, rows: number, width: number, columns: number): Float32Array {
-  if (columns === width) return data.subarray(0, rows * width);
   if (columns > width) throw new RangeError(`leadingColumns: ${columns} columns of rows ${width} wide`);
-  const out = new Float32Array(rows * columns);
-  for (let r = 0; r < rows; r++) out.set(data.subarray(r * width, r * width + columns), r * columns);
+  return columnRange(data, rows, width, 0, columns);
+}
+
+/**
+ * Columns `from` .. `to` - 1 of each of the `rows` rows of a row-major array `width` values wide,
+ * as rows of their own, in an array of the same type (a view of `data` when they are all of it).
+ */
+export function columnRange<T extends Float32Array | Float64Array>(data: T, rows: number, width: number, from: number, to: number): T {
+  if (!(0 <= from && from <= to && to <= width)) throw new RangeError(`columnRange: columns ${from} to ${to} of rows ${width} wide`);
+  if (from === 0 && to === width) return data.subarray(0, rows * width) as T;
+  const columns = to - from;
+  const out = (data instanceof Float32Array ? new Float32Array(rows * columns) : new Float64Array(rows * columns)) as T;
+  for (let r = 0; r < rows; r++) out.set(data.subarray(r * width + from, r * width + to), r * columns);
   return out;
 }
 

@@ -20,7 +20,7 @@ import { NativeProjector } from '../analysis/native-kernels';
 import type { KernelPrecision } from '../analysis/kernel-graphs';
 import { classifierFit } from '../analysis/streaming-pca';
 import { encodeFeatureShard } from '../bookkeeping/feature-shard';
-import { featuresCsvRow } from '../outputs/features-csv';
+import { FeaturesCsvRows } from '../outputs/features-csv';
 import { FeatureTableParquetWriter } from '../outputs/features-parquet';
 import { ScatterSample } from '../outputs/plots';
 import { RunSettings, TransientStorageError } from '../contracts/events';
@@ -103,6 +103,7 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
   const references = new RowPart(k);
   const queries = new RowPart(wide);
   const sample = new ScatterSample(settings.scatterPoints, 0x5eed + group);
+  const csvRows = new FeaturesCsvRows();
   const byShard = new Map(tally.usable.map((shard) => [shard.shard, shard]));
   let rows = 0;
   try {
@@ -116,8 +117,6 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
       const excluded = new Set(expected.excluded);
       const scores = await projector.projectRows({ data: vectors, rows: header.keys.length, dims: dim });
       await classifierInputs?.addFieldCopies(projector, read.shard, excluded);
-      // The shard's CSV rows as one string, one write: a write per row costs more than its formatting.
-      let csvRows = '';
       for (let row = 0; row < header.keys.length; row++) {
         if (excluded.has(row)) continue;
         const key = header.keys[row];
@@ -125,7 +124,7 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
         const split = splitOfKey(key);
         const rowScores = scores.subarray(row * wide, row * wide + k);
         const classifierScores = scores.subarray(row * wide, (row + 1) * wide);
-        csvRows += featuresCsvRow(key, label, split, rowScores, k);
+        csvRows.add(key, label, split, rowScores, k);
         await parquet.append(key, label, split, rowScores);
         await embeddings?.append(key, label, split, vectors, row * dim);
         sample.offer({ x: rowScores[0], y: k > 1 ? rowScores[1] : 0, label, split });
@@ -136,7 +135,8 @@ export async function projectGroup(run: RunSettings, group: number, deps: Aggreg
         if (classifying && (projecting || split !== 'train')) queries.add(key, label, classifierScores);
         rows++;
       }
-      await csv.write(csvRows);
+      // The shard's rows as one write: a write per row costs more than its formatting.
+      await csv.write(csvRows.take());
     }
     await parquet.close();
     await embeddings?.close();

@@ -8,6 +8,8 @@ import {
   predictionsCsvHeader,
   predictionsCsvRow,
   formatNumber,
+  FeaturesCsvRows,
+  writeScore,
 } from '../../../lambdas/outputs/features-csv';
 import { parseCsv } from '../../../evaluate/csv';
 import { seededRandom } from '../../../lambdas/common/seeded-random';
@@ -109,6 +111,57 @@ describe('features CSV', () => {
     for (const value of [1e-6, 9.9999999999e-7, 99999999.5, 12345678, 1e8, 9.99999999e20, 1e21, 5e-324, Number.MAX_VALUE, 100, -0.1]) {
       expect(formatNumber(value)).toBe(roundTrip(value, 8));
     }
+  });
+
+  it("writes a score's bytes exactly as formatNumber's text, for float32 scores next to every power of ten and at random", () => {
+    const bytes = Buffer.alloc(32);
+    const written = (value: number) => bytes.toString('latin1', 0, writeScore(value, bytes, 0));
+    const float = new Float32Array(1);
+    const bits = new Uint32Array(float.buffer);
+    const mismatches: unknown[] = [];
+    const check = (value: number) => {
+      if (written(value) !== formatNumber(value)) mismatches.push({ value, written: written(value), expected: formatNumber(value) });
+    };
+    // Either side of each power of ten, where the decimal exponent and the rounding change.
+    for (let power = -8; power <= 9; power++) {
+      float[0] = 10 ** power;
+      const at = bits[0];
+      for (let step = -2000; step <= 2000; step++) {
+        bits[0] = at + step;
+        check(float[0]);
+        check(-float[0]);
+      }
+    }
+    const random = seededRandom(23);
+    for (let i = 0; i < 200_000; i++) {
+      bits[0] = Math.floor(random() * 2 ** 32);
+      if (Number.isFinite(float[0])) check(float[0]);
+      check(Math.fround((random() - 0.5) * 200));
+      check((random() - 0.5) * 10 ** Math.floor(random() * 24 - 12));
+    }
+    // Ties of the ninth digit, round-ups to the next power of ten, exponent forms and zeros.
+    for (const value of [1234567.5, -1234567.5, 0.5, 99999999.5, 99999999.4, 9.99999995, 1e-6, 9.9999999e-7, 1e8, 12345678, 5e-324, -0, 0]) {
+      check(value);
+    }
+    expect(mismatches).toEqual([]);
+    expect(() => writeScore(Number.NaN, bytes, 0)).toThrow(RangeError);
+    expect(() => writeScore(Number.POSITIVE_INFINITY, bytes, 0)).toThrow(RangeError);
+  });
+
+  it('builds rows as UTF-8 bytes, each take holding the rows since the last, growing past its first buffer', () => {
+    const rows = new FeaturesCsvRows();
+    const scores = Float32Array.from({ length: 300 }, (_, i) => (i - 150) / 7);
+    let expected = '';
+    for (const key of oddKeys) {
+      rows.add(key, key.split('/')[2], 'train', scores);
+      expected += `${csvTextField(key)},${csvTextField(key.split('/')[2])},train,${Array.from(scores, (v) => formatNumber(v)).join(',')}\r\n`;
+    }
+    const first = rows.take();
+    expect(first.toString('utf8')).toBe(expected);
+    rows.add(oddKeys[0], 'Apple Red 1', undefined, [1.5, -2], 1);
+    expect(rows.take().toString('utf8')).toBe(`${oddKeys[0]},Apple Red 1,,1.5\r\n`);
+    // The first take's bytes are its own: later rows do not write over them.
+    expect(first.toString('utf8')).toBe(expected);
   });
 
   it('writes the explained variance table with a cumulative column and the kept flag', () => {

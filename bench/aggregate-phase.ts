@@ -22,7 +22,7 @@ import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { readdirSync, readFileSync } from 'node:fs';
 import { listAllObjects, readJsonIfPresent } from '../lambdas/aws/s3-client';
-import { mapWithConcurrency } from '../lambdas/common';
+import { countExternalMemoryInHeapLimit, mapWithConcurrency } from '../lambdas/common';
 import { LOCAL_OBSERVABILITY_ENV } from '../lambdas/contracts/handler-env';
 import { MAP_RUN_LABEL } from '../lambdas/contracts/state-machine';
 import { runLayout } from '../lambdas/contracts/bucket-layout';
@@ -49,21 +49,31 @@ interface InvocationWindow {
 }
 
 /**
- * CPU seconds so far of this process's main thread (the emulator and the local S3 server) and of
- * all its other threads (the function workers, onnxruntime's and libuv's), from /proc (Linux).
+ * CPU seconds so far of each of this process's threads, by thread id: its name (`comm`: the main
+ * thread, the function workers' `WorkerThread`s with onnxruntime's pools, `V8Worker`s collecting
+ * garbage and compiling for every isolate, `libuv-worker`s) and its seconds, from /proc (Linux).
  */
-function threadCpuSeconds(): { main: number; others: number } {
+function threadCpuSeconds(): Map<string, { name: string; seconds: number }> {
   const ticks = 100; // USER_HZ
-  let main = 0;
-  let others = 0;
+  const threads = new Map<string, { name: string; seconds: number }>();
   for (const tid of readdirSync('/proc/self/task')) {
-    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const seconds = (Number(fields[11]) + Number(fields[12])) / ticks;
-    if (Number(tid) === process.pid) main += seconds;
-    else others += seconds;
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const name = Number(tid) === process.pid ? 'main' : readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+      threads.set(tid, { name, seconds: (Number(fields[11]) + Number(fields[12])) / ticks });
+    } catch {
+      // The thread ended between the listing and the read.
+    }
   }
-  return { main, others };
+  return threads;
+}
+
+/** The CPU seconds each kind of thread used since `before` (a thread that ended in between is not counted). */
+function cpuSecondsByThreadName(before: ReturnType<typeof threadCpuSeconds>): Record<string, number> {
+  const byName: Record<string, number> = {};
+  for (const [tid, { name, seconds }] of threadCpuSeconds()) byName[name] = (byName[name] ?? 0) + seconds - (before.get(tid)?.seconds ?? 0);
+  return Object.fromEntries(Object.entries(byName).map(([name, seconds]) => [name, fixed(seconds)]));
 }
 
 /** The stand-in function `FeaturizeImages` becomes a Task on: it returns the recorded map run's result. */
@@ -110,18 +120,21 @@ class PhaseClock {
 
   reading() {
     const cpu = process.cpuUsage(this.cpu);
-    const threads = threadCpuSeconds();
+    const { main, ...others } = cpuSecondsByThreadName(this.threads);
     return {
       aggregateSeconds: fixed((performance.now() - this.started) / 1000),
       cpuSeconds: fixed((cpu.user + cpu.system) / 1e6),
       // Threads that ended in the phase are not counted in `others`: the pool's workers live through it.
-      mainThreadCpuSeconds: fixed(threads.main - this.threads.main),
-      otherThreadsCpuSeconds: fixed(threads.others - this.threads.others),
+      mainThreadCpuSeconds: main ?? 0,
+      otherThreadsCpuSeconds: fixed(Object.values(others).reduce((sum, seconds) => sum + seconds, 0)),
+      otherThreadsByName: others,
     };
   }
 }
 
 async function main(): Promise<void> {
+  // This thread serves the emulated S3 and state machine, as the local run's does: the same V8 setting (local-run.ts).
+  countExternalMemoryInHeapLimit();
   const argv = process.argv.slice(2);
   const keep = resolve(argValue(argv, 'keep') ?? '');
   const rounds = Number(argValue(argv, 'rounds') ?? 1);

@@ -129,16 +129,15 @@ const TIE_MARGIN = 1e-6;
  * TIE_MARGIN of one half. Those, and the exponent forms, take formatNumber's own text.
  */
 export function writeScore(value: number, out: Buffer, at: number): number {
-  const magnitude = Math.abs(value);
-  const digits = scoreDigits(magnitude);
+  if (value === 0) {
+    out[at] = ZERO;
+    return at + 1;
+  }
+  const digits = scoreDigits(Math.abs(value));
   if (digits === undefined) return at + out.write(formatNumber(value), at, 'latin1');
   if (value < 0) out[at++] = MINUS;
   const { exponent } = digits;
   let { mantissa } = digits;
-  if (mantissa === 0) {
-    out[at] = ZERO;
-    return at + 1;
-  }
   let significant = SCORE_DIGITS;
   while (mantissa % 10 === 0) {
     mantissa = (mantissa / 10) | 0;
@@ -164,12 +163,12 @@ export function writeScore(value: number, out: Buffer, at: number): number {
 }
 
 /**
- * |value| as `mantissa` x 10^(exponent - 7) with an 8-digit mantissa rounded as toPrecision rounds
- * (0 for 0), or undefined where formatNumber's own text is needed (an exponent form, a near tie).
+ * A positive |value| as `mantissa` x 10^(exponent - 7) with an 8-digit mantissa rounded as
+ * toPrecision rounds, or undefined where formatNumber's own text is needed (an exponent form, a
+ * near tie, a value that is not finite).
  */
 function scoreDigits(magnitude: number): { mantissa: number; exponent: number } | undefined {
   if (!Number.isFinite(magnitude)) return undefined;
-  if (magnitude === 0) return { mantissa: 0, exponent: 0 };
   const top = POWERS_OF_TEN[SCORE_DIGITS];
   let exponent = Math.floor(Math.log10(magnitude));
   // log10 can miss by one next to a power of ten; the scaled value says which it is.
